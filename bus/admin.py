@@ -1,0 +1,86 @@
+"""Topic administration and small consumer helpers (manual assignment, no group join)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def ensure_topics(
+    bootstrap: str, topics: Iterable[str], *, partitions: int = 1, timeout: float = 30.0
+) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [t for t in topics if t not in existing]
+    if not wanted:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
+        request_timeout=timeout,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"cannot create topic {topic}: {exc}") from exc
+
+
+def broker_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True
+
+
+def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout)
+    return len(meta.topics[topic].partitions)
+
+
+def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> Iterator[Message]:
+    """Every message currently in ``topic`` (all partitions), then stop.
+
+    Manual assignment from the beginning with partition-EOF events, so no
+    consumer group join is needed.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "chargeflow-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        parts = partition_count(bootstrap, topic)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(parts)])
+        pending = set(range(parts))
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} did not reach the end within {timeout}s")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                    continue
+                raise KafkaException(err)
+            yield msg
+    finally:
+        consumer.close()

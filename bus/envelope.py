@@ -1,0 +1,87 @@
+"""The message envelope every producer writes and every consumer reads.
+
+One envelope per fact: a CALL a charge point sent (with the answer the gateway
+gave), later also meter readings and connection events. Consumers de-duplicate
+on ``message_id``; the Kafka key is the charge point id.
+
+>>> from datetime import UTC, datetime
+>>> t = datetime(2026, 1, 1, tzinfo=UTC)
+>>> env = Envelope(message_id="m1", charge_point_id="CP1", received_at=t,
+...                measured_at=t, kind=Kind.OCPP_CALL, action="Heartbeat", payload={})
+>>> decode_envelope(encode_envelope(env)) == env
+True
+>>> decode_envelope(b"not json")
+Traceback (most recent call last):
+...
+bus.envelope.EnvelopeError: envelope is not valid JSON: ...
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class Kind(StrEnum):
+    """What an envelope carries."""
+
+    OCPP_CALL = "ocpp.call"  # a CALL from a charge point, with the gateway's answer
+
+
+class Envelope(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
+    message_id: str
+    charge_point_id: str
+    received_at: datetime
+    measured_at: datetime
+    kind: Kind
+    payload: dict[str, Any]
+    schema_version: int = SCHEMA_VERSION
+    ocpp_version: str | None = None
+    action: str | None = None
+    # The OCPP-J message id of the CALL (not unique across stations or retries).
+    unique_id: str | None = None
+    # The payload the gateway answers with once the event is stored, e.g. the
+    # transactionId it assigned in a StartTransaction.conf.
+    response: dict[str, Any] | None = None
+
+
+class EnvelopeError(ValueError):
+    """A message that is not a valid envelope; it belongs on the dead-letter topic."""
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Envelope)
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode_envelope(data: bytes | None) -> Envelope:
+    if data is None:
+        raise EnvelopeError("message has no value")
+    try:
+        envelope = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        text = str(exc)
+        if text.startswith(("JSON is malformed", "Input data was truncated")):
+            raise EnvelopeError(f"envelope is not valid JSON: {text}") from None
+        raise EnvelopeError(f"envelope does not match schema: {text}") from None
+    if envelope.schema_version > SCHEMA_VERSION:
+        raise EnvelopeError(
+            f"envelope schema_version {envelope.schema_version} is newer than "
+            f"supported {SCHEMA_VERSION}"
+        )
+    if envelope.received_at.tzinfo is None or envelope.measured_at.tzinfo is None:
+        raise EnvelopeError("envelope times must carry a UTC offset")
+    return envelope

@@ -1,0 +1,1 @@
+"""chargeflow composition root: CLI, settings and the local stack launcher."""

@@ -1,0 +1,43 @@
+"""Settings for every chargeflow process, from ``CHARGEFLOW_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bus.topics import Topics
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHARGEFLOW_", env_file=".env", extra="ignore")
+
+    # Infrastructure: empty means "start an embedded one" (see chargeflow.stack).
+    kafka_bootstrap: str | None = Field(None, description="host:port of a real Kafka")
+    kafka_port: int = Field(0, description="port for the embedded broker; 0 = a free one")
+    database_url: str | None = Field(None, description="postgresql:// URL of the database")
+    database_name: str = "chargeflow"
+    data_dir: Path = Path(".chargeflow")
+
+    topic_prefix: str = ""
+    topic_partitions: int = 4
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 9000
+    gateway_delivery_timeout_ms: int = 5000
+    gateway_max_frame_bytes: int = 65536
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    simulated_stations: int = 20
+    simulator_meter_interval_s: float = 5.0
+    simulator_time_scale: float = 60.0
+
+    log_level: str = "INFO"
+    log_format: str = Field("console", pattern="^(console|json)$")
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.with_prefix(self.topic_prefix)

@@ -1,0 +1,1 @@
+"""Schema, migrations, batch writers and read queries for TimescaleDB / PostgreSQL."""

@@ -1,0 +1,69 @@
+"""The shared infrastructure itself: migrations, storage mode, broker round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from bus.admin import read_topic
+from bus.envelope import Envelope, EnvelopeError, Kind, decode_envelope, encode_envelope
+from bus.producer import Producer, PublishError, producer_config
+from chargeflow.stack import DatabaseServer, EmbeddedBroker
+from store.schema import StorageMode, current_revision, migrate, storage_mode
+
+
+def test_migrations_apply_twice_and_report_plain_postgresql(database_url: str) -> None:
+    first = migrate(database_url)
+    second = migrate(database_url)
+    assert first == second == storage_mode(database_url)
+    # No timescaledb extension on this machine: the plain-PostgreSQL path is used.
+    assert first is StorageMode.POSTGRESQL
+    assert current_revision(database_url) is not None
+
+
+def test_fresh_database_migrates_from_nothing(pg_server: DatabaseServer) -> None:
+    url = pg_server.create_database("chargeflow_test_fresh_migrate")
+    try:
+        assert migrate(url) is StorageMode.POSTGRESQL
+    finally:
+        pg_server.drop_database("chargeflow_test_fresh_migrate")
+
+
+def test_envelope_round_trip_through_the_broker(broker: EmbeddedBroker, topics) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    env = Envelope(
+        message_id="abc", charge_point_id="CP-1", received_at=now, measured_at=now,
+        kind=Kind.OCPP_CALL, ocpp_version="1.6", action="Heartbeat", payload={},
+    )
+    producer = Producer(producer_config(broker.bootstrap))
+    try:
+        partition, offset = producer.publish_sync(
+            topics.ocpp_events, b"CP-1", encode_envelope(env)
+        )
+    finally:
+        producer.close()
+    assert offset >= 0
+    messages = list(read_topic(broker.bootstrap, topics.ocpp_events))
+    assert [decode_envelope(m.value()) for m in messages] == [env]
+    assert messages[0].partition() == partition
+
+
+def test_publish_to_unreachable_broker_fails_within_the_delivery_timeout() -> None:
+    from chargeflow.stack import free_port
+
+    producer = Producer(producer_config(f"127.0.0.1:{free_port()}", delivery_timeout_ms=500))
+    try:
+        with pytest.raises(PublishError):
+            producer.publish_sync("ocpp.events", b"k", b"v", timeout=10)
+    finally:
+        producer.close(timeout=1)
+
+
+def test_decode_rejects_garbage_with_a_reason() -> None:
+    with pytest.raises(EnvelopeError, match="not valid JSON"):
+        decode_envelope(b"{oops")
+    with pytest.raises(EnvelopeError, match="does not match schema"):
+        decode_envelope(b'{"message_id": 5}')
+    with pytest.raises(EnvelopeError, match="no value"):
+        decode_envelope(None)
