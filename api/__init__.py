@@ -1,0 +1,1 @@
+"""FastAPI service: sessions (and later CDRs, tariffs, commands, ...) over the store."""
