@@ -1,0 +1,348 @@
+"""flows.sessions.logic: the per-charge-point session state machine (pure)."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from itertools import count
+from typing import Any
+
+import pytest
+
+from bus.envelope import Envelope, Kind, new_message_id
+from flows.sessions.logic import (
+    ENERGY_REGISTER,
+    RECENT_MESSAGES,
+    ChargePointState,
+    InvalidEvent,
+    MeterSampleRow,
+    Output,
+    SessionRow,
+    parse_event,
+    session_id_for,
+    update,
+)
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def envelope(
+    cp: str, action: str, payload: dict[str, Any], *, at: datetime = T0,
+    response: dict[str, Any] | None = None, message_id: str | None = None,
+) -> Envelope:
+    return Envelope(
+        message_id=message_id or new_message_id(), charge_point_id=cp, received_at=at,
+        measured_at=at, kind=Kind.OCPP_CALL, ocpp_version="1.6", action=action,
+        unique_id=new_message_id()[:8], payload=payload, response=response,
+    )
+
+
+def start(cp: str, tx: int, meter_start: int, *, connector: int = 1, id_tag: str = "TAG1",
+          at: datetime = T0) -> Envelope:
+    return envelope(
+        cp, "StartTransaction",
+        {"connectorId": connector, "idTag": id_tag, "meterStart": meter_start,
+         "timestamp": iso(at)},
+        at=at, response={"transactionId": tx, "idTagInfo": {"status": "Accepted"}},
+    )
+
+
+def meter(cp: str, tx: int | None, *samples: tuple[datetime, str, dict[str, str]],
+          connector: int = 1) -> Envelope:
+    payload: dict[str, Any] = {
+        "connectorId": connector,
+        "meterValue": [
+            {"timestamp": iso(t), "sampledValue": [{"value": v, **extra}]}
+            for t, v, extra in samples
+        ],
+    }
+    if tx is not None:
+        payload["transactionId"] = tx
+    return envelope(cp, "MeterValues", payload, at=max(t for t, _, _ in samples))
+
+
+def register(t: datetime, wh: int | str, unit: str = "Wh") -> tuple[datetime, str, dict[str, str]]:
+    return (t, str(wh), {"measurand": ENERGY_REGISTER, "unit": unit, "context": "Sample.Periodic"})
+
+
+def stop(cp: str, tx: int, meter_stop: int, *, at: datetime = T0 + timedelta(hours=1),
+         reason: str | None = "Local", transaction_data: list[Any] | None = None) -> Envelope:
+    payload: dict[str, Any] = {"transactionId": tx, "meterStop": meter_stop, "timestamp": iso(at)}
+    if reason is not None:
+        payload["reason"] = reason
+    if transaction_data is not None:
+        payload["transactionData"] = transaction_data
+    return envelope(cp, "StopTransaction", payload, at=at, response={})
+
+
+def run(events: list[Envelope], state: ChargePointState | None = None
+        ) -> tuple[ChargePointState | None, list[Output]]:
+    outputs: list[Output] = []
+    for env in events:
+        state, out = update(state, env)
+        outputs.extend(out)
+    return state, outputs
+
+
+def sessions(outputs: list[Output]) -> list[SessionRow]:
+    return [o for o in outputs if isinstance(o, SessionRow)]
+
+
+def samples(outputs: list[Output]) -> list[MeterSampleRow]:
+    return [o for o in outputs if isinstance(o, MeterSampleRow)]
+
+
+def test_start_meter_stop_gives_exact_register_energy() -> None:
+    t1, t2 = T0 + timedelta(minutes=15), T0 + timedelta(minutes=30)
+    state, out = run([
+        start("CP1", 42, 1_000_000),
+        meter("CP1", 42, register(t1, 1_002_500)),
+        meter("CP1", 42, register(t2, 1_005_000)),
+        stop("CP1", 42, 1_007_340),
+    ])
+    rows = sessions(out)
+    assert [r.status for r in rows] == ["active", "active", "active", "closed"]
+    assert [r.energy_wh for r in rows] == [0, 2500, 5000, 7340]
+    final = rows[-1]
+    assert final.session_id == session_id_for("CP1", "42")
+    assert final.transaction_id == "42"
+    assert final.connector_id == 1
+    assert final.id_tag == "TAG1"
+    assert final.meter_start_wh == 1_000_000
+    assert final.meter_stop_wh == 1_007_340
+    assert final.last_register_wh == 1_005_000
+    assert final.started_at == T0
+    assert final.stopped_at == T0 + timedelta(hours=1)
+    assert final.quality == "exact"
+    assert final.quality_reasons == ()
+    assert final.stop_reason == "Local"
+    assert final.sample_count == 2
+    assert final.energy_source == "register"
+    assert state is not None
+    assert state.open == {}
+    assert [s.value for s in samples(out)] == [Decimal(1_002_500), Decimal(1_005_000)]
+    s = samples(out)[0]
+    assert (s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id) == (
+        t1, "CP1", 1, "42")
+    assert (s.measurand, s.phase, s.location, s.context, s.unit) == (
+        ENERGY_REGISTER, "", "", "Sample.Periodic", "Wh")
+
+
+def test_kwh_samples_are_converted_to_wh_and_stored_as_sent() -> None:
+    t1 = T0 + timedelta(minutes=10)
+    _, out = run([
+        start("CP1", 1, 12_000),
+        meter("CP1", 1, register(t1, "13.5005", unit="kWh")),
+        stop("CP1", 1, 14_000),
+    ])
+    rows = sessions(out)
+    assert rows[1].energy_wh == 1500  # floor(13500.5) - 12000
+    assert rows[1].last_register_wh == 13_500
+    assert rows[-1].energy_wh == 2000
+    assert rows[-1].quality == "exact"
+    assert samples(out)[0].value == Decimal("13.5005")
+    assert samples(out)[0].unit == "kWh"
+
+
+def test_measurand_defaults_and_other_measurands() -> None:
+    t1 = T0 + timedelta(minutes=5)
+    env = envelope("CP1", "MeterValues", {
+        "connectorId": 2, "transactionId": 9,
+        "meterValue": [{"timestamp": iso(t1), "sampledValue": [
+            {"value": "5000"},
+            {"value": "7200.5", "measurand": "Power.Active.Import", "unit": "W", "phase": "L1",
+             "location": "Outlet"},
+            {"value": "deadbeef", "format": "SignedData"},
+        ]}],
+    })
+    _, out = run([start("CP1", 9, 4000, connector=2), env])
+    rows = samples(out)
+    assert [(r.measurand, r.unit, r.phase, r.location, r.value) for r in rows] == [
+        (ENERGY_REGISTER, "Wh", "", "", Decimal(5000)),
+        ("Power.Active.Import", "W", "L1", "Outlet", Decimal("7200.5")),
+    ]
+    assert sessions(out)[-1].energy_wh == 1000  # power is not integrated
+    assert sessions(out)[-1].sample_count == 2
+
+
+def test_duplicate_message_ids_are_dropped() -> None:
+    s = start("CP1", 5, 100)
+    m = meter("CP1", 5, register(T0 + timedelta(minutes=1), 600))
+    _state, out = run([s, s, m, m])
+    assert len(sessions(out)) == 2
+    assert len(samples(out)) == 1
+    assert sessions(out)[-1].sample_count == 1
+
+
+def test_duplicate_stop_does_nothing() -> None:
+    state, out = run([start("CP1", 5, 100), stop("CP1", 5, 900)])
+    assert sessions(out)[-1].energy_wh == 800
+    # Same stop published twice by the gateway (new message id): ignored.
+    state, again = run([stop("CP1", 5, 900)], state)
+    assert again == []
+    # A replayed start of a closed transaction does not reopen it either.
+    state, again = run([start("CP1", 5, 100)], state)
+    assert again == []
+
+
+def test_stop_without_start_emits_closed_row_with_unknown_start() -> None:
+    _, out = run([stop("CP9", 77, 5_000, reason="EVDisconnected")])
+    [row] = out
+    assert isinstance(row, SessionRow)
+    assert row.status == "closed"
+    assert row.transaction_id == "77"
+    assert row.meter_stop_wh == 5_000
+    assert row.meter_start_wh is None
+    assert row.energy_wh is None
+    assert row.started_at is None
+    assert row.connector_id is None
+    assert row.quality_reasons == ("start_unknown",)
+    assert row.quality == "corrected"
+    assert row.stop_reason == "EVDisconnected"
+
+
+def test_meter_values_without_transaction_are_samples_only() -> None:
+    t1 = T0 + timedelta(minutes=3)
+    _, out = run([meter("CP1", None, register(t1, 1234), connector=0)])
+    [row] = out
+    assert isinstance(row, MeterSampleRow)
+    assert row.transaction_id is None
+    assert row.connector_id == 0
+    # Unknown transaction: samples keep its id, no session row is invented.
+    _, out = run([meter("CP1", 31, register(t1, 1234))])
+    assert [type(o) for o in out] == [MeterSampleRow]
+    assert out[0].transaction_id == "31"  # type: ignore[union-attr]
+
+
+def test_sample_outside_register_range_is_flagged() -> None:
+    t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+    _, out = run([
+        start("CP1", 1, 10_000),
+        meter("CP1", 1, register(t1, 9_000)),  # below start: ignored for energy
+        meter("CP1", 1, register(t2, 12_500)),  # above stop
+        stop("CP1", 1, 12_000),
+    ])
+    rows = sessions(out)
+    assert rows[1].quality == "corrected"
+    assert rows[1].quality_reasons == ("sample_below_start",)
+    assert rows[1].energy_wh == 0
+    assert rows[1].last_register_wh is None
+    final = rows[-1]
+    assert final.energy_wh == 2_000  # the signed stop register stays authoritative
+    assert final.quality == "corrected"
+    assert final.quality_reasons == ("sample_below_start", "sample_above_stop")
+
+
+def test_meter_stop_below_start_uses_sampled_register_or_zero() -> None:
+    t1 = T0 + timedelta(minutes=30)
+    _, out = run([
+        start("CP1", 1, 50_000), meter("CP1", 1, register(t1, 53_000)), stop("CP1", 1, 10),
+    ])
+    final = sessions(out)[-1]
+    assert final.energy_wh == 3_000
+    assert final.quality == "corrected"
+    assert "meter_stop_below_start" in final.quality_reasons
+    _, out = run([start("CP2", 2, 50_000), stop("CP2", 2, 10)])
+    final = sessions(out)[-1]
+    assert final.energy_wh == 0
+    assert final.quality_reasons == ("meter_stop_below_start",)
+
+
+def test_register_decrease_is_flagged() -> None:
+    t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
+    _, out = run([
+        start("CP1", 1, 100), meter("CP1", 1, register(t1, 900)),
+        meter("CP1", 1, register(t2, 500)), stop("CP1", 1, 1000),
+    ])
+    final = sessions(out)[-1]
+    assert final.quality_reasons == ("register_decreased",)
+    assert final.energy_wh == 900
+    assert final.last_register_wh == 500
+
+
+def test_transaction_data_in_stop_is_sampled_and_checked() -> None:
+    t1 = T0 + timedelta(minutes=59)
+    data = [{"timestamp": iso(t1), "sampledValue": [
+        {"value": "1.2", "unit": "kWh", "measurand": ENERGY_REGISTER, "context": "Transaction.End"}
+    ]}]
+    _, out = run([start("CP1", 3, 0), stop("CP1", 3, 1200, transaction_data=data)])
+    assert len(samples(out)) == 1
+    assert samples(out)[0].context == "Transaction.End"
+    final = sessions(out)[-1]
+    assert final.energy_wh == 1200
+    assert final.quality == "exact"
+    assert final.sample_count == 1
+
+
+def test_two_connectors_run_independent_transactions() -> None:
+    _, out = run([
+        start("CP1", 1, 100, connector=1), start("CP1", 2, 5_000, connector=2),
+        stop("CP1", 2, 5_500), stop("CP1", 1, 400),
+    ])
+    closed = {r.transaction_id: r for r in sessions(out) if r.status == "closed"}
+    assert closed["1"].energy_wh == 300
+    assert closed["1"].connector_id == 1
+    assert closed["2"].energy_wh == 500
+    assert closed["2"].connector_id == 2
+
+
+def test_non_session_actions_produce_nothing() -> None:
+    for action, payload in [
+        ("Heartbeat", {}),
+        ("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}),
+        ("Authorize", {"idTag": "TAG1"}),
+        ("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                "status": "Available"}),
+    ]:
+        state, out = update(None, envelope("CP1", action, payload))
+        assert out == []
+        assert state.open == {}
+
+
+@pytest.mark.parametrize(
+    ("action", "payload", "response", "match"),
+    [
+        ("StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 1,
+                              "timestamp": "2026-01-01T00:00:00Z"}, {}, "transactionId"),
+        ("StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": "12",
+                              "timestamp": "2026-01-01T00:00:00Z"},
+         {"transactionId": 1}, "meterStart"),
+        ("StopTransaction", {"transactionId": 1, "meterStop": 5, "timestamp": "yesterday"},
+         {}, "ISO 8601"),
+        ("MeterValues", {"connectorId": 1, "meterValue": [
+            {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "abc"}]}]},
+         None, "not a number"),
+        ("MeterValues", {"connectorId": 1, "meterValue": "x"}, None, "must be a list"),
+    ],
+)
+def test_invalid_session_messages_raise(
+    action: str, payload: dict[str, Any], response: dict[str, Any] | None, match: str
+) -> None:
+    with pytest.raises(InvalidEvent, match=match):
+        parse_event(envelope("CP1", action, payload, response=response))
+
+
+def test_state_is_bounded_and_picklable() -> None:
+    state, _ = run([start("CP1", 1, 0)])
+    for i in range(RECENT_MESSAGES + 50):
+        state, _ = update(state, meter("CP1", 1, register(T0 + timedelta(seconds=i), i)))
+    assert state is not None
+    assert len(state.recent_messages) == RECENT_MESSAGES
+    clone = pickle.loads(pickle.dumps(state))
+    assert clone.open == state.open
+    assert list(clone.recent_messages) == list(state.recent_messages)
+    assert len(pickle.dumps(state)) < 64_000
+
+
+def test_replay_is_deterministic() -> None:
+    ids = count()
+    events = [start("CP1", 1, 10)] + [
+        meter("CP1", 1, register(T0 + timedelta(minutes=next(ids)), 10 + 100 * i))
+        for i in range(5)
+    ] + [stop("CP1", 1, 700)]
+    assert run(events)[1] == run(events)[1]
