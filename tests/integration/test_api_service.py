@@ -1,0 +1,138 @@
+"""Health, OpenAPI and API key storage against the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from chargeflow.stack import EmbeddedBroker, free_port
+from store.apikeys import create_api_key, list_api_keys, revoke_api_key, verify_api_key
+from tests.integration.test_api_sessions import api_client
+
+pytestmark = pytest.mark.integration
+
+
+async def test_healthz_ok_with_real_broker_and_database(
+    broker: EmbeddedBroker, clean_db: str
+) -> None:
+    async with api_client(clean_db, broker.bootstrap) as client:
+        resp = await client.get("/healthz")
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+async def test_healthz_503_when_broker_unreachable(clean_db: str) -> None:
+    async with api_client(clean_db, f"127.0.0.1:{free_port()}") as client:
+        started = time.monotonic()
+        resp = await client.get("/healthz")
+        elapsed = time.monotonic() - started
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["database"] == "ok"
+    assert body["broker"].startswith("down")
+    assert body["status"] != "ok"
+    assert elapsed < 10
+
+
+async def test_healthz_503_when_database_unreachable(broker: EmbeddedBroker) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing?connect_timeout=1"
+    async with api_client(url, broker.bootstrap, pool_timeout_s=1.0) as client:
+        resp = await client.get("/healthz")
+        # Requests that need the database answer 503, not a crash.
+        key = "cf_0123456789abcdef_secret"
+        sessions = await client.get("/v1/sessions", headers={"X-API-Key": key})
+    assert resp.status_code == 503
+    assert resp.json()["database"].startswith("down")
+    assert resp.json()["broker"] == "ok"
+    assert sessions.status_code == 503
+    assert sessions.json() == {"detail": "database unavailable"}
+
+
+async def test_openapi_lists_endpoints_and_security_schemes(clean_db: str) -> None:
+    async with api_client(clean_db) as client:
+        spec = (await client.get("/openapi.json")).json()
+        docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+    assert {"/healthz", "/v1/sessions", "/v1/sessions/{session_id}"} <= set(spec["paths"])
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["ApiKeyHeader"] == {
+        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "description": schemes["ApiKeyHeader"]["description"],
+    }
+    assert schemes["BearerKey"]["scheme"] == "bearer"
+    listing = spec["paths"]["/v1/sessions"]["get"]
+    assert {"ApiKeyHeader": []} in listing["security"]
+    params = {p["name"] for p in listing["parameters"]}
+    assert {"station", "from", "to", "status", "cursor", "limit"} <= params
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+    assert {"SessionPublic", "SessionsPage"} <= set(spec["components"]["schemas"])
+
+
+async def test_api_keys_are_stored_hashed_and_verify(
+    db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    plaintext = create_api_key(clean_db, "billing export", "billing")
+    assert plaintext.startswith("cf_")
+    key_id, secret = plaintext[3:].split("_", 1)
+    assert len(secret) >= 43  # token_urlsafe(32)
+
+    rows = db.execute("SELECT key_id, name, role, key_hash::text FROM api_keys").fetchall()
+    assert len(rows) == 1
+    assert rows[0][:3] == (key_id, "billing export", "billing")
+    dump = db.execute("SELECT api_keys::text FROM api_keys").fetchone()
+    assert dump is not None
+    assert secret not in dump[0]
+    assert plaintext not in dump[0]
+    stored = db.execute("SELECT key_hash FROM api_keys").fetchone()
+    assert stored is not None
+    assert len(bytes(stored[0])) == 32
+    assert secret.encode() not in bytes(stored[0])
+
+    with pytest.raises(ValueError, match="unknown role"):
+        create_api_key(clean_db, "x", "superuser")
+
+    async with await psycopg.AsyncConnection.connect(clean_db) as conn:
+        principal = await verify_api_key(conn, plaintext)
+        assert principal is not None
+        assert (principal.key_id, principal.name, principal.role) == (
+            key_id, "billing export", "billing",
+        )
+        assert await verify_api_key(conn, plaintext + "x") is None
+        assert await verify_api_key(conn, "cf_" + key_id) is None
+
+    listed = list_api_keys(clean_db)
+    assert [(k.key_id, k.active) for k in listed] == [(key_id, True)]
+    assert revoke_api_key(clean_db, plaintext) is True  # revoking by full key works too
+    assert [k.active for k in list_api_keys(clean_db)] == [False]
+    assert list_api_keys(clean_db, include_revoked=False) == []
+    async with await psycopg.AsyncConnection.connect(clean_db) as conn:
+        assert await verify_api_key(conn, plaintext) is None
+
+
+async def test_api_serves_over_real_http(clean_db: str) -> None:
+    """The uvicorn entry point the launcher uses starts, answers and stops cleanly."""
+    import httpx
+
+    from api.config import ApiConfig
+    from api.main import build_server
+
+    port = free_port()
+    server = build_server(ApiConfig(database_url=clean_db), port=port, log_level="warning")
+    task = asyncio.create_task(server.serve())
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient() as client:
+            resp = await client.get(f"http://127.0.0.1:{port}/healthz")
+        assert resp.status_code == 200
+        assert resp.json()["broker"] == "disabled"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)

@@ -1,0 +1,306 @@
+"""The sessions API against the real database: auth, roles, filters, pagination."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from api.config import ApiConfig
+from api.main import create_app
+from store.apikeys import create_api_key, revoke_api_key
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
+
+
+@asynccontextmanager
+async def api_client(
+    database_url: str, kafka_bootstrap: str | None = None, **config: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(
+        ApiConfig(database_url=database_url, kafka_bootstrap=kafka_bootstrap, **config)
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            yield client
+
+
+def insert_session(db: psycopg.Connection[Any], **fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "session_id": uuid.uuid4(),
+        "charge_point_id": "CP-1",
+        "connector_id": 1,
+        "transaction_id": str(uuid.uuid4().int % 2_000_000_000),
+        "id_tag": "TAG-1",
+        "status": "closed",
+        "started_at": T0,
+        "stopped_at": T0 + timedelta(minutes=30),
+        "meter_start_wh": 1000,
+        "meter_stop_wh": 8500,
+        "energy_wh": 7500,
+        "energy_source": "register",
+        "quality": "exact",
+        "quality_reasons": [],
+        "stop_reason": "Local",
+        "sample_count": 0,
+    }
+    row.update(fields)
+    if row["status"] == "active":
+        row.setdefault("stopped_at", None)
+    cols = ", ".join(row)
+    marks = ", ".join(["%s"] * len(row))
+    db.execute(f"INSERT INTO sessions ({cols}) VALUES ({marks})", list(row.values()))
+    return row
+
+
+@pytest.fixture
+def keys(clean_db: str) -> dict[str, str]:
+    return {
+        role: create_api_key(clean_db, f"test-{role}", role)
+        for role in ("admin", "operator", "maintenance", "billing", "public")
+    }
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+async def test_anonymous_invalid_and_revoked_keys_get_401(
+    db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
+) -> None:
+    billing = keys["billing"]
+    key_id, secret = billing[3:].split("_", 1)
+    async with api_client(clean_db) as client:
+        for headers in (
+            {},
+            {"X-API-Key": "nonsense"},
+            {"X-API-Key": f"cf_{key_id}_{secret}x"},  # right id, wrong secret
+            {"X-API-Key": f"cf_0000000000000000_{secret}"},  # unknown id
+            {"Authorization": "Bearer cf_nope_nope"},
+            {"Authorization": f"Basic {billing}"},
+        ):
+            resp = await client.get("/v1/sessions", headers=headers)
+            assert resp.status_code == 401, headers
+            assert "Bearer" in resp.headers["WWW-Authenticate"]
+            assert isinstance(resp.json()["detail"], str)
+        assert (await client.get("/v1/sessions", headers=auth(billing))).status_code == 200
+        assert revoke_api_key(clean_db, key_id) is True
+        assert revoke_api_key(clean_db, key_id) is False
+        resp = await client.get("/v1/sessions", headers=auth(billing))
+        assert resp.status_code == 401
+        assert resp.json() == {"detail": "invalid or revoked API key"}
+
+
+async def test_roles(db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]) -> None:
+    row = insert_session(db)
+    async with api_client(clean_db) as client:
+        for role in ("billing", "operator", "admin"):
+            resp = await client.get("/v1/sessions", headers=auth(keys[role]))
+            assert resp.status_code == 200, role
+            assert [i["session_id"] for i in resp.json()["items"]] == [str(row["session_id"])]
+            one = await client.get(f"/v1/sessions/{row['session_id']}", headers=auth(keys[role]))
+            assert one.status_code == 200
+        # Bearer works as well as X-API-Key.
+        resp = await client.get(
+            "/v1/sessions", headers={"Authorization": f"Bearer {keys['operator']}"}
+        )
+        assert resp.status_code == 200
+        for role in ("maintenance", "public"):
+            for path in ("/v1/sessions", f"/v1/sessions/{row['session_id']}"):
+                resp = await client.get(path, headers=auth(keys[role]))
+                assert resp.status_code == 403, (role, path)
+                assert role in resp.json()["detail"]
+
+
+async def test_single_session_fields(
+    db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
+) -> None:
+    closed = insert_session(
+        db, charge_point_id="CP-9", connector_id=2, transaction_id="42",
+        started_at=T0, stopped_at=T0 + timedelta(minutes=90, seconds=30),
+        meter_start_wh=100, meter_stop_wh=22_100, energy_wh=22_000,
+        quality="corrected", quality_reasons=["register_reset"], stop_reason="EVDisconnected",
+        sample_count=37,
+    )
+    active = insert_session(
+        db, status="active", stopped_at=None, meter_stop_wh=None, energy_wh=None,
+        energy_source=None, stop_reason=None, id_tag=None, sample_count=3,
+    )
+    async with api_client(clean_db) as client:
+        resp = await client.get(
+            f"/v1/sessions/{closed['session_id']}", headers=auth(keys["billing"])
+        )
+        assert resp.status_code == 200
+        assert resp.json() == {
+            "session_id": str(closed["session_id"]),
+            "charge_point_id": "CP-9",
+            "connector_id": 2,
+            "transaction_id": "42",
+            "id_tag": "TAG-1",
+            "status": "closed",
+            "started_at": "2025-06-01T08:00:00Z",
+            "stopped_at": "2025-06-01T09:30:30Z",
+            "duration_s": 5430.0,
+            "meter_start_wh": 100,
+            "meter_stop_wh": 22_100,
+            "energy_wh": 22_000,
+            "energy_source": "register",
+            "quality": "corrected",
+            "quality_reasons": ["register_reset"],
+            "stop_reason": "EVDisconnected",
+            "sample_count": 37,
+        }
+        resp = await client.get(f"/v1/sessions/{active['session_id']}", headers=auth(keys["admin"]))
+        body = resp.json()
+        assert body["status"] == "active"
+        assert body["duration_s"] is None
+        assert body["stopped_at"] is None
+        assert body["energy_wh"] is None
+        assert body["sample_count"] == 3
+
+        resp = await client.get(f"/v1/sessions/{uuid.uuid4()}", headers=auth(keys["admin"]))
+        assert resp.status_code == 404
+        assert "not found" in resp.json()["detail"]
+        resp = await client.get("/v1/sessions/not-a-uuid", headers=auth(keys["admin"]))
+        assert resp.status_code == 422
+
+
+async def test_filters_return_exactly_the_matching_rows(
+    db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
+) -> None:
+    rows = []
+    for i in range(12):
+        rows.append(
+            insert_session(
+                db,
+                charge_point_id=f"CP-{i % 3}",
+                started_at=T0 + timedelta(hours=i),
+                status="active" if i % 4 == 0 else "closed",
+                stopped_at=None if i % 4 == 0 else T0 + timedelta(hours=i, minutes=20),
+            )
+        )
+
+    def ids(selected: list[dict[str, Any]]) -> set[str]:
+        return {str(r["session_id"]) for r in selected}
+
+    async with api_client(clean_db) as client:
+
+        async def query(**params: Any) -> set[str]:
+            resp = await client.get("/v1/sessions", params=params, headers=auth(keys["billing"]))
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert body["next_cursor"] is None
+            items = body["items"]
+            starts = [(i["started_at"], i["session_id"]) for i in items]
+            assert starts == sorted(starts, reverse=True)
+            return {i["session_id"] for i in items}
+
+        assert await query() == ids(rows)
+        assert await query(station="CP-1") == ids(
+            [r for r in rows if r["charge_point_id"] == "CP-1"]
+        )
+        assert await query(station="CP-404") == set()
+        assert await query(status="active") == ids([r for r in rows if r["status"] == "active"])
+        assert await query(status="closed") == ids([r for r in rows if r["status"] == "closed"])
+        lo, hi = T0 + timedelta(hours=3), T0 + timedelta(hours=7)
+        # from inclusive, to exclusive
+        assert await query(**{"from": lo.isoformat(), "to": hi.isoformat()}) == ids(
+            [r for r in rows if lo <= r["started_at"] < hi]
+        )
+        # Offsets other than UTC and naive (= UTC) timestamps.
+        assert await query(**{"from": "2025-06-01T12:00:00+02:00"}) == ids(
+            [r for r in rows if r["started_at"] >= T0 + timedelta(hours=2)]
+        )
+        assert await query(to="2025-06-01T10:00:00") == ids(
+            [r for r in rows if r["started_at"] < T0 + timedelta(hours=2)]
+        )
+        assert await query(
+            station="CP-0", status="closed", **{"from": lo.isoformat()}
+        ) == ids(
+            [
+                r for r in rows
+                if r["charge_point_id"] == "CP-0" and r["status"] == "closed"
+                and r["started_at"] >= lo
+            ]
+        )
+
+        bad: list[tuple[dict[str, Any], int]] = [
+            ({"from": hi.isoformat(), "to": lo.isoformat()}, 400),
+            ({"from": lo.isoformat(), "to": lo.isoformat()}, 400),
+            ({"status": "open"}, 422),
+            ({"from": "yesterday"}, 422),
+            ({"limit": 0}, 422),
+            ({"limit": 501}, 422),
+        ]
+        for params, code in bad:
+            resp = await client.get("/v1/sessions", params=params, headers=auth(keys["billing"]))
+            assert resp.status_code == code, (params, resp.text)
+            assert "detail" in resp.json()
+
+
+async def test_cursor_pagination_walks_every_row_once(
+    db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
+) -> None:
+    # 25 rows, many sharing started_at, so the session_id tiebreak matters.
+    rows = [
+        insert_session(db, started_at=T0 + timedelta(minutes=(i // 4) * 10)) for i in range(25)
+    ]
+    expected = [
+        str(r["session_id"])
+        for r in sorted(rows, key=lambda r: (r["started_at"], r["session_id"]), reverse=True)
+    ]
+    async with api_client(clean_db) as client:
+        seen: list[str] = []
+        cursor: str | None = None
+        pages = 0
+        while True:
+            params: dict[str, Any] = {"limit": 7}
+            if cursor is not None:
+                params["cursor"] = cursor
+            resp = await client.get("/v1/sessions", params=params, headers=auth(keys["operator"]))
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            pages += 1
+            seen.extend(i["session_id"] for i in body["items"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+            assert pages < 10
+        assert pages == 4
+        assert seen == expected
+        assert len(set(seen)) == 25
+
+        # A cursor combined with a filter keeps the filter.
+        first = await client.get(
+            "/v1/sessions", params={"limit": 7, "from": (T0 + timedelta(minutes=20)).isoformat()},
+            headers=auth(keys["operator"]),
+        )
+        second = await client.get(
+            "/v1/sessions",
+            params={"limit": 7, "from": (T0 + timedelta(minutes=20)).isoformat(),
+                    "cursor": first.json()["next_cursor"]},
+            headers=auth(keys["operator"]),
+        )
+        walked = [i["session_id"] for i in first.json()["items"] + second.json()["items"]]
+        in_range = [
+            str(r["session_id"])
+            for r in sorted(rows, key=lambda r: (r["started_at"], r["session_id"]), reverse=True)
+            if r["started_at"] >= T0 + timedelta(minutes=20)
+        ]
+        assert walked == in_range[:14]
+
+        for bad in ("garbage", "eyJzdGFydGVkX2F0IjogMX0", "%%%"):
+            resp = await client.get(
+                "/v1/sessions", params={"cursor": bad}, headers=auth(keys["operator"])
+            )
+            assert resp.status_code == 400
+            assert resp.json() == {"detail": "invalid pagination cursor"}

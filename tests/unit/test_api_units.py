@@ -1,0 +1,76 @@
+"""Pure pieces of the API: key parsing, cursors, filters, response models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from api.models import SessionPublic
+from store.apikeys import ROLES, create_api_key, parse_api_key
+from store.queries import (
+    InvalidCursorError,
+    SessionFilter,
+    SessionRecord,
+    decode_cursor,
+    encode_cursor,
+)
+
+
+def test_parse_api_key_splits_id_and_secret_with_underscores_in_secret() -> None:
+    assert parse_api_key("cf_abc123_se_cr-et") == ("abc123", "se_cr-et")
+
+
+@pytest.mark.parametrize(
+    "presented", ["", "cf_", "cf_abc", "cf_abc_", "cf__secret", "xx_abc_secret", "abc_secret"]
+)
+def test_parse_api_key_rejects_malformed(presented: str) -> None:
+    assert parse_api_key(presented) is None
+
+
+def test_unknown_role_is_rejected_before_touching_the_database() -> None:
+    with pytest.raises(ValueError, match="unknown role 'root'"):
+        create_api_key("postgresql://nobody@127.0.0.1:1/none", "x", "root")
+    assert {"admin", "operator", "maintenance", "billing", "public"} == ROLES
+
+
+def test_cursor_round_trip_is_urlsafe() -> None:
+    started = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    sid = uuid.uuid4()
+    cursor = encode_cursor(started, sid)
+    assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert decode_cursor(cursor) == (started, sid)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["", "!!!", "bm90IGpzb24", "eyJhIjogMX0", encode_cursor(datetime(2025, 1, 1), uuid.uuid4())],
+)
+def test_invalid_cursors_raise(cursor: str) -> None:
+    with pytest.raises(InvalidCursorError):
+        decode_cursor(cursor)
+
+
+def test_filter_validation() -> None:
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="earlier"):
+        SessionFilter(started_from=t, started_to=t)
+    with pytest.raises(ValueError, match="timezone"):
+        SessionFilter(started_from=datetime(2025, 1, 1))
+    with pytest.raises(ValueError, match="status"):
+        SessionFilter(status="open")  # type: ignore[arg-type]
+    SessionFilter(started_from=t, started_to=t + timedelta(seconds=1), status="closed")
+
+
+def test_session_public_from_record() -> None:
+    t = datetime(2025, 1, 1, tzinfo=UTC)
+    record = SessionRecord(
+        session_id=uuid.uuid4(), charge_point_id="CP-1", connector_id=1, transaction_id="7",
+        id_tag="TAG", status="active", started_at=t, stopped_at=None, duration_s=None,
+        meter_start_wh=10, meter_stop_wh=None, energy_wh=None, energy_source=None,
+        quality="exact", quality_reasons=[], stop_reason=None, sample_count=0,
+    )
+    public = SessionPublic.model_validate(record)
+    assert public.session_id == record.session_id
+    assert public.model_dump(mode="json")["started_at"] == "2025-01-01T00:00:00Z"
