@@ -216,7 +216,7 @@ def test_meter_values_without_transaction_are_samples_only() -> None:
     # Unknown transaction: samples keep its id, no session row is invented.
     _, out = run([meter("CP1", 31, register(t1, 1234))])
     assert [type(o) for o in out] == [MeterSampleRow]
-    assert out[0].transaction_id == "31"  # type: ignore[union-attr]
+    assert out[0].transaction_id == "31"
 
 
 def test_sample_outside_register_range_is_flagged() -> None:
@@ -292,13 +292,14 @@ def test_two_connectors_run_independent_transactions() -> None:
 
 
 def test_non_session_actions_produce_nothing() -> None:
-    for action, payload in [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("Heartbeat", {}),
         ("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}),
         ("Authorize", {"idTag": "TAG1"}),
         ("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
                                 "status": "Available"}),
-    ]:
+    ]
+    for action, payload in cases:
         state, out = update(None, envelope("CP1", action, payload))
         assert out == []
         assert state.open == {}
