@@ -1,0 +1,128 @@
+"""OCPP-J framing (RPC over WebSocket), shared by every OCPP version; no I/O.
+
+``parse_frame`` turns one text frame into a CALL, CALLRESULT or CALLERROR, or
+into a ``FrameError`` telling which CALLERROR to answer with, so that no frame
+from a station goes unanswered (the ocpp library only logs such frames).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
+
+# The OCPP-J message id is a string of at most 36 characters.
+MAX_UNIQUE_ID_LEN = 36
+UNKNOWN_UNIQUE_ID = "-1"
+
+_RECOVER_ID = re.compile(r'^\s*\[\s*[0-9]+\s*,\s*"((?:[^"\\]|\\.){1,36})"')
+
+
+@dataclass(frozen=True, slots=True)
+class CallFrame:
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallResultFrame:
+    unique_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallErrorFrame:
+    unique_id: str
+    error_code: str
+    error_description: str
+    error_details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """A frame that is not a well-formed OCPP-J message: answer with this CALLERROR."""
+
+    unique_id: str
+    error_code: str  # OCPP 1.6 spelling; versions map it (see v16.ERROR_CODES)
+    description: str
+
+
+Frame = CallFrame | CallResultFrame | CallErrorFrame
+
+
+def recover_unique_id(text: str) -> str:
+    """The message id of a broken frame if it can be read, else ``"-1"``."""
+    match = _RECOVER_ID.match(text)
+    if match is None:
+        return UNKNOWN_UNIQUE_ID
+    try:
+        value = json.loads(f'"{match.group(1)}"')
+    except ValueError:
+        return UNKNOWN_UNIQUE_ID
+    return value if isinstance(value, str) and value else UNKNOWN_UNIQUE_ID
+
+
+def parse_frame(raw: str | bytes) -> Frame | FrameError:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return FrameError(UNKNOWN_UNIQUE_ID, "FormationViolation", "frame is not UTF-8")
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return FrameError(recover_unique_id(raw), "FormationViolation", "frame is not valid JSON")
+    if not isinstance(msg, list):
+        return FrameError(
+            UNKNOWN_UNIQUE_ID, "FormationViolation",
+            f"frame must be a JSON array, got {type(msg).__name__}",
+        )
+    unique_id = (
+        msg[1] if len(msg) > 1 and isinstance(msg[1], str) and msg[1] else UNKNOWN_UNIQUE_ID
+    )
+    if not msg or isinstance(msg[0], bool) or not isinstance(msg[0], int):
+        return FrameError(unique_id, "FormationViolation", "MessageTypeId must be an integer")
+    if not isinstance(msg[1] if len(msg) > 1 else None, str) or not msg[1]:
+        return FrameError(unique_id, "FormationViolation", "UniqueId must be a non-empty string")
+    if len(msg[1]) > MAX_UNIQUE_ID_LEN:
+        return FrameError(
+            UNKNOWN_UNIQUE_ID, "FormationViolation",
+            f"UniqueId longer than {MAX_UNIQUE_ID_LEN} characters",
+        )
+    kind = msg[0]
+    if kind == CALL:
+        if len(msg) != 4:
+            return FrameError(unique_id, "ProtocolError", "CALL must have 4 elements")
+        if not isinstance(msg[2], str) or not msg[2]:
+            return FrameError(unique_id, "FormationViolation", "Action must be a string")
+        if not isinstance(msg[3], dict):
+            return FrameError(unique_id, "FormationViolation", "CALL payload must be an object")
+        return CallFrame(unique_id, msg[2], msg[3])
+    if kind == CALLRESULT:
+        if len(msg) != 3 or not isinstance(msg[2], dict):
+            return FrameError(unique_id, "FormationViolation", "malformed CALLRESULT")
+        return CallResultFrame(unique_id, msg[2])
+    if kind == CALLERROR:
+        if len(msg) != 5 or not isinstance(msg[2], str) or not isinstance(msg[3], str) \
+                or not isinstance(msg[4], dict):
+            return FrameError(unique_id, "FormationViolation", "malformed CALLERROR")
+        return CallErrorFrame(unique_id, msg[2], msg[3], msg[4])
+    return FrameError(unique_id, "FormationViolation", f"unknown MessageTypeId {kind}")
+
+
+def call_result(unique_id: str, payload: dict[str, Any]) -> str:
+    return json.dumps([CALLRESULT, unique_id, payload], separators=(",", ":"))
+
+
+def call_error(
+    unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
+) -> str:
+    return json.dumps(
+        [CALLERROR, unique_id, code, description, details or {}], separators=(",", ":")
+    )
