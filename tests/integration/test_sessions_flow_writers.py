@@ -1,0 +1,95 @@
+"""store.writers against the real database: idempotent upserts, no reopening, orphan stops."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from flows.sessions.logic import MeterSampleRow, SessionRow, session_id_for
+from store.writers import write_sessions_batch
+from tests.unit.test_sessions_logic import T0
+
+pytestmark = pytest.mark.integration
+
+
+def active(tx: str = "1", **changes: Any) -> SessionRow:
+    row = SessionRow(
+        session_id=session_id_for("CP1", tx), charge_point_id="CP1", connector_id=2,
+        transaction_id=tx, id_tag="TAG", status="active", started_at=T0, stopped_at=None,
+        meter_start_wh=1_000, meter_stop_wh=None, last_register_wh=None, energy_wh=0,
+        energy_source="register", quality="exact", quality_reasons=(), stop_reason=None,
+        sample_count=0,
+    )
+    return replace(row, **changes)
+
+
+def orphan_stop(tx: str = "1", meter_stop: int = 4_000) -> SessionRow:
+    return SessionRow(
+        session_id=session_id_for("CP1", tx), charge_point_id="CP1", connector_id=None,
+        transaction_id=tx, id_tag=None, status="closed", started_at=None,
+        stopped_at=T0 + timedelta(hours=1), meter_start_wh=None, meter_stop_wh=meter_stop,
+        last_register_wh=None, energy_wh=None, energy_source="register", quality="corrected",
+        quality_reasons=("start_unknown",), stop_reason="Local", sample_count=0,
+    )
+
+
+def sample(minutes: int, value: str) -> MeterSampleRow:
+    return MeterSampleRow(
+        measured_at=T0 + timedelta(minutes=minutes), charge_point_id="CP1", connector_id=2,
+        transaction_id="1", measurand="Energy.Active.Import.Register", phase="", location="",
+        context="", unit="Wh", value=Decimal(value),
+    )
+
+
+def session_rows(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT transaction_id, connector_id, id_tag, status, started_at, stopped_at,"
+        " meter_start_wh, meter_stop_wh, energy_wh, quality, quality_reasons, sample_count"
+        " FROM sessions ORDER BY transaction_id"
+    ).fetchall()
+
+
+def test_last_snapshot_wins_and_closed_is_never_reopened(db: psycopg.Connection[Any]) -> None:
+    closed = active(status="closed", stopped_at=T0 + timedelta(hours=1), meter_stop_wh=3_000,
+                    energy_wh=2_000, stop_reason="Local", sample_count=2)
+    write_sessions_batch(db, [active(), active(energy_wh=500, sample_count=1), closed],
+                         [sample(1, "1500"), sample(2, "2500.5"), sample(1, "1500")])
+    first = session_rows(db)
+    assert first == [("1", 2, "TAG", "closed", T0, T0 + timedelta(hours=1), 1_000, 3_000,
+                      2_000, "exact", [], 2)]
+    # A replay of the whole history (active snapshots included) changes nothing.
+    write_sessions_batch(db, [active()], [sample(1, "1500")])
+    write_sessions_batch(db, [active(energy_wh=500, sample_count=1), closed],
+                         [sample(2, "2500.5")])
+    assert session_rows(db) == first
+    assert db.execute("SELECT value FROM meter_samples ORDER BY measured_at").fetchall() == [
+        (Decimal(1500),), (Decimal("2500.5"),)]
+
+
+def test_orphan_stop_takes_the_stored_start(db: psycopg.Connection[Any]) -> None:
+    write_sessions_batch(db, [active(energy_wh=700, sample_count=3)], [])
+    write_sessions_batch(db, [orphan_stop(meter_stop=4_000)], [])
+    assert session_rows(db) == [("1", 2, "TAG", "closed", T0, T0 + timedelta(hours=1), 1_000,
+                                 4_000, 3_000, "corrected", ["start_unknown"], 3)]
+
+
+def test_orphan_stop_without_any_stored_start_keeps_evidence(db: psycopg.Connection[Any]) -> None:
+    write_sessions_batch(db, [orphan_stop("9", meter_stop=4_000)], [])
+    stopped = T0 + timedelta(hours=1)
+    assert session_rows(db) == [("9", 0, None, "closed", stopped, stopped, 4_000, 4_000, None,
+                                 "corrected", ["start_unknown"], 0)]
+    # A later full replay that knows the start replaces the placeholders.
+    full = active("9", status="closed", stopped_at=stopped, meter_stop_wh=4_000, energy_wh=3_000)
+    write_sessions_batch(db, [full], [])
+    assert session_rows(db) == [("9", 2, "TAG", "closed", T0, stopped, 1_000, 4_000, 3_000,
+                                 "exact", [], 0)]
+
+
+def test_empty_batch_is_a_no_op(db: psycopg.Connection[Any]) -> None:
+    write_sessions_batch(db, [], [])
+    assert session_rows(db) == []
