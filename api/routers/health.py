@@ -5,15 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import DbPool
 from api.models import HealthPublic
-from bus.admin import broker_reachable
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
+
+
+def broker_reachable_quietly(bootstrap: str, limit_s: float) -> bool:
+    """Like ``bus.admin.broker_reachable`` but without librdkafka's per-retry stderr
+    lines (dozens per check while the broker is down); the outcome is logged once."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        admin.list_topics(timeout=limit_s)
+    except KafkaException:
+        return False
+    return True
 
 
 async def _check_database(pool: DbPool, limit_s: float) -> str:
@@ -30,7 +42,7 @@ async def _check_database(pool: DbPool, limit_s: float) -> str:
 async def _check_broker(bootstrap: str | None, limit_s: float) -> str:
     if bootstrap is None:
         return "disabled"
-    reachable = await asyncio.to_thread(broker_reachable, bootstrap, limit_s)
+    reachable = await asyncio.to_thread(broker_reachable_quietly, bootstrap, limit_s)
     if not reachable:
         log.warning("health: broker %s unreachable", bootstrap)
         return "down: unreachable"
