@@ -38,8 +38,9 @@ def ensure_topics(
 
 
 def broker_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
+    # log_level 0: a probe of a down broker must not spray librdkafka connect errors.
     try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+        AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return True
