@@ -15,7 +15,8 @@ A closed snapshot whose start the flow never saw carries ``start_unknown`` in
 ``energy_wh = meter_stop_wh - sessions.meter_start_wh`` (NULL if negative). If no
 row exists yet, it is inserted with placeholders that keep the columns NOT NULL
 (connector 0 = the charge point as a whole, started_at = stopped_at,
-meter_start_wh = meter_stop_wh) and ``energy_wh`` NULL; the reason stays on the row.
+meter_start_wh = meter_stop_wh) and ``energy_wh`` NULL; the reason stays on the row,
+and a replayed orphan stop leaves such a placeholder row as it is (energy stays NULL).
 
 The rows are duck-typed (see :class:`SessionRecord`, :class:`SampleRecord`) so
 this module does not depend on ``flows``.
@@ -120,6 +121,9 @@ ON CONFLICT (session_id) DO UPDATE SET
                             ELSE EXCLUDED.last_register_wh END,
     energy_wh = CASE
         WHEN NOT %(start_unknown)s THEN EXCLUDED.energy_wh
+        -- the stored row is itself an orphan stop: its start fields are placeholders
+        -- unless an earlier merge found a real start (then energy is not NULL)
+        WHEN 'start_unknown' = ANY(s.quality_reasons) AND s.energy_wh IS NULL THEN NULL
         WHEN EXCLUDED.meter_stop_wh >= s.meter_start_wh
             THEN EXCLUDED.meter_stop_wh - s.meter_start_wh
         END,

@@ -73,7 +73,8 @@ def test_last_snapshot_wins_and_closed_is_never_reopened(db: psycopg.Connection[
 
 def test_orphan_stop_takes_the_stored_start(db: psycopg.Connection[Any]) -> None:
     write_sessions_batch(db, [active(energy_wh=700, sample_count=3)], [])
-    write_sessions_batch(db, [orphan_stop(meter_stop=4_000)], [])
+    for _ in range(2):  # the second time is a replay: same result
+        write_sessions_batch(db, [orphan_stop(meter_stop=4_000)], [])
     assert session_rows(db) == [("1", 2, "TAG", "closed", T0, T0 + timedelta(hours=1), 1_000,
                                  4_000, 3_000, "corrected", ["start_unknown"], 3)]
 
@@ -83,6 +84,10 @@ def test_orphan_stop_without_any_stored_start_keeps_evidence(db: psycopg.Connect
     stopped = T0 + timedelta(hours=1)
     assert session_rows(db) == [("9", 0, None, "closed", stopped, stopped, 4_000, 4_000, None,
                                  "corrected", ["start_unknown"], 0)]
+    # Replaying the orphan stop does not mistake the placeholders for a start.
+    before = session_rows(db)
+    write_sessions_batch(db, [orphan_stop("9", meter_stop=4_000)], [])
+    assert session_rows(db) == before
     # A later full replay that knows the start replaces the placeholders.
     full = active("9", status="closed", stopped_at=stopped, meter_stop_wh=4_000, energy_wh=3_000)
     write_sessions_batch(db, [full], [])
