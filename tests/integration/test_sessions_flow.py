@@ -7,7 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import psycopg
@@ -140,10 +140,12 @@ def assert_expected_tables(db: psycopg.Connection[Any]) -> None:
 
 
 def dead_letters(bootstrap: str, topics: Topics) -> list[tuple[bytes | None, dict[str, bytes]]]:
-    return [
-        (m.value(), {k: v for k, v in (m.headers() or [])})
-        for m in read_topic(bootstrap, topics.deadletter)
-    ]
+    letters: list[tuple[bytes | None, dict[str, bytes]]] = []
+    for m in read_topic(bootstrap, topics.deadletter):
+        raw = cast(list[tuple[str, bytes]], m.headers() or [])
+        headers = dict(raw)
+        letters.append((m.value(), headers))
+    return letters
 
 
 def test_kafka_flow_computes_sessions_and_replays_identically(
@@ -197,3 +199,50 @@ def test_bytewax_run_from_env_exits_at_end_of_topic(
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert_expected_tables(db)
     assert len(dead_letters(broker.bootstrap, topics)) == 3
+
+
+def run_bytewax(env: dict[str, str], *args: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "flows.sessions.dataflow:from_env()", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_recovery_resumes_state_and_offsets_with_two_workers(
+    broker: EmbeddedBroker, topics: Topics, db: psycopg.Connection[Any], clean_db: str,
+    tmp_path: Any,
+) -> None:
+    publish(broker.bootstrap, topics.ocpp_events, scenario())
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, cwd=ROOT,
+        capture_output=True, timeout=60,
+    )
+    env = {
+        **os.environ,
+        "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "CHARGEFLOW_DATABASE_URL": clean_db,
+        "CHARGEFLOW_TOPIC_PREFIX": topics.ocpp_events[: -len(Topics().ocpp_events)],
+        "CHARGEFLOW_FLOW_TAIL": "false",
+    }
+    args = ("-w", "2", "-r", str(recovery), "-s", "1", "-b", "0")
+    run_bytewax(env, *args)
+    assert_expected_tables(db)
+
+    # The open session of CP-C ends after the restart: the resumed state still knows
+    # its start, so the stop is exact (no start_unknown) and nothing is counted twice.
+    publish(broker.bootstrap, topics.ocpp_events, [
+        (b"CP-C", encode_envelope(meter("CP-C", 301, register(T0 + 40 * M, 7_900)))),
+        (b"CP-C", encode_envelope(stop("CP-C", 301, 8_000, at=T0 + 45 * M))),
+    ])
+    run_bytewax(env, *args)
+    row = db.execute(
+        "SELECT status, energy_wh, quality, quality_reasons, sample_count, last_register_wh"
+        " FROM sessions WHERE transaction_id = '301'"
+    ).fetchone()
+    assert row == ("closed", 1_000, "exact", [], 2, 7_900)
+    assert db.execute("SELECT count(*) FROM meter_samples").fetchone() == (
+        len(EXPECTED_SAMPLES) + 1,)
+    assert len(dead_letters(broker.bootstrap, topics)) == 3  # the junk was not re-read

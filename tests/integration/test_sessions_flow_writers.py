@@ -98,3 +98,24 @@ def test_orphan_stop_without_any_stored_start_keeps_evidence(db: psycopg.Connect
 def test_empty_batch_is_a_no_op(db: psycopg.Connection[Any]) -> None:
     write_sessions_batch(db, [], [])
     assert session_rows(db) == []
+
+
+def test_sink_reconnects_and_retries_after_losing_the_database_connection(
+    db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    from flows.sessions.dataflow import PostgresSessionsSink
+
+    part = PostgresSessionsSink(clean_db, max_backoff_s=0.2).build("postgres", 0, 1)
+    try:
+        part.write_batch([active(), sample(1, "1500")])
+        # Kill the sink's connection behind its back (a DB restart / failover).
+        killed = db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        assert killed
+        part.write_batch([active(energy_wh=900, sample_count=1), sample(2, "1900")])
+    finally:
+        part.close()
+    assert db.execute("SELECT energy_wh FROM sessions").fetchall() == [(900,)]
+    assert db.execute("SELECT count(*) FROM meter_samples").fetchone() == (2,)
