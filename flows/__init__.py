@@ -1,0 +1,1 @@
+"""Bytewax dataflows: pure step functions plus thin wiring to sources and sinks."""

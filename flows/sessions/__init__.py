@@ -1,0 +1,1 @@
+"""Metered charging sessions from OCPP events (logic: pure; dataflow: wiring)."""

@@ -90,6 +90,10 @@ def decode(msg: RawMessage) -> Event | DeadLetter | None:
         return dead_letter(msg, str(exc), "decode")
     except InvalidEvent as exc:
         return dead_letter(msg, str(exc), "validate")
+    except Exception as exc:  # a parser bug must not stop the flow for everyone
+        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
+                      msg.offset)
+        return dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
 
 
 def consume_error_dead_letter(err: Any) -> DeadLetter:

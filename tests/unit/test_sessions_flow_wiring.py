@@ -8,6 +8,7 @@ from typing import Any
 
 import bytewax.operators as op
 import msgspec
+import pytest
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMessage
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
@@ -15,7 +16,8 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from bus.envelope import encode_envelope
-from flows.sessions.dataflow import FlowInput, build_flow_with
+from bus.topics import Topics
+from flows.sessions.dataflow import FlowInput, build_flow_with, config_from_env
 from flows.sessions.logic import MeterSampleRow, SessionRow
 from tests.unit.test_sessions_logic import T0, meter, register, start, stop
 
@@ -102,3 +104,27 @@ def test_duplicated_deliveries_do_not_change_the_result() -> None:
     rows_once, _ = run_flow(once)
     rows_twice, _ = run_flow(twice)
     assert rows_once == rows_twice
+
+
+def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHARGEFLOW_KAFKA_BOOTSTRAP", "k1:9092, k2:9092")
+    monkeypatch.setenv("CHARGEFLOW_DATABASE_URL", "postgresql://x@h/db")
+    monkeypatch.delenv("CHARGEFLOW_TOPIC_PREFIX", raising=False)
+    monkeypatch.delenv("CHARGEFLOW_FLOW_TAIL", raising=False)
+    config = config_from_env()
+    assert config.brokers == ["k1:9092", "k2:9092"]
+    assert config.database_url == "postgresql://x@h/db"
+    assert config.topics == Topics()
+    assert config.tail is True
+    assert config.batch_size == 1000
+    monkeypatch.setenv("CHARGEFLOW_TOPIC_PREFIX", "dev.")
+    monkeypatch.setenv("CHARGEFLOW_FLOW_TAIL", "false")
+    config = config_from_env()
+    assert config.topics.ocpp_events == "dev.ocpp.events"
+    assert config.tail is False
+    monkeypatch.setenv("CHARGEFLOW_FLOW_TAIL", "maybe")
+    with pytest.raises(ValueError, match="CHARGEFLOW_FLOW_TAIL"):
+        config_from_env()
+    monkeypatch.delenv("CHARGEFLOW_DATABASE_URL")
+    with pytest.raises(RuntimeError, match="CHARGEFLOW_DATABASE_URL"):
+        config_from_env()
