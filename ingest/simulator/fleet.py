@@ -1,0 +1,439 @@
+"""A fleet of simulated OCPP 1.6J charge points in one asyncio process.
+
+Each station is an ``ocpp.v16.ChargePoint`` client: it connects (reconnecting
+with backoff while the gateway is not up), boots, sends heartbeats and runs
+charging sessions per connector. Transaction messages (StartTransaction,
+MeterValues of a transaction, StopTransaction) go through a per-station queue
+and are retried with backoff until the gateway acknowledges them, like a real
+station, so a broker outage never loses a session. The ground truth of every
+session (``meterStop - meterStart`` from the station's own register) is
+recorded in the ``FleetReport``.
+
+Simulated time runs ``time_scale`` times faster than real time; message
+timestamps are simulated time (ahead of the wall clock when ``time_scale > 1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from ocpp.exceptions import InternalError
+from ocpp.v16 import ChargePoint
+from ocpp.v16 import call as c
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from ingest.simulator.physics import ChargingState, EnergyRegister, draw_ev, electrical
+
+log = structlog.get_logger("chargeflow.simulator")
+_lib_logger = logging.getLogger("chargeflow.simulator.ocpp")
+_lib_logger.setLevel(logging.WARNING)
+
+
+def default_id_tags(count: int = 20) -> tuple[str, ...]:
+    return tuple(f"SIM-TAG-{i:04d}" for i in range(1, count + 1))
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    gateway_url: str = "ws://127.0.0.1:9000/ocpp"  # stations connect to {url}/{id}
+    stations: int = 10
+    station_id_prefix: str = "SIM-"
+    connectors_per_station: int = 1
+    sessions_per_station: int | None = None  # None = run forever
+    meter_interval_s: float = 60.0  # simulated seconds between MeterValues
+    time_scale: float = 1.0  # simulated seconds per real second
+    id_tags: tuple[str, ...] = field(default_factory=default_id_tags)
+    seed: int = 0
+    max_power_w: float = 22_000.0
+    voltage_v: float = 230.0
+    phases: int = 3
+    mean_arrival_gap_s: float = 1800.0  # simulated, between sessions on a connector
+    mean_dwell_s: float = 3 * 3600.0  # simulated, how long an EV stays plugged in
+    call_timeout_s: float = 15.0  # real seconds to wait for a CALLRESULT
+    heartbeat_interval_s: float | None = None  # None = what the gateway's boot answer says
+    retry_initial_s: float = 0.2  # real seconds, doubled per attempt
+    retry_max_s: float = 10.0
+    vendor: str = "chargeflow"
+    model: str = "SIM-AC22"
+    # When set, stations and id tags are provisioned in this database first.
+    database_url: str | None = None
+
+    def station_ids(self) -> list[str]:
+        return [f"{self.station_id_prefix}{i:04d}" for i in range(1, self.stations + 1)]
+
+
+@dataclass
+class SessionTruth:
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int
+    id_tag: str
+    meter_start_wh: int
+    meter_stop_wh: int
+    energy_wh: int
+    started_at: str
+    stopped_at: str
+    stop_reason: str
+    meter_value_messages: int
+
+
+@dataclass
+class FleetReport:
+    stations: list[str] = field(default_factory=list)
+    sessions: list[SessionTruth] = field(default_factory=list)
+    rejected_authorizations: int = 0
+    call_errors: int = 0  # CALLERRORs and timeouts seen (each is retried or given up)
+    retries: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    failed_transaction_messages: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @property
+    def total_energy_wh(self) -> int:
+        return sum(s.energy_wh for s in self.sessions)
+
+
+class SimClock:
+    def __init__(self, time_scale: float) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be > 0")
+        self.time_scale = time_scale
+        self._t0 = asyncio.get_running_loop().time()
+        self._wall0 = datetime.now(UTC)
+
+    def now(self) -> datetime:
+        elapsed = asyncio.get_running_loop().time() - self._t0
+        return self._wall0 + timedelta(seconds=elapsed * self.time_scale)
+
+    async def sleep(self, simulated_s: float) -> None:
+        await asyncio.sleep(max(0.0, simulated_s) / self.time_scale)
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Client(ChargePoint):
+    """The ocpp-library side of one station connection."""
+
+
+@dataclass
+class _TxMessage:
+    payload: Any
+    future: asyncio.Future[Any]
+
+
+class SimulatedStation:
+    def __init__(self, cp_id: str, config: FleetConfig, report: FleetReport, clock: SimClock,
+                 ) -> None:
+        self.cp_id = cp_id
+        self.config = config
+        self.report = report
+        self.clock = clock
+        self.rng = random.Random(f"{config.seed}/{cp_id}")
+        self.registers = {
+            cid: EnergyRegister(self.rng.randint(1_000_000, 90_000_000))
+            for cid in range(1, config.connectors_per_station + 1)
+        }
+        self._client: _Client | None = None
+        self._connected = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._booted_once = asyncio.Event()  # first boot and Available statuses are out
+        self._tx_queue: asyncio.Queue[_TxMessage] = asyncio.Queue()
+        self._sessions_left = config.sessions_per_station
+        self._heartbeat_s: float = 300.0
+        self.log = log.bind(charge_point_id=cp_id)
+
+    # --------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        connection = asyncio.create_task(self._connection_loop(), name=f"{self.cp_id}-conn")
+        sender = asyncio.create_task(self._sender(), name=f"{self.cp_id}-tx")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for cid in self.registers:
+                    tg.create_task(self._connector_loop(cid))
+        finally:
+            self._finished.set()
+            sender.cancel()
+            await asyncio.gather(connection, sender, return_exceptions=True)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.config.retry_max_s, self.config.retry_initial_s * 2 ** min(attempt, 16))
+        return base * self.rng.uniform(0.5, 1.0)
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        url = f"{self.config.gateway_url.rstrip('/')}/{self.cp_id}"
+        while not self._finished.is_set():
+            try:
+                ws = await connect(url, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                                   open_timeout=10)
+            except Exception as exc:
+                self.report.connect_failures += 1
+                delay = self._backoff(attempt)
+                attempt += 1
+                self.log.info("gateway not reachable, retrying", error=str(exc), delay=delay)
+                await self._wait_finished(delay)
+                continue
+            attempt = 0
+            self.report.connects += 1
+            try:
+                await self._serve_connection(ws)
+            finally:
+                await ws.close()
+
+    async def _wait_finished(self, delay: float) -> None:
+        try:
+            async with asyncio.timeout(delay):
+                await self._finished.wait()
+        except TimeoutError:
+            pass
+
+    async def _serve_connection(self, ws: ClientConnection) -> None:
+        client = _Client(self.cp_id, ws, response_timeout=self.config.call_timeout_s,
+                         logger=_lib_logger)
+        receiver = asyncio.create_task(client.start())
+        keeper = asyncio.create_task(self._boot_and_heartbeat(client))
+        finished = asyncio.create_task(self._finished.wait())
+        tasks = (receiver, keeper, finished)
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._connected.clear()
+            self._client = None
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception) and not isinstance(result, ConnectionClosed):
+                    self.log.warning("connection task failed", error=repr(result))
+
+    async def _boot_and_heartbeat(self, client: _Client) -> None:
+        attempt = 0
+        while True:
+            try:
+                boot = await client.call(c.BootNotification(
+                    charge_point_vendor=self.config.vendor, charge_point_model=self.config.model,
+                    charge_point_serial_number=f"{self.cp_id}-SN", firmware_version="1.0.0",
+                ), suppress=False)
+            except (ConnectionClosed, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                self.report.call_errors += 1
+                self.log.info("boot failed, retrying", error=repr(exc))
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+                continue
+            if boot.status == "Accepted":
+                self._heartbeat_s = float(boot.interval) or 300.0
+                break
+            await asyncio.sleep(max(1.0, float(boot.interval or 10)))
+        self._client = client
+        self._connected.set()
+        for cid in [0, *self.registers]:
+            await self._best_effort(c.StatusNotification(
+                connector_id=cid, error_code="NoError", status="Available",
+                timestamp=iso(self.clock.now())))
+        self._booted_once.set()
+        interval = self.config.heartbeat_interval_s or self._heartbeat_s
+        while True:
+            await asyncio.sleep(interval)
+            await self._best_effort(c.Heartbeat(), attempts=1)
+
+    async def _client_ready(self) -> _Client:
+        while True:
+            await self._connected.wait()
+            if self._client is not None:
+                return self._client
+
+    async def _best_effort(self, payload: Any, attempts: int = 3) -> Any | None:
+        """Non-transaction messages: a few tries, then give up."""
+        for attempt in range(attempts):
+            client = await self._client_ready()
+            try:
+                return await client.call(payload, suppress=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.report.call_errors += 1
+                self.log.info("call failed", action=type(payload).__name__, error=repr(exc))
+                if attempt + 1 < attempts:
+                    self.report.retries += 1
+                    await asyncio.sleep(self._backoff(attempt))
+        return None
+
+    # ----------------------------------------------------- transaction messages
+
+    def _enqueue(self, payload: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._tx_queue.put_nowait(_TxMessage(payload, future))
+        return future
+
+    async def _sender(self) -> None:
+        """Send queued transaction messages in order; retry each until acknowledged."""
+        while True:
+            item = await self._tx_queue.get()
+            attempt = 0
+            other_failures = 0
+            while True:
+                client = await self._client_ready()
+                try:
+                    result = await client.call(item.payload, suppress=False)
+                except asyncio.CancelledError:
+                    raise
+                except (InternalError, TimeoutError, ConnectionClosed) as exc:
+                    self.report.call_errors += 1
+                    self.log.info("transaction message not acknowledged, retrying",
+                                  action=type(item.payload).__name__, error=repr(exc))
+                except Exception as exc:  # rejected for good (schema etc.): few retries
+                    self.report.call_errors += 1
+                    other_failures += 1
+                    if other_failures >= 3:
+                        self.report.failed_transaction_messages += 1
+                        self.log.error("transaction message rejected, giving up",
+                                       action=type(item.payload).__name__, error=repr(exc))
+                        item.future.set_exception(exc)
+                        break
+                else:
+                    item.future.set_result(result)
+                    break
+                self.report.retries += 1
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+            self._tx_queue.task_done()
+
+    # ---------------------------------------------------------------- sessions
+
+    def _take_session(self) -> bool:
+        if self._sessions_left is None:
+            return True
+        if self._sessions_left <= 0:
+            return False
+        self._sessions_left -= 1
+        return True
+
+    async def _status(self, cid: int, status: str) -> None:
+        await self._best_effort(c.StatusNotification(
+            connector_id=cid, error_code="NoError", status=status,
+            timestamp=iso(self.clock.now())))
+
+    async def _connector_loop(self, cid: int) -> None:
+        await self._booted_once.wait()
+        while self._take_session():
+            await self.clock.sleep(self.rng.expovariate(1.0 / self.config.mean_arrival_gap_s))
+            await self._session(cid)
+
+    def _sample(self, cid: int, state: ChargingState, transaction_id: int) -> dict[str, Any]:
+        voltage, current, temperature = electrical(
+            state.power_w, voltage_v=self.config.voltage_v, phases=self.config.phases,
+            rng=self.rng)
+        ctx = "Sample.Periodic"
+        return {
+            "timestamp": iso(self.clock.now()),
+            "sampledValue": [
+                {"value": str(self.registers[cid].wh), "context": ctx, "format": "Raw",
+                 "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+                 "unit": "Wh"},
+                {"value": f"{state.power_w:.1f}", "context": ctx,
+                 "measurand": "Power.Active.Import", "location": "Outlet", "unit": "W"},
+                {"value": f"{current:.2f}", "context": ctx, "measurand": "Current.Import",
+                 "location": "Outlet", "unit": "A"},
+                {"value": f"{voltage:.1f}", "context": ctx, "measurand": "Voltage",
+                 "location": "Outlet", "unit": "V"},
+                {"value": f"{state.soc * 100:.0f}", "context": ctx, "measurand": "SoC",
+                 "location": "EV", "unit": "Percent"},
+                {"value": f"{temperature:.1f}", "context": ctx, "measurand": "Temperature",
+                 "location": "Body", "unit": "Celsius"},
+            ],
+        }
+
+    async def _session(self, cid: int) -> None:
+        cfg = self.config
+        id_tag = self.rng.choice(cfg.id_tags)
+        ev = draw_ev(self.rng, mean_dwell_s=cfg.mean_dwell_s)
+        await self._status(cid, "Preparing")
+        auth = await self._best_effort(c.Authorize(id_tag=id_tag))
+        if auth is None or auth.id_tag_info.get("status") != "Accepted":
+            self.report.rejected_authorizations += 1
+            await self._status(cid, "Available")
+            return
+        register = self.registers[cid]
+        meter_start = register.wh
+        started_at = self.clock.now()
+        start = await self._enqueue(c.StartTransaction(
+            connector_id=cid, id_tag=id_tag, meter_start=meter_start, timestamp=iso(started_at)))
+        transaction_id = int(start.transaction_id)
+        state = ChargingState(ev=ev, soc=ev.soc_start, station_max_w=cfg.max_power_w)
+        reason: str | None = None
+        samples = 0
+        if start.id_tag_info.get("status") != "Accepted":
+            reason = "DeAuthorized"
+        else:
+            await self._status(cid, "Charging")
+        last_sample: dict[str, Any] | None = None
+        while reason is None:
+            await self.clock.sleep(cfg.meter_interval_s)
+            register.add(state.step(cfg.meter_interval_s))
+            last_sample = self._sample(cid, state, transaction_id)
+            self._enqueue(c.MeterValues(connector_id=cid, transaction_id=transaction_id,
+                                        meter_value=[last_sample]))
+            samples += 1
+            reason = state.done
+        meter_stop = register.wh
+        stopped_at = self.clock.now()
+        stop = c.StopTransaction(
+            meter_stop=meter_stop, timestamp=iso(stopped_at), transaction_id=transaction_id,
+            reason=reason, id_tag=id_tag if reason == "Local" else None,
+            transaction_data=[last_sample] if last_sample else None)
+        await self._enqueue(stop)
+        self.report.sessions.append(SessionTruth(
+            charge_point_id=self.cp_id, connector_id=cid, transaction_id=transaction_id,
+            id_tag=id_tag, meter_start_wh=meter_start, meter_stop_wh=meter_stop,
+            energy_wh=meter_stop - meter_start, started_at=iso(started_at),
+            stopped_at=iso(stopped_at), stop_reason=reason, meter_value_messages=samples))
+        self.log.info("session done", transaction_id=transaction_id,
+                      energy_wh=meter_stop - meter_start, reason=reason)
+        await self._status(cid, "Finishing")
+        await self._status(cid, "Available")
+
+
+def provision(config: FleetConfig) -> None:
+    """Register the fleet's stations and id tags (idempotent)."""
+    from store.registry import add_id_tag, provision_station
+
+    assert config.database_url is not None
+    for cp_id in config.station_ids():
+        provision_station(config.database_url, cp_id)
+    for tag in config.id_tags:
+        add_id_tag(config.database_url, tag)
+
+
+async def run_fleet(config: FleetConfig, report: FleetReport | None = None) -> FleetReport:
+    """Run every station until each finished ``sessions_per_station`` sessions
+    (forever when None; cancel to stop). Returns the ground truth; pass ``report``
+    to watch it fill while the fleet runs."""
+    if config.database_url:
+        await asyncio.to_thread(provision, config)
+    if report is None:
+        report = FleetReport()
+    report.stations = config.station_ids()
+    clock = SimClock(config.time_scale)
+    async with asyncio.TaskGroup() as tg:
+        for cp_id in report.stations:
+            tg.create_task(SimulatedStation(cp_id, config, report, clock).run())
+    return report

@@ -1,0 +1,94 @@
+"""The simulator against the real gateway: the fleet's ground truth matches what is
+on ocpp.events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bus.topics import Topics
+from chargeflow.stack import EmbeddedBroker, free_port
+from ingest.gateway.config import GatewayConfig
+from ingest.gateway.server import Gateway
+from ingest.simulator.fleet import FleetConfig, FleetReport, run_fleet
+from tests.integration.test_gateway_calls import envelopes, gateway_config
+
+pytestmark = pytest.mark.integration
+
+
+def fast_fleet(url: str, database_url: str, **overrides: object) -> FleetConfig:
+    base: dict[str, object] = dict(
+        gateway_url=url, stations=3, sessions_per_station=2, meter_interval_s=60,
+        time_scale=3000, mean_arrival_gap_s=120, mean_dwell_s=1800, seed=7,
+        database_url=database_url, call_timeout_s=5,
+    )
+    base.update(overrides)
+    return FleetConfig(**base)  # type: ignore[arg-type]
+
+
+async def test_small_fleet_ground_truth_matches_the_topic(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    async with Gateway(gateway_config(broker, clean_db, topics)) as gw:
+        async with asyncio.timeout(120):
+            report = await run_fleet(fast_fleet(gw.url, clean_db))
+    assert len(report.sessions) == 6
+    assert {s.charge_point_id for s in report.sessions} == {"SIM-0001", "SIM-0002", "SIM-0003"}
+    assert report.failed_transaction_messages == 0
+    assert report.rejected_authorizations == 0
+
+    events = envelopes(broker, topics.ocpp_events)
+    starts = {(e.charge_point_id, e.response["transactionId"]): e for e in events
+              if e.action == "StartTransaction" and e.response}
+    stops = {(e.charge_point_id, e.payload["transactionId"]): e for e in events
+             if e.action == "StopTransaction"}
+    for s in report.sessions:
+        key = (s.charge_point_id, s.transaction_id)
+        assert starts[key].payload["meterStart"] == s.meter_start_wh
+        assert stops[key].payload["meterStop"] == s.meter_stop_wh
+        assert s.energy_wh == stops[key].payload["meterStop"] - starts[key].payload["meterStart"]
+        assert s.energy_wh > 0
+        # Every MeterValues of the transaction carries a monotonic register.
+        registers = [
+            int(sv["value"])
+            for e in events if e.action == "MeterValues"
+            and e.charge_point_id == s.charge_point_id
+            and e.payload.get("transactionId") == s.transaction_id
+            for mv in e.payload["meterValue"] for sv in mv["sampledValue"]
+            if sv["measurand"] == "Energy.Active.Import.Register"
+        ]
+        assert len(registers) == s.meter_value_messages
+        assert registers == sorted(registers)
+        assert registers[-1] == s.meter_stop_wh
+    # Registers only increase across a station's sessions.
+    for cp in report.stations:
+        mine = [s for s in report.sessions if s.charge_point_id == cp]
+        assert mine[1].meter_start_wh >= mine[0].meter_stop_wh
+    statuses = [e.payload["status"] for e in events
+                if e.action == "StatusNotification" and e.charge_point_id == "SIM-0001"
+                and e.payload["connectorId"] == 1]
+    assert statuses[:5] == ["Available", "Preparing", "Charging", "Finishing", "Available"]
+    assert report.to_json()
+
+
+async def test_fleet_waits_for_a_gateway_that_is_not_up_yet(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    port = free_port()
+    config = fast_fleet(f"ws://127.0.0.1:{port}/ocpp", clean_db, stations=1,
+                        sessions_per_station=1)
+    report = FleetReport()
+    async with asyncio.TaskGroup() as tg:
+        fleet = tg.create_task(run_fleet(config, report))
+        deadline = asyncio.get_running_loop().time() + 20
+        while report.connect_failures < 2:  # the station keeps trying while nobody listens
+            assert asyncio.get_running_loop().time() < deadline, "no connection attempts"
+            assert not fleet.done()
+            await asyncio.sleep(0.02)
+        async with Gateway(GatewayConfig(port=port, kafka_bootstrap=broker.bootstrap,
+                                         database_url=clean_db, topics=topics)):
+            async with asyncio.timeout(60):
+                await fleet
+    assert len(report.sessions) == 1
+    assert report.connects == 1
