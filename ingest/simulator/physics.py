@@ -74,9 +74,9 @@ class ChargingState:
             return 0.0
         power = charging_power_w(self.soc, self.ev.max_power_w, self.station_max_w)
         energy = power * dt_s / 3600.0
-        room = max(0.0, (1.0 - self.soc) * self.ev.battery_wh)
+        room = max(0.0, (self.ev.soc_target - self.soc) * self.ev.battery_wh)
         energy = min(energy, room)
-        self.soc = min(1.0, self.soc + energy / self.ev.battery_wh)
+        self.soc = min(self.ev.soc_target, self.soc + energy / self.ev.battery_wh)
         self.elapsed_s += dt_s
         self.power_w = energy * 3600.0 / dt_s
         return energy
