@@ -61,7 +61,7 @@ from bus.envelope import Envelope, Kind
 
 SESSION_NAMESPACE = uuid.UUID("5b0c54a4-3f0e-4c53-9a0c-6a1d2f6f8e31")
 ENERGY_REGISTER = "Energy.Active.Import.Register"
-RECENT_MESSAGES = 512
+RECENT_MESSAGES = 256
 RECENT_CLOSED = 64
 
 Quality = Literal["exact", "corrected", "estimated"]
