@@ -31,9 +31,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
+    # The local demo runs in real time (timestamps are wall-clock) with short
+    # plug-in times so sessions close within minutes.
     simulated_stations: int = 20
     simulator_meter_interval_s: float = 5.0
-    simulator_time_scale: float = 60.0
+    simulator_time_scale: float = 1.0
+    simulator_mean_dwell_s: float = 240.0
+    simulator_mean_arrival_gap_s: float = 60.0
 
     log_level: str = "INFO"
     log_format: str = Field("console", pattern="^(console|json)$")

