@@ -41,5 +41,9 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Per-frame chatter from the protocol libraries is noise at INFO.
-    for noisy in ("websockets", "ocpp", "uvicorn.access", "alembic.runtime.migration"):
+    # (the ocpp library logs every frame at INFO through the per-station loggers).
+    for noisy in (
+        "websockets", "ocpp", "chargeflow.gateway.ocpp", "chargeflow.simulator.ocpp",
+        "uvicorn.access", "alembic.runtime.migration",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -11,6 +11,7 @@ next start (sinks are idempotent).
 from __future__ import annotations
 
 import logging
+import os
 import runpy
 import signal
 import sys
@@ -22,6 +23,9 @@ log = logging.getLogger("chargeflow.flows")
 
 
 def main() -> int:
+    # A stop makes Bytewax's Rust runtime panic on the KeyboardInterrupt; keep that
+    # to one line instead of a full Rust backtrace (set RUST_BACKTRACE=1 to debug).
+    os.environ.setdefault("RUST_BACKTRACE", "0")
     stop_signal: list[str] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
