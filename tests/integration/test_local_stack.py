@@ -1,0 +1,137 @@
+"""``chargeflow run`` as a newcomer uses it, and the embedded PostgreSQL fallback."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from chargeflow.stack import DatabaseServer, database_server, free_port
+from store.schema import StorageMode, migrate
+from tests.conftest import ROOT, poll_until
+
+
+def test_embedded_postgresql_is_used_when_no_server_is_given(tmp_path: Path) -> None:
+    server = database_server(None, tmp_path, try_local=False)
+    try:
+        assert server.origin == "embedded"
+        url = server.create_database("chargeflow")
+        assert migrate(url) is StorageMode.POSTGRESQL
+        postmaster = server._embedded.get_pid()
+        assert postmaster is not None and psutil.pid_exists(postmaster)
+    finally:
+        server.stop()
+    assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == "zombie"
+
+
+def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
+    pg_server: DatabaseServer, tmp_path: Path
+) -> None:
+    db_name = f"chargeflow_test_run_{uuid.uuid4().hex[:8]}"
+    database_url = pg_server.create_database(db_name, exist_ok=False)
+    api_port, gateway_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "CHARGEFLOW_DATABASE_URL": database_url,
+        "CHARGEFLOW_API_PORT": str(api_port),
+        "CHARGEFLOW_GATEWAY_PORT": str(gateway_port),
+        "CHARGEFLOW_SIMULATED_STATIONS": "3",
+        # Fast simulated time so a session closes within seconds.
+        "CHARGEFLOW_SIMULATOR_TIME_SCALE": "600",
+        "CHARGEFLOW_SIMULATOR_METER_INTERVAL_S": "30",
+        "CHARGEFLOW_SIMULATOR_MEAN_DWELL_S": "900",
+        "CHARGEFLOW_SIMULATOR_MEAN_ARRIVAL_GAP_S": "60",
+        "CHARGEFLOW_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "chargeflow.cli", "run"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert launcher.stdout is not None
+        for raw in iter(launcher.stdout.readline, b""):
+            lines.append(raw.decode("utf-8", "replace"))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    family: set[int] = set()
+    try:
+        key_line = poll_until(
+            lambda: next((ln for ln in lines if "dev API key" in ln), None),
+            lambda ln: ln is not None or launcher.poll() is not None, 90, "the launcher banner",
+        )
+        assert key_line is not None, "".join(lines[-80:])
+        match = re.search(r"(cf_\S+)", key_line)
+        assert match, key_line
+        key = match.group(1)
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{api_port}/docs" in text
+        assert "simulator (3 charge points)" in text
+
+        api = f"http://127.0.0.1:{api_port}"
+        assert httpx.get(f"{api}/healthz", timeout=5).json()["status"] == "ok"
+        assert httpx.get(f"{api}/v1/sessions", timeout=5).status_code == 401
+        closed = poll_until(
+            lambda: httpx.get(
+                f"{api}/v1/sessions", params={"status": "closed"},
+                headers={"X-API-Key": key}, timeout=5,
+            ).json()["items"],
+            lambda items: len(items) >= 1, 90, "a closed session from the simulated fleet",
+        )
+        assert closed[0]["energy_wh"] == closed[0]["meter_stop_wh"] - closed[0]["meter_start_wh"]
+        assert httpx.get(f"{api}/docs", timeout=5).status_code == 200
+
+        family = {p.pid for p in psutil.Process(launcher.pid).children(recursive=True)}
+        assert len(family) >= 5  # broker, gateway, flow, api, simulator
+        launcher.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+        assert launcher.wait(60) == 0, "".join(lines[-60:])
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+        reader.join(timeout=5)
+        pg_server.drop_database(db_name)
+
+    deadline = time.monotonic() + 10
+    alive = [pid for pid in family if _running(pid)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in family if _running(pid)]
+    assert not alive, f"orphans left: {alive}"
+    assert "all stopped" in "".join(lines)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("role", ["billing", "nonsense"])
+def test_apikey_create_command(database_url: str, role: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chargeflow.cli", "apikey", "create", "--role", role,
+         "--name", "erp"],
+        cwd=ROOT, env={**os.environ, "CHARGEFLOW_DATABASE_URL": database_url},
+        capture_output=True, text=True, timeout=60,
+    )
+    if role == "billing":
+        assert result.returncode == 0, result.stderr
+        assert re.fullmatch(r"cf_[0-9a-f]+_\S+\n", result.stdout)
+    else:
+        assert result.returncode != 0
+        assert "unknown role" in result.stderr
