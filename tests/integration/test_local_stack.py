@@ -28,7 +28,8 @@ def test_embedded_postgresql_is_used_when_no_server_is_given(tmp_path: Path) -> 
         url = server.create_database("chargeflow")
         assert migrate(url) is StorageMode.POSTGRESQL
         postmaster = server._embedded.get_pid()
-        assert postmaster is not None and psutil.pid_exists(postmaster)
+        assert postmaster is not None
+        assert psutil.pid_exists(postmaster)
     finally:
         server.stop()
     assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == "zombie"
