@@ -25,6 +25,8 @@ from typing import Any
 
 import msgspec
 
+from bus.normalized import Normalized
+
 SCHEMA_VERSION = 1
 
 
@@ -32,6 +34,7 @@ class Kind(StrEnum):
     """What an envelope carries."""
 
     OCPP_CALL = "ocpp.call"  # a CALL from a charge point, with the gateway's answer
+    METER_READING = "meter.reading"  # a smart meter reading, bridged from MQTT (ingest.meters)
 
 
 class Envelope(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
@@ -49,6 +52,9 @@ class Envelope(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # The payload the gateway answers with once the event is stored, e.g. the
     # transactionId it assigned in a StartTransaction.conf.
     response: dict[str, Any] | None = None
+    # Version-independent facts in this CALL (see bus.normalized), next to the raw
+    # payload; None when the producer did not normalise (older envelopes).
+    normalized: list[Normalized] | None = None
 
 
 class EnvelopeError(ValueError):

@@ -21,3 +21,6 @@ class GatewayConfig:
     max_frame_bytes: int = 65536
     heartbeat_interval_s: int = 300
     db_pool_max_size: int = 10
+    # DataTransfer vendor ids the platform takes (answered Accepted; the CALL is on
+    # ocpp.events for whoever consumes that vendor's data). Others: UnknownVendorId.
+    data_transfer_vendor_ids: frozenset[str] = frozenset()

@@ -49,8 +49,11 @@ class FrameError:
     """A frame that is not a well-formed OCPP-J message: answer with this CALLERROR."""
 
     unique_id: str
-    error_code: str  # OCPP 1.6 spelling; versions map it (see v16.ERROR_CODES)
+    error_code: str  # OCPP 1.6 code and spelling; other versions map ``fault``
     description: str
+    # What is wrong, version-free: encoding | json | not_array | message_type_id |
+    # unique_id | message_type | structure | payload (see v201.frame_error_answer).
+    fault: str = "structure"
 
 
 Frame = CallFrame | CallResultFrame | CallErrorFrame
@@ -73,27 +76,31 @@ def parse_frame(raw: str | bytes) -> Frame | FrameError:
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return FrameError(UNKNOWN_UNIQUE_ID, "FormationViolation", "frame is not UTF-8")
+            return FrameError(UNKNOWN_UNIQUE_ID, "FormationViolation", "frame is not UTF-8",
+                              "encoding")
     try:
         msg = json.loads(raw)
     except ValueError:
-        return FrameError(recover_unique_id(raw), "FormationViolation", "frame is not valid JSON")
+        return FrameError(recover_unique_id(raw), "FormationViolation", "frame is not valid JSON",
+                          "json")
     if not isinstance(msg, list):
         return FrameError(
             UNKNOWN_UNIQUE_ID, "FormationViolation",
-            f"frame must be a JSON array, got {type(msg).__name__}",
+            f"frame must be a JSON array, got {type(msg).__name__}", "not_array",
         )
     unique_id = (
         msg[1] if len(msg) > 1 and isinstance(msg[1], str) and msg[1] else UNKNOWN_UNIQUE_ID
     )
     if not msg or isinstance(msg[0], bool) or not isinstance(msg[0], int):
-        return FrameError(unique_id, "FormationViolation", "MessageTypeId must be an integer")
+        return FrameError(unique_id, "FormationViolation", "MessageTypeId must be an integer",
+                          "message_type_id")
     if not isinstance(msg[1] if len(msg) > 1 else None, str) or not msg[1]:
-        return FrameError(unique_id, "FormationViolation", "UniqueId must be a non-empty string")
+        return FrameError(unique_id, "FormationViolation", "UniqueId must be a non-empty string",
+                          "unique_id")
     if len(msg[1]) > MAX_UNIQUE_ID_LEN:
         return FrameError(
             UNKNOWN_UNIQUE_ID, "FormationViolation",
-            f"UniqueId longer than {MAX_UNIQUE_ID_LEN} characters",
+            f"UniqueId longer than {MAX_UNIQUE_ID_LEN} characters", "unique_id",
         )
     kind = msg[0]
     if kind == CALL:
@@ -102,7 +109,8 @@ def parse_frame(raw: str | bytes) -> Frame | FrameError:
         if not isinstance(msg[2], str) or not msg[2]:
             return FrameError(unique_id, "FormationViolation", "Action must be a string")
         if not isinstance(msg[3], dict):
-            return FrameError(unique_id, "FormationViolation", "CALL payload must be an object")
+            return FrameError(unique_id, "FormationViolation", "CALL payload must be an object",
+                              "payload")
         return CallFrame(unique_id, msg[2], msg[3])
     if kind == CALLRESULT:
         if len(msg) != 3 or not isinstance(msg[2], dict):
@@ -113,7 +121,8 @@ def parse_frame(raw: str | bytes) -> Frame | FrameError:
                 or not isinstance(msg[4], dict):
             return FrameError(unique_id, "FormationViolation", "malformed CALLERROR")
         return CallErrorFrame(unique_id, msg[2], msg[3], msg[4])
-    return FrameError(unique_id, "FormationViolation", f"unknown MessageTypeId {kind}")
+    return FrameError(unique_id, "FormationViolation", f"unknown MessageTypeId {kind}",
+                      "message_type")
 
 
 def call_result(unique_id: str, payload: dict[str, Any]) -> str:

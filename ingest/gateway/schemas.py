@@ -11,6 +11,14 @@ Mapping of JSON-schema failures: ``required`` -> ProtocolError (payload
 incomplete); ``type``/``maxLength``/``format`` -> TypeConstraintViolation;
 ``minimum``/``maximum``/``multipleOf`` -> PropertyConstraintViolation;
 ``additionalProperties``/``enum``/anything else -> FormationViolation.
+
+OCPP 2.0.1 (draft-06 schemas, ``<Action>Request.json``/``<Action>Response.json``)
+uses its own codes: ``required``/``minItems``/``maxItems`` ->
+OccurrenceConstraintViolation (a field's cardinality); ``type``/``maxLength``/
+``minLength``/``format`` -> TypeConstraintViolation; ``enum``/``minimum``/
+``maximum``/``exclusiveMinimum``/``exclusiveMaximum``/``multipleOf`` ->
+PropertyConstraintViolation (a value the field's type allows but the field does
+not); ``additionalProperties``/anything else -> FormatViolation.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import ocpp
-from jsonschema import Draft4Validator, FormatChecker
+from jsonschema import Draft4Validator, Draft6Validator, FormatChecker
 from jsonschema.exceptions import best_match
 
 _RFC3339 = re.compile(
@@ -75,17 +83,42 @@ _CODES = {
 }
 
 
+_CODES_V201 = {
+    "required": "OccurrenceConstraintViolation",
+    "minItems": "OccurrenceConstraintViolation",
+    "maxItems": "OccurrenceConstraintViolation",
+    "type": "TypeConstraintViolation",
+    "maxLength": "TypeConstraintViolation",
+    "minLength": "TypeConstraintViolation",
+    "format": "TypeConstraintViolation",
+    "enum": "PropertyConstraintViolation",
+    "minimum": "PropertyConstraintViolation",
+    "maximum": "PropertyConstraintViolation",
+    "exclusiveMinimum": "PropertyConstraintViolation",
+    "exclusiveMaximum": "PropertyConstraintViolation",
+    "multipleOf": "PropertyConstraintViolation",
+}
+
+Validator = Any  # Draft4Validator (1.6) or Draft6Validator (2.0.1)
+
+
 class SchemaSet:
     """Validators for one OCPP version's requests (CALL) and responses (CALLRESULT)."""
 
     def __init__(self, ocpp_version: str) -> None:
-        if ocpp_version != "1.6":
+        if ocpp_version not in ("1.6", "2.0.1"):
             raise ValueError(f"no schemas wired for OCPP {ocpp_version}")
         self.ocpp_version = ocpp_version
-        self._dir = Path(ocpp.__file__).parent / ("v" + ocpp_version.replace(".", "")) / "schemas"
-        self._validators: dict[str, Draft4Validator] = {}
+        folder = {"1.6": "v16", "2.0.1": "v201"}[ocpp_version]
+        self._dir = Path(ocpp.__file__).parent / folder / "schemas"
+        self._v201 = ocpp_version == "2.0.1"
+        self._codes = _CODES_V201 if self._v201 else _CODES
+        self._fallback_code = "FormatViolation" if self._v201 else "FormationViolation"
+        self._validators: dict[str, Validator] = {}
 
     def _name(self, action: str, response: bool) -> str:
+        if self._v201:
+            return action + ("Response" if response else "Request")
         return action + ("Response" if response else "")
 
     def warm(self) -> int:
@@ -94,14 +127,15 @@ class SchemaSet:
             self._load(path.stem)
         return len(self._validators)
 
-    def _load(self, name: str) -> Draft4Validator | None:
+    def _load(self, name: str) -> Validator | None:
         validator = self._validators.get(name)
         if validator is None:
             path = self._dir / f"{name}.json"
             if not path.is_file():
                 return None
             schema = json.loads(path.read_text(encoding="utf-8-sig"))
-            validator = Draft4Validator(schema, format_checker=format_checker)
+            cls = Draft6Validator if self._v201 else Draft4Validator
+            validator = cls(schema, format_checker=format_checker)
             self._validators[name] = validator
         return validator
 
@@ -118,5 +152,6 @@ class SchemaSet:
             return None
         where = "/".join(str(p) for p in error.absolute_path) or "payload"
         return Violation(
-            _CODES.get(str(error.validator), "FormationViolation"), f"{where}: {error.message}"
+            self._codes.get(str(error.validator), self._fallback_code),
+            f"{where}: {error.message}",
         )

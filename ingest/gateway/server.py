@@ -87,6 +87,7 @@ class Gateway:
             pool=self._pool, producer=self._producer, topics=cfg.topics, metrics=self.metrics,
             heartbeat_interval_s=cfg.heartbeat_interval_s,
             delivery_timeout_ms=cfg.delivery_timeout_ms,
+            data_transfer_vendor_ids=frozenset(cfg.data_transfer_vendor_ids),
         )
         self._server = await serve(
             self._handle_connection, cfg.host, cfg.port,

@@ -87,6 +87,7 @@ class GatewayServices:
         metrics: GatewayMetrics,
         heartbeat_interval_s: int,
         delivery_timeout_ms: int,
+        data_transfer_vendor_ids: frozenset[str] = frozenset(),
     ) -> None:
         self.pool = pool
         self.producer = producer
@@ -94,6 +95,12 @@ class GatewayServices:
         self.metrics = metrics
         self.heartbeat_interval_s = heartbeat_interval_s
         self._publish_timeout = delivery_timeout_ms / 1000 + 2.0
+        self.data_transfer_vendor_ids = data_transfer_vendor_ids
+
+    def data_transfer_status(self, vendor_id: str) -> str:
+        """DataTransfer answer (both versions): Accepted for a configured vendor id,
+        else UnknownVendorId. Message ids are the vendor's business, not checked."""
+        return "Accepted" if vendor_id in self.data_transfer_vendor_ids else "UnknownVendorId"
 
     async def authorize(self, id_tag: str) -> AuthDecision:
         return decide_authorization(await registry.get_id_tag(self.pool, id_tag), utc_now())

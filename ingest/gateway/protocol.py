@@ -1,0 +1,216 @@
+"""The CALL pipeline every OCPP version shares. Transport-free: ``connection`` only
+needs ``async send(str)``; the server feeds received frames to ``route_message``.
+
+Per CALL: frame check -> action known? -> schema check -> ``@on`` handler builds
+the CALLRESULT (reads only: id tags, transaction id) -> the envelope (raw payload,
+answer and the normalised facts) is published to Kafka -> effects queued by the
+handler run (registry writes, per-connection state) -> CALLRESULT is sent.
+If publishing fails the station gets CALLERROR InternalError and nothing else
+happens (a consumed transaction id is simply never used).
+
+A version module subclasses :class:`CentralSystemBase` together with the ocpp
+library's ``ChargePoint`` of its version and provides ``OCPP_VERSION``,
+``SCHEMAS``, ``KNOWN_ACTIONS``, :meth:`frame_error_answer`, :meth:`measured_at`
+and :meth:`normalize`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import structlog
+from ocpp.charge_point import (
+    ChargePoint,
+    camel_to_snake_case,
+    remove_nones,
+    serialize_as_dict,
+    snake_to_camel_case,
+)
+from ocpp.messages import CallError as LibCallError
+from ocpp.messages import CallResult as LibCallResult
+
+from bus.envelope import Envelope, Kind, new_message_id
+from bus.normalized import Normalized
+from bus.producer import PublishError
+from ingest.gateway import framing
+from ingest.gateway.schemas import SchemaSet
+from ingest.gateway.services import GatewayServices, utc_now
+from store import registry
+
+log = structlog.get_logger("chargeflow.gateway")
+lib_logger = logging.getLogger("chargeflow.gateway.ocpp")
+
+Effect = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class CallContext:
+    frame: framing.CallFrame
+    received_at: datetime
+    effects: list[Effect] = field(default_factory=list)
+
+
+class CentralSystemBase(ChargePoint):
+    """One connected charge point, seen from the central system (any OCPP version)."""
+
+    OCPP_VERSION: ClassVar[str]
+    SCHEMAS: ClassVar[SchemaSet]
+    KNOWN_ACTIONS: ClassVar[frozenset[str]]
+
+    def __init__(self, charge_point_id: str, connection: Any, services: GatewayServices) -> None:
+        super().__init__(charge_point_id, connection, logger=lib_logger)
+        self.services = services
+        self._ctx: CallContext | None = None
+        self.log = log.bind(charge_point_id=charge_point_id, ocpp_version=self.OCPP_VERSION)
+
+    # ------------------------------------------------------ per-version hooks
+
+    def frame_error_answer(self, error: framing.FrameError) -> tuple[str, str]:
+        """(message id, error code) of the CALLERROR answering a broken frame."""
+        return error.unique_id, error.error_code
+
+    def measured_at(self, action: str, payload: dict[str, Any], received_at: datetime
+                    ) -> datetime:
+        return received_at
+
+    def normalize(self, action: str, payload: dict[str, Any], response: dict[str, Any],
+                  received_at: datetime) -> list[Normalized]:
+        return []
+
+    def on_published(self, facts: list[Normalized]) -> None:
+        """Called with the published facts before the answer (per-connection state)."""
+
+    # ----------------------------------------------------------------- routing
+
+    async def start(self) -> None:  # pragma: no cover - the server drives route_message
+        raise RuntimeError("the gateway server feeds frames to route_message()")
+
+    @property
+    def ctx(self) -> CallContext:
+        assert self._ctx is not None, "only inside a handler"
+        return self._ctx
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        received_at = utc_now()
+        frame = framing.parse_frame(raw_msg)
+        metrics = self.services.metrics
+        if isinstance(frame, framing.FrameError):
+            unique_id, code = self.frame_error_answer(frame)
+            metrics.frame_errors.labels(code).inc()
+            self.log.warning("bad frame", code=code, reason=frame.description)
+            await self._send(framing.call_error(unique_id, code, frame.description))
+            return
+        if isinstance(frame, framing.CallResultFrame):
+            self._response_queue.put_nowait(LibCallResult(frame.unique_id, frame.payload))
+            return
+        if isinstance(frame, framing.CallErrorFrame):
+            self._response_queue.put_nowait(LibCallError(
+                frame.unique_id, frame.error_code, frame.error_description, frame.error_details))
+            return
+        outcome = await self._handle_frame(frame, received_at)
+        metrics.calls.labels(frame.action if frame.action in self.KNOWN_ACTIONS else "unknown",
+                             outcome).inc()
+
+    async def _reply_error(self, frame: framing.CallFrame, code: str, description: str) -> str:
+        await self._send(framing.call_error(frame.unique_id, code, description[:500]))
+        return code
+
+    async def _handle_frame(self, frame: framing.CallFrame, received_at: datetime) -> str:
+        """Answer one CALL; returns the outcome for metrics."""
+        action = frame.action
+        if action not in self.KNOWN_ACTIONS:
+            return await self._reply_error(
+                frame, "NotImplemented", f"action {action!r} is not known by the receiver")
+        handlers = self.route_map.get(action)
+        if handlers is None or "_on_action" not in handlers:
+            return await self._reply_error(
+                frame, "NotSupported", f"{action} is recognized but not supported")
+        violation = self.SCHEMAS.validate(action, frame.payload)
+        if violation is not None:
+            self.log.info("invalid payload", action=action, code=violation.code)
+            return await self._reply_error(frame, violation.code, violation.description)
+
+        ctx = CallContext(frame, received_at)
+        self._ctx = ctx
+        try:
+            result = await handlers["_on_action"](**camel_to_snake_case(frame.payload))
+        except Exception:
+            self.log.exception("handler failed", action=action)
+            return await self._reply_error(frame, "InternalError", "could not process the call")
+        finally:
+            self._ctx = None
+
+        # The exact JSON the station will receive.
+        response = json.loads(json.dumps(
+            snake_to_camel_case(remove_nones(serialize_as_dict(result)))))
+        bad_response = self.SCHEMAS.validate(action, response, response=True)
+        if bad_response is not None:
+            self.log.error("handler built an invalid response", action=action,
+                           reason=bad_response.description)
+            return await self._reply_error(frame, "InternalError", "could not build a response")
+
+        facts: list[Normalized] | None
+        try:
+            facts = self.normalize(action, frame.payload, response, received_at)
+        except Exception:  # never refuse a station's message over our own view of it
+            self.log.exception("could not normalise, publishing the raw payload only",
+                               action=action)
+            facts = None
+        envelope = Envelope(
+            message_id=new_message_id(), charge_point_id=self.id, received_at=received_at,
+            measured_at=self.measured_at(action, frame.payload, received_at),
+            kind=Kind.OCPP_CALL, ocpp_version=self.OCPP_VERSION, action=action,
+            unique_id=frame.unique_id, payload=frame.payload, response=response,
+            normalized=facts,
+        )
+        try:
+            await self.services.publish(envelope)
+        except PublishError as exc:
+            self.log.warning("event not stored, answering InternalError", action=action,
+                             error=str(exc))
+            return await self._reply_error(
+                frame, "InternalError", "event could not be stored; retry later")
+
+        if facts:
+            self.on_published(facts)
+        for effect in ctx.effects:
+            try:
+                await effect()
+            except Exception:  # the event is in Kafka; the registry is a convenience view
+                self.log.exception("registry update failed", action=action)
+        await self._send(framing.call_result(frame.unique_id, response))
+        return "ok"
+
+    def _after_publish(self, effect: Effect) -> None:
+        self.ctx.effects.append(effect)
+
+    def _touch(self) -> None:
+        seen = self.ctx.received_at
+        self._after_publish(lambda: registry.touch_last_seen(self.services.pool, self.id, seen))
+
+    def _record_boot(self, *, vendor: str, model: str, serial_number: str | None,
+                     firmware_version: str | None) -> None:
+        booted = self.ctx.received_at
+
+        async def record() -> None:
+            await registry.upsert_station_boot(
+                self.services.pool, self.id, vendor=vendor, model=model,
+                serial_number=serial_number, firmware_version=firmware_version,
+                ocpp_version=self.OCPP_VERSION, booted_at=booted,
+            )
+
+        self._after_publish(record)
+
+    def _record_connector_status(self, connector_id: int, status: str, error_code: str,
+                                 at: datetime) -> None:
+        async def record() -> None:
+            await registry.upsert_connector_status(
+                self.services.pool, self.id, connector_id, status=status,
+                error_code=error_code, status_at=at)
+
+        self._after_publish(record)
