@@ -9,6 +9,13 @@ Idempotent under replay (Bytewax sinks are at-least-once):
 * meter samples go through binary COPY into a temporary staging table and then
   ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on their natural key.
 
+Performance: one transaction and a handful of statements per batch, whatever its
+size. Session snapshots that know their start (all but orphan stops) are binary
+COPYed into a staging table and upserted by one ``INSERT ... SELECT ... ON
+CONFLICT DO UPDATE``; the rare orphan stops (``start_unknown``) keep the per-row
+merge statement, sent pipelined (``executemany``). The staging tables are created
+once per connection (``ON COMMIT DELETE ROWS``).
+
 A closed snapshot whose start the flow never saw carries ``start_unknown`` in
 ``quality_reasons`` and no start fields: the upsert then keeps the stored start
 (connector, id tag, started_at, meter_start_wh) and computes
@@ -25,6 +32,7 @@ this module does not depend on ``flows``.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -137,6 +145,44 @@ ON CONFLICT (session_id) DO UPDATE SET
 WHERE s.status <> 'closed' OR EXCLUDED.status = 'closed'
 """
 
+# The same merge for a snapshot that knows its start (``start_unknown`` false):
+# every CASE of _UPSERT_SESSION then takes the EXCLUDED value, so one set-based
+# statement from the staging table does what _UPSERT_SESSION does row by row.
+_SESSION_COLUMNS = (
+    "session_id", "charge_point_id", "connector_id", "transaction_id", "id_tag", "status",
+    "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh", "last_register_wh",
+    "energy_wh", "energy_source", "quality", "quality_reasons", "stop_reason", "sample_count",
+)
+_SESSION_TYPES = (
+    "uuid", "text", "int4", "text", "text", "text", "timestamptz", "timestamptz", "int8",
+    "int8", "int8", "int8", "text", "text", "text[]", "text", "int4",
+)
+_SESSIONS_STAGING = "sessions_staging"
+_UPSERT_SESSIONS_FROM_STAGING = f"""
+INSERT INTO sessions AS s ({", ".join(_SESSION_COLUMNS)})
+SELECT session_id, charge_point_id, COALESCE(connector_id, 0), transaction_id, id_tag, status,
+       COALESCE(started_at, stopped_at), stopped_at, COALESCE(meter_start_wh, meter_stop_wh),
+       meter_stop_wh, last_register_wh, energy_wh, energy_source, quality, quality_reasons,
+       stop_reason, sample_count
+FROM {_SESSIONS_STAGING}
+ON CONFLICT (session_id) DO UPDATE SET
+    connector_id = EXCLUDED.connector_id,
+    id_tag = EXCLUDED.id_tag,
+    status = EXCLUDED.status,
+    started_at = EXCLUDED.started_at,
+    stopped_at = EXCLUDED.stopped_at,
+    meter_start_wh = EXCLUDED.meter_start_wh,
+    meter_stop_wh = EXCLUDED.meter_stop_wh,
+    last_register_wh = EXCLUDED.last_register_wh,
+    energy_wh = EXCLUDED.energy_wh,
+    energy_source = EXCLUDED.energy_source,
+    quality = EXCLUDED.quality,
+    quality_reasons = EXCLUDED.quality_reasons,
+    stop_reason = EXCLUDED.stop_reason,
+    sample_count = EXCLUDED.sample_count
+WHERE s.status <> 'closed' OR EXCLUDED.status = 'closed'
+"""
+
 _SAMPLE_COLUMNS = (
     "measured_at", "charge_point_id", "connector_id", "transaction_id", "measurand",
     "phase", "location", "context", "unit", "value",
@@ -145,6 +191,30 @@ _SAMPLE_TYPES = (
     "timestamptz", "text", "int4", "text", "text", "text", "text", "text", "text", "numeric",
 )
 _STAGING = "meter_samples_staging"
+_CREATE_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "
+    "(LIKE meter_samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+    f"CREATE TEMP TABLE IF NOT EXISTS {_SESSIONS_STAGING} ("
+    + ", ".join(f"{c} {t}" for c, t in zip(_SESSION_COLUMNS, _SESSION_TYPES, strict=True))
+    + ") ON COMMIT DELETE ROWS"
+)
+_SAMPLE_COLUMN_LIST = ", ".join(_SAMPLE_COLUMNS)
+_COPY_SAMPLES = f"COPY {_STAGING} ({_SAMPLE_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+_INSERT_SAMPLES = (
+    f"INSERT INTO meter_samples ({_SAMPLE_COLUMN_LIST}) "
+    f"SELECT {_SAMPLE_COLUMN_LIST} FROM {_STAGING} ON CONFLICT DO NOTHING"
+)
+_COPY_SESSIONS = (
+    f"COPY {_SESSIONS_STAGING} ({', '.join(_SESSION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+)
+
+# Connections whose temporary staging tables exist (added only after a commit, as
+# a rolled-back CREATE TEMP TABLE leaves nothing behind).
+_staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def _start_unknown(row: SessionRecord) -> bool:
+    return row.meter_start_wh is None and START_UNKNOWN in row.quality_reasons
 
 
 def _session_params(row: SessionRecord) -> dict[str, Any]:
@@ -187,28 +257,34 @@ def write_sessions_batch(
 ) -> None:
     """Upsert session snapshots and insert meter samples in one transaction."""
     session_rows = latest_per_session(sessions)
-    sample_rows = list(samples)
+    sample_rows = samples if isinstance(samples, list) else list(samples)
     if not session_rows and not sample_rows:
         return
+    known = [r for r in session_rows if not _start_unknown(r)]
+    orphans = [r for r in session_rows if _start_unknown(r)]
+    created = conn not in _staged
     with conn.transaction(), conn.cursor() as cur:
+        if created:
+            cur.execute(_CREATE_STAGING)
         if sample_rows:
-            cur.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "
-                "(LIKE meter_samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            columns = ", ".join(_SAMPLE_COLUMNS)
-            with cur.copy(f"COPY {_STAGING} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(list(_SAMPLE_TYPES))
+            with cur.copy(_COPY_SAMPLES) as copy:
+                copy.set_types(_SAMPLE_TYPES)
+                write = copy.write_row
                 for s in sample_rows:
-                    copy.write_row(
-                        (
-                            s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id,
-                            s.measurand, s.phase, s.location, s.context, s.unit, s.value,
-                        )
-                    )
-            cur.execute(
-                f"INSERT INTO meter_samples ({columns}) SELECT {columns} FROM {_STAGING} "
-                "ON CONFLICT DO NOTHING"
-            )
-        if session_rows:
-            cur.executemany(_UPSERT_SESSION, [_session_params(r) for r in session_rows])
+                    write((s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id,
+                           s.measurand, s.phase, s.location, s.context, s.unit, s.value))
+            cur.execute(_INSERT_SAMPLES)
+        if known:
+            with cur.copy(_COPY_SESSIONS) as copy:
+                copy.set_types(_SESSION_TYPES)
+                write = copy.write_row
+                for r in known:
+                    write((r.session_id, r.charge_point_id, r.connector_id, r.transaction_id,
+                           r.id_tag, r.status, r.started_at, r.stopped_at, r.meter_start_wh,
+                           r.meter_stop_wh, r.last_register_wh, r.energy_wh, r.energy_source,
+                           r.quality, list(r.quality_reasons), r.stop_reason, r.sample_count))
+            cur.execute(_UPSERT_SESSIONS_FROM_STAGING)
+        if orphans:
+            cur.executemany(_UPSERT_SESSION, [_session_params(r) for r in orphans])
+    if created and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        _staged.add(conn)  # committed (not a savepoint inside a caller's transaction)

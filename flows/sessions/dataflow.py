@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +32,6 @@ from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING
-from tenacity import (
-    Retrying,
-    before_sleep_log,
-    retry_if_exception_type,
-    wait_exponential,
-)
 
 from bus.envelope import EnvelopeError, decode_envelope
 from bus.topics import Topics
@@ -63,6 +59,7 @@ class SessionsFlowConfig:
     batch_size: int = 1000
     starting_offset: int = OFFSET_BEGINNING
     kafka_config: dict[str, str] = field(default_factory=dict)
+    db_max_backoff_s: float = 10.0
 
 
 # --------------------------------------------------------------------------- pure steps
@@ -112,40 +109,75 @@ def step(
 
 
 class _PostgresPartition(StatelessSinkPartition[Output]):
-    def __init__(self, database_url: str, max_backoff_s: float) -> None:
+    """Writes each batch in one transaction; waits out database outages.
+
+    While the database is unreachable ``write_batch`` keeps retrying with
+    exponential backoff (``initial_backoff_s`` doubling up to ``max_backoff_s``,
+    with jitter), logging every retry and the recovery. Blocking here is the
+    backpressure: the worker stops reading Kafka, the input offsets in the recovery
+    store stay behind the last written batch, so nothing read is lost even if the
+    process dies during the outage. Errors other than connection/operational
+    ones crash the flow loudly (recovery then replays the batch).
+    """
+
+    def __init__(self, database_url: str, max_backoff_s: float, initial_backoff_s: float,
+                 connect_timeout_s: int) -> None:
         self._url = database_url
+        self._max_backoff_s = max_backoff_s
+        self._initial_backoff_s = min(initial_backoff_s, max_backoff_s)
+        self._connect_timeout_s = connect_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
-        self._retrying = Retrying(
-            retry=retry_if_exception_type((psycopg.OperationalError, psycopg.InterfaceError)),
-            wait=wait_exponential(multiplier=0.1, max=max_backoff_s),
-            before_sleep=before_sleep_log(log, logging.WARNING),
-            reraise=True,
-        )
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, autocommit=True)
+            self._conn = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=self._connect_timeout_s,
+                application_name=FLOW_ID,
+            )
         return self._conn
 
-    def _write(self, items: list[Output]) -> None:
-        sessions = [i for i in items if isinstance(i, logic.SessionRow)]
-        samples = [i for i in items if isinstance(i, logic.MeterSampleRow)]
-        try:
-            write_sessions_batch(self._connection(), sessions, samples)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            self._close_conn()
-            raise
-
     def write_batch(self, items: list[Output]) -> None:
-        # Blocks (backpressure) until the database takes the batch; connection
-        # problems are retried forever, anything else crashes the flow loudly
-        # (recovery then replays the batch) - rows are never dropped.
-        self._retrying(self._write, items)
+        sessions: list[logic.SessionRow] = []
+        samples: list[logic.MeterSampleRow] = []
+        for item in items:
+            if isinstance(item, logic.MeterSampleRow):
+                samples.append(item)
+            else:
+                sessions.append(item)
+        retries = 0
+        delay = self._initial_backoff_s
+        outage_started = 0.0
+        while True:
+            try:
+                write_sessions_batch(self._connection(), sessions, samples)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._close_conn()
+                if retries == 0:
+                    outage_started = time.monotonic()
+                retries += 1
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                wait = delay * (0.5 + random.random() / 2)
+                log.warning(
+                    "database unavailable (%s: %s); %d rows waiting, retry %d in %.2fs "
+                    "(max backoff %.1fs)", type(exc).__name__, reason, len(items), retries,
+                    wait, self._max_backoff_s,
+                )
+                time.sleep(wait)  # backoff between attempts, not synchronisation
+                delay = min(delay * 2, self._max_backoff_s)
+                continue
+            if retries:
+                log.warning(
+                    "database available again after %d retries (%.1fs); wrote %d rows",
+                    retries, time.monotonic() - outage_started, len(items),
+                )
+            return
 
     def _close_conn(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.close()
+            except psycopg.Error:
+                pass
             finally:
                 self._conn = None
 
@@ -156,12 +188,18 @@ class _PostgresPartition(StatelessSinkPartition[Output]):
 class PostgresSessionsSink(DynamicSink[Output]):
     """Writes SessionRow/MeterSampleRow batches through ``store.writers``."""
 
-    def __init__(self, database_url: str, *, max_backoff_s: float = 10.0) -> None:
+    def __init__(self, database_url: str, *, max_backoff_s: float = 10.0,
+                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5) -> None:
+        if max_backoff_s <= 0 or initial_backoff_s <= 0:
+            raise ValueError("backoff must be positive")
         self._url = database_url
         self._max_backoff_s = max_backoff_s
+        self._initial_backoff_s = initial_backoff_s
+        self._connect_timeout_s = connect_timeout_s
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
-        return _PostgresPartition(self._url, self._max_backoff_s)
+        return _PostgresPartition(self._url, self._max_backoff_s, self._initial_backoff_s,
+                                  self._connect_timeout_s)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -209,7 +247,7 @@ def build_flow(config: SessionsFlowConfig) -> Dataflow:
     producer_config = {"acks": "all", **config.kafka_config}
     return build_flow_with(
         kafka_input(config),
-        PostgresSessionsSink(config.database_url),
+        PostgresSessionsSink(config.database_url, max_backoff_s=config.db_max_backoff_s),
         KafkaSink(config.brokers, config.topics.deadletter, producer_config),
     )
 
@@ -226,9 +264,37 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
 def config_from_env() -> SessionsFlowConfig:
     """Read CHARGEFLOW_KAFKA_BOOTSTRAP, CHARGEFLOW_DATABASE_URL,
-    CHARGEFLOW_TOPIC_PREFIX (default "") and CHARGEFLOW_FLOW_TAIL (default true)."""
+    CHARGEFLOW_TOPIC_PREFIX (default ""), CHARGEFLOW_FLOW_TAIL (default true),
+    CHARGEFLOW_FLOW_BATCH_SIZE (Kafka input batch, default 1000) and
+    CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S (sink retry backoff cap, default 10)."""
     try:
         bootstrap = os.environ["CHARGEFLOW_KAFKA_BOOTSTRAP"]
         database_url = os.environ["CHARGEFLOW_DATABASE_URL"]
@@ -239,6 +305,8 @@ def config_from_env() -> SessionsFlowConfig:
         database_url=database_url,
         topics=Topics.with_prefix(os.environ.get("CHARGEFLOW_TOPIC_PREFIX", "")),
         tail=_env_bool("CHARGEFLOW_FLOW_TAIL", True),
+        batch_size=_env_int("CHARGEFLOW_FLOW_BATCH_SIZE", 1000),
+        db_max_backoff_s=_env_float("CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S", 10.0),
     )
 
 

@@ -1,0 +1,361 @@
+"""Sessions-flow throughput benchmark: ``python -m bench.flows [--events N ...]``.
+
+Starts its own embedded broker and a fresh database (CHARGEFLOW_BENCH_DATABASE_URL
+names a server to use, else 127.0.0.1:5432, else embedded PostgreSQL), pre-fills
+a topic with a realistic OCPP 1.6J stream (:mod:`bench.common`), then measures
+
+* ``flow``: ``python -m flows.run flows.sessions.dataflow:from_env()`` with 1 worker,
+  tail=False, with recovery like the launcher runs it; wall time from process start
+  to exit (includes interpreter start-up and every database write);
+* ``plain``: a plain confluent-kafka consumer loop (manual assignment) doing the same
+  per-event work (decode, ``logic.update``, ``store.writers`` in batches) on the
+  same topic, in this process; plus the ratio flow/plain;
+* ``copy``: ``store.writers.write_sessions_batch`` with meter samples only
+  (binary COPY -> staging -> INSERT ... ON CONFLICT), rows/s;
+* ``session_upserts``: ``write_sessions_batch`` with session snapshots only.
+
+Prints one JSON document to stdout (progress goes to stderr). Nothing asserts
+timing; ``targets`` says whether the issue's targets were met on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from bench.common import T0, StreamSpec, messages, produce_all, session_count
+from bus.admin import ensure_topics
+from bus.envelope import EnvelopeError, decode_envelope
+from bus.topics import Topics
+from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server
+from flows.recovery import ensure_recovery_dir
+from flows.sessions import logic
+from flows.sessions.logic import ChargePointState, InvalidEvent, MeterSampleRow, SessionRow
+from store.schema import migrate
+from store.writers import write_sessions_batch
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_FLOW_EVENTS_PER_S = 20_000
+TARGET_COPY_ROWS_PER_S = 100_000
+
+
+def progress(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def fresh_database(server: DatabaseServer) -> Iterator[str]:
+    name = f"chargeflow_bench_{uuid.uuid4().hex[:10]}"
+    url = server.create_database(name, exist_ok=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        server.drop_database(name)
+
+
+def truncate(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE sessions, meter_samples")
+
+
+def table_digest(url: str) -> dict[str, Any]:
+    """Row counts and an order-independent digest of both tables."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        sessions = conn.execute(
+            "SELECT count(*), md5(coalesce(string_agg(s::text, '|' ORDER BY session_id), ''))"
+            " FROM sessions s"
+        ).fetchone()
+        samples = conn.execute(
+            "SELECT count(*), md5(coalesce(string_agg(m::text, '|' ORDER BY charge_point_id,"
+            " connector_id, measurand, phase, location, context, measured_at), ''))"
+            " FROM meter_samples m"
+        ).fetchone()
+    assert sessions is not None
+    assert samples is not None
+    return {"sessions": sessions[0], "sessions_md5": sessions[1],
+            "meter_samples": samples[0], "meter_samples_md5": samples[1]}
+
+
+# --------------------------------------------------------------------------- flow
+
+
+def run_flow(bootstrap: str, topics: Topics, url: str, workdir: Path,
+             recovery: bool, batch_size: int) -> float:
+    env = {
+        **os.environ,
+        "CHARGEFLOW_KAFKA_BOOTSTRAP": bootstrap,
+        "CHARGEFLOW_DATABASE_URL": url,
+        "CHARGEFLOW_TOPIC_PREFIX": topics.ocpp_events[: -len(Topics().ocpp_events)],
+        "CHARGEFLOW_FLOW_TAIL": "false",
+        "CHARGEFLOW_FLOW_BATCH_SIZE": str(batch_size),
+    }
+    args = [sys.executable, "-m", "flows.run", "flows.sessions.dataflow:from_env()"]
+    if recovery:
+        rdir = workdir / f"recovery-{uuid.uuid4().hex[:6]}"
+        ensure_recovery_dir(rdir, 1)
+        args += ["-r", str(rdir), "-s", "5", "-b", "0"]
+    started = time.perf_counter()
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"flow exited {proc.returncode}: {proc.stderr[-3000:]}")
+    return elapsed
+
+
+def profile_flow(bootstrap: str, topics: Topics, url: str, out: Path, batch_size: int) -> str:
+    """The same flow in this process under cProfile (bytewax.testing.run_main)."""
+    from bytewax.testing import run_main
+
+    from flows.sessions.dataflow import SessionsFlowConfig, build_flow
+
+    flow = build_flow(SessionsFlowConfig(brokers=[bootstrap], database_url=url, topics=topics,
+                                         tail=False, batch_size=batch_size))
+    prof = cProfile.Profile()
+    prof.enable()
+    run_main(flow)
+    prof.disable()
+    prof.dump_stats(out)
+    stats = pstats.Stats(str(out))
+    lines: list[str] = []
+    stats.stream = _Lines(lines)  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(25)
+    return "\n".join(lines)
+
+
+class _Lines:
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = lines
+
+    def write(self, text: str) -> None:
+        self._lines.extend(text.rstrip("\n").split("\n"))
+
+
+# --------------------------------------------------------------------------- plain loop
+
+
+def run_plain(bootstrap: str, topic: str, partitions: int, url: str,
+              batch_size: int) -> float:
+    """The same per-event work as the flow, without Bytewax."""
+    started = time.perf_counter()
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "bench-plain", "enable.auto.commit": False,
+        "enable.partition.eof": True, "fetch.max.bytes": 52_428_800,
+    })
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    states: dict[str, ChargePointState] = {}
+    pending = set(range(partitions))
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            while pending:
+                sessions: list[SessionRow] = []
+                samples: list[MeterSampleRow] = []
+                for msg in consumer.consume(batch_size, 1.0):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending.discard(msg.partition())
+                            continue
+                        raise RuntimeError(err.str())
+                    try:
+                        envelope = decode_envelope(msg.value())
+                        state, rows = logic.update(states.get(envelope.charge_point_id),
+                                                   envelope)
+                    except (EnvelopeError, InvalidEvent):
+                        continue
+                    states[envelope.charge_point_id] = state
+                    for row in rows:
+                        if isinstance(row, SessionRow):
+                            sessions.append(row)
+                        else:
+                            samples.append(row)
+                write_sessions_batch(conn, sessions, samples)
+        finally:
+            consumer.close()
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def sample_rows(n: int, stations: int = 200) -> list[MeterSampleRow]:
+    return [
+        MeterSampleRow(
+            measured_at=T0 + timedelta(seconds=i // stations),
+            charge_point_id=f"CP-{i % stations:05d}", connector_id=1,
+            transaction_id=str(1000 + i % stations),
+            measurand="Energy.Active.Import.Register", phase="", location="Outlet",
+            context="Sample.Periodic", unit="Wh", value=Decimal(i),
+        )
+        for i in range(n)
+    ]
+
+
+def session_rows(n: int) -> list[SessionRow]:
+    base = SessionRow(
+        session_id=logic.session_id_for("CP", 0), charge_point_id="CP", connector_id=1,
+        transaction_id="0", id_tag="TAG", status="active", started_at=T0, stopped_at=None,
+        meter_start_wh=1_000, meter_stop_wh=None, last_register_wh=1_500, energy_wh=500,
+        energy_source="register", quality="exact", quality_reasons=(), stop_reason=None,
+        sample_count=3,
+    )
+    return [
+        replace(base, session_id=logic.session_id_for(f"CP-{i % 1000:05d}", i),
+                charge_point_id=f"CP-{i % 1000:05d}", transaction_id=str(i))
+        for i in range(n)
+    ]
+
+
+def bench_writer(url: str, sessions: list[SessionRow], samples: list[MeterSampleRow],
+                 chunk: int) -> float:
+    truncate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        write_sessions_batch(conn, [], [])  # connect + warm-up outside the timing
+        started = time.perf_counter()
+        for i in range(0, max(len(sessions), len(samples)), chunk):
+            write_sessions_batch(conn, sessions[i:i + chunk], samples[i:i + chunk])
+        return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.flows", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000, help="MeterValues envelopes")
+    parser.add_argument("--stations", type=int, default=200)
+    parser.add_argument("--values-per-event", type=int, default=3,
+                        help="sampled values per MeterValues (1-10)")
+    parser.add_argument("--session-length", type=int, default=50,
+                        help="MeterValues per session")
+    parser.add_argument("--partitions", type=int, default=1, help="topic partitions")
+    parser.add_argument("--batch-size", type=int, default=1000,
+                        help="Kafka input batch size (flow and plain loop)")
+    parser.add_argument("--copy-rows", type=int, default=200_000)
+    parser.add_argument("--copy-chunk", type=int, default=10_000)
+    parser.add_argument("--session-rows", type=int, default=20_000)
+    parser.add_argument("--no-recovery", action="store_true", help="run the flow without -r")
+    parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="also run the flow in-process under cProfile, dump stats here")
+    args = parser.parse_args(argv)
+
+    spec = StreamSpec(stations=args.stations, meter_events=args.events,
+                      meter_values_per_session=args.session_length,
+                      values_per_event=args.values_per_event)
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "stream": {"stations": spec.stations, "meter_events": spec.meter_events,
+                   "values_per_event": spec.values_per_event,
+                   "meter_values_per_session": spec.meter_values_per_session,
+                   "partitions": args.partitions, "kafka_batch_size": args.batch_size},
+    }
+    with tempfile.TemporaryDirectory(prefix="chargeflow-bench-") as tmp:
+        work = Path(tmp)
+        server = database_server(os.environ.get("CHARGEFLOW_BENCH_DATABASE_URL"), work)
+        try:
+            with EmbeddedBroker(log_path=work / "tansu.log") as broker, \
+                    fresh_database(server) as url:
+                result["database"] = server.origin
+                topics = Topics.with_prefix(f"bench{uuid.uuid4().hex[:6]}.")
+                ensure_topics(broker.bootstrap, topics.all(), partitions=args.partitions)
+
+                progress(f"generating {spec.meter_events} meter events")
+                msgs = messages(spec)
+                result["stream"]["messages"] = len(msgs)
+                result["stream"]["sessions"] = session_count(msgs)
+                result["stream"]["bytes"] = sum(len(v) for _, v in msgs)
+                t = time.perf_counter()
+                produce_all(broker.bootstrap, topics.ocpp_events, msgs)
+                result["produce_messages_per_s"] = round(len(msgs) / (time.perf_counter() - t))
+
+                progress("sessions flow (subprocess, 1 worker)")
+                elapsed = run_flow(broker.bootstrap, topics, url, work,
+                                   recovery=not args.no_recovery, batch_size=args.batch_size)
+                digest = table_digest(url)
+                rows = digest["sessions"] + digest["meter_samples"]
+                result["flow"] = {
+                    "workers": 1, "recovery": not args.no_recovery,
+                    "wall_s": round(elapsed, 3),
+                    "meter_events_per_s": round(spec.meter_events / elapsed),
+                    "messages_per_s": round(len(msgs) / elapsed),
+                    "sessions_rows": digest["sessions"],
+                    "meter_samples_rows": digest["meter_samples"],
+                    "rows_written_per_s": round(rows / elapsed),
+                    "sample_rows_per_s": round(digest["meter_samples"] / elapsed),
+                }
+
+                if not args.skip_plain:
+                    truncate(url)
+                    progress("plain confluent-kafka loop")
+                    plain_s = run_plain(broker.bootstrap, topics.ocpp_events, args.partitions,
+                                        url, args.batch_size)
+                    plain_digest = table_digest(url)
+                    result["plain"] = {
+                        "wall_s": round(plain_s, 3),
+                        "meter_events_per_s": round(spec.meter_events / plain_s),
+                        "tables_equal_to_flow": plain_digest == digest,
+                    }
+                    result["ratio_flow_over_plain"] = round(
+                        result["flow"]["meter_events_per_s"]
+                        / result["plain"]["meter_events_per_s"], 3)
+
+                if args.profile is not None:
+                    truncate(url)
+                    progress(f"profiling the flow in-process -> {args.profile}")
+                    t = time.perf_counter()
+                    top = profile_flow(broker.bootstrap, topics, url, args.profile,
+                                       args.batch_size)
+                    result["profile"] = {"file": str(args.profile),
+                                         "wall_s_under_cprofile": round(time.perf_counter() - t, 3)}
+                    print(top, file=sys.stderr)
+
+                progress(f"writer: {args.copy_rows} meter samples")
+                samples = sample_rows(args.copy_rows)
+                copy_s = bench_writer(url, [], samples, args.copy_chunk)
+                result["copy"] = {"rows": args.copy_rows, "chunk": args.copy_chunk,
+                                  "wall_s": round(copy_s, 3),
+                                  "rows_per_s": round(args.copy_rows / copy_s)}
+                progress(f"writer: {args.session_rows} session upserts")
+                sessions = session_rows(args.session_rows)
+                chunk = 200
+                up_s = bench_writer(url, sessions, [], chunk)
+                result["session_upserts"] = {"rows": args.session_rows, "chunk": chunk,
+                                             "wall_s": round(up_s, 3),
+                                             "rows_per_s": round(args.session_rows / up_s)}
+        finally:
+            server.stop()
+
+    result["targets"] = {
+        "flow_meter_events_per_s_per_worker": TARGET_FLOW_EVENTS_PER_S,
+        "flow_met": result["flow"]["meter_events_per_s"] >= TARGET_FLOW_EVENTS_PER_S,
+        "copy_rows_per_s": TARGET_COPY_ROWS_PER_S,
+        "copy_met": result["copy"]["rows_per_s"] >= TARGET_COPY_ROWS_PER_S,
+    }
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
