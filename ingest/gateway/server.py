@@ -5,6 +5,11 @@ client offers no supported OCPP subprotocol. ``/health`` and ``/metrics`` are
 served as plain HTTP on the same port. Each connection is handled by the
 version-specific protocol class chosen by the negotiated subprotocol; frames
 larger than ``max_frame_bytes`` close that connection with 1009.
+
+Subprotocols: ``ocpp2.0.1`` and ``ocpp1.6``. A station that offers both gets
+``ocpp2.0.1``: the server picks in its own order (``PROTOCOLS``), and the newer
+version is the richer one (EVSE model, string transaction ids, security events).
+A station is recorded with the version it booted with (BootNotification).
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bus.producer import Producer, producer_config
-from ingest.gateway import v16
+from ingest.gateway import v16, v201
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.services import GatewayMetrics, GatewayServices
 
 log = structlog.get_logger("chargeflow.gateway")
 
-# Subprotocol -> protocol class, in order of preference. "ocpp2.0.1" goes here.
-PROTOCOLS: dict[str, Any] = {v16.SUBPROTOCOL: v16.CentralSystemV16}
+# Subprotocol -> protocol class, in order of preference (the first offered one wins).
+PROTOCOLS: dict[str, Any] = {
+    v201.SUBPROTOCOL: v201.CentralSystemV201,
+    v16.SUBPROTOCOL: v16.CentralSystemV16,
+}
 PATH_PREFIX = "/ocpp/"
 
 
@@ -75,6 +83,7 @@ class Gateway:
     async def start(self) -> None:
         cfg = self.config
         await asyncio.to_thread(v16.SCHEMAS.warm)
+        await asyncio.to_thread(v201.SCHEMAS.warm)
         self._pool = AsyncConnectionPool(
             cfg.database_url, min_size=1, max_size=cfg.db_pool_max_size, open=False,
             kwargs={"autocommit": True}, name="gateway",

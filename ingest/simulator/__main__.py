@@ -20,6 +20,8 @@ def parse_args(argv: list[str] | None = None) -> FleetConfig:
     p.add_argument("--meter-interval", type=float, default=FleetConfig.meter_interval_s)
     p.add_argument("--time-scale", type=float, default=FleetConfig.time_scale)
     p.add_argument("--seed", type=int, default=FleetConfig.seed)
+    p.add_argument("--ocpp-versions", default=",".join(FleetConfig.ocpp_versions),
+                   help="comma-separated, cycled over the stations, e.g. 1.6,2.0.1")
     p.add_argument("--database-url", default=None,
                    help="provision stations and id tags in this database first")
     a = p.parse_args(argv)
@@ -28,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> FleetConfig:
         connectors_per_station=a.connectors, sessions_per_station=a.sessions,
         meter_interval_s=a.meter_interval, time_scale=a.time_scale, seed=a.seed,
         database_url=a.database_url,
+        ocpp_versions=tuple(v.strip() for v in a.ocpp_versions.split(",") if v.strip()),
     )
 
 

@@ -1,13 +1,17 @@
-"""A fleet of simulated OCPP 1.6J charge points in one asyncio process.
+"""A fleet of simulated OCPP 1.6J and 2.0.1 charge points in one asyncio process.
 
-Each station is an ``ocpp.v16.ChargePoint`` client: it connects (reconnecting
+Each station is an ``ocpp`` library client of its version (``FleetConfig.ocpp_versions``
+cycles over the stations; the version-specific payloads are in ``v16``/``v201``,
+see ``dialect``): it connects (reconnecting
 with backoff while the gateway is not up), boots, sends heartbeats and runs
-charging sessions per connector. Transaction messages (StartTransaction,
-MeterValues of a transaction, StopTransaction) go through a per-station queue
+charging sessions per connector. Transaction messages (1.6 StartTransaction,
+MeterValues of a transaction, StopTransaction; 2.0.1 TransactionEvent) go through a
+per-station queue
 and are retried with backoff until the gateway acknowledges them, like a real
 station, so a broker outage never loses a session. The ground truth of every
-session (``meterStop - meterStart`` from the station's own register) is
-recorded in the ``FleetReport``.
+session (``meterStop - meterStart``, 2.0.1: Transaction.End register -
+Transaction.Begin register, both from the station's own register) is recorded in
+the ``FleetReport``.
 
 Simulated time runs ``time_scale`` times faster than real time; message
 timestamps are simulated time (ahead of the wall clock when ``time_scale > 1``).
@@ -25,17 +29,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from ocpp.charge_point import ChargePoint
 from ocpp.exceptions import InternalError
-from ocpp.v16 import ChargePoint
-from ocpp.v16 import call as c
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from ingest.simulator.dialect import Dialect, Reading, Sample
+from ingest.simulator.dialect import iso as iso
 from ingest.simulator.physics import ChargingState, EnergyRegister, draw_ev, electrical
+from ingest.simulator.v16 import V16Dialect
+from ingest.simulator.v201 import V201Dialect
 
 log = structlog.get_logger("chargeflow.simulator")
 _lib_logger = logging.getLogger("chargeflow.simulator.ocpp")
 _lib_logger.setLevel(logging.WARNING)
+
+
+DIALECTS: dict[str, type[Dialect]] = {"1.6": V16Dialect, "2.0.1": V201Dialect}
 
 
 def default_id_tags(count: int = 20) -> tuple[str, ...]:
@@ -66,16 +76,29 @@ class FleetConfig:
     model: str = "SIM-AC22"
     # When set, stations and id tags are provisioned in this database first.
     database_url: str | None = None
+    # OCPP version per station, cycling: ("1.6", "2.0.1") = odd stations 1.6, even 2.0.1.
+    ocpp_versions: tuple[str, ...] = ("1.6",)
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.ocpp_versions if v not in DIALECTS]
+        if not self.ocpp_versions or unknown:
+            raise ValueError(f"ocpp_versions must be from {sorted(DIALECTS)}, got "
+                             f"{self.ocpp_versions!r}")
 
     def station_ids(self) -> list[str]:
         return [f"{self.station_id_prefix}{i:04d}" for i in range(1, self.stations + 1)]
+
+    def station_versions(self) -> dict[str, str]:
+        """Station id -> OCPP version."""
+        return {cp: self.ocpp_versions[i % len(self.ocpp_versions)]
+                for i, cp in enumerate(self.station_ids())}
 
 
 @dataclass
 class SessionTruth:
     charge_point_id: str
-    connector_id: int
-    transaction_id: int
+    connector_id: int  # 2.0.1: the EVSE id (one connector per EVSE)
+    transaction_id: int | str  # 1.6: assigned by the gateway; 2.0.1: the station's UUID
     id_tag: str
     meter_start_wh: int
     meter_stop_wh: int
@@ -83,7 +106,8 @@ class SessionTruth:
     started_at: str
     stopped_at: str
     stop_reason: str
-    meter_value_messages: int
+    meter_value_messages: int  # 2.0.1: TransactionEvent Updated messages
+    ocpp_version: str = "1.6"
 
 
 @dataclass
@@ -124,14 +148,6 @@ class SimClock:
         await asyncio.sleep(max(0.0, simulated_s) / self.time_scale)
 
 
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _Client(ChargePoint):
-    """The ocpp-library side of one station connection."""
-
-
 @dataclass
 class _TxMessage:
     payload: Any
@@ -145,8 +161,9 @@ BeforeSend = Callable[[str, str, int], Awaitable[None]]
 
 class SimulatedStation:
     def __init__(self, cp_id: str, config: FleetConfig, report: FleetReport, clock: SimClock,
-                 before_send: BeforeSend | None = None) -> None:
+                 before_send: BeforeSend | None = None, ocpp_version: str = "1.6") -> None:
         self.cp_id = cp_id
+        self.dialect = DIALECTS[ocpp_version]()
         self._before_send = before_send
         self.config = config
         self.report = report
@@ -156,14 +173,14 @@ class SimulatedStation:
             cid: EnergyRegister(self.rng.randint(1_000_000, 90_000_000))
             for cid in range(1, config.connectors_per_station + 1)
         }
-        self._client: _Client | None = None
+        self._client: ChargePoint | None = None
         self._connected = asyncio.Event()
         self._finished = asyncio.Event()
         self._booted_once = asyncio.Event()  # first boot and Available statuses are out
         self._tx_queue: asyncio.Queue[_TxMessage] = asyncio.Queue()
         self._sessions_left = config.sessions_per_station
         self._heartbeat_s: float = 300.0
-        self.log = log.bind(charge_point_id=cp_id)
+        self.log = log.bind(charge_point_id=cp_id, ocpp_version=ocpp_version)
 
     # --------------------------------------------------------------- lifecycle
 
@@ -188,8 +205,8 @@ class SimulatedStation:
         url = f"{self.config.gateway_url.rstrip('/')}/{self.cp_id}"
         while not self._finished.is_set():
             try:
-                ws = await connect(url, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                                   open_timeout=10)
+                ws = await connect(url, open_timeout=10, subprotocols=[
+                    self.dialect.subprotocol])  # type: ignore[list-item]
             except Exception as exc:
                 self.report.connect_failures += 1
                 delay = self._backoff(attempt)
@@ -212,8 +229,8 @@ class SimulatedStation:
             pass
 
     async def _serve_connection(self, ws: ClientConnection) -> None:
-        client = _Client(self.cp_id, ws, response_timeout=self.config.call_timeout_s,
-                         logger=_lib_logger)
+        client = self.dialect.client_cls(
+            self.cp_id, ws, response_timeout=self.config.call_timeout_s, logger=_lib_logger)
         receiver = asyncio.create_task(client.start())
         keeper = asyncio.create_task(self._boot_and_heartbeat(client))
         finished = asyncio.create_task(self._finished.wait())
@@ -230,13 +247,13 @@ class SimulatedStation:
                 if isinstance(result, Exception) and not isinstance(result, ConnectionClosed):
                     self.log.warning("connection task failed", error=repr(result))
 
-    async def _boot_and_heartbeat(self, client: _Client) -> None:
+    async def _boot_and_heartbeat(self, client: ChargePoint) -> None:
         attempt = 0
         while True:
             try:
-                boot = await client.call(c.BootNotification(
-                    charge_point_vendor=self.config.vendor, charge_point_model=self.config.model,
-                    charge_point_serial_number=f"{self.cp_id}-SN", firmware_version="1.0.0",
+                boot = await client.call(self.dialect.boot(
+                    vendor=self.config.vendor, model=self.config.model,
+                    serial=f"{self.cp_id}-SN", firmware="1.0.0",
                 ), suppress=False)
             except (ConnectionClosed, asyncio.CancelledError):
                 raise
@@ -252,17 +269,15 @@ class SimulatedStation:
             await asyncio.sleep(max(1.0, float(boot.interval or 10)))
         self._client = client
         self._connected.set()
-        for cid in [0, *self.registers]:
-            await self._best_effort(c.StatusNotification(
-                connector_id=cid, error_code="NoError", status="Available",
-                timestamp=iso(self.clock.now())))
+        for cid in [0, *self.registers] if self.dialect.station_connector else self.registers:
+            await self._status(cid, "Available")
         self._booted_once.set()
         interval = self.config.heartbeat_interval_s or self._heartbeat_s
         while True:
             await asyncio.sleep(interval)
-            await self._best_effort(c.Heartbeat(), attempts=1)
+            await self._best_effort(self.dialect.heartbeat(), attempts=1)
 
-    async def _client_ready(self) -> _Client:
+    async def _client_ready(self) -> ChargePoint:
         while True:
             await self._connected.wait()
             if self._client is not None:
@@ -337,9 +352,10 @@ class SimulatedStation:
         return True
 
     async def _status(self, cid: int, status: str) -> None:
-        await self._best_effort(c.StatusNotification(
-            connector_id=cid, error_code="NoError", status=status,
-            timestamp=iso(self.clock.now())))
+        """A 1.6 status; the dialect maps it (or skips it: 2.0.1 has no Charging)."""
+        payload = self.dialect.status(cid, status, self.clock.now())
+        if payload is not None:
+            await self._best_effort(payload)
 
     async def _connector_loop(self, cid: int) -> None:
         await self._booted_once.wait()
@@ -347,74 +363,67 @@ class SimulatedStation:
             await self.clock.sleep(self.rng.expovariate(1.0 / self.config.mean_arrival_gap_s))
             await self._session(cid)
 
-    def _sample(self, cid: int, state: ChargingState, transaction_id: int) -> dict[str, Any]:
+    def _sample(self, cid: int, state: ChargingState) -> Sample:
         voltage, current, temperature = electrical(
             state.power_w, voltage_v=self.config.voltage_v, phases=self.config.phases,
             rng=self.rng)
-        ctx = "Sample.Periodic"
-        return {
-            "timestamp": iso(self.clock.now()),
-            "sampledValue": [
-                {"value": str(self.registers[cid].wh), "context": ctx, "format": "Raw",
-                 "measurand": "Energy.Active.Import.Register", "location": "Outlet",
-                 "unit": "Wh"},
-                {"value": f"{state.power_w:.1f}", "context": ctx,
-                 "measurand": "Power.Active.Import", "location": "Outlet", "unit": "W"},
-                {"value": f"{current:.2f}", "context": ctx, "measurand": "Current.Import",
-                 "location": "Outlet", "unit": "A"},
-                {"value": f"{voltage:.1f}", "context": ctx, "measurand": "Voltage",
-                 "location": "Outlet", "unit": "V"},
-                {"value": f"{state.soc * 100:.0f}", "context": ctx, "measurand": "SoC",
-                 "location": "EV", "unit": "Percent"},
-                {"value": f"{temperature:.1f}", "context": ctx, "measurand": "Temperature",
-                 "location": "Body", "unit": "Celsius"},
-            ],
-        }
+        readings = [
+            Reading("Energy.Active.Import.Register", self.registers[cid].wh, "Wh", "Outlet"),
+            Reading("Power.Active.Import", state.power_w, "W", "Outlet"),
+            Reading("Current.Import", current, "A", "Outlet", decimals=2),
+            Reading("Voltage", voltage, "V", "Outlet"),
+            Reading("SoC", state.soc * 100, "Percent", "EV", decimals=0),
+        ]
+        if self.dialect.version == "1.6":  # 2.0.1 has no Temperature measurand
+            readings.append(Reading("Temperature", temperature, "Celsius", "Body"))
+        return Sample(self.clock.now(), tuple(readings))
 
     async def _session(self, cid: int) -> None:
         cfg = self.config
         id_tag = self.rng.choice(cfg.id_tags)
         ev = draw_ev(self.rng, mean_dwell_s=cfg.mean_dwell_s)
+        dialect = self.dialect
         await self._status(cid, "Preparing")
-        auth = await self._best_effort(c.Authorize(id_tag=id_tag))
-        if auth is None or auth.id_tag_info.get("status") != "Accepted":
+        auth = await self._best_effort(dialect.authorize(id_tag))
+        if auth is None or dialect.auth_status(auth) != "Accepted":
             self.report.rejected_authorizations += 1
             await self._status(cid, "Available")
             return
         register = self.registers[cid]
         meter_start = register.wh
         started_at = self.clock.now()
-        start = await self._enqueue(c.StartTransaction(
-            connector_id=cid, id_tag=id_tag, meter_start=meter_start, timestamp=iso(started_at)))
-        transaction_id = int(start.transaction_id)
+        proposed = dialect.new_transaction_id(self.rng.getrandbits(128))
+        start = await self._enqueue(dialect.start(
+            connector_id=cid, id_tag=id_tag, register_wh=meter_start, at=started_at,
+            transaction_id=proposed))
+        transaction_id, start_status = dialect.started(start, proposed)
         state = ChargingState(ev=ev, soc=ev.soc_start, station_max_w=cfg.max_power_w)
         reason: str | None = None
         samples = 0
-        if start.id_tag_info.get("status") != "Accepted":
+        if start_status != "Accepted":
             reason = "DeAuthorized"
         else:
             await self._status(cid, "Charging")
-        last_sample: dict[str, Any] | None = None
+        last_sample: Sample | None = None
         while reason is None:
             await self.clock.sleep(cfg.meter_interval_s)
             register.add(state.step(cfg.meter_interval_s))
-            last_sample = self._sample(cid, state, transaction_id)
-            self._enqueue(c.MeterValues(connector_id=cid, transaction_id=transaction_id,
-                                        meter_value=[last_sample]))
+            last_sample = self._sample(cid, state)
+            self._enqueue(dialect.meter(connector_id=cid, transaction_id=transaction_id,
+                                        sample=last_sample, charging=state.power_w > 0))
             samples += 1
             reason = state.done
         meter_stop = register.wh
         stopped_at = self.clock.now()
-        stop = c.StopTransaction(
-            meter_stop=meter_stop, timestamp=iso(stopped_at), transaction_id=transaction_id,
-            reason=reason, id_tag=id_tag if reason == "Local" else None,
-            transaction_data=[last_sample] if last_sample else None)
-        await self._enqueue(stop)
+        await self._enqueue(dialect.stop(
+            connector_id=cid, transaction_id=transaction_id, id_tag=id_tag,
+            register_wh=meter_stop, at=stopped_at, reason=reason, last=last_sample))
         self.report.sessions.append(SessionTruth(
             charge_point_id=self.cp_id, connector_id=cid, transaction_id=transaction_id,
             id_tag=id_tag, meter_start_wh=meter_start, meter_stop_wh=meter_stop,
             energy_wh=meter_stop - meter_start, started_at=iso(started_at),
-            stopped_at=iso(stopped_at), stop_reason=reason, meter_value_messages=samples))
+            stopped_at=iso(stopped_at), stop_reason=reason, meter_value_messages=samples,
+            ocpp_version=dialect.version))
         self.log.info("session done", transaction_id=transaction_id,
                       energy_wh=meter_stop - meter_start, reason=reason)
         await self._status(cid, "Finishing")
@@ -445,7 +454,9 @@ async def run_fleet(
         report = FleetReport()
     report.stations = config.station_ids()
     clock = SimClock(config.time_scale)
+    versions = config.station_versions()
     async with asyncio.TaskGroup() as tg:
         for cp_id in report.stations:
-            tg.create_task(SimulatedStation(cp_id, config, report, clock, before_send).run())
+            tg.create_task(SimulatedStation(cp_id, config, report, clock, before_send,
+                                            versions[cp_id]).run())
     return report

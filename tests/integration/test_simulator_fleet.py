@@ -1,12 +1,14 @@
 """The simulator against the real gateway: the fleet's ground truth matches what is
-on ocpp.events."""
+on ocpp.events, for 1.6, 2.0.1 and mixed fleets."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
+from bus.normalized import ConnectorStatus, MeterSample, TransactionEnd, TransactionStart
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker, free_port
 from ingest.gateway.config import GatewayConfig
@@ -92,3 +94,57 @@ async def test_fleet_waits_for_a_gateway_that_is_not_up_yet(
                 await fleet
     assert len(report.sessions) == 1
     assert report.connects == 1
+
+
+async def test_mixed_fleet_of_16_and_201_stations_matches_the_registers_on_the_topic(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    config = fast_fleet("", clean_db, stations=4, sessions_per_station=1,
+                        ocpp_versions=("1.6", "2.0.1"))
+    assert config.station_versions() == {
+        "SIM-0001": "1.6", "SIM-0002": "2.0.1", "SIM-0003": "1.6", "SIM-0004": "2.0.1"}
+    async with Gateway(gateway_config(broker, clean_db, topics)) as gw:
+        async with asyncio.timeout(120):
+            report = await run_fleet(replace(config, gateway_url=gw.url))
+    assert len(report.sessions) == 4
+    assert report.failed_transaction_messages == 0
+    assert report.rejected_authorizations == 0
+    events = envelopes(broker, topics.ocpp_events)
+    versions = {e.charge_point_id: e.ocpp_version for e in events if e.action == "BootNotification"}
+    assert versions == config.station_versions()
+
+    for s in report.sessions:
+        assert s.ocpp_version == versions[s.charge_point_id]
+        assert s.energy_wh == s.meter_stop_wh - s.meter_start_wh > 0
+        mine = [e for e in events if e.charge_point_id == s.charge_point_id]
+        # The normalised facts give the same ground truth for both versions.
+        facts = [f for e in mine for f in e.normalized or []]
+        start = next(f for f in facts if isinstance(f, TransactionStart))
+        end = next(f for f in facts if isinstance(f, TransactionEnd))
+        assert start.transaction_id == end.transaction_id == str(s.transaction_id)
+        assert start.meter_start_wh == s.meter_start_wh
+        assert end.meter_stop_wh == s.meter_stop_wh
+        assert end.stopped_reason == s.stop_reason
+        registers = [f.value for e in mine if e.action in ("MeterValues", "TransactionEvent")
+                     for f in e.normalized or [] if isinstance(f, MeterSample)
+                     and f.measurand == "Energy.Active.Import.Register"
+                     and f.context == "Sample.Periodic"]
+        assert len(registers) == s.meter_value_messages
+        assert registers == sorted(registers)
+        if s.ocpp_version == "1.6":
+            continue
+        # 2.0.1: the raw TransactionEvents carry the registers and a gapless seqNo.
+        tx_events = [e for e in mine if e.action == "TransactionEvent"]
+        assert [e.payload["eventType"] for e in tx_events] == (
+            ["Started"] + ["Updated"] * s.meter_value_messages + ["Ended"])
+        assert [e.payload["seqNo"] for e in tx_events] == list(range(len(tx_events)))
+        assert {e.payload["transactionInfo"]["transactionId"] for e in tx_events} == {
+            s.transaction_id}
+        begin = tx_events[0].payload["meterValue"][0]["sampledValue"][0]
+        finish = tx_events[-1].payload["meterValue"][0]["sampledValue"][0]
+        assert (begin["context"], begin["value"]) == ("Transaction.Begin", s.meter_start_wh)
+        assert (finish["context"], finish["value"]) == ("Transaction.End", s.meter_stop_wh)
+        assert s.energy_wh == finish["value"] - begin["value"]
+        assert tx_events[0].response == {"idTokenInfo": {"status": "Accepted"}}
+        statuses = [f.status for f in facts if isinstance(f, ConnectorStatus)]
+        assert statuses == ["Available", "Preparing", "Available"]
