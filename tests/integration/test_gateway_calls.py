@@ -1,5 +1,5 @@
 """The gateway against the real broker and database: every 1.6 action answered and
-published as an envelope on ocpp.events before the answer."""
+published as an envelope on ocpp.events before the answer, with its normalised form."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bus.admin import read_topic
 from bus.envelope import Envelope, decode_envelope
+from bus.normalized import ConnectorStatus, MeterSample, TransactionEnd, TransactionStart
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.config import GatewayConfig
@@ -142,6 +144,18 @@ async def test_all_seven_actions_are_answered_and_published(
         assert env.ocpp_version == "1.6"
     messages = list(read_topic(broker.bootstrap, topics.ocpp_events))
     assert {m.key() for m in messages} == {b"CP-ALL"}
+    # Normalised facts next to the raw payload.
+    start_facts = by_uid["u-start"].normalized
+    assert start_facts is not None
+    assert isinstance(start_facts[0], TransactionStart)
+    assert (start_facts[0].transaction_id, start_facts[0].meter_start_wh) == (str(tx), 1_000_000)
+    assert [f.value for f in mv_env.normalized or [] if isinstance(f, MeterSample)] == [
+        1_000_100, 1_000_200]
+    stop_facts = by_uid["u-stop"].normalized
+    assert stop_facts is not None
+    assert isinstance(stop_facts[0], TransactionEnd)
+    assert (stop_facts[0].meter_stop_wh, stop_facts[0].stopped_reason) == (1_005_000, "Local")
+    assert by_uid["u-boot"].normalized == []
 
     # Registry side effects.
     station = db.execute(
@@ -229,3 +243,81 @@ async def test_metrics_and_health_are_served_on_the_gateway_port(gateway: Gatewa
         assert "chargeflow_gateway_publish_seconds_count" in text
     finally:
         await ws.close()
+
+
+CHARGE_POINT_ERROR_CODES = (
+    "ConnectorLockFailure", "EVCommunicationError", "GroundFailure", "HighTemperature",
+    "InternalError", "LocalListConflict", "NoError", "OtherError", "OverCurrentFailure",
+    "PowerMeterFailure", "PowerSwitchFailure", "ReaderFailure", "ResetFailure",
+    "UnderVoltage", "OverVoltage", "WeakSignal",
+)
+CHARGE_POINT_STATUSES = (
+    "Available", "Preparing", "Charging", "SuspendedEVSE", "SuspendedEV", "Finishing",
+    "Reserved", "Unavailable", "Faulted",
+)
+
+
+async def test_remaining_16_actions_error_codes_and_transaction_data(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    cfg = gateway_config(broker, clean_db, topics,
+                         data_transfer_vendor_ids=frozenset({"org.chargeflow"}))
+    sent: list[tuple[str, dict[str, Any]]] = []
+    async with Gateway(cfg) as gw:
+        ws = await open_station(gw, "CP-MORE")
+        try:
+            async def call(uid: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+                frame = await rpc(ws, action, payload, uid)
+                assert frame[0] == 3, frame
+                sent.append((uid, frame[2]))
+                return dict(frame[2])
+
+            assert await call("dt-known", "DataTransfer", {
+                "vendorId": "org.chargeflow", "messageId": "Ping", "data": "x"}) == {
+                "status": "Accepted"}
+            assert await call("dt-unknown", "DataTransfer", {"vendorId": "com.other"}) == {
+                "status": "UnknownVendorId"}
+            assert await call("diag", "DiagnosticsStatusNotification",
+                              {"status": "Uploaded"}) == {}
+            assert await call("fw", "FirmwareStatusNotification", {"status": "Installed"}) == {}
+            for i, code in enumerate(CHARGE_POINT_ERROR_CODES):
+                status = CHARGE_POINT_STATUSES[i % len(CHARGE_POINT_STATUSES)]
+                assert await call(f"st-{code}", "StatusNotification", {
+                    "connectorId": 2, "errorCode": code, "status": status, "timestamp": NOW,
+                    "info": "i", "vendorId": "v", "vendorErrorCode": "E1"}) == {}
+            assert await call("stop", "StopTransaction", {
+                "transactionId": 77, "meterStop": 2_000, "timestamp": "2026-01-05T11:00:00Z",
+                "reason": "EVDisconnected", "transactionData": [
+                    {"timestamp": "2026-01-05T10:59:00Z", "sampledValue": [
+                        {"value": "1990", "context": "Transaction.End"},
+                        {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW",
+                         "phase": "L1"},
+                        {"value": "0A1B", "format": "SignedData"}]}]}) == {}
+        finally:
+            await ws.close()
+
+    got = wait_for_envelopes(broker, topics.ocpp_events, len(sent))
+    by_uid = {e.unique_id: e for e in got}
+    assert [e.unique_id for e in got] == [uid for uid, _ in sent]
+    for uid, response in sent:
+        assert by_uid[uid].response == response
+        assert by_uid[uid].ocpp_version == "1.6"
+    for i, code in enumerate(CHARGE_POINT_ERROR_CODES):
+        facts = by_uid[f"st-{code}"].normalized
+        assert facts is not None
+        assert len(facts) == 1
+        assert isinstance(facts[0], ConnectorStatus)
+        status = CHARGE_POINT_STATUSES[i % len(CHARGE_POINT_STATUSES)]
+        assert (facts[0].error_code, facts[0].status, facts[0].evse_id) == (code, status, 2)
+    stop = by_uid["stop"]
+    assert stop.payload["transactionData"][0]["sampledValue"][2]["format"] == "SignedData"
+    facts = stop.normalized
+    assert facts is not None
+    assert isinstance(facts[0], TransactionEnd)
+    assert (facts[0].transaction_id, facts[0].meter_stop_wh, facts[0].stopped_reason) == (
+        "77", 2_000, "EVDisconnected")
+    samples = [f for f in facts if isinstance(f, MeterSample)]
+    assert [(s.measurand, s.context, s.unit, s.value, s.phase, s.transaction_id)
+            for s in samples] == [
+        ("Energy.Active.Import.Register", "Transaction.End", "Wh", 1990, None, "77"),
+        ("Power.Active.Import", "Sample.Periodic", "kW", Decimal("7.2"), "L1", "77")]
