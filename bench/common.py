@@ -12,18 +12,30 @@ same spec always produces the same bytes.
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import psycopg
 from confluent_kafka import KafkaError, Message
 from confluent_kafka import Producer as RdProducer
 
 from bus.envelope import Envelope, Kind, encode_envelope
+from bus.topics import Topics
+from chargeflow.stack import DatabaseServer
+from store.schema import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+SESSIONS_FLOW = "flows.sessions.dataflow:from_env()"
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 SAMPLE_INTERVAL = timedelta(seconds=60)
@@ -193,3 +205,84 @@ def produce_all(bootstrap: str, topic: str, msgs: Sequence[KeyValue],
 
 def session_count(msgs: Sequence[KeyValue]) -> int:
     return sum(1 for _, v in msgs if b'"StartTransaction"' in v)
+
+
+# --------------------------------------------------------------------------- flows and tables
+
+
+@contextmanager
+def fresh_database(server: DatabaseServer, prefix: str = "chargeflow_bench") -> Iterator[str]:
+    """A new, migrated database on ``server`` (dropped afterwards); yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    url = server.create_database(name, exist_ok=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        server.drop_database(name)
+
+
+def flow_env(bootstrap: str, topics: Topics, database_url: str, *, tail: bool,
+             **extra: str) -> dict[str, str]:
+    """The environment ``flows.sessions.dataflow:from_env()`` reads."""
+    return {
+        **os.environ,
+        "CHARGEFLOW_KAFKA_BOOTSTRAP": bootstrap,
+        "CHARGEFLOW_DATABASE_URL": database_url,
+        "CHARGEFLOW_TOPIC_PREFIX": topics.ocpp_events[: -len(Topics().ocpp_events)],
+        "CHARGEFLOW_FLOW_TAIL": "true" if tail else "false",
+        **extra,
+    }
+
+
+def start_flow(env: dict[str, str], *args: str, log: Path | None = None,
+               flow: str = SESSIONS_FLOW) -> subprocess.Popen[bytes]:
+    """``python -m flows.run FLOW ARGS`` as a child process (output to ``log``)."""
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.run", flow, *args], cwd=ROOT, env=env,
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+        )
+    finally:
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
+
+
+def table_rows(database_url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every row of sessions and meter_samples, in a stable order."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        sessions = conn.execute("SELECT * FROM sessions ORDER BY session_id").fetchall()
+        samples = conn.execute(
+            "SELECT * FROM meter_samples ORDER BY charge_point_id, connector_id, measurand,"
+            " phase, location, context, measured_at"
+        ).fetchall()
+    return sessions, samples
+
+
+def row_counts(database_url: str) -> tuple[int, int]:
+    """(sessions, meter_samples) row counts."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM meter_samples)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def stop_flow(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
+    """SIGTERM (``flows.run`` then exits 0), SIGKILL if it does not stop in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    assert proc.returncode is not None
+    return proc.returncode
+
+
+def sample_count(msgs: Sequence[KeyValue]) -> int:
+    """How many meter_samples rows the MeterValues in ``msgs`` carry (bench streams)."""
+    return sum(v.count(b'"sampledValue"') and v.count(b'"measurand"') for _, v in msgs)

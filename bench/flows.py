@@ -31,8 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -42,35 +40,32 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from bench.common import T0, StreamSpec, messages, produce_all, session_count
+from bench.common import (
+    ROOT,
+    SESSIONS_FLOW,
+    T0,
+    StreamSpec,
+    flow_env,
+    fresh_database,
+    messages,
+    produce_all,
+    session_count,
+)
 from bus.admin import ensure_topics
 from bus.envelope import EnvelopeError, decode_envelope
 from bus.topics import Topics
-from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server
+from chargeflow.stack import EmbeddedBroker, database_server
 from flows.recovery import ensure_recovery_dir
 from flows.sessions import logic
 from flows.sessions.logic import ChargePointState, InvalidEvent, MeterSampleRow, SessionRow
-from store.schema import migrate
 from store.writers import write_sessions_batch
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_FLOW_EVENTS_PER_S = 20_000
 TARGET_COPY_ROWS_PER_S = 100_000
 
 
 def progress(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def fresh_database(server: DatabaseServer) -> Iterator[str]:
-    name = f"chargeflow_bench_{uuid.uuid4().hex[:10]}"
-    url = server.create_database(name, exist_ok=False)
-    try:
-        migrate(url)
-        yield url
-    finally:
-        server.drop_database(name)
 
 
 def truncate(url: str) -> None:
@@ -101,15 +96,9 @@ def table_digest(url: str) -> dict[str, Any]:
 
 def run_flow(bootstrap: str, topics: Topics, url: str, workdir: Path,
              recovery: bool, batch_size: int) -> float:
-    env = {
-        **os.environ,
-        "CHARGEFLOW_KAFKA_BOOTSTRAP": bootstrap,
-        "CHARGEFLOW_DATABASE_URL": url,
-        "CHARGEFLOW_TOPIC_PREFIX": topics.ocpp_events[: -len(Topics().ocpp_events)],
-        "CHARGEFLOW_FLOW_TAIL": "false",
-        "CHARGEFLOW_FLOW_BATCH_SIZE": str(batch_size),
-    }
-    args = [sys.executable, "-m", "flows.run", "flows.sessions.dataflow:from_env()"]
+    env = flow_env(bootstrap, topics, url, tail=False,
+                   CHARGEFLOW_FLOW_BATCH_SIZE=str(batch_size))
+    args = [sys.executable, "-m", "flows.run", SESSIONS_FLOW]
     if recovery:
         rdir = workdir / f"recovery-{uuid.uuid4().hex[:6]}"
         ensure_recovery_dir(rdir, 1)
