@@ -22,6 +22,8 @@ idtag_app = typer.Typer(no_args_is_help=True, help="idTags (RFID cards, app toke
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(station_app, name="station")
 app.add_typer(idtag_app, name="idtag")
+meter_app = typer.Typer(no_args_is_help=True, help="Smart meters (MQTT) and their connectors.")
+app.add_typer(meter_app, name="meter")
 
 ROLES = ("admin", "operator", "maintenance", "billing", "public")
 
@@ -214,6 +216,65 @@ def simulate(
         await asyncio.gather(fleet, stop, return_exceptions=True)
         if fleet in done and report is not None:
             report.write_text(json.dumps(fleet.result().to_json(), indent=2))
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ smart meters (MQTT)
+
+
+@meter_app.command("add")
+def meter_add(
+    meter_id: str,
+    station: Annotated[str, typer.Option(help="charge point id the meter belongs to")],
+    connector: Annotated[int, typer.Option(help="connector id (0 = the whole station)")] = 1,
+    billing: Annotated[bool, typer.Option(help="its register is what sessions bill")] = False,
+) -> None:
+    """Register a smart meter on a station connector (or move it there)."""
+    from store.meters import MeterRegistryError, add_meter
+
+    try:
+        add_meter(_database_url(_settings()), meter_id, station, connector,
+                  is_billing_meter=billing)
+    except MeterRegistryError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{meter_id}: {station} connector {connector}" + (" (billing)" if billing else ""))
+
+
+@meter_app.command("list")
+def meter_list() -> None:
+    """List registered smart meters."""
+    from store.meters import list_meters
+
+    for meter in list_meters(_database_url(_settings())):
+        typer.echo(json.dumps(dataclasses.asdict(meter), default=str))
+
+
+@app.command()
+def meters() -> None:
+    """Run the smart-meter MQTT bridge (MQTT readings -> Kafka) until SIGINT/SIGTERM."""
+    from ingest.meters import BridgeConfig, MeterBridge, MqttEndpoint
+
+    settings = _settings()
+    if not settings.mqtt_url:
+        raise typer.BadParameter("CHARGEFLOW_MQTT_URL is not set (e.g. mqtt://127.0.0.1:1883)")
+    config = BridgeConfig(
+        mqtt=MqttEndpoint.from_url(settings.mqtt_url),
+        kafka_bootstrap=_bootstrap(settings),
+        database_url=_database_url(settings),
+        topics=settings.topics,
+        topic_pattern=settings.mqtt_topic_pattern,
+        client_id=settings.mqtt_client_id,
+        share_group=settings.mqtt_share_group,
+        http_port=settings.meters_http_port,
+    )
+
+    async def main() -> None:
+        async with MeterBridge(config) as bridge:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, bridge.stop)
+            await bridge.run()
 
     asyncio.run(main())
 

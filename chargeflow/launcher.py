@@ -17,10 +17,13 @@ from types import FrameType
 import structlog
 
 from bus.admin import ensure_topics
+from chargeflow.mqtt import EmbeddedMqttBroker
 from chargeflow.settings import Settings
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server, tcp_open, wait_until
 from chargeflow.supervisor import Supervisor
+from ingest.simulator.meters import meter_id_for
 from store.apikeys import create_api_key
+from store.meters import add_meter
 from store.registry import add_id_tag, provision_station
 from store.schema import migrate
 
@@ -40,6 +43,8 @@ class LocalStack:
     database_url: str = ""
     broker: EmbeddedBroker | None = None
     db_server: DatabaseServer | None = None
+    mqtt_url: str = ""
+    mqtt_broker: EmbeddedMqttBroker | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
 
     def child_env(self) -> dict[str, str]:
@@ -52,6 +57,8 @@ class LocalStack:
             CHARGEFLOW_LOG_LEVEL=self.settings.log_level,
             PYTHONUNBUFFERED="1",
         )
+        if self.mqtt_url:
+            env["CHARGEFLOW_MQTT_URL"] = self.mqtt_url
         return env
 
     def start_infrastructure(self) -> None:
@@ -78,12 +85,14 @@ class LocalStack:
         log.info("schema migrated", storage_mode=str(mode))
         ensure_topics(self.bootstrap, s.topics.all(), partitions=s.topic_partitions)
         log.info("topics ready", topics=s.topics.all(), partitions=s.topic_partitions)
+        self.start_mqtt()
 
     def seed(self) -> str:
         for station in simulated_station_ids(self.settings.simulated_stations):
             provision_station(self.database_url, station)
         for tag in SIMULATED_ID_TAGS:
             add_id_tag(self.database_url, tag)
+        self.seed_meters()
         return create_api_key(self.database_url, "development key (chargeflow run)", "admin")
 
     def start_services(self) -> None:
@@ -108,9 +117,45 @@ class LocalStack:
             ],
             env,
         )
+        self.start_meter_services()
+
+    # --------------------------------------------------------- smart meters (MQTT)
+
+    def start_mqtt(self) -> None:
+        s = self.settings
+        if s.mqtt_url:
+            self.mqtt_url = s.mqtt_url
+            log.info("using configured MQTT broker", mqtt=s.mqtt_url.split("@")[-1])
+            return
+        self.mqtt_broker = EmbeddedMqttBroker(
+            port=s.mqtt_port, data_dir=s.data_dir.resolve(), log_path=s.data_dir / "mqtt.log"
+        ).start()
+        self.mqtt_url = self.mqtt_broker.url
+        log.info("embedded MQTT broker started", backend=self.mqtt_broker.backend,
+                 mqtt=self.mqtt_url)
+
+    def seed_meters(self) -> None:
+        """One simulated (non-billing) meter on connector 1 of each simulated station."""
+        for station in simulated_station_ids(self.settings.simulated_stations):
+            add_meter(self.database_url, meter_id_for(station), station, 1)
+
+    def start_meter_services(self) -> None:
+        s, env, py = self.settings, self.child_env(), sys.executable
+        self.supervisor.start("meters", [py, "-m", "chargeflow.cli", "meters"], env)
+        wait_until(lambda: tcp_open("127.0.0.1", s.meters_http_port), 30, "meter bridge")
+        self.supervisor.start(
+            "meter-sim",
+            [py, "-m", "ingest.simulator.meters", "--url", self.mqtt_url,
+             "--stations", str(s.simulated_stations),
+             "--interval", str(s.simulated_meter_interval_s)],
+            env,
+        )
 
     def stop(self) -> None:
         self.supervisor.stop_all()
+        if self.mqtt_broker is not None:
+            self.mqtt_broker.stop()
+            log.info("embedded MQTT broker stopped")
         if self.broker is not None:
             self.broker.stop()
             log.info("embedded broker stopped")
@@ -144,6 +189,9 @@ def banner(stack: LocalStack, api_key: str) -> str:
             + ("  (embedded Tansu, in memory)" if stack.broker else ""),
             f"  PostgreSQL      {_redact(stack.database_url)}"
             + (f"  ({stack.db_server.origin})" if stack.db_server else ""),
+            f"  MQTT (meters)   {stack.mqtt_url.split('@')[-1]}  topic {s.mqtt_topic_pattern}"
+            + (f"  (embedded {stack.mqtt_broker.backend})" if stack.mqtt_broker else "")
+            + f"; bridge metrics http://127.0.0.1:{s.meters_http_port}/metrics",
             "  processes       gateway, sessions flow (Bytewax), api, simulator "
             f"({s.simulated_stations} charge points)",
             f"  dev API key     {api_key}   (role admin)",

@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     simulator_mean_dwell_s: float = 240.0
     simulator_mean_arrival_gap_s: float = 60.0
 
+    # Smart meters over MQTT (ingest.meters). Empty mqtt_url: `chargeflow run` starts
+    # an embedded broker (chargeflow.mqtt). mqtt://[user:password@]host:port, mqtts:// = TLS.
+    mqtt_url: str | None = Field(None, description="URL of a real MQTT broker")
+    mqtt_port: int = Field(0, description="port for the embedded MQTT broker; 0 = a free one")
+    mqtt_topic_pattern: str = "meters/+/reading"
+    mqtt_client_id: str = "chargeflow-meters"
+    mqtt_share_group: str | None = None
+    meters_http_port: int = 9102  # the bridge's /healthz and /metrics
+    simulated_meter_interval_s: float = 10.0
+
     log_level: str = "INFO"
     log_format: str = Field("console", pattern="^(console|json)$")
 
