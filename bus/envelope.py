@@ -35,6 +35,9 @@ class Kind(StrEnum):
 
     OCPP_CALL = "ocpp.call"  # a CALL from a charge point, with the gateway's answer
     METER_READING = "meter.reading"  # a smart meter reading, bridged from MQTT (ingest.meters)
+    # A station came online / went offline (gateway; payload {"state": "online"|"offline",
+    # "reason": str, "gateway_id": str}), published to ocpp.events keyed by the station.
+    STATION_CONNECTION = "station.connection"
 
 
 class Envelope(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
