@@ -347,3 +347,27 @@ def test_meter_registry(clean_db: str, db: psycopg.Connection[Any]) -> None:
     assert remove_meter(clean_db, "MTR-R2") is False
     db.execute("DELETE FROM stations WHERE charge_point_id = 'CP-R1'")
     assert list_meters(clean_db) == []  # meters go with their station
+
+
+async def test_replicas_in_a_share_group_split_the_readings(
+    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
+) -> None:
+    provision_station(clean_db, "CP-G1")
+    add_meter(clean_db, "MTR-G1", "CP-G1", 1)
+    base = bridge_config(mqtt, broker, clean_db, topics, prefix, share_group=prefix)
+    async with running(replace(base, client_id=f"{prefix}-a")) as a, running(
+        replace(base, client_id=f"{prefix}-b")
+    ) as b:
+        for n in range(20):
+            await publish(mqtt, f"{prefix}/meters/MTR-G1/reading",
+                          reading("MTR-G1", NOW + timedelta(seconds=n), 1_000_000 + n))
+
+        def accepted() -> tuple[float, float]:
+            return (sample(a, "chargeflow_meters_readings_accepted_total"),
+                    sample(b, "chargeflow_meters_readings_accepted_total"))
+
+        counts = await apoll(accepted, lambda c: sum(c) >= 20, 20, "20 readings accepted")
+    assert sum(counts) == 20  # each reading went to one replica
+    assert min(counts) >= 1, counts  # and both took part
+    out = list(read_topic(broker.bootstrap, topics.meter_readings))
+    assert len({decode_envelope(m.value()).message_id for m in out}) == 20
