@@ -1,0 +1,161 @@
+"""Writers for the load and status flows (sync psycopg 3; one transaction per batch).
+
+Idempotent under replay (Bytewax sinks are at-least-once):
+
+* ``load_connector_1m``: upsert on ``(charge_point_id, connector_id, bucket)``; the
+  flow re-emits a minute whenever it changes, the latest figure wins (within a batch
+  the last row per key).
+* ``site_load_live``: upsert on ``site_id`` unless the stored row is newer (``as_of``),
+  so a replay from the start of the topic never moves the live view back in time.
+* ``connector_status_history``: insert, ``ON CONFLICT DO NOTHING`` on
+  ``(charge_point_id, connector_id, at, status)``.
+* ``connector_availability``: upsert on ``(charge_point_id, connector_id)``; rows come
+  in the flow's per-station order, the last one is the current state.
+
+Rows are duck-typed (attribute access) so this module does not depend on ``flows``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+_UPSERT_MINUTE = """
+INSERT INTO load_connector_1m AS m (
+    charge_point_id, connector_id, bucket, sample_count, power_sum_w, avg_power_w,
+    max_power_w, energy_wh, register_wh, source
+) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (charge_point_id, connector_id, bucket) DO UPDATE SET
+    sample_count = EXCLUDED.sample_count,
+    power_sum_w = EXCLUDED.power_sum_w,
+    avg_power_w = EXCLUDED.avg_power_w,
+    max_power_w = EXCLUDED.max_power_w,
+    energy_wh = EXCLUDED.energy_wh,
+    register_wh = EXCLUDED.register_wh,
+    source = EXCLUDED.source
+WHERE (m.sample_count, m.power_sum_w, m.avg_power_w, m.max_power_w, m.energy_wh,
+       m.register_wh, m.source)
+    IS DISTINCT FROM (EXCLUDED.sample_count, EXCLUDED.power_sum_w, EXCLUDED.avg_power_w,
+       EXCLUDED.max_power_w, EXCLUDED.energy_wh, EXCLUDED.register_wh, EXCLUDED.source)
+"""
+
+_UPSERT_SITE = """
+INSERT INTO site_load_live AS s (
+    site_id, as_of, published_at, total_w, capacity_w, utilisation_pct, over_capacity,
+    station_count, offline_stations, stations
+) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (site_id) DO UPDATE SET
+    as_of = EXCLUDED.as_of,
+    published_at = EXCLUDED.published_at,
+    total_w = EXCLUDED.total_w,
+    capacity_w = EXCLUDED.capacity_w,
+    utilisation_pct = EXCLUDED.utilisation_pct,
+    over_capacity = EXCLUDED.over_capacity,
+    station_count = EXCLUDED.station_count,
+    offline_stations = EXCLUDED.offline_stations,
+    stations = EXCLUDED.stations
+WHERE EXCLUDED.as_of >= s.as_of
+"""
+
+_INSERT_HISTORY = """
+INSERT INTO connector_status_history (
+    charge_point_id, connector_id, at, status, ocpp_status, ocpp_connector_id, error_code
+) VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+
+_UPSERT_AVAILABILITY = """
+INSERT INTO connector_availability AS a (
+    charge_point_id, connector_id, status, connector_status, ocpp_status, ocpp_connector_id,
+    error_code, status_at, online, connection_changed_at, updated_at
+) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
+    status = EXCLUDED.status,
+    connector_status = EXCLUDED.connector_status,
+    ocpp_status = EXCLUDED.ocpp_status,
+    ocpp_connector_id = EXCLUDED.ocpp_connector_id,
+    error_code = EXCLUDED.error_code,
+    status_at = EXCLUDED.status_at,
+    online = EXCLUDED.online,
+    connection_changed_at = EXCLUDED.connection_changed_at,
+    updated_at = EXCLUDED.updated_at
+"""
+
+
+def _last_per_key(rows: Iterable[Any], key: Any) -> list[Any]:
+    latest: dict[Any, Any] = {}
+    for row in rows:
+        k = key(row)
+        latest.pop(k, None)
+        latest[k] = row
+    return list(latest.values())
+
+
+def write_load_batch(conn: psycopg.Connection[Any], minutes: Sequence[Any],
+                     sites: Sequence[Any]) -> None:
+    """Upsert minute rows (``flows.load.logic.MinuteRow``) and site totals
+    (``bus.load.SiteLoad``) in one transaction."""
+    minute_rows = _last_per_key(
+        minutes, lambda r: (r.charge_point_id, r.connector_id, r.bucket))
+    site_rows = _last_per_key(sites, lambda s: s.site_id)
+    if not minute_rows and not site_rows:
+        return
+    with conn.transaction(), conn.cursor() as cur:
+        if minute_rows:
+            cur.executemany(_UPSERT_MINUTE, [
+                (r.charge_point_id, r.connector_id, r.bucket, r.sample_count, r.power_sum_w,
+                 r.avg_power_w, r.max_power_w, r.energy_wh, r.register_wh, r.source)
+                for r in minute_rows
+            ])
+        if site_rows:
+            cur.executemany(_UPSERT_SITE, [
+                (s.site_id, s.as_of, s.published_at, s.total_w, s.capacity_w,
+                 s.utilisation_pct, s.over_capacity, s.station_count, s.offline_stations,
+                 Jsonb([_station_json(st) for st in s.stations]))
+                for s in site_rows
+            ])
+
+
+def _station_json(station: Any) -> dict[str, Any]:
+    return {
+        "charge_point_id": station.charge_point_id,
+        "power_w": station.power_w,
+        "as_of": station.as_of.isoformat(),
+        "offline": station.offline,
+        "connectors": [{"connector_id": c.connector_id, "power_w": c.power_w}
+                       for c in station.connectors],
+    }
+
+
+def write_status_batch(conn: psycopg.Connection[Any], history: Sequence[Any],
+                       availability: Sequence[Any]) -> None:
+    """Insert status history rows and upsert availability rows in one transaction."""
+    current = _last_per_key(availability, lambda a: (a.charge_point_id, a.connector_id))
+    if not history and not current:
+        return
+    with conn.transaction(), conn.cursor() as cur:
+        if history:
+            cur.executemany(_INSERT_HISTORY, [
+                (h.charge_point_id, h.connector_id, h.at, h.status, h.ocpp_status,
+                 h.ocpp_connector_id, h.error_code)
+                for h in history
+            ])
+        if current:
+            cur.executemany(_UPSERT_AVAILABILITY, [
+                (a.charge_point_id, a.connector_id, a.status, a.connector_status,
+                 a.ocpp_status, a.ocpp_connector_id, a.error_code, a.status_at, a.online,
+                 a.connection_changed_at, a.updated_at)
+                for a in current
+            ])
+
+
+def station_sites(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, int | None]]:
+    """charge point id -> (site_id, sites.capacity_w) for every station on a site."""
+    rows = conn.execute(
+        "SELECT st.charge_point_id, st.site_id, si.capacity_w FROM stations st"
+        " JOIN sites si ON si.site_id = st.site_id"
+    ).fetchall()
+    return {cp: (site, None if cap is None else int(cap)) for cp, site, cap in rows}

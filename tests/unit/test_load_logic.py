@@ -1,0 +1,298 @@
+"""flows.load.logic (pure) and flows.load.dataflow wiring with Bytewax's testing source."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka.operators import KafkaOpOut
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from bus.envelope import Envelope, encode_envelope
+from bus.load import decode_site_load
+from flows.load import logic
+from flows.load.dataflow import FlowInput, build_flow_with
+from flows.load.logic import (
+    MinuteRow,
+    SiteInput,
+    SiteLogic,
+    SiteState,
+    StationLoad,
+    StationState,
+    apply,
+    parse_envelope,
+)
+from tests.unit.load_events import (
+    T0,
+    connection,
+    meter_reading,
+    mv16,
+    mv201,
+    start16,
+    status16,
+    stop16,
+)
+
+S = timedelta(seconds=1)
+M = timedelta(minutes=1)
+
+
+def run(envelopes: Sequence[Envelope], state: StationState | None = None
+        ) -> tuple[StationState, list[logic.Output]]:
+    out: list[logic.Output] = []
+    for env in envelopes:
+        event = parse_envelope(env)
+        if event is None:
+            continue
+        state, rows = apply(state, event)
+        out.extend(rows)
+    assert state is not None
+    return state, out
+
+
+def latest_minutes(out: Sequence[logic.Output]) -> dict[tuple[str, int, datetime], MinuteRow]:
+    rows: dict[tuple[str, int, datetime], MinuteRow] = {}
+    for o in out:
+        if isinstance(o, MinuteRow):
+            rows[(o.charge_point_id, o.connector_id, o.bucket)] = o
+    return rows
+
+
+def loads(out: Sequence[logic.Output]) -> list[StationLoad]:
+    return [o for o in out if isinstance(o, StationLoad)]
+
+
+def test_power_units_multiplier_and_phase_sum() -> None:
+    cases = [
+        (mv16("CP", 1, T0, watts="7400"), 7400.0),
+        (mv16("CP", 1, T0, kw="7.4"), 7400.0),
+        (mv16("CP", 1, T0, phases={"L1-N": "3680", "L2-N": "3680", "L3-N": "3640"}), 11000.0),
+        (mv16("CP", 1, T0, watts="11000", phases={"L1": "1", "L2": "1"}), 11000.0),
+        (mv201("CP", 1, T0, power=22.0, unit="kW"), 22000.0),
+        (mv201("CP", 1, T0, power=74, unit="W", multiplier=2), 7400.0),
+    ]
+    for env, watts in cases:
+        event = parse_envelope(env)
+        assert event is not None
+        [reading] = [f for f in event.facts if isinstance(f, logic.PowerReading)]
+        assert reading.power_w == watts
+        assert reading.connector_id == 1
+
+
+def test_one_minute_aggregates_chain_register_deltas() -> None:
+    envs = [
+        mv16("CP", 1, T0 + 10 * S, watts="7000", register_wh=1000),
+        mv16("CP", 1, T0 + 40 * S, watts="7400", register_wh=1050),
+        mv16("CP", 1, T0 + M + 10 * S, watts="7200", register_wh=1110),
+        mv16("CP", 1, T0 + 3 * M + 5 * S, watts="0", register_wh=1300),
+    ]
+    state, out = run(envs)
+    rows = latest_minutes(out)
+    first = rows[("CP", 1, T0)]
+    assert (first.sample_count, first.avg_power_w, first.max_power_w) == (2, 7200.0, 7400.0)
+    assert (first.energy_wh, first.register_wh) == (Decimal(50), Decimal(1050))
+    assert rows[("CP", 1, T0 + M)].energy_wh == Decimal(60)
+    assert rows[("CP", 1, T0 + 3 * M)].energy_wh == Decimal(190)
+    assert sum(r.energy_wh or 0 for r in rows.values()) == Decimal(300)
+    assert state.connectors[1].power_w == 0.0
+
+    # Redelivered / repeated messages change nothing and emit nothing.
+    _, again = run(envs, state)
+    assert [o for o in again if isinstance(o, MinuteRow)] == []
+
+
+def test_late_samples_update_open_minutes_and_old_ones_are_ignored() -> None:
+    state, out = run([
+        mv16("CP", 1, T0 + 10 * S, watts="1000", register_wh=100),
+        mv16("CP", 1, T0 + 2 * M + 10 * S, watts="3000", register_wh=300),
+    ])
+    # A sample for the minute in between arrives late: its minute appears and the
+    # later minute's delta shrinks (the chain is recomputed).
+    state, out = run([mv16("CP", 1, T0 + M + 30 * S, watts="2000", register_wh=180)], state)
+    rows = latest_minutes(out)
+    assert rows[("CP", 1, T0 + M)].energy_wh == Decimal(80)
+    assert rows[("CP", 1, T0 + 2 * M)].energy_wh == Decimal(120)
+    # Far ahead: old minutes close; a sample for a closed minute is counted as late.
+    state, _ = run([mv16("CP", 1, T0 + 30 * M, watts="0", register_wh=400)], state)
+    state, out = run([mv16("CP", 1, T0 + 5 * S, watts="9999", register_wh=50)], state)
+    assert latest_minutes(out) == {}
+    assert state.late_samples == 2  # its power and register readings
+    state, out = run([mv16("CP", 1, T0 + 31 * M, watts="0", register_wh=410)], state)
+    assert latest_minutes(out)[("CP", 1, T0 + 31 * M)].energy_wh == Decimal(10)
+
+
+def test_register_reset_gives_zero_and_restarts_the_chain() -> None:
+    _, out = run([
+        mv16("CP", 1, T0, register_wh=5000),
+        mv16("CP", 1, T0 + M, register_wh=20),
+        mv16("CP", 1, T0 + 2 * M, register_wh=70),
+    ])
+    rows = latest_minutes(out)
+    assert [rows[("CP", 1, T0 + k * M)].energy_wh for k in range(3)] == [0, 0, 50]
+
+
+def test_station_total_idles_on_status_and_transaction_end() -> None:
+    state, out = run([
+        start16("CP", 1, 7, 0, T0),
+        mv16("CP", 1, T0 + S, watts="7000", tx=7),
+        mv16("CP", 2, T0 + 2 * S, kw="11"),
+        mv16("CP", 0, T0 + 3 * S, watts="18500"),  # main meter: not added to outlets
+    ])
+    assert loads(out)[-1].power_w == 18000.0
+    state, out = run([stop16("CP", 7, 100, T0 + M)], state)  # 1.6 stop: no connector id
+    assert loads(out)[-1].power_w == 11000.0
+    state, out = run([status16("CP", 2, "Finishing", T0 + 2 * M)], state)
+    assert loads(out)[-1].power_w == 0.0
+    assert dict(loads(out)[-1].connectors) == {0: 18500.0, 1: 0.0, 2: 0.0}
+    # Samples older than STALE_AFTER relative to the station's newest event drop out.
+    state, out = run([mv16("CP", 1, T0 + 3 * M, watts="5000")], state)
+    state, out = run([connection("CP", "offline", T0 + 30 * M)], state)
+    last = loads(out)[-1]
+    assert (last.power_w, last.offline, last.as_of) == (0.0, True, T0 + 30 * M)
+
+
+def test_main_meter_counts_when_no_outlet_reports() -> None:
+    _, out = run([mv16("CP", 0, T0, watts="9000")])
+    assert loads(out)[-1].power_w == 9000.0
+
+
+def test_billing_meter_beats_station_which_beats_plain_meter() -> None:
+    state, out = run([
+        mv16("CP", 1, T0, watts="7000", register_wh=1000),
+        meter_reading("CP", 1, T0 + 5 * S, 6900.0, 88_000),  # non-billing: ignored
+    ])
+    assert latest_minutes(out)[("CP", 1, T0)].source == "ocpp"
+    assert loads(out)[-1].power_w == 7000.0
+    state, out = run([meter_reading("CP", 1, T0 + 10 * S, 7100.0, 90_000, billing=True)],
+                     state)
+    row = latest_minutes(out)[("CP", 1, T0)]
+    assert (row.source, row.sample_count, row.energy_wh) == ("meter:billing", 1, Decimal(0))
+    state, out = run([mv16("CP", 1, T0 + 20 * S, watts="1")], state)  # ignored now
+    assert loads(out)[-1].power_w == 7100.0
+    # The billing meter falls silent; after SOURCE_STALE_AFTER the station takes over.
+    state, out = run([mv16("CP", 1, T0 + 11 * M, watts="3000", register_wh=1500)], state)
+    assert latest_minutes(out)[("CP", 1, T0 + 11 * M)].source == "ocpp"
+
+
+def test_state_is_picklable() -> None:
+    state, _ = run([mv16("CP", 1, T0, watts="7000", register_wh=1)])
+    assert pickle.loads(pickle.dumps(state)) == state
+
+
+# --------------------------------------------------------------------------- sites
+
+
+def station(cp: str, watts: float, at: datetime = T0, offline: bool = False) -> StationLoad:
+    return StationLoad(cp, at, watts, ((1, watts),), offline)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_site_total_against_capacity() -> None:
+    state = SiteState()
+    state.update(SiteInput("S1", 22_000, station("A", 11_000.0)))
+    state.update(SiteInput("S1", 22_000, station("B", 12_000.0, T0 + M, offline=True)))
+    msg = logic.site_load(state, T0)
+    assert (msg.total_w, msg.capacity_w, msg.utilisation_pct, msg.over_capacity) == (
+        23_000.0, 22_000, 104.5, True)
+    assert (msg.as_of, msg.station_count, msg.offline_stations) == (T0 + M, 2, 1)
+    assert msg.message_id == logic.site_load(state, T0 + M).message_id  # content-derived
+    state.update(SiteInput("S1", 22_000, station("B", 99.0, T0)))  # older view: ignored
+    assert logic.site_load(state, T0).total_w == 23_000.0
+    no_capacity = SiteState()
+    no_capacity.update(SiteInput("S2", None, station("C", 5.0)))
+    msg = logic.site_load(no_capacity, T0)
+    assert (msg.utilisation_pct, msg.over_capacity) == (None, False)
+
+
+def test_site_logic_publishes_at_most_every_interval_plus_heartbeat() -> None:
+    clock = Clock()
+    logic_ = SiteLogic(None, interval=timedelta(seconds=5), heartbeat=timedelta(seconds=30),
+                       clock=clock)
+    out, _ = logic_.on_item(SiteInput("S1", 10_000, station("A", 1000.0)))
+    assert [m.total_w for m in out] == [1000.0]
+    clock.now += timedelta(seconds=1)
+    out, _ = logic_.on_item(SiteInput("S1", 10_000, station("A", 2000.0, T0 + S)))
+    assert list(out) == []
+    assert logic_.notify_at() == clock.now + timedelta(seconds=4)
+    clock.now += timedelta(seconds=4)
+    out, _ = logic_.on_notify()
+    assert [m.total_w for m in out] == [2000.0]
+    assert logic_.notify_at() == clock.now + timedelta(seconds=30)  # heartbeat
+    out, _ = logic_.on_notify()
+    assert list(out) == []
+    clock.now += timedelta(seconds=30)
+    out, _ = logic_.on_notify()
+    assert [m.total_w for m in out] == [2000.0]
+    clock.now += timedelta(seconds=1)
+    logic_.on_item(SiteInput("S1", 10_000, station("A", 3000.0, T0 + 2 * S)))
+    out, _ = logic_.on_eof()
+    assert [m.total_w for m in out] == [3000.0]
+    resumed = SiteLogic(logic_.snapshot(), interval=timedelta(seconds=5),
+                        heartbeat=timedelta(seconds=30), clock=clock)
+    assert resumed.state == logic_.state
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+def kafka_like_input(items: Sequence[Any], batch_size: int = 4) -> FlowInput:
+    def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
+        raw = op.input("testing_in", flow, TestingSource(list(items), batch_size))
+        split = op.branch("split_err", raw, lambda m: isinstance(m, KafkaSourceMessage))
+        return KafkaOpOut(split.trues, split.falses)
+
+    return build
+
+
+def message(env: Envelope | bytes, offset: int) -> KafkaSourceMessage[Any, Any]:
+    value = env if isinstance(env, bytes) else encode_envelope(env)
+    key = b"CP" if isinstance(env, bytes) else env.charge_point_id.encode()
+    return KafkaSourceMessage(key=key, value=value, topic="ocpp.events", partition=0,
+                              offset=offset)
+
+
+def test_flow_wiring_minutes_sites_and_dead_letters() -> None:
+    envs: list[Envelope | bytes] = [
+        mv16("A1", 1, T0 + 10 * S, watts="7000", register_wh=1000),
+        mv201("B1", 1, T0 + 20 * S, power=11.0, unit="kW", register_kwh=2.0),
+        b"garbage",
+        mv16("A1", 2, T0 + 30 * S, kw="3.6"),
+        mv16("Z9", 1, T0 + 40 * S, watts="500"),  # no site: minutes only
+        connection("A1", "nonsense", T0),
+    ]
+    rows: list[Any] = []
+    sites: list[KafkaSinkMessage[Any, Any]] = []
+    dead: list[KafkaSinkMessage[Any, Any]] = []
+    directory = {"A1": ("S1", 20_000), "B1": ("S1", 20_000)}
+    flow = build_flow_with(
+        kafka_like_input([message(e, i) for i, e in enumerate(envs)]),
+        TestingSink(rows), TestingSink(sites), TestingSink(dead), directory.get,
+        publish_interval=timedelta(hours=1), clock=Clock(),
+    )
+    run_main(flow)
+
+    minutes = {(r.charge_point_id, r.connector_id): r for r in rows if isinstance(r, MinuteRow)}
+    assert set(minutes) == {("A1", 1), ("A1", 2), ("B1", 1), ("Z9", 1)}
+    assert minutes[("B1", 1)].avg_power_w == 11000.0
+    published = [decode_site_load(m.value) for m in sites]
+    assert {m.key for m in sites} == {b"S1"}
+    # The first station load publishes at once, the rest waits for the interval and
+    # goes out at end of input.
+    assert [p.total_w for p in published] == [7000.0, 21600.0]
+    assert published[-1].over_capacity
+    assert published[-1].utilisation_pct == 108.0
+    assert [r for r in rows if not isinstance(r, MinuteRow)][-1] == published[-1]
+    assert sorted(d.headers[1][1] for d in dead) == [b"decode", b"validate"]
