@@ -1,0 +1,106 @@
+"""The status dataflow: ``ocpp.events`` -> ``connector_status_history`` and
+``connector_availability`` (PostgreSQL).
+
+Wiring only; decisions live in :mod:`flows.status.logic`::
+
+    kafka input --oks--> decode envelope --ok--> key by charge point
+        |                      |                        |
+        errs                invalid          stateful_map(logic.apply)
+        v                      v                        v
+    dead letter  <-------  dead letter        flatten -> PostgresSink
+
+Run it with ``python -m flows.run "flows.status.dataflow:from_env()"`` (plus
+``-r DB_DIR -s SECS -b SECS`` for recovery). Env: :func:`flows.common.config_from_env`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import bytewax.operators as op
+import psycopg
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
+from bytewax.connectors.kafka import operators as kop
+from bytewax.connectors.kafka.operators import KafkaOpOut
+from bytewax.dataflow import Dataflow
+from bytewax.outputs import Sink
+
+from bus.envelope import EnvelopeError, decode_envelope
+from flows import common
+from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
+from flows.status import logic
+from flows.status.logic import HistoryRow, Output, StationStatus, StatusEvent
+from store.load_writers import write_status_batch
+
+log = logging.getLogger(__name__)
+
+FLOW_ID = "chargeflow-status"
+FlowInput = Callable[[Dataflow], KafkaOpOut[Any, Any]]
+
+
+def decode(msg: RawMessage) -> StatusEvent | DeadLetter | None:
+    try:
+        return logic.parse_envelope(decode_envelope(msg.value))
+    except EnvelopeError as exc:
+        return common.dead_letter(msg, str(exc), "decode")
+    except logic.InvalidEvent as exc:
+        return common.dead_letter(msg, str(exc), "validate")
+    except Exception as exc:  # a parser bug must not stop the flow for everyone
+        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
+                      msg.offset)
+        return common.dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
+
+
+def step(state: StationStatus | None, event: StatusEvent
+         ) -> tuple[StationStatus, list[Output]]:
+    return logic.apply(state, event)
+
+
+def write_rows(conn: psycopg.Connection[Any], items: list[Output]) -> None:
+    history = [i for i in items if isinstance(i, HistoryRow)]
+    current = [i for i in items if not isinstance(i, HistoryRow)]
+    write_status_batch(conn, history, current)
+
+
+def build_flow_with(flow_input: FlowInput, rows_sink: Sink[Output],
+                    deadletter_sink: Sink[DeadLetter], flow_id: str = FLOW_ID) -> Dataflow:
+    flow = Dataflow(flow_id)
+    raw = flow_input(flow)
+    consumer_errors = op.map("consume_errors", raw.errs, common.consume_error_dead_letter)
+    decoded = op.filter_map("decode", raw.oks, decode)
+    split = op.branch("split_invalid", decoded, lambda x: isinstance(x, KafkaSinkMessage))
+    invalid: Any = split.trues
+    events: Any = split.falses
+    op.output("deadletter", op.merge("dead_letters", consumer_errors, invalid), deadletter_sink)
+    keyed = op.key_on("key_by_charge_point", events, lambda e: e.charge_point_id)
+    outputs = op.stateful_map("status", keyed, step)
+    op.output("postgres", op.flat_map("rows", outputs, lambda kv: kv[1]), rows_sink)
+    return flow
+
+
+def kafka_input(config: FlowConfig) -> FlowInput:
+    def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
+        return kop.input(
+            "kafka_in", flow, brokers=config.brokers, topics=[config.topics.ocpp_events],
+            tail=config.tail, starting_offset=config.starting_offset,
+            add_config=config.kafka_config or None, batch_size=config.batch_size,
+        )
+
+    return build
+
+
+def build_flow(config: FlowConfig) -> Dataflow:
+    producer_config = {"acks": "all", **config.kafka_config}
+    return build_flow_with(
+        kafka_input(config),
+        RetryingPostgresSink(config.database_url, write_rows, name=FLOW_ID,
+                             max_backoff_s=config.db_max_backoff_s),
+        KafkaSink(config.brokers, config.topics.deadletter, producer_config),
+    )
+
+
+def from_env() -> Dataflow:
+    """Entry point for ``python -m flows.run "flows.status.dataflow:from_env()"``."""
+    return build_flow(common.config_from_env())
