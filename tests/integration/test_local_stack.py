@@ -46,6 +46,7 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
         "CHARGEFLOW_DATABASE_URL": database_url,
         "CHARGEFLOW_API_PORT": str(api_port),
         "CHARGEFLOW_GATEWAY_PORT": str(gateway_port),
+        "CHARGEFLOW_METERS_HTTP_PORT": str(free_port()),
         "CHARGEFLOW_SIMULATED_STATIONS": "3",
         # Fast simulated time so a session closes within seconds.
         "CHARGEFLOW_SIMULATOR_TIME_SCALE": "600",
