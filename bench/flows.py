@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import io
 import json
 import os
 import platform
@@ -124,19 +125,9 @@ def profile_flow(bootstrap: str, topics: Topics, url: str, out: Path, batch_size
     run_main(flow)
     prof.disable()
     prof.dump_stats(out)
-    stats = pstats.Stats(str(out))
-    lines: list[str] = []
-    stats.stream = _Lines(lines)  # type: ignore[attr-defined]
-    stats.sort_stats("tottime").print_stats(25)
-    return "\n".join(lines)
-
-
-class _Lines:
-    def __init__(self, lines: list[str]) -> None:
-        self._lines = lines
-
-    def write(self, text: str) -> None:
-        self._lines.extend(text.rstrip("\n").split("\n"))
+    text = io.StringIO()
+    pstats.Stats(str(out), stream=text).sort_stats("tottime").print_stats(25)
+    return text.getvalue()
 
 
 # --------------------------------------------------------------------------- plain loop
