@@ -38,6 +38,10 @@ class Kind(StrEnum):
     # A station came online / went offline (gateway; payload {"state": "online"|"offline",
     # "reason": str, "gateway_id": str}), published to ocpp.events keyed by the station.
     STATION_CONNECTION = "station.connection"
+    # Suspicious activity (gateway: repeated failed logins of a station or source IP,
+    # an idTag used at two stations at once), published to ``alerts`` keyed by the
+    # station; payload {"alert": str, ..., "gateway_id": str}.
+    SECURITY_ALERT = "security.alert"
 
 
 class Envelope(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):

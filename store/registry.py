@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from argon2 import PasswordHasher
 from psycopg_pool import AsyncConnectionPool
 
 AsyncDb = AsyncConnectionPool | psycopg.AsyncConnection[Any]
@@ -22,13 +23,65 @@ class IdTagRecord:
     status: str
     expiry_date: datetime | None
     parent_id_tag: str | None
+    # The parent's own entry when the parent is in the list too (a blocked or expired
+    # group blocks or expires its members).
+    parent_status: str | None = None
+    parent_expiry_date: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StationCredentials:
+    charge_point_id: str
+    password_hash: str | None
+    security_profile: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTransaction:
+    charge_point_id: str
+    transaction_id: str
+    connector_id: int
+    id_tag: str
+    started_at: datetime
 
 
 # --------------------------------------------------------------------------- sync helpers
 
 
-def provision_station(database_url: str, charge_point_id: str, site_id: str | None = None) -> None:
-    """Register a station (idempotent); creates the site row if ``site_id`` is new."""
+# OCPP 2.0.1 BasicAuthPassword is 16-40 characters (1.6 security whitepaper: an
+# AuthorizationKey of 16-20 bytes, usually written as 32-40 hex characters).
+PASSWORD_MIN_LEN = 16
+PASSWORD_MAX_LEN = 40
+SECURITY_PROFILES = (0, 1, 2)
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash stored in ``stations.password_hash`` (never the password)."""
+    if not PASSWORD_MIN_LEN <= len(password) <= PASSWORD_MAX_LEN:
+        raise ValueError(
+            f"a station password must be {PASSWORD_MIN_LEN}-{PASSWORD_MAX_LEN} characters")
+    if not password.isprintable() or not password.isascii():
+        raise ValueError("a station password must be printable ASCII")
+    return _hasher.hash(password)
+
+
+def provision_station(
+    database_url: str,
+    charge_point_id: str,
+    site_id: str | None = None,
+    password: str | None = None,
+    security_profile: int | None = None,
+) -> None:
+    """Register a station (idempotent) so it may connect; creates the site row if
+    ``site_id`` is new. ``password`` (Basic auth, security profile 1/2) is stored as an
+    argon2 hash and replaces an earlier one; None keeps the stored one.
+    ``security_profile``: 1 (default for new stations) = Basic auth, 2 = Basic auth and
+    TLS only, 0 = no authentication at all (explicit opt-in for legacy stations)."""
+    if security_profile is not None and security_profile not in SECURITY_PROFILES:
+        raise ValueError(f"security_profile must be one of {SECURITY_PROFILES}")
+    password_hash = None if password is None else hash_password(password)
     with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
         if site_id is not None:
             conn.execute(
@@ -37,11 +90,15 @@ def provision_station(database_url: str, charge_point_id: str, site_id: str | No
             )
         conn.execute(
             """
-            INSERT INTO stations (charge_point_id, site_id) VALUES (%s, %s)
+            INSERT INTO stations (charge_point_id, site_id, password_hash, security_profile)
+            VALUES (%s, %s, %s, COALESCE(%s, 1))
             ON CONFLICT (charge_point_id) DO UPDATE
-                SET site_id = COALESCE(EXCLUDED.site_id, stations.site_id)
+                SET site_id = COALESCE(EXCLUDED.site_id, stations.site_id),
+                    password_hash = COALESCE(%s, stations.password_hash),
+                    security_profile = COALESCE(%s, stations.security_profile)
             """,
-            (charge_point_id, site_id),
+            (charge_point_id, site_id, password_hash, security_profile, password_hash,
+             security_profile),
         )
 
 
@@ -80,7 +137,12 @@ async def _execute(db: AsyncDb, query: str, params: tuple[Any, ...]) -> list[tup
 
 async def get_id_tag(db: AsyncDb, id_tag: str) -> IdTagRecord | None:
     rows = await _execute(
-        db, "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags WHERE id_tag = %s",
+        db,
+        """
+        SELECT t.id_tag, t.status, t.expiry_date, t.parent_id_tag, p.status, p.expiry_date
+        FROM id_tags t LEFT JOIN id_tags p ON p.id_tag = t.parent_id_tag
+        WHERE t.id_tag = %s
+        """,
         (id_tag,),
     )
     if not rows:
@@ -164,3 +226,123 @@ async def next_transaction_id(db: AsyncDb) -> int:
     """A transaction id unique across gateway restarts and replicas (never reused)."""
     rows = await _execute(db, "SELECT nextval('ocpp_transaction_id_seq')", ())
     return int(rows[0][0])
+
+
+# --------------------------------------------------------------------------- security
+
+
+async def get_station_credentials(db: AsyncDb, charge_point_id: str
+                                  ) -> StationCredentials | None:
+    rows = await _execute(
+        db,
+        "SELECT charge_point_id, password_hash, security_profile FROM stations "
+        "WHERE charge_point_id = %s",
+        (charge_point_id,),
+    )
+    return StationCredentials(*rows[0]) if rows else None
+
+
+async def record_auth_failure(db: AsyncDb, charge_point_id: str, source_ip: str | None,
+                              at: datetime) -> None:
+    await _execute(
+        db,
+        """
+        UPDATE stations SET auth_failures = auth_failures + 1, last_auth_failure_at = %s,
+            last_auth_failure_ip = %s
+        WHERE charge_point_id = %s
+        """,
+        (at, source_ip, charge_point_id),
+    )
+
+
+async def record_auth_success(db: AsyncDb, charge_point_id: str, at: datetime) -> None:
+    await _execute(
+        db,
+        "UPDATE stations SET auth_failures = 0, last_auth_at = %s WHERE charge_point_id = %s",
+        (at, charge_point_id),
+    )
+
+
+# --------------------------------------------------------------------------- connections
+
+
+async def record_connection(db: AsyncDb, charge_point_id: str, gateway_id: str,
+                            connected_at: datetime) -> None:
+    """This replica holds the station's socket now (replaces any other replica's row)."""
+    await _execute(
+        db,
+        """
+        INSERT INTO station_connections (charge_point_id, gateway_id, connected_at)
+        VALUES (%s, %s, %s)
+        ON CONFLICT (charge_point_id) DO UPDATE
+            SET gateway_id = EXCLUDED.gateway_id, connected_at = EXCLUDED.connected_at
+        """,
+        (charge_point_id, gateway_id, connected_at),
+    )
+
+
+async def remove_connection(db: AsyncDb, charge_point_id: str, gateway_id: str) -> None:
+    """Forget this replica's row (the station may be connected elsewhere already)."""
+    await _execute(
+        db,
+        "DELETE FROM station_connections WHERE charge_point_id = %s AND gateway_id = %s",
+        (charge_point_id, gateway_id),
+    )
+
+
+async def get_connection(db: AsyncDb, charge_point_id: str) -> tuple[str, datetime] | None:
+    """(gateway id, connected at) of the replica holding the station, if any."""
+    rows = await _execute(
+        db,
+        "SELECT gateway_id, connected_at FROM station_connections WHERE charge_point_id = %s",
+        (charge_point_id,),
+    )
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+# --------------------------------------------------------------------------- open transactions
+
+
+async def open_transactions_for_tag(db: AsyncDb, id_tag: str, newer_than: datetime
+                                    ) -> list[OpenTransaction]:
+    rows = await _execute(
+        db,
+        """
+        SELECT charge_point_id, transaction_id, connector_id, id_tag, started_at
+        FROM open_transactions WHERE id_tag = %s AND started_at > %s
+        ORDER BY started_at
+        """,
+        (id_tag, newer_than),
+    )
+    return [OpenTransaction(*row) for row in rows]
+
+
+async def open_transaction(db: AsyncDb, charge_point_id: str, transaction_id: str,
+                           connector_id: int | None, id_tag: str, started_at: datetime
+                           ) -> None:
+    """A transaction started with ``id_tag``; a connector has one transaction at a
+    time, so an older one left open on the same connector is dropped. Unknown
+    connector (None): stored as 0, nothing dropped."""
+    await _execute(
+        db,
+        """
+        WITH gone AS (
+            DELETE FROM open_transactions WHERE charge_point_id = %s AND connector_id = %s
+                AND transaction_id <> %s
+        )
+        INSERT INTO open_transactions (charge_point_id, transaction_id, connector_id, id_tag,
+                                       started_at)
+        VALUES (%s, %s, COALESCE(%s, 0), %s, %s)
+        ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET id_tag = EXCLUDED.id_tag
+        """,
+        (charge_point_id, connector_id, transaction_id,
+         charge_point_id, transaction_id, connector_id, id_tag, started_at),
+    )
+
+
+async def close_transaction(db: AsyncDb, charge_point_id: str, transaction_id: str) -> None:
+    await _execute(
+        db,
+        "DELETE FROM open_transactions WHERE charge_point_id = %s AND transaction_id = %s",
+        (charge_point_id, transaction_id),
+    )

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import socket
 from dataclasses import dataclass, field
 
 from bus.topics import Topics
+
+_instances = itertools.count()
+
+
+def default_gateway_id() -> str:
+    """``hostname-pid``; further gateways in the same process get ``-2``, ``-3``..."""
+    n = next(_instances)
+    base = f"{socket.gethostname()}-{os.getpid()}"
+    return base if n == 0 else f"{base}-{n + 1}"
 
 
 @dataclass(frozen=True)
@@ -24,3 +36,36 @@ class GatewayConfig:
     # DataTransfer vendor ids the platform takes (answered Accepted; the CALL is on
     # ocpp.events for whoever consumes that vendor's data). Others: UnknownVendorId.
     data_transfer_vendor_ids: frozenset[str] = frozenset()
+
+    # --- identity and liveness (station_connections, station.connection envelopes)
+    gateway_id: str = field(default_factory=default_gateway_id)
+    # A dropped station is published offline only if it has not reconnected (to any
+    # replica) within this many seconds.
+    offline_grace_s: float = 60.0
+    # A station that sends nothing for heartbeat_interval_s x this factor is
+    # disconnected (then offline after the grace period); 0 disables the check.
+    silence_timeout_factor: float = 3.0
+
+    # --- security profile 2: TLS (both paths, PEM) -> wss://
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    # --- authentication (see ingest.gateway.security)
+    auth_failure_limit_station: int = 5  # failures per station id in the window; 0 = off
+    auth_failure_limit_ip: int = 10  # failures per source IP in the window; 0 = off
+    auth_failure_window_s: float = 60.0
+    auth_cooldown_s: float = 60.0
+    auth_cache_ttl_s: float = 300.0  # a good password is re-verified after this long
+    max_concurrent_verifications: int = 4  # argon2 worker threads at once
+
+    # --- idTag authorisation
+    id_tag_cache_ttl_s: float = 30.0
+    allow_concurrent_transactions: bool = False
+    open_transaction_max_age_s: float = 48 * 3600.0
+
+    # --- abuse limits per connection: frames read per second (token bucket; excess
+    # frames are read later = TCP backpressure, never dropped or errored) and frames
+    # buffered unread (CALLs are handled one at a time per connection).
+    max_messages_per_s: float = 20.0
+    message_burst: int = 200
+    max_queued_frames: int = 16

@@ -206,6 +206,21 @@ class CentralSystemBase(ChargePoint):
 
         self._after_publish(record)
 
+    def _open_transaction(self, transaction_id: str, connector_id: int | None, id_tag: str,
+                          started_at: datetime) -> None:
+        """After publishing: the id tag is in a transaction (concurrent-use check)."""
+        async def record() -> None:
+            await registry.open_transaction(self.services.pool, self.id, transaction_id,
+                                            connector_id, id_tag, started_at)
+
+        self._after_publish(record)
+
+    def _close_transaction(self, transaction_id: str) -> None:
+        async def record() -> None:
+            await registry.close_transaction(self.services.pool, self.id, transaction_id)
+
+        self._after_publish(record)
+
     def _record_connector_status(self, connector_id: int, status: str, error_code: str,
                                  at: datetime) -> None:
         async def record() -> None:

@@ -1,5 +1,17 @@
 """What protocol handlers need from the outside world, independent of OCPP version:
 id tag decisions, transaction ids, registry writes, publishing, metrics.
+
+id tag decisions: the operator's list (``id_tags``) decides Accepted / Blocked /
+Expired / Invalid (see ``decide_authorization``); lookups are cached for
+``id_tag_cache_ttl_s`` per replica (a change in the list takes at most that long to
+apply). A transaction start (1.6 StartTransaction, 2.0.1 TransactionEvent carrying
+an idToken) is answered ``ConcurrentTx`` when the same id tag has an open transaction
+on another connector or station (``open_transactions``, never cached) and concurrent
+transactions are not allowed; that also raises a security alert. Authorize never
+answers ConcurrentTx (OCPP 1.6: only relevant for StartTransaction; the driver may be
+authorising to stop the running transaction). Open transactions older than
+``open_transaction_max_age_s`` are ignored (a lost StopTransaction must not lock a
+card out forever), and a new start on a connector replaces what was open there.
 """
 
 from __future__ import annotations
@@ -7,23 +19,27 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg_pool import AsyncConnectionPool
 
-from bus.envelope import Envelope, encode_envelope
+from bus.envelope import Envelope, Kind, encode_envelope, new_message_id
 from bus.producer import Producer, PublishError
 from bus.topics import Topics
 from store import registry
 from store.registry import IdTagRecord
+
+log = structlog.get_logger("chargeflow.gateway")
 
 
 @dataclass(frozen=True, slots=True)
 class AuthDecision:
     """Version-neutral idTagInfo."""
 
-    status: str  # Accepted | Blocked | Expired | Invalid
+    status: str  # Accepted | Blocked | Expired | Invalid | ConcurrentTx
     expiry_date: datetime | None = None
     parent_id_tag: str | None = None
 
@@ -37,6 +53,14 @@ def decide_authorization(record: IdTagRecord | None, now: datetime) -> AuthDecis
         return AuthDecision(record.status)
     if record.status == "Expired" or (
         record.expiry_date is not None and record.expiry_date <= now
+    ):
+        return AuthDecision("Expired")
+    # A group (the parent id tag) that is itself in the list and blocked or expired
+    # blocks or expires every member.
+    if record.parent_status == "Blocked":
+        return AuthDecision("Blocked")
+    if record.parent_status == "Expired" or (
+        record.parent_expiry_date is not None and record.parent_expiry_date <= now
     ):
         return AuthDecision("Expired")
     return AuthDecision("Accepted", record.expiry_date, record.parent_id_tag)
@@ -75,6 +99,24 @@ class GatewayMetrics:
             "chargeflow_gateway_rejected_handshakes", "WebSocket upgrades refused, by reason",
             ["reason"], registry=registry_,
         )
+        self.concurrent_tx = Counter(
+            "chargeflow_gateway_concurrent_tx", "Transaction starts answered ConcurrentTx",
+            registry=registry_,
+        )
+        self.security_alerts = Counter(
+            "chargeflow_gateway_security_alerts", "Security alerts published, by alert",
+            ["alert"], registry=registry_,
+        )
+        self.throttled = Counter(
+            "chargeflow_gateway_throttled_frames",
+            "Frames whose reading was delayed by the per-connection rate limit",
+            registry=registry_,
+        )
+        self.silent_closes = Counter(
+            "chargeflow_gateway_silent_closes",
+            "Connections closed because the station stayed silent too long",
+            registry=registry_,
+        )
 
 
 class GatewayServices:
@@ -88,8 +130,18 @@ class GatewayServices:
         heartbeat_interval_s: int,
         delivery_timeout_ms: int,
         data_transfer_vendor_ids: frozenset[str] = frozenset(),
+        gateway_id: str = "gateway",
+        id_tag_cache_ttl_s: float = 30.0,
+        allow_concurrent_transactions: bool = False,
+        open_transaction_max_age_s: float = 48 * 3600.0,
     ) -> None:
         self.pool = pool
+        self.gateway_id = gateway_id
+        self.id_tag_cache_ttl_s = id_tag_cache_ttl_s
+        self.allow_concurrent_transactions = allow_concurrent_transactions
+        self.open_transaction_max_age_s = open_transaction_max_age_s
+        # id tag -> (expires at (monotonic), record or None for "not in the list")
+        self._id_tags: dict[str, tuple[float, IdTagRecord | None]] = {}
         self.producer = producer
         self.topics = topics
         self.metrics = metrics
@@ -102,19 +154,70 @@ class GatewayServices:
         else UnknownVendorId. Message ids are the vendor's business, not checked."""
         return "Accepted" if vendor_id in self.data_transfer_vendor_ids else "UnknownVendorId"
 
+    async def _id_tag(self, id_tag: str) -> IdTagRecord | None:
+        now = time.monotonic()
+        cached = self._id_tags.get(id_tag)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await registry.get_id_tag(self.pool, id_tag)
+        if self.id_tag_cache_ttl_s > 0:
+            if len(self._id_tags) >= 10_000:
+                for key in [k for k, (exp, _) in self._id_tags.items() if exp <= now]:
+                    del self._id_tags[key]
+                while len(self._id_tags) >= 10_000:
+                    del self._id_tags[next(iter(self._id_tags))]
+            self._id_tags[id_tag] = (now + self.id_tag_cache_ttl_s, record)
+        return record
+
     async def authorize(self, id_tag: str) -> AuthDecision:
-        return decide_authorization(await registry.get_id_tag(self.pool, id_tag), utc_now())
+        return decide_authorization(await self._id_tag(id_tag), utc_now())
+
+    async def authorize_start(self, id_tag: str, charge_point_id: str, *,
+                              connector_id: int | None, transaction_id: str | None
+                              ) -> AuthDecision:
+        """The decision for a transaction start: the list, then concurrent use.
+        An open transaction on the same station and connector (1.6: a retried
+        StartTransaction) or with the same transaction id (2.0.1) is not concurrent."""
+        decision = await self.authorize(id_tag)
+        if decision.status != "Accepted" or self.allow_concurrent_transactions:
+            return decision
+        newer_than = utc_now() - timedelta(seconds=self.open_transaction_max_age_s)
+        others = [
+            tx for tx in await registry.open_transactions_for_tag(self.pool, id_tag, newer_than)
+            if not (tx.charge_point_id == charge_point_id and (
+                tx.transaction_id == transaction_id
+                or (connector_id is not None and tx.connector_id == connector_id)))
+        ]
+        if not others:
+            return decision
+        other = others[0]
+        self.metrics.concurrent_tx.inc()
+        try:
+            await self.publish_alert(charge_point_id, {
+                "alert": "concurrent_id_tag",
+                "id_tag": id_tag,
+                "connector_id": connector_id,
+                "other_charge_point_id": other.charge_point_id,
+                "other_transaction_id": other.transaction_id,
+                "other_connector_id": other.connector_id,
+                "other_started_at": format_datetime(other.started_at),
+                "gateway_id": self.gateway_id,
+            })
+        except PublishError as exc:  # the answer matters more than the alert
+            log.warning("could not publish the concurrent-use alert", error=str(exc))
+        return AuthDecision("ConcurrentTx", decision.expiry_date, decision.parent_id_tag)
 
     async def next_transaction_id(self) -> int:
         return await registry.next_transaction_id(self.pool)
 
-    async def publish(self, envelope: Envelope) -> None:
-        """Return once Kafka stored the event; raise ``PublishError`` otherwise."""
+    async def publish(self, envelope: Envelope, topic: str | None = None) -> None:
+        """Return once Kafka stored the event (on ``ocpp.events`` unless ``topic``);
+        raise ``PublishError`` otherwise."""
         started = time.perf_counter()
         try:
             await asyncio.wait_for(
                 self.producer.publish(
-                    self.topics.ocpp_events, envelope.charge_point_id.encode(),
+                    topic or self.topics.ocpp_events, envelope.charge_point_id.encode(),
                     encode_envelope(envelope),
                 ),
                 self._publish_timeout,
@@ -123,3 +226,12 @@ class GatewayServices:
             raise PublishError("no delivery report within the delivery timeout") from exc
         finally:
             self.metrics.publish_seconds.observe(time.perf_counter() - started)
+
+    async def publish_alert(self, charge_point_id: str, payload: dict[str, Any]) -> None:
+        """A ``security.alert`` envelope on the alerts topic, keyed by the station."""
+        now = utc_now()
+        self.metrics.security_alerts.labels(str(payload.get("alert", "other"))).inc()
+        await self.publish(Envelope(
+            message_id=new_message_id(), charge_point_id=charge_point_id, received_at=now,
+            measured_at=now, kind=Kind.SECURITY_ALERT, payload=payload,
+        ), self.topics.alerts)

@@ -108,9 +108,13 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
     async def on_start_transaction(
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any,
     ) -> cr.StartTransaction:
-        decision = await self.services.authorize(id_tag)
+        decision = await self.services.authorize_start(
+            id_tag, self.id, connector_id=connector_id, transaction_id=None)
         transaction_id = await self.services.next_transaction_id()
         self._touch()
+        if decision.status == "Accepted":
+            self._open_transaction(str(transaction_id), connector_id, id_tag,
+                                   self.ctx.received_at)
         return cr.StartTransaction(transaction_id=transaction_id,
                                    id_tag_info=_id_tag_info(decision))
 
@@ -126,6 +130,7 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         **_: Any,
     ) -> cr.StopTransaction:
         self._touch()
+        self._close_transaction(str(transaction_id))
         if id_tag is None:
             return cr.StopTransaction()
         return cr.StopTransaction(id_tag_info=_id_tag_info(await self.services.authorize(id_tag)))

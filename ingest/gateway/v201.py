@@ -134,6 +134,19 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
             return IdTokenInfoType(status=AuthorizationStatusEnumType.accepted)
         return id_token_info(await self.services.authorize(str(token.get("id_token", ""))))
 
+    async def _authorize_transaction_token(self, token: dict[str, Any], transaction_id: str,
+                                           evse_id: int | None) -> IdTokenInfoType:
+        """A token that (re)authorises an ongoing transaction: the list, then concurrent
+        use (ConcurrentTx when the token is in another open transaction)."""
+        if token.get("type") == IdTokenEnumType.no_authorization:
+            return IdTokenInfoType(status=AuthorizationStatusEnumType.accepted)
+        id_token = str(token.get("id_token", ""))
+        decision = await self.services.authorize_start(
+            id_token, self.id, connector_id=evse_id, transaction_id=transaction_id)
+        if decision.status == "Accepted":
+            self._open_transaction(transaction_id, evse_id, id_token, self.ctx.received_at)
+        return id_token_info(decision)
+
     # ---------------------------------------------------------------- handlers
 
     @on(Action.boot_notification)
@@ -170,12 +183,25 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
         return cr.Authorize(id_token_info=await self._authorize_token(id_token))
 
     @on(Action.transaction_event)
-    async def on_transaction_event(self, id_token: dict[str, Any] | None = None, **_: Any
+    async def on_transaction_event(self, event_type: str, transaction_info: dict[str, Any],
+                                   id_token: dict[str, Any] | None = None,
+                                   evse: dict[str, Any] | None = None, **_: Any
                                    ) -> cr.TransactionEvent:
+        """Started/Updated with an idToken: authorise it for this transaction
+        (ConcurrentTx possible, remembered as open); Ended: forget the open
+        transaction, a stop token is checked against the list only."""
         self._touch()
+        transaction_id = str(transaction_info["transaction_id"])
+        if event_type == "Ended":
+            self._close_transaction(transaction_id)
+            if id_token is None:
+                return cr.TransactionEvent()
+            return cr.TransactionEvent(id_token_info=await self._authorize_token(id_token))
         if id_token is None:
             return cr.TransactionEvent()
-        return cr.TransactionEvent(id_token_info=await self._authorize_token(id_token))
+        evse_id = evse.get("id") if evse else None
+        return cr.TransactionEvent(id_token_info=await self._authorize_transaction_token(
+            id_token, transaction_id, evse_id if isinstance(evse_id, int) else None))
 
     @on(Action.meter_values)
     async def on_meter_values(self, evse_id: int, meter_value: list[Any], **_: Any

@@ -1,0 +1,141 @@
+"""Station online/offline as seen by one gateway replica.
+
+On connect: the replica records itself in ``station_connections`` (command routing
+reads it, see docs/commands.md) and publishes a ``station.connection`` envelope
+``{"state": "online", "reason": "connected", "gateway_id": ...}`` to ``ocpp.events``
+keyed by the station. Every connect publishes ``online``; an ``online`` without an
+``offline`` before it means the station reconnected within the grace period.
+
+On disconnect (closed by the station, network loss, the silence check, gateway
+shutdown): the row is deleted (only if it is still this connection's) and, after
+``offline_grace_s``, ``offline`` is published with the reason, unless the station
+is connected again by then, here or on another replica (its row exists). On
+shutdown the pending checks are settled at once (reason ``gateway stopped``) so no
+offline is lost; stations that move to another replica during a rolling restart can
+therefore show a short offline -> online.
+
+``measured_at`` of an envelope is when the connection opened/dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from bus.envelope import Envelope, Kind, new_message_id
+from bus.producer import PublishError
+from ingest.gateway.services import GatewayServices, utc_now
+from store import registry
+
+log = structlog.get_logger("chargeflow.gateway.liveness")
+
+
+@dataclass
+class _Pending:
+    task: asyncio.Task[None]
+    reason: str
+    dropped_at: datetime
+    ocpp_version: str | None
+
+
+class Liveness:
+    def __init__(self, services: GatewayServices, gateway_id: str, offline_grace_s: float
+                 ) -> None:
+        self.services = services
+        self.gateway_id = gateway_id
+        self.grace_s = offline_grace_s
+        self._pending: dict[str, _Pending] = {}
+        self._locks = [asyncio.Lock() for _ in range(64)]
+
+    def _lock(self, charge_point_id: str) -> asyncio.Lock:
+        """Striped per-station lock: a connect and the previous connection's
+        disconnect write the station's row in the order they happened."""
+        return self._locks[hash(charge_point_id) % len(self._locks)]
+
+    async def connected(self, charge_point_id: str, ocpp_version: str | None,
+                        at: datetime) -> None:
+        pending = self._pending.pop(charge_point_id, None)
+        if pending is not None:
+            pending.task.cancel()
+        async with self._lock(charge_point_id):
+            try:
+                await registry.record_connection(self.services.pool, charge_point_id,
+                                                 self.gateway_id, at)
+            except Exception:
+                log.exception("could not record the connection",
+                              charge_point_id=charge_point_id)
+        await self._publish(charge_point_id, "online", "connected", at, ocpp_version)
+
+    async def disconnected(self, charge_point_id: str, ocpp_version: str | None,
+                           reason: str) -> None:
+        """The station's only connection here ended (not called when a newer connection
+        of the same station replaced it)."""
+        dropped_at = utc_now()
+        previous = self._pending.pop(charge_point_id, None)
+        if previous is not None:
+            previous.task.cancel()
+        # Registered before the first await: a reconnect from now on cancels it.
+        task = asyncio.create_task(self._offline_after_grace(charge_point_id))
+        pending = _Pending(task, reason, dropped_at, ocpp_version)
+        self._pending[charge_point_id] = pending
+        async with self._lock(charge_point_id):
+            if self._pending.get(charge_point_id) is not pending:
+                return  # already reconnected: the row is the new connection's
+            try:
+                await registry.remove_connection(self.services.pool, charge_point_id,
+                                                 self.gateway_id)
+            except Exception:
+                log.exception("could not remove the connection",
+                              charge_point_id=charge_point_id)
+
+    async def _offline_after_grace(self, charge_point_id: str) -> None:
+        await asyncio.sleep(self.grace_s)
+        await self._settle(charge_point_id)
+
+    async def _settle(self, charge_point_id: str, reason: str | None = None) -> None:
+        pending = self._pending.get(charge_point_id)
+        if pending is None:
+            return
+        try:
+            holder = await registry.get_connection(self.services.pool, charge_point_id)
+        except Exception:
+            log.exception("could not check the connection", charge_point_id=charge_point_id)
+            holder = None
+        if self._pending.get(charge_point_id) is not pending:
+            return  # reconnected meanwhile
+        del self._pending[charge_point_id]
+        if holder is not None and holder[0] != self.gateway_id:
+            log.info("station reconnected elsewhere within the grace period",
+                     charge_point_id=charge_point_id, gateway_id=holder[0])
+            return
+        await self._publish(charge_point_id, "offline", reason or pending.reason,
+                            pending.dropped_at, pending.ocpp_version)
+
+    async def _publish(self, charge_point_id: str, state: str, reason: str, at: datetime,
+                       ocpp_version: str | None) -> None:
+        envelope = Envelope(
+            message_id=new_message_id(), charge_point_id=charge_point_id,
+            received_at=utc_now(), measured_at=at, kind=Kind.STATION_CONNECTION,
+            ocpp_version=ocpp_version,
+            payload={"state": state, "reason": reason, "gateway_id": self.gateway_id},
+        )
+        try:
+            await self.services.publish(envelope)
+        except PublishError as exc:
+            log.error("could not publish the station's connection state",
+                      charge_point_id=charge_point_id, state=state, error=str(exc))
+            return
+        log.info("station " + state, charge_point_id=charge_point_id, reason=reason)
+
+    async def close(self) -> None:
+        """Settle every pending offline now (the replica is stopping)."""
+        pending = list(self._pending.items())
+        for _, p in pending:
+            p.task.cancel()
+        await asyncio.gather(*(p.task for _, p in pending), return_exceptions=True)
+        await asyncio.gather(
+            *(self._settle(cp_id, f"{p.reason}; gateway stopped") for cp_id, p in pending),
+            return_exceptions=True)
