@@ -8,6 +8,7 @@ children in reverse order, then the embedded broker and database.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import time
@@ -46,6 +47,7 @@ class LocalStack:
     mqtt_url: str = ""
     mqtt_broker: EmbeddedMqttBroker | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
+    station_password: str = ""
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -88,8 +90,12 @@ class LocalStack:
         self.start_mqtt()
 
     def seed(self) -> str:
+        # A fresh Basic-auth password per run for the simulated stations (security
+        # profile 1); the simulator child gets it in its environment, never argv/logs.
+        self.station_password = (self.settings.simulator_station_password
+                                 or secrets.token_urlsafe(18))
         for station in simulated_station_ids(self.settings.simulated_stations):
-            provision_station(self.database_url, station)
+            provision_station(self.database_url, station, password=self.station_password)
         for tag in SIMULATED_ID_TAGS:
             add_id_tag(self.database_url, tag)
         self.seed_meters()
@@ -115,7 +121,7 @@ class LocalStack:
                 "--gateway",
                 f"ws://{s.gateway_host}:{s.gateway_port}/ocpp",
             ],
-            env,
+            {**env, "CHARGEFLOW_SIMULATOR_STATION_PASSWORD": self.station_password},
         )
         self.start_meter_services()
 

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     gateway_port: int = 9000
     gateway_delivery_timeout_ms: int = 5000
     gateway_max_frame_bytes: int = 65536
+    # OCPP security profile 2: PEM certificate chain and key -> the gateway speaks wss://.
+    gateway_tls_cert: Path | None = None
+    gateway_tls_key: Path | None = None
+    gateway_id: str | None = Field(None, description="replica id; default hostname-pid")
+    gateway_offline_grace_s: float = 60.0
+    gateway_heartbeat_interval_s: int = 300
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -38,6 +44,8 @@ class Settings(BaseSettings):
     simulator_time_scale: float = 1.0
     simulator_mean_dwell_s: float = 240.0
     simulator_mean_arrival_gap_s: float = 60.0
+    # Basic-auth password of the simulated stations (chargeflow run generates one per run).
+    simulator_station_password: str | None = None
 
     # Smart meters over MQTT (ingest.meters). Empty mqtt_url: `chargeflow run` starts
     # an embedded broker (chargeflow.mqtt). mqtt://[user:password@]host:port, mqtts:// = TLS.
