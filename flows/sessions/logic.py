@@ -1,70 +1,120 @@
-"""Per-charge-point session accounting: pure functions, no I/O.
+"""Per-charge-point session accounting over the normalised form: pure, no I/O.
 
-The flow keys OCPP 1.6J events by charge point id and folds them through
-:func:`update` (``(state | None, envelope) -> (state, outputs)``). Outputs are
-:class:`SessionRow` snapshots (on start, on meter values, on stop) and
-:class:`MeterSampleRow` rows (one per sampled value). Both are plain frozen
-dataclasses so the sink (``store.writers``) can upsert them idempotently.
+The flow keys two topics by charge point id -- OCPP events (``ocpp.events``) and
+smart-meter readings (``meter.readings``) -- and folds them through :func:`apply`
+(``(state | None, event) -> (state, outputs)``); :func:`parse_event` turns an
+envelope into an event. Outputs are :class:`SessionRow` snapshots (upserted by
+session id, last wins) and :class:`MeterSampleRow` rows (one per sampled value).
 
-Energy rules (DESIGN.md "Correctness rules")
---------------------------------------------
-* Session energy is ``meterStop - meterStart`` in Wh from the station's own
-  register, never integrated from power. Registers are ``int`` Wh; sampled values
-  are ``Decimal`` and converted to Wh when the unit is ``kWh``.
-* Sampled ``Energy.Active.Import.Register`` values without a phase (the total
-  register) are cross-checked against ``[meterStart, meterStop]``:
+Input
+-----
+Both OCPP versions through :mod:`bus.normalized`: ``Envelope.normalized`` when the
+gateway attached it, else the raw payload is normalised here (1.6 payloads of
+older envelopes are validated first; what does not fit raises
+:class:`InvalidEvent` -> dead letter). Transactions are keyed by
+``transaction_id`` and live on ``evse_id`` (1.6: the connector).
+1.6 StartTransaction/StopTransaction and 2.0.1 Started/Updated/Ended open, update
+and end them; a 2.0.1 Updated/Ended for an unknown transaction opens it as
+``start_unknown`` (a later Started fills the start in). Samples with a
+transaction id belong to it; samples without one (clock-aligned values, 2.0.1
+MeterValues) belong to the single running transaction on their EVSE; samples of
+EVSE/connector 0 (the main meter) never count for a transaction.
 
-  - a sample below ``meterStart`` -> reason ``sample_below_start`` (the sample is
-    ignored for ``last_register_wh``/energy-so-far);
-  - a sample lower than an earlier one in the same transaction -> ``register_decreased``;
-  - a sample above ``meterStop`` -> reason ``sample_above_stop``; the energy stays
-    ``meterStop - meterStart`` (the final signed register is authoritative and we
-    never bill above it);
-  - ``meterStop < meterStart`` (register reset/rollover or a bad value) -> reason
-    ``meter_stop_below_start`` and the energy becomes ``max sampled register -
-    meterStart`` when a valid sample exists, else ``0`` (never negative, never more
-    than the evidence shows).
+Energy (DESIGN.md "Correctness rules")
+--------------------------------------
+* ``station_register``: the station's register, folded by
+  :class:`flows.sessions.registers.RegisterFold` from the start register (1.6
+  meterStart, 2.0.1 ``Transaction.Begin``), the sampled registers and the stop
+  register (meterStop, ``Transaction.End``); resets, rollovers, decreases, jumps and
+  outliers are handled and named there. Without a start register the first
+  sample is the start (``start_register_missing``); without a stop register the
+  last sample is the stop (``stop_register_missing``).
+* ``smart_meter``: when a reading on ``meter.readings`` for the transaction's
+  connector says ``is_billing_meter``, the session energy is that meter's register
+  at stop minus at start. We choose, per meter, the *latest reading at or before
+  the start* and the *earliest reading at or after the stop*, each within
+  ``meter_window`` (no interpolation: outside a session no energy flows through
+  the connector, so these bracketing readings equal the register at start and at
+  stop). Without both (``smart_meter_incomplete``) the station register is used.
+  Every meter with both readings cross-checks the station register: a difference
+  above ``meter_tolerance_ratio x max + meter_tolerance_wh`` (1 % + 10 Wh) is
+  ``smart_meter_mismatch``.
+* ``power_integration``: only when there are not two register readings at all,
+  trapezoidal integration of ``Power.Active.Import`` (``register_missing``,
+  quality ``estimated``).
 
-  Any reason makes ``quality`` ``'corrected'`` (the figure was adjusted or stands
-  despite inconsistent evidence); ``'exact'`` means both registers and all samples
-  agree. ``'estimated'`` is reserved for power integration (not done here).
-* A ``StopTransaction`` whose start this state never saw (state lost, start on a
-  crashed epoch) still yields a closed row with ``meter_start_wh``/``energy_wh``
-  ``None``, quality ``'corrected'`` and reason ``start_unknown``; the sink then
-  takes the start from the stored row and derives the energy from the stored
-  ``meter_start_wh`` (see ``store.writers``). Its transactionData samples cannot be
-  keyed (the connector is unknown) and are counted but not written.
-* While a session is active, ``energy_wh`` is the energy so far:
-  ``last valid register - meterStart`` (0 before the first sample).
+``quality`` is ``estimated`` for power integration, else ``corrected`` when there
+is any reason (the figure was adjusted, or stands despite doubtful evidence), else
+``exact``. Billing holds back everything but ``exact``.
 
-Duplicates: the state remembers the last :data:`RECENT_MESSAGES` message ids and
-the last :data:`RECENT_CLOSED` closed transaction ids, so a redelivered envelope or
-a repeated ``StopTransaction`` changes nothing and emits nothing. A
-``StartTransaction`` for a transaction that is already open is ignored as well.
+Closing
+-------
+* ``closed_by='stop'``: StopTransaction / Ended. When a smart meter is known on the
+  connector and its reading after the stop has not arrived yet, the session
+  stays ``active`` (with its stop) until that reading arrives or the station's
+  event time passes ``stop + meter_grace``, so the first closed snapshot -- the one
+  published on ``sessions.closed`` -- already has the meter figure.
+* ``closed_by='next_start'``: a start on the same EVSE closes the transaction
+  still open there; ``closed_by='timeout'``: no message for the transaction while
+  the station's event time (the latest ``measured_at`` of its OCPP messages,
+  heartbeats included) moved ``idle_timeout`` past its last activity. Both end at
+  the last activity, reason ``stop_missing``. A StopTransaction that comes after
+  such a close amends the row (``stop_late``); so do late samples or smart-meter
+  readings while the closed transaction is remembered (``amend_window``,
+  ``keep_closed``). Each snapshot is a function of everything seen for the
+  transaction, not of arrival order, so replays converge to the same rows.
 
-Timestamps without a UTC offset inside MeterValues are read as UTC. Sampled values
-in ``SignedData`` format are not numbers and are skipped. Everything else that does
-not fit OCPP 1.6 raises :class:`InvalidEvent` from :func:`parse_event`; the flow
-routes those messages to the dead-letter topic before they reach the state.
+Duplicates: message ids (the last :data:`RECENT_MESSAGES`), 2.0.1 ``seqNo`` per
+transaction, identical register points, smart-meter readings by (meter, time),
+and the ids of the last :data:`RECENT_CLOSED` forgotten transactions. A gap in a
+transaction's ``seqNo`` range is ``seq_no_gap``; any event sent ``offline`` is
+``offline``; duplicate register values that disagree are
+``conflicting_register_values``.
 """
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections import deque
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, Literal
 
 from bus.envelope import Envelope, Kind
+from bus.normalized import (
+    ENERGY_REGISTER,
+    MeterSample,
+    Normalized,
+    TransactionEnd,
+    TransactionStart,
+    TransactionUpdate,
+    normalize_v16,
+    normalize_v201,
+)
+from flows.sessions.registers import (
+    Point,
+    RegisterFold,
+    RegisterRules,
+    fold_points,
+    integrate_power,
+    power_points,
+    register_points,
+)
+
+__all__ = ["ENERGY_REGISTER"]
 
 SESSION_NAMESPACE = uuid.UUID("5b0c54a4-3f0e-4c53-9a0c-6a1d2f6f8e31")
-ENERGY_REGISTER = "Energy.Active.Import.Register"
 RECENT_MESSAGES = 256
 RECENT_CLOSED = 64
+MAX_READINGS = 512  # smart-meter readings remembered per connector
 
 Quality = Literal["exact", "corrected", "estimated"]
+STATION_REGISTER = "station_register"
+SMART_METER = "smart_meter"
+POWER_INTEGRATION = "power_integration"
 
 SESSION_ACTIONS = frozenset({"StartTransaction", "MeterValues", "StopTransaction"})
 
@@ -79,7 +129,24 @@ def session_id_for(charge_point_id: str, transaction_id: str | int) -> uuid.UUID
 
 
 class InvalidEvent(ValueError):
-    """A session message that does not fit OCPP 1.6; it belongs on the dead-letter topic."""
+    """A session message that does not fit OCPP; it belongs on the dead-letter topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRules:
+    """Configurable limits (module docstring)."""
+
+    registers: RegisterRules = field(default_factory=RegisterRules)
+    idle_timeout: timedelta = timedelta(hours=6)
+    meter_window: timedelta = timedelta(minutes=15)
+    meter_grace: timedelta = timedelta(minutes=5)
+    meter_tolerance_ratio: Decimal = Decimal("0.01")
+    meter_tolerance_wh: Decimal = Decimal(10)
+    amend_window: timedelta = timedelta(hours=2)
+    keep_closed: int = 16
+
+
+DEFAULT_RULES = SessionRules()
 
 
 # --------------------------------------------------------------------------- outputs
@@ -101,17 +168,22 @@ class SessionRow:
     meter_stop_wh: int | None
     last_register_wh: int | None
     energy_wh: int | None
-    energy_source: str
+    energy_source: str | None
     quality: Quality
     quality_reasons: tuple[str, ...]
     stop_reason: str | None
     sample_count: int
+    closed_by: str | None = None  # stop | next_start | timeout
+    station_energy_wh: int | None = None  # the station register's figure
+    smart_meter_energy_wh: int | None = None  # the (billing, else first) smart meter's
+    smart_meter_id: str | None = None
+    ocpp_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MeterSampleRow:
     """One sampled value; natural key (cp, connector, measurand, phase, location,
-    context, measured_at)."""
+    context, measured_at). ``value`` as sent, in ``unit`` x 10^``unit_multiplier``."""
 
     measured_at: datetime
     charge_point_id: str
@@ -123,6 +195,7 @@ class MeterSampleRow:
     context: str
     unit: str
     value: Decimal
+    unit_multiplier: int = 0
 
 
 Output = SessionRow | MeterSampleRow
@@ -132,61 +205,29 @@ Output = SessionRow | MeterSampleRow
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
-    """A numeric sampled value, as parsed from a MeterValues/transactionData entry."""
+class StationMessage:
+    """The transaction facts of one OCPP CALL (none for heartbeats etc.: those only
+    advance the station's event time)."""
 
+    message_id: str
+    charge_point_id: str
+    ocpp_version: str | None
+    at: datetime  # received_at: the gateway's clock drives the idle timeout
+    facts: tuple[Normalized, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SmartMeterReading:
+    message_id: str
+    charge_point_id: str
+    meter_id: str
+    connector_id: int
     measured_at: datetime
-    measurand: str
-    phase: str
-    location: str
-    context: str
-    unit: str
-    value: Decimal
-
-    def register_wh(self) -> Decimal | None:
-        """The value in Wh if this is the total import register, else None."""
-        if self.measurand != ENERGY_REGISTER or self.phase:
-            return None
-        if self.unit == "kWh":
-            return self.value * 1000
-        if self.unit in ("Wh", ""):
-            return self.value
-        return None
+    energy_wh: Decimal
+    is_billing_meter: bool
 
 
-@dataclass(frozen=True, slots=True)
-class StartEvent:
-    message_id: str
-    charge_point_id: str
-    transaction_id: str
-    connector_id: int
-    id_tag: str
-    meter_start_wh: int
-    started_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class MeterEvent:
-    message_id: str
-    charge_point_id: str
-    connector_id: int
-    transaction_id: str | None
-    samples: tuple[Sample, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StopEvent:
-    message_id: str
-    charge_point_id: str
-    transaction_id: str
-    meter_stop_wh: int
-    stopped_at: datetime
-    reason: str | None
-    id_tag: str | None
-    samples: tuple[Sample, ...]
-
-
-Event = StartEvent | MeterEvent | StopEvent
+Event = StationMessage | SmartMeterReading
 
 
 def _int(payload: dict[str, Any], name: str, what: str) -> int:
@@ -194,10 +235,6 @@ def _int(payload: dict[str, Any], name: str, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidEvent(f"{what}: {name} must be an integer, got {value!r}")
     return value
-
-
-def _opt_int(payload: dict[str, Any], name: str, what: str) -> int | None:
-    return None if payload.get(name) is None else _int(payload, name, what)
 
 
 def _str(payload: dict[str, Any], name: str, what: str) -> str:
@@ -214,26 +251,19 @@ def _time(value: Any, what: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidEvent(f"{what}: timestamp {value!r} is not ISO 8601") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return parsed
 
 
-def _default_unit(measurand: str) -> str:
-    return "Wh" if measurand.startswith("Energy.") else ""
-
-
-def parse_samples(meter_values: Any, what: str) -> tuple[Sample, ...]:
-    """The numeric samples of an OCPP 1.6 ``meterValue``/``transactionData`` list."""
+def _check_meter_values(meter_values: Any, what: str) -> None:
+    """Reject 1.6 meterValue/transactionData that the normaliser would silently skip."""
     if meter_values is None:
-        return ()
+        return
     if not isinstance(meter_values, list):
         raise InvalidEvent(f"{what}: meter values must be a list")
-    samples: list[Sample] = []
     for entry in meter_values:
         if not isinstance(entry, dict):
             raise InvalidEvent(f"{what}: meterValue entries must be objects")
-        measured_at = _time(entry.get("timestamp"), what)
+        _time(entry.get("timestamp"), what)
         sampled = entry.get("sampledValue")
         if not isinstance(sampled, list) or not sampled:
             raise InvalidEvent(f"{what}: sampledValue must be a non-empty list")
@@ -246,69 +276,86 @@ def parse_samples(meter_values: Any, what: str) -> tuple[Sample, ...]:
             if not isinstance(raw, str | int) or isinstance(raw, bool):
                 raise InvalidEvent(f"{what}: sampled value must be a string, got {raw!r}")
             try:
-                value = Decimal(str(raw).strip())
+                number = Decimal(str(raw).strip())
             except InvalidOperation:
                 raise InvalidEvent(f"{what}: sampled value {raw!r} is not a number") from None
-            if not value.is_finite():
+            if not number.is_finite():
                 raise InvalidEvent(f"{what}: sampled value {raw!r} is not finite")
-            measurand = str(sv.get("measurand") or ENERGY_REGISTER)
-            samples.append(
-                Sample(
-                    measured_at=measured_at,
-                    measurand=measurand,
-                    phase=str(sv.get("phase") or ""),
-                    location=str(sv.get("location") or ""),
-                    context=str(sv.get("context") or ""),
-                    unit=str(sv.get("unit") or _default_unit(measurand)),
-                    value=value,
-                )
-            )
-    return tuple(samples)
+
+
+def validate_v16(envelope: Envelope) -> None:
+    """Raise :class:`InvalidEvent` when a 1.6 session CALL does not fit OCPP 1.6."""
+    p = envelope.payload
+    what = f"{envelope.action} from {envelope.charge_point_id}"
+    if envelope.action == "StartTransaction":
+        _int(envelope.response or {}, "transactionId", what + " (response)")
+        _int(p, "connectorId", what)
+        _str(p, "idTag", what)
+        _int(p, "meterStart", what)
+        _time(p.get("timestamp"), what)
+    elif envelope.action == "MeterValues":
+        _int(p, "connectorId", what)
+        if p.get("transactionId") is not None:
+            _int(p, "transactionId", what)
+        _check_meter_values(p.get("meterValue"), what)
+    elif envelope.action == "StopTransaction":
+        _int(p, "transactionId", what)
+        _int(p, "meterStop", what)
+        _time(p.get("timestamp"), what)
+        _check_meter_values(p.get("transactionData"), what)
+
+
+_SESSION_FACTS = (TransactionStart, TransactionUpdate, TransactionEnd, MeterSample)
+
+
+def _reading(envelope: Envelope) -> SmartMeterReading:
+    p = envelope.payload
+    what = f"meter reading for {envelope.charge_point_id}"
+    meter_id = p.get("meter_id")
+    if not isinstance(meter_id, str) or not meter_id:
+        raise InvalidEvent(f"{what}: meter_id must be a non-empty string")
+    connector = _int(p, "connector_id", what)
+    raw = p.get("energy_wh")
+    try:
+        energy = Decimal(raw) if isinstance(raw, str | int) and not isinstance(
+            raw, bool) else None
+    except InvalidOperation:
+        energy = None
+    if energy is None or not energy.is_finite() or energy < 0:
+        raise InvalidEvent(f"{what}: energy_wh must be a non-negative decimal, got {raw!r}")
+    return SmartMeterReading(
+        message_id=envelope.message_id, charge_point_id=envelope.charge_point_id,
+        meter_id=meter_id, connector_id=connector, measured_at=envelope.measured_at,
+        energy_wh=energy, is_billing_meter=p.get("is_billing_meter") is True,
+    )
 
 
 def parse_event(envelope: Envelope) -> Event | None:
-    """The session event an envelope carries, or None for other actions/kinds.
+    """The event an envelope carries for this flow, or None (other kinds).
 
-    Raises :class:`InvalidEvent` when a session action does not fit OCPP 1.6.
+    Raises :class:`InvalidEvent` for session messages that do not fit.
     """
-    if envelope.kind != Kind.OCPP_CALL or envelope.action not in SESSION_ACTIONS:
+    if envelope.kind == Kind.METER_READING:
+        return _reading(envelope)
+    if envelope.kind != Kind.OCPP_CALL:
         return None
-    p = envelope.payload
-    cp = envelope.charge_point_id
-    what = f"{envelope.action} from {cp}"
-    if envelope.action == "StartTransaction":
-        response = envelope.response or {}
-        tx = _int(response, "transactionId", what + " (response)")
-        return StartEvent(
-            message_id=envelope.message_id,
-            charge_point_id=cp,
-            transaction_id=str(tx),
-            connector_id=_int(p, "connectorId", what),
-            id_tag=_str(p, "idTag", what),
-            meter_start_wh=_int(p, "meterStart", what),
-            started_at=_time(p.get("timestamp"), what),
-        )
-    if envelope.action == "MeterValues":
-        tx_id = _opt_int(p, "transactionId", what)
-        return MeterEvent(
-            message_id=envelope.message_id,
-            charge_point_id=cp,
-            connector_id=_int(p, "connectorId", what),
-            transaction_id=None if tx_id is None else str(tx_id),
-            samples=parse_samples(p.get("meterValue"), what),
-        )
-    # StopTransaction
-    reason = p.get("reason")
-    id_tag = p.get("idTag")
-    return StopEvent(
-        message_id=envelope.message_id,
-        charge_point_id=cp,
-        transaction_id=str(_int(p, "transactionId", what)),
-        meter_stop_wh=_int(p, "meterStop", what),
-        stopped_at=_time(p.get("timestamp"), what),
-        reason=reason if isinstance(reason, str) else None,
-        id_tag=id_tag if isinstance(id_tag, str) else None,
-        samples=parse_samples(p.get("transactionData"), what),
+    facts: list[Normalized] | None = envelope.normalized
+    action = envelope.action or ""
+    v201 = (envelope.ocpp_version or "").startswith("2")
+    if facts is None:
+        if v201:
+            facts = normalize_v201(envelope.charge_point_id, action, envelope.payload,
+                                   envelope.response, envelope.received_at)
+        elif action in SESSION_ACTIONS:
+            validate_v16(envelope)
+            facts = normalize_v16(envelope.charge_point_id, action, envelope.payload,
+                                  envelope.response, envelope.received_at)
+        else:
+            facts = []
+    return StationMessage(
+        message_id=envelope.message_id, charge_point_id=envelope.charge_point_id,
+        ocpp_version=envelope.ocpp_version, at=envelope.received_at,
+        facts=tuple(f for f in facts if isinstance(f, _SESSION_FACTS)),
     )
 
 
@@ -316,27 +363,65 @@ def parse_event(envelope: Envelope) -> Event | None:
 
 
 @dataclass(slots=True)
-class OpenTransaction:
-    """What we know about one running transaction."""
+class Bracket:
+    """One smart meter's readings around a transaction: (time, Wh) at/before the
+    start and at/after the stop."""
 
-    connector_id: int
-    id_tag: str
-    meter_start_wh: int
-    started_at: datetime
-    last_register_wh: int | None = None
-    last_register_at: datetime | None = None
-    max_register_wh: int | None = None
+    billing: bool = False
+    start: Point | None = None
+    stop: Point | None = None
+
+
+@dataclass(slots=True)
+class Tx:
+    """Everything seen of one transaction (open, closing, or closed and amendable)."""
+
+    transaction_id: str
+    first_seen: datetime
+    last_activity: datetime  # latest fact time (station clock)
+    last_received: datetime  # latest receipt of a message about it (gateway clock)
+    ocpp_version: str | None = None
+    evse_id: int | None = None
+    id_tag: str | None = None
+    has_start: bool = False
+    started_at: datetime | None = None
+    start_register: Decimal | None = None
+    stopped_at: datetime | None = None
+    stop_register: Decimal | None = None
+    stop_reason: str | None = None
+    closed_by: str | None = None
+    final: bool = False  # a closed snapshot has been emitted
+    stop_late: bool = False
+    samples: list[Point] = field(default_factory=list)
+    fold: RegisterFold = field(default_factory=RegisterFold)
+    power: list[Point] = field(default_factory=list)
     sample_count: int = 0
-    reasons: tuple[str, ...] = ()
+    seq_nos: set[int] = field(default_factory=set)
+    offline: bool = False
+    conflict: bool = False
+    meters: dict[str, Bracket] = field(default_factory=dict)
+
+    @property
+    def open(self) -> bool:
+        return self.closed_by is None
 
 
 @dataclass(slots=True)
 class ChargePointState:
-    """Per charge point: open transactions plus bounded memories for de-duplication."""
+    """Per charge point: its transactions, recent smart-meter readings per
+    connector, its event time, and bounded memories for de-duplication."""
 
-    open: dict[str, OpenTransaction] = field(default_factory=dict)
+    txs: dict[str, Tx] = field(default_factory=dict)
+    readings: dict[int, list[tuple[datetime, str, Decimal, bool]]] = field(
+        default_factory=dict)
+    watermark: datetime | None = None
     recent_messages: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_MESSAGES))
     recent_closed: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_CLOSED))
+
+    @property
+    def open(self) -> dict[str, Tx]:
+        """Transactions without a closed snapshot yet."""
+        return {k: t for k, t in self.txs.items() if not t.final}
 
     def seen(self, message_id: str) -> bool:
         return message_id in self.recent_messages
@@ -345,140 +430,401 @@ class ChargePointState:
         self.recent_messages.append(message_id)
 
 
-def _add_reason(reasons: tuple[str, ...], reason: str) -> tuple[str, ...]:
-    return reasons if reason in reasons else (*reasons, reason)
+def _floor(value: Decimal | None) -> int | None:
+    return None if value is None else int(value.to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _floor_wh(value: Decimal) -> int:
-    return int(value.to_integral_value(rounding=ROUND_FLOOR))
+# --------------------------------------------------------------------------- energy
 
 
-def _sample_rows(
-    cp: str, connector_id: int, tx_id: str | None, samples: tuple[Sample, ...]
-) -> list[Output]:
-    return [
-        MeterSampleRow(
-            measured_at=s.measured_at, charge_point_id=cp, connector_id=connector_id,
-            transaction_id=tx_id, measurand=s.measurand, phase=s.phase, location=s.location,
-            context=s.context, unit=s.unit, value=s.value,
-        )
-        for s in samples
-    ]
+def _within(delta: timedelta, window: timedelta) -> bool:
+    return timedelta(0) <= delta <= window
 
 
-def _absorb(tx: OpenTransaction, samples: tuple[Sample, ...]) -> None:
-    """Fold sampled registers into a transaction (count, last/max register, flags)."""
-    tx.sample_count += len(samples)
-    for s in samples:
-        wh = s.register_wh()
-        if wh is None:
-            continue
-        if wh < tx.meter_start_wh:
-            tx.reasons = _add_reason(tx.reasons, "sample_below_start")
-            continue
-        register = _floor_wh(wh)
-        if tx.max_register_wh is not None and register < tx.max_register_wh and (
-            tx.last_register_at is None or s.measured_at >= tx.last_register_at
-        ):
-            tx.reasons = _add_reason(tx.reasons, "register_decreased")
-        if tx.max_register_wh is None or register > tx.max_register_wh:
-            tx.max_register_wh = register
-        if tx.last_register_at is None or s.measured_at >= tx.last_register_at:
-            tx.last_register_wh = register
-            tx.last_register_at = s.measured_at
+def _offer(tx: Tx, rules: SessionRules, t: datetime, meter_id: str, wh: Decimal,
+           billing: bool) -> bool:
+    """Consider one smart-meter reading for a transaction's brackets; True if they changed."""
+    start = tx.started_at if tx.has_start else None
+    lo = (start or tx.first_seen) - rules.meter_window
+    hi = (tx.stopped_at + rules.meter_window) if tx.stopped_at is not None else None
+    if t < lo or (hi is not None and t > hi):
+        return False
+    bracket = tx.meters.get(meter_id)
+    changed = False
+    if bracket is None:
+        bracket = tx.meters[meter_id] = Bracket()
+        changed = True
+    if billing and not bracket.billing:
+        bracket.billing = changed = True
+    if start is not None and _within(start - t, rules.meter_window) and (
+            bracket.start is None or t > bracket.start[0]):
+        bracket.start = (t, wh)
+        changed = True
+    if tx.stopped_at is not None and _within(t - tx.stopped_at, rules.meter_window) and (
+            bracket.stop is None or t < bracket.stop[0]):
+        bracket.stop = (t, wh)
+        changed = True
+    return changed
 
 
-def _active_row(cp: str, tx_id: str, tx: OpenTransaction) -> SessionRow:
-    so_far = tx.max_register_wh if tx.max_register_wh is not None else tx.meter_start_wh
+def _offer_all(tx: Tx, state: ChargePointState, rules: SessionRules) -> None:
+    if tx.evse_id is None:
+        return
+    for t, meter_id, wh, billing in state.readings.get(tx.evse_id, ()):
+        _offer(tx, rules, t, meter_id, wh, billing)
+
+
+def _meter_energy(bracket: Bracket) -> Decimal | None:
+    if bracket.start is None or bracket.stop is None or bracket.stop[1] < bracket.start[1]:
+        return None
+    return bracket.stop[1] - bracket.start[1]
+
+
+def _add(reasons: list[str], reason: str) -> None:
+    if reason not in reasons:
+        reasons.append(reason)
+
+
+def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
+    """The snapshot of a transaction: a pure function of what was seen (docstring)."""
+    closed = tx.final
+    stop_point = (tx.stopped_at, tx.stop_register) if (
+        tx.stop_register is not None and tx.stopped_at is not None) else None
+    energy, fold_reasons = tx.fold.result(stop_point) if tx.has_start else (None, ())
+    reasons = list(fold_reasons)
+    if not tx.has_start:
+        _add(reasons, "start_unknown")
+    elif tx.start_register is None:
+        _add(reasons, "start_register_missing")
+    if tx.closed_by == "stop" and tx.stop_register is None:
+        _add(reasons, "stop_register_missing")
+    if tx.closed_by in ("timeout", "next_start"):
+        _add(reasons, "stop_missing")
+    if tx.stop_late:
+        _add(reasons, "stop_late")
+    if tx.seq_nos and len(tx.seq_nos) < max(tx.seq_nos) - min(tx.seq_nos) + 1:
+        _add(reasons, "seq_no_gap")
+    if tx.offline:
+        _add(reasons, "offline")
+    if tx.conflict:
+        _add(reasons, "conflicting_register_values")
+
+    source: str | None = STATION_REGISTER
+    estimated = False
+    if tx.has_start and energy is None:
+        integrated = integrate_power(tx.power)
+        if integrated is not None:
+            energy, source, estimated = integrated, POWER_INTEGRATION, True
+            _add(reasons, "register_missing")
+        elif closed:
+            _add(reasons, "register_missing")
+            source = None
+    station_energy = energy if source == STATION_REGISTER else None
+
+    meter_energy: Decimal | None = None
+    meter_id: str | None = None
+    if closed and tx.has_start:
+        billing = [m for m, b in sorted(tx.meters.items()) if b.billing]
+        for m in billing:
+            figure = _meter_energy(tx.meters[m])
+            if figure is not None:
+                meter_energy, meter_id = figure, m
+                energy, source, estimated = figure, SMART_METER, False
+                break
+        else:
+            if billing:
+                _add(reasons, "smart_meter_incomplete")
+        for m, bracket in sorted(tx.meters.items()):
+            figure = _meter_energy(bracket)
+            if figure is None:
+                continue
+            if meter_id is None:
+                meter_energy, meter_id = figure, m
+            if station_energy is not None:
+                allowed = (rules.meter_tolerance_ratio * max(figure, station_energy)
+                           + rules.meter_tolerance_wh)
+                if abs(figure - station_energy) > allowed:
+                    _add(reasons, "smart_meter_mismatch")
+
+    if not tx.has_start:
+        energy = None  # the sink takes the start from the stored row (store.writers)
+    elif energy is None and not closed:
+        energy = Decimal(0)
+    quality: Quality = "estimated" if estimated else ("corrected" if reasons else "exact")
+    start_wh = tx.start_register if tx.start_register is not None else (
+        tx.samples[0][1] if tx.samples and tx.has_start else None)
     return SessionRow(
-        session_id=session_id_for(cp, tx_id), charge_point_id=cp,
-        connector_id=tx.connector_id, transaction_id=tx_id, id_tag=tx.id_tag,
-        status="active", started_at=tx.started_at, stopped_at=None,
-        meter_start_wh=tx.meter_start_wh, meter_stop_wh=None,
-        last_register_wh=tx.last_register_wh, energy_wh=so_far - tx.meter_start_wh,
-        energy_source="register", quality="corrected" if tx.reasons else "exact",
-        quality_reasons=tx.reasons, stop_reason=None, sample_count=tx.sample_count,
+        session_id=session_id_for(cp, tx.transaction_id), charge_point_id=cp,
+        connector_id=tx.evse_id, transaction_id=tx.transaction_id, id_tag=tx.id_tag,
+        status="closed" if closed else "active",
+        started_at=tx.started_at if tx.has_start else tx.first_seen, stopped_at=tx.stopped_at,
+        meter_start_wh=_floor(start_wh), meter_stop_wh=_floor(tx.stop_register),
+        last_register_wh=_floor(tx.samples[-1][1]) if tx.samples else None,
+        energy_wh=_floor(energy), energy_source=source, quality=quality,
+        quality_reasons=tuple(reasons), stop_reason=tx.stop_reason,
+        sample_count=tx.sample_count, closed_by=tx.closed_by if closed else None,
+        station_energy_wh=_floor(station_energy), smart_meter_energy_wh=_floor(meter_energy),
+        smart_meter_id=meter_id, ocpp_version=tx.ocpp_version,
     )
 
 
-def closed_energy(tx: OpenTransaction, meter_stop_wh: int) -> tuple[int, tuple[str, ...]]:
-    """Energy (Wh) of a finished transaction and the quality reasons (module docstring)."""
-    reasons = tx.reasons
-    if tx.max_register_wh is not None and tx.max_register_wh > meter_stop_wh:
-        reasons = _add_reason(reasons, "sample_above_stop")
-    if meter_stop_wh < tx.meter_start_wh:
-        reasons = _add_reason(reasons, "meter_stop_below_start")
-        best = tx.max_register_wh if tx.max_register_wh is not None else tx.meter_start_wh
-        return best - tx.meter_start_wh, reasons
-    return meter_stop_wh - tx.meter_start_wh, reasons
+# --------------------------------------------------------------------------- folding
+
+
+def _rebuild(tx: Tx, rules: SessionRules) -> None:
+    start = (tx.started_at, tx.start_register) if (
+        tx.start_register is not None and tx.started_at is not None) else None
+    tx.fold = fold_points(rules.registers, start, tx.samples)
+
+
+def _add_points(tx: Tx, points: Iterable[Point], rules: SessionRules) -> None:
+    for point in points:
+        i = bisect.bisect_left(tx.samples, point)
+        if i < len(tx.samples) and tx.samples[i] == point:
+            continue  # the same reading again
+        in_order = i == len(tx.samples) and (not tx.samples or point[0] > tx.samples[-1][0])
+        tx.samples.insert(i, point)
+        if in_order:
+            tx.fold.push(*point)
+        else:
+            _rebuild(tx, rules)
+    if len(tx.samples) >= 2:
+        tx.power.clear()  # power integration is only for transactions without registers
+
+
+def _new_tx(state: ChargePointState, tx_id: str, at: datetime, received: datetime,
+            version: str | None, rules: SessionRules) -> Tx:
+    tx = Tx(transaction_id=tx_id, first_seen=at, last_activity=at, last_received=received,
+            ocpp_version=version,
+            fold=RegisterFold(rules.registers))
+    state.txs[tx_id] = tx
+    return tx
+
+
+def _close(tx: Tx, by: str, at: datetime) -> None:
+    tx.closed_by = by
+    tx.stopped_at = at
+
+
+def _needs_meter(tx: Tx) -> bool:
+    """Hold the close: a smart meter is known here and has no reading after the stop."""
+    return bool(tx.meters) and tx.has_start and not any(
+        b.stop is not None for b in tx.meters.values())
+
+
+def _finalize_ready(state: ChargePointState, rules: SessionRules, touched: set[str],
+                    *, force_evse: int | None = None) -> None:
+    """Emit closed snapshots for closed transactions whose meter data is in (or late)."""
+    mark = state.watermark
+    for tx in state.txs.values():
+        if tx.final or tx.closed_by is None:
+            continue
+        assert tx.stopped_at is not None
+        waited = mark is not None and mark >= tx.stopped_at + rules.meter_grace
+        if (not _needs_meter(tx) or waited or tx.closed_by != "stop"
+                or (force_evse is not None and tx.evse_id == force_evse)):
+            tx.final = True
+            touched.add(tx.transaction_id)
+
+
+def _close_idle(state: ChargePointState, rules: SessionRules, touched: set[str]) -> None:
+    mark = state.watermark
+    if mark is None:
+        return
+    for tx in state.txs.values():
+        if tx.open and mark - tx.last_received > rules.idle_timeout:
+            _close(tx, "timeout", tx.last_activity)
+            touched.add(tx.transaction_id)
+
+
+def _forget_old(state: ChargePointState, rules: SessionRules) -> None:
+    mark = state.watermark
+    closed = sorted((t for t in state.txs.values() if t.final),
+                    key=lambda t: (t.stopped_at or t.last_activity, t.transaction_id))
+    excess = len(closed) - rules.keep_closed
+    for i, tx in enumerate(closed):
+        old = mark is not None and tx.stopped_at is not None and (
+            mark - tx.stopped_at > rules.amend_window)
+        if i < excess or old:
+            del state.txs[tx.transaction_id]
+            state.recent_closed.append(tx.transaction_id)
+
+
+def _sample_rows(cp: str, tx: Tx | None, samples: list[MeterSample]) -> list[Output]:
+    rows: list[Output] = []
+    for s in samples:
+        connector = s.evse_id if s.evse_id is not None else (
+            tx.evse_id if tx is not None else None)
+        if connector is None:
+            continue  # not keyable (orphan stop data): counted, not written
+        rows.append(MeterSampleRow(
+            measured_at=s.timestamp, charge_point_id=cp, connector_id=connector,
+            transaction_id=s.transaction_id, measurand=s.measurand, phase=s.phase or "",
+            location=s.location, context=s.context, unit=s.unit, value=s.value,
+            unit_multiplier=s.unit_multiplier))
+    return rows
+
+
+def _context_register(samples: list[MeterSample], context: str, last: bool
+                      ) -> Decimal | None:
+    points, _ = register_points(s for s in samples if s.context == context)
+    if not points:
+        return None
+    return points[-1][1] if last else points[0][1]
+
+
+def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionRules
+                   ) -> list[Output]:
+    cp = msg.charge_point_id
+    if state.watermark is None or msg.at > state.watermark:
+        state.watermark = msg.at
+    touched: set[str] = set()
+    outputs: list[Output] = []
+    by_tx: dict[str | None, list[MeterSample]] = {}
+    tx_facts: list[TransactionStart | TransactionUpdate | TransactionEnd] = []
+    for fact in msg.facts:
+        if isinstance(fact, MeterSample):
+            by_tx.setdefault(fact.transaction_id, []).append(fact)
+        elif isinstance(fact, TransactionStart | TransactionUpdate | TransactionEnd):
+            tx_facts.append(fact)
+    skip: set[str] = set()
+
+    for fact in tx_facts:
+        tx_id = fact.transaction_id
+        if tx_id in state.recent_closed and tx_id not in state.txs:
+            skip.add(tx_id)
+            continue
+        tx = state.txs.get(tx_id)
+        if tx is not None and fact.seq_no is not None and fact.seq_no in tx.seq_nos:
+            skip.add(tx_id)  # the same TransactionEvent again
+            continue
+        if isinstance(fact, TransactionStart):
+            if tx is not None and tx.has_start:
+                skip.add(tx_id)
+                continue
+            if fact.evse_id is not None:
+                for other in state.txs.values():
+                    if (other.open and other.transaction_id != tx_id
+                            and other.evse_id == fact.evse_id
+                            and other.first_seen <= fact.timestamp):
+                        _close(other, "next_start", other.last_activity)
+                        touched.add(other.transaction_id)
+                _finalize_ready(state, rules, touched, force_evse=fact.evse_id)
+            if tx is None:
+                tx = _new_tx(state, tx_id, fact.timestamp, msg.at, msg.ocpp_version, rules)
+            tx.has_start = True
+            tx.started_at = fact.timestamp
+            tx.first_seen = min(tx.first_seen, fact.timestamp)
+            start = fact.meter_start_wh
+            if start is None:
+                start = _context_register(by_tx.get(tx_id, []), "Transaction.Begin", False)
+            tx.start_register = start
+            _rebuild(tx, rules)
+        elif isinstance(fact, TransactionUpdate):
+            if tx is None:
+                tx = _new_tx(state, tx_id, fact.timestamp, msg.at, msg.ocpp_version, rules)
+        else:  # TransactionEnd
+            if tx is not None and tx.closed_by == "stop":
+                skip.add(tx_id)  # the same stop again
+                continue
+            if tx is None:
+                tx = _new_tx(state, tx_id, fact.timestamp, msg.at, msg.ocpp_version, rules)
+            if tx.final:
+                tx.stop_late = True
+            stop = fact.meter_stop_wh
+            if stop is None:
+                stop = _context_register(by_tx.get(tx_id, []), "Transaction.End", True)
+            _close(tx, "stop", fact.timestamp)
+            tx.stop_register = stop
+            tx.stop_reason = fact.stopped_reason
+        tx.evse_id = tx.evse_id if fact.evse_id is None else fact.evse_id
+        tx.id_tag = fact.id_tag or tx.id_tag
+        tx.ocpp_version = tx.ocpp_version or msg.ocpp_version
+        tx.last_activity = max(tx.last_activity, fact.timestamp)
+        tx.last_received = max(tx.last_received, msg.at)
+        tx.first_seen = min(tx.first_seen, fact.timestamp)
+        if fact.seq_no is not None:
+            tx.seq_nos.add(fact.seq_no)
+        tx.offline = tx.offline or fact.offline
+        _offer_all(tx, state, rules)
+        touched.add(tx_id)
+
+    for sample_tx, samples in by_tx.items():
+        if sample_tx in skip:
+            continue
+        tx = state.txs.get(sample_tx) if sample_tx is not None else None
+        billable = samples
+        if sample_tx is None:
+            # No transaction id: the one running transaction on that EVSE, if any.
+            evses = {s.evse_id for s in samples}
+            running = [t for t in state.txs.values() if t.open and t.evse_id in evses
+                       and t.evse_id not in (None, 0)]
+            tx = running[0] if len(running) == 1 else None
+            billable = [s for s in samples if tx is not None and s.evse_id == tx.evse_id]
+        outputs.extend(_sample_rows(cp, tx, samples))
+        if tx is None:
+            continue
+        tx.sample_count += len(billable)
+        billable = [s for s in billable if s.evse_id != 0]  # never the main meter
+        points, conflict = register_points(billable)
+        tx.conflict = tx.conflict or conflict
+        _add_points(tx, points, rules)
+        if len(tx.samples) < 2:
+            tx.power.extend(p for p in power_points(billable) if p not in tx.power)
+        for s in billable:
+            tx.last_activity = max(tx.last_activity, s.timestamp)
+        tx.last_received = max(tx.last_received, msg.at)
+        touched.add(tx.transaction_id)
+
+    _close_idle(state, rules, touched)
+    _finalize_ready(state, rules, touched)
+    outputs.extend(_row(cp, state.txs[t], rules) for t in sorted(touched)
+                   if t in state.txs)
+    _forget_old(state, rules)
+    return outputs
+
+
+def _apply_reading(state: ChargePointState, r: SmartMeterReading, rules: SessionRules
+                   ) -> list[Output]:
+    ring = state.readings.setdefault(r.connector_id, [])
+    entry = (r.measured_at, r.meter_id, r.energy_wh, r.is_billing_meter)
+    i = bisect.bisect_left(ring, entry)
+    if i < len(ring) and ring[i][:2] == entry[:2]:
+        return []  # the same reading again
+    ring.insert(i, entry)
+    horizon = ring[-1][0] - 2 * rules.meter_window
+    while len(ring) > MAX_READINGS or (len(ring) > 1 and ring[0][0] < horizon):
+        ring.pop(0)
+    touched: set[str] = set()
+    for tx in state.txs.values():
+        if tx.evse_id == r.connector_id and _offer(
+                tx, rules, r.measured_at, r.meter_id, r.energy_wh, r.is_billing_meter
+        ) and tx.closed_by is not None:
+            touched.add(tx.transaction_id)
+    _finalize_ready(state, rules, touched)
+    return [_row(r.charge_point_id, state.txs[t], rules) for t in sorted(touched)
+            if state.txs[t].final]
 
 
 def apply(
-    state: ChargePointState | None, event: Event | None
+    state: ChargePointState | None, event: Event | None, rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
-    """Fold one parsed event into a charge point's state; return the rows to write."""
+    """Fold one event into a charge point's state; return the rows to write."""
     if state is None:
         state = ChargePointState()
-    if event is None or state.seen(event.message_id):
+    if event is None:
         return state, []
-    state.remember(event.message_id)
-    cp = event.charge_point_id
-
-    if isinstance(event, StartEvent):
-        if event.transaction_id in state.open or event.transaction_id in state.recent_closed:
+    if isinstance(event, SmartMeterReading):
+        return state, _apply_reading(state, event, rules)
+    if event.facts:
+        if state.seen(event.message_id):
             return state, []
-        tx = OpenTransaction(
-            connector_id=event.connector_id, id_tag=event.id_tag,
-            meter_start_wh=event.meter_start_wh, started_at=event.started_at,
-        )
-        state.open[event.transaction_id] = tx
-        return state, [_active_row(cp, event.transaction_id, tx)]
-
-    if isinstance(event, MeterEvent):
-        outputs = _sample_rows(cp, event.connector_id, event.transaction_id, event.samples)
-        if event.transaction_id is not None and event.samples:
-            running = state.open.get(event.transaction_id)
-            if running is not None:
-                _absorb(running, event.samples)
-                outputs.append(_active_row(cp, event.transaction_id, running))
-        return state, outputs
-
-    # StopEvent
-    tx_id = event.transaction_id
-    if tx_id in state.recent_closed:
-        return state, []
-    state.recent_closed.append(tx_id)
-    open_tx = state.open.pop(tx_id, None)
-    if open_tx is None:
-        # The start is unknown here; the connector is unknown too, so transaction
-        # data samples cannot be keyed and are not written.
-        return state, [
-            SessionRow(
-                session_id=session_id_for(cp, tx_id), charge_point_id=cp, connector_id=None,
-                transaction_id=tx_id, id_tag=event.id_tag, status="closed", started_at=None,
-                stopped_at=event.stopped_at, meter_start_wh=None,
-                meter_stop_wh=event.meter_stop_wh, last_register_wh=None, energy_wh=None,
-                energy_source="register", quality="corrected",
-                quality_reasons=("start_unknown",), stop_reason=event.reason,
-                sample_count=len(event.samples),
-            )
-        ]
-    outputs = _sample_rows(cp, open_tx.connector_id, tx_id, event.samples)
-    _absorb(open_tx, event.samples)
-    energy, reasons = closed_energy(open_tx, event.meter_stop_wh)
-    outputs.append(
-        replace(
-            _active_row(cp, tx_id, open_tx),
-            status="closed", stopped_at=event.stopped_at, meter_stop_wh=event.meter_stop_wh,
-            energy_wh=energy, quality="corrected" if reasons else "exact",
-            quality_reasons=reasons, stop_reason=event.reason,
-        )
-    )
-    return state, outputs
+        state.remember(event.message_id)
+    return state, _apply_station(state, event, rules)
 
 
 def update(
-    state: ChargePointState | None, envelope: Envelope
+    state: ChargePointState | None, envelope: Envelope, rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
     """``apply(state, parse_event(envelope))``; raises :class:`InvalidEvent`."""
-    return apply(state, parse_event(envelope))
+    return apply(state, parse_event(envelope), rules)

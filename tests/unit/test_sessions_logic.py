@@ -122,7 +122,7 @@ def test_start_meter_stop_gives_exact_register_energy() -> None:
     assert final.quality_reasons == ()
     assert final.stop_reason == "Local"
     assert final.sample_count == 2
-    assert final.energy_source == "register"
+    assert final.energy_source == "station_register"
     assert state is not None
     assert state.open == {}
     assert [s.value for s in samples(out)] == [Decimal(1_002_500), Decimal(1_005_000)]
@@ -130,7 +130,7 @@ def test_start_meter_stop_gives_exact_register_energy() -> None:
     assert (s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id) == (
         t1, "CP1", 1, "42")
     assert (s.measurand, s.phase, s.location, s.context, s.unit) == (
-        ENERGY_REGISTER, "", "", "Sample.Periodic", "Wh")
+        ENERGY_REGISTER, "", "Outlet", "Sample.Periodic", "Wh")  # spec default location
 
 
 def test_kwh_samples_are_converted_to_wh_and_stored_as_sent() -> None:
@@ -163,7 +163,7 @@ def test_measurand_defaults_and_other_measurands() -> None:
     _, out = run([start("CP1", 9, 4000, connector=2), env])
     rows = samples(out)
     assert [(r.measurand, r.unit, r.phase, r.location, r.value) for r in rows] == [
-        (ENERGY_REGISTER, "Wh", "", "", Decimal(5000)),
+        (ENERGY_REGISTER, "Wh", "", "Outlet", Decimal(5000)),  # spec defaults filled in
         ("Power.Active.Import", "W", "L1", "Outlet", Decimal("7200.5")),
     ]
     assert sessions(out)[-1].energy_wh == 1000  # power is not integrated
@@ -199,7 +199,7 @@ def test_stop_without_start_emits_closed_row_with_unknown_start() -> None:
     assert row.meter_stop_wh == 5_000
     assert row.meter_start_wh is None
     assert row.energy_wh is None
-    assert row.started_at is None
+    assert row.started_at == T0 + timedelta(hours=1)  # first seen (the sink keeps a stored start)
     assert row.connector_id is None
     assert row.quality_reasons == ("start_unknown",)
     assert row.quality == "corrected"
@@ -228,39 +228,45 @@ def test_sample_outside_register_range_is_flagged() -> None:
         stop("CP1", 1, 12_000),
     ])
     rows = sessions(out)
+    # Alone, the drop looks real (counting restarts there, nothing subtracted) ...
     assert rows[1].quality == "corrected"
-    assert rows[1].quality_reasons == ("sample_below_start",)
+    assert rows[1].quality_reasons == ("register_decreased",)
     assert rows[1].energy_wh == 0
-    assert rows[1].last_register_wh is None
+    assert rows[1].last_register_wh == 9_000
+    # ... the next reading shows it was a one-off outlier.
+    assert rows[2].quality_reasons == ("register_outlier",)
+    assert rows[2].energy_wh == 2_500
     final = rows[-1]
     assert final.energy_wh == 2_000  # the signed stop register stays authoritative
     assert final.quality == "corrected"
-    assert final.quality_reasons == ("sample_below_start", "sample_above_stop")
+    assert final.quality_reasons == ("register_outlier", "sample_above_stop")
 
 
-def test_meter_stop_below_start_uses_sampled_register_or_zero() -> None:
+def test_meter_stop_near_zero_is_a_register_reset_counted_from_zero() -> None:
+    # Changed semantics (issue 4): a stop register far below the start that could
+    # have been counted up from 0 in the time is a reset (reboot), not a bad value.
     t1 = T0 + timedelta(minutes=30)
     _, out = run([
         start("CP1", 1, 50_000), meter("CP1", 1, register(t1, 53_000)), stop("CP1", 1, 10),
     ])
     final = sessions(out)[-1]
-    assert final.energy_wh == 3_000
+    assert final.energy_wh == 3_010
     assert final.quality == "corrected"
-    assert "meter_stop_below_start" in final.quality_reasons
+    assert final.quality_reasons == ("register_reset",)
     _, out = run([start("CP2", 2, 50_000), stop("CP2", 2, 10)])
     final = sessions(out)[-1]
-    assert final.energy_wh == 0
-    assert final.quality_reasons == ("meter_stop_below_start",)
+    assert final.energy_wh == 10
+    assert final.quality_reasons == ("register_reset",)
 
 
-def test_register_decrease_is_flagged() -> None:
+def test_register_decrease_between_good_readings_is_an_outlier() -> None:
     t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
     _, out = run([
         start("CP1", 1, 100), meter("CP1", 1, register(t1, 900)),
         meter("CP1", 1, register(t2, 500)), stop("CP1", 1, 1000),
     ])
     final = sessions(out)[-1]
-    assert final.quality_reasons == ("register_decreased",)
+    assert final.quality_reasons == ("register_outlier",)
     assert final.energy_wh == 900
     assert final.last_register_wh == 500
 
