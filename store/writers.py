@@ -69,7 +69,7 @@ class SessionRecord(Protocol):
     @property
     def energy_wh(self) -> int | None: ...
     @property
-    def energy_source(self) -> str: ...
+    def energy_source(self) -> str | None: ...
     @property
     def quality(self) -> str: ...
     @property
@@ -78,6 +78,16 @@ class SessionRecord(Protocol):
     def stop_reason(self) -> str | None: ...
     @property
     def sample_count(self) -> int: ...
+    @property
+    def closed_by(self) -> str | None: ...
+    @property
+    def station_energy_wh(self) -> int | None: ...
+    @property
+    def smart_meter_energy_wh(self) -> int | None: ...
+    @property
+    def smart_meter_id(self) -> str | None: ...
+    @property
+    def ocpp_version(self) -> str | None: ...
 
 
 class SampleRecord(Protocol):
@@ -101,19 +111,23 @@ class SampleRecord(Protocol):
     def unit(self) -> str: ...
     @property
     def value(self) -> Decimal: ...
+    @property
+    def unit_multiplier(self) -> int: ...
 
 
 _UPSERT_SESSION = """
 INSERT INTO sessions AS s (
     session_id, charge_point_id, connector_id, transaction_id, id_tag, status,
     started_at, stopped_at, meter_start_wh, meter_stop_wh, last_register_wh, energy_wh,
-    energy_source, quality, quality_reasons, stop_reason, sample_count
+    energy_source, quality, quality_reasons, stop_reason, sample_count, closed_by,
+    station_energy_wh, smart_meter_energy_wh, smart_meter_id, ocpp_version
 ) VALUES (
     %(session_id)s, %(charge_point_id)s, COALESCE(%(connector_id)s, 0), %(transaction_id)s,
     %(id_tag)s, %(status)s, COALESCE(%(started_at)s, %(stopped_at)s), %(stopped_at)s,
     COALESCE(%(meter_start_wh)s, %(meter_stop_wh)s), %(meter_stop_wh)s,
     %(last_register_wh)s, %(energy_wh)s, %(energy_source)s, %(quality)s,
-    %(quality_reasons)s, %(stop_reason)s, %(sample_count)s
+    %(quality_reasons)s, %(stop_reason)s, %(sample_count)s, %(closed_by)s,
+    %(station_energy_wh)s, %(smart_meter_energy_wh)s, %(smart_meter_id)s, %(ocpp_version)s
 )
 ON CONFLICT (session_id) DO UPDATE SET
     connector_id = CASE WHEN %(start_unknown)s THEN s.connector_id ELSE EXCLUDED.connector_id END,
@@ -141,7 +155,12 @@ ON CONFLICT (session_id) DO UPDATE SET
     stop_reason = EXCLUDED.stop_reason,
     sample_count = CASE WHEN %(start_unknown)s
                         THEN GREATEST(s.sample_count, EXCLUDED.sample_count)
-                        ELSE EXCLUDED.sample_count END
+                        ELSE EXCLUDED.sample_count END,
+    closed_by = EXCLUDED.closed_by,
+    station_energy_wh = EXCLUDED.station_energy_wh,
+    smart_meter_energy_wh = EXCLUDED.smart_meter_energy_wh,
+    smart_meter_id = EXCLUDED.smart_meter_id,
+    ocpp_version = COALESCE(EXCLUDED.ocpp_version, s.ocpp_version)
 WHERE s.status <> 'closed' OR EXCLUDED.status = 'closed'
 """
 
@@ -152,10 +171,12 @@ _SESSION_COLUMNS = (
     "session_id", "charge_point_id", "connector_id", "transaction_id", "id_tag", "status",
     "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh", "last_register_wh",
     "energy_wh", "energy_source", "quality", "quality_reasons", "stop_reason", "sample_count",
+    "closed_by", "station_energy_wh", "smart_meter_energy_wh", "smart_meter_id", "ocpp_version",
 )
 _SESSION_TYPES = (
     "uuid", "text", "int4", "text", "text", "text", "timestamptz", "timestamptz", "int8",
-    "int8", "int8", "int8", "text", "text", "text[]", "text", "int4",
+    "int8", "int8", "int8", "text", "text", "text[]", "text", "int4", "text", "int8", "int8",
+    "text", "text",
 )
 _SESSIONS_STAGING = "sessions_staging"
 _UPSERT_SESSIONS_FROM_STAGING = f"""
@@ -163,7 +184,8 @@ INSERT INTO sessions AS s ({", ".join(_SESSION_COLUMNS)})
 SELECT session_id, charge_point_id, COALESCE(connector_id, 0), transaction_id, id_tag, status,
        COALESCE(started_at, stopped_at), stopped_at, COALESCE(meter_start_wh, meter_stop_wh),
        meter_stop_wh, last_register_wh, energy_wh, energy_source, quality, quality_reasons,
-       stop_reason, sample_count
+       stop_reason, sample_count, closed_by, station_energy_wh, smart_meter_energy_wh,
+       smart_meter_id, ocpp_version
 FROM {_SESSIONS_STAGING}
 ON CONFLICT (session_id) DO UPDATE SET
     connector_id = EXCLUDED.connector_id,
@@ -179,16 +201,22 @@ ON CONFLICT (session_id) DO UPDATE SET
     quality = EXCLUDED.quality,
     quality_reasons = EXCLUDED.quality_reasons,
     stop_reason = EXCLUDED.stop_reason,
-    sample_count = EXCLUDED.sample_count
+    sample_count = EXCLUDED.sample_count,
+    closed_by = EXCLUDED.closed_by,
+    station_energy_wh = EXCLUDED.station_energy_wh,
+    smart_meter_energy_wh = EXCLUDED.smart_meter_energy_wh,
+    smart_meter_id = EXCLUDED.smart_meter_id,
+    ocpp_version = EXCLUDED.ocpp_version
 WHERE s.status <> 'closed' OR EXCLUDED.status = 'closed'
 """
 
 _SAMPLE_COLUMNS = (
     "measured_at", "charge_point_id", "connector_id", "transaction_id", "measurand",
-    "phase", "location", "context", "unit", "value",
+    "phase", "location", "context", "unit", "value", "unit_multiplier",
 )
 _SAMPLE_TYPES = (
     "timestamptz", "text", "int4", "text", "text", "text", "text", "text", "text", "numeric",
+    "int2",
 )
 _STAGING = "meter_samples_staging"
 _CREATE_STAGING = (
@@ -207,6 +235,30 @@ _INSERT_SAMPLES = (
 _COPY_SESSIONS = (
     f"COPY {_SESSIONS_STAGING} ({', '.join(_SESSION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
+
+# The transactional outbox of ``sessions.closed`` (bus.sessions): a row is added only
+# in the transaction that first stores a session as closed (and the primary key
+# keeps it at one per session), with the message payload as of that moment.
+_ALREADY_CLOSED = (
+    "SELECT session_id FROM sessions WHERE session_id = ANY(%s) AND status = 'closed'"
+    " FOR UPDATE"
+)
+_OUTBOX_PAYLOAD = ", ".join(
+    f"'{c}', {c}" for c in (
+        "session_id", "charge_point_id", "connector_id", "transaction_id", "id_tag",
+        "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh", "energy_wh",
+        "energy_source", "quality", "quality_reasons", "stop_reason", "closed_by",
+        "station_energy_wh", "smart_meter_energy_wh", "smart_meter_id", "ocpp_version",
+    )
+)
+_INSERT_OUTBOX = f"""
+INSERT INTO sessions_outbox (session_id, charge_point_id, payload)
+SELECT session_id, charge_point_id,
+       jsonb_build_object({_OUTBOX_PAYLOAD}, 'message_id', replace(session_id::text, '-', ''),
+                          'closed_at', now())
+FROM sessions WHERE session_id = ANY(%s) AND status = 'closed'
+ON CONFLICT (session_id) DO NOTHING
+"""
 
 # Connections whose temporary staging tables exist (added only after a commit, as
 # a rolled-back CREATE TEMP TABLE leaves nothing behind).
@@ -237,6 +289,11 @@ def _session_params(row: SessionRecord) -> dict[str, Any]:
         "quality_reasons": reasons,
         "stop_reason": row.stop_reason,
         "sample_count": row.sample_count,
+        "closed_by": row.closed_by,
+        "station_energy_wh": row.station_energy_wh,
+        "smart_meter_energy_wh": row.smart_meter_energy_wh,
+        "smart_meter_id": row.smart_meter_id,
+        "ocpp_version": row.ocpp_version,
         "start_unknown": row.meter_start_wh is None and START_UNKNOWN in reasons,
     }
 
@@ -255,24 +312,34 @@ def write_sessions_batch(
     sessions: Iterable[SessionRecord],
     samples: Iterable[SampleRecord],
 ) -> None:
-    """Upsert session snapshots and insert meter samples in one transaction."""
+    """Upsert session snapshots and insert meter samples in one transaction; a
+    session stored as closed for the first time gets its ``sessions_outbox`` row in
+    the same transaction."""
     session_rows = latest_per_session(sessions)
     sample_rows = samples if isinstance(samples, list) else list(samples)
     if not session_rows and not sample_rows:
         return
     known = [r for r in session_rows if not _start_unknown(r)]
     orphans = [r for r in session_rows if _start_unknown(r)]
+    closing = [r.session_id for r in session_rows if r.status == "closed"]
     created = conn not in _staged
     with conn.transaction(), conn.cursor() as cur:
         if created:
             cur.execute(_CREATE_STAGING)
+        if closing:
+            # Which closed snapshots close their session now (locked against a
+            # concurrent writer of the same session, e.g. during a rebalance).
+            cur.execute(_ALREADY_CLOSED, (closing,))
+            already = {row[0] for row in cur.fetchall()}
+            closing = [sid for sid in closing if sid not in already]
         if sample_rows:
             with cur.copy(_COPY_SAMPLES) as copy:
                 copy.set_types(_SAMPLE_TYPES)
                 write = copy.write_row
                 for s in sample_rows:
                     write((s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id,
-                           s.measurand, s.phase, s.location, s.context, s.unit, s.value))
+                           s.measurand, s.phase, s.location, s.context, s.unit, s.value,
+                           s.unit_multiplier))
             cur.execute(_INSERT_SAMPLES)
         if known:
             with cur.copy(_COPY_SESSIONS) as copy:
@@ -282,9 +349,13 @@ def write_sessions_batch(
                     write((r.session_id, r.charge_point_id, r.connector_id, r.transaction_id,
                            r.id_tag, r.status, r.started_at, r.stopped_at, r.meter_start_wh,
                            r.meter_stop_wh, r.last_register_wh, r.energy_wh, r.energy_source,
-                           r.quality, list(r.quality_reasons), r.stop_reason, r.sample_count))
+                           r.quality, list(r.quality_reasons), r.stop_reason, r.sample_count,
+                           r.closed_by, r.station_energy_wh, r.smart_meter_energy_wh,
+                           r.smart_meter_id, r.ocpp_version))
             cur.execute(_UPSERT_SESSIONS_FROM_STAGING)
         if orphans:
             cur.executemany(_UPSERT_SESSION, [_session_params(r) for r in orphans])
+        if closing:
+            cur.execute(_INSERT_OUTBOX, (closing,))
     if created and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         _staged.add(conn)  # committed (not a savepoint inside a caller's transaction)
