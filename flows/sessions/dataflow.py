@@ -1,4 +1,5 @@
-"""The sessions dataflow: ``ocpp.events`` -> sessions + meter_samples (PostgreSQL).
+"""The sessions dataflow: ``ocpp.events`` + ``meter.readings`` -> sessions + meter_samples
+(PostgreSQL) -> ``sessions.closed`` (through the transactional outbox).
 
 Wiring only; every per-event decision lives in :mod:`flows.sessions.logic`::
 
@@ -7,6 +8,8 @@ Wiring only; every per-event decision lives in :mod:`flows.sessions.logic`::
         errs                    invalid                    stateful_map(logic.apply)
         v                       v                                  v
     dead letter  <-------  dead letter                 flatten -> PostgresSink
+                                                         (commit, then publish the
+                                                          sessions_outbox -> sessions.closed)
 
 Run it with ``python -m bytewax.run "flows.sessions.dataflow:from_env()"``
 (add ``-r DB_DIR -s SECS -b SECS`` for recovery, ``-i/-a`` for several processes).
@@ -22,6 +25,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import bytewax.operators as op
@@ -36,7 +42,16 @@ from confluent_kafka import OFFSET_BEGINNING
 from bus.envelope import EnvelopeError, decode_envelope
 from bus.topics import Topics
 from flows.sessions import logic
-from flows.sessions.logic import ChargePointState, Event, InvalidEvent, Output
+from flows.sessions.logic import (
+    DEFAULT_RULES,
+    ChargePointState,
+    Event,
+    InvalidEvent,
+    Output,
+    SessionRules,
+)
+from flows.sessions.outbox import OutboxPublisher
+from flows.sessions.registers import RegisterRules
 from store.writers import write_sessions_batch
 
 log = logging.getLogger(__name__)
@@ -60,6 +75,8 @@ class SessionsFlowConfig:
     starting_offset: int = OFFSET_BEGINNING
     kafka_config: dict[str, str] = field(default_factory=dict)
     db_max_backoff_s: float = 10.0
+    rules: SessionRules = DEFAULT_RULES
+    publish_closed: bool = True  # publish the sessions_outbox to topics.sessions_closed
 
 
 # --------------------------------------------------------------------------- pure steps
@@ -99,10 +116,10 @@ def consume_error_dead_letter(err: Any) -> DeadLetter:
 
 
 def step(
-    state: ChargePointState | None, event: Event
+    state: ChargePointState | None, event: Event, rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
     """The stateful_map mapper (module-level so recovery snapshots stay picklable)."""
-    return logic.apply(state, event)
+    return logic.apply(state, event, rules)
 
 
 # --------------------------------------------------------------------------- sink
@@ -121,12 +138,23 @@ class _PostgresPartition(StatelessSinkPartition[Output]):
     """
 
     def __init__(self, database_url: str, max_backoff_s: float, initial_backoff_s: float,
-                 connect_timeout_s: int) -> None:
+                 connect_timeout_s: int, publisher: OutboxPublisher | None = None) -> None:
         self._url = database_url
         self._max_backoff_s = max_backoff_s
         self._initial_backoff_s = min(initial_backoff_s, max_backoff_s)
         self._connect_timeout_s = connect_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
+        self._publisher = publisher
+        self._publish()  # what a previous run committed but did not get to publish
+
+    def _publish(self) -> None:
+        if self._publisher is None:
+            return
+        try:
+            self._publisher.publish(self._connection())
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self._close_conn()
+            log.warning("outbox not published yet (database: %s)", exc)
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -170,6 +198,7 @@ class _PostgresPartition(StatelessSinkPartition[Output]):
                     "database available again after %d retries (%.1fs); wrote %d rows",
                     retries, time.monotonic() - outage_started, len(items),
                 )
+            self._publish()  # after the commit: new outbox rows and earlier leftovers
             return
 
     def _close_conn(self) -> None:
@@ -182,6 +211,8 @@ class _PostgresPartition(StatelessSinkPartition[Output]):
                 self._conn = None
 
     def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
         self._close_conn()
 
 
@@ -189,17 +220,20 @@ class PostgresSessionsSink(DynamicSink[Output]):
     """Writes SessionRow/MeterSampleRow batches through ``store.writers``."""
 
     def __init__(self, database_url: str, *, max_backoff_s: float = 10.0,
-                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5) -> None:
+                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5,
+                 publisher: Callable[[], OutboxPublisher] | None = None) -> None:
         if max_backoff_s <= 0 or initial_backoff_s <= 0:
             raise ValueError("backoff must be positive")
         self._url = database_url
         self._max_backoff_s = max_backoff_s
         self._initial_backoff_s = initial_backoff_s
         self._connect_timeout_s = connect_timeout_s
+        self._publisher = publisher
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
         return _PostgresPartition(self._url, self._max_backoff_s, self._initial_backoff_s,
-                                  self._connect_timeout_s)
+                                  self._connect_timeout_s,
+                                  self._publisher() if self._publisher else None)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -210,6 +244,7 @@ def build_flow_with(
     rows_sink: Sink[Output],
     deadletter_sink: Sink[DeadLetter],
     flow_id: str = FLOW_ID,
+    rules: SessionRules = DEFAULT_RULES,
 ) -> Dataflow:
     """The whole flow with its edges swapped in (production and tests share this)."""
     flow = Dataflow(flow_id)
@@ -223,7 +258,7 @@ def build_flow_with(
     op.output("deadletter", op.merge("dead_letters", consumer_errors, invalid), deadletter_sink)
 
     keyed = op.key_on("key_by_charge_point", events, lambda e: e.charge_point_id)
-    outputs = op.stateful_map("sessions", keyed, step)
+    outputs = op.stateful_map("sessions", keyed, partial(step, rules=rules))
     rows = op.flat_map("rows", outputs, lambda kv: kv[1])
     op.output("postgres", rows, rows_sink)
     return flow
@@ -234,7 +269,8 @@ def kafka_input(config: SessionsFlowConfig) -> FlowInput:
 
     def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
         return kop.input(
-            "kafka_in", flow, brokers=config.brokers, topics=[config.topics.ocpp_events],
+            "kafka_in", flow, brokers=config.brokers,
+            topics=[config.topics.ocpp_events, config.topics.meter_readings],
             tail=config.tail, starting_offset=config.starting_offset,
             add_config=config.kafka_config or None, batch_size=config.batch_size,
         )
@@ -245,10 +281,14 @@ def kafka_input(config: SessionsFlowConfig) -> FlowInput:
 def build_flow(config: SessionsFlowConfig) -> Dataflow:
     """The production flow: Kafka in, PostgreSQL and the dead-letter topic out."""
     producer_config = {"acks": "all", **config.kafka_config}
+    publisher = partial(OutboxPublisher, config.brokers, config.topics.sessions_closed,
+                        config.kafka_config) if config.publish_closed else None
     return build_flow_with(
         kafka_input(config),
-        PostgresSessionsSink(config.database_url, max_backoff_s=config.db_max_backoff_s),
+        PostgresSessionsSink(config.database_url, max_backoff_s=config.db_max_backoff_s,
+                             publisher=publisher),
         KafkaSink(config.brokers, config.topics.deadletter, producer_config),
+        rules=config.rules,
     )
 
 
@@ -294,7 +334,11 @@ def config_from_env() -> SessionsFlowConfig:
     """Read CHARGEFLOW_KAFKA_BOOTSTRAP, CHARGEFLOW_DATABASE_URL,
     CHARGEFLOW_TOPIC_PREFIX (default ""), CHARGEFLOW_FLOW_TAIL (default true),
     CHARGEFLOW_FLOW_BATCH_SIZE (Kafka input batch, default 1000) and
-    CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S (sink retry backoff cap, default 10)."""
+    CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S (sink retry backoff cap, default 10),
+    CHARGEFLOW_SESSION_IDLE_TIMEOUT_S (close a session without StopTransaction after
+    this much station event time without news of it, default 21600),
+    CHARGEFLOW_SESSION_MAX_POWER_W (register plausibility, default 350000) and
+    CHARGEFLOW_SESSION_METER_TOLERANCE_PCT / _WH (smart-meter cross-check, 1 / 10)."""
     try:
         bootstrap = os.environ["CHARGEFLOW_KAFKA_BOOTSTRAP"]
         database_url = os.environ["CHARGEFLOW_DATABASE_URL"]
@@ -307,6 +351,21 @@ def config_from_env() -> SessionsFlowConfig:
         tail=_env_bool("CHARGEFLOW_FLOW_TAIL", True),
         batch_size=_env_int("CHARGEFLOW_FLOW_BATCH_SIZE", 1000),
         db_max_backoff_s=_env_float("CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S", 10.0),
+        rules=rules_from_env(),
+    )
+
+
+def rules_from_env() -> SessionRules:
+    d = DEFAULT_RULES
+    return SessionRules(
+        registers=RegisterRules(max_power_w=_env_int(
+            "CHARGEFLOW_SESSION_MAX_POWER_W", d.registers.max_power_w)),
+        idle_timeout=timedelta(seconds=_env_float(
+            "CHARGEFLOW_SESSION_IDLE_TIMEOUT_S", d.idle_timeout.total_seconds())),
+        meter_tolerance_ratio=Decimal(str(_env_float(
+            "CHARGEFLOW_SESSION_METER_TOLERANCE_PCT", 1.0))) / 100,
+        meter_tolerance_wh=Decimal(str(_env_float(
+            "CHARGEFLOW_SESSION_METER_TOLERANCE_WH", 10.0))),
     )
 
 

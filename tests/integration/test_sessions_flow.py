@@ -130,7 +130,7 @@ def assert_expected_tables(db: psycopg.Connection[Any]) -> None:
     assert got == EXPECTED_SESSIONS
     for r in rows:
         assert r[1] == session_id_for(r[2], r[0])
-        assert r[15] == "register"
+        assert r[15] == "station_register"
     samples = db.execute(
         "SELECT charge_point_id, connector_id, transaction_id, measurand, unit, measured_at, value"
         " FROM meter_samples"
