@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from chargeflow.mqtt import EmbeddedMqttBroker
 from chargeflow.settings import Settings
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server, tcp_open, wait_until
 from chargeflow.supervisor import Supervisor
+from flows.recovery import ensure_recovery_dir
 from ingest.simulator.meters import meter_id_for
 from store.apikeys import create_api_key
 from store.meters import add_meter
@@ -47,6 +49,7 @@ class LocalStack:
     mqtt_url: str = ""
     mqtt_broker: EmbeddedMqttBroker | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
+    _recovery_reset: bool = False
     station_password: str = ""
 
     def child_env(self) -> dict[str, str]:
@@ -101,11 +104,25 @@ class LocalStack:
         self.seed_meters()
         return create_api_key(self.database_url, "development key (chargeflow run)", "admin")
 
+    def flow_argv(self, name: str, import_str: str) -> list[str]:
+        """``flows.run`` with Bytewax recovery (state + offsets) under the data dir.
+
+        The embedded broker keeps nothing across runs, so its offsets would point past
+        the end of the fresh topics: with it, recovery state starts empty every run.
+        """
+        root = self.settings.data_dir / "recovery"
+        if self.broker is not None and not self._recovery_reset:
+            shutil.rmtree(root, ignore_errors=True)
+            self._recovery_reset = True
+        directory = ensure_recovery_dir(root / name, 1)
+        return [sys.executable, "-m", "flows.run", import_str,
+                "-r", str(directory), "-s", "5", "-b", "0"]
+
     def start_services(self) -> None:
         s, env, py = self.settings, self.child_env(), sys.executable
         sup = self.supervisor
         sup.start("gateway", [py, "-m", "chargeflow.cli", "gateway"], env)
-        sup.start("sessions", [py, "-m", "flows.run", "flows.sessions.dataflow:from_env()"], env)
+        sup.start("sessions", self.flow_argv("sessions", "flows.sessions.dataflow:from_env()"), env)
         sup.start("api", [py, "-m", "chargeflow.cli", "api"], env)
         wait_until(lambda: tcp_open(s.gateway_host, s.gateway_port), 30, "gateway")
         wait_until(lambda: tcp_open(s.api_host, s.api_port), 30, "api")
