@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from api.config import ApiConfig
-from api.routers import health, sessions
+from api.routers import availability, health, load, sessions
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ def create_app(config: ApiConfig) -> FastAPI:
     app.state.config = config
     app.include_router(health.router)
     app.include_router(sessions.router)
+    app.include_router(availability.router)
+    app.include_router(load.router)
 
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(psycopg.OperationalError)

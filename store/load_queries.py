@@ -8,7 +8,7 @@ materialised views (as fresh as the last ``store.aggregates`` refresh).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
@@ -72,6 +72,21 @@ class LoadPoint:
     avg_power_w: float | None
     max_power_w: float | None
     energy_wh: float | None
+
+
+def bucket_start(at: datetime, resolution: Resolution) -> datetime:
+    """The start of the UTC bucket holding ``at``.
+
+    >>> from datetime import timezone, timedelta
+    >>> bucket_start(datetime(2026, 3, 2, 10, 7, 30, tzinfo=timezone(timedelta(hours=1))), "1d")
+    datetime.datetime(2026, 3, 2, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    at = at.astimezone(UTC)
+    if resolution == "1m":
+        return at.replace(second=0, microsecond=0)
+    if resolution == "1h":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 async def list_availability(
@@ -166,8 +181,9 @@ async def connector_series(
     conn: psycopg.AsyncConnection[Any], charge_point_id: str, connector_id: int,
     resolution: Resolution, start: datetime, end: datetime,
 ) -> list[LoadPoint]:
-    """Load of one connector per bucket in ``[start, end)``, oldest first."""
+    """Load of one connector per bucket overlapping ``[start, end)``, oldest first."""
     source = SERIES_SOURCES[resolution]
+    start = bucket_start(start, resolution)
     async with conn.cursor(row_factory=class_row(LoadPoint)) as cur:
         await cur.execute(
             "SELECT bucket, sample_count, avg_power_w, max_power_w, energy_wh::float8"

@@ -1,0 +1,101 @@
+"""Pydantic v2 response models for availability, status history and load."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ConnectorStatusName = Literal[
+    "Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing",
+    "Reserved", "Unavailable", "Faulted",
+]
+AvailabilityStatus = Literal[
+    "Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing",
+    "Reserved", "Unavailable", "Faulted", "Offline",
+]
+
+
+class AvailabilityPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    charge_point_id: str
+    connector_id: int = Field(description="OCPP 1.6 connector / 2.0.1 EVSE id")
+    site_id: str | None
+    status: AvailabilityStatus = Field(
+        description="The connector's status, or Offline while the station is disconnected")
+    available: bool = Field(description="Free to plug in now (status Available)")
+    connector_status: ConnectorStatusName = Field(
+        description="Last status the connector reported (kept while offline)")
+    error_code: str | None = Field(
+        description="OCPP 1.6 errorCode of the last status; null for the public role")
+    status_at: datetime = Field(description="When the connector reported its status")
+    online: bool
+    connection_changed_at: datetime | None = Field(
+        description="When the station last went online or offline")
+
+
+class AvailabilityList(BaseModel):
+    items: list[AvailabilityPublic]
+
+
+class StatusChangePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    connector_id: int
+    at: datetime
+    status: ConnectorStatusName
+    ocpp_status: str = Field(description="As the station sent it (2.0.1: e.g. Occupied)")
+    error_code: str | None
+
+
+class StatusHistoryPublic(BaseModel):
+    charge_point_id: str
+    items: list[StatusChangePublic] = Field(description="Newest first")
+
+
+class ConnectorPowerPublic(BaseModel):
+    connector_id: int
+    power_w: float
+
+
+class StationPowerPublic(BaseModel):
+    charge_point_id: str
+    power_w: float
+    as_of: datetime
+    offline: bool
+    connectors: list[ConnectorPowerPublic]
+
+
+class SiteLoadPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    site_id: str
+    name: str
+    capacity_w: int | None
+    total_w: float = Field(description="Sum of the stations' latest power, W")
+    utilisation_pct: float | None = Field(description="100 * total / capacity")
+    over_capacity: bool
+    as_of: datetime | None = Field(description="Newest measurement in the total (null: none)")
+    published_at: datetime | None = Field(description="When the load flow computed it")
+    station_count: int
+    offline_stations: int
+    stations: list[StationPowerPublic]
+
+
+class LoadPointPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    bucket: datetime = Field(description="Start of the bucket (UTC)")
+    sample_count: int
+    avg_power_w: float | None = Field(description="Mean of the power samples, W")
+    max_power_w: float | None
+    energy_wh: float | None = Field(description="Energy from the meter register, Wh")
+
+
+class LoadSeriesPublic(BaseModel):
+    charge_point_id: str
+    connector_id: int
+    resolution: Literal["1m", "1h", "1d"]
+    points: list[LoadPointPublic]
