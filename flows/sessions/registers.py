@@ -200,7 +200,10 @@ class RegisterFold:
         return Decimal(0) <= step <= self.rules.cap(t - self.base_t)
 
     def _accept(self, t: datetime, v: Decimal) -> None:
-        self.base, self.base_t, self.at_start = v, t, False
+        # Still "at the start" while readings repeat the start value (e.g. the
+        # Transaction.Begin sample next to the start register).
+        self.at_start = self.at_start and v == self.base
+        self.base, self.base_t = v, t
 
     def start(self, t: datetime, v: Decimal) -> None:
         """The start register (before any sample)."""

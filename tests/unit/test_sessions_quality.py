@@ -1,0 +1,463 @@
+"""flows.sessions: energy quality rules (pure logic, both OCPP versions, smart meters)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from bus.envelope import Envelope, Kind, new_message_id
+from bus.normalized import normalize_v16, normalize_v201
+from flows.sessions.logic import (
+    ENERGY_REGISTER,
+    ChargePointState,
+    Output,
+    SessionRow,
+    SessionRules,
+    apply,
+    parse_event,
+    update,
+)
+from flows.sessions.registers import RegisterFold, RegisterRules
+from tests.unit.test_sessions_logic import T0, envelope, iso, meter, register, start, stop
+
+M = timedelta(minutes=1)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def v201(cp: str, action: str, payload: dict[str, Any], *, at: datetime,
+         message_id: str | None = None, attach: bool = True) -> Envelope:
+    """A 2.0.1 envelope as the gateway publishes it (normalised facts attached)."""
+    facts = normalize_v201(cp, action, payload, {"idTokenInfo": {"status": "Accepted"}}, at)
+    return Envelope(
+        message_id=message_id or new_message_id(), charge_point_id=cp, received_at=at,
+        measured_at=at, kind=Kind.OCPP_CALL, ocpp_version="2.0.1", action=action,
+        unique_id="u", payload=payload, response={}, normalized=facts if attach else None)
+
+
+def sv(value: float | int | str, *, context: str = "Sample.Periodic", unit: str | None = "Wh",
+       multiplier: int | None = None, measurand: str | None = ENERGY_REGISTER,
+       phase: str | None = None, location: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"value": value, "context": context}
+    if measurand is not None:
+        out["measurand"] = measurand
+    if unit is not None or multiplier is not None:
+        uom: dict[str, Any] = {}
+        if unit is not None:
+            uom["unit"] = unit
+        if multiplier is not None:
+            uom["multiplier"] = multiplier
+        out["unitOfMeasure"] = uom
+    if phase is not None:
+        out["phase"] = phase
+    if location is not None:
+        out["location"] = location
+    return out
+
+
+def tx_event(cp: str, event: str, tx: str, seq: int, at: datetime, *values: dict[str, Any],
+             evse: int | None = 1, offline: bool = False, reason: str | None = None,
+             message_id: str | None = None) -> Envelope:
+    payload: dict[str, Any] = {
+        "eventType": event, "timestamp": iso(at), "seqNo": seq,
+        "triggerReason": {"Started": "Authorized", "Updated": "MeterValuePeriodic",
+                          "Ended": "EVDeparted"}[event],
+        "transactionInfo": {"transactionId": tx},
+    }
+    if evse is not None:
+        payload["evse"] = {"id": evse, "connectorId": 1}
+    if event == "Started":
+        payload["idToken"] = {"idToken": "TOKEN", "type": "ISO14443"}
+    if reason is not None:
+        payload["transactionInfo"]["stoppedReason"] = reason
+    if offline:
+        payload["offline"] = True
+    if values:
+        payload["meterValue"] = [{"timestamp": iso(at), "sampledValue": list(values)}]
+    return v201(cp, "TransactionEvent", payload, at=at, message_id=message_id)
+
+
+def heartbeat(cp: str, at: datetime) -> Envelope:
+    return envelope(cp, "Heartbeat", {}, at=at)
+
+
+def reading(cp: str, at: datetime, wh: int | str, *, connector: int = 1,
+            meter_id: str = "MTR-1", billing: bool = True) -> Envelope:
+    return Envelope(
+        message_id=new_message_id(), charge_point_id=cp, received_at=at, measured_at=at,
+        kind=Kind.METER_READING, payload={
+            "meter_id": meter_id, "connector_id": connector, "energy_wh": str(wh),
+            "power_w": 7000.0, "voltage_v": 230.0, "current_a": 10.0, "temperature_c": None,
+            "is_billing_meter": billing})
+
+
+def run(events: list[Envelope], rules: SessionRules | None = None,
+        state: ChargePointState | None = None) -> tuple[ChargePointState, list[Output]]:
+    outputs: list[Output] = []
+    for env in events:
+        state, out = update(state, env, rules or SessionRules())
+        outputs.extend(out)
+    assert state is not None
+    return state, outputs
+
+
+def rows(outputs: list[Output], tx: str | None = None) -> list[SessionRow]:
+    return [o for o in outputs if isinstance(o, SessionRow)
+            and (tx is None or o.transaction_id == tx)]
+
+
+def final(outputs: list[Output], tx: str | None = None) -> SessionRow:
+    closed = [r for r in rows(outputs, tx) if r.status == "closed"]
+    assert closed, rows(outputs, tx)
+    return closed[-1]
+
+
+def session_201(cp: str = "CP2", tx: str = "tx-1", begin: Any = 1000, end: Any = 8000,
+                updates: tuple[Any, ...] = (3000, 6000), unit: str = "Wh") -> list[Envelope]:
+    events = [tx_event(cp, "Started", tx, 0, T0, sv(begin, context="Transaction.Begin",
+                                                     unit=unit))]
+    for i, value in enumerate(updates, start=1):
+        events.append(tx_event(cp, "Updated", tx, i, T0 + 10 * i * M, sv(value, unit=unit)))
+    events.append(tx_event(cp, "Ended", tx, len(updates) + 1, T0 + 60 * M,
+                           sv(end, context="Transaction.End", unit=unit), reason="EVDisconnected"))
+    return events
+
+
+# --------------------------------------------------------------------------- OCPP 2.0.1
+
+
+def test_v201_started_updated_ended_with_begin_and_end_registers() -> None:
+    _, out = run(session_201())
+    row = final(out)
+    assert (row.energy_wh, row.meter_start_wh, row.meter_stop_wh) == (7000, 1000, 8000)
+    assert (row.quality, row.quality_reasons, row.energy_source) == (
+        "exact", (), "station_register")
+    assert (row.connector_id, row.id_tag, row.stop_reason, row.closed_by) == (
+        1, "TOKEN", "EVDisconnected", "stop")
+    assert row.ocpp_version == "2.0.1"
+    assert [r.energy_wh for r in rows(out)] == [0, 2000, 5000, 7000]
+
+
+def test_v201_without_normalized_is_normalised_here() -> None:
+    with_facts = session_201()
+    without = [msgspec.structs.replace(e, normalized=None) for e in with_facts]
+    assert run(with_facts)[1] == run(without)[1]
+
+
+def test_v16_envelopes_with_and_without_normalized_agree() -> None:
+    old = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + M, 600)), stop("CP1", 1, 900)]
+    new = [msgspec.structs.replace(e, normalized=normalize_v16(
+        e.charge_point_id, e.action or "", e.payload, e.response, e.received_at)) for e in old]
+    assert run(old)[1] == run(new)[1]
+    assert final(run(new)[1]).energy_wh == 800
+
+
+def test_seq_no_gap_and_offline_are_flagged() -> None:
+    events = session_201()
+    del events[1]  # seqNo 1 never arrived
+    events[0] = tx_event("CP2", "Started", "tx-1", 0, T0, sv(1000, context="Transaction.Begin"),
+                         offline=True)
+    row = final(run(events)[1])
+    assert row.energy_wh == 7000
+    assert row.quality == "corrected"
+    assert row.quality_reasons == ("seq_no_gap", "offline")
+
+
+def test_duplicate_transaction_event_with_new_message_id_is_ignored() -> None:
+    events = session_201()
+    dup = tx_event("CP2", "Updated", "tx-1", 1, T0 + 10 * M, sv(3000))
+    _, out = run([*events[:2], dup, *events[2:]])
+    assert final(out).sample_count == final(run(events)[1]).sample_count
+    assert final(out).quality == "exact"
+
+
+def test_updated_before_started_opens_start_unknown_then_start_fills_in() -> None:
+    events = session_201()
+    _, out = run([events[1], events[0], *events[2:]])  # Started arrives late
+    assert rows(out)[0].quality_reasons == ("start_unknown",)
+    assert rows(out)[0].energy_wh is None
+    row = final(out)
+    assert (row.energy_wh, row.quality) == (7000, "exact")
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_kwh_and_multiplier_and_bare_values() -> None:
+    # kWh register, 2.0.1 unitOfMeasure multiplier (1.2345 x 10^1 kWh), bare values = Wh.
+    events = [
+        tx_event("CP2", "Started", "t", 0, T0, sv("10.5", context="Transaction.Begin",
+                                                   unit="kWh")),
+        tx_event("CP2", "Updated", "t", 1, T0 + 10 * M, sv("1.2345", unit="kWh", multiplier=1)),
+        tx_event("CP2", "Updated", "t", 2, T0 + 20 * M, {"value": 12600}),  # bare: Wh register
+        tx_event("CP2", "Ended", "t", 3, T0 + 30 * M, sv("1.3", context="Transaction.End",
+                                                        unit="kWh", multiplier=1)),
+    ]
+    _, out = run(events)
+    assert [r.energy_wh for r in rows(out)] == [0, 1845, 2100, 2500]
+    assert final(out).quality == "exact"
+    assert {(s.unit, s.unit_multiplier) for s in out if not isinstance(s, SessionRow)} == {
+        ("kWh", 0), ("kWh", 1), ("Wh", 0)}
+
+
+def test_per_phase_only_registers_are_summed() -> None:
+    def phases(a: int, b: int, c: int, context: str = "Sample.Periodic") -> list[dict[str, Any]]:
+        return [sv(a, phase="L1", context=context), sv(b, phase="L2", context=context),
+                sv(c, phase="L3", context=context)]
+
+    events = [
+        tx_event("CP2", "Started", "t", 0, T0, *phases(100, 200, 300, "Transaction.Begin")),
+        tx_event("CP2", "Updated", "t", 1, T0 + 10 * M, *phases(600, 700, 800)),
+        tx_event("CP2", "Ended", "t", 2, T0 + 20 * M, *phases(1100, 1200, 1300, "Transaction.End")),
+    ]
+    row = final(run(events)[1])
+    assert (row.meter_start_wh, row.meter_stop_wh, row.energy_wh) == (600, 3600, 3000)
+    assert row.quality == "exact"
+
+
+def test_phase_less_total_wins_over_phases() -> None:
+    events = session_201(updates=(0,))
+    events[1] = tx_event("CP2", "Updated", "tx-1", 1, T0 + 10 * M, sv(4000),
+                         sv(1300, phase="L1"), sv(1300, phase="L2"), sv(1400, phase="L3"))
+    _, out = run(events)
+    assert final(out).energy_wh == 7000
+    assert rows(out)[1].last_register_wh == 4000
+
+
+def test_duplicate_values_for_the_same_context_count_once() -> None:
+    # A raw Wh value and a kWh value side by side: one reading, no conflict.
+    events = session_201(updates=(0,))
+    events[1] = tx_event("CP2", "Updated", "tx-1", 1, T0 + 10 * M, sv(4321),
+                         sv("4.321", unit="kWh"), sv(4321, context="Sample.Clock"))
+    _, out = run(events)
+    assert (final(out).energy_wh, final(out).quality) == (7000, "exact")
+    assert rows(out)[1].last_register_wh == 4321
+    # Side by side values that disagree: the lower one, flagged.
+    events[1] = tx_event("CP2", "Updated", "tx-1", 1, T0 + 10 * M, sv(4321), sv("4.9", unit="kWh"))
+    _, out = run(events)
+    assert final(out).quality_reasons == ("conflicting_register_values",)
+    assert rows(out)[1].last_register_wh == 4321  # the lower of 4,321 and 4,900
+
+
+def test_connector_zero_readings_are_not_billed_to_a_connector_session() -> None:
+    main = v201("CP2", "MeterValues", {"evseId": 0, "meterValue": [
+        {"timestamp": iso(T0 + 5 * M), "sampledValue": [sv(9_999_999)]}]}, at=T0 + 5 * M)
+    events = session_201()
+    _, out = run([events[0], main, *events[1:]])
+    row = final(out)
+    assert (row.energy_wh, row.quality) == (7000, "exact")
+    assert [(s.connector_id, s.transaction_id) for s in out if not isinstance(s, SessionRow)
+            if s.value == 9_999_999] == [(0, None)]
+    # 1.6: connector 0 values with the transaction's id do not count either.
+    old = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + M, 5_000_000), connector=0),
+           stop("CP1", 1, 900)]
+    row = final(run(old)[1])
+    assert (row.energy_wh, row.quality) == (800, "exact")
+
+
+def test_clock_aligned_values_without_transaction_id_belong_to_the_running_session() -> None:
+    clock = v201("CP2", "MeterValues", {"evseId": 1, "meterValue": [
+        {"timestamp": iso(T0 + 15 * M), "sampledValue": [sv(4500, context="Sample.Clock")]}]},
+        at=T0 + 15 * M)
+    events = session_201()
+    _, out = run([*events[:2], clock, *events[2:]])
+    assert [r.energy_wh for r in rows(out)] == [0, 2000, 3500, 5000, 7000]
+
+
+def test_batches_with_only_soc_or_power_do_not_wipe_the_running_total() -> None:
+    soc = tx_event("CP2", "Updated", "tx-1", 2, T0 + 15 * M, sv(55, measurand="SoC",
+                                                                unit="Percent"))
+    events = session_201(updates=(3000,))
+    ended = tx_event("CP2", "Ended", "tx-1", 3, T0 + 60 * M, sv(8000, context="Transaction.End"))
+    _, out = run([events[0], events[1], soc, ended])
+    assert [r.energy_wh for r in rows(out)] == [0, 2000, 2000, 7000]
+    assert final(out).quality == "exact"
+
+
+# --------------------------------------------------------------------------- register faults
+
+
+def test_reset_mid_session_counts_from_zero() -> None:
+    _, out = run(session_201(begin=50_000, updates=(52_000, 300, 1_500), end=2_000))
+    row = final(out)
+    assert row.energy_wh == 2_000 + 2_000  # 50k -> 52k, then 0 -> 2k
+    assert row.quality_reasons == ("register_reset",)
+
+
+def test_rollover_is_counted_across_the_wrap() -> None:
+    _, out = run(session_201(begin=999_000, updates=(999_900, 400), end=1_200))
+    row = final(out)
+    assert row.energy_wh == 1_000_000 - 999_000 + 1_200
+    assert row.quality_reasons == ("register_rollover",)
+
+
+def test_implausible_jump_is_not_billed() -> None:
+    # 10 minutes at most 350 kW (+10 %) is 64 kWh; +5 MWh is a jump, counting goes on after it.
+    _, out = run(session_201(begin=1_000, updates=(3_000, 5_003_000, 5_006_000), end=5_008_000))
+    row = final(out)
+    assert row.energy_wh == 2_000 + 5_000
+    assert row.quality_reasons == ("register_jump",)
+
+
+def test_persistent_decrease_is_not_subtracted() -> None:
+    _, out = run(session_201(begin=100_000, updates=(104_000, 90_000, 93_000), end=95_000))
+    row = final(out)
+    assert row.energy_wh == 4_000 + 5_000
+    assert row.quality_reasons == ("register_decreased",)
+
+
+def test_offline_begin_of_zero_does_not_bill_the_whole_register() -> None:
+    events = session_201(begin=0, updates=(12_345_000, 12_348_000), end=12_350_000)
+    events[0] = tx_event("CP2", "Started", "tx-1", 0, T0, sv(0, context="Transaction.Begin"),
+                         offline=True)
+    row = final(run(events)[1])
+    assert row.energy_wh == 5_000
+    assert row.quality == "corrected"
+    assert row.quality_reasons == ("start_register_implausible", "offline")
+
+
+def test_missing_begin_and_end_registers_use_the_samples() -> None:
+    events = [
+        tx_event("CP2", "Started", "t", 0, T0),
+        tx_event("CP2", "Updated", "t", 1, T0 + 10 * M, sv(5_000)),
+        tx_event("CP2", "Updated", "t", 2, T0 + 20 * M, sv(7_500)),
+        tx_event("CP2", "Ended", "t", 3, T0 + 30 * M),
+    ]
+    row = final(run(events)[1])
+    assert (row.energy_wh, row.meter_start_wh, row.meter_stop_wh) == (2_500, 5_000, None)
+    assert row.quality_reasons == ("start_register_missing", "stop_register_missing")
+
+
+def test_power_integration_only_without_registers_is_estimated() -> None:
+    def power(w: int) -> dict[str, Any]:
+        return sv(w, measurand="Power.Active.Import", unit="W")
+
+    events = [
+        tx_event("CP2", "Started", "t", 0, T0, power(7200)),
+        tx_event("CP2", "Updated", "t", 1, T0 + 30 * M, power(7200)),
+        tx_event("CP2", "Ended", "t", 2, T0 + 60 * M, power(0)),
+    ]
+    row = final(run(events)[1])
+    assert row.energy_wh == 3600 + 1800
+    assert (row.energy_source, row.quality) == ("power_integration", "estimated")
+    assert "register_missing" in row.quality_reasons
+    assert row.meter_start_wh is None
+
+
+def test_fold_outlier_then_continue() -> None:
+    fold = RegisterFold(RegisterRules())
+    fold.start(T0, Decimal(1000))
+    for minute, value in ((1, 1500), (2, 0), (3, 2500)):
+        fold.push(T0 + minute * M, Decimal(value))
+    assert fold.result() == (Decimal(1500), ("register_outlier",))
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def test_out_of_order_and_duplicated_messages_give_the_same_session() -> None:
+    events = [start("CP1", 7, 1_000)] + [
+        meter("CP1", 7, register(T0 + i * M, 1_000 + 100 * i)) for i in range(1, 30)
+    ] + [stop("CP1", 7, 4_000)]
+    reference = final(run(events)[1])
+    middle = events[1:-1]
+    random.Random(3).shuffle(middle)
+    again = final(run([events[0], *middle, *middle[:5], events[-1]])[1])
+    assert again == reference
+    assert reference.quality == "exact"
+
+
+def test_missing_stop_is_closed_by_idle_timeout_in_event_time() -> None:
+    rules = SessionRules(idle_timeout=timedelta(hours=1))
+    events = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + 5 * M, 600)),
+              heartbeat("CP1", T0 + 30 * M)]
+    state, out = run(events, rules)
+    assert all(r.status == "active" for r in rows(out))
+    state, out = run([heartbeat("CP1", T0 + 66 * M)], rules, state)
+    row = final(out)
+    assert (row.closed_by, row.stopped_at, row.energy_wh, row.meter_stop_wh) == (
+        "timeout", T0 + 5 * M, 500, None)
+    assert row.quality_reasons == ("stop_missing",)
+    # A late StopTransaction amends the closed row (published once, see store.writers).
+    state, out = run([stop("CP1", 1, 700, at=T0 + 10 * M)], rules, state)
+    row = final(out)
+    assert (row.closed_by, row.energy_wh, row.meter_stop_wh, row.stopped_at) == (
+        "stop", 600, 700, T0 + 10 * M)
+    assert row.quality_reasons == ("stop_late",)
+    _, out = run([stop("CP1", 1, 700, at=T0 + 10 * M)], rules, state)  # again: nothing
+    assert out == []
+
+
+def test_missing_stop_is_closed_by_the_next_start_on_the_same_connector() -> None:
+    events = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + 5 * M, 600)),
+              start("CP1", 2, 5_000, connector=2, at=T0 + 6 * M),  # other connector: no
+              start("CP1", 3, 900, at=T0 + 20 * M)]
+    state, out = run(events)
+    row = final(out, "1")
+    assert (row.closed_by, row.energy_wh, row.stopped_at) == ("next_start", 500, T0 + 5 * M)
+    assert row.quality_reasons == ("stop_missing",)
+    assert set(state.open) == {"2", "3"}
+
+
+# --------------------------------------------------------------------------- smart meters
+
+
+def test_billing_smart_meter_takes_precedence_and_holds_the_close_until_its_reading() -> None:
+    events = [
+        reading("CP1", T0 - 2 * M, 70_000), reading("CP1", T0 - M, 70_010),
+        reading("CP1", T0 + M, 70_100),
+        start("CP1", 1, 1_000),
+        reading("CP1", T0 + 30 * M, 73_000),
+        stop("CP1", 1, 8_000, at=T0 + 60 * M),
+    ]
+    state, out = run(events)
+    assert rows(out)[-1].status == "active"  # waiting for the meter's reading after the stop
+    state, out = run([reading("CP1", T0 + 61 * M, 77_050), reading("CP1", T0 + 62 * M, 77_050)],
+                     state=state)
+    [row] = rows(out)  # one closed snapshot; the later reading changes nothing
+    assert row.status == "closed"
+    assert (row.energy_wh, row.energy_source, row.smart_meter_id) == (
+        7_040, "smart_meter", "MTR-1")  # 77,050 (first at/after stop) - 70,010 (last before)
+    assert (row.station_energy_wh, row.smart_meter_energy_wh) == (7_000, 7_040)
+    assert row.quality == "exact"  # 40 Wh apart is within 1 % + 10 Wh
+
+
+def test_smart_meter_cross_check_flags_a_disagreement() -> None:
+    events = [reading("CP1", T0 - M, 50_000, billing=False), start("CP1", 1, 1_000),
+              stop("CP1", 1, 8_000, at=T0 + 60 * M),
+              reading("CP1", T0 + 61 * M, 57_500, billing=False)]
+    row = final(run(events)[1])
+    assert (row.energy_wh, row.energy_source) == (7_000, "station_register")
+    assert row.smart_meter_energy_wh == 7_500
+    assert row.quality_reasons == ("smart_meter_mismatch",)
+
+
+def test_smart_meter_without_a_reading_after_the_stop_falls_back_after_the_grace() -> None:
+    events = [reading("CP1", T0 - M, 50_000), start("CP1", 1, 1_000),
+              stop("CP1", 1, 8_000, at=T0 + 60 * M), heartbeat("CP1", T0 + 66 * M)]
+    row = final(run(events)[1])
+    assert (row.energy_wh, row.energy_source) == (7_000, "station_register")
+    assert row.quality_reasons == ("smart_meter_incomplete",)
+
+
+def test_smart_meter_readings_for_another_connector_are_ignored() -> None:
+    events = [reading("CP1", T0 - M, 50_000, connector=2), start("CP1", 1, 1_000),
+              stop("CP1", 1, 8_000, at=T0 + 60 * M),
+              reading("CP1", T0 + 61 * M, 90_000, connector=2)]
+    row = final(run(events)[1])
+    assert (row.energy_wh, row.quality, row.smart_meter_id) == (7_000, "exact", None)
+
+
+def test_meter_reading_parse_and_duplicates() -> None:
+    env = reading("CP1", T0, "1234.5")
+    event = parse_event(env)
+    assert event is not None
+    state, out = apply(None, event)
+    state, out = apply(state, event)
+    assert out == []
+    assert state.readings[1] == [(T0, "MTR-1", Decimal("1234.5"), True)]
