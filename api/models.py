@@ -29,14 +29,26 @@ class SessionBase(BaseModel):
     status: Literal["active", "closed"]
     started_at: datetime
     stopped_at: datetime | None
-    meter_start_wh: int
+    meter_start_wh: int | None = Field(
+        description="The station's register at the start (Wh); null without any register")
     meter_stop_wh: int | None
-    energy_wh: int | None = Field(description="Energy from the meter register, in Wh")
-    energy_source: str | None
-    quality: Literal["exact", "corrected", "estimated"]
+    energy_wh: int | None = Field(description="Billed energy in Wh (see energy_source)")
+    energy_source: str | None = Field(
+        description="station_register | smart_meter (billing meter) | power_integration")
+    quality: Literal["exact", "corrected", "estimated"] = Field(
+        description="exact: registers agree; corrected: adjusted or doubtful (see "
+        "quality_reasons); estimated: integrated from power. Bill only exact.")
     quality_reasons: list[str]
     stop_reason: str | None
     sample_count: int
+    closed_by: Literal["stop", "next_start", "timeout"] | None = Field(
+        default=None, description="How the session closed; null while active")
+    station_energy_wh: int | None = Field(
+        default=None, description="The station register's figure (Wh)")
+    smart_meter_energy_wh: int | None = Field(
+        default=None, description="The smart meter's figure (Wh), billing or cross-check")
+    smart_meter_id: str | None = None
+    ocpp_version: str | None = None
 
 
 class SessionPublic(SessionBase):

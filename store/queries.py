@@ -40,7 +40,7 @@ class SessionRecord:
     started_at: datetime
     stopped_at: datetime | None
     duration_s: float | None
-    meter_start_wh: int
+    meter_start_wh: int | None
     meter_stop_wh: int | None
     energy_wh: int | None
     energy_source: str | None
@@ -48,6 +48,11 @@ class SessionRecord:
     quality_reasons: list[str]
     stop_reason: str | None
     sample_count: int
+    closed_by: str | None = None
+    station_energy_wh: int | None = None
+    smart_meter_energy_wh: int | None = None
+    smart_meter_id: str | None = None
+    ocpp_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +111,8 @@ _COLUMNS = """
     started_at, stopped_at,
     EXTRACT(EPOCH FROM (stopped_at - started_at))::float8 AS duration_s,
     meter_start_wh, meter_stop_wh, energy_wh, energy_source, quality, quality_reasons,
-    stop_reason, sample_count
+    stop_reason, sample_count, closed_by, station_energy_wh, smart_meter_energy_wh,
+    smart_meter_id, ocpp_version
 """
 
 

@@ -47,7 +47,7 @@ def insert_session(db: psycopg.Connection[Any], **fields: Any) -> dict[str, Any]
         "meter_start_wh": 1000,
         "meter_stop_wh": 8500,
         "energy_wh": 7500,
-        "energy_source": "register",
+        "energy_source": "station_register",
         "quality": "exact",
         "quality_reasons": [],
         "stop_reason": "Local",
@@ -129,7 +129,9 @@ async def test_single_session_fields(
         started_at=T0, stopped_at=T0 + timedelta(minutes=90, seconds=30),
         meter_start_wh=100, meter_stop_wh=22_100, energy_wh=22_000,
         quality="corrected", quality_reasons=["register_reset"], stop_reason="EVDisconnected",
-        sample_count=37,
+        sample_count=37, energy_source="smart_meter", closed_by="stop",
+        station_energy_wh=21_990, smart_meter_energy_wh=22_000, smart_meter_id="MTR-9",
+        ocpp_version="2.0.1",
     )
     active = insert_session(
         db, status="active", stopped_at=None, meter_stop_wh=None, energy_wh=None,
@@ -153,11 +155,16 @@ async def test_single_session_fields(
             "meter_start_wh": 100,
             "meter_stop_wh": 22_100,
             "energy_wh": 22_000,
-            "energy_source": "register",
+            "energy_source": "smart_meter",
             "quality": "corrected",
             "quality_reasons": ["register_reset"],
             "stop_reason": "EVDisconnected",
             "sample_count": 37,
+            "closed_by": "stop",
+            "station_energy_wh": 21_990,
+            "smart_meter_energy_wh": 22_000,
+            "smart_meter_id": "MTR-9",
+            "ocpp_version": "2.0.1",
         }
         resp = await client.get(f"/v1/sessions/{active['session_id']}", headers=auth(keys["admin"]))
         body = resp.json()
