@@ -123,6 +123,10 @@ class LocalStack:
         sup = self.supervisor
         sup.start("gateway", [py, "-m", "chargeflow.cli", "gateway"], env)
         sup.start("sessions", self.flow_argv("sessions", "flows.sessions.dataflow:from_env()"), env)
+        sup.start("load", self.flow_argv("load", "flows.load.dataflow:from_env()"), env)
+        sup.start("status", self.flow_argv("status", "flows.status.dataflow:from_env()"), env)
+        # Plain PostgreSQL: refresh the load materialised views (TimescaleDB: policies do).
+        sup.start("aggregates", [py, "-m", "store.aggregates", "--every", "30"], env)
         sup.start("api", [py, "-m", "chargeflow.cli", "api"], env)
         wait_until(lambda: tcp_open(s.gateway_host, s.gateway_port), 30, "gateway")
         wait_until(lambda: tcp_open(s.api_host, s.api_port), 30, "api")
@@ -215,7 +219,7 @@ def banner(stack: LocalStack, api_key: str) -> str:
             f"  MQTT (meters)   {stack.mqtt_url.split('@')[-1]}  topic {s.mqtt_topic_pattern}"
             + (f"  (embedded {stack.mqtt_broker.backend})" if stack.mqtt_broker else "")
             + f"; bridge metrics http://127.0.0.1:{s.meters_http_port}/metrics",
-            "  processes       gateway, sessions flow (Bytewax), api, simulator "
+            "  processes       gateway, sessions/load/status flows (Bytewax), api, simulator "
             f"({s.simulated_stations} charge points)",
             f"  dev API key     {api_key}   (role admin)",
             "",

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from flows.common import FlowConfig
 from flows.load.dataflow import build_flow as build_load_flow
+from flows.recovery import ensure_recovery_dir
 from flows.status.dataflow import build_flow as build_status_flow
 from store.aggregates import AGGREGATE_VIEWS, refresh_aggregates
 from store.registry import provision_station
@@ -134,6 +136,11 @@ def last_per_site(bootstrap: str, topics: Topics) -> dict[str, SiteLoad]:
         assert m.key() == msg.site_id.encode()
         latest[msg.site_id] = msg  # one partition per key: the last read is the newest
     return latest
+
+
+def site_message_count(bootstrap: str, topics: Topics, site_id: str) -> int:
+    return sum(1 for m in read_topic(bootstrap, topics.load_sites)
+               if m.key() == site_id.encode())
 
 
 def run_flows(config: FlowConfig) -> None:
@@ -282,8 +289,9 @@ def test_materialised_views_match_date_bin_over_the_raw_table(
         expected["load_connector_1h"]).fetchall()
 
 
-def test_flows_run_from_env(
-    broker: EmbeddedBroker, topics: Topics, load_db: psycopg.Connection[Any], clean_db: str
+def test_flows_run_from_env_with_recovery(
+    broker: EmbeddedBroker, topics: Topics, load_db: psycopg.Connection[Any], clean_db: str,
+    tmp_path: Path,
 ) -> None:
     publish(broker.bootstrap, topics.ocpp_events, ocpp_events())
     publish(broker.bootstrap, topics.meter_readings, meter_events())
@@ -295,8 +303,35 @@ def test_flows_run_from_env(
         "CHARGEFLOW_TOPIC_PREFIX": prefix,
         "CHARGEFLOW_FLOW_TAIL": "false",
     }
-    for flow in ("flows.load.dataflow:from_env()", "flows.status.dataflow:from_env()"):
-        proc = subprocess.run([sys.executable, "-m", "flows.run", flow], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
-        assert proc.returncode == 0, proc.stderr[-4000:]
+    flows = {"load": "flows.load.dataflow:from_env()",
+             "status": "flows.status.dataflow:from_env()"}
+    dirs = {name: ensure_recovery_dir(tmp_path / name, 1) for name in flows}
+
+    def run_all() -> None:
+        for name, flow in flows.items():
+            argv = [sys.executable, "-m", "flows.run", flow, "-r", str(dirs[name]),
+                    "-s", "1", "-b", "0"]
+            proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
+                                  timeout=120, check=False)
+            assert proc.returncode == 0, proc.stderr[-4000:]
+
+    run_all()
     assert_expected(load_db, broker.bootstrap, topics)
+    # The restart resumes from the stored offsets and state: only the new events are
+    # read, and the register chain continues from the minute before (10 120 Wh).
+    publish(broker.bootstrap, topics.ocpp_events, [
+        mv16("N1", 1, T0 + 4 * M + 10 * S, watts="6000", register_wh=10_200, tx=11),
+        connection("N1", "online", T0 + 5 * M),
+    ])
+    south_messages = site_message_count(broker.bootstrap, topics, "S-SOUTH")
+    run_all()
+    # Resumed, not replayed: nothing new was read for the other site.
+    assert site_message_count(broker.bootstrap, topics, "S-SOUTH") == south_messages
+    assert minutes(load_db)[("N1", 1, T0 + 4 * M)] == (
+        1, 6000.0, 6000.0, Decimal(80), Decimal(10_200), "ocpp")
+    availability = load_db.execute(
+        "SELECT connector_id, status FROM connector_availability"
+        " WHERE charge_point_id = 'N1' ORDER BY 1").fetchall()
+    assert availability == [(1, "Charging"), (2, "Charging")]  # back online
+    north = last_per_site(broker.bootstrap, topics)["S-NORTH"]
+    assert (north.total_w, north.offline_stations) == (6000.0 + 10800.0 + 11000.0, 0)
