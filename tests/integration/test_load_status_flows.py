@@ -335,3 +335,17 @@ def test_flows_run_from_env_with_recovery(
     assert availability == [(1, "Charging"), (2, "Charging")]  # back online
     north = last_per_site(broker.bootstrap, topics)["S-NORTH"]
     assert (north.total_w, north.offline_stations) == (6000.0 + 10800.0 + 11000.0, 0)
+
+
+def test_refresh_command_once(load_db: psycopg.Connection[Any], clean_db: str) -> None:
+    load_db.execute(
+        "INSERT INTO load_connector_1m (charge_point_id, connector_id, bucket, sample_count,"
+        " power_sum_w, avg_power_w, max_power_w, energy_wh, source)"
+        " VALUES ('N1', 1, %s, 1, 500, 500, 500, 8, 'ocpp')", (T0,))
+    env = {**os.environ, "CHARGEFLOW_DATABASE_URL": clean_db}
+    proc = subprocess.run([sys.executable, "-m", "store.aggregates", "--once"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "load_connector_1h" in proc.stdout
+    assert load_db.execute("SELECT energy_wh FROM energy_connector_1d").fetchall() == [
+        (Decimal(8),)]
