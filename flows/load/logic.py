@@ -444,11 +444,11 @@ def minute_rows(cp: str, connector_id: int, conn: ConnectorState) -> list[Minute
 
 def station_load(cp: str, state: StationState) -> StationLoad:
     now = state.as_of
+    assert now is not None, "station_load needs an event first"
     powers = {cid: c.live_power(now) for cid, c in sorted(state.connectors.items())
               if c.power_at is not None}
     outlets = {cid: w for cid, w in powers.items() if cid > 0}
     total = sum(outlets.values()) if outlets else powers.get(0, 0.0)
-    assert now is not None
     return StationLoad(cp, now, total, tuple(powers.items()), not state.online)
 
 
