@@ -143,6 +143,9 @@ class SessionRules:
     meter_tolerance_ratio: Decimal = Decimal("0.01")
     meter_tolerance_wh: Decimal = Decimal(10)
     amend_window: timedelta = timedelta(hours=2)
+    # Smart-meter readings kept per connector (for transactions whose start or stop
+    # is processed after them; runs of equal values keep only their ends).
+    meter_retention: timedelta = timedelta(hours=6)
     keep_closed: int = 16
 
 
@@ -788,11 +791,15 @@ def _apply_reading(state: ChargePointState, r: SmartMeterReading, rules: Session
                    ) -> list[Output]:
     ring = state.readings.setdefault(r.connector_id, [])
     entry = (r.measured_at, r.meter_id, r.energy_wh, r.is_billing_meter)
-    i = bisect.bisect_left(ring, entry)
-    if i < len(ring) and ring[i][:2] == entry[:2]:
+    i = bisect.bisect_left(ring, entry[:2])
+    if any(e[:2] == entry[:2] for e in ring[i:i + 2]):
         return []  # the same reading again
-    ring.insert(i, entry)
-    horizon = ring[-1][0] - 2 * rules.meter_window
+    if i == len(ring):
+        same = [k for k in range(len(ring) - 1, -1, -1) if ring[k][1] == r.meter_id][:2]
+        if len(same) == 2 and ring[same[0]][2] == ring[same[1]][2] == r.energy_wh:
+            ring.pop(same[0])  # idle: keep the first and the latest of equal readings
+    ring.insert(bisect.bisect_left(ring, entry), entry)
+    horizon = ring[-1][0] - rules.meter_retention
     while len(ring) > MAX_READINGS or (len(ring) > 1 and ring[0][0] < horizon):
         ring.pop(0)
     touched: set[str] = set()
