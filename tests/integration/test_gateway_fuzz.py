@@ -51,6 +51,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from bus.admin import ensure_topics
 from bus.topics import Topics
@@ -188,8 +189,8 @@ def basic_auth(cp_id: str) -> dict[str, str]:
 
 
 def open_connection(gw: GatewayThread, cp_id: str, subprotocol: str) -> ClientConnection:
-    ws = connect(f"{gw.url}/{cp_id}", subprotocols=[subprotocol],  # type: ignore[list-item]
-                 additional_headers=basic_auth(cp_id), max_size=None, open_timeout=30,
+    ws = connect(f"{gw.url}/{cp_id}", subprotocols=[Subprotocol(subprotocol)],
+                 additional_headers=basic_auth(cp_id), max_size=None, open_timeout=30.0,
                  legacy=True)
     assert ws.subprotocol == subprotocol
     return ws
