@@ -115,12 +115,35 @@ def apikey_revoke(key_id: str) -> None:
 
 
 @station_app.command("add")
-def station_add(charge_point_id: str, site: Annotated[str | None, typer.Option()] = None) -> None:
-    """Provision a charge point so it may connect."""
+def station_add(
+    charge_point_id: str,
+    site: Annotated[str | None, typer.Option()] = None,
+    password: Annotated[str | None, typer.Option(
+        envvar="CHARGEFLOW_STATION_PASSWORD",
+        help="HTTP Basic password (16-40 characters), stored only as an argon2 hash")] = None,
+    generate_password: Annotated[bool, typer.Option(
+        help="generate a password and print it once")] = False,
+    security_profile: Annotated[int | None, typer.Option(
+        help="1 = Basic auth (default), 2 = Basic auth over TLS only, "
+             "0 = no authentication (legacy stations only)")] = None,
+) -> None:
+    """Provision a charge point so it may connect (again: update its password/profile)."""
+    import secrets
+
     from store.registry import provision_station
 
-    provision_station(_database_url(_settings()), charge_point_id, site_id=site)
+    if generate_password:
+        if password is not None:
+            raise typer.BadParameter("--password and --generate-password exclude each other")
+        password = secrets.token_urlsafe(18)  # 24 characters
+    try:
+        provision_station(_database_url(_settings()), charge_point_id, site_id=site,
+                          password=password, security_profile=security_profile)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"provisioned {charge_point_id}")
+    if generate_password:
+        typer.echo(f"password (shown once): {password}")
 
 
 @idtag_app.command("add")
@@ -139,7 +162,7 @@ def idtag_add(
 @app.command()
 def gateway() -> None:
     """Run the OCPP gateway (WebSocket server) until SIGINT/SIGTERM."""
-    from ingest.gateway.config import GatewayConfig
+    from ingest.gateway.config import GatewayConfig, default_gateway_id
     from ingest.gateway.server import Gateway
 
     settings = _settings()
@@ -151,6 +174,11 @@ def gateway() -> None:
         topics=settings.topics,
         delivery_timeout_ms=settings.gateway_delivery_timeout_ms,
         max_frame_bytes=settings.gateway_max_frame_bytes,
+        heartbeat_interval_s=settings.gateway_heartbeat_interval_s,
+        offline_grace_s=settings.gateway_offline_grace_s,
+        tls_cert=str(settings.gateway_tls_cert) if settings.gateway_tls_cert else None,
+        tls_key=str(settings.gateway_tls_key) if settings.gateway_tls_key else None,
+        gateway_id=settings.gateway_id or default_gateway_id(),
     )
 
     async def main() -> None:
@@ -205,6 +233,7 @@ def simulate(
         mean_dwell_s=mean_dwell or settings.simulator_mean_dwell_s,
         mean_arrival_gap_s=settings.simulator_mean_arrival_gap_s,
         id_tags=tuple(SIMULATED_ID_TAGS),
+        station_password=settings.simulator_station_password,
     )
 
     async def main() -> None:

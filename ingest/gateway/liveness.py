@@ -137,5 +137,6 @@ class Liveness:
             p.task.cancel()
         await asyncio.gather(*(p.task for _, p in pending), return_exceptions=True)
         await asyncio.gather(
-            *(self._settle(cp_id, f"{p.reason}; gateway stopped") for cp_id, p in pending),
+            *(self._settle(cp_id, p.reason if p.reason == "gateway stopping"
+                           else f"{p.reason}; gateway stopped") for cp_id, p in pending),
             return_exceptions=True)

@@ -1,10 +1,21 @@
 """WebSocket transport of the gateway: ``ws://host:port/ocpp/{charge_point_id}``.
 
 The upgrade is refused with HTTP 404 for other paths and HTTP 400 when the
-client offers no supported OCPP subprotocol. ``/health`` and ``/metrics`` are
-served as plain HTTP on the same port. Each connection is handled by the
-version-specific protocol class chosen by the negotiated subprotocol; frames
-larger than ``max_frame_bytes`` close that connection with 1009.
+client offers no supported OCPP subprotocol; then the station must authenticate
+(``security``: 404 unknown station, 401 bad credentials, 403 profile 2 without TLS,
+429 cooling down after repeated failures). ``/health`` and ``/metrics`` are
+served as plain HTTP on the same port. With ``tls_cert``/``tls_key`` the port
+speaks TLS only (``wss://``, security profile 2).
+
+Per connection: frames are read at most ``max_messages_per_s`` (token bucket with
+``message_burst``); beyond that the gateway simply reads later, so the station's
+TCP window fills and it is slowed down (backpressure) without errors or loss. CALLs
+are handled one at a time, at most ``max_queued_frames`` frames wait unread. A
+station silent for ``heartbeat_interval_s x silence_timeout_factor`` is disconnected.
+Connect/disconnect feed ``liveness`` (online/offline envelopes, station_connections).
+
+Each connection is handled by the version-specific protocol class chosen by the
+negotiated subprotocol; frames larger than ``max_frame_bytes`` close that connection with 1009.
 
 Subprotocols: ``ocpp2.0.1`` and ``ocpp1.6``. A station that offers both gets
 ``ocpp2.0.1``: the server picks in its own order (``PROTOCOLS``), and the newer
@@ -15,6 +26,7 @@ A station is recorded with the version it booted with (BootNotification).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -29,7 +41,9 @@ from websockets.http11 import Request, Response
 from bus.producer import Producer, producer_config
 from ingest.gateway import v16, v201
 from ingest.gateway.config import GatewayConfig
-from ingest.gateway.services import GatewayMetrics, GatewayServices
+from ingest.gateway.liveness import Liveness
+from ingest.gateway.security import REALM, Authenticator, FailureLimiter, TokenBucket
+from ingest.gateway.services import GatewayMetrics, GatewayServices, utc_now
 
 log = structlog.get_logger("chargeflow.gateway")
 
@@ -75,10 +89,25 @@ class Gateway:
         self._services: GatewayServices | None = None
         self._connections: dict[str, ServerConnection] = {}
         self.port: int = config.port
+        self.gateway_id = config.gateway_id
+        self.tls = bool(config.tls_cert)
+        self.authenticator: Authenticator | None = None
+        self.liveness: Liveness | None = None
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}/ocpp"
+        return f"{'wss' if self.tls else 'ws'}://{self.config.host}:{self.port}/ocpp"
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        cfg = self.config
+        if not cfg.tls_cert and not cfg.tls_key:
+            return None
+        if not (cfg.tls_cert and cfg.tls_key):
+            raise ValueError("TLS needs both tls_cert and tls_key")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
+        context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        return context
 
     async def start(self) -> None:
         cfg = self.config
@@ -97,21 +126,45 @@ class Gateway:
             heartbeat_interval_s=cfg.heartbeat_interval_s,
             delivery_timeout_ms=cfg.delivery_timeout_ms,
             data_transfer_vendor_ids=frozenset(cfg.data_transfer_vendor_ids),
+            gateway_id=self.gateway_id,
+            id_tag_cache_ttl_s=cfg.id_tag_cache_ttl_s,
+            allow_concurrent_transactions=cfg.allow_concurrent_transactions,
+            open_transaction_max_age_s=cfg.open_transaction_max_age_s,
         )
+        self.authenticator = Authenticator(
+            pool=self._pool, gateway_id=self.gateway_id, tls=self.tls,
+            station_limiter=FailureLimiter(cfg.auth_failure_limit_station,
+                                           cfg.auth_failure_window_s, cfg.auth_cooldown_s),
+            ip_limiter=FailureLimiter(cfg.auth_failure_limit_ip, cfg.auth_failure_window_s,
+                                      cfg.auth_cooldown_s),
+            cache_ttl_s=cfg.auth_cache_ttl_s,
+            max_concurrent_verifications=cfg.max_concurrent_verifications,
+            alert=self._services.publish_alert,
+        )
+        self.liveness = Liveness(self._services, self.gateway_id, cfg.offline_grace_s)
         self._server = await serve(
             self._handle_connection, cfg.host, cfg.port,
             subprotocols=list(PROTOCOLS),  # type: ignore[arg-type]
             process_request=self._process_request,
             max_size=cfg.max_frame_bytes,
+            max_queue=cfg.max_queued_frames,
+            ssl=self._ssl_context(),
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
-        log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS))
+        log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS),
+                 gateway_id=self.gateway_id)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self.liveness is not None:
+            await self.liveness.close()
+            self.liveness = None
+        if self.authenticator is not None:
+            await self.authenticator.drain()
+            self.authenticator = None
         if self._producer is not None:
             await asyncio.to_thread(self._producer.close, 10.0)
             self._producer = None
@@ -141,7 +194,8 @@ class Gateway:
 
     # --------------------------------------------------------------- handshake
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: ServerConnection, request: Request
+                               ) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in ("/health", "/healthz"):
             return connection.respond(HTTPStatus.OK, "ok\n")
@@ -161,7 +215,27 @@ class Gateway:
                 "No supported OCPP subprotocol offered in Sec-WebSocket-Protocol; "
                 f"supported: {', '.join(PROTOCOLS)}\n",
             )
-        return None
+        return await self._authenticate(connection, request)
+
+    async def _authenticate(self, connection: ServerConnection, request: Request
+                            ) -> Response | None:
+        cp_id = charge_point_id_from_path(request.path)
+        assert cp_id is not None
+        assert self.authenticator is not None
+        peer = connection.remote_address
+        source_ip = str(peer[0]) if peer else None
+        outcome = await self.authenticator.authenticate(
+            cp_id, request.headers.get("Authorization"), source_ip)
+        if outcome.accepted:
+            return None
+        self.metrics.rejected_handshakes.labels(outcome.reason).inc()
+        assert outcome.status is not None
+        response = connection.respond(outcome.status, outcome.message)
+        if outcome.status == HTTPStatus.UNAUTHORIZED:
+            response.headers["WWW-Authenticate"] = REALM
+        if outcome.retry_after_s is not None:
+            response.headers["Retry-After"] = str(outcome.retry_after_s)
+        return response
 
     # -------------------------------------------------------------- connection
 
@@ -181,14 +255,43 @@ class Gateway:
         station = protocol_cls(cp_id, ws, self._services)
         self.metrics.connected.inc()
         log.info("station connected", charge_point_id=cp_id, subprotocol=ws.subprotocol)
+        assert self.liveness is not None
+        liveness = self.liveness
+        await liveness.connected(cp_id, station.OCPP_VERSION, utc_now())
+        reason = "connection closed"
         try:
-            async for raw in ws:
-                await station.route_message(raw)
+            reason = await self._receive_loop(ws, station)
         except ConnectionClosed as exc:
-            log.info("station connection closed", charge_point_id=cp_id,
-                     code=exc.rcvd.code if exc.rcvd else None)
+            code = exc.rcvd.code if exc.rcvd else None
+            reason = f"connection closed (code {code})" if code else "connection lost"
+            log.info("station connection closed", charge_point_id=cp_id, code=code)
         finally:
             self.metrics.connected.dec()
-            if self._connections.get(cp_id) is ws:
+            still_held = self._connections.get(cp_id) is not ws
+            if not still_held:
                 del self._connections[cp_id]
-            log.info("station disconnected", charge_point_id=cp_id)
+                if self._server is None or not self._server.is_serving():
+                    reason = "gateway stopping"
+                await liveness.disconnected(cp_id, station.OCPP_VERSION, reason)
+            log.info("station disconnected", charge_point_id=cp_id, reason=reason)
+
+    async def _receive_loop(self, ws: ServerConnection, station: Any) -> str:
+        """Feed frames to the station's protocol until the connection ends; returns why."""
+        cfg = self.config
+        bucket = TokenBucket(cfg.max_messages_per_s, cfg.message_burst)
+        silence_s = cfg.heartbeat_interval_s * cfg.silence_timeout_factor
+        while True:
+            try:
+                async with asyncio.timeout(silence_s if silence_s > 0 else None):
+                    raw = await ws.recv()
+            except TimeoutError:
+                self.metrics.silent_closes.inc()
+                log.info("station silent for too long, closing", charge_point_id=station.id,
+                         silent_s=silence_s)
+                await ws.close(1000, "no message within the heartbeat timeout")
+                return f"silent for {silence_s:g} s"
+            wait = bucket.take()
+            if wait > 0:
+                self.metrics.throttled.inc()
+                await asyncio.sleep(wait)
+            await station.route_message(raw)

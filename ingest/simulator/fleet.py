@@ -20,9 +20,11 @@ timestamps are simulated time (ahead of the wall clock when ``time_scale > 1``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,8 +76,14 @@ class FleetConfig:
     retry_max_s: float = 10.0
     vendor: str = "chargeflow"
     model: str = "SIM-AC22"
-    # When set, stations and id tags are provisioned in this database first.
+    # When set, stations and id tags are provisioned in this database first (with
+    # station_password as their Basic-auth password).
     database_url: str | None = None
+    # HTTP Basic password of every station (username = its id; OCPP security
+    # profile 1); None = connect without credentials.
+    station_password: str | None = None
+    # CA bundle (PEM) to trust for wss:// gateway URLs (None = the system's).
+    tls_ca_file: str | None = None
     # OCPP version per station, cycling: ("1.6", "2.0.1") = odd stations 1.6, even 2.0.1.
     ocpp_versions: tuple[str, ...] = ("1.6",)
 
@@ -161,8 +169,12 @@ BeforeSend = Callable[[str, str, int], Awaitable[None]]
 
 class SimulatedStation:
     def __init__(self, cp_id: str, config: FleetConfig, report: FleetReport, clock: SimClock,
-                 before_send: BeforeSend | None = None, ocpp_version: str = "1.6") -> None:
+                 before_send: BeforeSend | None = None, ocpp_version: str = "1.6",
+                 tags_in_use: set[str] | None = None) -> None:
         self.cp_id = cp_id
+        # Shared by the fleet: a driver's card is in one session at a time (the
+        # gateway answers ConcurrentTx otherwise).
+        self.tags_in_use = tags_in_use if tags_in_use is not None else set()
         self.dialect = DIALECTS[ocpp_version]()
         self._before_send = before_send
         self.config = config
@@ -206,7 +218,8 @@ class SimulatedStation:
         while not self._finished.is_set():
             try:
                 ws = await connect(url, open_timeout=10, subprotocols=[
-                    self.dialect.subprotocol])  # type: ignore[list-item]
+                    self.dialect.subprotocol],  # type: ignore[list-item]
+                    additional_headers=self._auth_headers(), ssl=self._ssl_context(url))
             except Exception as exc:
                 self.report.connect_failures += 1
                 delay = self._backoff(attempt)
@@ -220,6 +233,18 @@ class SimulatedStation:
                 await self._serve_connection(ws)
             finally:
                 await ws.close()
+
+    def _auth_headers(self) -> dict[str, str]:
+        if self.config.station_password is None:
+            return {}
+        token = base64.b64encode(
+            f"{self.cp_id}:{self.config.station_password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def _ssl_context(self, url: str) -> ssl.SSLContext | None:
+        if not url.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=self.config.tls_ca_file)
 
     async def _wait_finished(self, delay: float) -> None:
         try:
@@ -380,7 +405,18 @@ class SimulatedStation:
 
     async def _session(self, cid: int) -> None:
         cfg = self.config
-        id_tag = self.rng.choice(cfg.id_tags)
+        free = [t for t in cfg.id_tags if t not in self.tags_in_use]
+        id_tag = self.rng.choice(free or list(cfg.id_tags))
+        mine = id_tag not in self.tags_in_use  # more sessions than tags: share one
+        self.tags_in_use.add(id_tag)
+        try:
+            await self._session_with(cid, id_tag)
+        finally:
+            if mine:
+                self.tags_in_use.discard(id_tag)
+
+    async def _session_with(self, cid: int, id_tag: str) -> None:
+        cfg = self.config
         ev = draw_ev(self.rng, mean_dwell_s=cfg.mean_dwell_s)
         dialect = self.dialect
         await self._status(cid, "Preparing")
@@ -436,7 +472,7 @@ def provision(config: FleetConfig) -> None:
 
     assert config.database_url is not None
     for cp_id in config.station_ids():
-        provision_station(config.database_url, cp_id)
+        provision_station(config.database_url, cp_id, password=config.station_password)
     for tag in config.id_tags:
         add_id_tag(config.database_url, tag)
 
@@ -455,8 +491,9 @@ async def run_fleet(
     report.stations = config.station_ids()
     clock = SimClock(config.time_scale)
     versions = config.station_versions()
+    tags_in_use: set[str] = set()
     async with asyncio.TaskGroup() as tg:
         for cp_id in report.stations:
             tg.create_task(SimulatedStation(cp_id, config, report, clock, before_send,
-                                            versions[cp_id]).run())
+                                            versions[cp_id], tags_in_use).run())
     return report

@@ -28,11 +28,13 @@ from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
 from ingest.simulator.fleet import FleetConfig, FleetReport, run_fleet
 from store.apikeys import create_api_key
-from store.registry import add_id_tag
+from store.registry import add_id_tag, provision_station
 from store.schema import migrate
 from tests.conftest import ROOT
 
-ID_TAGS = [f"E2E-TAG-{n}" for n in range(5)]
+# At least one per station: a tag in a running session elsewhere is refused (ConcurrentTx).
+ID_TAGS = [f"E2E-TAG-{n}" for n in range(20)]
+STATION_PASSWORD = "e2e-station-password"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,8 @@ def e2e_db(pg_server: DatabaseServer) -> Iterator[str]:
     migrate(url)
     for tag in ID_TAGS:
         add_id_tag(url, tag)
+    for cp_id in [f"E2E-{n:04d}" for n in range(1, 11)] + ["OUTAGE-0001"]:
+        provision_station(url, cp_id, password=STATION_PASSWORD)
     yield url
     pg_server.drop_database(name)
 
@@ -165,6 +169,7 @@ def fast_fleet(
         station_id_prefix=prefix,
         id_tags=tuple(ID_TAGS),
         seed=7,
+        station_password=STATION_PASSWORD,
         **{
             "meter_interval_s": 30.0,
             "time_scale": 600.0,

@@ -115,8 +115,7 @@ async def test_bad_path_and_missing_subprotocol_are_rejected_at_upgrade(gateway:
         await connect(f"{base}/ocpp/CP-1", subprotocols=["ocpp1.5"])  # type: ignore[list-item]
     assert wrong_proto.value.response.status_code == 400
     # A client offering several picks a supported one (see test_gateway_v201 for the order).
-    ws = await connect(f"{base}/ocpp/CP-1",
-                       subprotocols=["ocpp1.5", "ocpp1.6"])  # type: ignore[list-item]
+    ws = await open_station(gateway, "CP-1", ("ocpp1.5", "ocpp1.6"))
     try:
         assert ws.subprotocol == "ocpp1.6"
     finally:

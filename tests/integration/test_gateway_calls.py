@@ -3,6 +3,8 @@ published as an envelope on ocpp.events before the answer, with its normalised f
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -15,13 +17,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from bus.admin import read_topic
-from bus.envelope import Envelope, decode_envelope
+from bus.envelope import Envelope, Kind, decode_envelope
 from bus.normalized import ConnectorStatus, MeterSample, TransactionEnd, TransactionStart
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
-from store.registry import add_id_tag
+from store.registry import add_id_tag, provision_station
 from tests.conftest import poll_until
 
 pytestmark = pytest.mark.integration
@@ -42,8 +44,25 @@ async def gateway(broker: EmbeddedBroker, clean_db: str, topics: Topics
         yield gw
 
 
-async def open_station(gw: Gateway, cp_id: str) -> ClientConnection:
-    return await connect(f"{gw.url}/{cp_id}", subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+STATION_PASSWORD = "test-station-password-1"
+
+
+def basic_auth(cp_id: str, password: str = STATION_PASSWORD) -> dict[str, str]:
+    token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def provision(gw: Gateway, cp_id: str, password: str = STATION_PASSWORD) -> None:
+    """Stations must be provisioned (with a password) before they may connect."""
+    await asyncio.to_thread(provision_station, gw.config.database_url, cp_id,
+                            password=password)
+
+
+async def open_station(gw: Gateway, cp_id: str, subprotocols: tuple[str, ...] = ("ocpp1.6",)
+                       ) -> ClientConnection:
+    await provision(gw, cp_id)
+    return await connect(f"{gw.url}/{cp_id}", subprotocols=list(subprotocols),  # type: ignore[arg-type]
+                         additional_headers=basic_auth(cp_id))
 
 
 async def rpc(ws: ClientConnection, action: str, payload: dict[str, Any],
@@ -55,8 +74,6 @@ async def rpc(ws: ClientConnection, action: str, payload: dict[str, Any],
 
 
 async def receive(ws: ClientConnection, unique_id: str) -> list[Any]:
-    import asyncio
-
     async with asyncio.timeout(20):
         while True:
             frame = json.loads(await ws.recv())
@@ -64,8 +81,11 @@ async def receive(ws: ClientConnection, unique_id: str) -> list[Any]:
                 return list(frame)
 
 
-def envelopes(broker: EmbeddedBroker, topic: str) -> list[Envelope]:
-    return [decode_envelope(m.value()) for m in read_topic(broker.bootstrap, topic)]
+def envelopes(broker: EmbeddedBroker, topic: str, kind: Kind | None = Kind.OCPP_CALL
+              ) -> list[Envelope]:
+    """Envelopes of one kind (default: CALLs, not connection events); None = all."""
+    got = [decode_envelope(m.value()) for m in read_topic(broker.bootstrap, topic)]
+    return [e for e in got if kind is None or e.kind == kind]
 
 
 def wait_for_envelopes(broker: EmbeddedBroker, topic: str, count: int) -> list[Envelope]:
@@ -224,7 +244,6 @@ async def test_transaction_ids_come_from_the_database_sequence_across_gateways(
 
 
 async def test_metrics_and_health_are_served_on_the_gateway_port(gateway: Gateway) -> None:
-    import asyncio
     import urllib.request
 
     ws = await open_station(gateway, "CP-MET")

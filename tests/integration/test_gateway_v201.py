@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from bus.normalized import (
     ConnectorStatus,
@@ -28,6 +28,7 @@ from store.registry import add_id_tag
 from tests.integration.test_gateway_calls import (
     gateway,
     gateway_config,
+    open_station,
     rpc,
     wait_for_envelopes,
 )
@@ -39,7 +40,7 @@ T0 = "2026-01-05T10:00:00.000Z"
 
 
 async def open_v201(gw: Gateway, cp_id: str) -> ClientConnection:
-    ws = await connect(f"{gw.url}/{cp_id}", subprotocols=["ocpp2.0.1"])  # type: ignore[list-item]
+    ws = await open_station(gw, cp_id, ("ocpp2.0.1",))
     assert ws.subprotocol == "ocpp2.0.1"
     return ws
 
@@ -290,7 +291,7 @@ async def test_201_bad_input_gets_201_error_codes_and_the_station_keeps_being_se
 async def test_subprotocol_negotiation_prefers_201(
     gateway: Gateway, offered: list[str], chosen: str
 ) -> None:
-    ws = await connect(f"{gateway.url}/CS-NEG", subprotocols=offered)  # type: ignore[arg-type]
+    ws = await open_station(gateway, "CS-NEG", tuple(offered))
     try:
         assert ws.subprotocol == chosen
         # The connection speaks the chosen version: a 2.0.1-only action tells them apart.

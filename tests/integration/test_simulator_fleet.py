@@ -14,7 +14,7 @@ from chargeflow.stack import EmbeddedBroker, free_port
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
 from ingest.simulator.fleet import FleetConfig, FleetReport, run_fleet
-from tests.integration.test_gateway_calls import envelopes, gateway_config
+from tests.integration.test_gateway_calls import STATION_PASSWORD, envelopes, gateway_config
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def fast_fleet(url: str, database_url: str, **overrides: object) -> FleetConfig:
     base: dict[str, object] = dict(
         gateway_url=url, stations=3, sessions_per_station=2, meter_interval_s=60,
         time_scale=3000, mean_arrival_gap_s=120, mean_dwell_s=1800, seed=7,
-        database_url=database_url, call_timeout_s=5,
+        database_url=database_url, call_timeout_s=5, station_password=STATION_PASSWORD,
     )
     base.update(overrides)
     return FleetConfig(**base)  # type: ignore[arg-type]
