@@ -40,8 +40,10 @@ from websockets.http11 import Request, Response
 
 from bus.producer import Producer, producer_config
 from ingest.gateway import v16, v201
+from ingest.gateway.commands import CommandRouter
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.liveness import Liveness
+from ingest.gateway.protocol import CentralSystemBase
 from ingest.gateway.security import REALM, Authenticator, FailureLimiter, TokenBucket
 from ingest.gateway.services import GatewayMetrics, GatewayServices, utc_now
 
@@ -88,6 +90,10 @@ class Gateway:
         self._producer: Producer | None = None
         self._services: GatewayServices | None = None
         self._connections: dict[str, ServerConnection] = {}
+        # The protocol object of each connection in _connections (commands are sent
+        # through it, see ingest.gateway.commands).
+        self._stations: dict[str, CentralSystemBase] = {}
+        self.commands: CommandRouter | None = None
         self.port: int = config.port
         self.gateway_id = config.gateway_id
         self.tls = bool(config.tls_cert)
@@ -153,8 +159,16 @@ class Gateway:
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS),
                  gateway_id=self.gateway_id)
+        self.commands = CommandRouter(
+            gateway_id=self.gateway_id, bootstrap=cfg.kafka_bootstrap, topics=cfg.topics,
+            pool=self._pool, producer=self._producer, lookup=self._stations.get,
+            registry=self.registry)
+        await self.commands.start()
 
     async def stop(self) -> None:
+        if self.commands is not None:  # first: commands in flight still get recorded
+            await self.commands.stop()
+            self.commands = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -253,6 +267,7 @@ class Gateway:
             log.info("station reconnected, closing its previous connection", charge_point_id=cp_id)
             await previous.close(1000, "superseded by a new connection")
         station = protocol_cls(cp_id, ws, self._services)
+        self._stations[cp_id] = station
         self.metrics.connected.inc()
         log.info("station connected", charge_point_id=cp_id, subprotocol=ws.subprotocol)
         assert self.liveness is not None
@@ -268,6 +283,10 @@ class Gateway:
         finally:
             self.metrics.connected.dec()
             still_held = self._connections.get(cp_id) is not ws
+            if self._stations.get(cp_id) is station:
+                del self._stations[cp_id]
+            if self.commands is not None:
+                self.commands.station_disconnected(station)
             if not still_held:
                 del self._connections[cp_id]
                 if self._server is None or not self._server.is_serving():
