@@ -36,6 +36,7 @@ from ocpp.exceptions import InternalError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from ingest.simulator.commands import CommandsMixin, StationCommands
 from ingest.simulator.dialect import Dialect, Reading, Sample
 from ingest.simulator.dialect import iso as iso
 from ingest.simulator.physics import ChargingState, EnergyRegister, draw_ev, electrical
@@ -86,6 +87,10 @@ class FleetConfig:
     tls_ca_file: str | None = None
     # OCPP version per station, cycling: ("1.6", "2.0.1") = odd stations 1.6, even 2.0.1.
     ocpp_versions: tuple[str, ...] = ("1.6",)
+    # How stations answer commands from the CSMS, per action: "reject" (refusing
+    # status), "not_supported" (CALLERROR NotSupported), "ignore" (no answer); any
+    # other action is answered like a real station (see ingest.simulator.commands).
+    command_behaviour: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.ocpp_versions if v not in DIALECTS]
@@ -192,6 +197,9 @@ class SimulatedStation:
         self._tx_queue: asyncio.Queue[_TxMessage] = asyncio.Queue()
         self._sessions_left = config.sessions_per_station
         self._heartbeat_s: float = 300.0
+        self._ws: ClientConnection | None = None
+        # Commands from the CSMS and the state they change (profiles, availability...).
+        self.commands = StationCommands(self, config.command_behaviour)
         self.log = log.bind(charge_point_id=cp_id, ocpp_version=ocpp_version)
 
     # --------------------------------------------------------------- lifecycle
@@ -256,6 +264,9 @@ class SimulatedStation:
     async def _serve_connection(self, ws: ClientConnection) -> None:
         client = self.dialect.client_cls(
             self.cp_id, ws, response_timeout=self.config.call_timeout_s, logger=_lib_logger)
+        if isinstance(client, CommandsMixin):
+            client.commands = self.commands
+        self._ws = ws
         receiver = asyncio.create_task(client.start())
         keeper = asyncio.create_task(self._boot_and_heartbeat(client))
         finished = asyncio.create_task(self._finished.wait())
@@ -271,6 +282,11 @@ class SimulatedStation:
             for result in results:
                 if isinstance(result, Exception) and not isinstance(result, ConnectionClosed):
                     self.log.warning("connection task failed", error=repr(result))
+
+    async def reboot(self) -> None:
+        """Reset: drop the connection; the connection loop reconnects and boots again."""
+        if self._ws is not None:
+            await self._ws.close(1000, "reset")
 
     async def _boot_and_heartbeat(self, client: ChargePoint) -> None:
         attempt = 0
@@ -386,7 +402,8 @@ class SimulatedStation:
         await self._booted_once.wait()
         while self._take_session():
             await self.clock.sleep(self.rng.expovariate(1.0 / self.config.mean_arrival_gap_s))
-            await self._session(cid)
+            async with self.commands.locks[cid]:
+                await self._session(cid)
 
     def _sample(self, cid: int, state: ChargingState) -> Sample:
         voltage, current, temperature = electrical(
@@ -403,28 +420,33 @@ class SimulatedStation:
             readings.append(Reading("Temperature", temperature, "Celsius", "Body"))
         return Sample(self.clock.now(), tuple(readings))
 
-    async def _session(self, cid: int) -> None:
+    async def _session(self, cid: int, id_tag: str | None = None, *, authorize: bool = True
+                       ) -> None:
+        """One session on ``cid``; ``id_tag`` given: a remote start (``authorize``: ask
+        the CSMS first)."""
         cfg = self.config
-        free = [t for t in cfg.id_tags if t not in self.tags_in_use]
-        id_tag = self.rng.choice(free or list(cfg.id_tags))
+        if id_tag is None:
+            free = [t for t in cfg.id_tags if t not in self.tags_in_use]
+            id_tag = self.rng.choice(free or list(cfg.id_tags))
         mine = id_tag not in self.tags_in_use  # more sessions than tags: share one
         self.tags_in_use.add(id_tag)
         try:
-            await self._session_with(cid, id_tag)
+            await self._session_with(cid, id_tag, authorize)
         finally:
             if mine:
                 self.tags_in_use.discard(id_tag)
 
-    async def _session_with(self, cid: int, id_tag: str) -> None:
+    async def _session_with(self, cid: int, id_tag: str, authorize: bool = True) -> None:
         cfg = self.config
         ev = draw_ev(self.rng, mean_dwell_s=cfg.mean_dwell_s)
         dialect = self.dialect
         await self._status(cid, "Preparing")
-        auth = await self._best_effort(dialect.authorize(id_tag))
-        if auth is None or dialect.auth_status(auth) != "Accepted":
-            self.report.rejected_authorizations += 1
-            await self._status(cid, "Available")
-            return
+        if authorize:
+            auth = await self._best_effort(dialect.authorize(id_tag))
+            if auth is None or dialect.auth_status(auth) != "Accepted":
+                self.report.rejected_authorizations += 1
+                await self._status(cid, "Available")
+                return
         register = self.registers[cid]
         meter_start = register.wh
         started_at = self.clock.now()
@@ -433,6 +455,7 @@ class SimulatedStation:
             connector_id=cid, id_tag=id_tag, register_wh=meter_start, at=started_at,
             transaction_id=proposed))
         transaction_id, start_status = dialect.started(start, proposed)
+        self.commands.session_started(cid, transaction_id)
         state = ChargingState(ev=ev, soc=ev.soc_start, station_max_w=cfg.max_power_w)
         reason: str | None = None
         samples = 0
@@ -443,17 +466,19 @@ class SimulatedStation:
         last_sample: Sample | None = None
         while reason is None:
             await self.clock.sleep(cfg.meter_interval_s)
+            state.station_max_w = self.commands.power_limit_w(cid, cfg.max_power_w)
             register.add(state.step(cfg.meter_interval_s))
             last_sample = self._sample(cid, state)
             self._enqueue(dialect.meter(connector_id=cid, transaction_id=transaction_id,
                                         sample=last_sample, charging=state.power_w > 0))
             samples += 1
-            reason = state.done
+            reason = self.commands.take_stop(cid) or state.done
         meter_stop = register.wh
         stopped_at = self.clock.now()
         await self._enqueue(dialect.stop(
             connector_id=cid, transaction_id=transaction_id, id_tag=id_tag,
             register_wh=meter_stop, at=stopped_at, reason=reason, last=last_sample))
+        self.commands.session_ended(cid)
         self.report.sessions.append(SessionTruth(
             charge_point_id=self.cp_id, connector_id=cid, transaction_id=transaction_id,
             id_tag=id_tag, meter_start_wh=meter_start, meter_stop_wh=meter_stop,

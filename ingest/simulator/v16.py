@@ -9,11 +9,13 @@ from typing import Any
 from ocpp.v16 import ChargePoint
 from ocpp.v16 import call as c
 
+from ingest.simulator.commands import CommandsMixin
 from ingest.simulator.dialect import Dialect, Sample, iso
 
 
-class V16Client(ChargePoint):
-    """The ocpp-library side of one 1.6 station connection."""
+class V16Client(CommandsMixin, ChargePoint):
+    """The ocpp-library side of one 1.6 station connection (commands from the CSMS:
+    ``ingest.simulator.commands``)."""
 
 
 def sampled_values(sample: Sample, context: str = "Sample.Periodic") -> dict[str, Any]:

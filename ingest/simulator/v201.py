@@ -20,6 +20,7 @@ from typing import Any
 from ocpp.v201 import ChargePoint
 from ocpp.v201 import call as c
 
+from ingest.simulator.commands import CommandsMixin
 from ingest.simulator.dialect import Dialect, Reading, Sample, iso
 
 REGISTER = "Energy.Active.Import.Register"
@@ -29,11 +30,14 @@ _ENDED = {
     "Local": ("StopAuthorized", "EVConnected"),
     "EVDisconnected": ("EVDeparted", "Idle"),
     "DeAuthorized": ("Deauthorized", "EVConnected"),
+    "Remote": ("RemoteStop", "EVConnected"),
+    "ImmediateReset": ("ResetCommand", "Idle"),
 }
 
 
-class V201Client(ChargePoint):
-    """The ocpp-library side of one 2.0.1 station connection."""
+class V201Client(CommandsMixin, ChargePoint):
+    """The ocpp-library side of one 2.0.1 station connection (commands from the CSMS:
+    ``ingest.simulator.commands``)."""
 
 
 def _sampled(r: Reading, context: str) -> dict[str, Any]:
@@ -75,7 +79,8 @@ class V201Dialect(Dialect):
         return c.Heartbeat()
 
     def status(self, connector_id: int, status: str, at: datetime) -> Any | None:
-        mapped = {"Available": "Available", "Preparing": "Occupied"}.get(status)
+        mapped = {"Available": "Available", "Preparing": "Occupied",
+                  "Unavailable": "Unavailable"}.get(status)
         if mapped is None or connector_id == 0:
             return None
         return c.StatusNotification(timestamp=iso(at), connector_status=mapped,
