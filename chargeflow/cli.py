@@ -146,6 +146,21 @@ def station_add(
         typer.echo(f"password (shown once): {password}")
 
 
+@station_app.command("site")
+def station_site(
+    site_id: str,
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    capacity_w: Annotated[
+        int | None, typer.Option(help="grid connection limit in watts")
+    ] = None,
+) -> None:
+    """Create or update a site (a group of stations behind one grid connection)."""
+    from store.sites import upsert_site
+
+    upsert_site(_database_url(_settings()), site_id, name or site_id, capacity_w)
+    typer.echo(f"site {site_id}: capacity {capacity_w} W")
+
+
 @idtag_app.command("add")
 def idtag_add(
     id_tag: str,

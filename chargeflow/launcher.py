@@ -29,6 +29,7 @@ from store.apikeys import create_api_key
 from store.meters import add_meter
 from store.registry import add_id_tag, provision_station
 from store.schema import migrate
+from store.sites import upsert_site
 
 log = structlog.get_logger("chargeflow.run")
 
@@ -97,8 +98,15 @@ class LocalStack:
         # profile 1); the simulator child gets it in its environment, never argv/logs.
         self.station_password = (self.settings.simulator_station_password
                                  or secrets.token_urlsafe(18))
-        for station in simulated_station_ids(self.settings.simulated_stations):
-            provision_station(self.database_url, station, password=self.station_password)
+        # Two demo sites so live load against capacity shows up on load.sites: a depot
+        # whose 22 kW stations can exceed its grid connection, and a car park.
+        stations = simulated_station_ids(self.settings.simulated_stations)
+        half = (len(stations) + 1) // 2
+        upsert_site(self.database_url, "DEMO-DEPOT", "Demo depot", 60_000)
+        upsert_site(self.database_url, "DEMO-PARK", "Demo car park", 150_000)
+        for n, station in enumerate(stations):
+            provision_station(self.database_url, station, password=self.station_password,
+                              site_id="DEMO-DEPOT" if n < half else "DEMO-PARK")
         for tag in SIMULATED_ID_TAGS:
             add_id_tag(self.database_url, tag)
         self.seed_meters()
