@@ -403,6 +403,7 @@ class Tx:
     offline: bool = False
     conflict: bool = False
     meters: dict[str, Bracket] = field(default_factory=dict)
+    session_id: uuid.UUID | None = None  # cached session_id_for(cp, transaction_id)
 
     @property
     def open(self) -> bool:
@@ -420,6 +421,7 @@ class ChargePointState:
     watermark: datetime | None = None
     recent_messages: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_MESSAGES))
     recent_closed: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_CLOSED))
+    _recent: set[str] = field(default_factory=set)  # recent_messages, for O(1) look-ups
 
     @property
     def open(self) -> dict[str, Tx]:
@@ -427,10 +429,13 @@ class ChargePointState:
         return {k: t for k, t in self.txs.items() if not t.final}
 
     def seen(self, message_id: str) -> bool:
-        return message_id in self.recent_messages
+        return message_id in self._recent
 
     def remember(self, message_id: str) -> None:
+        if len(self.recent_messages) == self.recent_messages.maxlen:
+            self._recent.discard(self.recent_messages[0])
         self.recent_messages.append(message_id)
+        self._recent.add(message_id)
 
 
 def _floor(value: Decimal | None) -> int | None:
@@ -556,8 +561,10 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
     quality: Quality = "estimated" if estimated else ("corrected" if reasons else "exact")
     start_wh = tx.start_register if tx.start_register is not None else (
         tx.samples[0][1] if tx.samples and tx.has_start else None)
+    if tx.session_id is None:
+        tx.session_id = session_id_for(cp, tx.transaction_id)
     return SessionRow(
-        session_id=session_id_for(cp, tx.transaction_id), charge_point_id=cp,
+        session_id=tx.session_id, charge_point_id=cp,
         connector_id=tx.evse_id, transaction_id=tx.transaction_id, id_tag=tx.id_tag,
         status="closed" if closed else "active",
         started_at=tx.started_at if tx.has_start else tx.first_seen, stopped_at=tx.stopped_at,
