@@ -49,7 +49,7 @@ from typing import Any
 import ocpp
 import psycopg
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from jsonschema import Draft4Validator, Draft6Validator
 from jsonschema.exceptions import best_match
 from ocpp.messages import CallError as LibCallError
@@ -261,7 +261,7 @@ class CommandRouter:
         self, *, gateway_id: str, bootstrap: str, topics: Topics, pool: AsyncConnectionPool,
         producer: Producer, lookup: Callable[[str], CentralSystemBase | None],
         registry: CollectorRegistry, heartbeat_s: float = 5.0, grace_s: float = 20.0,
-        poll_s: float = 0.2, publish_timeout_s: float = 10.0,
+        poll_s: float = 0.2, publish_timeout_s: float = 10.0, assign_timeout_s: float = 10.0,
     ) -> None:
         self.gateway_id = gateway_id
         self.topics = topics
@@ -272,6 +272,7 @@ class CommandRouter:
         self.grace_s = grace_s
         self.poll_s = poll_s
         self.publish_timeout_s = publish_timeout_s
+        self.assign_timeout_s = assign_timeout_s
         self.metrics = CommandMetrics(registry)
         self._bootstrap = bootstrap
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="commands-consumer")
@@ -285,22 +286,36 @@ class CommandRouter:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Heartbeat, fix the read position of every partition, start the loops."""
+        """Heartbeat, fix the read position of every partition, start the loops.
+
+        Kafka unreachable or the topic missing at start does not stop the gateway
+        from serving stations: the assignment is retried in the background."""
         for schemas in SCHEMAS.values():
             await asyncio.to_thread(schemas.warm)
         await store.heartbeat(self.pool, self.gateway_id)
-        topic = self.topics.ocpp_commands
-        stored = await store.load_offsets(self.pool, self.gateway_id, topic)
-        loop = asyncio.get_running_loop()
-        positions = await loop.run_in_executor(self._executor, self._assign, stored)
-        await store.save_offsets(self.pool, self.gateway_id, topic, positions)
+        positions: dict[int, int] | None = None
+        try:
+            positions = await self._assign_now(self.assign_timeout_s)
+        except RuntimeError as exc:
+            self.log.warning("commands topic not readable yet, retrying in the background",
+                             error=str(exc))
         self._tasks = [
             asyncio.create_task(self._consume_loop(positions), name="commands-consume"),
             asyncio.create_task(self._heartbeat_loop(), name="commands-heartbeat"),
         ]
-        self.log.info("command router started", topic=topic, positions=positions)
+        self.log.info("command router started", topic=self.topics.ocpp_commands,
+                      positions=positions)
 
-    def _assign(self, stored: dict[int, int]) -> dict[int, int]:
+    async def _assign_now(self, timeout_s: float) -> dict[int, int]:
+        topic = self.topics.ocpp_commands
+        stored = await store.load_offsets(self.pool, self.gateway_id, topic)
+        loop = asyncio.get_running_loop()
+        positions = await loop.run_in_executor(
+            self._executor, functools.partial(self._assign, stored, timeout_s))
+        await store.save_offsets(self.pool, self.gateway_id, topic, positions)
+        return positions
+
+    def _assign(self, stored: dict[int, int], timeout_s: float) -> dict[int, int]:
         """(executor thread) Assign every partition at its stored position, or at its
         current end; returns the explicit positions (no lazy OFFSET_END)."""
         topic = self.topics.ocpp_commands
@@ -311,15 +326,18 @@ class CommandRouter:
             "enable.auto.offset.store": False,
             "log_level": 3,
         })
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout_s
         while True:
-            meta = consumer.list_topics(topic, timeout=10)
-            info = meta.topics.get(topic)
+            try:
+                meta = consumer.list_topics(topic, timeout=max(0.5, min(5.0, timeout_s)))
+                info = meta.topics.get(topic)
+            except KafkaException:
+                info = None
             if info is not None and info.error is None and info.partitions:
                 break
             if time.monotonic() > deadline:
                 consumer.close()
-                raise RuntimeError(f"topic {topic} does not exist")
+                raise RuntimeError(f"topic {topic} not available (broker down or topic missing)")
             time.sleep(0.5)
         positions: dict[int, int] = {}
         for partition in sorted(info.partitions):
@@ -344,10 +362,12 @@ class CommandRouter:
         for task in inflight:
             task.cancel()
         await asyncio.gather(*inflight, return_exceptions=True)
+        # The consumer thread finishes its current poll/assignment, then nothing uses
+        # the consumer any more.
+        await asyncio.to_thread(self._executor.shutdown, True)
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, consumer.close)
-        self._executor.shutdown(wait=True)
+            await asyncio.to_thread(consumer.close)
         try:
             await store.forget_gateway(self.pool, self.gateway_id)
         except psycopg.Error as exc:
@@ -365,9 +385,18 @@ class CommandRouter:
 
     # --------------------------------------------------------------------- loops
 
-    async def _consume_loop(self, positions: dict[int, int]) -> None:
+    async def _consume_loop(self, positions: dict[int, int] | None) -> None:
         loop = asyncio.get_running_loop()
         topic = self.topics.ocpp_commands
+        delay = 1.0
+        while positions is None:
+            await asyncio.sleep(delay)
+            try:
+                positions = await self._assign_now(10.0)
+            except (RuntimeError, psycopg.Error) as exc:
+                self.log.warning("commands topic still not readable", error=str(exc))
+                delay = min(30.0, delay * 2)
+        self.log.info("reading commands", topic=topic, positions=positions)
         committed = dict(positions)
         while True:
             consumer = self._consumer
