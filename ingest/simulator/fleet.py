@@ -70,6 +70,9 @@ class FleetConfig:
     voltage_v: float = 230.0
     phases: int = 3
     mean_arrival_gap_s: float = 1800.0  # simulated, between sessions on a connector
+    # Simulated seconds a connector stays free at least before the next EV arrives (on
+    # top of the random gap): room for a smart meter's reading between two sessions.
+    min_arrival_gap_s: float = 0.0
     mean_dwell_s: float = 3 * 3600.0  # simulated, how long an EV stays plugged in
     call_timeout_s: float = 15.0  # real seconds to wait for a CALLRESULT
     heartbeat_interval_s: float | None = None  # None = what the gateway's boot answer says
@@ -401,7 +404,8 @@ class SimulatedStation:
     async def _connector_loop(self, cid: int) -> None:
         await self._booted_once.wait()
         while self._take_session():
-            await self.clock.sleep(self.rng.expovariate(1.0 / self.config.mean_arrival_gap_s))
+            await self.clock.sleep(self.config.min_arrival_gap_s
+                                   + self.rng.expovariate(1.0 / self.config.mean_arrival_gap_s))
             async with self.commands.locks[cid]:
                 await self._session(cid)
 
@@ -505,10 +509,15 @@ def provision(config: FleetConfig) -> None:
 async def run_fleet(
     config: FleetConfig, report: FleetReport | None = None, *,
     before_send: BeforeSend | None = None,
+    on_station: Callable[[SimulatedStation], None] | None = None,
 ) -> FleetReport:
     """Run every station until each finished ``sessions_per_station`` sessions
     (forever when None; cancel to stop). Returns the ground truth; pass ``report``
-    to watch it fill while the fleet runs, ``before_send`` to inject faults."""
+    to watch it fill while the fleet runs, ``before_send`` to inject faults.
+
+    ``on_station`` is called with every station once it exists and before any of
+    them runs (so before any register moves), e.g. to attach smart meters that
+    follow the connectors' registers (``ingest.simulator.meters.station_sources``)."""
     if config.database_url:
         await asyncio.to_thread(provision, config)
     if report is None:
@@ -517,8 +526,12 @@ async def run_fleet(
     clock = SimClock(config.time_scale)
     versions = config.station_versions()
     tags_in_use: set[str] = set()
+    stations = [SimulatedStation(cp_id, config, report, clock, before_send, versions[cp_id],
+                                 tags_in_use) for cp_id in report.stations]
+    if on_station is not None:
+        for station in stations:
+            on_station(station)
     async with asyncio.TaskGroup() as tg:
-        for cp_id in report.stations:
-            tg.create_task(SimulatedStation(cp_id, config, report, clock, before_send,
-                                            versions[cp_id], tags_in_use).run())
+        for station in stations:
+            tg.create_task(station.run(), name=station.cp_id)
     return report

@@ -183,18 +183,48 @@ class MeterSimConfig:
 
 
 class SimulatedMeters:
-    """Publish every source's reading each ``interval_s`` until ``stop()``."""
+    """Publish every source's reading each ``interval_s`` until ``stop()``.
 
-    def __init__(self, config: MeterSimConfig, sources: Mapping[str, ReadingSource]) -> None:
+    Sources can be added while running (:meth:`add_sources`); :meth:`flush` waits
+    until every meter has published a reading taken after the call.
+    """
+
+    def __init__(self, config: MeterSimConfig,
+                 sources: Mapping[str, ReadingSource] | None = None) -> None:
         self.config = config
-        self.sources = dict(sources)
+        self.sources: dict[str, ReadingSource] = dict(sources or {})
         self.published = 0
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._rng = random.Random()
+        self._client: aiomqtt.Client | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failed: asyncio.Future[None] | None = None
+        # flush(): readings taken in epoch n are published -> meter's epoch is n.
+        self._epoch = 0
+        self._published_epoch: dict[str, int] = {}
+        self._progress = asyncio.Condition()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def add_sources(self, sources: Mapping[str, ReadingSource]) -> None:
+        """Start publishing for more meters (at once when connected)."""
+        for meter_id, source in sources.items():
+            if meter_id in self.sources:
+                raise ValueError(f"meter {meter_id} is already simulated")
+            self.sources[meter_id] = source
+            if self._client is not None:
+                self._spawn(self._client, meter_id, source)
+
+    async def flush(self) -> None:
+        """Wait until every meter published a reading taken after this call (e.g. so the
+        readings after a fleet's last sessions are out before stopping)."""
+        self._epoch += 1
+        target = self._epoch
+        async with self._progress:
+            await self._progress.wait_for(lambda: all(
+                self._published_epoch.get(m, -1) >= target for m in self.sources))
 
     async def run(self) -> None:
         cfg, attempt = self.config, 0
@@ -218,21 +248,36 @@ class SimulatedMeters:
             finally:
                 self.connected.clear()
 
+    def _spawn(self, client: aiomqtt.Client, meter_id: str, source: ReadingSource) -> None:
+        task = asyncio.create_task(self._meter(client, meter_id, source), name=meter_id)
+        self._tasks.add(task)
+        task.add_done_callback(self._meter_done)
+
+    def _meter_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or self._failed is None or self._failed.done():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._failed.set_exception(exc)  # a lost connection: MqttError, reconnect
+
     async def _publish_all(self, client: aiomqtt.Client) -> None:
-        tasks = [
-            asyncio.create_task(self._meter(client, meter_id, source))
-            for meter_id, source in self.sources.items()
-        ]
+        failed = self._failed = asyncio.get_running_loop().create_future()
         stopper = asyncio.create_task(self._stop.wait())
+        self._client = client
         try:
-            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopper:
-                    task.result()  # a lost connection: MqttError, reconnect
+            for meter_id, source in self.sources.items():
+                self._spawn(client, meter_id, source)
+            await asyncio.wait([failed, stopper], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (*tasks, stopper):
+            self._client = None
+            tasks = [*self._tasks, stopper]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._failed = None
+        if failed.done():
+            failed.result()
 
     async def _meter(self, client: aiomqtt.Client, meter_id: str, source: ReadingSource) -> None:
         cfg = self.config
@@ -240,14 +285,30 @@ class SimulatedMeters:
         # Spread the meters over the interval rather than publishing in bursts.
         await asyncio.sleep(self._rng.uniform(0.0, cfg.interval_s))
         while True:
-            snap = source.read()
+            epoch, snap = self._epoch, source.read()
             await client.publish(topic, encode_reading(
                 meter_id, snap.time, snap.energy_wh, power_w=snap.power_w,
                 voltage_v=snap.voltage_v, current_a=snap.current_a,
                 temperature_c=snap.temperature_c,
             ), qos=cfg.qos)
             self.published += 1
+            async with self._progress:
+                self._published_epoch[meter_id] = epoch
+                self._progress.notify_all()
             await asyncio.sleep(cfg.interval_s)
+
+
+def topic_template_for(pattern: str) -> str:
+    """The topic a simulated meter publishes to, from the bridge's subscription filter:
+    the first ``+`` level becomes the meter id (``meters/+/reading`` ->
+    ``meters/{meter_id}/reading``)."""
+    levels = pattern.split("/")
+    if "+" not in levels or "#" in levels or levels.count("+") > 1 or any(
+            "{" in level or "}" in level for level in levels):
+        raise ValueError(f"cannot publish to {pattern!r}: it needs exactly one '+' level "
+                         "(the meter id) and no '#'")
+    levels[levels.index("+")] = "{meter_id}"
+    return "/".join(levels)
 
 
 def standalone_meters(
