@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 
 from chargeflow.logs import configure_logging
@@ -233,35 +234,98 @@ def simulate(
         float | None, typer.Option(help="mean simulated seconds an EV stays plugged in")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="write ground truth JSON here")] = None,
+    mqtt_url: Annotated[str | None, typer.Option(
+        help="also run a smart meter per connector (MTR-<station>-<connector>) that "
+             "publishes the connector's register to this MQTT broker; default "
+             "CHARGEFLOW_MQTT_URL, unset = no meters")] = None,
+    smart_meter_interval: Annotated[float | None, typer.Option(
+        help="seconds between a smart meter's readings "
+             "(default CHARGEFLOW_SIMULATED_METER_INTERVAL_S)")] = None,
 ) -> None:
-    """Run simulated OCPP 1.6J charge points that charge cars."""
+    """Run simulated OCPP 1.6J charge points that charge cars (and their smart meters)."""
     from chargeflow.launcher import SIMULATED_ID_TAGS
-    from ingest.simulator.fleet import FleetConfig, run_fleet
+    from ingest.meters import MqttEndpoint
+    from ingest.simulator.fleet import FleetConfig, FleetReport, SimulatedStation, run_fleet
+    from ingest.simulator.meters import (
+        MeterSimConfig,
+        SimulatedMeters,
+        station_sources,
+        topic_template_for,
+    )
 
     settings = _settings()
+    mqtt_url = mqtt_url or settings.mqtt_url
+    interval_s = smart_meter_interval or settings.simulated_meter_interval_s
+    scale = time_scale or settings.simulator_time_scale
+    meter_config: MeterSimConfig | None = None
+    if mqtt_url:
+        try:
+            meter_config = MeterSimConfig(
+                mqtt=MqttEndpoint.from_url(mqtt_url), interval_s=interval_s,
+                topic_template=topic_template_for(settings.mqtt_topic_pattern))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
     config = FleetConfig(
         gateway_url=gateway,
         stations=stations,
         sessions_per_station=sessions,
         meter_interval_s=meter_interval or settings.simulator_meter_interval_s,
-        time_scale=time_scale or settings.simulator_time_scale,
+        time_scale=scale,
         mean_dwell_s=mean_dwell or settings.simulator_mean_dwell_s,
         mean_arrival_gap_s=settings.simulator_mean_arrival_gap_s,
+        # A smart meter reading falls between two sessions on a connector (the sessions
+        # flow brackets each session with the meter's readings before and after it).
+        min_arrival_gap_s=2 * interval_s * scale if meter_config else 0.0,
         id_tags=tuple(SIMULATED_ID_TAGS),
         station_password=settings.simulator_station_password,
     )
+    log = structlog.get_logger("chargeflow.simulate")
+    if meter_config is not None and interval_s * scale > 600:
+        log.warning("smart meter readings are more than 10 simulated minutes apart; the "
+                    "sessions flow may not find one within 15 minutes of a start or stop",
+                    interval_s=interval_s, time_scale=scale)
 
-    async def main() -> None:
-        fleet = asyncio.create_task(run_fleet(config))
-        stop = asyncio.create_task(_until_signalled())
-        done, _ = await asyncio.wait({fleet, stop}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (fleet, stop):
-            task.cancel()
-        await asyncio.gather(fleet, stop, return_exceptions=True)
-        if fleet in done and report is not None:
-            report.write_text(json.dumps(fleet.result().to_json(), indent=2))
+    async def main() -> FleetReport | None:
+        meters = SimulatedMeters(meter_config) if meter_config is not None else None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
 
-    asyncio.run(main())
+        def attach(station: SimulatedStation) -> None:
+            assert meters is not None
+            meters.add_sources(station_sources(station))
+
+        async def fleet() -> FleetReport:
+            result = await run_fleet(config, on_station=attach if meters else None)
+            if meters is not None:  # the readings after the last sessions, then stop
+                try:
+                    async with asyncio.timeout(max(30.0, 3 * interval_s)):
+                        await meters.flush()
+                except TimeoutError:
+                    log.warning("smart meters did not publish after the last sessions")
+            return result
+
+        async with asyncio.TaskGroup() as tg:
+            running = tg.create_task(fleet())
+            if meters is not None:
+                tg.create_task(meters.run())
+                log.info("simulated smart meters publishing", meters=stations,
+                         mqtt=meter_config.mqtt.url if meter_config else None,
+                         interval_s=interval_s)
+            waiter = tg.create_task(stop.wait())
+            await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            running.cancel()
+            waiter.cancel()
+            if meters is not None:
+                meters.stop()
+        if meters is not None:
+            log.info("simulated smart meters stopped", published=meters.published)
+        return None if running.cancelled() else running.result()
+
+    result = asyncio.run(main())
+    if result is not None and report is not None:
+        report.write_text(result.to_json())
 
 
 # ------------------------------------------------------------------ smart meters (MQTT)

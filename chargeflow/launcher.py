@@ -40,6 +40,17 @@ def simulated_station_ids(count: int) -> list[str]:
     return [f"SIM-{n:04d}" for n in range(1, count + 1)]
 
 
+def seed_simulated_meters(database_url: str, station_ids: list[str]) -> None:
+    """A smart meter (``MTR-<station>-1``) on connector 1 of each simulated station.
+
+    ``chargeflow simulate --mqtt-url`` publishes their readings from the stations'
+    own registers. The first station's meter is its billing meter (sessions there
+    show ``energy_source = smart_meter``); the others only cross-check the station.
+    """
+    for n, station in enumerate(station_ids):
+        add_meter(database_url, meter_id_for(station), station, 1, is_billing_meter=n == 0)
+
+
 @dataclass
 class LocalStack:
     settings: Settings
@@ -138,6 +149,7 @@ class LocalStack:
         sup.start("api", [py, "-m", "chargeflow.cli", "api"], env)
         wait_until(lambda: tcp_open(s.gateway_host, s.gateway_port), 30, "gateway")
         wait_until(lambda: tcp_open(s.api_host, s.api_port), 30, "api")
+        self.start_meter_bridge()
         sup.start(
             "simulator",
             [
@@ -150,9 +162,10 @@ class LocalStack:
                 "--gateway",
                 f"ws://{s.gateway_host}:{s.gateway_port}/ocpp",
             ],
+            # CHARGEFLOW_MQTT_URL (in the env, not argv: it may hold a password) makes
+            # it run the stations' smart meters too, following their registers.
             {**env, "CHARGEFLOW_SIMULATOR_STATION_PASSWORD": self.station_password},
         )
-        self.start_meter_services()
 
     # --------------------------------------------------------- smart meters (MQTT)
 
@@ -170,21 +183,13 @@ class LocalStack:
                  mqtt=self.mqtt_url)
 
     def seed_meters(self) -> None:
-        """One simulated (non-billing) meter on connector 1 of each simulated station."""
-        for station in simulated_station_ids(self.settings.simulated_stations):
-            add_meter(self.database_url, meter_id_for(station), station, 1)
+        seed_simulated_meters(self.database_url,
+                              simulated_station_ids(self.settings.simulated_stations))
 
-    def start_meter_services(self) -> None:
+    def start_meter_bridge(self) -> None:
         s, env, py = self.settings, self.child_env(), sys.executable
         self.supervisor.start("meters", [py, "-m", "chargeflow.cli", "meters"], env)
         wait_until(lambda: tcp_open("127.0.0.1", s.meters_http_port), 30, "meter bridge")
-        self.supervisor.start(
-            "meter-sim",
-            [py, "-m", "ingest.simulator.meters", "--url", self.mqtt_url,
-             "--stations", str(s.simulated_stations),
-             "--interval", str(s.simulated_meter_interval_s)],
-            env,
-        )
 
     def stop(self) -> None:
         self.supervisor.stop_all()
@@ -227,8 +232,10 @@ def banner(stack: LocalStack, api_key: str) -> str:
             f"  MQTT (meters)   {stack.mqtt_url.split('@')[-1]}  topic {s.mqtt_topic_pattern}"
             + (f"  (embedded {stack.mqtt_broker.backend})" if stack.mqtt_broker else "")
             + f"; bridge metrics http://127.0.0.1:{s.meters_http_port}/metrics",
-            "  processes       gateway, sessions/load/status flows (Bytewax), api, simulator "
-            f"({s.simulated_stations} charge points)",
+            "  processes       gateway, sessions/load/status flows (Bytewax), api, meter "
+            f"bridge, simulator ({s.simulated_stations} charge points)",
+            f"  smart meters    MTR-SIM-0001-1 ... on connector 1 of each charge point "
+            "(MTR-SIM-0001-1 bills its sessions)",
             f"  dev API key     {api_key}   (role admin)",
             "",
             "  try:  curl -s -H 'X-API-Key: " + api_key + f"' '{api}/v1/sessions?status=closed'",

@@ -53,6 +53,9 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
         "CHARGEFLOW_SIMULATOR_METER_INTERVAL_S": "30",
         "CHARGEFLOW_SIMULATOR_MEAN_DWELL_S": "900",
         "CHARGEFLOW_SIMULATOR_MEAN_ARRIVAL_GAP_S": "60",
+        # Smart meter readings 5 simulated minutes apart (the flow brackets sessions
+        # with readings within 15 simulated minutes of their start and stop).
+        "CHARGEFLOW_SIMULATED_METER_INTERVAL_S": "0.5",
         "CHARGEFLOW_DATA_DIR": str(tmp_path / "data"),
         "PYTHONUNBUFFERED": "1",
     }
@@ -94,10 +97,29 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
             lambda items: len(items) >= 1, 90, "a closed session from the simulated fleet",
         )
         assert closed[0]["energy_wh"] == closed[0]["meter_stop_wh"] - closed[0]["meter_start_wh"]
+        # SIM-0001's smart meter (run by the simulator, following the station's register)
+        # bills its sessions; it agrees with the station, so the session stays exact.
+        (billed, *_) = poll_until(
+            lambda: httpx.get(
+                f"{api}/v1/sessions", params={"status": "closed", "station": "SIM-0001"},
+                headers={"X-API-Key": key}, timeout=5,
+            ).json()["items"],
+            lambda items: len(items) >= 1, 90, "a closed session of SIM-0001",
+        )
+        assert billed["energy_source"] == "smart_meter", billed
+        assert billed["quality"] == "exact", billed
+        assert billed["smart_meter_id"] == "MTR-SIM-0001-1", billed
         assert httpx.get(f"{api}/docs", timeout=5).status_code == 200
 
-        family = {p.pid for p in psutil.Process(launcher.pid).children(recursive=True)}
-        assert len(family) >= 5  # broker, gateway, flow, api, simulator
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        family = {p.pid for p in children}
+        commands = [" ".join(p.cmdline()) for p in children]
+        # brokers (Kafka, MQTT), gateway, 3 flows, aggregates, api, meter bridge, simulator
+        assert len(family) >= 10, commands
+        assert sum("chargeflow.cli simulate" in c for c in commands) == 1, commands
+        assert sum("chargeflow.cli meters" in c for c in commands) == 1, commands
+        # The smart meters run inside the simulator, not in a process of their own.
+        assert not any("ingest.simulator.meters" in c for c in commands), commands
         launcher.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         assert launcher.wait(60) == 0, "".join(lines[-60:])
     finally:
