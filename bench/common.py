@@ -7,7 +7,10 @@ interleaved in time order across stations the way a fleet reports. Every
 MeterValues carries ``values_per_event`` sampled values (energy register first,
 then power, current, voltage, SoC ... as a typical station configures
 ``MeterValuesSampledData``). Message ids and values come from a seeded RNG, so the
-same spec always produces the same bytes.
+same spec always produces the same bytes. Like the gateway, every envelope carries
+its normalised facts (``Envelope.normalized``, :func:`bus.normalized.normalize_v16`);
+``StreamSpec(normalized=False)`` leaves them out (envelopes of older gateways: the flow
+then validates and normalises the raw payload itself).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import psycopg
 from confluent_kafka import KafkaError, Message
 from confluent_kafka import Producer as RdProducer
 
-from bus.envelope import Envelope, Kind, encode_envelope
+from bus.envelope import Envelope, Kind, decode_envelope, encode_envelope
+from bus.normalized import normalize_v16
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer
 from store.schema import migrate
@@ -64,6 +68,7 @@ class StreamSpec:
     meter_values_per_session: int = 50
     values_per_event: int = 3
     seed: int = 7
+    normalized: bool = True  # attach Envelope.normalized as the gateway does
 
     def __post_init__(self) -> None:
         if not 1 <= self.values_per_event <= len(MEASURANDS):
@@ -89,12 +94,16 @@ class _Station:
 
 
 def _envelope(rng: random.Random, cp: str, action: str, payload: dict[str, Any],
-              at: datetime, response: dict[str, Any] | None = None) -> Envelope:
+              at: datetime, response: dict[str, Any] | None = None, *,
+              normalized: bool = True) -> Envelope:
+    received_at = at + timedelta(milliseconds=40)
     return Envelope(
         message_id=uuid.UUID(int=rng.getrandbits(128), version=4).hex,
-        charge_point_id=cp, received_at=at + timedelta(milliseconds=40), measured_at=at,
+        charge_point_id=cp, received_at=received_at, measured_at=at,
         kind=Kind.OCPP_CALL, ocpp_version="1.6", action=action,
         unique_id=f"{rng.getrandbits(32):08x}", payload=payload, response=response,
+        normalized=normalize_v16(cp, action, payload, response, received_at)
+        if normalized else None,
     )
 
 
@@ -143,14 +152,15 @@ def generate(spec: StreamSpec) -> Iterator[Envelope]:
                 yield _envelope(rng, st.cp, "StartTransaction", {
                     "connectorId": st.connector, "idTag": f"TAG{st.tx % 97:04d}",
                     "meterStart": st.register_wh, "timestamp": _iso(st.clock),
-                }, st.clock, {"transactionId": st.tx, "idTagInfo": {"status": "Accepted"}})
+                }, st.clock, {"transactionId": st.tx, "idTagInfo": {"status": "Accepted"}},
+                    normalized=spec.normalized)
             st.clock += SAMPLE_INTERVAL
             st.register_wh += st.power_w // 60 + rng.randrange(5)
             yield _envelope(rng, st.cp, "MeterValues", {
                 "connectorId": st.connector, "transactionId": st.tx,
                 "meterValue": [{"timestamp": _iso(st.clock),
                                 "sampledValue": _sampled_values(st, spec.values_per_event)}],
-            }, st.clock)
+            }, st.clock, normalized=spec.normalized)
             emitted += 1
             st.left -= 1
             if st.left == 0:
@@ -158,7 +168,7 @@ def generate(spec: StreamSpec) -> Iterator[Envelope]:
                 yield _envelope(rng, st.cp, "StopTransaction", {
                     "transactionId": st.tx, "meterStop": st.register_wh,
                     "timestamp": _iso(st.clock), "reason": "EVDisconnected",
-                }, st.clock, {})
+                }, st.clock, {}, normalized=spec.normalized)
                 st.tx = None
                 st.clock += timedelta(minutes=3)
 
@@ -285,4 +295,9 @@ def stop_flow(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
 
 def sample_count(msgs: Sequence[KeyValue]) -> int:
     """How many meter_samples rows the MeterValues in ``msgs`` carry (bench streams)."""
-    return sum(v.count(b'"sampledValue"') and v.count(b'"measurand"') for _, v in msgs)
+    total = 0
+    for _, v in msgs:
+        envelope = decode_envelope(v)
+        if envelope.action == "MeterValues":
+            total += sum(len(mv["sampledValue"]) for mv in envelope.payload["meterValue"])
+    return total

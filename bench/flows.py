@@ -71,7 +71,7 @@ def progress(text: str) -> None:
 
 def truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE sessions, meter_samples")
+        conn.execute("TRUNCATE sessions, sessions_outbox, meter_samples")
 
 
 def table_digest(url: str) -> dict[str, Any]:
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copy-chunk", type=int, default=10_000)
     parser.add_argument("--session-rows", type=int, default=20_000)
     parser.add_argument("--no-recovery", action="store_true", help="run the flow without -r")
+    parser.add_argument("--raw-envelopes", action="store_true",
+                        help="envelopes without normalized facts (older gateways)")
     parser.add_argument("--skip-plain", action="store_true")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also run the flow in-process under cProfile, dump stats here")
@@ -242,13 +244,15 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = StreamSpec(stations=args.stations, meter_events=args.events,
                       meter_values_per_session=args.session_length,
-                      values_per_event=args.values_per_event)
+                      values_per_event=args.values_per_event,
+                      normalized=not args.raw_envelopes)
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "stream": {"stations": spec.stations, "meter_events": spec.meter_events,
                    "values_per_event": spec.values_per_event,
                    "meter_values_per_session": spec.meter_values_per_session,
-                   "partitions": args.partitions, "kafka_batch_size": args.batch_size},
+                   "normalized": spec.normalized, "partitions": args.partitions,
+                   "kafka_batch_size": args.batch_size},
     }
     with tempfile.TemporaryDirectory(prefix="chargeflow-bench-") as tmp:
         work = Path(tmp)
