@@ -6,8 +6,16 @@ Idempotent under replay (Bytewax sinks are at-least-once):
   session wins; a closed session is never reopened by a replayed active snapshot
   (``WHERE sessions.status <> 'closed' OR EXCLUDED.status = 'closed'``); there are
   no write-time columns, so replaying the same events leaves the table identical.
-* meter samples go through binary COPY into a temporary staging table and then
-  ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` on their natural key.
+* meter samples are binary COPYed straight into ``meter_samples`` inside a
+  savepoint: a batch of new samples (the normal case) costs no conflict handling
+  at all. If any sample of the batch is already stored (a replay after recovery, a
+  station resending values) or repeats within the batch, the unique natural key
+  makes the COPY fail, the savepoint is rolled back and the batch goes the safe
+  way: COPY into a temporary staging table, then ``INSERT ... SELECT ... ON
+  CONFLICT DO NOTHING``. Either way exactly the samples not yet stored are
+  inserted. After such a fallback the next :data:`SAFE_BATCHES_AFTER_CONFLICT`
+  batches of that connection go the safe way directly (a replay usually spans
+  several batches; a failed COPY costs the work of the batch).
 
 Performance: one transaction and a handful of statements per batch, whatever its
 size. Session snapshots that know their start (all but orphan stops) are binary
@@ -41,6 +49,8 @@ from typing import Any, Protocol
 import psycopg
 
 START_UNKNOWN = "start_unknown"
+# Batches written the safe way (staging + ON CONFLICT) after a batch that conflicted.
+SAFE_BATCHES_AFTER_CONFLICT = 16
 
 
 class SessionRecord(Protocol):
@@ -232,6 +242,9 @@ _INSERT_SAMPLES = (
     f"INSERT INTO meter_samples ({_SAMPLE_COLUMN_LIST}) "
     f"SELECT {_SAMPLE_COLUMN_LIST} FROM {_STAGING} ON CONFLICT DO NOTHING"
 )
+_COPY_SAMPLES_DIRECT = (
+    f"COPY meter_samples ({_SAMPLE_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
+)
 _COPY_SESSIONS = (
     f"COPY {_SESSIONS_STAGING} ({', '.join(_SESSION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
@@ -263,6 +276,9 @@ ON CONFLICT (session_id) DO NOTHING
 # Connections whose temporary staging tables exist (added only after a commit, as
 # a rolled-back CREATE TEMP TABLE leaves nothing behind).
 _staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+# Connection -> how many more sample batches go the safe way (after a conflict).
+_safe_batches: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = (
+    weakref.WeakKeyDictionary())
 
 
 def _start_unknown(row: SessionRecord) -> bool:
@@ -333,14 +349,7 @@ def write_sessions_batch(
             already = {row[0] for row in cur.fetchall()}
             closing = [sid for sid in closing if sid not in already]
         if sample_rows:
-            with cur.copy(_COPY_SAMPLES) as copy:
-                copy.set_types(_SAMPLE_TYPES)
-                write = copy.write_row
-                for s in sample_rows:
-                    write((s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id,
-                           s.measurand, s.phase, s.location, s.context, s.unit, s.value,
-                           s.unit_multiplier))
-            cur.execute(_INSERT_SAMPLES)
+            _write_samples(conn, cur, sample_rows)
         if known:
             with cur.copy(_COPY_SESSIONS) as copy:
                 copy.set_types(_SESSION_TYPES)
@@ -359,3 +368,29 @@ def write_sessions_batch(
             cur.execute(_INSERT_OUTBOX, (closing,))
     if created and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         _staged.add(conn)  # committed (not a savepoint inside a caller's transaction)
+
+
+def _copy_samples(cur: psycopg.Cursor[Any], statement: str, rows: list[SampleRecord]) -> None:
+    with cur.copy(statement) as copy:
+        copy.set_types(_SAMPLE_TYPES)
+        write = copy.write_row
+        for s in rows:
+            write((s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id,
+                   s.measurand, s.phase, s.location, s.context, s.unit, s.value,
+                   s.unit_multiplier))
+
+
+def _write_samples(conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any],
+                   rows: list[SampleRecord]) -> None:
+    """Insert the samples not stored yet (module docstring: direct COPY, else staging)."""
+    safe = _safe_batches.get(conn, 0)
+    if safe == 0:
+        try:
+            with conn.transaction():  # a savepoint: a conflict rolls back only the COPY
+                _copy_samples(cur, _COPY_SAMPLES_DIRECT, rows)
+            return
+        except psycopg.errors.UniqueViolation:
+            safe = SAFE_BATCHES_AFTER_CONFLICT
+    _safe_batches[conn] = safe - 1 if safe > 0 else 0
+    _copy_samples(cur, _COPY_SAMPLES, rows)
+    cur.execute(_INSERT_SAMPLES)

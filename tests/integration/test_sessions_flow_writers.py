@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from flows.sessions.logic import MeterSampleRow, SessionRow, session_id_for
-from store.writers import write_sessions_batch
+from store.writers import SAFE_BATCHES_AFTER_CONFLICT, write_sessions_batch
 from tests.unit.test_sessions_logic import T0
 
 pytestmark = pytest.mark.integration
@@ -119,3 +119,22 @@ def test_sink_reconnects_and_retries_after_losing_the_database_connection(
         part.close()
     assert db.execute("SELECT energy_wh FROM sessions").fetchall() == [(900,)]
     assert db.execute("SELECT count(*) FROM meter_samples").fetchone() == (2,)
+
+
+def test_sample_batches_insert_exactly_the_samples_not_stored_yet(
+        db: psycopg.Connection[Any]) -> None:
+    def values() -> list[int]:
+        return [int(v) for (v,) in db.execute(
+            "SELECT value FROM meter_samples ORDER BY measured_at").fetchall()]
+
+    write_sessions_batch(db, [], [sample(1, "1"), sample(2, "2")])  # new: direct COPY
+    # Overlaps the stored samples and repeats one within the batch: the direct COPY
+    # conflicts, the batch goes through staging; the session upsert still commits.
+    write_sessions_batch(db, [active()], [sample(2, "2"), sample(3, "3"), sample(3, "3")])
+    assert values() == [1, 2, 3]
+    assert len(session_rows(db)) == 1
+    last = 4 + SAFE_BATCHES_AFTER_CONFLICT + 2
+    for minute in range(4, last):  # the safe way for a while, then direct again
+        write_sessions_batch(db, [], [sample(minute, str(minute))])
+    write_sessions_batch(db, [], [sample(1, "1"), sample(last, str(last))])  # conflicts again
+    assert values() == list(range(1, last + 1))
