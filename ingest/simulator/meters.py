@@ -6,9 +6,12 @@ A meter reads a *source* each interval and publishes the wire format of
 * :class:`RegisterSource` tracks an energy register someone else advances, e.g. a
   simulated station's connector register (``station.registers[cid].wh`` in
   ``ingest.simulator.fleet``); power is the register's rise over the interval.
-  :func:`station_sources` builds these for every connector of a station object.
+  :func:`station_sources` builds these for every connector of a station object;
+  ``chargeflow simulate --mqtt-url`` (so ``chargeflow run``) attaches them to the fleet's
+  stations via ``run_fleet(on_station=...)``, so meter and station agree.
 * :class:`StandaloneSource` simulates its own EV sessions with the fleet's physics,
-  for meters that run in a process of their own (``chargeflow run``).
+  for meters that run in a process of their own (``python -m ingest.simulator.meters``);
+  their registers have nothing to do with any station's.
 
 ``python -m ingest.simulator.meters --url mqtt://127.0.0.1:1883 --stations 20`` runs
 standalone meters ``MTR-SIM-0001-1`` ... for stations ``SIM-0001`` ... until interrupted.
