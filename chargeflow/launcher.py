@@ -234,8 +234,8 @@ def banner(stack: LocalStack, api_key: str) -> str:
             + f"; bridge metrics http://127.0.0.1:{s.meters_http_port}/metrics",
             "  processes       gateway, sessions/load/status flows (Bytewax), api, meter "
             f"bridge, simulator ({s.simulated_stations} charge points)",
-            f"  smart meters    MTR-SIM-0001-1 ... on connector 1 of each charge point "
-            "(MTR-SIM-0001-1 bills its sessions)",
+            f"  smart meters    {meter_id_for('SIM-0001')} ... on connector 1 of each charge "
+            f"point, run by the simulator ({meter_id_for('SIM-0001')} bills its sessions)",
             f"  dev API key     {api_key}   (role admin)",
             "",
             "  try:  curl -s -H 'X-API-Key: " + api_key + f"' '{api}/v1/sessions?status=closed'",
