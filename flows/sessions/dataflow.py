@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +38,14 @@ from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSourceMes
 from bytewax.connectors.kafka import operators as kop
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
-from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    Sink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
 from confluent_kafka import OFFSET_BEGINNING
 
 from bus.envelope import EnvelopeError, decode_envelope
@@ -77,6 +86,10 @@ class SessionsFlowConfig:
     db_max_backoff_s: float = 10.0
     rules: SessionRules = DEFAULT_RULES
     publish_closed: bool = True  # publish the sessions_outbox to topics.sessions_closed
+    # Write to PostgreSQL on a background thread while the flow computes the next
+    # batch (PostgresSessionsSink(overlap=True)); False writes inside the step.
+    overlap_writes: bool = True
+    sink_partitions: int = 1  # writers (DB connections); rows go to them by charge point
 
 
 # --------------------------------------------------------------------------- pure steps
@@ -118,23 +131,58 @@ def consume_error_dead_letter(err: Any) -> DeadLetter:
 def step(
     state: ChargePointState | None, event: Event, rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
-    """The stateful_map mapper (module-level so recovery snapshots stay picklable)."""
+    """One event (what :class:`SessionsLogic` does for each item of a batch)."""
     return logic.apply(state, event, rules)
+
+
+class SessionsLogic(StatefulBatchLogic[Event, list[Output], bytes]):
+    """The per-charge-point state of the ``sessions`` step.
+
+    ``on_batch`` folds the charge point's events of one Bytewax batch through
+    :func:`logic.apply` in order and emits their rows as one list (fewer items
+    through Bytewax than one per row). ``snapshot`` (end of every epoch, for the
+    charge points seen in it) pickles the state: an independent copy like
+    ``stateful_map``'s deep copy, but several times cheaper.
+    """
+
+    def __init__(self, rules: SessionRules, resume: bytes | None) -> None:
+        self.rules = rules
+        self.state: ChargePointState | None = (
+            None if resume is None else pickle.loads(resume))
+
+    def on_batch(self, values: list[Event]) -> tuple[list[list[Output]], bool]:
+        state, rules = self.state, self.rules
+        rows: list[Output] = []
+        for event in values:
+            state, out = logic.apply(state, event, rules)
+            if out:
+                rows.extend(out)
+        self.state = state
+        return ([rows] if rows else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def sessions_logic(rules: SessionRules, resume: bytes | None) -> SessionsLogic:
+    return SessionsLogic(rules, resume)
 
 
 # --------------------------------------------------------------------------- sink
 
 
-class _PostgresPartition(StatelessSinkPartition[Output]):
-    """Writes each batch in one transaction; waits out database outages.
+class _SessionsWriter:
+    """Writes each batch of rows in one transaction; waits out database outages.
 
-    While the database is unreachable ``write_batch`` keeps retrying with
-    exponential backoff (``initial_backoff_s`` doubling up to ``max_backoff_s``,
-    with jitter), logging every retry and the recovery. Blocking here is the
-    backpressure: the worker stops reading Kafka, the input offsets in the recovery
-    store stay behind the last written batch, so nothing read is lost even if the
-    process dies during the outage. Errors other than connection/operational
-    ones crash the flow loudly (recovery then replays the batch).
+    While the database is unreachable ``write`` keeps retrying with exponential
+    backoff (``initial_backoff_s`` doubling up to ``max_backoff_s``, with jitter),
+    logging every retry and the recovery. Blocking here is the backpressure: the
+    worker stops reading Kafka, the input offsets in the recovery store stay
+    behind the last written batch, so nothing read is lost even if the process
+    dies during the outage. Errors other than connection/operational ones crash
+    the flow loudly (recovery then replays the batch). After every commit (and
+    once at start, for what a previous run committed but did not publish) the
+    sessions outbox is published.
     """
 
     def __init__(self, database_url: str, max_backoff_s: float, initial_backoff_s: float,
@@ -164,7 +212,7 @@ class _PostgresPartition(StatelessSinkPartition[Output]):
             )
         return self._conn
 
-    def write_batch(self, items: list[Output]) -> None:
+    def write(self, items: list[Output]) -> None:
         sessions: list[logic.SessionRow] = []
         samples: list[logic.MeterSampleRow] = []
         for item in items:
@@ -216,8 +264,21 @@ class _PostgresPartition(StatelessSinkPartition[Output]):
         self._close_conn()
 
 
+class _PostgresPartition(StatelessSinkPartition[Output]):
+    """Writes each batch before returning (see :class:`_SessionsWriter`)."""
+
+    def __init__(self, writer: _SessionsWriter) -> None:
+        self._writer = writer
+
+    def write_batch(self, items: list[Output]) -> None:
+        self._writer.write(items)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class PostgresSessionsSink(DynamicSink[Output]):
-    """Writes SessionRow/MeterSampleRow batches through ``store.writers``."""
+    """Writes SessionRow/MeterSampleRow batches through ``store.writers``, in the step."""
 
     def __init__(self, database_url: str, *, max_backoff_s: float = 10.0,
                  initial_backoff_s: float = 0.1, connect_timeout_s: int = 5,
@@ -230,10 +291,127 @@ class PostgresSessionsSink(DynamicSink[Output]):
         self._connect_timeout_s = connect_timeout_s
         self._publisher = publisher
 
+    def writer(self) -> _SessionsWriter:
+        return _SessionsWriter(self._url, self._max_backoff_s, self._initial_backoff_s,
+                               self._connect_timeout_s,
+                               self._publisher() if self._publisher else None)
+
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
-        return _PostgresPartition(self._url, self._max_backoff_s, self._initial_backoff_s,
-                                  self._connect_timeout_s,
-                                  self._publisher() if self._publisher else None)
+        return _PostgresPartition(self.writer())
+
+
+class _OverlappedPartition(StatefulSinkPartition[list[Output], None]):
+    """Writes on a background thread while the flow computes the next batches.
+
+    ``write_batch`` hands the rows to the writer thread and returns; rows that
+    arrive while it is busy are written together in its next transaction. Safe
+    under a crash because ``snapshot`` -- which Bytewax calls at the end of every
+    epoch, after the epoch's last ``write_batch`` and before it commits the epoch
+    (input offsets and state) to the recovery store -- returns only once every
+    row handed over so far is committed. So a committed epoch never has rows
+    that are not in the database; rows of an epoch that was not committed are
+    written again after a restart, which the writers absorb (idempotent).
+    Backpressure: ``write_batch`` blocks while ``max_pending_rows`` rows wait (a
+    database outage stops the flow from reading on). A write that fails with
+    anything but an outage is raised from the next ``write_batch``/``snapshot``/
+    ``close``, crashing the flow before the epoch commits.
+    """
+
+    def __init__(self, writer: _SessionsWriter, max_pending_rows: int) -> None:
+        self._writer = writer
+        self._max_pending = max_pending_rows
+        self._cond = threading.Condition()
+        self._pending: list[Output] = []
+        self._busy = False
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="sessions-db-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._pending and not self._closed:
+                    cond.wait()
+                if not self._pending:
+                    return  # closed and drained
+                batch, self._pending = self._pending, []
+                self._busy = True
+                cond.notify_all()  # room for write_batch again
+            try:
+                self._writer.write(batch)
+            except BaseException as exc:
+                log.exception("writing %d rows failed", len(batch))
+                with cond:
+                    self._error = exc
+                    self._busy = False
+                    cond.notify_all()
+                return
+            with cond:
+                self._busy = False
+                cond.notify_all()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise RuntimeError("the sessions sink could not write to PostgreSQL") \
+                from self._error
+
+    def write_batch(self, values: list[list[Output]]) -> None:
+        with self._cond:
+            self._raise_failure()
+            while len(self._pending) >= self._max_pending:
+                self._cond.wait()
+                self._raise_failure()
+            for rows in values:
+                self._pending.extend(rows)
+            self._cond.notify_all()
+
+    def _drain(self) -> None:
+        with self._cond:
+            while (self._pending or self._busy) and self._error is None:
+                self._cond.wait()
+            self._raise_failure()
+
+    def snapshot(self) -> None:
+        self._drain()  # the epoch's rows are committed before Bytewax commits the epoch
+
+    def close(self) -> None:
+        try:
+            self._drain()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+            self._thread.join()
+            self._writer.close()
+
+
+class OverlappedPostgresSessionsSink(FixedPartitionedSink[list[Output], None]):
+    """Like :class:`PostgresSessionsSink`, but writes overlap with processing
+    (:class:`_OverlappedPartition`). Items are ``(charge point, [rows])``;
+    ``partitions`` writers (one DB connection each), rows go to them by charge
+    point (with several workers, set it to the number of workers)."""
+
+    def __init__(self, database_url: str, *, partitions: int = 1,
+                 max_pending_rows: int = 50_000, max_backoff_s: float = 10.0,
+                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5,
+                 publisher: Callable[[], OutboxPublisher] | None = None) -> None:
+        if partitions < 1 or max_pending_rows < 1:
+            raise ValueError("partitions and max_pending_rows must be >= 1")
+        self._partitions = partitions
+        self._max_pending_rows = max_pending_rows
+        self._writers = PostgresSessionsSink(
+            database_url, max_backoff_s=max_backoff_s, initial_backoff_s=initial_backoff_s,
+            connect_timeout_s=connect_timeout_s, publisher=publisher)
+
+    def list_parts(self) -> list[str]:
+        return [f"writer-{i}" for i in range(self._partitions)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None
+                   ) -> _OverlappedPartition:
+        return _OverlappedPartition(self._writers.writer(), self._max_pending_rows)
 
 
 # --------------------------------------------------------------------------- wiring
@@ -258,9 +436,13 @@ def build_flow_with(
     op.output("deadletter", op.merge("dead_letters", consumer_errors, invalid), deadletter_sink)
 
     keyed = op.key_on("key_by_charge_point", events, lambda e: e.charge_point_id)
-    outputs = op.stateful_map("sessions", keyed, partial(step, rules=rules))
-    rows = op.flat_map("rows", outputs, lambda kv: kv[1])
-    op.output("postgres", rows, rows_sink)
+    # (charge point, [rows of its events in one batch])
+    batches = op.stateful_batch("sessions", keyed, partial(sessions_logic, rules))
+    if isinstance(rows_sink, FixedPartitionedSink):
+        op.output("postgres", batches, rows_sink)
+    else:
+        rows = op.flat_map("rows", batches, lambda kv: kv[1])
+        op.output("postgres", rows, rows_sink)
     return flow
 
 
@@ -283,10 +465,16 @@ def build_flow(config: SessionsFlowConfig) -> Dataflow:
     producer_config = {"acks": "all", **config.kafka_config}
     publisher = partial(OutboxPublisher, config.brokers, config.topics.sessions_closed,
                         config.kafka_config) if config.publish_closed else None
+    rows_sink: Sink[Any] = (
+        OverlappedPostgresSessionsSink(
+            config.database_url, partitions=config.sink_partitions,
+            max_backoff_s=config.db_max_backoff_s, publisher=publisher)
+        if config.overlap_writes else
+        PostgresSessionsSink(config.database_url, max_backoff_s=config.db_max_backoff_s,
+                             publisher=publisher))
     return build_flow_with(
         kafka_input(config),
-        PostgresSessionsSink(config.database_url, max_backoff_s=config.db_max_backoff_s,
-                             publisher=publisher),
+        rows_sink,
         KafkaSink(config.brokers, config.topics.deadletter, producer_config),
         rules=config.rules,
     )
@@ -335,6 +523,9 @@ def config_from_env() -> SessionsFlowConfig:
     CHARGEFLOW_TOPIC_PREFIX (default ""), CHARGEFLOW_FLOW_TAIL (default true),
     CHARGEFLOW_FLOW_BATCH_SIZE (Kafka input batch, default 1000) and
     CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S (sink retry backoff cap, default 10),
+    CHARGEFLOW_FLOW_OVERLAP_WRITES (write on a background thread, default true),
+    CHARGEFLOW_FLOW_SINK_PARTITIONS (database writers, default 1; with several
+    workers, their number),
     CHARGEFLOW_SESSION_IDLE_TIMEOUT_S (close a session without StopTransaction after
     this much station event time without news of it, default 21600),
     CHARGEFLOW_SESSION_MAX_POWER_W (register plausibility, default 350000) and
@@ -351,6 +542,8 @@ def config_from_env() -> SessionsFlowConfig:
         tail=_env_bool("CHARGEFLOW_FLOW_TAIL", True),
         batch_size=_env_int("CHARGEFLOW_FLOW_BATCH_SIZE", 1000),
         db_max_backoff_s=_env_float("CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S", 10.0),
+        overlap_writes=_env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
+        sink_partitions=_env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
         rules=rules_from_env(),
     )
 

@@ -75,12 +75,13 @@ transaction's ``seqNo`` range is ``seq_no_gap``; any event sent ``offline`` is
 from __future__ import annotations
 
 import bisect
+import math
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from bus.envelope import Envelope, Kind
@@ -439,7 +440,7 @@ class ChargePointState:
 
 
 def _floor(value: Decimal | None) -> int | None:
-    return None if value is None else int(value.to_integral_value(rounding=ROUND_FLOOR))
+    return None if value is None else math.floor(value)
 
 
 # --------------------------------------------------------------------------- energy
@@ -649,8 +650,14 @@ def _close_idle(state: ChargePointState, rules: SessionRules, touched: set[str])
 
 def _forget_old(state: ChargePointState, rules: SessionRules) -> None:
     mark = state.watermark
-    closed = sorted((t for t in state.txs.values() if t.final),
-                    key=lambda t: (t.stopped_at or t.last_activity, t.transaction_id))
+    finals = [t for t in state.txs.values() if t.final]
+    if not finals:
+        return
+    window = rules.amend_window
+    if len(finals) <= rules.keep_closed and (mark is None or not any(
+            t.stopped_at is not None and mark - t.stopped_at > window for t in finals)):
+        return  # nothing to forget (the common case: no sort)
+    closed = sorted(finals, key=lambda t: (t.stopped_at or t.last_activity, t.transaction_id))
     excess = len(closed) - rules.keep_closed
     for i, tx in enumerate(closed):
         old = mark is not None and tx.stopped_at is not None and (

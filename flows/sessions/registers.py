@@ -265,6 +265,10 @@ class RegisterFold:
 
     def result(self, stop: Point | None = None) -> tuple[Decimal | None, tuple[str, ...]]:
         """(energy in Wh or None with fewer than two points, reasons)."""
+        if stop is None and self.pending is None:  # nothing to resolve: no copy needed
+            if self.points < 2 or self.base is None or self.seg_start is None:
+                return None, self.reasons
+            return self.completed + self.base - self.seg_start, self.reasons
         fold = replace(self)
         if stop is not None:
             fold.push(*stop)
