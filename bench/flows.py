@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -96,7 +97,8 @@ def table_digest(url: str) -> dict[str, Any]:
 
 
 def run_flow(bootstrap: str, topics: Topics, url: str, workdir: Path,
-             recovery: bool, batch_size: int) -> float:
+             recovery: bool, batch_size: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the flow process)."""
     env = flow_env(bootstrap, topics, url, tail=False,
                    CHARGEFLOW_FLOW_BATCH_SIZE=str(batch_size))
     args = [sys.executable, "-m", "flows.run", SESSIONS_FLOW]
@@ -104,12 +106,15 @@ def run_flow(bootstrap: str, topics: Topics, url: str, workdir: Path,
         rdir = workdir / f"recovery-{uuid.uuid4().hex[:6]}"
         ensure_recovery_dir(rdir, 1)
         args += ["-r", str(rdir), "-s", "5", "-b", "0"]
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"flow exited {proc.returncode}: {proc.stderr[-3000:]}")
-    return elapsed
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    return elapsed, cpu
 
 
 def profile_flow(bootstrap: str, topics: Topics, url: str, out: Path, batch_size: int) -> str:
@@ -274,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                 result["produce_messages_per_s"] = round(len(msgs) / (time.perf_counter() - t))
 
                 progress("sessions flow (subprocess, 1 worker)")
-                elapsed = run_flow(broker.bootstrap, topics, url, work,
-                                   recovery=not args.no_recovery, batch_size=args.batch_size)
+                load_before = os.getloadavg()
+                elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
+                                        recovery=not args.no_recovery,
+                                        batch_size=args.batch_size)
                 digest = table_digest(url)
                 rows = digest["sessions"] + digest["meter_samples"]
                 result["flow"] = {
@@ -287,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
                     "meter_samples_rows": digest["meter_samples"],
                     "rows_written_per_s": round(rows / elapsed),
                     "sample_rows_per_s": round(digest["meter_samples"] / elapsed),
+                    # CPU of the flow process (less sensitive to other load on the machine)
+                    "cpu_s": round(cpu, 3),
+                    "meter_events_per_cpu_s": round(spec.meter_events / cpu),
+                    "loadavg_before_after": [round(load_before[0], 2),
+                                             round(os.getloadavg()[0], 2)],
                 }
 
                 if not args.skip_plain:

@@ -310,6 +310,8 @@ def validate_v16(envelope: Envelope) -> None:
 
 
 _SESSION_FACTS = (TransactionStart, TransactionUpdate, TransactionEnd, MeterSample)
+# The fact structs are final (msgspec), so exact type look-ups equal isinstance.
+_SESSION_FACT_TYPES = frozenset(_SESSION_FACTS)
 
 
 def _reading(envelope: Envelope) -> SmartMeterReading:
@@ -359,7 +361,7 @@ def parse_event(envelope: Envelope) -> Event | None:
     return StationMessage(
         message_id=envelope.message_id, charge_point_id=envelope.charge_point_id,
         ocpp_version=envelope.ocpp_version, at=envelope.received_at,
-        facts=tuple(f for f in facts if isinstance(f, _SESSION_FACTS)),
+        facts=tuple([f for f in facts if type(f) in _SESSION_FACT_TYPES]),
     )
 
 
@@ -669,16 +671,17 @@ def _forget_old(state: ChargePointState, rules: SessionRules) -> None:
 
 def _sample_rows(cp: str, tx: Tx | None, samples: list[MeterSample]) -> list[Output]:
     rows: list[Output] = []
+    append = rows.append
+    row = MeterSampleRow
+    fallback = tx.evse_id if tx is not None else None
     for s in samples:
-        connector = s.evse_id if s.evse_id is not None else (
-            tx.evse_id if tx is not None else None)
+        connector = s.evse_id if s.evse_id is not None else fallback
         if connector is None:
             continue  # not keyable (orphan stop data): counted, not written
-        rows.append(MeterSampleRow(
-            measured_at=s.timestamp, charge_point_id=cp, connector_id=connector,
-            transaction_id=s.transaction_id, measurand=s.measurand, phase=s.phase or "",
-            location=s.location, context=s.context, unit=s.unit, value=s.value,
-            unit_multiplier=s.unit_multiplier))
+        # Positional, in field order: (measured_at, charge_point_id, connector_id,
+        # transaction_id, measurand, phase, location, context, unit, value, unit_multiplier)
+        append(row(s.timestamp, cp, connector, s.transaction_id, s.measurand, s.phase or "",
+                   s.location, s.context, s.unit, s.value, s.unit_multiplier))
     return rows
 
 
@@ -700,8 +703,12 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
     by_tx: dict[str | None, list[MeterSample]] = {}
     tx_facts: list[TransactionStart | TransactionUpdate | TransactionEnd] = []
     for fact in msg.facts:
-        if isinstance(fact, MeterSample):
-            by_tx.setdefault(fact.transaction_id, []).append(fact)
+        if type(fact) is MeterSample:  # (exact: the fact structs are never subclassed)
+            group = by_tx.get(fact.transaction_id)
+            if group is None:
+                by_tx[fact.transaction_id] = [fact]
+            else:
+                group.append(fact)
         elif isinstance(fact, TransactionStart | TransactionUpdate | TransactionEnd):
             tx_facts.append(fact)
     skip: set[str] = set()
@@ -788,8 +795,10 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
         _add_points(tx, points, rules)
         if len(tx.samples) < 2:
             tx.power.extend(p for p in power_points(billable) if p not in tx.power)
-        for s in billable:
-            tx.last_activity = max(tx.last_activity, s.timestamp)
+        if billable:
+            latest = max(s.timestamp for s in billable)
+            if latest > tx.last_activity:
+                tx.last_activity = latest
         tx.last_received = max(tx.last_received, msg.at)
         touched.add(tx.transaction_id)
 

@@ -56,6 +56,7 @@ Decimal Wh, floored to whole Wh only by the caller.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -70,6 +71,7 @@ _ROLLOVER_MODULI = (*(Decimal(10) ** k for k in range(5, 13)), Decimal(2**31), D
 _NEAR_WRAP = Decimal("0.9")
 _AFTER_WRAP = Decimal("0.1")
 _RESET_RATIO = Decimal("0.5")
+_WH_FACTORS = {"wh": Decimal(1), "kwh": Decimal(1000)}  # as in bus.normalized.to_wh
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +95,30 @@ def _phase_key(phase: str) -> str:
     return phase.split("-")[0]  # L1-N -> L1
 
 
+@functools.lru_cache(maxsize=1024)
+def _scale(unit: str, multiplier: int) -> tuple[Decimal, Decimal] | None:
+    """The factors :func:`bus.normalized.to_wh` multiplies by (cached per unit)."""
+    factor = _WH_FACTORS.get(unit.strip().lower())
+    return None if factor is None else (factor, Decimal(10) ** multiplier)
+
+
+def _to_wh(value: Decimal, unit: str, multiplier: int) -> Decimal | None:
+    """:func:`bus.normalized.to_wh` with the factors cached (the same operations)."""
+    scale = _scale(unit, multiplier)
+    return None if scale is None else value * scale[0] * scale[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolution(places: int, unit: str, multiplier: int) -> Decimal:
+    wh = to_wh(Decimal(1).scaleb(places), unit, multiplier)
+    return wh if wh is not None else Decimal(1)
+
+
 def _quantum(sample: MeterSample) -> Decimal:
     """The resolution of a reading in Wh (e.g. 1 Wh for '12.345' kWh)."""
     exponent = sample.value.as_tuple().exponent
     places = exponent if isinstance(exponent, int) else 0
-    wh = to_wh(Decimal(1).scaleb(places), sample.unit, sample.unit_multiplier)
-    return wh if wh is not None else Decimal(1)
+    return _resolution(places, sample.unit, sample.unit_multiplier)
 
 
 def _combine(values: list[tuple[Decimal, Decimal]]) -> tuple[Decimal, bool]:
@@ -123,7 +143,7 @@ def register_points(samples: Iterable[MeterSample]) -> tuple[list[Point], bool]:
     for s in samples:
         if s.measurand != ENERGY_REGISTER or s.location not in BILLED_LOCATIONS:
             continue
-        wh = to_wh(s.value, s.unit, s.unit_multiplier)
+        wh = _to_wh(s.value, s.unit, s.unit_multiplier)
         if wh is None:
             continue
         if s.phase is None:
