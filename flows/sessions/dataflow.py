@@ -48,7 +48,7 @@ from bytewax.outputs import (
 )
 from confluent_kafka import OFFSET_BEGINNING
 
-from bus.envelope import EnvelopeError, decode_envelope
+from bus.envelope import EnvelopeError
 from bus.topics import Topics
 from flows.sessions import logic
 from flows.sessions.logic import (
@@ -112,7 +112,7 @@ def dead_letter(
 def decode(msg: RawMessage) -> Event | DeadLetter | None:
     """A session event, a dead letter (with reason), or None (not about sessions)."""
     try:
-        return logic.parse_event(decode_envelope(msg.value))
+        return logic.decode_event(msg.value)
     except EnvelopeError as exc:
         return dead_letter(msg, str(exc), "decode")
     except InvalidEvent as exc:

@@ -461,3 +461,39 @@ def test_meter_reading_parse_and_duplicates() -> None:
     state, out = apply(state, event)
     assert out == []
     assert state.readings[1] == [(T0, "MTR-1", Decimal("1234.5"), True)]
+
+
+def test_decode_event_equals_parse_event_of_decode_envelope() -> None:
+    """The flow's fast decoder (raw payload left undecoded) gives the same events and
+    the same errors as the general path, for every kind of input."""
+    from bus.envelope import EnvelopeError, decode_envelope, encode_envelope
+    from flows.sessions.logic import InvalidEvent, StationMessage, decode_event
+
+    old = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + M, 600)), stop("CP1", 1, 900)]
+    new = [msgspec.structs.replace(e, normalized=normalize_v16(
+        e.charge_point_id, e.action or "", e.payload, e.response, e.received_at)) for e in old]
+    valid = [encode_envelope(e) for e in old + new + session_201()]
+    base = encode_envelope(new[1]).decode()
+    broken = [
+        None, b"", b"not json", b'{"message_id": 5}', b"[]",
+        base.replace('"payload":{', '"payload":[{', 1).replace("]}]", "]}]]", 1).encode(),
+        base.replace('"payload":{', '"payload":{"x":tru,', 1).encode(),
+        base.replace('"response":null', '"response":[1]', 1).encode(),
+        base.replace('"payload":{', '"payload":"text","p":{', 1).encode(),
+        base.replace('"schema_version":1', '"schema_version":9', 1).encode(),
+        base.replace('Z"', '"').encode(),  # naive timestamps
+        base.replace('"normalized":[', '"normalized":[{"type":"nope"},', 1).encode(),
+        encode_envelope(msgspec.structs.replace(new[0], response={})),  # no transactionId
+        encode_envelope(msgspec.structs.replace(new[0], kind=Kind.STATION_CONNECTION)),
+    ]
+    for data in valid + broken:
+        try:
+            expected: Any = parse_event(decode_envelope(data))
+        except (EnvelopeError, InvalidEvent) as exc:
+            expected = (type(exc), str(exc))
+        try:
+            got: Any = decode_event(data)
+        except (EnvelopeError, InvalidEvent) as exc:
+            got = (type(exc), str(exc))
+        assert got == expected, data
+    assert sum(isinstance(decode_event(d), StationMessage) for d in valid) == len(valid)
