@@ -230,8 +230,9 @@ _SAMPLE_TYPES = (
 )
 _STAGING = "meter_samples_staging"
 _CREATE_STAGING = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} "
-    "(LIKE meter_samples INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ("
+    + ", ".join(f"{c} {t}" for c, t in zip(_SAMPLE_COLUMNS, _SAMPLE_TYPES, strict=True))
+    + ") ON COMMIT DELETE ROWS;"
     f"CREATE TEMP TABLE IF NOT EXISTS {_SESSIONS_STAGING} ("
     + ", ".join(f"{c} {t}" for c, t in zip(_SESSION_COLUMNS, _SESSION_TYPES, strict=True))
     + ") ON COMMIT DELETE ROWS"

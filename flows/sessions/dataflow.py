@@ -324,6 +324,7 @@ class _OverlappedPartition(StatefulSinkPartition[list[Output], None]):
         self._pending: list[Output] = []
         self._busy = False
         self._error: BaseException | None = None
+        self._reported = False  # the error was raised to Bytewax
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="sessions-db-writer",
                                         daemon=True)
@@ -355,6 +356,7 @@ class _OverlappedPartition(StatefulSinkPartition[list[Output], None]):
 
     def _raise_failure(self) -> None:
         if self._error is not None:
+            self._reported = True
             raise RuntimeError("the sessions sink could not write to PostgreSQL") \
                 from self._error
 
@@ -378,8 +380,11 @@ class _OverlappedPartition(StatefulSinkPartition[list[Output], None]):
         self._drain()  # the epoch's rows are committed before Bytewax commits the epoch
 
     def close(self) -> None:
+        # Bytewax also closes the partition while it unwinds from an error raised
+        # here before: raising again then would abort the process.
         try:
-            self._drain()
+            if not self._reported:
+                self._drain()
         finally:
             with self._cond:
                 self._closed = True

@@ -138,3 +138,45 @@ def test_sample_batches_insert_exactly_the_samples_not_stored_yet(
         write_sessions_batch(db, [], [sample(minute, str(minute))])
     write_sessions_batch(db, [], [sample(1, "1"), sample(last, str(last))])  # conflicts again
     assert values() == list(range(1, last + 1))
+
+
+def test_overlapped_sink_has_everything_committed_at_each_snapshot(
+    db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    from flows.sessions.dataflow import OverlappedPostgresSessionsSink
+
+    sink = OverlappedPostgresSessionsSink(clean_db, max_backoff_s=0.2, max_pending_rows=2)
+    [name] = sink.list_parts()
+    part = sink.build_part("postgres", name, None)
+    try:
+        part.write_batch([[active(), sample(1, "1500")], [sample(2, "1600")]])
+        part.write_batch([[active(energy_wh=900, sample_count=2), sample(3, "1900")]])
+        part.snapshot()  # Bytewax commits the epoch only after this returns
+        assert db.execute("SELECT energy_wh FROM sessions").fetchall() == [(900,)]
+        assert db.execute("SELECT count(*) FROM meter_samples").fetchone() == (3,)
+        # Survives losing its connection, like the synchronous sink.
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                   " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        part.write_batch([[sample(4, "2000")]])
+        part.snapshot()
+        assert db.execute("SELECT count(*) FROM meter_samples").fetchone() == (4,)
+    finally:
+        part.close()
+
+
+def test_overlapped_sink_raises_a_failed_write_at_the_next_call(
+    db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    from flows.sessions.dataflow import OverlappedPostgresSessionsSink
+
+    part = OverlappedPostgresSessionsSink(clean_db).build_part("postgres", "writer-0", None)
+    try:
+        part.write_batch([[active(status="bogus")]])  # violates the status CHECK
+        with pytest.raises(RuntimeError, match="could not write") as failure:
+            part.snapshot()
+        assert isinstance(failure.value.__cause__, psycopg.errors.CheckViolation)
+        with pytest.raises(RuntimeError, match="could not write"):
+            part.write_batch([[active()]])
+    finally:
+        part.close()  # already reported: does not raise again
+    assert session_rows(db) == []
