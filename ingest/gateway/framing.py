@@ -20,7 +20,20 @@ CALLERROR = 4
 MAX_UNIQUE_ID_LEN = 36
 UNKNOWN_UNIQUE_ID = "-1"
 
-_RECOVER_ID = re.compile(r'^\s*\[\s*[0-9]+\s*,\s*"((?:[^"\\]|\\.){1,36})"')
+# Arrays/objects nested deeper than this (the frame's own array is level 1, the
+# payload object level 2) are refused before parsing. No OCPP 1.6/2.0.1 message
+# comes near it (the deepest schemas nest about 8 levels; a vendor's DataTransfer
+# data gets the rest), and every recursive step after parsing (schema checks, key
+# conversion, normalisation, envelope encoding) then stays far from Python's
+# recursion limit: ``json.loads`` alone raises RecursionError at ~1,000 levels.
+MAX_NESTING_DEPTH = 64
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+# The id as written: up to 36 characters, each possibly escaped (``\uXXXX``, or a
+# surrogate pair of two for characters beyond the BMP: at most 12 written per char).
+_RECOVER_ID = re.compile(r'^\s*\[\s*[0-9]+\s*,\s*"((?:[^"\\]|\\.){1,432})"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +65,7 @@ class FrameError:
     error_code: str  # OCPP 1.6 code and spelling; other versions map ``fault``
     description: str
     # What is wrong, version-free: encoding | json | not_array | message_type_id |
-    # unique_id | message_type | structure | payload (see v201.frame_error_answer).
+    # unique_id | message_type | structure | payload | depth (see v201.frame_error_answer).
     fault: str = "structure"
 
 
@@ -68,7 +81,28 @@ def recover_unique_id(text: str) -> str:
         value = json.loads(f'"{match.group(1)}"')
     except ValueError:
         return UNKNOWN_UNIQUE_ID
-    return value if isinstance(value, str) and value else UNKNOWN_UNIQUE_ID
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_UNIQUE_ID_LEN:
+        return UNKNOWN_UNIQUE_ID
+    return value
+
+
+def nesting_depth(text: str, limit: int = MAX_NESTING_DEPTH) -> int:
+    """How deep arrays/objects nest in JSON ``text`` (brackets inside strings do not
+    count), stopping early once past ``limit``. Cheap for ordinary frames: with at
+    most ``limit`` opening brackets in the whole text nothing can nest deeper."""
+    if text.count("[") + text.count("{") <= limit:
+        return 0  # within the limit; the exact depth does not matter
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 def parse_frame(raw: str | bytes) -> Frame | FrameError:
@@ -78,11 +112,17 @@ def parse_frame(raw: str | bytes) -> Frame | FrameError:
         except UnicodeDecodeError:
             return FrameError(UNKNOWN_UNIQUE_ID, "FormationViolation", "frame is not UTF-8",
                               "encoding")
+    if nesting_depth(raw) > MAX_NESTING_DEPTH:
+        return FrameError(recover_unique_id(raw), "FormationViolation",
+                          f"frame nests deeper than {MAX_NESTING_DEPTH} levels", "depth")
     try:
         msg = json.loads(raw)
     except ValueError:
         return FrameError(recover_unique_id(raw), "FormationViolation", "frame is not valid JSON",
                           "json")
+    except RecursionError:  # not expected after the depth check; never fatal
+        return FrameError(recover_unique_id(raw), "FormationViolation",
+                          f"frame nests deeper than {MAX_NESTING_DEPTH} levels", "depth")
     if not isinstance(msg, list):
         return FrameError(
             UNKNOWN_UNIQUE_ID, "FormationViolation",

@@ -12,7 +12,9 @@ Decisions:
   (nothing from an unparseable frame is trusted, not even an id-looking prefix);
   an array with a bad structure -> ``RpcFrameworkError`` with its message id; an
   unknown MessageTypeId -> ``MessageTypeNotSupported``; a CALL payload that is not
-  an object -> ``FormatViolation``. Payload errors: see ``schemas`` (2.0.1 codes).
+  an object, or a frame nesting deeper than ``framing.MAX_NESTING_DEPTH`` (message
+  id read from the frame's start where possible) -> ``FormatViolation``. Payload
+  errors: see ``schemas`` (2.0.1 codes).
 - id tokens are looked up by ``idToken.idToken`` in the same ``id_tags`` list as
   1.6 id tags, whatever their type; the stored parent id tag is answered as
   ``groupIdToken`` (type Central), the expiry as ``cacheExpiryDateTime``. A
@@ -67,6 +69,7 @@ _FRAME_ERRORS = {  # FrameError.fault -> (use the frame's message id?, 2.0.1 err
     "structure": (True, "RpcFrameworkError"),
     "message_type": (True, "MessageTypeNotSupported"),
     "payload": (True, "FormatViolation"),
+    "depth": (True, "FormatViolation"),  # nests too deep: the id is read from its start
 }
 
 
