@@ -54,7 +54,23 @@ PASSWORD_MIN_LEN = 16
 PASSWORD_MAX_LEN = 40
 SECURITY_PROFILES = (0, 1, 2)
 
-_hasher = PasswordHasher()
+# argon2id parameters for station (machine) credentials: OWASP's minimum
+# recommendation for argon2id, m=19 MiB, t=2, p=1 (Password Storage Cheat Sheet).
+# argon2-cffi's default (m=64 MiB, t=3, p=4, RFC 9106 "low memory") cost ~0.16 s CPU
+# and 64 MiB per login here, which made a reconnect storm of a few hundred stations
+# time out; these cost roughly a fifth of that. Station passwords are 16-40
+# characters and normally generated (``chargeflow station add --generate-password``),
+# so the hash guards against leaked hashes of long random secrets, not against
+# dictionary passwords, and the OWASP floor is enough. Changing these parameters is
+# safe: the gateway re-hashes a station's password with them at its next successful
+# login (``PASSWORD_HASHER.check_needs_rehash``).
+ARGON2_TIME_COST = 2
+ARGON2_MEMORY_COST_KIB = 19 * 1024
+ARGON2_PARALLELISM = 1
+PASSWORD_HASHER = PasswordHasher(time_cost=ARGON2_TIME_COST,
+                                 memory_cost=ARGON2_MEMORY_COST_KIB,
+                                 parallelism=ARGON2_PARALLELISM)
+_hasher = PASSWORD_HASHER
 
 
 def hash_password(password: str) -> str:
@@ -222,6 +238,23 @@ async def touch_last_seen(db: AsyncDb, charge_point_id: str, seen_at: datetime) 
     )
 
 
+async def touch_last_seen_many(db: AsyncDb, seen: dict[str, datetime]) -> None:
+    """``last_seen_at`` of many stations in one statement (never moved backwards;
+    unknown ids are skipped). Rows are fed in id order; replicas rarely write the same
+    stations, and a statement that loses a deadlock is simply retried by the caller."""
+    ids = sorted(seen)
+    await _execute(
+        db,
+        """
+        UPDATE stations s SET last_seen_at = GREATEST(s.last_seen_at, v.seen_at)
+        FROM (SELECT * FROM unnest(%s::text[], %s::timestamptz[]) AS u(charge_point_id, seen_at)
+              ORDER BY charge_point_id) v
+        WHERE s.charge_point_id = v.charge_point_id
+        """,
+        (ids, [seen[i] for i in ids]),
+    )
+
+
 async def next_transaction_id(db: AsyncDb) -> int:
     """A transaction id unique across gateway restarts and replicas (never reused)."""
     rows = await _execute(db, "SELECT nextval('ocpp_transaction_id_seq')", ())
@@ -253,6 +286,19 @@ async def record_auth_failure(db: AsyncDb, charge_point_id: str, source_ip: str 
         """,
         (at, source_ip, charge_point_id),
     )
+
+
+async def replace_password_hash(db: AsyncDb, charge_point_id: str, old_hash: str,
+                                new_hash: str) -> bool:
+    """Swap in a re-computed hash of the same password, unless the stored hash changed
+    meanwhile (a new password set by an operator wins). True when replaced."""
+    rows = await _execute(
+        db,
+        "UPDATE stations SET password_hash = %s WHERE charge_point_id = %s "
+        "AND password_hash = %s RETURNING 1",
+        (new_hash, charge_point_id, old_hash),
+    )
+    return bool(rows)
 
 
 async def record_auth_success(db: AsyncDb, charge_point_id: str, at: datetime) -> None:

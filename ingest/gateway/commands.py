@@ -22,8 +22,9 @@ field) -> ``accepted``; any other status -> ``rejected``; CALLERROR -> ``failed`
 no answer in time -> ``timed_out``; connection lost or gateway stopping while
 waiting -> ``failed``. The terminal row is published as a ``CommandResult``.
 
-A send runs in its own task and waits for its answer from the station's response
-queue, which the connection's receive loop fills; the loop never waits for a
+A send runs in its own task and waits for its answer, which the connection's receive
+loop hands over (``CentralSystemBase.expect_answer``: only the awaited message id is
+kept, stray answers are dropped and counted); the loop never waits for a
 command, so a station's own CALLs are handled while a command is in flight (the
 library's ``call`` from inside a handler would deadlock). One command at a time per
 station (OCPP-J allows one outstanding CALL per direction), in the order read.
@@ -222,21 +223,28 @@ async def call_station(station: CentralSystemBase, action: str, payload: dict[st
     unique_id = str(uuid.uuid4())
     frame = b"[2," + encode_json(unique_id) + b"," + encode_json(action) + b"," \
         + encode_json(payload) + b"]"
+    # Registered before sending: only this id's answer is kept (stray answers are
+    # dropped by the connection), and an immediate answer cannot be missed.
+    expected = station.expect_answer(unique_id)
     try:
-        await station._send(frame.decode())
-    except ConnectionClosed as exc:
-        raise ConnectionLost(str(exc)) from exc
-    answer = asyncio.ensure_future(station._get_specific_response(unique_id, answer_timeout_s))
-    closing = asyncio.ensure_future(closed.wait())
-    try:
-        await asyncio.wait({answer, closing}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await station._send(frame.decode())
+        except ConnectionClosed as exc:
+            raise ConnectionLost(str(exc)) from exc
+        answer = asyncio.ensure_future(
+            station._get_specific_response(unique_id, answer_timeout_s))
+        closing = asyncio.ensure_future(closed.wait())
+        try:
+            await asyncio.wait({answer, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not answer.done():
+                answer.cancel()
+        if answer.cancelled():
+            raise ConnectionLost("connection closed before the station answered")
+        response = answer.result()  # raises TimeoutError
     finally:
-        closing.cancel()
-        if not answer.done():
-            answer.cancel()
-    if answer.cancelled():
-        raise ConnectionLost("connection closed before the station answered")
-    response = answer.result()  # raises TimeoutError
+        station.forget_answer(expected)
     if isinstance(response, LibCallError):
         return StationAnswer(None, str(response.error_code), str(response.error_description),
                              response.error_details)

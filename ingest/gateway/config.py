@@ -33,6 +33,12 @@ class GatewayConfig:
     max_frame_bytes: int = 65536
     heartbeat_interval_s: int = 300
     db_pool_max_size: int = 10
+    # Check every CALLRESULT the gateway builds against the response schema (a
+    # handler bug -> CALLERROR InternalError). Costs as much as the request check;
+    # tests turn it on, production leaves it off.
+    validate_responses: bool = False
+    # stations.last_seen_at is written for all stations at most this often.
+    last_seen_interval_s: float = 1.0
     # DataTransfer vendor ids the platform takes (answered Accepted; the CALL is on
     # ocpp.events for whoever consumes that vendor's data). Others: UnknownVendorId.
     data_transfer_vendor_ids: frozenset[str] = frozenset()
@@ -57,6 +63,12 @@ class GatewayConfig:
     auth_cooldown_s: float = 60.0
     auth_cache_ttl_s: float = 300.0  # a good password is re-verified after this long
     max_concurrent_verifications: int = 4  # argon2 worker threads at once
+    # Logins waiting for an argon2 slot beyond this are refused at once with 503 and
+    # Retry-After (a reconnect storm), instead of timing out; 0 = never refuse.
+    max_pending_verifications: int = 64
+    # Time a client has to complete the opening handshake (TCP accept -> 101),
+    # authentication included; websockets' default is 10 s.
+    open_timeout_s: float = 30.0
 
     # --- idTag authorisation
     id_tag_cache_ttl_s: float = 30.0

@@ -8,6 +8,19 @@ handler run (registry writes, per-connection state) -> CALLRESULT is sent.
 If publishing fails the station gets CALLERROR InternalError and nothing else
 happens (a consumed transaction id is simply never used).
 
+Per-CALL cost is kept low: the schema check is a compiled predicate (jsonschema
+only explains a failure, see ``schemas``), payload keys are converted through a
+per-process cache instead of the ocpp library's regexes, our own answer is checked
+against the response schema only with ``validate_responses`` (tests; a handler bug,
+not station input, would make it invalid), and ``last_seen_at`` is coalesced
+(``services.LastSeen``: one UPDATE per second for every station seen) instead of one
+UPDATE per CALL.
+
+Answers from the station (CALLRESULT/CALLERROR) are kept only when they answer the
+one CALL the gateway is waiting for on this connection (``expect_answer``; the
+commands router sends one CALL at a time per station). Anything else is a stray
+answer: dropped and counted (``chargeflow_gateway_stray_answers``), never queued.
+
 A version module subclasses :class:`CentralSystemBase` together with the ocpp
 library's ``ChargePoint`` of its version and provides ``OCPP_VERSION``,
 ``SCHEMAS``, ``KNOWN_ACTIONS``, :meth:`frame_error_answer`, :meth:`measured_at`
@@ -16,6 +29,9 @@ and :meth:`normalize`.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import enum
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -47,12 +63,87 @@ lib_logger = logging.getLogger("chargeflow.gateway.ocpp")
 
 Effect = Callable[[], Awaitable[None]]
 
+# Payload keys seen so far -> their converted form (the ocpp library's rules, which
+# run two regexes per key). Bounded: keys come from stations (schema-checked, but
+# 2.0.1 DataTransfer ``data`` may hold anything); past the bound keys are converted
+# without caching.
+_KEY_CACHE_MAX = 4096
+_snake_keys: dict[str, str] = {}
+_camel_keys: dict[str, str] = {}
+
+
+def snake_key(key: str) -> str:
+    converted = _snake_keys.get(key)
+    if converted is None:
+        converted = next(iter(camel_to_snake_case({key: None})))
+        if len(_snake_keys) < _KEY_CACHE_MAX:
+            _snake_keys[key] = converted
+    return converted
+
+
+def camel_key(key: str) -> str:
+    converted = _camel_keys.get(key)
+    if converted is None:
+        converted = next(iter(snake_to_camel_case({key: None})))
+        if len(_camel_keys) < _KEY_CACHE_MAX:
+            _camel_keys[key] = converted
+    return converted
+
+
+def to_snake_case(data: Any) -> Any:
+    """``ocpp.charge_point.camel_to_snake_case`` with cached key conversion."""
+    if isinstance(data, dict):
+        return {snake_key(k): to_snake_case(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [to_snake_case(v) for v in data]
+    return data
+
+
+class _NotPlain(TypeError):
+    """A value ``response_payload`` leaves to the library's slower path."""
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, str):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if item is not None:
+                out[camel_key(f.name)] = _plain(item)
+        return out
+    if isinstance(value, dict):
+        return {camel_key(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value if v is not None]
+    raise _NotPlain(type(value).__name__)
+
+
+def response_payload(result: Any) -> dict[str, Any]:
+    """The exact JSON object a handler's result is sent as: the ocpp library's
+    ``snake_to_camel_case(remove_nones(serialize_as_dict(result)))`` after a JSON
+    round trip, built directly (cached key conversion, no deep copies)."""
+    try:
+        payload = _plain(result)
+    except _NotPlain:
+        payload = None
+    if not isinstance(payload, dict):
+        payload = json.loads(json.dumps(
+            snake_to_camel_case(remove_nones(serialize_as_dict(result)))))
+    return payload
+
 
 @dataclass
 class CallContext:
     frame: framing.CallFrame
     received_at: datetime
     effects: list[Effect] = field(default_factory=list)
+    touched: bool = False
 
 
 class CentralSystemBase(ChargePoint):
@@ -66,6 +157,8 @@ class CentralSystemBase(ChargePoint):
         super().__init__(charge_point_id, connection, logger=lib_logger)
         self.services = services
         self._ctx: CallContext | None = None
+        # (message id, future) of the one CALL to the station whose answer we await
+        self._awaiting: tuple[str, asyncio.Future[Any]] | None = None
         self.log = log.bind(charge_point_id=charge_point_id, ocpp_version=self.OCPP_VERSION)
 
     # ------------------------------------------------------ per-version hooks
@@ -106,15 +199,59 @@ class CentralSystemBase(ChargePoint):
             await self._send(framing.call_error(unique_id, code, frame.description))
             return
         if isinstance(frame, framing.CallResultFrame):
-            self._response_queue.put_nowait(LibCallResult(frame.unique_id, frame.payload))
+            self._deliver_answer(LibCallResult(frame.unique_id, frame.payload), "callresult")
             return
         if isinstance(frame, framing.CallErrorFrame):
-            self._response_queue.put_nowait(LibCallError(
-                frame.unique_id, frame.error_code, frame.error_description, frame.error_details))
+            self._deliver_answer(LibCallError(
+                frame.unique_id, frame.error_code, frame.error_description, frame.error_details),
+                "callerror")
             return
         outcome = await self._handle_frame(frame, received_at)
         metrics.calls.labels(frame.action if frame.action in self.KNOWN_ACTIONS else "unknown",
                              outcome).inc()
+
+    # ------------------------------------------------------ answers to our CALLs
+
+    def expect_answer(self, unique_id: str) -> asyncio.Future[Any]:
+        """Register the CALL we are about to send (one at a time per connection);
+        its CALLRESULT/CALLERROR will complete the returned future. Register before
+        sending, so an immediate answer cannot be missed; ``forget_answer`` after."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        previous = self._awaiting
+        if previous is not None and not previous[1].done():
+            previous[1].cancel()  # a newer CALL replaces it (callers hold the call lock)
+        self._awaiting = (unique_id, future)
+        return future
+
+    def forget_answer(self, future: asyncio.Future[Any]) -> None:
+        if self._awaiting is not None and self._awaiting[1] is future:
+            self._awaiting = None
+        if not future.done():
+            future.cancel()
+
+    def _deliver_answer(self, answer: LibCallResult | LibCallError, kind: str) -> None:
+        awaiting = self._awaiting
+        if awaiting is not None and awaiting[0] == answer.unique_id and not awaiting[1].done():
+            awaiting[1].set_result(answer)
+            self._awaiting = None
+            return
+        # Answers nothing we are waiting for (never sent, timed out, answered twice).
+        self.services.metrics.stray_answers.labels(kind).inc()
+        self.log.debug("dropped an answer to no pending call", unique_id=answer.unique_id)
+
+    async def _get_specific_response(self, unique_id: str, wait_s: float) -> Any:
+        """The answer to ``unique_id`` (``TimeoutError`` after ``wait_s``); used by the
+        ocpp library's ``call`` and by ``commands.call_station``."""
+        awaiting = self._awaiting
+        if awaiting is not None and awaiting[0] == unique_id:
+            future = awaiting[1]
+        else:
+            future = self.expect_answer(unique_id)
+        try:
+            async with asyncio.timeout(wait_s):
+                return await future
+        finally:
+            self.forget_answer(future)
 
     async def _reply_error(self, frame: framing.CallFrame, code: str, description: str) -> str:
         await self._send(framing.call_error(frame.unique_id, code, description[:500]))
@@ -138,21 +275,22 @@ class CentralSystemBase(ChargePoint):
         ctx = CallContext(frame, received_at)
         self._ctx = ctx
         try:
-            result = await handlers["_on_action"](**camel_to_snake_case(frame.payload))
+            result = await handlers["_on_action"](**to_snake_case(frame.payload))
+            # The exact JSON the station will receive.
+            response = response_payload(result)
         except Exception:
             self.log.exception("handler failed", action=action)
             return await self._reply_error(frame, "InternalError", "could not process the call")
         finally:
             self._ctx = None
 
-        # The exact JSON the station will receive.
-        response = json.loads(json.dumps(
-            snake_to_camel_case(remove_nones(serialize_as_dict(result)))))
-        bad_response = self.SCHEMAS.validate(action, response, response=True)
-        if bad_response is not None:
-            self.log.error("handler built an invalid response", action=action,
-                           reason=bad_response.description)
-            return await self._reply_error(frame, "InternalError", "could not build a response")
+        if self.services.validate_responses:
+            bad_response = self.SCHEMAS.validate(action, response, response=True)
+            if bad_response is not None:
+                self.log.error("handler built an invalid response", action=action,
+                               reason=bad_response.description)
+                return await self._reply_error(frame, "InternalError",
+                                               "could not build a response")
 
         facts: list[Normalized] | None
         try:
@@ -178,6 +316,8 @@ class CentralSystemBase(ChargePoint):
 
         if facts:
             self.on_published(facts)
+        if ctx.touched:
+            self.services.last_seen.touch(self.id, received_at)
         for effect in ctx.effects:
             try:
                 await effect()
@@ -190,8 +330,8 @@ class CentralSystemBase(ChargePoint):
         self.ctx.effects.append(effect)
 
     def _touch(self) -> None:
-        seen = self.ctx.received_at
-        self._after_publish(lambda: registry.touch_last_seen(self.services.pool, self.id, seen))
+        """After publishing: the station was seen (``last_seen_at``, coalesced)."""
+        self.ctx.touched = True
 
     def _record_boot(self, *, vendor: str, model: str, serial_number: str | None,
                      firmware_version: str | None) -> None:

@@ -20,6 +20,14 @@ per-connection message budget. Policy (also in docs/gateway-security.md):
   verification is remembered for ``auth_cache_ttl_s`` as an HMAC of the presented
   password under a per-process random key (never the password), invalidated when the
   stored hash changes, so reconnect storms cost no argon2 time.
+- Reconnect storms after a gateway restart (nothing cached): at most
+  ``max_pending_verifications`` logins wait for an argon2 slot; more are refused at
+  once with 503 and ``Retry-After`` (the estimated time to work off the queue, with
+  jitter so the retries spread out) instead of waiting until the handshake times
+  out. A 503 is not a failed login (no counters, no alert).
+- Hashes use ``store.registry.PASSWORD_HASHER`` (argon2id, m=19 MiB, t=2, p=1); a
+  stored hash made with other parameters is re-hashed with the current ones at the
+  station's next successful login (only if the stored hash is still the one checked).
 - Nothing here logs a password or an ``Authorization`` header.
 """
 
@@ -30,6 +38,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
+import random
 import secrets
 import time
 from collections import deque
@@ -39,10 +49,9 @@ from http import HTTPStatus
 from typing import Any
 
 import structlog
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from ingest.gateway.services import utc_now
+from ingest.gateway.services import GatewayMetrics, utc_now
 from store import registry
 
 log = structlog.get_logger("chargeflow.gateway.security")
@@ -177,6 +186,8 @@ class Authenticator:
         cache_ttl_s: float,
         max_concurrent_verifications: int,
         alert: AlertSink,
+        max_pending_verifications: int = 64,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.pool = pool
         self.gateway_id = gateway_id
@@ -185,13 +196,19 @@ class Authenticator:
         self.ip_limiter = ip_limiter
         self.cache_ttl_s = cache_ttl_s
         self._alert = alert
-        self._hasher = PasswordHasher()
+        self._hasher = registry.PASSWORD_HASHER
         self._cache_key = secrets.token_bytes(32)
         # charge point id -> (HMAC of the password, stored hash it matched, expires at)
         self._verified: dict[str, tuple[bytes, str, float]] = {}
-        self._verify_slots = asyncio.Semaphore(max(1, max_concurrent_verifications))
+        self._slots = max(1, max_concurrent_verifications)
+        self._verify_slots = asyncio.Semaphore(self._slots)
+        self.max_pending_verifications = max_pending_verifications
+        self._in_verification = 0  # waiting for a slot or verifying
+        self._verify_seconds = 0.05  # moving average of one verification (wall time)
+        self.metrics = metrics
         self._tasks: set[asyncio.Task[None]] = set()
         self.argon2_verifications = 0  # for tests and metrics
+        self.rehashed = 0
 
     def _digest(self, charge_point_id: str, password: str) -> bytes:
         return hmac.new(self._cache_key, f"{charge_point_id}\0{password}".encode(),
@@ -210,16 +227,43 @@ class Authenticator:
             return False
         return hmac.compare_digest(digest, self._digest(charge_point_id, password))
 
-    async def _verify(self, password_hash: str, password: str) -> bool:
-        async with self._verify_slots:
-            self.argon2_verifications += 1
-            try:
-                return await asyncio.to_thread(self._hasher.verify, password_hash, password)
-            except VerifyMismatchError:
-                return False
-            except (VerificationError, InvalidHashError):
-                log.error("stored password hash is not a valid argon2 hash")
-                return False
+    def _busy(self) -> int | None:
+        """Retry-After seconds when the verification queue is full, else None."""
+        if self.max_pending_verifications <= 0:
+            return None
+        queued = self._in_verification - self._slots
+        if queued < self.max_pending_verifications:
+            return None
+        drain_s = (queued + 1) * self._verify_seconds / self._slots
+        return max(1, min(30, math.ceil(drain_s + random.uniform(0.0, 2.0))))
+
+    def _verify_and_rehash(self, password_hash: str, password: str) -> tuple[bool, str | None]:
+        """(worker thread) argon2 check; on success with outdated parameters also the
+        new hash of the same password."""
+        try:
+            self._hasher.verify(password_hash, password)
+        except VerifyMismatchError:
+            return False, None
+        except (VerificationError, InvalidHashError):
+            log.error("stored password hash is not a valid argon2 hash")
+            return False, None
+        if self._hasher.check_needs_rehash(password_hash):
+            return True, self._hasher.hash(password)
+        return True, None
+
+    async def _verify(self, password_hash: str, password: str) -> tuple[bool, str | None]:
+        self._in_verification += 1
+        try:
+            async with self._verify_slots:
+                self.argon2_verifications += 1
+                started = time.monotonic()
+                result = await asyncio.to_thread(self._verify_and_rehash, password_hash,
+                                                 password)
+                self._verify_seconds += 0.2 * (time.monotonic() - started
+                                               - self._verify_seconds)
+                return result
+        finally:
+            self._in_verification -= 1
 
     async def authenticate(self, charge_point_id: str, authorization: str | None,
                            source_ip: str | None) -> AuthOutcome:
@@ -259,10 +303,21 @@ class Authenticator:
         if self._recently_verified(charge_point_id, password, station.password_hash, now):
             ok = True
         else:
-            ok = await self._verify(station.password_hash, password)
+            retry_after = self._busy()
+            if retry_after is not None:
+                if self.metrics is not None:
+                    self.metrics.busy_handshakes.inc()
+                return AuthOutcome(HTTPStatus.SERVICE_UNAVAILABLE, "busy",
+                                   "Too many logins in progress; retry later\n",
+                                   retry_after_s=retry_after)
+            ok, new_hash = await self._verify(station.password_hash, password)
             if ok:
+                stored = station.password_hash
+                if new_hash is not None and await self._store_rehash(
+                        charge_point_id, stored, new_hash):
+                    stored = new_hash
                 self._verified[charge_point_id] = (
-                    self._digest(charge_point_id, password), station.password_hash,
+                    self._digest(charge_point_id, password), stored,
                     time.monotonic() + self.cache_ttl_s)
         if not ok:
             await self._failure(charge_point_id, ip_key, "wrong_password", known=True)
@@ -275,6 +330,23 @@ class Authenticator:
         except Exception:  # bookkeeping only
             log.exception("could not record the login", charge_point_id=charge_point_id)
         return AuthOutcome(None, "authenticated")
+
+    async def _store_rehash(self, charge_point_id: str, old_hash: str, new_hash: str
+                            ) -> bool:
+        try:
+            replaced = await registry.replace_password_hash(self.pool, charge_point_id,
+                                                            old_hash, new_hash)
+        except Exception:  # the old hash still works; next login tries again
+            log.exception("could not store the re-hashed password",
+                          charge_point_id=charge_point_id)
+            return False
+        if replaced:
+            self.rehashed += 1
+            if self.metrics is not None:
+                self.metrics.rehashed_passwords.inc()
+            log.info("password hash upgraded to the current argon2 parameters",
+                     charge_point_id=charge_point_id)
+        return replaced
 
     async def _failure(self, charge_point_id: str, ip_key: str, why: str, *, known: bool
                        ) -> None:

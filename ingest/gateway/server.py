@@ -136,7 +136,10 @@ class Gateway:
             id_tag_cache_ttl_s=cfg.id_tag_cache_ttl_s,
             allow_concurrent_transactions=cfg.allow_concurrent_transactions,
             open_transaction_max_age_s=cfg.open_transaction_max_age_s,
+            validate_responses=cfg.validate_responses,
+            last_seen_interval_s=cfg.last_seen_interval_s,
         )
+        self._services.last_seen.start()
         self.authenticator = Authenticator(
             pool=self._pool, gateway_id=self.gateway_id, tls=self.tls,
             station_limiter=FailureLimiter(cfg.auth_failure_limit_station,
@@ -145,7 +148,9 @@ class Gateway:
                                       cfg.auth_cooldown_s),
             cache_ttl_s=cfg.auth_cache_ttl_s,
             max_concurrent_verifications=cfg.max_concurrent_verifications,
+            max_pending_verifications=cfg.max_pending_verifications,
             alert=self._services.publish_alert,
+            metrics=self.metrics,
         )
         self.liveness = Liveness(self._services, self.gateway_id, cfg.offline_grace_s)
         self._server = await serve(
@@ -155,6 +160,7 @@ class Gateway:
             max_size=cfg.max_frame_bytes,
             max_queue=cfg.max_queued_frames,
             ssl=self._ssl_context(),
+            open_timeout=cfg.open_timeout_s,
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS),
@@ -179,6 +185,8 @@ class Gateway:
         if self.authenticator is not None:
             await self.authenticator.drain()
             self.authenticator = None
+        if self._services is not None:
+            await self._services.last_seen.close()
         if self._producer is not None:
             await asyncio.to_thread(self._producer.close, 10.0)
             self._producer = None
@@ -295,22 +303,56 @@ class Gateway:
             log.info("station disconnected", charge_point_id=cp_id, reason=reason)
 
     async def _receive_loop(self, ws: ServerConnection, station: Any) -> str:
-        """Feed frames to the station's protocol until the connection ends; returns why."""
+        """Feed frames to the station's protocol until the connection ends; returns why.
+
+        The silence check is one timer per connection that fires at most once per
+        silence period (it re-arms itself for the rest of the period when frames came
+        in meanwhile) and interrupts only a waiting ``recv`` (safe to cancel), not a
+        timeout around every ``recv``."""
         cfg = self.config
         bucket = TokenBucket(cfg.max_messages_per_s, cfg.message_burst)
         silence_s = cfg.heartbeat_interval_s * cfg.silence_timeout_factor
-        while True:
-            try:
-                async with asyncio.timeout(silence_s if silence_s > 0 else None):
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        last_frame = loop.time()
+        receiving = False
+        silent = False
+        timer: asyncio.TimerHandle | None = None
+
+        def check_silence() -> None:
+            nonlocal timer, silent
+            left = last_frame + silence_s - loop.time()
+            if left > 0 or not receiving:  # a frame came in, or one is being handled
+                timer = loop.call_later(left if left > 0 else silence_s, check_silence)
+                return
+            timer = None
+            silent = True
+            task.cancel()
+
+        if silence_s > 0:
+            timer = loop.call_later(silence_s, check_silence)
+        try:
+            while True:
+                receiving = True
+                try:
                     raw = await ws.recv()
-            except TimeoutError:
-                self.metrics.silent_closes.inc()
-                log.info("station silent for too long, closing", charge_point_id=station.id,
-                         silent_s=silence_s)
-                await ws.close(1000, "no message within the heartbeat timeout")
-                return f"silent for {silence_s:g} s"
-            wait = bucket.take()
-            if wait > 0:
-                self.metrics.throttled.inc()
-                await asyncio.sleep(wait)
-            await station.route_message(raw)
+                except asyncio.CancelledError:
+                    if not silent:
+                        raise
+                    task.uncancel()
+                    self.metrics.silent_closes.inc()
+                    log.info("station silent for too long, closing",
+                             charge_point_id=station.id, silent_s=silence_s)
+                    await ws.close(1000, "no message within the heartbeat timeout")
+                    return f"silent for {silence_s:g} s"
+                receiving = False
+                last_frame = loop.time()
+                wait = bucket.take()
+                if wait > 0:
+                    self.metrics.throttled.inc()
+                    await asyncio.sleep(wait)
+                await station.route_message(raw)
+        finally:
+            if timer is not None:
+                timer.cancel()

@@ -17,6 +17,7 @@ card out forever), and a new start on a connector replaces what was open there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -117,6 +118,66 @@ class GatewayMetrics:
             "Connections closed because the station stayed silent too long",
             registry=registry_,
         )
+        self.stray_answers = Counter(
+            "chargeflow_gateway_stray_answers",
+            "CALLRESULT/CALLERROR frames answering no CALL the gateway awaits (dropped), "
+            "by kind", ["kind"], registry=registry_,
+        )
+        self.busy_handshakes = Counter(
+            "chargeflow_gateway_busy_handshakes",
+            "Upgrades refused with 503 because too many logins waited for verification",
+            registry=registry_,
+        )
+        self.rehashed_passwords = Counter(
+            "chargeflow_gateway_rehashed_passwords",
+            "Stored password hashes upgraded to the current argon2 parameters at login",
+            registry=registry_,
+        )
+
+
+class LastSeen:
+    """``stations.last_seen_at``, coalesced: CALLs only note the time in memory and one
+    UPDATE per ``interval_s`` writes every station seen since. A failed write is
+    retried with the next batch; ``close`` writes what is left."""
+
+    def __init__(self, pool: AsyncConnectionPool, interval_s: float = 1.0) -> None:
+        self.pool = pool
+        self.interval_s = interval_s
+        self._seen: dict[str, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self, charge_point_id: str, at: datetime) -> None:
+        previous = self._seen.get(charge_point_id)
+        if previous is None or at > previous:
+            self._seen[charge_point_id] = at
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="gateway-last-seen")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._seen = self._seen, {}
+        if not batch:
+            return
+        try:
+            await registry.touch_last_seen_many(self.pool, batch)
+        except Exception as exc:  # bookkeeping only: keep the times for the next round
+            log.warning("could not record last_seen_at", stations=len(batch), error=str(exc))
+            for cp_id, at in batch.items():
+                self.touch(cp_id, at)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
 
 
 class GatewayServices:
@@ -134,8 +195,13 @@ class GatewayServices:
         id_tag_cache_ttl_s: float = 30.0,
         allow_concurrent_transactions: bool = False,
         open_transaction_max_age_s: float = 48 * 3600.0,
+        validate_responses: bool = False,
+        last_seen_interval_s: float = 1.0,
     ) -> None:
         self.pool = pool
+        # Check our own CALLRESULTs against the response schemas (tests turn it on).
+        self.validate_responses = validate_responses
+        self.last_seen = LastSeen(pool, last_seen_interval_s)
         self.gateway_id = gateway_id
         self.id_tag_cache_ttl_s = id_tag_cache_ttl_s
         self.allow_concurrent_transactions = allow_concurrent_transactions
@@ -215,13 +281,11 @@ class GatewayServices:
         raise ``PublishError`` otherwise."""
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(
-                self.producer.publish(
+            async with asyncio.timeout(self._publish_timeout):
+                await self.producer.publish(
                     topic or self.topics.ocpp_events, envelope.charge_point_id.encode(),
                     encode_envelope(envelope),
-                ),
-                self._publish_timeout,
-            )
+                )
         except TimeoutError as exc:
             raise PublishError("no delivery report within the delivery timeout") from exc
         finally:

@@ -33,6 +33,8 @@ NOW = "2026-01-05T10:00:00.000Z"
 
 def gateway_config(broker: EmbeddedBroker, database_url: str, topics: Topics,
                    **overrides: Any) -> GatewayConfig:
+    """Tests also check every CALLRESULT the gateway builds against its schema."""
+    overrides.setdefault("validate_responses", True)
     return GatewayConfig(kafka_bootstrap=broker.bootstrap, database_url=database_url,
                          topics=topics, **overrides)
 
