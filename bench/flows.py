@@ -154,6 +154,7 @@ def run_plain(bootstrap: str, topic: str, partitions: int, url: str,
             while pending:
                 sessions: list[SessionRow] = []
                 samples: list[MeterSampleRow] = []
+                by_cp: dict[str, list[logic.Event]] = {}
                 for msg in consumer.consume(batch_size, 1.0):
                     err = msg.error()
                     if err is not None:
@@ -161,14 +162,14 @@ def run_plain(bootstrap: str, topic: str, partitions: int, url: str,
                             pending.discard(msg.partition())
                             continue
                         raise RuntimeError(err.str())
-                    try:  # what the flow's decode and sessions steps do
+                    try:  # what the flow's decode step does
                         event = logic.decode_event(msg.value())
-                        if event is None:
-                            continue
-                        state, rows = logic.apply(states.get(event.charge_point_id), event)
                     except (EnvelopeError, InvalidEvent):
                         continue
-                    states[event.charge_point_id] = state
+                    if event is not None:
+                        by_cp.setdefault(event.charge_point_id, []).append(event)
+                for cp, events in by_cp.items():  # what the flow's sessions step does
+                    states[cp], rows = logic.apply_batch(states.get(cp), events)
                     for row in rows:
                         if isinstance(row, SessionRow):
                             sessions.append(row)

@@ -131,7 +131,7 @@ def consume_error_dead_letter(err: Any) -> DeadLetter:
 def step(
     state: ChargePointState | None, event: Event, rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
-    """One event (what :class:`SessionsLogic` does for each item of a batch)."""
+    """One event through :func:`logic.apply` (:class:`SessionsLogic` folds batches)."""
     return logic.apply(state, event, rules)
 
 
@@ -139,10 +139,11 @@ class SessionsLogic(StatefulBatchLogic[Event, list[Output], bytes]):
     """The per-charge-point state of the ``sessions`` step.
 
     ``on_batch`` folds the charge point's events of one Bytewax batch through
-    :func:`logic.apply` in order and emits their rows as one list (fewer items
-    through Bytewax than one per row). ``snapshot`` (end of every epoch, for the
-    charge points seen in it) pickles the state: an independent copy like
-    ``stateful_map``'s deep copy, but several times cheaper.
+    :func:`logic.apply_batch` (one session snapshot per transaction and batch) and
+    emits their rows as one list (fewer items through Bytewax than one per row).
+    ``snapshot`` (end of every epoch, for the charge points seen in it) pickles the
+    state: an independent copy like ``stateful_map``'s deep copy, but several times
+    cheaper.
     """
 
     def __init__(self, rules: SessionRules, resume: bytes | None) -> None:
@@ -151,13 +152,7 @@ class SessionsLogic(StatefulBatchLogic[Event, list[Output], bytes]):
             None if resume is None else pickle.loads(resume))
 
     def on_batch(self, values: list[Event]) -> tuple[list[list[Output]], bool]:
-        state, rules = self.state, self.rules
-        rows: list[Output] = []
-        for event in values:
-            state, out = logic.apply(state, event, rules)
-            if out:
-                rows.extend(out)
-        self.state = state
+        self.state, rows = logic.apply_batch(self.state, values, self.rules)
         return ([rows] if rows else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:

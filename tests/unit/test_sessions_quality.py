@@ -497,3 +497,79 @@ def test_decode_event_equals_parse_event_of_decode_envelope() -> None:
             got = (type(exc), str(exc))
         assert got == expected, data
     assert sum(isinstance(decode_event(d), StationMessage) for d in valid) == len(valid)
+
+
+def _fleet_events(rng: random.Random) -> list[Envelope]:
+    """A messy multi-station history: 1.6 and 2.0.1 sessions, smart-meter readings,
+    missing stops (next start, idle timeout), late stops, resets, duplicates and
+    reordering."""
+    events: list[Envelope] = []
+    for n, cp in enumerate(("CP1", "CP2", "CP3")):
+        t, wh, meter_wh = T0 + n * M, 1_000 * (n + 1), 50_000
+        for tx in range(1, 9):
+            base = 100 * n + tx
+            meter_wh += rng.randrange(20)
+            events.append(reading(cp, t - M, meter_wh))
+            if tx % 3 == 0:  # 2.0.1 (tx ids are strings of their own)
+                session = session_201(cp, f"tx-{base}", begin=wh, end=wh + 900,
+                                      updates=(wh + 300, wh + 600))
+                events.extend(msgspec.structs.replace(
+                    e, received_at=e.received_at + (t - T0),
+                    normalized=normalize_v201(cp, "TransactionEvent", e.payload, {},
+                                              e.received_at + (t - T0)))
+                    for e in session)
+            else:
+                events.append(start(cp, base, wh, at=t))
+                for k in range(1, rng.randrange(2, 7)):
+                    value = 0 if rng.random() < 0.05 else wh + 250 * k  # a reset now and then
+                    events.append(meter(cp, base, register(t + 5 * k * M, value)))
+                if tx % 4 != 1:  # else: closed by the next start or the idle timeout
+                    events.append(stop(cp, base, wh + 2_000, at=t + 40 * M))
+            meter_wh += 2_000
+            events.append(reading(cp, t + 41 * M, meter_wh))
+            wh += 2_000
+            t += 90 * M
+        events.append(heartbeat(cp, t + 30 * 60 * M))  # idle timeout for the last one
+        events.append(stop(cp, 100 * n + 1, 3_000, at=T0 + 30 * M))  # very late stop
+    for i in rng.sample(range(len(events)), 25):
+        events.insert(i, events[i])  # redelivered
+    for i in rng.sample(range(len(events) - 3), 15):
+        events[i], events[i + 2] = events[i + 2], events[i]  # out of order
+    return events
+
+
+def test_apply_batch_gives_the_samples_and_the_last_snapshots_of_apply() -> None:
+    """For every batch: the same sample rows in the same order, and for every session
+    exactly the last snapshot per-event folding emits in that batch."""
+    from flows.sessions.logic import MeterSampleRow, apply_batch
+
+    rules = SessionRules(keep_closed=2, amend_window=timedelta(hours=3),
+                         idle_timeout=timedelta(hours=4))  # forgets inside batches too
+    for seed in range(6):
+        rng = random.Random(seed)
+        events = [parse_event(e) for e in _fleet_events(rng)]
+        per_event: dict[str, ChargePointState | None] = {}
+        batched: dict[str, ChargePointState | None] = {}
+        i = 0
+        while i < len(events):
+            size = rng.choice((1, 2, 3, 7, 20, 60))
+            by_cp: dict[str, list[Any]] = {}
+            for e in events[i:i + size]:
+                assert e is not None
+                by_cp.setdefault(e.charge_point_id, []).append(e)
+            i += size
+            for cp, batch in by_cp.items():
+                expected: list[Output] = []
+                for e in batch:
+                    per_event[cp], out = apply(per_event.get(cp), e, rules)
+                    expected.extend(out)
+                batched[cp], got = apply_batch(batched.get(cp), batch, rules)
+                samples = [o for o in expected if isinstance(o, MeterSampleRow)]
+                assert [o for o in got if isinstance(o, MeterSampleRow)] == samples
+                last: dict[Any, SessionRow] = {}
+                for o in expected:
+                    if isinstance(o, SessionRow):
+                        last[o.session_id] = o
+                got_rows = [o for o in got if isinstance(o, SessionRow)]
+                assert len({r.session_id for r in got_rows}) == len(got_rows)
+                assert {r.session_id: r for r in got_rows} == last
