@@ -83,9 +83,19 @@ class RegisterRules:
     step_tolerance_wh: Decimal = Decimal(10)
 
     def cap(self, dt: timedelta) -> Decimal:
-        seconds = max(Decimal(0), Decimal(str(dt.total_seconds())))
-        return (Decimal(self.max_power_w) * seconds / 3600 * (1 + self.power_slack)
-                + self.step_tolerance_wh)
+        key = (self, dt)  # sample intervals repeat: memoised (a pure function of both)
+        cap = _CAPS.get(key)
+        if cap is None:
+            seconds = max(Decimal(0), Decimal(str(dt.total_seconds())))
+            cap = (Decimal(self.max_power_w) * seconds / 3600 * (1 + self.power_slack)
+                   + self.step_tolerance_wh)
+            if len(_CAPS) >= 4096:
+                _CAPS.clear()
+            _CAPS[key] = cap
+        return cap
+
+
+_CAPS: dict[tuple[RegisterRules, timedelta], Decimal] = {}
 
 
 Point = tuple[datetime, Decimal]
