@@ -92,3 +92,13 @@ def test_mosquitto_config_listens_only_where_asked() -> None:
     assert "allow_anonymous true" in text
     assert "persistence false" in text
     assert resolve_backend("auto") in ("mosquitto", "amqtt")
+
+
+def test_topic_template_follows_the_bridge_subscription() -> None:
+    from ingest.simulator.meters import topic_template_for
+
+    assert topic_template_for("meters/+/reading") == "meters/{meter_id}/reading"
+    assert topic_template_for("site-a/meters/+") == "site-a/meters/{meter_id}"
+    for bad in ("meters/#", "meters/+/+/reading", "meters/reading", "m/{x}/+"):
+        with pytest.raises(ValueError):
+            topic_template_for(bad)
