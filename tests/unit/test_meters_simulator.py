@@ -16,6 +16,7 @@ from ingest.simulator.meters import (
     meter_id_for,
     standalone_meters,
     station_sources,
+    topic_template_for,
 )
 from ingest.simulator.physics import EnergyRegister
 
@@ -95,8 +96,6 @@ def test_mosquitto_config_listens_only_where_asked() -> None:
 
 
 def test_topic_template_follows_the_bridge_subscription() -> None:
-    from ingest.simulator.meters import topic_template_for
-
     assert topic_template_for("meters/+/reading") == "meters/{meter_id}/reading"
     assert topic_template_for("site-a/meters/+") == "site-a/meters/{meter_id}"
     for bad in ("meters/#", "meters/+/+/reading", "meters/reading", "m/{x}/+"):
