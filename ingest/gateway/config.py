@@ -37,6 +37,9 @@ class GatewayConfig:
     # handler bug -> CALLERROR InternalError). Costs as much as the request check;
     # tests turn it on, production leaves it off.
     validate_responses: bool = False
+    # Kafka producer batching delay (librdkafka linger.ms): a few ms more per CALL,
+    # fewer and larger produce requests under load.
+    producer_linger_ms: int = 5
     # stations.last_seen_at is written for all stations at most this often.
     last_seen_interval_s: float = 1.0
     # DataTransfer vendor ids the platform takes (answered Accepted; the CALL is on

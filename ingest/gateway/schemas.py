@@ -260,7 +260,15 @@ def compile_check(schema: dict[str, Any], *, draft6: bool) -> Check:
             if not isinstance(sub["items"], dict | bool):
                 raise Unsupported("items as a list")  # additionalItems would apply
             item = node(sub["items"])
-            checks.append(lambda x: not isinstance(x, list) or all(item(i) for i in x))
+
+            def each(x: Any) -> bool:
+                if isinstance(x, list):
+                    for i in x:
+                        if not item(i):
+                            return False
+                return True
+
+            checks.append(each)
         if "minItems" in sub:
             least = sub["minItems"]
             checks.append(lambda x: not isinstance(x, list) or len(x) >= least)

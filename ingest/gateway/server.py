@@ -38,11 +38,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bus.producer import Producer, producer_config
+from bus.producer import producer_config
 from ingest.gateway import v16, v201
 from ingest.gateway.commands import CommandRouter
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.liveness import Liveness
+from ingest.gateway.producer import GatewayProducer
 from ingest.gateway.protocol import CentralSystemBase
 from ingest.gateway.security import REALM, Authenticator, FailureLimiter, TokenBucket
 from ingest.gateway.services import GatewayMetrics, GatewayServices, utc_now
@@ -87,7 +88,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self.registry)
         self._server: Server | None = None
         self._pool: AsyncConnectionPool | None = None
-        self._producer: Producer | None = None
+        self._producer: GatewayProducer | None = None
         self._services: GatewayServices | None = None
         self._connections: dict[str, ServerConnection] = {}
         # The protocol object of each connection in _connections (commands are sent
@@ -124,8 +125,10 @@ class Gateway:
             kwargs={"autocommit": True}, name="gateway",
         )
         await self._pool.open(wait=True, timeout=30)
-        self._producer = Producer(
-            producer_config(cfg.kafka_bootstrap, delivery_timeout_ms=cfg.delivery_timeout_ms)
+        self._producer = GatewayProducer(
+            producer_config(cfg.kafka_bootstrap, delivery_timeout_ms=cfg.delivery_timeout_ms,
+                            extra={"linger.ms": cfg.producer_linger_ms}),
+            guard_s=cfg.delivery_timeout_ms / 1000 + 2.0,
         )
         self._services = GatewayServices(
             pool=self._pool, producer=self._producer, topics=cfg.topics, metrics=self.metrics,
@@ -188,7 +191,7 @@ class Gateway:
         if self._services is not None:
             await self._services.last_seen.close()
         if self._producer is not None:
-            await asyncio.to_thread(self._producer.close, 10.0)
+            await self._producer.aclose(10.0)
             self._producer = None
         if self._pool is not None:
             await self._pool.close()

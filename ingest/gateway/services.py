@@ -213,6 +213,7 @@ class GatewayServices:
         self.metrics = metrics
         self.heartbeat_interval_s = heartbeat_interval_s
         self._publish_timeout = delivery_timeout_ms / 1000 + 2.0
+        self._producer_guarded = getattr(producer, "guard_s", None) is not None
         self.data_transfer_vendor_ids = data_transfer_vendor_ids
 
     def data_transfer_status(self, vendor_id: str) -> str:
@@ -280,12 +281,15 @@ class GatewayServices:
         """Return once Kafka stored the event (on ``ocpp.events`` unless ``topic``);
         raise ``PublishError`` otherwise."""
         started = time.perf_counter()
+        publish = self.producer.publish(
+            topic or self.topics.ocpp_events, envelope.charge_point_id.encode(),
+            encode_envelope(envelope))
         try:
-            async with asyncio.timeout(self._publish_timeout):
-                await self.producer.publish(
-                    topic or self.topics.ocpp_events, envelope.charge_point_id.encode(),
-                    encode_envelope(envelope),
-                )
+            if self._producer_guarded:  # the producer fails overdue publishes itself
+                await publish
+            else:
+                async with asyncio.timeout(self._publish_timeout):
+                    await publish
         except TimeoutError as exc:
             raise PublishError("no delivery report within the delivery timeout") from exc
         finally:
