@@ -8,7 +8,7 @@ is queryable in ``meter_samples`` minus its send time. The generator stamps each
 MeterValues with the wall-clock send time (UTC, ms), which becomes the row's
 ``measured_at``, so a row's age is known the moment it is seen; the database is
 polled every ``--poll-ms`` for the rows of ``--probes`` stations (an index range
-scan on the primary key), so the resolution is about the poll interval (the
+scan on the series key), so the resolution is about the poll interval (the
 number is an upper bound by at most that much). Same machine, same clock.
 
 Prints one JSON document to stdout. Nothing asserts timing; ``targets`` says
@@ -84,10 +84,12 @@ class SamplePoller:
                 started = time.perf_counter()
                 rows = conn.execute(
                     "SELECT charge_point_id, measured_at FROM meter_samples "
-                    "WHERE charge_point_id = ANY(%s) AND connector_id = 1 AND measurand = %s "
+                    "WHERE series_key = ANY(SELECT meter_series_key(cp, 1, %s, '', 'Outlet',"
+                    " 'Sample.Periodic') FROM unnest(%s::text[]) AS cp) "
+                    "AND charge_point_id = ANY(%s) AND connector_id = 1 AND measurand = %s "
                     "AND phase = '' AND location = 'Outlet' AND context = 'Sample.Periodic' "
                     "AND measured_at > %s",
-                    (self.probes, ENERGY, since)).fetchall()
+                    (ENERGY, self.probes, self.probes, ENERGY, since)).fetchall()
                 now = datetime.now(UTC)
                 self.polls += 1
                 self.poll_ms.append((time.perf_counter() - started) * 1000)

@@ -6,9 +6,12 @@ to the partial transaction index. The natural key stays what makes a sample
 unique (replays insert nothing), but it is now enforced through a generated
 64-bit hash of its series part:
 
-* ``series_key bigint GENERATED ALWAYS AS (hashtextextended(<series>, 0)) STORED``
-  where ``<series>`` is an unambiguous (length-prefixed) text of charge_point_id,
-  connector_id, measurand, phase, location and context;
+* ``series_key bigint GENERATED ALWAYS AS (meter_series_key(charge_point_id,
+  connector_id, measurand, phase, location, context)) STORED``; the immutable SQL
+  function ``meter_series_key`` is ``hashtextextended`` of an unambiguous
+  (length-prefixed) text of the six columns. Queries for one series use it too:
+  ``WHERE series_key = meter_series_key('CP1', 1, 'Energy.Active.Import.Register',
+  '', 'Outlet', 'Sample.Periodic') AND measured_at > ...`` (an index range scan);
 * ``UNIQUE (series_key, measured_at)`` (``meter_samples_series_time_key``)
   replaces the primary key. Writers need no change (``ON CONFLICT DO NOTHING``
   takes any unique index; the column is computed by the server).
@@ -38,21 +41,27 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-SERIES = (
-    "length(charge_point_id)::text || ':' || charge_point_id || connector_id::text || ':'"
-    " || length(measurand)::text || ':' || measurand"
-    " || length(phase)::text || ':' || phase"
-    " || length(location)::text || ':' || location"
-    " || length(context)::text || ':' || context"
-)
+SERIES_KEY_FUNCTION = """
+CREATE FUNCTION meter_series_key(charge_point_id text, connector_id integer, measurand text,
+                                 phase text, location text, context text)
+RETURNS bigint LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN hashtextextended(
+    length(charge_point_id)::text || ':' || charge_point_id || connector_id::text || ':'
+    || length(measurand)::text || ':' || measurand
+    || length(phase)::text || ':' || phase
+    || length(location)::text || ':' || location
+    || length(context)::text || ':' || context, 0);
+"""
 
 
 def upgrade() -> None:
+    op.execute(SERIES_KEY_FUNCTION)
     op.execute(
-        f"""
+        """
         ALTER TABLE meter_samples
             ADD COLUMN series_key bigint NOT NULL
-                GENERATED ALWAYS AS (hashtextextended({SERIES}, 0)) STORED;
+                GENERATED ALWAYS AS (meter_series_key(charge_point_id, connector_id, measurand,
+                                                      phase, location, context)) STORED;
         CREATE UNIQUE INDEX meter_samples_series_time_key
             ON meter_samples (series_key, measured_at);
         ALTER TABLE meter_samples DROP CONSTRAINT meter_samples_pkey;
@@ -67,5 +76,6 @@ def downgrade() -> None:
             (charge_point_id, connector_id, measurand, phase, location, context, measured_at);
         DROP INDEX meter_samples_series_time_key;
         ALTER TABLE meter_samples DROP COLUMN series_key;
+        DROP FUNCTION meter_series_key(text, integer, text, text, text, text);
         """
     )
