@@ -9,13 +9,14 @@ Idempotent under replay (Bytewax sinks are at-least-once):
 * meter samples are binary COPYed straight into ``meter_samples`` inside a
   savepoint: a batch of new samples (the normal case) costs no conflict handling
   at all. If any sample of the batch is already stored (a replay after recovery, a
-  station resending values) or repeats within the batch, the unique natural key
-  makes the COPY fail, the savepoint is rolled back and the batch goes the safe
-  way: COPY into a temporary staging table, then ``INSERT ... SELECT ... ON
-  CONFLICT DO NOTHING``. Either way exactly the samples not yet stored are
-  inserted. After such a fallback the next :data:`SAFE_BATCHES_AFTER_CONFLICT`
-  batches of that connection go the safe way directly (a replay usually spans
-  several batches; a failed COPY costs the work of the batch).
+  station resending values) or repeats within the batch, the unique key on the
+  natural key (``(series_key, measured_at)``, migration 0007) makes the COPY
+  fail, the savepoint is rolled back and the batch goes the safe way: COPY into a
+  temporary staging table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``.
+  Either way exactly the samples not yet stored are inserted. After such a
+  fallback the next :data:`SAFE_BATCHES_AFTER_CONFLICT` batches of that
+  connection go the safe way directly (a replay usually spans several batches; a
+  failed COPY costs the work of the batch).
 
 Performance: one transaction and a handful of statements per batch, whatever its
 size. Session snapshots that know their start (all but orphan stops) are binary

@@ -3,18 +3,30 @@
 
 Wiring only; every per-event decision lives in :mod:`flows.sessions.logic`::
 
-    kafka input --oks--> decode envelope + parse event --ok--> key by charge point
-        |                       |                                  |
-        errs                    invalid                    stateful_map(logic.apply)
-        v                       v                                  v
-    dead letter  <-------  dead letter                 flatten -> PostgresSink
-                                                         (commit, then publish the
-                                                          sessions_outbox -> sessions.closed)
+    kafka input --oks--> decode_event --ok--> key by charge point
+        |                    |                       |
+        errs              invalid        stateful_batch(SessionsLogic: logic.apply_batch)
+        v                    v                       |  (charge point, [rows])
+    dead letter  <----  dead letter                  v
+                                  OverlappedPostgresSessionsSink (writer thread; commit,
+                                  then publish the sessions_outbox -> sessions.closed)
 
 Run it with ``python -m bytewax.run "flows.sessions.dataflow:from_env()"``
 (add ``-r DB_DIR -s SECS -b SECS`` for recovery, ``-i/-a`` for several processes).
 State per charge point is small and picklable; the Kafka offsets live in Bytewax
 recovery, and both sinks are idempotent / at-least-once.
+
+Throughput (issue 4): the sessions step folds each charge point's share of a
+Kafka batch at once (one session snapshot per transaction and batch), its
+snapshots are pickled bytes, and the database writes run on a writer thread
+that Bytewax's epoch snapshot waits for (:class:`_OverlappedPartition`), so
+computing batch N+1 overlaps writing batch N without ever committing an epoch
+whose rows are not in the database. With several workers set
+``CHARGEFLOW_FLOW_SINK_PARTITIONS`` to their number (rows then go to the writer
+of their charge point's partition, possibly on another worker).
+Upgrading: the state moved from a ``stateful_map`` to this ``stateful_batch``
+step, so recovery stores of earlier versions do not carry over (start with a
+fresh recovery directory, the launcher does on every run).
 """
 
 from __future__ import annotations
