@@ -219,6 +219,14 @@ def api() -> None:
     uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_config=None)
 
 
+def _ocpp_versions(text: str) -> tuple[str, ...]:
+    versions = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = [v for v in versions if v not in ("1.6", "2.0.1")]
+    if not versions or unknown:
+        raise typer.BadParameter(f"OCPP versions must be 1.6 and/or 2.0.1, got {text!r}")
+    return versions
+
+
 @app.command()
 def simulate(
     stations: Annotated[int, typer.Option(help="number of charge points")] = 20,
@@ -234,6 +242,9 @@ def simulate(
         float | None, typer.Option(help="mean simulated seconds an EV stays plugged in")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="write ground truth JSON here")] = None,
+    ocpp_versions: Annotated[str | None, typer.Option(
+        help="comma-separated OCPP versions assigned to stations in turn, e.g. 1.6,2.0.1 "
+             "(default CHARGEFLOW_SIMULATOR_OCPP_VERSIONS)")] = None,
     mqtt_url: Annotated[str | None, typer.Option(
         help="also run a smart meter per connector (MTR-<station>-<connector>) that "
              "publishes the connector's register to this MQTT broker; default "
@@ -242,7 +253,7 @@ def simulate(
         help="seconds between a smart meter's readings "
              "(default CHARGEFLOW_SIMULATED_METER_INTERVAL_S)")] = None,
 ) -> None:
-    """Run simulated OCPP 1.6J charge points that charge cars (and their smart meters)."""
+    """Run simulated OCPP 1.6J / 2.0.1 charge points that charge cars (and their smart meters)."""
     from chargeflow.launcher import SIMULATED_ID_TAGS
     from ingest.meters import MqttEndpoint
     from ingest.simulator.fleet import FleetConfig, FleetReport, SimulatedStation, run_fleet
@@ -278,6 +289,7 @@ def simulate(
         min_arrival_gap_s=2 * interval_s * scale if meter_config else 0.0,
         id_tags=tuple(SIMULATED_ID_TAGS),
         station_password=settings.simulator_station_password,
+        ocpp_versions=_ocpp_versions(ocpp_versions or settings.simulator_ocpp_versions),
     )
     log = structlog.get_logger("chargeflow.simulate")
     if meter_config is not None and interval_s * scale > 600:

@@ -224,7 +224,7 @@ def banner(stack: LocalStack, api_key: str) -> str:
             f"  API docs        {api}/docs",
             f"  health          {api}/healthz",
             f"  OCPP gateway    ws://{s.gateway_host}:{s.gateway_port}/ocpp/<charge-point-id>"
-            "  (subprotocol ocpp1.6)",
+            "  (subprotocols ocpp1.6, ocpp2.0.1)",
             f"  Kafka           {stack.bootstrap}"
             + ("  (embedded Tansu, in memory)" if stack.broker else ""),
             f"  PostgreSQL      {_redact(stack.database_url)}"

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     simulator_mean_arrival_gap_s: float = 60.0
     # Basic-auth password of the simulated stations (chargeflow run generates one per run).
     simulator_station_password: str | None = None
+    # Stations take these OCPP versions in turn: a mixed fleet by default.
+    simulator_ocpp_versions: str = "1.6,2.0.1"
 
     # Smart meters over MQTT (ingest.meters). Empty mqtt_url: `chargeflow run` starts
     # an embedded broker (chargeflow.mqtt). mqtt://[user:password@]host:port, mqtts:// = TLS.
