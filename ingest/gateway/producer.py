@@ -44,6 +44,13 @@ class GatewayProducer(Producer):
         self._sweeper: asyncio.Task[None] | None = None
         super().__init__(config)
 
+    def start(self) -> None:
+        """Bind to the running event loop and start the guard (else at first publish)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self._sweeper = loop.create_task(self._sweep(), name="producer-guard")
+
     async def publish(
         self,
         topic: str,
@@ -53,8 +60,7 @@ class GatewayProducer(Producer):
     ) -> tuple[int, int]:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use (or a new loop): bind and start sweeping
-            self._loop = loop
-            self._sweeper = loop.create_task(self._sweep(), name="producer-guard")
+            self.start()
         future: asyncio.Future[tuple[int, int]] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:  # poll thread

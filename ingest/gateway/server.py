@@ -130,6 +130,7 @@ class Gateway:
                             extra={"linger.ms": cfg.producer_linger_ms}),
             guard_s=cfg.delivery_timeout_ms / 1000 + 2.0,
         )
+        self._producer.start()
         self._services = GatewayServices(
             pool=self._pool, producer=self._producer, topics=cfg.topics, metrics=self.metrics,
             heartbeat_interval_s=cfg.heartbeat_interval_s,
