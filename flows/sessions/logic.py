@@ -35,7 +35,12 @@ Energy (DESIGN.md "Correctness rules")
   the start* and the *earliest reading at or after the stop*, each within
   ``meter_window`` (no interpolation: outside a session no energy flows through
   the connector, so these bracketing readings equal the register at start and at
-  stop). Without both (``smart_meter_incomplete``) the station register is used.
+  stop) -- or at any distance when the readings on both sides of the start (stop)
+  are equal: registers never decrease, so an idle run spanning the instant pins
+  the register there. Runs of equal readings are kept as their first and latest
+  reading only, and this keeps the figure independent of the order in which
+  ``ocpp.events`` and ``meter.readings`` interleave (:class:`Bracket`).
+  Without both (``smart_meter_incomplete``) the station register is used.
   Every meter with both readings cross-checks the station register: a difference
   above ``meter_tolerance_ratio x max + meter_tolerance_wh`` (1 % + 10 Wh) is
   ``smart_meter_mismatch``.
@@ -420,10 +425,29 @@ def decode_event(data: bytes | None) -> Event | None:
 
 @dataclass(slots=True)
 class Bracket:
-    """One smart meter's readings around a transaction: (time, Wh) at/before the
-    start and at/after the stop."""
+    """One smart meter's readings around a transaction.
+
+    ``before_start``/``after_start`` are the latest reading at or before and the
+    earliest at or after the start (``start_ref``), ``before_stop``/``after_stop``
+    the same around the stop (``stop_ref``), whatever their distance; ``start`` and
+    ``stop`` are the figures derived from them (:func:`_settle`): the reading before
+    the start (after the stop) when it is within ``meter_window``, or when the
+    readings on both sides are equal -- registers never decrease, so two equal
+    readings around an instant pin the register there. A function of the set of
+    readings seen, and idle runs compressed to their ends (``_apply_reading``) keep
+    it, so it does not depend on the order readings and OCPP events arrive in.
+    ``near``: some reading fell within the transaction's window; the meter counts for
+    the transaction when near or when a figure is pinned (``relevant``)."""
 
     billing: bool = False
+    near: bool = False
+    relevant: bool = False
+    start_ref: datetime | None = None
+    before_start: Point | None = None
+    after_start: Point | None = None
+    stop_ref: datetime | None = None
+    before_stop: Point | None = None
+    after_stop: Point | None = None
     start: Point | None = None
     stop: Point | None = None
 
@@ -498,37 +522,71 @@ def _floor(value: Decimal | None) -> int | None:
 # --------------------------------------------------------------------------- energy
 
 
-def _within(delta: timedelta, window: timedelta) -> bool:
-    return timedelta(0) <= delta <= window
+def _settle(b: Bracket, window: timedelta) -> None:
+    """Derive ``start``/``stop`` and ``relevant`` from the tracked readings (Bracket)."""
+    start = stop = None
+    pinned = False
+    before, after = b.before_start, b.after_start
+    if before is not None and b.start_ref is not None:
+        if after is not None and after[1] == before[1]:
+            start, pinned = before, True
+        elif b.start_ref - before[0] <= window:
+            start = before
+    before, after = b.before_stop, b.after_stop
+    if after is not None and b.stop_ref is not None:
+        if before is not None and before[1] == after[1]:
+            stop, pinned = after, True
+        elif after[0] - b.stop_ref <= window:
+            stop = after
+    b.start, b.stop = start, stop
+    b.relevant = b.near or pinned
 
 
 def _offer(tx: Tx, rules: SessionRules, t: datetime, meter_id: str, wh: Decimal,
            billing: bool) -> bool:
-    """Consider one smart-meter reading for a transaction's brackets; True if they changed."""
+    """Consider one smart-meter reading for a transaction's brackets; True if what the
+    session's snapshot sees of them changed."""
     start = tx.started_at if tx.has_start else None
-    lo = (start or tx.first_seen) - rules.meter_window
-    hi = (tx.stopped_at + rules.meter_window) if tx.stopped_at is not None else None
-    if t < lo or (hi is not None and t > hi):
-        return False
+    stop = tx.stopped_at
     bracket = tx.meters.get(meter_id)
-    changed = False
     if bracket is None:
         bracket = tx.meters[meter_id] = Bracket()
-        changed = True
-    if billing and not bracket.billing:
-        bracket.billing = changed = True
-    if start is not None and _within(start - t, rules.meter_window) and (
-            bracket.start is None or t > bracket.start[0]):
-        bracket.start = (t, wh)
-        changed = True
-    if tx.stopped_at is not None and _within(t - tx.stopped_at, rules.meter_window) and (
-            bracket.stop is None or t < bracket.stop[0]):
-        bracket.stop = (t, wh)
-        changed = True
-    return changed
+    seen = (bracket.relevant, bracket.billing, bracket.start, bracket.stop)
+    if bracket.start_ref != start:  # the start became known: track anew (re-offered)
+        bracket.start_ref, bracket.before_start, bracket.after_start = start, None, None
+    if bracket.stop_ref != stop:  # (re)closed: the same for the stop
+        bracket.stop_ref, bracket.before_stop, bracket.after_stop = stop, None, None
+    lo = (start or tx.first_seen) - rules.meter_window
+    hi = (stop + rules.meter_window) if stop is not None else None
+    if lo <= t and (hi is None or t <= hi):
+        bracket.near = True
+    if billing:
+        bracket.billing = True
+    point = (t, wh)
+    if start is not None:
+        if t <= start and (bracket.before_start is None or t > bracket.before_start[0]):
+            bracket.before_start = point
+        if t >= start and (bracket.after_start is None or t < bracket.after_start[0]):
+            bracket.after_start = point
+    if stop is not None:
+        if t <= stop and (bracket.before_stop is None or t > bracket.before_stop[0]):
+            bracket.before_stop = point
+        if t >= stop and (bracket.after_stop is None or t < bracket.after_stop[0]):
+            bracket.after_stop = point
+    _settle(bracket, rules.meter_window)
+    return (bracket.relevant, bracket.billing, bracket.start, bracket.stop) != seen
 
 
 def _offer_all(tx: Tx, state: ChargePointState, rules: SessionRules) -> None:
+    start = tx.started_at if tx.has_start else None
+    for bracket in tx.meters.values():  # (also those without readings in the ring now)
+        if bracket.start_ref != start or bracket.stop_ref != tx.stopped_at:
+            if bracket.start_ref != start:
+                bracket.start_ref, bracket.before_start, bracket.after_start = start, None, None
+            if bracket.stop_ref != tx.stopped_at:
+                bracket.stop_ref, bracket.before_stop, bracket.after_stop = (
+                    tx.stopped_at, None, None)
+            _settle(bracket, rules.meter_window)
     if tx.evse_id is None:
         return
     for t, meter_id, wh, billing in state.readings.get(tx.evse_id, ()):
@@ -585,7 +643,9 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
     meter_energy: Decimal | None = None
     meter_id: str | None = None
     if closed and tx.has_start:
-        billing = [m for m, b in sorted(tx.meters.items()) if b.billing]
+        meters = sorted(((m, b) for m, b in tx.meters.items() if b.relevant),
+                        key=lambda mb: mb[0])
+        billing = [m for m, b in meters if b.billing]
         for m in billing:
             figure = _meter_energy(tx.meters[m])
             if figure is not None:
@@ -595,7 +655,7 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
         else:
             if billing:
                 _add(reasons, "smart_meter_incomplete")
-        for m, bracket in sorted(tx.meters.items()):
+        for m, bracket in meters:
             figure = _meter_energy(bracket)
             if figure is None:
                 continue
@@ -671,8 +731,8 @@ def _close(tx: Tx, by: str, at: datetime) -> None:
 
 def _needs_meter(tx: Tx) -> bool:
     """Hold the close: a smart meter is known here and has no reading after the stop."""
-    return bool(tx.meters) and tx.has_start and not any(
-        b.stop is not None for b in tx.meters.values())
+    return tx.has_start and any(b.relevant for b in tx.meters.values()) and not any(
+        b.stop is not None for b in tx.meters.values() if b.relevant)
 
 
 def _finalize_ready(state: ChargePointState, rules: SessionRules, touched: set[str],
