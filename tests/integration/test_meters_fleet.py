@@ -118,9 +118,10 @@ async def test_simulated_meters_agree_with_the_stations_through_the_whole_pipeli
         simulator = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "chargeflow.cli", "simulate",
             "--stations", str(STATIONS), "--sessions", str(SESSIONS),
-            # 200x: the flow's 15-minute window for the meter readings around a start or
-            # stop is 4.5 s here, well above the flow's lag between the two topics.
-            "--gateway", gateway.url, "--time-scale", "200", "--meter-interval", "30",
+            # 600x: the flow's 15-minute window for the meter readings around a start or
+            # stop is 1.5 s here; an idle meter's equal readings around a start or stop
+            # pin the register whatever the lag between the two topics.
+            "--gateway", gateway.url, "--time-scale", "600", "--meter-interval", "30",
             "--mean-dwell", "300", "--report", str(report_path),
             "--mqtt-url", f"mqtt://{mqtt.host}:{mqtt.port}", "--smart-meter-interval", "0.1",
             cwd=ROOT, env=simulate_env(mqtt, prefix),
