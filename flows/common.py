@@ -1,8 +1,7 @@
-"""Wiring shared by the load and status flows: dead letters, env settings and a
-PostgreSQL sink that waits out database outages.
-
-(The sessions flow has its own copies in ``flows.sessions.dataflow``; these are
-the same behaviour with the write function as a parameter.)
+"""Wiring shared by the flows: dead letters, env settings, a PostgreSQL connection
+that waits out database outages (:class:`RetryingConnection`) and a sink built on it
+(:class:`RetryingPostgresSink`, the load and status flows; the sessions flow has
+its own overlapped sink on the same connection).
 """
 
 from __future__ import annotations
@@ -125,22 +124,23 @@ def config_from_env() -> FlowConfig:
 WriteBatch = Callable[["psycopg.Connection[Any]", list[T]], None]
 
 
-class _RetryingPartition(StatelessSinkPartition[T], Generic[T]):
-    """Writes each batch with ``write``; retries with capped exponential backoff while
-    the database is unreachable (blocking is the backpressure: input offsets stay
-    behind). Other errors crash the flow loudly; recovery replays the batch."""
+class RetryingConnection:
+    """One autocommit connection, (re)opened on demand; :meth:`run` retries a write
+    with capped exponential backoff (jittered) while the database is unreachable,
+    logging every retry and the recovery. Blocking is the backpressure: the input
+    offsets stay behind. Other errors propagate (the flow crashes loudly; recovery
+    replays the batch)."""
 
-    def __init__(self, url: str, write: WriteBatch[T], name: str, max_backoff_s: float,
-                 initial_backoff_s: float, connect_timeout_s: int) -> None:
+    def __init__(self, url: str, name: str, max_backoff_s: float, initial_backoff_s: float,
+                 connect_timeout_s: int) -> None:
         self._url = url
-        self._write = write
         self._name = name
-        self._max_backoff_s = max_backoff_s
+        self.max_backoff_s = max_backoff_s
         self._initial_backoff_s = min(initial_backoff_s, max_backoff_s)
         self._connect_timeout_s = connect_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
 
-    def _connection(self) -> psycopg.Connection[Any]:
+    def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=self._connect_timeout_s,
@@ -148,32 +148,35 @@ class _RetryingPartition(StatelessSinkPartition[T], Generic[T]):
             )
         return self._conn
 
-    def write_batch(self, items: list[T]) -> None:
+    def run(self, write: Callable[[psycopg.Connection[Any]], None], rows: int) -> None:
+        """``write(conn)`` until it gets through (``rows``: for the log only)."""
         retries = 0
         delay = self._initial_backoff_s
         started = 0.0
         while True:
             try:
-                self._write(self._connection(), items)
+                write(self.connection())
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self._close_conn()
+                self.close()
                 if retries == 0:
                     started = time.monotonic()
                 retries += 1
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 wait = delay * (0.5 + random.random() / 2)
                 log.warning("%s: database unavailable (%s: %s); %d rows waiting, retry %d "
-                            "in %.2fs", self._name, type(exc).__name__, reason, len(items),
-                            retries, wait)
+                            "in %.2fs (max backoff %.1fs)", self._name, type(exc).__name__,
+                            reason, rows, retries, wait, self.max_backoff_s)
                 time.sleep(wait)  # backoff between attempts, not synchronisation
-                delay = min(delay * 2, self._max_backoff_s)
+                delay = min(delay * 2, self.max_backoff_s)
                 continue
             if retries:
-                log.warning("%s: database available again after %d retries (%.1fs)",
-                            self._name, retries, time.monotonic() - started)
+                log.warning("%s: database available again after %d retries (%.1fs); "
+                            "wrote %d rows", self._name, retries,
+                            time.monotonic() - started, rows)
             return
 
-    def _close_conn(self) -> None:
+    def close(self) -> None:
+        """Close the connection (the next use opens a new one)."""
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -182,8 +185,20 @@ class _RetryingPartition(StatelessSinkPartition[T], Generic[T]):
             finally:
                 self._conn = None
 
+
+class _RetryingPartition(StatelessSinkPartition[T], Generic[T]):
+    """Writes each batch with ``write`` through a :class:`RetryingConnection`."""
+
+    def __init__(self, db: RetryingConnection, write: WriteBatch[T]) -> None:
+        self._db = db
+        self._write = write
+
+    def write_batch(self, items: list[T]) -> None:
+        write = self._write
+        self._db.run(lambda conn: write(conn, items), len(items))
+
     def close(self) -> None:
-        self._close_conn()
+        self._db.close()
 
 
 class RetryingPostgresSink(DynamicSink[T], Generic[T]):
@@ -203,5 +218,7 @@ class RetryingPostgresSink(DynamicSink[T], Generic[T]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int
               ) -> _RetryingPartition[T]:
-        return _RetryingPartition(self._url, self._write, self._name, self._max_backoff_s,
-                                  self._initial_backoff_s, self._connect_timeout_s)
+        return _RetryingPartition(
+            RetryingConnection(self._url, self._name, self._max_backoff_s,
+                               self._initial_backoff_s, self._connect_timeout_s),
+            self._write)

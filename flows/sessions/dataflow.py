@@ -34,9 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -46,7 +44,7 @@ from typing import Any
 
 import bytewax.operators as op
 import psycopg
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.connectors.kafka import operators as kop
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
@@ -62,6 +60,16 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from bus.envelope import EnvelopeError
 from bus.topics import Topics
+from flows.common import (
+    DeadLetter,
+    RawMessage,
+    RetryingConnection,
+    consume_error_dead_letter,
+    dead_letter,
+    env_bool,
+    env_float,
+    env_int,
+)
 from flows.sessions import logic
 from flows.sessions.logic import (
     DEFAULT_RULES,
@@ -79,8 +87,8 @@ log = logging.getLogger(__name__)
 
 FLOW_ID = "chargeflow-sessions"
 
-RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
-DeadLetter = KafkaSinkMessage[bytes | None, bytes | None]
+__all__ = ["DeadLetter", "RawMessage", "consume_error_dead_letter", "dead_letter"]
+
 FlowInput = Callable[[Dataflow], KafkaOpOut[Any, Any]]
 
 
@@ -107,20 +115,6 @@ class SessionsFlowConfig:
 # --------------------------------------------------------------------------- pure steps
 
 
-def dead_letter(
-    msg: RawMessage, reason: str, stage: str
-) -> DeadLetter:
-    """The original message (bytes and key unchanged) with the dead-letter headers."""
-    headers = [
-        ("deadletter.reason", reason.encode()),
-        ("deadletter.stage", stage.encode()),
-        ("deadletter.source.topic", (msg.topic or "").encode()),
-        ("deadletter.source.partition", str(msg.partition).encode()),
-        ("deadletter.source.offset", str(msg.offset).encode()),
-    ]
-    return KafkaSinkMessage(key=msg.key, value=msg.value, headers=headers)
-
-
 def decode(msg: RawMessage) -> Event | DeadLetter | None:
     """A session event, a dead letter (with reason), or None (not about sessions)."""
     try:
@@ -133,11 +127,6 @@ def decode(msg: RawMessage) -> Event | DeadLetter | None:
         log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
                       msg.offset)
         return dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
-
-
-def consume_error_dead_letter(err: Any) -> DeadLetter:
-    """A consumer error from the Kafka input, as a dead letter."""
-    return dead_letter(err.msg, f"kafka consumer error: {err.err.str()}", "consume")
 
 
 def step(
@@ -181,24 +170,22 @@ def sessions_logic(rules: SessionRules, resume: bytes | None) -> SessionsLogic:
 class _SessionsWriter:
     """Writes each batch of rows in one transaction; waits out database outages.
 
-    While the database is unreachable ``write`` keeps retrying with exponential
-    backoff (``initial_backoff_s`` doubling up to ``max_backoff_s``, with jitter),
-    logging every retry and the recovery. Blocking here is the backpressure: the
-    worker stops reading Kafka, the input offsets in the recovery store stay
-    behind the last written batch, so nothing read is lost even if the process
-    dies during the outage. Errors other than connection/operational ones crash
-    the flow loudly (recovery then replays the batch). After every commit (and
-    once at start, for what a previous run committed but did not publish) the
-    sessions outbox is published.
+    The writes go through :class:`flows.common.RetryingConnection`: while the
+    database is unreachable ``write`` keeps retrying with exponential backoff
+    (``initial_backoff_s`` doubling up to ``max_backoff_s``, with jitter), logging
+    every retry and the recovery. Blocking here is the backpressure: the worker
+    stops reading Kafka, the input offsets in the recovery store stay behind the
+    last written batch, so nothing read is lost even if the process dies during
+    the outage. Errors other than connection/operational ones crash the flow
+    loudly (recovery then replays the batch). After every commit (and once at
+    start, for what a previous run committed but did not publish) the sessions
+    outbox is published.
     """
 
     def __init__(self, database_url: str, max_backoff_s: float, initial_backoff_s: float,
                  connect_timeout_s: int, publisher: OutboxPublisher | None = None) -> None:
-        self._url = database_url
-        self._max_backoff_s = max_backoff_s
-        self._initial_backoff_s = min(initial_backoff_s, max_backoff_s)
-        self._connect_timeout_s = connect_timeout_s
-        self._conn: psycopg.Connection[Any] | None = None
+        self._db = RetryingConnection(database_url, FLOW_ID, max_backoff_s,
+                                      initial_backoff_s, connect_timeout_s)
         self._publisher = publisher
         self._publish()  # what a previous run committed but did not get to publish
 
@@ -206,18 +193,10 @@ class _SessionsWriter:
         if self._publisher is None:
             return
         try:
-            self._publisher.publish(self._connection())
+            self._publisher.publish(self._db.connection())
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            self._close_conn()
+            self._db.close()
             log.warning("outbox not published yet (database: %s)", exc)
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=self._connect_timeout_s,
-                application_name=FLOW_ID,
-            )
-        return self._conn
 
     def write(self, items: list[Output]) -> None:
         sessions: list[logic.SessionRow] = []
@@ -227,48 +206,13 @@ class _SessionsWriter:
                 samples.append(item)
             else:
                 sessions.append(item)
-        retries = 0
-        delay = self._initial_backoff_s
-        outage_started = 0.0
-        while True:
-            try:
-                write_sessions_batch(self._connection(), sessions, samples)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self._close_conn()
-                if retries == 0:
-                    outage_started = time.monotonic()
-                retries += 1
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                wait = delay * (0.5 + random.random() / 2)
-                log.warning(
-                    "database unavailable (%s: %s); %d rows waiting, retry %d in %.2fs "
-                    "(max backoff %.1fs)", type(exc).__name__, reason, len(items), retries,
-                    wait, self._max_backoff_s,
-                )
-                time.sleep(wait)  # backoff between attempts, not synchronisation
-                delay = min(delay * 2, self._max_backoff_s)
-                continue
-            if retries:
-                log.warning(
-                    "database available again after %d retries (%.1fs); wrote %d rows",
-                    retries, time.monotonic() - outage_started, len(items),
-                )
-            self._publish()  # after the commit: new outbox rows and earlier leftovers
-            return
-
-    def _close_conn(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-            finally:
-                self._conn = None
+        self._db.run(lambda conn: write_sessions_batch(conn, sessions, samples), len(items))
+        self._publish()  # after the commit: new outbox rows and earlier leftovers
 
     def close(self) -> None:
         if self._publisher is not None:
             self._publisher.close()
-        self._close_conn()
+        self._db.close()
 
 
 class _PostgresPartition(StatelessSinkPartition[Output]):
@@ -492,44 +436,6 @@ def build_flow(config: SessionsFlowConfig) -> Dataflow:
     )
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
 def config_from_env() -> SessionsFlowConfig:
     """Read CHARGEFLOW_KAFKA_BOOTSTRAP, CHARGEFLOW_DATABASE_URL,
     CHARGEFLOW_TOPIC_PREFIX (default ""), CHARGEFLOW_FLOW_TAIL (default true),
@@ -551,11 +457,11 @@ def config_from_env() -> SessionsFlowConfig:
         brokers=[b.strip() for b in bootstrap.split(",") if b.strip()],
         database_url=database_url,
         topics=Topics.with_prefix(os.environ.get("CHARGEFLOW_TOPIC_PREFIX", "")),
-        tail=_env_bool("CHARGEFLOW_FLOW_TAIL", True),
-        batch_size=_env_int("CHARGEFLOW_FLOW_BATCH_SIZE", 1000),
-        db_max_backoff_s=_env_float("CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S", 10.0),
-        overlap_writes=_env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
-        sink_partitions=_env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
+        tail=env_bool("CHARGEFLOW_FLOW_TAIL", True),
+        batch_size=env_int("CHARGEFLOW_FLOW_BATCH_SIZE", 1000),
+        db_max_backoff_s=env_float("CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S", 10.0),
+        overlap_writes=env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
+        sink_partitions=env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
         rules=rules_from_env(),
     )
 
@@ -563,13 +469,13 @@ def config_from_env() -> SessionsFlowConfig:
 def rules_from_env() -> SessionRules:
     d = DEFAULT_RULES
     return SessionRules(
-        registers=RegisterRules(max_power_w=_env_int(
+        registers=RegisterRules(max_power_w=env_int(
             "CHARGEFLOW_SESSION_MAX_POWER_W", d.registers.max_power_w)),
-        idle_timeout=timedelta(seconds=_env_float(
+        idle_timeout=timedelta(seconds=env_float(
             "CHARGEFLOW_SESSION_IDLE_TIMEOUT_S", d.idle_timeout.total_seconds())),
-        meter_tolerance_ratio=Decimal(str(_env_float(
+        meter_tolerance_ratio=Decimal(str(env_float(
             "CHARGEFLOW_SESSION_METER_TOLERANCE_PCT", 1.0))) / 100,
-        meter_tolerance_wh=Decimal(str(_env_float(
+        meter_tolerance_wh=Decimal(str(env_float(
             "CHARGEFLOW_SESSION_METER_TOLERANCE_WH", 10.0))),
     )
 
