@@ -542,6 +542,17 @@ def _settle(b: Bracket, window: timedelta) -> None:
     b.relevant = b.near or pinned
 
 
+def _retrack(b: Bracket, start: datetime | None, stop: datetime | None) -> bool:
+    """Track anew around a start that became known or a stop that (re)closed the
+    transaction (the readings in the ring are offered again); True if anything reset."""
+    reset = False
+    if b.start_ref != start:
+        b.start_ref, b.before_start, b.after_start, reset = start, None, None, True
+    if b.stop_ref != stop:
+        b.stop_ref, b.before_stop, b.after_stop, reset = stop, None, None, True
+    return reset
+
+
 def _offer(tx: Tx, rules: SessionRules, t: datetime, meter_id: str, wh: Decimal,
            billing: bool) -> bool:
     """Consider one smart-meter reading for a transaction's brackets; True if what the
@@ -552,10 +563,7 @@ def _offer(tx: Tx, rules: SessionRules, t: datetime, meter_id: str, wh: Decimal,
     if bracket is None:
         bracket = tx.meters[meter_id] = Bracket()
     seen = (bracket.relevant, bracket.billing, bracket.start, bracket.stop)
-    if bracket.start_ref != start:  # the start became known: track anew (re-offered)
-        bracket.start_ref, bracket.before_start, bracket.after_start = start, None, None
-    if bracket.stop_ref != stop:  # (re)closed: the same for the stop
-        bracket.stop_ref, bracket.before_stop, bracket.after_stop = stop, None, None
+    _retrack(bracket, start, stop)
     lo = (start or tx.first_seen) - rules.meter_window
     hi = (stop + rules.meter_window) if stop is not None else None
     if lo <= t and (hi is None or t <= hi):
@@ -580,12 +588,7 @@ def _offer(tx: Tx, rules: SessionRules, t: datetime, meter_id: str, wh: Decimal,
 def _offer_all(tx: Tx, state: ChargePointState, rules: SessionRules) -> None:
     start = tx.started_at if tx.has_start else None
     for bracket in tx.meters.values():  # (also those without readings in the ring now)
-        if bracket.start_ref != start or bracket.stop_ref != tx.stopped_at:
-            if bracket.start_ref != start:
-                bracket.start_ref, bracket.before_start, bracket.after_start = start, None, None
-            if bracket.stop_ref != tx.stopped_at:
-                bracket.stop_ref, bracket.before_stop, bracket.after_stop = (
-                    tx.stopped_at, None, None)
+        if _retrack(bracket, start, tx.stopped_at):
             _settle(bracket, rules.meter_window)
     if tx.evse_id is None:
         return

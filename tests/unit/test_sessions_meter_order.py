@@ -12,7 +12,7 @@ import random
 from datetime import datetime
 
 from bus.envelope import Envelope, Kind
-from flows.sessions.logic import SessionRow, parse_event, update
+from flows.sessions.logic import SessionRow, apply_batch, parse_event, update
 from tests.unit.test_sessions_logic import T0, meter, register, start, stop
 from tests.unit.test_sessions_quality import M, reading
 
@@ -119,3 +119,20 @@ def test_final_rows_do_not_depend_on_the_interleaving_of_the_two_topics() -> Non
         order = interleave(station, readings, rng)
         assert final_rows(order) == expected, [
             (e.kind, e.measured_at, parse_event(e)) for e in order]
+
+
+def test_apply_batch_over_random_batches_gives_the_same_final_rows() -> None:
+    station, readings = stream()
+    expected = final_rows([*station, *readings])
+    rng = random.Random(7)
+    for _ in range(100):
+        events = [parse_event(e) for e in interleave(station, readings, rng)]
+        state = None
+        last: dict[str, SessionRow] = {}
+        i = 0
+        while i < len(events):
+            n = rng.randint(1, 8)
+            state, out = apply_batch(state, events[i:i + n])
+            i += n
+            last.update((o.transaction_id, o) for o in out if isinstance(o, SessionRow))
+        assert last == expected
