@@ -40,6 +40,9 @@ class GatewayConfig:
     # Kafka producer batching delay (librdkafka linger.ms): a few ms more per CALL,
     # fewer and larger produce requests under load.
     producer_linger_ms: int = 5
+    # Garbage collection tuning for the process (server.tune_gc): young-generation
+    # threshold; 0 leaves Python's defaults alone.
+    gc_young_threshold: int = 50_000
     # stations.last_seen_at is written for all stations at most this often.
     last_seen_interval_s: float = 1.0
     # DataTransfer vendor ids the platform takes (answered Accepted; the CALL is on

@@ -26,7 +26,9 @@ A station is recorded with the version it booted with (BootNotification).
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
+import time
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -78,6 +80,39 @@ def offered_subprotocols(request: Request) -> list[str]:
     return offered
 
 
+_gc_started: list[float] = []
+
+
+def _gc_callback(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        took = time.perf_counter() - _gc_started[0]
+        if took > 0.05:
+            log.warning("long garbage collection", generation=info.get("generation"),
+                        seconds=round(took, 3), collected=info.get("collected"))
+
+
+def _watch_gc() -> None:
+    if _gc_callback not in gc.callbacks:
+        gc.callbacks.append(_gc_callback)
+
+
+def tune_gc(gen0: int) -> None:
+    """Fewer, cheaper collections for a long-running gateway: everything alive after
+    start-up (modules, schemas, pools) is frozen out of the collector's scans, and the
+    young generation is collected every ``gen0`` allocations instead of 700, so the
+    objects of CALLs in flight die young instead of being promoted and then scanned
+    by full collections (measured: 0.2-0.4 s full-collection pauses every ~3 s at
+    2,000 CALLs/s with the defaults)."""
+    if gen0 <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 700), gen1, gen2)
+
+
 class Gateway:
     """``async with Gateway(config) as gw:`` serves until the block ends."""
 
@@ -118,6 +153,7 @@ class Gateway:
 
     async def start(self) -> None:
         cfg = self.config
+        _watch_gc()
         await asyncio.to_thread(v16.SCHEMAS.warm)
         await asyncio.to_thread(v201.SCHEMAS.warm)
         self._pool = AsyncConnectionPool(
@@ -169,6 +205,7 @@ class Gateway:
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS),
                  gateway_id=self.gateway_id)
+        tune_gc(cfg.gc_young_threshold)
         self.commands = CommandRouter(
             gateway_id=self.gateway_id, bootstrap=cfg.kafka_bootstrap, topics=cfg.topics,
             pool=self._pool, producer=self._producer, lookup=self._stations.get,

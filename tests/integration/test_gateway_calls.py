@@ -33,8 +33,10 @@ NOW = "2026-01-05T10:00:00.000Z"
 
 def gateway_config(broker: EmbeddedBroker, database_url: str, topics: Topics,
                    **overrides: Any) -> GatewayConfig:
-    """Tests also check every CALLRESULT the gateway builds against its schema."""
+    """Tests also check every CALLRESULT the gateway builds against its schema, and
+    leave the test process's garbage collector alone (no freeze per gateway)."""
     overrides.setdefault("validate_responses", True)
+    overrides.setdefault("gc_young_threshold", 0)
     return GatewayConfig(kafka_bootstrap=broker.bootstrap, database_url=database_url,
                          topics=topics, **overrides)
 

@@ -176,7 +176,7 @@ def fuzz_gateway(broker: EmbeddedBroker, database_url: str) -> Iterator[GatewayT
         max_frame_bytes=MAX_FRAME_BYTES,
         max_messages_per_s=100_000.0, message_burst=100_000,
         offline_grace_s=0.0,  # no per-station pending-offline task after a disconnect
-        validate_responses=True,
+        validate_responses=True, gc_young_threshold=0,
     )
     gw = GatewayThread(config).start()
     try:
