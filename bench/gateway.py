@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(steady-state runs without the argon2 connect cost)")
     parser.add_argument("--connect-concurrency", type=int, default=8,
                         help="stations connecting at once (the gateway verifies 4 argon2 "
-                             "hashes at a time and drops handshakes not done in 10 s)")
+                             "hashes at a time and answers 503 + Retry-After past 64 waiting)")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="FILE",
                         help="record the gateway with py-spy (pip install py-spy) during "
                              "warm-up + measured window; raw collapsed stacks to FILE")
