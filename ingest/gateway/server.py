@@ -93,9 +93,21 @@ def _gc_callback(phase: str, info: dict[str, Any]) -> None:
                         seconds=round(took, 3), collected=info.get("collected"))
 
 
+_gc_watchers: list[int] = [0]  # gateways in this process watching GC pauses
+
+
 def _watch_gc() -> None:
+    _gc_watchers[0] += 1
     if _gc_callback not in gc.callbacks:
         gc.callbacks.append(_gc_callback)
+
+
+def _unwatch_gc() -> None:
+    """The last gateway to stop removes the callback, so nothing logs after shutdown
+    (e.g. at interpreter exit, when the log stream may be closed)."""
+    _gc_watchers[0] = max(0, _gc_watchers[0] - 1)
+    if _gc_watchers[0] == 0 and _gc_callback in gc.callbacks:
+        gc.callbacks.remove(_gc_callback)
 
 
 def tune_gc(gen0: int) -> None:
@@ -131,6 +143,7 @@ class Gateway:
         self._stations: dict[str, CentralSystemBase] = {}
         self.commands: CommandRouter | None = None
         self.port: int = config.port
+        self._watching_gc = False
         self.gateway_id = config.gateway_id
         self.tls = bool(config.tls_cert)
         self.authenticator: Authenticator | None = None
@@ -154,6 +167,7 @@ class Gateway:
     async def start(self) -> None:
         cfg = self.config
         _watch_gc()
+        self._watching_gc = True
         await asyncio.to_thread(v16.SCHEMAS.warm)
         await asyncio.to_thread(v201.SCHEMAS.warm)
         self._pool = AsyncConnectionPool(
@@ -234,6 +248,9 @@ class Gateway:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        if self._watching_gc:
+            _unwatch_gc()
+            self._watching_gc = False
         log.info("gateway stopped")
 
     async def __aenter__(self) -> Gateway:
