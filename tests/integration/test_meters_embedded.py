@@ -76,7 +76,7 @@ async def test_bridge_through_embedded_mosquitto_survives_a_broker_restart(
     assert not tcp_open("127.0.0.1", port)
 
 
-@pytest.mark.skipif(not amqtt_available(), reason="amqtt not installed (make installs it into .venv-mqtt)")
+@pytest.mark.skipif(not amqtt_available(), reason="amqtt missing (make: .venv-mqtt)")
 async def test_bridge_through_embedded_amqtt(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str, tmp_path: Path,
 ) -> None:
