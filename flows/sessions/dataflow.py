@@ -36,7 +36,7 @@ import os
 import pickle
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -56,12 +56,12 @@ from bytewax.outputs import (
     StatefulSinkPartition,
     StatelessSinkPartition,
 )
-from confluent_kafka import OFFSET_BEGINNING
 
 from bus.envelope import EnvelopeError
 from bus.topics import Topics
 from flows.common import (
     DeadLetter,
+    FlowConfig,
     RawMessage,
     RetryingConnection,
     consume_error_dead_letter,
@@ -93,17 +93,9 @@ FlowInput = Callable[[Dataflow], KafkaOpOut[Any, Any]]
 
 
 @dataclass(frozen=True)
-class SessionsFlowConfig:
-    """Where the sessions flow reads from and writes to."""
+class SessionsFlowConfig(FlowConfig):
+    """Where the sessions flow reads from and writes to, and its accounting rules."""
 
-    brokers: list[str]
-    database_url: str
-    topics: Topics = field(default_factory=Topics)
-    tail: bool = True
-    batch_size: int = 1000
-    starting_offset: int = OFFSET_BEGINNING
-    kafka_config: dict[str, str] = field(default_factory=dict)
-    db_max_backoff_s: float = 10.0
     rules: SessionRules = DEFAULT_RULES
     publish_closed: bool = True  # publish the sessions_outbox to topics.sessions_closed
     # Write to PostgreSQL on a background thread while the flow computes the next
