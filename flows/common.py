@@ -19,6 +19,7 @@ from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING
 
+from bus.envelope import Envelope, EnvelopeError, decode_envelope
 from bus.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,30 @@ def env_float(name: str, default: float) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
+
+
+E = TypeVar("E")
+
+
+def decode_or_dead_letter(
+    msg: KafkaSourceMessage[Any, Any],
+    parse: Callable[[Envelope], E],
+    invalid: type[Exception],
+    log: logging.Logger,
+) -> E | KafkaSinkMessage[Any, Any]:
+    """``parse`` the message's envelope, or the dead letter saying why not: stage
+    ``decode`` (not an envelope), ``validate`` (``invalid`` raised, or a parser bug,
+    which must not stop the flow for everyone)."""
+    try:
+        return parse(decode_envelope(msg.value))
+    except EnvelopeError as exc:
+        return dead_letter(msg, str(exc), "decode")
+    except invalid as exc:
+        return dead_letter(msg, str(exc), "validate")
+    except Exception as exc:
+        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
+                      msg.offset)
+        return dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
 
 
 def config_from_env() -> FlowConfig:

@@ -36,7 +36,6 @@ from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import Sink
 
-from bus.envelope import EnvelopeError, decode_envelope
 from bus.load import SiteLoad, encode_site_load
 from flows import common
 from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
@@ -54,16 +53,7 @@ SiteMessage = KafkaSinkMessage[Any, Any]
 
 def decode(msg: RawMessage) -> LoadEvent | DeadLetter | None:
     """Load facts, a dead letter (with reason), or None (nothing about load)."""
-    try:
-        return logic.parse_envelope(decode_envelope(msg.value))
-    except EnvelopeError as exc:
-        return common.dead_letter(msg, str(exc), "decode")
-    except logic.InvalidEvent as exc:
-        return common.dead_letter(msg, str(exc), "validate")
-    except Exception as exc:  # a parser bug must not stop the flow for everyone
-        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
-                      msg.offset)
-        return common.dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
+    return common.decode_or_dead_letter(msg, logic.parse_envelope, logic.InvalidEvent, log)
 
 
 def step(state: StationState | None, event: LoadEvent) -> tuple[StationState, list[Output]]:

@@ -32,11 +32,10 @@ fresh recovery directory, the launcher does on every run).
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -58,7 +57,6 @@ from bytewax.outputs import (
 )
 
 from bus.envelope import EnvelopeError
-from bus.topics import Topics
 from flows.common import (
     DeadLetter,
     FlowConfig,
@@ -69,6 +67,9 @@ from flows.common import (
     env_bool,
     env_float,
     env_int,
+)
+from flows.common import (
+    config_from_env as common_config_from_env,
 )
 from flows.sessions import logic
 from flows.sessions.logic import (
@@ -440,18 +441,9 @@ def config_from_env() -> SessionsFlowConfig:
     this much station event time without news of it, default 21600),
     CHARGEFLOW_SESSION_MAX_POWER_W (register plausibility, default 350000) and
     CHARGEFLOW_SESSION_METER_TOLERANCE_PCT / _WH (smart-meter cross-check, 1 / 10)."""
-    try:
-        bootstrap = os.environ["CHARGEFLOW_KAFKA_BOOTSTRAP"]
-        database_url = os.environ["CHARGEFLOW_DATABASE_URL"]
-    except KeyError as exc:
-        raise RuntimeError(f"environment variable {exc.args[0]} is required") from None
+    base = common_config_from_env()
     return SessionsFlowConfig(
-        brokers=[b.strip() for b in bootstrap.split(",") if b.strip()],
-        database_url=database_url,
-        topics=Topics.with_prefix(os.environ.get("CHARGEFLOW_TOPIC_PREFIX", "")),
-        tail=env_bool("CHARGEFLOW_FLOW_TAIL", True),
-        batch_size=env_int("CHARGEFLOW_FLOW_BATCH_SIZE", 1000),
-        db_max_backoff_s=env_float("CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S", 10.0),
+        **{f.name: getattr(base, f.name) for f in fields(base)},
         overlap_writes=env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
         sink_partitions=env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
         rules=rules_from_env(),

@@ -27,7 +27,6 @@ from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import Sink
 
-from bus.envelope import EnvelopeError, decode_envelope
 from flows import common
 from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
 from flows.status import logic
@@ -41,16 +40,7 @@ FlowInput = Callable[[Dataflow], KafkaOpOut[Any, Any]]
 
 
 def decode(msg: RawMessage) -> StatusEvent | DeadLetter | None:
-    try:
-        return logic.parse_envelope(decode_envelope(msg.value))
-    except EnvelopeError as exc:
-        return common.dead_letter(msg, str(exc), "decode")
-    except logic.InvalidEvent as exc:
-        return common.dead_letter(msg, str(exc), "validate")
-    except Exception as exc:  # a parser bug must not stop the flow for everyone
-        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
-                      msg.offset)
-        return common.dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
+    return common.decode_or_dead_letter(msg, logic.parse_envelope, logic.InvalidEvent, log)
 
 
 def step(state: StationStatus | None, event: StatusEvent
