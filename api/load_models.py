@@ -45,9 +45,18 @@ class StatusChangePublic(BaseModel):
 
     connector_id: int
     at: datetime
-    status: ConnectorStatusName
-    ocpp_status: str = Field(description="As the station sent it (2.0.1: e.g. Occupied)")
+    status: AvailabilityStatus = Field(
+        description="The connector's status, or Offline: the connector is offline from "
+                    "an Offline row until its next row (normally the status it had, at the "
+                    "time its station came back)")
+    ocpp_status: str = Field(
+        description="As the station sent it (2.0.1: e.g. Occupied); Offline on Offline rows")
     error_code: str | None
+    reason: str | None = Field(
+        description="Set on rows written because the station's connection changed: the "
+                    "gateway's reason for going offline (e.g. 'closed by station') on "
+                    "Offline rows, 'connected' on the status restored when it came back; "
+                    "null on statuses the station reported")
 
 
 class StatusHistoryPublic(BaseModel):

@@ -48,6 +48,7 @@ class StatusChangeRecord:
     status: str
     ocpp_status: str
     error_code: str | None
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,12 @@ async def status_history(
     start: datetime | None = None, end: datetime | None = None,
     connector_id: int | None = None, limit: int = MAX_HISTORY,
 ) -> list[StatusChangeRecord]:
-    """Status changes of one station, newest first; ``start`` inclusive, ``end`` exclusive."""
+    """Status changes of one station, newest first; ``start`` inclusive, ``end`` exclusive.
+
+    Rows of one connector at the same instant: an ``Offline`` row is newer than a
+    status the station reported, which is newer than a status restored when the
+    station came back online (the connection opens before the station reports,
+    and drops after its last report)."""
     where = ["charge_point_id = %s"]
     params: list[Any] = [charge_point_id]
     if start is not None:
@@ -147,9 +153,10 @@ async def status_history(
     params.append(limit)
     async with conn.cursor(row_factory=class_row(StatusChangeRecord)) as cur:
         await cur.execute(
-            "SELECT connector_id, at, status, ocpp_status, error_code"
+            "SELECT connector_id, at, status, ocpp_status, error_code, reason"
             f" FROM connector_status_history WHERE {' AND '.join(where)}"
-            " ORDER BY at DESC, connector_id, status LIMIT %s",
+            " ORDER BY at DESC, connector_id, CASE WHEN status = 'Offline' THEN 0"
+            " WHEN reason IS NULL THEN 1 ELSE 2 END, status LIMIT %s",
             params,
         )
         return await cur.fetchall()

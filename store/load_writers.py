@@ -8,7 +8,8 @@ Idempotent under replay (Bytewax sinks are at-least-once):
 * ``site_load_live``: upsert on ``site_id`` unless the stored row is newer (``as_of``),
   so a replay from the start of the topic never moves the live view back in time.
 * ``connector_status_history``: insert, ``ON CONFLICT DO NOTHING`` on
-  ``(charge_point_id, connector_id, at, status)``.
+  ``(charge_point_id, connector_id, at, status)`` (also for the ``Offline`` and
+  restored-status rows derived from connection events, which carry a ``reason``).
 * ``connector_availability``: upsert on ``(charge_point_id, connector_id)``; rows come
   in the flow's per-station order, the last one is the current state.
 
@@ -62,8 +63,9 @@ WHERE EXCLUDED.as_of >= s.as_of
 
 _INSERT_HISTORY = """
 INSERT INTO connector_status_history (
-    charge_point_id, connector_id, at, status, ocpp_status, ocpp_connector_id, error_code
-) VALUES (%s, %s, %s, %s, %s, %s, %s)
+    charge_point_id, connector_id, at, status, ocpp_status, ocpp_connector_id, error_code,
+    reason
+) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
 
@@ -140,7 +142,7 @@ def write_status_batch(conn: psycopg.Connection[Any], history: Sequence[Any],
         if history:
             cur.executemany(_INSERT_HISTORY, [
                 (h.charge_point_id, h.connector_id, h.at, h.status, h.ocpp_status,
-                 h.ocpp_connector_id, h.error_code)
+                 h.ocpp_connector_id, h.error_code, h.reason)
                 for h in history
             ])
         if current:

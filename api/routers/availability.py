@@ -74,6 +74,10 @@ async def list_availability(
     "/stations/{charge_point_id}/status-history",
     response_model=StatusHistoryPublic,
     summary="Connector status changes of one station, newest first",
+    description="Every status the connectors reported, plus the station's offline "
+                "periods: an `Offline` row per connector when the station went offline "
+                "and, when it came back, a row with the connector's status then (both "
+                "with a `reason`). Operator, maintenance and admin roles.",
     responses={**AUTH_ERRORS, 400: {"model": ErrorPublic, "description": "bad range"},
                404: {"model": ErrorPublic, "description": "unknown station"}},
 )

@@ -4,8 +4,9 @@ Keyed by charge point, :func:`apply` folds :class:`StatusEvent` s (from
 :func:`parse_envelope`) into :class:`StationStatus` and emits
 
 * a :class:`HistoryRow` for every ``ConnectorStatus`` fact (both OCPP versions, via
-  ``Envelope.normalized``; the sink inserts them idempotently on
-  ``(charge_point_id, connector_id, at, status)``), and
+  ``Envelope.normalized``) and per connector for a change of the station's
+  connection (below); the sink inserts them idempotently on
+  ``(charge_point_id, connector_id, at, status)``, and
 * an :class:`AvailabilityRow` per connector whose current state changed.
 
 Connector identity: ``connector_id`` is the 1.6 connector / 2.0.1 EVSE id (what a
@@ -18,6 +19,27 @@ only). Availability is that status, except ``Offline`` while the station's last
 ``STATION_CONNECTION`` event said offline: offline overrides every connector of
 the station until an online event. Connection events are applied in arrival order
 (the gateway's clock and the station's clock are not comparable).
+
+Offline periods in the history: when the station goes offline (an ``offline``
+event while it was online), every known connector of the station (connector 0
+too, if the station reported it) gets an ``Offline`` row at the event's time
+(``ocpp_status`` ``Offline``, ``reason`` = the gateway's reason). When it comes
+back (``online`` while it was offline), every known connector gets a row with its
+last known status at the online event's time (``reason`` = the online reason,
+``connected``), which ends the offline period - unless the connector's current
+status is already stamped at or after that time (a StatusNotification from the
+reconnected station arrived first: its own row ends the period). Rows derived
+from connection events carry a ``reason``; rows the station reported have none.
+
+A repeated event (``offline`` while offline, ``online`` while online: at-least-once
+delivery, a reconnect within the gateway's grace period) emits nothing, and a
+replay emits the same rows with the same keys, which the sink skips. A station
+with no known connector gets no history rows (nor availability rows). A
+StatusNotification while offline goes to the history as usual and becomes the
+connector's current status, but availability stays ``Offline``; it is what the
+online event restores. A status the station queued while offline and sends after
+the online event lands in the history at its own (earlier) time; the restore row
+shows what was known at the reconnection.
 """
 
 from __future__ import annotations
@@ -39,6 +61,7 @@ class InvalidEvent(ValueError):
 class ConnectionChange:
     online: bool
     at: datetime
+    reason: str  # the gateway's reason ("connected", "closed by station", ...)
 
 
 StatusFact = ConnectorStatus | ConnectionChange
@@ -59,6 +82,9 @@ class HistoryRow:
     ocpp_status: str
     ocpp_connector_id: int | None
     error_code: str | None
+    # Set on rows derived from a station.connection event (Offline, or the status
+    # restored when the station is back online); None on statuses the station sent.
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +124,10 @@ def parse_envelope(envelope: Envelope) -> StatusEvent | None:
         state = envelope.payload.get("state")
         if state not in ("online", "offline"):
             raise InvalidEvent(f"station connection state must be online/offline: {state!r}")
-        facts = [ConnectionChange(state == "online", envelope.measured_at)]
+        reason = envelope.payload.get("reason")
+        if not isinstance(reason, str) or not reason:
+            reason = state  # older/foreign producers: the state is the best reason we have
+        facts = [ConnectionChange(state == "online", envelope.measured_at, reason)]
     if not facts:
         return None
     return StatusEvent(envelope.charge_point_id, tuple(facts))
@@ -123,6 +152,21 @@ def availability(cp: str, state: StationStatus, connector_id: int, updated_at: d
     )
 
 
+def connection_history(cp: str, state: StationStatus, connector_id: int,
+                       change: ConnectionChange) -> HistoryRow | None:
+    """The history row that a change of the station's connection writes for one
+    connector: ``Offline``, or back online the last known status (None when the
+    connector already reported a status stamped at or after the reconnection)."""
+    if not change.online:
+        return HistoryRow(cp, connector_id, change.at, OFFLINE, OFFLINE, None, None,
+                          change.reason)
+    s = state.connectors[connector_id]
+    if s.timestamp >= change.at:
+        return None
+    return HistoryRow(cp, connector_id, change.at, s.status, s.ocpp_status, s.connector_id,
+                      s.error_code, change.reason)
+
+
 def apply(state: StationStatus | None, event: StatusEvent
           ) -> tuple[StationStatus, list[Output]]:
     state = state if state is not None else StationStatus()
@@ -134,8 +178,11 @@ def apply(state: StationStatus | None, event: StatusEvent
             state.online = fact.online
             state.connection_changed_at = fact.at
             if changed:
-                out.extend(availability(cp, state, cid, fact.at)
-                           for cid in sorted(state.connectors))
+                for cid in sorted(state.connectors):
+                    row = connection_history(cp, state, cid, fact)
+                    if row is not None:
+                        out.append(row)
+                    out.append(availability(cp, state, cid, fact.at))
             continue
         cid = fact.evse_id
         out.append(HistoryRow(cp, cid, fact.timestamp, fact.status, fact.ocpp_status,

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,10 @@ from flows.load.dataflow import build_flow as build_load_flow
 from flows.recovery import ensure_recovery_dir
 from flows.status.dataflow import build_flow as build_status_flow
 from store.aggregates import AGGREGATE_VIEWS, refresh_aggregates
+from store.apikeys import create_api_key
 from store.registry import provision_station
 from tests.conftest import ROOT
+from tests.integration.test_api_sessions import api_client, auth
 from tests.unit.load_events import (
     T0,
     connection,
@@ -175,14 +177,20 @@ def assert_expected(db: psycopg.Connection[Any], bootstrap: str, topics: Topics)
     assert live == [("S-NORTH", 29000.0, False), ("S-SOUTH", 12500.0, True)]
 
     history = db.execute(
-        "SELECT charge_point_id, connector_id, status, ocpp_status FROM"
+        "SELECT charge_point_id, connector_id, status, ocpp_status, reason FROM"
         " connector_status_history ORDER BY charge_point_id, at, connector_id").fetchall()
     assert history == [
-        ("N1", 1, "Available", "Available"), ("N1", 2, "Available", "Available"),
-        ("N1", 1, "Charging", "Charging"), ("N1", 2, "Charging", "Charging"),
-        ("N2", 1, "Available", "Available"), ("N2", 2, "Available", "Available"),
-        ("N2", 1, "Charging", "Occupied"), ("N2", 1, "Charging", "Occupied"),
-        ("S1", 1, "Available", "Available"),
+        ("N1", 1, "Available", "Available", None), ("N1", 2, "Available", "Available", None),
+        ("N1", 1, "Charging", "Charging", None), ("N1", 2, "Charging", "Charging", None),
+        ("N1", 1, "Offline", "Offline", "test"), ("N1", 2, "Offline", "Offline", "test"),
+        ("N2", 1, "Available", "Available", None), ("N2", 2, "Available", "Available", None),
+        ("N2", 1, "Charging", "Occupied", None),
+        # offline at +2 min, back at +3 min: the status of each EVSE then, then the
+        # status the station reports on the new connection
+        ("N2", 1, "Offline", "Offline", "test"), ("N2", 2, "Offline", "Offline", "test"),
+        ("N2", 1, "Charging", "Occupied", "test"), ("N2", 2, "Available", "Available", "test"),
+        ("N2", 1, "Charging", "Occupied", None),
+        ("S1", 1, "Available", "Available", None),
     ]
     availability = db.execute(
         "SELECT charge_point_id, connector_id, status, connector_status, online"
@@ -230,6 +238,58 @@ def test_offline_then_online_in_the_status_flow_alone(
     row = load_db.execute("SELECT status, connector_status, online FROM"
                           " connector_availability WHERE charge_point_id = 'N1'").fetchone()
     assert row == ("Finishing", "Finishing", True)
+
+
+async def test_status_history_api_shows_offline_periods_and_replays_identically(
+    broker: EmbeddedBroker, topics: Topics, load_db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    config = FlowConfig(brokers=[broker.bootstrap], database_url=clean_db, topics=topics,
+                        tail=False)
+    publish(broker.bootstrap, topics.ocpp_events, [
+        status16("N1", 0, "Available", T0),
+        status16("N1", 1, "Charging", T0 + S),
+        status16("N1", 2, "Available", T0 + S),
+        connection("N1", "offline", T0 + M, reason="closed by station"),
+        connection("N1", "offline", T0 + M, reason="closed by station"),  # delivered twice
+        status16("N1", 2, "Preparing", T0 + 2 * M),  # reported while offline
+        connection("N1", "online", T0 + 3 * M, reason="connected"),
+        status16("N1", 1, "Finishing", T0 + 3 * M),  # the same instant as the reconnection
+    ])
+    run_main(build_status_flow(config))
+    key = create_api_key(clean_db, "test-maintenance", "maintenance")
+    url = "/v1/stations/N1/status-history"
+
+    def changes(body: dict[str, Any]) -> list[tuple[int, datetime, str, str, str | None]]:
+        return [(i["connector_id"], datetime.fromisoformat(i["at"]), i["status"],
+                 i["ocpp_status"], i["reason"]) for i in body["items"]]
+
+    async with api_client(clean_db) as client:
+        r = await client.get(url, headers=auth(key))
+        assert r.status_code == 200, r.text
+        assert changes(r.json()) == [  # newest first
+            (0, T0 + 3 * M, "Available", "Available", "connected"),
+            (1, T0 + 3 * M, "Finishing", "Finishing", None),  # newer than the restored one
+            (1, T0 + 3 * M, "Charging", "Charging", "connected"),
+            (2, T0 + 3 * M, "Preparing", "Preparing", "connected"),
+            (2, T0 + 2 * M, "Preparing", "Preparing", None),
+            (0, T0 + M, "Offline", "Offline", "closed by station"),
+            (1, T0 + M, "Offline", "Offline", "closed by station"),
+            (2, T0 + M, "Offline", "Offline", "closed by station"),
+            (1, T0 + S, "Charging", "Charging", None),
+            (2, T0 + S, "Available", "Available", None),
+            (0, T0, "Available", "Available", None),
+        ]
+        r = await client.get(url, params={"connector": 1, "from": (T0 + M).isoformat()},
+                             headers=auth(key))
+        assert [(c[2], c[4]) for c in changes(r.json())] == [
+            ("Finishing", None), ("Charging", "connected"), ("Offline", "closed by station")]
+        r = await client.get("/v1/availability", params={"station": "N1"}, headers=auth(key))
+        assert [(i["connector_id"], i["status"], i["online"]) for i in r.json()["items"]] == [
+            (1, "Finishing", True), (2, "Preparing", True)]
+
+    before = snapshot(load_db)
+    run_main(build_status_flow(config))  # fresh state, the whole topic again
+    assert snapshot(load_db) == before
 
 
 def test_materialised_views_match_date_bin_over_the_raw_table(
@@ -333,6 +393,12 @@ def test_flows_run_from_env_with_recovery(
         "SELECT connector_id, status FROM connector_availability"
         " WHERE charge_point_id = 'N1' ORDER BY 1").fetchall()
     assert availability == [(1, "Charging"), (2, "Charging")]  # back online
+    # The offline period (from the recovered state) ends in the history too.
+    restored = load_db.execute(
+        "SELECT connector_id, at, status, reason FROM connector_status_history"
+        " WHERE charge_point_id = 'N1' AND at >= %s ORDER BY 1, 2", (T0 + 4 * M,)).fetchall()
+    assert restored == [(1, T0 + 4 * M, "Offline", "test"), (1, T0 + 5 * M, "Charging", "test"),
+                        (2, T0 + 4 * M, "Offline", "test"), (2, T0 + 5 * M, "Charging", "test")]
     north = last_per_site(broker.bootstrap, topics)["S-NORTH"]
     assert (north.total_w, north.offline_stations) == (6000.0 + 10800.0 + 11000.0, 0)
 
