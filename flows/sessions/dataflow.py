@@ -3,13 +3,15 @@
 
 Wiring only; every per-event decision lives in :mod:`flows.sessions.logic`::
 
-    kafka input --oks--> decode_event --ok--> key by charge point
-        |                    |                       |
-        errs              invalid        stateful_batch(SessionsLogic: logic.apply_batch)
-        v                    v                       |  (charge point, [rows])
-    dead letter  <----  dead letter                  v
-                                  OverlappedPostgresSessionsSink (writer thread; commit,
-                                  then publish the sessions_outbox -> sessions.closed)
+    kafka source --> decode_batch (one call per input batch) --dead letters--> dead letter
+                         |  (charge point, [its events of the batch])
+                         v
+              stateful_batch(SessionsLogic: logic.apply_batch; notify_at/on_notify
+                         |   close a silent station's sessions by the wall clock)
+                         |  (charge point, [rows])
+                         v
+              OverlappedPostgresSessionsSink (writer thread; commit, then publish
+              the sessions_outbox -> sessions.closed)
 
 Run it with ``python -m bytewax.run "flows.sessions.dataflow:from_env()"``
 (add ``-r DB_DIR -s SECS -b SECS`` for recovery, ``-i/-a`` for several processes).
@@ -36,18 +38,21 @@ import pickle
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 import psycopg
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
-from bytewax.connectors.kafka import operators as kop
-from bytewax.connectors.kafka.operators import KafkaOpOut
-from bytewax.dataflow import Dataflow
-from bytewax.operators import StatefulBatchLogic
+from bytewax.connectors.kafka import (
+    KafkaSink,
+    KafkaSinkMessage,
+    KafkaSource,
+    KafkaSourceMessage,
+)
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import (
     DynamicSink,
     FixedPartitionedSink,
@@ -90,7 +95,8 @@ FLOW_ID = "chargeflow-sessions"
 
 __all__ = ["DeadLetter", "RawMessage", "consume_error_dead_letter", "dead_letter"]
 
-FlowInput = Callable[[Dataflow], KafkaOpOut[Any, Any]]
+# The input: Kafka messages and consumer errors (KafkaSource(raise_on_errors=False)).
+FlowInput = Callable[[Dataflow], "Stream[Any]"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,35 @@ def decode(msg: RawMessage) -> Event | DeadLetter | None:
         return dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
 
 
+def decode_batch(items: list[Any]) -> list[tuple[str, list[Event]] | DeadLetter]:
+    """A batch of Kafka messages (and consumer errors) as dead letters plus, per
+    charge point, its events in input order (fewer, bigger items downstream)."""
+    out: list[tuple[str, list[Event]] | DeadLetter] = []
+    by_cp: dict[str, list[Event]] = {}
+    for item in items:
+        if type(item) is not KafkaSourceMessage:
+            out.append(consume_error_dead_letter(item))
+            continue
+        event = decode(item)
+        if event is None:
+            continue
+        if type(event) is KafkaSinkMessage:
+            out.append(event)
+            continue
+        cp = event.charge_point_id  # type: ignore[union-attr]
+        events = by_cp.get(cp)
+        if events is None:
+            by_cp[cp] = [event]  # type: ignore[list-item]
+        else:
+            events.append(event)  # type: ignore[arg-type]
+    out.extend(by_cp.items())
+    return out
+
+
+def _is_dead_letter(item: object) -> bool:
+    return type(item) is KafkaSinkMessage
+
+
 def step(
     state: ChargePointState | None, event: Event, rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
@@ -129,7 +164,14 @@ def step(
     return logic.apply(state, event, rules)
 
 
-class SessionsLogic(StatefulBatchLogic[Event, list[Output], bytes]):
+_NOTIFY_SLACK = timedelta(milliseconds=10)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SessionsLogic(StatefulBatchLogic[list[Event], list[Output], bytes]):
     """The per-charge-point state of the ``sessions`` step.
 
     ``on_batch`` folds the charge point's events of one Bytewax batch through
@@ -138,15 +180,49 @@ class SessionsLogic(StatefulBatchLogic[Event, list[Output], bytes]):
     ``snapshot`` (end of every epoch, for the charge points seen in it) pickles the
     state: an independent copy like ``stateful_map``'s deep copy, but several times
     cheaper.
+
+    A station that goes silent (offline, powered off) sends no more events, so
+    its event time stands still: ``notify_at``/``on_notify`` close its idle
+    sessions by the wall clock instead (:func:`logic.expire_silent`).
     """
 
-    def __init__(self, rules: SessionRules, resume: bytes | None) -> None:
+    def __init__(self, rules: SessionRules, resume: bytes | None,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
         self.rules = rules
         self.state: ChargePointState | None = (
             None if resume is None else pickle.loads(resume))
+        self._clock = clock
+        # Wall clock of the last message of this charge point. Not in the snapshot:
+        # after a restart the silence is counted from the restart, so a flow that
+        # was down (or is catching up) never closes sessions whose messages are
+        # still waiting in Kafka.
+        self._last_heard = clock()
+        self._expired_for = timedelta(-1)  # silence already expired since then
 
-    def on_batch(self, values: list[Event]) -> tuple[list[list[Output]], bool]:
-        self.state, rows = logic.apply_batch(self.state, values, self.rules)
+    def on_batch(self, values: list[list[Event]]) -> tuple[list[list[Output]], bool]:
+        events = values[0] if len(values) == 1 else [e for chunk in values for e in chunk]
+        self.state, rows = logic.apply_batch(self.state, events, self.rules)
+        self._last_heard = self._clock()
+        self._expired_for = timedelta(-1)
+        return ([rows] if rows else []), StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        """When a silent station's waiting session must close (wall clock):
+        :func:`logic.next_deadline` of event time after the last message heard."""
+        if self.state is None:
+            return None
+        wait = logic.next_deadline(self.state, self.rules)
+        if wait is None or wait <= self._expired_for:
+            return None  # nothing waits, or expiring that far settled all it could
+        # Just past the deadline: the idle rule is "more than idle_timeout".
+        return self._last_heard + wait + _NOTIFY_SLACK
+
+    def on_notify(self) -> tuple[list[list[Output]], bool]:
+        if self.state is None:
+            return [], StatefulBatchLogic.RETAIN
+        silent_for = self._clock() - self._last_heard
+        self.state, rows = logic.expire_silent(self.state, silent_for, self.rules)
+        self._expired_for = silent_for
         return ([rows] if rows else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
@@ -376,17 +452,15 @@ def build_flow_with(
     """The whole flow with its edges swapped in (production and tests share this)."""
     flow = Dataflow(flow_id)
     raw = flow_input(flow)
-    consumer_errors = op.map("consume_errors", raw.errs, consume_error_dead_letter)
-
-    decoded = op.filter_map("decode", raw.oks, decode)
-    split = op.branch("split_invalid", decoded, lambda x: isinstance(x, KafkaSinkMessage))
+    # One Python call per input batch: decode, dead letters, group by charge point.
+    decoded = op.flat_map_batch("decode", raw, decode_batch)
+    split = op.branch("split_invalid", decoded, _is_dead_letter)
     invalid: Any = split.trues
-    events: Any = split.falses
-    op.output("deadletter", op.merge("dead_letters", consumer_errors, invalid), deadletter_sink)
-
-    keyed = op.key_on("key_by_charge_point", events, lambda e: e.charge_point_id)
+    op.output("deadletter", invalid, deadletter_sink)
+    # (charge point, [its events of the batch]): already keyed.
+    grouped = cast("KeyedStream[list[Event]]", split.falses)
     # (charge point, [rows of its events in one batch])
-    batches = op.stateful_batch("sessions", keyed, partial(sessions_logic, rules))
+    batches = op.stateful_batch("sessions", grouped, partial(sessions_logic, rules))
     if isinstance(rows_sink, FixedPartitionedSink):
         op.output("postgres", batches, rows_sink)
     else:
@@ -396,14 +470,17 @@ def build_flow_with(
 
 
 def kafka_input(config: SessionsFlowConfig) -> FlowInput:
-    """The production input: Bytewax's Kafka operator (offsets in recovery)."""
+    """The production input: Bytewax's Kafka source (offsets in recovery); consumer
+    errors stay in the stream (``decode_batch`` turns them into dead letters)."""
 
-    def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
-        return kop.input(
-            "kafka_in", flow, brokers=config.brokers,
-            topics=[config.topics.ocpp_events, config.topics.meter_readings],
-            tail=config.tail, starting_offset=config.starting_offset,
-            add_config=config.kafka_config or None, batch_size=config.batch_size,
+    def build(flow: Dataflow) -> Stream[Any]:
+        return op.input(
+            "kafka_in", flow, KafkaSource(
+                config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
+                tail=config.tail, starting_offset=config.starting_offset,
+                add_config=config.kafka_config or None, batch_size=config.batch_size,
+                raise_on_errors=False,
+            ),
         )
 
     return build

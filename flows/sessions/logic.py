@@ -62,7 +62,9 @@ Closing
 * ``closed_by='next_start'``: a start on the same EVSE closes the transaction
   still open there; ``closed_by='timeout'``: no message for the transaction while
   the station's event time (the latest ``measured_at`` of its OCPP messages,
-  heartbeats included) moved ``idle_timeout`` past its last activity. Both end at
+  heartbeats included) moved ``idle_timeout`` past its last activity -- or, when
+  the station sends nothing at all, after that long by the flow's wall clock
+  (:func:`expire_silent`, scheduled by the flow's ``notify_at``). Both end at
   the last activity, reason ``stop_missing``. A StopTransaction that comes after
   such a close amends the row (``stop_late``); so do late samples or smart-meter
   readings while the closed transaction is remembered (``amend_window``,
@@ -85,7 +87,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -158,6 +160,7 @@ class SessionRules:
 
 
 DEFAULT_RULES = SessionRules()
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -493,12 +496,23 @@ class ChargePointState:
     connector, its event time, and bounded memories for de-duplication."""
 
     txs: dict[str, Tx] = field(default_factory=dict)
+    charge_point_id: str = ""
     readings: dict[int, list[tuple[datetime, str, Decimal, bool]]] = field(
         default_factory=dict)
     watermark: datetime | None = None
     recent_messages: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_MESSAGES))
     recent_closed: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_CLOSED))
     _recent: set[str] = field(default_factory=set)  # recent_messages, for O(1) look-ups
+    # Bounds that let the per-message scans skip (they change no result):
+    # closed transactions without a closed snapshot yet (_finalize_ready's candidates);
+    closing: set[str] = field(default_factory=set)
+    # no open transaction can be idle while the event time is at or before this
+    # (None: unknown, scan; last_received only grows, so it stays a lower bound);
+    idle_after: datetime | None = None
+    # transactions with a closed snapshot, and no final one is older than the
+    # amend window while the event time is at or before ``forget_after`` (None: scan).
+    final_count: int = 0
+    forget_after: datetime | None = None
 
     @property
     def open(self) -> dict[str, Tx]:
@@ -724,10 +738,16 @@ def _new_tx(state: ChargePointState, tx_id: str, at: datetime, received: datetim
             ocpp_version=version,
             fold=RegisterFold(rules.registers))
     state.txs[tx_id] = tx
+    if state.idle_after is not None:
+        state.idle_after = min(state.idle_after, received + rules.idle_timeout)
     return tx
 
 
-def _close(tx: Tx, by: str, at: datetime) -> None:
+def _close(state: ChargePointState, tx: Tx, by: str, at: datetime) -> None:
+    if tx.final:
+        state.forget_after = None  # its stop time moves: rescan the amend window
+    else:
+        state.closing.add(tx.transaction_id)
     tx.closed_by = by
     tx.stopped_at = at
 
@@ -739,41 +759,61 @@ def _needs_meter(tx: Tx) -> bool:
 
 
 def _finalize_ready(state: ChargePointState, rules: SessionRules, touched: set[str],
-                    *, force_evse: int | None = None) -> None:
-    """Emit closed snapshots for closed transactions whose meter data is in (or late)."""
-    mark = state.watermark
-    for tx in state.txs.values():
-        if tx.final or tx.closed_by is None:
+                    *, force_evse: int | None = None, mark: datetime | None = None) -> None:
+    """Emit closed snapshots for closed transactions whose meter data is in (or late).
+    ``mark``: the event time to judge by (default: the station's watermark)."""
+    if not state.closing:
+        return
+    mark = state.watermark if mark is None else mark
+    for tx_id in list(state.closing):
+        tx = state.txs.get(tx_id)
+        if tx is None or tx.final:
+            state.closing.discard(tx_id)
             continue
         assert tx.stopped_at is not None
         waited = mark is not None and mark >= tx.stopped_at + rules.meter_grace
         if (not _needs_meter(tx) or waited or tx.closed_by != "stop"
                 or (force_evse is not None and tx.evse_id == force_evse)):
             tx.final = True
+            state.closing.discard(tx_id)
+            state.final_count += 1
+            if state.forget_after is not None:
+                state.forget_after = min(state.forget_after,
+                                         tx.stopped_at + rules.amend_window)
             touched.add(tx.transaction_id)
 
 
-def _close_idle(state: ChargePointState, rules: SessionRules, touched: set[str]) -> None:
-    mark = state.watermark
-    if mark is None:
+def _close_idle(state: ChargePointState, rules: SessionRules, touched: set[str],
+                mark: datetime | None = None) -> None:
+    mark = state.watermark if mark is None else mark
+    if mark is None or (state.idle_after is not None and mark <= state.idle_after):
         return
+    bound = _NEVER
     for tx in state.txs.values():
-        if tx.open and mark - tx.last_received > rules.idle_timeout:
-            _close(tx, "timeout", tx.last_activity)
-            touched.add(tx.transaction_id)
+        if tx.open:
+            if mark - tx.last_received > rules.idle_timeout:
+                _close(state, tx, "timeout", tx.last_activity)
+                touched.add(tx.transaction_id)
+            else:
+                bound = min(bound, tx.last_received + rules.idle_timeout)
+    state.idle_after = bound
 
 
 def _forget_old(state: ChargePointState, rules: SessionRules,
                 pending: dict[str, None] | None = None, cp: str = "",
                 outputs: list[Output] | None = None) -> None:
     mark = state.watermark
+    if state.final_count <= rules.keep_closed and state.forget_after is not None and (
+            mark is None or mark <= state.forget_after):
+        return  # nothing to forget (the common case: no scan)
     finals = [t for t in state.txs.values() if t.final]
-    if not finals:
-        return
+    state.final_count = len(finals)
     window = rules.amend_window
     if len(finals) <= rules.keep_closed and (mark is None or not any(
             t.stopped_at is not None and mark - t.stopped_at > window for t in finals)):
-        return  # nothing to forget (the common case: no sort)
+        state.forget_after = min((t.stopped_at + window for t in finals
+                                  if t.stopped_at is not None), default=_NEVER)
+        return  # nothing to forget (no sort)
     closed = sorted(finals, key=lambda t: (t.stopped_at or t.last_activity, t.transaction_id))
     excess = len(closed) - rules.keep_closed
     for i, tx in enumerate(closed):
@@ -786,6 +826,8 @@ def _forget_old(state: ChargePointState, rules: SessionRules,
                 outputs.append(_row(cp, tx, rules))
             del state.txs[tx.transaction_id]
             state.recent_closed.append(tx.transaction_id)
+            state.final_count -= 1
+    state.forget_after = None  # rescan next time for the new bound
 
 
 def _sample_rows(cp: str, tx: Tx | None, samples: list[MeterSample]) -> list[Output]:
@@ -850,7 +892,7 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
                     if (other.open and other.transaction_id != tx_id
                             and other.evse_id == fact.evse_id
                             and other.first_seen <= fact.timestamp):
-                        _close(other, "next_start", other.last_activity)
+                        _close(state, other, "next_start", other.last_activity)
                         touched.add(other.transaction_id)
                 _finalize_ready(state, rules, touched, force_evse=fact.evse_id)
             if tx is None:
@@ -877,7 +919,7 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
             stop = fact.meter_stop_wh
             if stop is None:
                 stop = _context_register(by_tx.get(tx_id, []), "Transaction.End", True)
-            _close(tx, "stop", fact.timestamp)
+            _close(state, tx, "stop", fact.timestamp)
             tx.stop_register = stop
             tx.stop_reason = fact.stopped_reason
         tx.evse_id = tx.evse_id if fact.evse_id is None else fact.evse_id
@@ -908,17 +950,20 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
         if tx is None:
             continue
         tx.sample_count += len(billable)
-        billable = [s for s in billable if s.evse_id != 0]  # never the main meter
+        if any(s.evse_id == 0 for s in billable):
+            billable = [s for s in billable if s.evse_id != 0]  # never the main meter
         points, conflict = register_points(billable)
         tx.conflict = tx.conflict or conflict
         _add_points(tx, points, rules)
         if len(tx.samples) < 2:
             tx.power.extend(p for p in power_points(billable) if p not in tx.power)
-        if billable:
-            latest = max(s.timestamp for s in billable)
-            if latest > tx.last_activity:
-                tx.last_activity = latest
-        tx.last_received = max(tx.last_received, msg.at)
+        latest = tx.last_activity
+        for s in billable:
+            if s.timestamp > latest:
+                latest = s.timestamp
+        tx.last_activity = latest
+        if msg.at > tx.last_received:
+            tx.last_received = msg.at
         touched.add(tx.transaction_id)
 
     _close_idle(state, rules, touched)
@@ -926,6 +971,10 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
     if pending is None:
         outputs.extend(_row(cp, state.txs[t], rules) for t in sorted(touched)
                        if t in state.txs)
+    elif len(touched) == 1:
+        [t] = touched
+        if t in state.txs:
+            pending[t] = None
     else:
         pending.update((t, None) for t in sorted(touched) if t in state.txs)
     _forget_old(state, rules, pending, cp, outputs)
@@ -969,6 +1018,7 @@ def apply(
         state = ChargePointState()
     if event is None:
         return state, []
+    state.charge_point_id = event.charge_point_id
     if isinstance(event, SmartMeterReading):
         return state, _apply_reading(state, event, rules)
     if event.facts:
@@ -1001,7 +1051,7 @@ def apply_batch(
     for event in events:
         if event is None:
             continue
-        cp = event.charge_point_id
+        cp = state.charge_point_id = event.charge_point_id
         if isinstance(event, SmartMeterReading):
             outputs.extend(_apply_reading(state, event, rules, pending))
             continue
@@ -1012,6 +1062,57 @@ def apply_batch(
         outputs.extend(_apply_station(state, event, rules, pending))
     outputs.extend(_row(cp, state.txs[t], rules) for t in pending if t in state.txs)
     return state, outputs
+
+
+def next_deadline(state: ChargePointState, rules: SessionRules = DEFAULT_RULES
+                  ) -> timedelta | None:
+    """How much further the station's event time must move before a waiting
+    transaction closes by timeout or a closed one stops waiting for its smart-meter
+    reading; None when nothing waits (see :func:`expire_silent`).
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> at = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> state, _ = apply(None, StationMessage("m1", "CP", "1.6", at, (
+    ...     TransactionStart(transaction_id="7", evse_id=1, connector_id=1, timestamp=at),)))
+    >>> next_deadline(state, SessionRules(idle_timeout=timedelta(hours=1)))
+    datetime.timedelta(seconds=3600)
+    """
+    mark = state.watermark
+    if mark is None:
+        return None
+    waits: list[timedelta] = []
+    for tx in state.txs.values():
+        if tx.final:
+            continue
+        if tx.closed_by is None:
+            waits.append(tx.last_received + rules.idle_timeout - mark)
+        elif tx.stopped_at is not None:
+            waits.append(tx.stopped_at + rules.meter_grace - mark)
+    return max(min(waits), timedelta(0)) if waits else None
+
+
+def expire_silent(
+    state: ChargePointState, silent_for: timedelta, rules: SessionRules = DEFAULT_RULES,
+) -> tuple[ChargePointState, list[Output]]:
+    """Close what a silent station leaves waiting: the station sent nothing for
+    ``silent_for`` (wall clock, measured by the flow), so its event time is taken to
+    be ``watermark + silent_for`` -- the gateway stamps ``received_at`` with its own
+    clock, so silence advances it just as heartbeats would. Transactions idle past
+    ``idle_timeout`` close by ``timeout`` and closed ones stop waiting for their
+    smart-meter reading after ``meter_grace``, exactly as the next message of the
+    station would have done. The stored watermark stays the last *seen* event time,
+    so a replay (which sees no silence) and a late message converge to the same rows:
+    a StopTransaction that arrives later amends the row (``stop_late``).
+    """
+    mark = state.watermark
+    if mark is None or silent_for <= timedelta(0):
+        return state, []
+    mark = mark + silent_for
+    touched: set[str] = set()
+    _close_idle(state, rules, touched, mark)
+    _finalize_ready(state, rules, touched, mark=mark)
+    cp = state.charge_point_id
+    return state, [_row(cp, state.txs[t], rules) for t in sorted(touched)]
 
 
 def update(

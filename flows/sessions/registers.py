@@ -131,13 +131,16 @@ def _quantum(sample: MeterSample) -> Decimal:
     return _resolution(places, sample.unit, sample.unit_multiplier)
 
 
-def _combine(values: list[tuple[Decimal, Decimal]]) -> tuple[Decimal, bool]:
-    """One reading from several (value Wh, resolution Wh); True when they conflict."""
-    values.sort(key=lambda vq: vq[1])  # finest first
-    best, best_q = values[0]
+def _combine(values: list[tuple[Decimal, MeterSample]]) -> tuple[Decimal, bool]:
+    """One reading from several (value Wh, sample); True when they conflict."""
+    if len(values) == 1:
+        return values[0][0], False
+    quantified = sorted(((wh, _quantum(s)) for wh, s in values),
+                        key=lambda vq: vq[1])  # finest first
+    best, best_q = quantified[0]
     conflict = False
     lowest = best
-    for value, q in values[1:]:
+    for value, q in quantified[1:]:
         if abs(value - best) > max(q, best_q):
             conflict = True
         lowest = min(lowest, value)
@@ -148,8 +151,9 @@ def register_points(samples: Iterable[MeterSample]) -> tuple[list[Point], bool]:
     """The register readings in one message's samples (already filtered to one
     transaction, main-meter readings removed), one per timestamp; and whether
     conflicting duplicate values were seen."""
-    totals: dict[datetime, list[tuple[Decimal, Decimal]]] = {}
-    phases: dict[datetime, dict[str, Decimal]] = {}
+    # Resolutions (_quantum) are only needed to compare duplicates of one instant.
+    totals: dict[datetime, list[tuple[Decimal, MeterSample]]] = {}
+    phases: dict[datetime, dict[str, Decimal]] | None = None
     for s in samples:
         if s.measurand != ENERGY_REGISTER or s.location not in BILLED_LOCATIONS:
             continue
@@ -157,9 +161,21 @@ def register_points(samples: Iterable[MeterSample]) -> tuple[list[Point], bool]:
         if wh is None:
             continue
         if s.phase is None:
-            totals.setdefault(s.timestamp, []).append((wh, _quantum(s)))
+            same = totals.get(s.timestamp)
+            if same is None:
+                totals[s.timestamp] = [(wh, s)]
+            else:
+                same.append((wh, s))
         elif s.phase.startswith("L"):
+            if phases is None:
+                phases = {}
             phases.setdefault(s.timestamp, {}).setdefault(_phase_key(s.phase), wh)
+    if phases is None:
+        if len(totals) == 1:  # the usual message: one register reading
+            [(t, values)] = totals.items()
+            value, conflict = _combine(values)
+            return [(t, value)], conflict
+        phases = {}
     points: list[Point] = []
     conflict = False
     for t in sorted(set(totals) | set(phases)):

@@ -10,8 +10,7 @@ import bytewax.operators as op
 import msgspec
 import pytest
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMessage
-from bytewax.connectors.kafka.operators import KafkaOpOut
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
@@ -23,12 +22,10 @@ from tests.unit.test_sessions_logic import T0, meter, register, start, stop
 
 
 def kafka_like_input(items: Sequence[Any], batch_size: int = 3) -> FlowInput:
-    """The same shape as ``kop.input``: a Kafka-like source split into oks/errs."""
+    """The same shape as the Kafka source: messages and consumer errors, in batches."""
 
-    def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
-        raw = op.input("testing_in", flow, TestingSource(list(items), batch_size))
-        split = op.branch("split_err", raw, lambda m: isinstance(m, KafkaSourceMessage))
-        return KafkaOpOut(split.trues, split.falses)
+    def build(flow: Dataflow) -> Stream[Any]:
+        return op.input("testing_in", flow, TestingSource(list(items), batch_size))
 
     return build
 
