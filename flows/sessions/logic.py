@@ -1072,8 +1072,8 @@ def next_deadline(state: ChargePointState, rules: SessionRules = DEFAULT_RULES
 
     >>> from datetime import UTC, datetime, timedelta
     >>> at = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> state, _ = apply(None, StationMessage("m1", "CP", "1.6", at, (
-    ...     TransactionStart(transaction_id="7", evse_id=1, connector_id=1, timestamp=at),)))
+    >>> state, _ = apply(None, StationMessage("m1", "CP", "1.6", at, (TransactionStart(
+    ...     charge_point_id="CP", transaction_id="7", evse_id=1, connector_id=1, timestamp=at),)))
     >>> next_deadline(state, SessionRules(idle_timeout=timedelta(hours=1)))
     datetime.timedelta(seconds=3600)
     """
