@@ -11,6 +11,12 @@ same spec always produces the same bytes. Like the gateway, every envelope carri
 its normalised facts (``Envelope.normalized``, :func:`bus.normalized.normalize_v16`);
 ``StreamSpec(normalized=False)`` leaves them out (envelopes of older gateways: the flow
 then validates and normalises the raw payload itself).
+
+``StreamSpec(status_notifications=True)`` adds the StatusNotifications a station sends
+around each session: ``Charging`` 1 s after StartTransaction, ``Finishing`` 1 s after
+StopTransaction and ``Available`` 2 minutes later (the car unplugged; the next session
+starts a minute after that). Their ids come from a second RNG, so every other message
+is byte for byte the one the stream without them has (same registers, same ids).
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class StreamSpec:
     values_per_event: int = 3
     seed: int = 7
     normalized: bool = True  # attach Envelope.normalized as the gateway does
+    status_notifications: bool = False  # Charging/Finishing/Available around sessions
 
     def __post_init__(self) -> None:
         if not 1 <= self.values_per_event <= len(MEASURANDS):
@@ -131,9 +138,18 @@ def _sampled_values(st: _Station, n: int) -> list[dict[str, str]]:
     return values
 
 
+def _status(rng: random.Random, st: _Station, status: str, at: datetime, *,
+            normalized: bool) -> Envelope:
+    return _envelope(rng, st.cp, "StatusNotification", {
+        "connectorId": st.connector, "errorCode": "NoError", "status": status,
+        "timestamp": _iso(at),
+    }, at, {}, normalized=normalized)
+
+
 def generate(spec: StreamSpec) -> Iterator[Envelope]:
     """Envelopes in publish order: round-robin across stations, each on its own clock."""
     rng = random.Random(spec.seed)
+    status_rng = random.Random(f"status-{spec.seed}")  # leaves ``rng``'s sequence alone
     stations = [
         _Station(cp=f"CP-{i:05d}", connector=1 + i % 2, register_wh=rng.randrange(10**6),
                  tx_counter=(i + 1) * 1_000_000, power_w=rng.choice((7_400, 11_000, 22_000)),
@@ -154,6 +170,9 @@ def generate(spec: StreamSpec) -> Iterator[Envelope]:
                     "meterStart": st.register_wh, "timestamp": _iso(st.clock),
                 }, st.clock, {"transactionId": st.tx, "idTagInfo": {"status": "Accepted"}},
                     normalized=spec.normalized)
+                if spec.status_notifications:
+                    yield _status(status_rng, st, "Charging", st.clock + timedelta(seconds=1),
+                                  normalized=spec.normalized)
             st.clock += SAMPLE_INTERVAL
             st.register_wh += st.power_w // 60 + rng.randrange(5)
             yield _envelope(rng, st.cp, "MeterValues", {
@@ -169,6 +188,11 @@ def generate(spec: StreamSpec) -> Iterator[Envelope]:
                     "transactionId": st.tx, "meterStop": st.register_wh,
                     "timestamp": _iso(st.clock), "reason": "EVDisconnected",
                 }, st.clock, {}, normalized=spec.normalized)
+                if spec.status_notifications:
+                    yield _status(status_rng, st, "Finishing", st.clock + timedelta(seconds=1),
+                                  normalized=spec.normalized)
+                    yield _status(status_rng, st, "Available", st.clock + timedelta(minutes=2),
+                                  normalized=spec.normalized)
                 st.tx = None
                 st.clock += timedelta(minutes=3)
 
@@ -215,6 +239,36 @@ def produce_all(bootstrap: str, topic: str, msgs: Sequence[KeyValue],
 
 def session_count(msgs: Sequence[KeyValue]) -> int:
     return sum(1 for _, v in msgs if b'"StartTransaction"' in v)
+
+
+def status_notification_count(msgs: Sequence[KeyValue]) -> int:
+    return sum(1 for _, v in msgs if b'"StatusNotification"' in v)
+
+
+def register_progress_wh(msgs: Sequence[KeyValue]) -> int:
+    """Sum over charge points of (last - first) energy register in their MeterValues:
+    what the load flow's per-minute energy deltas must add up to (registers in a bench
+    stream never go down). Decodes only the first and last MeterValues per station."""
+    first: dict[bytes, bytes] = {}
+    last: dict[bytes, bytes] = {}
+    for key, value in msgs:
+        if b'"MeterValues"' in value:
+            first.setdefault(key, value)
+            last[key] = value
+    total = 0
+    for key, value in last.items():
+        total += _register_wh(value) - _register_wh(first[key])
+    return total
+
+
+def _register_wh(value: bytes) -> int:
+    envelope = decode_envelope(value)
+    for mv in envelope.payload["meterValue"]:
+        for sv in mv["sampledValue"]:
+            if sv.get("measurand", "Energy.Active.Import.Register") == \
+                    "Energy.Active.Import.Register":
+                return int(sv["value"])
+    raise ValueError("MeterValues without an energy register")
 
 
 # --------------------------------------------------------------------------- flows and tables

@@ -1,8 +1,11 @@
-"""Sessions-flow throughput benchmark: ``python -m bench.flows [--events N ...]``.
+"""Flow throughput benchmark: ``python -m bench.flows [--events N ...]``.
 
 Starts its own embedded broker and a fresh database (CHARGEFLOW_BENCH_DATABASE_URL
 names a server to use, else 127.0.0.1:5432, else embedded PostgreSQL), pre-fills
-a topic with a realistic OCPP 1.6J stream (:mod:`bench.common`), then measures
+a topic with a realistic OCPP 1.6J stream (:mod:`bench.common`; by default with the
+StatusNotifications Charging/Finishing/Available around every session, which adds
+about 3 messages per 50 MeterValues; ``--no-status-notifications`` gives the stream
+without them), then measures
 
 * ``flow``: ``python -m flows.run flows.sessions.dataflow:from_env()`` with 1 worker,
   tail=False, with recovery like the launcher runs it; wall time from process start
@@ -12,10 +15,27 @@ a topic with a realistic OCPP 1.6J stream (:mod:`bench.common`), then measures
   same topic, in this process; plus the ratio flow/plain;
 * ``copy``: ``store.writers.write_sessions_batch`` with meter samples only
   (binary COPY -> staging -> INSERT ... ON CONFLICT), rows/s;
-* ``session_upserts``: ``write_sessions_batch`` with session snapshots only.
+* ``session_upserts``: ``write_sessions_batch`` with session snapshots only;
+* ``load``: ``python -m flows.run flows.load.dataflow:from_env()`` over the same topic,
+  1 worker, tail=False, recovery like the sessions run. The stations are first
+  registered round-robin on ``--sites`` sites with a capacity, so site totals are
+  computed, published to ``load.sites`` and written to ``site_load_live``. Rows:
+  ``load_connector_1m`` (one per MeterValues: every sample falls in a new minute) and
+  ``site_load_live``; ``checks`` compares them with the stream (minute rows = meter
+  events, sum of the energy deltas = the registers' progress, one live row per site,
+  no dead letters);
+* ``status``: ``python -m flows.run flows.status.dataflow:from_env()`` likewise;
+  rows: ``connector_status_history`` (one per StatusNotification) and
+  ``connector_availability`` (one per connector).
+
+Every flow figure is wall time from process start to exit (interpreter start-up and
+every database write included) and CPU time of the flow process.
 
 Prints one JSON document to stdout (progress goes to stderr). Nothing asserts
-timing; ``targets`` says whether the issue's targets were met on this machine.
+timing; ``targets`` says whether the issue's targets were met on this machine. The
+issue gives no figure for the load and status flows: ``targets`` only reports their
+meter events/s per worker (informative, no ``met`` flag; the sessions flow's 20,000
+is the yardstick).
 """
 
 from __future__ import annotations
@@ -51,17 +71,23 @@ from bench.common import (
     fresh_database,
     messages,
     produce_all,
+    register_progress_wh,
     session_count,
+    status_notification_count,
 )
-from bus.admin import ensure_topics
+from bus.admin import ensure_topics, read_topic
 from bus.envelope import EnvelopeError
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker, database_server
 from flows.recovery import ensure_recovery_dir
 from flows.sessions import logic
 from flows.sessions.logic import ChargePointState, InvalidEvent, MeterSampleRow, SessionRow
+from store.registry import provision_station
+from store.sites import upsert_site
 from store.writers import write_sessions_batch
 
+LOAD_FLOW = "flows.load.dataflow:from_env()"
+STATUS_FLOW = "flows.status.dataflow:from_env()"
 TARGET_FLOW_EVENTS_PER_S = 20_000
 TARGET_COPY_ROWS_PER_S = 100_000
 
@@ -97,11 +123,13 @@ def table_digest(url: str) -> dict[str, Any]:
 
 
 def run_flow(bootstrap: str, topics: Topics, url: str, workdir: Path,
-             recovery: bool, batch_size: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the flow process)."""
+             recovery: bool, batch_size: int, flow: str = SESSIONS_FLOW
+             ) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the flow process) of ``python -m flows.run FLOW``
+    with tail=False (it exits at the end of its input topics)."""
     env = flow_env(bootstrap, topics, url, tail=False,
                    CHARGEFLOW_FLOW_BATCH_SIZE=str(batch_size))
-    args = [sys.executable, "-m", "flows.run", SESSIONS_FLOW]
+    args = [sys.executable, "-m", "flows.run", flow]
     if recovery:
         rdir = workdir / f"recovery-{uuid.uuid4().hex[:6]}"
         ensure_recovery_dir(rdir, 1)
@@ -112,7 +140,7 @@ def run_flow(bootstrap: str, topics: Topics, url: str, workdir: Path,
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"flow exited {proc.returncode}: {proc.stderr[-3000:]}")
+        raise RuntimeError(f"{flow} exited {proc.returncode}: {proc.stderr[-3000:]}")
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     return elapsed, cpu
 
@@ -133,6 +161,58 @@ def profile_flow(bootstrap: str, topics: Topics, url: str, out: Path, batch_size
     text = io.StringIO()
     pstats.Stats(str(out), stream=text).sort_stats("tottime").print_stats(25)
     return text.getvalue()
+
+
+def flow_figures(elapsed: float, cpu: float, meter_events: int, msgs: int,
+                 load_before: float) -> dict[str, Any]:
+    """The throughput fields every flow section reports."""
+    return {
+        "workers": 1,
+        "wall_s": round(elapsed, 3),
+        "meter_events_per_s": round(meter_events / elapsed),
+        "messages_per_s": round(msgs / elapsed),
+        # CPU of the flow process (less sensitive to other load on the machine)
+        "cpu_s": round(cpu, 3),
+        "meter_events_per_cpu_s": round(meter_events / cpu),
+        "loadavg_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def topic_count(bootstrap: str, topic: str) -> int:
+    return sum(1 for _ in read_topic(bootstrap, topic))
+
+
+# --------------------------------------------------------------------------- load, status
+
+
+def register_sites(url: str, stations: int, sites: int, capacity_w: int) -> None:
+    """Stations CP-00000... round-robin on sites BENCH-SITE-1... (each with a capacity)."""
+    for k in range(sites):
+        upsert_site(url, f"BENCH-SITE-{k + 1}", f"Bench site {k + 1}", capacity_w)
+    for i in range(stations):
+        provision_station(url, f"CP-{i:05d}", f"BENCH-SITE-{i % sites + 1}")
+
+
+def load_tables(url: str) -> dict[str, Any]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM load_connector_1m),"
+            " (SELECT coalesce(sum(energy_wh), 0) FROM load_connector_1m),"
+            " (SELECT count(*) FROM site_load_live),"
+            " (SELECT count(*) FROM site_load_live WHERE over_capacity)").fetchone()
+    assert row is not None
+    return {"load_connector_1m_rows": int(row[0]), "energy_wh_sum": int(row[1]),
+            "site_load_live_rows": int(row[2]), "sites_over_capacity": int(row[3])}
+
+
+def status_tables(url: str) -> dict[str, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM connector_status_history),"
+            " (SELECT count(*) FROM connector_availability)").fetchone()
+    assert row is not None
+    return {"connector_status_history_rows": int(row[0]),
+            "connector_availability_rows": int(row[1])}
 
 
 # --------------------------------------------------------------------------- plain loop
@@ -244,21 +324,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-recovery", action="store_true", help="run the flow without -r")
     parser.add_argument("--raw-envelopes", action="store_true",
                         help="envelopes without normalized facts (older gateways)")
+    parser.add_argument("--no-status-notifications", action="store_true",
+                        help="stream without StatusNotifications (as before the status "
+                             "section; the status flow then has nothing to write)")
+    parser.add_argument("--sites", type=int, default=4,
+                        help="sites the stations are registered on (load flow)")
+    parser.add_argument("--site-capacity-w", type=int, default=600_000)
     parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-status", action="store_true")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also run the flow in-process under cProfile, dump stats here")
     args = parser.parse_args(argv)
+    bench_started = time.perf_counter()
 
     spec = StreamSpec(stations=args.stations, meter_events=args.events,
                       meter_values_per_session=args.session_length,
                       values_per_event=args.values_per_event,
-                      normalized=not args.raw_envelopes)
+                      normalized=not args.raw_envelopes,
+                      status_notifications=not args.no_status_notifications)
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "stream": {"stations": spec.stations, "meter_events": spec.meter_events,
                    "values_per_event": spec.values_per_event,
                    "meter_values_per_session": spec.meter_values_per_session,
-                   "normalized": spec.normalized, "partitions": args.partitions,
+                   "normalized": spec.normalized,
+                   "status_notifications": spec.status_notifications,
+                   "partitions": args.partitions,
                    "kafka_batch_size": args.batch_size},
     }
     with tempfile.TemporaryDirectory(prefix="chargeflow-bench-") as tmp:
@@ -275,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                 msgs = messages(spec)
                 result["stream"]["messages"] = len(msgs)
                 result["stream"]["sessions"] = session_count(msgs)
+                statuses = status_notification_count(msgs)
+                result["stream"]["status_notification_messages"] = statuses
                 result["stream"]["bytes"] = sum(len(v) for _, v in msgs)
                 t = time.perf_counter()
                 produce_all(broker.bootstrap, topics.ocpp_events, msgs)
@@ -288,19 +382,13 @@ def main(argv: list[str] | None = None) -> int:
                 digest = table_digest(url)
                 rows = digest["sessions"] + digest["meter_samples"]
                 result["flow"] = {
-                    "workers": 1, "recovery": not args.no_recovery,
-                    "wall_s": round(elapsed, 3),
-                    "meter_events_per_s": round(spec.meter_events / elapsed),
-                    "messages_per_s": round(len(msgs) / elapsed),
+                    **flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
+                                   load_before[0]),
+                    "recovery": not args.no_recovery,
                     "sessions_rows": digest["sessions"],
                     "meter_samples_rows": digest["meter_samples"],
                     "rows_written_per_s": round(rows / elapsed),
                     "sample_rows_per_s": round(digest["meter_samples"] / elapsed),
-                    # CPU of the flow process (less sensitive to other load on the machine)
-                    "cpu_s": round(cpu, 3),
-                    "meter_events_per_cpu_s": round(spec.meter_events / cpu),
-                    "loadavg_before_after": [round(load_before[0], 2),
-                                             round(os.getloadavg()[0], 2)],
                 }
 
                 if not args.skip_plain:
@@ -317,6 +405,73 @@ def main(argv: list[str] | None = None) -> int:
                     result["ratio_flow_over_plain"] = round(
                         result["flow"]["meter_events_per_s"]
                         / result["plain"]["meter_events_per_s"], 3)
+
+                if not args.skip_load:
+                    register_sites(url, spec.stations, args.sites, args.site_capacity_w)
+                    dead_before = topic_count(broker.bootstrap, topics.deadletter)
+                    progress("load flow (subprocess, 1 worker)")
+                    load_before = os.getloadavg()
+                    elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
+                                            recovery=not args.no_recovery,
+                                            batch_size=args.batch_size, flow=LOAD_FLOW)
+                    figures = flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
+                                           load_before[0])
+                    tables = load_tables(url)
+                    published = topic_count(broker.bootstrap, topics.load_sites)
+                    dead = topic_count(broker.bootstrap, topics.deadletter) - dead_before
+                    rows = tables["load_connector_1m_rows"] + tables["site_load_live_rows"]
+                    progress_wh = register_progress_wh(msgs)
+                    result["load"] = {
+                        **figures, "recovery": not args.no_recovery, "sites": args.sites,
+                        "site_capacity_w": args.site_capacity_w,
+                        "load_connector_1m_rows": tables["load_connector_1m_rows"],
+                        "site_load_live_rows": tables["site_load_live_rows"],
+                        "sites_over_capacity": tables["sites_over_capacity"],
+                        "load_sites_messages": published,
+                        "deadletters": dead,
+                        "rows_written_per_s": round(rows / elapsed),
+                        "minute_rows_per_s": round(tables["load_connector_1m_rows"] / elapsed),
+                        "checks": {
+                            "minute_rows_equal_meter_events":
+                                tables["load_connector_1m_rows"] == spec.meter_events,
+                            "energy_wh_sum": tables["energy_wh_sum"],
+                            "register_progress_wh": progress_wh,
+                            "energy_equals_register_progress":
+                                tables["energy_wh_sum"] == progress_wh,
+                            "one_live_row_per_site":
+                                tables["site_load_live_rows"] == args.sites,
+                            "no_deadletters": dead == 0,
+                        },
+                    }
+
+                if not args.skip_status:
+                    dead_before = topic_count(broker.bootstrap, topics.deadletter)
+                    progress("status flow (subprocess, 1 worker)")
+                    load_before = os.getloadavg()
+                    elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
+                                            recovery=not args.no_recovery,
+                                            batch_size=args.batch_size, flow=STATUS_FLOW)
+                    figures = flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
+                                           load_before[0])
+                    counts = status_tables(url)
+                    dead = topic_count(broker.bootstrap, topics.deadletter) - dead_before
+                    rows = (counts["connector_status_history_rows"]
+                            + counts["connector_availability_rows"])
+                    result["status"] = {
+                        **figures, "recovery": not args.no_recovery,
+                        "status_notifications_per_s": round(statuses / elapsed),
+                        **counts,
+                        "deadletters": dead,
+                        "rows_written_per_s": round(rows / elapsed),
+                        "checks": {
+                            "history_rows_equal_status_notifications":
+                                counts["connector_status_history_rows"] == statuses,
+                            "one_availability_row_per_station":
+                                counts["connector_availability_rows"]
+                                == (spec.stations if statuses else 0),
+                            "no_deadletters": dead == 0,
+                        },
+                    }
 
                 if args.profile is not None:
                     truncate(url)
@@ -350,6 +505,14 @@ def main(argv: list[str] | None = None) -> int:
         "copy_rows_per_s": TARGET_COPY_ROWS_PER_S,
         "copy_met": result["copy"]["rows_per_s"] >= TARGET_COPY_ROWS_PER_S,
     }
+    # No target in the issue for these two: reported for comparison, no met flag.
+    if "load" in result:
+        result["targets"]["load_meter_events_per_s_per_worker"] = \
+            result["load"]["meter_events_per_s"]
+    if "status" in result:
+        result["targets"]["status_meter_events_per_s_per_worker"] = \
+            result["status"]["meter_events_per_s"]
+    result["bench_wall_s"] = round(time.perf_counter() - bench_started, 1)
     json.dump(result, sys.stdout, indent=2)
     print()
     return 0
