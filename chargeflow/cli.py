@@ -192,6 +192,8 @@ def gateway() -> None:
         max_frame_bytes=settings.gateway_max_frame_bytes,
         heartbeat_interval_s=settings.gateway_heartbeat_interval_s,
         offline_grace_s=settings.gateway_offline_grace_s,
+        replica_heartbeat_s=settings.gateway_replica_heartbeat_s,
+        replica_grace_s=settings.gateway_replica_grace_s,
         tls_cert=str(settings.gateway_tls_cert) if settings.gateway_tls_cert else None,
         tls_key=str(settings.gateway_tls_key) if settings.gateway_tls_key else None,
         gateway_id=settings.gateway_id or default_gateway_id(),

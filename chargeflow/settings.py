@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     gateway_tls_key: Path | None = None
     gateway_id: str | None = Field(None, description="replica id; default hostname-pid")
     gateway_offline_grace_s: float = 60.0
+    gateway_replica_heartbeat_s: float = 5.0
+    gateway_replica_grace_s: float = Field(
+        20.0, description="a replica silent this long is dead: others publish its stations offline")
     gateway_heartbeat_interval_s: int = 300
 
     api_host: str = "127.0.0.1"

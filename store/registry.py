@@ -346,6 +346,35 @@ async def get_connection(db: AsyncDb, charge_point_id: str) -> tuple[str, dateti
     return (rows[0][0], rows[0][1]) if rows else None
 
 
+async def connections_of(db: AsyncDb, gateway_id: str) -> list[str]:
+    """The stations whose connection row names this replica."""
+    rows = await _execute(
+        db, "SELECT charge_point_id FROM station_connections WHERE gateway_id = %s",
+        (gateway_id,))
+    return [str(r[0]) for r in rows]
+
+
+async def orphaned_connections(db: AsyncDb, grace_s: float
+                               ) -> list[tuple[str, str, datetime]]:
+    """(station, gateway id, last sign of life) of connections held by replicas that
+    died: no heartbeat within ``grace_s`` (or never one, for a connection older
+    than that -- a replica heartbeats as soon as it starts)."""
+    rows = await _execute(
+        db,
+        """
+        SELECT sc.charge_point_id, sc.gateway_id,
+               GREATEST(sc.connected_at, COALESCE(g.last_heartbeat, sc.connected_at))
+        FROM station_connections sc
+        LEFT JOIN gateways g ON g.gateway_id = sc.gateway_id
+        WHERE COALESCE(g.last_heartbeat, sc.connected_at)
+              < now() - make_interval(secs => %s)
+        ORDER BY sc.charge_point_id
+        """,
+        (grace_s,),
+    )
+    return [(str(cp), str(gw), at) for cp, gw, at in rows]
+
+
 # --------------------------------------------------------------------------- open transactions
 
 

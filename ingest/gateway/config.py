@@ -54,6 +54,11 @@ class GatewayConfig:
     # A dropped station is published offline only if it has not reconnected (to any
     # replica) within this many seconds.
     offline_grace_s: float = 60.0
+    # Replicas heartbeat into ``gateways`` this often; one silent for replica_grace_s
+    # is taken as dead: its pending commands fail and another replica publishes its
+    # stations offline (Liveness.sweep_orphans).
+    replica_heartbeat_s: float = 5.0
+    replica_grace_s: float = 20.0
     # A station that sends nothing for heartbeat_interval_s x this factor is
     # disconnected (then offline after the grace period); 0 disables the check.
     silence_timeout_factor: float = 3.0

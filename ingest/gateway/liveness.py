@@ -14,12 +14,27 @@ shutdown the pending checks are settled at once (reason ``gateway stopped``) so 
 offline is lost; stations that move to another replica during a rolling restart can
 therefore show a short offline -> online.
 
+A replica that dies (SIGKILL, host lost) settles nothing. Every replica therefore
+sweeps ``station_connections`` each ``replica_heartbeat_s``: the rows of replicas
+without a heartbeat for ``replica_grace_s`` (``store.registry.orphaned_connections``)
+are published ``offline`` -- reason ``gateway <id> lost``, ``gateway_id`` = the dead
+replica, ``measured_at`` = its last heartbeat -- and then deleted (only if still that
+replica's). Publish first, delete after: a sweeper that dies in between leaves the
+row for the next sweep (at-least-once; a duplicate offline changes nothing
+downstream). A station that reconnects to a live replica meanwhile replaces the
+row, and the status flow ignores an ``offline`` from a replica other than the one
+the station was last online at, so a late sweep cannot mark it offline. A replica
+that was alive but could not heartbeat (database trouble) finds its rows gone at
+its next sweep and records them again, publishing ``online`` (reason
+``connection re-registered``), so such a false offline heals within a sweep.
+
 ``measured_at`` of an envelope is when the connection opened/dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,6 +64,64 @@ class Liveness:
         self.grace_s = offline_grace_s
         self._pending: dict[str, _Pending] = {}
         self._locks = [asyncio.Lock() for _ in range(64)]
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start_sweeping(self, interval_s: float, replica_grace_s: float,
+                       held: Callable[[], dict[str, str | None]]) -> None:
+        """Every ``interval_s``: sweep the connections of dead replicas, and restore
+        this replica's own rows that are missing (module doc). ``held``: the stations
+        whose socket this replica holds, with their OCPP version."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(
+                self._sweep_loop(interval_s, replica_grace_s, held), name="liveness-sweeper")
+
+    async def _sweep_loop(self, interval_s: float, replica_grace_s: float,
+                          held: Callable[[], dict[str, str | None]]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.sweep_orphans(replica_grace_s)
+                await self.restore_own(held)
+            except Exception:
+                log.exception("sweeping station connections failed")
+
+    async def restore_own(self, held: Callable[[], dict[str, str | None]]) -> list[str]:
+        """Re-record (and publish online) the stations connected here whose row is
+        gone -- another replica swept them while this one could not heartbeat (a
+        database hiccup longer than the grace). Returns their ids."""
+        pool = self.services.pool
+        recorded = set(await registry.connections_of(pool, self.gateway_id))
+        restored: list[str] = []
+        for cp_id in sorted(set(held()) - recorded):
+            async with self._lock(cp_id):
+                version = held().get(cp_id, "")
+                if version == "" or cp_id in self._pending:
+                    continue  # gone meanwhile (its disconnect handles the row)
+                at = utc_now()
+                await registry.record_connection(pool, cp_id, self.gateway_id, at)
+            await self._publish(cp_id, "online", "connection re-registered", at, version)
+            restored.append(cp_id)
+        if restored:
+            log.warning("re-registered stations whose connection rows were swept",
+                        stations=len(restored))
+        return restored
+
+    async def sweep_orphans(self, replica_grace_s: float) -> list[str]:
+        """Publish offline (then forget) the stations of dead replicas; the ids."""
+        pool = self.services.pool
+        swept: list[str] = []
+        for cp_id, dead, last_alive in await registry.orphaned_connections(
+                pool, replica_grace_s):
+            if not await self._publish(cp_id, "offline", f"gateway {dead} lost", last_alive,
+                                       None, gateway_id=dead):
+                continue  # not published: the row stays for the next sweep
+            async with self._lock(cp_id):
+                await registry.remove_connection(pool, cp_id, dead)
+            swept.append(cp_id)
+        if swept:
+            log.warning("stations of dead gateway replicas published offline",
+                        stations=len(swept))
+        return swept
 
     def _lock(self, charge_point_id: str) -> asyncio.Lock:
         """Striped per-station lock: a connect and the previous connection's
@@ -115,23 +188,29 @@ class Liveness:
                             pending.dropped_at, pending.ocpp_version)
 
     async def _publish(self, charge_point_id: str, state: str, reason: str, at: datetime,
-                       ocpp_version: str | None) -> None:
+                       ocpp_version: str | None, *, gateway_id: str | None = None) -> bool:
         envelope = Envelope(
             message_id=new_message_id(), charge_point_id=charge_point_id,
             received_at=utc_now(), measured_at=at, kind=Kind.STATION_CONNECTION,
             ocpp_version=ocpp_version,
-            payload={"state": state, "reason": reason, "gateway_id": self.gateway_id},
+            payload={"state": state, "reason": reason,
+                     "gateway_id": gateway_id or self.gateway_id},
         )
         try:
             await self.services.publish(envelope)
         except PublishError as exc:
             log.error("could not publish the station's connection state",
                       charge_point_id=charge_point_id, state=state, error=str(exc))
-            return
+            return False
         log.info("station " + state, charge_point_id=charge_point_id, reason=reason)
+        return True
 
     async def close(self) -> None:
         """Settle every pending offline now (the replica is stopping)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         pending = list(self._pending.items())
         for _, p in pending:
             p.task.cancel()

@@ -223,8 +223,12 @@ class Gateway:
         self.commands = CommandRouter(
             gateway_id=self.gateway_id, bootstrap=cfg.kafka_bootstrap, topics=cfg.topics,
             pool=self._pool, producer=self._producer, lookup=self._stations.get,
-            registry=self.registry)
+            registry=self.registry, heartbeat_s=cfg.replica_heartbeat_s,
+            grace_s=cfg.replica_grace_s)
         await self.commands.start()
+        self.liveness.start_sweeping(
+            cfg.replica_heartbeat_s, cfg.replica_grace_s,
+            lambda: {cp: s.OCPP_VERSION for cp, s in self._stations.items()})
 
     async def stop(self) -> None:
         if self.commands is not None:  # first: commands in flight still get recorded

@@ -1,0 +1,111 @@
+"""A gateway replica dies (SIGKILL): another replica publishes its stations offline;
+a live replica whose connection rows were swept records them again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from websockets.asyncio.client import connect
+
+from bus.topics import Topics
+from chargeflow.stack import EmbeddedBroker, free_port
+from ingest.gateway.server import Gateway
+from tests.conftest import ROOT
+from tests.integration.test_gateway_calls import basic_auth, gateway_config, provision, rpc
+from tests.integration.test_gateway_security import apoll, connection_events
+
+pytestmark = pytest.mark.integration
+
+
+def holder(db: psycopg.Connection[Any], cp_id: str) -> str | None:
+    row = db.execute("SELECT gateway_id FROM station_connections WHERE charge_point_id = %s",
+                     (cp_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+async def test_stations_of_a_killed_replica_go_offline_via_a_live_one(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
+) -> None:
+    port = free_port()
+    doomed_env = {
+        **os.environ,
+        "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "CHARGEFLOW_DATABASE_URL": clean_db,
+        "CHARGEFLOW_TOPIC_PREFIX": topics.ocpp_events[: -len(Topics().ocpp_events)],
+        "CHARGEFLOW_GATEWAY_PORT": str(port),
+        "CHARGEFLOW_GATEWAY_ID": "gw-doomed",
+        "CHARGEFLOW_GATEWAY_REPLICA_HEARTBEAT_S": "0.3",
+    }
+    cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=0.3,
+                         replica_grace_s=2.0, gateway_id="gw-survivor")
+    async with Gateway(cfg) as survivor:
+        await provision(survivor, "CP-STRANDED")
+        doomed = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "chargeflow.cli", "gateway", cwd=ROOT, env=doomed_env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # until the doomed replica listens
+                try:
+                    ws = await connect(f"ws://127.0.0.1:{port}/ocpp/CP-STRANDED",
+                                       subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                                       additional_headers=basic_auth("CP-STRANDED"))
+                    break
+                except OSError:
+                    assert doomed.returncode is None, "the doomed replica exited"
+                    assert time.monotonic() < deadline, "the doomed replica never listened"
+                    await asyncio.sleep(0.1)
+            assert (await rpc(ws, "Heartbeat", {}))[0] == 3
+            await apoll(lambda: holder(db, "CP-STRANDED"), lambda h: h == "gw-doomed", 20,
+                        "the doomed replica's connection row")
+            doomed.send_signal(signal.SIGKILL)  # no clean shutdown: nothing settled
+            await asyncio.wait_for(doomed.wait(), 20)
+            await ws.close()
+        finally:
+            if doomed.returncode is None:
+                doomed.kill()
+                await asyncio.wait_for(doomed.wait(), 20)
+
+        events = await apoll(lambda: connection_events(broker, topics, "CP-STRANDED"),
+                             lambda e: len(e) >= 2, 30, "offline from the survivor")
+        assert [e.payload["state"] for e in events] == ["online", "offline"]
+        assert events[1].payload == {"state": "offline", "reason": "gateway gw-doomed lost",
+                                     "gateway_id": "gw-doomed"}
+        assert holder(db, "CP-STRANDED") is None
+        # Swept once: the next sweep finds nothing and publishes nothing.
+        assert survivor.liveness is not None
+        assert await survivor.liveness.sweep_orphans(cfg.replica_grace_s) == []
+        assert len(connection_events(broker, topics, "CP-STRANDED")) == 2
+
+
+async def test_a_live_replica_records_its_swept_connections_again(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
+) -> None:
+    cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=0.3,
+                         replica_grace_s=2.0)
+    async with Gateway(cfg) as gw:
+        await provision(gw, "CP-KEPT")
+        ws = await connect(f"{gw.url}/CP-KEPT", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                           additional_headers=basic_auth("CP-KEPT"))
+        try:
+            await apoll(lambda: holder(db, "CP-KEPT"), lambda h: h == gw.gateway_id, 20,
+                        "the connection row")
+            # What another replica's sweep does when this one missed its heartbeats.
+            db.execute("DELETE FROM station_connections WHERE charge_point_id = 'CP-KEPT'")
+            await apoll(lambda: holder(db, "CP-KEPT"), lambda h: h == gw.gateway_id, 20,
+                        "the row recorded again")
+            events = await apoll(lambda: connection_events(broker, topics, "CP-KEPT"),
+                                 lambda e: len(e) >= 2, 20, "online again")
+            assert events[-1].payload == {"state": "online", "reason": "connection re-registered",
+                                          "gateway_id": gw.gateway_id}
+            assert (await rpc(ws, "Heartbeat", {}))[0] == 3  # the socket was never touched
+        finally:
+            await ws.close()
