@@ -31,6 +31,12 @@ status is already stamped at or after that time (a StatusNotification from the
 reconnected station arrived first: its own row ends the period). Rows derived
 from connection events carry a ``reason``; rows the station reported have none.
 
+An ``offline`` about a replica other than the one the station was last ``online``
+at is stale and ignored: the station moved (a rolling restart: the old replica's
+offline can arrive after the new one's online), or a sweeper published the
+connections of a replica it took for dead after the station had reconnected
+elsewhere (``ingest.gateway.liveness``).
+
 A repeated event (``offline`` while offline, ``online`` while online: at-least-once
 delivery, a reconnect within the gateway's grace period) emits nothing, and a
 replay emits the same rows with the same keys, which the sink skips. A station
@@ -62,6 +68,7 @@ class ConnectionChange:
     online: bool
     at: datetime
     reason: str  # the gateway's reason ("connected", "closed by station", ...)
+    gateway_id: str | None = None  # the replica the event is about
 
 
 StatusFact = ConnectorStatus | ConnectionChange
@@ -127,7 +134,9 @@ def parse_envelope(envelope: Envelope) -> StatusEvent | None:
         reason = envelope.payload.get("reason")
         if not isinstance(reason, str) or not reason:
             reason = state  # older/foreign producers: the state is the best reason we have
-        facts = [ConnectionChange(state == "online", envelope.measured_at, reason)]
+        gateway = envelope.payload.get("gateway_id")
+        facts = [ConnectionChange(state == "online", envelope.measured_at, reason,
+                                  gateway if isinstance(gateway, str) and gateway else None)]
     if not facts:
         return None
     return StatusEvent(envelope.charge_point_id, tuple(facts))
@@ -138,6 +147,7 @@ class StationStatus:
     connectors: dict[int, ConnectorStatus] = field(default_factory=dict)
     online: bool = True
     connection_changed_at: datetime | None = None
+    gateway_id: str | None = None  # the replica the station was last online at
 
 
 def availability(cp: str, state: StationStatus, connector_id: int, updated_at: datetime
@@ -174,6 +184,11 @@ def apply(state: StationStatus | None, event: StatusEvent
     cp = event.charge_point_id
     for fact in event.facts:
         if isinstance(fact, ConnectionChange):
+            if (not fact.online and state.online and fact.gateway_id is not None
+                    and state.gateway_id is not None and fact.gateway_id != state.gateway_id):
+                continue  # a stale offline: the station is online at another replica
+            if fact.online:
+                state.gateway_id = fact.gateway_id
             changed = fact.online != state.online
             state.online = fact.online
             state.connection_changed_at = fact.at

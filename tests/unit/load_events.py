@@ -110,11 +110,12 @@ def tx201(cp: str, evse: int, tx: str, event: str, at: datetime, *,
     }, at, states)
 
 
-def connection(cp: str, state: str, at: datetime, reason: str = "test") -> Envelope:
+def connection(cp: str, state: str, at: datetime, reason: str = "test",
+               gateway_id: str = "gw-1") -> Envelope:
     return Envelope(
         message_id=new_message_id(), charge_point_id=cp, received_at=at, measured_at=at,
         kind=Kind.STATION_CONNECTION,
-        payload={"state": state, "reason": reason, "gateway_id": "gw-1"},
+        payload={"state": state, "reason": reason, "gateway_id": gateway_id},
     )
 
 

@@ -209,3 +209,35 @@ def test_wiring_writes_rows_and_dead_letters() -> None:
                                                 "HistoryRow", "AvailabilityRow"]
     assert rows[-2].status == rows[-1].status == "Offline"
     assert len(dead) == 2
+
+
+def test_a_stale_offline_from_the_previous_replica_is_ignored() -> None:
+    """Rolling restart / sweep of a dead replica: the station reconnected at gw-2
+    before gw-1's offline arrived. It stays online; gw-2's own offline counts."""
+    state, out = run([
+        connection("CP", "online", T0, "connected", gateway_id="gw-1"),
+        connection("CP", "online", T0 + M, "connected", gateway_id="gw-2"),
+        connection("CP", "offline", T0 + 2 * M, "gateway gw-1 lost", gateway_id="gw-1"),
+    ], charging_station())
+    assert state.online
+    assert state.gateway_id == "gw-2"
+    assert out == []  # online while online, then the stale offline: nothing changes
+
+    state, out = run([connection("CP", "offline", T0 + 3 * M, "connection lost",
+                                 gateway_id="gw-2")], state)
+    assert not state.online
+    offline = [r for r in out if isinstance(r, HistoryRow)]
+    assert {(r.connector_id, r.status, r.reason) for r in offline} == {
+        (0, "Offline", "connection lost"), (1, "Offline", "connection lost"),
+        (2, "Offline", "connection lost")}
+
+
+def test_an_offline_without_a_known_replica_still_counts() -> None:
+    """Events of producers that name no replica (older gateways) keep the old rule."""
+    env = connection("CP", "offline", T0 + M)
+    legacy = Envelope(message_id=env.message_id, charge_point_id="CP", received_at=env.received_at,
+                      measured_at=env.measured_at, kind=Kind.STATION_CONNECTION,
+                      payload={"state": "offline", "reason": "lost"})
+    state, _ = run([connection("CP", "online", T0, gateway_id="gw-1"), legacy],
+                   charging_station())
+    assert not state.online
