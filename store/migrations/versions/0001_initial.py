@@ -16,6 +16,19 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# What the TimescaleDB branch runs, one statement each, in this order (the first
+# before the tables, the rest after them). Collected without a server by
+# tests/unit/test_timescale_sql.py, which parses and checks them.
+TIMESCALE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS timescaledb"
+TIMESCALE_HYPERTABLES = (
+    "SELECT create_hypertable('meter_samples', by_range('measured_at', INTERVAL '1 day'))",
+)
+
+
+def timescale_statements() -> tuple[str, ...]:
+    """Every statement the TimescaleDB branch of :func:`upgrade` executes, in order."""
+    return (TIMESCALE_EXTENSION, *TIMESCALE_HYPERTABLES)
+
 
 def _timescaledb_available() -> bool:
     bind = op.get_bind()
@@ -28,7 +41,7 @@ def _timescaledb_available() -> bool:
 def upgrade() -> None:
     timescale = _timescaledb_available()
     if timescale:
-        op.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        op.execute(TIMESCALE_EXTENSION)
 
     op.execute(
         """
@@ -136,9 +149,8 @@ def upgrade() -> None:
         """
     )
     if timescale:
-        op.execute(
-            "SELECT create_hypertable('meter_samples', by_range('measured_at', INTERVAL '1 day'))"
-        )
+        for statement in TIMESCALE_HYPERTABLES:
+            op.execute(statement)
     op.execute(
         text("INSERT INTO chargeflow_meta (key, value) VALUES ('storage_mode', :mode)").bindparams(
             mode="timescaledb" if timescale else "postgresql"

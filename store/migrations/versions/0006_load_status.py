@@ -83,6 +83,25 @@ CAGG_POLICIES = {
 }
 
 
+# TimescaleDB: hypertables, compression and retention, one statement each.
+TIMESCALE_TABLES = (
+    "SELECT create_hypertable('load_connector_1m', by_range('bucket', INTERVAL '1 day'))",
+    "SELECT create_hypertable('connector_status_history', by_range('at', INTERVAL '7 days'))",
+    """ALTER TABLE load_connector_1m SET (
+        timescaledb.compress,
+        timescaledb.compress_segmentby = 'charge_point_id, connector_id',
+        timescaledb.compress_orderby = 'bucket DESC')""",
+    """ALTER TABLE connector_status_history SET (
+        timescaledb.compress,
+        timescaledb.compress_segmentby = 'charge_point_id, connector_id',
+        timescaledb.compress_orderby = 'at DESC')""",
+    "SELECT add_compression_policy('load_connector_1m', INTERVAL '7 days')",
+    "SELECT add_compression_policy('connector_status_history', INTERVAL '30 days')",
+    "SELECT add_retention_policy('load_connector_1m', INTERVAL '90 days')",
+    "SELECT add_retention_policy('connector_status_history', INTERVAL '2 years')",
+)
+
+
 def _storage_mode() -> str:
     row = op.get_bind().execute(
         text("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'")
@@ -104,6 +123,33 @@ def _aggregate_sql(name: str, timescale: bool) -> str:
         f"CREATE MATERIALIZED VIEW {name}{options} AS "
         f"SELECT {keys}, {bucket} AS bucket, {columns} "
         f"FROM load_connector_1m GROUP BY {keys}, {bucket}{tail}"
+    )
+
+
+def _timescale_aggregate_statements(name: str) -> tuple[str, ...]:
+    """The continuous aggregate ``name``: view, refresh policy, retention, index."""
+    keys = AGGREGATES[name][1]
+    start, end, every, keep = CAGG_POLICIES[name]
+    retention = () if keep is None else (
+        f"SELECT add_retention_policy('{name}', INTERVAL '{keep}')",
+    )
+    return (
+        _aggregate_sql(name, True),
+        f"SELECT add_continuous_aggregate_policy('{name}', "
+        f"start_offset => INTERVAL '{start}', end_offset => INTERVAL '{end}', "
+        f"schedule_interval => INTERVAL '{every}')",
+        *retention,
+        f"CREATE INDEX {name}_key_idx ON {name} ({keys}, bucket)",
+    )
+
+
+def timescale_statements() -> tuple[str, ...]:
+    """Every statement the TimescaleDB branch of :func:`upgrade` executes (after the
+    tables), in order; tests/unit/test_timescale_sql.py parses and checks them without
+    a TimescaleDB server."""
+    return (
+        *TIMESCALE_TABLES,
+        *(statement for name in AGGREGATES for statement in _timescale_aggregate_statements(name)),
     )
 
 
@@ -167,25 +213,8 @@ def upgrade() -> None:
         """
     )
     if timescale:
-        op.execute(
-            """
-            SELECT create_hypertable('load_connector_1m', by_range('bucket', INTERVAL '1 day'));
-            SELECT create_hypertable('connector_status_history',
-                                     by_range('at', INTERVAL '7 days'));
-            ALTER TABLE load_connector_1m SET (
-                timescaledb.compress,
-                timescaledb.compress_segmentby = 'charge_point_id, connector_id',
-                timescaledb.compress_orderby = 'bucket DESC');
-            ALTER TABLE connector_status_history SET (
-                timescaledb.compress,
-                timescaledb.compress_segmentby = 'charge_point_id, connector_id',
-                timescaledb.compress_orderby = 'at DESC');
-            SELECT add_compression_policy('load_connector_1m', INTERVAL '7 days');
-            SELECT add_compression_policy('connector_status_history', INTERVAL '30 days');
-            SELECT add_retention_policy('load_connector_1m', INTERVAL '90 days');
-            SELECT add_retention_policy('connector_status_history', INTERVAL '2 years');
-            """
-        )
+        for statement in timescale_statements():
+            op.execute(statement)
     else:
         op.execute(
             """
@@ -193,21 +222,9 @@ def upgrade() -> None:
             CREATE INDEX connector_status_history_at_idx ON connector_status_history (at);
             """
         )
-
-    for name in AGGREGATES:
-        op.execute(_aggregate_sql(name, timescale))
-        keys = AGGREGATES[name][1]
-        if timescale:
-            start, end, every, keep = CAGG_POLICIES[name]
-            op.execute(
-                f"SELECT add_continuous_aggregate_policy('{name}', "
-                f"start_offset => INTERVAL '{start}', end_offset => INTERVAL '{end}', "
-                f"schedule_interval => INTERVAL '{every}')"
-            )
-            if keep is not None:
-                op.execute(f"SELECT add_retention_policy('{name}', INTERVAL '{keep}')")
-            op.execute(f"CREATE INDEX {name}_key_idx ON {name} ({keys}, bucket)")
-        else:
+        for name in AGGREGATES:
+            op.execute(_aggregate_sql(name, timescale))
+            keys = AGGREGATES[name][1]
             # REFRESH ... CONCURRENTLY needs a unique index on plain columns.
             op.execute(f"CREATE UNIQUE INDEX {name}_key_idx ON {name} ({keys}, bucket)")
 

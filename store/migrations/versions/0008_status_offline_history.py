@@ -56,29 +56,41 @@ def _storage_mode() -> str:
     return "postgresql" if row is None else str(row[0])
 
 
+# TimescaleDB: switch compression off around the change (see the module docstring) and
+# on again with the settings of 0006, one statement each. Collected without a server by
+# tests/unit/test_timescale_sql.py, which parses and checks them.
+TIMESCALE_BEFORE = (
+    f"SELECT remove_compression_policy('{TABLE}', if_exists => true)",
+    f"SELECT decompress_chunk(c, if_compressed => true) FROM show_chunks('{TABLE}') c",
+    f"ALTER TABLE {TABLE} SET (timescaledb.compress = false)",
+)
+TIMESCALE_AFTER = (
+    f"""ALTER TABLE {TABLE} SET (
+        timescaledb.compress,
+        timescaledb.compress_segmentby = 'charge_point_id, connector_id',
+        timescaledb.compress_orderby = 'at DESC')""",
+    f"SELECT add_compression_policy('{TABLE}', INTERVAL '30 days')",
+)
+
+
+def timescale_statements() -> tuple[str, ...]:
+    """Every statement the TimescaleDB branch of :func:`_alter` (upgrade and downgrade)
+    adds, in order: :data:`TIMESCALE_BEFORE` runs before the change, :data:`TIMESCALE_AFTER`
+    after it."""
+    return (*TIMESCALE_BEFORE, *TIMESCALE_AFTER)
+
+
 def _alter(statements: str) -> None:
     """Run ``statements`` on the table; on TimescaleDB with compression switched off
     around them (see the module docstring)."""
     timescale = _storage_mode() == "timescaledb"
     if timescale:
-        op.execute(
-            f"""
-            SELECT remove_compression_policy('{TABLE}', if_exists => true);
-            SELECT decompress_chunk(c, if_compressed => true) FROM show_chunks('{TABLE}') c;
-            ALTER TABLE {TABLE} SET (timescaledb.compress = false);
-            """
-        )
+        for statement in TIMESCALE_BEFORE:
+            op.execute(statement)
     op.execute(statements)
     if timescale:
-        op.execute(
-            f"""
-            ALTER TABLE {TABLE} SET (
-                timescaledb.compress,
-                timescaledb.compress_segmentby = 'charge_point_id, connector_id',
-                timescaledb.compress_orderby = 'at DESC');
-            SELECT add_compression_policy('{TABLE}', INTERVAL '30 days');
-            """
-        )
+        for statement in TIMESCALE_AFTER:
+            op.execute(statement)
 
 
 def upgrade() -> None:
