@@ -83,7 +83,10 @@ CAGG_POLICIES = {
 }
 
 
-# TimescaleDB: hypertables, compression and retention, one statement each.
+# TimescaleDB: hypertables, compression and retention, one statement each. Every column
+# of a hypertable's primary key is a segmentby or orderby column (TimescaleDB warns
+# otherwise: the key cannot be checked cheaply against compressed rows), hence
+# ``status`` after ``at`` for the status history. 0008 repeats these settings.
 TIMESCALE_TABLES = (
     "SELECT create_hypertable('load_connector_1m', by_range('bucket', INTERVAL '1 day'))",
     "SELECT create_hypertable('connector_status_history', by_range('at', INTERVAL '7 days'))",
@@ -94,7 +97,7 @@ TIMESCALE_TABLES = (
     """ALTER TABLE connector_status_history SET (
         timescaledb.compress,
         timescaledb.compress_segmentby = 'charge_point_id, connector_id',
-        timescaledb.compress_orderby = 'at DESC')""",
+        timescaledb.compress_orderby = 'at DESC, status')""",
     "SELECT add_compression_policy('load_connector_1m', INTERVAL '7 days')",
     "SELECT add_compression_policy('connector_status_history', INTERVAL '30 days')",
     "SELECT add_retention_policy('load_connector_1m', INTERVAL '90 days')",

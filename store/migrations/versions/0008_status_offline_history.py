@@ -68,7 +68,7 @@ TIMESCALE_AFTER = (
     f"""ALTER TABLE {TABLE} SET (
         timescaledb.compress,
         timescaledb.compress_segmentby = 'charge_point_id, connector_id',
-        timescaledb.compress_orderby = 'at DESC')""",
+        timescaledb.compress_orderby = 'at DESC, status')""",
     f"SELECT add_compression_policy('{TABLE}', INTERVAL '30 days')",
 )
 
