@@ -45,14 +45,15 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 from bytewax.operators import StatefulLogic
 
-from bus.envelope import Envelope, Kind
+from bus.envelope import SCHEMA_VERSION, Envelope, Kind, decode_envelope
 from bus.load import ConnectorPower, SiteLoad, StationPower
 from bus.normalized import (
     ENERGY_REGISTER,
@@ -64,7 +65,6 @@ from bus.normalized import (
     normalize_v16,
     normalize_v201,
     to_decimal,
-    to_wh,
 )
 
 POWER = "Power.Active.Import"
@@ -81,6 +81,7 @@ SOURCE_STALE_AFTER = timedelta(minutes=10)
 MAX_TRANSACTIONS = 32
 PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N": "L3"}
 _MINUTE = timedelta(minutes=1)
+_OPEN_SPAN = OPEN_MINUTES * _MINUTE
 SITE_NAMESPACE = uuid.UUID("0c5e3a52-7b0f-4d8e-a3c4-51f1f3b1d9a2")
 
 
@@ -172,15 +173,38 @@ Output = MinuteRow | StationLoad
 # --------------------------------------------------------------------------- parsing
 
 
+_POWER_FACTORS = {"w": 1, "": 1, "kw": 1000}
+_POWER_UNITS = {"W": 1, "": 1, "kW": 1000}  # as stations usually spell them
+_ENERGY_FACTORS = {"wh": Decimal(1), "kwh": Decimal(1000)}
+_ENERGY_UNITS = {"Wh": Decimal(1), "kWh": Decimal(1000)}
+_LOCATION_RANK = {"Outlet": 2, "Cable": 1}
+
+
 def _watts(sample: MeterSample) -> float | None:
-    factor = {"w": 1, "": 1, "kw": 1000}.get(sample.unit.strip().lower())
+    factor = _POWER_UNITS.get(sample.unit)
     if factor is None:
-        return None
+        factor = _POWER_FACTORS.get(sample.unit.strip().lower())
+        if factor is None:
+            return None
+    if sample.unit_multiplier == 0:  # times 10^0 would change nothing
+        return float(sample.value * factor)
     return float(sample.value * factor * Decimal(10) ** sample.unit_multiplier)
 
 
+def _wh(sample: MeterSample) -> Decimal | None:
+    """:func:`bus.normalized.to_wh` (the same arithmetic, without its per-call setup)."""
+    factor = _ENERGY_UNITS.get(sample.unit)
+    if factor is None:
+        factor = _ENERGY_FACTORS.get(sample.unit.strip().lower())
+        if factor is None:
+            return None
+    if sample.unit_multiplier == 0:  # times 10^0 would change nothing
+        return sample.value * factor
+    return sample.value * factor * Decimal(10) ** sample.unit_multiplier
+
+
 def _location_rank(sample: MeterSample) -> int:
-    return {"Outlet": 2, "Cable": 1}.get(sample.location, 0)
+    return _LOCATION_RANK.get(sample.location, 0)
 
 
 def power_readings(samples: Iterable[MeterSample], source: str = OCPP) -> list[PowerReading]:
@@ -203,24 +227,31 @@ def power_readings(samples: Iterable[MeterSample], source: str = OCPP) -> list[P
     for sample in samples:
         if sample.measurand != POWER or sample.location == "EV":
             continue
-        groups.setdefault(
-            (sample.evse_id, sample.transaction_id, sample.timestamp), []).append(sample)
+        key = (sample.evse_id, sample.transaction_id, sample.timestamp)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [sample]
+        else:
+            group.append(sample)
     out: list[PowerReading] = []
     for (evse, tx, at), group in groups.items():
-        totals = [(s, w) for s in group if s.phase is None and (w := _watts(s)) is not None]
         value: float | None = None
-        if totals:
-            totals.sort(key=lambda sw: _location_rank(sw[0]))
-            value = totals[-1][1]
+        if len(group) == 1 and group[0].phase is None:  # the usual case: one total
+            value = _watts(group[0])
         else:
-            phases: dict[str, float] = {}
-            for s in sorted(group, key=_location_rank):
-                phase = PHASES.get(s.phase or "")
-                watts = _watts(s)
-                if phase is not None and watts is not None:
-                    phases[phase] = watts
-            if phases:
-                value = sum(phases.values())
+            totals = [(s, w) for s in group if s.phase is None and (w := _watts(s)) is not None]
+            if totals:
+                totals.sort(key=lambda sw: _location_rank(sw[0]))
+                value = totals[-1][1]
+            else:
+                phases: dict[str, float] = {}
+                for s in sorted(group, key=_location_rank):
+                    phase = PHASES.get(s.phase or "")
+                    watts = _watts(s)
+                    if phase is not None and watts is not None:
+                        phases[phase] = watts
+                if phases:
+                    value = sum(phases.values())
         if value is not None:
             out.append(PowerReading(evse, tx, at, value, source))
     return out
@@ -233,12 +264,13 @@ def register_readings(samples: Iterable[MeterSample], source: str = OCPP
     for s in samples:
         if s.measurand != ENERGY_REGISTER or s.phase is not None or s.location == "EV":
             continue
-        wh = to_wh(s.value, s.unit, s.unit_multiplier)
+        wh = _wh(s)
         if wh is None:
             continue
         key = (s.evse_id, s.transaction_id, s.timestamp)
-        rank = _location_rank(s)
-        if key not in found or rank >= found[key][0]:
+        rank = _LOCATION_RANK.get(s.location, 0)
+        seen = found.get(key)
+        if seen is None or rank >= seen[0]:
             found[key] = (rank, wh)
     return [RegisterReading(evse, tx, at, wh, source)
             for (evse, tx, at), (_, wh) in found.items()]
@@ -254,22 +286,23 @@ def _facts_of(envelope: Envelope) -> list[Normalized]:
                      envelope.response, envelope.received_at)
 
 
-def _ocpp_facts(envelope: Envelope) -> list[Fact]:
-    normalized = _facts_of(envelope)
+def _ocpp_facts(normalized: Iterable[Normalized]) -> list[Fact]:
     opened: list[Fact] = []
     idle: list[Fact] = []
     samples: list[MeterSample] = []
     for f in normalized:
         if isinstance(f, MeterSample):
             samples.append(f)
-        elif isinstance(f, TransactionStart) and f.evse_id is not None:
-            opened.append(TransactionOpened(f.transaction_id, f.evse_id))
+        elif isinstance(f, TransactionStart):
+            if f.evse_id is not None:
+                opened.append(TransactionOpened(f.transaction_id, f.evse_id))
         elif isinstance(f, TransactionEnd):
             idle.append(ConnectorIdle(f.evse_id, f.transaction_id, f.timestamp))
         elif isinstance(f, ConnectorStatus) and f.status in NOT_DELIVERING:
             idle.append(ConnectorIdle(f.evse_id, None, f.timestamp))
-    readings: list[Fact] = [*power_readings(samples), *register_readings(samples)]
-    return [*opened, *readings, *idle]
+    if not samples:
+        return [*opened, *idle]
+    return [*opened, *power_readings(samples), *register_readings(samples), *idle]
 
 
 def _meter_facts(envelope: Envelope) -> list[Fact]:
@@ -292,7 +325,7 @@ def parse_envelope(envelope: Envelope) -> LoadEvent | None:
     """The load facts in one envelope; None when it carries none (e.g. Heartbeat)."""
     facts: list[Fact]
     if envelope.kind == Kind.OCPP_CALL:
-        facts = _ocpp_facts(envelope)
+        facts = _ocpp_facts(_facts_of(envelope))
     elif envelope.kind == Kind.METER_READING:
         facts = _meter_facts(envelope)
     elif envelope.kind == Kind.STATION_CONNECTION:
@@ -307,21 +340,83 @@ def parse_envelope(envelope: Envelope) -> LoadEvent | None:
     return LoadEvent(envelope.charge_point_id, envelope.measured_at, tuple(facts))
 
 
+class _FlowEnvelope(msgspec.Struct, kw_only=True, frozen=True):
+    """:class:`bus.envelope.Envelope` with the raw payload and response left undecoded:
+    an OCPP envelope with normalised facts needs nothing else (and building the
+    camelCase dicts costs about as much as the rest of its decoding)."""
+
+    message_id: str
+    charge_point_id: str
+    received_at: datetime
+    measured_at: datetime
+    kind: Kind
+    payload: msgspec.Raw
+    schema_version: int = SCHEMA_VERSION
+    ocpp_version: str | None = None
+    action: str | None = None
+    unique_id: str | None = None
+    response: msgspec.Raw = msgspec.Raw(b"null")
+    normalized: list[Normalized] | None = None
+
+
+_flow_decoder = msgspec.json.Decoder(_FlowEnvelope)
+_OBJECT, _NULL = ord("{"), ord("n")
+
+
+def decode_event(data: bytes | None) -> LoadEvent | None:
+    """``parse_envelope(decode_envelope(data))``, faster for OCPP envelopes that carry
+    normalised facts (their raw payload is only checked to be a JSON object, not
+    decoded). Raises :class:`bus.envelope.EnvelopeError` and :class:`InvalidEvent`
+    exactly as those two do: anything unusual takes their path.
+
+    >>> from datetime import UTC, datetime
+    >>> from bus.envelope import encode_envelope
+    >>> from bus.normalized import normalize_v16
+    >>> t = datetime(2026, 1, 5, 10, tzinfo=UTC)
+    >>> payload = {"connectorId": 2, "meterValue": [{"timestamp": "2026-01-05T10:00:00Z",
+    ...     "sampledValue": [{"value": "7.4", "unit": "kW", "measurand": POWER}]}]}
+    >>> env = Envelope(message_id="m1", charge_point_id="CP1", received_at=t,
+    ...     measured_at=t, kind=Kind.OCPP_CALL, ocpp_version="1.6", action="MeterValues",
+    ...     payload=payload, normalized=normalize_v16("CP1", "MeterValues", payload, None, t))
+    >>> event = decode_event(encode_envelope(env))
+    >>> event == parse_envelope(env), [(f.connector_id, f.power_w) for f in event.facts]
+    (True, [(2, 7400.0)])
+    """
+    if data is None:
+        return parse_envelope(decode_envelope(data))  # raises the EnvelopeError
+    try:
+        env = _flow_decoder.decode(data)
+    except msgspec.DecodeError:
+        return parse_envelope(decode_envelope(data))  # raises the EnvelopeError
+    facts = env.normalized
+    if (facts is None or env.kind != Kind.OCPP_CALL or env.schema_version > SCHEMA_VERSION
+            or env.received_at.tzinfo is None or env.measured_at.tzinfo is None
+            or memoryview(env.payload)[0] != _OBJECT
+            or memoryview(env.response)[0] not in (_OBJECT, _NULL)):
+        return parse_envelope(decode_envelope(data))
+    found = _ocpp_facts(facts)
+    if not found:
+        return None
+    return LoadEvent(env.charge_point_id, env.measured_at, tuple(found))
+
+
 # --------------------------------------------------------------------------- state
 
 
 def minute_of(at: datetime) -> datetime:
-    return at.astimezone(UTC).replace(second=0, microsecond=0)
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.replace(second=0, microsecond=0)
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     power: dict[datetime, float] = field(default_factory=dict)  # instant -> W
     first_register: tuple[datetime, Decimal] | None = None
     last_register: tuple[datetime, Decimal] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectorState:
     source: str | None = None
     source_at: datetime | None = None
@@ -331,23 +426,9 @@ class ConnectorState:
     newest_bucket: datetime | None = None
     base_register: Decimal | None = None  # last register before the oldest open bucket
     emitted: dict[datetime, MinuteRow] = field(default_factory=dict)
-
-    def accept(self, source: str, at: datetime) -> bool:
-        """Whether a reading from ``source`` is used (switching source if it takes over)."""
-        if self.source == source:
-            if self.source_at is None or at > self.source_at:
-                self.source_at = at
-            return True
-        if self.source is not None:
-            silent = self.source_at is not None and at - self.source_at > SOURCE_STALE_AFTER
-            if SOURCE_RANK[source] < SOURCE_RANK[self.source] and not silent:
-                return False
-        self.source, self.source_at = source, at
-        self.buckets.clear()
-        self.emitted.clear()
-        self.newest_bucket = None
-        self.base_register = None
-        return True
+    # The oldest bucket changed since its rows were last computed (None: none). Rows
+    # are computed from there on (a register change moves the chain after it).
+    dirty_from: datetime | None = None
 
     def idle(self, at: datetime) -> None:
         if self.power_at is None or at >= self.power_at:
@@ -359,7 +440,7 @@ class ConnectorState:
         return self.power_w
 
 
-@dataclass
+@dataclass(slots=True)
 class StationState:
     connectors: dict[int, ConnectorState] = field(default_factory=dict)
     transactions: dict[str, int] = field(default_factory=dict)  # transaction -> connector
@@ -375,30 +456,71 @@ def _connector_of(state: StationState, connector: int | None, tx: str | None) ->
     return state.transactions.get(tx) if tx is not None else None
 
 
-def _record(state: StationState, fact: PowerReading | RegisterReading) -> int | None:
+def _accept(cp: str, cid: int, conn: ConnectorState, source: str, at: datetime,
+            rows: list[MinuteRow]) -> bool:
+    """Whether a reading from ``source`` is used. A source that takes over starts the
+    connector's minutes afresh; the rows the old source changed are emitted first."""
+    if conn.source == source:
+        if conn.source_at is None or at > conn.source_at:
+            conn.source_at = at
+        return True
+    if conn.source is not None:
+        silent = conn.source_at is not None and at - conn.source_at > SOURCE_STALE_AFTER
+        if SOURCE_RANK[source] < SOURCE_RANK[conn.source] and not silent:
+            return False
+    _flush(cp, cid, conn, rows)
+    conn.source, conn.source_at = source, at
+    conn.buckets.clear()
+    conn.emitted.clear()
+    conn.newest_bucket = None
+    conn.base_register = None
+    return True
+
+
+def _record(cp: str, state: StationState, fact: PowerReading | RegisterReading,
+            rows: list[MinuteRow]) -> int | None:
     """Apply one reading; returns the connector whose minutes changed, if any."""
-    cid = _connector_of(state, fact.connector_id, fact.transaction_id)
+    cid = fact.connector_id
     if cid is None:
+        cid = state.transactions.get(fact.transaction_id) \
+            if fact.transaction_id is not None else None
+        if cid is None:
+            return None
+    conn = state.connectors.get(cid)
+    if conn is None:
+        conn = state.connectors[cid] = ConnectorState()
+    at = fact.at
+    if (conn.source != fact.source or conn.source_at is None or at > conn.source_at) \
+            and not _accept(cp, cid, conn, fact.source, at, rows):
         return None
-    conn = state.connectors.setdefault(cid, ConnectorState())
-    if not conn.accept(fact.source, fact.at):
-        return None
-    start = minute_of(fact.at)
+    start = minute_of(at)
     newest = conn.newest_bucket
-    if newest is not None and start < newest - OPEN_MINUTES * _MINUTE:
+    if newest is not None and start < newest - _OPEN_SPAN:
         state.late_samples += 1
         return None
-    bucket = conn.buckets.setdefault(start, Bucket())
+    bucket = conn.buckets.get(start)
+    if bucket is None:
+        bucket = conn.buckets[start] = Bucket()
     if isinstance(fact, PowerReading):
-        bucket.power[fact.at] = fact.power_w
-        if conn.power_at is None or fact.at >= conn.power_at:
-            conn.power_w, conn.power_at = fact.power_w, fact.at
+        power = bucket.power
+        if power.get(at) != fact.power_w:  # new, or a different value for the instant
+            power[at] = fact.power_w
+            if conn.dirty_from is None or start < conn.dirty_from:
+                conn.dirty_from = start
+        if conn.power_at is None or at >= conn.power_at:
+            conn.power_w, conn.power_at = fact.power_w, at
     else:
-        reading = (fact.at, fact.energy_wh)
-        if bucket.first_register is None or fact.at < bucket.first_register[0]:
+        reading = (at, fact.energy_wh)
+        first, last = bucket.first_register, bucket.last_register
+        changed = False
+        if first is None or at < first[0]:
             bucket.first_register = reading
-        if bucket.last_register is None or fact.at >= bucket.last_register[0]:
+            changed = True
+        if last is None or at >= last[0]:
+            changed = changed or last != reading
             bucket.last_register = reading
+        if changed and (conn.dirty_from is None or start < conn.dirty_from):
+            conn.dirty_from = start
     if newest is None or start > newest:
         conn.newest_bucket = start
     return cid
@@ -407,90 +529,152 @@ def _record(state: StationState, fact: PowerReading | RegisterReading) -> int | 
 def _evict(conn: ConnectorState) -> None:
     if conn.newest_bucket is None:
         return
-    cutoff = conn.newest_bucket - OPEN_MINUTES * _MINUTE
-    for start in sorted(conn.buckets):
+    cutoff = conn.newest_bucket - _OPEN_SPAN
+    buckets = conn.buckets
+    if not buckets or min(buckets) >= cutoff:
+        return
+    for start in sorted(buckets):
         if start >= cutoff:
             break
-        bucket = conn.buckets.pop(start)
+        bucket = buckets.pop(start)
         conn.emitted.pop(start, None)
         if bucket.last_register is not None:
             conn.base_register = bucket.last_register[1]
+
+
+def _row(cp: str, connector_id: int, start: datetime, bucket: Bucket, source: str,
+         previous: Decimal | None) -> MinuteRow:
+    energy: Decimal | None = None
+    register: Decimal | None = None
+    if bucket.last_register is not None and bucket.first_register is not None:
+        register = bucket.last_register[1]
+        reference = previous if previous is not None else bucket.first_register[1]
+        energy = register - reference if register >= reference else Decimal(0)
+    values = list(bucket.power.values())
+    total = sum(values)
+    return MinuteRow(
+        charge_point_id=cp, connector_id=connector_id, bucket=start,
+        sample_count=len(values), power_sum_w=total,
+        avg_power_w=total / len(values) if values else None,
+        max_power_w=max(values) if values else None,
+        energy_wh=energy, register_wh=register, source=source,
+    )
 
 
 def minute_rows(cp: str, connector_id: int, conn: ConnectorState) -> list[MinuteRow]:
     """The rows of the connector's open minutes, registers chained oldest first."""
     previous = conn.base_register
     rows: list[MinuteRow] = []
+    source = conn.source or OCPP
     for start in sorted(conn.buckets):
         bucket = conn.buckets[start]
-        energy: Decimal | None = None
-        register: Decimal | None = None
+        rows.append(_row(cp, connector_id, start, bucket, source, previous))
         if bucket.last_register is not None and bucket.first_register is not None:
-            register = bucket.last_register[1]
-            reference = previous if previous is not None else bucket.first_register[1]
-            energy = register - reference if register >= reference else Decimal(0)
-            previous = register
-        values = list(bucket.power.values())
-        total = sum(values)
-        rows.append(MinuteRow(
-            charge_point_id=cp, connector_id=connector_id, bucket=start,
-            sample_count=len(values), power_sum_w=total,
-            avg_power_w=total / len(values) if values else None,
-            max_power_w=max(values) if values else None,
-            energy_wh=energy, register_wh=register, source=conn.source or OCPP,
-        ))
+            previous = bucket.last_register[1]
     return rows
+
+
+def _flush(cp: str, connector_id: int, conn: ConnectorState, out: list[MinuteRow]) -> None:
+    """Emit the rows of the minutes changed since the last flush (those that differ
+    from what was emitted for them): from the oldest changed minute on, as a register
+    there moves the chain after it; the minutes before keep their rows."""
+    dirty_from = conn.dirty_from
+    if dirty_from is None:
+        return
+    conn.dirty_from = None
+    previous = conn.base_register
+    source = conn.source or OCPP
+    emitted = conn.emitted
+    buckets = conn.buckets
+    for start in sorted(buckets):
+        bucket = buckets[start]
+        if start >= dirty_from:
+            row = _row(cp, connector_id, start, bucket, source, previous)
+            if emitted.get(start) != row:
+                emitted[start] = row
+                out.append(row)
+        if bucket.last_register is not None and bucket.first_register is not None:
+            previous = bucket.last_register[1]
 
 
 def station_load(cp: str, state: StationState) -> StationLoad:
     now = state.as_of
     assert now is not None, "station_load needs an event first"
-    powers = {cid: c.live_power(now) for cid, c in sorted(state.connectors.items())
-              if c.power_at is not None}
-    outlets = {cid: w for cid, w in powers.items() if cid > 0}
-    total = sum(outlets.values()) if outlets else powers.get(0, 0.0)
-    return StationLoad(cp, now, total, tuple(powers.items()), not state.online)
+    connectors = state.connectors
+    items = sorted(connectors.items()) if len(connectors) > 1 else connectors.items()
+    powers: list[tuple[int, float]] = []
+    outlets = False
+    total: float = 0  # summed like sum() over the outlets
+    main = 0.0
+    for cid, c in items:
+        at = c.power_at
+        if at is None:
+            continue
+        power = 0.0 if now - at > STALE_AFTER else c.power_w
+        powers.append((cid, power))
+        if cid > 0:
+            total += power
+            outlets = True
+        else:
+            main = power
+    return StationLoad(cp, now, total if outlets else main, tuple(powers), not state.online)
+
+
+def apply_batch(state: StationState | None, events: Sequence[LoadEvent]
+                ) -> tuple[StationState, list[MinuteRow], list[StationLoad]]:
+    """Fold a station's events (in order) into its state: the minute rows changed by
+    them, each once with its latest figure (rows are upserted: the table ends up as
+    with one row per change), and the station's load after every event that changed
+    it (site totals are published from these as they come).
+
+    ``apply_batch(s, [e1, e2])`` leaves the same state and table as ``apply`` on
+    ``e1`` then ``e2``; the loads are the same list.
+    """
+    state = state if state is not None else StationState()
+    rows: list[MinuteRow] = []
+    loads: list[StationLoad] = []
+    touched: set[int] = set()
+    for event in events:
+        cp = event.charge_point_id
+        for fact in event.facts:
+            if isinstance(fact, PowerReading | RegisterReading):
+                cid = _record(cp, state, fact, rows)
+                if cid is not None:
+                    touched.add(cid)
+            elif isinstance(fact, TransactionOpened):
+                state.transactions.pop(fact.transaction_id, None)
+                state.transactions[fact.transaction_id] = fact.connector_id
+                while len(state.transactions) > MAX_TRANSACTIONS:
+                    del state.transactions[next(iter(state.transactions))]
+            elif isinstance(fact, ConnectorIdle):
+                cid = _connector_of(state, fact.connector_id, fact.transaction_id)
+                if fact.transaction_id is not None:
+                    state.transactions.pop(fact.transaction_id, None)
+                if cid is not None and cid in state.connectors:
+                    state.connectors[cid].idle(fact.at)
+            else:
+                state.online = fact.online
+        if state.as_of is None or event.at > state.as_of:
+            state.as_of = event.at
+        load = station_load(cp, state)
+        if load != state.last_load:
+            state.last_load = load
+            loads.append(load)
+    if touched:
+        cp = events[-1].charge_point_id
+        for cid in sorted(touched):
+            conn = state.connectors[cid]
+            _flush(cp, cid, conn, rows)
+            _evict(conn)
+    return state, rows, loads
 
 
 def apply(state: StationState | None, event: LoadEvent
           ) -> tuple[StationState, list[Output]]:
     """Fold one event into the station's state; the changed minute rows and, if it
     changed, the station's load."""
-    state = state if state is not None else StationState()
-    touched: set[int] = set()
-    for fact in event.facts:
-        if isinstance(fact, TransactionOpened):
-            state.transactions.pop(fact.transaction_id, None)
-            state.transactions[fact.transaction_id] = fact.connector_id
-            while len(state.transactions) > MAX_TRANSACTIONS:
-                del state.transactions[next(iter(state.transactions))]
-        elif isinstance(fact, PowerReading | RegisterReading):
-            cid = _record(state, fact)
-            if cid is not None:
-                touched.add(cid)
-        elif isinstance(fact, ConnectorIdle):
-            cid = _connector_of(state, fact.connector_id, fact.transaction_id)
-            if fact.transaction_id is not None:
-                state.transactions.pop(fact.transaction_id, None)
-            if cid is not None and cid in state.connectors:
-                state.connectors[cid].idle(fact.at)
-        else:
-            state.online = fact.online
-    if state.as_of is None or event.at > state.as_of:
-        state.as_of = event.at
-    out: list[Output] = []
-    for cid in sorted(touched):
-        conn = state.connectors[cid]
-        _evict(conn)
-        for row in minute_rows(event.charge_point_id, cid, conn):
-            if conn.emitted.get(row.bucket) != row:
-                conn.emitted[row.bucket] = row
-                out.append(row)
-    load = station_load(event.charge_point_id, state)
-    if load != state.last_load:
-        state.last_load = load
-        out.append(load)
-    return state, out
+    state, rows, loads = apply_batch(state, (event,))
+    return state, [*rows, *loads]
 
 
 # --------------------------------------------------------------------------- sites

@@ -9,12 +9,13 @@ from decimal import Decimal
 from typing import Any
 
 import bytewax.operators as op
+import pytest
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from bus.envelope import Envelope, encode_envelope
+from bus.envelope import Envelope, EnvelopeError, encode_envelope
 from bus.load import decode_site_load
 from flows.load import logic
 from flows.load.dataflow import FlowInput, build_flow_with
@@ -30,7 +31,9 @@ from flows.load.logic import (
 )
 from tests.unit.load_events import (
     T0,
+    call16,
     connection,
+    iso,
     meter_reading,
     mv16,
     mv201,
@@ -296,3 +299,159 @@ def test_flow_wiring_minutes_sites_and_dead_letters() -> None:
     assert published[-1].utilisation_pct == 108.0
     assert [r for r in rows if not isinstance(r, MinuteRow)][-1] == published[-1]
     assert sorted(d.headers[1][1] for d in dead) == [b"decode", b"validate"]
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def mixed_stream() -> list[Envelope]:
+    """Two stations: late samples (inside and outside the open horizon), a redelivery,
+    a register reset, transactions, idle statuses, a billing meter taking over and
+    falling silent, an offline/online station."""
+    n1 = mv16("A", 1, T0 + 40 * S, watts="7400", register_wh=1050)
+    return [
+        start16("A", 1, 7, 1000, T0),
+        mv16("A", 1, T0 + 10 * S, watts="7000", register_wh=1000, tx=7),
+        n1,
+        mv16("B", 2, T0 + 15 * S, kw="11", register_wh=20),
+        mv16("A", 1, T0 + M + 10 * S, watts="7200", register_wh=1110),
+        n1,  # redelivered
+        mv16("A", 2, T0 + M + 20 * S, phases={"L1": "3600", "L2": "3600"}),
+        mv16("A", 1, T0 + 3 * M + 5 * S, watts="7100", register_wh=1300),
+        mv16("A", 1, T0 + 2 * M + 30 * S, watts="7000", register_wh=1200),  # late, open
+        meter_reading("B", 2, T0 + 2 * M, 10_000.0, 5_000, billing=True),  # takes over
+        mv16("B", 2, T0 + 2 * M + 10 * S, kw="11", register_wh=40),  # ignored now
+        mv16("A", 1, T0 + 9 * M, watts="6000", register_wh=1400),
+        mv16("A", 1, T0 + M + 50 * S, watts="1", register_wh=1111),  # late, closed
+        status16("A", 2, "Finishing", T0 + 9 * M + S),
+        meter_reading("B", 2, T0 + 3 * M, 10_500.0, 5_200, billing=True),
+        mv16("B", 2, T0 + 14 * M, kw="7", register_wh=90),  # meter silent: station again
+        mv16("A", 1, T0 + 10 * M, watts="6000", register_wh=10),  # register reset
+        stop16("A", 7, 1500, T0 + 10 * M + S),
+        connection("B", "offline", T0 + 15 * M),
+        mv16("B", 2, T0 + 16 * M, kw="7", register_wh=100),
+        connection("B", "online", T0 + 17 * M),
+    ]
+
+
+def fold_in_batches(events: Sequence[logic.LoadEvent], size: int
+                    ) -> tuple[dict[str, StationState], list[MinuteRow], list[StationLoad]]:
+    """What the flow does: per batch of ``size`` events, each station's share at once."""
+    states: dict[str, StationState] = {}
+    rows: list[MinuteRow] = []
+    station_loads: list[StationLoad] = []
+    for i in range(0, len(events), size):
+        by_cp: dict[str, list[logic.LoadEvent]] = {}
+        for e in events[i:i + size]:
+            by_cp.setdefault(e.charge_point_id, []).append(e)
+        for cp, chunk in by_cp.items():
+            states[cp], r, s = logic.apply_batch(states.get(cp), chunk)
+            rows.extend(r)
+            station_loads.extend(s)
+    return states, rows, station_loads
+
+
+def test_batches_give_the_same_table_loads_and_state_as_one_event_at_a_time() -> None:
+    events = [e for env in mixed_stream() if (e := parse_envelope(env)) is not None]
+    states: dict[str, StationState] = {}
+    one_by_one: list[logic.Output] = []
+    for e in events:
+        states[e.charge_point_id], out = apply(states.get(e.charge_point_id), e)
+        one_by_one.extend(out)
+    table = latest_minutes(one_by_one)
+    assert {r.source for r in table.values()} == {"ocpp", "meter:billing"}
+
+    def per_station(items: Sequence[StationLoad]) -> dict[str, list[StationLoad]]:
+        grouped: dict[str, list[StationLoad]] = {}
+        for s in items:
+            grouped.setdefault(s.charge_point_id, []).append(s)
+        return grouped
+
+    for size in (1, 2, 3, 5, 8, len(events)):
+        batch_states, rows, batch_loads = fold_in_batches(events, size)
+        assert latest_minutes(rows) == table, size
+        # The loads each station went through, in order (sites see every change).
+        assert per_station(batch_loads) == per_station(loads(one_by_one)), size
+        assert batch_states == states, size
+        # Within one batch a minute row goes out at most once per station.
+        if size == len(events):
+            keys = [(r.charge_point_id, r.connector_id, r.bucket, r.source) for r in rows]
+            assert len(keys) == len(set(keys))
+
+
+def test_a_batch_emits_each_changed_minute_once_with_its_latest_figure() -> None:
+    state, _ = run([mv16("CP", 1, T0 + k * M, watts="1000", register_wh=100 * k)
+                    for k in range(3)])
+    batch = [parse_envelope(mv16("CP", 1, T0 + 2 * M + k * S, watts=str(2000 + k),
+                                 register_wh=200 + k)) for k in range(1, 6)]
+    state, rows, station_loads = logic.apply_batch(state, [e for e in batch if e])
+    assert [(r.bucket, r.sample_count, r.max_power_w, r.energy_wh) for r in rows] == [
+        (T0 + 2 * M, 6, 2005.0, Decimal(105))]
+    assert [s.power_w for s in station_loads] == [2001.0, 2002.0, 2003.0, 2004.0, 2005.0]
+    # Nothing new: no rows; a late register in minute 1 moves minute 2's delta too.
+    _, rows, _ = logic.apply_batch(state, [e for e in batch if e])
+    assert rows == []
+    late = parse_envelope(mv16("CP", 1, T0 + M + 50 * S, register_wh=150))
+    assert late is not None
+    _, rows, _ = logic.apply_batch(state, [late])
+    assert [(r.bucket, r.energy_wh) for r in rows] == [
+        (T0 + M, Decimal(150)), (T0 + 2 * M, Decimal(55))]
+
+
+def test_minutes_that_open_and_close_within_one_batch_or_message_are_written() -> None:
+    # A station sends what it buffered offline: the minutes that fall behind the open
+    # horizon by the end of the batch (or of the message) still get their rows, so the
+    # deltas add up to last - first register.
+    events = [parse_envelope(mv16("CP", 1, T0 + k * M, watts="7000", register_wh=1000 + 100 * k))
+              for k in (0, 1, 20)]
+    _, rows, _ = logic.apply_batch(None, [e for e in events if e])
+    assert [(r.bucket, r.energy_wh) for r in rows] == [
+        (T0, Decimal(0)), (T0 + M, Decimal(100)), (T0 + 20 * M, Decimal(1900))]
+    payload = {"connectorId": 1, "meterValue": [
+        {"timestamp": iso(T0 + k * M), "sampledValue": [
+            {"value": str(1000 + 100 * k), "unit": "Wh",
+             "measurand": "Energy.Active.Import.Register"}]}
+        for k in (0, 1, 20)]}
+    _, out = run([call16("CP", "MeterValues", payload, T0 + 20 * M)])
+    assert sum(r.energy_wh or 0 for r in latest_minutes(out).values()) == Decimal(2000)
+    assert len(latest_minutes(out)) == 3
+
+
+def test_a_source_taking_over_within_a_batch_keeps_the_rows_of_the_one_before() -> None:
+    batch = [parse_envelope(env) for env in (
+        mv16("CP", 1, T0 + 10 * S, watts="7000", register_wh=1000),
+        mv16("CP", 1, T0 + M + 10 * S, watts="7000", register_wh=1100),
+        meter_reading("CP", 1, T0 + M + 20 * S, 7100.0, 50_000, billing=True),
+    )]
+    _, rows, _ = logic.apply_batch(None, [e for e in batch if e])
+    assert [(r.bucket, r.source, r.register_wh) for r in rows] == [
+        (T0, "ocpp", Decimal(1000)), (T0 + M, "ocpp", Decimal(1100)),
+        (T0 + M, "meter:billing", Decimal(50_000))]  # the last row per minute wins
+
+
+def test_decode_event_is_parse_envelope_of_decode_envelope() -> None:
+    envs: list[Envelope] = [
+        mv16("CP", 1, T0, watts="7000", register_wh=5, tx=3),
+        mv16("CP", 2, T0, kw="7.4", phases={"L1": "1", "L2-N": "2"}),
+        mv201("CP", 1, T0, power=74, unit="W", multiplier=2, register_kwh=2.5),
+        start16("CP", 1, 9, 100, T0), stop16("CP", 9, 200, T0),
+        status16("CP", 1, "Finishing", T0), status16("CP", 1, "Charging", T0),
+        connection("CP", "offline", T0), meter_reading("CP", 1, T0, 1.5, 7),
+        Envelope(message_id="h", charge_point_id="CP", received_at=T0, measured_at=T0,
+                 kind=logic.Kind.OCPP_CALL, ocpp_version="1.6", action="Heartbeat",
+                 payload={}, response={"currentTime": "x"}, normalized=[]),
+    ]
+    raw = mv16("CP", 1, T0, watts="7000", register_wh=5)
+    envs.append(Envelope(**{**{f: getattr(raw, f) for f in raw.__struct_fields__},
+                            "normalized": None}))  # an older gateway: normalised here
+    for env in envs:
+        assert logic.decode_event(encode_envelope(env)) == parse_envelope(env), env.action
+    with pytest.raises(EnvelopeError):
+        logic.decode_event(b"garbage")
+    with pytest.raises(EnvelopeError):
+        logic.decode_event(None)
+    with pytest.raises(EnvelopeError):  # schema from the future
+        logic.decode_event(encode_envelope(mv16("CP", 1, T0, watts="1")).replace(
+            b'"schema_version":1', b'"schema_version":99'))
+    with pytest.raises(logic.InvalidEvent):
+        logic.decode_event(encode_envelope(connection("CP", "nonsense", T0)))
