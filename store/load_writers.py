@@ -4,7 +4,10 @@ Idempotent under replay (Bytewax sinks are at-least-once):
 
 * ``load_connector_1m``: upsert on ``(charge_point_id, connector_id, bucket)``; the
   flow re-emits a minute whenever it changes, the latest figure wins (within a batch
-  the last row per key).
+  the last row per key). The rows are binary COPYed into a temporary staging table
+  (created once per connection, ``ON COMMIT DELETE ROWS``) and merged by one
+  ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` that leaves rows whose figures did
+  not change untouched (no dead tuple for a replayed row).
 * ``site_load_live``: upsert on ``site_id`` unless the stored row is newer (``as_of``),
   so a replay from the start of the topic never moves the live view back in time.
 * ``connector_status_history``: insert, ``ON CONFLICT DO NOTHING`` on
@@ -18,17 +21,33 @@ Rows are duck-typed (attribute access) so this module does not depend on ``flows
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-_UPSERT_MINUTE = """
-INSERT INTO load_connector_1m AS m (
-    charge_point_id, connector_id, bucket, sample_count, power_sum_w, avg_power_w,
-    max_power_w, energy_wh, register_wh, source
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+_MINUTE_COLUMNS = (
+    "charge_point_id", "connector_id", "bucket", "sample_count", "power_sum_w",
+    "avg_power_w", "max_power_w", "energy_wh", "register_wh", "source",
+)
+_MINUTE_TYPES = (
+    "text", "int4", "timestamptz", "int4", "float8", "float8", "float8", "numeric",
+    "numeric", "text",
+)
+_MINUTES_STAGING = "load_connector_1m_staging"
+_CREATE_MINUTES_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_MINUTES_STAGING} ("
+    + ", ".join(f"{c} {t}" for c, t in zip(_MINUTE_COLUMNS, _MINUTE_TYPES, strict=True))
+    + ") ON COMMIT DELETE ROWS"
+)
+_COPY_MINUTES = (
+    f"COPY {_MINUTES_STAGING} ({', '.join(_MINUTE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+)
+_UPSERT_MINUTES = f"""
+INSERT INTO load_connector_1m AS m ({', '.join(_MINUTE_COLUMNS)})
+SELECT {', '.join(_MINUTE_COLUMNS)} FROM {_MINUTES_STAGING}
 ON CONFLICT (charge_point_id, connector_id, bucket) DO UPDATE SET
     sample_count = EXCLUDED.sample_count,
     power_sum_w = EXCLUDED.power_sum_w,
@@ -87,6 +106,11 @@ ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
 """
 
 
+# Connections whose temporary staging table exists (added only after a commit, as a
+# rolled-back CREATE TEMP TABLE leaves nothing behind).
+_staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
 def _last_per_key(rows: Iterable[Any], key: Any) -> list[Any]:
     latest: dict[Any, Any] = {}
     for row in rows:
@@ -96,22 +120,35 @@ def _last_per_key(rows: Iterable[Any], key: Any) -> list[Any]:
     return list(latest.values())
 
 
+def latest_minutes(minutes: Iterable[Any]) -> list[Any]:
+    """One row per ``(charge_point_id, connector_id, bucket)``: the last one given."""
+    latest: dict[Any, Any] = {}
+    for r in minutes:
+        latest[(r.charge_point_id, r.connector_id, r.bucket)] = r
+    return list(latest.values())
+
+
 def write_load_batch(conn: psycopg.Connection[Any], minutes: Sequence[Any],
                      sites: Sequence[Any]) -> None:
     """Upsert minute rows (``flows.load.logic.MinuteRow``) and site totals
     (``bus.load.SiteLoad``) in one transaction."""
-    minute_rows = _last_per_key(
-        minutes, lambda r: (r.charge_point_id, r.connector_id, r.bucket))
+    minute_rows = latest_minutes(minutes)
     site_rows = _last_per_key(sites, lambda s: s.site_id)
     if not minute_rows and not site_rows:
         return
+    created = bool(minute_rows) and conn not in _staged
     with conn.transaction(), conn.cursor() as cur:
         if minute_rows:
-            cur.executemany(_UPSERT_MINUTE, [
-                (r.charge_point_id, r.connector_id, r.bucket, r.sample_count, r.power_sum_w,
-                 r.avg_power_w, r.max_power_w, r.energy_wh, r.register_wh, r.source)
-                for r in minute_rows
-            ])
+            if created:
+                cur.execute(_CREATE_MINUTES_STAGING)
+            with cur.copy(_COPY_MINUTES) as copy:
+                copy.set_types(_MINUTE_TYPES)
+                write = copy.write_row
+                for r in minute_rows:
+                    write((r.charge_point_id, r.connector_id, r.bucket, r.sample_count,
+                           r.power_sum_w, r.avg_power_w, r.max_power_w, r.energy_wh,
+                           r.register_wh, r.source))
+            cur.execute(_UPSERT_MINUTES)
         if site_rows:
             cur.executemany(_UPSERT_SITE, [
                 (s.site_id, s.as_of, s.published_at, s.total_w, s.capacity_w,
@@ -119,6 +156,8 @@ def write_load_batch(conn: psycopg.Connection[Any], minutes: Sequence[Any],
                  Jsonb([_station_json(st) for st in s.stations]))
                 for s in site_rows
             ])
+    if created and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        _staged.add(conn)  # committed (not a savepoint inside a caller's transaction)
 
 
 def _station_json(station: Any) -> dict[str, Any]:
