@@ -1,6 +1,11 @@
 """SQL of remote commands (tables ``commands``, ``gateways``, ``gateway_offsets``,
 ``command_deadletters``; ``station_connections`` is read for routing).
 
+The row is also the outbox of its ``CommandResult`` (migration 0009): the result is
+published after the terminal update and then marked (:func:`mark_published`); any
+replica's heartbeat publishes the terminal rows left unmarked
+(:func:`publish_unpublished`).
+
 Every status change is a conditional UPDATE, so replicas racing for the same command
 cannot both act on it: :func:`claim` moves ``pending`` to what the replica decided
 (``sent``, or straight to ``expired``/``offline``/``failed``), :func:`complete` moves
@@ -14,11 +19,13 @@ the row first, then the message on ``ocpp.commands``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from bus.commands import (
     Command,
@@ -194,6 +201,50 @@ async def abandon_orphaned(db: AsyncDb, grace_s: float, limit: int = 100
         (grace_s, limit),
     )
     return [_record(r) for r in rows]
+
+
+async def mark_published(db: AsyncDb, command_id: uuid.UUID) -> None:
+    """The command's result is on ``ocpp.command-results`` (migration 0009)."""
+    await _execute(
+        db, "UPDATE commands SET result_published_at = now() "
+            "WHERE command_id = %s AND result_published_at IS NULL",
+        (command_id,))
+
+
+async def publish_unpublished(
+    pool: AsyncConnectionPool[Any], publish: Callable[[CommandRecord], Awaitable[None]],
+    older_than_s: float, limit: int = 100,
+) -> list[CommandRecord]:
+    """Publish the results of terminal commands completed more than ``older_than_s``
+    ago that were never confirmed published (their replica died between the update
+    and the publish, or the broker was down past its retries), and mark them.
+
+    The rows stay locked (``FOR UPDATE SKIP LOCKED``) while they are published, so
+    concurrent replicas take different rows. A publish that fails stops the round;
+    the rows published so far are marked, the rest wait for the next heartbeat.
+    """
+    done: list[CommandRecord] = []
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            f"""
+            SELECT {_COLUMNS} FROM commands
+            WHERE completed_at IS NOT NULL AND result_published_at IS NULL
+              AND completed_at < now() - make_interval(secs => %s)
+            ORDER BY completed_at LIMIT %s FOR UPDATE SKIP LOCKED
+            """,
+            (older_than_s, limit))
+        for row in await cur.fetchall():
+            record = _record(row)
+            try:
+                await publish(record)
+            except (PublishError, TimeoutError, OSError):
+                break
+            done.append(record)
+        if done:
+            await conn.execute(
+                "UPDATE commands SET result_published_at = now() WHERE command_id = ANY(%s)",
+                ([r.command_id for r in done],))
+    return done
 
 
 async def submit_command(db: AsyncDb, producer: Producer, topics: Topics, command: Command,

@@ -28,6 +28,7 @@ T = TypeVar("T")
 DATA_TABLES = (
     "meter_samples", "sessions", "connectors", "stations", "sites", "id_tags", "api_keys",
     "load_connector_1m", "site_load_live", "connector_status_history", "connector_availability",
+    "sessions_outbox", "commands", "command_deadletters", "gateway_offsets", "gateways",
 )
 
 

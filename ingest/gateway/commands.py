@@ -30,8 +30,9 @@ library's ``call`` from inside a handler would deadlock). One command at a time 
 station (OCPP-J allows one outstanding CALL per direction), in the order read.
 
 Each replica heartbeats into ``gateways``; every heartbeat it also expires
-``pending`` commands nobody sent in time and fails ``sent`` commands whose replica
-died before recording the answer.
+``pending`` commands nobody sent in time, fails ``sent`` commands whose replica
+died before recording the answer, and publishes the results of terminal rows that
+were never marked published (``store.commands.publish_unpublished``).
 """
 
 from __future__ import annotations
@@ -451,6 +452,11 @@ class CommandRouter:
                     await self._publish(record)
                 for record in await store.abandon_orphaned(self.pool, self.grace_s):
                     await self._publish(record)
+                republished = await store.publish_unpublished(
+                    self.pool, self._publish_result, self.grace_s)
+                if republished:
+                    self.log.warning("published results left unpublished",
+                                     commands=len(republished))
             except (psycopg.Error, PublishError, OSError) as exc:
                 self.log.warning("heartbeat failed", error=str(exc))
 
@@ -594,11 +600,16 @@ class CommandRouter:
             await self._publish(record)
 
     async def _publish(self, record: store.CommandRecord) -> None:
-        result = record.to_result()
+        """Publish a terminal row's result, then mark the row (the row is the outbox:
+        if this fails for good, a heartbeat publishes it later)."""
         self.metrics.results.labels(record.action, str(record.status)).inc()
-        await _persist(lambda: asyncio.wait_for(self.producer.publish(
+        await _persist(lambda: self._publish_result(record))
+        await _persist(lambda: store.mark_published(self.pool, record.command_id))
+
+    async def _publish_result(self, record: store.CommandRecord) -> None:
+        await asyncio.wait_for(self.producer.publish(
             self.topics.ocpp_command_results, record.charge_point_id.encode(),
-            encode_result(result)), self.publish_timeout_s))
+            encode_result(record.to_result())), self.publish_timeout_s)
 
     async def _deadletter(self, msg: Message, reason: str) -> None:
         topic, partition, offset = msg.topic() or "", int(msg.partition() or 0), \

@@ -523,3 +523,61 @@ async def test_sweeper_expires_pending_and_fails_orphaned_commands(clean_db: str
         assert await store.complete(conn, orphan.command_id, CommandStatus.ACCEPTED) is None
     finally:
         await conn.close()
+
+
+async def test_results_left_unpublished_are_published_by_a_heartbeat(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    """A replica that died between the terminal update and the publish (the row is
+    the outbox): another replica's heartbeat publishes the result once and marks it."""
+    conn = await psycopg.AsyncConnection.connect(clean_db, autocommit=True)
+    try:
+        lost = new_command("CP-LOST", "Reset", {"type": "Soft"}, requested_by="t", timeout_s=1)
+        assert await store.insert_if_missing(conn, lost)
+        assert await store.claim(conn, lost.command_id, "gw-dead", CommandStatus.SENT)
+        done = await store.complete(conn, lost.command_id, CommandStatus.ACCEPTED,
+                                    response={"status": "Accepted"})
+        assert done is not None
+        await conn.execute("UPDATE commands SET completed_at = now() - interval '1 minute' "
+                           "WHERE command_id = %s", (lost.command_id,))
+
+        cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=0.2,
+                             replica_grace_s=5.0)
+        async with Gateway(cfg) as gw, submitter(gw) as submit:
+            got = (await wait_results(broker, topics, [lost]))["Reset"]
+            assert (got.status, got.response, got.gateway_id) == (
+                CommandStatus.ACCEPTED, {"status": "Accepted"}, "gw-dead")
+
+            async def published_at(command_id: uuid.UUID) -> Any:
+                cur = await conn.execute("SELECT result_published_at FROM commands "
+                                         "WHERE command_id = %s", (command_id,))
+                found = await cur.fetchone()
+                assert found is not None
+                return found[0]
+
+            await until_async(lambda: published_at(lost.command_id), "the row marked")
+            # A command finished the normal way is marked right after its publish.
+            offline = await submit(cmd("CP-LOST", "ClearCache", {}))
+            assert (await wait_results(broker, topics, [offline]))["ClearCache"].status == \
+                CommandStatus.OFFLINE
+            await until_async(lambda: published_at(offline.command_id), "the normal mark")
+            assert gw.commands is not None
+            assert await store.publish_unpublished(gw.commands.pool, _never, 0) == []
+        assert [r.command_id for r in results(broker, topics)].count(lost.command_id) == 1
+    finally:
+        await conn.close()
+
+
+async def _never(record: store.CommandRecord) -> None:
+    raise AssertionError(f"nothing is left to publish, got {record.command_id}")
+
+
+async def until_async(fetch: Callable[[], Any], what: str, wait_s: float = 20) -> Any:
+    deadline = time.monotonic() + wait_s
+    while True:
+        value = await fetch()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {wait_s}s waiting for {what}")
+        await asyncio.sleep(0.05)
