@@ -1,6 +1,8 @@
 """Live load per connector, station and site: pure step logic, no I/O.
 
-Step 1, keyed by charge point (:func:`parse_envelope` then :func:`apply`):
+Step 1, keyed by charge point (:func:`decode_event` or :func:`parse_envelope`, then
+:func:`apply_batch` over the station's events of an input batch, or :func:`apply` per
+event):
 
 * **Power per connector** (1.6 connector = 2.0.1 EVSE; 0 = the station's main meter)
   from ``Power.Active.Import`` samples, in W: unit ``W`` (or none given) or ``kW``,
@@ -26,12 +28,15 @@ Step 1, keyed by charge point (:func:`parse_envelope` then :func:`apply`):
   the new value. Samples are kept per instant, so a redelivered or repeated message
   changes nothing. Buckets stay open for :data:`OPEN_MINUTES` minutes behind the
   newest one (late samples within that horizon update their minute and the chain;
-  older ones are counted in ``late_samples`` and ignored). Every change to an open
-  minute re-emits its row; the sink upserts on ``(charge_point_id, connector_id,
-  bucket)``, so the table holds the latest figure and replays are idempotent.
+  older ones are counted in ``late_samples`` and ignored). A minute that changed is
+  re-emitted with its latest figure, once per batch of events (also when it falls
+  behind the horizon within the batch, and before a source takes over); the sink
+  upserts on ``(charge_point_id, connector_id, bucket)``, so the table holds the latest
+  figure whatever the batching, and replays are idempotent.
 * **Station total** (:class:`StationLoad`): the sum over connectors >= 1; the
   connector 0 (main meter) value only when no connector >= 1 reported power.
-  Emitted whenever it (or its time or connection state) changes. An offline
+  Emitted after every event that changes it (or its time or connection state), in
+  batches too. An offline
   station keeps its last power (it may keep charging offline) and is flagged.
 
 Step 2, keyed by site (:class:`SiteLogic`): a site's stations' latest totals

@@ -10,15 +10,22 @@ from typing import Any
 
 import bytewax.operators as op
 import pytest
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMessage
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
+from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from bus.envelope import Envelope, EnvelopeError, encode_envelope
 from bus.load import decode_site_load
 from flows.load import logic
-from flows.load.dataflow import FlowInput, build_flow_with
+from flows.load.dataflow import (
+    FlowInput,
+    SiteBatchLogic,
+    StationsLogic,
+    build_flow_with,
+    decode_batch,
+)
 from flows.load.logic import (
     MinuteRow,
     SiteInput,
@@ -455,3 +462,64 @@ def test_decode_event_is_parse_envelope_of_decode_envelope() -> None:
             b'"schema_version":1', b'"schema_version":99'))
     with pytest.raises(logic.InvalidEvent):
         logic.decode_event(encode_envelope(connection("CP", "nonsense", T0)))
+
+
+def test_decode_batch_groups_per_station_and_turns_errors_into_dead_letters() -> None:
+    items: list[Any] = [
+        message(mv16("A", 1, T0, watts="1"), 0), message(b"garbage", 1),
+        message(mv16("B", 1, T0, watts="2"), 2), message(status16("A", 1, "Charging", T0), 3),
+        message(mv16("A", 1, T0 + S, watts="3"), 4),
+        KafkaError(err=ConfluentKafkaError(ConfluentKafkaError._MSG_TIMED_OUT),
+                   msg=KafkaSourceMessage(key=None, value=b"x", topic="t", partition=0,
+                                          offset=5)),
+    ]
+    out = decode_batch(items)
+    dead = [o for o in out if isinstance(o, KafkaSinkMessage)]
+    assert [d.headers[1][1] for d in dead] == [b"decode", b"consume"]
+    grouped = {o[0]: [f.power_w for e in o[1] for f in e.facts if isinstance(f, logic.PowerReading)]
+               for o in out if isinstance(o, tuple)}
+    assert grouped == {"A": [1.0, 3.0], "B": [2.0]}
+
+
+def test_stations_logic_resumes_from_its_pickled_snapshot() -> None:
+    events = [e for env in mixed_stream() if (e := parse_envelope(env)) is not None]
+    a = [e for e in events if e.charge_point_id == "A"]
+    whole = StationsLogic(None)
+    (expected,), _ = whole.on_batch([a])
+    first = StationsLogic(None)
+    (head,), _ = first.on_batch([a[:5]])
+    snapshot = first.snapshot()
+    assert isinstance(snapshot, bytes)
+    resumed = StationsLogic(snapshot)
+    (tail,), _ = resumed.on_batch([a[5:8], a[8:]])  # two chunks of one Bytewax batch
+    assert latest_minutes([*head[0], *tail[0]]) == latest_minutes(expected[0])
+    assert [*head[1], *tail[1]] == expected[1]
+    assert resumed.state == whole.state
+
+
+def test_site_batch_logic_publishes_as_site_logic_does_item_by_item() -> None:
+    def inputs(k: int) -> list[SiteInput]:
+        return [SiteInput("S1", 10_000, station(cp, 1000.0 * k + i, T0 + k * S))
+                for i, cp in enumerate(("A", "B"))]
+
+    one, batched = Clock(), Clock()
+    single = SiteLogic(None, interval=timedelta(seconds=5), heartbeat=timedelta(seconds=30),
+                       clock=one)
+    batch = SiteBatchLogic(SiteLogic(None, interval=timedelta(seconds=5),
+                                     heartbeat=timedelta(seconds=30), clock=batched))
+    expected: list[Any] = []
+    got: list[Any] = []
+    for k in range(1, 8):
+        for item in inputs(k):
+            expected.extend(single.on_item(item)[0])
+        got.extend(batch.on_batch([inputs(k)[:1], inputs(k)[1:]])[0])
+        assert batch.notify_at() == single.notify_at()
+        one.now += timedelta(seconds=2)
+        batched.now += timedelta(seconds=2)
+        expected.extend(single.on_notify()[0])
+        got.extend(batch.on_notify()[0])
+    expected.extend(single.on_eof()[0])
+    got.extend(batch.on_eof()[0])
+    assert got == expected
+    assert len(expected) > 2
+    assert batch.snapshot() == single.snapshot()
