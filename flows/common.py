@@ -1,7 +1,8 @@
 """Wiring shared by the flows: dead letters, env settings, a PostgreSQL connection
-that waits out database outages (:class:`RetryingConnection`) and a sink built on it
-(:class:`RetryingPostgresSink`, the load and status flows; the sessions flow has
-its own overlapped sink on the same connection).
+that waits out database outages (:class:`RetryingConnection`) and sinks built on it:
+:class:`RetryingPostgresSink` (writes in the step; the status flow) and
+:class:`OverlappedPostgresSink` (writes on a thread while the flow computes on; the
+load flow; the sessions flow has its own overlapped sink on the same connection).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +18,12 @@ from typing import Any, Generic, TypeVar
 
 import psycopg
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
 from confluent_kafka import OFFSET_BEGINNING
 
 from bus.envelope import Envelope, EnvelopeError, decode_envelope
@@ -247,3 +254,147 @@ class RetryingPostgresSink(DynamicSink[T], Generic[T]):
             RetryingConnection(self._url, self._name, self._max_backoff_s,
                                self._initial_backoff_s, self._connect_timeout_s),
             self._write)
+
+
+def _bound(write: WriteBatch[T], items: list[T]
+           ) -> Callable[[psycopg.Connection[Any]], None]:
+    return lambda conn: write(conn, items)
+
+
+class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
+    """Writes on a background thread while the flow computes the next batches.
+
+    ``write_batch`` hands the items to the writer thread and returns; items that
+    arrive while it is busy are written together in its next transaction (through a
+    :class:`RetryingConnection`, so an outage is waited out). Safe under a crash
+    because ``snapshot`` -- which Bytewax calls at the end of every epoch, after the
+    epoch's last ``write_batch`` and before it commits the epoch (input offsets and
+    state) to the recovery store -- returns only once everything handed over so far
+    is committed: a committed epoch never has rows that are not in the database;
+    rows of an epoch that was not committed are written again after a restart, which
+    the writers absorb (idempotent). Backpressure: ``write_batch`` blocks while
+    ``max_pending`` (by ``weight``) waits, so a database outage stops the flow from
+    reading on. A write that fails with anything but an outage is raised from the
+    next ``write_batch``/``snapshot``/``close``, crashing the flow before the epoch
+    commits.
+    """
+
+    def __init__(self, db: RetryingConnection, write: WriteBatch[T], name: str,
+                 max_pending: int, weight: Callable[[T], int]) -> None:
+        self._db = db
+        self._write = write
+        self._max_pending = max_pending
+        self._weight = weight
+        self._cond = threading.Condition()
+        self._pending: list[T] = []
+        self._pending_weight = 0
+        self._busy = False
+        self._error: BaseException | None = None
+        self._reported = False  # the error was raised to Bytewax
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"{name}-db-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        cond = self._cond
+        write = self._write
+        while True:
+            with cond:
+                while not self._pending and not self._closed:
+                    cond.wait()
+                if not self._pending:
+                    return  # closed and drained
+                batch, self._pending, self._pending_weight = self._pending, [], 0
+                self._busy = True
+                cond.notify_all()  # room for write_batch again
+            try:
+                self._db.run(_bound(write, batch), len(batch))
+            except BaseException as exc:
+                log.exception("writing %d items failed", len(batch))
+                with cond:
+                    self._error = exc
+                    self._busy = False
+                    cond.notify_all()
+                return
+            with cond:
+                self._busy = False
+                cond.notify_all()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            self._reported = True
+            raise RuntimeError("the sink could not write to PostgreSQL") from self._error
+
+    def write_batch(self, values: list[T]) -> None:
+        weight = self._weight
+        with self._cond:
+            self._raise_failure()
+            while self._pending_weight >= self._max_pending:
+                self._cond.wait()
+                self._raise_failure()
+            self._pending.extend(values)
+            self._pending_weight += sum(weight(v) for v in values)
+            self._cond.notify_all()
+
+    def _drain(self) -> None:
+        with self._cond:
+            while (self._pending or self._busy) and self._error is None:
+                self._cond.wait()
+            self._raise_failure()
+
+    def snapshot(self) -> None:
+        self._drain()  # the epoch's rows are committed before Bytewax commits the epoch
+
+    def close(self) -> None:
+        # Bytewax also closes the partition while it unwinds from an error raised
+        # here before: raising again then would abort the process.
+        try:
+            if not self._reported:
+                self._drain()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+            self._thread.join()
+            self._db.close()
+
+
+def _one(item: Any) -> int:
+    return 1
+
+
+class OverlappedPostgresSink(FixedPartitionedSink[T, None], Generic[T]):
+    """Like :class:`RetryingPostgresSink`, but the writes overlap with processing
+    (:class:`_OverlappedPartition`). Items are ``(key, value)``; ``write(conn,
+    values)`` gets the values (one transaction there). ``partitions`` writers (one
+    database connection each; with several workers, set it to their number); values
+    go to them by key."""
+
+    def __init__(self, database_url: str, write: WriteBatch[T], *, name: str,
+                 partitions: int = 1, max_pending: int = 50_000,
+                 weight: Callable[[T], int] = _one, max_backoff_s: float = 10.0,
+                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5) -> None:
+        if partitions < 1 or max_pending < 1:
+            raise ValueError("partitions and max_pending must be >= 1")
+        if max_backoff_s <= 0 or initial_backoff_s <= 0:
+            raise ValueError("backoff must be positive")
+        self._url = database_url
+        self._write = write
+        self._name = name
+        self._partitions = partitions
+        self._max_pending = max_pending
+        self._weight = weight
+        self._max_backoff_s = max_backoff_s
+        self._initial_backoff_s = initial_backoff_s
+        self._connect_timeout_s = connect_timeout_s
+
+    def list_parts(self) -> list[str]:
+        return [f"writer-{i}" for i in range(self._partitions)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None
+                   ) -> _OverlappedPartition[T]:
+        db = RetryingConnection(self._url, self._name, self._max_backoff_s,
+                                self._initial_backoff_s, self._connect_timeout_s)
+        return _OverlappedPartition(db, self._write, self._name, self._max_pending,
+                                    self._weight)

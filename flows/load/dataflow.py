@@ -8,22 +8,28 @@ Wiring only; decisions live in :mod:`flows.load.logic`::
                          v
               stateful_batch(StationsLogic: logic.apply_batch)
                          |  (charge point, ([minute rows], [station loads]))
-                /                          \
+                /                          \\
        [MinuteRow]              route to site (stations.site_id): (site, [SiteInput])
             |                   stateful_batch(SiteBatchLogic: logic.SiteLogic per input)
-            v                          /                 \
-      PostgresSink  <-----------  SiteLoad          load.sites (key site)
+            v                          /                 \\
+  OverlappedPostgresSink <-----  SiteLoad          load.sites (key site)
+  (writer thread)
 
 Run it with ``python -m flows.run "flows.load.dataflow:from_env()"`` (plus
 ``-r DB_DIR -s SECS -b SECS`` for recovery). Env: as :func:`flows.common.config_from_env`
-plus CHARGEFLOW_LOAD_PUBLISH_INTERVAL_S (default 5) and
-CHARGEFLOW_LOAD_HEARTBEAT_S (default 30).
+plus CHARGEFLOW_LOAD_PUBLISH_INTERVAL_S (default 5), CHARGEFLOW_LOAD_HEARTBEAT_S
+(default 30), CHARGEFLOW_FLOW_OVERLAP_WRITES (default true) and
+CHARGEFLOW_FLOW_SINK_PARTITIONS (default 1), as the sessions flow reads them.
 
 Throughput: each station's share of a Kafka batch is folded at once
 (:func:`logic.apply_batch`: a changed minute row goes out once per batch with its
 latest figure, every change of the station's load still reaches its site in order),
 the station state is snapshotted as pickled bytes, and the minute rows of a batch
-are written by binary COPY and one set-based upsert (:mod:`store.load_writers`).
+are written by binary COPY and one set-based upsert (:mod:`store.load_writers`) on
+a writer thread while the flow computes on (:class:`flows.common.OverlappedPostgresSink`:
+Bytewax's epoch snapshot waits for the writes, so a committed epoch never has rows
+missing from the database). CHARGEFLOW_FLOW_OVERLAP_WRITES=false writes in the step
+instead; with several workers set CHARGEFLOW_FLOW_SINK_PARTITIONS to their number.
 Upgrading: the steps moved from ``stateful_map``/``stateful`` to ``stateful_batch``,
 so recovery stores of earlier versions do not carry over (start with a fresh recovery
 directory; the launcher does with its embedded broker).
@@ -51,20 +57,23 @@ from bytewax.connectors.kafka import (
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from bus.envelope import EnvelopeError
 from bus.load import SiteLoad, encode_site_load
 from flows.common import (
     DeadLetter,
     FlowConfig,
+    OverlappedPostgresSink,
     RawMessage,
     RetryingPostgresSink,
     consume_error_dead_letter,
     dead_letter,
+    env_bool,
+    env_float,
+    env_int,
 )
 from flows.common import config_from_env as common_config_from_env
-from flows.common import env_float as common_env_float
 from flows.load import logic
 from flows.load.logic import (
     LoadEvent,
@@ -86,7 +95,7 @@ FlowInput = Callable[[Dataflow], "Stream[Any] | KafkaOpOut[Any, Any]"]
 SiteLookup = Callable[[str], tuple[str, int | None] | None]
 SiteMessage = KafkaSinkMessage[Any, Any]
 StationOutputs = tuple[list[MinuteRow], list[StationLoad]]
-RowItem = list[MinuteRow] | SiteLoad  # what LoadRowsSink writes
+RowItem = list[MinuteRow] | SiteLoad  # what the overlapped rows sink gets (keyed)
 
 
 def decode(msg: RawMessage) -> LoadEvent | DeadLetter | None:
@@ -212,12 +221,22 @@ def write_rows(conn: psycopg.Connection[Any], items: list[Any]) -> None:
     write_load_batch(conn, minutes, sites)
 
 
-class LoadRowsSink(RetryingPostgresSink[Any]):
-    """The production rows sink: takes the minute rows as lists (one per station and
-    batch, no Bytewax item per row) and the site totals; :func:`write_rows`."""
+def row_weight(item: RowItem) -> int:
+    """How many rows an item of the rows sink holds (its backpressure weight)."""
+    return len(item) if type(item) is list else 1
 
-    def __init__(self, database_url: str, *, max_backoff_s: float = 10.0) -> None:
-        super().__init__(database_url, write_rows, name=FLOW_ID, max_backoff_s=max_backoff_s)
+
+def rows_sink(config: FlowConfig, *, overlap: bool = True, partitions: int = 1
+              ) -> Sink[Any]:
+    """The production rows sink: :func:`write_rows` on a writer thread per partition
+    (items keyed, minute rows as lists: one item per station and batch), or in the
+    step (``overlap=False``; MinuteRow and SiteLoad items)."""
+    if overlap:
+        return OverlappedPostgresSink(config.database_url, write_rows, name=FLOW_ID,
+                                      partitions=partitions, weight=row_weight,
+                                      max_backoff_s=config.db_max_backoff_s)
+    return RetryingPostgresSink(config.database_url, write_rows, name=FLOW_ID,
+                                max_backoff_s=config.db_max_backoff_s)
 
 
 class SiteDirectory:
@@ -276,8 +295,9 @@ class _SiteRouter:
         return site[0], inputs
 
 
-def _minute_rows(item: tuple[str, StationOutputs]) -> list[MinuteRow] | None:
-    return item[1][0] or None
+def _minute_rows(item: tuple[str, StationOutputs]) -> tuple[str, list[MinuteRow]] | None:
+    rows = item[1][0]
+    return (item[0], rows) if rows else None
 
 
 def build_flow_with(
@@ -294,8 +314,9 @@ def build_flow_with(
 ) -> Dataflow:
     """The whole flow with its edges swapped in (production and tests share this).
 
-    ``rows_sink`` gets MinuteRow and SiteLoad items; a :class:`LoadRowsSink` gets the
-    minute rows as lists instead (one per station and batch)."""
+    ``rows_sink`` gets MinuteRow and SiteLoad items; a FixedPartitionedSink (see
+    :func:`rows_sink`) gets ``(charge point, [MinuteRow])`` and ``(site, SiteLoad)``
+    instead (one item per station and batch)."""
     flow = Dataflow(flow_id)
     raw = flow_input(flow)
     stream: Stream[Any] = (op.merge("kafka_items", raw.oks, raw.errs)
@@ -309,8 +330,6 @@ def build_flow_with(
 
     outputs = op.stateful_batch("stations", grouped, StationsLogic)
     minute_lists = op.filter_map("minute_rows", outputs, _minute_rows)
-    minutes: Stream[Any] = (minute_lists if isinstance(rows_sink, LoadRowsSink)
-                            else op.flat_map("minute_row", minute_lists, lambda rows: rows))
 
     by_site = cast("KeyedStream[list[SiteInput]]",
                    op.filter_map("route_to_site", outputs, _SiteRouter(site_lookup)))
@@ -318,7 +337,11 @@ def build_flow_with(
         "sites", by_site, partial(site_batch_logic, publish_interval, heartbeat, clock))
     site_loads = op.map("site_loads", totals, lambda kv: kv[1])
     op.output("load_sites", op.map("site_messages", site_loads, site_message), sites_sink)
-    op.output("postgres", op.merge("rows", minutes, site_loads), rows_sink)
+    if isinstance(rows_sink, FixedPartitionedSink):
+        op.output("postgres", op.merge("rows", minute_lists, totals), rows_sink)
+    else:
+        minutes = op.flat_map("minute_row", minute_lists, lambda kv: kv[1])
+        op.output("postgres", op.merge("rows", minutes, site_loads), rows_sink)
     return flow
 
 
@@ -340,12 +363,13 @@ def kafka_input(config: FlowConfig) -> FlowInput:
 
 
 def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(seconds=5),
-               heartbeat: timedelta = timedelta(seconds=30)) -> Dataflow:
+               heartbeat: timedelta = timedelta(seconds=30), overlap_writes: bool = True,
+               sink_partitions: int = 1) -> Dataflow:
     """The production flow: Kafka in; PostgreSQL, ``load.sites`` and dead letters out."""
     producer_config = {"acks": "all", **config.kafka_config}
     return build_flow_with(
         kafka_input(config),
-        LoadRowsSink(config.database_url, max_backoff_s=config.db_max_backoff_s),
+        rows_sink(config, overlap=overlap_writes, partitions=sink_partitions),
         KafkaSink(config.brokers, config.topics.load_sites, producer_config),
         KafkaSink(config.brokers, config.topics.deadletter, producer_config),
         SiteDirectory(config.database_url),
@@ -358,6 +382,8 @@ def from_env() -> Dataflow:
     return build_flow(
         common_config_from_env(),
         publish_interval=timedelta(
-            seconds=common_env_float("CHARGEFLOW_LOAD_PUBLISH_INTERVAL_S", 5.0)),
-        heartbeat=timedelta(seconds=common_env_float("CHARGEFLOW_LOAD_HEARTBEAT_S", 30.0)),
+            seconds=env_float("CHARGEFLOW_LOAD_PUBLISH_INTERVAL_S", 5.0)),
+        heartbeat=timedelta(seconds=env_float("CHARGEFLOW_LOAD_HEARTBEAT_S", 30.0)),
+        overlap_writes=env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
+        sink_partitions=env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
     )

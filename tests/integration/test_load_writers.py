@@ -1,5 +1,7 @@
-"""store.load_writers.write_load_batch against the real database: minute rows by binary
-COPY into staging + one upsert (last row per key wins, replays change nothing)."""
+"""store.load_writers.write_load_batch against the real database (minute rows by binary
+COPY into staging + one upsert: last row per key wins, replays change nothing), the
+overlapped sink the load flow writes through, and the flow's tables under different
+batchings and write modes."""
 
 from __future__ import annotations
 
@@ -10,8 +12,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from bytewax.testing import run_main
 
-from flows.load.dataflow import write_rows
+from bench.common import StreamSpec, messages, produce_all
+from bench.flows import register_sites
+from bus.topics import Topics
+from chargeflow.stack import EmbeddedBroker
+from flows.common import FlowConfig, OverlappedPostgresSink
+from flows.load.dataflow import build_flow, row_weight, write_rows
 from flows.load.logic import MinuteRow
 from store.load_writers import write_load_batch
 from tests.unit.load_events import T0
@@ -78,3 +86,52 @@ def test_staging_survives_a_rolled_back_first_write(db: psycopg.Connection[Any])
     for minute in range(3):  # the next writes create it (again) and reuse it
         write_load_batch(db, [row("A", minute)], [])
     assert len(table(db)) == 3
+
+
+def test_overlapped_sink_commits_before_the_snapshot_returns_and_surfaces_errors(
+    db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    sink = OverlappedPostgresSink(clean_db, write_rows, name="test-load", max_pending=2,
+                                  weight=row_weight)
+    part = sink.build_part("postgres", "writer-0", None)
+    try:
+        for minute in range(0, 12, 3):  # more than max_pending: write_batch waits
+            part.write_batch([[row("A", minute)], [row("A", minute + 1), row("A", minute + 2)]])
+        part.snapshot()  # what Bytewax calls before it commits an epoch
+        assert len(table(db)) == 12
+    finally:
+        part.close()
+
+    def broken(conn: psycopg.Connection[Any], items: list[Any]) -> None:
+        raise ValueError("not an outage")
+
+    failing = OverlappedPostgresSink(clean_db, broken, name="test-load").build_part(
+        "postgres", "writer-0", None)
+    failing.write_batch([[row("B", 0)]])
+    with pytest.raises(RuntimeError, match="could not write"):
+        failing.snapshot()  # the epoch must not commit
+    failing.close()  # Bytewax closes after the error: no second raise
+
+
+def test_load_flow_tables_do_not_depend_on_batching_or_write_mode(
+    broker: EmbeddedBroker, topics: Topics, db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    spec = StreamSpec(stations=6, meter_events=400, meter_values_per_session=7,
+                      status_notifications=True)
+    produce_all(broker.bootstrap, topics.ocpp_events, messages(spec))
+    register_sites(clean_db, spec.stations, 2, 20_000)
+
+    def run(batch_size: int, overlap: bool) -> list[list[tuple[Any, ...]]]:
+        db.execute("TRUNCATE load_connector_1m, site_load_live")
+        config = FlowConfig(brokers=[broker.bootstrap], database_url=clean_db, topics=topics,
+                            tail=False, batch_size=batch_size)
+        run_main(build_flow(config, overlap_writes=overlap))
+        return [table(db), db.execute(
+            "SELECT site_id, as_of, total_w, station_count, stations FROM site_load_live"
+            " ORDER BY 1").fetchall()]
+
+    expected = run(1000, True)
+    assert len(expected[0]) == spec.meter_events  # every sample in a minute of its own
+    assert len(expected[1]) == 2
+    assert run(1, False) == expected
+    assert run(7, True) == expected
