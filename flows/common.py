@@ -7,6 +7,7 @@ load flow; the sessions flow has its own overlapped sink on the same connection)
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -106,6 +107,19 @@ def env_float(name: str, default: float) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
+
+
+def tune_gc(gen0: int = 10_000) -> None:
+    """Garbage collection for a flow process, once its modules are loaded: what
+    exists now moves to the permanent generation (``gc.freeze``: full collections no
+    longer walk the imported modules), and young objects are collected every
+    ``gen0`` allocations instead of Python's 700. A flow allocates a few objects per
+    message, nearly all freed by reference counting, so the default makes the
+    collector a tenth of its CPU time; reference cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    young, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(young, gen0), gen1, gen2)
 
 
 E = TypeVar("E")

@@ -72,6 +72,7 @@ from flows.common import (
     env_bool,
     env_float,
     env_int,
+    tune_gc,
 )
 from flows.common import config_from_env as common_config_from_env
 from flows.load import logic
@@ -117,22 +118,24 @@ def decode_batch(items: list[Any]) -> list[tuple[str, list[LoadEvent]] | DeadLet
     charge point, its events in input order (fewer, bigger items downstream)."""
     out: list[tuple[str, list[LoadEvent]] | DeadLetter] = []
     by_cp: dict[str, list[LoadEvent]] = {}
+    decode_event = logic.decode_event
     for item in items:
         if type(item) is not KafkaSourceMessage:
             out.append(consume_error_dead_letter(item))
             continue
-        event = decode(item)
+        try:
+            event = decode_event(item.value)
+        except Exception:  # decode() says why, as a dead letter
+            out.append(cast("DeadLetter", decode(item)))
+            continue
         if event is None:
             continue
-        if type(event) is KafkaSinkMessage:
-            out.append(event)
-            continue
-        cp = event.charge_point_id  # type: ignore[union-attr]
+        cp = event.charge_point_id
         events = by_cp.get(cp)
         if events is None:
-            by_cp[cp] = [event]  # type: ignore[list-item]
+            by_cp[cp] = [event]
         else:
-            events.append(event)  # type: ignore[arg-type]
+            events.append(event)
     out.extend(by_cp.items())
     return out
 
@@ -378,8 +381,9 @@ def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(se
 
 
 def from_env() -> Dataflow:
-    """Entry point for ``python -m flows.run "flows.load.dataflow:from_env()"``."""
-    return build_flow(
+    """Entry point for ``python -m flows.run "flows.load.dataflow:from_env()"`` (also
+    tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
+    flow = build_flow(
         common_config_from_env(),
         publish_interval=timedelta(
             seconds=env_float("CHARGEFLOW_LOAD_PUBLISH_INTERVAL_S", 5.0)),
@@ -387,3 +391,5 @@ def from_env() -> Dataflow:
         overlap_writes=env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
         sink_partitions=env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
     )
+    tune_gc()
+    return flow

@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 from bytewax.operators import StatefulLogic
@@ -228,7 +229,7 @@ def power_readings(samples: Iterable[MeterSample], source: str = OCPP) -> list[P
     >>> [r.power_w for r in power_readings([s("7", "L1", "kW"), s("11", None, "kW")])]
     [11000.0]
     """
-    groups: dict[tuple[int | None, str | None, datetime], list[MeterSample]] = {}
+    groups: _PowerGroups = {}
     for sample in samples:
         if sample.measurand != POWER or sample.location == "EV":
             continue
@@ -239,6 +240,15 @@ def power_readings(samples: Iterable[MeterSample], source: str = OCPP) -> list[P
         else:
             group.append(sample)
     out: list[PowerReading] = []
+    _add_power(groups, source, out)
+    return out
+
+
+_Instant = tuple[int | None, str | None, datetime]  # (connector, transaction, time)
+_PowerGroups = dict[_Instant, list[MeterSample]]
+
+
+def _add_power(groups: _PowerGroups, source: str, out: list[Any]) -> None:
     for (evse, tx, at), group in groups.items():
         value: float | None = None
         if len(group) == 1 and group[0].phase is None:  # the usual case: one total
@@ -259,7 +269,6 @@ def power_readings(samples: Iterable[MeterSample], source: str = OCPP) -> list[P
                     value = sum(phases.values())
         if value is not None:
             out.append(PowerReading(evse, tx, at, value, source))
-    return out
 
 
 def register_readings(samples: Iterable[MeterSample], source: str = OCPP
@@ -279,6 +288,37 @@ def register_readings(samples: Iterable[MeterSample], source: str = OCPP
             found[key] = (rank, wh)
     return [RegisterReading(evse, tx, at, wh, source)
             for (evse, tx, at), (_, wh) in found.items()]
+
+
+def _station_readings(samples: list[MeterSample]) -> list[Fact]:
+    """``[*power_readings(samples), *register_readings(samples)]`` in one pass."""
+    groups: _PowerGroups = {}
+    found: dict[_Instant, tuple[int, Decimal]] = {}
+    for s in samples:
+        if s.location == "EV":
+            continue
+        measurand = s.measurand
+        if measurand == POWER:
+            key = (s.evse_id, s.transaction_id, s.timestamp)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [s]
+            else:
+                group.append(s)
+        elif measurand == ENERGY_REGISTER and s.phase is None:
+            wh = _wh(s)
+            if wh is None:
+                continue
+            key = (s.evse_id, s.transaction_id, s.timestamp)
+            rank = _LOCATION_RANK.get(s.location, 0)
+            seen = found.get(key)
+            if seen is None or rank >= seen[0]:
+                found[key] = (rank, wh)
+    out: list[Fact] = []
+    _add_power(groups, OCPP, out)
+    for (evse, tx, at), (_, wh) in found.items():
+        out.append(RegisterReading(evse, tx, at, wh, OCPP))
+    return out
 
 
 def _facts_of(envelope: Envelope) -> list[Normalized]:
@@ -307,7 +347,9 @@ def _ocpp_facts(normalized: Iterable[Normalized]) -> list[Fact]:
             idle.append(ConnectorIdle(f.evse_id, None, f.timestamp))
     if not samples:
         return [*opened, *idle]
-    return [*opened, *power_readings(samples), *register_readings(samples), *idle]
+    if not opened and not idle:
+        return _station_readings(samples)
+    return [*opened, *_station_readings(samples), *idle]
 
 
 def _meter_facts(envelope: Envelope) -> list[Fact]:

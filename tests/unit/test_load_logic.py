@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -36,6 +38,7 @@ from flows.load.logic import (
     apply,
     parse_envelope,
 )
+from tests.conftest import ROOT
 from tests.unit.load_events import (
     T0,
     call16,
@@ -523,3 +526,12 @@ def test_site_batch_logic_publishes_as_site_logic_does_item_by_item() -> None:
     assert got == expected
     assert len(expected) > 2
     assert batch.snapshot() == single.snapshot()
+
+
+def test_tune_gc_freezes_the_loaded_heap_and_collects_young_objects_less_often() -> None:
+    code = ("import gc; from flows.common import tune_gc; tune_gc();"
+            " assert gc.get_freeze_count() > 1000, gc.get_freeze_count();"
+            " assert gc.get_threshold()[0] == 10_000, gc.get_threshold()")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
