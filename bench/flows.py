@@ -33,9 +33,10 @@ every database write included) and CPU time of the flow process.
 
 Prints one JSON document to stdout (progress goes to stderr). Nothing asserts
 timing; ``targets`` says whether the issue's targets were met on this machine. The
-issue gives no figure for the load and status flows: ``targets`` only reports their
-meter events/s per worker (informative, no ``met`` flag; the sessions flow's 20,000
-is the yardstick).
+load flow is held to the sessions flow's 20,000 meter events/s per worker
+(``load_met``); the status flow's figure is informative only (no ``met`` flag).
+``--profile``/``--profile-load`` run the sessions/load flow once more in-process under
+cProfile (the top functions go to stderr).
 """
 
 from __future__ import annotations
@@ -145,14 +146,21 @@ def run_flow(bootstrap: str, topics: Topics, url: str, workdir: Path,
     return elapsed, cpu
 
 
-def profile_flow(bootstrap: str, topics: Topics, url: str, out: Path, batch_size: int) -> str:
-    """The same flow in this process under cProfile (bytewax.testing.run_main)."""
+def profile_flow(bootstrap: str, topics: Topics, url: str, out: Path, batch_size: int,
+                 load: bool = False) -> str:
+    """The sessions (or load) flow in this process under cProfile
+    (bytewax.testing.run_main; the main thread only, not the database writer's)."""
     from bytewax.testing import run_main
 
+    from flows.common import FlowConfig
+    from flows.load.dataflow import build_flow as build_load_flow
     from flows.sessions.dataflow import SessionsFlowConfig, build_flow
 
-    flow = build_flow(SessionsFlowConfig(brokers=[bootstrap], database_url=url, topics=topics,
-                                         tail=False, batch_size=batch_size))
+    flow = (build_load_flow(FlowConfig(brokers=[bootstrap], database_url=url, topics=topics,
+                                       tail=False, batch_size=batch_size))
+            if load else
+            build_flow(SessionsFlowConfig(brokers=[bootstrap], database_url=url, topics=topics,
+                                          tail=False, batch_size=batch_size)))
     prof = cProfile.Profile()
     prof.enable()
     run_main(flow)
@@ -335,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-status", action="store_true")
     parser.add_argument("--profile", type=Path, default=None,
                         help="also run the flow in-process under cProfile, dump stats here")
+    parser.add_argument("--profile-load", type=Path, default=None,
+                        help="also run the load flow in-process under cProfile, dump stats "
+                             "here")
     args = parser.parse_args(argv)
     bench_started = time.perf_counter()
 
@@ -483,6 +494,20 @@ def main(argv: list[str] | None = None) -> int:
                                          "wall_s_under_cprofile": round(time.perf_counter() - t, 3)}
                     print(top, file=sys.stderr)
 
+                if args.profile_load is not None:
+                    with psycopg.connect(url, autocommit=True) as conn:
+                        conn.execute("TRUNCATE load_connector_1m, site_load_live")
+                    if args.skip_load:
+                        register_sites(url, spec.stations, args.sites, args.site_capacity_w)
+                    progress(f"profiling the load flow in-process -> {args.profile_load}")
+                    t = time.perf_counter()
+                    top = profile_flow(broker.bootstrap, topics, url, args.profile_load,
+                                       args.batch_size, load=True)
+                    result["profile_load"] = {
+                        "file": str(args.profile_load),
+                        "wall_s_under_cprofile": round(time.perf_counter() - t, 3)}
+                    print(top, file=sys.stderr)
+
                 progress(f"writer: {args.copy_rows} meter samples")
                 samples = sample_rows(args.copy_rows)
                 copy_s = bench_writer(url, [], samples, args.copy_chunk)
@@ -505,10 +530,12 @@ def main(argv: list[str] | None = None) -> int:
         "copy_rows_per_s": TARGET_COPY_ROWS_PER_S,
         "copy_met": result["copy"]["rows_per_s"] >= TARGET_COPY_ROWS_PER_S,
     }
-    # No target in the issue for these two: reported for comparison, no met flag.
-    if "load" in result:
+    if "load" in result:  # held to the sessions flow's figure
         result["targets"]["load_meter_events_per_s_per_worker"] = \
             result["load"]["meter_events_per_s"]
+        result["targets"]["load_met"] = \
+            result["load"]["meter_events_per_s"] >= TARGET_FLOW_EVENTS_PER_S
+    # No target for the status flow: reported for comparison, no met flag.
     if "status" in result:
         result["targets"]["status_meter_events_per_s_per_worker"] = \
             result["status"]["meter_events_per_s"]
