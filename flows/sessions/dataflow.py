@@ -72,6 +72,7 @@ from flows.common import (
     env_bool,
     env_float,
     env_int,
+    tune_gc,
 )
 from flows.common import (
     config_from_env as common_config_from_env,
@@ -542,5 +543,8 @@ def rules_from_env() -> SessionRules:
 
 
 def from_env() -> Dataflow:
-    """Entry point for ``python -m bytewax.run "flows.sessions.dataflow:from_env()"``."""
-    return build_flow(config_from_env())
+    """Entry point for ``python -m flows.run "flows.sessions.dataflow:from_env()"`` (also
+    tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
+    flow = build_flow(config_from_env())
+    tune_gc()
+    return flow

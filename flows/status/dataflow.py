@@ -92,5 +92,8 @@ def build_flow(config: FlowConfig) -> Dataflow:
 
 
 def from_env() -> Dataflow:
-    """Entry point for ``python -m flows.run "flows.status.dataflow:from_env()"``."""
-    return build_flow(common.config_from_env())
+    """Entry point for ``python -m flows.run "flows.status.dataflow:from_env()"`` (also
+    tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
+    flow = build_flow(common.config_from_env())
+    common.tune_gc()
+    return flow
