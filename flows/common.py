@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
@@ -270,9 +270,27 @@ class RetryingPostgresSink(DynamicSink[T], Generic[T]):
             self._write)
 
 
-def _bound(write: WriteBatch[T], items: list[T]
-           ) -> Callable[[psycopg.Connection[Any]], None]:
-    return lambda conn: write(conn, items)
+class BatchWriter(Protocol[T]):
+    """What an overlapped sink's thread writes through: one batch per call (one
+    transaction, outages waited out), then ``close``."""
+
+    def write(self, items: list[T]) -> None: ...
+    def close(self) -> None: ...
+
+
+class _DbBatchWriter(Generic[T]):
+    """``write(conn, items)`` through a :class:`RetryingConnection`."""
+
+    def __init__(self, db: RetryingConnection, write: WriteBatch[T]) -> None:
+        self._db = db
+        self._write = write
+
+    def write(self, items: list[T]) -> None:
+        write = self._write
+        self._db.run(lambda conn: write(conn, items), len(items))
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
@@ -293,10 +311,9 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
     commits.
     """
 
-    def __init__(self, db: RetryingConnection, write: WriteBatch[T], name: str,
-                 max_pending: int, weight: Callable[[T], int]) -> None:
-        self._db = db
-        self._write = write
+    def __init__(self, writer: BatchWriter[T], name: str, max_pending: int,
+                 weight: Callable[[T], int]) -> None:
+        self._writer = writer
         self._max_pending = max_pending
         self._weight = weight
         self._cond = threading.Condition()
@@ -312,7 +329,7 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
 
     def _run(self) -> None:
         cond = self._cond
-        write = self._write
+        write = self._writer.write
         while True:
             with cond:
                 while not self._pending and not self._closed:
@@ -323,7 +340,7 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
                 self._busy = True
                 cond.notify_all()  # room for write_batch again
             try:
-                self._db.run(_bound(write, batch), len(batch))
+                write(batch)
             except BaseException as exc:
                 log.exception("writing %d items failed", len(batch))
                 with cond:
@@ -371,44 +388,55 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
                 self._closed = True
                 self._cond.notify_all()
             self._thread.join()
-            self._db.close()
+            self._writer.close()
 
 
 def _one(item: Any) -> int:
     return 1
 
 
-class OverlappedPostgresSink(FixedPartitionedSink[T, None], Generic[T]):
-    """Like :class:`RetryingPostgresSink`, but the writes overlap with processing
-    (:class:`_OverlappedPartition`). Items are ``(key, value)``; ``write(conn,
-    values)`` gets the values (one transaction there). ``partitions`` writers (one
-    database connection each; with several workers, set it to their number); values
-    go to them by key."""
+class OverlappedSink(FixedPartitionedSink[T, None], Generic[T]):
+    """Writes overlap with processing (:class:`_OverlappedPartition`): each of
+    ``partitions`` parts writes through its own ``make_writer()`` (one database
+    connection each; with several workers, set it to their number). Items are
+    ``(key, value)``; values go to the parts by key."""
 
-    def __init__(self, database_url: str, write: WriteBatch[T], *, name: str,
+    def __init__(self, make_writer: Callable[[], BatchWriter[T]], *, name: str,
                  partitions: int = 1, max_pending: int = 50_000,
-                 weight: Callable[[T], int] = _one, max_backoff_s: float = 10.0,
-                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5) -> None:
+                 weight: Callable[[T], int] = _one) -> None:
         if partitions < 1 or max_pending < 1:
             raise ValueError("partitions and max_pending must be >= 1")
-        if max_backoff_s <= 0 or initial_backoff_s <= 0:
-            raise ValueError("backoff must be positive")
-        self._url = database_url
-        self._write = write
+        self._make_writer = make_writer
         self._name = name
         self._partitions = partitions
         self._max_pending = max_pending
         self._weight = weight
-        self._max_backoff_s = max_backoff_s
-        self._initial_backoff_s = initial_backoff_s
-        self._connect_timeout_s = connect_timeout_s
 
     def list_parts(self) -> list[str]:
         return [f"writer-{i}" for i in range(self._partitions)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None
                    ) -> _OverlappedPartition[T]:
-        db = RetryingConnection(self._url, self._name, self._max_backoff_s,
-                                self._initial_backoff_s, self._connect_timeout_s)
-        return _OverlappedPartition(db, self._write, self._name, self._max_pending,
+        return _OverlappedPartition(self._make_writer(), self._name, self._max_pending,
                                     self._weight)
+
+
+class OverlappedPostgresSink(OverlappedSink[T]):
+    """Like :class:`RetryingPostgresSink`, but the writes overlap with processing
+    (:class:`OverlappedSink`); ``write(conn, values)`` gets the values (one
+    transaction there)."""
+
+    def __init__(self, database_url: str, write: WriteBatch[T], *, name: str,
+                 partitions: int = 1, max_pending: int = 50_000,
+                 weight: Callable[[T], int] = _one, max_backoff_s: float = 10.0,
+                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5) -> None:
+        if max_backoff_s <= 0 or initial_backoff_s <= 0:
+            raise ValueError("backoff must be positive")
+
+        def make_writer() -> BatchWriter[T]:
+            return _DbBatchWriter(
+                RetryingConnection(database_url, name, max_backoff_s, initial_backoff_s,
+                                   connect_timeout_s), write)
+
+        super().__init__(make_writer, name=name, partitions=partitions,
+                         max_pending=max_pending, weight=weight)

@@ -21,7 +21,7 @@ recovery, and both sinks are idempotent / at-least-once.
 Throughput (issue 4): the sessions step folds each charge point's share of a
 Kafka batch at once (one session snapshot per transaction and batch), its
 snapshots are pickled bytes, and the database writes run on a writer thread
-that Bytewax's epoch snapshot waits for (:class:`_OverlappedPartition`), so
+that Bytewax's epoch snapshot waits for (:class:`flows.common.OverlappedSink`), so
 computing batch N+1 overlaps writing batch N without ever committing an epoch
 whose rows are not in the database. With several workers set
 ``CHARGEFLOW_FLOW_SINK_PARTITIONS`` to their number (rows then go to the writer
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -57,7 +56,6 @@ from bytewax.outputs import (
     DynamicSink,
     FixedPartitionedSink,
     Sink,
-    StatefulSinkPartition,
     StatelessSinkPartition,
 )
 
@@ -65,6 +63,7 @@ from bus.envelope import EnvelopeError
 from flows.common import (
     DeadLetter,
     FlowConfig,
+    OverlappedSink,
     RawMessage,
     RetryingConnection,
     consume_error_dead_letter,
@@ -321,123 +320,37 @@ class PostgresSessionsSink(DynamicSink[Output]):
         return _PostgresPartition(self.writer())
 
 
-class _OverlappedPartition(StatefulSinkPartition[list[Output], None]):
-    """Writes on a background thread while the flow computes the next batches.
+class _RowListsWriter:
+    """A :class:`_SessionsWriter` fed the ``[rows]`` lists of the sessions step."""
 
-    ``write_batch`` hands the rows to the writer thread and returns; rows that
-    arrive while it is busy are written together in its next transaction. Safe
-    under a crash because ``snapshot`` -- which Bytewax calls at the end of every
-    epoch, after the epoch's last ``write_batch`` and before it commits the epoch
-    (input offsets and state) to the recovery store -- returns only once every
-    row handed over so far is committed. So a committed epoch never has rows
-    that are not in the database; rows of an epoch that was not committed are
-    written again after a restart, which the writers absorb (idempotent).
-    Backpressure: ``write_batch`` blocks while ``max_pending_rows`` rows wait (a
-    database outage stops the flow from reading on). A write that fails with
-    anything but an outage is raised from the next ``write_batch``/``snapshot``/
-    ``close``, crashing the flow before the epoch commits.
-    """
-
-    def __init__(self, writer: _SessionsWriter, max_pending_rows: int) -> None:
+    def __init__(self, writer: _SessionsWriter) -> None:
         self._writer = writer
-        self._max_pending = max_pending_rows
-        self._cond = threading.Condition()
-        self._pending: list[Output] = []
-        self._busy = False
-        self._error: BaseException | None = None
-        self._reported = False  # the error was raised to Bytewax
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="sessions-db-writer",
-                                        daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        cond = self._cond
-        while True:
-            with cond:
-                while not self._pending and not self._closed:
-                    cond.wait()
-                if not self._pending:
-                    return  # closed and drained
-                batch, self._pending = self._pending, []
-                self._busy = True
-                cond.notify_all()  # room for write_batch again
-            try:
-                self._writer.write(batch)
-            except BaseException as exc:
-                log.exception("writing %d rows failed", len(batch))
-                with cond:
-                    self._error = exc
-                    self._busy = False
-                    cond.notify_all()
-                return
-            with cond:
-                self._busy = False
-                cond.notify_all()
-
-    def _raise_failure(self) -> None:
-        if self._error is not None:
-            self._reported = True
-            raise RuntimeError("the sessions sink could not write to PostgreSQL") \
-                from self._error
-
-    def write_batch(self, values: list[list[Output]]) -> None:
-        with self._cond:
-            self._raise_failure()
-            while len(self._pending) >= self._max_pending:
-                self._cond.wait()
-                self._raise_failure()
-            for rows in values:
-                self._pending.extend(rows)
-            self._cond.notify_all()
-
-    def _drain(self) -> None:
-        with self._cond:
-            while (self._pending or self._busy) and self._error is None:
-                self._cond.wait()
-            self._raise_failure()
-
-    def snapshot(self) -> None:
-        self._drain()  # the epoch's rows are committed before Bytewax commits the epoch
+    def write(self, items: list[list[Output]]) -> None:
+        self._writer.write([row for rows in items for row in rows])
 
     def close(self) -> None:
-        # Bytewax also closes the partition while it unwinds from an error raised
-        # here before: raising again then would abort the process.
-        try:
-            if not self._reported:
-                self._drain()
-        finally:
-            with self._cond:
-                self._closed = True
-                self._cond.notify_all()
-            self._thread.join()
-            self._writer.close()
+        self._writer.close()
 
 
-class OverlappedPostgresSessionsSink(FixedPartitionedSink[list[Output], None]):
+class OverlappedPostgresSessionsSink(OverlappedSink[list[Output]]):
     """Like :class:`PostgresSessionsSink`, but writes overlap with processing
-    (:class:`_OverlappedPartition`). Items are ``(charge point, [rows])``;
-    ``partitions`` writers (one DB connection each), rows go to them by charge
-    point (with several workers, set it to the number of workers)."""
+    (:class:`flows.common.OverlappedSink`: a writer thread that Bytewax's epoch
+    snapshot drains, so a committed epoch never has rows that are not in the
+    database; ``write_batch`` blocks while ``max_pending_rows`` rows wait). Items are
+    ``(charge point, [rows])``; ``partitions`` writers (one DB connection each), rows
+    go to them by charge point (with several workers, set it to the number of
+    workers)."""
 
     def __init__(self, database_url: str, *, partitions: int = 1,
                  max_pending_rows: int = 50_000, max_backoff_s: float = 10.0,
                  initial_backoff_s: float = 0.1, connect_timeout_s: int = 5,
                  publisher: Callable[[], OutboxPublisher] | None = None) -> None:
-        if partitions < 1 or max_pending_rows < 1:
-            raise ValueError("partitions and max_pending_rows must be >= 1")
-        self._partitions = partitions
-        self._max_pending_rows = max_pending_rows
-        self._writers = PostgresSessionsSink(
+        writers = PostgresSessionsSink(
             database_url, max_backoff_s=max_backoff_s, initial_backoff_s=initial_backoff_s,
             connect_timeout_s=connect_timeout_s, publisher=publisher)
-
-    def list_parts(self) -> list[str]:
-        return [f"writer-{i}" for i in range(self._partitions)]
-
-    def build_part(self, step_id: str, for_part: str, resume_state: None
-                   ) -> _OverlappedPartition:
-        return _OverlappedPartition(self._writers.writer(), self._max_pending_rows)
+        super().__init__(lambda: _RowListsWriter(writers.writer()), name=FLOW_ID,
+                         partitions=partitions, max_pending=max_pending_rows, weight=len)
 
 
 # --------------------------------------------------------------------------- wiring
