@@ -98,3 +98,58 @@ def decode_envelope(data: bytes | None) -> Envelope:
     if envelope.received_at.tzinfo is None or envelope.measured_at.tzinfo is None:
         raise EnvelopeError("envelope times must carry a UTC offset")
     return envelope
+
+
+class FactsEnvelope(msgspec.Struct, kw_only=True, frozen=True):
+    """:class:`Envelope` with the raw payload and response left undecoded: what a
+    consumer of the normalised facts needs (building the camelCase dicts costs
+    about as much as the rest of an envelope's decoding). See :func:`decode_facts`."""
+
+    message_id: str
+    charge_point_id: str
+    received_at: datetime
+    measured_at: datetime
+    kind: Kind
+    payload: msgspec.Raw
+    schema_version: int = SCHEMA_VERSION
+    ocpp_version: str | None = None
+    action: str | None = None
+    unique_id: str | None = None
+    response: msgspec.Raw = msgspec.Raw(b"null")
+    normalized: list[Normalized] | None = None
+
+
+_facts_decoder = msgspec.json.Decoder(FactsEnvelope)
+_OBJECT, _NULL = ord("{"), ord("n")
+
+
+def decode_facts(data: bytes | None) -> FactsEnvelope | None:
+    """The OCPP envelope in ``data`` when it carries normalised facts and passes
+    every check :func:`decode_envelope` makes (its payload only checked to be a
+    JSON object); None for anything else -- other kinds, envelopes without facts,
+    invalid ones -- which the caller then takes through :func:`decode_envelope`
+    (raising its :class:`EnvelopeError`).
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> env = Envelope(message_id="m1", charge_point_id="CP1", received_at=t,
+    ...                measured_at=t, kind=Kind.OCPP_CALL, action="Heartbeat", payload={},
+    ...                normalized=[])
+    >>> decode_facts(encode_envelope(env)).normalized
+    []
+    >>> decode_facts(b"not json") is None, decode_facts(None) is None
+    (True, True)
+    """
+    if data is None:
+        return None
+    try:
+        env = _facts_decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if (env.normalized is None or env.kind != Kind.OCPP_CALL
+            or env.schema_version > SCHEMA_VERSION
+            or env.received_at.tzinfo is None or env.measured_at.tzinfo is None
+            or memoryview(env.payload)[0] != _OBJECT
+            or memoryview(env.response)[0] not in (_OBJECT, _NULL)):
+        return None
+    return env

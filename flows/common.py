@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import psycopg
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
@@ -134,8 +134,20 @@ def decode_or_dead_letter(
     """``parse`` the message's envelope, or the dead letter saying why not: stage
     ``decode`` (not an envelope), ``validate`` (``invalid`` raised, or a parser bug,
     which must not stop the flow for everyone)."""
+    return event_or_dead_letter(msg, lambda data: parse(decode_envelope(data)), invalid, log)
+
+
+def event_or_dead_letter(
+    msg: KafkaSourceMessage[Any, Any],
+    decode_event: Callable[[bytes | None], E],
+    invalid: type[Exception],
+    log: logging.Logger,
+) -> E | KafkaSinkMessage[Any, Any]:
+    """``decode_event`` the message's value (raising :class:`EnvelopeError` or
+    ``invalid`` like :func:`bus.envelope.decode_envelope` and a parser do), or the
+    dead letter saying why not (as :func:`decode_or_dead_letter`)."""
     try:
-        return parse(decode_envelope(msg.value))
+        return decode_event(msg.value)
     except EnvelopeError as exc:
         return dead_letter(msg, str(exc), "decode")
     except invalid as exc:
@@ -144,6 +156,52 @@ def decode_or_dead_letter(
         log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
                       msg.offset)
         return dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
+
+
+class _ByStation(Protocol):
+    @property
+    def charge_point_id(self) -> str: ...
+
+
+S = TypeVar("S", bound=_ByStation)
+
+
+def decode_and_group(
+    items: list[Any],
+    decode_event: Callable[[bytes | None], S | None],
+    invalid: type[Exception],
+    log: logging.Logger,
+) -> list[tuple[str, list[S]] | DeadLetter]:
+    """One Kafka input batch (messages and consumer errors, ``KafkaSource(...,
+    raise_on_errors=False)``) as its dead letters plus, per charge point, its events
+    in input order: one Python call per batch and fewer, bigger items downstream
+    than one per message. ``decode_event`` returns None for messages the flow does
+    not use; what it raises becomes a dead letter (:func:`event_or_dead_letter`)."""
+    out: list[tuple[str, list[S]] | DeadLetter] = []
+    by_cp: dict[str, list[S]] = {}
+    for item in items:
+        if type(item) is not KafkaSourceMessage:
+            out.append(consume_error_dead_letter(item))
+            continue
+        try:
+            event = decode_event(item.value)
+        except Exception:  # say why, as a dead letter (logging parser bugs)
+            out.append(cast(DeadLetter, event_or_dead_letter(item, decode_event, invalid, log)))
+            continue
+        if event is None:
+            continue
+        cp = event.charge_point_id
+        events = by_cp.get(cp)
+        if events is None:
+            by_cp[cp] = [event]
+        else:
+            events.append(event)
+    out.extend(by_cp.items())
+    return out
+
+
+def is_dead_letter(item: object) -> bool:
+    return type(item) is KafkaSinkMessage
 
 
 def config_from_env() -> FlowConfig:

@@ -52,14 +52,12 @@ from bytewax.connectors.kafka import (
     KafkaSink,
     KafkaSinkMessage,
     KafkaSource,
-    KafkaSourceMessage,
 )
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from bus.envelope import EnvelopeError
 from bus.load import SiteLoad, encode_site_load
 from flows.common import (
     DeadLetter,
@@ -67,11 +65,12 @@ from flows.common import (
     OverlappedPostgresSink,
     RawMessage,
     RetryingPostgresSink,
-    consume_error_dead_letter,
-    dead_letter,
+    decode_and_group,
     env_bool,
     env_float,
     env_int,
+    event_or_dead_letter,
+    is_dead_letter,
     tune_gc,
 )
 from flows.common import config_from_env as common_config_from_env
@@ -101,47 +100,13 @@ RowItem = list[MinuteRow] | SiteLoad  # what the overlapped rows sink gets (keye
 
 def decode(msg: RawMessage) -> LoadEvent | DeadLetter | None:
     """Load facts, a dead letter (with reason), or None (nothing about load)."""
-    try:
-        return logic.decode_event(msg.value)
-    except EnvelopeError as exc:
-        return dead_letter(msg, str(exc), "decode")
-    except logic.InvalidEvent as exc:
-        return dead_letter(msg, str(exc), "validate")
-    except Exception as exc:  # a parser bug must not stop the flow for everyone
-        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
-                      msg.offset)
-        return dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
+    return event_or_dead_letter(msg, logic.decode_event, logic.InvalidEvent, log)
 
 
 def decode_batch(items: list[Any]) -> list[tuple[str, list[LoadEvent]] | DeadLetter]:
-    """A batch of Kafka messages (and consumer errors) as dead letters plus, per
-    charge point, its events in input order (fewer, bigger items downstream)."""
-    out: list[tuple[str, list[LoadEvent]] | DeadLetter] = []
-    by_cp: dict[str, list[LoadEvent]] = {}
-    decode_event = logic.decode_event
-    for item in items:
-        if type(item) is not KafkaSourceMessage:
-            out.append(consume_error_dead_letter(item))
-            continue
-        try:
-            event = decode_event(item.value)
-        except Exception:  # decode() says why, as a dead letter
-            out.append(cast("DeadLetter", decode(item)))
-            continue
-        if event is None:
-            continue
-        cp = event.charge_point_id
-        events = by_cp.get(cp)
-        if events is None:
-            by_cp[cp] = [event]
-        else:
-            events.append(event)
-    out.extend(by_cp.items())
-    return out
-
-
-def _is_dead_letter(item: object) -> bool:
-    return type(item) is KafkaSinkMessage
+    """Dead letters, and per charge point its events of the input batch in order
+    (:func:`flows.common.decode_and_group` with :func:`logic.decode_event`)."""
+    return decode_and_group(items, logic.decode_event, logic.InvalidEvent, log)
 
 
 def step(state: StationState | None, event: LoadEvent
@@ -326,7 +291,7 @@ def build_flow_with(
                            if isinstance(raw, KafkaOpOut) else raw)
     # One Python call per input batch: decode, dead letters, group by charge point.
     decoded = op.flat_map_batch("decode", stream, decode_batch)
-    split = op.branch("split_invalid", decoded, _is_dead_letter)
+    split = op.branch("split_invalid", decoded, is_dead_letter)
     invalid: Any = split.trues
     op.output("deadletter", invalid, deadletter_sink)
     grouped = cast("KeyedStream[list[LoadEvent]]", split.falses)

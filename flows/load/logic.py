@@ -56,10 +56,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 from bytewax.operators import StatefulLogic
 
-from bus.envelope import SCHEMA_VERSION, Envelope, Kind, decode_envelope
+from bus.envelope import Envelope, Kind, decode_envelope, decode_facts
 from bus.load import ConnectorPower, SiteLoad, StationPower
 from bus.normalized import (
     ENERGY_REGISTER,
@@ -387,29 +386,6 @@ def parse_envelope(envelope: Envelope) -> LoadEvent | None:
     return LoadEvent(envelope.charge_point_id, envelope.measured_at, tuple(facts))
 
 
-class _FlowEnvelope(msgspec.Struct, kw_only=True, frozen=True):
-    """:class:`bus.envelope.Envelope` with the raw payload and response left undecoded:
-    an OCPP envelope with normalised facts needs nothing else (and building the
-    camelCase dicts costs about as much as the rest of its decoding)."""
-
-    message_id: str
-    charge_point_id: str
-    received_at: datetime
-    measured_at: datetime
-    kind: Kind
-    payload: msgspec.Raw
-    schema_version: int = SCHEMA_VERSION
-    ocpp_version: str | None = None
-    action: str | None = None
-    unique_id: str | None = None
-    response: msgspec.Raw = msgspec.Raw(b"null")
-    normalized: list[Normalized] | None = None
-
-
-_flow_decoder = msgspec.json.Decoder(_FlowEnvelope)
-_OBJECT, _NULL = ord("{"), ord("n")
-
-
 def decode_event(data: bytes | None) -> LoadEvent | None:
     """``parse_envelope(decode_envelope(data))``, faster for OCPP envelopes that carry
     normalised facts (their raw payload is only checked to be a JSON object, not
@@ -429,19 +405,10 @@ def decode_event(data: bytes | None) -> LoadEvent | None:
     >>> event == parse_envelope(env), [(f.connector_id, f.power_w) for f in event.facts]
     (True, [(2, 7400.0)])
     """
-    if data is None:
-        return parse_envelope(decode_envelope(data))  # raises the EnvelopeError
-    try:
-        env = _flow_decoder.decode(data)
-    except msgspec.DecodeError:
-        return parse_envelope(decode_envelope(data))  # raises the EnvelopeError
-    facts = env.normalized
-    if (facts is None or env.kind != Kind.OCPP_CALL or env.schema_version > SCHEMA_VERSION
-            or env.received_at.tzinfo is None or env.measured_at.tzinfo is None
-            or memoryview(env.payload)[0] != _OBJECT
-            or memoryview(env.response)[0] not in (_OBJECT, _NULL)):
-        return parse_envelope(decode_envelope(data))
-    found = _ocpp_facts(facts)
+    env = decode_facts(data)
+    if env is None or env.normalized is None:
+        return parse_envelope(decode_envelope(data))  # raises the EnvelopeError, if any
+    found = _ocpp_facts(env.normalized)
     if not found:
         return None
     return LoadEvent(env.charge_point_id, env.measured_at, tuple(found))

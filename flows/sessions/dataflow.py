@@ -46,9 +46,7 @@ import bytewax.operators as op
 import psycopg
 from bytewax.connectors.kafka import (
     KafkaSink,
-    KafkaSinkMessage,
     KafkaSource,
-    KafkaSourceMessage,
 )
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic
@@ -59,7 +57,6 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
-from bus.envelope import EnvelopeError
 from flows.common import (
     DeadLetter,
     FlowConfig,
@@ -68,9 +65,12 @@ from flows.common import (
     RetryingConnection,
     consume_error_dead_letter,
     dead_letter,
+    decode_and_group,
     env_bool,
     env_float,
     env_int,
+    event_or_dead_letter,
+    is_dead_letter,
     tune_gc,
 )
 from flows.common import (
@@ -116,45 +116,13 @@ class SessionsFlowConfig(FlowConfig):
 
 def decode(msg: RawMessage) -> Event | DeadLetter | None:
     """A session event, a dead letter (with reason), or None (not about sessions)."""
-    try:
-        return logic.decode_event(msg.value)
-    except EnvelopeError as exc:
-        return dead_letter(msg, str(exc), "decode")
-    except InvalidEvent as exc:
-        return dead_letter(msg, str(exc), "validate")
-    except Exception as exc:  # a parser bug must not stop the flow for everyone
-        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
-                      msg.offset)
-        return dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
+    return event_or_dead_letter(msg, logic.decode_event, InvalidEvent, log)
 
 
 def decode_batch(items: list[Any]) -> list[tuple[str, list[Event]] | DeadLetter]:
-    """A batch of Kafka messages (and consumer errors) as dead letters plus, per
-    charge point, its events in input order (fewer, bigger items downstream)."""
-    out: list[tuple[str, list[Event]] | DeadLetter] = []
-    by_cp: dict[str, list[Event]] = {}
-    for item in items:
-        if type(item) is not KafkaSourceMessage:
-            out.append(consume_error_dead_letter(item))
-            continue
-        event = decode(item)
-        if event is None:
-            continue
-        if type(event) is KafkaSinkMessage:
-            out.append(event)
-            continue
-        cp = event.charge_point_id  # type: ignore[union-attr]
-        events = by_cp.get(cp)
-        if events is None:
-            by_cp[cp] = [event]  # type: ignore[list-item]
-        else:
-            events.append(event)  # type: ignore[arg-type]
-    out.extend(by_cp.items())
-    return out
-
-
-def _is_dead_letter(item: object) -> bool:
-    return type(item) is KafkaSinkMessage
+    """Dead letters, and per charge point its events of the input batch in order
+    (:func:`flows.common.decode_and_group` with :func:`logic.decode_event`)."""
+    return decode_and_group(items, logic.decode_event, InvalidEvent, log)
 
 
 def step(
@@ -368,7 +336,7 @@ def build_flow_with(
     raw = flow_input(flow)
     # One Python call per input batch: decode, dead letters, group by charge point.
     decoded = op.flat_map_batch("decode", raw, decode_batch)
-    split = op.branch("split_invalid", decoded, _is_dead_letter)
+    split = op.branch("split_invalid", decoded, is_dead_letter)
     invalid: Any = split.trues
     op.output("deadletter", invalid, deadletter_sink)
     # (charge point, [its events of the batch]): already keyed.

@@ -93,7 +93,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from bus.envelope import SCHEMA_VERSION, Envelope, Kind, decode_envelope
+from bus.envelope import Envelope, Kind, decode_envelope, decode_facts
 from bus.normalized import (
     ENERGY_REGISTER,
     MeterSample,
@@ -376,50 +376,18 @@ def parse_event(envelope: Envelope) -> Event | None:
     )
 
 
-class _FlowEnvelope(msgspec.Struct, kw_only=True, frozen=True):
-    """:class:`bus.envelope.Envelope` with the raw payload and response left undecoded
-    (the flow reads the normalised facts; building the camelCase dicts is half the
-    cost of decoding an envelope)."""
-
-    message_id: str
-    charge_point_id: str
-    received_at: datetime
-    measured_at: datetime
-    kind: Kind
-    payload: msgspec.Raw
-    schema_version: int = SCHEMA_VERSION
-    ocpp_version: str | None = None
-    action: str | None = None
-    unique_id: str | None = None
-    response: msgspec.Raw = msgspec.Raw(b"null")
-    normalized: list[Normalized] | None = None
-
-
-_flow_decoder = msgspec.json.Decoder(_FlowEnvelope)
-_OBJECT, _NULL = ord("{"), ord("n")
-
-
 def decode_event(data: bytes | None) -> Event | None:
     """``parse_event(decode_envelope(data))``, faster for OCPP envelopes that carry
     normalised facts: their raw payload is only checked to be a JSON object, not
     decoded. Raises :class:`bus.envelope.EnvelopeError` and :class:`InvalidEvent`
     exactly as those two do (anything unusual takes their path)."""
-    if data is None:
-        return parse_event(decode_envelope(data))
-    try:
-        env = _flow_decoder.decode(data)
-    except msgspec.DecodeError:
-        return parse_event(decode_envelope(data))  # raises the EnvelopeError
-    facts = env.normalized
-    if (facts is None or env.kind != Kind.OCPP_CALL or env.schema_version > SCHEMA_VERSION
-            or env.received_at.tzinfo is None or env.measured_at.tzinfo is None
-            or memoryview(env.payload)[0] != _OBJECT
-            or memoryview(env.response)[0] not in (_OBJECT, _NULL)):
-        return parse_event(decode_envelope(data))
+    env = decode_facts(data)
+    if env is None or env.normalized is None:
+        return parse_event(decode_envelope(data))  # raises the EnvelopeError, if any
     return StationMessage(
         message_id=env.message_id, charge_point_id=env.charge_point_id,
         ocpp_version=env.ocpp_version, at=env.received_at,
-        facts=tuple([f for f in facts if type(f) in _SESSION_FACT_TYPES]),
+        facts=tuple([f for f in env.normalized if type(f) in _SESSION_FACT_TYPES]),
     )
 
 
