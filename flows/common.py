@@ -17,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, cast
 
+import bytewax.operators as op
 import psycopg
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import (
     DynamicSink,
     FixedPartitionedSink,
@@ -202,6 +204,24 @@ def decode_and_group(
 
 def is_dead_letter(item: object) -> bool:
     return type(item) is KafkaSinkMessage
+
+
+def kafka_events_input(config: FlowConfig) -> Callable[[Dataflow], Stream[Any]]:
+    """The production input of the flows that read ``ocpp.events`` and
+    ``meter.readings``: Bytewax's Kafka source (offsets in recovery), consumer errors
+    left in the stream for :func:`decode_and_group` to dead-letter."""
+
+    def build(flow: Dataflow) -> Stream[Any]:
+        return op.input(
+            "kafka_in", flow, KafkaSource(
+                config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
+                tail=config.tail, starting_offset=config.starting_offset,
+                add_config=config.kafka_config or None, batch_size=config.batch_size,
+                raise_on_errors=False,
+            ),
+        )
+
+    return build
 
 
 def config_from_env() -> FlowConfig:

@@ -51,7 +51,6 @@ import psycopg
 from bytewax.connectors.kafka import (
     KafkaSink,
     KafkaSinkMessage,
-    KafkaSource,
 )
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow, Stream
@@ -71,6 +70,7 @@ from flows.common import (
     env_int,
     event_or_dead_letter,
     is_dead_letter,
+    kafka_events_input,
     tune_gc,
 )
 from flows.common import config_from_env as common_config_from_env
@@ -314,20 +314,8 @@ def build_flow_with(
 
 
 def kafka_input(config: FlowConfig) -> FlowInput:
-    """The production input: Bytewax's Kafka source (offsets in recovery); consumer
-    errors stay in the stream (``decode_batch`` turns them into dead letters)."""
-
-    def build(flow: Dataflow) -> Stream[Any]:
-        return op.input(
-            "kafka_in", flow, KafkaSource(
-                config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
-                tail=config.tail, starting_offset=config.starting_offset,
-                add_config=config.kafka_config or None, batch_size=config.batch_size,
-                raise_on_errors=False,
-            ),
-        )
-
-    return build
+    """The production input (:func:`flows.common.kafka_events_input`)."""
+    return kafka_events_input(config)
 
 
 def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(seconds=5),
