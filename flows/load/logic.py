@@ -228,19 +228,7 @@ def power_readings(samples: Iterable[MeterSample], source: str = OCPP) -> list[P
     >>> [r.power_w for r in power_readings([s("7", "L1", "kW"), s("11", None, "kW")])]
     [11000.0]
     """
-    groups: _PowerGroups = {}
-    for sample in samples:
-        if sample.measurand != POWER or sample.location == "EV":
-            continue
-        key = (sample.evse_id, sample.transaction_id, sample.timestamp)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [sample]
-        else:
-            group.append(sample)
-    out: list[PowerReading] = []
-    _add_power(groups, source, out)
-    return out
+    return [r for r in _readings(samples, source) if type(r) is PowerReading]
 
 
 _Instant = tuple[int | None, str | None, datetime]  # (connector, transaction, time)
@@ -273,23 +261,10 @@ def _add_power(groups: _PowerGroups, source: str, out: list[Any]) -> None:
 def register_readings(samples: Iterable[MeterSample], source: str = OCPP
                       ) -> list[RegisterReading]:
     """The total import register (no phase) per (connector, transaction, instant), in Wh."""
-    found: dict[tuple[int | None, str | None, datetime], tuple[int, Decimal]] = {}
-    for s in samples:
-        if s.measurand != ENERGY_REGISTER or s.phase is not None or s.location == "EV":
-            continue
-        wh = _wh(s)
-        if wh is None:
-            continue
-        key = (s.evse_id, s.transaction_id, s.timestamp)
-        rank = _LOCATION_RANK.get(s.location, 0)
-        seen = found.get(key)
-        if seen is None or rank >= seen[0]:
-            found[key] = (rank, wh)
-    return [RegisterReading(evse, tx, at, wh, source)
-            for (evse, tx, at), (_, wh) in found.items()]
+    return [r for r in _readings(samples, source) if type(r) is RegisterReading]
 
 
-def _station_readings(samples: list[MeterSample]) -> list[Fact]:
+def _readings(samples: Iterable[MeterSample], source: str = OCPP) -> list[Fact]:
     """``[*power_readings(samples), *register_readings(samples)]`` in one pass."""
     groups: _PowerGroups = {}
     found: dict[_Instant, tuple[int, Decimal]] = {}
@@ -314,9 +289,9 @@ def _station_readings(samples: list[MeterSample]) -> list[Fact]:
             if seen is None or rank >= seen[0]:
                 found[key] = (rank, wh)
     out: list[Fact] = []
-    _add_power(groups, OCPP, out)
+    _add_power(groups, source, out)
     for (evse, tx, at), (_, wh) in found.items():
-        out.append(RegisterReading(evse, tx, at, wh, OCPP))
+        out.append(RegisterReading(evse, tx, at, wh, source))
     return out
 
 
@@ -347,8 +322,8 @@ def _ocpp_facts(normalized: Iterable[Normalized]) -> list[Fact]:
     if not samples:
         return [*opened, *idle]
     if not opened and not idle:
-        return _station_readings(samples)
-    return [*opened, *_station_readings(samples), *idle]
+        return _readings(samples)
+    return [*opened, *_readings(samples), *idle]
 
 
 def _meter_facts(envelope: Envelope) -> list[Fact]:
