@@ -22,9 +22,11 @@ is byte for byte the one the stream without them has (same registers, same ids).
 from __future__ import annotations
 
 import os
+import platform
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -38,10 +40,11 @@ import psycopg
 from confluent_kafka import KafkaError, Message
 from confluent_kafka import Producer as RdProducer
 
+from bus.admin import ensure_topics
 from bus.envelope import Envelope, Kind, decode_envelope, encode_envelope
 from bus.normalized import normalize_v16
 from bus.topics import Topics
-from chargeflow.stack import DatabaseServer
+from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server
 from store.schema import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,6 +287,42 @@ def fresh_database(server: DatabaseServer, prefix: str = "chargeflow_bench") -> 
         yield url
     finally:
         server.drop_database(name)
+
+
+def machine_info(**extra: Any) -> dict[str, Any]:
+    """What every bench reports about the machine it ran on."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()], **extra}
+
+
+@dataclass(frozen=True)
+class BenchStack:
+    work: Path  # logs, recovery stores (a temporary directory unless logs were asked for)
+    broker: EmbeddedBroker
+    database_url: str  # a fresh, migrated database
+    database_origin: str  # which server: configured, local or embedded
+    topics: Topics  # fresh topic names, created
+
+
+@contextmanager
+def bench_stack(name: str, partitions: int, logs: Path | None = None) -> Iterator[BenchStack]:
+    """An embedded broker, a fresh database (CHARGEFLOW_BENCH_DATABASE_URL names a
+    server to use, else 127.0.0.1:5432, else embedded PostgreSQL) and fresh topics
+    named ``{name}XXXXXX.*``; all gone afterwards (``logs`` keeps the work files)."""
+    with tempfile.TemporaryDirectory(prefix=f"chargeflow-bench-{name}-") as tmp:
+        work = Path(tmp)
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            work = logs
+        server = database_server(os.environ.get("CHARGEFLOW_BENCH_DATABASE_URL"), work)
+        try:
+            with EmbeddedBroker(log_path=work / "tansu.log") as broker, \
+                    fresh_database(server) as url:
+                topics = Topics.with_prefix(f"{name}{uuid.uuid4().hex[:6]}.")
+                ensure_topics(broker.bootstrap, topics.all(), partitions=partitions)
+                yield BenchStack(work, broker, url, server.origin, topics)
+        finally:
+            server.stop()
 
 
 def flow_env(bootstrap: str, topics: Topics, database_url: str, *, tail: bool,

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -33,20 +30,16 @@ from typing import Any
 import psutil
 import psycopg
 
-from bench.common import flow_env, fresh_database, start_flow, stop_flow
+from bench.common import bench_stack, flow_env, machine_info, start_flow, stop_flow
 from bench.gateway import (
     BENCH_PASSWORD,
     gateway_process,
     progress,
     provision_fleet,
-    raise_fd_limit,
     start_loadgen,
     topic_message_count,
 )
-from bench.loadgen import percentiles
-from bus.admin import ensure_topics
-from bus.topics import Topics
-from chargeflow.stack import EmbeddedBroker, database_server
+from bench.loadgen import percentiles, raise_fd_limit
 from flows.recovery import ensure_recovery_dir
 
 TARGET_P95_S = 2.0
@@ -128,76 +121,63 @@ def main(argv: list[str] | None = None) -> int:
     probes = [f"{prefix}{i:05d}" for i in range(0, args.stations,
                                                   max(1, args.stations // args.probes))]
     result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-                    "fd_limit": fd_limit},
+        "machine": machine_info(fd_limit=fd_limit),
         "config": {"stations": args.stations, "target_messages_per_s": args.rate,
                    "duration_s": args.duration, "warmup_s": args.warmup,
                    "probe_stations": len(probes), "poll_ms": args.poll_ms,
                    "partitions": args.partitions, "security_profile": args.security_profile,
                    "flow_batch_size": args.batch_size},
     }
-    with tempfile.TemporaryDirectory(prefix="chargeflow-bench-e2e-") as tmp:
-        work = Path(tmp)
-        if args.logs is not None:
-            args.logs.mkdir(parents=True, exist_ok=True)
-            work = args.logs
-        server = database_server(os.environ.get("CHARGEFLOW_BENCH_DATABASE_URL"), work)
+    with bench_stack("e2e", args.partitions, args.logs) as stack:
+        work, broker, url, topics = stack.work, stack.broker, stack.database_url, stack.topics
+        result["database"] = stack.database_origin
+        progress(f"provisioning {args.stations} stations")
+        provision_fleet(url, prefix, args.stations, BENCH_PASSWORD,
+                        args.security_profile)
+        recovery = work / f"recovery-{uuid.uuid4().hex[:6]}"
+        ensure_recovery_dir(recovery, 1)
+        flow = start_flow(
+            flow_env(broker.bootstrap, topics, url, tail=True,
+                     CHARGEFLOW_FLOW_BATCH_SIZE=str(args.batch_size)),
+            "-r", str(recovery), "-s", "5", "-b", "0", log=work / "flow.log")
         try:
-            with EmbeddedBroker(log_path=work / "tansu.log") as broker, \
-                    fresh_database(server) as url:
-                result["database"] = server.origin
-                topics = Topics.with_prefix(f"e2e{uuid.uuid4().hex[:6]}.")
-                ensure_topics(broker.bootstrap, topics.all(), partitions=args.partitions)
-                progress(f"provisioning {args.stations} stations")
-                provision_fleet(url, prefix, args.stations, BENCH_PASSWORD,
-                                args.security_profile)
-                recovery = work / f"recovery-{uuid.uuid4().hex[:6]}"
-                ensure_recovery_dir(recovery, 1)
-                flow = start_flow(
-                    flow_env(broker.bootstrap, topics, url, tail=True,
-                             CHARGEFLOW_FLOW_BATCH_SIZE=str(args.batch_size)),
-                    "-r", str(recovery), "-s", "5", "-b", "0", log=work / "flow.log")
-                try:
-                    with gateway_process(broker.bootstrap, url, topics, work) as gw:
-                        progress(f"connecting {args.stations} stations")
-                        run = start_loadgen(
-                            gw, stations=args.stations, rate=args.rate,
-                            duration=args.duration, warmup=args.warmup, prefix=prefix,
-                            password=BENCH_PASSWORD,
-                            extra=["--connect-concurrency", str(args.connect_concurrency)])
-                        ready = run.wait_ready(timeout=1800)
-                        progress(f"{ready['connected']} ready in {ready['connect_s']} s; "
-                                 f"{args.rate:g} msg/s for {args.warmup:g}+{args.duration:g} s")
-                        if flow.poll() is not None:
-                            raise RuntimeError(f"sessions flow exited with {flow.returncode}")
-                        flow_ps = psutil.Process(flow.pid)
-                        flow_cpu0 = flow_ps.cpu_times()
-                        poller = SamplePoller(url, probes, args.poll_ms / 1000).start()
-                        t0 = time.monotonic()
-                        run.go()
-                        load = run.result(timeout=args.warmup + args.duration + 600)
-                        # let the last rows land (bounded), then stop polling
-                        sent_until = datetime.now(UTC)
-                        deadline = time.monotonic() + 30
-                        while time.monotonic() < deadline:
-                            if any(m >= sent_until - timedelta(seconds=1)
-                                   for m, _ in poller.ages_ms[-50:]):
-                                break
-                            time.sleep(0.2)
-                        time.sleep(1.0)
-                        poller.stop()
-                        wall = time.monotonic() - t0
-                        flow_cpu1 = flow_ps.cpu_times()
-                        window = run.window()
-                        events = topic_message_count(broker.bootstrap, topics.ocpp_events)
-                finally:
-                    flow_rc = stop_flow(flow)
-                with psycopg.connect(url, autocommit=True) as conn:
-                    row = conn.execute("SELECT count(*) FROM meter_samples").fetchone()
-                    samples_rows = int(row[0]) if row else 0
+            with gateway_process(broker.bootstrap, url, topics, work) as gw:
+                progress(f"connecting {args.stations} stations")
+                run = start_loadgen(
+                    gw, stations=args.stations, rate=args.rate,
+                    duration=args.duration, warmup=args.warmup, prefix=prefix,
+                    password=BENCH_PASSWORD,
+                    extra=["--connect-concurrency", str(args.connect_concurrency)])
+                ready = run.wait_ready(timeout=1800)
+                progress(f"{ready['connected']} ready in {ready['connect_s']} s; "
+                         f"{args.rate:g} msg/s for {args.warmup:g}+{args.duration:g} s")
+                if flow.poll() is not None:
+                    raise RuntimeError(f"sessions flow exited with {flow.returncode}")
+                flow_ps = psutil.Process(flow.pid)
+                flow_cpu0 = flow_ps.cpu_times()
+                poller = SamplePoller(url, probes, args.poll_ms / 1000).start()
+                t0 = time.monotonic()
+                run.go()
+                load = run.result(timeout=args.warmup + args.duration + 600)
+                # let the last rows land (bounded), then stop polling
+                sent_until = datetime.now(UTC)
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if any(m >= sent_until - timedelta(seconds=1)
+                           for m, _ in poller.ages_ms[-50:]):
+                        break
+                    time.sleep(0.2)
+                time.sleep(1.0)
+                poller.stop()
+                wall = time.monotonic() - t0
+                flow_cpu1 = flow_ps.cpu_times()
+                window = run.window()
+                events = topic_message_count(broker.bootstrap, topics.ocpp_events)
         finally:
-            server.stop()
+            flow_rc = stop_flow(flow)
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM meter_samples").fetchone()
+            samples_rows = int(row[0]) if row else 0
 
     # Only samples sent inside the measured window count (the warm-up is excluded by
     # time: the first warmup seconds after GO).

@@ -46,12 +46,10 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import replace
@@ -68,18 +66,18 @@ from bench.common import (
     SESSIONS_FLOW,
     T0,
     StreamSpec,
+    bench_stack,
     flow_env,
-    fresh_database,
+    machine_info,
     messages,
     produce_all,
     register_progress_wh,
     session_count,
     status_notification_count,
 )
-from bus.admin import ensure_topics, read_topic
+from bus.admin import read_topic
 from bus.envelope import EnvelopeError
 from bus.topics import Topics
-from chargeflow.stack import EmbeddedBroker, database_server
 from flows.recovery import ensure_recovery_dir
 from flows.sessions import logic
 from flows.sessions.logic import ChargePointState, InvalidEvent, MeterSampleRow, SessionRow
@@ -355,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                       normalized=not args.raw_envelopes,
                       status_notifications=not args.no_status_notifications)
     result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_info(),
         "stream": {"stations": spec.stations, "meter_events": spec.meter_events,
                    "values_per_event": spec.values_per_event,
                    "meter_values_per_session": spec.meter_values_per_session,
@@ -364,165 +362,157 @@ def main(argv: list[str] | None = None) -> int:
                    "partitions": args.partitions,
                    "kafka_batch_size": args.batch_size},
     }
-    with tempfile.TemporaryDirectory(prefix="chargeflow-bench-") as tmp:
-        work = Path(tmp)
-        server = database_server(os.environ.get("CHARGEFLOW_BENCH_DATABASE_URL"), work)
-        try:
-            with EmbeddedBroker(log_path=work / "tansu.log") as broker, \
-                    fresh_database(server) as url:
-                result["database"] = server.origin
-                topics = Topics.with_prefix(f"bench{uuid.uuid4().hex[:6]}.")
-                ensure_topics(broker.bootstrap, topics.all(), partitions=args.partitions)
+    with bench_stack("bench", args.partitions) as stack:
+        work, broker, url, topics = stack.work, stack.broker, stack.database_url, stack.topics
+        result["database"] = stack.database_origin
 
-                progress(f"generating {spec.meter_events} meter events")
-                msgs = messages(spec)
-                result["stream"]["messages"] = len(msgs)
-                result["stream"]["sessions"] = session_count(msgs)
-                statuses = status_notification_count(msgs)
-                result["stream"]["status_notification_messages"] = statuses
-                result["stream"]["bytes"] = sum(len(v) for _, v in msgs)
-                t = time.perf_counter()
-                produce_all(broker.bootstrap, topics.ocpp_events, msgs)
-                result["produce_messages_per_s"] = round(len(msgs) / (time.perf_counter() - t))
+        progress(f"generating {spec.meter_events} meter events")
+        msgs = messages(spec)
+        result["stream"]["messages"] = len(msgs)
+        result["stream"]["sessions"] = session_count(msgs)
+        statuses = status_notification_count(msgs)
+        result["stream"]["status_notification_messages"] = statuses
+        result["stream"]["bytes"] = sum(len(v) for _, v in msgs)
+        t = time.perf_counter()
+        produce_all(broker.bootstrap, topics.ocpp_events, msgs)
+        result["produce_messages_per_s"] = round(len(msgs) / (time.perf_counter() - t))
 
-                progress("sessions flow (subprocess, 1 worker)")
-                load_before = os.getloadavg()
-                elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
-                                        recovery=not args.no_recovery,
-                                        batch_size=args.batch_size)
-                digest = table_digest(url)
-                rows = digest["sessions"] + digest["meter_samples"]
-                result["flow"] = {
-                    **flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
-                                   load_before[0]),
-                    "recovery": not args.no_recovery,
-                    "sessions_rows": digest["sessions"],
-                    "meter_samples_rows": digest["meter_samples"],
-                    "rows_written_per_s": round(rows / elapsed),
-                    "sample_rows_per_s": round(digest["meter_samples"] / elapsed),
-                }
+        progress("sessions flow (subprocess, 1 worker)")
+        load_before = os.getloadavg()
+        elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
+                                recovery=not args.no_recovery,
+                                batch_size=args.batch_size)
+        digest = table_digest(url)
+        rows = digest["sessions"] + digest["meter_samples"]
+        result["flow"] = {
+            **flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
+                           load_before[0]),
+            "recovery": not args.no_recovery,
+            "sessions_rows": digest["sessions"],
+            "meter_samples_rows": digest["meter_samples"],
+            "rows_written_per_s": round(rows / elapsed),
+            "sample_rows_per_s": round(digest["meter_samples"] / elapsed),
+        }
 
-                if not args.skip_plain:
-                    truncate(url)
-                    progress("plain confluent-kafka loop")
-                    plain_s = run_plain(broker.bootstrap, topics.ocpp_events, args.partitions,
-                                        url, args.batch_size)
-                    plain_digest = table_digest(url)
-                    result["plain"] = {
-                        "wall_s": round(plain_s, 3),
-                        "meter_events_per_s": round(spec.meter_events / plain_s),
-                        "tables_equal_to_flow": plain_digest == digest,
-                    }
-                    result["ratio_flow_over_plain"] = round(
-                        result["flow"]["meter_events_per_s"]
-                        / result["plain"]["meter_events_per_s"], 3)
+        if not args.skip_plain:
+            truncate(url)
+            progress("plain confluent-kafka loop")
+            plain_s = run_plain(broker.bootstrap, topics.ocpp_events, args.partitions,
+                                url, args.batch_size)
+            plain_digest = table_digest(url)
+            result["plain"] = {
+                "wall_s": round(plain_s, 3),
+                "meter_events_per_s": round(spec.meter_events / plain_s),
+                "tables_equal_to_flow": plain_digest == digest,
+            }
+            result["ratio_flow_over_plain"] = round(
+                result["flow"]["meter_events_per_s"]
+                / result["plain"]["meter_events_per_s"], 3)
 
-                if not args.skip_load:
-                    register_sites(url, spec.stations, args.sites, args.site_capacity_w)
-                    dead_before = topic_count(broker.bootstrap, topics.deadletter)
-                    progress("load flow (subprocess, 1 worker)")
-                    load_before = os.getloadavg()
-                    elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
-                                            recovery=not args.no_recovery,
-                                            batch_size=args.batch_size, flow=LOAD_FLOW)
-                    figures = flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
-                                           load_before[0])
-                    tables = load_tables(url)
-                    published = topic_count(broker.bootstrap, topics.load_sites)
-                    dead = topic_count(broker.bootstrap, topics.deadletter) - dead_before
-                    rows = tables["load_connector_1m_rows"] + tables["site_load_live_rows"]
-                    progress_wh = register_progress_wh(msgs)
-                    result["load"] = {
-                        **figures, "recovery": not args.no_recovery, "sites": args.sites,
-                        "site_capacity_w": args.site_capacity_w,
-                        "load_connector_1m_rows": tables["load_connector_1m_rows"],
-                        "site_load_live_rows": tables["site_load_live_rows"],
-                        "sites_over_capacity": tables["sites_over_capacity"],
-                        "load_sites_messages": published,
-                        "deadletters": dead,
-                        "rows_written_per_s": round(rows / elapsed),
-                        "minute_rows_per_s": round(tables["load_connector_1m_rows"] / elapsed),
-                        "checks": {
-                            "minute_rows_equal_meter_events":
-                                tables["load_connector_1m_rows"] == spec.meter_events,
-                            "energy_wh_sum": tables["energy_wh_sum"],
-                            "register_progress_wh": progress_wh,
-                            "energy_equals_register_progress":
-                                tables["energy_wh_sum"] == progress_wh,
-                            "one_live_row_per_site":
-                                tables["site_load_live_rows"] == args.sites,
-                            "no_deadletters": dead == 0,
-                        },
-                    }
+        if not args.skip_load:
+            register_sites(url, spec.stations, args.sites, args.site_capacity_w)
+            dead_before = topic_count(broker.bootstrap, topics.deadletter)
+            progress("load flow (subprocess, 1 worker)")
+            load_before = os.getloadavg()
+            elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
+                                    recovery=not args.no_recovery,
+                                    batch_size=args.batch_size, flow=LOAD_FLOW)
+            figures = flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
+                                   load_before[0])
+            tables = load_tables(url)
+            published = topic_count(broker.bootstrap, topics.load_sites)
+            dead = topic_count(broker.bootstrap, topics.deadletter) - dead_before
+            rows = tables["load_connector_1m_rows"] + tables["site_load_live_rows"]
+            progress_wh = register_progress_wh(msgs)
+            result["load"] = {
+                **figures, "recovery": not args.no_recovery, "sites": args.sites,
+                "site_capacity_w": args.site_capacity_w,
+                "load_connector_1m_rows": tables["load_connector_1m_rows"],
+                "site_load_live_rows": tables["site_load_live_rows"],
+                "sites_over_capacity": tables["sites_over_capacity"],
+                "load_sites_messages": published,
+                "deadletters": dead,
+                "rows_written_per_s": round(rows / elapsed),
+                "minute_rows_per_s": round(tables["load_connector_1m_rows"] / elapsed),
+                "checks": {
+                    "minute_rows_equal_meter_events":
+                        tables["load_connector_1m_rows"] == spec.meter_events,
+                    "energy_wh_sum": tables["energy_wh_sum"],
+                    "register_progress_wh": progress_wh,
+                    "energy_equals_register_progress":
+                        tables["energy_wh_sum"] == progress_wh,
+                    "one_live_row_per_site":
+                        tables["site_load_live_rows"] == args.sites,
+                    "no_deadletters": dead == 0,
+                },
+            }
 
-                if not args.skip_status:
-                    dead_before = topic_count(broker.bootstrap, topics.deadletter)
-                    progress("status flow (subprocess, 1 worker)")
-                    load_before = os.getloadavg()
-                    elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
-                                            recovery=not args.no_recovery,
-                                            batch_size=args.batch_size, flow=STATUS_FLOW)
-                    figures = flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
-                                           load_before[0])
-                    counts = status_tables(url)
-                    dead = topic_count(broker.bootstrap, topics.deadletter) - dead_before
-                    rows = (counts["connector_status_history_rows"]
-                            + counts["connector_availability_rows"])
-                    result["status"] = {
-                        **figures, "recovery": not args.no_recovery,
-                        "status_notifications_per_s": round(statuses / elapsed),
-                        **counts,
-                        "deadletters": dead,
-                        "rows_written_per_s": round(rows / elapsed),
-                        "checks": {
-                            "history_rows_equal_status_notifications":
-                                counts["connector_status_history_rows"] == statuses,
-                            "one_availability_row_per_station":
-                                counts["connector_availability_rows"]
-                                == (spec.stations if statuses else 0),
-                            "no_deadletters": dead == 0,
-                        },
-                    }
+        if not args.skip_status:
+            dead_before = topic_count(broker.bootstrap, topics.deadletter)
+            progress("status flow (subprocess, 1 worker)")
+            load_before = os.getloadavg()
+            elapsed, cpu = run_flow(broker.bootstrap, topics, url, work,
+                                    recovery=not args.no_recovery,
+                                    batch_size=args.batch_size, flow=STATUS_FLOW)
+            figures = flow_figures(elapsed, cpu, spec.meter_events, len(msgs),
+                                   load_before[0])
+            counts = status_tables(url)
+            dead = topic_count(broker.bootstrap, topics.deadletter) - dead_before
+            rows = (counts["connector_status_history_rows"]
+                    + counts["connector_availability_rows"])
+            result["status"] = {
+                **figures, "recovery": not args.no_recovery,
+                "status_notifications_per_s": round(statuses / elapsed),
+                **counts,
+                "deadletters": dead,
+                "rows_written_per_s": round(rows / elapsed),
+                "checks": {
+                    "history_rows_equal_status_notifications":
+                        counts["connector_status_history_rows"] == statuses,
+                    "one_availability_row_per_station":
+                        counts["connector_availability_rows"]
+                        == (spec.stations if statuses else 0),
+                    "no_deadletters": dead == 0,
+                },
+            }
 
-                if args.profile is not None:
-                    truncate(url)
-                    progress(f"profiling the flow in-process -> {args.profile}")
-                    t = time.perf_counter()
-                    top = profile_flow(broker.bootstrap, topics, url, args.profile,
-                                       args.batch_size)
-                    result["profile"] = {"file": str(args.profile),
-                                         "wall_s_under_cprofile": round(time.perf_counter() - t, 3)}
-                    print(top, file=sys.stderr)
+        if args.profile is not None:
+            truncate(url)
+            progress(f"profiling the flow in-process -> {args.profile}")
+            t = time.perf_counter()
+            top = profile_flow(broker.bootstrap, topics, url, args.profile,
+                               args.batch_size)
+            result["profile"] = {"file": str(args.profile),
+                                 "wall_s_under_cprofile": round(time.perf_counter() - t, 3)}
+            print(top, file=sys.stderr)
 
-                if args.profile_load is not None:
-                    with psycopg.connect(url, autocommit=True) as conn:
-                        conn.execute("TRUNCATE load_connector_1m, site_load_live")
-                    if args.skip_load:
-                        register_sites(url, spec.stations, args.sites, args.site_capacity_w)
-                    progress(f"profiling the load flow in-process -> {args.profile_load}")
-                    t = time.perf_counter()
-                    top = profile_flow(broker.bootstrap, topics, url, args.profile_load,
-                                       args.batch_size, load=True)
-                    result["profile_load"] = {
-                        "file": str(args.profile_load),
-                        "wall_s_under_cprofile": round(time.perf_counter() - t, 3)}
-                    print(top, file=sys.stderr)
+        if args.profile_load is not None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("TRUNCATE load_connector_1m, site_load_live")
+            if args.skip_load:
+                register_sites(url, spec.stations, args.sites, args.site_capacity_w)
+            progress(f"profiling the load flow in-process -> {args.profile_load}")
+            t = time.perf_counter()
+            top = profile_flow(broker.bootstrap, topics, url, args.profile_load,
+                               args.batch_size, load=True)
+            result["profile_load"] = {
+                "file": str(args.profile_load),
+                "wall_s_under_cprofile": round(time.perf_counter() - t, 3)}
+            print(top, file=sys.stderr)
 
-                progress(f"writer: {args.copy_rows} meter samples")
-                samples = sample_rows(args.copy_rows)
-                copy_s = bench_writer(url, [], samples, args.copy_chunk)
-                result["copy"] = {"rows": args.copy_rows, "chunk": args.copy_chunk,
-                                  "wall_s": round(copy_s, 3),
-                                  "rows_per_s": round(args.copy_rows / copy_s)}
-                progress(f"writer: {args.session_rows} session upserts")
-                sessions = session_rows(args.session_rows)
-                chunk = 200
-                up_s = bench_writer(url, sessions, [], chunk)
-                result["session_upserts"] = {"rows": args.session_rows, "chunk": chunk,
-                                             "wall_s": round(up_s, 3),
-                                             "rows_per_s": round(args.session_rows / up_s)}
-        finally:
-            server.stop()
+        progress(f"writer: {args.copy_rows} meter samples")
+        samples = sample_rows(args.copy_rows)
+        copy_s = bench_writer(url, [], samples, args.copy_chunk)
+        result["copy"] = {"rows": args.copy_rows, "chunk": args.copy_chunk,
+                          "wall_s": round(copy_s, 3),
+                          "rows_per_s": round(args.copy_rows / copy_s)}
+        progress(f"writer: {args.session_rows} session upserts")
+        sessions = session_rows(args.session_rows)
+        chunk = 200
+        up_s = bench_writer(url, sessions, [], chunk)
+        result["session_upserts"] = {"rows": args.session_rows, "chunk": chunk,
+                                     "wall_s": round(up_s, 3),
+                                     "rows_per_s": round(args.session_rows / up_s)}
 
     result["targets"] = {
         "flow_meter_events_per_s_per_worker": TARGET_FLOW_EVENTS_PER_S,

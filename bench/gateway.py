@@ -31,11 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -50,10 +47,10 @@ import psutil
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.common import ROOT, fresh_database
-from bus.admin import ensure_topics
+from bench.common import ROOT, bench_stack, machine_info
+from bench.loadgen import raise_fd_limit
 from bus.topics import Topics
-from chargeflow.stack import EmbeddedBroker, database_server, free_port, wait_until
+from chargeflow.stack import free_port, wait_until
 from store.registry import hash_password
 
 TARGET_STATIONS = 2000
@@ -65,13 +62,6 @@ BENCH_PASSWORD = "bench-station-password-01"
 
 def progress(text: str) -> None:
     print(f"[bench] {text}", file=sys.stderr, flush=True)
-
-
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 # --------------------------------------------------------------------------- provisioning
@@ -391,9 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     fd_limit = raise_fd_limit()
     prefix = "BENCH-"
     result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-                    "fd_limit": fd_limit},
+        "machine": machine_info(fd_limit=fd_limit),
         "mode": "latency" if args.latency else "throughput",
         "config": {"stations": args.stations, "target_messages_per_s": rate,
                    "duration_s": args.duration, "warmup_s": args.warmup,
@@ -401,64 +389,53 @@ def main(argv: list[str] | None = None) -> int:
                    "security_profile": args.security_profile,
                    "connect_concurrency": args.connect_concurrency},
     }
-    with tempfile.TemporaryDirectory(prefix="chargeflow-bench-gw-") as tmp:
-        work = Path(tmp)
-        if args.logs is not None:
-            args.logs.mkdir(parents=True, exist_ok=True)
-            work = args.logs
-        server = database_server(os.environ.get("CHARGEFLOW_BENCH_DATABASE_URL"), work)
-        try:
-            with EmbeddedBroker(log_path=work / "tansu.log") as broker, \
-                    fresh_database(server) as url:
-                result["database"] = server.origin
-                topics = Topics.with_prefix(f"bench{uuid.uuid4().hex[:6]}.")
-                ensure_topics(broker.bootstrap, topics.all(), partitions=args.partitions)
-                progress(f"provisioning {args.stations} stations")
-                result["provision_s"] = round(
-                    provision_fleet(url, prefix, args.stations, BENCH_PASSWORD,
-                                    args.security_profile), 2)
-                with gateway_process(broker.bootstrap, url, topics, work) as gw:
-                    idle = settle_rss(gw)
-                    progress(f"gateway up (pid {gw.proc.pid}); connecting {args.stations}")
-                    run = start_loadgen(gw, stations=args.stations, rate=rate,
-                                        duration=args.duration, warmup=args.warmup,
-                                        prefix=prefix, password=BENCH_PASSWORD,
-                                        compression=args.compression,
-                                        extra=["--connect-concurrency",
-                                               str(args.connect_concurrency)])
-                    cpu_before_connect = gw.cpu_seconds()
-                    ready = run.wait_ready(timeout=1800)
-                    connect_cpu = gw.cpu_seconds() - cpu_before_connect
-                    connected_rss = settle_rss(gw)
-                    progress(f"{ready['connected']} stations ready in {ready['connect_s']} s; "
-                             f"load {rate:g}/s for {args.warmup:g}+{args.duration:g} s")
-                    spy = start_py_spy(args.py_spy, gw.proc.pid, args.warmup + args.duration)
-                    run.go()
-                    load = run.result(timeout=args.warmup + args.duration + 600)
-                    window = run.window()
-                    if spy is not None:
-                        spy.wait(60)
-                        result["profile"] = summarize_profile(args.py_spy)
-                    metrics_text = gw.metrics()
-                    events = topic_message_count(broker.bootstrap, topics.ocpp_events)
-                    n = max(1, load["connected"])
-                    result["gateway"] = {
-                        "pid": gw.proc.pid,
-                        "rss_idle_mib": round(idle / 2**20, 1),
-                        "rss_connected_mib": round(connected_rss / 2**20, 1),
-                        "rss_per_connection_kib": round((connected_rss - idle) / n / 1024, 1),
-                        "rss_peak_while_connecting_mib": round(run.peak_rss["connect"] / 2**20, 1),
-                        "rss_peak_under_load_mib": round(run.peak_rss["load"] / 2**20, 1),
-                        "rss_peak_under_load_per_connection_kib": round(
-                            (max(run.peak_rss["load"], connected_rss) - idle) / n / 1024, 1),
-                        "connect_cpu_s": round(connect_cpu, 1),
-                        **window,
-                        **publish_stats(metrics_text),
-                    }
-                    result["load"] = load
-                    result["kafka_ocpp_events"] = events
-        finally:
-            server.stop()
+    with bench_stack("bench", args.partitions, args.logs) as stack:
+        work, broker, url, topics = stack.work, stack.broker, stack.database_url, stack.topics
+        result["database"] = stack.database_origin
+        progress(f"provisioning {args.stations} stations")
+        result["provision_s"] = round(
+            provision_fleet(url, prefix, args.stations, BENCH_PASSWORD,
+                            args.security_profile), 2)
+        with gateway_process(broker.bootstrap, url, topics, work) as gw:
+            idle = settle_rss(gw)
+            progress(f"gateway up (pid {gw.proc.pid}); connecting {args.stations}")
+            run = start_loadgen(gw, stations=args.stations, rate=rate,
+                                duration=args.duration, warmup=args.warmup,
+                                prefix=prefix, password=BENCH_PASSWORD,
+                                compression=args.compression,
+                                extra=["--connect-concurrency",
+                                       str(args.connect_concurrency)])
+            cpu_before_connect = gw.cpu_seconds()
+            ready = run.wait_ready(timeout=1800)
+            connect_cpu = gw.cpu_seconds() - cpu_before_connect
+            connected_rss = settle_rss(gw)
+            progress(f"{ready['connected']} stations ready in {ready['connect_s']} s; "
+                     f"load {rate:g}/s for {args.warmup:g}+{args.duration:g} s")
+            spy = start_py_spy(args.py_spy, gw.proc.pid, args.warmup + args.duration)
+            run.go()
+            load = run.result(timeout=args.warmup + args.duration + 600)
+            window = run.window()
+            if spy is not None:
+                spy.wait(60)
+                result["profile"] = summarize_profile(args.py_spy)
+            metrics_text = gw.metrics()
+            events = topic_message_count(broker.bootstrap, topics.ocpp_events)
+            n = max(1, load["connected"])
+            result["gateway"] = {
+                "pid": gw.proc.pid,
+                "rss_idle_mib": round(idle / 2**20, 1),
+                "rss_connected_mib": round(connected_rss / 2**20, 1),
+                "rss_per_connection_kib": round((connected_rss - idle) / n / 1024, 1),
+                "rss_peak_while_connecting_mib": round(run.peak_rss["connect"] / 2**20, 1),
+                "rss_peak_under_load_mib": round(run.peak_rss["load"] / 2**20, 1),
+                "rss_peak_under_load_per_connection_kib": round(
+                    (max(run.peak_rss["load"], connected_rss) - idle) / n / 1024, 1),
+                "connect_cpu_s": round(connect_cpu, 1),
+                **window,
+                **publish_stats(metrics_text),
+            }
+            result["load"] = load
+            result["kafka_ocpp_events"] = events
 
     load = result["load"]
     gwr = result["gateway"]
