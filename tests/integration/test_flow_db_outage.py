@@ -11,7 +11,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from bytewax.testing import run_main
 from psycopg import sql
 
 from bench.common import (
@@ -29,8 +28,8 @@ from bench.common import (
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker
 from flows.recovery import ensure_recovery_dir
-from flows.sessions.dataflow import SessionsFlowConfig, build_flow
 from tests.conftest import poll_until
+from tests.integration.test_flow_recovery import reference_tables
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +86,7 @@ def test_sink_backs_off_during_a_database_outage_and_resumes_without_loss(
                 set_allow_connections(pg_server.admin_url, database, True)
 
             produce_all(broker.bootstrap, topics.ocpp_events, after)
-            with fresh_database(pg_server, "chargeflow_test_ref") as ref_url:
-                run_main(build_flow(SessionsFlowConfig(
-                    brokers=[broker.bootstrap], database_url=ref_url, topics=topics,
-                    tail=False)))
-                expected = table_rows(ref_url)
+            expected = reference_tables(pg_server, broker.bootstrap, topics)
             assert len(expected[1]) == sample_count(msgs)
             poll_until(lambda: table_rows(url), lambda got: got == expected, 30,
                        "the flow to catch up after the outage")
