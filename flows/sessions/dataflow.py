@@ -18,7 +18,7 @@ Run it with ``python -m bytewax.run "flows.sessions.dataflow:from_env()"``
 State per charge point is small and picklable; the Kafka offsets live in Bytewax
 recovery, and both sinks are idempotent / at-least-once.
 
-Throughput (issue 4): the sessions step folds each charge point's share of a
+Throughput: the sessions step folds each charge point's share of a
 Kafka batch at once (one session snapshot per transaction and batch), its
 snapshots are pickled bytes, and the database writes run on a writer thread
 that Bytewax's epoch snapshot waits for (:class:`flows.common.OverlappedSink`), so

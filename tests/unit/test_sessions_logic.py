@@ -243,7 +243,7 @@ def test_sample_outside_register_range_is_flagged() -> None:
 
 
 def test_meter_stop_near_zero_is_a_register_reset_counted_from_zero() -> None:
-    # Changed semantics (issue 4): a stop register far below the start that could
+    # A stop register far below the start that could
     # have been counted up from 0 in the time is a reset (reboot), not a bad value.
     t1 = T0 + timedelta(minutes=30)
     _, out = run([
