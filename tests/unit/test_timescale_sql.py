@@ -1431,7 +1431,8 @@ DAY = timedelta(days=1)
 
 
 def timestamptz_literal(node: Any) -> datetime | None:
-    if isinstance(node, ast.TypeCast) and type_name(node.typeName) == "timestamptz":
+    if isinstance(node, ast.TypeCast) and node.typeName is not None \
+            and type_name(node.typeName) == "timestamptz":
         text = string_const(node.arg)
         if text is not None:
             return datetime.fromisoformat(text)
