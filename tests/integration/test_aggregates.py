@@ -81,7 +81,9 @@ def test_late_rows_reach_the_hour_and_day_aggregates(db: psycopg.Connection[Any]
         (45, sum(Decimal(100 + k) for k in range(45))),
         (45, sum(Decimal(100 + k) for k in range(45, 90))),
     ]
-    assert [r for r in rows(db, STATION_MINUTES) if r[0] == "CP-LATE"][0][1] == late_start
+    late_minutes = [r for r in rows(db, STATION_MINUTES) if r[0] == "CP-LATE"]
+    assert [(r[1], r[3]) for r in late_minutes] == [
+        (late_start + k * M, Decimal(100 + k)) for k in range(90)]
 
     # A forced refresh, then rows of the current hour: the next refresh shows them (the
     # current hour and day are not frozen by the forced one).

@@ -135,6 +135,12 @@ SIGNATURES: dict[str, Signature] = {
     "refresh_continuous_aggregate": Signature(
         ("continuous_aggregate", "window_start", "window_end", "force", "options"), 3
     ),
+    # alter_job(job_id, ..., scheduled => ...) -- the test database pauses its jobs.
+    "alter_job": Signature(
+        ("job_id", "schedule_interval", "max_runtime", "max_retries", "retry_period",
+         "scheduled", "config", "next_start", "if_exists", "check_config", "fixed_schedule",
+         "initial_start", "timezone", "job_name"), 1
+    ),
     # time_bucket(bucket_width, ts [, offset | origin | timezone [, origin [, offset]]])
     "time_bucket": Signature(("bucket_width", "ts", "offset", "origin", "timezone"), 2, 5),
 }
@@ -1612,3 +1618,25 @@ def test_the_refresh_checks_catch(name: str) -> None:
     sql, fragment = REFRESH_MUTANTS[name]
     found = refresh_problems(sql, NOW, timescale_model())
     assert any(fragment in p for p in found), f"{name}: {found}"
+
+
+def test_the_test_database_statements_match_the_api() -> None:
+    """tests/conftest.py's TimescaleDB statements: pausing retention, emptying the
+    continuous aggregates."""
+    from tests import conftest
+
+    statements = (conftest.TIMESCALE_PAUSE_RETENTION, *conftest.TIMESCALE_EMPTY_AGGREGATES)
+    called = []
+    for sql in statements:
+        [raw] = parse_sql(sql)
+        for call in (n for n in walk(raw.stmt) if isinstance(n, ast.FuncCall)):
+            name = func_name(call)
+            assert name in SIGNATURES, name
+            bound, errors = bind_arguments(call, SIGNATURES[name])
+            assert errors == [], sql
+            called.append(name)
+            if name == "alter_job":
+                assert bool_const(bound["scheduled"]) is False
+            else:
+                assert string_const(bound["continuous_aggregate"]) in timescale_model().caggs
+    assert sorted(set(called)) == ["alter_job", "refresh_continuous_aggregate"]
