@@ -29,18 +29,28 @@ This module checks what can be checked without the server:
    least two buckets; retention never drops what a refresh window still reads.
 5. **Against the real PostgreSQL** (the migrated test database of ``conftest``): the
    continuous aggregates' queries with ``time_bucket`` replaced by ``date_bin`` are
-   planned and give exactly the columns and rows of the plain materialised views; the
-   model agrees with the catalog (columns, unique keys of the hypertables); the
-   continuous aggregates' indexes can be built on the same columns; PostgreSQL reads
-   every INTERVAL literal as the model does.
+   planned, have the columns of the plain aggregate tables and give exactly the rows
+   the plain refresher computes; the model agrees with the catalog (columns, unique
+   keys of the hypertables); the continuous aggregates' indexes can be built on the
+   same columns; PostgreSQL reads every INTERVAL literal as the model does.
+6. **The refresher's statements** (``store.aggregates``): the ``CALL
+   refresh_continuous_aggregate`` statements it issues for forced refreshes and for
+   recorded ranges (late rows, the current hour, ranges across and beyond raw
+   retention) match the documented signature, name a continuous aggregate of the
+   model, give both window ends as ``TIMESTAMPTZ`` literals on bucket boundaries, start
+   no earlier than the retention policy of the hypertable keeps rows and end no later
+   than the start of the current bucket (left to the real-time part); a late hour is
+   covered in every aggregate although it lies outside every policy's window. The
+   TimescaleDB statements of ``tests/conftest.py`` match the API too.
 
-A set of deliberately broken variants (:data:`MUTANTS`) shows each rule catches what
-it is meant to catch.
+A set of deliberately broken variants (:data:`MUTANTS`, :data:`REFRESH_MUTANTS`) shows
+each rule catches what it is meant to catch.
 
 Not verifiable without a TimescaleDB server: that the extension accepts the calls at
 run time in a given version (behaviour that differs between 2.x releases), background
 jobs (policies actually refreshing, compressing, dropping), the real-time union of
-continuous aggregates, and 0007's generated ``series_key`` column on a hypertable.
+continuous aggregates (also after the refresher materialised an old window), and 0007's
+generated ``series_key`` column on a hypertable.
 """
 
 from __future__ import annotations
