@@ -144,7 +144,8 @@ class LocalStack:
         sup.start("sessions", self.flow_argv("sessions", "flows.sessions.dataflow:from_env()"), env)
         sup.start("load", self.flow_argv("load", "flows.load.dataflow:from_env()"), env)
         sup.start("status", self.flow_argv("status", "flows.status.dataflow:from_env()"), env)
-        # Plain PostgreSQL: refresh the load materialised views (TimescaleDB: policies do).
+        # Refreshes the load aggregates' invalidated buckets (late rows; plain PostgreSQL:
+        # every change), see docs/storage.md.
         sup.start("aggregates", [py, "-m", "store.aggregates", "--every", "30"], env)
         sup.start("api", [py, "-m", "chargeflow.cli", "api"], env)
         wait_until(lambda: tcp_open(s.gateway_host, s.gateway_port), 30, "gateway")

@@ -1,13 +1,36 @@
-"""Keeping the load aggregates fresh (``load_station_1m``, ``load_connector_1h``,
-``energy_connector_1d``; see migration 0006).
+"""Keeping the load aggregates (``load_station_1m``, ``load_connector_1h``,
+``energy_connector_1d``) true to ``load_connector_1m``; docs/storage.md has the rules.
 
-* TimescaleDB: they are continuous aggregates with refresh policies and real-time
-  aggregation; nothing to do here (``force=True`` refreshes them fully, e.g. after
-  a backfill).
-* Plain PostgreSQL: they are materialised views; :func:`refresh_aggregates` runs
-  ``REFRESH MATERIALIZED VIEW CONCURRENTLY`` on each (readers are never blocked).
-  A session-level advisory lock makes concurrent refreshers (several copies of the
-  loop) skip rather than queue up.
+Both storage modes:
+
+* ``store.load_writers`` records the UTC hours each batch inserted or changed in
+  ``load_aggregate_invalidations`` (same transaction as the rows). A refresh takes
+  those ranges, widens each to whole buckets of every aggregate and refreshes exactly
+  those buckets, then deletes the ranges it took. Late rows (a station's buffered
+  offline data, days old) therefore reach every aggregate on the next refresh.
+* No refresh window starts before :func:`earliest_bucket`: raw retention
+  (:data:`RAW_RETENTION`, the ``load_connector_1m`` retention policy of TimescaleDB)
+  less :data:`RETENTION_MARGIN`, rounded up to a whole bucket. Refreshing a bucket
+  whose raw rows are gone would delete it from the aggregate, whose own retention is
+  longer (2 years, forever).
+* ``force`` refreshes every bucket from that start on (e.g. after a bulk load that
+  bypassed the writer).
+
+TimescaleDB: continuous aggregates (real-time; their policies refresh the last 2 h,
+2 days and 7 days). The refresh is ``CALL refresh_continuous_aggregate`` per window,
+ending at the start of the current bucket: the current hour and day are never
+materialised (that would freeze them until the next policy run past them); the
+real-time part of the aggregate shows them.
+
+Plain PostgreSQL: the aggregates are tables. A window is refreshed in one statement:
+the buckets recomputed from the raw rows are upserted (rows that did not change are
+not rewritten) and the window's buckets without raw rows are deleted; nothing outside
+the window is touched. The current bucket is refreshed too (there is no real-time
+part), so aggregates are as fresh as the last refresh. All windows and the deletion of
+the ranges taken run in one transaction.
+
+A session-level advisory lock makes concurrent refreshers (several copies of the loop)
+skip rather than queue up.
 
 ``python -m store.aggregates [--every SECONDS | --once] [--force]`` (database from
 CHARGEFLOW_DATABASE_URL) is the small scheduler ``chargeflow run`` starts; it stops
@@ -23,6 +46,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -30,9 +56,159 @@ import psycopg
 
 log = logging.getLogger("chargeflow.aggregates")
 
-AGGREGATE_VIEWS = ("load_station_1m", "load_connector_1h", "energy_connector_1d")
 REFRESH_LOCK_KEY = 0x6366_6167  # "cfag": one refresher at a time per database
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # date_bin origin of the plain tables
+RAW_RETENTION = timedelta(days=90)  # load_connector_1m, TimescaleDB retention policy
+# Raw rows younger than RAW_RETENTION are always there (TimescaleDB drops whole 1-day
+# chunks once all of a chunk is older); the margin keeps a refresh clear of a chunk
+# being dropped while it runs.
+RETENTION_MARGIN = timedelta(days=1)
+INVALIDATIONS_PER_REFRESH = 50_000
 
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    name: str
+    width: timedelta
+    keys: tuple[str, ...]
+    measures: tuple[tuple[str, str], ...]  # (column, expression over load_connector_1m)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.keys, "bucket", *(c for c, _ in self.measures))
+
+
+_CONNECTOR_MEASURES = (
+    ("minutes", "count(*)::int"),
+    ("sample_count", "sum(sample_count)::int"),
+    ("avg_power_w", "sum(power_sum_w) / NULLIF(sum(sample_count), 0)"),
+    ("max_power_w", "max(max_power_w)"),
+    ("energy_wh", "sum(energy_wh)"),
+)
+AGGREGATES: tuple[Aggregate, ...] = (
+    Aggregate("load_station_1m", timedelta(minutes=1), ("charge_point_id",), (
+        ("connector_count", "count(*)::int"),
+        ("sample_count", "sum(sample_count)::int"),
+        ("avg_power_w", "sum(avg_power_w)"),
+        ("max_connector_power_w", "max(max_power_w)"),
+        ("energy_wh", "sum(energy_wh)"),
+    )),
+    Aggregate("load_connector_1h", timedelta(hours=1), ("charge_point_id", "connector_id"),
+              _CONNECTOR_MEASURES),
+    Aggregate("energy_connector_1d", timedelta(days=1), ("charge_point_id", "connector_id"),
+              _CONNECTOR_MEASURES),
+)
+AGGREGATE_VIEWS = tuple(a.name for a in AGGREGATES)
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshWindow:
+    """Buckets ``[start, end)`` of one aggregate; ``end`` None: no upper bound."""
+
+    aggregate: Aggregate
+    start: datetime
+    end: datetime | None
+
+
+# -- pure planning ------------------------------------------------------------------
+
+def floor_bucket(at: datetime, width: timedelta) -> datetime:
+    return at - (at - ORIGIN) % width
+
+
+def ceil_bucket(at: datetime, width: timedelta) -> datetime:
+    start = floor_bucket(at, width)
+    return start if start == at else start + width
+
+
+def earliest_bucket(now: datetime, width: timedelta) -> datetime:
+    """The first bucket a refresh may touch: all of it lies within raw retention."""
+    return ceil_bucket(now - RAW_RETENTION + RETENTION_MARGIN, width)
+
+
+def _merge(ranges: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def refresh_windows(*, timescale: bool, now: datetime,
+                    invalidated: Sequence[tuple[datetime, datetime]],
+                    force: bool = False) -> list[RefreshWindow]:
+    """What to refresh for the ranges of raw time ``invalidated`` (and everything within
+    retention with ``force``), per aggregate in :data:`AGGREGATES` order."""
+    windows: list[RefreshWindow] = []
+    for aggregate in AGGREGATES:
+        width = aggregate.width
+        earliest = earliest_bucket(now, width)
+        # TimescaleDB: the current bucket (and anything later) is the real-time part.
+        latest = floor_bucket(now, width) if timescale else None
+        if force:
+            if latest is None or latest > earliest:
+                windows.append(RefreshWindow(aggregate, earliest, latest))
+            continue
+        ranges = []
+        for low, high in invalidated:
+            start = max(floor_bucket(low, width), earliest)
+            end = ceil_bucket(high, width)
+            if latest is not None:
+                end = min(end, latest)
+            if end > start:
+                ranges.append((start, end))
+        windows.extend(RefreshWindow(aggregate, s, e) for s, e in _merge(ranges))
+    return windows
+
+
+def timescale_refresh_sql(window: RefreshWindow) -> str:
+    """The TimescaleDB statement for ``window`` (checked by tests/unit/test_timescale_sql.py)."""
+    if window.end is None:
+        raise ValueError("a TimescaleDB refresh window needs an end")
+    if window.aggregate not in AGGREGATES:
+        raise ValueError(f"not a load aggregate: {window.aggregate.name!r}")
+    return (f"CALL refresh_continuous_aggregate('{window.aggregate.name}', "
+            f"TIMESTAMPTZ '{window.start.astimezone(UTC).isoformat()}', "
+            f"TIMESTAMPTZ '{window.end.astimezone(UTC).isoformat()}')")
+
+
+def plain_select_sql(aggregate: Aggregate) -> str:
+    """The aggregate's rows over ``load_connector_1m`` rows in ``[%(start)s, %(end)s)``."""
+    bucket = f"date_bin(INTERVAL '{aggregate.width.total_seconds():.0f} seconds', bucket, " \
+             f"TIMESTAMPTZ '{ORIGIN.isoformat()}')"
+    keys = ", ".join(aggregate.keys)
+    measures = ", ".join(f"{expression} AS {column}" for column, expression in aggregate.measures)
+    return (f"SELECT {keys}, {bucket} AS bucket, {measures} FROM load_connector_1m"
+            " WHERE bucket >= %(start)s"
+            " AND bucket < COALESCE(%(end)s::timestamptz, 'infinity')"
+            f" GROUP BY {keys}, {bucket}")
+
+
+def plain_refresh_sql(aggregate: Aggregate) -> str:
+    """One statement: upsert the window's recomputed buckets, delete its buckets that
+    have no raw rows; rows outside ``[%(start)s, %(end)s)`` are not touched."""
+    name = aggregate.name
+    key = ", ".join((*aggregate.keys, "bucket"))
+    measures = [c for c, _ in aggregate.measures]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in measures)
+    old = ", ".join(f"a.{c}" for c in measures)
+    new = ", ".join(f"EXCLUDED.{c}" for c in measures)
+    same_key = " AND ".join(f"f.{c} = a.{c}" for c in (*aggregate.keys, "bucket"))
+    columns = ", ".join(aggregate.columns)
+    return (
+        f"WITH fresh AS ({plain_select_sql(aggregate)}), "
+        f"upserted AS (INSERT INTO {name} AS a ({columns}) SELECT {columns} FROM fresh"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        f" WHERE ({old}) IS DISTINCT FROM ({new}) RETURNING 1) "
+        f"DELETE FROM {name} AS a WHERE a.bucket >= %(start)s"
+        " AND a.bucket < COALESCE(%(end)s::timestamptz, 'infinity')"
+        f" AND NOT EXISTS (SELECT 1 FROM fresh f WHERE {same_key})"
+    )
+
+
+# -- database -----------------------------------------------------------------------
 
 def _mode(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'").fetchone()
@@ -41,26 +217,49 @@ def _mode(conn: psycopg.Connection[Any]) -> str:
     return str(row[0])
 
 
-def refresh_aggregates(conn: psycopg.Connection[Any], *, force: bool = False) -> list[str]:
-    """Refresh what needs refreshing; returns the views refreshed (``conn`` must be in
-    autocommit mode: neither statement may run inside a transaction block)."""
+def refresh_aggregates(conn: psycopg.Connection[Any], *, force: bool = False,
+                       now: datetime | None = None) -> list[str]:
+    """Refresh the buckets invalidated since the last refresh (all buckets within
+    retention with ``force``); returns the aggregates refreshed. ``now`` (default: the
+    database's clock) fixes the retention clamp and, on TimescaleDB, the current
+    bucket. ``conn`` must be in autocommit mode (TimescaleDB's refresh cannot run in a
+    transaction block)."""
     if not conn.autocommit:
         raise ValueError("refresh_aggregates needs an autocommit connection")
-    if _mode(conn) == "timescaledb":
-        if not force:
-            return []
-        for view in AGGREGATE_VIEWS:
-            conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
-        return list(AGGREGATE_VIEWS)
+    timescale = _mode(conn) == "timescaledb"
     locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (REFRESH_LOCK_KEY,)).fetchone()
     if not locked or not locked[0]:
         return []  # another refresher is at it
     try:
-        for view in AGGREGATE_VIEWS:
-            conn.execute(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {view}")
+        if now is None:
+            clock = conn.execute("SELECT now()").fetchone()
+            assert clock is not None
+            now = clock[0]
+        assert now is not None
+        rows = conn.execute(
+            "SELECT id, bucket_start, bucket_end FROM load_aggregate_invalidations"
+            " ORDER BY id LIMIT %s", (INVALIDATIONS_PER_REFRESH,)).fetchall()
+        ids = [r[0] for r in rows]
+        windows = refresh_windows(timescale=timescale, now=now,
+                                  invalidated=[(r[1], r[2]) for r in rows], force=force)
+        if timescale:
+            for window in windows:
+                conn.execute(timescale_refresh_sql(window))
+            _forget(conn, ids)
+        else:
+            with conn.transaction():
+                for window in windows:
+                    conn.execute(plain_refresh_sql(window.aggregate),
+                                 {"start": window.start, "end": window.end})
+                _forget(conn, ids)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK_KEY,))
-    return list(AGGREGATE_VIEWS)
+    return list(dict.fromkeys(w.aggregate.name for w in windows))
+
+
+def _forget(conn: psycopg.Connection[Any], ids: list[int]) -> None:
+    if ids:
+        conn.execute("DELETE FROM load_aggregate_invalidations WHERE id = ANY(%s)", (ids,))
 
 
 def refresh_loop(database_url: str, every_s: float, stop: threading.Event, *,
@@ -98,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=60.0, help="seconds between refreshes")
     parser.add_argument("--once", action="store_true", help="refresh once and exit")
     parser.add_argument("--force", action="store_true",
-                        help="TimescaleDB: refresh the continuous aggregates fully")
+                        help="refresh every bucket within raw-data retention")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("CHARGEFLOW_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -109,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.once:
         with psycopg.connect(url, autocommit=True) as conn:
             done = refresh_aggregates(conn, force=args.force)
-        print("refreshed: " + (", ".join(done) or "nothing (TimescaleDB policies do it)"))
+        print("refreshed: " + (", ".join(done) or "nothing to refresh"))
         return 0
     if args.every <= 0:
         print("error: --every must be > 0", file=sys.stderr)
@@ -121,12 +320,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    with psycopg.connect(url, autocommit=True) as conn:
-        mode = _mode(conn)
-    if mode == "timescaledb" and not args.force:
-        log.info("TimescaleDB: continuous aggregate policies refresh the load aggregates")
-    else:
-        log.info("refreshing %s every %.0fs", ", ".join(AGGREGATE_VIEWS), args.every)
+    log.info("refreshing invalidated buckets of %s every %.0fs", ", ".join(AGGREGATE_VIEWS),
+             args.every)
     refresh_loop(url, args.every, stop, force=args.force)
     return 0
 

@@ -2,7 +2,7 @@
 
 The same SQL runs on both storage modes: the aggregates have the same names and
 columns whether they are TimescaleDB continuous aggregates (real-time) or plain
-materialised views (as fresh as the last ``store.aggregates`` refresh).
+tables (as fresh as the last ``store.aggregates`` refresh); docs/storage.md.
 """
 
 from __future__ import annotations

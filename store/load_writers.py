@@ -7,7 +7,9 @@ Idempotent under replay (Bytewax sinks are at-least-once):
   the last row per key). The rows are binary COPYed into a temporary staging table
   (created once per connection, ``ON COMMIT DELETE ROWS``) and merged by one
   ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` that leaves rows whose figures did
-  not change untouched (no dead tuple for a replayed row).
+  not change untouched (no dead tuple for a replayed row). The same statement records
+  each UTC hour it inserted or changed in ``load_aggregate_invalidations``, which
+  ``store.aggregates`` refreshes next (late rows included, however old).
 * ``site_load_live``: upsert on ``site_id`` unless the stored row is newer (``as_of``),
   so a replay from the start of the topic never moves the live view back in time.
 * ``connector_status_history``: insert, ``ON CONFLICT DO NOTHING`` on
@@ -46,6 +48,7 @@ _COPY_MINUTES = (
     f"COPY {_MINUTES_STAGING} ({', '.join(_MINUTE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
 _UPSERT_MINUTES = f"""
+WITH changed AS (
 INSERT INTO load_connector_1m AS m ({', '.join(_MINUTE_COLUMNS)})
 SELECT {', '.join(_MINUTE_COLUMNS)} FROM {_MINUTES_STAGING}
 ON CONFLICT (charge_point_id, connector_id, bucket) DO UPDATE SET
@@ -60,6 +63,13 @@ WHERE (m.sample_count, m.power_sum_w, m.avg_power_w, m.max_power_w, m.energy_wh,
        m.register_wh, m.source)
     IS DISTINCT FROM (EXCLUDED.sample_count, EXCLUDED.power_sum_w, EXCLUDED.avg_power_w,
        EXCLUDED.max_power_w, EXCLUDED.energy_wh, EXCLUDED.register_wh, EXCLUDED.source)
+RETURNING m.bucket
+)
+INSERT INTO load_aggregate_invalidations (bucket_start, bucket_end)
+SELECT hour, hour + INTERVAL '1 hour' FROM (
+    SELECT DISTINCT date_bin(INTERVAL '1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+        AS hour FROM changed
+) AS hours
 """
 
 _UPSERT_SITE = """

@@ -53,3 +53,13 @@ def storage_mode(database_url: str) -> StorageMode:
     if row is None:
         raise RuntimeError("schema is not migrated: chargeflow_meta.storage_mode is missing")
     return StorageMode(row[0])
+
+
+def available_storage_mode(database_url: str) -> StorageMode:
+    """The mode migrating a fresh database on this server picks: TimescaleDB when the
+    server can install the extension, plain PostgreSQL otherwise."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+        ).fetchone()
+    return StorageMode.POSTGRESQL if row is None else StorageMode.TIMESCALEDB

@@ -20,7 +20,8 @@ import pytest
 from bus.admin import ensure_topics
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server
-from store.schema import migrate
+from store.aggregates import AGGREGATE_VIEWS
+from store.schema import StorageMode, migrate, storage_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -29,6 +30,7 @@ DATA_TABLES = (
     "meter_samples", "sessions", "connectors", "stations", "sites", "id_tags", "api_keys",
     "load_connector_1m", "site_load_live", "connector_status_history", "connector_availability",
     "sessions_outbox", "commands", "command_deadletters", "gateway_offsets", "gateways",
+    "load_aggregate_invalidations",
 )
 
 
@@ -67,15 +69,41 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseServ
 def database_url(pg_server: DatabaseServer) -> Iterator[str]:
     name = f"chargeflow_test_{uuid.uuid4().hex[:10]}"
     url = pg_server.create_database(name, exist_ok=False)
-    migrate(url)
+    if migrate(url) is StorageMode.TIMESCALEDB:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(TIMESCALE_PAUSE_RETENTION)
     yield url
     pg_server.drop_database(name)
 
 
+# TimescaleDB only. The test database's retention jobs never drop rows mid-test (tests
+# that need retention delete the rows themselves), and cleaning empties the continuous
+# aggregates, which keep materialised rows after their hypertable is truncated until a
+# refresh over the whole range. Checked by tests/unit/test_timescale_sql.py.
+TIMESCALE_PAUSE_RETENTION = (
+    "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
+    " WHERE proc_name = 'policy_retention'"
+)
+TIMESCALE_EMPTY_AGGREGATES = tuple(
+    f"CALL refresh_continuous_aggregate('{name}', NULL, NULL)" for name in AGGREGATE_VIEWS
+)
+
+
+def clear_data(database_url: str) -> None:
+    """Empty every data table and the load aggregates, in either storage mode."""
+    timescale = storage_mode(database_url) is StorageMode.TIMESCALEDB
+    # Plain PostgreSQL: the aggregates are tables.
+    tables = DATA_TABLES if timescale else (*DATA_TABLES, *AGGREGATE_VIEWS)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
+        if timescale:
+            for statement in TIMESCALE_EMPTY_AGGREGATES:
+                conn.execute(statement)
+
+
 @pytest.fixture
 def clean_db(database_url: str) -> str:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE " + ", ".join(DATA_TABLES) + " CASCADE")
+    clear_data(database_url)
     return database_url
 
 

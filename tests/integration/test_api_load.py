@@ -19,8 +19,6 @@ from tests.unit.load_events import T0
 pytestmark = pytest.mark.integration
 
 M = timedelta(minutes=1)
-MY_TABLES = ("load_connector_1m", "site_load_live", "connector_status_history",
-             "connector_availability")
 
 
 @pytest.fixture
@@ -32,7 +30,6 @@ def keys(clean_db: str) -> dict[str, str]:
 @pytest.fixture
 def seeded(clean_db: str) -> str:
     with psycopg.connect(clean_db, autocommit=True) as db:
-        db.execute("TRUNCATE " + ", ".join(MY_TABLES))
         db.execute("INSERT INTO sites (site_id, name, capacity_w) VALUES"
                    " ('S-NORTH', 'North', 30000), ('S-EMPTY', 'Empty', NULL)")
         for cp in ("N1", "N2"):
@@ -75,7 +72,7 @@ def seeded(clean_db: str) -> str:
                 {"charge_point_id": "N2", "power_w": 11000.0, "as_of": T0.isoformat(),
                  "offline": True, "connectors": [{"connector_id": 1, "power_w": 11000.0}]},
             ])))
-        refresh_aggregates(db)
+        refresh_aggregates(db, force=True)  # the rows bypassed the writer
     return clean_db
 
 
@@ -120,8 +117,8 @@ async def test_status_history(seeded: str, keys: dict[str, str]) -> None:
         r = await client.get(url, params={"connector": 1, "from": (T0 + M).isoformat(),
                                           "limit": 1}, headers=auth(keys["operator"]))
         assert [i["status"] for i in r.json()["items"]] == ["Charging"]
-        r = await client.get(url, params={"from": "2026-03-02T11:00:00",
-                                          "to": "2026-03-02T10:00:00"},
+        r = await client.get(url, params={"from": (T0 + 60 * M).replace(tzinfo=None).isoformat(),
+                                          "to": T0.replace(tzinfo=None).isoformat()},
                              headers=auth(keys["operator"]))
         assert r.status_code == 400
         r = await client.get("/v1/stations/NOPE/status-history", headers=auth(keys["admin"]))

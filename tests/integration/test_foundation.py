@@ -8,22 +8,22 @@ from bus.admin import read_topic
 from bus.envelope import Envelope, EnvelopeError, Kind, decode_envelope, encode_envelope
 from bus.producer import Producer, PublishError, producer_config
 from chargeflow.stack import DatabaseServer, EmbeddedBroker
-from store.schema import StorageMode, current_revision, migrate, storage_mode
+from store.schema import available_storage_mode, current_revision, migrate, storage_mode
 
 
-def test_migrations_apply_twice_and_report_plain_postgresql(database_url: str) -> None:
+def test_migrations_apply_twice_and_report_the_storage_mode(database_url: str) -> None:
     first = migrate(database_url)
     second = migrate(database_url)
     assert first == second == storage_mode(database_url)
-    # No timescaledb extension on this machine: the plain-PostgreSQL path is used.
-    assert first is StorageMode.POSTGRESQL
+    # TimescaleDB wherever the server offers the extension, plain PostgreSQL elsewhere.
+    assert first is available_storage_mode(database_url)
     assert current_revision(database_url) is not None
 
 
 def test_fresh_database_migrates_from_nothing(pg_server: DatabaseServer) -> None:
     url = pg_server.create_database("chargeflow_test_fresh_migrate")
     try:
-        assert migrate(url) is StorageMode.POSTGRESQL
+        assert migrate(url) is available_storage_mode(url)
     finally:
         pg_server.drop_database("chargeflow_test_fresh_migrate")
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from bus.envelope import Envelope, Kind, new_message_id
 from bus.normalized import EvseStates, normalize_v16, normalize_v201
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+# 10:00 UTC three days ago: within every retention and refresh rule of the storage, and
+# every bucket of a test's day-long series is complete before now.
+T0 = (datetime.now(UTC) - timedelta(days=3)).replace(hour=10, minute=0, second=0,
+                                                     microsecond=0)
 POWER = "Power.Active.Import"
 REGISTER = "Energy.Active.Import.Register"
 

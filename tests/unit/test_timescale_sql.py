@@ -29,24 +29,35 @@ This module checks what can be checked without the server:
    least two buckets; retention never drops what a refresh window still reads.
 5. **Against the real PostgreSQL** (the migrated test database of ``conftest``): the
    continuous aggregates' queries with ``time_bucket`` replaced by ``date_bin`` are
-   planned and give exactly the columns and rows of the plain materialised views; the
-   model agrees with the catalog (columns, unique keys of the hypertables); the
-   continuous aggregates' indexes can be built on the same columns; PostgreSQL reads
-   every INTERVAL literal as the model does.
+   planned, have the columns of the plain aggregate tables and give exactly the rows
+   the plain refresher computes; the model agrees with the catalog (columns, unique
+   keys of the hypertables); the continuous aggregates' indexes can be built on the
+   same columns; PostgreSQL reads every INTERVAL literal as the model does.
+6. **The refresher's statements** (``store.aggregates``): the ``CALL
+   refresh_continuous_aggregate`` statements it issues for forced refreshes and for
+   recorded ranges (late rows, the current hour, ranges across and beyond raw
+   retention) match the documented signature, name a continuous aggregate of the
+   model, give both window ends as ``TIMESTAMPTZ`` literals on bucket boundaries, start
+   no earlier than the retention policy of the hypertable keeps rows and end no later
+   than the start of the current bucket (left to the real-time part); a late hour is
+   covered in every aggregate although it lies outside every policy's window. The
+   TimescaleDB statements of ``tests/conftest.py`` match the API too.
 
-A set of deliberately broken variants (:data:`MUTANTS`) shows each rule catches what
-it is meant to catch.
+A set of deliberately broken variants (:data:`MUTANTS`, :data:`REFRESH_MUTANTS`) shows
+each rule catches what it is meant to catch.
 
 Not verifiable without a TimescaleDB server: that the extension accepts the calls at
 run time in a given version (behaviour that differs between 2.x releases), background
 jobs (policies actually refreshing, compressing, dropping), the real-time union of
-continuous aggregates, and 0007's generated ``series_key`` column on a hypertable.
+continuous aggregates (also after the refresher materialised an old window), and 0007's
+generated ``series_key`` column on a hypertable.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -61,6 +72,7 @@ from pglast.stream import RawStream
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import TextClause
 
+from store import aggregates
 from store.schema import MIGRATIONS_DIR
 
 TIMESCALEDB = "timescaledb"
@@ -127,6 +139,17 @@ SIGNATURES: dict[str, Signature] = {
     ),
     "show_chunks": Signature(
         ("relation", "older_than", "newer_than", "created_before", "created_after"), 1
+    ),
+    # CALL refresh_continuous_aggregate(cagg, window_start, window_end [, force]) --
+    # store.aggregates; ``force`` from 2.22, ``options`` in later releases.
+    "refresh_continuous_aggregate": Signature(
+        ("continuous_aggregate", "window_start", "window_end", "force", "options"), 3
+    ),
+    # alter_job(job_id, ..., scheduled => ...) -- the test database pauses its jobs.
+    "alter_job": Signature(
+        ("job_id", "schedule_interval", "max_runtime", "max_retries", "retry_period",
+         "scheduled", "config", "next_start", "if_exists", "check_config", "fixed_schedule",
+         "initial_start", "timezone", "job_name"), 1
     ),
     # time_bucket(bucket_width, ts [, offset | origin | timezone [, origin [, offset]]])
     "time_bucket": Signature(("bucket_width", "ts", "offset", "origin", "timezone"), 2, 5),
@@ -1306,6 +1329,11 @@ def plain_equivalent(cagg: Cagg) -> str:
     return str(RawStream()(query))
 
 
+def plain_aggregate(name: str) -> aggregates.Aggregate:
+    [aggregate] = [a for a in aggregates.AGGREGATES if a.name == name]
+    return aggregate
+
+
 def _columns(conn: psycopg.Connection[Any], sql: str) -> list[tuple[str, int]]:
     cursor = conn.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
     assert cursor.description is not None
@@ -1314,8 +1342,8 @@ def _columns(conn: psycopg.Connection[Any], sql: str) -> list[tuple[str, int]]:
 
 @pytest.mark.integration
 def test_continuous_aggregate_queries_run_on_postgresql(database_url: str) -> None:
-    """The queries are planned against the migrated schema, have the plain views' columns
-    and, on sample rows, give the plain views' rows."""
+    """The queries are planned against the migrated schema, have the plain tables' columns
+    and, on sample rows, give the rows the plain refresher computes."""
     caggs = timescale_model().caggs
     with psycopg.connect(database_url) as conn:
         try:
@@ -1333,16 +1361,16 @@ def test_continuous_aggregate_queries_run_on_postgresql(database_url: str) -> No
                 assert plan, cagg.name
                 assert _columns(conn, sql) == _columns(conn, f"SELECT * FROM {cagg.name}"), \
                     cagg.name
-                view = conn.execute(
-                    "SELECT pg_get_viewdef(%s::regclass)", (cagg.name,)
-                ).fetchone()
-                assert view is not None
-                definition = str(view[0]).rstrip().rstrip(";")
+                # What the plain refresher computes for these rows (every bucket).
+                plain = psycopg.ClientCursor(conn).mogrify(
+                    aggregates.plain_select_sql(plain_aggregate(cagg.name)),
+                    {"start": aggregates.ORIGIN, "end": None})
+                assert _columns(conn, plain) == _columns(conn, sql), cagg.name
                 differ = conn.execute(
-                    f"SELECT count(*) FROM (({sql}) EXCEPT ALL ({definition})) AS a"
+                    f"SELECT count(*) FROM (({sql}) EXCEPT ALL ({plain})) AS a"
                 ).fetchone()
                 missing = conn.execute(
-                    f"SELECT count(*) FROM (({definition}) EXCEPT ALL ({sql})) AS b"
+                    f"SELECT count(*) FROM (({plain}) EXCEPT ALL ({sql})) AS b"
                 ).fetchone()
                 rows = conn.execute(f"SELECT count(*) FROM ({sql}) AS c").fetchone()
                 assert differ == missing == (0,), cagg.name
@@ -1406,3 +1434,219 @@ def test_postgresql_reads_the_intervals_as_the_model_does(database_url: str) -> 
             row = conn.execute("SELECT EXTRACT(EPOCH FROM %s::interval)", (text,)).fetchone()
             assert row is not None, text
             assert float(row[0]) == interval_seconds(text), text
+
+
+# ---------------------------------------------------------------------------------------
+# 5. The refresher's TimescaleDB statements (store.aggregates)
+# ---------------------------------------------------------------------------------------
+
+# A fixed clock in the middle of an hour and of a day.
+NOW = datetime(2026, 12, 2, 14, 37, 12, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def timestamptz_literal(node: Any) -> datetime | None:
+    if isinstance(node, ast.TypeCast) and node.typeName is not None \
+            and type_name(node.typeName) == "timestamptz":
+        text = string_const(node.arg)
+        if text is not None:
+            return datetime.fromisoformat(text)
+    return None
+
+
+def refresh_problems(sql: str, now: datetime, model: Model) -> list[str]:
+    """What is wrong with one refresh statement of the refresher at ``now``: API, and the
+    window rules (whole buckets, within raw retention, the current bucket left to the
+    real-time part)."""
+    try:
+        [raw] = parse_sql(sql)
+    except (ParseError, ValueError) as exc:
+        return [f"not one statement: {exc}"]
+    if not isinstance(raw.stmt, ast.CallStmt):
+        return ["not a CALL"]
+    call = raw.stmt.funccall
+    assert call is not None
+    if func_name(call) != "refresh_continuous_aggregate":
+        return [f"calls {func_name(call)}()"]
+    bound, found = bind_arguments(call, SIGNATURES["refresh_continuous_aggregate"])
+    if found:
+        return found
+    name = string_const(bound["continuous_aggregate"])
+    cagg = model.caggs.get(name or "")
+    if cagg is None:
+        return [f"no continuous aggregate {name!r}"]
+    start = timestamptz_literal(bound["window_start"])
+    end = timestamptz_literal(bound["window_end"])
+    if start is None or end is None:
+        return [f"{name}: the window must be two TIMESTAMPTZ literals (NULL refreshes past "
+                "raw retention or into the current bucket)"]
+    width = timedelta(seconds=cagg.width)
+    retained = model.tables[cagg.hypertable].drop_after
+    assert retained is not None
+    problems_found = []
+    for what, at in (("start", start), ("end", end)):
+        if (at - aggregates.ORIGIN) % width:
+            problems_found.append(f"{name}: window {what} {at} is not a bucket boundary")
+    if start < now - timedelta(seconds=retained):
+        problems_found.append(f"{name}: window starts at {start}, before raw retention "
+                              f"({now - timedelta(seconds=retained)}): would delete buckets")
+    if end > aggregates.floor_bucket(now, width):
+        problems_found.append(f"{name}: window ends at {end}, inside the current bucket "
+                              "(materialising it freezes it)")
+    if end - start < width:
+        problems_found.append(f"{name}: empty window")
+    return problems_found
+
+
+def timescale_plan(invalidated: Sequence[tuple[datetime, datetime]] = (), *,
+                   force: bool = False, now: datetime = NOW) -> list[str]:
+    return [aggregates.timescale_refresh_sql(w) for w in aggregates.refresh_windows(
+        timescale=True, now=now, invalidated=invalidated, force=force)]
+
+
+def windows_of(statements: Sequence[str]) -> dict[str, list[tuple[datetime, datetime]]]:
+    out: dict[str, list[tuple[datetime, datetime]]] = {}
+    for sql in statements:
+        statement = parse_sql(sql)[0].stmt
+        assert isinstance(statement, ast.CallStmt)
+        assert statement.funccall is not None
+        args = statement.funccall.args or ()
+        start, end = timestamptz_literal(args[1]), timestamptz_literal(args[2])
+        assert start is not None
+        assert end is not None
+        out.setdefault(str(string_const(args[0])), []).append((start, end))
+    return out
+
+
+PLANS: dict[str, tuple[Sequence[tuple[datetime, datetime]], bool]] = {
+    "forced": ((), True),
+    "late rows, 10 days old": (
+        ((datetime(2026, 11, 22, 9, tzinfo=UTC), datetime(2026, 11, 22, 10, tzinfo=UTC)),), False),
+    "the current hour": (((datetime(2026, 12, 2, 14, tzinfo=UTC),
+                           datetime(2026, 12, 2, 15, tzinfo=UTC)),), False),
+    "across the retention boundary": (((NOW - 95 * DAY, NOW - 85 * DAY),), False),
+    "older than retention": (((NOW - 200 * DAY, NOW - 199 * DAY),), False),
+    "overlapping ranges and a forced refresh": (
+        ((NOW - 3 * DAY, NOW - 2 * DAY), (NOW - 2 * DAY - HOUR, NOW)), True),
+}
+
+
+@pytest.mark.parametrize("plan", list(PLANS))
+def test_refresher_statements_keep_the_rules(plan: str) -> None:
+    invalidated, force = PLANS[plan]
+    statements = timescale_plan(invalidated, force=force)
+    model = timescale_model()
+    for sql in statements:
+        assert refresh_problems(sql, NOW, model) == [], sql
+    # Every window of one aggregate is disjoint from the others (merged).
+    for name, windows in windows_of(statements).items():
+        for (_, end), (start, _) in zip(sorted(windows), sorted(windows)[1:], strict=False):
+            assert end < start, name
+
+
+def test_refresher_clamps_to_the_retention_policy() -> None:
+    model = timescale_model()
+    retained = model.tables["load_connector_1m"].drop_after
+    assert aggregates.RAW_RETENTION.total_seconds() == retained
+    for cagg in model.caggs.values():
+        # A refresh never reaches buckets the aggregate's own retention dropped either.
+        assert cagg.drop_after is None or cagg.drop_after >= retained, cagg.name
+    assert timescale_plan([(NOW - 200 * DAY, NOW - 199 * DAY)]) == []
+    boundary = windows_of(timescale_plan([(NOW - 95 * DAY, NOW - 85 * DAY)]))
+    for cagg in model.caggs.values():
+        [(start, end)] = boundary[cagg.name]
+        width = timedelta(seconds=cagg.width)
+        assert start == aggregates.ceil_bucket(
+            NOW - aggregates.RAW_RETENTION + aggregates.RETENTION_MARGIN, width)
+        assert end == aggregates.ceil_bucket(NOW - 85 * DAY, width)
+
+
+def test_late_rows_reach_every_continuous_aggregate() -> None:
+    """An hour of rows 10 days old (older than every refresh policy's window) is
+    refreshed in every aggregate: that hour, and the whole of its day."""
+    late = (datetime(2026, 11, 22, 9, tzinfo=UTC), datetime(2026, 11, 22, 10, tzinfo=UTC))
+    model = timescale_model()
+    for cagg in model.caggs.values():
+        assert cagg.refresh is not None
+        assert NOW - timedelta(seconds=cagg.refresh[0]) > late[0], cagg.name  # policy misses it
+    assert windows_of(timescale_plan([late])) == {
+        "load_station_1m": [late],
+        "load_connector_1h": [late],
+        "energy_connector_1d": [(datetime(2026, 11, 22, tzinfo=UTC),
+                                 datetime(2026, 11, 23, tzinfo=UTC))],
+    }
+
+
+def test_forced_refresh_leaves_the_current_bucket_to_real_time() -> None:
+    forced = windows_of(timescale_plan(force=True))
+    assert forced == {
+        "load_station_1m": [(datetime(2026, 9, 4, 14, 38, tzinfo=UTC),
+                             datetime(2026, 12, 2, 14, 37, tzinfo=UTC))],
+        "load_connector_1h": [(datetime(2026, 9, 4, 15, tzinfo=UTC),
+                               datetime(2026, 12, 2, 14, tzinfo=UTC))],
+        "energy_connector_1d": [(datetime(2026, 9, 5, tzinfo=UTC),
+                                 datetime(2026, 12, 2, tzinfo=UTC))],
+    }
+    # A minute of the current hour: the finished minute is materialised; its hour and day
+    # are the current buckets, which the real-time part shows.
+    assert timescale_plan([(datetime(2026, 12, 2, 14, 30, tzinfo=UTC),
+                            datetime(2026, 12, 2, 14, 31, tzinfo=UTC))]) == [
+        aggregates.timescale_refresh_sql(aggregates.RefreshWindow(
+            plain_aggregate("load_station_1m"), datetime(2026, 12, 2, 14, 30, tzinfo=UTC),
+            datetime(2026, 12, 2, 14, 31, tzinfo=UTC)))]
+
+
+REFRESH_MUTANTS = {
+    "the whole range": (
+        "CALL refresh_continuous_aggregate('load_connector_1h', NULL, NULL)", "two TIMESTAMPTZ"),
+    "past raw retention": (
+        "CALL refresh_continuous_aggregate('energy_connector_1d', "
+        "TIMESTAMPTZ '2026-08-01T00:00:00+00:00', TIMESTAMPTZ '2026-08-03T00:00:00+00:00')",
+        "before raw retention"),
+    "into the current bucket": (
+        "CALL refresh_continuous_aggregate('load_connector_1h', "
+        "TIMESTAMPTZ '2026-12-02T13:00:00+00:00', TIMESTAMPTZ '2026-12-02T15:00:00+00:00')",
+        "inside the current bucket"),
+    "part of a bucket": (
+        "CALL refresh_continuous_aggregate('energy_connector_1d', "
+        "TIMESTAMPTZ '2026-11-22T09:00:00+00:00', TIMESTAMPTZ '2026-11-23T00:00:00+00:00')",
+        "not a bucket boundary"),
+    "unknown aggregate": (
+        "CALL refresh_continuous_aggregate('load_connector_1d', "
+        "TIMESTAMPTZ '2026-11-22T00:00:00+00:00', TIMESTAMPTZ '2026-11-23T00:00:00+00:00')",
+        "no continuous aggregate"),
+    "misspelt parameter": (
+        "CALL refresh_continuous_aggregate('load_connector_1h', "
+        "window_begin => TIMESTAMPTZ '2026-11-22T00:00:00+00:00', "
+        "window_end => TIMESTAMPTZ '2026-11-23T00:00:00+00:00')", "no parameter 'window_begin'"),
+}
+
+
+@pytest.mark.parametrize("name", list(REFRESH_MUTANTS))
+def test_the_refresh_checks_catch(name: str) -> None:
+    sql, fragment = REFRESH_MUTANTS[name]
+    found = refresh_problems(sql, NOW, timescale_model())
+    assert any(fragment in p for p in found), f"{name}: {found}"
+
+
+def test_the_test_database_statements_match_the_api() -> None:
+    """tests/conftest.py's TimescaleDB statements: pausing retention, emptying the
+    continuous aggregates."""
+    from tests import conftest
+
+    statements = (conftest.TIMESCALE_PAUSE_RETENTION, *conftest.TIMESCALE_EMPTY_AGGREGATES)
+    called = []
+    for sql in statements:
+        [raw] = parse_sql(sql)
+        for call in (n for n in walk(raw.stmt) if isinstance(n, ast.FuncCall)):
+            name = func_name(call)
+            assert name in SIGNATURES, name
+            bound, errors = bind_arguments(call, SIGNATURES[name])
+            assert errors == [], sql
+            called.append(name)
+            if name == "alter_job":
+                assert bool_const(bound["scheduled"]) is False
+            else:
+                assert string_const(bound["continuous_aggregate"]) in timescale_model().caggs
+    assert sorted(set(called)) == ["alter_job", "refresh_continuous_aggregate"]
