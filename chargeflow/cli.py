@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import json
 import signal
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
-import click
 import structlog
 import typer
 
@@ -71,7 +71,7 @@ def _database_url(settings: Settings) -> str:
         from store.schema import migrate
 
         server, url = open_database(None, settings.database_name, settings.data_dir)
-        click.get_current_context().call_on_close(server.stop)
+        atexit.register(server.stop)  # an embedded server stops with the command
         migrate(url)
         _found_database["url"] = url
     return _found_database["url"]
@@ -96,7 +96,11 @@ def run() -> None:
     """Start the whole system: broker, database, gateway, flow, API and simulated stations."""
     from chargeflow.launcher import run as run_stack
 
-    raise typer.Exit(run_stack(_settings()))
+    settings = _settings()
+    # Every process's settings, checked before anything starts.
+    _process_settings(lambda: (settings.gateway, settings.api, settings.meters,
+                               settings.simulator))
+    raise typer.Exit(run_stack(settings))
 
 
 @app.command()

@@ -45,7 +45,7 @@ class FlowConfig:
     ``CHARGEFLOW_FLOW_*``)."""
 
     brokers: list[str]
-    database_url: str
+    database_url: str = field(repr=False)  # may hold a password
     topics: Topics = field(default_factory=Topics)
     # Keep reading at the end of the topics (false: stop there, for batch runs).
     tail: bool = True

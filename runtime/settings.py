@@ -86,7 +86,8 @@ def one_line(error: ValidationError) -> str:
 
 def field_comments(cls: type) -> dict[str, str]:
     """The comment documenting each field of a class body: the comment at the end of
-    its line, else the comment lines right above it (section rulers ``# ---`` aside)."""
+    its line, else the comment lines right above it (unless they open a section with
+    ``# ---``)."""
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
@@ -106,12 +107,11 @@ def field_comments(cls: type) -> dict[str, str]:
             above: list[str] = []
             n = node.lineno - 2
             while n >= 0 and lines[n].strip().startswith("#"):
-                comment = lines[n].strip().lstrip("#").strip()
-                if comment.startswith("---"):
-                    break
-                above.insert(0, comment)
+                above.insert(0, lines[n].strip().lstrip("#").strip())
                 n -= 1
-            text = " ".join(above)
+            # A block opening with a ruler (``# --- topic``) introduces a group of
+            # fields, not this one.
+            text = "" if above and above[0].startswith("---") else " ".join(above)
         docs[node.target.id] = text
     return docs
 

@@ -17,9 +17,9 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 from bus.envelope import encode_envelope
 from bus.topics import Topics
 from flows.sessions.dataflow import FlowInput, build_flow_with
+from flows.sessions.logic import MeterSampleRow, SessionRow
 from flows.settings import SessionsFlowSettings
 from runtime.settings import SettingsError
-from flows.sessions.logic import MeterSampleRow, SessionRow
 from tests.unit.test_sessions_logic import T0, meter, register, start, stop
 
 
