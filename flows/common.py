@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -28,12 +27,16 @@ from bytewax.outputs import (
 )
 from confluent_kafka import OFFSET_BEGINNING
 from pydantic import Field
+from tenacity import RetryCallState
 
 from bus.envelope import Envelope, EnvelopeError, decode_envelope
 from bus.topics import Topics
+from runtime.retry import DATABASE, failure, next_wait, retrying
 
 log = logging.getLogger(__name__)
 
+# What a write raises while the database is away (down, restarting, unreachable).
+DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
 DeadLetter = KafkaSinkMessage[bytes | None, bytes | None]
 T = TypeVar("T")
@@ -200,17 +203,17 @@ WriteBatch = Callable[["psycopg.Connection[Any]", list[T]], None]
 
 class RetryingConnection:
     """One autocommit connection, (re)opened on demand; :meth:`run` retries a write
-    with capped exponential backoff (jittered) while the database is unreachable,
-    logging every retry and the recovery. Blocking is the backpressure: the input
-    offsets stay behind. Other errors propagate (the flow crashes loudly; recovery
-    replays the batch)."""
+    while the database is unreachable (:data:`runtime.retry.DATABASE` capped at
+    ``max_backoff_s``), logging every retry and the recovery. Blocking is the
+    backpressure: the input offsets stay behind. Other errors propagate (the flow
+    crashes loudly; recovery replays the batch)."""
 
     def __init__(self, url: str, name: str, max_backoff_s: float, initial_backoff_s: float,
                  connect_timeout_s: int) -> None:
         self._url = url
         self._name = name
         self.max_backoff_s = max_backoff_s
-        self._initial_backoff_s = min(initial_backoff_s, max_backoff_s)
+        self._backoff = DATABASE.capped(max_backoff_s, initial_s=initial_backoff_s)
         self._connect_timeout_s = connect_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
 
@@ -224,30 +227,26 @@ class RetryingConnection:
 
     def run(self, write: Callable[[psycopg.Connection[Any]], None], rows: int) -> None:
         """``write(conn)`` until it gets through (``rows``: for the log only)."""
-        retries = 0
-        delay = self._initial_backoff_s
-        started = 0.0
-        while True:
-            try:
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.close()
+            exc = failure(state)
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else repr(exc)
+            log.warning("%s: database unavailable (%s: %s); %d rows waiting, retry %d "
+                        "in %.2fs (max backoff %.1fs)", self._name, type(exc).__name__,
+                        reason, rows, state.attempt_number, next_wait(state),
+                        self.max_backoff_s)
+
+        for attempt in retrying(self._backoff, DATABASE_UNAVAILABLE,
+                                before_sleep=before_sleep):
+            with attempt:
                 write(self.connection())
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self.close()
-                if retries == 0:
-                    started = time.monotonic()
-                retries += 1
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                wait = delay * (0.5 + random.random() / 2)
-                log.warning("%s: database unavailable (%s: %s); %d rows waiting, retry %d "
-                            "in %.2fs (max backoff %.1fs)", self._name, type(exc).__name__,
-                            reason, rows, retries, wait, self.max_backoff_s)
-                time.sleep(wait)  # backoff between attempts, not synchronisation
-                delay = min(delay * 2, self.max_backoff_s)
-                continue
-            if retries:
-                log.warning("%s: database available again after %d retries (%.1fs); "
-                            "wrote %d rows", self._name, retries,
-                            time.monotonic() - started, rows)
-            return
+        state = attempt.retry_state
+        if state.attempt_number > 1:
+            log.warning("%s: database available again after %d retries (%.1fs); "
+                        "wrote %d rows", self._name, state.attempt_number - 1,
+                        time.monotonic() - state.start_time, rows)
 
     def close(self) -> None:
         """Close the connection (the next use opens a new one)."""
