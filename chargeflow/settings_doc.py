@@ -12,11 +12,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import typer.main
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from api.settings import ApiSettings
+from chargeflow.cli import app
 from chargeflow.settings import Settings
 from flows.settings import FlowSettings, LoadFlowSettings, SessionsFlowSettings
 from ingest.gateway.settings import GatewaySettings
@@ -42,6 +44,35 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
     ("Aggregates refresher", "python -m store.aggregates", AggregatesSettings),
     ("Launcher and CLI", "chargeflow run, chargeflow <admin command>", Settings),
 ]
+
+# Variables outside the settings models: tools and test harnesses.
+OTHER_VARIABLES: list[tuple[str, str, str]] = [
+    ("CHARGEFLOW_AMQTT_BIN", "unset", "the amqtt broker binary `chargeflow run` falls back "
+     "to where mosquitto is not installed (default: `.venv-mqtt/bin/amqtt`, then `PATH`)"),
+    ("CHARGEFLOW_TEST_DATABASE_URL", "unset", "server the test suite creates its databases "
+     "on (default: 127.0.0.1:5432, else an embedded one)"),
+    ("CHARGEFLOW_BENCH_DATABASE_URL", "unset", "server the benches create their databases "
+     "on (same default)"),
+]
+
+
+def cli_option_variables() -> list[tuple[str, str, str]]:
+    """``chargeflow`` command options that may come from a variable (typer ``envvar``)."""
+    found: list[tuple[str, str, str]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        for param in command.params:
+            envvars = param.envvar if isinstance(param.envvar, list) else [param.envvar]
+            for envvar in filter(None, envvars):
+                option = "--" + param.name.replace("_", "-")
+                found.append((envvar, "unset",
+                              f"`{' '.join(path)} {option}`: {getattr(param, 'help', '')}"))
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), ["chargeflow"])
+    return found
+
 
 HEADER = f"""# Configuration
 
@@ -117,6 +148,11 @@ def render() -> str:
             continue
         out += [f"## {title}", "", f"`{command}` (`{model.__module__}.{model.__name__}`)", "",
                 "| Variable | Default | Description |", "|---|---|---|", *rows, ""]
+    out += ["## Command options and tools", "",
+            "| Variable | Default | Description |", "|---|---|---|"]
+    for name, default, description in [*cli_option_variables(), *OTHER_VARIABLES]:
+        out.append(f"| `{name}` | {default} | {_cell(description)} |")
+    out.append("")
     return "\n".join(out)
 
 

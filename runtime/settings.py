@@ -66,7 +66,7 @@ def env_name(field_name: str) -> str:
 
 
 def one_line(error: ValidationError) -> str:
-    """``CHARGEFLOW_X: what is wrong (got 'value')`` for each error, joined by ``; ``.
+    """``CHARGEFLOW_<NAME>: what is wrong (got ...)`` for each error, joined by ``; ``.
 
     Inputs of secret fields are never echoed."""
     parts = []
