@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import dataclasses
+import functools
 import json
 import signal
 import sys
@@ -55,26 +56,25 @@ def _process_settings(load: Callable[[], T]) -> T:
         _fail(str(exc))
 
 
-_found_database: dict[str, str] = {}
-
-
 def _database_url(settings: Settings) -> str:
     """The database the way ``chargeflow run`` finds it: CHARGEFLOW_DATABASE_URL, else
     database CHARGEFLOW_DATABASE_NAME on the local server (127.0.0.1:5432), else on the
-    embedded one (under CHARGEFLOW_DATA_DIR, stopped when the command ends); those two
-    are migrated first, as ``chargeflow run`` does."""
-    configured = secret(settings.database_url)
-    if configured:
-        return configured
-    if "url" not in _found_database:
-        from chargeflow.stack import open_database
-        from store.schema import migrate
+    embedded one under CHARGEFLOW_DATA_DIR (:func:`chargeflow.stack.open_database`)."""
+    return secret(settings.database_url) or _found_database(settings.database_name,
+                                                             settings.data_dir)
 
-        server, url = open_database(None, settings.database_name, settings.data_dir)
-        atexit.register(server.stop)  # an embedded server stops with the command
-        migrate(url)
-        _found_database["url"] = url
-    return _found_database["url"]
+
+@functools.cache
+def _found_database(name: str, data_dir: Path) -> str:
+    """A local or embedded database, migrated as ``chargeflow run`` migrates it; an
+    embedded server stops when the command ends."""
+    from chargeflow.stack import open_database
+    from store.schema import migrate
+
+    server, url = open_database(None, name, data_dir)
+    atexit.register(server.stop)
+    migrate(url)
+    return url
 
 
 def _bootstrap(settings: Settings) -> str:
