@@ -7,6 +7,7 @@ import atexit
 import dataclasses
 import functools
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -95,8 +96,12 @@ async def _until_signalled() -> None:
 def run() -> None:
     """Start the whole system: broker, database, gateway, flow, API and simulated stations."""
     from chargeflow.launcher import run as run_stack
+    from chargeflow.settings_doc import unknown_variables
 
     settings = _settings()
+    for name in unknown_variables(os.environ):
+        structlog.get_logger("chargeflow.run").warning(
+            "unknown setting, ignored (see docs/configuration.md)", variable=name)
     # Every process's settings, checked before anything starts.
     _process_settings(lambda: (settings.gateway, settings.api, settings.meters,
                                settings.simulator))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from flows.settings import FlowSettings, LoadFlowSettings, SessionsFlowSettings
 from ingest.gateway.settings import GatewaySettings
 from ingest.meters.settings import MeterBridgeSettings
 from ingest.simulator.settings import SimulatorSettings
-from runtime.settings import SHARED_PARTS, env_name
+from runtime.settings import ENV_PREFIX, SHARED_PARTS, env_name
 from store.settings import AggregatesSettings
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -72,6 +73,19 @@ def cli_option_variables() -> list[tuple[str, str, str]]:
 
     walk(typer.main.get_command(app), ["chargeflow"])
     return found
+
+
+def known_variables() -> set[str]:
+    """Every ``CHARGEFLOW_*`` variable some part of chargeflow reads."""
+    names = {env_name(name) for _, _, model in PROCESSES for name in model.model_fields}
+    names.update(name for name, _, _ in [*cli_option_variables(), *OTHER_VARIABLES])
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``CHARGEFLOW_*`` variables in ``environ`` that nothing reads (typos, most often)."""
+    known = known_variables()
+    return sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in known)
 
 
 HEADER = f"""# Configuration

@@ -39,3 +39,10 @@ def test_every_variable_the_code_names_is_documented() -> None:
     missing = {name: where for name, where in named.items() if f"`{name}`" not in doc}
     assert not missing, (f"variables not in docs/configuration.md: {missing}; add them to a "
                          f"settings model and run `{settings_doc.REGENERATE}`")
+
+
+def test_unknown_variables_are_the_ones_nothing_reads() -> None:
+    environ = {"CHARGEFLOW_GATEWAY_PORT": "1", "CHARGEFLOW_GATEWAY_PROT": "1",
+               "CHARGEFLOW_STATION_PASSWORD": "x", "CHARGEFLOW_TEST_DATABASE_URL": "x",
+               "PATH": "/bin"}
+    assert settings_doc.unknown_variables(environ) == ["CHARGEFLOW_GATEWAY_PROT"]
