@@ -1,31 +1,22 @@
-"""``python -m api``: serve the API from CHARGEFLOW_* environment variables.
-
-CHARGEFLOW_DATABASE_URL (required), CHARGEFLOW_KAFKA_BOOTSTRAP (optional),
-CHARGEFLOW_API_HOST (default 127.0.0.1), CHARGEFLOW_API_PORT (default 8000).
-"""
+"""``python -m api``: serve the API with its settings (:class:`api.settings.ApiSettings`:
+``CHARGEFLOW_*`` environment and ``.env``; CHARGEFLOW_DATABASE_URL is required)."""
 
 from __future__ import annotations
 
-import os
 import sys
 
-from api.config import ApiConfig
 from api.main import serve
+from api.settings import ApiSettings
+from runtime.settings import SettingsError
 
 
 def main() -> None:
-    database_url = os.environ.get("CHARGEFLOW_DATABASE_URL")
-    if not database_url:
-        sys.exit("CHARGEFLOW_DATABASE_URL is required")
-    config = ApiConfig(
-        database_url=database_url,
-        kafka_bootstrap=os.environ.get("CHARGEFLOW_KAFKA_BOOTSTRAP") or None,
-    )
-    serve(
-        config,
-        host=os.environ.get("CHARGEFLOW_API_HOST", "127.0.0.1"),
-        port=int(os.environ.get("CHARGEFLOW_API_PORT", "8000")),
-    )
+    try:
+        settings = ApiSettings.load()
+        config = settings.config()
+    except SettingsError as exc:
+        sys.exit(f"error: {exc}")
+    serve(config, host=settings.api_host, port=settings.api_port)
 
 
 if __name__ == "__main__":

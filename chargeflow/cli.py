@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
+import functools
 import json
+import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn, TypeVar
 
 import structlog
 import typer
 
 from chargeflow.logs import configure_logging
 from chargeflow.settings import Settings
+from runtime.settings import SettingsError, secret
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 apikey_app = typer.Typer(no_args_is_help=True, help="API keys for callers of the HTTP API.")
@@ -27,20 +32,50 @@ meter_app = typer.Typer(no_args_is_help=True, help="Smart meters (MQTT) and thei
 app.add_typer(meter_app, name="meter")
 
 ROLES = ("admin", "operator", "maintenance", "billing", "public")
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings.load()
+    except SettingsError as exc:
+        _fail(str(exc))
     configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _process_settings(load: Callable[[], T]) -> T:
+    """A process's settings model (``Settings.gateway`` etc.), one line on an error."""
+    try:
+        return load()
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
 def _database_url(settings: Settings) -> str:
-    if not settings.database_url:
-        raise typer.BadParameter(
-            "CHARGEFLOW_DATABASE_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/chargeflow)"
-        )
-    return settings.database_url
+    """The database the way ``chargeflow run`` finds it: CHARGEFLOW_DATABASE_URL, else
+    database CHARGEFLOW_DATABASE_NAME on the local server (127.0.0.1:5432), else on the
+    embedded one under CHARGEFLOW_DATA_DIR (:func:`chargeflow.stack.open_database`)."""
+    return secret(settings.database_url) or _found_database(settings.database_name,
+                                                             settings.data_dir)
+
+
+@functools.cache
+def _found_database(name: str, data_dir: Path) -> str:
+    """A local or embedded database, migrated as ``chargeflow run`` migrates it; an
+    embedded server stops when the command ends."""
+    from chargeflow.stack import open_database
+    from store.schema import migrate
+
+    server, url = open_database(None, name, data_dir)
+    atexit.register(server.stop)
+    migrate(url)
+    return url
 
 
 def _bootstrap(settings: Settings) -> str:
@@ -61,8 +96,16 @@ async def _until_signalled() -> None:
 def run() -> None:
     """Start the whole system: broker, database, gateway, flow, API and simulated stations."""
     from chargeflow.launcher import run as run_stack
+    from chargeflow.settings_doc import unknown_variables
 
-    raise typer.Exit(run_stack(_settings()))
+    settings = _settings()
+    for name in unknown_variables(os.environ):
+        structlog.get_logger("chargeflow.run").warning(
+            "unknown setting, ignored (see docs/configuration.md)", variable=name)
+    # Every process's settings, checked before anything starts.
+    _process_settings(lambda: (settings.gateway, settings.api, settings.meters,
+                               settings.simulator))
+    raise typer.Exit(run_stack(settings))
 
 
 @app.command()
@@ -178,26 +221,12 @@ def idtag_add(
 @app.command()
 def gateway() -> None:
     """Run the OCPP gateway (WebSocket server) until SIGINT/SIGTERM."""
-    from ingest.gateway.config import GatewayConfig, default_gateway_id
     from ingest.gateway.server import Gateway
 
     settings = _settings()
-    config = GatewayConfig(
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        kafka_bootstrap=_bootstrap(settings),
-        database_url=_database_url(settings),
-        topics=settings.topics,
-        delivery_timeout_ms=settings.gateway_delivery_timeout_ms,
-        max_frame_bytes=settings.gateway_max_frame_bytes,
-        heartbeat_interval_s=settings.gateway_heartbeat_interval_s,
-        offline_grace_s=settings.gateway_offline_grace_s,
-        replica_heartbeat_s=settings.gateway_replica_heartbeat_s,
-        replica_grace_s=settings.gateway_replica_grace_s,
-        tls_cert=str(settings.gateway_tls_cert) if settings.gateway_tls_cert else None,
-        tls_key=str(settings.gateway_tls_key) if settings.gateway_tls_key else None,
-        gateway_id=settings.gateway_id or default_gateway_id(),
-    )
+    _bootstrap(settings)
+    config = _process_settings(
+        lambda: settings.gateway.config(database_url=_database_url(settings)))
 
     async def main() -> None:
         async with Gateway(config):
@@ -211,14 +240,14 @@ def api() -> None:
     """Run the HTTP API (FastAPI on uvicorn)."""
     import uvicorn
 
-    from api.config import ApiConfig
     from api.main import create_app
 
     settings = _settings()
-    application = create_app(
-        ApiConfig(database_url=_database_url(settings), kafka_bootstrap=settings.kafka_bootstrap)
-    )
-    uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_config=None)
+    api_settings = _process_settings(lambda: settings.api)
+    config = _process_settings(
+        lambda: api_settings.config(database_url=_database_url(settings)))
+    uvicorn.run(create_app(config), host=api_settings.api_host, port=api_settings.api_port,
+                log_config=None)
 
 
 def _ocpp_versions(text: str) -> tuple[str, ...]:
@@ -267,31 +296,32 @@ def simulate(
     )
 
     settings = _settings()
-    mqtt_url = mqtt_url or settings.mqtt_url
-    interval_s = smart_meter_interval or settings.simulated_meter_interval_s
-    scale = time_scale or settings.simulator_time_scale
+    sim = _process_settings(lambda: settings.simulator)
+    mqtt_url = mqtt_url or secret(sim.mqtt_url)
+    interval_s = smart_meter_interval or sim.simulated_meter_interval_s
+    scale = time_scale or sim.simulator_time_scale
     meter_config: MeterSimConfig | None = None
     if mqtt_url:
         try:
             meter_config = MeterSimConfig(
                 mqtt=MqttEndpoint.from_url(mqtt_url), interval_s=interval_s,
-                topic_template=topic_template_for(settings.mqtt_topic_pattern))
+                topic_template=topic_template_for(sim.mqtt_topic_pattern))
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
     config = FleetConfig(
         gateway_url=gateway,
         stations=stations,
         sessions_per_station=sessions,
-        meter_interval_s=meter_interval or settings.simulator_meter_interval_s,
+        meter_interval_s=meter_interval or sim.simulator_meter_interval_s,
         time_scale=scale,
-        mean_dwell_s=mean_dwell or settings.simulator_mean_dwell_s,
-        mean_arrival_gap_s=settings.simulator_mean_arrival_gap_s,
+        mean_dwell_s=mean_dwell or sim.simulator_mean_dwell_s,
+        mean_arrival_gap_s=sim.simulator_mean_arrival_gap_s,
         # A smart meter reading falls between two sessions on a connector (the sessions
         # flow brackets each session with the meter's readings before and after it).
         min_arrival_gap_s=2 * interval_s * scale if meter_config else 0.0,
         id_tags=tuple(SIMULATED_ID_TAGS),
-        station_password=settings.simulator_station_password,
-        ocpp_versions=_ocpp_versions(ocpp_versions or settings.simulator_ocpp_versions),
+        station_password=secret(sim.simulator_station_password),
+        ocpp_versions=_ocpp_versions(ocpp_versions or sim.simulator_ocpp_versions),
     )
     log = structlog.get_logger("chargeflow.simulate")
     if meter_config is not None and interval_s * scale > 600:
@@ -375,21 +405,14 @@ def meter_list() -> None:
 @app.command()
 def meters() -> None:
     """Run the smart-meter MQTT bridge (MQTT readings -> Kafka) until SIGINT/SIGTERM."""
-    from ingest.meters import BridgeConfig, MeterBridge, MqttEndpoint
+    from ingest.meters import MeterBridge
 
     settings = _settings()
     if not settings.mqtt_url:
         raise typer.BadParameter("CHARGEFLOW_MQTT_URL is not set (e.g. mqtt://127.0.0.1:1883)")
-    config = BridgeConfig(
-        mqtt=MqttEndpoint.from_url(settings.mqtt_url),
-        kafka_bootstrap=_bootstrap(settings),
-        database_url=_database_url(settings),
-        topics=settings.topics,
-        topic_pattern=settings.mqtt_topic_pattern,
-        client_id=settings.mqtt_client_id,
-        share_group=settings.mqtt_share_group,
-        http_port=settings.meters_http_port,
-    )
+    _bootstrap(settings)
+    config = _process_settings(
+        lambda: settings.meters.config(database_url=_database_url(settings)))
 
     async def main() -> None:
         async with MeterBridge(config) as bridge:

@@ -21,10 +21,11 @@ import structlog
 from bus.admin import ensure_topics
 from chargeflow.mqtt import EmbeddedMqttBroker
 from chargeflow.settings import Settings
-from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server, tcp_open, wait_until
+from chargeflow.stack import DatabaseServer, EmbeddedBroker, open_database, tcp_open, wait_until
 from chargeflow.supervisor import Supervisor
 from flows.recovery import ensure_recovery_dir
 from ingest.simulator.meters import meter_id_for
+from runtime.settings import secret
 from store.apikeys import create_api_key
 from store.meters import add_meter
 from store.registry import add_id_tag, provision_station
@@ -92,11 +93,8 @@ class LocalStack:
                 "embedded Kafka-compatible broker (Tansu, in memory) started",
                 bootstrap=self.bootstrap,
             )
-        self.db_server = database_server(s.database_url, s.data_dir)
-        if self.db_server.origin == "configured":
-            self.database_url = self.db_server.admin_url
-        else:
-            self.database_url = self.db_server.create_database(s.database_name)
+        self.db_server, self.database_url = open_database(
+            secret(s.database_url), s.database_name, s.data_dir)
         log.info("database", origin=self.db_server.origin, database=_redact(self.database_url))
         mode = migrate(self.database_url)
         log.info("schema migrated", storage_mode=str(mode))
@@ -107,7 +105,7 @@ class LocalStack:
     def seed(self) -> str:
         # A fresh Basic-auth password per run for the simulated stations (security
         # profile 1); the simulator child gets it in its environment, never argv/logs.
-        self.station_password = (self.settings.simulator_station_password
+        self.station_password = (secret(self.settings.simulator.simulator_station_password)
                                  or secrets.token_urlsafe(18))
         # Two demo sites so live load against capacity shows up on load.sites: a depot
         # whose 22 kW stations can exceed its grid connection, and a car park.
@@ -173,8 +171,8 @@ class LocalStack:
     def start_mqtt(self) -> None:
         s = self.settings
         if s.mqtt_url:
-            self.mqtt_url = s.mqtt_url
-            log.info("using configured MQTT broker", mqtt=s.mqtt_url.split("@")[-1])
+            self.mqtt_url = s.mqtt_url.get_secret_value()
+            log.info("using configured MQTT broker", mqtt=self.mqtt_url.split("@")[-1])
             return
         self.mqtt_broker = EmbeddedMqttBroker(
             port=s.mqtt_port, data_dir=s.data_dir.resolve(), log_path=s.data_dir / "mqtt.log"
@@ -190,7 +188,9 @@ class LocalStack:
     def start_meter_bridge(self) -> None:
         s, env, py = self.settings, self.child_env(), sys.executable
         self.supervisor.start("meters", [py, "-m", "chargeflow.cli", "meters"], env)
-        wait_until(lambda: tcp_open("127.0.0.1", s.meters_http_port), 30, "meter bridge")
+        port = s.meters_http_port
+        if port:  # no HTTP port to wait on otherwise
+            wait_until(lambda: tcp_open("127.0.0.1", port), 30, "meter bridge")
 
     def stop(self) -> None:
         self.supervisor.stop_all()

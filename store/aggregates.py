@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -53,6 +52,9 @@ from types import FrameType
 from typing import Any
 
 import psycopg
+
+from runtime.settings import SettingsError
+from store.settings import AggregatesSettings
 
 log = logging.getLogger("chargeflow.aggregates")
 
@@ -299,12 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="refresh every bucket within raw-data retention")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("CHARGEFLOW_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    url = os.environ.get("CHARGEFLOW_DATABASE_URL")
-    if not url:
-        print("error: CHARGEFLOW_DATABASE_URL is not set", file=sys.stderr)
+    try:
+        settings = AggregatesSettings.load()
+        url = settings.require("database_url")
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.once:
         with psycopg.connect(url, autocommit=True) as conn:
             done = refresh_aggregates(conn, force=args.force)

@@ -16,10 +16,8 @@ Wiring only; decisions live in :mod:`flows.load.logic`::
   (writer thread)
 
 Run it with ``python -m flows.run "flows.load.dataflow:from_env()"`` (plus
-``-r DB_DIR -s SECS -b SECS`` for recovery). Env: as :func:`flows.common.config_from_env`
-plus CHARGEFLOW_LOAD_PUBLISH_INTERVAL_S (default 5), CHARGEFLOW_LOAD_HEARTBEAT_S
-(default 30), CHARGEFLOW_FLOW_OVERLAP_WRITES (default true) and
-CHARGEFLOW_FLOW_SINK_PARTITIONS (default 1), as the sessions flow reads them.
+``-r DB_DIR -s SECS -b SECS`` for recovery). Settings:
+:class:`flows.settings.LoadFlowSettings` (docs/configuration.md).
 
 Throughput: each station's share of a Kafka batch is folded at once
 (:func:`logic.apply_batch`: a changed minute row goes out once per batch with its
@@ -65,15 +63,11 @@ from flows.common import (
     RawMessage,
     RetryingPostgresSink,
     decode_and_group,
-    env_bool,
-    env_float,
-    env_int,
     event_or_dead_letter,
     is_dead_letter,
     kafka_events_input,
     tune_gc,
 )
-from flows.common import config_from_env as common_config_from_env
 from flows.load import logic
 from flows.load.logic import (
     LoadEvent,
@@ -84,6 +78,7 @@ from flows.load.logic import (
     StationLoad,
     StationState,
 )
+from flows.settings import LoadFlowSettings
 from store.load_writers import station_sites, write_load_batch
 
 log = logging.getLogger(__name__)
@@ -336,13 +331,14 @@ def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(se
 def from_env() -> Dataflow:
     """Entry point for ``python -m flows.run "flows.load.dataflow:from_env()"`` (also
     tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
+    settings = LoadFlowSettings.load()
+    config = settings.flow_config()
     flow = build_flow(
-        common_config_from_env(),
-        publish_interval=timedelta(
-            seconds=env_float("CHARGEFLOW_LOAD_PUBLISH_INTERVAL_S", 5.0)),
-        heartbeat=timedelta(seconds=env_float("CHARGEFLOW_LOAD_HEARTBEAT_S", 30.0)),
-        overlap_writes=env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
-        sink_partitions=env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
+        config,
+        publish_interval=timedelta(seconds=settings.load_publish_interval_s),
+        heartbeat=timedelta(seconds=settings.load_heartbeat_s),
+        overlap_writes=config.overlap_writes,
+        sink_partitions=config.sink_partitions,
     )
     tune_gc()
     return flow

@@ -36,9 +36,7 @@ from __future__ import annotations
 import logging
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from functools import partial
 from typing import Any, cast
 
@@ -58,25 +56,19 @@ from bytewax.outputs import (
 
 from flows.common import (
     DeadLetter,
-    FlowConfig,
     OverlappedSink,
     RawMessage,
     RetryingConnection,
     consume_error_dead_letter,
     dead_letter,
     decode_and_group,
-    env_bool,
-    env_float,
-    env_int,
     event_or_dead_letter,
     is_dead_letter,
     kafka_events_input,
     tune_gc,
 )
-from flows.common import (
-    config_from_env as common_config_from_env,
-)
 from flows.sessions import logic
+from flows.sessions.config import SessionsFlowConfig
 from flows.sessions.logic import (
     DEFAULT_RULES,
     ChargePointState,
@@ -86,29 +78,18 @@ from flows.sessions.logic import (
     SessionRules,
 )
 from flows.sessions.outbox import OutboxPublisher
-from flows.sessions.registers import RegisterRules
+from flows.settings import SessionsFlowSettings
 from store.writers import write_sessions_batch
 
 log = logging.getLogger(__name__)
 
 FLOW_ID = "chargeflow-sessions"
 
-__all__ = ["DeadLetter", "RawMessage", "consume_error_dead_letter", "dead_letter"]
+__all__ = ["DeadLetter", "RawMessage", "SessionsFlowConfig", "consume_error_dead_letter",
+           "dead_letter"]
 
 # The input: Kafka messages and consumer errors (KafkaSource(raise_on_errors=False)).
 FlowInput = Callable[[Dataflow], "Stream[Any]"]
-
-
-@dataclass(frozen=True)
-class SessionsFlowConfig(FlowConfig):
-    """Where the sessions flow reads from and writes to, and its accounting rules."""
-
-    rules: SessionRules = DEFAULT_RULES
-    publish_closed: bool = True  # publish the sessions_outbox to topics.sessions_closed
-    # Write to PostgreSQL on a background thread while the flow computes the next
-    # batch (PostgresSessionsSink(overlap=True)); False writes inside the step.
-    overlap_writes: bool = True
-    sink_partitions: int = 1  # writers (DB connections); rows go to them by charge point
 
 
 # --------------------------------------------------------------------------- pure steps
@@ -376,44 +357,9 @@ def build_flow(config: SessionsFlowConfig) -> Dataflow:
     )
 
 
-def config_from_env() -> SessionsFlowConfig:
-    """Read CHARGEFLOW_KAFKA_BOOTSTRAP, CHARGEFLOW_DATABASE_URL,
-    CHARGEFLOW_TOPIC_PREFIX (default ""), CHARGEFLOW_FLOW_TAIL (default true),
-    CHARGEFLOW_FLOW_BATCH_SIZE (Kafka input batch, default 1000) and
-    CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S (sink retry backoff cap, default 10),
-    CHARGEFLOW_FLOW_OVERLAP_WRITES (write on a background thread, default true),
-    CHARGEFLOW_FLOW_SINK_PARTITIONS (database writers, default 1; with several
-    workers, their number),
-    CHARGEFLOW_SESSION_IDLE_TIMEOUT_S (close a session without StopTransaction after
-    this much station event time without news of it, default 21600),
-    CHARGEFLOW_SESSION_MAX_POWER_W (register plausibility, default 350000) and
-    CHARGEFLOW_SESSION_METER_TOLERANCE_PCT / _WH (smart-meter cross-check, 1 / 10)."""
-    base = common_config_from_env()
-    return SessionsFlowConfig(
-        **{f.name: getattr(base, f.name) for f in fields(base)},
-        overlap_writes=env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
-        sink_partitions=env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
-        rules=rules_from_env(),
-    )
-
-
-def rules_from_env() -> SessionRules:
-    d = DEFAULT_RULES
-    return SessionRules(
-        registers=RegisterRules(max_power_w=env_int(
-            "CHARGEFLOW_SESSION_MAX_POWER_W", d.registers.max_power_w)),
-        idle_timeout=timedelta(seconds=env_float(
-            "CHARGEFLOW_SESSION_IDLE_TIMEOUT_S", d.idle_timeout.total_seconds())),
-        meter_tolerance_ratio=Decimal(str(env_float(
-            "CHARGEFLOW_SESSION_METER_TOLERANCE_PCT", 1.0))) / 100,
-        meter_tolerance_wh=Decimal(str(env_float(
-            "CHARGEFLOW_SESSION_METER_TOLERANCE_WH", 10.0))),
-    )
-
-
 def from_env() -> Dataflow:
     """Entry point for ``python -m flows.run "flows.sessions.dataflow:from_env()"`` (also
     tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
-    flow = build_flow(config_from_env())
+    flow = build_flow(SessionsFlowSettings.load().flow_config())
     tune_gc()
     return flow

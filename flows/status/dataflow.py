@@ -10,7 +10,7 @@ Wiring only; decisions live in :mod:`flows.status.logic`::
     dead letter  <-------  dead letter        flatten -> PostgresSink
 
 Run it with ``python -m flows.run "flows.status.dataflow:from_env()"`` (plus
-``-r DB_DIR -s SECS -b SECS`` for recovery). Env: :func:`flows.common.config_from_env`.
+``-r DB_DIR -s SECS -b SECS`` for recovery). Settings: :mod:`flows.settings`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bytewax.outputs import Sink
 
 from flows import common
 from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
+from flows.settings import StatusFlowSettings
 from flows.status import logic
 from flows.status.logic import HistoryRow, Output, StationStatus, StatusEvent
 from store.load_writers import write_status_batch
@@ -94,6 +95,6 @@ def build_flow(config: FlowConfig) -> Dataflow:
 def from_env() -> Dataflow:
     """Entry point for ``python -m flows.run "flows.status.dataflow:from_env()"`` (also
     tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
-    flow = build_flow(common.config_from_env())
+    flow = build_flow(StatusFlowSettings.load().flow_config())
     common.tune_gc()
     return flow

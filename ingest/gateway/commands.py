@@ -57,6 +57,7 @@ from jsonschema.exceptions import best_match
 from ocpp.messages import CallError as LibCallError
 from prometheus_client import CollectorRegistry, Counter
 from psycopg_pool import AsyncConnectionPool
+from tenacity import RetryCallState
 from websockets.exceptions import ConnectionClosed
 
 from bus.commands import (
@@ -73,9 +74,12 @@ from bus.topics import Topics
 from ingest.gateway.protocol import CentralSystemBase
 from ingest.gateway.schemas import format_checker
 from ingest.gateway.services import utc_now
+from runtime.retry import KAFKA, async_retrying, failure, next_wait
 from store import commands as store
 
 log = structlog.get_logger("chargeflow.gateway.commands")
+# What the database and Kafka raise while they are away (an outage passes, with retries).
+OUTAGES = (psycopg.Error, PublishError, OSError, TimeoutError)
 
 # The commands the platform sends, per OCPP version (CSMS -> station CALLs).
 COMMANDS: dict[str, frozenset[str]] = {
@@ -397,14 +401,17 @@ class CommandRouter:
     async def _consume_loop(self, positions: dict[int, int] | None) -> None:
         loop = asyncio.get_running_loop()
         topic = self.topics.ocpp_commands
-        delay = 1.0
-        while positions is None:
-            await asyncio.sleep(delay)
-            try:
-                positions = await self._assign_now(10.0)
-            except (RuntimeError, psycopg.Error) as exc:
-                self.log.warning("commands topic still not readable", error=str(exc))
-                delay = min(30.0, delay * 2)
+        if positions is None:
+            def not_yet(state: RetryCallState) -> None:
+                self.log.warning("commands topic still not readable",
+                                 error=str(failure(state)), delay=round(next_wait(state), 2))
+
+            async for attempt in async_retrying(
+                    KAFKA.capped(30.0, initial_s=1.0), (RuntimeError, psycopg.Error),
+                    before_sleep=not_yet):
+                with attempt:
+                    positions = await self._assign_now(10.0)
+        assert positions is not None
         self.log.info("reading commands", topic=topic, positions=positions)
         committed = dict(positions)
         while True:
@@ -433,15 +440,14 @@ class CommandRouter:
 
     async def _retrying(self, action: Callable[[], Any], what: str) -> None:
         """Run ``action`` until the database/Kafka let it through (outages pass)."""
-        delay = 0.2
-        while True:
-            try:
+
+        def failed(state: RetryCallState) -> None:
+            self.log.warning(f"{what} failed, retrying", error=str(failure(state)),
+                             delay=round(next_wait(state), 2))
+
+        async for attempt in async_retrying(KAFKA, OUTAGES, before_sleep=failed):
+            with attempt:
                 await action()
-                return
-            except (psycopg.Error, PublishError, OSError, TimeoutError) as exc:
-                self.log.warning(f"{what} failed, retrying", error=str(exc), delay=delay)
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -633,14 +639,10 @@ class CommandRouter:
 
 async def _persist(action: Callable[[], Any], attempts: int = 5) -> Any:
     """A few retries for the terminal write/publish of a command (short outages)."""
-    delay = 0.2
-    for attempt in range(attempts):
-        try:
-            return await action()
-        except (psycopg.Error, PublishError, OSError, TimeoutError) as exc:
-            if attempt + 1 == attempts:
-                log.error("could not record a command outcome", error=str(exc))
-                return None
-            await asyncio.sleep(delay)
-            delay *= 2
+    try:
+        async for attempt in async_retrying(KAFKA, OUTAGES, attempts=attempts):
+            with attempt:
+                return await action()
+    except OUTAGES as exc:
+        log.error("could not record a command outcome", error=str(exc))
     return None

@@ -24,15 +24,16 @@ class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0 = pick a free port (see Gateway.port)
     kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/chargeflow"
+    database_url: str = field(  # may hold a password: not in repr
+        default="postgresql://postgres@127.0.0.1:5432/chargeflow", repr=False)
     topics: Topics = field(default_factory=Topics)
     # A CALL is answered with CALLERROR InternalError when Kafka has not confirmed
     # its event within this time; keep it well inside the stations' call timeout.
     delivery_timeout_ms: int = 5000
     # Larger WebSocket frames close that station's connection with 1009.
     max_frame_bytes: int = 65536
-    heartbeat_interval_s: int = 300
-    db_pool_max_size: int = 10
+    heartbeat_interval_s: int = 300  # seconds, told to stations in the BootNotification answer
+    db_pool_max_size: int = 10  # PostgreSQL connections of the gateway's pool
     # Check every CALLRESULT the gateway builds against the response schema (a
     # handler bug -> CALLERROR InternalError). Costs as much as the request check;
     # tests turn it on, production leaves it off.
@@ -50,7 +51,7 @@ class GatewayConfig:
     data_transfer_vendor_ids: frozenset[str] = frozenset()
 
     # --- identity and liveness (station_connections, station.connection envelopes)
-    gateway_id: str = field(default_factory=default_gateway_id)
+    gateway_id: str = field(default_factory=default_gateway_id)  # replica id; hostname-pid
     # A dropped station is published offline only if it has not reconnected (to any
     # replica) within this many seconds.
     offline_grace_s: float = 60.0
@@ -58,14 +59,14 @@ class GatewayConfig:
     # is taken as dead: its pending commands fail and another replica publishes its
     # stations offline (Liveness.sweep_orphans).
     replica_heartbeat_s: float = 5.0
-    replica_grace_s: float = 20.0
+    replica_grace_s: float = 20.0  # see replica_heartbeat_s
     # A station that sends nothing for heartbeat_interval_s x this factor is
     # disconnected (then offline after the grace period); 0 disables the check.
     silence_timeout_factor: float = 3.0
 
     # --- security profile 2: TLS (both paths, PEM) -> wss://
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    tls_cert: str | None = None  # PEM certificate chain; with tls_key the gateway speaks wss://
+    tls_key: str | None = None  # PEM private key of tls_cert
 
     # --- authentication (see ingest.gateway.security)
     auth_failure_limit_station: int = 5  # failures per station id in the window; 0 = off
@@ -82,8 +83,10 @@ class GatewayConfig:
     open_timeout_s: float = 30.0
 
     # --- idTag authorisation
-    id_tag_cache_ttl_s: float = 30.0
+    id_tag_cache_ttl_s: float = 30.0  # an idTag's authorisation is re-read after this long
+    # Accept a StartTransaction for an idTag that has one open already.
     allow_concurrent_transactions: bool = False
+    # An open transaction older than this no longer blocks a new one for its idTag.
     open_transaction_max_age_s: float = 48 * 3600.0
 
     # --- abuse limits per connection: frames read per second (token bucket; excess

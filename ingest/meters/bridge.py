@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import ssl
 import time
 from collections import OrderedDict
@@ -47,6 +46,7 @@ from prometheus_client import (
     generate_latest,
 )
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from tenacity import RetryCallState
 
 from bus.envelope import Envelope, Kind, encode_envelope
 from bus.producer import Producer, PublishError, producer_config
@@ -59,6 +59,7 @@ from ingest.meters.reading import (
     meter_id_from_topic,
     parse_reading,
 )
+from runtime.retry import DATABASE, KAFKA, MQTT, async_retrying, failure, next_wait
 from store.meters import MeterRecord, get_meter
 
 log = structlog.get_logger("chargeflow.meters")
@@ -190,8 +191,11 @@ class MeterBridge:
         self._http: asyncio.Server | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
         self._kafka_ok = True
-        self._attempt = 0
-        self._rng = random.Random()
+        self._had_subscription = False
+        # The retry policies, capped by the bridge's reconnect settings.
+        self._mqtt_backoff = MQTT.capped(config.reconnect_max_s, config.reconnect_initial_s)
+        self._db_backoff = DATABASE.capped(config.reconnect_max_s, config.reconnect_initial_s)
+        self._kafka_backoff = KAFKA.capped(config.reconnect_max_s, config.reconnect_initial_s)
         self._publish_timeout = config.delivery_timeout_ms / 1000 + 2.0
 
     # ------------------------------------------------------------- lifecycle
@@ -257,11 +261,6 @@ class MeterBridge:
         assert self._directory is not None, "use 'async with MeterBridge(...)' first"
         return self._directory
 
-    def _backoff(self, attempt: int) -> float:
-        cfg = self.config
-        base = min(cfg.reconnect_max_s, cfg.reconnect_initial_s * 2 ** min(attempt, 16))
-        return base * self._rng.uniform(0.5, 1.0)
-
     async def _sleep_unless_stopped(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
@@ -272,17 +271,38 @@ class MeterBridge:
     async def run(self) -> None:
         """Connect, consume and reconnect with backoff until ``stop()``."""
         assert self._producer is not None, "use 'async with MeterBridge(...)' first"
+
+        def reconnecting(state: RetryCallState) -> None:
+            self.metrics.reconnects.inc()
+            log.warning("MQTT connection failed or lost; reconnecting",
+                        mqtt=self.config.mqtt.url, error=str(failure(state)),
+                        delay=round(next_wait(state), 2))
+
         while not self._stop.is_set():
             try:
-                await self._session()
-            except aiomqtt.MqttError as exc:
-                self.metrics.reconnects.inc()
-                delay = self._backoff(self._attempt)
-                self._attempt += 1
-                log.warning("MQTT connection failed or lost; reconnecting",
-                            mqtt=self.config.mqtt.url, error=str(exc), delay=round(delay, 2))
-                await self._sleep_unless_stopped(delay)
+                # A fresh policy per connection that got as far as subscribing: the
+                # backoff starts over after a connection that worked.
+                async for attempt in async_retrying(
+                        self._mqtt_backoff, aiomqtt.MqttError, before_sleep=reconnecting,
+                        sleep=self._sleep_unless_stopped, stop_when=self._stop.is_set):
+                    with attempt:
+                        await self._connection()
+            except aiomqtt.MqttError:
+                if not self._stop.is_set():
+                    raise
         log.info("meter bridge stopped")
+
+    async def _connection(self) -> None:
+        """One MQTT connection; losing it after subscribing ends it without an error."""
+        self._had_subscription = False
+        try:
+            await self._session()
+        except aiomqtt.MqttError as exc:
+            if not self._had_subscription:
+                raise
+            self.metrics.reconnects.inc()
+            log.warning("MQTT connection lost; reconnecting", mqtt=self.config.mqtt.url,
+                        error=str(exc))
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config
@@ -302,7 +322,7 @@ class MeterBridge:
         )
         async with self._client() as client:
             await client.subscribe(cfg.subscription, qos=1)
-            self._attempt = 0
+            self._had_subscription = True
             self.subscribed.set()
             self.metrics.connected.set(1)
             log.info("subscribed", mqtt=cfg.mqtt.url, subscription=cfg.subscription)
@@ -421,44 +441,42 @@ class MeterBridge:
         return _Outgoing(self.config.topics.deadletter, key, raw, headers, error.reason)
 
     async def _lookup(self, meter_id: str) -> MeterRecord | None:
-        attempt = 0
-        while True:
-            try:
+        def unavailable(state: RetryCallState) -> None:
+            self.metrics.registry_errors.inc()
+            log.warning("meter registry unavailable; retrying", error=str(failure(state)),
+                        delay=round(next_wait(state), 2))
+
+        async for attempt in async_retrying(self._db_backoff, (psycopg.Error, PoolTimeout),
+                                            before_sleep=unavailable):
+            with attempt:
                 return await self.directory.lookup(meter_id)
-            except (psycopg.Error, PoolTimeout) as exc:
-                self.metrics.registry_errors.inc()
-                delay = self._backoff(attempt)
-                attempt += 1
-                log.warning("meter registry unavailable; retrying", error=str(exc),
-                            delay=round(delay, 2))
-                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the registry is retried until it answers")
 
     async def _deliver(self, out: _Outgoing) -> None:
         assert self._producer is not None
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
+        producer = self._producer
+
+        def unconfirmed(state: RetryCallState) -> None:
+            self._kafka_ok = False
+            self.metrics.publish_retries.inc()
+            log.warning("Kafka did not confirm a reading; retrying", topic=out.topic,
+                        error=str(failure(state)), delay=round(next_wait(state), 2))
+
+        started = time.perf_counter()
+        async for attempt in async_retrying(self._kafka_backoff, (PublishError, TimeoutError),
+                                            before_sleep=unconfirmed):
+            with attempt:
+                started = time.perf_counter()
                 await asyncio.wait_for(
-                    self._producer.publish(out.topic, out.key, out.value, out.headers),
+                    producer.publish(out.topic, out.key, out.value, out.headers),
                     self._publish_timeout,
                 )
-            except (PublishError, TimeoutError) as exc:
-                self._kafka_ok = False
-                self.metrics.publish_retries.inc()
-                delay = self._backoff(attempt)
-                attempt += 1
-                log.warning("Kafka did not confirm a reading; retrying", topic=out.topic,
-                            error=str(exc), delay=round(delay, 2))
-                await asyncio.sleep(delay)
-                continue
-            self._kafka_ok = True
-            self.metrics.publish_seconds.observe(time.perf_counter() - started)
-            if out.reason is None:
-                self.metrics.accepted.inc()
-            else:
-                self.metrics.rejected.labels(out.reason).inc()
-            return
+        self._kafka_ok = True
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        if out.reason is None:
+            self.metrics.accepted.inc()
+        else:
+            self.metrics.rejected.labels(out.reason).inc()
 
     # ------------------------------------------------------------- HTTP side
 

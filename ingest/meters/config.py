@@ -47,31 +47,35 @@ class MqttEndpoint:
 class BridgeConfig:
     mqtt: MqttEndpoint = field(default_factory=MqttEndpoint)
     kafka_bootstrap: str = "127.0.0.1:9092"
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/chargeflow"
+    database_url: str = field(  # may hold a password: not in repr
+        default="postgresql://postgres@127.0.0.1:5432/chargeflow", repr=False)
     topics: Topics = field(default_factory=Topics)
     # MQTT subscription filter; the level matched by its first '+' is the meter id.
     topic_pattern: str = DEFAULT_TOPIC_PATTERN
     # Stable id + persistent session (clean_session False): readings published
     # while the bridge is down, or not yet acknowledged, are delivered again.
     client_id: str = "chargeflow-meters"
-    clean_session: bool = False
+    clean_session: bool = False  # true: forget the session (and its queued readings)
     # Several bridge replicas share the readings: subscribe to $share/<group>/<pattern>.
     share_group: str | None = None
-    keepalive_s: int = 30
+    keepalive_s: int = 30  # MQTT keepalive interval, seconds
     # MQTT messages between receipt and acknowledgement (acks go out in order).
     max_in_flight: int = 100
-    max_payload_bytes: int = 65536
+    max_payload_bytes: int = 65536  # larger readings go to the dead letters
+    # Milliseconds Kafka has to confirm a reading (librdkafka delivery.timeout.ms).
     delivery_timeout_ms: int = 5000
     # Registry cache: known meters for registry_ttl_s, unknown ids for unknown_meter_ttl_s.
     registry_ttl_s: float = 30.0
-    unknown_meter_ttl_s: float = 5.0
-    registry_cache_size: int = 50_000
+    unknown_meter_ttl_s: float = 5.0  # see registry_ttl_s
+    registry_cache_size: int = 50_000  # meters the registry cache holds at most
+    # Reconnects to the MQTT broker wait reconnect_initial_s, doubled each time up to
+    # reconnect_max_s (jittered).
     reconnect_initial_s: float = 0.2
-    reconnect_max_s: float = 10.0
+    reconnect_max_s: float = 10.0  # see reconnect_initial_s
     # Seconds a clean stop waits for readings already handed to Kafka.
     drain_timeout_s: float = 10.0
-    # /healthz and /metrics over HTTP; None = off, 0 = a free port.
-    http_host: str = "127.0.0.1"
+    http_host: str = "127.0.0.1"  # address of the /healthz and /metrics endpoint
+    # Port of /healthz and /metrics over HTTP; None = off, 0 = a free port.
     http_port: int | None = None
 
     def __post_init__(self) -> None:

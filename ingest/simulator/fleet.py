@@ -42,6 +42,7 @@ from ingest.simulator.dialect import iso as iso
 from ingest.simulator.physics import ChargingState, EnergyRegister, draw_ev, electrical
 from ingest.simulator.v16 import V16Dialect
 from ingest.simulator.v201 import V201Dialect
+from runtime.retry import Backoff
 
 log = structlog.get_logger("chargeflow.simulator")
 _lib_logger = logging.getLogger("chargeflow.simulator.ocpp")
@@ -220,8 +221,10 @@ class SimulatedStation:
             await asyncio.gather(connection, sender, return_exceptions=True)
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self.config.retry_max_s, self.config.retry_initial_s * 2 ** min(attempt, 16))
-        return base * self.rng.uniform(0.5, 1.0)
+        """The wait after ``attempt + 1`` failed tries (:class:`runtime.retry.Backoff`,
+        drawn from the station's seeded generator so runs repeat)."""
+        policy = Backoff(self.config.retry_initial_s, self.config.retry_max_s)
+        return policy.delay(attempt + 1, self.rng)
 
     async def _connection_loop(self) -> None:
         attempt = 0

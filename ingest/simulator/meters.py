@@ -37,6 +37,7 @@ import structlog
 from ingest.meters.config import MqttEndpoint
 from ingest.meters.reading import encode_reading
 from ingest.simulator.physics import ChargingState, EnergyRegister, draw_ev, electrical
+from runtime.retry import MQTT
 
 log = structlog.get_logger("chargeflow.simulator.meters")
 
@@ -242,8 +243,8 @@ class SimulatedMeters:
                     self.connected.set()
                     await self._publish_all(client)
             except aiomqtt.MqttError as exc:
-                delay = min(cfg.reconnect_max_s, cfg.reconnect_initial_s * 2 ** min(attempt, 16))
                 attempt += 1
+                delay = MQTT.capped(cfg.reconnect_max_s, cfg.reconnect_initial_s).base(attempt)
                 log.info("MQTT broker not reachable; retrying", error=str(exc), delay=delay)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):

@@ -16,8 +16,10 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from bus.envelope import encode_envelope
 from bus.topics import Topics
-from flows.sessions.dataflow import FlowInput, build_flow_with, config_from_env
+from flows.sessions.dataflow import FlowInput, build_flow_with
 from flows.sessions.logic import MeterSampleRow, SessionRow
+from flows.settings import SessionsFlowSettings
+from runtime.settings import SettingsError
 from tests.unit.test_sessions_logic import T0, meter, register, start, stop
 
 
@@ -104,6 +106,9 @@ def test_duplicated_deliveries_do_not_change_the_result() -> None:
 
 
 def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    def config_from_env() -> Any:
+        return SessionsFlowSettings.load().flow_config()
+
     monkeypatch.setenv("CHARGEFLOW_KAFKA_BOOTSTRAP", "k1:9092, k2:9092")
     monkeypatch.setenv("CHARGEFLOW_DATABASE_URL", "postgresql://x@h/db")
     monkeypatch.delenv("CHARGEFLOW_TOPIC_PREFIX", raising=False)
@@ -120,8 +125,9 @@ def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.topics.ocpp_events == "dev.ocpp.events"
     assert config.tail is False
     monkeypatch.setenv("CHARGEFLOW_FLOW_TAIL", "maybe")
-    with pytest.raises(ValueError, match="CHARGEFLOW_FLOW_TAIL"):
+    with pytest.raises(SettingsError, match="CHARGEFLOW_FLOW_TAIL"):
         config_from_env()
+    monkeypatch.delenv("CHARGEFLOW_FLOW_TAIL")
     monkeypatch.delenv("CHARGEFLOW_DATABASE_URL")
-    with pytest.raises(RuntimeError, match="CHARGEFLOW_DATABASE_URL"):
+    with pytest.raises(SettingsError, match="CHARGEFLOW_DATABASE_URL"):
         config_from_env()

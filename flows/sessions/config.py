@@ -1,0 +1,17 @@
+"""The sessions flow's config: the common flow config plus its accounting rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flows.common import FlowConfig
+from flows.sessions.logic import DEFAULT_RULES, SessionRules
+
+
+@dataclass(frozen=True)
+class SessionsFlowConfig(FlowConfig):
+    """Where the sessions flow reads from and writes to, and its accounting rules."""
+
+    rules: SessionRules = DEFAULT_RULES
+    # Publish each closed session (the sessions_outbox) to the sessions.closed topic.
+    publish_closed: bool = True
