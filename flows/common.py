@@ -19,7 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 import bytewax.operators as op
 import psycopg
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import (
     DynamicSink,
@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from bus.envelope import Envelope, EnvelopeError, decode_envelope
 from bus.topics import Topics
+from flows.metrics import MeasuredKafkaSource, SinkMetrics, metrics_port_from_env
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class FlowConfig:
     starting_offset: int = OFFSET_BEGINNING
     kafka_config: dict[str, str] = field(default_factory=dict)
     db_max_backoff_s: float = 10.0
+    # Health/metrics endpoint (flows.metrics.serve): None = off, 0 = a free port,
+    # N = port N + the process id.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
 
 def dead_letter(msg: RawMessage, reason: str, stage: str) -> DeadLetter:
@@ -206,15 +211,17 @@ def is_dead_letter(item: object) -> bool:
     return type(item) is KafkaSinkMessage
 
 
-def kafka_events_input(config: FlowConfig) -> Callable[[Dataflow], Stream[Any]]:
+def kafka_events_input(config: FlowConfig, flow_id: str = "flow"
+                       ) -> Callable[[Dataflow], Stream[Any]]:
     """The production input of the flows that read ``ocpp.events`` and
-    ``meter.readings``: Bytewax's Kafka source (offsets in recovery), consumer errors
-    left in the stream for :func:`decode_and_group` to dead-letter."""
+    ``meter.readings``: Bytewax's Kafka source (offsets in recovery; measured,
+    :class:`flows.metrics.MeasuredKafkaSource`), consumer errors left in the stream
+    for :func:`decode_and_group` to dead-letter."""
 
     def build(flow: Dataflow) -> Stream[Any]:
         return op.input(
-            "kafka_in", flow, KafkaSource(
-                config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
+            "kafka_in", flow, MeasuredKafkaSource(
+                flow_id, config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
                 tail=config.tail, starting_offset=config.starting_offset,
                 add_config=config.kafka_config or None, batch_size=config.batch_size,
                 raise_on_errors=False,
@@ -227,7 +234,8 @@ def kafka_events_input(config: FlowConfig) -> Callable[[Dataflow], Stream[Any]]:
 def config_from_env() -> FlowConfig:
     """CHARGEFLOW_KAFKA_BOOTSTRAP, CHARGEFLOW_DATABASE_URL (required),
     CHARGEFLOW_TOPIC_PREFIX (default ""), CHARGEFLOW_FLOW_TAIL (default true),
-    CHARGEFLOW_FLOW_BATCH_SIZE (default 1000), CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S (10)."""
+    CHARGEFLOW_FLOW_BATCH_SIZE (default 1000), CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S (10),
+    CHARGEFLOW_FLOW_METRICS_PORT / _HOST (:func:`flows.metrics.metrics_port_from_env`)."""
     try:
         bootstrap = os.environ["CHARGEFLOW_KAFKA_BOOTSTRAP"]
         database_url = os.environ["CHARGEFLOW_DATABASE_URL"]
@@ -240,6 +248,8 @@ def config_from_env() -> FlowConfig:
         tail=env_bool("CHARGEFLOW_FLOW_TAIL", True),
         batch_size=env_int("CHARGEFLOW_FLOW_BATCH_SIZE", 1000),
         db_max_backoff_s=env_float("CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S", 10.0),
+        metrics_port=metrics_port_from_env(),
+        metrics_host=os.environ.get("CHARGEFLOW_FLOW_METRICS_HOST") or "127.0.0.1",
     )
 
 
@@ -313,13 +323,16 @@ class RetryingConnection:
 class _RetryingPartition(StatelessSinkPartition[T], Generic[T]):
     """Writes each batch with ``write`` through a :class:`RetryingConnection`."""
 
-    def __init__(self, db: RetryingConnection, write: WriteBatch[T]) -> None:
+    def __init__(self, db: RetryingConnection, write: WriteBatch[T], name: str) -> None:
         self._db = db
         self._write = write
+        self._metrics = SinkMetrics(name)
 
     def write_batch(self, items: list[T]) -> None:
         write = self._write
+        started = time.perf_counter()
         self._db.run(lambda conn: write(conn, items), len(items))
+        self._metrics.observe(len(items), time.perf_counter() - started)
 
     def close(self) -> None:
         self._db.close()
@@ -345,7 +358,7 @@ class RetryingPostgresSink(DynamicSink[T], Generic[T]):
         return _RetryingPartition(
             RetryingConnection(self._url, self._name, self._max_backoff_s,
                                self._initial_backoff_s, self._connect_timeout_s),
-            self._write)
+            self._write, self._name)
 
 
 class BatchWriter(Protocol[T]):
@@ -401,6 +414,7 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
         self._error: BaseException | None = None
         self._reported = False  # the error was raised to Bytewax
         self._closed = False
+        self._metrics = SinkMetrics(name)
         self._thread = threading.Thread(target=self._run, name=f"{name}-db-writer",
                                         daemon=True)
         self._thread.start()
@@ -414,11 +428,14 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
                     cond.wait()
                 if not self._pending:
                     return  # closed and drained
-                batch, self._pending, self._pending_weight = self._pending, [], 0
+                batch, size = self._pending, self._pending_weight
+                self._pending, self._pending_weight = [], 0
                 self._busy = True
                 cond.notify_all()  # room for write_batch again
             try:
+                started = time.perf_counter()
                 write(batch)
+                self._metrics.observe(size, time.perf_counter() - started)
             except BaseException as exc:
                 log.exception("writing %d items failed", len(batch))
                 with cond:

@@ -58,6 +58,7 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from bus.load import SiteLoad, encode_site_load
+from flows import metrics
 from flows.common import (
     DeadLetter,
     FlowConfig,
@@ -315,7 +316,7 @@ def build_flow_with(
 
 def kafka_input(config: FlowConfig) -> FlowInput:
     """The production input (:func:`flows.common.kafka_events_input`)."""
-    return kafka_events_input(config)
+    return kafka_events_input(config, FLOW_ID)
 
 
 def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(seconds=5),
@@ -327,7 +328,8 @@ def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(se
         kafka_input(config),
         rows_sink(config, overlap=overlap_writes, partitions=sink_partitions),
         KafkaSink(config.brokers, config.topics.load_sites, producer_config),
-        KafkaSink(config.brokers, config.topics.deadletter, producer_config),
+        metrics.CountingDeadLetterSink(
+            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID),
         SiteDirectory(config.database_url),
         publish_interval=publish_interval, heartbeat=heartbeat,
     )
@@ -336,13 +338,15 @@ def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(se
 def from_env() -> Dataflow:
     """Entry point for ``python -m flows.run "flows.load.dataflow:from_env()"`` (also
     tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
+    config = common_config_from_env()
     flow = build_flow(
-        common_config_from_env(),
+        config,
         publish_interval=timedelta(
             seconds=env_float("CHARGEFLOW_LOAD_PUBLISH_INTERVAL_S", 5.0)),
         heartbeat=timedelta(seconds=env_float("CHARGEFLOW_LOAD_HEARTBEAT_S", 30.0)),
         overlap_writes=env_bool("CHARGEFLOW_FLOW_OVERLAP_WRITES", True),
         sink_partitions=env_int("CHARGEFLOW_FLOW_SINK_PARTITIONS", 1),
     )
+    metrics.serve(FLOW_ID, config, [config.topics.ocpp_events, config.topics.meter_readings])
     tune_gc()
     return flow
