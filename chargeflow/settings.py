@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.topics import Topics
@@ -59,7 +59,19 @@ class Settings(BaseSettings):
     mqtt_topic_pattern: str = "meters/+/reading"
     mqtt_client_id: str = "chargeflow-meters"
     mqtt_share_group: str | None = None
-    meters_http_port: int = 9102  # the bridge's /healthz and /metrics
+    meters_http_port: int = 9102  # the bridge's /livez, /readyz and /metrics
+    # The flows' /livez, /readyz and /metrics: `chargeflow run` serves the sessions,
+    # load and status flows on this port and the next two (0 = free ports, shown in
+    # the banner; empty or "off" = none); a flow run alone serves on it plus its
+    # Bytewax process id.
+    flow_metrics_port: int | None = Field(9110, ge=0, le=65535)
+
+    @field_validator("flow_metrics_port", mode="before")
+    @classmethod
+    def _empty_or_off_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+            return None
+        return value
     simulated_meter_interval_s: float = 10.0
 
     log_level: str = "INFO"
