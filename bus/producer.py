@@ -120,6 +120,14 @@ class Producer:
     def flush(self, timeout: float = 10.0) -> int:
         return int(self._producer.flush(timeout))
 
+    def check_reachable(self, timeout: float = 2.0) -> None:
+        """Raise unless a broker answers a metadata request within ``timeout`` (blocks:
+        call it from a thread). For readiness checks."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise PublishError(f"no Kafka broker answered within {timeout}s: {exc}") from exc
+
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
         self._closed.set()

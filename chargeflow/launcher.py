@@ -21,7 +21,14 @@ import structlog
 from bus.admin import ensure_topics
 from chargeflow.mqtt import EmbeddedMqttBroker
 from chargeflow.settings import Settings
-from chargeflow.stack import DatabaseServer, EmbeddedBroker, open_database, tcp_open, wait_until
+from chargeflow.stack import (
+    DatabaseServer,
+    EmbeddedBroker,
+    free_port,
+    open_database,
+    tcp_open,
+    wait_until,
+)
 from chargeflow.supervisor import Supervisor
 from flows.recovery import ensure_recovery_dir
 from ingest.simulator.meters import meter_id_for
@@ -35,6 +42,7 @@ from store.sites import upsert_site
 log = structlog.get_logger("chargeflow.run")
 
 SIMULATED_ID_TAGS = [f"SIM-TAG-{n:03d}" for n in range(1, 21)]
+FLOWS = ("sessions", "load", "status")
 
 
 def simulated_station_ids(count: int) -> list[str]:
@@ -64,6 +72,7 @@ class LocalStack:
     supervisor: Supervisor = field(default_factory=Supervisor)
     _recovery_reset: bool = False
     station_password: str = ""
+    flow_metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -135,13 +144,23 @@ class LocalStack:
         return [sys.executable, "-m", "flows.run", import_str,
                 "-r", str(directory), "-s", "5", "-b", "0"]
 
+    def flow_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
+        """``env`` with the flow's own health/metrics port (none if the setting is unset):
+        the configured port plus the flow's place in FLOWS, or a free port for 0."""
+        base = self.settings.flow_metrics_port
+        if base is None:
+            return {**env, "CHARGEFLOW_FLOW_METRICS_PORT": ""}
+        port = base + FLOWS.index(name) if base else free_port()
+        self.flow_metrics_ports[name] = port
+        return {**env, "CHARGEFLOW_FLOW_METRICS_PORT": str(port)}
+
     def start_services(self) -> None:
         s, env, py = self.settings, self.child_env(), sys.executable
         sup = self.supervisor
         sup.start("gateway", [py, "-m", "chargeflow.cli", "gateway"], env)
-        sup.start("sessions", self.flow_argv("sessions", "flows.sessions.dataflow:from_env()"), env)
-        sup.start("load", self.flow_argv("load", "flows.load.dataflow:from_env()"), env)
-        sup.start("status", self.flow_argv("status", "flows.status.dataflow:from_env()"), env)
+        for name in FLOWS:
+            sup.start(name, self.flow_argv(name, f"flows.{name}.dataflow:from_env()"),
+                      self.flow_env(name, env))
         # Refreshes the load aggregates' invalidated buckets (late rows; plain PostgreSQL:
         # every change), see docs/storage.md.
         sup.start("aggregates", [py, "-m", "store.aggregates", "--every", "30"], env)
@@ -233,6 +252,10 @@ def banner(stack: LocalStack, api_key: str) -> str:
             f"  MQTT (meters)   {stack.mqtt_url.split('@')[-1]}  topic {s.mqtt_topic_pattern}"
             + (f"  (embedded {stack.mqtt_broker.backend})" if stack.mqtt_broker else "")
             + f"; bridge metrics http://127.0.0.1:{s.meters_http_port}/metrics",
+            *([("  flow health     "
+                + ", ".join(f"{name} http://127.0.0.1:{port}" for name, port
+                            in stack.flow_metrics_ports.items())
+                + "  (/livez /readyz /metrics)")] if stack.flow_metrics_ports else []),
             "  processes       gateway, sessions/load/status flows (Bytewax), api, meter "
             f"bridge, simulator ({s.simulated_stations} charge points)",
             f"  smart meters    {meter_id_for('SIM-0001')} ... on connector 1 of each charge "

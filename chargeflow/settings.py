@@ -23,6 +23,7 @@ from runtime.settings import (
     KafkaSettings,
     LoggingSettings,
     MqttSettings,
+    OptionalPort,
     TopicSettings,
 )
 
@@ -34,6 +35,12 @@ class Settings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings, 
                            description="port of the embedded MQTT broker; 0 = a free one")
     data_dir: Path = Field(Path(".chargeflow"), description="local state of `chargeflow "
                            "run`: embedded database, logs, flow recovery")
+    # The flows' /livez, /readyz and /metrics: `chargeflow run` serves the sessions,
+    # load and status flows on this port and the next two (0 = free ports, shown in
+    # the banner; empty or "off" = none).
+    flow_metrics_port: OptionalPort = Field(
+        9110, description="first of the three flows' health/metrics ports in `chargeflow "
+        "run` (0 = free ports, off = none)")
 
     @property
     def topics(self) -> Topics:

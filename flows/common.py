@@ -17,7 +17,7 @@ from typing import Annotated, Any, Generic, Protocol, TypeVar, cast
 
 import bytewax.operators as op
 import psycopg
-from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import (
     DynamicSink,
@@ -31,7 +31,9 @@ from tenacity import RetryCallState
 
 from bus.envelope import Envelope, EnvelopeError, decode_envelope
 from bus.topics import Topics
+from flows.metrics import MeasuredKafkaSource, SinkMetrics
 from runtime.retry import DATABASE, failure, next_wait, retrying
+from runtime.settings import OptionalPort
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,11 @@ class FlowConfig:
     # Database writers (connections) of the overlapped sink; rows go to them by key.
     # With several workers, set it to their number.
     sink_partitions: Annotated[int, Field(ge=1)] = 1
+    # Health/metrics endpoint (flows.metrics.serve): unset or "off" = none, 0 = a free
+    # port, N = port N + the Bytewax process id.
+    metrics_port: OptionalPort = None
+    # Address the health/metrics endpoint listens on.
+    metrics_host: str = "127.0.0.1"
 
 
 def dead_letter(msg: RawMessage, reason: str, stage: str) -> DeadLetter:
@@ -178,15 +185,17 @@ def is_dead_letter(item: object) -> bool:
     return type(item) is KafkaSinkMessage
 
 
-def kafka_events_input(config: FlowConfig) -> Callable[[Dataflow], Stream[Any]]:
+def kafka_events_input(config: FlowConfig, flow_id: str = "flow"
+                       ) -> Callable[[Dataflow], Stream[Any]]:
     """The production input of the flows that read ``ocpp.events`` and
-    ``meter.readings``: Bytewax's Kafka source (offsets in recovery), consumer errors
-    left in the stream for :func:`decode_and_group` to dead-letter."""
+    ``meter.readings``: Bytewax's Kafka source (offsets in recovery; measured,
+    :class:`flows.metrics.MeasuredKafkaSource`), consumer errors left in the stream
+    for :func:`decode_and_group` to dead-letter."""
 
     def build(flow: Dataflow) -> Stream[Any]:
         return op.input(
-            "kafka_in", flow, KafkaSource(
-                config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
+            "kafka_in", flow, MeasuredKafkaSource(
+                flow_id, config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
                 tail=config.tail, starting_offset=config.starting_offset,
                 add_config=config.kafka_config or None, batch_size=config.batch_size,
                 raise_on_errors=False,
@@ -262,13 +271,16 @@ class RetryingConnection:
 class _RetryingPartition(StatelessSinkPartition[T], Generic[T]):
     """Writes each batch with ``write`` through a :class:`RetryingConnection`."""
 
-    def __init__(self, db: RetryingConnection, write: WriteBatch[T]) -> None:
+    def __init__(self, db: RetryingConnection, write: WriteBatch[T], name: str) -> None:
         self._db = db
         self._write = write
+        self._metrics = SinkMetrics(name)
 
     def write_batch(self, items: list[T]) -> None:
         write = self._write
+        started = time.perf_counter()
         self._db.run(lambda conn: write(conn, items), len(items))
+        self._metrics.observe(len(items), time.perf_counter() - started)
 
     def close(self) -> None:
         self._db.close()
@@ -294,7 +306,7 @@ class RetryingPostgresSink(DynamicSink[T], Generic[T]):
         return _RetryingPartition(
             RetryingConnection(self._url, self._name, self._max_backoff_s,
                                self._initial_backoff_s, self._connect_timeout_s),
-            self._write)
+            self._write, self._name)
 
 
 class BatchWriter(Protocol[T]):
@@ -350,6 +362,7 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
         self._error: BaseException | None = None
         self._reported = False  # the error was raised to Bytewax
         self._closed = False
+        self._metrics = SinkMetrics(name)
         self._thread = threading.Thread(target=self._run, name=f"{name}-db-writer",
                                         daemon=True)
         self._thread.start()
@@ -363,11 +376,14 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
                     cond.wait()
                 if not self._pending:
                     return  # closed and drained
-                batch, self._pending, self._pending_weight = self._pending, [], 0
+                batch, size = self._pending, self._pending_weight
+                self._pending, self._pending_weight = [], 0
                 self._busy = True
                 cond.notify_all()  # room for write_batch again
             try:
+                started = time.perf_counter()
                 write(batch)
+                self._metrics.observe(size, time.perf_counter() - started)
             except BaseException as exc:
                 log.exception("writing %d items failed", len(batch))
                 with cond:

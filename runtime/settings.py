@@ -44,9 +44,9 @@ import textwrap
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 
 # The metaclass of every pydantic model: the one hook that runs before pydantic collects
 # a class's fields (tests/unit/test_settings.py fails if it moves).
@@ -55,6 +55,22 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CHARGEFLOW_"
+
+
+def off_is_none(value: object) -> object:
+    """An empty, ``off`` or ``none`` setting means "not set" (an endpoint switched off).
+
+    >>> off_is_none(" Off "), off_is_none(""), off_is_none("9110")
+    (None, None, '9110')
+    """
+    if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+        return None
+    return value
+
+
+# A listen port that can be switched off: unset, empty or "off" = None; 0 = a free port.
+OptionalPort = Annotated[
+    Annotated[int, Field(ge=0, le=65535)] | None, BeforeValidator(off_is_none)]
 
 
 class SettingsError(ValueError):

@@ -56,6 +56,7 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from bus.load import SiteLoad, encode_site_load
+from flows import metrics
 from flows.common import (
     DeadLetter,
     FlowConfig,
@@ -310,7 +311,7 @@ def build_flow_with(
 
 def kafka_input(config: FlowConfig) -> FlowInput:
     """The production input (:func:`flows.common.kafka_events_input`)."""
-    return kafka_events_input(config)
+    return kafka_events_input(config, FLOW_ID)
 
 
 def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(seconds=5),
@@ -322,7 +323,8 @@ def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(se
         kafka_input(config),
         rows_sink(config, overlap=overlap_writes, partitions=sink_partitions),
         KafkaSink(config.brokers, config.topics.load_sites, producer_config),
-        KafkaSink(config.brokers, config.topics.deadletter, producer_config),
+        metrics.CountingDeadLetterSink(
+            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID),
         SiteDirectory(config.database_url),
         publish_interval=publish_interval, heartbeat=heartbeat,
     )
@@ -340,5 +342,6 @@ def from_env() -> Dataflow:
         overlap_writes=config.overlap_writes,
         sink_partitions=config.sink_partitions,
     )
+    metrics.serve(FLOW_ID, config, [config.topics.ocpp_events, config.topics.meter_readings])
     tune_gc()
     return flow

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -54,6 +55,7 @@ from bytewax.outputs import (
     StatelessSinkPartition,
 )
 
+from flows import metrics
 from flows.common import (
     DeadLetter,
     OverlappedSink,
@@ -238,9 +240,12 @@ class _PostgresPartition(StatelessSinkPartition[Output]):
 
     def __init__(self, writer: _SessionsWriter) -> None:
         self._writer = writer
+        self._metrics = metrics.SinkMetrics(FLOW_ID)
 
     def write_batch(self, items: list[Output]) -> None:
+        started = time.perf_counter()
         self._writer.write(items)
+        self._metrics.observe(len(items), time.perf_counter() - started)
 
     def close(self) -> None:
         self._writer.close()
@@ -334,7 +339,7 @@ def build_flow_with(
 
 def kafka_input(config: SessionsFlowConfig) -> FlowInput:
     """The production input (:func:`flows.common.kafka_events_input`)."""
-    return kafka_events_input(config)
+    return kafka_events_input(config, FLOW_ID)
 
 
 def build_flow(config: SessionsFlowConfig) -> Dataflow:
@@ -352,7 +357,8 @@ def build_flow(config: SessionsFlowConfig) -> Dataflow:
     return build_flow_with(
         kafka_input(config),
         rows_sink,
-        KafkaSink(config.brokers, config.topics.deadletter, producer_config),
+        metrics.CountingDeadLetterSink(
+            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID),
         rules=config.rules,
     )
 
@@ -360,6 +366,8 @@ def build_flow(config: SessionsFlowConfig) -> Dataflow:
 def from_env() -> Dataflow:
     """Entry point for ``python -m flows.run "flows.sessions.dataflow:from_env()"`` (also
     tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
-    flow = build_flow(SessionsFlowSettings.load().flow_config())
+    config = SessionsFlowSettings.load().flow_config()
+    flow = build_flow(config)
+    metrics.serve(FLOW_ID, config, [config.topics.ocpp_events, config.topics.meter_readings])
     tune_gc()
     return flow

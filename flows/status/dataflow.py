@@ -22,12 +22,11 @@ from typing import Any
 import bytewax.operators as op
 import psycopg
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
-from bytewax.connectors.kafka import operators as kop
 from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import Sink
 
-from flows import common
+from flows import common, metrics
 from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
 from flows.settings import StatusFlowSettings
 from flows.status import logic
@@ -73,11 +72,11 @@ def build_flow_with(flow_input: FlowInput, rows_sink: Sink[Output],
 
 def kafka_input(config: FlowConfig) -> FlowInput:
     def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
-        return kop.input(
-            "kafka_in", flow, brokers=config.brokers, topics=[config.topics.ocpp_events],
-            tail=config.tail, starting_offset=config.starting_offset,
-            add_config=config.kafka_config or None, batch_size=config.batch_size,
-        )
+        return metrics.kafka_input("kafka_in", flow, metrics.MeasuredKafkaSource(
+            FLOW_ID, config.brokers, [config.topics.ocpp_events], tail=config.tail,
+            starting_offset=config.starting_offset, add_config=config.kafka_config or None,
+            batch_size=config.batch_size, raise_on_errors=False,
+        ))
 
     return build
 
@@ -88,13 +87,16 @@ def build_flow(config: FlowConfig) -> Dataflow:
         kafka_input(config),
         RetryingPostgresSink(config.database_url, write_rows, name=FLOW_ID,
                              max_backoff_s=config.db_max_backoff_s),
-        KafkaSink(config.brokers, config.topics.deadletter, producer_config),
+        metrics.CountingDeadLetterSink(
+            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID),
     )
 
 
 def from_env() -> Dataflow:
     """Entry point for ``python -m flows.run "flows.status.dataflow:from_env()"`` (also
     tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
-    flow = build_flow(StatusFlowSettings.load().flow_config())
+    config = StatusFlowSettings.load().flow_config()
+    flow = build_flow(config)
+    metrics.serve(FLOW_ID, config, [config.topics.ocpp_events])
     common.tune_gc()
     return flow

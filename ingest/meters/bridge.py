@@ -21,13 +21,16 @@ A reading that cannot be published is retried with backoff (never acknowledged
 meanwhile, so the broker holds the rest back); a registry that cannot be reached
 is retried the same way (an unknown meter is only dead-lettered when the
 registry said so). Bad input never stops the bridge.
+
+With ``http_port`` set, :class:`runtime.health.HealthServer` serves ``/livez``,
+``/readyz`` (ready = subscribed to the MQTT broker, and Kafka answers and confirmed
+the last reading) and ``/metrics`` (the bridge's metrics plus process metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 import time
 from collections import OrderedDict
@@ -38,12 +41,13 @@ import aiomqtt
 import psycopg
 import structlog
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tenacity import RetryCallState
@@ -59,6 +63,7 @@ from ingest.meters.reading import (
     meter_id_from_topic,
     parse_reading,
 )
+from runtime.health import HealthServer
 from runtime.retry import DATABASE, KAFKA, MQTT, async_retrying, failure, next_wait
 from store.meters import MeterRecord, get_meter
 
@@ -71,6 +76,10 @@ DEADLETTER_STAGE_REGISTRY = "registry"
 class BridgeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # Process metrics (CPU, memory, open fds, GC) next to the bridge's own.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            with contextlib.suppress(ValueError):  # the caller's registry has them already
+                registry.register(collector)
         self.accepted = Counter(
             "chargeflow_meters_readings_accepted", "Readings published to meter.readings",
             registry=registry,
@@ -188,7 +197,8 @@ class MeterBridge:
         self._producer: Producer | None = None
         self._pool: AsyncConnectionPool | None = None
         self._directory: MeterDirectory | None = None
-        self._http: asyncio.Server | None = None
+        self._health: HealthServer | None = None
+        self._health_task: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
         self._kafka_ok = True
         self._had_subscription = False
@@ -216,8 +226,9 @@ class MeterBridge:
             producer_config(cfg.kafka_bootstrap, delivery_timeout_ms=cfg.delivery_timeout_ms)
         )
         if cfg.http_port is not None:
-            self._http = await asyncio.start_server(self._serve_http, cfg.http_host, cfg.http_port)
-            self.http_port = int(next(iter(self._http.sockets)).getsockname()[1])
+            self._health = self._health_server()
+            self.http_port = self._health.bind()
+            self._health_task = asyncio.create_task(self._health.serve(), name="meters-http")
         log.info("meter bridge ready", mqtt=cfg.mqtt.url, subscription=cfg.subscription,
                  topic=cfg.topics.meter_readings, http_port=self.http_port)
 
@@ -226,10 +237,10 @@ class MeterBridge:
         for task in list(self._deliveries):
             task.cancel()
         await asyncio.gather(*self._deliveries, return_exceptions=True)
-        if self._http is not None:
-            self._http.close()
-            await self._http.wait_closed()
-            self._http = None
+        if self._health is not None and self._health_task is not None:
+            self._health.stop()
+            await self._health_task
+            self._health = self._health_task = None
         if self._producer is not None:
             await asyncio.to_thread(self._producer.close, 10.0)
             self._producer = None
@@ -252,9 +263,27 @@ class MeterBridge:
         """Stop taking readings; ``run`` finishes those handed to Kafka, then returns."""
         self._stop.set()
 
-    @property
-    def healthy(self) -> bool:
-        return self.subscribed.is_set() and self._kafka_ok
+    def _health_server(self) -> HealthServer:
+        """``/livez``, ``/readyz`` (``/healthz``) and ``/metrics``: ready while subscribed
+        to the MQTT broker and Kafka confirms deliveries (see :mod:`runtime.health`)."""
+        cfg = self.config
+        health = HealthServer(host=cfg.http_host, port=cfg.http_port or 0,
+                              registry=self.registry, name="meters")
+        health.add_check("mqtt", self._check_mqtt)
+        health.add_check("kafka", self._check_kafka)
+        return health
+
+    def _check_mqtt(self) -> None:
+        if not self.subscribed.is_set():
+            raise ConnectionError(f"not subscribed to {self.config.mqtt.url}")
+
+    def _check_kafka(self) -> None:
+        # Runs on a worker thread (runtime.health): the probe blocks.
+        if not self._kafka_ok:
+            raise ConnectionError("Kafka did not confirm the last reading (retrying)")
+        if self._producer is None:
+            raise ConnectionError("no Kafka producer")
+        self._producer.check_reachable(timeout=2.0)
 
     @property
     def directory(self) -> MeterDirectory:
@@ -477,37 +506,3 @@ class MeterBridge:
             self.metrics.accepted.inc()
         else:
             self.metrics.rejected.labels(out.reason).inc()
-
-    # ------------------------------------------------------------- HTTP side
-
-    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                          ) -> None:
-        try:
-            async with asyncio.timeout(5):
-                request = await reader.readline()
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    del line
-            parts = request.decode("latin-1").split()
-            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else "/"
-            if path in ("/health", "/healthz"):
-                ok = self.healthy
-                status = "200 OK" if ok else "503 Service Unavailable"
-                body = json.dumps({
-                    "status": "ok" if ok else "degraded",
-                    "mqtt_subscribed": self.subscribed.is_set(),
-                    "kafka_ok": self._kafka_ok,
-                }).encode()
-                ctype = "application/json"
-            elif path == "/metrics":
-                status, body, ctype = "200 OK", generate_latest(self.registry), CONTENT_TYPE_LATEST
-            else:
-                status, body, ctype = "404 Not Found", b"not found\n", "text/plain"
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode() + body
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()

@@ -40,13 +40,14 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
 ) -> None:
     db_name = f"chargeflow_test_run_{uuid.uuid4().hex[:8]}"
     database_url = pg_server.create_database(db_name, exist_ok=False)
-    api_port, gateway_port = free_port(), free_port()
+    api_port, gateway_port, meters_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "CHARGEFLOW_DATABASE_URL": database_url,
         "CHARGEFLOW_API_PORT": str(api_port),
         "CHARGEFLOW_GATEWAY_PORT": str(gateway_port),
-        "CHARGEFLOW_METERS_HTTP_PORT": str(free_port()),
+        "CHARGEFLOW_METERS_HTTP_PORT": str(meters_port),
+        "CHARGEFLOW_FLOW_METRICS_PORT": "0",  # free ports, listed in the banner
         "CHARGEFLOW_SIMULATED_STATIONS": "3",
         # Fast simulated time so a session closes within seconds.
         "CHARGEFLOW_SIMULATOR_TIME_SCALE": "600",
@@ -85,6 +86,13 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
         text = "".join(lines)
         assert f"http://127.0.0.1:{api_port}/docs" in text
         assert "simulator (3 charge points)" in text
+        # Each flow serves health and metrics on its own port, named in the banner.
+        flow_line = next(ln for ln in lines if "flow health" in ln)
+        flow_ports = dict(re.findall(r"(\w+) http://127\.0\.0\.1:(\d+)", flow_line))
+        assert set(flow_ports) == {"sessions", "load", "status"}, flow_line
+        for name, port in [*flow_ports.items(), ("meters", str(meters_port))]:
+            poll_until(lambda port=port: _status(f"http://127.0.0.1:{port}/readyz"),
+                       lambda code: code == 200, 60, f"{name} ready")
 
         api = f"http://127.0.0.1:{api_port}"
         assert httpx.get(f"{api}/healthz", timeout=5).json()["status"] == "ok"
@@ -136,6 +144,13 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
         alive = [pid for pid in family if _running(pid)]
     assert not alive, f"orphans left: {alive}"
     assert "all stopped" in "".join(lines)
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return None
 
 
 def _running(pid: int) -> bool:

@@ -265,9 +265,9 @@ async def test_health_and_metrics_over_http(
     async with running(config) as bridge, httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{bridge.http_port}"
     ) as http:
-        health = await http.get("/healthz")
+        health = await http.get("/readyz")
         assert health.status_code == 200
-        assert health.json()["mqtt_subscribed"] is True
+        assert health.json()["checks"] == {"mqtt": {"ok": True}, "kafka": {"ok": True}}
         await publish(mqtt, f"{prefix}/meters/MTR-X/reading", b"nonsense")
         await apoll(lambda: sample(bridge, "chargeflow_meters_readings_rejected_total",
                                    reason="invalid_json"), lambda v: v == 1, 20, "a rejection")
