@@ -11,9 +11,12 @@ import sys
 
 from api.config import ApiConfig
 from api.main import serve
+from runtime.logs import configure_logging
 
 
 def main() -> None:
+    configure_logging(os.environ.get("CHARGEFLOW_LOG_LEVEL", "INFO"),
+                      os.environ.get("CHARGEFLOW_LOG_FORMAT", "console"))
     database_url = os.environ.get("CHARGEFLOW_DATABASE_URL")
     if not database_url:
         sys.exit("CHARGEFLOW_DATABASE_URL is required")

@@ -13,8 +13,8 @@ from typing import Annotated
 import structlog
 import typer
 
-from chargeflow.logs import configure_logging
 from chargeflow.settings import Settings
+from runtime.logs import configure_logging
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 apikey_app = typer.Typer(no_args_is_help=True, help="API keys for callers of the HTTP API.")

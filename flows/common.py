@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from bus.envelope import Envelope, EnvelopeError, decode_envelope
 from bus.topics import Topics
+from runtime.logs import with_kafka_logger
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class FlowConfig:
     tail: bool = True
     batch_size: int = 1000
     starting_offset: int = OFFSET_BEGINNING
-    kafka_config: dict[str, str] = field(default_factory=dict)
+    # librdkafka's lines go through the flow's logging (served by consume/flush).
+    kafka_config: dict[str, Any] = field(default_factory=lambda: with_kafka_logger({}))
     db_max_backoff_s: float = 10.0
 
 

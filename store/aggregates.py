@@ -28,6 +28,8 @@ from typing import Any
 
 import psycopg
 
+from runtime.logs import configure_logging
+
 log = logging.getLogger("chargeflow.aggregates")
 
 AGGREGATE_VIEWS = ("load_station_1m", "load_connector_1h", "energy_connector_1d")
@@ -100,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="TimescaleDB: refresh the continuous aggregates fully")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("CHARGEFLOW_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(os.environ.get("CHARGEFLOW_LOG_LEVEL", "INFO"),
+                      os.environ.get("CHARGEFLOW_LOG_FORMAT", "console"))
     url = os.environ.get("CHARGEFLOW_DATABASE_URL")
     if not url:
         print("error: CHARGEFLOW_DATABASE_URL is not set", file=sys.stderr)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class OutboxPublisher:
-    def __init__(self, brokers: list[str], topic: str, kafka_config: dict[str, str] | None = None,
+    def __init__(self, brokers: list[str], topic: str, kafka_config: dict[str, Any] | None = None,
                  *, delivery_timeout_s: float = 10.0, batch: int = 1000) -> None:
         self.topic = topic
         self._config: dict[str, Any] = {
