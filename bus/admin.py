@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -17,6 +18,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from runtime.logs import kafka_logger, with_kafka_logger
+
+log = logging.getLogger(__name__)
 
 
 def ensure_topics(
@@ -56,6 +59,29 @@ def broker_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
     except KafkaException:
         return False
     return True
+
+
+def wait_for_broker(bootstrap: str, *, every_s: float = 5.0) -> None:
+    """Block until the broker answers a metadata request, logging while it does not.
+
+    For clients that would otherwise wait silently (Bytewax's Kafka connectors list
+    partitions with no timeout and never poll their admin client, so librdkafka's
+    lines about the unreachable broker would never reach the logger).
+    """
+    admin = admin_client(bootstrap)
+    waited = 0.0
+    while True:
+        try:
+            admin.list_topics(timeout=every_s)
+        except KafkaException as exc:
+            waited += every_s
+            log.warning("Kafka unreachable; waiting (%.0f s so far): %s", waited, exc)
+        else:
+            if waited:
+                log.info("Kafka reachable after %.0f s", waited)
+            return
+        finally:
+            admin.poll(0)
 
 
 def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:

@@ -29,6 +29,7 @@ from bytewax.outputs import (
 )
 from confluent_kafka import OFFSET_BEGINNING
 
+from bus.admin import wait_for_broker
 from bus.envelope import Envelope, EnvelopeError, decode_envelope
 from bus.topics import Topics
 from runtime.logs import with_kafka_logger
@@ -214,6 +215,7 @@ def kafka_events_input(config: FlowConfig) -> Callable[[Dataflow], Stream[Any]]:
     left in the stream for :func:`decode_and_group` to dead-letter."""
 
     def build(flow: Dataflow) -> Stream[Any]:
+        wait_for_broker(",".join(config.brokers))
         return op.input(
             "kafka_in", flow, KafkaSource(
                 config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],

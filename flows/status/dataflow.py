@@ -27,6 +27,7 @@ from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import Sink
 
+from bus.admin import wait_for_broker
 from flows import common
 from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
 from flows.status import logic
@@ -72,6 +73,7 @@ def build_flow_with(flow_input: FlowInput, rows_sink: Sink[Output],
 
 def kafka_input(config: FlowConfig) -> FlowInput:
     def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
+        wait_for_broker(",".join(config.brokers))
         return kop.input(
             "kafka_in", flow, brokers=config.brokers, topics=[config.topics.ocpp_events],
             tail=config.tail, starting_offset=config.starting_offset,
