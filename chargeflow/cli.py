@@ -430,6 +430,9 @@ def error_line(exc: BaseException) -> str:
 
     from runtime.logs import redact_text
 
+    wrapped = getattr(exc, "orig", None)  # SQLAlchemy (migrations) wraps the driver's error
+    if isinstance(wrapped, psycopg.Error):
+        exc = wrapped
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     message = lines[0] if lines else type(exc).__name__
     if isinstance(exc, psycopg.OperationalError):

@@ -10,7 +10,7 @@ import pytest
 MODULES = (
     "bus.envelope", "bus.commands", "bus.load", "bus.sessions", "flows.load.logic",
     "flows.sessions.logic", "ingest.gateway.commands", "ingest.meters.reading",
-    "store.load_queries",
+    "store.load_queries", "runtime.logs", "chargeflow.cli",
 )
 
 
