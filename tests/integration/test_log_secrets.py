@@ -46,6 +46,12 @@ pytestmark = pytest.mark.integration
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 STATION = "CP-SECRET-1"
+REFUSE_LOGIN_RECORD = """
+    CREATE FUNCTION refuse_login_record() RETURNS trigger LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'the test refuses this write'; END $$;
+    CREATE TRIGGER refuse_login_record BEFORE UPDATE OF last_auth_at ON stations
+    FOR EACH ROW EXECUTE FUNCTION refuse_login_record();
+"""
 
 
 def with_password(url: str, password: str) -> str:
@@ -205,12 +211,7 @@ def run_every_process(fmt: str, tmp_path: Path, broker: EmbeddedBroker,
                        additional_headers={"Authorization": f"Basic {wrong}"}, open_timeout=10)
         assert rejected.value.response.status_code == 401
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("""
-                CREATE FUNCTION refuse_login_record() RETURNS trigger LANGUAGE plpgsql
-                AS $$ BEGIN RAISE EXCEPTION 'the test refuses this write'; END $$;
-                CREATE TRIGGER refuse_login_record BEFORE UPDATE OF last_auth_at ON stations
-                FOR EACH ROW EXECUTE FUNCTION refuse_login_record();
-            """)
+            conn.execute(REFUSE_LOGIN_RECORD)
         right = base64.b64encode(f"{STATION}:{s.station_password}".encode()).decode()
         with ws_connect(ocpp, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
                         additional_headers={"Authorization": f"Basic {right}"},
@@ -294,3 +295,78 @@ def test_no_secret_in_any_log_line(fmt: str, tmp_path: Path, broker: EmbeddedBro
         kafka = [json.loads(ln) for ln in next(
             p for p in procs if p.name == "flow-broker-down").text().splitlines() if ln.strip()]
         assert any(r["logger"] == "librdkafka" for r in kafka)
+
+
+def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path: Path) -> None:
+    """``chargeflow run`` (every process under the launcher, console at COLUMNS=200) with
+    a password in its database URL, a station password, a Stripe key in the
+    environment, its development key used on requests and wrong credentials tried."""
+    s = Secrets()
+    name = f"chargeflow_test_run_secrets_{uuid.uuid4().hex[:8]}"
+    database_url = with_password(pg_server.create_database(name, exist_ok=False),
+                                 s.db_password)
+    # The stations' logins cannot be recorded (logged with a traceback through the
+    # frame holding the password).
+    migrate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(REFUSE_LOGIN_RECORD)
+    api_port, gateway_port = free_port(), free_port()
+    env = {
+        **os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1",
+        "CHARGEFLOW_LOG_FORMAT": "console",
+        "CHARGEFLOW_DATABASE_URL": database_url,
+        "CHARGEFLOW_API_PORT": str(api_port),
+        "CHARGEFLOW_GATEWAY_PORT": str(gateway_port),
+        "CHARGEFLOW_METERS_HTTP_PORT": str(free_port()),
+        "CHARGEFLOW_SIMULATED_STATIONS": "2",
+        "CHARGEFLOW_SIMULATOR_STATION_PASSWORD": s.station_password,
+        "CHARGEFLOW_DATA_DIR": str(tmp_path / "data"),
+        "STRIPE_API_KEY": s.stripe_key,
+    }
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        launcher = subprocess.Popen([sys.executable, "-m", "chargeflow.cli", "run"], cwd=ROOT,
+                                    env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+    try:
+        banner = poll_until(log.read_text, lambda t: "dev API key" in t or
+                            launcher.poll() is not None, 120, "the launcher banner")
+        match = re.search(r"dev API key\s+(cf_\S+)", banner)
+        assert match, banner[-3000:]
+        s.api_key = match.group(1)
+        key_id = s.api_key.split("_")[1]
+        base = f"http://127.0.0.1:{api_port}"
+        with httpx.Client(base_url=base, timeout=15) as http:
+            assert http.get("/v1/sessions", headers={"X-API-Key": s.api_key}).status_code == 200
+            bad = f"cf_{key_id}_{s.wrong_api_secret}"
+            assert http.get("/v1/sessions", headers={
+                "Authorization": f"Bearer {bad}"}).status_code == 401
+        wrong = base64.b64encode(f"SIM-0001:{s.wrong_station_password}".encode()).decode()
+        with pytest.raises(InvalidStatus):
+            ws_connect(f"ws://127.0.0.1:{gateway_port}/ocpp/SIM-0001",
+                       subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                       additional_headers={"Authorization": f"Basic {wrong}"},
+                       open_timeout=10)
+        poll_until(log.read_text, lambda t: "wrong_password" in t, 30, "the failed login logged")
+        poll_until(log.read_text, lambda t: "station connected" in t, 60,
+                   "a simulated station logged in with its password")
+        poll_until(log.read_text, lambda t: "Traceback" in t, 30, "the refused login record")
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(90) == 0
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+        pg_server.drop_database(name)
+    secret_values = s.values()
+    secret_values.pop("station Basic credentials")
+    secret_values["station Basic credentials"] = base64.b64encode(
+        f"SIM-0001:{s.station_password}".encode()).decode()
+    lines = log.read_text().splitlines()
+    # The banner shows the development key once, on purpose (as `apikey create` does).
+    scanned = [ln for ln in lines if "dev API key" not in ln and "X-API-Key: cf_" not in ln]
+    assert len(scanned) == len(lines) - 2
+    leaks = [f"{what}: {line[:300]}" for line in scanned
+             for what, value in secret_values.items() if value in line]
+    assert not leaks, "\n".join(leaks)
+    assert "all stopped" in lines[-1]
