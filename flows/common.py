@@ -51,8 +51,8 @@ class FlowConfig:
     tail: bool = True
     batch_size: int = 1000
     starting_offset: int = OFFSET_BEGINNING
-    # librdkafka's lines go through the flow's logging (served by consume/flush).
-    kafka_config: dict[str, Any] = field(default_factory=lambda: with_kafka_logger({}))
+    # Extra librdkafka settings; every client also gets runtime.logs.kafka_logger().
+    kafka_config: dict[str, Any] = field(default_factory=dict)
     db_max_backoff_s: float = 10.0
 
 
@@ -220,7 +220,7 @@ def kafka_events_input(config: FlowConfig) -> Callable[[Dataflow], Stream[Any]]:
             "kafka_in", flow, KafkaSource(
                 config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
                 tail=config.tail, starting_offset=config.starting_offset,
-                add_config=config.kafka_config or None, batch_size=config.batch_size,
+                add_config=with_kafka_logger(config.kafka_config), batch_size=config.batch_size,
                 raise_on_errors=False,
             ),
         )

@@ -32,6 +32,7 @@ from flows import common
 from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
 from flows.status import logic
 from flows.status.logic import HistoryRow, Output, StationStatus, StatusEvent
+from runtime.logs import with_kafka_logger
 from store.load_writers import write_status_batch
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,14 @@ def kafka_input(config: FlowConfig) -> FlowInput:
         return kop.input(
             "kafka_in", flow, brokers=config.brokers, topics=[config.topics.ocpp_events],
             tail=config.tail, starting_offset=config.starting_offset,
-            add_config=config.kafka_config or None, batch_size=config.batch_size,
+            add_config=with_kafka_logger(config.kafka_config), batch_size=config.batch_size,
         )
 
     return build
 
 
 def build_flow(config: FlowConfig) -> Dataflow:
-    producer_config = {"acks": "all", **config.kafka_config}
+    producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
     return build_flow_with(
         kafka_input(config),
         RetryingPostgresSink(config.database_url, write_rows, name=FLOW_ID,

@@ -82,6 +82,23 @@ def test_tracebacks_are_kept_without_locals_and_without_secrets(
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
+def test_secrets_in_exception_messages_are_masked(fmt: str, captured: io.StringIO) -> None:
+    configure_logging("INFO", fmt, stream=captured)
+    try:
+        raise ConnectionError(f"cannot connect to {DB_URL} with key {API_KEY}")
+    except ConnectionError:
+        logging.getLogger("psycopg.pool").exception("pool failed")
+    out = captured.getvalue()
+    assert "DbPassw0rd" not in out
+    assert "S3cretPart" not in out
+    assert "postgresql://app:***@db.internal:5432/chargeflow" in out
+    if fmt == "json":
+        (record,) = [json.loads(line) for line in out.splitlines()]
+        assert record["exception"][0]["exc_value"].startswith(
+            "cannot connect to postgresql://app:***@")
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
 def test_every_line_has_a_full_utc_timestamp(fmt: str, captured: io.StringIO) -> None:
     configure_logging("INFO", fmt, stream=captured)
     structlog.get_logger("chargeflow.test").info("native")
