@@ -11,9 +11,11 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# The fallback MQTT broker (when no mosquitto) lives in its own venv: amqtt pins
-	# websockets==15, which must not downgrade the gateway's websockets.
-	test -x .venv-mqtt/bin/amqtt || { $(PYTHON) -m venv .venv-mqtt && \
+	# The fallback MQTT broker, built only where chargeflow.mqtt finds no mosquitto (the
+	# same search), lives in its own venv: amqtt pins websockets==15, which must not
+	# downgrade the gateway's websockets.
+	$(BIN)/python -c 'import sys; from chargeflow.mqtt import mosquitto_binary; sys.exit(mosquitto_binary() is None)' \
+		|| test -x .venv-mqtt/bin/amqtt || { $(PYTHON) -m venv .venv-mqtt && \
 		.venv-mqtt/bin/python -m pip install --quiet 'amqtt>=0.11,<0.13'; }
 	touch $(STAMP)
 

@@ -7,6 +7,7 @@ import sys
 
 from api.main import serve
 from api.settings import ApiSettings
+from runtime.logs import configure_logging
 from runtime.settings import SettingsError
 
 
@@ -16,6 +17,7 @@ def main() -> None:
         config = settings.config()
     except SettingsError as exc:
         sys.exit(f"error: {exc}")
+    configure_logging(settings.log_level, settings.log_format)
     serve(config, host=settings.api_host, port=settings.api_port)
 
 

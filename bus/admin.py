@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -15,39 +17,79 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from runtime.logs import kafka_logger, with_kafka_logger
+
+log = logging.getLogger(__name__)
+
 
 def ensure_topics(
     bootstrap: str, topics: Iterable[str], *, partitions: int = 1, timeout: float = 30.0
 ) -> None:
     """Create the topics that do not exist yet (idempotent)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [t for t in topics if t not in existing]
-    if not wanted:
-        return
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
-        request_timeout=timeout,
-    )
-    for topic, future in futures.items():
-        try:
-            future.result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise RuntimeError(f"cannot create topic {topic}: {exc}") from exc
+    admin = admin_client(bootstrap)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+        wanted = [t for t in topics if t not in existing]
+        if not wanted:
+            return
+        futures = admin.create_topics(
+            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
+            request_timeout=timeout,
+        )
+        for topic, future in futures.items():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise RuntimeError(f"cannot create topic {topic}: {exc}") from exc
+    finally:
+        admin.poll(0)  # hands librdkafka's queued log lines to the logger
+
+
+def admin_client(bootstrap: str, **extra: Any) -> AdminClient:
+    """An AdminClient whose librdkafka lines go to the Python logger (on ``poll``)."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": kafka_logger(), **extra}
+    return AdminClient(config)
 
 
 def broker_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
     # log_level 0: a probe of a down broker must not spray librdkafka connect errors.
     try:
-        AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=timeout)
+        admin_client(bootstrap, log_level=0).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return True
 
 
+def wait_for_broker(bootstrap: str, *, every_s: float = 5.0) -> None:
+    """Block until the broker answers a metadata request, logging while it does not.
+
+    For clients that would otherwise wait silently (Bytewax's Kafka connectors list
+    partitions with no timeout and never poll their admin client, so librdkafka's
+    lines about the unreachable broker would never reach the logger).
+    """
+    admin = admin_client(bootstrap)
+    waited = 0.0
+    while True:
+        try:
+            admin.list_topics(timeout=every_s)
+        except KafkaException as exc:
+            waited += every_s
+            log.warning("Kafka unreachable; waiting (%.0f s so far): %s", waited, exc)
+        else:
+            if waited:
+                log.info("Kafka reachable after %.0f s", waited)
+            return
+        finally:
+            admin.poll(0)
+
+
 def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=timeout)
+    admin = admin_client(bootstrap)
+    try:
+        meta = admin.list_topics(topic, timeout=timeout)
+    finally:
+        admin.poll(0)
     return len(meta.topics[topic].partitions)
 
 
@@ -59,12 +101,12 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> Iterator
     high watermark after batched produces from concurrent producers.)
     """
     consumer = Consumer(
-        {
+        with_kafka_logger({
             "bootstrap.servers": bootstrap,
             "group.id": "chargeflow-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
-        }
+        })
     )
     try:
         parts = partition_count(bootstrap, topic)

@@ -16,6 +16,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka import Producer as _RdProducer
 
+from runtime.logs import with_kafka_logger
+
 
 class PublishError(RuntimeError):
     """The broker did not confirm a message (unreachable, timed out, rejected)."""
@@ -44,7 +46,8 @@ class Producer:
     """Thread-safe producer with awaitable and blocking delivery confirmation."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self._producer = _RdProducer(dict(config))
+        # librdkafka's own lines go through the process's logging (served by the poll loop).
+        self._producer = _RdProducer(with_kafka_logger(config))
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._poller.start()

@@ -7,6 +7,7 @@ import atexit
 import dataclasses
 import functools
 import json
+import logging
 import os
 import signal
 import sys
@@ -17,11 +18,14 @@ from typing import Annotated, NoReturn, TypeVar
 import structlog
 import typer
 
-from chargeflow.logs import configure_logging
 from chargeflow.settings import Settings
+from runtime.logs import configure_logging
 from runtime.settings import SettingsError, secret
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Errors never reach typer's traceback printer (main() turns them into one line);
+# were one to, it must not show local variables (database URLs, passwords).
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__,
+                  pretty_exceptions_show_locals=False)
 apikey_app = typer.Typer(no_args_is_help=True, help="API keys for callers of the HTTP API.")
 station_app = typer.Typer(no_args_is_help=True, help="The charge point registry.")
 idtag_app = typer.Typer(no_args_is_help=True, help="idTags (RFID cards, app tokens) of drivers.")
@@ -150,11 +154,16 @@ def apikey_list() -> None:
 
 
 @apikey_app.command("revoke")
-def apikey_revoke(key_id: str) -> None:
-    """Revoke an API key by its id."""
-    from store.apikeys import revoke_api_key
+def apikey_revoke(
+    key: Annotated[str, typer.Argument(help="the key id (or the whole key)", show_default=False)],
+) -> None:
+    """Revoke an API key by its id; the whole key is accepted but never echoed."""
+    from store.apikeys import parse_api_key, revoke_api_key
 
-    revoke_api_key(_database_url(_settings()), key_id)
+    parsed = parse_api_key(key)
+    key_id = parsed[0] if parsed is not None else key
+    if not revoke_api_key(_database_url(_settings()), key_id):
+        raise CliError(f"no active API key with id {key_id!r} (see: chargeflow apikey list)")
     typer.echo(f"revoked {key_id}")
 
 
@@ -195,7 +204,7 @@ def station_site(
     site_id: str,
     name: Annotated[str | None, typer.Option(help="display name")] = None,
     capacity_w: Annotated[
-        int | None, typer.Option(help="grid connection limit in watts")
+        int | None, typer.Option(min=1, help="grid connection limit in watts (> 0)")
     ] = None,
 ) -> None:
     """Create or update a site (a group of stations behind one grid connection)."""
@@ -424,11 +433,68 @@ def meters() -> None:
     asyncio.run(main())
 
 
+class CliError(Exception):
+    """A command failed for a reason the user can act on; ``main`` prints the message."""
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an error, secrets masked (a database error can quote its URL).
+
+    >>> error_line(CliError("no active API key with id 'x'"))
+    "error: no active API key with id 'x'"
+    >>> import psycopg
+    >>> error_line(psycopg.OperationalError(
+    ...     "connection failed: Connection refused\\n\\tIs the server running?"))
+    'error: cannot reach the database: connection failed: Connection refused'
+    >>> error_line(KeyError("postgresql://app:s3cret@db/x"))
+    "error: KeyError: 'postgresql://app:***@db/x'"
+    """
+    import psycopg
+
+    from runtime.logs import redact_text
+
+    wrapped = getattr(exc, "orig", None)  # SQLAlchemy (migrations) wraps the driver's error
+    if isinstance(wrapped, psycopg.Error):
+        exc = wrapped
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = lines[0] if lines else type(exc).__name__
+    if isinstance(exc, psycopg.OperationalError):
+        message = f"cannot reach the database: {message}"
+    elif isinstance(exc, psycopg.Error):
+        message = f"database error: {message}"
+    elif not isinstance(exc, CliError | ValueError | RuntimeError | OSError):
+        message = f"{type(exc).__name__}: {message}"
+    return redact_text(f"error: {message}")
+
+
 def main() -> None:
+    """Run the CLI: a usage or runtime error is one line on stderr and a non-zero exit."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help text, as click shows it
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(2)
+        if type(exc).__name__ == "Abort":
+            sys.exit(130)
+        if _is_usage_error(exc):  # bad arguments and options (click's, typer's own)
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            print(error_line(CliError(exc.format_message())) + where,  # type: ignore[attr-defined]
+                  file=sys.stderr)
+            sys.exit(int(getattr(exc, "exit_code", 2)))
+        # The traceback (without locals, redacted) only at CHARGEFLOW_LOG_LEVEL=DEBUG.
+        logging.getLogger("chargeflow.cli").debug("command failed", exc_info=exc)
+        print(error_line(exc), file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """click's ClickException (typer vendors its own click, so matched by shape)."""
+    return callable(getattr(exc, "format_message", None)) and hasattr(exc, "exit_code")
 
 
 if __name__ == "__main__":

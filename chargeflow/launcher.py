@@ -33,7 +33,7 @@ from chargeflow.supervisor import Supervisor
 from flows.recovery import ensure_recovery_dir
 from ingest.simulator.meters import meter_id_for
 from runtime.settings import secret
-from store.apikeys import create_api_key
+from store.apikeys import create_api_key, list_api_keys, revoke_api_key
 from store.meters import add_meter
 from store.registry import add_id_tag, provision_station
 from store.schema import migrate
@@ -43,6 +43,17 @@ log = structlog.get_logger("chargeflow.run")
 
 SIMULATED_ID_TAGS = [f"SIM-TAG-{n:03d}" for n in range(1, 21)]
 FLOWS = ("sessions", "load", "status")
+
+DEVELOPMENT_KEY_NAME = "development key (chargeflow run)"
+
+
+def replace_development_key(database_url: str) -> str:
+    """A fresh admin key for this run; the keys earlier runs created (by their name)
+    are revoked first, so a database reused across runs collects no live admin keys."""
+    for key in list_api_keys(database_url, include_revoked=False):
+        if key.name == DEVELOPMENT_KEY_NAME:
+            revoke_api_key(database_url, key.key_id)
+    return create_api_key(database_url, DEVELOPMENT_KEY_NAME, "admin")
 
 
 def simulated_station_ids(count: int) -> list[str]:
@@ -128,7 +139,7 @@ class LocalStack:
         for tag in SIMULATED_ID_TAGS:
             add_id_tag(self.database_url, tag)
         self.seed_meters()
-        return create_api_key(self.database_url, "development key (chargeflow run)", "admin")
+        return replace_development_key(self.database_url)
 
     def flow_argv(self, name: str, import_str: str) -> list[str]:
         """``flows.run`` with Bytewax recovery (state + offsets) under the data dir.

@@ -29,9 +29,11 @@ from confluent_kafka import OFFSET_BEGINNING
 from pydantic import Field
 from tenacity import RetryCallState
 
+from bus.admin import wait_for_broker
 from bus.envelope import Envelope, EnvelopeError, decode_envelope
 from bus.topics import Topics
 from flows.metrics import MeasuredKafkaSource, SinkMetrics
+from runtime.logs import with_kafka_logger
 from runtime.retry import DATABASE, failure, next_wait, retrying
 from runtime.settings import OptionalPort
 
@@ -57,7 +59,8 @@ class FlowConfig:
     # Kafka messages the input hands the flow at once.
     batch_size: Annotated[int, Field(ge=1)] = 1000
     starting_offset: int = OFFSET_BEGINNING
-    kafka_config: dict[str, str] = field(default_factory=dict)
+    # Extra librdkafka settings; every client also gets runtime.logs.kafka_logger().
+    kafka_config: dict[str, Any] = field(default_factory=dict)
     # Longest wait between tries of a sink write while the database is down.
     db_max_backoff_s: Annotated[float, Field(gt=0)] = 10.0
     # Write to PostgreSQL on a background thread while the flow computes the next
@@ -193,11 +196,12 @@ def kafka_events_input(config: FlowConfig, flow_id: str = "flow"
     for :func:`decode_and_group` to dead-letter."""
 
     def build(flow: Dataflow) -> Stream[Any]:
+        wait_for_broker(",".join(config.brokers))
         return op.input(
             "kafka_in", flow, MeasuredKafkaSource(
                 flow_id, config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
                 tail=config.tail, starting_offset=config.starting_offset,
-                add_config=config.kafka_config or None, batch_size=config.batch_size,
+                add_config=with_kafka_logger(config.kafka_config), batch_size=config.batch_size,
                 raise_on_errors=False,
             ),
         )

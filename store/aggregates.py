@@ -53,6 +53,7 @@ from typing import Any
 
 import psycopg
 
+from runtime.logs import configure_logging
 from runtime.settings import SettingsError
 from store.settings import AggregatesSettings
 
@@ -303,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = AggregatesSettings.load()
+        configure_logging(settings.log_level, settings.log_format)
         url = settings.require("database_url")
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

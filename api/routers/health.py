@@ -6,12 +6,12 @@ import asyncio
 import logging
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import DbPool
 from api.models import HealthPublic
+from bus.admin import admin_client
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -20,7 +20,7 @@ router = APIRouter(tags=["health"])
 def broker_reachable_quietly(bootstrap: str, limit_s: float) -> bool:
     """Like ``bus.admin.broker_reachable`` but without librdkafka's per-retry stderr
     lines (dozens per check while the broker is down); the outcome is logged once."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = admin_client(bootstrap, log_level=0)
     try:
         admin.list_topics(timeout=limit_s)
     except KafkaException:

@@ -80,6 +80,7 @@ from flows.load.logic import (
     StationState,
 )
 from flows.settings import LoadFlowSettings
+from runtime.logs import with_kafka_logger
 from store.load_writers import station_sites, write_load_batch
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(se
                heartbeat: timedelta = timedelta(seconds=30), overlap_writes: bool = True,
                sink_partitions: int = 1) -> Dataflow:
     """The production flow: Kafka in; PostgreSQL, ``load.sites`` and dead letters out."""
-    producer_config = {"acks": "all", **config.kafka_config}
+    producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
     return build_flow_with(
         kafka_input(config),
         rows_sink(config, overlap=overlap_writes, partitions=sink_partitions),

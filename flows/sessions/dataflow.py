@@ -81,6 +81,7 @@ from flows.sessions.logic import (
 )
 from flows.sessions.outbox import OutboxPublisher
 from flows.settings import SessionsFlowSettings
+from runtime.logs import with_kafka_logger
 from store.writers import write_sessions_batch
 
 log = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ def kafka_input(config: SessionsFlowConfig) -> FlowInput:
 
 def build_flow(config: SessionsFlowConfig) -> Dataflow:
     """The production flow: Kafka in, PostgreSQL and the dead-letter topic out."""
-    producer_config = {"acks": "all", **config.kafka_config}
+    producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
     publisher = partial(OutboxPublisher, config.brokers, config.topics.sessions_closed,
                         config.kafka_config) if config.publish_closed else None
     rows_sink: Sink[Any] = (

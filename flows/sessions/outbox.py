@@ -18,21 +18,22 @@ from confluent_kafka import Producer as RdProducer
 
 from bus.producer import PublishError
 from bus.sessions import encode_session_closed, session_closed_from_row
+from runtime.logs import with_kafka_logger
 from store.outbox import OutboxMessage, publish_pending
 
 log = logging.getLogger(__name__)
 
 
 class OutboxPublisher:
-    def __init__(self, brokers: list[str], topic: str, kafka_config: dict[str, str] | None = None,
+    def __init__(self, brokers: list[str], topic: str, kafka_config: dict[str, Any] | None = None,
                  *, delivery_timeout_s: float = 10.0, batch: int = 1000) -> None:
         self.topic = topic
-        self._config: dict[str, Any] = {
+        self._config: dict[str, Any] = with_kafka_logger({
             "bootstrap.servers": ",".join(brokers), "acks": "all",
             "enable.idempotence": False, "linger.ms": 5,
             "message.timeout.ms": int(delivery_timeout_s * 1000),
             **(kafka_config or {}),
-        }
+        })
         self._timeout = delivery_timeout_s + 2.0
         self._batch = batch
         self._producer: RdProducer | None = None

@@ -26,11 +26,13 @@ from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import Sink
 
+from bus.admin import wait_for_broker
 from flows import common, metrics
 from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
 from flows.settings import StatusFlowSettings
 from flows.status import logic
 from flows.status.logic import HistoryRow, Output, StationStatus, StatusEvent
+from runtime.logs import with_kafka_logger
 from store.load_writers import write_status_batch
 
 log = logging.getLogger(__name__)
@@ -72,17 +74,19 @@ def build_flow_with(flow_input: FlowInput, rows_sink: Sink[Output],
 
 def kafka_input(config: FlowConfig) -> FlowInput:
     def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
+        wait_for_broker(",".join(config.brokers))
         return metrics.kafka_input("kafka_in", flow, metrics.MeasuredKafkaSource(
             FLOW_ID, config.brokers, [config.topics.ocpp_events], tail=config.tail,
-            starting_offset=config.starting_offset, add_config=config.kafka_config or None,
-            batch_size=config.batch_size, raise_on_errors=False,
+            starting_offset=config.starting_offset,
+            add_config=with_kafka_logger(config.kafka_config), batch_size=config.batch_size,
+            raise_on_errors=False,
         ))
 
     return build
 
 
 def build_flow(config: FlowConfig) -> Dataflow:
-    producer_config = {"acks": "all", **config.kafka_config}
+    producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
     return build_flow_with(
         kafka_input(config),
         RetryingPostgresSink(config.database_url, write_rows, name=FLOW_ID,

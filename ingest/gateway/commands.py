@@ -74,6 +74,7 @@ from bus.topics import Topics
 from ingest.gateway.protocol import CentralSystemBase
 from ingest.gateway.schemas import format_checker
 from ingest.gateway.services import utc_now
+from runtime.logs import kafka_logger
 from runtime.retry import KAFKA, async_retrying, failure, next_wait
 from store import commands as store
 
@@ -338,6 +339,7 @@ class CommandRouter:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "log_level": 3,
+            "logger": kafka_logger(),
         })
         deadline = time.monotonic() + timeout_s
         while True:
