@@ -82,7 +82,8 @@ def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert set(body) >= {"type", "title", "status", "detail", "instance"}, body
     assert body["status"] == status
     assert body["instance"] == resp.request.url.raw_path.decode().split("?")[0]
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
     return body
 
 
