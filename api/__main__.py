@@ -1,7 +1,8 @@
 """``python -m api``: serve the API from CHARGEFLOW_* environment variables.
 
 CHARGEFLOW_DATABASE_URL (required), CHARGEFLOW_KAFKA_BOOTSTRAP (optional),
-CHARGEFLOW_API_HOST (default 127.0.0.1), CHARGEFLOW_API_PORT (default 8000).
+CHARGEFLOW_API_HOST (default 127.0.0.1), CHARGEFLOW_API_PORT (default 8000),
+CHARGEFLOW_API_AUTH_FAILURE_LIMIT / _WINDOW_S (default 20 per 60 s).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def main() -> None:
     config = ApiConfig(
         database_url=database_url,
         kafka_bootstrap=os.environ.get("CHARGEFLOW_KAFKA_BOOTSTRAP") or None,
+        auth_failure_limit=int(os.environ.get("CHARGEFLOW_API_AUTH_FAILURE_LIMIT", "20")),
+        auth_failure_window_s=int(os.environ.get("CHARGEFLOW_API_AUTH_FAILURE_WINDOW_S", "60")),
     )
     serve(
         config,

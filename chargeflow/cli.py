@@ -215,10 +215,14 @@ def api() -> None:
     from api.main import create_app
 
     settings = _settings()
-    application = create_app(
-        ApiConfig(database_url=_database_url(settings), kafka_bootstrap=settings.kafka_bootstrap)
-    )
-    uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_config=None)
+    application = create_app(ApiConfig(
+        database_url=_database_url(settings), kafka_bootstrap=settings.kafka_bootstrap,
+        auth_failure_limit=settings.api_auth_failure_limit,
+        auth_failure_window_s=settings.api_auth_failure_window_s,
+    ))
+    # access_log=False: the app logs each request itself, without the query string.
+    uvicorn.run(application, host=settings.api_host, port=settings.api_port, log_config=None,
+                access_log=False)
 
 
 def _ocpp_versions(text: str) -> tuple[str, ...]:

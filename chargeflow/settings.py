@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_auth_failure_limit: int = Field(
+        20, ge=1, description="wrong API keys one client address may present per window")
+    api_auth_failure_window_s: int = Field(60, ge=1, description="that window, seconds")
 
     # The local demo runs in real time (timestamps are wall-clock) with short
     # plug-in times so sessions close within minutes.
