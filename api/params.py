@@ -63,13 +63,13 @@ class CursorPosition(NamedTuple):
     session_id: uuid.UUID
 
 
-def encode_cursor(position: CursorPosition) -> str:
+def encode_api_cursor(position: CursorPosition) -> str:
     """``<microseconds since 1970 UTC>-<session id as 32 hex digits>``."""
     micros = (position.started_at - EARLIEST) // timedelta(microseconds=1)
     return f"{micros}-{position.session_id.hex}"
 
 
-def decode_cursor(value: str) -> CursorPosition:
+def decode_api_cursor(value: str) -> CursorPosition:
     """Every string :data:`CURSOR_PATTERN` matches is a position (no hidden rules)."""
     match = re.fullmatch(CURSOR_PATTERN, value)
     if match is None:
@@ -79,20 +79,24 @@ def decode_cursor(value: str) -> CursorPosition:
         EARLIEST + timedelta(microseconds=int(micros)), uuid.UUID(hex=session_hex))
 
 
+EXAMPLE_STATION = "CP-1"
+EXAMPLE_SITE = "DEPOT-1"
+EXAMPLE_SESSION_ID = uuid.UUID("0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
+
 StationId = Annotated[str | None, Query(
     min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN,
-    description="Charge point id (no control characters)")]
+    description="Charge point id (no control characters)", examples=[EXAMPLE_STATION])]
 SiteFilter = Annotated[str | None, Query(
     min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN,
-    description="Site id (no control characters)")]
+    description="Site id (no control characters)", examples=[EXAMPLE_SITE])]
 ChargePointPath = Annotated[str, Path(
     min_length=1, max_length=MAX_ID_LENGTH, pattern=PATH_ID_PATTERN,
-    description="Charge point id (no control characters, no `/`)")]
+    description="Charge point id (no control characters, no `/`)", examples=[EXAMPLE_STATION])]
 SitePath = Annotated[str, Path(
     min_length=1, max_length=MAX_ID_LENGTH, pattern=PATH_ID_PATTERN,
-    description="Site id (no control characters, no `/`)")]
+    description="Site id (no control characters, no `/`)", examples=[EXAMPLE_SITE])]
 ConnectorPath = Annotated[int, Path(
-    ge=0, le=INT32_MAX, description="OCPP 1.6 connector / 2.0.1 EVSE id")]
+    ge=0, le=INT32_MAX, description="OCPP 1.6 connector / 2.0.1 EVSE id", examples=[1])]
 ConnectorFilter = Annotated[int | None, Query(
     ge=0, le=INT32_MAX, description="Only this connector")]
 Cursor = Annotated[

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Path, Query, status
 from api.deps import DbConn, SessionReader
 from api.models import SessionPublic, SessionsPage
 from api.params import (
+    EXAMPLE_SESSION_ID,
     TIMESTAMP_DESCRIPTION,
     Cursor,
     CursorPosition,
     StationId,
     Timestamp,
-    decode_cursor,
-    encode_cursor,
+    decode_api_cursor,
+    encode_api_cursor,
     require_ordered,
 )
 from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
@@ -58,12 +59,12 @@ async def list_sessions(
     )
     after = None
     if cursor is not None:
-        position = decode_cursor(cursor)
+        position = decode_api_cursor(cursor)
         after = queries.encode_cursor(position.started_at, position.session_id)
     page = await queries.list_sessions(conn, filters, cursor=after, limit=limit)
     next_cursor = None
     if page.next_cursor is not None:
-        next_cursor = encode_cursor(CursorPosition(*queries.decode_cursor(page.next_cursor)))
+        next_cursor = encode_api_cursor(CursorPosition(*queries.decode_cursor(page.next_cursor)))
     return SessionsPage(
         items=[SessionPublic.model_validate(item) for item in page.items],
         next_cursor=next_cursor,
@@ -77,7 +78,8 @@ async def list_sessions(
     responses=NOT_FOUND,
 )
 async def get_session(
-    session_id: Annotated[uuid.UUID, Path(description="The session's id (a UUID)")],
+    session_id: Annotated[uuid.UUID, Path(
+        description="The session's id (a UUID)", examples=[str(EXAMPLE_SESSION_ID)])],
     conn: DbConn,
     _principal: SessionReader,
 ) -> SessionPublic:
