@@ -60,7 +60,7 @@ def client_address(request: Request) -> str:
 
 async def get_current_principal(
     request: Request,
-    conn: DbConn,
+    pool: DbPool,
     api_key: Annotated[str | None, Depends(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiPrincipal:
@@ -78,9 +78,12 @@ async def get_current_principal(
         )
     presented = presented.strip()
     # Keys are printable ASCII; anything else (control characters, NUL) is simply wrong.
-    principal = (
-        await verify_api_key(conn, presented) if PRINTABLE_KEY.fullmatch(presented) else None
-    )
+    principal = None
+    if PRINTABLE_KEY.fullmatch(presented):
+        # A connection of its own, only now: requests without a key or from a limited
+        # address never take one from the pool.
+        async with pool.connection(timeout=request.app.state.config.pool_timeout_s) as conn:
+            principal = await verify_api_key(conn, presented)
     if principal is None:
         await limiter.record_failure(client)
         raise _unauthorized("invalid or revoked API key")

@@ -44,8 +44,8 @@ StatusReader = Annotated[
                 "the public role.",
 )
 async def list_availability(
-    conn: DbConn,
     principal: CurrentPrincipal,
+    conn: DbConn,
     station: StationId = None,
     site: SiteFilter = None,
     connector_status: Annotated[
@@ -80,8 +80,8 @@ async def list_availability(
 )
 async def status_history(
     charge_point_id: ChargePointPath,
-    conn: DbConn,
     _principal: StatusReader,
+    conn: DbConn,
     start: Annotated[Timestamp | None, Query(
         alias="from",
         description=f"At or after this time, earlier than `to`. {TIMESTAMP_DESCRIPTION}",

@@ -38,7 +38,9 @@ DEFAULT_SPAN = {"1m": timedelta(hours=1), "1h": timedelta(days=1), "1d": timedel
     summary="A site's live load against its capacity",
     responses=NOT_FOUND,
 )
-async def site_load(site_id: SitePath, conn: DbConn, _principal: LoadReader) -> SiteLoadPublic:
+async def site_load(
+    site_id: SitePath, _principal: LoadReader, conn: DbConn
+) -> SiteLoadPublic:
     record = await load_queries.site_load(conn, site_id)
     if record is None:
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"site {site_id!r} not found")
@@ -58,8 +60,8 @@ async def site_load(site_id: SitePath, conn: DbConn, _principal: LoadReader) -> 
 async def connector_load(
     charge_point_id: ChargePointPath,
     connector_id: ConnectorPath,
-    conn: DbConn,
     _principal: LoadReader,
+    conn: DbConn,
     resolution: Annotated[Literal["1m", "1h", "1d"], Query(
         description="Bucket size")] = "1m",
     start: Annotated[Timestamp | None, Query(

@@ -34,8 +34,8 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=AUTHENTIC
                 "`cursor` = the previous page's `next_cursor`.",
 )
 async def list_sessions(
-    conn: DbConn,
     _principal: SessionReader,
+    conn: DbConn,
     station: StationId = None,
     started_from: Annotated[Timestamp | None, Query(
         alias="from",
@@ -80,8 +80,8 @@ async def list_sessions(
 async def get_session(
     session_id: Annotated[uuid.UUID, Path(
         description="The session's id (a UUID)", examples=[str(EXAMPLE_SESSION_ID)])],
-    conn: DbConn,
     _principal: SessionReader,
+    conn: DbConn,
 ) -> SessionPublic:
     record = await queries.get_session(conn, session_id)
     if record is None:

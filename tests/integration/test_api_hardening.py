@@ -281,3 +281,24 @@ async def test_one_access_log_line_per_request_with_key_id_never_key_or_query(
     dumped = repr(events)
     assert admin_key not in dumped
     assert "token-in-query" not in dumped
+
+
+async def test_requests_without_a_usable_key_take_no_database_connection(
+    clean_db: str,
+) -> None:
+    def pool_requests(text: str) -> float:
+        [line] = [x for x in text.splitlines()
+                  if x.startswith("chargeflow_api_db_pool_requests_total ")]
+        return float(line.split()[1])
+
+    async with api_client(clean_db, auth_failure_limit=1) as client:
+        await client.get("/v1/sessions", headers={"X-API-Key": "cf_abc_wrong"})  # uses one
+        before = pool_requests((await client.get("/metrics")).text)
+        for _ in range(5):
+            assert (await client.get("/v1/sessions")).status_code == 401
+            limited = await client.get("/v1/sessions", headers={"X-API-Key": "cf_abc_wrong"})
+            assert limited.status_code == 429
+            control = await client.get("/v1/sessions", headers={"X-API-Key": "cf_a\x01b_c"})
+            assert control.status_code == 429
+        after = pool_requests((await client.get("/metrics")).text)
+    assert after == before
