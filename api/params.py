@@ -32,8 +32,8 @@ TIMESTAMP_PATTERN = (
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
     r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-# At most 16 digits: every value is a time before year 2287, always representable.
-CURSOR_PATTERN = r"^[0-9]{1,16}-[0-9a-f]{32}$"
+# Every match is a representable time (1653-5138): up to 16 digits before 1970, 17 after.
+CURSOR_PATTERN = r"^(-?[0-9]{1,16}|[0-9]{17})-[0-9a-f]{32}$"
 TIMESTAMP_DESCRIPTION = (
     "RFC 3339 date-time with an explicit offset (`Z` or `+01:00`; percent-encode `+`), "
     "year 1970-2999, at most microseconds"
@@ -74,7 +74,7 @@ def decode_api_cursor(value: str) -> CursorPosition:
     match = re.fullmatch(CURSOR_PATTERN, value)
     if match is None:
         raise ValueError("not a cursor: use next_cursor unchanged")
-    micros, session_hex = value.split("-")
+    micros, _, session_hex = value.rpartition("-")
     return CursorPosition(
         EARLIEST + timedelta(microseconds=int(micros)), uuid.UUID(hex=session_hex))
 
@@ -101,7 +101,7 @@ ConnectorFilter = Annotated[int | None, Query(
     ge=0, le=INT32_MAX, description="Only this connector")]
 Cursor = Annotated[
     str | None,
-    Query(min_length=34, max_length=49, pattern=CURSOR_PATTERN,
+    Query(min_length=34, max_length=50, pattern=CURSOR_PATTERN,
           description="`next_cursor` of the previous page, passed unchanged: where that "
                       "page ended, as `<started_at in microseconds since 1970 UTC>-"
                       "<session_id as 32 hex digits>`"),

@@ -117,8 +117,8 @@ async def _openapi(database_url: str) -> dict[str, Any]:
 
 async def test_crafted_cursors_are_rejected(clean_db: str, admin_key: str) -> None:
     async with api_client(clean_db) as client:
-        for cursor in (CRAFTED_CURSOR, "0-" + "g" * 32, "99999999999999999-" + "0" * 32,
-                       "1-" + "0" * 32 + "\x00"):
+        for cursor in (CRAFTED_CURSOR, "0-" + "g" * 32, "9" * 18 + "-" + "0" * 32,
+                       "-" + "9" * 17 + "-" + "0" * 32, "1-" + "0" * 32 + "\x00"):
             resp = await client.get("/v1/sessions", params={"cursor": cursor},
                                     headers=auth(admin_key))
             assert assert_problem(resp, 422)["errors"][0]["name"] == "cursor"

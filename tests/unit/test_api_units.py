@@ -84,18 +84,23 @@ def test_api_cursor_round_trip_and_every_pattern_match_is_a_position() -> None:
 
     from api.params import CURSOR_PATTERN, CursorPosition, decode_api_cursor, encode_api_cursor
 
-    position = CursorPosition(datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC), uuid.uuid4())
-    cursor = encode_api_cursor(position)
-    assert re.fullmatch(CURSOR_PATTERN, cursor)
-    assert decode_api_cursor(cursor) == position
+    for started in (datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+                    datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                    datetime(1700, 1, 1, tzinfo=UTC), datetime(4000, 1, 1, tzinfo=UTC)):
+        position = CursorPosition(started, uuid.uuid4())
+        cursor = encode_api_cursor(position)
+        assert re.fullmatch(CURSOR_PATTERN, cursor), cursor
+        assert decode_api_cursor(cursor) == position
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=300, deadline=None)
     @given(st.from_regex(CURSOR_PATTERN, fullmatch=True))
     def every_match_decodes(text: str) -> None:
         decoded = decode_api_cursor(text)
         assert decoded.started_at.tzinfo is not None
 
     every_match_decodes()
+    for extreme in ("-" + "9" * 16, "9" * 17):
+        assert decode_api_cursor(f"{extreme}-{'f' * 32}").started_at.year in (1653, 5138)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
