@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.config import ApiConfig
 from api.metrics import ApiMetrics
 from api.observe import ObserveRequests
-from api.problems import COMMON, Problem, install_problem_handlers
+from api.problems import COMMON, NotReadyProblem, Problem, install_problem_handlers
 from api.ratelimit import AuthFailureLimiter
 from api.routers import availability, health, load, sessions
 
@@ -86,9 +86,10 @@ def create_app(config: ApiConfig) -> FastAPI:
                 routes=app.routes,
             )
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(problem.pop("$defs", {}))
-            schemas[Problem.__name__] = problem
+            for model in (Problem, NotReadyProblem):
+                document = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(document.pop("$defs", {}))
+                schemas[model.__name__] = document
             app.openapi_schema = schema
         return app.openapi_schema
 

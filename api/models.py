@@ -16,8 +16,8 @@ class LivenessPublic(BaseModel):
 
 
 class HealthPublic(BaseModel):
-    status: Literal["ok", "unavailable"] = Field(
-        description="ok: ready to serve (the database answers)")
+    status: Literal["ok"] = Field(
+        description="ok: ready to serve (the database answers); else a 503 problem")
     database: str = Field(description='"ok", or the reason the database check failed')
     broker: str = Field(
         description='For information only: "ok", "disabled" (not configured), or the '

@@ -32,6 +32,7 @@ TYPE_VALIDATION = "urn:chargeflow:problem:validation"
 TYPE_RATE_LIMITED = "urn:chargeflow:problem:auth-rate-limited"
 TYPE_DATABASE_UNAVAILABLE = "urn:chargeflow:problem:database-unavailable"
 TYPE_INTERNAL = "urn:chargeflow:problem:internal"
+TYPE_NOT_READY = "urn:chargeflow:problem:not-ready"
 
 
 class InvalidParam(BaseModel):
@@ -61,6 +62,14 @@ class ProblemError(StarletteHTTPException):
     ) -> None:
         super().__init__(status_code, detail, dict(headers) if headers else None)
         self.problem_type = type_
+
+
+class NotReadyProblem(Problem):
+    """503 from the readiness check: problem details plus what was checked."""
+
+    database: str = Field(description="The reason the database check failed")
+    broker: str = Field(
+        description='For information only: "ok", "disabled" or the failure reason')
 
 
 def problem_response(
@@ -147,10 +156,12 @@ def internal_error_body(path: str) -> bytes:
     ).model_dump_json(exclude_none=True).encode()
 
 
-def _problem(description: str, headers: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _problem(
+    description: str, headers: Mapping[str, Any] | None = None, schema: str = "Problem"
+) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
-        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
     }
     if headers:
         response["headers"] = dict(headers)
@@ -171,6 +182,9 @@ NOT_FOUND: Responses = {404: _problem("No such resource")}
 RATE_LIMITED: Responses = {429: _problem(
     "Too many failed authentications from this client address", _RETRY_AFTER)}
 SERVICE_UNAVAILABLE: Responses = {503: _problem("The database is unavailable", _RETRY_AFTER)}
+NOT_READY: Responses = {503: _problem(
+    "The database does not answer within the health timeout", _RETRY_AFTER,
+    schema="NotReadyProblem")}
 # Every operation: validation, method, internal errors.
 COMMON: Responses = {
     405: _problem("Method not allowed"),

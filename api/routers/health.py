@@ -20,6 +20,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import DbPool
 from api.models import HealthPublic, LivenessPublic
+from api.problems import (
+    NOT_READY,
+    PROBLEM_JSON,
+    TYPE_NOT_READY,
+    NotReadyProblem,
+    request_path,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -63,14 +70,21 @@ async def _readiness(request: Request, pool: DbPool) -> JSONResponse:
         _check_database(pool, config.health_timeout_s),
         _check_broker(config.kafka_bootstrap, config.health_timeout_s),
     )
-    ready = database == "ok"
-    body = HealthPublic(status="ok" if ready else "unavailable", database=database, broker=broker)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if database == "ok":
+        return JSONResponse(HealthPublic(status="ok", database=database, broker=broker)
+                            .model_dump())
+    problem = NotReadyProblem(
+        type=TYPE_NOT_READY, title="Service Unavailable", status=503,
+        detail=f"database {database}", instance=request_path(request.scope),
+        database=database, broker=broker,
+    )
+    return JSONResponse(problem.model_dump(exclude_none=True), status_code=503,
+                        media_type=PROBLEM_JSON, headers={"Retry-After": "5"})
 
 
 READINESS: dict[str, Any] = {
     "response_model": HealthPublic,
-    "responses": {503: {"model": HealthPublic, "description": "The database does not answer"}},
+    "responses": NOT_READY,
     "description": "200 when the database answers within the health timeout, else 503. "
                    "`broker` is informational: the API does not need Kafka to serve.",
 }

@@ -57,10 +57,10 @@ async def test_not_ready_when_database_unreachable(broker: EmbeddedBroker) -> No
         # Requests that need the database answer 503 problem details, not a crash.
         key = "cf_0123456789abcdef_secret"
         sessions = await client.get("/v1/sessions", headers={"X-API-Key": key})
-    assert resp.status_code == 503
-    assert resp.json()["status"] == "unavailable"
-    assert resp.json()["database"].startswith("down")
-    assert resp.json()["broker"] == "ok"
+    not_ready = assert_problem(resp, 503)
+    assert not_ready["type"] == "urn:chargeflow:problem:not-ready"
+    assert not_ready["database"].startswith("down")
+    assert not_ready["broker"] == "ok"
     assert live.status_code == 200
     body = assert_problem(sessions, 503)
     assert body["detail"] == "database unavailable"
