@@ -11,6 +11,7 @@ positive data accepted, negative data rejected, auth enforced.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -104,7 +105,8 @@ CONFIG = SchemathesisConfig.from_dict({
     "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
     "checks": {"enabled": True},
 })
-schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG)
+# A copy: schemathesis adds the links it infers to the document it is given.
+schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=CONFIG)
 
 
 def ordered_range(query: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -166,6 +168,24 @@ def test_every_operation_every_check(
         raise
     answered = STATUSES.setdefault(case.operation.label, {})
     answered[response.status_code] = answered.get(response.status_code, 0) + 1
+
+
+def test_stateful_sequences_follow_links(
+    api_url: str, role_keys: dict[str, str], http_session: requests.Session
+) -> None:
+    """schemathesis' stateful phase: sequences of calls that feed one response into the
+    next request (e.g. a listed session's id into GET /v1/sessions/{session_id}), every
+    check on every step, as admin (the role that may call every operation)."""
+    headers = {"X-API-Key": role_keys["admin"]}
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            case.query = ordered_range(case.query)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"base_url": api_url, "headers": headers, "session": http_session}
+
+    Workflow.run(settings=settings(max_examples=10, stateful_step_count=4, deadline=None))
 
 
 def test_the_served_document_is_the_one_tested(api_url: str) -> None:
