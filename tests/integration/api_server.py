@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from api.config import ApiConfig
 from api.main import build_server
 from chargeflow.stack import free_port
+from tests.conftest import poll_until
 
 
 @contextmanager
@@ -22,11 +22,9 @@ def served_api(config: ApiConfig, host: str = "127.0.0.1") -> Iterator[str]:
     thread = threading.Thread(target=asyncio.run, args=(server.serve(),), name="api-server")
     thread.start()
     try:
-        deadline = time.monotonic() + 15
-        while not server.started:
-            assert thread.is_alive(), "uvicorn exited during start-up"
-            assert time.monotonic() < deadline, "uvicorn did not start within 15 s"
-            time.sleep(0.02)  # polling the started flag with a deadline
+        poll_until(lambda: server.started or not thread.is_alive(), bool, 15,
+                   "uvicorn to start", interval=0.02)
+        assert server.started, "uvicorn exited during start-up"
         yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
