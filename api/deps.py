@@ -5,14 +5,17 @@ An API key is accepted from the ``X-API-Key`` header or ``Authorization: Bearer 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from api.problems import TYPE_RATE_LIMITED, ProblemError
+from api.ratelimit import AuthFailureLimiter
 from store.apikeys import ApiPrincipal, Role, verify_api_key
 
 api_key_header = APIKeyHeader(
@@ -24,6 +27,7 @@ bearer = HTTPBearer(
     description="The same API key as a bearer token: Authorization: Bearer cf_<id>_<secret>",
 )
 
+PRINTABLE_KEY = re.compile(r"[\x21-\x7e]{1,400}")
 WWW_AUTHENTICATE = 'Bearer realm="chargeflow", ApiKey header="X-API-Key"'
 
 
@@ -43,25 +47,48 @@ DbPool = Annotated[AsyncConnectionPool[Any], Depends(get_pool)]
 DbConn = Annotated[AsyncConnection[Any], Depends(get_db)]
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail=detail,
-        headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": WWW_AUTHENTICATE},
     )
 
 
+def client_address(request: Request) -> str:
+    """The peer's address (uvicorn applies X-Forwarded-For from trusted proxies only)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def get_current_principal(
-    conn: DbConn,
+    request: Request,
+    pool: DbPool,
     api_key: Annotated[str | None, Depends(api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiPrincipal:
     presented = api_key or (credentials.credentials if credentials is not None else None)
     if not presented:
         raise _unauthorized("missing API key (X-API-Key header or Authorization: Bearer)")
-    principal = await verify_api_key(conn, presented.strip())
+    limiter: AuthFailureLimiter = request.app.state.auth_limiter
+    client = client_address(request)
+    retry_after = await limiter.retry_after_s(client)
+    if retry_after is not None:
+        raise ProblemError(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed authentications from this address; retry in {retry_after} s",
+            type_=TYPE_RATE_LIMITED, headers={"Retry-After": str(retry_after)},
+        )
+    presented = presented.strip()
+    # Keys are printable ASCII; anything else (control characters, NUL) is simply wrong.
+    principal = None
+    if PRINTABLE_KEY.fullmatch(presented):
+        # A connection of its own, only now: requests without a key or from a limited
+        # address never take one from the pool.
+        async with pool.connection(timeout=request.app.state.config.pool_timeout_s) as conn:
+            principal = await verify_api_key(conn, presented)
     if principal is None:
+        await limiter.record_failure(client)
         raise _unauthorized("invalid or revoked API key")
+    # For the access log: which key made the request (its id, never the secret).
+    request.state.api_key_id = principal.key_id
     return principal
 
 
@@ -75,9 +102,9 @@ def require_roles(*roles: Role | str) -> Callable[[ApiPrincipal], Awaitable[ApiP
 
     async def check(principal: CurrentPrincipal) -> ApiPrincipal:
         if principal.role not in allowed:
-            raise HTTPException(
-                status_code=status.HTTP_403_FORBIDDEN,
-                detail=f"role {principal.role.value!r} may not do this; needs one of: {names}",
+            raise ProblemError(
+                status.HTTP_403_FORBIDDEN,
+                f"role {principal.role.value!r} may not do this; needs one of: {names}",
             )
         return principal
 

@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import psycopg
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from psycopg_pool import AsyncConnectionPool
 
 from api.config import ApiConfig
+from api.metrics import ApiMetrics
+from api.observe import ObserveRequests
+from api.problems import COMMON, NotReadyProblem, Problem, install_problem_handlers
+from api.ratelimit import AuthFailureLimiter
 from api.routers import availability, health, load, sessions
 
 log = logging.getLogger(__name__)
@@ -24,12 +27,19 @@ Read API over chargeflow's store.
 
 Authenticate with an API key (`chargeflow` admin creates them; shown once) in the
 `X-API-Key` header or as `Authorization: Bearer <key>`. Roles: admin, operator,
-maintenance, billing, public. Timestamps are ISO 8601; query timestamps without
-an offset are taken as UTC (percent-encode `+` or use `Z`).
+maintenance, billing, public. Timestamps are RFC 3339 with an explicit offset
+(`Z` or `+01:00`; percent-encode `+` in a query string).
+
+Every error is an RFC 9457 problem details object (`application/problem+json`:
+`type`, `title`, `status`, `detail`, `instance`; `errors` lists rejected inputs).
+Too many wrong keys from one address answer 429 with `Retry-After`.
 """
 
 
 def create_app(config: ApiConfig) -> FastAPI:
+    metrics = ApiMetrics()
+    limiter = AuthFailureLimiter(config.auth_failure_limit, config.auth_failure_window_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -40,32 +50,50 @@ def create_app(config: ApiConfig) -> FastAPI:
             open=False,
             name="chargeflow-api",
         )
-        # Not waiting: the API starts even while the database is down (healthz says so).
+        # Not waiting: the API starts even while the database is down (readyz says so).
         await pool.open(wait=False)
         app.state.pool = pool
         try:
             yield
         finally:
+            app.state.pool = None
             await pool.close()
+            await limiter.aclose()
 
     app = FastAPI(
         title="chargeflow API",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=COMMON,
     )
     app.state.config = config
+    app.state.pool = None
+    app.state.metrics = metrics
+    app.state.auth_limiter = limiter
+    metrics.watch_pool(lambda: app.state.pool)
     app.include_router(health.router)
     app.include_router(sessions.router)
     app.include_router(availability.router)
     app.include_router(load.router)
+    install_problem_handlers(app)
+    app.add_middleware(ObserveRequests, metrics=metrics, routes=lambda: app.routes)
 
-    @app.exception_handler(PoolTimeout)
-    @app.exception_handler(psycopg.OperationalError)
-    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable for %s: %s", request.url.path, type(exc).__name__)
-        return JSONResponse({"detail": "database unavailable"}, status_code=503)
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (Problem, NotReadyProblem):
+                document = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(document.pop("$defs", {}))
+                schemas[model.__name__] = document
+            app.openapi_schema = schema
+        return app.openapi_schema
 
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -75,7 +103,8 @@ def build_server(
     return uvicorn.Server(
         uvicorn.Config(
             create_app(config), host=host, port=port, log_level=log_level,
-            proxy_headers=True, lifespan="on",
+            # The app writes its own access log (route template, key id, no query string).
+            proxy_headers=True, lifespan="on", access_log=False,
         )
     )
 

@@ -8,15 +8,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.params import CURSOR_PATTERN
 
-class ErrorPublic(BaseModel):
-    detail: str = Field(description="What went wrong, for humans.")
+
+class LivenessPublic(BaseModel):
+    status: Literal["ok"]
 
 
 class HealthPublic(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok"] = Field(
+        description="ok: ready to serve (the database answers); else a 503 problem")
     database: str = Field(description='"ok", or the reason the database check failed')
-    broker: str = Field(description='"ok", "disabled" (not configured), or the failure reason')
+    broker: str = Field(
+        description='For information only: "ok", "disabled" (not configured), or the '
+                    "failure reason. The API serves without the broker.")
 
 
 class SessionBase(BaseModel):
@@ -59,5 +64,6 @@ class SessionPublic(SessionBase):
 class SessionsPage(BaseModel):
     items: list[SessionPublic]
     next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page"
+        pattern=CURSOR_PATTERN,
+        description="Pass as `cursor` to get the next page; null on the last page",
     )

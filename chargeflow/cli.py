@@ -256,7 +256,8 @@ def api() -> None:
     config = _process_settings(
         lambda: api_settings.config(database_url=_database_url(settings)))
     uvicorn.run(create_app(config), host=api_settings.api_host, port=api_settings.api_port,
-                log_config=None)
+                # The app logs each request itself, without the query string.
+                log_config=None, access_log=False)
 
 
 def _ocpp_versions(text: str) -> tuple[str, ...]:

@@ -3,10 +3,9 @@ connector) and per-station status history (operator, maintenance, admin)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from api.deps import CurrentPrincipal, DbConn, require_roles
 from api.load_models import (
@@ -16,25 +15,24 @@ from api.load_models import (
     StatusChangePublic,
     StatusHistoryPublic,
 )
-from api.models import ErrorPublic
+from api.params import (
+    TIMESTAMP_DESCRIPTION,
+    ChargePointPath,
+    ConnectorFilter,
+    SiteFilter,
+    StationId,
+    Timestamp,
+    require_ordered,
+)
+from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
 from store import load_queries
 from store.apikeys import ApiPrincipal, Role
 
-router = APIRouter(prefix="/v1", tags=["availability"])
+router = APIRouter(prefix="/v1", tags=["availability"], responses=AUTHENTICATED)
 
 StatusReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.MAINTENANCE, Role.ADMIN))
 ]
-AUTH_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorPublic, "description": "missing, invalid or revoked API key"},
-    403: {"model": ErrorPublic, "description": "the key's role may not read this"},
-}
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @router.get(
@@ -44,13 +42,12 @@ def _as_utc(value: datetime | None) -> datetime | None:
     description="Every role may read this. `status` is the connector's last status, or "
                 "`Offline` while its station is disconnected. Error codes are hidden from "
                 "the public role.",
-    responses={401: AUTH_ERRORS[401]},
 )
 async def list_availability(
-    conn: DbConn,
     principal: CurrentPrincipal,
-    station: Annotated[str | None, Query(max_length=64, description="Charge point id")] = None,
-    site: Annotated[str | None, Query(max_length=64, description="Site id")] = None,
+    conn: DbConn,
+    station: StationId = None,
+    site: SiteFilter = None,
     connector_status: Annotated[
         AvailabilityStatus | None, Query(alias="status", description="Only this status")
     ] = None,
@@ -77,26 +74,26 @@ async def list_availability(
     description="Every status the connectors reported, plus the station's offline "
                 "periods: an `Offline` row per connector when the station went offline "
                 "and, when it came back, a row with the connector's status then (both "
-                "with a `reason`). Operator, maintenance and admin roles.",
-    responses={**AUTH_ERRORS, 400: {"model": ErrorPublic, "description": "bad range"},
-               404: {"model": ErrorPublic, "description": "unknown station"}},
+                "with a `reason`). `from` must be earlier than `to` (else 422). "
+                "Operator, maintenance and admin roles.",
+    responses=NOT_FOUND,
 )
 async def status_history(
-    charge_point_id: str,
-    conn: DbConn,
+    charge_point_id: ChargePointPath,
     _principal: StatusReader,
-    start: Annotated[datetime | None, Query(
-        alias="from", description="At or after this ISO 8601 time (naive = UTC)")] = None,
-    end: Annotated[datetime | None, Query(
-        alias="to", description="Before this ISO 8601 time (naive = UTC)")] = None,
-    connector: Annotated[int | None, Query(ge=0, description="Only this connector")] = None,
+    conn: DbConn,
+    start: Annotated[Timestamp | None, Query(
+        alias="from",
+        description=f"At or after this time, earlier than `to`. {TIMESTAMP_DESCRIPTION}",
+    )] = None,
+    end: Annotated[Timestamp | None, Query(
+        alias="to", description=f"Before this time. {TIMESTAMP_DESCRIPTION}")] = None,
+    connector: ConnectorFilter = None,
     limit: Annotated[int, Query(ge=1, le=load_queries.MAX_HISTORY)] = 100,
 ) -> StatusHistoryPublic:
-    start, end = _as_utc(start), _as_utc(end)
-    if start is not None and end is not None and start >= end:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "'from' must be earlier than 'to'")
+    require_ordered(start, end)
     if not await load_queries.station_exists(conn, charge_point_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"station {charge_point_id!r} not found")
+        raise ProblemError(status.HTTP_404_NOT_FOUND, f"station {charge_point_id!r} not found")
     records = await load_queries.status_history(
         conn, charge_point_id, start=start, end=end, connector_id=connector, limit=limit)
     return StatusHistoryPublic(

@@ -6,43 +6,44 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from api.deps import DbConn, require_roles
 from api.load_models import LoadPointPublic, LoadSeriesPublic, SiteLoadPublic
-from api.models import ErrorPublic
+from api.params import (
+    TIMESTAMP_DESCRIPTION,
+    ChargePointPath,
+    ConnectorPath,
+    SitePath,
+    Timestamp,
+    range_error,
+    require_ordered,
+)
+from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
 from store import load_queries
 from store.apikeys import ApiPrincipal, Role
 
-router = APIRouter(prefix="/v1/load", tags=["load"])
+router = APIRouter(prefix="/v1/load", tags=["load"], responses=AUTHENTICATED)
 
 LoadReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.MAINTENANCE, Role.ADMIN))
 ]
-AUTH_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorPublic, "description": "missing, invalid or revoked API key"},
-    403: {"model": ErrorPublic, "description": "the key's role may not read load"},
-}
 BUCKET = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 DEFAULT_SPAN = {"1m": timedelta(hours=1), "1h": timedelta(days=1), "1d": timedelta(days=31)}
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @router.get(
     "/sites/{site_id}",
     response_model=SiteLoadPublic,
     summary="A site's live load against its capacity",
-    responses={**AUTH_ERRORS, 404: {"model": ErrorPublic, "description": "unknown site"}},
+    responses=NOT_FOUND,
 )
-async def site_load(site_id: str, conn: DbConn, _principal: LoadReader) -> SiteLoadPublic:
+async def site_load(
+    site_id: SitePath, _principal: LoadReader, conn: DbConn
+) -> SiteLoadPublic:
     record = await load_queries.site_load(conn, site_id)
     if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"site {site_id!r} not found")
+        raise ProblemError(status.HTTP_404_NOT_FOUND, f"site {site_id!r} not found")
     return SiteLoadPublic.model_validate(record)
 
 
@@ -51,28 +52,33 @@ async def site_load(site_id: str, conn: DbConn, _principal: LoadReader) -> SiteL
     response_model=LoadSeriesPublic,
     summary="Load of one connector per minute, hour or day",
     description="`1m` from the flow's 1-minute table, `1h`/`1d` from the aggregates; "
-                "buckets overlapping [from, to), UTC. Default range: the last hour (1m), "
-                "day (1h) or 31 days (1d) before `to` (default now).",
-    responses={**AUTH_ERRORS, 400: {"model": ErrorPublic, "description": "bad range"}},
+                "buckets overlapping [from, to), UTC. `from` must be earlier than `to` and "
+                f"the range at most {load_queries.MAX_POINTS} buckets long (else 422). "
+                "Default range: the last hour (1m), day (1h) or 31 days (1d) before `to` "
+                "(default now), or that long after `from` when only `from` is given.",
 )
 async def connector_load(
-    charge_point_id: str,
-    connector_id: int,
-    conn: DbConn,
+    charge_point_id: ChargePointPath,
+    connector_id: ConnectorPath,
     _principal: LoadReader,
-    resolution: Literal["1m", "1h", "1d"] = "1m",
-    start: Annotated[datetime | None, Query(
-        alias="from", description="Start of the range (naive = UTC)")] = None,
-    end: Annotated[datetime | None, Query(
-        alias="to", description="End of the range, exclusive (naive = UTC)")] = None,
+    conn: DbConn,
+    resolution: Annotated[Literal["1m", "1h", "1d"], Query(
+        description="Bucket size")] = "1m",
+    start: Annotated[Timestamp | None, Query(
+        alias="from", description=f"Start of the range. {TIMESTAMP_DESCRIPTION}")] = None,
+    end: Annotated[Timestamp | None, Query(
+        alias="to", description=f"End of the range, exclusive. {TIMESTAMP_DESCRIPTION}",
+    )] = None,
 ) -> LoadSeriesPublic:
-    end = _as_utc(end) or datetime.now(UTC)
-    start = _as_utc(start) or end - DEFAULT_SPAN[resolution]
-    if start >= end:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "'from' must be earlier than 'to'")
+    require_ordered(start, end)
+    span = DEFAULT_SPAN[resolution]
+    if start is None:
+        end = end or datetime.now(UTC)
+        start = end - span
+    elif end is None:
+        end = start + span
     if (end - start) / BUCKET[resolution] > load_queries.MAX_POINTS:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                            f"range too long: at most {load_queries.MAX_POINTS} buckets")
+        raise range_error(f"range too long: at most {load_queries.MAX_POINTS} buckets", "to")
     points = await load_queries.connector_series(
         conn, charge_point_id, connector_id, resolution, start, end)
     return LoadSeriesPublic(

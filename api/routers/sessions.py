@@ -3,77 +3,71 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from api.deps import DbConn, SessionReader
-from api.models import ErrorPublic, SessionPublic, SessionsPage
+from api.models import SessionPublic, SessionsPage
+from api.params import (
+    EXAMPLE_SESSION_ID,
+    TIMESTAMP_DESCRIPTION,
+    Cursor,
+    CursorPosition,
+    StationId,
+    Timestamp,
+    decode_api_cursor,
+    encode_api_cursor,
+    require_ordered,
+)
+from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
 from store import queries
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-
-AUTH_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorPublic, "description": "missing, invalid or revoked API key"},
-    403: {"model": ErrorPublic, "description": "the key's role may not read sessions"},
-}
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # documented: naive timestamps are UTC
-        return value.replace(tzinfo=UTC)
-    return value
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=AUTHENTICATED)
 
 
 @router.get(
     "",
     response_model=SessionsPage,
     summary="List sessions, newest first",
-    responses={**AUTH_ERRORS, 400: {"model": ErrorPublic, "description": "bad cursor or range"}},
+    description="`from` must be earlier than `to` (else 422). Pages are walked with "
+                "`cursor` = the previous page's `next_cursor`.",
 )
 async def list_sessions(
-    conn: DbConn,
     _principal: SessionReader,
-    station: Annotated[
-        str | None, Query(max_length=64, description="Only this charge point id")
-    ] = None,
-    started_from: Annotated[
-        datetime | None,
-        Query(
-            alias="from",
-            description="Sessions started at or after this ISO 8601 time (naive = UTC)",
-        ),
-    ] = None,
-    started_to: Annotated[
-        datetime | None,
-        Query(alias="to", description="Sessions started before this ISO 8601 time (naive = UTC)"),
-    ] = None,
+    conn: DbConn,
+    station: StationId = None,
+    started_from: Annotated[Timestamp | None, Query(
+        alias="from",
+        description=f"Sessions started at or after this time, earlier than `to`. "
+                    f"{TIMESTAMP_DESCRIPTION}")] = None,
+    started_to: Annotated[Timestamp | None, Query(
+        alias="to",
+        description=f"Sessions started before this time. {TIMESTAMP_DESCRIPTION}")] = None,
     session_status: Annotated[
         Literal["active", "closed"] | None, Query(alias="status")
     ] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Cursor = None,
     limit: Annotated[
         int, Query(ge=1, le=queries.MAX_LIMIT, description="Page size")
     ] = queries.DEFAULT_LIMIT,
 ) -> SessionsPage:
-    start, end = _as_utc(started_from), _as_utc(started_to)
-    if start is not None and end is not None and start >= end:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "'from' must be earlier than 'to'")
+    require_ordered(started_from, started_to)
     filters = queries.SessionFilter(
-        charge_point_id=station, started_from=start, started_to=end, status=session_status
+        charge_point_id=station, started_from=started_from, started_to=started_to,
+        status=session_status,
     )
-    try:
-        page = await queries.list_sessions(conn, filters, cursor=cursor, limit=limit)
-    except queries.InvalidCursorError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    after = None
+    if cursor is not None:
+        position = decode_api_cursor(cursor)
+        after = queries.encode_cursor(position.started_at, position.session_id)
+    page = await queries.list_sessions(conn, filters, cursor=after, limit=limit)
+    next_cursor = None
+    if page.next_cursor is not None:
+        next_cursor = encode_api_cursor(CursorPosition(*queries.decode_cursor(page.next_cursor)))
     return SessionsPage(
         items=[SessionPublic.model_validate(item) for item in page.items],
-        next_cursor=page.next_cursor,
+        next_cursor=next_cursor,
     )
 
 
@@ -81,12 +75,15 @@ async def list_sessions(
     "/{session_id}",
     response_model=SessionPublic,
     summary="One session",
-    responses={**AUTH_ERRORS, 404: {"model": ErrorPublic, "description": "no such session"}},
+    responses=NOT_FOUND,
 )
 async def get_session(
-    session_id: uuid.UUID, conn: DbConn, _principal: SessionReader
+    session_id: Annotated[uuid.UUID, Path(
+        description="The session's id (a UUID)", examples=[str(EXAMPLE_SESSION_ID)])],
+    _principal: SessionReader,
+    conn: DbConn,
 ) -> SessionPublic:
     record = await queries.get_session(conn, session_id)
     if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"session {session_id} not found")
+        raise ProblemError(status.HTTP_404_NOT_FOUND, f"session {session_id} not found")
     return SessionPublic.model_validate(record)

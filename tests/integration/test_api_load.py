@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from store.aggregates import refresh_aggregates
 from store.apikeys import create_api_key
 from store.registry import provision_station
-from tests.integration.test_api_sessions import api_client, auth
+from tests.integration.test_api_sessions import api_client, assert_problem, auth
 from tests.unit.load_events import T0
 
 pytestmark = pytest.mark.integration
@@ -29,6 +29,14 @@ def keys(clean_db: str) -> dict[str, str]:
 
 @pytest.fixture
 def seeded(clean_db: str) -> str:
+    seed_load_data(clean_db)
+    return clean_db
+
+
+def seed_load_data(database_url: str) -> None:
+    """Sites S-NORTH (stations N1, N2) and S-EMPTY, station X1, their availability,
+    status history, 90 minutes of N1 connector 1 load and S-NORTH's live load."""
+    clean_db = database_url
     with psycopg.connect(clean_db, autocommit=True) as db:
         db.execute("INSERT INTO sites (site_id, name, capacity_w) VALUES"
                    " ('S-NORTH', 'North', 30000), ('S-EMPTY', 'Empty', NULL)")
@@ -73,7 +81,6 @@ def seeded(clean_db: str) -> str:
                  "offline": True, "connectors": [{"connector_id": 1, "power_w": 11000.0}]},
             ])))
         refresh_aggregates(db, force=True)  # the rows bypassed the writer
-    return clean_db
 
 
 async def test_availability_for_every_role_with_filters(
@@ -117,10 +124,10 @@ async def test_status_history(seeded: str, keys: dict[str, str]) -> None:
         r = await client.get(url, params={"connector": 1, "from": (T0 + M).isoformat(),
                                           "limit": 1}, headers=auth(keys["operator"]))
         assert [i["status"] for i in r.json()["items"]] == ["Charging"]
-        r = await client.get(url, params={"from": (T0 + 60 * M).replace(tzinfo=None).isoformat(),
-                                          "to": T0.replace(tzinfo=None).isoformat()},
+        r = await client.get(url, params={"from": (T0 + 60 * M).isoformat(),
+                                          "to": T0.isoformat()},
                              headers=auth(keys["operator"]))
-        assert r.status_code == 400
+        assert assert_problem(r, 422)["errors"][0]["name"] == "from"
         r = await client.get("/v1/stations/NOPE/status-history", headers=auth(keys["admin"]))
         assert r.status_code == 404
 
@@ -166,7 +173,7 @@ async def test_connector_series(seeded: str, keys: dict[str, str]) -> None:
         r = await client.get(url, params={"from": "2020-01-01T00:00:00Z",
                                           "to": "2026-01-01T00:00:00Z"},
                              headers=auth(keys["admin"]))
-        assert r.status_code == 400
+        assert "range too long" in assert_problem(r, 422)["errors"][0]["reason"]
         r = await client.get(url, params={"resolution": "5m"}, headers=auth(keys["admin"]))
         assert r.status_code == 422
         r = await client.get(url, headers=auth(keys["public"]))

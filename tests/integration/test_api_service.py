@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -11,45 +12,59 @@ import pytest
 
 from chargeflow.stack import EmbeddedBroker, free_port
 from store.apikeys import create_api_key, list_api_keys, revoke_api_key, verify_api_key
-from tests.integration.test_api_sessions import api_client
+from tests.integration.test_api_sessions import api_client, assert_problem
 
 pytestmark = pytest.mark.integration
 
 
-async def test_healthz_ok_with_real_broker_and_database(
+async def test_ready_and_live_with_real_broker_and_database(
     broker: EmbeddedBroker, clean_db: str
 ) -> None:
     async with api_client(clean_db, broker.bootstrap) as client:
-        resp = await client.get("/healthz")
-    assert resp.status_code == 200
-    assert resp.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+        for path in ("/readyz", "/healthz"):
+            resp = await client.get(path)
+            assert resp.status_code == 200
+            assert resp.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+        live = await client.get("/livez")
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
 
 
-async def test_healthz_503_when_broker_unreachable(clean_db: str) -> None:
-    async with api_client(clean_db, f"127.0.0.1:{free_port()}") as client:
-        started = time.monotonic()
-        resp = await client.get("/healthz")
-        elapsed = time.monotonic() - started
-    assert resp.status_code == 503
-    body = resp.json()
-    assert body["database"] == "ok"
-    assert body["broker"].startswith("down")
-    assert body["status"] != "ok"
-    assert elapsed < 10
+async def test_ready_with_the_broker_stopped(tmp_path: Path, clean_db: str) -> None:
+    """The API needs only the database: a stopped broker is reported, never 503."""
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as own_broker:
+        async with api_client(clean_db, own_broker.bootstrap, health_timeout_s=1.0) as client:
+            assert (await client.get("/readyz")).json()["broker"] == "ok"
+            own_broker.stop()
+            started = time.monotonic()
+            ready = await client.get("/readyz")
+            elapsed = time.monotonic() - started
+            health = await client.get("/healthz")
+            live = await client.get("/livez")
+    for resp in (ready, health):
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["status"] == "ok"
+        assert resp.json()["database"] == "ok"
+        assert resp.json()["broker"].startswith("down")
+    assert live.status_code == 200
+    assert elapsed < 5
 
 
-async def test_healthz_503_when_database_unreachable(broker: EmbeddedBroker) -> None:
+async def test_not_ready_when_database_unreachable(broker: EmbeddedBroker) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing?connect_timeout=1"
     async with api_client(url, broker.bootstrap, pool_timeout_s=1.0) as client:
-        resp = await client.get("/healthz")
-        # Requests that need the database answer 503, not a crash.
+        resp = await client.get("/readyz")
+        live = await client.get("/livez")
+        # Requests that need the database answer 503 problem details, not a crash.
         key = "cf_0123456789abcdef_secret"
         sessions = await client.get("/v1/sessions", headers={"X-API-Key": key})
-    assert resp.status_code == 503
-    assert resp.json()["database"].startswith("down")
-    assert resp.json()["broker"] == "ok"
-    assert sessions.status_code == 503
-    assert sessions.json() == {"detail": "database unavailable"}
+    not_ready = assert_problem(resp, 503)
+    assert not_ready["type"] == "urn:chargeflow:problem:not-ready"
+    assert not_ready["database"].startswith("down")
+    assert not_ready["broker"] == "ok"
+    assert live.status_code == 200
+    body = assert_problem(sessions, 503)
+    assert body["detail"] == "database unavailable"
+    assert sessions.headers["Retry-After"] == "5"
 
 
 async def test_openapi_lists_endpoints_and_security_schemes(clean_db: str) -> None:
