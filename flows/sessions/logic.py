@@ -82,14 +82,16 @@ transaction's ``seqNo`` range is ``seq_no_gap``; any event sent ``offline`` is
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -121,7 +123,7 @@ RECENT_MESSAGES = 256
 RECENT_CLOSED = 64
 MAX_READINGS = 512  # smart-meter readings remembered per connector
 
-Quality = Literal["exact", "corrected", "estimated"]
+Quality = Literal["exact", "corrected", "estimated", "missing"]
 STATION_REGISTER = "station_register"
 SMART_METER = "smart_meter"
 POWER_INTEGRATION = "power_integration"
@@ -448,6 +450,12 @@ class Tx:
     power: list[Point] = field(default_factory=list)
     sample_count: int = 0
     seq_nos: set[int] = field(default_factory=set)
+    # What identifies each TransactionEvent seen (:func:`_fingerprint`): a resent
+    # event is the same one again, a distinct event with a used seqNo is not.
+    fingerprints: set[bytes] = field(default_factory=set)
+    # The natural keys of the samples counted (:func:`_sample_key`): sample_count is
+    # what the sink stores, so a value sent twice counts once.
+    sample_keys: set[int] = field(default_factory=set)
     offline: bool = False
     conflict: bool = False
     meters: dict[str, Bracket] = field(default_factory=dict)
@@ -608,6 +616,8 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
         _add(reasons, "stop_late")
     if tx.seq_nos and len(tx.seq_nos) < max(tx.seq_nos) - min(tx.seq_nos) + 1:
         _add(reasons, "seq_no_gap")
+    if len(tx.fingerprints) > len(tx.seq_nos):  # (each event has one seqNo)
+        _add(reasons, "seq_no_reused")
     if tx.offline:
         _add(reasons, "offline")
     if tx.conflict:
@@ -653,10 +663,20 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
                     _add(reasons, "smart_meter_mismatch")
 
     if not tx.has_start:
-        energy = None  # the sink takes the start from the stored row (store.writers)
+        # The sink takes the start from the stored row and sets the figure, its
+        # source and quality from it (store.writers); on its own the stop has none.
+        energy = None
+        if closed:
+            source = None
     elif energy is None and not closed:
         energy = Decimal(0)
-    quality: Quality = "estimated" if estimated else ("corrected" if reasons else "exact")
+    quality: Quality
+    if estimated:
+        quality = "estimated"
+    elif closed and energy is None:
+        quality = "missing"  # no figure at all: never to be taken for a corrected one
+    else:
+        quality = "corrected" if reasons else "exact"
     start_wh = tx.start_register if tx.start_register is not None else (
         tx.samples[0][1] if tx.samples and tx.has_start else None)
     if tx.session_id is None:
@@ -814,6 +834,79 @@ def _sample_rows(cp: str, tx: Tx | None, samples: list[MeterSample]) -> list[Out
     return rows
 
 
+_fingerprint_encoder = msgspec.msgpack.Encoder()
+
+
+def _fingerprint(fact: TransactionStart | TransactionUpdate | TransactionEnd,
+                 samples: list[MeterSample]) -> bytes:
+    """What identifies one TransactionEvent: its seqNo, event type, timestamp and
+    everything else the station sent in it (its transaction's samples included). The
+    gateway's authorisation answer is left out: a resend may be answered differently.
+    A digest, stable across processes (it lives in the pickled state)."""
+    if fact.auth_status is not None:
+        fact = msgspec.structs.replace(fact, auth_status=None)
+    data = _fingerprint_encoder.encode((fact, samples))
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_TEXT_IDS: dict[str, int] = {}
+_MAX_TEXT_IDS = 4096
+
+
+def _text_id(text: str) -> int:
+    """A number for a short string that is the same in every process (``hash`` of a
+    str is not: the keys live in state pickled across restarts)."""
+    n = _TEXT_IDS.get(text)
+    if n is None:
+        n = zlib.crc32(text.encode())
+        if len(_TEXT_IDS) < _MAX_TEXT_IDS:
+            _TEXT_IDS[text] = n
+    return n
+
+
+def _sample_key(s: MeterSample, connector: int) -> int:
+    """The natural key of a stored sample within one charge point (``meter_samples``:
+    connector, measurand, phase, location, context, time), as one number."""
+    return hash(((s.timestamp - _EPOCH) // _MICROSECOND, connector, _text_id(s.measurand),
+                 _text_id(s.phase or ""), _text_id(s.location), _text_id(s.context)))
+
+
+def _count_samples(tx: Tx, samples: list[MeterSample]) -> None:
+    """``sample_count``: the distinct samples of the transaction the sink stores
+    (those without any connector are not stored, so not counted)."""
+    keys = tx.sample_keys
+    fallback = tx.evse_id
+    for s in samples:
+        connector = s.evse_id if s.evse_id is not None else fallback
+        if connector is not None:
+            keys.add(_sample_key(s, connector))
+    tx.sample_count = len(keys)
+
+
+def _claim_evse(state: ChargePointState, tx: Tx, rules: SessionRules,
+                touched: set[str]) -> None:
+    """One session at a time per EVSE: the transaction that began last is the one
+    running there, any other still open on that EVSE closes by ``next_start`` at its
+    last activity (``tx`` itself when it began before the one running), and closed
+    ones waiting for their smart-meter reading stop waiting."""
+    evse = tx.evse_id
+    if evse is None or evse == 0 or not tx.open:
+        return
+    for other in list(state.txs.values()):
+        if other is tx or not other.open or other.evse_id != evse:
+            continue
+        if other.first_seen <= tx.first_seen:
+            _close(state, other, "next_start", other.last_activity)
+            touched.add(other.transaction_id)
+        else:
+            _close(state, tx, "next_start", tx.last_activity)
+            touched.add(tx.transaction_id)
+            break
+    _finalize_ready(state, rules, touched, force_evse=evse)
+
+
 def _context_register(samples: list[MeterSample], context: str, last: bool
                       ) -> Decimal | None:
     points, _ = register_points(s for s in samples if s.context == context)
@@ -848,21 +941,18 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
             skip.add(tx_id)
             continue
         tx = state.txs.get(tx_id)
-        if tx is not None and fact.seq_no is not None and fact.seq_no in tx.seq_nos:
-            skip.add(tx_id)  # the same TransactionEvent again
-            continue
+        fingerprint = None if fact.seq_no is None else _fingerprint(fact, by_tx.get(tx_id, []))
+        if tx is not None and fingerprint is not None:
+            if fingerprint in tx.fingerprints:
+                skip.add(tx_id)  # the same TransactionEvent again
+                continue
+            # A distinct event, even when its seqNo was seen (then: seq_no_reused).
+            tx.fingerprints.add(fingerprint)
+            tx.seq_nos.add(cast(int, fact.seq_no))
         if isinstance(fact, TransactionStart):
             if tx is not None and tx.has_start:
                 skip.add(tx_id)
                 continue
-            if fact.evse_id is not None:
-                for other in state.txs.values():
-                    if (other.open and other.transaction_id != tx_id
-                            and other.evse_id == fact.evse_id
-                            and other.first_seen <= fact.timestamp):
-                        _close(state, other, "next_start", other.last_activity)
-                        touched.add(other.transaction_id)
-                _finalize_ready(state, rules, touched, force_evse=fact.evse_id)
             if tx is None:
                 tx = _new_tx(state, tx_id, fact.timestamp, msg.at, msg.ocpp_version, rules)
             tx.has_start = True
@@ -896,11 +986,13 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
         tx.last_activity = max(tx.last_activity, fact.timestamp)
         tx.last_received = max(tx.last_received, msg.at)
         tx.first_seen = min(tx.first_seen, fact.timestamp)
-        if fact.seq_no is not None:
-            tx.seq_nos.add(fact.seq_no)
+        if fingerprint is not None:
+            tx.fingerprints.add(fingerprint)
+            tx.seq_nos.add(cast(int, fact.seq_no))
         tx.offline = tx.offline or fact.offline
         _offer_all(tx, state, rules)
         touched.add(tx_id)
+        _claim_evse(state, tx, rules, touched)
 
     for sample_tx, samples in by_tx.items():
         if sample_tx in skip:
@@ -917,7 +1009,7 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
         outputs.extend(_sample_rows(cp, tx, samples))
         if tx is None:
             continue
-        tx.sample_count += len(billable)
+        _count_samples(tx, billable)
         if any(s.evse_id == 0 for s in billable):
             billable = [s for s in billable if s.evse_id != 0]  # never the main meter
         points, conflict = register_points(billable)
