@@ -48,9 +48,10 @@ Energy (DESIGN.md "Correctness rules")
   trapezoidal integration of ``Power.Active.Import`` (``register_missing``,
   quality ``estimated``).
 
-``quality`` is ``estimated`` for power integration, else ``corrected`` when there
-is any reason (the figure was adjusted, or stands despite doubtful evidence), else
-``exact``. Billing holds back everything but ``exact``.
+``quality`` is ``estimated`` for power integration, else ``missing`` for a closed
+session without any figure (``energy_wh`` None, ``energy_source`` None), else
+``corrected`` when there is any reason (the figure was adjusted, or stands despite
+doubtful evidence), else ``exact``. Billing holds back everything but ``exact``.
 
 Closing
 -------
@@ -59,8 +60,10 @@ Closing
   stays ``active`` (with its stop) until that reading arrives or the station's
   event time passes ``stop + meter_grace``, so the first closed snapshot -- the one
   published on ``sessions.closed`` -- already has the meter figure.
-* ``closed_by='next_start'``: a start on the same EVSE closes the transaction
-  still open there; ``closed_by='timeout'``: no message for the transaction while
+* ``closed_by='next_start'``: one session at a time per EVSE -- a transaction that
+  opens there (by its start, or by its first event when the start was lost) closes
+  the one still open there, or is itself closed when it began before that one
+  (:func:`_claim_evse`); ``closed_by='timeout'``: no message for the transaction while
   the station's event time (the latest ``measured_at`` of its OCPP messages,
   heartbeats included) moved ``idle_timeout`` past its last activity -- or, when
   the station sends nothing at all, after that long by the flow's wall clock
@@ -71,12 +74,16 @@ Closing
   ``keep_closed``). Each snapshot is a function of everything seen for the
   transaction, not of arrival order, so replays converge to the same rows.
 
-Duplicates: message ids (the last :data:`RECENT_MESSAGES`), 2.0.1 ``seqNo`` per
-transaction, identical register points, smart-meter readings by (meter, time),
-and the ids of the last :data:`RECENT_CLOSED` forgotten transactions. A gap in a
-transaction's ``seqNo`` range is ``seq_no_gap``; any event sent ``offline`` is
-``offline``; duplicate register values that disagree are
-``conflicting_register_values``.
+Duplicates: message ids (the last :data:`RECENT_MESSAGES`), 2.0.1
+TransactionEvents by what identifies them (seqNo, event type, timestamp and
+content: :func:`_fingerprint`; stations resend after a lost answer), identical
+register points, smart-meter readings by (meter, time), and the ids of the last
+:data:`RECENT_CLOSED` forgotten transactions. A distinct event is never dropped
+for its seqNo alone: some stations send the same seqNo on every event, so a seqNo
+carried by two different events is ``seq_no_reused``. A gap in a transaction's
+``seqNo`` range is ``seq_no_gap``; any event sent ``offline`` is ``offline``;
+duplicate register values that disagree are ``conflicting_register_values``.
+``sample_count`` counts the distinct samples stored for the transaction.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def active(tx: str = "1", **changes: Any) -> SessionRow:
         session_id=session_id_for("CP1", tx), charge_point_id="CP1", connector_id=2,
         transaction_id=tx, id_tag="TAG", status="active", started_at=T0, stopped_at=None,
         meter_start_wh=1_000, meter_stop_wh=None, last_register_wh=None, energy_wh=0,
-        energy_source="register", quality="exact", quality_reasons=(), stop_reason=None,
+        energy_source="station_register", quality="exact", quality_reasons=(), stop_reason=None,
         sample_count=0,
     )
     return replace(row, **changes)

@@ -10,6 +10,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from bus.sessions import (
+    ClosedBy,
+    Quality,
+    decode_session_closed,
+    encode_session_closed,
+    session_closed_from_row,
+)
 from flows.sessions.logic import SessionRow, apply_batch, parse_event
 from tests.unit.test_sessions_logic import T0, meter, register, start
 from tests.unit.test_sessions_quality import final, rows, run, sv, tx_event
@@ -126,3 +133,19 @@ def test_batch_and_single_folds_agree_on_a_reused_seq_no_session() -> None:
     _, single = run(envs)
     _, batch = apply_batch(None, [parse_event(e) for e in envs])
     assert final(batch) == final(single)
+
+
+def test_sessions_closed_carries_missing_energy_and_reconciled_close() -> None:
+    payload = {
+        "message_id": "ab", "session_id": "ab", "charge_point_id": "CP1", "connector_id": 1,
+        "transaction_id": "7", "started_at": "2026-01-01T00:00:00+00:00",
+        "stopped_at": "2026-01-01T01:00:00+00:00", "closed_at": "2026-01-01T01:00:05+00:00",
+        "energy_wh": None, "energy_source": None, "quality": "missing",
+        "quality_reasons": ["state_lost", "stop_missing", "register_missing"],
+        "closed_by": "reconciled",
+    }
+    message = decode_session_closed(encode_session_closed(session_closed_from_row(payload)))
+    assert (message.energy_wh, message.quality, message.closed_by) == (
+        None, Quality.MISSING, ClosedBy.RECONCILED)
+    assert message.quality != Quality.CORRECTED
+    assert b'"quality":"missing"' in encode_session_closed(message)  # plain strings on the wire

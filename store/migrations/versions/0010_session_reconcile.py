@@ -2,7 +2,8 @@
 
 * ``quality`` may be ``missing``: a closed session without any energy figure
   (``energy_wh`` NULL), never to be taken for a ``corrected`` one. Closed rows that
-  have no figure are relabelled (their source cleared).
+  have no figure are relabelled (their source cleared); the early source name
+  ``register`` becomes ``station_register`` (the API's energy source vocabulary).
 * ``closed_by`` may be ``reconciled``: closed because the sessions flow started
   without its state and nothing would replay its events (store.session_reconcile).
 * ``sessions_one_active_per_connector``: a partial unique index, at most one
@@ -38,6 +39,8 @@ def upgrade() -> None:
 
         UPDATE sessions SET quality = 'missing', energy_source = NULL
             WHERE status = 'closed' AND energy_wh IS NULL AND quality <> 'estimated';
+        UPDATE sessions SET energy_source = 'station_register'
+            WHERE energy_source = 'register';
 
         WITH ranked AS (
             SELECT session_id, row_number() OVER (
