@@ -82,7 +82,9 @@ WITH incoming AS (
 ), stale AS (
     SELECT s.session_id FROM sessions s JOIN incoming i
         ON s.charge_point_id = i.charge_point_id AND s.connector_id = i.connector_id
-    WHERE s.status = 'active' AND s.session_id <> ALL(%(batch_ids)s::uuid[])
+    -- (status and connector as in the partial unique index, which answers this join)
+    WHERE s.status = 'active' AND s.connector_id <> 0
+      AND s.session_id <> ALL(%(batch_ids)s::uuid[])
       AND NOT EXISTS (SELECT 1 FROM sessions c
                       WHERE c.session_id = i.session_id AND c.status = 'closed')
     FOR UPDATE OF s

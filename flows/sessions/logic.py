@@ -92,7 +92,6 @@ import bisect
 import hashlib
 import math
 import uuid
-import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -856,39 +855,44 @@ def _fingerprint(fact: TransactionStart | TransactionUpdate | TransactionEnd,
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_TEXT_IDS: dict[str, int] = {}
-_MAX_TEXT_IDS = 4096
+_SERIES_IDS: dict[tuple[int, str, str | None, str, str], int] = {}
+_MAX_SERIES_IDS = 65_536
 
 
-def _text_id(text: str) -> int:
-    """A number for a short string that is the same in every process (``hash`` of a
-    str is not: the keys live in state pickled across restarts)."""
-    n = _TEXT_IDS.get(text)
-    if n is None:
-        n = zlib.crc32(text.encode())
-        if len(_TEXT_IDS) < _MAX_TEXT_IDS:
-            _TEXT_IDS[text] = n
+def _series_id(series: tuple[int, str, str | None, str, str]) -> int:
+    """A number for a sample series (connector, measurand, phase, location, context)
+    that is the same in every process (``hash`` of a str is not, and the sample keys
+    live in state pickled across restarts)."""
+    connector, measurand, phase, location, context = series
+    text = f"{connector}\x1f{measurand}\x1f{phase or ''}\x1f{location}\x1f{context}"
+    n = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest())
+    if len(_SERIES_IDS) < _MAX_SERIES_IDS:
+        _SERIES_IDS[series] = n
     return n
 
 
-def _sample_key(s: MeterSample, connector: int) -> int:
-    """The natural key of a stored sample within one charge point (``meter_samples``:
-    connector, measurand, phase, location, context, time), as one number."""
-    return hash(((s.timestamp - _EPOCH) // _MICROSECOND, connector, _text_id(s.measurand),
-                 _text_id(s.phase or ""), _text_id(s.location), _text_id(s.context)))
-
-
 def _count_samples(tx: Tx, samples: list[MeterSample]) -> None:
-    """``sample_count``: the distinct samples of the transaction the sink stores
-    (those without any connector are not stored, so not counted)."""
+    """``sample_count``: the distinct samples of the transaction the sink stores --
+    one per natural key of ``meter_samples`` (series and time), kept as numbers in
+    ``tx.sample_keys``; samples without any connector are not stored, not counted."""
     keys = tx.sample_keys
+    add = keys.add
     fallback = tx.evse_id
+    ids = _SERIES_IDS
+    at = None
+    micros = 0
     for s in samples:
         connector = s.evse_id if s.evse_id is not None else fallback
-        if connector is not None:
-            keys.add(_sample_key(s, connector))
+        if connector is None:
+            continue
+        series = (connector, s.measurand, s.phase, s.location, s.context)
+        n = ids.get(series)
+        if n is None:
+            n = _series_id(series)
+        if s.timestamp != at:  # (the samples of one meter value share their time)
+            at = s.timestamp
+            micros = int(at.timestamp() * 1_000_000)
+        add(micros ^ n)  # the time mixed with the series' 64 random-looking bits
     tx.sample_count = len(keys)
 
 
