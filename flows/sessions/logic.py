@@ -471,6 +471,13 @@ class Tx:
     def open(self) -> bool:
         return self.closed_by is None
 
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        # A recovery store written before a field existed leaves it at its default.
+        self.fingerprints = set()
+        self.sample_keys = set()
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
 
 @dataclass(slots=True)
 class ChargePointState:
@@ -876,6 +883,7 @@ def _count_samples(tx: Tx, samples: list[MeterSample]) -> None:
     one per natural key of ``meter_samples`` (series and time), kept as numbers in
     ``tx.sample_keys``; samples without any connector are not stored, not counted."""
     keys = tx.sample_keys
+    before = len(keys)
     add = keys.add
     fallback = tx.evse_id
     ids = _SERIES_IDS
@@ -893,7 +901,7 @@ def _count_samples(tx: Tx, samples: list[MeterSample]) -> None:
             at = s.timestamp
             micros = int(at.timestamp() * 1_000_000)
         add(micros ^ n)  # the time mixed with the series' 64 random-looking bits
-    tx.sample_count = len(keys)
+    tx.sample_count += len(keys) - before
 
 
 def _claim_evse(state: ChargePointState, tx: Tx, rules: SessionRules,

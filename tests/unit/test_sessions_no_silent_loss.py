@@ -7,6 +7,7 @@ counts what is stored, and a connector never holds two active sessions.
 
 from __future__ import annotations
 
+import pickle
 from datetime import timedelta
 from typing import Any
 
@@ -149,3 +150,18 @@ def test_sessions_closed_carries_missing_energy_and_reconciled_close() -> None:
         None, Quality.MISSING, ClosedBy.RECONCILED)
     assert message.quality != Quality.CORRECTED
     assert b'"quality":"missing"' in encode_session_closed(message)  # plain strings on the wire
+
+
+def test_state_pickled_without_the_new_fields_resumes() -> None:
+    state, _ = run(same_seq_no_session()[:2])
+    [tx] = state.txs.values()
+    slots: dict[str, Any] = {name: getattr(tx, name) for name in type(tx).__slots__}
+    del slots["fingerprints"], slots["sample_keys"]  # as a recovery store of before
+    old = object.__new__(type(tx))
+    old.__setstate__((None, slots))
+    state.txs[tx.transaction_id] = old
+    _, out = run(same_seq_no_session()[2:], state=state)
+    row = final(out)
+    assert (row.energy_wh, row.closed_by) == (7_000, "stop")
+    assert row.sample_count == 3  # the two counted before, plus the stop's
+    assert pickle.loads(pickle.dumps(state)).txs["tx-1"].sample_keys == old.sample_keys
