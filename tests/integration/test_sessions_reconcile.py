@@ -4,6 +4,7 @@ figure the table holds and a quality that is never exact; replays change nothing
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from chargeflow.stack import DatabaseServer
+from store.schema import migrate
 from store.session_reconcile import reconcile_active_sessions
 from store.writers import write_sessions_batch
 from tests.integration.test_sessions_flow_writers import active, sample
@@ -92,3 +95,31 @@ def test_reconcile_closes_every_active_session_with_what_the_table_knows(
     assert set(outbox(db)) == {"1", "2", "3", "4", "5"}
     assert (outbox(db)["2"]["quality"], outbox(db)["2"]["energy_wh"]) == ("missing", None)
     assert reconcile_active_sessions(clean_db) == []  # nothing left active
+
+
+def test_migration_0010_relabels_and_closes_what_it_finds(pg_server: DatabaseServer) -> None:
+    name = f"chargeflow_test_m10_{uuid.uuid4().hex[:8]}"
+    url = pg_server.create_database(name, exist_ok=False)
+    try:
+        migrate(url, "0009")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO sessions (session_id, charge_point_id, connector_id, transaction_id,"
+                " status, started_at, meter_start_wh, energy_wh, energy_source, quality)"
+                " VALUES (gen_random_uuid(), 'CP', 1, 'old', 'active', %(t)s, 0, 0, 'register',"
+                "         'exact'),"
+                "        (gen_random_uuid(), 'CP', 1, 'new', 'active', %(t1)s, 0, 0, 'register',"
+                "         'exact'),"
+                "        (gen_random_uuid(), 'CP', 2, 'none', 'closed', %(t)s, 0, NULL,"
+                "         'register', 'corrected')", {"t": T0, "t1": T0 + H})
+        migrate(url)
+        with psycopg.connect(url) as conn:
+            got = sessions(conn)
+        assert got == {
+            "new": ("active", None, None, 0, "station_register", "exact", []),
+            "none": ("closed", None, None, None, None, "missing", []),
+            "old": ("closed", "next_start", T0, 0, "station_register", "corrected",
+                    ["state_lost", "stop_missing"]),
+        }
+    finally:
+        pg_server.drop_database(name)
