@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.params import CURSOR_PATTERN
+from bus.sessions import ClosedBy, EnergySource, Quality
 
 
 class LivenessPublic(BaseModel):
@@ -37,17 +38,21 @@ class SessionBase(BaseModel):
     meter_start_wh: int | None = Field(
         description="The station's register at the start (Wh); null without any register")
     meter_stop_wh: int | None
-    energy_wh: int | None = Field(description="Billed energy in Wh (see energy_source)")
-    energy_source: str | None = Field(
-        description="station_register | smart_meter (billing meter) | power_integration")
-    quality: Literal["exact", "corrected", "estimated"] = Field(
+    energy_wh: int | None = Field(
+        description="Billed energy in Wh (see energy_source); null when quality is missing")
+    energy_source: EnergySource | None = Field(
+        description="station_register | smart_meter (billing meter) | power_integration; "
+        "null without a figure")
+    quality: Quality = Field(
         description="exact: registers agree; corrected: adjusted or doubtful (see "
-        "quality_reasons); estimated: integrated from power. Bill only exact.")
+        "quality_reasons); estimated: integrated from power; missing: no energy figure at "
+        "all (energy_wh null). Bill only exact.")
     quality_reasons: list[str]
     stop_reason: str | None
     sample_count: int
-    closed_by: Literal["stop", "next_start", "timeout"] | None = Field(
-        default=None, description="How the session closed; null while active")
+    closed_by: ClosedBy | None = Field(
+        default=None, description="How the session closed (reconciled: the sessions flow "
+        "restarted without its state; see quality_reasons); null while active")
     station_energy_wh: int | None = Field(
         default=None, description="The station register's figure (Wh)")
     smart_meter_energy_wh: int | None = Field(

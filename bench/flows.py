@@ -288,12 +288,14 @@ def session_rows(n: int) -> list[SessionRow]:
         session_id=logic.session_id_for("CP", 0), charge_point_id="CP", connector_id=1,
         transaction_id="0", id_tag="TAG", status="active", started_at=T0, stopped_at=None,
         meter_start_wh=1_000, meter_stop_wh=None, last_register_wh=1_500, energy_wh=500,
-        energy_source="register", quality="exact", quality_reasons=(), stop_reason=None,
-        sample_count=3,
+        energy_source="station_register", quality="exact", quality_reasons=(),
+        stop_reason=None, sample_count=3,
     )
     return [
+        # One active session per connector (the schema allows no more).
         replace(base, session_id=logic.session_id_for(f"CP-{i % 1000:05d}", i),
-                charge_point_id=f"CP-{i % 1000:05d}", transaction_id=str(i))
+                charge_point_id=f"CP-{i % 1000:05d}", connector_id=1 + i // 1000,
+                transaction_id=str(i))
         for i in range(n)
     ]
 

@@ -3,9 +3,13 @@
 Key = charge point id (like every topic). ``message_id`` is the session id (hex),
 the same on every resend: the flow publishes from a transactional outbox
 (at-least-once), so consumers de-duplicate on it. Energy is in whole Wh;
-``quality`` is ``exact`` | ``corrected`` | ``estimated`` with ``quality_reasons``
-(billing should hold back everything but ``exact``); ``energy_source`` is
-``station_register`` | ``smart_meter`` | ``power_integration``.
+``quality`` (:class:`Quality`) is ``exact`` | ``corrected`` | ``estimated`` |
+``missing`` with ``quality_reasons`` (billing should hold back everything but
+``exact``; ``missing`` has ``energy_wh`` null: there is no figure at all);
+``energy_source`` (:class:`EnergySource`) is ``station_register`` | ``smart_meter`` |
+``power_integration``, null without a figure; ``closed_by`` (:class:`ClosedBy`) is
+``stop`` | ``next_start`` | ``timeout`` | ``reconciled``. The enums are str enums:
+on the wire they are the plain strings.
 
 >>> from datetime import UTC, datetime
 >>> t = datetime(2026, 1, 1, tzinfo=UTC)
@@ -19,12 +23,33 @@ True
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import msgspec
 
 SCHEMA_VERSION = 1
 KIND = "session.closed"
+
+
+class Quality(StrEnum):
+    EXACT = "exact"  # registers agree: billable
+    CORRECTED = "corrected"  # a figure, adjusted or standing on doubtful evidence
+    ESTIMATED = "estimated"  # integrated from power (no register figure)
+    MISSING = "missing"  # no figure at all (energy_wh null)
+
+
+class EnergySource(StrEnum):
+    STATION_REGISTER = "station_register"
+    SMART_METER = "smart_meter"
+    POWER_INTEGRATION = "power_integration"
+
+
+class ClosedBy(StrEnum):
+    STOP = "stop"  # StopTransaction / TransactionEvent Ended
+    NEXT_START = "next_start"  # a later session began on the connector
+    TIMEOUT = "timeout"  # nothing heard of it for the idle timeout
+    RECONCILED = "reconciled"  # the sessions flow restarted without its state
 
 
 class SessionClosed(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
@@ -37,8 +62,8 @@ class SessionClosed(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     stopped_at: datetime | None
     closed_at: datetime
     energy_wh: int | None
-    energy_source: str | None
-    quality: str
+    energy_source: EnergySource | None
+    quality: Quality
     quality_reasons: list[str] = msgspec.field(default_factory=list)
     id_tag: str | None = None
     meter_start_wh: int | None = None
@@ -46,7 +71,7 @@ class SessionClosed(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     station_energy_wh: int | None = None
     smart_meter_energy_wh: int | None = None
     smart_meter_id: str | None = None
-    closed_by: str | None = None
+    closed_by: ClosedBy | None = None
     stop_reason: str | None = None
     ocpp_version: str | None = None
     kind: str = KIND

@@ -37,6 +37,7 @@ from store.apikeys import create_api_key, list_api_keys, revoke_api_key
 from store.meters import add_meter
 from store.registry import add_id_tag, provision_station
 from store.schema import migrate
+from store.session_reconcile import reconcile_active_sessions
 from store.sites import upsert_site
 
 log = structlog.get_logger("chargeflow.run")
@@ -146,11 +147,18 @@ class LocalStack:
 
         The embedded broker keeps nothing across runs, so its offsets would point past
         the end of the fresh topics: with it, recovery state starts empty every run.
+        Nothing replays the events of the sessions a previous run left active then,
+        so they are closed as ``reconciled`` before the flows start
+        (:mod:`store.session_reconcile`).
         """
         root = self.settings.data_dir / "recovery"
         if self.broker is not None and not self._recovery_reset:
             shutil.rmtree(root, ignore_errors=True)
             self._recovery_reset = True
+            closed = reconcile_active_sessions(self.database_url)
+            if closed:
+                log.info("sessions left active by the previous run closed as reconciled",
+                         count=len(closed))
         directory = ensure_recovery_dir(root / name, 1)
         return [sys.executable, "-m", "flows.run", import_str,
                 "-r", str(directory), "-s", "5", "-b", "0"]

@@ -1,4 +1,5 @@
-"""The ``sessions_outbox`` table (filled by :func:`store.writers.write_sessions_batch`).
+"""The ``sessions_outbox`` table (filled with :data:`INSERT_SESSIONS_OUTBOX` by
+:func:`store.writers.write_sessions_batch` and :mod:`store.session_reconcile`).
 
 :func:`publish_pending` sends unpublished rows with a caller-supplied ``send``
 (which must return only once the broker confirmed every message) and marks them
@@ -24,6 +25,27 @@ class OutboxMessage:
     charge_point_id: str
     payload: dict[str, Any]
 
+
+# The transactional outbox of ``sessions.closed`` (bus.sessions): a row is added only
+# in the transaction that first stores a session as closed (and the primary key
+# keeps it at one per session), with the message payload as of that moment.
+# Parameter: the session ids (uuid[]); rows not closed are left out.
+_OUTBOX_PAYLOAD = ", ".join(
+    f"'{c}', {c}" for c in (
+        "session_id", "charge_point_id", "connector_id", "transaction_id", "id_tag",
+        "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh", "energy_wh",
+        "energy_source", "quality", "quality_reasons", "stop_reason", "closed_by",
+        "station_energy_wh", "smart_meter_energy_wh", "smart_meter_id", "ocpp_version",
+    )
+)
+INSERT_SESSIONS_OUTBOX = f"""
+INSERT INTO sessions_outbox (session_id, charge_point_id, payload)
+SELECT session_id, charge_point_id,
+       jsonb_build_object({_OUTBOX_PAYLOAD}, 'message_id', replace(session_id::text, '-', ''),
+                          'closed_at', now())
+FROM sessions WHERE session_id = ANY(%s) AND status = 'closed'
+ON CONFLICT (session_id) DO NOTHING
+"""
 
 _PENDING = """
 SELECT session_id, charge_point_id, payload FROM sessions_outbox

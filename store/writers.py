@@ -28,11 +28,18 @@ once per connection (``ON COMMIT DELETE ROWS``).
 A closed snapshot whose start the flow never saw carries ``start_unknown`` in
 ``quality_reasons`` and no start fields: the upsert then keeps the stored start
 (connector, id tag, started_at, meter_start_wh) and computes
-``energy_wh = meter_stop_wh - sessions.meter_start_wh`` (NULL if negative). If no
-row exists yet, it is inserted with placeholders that keep the columns NOT NULL
-(connector 0 = the charge point as a whole, started_at = stopped_at,
-meter_start_wh = meter_stop_wh) and ``energy_wh`` NULL; the reason stays on the row,
-and a replayed orphan stop leaves such a placeholder row as it is (energy stays NULL).
+``energy_wh = meter_stop_wh - sessions.meter_start_wh`` (source
+``station_register``, quality ``corrected``; NULL with quality ``missing`` if
+negative). If no row exists yet, it is inserted with placeholders that keep the
+columns NOT NULL (connector 0 = the charge point as a whole, started_at =
+stopped_at, meter_start_wh = meter_stop_wh), ``energy_wh`` NULL and quality
+``missing``; the reason stays on the row, and a replayed orphan stop leaves such a
+placeholder row as it is (energy stays NULL).
+
+One active session per connector: an active snapshot closes any other stored
+active session on its connector that the flow no longer knows (its state was
+lost), unless the snapshot's own session is closed already (a replay);
+:mod:`store.session_reconcile` has the rule, migration 0010 the unique index.
 
 The rows are duck-typed (see :class:`SessionRecord`, :class:`SampleRecord`) so
 this module does not depend on ``flows``.
@@ -48,6 +55,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import psycopg
+
+from store.outbox import INSERT_SESSIONS_OUTBOX
+from store.session_reconcile import SUPERSEDE_STALE_ACTIVE
 
 START_UNKNOWN = "start_unknown"
 # Batches written the safe way (staging + ON CONFLICT) after a batch that conflicted.
@@ -136,7 +146,8 @@ INSERT INTO sessions AS s (
     %(session_id)s, %(charge_point_id)s, COALESCE(%(connector_id)s, 0), %(transaction_id)s,
     %(id_tag)s, %(status)s, COALESCE(%(started_at)s, %(stopped_at)s), %(stopped_at)s,
     COALESCE(%(meter_start_wh)s, %(meter_stop_wh)s), %(meter_stop_wh)s,
-    %(last_register_wh)s, %(energy_wh)s, %(energy_source)s, %(quality)s,
+    %(last_register_wh)s, %(energy_wh)s, %(energy_source)s,
+    CASE WHEN %(start_unknown)s AND %(status)s = 'closed' THEN 'missing' ELSE %(quality)s END,
     %(quality_reasons)s, %(stop_reason)s, %(sample_count)s, %(closed_by)s,
     %(station_energy_wh)s, %(smart_meter_energy_wh)s, %(smart_meter_id)s, %(ocpp_version)s
 )
@@ -152,16 +163,13 @@ ON CONFLICT (session_id) DO UPDATE SET
     meter_stop_wh = EXCLUDED.meter_stop_wh,
     last_register_wh = CASE WHEN %(start_unknown)s THEN s.last_register_wh
                             ELSE EXCLUDED.last_register_wh END,
-    energy_wh = CASE
-        WHEN NOT %(start_unknown)s THEN EXCLUDED.energy_wh
-        -- the stored row is itself an orphan stop: its start fields are placeholders
-        -- unless an earlier merge found a real start (then energy is not NULL)
-        WHEN 'start_unknown' = ANY(s.quality_reasons) AND s.energy_wh IS NULL THEN NULL
-        WHEN EXCLUDED.meter_stop_wh >= s.meter_start_wh
-            THEN EXCLUDED.meter_stop_wh - s.meter_start_wh
-        END,
-    energy_source = EXCLUDED.energy_source,
-    quality = EXCLUDED.quality,
+    energy_wh = CASE WHEN NOT %(start_unknown)s THEN EXCLUDED.energy_wh ELSE {merged} END,
+    energy_source = CASE WHEN NOT %(start_unknown)s THEN EXCLUDED.energy_source
+                         WHEN {merged} IS NOT NULL THEN 'station_register' END,
+    quality = CASE WHEN NOT %(start_unknown)s THEN EXCLUDED.quality
+                   WHEN {merged} IS NOT NULL THEN 'corrected'
+                   WHEN EXCLUDED.status = 'closed' THEN 'missing'
+                   ELSE EXCLUDED.quality END,
     quality_reasons = EXCLUDED.quality_reasons,
     stop_reason = EXCLUDED.stop_reason,
     sample_count = CASE WHEN %(start_unknown)s
@@ -173,7 +181,13 @@ ON CONFLICT (session_id) DO UPDATE SET
     smart_meter_id = EXCLUDED.smart_meter_id,
     ocpp_version = COALESCE(EXCLUDED.ocpp_version, s.ocpp_version)
 WHERE s.status <> 'closed' OR EXCLUDED.status = 'closed'
-"""
+""".replace("{merged}", """(CASE
+        -- the stored row is itself an orphan stop: its start fields are placeholders
+        -- unless an earlier merge found a real start (then energy is not NULL)
+        WHEN 'start_unknown' = ANY(s.quality_reasons) AND s.energy_wh IS NULL THEN NULL
+        WHEN EXCLUDED.meter_stop_wh >= s.meter_start_wh
+            THEN EXCLUDED.meter_stop_wh - s.meter_start_wh
+        END)""")
 
 # The same merge for a snapshot that knows its start (``start_unknown`` false):
 # every CASE of _UPSERT_SESSION then takes the EXCLUDED value, so one set-based
@@ -251,29 +265,12 @@ _COPY_SESSIONS = (
     f"COPY {_SESSIONS_STAGING} ({', '.join(_SESSION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
 
-# The transactional outbox of ``sessions.closed`` (bus.sessions): a row is added only
-# in the transaction that first stores a session as closed (and the primary key
-# keeps it at one per session), with the message payload as of that moment.
+# A session closed by the batch (for the outbox: one row, added only in the
+# transaction that first stores it as closed), locked against a concurrent writer.
 _ALREADY_CLOSED = (
     "SELECT session_id FROM sessions WHERE session_id = ANY(%s) AND status = 'closed'"
     " FOR UPDATE"
 )
-_OUTBOX_PAYLOAD = ", ".join(
-    f"'{c}', {c}" for c in (
-        "session_id", "charge_point_id", "connector_id", "transaction_id", "id_tag",
-        "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh", "energy_wh",
-        "energy_source", "quality", "quality_reasons", "stop_reason", "closed_by",
-        "station_energy_wh", "smart_meter_energy_wh", "smart_meter_id", "ocpp_version",
-    )
-)
-_INSERT_OUTBOX = f"""
-INSERT INTO sessions_outbox (session_id, charge_point_id, payload)
-SELECT session_id, charge_point_id,
-       jsonb_build_object({_OUTBOX_PAYLOAD}, 'message_id', replace(session_id::text, '-', ''),
-                          'closed_at', now())
-FROM sessions WHERE session_id = ANY(%s) AND status = 'closed'
-ON CONFLICT (session_id) DO NOTHING
-"""
 
 # Connections whose temporary staging tables exist (added only after a commit, as
 # a rolled-back CREATE TEMP TABLE leaves nothing behind).
@@ -352,6 +349,7 @@ def write_sessions_batch(
             closing = [sid for sid in closing if sid not in already]
         if sample_rows:
             _write_samples(conn, cur, sample_rows)
+        superseded = _supersede_stale_active(cur, session_rows)
         if known:
             with cur.copy(_COPY_SESSIONS) as copy:
                 copy.set_types(_SESSION_TYPES)
@@ -366,10 +364,27 @@ def write_sessions_batch(
             cur.execute(_UPSERT_SESSIONS_FROM_STAGING)
         if orphans:
             cur.executemany(_UPSERT_SESSION, [_session_params(r) for r in orphans])
-        if closing:
-            cur.execute(_INSERT_OUTBOX, (closing,))
+        if closing or superseded:
+            cur.execute(INSERT_SESSIONS_OUTBOX, (closing + superseded,))
     if created and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         _staged.add(conn)  # committed (not a savepoint inside a caller's transaction)
+
+
+def _supersede_stale_active(cur: psycopg.Cursor[Any], rows: list[SessionRecord]
+                            ) -> list[uuid.UUID]:
+    """Close the stored active sessions the batch's active ones replace on their
+    connector (:mod:`store.session_reconcile`); returns their ids."""
+    active = [r for r in rows if r.status == "active" and r.connector_id]
+    if not active:
+        return []
+    cur.execute(SUPERSEDE_STALE_ACTIVE, {
+        "cps": [r.charge_point_id for r in active],
+        "connectors": [r.connector_id for r in active],
+        "ids": [r.session_id for r in active],
+        "batch_ids": [r.session_id for r in rows],
+        "closed_by": "next_start",
+    })
+    return [row[0] for row in cur.fetchall()]
 
 
 def _copy_samples(cur: psycopg.Cursor[Any], statement: str, rows: list[SampleRecord]) -> None:

@@ -48,9 +48,10 @@ Energy (DESIGN.md "Correctness rules")
   trapezoidal integration of ``Power.Active.Import`` (``register_missing``,
   quality ``estimated``).
 
-``quality`` is ``estimated`` for power integration, else ``corrected`` when there
-is any reason (the figure was adjusted, or stands despite doubtful evidence), else
-``exact``. Billing holds back everything but ``exact``.
+``quality`` is ``estimated`` for power integration, else ``missing`` for a closed
+session without any figure (``energy_wh`` None, ``energy_source`` None), else
+``corrected`` when there is any reason (the figure was adjusted, or stands despite
+doubtful evidence), else ``exact``. Billing holds back everything but ``exact``.
 
 Closing
 -------
@@ -59,8 +60,10 @@ Closing
   stays ``active`` (with its stop) until that reading arrives or the station's
   event time passes ``stop + meter_grace``, so the first closed snapshot -- the one
   published on ``sessions.closed`` -- already has the meter figure.
-* ``closed_by='next_start'``: a start on the same EVSE closes the transaction
-  still open there; ``closed_by='timeout'``: no message for the transaction while
+* ``closed_by='next_start'``: one session at a time per EVSE -- a transaction that
+  opens there (by its start, or by its first event when the start was lost) closes
+  the one still open there, or is itself closed when it began before that one
+  (:func:`_claim_evse`); ``closed_by='timeout'``: no message for the transaction while
   the station's event time (the latest ``measured_at`` of its OCPP messages,
   heartbeats included) moved ``idle_timeout`` past its last activity -- or, when
   the station sends nothing at all, after that long by the flow's wall clock
@@ -71,17 +74,22 @@ Closing
   ``keep_closed``). Each snapshot is a function of everything seen for the
   transaction, not of arrival order, so replays converge to the same rows.
 
-Duplicates: message ids (the last :data:`RECENT_MESSAGES`), 2.0.1 ``seqNo`` per
-transaction, identical register points, smart-meter readings by (meter, time),
-and the ids of the last :data:`RECENT_CLOSED` forgotten transactions. A gap in a
-transaction's ``seqNo`` range is ``seq_no_gap``; any event sent ``offline`` is
-``offline``; duplicate register values that disagree are
-``conflicting_register_values``.
+Duplicates: message ids (the last :data:`RECENT_MESSAGES`), 2.0.1
+TransactionEvents by what identifies them (seqNo, event type, timestamp and
+content: :func:`_fingerprint`; stations resend after a lost answer), identical
+register points, smart-meter readings by (meter, time), and the ids of the last
+:data:`RECENT_CLOSED` forgotten transactions. A distinct event is never dropped
+for its seqNo alone: some stations send the same seqNo on every event, so a seqNo
+carried by two different events is ``seq_no_reused``. A gap in a transaction's
+``seqNo`` range is ``seq_no_gap``; any event sent ``offline`` is ``offline``;
+duplicate register values that disagree are ``conflicting_register_values``.
+``sample_count`` counts the distinct samples stored for the transaction.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 import uuid
 from collections import deque
@@ -89,7 +97,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgspec
 
@@ -121,7 +129,7 @@ RECENT_MESSAGES = 256
 RECENT_CLOSED = 64
 MAX_READINGS = 512  # smart-meter readings remembered per connector
 
-Quality = Literal["exact", "corrected", "estimated"]
+Quality = Literal["exact", "corrected", "estimated", "missing"]
 STATION_REGISTER = "station_register"
 SMART_METER = "smart_meter"
 POWER_INTEGRATION = "power_integration"
@@ -448,6 +456,12 @@ class Tx:
     power: list[Point] = field(default_factory=list)
     sample_count: int = 0
     seq_nos: set[int] = field(default_factory=set)
+    # What identifies each TransactionEvent seen (:func:`_fingerprint`): a resent
+    # event is the same one again, a distinct event with a used seqNo is not.
+    fingerprints: set[bytes] = field(default_factory=set)
+    # The natural keys of the samples counted (:func:`_sample_key`): sample_count is
+    # what the sink stores, so a value sent twice counts once.
+    sample_keys: set[int] = field(default_factory=set)
     offline: bool = False
     conflict: bool = False
     meters: dict[str, Bracket] = field(default_factory=dict)
@@ -456,6 +470,13 @@ class Tx:
     @property
     def open(self) -> bool:
         return self.closed_by is None
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        # A recovery store written before a field existed leaves it at its default.
+        self.fingerprints = set()
+        self.sample_keys = set()
+        for name, value in state[1].items():
+            setattr(self, name, value)
 
 
 @dataclass(slots=True)
@@ -608,6 +629,8 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
         _add(reasons, "stop_late")
     if tx.seq_nos and len(tx.seq_nos) < max(tx.seq_nos) - min(tx.seq_nos) + 1:
         _add(reasons, "seq_no_gap")
+    if len(tx.fingerprints) > len(tx.seq_nos):  # (each event has one seqNo)
+        _add(reasons, "seq_no_reused")
     if tx.offline:
         _add(reasons, "offline")
     if tx.conflict:
@@ -653,10 +676,20 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
                     _add(reasons, "smart_meter_mismatch")
 
     if not tx.has_start:
-        energy = None  # the sink takes the start from the stored row (store.writers)
+        # The sink takes the start from the stored row and sets the figure, its
+        # source and quality from it (store.writers); on its own the stop has none.
+        energy = None
+        if closed:
+            source = None
     elif energy is None and not closed:
         energy = Decimal(0)
-    quality: Quality = "estimated" if estimated else ("corrected" if reasons else "exact")
+    quality: Quality
+    if estimated:
+        quality = "estimated"
+    elif closed and energy is None:
+        quality = "missing"  # no figure at all: never to be taken for a corrected one
+    else:
+        quality = "corrected" if reasons else "exact"
     start_wh = tx.start_register if tx.start_register is not None else (
         tx.samples[0][1] if tx.samples and tx.has_start else None)
     if tx.session_id is None:
@@ -814,6 +847,85 @@ def _sample_rows(cp: str, tx: Tx | None, samples: list[MeterSample]) -> list[Out
     return rows
 
 
+_fingerprint_encoder = msgspec.msgpack.Encoder()
+
+
+def _fingerprint(fact: TransactionStart | TransactionUpdate | TransactionEnd,
+                 samples: list[MeterSample]) -> bytes:
+    """What identifies one TransactionEvent: its seqNo, event type, timestamp and
+    everything else the station sent in it (its transaction's samples included). The
+    gateway's authorisation answer is left out: a resend may be answered differently.
+    A digest, stable across processes (it lives in the pickled state)."""
+    if fact.auth_status is not None:
+        fact = msgspec.structs.replace(fact, auth_status=None)
+    data = _fingerprint_encoder.encode((fact, samples))
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+_SERIES_IDS: dict[tuple[int, str, str | None, str, str], int] = {}
+_MAX_SERIES_IDS = 65_536
+
+
+def _series_id(series: tuple[int, str, str | None, str, str]) -> int:
+    """A number for a sample series (connector, measurand, phase, location, context)
+    that is the same in every process (``hash`` of a str is not, and the sample keys
+    live in state pickled across restarts)."""
+    connector, measurand, phase, location, context = series
+    text = f"{connector}\x1f{measurand}\x1f{phase or ''}\x1f{location}\x1f{context}"
+    n = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest())
+    if len(_SERIES_IDS) < _MAX_SERIES_IDS:
+        _SERIES_IDS[series] = n
+    return n
+
+
+def _count_samples(tx: Tx, samples: list[MeterSample]) -> None:
+    """``sample_count``: the distinct samples of the transaction the sink stores --
+    one per natural key of ``meter_samples`` (series and time), kept as numbers in
+    ``tx.sample_keys``; samples without any connector are not stored, not counted."""
+    keys = tx.sample_keys
+    before = len(keys)
+    add = keys.add
+    fallback = tx.evse_id
+    ids = _SERIES_IDS
+    at = None
+    micros = 0
+    for s in samples:
+        connector = s.evse_id if s.evse_id is not None else fallback
+        if connector is None:
+            continue
+        series = (connector, s.measurand, s.phase, s.location, s.context)
+        n = ids.get(series)
+        if n is None:
+            n = _series_id(series)
+        if s.timestamp != at:  # (the samples of one meter value share their time)
+            at = s.timestamp
+            micros = int(at.timestamp() * 1_000_000)
+        add(micros ^ n)  # the time mixed with the series' 64 random-looking bits
+    tx.sample_count += len(keys) - before
+
+
+def _claim_evse(state: ChargePointState, tx: Tx, rules: SessionRules,
+                touched: set[str]) -> None:
+    """One session at a time per EVSE: the transaction that began last is the one
+    running there, any other still open on that EVSE closes by ``next_start`` at its
+    last activity (``tx`` itself when it began before the one running), and closed
+    ones waiting for their smart-meter reading stop waiting."""
+    evse = tx.evse_id
+    if evse is None or evse == 0 or not tx.open:
+        return
+    for other in list(state.txs.values()):
+        if other is tx or not other.open or other.evse_id != evse:
+            continue
+        if other.first_seen <= tx.first_seen:
+            _close(state, other, "next_start", other.last_activity)
+            touched.add(other.transaction_id)
+        else:
+            _close(state, tx, "next_start", tx.last_activity)
+            touched.add(tx.transaction_id)
+            break
+    _finalize_ready(state, rules, touched, force_evse=evse)
+
+
 def _context_register(samples: list[MeterSample], context: str, last: bool
                       ) -> Decimal | None:
     points, _ = register_points(s for s in samples if s.context == context)
@@ -848,21 +960,18 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
             skip.add(tx_id)
             continue
         tx = state.txs.get(tx_id)
-        if tx is not None and fact.seq_no is not None and fact.seq_no in tx.seq_nos:
-            skip.add(tx_id)  # the same TransactionEvent again
-            continue
+        fingerprint = None if fact.seq_no is None else _fingerprint(fact, by_tx.get(tx_id, []))
+        if tx is not None and fingerprint is not None:
+            if fingerprint in tx.fingerprints:
+                skip.add(tx_id)  # the same TransactionEvent again
+                continue
+            # A distinct event, even when its seqNo was seen (then: seq_no_reused).
+            tx.fingerprints.add(fingerprint)
+            tx.seq_nos.add(cast(int, fact.seq_no))
         if isinstance(fact, TransactionStart):
             if tx is not None and tx.has_start:
                 skip.add(tx_id)
                 continue
-            if fact.evse_id is not None:
-                for other in state.txs.values():
-                    if (other.open and other.transaction_id != tx_id
-                            and other.evse_id == fact.evse_id
-                            and other.first_seen <= fact.timestamp):
-                        _close(state, other, "next_start", other.last_activity)
-                        touched.add(other.transaction_id)
-                _finalize_ready(state, rules, touched, force_evse=fact.evse_id)
             if tx is None:
                 tx = _new_tx(state, tx_id, fact.timestamp, msg.at, msg.ocpp_version, rules)
             tx.has_start = True
@@ -896,11 +1005,13 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
         tx.last_activity = max(tx.last_activity, fact.timestamp)
         tx.last_received = max(tx.last_received, msg.at)
         tx.first_seen = min(tx.first_seen, fact.timestamp)
-        if fact.seq_no is not None:
-            tx.seq_nos.add(fact.seq_no)
+        if fingerprint is not None:
+            tx.fingerprints.add(fingerprint)
+            tx.seq_nos.add(cast(int, fact.seq_no))
         tx.offline = tx.offline or fact.offline
         _offer_all(tx, state, rules)
         touched.add(tx_id)
+        _claim_evse(state, tx, rules, touched)
 
     for sample_tx, samples in by_tx.items():
         if sample_tx in skip:
@@ -917,7 +1028,7 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
         outputs.extend(_sample_rows(cp, tx, samples))
         if tx is None:
             continue
-        tx.sample_count += len(billable)
+        _count_samples(tx, billable)
         if any(s.evse_id == 0 for s in billable):
             billable = [s for s in billable if s.evse_id != 0]  # never the main meter
         points, conflict = register_points(billable)

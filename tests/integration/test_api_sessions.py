@@ -319,3 +319,22 @@ async def test_cursor_pagination_walks_every_row_once(
                 "/v1/sessions", params={"cursor": bad}, headers=auth(keys["operator"])
             )
             assert assert_problem(resp, 422)["errors"][0]["name"] == "cursor"
+
+
+async def test_a_session_without_energy_figure_reads_missing_never_corrected(
+    db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
+) -> None:
+    missing = insert_session(
+        db, energy_wh=None, energy_source=None, quality="missing", closed_by="reconciled",
+        quality_reasons=["state_lost", "stop_missing", "register_missing"],
+    )
+    async with api_client(clean_db) as client:
+        resp = await client.get(f"/v1/sessions/{missing['session_id']}",
+                                headers=auth(keys["billing"]))
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert (body["energy_wh"], body["energy_source"], body["quality"], body["closed_by"]) == (
+            None, None, "missing", "reconciled")
+        schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+        assert "missing" in schema["Quality"]["enum"]
+        assert "reconciled" in schema["ClosedBy"]["enum"]

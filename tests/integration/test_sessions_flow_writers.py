@@ -22,7 +22,7 @@ def active(tx: str = "1", **changes: Any) -> SessionRow:
         session_id=session_id_for("CP1", tx), charge_point_id="CP1", connector_id=2,
         transaction_id=tx, id_tag="TAG", status="active", started_at=T0, stopped_at=None,
         meter_start_wh=1_000, meter_stop_wh=None, last_register_wh=None, energy_wh=0,
-        energy_source="register", quality="exact", quality_reasons=(), stop_reason=None,
+        energy_source="station_register", quality="exact", quality_reasons=(), stop_reason=None,
         sample_count=0,
     )
     return replace(row, **changes)
@@ -33,7 +33,7 @@ def orphan_stop(tx: str = "1", meter_stop: int = 4_000) -> SessionRow:
         session_id=session_id_for("CP1", tx), charge_point_id="CP1", connector_id=None,
         transaction_id=tx, id_tag=None, status="closed", started_at=None,
         stopped_at=T0 + timedelta(hours=1), meter_start_wh=None, meter_stop_wh=meter_stop,
-        last_register_wh=None, energy_wh=None, energy_source="register", quality="corrected",
+        last_register_wh=None, energy_wh=None, energy_source=None, quality="missing",
         quality_reasons=("start_unknown",), stop_reason="Local", sample_count=0,
     )
 
@@ -77,13 +77,15 @@ def test_orphan_stop_takes_the_stored_start(db: psycopg.Connection[Any]) -> None
         write_sessions_batch(db, [orphan_stop(meter_stop=4_000)], [])
     assert session_rows(db) == [("1", 2, "TAG", "closed", T0, T0 + timedelta(hours=1), 1_000,
                                  4_000, 3_000, "corrected", ["start_unknown"], 3)]
+    assert db.execute("SELECT energy_source FROM sessions").fetchall() == [("station_register",)]
 
 
 def test_orphan_stop_without_any_stored_start_keeps_evidence(db: psycopg.Connection[Any]) -> None:
     write_sessions_batch(db, [orphan_stop("9", meter_stop=4_000)], [])
     stopped = T0 + timedelta(hours=1)
     assert session_rows(db) == [("9", 0, None, "closed", stopped, stopped, 4_000, 4_000, None,
-                                 "corrected", ["start_unknown"], 0)]
+                                 "missing", ["start_unknown"], 0)]
+    assert db.execute("SELECT energy_source FROM sessions").fetchall() == [(None,)]
     # Replaying the orphan stop does not mistake the placeholders for a start.
     before = session_rows(db)
     write_sessions_batch(db, [orphan_stop("9", meter_stop=4_000)], [])

@@ -202,7 +202,8 @@ def test_stop_without_start_emits_closed_row_with_unknown_start() -> None:
     assert row.started_at == T0 + timedelta(hours=1)  # first seen (the sink keeps a stored start)
     assert row.connector_id is None
     assert row.quality_reasons == ("start_unknown",)
-    assert row.quality == "corrected"
+    # No figure of its own: the sink merges it with a stored start (store.writers).
+    assert (row.quality, row.energy_source) == ("missing", None)
     assert row.stop_reason == "EVDisconnected"
 
 
