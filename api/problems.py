@@ -10,7 +10,6 @@ in OpenAPI once for every operation.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -143,10 +142,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def log_unexpected(request_path: str, exc: BaseException) -> None:
-    """Log an unexpected exception's traceback without local variables (which can hold
-    keys and credentials) and without the query string."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    log.error("unhandled %s while serving %s\n%s", type(exc).__name__, request_path, text)
+    """Log an unexpected exception with its traceback, without the query string; the log
+    configuration (runtime.logs) renders tracebacks without local variables, which can
+    hold keys and credentials, in both formats."""
+    log.error("unhandled %s while serving %s", type(exc).__name__, request_path,
+              exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def internal_error_body(path: str) -> bytes:
