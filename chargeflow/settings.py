@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     gateway_replica_grace_s: float = Field(
         20.0, description="a replica silent this long is dead: others publish its stations offline")
     gateway_heartbeat_interval_s: int = 300
+    gateway_ping_interval_s: float = 20.0
+    gateway_ping_timeout_s: float = 20.0
+    gateway_permessage_deflate: bool = False
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
