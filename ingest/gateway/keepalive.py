@@ -38,7 +38,7 @@ class Keepalive:
 
     interval_s: float
     timeout_s: float
-    last_frame: float  # when the gateway last took a frame from the station
+    last_heard: float  # when the gateway last took a frame or a pong from the station
     waiting_since: float | None = None  # the gateway waits for the next frame since then
     ping_sent: float | None = None  # an unanswered ping went out then
 
@@ -53,14 +53,15 @@ class Keepalive:
     def frame(self, now: float) -> None:
         """The gateway took a frame from the station (it is alive); busy until
         :meth:`waiting` again."""
-        self.last_frame = now
+        self.last_heard = now
         self.waiting_since = None
         self.ping_sent = None
 
     def pinged(self, now: float) -> None:
         self.ping_sent = now
 
-    def pong(self) -> None:
+    def pong(self, now: float) -> None:
+        self.last_heard = now
         self.ping_sent = None
 
     def due(self, now: float) -> Action:
@@ -71,7 +72,7 @@ class Keepalive:
                 return Action.NOTHING
             waited = now - max(self.ping_sent, self.waiting_since)
             return Action.CLOSE if waited >= self.timeout_s else Action.NOTHING
-        if now - self.last_frame >= self.interval_s:
+        if now - self.last_heard >= self.interval_s:
             return Action.PING
         return Action.NOTHING
 
@@ -81,5 +82,5 @@ class Keepalive:
         if self.ping_sent is not None and self.waiting_since is not None:
             left = self.timeout_s - (now - max(self.ping_sent, self.waiting_since))
         else:
-            left = self.interval_s - (now - self.last_frame)
+            left = self.interval_s - (now - self.last_heard)
         return max(left, min(self.interval_s, 0.05))

@@ -407,7 +407,7 @@ class Gateway:
                 await (await ws.ping())
             except ConnectionClosed:
                 return
-            keepalive.pong()
+            keepalive.pong(loop.time())
 
         def check_keepalive() -> None:
             nonlocal keepalive_timer, interrupted

@@ -67,3 +67,36 @@ def test_decode_rejects_garbage_with_a_reason() -> None:
         decode_envelope(b'{"message_id": 5}')
     with pytest.raises(EnvelopeError, match="no value"):
         decode_envelope(None)
+
+
+async def test_async_publish_without_a_delivery_report_fails_after_the_guard() -> None:
+    """Every producer (gateway, meter bridge, commands) fails an awaited publish whose
+    delivery report does not come within ``guard_s``, even when librdkafka would keep
+    the message far longer (here 300 s), and settles reports in batches."""
+    import time
+
+    from chargeflow.stack import free_port
+
+    producer = Producer(producer_config(f"127.0.0.1:{free_port()}", delivery_timeout_ms=300_000),
+                        guard_s=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PublishError, match="no delivery report within 0.5 s"):
+            await producer.publish("ocpp.events", b"k", b"v")
+        assert time.monotonic() - started < 5
+    finally:
+        await producer.aclose(0.1)
+
+
+async def test_async_publishes_are_confirmed_in_order(broker: EmbeddedBroker, topics) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    producer = Producer(producer_config(broker.bootstrap))
+    try:
+        results = await asyncio.gather(*(
+            producer.publish(topics.ocpp_events, b"CP-ORDER", str(i).encode())
+            for i in range(500)))
+    finally:
+        await producer.aclose()
+    offsets = [offset for _, offset in results]
+    assert offsets == sorted(offsets) and len(set(offsets)) == 500
