@@ -45,7 +45,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,11 +392,14 @@ def reference_server() -> Iterator[tuple[int, subprocess.Popen[str]]]:
 
 def run_node_loadgen(url: str, pid: int, *, stations: int, rates: list[float],
                      warmup: float, duration: float, drain: float,
-                     connect_concurrency: int) -> dict[str, Any]:
+                     connect_concurrency: int, workers: int,
+                     on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
     """``node loadgen.js`` against ``url``; the server process ``pid``'s CPU% per rate
-    (from the generator's PHASE markers) is added to each rate's result."""
+    (from the generator's PHASE markers) is added to each rate's result; ``on_ready``
+    runs once every station is connected, just before the load starts."""
     spec = {"url": url, "stations": stations, "rates": rates, "warmupS": warmup,
-            "durationS": duration, "drainS": drain, "connectConcurrency": connect_concurrency}
+            "durationS": duration, "drainS": drain, "connectConcurrency": connect_concurrency,
+            "workers": workers}
     proc = subprocess.Popen(["node", "loadgen.js", json.dumps(spec)], cwd=OCPP_RPC_DIR,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     server = psutil.Process(pid)
@@ -412,6 +415,8 @@ def run_node_loadgen(url: str, pid: int, *, stations: int, rates: list[float],
         started: tuple[float, float] = (0.0, 0.0)
         for line in proc.stderr:
             word, _, rest = line.strip().partition(" ")
+            if word == "READY" and on_ready is not None:
+                on_ready()
             if word == "PHASE-START":
                 started = (time.monotonic(), cpu_s())
                 loads[rest] = round(os.getloadavg()[0], 2)
@@ -423,7 +428,9 @@ def run_node_loadgen(url: str, pid: int, *, stations: int, rates: list[float],
 
     reader = threading.Thread(target=read_markers, daemon=True)
     reader.start()
-    out, _ = proc.communicate(timeout=600 + len(rates) * (warmup + duration + drain) * 2)
+    assert proc.stdout is not None
+    out = proc.stdout.read()  # stderr stays with the marker reader
+    proc.wait(600)
     reader.join(10)
     if proc.returncode != 0:
         raise RuntimeError(f"node load generator failed ({proc.returncode})")
@@ -446,13 +453,16 @@ def compare(args: argparse.Namespace, result: dict[str, Any]) -> None:
     rates = [float(r) for r in args.rates.split(",")]
     common = {"stations": args.stations, "rates": rates, "warmup": args.warmup,
               "duration": args.duration, "drain": args.drain,
-              "connect_concurrency": args.connect_concurrency}
+              "connect_concurrency": args.connect_concurrency, "workers": args.loadgen_workers}
     result["config"].update({"rates": rates, "drain_s": args.drain,
+                             "loadgen_workers": args.loadgen_workers,
                              "loadgen": "ocpp-rpc (node), permessage-deflate offered"})
-    with reference_server() as (port, ref):
-        progress(f"reference ocpp-rpc server on {port}: {args.stations} stations, "
-                 f"rates {args.rates}")
-        reference = run_node_loadgen(f"ws://127.0.0.1:{port}", ref.pid, **common)
+    reference: dict[str, Any] = {"rates": [None] * len(rates)}
+    if not args.no_reference:
+        with reference_server() as (port, ref):
+            progress(f"reference ocpp-rpc server on {port}: {args.stations} stations, "
+                     f"rates {args.rates}")
+            reference = run_node_loadgen(f"ws://127.0.0.1:{port}", ref.pid, **common)
     with bench_stack("bench", args.partitions, args.logs) as stack:
         result["database"] = stack.database_origin
         provision_fleet(stack.database_url, "BENCH-", args.stations, BENCH_PASSWORD, 0)
@@ -460,9 +470,14 @@ def compare(args: argparse.Namespace, result: dict[str, Any]) -> None:
                              stack.work) as gw:
             progress(f"gateway (pid {gw.proc.pid}): {args.stations} stations, "
                      f"rates {args.rates}")
-            spy = start_py_spy(args.py_spy, gw.proc.pid,
-                               len(rates) * (args.warmup + args.duration + 5) + 30)
-            ours = run_node_loadgen(gw.url, gw.proc.pid, **common)
+            spies: list[subprocess.Popen[bytes] | None] = []
+
+            def profile() -> None:
+                spies.append(start_py_spy(args.py_spy, gw.proc.pid, len(rates) * (
+                    args.warmup + args.duration + args.drain)))
+
+            ours = run_node_loadgen(gw.url, gw.proc.pid, **common, on_ready=profile)
+            spy = spies[0] if spies else None
             if spy is not None:
                 spy.wait(120)
                 result["profile"] = summarize_profile(args.py_spy)
@@ -470,7 +485,10 @@ def compare(args: argparse.Namespace, result: dict[str, Any]) -> None:
     result["reference"] = reference
     result["ours"] = ours
     table = []
+    none: dict[str, Any] = {"sustained_per_s": None, "latency_ms": {"p50": None, "p99": None},
+            "connections_closed": None}
     for mine, theirs in zip(ours["rates"], reference["rates"], strict=True):
+        theirs = theirs or none
         p99_ours, p99_ref = mine["latency_ms"]["p99"], theirs["latency_ms"]["p99"]
         table.append({
             "offered_per_s": mine["offered_per_s"],
@@ -481,6 +499,9 @@ def compare(args: argparse.Namespace, result: dict[str, Any]) -> None:
             "p99_ms": {"ours": p99_ours, "reference": p99_ref},
             "throughput_ratio": ratio(mine["sustained_per_s"], theirs["sustained_per_s"]),
             "p99_ratio": ratio(p99_ours, p99_ref),
+            "gateway_cpu_ms_per_call": round(
+                10 * mine["server_cpu_percent"] / mine["sustained_per_s"], 3)
+            if mine.get("server_cpu_percent") and mine["sustained_per_s"] else None,
             "connections_closed": {"ours": mine["connections_closed"],
                                    "reference": theirs["connections_closed"]},
             "target_met": bool(
@@ -517,10 +538,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", action="store_true",
                         help="ocpp-rpc load generator against an ocpp-rpc reference server "
                              "and against the gateway, side by side (see above)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="--compare: only the gateway (e.g. to profile it with --py-spy)")
     parser.add_argument("--rates", default="1000,2000,3000",
                         help="--compare: offered MeterValues/s, one step each")
-    parser.add_argument("--drain", type=float, default=20.0,
+    parser.add_argument("--drain", type=float, default=10.0,
                         help="--compare: seconds after each step for queued calls to finish")
+    parser.add_argument("--loadgen-workers", type=int, default=2,
+                        help="--compare: Node processes the stations are spread over")
     parser.add_argument("--logs", type=Path, default=None,
                         help="keep the gateway/broker logs in this directory")
     return parser
