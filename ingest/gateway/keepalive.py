@@ -16,7 +16,11 @@ station:
   gateway is waiting for its next frame (nothing unread, so the pong will be read);
 - the connection is dead when a ping stays unanswered for ``timeout_s`` of time the
   gateway spent waiting for a frame; time spent handling this station's CALLs does
-  not count.
+  not count;
+- it is dead too when what the gateway writes to the station stays unread: the
+  connection's write buffer was seen non-empty at every check for ``timeout_s``
+  (a station that stopped reading, or a peer that vanished, while the gateway has an
+  answer for it: the gateway then waits for the station, not the other way round).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Keepalive:
     last_heard: float  # when the gateway last took a frame or a pong from the station
     waiting_since: float | None = None  # the gateway waits for the next frame since then
     ping_sent: float | None = None  # an unanswered ping went out then
+    unread_since: float | None = None  # our writes were seen waiting unread since then
 
     @property
     def enabled(self) -> bool:
@@ -64,7 +69,17 @@ class Keepalive:
         self.last_heard = now
         self.ping_sent = None
 
+    def writes(self, now: float, pending: bool) -> None:
+        """What the connection's write buffer looked like at a check."""
+        if not pending:
+            self.unread_since = None
+        elif self.unread_since is None:
+            self.unread_since = now
+
     def due(self, now: float) -> Action:
+        if (self.enabled and self.timeout_s > 0 and self.unread_since is not None
+                and now - self.unread_since >= self.timeout_s):
+            return Action.CLOSE
         if not self.enabled or self.waiting_since is None:
             return Action.NOTHING  # the station's frames wait for us: it is not silent
         if self.ping_sent is not None:
@@ -79,7 +94,9 @@ class Keepalive:
     def next_check_in(self, now: float) -> float:
         """Seconds until :meth:`due` can next return something other than NOTHING
         (at least a small step, so a timer never spins)."""
-        if self.ping_sent is not None and self.waiting_since is not None:
+        if self.unread_since is not None and self.timeout_s > 0:
+            left = self.timeout_s - (now - self.unread_since)
+        elif self.ping_sent is not None and self.waiting_since is not None:
             left = self.timeout_s - (now - max(self.ping_sent, self.waiting_since))
         else:
             left = self.interval_s - (now - self.last_heard)

@@ -412,9 +412,18 @@ class Gateway:
         def check_keepalive() -> None:
             nonlocal keepalive_timer, interrupted
             now = loop.time()
+            transport = ws.transport
+            keepalive.writes(now, transport is not None and transport.get_write_buffer_size() > 0)
             action = keepalive.due(now)
             if action is KeepaliveAction.CLOSE and not interrupted:
                 keepalive_timer = None
+                if not receiving:  # blocked writing to a station that reads nothing
+                    self.metrics.keepalive_closes.inc()
+                    log.info("station reads nothing of what is sent to it, dropping",
+                             charge_point_id=station.id, timeout_s=cfg.ping_timeout_s)
+                    if transport is not None:
+                        transport.abort()  # the pending send fails: ConnectionClosed
+                    return
                 interrupted = "dead"
                 task.cancel()
                 return

@@ -52,3 +52,15 @@ def test_zero_disables_pings_and_timeouts() -> None:
     no_timeout.waiting(0.0)
     no_timeout.pinged(20.0)
     assert no_timeout.due(1e9) is Action.NOTHING
+
+
+def test_answers_the_station_leaves_unread_count_even_while_busy() -> None:
+    ka = Keepalive(interval_s=20, timeout_s=10, last_heard=0.0)
+    ka.frame(1.0)  # busy with the station's CALL: blocked sending its answer
+    ka.writes(2.0, pending=True)
+    assert ka.due(11.9) is Action.NOTHING
+    ka.writes(5.0, pending=False)  # the station read it meanwhile: starts over
+    ka.writes(6.0, pending=True)
+    assert ka.due(15.9) is Action.NOTHING
+    assert ka.next_check_in(15.9) < 0.2
+    assert ka.due(16.0) is Action.CLOSE
