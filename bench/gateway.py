@@ -22,6 +22,14 @@ Measured:
   (100% = one core); the generator's own CPU% too (on 2 cores they compete).
 
 ``--latency`` is the latency mode: 500 CALLs/s unless ``--rate`` says otherwise.
+
+``--compare`` measures against a reference: an independent OCPP client library (Node
+``ocpp-rpc``, ``bench/ocpp_rpc/loadgen.js``, permessage-deflate offered as station stacks
+do) drives first a minimal strict ``ocpp-rpc`` server that stores nothing
+(``bench/ocpp_rpc/server.js``), then our gateway (publish-before-ack), with the same
+stations and offered rates (``--rates``, default 1000,2000,3000), in one run on the same
+machine; per rate: sustained CALLRESULTs/s, p50/p99, connections closed, and the ratios
+ours/reference. ``npm ci`` installs ``ocpp-rpc`` there when ``node_modules`` is missing.
 Prints one JSON document to stdout (progress on stderr). Nothing asserts timing;
 ``targets`` says whether the issue's targets were met on this machine.
 """
@@ -37,7 +45,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,15 +147,15 @@ def healthy(port: int) -> bool:
 
 
 @contextmanager
-def gateway_process(bootstrap: str, database_url: str, topics: Topics, workdir: Path
-                    ) -> Iterator[GatewayProcess]:
+def gateway_process(bootstrap: str, database_url: str, topics: Topics, workdir: Path,
+                    extra_env: dict[str, str] | None = None) -> Iterator[GatewayProcess]:
     """``python -m chargeflow.cli gateway`` (inherits the raised fd limit), until healthy."""
     port = free_port()
     log = workdir / "gateway.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "chargeflow.cli", "gateway"], cwd=ROOT,
-            env=gateway_env(bootstrap, database_url, topics, port),
+            env=gateway_env(bootstrap, database_url, topics, port, **(extra_env or {})),
             stdout=out, stderr=out, stdin=subprocess.DEVNULL,
         )
     gw = GatewayProcess(proc, port, log)
@@ -346,6 +354,170 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
             "self": share(own)}
 
 
+
+# --------------------------------------------------------------------------- --compare
+
+OCPP_RPC_DIR = ROOT / "bench" / "ocpp_rpc"
+
+
+def ensure_ocpp_rpc() -> None:
+    """``npm ci`` in bench/ocpp_rpc when its node_modules is missing (the lock file pins
+    ocpp-rpc and its dependencies)."""
+    if (OCPP_RPC_DIR / "node_modules" / "ocpp-rpc").is_dir():
+        return
+    progress("installing ocpp-rpc (npm ci)")
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=OCPP_RPC_DIR, check=True,
+                   stdout=sys.stderr)
+
+
+@contextmanager
+def reference_server() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """``node server.js``: the ocpp-rpc reference server on a free port."""
+    proc = subprocess.Popen(["node", "server.js", "0"], cwd=OCPP_RPC_DIR, text=True,
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("LISTENING "):
+            raise RuntimeError(f"reference server did not start: {line!r}")
+        yield int(line.split()[1]), proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def run_node_loadgen(url: str, pid: int, *, stations: int, rates: list[float],
+                     warmup: float, duration: float, drain: float,
+                     connect_concurrency: int, workers: int,
+                     on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
+    """``node loadgen.js`` against ``url``; the server process ``pid``'s CPU% per rate
+    (from the generator's PHASE markers) is added to each rate's result; ``on_ready``
+    runs once every station is connected, just before the load starts."""
+    spec = {"url": url, "stations": stations, "rates": rates, "warmupS": warmup,
+            "durationS": duration, "drainS": drain, "connectConcurrency": connect_concurrency,
+            "workers": workers}
+    proc = subprocess.Popen(["node", "loadgen.js", json.dumps(spec)], cwd=OCPP_RPC_DIR,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = psutil.Process(pid)
+    cpu: dict[str, float] = {}
+    loads: dict[str, float] = {}
+
+    def cpu_s() -> float:
+        times = server.cpu_times()
+        return float(times.user + times.system)
+
+    def read_markers() -> None:
+        assert proc.stderr is not None
+        started: tuple[float, float] = (0.0, 0.0)
+        for line in proc.stderr:
+            word, _, rest = line.strip().partition(" ")
+            if word == "READY" and on_ready is not None:
+                on_ready()
+            if word == "PHASE-START":
+                started = (time.monotonic(), cpu_s())
+                loads[rest] = round(os.getloadavg()[0], 2)
+            elif word == "PHASE-END":
+                t0, c0 = started
+                cpu[rest] = round(100 * (cpu_s() - c0) / (time.monotonic() - t0), 1)
+            else:
+                print(f"[node-loadgen] {line.rstrip()}", file=sys.stderr, flush=True)
+
+    reader = threading.Thread(target=read_markers, daemon=True)
+    reader.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()  # stderr stays with the marker reader
+    proc.wait(600)
+    reader.join(10)
+    if proc.returncode != 0:
+        raise RuntimeError(f"node load generator failed ({proc.returncode})")
+    result = dict(json.loads(out))
+    for step in result["rates"]:
+        key = f"{step['offered_per_s']:g}"
+        step["server_cpu_percent"] = cpu.get(key)
+        step["load_average_1m_at_start"] = loads.get(key)
+    return result
+
+
+def cpu_ms_per_call(step: dict[str, Any]) -> float | None:
+    """The server's CPU time per answered CALL in a step (CPU% over the window /
+    answers per second): what decides throughput when the server's share of a busy
+    machine's CPU is the limit."""
+    cpu, rate = step.get("server_cpu_percent"), step.get("sustained_per_s")
+    return round(10 * cpu / rate, 3) if cpu and rate else None
+
+
+def ratio(ours: float | None, reference: float | None) -> float | None:
+    if ours is None or not reference:
+        return None
+    return round(ours / reference, 2)
+
+
+def compare(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    ensure_ocpp_rpc()
+    rates = [float(r) for r in args.rates.split(",")]
+    common = {"stations": args.stations, "rates": rates, "warmup": args.warmup,
+              "duration": args.duration, "drain": args.drain,
+              "connect_concurrency": args.connect_concurrency, "workers": args.loadgen_workers}
+    result["config"].update({"rates": rates, "drain_s": args.drain,
+                             "loadgen_workers": args.loadgen_workers,
+                             "loadgen": "ocpp-rpc (node), permessage-deflate offered"})
+    reference: dict[str, Any] = {"rates": [None] * len(rates)}
+    if not args.no_reference:
+        with reference_server() as (port, ref):
+            progress(f"reference ocpp-rpc server on {port}: {args.stations} stations, "
+                     f"rates {args.rates}")
+            reference = run_node_loadgen(f"ws://127.0.0.1:{port}", ref.pid, **common)
+    with bench_stack("bench", args.partitions, args.logs) as stack:
+        result["database"] = stack.database_origin
+        provision_fleet(stack.database_url, "BENCH-", args.stations, BENCH_PASSWORD, 0)
+        with gateway_process(stack.broker.bootstrap, stack.database_url, stack.topics,
+                             stack.work) as gw:
+            progress(f"gateway (pid {gw.proc.pid}): {args.stations} stations, "
+                     f"rates {args.rates}")
+            spies: list[subprocess.Popen[bytes] | None] = []
+
+            def profile() -> None:
+                spies.append(start_py_spy(args.py_spy, gw.proc.pid, len(rates) * (
+                    args.warmup + args.duration + args.drain)))
+
+            ours = run_node_loadgen(gw.url, gw.proc.pid, **common, on_ready=profile)
+            spy = spies[0] if spies else None
+            if spy is not None:
+                spy.wait(120)
+                result["profile"] = summarize_profile(args.py_spy)
+            result["gateway_publishes"] = publish_stats(gw.metrics())
+    result["reference"] = reference
+    result["ours"] = ours
+    table = []
+    none: dict[str, Any] = {"sustained_per_s": None, "latency_ms": {"p50": None, "p99": None},
+            "connections_closed": None}
+    for mine, theirs in zip(ours["rates"], reference["rates"], strict=True):
+        theirs = theirs or none
+        p99_ours, p99_ref = mine["latency_ms"]["p99"], theirs["latency_ms"]["p99"]
+        table.append({
+            "offered_per_s": mine["offered_per_s"],
+            "sustained_per_s": {"ours": mine["sustained_per_s"],
+                                "reference": theirs["sustained_per_s"]},
+            "p50_ms": {"ours": mine["latency_ms"]["p50"],
+                       "reference": theirs["latency_ms"]["p50"]},
+            "p99_ms": {"ours": p99_ours, "reference": p99_ref},
+            "throughput_ratio": ratio(mine["sustained_per_s"], theirs["sustained_per_s"]),
+            "p99_ratio": ratio(p99_ours, p99_ref),
+            "server_cpu_ms_per_call": {"ours": cpu_ms_per_call(mine),
+                                       "reference": cpu_ms_per_call(theirs)},
+            "connections_closed": {"ours": mine["connections_closed"],
+                                   "reference": theirs["connections_closed"]},
+            "target_met": bool(
+                (ratio(mine["sustained_per_s"], theirs["sustained_per_s"]) or 0) >= 1.0
+                and p99_ours is not None and p99_ours <= TARGET_P99_MS_AT_500),
+        })
+    result["comparison"] = table
+    result["target"] = ">= 1.0x the reference's sustained throughput at p99 <= 100 ms"
+
 # --------------------------------------------------------------------------- main
 
 
@@ -370,6 +542,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--py-spy", type=Path, default=None, metavar="FILE",
                         help="record the gateway with py-spy (pip install py-spy) during "
                              "warm-up + measured window; raw collapsed stacks to FILE")
+    parser.add_argument("--compare", action="store_true",
+                        help="ocpp-rpc load generator against an ocpp-rpc reference server "
+                             "and against the gateway, side by side (see above)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="--compare: only the gateway (e.g. to profile it with --py-spy)")
+    parser.add_argument("--rates", default="1000,2000,3000",
+                        help="--compare: offered MeterValues/s, one step each")
+    parser.add_argument("--drain", type=float, default=10.0,
+                        help="--compare: seconds after each step for queued calls to finish")
+    parser.add_argument("--loadgen-workers", type=int, default=2,
+                        help="--compare: Node processes the stations are spread over")
     parser.add_argument("--logs", type=Path, default=None,
                         help="keep the gateway/broker logs in this directory")
     return parser
@@ -389,6 +572,11 @@ def main(argv: list[str] | None = None) -> int:
                    "security_profile": args.security_profile,
                    "connect_concurrency": args.connect_concurrency},
     }
+    if args.compare:
+        compare(args, result)
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return 0
     with bench_stack("bench", args.partitions, args.logs) as stack:
         work, broker, url, topics = stack.work, stack.broker, stack.database_url, stack.topics
         result["database"] = stack.database_origin

@@ -18,7 +18,9 @@ bus.envelope.EnvelopeError: envelope is not valid JSON: ...
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
+import time
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -72,8 +74,38 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Envelope)
 
 
+class _MessageIds:
+    """UUIDv7 (RFC 9562) as 32 hex digits: the creation time in ms (48 bits), then
+    74 bits that are a random tag drawn once per process (32 bits) and a counter that
+    starts at a random value (42 bits). Unique across replicas and restarts like
+    uuid4 (ids can only repeat within the same millisecond in two processes that drew
+    the same 74 random bits), time-ordered, and about ten times cheaper: one
+    ``os.urandom`` per process instead of one per id (``uuid.uuid4``). A forked child
+    draws its own tag."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        seed = int.from_bytes(os.urandom(10), "big")
+        tag = seed >> 48  # 32 bits
+        # rand_a = the tag's top 12 bits; rand_b = its low 20 bits, then the counter
+        self._high = (0x7 << 12) | (tag >> 20)  # version 7 | rand_a: bits 64..79
+        self._low = (0b10 << 62) | ((tag & 0xFFFFF) << 42)  # variant | tag: bits 0..63
+        self._counter = itertools.count(seed & (2**42 - 1))
+
+    def new(self) -> str:
+        low = self._low | (next(self._counter) & (2**42 - 1))
+        return f"{time.time_ns() // 1_000_000 & (2**48 - 1):012x}{self._high:04x}{low:016x}"
+
+
+_message_ids = _MessageIds()
+os.register_at_fork(after_in_child=_message_ids.reseed)
+
+
 def new_message_id() -> str:
-    return uuid.uuid4().hex
+    """A fresh envelope id (see :class:`_MessageIds`)."""
+    return _message_ids.new()
 
 
 def encode_envelope(envelope: Envelope) -> bytes:

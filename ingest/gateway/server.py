@@ -40,12 +40,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bus.producer import producer_config
+from bus.producer import Producer, producer_config
 from ingest.gateway import v16, v201
 from ingest.gateway.commands import CommandRouter
 from ingest.gateway.config import GatewayConfig
+from ingest.gateway.keepalive import Action as KeepaliveAction
+from ingest.gateway.keepalive import Keepalive
 from ingest.gateway.liveness import Liveness
-from ingest.gateway.producer import GatewayProducer
 from ingest.gateway.protocol import CentralSystemBase
 from ingest.gateway.security import REALM, Authenticator, FailureLimiter, TokenBucket
 from ingest.gateway.services import GatewayMetrics, GatewayServices, utc_now
@@ -135,7 +136,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self.registry)
         self._server: Server | None = None
         self._pool: AsyncConnectionPool | None = None
-        self._producer: GatewayProducer | None = None
+        self._producer: Producer | None = None
         self._services: GatewayServices | None = None
         self._connections: dict[str, ServerConnection] = {}
         # The protocol object of each connection in _connections (commands are sent
@@ -175,7 +176,7 @@ class Gateway:
             kwargs={"autocommit": True}, name="gateway",
         )
         await self._pool.open(wait=True, timeout=30)
-        self._producer = GatewayProducer(
+        self._producer = Producer(
             producer_config(cfg.kafka_bootstrap, delivery_timeout_ms=cfg.delivery_timeout_ms,
                             extra={"linger.ms": cfg.producer_linger_ms}),
             guard_s=cfg.delivery_timeout_ms / 1000 + 2.0,
@@ -215,6 +216,10 @@ class Gateway:
             max_queue=cfg.max_queued_frames,
             ssl=self._ssl_context(),
             open_timeout=cfg.open_timeout_s,
+            # The gateway's own keepalive (keepalive.py) pings; websockets' would time
+            # pongs out while this gateway is behind on reading (backpressure).
+            ping_interval=None,
+            compression="deflate" if cfg.permessage_deflate else None,
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS),
@@ -367,10 +372,12 @@ class Gateway:
     async def _receive_loop(self, ws: ServerConnection, station: Any) -> str:
         """Feed frames to the station's protocol until the connection ends; returns why.
 
-        The silence check is one timer per connection that fires at most once per
-        silence period (it re-arms itself for the rest of the period when frames came
-        in meanwhile) and interrupts only a waiting ``recv`` (safe to cancel), not a
-        timeout around every ``recv``."""
+        Two timers per connection interrupt only a waiting ``recv`` (safe to cancel),
+        never the handling of a CALL: the silence check fires at most once per silence
+        period (it re-arms itself for the rest of the period when frames came in
+        meanwhile), and the keepalive (``keepalive.Keepalive``) pings a quiet station
+        and closes the connection (1011) only when a ping went unanswered while the
+        gateway was waiting for the station, never because the gateway is behind."""
         cfg = self.config
         bucket = TokenBucket(cfg.max_messages_per_s, cfg.message_burst)
         silence_s = cfg.heartbeat_interval_s * cfg.silence_timeout_factor
@@ -379,30 +386,74 @@ class Gateway:
         assert task is not None
         last_frame = loop.time()
         receiving = False
-        silent = False
+        interrupted: str | None = None  # "silent" | "dead": why recv was cancelled
         timer: asyncio.TimerHandle | None = None
+        keepalive = Keepalive(cfg.ping_interval_s, cfg.ping_timeout_s, last_frame)
+        keepalive_timer: asyncio.TimerHandle | None = None
+        pings: set[asyncio.Task[None]] = set()
 
         def check_silence() -> None:
-            nonlocal timer, silent
+            nonlocal timer, interrupted
             left = last_frame + silence_s - loop.time()
-            if left > 0 or not receiving:  # a frame came in, or one is being handled
+            if left > 0 or not receiving or interrupted:  # a frame came in, or busy
                 timer = loop.call_later(left if left > 0 else silence_s, check_silence)
                 return
             timer = None
-            silent = True
+            interrupted = "silent"
             task.cancel()
+
+        async def ping() -> None:
+            try:
+                await (await ws.ping())
+            except ConnectionClosed:
+                return
+            keepalive.pong(loop.time())
+
+        def check_keepalive() -> None:
+            nonlocal keepalive_timer, interrupted
+            now = loop.time()
+            transport = ws.transport
+            keepalive.writes(now, transport is not None and transport.get_write_buffer_size() > 0)
+            action = keepalive.due(now)
+            if action is KeepaliveAction.CLOSE and not interrupted:
+                keepalive_timer = None
+                if not receiving:  # blocked writing to a station that reads nothing
+                    self.metrics.keepalive_closes.inc()
+                    log.info("station reads nothing of what is sent to it, dropping",
+                             charge_point_id=station.id, timeout_s=cfg.ping_timeout_s)
+                    if transport is not None:
+                        transport.abort()  # the pending send fails: ConnectionClosed
+                    return
+                interrupted = "dead"
+                task.cancel()
+                return
+            if action is KeepaliveAction.PING:
+                keepalive.pinged(now)
+                sent = loop.create_task(ping(), name=f"ping-{station.id}")
+                pings.add(sent)
+                sent.add_done_callback(pings.discard)
+            keepalive_timer = loop.call_later(keepalive.next_check_in(now), check_keepalive)
 
         if silence_s > 0:
             timer = loop.call_later(silence_s, check_silence)
+        if keepalive.enabled:
+            keepalive_timer = loop.call_later(keepalive.interval_s, check_keepalive)
         try:
             while True:
                 receiving = True
+                keepalive.waiting(loop.time())
                 try:
                     raw = await ws.recv()
                 except asyncio.CancelledError:
-                    if not silent:
+                    if interrupted is None:
                         raise
                     task.uncancel()
+                    if interrupted == "dead":
+                        self.metrics.keepalive_closes.inc()
+                        log.info("station answered no ping, closing",
+                                 charge_point_id=station.id, ping_timeout_s=cfg.ping_timeout_s)
+                        await ws.close(1011, "keepalive ping timeout")
+                        return f"no pong within {cfg.ping_timeout_s:g} s"
                     self.metrics.silent_closes.inc()
                     log.info("station silent for too long, closing",
                              charge_point_id=station.id, silent_s=silence_s)
@@ -410,6 +461,7 @@ class Gateway:
                     return f"silent for {silence_s:g} s"
                 receiving = False
                 last_frame = loop.time()
+                keepalive.frame(last_frame)
                 wait = bucket.take()
                 if wait > 0:
                     self.metrics.throttled.inc()
@@ -418,3 +470,7 @@ class Gateway:
         finally:
             if timer is not None:
                 timer.cancel()
+            if keepalive_timer is not None:
+                keepalive_timer.cancel()
+            for sent in list(pings):
+                sent.cancel()

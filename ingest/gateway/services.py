@@ -118,6 +118,11 @@ class GatewayMetrics:
             "Connections closed because the station stayed silent too long",
             registry=registry_,
         )
+        self.keepalive_closes = Counter(
+            "chargeflow_gateway_keepalive_closes",
+            "Connections closed (1011) because a ping went unanswered while the gateway "
+            "was waiting for the station", registry=registry_,
+        )
         self.stray_answers = Counter(
             "chargeflow_gateway_stray_answers",
             "CALLRESULT/CALLERROR frames answering no CALL the gateway awaits (dropped), "
@@ -212,8 +217,7 @@ class GatewayServices:
         self.topics = topics
         self.metrics = metrics
         self.heartbeat_interval_s = heartbeat_interval_s
-        self._publish_timeout = delivery_timeout_ms / 1000 + 2.0
-        self._producer_guarded = getattr(producer, "guard_s", None) is not None
+        self.delivery_timeout_ms = delivery_timeout_ms
         self.data_transfer_vendor_ids = data_transfer_vendor_ids
 
     def data_transfer_status(self, vendor_id: str) -> str:
@@ -281,17 +285,10 @@ class GatewayServices:
         """Return once Kafka stored the event (on ``ocpp.events`` unless ``topic``);
         raise ``PublishError`` otherwise."""
         started = time.perf_counter()
-        publish = self.producer.publish(
-            topic or self.topics.ocpp_events, envelope.charge_point_id.encode(),
-            encode_envelope(envelope))
-        try:
-            if self._producer_guarded:  # the producer fails overdue publishes itself
-                await publish
-            else:
-                async with asyncio.timeout(self._publish_timeout):
-                    await publish
-        except TimeoutError as exc:
-            raise PublishError("no delivery report within the delivery timeout") from exc
+        try:  # the producer fails a publish without a delivery report itself (guard_s)
+            await self.producer.publish(
+                topic or self.topics.ocpp_events, envelope.charge_point_id.encode(),
+                encode_envelope(envelope))
         finally:
             self.metrics.publish_seconds.observe(time.perf_counter() - started)
 

@@ -7,6 +7,7 @@ import pytest
 from bus.admin import read_topic
 from bus.envelope import Envelope, EnvelopeError, Kind, decode_envelope, encode_envelope
 from bus.producer import Producer, PublishError, producer_config
+from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker
 from store.schema import available_storage_mode, current_revision, migrate, storage_mode
 
@@ -67,3 +68,38 @@ def test_decode_rejects_garbage_with_a_reason() -> None:
         decode_envelope(b'{"message_id": 5}')
     with pytest.raises(EnvelopeError, match="no value"):
         decode_envelope(None)
+
+
+async def test_async_publish_without_a_delivery_report_fails_after_the_guard() -> None:
+    """Every producer (gateway, meter bridge, commands) fails an awaited publish whose
+    delivery report does not come within ``guard_s``, even when librdkafka would keep
+    the message far longer (here 300 s), and settles reports in batches."""
+    import time
+
+    from chargeflow.stack import free_port
+
+    producer = Producer(producer_config(f"127.0.0.1:{free_port()}", delivery_timeout_ms=300_000),
+                        guard_s=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PublishError, match=r"no delivery report within 0\.5 s"):
+            await producer.publish("ocpp.events", b"k", b"v")
+        assert time.monotonic() - started < 5
+    finally:
+        await producer.aclose(0.1)
+
+
+async def test_async_publishes_are_confirmed_in_order(broker: EmbeddedBroker, topics: Topics
+                                                      ) -> None:
+    import asyncio
+
+    producer = Producer(producer_config(broker.bootstrap))
+    try:
+        results = await asyncio.gather(*(
+            producer.publish(topics.ocpp_events, b"CP-ORDER", str(i).encode())
+            for i in range(500)))
+    finally:
+        await producer.aclose()
+    offsets = [offset for _, offset in results]
+    assert offsets == sorted(offsets)  # one key: one partition, in publish order
+    assert len(set(offsets)) == 500
