@@ -234,11 +234,11 @@ async def call_station(station: CentralSystemBase, action: str, payload: dict[st
     expected = station.expect_answer(unique_id)
     try:
         try:
-            await station._send(frame.decode())
+            await station.send_frame(frame.decode())
         except ConnectionClosed as exc:
             raise ConnectionLost(str(exc)) from exc
         answer = asyncio.ensure_future(
-            station._get_specific_response(unique_id, answer_timeout_s))
+            station.wait_answer(unique_id, answer_timeout_s))
         closing = asyncio.ensure_future(closed.wait())
         try:
             await asyncio.wait({answer, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -545,7 +545,7 @@ class CommandRouter:
                            closed: asyncio.Event) -> StationAnswer | None:
         """Claim and send under the station's call lock (one CALL at a time per station,
         in the order read); the answer, or None when the outcome is already recorded."""
-        lock: asyncio.Lock = station._call_lock
+        lock = station.call_lock
         wait_s = (command.expires_at - utc_now()).total_seconds()
         try:
             async with asyncio.timeout(max(0.0, wait_s)):

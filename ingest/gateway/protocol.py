@@ -196,7 +196,7 @@ class CentralSystemBase(ChargePoint):
             unique_id, code = self.frame_error_answer(frame)
             metrics.frame_errors.labels(code).inc()
             self.log.warning("bad frame", code=code, reason=frame.description)
-            await self._send(framing.call_error(unique_id, code, frame.description))
+            await self.send_frame(framing.call_error(unique_id, code, frame.description))
             return
         if isinstance(frame, framing.CallResultFrame):
             self._deliver_answer(LibCallResult(frame.unique_id, frame.payload), "callresult")
@@ -239,9 +239,31 @@ class CentralSystemBase(ChargePoint):
         self.services.metrics.stray_answers.labels(kind).inc()
         self.log.debug("dropped an answer to no pending call", unique_id=answer.unique_id)
 
+    # ------------------------------------------- the ocpp library's internals, here only
+    # What the gateway needs of the library's ChargePoint beyond its public API, wrapped
+    # once: the frame writer, the one-CALL-at-a-time lock and the answer hook its ``call``
+    # awaits. tests/unit/test_ocpp_library_contract.py fails when the pinned library
+    # changes any of them.
+
+    async def send_frame(self, text: str) -> None:
+        """Write one OCPP-J frame to the station (the library's writer, which logs it)."""
+        await self._send(text)
+
+    @property
+    def call_lock(self) -> asyncio.Lock:
+        """Held while a CALL of ours is in flight: one at a time per station, shared with
+        the library's own ``call``."""
+        lock: asyncio.Lock = self._call_lock
+        return lock
+
+    async def wait_answer(self, unique_id: str, wait_s: float) -> Any:
+        """The station's answer to our CALL ``unique_id`` (``TimeoutError`` after
+        ``wait_s``)."""
+        return await self._get_specific_response(unique_id, wait_s)
+
     async def _get_specific_response(self, unique_id: str, wait_s: float) -> Any:
-        """The answer to ``unique_id`` (``TimeoutError`` after ``wait_s``); used by the
-        ocpp library's ``call`` and by ``commands.call_station``."""
+        """The answer to ``unique_id`` (``TimeoutError`` after ``wait_s``); the ocpp
+        library's ``call`` awaits this hook, ``wait_answer`` is its public name."""
         awaiting = self._awaiting
         if awaiting is not None and awaiting[0] == unique_id:
             future = awaiting[1]
@@ -254,7 +276,7 @@ class CentralSystemBase(ChargePoint):
             self.forget_answer(future)
 
     async def _reply_error(self, frame: framing.CallFrame, code: str, description: str) -> str:
-        await self._send(framing.call_error(frame.unique_id, code, description[:500]))
+        await self.send_frame(framing.call_error(frame.unique_id, code, description[:500]))
         return code
 
     async def _handle_frame(self, frame: framing.CallFrame, received_at: datetime) -> str:
@@ -323,7 +345,7 @@ class CentralSystemBase(ChargePoint):
                 await effect()
             except Exception:  # the event is in Kafka; the registry is a convenience view
                 self.log.exception("registry update failed", action=action)
-        await self._send(framing.call_result(frame.unique_id, response))
+        await self.send_frame(framing.call_result(frame.unique_id, response))
         return "ok"
 
     def _after_publish(self, effect: Effect) -> None:
