@@ -32,6 +32,7 @@ from chargeflow.stack import (
 from chargeflow.supervisor import Supervisor
 from flows.recovery import ensure_recovery_dir
 from ingest.simulator.meters import meter_id_for
+from runtime.logs import redact_text
 from runtime.settings import secret
 from store.apikeys import create_api_key, list_api_keys, revoke_api_key
 from store.meters import add_meter
@@ -116,7 +117,7 @@ class LocalStack:
             )
         self.db_server, self.database_url = open_database(
             secret(s.database_url), s.database_name, s.data_dir)
-        log.info("database", origin=self.db_server.origin, database=_redact(self.database_url))
+        log.info("database", origin=self.db_server.origin, database=redact_text(self.database_url))
         mode = migrate(self.database_url)
         log.info("schema migrated", storage_mode=str(mode))
         ensure_topics(self.bootstrap, s.topics.all(), partitions=s.topic_partitions)
@@ -243,16 +244,6 @@ class LocalStack:
             log.info("embedded PostgreSQL stopped")
 
 
-def _redact(url: str) -> str:
-    """A database URL without its password, for logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
-
-
 def banner(stack: LocalStack, api_key: str) -> str:
     s = stack.settings
     api = f"http://{s.api_host}:{s.api_port}"
@@ -266,7 +257,7 @@ def banner(stack: LocalStack, api_key: str) -> str:
             "  (subprotocols ocpp1.6, ocpp2.0.1)",
             f"  Kafka           {stack.bootstrap}"
             + ("  (embedded Tansu, in memory)" if stack.broker else ""),
-            f"  PostgreSQL      {_redact(stack.database_url)}"
+            f"  PostgreSQL      {redact_text(stack.database_url)}"
             + (f"  ({stack.db_server.origin})" if stack.db_server else ""),
             f"  MQTT (meters)   {stack.mqtt_url.split('@')[-1]}  topic {s.mqtt_topic_pattern}"
             + (f"  (embedded {stack.mqtt_broker.backend})" if stack.mqtt_broker else "")
