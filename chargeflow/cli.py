@@ -197,6 +197,16 @@ def gateway() -> None:
         tls_cert=str(settings.gateway_tls_cert) if settings.gateway_tls_cert else None,
         tls_key=str(settings.gateway_tls_key) if settings.gateway_tls_key else None,
         gateway_id=settings.gateway_id or default_gateway_id(),
+        auth_failure_limit_station=settings.gateway_auth_failure_limit_station,
+        auth_failure_limit_ip=settings.gateway_auth_failure_limit_ip,
+        auth_failure_window_s=settings.gateway_auth_failure_window_s,
+        auth_cooldown_s=settings.gateway_auth_cooldown_s,
+        auth_failure_delay_s=settings.gateway_auth_failure_delay_s,
+        auth_cache_ttl_s=settings.gateway_auth_cache_ttl_s,
+        auth_cache_key=(settings.gateway_auth_cache_key.get_secret_value()
+                        if settings.gateway_auth_cache_key else None),
+        max_concurrent_verifications=settings.gateway_auth_max_concurrent_verifications,
+        max_pending_verifications=settings.gateway_auth_max_pending_verifications,
     )
 
     async def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bus.topics import Topics
@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     gateway_replica_grace_s: float = Field(
         20.0, description="a replica silent this long is dead: others publish its stations offline")
     gateway_heartbeat_interval_s: int = 300
+    # Station authentication limits (ingest.gateway.security, docs/gateway-security.md).
+    gateway_auth_failure_limit_station: int = 5
+    gateway_auth_failure_limit_ip: int = 10
+    gateway_auth_failure_window_s: float = 60.0
+    gateway_auth_cooldown_s: float = 60.0
+    gateway_auth_failure_delay_s: float = 1.0
+    gateway_auth_cache_ttl_s: float = 900.0
+    gateway_auth_cache_key: SecretStr | None = Field(
+        None, description="secret HMAC key of verified station credentials (all replicas)")
+    gateway_auth_max_concurrent_verifications: int = 4
+    gateway_auth_max_pending_verifications: int = 64
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

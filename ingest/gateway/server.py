@@ -205,7 +205,12 @@ class Gateway:
             max_pending_verifications=cfg.max_pending_verifications,
             alert=self._services.publish_alert,
             metrics=self.metrics,
+            cache_key=cfg.auth_cache_key,
+            failure_delay_s=cfg.auth_failure_delay_s,
         )
+        if not self.authenticator.persistent_cache:
+            log.info("no auth cache key set (CHARGEFLOW_GATEWAY_AUTH_CACHE_KEY): after a "
+                     "restart every station's password is verified with argon2 again")
         self.liveness = Liveness(self._services, self.gateway_id, cfg.offline_grace_s)
         self._server = await serve(
             self._handle_connection, cfg.host, cfg.port,
