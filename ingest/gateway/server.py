@@ -231,9 +231,8 @@ class Gateway:
             registry=self.registry, heartbeat_s=cfg.replica_heartbeat_s,
             grace_s=cfg.replica_grace_s)
         await self.commands.start()
-        self.liveness.start_sweeping(
-            cfg.replica_heartbeat_s, cfg.replica_grace_s,
-            lambda: {cp: s.OCPP_VERSION for cp, s in self._stations.items()})
+        self.liveness.start_sweeping(cfg.replica_heartbeat_s, cfg.replica_grace_s,
+                                     self.held_stations)
 
     async def stop(self) -> None:
         if self.commands is not None:  # first: commands in flight still get recorded
@@ -280,6 +279,10 @@ class Gateway:
     @property
     def connected_stations(self) -> list[str]:
         return sorted(self._connections)
+
+    def held_stations(self) -> dict[str, str | None]:
+        """The stations whose socket this replica holds, with their OCPP version."""
+        return {cp: station.OCPP_VERSION for cp, station in self._stations.items()}
 
     # --------------------------------------------------------------- handshake
 

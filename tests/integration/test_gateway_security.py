@@ -481,3 +481,44 @@ async def test_pending_offline_is_published_when_the_gateway_stops(
                         lambda e: len(e) >= 2, 20, "offline at shutdown")
     assert events[-1].payload["state"] == "offline"
     assert events[-1].payload["reason"] == "gateway stopping"
+
+
+async def test_a_sweep_during_a_connect_does_not_re_register_the_station(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    """The replica's own sweep (restore_own) runs while a station's connect is being
+    recorded: the station is held but its row is not written yet. It must not be
+    taken for a swept row (re-recorded, a second online published). The connect is
+    held at the station's liveness lock while the sweep looks at the rows."""
+    cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=3600)
+    async with Gateway(cfg) as gw:
+        assert gw.liveness is not None
+        liveness = gw.liveness
+        await provision(gw, "CP-RACE")
+        lock = liveness._lock("CP-RACE")
+        await lock.acquire()
+        try:
+            ws = await accepted(f"{gw.url}/CP-RACE", basic_auth("CP-RACE"))
+            await apoll(lambda: gw.held_stations(), lambda held: "CP-RACE" in held, 20,
+                        "the connection held, its connect waiting for the lock")
+            sweep = asyncio.create_task(liveness.restore_own(gw.held_stations))
+            # Both wait for the station's lock: the connect first, then the sweep
+            # (whose look at the rows found none) -- or the sweep already skipped it.
+            await apoll(lambda: len(lock._waiters or ()), lambda n: n >= 2 or sweep.done(),
+                        20, "the sweep at the station's lock")
+        finally:
+            lock.release()
+        try:
+            assert await sweep == []
+            assert (await rpc(ws, "Heartbeat", {}))[0] == 3
+            events = await apoll(lambda: connection_events(broker, topics, "CP-RACE"),
+                                 lambda e: len(e) >= 1, 20, "the online event")
+            # A second look once the connect is recorded: still nothing to restore.
+            assert await liveness.restore_own(gw.held_stations) == []
+        finally:
+            await ws.close()
+    events = poll_until(lambda: connection_events(broker, topics, "CP-RACE"),
+                        lambda e: len(e) >= 2, 20, "online and offline")
+    assert [(e.payload["state"], e.payload["reason"]) for e in events][:1] == [
+        ("online", "connected")]
+    assert [e.payload["state"] for e in events] == ["online", "offline"]
