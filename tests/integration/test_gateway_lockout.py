@@ -7,7 +7,6 @@ restarts in between (the limiter's memory is gone, the database's is not)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import psycopg
