@@ -89,6 +89,10 @@ class GatewayConfig:
     # Logins waiting for an argon2 slot beyond this are refused at once with 503 and
     # Retry-After (a reconnect storm), instead of timing out; 0 = never refuse.
     max_pending_verifications: int = 64
+    # TCP accept queue (the kernel caps it at net.core.somaxconn). asyncio's default of
+    # 100 drops the SYNs of a reconnect storm, and each dropped station waits for its
+    # TCP retransmission (1 s, 3 s, 7 s, ...) before the gateway even sees it.
+    listen_backlog: int = 4096
     # Time a client has to complete the opening handshake (TCP accept -> 101),
     # authentication included; websockets' default is 10 s.
     open_timeout_s: float = 30.0

@@ -393,6 +393,8 @@ class Authenticator:
         await self._verifier.acquire(source, priority)
         try:
             self.argon2_verifications += 1
+            if self.metrics is not None:
+                self.metrics.password_checks.labels("argon2").inc()
             started = time.monotonic()
             result = await asyncio.to_thread(self._verify_and_rehash, password_hash, password)
             self._verify_seconds += 0.2 * (time.monotonic() - started - self._verify_seconds)
@@ -439,6 +441,8 @@ class Authenticator:
         mac = credential_mac(self._cache_key, charge_point_id, stored, password)
         if self._cached(station, mac, utc_now()):
             self.cached_logins += 1
+            if self.metrics is not None:
+                self.metrics.password_checks.labels("verified_credential").inc()
             ok, new_hash = True, None
         else:
             known_address = station.last_auth_ip == source

@@ -244,6 +244,7 @@ class Gateway:
             max_queue=cfg.max_queued_frames,
             ssl=self._ssl_context(),
             open_timeout=cfg.open_timeout_s,
+            backlog=cfg.listen_backlog,
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS),
