@@ -86,6 +86,9 @@ class GatewayConfig:
     # a random key per process, so the records do not survive a restart.
     auth_cache_key: str | None = field(default=None, repr=False)
     max_concurrent_verifications: int = 4  # argon2 worker threads at once
+    # Logins being authenticated at once (any method); more wait in turn while the
+    # expected wait is within open_timeout_s / 6, else 503 + Retry-After. 0 = no limit.
+    max_concurrent_logins: int = 32
     # Logins waiting for an argon2 slot beyond this are refused at once with 503 and
     # Retry-After (a reconnect storm), instead of timing out; 0 = never refuse.
     max_pending_verifications: int = 64

@@ -231,6 +231,8 @@ class Gateway:
             metrics=self.metrics,
             cache_key=cfg.auth_cache_key,
             failure_delay_s=cfg.auth_failure_delay_s,
+            max_concurrent_logins=cfg.max_concurrent_logins,
+            max_login_wait_s=cfg.open_timeout_s / 6,
         )
         if not self.authenticator.persistent_cache:
             log.info("no auth cache key set (CHARGEFLOW_GATEWAY_AUTH_CACHE_KEY): after a "

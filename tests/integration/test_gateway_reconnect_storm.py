@@ -140,7 +140,7 @@ async def test_reconnect_storm_after_a_restart_costs_no_argon2_and_locks_nobody_
         again = [c for c in outcomes if isinstance(c, ClientConnection)]
         try:
             assert [c for c in outcomes if isinstance(c, BaseException)][:3] == []
-            assert statuses == [], statuses[:10]
+            assert set(statuses) <= {503}, statuses[:10]  # busy: retried, never refused
             assert sorted(gw.connected_stations) == sorted(ids)
             assert gw.authenticator is not None
             assert gw.authenticator.argon2_verifications == 0
