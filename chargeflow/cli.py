@@ -207,6 +207,7 @@ def gateway() -> None:
                         if settings.gateway_auth_cache_key else None),
         max_concurrent_verifications=settings.gateway_auth_max_concurrent_verifications,
         max_pending_verifications=settings.gateway_auth_max_pending_verifications,
+        max_concurrent_logins=settings.gateway_auth_max_concurrent_logins,
     )
 
     async def main() -> None:

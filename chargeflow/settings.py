@@ -47,6 +47,7 @@ class Settings(BaseSettings):
         None, description="secret HMAC key of verified station credentials (all replicas)")
     gateway_auth_max_concurrent_verifications: int = 4
     gateway_auth_max_pending_verifications: int = 64
+    gateway_auth_max_concurrent_logins: int = 32
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
