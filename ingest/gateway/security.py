@@ -322,7 +322,6 @@ class LoginAdmission:
         self._slots = asyncio.Semaphore(max(1, limit))
         self.waiting = 0
         self.login_seconds = 0.05  # moving average of one admitted login (wall time)
-        self._refused: deque[float] = deque()  # when logins were refused lately
 
     def expected_wait_s(self) -> float:
         return (self.waiting + 1) * self.login_seconds / max(1, self.limit)
@@ -333,26 +332,13 @@ class LoginAdmission:
         if self.limit <= 0:
             return None
         if (self.waiting or self._slots.locked()) and self.expected_wait_s() > self.max_wait_s:
-            return self._retry_after(time.monotonic())
+            return max(1, math.ceil(random.uniform(self.max_wait_s, 2 * self.max_wait_s)))
         self.waiting += 1
         try:
             await self._slots.acquire()
         finally:
             self.waiting -= 1
         return None
-
-    def _retry_after(self, now: float) -> int:
-        """Spread the refused over the time the gateway needs for the queue plus the
-        stations refused lately (each counted once per window: they come back later
-        than that), so that they return at about the rate logins complete."""
-        window_s = 2 * self.max_wait_s
-        refused = self._refused
-        while refused and refused[0] <= now - window_s:
-            refused.popleft()
-        refused.append(now)
-        rate = max(1, self.limit) / max(self.login_seconds, 1e-3)
-        spread = self.max_wait_s + (self.waiting + len(refused)) / rate
-        return max(1, math.ceil(random.uniform(self.max_wait_s, max(window_s, spread))))
 
     def done(self, admitted_at: float, now: float) -> None:
         if self.limit <= 0:
