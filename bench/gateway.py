@@ -555,10 +555,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="--compare: Node processes the stations are spread over")
     parser.add_argument("--logs", type=Path, default=None,
                         help="keep the gateway/broker logs in this directory")
+    parser.add_argument("--reconnect-storm", action="store_true",
+                        help="all --stations (default 10000) reconnect at once to a freshly "
+                             "started gateway; see bench.storm (also --prime seed|login|none)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--reconnect-storm" in argv:
+        from bench.storm import main as reconnect_storm
+
+        return reconnect_storm(argv)
     args = build_parser().parse_args(argv)
     rate = args.rate if args.rate is not None else (500.0 if args.latency else 2000.0)
     fd_limit = raise_fd_limit()

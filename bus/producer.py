@@ -202,6 +202,22 @@ class Producer:
         except KafkaException as exc:
             raise PublishError(f"no Kafka broker answered within {timeout}s: {exc}") from exc
 
+    def unwritable_reason(self, topic: str, timeout: float) -> str | None:
+        """(blocking) None when a broker answered this producer's metadata request for
+        ``topic`` within ``timeout`` and every partition has a leader; else why not."""
+        try:
+            metadata = self._producer.list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            return f"no metadata: {error.name() if isinstance(error, KafkaError) else exc}"
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            return f"topic {topic}: {found.error.name() if found and found.error else 'unknown'}"
+        if not found.partitions or any(
+                p.leader < 0 or p.error is not None for p in found.partitions.values()):
+            return f"topic {topic}: a partition has no leader"
+        return None
+
     def close(self, timeout: float = 10.0) -> None:
         """Flush and stop; callable from any thread (e.g. ``asyncio.to_thread``)."""
         self._producer.flush(timeout)

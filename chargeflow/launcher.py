@@ -255,6 +255,8 @@ def banner(stack: LocalStack, api_key: str) -> str:
             f"  health          {api}/healthz",
             f"  OCPP gateway    ws://{s.gateway_host}:{s.gateway_port}/ocpp/<charge-point-id>"
             "  (subprotocols ocpp1.6, ocpp2.0.1)",
+            f"  gateway health  http://{s.gateway_host}:{s.gateway_port}/healthz"
+            "  /readyz  /metrics",
             f"  Kafka           {stack.bootstrap}"
             + ("  (embedded Tansu, in memory)" if stack.broker else ""),
             f"  PostgreSQL      {redact_text(stack.database_url)}"

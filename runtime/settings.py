@@ -141,7 +141,8 @@ class ComponentFields:
     established variable); ``defaults``: the process's default where the dataclass's
     (meant for tests and library use) differs; ``shared``: fields the process fills from
     its shared parts when building (Kafka, database, topics...), not settings of their
-    own; ``exclude``: fields that are not settings at all (wiring).
+    own; ``exclude``: fields that are not settings at all (wiring). A field declared with
+    ``repr=False`` is a secret: its setting is a ``SecretStr``.
     """
 
     component: type
@@ -167,6 +168,8 @@ class ComponentFields:
             if f.name in skip or not f.init:
                 continue
             annotation: Any = hints[f.name]
+            if not f.repr:  # a secret (e.g. a key): never printed by the settings either
+                annotation = SecretStr | None if f.default is None else SecretStr
             description = docs.get(f.name) or None
             if f.name in self.defaults:
                 info = Field(self.defaults[f.name], description=description)
@@ -185,6 +188,8 @@ class ComponentFields:
             if f.name in skip or not f.init:
                 continue
             value = getattr(settings, self.setting_name(f.name))
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value is None and f.default is MISSING:
                 continue  # its default_factory
             values[f.name] = value

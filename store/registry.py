@@ -34,6 +34,12 @@ class StationCredentials:
     charge_point_id: str
     password_hash: str | None
     security_profile: int
+    # Source address of the last successful login (the station's known address).
+    last_auth_ip: str | None = None
+    last_seen_at: datetime | None = None
+    # HMAC of the last argon2-verified password (station_verified_credentials).
+    credential_mac: bytes | None = None
+    verified_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +147,8 @@ def add_id_tag(
 # --------------------------------------------------------------------------- async queries
 
 
-async def _execute(db: AsyncDb, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+async def _execute(db: AsyncDb, query: str, params: tuple[Any, ...] | dict[str, Any]
+                   ) -> list[tuple[Any, ...]]:
     if isinstance(db, AsyncConnectionPool):
         async with db.connection() as conn:
             cur = await conn.execute(query, params)
@@ -268,11 +275,20 @@ async def get_station_credentials(db: AsyncDb, charge_point_id: str
                                   ) -> StationCredentials | None:
     rows = await _execute(
         db,
-        "SELECT charge_point_id, password_hash, security_profile FROM stations "
-        "WHERE charge_point_id = %s",
+        """
+        SELECT s.charge_point_id, s.password_hash, s.security_profile, s.last_auth_ip,
+               s.last_seen_at, v.credential_mac, v.verified_at
+        FROM stations s
+        LEFT JOIN station_verified_credentials v USING (charge_point_id)
+        WHERE s.charge_point_id = %s
+        """,
         (charge_point_id,),
     )
-    return StationCredentials(*rows[0]) if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    mac = None if row[5] is None else bytes(row[5])
+    return StationCredentials(row[0], row[1], row[2], row[3], row[4], mac, row[6])
 
 
 async def record_auth_failure(db: AsyncDb, charge_point_id: str, source_ip: str | None,
@@ -301,11 +317,27 @@ async def replace_password_hash(db: AsyncDb, charge_point_id: str, old_hash: str
     return bool(rows)
 
 
-async def record_auth_success(db: AsyncDb, charge_point_id: str, at: datetime) -> None:
+async def record_auth_success(db: AsyncDb, charge_point_id: str, at: datetime,
+                              source_ip: str | None = None,
+                              credential_mac: bytes | None = None) -> None:
+    """A good login: failures reset, the address remembered as the station's known
+    one, and (``credential_mac``) the verified credential remembered, in one round trip."""
     await _execute(
         db,
-        "UPDATE stations SET auth_failures = 0, last_auth_at = %s WHERE charge_point_id = %s",
-        (at, charge_point_id),
+        """
+        WITH station AS (
+            UPDATE stations SET auth_failures = 0, last_auth_at = %(at)s,
+                last_auth_ip = COALESCE(%(ip)s, last_auth_ip)
+            WHERE charge_point_id = %(cp)s
+            RETURNING charge_point_id
+        )
+        INSERT INTO station_verified_credentials (charge_point_id, credential_mac, verified_at)
+        SELECT charge_point_id, %(mac)s::bytea, %(at)s FROM station
+        WHERE %(mac)s::bytea IS NOT NULL
+        ON CONFLICT (charge_point_id) DO UPDATE
+            SET credential_mac = EXCLUDED.credential_mac, verified_at = EXCLUDED.verified_at
+        """,
+        {"at": at, "ip": source_ip, "cp": charge_point_id, "mac": credential_mac},
     )
 
 

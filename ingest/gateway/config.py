@@ -68,16 +68,35 @@ class GatewayConfig:
     tls_cert: str | None = None  # PEM certificate chain; with tls_key the gateway speaks wss://
     tls_key: str | None = None  # PEM private key of tls_cert
 
-    # --- authentication (see ingest.gateway.security)
-    auth_failure_limit_station: int = 5  # failures per station id in the window; 0 = off
-    auth_failure_limit_ip: int = 10  # failures per source IP in the window; 0 = off
+    # --- authentication (see ingest.gateway.security, docs/gateway-security.md)
+    # Failures per station id in the window -> a security alert, and further wrong
+    # passwords for that id answered auth_failure_delay_s later; never a block. 0 = off.
+    auth_failure_limit_station: int = 5
+    # Failures per source address (IPv6: /64) in the window -> that source cools down
+    # for auth_cooldown_s (429, no argon2), except for logins from a station's known
+    # address and passwords matching a verified credential. 0 = off.
+    auth_failure_limit_ip: int = 10
     auth_failure_window_s: float = 60.0
     auth_cooldown_s: float = 60.0
-    auth_cache_ttl_s: float = 300.0  # a good password is re-verified after this long
+    auth_failure_delay_s: float = 1.0
+    # A verified credential (HMAC in station_verified_credentials) is accepted without
+    # argon2 while the station verified or was last seen within this many seconds;
+    # longer than heartbeat_interval_s, so it covers a gateway restart. 0 = always argon2.
+    auth_cache_ttl_s: float = 900.0
+    # The secret HMAC key of verified credentials (the same on every replica); unset =
+    # a random key per process, so the records do not survive a restart.
+    auth_cache_key: str | None = field(default=None, repr=False)
     max_concurrent_verifications: int = 4  # argon2 worker threads at once
+    # Logins being authenticated at once (any method); more wait in turn while the
+    # expected wait is within open_timeout_s / 6, else 503 + Retry-After. 0 = no limit.
+    max_concurrent_logins: int = 32
     # Logins waiting for an argon2 slot beyond this are refused at once with 503 and
     # Retry-After (a reconnect storm), instead of timing out; 0 = never refuse.
     max_pending_verifications: int = 64
+    # TCP accept queue (the kernel caps it at net.core.somaxconn). asyncio's default of
+    # 100 drops the SYNs of a reconnect storm, and each dropped station waits for its
+    # TCP retransmission (1 s, 3 s, 7 s, ...) before the gateway even sees it.
+    listen_backlog: int = 4096
     # Time a client has to complete the opening handshake (TCP accept -> 101),
     # authentication included; websockets' default is 10 s.
     open_timeout_s: float = 30.0

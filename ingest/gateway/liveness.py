@@ -65,6 +65,10 @@ class Liveness:
         self._pending: dict[str, _Pending] = {}
         self._locks = [asyncio.Lock() for _ in range(64)]
         self._sweeper: asyncio.Task[None] | None = None
+        # Stations whose connect has been recorded here (row written or tried) and
+        # not disconnected since: only these can have lost their row to a sweep.
+        self._recorded: set[str] = set()
+        self._publishing: set[asyncio.Task[bool]] = set()
 
     def start_sweeping(self, interval_s: float, replica_grace_s: float,
                        held: Callable[[], dict[str, str | None]]) -> None:
@@ -90,13 +94,18 @@ class Liveness:
         gone -- another replica swept them while this one could not heartbeat (a
         database hiccup longer than the grace). Returns their ids."""
         pool = self.services.pool
-        recorded = set(await registry.connections_of(pool, self.gateway_id))
+        rows = set(await registry.connections_of(pool, self.gateway_id))
         restored: list[str] = []
-        for cp_id in sorted(set(held()) - recorded):
+        # A station whose connect is still being recorded has no row yet either: it is
+        # not in _recorded until connected() wrote it, and connected() holds the
+        # station's lock while writing, so the check under the lock sees its row.
+        for cp_id in sorted((set(held()) & self._recorded) - rows):
             async with self._lock(cp_id):
                 version = held().get(cp_id, "")
-                if version == "" or cp_id in self._pending:
+                if version == "" or cp_id in self._pending or cp_id not in self._recorded:
                     continue  # gone meanwhile (its disconnect handles the row)
+                if await registry.get_connection(pool, cp_id) is not None:
+                    continue  # recorded meanwhile (here, or the station moved)
                 at = utc_now()
                 await registry.record_connection(pool, cp_id, self.gateway_id, at)
             await self._publish(cp_id, "online", "connection re-registered", at, version)
@@ -137,16 +146,26 @@ class Liveness:
             try:
                 await registry.record_connection(self.services.pool, charge_point_id,
                                                  self.gateway_id, at)
-            except Exception:
+            except Exception:  # the sweep's restore_own records it later
                 log.exception("could not record the connection",
                               charge_point_id=charge_point_id)
-        await self._publish(charge_point_id, "online", "connected", at, ocpp_version)
+            self._recorded.add(charge_point_id)
+        # The station's CALLs must not wait for this publish (during a broker outage it
+        # takes the whole delivery budget, which the first CALL then could not keep).
+        # One turn of the loop lets the task hand the envelope to the producer, so it
+        # is queued before anything the station sends next (same key, same partition).
+        task = asyncio.create_task(
+            self._publish(charge_point_id, "online", "connected", at, ocpp_version))
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+        await asyncio.sleep(0)
 
     async def disconnected(self, charge_point_id: str, ocpp_version: str | None,
                            reason: str) -> None:
         """The station's only connection here ended (not called when a newer connection
         of the same station replaced it)."""
         dropped_at = utc_now()
+        self._recorded.discard(charge_point_id)
         previous = self._pending.pop(charge_point_id, None)
         if previous is not None:
             previous.task.cancel()
@@ -219,3 +238,4 @@ class Liveness:
             *(self._settle(cp_id, p.reason if p.reason == "gateway stopping"
                            else f"{p.reason}; gateway stopped") for cp_id, p in pending),
             return_exceptions=True)
+        await asyncio.gather(*list(self._publishing), return_exceptions=True)

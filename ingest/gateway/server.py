@@ -3,8 +3,10 @@
 The upgrade is refused with HTTP 404 for other paths and HTTP 400 when the
 client offers no supported OCPP subprotocol; then the station must authenticate
 (``security``: 404 unknown station, 401 bad credentials, 403 profile 2 without TLS,
-429 cooling down after repeated failures). ``/health`` and ``/metrics`` are
-served as plain HTTP on the same port. With ``tls_cert``/``tls_key`` the port
+429 source cooling down after repeated failures, 503 too many logins waiting).
+Plain HTTP on the same port: ``/livez`` (also ``/healthz``, ``/health``): the process
+serves; ``/readyz``: broker and database reachable (``health``); ``/metrics``:
+Prometheus text with process metrics. With ``tls_cert``/``tls_key`` the port
 speaks TLS only (``wss://``, security profile 2).
 
 Per connection: frames are read at most ``max_messages_per_s`` (token bucket with
@@ -34,7 +36,14 @@ from typing import Any
 from urllib.parse import unquote
 
 import structlog
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from psycopg_pool import AsyncConnectionPool
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -44,6 +53,7 @@ from bus.producer import Producer, producer_config
 from ingest.gateway import v16, v201
 from ingest.gateway.commands import CommandRouter
 from ingest.gateway.config import GatewayConfig
+from ingest.gateway.health import Readiness
 from ingest.gateway.keepalive import Action as KeepaliveAction
 from ingest.gateway.keepalive import Keepalive
 from ingest.gateway.liveness import Liveness
@@ -59,6 +69,14 @@ PROTOCOLS: dict[str, Any] = {
     v16.SUBPROTOCOL: v16.CentralSystemV16,
 }
 PATH_PREFIX = "/ocpp/"
+# Plain HTTP on the gateway's port: liveness (three names), readiness, metrics.
+HTTP_ENDPOINTS = frozenset({"/livez", "/healthz", "/health", "/readyz", "/metrics"})
+
+
+def _with_content_type(response: Response, content_type: str) -> Response:
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = content_type
+    return response
 
 
 def charge_point_id_from_path(path: str) -> str | None:
@@ -134,6 +152,11 @@ class Gateway:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
+        # Process metrics (CPU, memory, fds, GC, Python version) next to the gateway's.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.readiness: Readiness | None = None
         self._server: Server | None = None
         self._pool: AsyncConnectionPool | None = None
         self._producer: Producer | None = None
@@ -182,6 +205,7 @@ class Gateway:
             guard_s=cfg.delivery_timeout_ms / 1000 + 2.0,
         )
         self._producer.start()
+        self.readiness = Readiness(self._pool, self._producer, cfg.topics.ocpp_events)
         self._services = GatewayServices(
             pool=self._pool, producer=self._producer, topics=cfg.topics, metrics=self.metrics,
             heartbeat_interval_s=cfg.heartbeat_interval_s,
@@ -206,7 +230,14 @@ class Gateway:
             max_pending_verifications=cfg.max_pending_verifications,
             alert=self._services.publish_alert,
             metrics=self.metrics,
+            cache_key=cfg.auth_cache_key,
+            failure_delay_s=cfg.auth_failure_delay_s,
+            max_concurrent_logins=cfg.max_concurrent_logins,
+            max_login_wait_s=cfg.open_timeout_s / 6,
         )
+        if not self.authenticator.persistent_cache:
+            log.info("no auth cache key set (CHARGEFLOW_GATEWAY_AUTH_CACHE_KEY): after a "
+                     "restart every station's password is verified with argon2 again")
         self.liveness = Liveness(self._services, self.gateway_id, cfg.offline_grace_s)
         self._server = await serve(
             self._handle_connection, cfg.host, cfg.port,
@@ -220,6 +251,7 @@ class Gateway:
             # pongs out while this gateway is behind on reading (backpressure).
             ping_interval=None,
             compression="deflate" if cfg.permessage_deflate else None,
+            backlog=cfg.listen_backlog,
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
         log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS),
@@ -231,9 +263,8 @@ class Gateway:
             registry=self.registry, heartbeat_s=cfg.replica_heartbeat_s,
             grace_s=cfg.replica_grace_s)
         await self.commands.start()
-        self.liveness.start_sweeping(
-            cfg.replica_heartbeat_s, cfg.replica_grace_s,
-            lambda: {cp: s.OCPP_VERSION for cp, s in self._stations.items()})
+        self.liveness.start_sweeping(cfg.replica_heartbeat_s, cfg.replica_grace_s,
+                                     self.held_stations)
 
     async def stop(self) -> None:
         if self.commands is not None:  # first: commands in flight still get recorded
@@ -281,16 +312,17 @@ class Gateway:
     def connected_stations(self) -> list[str]:
         return sorted(self._connections)
 
+    def held_stations(self) -> dict[str, str | None]:
+        """The stations whose socket this replica holds, with their OCPP version."""
+        return {cp: station.OCPP_VERSION for cp, station in self._stations.items()}
+
     # --------------------------------------------------------------- handshake
 
     async def _process_request(self, connection: ServerConnection, request: Request
                                ) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if path in ("/health", "/healthz"):
-            return connection.respond(HTTPStatus.OK, "ok\n")
-        if path == "/metrics":
-            response = connection.respond(HTTPStatus.OK, generate_latest(self.registry).decode())
-            return response
+        if path in HTTP_ENDPOINTS:
+            return await self._serve_http(connection, path)
         if charge_point_id_from_path(path) is None:
             self.metrics.rejected_handshakes.labels("path").inc()
             return connection.respond(
@@ -305,6 +337,21 @@ class Gateway:
                 f"supported: {', '.join(PROTOCOLS)}\n",
             )
         return await self._authenticate(connection, request)
+
+    async def _serve_http(self, connection: ServerConnection, path: str) -> Response:
+        """Liveness, readiness (``ingest.gateway.health``) and Prometheus metrics."""
+        if path == "/metrics":
+            return _with_content_type(
+                connection.respond(HTTPStatus.OK, generate_latest(self.registry).decode()),
+                CONTENT_TYPE_LATEST)
+        if path == "/readyz":
+            if self.readiness is None:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
+            report = await self.readiness.report()
+            status = HTTPStatus.OK if report.ready else HTTPStatus.SERVICE_UNAVAILABLE
+            return _with_content_type(connection.respond(status, report.body()),
+                                      "application/json")
+        return connection.respond(HTTPStatus.OK, "ok\n")  # liveness: the process serves
 
     async def _authenticate(self, connection: ServerConnection, request: Request
                             ) -> Response | None:

@@ -133,6 +133,12 @@ class GatewayMetrics:
             "Upgrades refused with 503 because too many logins waited for verification",
             registry=registry_,
         )
+        self.password_checks = Counter(
+            "chargeflow_gateway_password_checks",
+            "Station passwords checked at login, by method (argon2, or verified_credential: "
+            "an HMAC against the station's stored verified credential)",
+            ["method"], registry=registry_,
+        )
         self.rehashed_passwords = Counter(
             "chargeflow_gateway_rehashed_passwords",
             "Stored password hashes upgraded to the current argon2 parameters at login",

@@ -22,6 +22,10 @@ class GatewaySettings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSet
     __component__ = ComponentFields(
         GatewayConfig, prefix="gateway_",
         shared=("kafka_bootstrap", "database_url", "topics"),
+        # The login limits are named with the other authentication settings.
+        names={name: f"gateway_auth_{name}" for name in (
+            "max_concurrent_verifications", "max_pending_verifications",
+            "max_concurrent_logins")},
     )
 
     gateway_host: str = Field("127.0.0.1", description="address the gateway listens on")

@@ -1,5 +1,7 @@
-"""Reconnect storms with real authentication (argon2 per login, nothing cached), and
-password hashes upgraded to the current argon2 parameters at login."""
+"""Reconnect storms with real authentication: a cold storm (argon2 per login, nothing
+verified before), a storm after a gateway restart (the verified credentials kept in
+the database make it cost an HMAC per station: no argon2, no refusal, no lockout),
+and password hashes upgraded to the current argon2 parameters at login."""
 
 from __future__ import annotations
 
@@ -90,6 +92,69 @@ async def test_reconnect_storm_with_real_passwords_gets_everyone_in(
                 "chargeflow_gateway_busy_handshakes_total") == len(busy)
         finally:
             await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
+
+
+RESTART_STORM = 300
+CACHE_KEY = "storm-test-auth-cache-key-0123456789abcdef"
+
+
+async def connect_retrying(url: str, cp_id: str, statuses: list[int]) -> ClientConnection:
+    """Connect, retrying after 503 + Retry-After; every refusal's status is noted."""
+    for _ in range(50):
+        try:
+            return await connect(f"{url}/{cp_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                                 additional_headers=basic_auth(cp_id), open_timeout=60)
+        except InvalidStatus as exc:
+            statuses.append(exc.response.status_code)
+            if exc.response.status_code != 503:
+                raise
+            await asyncio.sleep(int(exc.response.headers["Retry-After"]))
+    raise AssertionError(f"{cp_id} never got in")
+
+
+async def test_reconnect_storm_after_a_restart_costs_no_argon2_and_locks_nobody_out(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
+) -> None:
+    """300 stations logged in through one gateway (argon2 each); the gateway is
+    replaced by a new one (same cache key, nothing in memory) and all 300 reconnect
+    at once, with the default failure limits: every one is admitted at the first
+    attempt, with no argon2 verification, no 429/503 and no security alert."""
+    ids = [f"RESTART-{i:03d}" for i in range(RESTART_STORM)]
+    await asyncio.to_thread(provision_many, clean_db, ids, hash_password(STATION_PASSWORD))
+    cfg = gateway_config(broker, clean_db, topics, auth_cache_key=CACHE_KEY)
+    first_statuses: list[int] = []
+    async with Gateway(cfg) as gw:
+        connections = await asyncio.gather(
+            *(connect_retrying(gw.url, cp_id, first_statuses) for cp_id in ids))
+        assert gw.authenticator is not None
+        assert gw.authenticator.argon2_verifications >= RESTART_STORM
+    # (stopping the gateway closed every connection: the stations reconnect)
+    await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
+    assert set(first_statuses) <= {503}
+
+    statuses: list[int] = []
+    async with Gateway(cfg) as gw:
+        outcomes = await asyncio.gather(
+            *(connect_retrying(gw.url, cp_id, statuses) for cp_id in ids),
+            return_exceptions=True)
+        again = [c for c in outcomes if isinstance(c, ClientConnection)]
+        try:
+            assert [c for c in outcomes if isinstance(c, BaseException)][:3] == []
+            assert set(statuses) <= {503}, statuses[:10]  # busy: retried, never refused
+            assert sorted(gw.connected_stations) == sorted(ids)
+            assert gw.authenticator is not None
+            assert gw.authenticator.argon2_verifications == 0
+            assert gw.authenticator.cached_logins == RESTART_STORM
+            assert gw.registry.get_sample_value(
+                "chargeflow_gateway_security_alerts_total",
+                {"alert": "repeated_failed_authentication"}) is None
+            answers = await asyncio.gather(*(rpc(ws, "Heartbeat", {}) for ws in again[:20]))
+            assert all(a[0] == 3 for a in answers)
+        finally:
+            await asyncio.gather(*(ws.close() for ws in again), return_exceptions=True)
+    row = db.execute("SELECT count(*), max(auth_failures) FROM stations s JOIN "
+                     "station_verified_credentials USING (charge_point_id)").fetchone()
+    assert row == (RESTART_STORM, 0)
 
 
 async def test_old_argon2_parameters_are_rehashed_at_login(
