@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chargeflow.launcher import LocalStack, banner
 from chargeflow.settings import Settings
 
 
-def test_the_banner_names_the_gateway_health_readiness_and_metrics() -> None:
-    settings = Settings(gateway_host="127.0.0.1", gateway_port=9123, api_port=8123)
+def test_the_banner_names_the_gateway_health_readiness_and_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHARGEFLOW_GATEWAY_HOST", "127.0.0.1")
+    monkeypatch.setenv("CHARGEFLOW_GATEWAY_PORT", "9123")
+    monkeypatch.setenv("CHARGEFLOW_API_PORT", "8123")
+    settings = Settings()
     text = banner(LocalStack(settings, bootstrap="127.0.0.1:1", database_url="postgresql://x@h/d",
                              mqtt_url="mqtt://127.0.0.1:1883"), "cf_key")
     lines = [line for line in text.splitlines() if "127.0.0.1:9123/healthz" in line]

@@ -67,10 +67,10 @@ def test_every_gateway_config_field_is_a_setting(
     for f in dataclasses.fields(GatewayConfig):
         if f.name in shared:
             continue
-        name = f.name if f.name.startswith("gateway_") else f"gateway_{f.name}"
+        name = GatewaySettings.__component__.setting_name(f.name)
         assert name in GatewaySettings.model_fields, f.name
     monkeypatch.setenv("CHARGEFLOW_GATEWAY_AUTH_COOLDOWN_S", "7.5")
-    monkeypatch.setenv("CHARGEFLOW_GATEWAY_MAX_CONCURRENT_VERIFICATIONS", "9")
+    monkeypatch.setenv("CHARGEFLOW_GATEWAY_AUTH_MAX_CONCURRENT_VERIFICATIONS", "9")
     monkeypatch.setenv("CHARGEFLOW_GATEWAY_DATA_TRANSFER_VENDOR_IDS", '["com.acme"]')
     monkeypatch.setenv("CHARGEFLOW_GATEWAY_ID", "gw-7")
     monkeypatch.setenv("CHARGEFLOW_KAFKA_BOOTSTRAP", "k:9092")
@@ -139,6 +139,7 @@ def test_field_comments_document_settings() -> None:
     docs = field_comments(GatewayConfig)
     assert docs["max_frame_bytes"] == (
         "Larger WebSocket frames close that station's connection with 1009.")
-    assert docs["auth_cache_ttl_s"] == "a good password is re-verified after this long"
+    assert docs["max_concurrent_verifications"] == "argon2 worker threads at once"
+    assert docs["auth_cache_key"].startswith("The secret HMAC key of verified credentials")
     # pydantic's metaclass, which composes the models, is where runtime.settings expects.
     assert isinstance(GatewaySettings, ModelMetaclass)
