@@ -143,3 +143,17 @@ def test_field_comments_document_settings() -> None:
     assert docs["auth_cache_key"].startswith("The secret HMAC key of verified credentials")
     # pydantic's metaclass, which composes the models, is where runtime.settings expects.
     assert isinstance(GatewaySettings, ModelMetaclass)
+
+
+def test_a_secret_config_field_is_a_secret_setting(
+    no_chargeflow_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHARGEFLOW_KAFKA_BOOTSTRAP", "k:9092")
+    monkeypatch.setenv("CHARGEFLOW_DATABASE_URL", "postgresql://u@h/db")
+    monkeypatch.setenv("CHARGEFLOW_GATEWAY_AUTH_CACHE_KEY", "hmac-key-not-for-logs")
+    settings = GatewaySettings.load()
+    assert "hmac-key-not-for-logs" not in repr(settings)
+    assert "hmac-key-not-for-logs" not in str(settings.model_dump())
+    config = settings.config()
+    assert config.auth_cache_key == "hmac-key-not-for-logs"
+    assert "hmac-key-not-for-logs" not in repr(config)
