@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint typecheck check bench clean
+.PHONY: run test test-unit lint format typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -24,15 +24,20 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-# The tests that need no broker, database or process: seconds, not minutes.
+# The tests that need no broker, database or process (pure logic, docs, settings).
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -19,11 +19,14 @@ from api.ratelimit import AuthFailureLimiter
 from store.apikeys import ApiPrincipal, Role, verify_api_key
 
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader",
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="ApiKeyHeader",
     description="API key (cf_<id>_<secret>) in the X-API-Key header",
 )
 bearer = HTTPBearer(
-    auto_error=False, scheme_name="BearerKey",
+    auto_error=False,
+    scheme_name="BearerKey",
     description="The same API key as a bearer token: Authorization: Bearer cf_<id>_<secret>",
 )
 
@@ -49,7 +52,9 @@ DbConn = Annotated[AsyncConnection[Any], Depends(get_db)]
 
 def _unauthorized(detail: str) -> ProblemError:
     return ProblemError(
-        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+        status.HTTP_401_UNAUTHORIZED,
+        detail,
+        headers={"WWW-Authenticate": WWW_AUTHENTICATE},
     )
 
 
@@ -74,7 +79,8 @@ async def get_current_principal(
         raise ProblemError(
             status.HTTP_429_TOO_MANY_REQUESTS,
             f"too many failed authentications from this address; retry in {retry_after} s",
-            type_=TYPE_RATE_LIMITED, headers={"Retry-After": str(retry_after)},
+            type_=TYPE_RATE_LIMITED,
+            headers={"Retry-After": str(retry_after)},
         )
     presented = presented.strip()
     # Keys are printable ASCII; anything else (control characters, NUL) is simply wrong.

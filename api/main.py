@@ -82,7 +82,9 @@ def create_app(config: ApiConfig) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, description=app.description,
+                title=app.title,
+                version=app.version,
+                description=app.description,
                 routes=app.routes,
             )
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
@@ -102,9 +104,14 @@ def build_server(
 ) -> uvicorn.Server:
     return uvicorn.Server(
         uvicorn.Config(
-            create_app(config), host=host, port=port, log_level=log_level,
+            create_app(config),
+            host=host,
+            port=port,
+            log_level=log_level,
             # The app writes its own access log (route template, key id, no query string).
-            proxy_headers=True, lifespan="on", access_log=False,
+            proxy_headers=True,
+            lifespan="on",
+            access_log=False,
         )
     )
 

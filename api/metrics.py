@@ -61,24 +61,34 @@ class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "chargeflow_api_requests", "HTTP requests answered",
-            ["method", "route", "status"], registry=self.registry,
+            "chargeflow_api_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "chargeflow_api_request_duration_seconds", "Time to answer a request",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "chargeflow_api_request_duration_seconds",
+            "Time to answer a request",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.in_progress = Gauge(
-            "chargeflow_api_requests_in_progress", "Requests being answered",
-            ["method"], registry=self.registry,
+            "chargeflow_api_requests_in_progress",
+            "Requests being answered",
+            ["method"],
+            registry=self.registry,
         )
         self.auth_failures = Counter(
-            "chargeflow_api_auth_failures", "Requests answered 401 or 429 (rate limited)",
-            ["status"], registry=self.registry,
+            "chargeflow_api_auth_failures",
+            "Requests answered 401 or 429 (rate limited)",
+            ["status"],
+            registry=self.registry,
         )
         self.unhandled = Counter(
-            "chargeflow_api_unhandled_exceptions", "Requests that raised an unexpected "
-            "exception (answered 500)", registry=self.registry,
+            "chargeflow_api_unhandled_exceptions",
+            "Requests that raised an unexpected exception (answered 500)",
+            registry=self.registry,
         )
 
     def watch_pool(self, pool: Callable[[], AsyncConnectionPool[Any] | None]) -> None:

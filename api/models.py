@@ -18,11 +18,13 @@ class LivenessPublic(BaseModel):
 
 class HealthPublic(BaseModel):
     status: Literal["ok"] = Field(
-        description="ok: ready to serve (the database answers); else a 503 problem")
+        description="ok: ready to serve (the database answers); else a 503 problem"
+    )
     database: str = Field(description='"ok", or the reason the database check failed')
     broker: str = Field(
         description='For information only: "ok", "disabled" (not configured), or the '
-                    "failure reason. The API serves without the broker.")
+        "failure reason. The API serves without the broker."
+    )
 
 
 class SessionBase(BaseModel):
@@ -36,27 +38,35 @@ class SessionBase(BaseModel):
     started_at: datetime
     stopped_at: datetime | None
     meter_start_wh: int | None = Field(
-        description="The station's register at the start (Wh); null without any register")
+        description="The station's register at the start (Wh); null without any register"
+    )
     meter_stop_wh: int | None
     energy_wh: int | None = Field(
-        description="Billed energy in Wh (see energy_source); null when quality is missing")
+        description="Billed energy in Wh (see energy_source); null when quality is missing"
+    )
     energy_source: EnergySource | None = Field(
         description="station_register | smart_meter (billing meter) | power_integration; "
-        "null without a figure")
+        "null without a figure"
+    )
     quality: Quality = Field(
         description="exact: registers agree; corrected: adjusted or doubtful (see "
         "quality_reasons); estimated: integrated from power; missing: no energy figure at "
-        "all (energy_wh null). Bill only exact.")
+        "all (energy_wh null). Bill only exact."
+    )
     quality_reasons: list[str]
     stop_reason: str | None
     sample_count: int
     closed_by: ClosedBy | None = Field(
-        default=None, description="How the session closed (reconciled: the sessions flow "
-        "restarted without its state; see quality_reasons); null while active")
+        default=None,
+        description="How the session closed (reconciled: the sessions flow "
+        "restarted without its state; see quality_reasons); null while active",
+    )
     station_energy_wh: int | None = Field(
-        default=None, description="The station register's figure (Wh)")
+        default=None, description="The station register's figure (Wh)"
+    )
     smart_meter_energy_wh: int | None = Field(
-        default=None, description="The smart meter's figure (Wh), billing or cross-check")
+        default=None, description="The smart meter's figure (Wh), billing or cross-check"
+    )
     smart_meter_id: str | None = None
     ocpp_version: str | None = None
 

@@ -28,8 +28,9 @@ def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
     route: BaseRoute | None = scope.get("route")
     if route is None:
         # Plain Starlette routes (/docs, /openapi.json) are not recorded in the scope.
-        route = next((r for r in routes if isinstance(r, Route)
-                      and r.matches(scope)[0] is Match.FULL), None)
+        route = next(
+            (r for r in routes if isinstance(r, Route) and r.matches(scope)[0] is Match.FULL), None
+        )
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
@@ -41,7 +42,10 @@ def _client(scope: Scope) -> str | None:
 
 class ObserveRequests:
     def __init__(
-        self, app: ASGIApp, metrics: ApiMetrics, routes: Callable[[], Sequence[BaseRoute]],
+        self,
+        app: ASGIApp,
+        metrics: ApiMetrics,
+        routes: Callable[[], Sequence[BaseRoute]],
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -85,17 +89,26 @@ class ObserveRequests:
             # The route template, not the path, and no query string: both can carry
             # what a client should not find in logs (ids it guessed, tokens in a URL).
             access_log.info(
-                "request", method=method, route=route, status=status,
-                duration_ms=round(elapsed * 1000, 2), client=_client(scope),
+                "request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                client=_client(scope),
                 api_key_id=state.get("api_key_id"),
             )
 
 
 async def _send_internal_error(send: Send, path: str) -> None:
     body = internal_error_body(path)
-    await send({
-        "type": "http.response.start", "status": 500,
-        "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -51,8 +51,15 @@ def parse_timestamp(value: Any) -> datetime:
 Timestamp = Annotated[
     datetime,
     PlainValidator(parse_timestamp),
-    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN,
-                    "minLength": 20, "maxLength": 32}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": TIMESTAMP_PATTERN,
+            "minLength": 20,
+            "maxLength": 32,
+        }
+    ),
 ]
 
 
@@ -76,35 +83,70 @@ def decode_api_cursor(value: str) -> CursorPosition:
         raise ValueError("not a cursor: use next_cursor unchanged")
     micros, _, session_hex = value.rpartition("-")
     return CursorPosition(
-        EARLIEST + timedelta(microseconds=int(micros)), uuid.UUID(hex=session_hex))
+        EARLIEST + timedelta(microseconds=int(micros)), uuid.UUID(hex=session_hex)
+    )
 
 
 EXAMPLE_STATION = "CP-1"
 EXAMPLE_SITE = "DEPOT-1"
 EXAMPLE_SESSION_ID = uuid.UUID("0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
 
-StationId = Annotated[str | None, Query(
-    min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN,
-    description="Charge point id (no control characters)", examples=[EXAMPLE_STATION])]
-SiteFilter = Annotated[str | None, Query(
-    min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN,
-    description="Site id (no control characters)", examples=[EXAMPLE_SITE])]
-ChargePointPath = Annotated[str, Path(
-    min_length=1, max_length=MAX_ID_LENGTH, pattern=PATH_ID_PATTERN,
-    description="Charge point id (no control characters, no `/`)", examples=[EXAMPLE_STATION])]
-SitePath = Annotated[str, Path(
-    min_length=1, max_length=MAX_ID_LENGTH, pattern=PATH_ID_PATTERN,
-    description="Site id (no control characters, no `/`)", examples=[EXAMPLE_SITE])]
-ConnectorPath = Annotated[int, Path(
-    ge=0, le=INT32_MAX, description="OCPP 1.6 connector / 2.0.1 EVSE id", examples=[1])]
-ConnectorFilter = Annotated[int | None, Query(
-    ge=0, le=INT32_MAX, description="Only this connector")]
+StationId = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description="Charge point id (no control characters)",
+        examples=[EXAMPLE_STATION],
+    ),
+]
+SiteFilter = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description="Site id (no control characters)",
+        examples=[EXAMPLE_SITE],
+    ),
+]
+ChargePointPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=PATH_ID_PATTERN,
+        description="Charge point id (no control characters, no `/`)",
+        examples=[EXAMPLE_STATION],
+    ),
+]
+SitePath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=PATH_ID_PATTERN,
+        description="Site id (no control characters, no `/`)",
+        examples=[EXAMPLE_SITE],
+    ),
+]
+ConnectorPath = Annotated[
+    int, Path(ge=0, le=INT32_MAX, description="OCPP 1.6 connector / 2.0.1 EVSE id", examples=[1])
+]
+ConnectorFilter = Annotated[
+    int | None, Query(ge=0, le=INT32_MAX, description="Only this connector")
+]
 Cursor = Annotated[
     str | None,
-    Query(min_length=34, max_length=50, pattern=CURSOR_PATTERN,
-          description="`next_cursor` of the previous page, passed unchanged: where that "
-                      "page ended, as `<started_at in microseconds since 1970 UTC>-"
-                      "<session_id as 32 hex digits>`"),
+    Query(
+        min_length=34,
+        max_length=50,
+        pattern=CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, passed unchanged: where that "
+        "page ended, as `<started_at in microseconds since 1970 UTC>-"
+        "<session_id as 32 hex digits>`",
+    ),
 ]
 
 
@@ -115,7 +157,13 @@ def require_ordered(start: datetime | None, end: datetime | None) -> None:
 
 
 def range_error(reason: str, name: str) -> RequestValidationError:
-    return RequestValidationError([{
-        "type": "value_error", "loc": ("query", name), "msg": reason, "input": None,
-    }])
-
+    return RequestValidationError(
+        [
+            {
+                "type": "value_error",
+                "loc": ("query", name),
+                "msg": reason,
+                "input": None,
+            }
+        ]
+    )

@@ -49,14 +49,19 @@ class Problem(BaseModel):
     detail: str = Field(description="What went wrong in this request, for humans")
     instance: str = Field(description="The request path (without the query string)")
     errors: list[InvalidParam] | None = Field(
-        default=None, description="Validation problems: one entry per rejected input")
+        default=None, description="Validation problems: one entry per rejected input"
+    )
 
 
 class ProblemError(StarletteHTTPException):
     """An HTTP error with a problem type of its own (else ``about:blank``)."""
 
     def __init__(
-        self, status_code: int, detail: str, *, type_: str = TYPE_BLANK,
+        self,
+        status_code: int,
+        detail: str,
+        *,
+        type_: str = TYPE_BLANK,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(status_code, detail, dict(headers) if headers else None)
@@ -67,8 +72,7 @@ class NotReadyProblem(Problem):
     """503 from the readiness check: problem details plus what was checked."""
 
     database: str = Field(description="The reason the database check failed")
-    broker: str = Field(
-        description='For information only: "ok", "disabled" or the failure reason')
+    broker: str = Field(description='For information only: "ok", "disabled" or the failure reason')
 
 
 def problem_response(
@@ -81,11 +85,17 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     problem = Problem(
-        type=type_, title=HTTPStatus(status).phrase, status=status, detail=detail,
-        instance=request_path(request.scope), errors=list(errors) if errors is not None else None,
+        type=type_,
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request_path(request.scope),
+        errors=list(errors) if errors is not None else None,
     )
     return JSONResponse(
-        problem.model_dump(exclude_none=True), status_code=status, headers=headers,
+        problem.model_dump(exclude_none=True),
+        status_code=status,
+        headers=headers,
         media_type=PROBLEM_JSON,
     )
 
@@ -113,7 +123,8 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     problem_type = exc.problem_type if isinstance(exc, ProblemError) else TYPE_BLANK
     return problem_response(
-        request, exc.status_code, detail, type_=problem_type, headers=exc.headers)
+        request, exc.status_code, detail, type_=problem_type, headers=exc.headers
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -121,7 +132,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = _invalid_params(exc)
     names = ", ".join(sorted({e.name for e in errors}))
     return problem_response(
-        request, 422, f"invalid request parameters: {names}", type_=TYPE_VALIDATION,
+        request,
+        422,
+        f"invalid request parameters: {names}",
+        type_=TYPE_VALIDATION,
         errors=errors,
     )
 
@@ -129,7 +143,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable for %s: %s", request.url.path, type(exc).__name__)
     return problem_response(
-        request, 503, "database unavailable", type_=TYPE_DATABASE_UNAVAILABLE,
+        request,
+        503,
+        "database unavailable",
+        type_=TYPE_DATABASE_UNAVAILABLE,
         headers={"Retry-After": "5"},
     )
 
@@ -145,15 +162,26 @@ def log_unexpected(request_path: str, exc: BaseException) -> None:
     """Log an unexpected exception with its traceback, without the query string; the log
     configuration (runtime.logs) renders tracebacks without local variables, which can
     hold keys and credentials, in both formats."""
-    log.error("unhandled %s while serving %s", type(exc).__name__, request_path,
-              exc_info=(type(exc), exc, exc.__traceback__))
+    log.error(
+        "unhandled %s while serving %s",
+        type(exc).__name__,
+        request_path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
 
 
 def internal_error_body(path: str) -> bytes:
-    return Problem(
-        type=TYPE_INTERNAL, title=HTTPStatus(500).phrase, status=500,
-        detail="internal error; it has been logged", instance=path,
-    ).model_dump_json(exclude_none=True).encode()
+    return (
+        Problem(
+            type=TYPE_INTERNAL,
+            title=HTTPStatus(500).phrase,
+            status=500,
+            detail="internal error; it has been logged",
+            instance=path,
+        )
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
 
 
 def _problem(
@@ -168,10 +196,18 @@ def _problem(
     return response
 
 
-_RETRY_AFTER = {"Retry-After": {
-    "description": "Seconds to wait before trying again", "schema": {"type": "string"}}}
-_WWW_AUTHENTICATE = {"WWW-Authenticate": {
-    "description": "The accepted authentication schemes", "schema": {"type": "string"}}}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "string"},
+    }
+}
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": "The accepted authentication schemes",
+        "schema": {"type": "string"},
+    }
+}
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -179,12 +215,17 @@ Responses = dict[int | str, dict[str, Any]]
 UNAUTHORIZED: Responses = {401: _problem("Missing, invalid or revoked API key", _WWW_AUTHENTICATE)}
 FORBIDDEN: Responses = {403: _problem("The key's role may not do this")}
 NOT_FOUND: Responses = {404: _problem("No such resource")}
-RATE_LIMITED: Responses = {429: _problem(
-    "Too many failed authentications from this client address", _RETRY_AFTER)}
+RATE_LIMITED: Responses = {
+    429: _problem("Too many failed authentications from this client address", _RETRY_AFTER)
+}
 SERVICE_UNAVAILABLE: Responses = {503: _problem("The database is unavailable", _RETRY_AFTER)}
-NOT_READY: Responses = {503: _problem(
-    "The database does not answer within the health timeout", _RETRY_AFTER,
-    schema="NotReadyProblem")}
+NOT_READY: Responses = {
+    503: _problem(
+        "The database does not answer within the health timeout",
+        _RETRY_AFTER,
+        schema="NotReadyProblem",
+    )
+}
 # Every operation: validation, method, internal errors.
 COMMON: Responses = {
     405: _problem("Method not allowed"),

@@ -13,7 +13,8 @@ from runtime.settings import ComponentFields, DatabaseSettings, KafkaSettings, L
 
 class ApiSettings(KafkaSettings, DatabaseSettings, LoggingSettings):
     __component__ = ComponentFields(
-        ApiConfig, prefix="api_", shared=("kafka_bootstrap", "database_url"))
+        ApiConfig, prefix="api_", shared=("kafka_bootstrap", "database_url")
+    )
 
     api_host: str = Field("127.0.0.1", description="address the API listens on")
     api_port: int = Field(8000, ge=0, le=65535, description="port the API listens on")

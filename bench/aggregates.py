@@ -38,22 +38,36 @@ from store.load_writers import write_load_batch
 
 def _rows(connectors: int, minutes: int, end: Any) -> list[MinuteRow]:
     start = floor_bucket(end, timedelta(minutes=1)) - minutes * timedelta(minutes=1)
-    return [MinuteRow(charge_point_id=f"CP-{c // 2:05d}", connector_id=c % 2 + 1,
-                      bucket=start + m * timedelta(minutes=1), sample_count=4,
-                      power_sum_w=28_000.0, avg_power_w=7_000.0, max_power_w=7_400.0,
-                      energy_wh=Decimal(116), register_wh=Decimal(1000 + m), source="ocpp")
-            for m in range(minutes) for c in range(connectors)]
+    return [
+        MinuteRow(
+            charge_point_id=f"CP-{c // 2:05d}",
+            connector_id=c % 2 + 1,
+            bucket=start + m * timedelta(minutes=1),
+            sample_count=4,
+            power_sum_w=28_000.0,
+            avg_power_w=7_000.0,
+            max_power_w=7_400.0,
+            energy_wh=Decimal(116),
+            register_wh=Decimal(1000 + m),
+            source="ocpp",
+        )
+        for m in range(minutes)
+        for c in range(connectors)
+    ]
 
 
 def _write(db: psycopg.Connection[Any], rows: list[MinuteRow], batch: int) -> dict[str, Any]:
     started = time.perf_counter()
     for i in range(0, len(rows), batch):
-        write_load_batch(db, rows[i:i + batch], [])
+        write_load_batch(db, rows[i : i + batch], [])
     wall = time.perf_counter() - started
     recorded = db.execute("SELECT count(*) FROM load_aggregate_invalidations").fetchone()
-    return {"rows": len(rows), "wall_s": round(wall, 3),
-            "rows_per_s": round(len(rows) / wall),
-            "invalidation_rows": None if recorded is None else recorded[0]}
+    return {
+        "rows": len(rows),
+        "wall_s": round(wall, 3),
+        "rows_per_s": round(len(rows) / wall),
+        "invalidation_rows": None if recorded is None else recorded[0],
+    }
 
 
 def _refresh(db: psycopg.Connection[Any], *, force: bool = False) -> dict[str, Any]:
@@ -68,8 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, default=30)
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args(argv)
-    result: dict[str, Any] = {"machine": machine_info(), "connectors": args.connectors,
-                              "minutes": args.minutes, "batch": args.batch}
+    result: dict[str, Any] = {
+        "machine": machine_info(),
+        "connectors": args.connectors,
+        "minutes": args.minutes,
+        "batch": args.batch,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         server = database_server(os.environ.get("CHARGEFLOW_BENCH_DATABASE_URL"), Path(tmp))
         try:
@@ -77,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = db.execute("SELECT now()").fetchone()
                 assert row is not None
                 now = row[0]
-                result["write"] = _write(db, _rows(args.connectors, args.minutes, now),
-                                         args.batch)
+                result["write"] = _write(db, _rows(args.connectors, args.minutes, now), args.batch)
                 result["refresh_recent"] = _refresh(db)
                 late = _rows(args.connectors, args.minutes, now - timedelta(days=10))
                 result["write_late"] = _write(db, late, args.batch)

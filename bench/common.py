@@ -103,17 +103,31 @@ class _Station:
     left: int = 0  # MeterValues still to send in the running session
 
 
-def _envelope(rng: random.Random, cp: str, action: str, payload: dict[str, Any],
-              at: datetime, response: dict[str, Any] | None = None, *,
-              normalized: bool = True) -> Envelope:
+def _envelope(
+    rng: random.Random,
+    cp: str,
+    action: str,
+    payload: dict[str, Any],
+    at: datetime,
+    response: dict[str, Any] | None = None,
+    *,
+    normalized: bool = True,
+) -> Envelope:
     received_at = at + timedelta(milliseconds=40)
     return Envelope(
         message_id=uuid.UUID(int=rng.getrandbits(128), version=4).hex,
-        charge_point_id=cp, received_at=received_at, measured_at=at,
-        kind=Kind.OCPP_CALL, ocpp_version="1.6", action=action,
-        unique_id=f"{rng.getrandbits(32):08x}", payload=payload, response=response,
+        charge_point_id=cp,
+        received_at=received_at,
+        measured_at=at,
+        kind=Kind.OCPP_CALL,
+        ocpp_version="1.6",
+        action=action,
+        unique_id=f"{rng.getrandbits(32):08x}",
+        payload=payload,
+        response=response,
         normalized=normalize_v16(cp, action, payload, response, received_at)
-        if normalized else None,
+        if normalized
+        else None,
     )
 
 
@@ -133,20 +147,36 @@ def _sampled_values(st: _Station, n: int) -> list[dict[str, str]]:
             value = str(20 + (st.register_wh // 1000) % 80)
         else:
             value = "31.5"
-        sv = {"value": value, "context": "Sample.Periodic", "measurand": measurand,
-              "location": "Outlet", "unit": unit}
+        sv = {
+            "value": value,
+            "context": "Sample.Periodic",
+            "measurand": measurand,
+            "location": "Outlet",
+            "unit": unit,
+        }
         if phase:
             sv["phase"] = phase
         values.append(sv)
     return values
 
 
-def _status(rng: random.Random, st: _Station, status: str, at: datetime, *,
-            normalized: bool) -> Envelope:
-    return _envelope(rng, st.cp, "StatusNotification", {
-        "connectorId": st.connector, "errorCode": "NoError", "status": status,
-        "timestamp": _iso(at),
-    }, at, {}, normalized=normalized)
+def _status(
+    rng: random.Random, st: _Station, status: str, at: datetime, *, normalized: bool
+) -> Envelope:
+    return _envelope(
+        rng,
+        st.cp,
+        "StatusNotification",
+        {
+            "connectorId": st.connector,
+            "errorCode": "NoError",
+            "status": status,
+            "timestamp": _iso(at),
+        },
+        at,
+        {},
+        normalized=normalized,
+    )
 
 
 def generate(spec: StreamSpec) -> Iterator[Envelope]:
@@ -154,9 +184,14 @@ def generate(spec: StreamSpec) -> Iterator[Envelope]:
     rng = random.Random(spec.seed)
     status_rng = random.Random(f"status-{spec.seed}")  # leaves ``rng``'s sequence alone
     stations = [
-        _Station(cp=f"CP-{i:05d}", connector=1 + i % 2, register_wh=rng.randrange(10**6),
-                 tx_counter=(i + 1) * 1_000_000, power_w=rng.choice((7_400, 11_000, 22_000)),
-                 clock=T0 + timedelta(seconds=rng.randrange(60)))
+        _Station(
+            cp=f"CP-{i:05d}",
+            connector=1 + i % 2,
+            register_wh=rng.randrange(10**6),
+            tx_counter=(i + 1) * 1_000_000,
+            power_w=rng.choice((7_400, 11_000, 22_000)),
+            clock=T0 + timedelta(seconds=rng.randrange(60)),
+        )
         for i in range(spec.stations)
     ]
     emitted = 0
@@ -168,34 +203,80 @@ def generate(spec: StreamSpec) -> Iterator[Envelope]:
                 st.tx_counter += 1
                 st.tx = st.tx_counter
                 st.left = spec.meter_values_per_session
-                yield _envelope(rng, st.cp, "StartTransaction", {
-                    "connectorId": st.connector, "idTag": f"TAG{st.tx % 97:04d}",
-                    "meterStart": st.register_wh, "timestamp": _iso(st.clock),
-                }, st.clock, {"transactionId": st.tx, "idTagInfo": {"status": "Accepted"}},
-                    normalized=spec.normalized)
+                yield _envelope(
+                    rng,
+                    st.cp,
+                    "StartTransaction",
+                    {
+                        "connectorId": st.connector,
+                        "idTag": f"TAG{st.tx % 97:04d}",
+                        "meterStart": st.register_wh,
+                        "timestamp": _iso(st.clock),
+                    },
+                    st.clock,
+                    {"transactionId": st.tx, "idTagInfo": {"status": "Accepted"}},
+                    normalized=spec.normalized,
+                )
                 if spec.status_notifications:
-                    yield _status(status_rng, st, "Charging", st.clock + timedelta(seconds=1),
-                                  normalized=spec.normalized)
+                    yield _status(
+                        status_rng,
+                        st,
+                        "Charging",
+                        st.clock + timedelta(seconds=1),
+                        normalized=spec.normalized,
+                    )
             st.clock += SAMPLE_INTERVAL
             st.register_wh += st.power_w // 60 + rng.randrange(5)
-            yield _envelope(rng, st.cp, "MeterValues", {
-                "connectorId": st.connector, "transactionId": st.tx,
-                "meterValue": [{"timestamp": _iso(st.clock),
-                                "sampledValue": _sampled_values(st, spec.values_per_event)}],
-            }, st.clock, normalized=spec.normalized)
+            yield _envelope(
+                rng,
+                st.cp,
+                "MeterValues",
+                {
+                    "connectorId": st.connector,
+                    "transactionId": st.tx,
+                    "meterValue": [
+                        {
+                            "timestamp": _iso(st.clock),
+                            "sampledValue": _sampled_values(st, spec.values_per_event),
+                        }
+                    ],
+                },
+                st.clock,
+                normalized=spec.normalized,
+            )
             emitted += 1
             st.left -= 1
             if st.left == 0:
                 st.clock += timedelta(seconds=5)
-                yield _envelope(rng, st.cp, "StopTransaction", {
-                    "transactionId": st.tx, "meterStop": st.register_wh,
-                    "timestamp": _iso(st.clock), "reason": "EVDisconnected",
-                }, st.clock, {}, normalized=spec.normalized)
+                yield _envelope(
+                    rng,
+                    st.cp,
+                    "StopTransaction",
+                    {
+                        "transactionId": st.tx,
+                        "meterStop": st.register_wh,
+                        "timestamp": _iso(st.clock),
+                        "reason": "EVDisconnected",
+                    },
+                    st.clock,
+                    {},
+                    normalized=spec.normalized,
+                )
                 if spec.status_notifications:
-                    yield _status(status_rng, st, "Finishing", st.clock + timedelta(seconds=1),
-                                  normalized=spec.normalized)
-                    yield _status(status_rng, st, "Available", st.clock + timedelta(minutes=2),
-                                  normalized=spec.normalized)
+                    yield _status(
+                        status_rng,
+                        st,
+                        "Finishing",
+                        st.clock + timedelta(seconds=1),
+                        normalized=spec.normalized,
+                    )
+                    yield _status(
+                        status_rng,
+                        st,
+                        "Available",
+                        st.clock + timedelta(minutes=2),
+                        normalized=spec.normalized,
+                    )
                 st.tx = None
                 st.clock += timedelta(minutes=3)
 
@@ -205,8 +286,9 @@ def messages(spec: StreamSpec) -> list[KeyValue]:
     return [(e.charge_point_id.encode(), encode_envelope(e)) for e in generate(spec)]
 
 
-def produce_all(bootstrap: str, topic: str, msgs: Sequence[KeyValue],
-                timeout: float = 120.0) -> None:
+def produce_all(
+    bootstrap: str, topic: str, msgs: Sequence[KeyValue], timeout: float = 120.0
+) -> None:
     """Produce every message and wait until the broker confirmed all of them."""
     failures: list[str] = []
     confirmed = 0
@@ -218,11 +300,17 @@ def produce_all(bootstrap: str, topic: str, msgs: Sequence[KeyValue],
         else:
             confirmed += 1
 
-    producer = RdProducer({
-        "bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20,
-        "batch.num.messages": 10_000, "queue.buffering.max.messages": 1_000_000,
-        "enable.idempotence": False, "compression.type": "none",
-    })
+    producer = RdProducer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "enable.idempotence": False,
+            "compression.type": "none",
+        }
+    )
     deadline = time.monotonic() + timeout
     for key, value in msgs:
         while True:
@@ -268,8 +356,10 @@ def _register_wh(value: bytes) -> int:
     envelope = decode_envelope(value)
     for mv in envelope.payload["meterValue"]:
         for sv in mv["sampledValue"]:
-            if sv.get("measurand", "Energy.Active.Import.Register") == \
-                    "Energy.Active.Import.Register":
+            if (
+                sv.get("measurand", "Energy.Active.Import.Register")
+                == "Energy.Active.Import.Register"
+            ):
                 return int(sv["value"])
     raise ValueError("MeterValues without an energy register")
 
@@ -291,8 +381,12 @@ def fresh_database(server: DatabaseServer, prefix: str = "chargeflow_bench") -> 
 
 def machine_info(**extra: Any) -> dict[str, Any]:
     """What every bench reports about the machine it ran on."""
-    return {"cpus": os.cpu_count(), "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()], **extra}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        **extra,
+    }
 
 
 @dataclass(frozen=True)
@@ -316,8 +410,10 @@ def bench_stack(name: str, partitions: int, logs: Path | None = None) -> Iterato
             work = logs
         server = database_server(os.environ.get("CHARGEFLOW_BENCH_DATABASE_URL"), work)
         try:
-            with EmbeddedBroker(log_path=work / "tansu.log") as broker, \
-                    fresh_database(server) as url:
+            with (
+                EmbeddedBroker(log_path=work / "tansu.log") as broker,
+                fresh_database(server) as url,
+            ):
                 topics = Topics.with_prefix(f"{name}{uuid.uuid4().hex[:6]}.")
                 ensure_topics(broker.bootstrap, topics.all(), partitions=partitions)
                 yield BenchStack(work, broker, url, server.origin, topics)
@@ -325,8 +421,9 @@ def bench_stack(name: str, partitions: int, logs: Path | None = None) -> Iterato
             server.stop()
 
 
-def flow_env(bootstrap: str, topics: Topics, database_url: str, *, tail: bool,
-             **extra: str) -> dict[str, str]:
+def flow_env(
+    bootstrap: str, topics: Topics, database_url: str, *, tail: bool, **extra: str
+) -> dict[str, str]:
     """The environment ``flows.sessions.dataflow:from_env()`` reads."""
     return {
         **os.environ,
@@ -338,14 +435,19 @@ def flow_env(bootstrap: str, topics: Topics, database_url: str, *, tail: bool,
     }
 
 
-def start_flow(env: dict[str, str], *args: str, log: Path | None = None,
-               flow: str = SESSIONS_FLOW) -> subprocess.Popen[bytes]:
+def start_flow(
+    env: dict[str, str], *args: str, log: Path | None = None, flow: str = SESSIONS_FLOW
+) -> subprocess.Popen[bytes]:
     """``python -m flows.run FLOW ARGS`` as a child process (output to ``log``)."""
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "flows.run", flow, *args], cwd=ROOT, env=env,
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "flows.run", flow, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
         )
     finally:
         if log is not None:

@@ -82,7 +82,8 @@ class SamplePoller:
                     "AND charge_point_id = ANY(%s) AND connector_id = 1 AND measurand = %s "
                     "AND phase = '' AND location = 'Outlet' AND context = 'Sample.Periodic' "
                     "AND measured_at > %s",
-                    (ENERGY, self.probes, self.probes, ENERGY, since)).fetchall()
+                    (ENERGY, self.probes, self.probes, ENERGY, since),
+                ).fetchall()
                 now = datetime.now(UTC)
                 self.polls += 1
                 self.poll_ms.append((time.perf_counter() - started) * 1000)
@@ -100,14 +101,21 @@ class SamplePoller:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.e2e",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--stations", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=1000.0, help="MeterValues/s, whole fleet")
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--probes", type=int, default=100,
-                        help="stations whose rows are timed (each sends rate/stations per s)")
+    parser.add_argument(
+        "--probes",
+        type=int,
+        default=100,
+        help="stations whose rows are timed (each sends rate/stations per s)",
+    )
     parser.add_argument("--poll-ms", type=float, default=50.0)
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--security-profile", type=int, choices=(0, 1), default=1)
@@ -118,39 +126,64 @@ def main(argv: list[str] | None = None) -> int:
 
     fd_limit = raise_fd_limit()
     prefix = "E2E-"
-    probes = [f"{prefix}{i:05d}" for i in range(0, args.stations,
-                                                  max(1, args.stations // args.probes))]
+    probes = [
+        f"{prefix}{i:05d}" for i in range(0, args.stations, max(1, args.stations // args.probes))
+    ]
     result: dict[str, Any] = {
         "machine": machine_info(fd_limit=fd_limit),
-        "config": {"stations": args.stations, "target_messages_per_s": args.rate,
-                   "duration_s": args.duration, "warmup_s": args.warmup,
-                   "probe_stations": len(probes), "poll_ms": args.poll_ms,
-                   "partitions": args.partitions, "security_profile": args.security_profile,
-                   "flow_batch_size": args.batch_size},
+        "config": {
+            "stations": args.stations,
+            "target_messages_per_s": args.rate,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "probe_stations": len(probes),
+            "poll_ms": args.poll_ms,
+            "partitions": args.partitions,
+            "security_profile": args.security_profile,
+            "flow_batch_size": args.batch_size,
+        },
     }
     with bench_stack("e2e", args.partitions, args.logs) as stack:
         work, broker, url, topics = stack.work, stack.broker, stack.database_url, stack.topics
         result["database"] = stack.database_origin
         progress(f"provisioning {args.stations} stations")
-        provision_fleet(url, prefix, args.stations, BENCH_PASSWORD,
-                        args.security_profile)
+        provision_fleet(url, prefix, args.stations, BENCH_PASSWORD, args.security_profile)
         recovery = work / f"recovery-{uuid.uuid4().hex[:6]}"
         ensure_recovery_dir(recovery, 1)
         flow = start_flow(
-            flow_env(broker.bootstrap, topics, url, tail=True,
-                     CHARGEFLOW_FLOW_BATCH_SIZE=str(args.batch_size)),
-            "-r", str(recovery), "-s", "5", "-b", "0", log=work / "flow.log")
+            flow_env(
+                broker.bootstrap,
+                topics,
+                url,
+                tail=True,
+                CHARGEFLOW_FLOW_BATCH_SIZE=str(args.batch_size),
+            ),
+            "-r",
+            str(recovery),
+            "-s",
+            "5",
+            "-b",
+            "0",
+            log=work / "flow.log",
+        )
         try:
             with gateway_process(broker.bootstrap, url, topics, work) as gw:
                 progress(f"connecting {args.stations} stations")
                 run = start_loadgen(
-                    gw, stations=args.stations, rate=args.rate,
-                    duration=args.duration, warmup=args.warmup, prefix=prefix,
+                    gw,
+                    stations=args.stations,
+                    rate=args.rate,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    prefix=prefix,
                     password=BENCH_PASSWORD,
-                    extra=["--connect-concurrency", str(args.connect_concurrency)])
+                    extra=["--connect-concurrency", str(args.connect_concurrency)],
+                )
                 ready = run.wait_ready(timeout=1800)
-                progress(f"{ready['connected']} ready in {ready['connect_s']} s; "
-                         f"{args.rate:g} msg/s for {args.warmup:g}+{args.duration:g} s")
+                progress(
+                    f"{ready['connected']} ready in {ready['connect_s']} s; "
+                    f"{args.rate:g} msg/s for {args.warmup:g}+{args.duration:g} s"
+                )
                 if flow.poll() is not None:
                     raise RuntimeError(f"sessions flow exited with {flow.returncode}")
                 flow_ps = psutil.Process(flow.pid)
@@ -163,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 sent_until = datetime.now(UTC)
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline:
-                    if any(m >= sent_until - timedelta(seconds=1)
-                           for m, _ in poller.ages_ms[-50:]):
+                    if any(m >= sent_until - timedelta(seconds=1) for m, _ in poller.ages_ms[-50:]):
                         break
                     time.sleep(0.2)
                 time.sleep(1.0)
@@ -184,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ages = sorted(poller.ages_ms)
     if ages:
         first = ages[0][0]
-        measured = [age for at, age in ages
-                    if (at - first).total_seconds() >= args.warmup]
+        measured = [age for at, age in ages if (at - first).total_seconds() >= args.warmup]
     else:
         measured = []
     lat = percentiles(measured)
@@ -193,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     result["gateway"] = window
     result["flow"] = {
         "exit_code": flow_rc,
-        "cpu_percent": round(100 * ((flow_cpu1.user + flow_cpu1.system)
-                                    - (flow_cpu0.user + flow_cpu0.system)) / wall, 1),
+        "cpu_percent": round(
+            100
+            * ((flow_cpu1.user + flow_cpu1.system) - (flow_cpu0.user + flow_cpu0.system))
+            / wall,
+            1,
+        ),
     }
     result["kafka_ocpp_events"] = events
     result["meter_samples_rows"] = samples_rows

@@ -25,8 +25,12 @@ def per_call_us(fn: object, number: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000)
-    parser.add_argument("--batch-size", type=int, default=1000,
-                        help="events per input batch (CHARGEFLOW_FLOW_BATCH_SIZE)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        help="events per input batch (CHARGEFLOW_FLOW_BATCH_SIZE)",
+    )
     args = parser.parse_args()
     events = EVENTS_IN.labels("bench", "ocpp.events")
     sink = SinkMetrics("bench")
@@ -35,16 +39,21 @@ def main() -> None:
     input_us = per_call_us(lambda: events.inc(batch), args.calls)
     sink_us = per_call_us(lambda: sink.observe(batch, 0.01), args.calls)
     epoch_us = per_call_us(lambda: epoch.observe(1.0), args.calls)
-    print(json.dumps({
-        "machine": machine_info(),
-        "calls": args.calls,
-        "batch_size": batch,
-        "us_per_input_batch": round(input_us, 3),
-        "us_per_sink_write": round(sink_us, 3),
-        "us_per_epoch_snapshot": round(epoch_us, 3),
-        # Input and sink measurements once per batch of batch_size events (at most).
-        "ns_per_event": round((input_us + sink_us) * 1000 / batch, 3),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "calls": args.calls,
+                "batch_size": batch,
+                "us_per_input_batch": round(input_us, 3),
+                "us_per_sink_write": round(sink_us, 3),
+                "us_per_epoch_snapshot": round(epoch_us, 3),
+                # Input and sink measurements once per batch of batch_size events (at most).
+                "ns_per_event": round((input_us + sink_us) * 1000 / batch, 3),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -75,8 +75,9 @@ def progress(text: str) -> None:
 # --------------------------------------------------------------------------- provisioning
 
 
-def provision_fleet(database_url: str, prefix: str, count: int, password: str,
-                    security_profile: int = 1) -> float:
+def provision_fleet(
+    database_url: str, prefix: str, count: int, password: str, security_profile: int = 1
+) -> float:
     """Stations ``PREFIX00000..`` (one shared argon2 hash; profile 1 = Basic auth, 0 = no
     authentication) and id tags ``BT0..`` in bulk; returns the seconds it took."""
     started = time.perf_counter()
@@ -88,11 +89,13 @@ def provision_fleet(database_url: str, prefix: str, count: int, password: str,
             "SELECT unnest(%s::text[]), %s, %s ON CONFLICT (charge_point_id) DO UPDATE "
             "SET password_hash = EXCLUDED.password_hash, "
             "security_profile = EXCLUDED.security_profile",
-            (ids, password_hash, security_profile))
+            (ids, password_hash, security_profile),
+        )
         conn.execute(
             "INSERT INTO id_tags (id_tag, status) SELECT unnest(%s::text[]), 'Accepted' "
             "ON CONFLICT (id_tag) DO NOTHING",
-            ([f"BT{i}" for i in range(count)],))
+            ([f"BT{i}" for i in range(count)],),
+        )
     return time.perf_counter() - started
 
 
@@ -125,8 +128,9 @@ class GatewayProcess:
             return str(r.read().decode())
 
 
-def gateway_env(bootstrap: str, database_url: str, topics: Topics, port: int,
-                **extra: str) -> dict[str, str]:
+def gateway_env(
+    bootstrap: str, database_url: str, topics: Topics, port: int, **extra: str
+) -> dict[str, str]:
     return {
         **os.environ,
         "CHARGEFLOW_KAFKA_BOOTSTRAP": bootstrap,
@@ -147,19 +151,28 @@ def healthy(port: int) -> bool:
 
 
 @contextmanager
-def gateway_process(bootstrap: str, database_url: str, topics: Topics, workdir: Path,
-                    extra_env: dict[str, str] | None = None) -> Iterator[GatewayProcess]:
+def gateway_process(
+    bootstrap: str,
+    database_url: str,
+    topics: Topics,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[GatewayProcess]:
     """``python -m chargeflow.cli gateway`` (inherits the raised fd limit), until healthy."""
     port = free_port()
     log = workdir / "gateway.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chargeflow.cli", "gateway"], cwd=ROOT,
+            [sys.executable, "-m", "chargeflow.cli", "gateway"],
+            cwd=ROOT,
             env=gateway_env(bootstrap, database_url, topics, port, **(extra_env or {})),
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
         )
     gw = GatewayProcess(proc, port, log)
     try:
+
         def up() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {proc.returncode}; see {log}")
@@ -211,8 +224,11 @@ class LoadRun:
             marker = line.split(" ", 1)[0]
             if marker in ("READY", "MEASURE-START", "MEASURE-END"):
                 with suppress(psutil.Error):
-                    self.events[marker] = (time.monotonic(), self.gateway.cpu_seconds(),
-                                           self.gateway.rss())
+                    self.events[marker] = (
+                        time.monotonic(),
+                        self.gateway.cpu_seconds(),
+                        self.gateway.rss(),
+                    )
                 if marker == "READY":
                     self.ready = json.loads(line.split(" ", 1)[1])
                     self._ready_event.set()
@@ -248,8 +264,9 @@ class LoadRun:
         if self._reader_thread is not None:
             self._reader_thread.join(10)
         if self.proc.returncode != 0:
-            raise RuntimeError(f"load generator failed ({self.proc.returncode}): "
-                               f"{self.stderr_tail[-5:]}")
+            raise RuntimeError(
+                f"load generator failed ({self.proc.returncode}): {self.stderr_tail[-5:]}"
+            )
         return dict(json.loads(out))
 
     def window(self) -> dict[str, Any]:
@@ -258,19 +275,54 @@ class LoadRun:
             return {}
         t0, c0, _ = self.events["MEASURE-START"]
         t1, c1, rss = self.events["MEASURE-END"]
-        return {"gateway_cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 1),
-                "gateway_rss_mib_at_end": round(rss / 2**20, 1)}
+        return {
+            "gateway_cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 1),
+            "gateway_rss_mib_at_end": round(rss / 2**20, 1),
+        }
 
 
-def start_loadgen(gw: GatewayProcess, *, stations: int, rate: float, duration: float,
-                  warmup: float, prefix: str, password: str, compression: bool = False,
-                  extra: list[str] | None = None) -> LoadRun:
-    args = [sys.executable, "-m", "bench.loadgen", "--url", gw.url,
-            "--stations", str(stations), "--rate", str(rate), "--duration", str(duration),
-            "--warmup", str(warmup), "--prefix", prefix, "--password", password, "--wait-go",
-            *(["--compression"] if compression else []), *(extra or [])]
-    proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def start_loadgen(
+    gw: GatewayProcess,
+    *,
+    stations: int,
+    rate: float,
+    duration: float,
+    warmup: float,
+    prefix: str,
+    password: str,
+    compression: bool = False,
+    extra: list[str] | None = None,
+) -> LoadRun:
+    args = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--url",
+        gw.url,
+        "--stations",
+        str(stations),
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+        "--prefix",
+        prefix,
+        "--password",
+        password,
+        "--wait-go",
+        *(["--compression"] if compression else []),
+        *(extra or []),
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run = LoadRun(proc, gw)
     assert proc.stderr is not None
     run._reader_thread = threading.Thread(target=run._reader, args=(proc.stderr,), daemon=True)
@@ -284,14 +336,18 @@ def start_loadgen(gw: GatewayProcess, *, stations: int, rate: float, duration: f
 
 def topic_message_count(bootstrap: str, topic: str) -> int:
     """Messages in ``topic`` (sum of high - low watermarks)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         meta = consumer.list_topics(topic, timeout=10)
         total = 0
         for partition in meta.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                       timeout=10)
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             total += high - low
         return total
     finally:
@@ -326,9 +382,24 @@ def start_py_spy(out: Path | None, pid: int, seconds: float) -> subprocess.Popen
         return None
     exe = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
-        [str(exe), "record", "-o", str(out), "-f", "raw", "-d", str(int(seconds) + 1),
-         "-r", "100", "-p", str(pid), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(exe),
+            "record",
+            "-o",
+            str(out),
+            "-f",
+            "raw",
+            "-d",
+            str(int(seconds) + 1),
+            "-r",
+            "100",
+            "-p",
+            str(pid),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
@@ -350,9 +421,7 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
         best = sorted(d.items(), key=lambda kv: -kv[1])[:top]
         return [f"{100 * n / total:5.1f}% {name}" for name, n in best]
 
-    return {"file": str(path), "samples": total, "inclusive": share(inclusive),
-            "self": share(own)}
-
+    return {"file": str(path), "samples": total, "inclusive": share(inclusive), "self": share(own)}
 
 
 # --------------------------------------------------------------------------- --compare
@@ -366,15 +435,21 @@ def ensure_ocpp_rpc() -> None:
     if (OCPP_RPC_DIR / "node_modules" / "ocpp-rpc").is_dir():
         return
     progress("installing ocpp-rpc (npm ci)")
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=OCPP_RPC_DIR, check=True,
-                   stdout=sys.stderr)
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund"], cwd=OCPP_RPC_DIR, check=True, stdout=sys.stderr
+    )
 
 
 @contextmanager
 def reference_server() -> Iterator[tuple[int, subprocess.Popen[str]]]:
     """``node server.js``: the ocpp-rpc reference server on a free port."""
-    proc = subprocess.Popen(["node", "server.js", "0"], cwd=OCPP_RPC_DIR, text=True,
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["node", "server.js", "0"],
+        cwd=OCPP_RPC_DIR,
+        text=True,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -390,18 +465,39 @@ def reference_server() -> Iterator[tuple[int, subprocess.Popen[str]]]:
             proc.wait(10)
 
 
-def run_node_loadgen(url: str, pid: int, *, stations: int, rates: list[float],
-                     warmup: float, duration: float, drain: float,
-                     connect_concurrency: int, workers: int,
-                     on_ready: Callable[[], None] | None = None) -> dict[str, Any]:
+def run_node_loadgen(
+    url: str,
+    pid: int,
+    *,
+    stations: int,
+    rates: list[float],
+    warmup: float,
+    duration: float,
+    drain: float,
+    connect_concurrency: int,
+    workers: int,
+    on_ready: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """``node loadgen.js`` against ``url``; the server process ``pid``'s CPU% per rate
     (from the generator's PHASE markers) is added to each rate's result; ``on_ready``
     runs once every station is connected, just before the load starts."""
-    spec = {"url": url, "stations": stations, "rates": rates, "warmupS": warmup,
-            "durationS": duration, "drainS": drain, "connectConcurrency": connect_concurrency,
-            "workers": workers}
-    proc = subprocess.Popen(["node", "loadgen.js", json.dumps(spec)], cwd=OCPP_RPC_DIR,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    spec = {
+        "url": url,
+        "stations": stations,
+        "rates": rates,
+        "warmupS": warmup,
+        "durationS": duration,
+        "drainS": drain,
+        "connectConcurrency": connect_concurrency,
+        "workers": workers,
+    }
+    proc = subprocess.Popen(
+        ["node", "loadgen.js", json.dumps(spec)],
+        cwd=OCPP_RPC_DIR,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     server = psutil.Process(pid)
     cpu: dict[str, float] = {}
     loads: dict[str, float] = {}
@@ -459,30 +555,47 @@ def ratio(ours: float | None, reference: float | None) -> float | None:
 def compare(args: argparse.Namespace, result: dict[str, Any]) -> None:
     ensure_ocpp_rpc()
     rates = [float(r) for r in args.rates.split(",")]
-    common = {"stations": args.stations, "rates": rates, "warmup": args.warmup,
-              "duration": args.duration, "drain": args.drain,
-              "connect_concurrency": args.connect_concurrency, "workers": args.loadgen_workers}
-    result["config"].update({"rates": rates, "drain_s": args.drain,
-                             "loadgen_workers": args.loadgen_workers,
-                             "loadgen": "ocpp-rpc (node), permessage-deflate offered"})
+    common = {
+        "stations": args.stations,
+        "rates": rates,
+        "warmup": args.warmup,
+        "duration": args.duration,
+        "drain": args.drain,
+        "connect_concurrency": args.connect_concurrency,
+        "workers": args.loadgen_workers,
+    }
+    result["config"].update(
+        {
+            "rates": rates,
+            "drain_s": args.drain,
+            "loadgen_workers": args.loadgen_workers,
+            "loadgen": "ocpp-rpc (node), permessage-deflate offered",
+        }
+    )
     reference: dict[str, Any] = {"rates": [None] * len(rates)}
     if not args.no_reference:
         with reference_server() as (port, ref):
-            progress(f"reference ocpp-rpc server on {port}: {args.stations} stations, "
-                     f"rates {args.rates}")
+            progress(
+                f"reference ocpp-rpc server on {port}: {args.stations} stations, rates {args.rates}"
+            )
             reference = run_node_loadgen(f"ws://127.0.0.1:{port}", ref.pid, **common)
     with bench_stack("bench", args.partitions, args.logs) as stack:
         result["database"] = stack.database_origin
         provision_fleet(stack.database_url, "BENCH-", args.stations, BENCH_PASSWORD, 0)
-        with gateway_process(stack.broker.bootstrap, stack.database_url, stack.topics,
-                             stack.work) as gw:
-            progress(f"gateway (pid {gw.proc.pid}): {args.stations} stations, "
-                     f"rates {args.rates}")
+        with gateway_process(
+            stack.broker.bootstrap, stack.database_url, stack.topics, stack.work
+        ) as gw:
+            progress(f"gateway (pid {gw.proc.pid}): {args.stations} stations, rates {args.rates}")
             spies: list[subprocess.Popen[bytes] | None] = []
 
             def profile() -> None:
-                spies.append(start_py_spy(args.py_spy, gw.proc.pid, len(rates) * (
-                    args.warmup + args.duration + args.drain)))
+                spies.append(
+                    start_py_spy(
+                        args.py_spy,
+                        gw.proc.pid,
+                        len(rates) * (args.warmup + args.duration + args.drain),
+                    )
+                )
 
             ours = run_node_loadgen(gw.url, gw.proc.pid, **common, on_ready=profile)
             spy = spies[0] if spies else None
@@ -493,71 +606,130 @@ def compare(args: argparse.Namespace, result: dict[str, Any]) -> None:
     result["reference"] = reference
     result["ours"] = ours
     table = []
-    none: dict[str, Any] = {"sustained_per_s": None, "latency_ms": {"p50": None, "p99": None},
-            "connections_closed": None}
+    none: dict[str, Any] = {
+        "sustained_per_s": None,
+        "latency_ms": {"p50": None, "p99": None},
+        "connections_closed": None,
+    }
     for mine, theirs in zip(ours["rates"], reference["rates"], strict=True):
         theirs = theirs or none
         p99_ours, p99_ref = mine["latency_ms"]["p99"], theirs["latency_ms"]["p99"]
-        table.append({
-            "offered_per_s": mine["offered_per_s"],
-            "sustained_per_s": {"ours": mine["sustained_per_s"],
-                                "reference": theirs["sustained_per_s"]},
-            "p50_ms": {"ours": mine["latency_ms"]["p50"],
-                       "reference": theirs["latency_ms"]["p50"]},
-            "p99_ms": {"ours": p99_ours, "reference": p99_ref},
-            "throughput_ratio": ratio(mine["sustained_per_s"], theirs["sustained_per_s"]),
-            "p99_ratio": ratio(p99_ours, p99_ref),
-            "server_cpu_ms_per_call": {"ours": cpu_ms_per_call(mine),
-                                       "reference": cpu_ms_per_call(theirs)},
-            "connections_closed": {"ours": mine["connections_closed"],
-                                   "reference": theirs["connections_closed"]},
-            "target_met": bool(
-                (ratio(mine["sustained_per_s"], theirs["sustained_per_s"]) or 0) >= 1.0
-                and p99_ours is not None and p99_ours <= TARGET_P99_MS_AT_500),
-        })
+        table.append(
+            {
+                "offered_per_s": mine["offered_per_s"],
+                "sustained_per_s": {
+                    "ours": mine["sustained_per_s"],
+                    "reference": theirs["sustained_per_s"],
+                },
+                "p50_ms": {
+                    "ours": mine["latency_ms"]["p50"],
+                    "reference": theirs["latency_ms"]["p50"],
+                },
+                "p99_ms": {"ours": p99_ours, "reference": p99_ref},
+                "throughput_ratio": ratio(mine["sustained_per_s"], theirs["sustained_per_s"]),
+                "p99_ratio": ratio(p99_ours, p99_ref),
+                "server_cpu_ms_per_call": {
+                    "ours": cpu_ms_per_call(mine),
+                    "reference": cpu_ms_per_call(theirs),
+                },
+                "connections_closed": {
+                    "ours": mine["connections_closed"],
+                    "reference": theirs["connections_closed"],
+                },
+                "target_met": bool(
+                    (ratio(mine["sustained_per_s"], theirs["sustained_per_s"]) or 0) >= 1.0
+                    and p99_ours is not None
+                    and p99_ours <= TARGET_P99_MS_AT_500
+                ),
+            }
+        )
     result["comparison"] = table
     result["target"] = ">= 1.0x the reference's sustained throughput at p99 <= 100 ms"
+
 
 # --------------------------------------------------------------------------- main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gateway",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--stations", type=int, default=2000)
-    parser.add_argument("--rate", type=float, default=None,
-                        help="MeterValues/s across the fleet (default 2000, --latency 500)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="MeterValues/s across the fleet (default 2000, --latency 500)",
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--latency", action="store_true", help="latency mode: 500 msg/s")
     parser.add_argument("--partitions", type=int, default=2, help="topic partitions")
-    parser.add_argument("--compression", action="store_true",
-                        help="stations offer permessage-deflate (the gateway accepts it)")
-    parser.add_argument("--security-profile", type=int, choices=(0, 1), default=1,
-                        help="1: HTTP Basic with argon2 per connection (default); 0: none "
-                             "(steady-state runs without the argon2 connect cost)")
-    parser.add_argument("--connect-concurrency", type=int, default=8,
-                        help="stations connecting at once (the gateway verifies 4 argon2 "
-                             "hashes at a time and answers 503 + Retry-After past 64 waiting)")
-    parser.add_argument("--py-spy", type=Path, default=None, metavar="FILE",
-                        help="record the gateway with py-spy (pip install py-spy) during "
-                             "warm-up + measured window; raw collapsed stacks to FILE")
-    parser.add_argument("--compare", action="store_true",
-                        help="ocpp-rpc load generator against an ocpp-rpc reference server "
-                             "and against the gateway, side by side (see above)")
-    parser.add_argument("--no-reference", action="store_true",
-                        help="--compare: only the gateway (e.g. to profile it with --py-spy)")
-    parser.add_argument("--rates", default="1000,2000,3000",
-                        help="--compare: offered MeterValues/s, one step each")
-    parser.add_argument("--drain", type=float, default=10.0,
-                        help="--compare: seconds after each step for queued calls to finish")
-    parser.add_argument("--loadgen-workers", type=int, default=2,
-                        help="--compare: Node processes the stations are spread over")
-    parser.add_argument("--logs", type=Path, default=None,
-                        help="keep the gateway/broker logs in this directory")
-    parser.add_argument("--reconnect-storm", action="store_true",
-                        help="all --stations (default 10000) reconnect at once to a freshly "
-                             "started gateway; see bench.storm (also --prime seed|login|none)")
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="stations offer permessage-deflate (the gateway accepts it)",
+    )
+    parser.add_argument(
+        "--security-profile",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="1: HTTP Basic with argon2 per connection (default); 0: none "
+        "(steady-state runs without the argon2 connect cost)",
+    )
+    parser.add_argument(
+        "--connect-concurrency",
+        type=int,
+        default=8,
+        help="stations connecting at once (the gateway verifies 4 argon2 "
+        "hashes at a time and answers 503 + Retry-After past 64 waiting)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="record the gateway with py-spy (pip install py-spy) during "
+        "warm-up + measured window; raw collapsed stacks to FILE",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="ocpp-rpc load generator against an ocpp-rpc reference server "
+        "and against the gateway, side by side (see above)",
+    )
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="--compare: only the gateway (e.g. to profile it with --py-spy)",
+    )
+    parser.add_argument(
+        "--rates", default="1000,2000,3000", help="--compare: offered MeterValues/s, one step each"
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=10.0,
+        help="--compare: seconds after each step for queued calls to finish",
+    )
+    parser.add_argument(
+        "--loadgen-workers",
+        type=int,
+        default=2,
+        help="--compare: Node processes the stations are spread over",
+    )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keep the gateway/broker logs in this directory"
+    )
+    parser.add_argument(
+        "--reconnect-storm",
+        action="store_true",
+        help="all --stations (default 10000) reconnect at once to a freshly "
+        "started gateway; see bench.storm (also --prime seed|login|none)",
+    )
     return parser
 
 
@@ -574,11 +746,16 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "machine": machine_info(fd_limit=fd_limit),
         "mode": "latency" if args.latency else "throughput",
-        "config": {"stations": args.stations, "target_messages_per_s": rate,
-                   "duration_s": args.duration, "warmup_s": args.warmup,
-                   "partitions": args.partitions, "compression": args.compression,
-                   "security_profile": args.security_profile,
-                   "connect_concurrency": args.connect_concurrency},
+        "config": {
+            "stations": args.stations,
+            "target_messages_per_s": rate,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "partitions": args.partitions,
+            "compression": args.compression,
+            "security_profile": args.security_profile,
+            "connect_concurrency": args.connect_concurrency,
+        },
     }
     if args.compare:
         compare(args, result)
@@ -590,23 +767,30 @@ def main(argv: list[str] | None = None) -> int:
         result["database"] = stack.database_origin
         progress(f"provisioning {args.stations} stations")
         result["provision_s"] = round(
-            provision_fleet(url, prefix, args.stations, BENCH_PASSWORD,
-                            args.security_profile), 2)
+            provision_fleet(url, prefix, args.stations, BENCH_PASSWORD, args.security_profile), 2
+        )
         with gateway_process(broker.bootstrap, url, topics, work) as gw:
             idle = settle_rss(gw)
             progress(f"gateway up (pid {gw.proc.pid}); connecting {args.stations}")
-            run = start_loadgen(gw, stations=args.stations, rate=rate,
-                                duration=args.duration, warmup=args.warmup,
-                                prefix=prefix, password=BENCH_PASSWORD,
-                                compression=args.compression,
-                                extra=["--connect-concurrency",
-                                       str(args.connect_concurrency)])
+            run = start_loadgen(
+                gw,
+                stations=args.stations,
+                rate=rate,
+                duration=args.duration,
+                warmup=args.warmup,
+                prefix=prefix,
+                password=BENCH_PASSWORD,
+                compression=args.compression,
+                extra=["--connect-concurrency", str(args.connect_concurrency)],
+            )
             cpu_before_connect = gw.cpu_seconds()
             ready = run.wait_ready(timeout=1800)
             connect_cpu = gw.cpu_seconds() - cpu_before_connect
             connected_rss = settle_rss(gw)
-            progress(f"{ready['connected']} stations ready in {ready['connect_s']} s; "
-                     f"load {rate:g}/s for {args.warmup:g}+{args.duration:g} s")
+            progress(
+                f"{ready['connected']} stations ready in {ready['connect_s']} s; "
+                f"load {rate:g}/s for {args.warmup:g}+{args.duration:g} s"
+            )
             spy = start_py_spy(args.py_spy, gw.proc.pid, args.warmup + args.duration)
             run.go()
             load = run.result(timeout=args.warmup + args.duration + 600)
@@ -625,7 +809,8 @@ def main(argv: list[str] | None = None) -> int:
                 "rss_peak_while_connecting_mib": round(run.peak_rss["connect"] / 2**20, 1),
                 "rss_peak_under_load_mib": round(run.peak_rss["load"] / 2**20, 1),
                 "rss_peak_under_load_per_connection_kib": round(
-                    (max(run.peak_rss["load"], connected_rss) - idle) / n / 1024, 1),
+                    (max(run.peak_rss["load"], connected_rss) - idle) / n / 1024, 1
+                ),
                 "connect_cpu_s": round(connect_cpu, 1),
                 **window,
                 **publish_stats(metrics_text),

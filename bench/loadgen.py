@@ -50,8 +50,9 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def percentiles(values: list[float], points: tuple[float, ...] = (50, 95, 99, 99.9)
-                ) -> dict[str, float | None]:
+def percentiles(
+    values: list[float], points: tuple[float, ...] = (50, 95, 99, 99.9)
+) -> dict[str, float | None]:
     """Nearest-rank percentiles (ms values in, rounded), plus max and mean."""
     out: dict[str, float | None] = {}
     if not values:
@@ -107,9 +108,12 @@ class Station:
             started = time.perf_counter()
             try:
                 self.ws = await connect(
-                    f"{args.url}/{self.cp_id}", subprotocols=[Subprotocol("ocpp1.6")],
-                    additional_headers=headers, open_timeout=args.open_timeout,
-                    ping_interval=None, max_queue=4,
+                    f"{args.url}/{self.cp_id}",
+                    subprotocols=[Subprotocol("ocpp1.6")],
+                    additional_headers=headers,
+                    open_timeout=args.open_timeout,
+                    ping_interval=None,
+                    max_queue=4,
                     compression="deflate" if args.compression else None,
                 )
                 self.stats.connect_ms.append((time.perf_counter() - started) * 1000)
@@ -121,8 +125,9 @@ class Station:
             await asyncio.sleep(0.5 * (attempt + 1))
         return False
 
-    async def call(self, action: str, payload_json: str, wait_s: float
-                   ) -> tuple[float, dict[str, Any] | None, str | None]:
+    async def call(
+        self, action: str, payload_json: str, wait_s: float
+    ) -> tuple[float, dict[str, Any] | None, str | None]:
         """(latency ms, CALLRESULT payload or None, error code or None)."""
         assert self.ws is not None
         uid = self._uid()
@@ -144,15 +149,32 @@ class Station:
 
     async def boot(self) -> bool:
         try:
-            _, boot, err = await self.call("BootNotification", json.dumps({
-                "chargePointVendor": "chargeflow-bench", "chargePointModel": "LOADGEN",
-                "chargePointSerialNumber": self.cp_id}), 60)
+            _, boot, err = await self.call(
+                "BootNotification",
+                json.dumps(
+                    {
+                        "chargePointVendor": "chargeflow-bench",
+                        "chargePointModel": "LOADGEN",
+                        "chargePointSerialNumber": self.cp_id,
+                    }
+                ),
+                60,
+            )
             if boot is None:
                 self.stats.errors[f"boot_{err}"] += 1
                 return False
-            _, start, err = await self.call("StartTransaction", json.dumps({
-                "connectorId": 1, "idTag": f"BT{self.index}", "meterStart": self.register_wh,
-                "timestamp": iso_ms(datetime.now(UTC))}), 60)
+            _, start, err = await self.call(
+                "StartTransaction",
+                json.dumps(
+                    {
+                        "connectorId": 1,
+                        "idTag": f"BT{self.index}",
+                        "meterStart": self.register_wh,
+                        "timestamp": iso_ms(datetime.now(UTC)),
+                    }
+                ),
+                60,
+            )
         except (TimeoutError, ConnectionClosed) as exc:
             self.stats.errors[f"setup_{type(exc).__name__}"] += 1
             return False
@@ -176,8 +198,7 @@ class Station:
             f'"location":"Outlet","unit":"A","phase":"L1"}}]}}]}}'
         )
 
-    async def run(self, t0: float, measure_from: float, measure_to: float,
-                  interval: float) -> None:
+    async def run(self, t0: float, measure_from: float, measure_to: float, interval: float) -> None:
         stats = self.stats
         loop = asyncio.get_running_loop()
         slot = t0 + random.random() * interval
@@ -196,7 +217,8 @@ class Station:
                 stats.measured_sent += 1
             try:
                 latency, _result, err = await self.call(
-                    "MeterValues", self.meter_values(datetime.now(UTC)), self.args.call_timeout)
+                    "MeterValues", self.meter_values(datetime.now(UTC)), self.args.call_timeout
+                )
             except TimeoutError:
                 stats.errors["timeout"] += 1
                 continue
@@ -241,8 +263,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     measure_from = t0 + args.warmup
     measure_to = measure_from + args.duration
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    tasks = [asyncio.create_task(st.run(t0, measure_from, measure_to, interval))
-             for st in live]
+    tasks = [asyncio.create_task(st.run(t0, measure_from, measure_to, interval)) for st in live]
 
     async def markers() -> None:
         await asyncio.sleep(max(0.0, measure_from - loop.time()))
@@ -256,11 +277,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     wall = loop.time() - t0
     still_open = sum(1 for st in live if st.ws is not None and st.ws.state.name == "OPEN")
-    await asyncio.gather(*(st.ws.close() for st in live if st.ws is not None),
-                         return_exceptions=True)
+    await asyncio.gather(
+        *(st.ws.close() for st in live if st.ws is not None), return_exceptions=True
+    )
 
-    cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime
-                                                         + cpu_before.ru_stime)
+    cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     return {
         "stations": args.stations,
         "connected": len(live),
@@ -285,8 +306,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.loadgen",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--url", required=True, help="gateway base URL, e.g. ws://h:p/ocpp")
     parser.add_argument("--stations", type=int, default=100)
     parser.add_argument("--prefix", default="BENCH-", help="station ids: PREFIX00000...")
@@ -297,10 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-concurrency", type=int, default=8)
     parser.add_argument("--open-timeout", type=float, default=300.0)
     parser.add_argument("--call-timeout", type=float, default=30.0)
-    parser.add_argument("--compression", action="store_true",
-                        help="offer permessage-deflate (off: most station firmware does not)")
-    parser.add_argument("--wait-go", action="store_true",
-                        help="after READY, wait for a GO line on stdin")
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="offer permessage-deflate (off: most station firmware does not)",
+    )
+    parser.add_argument(
+        "--wait-go", action="store_true", help="after READY, wait for a GO line on stdin"
+    )
     parser.add_argument("--seed", type=int, default=1)
     return parser
 
@@ -310,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(args.seed)
     limit = raise_fd_limit()
     if limit < args.stations + 100:
-        print(f"[loadgen] open-files limit {limit} is below {args.stations + 100}",
-              file=sys.stderr)
+        print(f"[loadgen] open-files limit {limit} is below {args.stations + 100}", file=sys.stderr)
     result = asyncio.run(main_async(args))
     json.dump(result, sys.stdout, indent=2)
     print()

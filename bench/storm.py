@@ -80,17 +80,24 @@ def provision(database_url: str, ids: list[str], prime: str) -> str:
     with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
         conn.execute(
             "INSERT INTO stations (charge_point_id, password_hash, security_profile) "
-            "SELECT unnest(%s::text[]), %s, 1", (ids, password_hash))
+            "SELECT unnest(%s::text[]), %s, 1",
+            (ids, password_hash),
+        )
         if prime == "seed":
             key = cache_key_from_secret(CACHE_KEY)
             macs = [credential_mac(key, cp, password_hash, PASSWORD) for cp in ids]
             now = datetime.now(UTC)
-            conn.execute("UPDATE stations SET last_auth_ip = '127.0.0.1', last_auth_at = %s, "
-                         "last_seen_at = %s", (now, now))
+            conn.execute(
+                "UPDATE stations SET last_auth_ip = '127.0.0.1', last_auth_at = %s, "
+                "last_seen_at = %s",
+                (now, now),
+            )
             conn.execute(
                 "INSERT INTO station_verified_credentials "
                 "(charge_point_id, credential_mac, verified_at) "
-                "SELECT unnest(%s::text[]), unnest(%s::bytea[]), %s", (ids, macs, now))
+                "SELECT unnest(%s::text[]), unnest(%s::bytea[]), %s",
+                (ids, macs, now),
+            )
     return password_hash
 
 
@@ -98,20 +105,33 @@ def provision(database_url: str, ids: list[str], prime: str) -> str:
 
 
 @contextmanager
-def gateway(bootstrap: str, database_url: str, topics: Topics, workdir: Path, name: str
-            ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def gateway(
+    bootstrap: str, database_url: str, topics: Topics, workdir: Path, name: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A freshly started ``chargeflow gateway`` process, until it answers /livez."""
     from bench.gateway import gateway_env, healthy
 
     port = free_port()
     log = workdir / f"{name}.log"
-    env = gateway_env(bootstrap, database_url, topics, port,
-                      CHARGEFLOW_GATEWAY_AUTH_CACHE_KEY=CACHE_KEY,
-                      CHARGEFLOW_LOG_LEVEL="WARNING")
+    env = gateway_env(
+        bootstrap,
+        database_url,
+        topics,
+        port,
+        CHARGEFLOW_GATEWAY_AUTH_CACHE_KEY=CACHE_KEY,
+        CHARGEFLOW_LOG_LEVEL="WARNING",
+    )
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "chargeflow.cli", "gateway"], cwd=ROOT,
-                                env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chargeflow.cli", "gateway"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
     try:
+
         def up() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {proc.returncode}; see {log}")
@@ -145,23 +165,44 @@ def metric_samples(port: int, name: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
-            labels = line[len(name):].rsplit(" ", 1)[0].strip("{}")
+            labels = line[len(name) :].rsplit(" ", 1)[0].strip("{}")
             out[labels or "total"] = float(line.rsplit(" ", 1)[1])
     return out
 
 
 def run_client(url: str, stations: int, timeout_s: float) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.storm", "client", "--url", url,
-         "--stations", str(stations), "--timeout", str(timeout_s)],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout_s + 300)
+        [
+            sys.executable,
+            "-m",
+            "bench.storm",
+            "client",
+            "--url",
+            url,
+            "--stations",
+            str(stations),
+            "--timeout",
+            str(timeout_s),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s + 300,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"storm client failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return dict(json.loads(proc.stdout))
 
 
-def storm(bootstrap: str, database_url: str, topics: Topics, workdir: Path, stations: int,
-          timeout_s: float, name: str) -> dict[str, Any]:
+def storm(
+    bootstrap: str,
+    database_url: str,
+    topics: Topics,
+    workdir: Path,
+    stations: int,
+    timeout_s: float,
+    name: str,
+) -> dict[str, Any]:
     with gateway(bootstrap, database_url, topics, workdir, name) as (proc, port):
         cpu_before = cpu_seconds(proc.pid)
         progress(f"{name}: gateway up (pid {proc.pid}); {stations} stations connect at once")
@@ -170,8 +211,12 @@ def storm(bootstrap: str, database_url: str, topics: Topics, workdir: Path, stat
         checks = metric_samples(port, "chargeflow_gateway_password_checks_total")
         rejected = metric_samples(port, "chargeflow_gateway_rejected_handshakes_total")
         progress(f"{name}: {result['connected']} back in {result['all_back_s']} s")
-    return {**result, "gateway_cpu_s": round(cpu, 1),
-            "gateway_password_checks": checks, "gateway_rejected_handshakes": rejected}
+    return {
+        **result,
+        "gateway_cpu_s": round(cpu, 1),
+        "gateway_password_checks": checks,
+        "gateway_rejected_handshakes": rejected,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,17 +224,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reconnect-storm", action="store_true")
     parser.add_argument("--stations", type=int, default=TARGET_STATIONS)
     parser.add_argument("--prime", choices=("seed", "login", "none"), default="seed")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="give up on stations not back after this many seconds")
-    parser.add_argument("--logs", type=Path, default=None,
-                        help="keep the gateway/broker logs in this directory")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="give up on stations not back after this many seconds",
+    )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="keep the gateway/broker logs in this directory"
+    )
     args = parser.parse_args(argv)
     fd_limit = raise_fd_limit()
     result: dict[str, Any] = {
         "machine": machine_info(fd_limit=fd_limit),
         "mode": "reconnect-storm",
-        "config": {"stations": args.stations, "prime": args.prime,
-                   "auth_cache_key": "set", "limits": "gateway defaults"},
+        "config": {
+            "stations": args.stations,
+            "prime": args.prime,
+            "auth_cache_key": "set",
+            "limits": "gateway defaults",
+        },
     }
     with bench_stack("storm", 2, args.logs) as stack:
         ids = station_ids(args.stations)
@@ -198,17 +252,36 @@ def main(argv: list[str] | None = None) -> int:
         result["provision_s"] = round(time.perf_counter() - started, 1)
         result["database"] = stack.database_origin
         if args.prime == "login":
-            result["first_login"] = storm(stack.broker.bootstrap, stack.database_url,
-                                          stack.topics, stack.work, args.stations,
-                                          args.timeout, "first-gateway")
-        result["storm"] = storm(stack.broker.bootstrap, stack.database_url, stack.topics,
-                                stack.work, args.stations, args.timeout, "restarted-gateway")
+            result["first_login"] = storm(
+                stack.broker.bootstrap,
+                stack.database_url,
+                stack.topics,
+                stack.work,
+                args.stations,
+                args.timeout,
+                "first-gateway",
+            )
+        result["storm"] = storm(
+            stack.broker.bootstrap,
+            stack.database_url,
+            stack.topics,
+            stack.work,
+            args.stations,
+            args.timeout,
+            "restarted-gateway",
+        )
     s = result["storm"]
     result["targets"] = {
-        "stations": TARGET_STATIONS, "back_within_s": TARGET_BACK_S,
-        "met": (args.stations >= TARGET_STATIONS and s["connected"] == args.stations
-                and s["all_back_s"] is not None and s["all_back_s"] <= TARGET_BACK_S
-                and s["lockouts"] == 0 and s["failures"] == 0),
+        "stations": TARGET_STATIONS,
+        "back_within_s": TARGET_BACK_S,
+        "met": (
+            args.stations >= TARGET_STATIONS
+            and s["connected"] == args.stations
+            and s["all_back_s"] is not None
+            and s["all_back_s"] <= TARGET_BACK_S
+            and s["lockouts"] == 0
+            and s["failures"] == 0
+        ),
         "note": "shared 2-core machine: the client process competes with the gateway",
     }
     json.dump(result, sys.stdout, indent=2)
@@ -231,10 +304,14 @@ async def client(url: str, stations: int, timeout_s: float) -> dict[str, Any]:
         token = base64.b64encode(f"{cp_id}:{PASSWORD}".encode()).decode()
         while time.monotonic() < deadline:
             try:
-                ws = await connect(f"{url}/{cp_id}", subprotocols=[Subprotocol("ocpp1.6")],
-                                   additional_headers={"Authorization": f"Basic {token}"},
-                                   open_timeout=max(1.0, deadline - time.monotonic()),
-                                   ping_interval=None, compression=None)
+                ws = await connect(
+                    f"{url}/{cp_id}",
+                    subprotocols=[Subprotocol("ocpp1.6")],
+                    additional_headers={"Authorization": f"Basic {token}"},
+                    open_timeout=max(1.0, deadline - time.monotonic()),
+                    ping_interval=None,
+                    compression=None,
+                )
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 statuses[status] += 1

@@ -101,12 +101,14 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> Iterator
     high watermark after batched produces from concurrent producers.)
     """
     consumer = Consumer(
-        with_kafka_logger({
-            "bootstrap.servers": bootstrap,
-            "group.id": "chargeflow-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        })
+        with_kafka_logger(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "chargeflow-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
     )
     try:
         parts = partition_count(bootstrap, topic)

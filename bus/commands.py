@@ -106,18 +106,31 @@ _any_decoder = msgspec.json.Decoder(float_hook=Decimal)
 
 
 def new_command(
-    charge_point_id: str, action: str, payload: dict[str, Any], *, requested_by: str,
-    timeout_s: float = 30.0, ttl_s: float = 300.0, ocpp_version: str | None = None,
-    now: datetime | None = None, command_id: uuid.UUID | None = None,
+    charge_point_id: str,
+    action: str,
+    payload: dict[str, Any],
+    *,
+    requested_by: str,
+    timeout_s: float = 30.0,
+    ttl_s: float = 300.0,
+    ocpp_version: str | None = None,
+    now: datetime | None = None,
+    command_id: uuid.UUID | None = None,
 ) -> Command:
     """A command valid for ``ttl_s`` seconds from ``now``."""
     from datetime import UTC
 
     at = now or datetime.now(UTC)
     return Command(
-        command_id=command_id or uuid.uuid4(), charge_point_id=charge_point_id, action=action,
-        payload=payload, requested_by=requested_by, requested_at=at,
-        expires_at=at + timedelta(seconds=ttl_s), timeout_s=timeout_s, ocpp_version=ocpp_version,
+        command_id=command_id or uuid.uuid4(),
+        charge_point_id=charge_point_id,
+        action=action,
+        payload=payload,
+        requested_by=requested_by,
+        requested_at=at,
+        expires_at=at + timedelta(seconds=ttl_s),
+        timeout_s=timeout_s,
+        ocpp_version=ocpp_version,
     )
 
 
@@ -146,8 +159,9 @@ def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | None, what: str) -
             raise CommandError(f"{what} is not valid JSON: {text}") from None
         raise CommandError(f"{what} does not match schema: {text}") from None
     if value.schema_version > SCHEMA_VERSION:
-        raise CommandError(f"{what} schema_version {value.schema_version} is newer than "
-                           f"supported {SCHEMA_VERSION}")
+        raise CommandError(
+            f"{what} schema_version {value.schema_version} is newer than supported {SCHEMA_VERSION}"
+        )
     return value
 
 

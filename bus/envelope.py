@@ -178,10 +178,14 @@ def decode_facts(data: bytes | None) -> FactsEnvelope | None:
         env = _facts_decoder.decode(data)
     except msgspec.DecodeError:
         return None
-    if (env.normalized is None or env.kind != Kind.OCPP_CALL
-            or env.schema_version > SCHEMA_VERSION
-            or env.received_at.tzinfo is None or env.measured_at.tzinfo is None
-            or memoryview(env.payload)[0] != _OBJECT
-            or memoryview(env.response)[0] not in (_OBJECT, _NULL)):
+    if (
+        env.normalized is None
+        or env.kind != Kind.OCPP_CALL
+        or env.schema_version > SCHEMA_VERSION
+        or env.received_at.tzinfo is None
+        or env.measured_at.tzinfo is None
+        or memoryview(env.payload)[0] != _OBJECT
+        or memoryview(env.response)[0] not in (_OBJECT, _NULL)
+    ):
         return None
     return env

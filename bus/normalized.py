@@ -92,10 +92,19 @@ from typing import Any
 import msgspec
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
-COMMON_STATUSES = frozenset({
-    "Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing",
-    "Reserved", "Unavailable", "Faulted",
-})
+COMMON_STATUSES = frozenset(
+    {
+        "Available",
+        "Preparing",
+        "Charging",
+        "SuspendedEV",
+        "SuspendedEVSE",
+        "Finishing",
+        "Reserved",
+        "Unavailable",
+        "Faulted",
+    }
+)
 ENDED = "Ended"  # EvseStates value after a transaction ended on an EVSE
 
 
@@ -259,8 +268,14 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _samples(
-    cp: str, meter_values: Any, *, evse_id: int | None, connector_id: int | None,
-    transaction_id: str | None, received_at: datetime, v201: bool,
+    cp: str,
+    meter_values: Any,
+    *,
+    evse_id: int | None,
+    connector_id: int | None,
+    transaction_id: str | None,
+    received_at: datetime,
+    v201: bool,
 ) -> list[MeterSample]:
     out: list[MeterSample] = []
     if not isinstance(meter_values, list):
@@ -285,21 +300,36 @@ def _samples(
                 multiplier = 0
             if unit is None:
                 unit = "Wh" if measurand.startswith("Energy.") else ""
-            out.append(MeterSample(
-                charge_point_id=cp, evse_id=evse_id, connector_id=connector_id,
-                transaction_id=transaction_id, timestamp=stamp, measurand=measurand,
-                phase=_str_or_none(sv.get("phase")), unit=unit, unit_multiplier=multiplier,
-                context=_str_or_none(sv.get("context")) or "Sample.Periodic",
-                location=_str_or_none(sv.get("location")) or "Outlet", value=value,
-            ))
+            out.append(
+                MeterSample(
+                    charge_point_id=cp,
+                    evse_id=evse_id,
+                    connector_id=connector_id,
+                    transaction_id=transaction_id,
+                    timestamp=stamp,
+                    measurand=measurand,
+                    phase=_str_or_none(sv.get("phase")),
+                    unit=unit,
+                    unit_multiplier=multiplier,
+                    context=_str_or_none(sv.get("context")) or "Sample.Periodic",
+                    location=_str_or_none(sv.get("location")) or "Outlet",
+                    value=value,
+                )
+            )
     return out
 
 
 def register_wh(samples: Iterable[MeterSample], context: str, *, last: bool) -> Decimal | None:
     """The Energy.Active.Import.Register (no phase) in ``context``, in Wh: the
     earliest such sample, or the latest with ``last=True``; None when there is none."""
-    found = [s for s in samples if s.measurand == ENERGY_REGISTER and s.phase is None
-             and s.context == context and to_wh(s.value, s.unit, s.unit_multiplier) is not None]
+    found = [
+        s
+        for s in samples
+        if s.measurand == ENERGY_REGISTER
+        and s.phase is None
+        and s.context == context
+        and to_wh(s.value, s.unit, s.unit_multiplier) is not None
+    ]
     if not found:
         return None
     found.sort(key=lambda s: s.timestamp)
@@ -316,8 +346,11 @@ def _auth_status(response: Mapping[str, Any] | None, key: str) -> str | None:
 
 
 def normalize_v16(
-    charge_point_id: str, action: str, payload: Mapping[str, Any],
-    response: Mapping[str, Any] | None, received_at: datetime,
+    charge_point_id: str,
+    action: str,
+    payload: Mapping[str, Any],
+    response: Mapping[str, Any] | None,
+    received_at: datetime,
 ) -> list[Normalized]:
     """The facts in one (schema-valid) OCPP 1.6 CALL and the gateway's answer.
 
@@ -339,47 +372,79 @@ def normalize_v16(
         status = _str_or_none(p.get("status"))
         if cid is None or status is None:
             return facts
-        facts.append(ConnectorStatus(
-            charge_point_id=cp, evse_id=cid, connector_id=cid,
-            status=status_from_v16(status), ocpp_status=status,
-            error_code=_str_or_none(p.get("errorCode")),
-            timestamp=parse_time(p.get("timestamp"), received_at),
-        ))
+        facts.append(
+            ConnectorStatus(
+                charge_point_id=cp,
+                evse_id=cid,
+                connector_id=cid,
+                status=status_from_v16(status),
+                ocpp_status=status,
+                error_code=_str_or_none(p.get("errorCode")),
+                timestamp=parse_time(p.get("timestamp"), received_at),
+            )
+        )
     elif action == "MeterValues":
         cid = _int_or_none(p.get("connectorId"))
         tx = _int_or_none(p.get("transactionId"))
-        facts.extend(_samples(
-            cp, p.get("meterValue"), evse_id=cid, connector_id=cid,
-            transaction_id=None if tx is None else str(tx), received_at=received_at,
-            v201=False))
+        facts.extend(
+            _samples(
+                cp,
+                p.get("meterValue"),
+                evse_id=cid,
+                connector_id=cid,
+                transaction_id=None if tx is None else str(tx),
+                received_at=received_at,
+                v201=False,
+            )
+        )
     elif action == "StartTransaction":
         tx = _int_or_none((response or {}).get("transactionId"))
         cid = _int_or_none(p.get("connectorId"))
         if tx is None:
             return facts
         meter_start = _int_or_none(p.get("meterStart"))
-        facts.append(TransactionStart(
-            charge_point_id=cp, transaction_id=str(tx), evse_id=cid, connector_id=cid,
-            id_tag=_str_or_none(p.get("idTag")), auth_status=_auth_status(response, "idTagInfo"),
-            meter_start_wh=None if meter_start is None else Decimal(meter_start),
-            timestamp=parse_time(p.get("timestamp"), received_at),
-            reservation_id=_int_or_none(p.get("reservationId")),
-        ))
+        facts.append(
+            TransactionStart(
+                charge_point_id=cp,
+                transaction_id=str(tx),
+                evse_id=cid,
+                connector_id=cid,
+                id_tag=_str_or_none(p.get("idTag")),
+                auth_status=_auth_status(response, "idTagInfo"),
+                meter_start_wh=None if meter_start is None else Decimal(meter_start),
+                timestamp=parse_time(p.get("timestamp"), received_at),
+                reservation_id=_int_or_none(p.get("reservationId")),
+            )
+        )
     elif action == "StopTransaction":
         tx = _int_or_none(p.get("transactionId"))
         if tx is None:
             return facts
         meter_stop = _int_or_none(p.get("meterStop"))
-        facts.append(TransactionEnd(
-            charge_point_id=cp, transaction_id=str(tx), evse_id=None, connector_id=None,
-            id_tag=_str_or_none(p.get("idTag")), auth_status=_auth_status(response, "idTagInfo"),
-            meter_stop_wh=None if meter_stop is None else Decimal(meter_stop),
-            timestamp=parse_time(p.get("timestamp"), received_at),
-            stopped_reason=_str_or_none(p.get("reason")) or "Local",
-        ))
-        facts.extend(_samples(
-            cp, p.get("transactionData"), evse_id=None, connector_id=None,
-            transaction_id=str(tx), received_at=received_at, v201=False))
+        facts.append(
+            TransactionEnd(
+                charge_point_id=cp,
+                transaction_id=str(tx),
+                evse_id=None,
+                connector_id=None,
+                id_tag=_str_or_none(p.get("idTag")),
+                auth_status=_auth_status(response, "idTagInfo"),
+                meter_stop_wh=None if meter_stop is None else Decimal(meter_stop),
+                timestamp=parse_time(p.get("timestamp"), received_at),
+                stopped_reason=_str_or_none(p.get("reason")) or "Local",
+            )
+        )
+        facts.extend(
+            _samples(
+                cp,
+                p.get("transactionData"),
+                evse_id=None,
+                connector_id=None,
+                transaction_id=str(tx),
+                received_at=received_at,
+                v201=False,
+            )
+        )
     return facts
 
 
@@ -419,14 +484,18 @@ class EvseStates:
                     self._evse_of_tx.pop(fact.transaction_id, None)
                 else:
                     self._by_evse[evse] = fact.charging_state or self._by_evse.get(
-                        evse, "EVConnected")
+                        evse, "EVConnected"
+                    )
             elif isinstance(fact, ConnectorStatus) and fact.ocpp_status == "Available":
                 self._by_evse.pop(fact.evse_id, None)
 
 
 def normalize_v201(
-    charge_point_id: str, action: str, payload: Mapping[str, Any],
-    response: Mapping[str, Any] | None, received_at: datetime,
+    charge_point_id: str,
+    action: str,
+    payload: Mapping[str, Any],
+    response: Mapping[str, Any] | None,
+    received_at: datetime,
     evse_states: EvseStates | None = None,
 ) -> list[Normalized]:
     """The facts in one (schema-valid) OCPP 2.0.1 CALL and the gateway's answer.
@@ -455,15 +524,29 @@ def normalize_v201(
         if evse is None or cid is None or status is None:
             return facts
         state = evse_states.get(evse) if evse_states is not None else None
-        facts.append(ConnectorStatus(
-            charge_point_id=cp, evse_id=evse, connector_id=cid,
-            status=status_from_v201(status, state), ocpp_status=status, error_code=None,
-            timestamp=parse_time(p.get("timestamp"), received_at),
-        ))
+        facts.append(
+            ConnectorStatus(
+                charge_point_id=cp,
+                evse_id=evse,
+                connector_id=cid,
+                status=status_from_v201(status, state),
+                ocpp_status=status,
+                error_code=None,
+                timestamp=parse_time(p.get("timestamp"), received_at),
+            )
+        )
     elif action == "MeterValues":
-        facts.extend(_samples(
-            cp, p.get("meterValue"), evse_id=_int_or_none(p.get("evseId")), connector_id=None,
-            transaction_id=None, received_at=received_at, v201=True))
+        facts.extend(
+            _samples(
+                cp,
+                p.get("meterValue"),
+                evse_id=_int_or_none(p.get("evseId")),
+                connector_id=None,
+                transaction_id=None,
+                received_at=received_at,
+                v201=True,
+            )
+        )
     elif action == "TransactionEvent":
         info = _obj(p.get("transactionInfo"))
         tx = _str_or_none(info.get("transactionId"))
@@ -473,27 +556,46 @@ def normalize_v201(
         evse = _int_or_none(evse_obj.get("id"))
         cid = _int_or_none(evse_obj.get("connectorId"))
         token = _obj(p.get("idToken"))
-        samples = _samples(cp, p.get("meterValue"), evse_id=evse, connector_id=cid,
-                           transaction_id=tx, received_at=received_at, v201=True)
+        samples = _samples(
+            cp,
+            p.get("meterValue"),
+            evse_id=evse,
+            connector_id=cid,
+            transaction_id=tx,
+            received_at=received_at,
+            v201=True,
+        )
         common: dict[str, Any] = dict(
-            charge_point_id=cp, transaction_id=tx, evse_id=evse, connector_id=cid,
+            charge_point_id=cp,
+            transaction_id=tx,
+            evse_id=evse,
+            connector_id=cid,
             id_tag=_str_or_none(token.get("idToken")),
             id_token_type=_str_or_none(token.get("type")),
             auth_status=_auth_status(response, "idTokenInfo"),
             timestamp=parse_time(p.get("timestamp"), received_at),
-            seq_no=_int_or_none(p.get("seqNo")), offline=p.get("offline") is True,
+            seq_no=_int_or_none(p.get("seqNo")),
+            offline=p.get("offline") is True,
             trigger_reason=_str_or_none(p.get("triggerReason")),
             charging_state=_str_or_none(info.get("chargingState")),
         )
         event = p.get("eventType")
         if event == "Started":
-            facts.append(TransactionStart(
-                **common, meter_start_wh=register_wh(samples, "Transaction.Begin", last=False),
-                reservation_id=_int_or_none(p.get("reservationId"))))
+            facts.append(
+                TransactionStart(
+                    **common,
+                    meter_start_wh=register_wh(samples, "Transaction.Begin", last=False),
+                    reservation_id=_int_or_none(p.get("reservationId")),
+                )
+            )
         elif event == "Ended":
-            facts.append(TransactionEnd(
-                **common, meter_stop_wh=register_wh(samples, "Transaction.End", last=True),
-                stopped_reason=_str_or_none(info.get("stoppedReason")) or "Local"))
+            facts.append(
+                TransactionEnd(
+                    **common,
+                    meter_stop_wh=register_wh(samples, "Transaction.End", last=True),
+                    stopped_reason=_str_or_none(info.get("stoppedReason")) or "Local",
+                )
+            )
         else:
             facts.append(TransactionUpdate(**common))
         facts.extend(samples)

@@ -127,8 +127,7 @@ class Producer:
             if future.done():
                 continue
             if err is not None:
-                future.set_exception(
-                    PublishError(f"delivery to {msg.topic()} failed: {err.str()}"))
+                future.set_exception(PublishError(f"delivery to {msg.topic()} failed: {err.str()}"))
             else:
                 future.set_result((msg.partition() or 0, msg.offset() or 0))
 
@@ -140,8 +139,9 @@ class Producer:
             while inflight and (inflight[0][1].done() or inflight[0][0] <= now):
                 _, future = inflight.popleft()
                 if not future.done():
-                    future.set_exception(PublishError(
-                        f"no delivery report within {self.guard_s:g} s"))
+                    future.set_exception(
+                        PublishError(f"no delivery report within {self.guard_s:g} s")
+                    )
 
     def publish_sync(
         self,
@@ -180,8 +180,9 @@ class Producer:
         while True:
             try:
                 if headers:
-                    self._producer.produce(topic, value, key, headers=list(headers),
-                                           on_delivery=on_delivery)
+                    self._producer.produce(
+                        topic, value, key, headers=list(headers), on_delivery=on_delivery
+                    )
                 else:
                     self._producer.produce(topic, value, key, on_delivery=on_delivery)
                 return
@@ -214,7 +215,8 @@ class Producer:
         if found is None or found.error is not None:
             return f"topic {topic}: {found.error.name() if found and found.error else 'unknown'}"
         if not found.partitions or any(
-                p.leader < 0 or p.error is not None for p in found.partitions.values()):
+            p.leader < 0 or p.error is not None for p in found.partitions.values()
+        ):
             return f"topic {topic}: a partition has no leader"
         return None
 

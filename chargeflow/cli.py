@@ -24,8 +24,9 @@ from runtime.settings import SettingsError, secret
 
 # Errors never reach typer's traceback printer (main() turns them into one line);
 # were one to, it must not show local variables (database URLs, passwords).
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
 apikey_app = typer.Typer(no_args_is_help=True, help="API keys for callers of the HTTP API.")
 station_app = typer.Typer(no_args_is_help=True, help="The charge point registry.")
 idtag_app = typer.Typer(no_args_is_help=True, help="idTags (RFID cards, app tokens) of drivers.")
@@ -65,8 +66,9 @@ def _database_url(settings: Settings) -> str:
     """The database the way ``chargeflow run`` finds it: CHARGEFLOW_DATABASE_URL, else
     database CHARGEFLOW_DATABASE_NAME on the local server (127.0.0.1:5432), else on the
     embedded one under CHARGEFLOW_DATA_DIR (:func:`chargeflow.stack.open_database`)."""
-    return secret(settings.database_url) or _found_database(settings.database_name,
-                                                             settings.data_dir)
+    return secret(settings.database_url) or _found_database(
+        settings.database_name, settings.data_dir
+    )
 
 
 @functools.cache
@@ -105,10 +107,10 @@ def run() -> None:
     settings = _settings()
     for name in unknown_variables(os.environ):
         structlog.get_logger("chargeflow.run").warning(
-            "unknown setting, ignored (see docs/configuration.md)", variable=name)
+            "unknown setting, ignored (see docs/configuration.md)", variable=name
+        )
     # Every process's settings, checked before anything starts.
-    _process_settings(lambda: (settings.gateway, settings.api, settings.meters,
-                               settings.simulator))
+    _process_settings(lambda: (settings.gateway, settings.api, settings.meters, settings.simulator))
     raise typer.Exit(run_stack(settings))
 
 
@@ -171,14 +173,23 @@ def apikey_revoke(
 def station_add(
     charge_point_id: str,
     site: Annotated[str | None, typer.Option()] = None,
-    password: Annotated[str | None, typer.Option(
-        envvar="CHARGEFLOW_STATION_PASSWORD",
-        help="HTTP Basic password (16-40 characters), stored only as an argon2 hash")] = None,
-    generate_password: Annotated[bool, typer.Option(
-        help="generate a password and print it once")] = False,
-    security_profile: Annotated[int | None, typer.Option(
-        help="1 = Basic auth (default), 2 = Basic auth over TLS only, "
-             "0 = no authentication (legacy stations only)")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHARGEFLOW_STATION_PASSWORD",
+            help="HTTP Basic password (16-40 characters), stored only as an argon2 hash",
+        ),
+    ] = None,
+    generate_password: Annotated[
+        bool, typer.Option(help="generate a password and print it once")
+    ] = False,
+    security_profile: Annotated[
+        int | None,
+        typer.Option(
+            help="1 = Basic auth (default), 2 = Basic auth over TLS only, "
+            "0 = no authentication (legacy stations only)"
+        ),
+    ] = None,
 ) -> None:
     """Provision a charge point so it may connect (again: update its password/profile)."""
     import secrets
@@ -190,8 +201,13 @@ def station_add(
             raise typer.BadParameter("--password and --generate-password exclude each other")
         password = secrets.token_urlsafe(18)  # 24 characters
     try:
-        provision_station(_database_url(_settings()), charge_point_id, site_id=site,
-                          password=password, security_profile=security_profile)
+        provision_station(
+            _database_url(_settings()),
+            charge_point_id,
+            site_id=site,
+            password=password,
+            security_profile=security_profile,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"provisioned {charge_point_id}")
@@ -235,7 +251,8 @@ def gateway() -> None:
     settings = _settings()
     _bootstrap(settings)
     config = _process_settings(
-        lambda: settings.gateway.config(database_url=_database_url(settings)))
+        lambda: settings.gateway.config(database_url=_database_url(settings))
+    )
 
     async def main() -> None:
         async with Gateway(config):
@@ -253,11 +270,15 @@ def api() -> None:
 
     settings = _settings()
     api_settings = _process_settings(lambda: settings.api)
-    config = _process_settings(
-        lambda: api_settings.config(database_url=_database_url(settings)))
-    uvicorn.run(create_app(config), host=api_settings.api_host, port=api_settings.api_port,
-                # The app logs each request itself, without the query string.
-                log_config=None, access_log=False)
+    config = _process_settings(lambda: api_settings.config(database_url=_database_url(settings)))
+    uvicorn.run(
+        create_app(config),
+        host=api_settings.api_host,
+        port=api_settings.api_port,
+        # The app logs each request itself, without the query string.
+        log_config=None,
+        access_log=False,
+    )
 
 
 def _ocpp_versions(text: str) -> tuple[str, ...]:
@@ -283,16 +304,28 @@ def simulate(
         float | None, typer.Option(help="mean simulated seconds an EV stays plugged in")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="write ground truth JSON here")] = None,
-    ocpp_versions: Annotated[str | None, typer.Option(
-        help="comma-separated OCPP versions assigned to stations in turn, e.g. 1.6,2.0.1 "
-             "(default CHARGEFLOW_SIMULATOR_OCPP_VERSIONS)")] = None,
-    mqtt_url: Annotated[str | None, typer.Option(
-        help="also run a smart meter per connector (MTR-<station>-<connector>) that "
-             "publishes the connector's register to this MQTT broker; default "
-             "CHARGEFLOW_MQTT_URL, unset = no meters")] = None,
-    smart_meter_interval: Annotated[float | None, typer.Option(
-        help="seconds between a smart meter's readings "
-             "(default CHARGEFLOW_SIMULATED_METER_INTERVAL_S)")] = None,
+    ocpp_versions: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated OCPP versions assigned to stations in turn, e.g. 1.6,2.0.1 "
+            "(default CHARGEFLOW_SIMULATOR_OCPP_VERSIONS)"
+        ),
+    ] = None,
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(
+            help="also run a smart meter per connector (MTR-<station>-<connector>) that "
+            "publishes the connector's register to this MQTT broker; default "
+            "CHARGEFLOW_MQTT_URL, unset = no meters"
+        ),
+    ] = None,
+    smart_meter_interval: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds between a smart meter's readings "
+            "(default CHARGEFLOW_SIMULATED_METER_INTERVAL_S)"
+        ),
+    ] = None,
 ) -> None:
     """Run simulated OCPP 1.6J / 2.0.1 charge points that charge cars (and their smart meters)."""
     from chargeflow.launcher import SIMULATED_ID_TAGS
@@ -314,8 +347,10 @@ def simulate(
     if mqtt_url:
         try:
             meter_config = MeterSimConfig(
-                mqtt=MqttEndpoint.from_url(mqtt_url), interval_s=interval_s,
-                topic_template=topic_template_for(sim.mqtt_topic_pattern))
+                mqtt=MqttEndpoint.from_url(mqtt_url),
+                interval_s=interval_s,
+                topic_template=topic_template_for(sim.mqtt_topic_pattern),
+            )
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
     config = FleetConfig(
@@ -335,9 +370,12 @@ def simulate(
     )
     log = structlog.get_logger("chargeflow.simulate")
     if meter_config is not None and interval_s * scale > 600:
-        log.warning("smart meter readings are more than 10 simulated minutes apart; the "
-                    "sessions flow may not find one within 15 minutes of a start or stop",
-                    interval_s=interval_s, time_scale=scale)
+        log.warning(
+            "smart meter readings are more than 10 simulated minutes apart; the "
+            "sessions flow may not find one within 15 minutes of a start or stop",
+            interval_s=interval_s,
+            time_scale=scale,
+        )
 
     async def main() -> FleetReport | None:
         meters = SimulatedMeters(meter_config) if meter_config is not None else None
@@ -364,9 +402,12 @@ def simulate(
             running = tg.create_task(fleet())
             if meters is not None:
                 tg.create_task(meters.run())
-                log.info("simulated smart meters publishing", meters=stations,
-                         mqtt=meter_config.mqtt.url if meter_config else None,
-                         interval_s=interval_s)
+                log.info(
+                    "simulated smart meters publishing",
+                    meters=stations,
+                    mqtt=meter_config.mqtt.url if meter_config else None,
+                    interval_s=interval_s,
+                )
             waiter = tg.create_task(stop.wait())
             await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
             running.cancel()
@@ -396,8 +437,9 @@ def meter_add(
     from store.meters import MeterRegistryError, add_meter
 
     try:
-        add_meter(_database_url(_settings()), meter_id, station, connector,
-                  is_billing_meter=billing)
+        add_meter(
+            _database_url(_settings()), meter_id, station, connector, is_billing_meter=billing
+        )
     except MeterRegistryError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(f"{meter_id}: {station} connector {connector}" + (" (billing)" if billing else ""))
@@ -421,8 +463,7 @@ def meters() -> None:
     if not settings.mqtt_url:
         raise typer.BadParameter("CHARGEFLOW_MQTT_URL is not set (e.g. mqtt://127.0.0.1:1883)")
     _bootstrap(settings)
-    config = _process_settings(
-        lambda: settings.meters.config(database_url=_database_url(settings)))
+    config = _process_settings(lambda: settings.meters.config(database_url=_database_url(settings)))
 
     async def main() -> None:
         async with MeterBridge(config) as bridge:
@@ -483,8 +524,10 @@ def main() -> None:
         if _is_usage_error(exc):  # bad arguments and options (click's, typer's own)
             ctx = getattr(exc, "ctx", None)
             where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
-            print(error_line(CliError(exc.format_message())) + where,  # type: ignore[attr-defined]
-                  file=sys.stderr)
+            print(
+                error_line(CliError(exc.format_message())) + where,  # type: ignore[attr-defined]
+                file=sys.stderr,
+            )
             sys.exit(int(getattr(exc, "exit_code", 2)))
         # The traceback (without locals, redacted) only at CHARGEFLOW_LOG_LEVEL=DEBUG.
         logging.getLogger("chargeflow.cli").debug("command failed", exc_info=exc)

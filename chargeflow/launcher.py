@@ -116,7 +116,8 @@ class LocalStack:
                 bootstrap=self.bootstrap,
             )
         self.db_server, self.database_url = open_database(
-            secret(s.database_url), s.database_name, s.data_dir)
+            secret(s.database_url), s.database_name, s.data_dir
+        )
         log.info("database", origin=self.db_server.origin, database=redact_text(self.database_url))
         mode = migrate(self.database_url)
         log.info("schema migrated", storage_mode=str(mode))
@@ -127,8 +128,9 @@ class LocalStack:
     def seed(self) -> str:
         # A fresh Basic-auth password per run for the simulated stations (security
         # profile 1); the simulator child gets it in its environment, never argv/logs.
-        self.station_password = (secret(self.settings.simulator.simulator_station_password)
-                                 or secrets.token_urlsafe(18))
+        self.station_password = secret(
+            self.settings.simulator.simulator_station_password
+        ) or secrets.token_urlsafe(18)
         # Two demo sites so live load against capacity shows up on load.sites: a depot
         # whose 22 kW stations can exceed its grid connection, and a car park.
         stations = simulated_station_ids(self.settings.simulated_stations)
@@ -136,8 +138,12 @@ class LocalStack:
         upsert_site(self.database_url, "DEMO-DEPOT", "Demo depot", 60_000)
         upsert_site(self.database_url, "DEMO-PARK", "Demo car park", 150_000)
         for n, station in enumerate(stations):
-            provision_station(self.database_url, station, password=self.station_password,
-                              site_id="DEMO-DEPOT" if n < half else "DEMO-PARK")
+            provision_station(
+                self.database_url,
+                station,
+                password=self.station_password,
+                site_id="DEMO-DEPOT" if n < half else "DEMO-PARK",
+            )
         for tag in SIMULATED_ID_TAGS:
             add_id_tag(self.database_url, tag)
         self.seed_meters()
@@ -158,11 +164,23 @@ class LocalStack:
             self._recovery_reset = True
             closed = reconcile_active_sessions(self.database_url)
             if closed:
-                log.info("sessions left active by the previous run closed as reconciled",
-                         count=len(closed))
+                log.info(
+                    "sessions left active by the previous run closed as reconciled",
+                    count=len(closed),
+                )
         directory = ensure_recovery_dir(root / name, 1)
-        return [sys.executable, "-m", "flows.run", import_str,
-                "-r", str(directory), "-s", "5", "-b", "0"]
+        return [
+            sys.executable,
+            "-m",
+            "flows.run",
+            import_str,
+            "-r",
+            str(directory),
+            "-s",
+            "5",
+            "-b",
+            "0",
+        ]
 
     def flow_env(self, name: str, env: dict[str, str]) -> dict[str, str]:
         """``env`` with the flow's own health/metrics port (none if the setting is unset):
@@ -179,8 +197,11 @@ class LocalStack:
         sup = self.supervisor
         sup.start("gateway", [py, "-m", "chargeflow.cli", "gateway"], env)
         for name in FLOWS:
-            sup.start(name, self.flow_argv(name, f"flows.{name}.dataflow:from_env()"),
-                      self.flow_env(name, env))
+            sup.start(
+                name,
+                self.flow_argv(name, f"flows.{name}.dataflow:from_env()"),
+                self.flow_env(name, env),
+            )
         # Refreshes the load aggregates' invalidated buckets (late rows; plain PostgreSQL:
         # every change), see docs/storage.md.
         sup.start("aggregates", [py, "-m", "store.aggregates", "--every", "30"], env)
@@ -217,12 +238,14 @@ class LocalStack:
             port=s.mqtt_port, data_dir=s.data_dir.resolve(), log_path=s.data_dir / "mqtt.log"
         ).start()
         self.mqtt_url = self.mqtt_broker.url
-        log.info("embedded MQTT broker started", backend=self.mqtt_broker.backend,
-                 mqtt=self.mqtt_url)
+        log.info(
+            "embedded MQTT broker started", backend=self.mqtt_broker.backend, mqtt=self.mqtt_url
+        )
 
     def seed_meters(self) -> None:
-        seed_simulated_meters(self.database_url,
-                              simulated_station_ids(self.settings.simulated_stations))
+        seed_simulated_meters(
+            self.database_url, simulated_station_ids(self.settings.simulated_stations)
+        )
 
     def start_meter_bridge(self) -> None:
         s, env, py = self.settings, self.child_env(), sys.executable
@@ -264,10 +287,20 @@ def banner(stack: LocalStack, api_key: str) -> str:
             f"  MQTT (meters)   {stack.mqtt_url.split('@')[-1]}  topic {s.mqtt_topic_pattern}"
             + (f"  (embedded {stack.mqtt_broker.backend})" if stack.mqtt_broker else "")
             + f"; bridge metrics http://127.0.0.1:{s.meters_http_port}/metrics",
-            *([("  flow health     "
-                + ", ".join(f"{name} http://127.0.0.1:{port}" for name, port
-                            in stack.flow_metrics_ports.items())
-                + "  (/livez /readyz /metrics)")] if stack.flow_metrics_ports else []),
+            *(
+                [
+                    (
+                        "  flow health     "
+                        + ", ".join(
+                            f"{name} http://127.0.0.1:{port}"
+                            for name, port in stack.flow_metrics_ports.items()
+                        )
+                        + "  (/livez /readyz /metrics)"
+                    )
+                ]
+                if stack.flow_metrics_ports
+                else []
+            ),
             "  processes       gateway, sessions/load/status flows (Bytewax), api, meter "
             f"bridge, simulator ({s.simulated_stations} charge points)",
             f"  smart meters    {meter_id_for('SIM-0001')} ... on connector 1 of each charge "

@@ -63,12 +63,14 @@ def amqtt_available() -> bool:
 
 def amqtt_config(host: str, port: int) -> str:
     """amqtt's YAML config (written as JSON, which is YAML): one anonymous TCP listener."""
-    return json.dumps({
-        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-        "plugins": {
-            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-        },
-    })
+    return json.dumps(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            },
+        }
+    )
 
 
 def resolve_backend(backend: Backend = "auto") -> Literal["mosquitto", "amqtt"]:

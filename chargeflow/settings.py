@@ -29,18 +29,24 @@ from runtime.settings import (
 
 
 class Settings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings, MqttSettings):
-    kafka_port: int = Field(0, ge=0, le=65535,
-                            description="port of the embedded broker; 0 = a free one")
-    mqtt_port: int = Field(0, ge=0, le=65535,
-                           description="port of the embedded MQTT broker; 0 = a free one")
-    data_dir: Path = Field(Path(".chargeflow"), description="local state of `chargeflow "
-                           "run`: embedded database, logs, flow recovery")
+    kafka_port: int = Field(
+        0, ge=0, le=65535, description="port of the embedded broker; 0 = a free one"
+    )
+    mqtt_port: int = Field(
+        0, ge=0, le=65535, description="port of the embedded MQTT broker; 0 = a free one"
+    )
+    data_dir: Path = Field(
+        Path(".chargeflow"),
+        description="local state of `chargeflow run`: embedded database, logs, flow recovery",
+    )
     # The flows' /livez, /readyz and /metrics: `chargeflow run` serves the sessions,
     # load and status flows on this port and the next two (0 = free ports, shown in
     # the banner; empty or "off" = none).
     flow_metrics_port: OptionalPort = Field(
-        9110, description="first of the three flows' health/metrics ports in `chargeflow "
-        "run` (0 = free ports, off = none)")
+        9110,
+        description="first of the three flows' health/metrics ports in `chargeflow "
+        "run` (0 = free ports, off = none)",
+    )
 
     @property
     def topics(self) -> Topics:

@@ -36,10 +36,16 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
     ("Gateway", "chargeflow gateway", GatewaySettings),
     ("API", "chargeflow api, python -m api", ApiSettings),
     ("Meter bridge", "chargeflow meters", MeterBridgeSettings),
-    ("Flows (sessions, load, status)",
-     'python -m flows.run "flows.<name>.dataflow:from_env()"', FlowSettings),
-    ("Sessions flow", 'python -m flows.run "flows.sessions.dataflow:from_env()"',
-     SessionsFlowSettings),
+    (
+        "Flows (sessions, load, status)",
+        'python -m flows.run "flows.<name>.dataflow:from_env()"',
+        FlowSettings,
+    ),
+    (
+        "Sessions flow",
+        'python -m flows.run "flows.sessions.dataflow:from_env()"',
+        SessionsFlowSettings,
+    ),
     ("Load flow", 'python -m flows.run "flows.load.dataflow:from_env()"', LoadFlowSettings),
     ("Simulator", "chargeflow simulate (its options win)", SimulatorSettings),
     ("Aggregates refresher", "python -m store.aggregates", AggregatesSettings),
@@ -48,12 +54,23 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
 
 # Variables outside the settings models: tools and test harnesses.
 OTHER_VARIABLES: list[tuple[str, str, str]] = [
-    ("CHARGEFLOW_AMQTT_BIN", "unset", "the amqtt broker binary `chargeflow run` falls back "
-     "to where mosquitto is not installed (default: `.venv-mqtt/bin/amqtt`, then `PATH`)"),
-    ("CHARGEFLOW_TEST_DATABASE_URL", "unset", "server the test suite creates its databases "
-     "on (default: 127.0.0.1:5432, else an embedded one)"),
-    ("CHARGEFLOW_BENCH_DATABASE_URL", "unset", "server the benches create their databases "
-     "on (same default)"),
+    (
+        "CHARGEFLOW_AMQTT_BIN",
+        "unset",
+        "the amqtt broker binary `chargeflow run` falls back "
+        "to where mosquitto is not installed (default: `.venv-mqtt/bin/amqtt`, then `PATH`)",
+    ),
+    (
+        "CHARGEFLOW_TEST_DATABASE_URL",
+        "unset",
+        "server the test suite creates its databases "
+        "on (default: 127.0.0.1:5432, else an embedded one)",
+    ),
+    (
+        "CHARGEFLOW_BENCH_DATABASE_URL",
+        "unset",
+        "server the benches create their databases on (same default)",
+    ),
 ]
 
 
@@ -66,8 +83,9 @@ def cli_option_variables() -> list[tuple[str, str, str]]:
             envvars = param.envvar if isinstance(param.envvar, list) else [param.envvar]
             for envvar in filter(None, envvars):
                 option = "--" + param.name.replace("_", "-")
-                found.append((envvar, "unset",
-                              f"`{' '.join(path)} {option}`: {getattr(param, 'help', '')}"))
+                found.append(
+                    (envvar, "unset", f"`{' '.join(path)} {option}`: {getattr(param, 'help', '')}")
+                )
         for name, sub in sorted(getattr(command, "commands", {}).items()):
             walk(sub, [*path, name])
 
@@ -144,26 +162,47 @@ def _row(name: str, info: FieldInfo, extra: str = "") -> str:
 
 def render() -> str:
     out = [HEADER]
-    out += ["## Shared", "", "Read by every process that needs them.", "",
-            "| Variable | Default | Description | Read by |", "|---|---|---|---|"]
+    out += [
+        "## Shared",
+        "",
+        "Read by every process that needs them.",
+        "",
+        "| Variable | Default | Description | Read by |",
+        "|---|---|---|---|",
+    ]
     for part in SHARED_PARTS:
         for name, info in part.model_fields.items():
             models = [model for _, _, model in PROCESSES if issubclass(model, part)]
-            users = [title for title, _, model in PROCESSES if model in models
-                     and not any(m is not model and issubclass(model, m) for m in models)]
+            users = [
+                title
+                for title, _, model in PROCESSES
+                if model in models
+                and not any(m is not model and issubclass(model, m) for m in models)
+            ]
             out.append(_row(name, info, ", ".join(users)))
     out.append("")
     listed = {name for part in SHARED_PARTS for name in part.model_fields}
     for title, command, model in PROCESSES:
-        rows = [_row(name, info) for name, info in model.model_fields.items()
-                if name not in listed]
+        rows = [_row(name, info) for name, info in model.model_fields.items() if name not in listed]
         listed.update(model.model_fields)
         if not rows:
             continue
-        out += [f"## {title}", "", f"`{command}` (`{model.__module__}.{model.__name__}`)", "",
-                "| Variable | Default | Description |", "|---|---|---|", *rows, ""]
-    out += ["## Command options and tools", "",
-            "| Variable | Default | Description |", "|---|---|---|"]
+        out += [
+            f"## {title}",
+            "",
+            f"`{command}` (`{model.__module__}.{model.__name__}`)",
+            "",
+            "| Variable | Default | Description |",
+            "|---|---|---|",
+            *rows,
+            "",
+        ]
+    out += [
+        "## Command options and tools",
+        "",
+        "| Variable | Default | Description |",
+        "|---|---|---|",
+    ]
     for name, default, description in [*cli_option_variables(), *OTHER_VARIABLES]:
         out.append(f"| `{name}` | {default} | {_cell(description)} |")
     out.append("")
@@ -172,8 +211,9 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=REGENERATE, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/configuration.md is out of date")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if docs/configuration.md is out of date"
+    )
     args = parser.parse_args(argv)
     text = render()
     if args.check:

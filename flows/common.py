@@ -137,8 +137,7 @@ def event_or_dead_letter(
     except invalid as exc:
         return dead_letter(msg, str(exc), "validate")
     except Exception as exc:
-        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition,
-                      msg.offset)
+        log.exception("unexpected error decoding %s[%s]@%s", msg.topic, msg.partition, msg.offset)
         return dead_letter(msg, f"unexpected {type(exc).__name__}: {exc}", "validate")
 
 
@@ -188,8 +187,9 @@ def is_dead_letter(item: object) -> bool:
     return type(item) is KafkaSinkMessage
 
 
-def kafka_events_input(config: FlowConfig, flow_id: str = "flow"
-                       ) -> Callable[[Dataflow], Stream[Any]]:
+def kafka_events_input(
+    config: FlowConfig, flow_id: str = "flow"
+) -> Callable[[Dataflow], Stream[Any]]:
     """The production input of the flows that read ``ocpp.events`` and
     ``meter.readings``: Bytewax's Kafka source (offsets in recovery; measured,
     :class:`flows.metrics.MeasuredKafkaSource`), consumer errors left in the stream
@@ -198,10 +198,16 @@ def kafka_events_input(config: FlowConfig, flow_id: str = "flow"
     def build(flow: Dataflow) -> Stream[Any]:
         wait_for_broker(",".join(config.brokers))
         return op.input(
-            "kafka_in", flow, MeasuredKafkaSource(
-                flow_id, config.brokers, [config.topics.ocpp_events, config.topics.meter_readings],
-                tail=config.tail, starting_offset=config.starting_offset,
-                add_config=with_kafka_logger(config.kafka_config), batch_size=config.batch_size,
+            "kafka_in",
+            flow,
+            MeasuredKafkaSource(
+                flow_id,
+                config.brokers,
+                [config.topics.ocpp_events, config.topics.meter_readings],
+                tail=config.tail,
+                starting_offset=config.starting_offset,
+                add_config=with_kafka_logger(config.kafka_config),
+                batch_size=config.batch_size,
                 raise_on_errors=False,
             ),
         )
@@ -221,8 +227,14 @@ class RetryingConnection:
     backpressure: the input offsets stay behind. Other errors propagate (the flow
     crashes loudly; recovery replays the batch)."""
 
-    def __init__(self, url: str, name: str, max_backoff_s: float, initial_backoff_s: float,
-                 connect_timeout_s: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        max_backoff_s: float,
+        initial_backoff_s: float,
+        connect_timeout_s: int,
+    ) -> None:
         self._url = url
         self._name = name
         self.max_backoff_s = max_backoff_s
@@ -233,7 +245,9 @@ class RetryingConnection:
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=self._connect_timeout_s,
+                self._url,
+                autocommit=True,
+                connect_timeout=self._connect_timeout_s,
                 application_name=self._name,
             )
         return self._conn
@@ -246,20 +260,30 @@ class RetryingConnection:
             exc = failure(state)
             text = str(exc).strip()
             reason = text.splitlines()[0] if text else repr(exc)
-            log.warning("%s: database unavailable (%s: %s); %d rows waiting, retry %d "
-                        "in %.2fs (max backoff %.1fs)", self._name, type(exc).__name__,
-                        reason, rows, state.attempt_number, next_wait(state),
-                        self.max_backoff_s)
+            log.warning(
+                "%s: database unavailable (%s: %s); %d rows waiting, retry %d "
+                "in %.2fs (max backoff %.1fs)",
+                self._name,
+                type(exc).__name__,
+                reason,
+                rows,
+                state.attempt_number,
+                next_wait(state),
+                self.max_backoff_s,
+            )
 
-        for attempt in retrying(self._backoff, DATABASE_UNAVAILABLE,
-                                before_sleep=before_sleep):
+        for attempt in retrying(self._backoff, DATABASE_UNAVAILABLE, before_sleep=before_sleep):
             with attempt:
                 write(self.connection())
         state = attempt.retry_state
         if state.attempt_number > 1:
-            log.warning("%s: database available again after %d retries (%.1fs); "
-                        "wrote %d rows", self._name, state.attempt_number - 1,
-                        time.monotonic() - state.start_time, rows)
+            log.warning(
+                "%s: database available again after %d retries (%.1fs); wrote %d rows",
+                self._name,
+                state.attempt_number - 1,
+                time.monotonic() - state.start_time,
+                rows,
+            )
 
     def close(self) -> None:
         """Close the connection (the next use opens a new one)."""
@@ -293,9 +317,16 @@ class _RetryingPartition(StatelessSinkPartition[T], Generic[T]):
 class RetryingPostgresSink(DynamicSink[T], Generic[T]):
     """A sink that hands each batch to ``write(conn, items)`` (one transaction there)."""
 
-    def __init__(self, database_url: str, write: WriteBatch[T], *, name: str,
-                 max_backoff_s: float = 10.0, initial_backoff_s: float = 0.1,
-                 connect_timeout_s: int = 5) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        write: WriteBatch[T],
+        *,
+        name: str,
+        max_backoff_s: float = 10.0,
+        initial_backoff_s: float = 0.1,
+        connect_timeout_s: int = 5,
+    ) -> None:
         if max_backoff_s <= 0 or initial_backoff_s <= 0:
             raise ValueError("backoff must be positive")
         self._url = database_url
@@ -305,12 +336,18 @@ class RetryingPostgresSink(DynamicSink[T], Generic[T]):
         self._initial_backoff_s = initial_backoff_s
         self._connect_timeout_s = connect_timeout_s
 
-    def build(self, step_id: str, worker_index: int, worker_count: int
-              ) -> _RetryingPartition[T]:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RetryingPartition[T]:
         return _RetryingPartition(
-            RetryingConnection(self._url, self._name, self._max_backoff_s,
-                               self._initial_backoff_s, self._connect_timeout_s),
-            self._write, self._name)
+            RetryingConnection(
+                self._url,
+                self._name,
+                self._max_backoff_s,
+                self._initial_backoff_s,
+                self._connect_timeout_s,
+            ),
+            self._write,
+            self._name,
+        )
 
 
 class BatchWriter(Protocol[T]):
@@ -354,8 +391,9 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
     commits.
     """
 
-    def __init__(self, writer: BatchWriter[T], name: str, max_pending: int,
-                 weight: Callable[[T], int]) -> None:
+    def __init__(
+        self, writer: BatchWriter[T], name: str, max_pending: int, weight: Callable[[T], int]
+    ) -> None:
         self._writer = writer
         self._max_pending = max_pending
         self._weight = weight
@@ -367,8 +405,7 @@ class _OverlappedPartition(StatefulSinkPartition[T, None], Generic[T]):
         self._reported = False  # the error was raised to Bytewax
         self._closed = False
         self._metrics = SinkMetrics(name)
-        self._thread = threading.Thread(target=self._run, name=f"{name}-db-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name}-db-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -448,9 +485,15 @@ class OverlappedSink(FixedPartitionedSink[T, None], Generic[T]):
     connection each; with several workers, set it to their number). Items are
     ``(key, value)``; values go to the parts by key."""
 
-    def __init__(self, make_writer: Callable[[], BatchWriter[T]], *, name: str,
-                 partitions: int = 1, max_pending: int = 50_000,
-                 weight: Callable[[T], int] = _one) -> None:
+    def __init__(
+        self,
+        make_writer: Callable[[], BatchWriter[T]],
+        *,
+        name: str,
+        partitions: int = 1,
+        max_pending: int = 50_000,
+        weight: Callable[[T], int] = _one,
+    ) -> None:
         if partitions < 1 or max_pending < 1:
             raise ValueError("partitions and max_pending must be >= 1")
         self._make_writer = make_writer
@@ -462,10 +505,12 @@ class OverlappedSink(FixedPartitionedSink[T, None], Generic[T]):
     def list_parts(self) -> list[str]:
         return [f"writer-{i}" for i in range(self._partitions)]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None
-                   ) -> _OverlappedPartition[T]:
-        return _OverlappedPartition(self._make_writer(), self._name, self._max_pending,
-                                    self._weight)
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> _OverlappedPartition[T]:
+        return _OverlappedPartition(
+            self._make_writer(), self._name, self._max_pending, self._weight
+        )
 
 
 class OverlappedPostgresSink(OverlappedSink[T]):
@@ -473,17 +518,30 @@ class OverlappedPostgresSink(OverlappedSink[T]):
     (:class:`OverlappedSink`); ``write(conn, values)`` gets the values (one
     transaction there)."""
 
-    def __init__(self, database_url: str, write: WriteBatch[T], *, name: str,
-                 partitions: int = 1, max_pending: int = 50_000,
-                 weight: Callable[[T], int] = _one, max_backoff_s: float = 10.0,
-                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        write: WriteBatch[T],
+        *,
+        name: str,
+        partitions: int = 1,
+        max_pending: int = 50_000,
+        weight: Callable[[T], int] = _one,
+        max_backoff_s: float = 10.0,
+        initial_backoff_s: float = 0.1,
+        connect_timeout_s: int = 5,
+    ) -> None:
         if max_backoff_s <= 0 or initial_backoff_s <= 0:
             raise ValueError("backoff must be positive")
 
         def make_writer() -> BatchWriter[T]:
             return _DbBatchWriter(
-                RetryingConnection(database_url, name, max_backoff_s, initial_backoff_s,
-                                   connect_timeout_s), write)
+                RetryingConnection(
+                    database_url, name, max_backoff_s, initial_backoff_s, connect_timeout_s
+                ),
+                write,
+            )
 
-        super().__init__(make_writer, name=name, partitions=partitions,
-                         max_pending=max_pending, weight=weight)
+        super().__init__(
+            make_writer, name=name, partitions=partitions, max_pending=max_pending, weight=weight
+        )

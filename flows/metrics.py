@@ -62,26 +62,36 @@ log = logging.getLogger(__name__)
 
 
 EVENTS_IN = Counter(
-    "chargeflow_flow_events_in", "Messages read from the flow's input topics",
-    ["flow", "topic"])
+    "chargeflow_flow_events_in", "Messages read from the flow's input topics", ["flow", "topic"]
+)
 DEAD_LETTERS = Counter(
-    "chargeflow_flow_dead_letters", "Messages written to the dead-letter topic, by stage",
-    ["flow", "stage", "source_topic"])
+    "chargeflow_flow_dead_letters",
+    "Messages written to the dead-letter topic, by stage",
+    ["flow", "stage", "source_topic"],
+)
 SINK_BATCH_SIZE = Histogram(
-    "chargeflow_flow_sink_batch_size", "Items written per database transaction", ["sink"],
-    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000))
+    "chargeflow_flow_sink_batch_size",
+    "Items written per database transaction",
+    ["sink"],
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000),
+)
 SINK_WRITE_SECONDS = Histogram(
     "chargeflow_flow_sink_write_seconds",
-    "Time until a database transaction committed (outages waited out included)", ["sink"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+    "Time until a database transaction committed (outages waited out included)",
+    ["sink"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 INPUT_LAG = Gauge(
     "chargeflow_flow_input_lag",
     "Messages between the flow's position and the partition's high watermark (>= 0)",
-    ["flow", "topic", "partition"])
-EPOCH_SECONDS = Histogram(
-    "chargeflow_flow_epoch_seconds", "Time between two epoch snapshots of an input partition",
     ["flow", "topic", "partition"],
-    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300))
+)
+EPOCH_SECONDS = Histogram(
+    "chargeflow_flow_epoch_seconds",
+    "Time between two epoch snapshots of an input partition",
+    ["flow", "topic", "partition"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300),
+)
 
 
 # --------------------------------------------------------------------------- sinks
@@ -102,8 +112,9 @@ class SinkMetrics:
 # --------------------------------------------------------------------------- input
 
 
-def input_lag(partition_stats: Mapping[str, Any], position: int, starting_offset: int
-              ) -> int | None:
+def input_lag(
+    partition_stats: Mapping[str, Any], position: int, starting_offset: int
+) -> int | None:
     """Messages behind the partition end, from librdkafka's per-partition statistics
     (``hi_offset``, ``lo_offset``) and the next offset the flow will read
     (``position``, negative while nothing was read: then ``starting_offset`` says
@@ -122,24 +133,40 @@ def input_lag(partition_stats: Mapping[str, Any], position: int, starting_offset
 class _MeasuredKafkaPartition(_BytewaxKafkaPartition):
     """Bytewax's Kafka source partition, counting its batches, its lag and its epochs."""
 
-    def __init__(self, flow: str, step_id: str, config: dict[str, Any], topic: str,
-                 part_idx: int, starting_offset: int, resume_state: int | None,
-                 batch_size: int, raise_on_errors: bool) -> None:
+    def __init__(
+        self,
+        flow: str,
+        step_id: str,
+        config: dict[str, Any],
+        topic: str,
+        part_idx: int,
+        starting_offset: int,
+        resume_state: int | None,
+        batch_size: int,
+        raise_on_errors: bool,
+    ) -> None:
         labels = (flow, topic, str(part_idx))
         self._events_in = EVENTS_IN.labels(flow, topic)
         self._lag = INPUT_LAG.labels(*labels)
         self._epoch = EPOCH_SECONDS.labels(*labels)
         self._starting_offset = starting_offset
         self._last_snapshot: float | None = None
-        super().__init__(step_id, config, topic, part_idx, starting_offset, resume_state,
-                         batch_size, raise_on_errors)
+        super().__init__(
+            step_id,
+            config,
+            topic,
+            part_idx,
+            starting_offset,
+            resume_state,
+            batch_size,
+            raise_on_errors,
+        )
 
     def _process_stats(self, json_stats: str) -> None:
         # librdkafka calls this from consume() about once a second (the source asks
         # for statistics.interval.ms=1000); Bytewax's own lag gauge is left out.
         try:
-            stats = json.loads(json_stats)["topics"][self._topic]["partitions"][
-                str(self._part_idx)]
+            stats = json.loads(json_stats)["topics"][self._topic]["partitions"][str(self._part_idx)]
         except (KeyError, ValueError):
             return
         lag = input_lag(stats, self._offset, self._starting_offset)
@@ -165,16 +192,26 @@ class MeasuredKafkaSource(KafkaSource):
     (events in, lag, epoch duration per partition); otherwise the same source
     (Bytewax 0.21.1's partition, whose ``build_part`` this mirrors)."""
 
-    def __init__(self, flow: str, brokers: Sequence[str], topics: Sequence[str], *,
-                 tail: bool = True, starting_offset: int = OFFSET_BEGINNING,
-                 add_config: dict[str, str] | None = None, batch_size: int = 1000,
-                 raise_on_errors: bool = True) -> None:
-        super().__init__(brokers, topics, tail, starting_offset, add_config, batch_size,
-                         raise_on_errors)
+    def __init__(
+        self,
+        flow: str,
+        brokers: Sequence[str],
+        topics: Sequence[str],
+        *,
+        tail: bool = True,
+        starting_offset: int = OFFSET_BEGINNING,
+        add_config: dict[str, str] | None = None,
+        batch_size: int = 1000,
+        raise_on_errors: bool = True,
+    ) -> None:
+        super().__init__(
+            brokers, topics, tail, starting_offset, add_config, batch_size, raise_on_errors
+        )
         self._flow = flow
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None
-                   ) -> _MeasuredKafkaPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _MeasuredKafkaPartition:
         idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             raise ValueError(f"cannot resume from a different set of Kafka topics ({topic})")
@@ -187,13 +224,20 @@ class MeasuredKafkaSource(KafkaSource):
         }
         config.update(self._add_config)
         return _MeasuredKafkaPartition(
-            self._flow, step_id, config, topic, int(idx), self._starting_offset,
-            resume_state, self._batch_size, self._raise_on_errors)
+            self._flow,
+            step_id,
+            config,
+            topic,
+            int(idx),
+            self._starting_offset,
+            resume_state,
+            self._batch_size,
+            self._raise_on_errors,
+        )
 
 
 @operator
-def kafka_input(step_id: str, flow: Dataflow, source: MeasuredKafkaSource
-                ) -> KafkaOpOut[Any, Any]:
+def kafka_input(step_id: str, flow: Dataflow, source: MeasuredKafkaSource) -> KafkaOpOut[Any, Any]:
     """Like ``bytewax.connectors.kafka.operators.input`` (same step ids, so recovery
     stores carry over), reading ``source``: messages in ``oks``, consumer errors in
     ``errs``. ``source`` must not raise on errors."""
@@ -220,8 +264,11 @@ class _CountingPartition(StatelessSinkPartition[Any]):
         # Dead letters are rare: counting them one by one costs nothing that matters.
         for item in items:
             headers = item.headers
-            DEAD_LETTERS.labels(self._flow, _header(headers, "deadletter.stage") or "unknown",
-                                _header(headers, "deadletter.source.topic")).inc()
+            DEAD_LETTERS.labels(
+                self._flow,
+                _header(headers, "deadletter.stage") or "unknown",
+                _header(headers, "deadletter.source.topic"),
+            ).inc()
 
     def close(self) -> None:
         self._inner.close()
@@ -235,8 +282,9 @@ class CountingDeadLetterSink(DynamicSink[Any]):
         self._flow = flow
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CountingPartition:
-        return _CountingPartition(self._inner.build(step_id, worker_index, worker_count),
-                                  self._flow)
+        return _CountingPartition(
+            self._inner.build(step_id, worker_index, worker_count), self._flow
+        )
 
 
 # --------------------------------------------------------------------------- endpoint
@@ -261,15 +309,21 @@ def endpoint_port(base: int, proc_id: int) -> int:
 class InputCheck:
     """Ready when the broker answers metadata for the input topics without error."""
 
-    def __init__(self, brokers: Sequence[str], topics: Sequence[str],
-                 kafka_config: Mapping[str, str] | None = None, timeout_s: float = 2.0
-                 ) -> None:
+    def __init__(
+        self,
+        brokers: Sequence[str],
+        topics: Sequence[str],
+        kafka_config: Mapping[str, str] | None = None,
+        timeout_s: float = 2.0,
+    ) -> None:
         self._topics = list(topics)
         self._timeout_s = timeout_s
         # librdkafka's own log lines go to the logging module, not straight to stderr.
         admin_config: dict[str, Any] = {
-            "bootstrap.servers": ",".join(brokers), **(kafka_config or {}),
-            "logger": logging.getLogger("chargeflow.flows.kafka")}
+            "bootstrap.servers": ",".join(brokers),
+            **(kafka_config or {}),
+            "logger": logging.getLogger("chargeflow.flows.kafka"),
+        }
         self._admin = AdminClient(admin_config)
 
     def __call__(self) -> None:
@@ -290,27 +344,41 @@ class SinkCheck:
         self._timeout_s = timeout_s
 
     def __call__(self) -> None:
-        with psycopg.connect(self._url, connect_timeout=self._timeout_s, autocommit=True,
-                             application_name=f"{self._name}-health") as conn:
+        with psycopg.connect(
+            self._url,
+            connect_timeout=self._timeout_s,
+            autocommit=True,
+            application_name=f"{self._name}-health",
+        ) as conn:
             conn.execute("SELECT 1")
 
 
-def serve(flow: str, config: FlowConfig, input_topics: Sequence[str], *,
-          argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
-          ) -> HealthServer | None:
+def serve(
+    flow: str,
+    config: FlowConfig,
+    input_topics: Sequence[str],
+    *,
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> HealthServer | None:
     """Start the flow process's health and metrics endpoint on a thread, on
     ``config.metrics_port`` plus the process id (:func:`endpoint_port`); returns it
     (None: ``metrics_port`` is None, no endpoint)."""
     if config.metrics_port is None:
         return None
-    proc_id = process_id(sys.argv if argv is None else argv,
-                         os.environ if environ is None else environ)
-    server = HealthServer(host=config.metrics_host,
-                          port=endpoint_port(config.metrics_port, proc_id), name=flow)
+    proc_id = process_id(
+        sys.argv if argv is None else argv, os.environ if environ is None else environ
+    )
+    server = HealthServer(
+        host=config.metrics_host, port=endpoint_port(config.metrics_port, proc_id), name=flow
+    )
     server.add_check("input", InputCheck(config.brokers, input_topics, config.kafka_config))
     server.add_check("sink", SinkCheck(config.database_url, flow))
     port = server.start_in_thread()
-    print(f"{flow} process {proc_id}: health and metrics on "
-          f"http://{config.metrics_host}:{port} (/livez /readyz /metrics)",
-          file=sys.stderr, flush=True)
+    print(
+        f"{flow} process {proc_id}: health and metrics on "
+        f"http://{config.metrics_host}:{port} (/livez /readyz /metrics)",
+        file=sys.stderr,
+        flush=True,
+    )
     return server

@@ -36,15 +36,17 @@ _WIRING = ("starting_offset", "kafka_config")
 class FlowSettings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings):
     """The status flow's settings, and what every flow has."""
 
-    __component__ = ComponentFields(FlowConfig, prefix="flow_", shared=_SHARED,
-                                    exclude=_WIRING)
+    __component__ = ComponentFields(FlowConfig, prefix="flow_", shared=_SHARED, exclude=_WIRING)
 
     def _shared(self) -> dict[str, object]:
         brokers = self.kafka_brokers
         if not brokers:
             raise SettingsError("CHARGEFLOW_KAFKA_BOOTSTRAP is required")
-        return {"brokers": brokers, "database_url": self.require("database_url"),
-                "topics": Topics.with_prefix(self.topic_prefix)}
+        return {
+            "brokers": brokers,
+            "database_url": self.require("database_url"),
+            "topics": Topics.with_prefix(self.topic_prefix),
+        }
 
     def flow_config(self) -> FlowConfig:
         config: FlowConfig = self.build_component(**self._shared())
@@ -56,29 +58,39 @@ StatusFlowSettings = FlowSettings
 
 class LoadFlowSettings(FlowSettings):
     load_publish_interval_s: float = Field(
-        5.0, gt=0, description="seconds between a site's load.sites updates")
+        5.0, gt=0, description="seconds between a site's load.sites updates"
+    )
     load_heartbeat_s: float = Field(
-        30.0, gt=0, description="a site's load is published at least this often, "
-        "unchanged or not")
+        30.0, gt=0, description="a site's load is published at least this often, unchanged or not"
+    )
 
 
 class SessionsFlowSettings(FlowSettings):
-    __component__ = ComponentFields(SessionsFlowConfig, prefix="flow_",
-                                    shared=(*_SHARED, "rules"), exclude=_WIRING)
+    __component__ = ComponentFields(
+        SessionsFlowConfig, prefix="flow_", shared=(*_SHARED, "rules"), exclude=_WIRING
+    )
 
     session_idle_timeout_s: float = Field(
-        DEFAULT_RULES.idle_timeout.total_seconds(), gt=0,
+        DEFAULT_RULES.idle_timeout.total_seconds(),
+        gt=0,
         description="close a session without StopTransaction after this much station "
-        "event time without news of it")
+        "event time without news of it",
+    )
     session_max_power_w: int = Field(
-        DEFAULT_RULES.registers.max_power_w, ge=1,
-        description="register plausibility: the most any connector can draw")
+        DEFAULT_RULES.registers.max_power_w,
+        ge=1,
+        description="register plausibility: the most any connector can draw",
+    )
     session_meter_tolerance_pct: float = Field(
-        float(DEFAULT_RULES.meter_tolerance_ratio * 100), gt=0,
-        description="smart-meter cross-check: relative tolerance, percent")
+        float(DEFAULT_RULES.meter_tolerance_ratio * 100),
+        gt=0,
+        description="smart-meter cross-check: relative tolerance, percent",
+    )
     session_meter_tolerance_wh: float = Field(
-        float(DEFAULT_RULES.meter_tolerance_wh), gt=0,
-        description="smart-meter cross-check: absolute tolerance, Wh")
+        float(DEFAULT_RULES.meter_tolerance_wh),
+        gt=0,
+        description="smart-meter cross-check: absolute tolerance, Wh",
+    )
 
     def rules(self) -> SessionRules:
         return SessionRules(
@@ -89,6 +101,5 @@ class SessionsFlowSettings(FlowSettings):
         )
 
     def flow_config(self) -> SessionsFlowConfig:
-        config: SessionsFlowConfig = self.build_component(**self._shared(),
-                                                          rules=self.rules())
+        config: SessionsFlowConfig = self.build_component(**self._shared(), rules=self.rules())
         return config

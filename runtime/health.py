@@ -95,12 +95,15 @@ class _RequestLimits:
         if scope["type"] == "http":
             target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
             headers = sum(len(k) + len(v) for k, v in scope.get("headers") or ())
-            status = 414 if target > MAX_TARGET_BYTES else (
-                431 if headers > MAX_HEADER_BYTES else None)
+            status = (
+                414 if target > MAX_TARGET_BYTES else (431 if headers > MAX_HEADER_BYTES else None)
+            )
             if status is not None:
                 response = PlainTextResponse(
                     "request target too long\n" if status == 414 else "headers too large\n",
-                    status_code=status, headers={"Connection": "close"})
+                    status_code=status,
+                    headers={"Connection": "close"},
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -117,9 +120,15 @@ class _EmbeddedServer(uvicorn.Server):
 class HealthServer:
     """``/livez``, ``/readyz`` (``/healthz``) and ``/metrics`` on ``host:port``."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
-                 registry: CollectorRegistry = REGISTRY, check_timeout_s: float = 3.0,
-                 name: str = "chargeflow") -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        registry: CollectorRegistry = REGISTRY,
+        check_timeout_s: float = 3.0,
+        name: str = "chargeflow",
+    ) -> None:
         if check_timeout_s <= 0:
             raise ValueError("check_timeout_s must be > 0")
         self.host = host
@@ -131,12 +140,14 @@ class HealthServer:
         self._socket: socket.socket | None = None
         self._server: _EmbeddedServer | None = None
         self._thread: threading.Thread | None = None
-        self.app = Starlette(routes=[
-            Route("/livez", self._livez, methods=["GET"]),
-            Route("/readyz", self._readyz, methods=["GET"]),
-            Route("/healthz", self._readyz, methods=["GET"]),
-            Route("/metrics", self._metrics, methods=["GET"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/livez", self._livez, methods=["GET"]),
+                Route("/readyz", self._readyz, methods=["GET"]),
+                Route("/healthz", self._readyz, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
+            ]
+        )
         self.app.router.redirect_slashes = False  # /livez/ is not a path we serve: 404
 
     # ----------------------------------------------------------------- checks
@@ -189,13 +200,17 @@ class HealthServer:
     async def _readyz(self, request: Request) -> Response:
         results = await self.readiness()
         ready = all(r.ok for r in results)
-        body = {"status": "ready" if ready else "not ready", "process": self.name,
-                "checks": {r.name: r.as_json() for r in results}}
+        body = {
+            "status": "ready" if ready else "not ready",
+            "process": self.name,
+            "checks": {r.name: r.as_json() for r in results},
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def _metrics(self, request: Request) -> Response:
-        return PlainTextResponse(generate_latest(self.registry),
-                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return PlainTextResponse(
+            generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     # ----------------------------------------------------------------- serving
 
@@ -226,8 +241,14 @@ class HealthServer:
 
     def _make_server(self) -> _EmbeddedServer:
         config = uvicorn.Config(
-            _RequestLimits(self.app), http="h11", lifespan="off", log_config=None, access_log=False,
-            server_header=False, timeout_keep_alive=5, timeout_graceful_shutdown=2,
+            _RequestLimits(self.app),
+            http="h11",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=2,
             log_level="warning",
         )
         return _EmbeddedServer(config)

@@ -40,8 +40,17 @@ KAFKA_LOGGER_NAME = "librdkafka"
 # lower-cased key. URLs and DSNs are not here: only their credentials are masked
 # (by the text patterns), the host and database stay readable.
 SECRET_KEY_PARTS = (
-    "password", "passwd", "secret", "token", "authorization", "api_key", "apikey",
-    "api-key", "cookie", "credential", "private_key",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "api_key",
+    "apikey",
+    "api-key",
+    "cookie",
+    "credential",
+    "private_key",
 )
 
 # A value never spans a quote, a backslash or whitespace, so masking inside a
@@ -51,13 +60,14 @@ _STRUCTURAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Our API keys: cf_<key_id>_<secret>; the key id alone is safe to show.
     (re.compile(r"\bcf_([0-9a-f]{16})_[A-Za-z0-9_\-]+"), rf"cf_\1_{MASK}"),
     (re.compile(r"\bcf_(?![0-9a-f]{16}_\*\*\*)[A-Za-z0-9_\-]{6,}"), f"cf_{MASK}"),
-    (re.compile(r"\b(Bearer)\s+(?>[A-Za-z0-9+/._~\-]{8,}=*)(?!\*)", re.IGNORECASE),
-     rf"\1 {MASK}"),
+    (re.compile(r"\b(Bearer)\s+(?>[A-Za-z0-9+/._~\-]{8,}=*)(?!\*)", re.IGNORECASE), rf"\1 {MASK}"),
     # base64(user:password); an English word after "Basic" is left alone.
     (re.compile(r"\b(Basic)\s+(?=[a-z]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}=*"), rf"\1 {MASK}"),
     # scheme://user:password@host (database, MQTT, Kafka URLs).
-    (re.compile(rf"\b([a-z][a-z0-9+.\-]*://[^\s:/@\"'\\]*):{_VALUE}+@", re.IGNORECASE),
-     rf"\1:{MASK}@"),
+    (
+        re.compile(rf"\b([a-z][a-z0-9+.\-]*://[^\s:/@\"'\\]*):{_VALUE}+@", re.IGNORECASE),
+        rf"\1:{MASK}@",
+    ),
     # Stripe secret and restricted keys, webhook signing secrets.
     (re.compile(r"\b(sk_live|sk_test|rk_live|rk_test|whsec)_[A-Za-z0-9]+"), rf"\1_{MASK}"),
 )
@@ -67,7 +77,8 @@ _KEYED_PATTERN = (
     re.compile(
         r"(?i)\b([\w\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|authorization)"
         r"[\w\-]*)(['\"]?\s*[=:]\s*['\"]?)(?!\*\*\*)"
-        rf"(?!(?:true|false|none|null)(?!{_VALUE}))(?:(?:Bearer|Basic)\s+)?{_VALUE}+"),
+        rf"(?!(?:true|false|none|null)(?!{_VALUE}))(?:(?:Bearer|Basic)\s+)?{_VALUE}+"
+    ),
     rf"\1\2{MASK}",
 )
 
@@ -183,8 +194,9 @@ class RepeatFilter(logging.Filter):
     counters and millisecond figures change between otherwise identical lines).
     """
 
-    def __init__(self, burst: int = 5, interval_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, burst: int = 5, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self.burst = burst
         self.interval_s = interval_s
@@ -245,8 +257,9 @@ def with_kafka_logger(config: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- configuration
 
 
-def _log_uncaught(exc_type: type[BaseException], exc: BaseException,
-                  tb: TracebackType | None) -> None:
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
     if issubclass(exc_type, KeyboardInterrupt):
         sys.__excepthook__(exc_type, exc, tb)
         return
@@ -257,8 +270,10 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
     if args.exc_value is None:
         return
     logging.getLogger("chargeflow").critical(
-        "uncaught exception in thread %s", args.thread.name if args.thread else "?",
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        "uncaught exception in thread %s",
+        args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def build_formatter(fmt: str = "console", *, colors: bool = False) -> logging.Formatter:
@@ -273,8 +288,12 @@ def build_formatter(fmt: str = "console", *, colors: bool = False) -> logging.Fo
     elif fmt == "console":
         final = [
             redact_event,
-            _redacting(structlog.dev.ConsoleRenderer(
-                colors=colors, exception_formatter=plain_traceback_without_locals), keyed=True),
+            _redacting(
+                structlog.dev.ConsoleRenderer(
+                    colors=colors, exception_formatter=plain_traceback_without_locals
+                ),
+                keyed=True,
+            ),
         ]
     else:
         raise ValueError(f"log format must be console or json, got {fmt!r}")
@@ -293,8 +312,9 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def configure_logging(level: str = "INFO", fmt: str = "console",
-                      stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "INFO", fmt: str = "console", stream: TextIO | None = None
+) -> None:
     """Route structlog and stdlib logging (every library) through one handler on
     ``stream`` (stderr) in ``fmt``; uncaught exceptions (main and other threads) are
     logged the same way."""
@@ -314,8 +334,12 @@ def configure_logging(level: str = "INFO", fmt: str = "console",
     # Per-frame chatter from the protocol libraries is noise at INFO
     # (the ocpp library logs every frame at INFO through the per-station loggers).
     for noisy in (
-        "websockets", "ocpp", "chargeflow.gateway.ocpp", "chargeflow.simulator.ocpp",
-        "uvicorn.access", "alembic.runtime.migration",
+        "websockets",
+        "ocpp",
+        "chargeflow.gateway.ocpp",
+        "chargeflow.simulator.ocpp",
+        "uvicorn.access",
+        "alembic.runtime.migration",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     kafka_logger()

@@ -73,20 +73,28 @@ class _StopWhen(tenacity.stop.stop_base):
 
 
 def retrying(
-    backoff: Backoff, retry_on: ExceptionTypes, *, attempts: int | None = None,
+    backoff: Backoff,
+    retry_on: ExceptionTypes,
+    *,
+    attempts: int | None = None,
     before_sleep: Callable[[RetryCallState], None] | None = None,
 ) -> tenacity.Retrying:
     """Blocking retries of ``retry_on`` (forever, or ``attempts`` tries, then the last
     error is raised); other exceptions propagate at once."""
     return tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(retry_on), wait=backoff.wait(),
+        retry=tenacity.retry_if_exception_type(retry_on),
+        wait=backoff.wait(),
         stop=tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never,
-        before_sleep=before_sleep, reraise=True,
+        before_sleep=before_sleep,
+        reraise=True,
     )
 
 
 def async_retrying(
-    backoff: Backoff, retry_on: ExceptionTypes, *, attempts: int | None = None,
+    backoff: Backoff,
+    retry_on: ExceptionTypes,
+    *,
+    attempts: int | None = None,
     before_sleep: Callable[[RetryCallState], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     stop_when: Callable[[], bool] | None = None,
@@ -94,12 +102,17 @@ def async_retrying(
     """As :func:`retrying`, in asyncio; ``sleep`` may end early (a stop request), and
     once ``stop_when()`` is true the last error is raised instead of trying again."""
     stop: tenacity.stop.stop_base = (
-        tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never)
+        tenacity.stop_after_attempt(attempts) if attempts else tenacity.stop_never
+    )
     if stop_when is not None:
         stop = stop | _StopWhen(stop_when)
     return tenacity.AsyncRetrying(
-        retry=tenacity.retry_if_exception_type(retry_on), wait=backoff.wait(), stop=stop,
-        before_sleep=before_sleep, sleep=sleep, reraise=True,
+        retry=tenacity.retry_if_exception_type(retry_on),
+        wait=backoff.wait(),
+        stop=stop,
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
     )
 
 

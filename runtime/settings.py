@@ -69,8 +69,7 @@ def off_is_none(value: object) -> object:
 
 
 # A listen port that can be switched off: unset, empty or "off" = None; 0 = a free port.
-OptionalPort = Annotated[
-    Annotated[int, Field(ge=0, le=65535)] | None, BeforeValidator(off_is_none)]
+OptionalPort = Annotated[Annotated[int, Field(ge=0, le=65535)] | None, BeforeValidator(off_is_none)]
 
 
 class SettingsError(ValueError):
@@ -91,8 +90,11 @@ def one_line(error: ValidationError) -> str:
         name = env_name(str(loc[0])) if loc else "settings"
         message = item.get("msg", "invalid")
         value = item.get("input")
-        shown = "" if isinstance(value, (dict, SecretStr)) or value is None else (
-            f" (got {str(value)[:60]!r})")
+        shown = (
+            ""
+            if isinstance(value, (dict, SecretStr)) or value is None
+            else (f" (got {str(value)[:60]!r})")
+        )
         parts.append(f"{name}: {message}{shown}")
     return "; ".join(parts)
 
@@ -199,8 +201,9 @@ class ComponentFields:
 class _ComposedSettingsMeta(ModelMetaclass):
     """Adds the fields of ``__component__`` (a :class:`ComponentFields`) to the model."""
 
-    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any],
-                **kwargs: Any) -> type:
+    def __new__(
+        mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
+    ) -> type:
         spec = namespace.get("__component__")
         if isinstance(spec, ComponentFields):
             annotations = dict(namespace.get("__annotations__", {}))
@@ -216,7 +219,10 @@ class ChargeflowSettings(BaseSettings, metaclass=_ComposedSettingsMeta):
     """Base of every settings part and process model: ``CHARGEFLOW_*`` env + ``.env``."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
         validate_default=True,
     )
     __component__: ClassVar[ComponentFields | None] = None
@@ -253,8 +259,10 @@ def secret(value: SecretStr | None) -> str | None:
 
 class KafkaSettings(ChargeflowSettings):
     kafka_bootstrap: str | None = Field(
-        None, description="host:port[,host:port...] of Kafka; `chargeflow run` starts an "
-        "embedded broker when unset")
+        None,
+        description="host:port[,host:port...] of Kafka; `chargeflow run` starts an "
+        "embedded broker when unset",
+    )
 
     @property
     def kafka_brokers(self) -> list[str]:
@@ -263,13 +271,17 @@ class KafkaSettings(ChargeflowSettings):
 
 class DatabaseSettings(ChargeflowSettings):
     database_url: SecretStr | None = Field(
-        None, description="postgresql:// URL of the database; unset: `chargeflow` finds "
+        None,
+        description="postgresql:// URL of the database; unset: `chargeflow` finds "
         "the local server on 127.0.0.1:5432 (database CHARGEFLOW_DATABASE_NAME), else "
-        "starts an embedded one")
+        "starts an embedded one",
+    )
     database_name: str = Field(
-        "chargeflow", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        "chargeflow",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         description="database created on the local or embedded server when "
-        "CHARGEFLOW_DATABASE_URL is unset")
+        "CHARGEFLOW_DATABASE_URL is unset",
+    )
 
 
 class TopicSettings(ChargeflowSettings):
@@ -278,24 +290,36 @@ class TopicSettings(ChargeflowSettings):
 
 
 class LoggingSettings(ChargeflowSettings):
-    log_level: str = Field("INFO", pattern="(?i)^(debug|info|warning|error|critical)$",
-                           description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    log_format: str = Field("console", pattern="^(console|json)$",
-                            description="console (human) or json (one object a line)")
+    log_level: str = Field(
+        "INFO",
+        pattern="(?i)^(debug|info|warning|error|critical)$",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    )
+    log_format: str = Field(
+        "console",
+        pattern="^(console|json)$",
+        description="console (human) or json (one object a line)",
+    )
 
 
 class MqttSettings(ChargeflowSettings):
     mqtt_url: SecretStr | None = Field(
-        None, description="mqtt://[user:password@]host:port of the meters' broker "
-        "(mqtts:// = TLS); `chargeflow run` starts an embedded one when unset")
+        None,
+        description="mqtt://[user:password@]host:port of the meters' broker "
+        "(mqtts:// = TLS); `chargeflow run` starts an embedded one when unset",
+    )
     mqtt_topic_pattern: str = Field(
         "meters/+/reading",
-        description="MQTT subscription filter; the level matched by its first '+' is the "
-        "meter id")
+        description="MQTT subscription filter; the level matched by its first '+' is the meter id",
+    )
 
 
 SHARED_PARTS: tuple[type[ChargeflowSettings], ...] = (
-    KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings, MqttSettings,
+    KafkaSettings,
+    DatabaseSettings,
+    TopicSettings,
+    LoggingSettings,
+    MqttSettings,
 )
 
 
@@ -308,7 +332,16 @@ def part_of(model: type[BaseSettings], field_name: str) -> type[ChargeflowSettin
 
 
 __all__ = [
-    "ChargeflowSettings", "ComponentFields", "DatabaseSettings", "KafkaSettings",
-    "LoggingSettings", "MqttSettings", "SettingsError", "TopicSettings",
-    "env_name", "field_comments", "part_of", "secret",
+    "ChargeflowSettings",
+    "ComponentFields",
+    "DatabaseSettings",
+    "KafkaSettings",
+    "LoggingSettings",
+    "MqttSettings",
+    "SettingsError",
+    "TopicSettings",
+    "env_name",
+    "field_comments",
+    "part_of",
+    "secret",
 ]

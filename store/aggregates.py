@@ -89,17 +89,30 @@ _CONNECTOR_MEASURES = (
     ("energy_wh", "sum(energy_wh)"),
 )
 AGGREGATES: tuple[Aggregate, ...] = (
-    Aggregate("load_station_1m", timedelta(minutes=1), ("charge_point_id",), (
-        ("connector_count", "count(*)::int"),
-        ("sample_count", "sum(sample_count)::int"),
-        ("avg_power_w", "sum(avg_power_w)"),
-        ("max_connector_power_w", "max(max_power_w)"),
-        ("energy_wh", "sum(energy_wh)"),
-    )),
-    Aggregate("load_connector_1h", timedelta(hours=1), ("charge_point_id", "connector_id"),
-              _CONNECTOR_MEASURES),
-    Aggregate("energy_connector_1d", timedelta(days=1), ("charge_point_id", "connector_id"),
-              _CONNECTOR_MEASURES),
+    Aggregate(
+        "load_station_1m",
+        timedelta(minutes=1),
+        ("charge_point_id",),
+        (
+            ("connector_count", "count(*)::int"),
+            ("sample_count", "sum(sample_count)::int"),
+            ("avg_power_w", "sum(avg_power_w)"),
+            ("max_connector_power_w", "max(max_power_w)"),
+            ("energy_wh", "sum(energy_wh)"),
+        ),
+    ),
+    Aggregate(
+        "load_connector_1h",
+        timedelta(hours=1),
+        ("charge_point_id", "connector_id"),
+        _CONNECTOR_MEASURES,
+    ),
+    Aggregate(
+        "energy_connector_1d",
+        timedelta(days=1),
+        ("charge_point_id", "connector_id"),
+        _CONNECTOR_MEASURES,
+    ),
 )
 AGGREGATE_VIEWS = tuple(a.name for a in AGGREGATES)
 
@@ -114,6 +127,7 @@ class RefreshWindow:
 
 
 # -- pure planning ------------------------------------------------------------------
+
 
 def floor_bucket(at: datetime, width: timedelta) -> datetime:
     return at - (at - ORIGIN) % width
@@ -139,9 +153,13 @@ def _merge(ranges: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, 
     return merged
 
 
-def refresh_windows(*, timescale: bool, now: datetime,
-                    invalidated: Sequence[tuple[datetime, datetime]],
-                    force: bool = False) -> list[RefreshWindow]:
+def refresh_windows(
+    *,
+    timescale: bool,
+    now: datetime,
+    invalidated: Sequence[tuple[datetime, datetime]],
+    force: bool = False,
+) -> list[RefreshWindow]:
     """What to refresh for the ranges of raw time ``invalidated`` (and everything within
     retention with ``force``), per aggregate in :data:`AGGREGATES` order."""
     windows: list[RefreshWindow] = []
@@ -172,21 +190,27 @@ def timescale_refresh_sql(window: RefreshWindow) -> str:
         raise ValueError("a TimescaleDB refresh window needs an end")
     if window.aggregate not in AGGREGATES:
         raise ValueError(f"not a load aggregate: {window.aggregate.name!r}")
-    return (f"CALL refresh_continuous_aggregate('{window.aggregate.name}', "
-            f"TIMESTAMPTZ '{window.start.astimezone(UTC).isoformat()}', "
-            f"TIMESTAMPTZ '{window.end.astimezone(UTC).isoformat()}')")
+    return (
+        f"CALL refresh_continuous_aggregate('{window.aggregate.name}', "
+        f"TIMESTAMPTZ '{window.start.astimezone(UTC).isoformat()}', "
+        f"TIMESTAMPTZ '{window.end.astimezone(UTC).isoformat()}')"
+    )
 
 
 def plain_select_sql(aggregate: Aggregate) -> str:
     """The aggregate's rows over ``load_connector_1m`` rows in ``[%(start)s, %(end)s)``."""
-    bucket = f"date_bin(INTERVAL '{aggregate.width.total_seconds():.0f} seconds', bucket, " \
-             f"TIMESTAMPTZ '{ORIGIN.isoformat()}')"
+    bucket = (
+        f"date_bin(INTERVAL '{aggregate.width.total_seconds():.0f} seconds', bucket, "
+        f"TIMESTAMPTZ '{ORIGIN.isoformat()}')"
+    )
     keys = ", ".join(aggregate.keys)
     measures = ", ".join(f"{expression} AS {column}" for column, expression in aggregate.measures)
-    return (f"SELECT {keys}, {bucket} AS bucket, {measures} FROM load_connector_1m"
-            " WHERE bucket >= %(start)s"
-            " AND bucket < COALESCE(%(end)s::timestamptz, 'infinity')"
-            f" GROUP BY {keys}, {bucket}")
+    return (
+        f"SELECT {keys}, {bucket} AS bucket, {measures} FROM load_connector_1m"
+        " WHERE bucket >= %(start)s"
+        " AND bucket < COALESCE(%(end)s::timestamptz, 'infinity')"
+        f" GROUP BY {keys}, {bucket}"
+    )
 
 
 def plain_refresh_sql(aggregate: Aggregate) -> str:
@@ -213,6 +237,7 @@ def plain_refresh_sql(aggregate: Aggregate) -> str:
 
 # -- database -----------------------------------------------------------------------
 
+
 def _mode(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'").fetchone()
     if row is None:
@@ -220,8 +245,9 @@ def _mode(conn: psycopg.Connection[Any]) -> str:
     return str(row[0])
 
 
-def refresh_aggregates(conn: psycopg.Connection[Any], *, force: bool = False,
-                       now: datetime | None = None) -> list[str]:
+def refresh_aggregates(
+    conn: psycopg.Connection[Any], *, force: bool = False, now: datetime | None = None
+) -> list[str]:
     """Refresh the buckets invalidated since the last refresh (all buckets within
     retention with ``force``); returns the aggregates refreshed. ``now`` (default: the
     database's clock) fixes the retention clamp and, on TimescaleDB, the current
@@ -241,10 +267,13 @@ def refresh_aggregates(conn: psycopg.Connection[Any], *, force: bool = False,
         assert now is not None
         rows = conn.execute(
             "SELECT id, bucket_start, bucket_end FROM load_aggregate_invalidations"
-            " ORDER BY id LIMIT %s", (INVALIDATIONS_PER_REFRESH,)).fetchall()
+            " ORDER BY id LIMIT %s",
+            (INVALIDATIONS_PER_REFRESH,),
+        ).fetchall()
         ids = [r[0] for r in rows]
-        windows = refresh_windows(timescale=timescale, now=now,
-                                  invalidated=[(r[1], r[2]) for r in rows], force=force)
+        windows = refresh_windows(
+            timescale=timescale, now=now, invalidated=[(r[1], r[2]) for r in rows], force=force
+        )
         if timescale:
             for window in windows:
                 conn.execute(timescale_refresh_sql(window))
@@ -252,8 +281,10 @@ def refresh_aggregates(conn: psycopg.Connection[Any], *, force: bool = False,
         else:
             with conn.transaction():
                 for window in windows:
-                    conn.execute(plain_refresh_sql(window.aggregate),
-                                 {"start": window.start, "end": window.end})
+                    conn.execute(
+                        plain_refresh_sql(window.aggregate),
+                        {"start": window.start, "end": window.end},
+                    )
                 _forget(conn, ids)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (REFRESH_LOCK_KEY,))
@@ -265,8 +296,9 @@ def _forget(conn: psycopg.Connection[Any], ids: list[int]) -> None:
         conn.execute("DELETE FROM load_aggregate_invalidations WHERE id = ANY(%s)", (ids,))
 
 
-def refresh_loop(database_url: str, every_s: float, stop: threading.Event, *,
-                 force: bool = False) -> None:
+def refresh_loop(
+    database_url: str, every_s: float, stop: threading.Event, *, force: bool = False
+) -> None:
     """Refresh every ``every_s`` seconds until ``stop`` is set; database outages are
     logged and retried at the next tick."""
     conn: psycopg.Connection[Any] | None = None
@@ -275,16 +307,21 @@ def refresh_loop(database_url: str, every_s: float, stop: threading.Event, *,
             started = time.monotonic()
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(database_url, autocommit=True, connect_timeout=5,
-                                           application_name="chargeflow-aggregates")
+                    conn = psycopg.connect(
+                        database_url,
+                        autocommit=True,
+                        connect_timeout=5,
+                        application_name="chargeflow-aggregates",
+                    )
                 done = refresh_aggregates(conn, force=force)
                 if done:
-                    log.debug("refreshed %s in %.2fs", ", ".join(done),
-                              time.monotonic() - started)
+                    log.debug("refreshed %s in %.2fs", ", ".join(done), time.monotonic() - started)
             except psycopg.OperationalError as exc:
-                log.warning("aggregate refresh failed (%s); retrying in %.0fs",
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-                            every_s)
+                log.warning(
+                    "aggregate refresh failed (%s); retrying in %.0fs",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                    every_s,
+                )
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -295,12 +332,14 @@ def refresh_loop(database_url: str, every_s: float, stop: threading.Event, *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m store.aggregates",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m store.aggregates", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--every", type=float, default=60.0, help="seconds between refreshes")
     parser.add_argument("--once", action="store_true", help="refresh once and exit")
-    parser.add_argument("--force", action="store_true",
-                        help="refresh every bucket within raw-data retention")
+    parser.add_argument(
+        "--force", action="store_true", help="refresh every bucket within raw-data retention"
+    )
     args = parser.parse_args(argv)
     try:
         settings = AggregatesSettings.load()
@@ -309,8 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.once:
         with psycopg.connect(url, autocommit=True) as conn:
             done = refresh_aggregates(conn, force=args.force)
@@ -326,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    log.info("refreshing invalidated buckets of %s every %.0fs", ", ".join(AGGREGATE_VIEWS),
-             args.every)
+    log.info(
+        "refreshing invalidated buckets of %s every %.0fs", ", ".join(AGGREGATE_VIEWS), args.every
+    )
     refresh_loop(url, args.every, stop, force=args.force)
     return 0
 

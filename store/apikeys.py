@@ -78,7 +78,7 @@ def parse_api_key(presented: str) -> tuple[str, str] | None:
     """Split ``cf_<key_id>_<secret>`` into (key_id, secret); None when malformed."""
     if not presented.startswith(KEY_PREFIX):
         return None
-    key_id, sep, secret = presented[len(KEY_PREFIX):].partition("_")
+    key_id, sep, secret = presented[len(KEY_PREFIX) :].partition("_")
     if not sep or not key_id or not secret or len(key_id) > 64 or len(secret) > 256:
         return None
     return key_id, secret
@@ -126,9 +126,7 @@ def list_api_keys(database_url: str, *, include_revoked: bool = True) -> list[Ap
     return [ApiKeyInfo(r[0], r[1], Role(r[2]), r[3], r[4]) for r in rows]
 
 
-async def verify_api_key(
-    conn: psycopg.AsyncConnection[Any], presented: str
-) -> ApiPrincipal | None:
+async def verify_api_key(conn: psycopg.AsyncConnection[Any], presented: str) -> ApiPrincipal | None:
     """The principal for a presented key, or None if malformed, unknown or revoked."""
     parsed = parse_api_key(presented)
     if parsed is None:

@@ -67,15 +67,26 @@ class CommandRecord:
     def to_result(self) -> CommandResult:
         assert self.completed_at is not None, "only a terminal command has a result"
         code = None
-        if self.response is not None and "errorCode" in self.response and self.status in (
-                CommandStatus.FAILED,):
+        if (
+            self.response is not None
+            and "errorCode" in self.response
+            and self.status in (CommandStatus.FAILED,)
+        ):
             code = str(self.response["errorCode"])
         return CommandResult(
-            command_id=self.command_id, charge_point_id=self.charge_point_id,
-            action=self.action, status=self.status, requested_by=self.requested_by,
-            requested_at=self.requested_at, completed_at=self.completed_at,
-            ocpp_version=self.ocpp_version, gateway_id=self.gateway_id, sent_at=self.sent_at,
-            response=self.response, error_code=code, error=self.error,
+            command_id=self.command_id,
+            charge_point_id=self.charge_point_id,
+            action=self.action,
+            status=self.status,
+            requested_by=self.requested_by,
+            requested_at=self.requested_at,
+            completed_at=self.completed_at,
+            ocpp_version=self.ocpp_version,
+            gateway_id=self.gateway_id,
+            sent_at=self.sent_at,
+            response=self.response,
+            error_code=code,
+            error=self.error,
         )
 
 
@@ -105,22 +116,36 @@ async def insert_if_missing(db: AsyncDb, command: Command) -> bool:
         ON CONFLICT (command_id) DO NOTHING
         RETURNING 1
         """,
-        (command.command_id, command.charge_point_id, command.action, _jsonb(command.payload),
-         command.ocpp_version, command.requested_by, command.requested_at, command.expires_at,
-         command.timeout_s),
+        (
+            command.command_id,
+            command.charge_point_id,
+            command.action,
+            _jsonb(command.payload),
+            command.ocpp_version,
+            command.requested_by,
+            command.requested_at,
+            command.expires_at,
+            command.timeout_s,
+        ),
     )
     return bool(rows)
 
 
 async def get_command(db: AsyncDb, command_id: uuid.UUID) -> CommandRecord | None:
-    rows = await _execute(db, f"SELECT {_COLUMNS} FROM commands WHERE command_id = %s",
-                          (command_id,))
+    rows = await _execute(
+        db, f"SELECT {_COLUMNS} FROM commands WHERE command_id = %s", (command_id,)
+    )
     return _record(rows[0]) if rows else None
 
 
 async def claim(
-    db: AsyncDb, command_id: uuid.UUID, gateway_id: str, status: CommandStatus, *,
-    ocpp_version: str | None = None, error: str | None = None,
+    db: AsyncDb,
+    command_id: uuid.UUID,
+    gateway_id: str,
+    status: CommandStatus,
+    *,
+    ocpp_version: str | None = None,
+    error: str | None = None,
 ) -> CommandRecord | None:
     """``pending`` -> ``status`` for this replica; None if the command is not pending.
 
@@ -136,14 +161,19 @@ async def claim(
         RETURNING {_COLUMNS}
         """
     sent = status is CommandStatus.SENT
-    rows = await _execute(db, sql, (str(status), gateway_id, ocpp_version, error, sent, sent,
-                                    command_id))
+    rows = await _execute(
+        db, sql, (str(status), gateway_id, ocpp_version, error, sent, sent, command_id)
+    )
     return _record(rows[0]) if rows else None
 
 
 async def complete(
-    db: AsyncDb, command_id: uuid.UUID, status: CommandStatus, *,
-    response: dict[str, Any] | None = None, error: str | None = None,
+    db: AsyncDb,
+    command_id: uuid.UUID,
+    status: CommandStatus,
+    *,
+    response: dict[str, Any] | None = None,
+    error: str | None = None,
 ) -> CommandRecord | None:
     """``sent`` -> a terminal ``status``; None if the command is not (any more) ``sent``."""
     assert status.terminal
@@ -178,8 +208,7 @@ async def expire_overdue(db: AsyncDb, gateway_id: str, limit: int = 100) -> list
     return [_record(r) for r in rows]
 
 
-async def abandon_orphaned(db: AsyncDb, grace_s: float, limit: int = 100
-                           ) -> list[CommandRecord]:
+async def abandon_orphaned(db: AsyncDb, grace_s: float, limit: int = 100) -> list[CommandRecord]:
     """``sent`` commands without an outcome long after their timeout -> ``failed``.
 
     A live replica records ``timed_out`` within ``timeout_s``; a row still ``sent``
@@ -206,14 +235,18 @@ async def abandon_orphaned(db: AsyncDb, grace_s: float, limit: int = 100
 async def mark_published(db: AsyncDb, command_id: uuid.UUID) -> None:
     """The command's result is on ``ocpp.command-results`` (migration 0009)."""
     await _execute(
-        db, "UPDATE commands SET result_published_at = now() "
-            "WHERE command_id = %s AND result_published_at IS NULL",
-        (command_id,))
+        db,
+        "UPDATE commands SET result_published_at = now() "
+        "WHERE command_id = %s AND result_published_at IS NULL",
+        (command_id,),
+    )
 
 
 async def publish_unpublished(
-    pool: AsyncConnectionPool[Any], publish: Callable[[CommandRecord], Awaitable[None]],
-    older_than_s: float, limit: int = 100,
+    pool: AsyncConnectionPool[Any],
+    publish: Callable[[CommandRecord], Awaitable[None]],
+    older_than_s: float,
+    limit: int = 100,
 ) -> list[CommandRecord]:
     """Publish the results of terminal commands completed more than ``older_than_s``
     ago that were never confirmed published (their replica died between the update
@@ -232,7 +265,8 @@ async def publish_unpublished(
               AND completed_at < now() - make_interval(secs => %s)
             ORDER BY completed_at LIMIT %s FOR UPDATE SKIP LOCKED
             """,
-            (older_than_s, limit))
+            (older_than_s, limit),
+        )
         for row in await cur.fetchall():
             record = _record(row)
             try:
@@ -243,12 +277,19 @@ async def publish_unpublished(
         if done:
             await conn.execute(
                 "UPDATE commands SET result_published_at = now() WHERE command_id = ANY(%s)",
-                ([r.command_id for r in done],))
+                ([r.command_id for r in done],),
+            )
     return done
 
 
-async def submit_command(db: AsyncDb, producer: Producer, topics: Topics, command: Command,
-                         *, publish_timeout_s: float = 10.0) -> bool:
+async def submit_command(
+    db: AsyncDb,
+    producer: Producer,
+    topics: Topics,
+    command: Command,
+    *,
+    publish_timeout_s: float = 10.0,
+) -> bool:
     """Store ``command`` (pending) and publish it on ``ocpp.commands``.
 
     Idempotent per command id: returns False (nothing published) when the id is
@@ -260,12 +301,14 @@ async def submit_command(db: AsyncDb, producer: Producer, topics: Topics, comman
     if not await insert_if_missing(db, command):
         return False
     try:
-        await asyncio.wait_for(producer.publish(
-            topics.ocpp_commands, command.charge_point_id.encode(), encode_command(command)),
-            publish_timeout_s)
+        await asyncio.wait_for(
+            producer.publish(
+                topics.ocpp_commands, command.charge_point_id.encode(), encode_command(command)
+            ),
+            publish_timeout_s,
+        )
     except (PublishError, TimeoutError) as exc:
-        await claim(db, command.command_id, "api", CommandStatus.FAILED,
-                    error=f"not queued: {exc}")
+        await claim(db, command.command_id, "api", CommandStatus.FAILED, error=f"not queued: {exc}")
         raise PublishError(f"command {command.command_id} not queued: {exc}") from exc
     return True
 
@@ -306,15 +349,14 @@ async def live_holder(db: AsyncDb, charge_point_id: str, grace_s: float) -> str 
 
 async def load_offsets(db: AsyncDb, gateway_id: str, topic: str) -> dict[int, int]:
     rows = await _execute(
-        db, "SELECT partition, next_offset FROM gateway_offsets "
-            "WHERE gateway_id = %s AND topic = %s",
+        db,
+        "SELECT partition, next_offset FROM gateway_offsets WHERE gateway_id = %s AND topic = %s",
         (gateway_id, topic),
     )
     return {int(p): int(o) for p, o in rows}
 
 
-async def save_offsets(db: AsyncDb, gateway_id: str, topic: str, offsets: dict[int, int]
-                       ) -> None:
+async def save_offsets(db: AsyncDb, gateway_id: str, topic: str, offsets: dict[int, int]) -> None:
     for partition, offset in sorted(offsets.items()):
         await _execute(
             db,
@@ -328,8 +370,9 @@ async def save_offsets(db: AsyncDb, gateway_id: str, topic: str, offsets: dict[i
         )
 
 
-async def claim_deadletter(db: AsyncDb, topic: str, partition: int, offset: int,
-                           gateway_id: str, reason: str) -> bool:
+async def claim_deadletter(
+    db: AsyncDb, topic: str, partition: int, offset: int, gateway_id: str, reason: str
+) -> bool:
     """True for the one replica that should dead-letter this message."""
     rows = await _execute(
         db,

@@ -91,8 +91,12 @@ def bucket_start(at: datetime, resolution: Resolution) -> datetime:
 
 
 async def list_availability(
-    conn: psycopg.AsyncConnection[Any], *, station: str | None = None,
-    site: str | None = None, status: str | None = None, include_station_level: bool = False,
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    station: str | None = None,
+    site: str | None = None,
+    status: str | None = None,
+    include_station_level: bool = False,
 ) -> list[AvailabilityRecord]:
     """Current availability per connector, ordered by station and connector."""
     where = ["TRUE"]
@@ -124,14 +128,19 @@ async def list_availability(
 
 async def station_exists(conn: psycopg.AsyncConnection[Any], charge_point_id: str) -> bool:
     cur = await conn.execute(
-        "SELECT 1 FROM stations WHERE charge_point_id = %s", (charge_point_id,))
+        "SELECT 1 FROM stations WHERE charge_point_id = %s", (charge_point_id,)
+    )
     return await cur.fetchone() is not None
 
 
 async def status_history(
-    conn: psycopg.AsyncConnection[Any], charge_point_id: str, *,
-    start: datetime | None = None, end: datetime | None = None,
-    connector_id: int | None = None, limit: int = MAX_HISTORY,
+    conn: psycopg.AsyncConnection[Any],
+    charge_point_id: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    connector_id: int | None = None,
+    limit: int = MAX_HISTORY,
 ) -> list[StatusChangeRecord]:
     """Status changes of one station, newest first; ``start`` inclusive, ``end`` exclusive.
 
@@ -185,8 +194,12 @@ async def site_load(conn: psycopg.AsyncConnection[Any], site_id: str) -> SiteLoa
 
 
 async def connector_series(
-    conn: psycopg.AsyncConnection[Any], charge_point_id: str, connector_id: int,
-    resolution: Resolution, start: datetime, end: datetime,
+    conn: psycopg.AsyncConnection[Any],
+    charge_point_id: str,
+    connector_id: int,
+    resolution: Resolution,
+    start: datetime,
+    end: datetime,
 ) -> list[LoadPoint]:
     """Load of one connector per bucket overlapping ``[start, end)``, oldest first."""
     source = SERIES_SOURCES[resolution]

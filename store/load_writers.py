@@ -31,12 +31,28 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 _MINUTE_COLUMNS = (
-    "charge_point_id", "connector_id", "bucket", "sample_count", "power_sum_w",
-    "avg_power_w", "max_power_w", "energy_wh", "register_wh", "source",
+    "charge_point_id",
+    "connector_id",
+    "bucket",
+    "sample_count",
+    "power_sum_w",
+    "avg_power_w",
+    "max_power_w",
+    "energy_wh",
+    "register_wh",
+    "source",
 )
 _MINUTE_TYPES = (
-    "text", "int4", "timestamptz", "int4", "float8", "float8", "float8", "numeric",
-    "numeric", "text",
+    "text",
+    "int4",
+    "timestamptz",
+    "int4",
+    "float8",
+    "float8",
+    "float8",
+    "numeric",
+    "numeric",
+    "text",
 )
 _MINUTES_STAGING = "load_connector_1m_staging"
 _CREATE_MINUTES_STAGING = (
@@ -44,13 +60,11 @@ _CREATE_MINUTES_STAGING = (
     + ", ".join(f"{c} {t}" for c, t in zip(_MINUTE_COLUMNS, _MINUTE_TYPES, strict=True))
     + ") ON COMMIT DELETE ROWS"
 )
-_COPY_MINUTES = (
-    f"COPY {_MINUTES_STAGING} ({', '.join(_MINUTE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-)
+_COPY_MINUTES = f"COPY {_MINUTES_STAGING} ({', '.join(_MINUTE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _UPSERT_MINUTES = f"""
 WITH changed AS (
-INSERT INTO load_connector_1m AS m ({', '.join(_MINUTE_COLUMNS)})
-SELECT {', '.join(_MINUTE_COLUMNS)} FROM {_MINUTES_STAGING}
+INSERT INTO load_connector_1m AS m ({", ".join(_MINUTE_COLUMNS)})
+SELECT {", ".join(_MINUTE_COLUMNS)} FROM {_MINUTES_STAGING}
 ON CONFLICT (charge_point_id, connector_id, bucket) DO UPDATE SET
     sample_count = EXCLUDED.sample_count,
     power_sum_w = EXCLUDED.power_sum_w,
@@ -138,8 +152,9 @@ def latest_minutes(minutes: Iterable[Any]) -> list[Any]:
     return list(latest.values())
 
 
-def write_load_batch(conn: psycopg.Connection[Any], minutes: Sequence[Any],
-                     sites: Sequence[Any]) -> None:
+def write_load_batch(
+    conn: psycopg.Connection[Any], minutes: Sequence[Any], sites: Sequence[Any]
+) -> None:
     """Upsert minute rows (``flows.load.logic.MinuteRow``) and site totals
     (``bus.load.SiteLoad``) in one transaction."""
     minute_rows = latest_minutes(minutes)
@@ -155,17 +170,40 @@ def write_load_batch(conn: psycopg.Connection[Any], minutes: Sequence[Any],
                 copy.set_types(_MINUTE_TYPES)
                 write = copy.write_row
                 for r in minute_rows:
-                    write((r.charge_point_id, r.connector_id, r.bucket, r.sample_count,
-                           r.power_sum_w, r.avg_power_w, r.max_power_w, r.energy_wh,
-                           r.register_wh, r.source))
+                    write(
+                        (
+                            r.charge_point_id,
+                            r.connector_id,
+                            r.bucket,
+                            r.sample_count,
+                            r.power_sum_w,
+                            r.avg_power_w,
+                            r.max_power_w,
+                            r.energy_wh,
+                            r.register_wh,
+                            r.source,
+                        )
+                    )
             cur.execute(_UPSERT_MINUTES)
         if site_rows:
-            cur.executemany(_UPSERT_SITE, [
-                (s.site_id, s.as_of, s.published_at, s.total_w, s.capacity_w,
-                 s.utilisation_pct, s.over_capacity, s.station_count, s.offline_stations,
-                 Jsonb([_station_json(st) for st in s.stations]))
-                for s in site_rows
-            ])
+            cur.executemany(
+                _UPSERT_SITE,
+                [
+                    (
+                        s.site_id,
+                        s.as_of,
+                        s.published_at,
+                        s.total_w,
+                        s.capacity_w,
+                        s.utilisation_pct,
+                        s.over_capacity,
+                        s.station_count,
+                        s.offline_stations,
+                        Jsonb([_station_json(st) for st in s.stations]),
+                    )
+                    for s in site_rows
+                ],
+            )
     if created and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         _staged.add(conn)  # committed (not a savepoint inside a caller's transaction)
 
@@ -176,31 +214,57 @@ def _station_json(station: Any) -> dict[str, Any]:
         "power_w": station.power_w,
         "as_of": station.as_of.isoformat(),
         "offline": station.offline,
-        "connectors": [{"connector_id": c.connector_id, "power_w": c.power_w}
-                       for c in station.connectors],
+        "connectors": [
+            {"connector_id": c.connector_id, "power_w": c.power_w} for c in station.connectors
+        ],
     }
 
 
-def write_status_batch(conn: psycopg.Connection[Any], history: Sequence[Any],
-                       availability: Sequence[Any]) -> None:
+def write_status_batch(
+    conn: psycopg.Connection[Any], history: Sequence[Any], availability: Sequence[Any]
+) -> None:
     """Insert status history rows and upsert availability rows in one transaction."""
     current = _last_per_key(availability, lambda a: (a.charge_point_id, a.connector_id))
     if not history and not current:
         return
     with conn.transaction(), conn.cursor() as cur:
         if history:
-            cur.executemany(_INSERT_HISTORY, [
-                (h.charge_point_id, h.connector_id, h.at, h.status, h.ocpp_status,
-                 h.ocpp_connector_id, h.error_code, h.reason)
-                for h in history
-            ])
+            cur.executemany(
+                _INSERT_HISTORY,
+                [
+                    (
+                        h.charge_point_id,
+                        h.connector_id,
+                        h.at,
+                        h.status,
+                        h.ocpp_status,
+                        h.ocpp_connector_id,
+                        h.error_code,
+                        h.reason,
+                    )
+                    for h in history
+                ],
+            )
         if current:
-            cur.executemany(_UPSERT_AVAILABILITY, [
-                (a.charge_point_id, a.connector_id, a.status, a.connector_status,
-                 a.ocpp_status, a.ocpp_connector_id, a.error_code, a.status_at, a.online,
-                 a.connection_changed_at, a.updated_at)
-                for a in current
-            ])
+            cur.executemany(
+                _UPSERT_AVAILABILITY,
+                [
+                    (
+                        a.charge_point_id,
+                        a.connector_id,
+                        a.status,
+                        a.connector_status,
+                        a.ocpp_status,
+                        a.ocpp_connector_id,
+                        a.error_code,
+                        a.status_at,
+                        a.online,
+                        a.connection_changed_at,
+                        a.updated_at,
+                    )
+                    for a in current
+                ],
+            )
 
 
 def station_sites(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, int | None]]:

@@ -31,11 +31,27 @@ class OutboxMessage:
 # keeps it at one per session), with the message payload as of that moment.
 # Parameter: the session ids (uuid[]); rows not closed are left out.
 _OUTBOX_PAYLOAD = ", ".join(
-    f"'{c}', {c}" for c in (
-        "session_id", "charge_point_id", "connector_id", "transaction_id", "id_tag",
-        "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh", "energy_wh",
-        "energy_source", "quality", "quality_reasons", "stop_reason", "closed_by",
-        "station_energy_wh", "smart_meter_energy_wh", "smart_meter_id", "ocpp_version",
+    f"'{c}', {c}"
+    for c in (
+        "session_id",
+        "charge_point_id",
+        "connector_id",
+        "transaction_id",
+        "id_tag",
+        "started_at",
+        "stopped_at",
+        "meter_start_wh",
+        "meter_stop_wh",
+        "energy_wh",
+        "energy_source",
+        "quality",
+        "quality_reasons",
+        "stop_reason",
+        "closed_by",
+        "station_energy_wh",
+        "smart_meter_energy_wh",
+        "smart_meter_id",
+        "ocpp_version",
     )
 )
 INSERT_SESSIONS_OUTBOX = f"""
@@ -56,7 +72,8 @@ _MARK = "UPDATE sessions_outbox SET published_at = now() WHERE session_id = ANY(
 
 
 def publish_pending(
-    conn: psycopg.Connection[Any], send: Callable[[list[OutboxMessage]], None],
+    conn: psycopg.Connection[Any],
+    send: Callable[[list[OutboxMessage]], None],
     limit: int = 1000,
 ) -> int:
     """Publish up to ``limit`` unpublished rows; return how many. ``send`` raising
@@ -72,6 +89,5 @@ def publish_pending(
 
 
 def unpublished_count(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM sessions_outbox WHERE published_at IS NULL").fetchone()
+    row = conn.execute("SELECT count(*) FROM sessions_outbox WHERE published_at IS NULL").fetchone()
     return int(row[0]) if row else 0

@@ -73,9 +73,9 @@ SECURITY_PROFILES = (0, 1, 2)
 ARGON2_TIME_COST = 2
 ARGON2_MEMORY_COST_KIB = 19 * 1024
 ARGON2_PARALLELISM = 1
-PASSWORD_HASHER = PasswordHasher(time_cost=ARGON2_TIME_COST,
-                                 memory_cost=ARGON2_MEMORY_COST_KIB,
-                                 parallelism=ARGON2_PARALLELISM)
+PASSWORD_HASHER = PasswordHasher(
+    time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_COST_KIB, parallelism=ARGON2_PARALLELISM
+)
 _hasher = PASSWORD_HASHER
 
 
@@ -83,7 +83,8 @@ def hash_password(password: str) -> str:
     """The argon2id hash stored in ``stations.password_hash`` (never the password)."""
     if not PASSWORD_MIN_LEN <= len(password) <= PASSWORD_MAX_LEN:
         raise ValueError(
-            f"a station password must be {PASSWORD_MIN_LEN}-{PASSWORD_MAX_LEN} characters")
+            f"a station password must be {PASSWORD_MIN_LEN}-{PASSWORD_MAX_LEN} characters"
+        )
     if not password.isprintable() or not password.isascii():
         raise ValueError("a station password must be printable ASCII")
     return _hasher.hash(password)
@@ -119,8 +120,14 @@ def provision_station(
                     password_hash = COALESCE(%s, stations.password_hash),
                     security_profile = COALESCE(%s, stations.security_profile)
             """,
-            (charge_point_id, site_id, password_hash, security_profile, password_hash,
-             security_profile),
+            (
+                charge_point_id,
+                site_id,
+                password_hash,
+                security_profile,
+                password_hash,
+                security_profile,
+            ),
         )
 
 
@@ -147,8 +154,9 @@ def add_id_tag(
 # --------------------------------------------------------------------------- async queries
 
 
-async def _execute(db: AsyncDb, query: str, params: tuple[Any, ...] | dict[str, Any]
-                   ) -> list[tuple[Any, ...]]:
+async def _execute(
+    db: AsyncDb, query: str, params: tuple[Any, ...] | dict[str, Any]
+) -> list[tuple[Any, ...]]:
     if isinstance(db, AsyncConnectionPool):
         async with db.connection() as conn:
             cur = await conn.execute(query, params)
@@ -202,8 +210,16 @@ async def upsert_station_boot(
             firmware_version = EXCLUDED.firmware_version, ocpp_version = EXCLUDED.ocpp_version,
             last_boot_at = EXCLUDED.last_boot_at, last_seen_at = EXCLUDED.last_seen_at
         """,
-        (charge_point_id, vendor, model, serial_number, firmware_version, ocpp_version,
-         booted_at, booted_at),
+        (
+            charge_point_id,
+            vendor,
+            model,
+            serial_number,
+            firmware_version,
+            ocpp_version,
+            booted_at,
+            booted_at,
+        ),
     )
 
 
@@ -271,8 +287,7 @@ async def next_transaction_id(db: AsyncDb) -> int:
 # --------------------------------------------------------------------------- security
 
 
-async def get_station_credentials(db: AsyncDb, charge_point_id: str
-                                  ) -> StationCredentials | None:
+async def get_station_credentials(db: AsyncDb, charge_point_id: str) -> StationCredentials | None:
     rows = await _execute(
         db,
         """
@@ -291,8 +306,9 @@ async def get_station_credentials(db: AsyncDb, charge_point_id: str
     return StationCredentials(row[0], row[1], row[2], row[3], row[4], mac, row[6])
 
 
-async def record_auth_failure(db: AsyncDb, charge_point_id: str, source_ip: str | None,
-                              at: datetime) -> None:
+async def record_auth_failure(
+    db: AsyncDb, charge_point_id: str, source_ip: str | None, at: datetime
+) -> None:
     await _execute(
         db,
         """
@@ -304,8 +320,9 @@ async def record_auth_failure(db: AsyncDb, charge_point_id: str, source_ip: str 
     )
 
 
-async def replace_password_hash(db: AsyncDb, charge_point_id: str, old_hash: str,
-                                new_hash: str) -> bool:
+async def replace_password_hash(
+    db: AsyncDb, charge_point_id: str, old_hash: str, new_hash: str
+) -> bool:
     """Swap in a re-computed hash of the same password, unless the stored hash changed
     meanwhile (a new password set by an operator wins). True when replaced."""
     rows = await _execute(
@@ -317,9 +334,13 @@ async def replace_password_hash(db: AsyncDb, charge_point_id: str, old_hash: str
     return bool(rows)
 
 
-async def record_auth_success(db: AsyncDb, charge_point_id: str, at: datetime,
-                              source_ip: str | None = None,
-                              credential_mac: bytes | None = None) -> None:
+async def record_auth_success(
+    db: AsyncDb,
+    charge_point_id: str,
+    at: datetime,
+    source_ip: str | None = None,
+    credential_mac: bytes | None = None,
+) -> None:
     """A good login: failures reset, the address remembered as the station's known
     one, and (``credential_mac``) the verified credential remembered, in one round trip."""
     await _execute(
@@ -344,8 +365,9 @@ async def record_auth_success(db: AsyncDb, charge_point_id: str, at: datetime,
 # --------------------------------------------------------------------------- connections
 
 
-async def record_connection(db: AsyncDb, charge_point_id: str, gateway_id: str,
-                            connected_at: datetime) -> None:
+async def record_connection(
+    db: AsyncDb, charge_point_id: str, gateway_id: str, connected_at: datetime
+) -> None:
     """This replica holds the station's socket now (replaces any other replica's row)."""
     await _execute(
         db,
@@ -381,13 +403,12 @@ async def get_connection(db: AsyncDb, charge_point_id: str) -> tuple[str, dateti
 async def connections_of(db: AsyncDb, gateway_id: str) -> list[str]:
     """The stations whose connection row names this replica."""
     rows = await _execute(
-        db, "SELECT charge_point_id FROM station_connections WHERE gateway_id = %s",
-        (gateway_id,))
+        db, "SELECT charge_point_id FROM station_connections WHERE gateway_id = %s", (gateway_id,)
+    )
     return [str(r[0]) for r in rows]
 
 
-async def orphaned_connections(db: AsyncDb, grace_s: float
-                               ) -> list[tuple[str, str, datetime]]:
+async def orphaned_connections(db: AsyncDb, grace_s: float) -> list[tuple[str, str, datetime]]:
     """(station, gateway id, last sign of life) of connections held by replicas that
     died: no heartbeat within ``grace_s`` (or never one, for a connection older
     than that -- a replica heartbeats as soon as it starts)."""
@@ -410,8 +431,9 @@ async def orphaned_connections(db: AsyncDb, grace_s: float
 # --------------------------------------------------------------------------- open transactions
 
 
-async def open_transactions_for_tag(db: AsyncDb, id_tag: str, newer_than: datetime
-                                    ) -> list[OpenTransaction]:
+async def open_transactions_for_tag(
+    db: AsyncDb, id_tag: str, newer_than: datetime
+) -> list[OpenTransaction]:
     rows = await _execute(
         db,
         """
@@ -424,9 +446,14 @@ async def open_transactions_for_tag(db: AsyncDb, id_tag: str, newer_than: dateti
     return [OpenTransaction(*row) for row in rows]
 
 
-async def open_transaction(db: AsyncDb, charge_point_id: str, transaction_id: str,
-                           connector_id: int | None, id_tag: str, started_at: datetime
-                           ) -> None:
+async def open_transaction(
+    db: AsyncDb,
+    charge_point_id: str,
+    transaction_id: str,
+    connector_id: int | None,
+    id_tag: str,
+    started_at: datetime,
+) -> None:
     """A transaction started with ``id_tag``; a connector has one transaction at a
     time, so an older one left open on the same connector is dropped. Unknown
     connector (None): stored as 0, nothing dropped."""
@@ -442,8 +469,16 @@ async def open_transaction(db: AsyncDb, charge_point_id: str, transaction_id: st
         VALUES (%s, %s, COALESCE(%s, 0), %s, %s)
         ON CONFLICT (charge_point_id, transaction_id) DO UPDATE SET id_tag = EXCLUDED.id_tag
         """,
-        (charge_point_id, connector_id, transaction_id,
-         charge_point_id, transaction_id, connector_id, id_tag, started_at),
+        (
+            charge_point_id,
+            connector_id,
+            transaction_id,
+            charge_point_id,
+            transaction_id,
+            connector_id,
+            id_tag,
+            started_at,
+        ),
     )
 
 

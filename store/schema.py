@@ -21,7 +21,7 @@ def sqlalchemy_url(database_url: str) -> str:
     """The psycopg-3 SQLAlchemy URL for a libpq URL (postgresql://...)."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if database_url.startswith(prefix):
-            return "postgresql+psycopg://" + database_url[len(prefix):]
+            return "postgresql+psycopg://" + database_url[len(prefix) :]
     raise ValueError(f"not a PostgreSQL URL: {database_url.split('@')[-1]!r}")
 
 

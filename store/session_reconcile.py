@@ -60,12 +60,14 @@ _CLOSE_SET = """
             CASE WHEN NOT ({figure}) THEN 'register_missing' END
         ]) WITH ORDINALITY AS t(r, n)
         WHERE r IS NOT NULL AND r <> ALL(s.quality_reasons) ORDER BY n)
-""".format(figure=(
-    # The last snapshot has a figure: a register after the start, the stop register,
-    # or integrated power (an active snapshot without any says 0 Wh, not a figure).
-    "(s.energy_wh IS NOT NULL AND (s.last_register_wh IS NOT NULL"
-    " OR s.meter_stop_wh IS NOT NULL OR s.energy_source = 'power_integration'))"
-))
+""".format(
+    figure=(
+        # The last snapshot has a figure: a register after the start, the stop register,
+        # or integrated power (an active snapshot without any says 0 Wh, not a figure).
+        "(s.energy_wh IS NOT NULL AND (s.last_register_wh IS NOT NULL"
+        " OR s.meter_stop_wh IS NOT NULL OR s.energy_source = 'power_integration'))"
+    )
+)
 
 RECONCILE_ALL_ACTIVE = f"""
 UPDATE sessions AS s SET {_CLOSE_SET}

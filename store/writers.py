@@ -181,27 +181,67 @@ ON CONFLICT (session_id) DO UPDATE SET
     smart_meter_id = EXCLUDED.smart_meter_id,
     ocpp_version = COALESCE(EXCLUDED.ocpp_version, s.ocpp_version)
 WHERE s.status <> 'closed' OR EXCLUDED.status = 'closed'
-""".replace("{merged}", """(CASE
+""".replace(
+    "{merged}",
+    """(CASE
         -- the stored row is itself an orphan stop: its start fields are placeholders
         -- unless an earlier merge found a real start (then energy is not NULL)
         WHEN 'start_unknown' = ANY(s.quality_reasons) AND s.energy_wh IS NULL THEN NULL
         WHEN EXCLUDED.meter_stop_wh >= s.meter_start_wh
             THEN EXCLUDED.meter_stop_wh - s.meter_start_wh
-        END)""")
+        END)""",
+)
 
 # The same merge for a snapshot that knows its start (``start_unknown`` false):
 # every CASE of _UPSERT_SESSION then takes the EXCLUDED value, so one set-based
 # statement from the staging table does what _UPSERT_SESSION does row by row.
 _SESSION_COLUMNS = (
-    "session_id", "charge_point_id", "connector_id", "transaction_id", "id_tag", "status",
-    "started_at", "stopped_at", "meter_start_wh", "meter_stop_wh", "last_register_wh",
-    "energy_wh", "energy_source", "quality", "quality_reasons", "stop_reason", "sample_count",
-    "closed_by", "station_energy_wh", "smart_meter_energy_wh", "smart_meter_id", "ocpp_version",
+    "session_id",
+    "charge_point_id",
+    "connector_id",
+    "transaction_id",
+    "id_tag",
+    "status",
+    "started_at",
+    "stopped_at",
+    "meter_start_wh",
+    "meter_stop_wh",
+    "last_register_wh",
+    "energy_wh",
+    "energy_source",
+    "quality",
+    "quality_reasons",
+    "stop_reason",
+    "sample_count",
+    "closed_by",
+    "station_energy_wh",
+    "smart_meter_energy_wh",
+    "smart_meter_id",
+    "ocpp_version",
 )
 _SESSION_TYPES = (
-    "uuid", "text", "int4", "text", "text", "text", "timestamptz", "timestamptz", "int8",
-    "int8", "int8", "int8", "text", "text", "text[]", "text", "int4", "text", "int8", "int8",
-    "text", "text",
+    "uuid",
+    "text",
+    "int4",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "text",
+    "text",
+    "text[]",
+    "text",
+    "int4",
+    "text",
+    "int8",
+    "int8",
+    "text",
+    "text",
 )
 _SESSIONS_STAGING = "sessions_staging"
 _UPSERT_SESSIONS_FROM_STAGING = f"""
@@ -236,11 +276,29 @@ WHERE s.status <> 'closed' OR EXCLUDED.status = 'closed'
 """
 
 _SAMPLE_COLUMNS = (
-    "measured_at", "charge_point_id", "connector_id", "transaction_id", "measurand",
-    "phase", "location", "context", "unit", "value", "unit_multiplier",
+    "measured_at",
+    "charge_point_id",
+    "connector_id",
+    "transaction_id",
+    "measurand",
+    "phase",
+    "location",
+    "context",
+    "unit",
+    "value",
+    "unit_multiplier",
 )
 _SAMPLE_TYPES = (
-    "timestamptz", "text", "int4", "text", "text", "text", "text", "text", "text", "numeric",
+    "timestamptz",
+    "text",
+    "int4",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "numeric",
     "int2",
 )
 _STAGING = "meter_samples_staging"
@@ -258,9 +316,7 @@ _INSERT_SAMPLES = (
     f"INSERT INTO meter_samples ({_SAMPLE_COLUMN_LIST}) "
     f"SELECT {_SAMPLE_COLUMN_LIST} FROM {_STAGING} ON CONFLICT DO NOTHING"
 )
-_COPY_SAMPLES_DIRECT = (
-    f"COPY meter_samples ({_SAMPLE_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-)
+_COPY_SAMPLES_DIRECT = f"COPY meter_samples ({_SAMPLE_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
 _COPY_SESSIONS = (
     f"COPY {_SESSIONS_STAGING} ({', '.join(_SESSION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
@@ -268,16 +324,14 @@ _COPY_SESSIONS = (
 # A session closed by the batch (for the outbox: one row, added only in the
 # transaction that first stores it as closed), locked against a concurrent writer.
 _ALREADY_CLOSED = (
-    "SELECT session_id FROM sessions WHERE session_id = ANY(%s) AND status = 'closed'"
-    " FOR UPDATE"
+    "SELECT session_id FROM sessions WHERE session_id = ANY(%s) AND status = 'closed' FOR UPDATE"
 )
 
 # Connections whose temporary staging tables exist (added only after a commit, as
 # a rolled-back CREATE TEMP TABLE leaves nothing behind).
 _staged: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 # Connection -> how many more sample batches go the safe way (after a conflict).
-_safe_batches: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = (
-    weakref.WeakKeyDictionary())
+_safe_batches: weakref.WeakKeyDictionary[psycopg.Connection[Any], int] = weakref.WeakKeyDictionary()
 
 
 def _start_unknown(row: SessionRecord) -> bool:
@@ -355,12 +409,32 @@ def write_sessions_batch(
                 copy.set_types(_SESSION_TYPES)
                 write = copy.write_row
                 for r in known:
-                    write((r.session_id, r.charge_point_id, r.connector_id, r.transaction_id,
-                           r.id_tag, r.status, r.started_at, r.stopped_at, r.meter_start_wh,
-                           r.meter_stop_wh, r.last_register_wh, r.energy_wh, r.energy_source,
-                           r.quality, list(r.quality_reasons), r.stop_reason, r.sample_count,
-                           r.closed_by, r.station_energy_wh, r.smart_meter_energy_wh,
-                           r.smart_meter_id, r.ocpp_version))
+                    write(
+                        (
+                            r.session_id,
+                            r.charge_point_id,
+                            r.connector_id,
+                            r.transaction_id,
+                            r.id_tag,
+                            r.status,
+                            r.started_at,
+                            r.stopped_at,
+                            r.meter_start_wh,
+                            r.meter_stop_wh,
+                            r.last_register_wh,
+                            r.energy_wh,
+                            r.energy_source,
+                            r.quality,
+                            list(r.quality_reasons),
+                            r.stop_reason,
+                            r.sample_count,
+                            r.closed_by,
+                            r.station_energy_wh,
+                            r.smart_meter_energy_wh,
+                            r.smart_meter_id,
+                            r.ocpp_version,
+                        )
+                    )
             cur.execute(_UPSERT_SESSIONS_FROM_STAGING)
         if orphans:
             cur.executemany(_UPSERT_SESSION, [_session_params(r) for r in orphans])
@@ -370,20 +444,22 @@ def write_sessions_batch(
         _staged.add(conn)  # committed (not a savepoint inside a caller's transaction)
 
 
-def _supersede_stale_active(cur: psycopg.Cursor[Any], rows: list[SessionRecord]
-                            ) -> list[uuid.UUID]:
+def _supersede_stale_active(cur: psycopg.Cursor[Any], rows: list[SessionRecord]) -> list[uuid.UUID]:
     """Close the stored active sessions the batch's active ones replace on their
     connector (:mod:`store.session_reconcile`); returns their ids."""
     active = [r for r in rows if r.status == "active" and r.connector_id]
     if not active:
         return []
-    cur.execute(SUPERSEDE_STALE_ACTIVE, {
-        "cps": [r.charge_point_id for r in active],
-        "connectors": [r.connector_id for r in active],
-        "ids": [r.session_id for r in active],
-        "batch_ids": [r.session_id for r in rows],
-        "closed_by": "next_start",
-    })
+    cur.execute(
+        SUPERSEDE_STALE_ACTIVE,
+        {
+            "cps": [r.charge_point_id for r in active],
+            "connectors": [r.connector_id for r in active],
+            "ids": [r.session_id for r in active],
+            "batch_ids": [r.session_id for r in rows],
+            "closed_by": "next_start",
+        },
+    )
     return [row[0] for row in cur.fetchall()]
 
 
@@ -392,13 +468,26 @@ def _copy_samples(cur: psycopg.Cursor[Any], statement: str, rows: list[SampleRec
         copy.set_types(_SAMPLE_TYPES)
         write = copy.write_row
         for s in rows:
-            write((s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id,
-                   s.measurand, s.phase, s.location, s.context, s.unit, s.value,
-                   s.unit_multiplier))
+            write(
+                (
+                    s.measured_at,
+                    s.charge_point_id,
+                    s.connector_id,
+                    s.transaction_id,
+                    s.measurand,
+                    s.phase,
+                    s.location,
+                    s.context,
+                    s.unit,
+                    s.value,
+                    s.unit_multiplier,
+                )
+            )
 
 
-def _write_samples(conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any],
-                   rows: list[SampleRecord]) -> None:
+def _write_samples(
+    conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], rows: list[SampleRecord]
+) -> None:
     """Insert the samples not stored yet (module docstring: direct COPY, else staging)."""
     safe = _safe_batches.get(conn, 0)
     if safe == 0:

@@ -27,15 +27,31 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 DATA_TABLES = (
-    "meter_samples", "sessions", "connectors", "stations", "sites", "id_tags", "api_keys",
-    "load_connector_1m", "site_load_live", "connector_status_history", "connector_availability",
-    "sessions_outbox", "commands", "command_deadletters", "gateway_offsets", "gateways",
+    "meter_samples",
+    "sessions",
+    "connectors",
+    "stations",
+    "sites",
+    "id_tags",
+    "api_keys",
+    "load_connector_1m",
+    "site_load_live",
+    "connector_status_history",
+    "connector_availability",
+    "sessions_outbox",
+    "commands",
+    "command_deadletters",
+    "gateway_offsets",
+    "gateways",
     "load_aggregate_invalidations",
 )
 
 
 def poll_until(
-    fetch: Callable[[], T], done: Callable[[T], bool], timeout: float, what: str,
+    fetch: Callable[[], T],
+    done: Callable[[T], bool],
+    timeout: float,
+    what: str,
     interval: float = 0.1,
 ) -> T:
     """Call ``fetch`` until ``done(result)``; fail with the last result after ``timeout``."""

@@ -71,22 +71,31 @@ async def _readiness(request: Request, pool: DbPool) -> JSONResponse:
         _check_broker(config.kafka_bootstrap, config.health_timeout_s),
     )
     if database == "ok":
-        return JSONResponse(HealthPublic(status="ok", database=database, broker=broker)
-                            .model_dump())
+        return JSONResponse(
+            HealthPublic(status="ok", database=database, broker=broker).model_dump()
+        )
     problem = NotReadyProblem(
-        type=TYPE_NOT_READY, title="Service Unavailable", status=503,
-        detail=f"database {database}", instance=request_path(request.scope),
-        database=database, broker=broker,
+        type=TYPE_NOT_READY,
+        title="Service Unavailable",
+        status=503,
+        detail=f"database {database}",
+        instance=request_path(request.scope),
+        database=database,
+        broker=broker,
     )
-    return JSONResponse(problem.model_dump(exclude_none=True), status_code=503,
-                        media_type=PROBLEM_JSON, headers={"Retry-After": "5"})
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=503,
+        media_type=PROBLEM_JSON,
+        headers={"Retry-After": "5"},
+    )
 
 
 READINESS: dict[str, Any] = {
     "response_model": HealthPublic,
     "responses": NOT_READY,
     "description": "200 when the database answers within the health timeout, else 503. "
-                   "`broker` is informational: the API does not need Kafka to serve.",
+    "`broker` is informational: the API does not need Kafka to serve.",
 }
 
 
@@ -109,8 +118,12 @@ async def healthz(request: Request, pool: DbPool) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics (HTTP requests per route and status, database pool)",
     response_class=Response,
-    responses={200: {"description": "Prometheus text format",
-                     "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics.registry

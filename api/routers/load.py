@@ -38,9 +38,7 @@ DEFAULT_SPAN = {"1m": timedelta(hours=1), "1h": timedelta(days=1), "1d": timedel
     summary="A site's live load against its capacity",
     responses=NOT_FOUND,
 )
-async def site_load(
-    site_id: SitePath, _principal: LoadReader, conn: DbConn
-) -> SiteLoadPublic:
+async def site_load(site_id: SitePath, _principal: LoadReader, conn: DbConn) -> SiteLoadPublic:
     record = await load_queries.site_load(conn, site_id)
     if record is None:
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"site {site_id!r} not found")
@@ -52,23 +50,28 @@ async def site_load(
     response_model=LoadSeriesPublic,
     summary="Load of one connector per minute, hour or day",
     description="`1m` from the flow's 1-minute table, `1h`/`1d` from the aggregates; "
-                "buckets overlapping [from, to), UTC. `from` must be earlier than `to` and "
-                f"the range at most {load_queries.MAX_POINTS} buckets long (else 422). "
-                "Default range: the last hour (1m), day (1h) or 31 days (1d) before `to` "
-                "(default now), or that long after `from` when only `from` is given.",
+    "buckets overlapping [from, to), UTC. `from` must be earlier than `to` and "
+    f"the range at most {load_queries.MAX_POINTS} buckets long (else 422). "
+    "Default range: the last hour (1m), day (1h) or 31 days (1d) before `to` "
+    "(default now), or that long after `from` when only `from` is given.",
 )
 async def connector_load(
     charge_point_id: ChargePointPath,
     connector_id: ConnectorPath,
     _principal: LoadReader,
     conn: DbConn,
-    resolution: Annotated[Literal["1m", "1h", "1d"], Query(
-        description="Bucket size")] = "1m",
-    start: Annotated[Timestamp | None, Query(
-        alias="from", description=f"Start of the range. {TIMESTAMP_DESCRIPTION}")] = None,
-    end: Annotated[Timestamp | None, Query(
-        alias="to", description=f"End of the range, exclusive. {TIMESTAMP_DESCRIPTION}",
-    )] = None,
+    resolution: Annotated[Literal["1m", "1h", "1d"], Query(description="Bucket size")] = "1m",
+    start: Annotated[
+        Timestamp | None,
+        Query(alias="from", description=f"Start of the range. {TIMESTAMP_DESCRIPTION}"),
+    ] = None,
+    end: Annotated[
+        Timestamp | None,
+        Query(
+            alias="to",
+            description=f"End of the range, exclusive. {TIMESTAMP_DESCRIPTION}",
+        ),
+    ] = None,
 ) -> LoadSeriesPublic:
     require_ordered(start, end)
     span = DEFAULT_SPAN[resolution]
@@ -80,8 +83,11 @@ async def connector_load(
     if (end - start) / BUCKET[resolution] > load_queries.MAX_POINTS:
         raise range_error(f"range too long: at most {load_queries.MAX_POINTS} buckets", "to")
     points = await load_queries.connector_series(
-        conn, charge_point_id, connector_id, resolution, start, end)
+        conn, charge_point_id, connector_id, resolution, start, end
+    )
     return LoadSeriesPublic(
-        charge_point_id=charge_point_id, connector_id=connector_id, resolution=resolution,
+        charge_point_id=charge_point_id,
+        connector_id=connector_id,
+        resolution=resolution,
         points=[LoadPointPublic.model_validate(p) for p in points],
     )

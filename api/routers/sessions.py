@@ -31,22 +31,27 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=AUTHENTIC
     response_model=SessionsPage,
     summary="List sessions, newest first",
     description="`from` must be earlier than `to` (else 422). Pages are walked with "
-                "`cursor` = the previous page's `next_cursor`.",
+    "`cursor` = the previous page's `next_cursor`.",
 )
 async def list_sessions(
     _principal: SessionReader,
     conn: DbConn,
     station: StationId = None,
-    started_from: Annotated[Timestamp | None, Query(
-        alias="from",
-        description=f"Sessions started at or after this time, earlier than `to`. "
-                    f"{TIMESTAMP_DESCRIPTION}")] = None,
-    started_to: Annotated[Timestamp | None, Query(
-        alias="to",
-        description=f"Sessions started before this time. {TIMESTAMP_DESCRIPTION}")] = None,
-    session_status: Annotated[
-        Literal["active", "closed"] | None, Query(alias="status")
+    started_from: Annotated[
+        Timestamp | None,
+        Query(
+            alias="from",
+            description=f"Sessions started at or after this time, earlier than `to`. "
+            f"{TIMESTAMP_DESCRIPTION}",
+        ),
     ] = None,
+    started_to: Annotated[
+        Timestamp | None,
+        Query(
+            alias="to", description=f"Sessions started before this time. {TIMESTAMP_DESCRIPTION}"
+        ),
+    ] = None,
+    session_status: Annotated[Literal["active", "closed"] | None, Query(alias="status")] = None,
     cursor: Cursor = None,
     limit: Annotated[
         int, Query(ge=1, le=queries.MAX_LIMIT, description="Page size")
@@ -54,7 +59,9 @@ async def list_sessions(
 ) -> SessionsPage:
     require_ordered(started_from, started_to)
     filters = queries.SessionFilter(
-        charge_point_id=station, started_from=started_from, started_to=started_to,
+        charge_point_id=station,
+        started_from=started_from,
+        started_to=started_to,
         status=session_status,
     )
     after = None
@@ -78,8 +85,9 @@ async def list_sessions(
     responses=NOT_FOUND,
 )
 async def get_session(
-    session_id: Annotated[uuid.UUID, Path(
-        description="The session's id (a UUID)", examples=[str(EXAMPLE_SESSION_ID)])],
+    session_id: Annotated[
+        uuid.UUID, Path(description="The session's id (a UUID)", examples=[str(EXAMPLE_SESSION_ID)])
+    ],
     _principal: SessionReader,
     conn: DbConn,
 ) -> SessionPublic:

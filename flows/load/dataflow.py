@@ -106,8 +106,7 @@ def decode_batch(items: list[Any]) -> list[tuple[str, list[LoadEvent]] | DeadLet
     return decode_and_group(items, logic.decode_event, logic.InvalidEvent, log)
 
 
-def step(state: StationState | None, event: LoadEvent
-         ) -> tuple[StationState, list[logic.Output]]:
+def step(state: StationState | None, event: LoadEvent) -> tuple[StationState, list[logic.Output]]:
     """One event through :func:`logic.apply` (:class:`StationsLogic` folds batches)."""
     return logic.apply(state, event)
 
@@ -161,11 +160,13 @@ class SiteBatchLogic(StatefulBatchLogic[list[SiteInput], SiteLoad, SiteState]):
         return self.site.snapshot()
 
 
-def site_batch_logic(interval: timedelta, heartbeat: timedelta,
-                     clock: Callable[[], datetime], resume: SiteState | None
-                     ) -> SiteBatchLogic:
-    return SiteBatchLogic(SiteLogic(resume, interval=interval, heartbeat=heartbeat,
-                                    clock=clock))
+def site_batch_logic(
+    interval: timedelta,
+    heartbeat: timedelta,
+    clock: Callable[[], datetime],
+    resume: SiteState | None,
+) -> SiteBatchLogic:
+    return SiteBatchLogic(SiteLogic(resume, interval=interval, heartbeat=heartbeat, clock=clock))
 
 
 def site_message(site: SiteLoad) -> SiteMessage:
@@ -191,17 +192,22 @@ def row_weight(item: RowItem) -> int:
     return len(item) if type(item) is list else 1
 
 
-def rows_sink(config: FlowConfig, *, overlap: bool = True, partitions: int = 1
-              ) -> Sink[Any]:
+def rows_sink(config: FlowConfig, *, overlap: bool = True, partitions: int = 1) -> Sink[Any]:
     """The production rows sink: :func:`write_rows` on a writer thread per partition
     (items keyed, minute rows as lists: one item per station and batch), or in the
     step (``overlap=False``; MinuteRow and SiteLoad items)."""
     if overlap:
-        return OverlappedPostgresSink(config.database_url, write_rows, name=FLOW_ID,
-                                      partitions=partitions, weight=row_weight,
-                                      max_backoff_s=config.db_max_backoff_s)
-    return RetryingPostgresSink(config.database_url, write_rows, name=FLOW_ID,
-                                max_backoff_s=config.db_max_backoff_s)
+        return OverlappedPostgresSink(
+            config.database_url,
+            write_rows,
+            name=FLOW_ID,
+            partitions=partitions,
+            weight=row_weight,
+            max_backoff_s=config.db_max_backoff_s,
+        )
+    return RetryingPostgresSink(
+        config.database_url, write_rows, name=FLOW_ID, max_backoff_s=config.db_max_backoff_s
+    )
 
 
 class SiteDirectory:
@@ -212,8 +218,9 @@ class SiteDirectory:
     last map is used.
     """
 
-    def __init__(self, database_url: str, refresh_s: float = 30.0,
-                 miss_refresh_s: float = 5.0) -> None:
+    def __init__(
+        self, database_url: str, refresh_s: float = 30.0, miss_refresh_s: float = 5.0
+    ) -> None:
         self._url = database_url
         self._refresh_s = refresh_s
         self._miss_refresh_s = miss_refresh_s
@@ -224,19 +231,24 @@ class SiteDirectory:
     def _reload(self, now: float) -> None:
         self._loaded_at = now
         try:
-            with psycopg.connect(self._url, autocommit=True, connect_timeout=5,
-                                 application_name=FLOW_ID) as conn:
+            with psycopg.connect(
+                self._url, autocommit=True, connect_timeout=5, application_name=FLOW_ID
+            ) as conn:
                 self._sites = station_sites(conn)
         except psycopg.Error as exc:
-            log.warning("could not load station sites (%s); using the last known map",
-                        type(exc).__name__)
+            log.warning(
+                "could not load station sites (%s); using the last known map", type(exc).__name__
+            )
 
     def __call__(self, charge_point_id: str) -> tuple[str, int | None] | None:
         with self._lock:
             now = time.monotonic()
             loaded = self._loaded_at
-            if loaded is None or now - loaded >= self._refresh_s or (
-                    charge_point_id not in self._sites and now - loaded >= self._miss_refresh_s):
+            if (
+                loaded is None
+                or now - loaded >= self._refresh_s
+                or (charge_point_id not in self._sites and now - loaded >= self._miss_refresh_s)
+            ):
                 self._reload(now)
             return self._sites.get(charge_point_id)
 
@@ -247,16 +259,14 @@ class _SiteRouter:
     def __init__(self, site_lookup: SiteLookup) -> None:
         self._lookup = site_lookup
 
-    def __call__(self, item: tuple[str, StationOutputs]
-                 ) -> tuple[str, list[SiteInput]] | None:
+    def __call__(self, item: tuple[str, StationOutputs]) -> tuple[str, list[SiteInput]] | None:
         cp, (_, loads) = item
         if not loads:
             return None
         site = self._lookup(cp)
         if site is None:
             return None
-        inputs = [SiteInput(site_id=site[0], capacity_w=site[1], station=load)
-                  for load in loads]
+        inputs = [SiteInput(site_id=site[0], capacity_w=site[1], station=load) for load in loads]
         return site[0], inputs
 
 
@@ -284,8 +294,9 @@ def build_flow_with(
     instead (one item per station and batch)."""
     flow = Dataflow(flow_id)
     raw = flow_input(flow)
-    stream: Stream[Any] = (op.merge("kafka_items", raw.oks, raw.errs)
-                           if isinstance(raw, KafkaOpOut) else raw)
+    stream: Stream[Any] = (
+        op.merge("kafka_items", raw.oks, raw.errs) if isinstance(raw, KafkaOpOut) else raw
+    )
     # One Python call per input batch: decode, dead letters, group by charge point.
     decoded = op.flat_map_batch("decode", stream, decode_batch)
     split = op.branch("split_invalid", decoded, is_dead_letter)
@@ -296,10 +307,13 @@ def build_flow_with(
     outputs = op.stateful_batch("stations", grouped, StationsLogic)
     minute_lists = op.filter_map("minute_rows", outputs, _minute_rows)
 
-    by_site = cast("KeyedStream[list[SiteInput]]",
-                   op.filter_map("route_to_site", outputs, _SiteRouter(site_lookup)))
+    by_site = cast(
+        "KeyedStream[list[SiteInput]]",
+        op.filter_map("route_to_site", outputs, _SiteRouter(site_lookup)),
+    )
     totals = op.stateful_batch(
-        "sites", by_site, partial(site_batch_logic, publish_interval, heartbeat, clock))
+        "sites", by_site, partial(site_batch_logic, publish_interval, heartbeat, clock)
+    )
     site_loads = op.map("site_loads", totals, lambda kv: kv[1])
     op.output("load_sites", op.map("site_messages", site_loads, site_message), sites_sink)
     if isinstance(rows_sink, FixedPartitionedSink):
@@ -315,9 +329,14 @@ def kafka_input(config: FlowConfig) -> FlowInput:
     return kafka_events_input(config, FLOW_ID)
 
 
-def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(seconds=5),
-               heartbeat: timedelta = timedelta(seconds=30), overlap_writes: bool = True,
-               sink_partitions: int = 1) -> Dataflow:
+def build_flow(
+    config: FlowConfig,
+    *,
+    publish_interval: timedelta = timedelta(seconds=5),
+    heartbeat: timedelta = timedelta(seconds=30),
+    overlap_writes: bool = True,
+    sink_partitions: int = 1,
+) -> Dataflow:
     """The production flow: Kafka in; PostgreSQL, ``load.sites`` and dead letters out."""
     producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
     return build_flow_with(
@@ -325,9 +344,11 @@ def build_flow(config: FlowConfig, *, publish_interval: timedelta = timedelta(se
         rows_sink(config, overlap=overlap_writes, partitions=sink_partitions),
         KafkaSink(config.brokers, config.topics.load_sites, producer_config),
         metrics.CountingDeadLetterSink(
-            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID),
+            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID
+        ),
         SiteDirectory(config.database_url),
-        publish_interval=publish_interval, heartbeat=heartbeat,
+        publish_interval=publish_interval,
+        heartbeat=heartbeat,
     )
 
 

@@ -73,9 +73,16 @@ from bus.normalized import (
 )
 
 POWER = "Power.Active.Import"
-NOT_DELIVERING = frozenset({
-    "Available", "Preparing", "Finishing", "Reserved", "Unavailable", "Faulted",
-})
+NOT_DELIVERING = frozenset(
+    {
+        "Available",
+        "Preparing",
+        "Finishing",
+        "Reserved",
+        "Unavailable",
+        "Faulted",
+    }
+)
 OCPP = "ocpp"
 METER = "meter"
 BILLING_METER = "meter:billing"
@@ -258,8 +265,7 @@ def _add_power(groups: _PowerGroups, source: str, out: list[Any]) -> None:
             out.append(PowerReading(evse, tx, at, value, source))
 
 
-def register_readings(samples: Iterable[MeterSample], source: str = OCPP
-                      ) -> list[RegisterReading]:
+def register_readings(samples: Iterable[MeterSample], source: str = OCPP) -> list[RegisterReading]:
     """The total import register (no phase) per (connector, transaction, instant), in Wh."""
     return [r for r in _readings(samples, source) if type(r) is RegisterReading]
 
@@ -301,8 +307,13 @@ def _facts_of(envelope: Envelope) -> list[Normalized]:
     if envelope.action is None:
         return []
     normalize = normalize_v201 if envelope.ocpp_version == "2.0.1" else normalize_v16
-    return normalize(envelope.charge_point_id, envelope.action, envelope.payload,
-                     envelope.response, envelope.received_at)
+    return normalize(
+        envelope.charge_point_id,
+        envelope.action,
+        envelope.payload,
+        envelope.response,
+        envelope.received_at,
+    )
 
 
 def _ocpp_facts(normalized: Iterable[Normalized]) -> list[Fact]:
@@ -331,8 +342,13 @@ def _meter_facts(envelope: Envelope) -> list[Fact]:
     connector = p.get("connector_id")
     power = p.get("power_w")
     energy = to_decimal(p.get("energy_wh"))
-    if (not isinstance(connector, int) or isinstance(connector, bool) or connector < 0
-            or isinstance(power, bool) or not isinstance(power, int | float)):
+    if (
+        not isinstance(connector, int)
+        or isinstance(connector, bool)
+        or connector < 0
+        or isinstance(power, bool)
+        or not isinstance(power, int | float)
+    ):
         raise InvalidEvent("meter reading needs connector_id (int >= 0) and power_w (number)")
     source = BILLING_METER if p.get("is_billing_meter") is True else METER
     at = envelope.measured_at
@@ -445,8 +461,9 @@ def _connector_of(state: StationState, connector: int | None, tx: str | None) ->
     return state.transactions.get(tx) if tx is not None else None
 
 
-def _accept(cp: str, cid: int, conn: ConnectorState, source: str, at: datetime,
-            rows: list[MinuteRow]) -> bool:
+def _accept(
+    cp: str, cid: int, conn: ConnectorState, source: str, at: datetime, rows: list[MinuteRow]
+) -> bool:
     """Whether a reading from ``source`` is used. A source that takes over starts the
     connector's minutes afresh; the rows the old source changed are emitted first."""
     if conn.source == source:
@@ -466,21 +483,24 @@ def _accept(cp: str, cid: int, conn: ConnectorState, source: str, at: datetime,
     return True
 
 
-def _record(cp: str, state: StationState, fact: PowerReading | RegisterReading,
-            rows: list[MinuteRow]) -> int | None:
+def _record(
+    cp: str, state: StationState, fact: PowerReading | RegisterReading, rows: list[MinuteRow]
+) -> int | None:
     """Apply one reading; returns the connector whose minutes changed, if any."""
     cid = fact.connector_id
     if cid is None:
-        cid = state.transactions.get(fact.transaction_id) \
-            if fact.transaction_id is not None else None
+        cid = (
+            state.transactions.get(fact.transaction_id) if fact.transaction_id is not None else None
+        )
         if cid is None:
             return None
     conn = state.connectors.get(cid)
     if conn is None:
         conn = state.connectors[cid] = ConnectorState()
     at = fact.at
-    if (conn.source != fact.source or conn.source_at is None or at > conn.source_at) \
-            and not _accept(cp, cid, conn, fact.source, at, rows):
+    if (
+        conn.source != fact.source or conn.source_at is None or at > conn.source_at
+    ) and not _accept(cp, cid, conn, fact.source, at, rows):
         return None
     start = minute_of(at)
     newest = conn.newest_bucket
@@ -531,8 +551,14 @@ def _evict(conn: ConnectorState) -> None:
             conn.base_register = bucket.last_register[1]
 
 
-def _row(cp: str, connector_id: int, start: datetime, bucket: Bucket, source: str,
-         previous: Decimal | None) -> MinuteRow:
+def _row(
+    cp: str,
+    connector_id: int,
+    start: datetime,
+    bucket: Bucket,
+    source: str,
+    previous: Decimal | None,
+) -> MinuteRow:
     energy: Decimal | None = None
     register: Decimal | None = None
     if bucket.last_register is not None and bucket.first_register is not None:
@@ -542,11 +568,16 @@ def _row(cp: str, connector_id: int, start: datetime, bucket: Bucket, source: st
     values = list(bucket.power.values())
     total = sum(values)
     return MinuteRow(
-        charge_point_id=cp, connector_id=connector_id, bucket=start,
-        sample_count=len(values), power_sum_w=total,
+        charge_point_id=cp,
+        connector_id=connector_id,
+        bucket=start,
+        sample_count=len(values),
+        power_sum_w=total,
         avg_power_w=total / len(values) if values else None,
         max_power_w=max(values) if values else None,
-        energy_wh=energy, register_wh=register, source=source,
+        energy_wh=energy,
+        register_wh=register,
+        source=source,
     )
 
 
@@ -609,8 +640,9 @@ def station_load(cp: str, state: StationState) -> StationLoad:
     return StationLoad(cp, now, total if outlets else main, tuple(powers), not state.online)
 
 
-def apply_batch(state: StationState | None, events: Sequence[LoadEvent]
-                ) -> tuple[StationState, list[MinuteRow], list[StationLoad]]:
+def apply_batch(
+    state: StationState | None, events: Sequence[LoadEvent]
+) -> tuple[StationState, list[MinuteRow], list[StationLoad]]:
     """Fold a station's events (in order) into its state: the minute rows changed by
     them, each once with its latest figure (rows are upserted: the table ends up as
     with one row per change), and the station's load after every event that changed
@@ -658,8 +690,7 @@ def apply_batch(state: StationState | None, events: Sequence[LoadEvent]
     return state, rows, loads
 
 
-def apply(state: StationState | None, event: LoadEvent
-          ) -> tuple[StationState, list[Output]]:
+def apply(state: StationState | None, event: LoadEvent) -> tuple[StationState, list[Output]]:
     """Fold one event into the station's state; the changed minute rows and, if it
     changed, the station's load."""
     state, rows, loads = apply_batch(state, (event,))
@@ -705,19 +736,35 @@ def site_load(state: SiteState, published_at: datetime) -> SiteLoad:
     capacity = state.capacity_w
     utilisation = round(100.0 * total / capacity, 1) if capacity else None
     station_power = [
-        StationPower(charge_point_id=s.charge_point_id, power_w=s.power_w, as_of=s.as_of,
-                     offline=s.offline,
-                     connectors=[ConnectorPower(connector_id=c, power_w=w)
-                                 for c, w in s.connectors])
+        StationPower(
+            charge_point_id=s.charge_point_id,
+            power_w=s.power_w,
+            as_of=s.as_of,
+            offline=s.offline,
+            connectors=[ConnectorPower(connector_id=c, power_w=w) for c, w in s.connectors],
+        )
         for s in stations
     ]
-    content = "|".join([state.site_id, as_of.isoformat(), repr(total), repr(capacity),
-                        *(f"{s.charge_point_id}:{s.power_w!r}:{s.offline}" for s in stations)])
+    content = "|".join(
+        [
+            state.site_id,
+            as_of.isoformat(),
+            repr(total),
+            repr(capacity),
+            *(f"{s.charge_point_id}:{s.power_w!r}:{s.offline}" for s in stations),
+        ]
+    )
     return SiteLoad(
-        message_id=uuid.uuid5(SITE_NAMESPACE, content).hex, site_id=state.site_id,
-        published_at=published_at, as_of=as_of, total_w=total, capacity_w=capacity,
-        utilisation_pct=utilisation, over_capacity=capacity is not None and total > capacity,
-        station_count=len(stations), offline_stations=sum(1 for s in stations if s.offline),
+        message_id=uuid.uuid5(SITE_NAMESPACE, content).hex,
+        site_id=state.site_id,
+        published_at=published_at,
+        as_of=as_of,
+        total_w=total,
+        capacity_w=capacity,
+        utilisation_pct=utilisation,
+        over_capacity=capacity is not None and total > capacity,
+        station_count=len(stations),
+        offline_stations=sum(1 for s in stations if s.offline),
         stations=station_power,
     )
 
@@ -731,8 +778,14 @@ class SiteLogic(StatefulLogic[SiteInput, SiteLoad, SiteState]):
     at most every ``interval`` (processing time), an unchanged heartbeat every
     ``heartbeat``, and whatever is pending at end of input."""
 
-    def __init__(self, state: SiteState | None, *, interval: timedelta,
-                 heartbeat: timedelta, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        state: SiteState | None,
+        *,
+        interval: timedelta,
+        heartbeat: timedelta,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.state = state if state is not None else SiteState()
         self.interval = interval
         self.heartbeat = heartbeat
@@ -777,11 +830,12 @@ class SiteLogic(StatefulLogic[SiteInput, SiteLoad, SiteState]):
         return copy.deepcopy(self.state)
 
 
-def site_logic_builder(interval: timedelta, heartbeat: timedelta,
-                       clock: Callable[[], datetime] = utc_now
-                       ) -> Callable[[SiteState | None], SiteLogic]:
+def site_logic_builder(
+    interval: timedelta, heartbeat: timedelta, clock: Callable[[], datetime] = utc_now
+) -> Callable[[SiteState | None], SiteLogic]:
     def build(state: SiteState | None) -> SiteLogic:
         return SiteLogic(state, interval=interval, heartbeat=heartbeat, clock=clock)
+
     return build
 
 
@@ -790,4 +844,3 @@ def site_input(load: StationLoad, site: tuple[str, int | None] | None) -> SiteIn
     if site is None:
         return None
     return SiteInput(site_id=site[0], capacity_w=site[1], station=load)
-

@@ -88,8 +88,13 @@ log = logging.getLogger(__name__)
 
 FLOW_ID = "chargeflow-sessions"
 
-__all__ = ["DeadLetter", "RawMessage", "SessionsFlowConfig", "consume_error_dead_letter",
-           "dead_letter"]
+__all__ = [
+    "DeadLetter",
+    "RawMessage",
+    "SessionsFlowConfig",
+    "consume_error_dead_letter",
+    "dead_letter",
+]
 
 # The input: Kafka messages and consumer errors (KafkaSource(raise_on_errors=False)).
 FlowInput = Callable[[Dataflow], "Stream[Any]"]
@@ -110,7 +115,9 @@ def decode_batch(items: list[Any]) -> list[tuple[str, list[Event]] | DeadLetter]
 
 
 def step(
-    state: ChargePointState | None, event: Event, rules: SessionRules = DEFAULT_RULES,
+    state: ChargePointState | None,
+    event: Event,
+    rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
     """One event through :func:`logic.apply` (:class:`SessionsLogic` folds batches)."""
     return logic.apply(state, event, rules)
@@ -138,11 +145,11 @@ class SessionsLogic(StatefulBatchLogic[list[Event], list[Output], bytes]):
     sessions by the wall clock instead (:func:`logic.expire_silent`).
     """
 
-    def __init__(self, rules: SessionRules, resume: bytes | None,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self, rules: SessionRules, resume: bytes | None, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
         self.rules = rules
-        self.state: ChargePointState | None = (
-            None if resume is None else pickle.loads(resume))
+        self.state: ChargePointState | None = None if resume is None else pickle.loads(resume)
         self._clock = clock
         # Wall clock of the last message of this charge point. Not in the snapshot:
         # after a restart the silence is counted from the restart, so a flow that
@@ -203,10 +210,17 @@ class _SessionsWriter:
     outbox is published.
     """
 
-    def __init__(self, database_url: str, max_backoff_s: float, initial_backoff_s: float,
-                 connect_timeout_s: int, publisher: OutboxPublisher | None = None) -> None:
-        self._db = RetryingConnection(database_url, FLOW_ID, max_backoff_s,
-                                      initial_backoff_s, connect_timeout_s)
+    def __init__(
+        self,
+        database_url: str,
+        max_backoff_s: float,
+        initial_backoff_s: float,
+        connect_timeout_s: int,
+        publisher: OutboxPublisher | None = None,
+    ) -> None:
+        self._db = RetryingConnection(
+            database_url, FLOW_ID, max_backoff_s, initial_backoff_s, connect_timeout_s
+        )
         self._publisher = publisher
         self._publish()  # what a previous run committed but did not get to publish
 
@@ -255,9 +269,15 @@ class _PostgresPartition(StatelessSinkPartition[Output]):
 class PostgresSessionsSink(DynamicSink[Output]):
     """Writes SessionRow/MeterSampleRow batches through ``store.writers``, in the step."""
 
-    def __init__(self, database_url: str, *, max_backoff_s: float = 10.0,
-                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5,
-                 publisher: Callable[[], OutboxPublisher] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        max_backoff_s: float = 10.0,
+        initial_backoff_s: float = 0.1,
+        connect_timeout_s: int = 5,
+        publisher: Callable[[], OutboxPublisher] | None = None,
+    ) -> None:
         if max_backoff_s <= 0 or initial_backoff_s <= 0:
             raise ValueError("backoff must be positive")
         self._url = database_url
@@ -267,9 +287,13 @@ class PostgresSessionsSink(DynamicSink[Output]):
         self._publisher = publisher
 
     def writer(self) -> _SessionsWriter:
-        return _SessionsWriter(self._url, self._max_backoff_s, self._initial_backoff_s,
-                               self._connect_timeout_s,
-                               self._publisher() if self._publisher else None)
+        return _SessionsWriter(
+            self._url,
+            self._max_backoff_s,
+            self._initial_backoff_s,
+            self._connect_timeout_s,
+            self._publisher() if self._publisher else None,
+        )
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
         return _PostgresPartition(self.writer())
@@ -297,15 +321,31 @@ class OverlappedPostgresSessionsSink(OverlappedSink[list[Output]]):
     go to them by charge point (with several workers, set it to the number of
     workers)."""
 
-    def __init__(self, database_url: str, *, partitions: int = 1,
-                 max_pending_rows: int = 50_000, max_backoff_s: float = 10.0,
-                 initial_backoff_s: float = 0.1, connect_timeout_s: int = 5,
-                 publisher: Callable[[], OutboxPublisher] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        partitions: int = 1,
+        max_pending_rows: int = 50_000,
+        max_backoff_s: float = 10.0,
+        initial_backoff_s: float = 0.1,
+        connect_timeout_s: int = 5,
+        publisher: Callable[[], OutboxPublisher] | None = None,
+    ) -> None:
         writers = PostgresSessionsSink(
-            database_url, max_backoff_s=max_backoff_s, initial_backoff_s=initial_backoff_s,
-            connect_timeout_s=connect_timeout_s, publisher=publisher)
-        super().__init__(lambda: _RowListsWriter(writers.writer()), name=FLOW_ID,
-                         partitions=partitions, max_pending=max_pending_rows, weight=len)
+            database_url,
+            max_backoff_s=max_backoff_s,
+            initial_backoff_s=initial_backoff_s,
+            connect_timeout_s=connect_timeout_s,
+            publisher=publisher,
+        )
+        super().__init__(
+            lambda: _RowListsWriter(writers.writer()),
+            name=FLOW_ID,
+            partitions=partitions,
+            max_pending=max_pending_rows,
+            weight=len,
+        )
 
 
 # --------------------------------------------------------------------------- wiring
@@ -346,20 +386,29 @@ def kafka_input(config: SessionsFlowConfig) -> FlowInput:
 def build_flow(config: SessionsFlowConfig) -> Dataflow:
     """The production flow: Kafka in, PostgreSQL and the dead-letter topic out."""
     producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
-    publisher = partial(OutboxPublisher, config.brokers, config.topics.sessions_closed,
-                        config.kafka_config) if config.publish_closed else None
+    publisher = (
+        partial(OutboxPublisher, config.brokers, config.topics.sessions_closed, config.kafka_config)
+        if config.publish_closed
+        else None
+    )
     rows_sink: Sink[Any] = (
         OverlappedPostgresSessionsSink(
-            config.database_url, partitions=config.sink_partitions,
-            max_backoff_s=config.db_max_backoff_s, publisher=publisher)
-        if config.overlap_writes else
-        PostgresSessionsSink(config.database_url, max_backoff_s=config.db_max_backoff_s,
-                             publisher=publisher))
+            config.database_url,
+            partitions=config.sink_partitions,
+            max_backoff_s=config.db_max_backoff_s,
+            publisher=publisher,
+        )
+        if config.overlap_writes
+        else PostgresSessionsSink(
+            config.database_url, max_backoff_s=config.db_max_backoff_s, publisher=publisher
+        )
+    )
     return build_flow_with(
         kafka_input(config),
         rows_sink,
         metrics.CountingDeadLetterSink(
-            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID),
+            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID
+        ),
         rules=config.rules,
     )
 

@@ -342,16 +342,19 @@ def _reading(envelope: Envelope) -> SmartMeterReading:
     connector = _int(p, "connector_id", what)
     raw = p.get("energy_wh")
     try:
-        energy = Decimal(raw) if isinstance(raw, str | int) and not isinstance(
-            raw, bool) else None
+        energy = Decimal(raw) if isinstance(raw, str | int) and not isinstance(raw, bool) else None
     except InvalidOperation:
         energy = None
     if energy is None or not energy.is_finite() or energy < 0:
         raise InvalidEvent(f"{what}: energy_wh must be a non-negative decimal, got {raw!r}")
     return SmartMeterReading(
-        message_id=envelope.message_id, charge_point_id=envelope.charge_point_id,
-        meter_id=meter_id, connector_id=connector, measured_at=envelope.measured_at,
-        energy_wh=energy, is_billing_meter=p.get("is_billing_meter") is True,
+        message_id=envelope.message_id,
+        charge_point_id=envelope.charge_point_id,
+        meter_id=meter_id,
+        connector_id=connector,
+        measured_at=envelope.measured_at,
+        energy_wh=energy,
+        is_billing_meter=p.get("is_billing_meter") is True,
     )
 
 
@@ -369,17 +372,29 @@ def parse_event(envelope: Envelope) -> Event | None:
     v201 = (envelope.ocpp_version or "").startswith("2")
     if facts is None:
         if v201:
-            facts = normalize_v201(envelope.charge_point_id, action, envelope.payload,
-                                   envelope.response, envelope.received_at)
+            facts = normalize_v201(
+                envelope.charge_point_id,
+                action,
+                envelope.payload,
+                envelope.response,
+                envelope.received_at,
+            )
         elif action in SESSION_ACTIONS:
             validate_v16(envelope)
-            facts = normalize_v16(envelope.charge_point_id, action, envelope.payload,
-                                  envelope.response, envelope.received_at)
+            facts = normalize_v16(
+                envelope.charge_point_id,
+                action,
+                envelope.payload,
+                envelope.response,
+                envelope.received_at,
+            )
         else:
             facts = []
     return StationMessage(
-        message_id=envelope.message_id, charge_point_id=envelope.charge_point_id,
-        ocpp_version=envelope.ocpp_version, at=envelope.received_at,
+        message_id=envelope.message_id,
+        charge_point_id=envelope.charge_point_id,
+        ocpp_version=envelope.ocpp_version,
+        at=envelope.received_at,
         facts=tuple([f for f in facts if type(f) in _SESSION_FACT_TYPES]),
     )
 
@@ -393,8 +408,10 @@ def decode_event(data: bytes | None) -> Event | None:
     if env is None or env.normalized is None:
         return parse_event(decode_envelope(data))  # raises the EnvelopeError, if any
     return StationMessage(
-        message_id=env.message_id, charge_point_id=env.charge_point_id,
-        ocpp_version=env.ocpp_version, at=env.received_at,
+        message_id=env.message_id,
+        charge_point_id=env.charge_point_id,
+        ocpp_version=env.ocpp_version,
+        at=env.received_at,
         facts=tuple([f for f in env.normalized if type(f) in _SESSION_FACT_TYPES]),
     )
 
@@ -486,8 +503,7 @@ class ChargePointState:
 
     txs: dict[str, Tx] = field(default_factory=dict)
     charge_point_id: str = ""
-    readings: dict[int, list[tuple[datetime, str, Decimal, bool]]] = field(
-        default_factory=dict)
+    readings: dict[int, list[tuple[datetime, str, Decimal, bool]]] = field(default_factory=dict)
     watermark: datetime | None = None
     recent_messages: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_MESSAGES))
     recent_closed: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_CLOSED))
@@ -556,8 +572,9 @@ def _retrack(b: Bracket, start: datetime | None, stop: datetime | None) -> bool:
     return reset
 
 
-def _offer(tx: Tx, rules: SessionRules, t: datetime, meter_id: str, wh: Decimal,
-           billing: bool) -> bool:
+def _offer(
+    tx: Tx, rules: SessionRules, t: datetime, meter_id: str, wh: Decimal, billing: bool
+) -> bool:
     """Consider one smart-meter reading for a transaction's brackets; True if what the
     session's snapshot sees of them changed."""
     start = tx.started_at if tx.has_start else None
@@ -610,11 +627,15 @@ def _add(reasons: list[str], reason: str) -> None:
         reasons.append(reason)
 
 
-def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
+# Complexity over the limit on purpose: one decision table; splits with this module.
+def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:  # noqa: C901
     """The snapshot of a transaction: a pure function of what was seen (docstring)."""
     closed = tx.final
-    stop_point = (tx.stopped_at, tx.stop_register) if (
-        tx.stop_register is not None and tx.stopped_at is not None) else None
+    stop_point = (
+        (tx.stopped_at, tx.stop_register)
+        if (tx.stop_register is not None and tx.stopped_at is not None)
+        else None
+    )
     energy, fold_reasons = tx.fold.result(stop_point) if tx.has_start else (None, ())
     reasons = list(fold_reasons)
     if not tx.has_start:
@@ -651,8 +672,7 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
     meter_energy: Decimal | None = None
     meter_id: str | None = None
     if closed and tx.has_start:
-        meters = sorted(((m, b) for m, b in tx.meters.items() if b.relevant),
-                        key=lambda mb: mb[0])
+        meters = sorted(((m, b) for m, b in tx.meters.items() if b.relevant), key=lambda mb: mb[0])
         billing = [m for m, b in meters if b.billing]
         for m in billing:
             figure = _meter_energy(tx.meters[m])
@@ -670,8 +690,10 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
             if meter_id is None:
                 meter_energy, meter_id = figure, m
             if station_energy is not None:
-                allowed = (rules.meter_tolerance_ratio * max(figure, station_energy)
-                           + rules.meter_tolerance_wh)
+                allowed = (
+                    rules.meter_tolerance_ratio * max(figure, station_energy)
+                    + rules.meter_tolerance_wh
+                )
                 if abs(figure - station_energy) > allowed:
                     _add(reasons, "smart_meter_mismatch")
 
@@ -690,22 +712,36 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
         quality = "missing"  # no figure at all: never to be taken for a corrected one
     else:
         quality = "corrected" if reasons else "exact"
-    start_wh = tx.start_register if tx.start_register is not None else (
-        tx.samples[0][1] if tx.samples and tx.has_start else None)
+    start_wh = (
+        tx.start_register
+        if tx.start_register is not None
+        else (tx.samples[0][1] if tx.samples and tx.has_start else None)
+    )
     if tx.session_id is None:
         tx.session_id = session_id_for(cp, tx.transaction_id)
     return SessionRow(
-        session_id=tx.session_id, charge_point_id=cp,
-        connector_id=tx.evse_id, transaction_id=tx.transaction_id, id_tag=tx.id_tag,
+        session_id=tx.session_id,
+        charge_point_id=cp,
+        connector_id=tx.evse_id,
+        transaction_id=tx.transaction_id,
+        id_tag=tx.id_tag,
         status="closed" if closed else "active",
-        started_at=tx.started_at if tx.has_start else tx.first_seen, stopped_at=tx.stopped_at,
-        meter_start_wh=_floor(start_wh), meter_stop_wh=_floor(tx.stop_register),
+        started_at=tx.started_at if tx.has_start else tx.first_seen,
+        stopped_at=tx.stopped_at,
+        meter_start_wh=_floor(start_wh),
+        meter_stop_wh=_floor(tx.stop_register),
         last_register_wh=_floor(tx.samples[-1][1]) if tx.samples else None,
-        energy_wh=_floor(energy), energy_source=source, quality=quality,
-        quality_reasons=tuple(reasons), stop_reason=tx.stop_reason,
-        sample_count=tx.sample_count, closed_by=tx.closed_by if closed else None,
-        station_energy_wh=_floor(station_energy), smart_meter_energy_wh=_floor(meter_energy),
-        smart_meter_id=meter_id, ocpp_version=tx.ocpp_version,
+        energy_wh=_floor(energy),
+        energy_source=source,
+        quality=quality,
+        quality_reasons=tuple(reasons),
+        stop_reason=tx.stop_reason,
+        sample_count=tx.sample_count,
+        closed_by=tx.closed_by if closed else None,
+        station_energy_wh=_floor(station_energy),
+        smart_meter_energy_wh=_floor(meter_energy),
+        smart_meter_id=meter_id,
+        ocpp_version=tx.ocpp_version,
     )
 
 
@@ -713,8 +749,11 @@ def _row(cp: str, tx: Tx, rules: SessionRules) -> SessionRow:
 
 
 def _rebuild(tx: Tx, rules: SessionRules) -> None:
-    start = (tx.started_at, tx.start_register) if (
-        tx.start_register is not None and tx.started_at is not None) else None
+    start = (
+        (tx.started_at, tx.start_register)
+        if (tx.start_register is not None and tx.started_at is not None)
+        else None
+    )
     tx.fold = fold_points(rules.registers, start, tx.samples)
 
 
@@ -733,11 +772,22 @@ def _add_points(tx: Tx, points: Iterable[Point], rules: SessionRules) -> None:
         tx.power.clear()  # power integration is only for transactions without registers
 
 
-def _new_tx(state: ChargePointState, tx_id: str, at: datetime, received: datetime,
-            version: str | None, rules: SessionRules) -> Tx:
-    tx = Tx(transaction_id=tx_id, first_seen=at, last_activity=at, last_received=received,
-            ocpp_version=version,
-            fold=RegisterFold(rules.registers))
+def _new_tx(
+    state: ChargePointState,
+    tx_id: str,
+    at: datetime,
+    received: datetime,
+    version: str | None,
+    rules: SessionRules,
+) -> Tx:
+    tx = Tx(
+        transaction_id=tx_id,
+        first_seen=at,
+        last_activity=at,
+        last_received=received,
+        ocpp_version=version,
+        fold=RegisterFold(rules.registers),
+    )
     state.txs[tx_id] = tx
     if state.idle_after is not None:
         state.idle_after = min(state.idle_after, received + rules.idle_timeout)
@@ -755,12 +805,21 @@ def _close(state: ChargePointState, tx: Tx, by: str, at: datetime) -> None:
 
 def _needs_meter(tx: Tx) -> bool:
     """Hold the close: a smart meter is known here and has no reading after the stop."""
-    return tx.has_start and any(b.relevant for b in tx.meters.values()) and not any(
-        b.stop is not None for b in tx.meters.values() if b.relevant)
+    return (
+        tx.has_start
+        and any(b.relevant for b in tx.meters.values())
+        and not any(b.stop is not None for b in tx.meters.values() if b.relevant)
+    )
 
 
-def _finalize_ready(state: ChargePointState, rules: SessionRules, touched: set[str],
-                    *, force_evse: int | None = None, mark: datetime | None = None) -> None:
+def _finalize_ready(
+    state: ChargePointState,
+    rules: SessionRules,
+    touched: set[str],
+    *,
+    force_evse: int | None = None,
+    mark: datetime | None = None,
+) -> None:
     """Emit closed snapshots for closed transactions whose meter data is in (or late).
     ``mark``: the event time to judge by (default: the station's watermark)."""
     if not state.closing:
@@ -773,19 +832,23 @@ def _finalize_ready(state: ChargePointState, rules: SessionRules, touched: set[s
             continue
         assert tx.stopped_at is not None
         waited = mark is not None and mark >= tx.stopped_at + rules.meter_grace
-        if (not _needs_meter(tx) or waited or tx.closed_by != "stop"
-                or (force_evse is not None and tx.evse_id == force_evse)):
+        if (
+            not _needs_meter(tx)
+            or waited
+            or tx.closed_by != "stop"
+            or (force_evse is not None and tx.evse_id == force_evse)
+        ):
             tx.final = True
             state.closing.discard(tx_id)
             state.final_count += 1
             if state.forget_after is not None:
-                state.forget_after = min(state.forget_after,
-                                         tx.stopped_at + rules.amend_window)
+                state.forget_after = min(state.forget_after, tx.stopped_at + rules.amend_window)
             touched.add(tx.transaction_id)
 
 
-def _close_idle(state: ChargePointState, rules: SessionRules, touched: set[str],
-                mark: datetime | None = None) -> None:
+def _close_idle(
+    state: ChargePointState, rules: SessionRules, touched: set[str], mark: datetime | None = None
+) -> None:
     mark = state.watermark if mark is None else mark
     if mark is None or (state.idle_after is not None and mark <= state.idle_after):
         return
@@ -800,26 +863,39 @@ def _close_idle(state: ChargePointState, rules: SessionRules, touched: set[str],
     state.idle_after = bound
 
 
-def _forget_old(state: ChargePointState, rules: SessionRules,
-                pending: dict[str, None] | None = None, cp: str = "",
-                outputs: list[Output] | None = None) -> None:
+def _forget_old(
+    state: ChargePointState,
+    rules: SessionRules,
+    pending: dict[str, None] | None = None,
+    cp: str = "",
+    outputs: list[Output] | None = None,
+) -> None:
     mark = state.watermark
-    if state.final_count <= rules.keep_closed and state.forget_after is not None and (
-            mark is None or mark <= state.forget_after):
+    if (
+        state.final_count <= rules.keep_closed
+        and state.forget_after is not None
+        and (mark is None or mark <= state.forget_after)
+    ):
         return  # nothing to forget (the common case: no scan)
     finals = [t for t in state.txs.values() if t.final]
     state.final_count = len(finals)
     window = rules.amend_window
-    if len(finals) <= rules.keep_closed and (mark is None or not any(
-            t.stopped_at is not None and mark - t.stopped_at > window for t in finals)):
-        state.forget_after = min((t.stopped_at + window for t in finals
-                                  if t.stopped_at is not None), default=_NEVER)
+    if len(finals) <= rules.keep_closed and (
+        mark is None
+        or not any(t.stopped_at is not None and mark - t.stopped_at > window for t in finals)
+    ):
+        state.forget_after = min(
+            (t.stopped_at + window for t in finals if t.stopped_at is not None), default=_NEVER
+        )
         return  # nothing to forget (no sort)
     closed = sorted(finals, key=lambda t: (t.stopped_at or t.last_activity, t.transaction_id))
     excess = len(closed) - rules.keep_closed
     for i, tx in enumerate(closed):
-        old = mark is not None and tx.stopped_at is not None and (
-            mark - tx.stopped_at > rules.amend_window)
+        old = (
+            mark is not None
+            and tx.stopped_at is not None
+            and (mark - tx.stopped_at > rules.amend_window)
+        )
         if i < excess or old:
             if pending is not None and tx.transaction_id in pending:
                 del pending[tx.transaction_id]  # its deferred snapshot, before it goes
@@ -842,16 +918,30 @@ def _sample_rows(cp: str, tx: Tx | None, samples: list[MeterSample]) -> list[Out
             continue  # not keyable (orphan stop data): counted, not written
         # Positional, in field order: (measured_at, charge_point_id, connector_id,
         # transaction_id, measurand, phase, location, context, unit, value, unit_multiplier)
-        append(row(s.timestamp, cp, connector, s.transaction_id, s.measurand, s.phase or "",
-                   s.location, s.context, s.unit, s.value, s.unit_multiplier))
+        append(
+            row(
+                s.timestamp,
+                cp,
+                connector,
+                s.transaction_id,
+                s.measurand,
+                s.phase or "",
+                s.location,
+                s.context,
+                s.unit,
+                s.value,
+                s.unit_multiplier,
+            )
+        )
     return rows
 
 
 _fingerprint_encoder = msgspec.msgpack.Encoder()
 
 
-def _fingerprint(fact: TransactionStart | TransactionUpdate | TransactionEnd,
-                 samples: list[MeterSample]) -> bytes:
+def _fingerprint(
+    fact: TransactionStart | TransactionUpdate | TransactionEnd, samples: list[MeterSample]
+) -> bytes:
     """What identifies one TransactionEvent: its seqNo, event type, timestamp and
     everything else the station sent in it (its transaction's samples included). The
     gateway's authorisation answer is left out: a resend may be answered differently.
@@ -904,8 +994,7 @@ def _count_samples(tx: Tx, samples: list[MeterSample]) -> None:
     tx.sample_count += len(keys) - before
 
 
-def _claim_evse(state: ChargePointState, tx: Tx, rules: SessionRules,
-                touched: set[str]) -> None:
+def _claim_evse(state: ChargePointState, tx: Tx, rules: SessionRules, touched: set[str]) -> None:
     """One session at a time per EVSE: the transaction that began last is the one
     running there, any other still open on that EVSE closes by ``next_start`` at its
     last activity (``tx`` itself when it began before the one running), and closed
@@ -926,16 +1015,20 @@ def _claim_evse(state: ChargePointState, tx: Tx, rules: SessionRules,
     _finalize_ready(state, rules, touched, force_evse=evse)
 
 
-def _context_register(samples: list[MeterSample], context: str, last: bool
-                      ) -> Decimal | None:
+def _context_register(samples: list[MeterSample], context: str, last: bool) -> Decimal | None:
     points, _ = register_points(s for s in samples if s.context == context)
     if not points:
         return None
     return points[-1][1] if last else points[0][1]
 
 
-def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionRules,
-                   pending: dict[str, None] | None = None) -> list[Output]:
+# Complexity over the limit on purpose: the hot loop, kept whole for speed.
+def _apply_station(  # noqa: C901
+    state: ChargePointState,
+    msg: StationMessage,
+    rules: SessionRules,
+    pending: dict[str, None] | None = None,
+) -> list[Output]:
     cp = msg.charge_point_id
     if state.watermark is None or msg.at > state.watermark:
         state.watermark = msg.at
@@ -1021,8 +1114,11 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
         if sample_tx is None:
             # No transaction id: the one running transaction on that EVSE, if any.
             evses = {s.evse_id for s in samples}
-            running = [t for t in state.txs.values() if t.open and t.evse_id in evses
-                       and t.evse_id not in (None, 0)]
+            running = [
+                t
+                for t in state.txs.values()
+                if t.open and t.evse_id in evses and t.evse_id not in (None, 0)
+            ]
             tx = running[0] if len(running) == 1 else None
             billable = [s for s in samples if tx is not None and s.evse_id == tx.evse_id]
         outputs.extend(_sample_rows(cp, tx, samples))
@@ -1048,8 +1144,7 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
     _close_idle(state, rules, touched)
     _finalize_ready(state, rules, touched)
     if pending is None:
-        outputs.extend(_row(cp, state.txs[t], rules) for t in sorted(touched)
-                       if t in state.txs)
+        outputs.extend(_row(cp, state.txs[t], rules) for t in sorted(touched) if t in state.txs)
     elif len(touched) == 1:
         [t] = touched
         if t in state.txs:
@@ -1060,12 +1155,16 @@ def _apply_station(state: ChargePointState, msg: StationMessage, rules: SessionR
     return outputs
 
 
-def _apply_reading(state: ChargePointState, r: SmartMeterReading, rules: SessionRules,
-                   pending: dict[str, None] | None = None) -> list[Output]:
+def _apply_reading(
+    state: ChargePointState,
+    r: SmartMeterReading,
+    rules: SessionRules,
+    pending: dict[str, None] | None = None,
+) -> list[Output]:
     ring = state.readings.setdefault(r.connector_id, [])
     entry = (r.measured_at, r.meter_id, r.energy_wh, r.is_billing_meter)
     i = bisect.bisect_left(ring, entry[:2])
-    if any(e[:2] == entry[:2] for e in ring[i:i + 2]):
+    if any(e[:2] == entry[:2] for e in ring[i : i + 2]):
         return []  # the same reading again
     if i == len(ring):
         same = [k for k in range(len(ring) - 1, -1, -1) if ring[k][1] == r.meter_id][:2]
@@ -1077,20 +1176,25 @@ def _apply_reading(state: ChargePointState, r: SmartMeterReading, rules: Session
         ring.pop(0)
     touched: set[str] = set()
     for tx in state.txs.values():
-        if tx.evse_id == r.connector_id and _offer(
-                tx, rules, r.measured_at, r.meter_id, r.energy_wh, r.is_billing_meter
-        ) and tx.closed_by is not None:
+        if (
+            tx.evse_id == r.connector_id
+            and _offer(tx, rules, r.measured_at, r.meter_id, r.energy_wh, r.is_billing_meter)
+            and tx.closed_by is not None
+        ):
             touched.add(tx.transaction_id)
     _finalize_ready(state, rules, touched)
     if pending is not None:
         pending.update((t, None) for t in sorted(touched) if state.txs[t].final)
         return []
-    return [_row(r.charge_point_id, state.txs[t], rules) for t in sorted(touched)
-            if state.txs[t].final]
+    return [
+        _row(r.charge_point_id, state.txs[t], rules) for t in sorted(touched) if state.txs[t].final
+    ]
 
 
 def apply(
-    state: ChargePointState | None, event: Event | None, rules: SessionRules = DEFAULT_RULES,
+    state: ChargePointState | None,
+    event: Event | None,
+    rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
     """Fold one event into a charge point's state; return the rows to write."""
     if state is None:
@@ -1108,7 +1212,8 @@ def apply(
 
 
 def apply_batch(
-    state: ChargePointState | None, events: Iterable[Event | None],
+    state: ChargePointState | None,
+    events: Iterable[Event | None],
     rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
     """Fold several events of one charge point, in order, like repeated :func:`apply`,
@@ -1143,8 +1248,7 @@ def apply_batch(
     return state, outputs
 
 
-def next_deadline(state: ChargePointState, rules: SessionRules = DEFAULT_RULES
-                  ) -> timedelta | None:
+def next_deadline(state: ChargePointState, rules: SessionRules = DEFAULT_RULES) -> timedelta | None:
     """How much further the station's event time must move before a waiting
     transaction closes by timeout or a closed one stops waiting for its smart-meter
     reading; None when nothing waits (see :func:`expire_silent`).
@@ -1171,7 +1275,9 @@ def next_deadline(state: ChargePointState, rules: SessionRules = DEFAULT_RULES
 
 
 def expire_silent(
-    state: ChargePointState, silent_for: timedelta, rules: SessionRules = DEFAULT_RULES,
+    state: ChargePointState,
+    silent_for: timedelta,
+    rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
     """Close what a silent station leaves waiting: the station sent nothing for
     ``silent_for`` (wall clock, measured by the flow), so its event time is taken to
@@ -1195,7 +1301,9 @@ def expire_silent(
 
 
 def update(
-    state: ChargePointState | None, envelope: Envelope, rules: SessionRules = DEFAULT_RULES,
+    state: ChargePointState | None,
+    envelope: Envelope,
+    rules: SessionRules = DEFAULT_RULES,
 ) -> tuple[ChargePointState, list[Output]]:
     """``apply(state, parse_event(envelope))``; raises :class:`InvalidEvent`."""
     return apply(state, parse_event(envelope), rules)

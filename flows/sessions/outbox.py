@@ -25,15 +25,26 @@ log = logging.getLogger(__name__)
 
 
 class OutboxPublisher:
-    def __init__(self, brokers: list[str], topic: str, kafka_config: dict[str, Any] | None = None,
-                 *, delivery_timeout_s: float = 10.0, batch: int = 1000) -> None:
+    def __init__(
+        self,
+        brokers: list[str],
+        topic: str,
+        kafka_config: dict[str, Any] | None = None,
+        *,
+        delivery_timeout_s: float = 10.0,
+        batch: int = 1000,
+    ) -> None:
         self.topic = topic
-        self._config: dict[str, Any] = with_kafka_logger({
-            "bootstrap.servers": ",".join(brokers), "acks": "all",
-            "enable.idempotence": False, "linger.ms": 5,
-            "message.timeout.ms": int(delivery_timeout_s * 1000),
-            **(kafka_config or {}),
-        })
+        self._config: dict[str, Any] = with_kafka_logger(
+            {
+                "bootstrap.servers": ",".join(brokers),
+                "acks": "all",
+                "enable.idempotence": False,
+                "linger.ms": 5,
+                "message.timeout.ms": int(delivery_timeout_s * 1000),
+                **(kafka_config or {}),
+            }
+        )
         self._timeout = delivery_timeout_s + 2.0
         self._batch = batch
         self._producer: RdProducer | None = None
@@ -58,9 +69,12 @@ class OutboxPublisher:
                 while True:
                     try:
                         self._producer.produce(
-                            self.topic, value=value, key=m.charge_point_id.encode(),
+                            self.topic,
+                            value=value,
+                            key=m.charge_point_id.encode(),
                             headers=[("session_id", str(m.session_id).encode())],
-                            on_delivery=on_delivery)
+                            on_delivery=on_delivery,
+                        )
                         break
                     except BufferError:
                         self._producer.poll(0.05)
@@ -70,7 +84,8 @@ class OutboxPublisher:
         if errors or confirmed < len(messages):
             raise PublishError(
                 f"{len(messages) - confirmed} of {len(messages)} sessions.closed messages "
-                f"unconfirmed: {errors[0] if errors else 'no delivery report in time'}")
+                f"unconfirmed: {errors[0] if errors else 'no delivery report in time'}"
+            )
 
     def publish(self, conn: psycopg.Connection[Any]) -> int:
         """Publish everything pending; errors are logged and left for the next call."""
@@ -82,8 +97,9 @@ class OutboxPublisher:
                 if sent < self._batch:
                     return total
         except (PublishError, psycopg.Error) as exc:
-            log.warning("sessions.closed not published yet (%s); retrying after the next "
-                        "batch", exc)
+            log.warning(
+                "sessions.closed not published yet (%s); retrying after the next batch", exc
+            )
             return total
 
     def close(self) -> None:

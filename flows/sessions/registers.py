@@ -87,8 +87,10 @@ class RegisterRules:
         cap = _CAPS.get(key)
         if cap is None:
             seconds = max(Decimal(0), Decimal(str(dt.total_seconds())))
-            cap = (Decimal(self.max_power_w) * seconds / 3600 * (1 + self.power_slack)
-                   + self.step_tolerance_wh)
+            cap = (
+                Decimal(self.max_power_w) * seconds / 3600 * (1 + self.power_slack)
+                + self.step_tolerance_wh
+            )
             if len(_CAPS) >= 4096:
                 _CAPS.clear()
             _CAPS[key] = cap
@@ -135,8 +137,9 @@ def _combine(values: list[tuple[Decimal, MeterSample]]) -> tuple[Decimal, bool]:
     """One reading from several (value Wh, sample); True when they conflict."""
     if len(values) == 1:
         return values[0][0], False
-    quantified = sorted(((wh, _quantum(s)) for wh, s in values),
-                        key=lambda vq: vq[1])  # finest first
+    quantified = sorted(
+        ((wh, _quantum(s)) for wh, s in values), key=lambda vq: vq[1]
+    )  # finest first
     best, best_q = quantified[0]
     conflict = False
     lowest = best
@@ -203,8 +206,10 @@ def power_points(samples: Iterable[MeterSample]) -> list[Point]:
             totals.setdefault(s.timestamp, watts)
         elif s.phase.startswith("L"):
             phases.setdefault(s.timestamp, {}).setdefault(_phase_key(s.phase), watts)
-    return [(t, totals[t] if t in totals else sum(phases[t].values(), Decimal(0)))
-            for t in sorted(set(totals) | set(phases))]
+    return [
+        (t, totals[t] if t in totals else sum(phases[t].values(), Decimal(0)))
+        for t in sorted(set(totals) | set(phases))
+    ]
 
 
 def integrate_power(points: Sequence[Point]) -> Decimal | None:
@@ -291,8 +296,14 @@ class RegisterFold:
             self.completed += base - seg
             self.seg_start = v
         else:
-            wrap = next((m for m in _ROLLOVER_MODULI if _NEAR_WRAP * m <= base < m
-                         and v < _AFTER_WRAP * m and m - base + v <= cap), None)
+            wrap = next(
+                (
+                    m
+                    for m in _ROLLOVER_MODULI
+                    if _NEAR_WRAP * m <= base < m and v < _AFTER_WRAP * m and m - base + v <= cap
+                ),
+                None,
+            )
             if wrap is not None:
                 self._flag("register_rollover")
                 self.completed += (base - seg) + (wrap - base)
@@ -330,8 +341,9 @@ class RegisterFold:
         return self.base
 
 
-def fold_points(rules: RegisterRules, start: Point | None, samples: Iterable[Point]
-                ) -> RegisterFold:
+def fold_points(
+    rules: RegisterRules, start: Point | None, samples: Iterable[Point]
+) -> RegisterFold:
     """A fold over a start point and samples in any order (sorted by time here)."""
     fold = RegisterFold(rules)
     if start is not None:

@@ -45,8 +45,7 @@ def decode(msg: RawMessage) -> StatusEvent | DeadLetter | None:
     return common.decode_or_dead_letter(msg, logic.parse_envelope, logic.InvalidEvent, log)
 
 
-def step(state: StationStatus | None, event: StatusEvent
-         ) -> tuple[StationStatus, list[Output]]:
+def step(state: StationStatus | None, event: StatusEvent) -> tuple[StationStatus, list[Output]]:
     return logic.apply(state, event)
 
 
@@ -56,8 +55,12 @@ def write_rows(conn: psycopg.Connection[Any], items: list[Output]) -> None:
     write_status_batch(conn, history, current)
 
 
-def build_flow_with(flow_input: FlowInput, rows_sink: Sink[Output],
-                    deadletter_sink: Sink[DeadLetter], flow_id: str = FLOW_ID) -> Dataflow:
+def build_flow_with(
+    flow_input: FlowInput,
+    rows_sink: Sink[Output],
+    deadletter_sink: Sink[DeadLetter],
+    flow_id: str = FLOW_ID,
+) -> Dataflow:
     flow = Dataflow(flow_id)
     raw = flow_input(flow)
     consumer_errors = op.map("consume_errors", raw.errs, common.consume_error_dead_letter)
@@ -75,12 +78,20 @@ def build_flow_with(flow_input: FlowInput, rows_sink: Sink[Output],
 def kafka_input(config: FlowConfig) -> FlowInput:
     def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
         wait_for_broker(",".join(config.brokers))
-        return metrics.kafka_input("kafka_in", flow, metrics.MeasuredKafkaSource(
-            FLOW_ID, config.brokers, [config.topics.ocpp_events], tail=config.tail,
-            starting_offset=config.starting_offset,
-            add_config=with_kafka_logger(config.kafka_config), batch_size=config.batch_size,
-            raise_on_errors=False,
-        ))
+        return metrics.kafka_input(
+            "kafka_in",
+            flow,
+            metrics.MeasuredKafkaSource(
+                FLOW_ID,
+                config.brokers,
+                [config.topics.ocpp_events],
+                tail=config.tail,
+                starting_offset=config.starting_offset,
+                add_config=with_kafka_logger(config.kafka_config),
+                batch_size=config.batch_size,
+                raise_on_errors=False,
+            ),
+        )
 
     return build
 
@@ -89,10 +100,12 @@ def build_flow(config: FlowConfig) -> Dataflow:
     producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
     return build_flow_with(
         kafka_input(config),
-        RetryingPostgresSink(config.database_url, write_rows, name=FLOW_ID,
-                             max_backoff_s=config.db_max_backoff_s),
+        RetryingPostgresSink(
+            config.database_url, write_rows, name=FLOW_ID, max_backoff_s=config.db_max_backoff_s
+        ),
         metrics.CountingDeadLetterSink(
-            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID),
+            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID
+        ),
     )
 
 

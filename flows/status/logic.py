@@ -118,8 +118,13 @@ def _facts_of(envelope: Envelope) -> list[Normalized]:
     if envelope.action != "StatusNotification":
         return []
     normalize = normalize_v201 if envelope.ocpp_version == "2.0.1" else normalize_v16
-    return normalize(envelope.charge_point_id, envelope.action, envelope.payload,
-                     envelope.response, envelope.received_at)
+    return normalize(
+        envelope.charge_point_id,
+        envelope.action,
+        envelope.payload,
+        envelope.response,
+        envelope.received_at,
+    )
 
 
 def parse_envelope(envelope: Envelope) -> StatusEvent | None:
@@ -135,8 +140,14 @@ def parse_envelope(envelope: Envelope) -> StatusEvent | None:
         if not isinstance(reason, str) or not reason:
             reason = state  # older/foreign producers: the state is the best reason we have
         gateway = envelope.payload.get("gateway_id")
-        facts = [ConnectionChange(state == "online", envelope.measured_at, reason,
-                                  gateway if isinstance(gateway, str) and gateway else None)]
+        facts = [
+            ConnectionChange(
+                state == "online",
+                envelope.measured_at,
+                reason,
+                gateway if isinstance(gateway, str) and gateway else None,
+            )
+        ]
     if not facts:
         return None
     return StatusEvent(envelope.charge_point_id, tuple(facts))
@@ -150,42 +161,61 @@ class StationStatus:
     gateway_id: str | None = None  # the replica the station was last online at
 
 
-def availability(cp: str, state: StationStatus, connector_id: int, updated_at: datetime
-                 ) -> AvailabilityRow:
+def availability(
+    cp: str, state: StationStatus, connector_id: int, updated_at: datetime
+) -> AvailabilityRow:
     s = state.connectors[connector_id]
     return AvailabilityRow(
-        charge_point_id=cp, connector_id=connector_id,
-        status=s.status if state.online else OFFLINE, connector_status=s.status,
-        ocpp_status=s.ocpp_status, ocpp_connector_id=s.connector_id, error_code=s.error_code,
-        status_at=s.timestamp, online=state.online,
-        connection_changed_at=state.connection_changed_at, updated_at=updated_at,
+        charge_point_id=cp,
+        connector_id=connector_id,
+        status=s.status if state.online else OFFLINE,
+        connector_status=s.status,
+        ocpp_status=s.ocpp_status,
+        ocpp_connector_id=s.connector_id,
+        error_code=s.error_code,
+        status_at=s.timestamp,
+        online=state.online,
+        connection_changed_at=state.connection_changed_at,
+        updated_at=updated_at,
     )
 
 
-def connection_history(cp: str, state: StationStatus, connector_id: int,
-                       change: ConnectionChange) -> HistoryRow | None:
+def connection_history(
+    cp: str, state: StationStatus, connector_id: int, change: ConnectionChange
+) -> HistoryRow | None:
     """The history row that a change of the station's connection writes for one
     connector: ``Offline``, or back online the last known status (None when the
     connector already reported a status stamped at or after the reconnection)."""
     if not change.online:
-        return HistoryRow(cp, connector_id, change.at, OFFLINE, OFFLINE, None, None,
-                          change.reason)
+        return HistoryRow(cp, connector_id, change.at, OFFLINE, OFFLINE, None, None, change.reason)
     s = state.connectors[connector_id]
     if s.timestamp >= change.at:
         return None
-    return HistoryRow(cp, connector_id, change.at, s.status, s.ocpp_status, s.connector_id,
-                      s.error_code, change.reason)
+    return HistoryRow(
+        cp,
+        connector_id,
+        change.at,
+        s.status,
+        s.ocpp_status,
+        s.connector_id,
+        s.error_code,
+        change.reason,
+    )
 
 
-def apply(state: StationStatus | None, event: StatusEvent
-          ) -> tuple[StationStatus, list[Output]]:
+def apply(state: StationStatus | None, event: StatusEvent) -> tuple[StationStatus, list[Output]]:
     state = state if state is not None else StationStatus()
     out: list[Output] = []
     cp = event.charge_point_id
     for fact in event.facts:
         if isinstance(fact, ConnectionChange):
-            if (not fact.online and state.online and fact.gateway_id is not None
-                    and state.gateway_id is not None and fact.gateway_id != state.gateway_id):
+            if (
+                not fact.online
+                and state.online
+                and fact.gateway_id is not None
+                and state.gateway_id is not None
+                and fact.gateway_id != state.gateway_id
+            ):
                 continue  # a stale offline: the station is online at another replica
             if fact.online:
                 state.gateway_id = fact.gateway_id
@@ -200,8 +230,17 @@ def apply(state: StationStatus | None, event: StatusEvent
                     out.append(availability(cp, state, cid, fact.at))
             continue
         cid = fact.evse_id
-        out.append(HistoryRow(cp, cid, fact.timestamp, fact.status, fact.ocpp_status,
-                              fact.connector_id, fact.error_code))
+        out.append(
+            HistoryRow(
+                cp,
+                cid,
+                fact.timestamp,
+                fact.status,
+                fact.ocpp_status,
+                fact.connector_id,
+                fact.error_code,
+            )
+        )
         current = state.connectors.get(cid)
         if current is not None and fact.timestamp < current.timestamp:
             continue  # late: history only

@@ -84,20 +84,53 @@ OUTAGES = (psycopg.Error, PublishError, OSError, TimeoutError)
 
 # The commands the platform sends, per OCPP version (CSMS -> station CALLs).
 COMMANDS: dict[str, frozenset[str]] = {
-    "1.6": frozenset({
-        "RemoteStartTransaction", "RemoteStopTransaction", "Reset", "UnlockConnector",
-        "ChangeAvailability", "ChangeConfiguration", "GetConfiguration", "SetChargingProfile",
-        "ClearChargingProfile", "GetCompositeSchedule", "TriggerMessage", "UpdateFirmware",
-        "GetDiagnostics", "SendLocalList", "GetLocalListVersion", "ReserveNow",
-        "CancelReservation", "ClearCache", "DataTransfer",
-    }),
-    "2.0.1": frozenset({
-        "RequestStartTransaction", "RequestStopTransaction", "Reset", "UnlockConnector",
-        "ChangeAvailability", "SetVariables", "GetVariables", "SetChargingProfile",
-        "ClearChargingProfile", "GetCompositeSchedule", "TriggerMessage", "UpdateFirmware",
-        "GetLog", "GetBaseReport", "SendLocalList", "GetLocalListVersion", "ReserveNow",
-        "CancelReservation", "ClearCache", "DataTransfer",
-    }),
+    "1.6": frozenset(
+        {
+            "RemoteStartTransaction",
+            "RemoteStopTransaction",
+            "Reset",
+            "UnlockConnector",
+            "ChangeAvailability",
+            "ChangeConfiguration",
+            "GetConfiguration",
+            "SetChargingProfile",
+            "ClearChargingProfile",
+            "GetCompositeSchedule",
+            "TriggerMessage",
+            "UpdateFirmware",
+            "GetDiagnostics",
+            "SendLocalList",
+            "GetLocalListVersion",
+            "ReserveNow",
+            "CancelReservation",
+            "ClearCache",
+            "DataTransfer",
+        }
+    ),
+    "2.0.1": frozenset(
+        {
+            "RequestStartTransaction",
+            "RequestStopTransaction",
+            "Reset",
+            "UnlockConnector",
+            "ChangeAvailability",
+            "SetVariables",
+            "GetVariables",
+            "SetChargingProfile",
+            "ClearChargingProfile",
+            "GetCompositeSchedule",
+            "TriggerMessage",
+            "UpdateFirmware",
+            "GetLog",
+            "GetBaseReport",
+            "SendLocalList",
+            "GetLocalListVersion",
+            "ReserveNow",
+            "CancelReservation",
+            "ClearCache",
+            "DataTransfer",
+        }
+    ),
 }
 
 ACCEPTING = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired", "AcceptedCanceled"})
@@ -126,12 +159,16 @@ def outcome(action: str, response: dict[str, Any]) -> tuple[CommandStatus, str |
         return CommandStatus.REJECTED, f"station answered {status}"
     if action == "GetConfiguration" and response.get("unknownKey"):
         return CommandStatus.REJECTED, "unknown keys: " + ", ".join(
-            str(k) for k in response["unknownKey"])
+            str(k) for k in response["unknownKey"]
+        )
     for field in ("setVariableResult", "getVariableResult"):
         items = response.get(field)
         if isinstance(items, list):
-            refused = [str(i.get("attributeStatus")) for i in items
-                       if i.get("attributeStatus") not in ACCEPTING]
+            refused = [
+                str(i.get("attributeStatus"))
+                for i in items
+                if i.get("attributeStatus") not in ACCEPTING
+            ]
             if refused:
                 return CommandStatus.REJECTED, "not all variables accepted: " + ", ".join(refused)
     return CommandStatus.ACCEPTED, None
@@ -164,13 +201,15 @@ class CommandSchemas:
         validator = self._validators.get(name)
         if validator is None:
             text = (self._dir / f"{name}.json").read_text(encoding="utf-8-sig")
-            validator = self._cls(json.loads(text, parse_float=Decimal),
-                                  format_checker=format_checker)
+            validator = self._cls(
+                json.loads(text, parse_float=Decimal), format_checker=format_checker
+            )
             self._validators[name] = validator
         return validator
 
-    def problem(self, action: str, payload: dict[str, Any], *, response: bool = False
-                ) -> str | None:
+    def problem(
+        self, action: str, payload: dict[str, Any], *, response: bool = False
+    ) -> str | None:
         """Why ``payload`` is not a valid request (response) of ``action``, or None."""
         error = best_match(self._validator(action, response).iter_errors(payload))
         if error is None:
@@ -193,11 +232,11 @@ def check_command(command: Command, ocpp_version: str) -> str | None:
     'GetLog is not a command the gateway sends to OCPP 1.6 stations'
     """
     if command.ocpp_version is not None and command.ocpp_version != ocpp_version:
-        return (f"command is for OCPP {command.ocpp_version}, the station speaks "
-                f"OCPP {ocpp_version}")
+        return f"command is for OCPP {command.ocpp_version}, the station speaks OCPP {ocpp_version}"
     if command.action not in COMMANDS[ocpp_version]:
-        return (f"{command.action} is not a command the gateway sends to "
-                f"OCPP {ocpp_version} stations")
+        return (
+            f"{command.action} is not a command the gateway sends to OCPP {ocpp_version} stations"
+        )
     problem = SCHEMAS[ocpp_version].problem(command.action, command.payload)
     if problem is not None:
         return f"invalid {command.action} payload for OCPP {ocpp_version}: {problem}"
@@ -207,8 +246,13 @@ def check_command(command: Command, ocpp_version: str) -> str | None:
 class StationAnswer:
     """What came back for one CALL: a CALLRESULT payload or a CALLERROR."""
 
-    def __init__(self, payload: dict[str, Any] | None, error_code: str | None = None,
-                 error_description: str = "", error_details: Any = None) -> None:
+    def __init__(
+        self,
+        payload: dict[str, Any] | None,
+        error_code: str | None = None,
+        error_description: str = "",
+        error_details: Any = None,
+    ) -> None:
         self.payload = payload
         self.error_code = error_code
         self.error_description = error_description
@@ -219,16 +263,28 @@ class ConnectionLost(Exception):
     """The station's connection ended before it answered."""
 
 
-async def call_station(station: CentralSystemBase, action: str, payload: dict[str, Any],
-                       answer_timeout_s: float, closed: asyncio.Event) -> StationAnswer:
+async def call_station(
+    station: CentralSystemBase,
+    action: str,
+    payload: dict[str, Any],
+    answer_timeout_s: float,
+    closed: asyncio.Event,
+) -> StationAnswer:
     """Send one CALL with ``payload`` serialised exactly and wait ``answer_timeout_s`` for
     its answer (``TimeoutError``) or until ``closed`` is set (``ConnectionLost``; an
     answer that arrived before the close still wins). The caller holds the station's
     call lock. Never call this from a CALL handler: the answer arrives through the
     connection's receive loop."""
     unique_id = str(uuid.uuid4())
-    frame = b"[2," + encode_json(unique_id) + b"," + encode_json(action) + b"," \
-        + encode_json(payload) + b"]"
+    frame = (
+        b"[2,"
+        + encode_json(unique_id)
+        + b","
+        + encode_json(action)
+        + b","
+        + encode_json(payload)
+        + b"]"
+    )
     # Registered before sending: only this id's answer is kept (stray answers are
     # dropped by the connection), and an immediate answer cannot be missed.
     expected = station.expect_answer(unique_id)
@@ -237,8 +293,7 @@ async def call_station(station: CentralSystemBase, action: str, payload: dict[st
             await station.send_frame(frame.decode())
         except ConnectionClosed as exc:
             raise ConnectionLost(str(exc)) from exc
-        answer = asyncio.ensure_future(
-            station.wait_answer(unique_id, answer_timeout_s))
+        answer = asyncio.ensure_future(station.wait_answer(unique_id, answer_timeout_s))
         closing = asyncio.ensure_future(closed.wait())
         try:
             await asyncio.wait({answer, closing}, return_when=asyncio.FIRST_COMPLETED)
@@ -252,8 +307,9 @@ async def call_station(station: CentralSystemBase, action: str, payload: dict[st
     finally:
         station.forget_answer(expected)
     if isinstance(response, LibCallError):
-        return StationAnswer(None, str(response.error_code), str(response.error_description),
-                             response.error_details)
+        return StationAnswer(
+            None, str(response.error_code), str(response.error_description), response.error_details
+        )
     # Re-read numbers as Decimal: exact, and what the response schemas expect.
     return StationAnswer(decode_json(json.dumps(response.payload)))
 
@@ -261,21 +317,36 @@ async def call_station(station: CentralSystemBase, action: str, payload: dict[st
 class CommandMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.results = Counter(
-            "chargeflow_gateway_command_results", "Commands this replica decided, by status",
-            ["action", "status"], registry=registry)
+            "chargeflow_gateway_command_results",
+            "Commands this replica decided, by status",
+            ["action", "status"],
+            registry=registry,
+        )
         self.ignored = Counter(
             "chargeflow_gateway_commands_ignored",
-            "Commands left to the replica holding the station", registry=registry)
+            "Commands left to the replica holding the station",
+            registry=registry,
+        )
 
 
 class CommandRouter:
     """Reads ``ocpp.commands``, sends what belongs to this replica, records outcomes."""
 
     def __init__(
-        self, *, gateway_id: str, bootstrap: str, topics: Topics, pool: AsyncConnectionPool,
-        producer: Producer, lookup: Callable[[str], CentralSystemBase | None],
-        registry: CollectorRegistry, heartbeat_s: float = 5.0, grace_s: float = 20.0,
-        poll_s: float = 0.2, publish_timeout_s: float = 10.0, assign_timeout_s: float = 10.0,
+        self,
+        *,
+        gateway_id: str,
+        bootstrap: str,
+        topics: Topics,
+        pool: AsyncConnectionPool,
+        producer: Producer,
+        lookup: Callable[[str], CentralSystemBase | None],
+        registry: CollectorRegistry,
+        heartbeat_s: float = 5.0,
+        grace_s: float = 20.0,
+        poll_s: float = 0.2,
+        publish_timeout_s: float = 10.0,
+        assign_timeout_s: float = 10.0,
     ) -> None:
         self.gateway_id = gateway_id
         self.topics = topics
@@ -311,21 +382,24 @@ class CommandRouter:
         try:
             positions = await self._assign_now(self.assign_timeout_s)
         except RuntimeError as exc:
-            self.log.warning("commands topic not readable yet, retrying in the background",
-                             error=str(exc))
+            self.log.warning(
+                "commands topic not readable yet, retrying in the background", error=str(exc)
+            )
         self._tasks = [
             asyncio.create_task(self._consume_loop(positions), name="commands-consume"),
             asyncio.create_task(self._heartbeat_loop(), name="commands-heartbeat"),
         ]
-        self.log.info("command router started", topic=self.topics.ocpp_commands,
-                      positions=positions)
+        self.log.info(
+            "command router started", topic=self.topics.ocpp_commands, positions=positions
+        )
 
     async def _assign_now(self, timeout_s: float) -> dict[int, int]:
         topic = self.topics.ocpp_commands
         stored = await store.load_offsets(self.pool, self.gateway_id, topic)
         loop = asyncio.get_running_loop()
         positions = await loop.run_in_executor(
-            self._executor, functools.partial(self._assign, stored, timeout_s))
+            self._executor, functools.partial(self._assign, stored, timeout_s)
+        )
         await store.save_offsets(self.pool, self.gateway_id, topic, positions)
         return positions
 
@@ -333,14 +407,16 @@ class CommandRouter:
         """(executor thread) Assign every partition at its stored position, or at its
         current end; returns the explicit positions (no lazy OFFSET_END)."""
         topic = self.topics.ocpp_commands
-        consumer = Consumer({
-            "bootstrap.servers": self._bootstrap,
-            "group.id": f"chargeflow-gateway-{self.gateway_id}",  # never joined
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "log_level": 3,
-            "logger": kafka_logger(),
-        })
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"chargeflow-gateway-{self.gateway_id}",  # never joined
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "log_level": 3,
+                "logger": kafka_logger(),
+            }
+        )
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -360,7 +436,8 @@ class CommandRouter:
                 positions[partition] = stored[partition]
             else:
                 _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10)
+                    TopicPartition(topic, partition), timeout=10
+                )
                 positions[partition] = int(high)
         consumer.assign([TopicPartition(topic, p, o) for p, o in positions.items()])
         self._consumer = consumer
@@ -404,13 +481,19 @@ class CommandRouter:
         loop = asyncio.get_running_loop()
         topic = self.topics.ocpp_commands
         if positions is None:
+
             def not_yet(state: RetryCallState) -> None:
-                self.log.warning("commands topic still not readable",
-                                 error=str(failure(state)), delay=round(next_wait(state), 2))
+                self.log.warning(
+                    "commands topic still not readable",
+                    error=str(failure(state)),
+                    delay=round(next_wait(state), 2),
+                )
 
             async for attempt in async_retrying(
-                    KAFKA.capped(30.0, initial_s=1.0), (RuntimeError, psycopg.Error),
-                    before_sleep=not_yet):
+                KAFKA.capped(30.0, initial_s=1.0),
+                (RuntimeError, psycopg.Error),
+                before_sleep=not_yet,
+            ):
                 with attempt:
                     positions = await self._assign_now(10.0)
         assert positions is not None
@@ -420,7 +503,8 @@ class CommandRouter:
             consumer = self._consumer
             assert consumer is not None
             messages = await loop.run_in_executor(
-                self._executor, functools.partial(consumer.consume, 200, self.poll_s))
+                self._executor, functools.partial(consumer.consume, 200, self.poll_s)
+            )
             for msg in messages:
                 err = msg.error()
                 if err is not None:
@@ -430,22 +514,31 @@ class CommandRouter:
                 try:
                     await self._retrying(functools.partial(self._handle, msg), "handle command")
                 except Exception:  # a bug must not stop the command stream
-                    self.log.exception("command not handled, skipped",
-                                       partition=msg.partition(), offset=msg.offset())
+                    self.log.exception(
+                        "command not handled, skipped",
+                        partition=msg.partition(),
+                        offset=msg.offset(),
+                    )
                 positions[int(msg.partition() or 0)] = int(msg.offset() or 0) + 1
             if positions != committed:
                 snapshot = dict(positions)
-                await self._retrying(functools.partial(
-                    store.save_offsets, self.pool, self.gateway_id, topic, snapshot),
-                    "save offsets")
+                await self._retrying(
+                    functools.partial(
+                        store.save_offsets, self.pool, self.gateway_id, topic, snapshot
+                    ),
+                    "save offsets",
+                )
                 committed = snapshot
 
     async def _retrying(self, action: Callable[[], Any], what: str) -> None:
         """Run ``action`` until the database/Kafka let it through (outages pass)."""
 
         def failed(state: RetryCallState) -> None:
-            self.log.warning(f"{what} failed, retrying", error=str(failure(state)),
-                             delay=round(next_wait(state), 2))
+            self.log.warning(
+                f"{what} failed, retrying",
+                error=str(failure(state)),
+                delay=round(next_wait(state), 2),
+            )
 
         async for attempt in async_retrying(KAFKA, OUTAGES, before_sleep=failed):
             with attempt:
@@ -461,10 +554,12 @@ class CommandRouter:
                 for record in await store.abandon_orphaned(self.pool, self.grace_s):
                     await self._publish(record)
                 republished = await store.publish_unpublished(
-                    self.pool, self._publish_result, self.grace_s)
+                    self.pool, self._publish_result, self.grace_s
+                )
                 if republished:
-                    self.log.warning("published results left unpublished",
-                                     commands=len(republished))
+                    self.log.warning(
+                        "published results left unpublished", commands=len(republished)
+                    )
             except (psycopg.Error, PublishError, OSError) as exc:
                 self.log.warning("heartbeat failed", error=str(exc))
 
@@ -483,8 +578,11 @@ class CommandRouter:
         """Decide what this replica does with ``command`` (docs/commands.md)."""
         cp_id = command.charge_point_id
         if command.expires_at <= utc_now():
-            await self._decide(command, CommandStatus.EXPIRED,
-                               f"expired at {command.expires_at.isoformat()} before it was sent")
+            await self._decide(
+                command,
+                CommandStatus.EXPIRED,
+                f"expired at {command.expires_at.isoformat()} before it was sent",
+            )
             return
         station = self.lookup(cp_id)
         if station is not None:
@@ -494,23 +592,41 @@ class CommandRouter:
         if holder is not None and holder != self.gateway_id:
             self.metrics.ignored.inc()
             return  # the replica holding the station sends it
-        await self._decide(command, CommandStatus.OFFLINE,
-                           f"station {cp_id} is not connected to any gateway")
+        await self._decide(
+            command, CommandStatus.OFFLINE, f"station {cp_id} is not connected to any gateway"
+        )
 
-    async def _decide(self, command: Command, status: CommandStatus, error: str | None,
-                      ocpp_version: str | None = None) -> None:
+    async def _decide(
+        self,
+        command: Command,
+        status: CommandStatus,
+        error: str | None,
+        ocpp_version: str | None = None,
+    ) -> None:
         """Claim a pending command straight into a terminal status (never sent)."""
-        record = await store.claim(self.pool, command.command_id, self.gateway_id, status,
-                                   error=error, ocpp_version=ocpp_version)
+        record = await store.claim(
+            self.pool,
+            command.command_id,
+            self.gateway_id,
+            status,
+            error=error,
+            ocpp_version=ocpp_version,
+        )
         if record is not None:
-            self.log.info("command not sent", command_id=str(command.command_id),
-                          charge_point_id=command.charge_point_id, action=command.action,
-                          status=str(status), reason=error)
+            self.log.info(
+                "command not sent",
+                command_id=str(command.command_id),
+                charge_point_id=command.charge_point_id,
+                action=command.action,
+                status=str(status),
+                reason=error,
+            )
             await self._publish(record)
 
     def _spawn_send(self, command: Command, station: CentralSystemBase) -> None:
-        task = asyncio.create_task(self._send(command, station),
-                                   name=f"command-{command.command_id}")
+        task = asyncio.create_task(
+            self._send(command, station), name=f"command-{command.command_id}"
+        )
         tasks = self._sends.setdefault(id(station), set())
         tasks.add(task)
 
@@ -519,8 +635,11 @@ class CommandRouter:
             if not tasks:
                 self._sends.pop(id(station), None)
             if not t.cancelled() and t.exception() is not None:
-                self.log.error("command task failed", command_id=str(command.command_id),
-                               error=repr(t.exception()))
+                self.log.error(
+                    "command task failed",
+                    command_id=str(command.command_id),
+                    error=repr(t.exception()),
+                )
 
         task.add_done_callback(done)
 
@@ -541,8 +660,9 @@ class CommandRouter:
             await self._decide(command, CommandStatus.FAILED, "gateway stopped before sending")
             raise
 
-    async def _send_locked(self, command: Command, station: CentralSystemBase, version: str,
-                           closed: asyncio.Event) -> StationAnswer | None:
+    async def _send_locked(
+        self, command: Command, station: CentralSystemBase, version: str, closed: asyncio.Event
+    ) -> StationAnswer | None:
         """Claim and send under the station's call lock (one CALL at a time per station,
         in the order read); the answer, or None when the outcome is already recorded."""
         lock = station.call_lock
@@ -551,60 +671,96 @@ class CommandRouter:
             async with asyncio.timeout(max(0.0, wait_s)):
                 await lock.acquire()
         except TimeoutError:
-            await self._decide(command, CommandStatus.EXPIRED,
-                               "expired while earlier commands to the station were in flight")
+            await self._decide(
+                command,
+                CommandStatus.EXPIRED,
+                "expired while earlier commands to the station were in flight",
+            )
             return None
         try:
             if closed.is_set():
-                await self._decide(command, CommandStatus.OFFLINE,
-                                   f"station {command.charge_point_id} disconnected before "
-                                   "the command was sent")
+                await self._decide(
+                    command,
+                    CommandStatus.OFFLINE,
+                    f"station {command.charge_point_id} disconnected before the command was sent",
+                )
                 return None
-            record = await store.claim(self.pool, command.command_id, self.gateway_id,
-                                       CommandStatus.SENT, ocpp_version=version)
+            record = await store.claim(
+                self.pool,
+                command.command_id,
+                self.gateway_id,
+                CommandStatus.SENT,
+                ocpp_version=version,
+            )
             if record is None:
                 return None  # decided elsewhere (another replica, an earlier run, expiry)
             try:
-                return await call_station(station, command.action, command.payload,
-                                          command.timeout_s, closed)
+                return await call_station(
+                    station, command.action, command.payload, command.timeout_s, closed
+                )
             except TimeoutError:
-                await self._complete(command, CommandStatus.TIMED_OUT,
-                                     error=f"no answer within {command.timeout_s:g} s")
+                await self._complete(
+                    command,
+                    CommandStatus.TIMED_OUT,
+                    error=f"no answer within {command.timeout_s:g} s",
+                )
             except ConnectionLost:
-                await self._complete(command, CommandStatus.FAILED,
-                                     error="connection to the station closed before it answered")
+                await self._complete(
+                    command,
+                    CommandStatus.FAILED,
+                    error="connection to the station closed before it answered",
+                )
             return None
         finally:
             lock.release()
 
-    async def _record_answer(self, command: Command, version: str, answer: StationAnswer
-                             ) -> None:
+    async def _record_answer(self, command: Command, version: str, answer: StationAnswer) -> None:
         if answer.payload is None:
             await self._complete(
-                command, CommandStatus.FAILED,
-                response={"errorCode": answer.error_code,
-                          "errorDescription": answer.error_description,
-                          "errorDetails": answer.error_details},
-                error=f"CALLERROR {answer.error_code}: {answer.error_description}".strip())
+                command,
+                CommandStatus.FAILED,
+                response={
+                    "errorCode": answer.error_code,
+                    "errorDescription": answer.error_description,
+                    "errorDetails": answer.error_details,
+                },
+                error=f"CALLERROR {answer.error_code}: {answer.error_description}".strip(),
+            )
             return
         bad = SCHEMAS[version].problem(command.action, answer.payload, response=True)
         if bad is not None:
-            await self._complete(command, CommandStatus.FAILED, response=answer.payload,
-                                 error=f"station answered an invalid {command.action} "
-                                       f"response: {bad}")
+            await self._complete(
+                command,
+                CommandStatus.FAILED,
+                response=answer.payload,
+                error=f"station answered an invalid {command.action} response: {bad}",
+            )
             return
         status, why = outcome(command.action, answer.payload)
         await self._complete(command, status, response=answer.payload, error=why)
 
-    async def _complete(self, command: Command, status: CommandStatus, *,
-                        response: dict[str, Any] | None = None, error: str | None = None
-                        ) -> None:
-        record = await _persist(lambda: store.complete(
-            self.pool, command.command_id, status, response=response, error=error))
+    async def _complete(
+        self,
+        command: Command,
+        status: CommandStatus,
+        *,
+        response: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        record = await _persist(
+            lambda: store.complete(
+                self.pool, command.command_id, status, response=response, error=error
+            )
+        )
         if record is not None:
-            self.log.info("command done", command_id=str(command.command_id),
-                          charge_point_id=command.charge_point_id, action=command.action,
-                          status=str(status), error=error)
+            self.log.info(
+                "command done",
+                command_id=str(command.command_id),
+                charge_point_id=command.charge_point_id,
+                action=command.action,
+                status=str(status),
+                error=error,
+            )
             await self._publish(record)
 
     async def _publish(self, record: store.CommandRecord) -> None:
@@ -615,18 +771,28 @@ class CommandRouter:
         await _persist(lambda: store.mark_published(self.pool, record.command_id))
 
     async def _publish_result(self, record: store.CommandRecord) -> None:
-        await asyncio.wait_for(self.producer.publish(
-            self.topics.ocpp_command_results, record.charge_point_id.encode(),
-            encode_result(record.to_result())), self.publish_timeout_s)
+        await asyncio.wait_for(
+            self.producer.publish(
+                self.topics.ocpp_command_results,
+                record.charge_point_id.encode(),
+                encode_result(record.to_result()),
+            ),
+            self.publish_timeout_s,
+        )
 
     async def _deadletter(self, msg: Message, reason: str) -> None:
-        topic, partition, offset = msg.topic() or "", int(msg.partition() or 0), \
-            int(msg.offset() or 0)
-        if not await store.claim_deadletter(self.pool, topic, partition, offset,
-                                            self.gateway_id, reason):
+        topic, partition, offset = (
+            msg.topic() or "",
+            int(msg.partition() or 0),
+            int(msg.offset() or 0),
+        )
+        if not await store.claim_deadletter(
+            self.pool, topic, partition, offset, self.gateway_id, reason
+        ):
             return  # another replica dead-lettered it
-        self.log.warning("undecodable command, dead-lettered", reason=reason,
-                         partition=partition, offset=offset)
+        self.log.warning(
+            "undecodable command, dead-lettered", reason=reason, partition=partition, offset=offset
+        )
         headers = [
             ("deadletter.reason", reason.encode()),
             ("deadletter.stage", b"gateway.commands"),
@@ -634,9 +800,10 @@ class CommandRouter:
             ("deadletter.source.partition", str(partition).encode()),
             ("deadletter.source.offset", str(offset).encode()),
         ]
-        await asyncio.wait_for(self.producer.publish(
-            self.topics.deadletter, msg.key(), msg.value() or b"", headers),
-            self.publish_timeout_s)
+        await asyncio.wait_for(
+            self.producer.publish(self.topics.deadletter, msg.key(), msg.value() or b"", headers),
+            self.publish_timeout_s,
+        )
 
 
 async def _persist(action: Callable[[], Any], attempts: int = 5) -> Any:

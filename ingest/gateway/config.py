@@ -25,7 +25,8 @@ class GatewayConfig:
     port: int = 0  # 0 = pick a free port (see Gateway.port)
     kafka_bootstrap: str = "127.0.0.1:9092"
     database_url: str = field(  # may hold a password: not in repr
-        default="postgresql://postgres@127.0.0.1:5432/chargeflow", repr=False)
+        default="postgresql://postgres@127.0.0.1:5432/chargeflow", repr=False
+    )
     topics: Topics = field(default_factory=Topics)
     # A CALL is answered with CALLERROR InternalError when Kafka has not confirmed
     # its event within this time; keep it well inside the stations' call timeout.

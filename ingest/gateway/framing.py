@@ -105,42 +105,57 @@ def nesting_depth(text: str, limit: int = MAX_NESTING_DEPTH) -> int:
     return deepest
 
 
-def parse_frame(raw: str | bytes) -> Frame | FrameError:
+# Complexity over the limit on purpose: every frame passes here: one pass, no helpers.
+def parse_frame(raw: str | bytes) -> Frame | FrameError:  # noqa: C901
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return FrameError(UNKNOWN_UNIQUE_ID, "FormationViolation", "frame is not UTF-8",
-                              "encoding")
+            return FrameError(
+                UNKNOWN_UNIQUE_ID, "FormationViolation", "frame is not UTF-8", "encoding"
+            )
     if nesting_depth(raw) > MAX_NESTING_DEPTH:
-        return FrameError(recover_unique_id(raw), "FormationViolation",
-                          f"frame nests deeper than {MAX_NESTING_DEPTH} levels", "depth")
+        return FrameError(
+            recover_unique_id(raw),
+            "FormationViolation",
+            f"frame nests deeper than {MAX_NESTING_DEPTH} levels",
+            "depth",
+        )
     try:
         msg = json.loads(raw)
     except ValueError:
-        return FrameError(recover_unique_id(raw), "FormationViolation", "frame is not valid JSON",
-                          "json")
+        return FrameError(
+            recover_unique_id(raw), "FormationViolation", "frame is not valid JSON", "json"
+        )
     except RecursionError:  # not expected after the depth check; never fatal
-        return FrameError(recover_unique_id(raw), "FormationViolation",
-                          f"frame nests deeper than {MAX_NESTING_DEPTH} levels", "depth")
+        return FrameError(
+            recover_unique_id(raw),
+            "FormationViolation",
+            f"frame nests deeper than {MAX_NESTING_DEPTH} levels",
+            "depth",
+        )
     if not isinstance(msg, list):
         return FrameError(
-            UNKNOWN_UNIQUE_ID, "FormationViolation",
-            f"frame must be a JSON array, got {type(msg).__name__}", "not_array",
+            UNKNOWN_UNIQUE_ID,
+            "FormationViolation",
+            f"frame must be a JSON array, got {type(msg).__name__}",
+            "not_array",
         )
-    unique_id = (
-        msg[1] if len(msg) > 1 and isinstance(msg[1], str) and msg[1] else UNKNOWN_UNIQUE_ID
-    )
+    unique_id = msg[1] if len(msg) > 1 and isinstance(msg[1], str) and msg[1] else UNKNOWN_UNIQUE_ID
     if not msg or isinstance(msg[0], bool) or not isinstance(msg[0], int):
-        return FrameError(unique_id, "FormationViolation", "MessageTypeId must be an integer",
-                          "message_type_id")
+        return FrameError(
+            unique_id, "FormationViolation", "MessageTypeId must be an integer", "message_type_id"
+        )
     if not isinstance(msg[1] if len(msg) > 1 else None, str) or not msg[1]:
-        return FrameError(unique_id, "FormationViolation", "UniqueId must be a non-empty string",
-                          "unique_id")
+        return FrameError(
+            unique_id, "FormationViolation", "UniqueId must be a non-empty string", "unique_id"
+        )
     if len(msg[1]) > MAX_UNIQUE_ID_LEN:
         return FrameError(
-            UNKNOWN_UNIQUE_ID, "FormationViolation",
-            f"UniqueId longer than {MAX_UNIQUE_ID_LEN} characters", "unique_id",
+            UNKNOWN_UNIQUE_ID,
+            "FormationViolation",
+            f"UniqueId longer than {MAX_UNIQUE_ID_LEN} characters",
+            "unique_id",
         )
     kind = msg[0]
     if kind == CALL:
@@ -149,20 +164,26 @@ def parse_frame(raw: str | bytes) -> Frame | FrameError:
         if not isinstance(msg[2], str) or not msg[2]:
             return FrameError(unique_id, "FormationViolation", "Action must be a string")
         if not isinstance(msg[3], dict):
-            return FrameError(unique_id, "FormationViolation", "CALL payload must be an object",
-                              "payload")
+            return FrameError(
+                unique_id, "FormationViolation", "CALL payload must be an object", "payload"
+            )
         return CallFrame(unique_id, msg[2], msg[3])
     if kind == CALLRESULT:
         if len(msg) != 3 or not isinstance(msg[2], dict):
             return FrameError(unique_id, "FormationViolation", "malformed CALLRESULT")
         return CallResultFrame(unique_id, msg[2])
     if kind == CALLERROR:
-        if len(msg) != 5 or not isinstance(msg[2], str) or not isinstance(msg[3], str) \
-                or not isinstance(msg[4], dict):
+        if (
+            len(msg) != 5
+            or not isinstance(msg[2], str)
+            or not isinstance(msg[3], str)
+            or not isinstance(msg[4], dict)
+        ):
             return FrameError(unique_id, "FormationViolation", "malformed CALLERROR")
         return CallErrorFrame(unique_id, msg[2], msg[3], msg[4])
-    return FrameError(unique_id, "FormationViolation", f"unknown MessageTypeId {kind}",
-                      "message_type")
+    return FrameError(
+        unique_id, "FormationViolation", f"unknown MessageTypeId {kind}", "message_type"
+    )
 
 
 def call_result(unique_id: str, payload: dict[str, Any]) -> str:

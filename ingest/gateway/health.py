@@ -33,13 +33,22 @@ class ReadinessReport:
         return all(v == "ok" for v in self.checks.values())
 
     def body(self) -> str:
-        return json.dumps({"status": "ready" if self.ready else "not ready",
-                           "checks": self.checks}) + "\n"
+        return (
+            json.dumps({"status": "ready" if self.ready else "not ready", "checks": self.checks})
+            + "\n"
+        )
 
 
 class Readiness:
-    def __init__(self, pool: AsyncConnectionPool, producer: Producer, topic: str, *,
-                 timeout_s: float = 2.0, cache_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        producer: Producer,
+        topic: str,
+        *,
+        timeout_s: float = 2.0,
+        cache_s: float = 1.0,
+    ) -> None:
         self.pool = pool
         self.producer = producer
         self.topic = topic
@@ -58,8 +67,9 @@ class Readiness:
             return report
 
     async def _kafka(self) -> str:
-        reason = await asyncio.to_thread(self.producer.unwritable_reason, self.topic,
-                                         self.timeout_s)
+        reason = await asyncio.to_thread(
+            self.producer.unwritable_reason, self.topic, self.timeout_s
+        )
         return "ok" if reason is None else reason
 
     async def _database(self) -> str:

@@ -77,8 +77,12 @@ class Keepalive:
             self.unread_since = now
 
     def due(self, now: float) -> Action:
-        if (self.enabled and self.timeout_s > 0 and self.unread_since is not None
-                and now - self.unread_since >= self.timeout_s):
+        if (
+            self.enabled
+            and self.timeout_s > 0
+            and self.unread_since is not None
+            and now - self.unread_since >= self.timeout_s
+        ):
             return Action.CLOSE
         if not self.enabled or self.waiting_since is None:
             return Action.NOTHING  # the station's frames wait for us: it is not silent

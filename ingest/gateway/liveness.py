@@ -57,8 +57,7 @@ class _Pending:
 
 
 class Liveness:
-    def __init__(self, services: GatewayServices, gateway_id: str, offline_grace_s: float
-                 ) -> None:
+    def __init__(self, services: GatewayServices, gateway_id: str, offline_grace_s: float) -> None:
         self.services = services
         self.gateway_id = gateway_id
         self.grace_s = offline_grace_s
@@ -70,17 +69,20 @@ class Liveness:
         self._recorded: set[str] = set()
         self._publishing: set[asyncio.Task[bool]] = set()
 
-    def start_sweeping(self, interval_s: float, replica_grace_s: float,
-                       held: Callable[[], dict[str, str | None]]) -> None:
+    def start_sweeping(
+        self, interval_s: float, replica_grace_s: float, held: Callable[[], dict[str, str | None]]
+    ) -> None:
         """Every ``interval_s``: sweep the connections of dead replicas, and restore
         this replica's own rows that are missing (module doc). ``held``: the stations
         whose socket this replica holds, with their OCPP version."""
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(
-                self._sweep_loop(interval_s, replica_grace_s, held), name="liveness-sweeper")
+                self._sweep_loop(interval_s, replica_grace_s, held), name="liveness-sweeper"
+            )
 
-    async def _sweep_loop(self, interval_s: float, replica_grace_s: float,
-                          held: Callable[[], dict[str, str | None]]) -> None:
+    async def _sweep_loop(
+        self, interval_s: float, replica_grace_s: float, held: Callable[[], dict[str, str | None]]
+    ) -> None:
         while True:
             await asyncio.sleep(interval_s)
             try:
@@ -111,25 +113,25 @@ class Liveness:
             await self._publish(cp_id, "online", "connection re-registered", at, version)
             restored.append(cp_id)
         if restored:
-            log.warning("re-registered stations whose connection rows were swept",
-                        stations=len(restored))
+            log.warning(
+                "re-registered stations whose connection rows were swept", stations=len(restored)
+            )
         return restored
 
     async def sweep_orphans(self, replica_grace_s: float) -> list[str]:
         """Publish offline (then forget) the stations of dead replicas; the ids."""
         pool = self.services.pool
         swept: list[str] = []
-        for cp_id, dead, last_alive in await registry.orphaned_connections(
-                pool, replica_grace_s):
-            if not await self._publish(cp_id, "offline", f"gateway {dead} lost", last_alive,
-                                       None, gateway_id=dead):
+        for cp_id, dead, last_alive in await registry.orphaned_connections(pool, replica_grace_s):
+            if not await self._publish(
+                cp_id, "offline", f"gateway {dead} lost", last_alive, None, gateway_id=dead
+            ):
                 continue  # not published: the row stays for the next sweep
             async with self._lock(cp_id):
                 await registry.remove_connection(pool, cp_id, dead)
             swept.append(cp_id)
         if swept:
-            log.warning("stations of dead gateway replicas published offline",
-                        stations=len(swept))
+            log.warning("stations of dead gateway replicas published offline", stations=len(swept))
         return swept
 
     def _lock(self, charge_point_id: str) -> asyncio.Lock:
@@ -137,31 +139,32 @@ class Liveness:
         disconnect write the station's row in the order they happened."""
         return self._locks[hash(charge_point_id) % len(self._locks)]
 
-    async def connected(self, charge_point_id: str, ocpp_version: str | None,
-                        at: datetime) -> None:
+    async def connected(self, charge_point_id: str, ocpp_version: str | None, at: datetime) -> None:
         pending = self._pending.pop(charge_point_id, None)
         if pending is not None:
             pending.task.cancel()
         async with self._lock(charge_point_id):
             try:
-                await registry.record_connection(self.services.pool, charge_point_id,
-                                                 self.gateway_id, at)
+                await registry.record_connection(
+                    self.services.pool, charge_point_id, self.gateway_id, at
+                )
             except Exception:  # the sweep's restore_own records it later
-                log.exception("could not record the connection",
-                              charge_point_id=charge_point_id)
+                log.exception("could not record the connection", charge_point_id=charge_point_id)
             self._recorded.add(charge_point_id)
         # The station's CALLs must not wait for this publish (during a broker outage it
         # takes the whole delivery budget, which the first CALL then could not keep).
         # One turn of the loop lets the task hand the envelope to the producer, so it
         # is queued before anything the station sends next (same key, same partition).
         task = asyncio.create_task(
-            self._publish(charge_point_id, "online", "connected", at, ocpp_version))
+            self._publish(charge_point_id, "online", "connected", at, ocpp_version)
+        )
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
         await asyncio.sleep(0)
 
-    async def disconnected(self, charge_point_id: str, ocpp_version: str | None,
-                           reason: str) -> None:
+    async def disconnected(
+        self, charge_point_id: str, ocpp_version: str | None, reason: str
+    ) -> None:
         """The station's only connection here ended (not called when a newer connection
         of the same station replaced it)."""
         dropped_at = utc_now()
@@ -177,11 +180,11 @@ class Liveness:
             if self._pending.get(charge_point_id) is not pending:
                 return  # already reconnected: the row is the new connection's
             try:
-                await registry.remove_connection(self.services.pool, charge_point_id,
-                                                 self.gateway_id)
+                await registry.remove_connection(
+                    self.services.pool, charge_point_id, self.gateway_id
+                )
             except Exception:
-                log.exception("could not remove the connection",
-                              charge_point_id=charge_point_id)
+                log.exception("could not remove the connection", charge_point_id=charge_point_id)
 
     async def _offline_after_grace(self, charge_point_id: str) -> None:
         await asyncio.sleep(self.grace_s)
@@ -200,26 +203,48 @@ class Liveness:
             return  # reconnected meanwhile
         del self._pending[charge_point_id]
         if holder is not None and holder[0] != self.gateway_id:
-            log.info("station reconnected elsewhere within the grace period",
-                     charge_point_id=charge_point_id, gateway_id=holder[0])
+            log.info(
+                "station reconnected elsewhere within the grace period",
+                charge_point_id=charge_point_id,
+                gateway_id=holder[0],
+            )
             return
-        await self._publish(charge_point_id, "offline", reason or pending.reason,
-                            pending.dropped_at, pending.ocpp_version)
+        await self._publish(
+            charge_point_id,
+            "offline",
+            reason or pending.reason,
+            pending.dropped_at,
+            pending.ocpp_version,
+        )
 
-    async def _publish(self, charge_point_id: str, state: str, reason: str, at: datetime,
-                       ocpp_version: str | None, *, gateway_id: str | None = None) -> bool:
+    async def _publish(
+        self,
+        charge_point_id: str,
+        state: str,
+        reason: str,
+        at: datetime,
+        ocpp_version: str | None,
+        *,
+        gateway_id: str | None = None,
+    ) -> bool:
         envelope = Envelope(
-            message_id=new_message_id(), charge_point_id=charge_point_id,
-            received_at=utc_now(), measured_at=at, kind=Kind.STATION_CONNECTION,
+            message_id=new_message_id(),
+            charge_point_id=charge_point_id,
+            received_at=utc_now(),
+            measured_at=at,
+            kind=Kind.STATION_CONNECTION,
             ocpp_version=ocpp_version,
-            payload={"state": state, "reason": reason,
-                     "gateway_id": gateway_id or self.gateway_id},
+            payload={"state": state, "reason": reason, "gateway_id": gateway_id or self.gateway_id},
         )
         try:
             await self.services.publish(envelope)
         except PublishError as exc:
-            log.error("could not publish the station's connection state",
-                      charge_point_id=charge_point_id, state=state, error=str(exc))
+            log.error(
+                "could not publish the station's connection state",
+                charge_point_id=charge_point_id,
+                state=state,
+                error=str(exc),
+            )
             return False
         log.info("station " + state, charge_point_id=charge_point_id, reason=reason)
         return True
@@ -235,7 +260,13 @@ class Liveness:
             p.task.cancel()
         await asyncio.gather(*(p.task for _, p in pending), return_exceptions=True)
         await asyncio.gather(
-            *(self._settle(cp_id, p.reason if p.reason == "gateway stopping"
-                           else f"{p.reason}; gateway stopped") for cp_id, p in pending),
-            return_exceptions=True)
+            *(
+                self._settle(
+                    cp_id,
+                    p.reason if p.reason == "gateway stopping" else f"{p.reason}; gateway stopped",
+                )
+                for cp_id, p in pending
+            ),
+            return_exceptions=True,
+        )
         await asyncio.gather(*list(self._publishing), return_exceptions=True)

@@ -133,8 +133,9 @@ def response_payload(result: Any) -> dict[str, Any]:
     except _NotPlain:
         payload = None
     if not isinstance(payload, dict):
-        payload = json.loads(json.dumps(
-            snake_to_camel_case(remove_nones(serialize_as_dict(result)))))
+        payload = json.loads(
+            json.dumps(snake_to_camel_case(remove_nones(serialize_as_dict(result))))
+        )
     return payload
 
 
@@ -167,12 +168,12 @@ class CentralSystemBase(ChargePoint):
         """(message id, error code) of the CALLERROR answering a broken frame."""
         return error.unique_id, error.error_code
 
-    def measured_at(self, action: str, payload: dict[str, Any], received_at: datetime
-                    ) -> datetime:
+    def measured_at(self, action: str, payload: dict[str, Any], received_at: datetime) -> datetime:
         return received_at
 
-    def normalize(self, action: str, payload: dict[str, Any], response: dict[str, Any],
-                  received_at: datetime) -> list[Normalized]:
+    def normalize(
+        self, action: str, payload: dict[str, Any], response: dict[str, Any], received_at: datetime
+    ) -> list[Normalized]:
         return []
 
     def on_published(self, facts: list[Normalized]) -> None:
@@ -202,13 +203,17 @@ class CentralSystemBase(ChargePoint):
             self._deliver_answer(LibCallResult(frame.unique_id, frame.payload), "callresult")
             return
         if isinstance(frame, framing.CallErrorFrame):
-            self._deliver_answer(LibCallError(
-                frame.unique_id, frame.error_code, frame.error_description, frame.error_details),
-                "callerror")
+            self._deliver_answer(
+                LibCallError(
+                    frame.unique_id, frame.error_code, frame.error_description, frame.error_details
+                ),
+                "callerror",
+            )
             return
         outcome = await self._handle_frame(frame, received_at)
-        metrics.calls.labels(frame.action if frame.action in self.KNOWN_ACTIONS else "unknown",
-                             outcome).inc()
+        metrics.calls.labels(
+            frame.action if frame.action in self.KNOWN_ACTIONS else "unknown", outcome
+        ).inc()
 
     # ------------------------------------------------------ answers to our CALLs
 
@@ -284,11 +289,13 @@ class CentralSystemBase(ChargePoint):
         action = frame.action
         if action not in self.KNOWN_ACTIONS:
             return await self._reply_error(
-                frame, "NotImplemented", f"action {action!r} is not known by the receiver")
+                frame, "NotImplemented", f"action {action!r} is not known by the receiver"
+            )
         handlers = self.route_map.get(action)
         if handlers is None or "_on_action" not in handlers:
             return await self._reply_error(
-                frame, "NotSupported", f"{action} is recognized but not supported")
+                frame, "NotSupported", f"{action} is recognized but not supported"
+            )
         violation = self.SCHEMAS.validate(action, frame.payload)
         if violation is not None:
             self.log.info("invalid payload", action=action, code=violation.code)
@@ -309,32 +316,43 @@ class CentralSystemBase(ChargePoint):
         if self.services.validate_responses:
             bad_response = self.SCHEMAS.validate(action, response, response=True)
             if bad_response is not None:
-                self.log.error("handler built an invalid response", action=action,
-                               reason=bad_response.description)
-                return await self._reply_error(frame, "InternalError",
-                                               "could not build a response")
+                self.log.error(
+                    "handler built an invalid response",
+                    action=action,
+                    reason=bad_response.description,
+                )
+                return await self._reply_error(frame, "InternalError", "could not build a response")
 
         facts: list[Normalized] | None
         try:
             facts = self.normalize(action, frame.payload, response, received_at)
         except Exception:  # never refuse a station's message over our own view of it
-            self.log.exception("could not normalise, publishing the raw payload only",
-                               action=action)
+            self.log.exception(
+                "could not normalise, publishing the raw payload only", action=action
+            )
             facts = None
         envelope = Envelope(
-            message_id=new_message_id(), charge_point_id=self.id, received_at=received_at,
+            message_id=new_message_id(),
+            charge_point_id=self.id,
+            received_at=received_at,
             measured_at=self.measured_at(action, frame.payload, received_at),
-            kind=Kind.OCPP_CALL, ocpp_version=self.OCPP_VERSION, action=action,
-            unique_id=frame.unique_id, payload=frame.payload, response=response,
+            kind=Kind.OCPP_CALL,
+            ocpp_version=self.OCPP_VERSION,
+            action=action,
+            unique_id=frame.unique_id,
+            payload=frame.payload,
+            response=response,
             normalized=facts,
         )
         try:
             await self.services.publish(envelope)
         except PublishError as exc:
-            self.log.warning("event not stored, answering InternalError", action=action,
-                             error=str(exc))
+            self.log.warning(
+                "event not stored, answering InternalError", action=action, error=str(exc)
+            )
             return await self._reply_error(
-                frame, "InternalError", "event could not be stored; retry later")
+                frame, "InternalError", "event could not be stored; retry later"
+            )
 
         if facts:
             self.on_published(facts)
@@ -355,25 +373,34 @@ class CentralSystemBase(ChargePoint):
         """After publishing: the station was seen (``last_seen_at``, coalesced)."""
         self.ctx.touched = True
 
-    def _record_boot(self, *, vendor: str, model: str, serial_number: str | None,
-                     firmware_version: str | None) -> None:
+    def _record_boot(
+        self, *, vendor: str, model: str, serial_number: str | None, firmware_version: str | None
+    ) -> None:
         booted = self.ctx.received_at
 
         async def record() -> None:
             await registry.upsert_station_boot(
-                self.services.pool, self.id, vendor=vendor, model=model,
-                serial_number=serial_number, firmware_version=firmware_version,
-                ocpp_version=self.OCPP_VERSION, booted_at=booted,
+                self.services.pool,
+                self.id,
+                vendor=vendor,
+                model=model,
+                serial_number=serial_number,
+                firmware_version=firmware_version,
+                ocpp_version=self.OCPP_VERSION,
+                booted_at=booted,
             )
 
         self._after_publish(record)
 
-    def _open_transaction(self, transaction_id: str, connector_id: int | None, id_tag: str,
-                          started_at: datetime) -> None:
+    def _open_transaction(
+        self, transaction_id: str, connector_id: int | None, id_tag: str, started_at: datetime
+    ) -> None:
         """After publishing: the id tag is in a transaction (concurrent-use check)."""
+
         async def record() -> None:
-            await registry.open_transaction(self.services.pool, self.id, transaction_id,
-                                            connector_id, id_tag, started_at)
+            await registry.open_transaction(
+                self.services.pool, self.id, transaction_id, connector_id, id_tag, started_at
+            )
 
         self._after_publish(record)
 
@@ -383,11 +410,17 @@ class CentralSystemBase(ChargePoint):
 
         self._after_publish(record)
 
-    def _record_connector_status(self, connector_id: int, status: str, error_code: str,
-                                 at: datetime) -> None:
+    def _record_connector_status(
+        self, connector_id: int, status: str, error_code: str, at: datetime
+    ) -> None:
         async def record() -> None:
             await registry.upsert_connector_status(
-                self.services.pool, self.id, connector_id, status=status,
-                error_code=error_code, status_at=at)
+                self.services.pool,
+                self.id,
+                connector_id,
+                status=status,
+                error_code=error_code,
+                status_at=at,
+            )
 
         self._after_publish(record)

@@ -141,8 +141,9 @@ class FailureLimiter:
     cool the key down for ``cooldown_s`` (what a cool-down means is the caller's
     business). In memory, per replica, bounded in size."""
 
-    def __init__(self, limit: int, window_s: float, cooldown_s: float,
-                 max_keys: int = 100_000) -> None:
+    def __init__(
+        self, limit: int, window_s: float, cooldown_s: float, max_keys: int = 100_000
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
         self.cooldown_s = cooldown_s
@@ -221,8 +222,7 @@ def cache_key_from_secret(secret: str | None) -> bytes:
     return hashlib.sha256(b"chargeflow station credential cache\0" + secret.encode()).digest()
 
 
-def credential_mac(key: bytes, charge_point_id: str, password_hash: str, password: str
-                   ) -> bytes:
+def credential_mac(key: bytes, charge_point_id: str, password_hash: str, password: str) -> bytes:
     """HMAC-SHA256 of one verified credential, bound to the stored hash (a new
     password, or a re-hash, gives another MAC)."""
     message = "\0".join((charge_point_id, password_hash, password)).encode()
@@ -247,7 +247,7 @@ class FairVerifier:
         return self.pending + len(self._priority)
 
     def full(self, priority: bool) -> bool:
-        return (not priority and self.max_pending > 0 and self.pending >= self.max_pending)
+        return not priority and self.max_pending > 0 and self.pending >= self.max_pending
 
     async def acquire(self, source: str, priority: bool) -> None:
         if self._running < self.slots and not self.waiting:
@@ -424,8 +424,7 @@ class Authenticator:
         self.cached_logins = 0
         self.rehashed = 0
 
-    def _cached(self, station: registry.StationCredentials, mac: bytes,
-                now: datetime) -> bool:
+    def _cached(self, station: registry.StationCredentials, mac: bytes, now: datetime) -> bool:
         """The password matches the station's verified credential, still fresh."""
         if station.credential_mac is None or station.verified_at is None:
             return False
@@ -455,8 +454,9 @@ class Authenticator:
             return True, self._hasher.hash(password)
         return True, None
 
-    async def _verify(self, password_hash: str, password: str, source: str,
-                      priority: bool) -> tuple[bool, str | None]:
+    async def _verify(
+        self, password_hash: str, password: str, source: str, priority: bool
+    ) -> tuple[bool, str | None]:
         await self._verifier.acquire(source, priority)
         try:
             self.argon2_verifications += 1
@@ -470,35 +470,48 @@ class Authenticator:
             self._verifier.release()
 
     def _rate_limited(self, blocked_s: float) -> AuthOutcome:
-        return AuthOutcome(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited",
-                           "Too many failed logins from this address; try again later\n",
-                           retry_after_s=max(1, math.ceil(blocked_s)))
+        return AuthOutcome(
+            HTTPStatus.TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many failed logins from this address; try again later\n",
+            retry_after_s=max(1, math.ceil(blocked_s)),
+        )
 
-    async def authenticate(self, charge_point_id: str, authorization: str | None,
-                           source_ip: str | None) -> AuthOutcome:
+    async def authenticate(
+        self, charge_point_id: str, authorization: str | None, source_ip: str | None
+    ) -> AuthOutcome:
         retry_after = await self.admission.enter()
         if retry_after is not None:
             return self._busy_outcome(retry_after)
         admitted = _Admitted(self.admission, time.monotonic())
         try:
-            outcome = await self._authenticate(charge_point_id, authorization, source_ip,
-                                               admitted)
+            outcome = await self._authenticate(charge_point_id, authorization, source_ip, admitted)
         finally:
             admitted.release()
-        if outcome.status == HTTPStatus.UNAUTHORIZED and \
-                self.station_limiter.blocked_for(charge_point_id, time.monotonic()) > 0:
+        if (
+            outcome.status == HTTPStatus.UNAUTHORIZED
+            and self.station_limiter.blocked_for(charge_point_id, time.monotonic()) > 0
+        ):
             await asyncio.sleep(self.failure_delay_s)  # the id is under attack
         return outcome
 
     def _busy_outcome(self, retry_after: int) -> AuthOutcome:
         if self.metrics is not None:
             self.metrics.busy_handshakes.inc()
-        return AuthOutcome(HTTPStatus.SERVICE_UNAVAILABLE, "busy",
-                           "Too many logins in progress; retry later\n",
-                           retry_after_s=retry_after)
+        return AuthOutcome(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "busy",
+            "Too many logins in progress; retry later\n",
+            retry_after_s=retry_after,
+        )
 
-    async def _authenticate(self, charge_point_id: str, authorization: str | None,
-                            source_ip: str | None, admitted: _Admitted) -> AuthOutcome:
+    async def _authenticate(
+        self,
+        charge_point_id: str,
+        authorization: str | None,
+        source_ip: str | None,
+        admitted: _Admitted,
+    ) -> AuthOutcome:
         source = source_key(source_ip)
         credentials = parse_basic_auth(authorization)
         blocked = self.ip_limiter.blocked_for(source, time.monotonic())
@@ -508,24 +521,37 @@ class Authenticator:
             if blocked > 0:
                 return self._rate_limited(blocked)
             await self._failure(charge_point_id, source, "unknown_station", known=False)
-            return AuthOutcome(HTTPStatus.NOT_FOUND, "unknown_station",
-                               "Unknown charge point identity\n")
+            return AuthOutcome(
+                HTTPStatus.NOT_FOUND, "unknown_station", "Unknown charge point identity\n"
+            )
         if station.security_profile == 0:
             return AuthOutcome(None, "profile_0")
         if station.security_profile >= 2 and not self.tls:
-            return AuthOutcome(HTTPStatus.FORBIDDEN, "tls_required",
-                               "This charge point must connect over TLS (wss://)\n")
-        if credentials is None or credentials[0] != charge_point_id \
-                or station.password_hash is None:
+            return AuthOutcome(
+                HTTPStatus.FORBIDDEN,
+                "tls_required",
+                "This charge point must connect over TLS (wss://)\n",
+            )
+        if (
+            credentials is None
+            or credentials[0] != charge_point_id
+            or station.password_hash is None
+        ):
             if blocked > 0:
                 return self._rate_limited(blocked)
-            why = ("no_credentials" if credentials is None
-                   else "username_mismatch" if credentials[0] != charge_point_id
-                   else "no_password_provisioned")
+            why = (
+                "no_credentials"
+                if credentials is None
+                else "username_mismatch"
+                if credentials[0] != charge_point_id
+                else "no_password_provisioned"
+            )
             await self._failure(charge_point_id, source, why, known=True)
-            return AuthOutcome(HTTPStatus.UNAUTHORIZED, "unauthorized",
-                               "HTTP Basic authentication required: "
-                               "username = charge point id\n")
+            return AuthOutcome(
+                HTTPStatus.UNAUTHORIZED,
+                "unauthorized",
+                "HTTP Basic authentication required: username = charge point id\n",
+            )
         password = credentials[1]
         stored = station.password_hash
         mac = credential_mac(self._cache_key, charge_point_id, stored, password)
@@ -545,69 +571,81 @@ class Authenticator:
             ok, new_hash = await self._verify(stored, password, source, known_address)
         if not ok:
             await self._failure(charge_point_id, source, "wrong_password", known=True)
-            return AuthOutcome(HTTPStatus.UNAUTHORIZED, "unauthorized",
-                               "Invalid credentials\n")
+            return AuthOutcome(HTTPStatus.UNAUTHORIZED, "unauthorized", "Invalid credentials\n")
         if new_hash is not None and await self._store_rehash(charge_point_id, stored, new_hash):
             stored = new_hash
             mac = credential_mac(self._cache_key, charge_point_id, stored, password)
         self.station_limiter.success(charge_point_id)
         try:
-            await registry.record_auth_success(self.pool, charge_point_id, utc_now(),
-                                               source, mac)
+            await registry.record_auth_success(self.pool, charge_point_id, utc_now(), source, mac)
         except Exception:  # bookkeeping only
             log.exception("could not record the login", charge_point_id=charge_point_id)
         return AuthOutcome(None, "authenticated")
 
-    async def _store_rehash(self, charge_point_id: str, old_hash: str, new_hash: str
-                            ) -> bool:
+    async def _store_rehash(self, charge_point_id: str, old_hash: str, new_hash: str) -> bool:
         try:
-            replaced = await registry.replace_password_hash(self.pool, charge_point_id,
-                                                            old_hash, new_hash)
+            replaced = await registry.replace_password_hash(
+                self.pool, charge_point_id, old_hash, new_hash
+            )
         except Exception:  # the old hash still works; next login tries again
-            log.exception("could not store the re-hashed password",
-                          charge_point_id=charge_point_id)
+            log.exception("could not store the re-hashed password", charge_point_id=charge_point_id)
             return False
         if replaced:
             self.rehashed += 1
             if self.metrics is not None:
                 self.metrics.rehashed_passwords.inc()
-            log.info("password hash upgraded to the current argon2 parameters",
-                     charge_point_id=charge_point_id)
+            log.info(
+                "password hash upgraded to the current argon2 parameters",
+                charge_point_id=charge_point_id,
+            )
         return replaced
 
-    async def _failure(self, charge_point_id: str, source: str, why: str, *, known: bool
-                       ) -> None:
+    async def _failure(self, charge_point_id: str, source: str, why: str, *, known: bool) -> None:
         now = time.monotonic()
-        log.warning("charge point authentication failed", charge_point_id=charge_point_id,
-                    source_ip=source, reason=why)
+        log.warning(
+            "charge point authentication failed",
+            charge_point_id=charge_point_id,
+            source_ip=source,
+            reason=why,
+        )
         if known:
             try:
-                await registry.record_auth_failure(self.pool, charge_point_id, source,
-                                                   utc_now())
+                await registry.record_auth_failure(self.pool, charge_point_id, source, utc_now())
             except Exception:
-                log.exception("could not record the failed login",
-                              charge_point_id=charge_point_id)
+                log.exception("could not record the failed login", charge_point_id=charge_point_id)
         for scope, limiter, key, consequence in (
-                ("station", self.station_limiter, charge_point_id, "slowed"),
-                ("source_ip", self.ip_limiter, source, "cooled_down")):
+            ("station", self.station_limiter, charge_point_id, "slowed"),
+            ("source_ip", self.ip_limiter, source, "cooled_down"),
+        ):
             count = limiter.failure(key, now)
             if count is None:
                 continue
-            log.warning("too many failed logins", scope=scope, consequence=consequence,
-                        charge_point_id=charge_point_id, source_ip=source, failures=count,
-                        for_s=limiter.cooldown_s)
-            self._spawn(self._alert(charge_point_id, {
-                "alert": "repeated_failed_authentication",
-                "scope": scope,
-                "consequence": consequence,
-                "source_ip": source,
-                "failures": count,
-                "window_s": limiter.window_s,
-                "cooldown_s": limiter.cooldown_s,
-                "last_reason": why,
-                "known_station": known,
-                "gateway_id": self.gateway_id,
-            }))
+            log.warning(
+                "too many failed logins",
+                scope=scope,
+                consequence=consequence,
+                charge_point_id=charge_point_id,
+                source_ip=source,
+                failures=count,
+                for_s=limiter.cooldown_s,
+            )
+            self._spawn(
+                self._alert(
+                    charge_point_id,
+                    {
+                        "alert": "repeated_failed_authentication",
+                        "scope": scope,
+                        "consequence": consequence,
+                        "source_ip": source,
+                        "failures": count,
+                        "window_s": limiter.window_s,
+                        "cooldown_s": limiter.cooldown_s,
+                        "last_reason": why,
+                        "known_station": known,
+                        "gateway_id": self.gateway_id,
+                    },
+                )
+            )
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:

@@ -84,7 +84,7 @@ def charge_point_id_from_path(path: str) -> str | None:
     path = path.split("?", 1)[0]
     if not path.startswith(PATH_PREFIX):
         return None
-    cp_id = unquote(path[len(PATH_PREFIX):])
+    cp_id = unquote(path[len(PATH_PREFIX) :])
     if not 1 <= len(cp_id) <= 64 or "/" in cp_id or not cp_id.isprintable():
         return None
     if cp_id.strip() != cp_id:
@@ -108,8 +108,12 @@ def _gc_callback(phase: str, info: dict[str, Any]) -> None:
     elif _gc_started:
         took = time.perf_counter() - _gc_started[0]
         if took > 0.05:
-            log.warning("long garbage collection", generation=info.get("generation"),
-                        seconds=round(took, 3), collected=info.get("collected"))
+            log.warning(
+                "long garbage collection",
+                generation=info.get("generation"),
+                seconds=round(took, 3),
+                collected=info.get("collected"),
+            )
 
 
 _gc_watchers: list[int] = [0]  # gateways in this process watching GC pauses
@@ -147,8 +151,7 @@ def tune_gc(gen0: int) -> None:
 class Gateway:
     """``async with Gateway(config) as gw:`` serves until the block ends."""
 
-    def __init__(self, config: GatewayConfig, *, registry: CollectorRegistry | None = None
-                 ) -> None:
+    def __init__(self, config: GatewayConfig, *, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
@@ -195,19 +198,29 @@ class Gateway:
         await asyncio.to_thread(v16.SCHEMAS.warm)
         await asyncio.to_thread(v201.SCHEMAS.warm)
         self._pool = AsyncConnectionPool(
-            cfg.database_url, min_size=1, max_size=cfg.db_pool_max_size, open=False,
-            kwargs={"autocommit": True}, name="gateway",
+            cfg.database_url,
+            min_size=1,
+            max_size=cfg.db_pool_max_size,
+            open=False,
+            kwargs={"autocommit": True},
+            name="gateway",
         )
         await self._pool.open(wait=True, timeout=30)
         self._producer = Producer(
-            producer_config(cfg.kafka_bootstrap, delivery_timeout_ms=cfg.delivery_timeout_ms,
-                            extra={"linger.ms": cfg.producer_linger_ms}),
+            producer_config(
+                cfg.kafka_bootstrap,
+                delivery_timeout_ms=cfg.delivery_timeout_ms,
+                extra={"linger.ms": cfg.producer_linger_ms},
+            ),
             guard_s=cfg.delivery_timeout_ms / 1000 + 2.0,
         )
         self._producer.start()
         self.readiness = Readiness(self._pool, self._producer, cfg.topics.ocpp_events)
         self._services = GatewayServices(
-            pool=self._pool, producer=self._producer, topics=cfg.topics, metrics=self.metrics,
+            pool=self._pool,
+            producer=self._producer,
+            topics=cfg.topics,
+            metrics=self.metrics,
             heartbeat_interval_s=cfg.heartbeat_interval_s,
             delivery_timeout_ms=cfg.delivery_timeout_ms,
             data_transfer_vendor_ids=frozenset(cfg.data_transfer_vendor_ids),
@@ -220,11 +233,15 @@ class Gateway:
         )
         self._services.last_seen.start()
         self.authenticator = Authenticator(
-            pool=self._pool, gateway_id=self.gateway_id, tls=self.tls,
-            station_limiter=FailureLimiter(cfg.auth_failure_limit_station,
-                                           cfg.auth_failure_window_s, cfg.auth_cooldown_s),
-            ip_limiter=FailureLimiter(cfg.auth_failure_limit_ip, cfg.auth_failure_window_s,
-                                      cfg.auth_cooldown_s),
+            pool=self._pool,
+            gateway_id=self.gateway_id,
+            tls=self.tls,
+            station_limiter=FailureLimiter(
+                cfg.auth_failure_limit_station, cfg.auth_failure_window_s, cfg.auth_cooldown_s
+            ),
+            ip_limiter=FailureLimiter(
+                cfg.auth_failure_limit_ip, cfg.auth_failure_window_s, cfg.auth_cooldown_s
+            ),
             cache_ttl_s=cfg.auth_cache_ttl_s,
             max_concurrent_verifications=cfg.max_concurrent_verifications,
             max_pending_verifications=cfg.max_pending_verifications,
@@ -236,11 +253,15 @@ class Gateway:
             max_login_wait_s=cfg.open_timeout_s / 6,
         )
         if not self.authenticator.persistent_cache:
-            log.info("no auth cache key set (CHARGEFLOW_GATEWAY_AUTH_CACHE_KEY): after a "
-                     "restart every station's password is verified with argon2 again")
+            log.info(
+                "no auth cache key set (CHARGEFLOW_GATEWAY_AUTH_CACHE_KEY): after a "
+                "restart every station's password is verified with argon2 again"
+            )
         self.liveness = Liveness(self._services, self.gateway_id, cfg.offline_grace_s)
         self._server = await serve(
-            self._handle_connection, cfg.host, cfg.port,
+            self._handle_connection,
+            cfg.host,
+            cfg.port,
             subprotocols=list(PROTOCOLS),  # type: ignore[arg-type]
             process_request=self._process_request,
             max_size=cfg.max_frame_bytes,
@@ -254,17 +275,25 @@ class Gateway:
             backlog=cfg.listen_backlog,
         )
         self.port = int(next(iter(self._server.sockets)).getsockname()[1])
-        log.info("gateway listening", url=self.url, protocols=list(PROTOCOLS),
-                 gateway_id=self.gateway_id)
+        log.info(
+            "gateway listening", url=self.url, protocols=list(PROTOCOLS), gateway_id=self.gateway_id
+        )
         tune_gc(cfg.gc_young_threshold)
         self.commands = CommandRouter(
-            gateway_id=self.gateway_id, bootstrap=cfg.kafka_bootstrap, topics=cfg.topics,
-            pool=self._pool, producer=self._producer, lookup=self._stations.get,
-            registry=self.registry, heartbeat_s=cfg.replica_heartbeat_s,
-            grace_s=cfg.replica_grace_s)
+            gateway_id=self.gateway_id,
+            bootstrap=cfg.kafka_bootstrap,
+            topics=cfg.topics,
+            pool=self._pool,
+            producer=self._producer,
+            lookup=self._stations.get,
+            registry=self.registry,
+            heartbeat_s=cfg.replica_heartbeat_s,
+            grace_s=cfg.replica_grace_s,
+        )
         await self.commands.start()
-        self.liveness.start_sweeping(cfg.replica_heartbeat_s, cfg.replica_grace_s,
-                                     self.held_stations)
+        self.liveness.start_sweeping(
+            cfg.replica_heartbeat_s, cfg.replica_grace_s, self.held_stations
+        )
 
     async def stop(self) -> None:
         if self.commands is not None:  # first: commands in flight still get recorded
@@ -318,8 +347,9 @@ class Gateway:
 
     # --------------------------------------------------------------- handshake
 
-    async def _process_request(self, connection: ServerConnection, request: Request
-                               ) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         path = request.path.split("?", 1)[0]
         if path in HTTP_ENDPOINTS:
             return await self._serve_http(connection, path)
@@ -343,25 +373,27 @@ class Gateway:
         if path == "/metrics":
             return _with_content_type(
                 connection.respond(HTTPStatus.OK, generate_latest(self.registry).decode()),
-                CONTENT_TYPE_LATEST)
+                CONTENT_TYPE_LATEST,
+            )
         if path == "/readyz":
             if self.readiness is None:
                 return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "starting\n")
             report = await self.readiness.report()
             status = HTTPStatus.OK if report.ready else HTTPStatus.SERVICE_UNAVAILABLE
-            return _with_content_type(connection.respond(status, report.body()),
-                                      "application/json")
+            return _with_content_type(connection.respond(status, report.body()), "application/json")
         return connection.respond(HTTPStatus.OK, "ok\n")  # liveness: the process serves
 
-    async def _authenticate(self, connection: ServerConnection, request: Request
-                            ) -> Response | None:
+    async def _authenticate(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         cp_id = charge_point_id_from_path(request.path)
         assert cp_id is not None
         assert self.authenticator is not None
         peer = connection.remote_address
         source_ip = str(peer[0]) if peer else None
         outcome = await self.authenticator.authenticate(
-            cp_id, request.headers.get("Authorization"), source_ip)
+            cp_id, request.headers.get("Authorization"), source_ip
+        )
         if outcome.accepted:
             return None
         self.metrics.rejected_handshakes.labels(outcome.reason).inc()
@@ -416,7 +448,9 @@ class Gateway:
                 await liveness.disconnected(cp_id, station.OCPP_VERSION, reason)
             log.info("station disconnected", charge_point_id=cp_id, reason=reason)
 
-    async def _receive_loop(self, ws: ServerConnection, station: Any) -> str:
+    # Complexity over the limit on purpose: the one loop of a connection (keepalive,
+    # backpressure, frames).
+    async def _receive_loop(self, ws: ServerConnection, station: Any) -> str:  # noqa: C901
         """Feed frames to the station's protocol until the connection ends; returns why.
 
         Two timers per connection interrupt only a waiting ``recv`` (safe to cancel),
@@ -466,8 +500,11 @@ class Gateway:
                 keepalive_timer = None
                 if not receiving:  # blocked writing to a station that reads nothing
                     self.metrics.keepalive_closes.inc()
-                    log.info("station reads nothing of what is sent to it, dropping",
-                             charge_point_id=station.id, timeout_s=cfg.ping_timeout_s)
+                    log.info(
+                        "station reads nothing of what is sent to it, dropping",
+                        charge_point_id=station.id,
+                        timeout_s=cfg.ping_timeout_s,
+                    )
                     if transport is not None:
                         transport.abort()  # the pending send fails: ConnectionClosed
                     return
@@ -497,13 +534,19 @@ class Gateway:
                     task.uncancel()
                     if interrupted == "dead":
                         self.metrics.keepalive_closes.inc()
-                        log.info("station answered no ping, closing",
-                                 charge_point_id=station.id, ping_timeout_s=cfg.ping_timeout_s)
+                        log.info(
+                            "station answered no ping, closing",
+                            charge_point_id=station.id,
+                            ping_timeout_s=cfg.ping_timeout_s,
+                        )
                         await ws.close(1011, "keepalive ping timeout")
                         return f"no pong within {cfg.ping_timeout_s:g} s"
                     self.metrics.silent_closes.inc()
-                    log.info("station silent for too long, closing",
-                             charge_point_id=station.id, silent_s=silence_s)
+                    log.info(
+                        "station silent for too long, closing",
+                        charge_point_id=station.id,
+                        silent_s=silence_s,
+                    )
                     await ws.close(1000, "no message within the heartbeat timeout")
                     return f"silent for {silence_s:g} s"
                 receiving = False

@@ -52,9 +52,7 @@ def decide_authorization(record: IdTagRecord | None, now: datetime) -> AuthDecis
         return AuthDecision("Invalid")
     if record.status in ("Blocked", "Invalid"):
         return AuthDecision(record.status)
-    if record.status == "Expired" or (
-        record.expiry_date is not None and record.expiry_date <= now
-    ):
+    if record.status == "Expired" or (record.expiry_date is not None and record.expiry_date <= now):
         return AuthDecision("Expired")
     # A group (the parent id tag) that is itself in the list and blocked or expired
     # blocks or expires every member.
@@ -80,33 +78,44 @@ class GatewayMetrics:
     def __init__(self, registry_: CollectorRegistry) -> None:
         self.registry = registry_
         self.calls = Counter(
-            "chargeflow_gateway_calls", "CALLs received, by action and outcome",
-            ["action", "outcome"], registry=registry_,
+            "chargeflow_gateway_calls",
+            "CALLs received, by action and outcome",
+            ["action", "outcome"],
+            registry=registry_,
         )
         self.frame_errors = Counter(
-            "chargeflow_gateway_frame_errors", "Frames that were not OCPP-J, by error code",
-            ["code"], registry=registry_,
+            "chargeflow_gateway_frame_errors",
+            "Frames that were not OCPP-J, by error code",
+            ["code"],
+            registry=registry_,
         )
         self.publish_seconds = Histogram(
-            "chargeflow_gateway_publish_seconds", "Time until Kafka confirmed an event",
+            "chargeflow_gateway_publish_seconds",
+            "Time until Kafka confirmed an event",
             registry=registry_,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.connected = Gauge(
-            "chargeflow_gateway_connected_stations", "Stations connected now",
+            "chargeflow_gateway_connected_stations",
+            "Stations connected now",
             registry=registry_,
         )
         self.rejected_handshakes = Counter(
-            "chargeflow_gateway_rejected_handshakes", "WebSocket upgrades refused, by reason",
-            ["reason"], registry=registry_,
+            "chargeflow_gateway_rejected_handshakes",
+            "WebSocket upgrades refused, by reason",
+            ["reason"],
+            registry=registry_,
         )
         self.concurrent_tx = Counter(
-            "chargeflow_gateway_concurrent_tx", "Transaction starts answered ConcurrentTx",
+            "chargeflow_gateway_concurrent_tx",
+            "Transaction starts answered ConcurrentTx",
             registry=registry_,
         )
         self.security_alerts = Counter(
-            "chargeflow_gateway_security_alerts", "Security alerts published, by alert",
-            ["alert"], registry=registry_,
+            "chargeflow_gateway_security_alerts",
+            "Security alerts published, by alert",
+            ["alert"],
+            registry=registry_,
         )
         self.throttled = Counter(
             "chargeflow_gateway_throttled_frames",
@@ -121,12 +130,14 @@ class GatewayMetrics:
         self.keepalive_closes = Counter(
             "chargeflow_gateway_keepalive_closes",
             "Connections closed (1011) because a ping went unanswered while the gateway "
-            "was waiting for the station", registry=registry_,
+            "was waiting for the station",
+            registry=registry_,
         )
         self.stray_answers = Counter(
             "chargeflow_gateway_stray_answers",
-            "CALLRESULT/CALLERROR frames answering no CALL the gateway awaits (dropped), "
-            "by kind", ["kind"], registry=registry_,
+            "CALLRESULT/CALLERROR frames answering no CALL the gateway awaits (dropped), by kind",
+            ["kind"],
+            registry=registry_,
         )
         self.busy_handshakes = Counter(
             "chargeflow_gateway_busy_handshakes",
@@ -137,7 +148,8 @@ class GatewayMetrics:
             "chargeflow_gateway_password_checks",
             "Station passwords checked at login, by method (argon2, or verified_credential: "
             "an HMAC against the station's stored verified credential)",
-            ["method"], registry=registry_,
+            ["method"],
+            registry=registry_,
         )
         self.rehashed_passwords = Counter(
             "chargeflow_gateway_rehashed_passwords",
@@ -249,9 +261,14 @@ class GatewayServices:
     async def authorize(self, id_tag: str) -> AuthDecision:
         return decide_authorization(await self._id_tag(id_tag), utc_now())
 
-    async def authorize_start(self, id_tag: str, charge_point_id: str, *,
-                              connector_id: int | None, transaction_id: str | None
-                              ) -> AuthDecision:
+    async def authorize_start(
+        self,
+        id_tag: str,
+        charge_point_id: str,
+        *,
+        connector_id: int | None,
+        transaction_id: str | None,
+    ) -> AuthDecision:
         """The decision for a transaction start: the list, then concurrent use.
         An open transaction on the same station and connector (1.6: a retried
         StartTransaction) or with the same transaction id (2.0.1) is not concurrent."""
@@ -260,26 +277,34 @@ class GatewayServices:
             return decision
         newer_than = utc_now() - timedelta(seconds=self.open_transaction_max_age_s)
         others = [
-            tx for tx in await registry.open_transactions_for_tag(self.pool, id_tag, newer_than)
-            if not (tx.charge_point_id == charge_point_id and (
-                tx.transaction_id == transaction_id
-                or (connector_id is not None and tx.connector_id == connector_id)))
+            tx
+            for tx in await registry.open_transactions_for_tag(self.pool, id_tag, newer_than)
+            if not (
+                tx.charge_point_id == charge_point_id
+                and (
+                    tx.transaction_id == transaction_id
+                    or (connector_id is not None and tx.connector_id == connector_id)
+                )
+            )
         ]
         if not others:
             return decision
         other = others[0]
         self.metrics.concurrent_tx.inc()
         try:
-            await self.publish_alert(charge_point_id, {
-                "alert": "concurrent_id_tag",
-                "id_tag": id_tag,
-                "connector_id": connector_id,
-                "other_charge_point_id": other.charge_point_id,
-                "other_transaction_id": other.transaction_id,
-                "other_connector_id": other.connector_id,
-                "other_started_at": format_datetime(other.started_at),
-                "gateway_id": self.gateway_id,
-            })
+            await self.publish_alert(
+                charge_point_id,
+                {
+                    "alert": "concurrent_id_tag",
+                    "id_tag": id_tag,
+                    "connector_id": connector_id,
+                    "other_charge_point_id": other.charge_point_id,
+                    "other_transaction_id": other.transaction_id,
+                    "other_connector_id": other.connector_id,
+                    "other_started_at": format_datetime(other.started_at),
+                    "gateway_id": self.gateway_id,
+                },
+            )
         except PublishError as exc:  # the answer matters more than the alert
             log.warning("could not publish the concurrent-use alert", error=str(exc))
         return AuthDecision("ConcurrentTx", decision.expiry_date, decision.parent_id_tag)
@@ -293,8 +318,10 @@ class GatewayServices:
         started = time.perf_counter()
         try:  # the producer fails a publish without a delivery report itself (guard_s)
             await self.producer.publish(
-                topic or self.topics.ocpp_events, envelope.charge_point_id.encode(),
-                encode_envelope(envelope))
+                topic or self.topics.ocpp_events,
+                envelope.charge_point_id.encode(),
+                encode_envelope(envelope),
+            )
         finally:
             self.metrics.publish_seconds.observe(time.perf_counter() - started)
 
@@ -302,7 +329,14 @@ class GatewayServices:
         """A ``security.alert`` envelope on the alerts topic, keyed by the station."""
         now = utc_now()
         self.metrics.security_alerts.labels(str(payload.get("alert", "other"))).inc()
-        await self.publish(Envelope(
-            message_id=new_message_id(), charge_point_id=charge_point_id, received_at=now,
-            measured_at=now, kind=Kind.SECURITY_ALERT, payload=payload,
-        ), self.topics.alerts)
+        await self.publish(
+            Envelope(
+                message_id=new_message_id(),
+                charge_point_id=charge_point_id,
+                received_at=now,
+                measured_at=now,
+                kind=Kind.SECURITY_ALERT,
+                payload=payload,
+            ),
+            self.topics.alerts,
+        )

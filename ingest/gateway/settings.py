@@ -20,17 +20,24 @@ from runtime.settings import (
 
 class GatewaySettings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings):
     __component__ = ComponentFields(
-        GatewayConfig, prefix="gateway_",
+        GatewayConfig,
+        prefix="gateway_",
         shared=("kafka_bootstrap", "database_url", "topics"),
         # The login limits are named with the other authentication settings.
-        names={name: f"gateway_auth_{name}" for name in (
-            "max_concurrent_verifications", "max_pending_verifications",
-            "max_concurrent_logins")},
+        names={
+            name: f"gateway_auth_{name}"
+            for name in (
+                "max_concurrent_verifications",
+                "max_pending_verifications",
+                "max_concurrent_logins",
+            )
+        },
     )
 
     gateway_host: str = Field("127.0.0.1", description="address the gateway listens on")
-    gateway_port: int = Field(9000, ge=0, le=65535,
-                              description="port the gateway listens on (0 = a free one)")
+    gateway_port: int = Field(
+        9000, ge=0, le=65535, description="port the gateway listens on (0 = a free one)"
+    )
 
     def config(self, *, database_url: str | None = None) -> GatewayConfig:
         """The gateway's config (``database_url``: where the CLI found the database when

@@ -59,29 +59,36 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
     SCHEMAS = SCHEMAS
     KNOWN_ACTIONS = KNOWN_ACTIONS
 
-    def measured_at(self, action: str, payload: dict[str, Any], received_at: datetime
-                    ) -> datetime:
+    def measured_at(self, action: str, payload: dict[str, Any], received_at: datetime) -> datetime:
         return measured_at(action, payload, received_at)
 
-    def normalize(self, action: str, payload: dict[str, Any], response: dict[str, Any],
-                  received_at: datetime) -> list[Normalized]:
+    def normalize(
+        self, action: str, payload: dict[str, Any], response: dict[str, Any], received_at: datetime
+    ) -> list[Normalized]:
         return normalize_v16(self.id, action, payload, response, received_at)
 
     # ---------------------------------------------------------------- handlers
 
     @on(Action.boot_notification)
     async def on_boot_notification(
-        self, charge_point_vendor: str, charge_point_model: str,
-        charge_point_serial_number: str | None = None, charge_box_serial_number: str | None = None,
-        firmware_version: str | None = None, **_: Any,
+        self,
+        charge_point_vendor: str,
+        charge_point_model: str,
+        charge_point_serial_number: str | None = None,
+        charge_box_serial_number: str | None = None,
+        firmware_version: str | None = None,
+        **_: Any,
     ) -> cr.BootNotification:
         self._record_boot(
-            vendor=charge_point_vendor, model=charge_point_model,
+            vendor=charge_point_vendor,
+            model=charge_point_model,
             serial_number=charge_point_serial_number or charge_box_serial_number,
-            firmware_version=firmware_version)
+            firmware_version=firmware_version,
+        )
         return cr.BootNotification(
             current_time=format_datetime(utc_now()),
-            interval=self.services.heartbeat_interval_s, status=RegistrationStatus.accepted,
+            interval=self.services.heartbeat_interval_s,
+            status=RegistrationStatus.accepted,
         )
 
     @on(Action.heartbeat)
@@ -91,7 +98,11 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
 
     @on(Action.status_notification)
     async def on_status_notification(
-        self, connector_id: int, error_code: str, status: str, timestamp: str | None = None,
+        self,
+        connector_id: int,
+        error_code: str,
+        status: str,
+        timestamp: str | None = None,
         **_: Any,
     ) -> cr.StatusNotification:
         at = parse_datetime(timestamp) if timestamp else self.ctx.received_at
@@ -106,27 +117,38 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
 
     @on(Action.start_transaction)
     async def on_start_transaction(
-        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any,
+        self,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        timestamp: str,
+        **_: Any,
     ) -> cr.StartTransaction:
         decision = await self.services.authorize_start(
-            id_tag, self.id, connector_id=connector_id, transaction_id=None)
+            id_tag, self.id, connector_id=connector_id, transaction_id=None
+        )
         transaction_id = await self.services.next_transaction_id()
         self._touch()
         if decision.status == "Accepted":
-            self._open_transaction(str(transaction_id), connector_id, id_tag,
-                                   self.ctx.received_at)
-        return cr.StartTransaction(transaction_id=transaction_id,
-                                   id_tag_info=_id_tag_info(decision))
+            self._open_transaction(str(transaction_id), connector_id, id_tag, self.ctx.received_at)
+        return cr.StartTransaction(
+            transaction_id=transaction_id, id_tag_info=_id_tag_info(decision)
+        )
 
     @on(Action.meter_values)
-    async def on_meter_values(self, connector_id: int, meter_value: list[Any], **_: Any
-                              ) -> cr.MeterValues:
+    async def on_meter_values(
+        self, connector_id: int, meter_value: list[Any], **_: Any
+    ) -> cr.MeterValues:
         self._touch()
         return cr.MeterValues()
 
     @on(Action.stop_transaction)
     async def on_stop_transaction(
-        self, meter_stop: int, timestamp: str, transaction_id: int, id_tag: str | None = None,
+        self,
+        meter_stop: int,
+        timestamp: str,
+        transaction_id: int,
+        id_tag: str | None = None,
         **_: Any,
     ) -> cr.StopTransaction:
         self._touch()
@@ -135,21 +157,21 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
             return cr.StopTransaction()
         return cr.StopTransaction(id_tag_info=_id_tag_info(await self.services.authorize(id_tag)))
 
-
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **_: Any) -> cr.DataTransfer:
         self._touch()
         return cr.DataTransfer(
-            status=DataTransferStatus(self.services.data_transfer_status(vendor_id)))
+            status=DataTransferStatus(self.services.data_transfer_status(vendor_id))
+        )
 
     @on(Action.diagnostics_status_notification)
-    async def on_diagnostics_status_notification(self, status: str
-                                                 ) -> cr.DiagnosticsStatusNotification:
+    async def on_diagnostics_status_notification(
+        self, status: str
+    ) -> cr.DiagnosticsStatusNotification:
         self._touch()
         return cr.DiagnosticsStatusNotification()
 
     @on(Action.firmware_status_notification)
-    async def on_firmware_status_notification(self, status: str
-                                              ) -> cr.FirmwareStatusNotification:
+    async def on_firmware_status_notification(self, status: str) -> cr.FirmwareStatusNotification:
         self._touch()
         return cr.FirmwareStatusNotification()

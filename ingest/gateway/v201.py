@@ -98,10 +98,13 @@ def id_token_info(decision: AuthDecision) -> IdTokenInfoType:
     return IdTokenInfoType(
         status=AuthorizationStatusEnumType(decision.status),
         cache_expiry_date_time=(
-            None if decision.expiry_date is None else format_datetime(decision.expiry_date)),
+            None if decision.expiry_date is None else format_datetime(decision.expiry_date)
+        ),
         group_id_token=(
-            None if decision.parent_id_tag is None
-            else IdTokenType(id_token=decision.parent_id_tag, type=IdTokenEnumType.central)),
+            None
+            if decision.parent_id_tag is None
+            else IdTokenType(id_token=decision.parent_id_tag, type=IdTokenEnumType.central)
+        ),
     )
 
 
@@ -120,14 +123,13 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
     def frame_error_answer(self, error: framing.FrameError) -> tuple[str, str]:
         return frame_error_answer(error)
 
-    def measured_at(self, action: str, payload: dict[str, Any], received_at: datetime
-                    ) -> datetime:
+    def measured_at(self, action: str, payload: dict[str, Any], received_at: datetime) -> datetime:
         return measured_at(action, payload, received_at)
 
-    def normalize(self, action: str, payload: dict[str, Any], response: dict[str, Any],
-                  received_at: datetime) -> list[Normalized]:
-        return normalize_v201(self.id, action, payload, response, received_at,
-                              self.evse_states)
+    def normalize(
+        self, action: str, payload: dict[str, Any], response: dict[str, Any], received_at: datetime
+    ) -> list[Normalized]:
+        return normalize_v201(self.id, action, payload, response, received_at, self.evse_states)
 
     def on_published(self, facts: list[Normalized]) -> None:
         self.evse_states.apply(facts)
@@ -137,15 +139,17 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
             return IdTokenInfoType(status=AuthorizationStatusEnumType.accepted)
         return id_token_info(await self.services.authorize(str(token.get("id_token", ""))))
 
-    async def _authorize_transaction_token(self, token: dict[str, Any], transaction_id: str,
-                                           evse_id: int | None) -> IdTokenInfoType:
+    async def _authorize_transaction_token(
+        self, token: dict[str, Any], transaction_id: str, evse_id: int | None
+    ) -> IdTokenInfoType:
         """A token that (re)authorises an ongoing transaction: the list, then concurrent
         use (ConcurrentTx when the token is in another open transaction)."""
         if token.get("type") == IdTokenEnumType.no_authorization:
             return IdTokenInfoType(status=AuthorizationStatusEnumType.accepted)
         id_token = str(token.get("id_token", ""))
         decision = await self.services.authorize_start(
-            id_token, self.id, connector_id=evse_id, transaction_id=transaction_id)
+            id_token, self.id, connector_id=evse_id, transaction_id=transaction_id
+        )
         if decision.status == "Accepted":
             self._open_transaction(transaction_id, evse_id, id_token, self.ctx.received_at)
         return id_token_info(decision)
@@ -153,12 +157,15 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
     # ---------------------------------------------------------------- handlers
 
     @on(Action.boot_notification)
-    async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
-                                   **_: Any) -> cr.BootNotification:
+    async def on_boot_notification(
+        self, charging_station: dict[str, Any], reason: str, **_: Any
+    ) -> cr.BootNotification:
         self._record_boot(
-            vendor=str(charging_station["vendor_name"]), model=str(charging_station["model"]),
+            vendor=str(charging_station["vendor_name"]),
+            model=str(charging_station["model"]),
             serial_number=charging_station.get("serial_number"),
-            firmware_version=charging_station.get("firmware_version"))
+            firmware_version=charging_station.get("firmware_version"),
+        )
         return cr.BootNotification(
             current_time=format_datetime(utc_now()),
             interval=self.services.heartbeat_interval_s,
@@ -171,9 +178,9 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
         return cr.Heartbeat(current_time=format_datetime(utc_now()))
 
     @on(Action.status_notification)
-    async def on_status_notification(self, timestamp: str, connector_status: str,
-                                     evse_id: int, connector_id: int, **_: Any
-                                     ) -> cr.StatusNotification:
+    async def on_status_notification(
+        self, timestamp: str, connector_status: str, evse_id: int, connector_id: int, **_: Any
+    ) -> cr.StatusNotification:
         status = status_from_v201(str(connector_status), self.evse_states.get(evse_id))
         error_code = "OtherError" if status == "Faulted" else "NoError"
         self._record_connector_status(evse_id, status, error_code, parse_datetime(timestamp))
@@ -186,10 +193,14 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
         return cr.Authorize(id_token_info=await self._authorize_token(id_token))
 
     @on(Action.transaction_event)
-    async def on_transaction_event(self, event_type: str, transaction_info: dict[str, Any],
-                                   id_token: dict[str, Any] | None = None,
-                                   evse: dict[str, Any] | None = None, **_: Any
-                                   ) -> cr.TransactionEvent:
+    async def on_transaction_event(
+        self,
+        event_type: str,
+        transaction_info: dict[str, Any],
+        id_token: dict[str, Any] | None = None,
+        evse: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> cr.TransactionEvent:
         """Started/Updated with an idToken: authorise it for this transaction
         (ConcurrentTx possible, remembered as open); Ended: forget the open
         transaction, a stop token is checked against the list only."""
@@ -203,12 +214,16 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
         if id_token is None:
             return cr.TransactionEvent()
         evse_id = evse.get("id") if evse else None
-        return cr.TransactionEvent(id_token_info=await self._authorize_transaction_token(
-            id_token, transaction_id, evse_id if isinstance(evse_id, int) else None))
+        return cr.TransactionEvent(
+            id_token_info=await self._authorize_transaction_token(
+                id_token, transaction_id, evse_id if isinstance(evse_id, int) else None
+            )
+        )
 
     @on(Action.meter_values)
-    async def on_meter_values(self, evse_id: int, meter_value: list[Any], **_: Any
-                              ) -> cr.MeterValues:
+    async def on_meter_values(
+        self, evse_id: int, meter_value: list[Any], **_: Any
+    ) -> cr.MeterValues:
         self._touch()
         return cr.MeterValues()
 
@@ -228,8 +243,7 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
         return cr.SecurityEventNotification()
 
     @on(Action.firmware_status_notification)
-    async def on_firmware_status_notification(self, **_: Any
-                                              ) -> cr.FirmwareStatusNotification:
+    async def on_firmware_status_notification(self, **_: Any) -> cr.FirmwareStatusNotification:
         self._touch()
         return cr.FirmwareStatusNotification()
 
@@ -242,4 +256,5 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
     async def on_data_transfer(self, vendor_id: str, **_: Any) -> cr.DataTransfer:
         self._touch()
         return cr.DataTransfer(
-            status=DataTransferStatusEnumType(self.services.data_transfer_status(vendor_id)))
+            status=DataTransferStatusEnumType(self.services.data_transfer_status(vendor_id))
+        )

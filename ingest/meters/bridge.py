@@ -81,38 +81,47 @@ class BridgeMetrics:
             with contextlib.suppress(ValueError):  # the caller's registry has them already
                 registry.register(collector)
         self.accepted = Counter(
-            "chargeflow_meters_readings_accepted", "Readings published to meter.readings",
+            "chargeflow_meters_readings_accepted",
+            "Readings published to meter.readings",
             registry=registry,
         )
         self.rejected = Counter(
-            "chargeflow_meters_readings_rejected", "Readings dead-lettered, by reason",
-            ["reason"], registry=registry,
+            "chargeflow_meters_readings_rejected",
+            "Readings dead-lettered, by reason",
+            ["reason"],
+            registry=registry,
         )
         for reason in REASONS:
             self.rejected.labels(reason)
         self.publish_seconds = Histogram(
-            "chargeflow_meters_publish_seconds", "Time until Kafka confirmed a reading",
+            "chargeflow_meters_publish_seconds",
+            "Time until Kafka confirmed a reading",
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.publish_retries = Counter(
-            "chargeflow_meters_publish_retries", "Kafka publishes retried (not confirmed)",
+            "chargeflow_meters_publish_retries",
+            "Kafka publishes retried (not confirmed)",
             registry=registry,
         )
         self.registry_errors = Counter(
-            "chargeflow_meters_registry_errors", "Registry lookups that failed (retried)",
+            "chargeflow_meters_registry_errors",
+            "Registry lookups that failed (retried)",
             registry=registry,
         )
         self.connected = Gauge(
-            "chargeflow_meters_mqtt_connected", "1 while subscribed to the MQTT broker",
+            "chargeflow_meters_mqtt_connected",
+            "1 while subscribed to the MQTT broker",
             registry=registry,
         )
         self.reconnects = Counter(
             "chargeflow_meters_mqtt_connection_failures",
-            "MQTT connections that failed or were lost", registry=registry,
+            "MQTT connections that failed or were lost",
+            registry=registry,
         )
         self.in_flight = Gauge(
-            "chargeflow_meters_in_flight", "Readings received and not yet acknowledged",
+            "chargeflow_meters_in_flight",
+            "Readings received and not yet acknowledged",
             registry=registry,
         )
 
@@ -186,8 +195,7 @@ def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
 class MeterBridge:
     """``async with MeterBridge(cfg) as bridge: await bridge.run()`` until ``stop()``."""
 
-    def __init__(self, config: BridgeConfig, *, registry: CollectorRegistry | None = None
-                 ) -> None:
+    def __init__(self, config: BridgeConfig, *, registry: CollectorRegistry | None = None) -> None:
         self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = BridgeMetrics(self.registry)
@@ -213,13 +221,20 @@ class MeterBridge:
     async def start(self) -> None:
         cfg = self.config
         self._pool = AsyncConnectionPool(
-            cfg.database_url, min_size=1, max_size=4, open=False, timeout=10.0,
-            kwargs={"autocommit": True}, name="meters",
+            cfg.database_url,
+            min_size=1,
+            max_size=4,
+            open=False,
+            timeout=10.0,
+            kwargs={"autocommit": True},
+            name="meters",
         )
         # Do not wait: a registry that is down at start is retried per reading.
         await self._pool.open(wait=False)
         self._directory = MeterDirectory(
-            self._pool, ttl_s=cfg.registry_ttl_s, unknown_ttl_s=cfg.unknown_meter_ttl_s,
+            self._pool,
+            ttl_s=cfg.registry_ttl_s,
+            unknown_ttl_s=cfg.unknown_meter_ttl_s,
             max_size=cfg.registry_cache_size,
         )
         self._producer = Producer(
@@ -229,8 +244,13 @@ class MeterBridge:
             self._health = self._health_server()
             self.http_port = self._health.bind()
             self._health_task = asyncio.create_task(self._health.serve(), name="meters-http")
-        log.info("meter bridge ready", mqtt=cfg.mqtt.url, subscription=cfg.subscription,
-                 topic=cfg.topics.meter_readings, http_port=self.http_port)
+        log.info(
+            "meter bridge ready",
+            mqtt=cfg.mqtt.url,
+            subscription=cfg.subscription,
+            topic=cfg.topics.meter_readings,
+            http_port=self.http_port,
+        )
 
     async def close(self) -> None:
         self.stop()
@@ -267,8 +287,9 @@ class MeterBridge:
         """``/livez``, ``/readyz`` (``/healthz``) and ``/metrics``: ready while subscribed
         to the MQTT broker and Kafka confirms deliveries (see :mod:`runtime.health`)."""
         cfg = self.config
-        health = HealthServer(host=cfg.http_host, port=cfg.http_port or 0,
-                              registry=self.registry, name="meters")
+        health = HealthServer(
+            host=cfg.http_host, port=cfg.http_port or 0, registry=self.registry, name="meters"
+        )
         health.add_check("mqtt", self._check_mqtt)
         health.add_check("kafka", self._check_kafka)
         return health
@@ -303,17 +324,24 @@ class MeterBridge:
 
         def reconnecting(state: RetryCallState) -> None:
             self.metrics.reconnects.inc()
-            log.warning("MQTT connection failed or lost; reconnecting",
-                        mqtt=self.config.mqtt.url, error=str(failure(state)),
-                        delay=round(next_wait(state), 2))
+            log.warning(
+                "MQTT connection failed or lost; reconnecting",
+                mqtt=self.config.mqtt.url,
+                error=str(failure(state)),
+                delay=round(next_wait(state), 2),
+            )
 
         while not self._stop.is_set():
             try:
                 # A fresh policy per connection that got as far as subscribing: the
                 # backoff starts over after a connection that worked.
                 async for attempt in async_retrying(
-                        self._mqtt_backoff, aiomqtt.MqttError, before_sleep=reconnecting,
-                        sleep=self._sleep_unless_stopped, stop_when=self._stop.is_set):
+                    self._mqtt_backoff,
+                    aiomqtt.MqttError,
+                    before_sleep=reconnecting,
+                    sleep=self._sleep_unless_stopped,
+                    stop_when=self._stop.is_set,
+                ):
                     with attempt:
                         await self._connection()
             except aiomqtt.MqttError:
@@ -330,15 +358,21 @@ class MeterBridge:
             if not self._had_subscription:
                 raise
             self.metrics.reconnects.inc()
-            log.warning("MQTT connection lost; reconnecting", mqtt=self.config.mqtt.url,
-                        error=str(exc))
+            log.warning(
+                "MQTT connection lost; reconnecting", mqtt=self.config.mqtt.url, error=str(exc)
+            )
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config
         client = aiomqtt.Client(
-            cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username,
-            password=cfg.mqtt.password, identifier=cfg.client_id,
-            clean_session=cfg.clean_session, keepalive=cfg.keepalive_s, timeout=10.0,
+            cfg.mqtt.host,
+            cfg.mqtt.port,
+            username=cfg.mqtt.username,
+            password=cfg.mqtt.password,
+            identifier=cfg.client_id,
+            clean_session=cfg.clean_session,
+            keepalive=cfg.keepalive_s,
+            timeout=10.0,
             tls_context=ssl.create_default_context() if cfg.mqtt.tls else None,
         )
         _enable_manual_ack(client)
@@ -381,17 +415,21 @@ class MeterBridge:
                     pending.get_nowait()[1].cancel()
                 self.metrics.in_flight.set(0)
 
-    async def _drain(self, pending: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]]
-                     ) -> None:
+    async def _drain(
+        self, pending: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]]
+    ) -> None:
         try:
             async with asyncio.timeout(self.config.drain_timeout_s):
                 await pending.join()
         except TimeoutError:
-            log.warning("stopping with readings not confirmed by Kafka; the broker "
-                        "delivers them again", count=pending.qsize())
+            log.warning(
+                "stopping with readings not confirmed by Kafka; the broker delivers them again",
+                count=pending.qsize(),
+            )
 
     async def _consume(
-        self, client: aiomqtt.Client,
+        self,
+        client: aiomqtt.Client,
         pending: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]],
     ) -> None:
         async for message in client.messages:
@@ -403,7 +441,8 @@ class MeterBridge:
             await pending.put((message, task))
 
     async def _ack_loop(
-        self, client: aiomqtt.Client,
+        self,
+        client: aiomqtt.Client,
         pending: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]],
     ) -> None:
         while True:
@@ -426,8 +465,9 @@ class MeterBridge:
         key = topic_meter_id.encode() if topic_meter_id else None
         if len(raw) > cfg.max_payload_bytes:
             error = ReadingError(TOO_LARGE, f"{len(raw)} bytes > {cfg.max_payload_bytes}")
-            return self._dead_letter(topic, raw[: cfg.max_payload_bytes], key, error,
-                                     truncated_from=len(raw))
+            return self._dead_letter(
+                topic, raw[: cfg.max_payload_bytes], key, error, truncated_from=len(raw)
+            )
         try:
             reading = parse_reading(raw, topic_meter_id)
         except ReadingError as invalid:
@@ -435,8 +475,9 @@ class MeterBridge:
         record = await self._lookup(reading.meter_id)
         if record is None:
             unknown = ReadingError(UNKNOWN_METER, f"meter {reading.meter_id!r} is not registered")
-            return self._dead_letter(topic, raw, reading.meter_id.encode(), unknown,
-                                     stage=DEADLETTER_STAGE_REGISTRY)
+            return self._dead_letter(
+                topic, raw, reading.meter_id.encode(), unknown, stage=DEADLETTER_STAGE_REGISTRY
+            )
         envelope = Envelope(
             message_id=reading.message_id,
             charge_point_id=record.charge_point_id,
@@ -452,8 +493,14 @@ class MeterBridge:
         )
 
     def _dead_letter(
-        self, topic: str, raw: bytes, key: bytes | None, error: ReadingError, *,
-        stage: str = DEADLETTER_STAGE_VALIDATE, truncated_from: int | None = None,
+        self,
+        topic: str,
+        raw: bytes,
+        key: bytes | None,
+        error: ReadingError,
+        *,
+        stage: str = DEADLETTER_STAGE_VALIDATE,
+        truncated_from: int | None = None,
     ) -> _Outgoing:
         headers = [
             ("deadletter.reason", str(error).encode()),
@@ -472,11 +519,15 @@ class MeterBridge:
     async def _lookup(self, meter_id: str) -> MeterRecord | None:
         def unavailable(state: RetryCallState) -> None:
             self.metrics.registry_errors.inc()
-            log.warning("meter registry unavailable; retrying", error=str(failure(state)),
-                        delay=round(next_wait(state), 2))
+            log.warning(
+                "meter registry unavailable; retrying",
+                error=str(failure(state)),
+                delay=round(next_wait(state), 2),
+            )
 
-        async for attempt in async_retrying(self._db_backoff, (psycopg.Error, PoolTimeout),
-                                            before_sleep=unavailable):
+        async for attempt in async_retrying(
+            self._db_backoff, (psycopg.Error, PoolTimeout), before_sleep=unavailable
+        ):
             with attempt:
                 return await self.directory.lookup(meter_id)
         raise AssertionError("unreachable: the registry is retried until it answers")
@@ -488,12 +539,17 @@ class MeterBridge:
         def unconfirmed(state: RetryCallState) -> None:
             self._kafka_ok = False
             self.metrics.publish_retries.inc()
-            log.warning("Kafka did not confirm a reading; retrying", topic=out.topic,
-                        error=str(failure(state)), delay=round(next_wait(state), 2))
+            log.warning(
+                "Kafka did not confirm a reading; retrying",
+                topic=out.topic,
+                error=str(failure(state)),
+                delay=round(next_wait(state), 2),
+            )
 
         started = time.perf_counter()
-        async for attempt in async_retrying(self._kafka_backoff, (PublishError, TimeoutError),
-                                            before_sleep=unconfirmed):
+        async for attempt in async_retrying(
+            self._kafka_backoff, (PublishError, TimeoutError), before_sleep=unconfirmed
+        ):
             with attempt:
                 started = time.perf_counter()
                 await asyncio.wait_for(

@@ -48,7 +48,8 @@ class BridgeConfig:
     mqtt: MqttEndpoint = field(default_factory=MqttEndpoint)
     kafka_bootstrap: str = "127.0.0.1:9092"
     database_url: str = field(  # may hold a password: not in repr
-        default="postgresql://postgres@127.0.0.1:5432/chargeflow", repr=False)
+        default="postgresql://postgres@127.0.0.1:5432/chargeflow", repr=False
+    )
     topics: Topics = field(default_factory=Topics)
     # MQTT subscription filter; the level matched by its first '+' is the meter id.
     topic_pattern: str = DEFAULT_TOPIC_PATTERN

@@ -193,9 +193,11 @@ def encode_reading(
 def validate_pattern(pattern: str) -> str:
     """An MQTT subscription filter (``+`` one level, ``#`` the rest, last only)."""
     levels = pattern.split("/")
-    if not pattern or any(
-        ("+" in lv and lv != "+") or ("#" in lv and lv != "#") for lv in levels
-    ) or "#" in levels[:-1]:
+    if (
+        not pattern
+        or any(("+" in lv and lv != "+") or ("#" in lv and lv != "#") for lv in levels)
+        or "#" in levels[:-1]
+    ):
         raise ValueError(f"bad MQTT topic filter {pattern!r}")
     return pattern
 

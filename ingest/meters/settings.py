@@ -21,17 +21,22 @@ from runtime.settings import (
 )
 
 
-class MeterBridgeSettings(MqttSettings, KafkaSettings, DatabaseSettings, TopicSettings,
-                          LoggingSettings):
+class MeterBridgeSettings(
+    MqttSettings, KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings
+):
     __component__ = ComponentFields(
-        BridgeConfig, prefix="meters_",
+        BridgeConfig,
+        prefix="meters_",
         names={"client_id": "mqtt_client_id", "share_group": "mqtt_share_group"},
         shared=("mqtt", "kafka_bootstrap", "database_url", "topics", "topic_pattern"),
     )
 
     meters_http_port: int | None = Field(
-        9102, ge=0, le=65535,
-        description="port of the bridge's /healthz and /metrics (0 = a free one)")
+        9102,
+        ge=0,
+        le=65535,
+        description="port of the bridge's /healthz and /metrics (0 = a free one)",
+    )
 
     def config(self, *, database_url: str | None = None) -> BridgeConfig:
         try:

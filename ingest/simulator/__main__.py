@@ -21,19 +21,31 @@ def parse_args(argv: list[str] | None = None) -> FleetConfig:
     p.add_argument("--meter-interval", type=float, default=FleetConfig.meter_interval_s)
     p.add_argument("--time-scale", type=float, default=FleetConfig.time_scale)
     p.add_argument("--seed", type=int, default=FleetConfig.seed)
-    p.add_argument("--ocpp-versions", default=",".join(FleetConfig.ocpp_versions),
-                   help="comma-separated, cycled over the stations, e.g. 1.6,2.0.1")
-    p.add_argument("--database-url", default=None,
-                   help="provision stations and id tags in this database first")
-    p.add_argument("--password-env", default="CHARGEFLOW_SIMULATOR_STATION_PASSWORD",
-                   help="environment variable holding the stations' Basic-auth password "
-                        "(a password is never passed on the command line)")
+    p.add_argument(
+        "--ocpp-versions",
+        default=",".join(FleetConfig.ocpp_versions),
+        help="comma-separated, cycled over the stations, e.g. 1.6,2.0.1",
+    )
+    p.add_argument(
+        "--database-url", default=None, help="provision stations and id tags in this database first"
+    )
+    p.add_argument(
+        "--password-env",
+        default="CHARGEFLOW_SIMULATOR_STATION_PASSWORD",
+        help="environment variable holding the stations' Basic-auth password "
+        "(a password is never passed on the command line)",
+    )
     p.add_argument("--ca-file", default=None, help="CA bundle to trust for wss:// URLs")
     a = p.parse_args(argv)
     return FleetConfig(
-        gateway_url=a.url, stations=a.stations, station_id_prefix=a.prefix,
-        connectors_per_station=a.connectors, sessions_per_station=a.sessions,
-        meter_interval_s=a.meter_interval, time_scale=a.time_scale, seed=a.seed,
+        gateway_url=a.url,
+        stations=a.stations,
+        station_id_prefix=a.prefix,
+        connectors_per_station=a.connectors,
+        sessions_per_station=a.sessions,
+        meter_interval_s=a.meter_interval,
+        time_scale=a.time_scale,
+        seed=a.seed,
         database_url=a.database_url,
         station_password=os.environ.get(a.password_env) or None,
         tls_ca_file=a.ca_file,

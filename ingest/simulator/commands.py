@@ -57,9 +57,13 @@ Effect = Callable[[], Awaitable[None]]
 Answer = tuple[dict[str, Any], Effect | None]
 
 # Refusing status per action when the behaviour is "reject".
-_REFUSAL = {"UnlockConnector": "UnlockFailed", "ReserveNow": "Rejected",
-            "ClearChargingProfile": "Unknown", "SendLocalList": "Failed",
-            "DataTransfer": "Rejected"}
+_REFUSAL = {
+    "UnlockConnector": "UnlockFailed",
+    "ReserveNow": "Rejected",
+    "ClearChargingProfile": "Unknown",
+    "SendLocalList": "Failed",
+    "DataTransfer": "Rejected",
+}
 
 # 1.6 configuration keys: key -> (value, read-only).
 CONFIG_16: dict[str, tuple[str, bool]] = {
@@ -71,8 +75,9 @@ CONFIG_16: dict[str, tuple[str, bool]] = {
     "NumberOfConnectors": ("1", True),
     "ChargeProfileMaxStackLevel": ("8", True),
     "SupportedFeatureProfiles": (
-        "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,"
-        "RemoteTrigger", True),
+        "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger",
+        True,
+    ),
 }
 
 # 2.0.1 variables: (component, variable) -> (value, read-only).
@@ -87,9 +92,17 @@ VARIABLES_201: dict[tuple[str, str], tuple[str, bool]] = {
     ("ChargingStation", "VendorName"): ("chargeflow", True),
 }
 
-TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues",
-                         "FirmwareStatusNotification", "DiagnosticsStatusNotification",
-                         "LogStatusNotification"})
+TRIGGERABLE = frozenset(
+    {
+        "BootNotification",
+        "Heartbeat",
+        "StatusNotification",
+        "MeterValues",
+        "FirmwareStatusNotification",
+        "DiagnosticsStatusNotification",
+        "LogStatusNotification",
+    }
+)
 
 
 class CommandRefused(Exception):
@@ -113,8 +126,7 @@ class Profile:
 class StationCommands:
     """Command handling and the state commands change, for one simulated station."""
 
-    def __init__(self, station: SimulatedStation, behaviour: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(self, station: SimulatedStation, behaviour: dict[str, str] | None = None) -> None:
         self.station = station
         self.version = station.dialect.version
         self.behaviour = dict(behaviour or {})
@@ -150,8 +162,11 @@ class StationCommands:
 
     def session_ended(self, cid: int) -> None:
         self.running.pop(cid, None)
-        for profile_id in [k for k, p in self.profiles.items()
-                           if p.connector_id == cid and p.purpose == "TxProfile"]:
+        for profile_id in [
+            k
+            for k, p in self.profiles.items()
+            if p.connector_id == cid and p.purpose == "TxProfile"
+        ]:
             del self.profiles[profile_id]
         if cid in self.scheduled_unavailable:
             self.scheduled_unavailable.discard(cid)
@@ -183,8 +198,7 @@ class StationCommands:
         try:
             if behaviour == "not_supported":
                 raise CommandRefused("NotSupported", f"{action} is not supported here")
-            handler = getattr(self, f"_{'v16' if self.version == '1.6' else 'v201'}_{action}",
-                              None)
+            handler = getattr(self, f"_{'v16' if self.version == '1.6' else 'v201'}_{action}", None)
             if handler is None:
                 raise CommandRefused("NotImplemented", f"{action} is not implemented")
             if behaviour == "reject":
@@ -214,9 +228,13 @@ class StationCommands:
     def _free_connector(self, wanted: int | None) -> int | None:
         candidates = [wanted] if wanted else list(self.station.registers)
         for cid in candidates:
-            if cid in self.station.registers and cid not in self.running \
-                    and cid not in self.unavailable and cid not in self.starting \
-                    and not self.locks[cid].locked():
+            if (
+                cid in self.station.registers
+                and cid not in self.running
+                and cid not in self.unavailable
+                and cid not in self.starting
+                and not self.locks[cid].locked()
+            ):
                 return cid
         return None
 
@@ -263,8 +281,10 @@ class StationCommands:
 
     def _idle_sample(self, cid: int) -> Sample:
         register = self.station.registers.get(cid) or next(iter(self.station.registers.values()))
-        return Sample(self.station.clock.now(), (
-            Reading("Energy.Active.Import.Register", register.wh, "Wh", "Outlet"),))
+        return Sample(
+            self.station.clock.now(),
+            (Reading("Energy.Active.Import.Register", register.wh, "Wh", "Outlet"),),
+        )
 
     async def _send_all(self, payloads: list[Any]) -> None:
         for payload in payloads:
@@ -279,8 +299,12 @@ class StationCommands:
         if "chargingProfile" in p:
             prof = p["chargingProfile"]
             self.profiles[int(prof["chargingProfileId"])] = Profile(
-                int(prof["chargingProfileId"]), cid, int(prof["stackLevel"]), "TxProfile",
-                self._limit_w(prof["chargingSchedule"]))
+                int(prof["chargingProfileId"]),
+                cid,
+                int(prof["stackLevel"]),
+                "TxProfile",
+                self._limit_w(prof["chargingSchedule"]),
+            )
         return {"status": "Accepted"}, self._start(cid, str(p["idTag"]))
 
     def _v16_RemoteStopTransaction(self, p: dict[str, Any]) -> Answer:
@@ -310,7 +334,8 @@ class StationCommands:
         else:
             self.unavailable.update(cids)
         return {"status": "Accepted"}, self._statuses(
-            cids, "Available" if operative else "Unavailable")
+            cids, "Available" if operative else "Unavailable"
+        )
 
     def _statuses(self, cids: list[int], status: str) -> Effect:
         async def send() -> None:
@@ -337,8 +362,11 @@ class StationCommands:
 
     def _v16_GetConfiguration(self, p: dict[str, Any]) -> Answer:
         keys = p.get("key") or list(self.config_16)
-        known = [{"key": k, "readonly": bool(self.config_16[k][1]),
-                  "value": self.config_16[k][0]} for k in keys if k in self.config_16]
+        known = [
+            {"key": k, "readonly": bool(self.config_16[k][1]), "value": self.config_16[k][0]}
+            for k in keys
+            if k in self.config_16
+        ]
         response: dict[str, Any] = {"configurationKey": known}
         unknown = [k for k in keys if k not in self.config_16]
         if unknown:
@@ -354,34 +382,48 @@ class StationCommands:
         if purpose == "TxProfile" and cid not in self.running:
             return {"status": "Rejected"}, None  # a TxProfile needs a transaction
         self.profiles[int(prof["chargingProfileId"])] = Profile(
-            int(prof["chargingProfileId"]), cid, int(prof["stackLevel"]), purpose,
-            self._limit_w(prof["chargingSchedule"]))
+            int(prof["chargingProfileId"]),
+            cid,
+            int(prof["stackLevel"]),
+            purpose,
+            self._limit_w(prof["chargingSchedule"]),
+        )
         return {"status": "Accepted"}, None
 
-    def _clear(self, profile_id: int | None, cid: int | None, purpose: str | None,
-               stack_level: int | None) -> bool:
-        matches = [k for k, pr in self.profiles.items()
-                   if (profile_id is None or k == profile_id)
-                   and (cid is None or pr.connector_id == cid)
-                   and (purpose is None or pr.purpose == purpose)
-                   and (stack_level is None or pr.stack_level == stack_level)]
+    def _clear(
+        self, profile_id: int | None, cid: int | None, purpose: str | None, stack_level: int | None
+    ) -> bool:
+        matches = [
+            k
+            for k, pr in self.profiles.items()
+            if (profile_id is None or k == profile_id)
+            and (cid is None or pr.connector_id == cid)
+            and (purpose is None or pr.purpose == purpose)
+            and (stack_level is None or pr.stack_level == stack_level)
+        ]
         for k in matches:
             del self.profiles[k]
         return bool(matches)
 
     def _v16_ClearChargingProfile(self, p: dict[str, Any]) -> Answer:
-        ok = self._clear(p.get("id"), p.get("connectorId"), p.get("chargingProfilePurpose"),
-                         p.get("stackLevel"))
+        ok = self._clear(
+            p.get("id"), p.get("connectorId"), p.get("chargingProfilePurpose"), p.get("stackLevel")
+        )
         return {"status": "Accepted" if ok else "Unknown"}, None
 
     def _v16_GetCompositeSchedule(self, p: dict[str, Any]) -> Answer:
         cid = int(p["connectorId"])
         unit, limit = self._composite(cid, p.get("chargingRateUnit"))
-        return {"status": "Accepted", "connectorId": cid,
-                "scheduleStart": iso(self.station.clock.now()),
-                "chargingSchedule": {"duration": int(p["duration"]), "chargingRateUnit": unit,
-                                     "chargingSchedulePeriod": [
-                                         {"startPeriod": 0, "limit": limit}]}}, None
+        return {
+            "status": "Accepted",
+            "connectorId": cid,
+            "scheduleStart": iso(self.station.clock.now()),
+            "chargingSchedule": {
+                "duration": int(p["duration"]),
+                "chargingRateUnit": unit,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+            },
+        }, None
 
     def _v16_TriggerMessage(self, p: dict[str, Any]) -> Answer:
         what = str(p["requestedMessage"])
@@ -390,19 +432,29 @@ class StationCommands:
         dialect = self.station.dialect
         payloads: list[Any]
         if what == "BootNotification":
-            payloads = [dialect.boot(vendor=self.station.config.vendor,
-                                     model=self.station.config.model,
-                                     serial=f"{self.station.cp_id}-SN", firmware="1.0.0")]
+            payloads = [
+                dialect.boot(
+                    vendor=self.station.config.vendor,
+                    model=self.station.config.model,
+                    serial=f"{self.station.cp_id}-SN",
+                    firmware="1.0.0",
+                )
+            ]
         elif what == "Heartbeat":
             payloads = [dialect.heartbeat()]
         elif what == "StatusNotification":
-            payloads = [dialect.status(c, self._connector_status(c), self.station.clock.now())
-                        for c in cids]
+            payloads = [
+                dialect.status(c, self._connector_status(c), self.station.clock.now()) for c in cids
+            ]
         elif what == "MeterValues":
             from ingest.simulator.v16 import sampled_values
 
-            payloads = [c16.MeterValues(connector_id=c, meter_value=[
-                sampled_values(self._idle_sample(c), "Trigger")]) for c in cids]
+            payloads = [
+                c16.MeterValues(
+                    connector_id=c, meter_value=[sampled_values(self._idle_sample(c), "Trigger")]
+                )
+                for c in cids
+            ]
         elif what == "DiagnosticsStatusNotification":
             payloads = [c16.DiagnosticsStatusNotification(status="Idle")]
         elif what == "FirmwareStatusNotification":
@@ -422,15 +474,20 @@ class StationCommands:
 
     def _v16_UpdateFirmware(self, p: dict[str, Any]) -> Answer:
         async def update() -> None:
-            await self._send_all([c16.FirmwareStatusNotification(status=s) for s in
-                                  ("Downloading", "Downloaded", "Installing", "Installed")])
+            await self._send_all(
+                [
+                    c16.FirmwareStatusNotification(status=s)
+                    for s in ("Downloading", "Downloaded", "Installing", "Installed")
+                ]
+            )
 
         return {}, update
 
     def _v16_GetDiagnostics(self, p: dict[str, Any]) -> Answer:
         async def upload() -> None:
-            await self._send_all([c16.DiagnosticsStatusNotification(status=s)
-                                  for s in ("Uploading", "Uploaded")])
+            await self._send_all(
+                [c16.DiagnosticsStatusNotification(status=s) for s in ("Uploading", "Uploaded")]
+            )
 
         return {"fileName": f"{self.station.cp_id}-diagnostics.log"}, upload
 
@@ -475,8 +532,12 @@ class StationCommands:
         if "chargingProfile" in p:
             prof = p["chargingProfile"]
             self.profiles[int(prof["id"])] = Profile(
-                int(prof["id"]), cid, int(prof["stackLevel"]), "TxProfile",
-                self._limit_w(prof["chargingSchedule"][0]))
+                int(prof["id"]),
+                cid,
+                int(prof["stackLevel"]),
+                "TxProfile",
+                self._limit_w(prof["chargingSchedule"][0]),
+            )
         return {"status": "Accepted"}, self._start(cid, str(p["idToken"]["idToken"]))
 
     def _v201_RequestStopTransaction(self, p: dict[str, Any]) -> Answer:
@@ -521,16 +582,24 @@ class StationCommands:
                     status = "Rejected"
                 else:
                     entry[0] = str(item["attributeValue"])
-            results.append({"attributeStatus": status, "component": item["component"],
-                            "variable": item["variable"]})
+            results.append(
+                {
+                    "attributeStatus": status,
+                    "component": item["component"],
+                    "variable": item["variable"],
+                }
+            )
         return {"setVariableResult": results}, None
 
     def _v201_GetVariables(self, p: dict[str, Any]) -> Answer:
         results = []
         for item in p["getVariableData"]:
             entry, status = self._variable(item)
-            result: dict[str, Any] = {"attributeStatus": status, "component": item["component"],
-                                      "variable": item["variable"]}
+            result: dict[str, Any] = {
+                "attributeStatus": status,
+                "component": item["component"],
+                "variable": item["variable"],
+            }
             if entry is not None:
                 result["attributeValue"] = entry[0]
             results.append(result)
@@ -545,23 +614,37 @@ class StationCommands:
         if purpose == "TxProfile" and cid not in self.running:
             return {"status": "Rejected"}, None
         self.profiles[int(prof["id"])] = Profile(
-            int(prof["id"]), cid, int(prof["stackLevel"]), purpose,
-            self._limit_w(prof["chargingSchedule"][0]))
+            int(prof["id"]),
+            cid,
+            int(prof["stackLevel"]),
+            purpose,
+            self._limit_w(prof["chargingSchedule"][0]),
+        )
         return {"status": "Accepted"}, None
 
     def _v201_ClearChargingProfile(self, p: dict[str, Any]) -> Answer:
         criteria = p.get("chargingProfileCriteria") or {}
-        ok = self._clear(p.get("chargingProfileId"), criteria.get("evseId"),
-                         criteria.get("chargingProfilePurpose"), criteria.get("stackLevel"))
+        ok = self._clear(
+            p.get("chargingProfileId"),
+            criteria.get("evseId"),
+            criteria.get("chargingProfilePurpose"),
+            criteria.get("stackLevel"),
+        )
         return {"status": "Accepted" if ok else "Unknown"}, None
 
     def _v201_GetCompositeSchedule(self, p: dict[str, Any]) -> Answer:
         cid = int(p["evseId"])
         unit, limit = self._composite(cid, p.get("chargingRateUnit"))
-        return {"status": "Accepted", "schedule": {
-            "evseId": cid, "duration": int(p["duration"]),
-            "scheduleStart": iso(self.station.clock.now()), "chargingRateUnit": unit,
-            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}}, None
+        return {
+            "status": "Accepted",
+            "schedule": {
+                "evseId": cid,
+                "duration": int(p["duration"]),
+                "scheduleStart": iso(self.station.clock.now()),
+                "chargingRateUnit": unit,
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+            },
+        }, None
 
     def _v201_TriggerMessage(self, p: dict[str, Any]) -> Answer:
         what = str(p["requestedMessage"])
@@ -570,21 +653,37 @@ class StationCommands:
         dialect = self.station.dialect
         payloads: list[Any]
         if what == "BootNotification":
-            payloads = [dialect.boot(vendor=self.station.config.vendor,
-                                     model=self.station.config.model,
-                                     serial=f"{self.station.cp_id}-SN", firmware="1.0.0")]
+            payloads = [
+                dialect.boot(
+                    vendor=self.station.config.vendor,
+                    model=self.station.config.model,
+                    serial=f"{self.station.cp_id}-SN",
+                    firmware="1.0.0",
+                )
+            ]
         elif what == "Heartbeat":
             payloads = [dialect.heartbeat()]
         elif what == "StatusNotification":
-            payloads = [c201.StatusNotification(
-                timestamp=iso(self.station.clock.now()), evse_id=cid, connector_id=1,
-                connector_status="Unavailable" if cid in self.unavailable else (
-                    "Occupied" if cid in self.running else "Available")) for cid in cids]
+            payloads = [
+                c201.StatusNotification(
+                    timestamp=iso(self.station.clock.now()),
+                    evse_id=cid,
+                    connector_id=1,
+                    connector_status="Unavailable"
+                    if cid in self.unavailable
+                    else ("Occupied" if cid in self.running else "Available"),
+                )
+                for cid in cids
+            ]
         elif what == "MeterValues":
             from ingest.simulator.v201 import meter_value
 
-            payloads = [c201.MeterValues(evse_id=cid, meter_value=[
-                meter_value(self._idle_sample(cid), "Trigger")]) for cid in cids]
+            payloads = [
+                c201.MeterValues(
+                    evse_id=cid, meter_value=[meter_value(self._idle_sample(cid), "Trigger")]
+                )
+                for cid in cids
+            ]
         elif what == "FirmwareStatusNotification":
             payloads = [c201.FirmwareStatusNotification(status="Idle")]
         elif what == "LogStatusNotification":
@@ -601,9 +700,12 @@ class StationCommands:
         request_id = int(p["requestId"])
 
         async def update() -> None:
-            await self._send_all([c201.FirmwareStatusNotification(status=s, request_id=request_id)
-                                  for s in ("Downloading", "Downloaded", "Installing",
-                                            "Installed")])
+            await self._send_all(
+                [
+                    c201.FirmwareStatusNotification(status=s, request_id=request_id)
+                    for s in ("Downloading", "Downloaded", "Installing", "Installed")
+                ]
+            )
 
         return {"status": "Accepted"}, update
 
@@ -611,22 +713,40 @@ class StationCommands:
         request_id = int(p["requestId"])
 
         async def upload() -> None:
-            await self._send_all([c201.LogStatusNotification(status=s, request_id=request_id)
-                                  for s in ("Uploading", "Uploaded")])
+            await self._send_all(
+                [
+                    c201.LogStatusNotification(status=s, request_id=request_id)
+                    for s in ("Uploading", "Uploaded")
+                ]
+            )
 
         return {"status": "Accepted", "filename": f"{self.station.cp_id}-log.txt"}, upload
 
     def _v201_GetBaseReport(self, p: dict[str, Any]) -> Answer:
         request_id = int(p["requestId"])
-        data = [{"component": {"name": comp}, "variable": {"name": var},
-                 "variableAttribute": [{"value": value, "mutability":
-                                        "ReadOnly" if ro else "ReadWrite"}]}
-                for (comp, var), (value, ro) in self.variables.items()]
+        data = [
+            {
+                "component": {"name": comp},
+                "variable": {"name": var},
+                "variableAttribute": [
+                    {"value": value, "mutability": "ReadOnly" if ro else "ReadWrite"}
+                ],
+            }
+            for (comp, var), (value, ro) in self.variables.items()
+        ]
 
         async def report() -> None:
-            await self._send_all([c201.NotifyReport(
-                request_id=request_id, generated_at=iso(self.station.clock.now()), seq_no=0,
-                tbc=False, report_data=data)])
+            await self._send_all(
+                [
+                    c201.NotifyReport(
+                        request_id=request_id,
+                        generated_at=iso(self.station.clock.now()),
+                        seq_no=0,
+                        tbc=False,
+                        report_data=data,
+                    )
+                ]
+            )
 
         return {"status": "Accepted"}, report
 

@@ -66,17 +66,34 @@ class Dialect(ABC):
         """The station-assigned transaction id (2.0.1), or None (1.6: the CSMS assigns)."""
 
     @abstractmethod
-    def start(self, *, connector_id: int, id_tag: str, register_wh: int, at: datetime,
-              transaction_id: str | None) -> Any: ...
+    def start(
+        self,
+        *,
+        connector_id: int,
+        id_tag: str,
+        register_wh: int,
+        at: datetime,
+        transaction_id: str | None,
+    ) -> Any: ...
 
     @abstractmethod
     def started(self, response: Any, proposed: str | None) -> tuple[int | str, str]:
         """(transaction id, authorisation status) from the start's answer."""
 
     @abstractmethod
-    def meter(self, *, connector_id: int, transaction_id: int | str, sample: Sample,
-              charging: bool) -> Any: ...
+    def meter(
+        self, *, connector_id: int, transaction_id: int | str, sample: Sample, charging: bool
+    ) -> Any: ...
 
     @abstractmethod
-    def stop(self, *, connector_id: int, transaction_id: int | str, id_tag: str,
-             register_wh: int, at: datetime, reason: str, last: Sample | None) -> Any: ...
+    def stop(
+        self,
+        *,
+        connector_id: int,
+        transaction_id: int | str,
+        id_tag: str,
+        register_wh: int,
+        at: datetime,
+        reason: str,
+        last: Sample | None,
+    ) -> Any: ...

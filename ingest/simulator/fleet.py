@@ -99,16 +99,19 @@ class FleetConfig:
     def __post_init__(self) -> None:
         unknown = [v for v in self.ocpp_versions if v not in DIALECTS]
         if not self.ocpp_versions or unknown:
-            raise ValueError(f"ocpp_versions must be from {sorted(DIALECTS)}, got "
-                             f"{self.ocpp_versions!r}")
+            raise ValueError(
+                f"ocpp_versions must be from {sorted(DIALECTS)}, got {self.ocpp_versions!r}"
+            )
 
     def station_ids(self) -> list[str]:
         return [f"{self.station_id_prefix}{i:04d}" for i in range(1, self.stations + 1)]
 
     def station_versions(self) -> dict[str, str]:
         """Station id -> OCPP version."""
-        return {cp: self.ocpp_versions[i % len(self.ocpp_versions)]
-                for i, cp in enumerate(self.station_ids())}
+        return {
+            cp: self.ocpp_versions[i % len(self.ocpp_versions)]
+            for i, cp in enumerate(self.station_ids())
+        }
 
 
 @dataclass
@@ -177,9 +180,16 @@ BeforeSend = Callable[[str, str, int], Awaitable[None]]
 
 
 class SimulatedStation:
-    def __init__(self, cp_id: str, config: FleetConfig, report: FleetReport, clock: SimClock,
-                 before_send: BeforeSend | None = None, ocpp_version: str = "1.6",
-                 tags_in_use: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        cp_id: str,
+        config: FleetConfig,
+        report: FleetReport,
+        clock: SimClock,
+        before_send: BeforeSend | None = None,
+        ocpp_version: str = "1.6",
+        tags_in_use: set[str] | None = None,
+    ) -> None:
         self.cp_id = cp_id
         # Shared by the fleet: a driver's card is in one session at a time (the
         # gateway answers ConcurrentTx otherwise).
@@ -231,9 +241,13 @@ class SimulatedStation:
         url = f"{self.config.gateway_url.rstrip('/')}/{self.cp_id}"
         while not self._finished.is_set():
             try:
-                ws = await connect(url, open_timeout=10, subprotocols=[
-                    self.dialect.subprotocol],  # type: ignore[list-item]
-                    additional_headers=self._auth_headers(), ssl=self._ssl_context(url))
+                ws = await connect(
+                    url,
+                    open_timeout=10,
+                    subprotocols=[self.dialect.subprotocol],  # type: ignore[list-item]
+                    additional_headers=self._auth_headers(),
+                    ssl=self._ssl_context(url),
+                )
             except Exception as exc:
                 self.report.connect_failures += 1
                 delay = self._backoff(attempt)
@@ -251,8 +265,7 @@ class SimulatedStation:
     def _auth_headers(self) -> dict[str, str]:
         if self.config.station_password is None:
             return {}
-        token = base64.b64encode(
-            f"{self.cp_id}:{self.config.station_password}".encode()).decode()
+        token = base64.b64encode(f"{self.cp_id}:{self.config.station_password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
     def _ssl_context(self, url: str) -> ssl.SSLContext | None:
@@ -269,7 +282,8 @@ class SimulatedStation:
 
     async def _serve_connection(self, ws: ClientConnection) -> None:
         client = self.dialect.client_cls(
-            self.cp_id, ws, response_timeout=self.config.call_timeout_s, logger=_lib_logger)
+            self.cp_id, ws, response_timeout=self.config.call_timeout_s, logger=_lib_logger
+        )
         if isinstance(client, CommandsMixin):
             client.commands = self.commands
         self._ws = ws
@@ -298,10 +312,15 @@ class SimulatedStation:
         attempt = 0
         while True:
             try:
-                boot = await client.call(self.dialect.boot(
-                    vendor=self.config.vendor, model=self.config.model,
-                    serial=f"{self.cp_id}-SN", firmware="1.0.0",
-                ), suppress=False)
+                boot = await client.call(
+                    self.dialect.boot(
+                        vendor=self.config.vendor,
+                        model=self.config.model,
+                        serial=f"{self.cp_id}-SN",
+                        firmware="1.0.0",
+                    ),
+                    suppress=False,
+                )
             except (ConnectionClosed, asyncio.CancelledError):
                 raise
             except Exception as exc:
@@ -369,15 +388,21 @@ class SimulatedStation:
                     raise
                 except (InternalError, TimeoutError, ConnectionClosed) as exc:
                     self.report.call_errors += 1
-                    self.log.info("transaction message not acknowledged, retrying",
-                                  action=type(item.payload).__name__, error=repr(exc))
+                    self.log.info(
+                        "transaction message not acknowledged, retrying",
+                        action=type(item.payload).__name__,
+                        error=repr(exc),
+                    )
                 except Exception as exc:  # rejected for good (schema etc.): few retries
                     self.report.call_errors += 1
                     other_failures += 1
                     if other_failures >= 3:
                         self.report.failed_transaction_messages += 1
-                        self.log.error("transaction message rejected, giving up",
-                                       action=type(item.payload).__name__, error=repr(exc))
+                        self.log.error(
+                            "transaction message rejected, giving up",
+                            action=type(item.payload).__name__,
+                            error=repr(exc),
+                        )
                         item.future.set_exception(exc)
                         break
                 else:
@@ -407,15 +432,17 @@ class SimulatedStation:
     async def _connector_loop(self, cid: int) -> None:
         await self._booted_once.wait()
         while self._take_session():
-            await self.clock.sleep(self.config.min_arrival_gap_s
-                                   + self.rng.expovariate(1.0 / self.config.mean_arrival_gap_s))
+            await self.clock.sleep(
+                self.config.min_arrival_gap_s
+                + self.rng.expovariate(1.0 / self.config.mean_arrival_gap_s)
+            )
             async with self.commands.locks[cid]:
                 await self._session(cid)
 
     def _sample(self, cid: int, state: ChargingState) -> Sample:
         voltage, current, temperature = electrical(
-            state.power_w, voltage_v=self.config.voltage_v, phases=self.config.phases,
-            rng=self.rng)
+            state.power_w, voltage_v=self.config.voltage_v, phases=self.config.phases, rng=self.rng
+        )
         readings = [
             Reading("Energy.Active.Import.Register", self.registers[cid].wh, "Wh", "Outlet"),
             Reading("Power.Active.Import", state.power_w, "W", "Outlet"),
@@ -427,8 +454,9 @@ class SimulatedStation:
             readings.append(Reading("Temperature", temperature, "Celsius", "Body"))
         return Sample(self.clock.now(), tuple(readings))
 
-    async def _session(self, cid: int, id_tag: str | None = None, *, authorize: bool = True
-                       ) -> None:
+    async def _session(
+        self, cid: int, id_tag: str | None = None, *, authorize: bool = True
+    ) -> None:
         """One session on ``cid``; ``id_tag`` given: a remote start (``authorize``: ask
         the CSMS first)."""
         cfg = self.config
@@ -458,9 +486,15 @@ class SimulatedStation:
         meter_start = register.wh
         started_at = self.clock.now()
         proposed = dialect.new_transaction_id(self.rng.getrandbits(128))
-        start = await self._enqueue(dialect.start(
-            connector_id=cid, id_tag=id_tag, register_wh=meter_start, at=started_at,
-            transaction_id=proposed))
+        start = await self._enqueue(
+            dialect.start(
+                connector_id=cid,
+                id_tag=id_tag,
+                register_wh=meter_start,
+                at=started_at,
+                transaction_id=proposed,
+            )
+        )
         transaction_id, start_status = dialect.started(start, proposed)
         self.commands.session_started(cid, transaction_id)
         state = ChargingState(ev=ev, soc=ev.soc_start, station_max_w=cfg.max_power_w)
@@ -476,24 +510,52 @@ class SimulatedStation:
             state.station_max_w = self.commands.power_limit_w(cid, cfg.max_power_w)
             register.add(state.step(cfg.meter_interval_s))
             last_sample = self._sample(cid, state)
-            self._enqueue(dialect.meter(connector_id=cid, transaction_id=transaction_id,
-                                        sample=last_sample, charging=state.power_w > 0))
+            self._enqueue(
+                dialect.meter(
+                    connector_id=cid,
+                    transaction_id=transaction_id,
+                    sample=last_sample,
+                    charging=state.power_w > 0,
+                )
+            )
             samples += 1
             reason = self.commands.take_stop(cid) or state.done
         meter_stop = register.wh
         stopped_at = self.clock.now()
-        await self._enqueue(dialect.stop(
-            connector_id=cid, transaction_id=transaction_id, id_tag=id_tag,
-            register_wh=meter_stop, at=stopped_at, reason=reason, last=last_sample))
+        await self._enqueue(
+            dialect.stop(
+                connector_id=cid,
+                transaction_id=transaction_id,
+                id_tag=id_tag,
+                register_wh=meter_stop,
+                at=stopped_at,
+                reason=reason,
+                last=last_sample,
+            )
+        )
         self.commands.session_ended(cid)
-        self.report.sessions.append(SessionTruth(
-            charge_point_id=self.cp_id, connector_id=cid, transaction_id=transaction_id,
-            id_tag=id_tag, meter_start_wh=meter_start, meter_stop_wh=meter_stop,
-            energy_wh=meter_stop - meter_start, started_at=iso(started_at),
-            stopped_at=iso(stopped_at), stop_reason=reason, meter_value_messages=samples,
-            ocpp_version=dialect.version))
-        self.log.info("session done", transaction_id=transaction_id,
-                      energy_wh=meter_stop - meter_start, reason=reason)
+        self.report.sessions.append(
+            SessionTruth(
+                charge_point_id=self.cp_id,
+                connector_id=cid,
+                transaction_id=transaction_id,
+                id_tag=id_tag,
+                meter_start_wh=meter_start,
+                meter_stop_wh=meter_stop,
+                energy_wh=meter_stop - meter_start,
+                started_at=iso(started_at),
+                stopped_at=iso(stopped_at),
+                stop_reason=reason,
+                meter_value_messages=samples,
+                ocpp_version=dialect.version,
+            )
+        )
+        self.log.info(
+            "session done",
+            transaction_id=transaction_id,
+            energy_wh=meter_stop - meter_start,
+            reason=reason,
+        )
         await self._status(cid, "Finishing")
         await self._status(cid, "Available")
 
@@ -510,7 +572,9 @@ def provision(config: FleetConfig) -> None:
 
 
 async def run_fleet(
-    config: FleetConfig, report: FleetReport | None = None, *,
+    config: FleetConfig,
+    report: FleetReport | None = None,
+    *,
     before_send: BeforeSend | None = None,
     on_station: Callable[[SimulatedStation], None] | None = None,
 ) -> FleetReport:
@@ -529,8 +593,10 @@ async def run_fleet(
     clock = SimClock(config.time_scale)
     versions = config.station_versions()
     tags_in_use: set[str] = set()
-    stations = [SimulatedStation(cp_id, config, report, clock, before_send, versions[cp_id],
-                                 tags_in_use) for cp_id in report.stations]
+    stations = [
+        SimulatedStation(cp_id, config, report, clock, before_send, versions[cp_id], tags_in_use)
+        for cp_id in report.stations
+    ]
     if on_station is not None:
         for station in stations:
             on_station(station)

@@ -193,8 +193,9 @@ class SimulatedMeters:
     until every meter has published a reading taken after the call.
     """
 
-    def __init__(self, config: MeterSimConfig,
-                 sources: Mapping[str, ReadingSource] | None = None) -> None:
+    def __init__(
+        self, config: MeterSimConfig, sources: Mapping[str, ReadingSource] | None = None
+    ) -> None:
         self.config = config
         self.sources: dict[str, ReadingSource] = dict(sources or {})
         self.published = 0
@@ -227,16 +228,21 @@ class SimulatedMeters:
         self._epoch += 1
         target = self._epoch
         async with self._progress:
-            await self._progress.wait_for(lambda: all(
-                self._published_epoch.get(m, -1) >= target for m in self.sources))
+            await self._progress.wait_for(
+                lambda: all(self._published_epoch.get(m, -1) >= target for m in self.sources)
+            )
 
     async def run(self) -> None:
         cfg, attempt = self.config, 0
         while not self._stop.is_set():
             try:
                 async with aiomqtt.Client(
-                    cfg.mqtt.host, cfg.mqtt.port, username=cfg.mqtt.username,
-                    password=cfg.mqtt.password, keepalive=30, timeout=10.0,
+                    cfg.mqtt.host,
+                    cfg.mqtt.port,
+                    username=cfg.mqtt.username,
+                    password=cfg.mqtt.password,
+                    keepalive=30,
+                    timeout=10.0,
                     tls_context=ssl.create_default_context() if cfg.mqtt.tls else None,
                 ) as client:
                     attempt = 0
@@ -290,11 +296,19 @@ class SimulatedMeters:
         await asyncio.sleep(self._rng.uniform(0.0, cfg.interval_s))
         while True:
             epoch, snap = self._epoch, source.read()
-            await client.publish(topic, encode_reading(
-                meter_id, snap.time, snap.energy_wh, power_w=snap.power_w,
-                voltage_v=snap.voltage_v, current_a=snap.current_a,
-                temperature_c=snap.temperature_c,
-            ), qos=cfg.qos)
+            await client.publish(
+                topic,
+                encode_reading(
+                    meter_id,
+                    snap.time,
+                    snap.energy_wh,
+                    power_w=snap.power_w,
+                    voltage_v=snap.voltage_v,
+                    current_a=snap.current_a,
+                    temperature_c=snap.temperature_c,
+                ),
+                qos=cfg.qos,
+            )
             self.published += 1
             async with self._progress:
                 self._published_epoch[meter_id] = epoch
@@ -307,22 +321,32 @@ def topic_template_for(pattern: str) -> str:
     the first ``+`` level becomes the meter id (``meters/+/reading`` ->
     ``meters/{meter_id}/reading``)."""
     levels = pattern.split("/")
-    if "+" not in levels or "#" in levels or levels.count("+") > 1 or any(
-            "{" in level or "}" in level for level in levels):
-        raise ValueError(f"cannot publish to {pattern!r}: it needs exactly one '+' level "
-                         "(the meter id) and no '#'")
+    if (
+        "+" not in levels
+        or "#" in levels
+        or levels.count("+") > 1
+        or any("{" in level or "}" in level for level in levels)
+    ):
+        raise ValueError(
+            f"cannot publish to {pattern!r}: it needs exactly one '+' level "
+            "(the meter id) and no '#'"
+        )
     levels[levels.index("+")] = "{meter_id}"
     return "/".join(levels)
 
 
 def standalone_meters(
-    station_ids: list[str], *, seed: int = 0, mean_dwell_s: float = 240.0,
+    station_ids: list[str],
+    *,
+    seed: int = 0,
+    mean_dwell_s: float = 240.0,
     mean_gap_s: float = 60.0,
 ) -> dict[str, StandaloneSource]:
     """A standalone meter on connector 1 of each station (ids from :func:`meter_id_for`)."""
     return {
         meter_id_for(cp_id): StandaloneSource(
-            rng=random.Random(f"{seed}/meter/{cp_id}"), mean_dwell_s=mean_dwell_s,
+            rng=random.Random(f"{seed}/meter/{cp_id}"),
+            mean_dwell_s=mean_dwell_s,
             mean_gap_s=mean_gap_s,
         )
         for cp_id in station_ids
@@ -330,8 +354,11 @@ def standalone_meters(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ingest.simulator.meters", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m ingest.simulator.meters",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--url", default="mqtt://127.0.0.1:1883", help="MQTT broker URL")
     p.add_argument("--stations", type=int, default=20)
     p.add_argument("--prefix", default="SIM-", help="station id prefix (ids PREFIX0001...)")
@@ -348,8 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, meters.stop)
-        log.info("simulated meters publishing", meters=len(meters.sources),
-                 mqtt=meters.config.mqtt.url, interval_s=args.interval)
+        log.info(
+            "simulated meters publishing",
+            meters=len(meters.sources),
+            mqtt=meters.config.mqtt.url,
+            interval_s=args.interval,
+        )
         await meters.run()
         log.info("simulated meters stopped", published=meters.published)
 

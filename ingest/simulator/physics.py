@@ -27,8 +27,9 @@ def draw_ev(rng: random.Random, *, mean_dwell_s: float) -> Ev:
     )
 
 
-def charging_power_w(soc: float, ev_max_w: float, station_max_w: float,
-                     taper_start: float = 0.8) -> float:
+def charging_power_w(
+    soc: float, ev_max_w: float, station_max_w: float, taper_start: float = 0.8
+) -> float:
     """Constant power up to ``taper_start`` SoC, then a linear taper to 5 % at full."""
     limit = max(0.0, min(ev_max_w, station_max_w))
     if soc >= 1.0:
@@ -91,8 +92,9 @@ class ChargingState:
         return None
 
 
-def electrical(power_w: float, *, voltage_v: float, phases: int, rng: random.Random
-               ) -> tuple[float, float, float]:
+def electrical(
+    power_w: float, *, voltage_v: float, phases: int, rng: random.Random
+) -> tuple[float, float, float]:
     """(voltage V, current A per phase, connector temperature Celsius) for a power."""
     voltage = voltage_v * (1.0 + rng.gauss(0.0, 0.005))
     current = power_w / (voltage * phases) if power_w > 0 else 0.0

@@ -13,18 +13,25 @@ from runtime.settings import LoggingSettings, MqttSettings
 class SimulatorSettings(MqttSettings, LoggingSettings):
     simulated_stations: int = Field(20, ge=1, description="simulated charge points")
     simulator_meter_interval_s: float = Field(
-        5.0, gt=0, description="simulated seconds between a station's MeterValues")
-    simulator_time_scale: float = Field(1.0, gt=0,
-                                        description="simulated seconds per real second")
+        5.0, gt=0, description="simulated seconds between a station's MeterValues"
+    )
+    simulator_time_scale: float = Field(1.0, gt=0, description="simulated seconds per real second")
     simulator_mean_dwell_s: float = Field(
-        240.0, gt=0, description="mean simulated seconds an EV stays plugged in")
+        240.0, gt=0, description="mean simulated seconds an EV stays plugged in"
+    )
     simulator_mean_arrival_gap_s: float = Field(
-        60.0, gt=0, description="mean simulated seconds between sessions on a connector")
+        60.0, gt=0, description="mean simulated seconds between sessions on a connector"
+    )
     simulator_station_password: SecretStr | None = Field(
-        None, description="HTTP Basic password of the simulated stations "
-        "(`chargeflow run` generates one per run)")
+        None,
+        description="HTTP Basic password of the simulated stations "
+        "(`chargeflow run` generates one per run)",
+    )
     simulator_ocpp_versions: str = Field(
-        "1.6,2.0.1", pattern=r"^\s*(1\.6|2\.0\.1)\s*(,\s*(1\.6|2\.0\.1)\s*)*$",
-        description="OCPP versions the stations take in turn (a mixed fleet by default)")
+        "1.6,2.0.1",
+        pattern=r"^\s*(1\.6|2\.0\.1)\s*(,\s*(1\.6|2\.0\.1)\s*)*$",
+        description="OCPP versions the stations take in turn (a mixed fleet by default)",
+    )
     simulated_meter_interval_s: float = Field(
-        10.0, gt=0, description="seconds between a simulated smart meter's readings")
+        10.0, gt=0, description="seconds between a simulated smart meter's readings"
+    )

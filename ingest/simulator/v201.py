@@ -42,13 +42,20 @@ class V201Client(CommandsMixin, ChargePoint):
 
 def _sampled(r: Reading, context: str) -> dict[str, Any]:
     value: float | int = r.value if isinstance(r.value, int) else round(r.value, r.decimals)
-    return {"value": value, "context": context, "measurand": r.measurand,
-            "location": r.location, "unitOfMeasure": {"unit": r.unit}}
+    return {
+        "value": value,
+        "context": context,
+        "measurand": r.measurand,
+        "location": r.location,
+        "unitOfMeasure": {"unit": r.unit},
+    }
 
 
 def meter_value(sample: Sample, context: str) -> dict[str, Any]:
-    return {"timestamp": iso(sample.timestamp),
-            "sampledValue": [_sampled(r, context) for r in sample.readings]}
+    return {
+        "timestamp": iso(sample.timestamp),
+        "sampledValue": [_sampled(r, context) for r in sample.readings],
+    }
 
 
 def register_value(register_wh: int, at: datetime, context: str) -> dict[str, Any]:
@@ -71,20 +78,29 @@ class V201Dialect(Dialect):
 
     def boot(self, *, vendor: str, model: str, serial: str, firmware: str) -> Any:
         return c.BootNotification(
-            charging_station={"vendor_name": vendor, "model": model, "serial_number": serial,
-                              "firmware_version": firmware},
-            reason="PowerUp")
+            charging_station={
+                "vendor_name": vendor,
+                "model": model,
+                "serial_number": serial,
+                "firmware_version": firmware,
+            },
+            reason="PowerUp",
+        )
 
     def heartbeat(self) -> Any:
         return c.Heartbeat()
 
     def status(self, connector_id: int, status: str, at: datetime) -> Any | None:
-        mapped = {"Available": "Available", "Preparing": "Occupied",
-                  "Unavailable": "Unavailable"}.get(status)
+        mapped = {
+            "Available": "Available",
+            "Preparing": "Occupied",
+            "Unavailable": "Unavailable",
+        }.get(status)
         if mapped is None or connector_id == 0:
             return None
-        return c.StatusNotification(timestamp=iso(at), connector_status=mapped,
-                                    evse_id=connector_id, connector_id=1)
+        return c.StatusNotification(
+            timestamp=iso(at), connector_status=mapped, evse_id=connector_id, connector_id=1
+        )
 
     def authorize(self, id_tag: str) -> Any:
         return c.Authorize(id_token={"id_token": id_tag, "type": "ISO14443"})
@@ -95,41 +111,73 @@ class V201Dialect(Dialect):
     def new_transaction_id(self, rand128: int) -> str | None:
         return str(uuid.UUID(int=rand128, version=4))
 
-    def start(self, *, connector_id: int, id_tag: str, register_wh: int, at: datetime,
-              transaction_id: str | None) -> Any:
+    def start(
+        self,
+        *,
+        connector_id: int,
+        id_tag: str,
+        register_wh: int,
+        at: datetime,
+        transaction_id: str | None,
+    ) -> Any:
         assert transaction_id is not None
         return c.TransactionEvent(
-            event_type="Started", timestamp=iso(at), trigger_reason="Authorized",
+            event_type="Started",
+            timestamp=iso(at),
+            trigger_reason="Authorized",
             seq_no=self._next_seq(transaction_id),
             transaction_info={"transaction_id": transaction_id, "charging_state": "Charging"},
             evse={"id": connector_id, "connector_id": 1},
             id_token={"id_token": id_tag, "type": "ISO14443"},
-            meter_value=[register_value(register_wh, at, "Transaction.Begin")])
+            meter_value=[register_value(register_wh, at, "Transaction.Begin")],
+        )
 
     def started(self, response: Any, proposed: str | None) -> tuple[int | str, str]:
         assert proposed is not None
         info = response.id_token_info or {}
         return proposed, str(info.get("status"))
 
-    def meter(self, *, connector_id: int, transaction_id: int | str, sample: Sample,
-              charging: bool) -> Any:
+    def meter(
+        self, *, connector_id: int, transaction_id: int | str, sample: Sample, charging: bool
+    ) -> Any:
         tx = str(transaction_id)
         return c.TransactionEvent(
-            event_type="Updated", timestamp=iso(sample.timestamp),
-            trigger_reason="MeterValuePeriodic", seq_no=self._next_seq(tx),
-            transaction_info={"transaction_id": tx,
-                              "charging_state": "Charging" if charging else "SuspendedEV"},
-            meter_value=[meter_value(sample, "Sample.Periodic")])
+            event_type="Updated",
+            timestamp=iso(sample.timestamp),
+            trigger_reason="MeterValuePeriodic",
+            seq_no=self._next_seq(tx),
+            transaction_info={
+                "transaction_id": tx,
+                "charging_state": "Charging" if charging else "SuspendedEV",
+            },
+            meter_value=[meter_value(sample, "Sample.Periodic")],
+        )
 
-    def stop(self, *, connector_id: int, transaction_id: int | str, id_tag: str,
-             register_wh: int, at: datetime, reason: str, last: Sample | None) -> Any:
+    def stop(
+        self,
+        *,
+        connector_id: int,
+        transaction_id: int | str,
+        id_tag: str,
+        register_wh: int,
+        at: datetime,
+        reason: str,
+        last: Sample | None,
+    ) -> Any:
         tx = str(transaction_id)
         trigger, state = _ENDED.get(reason, ("AbnormalCondition", "Idle"))
         seq = self._next_seq(tx)
         self._seq.pop(tx, None)
         return c.TransactionEvent(
-            event_type="Ended", timestamp=iso(at), trigger_reason=trigger, seq_no=seq,
-            transaction_info={"transaction_id": tx, "charging_state": state,
-                              "stopped_reason": reason},
+            event_type="Ended",
+            timestamp=iso(at),
+            trigger_reason=trigger,
+            seq_no=seq,
+            transaction_info={
+                "transaction_id": tx,
+                "charging_state": state,
+                "stopped_reason": reason,
+            },
             id_token={"id_token": id_tag, "type": "ISO14443"} if reason == "Local" else None,
-            meter_value=[register_value(register_wh, at, "Transaction.End")])
+            meter_value=[register_value(register_wh, at, "Transaction.End")],
+        )

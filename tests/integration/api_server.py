@@ -22,8 +22,13 @@ def served_api(config: ApiConfig, host: str = "127.0.0.1") -> Iterator[str]:
     thread = threading.Thread(target=asyncio.run, args=(server.serve(),), name="api-server")
     thread.start()
     try:
-        poll_until(lambda: server.started or not thread.is_alive(), bool, 15,
-                   "uvicorn to start", interval=0.02)
+        poll_until(
+            lambda: server.started or not thread.is_alive(),
+            bool,
+            15,
+            "uvicorn to start",
+            interval=0.02,
+        )
         assert server.started, "uvicorn exited during start-up"
         yield f"http://{host}:{port}"
     finally:

@@ -38,14 +38,24 @@ SELECT charge_point_id, connector_id, bucket AT TIME ZONE 'UTC', minutes, sample
 DAYS_AGGREGATE = """
 SELECT charge_point_id, connector_id, bucket AT TIME ZONE 'UTC', minutes, sample_count,
        energy_wh FROM energy_connector_1d ORDER BY 1, 2, 3"""
-STATION_MINUTES = "SELECT charge_point_id, bucket, sample_count, energy_wh FROM load_station_1m" \
-                  " ORDER BY 1, 2"
+STATION_MINUTES = (
+    "SELECT charge_point_id, bucket, sample_count, energy_wh FROM load_station_1m ORDER BY 1, 2"
+)
 
 
 def minute(cp: str, at: datetime, energy_wh: int, connector_id: int = 1) -> MinuteRow:
-    return MinuteRow(charge_point_id=cp, connector_id=connector_id, bucket=at, sample_count=2,
-                     power_sum_w=14_000.0, avg_power_w=7_000.0, max_power_w=7_100.0,
-                     energy_wh=Decimal(energy_wh), register_wh=None, source="ocpp")
+    return MinuteRow(
+        charge_point_id=cp,
+        connector_id=connector_id,
+        bucket=at,
+        sample_count=2,
+        power_sum_w=14_000.0,
+        avg_power_w=7_000.0,
+        max_power_w=7_100.0,
+        energy_wh=Decimal(energy_wh),
+        register_wh=None,
+        source="ocpp",
+    )
 
 
 def series(cp: str, start: datetime, count: int, energy_wh: int = 100) -> list[MinuteRow]:
@@ -83,7 +93,8 @@ def test_late_rows_reach_the_hour_and_day_aggregates(db: psycopg.Connection[Any]
     ]
     late_minutes = [r for r in rows(db, STATION_MINUTES) if r[0] == "CP-LATE"]
     assert [(r[1], r[3]) for r in late_minutes] == [
-        (late_start + k * M, Decimal(100 + k)) for k in range(90)]
+        (late_start + k * M, Decimal(100 + k)) for k in range(90)
+    ]
 
     # A forced refresh, then rows of the current hour: the next refresh shows them (the
     # current hour and day are not frozen by the forced one).
@@ -92,8 +103,10 @@ def test_late_rows_reach_the_hour_and_day_aggregates(db: psycopg.Connection[Any]
     refresh_aggregates(db)
     assert rows(db, HOURS_AGGREGATE) == rows(db, HOURS)
     assert rows(db, DAYS_AGGREGATE) == rows(db, DAYS)
-    current = db.execute("SELECT energy_wh FROM load_connector_1h WHERE charge_point_id ="
-                         " 'CP-LIVE' AND bucket = %s", (hour,)).fetchone()
+    current = db.execute(
+        "SELECT energy_wh FROM load_connector_1h WHERE charge_point_id = 'CP-LIVE' AND bucket = %s",
+        (hour,),
+    ).fetchone()
     assert current == (Decimal(777),)
     # Nothing left to do: the ranges taken were deleted.
     assert refresh_aggregates(db) == []
@@ -104,10 +117,12 @@ def test_replayed_rows_invalidate_nothing(db: psycopg.Connection[Any]) -> None:
     now = db_now(db)
     batch = series("CP-A", floor_bucket(now - 5 * D, H), 3) + series("CP-B", now - 3 * D, 2)
     write_load_batch(db, batch, [])
-    recorded = rows(db, "SELECT bucket_start, bucket_end FROM load_aggregate_invalidations"
-                        " ORDER BY 1")
-    assert recorded == sorted({(floor_bucket(r.bucket, H), floor_bucket(r.bucket, H) + H)
-                               for r in batch})
+    recorded = rows(
+        db, "SELECT bucket_start, bucket_end FROM load_aggregate_invalidations ORDER BY 1"
+    )
+    assert recorded == sorted(
+        {(floor_bucket(r.bucket, H), floor_bucket(r.bucket, H) + H) for r in batch}
+    )
     refresh_aggregates(db)
     write_load_batch(db, batch, [])  # a replay changes no row
     assert rows(db, "SELECT count(*) FROM load_aggregate_invalidations") == [(0,)]
@@ -130,29 +145,43 @@ def test_aggregates_outlive_their_raw_rows(db: psycopg.Connection[Any]) -> None:
     assert hours == rows(db, HOURS)
 
     # What the retention policy does to the raw table (TimescaleDB drops the chunks).
-    deleted = db.execute("DELETE FROM load_connector_1m WHERE bucket < now() - %s",
-                         (RAW_RETENTION,)).rowcount
+    deleted = db.execute(
+        "DELETE FROM load_connector_1m WHERE bucket < now() - %s", (RAW_RETENTION,)
+    ).rowcount
     assert deleted == 120
-    assert refresh_aggregates(db, force=True) == ["load_station_1m", "load_connector_1h",
-                                                  "energy_connector_1d"]
+    assert refresh_aggregates(db, force=True) == [
+        "load_station_1m",
+        "load_connector_1h",
+        "energy_connector_1d",
+    ]
     assert rows(db, HOURS_AGGREGATE) == hours
     assert rows(db, DAYS_AGGREGATE) == days
 
     # Within retention the aggregates follow the raw rows, deletions included.
-    db.execute("DELETE FROM load_connector_1m WHERE charge_point_id = 'CP-NEW'"
-               " AND bucket >= %s", (recent_day + 8 * H + 30 * M,))
+    db.execute(
+        "DELETE FROM load_connector_1m WHERE charge_point_id = 'CP-NEW' AND bucket >= %s",
+        (recent_day + 8 * H + 30 * M,),
+    )
     refresh_aggregates(db, force=True)
     assert [(r[0], r[3]) for r in rows(db, HOURS_AGGREGATE)] == [
-        ("CP-NEW", 30), ("CP-OLD", 60), ("CP-OLD", 60)]
+        ("CP-NEW", 30),
+        ("CP-OLD", 60),
+        ("CP-OLD", 60),
+    ]
     assert [(r[0], r[3]) for r in rows(db, DAYS_AGGREGATE)] == [("CP-NEW", 30), ("CP-OLD", 120)]
 
 
-def test_cleaning_the_database_clears_the_aggregates(db: psycopg.Connection[Any],
-                                                     clean_db: str) -> None:
+def test_cleaning_the_database_clears_the_aggregates(
+    db: psycopg.Connection[Any], clean_db: str
+) -> None:
     write_load_batch(db, series("CP-A", floor_bucket(db_now(db) - 2 * D, H), 5), [])
     refresh_aggregates(db)
     write_load_batch(db, series("CP-A", floor_bucket(db_now(db) - 4 * D, H), 5), [])
     clear_data(clean_db)
-    for table in ("load_station_1m", "load_connector_1h", "energy_connector_1d",
-                  "load_aggregate_invalidations"):
+    for table in (
+        "load_station_1m",
+        "load_connector_1h",
+        "energy_connector_1d",
+        "load_aggregate_invalidations",
+    ):
         assert rows(db, f"SELECT count(*) FROM {table}") == [(0,)], table

@@ -51,8 +51,10 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
     seed_load_data(url)
     # The ids the OpenAPI document gives as examples, so example cases find data.
     with psycopg.connect(url, autocommit=True) as db:
-        db.execute("INSERT INTO sites (site_id, name, capacity_w) VALUES (%s, 'Depot', 50000)",
-                   (EXAMPLE_SITE,))
+        db.execute(
+            "INSERT INTO sites (site_id, name, capacity_w) VALUES (%s, 'Depot', 50000)",
+            (EXAMPLE_SITE,),
+        )
     provision_station(url, EXAMPLE_STATION, EXAMPLE_SITE)
     with psycopg.connect(url, autocommit=True) as db:
         db.execute(
@@ -60,27 +62,38 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
             " connector_status, ocpp_status, error_code, status_at, online,"
             " connection_changed_at, updated_at)"
             " VALUES (%s, 1, 'Available', 'Available', 'Available', 'NoError', %s, true, %s, %s)",
-            (EXAMPLE_STATION, T0, T0, T0))
+            (EXAMPLE_STATION, T0, T0, T0),
+        )
         db.execute(
             "INSERT INTO connector_status_history (charge_point_id, connector_id, at, status,"
             " ocpp_status, error_code) VALUES (%s, 1, %s, 'Available', 'Available', 'NoError')",
-            (EXAMPLE_STATION, T0))
+            (EXAMPLE_STATION, T0),
+        )
         insert_session(db, session_id=EXAMPLE_SESSION_ID, charge_point_id=EXAMPLE_STATION)
         for k in range(1, 4):
-            insert_session(db, charge_point_id=EXAMPLE_STATION,
-                           started_at=T0 + timedelta(hours=k),
-                           stopped_at=T0 + timedelta(hours=k, minutes=30))
-        insert_session(db, charge_point_id="N2", status="active", stopped_at=None,
-                       meter_stop_wh=None, energy_wh=None, quality="estimated",
-                       energy_source=None)
+            insert_session(
+                db,
+                charge_point_id=EXAMPLE_STATION,
+                started_at=T0 + timedelta(hours=k),
+                stopped_at=T0 + timedelta(hours=k, minutes=30),
+            )
+        insert_session(
+            db,
+            charge_point_id="N2",
+            status="active",
+            stopped_at=None,
+            meter_stop_wh=None,
+            energy_wh=None,
+            quality="estimated",
+            energy_source=None,
+        )
     yield url
     pg_server.drop_database(name)
 
 
 @pytest.fixture(scope="module")
 def role_keys(seeded_database: str) -> dict[str, str]:
-    return {role: create_api_key(seeded_database, f"schemathesis-{role}", role)
-            for role in ROLES}
+    return {role: create_api_key(seeded_database, f"schemathesis-{role}", role) for role in ROLES}
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +114,12 @@ def api_url(seeded_database: str) -> Iterator[str]:
 # The app's own OpenAPI document (built from the code, no database needed); the test
 # checks that the served one is the same.
 DOCUMENT = create_app(ApiConfig(database_url="postgresql://unused")).openapi()
-CONFIG = SchemathesisConfig.from_dict({
-    "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
-    "checks": {"enabled": True},
-})
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
+        "checks": {"enabled": True},
+    }
+)
 # A copy: schemathesis adds the links it infers to the document it is given.
 schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=CONFIG)
 
@@ -161,8 +176,7 @@ def test_every_operation_every_check(
     else:
         headers = {"X-API-Key": role_keys[who]}
     try:
-        response = case.call_and_validate(base_url=api_url, headers=headers,
-                                          session=http_session)
+        response = case.call_and_validate(base_url=api_url, headers=headers, session=http_session)
     except Exception as exc:
         exc.add_note(f"sent as: {who}")
         raise
@@ -201,6 +215,8 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
         assert set(seen) == set(IDENTITIES), (operation, seen)
         # Happy paths were exercised too, and authentication was refused.
         assert {200, 401} <= set(STATUSES[operation]), (operation, STATUSES[operation])
-    print(f"schemathesis cases per operation and identity: {CASES}; "
-          f"total {sum(sum(seen.values()) for seen in CASES.values())}; "
-          f"statuses: {STATUSES}")
+    print(
+        f"schemathesis cases per operation and identity: {CASES}; "
+        f"total {sum(sum(seen.values()) for seen in CASES.values())}; "
+        f"statuses: {STATUSES}"
+    )

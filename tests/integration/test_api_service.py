@@ -76,7 +76,9 @@ async def test_openapi_lists_endpoints_and_security_schemes(clean_db: str) -> No
     assert {"/healthz", "/v1/sessions", "/v1/sessions/{session_id}"} <= set(spec["paths"])
     schemes = spec["components"]["securitySchemes"]
     assert schemes["ApiKeyHeader"] == {
-        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
         "description": schemes["ApiKeyHeader"]["description"],
     }
     assert schemes["BearerKey"]["scheme"] == "bearer"
@@ -115,7 +117,9 @@ async def test_api_keys_are_stored_hashed_and_verify(
         principal = await verify_api_key(conn, plaintext)
         assert principal is not None
         assert (principal.key_id, principal.name, principal.role) == (
-            key_id, "billing export", "billing",
+            key_id,
+            "billing export",
+            "billing",
         )
         assert await verify_api_key(conn, plaintext + "x") is None
         assert await verify_api_key(conn, "cf_" + key_id) is None

@@ -135,17 +135,36 @@ async def test_single_session_fields(
     db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
 ) -> None:
     closed = insert_session(
-        db, charge_point_id="CP-9", connector_id=2, transaction_id="42",
-        started_at=T0, stopped_at=T0 + timedelta(minutes=90, seconds=30),
-        meter_start_wh=100, meter_stop_wh=22_100, energy_wh=22_000,
-        quality="corrected", quality_reasons=["register_reset"], stop_reason="EVDisconnected",
-        sample_count=37, energy_source="smart_meter", closed_by="stop",
-        station_energy_wh=21_990, smart_meter_energy_wh=22_000, smart_meter_id="MTR-9",
+        db,
+        charge_point_id="CP-9",
+        connector_id=2,
+        transaction_id="42",
+        started_at=T0,
+        stopped_at=T0 + timedelta(minutes=90, seconds=30),
+        meter_start_wh=100,
+        meter_stop_wh=22_100,
+        energy_wh=22_000,
+        quality="corrected",
+        quality_reasons=["register_reset"],
+        stop_reason="EVDisconnected",
+        sample_count=37,
+        energy_source="smart_meter",
+        closed_by="stop",
+        station_energy_wh=21_990,
+        smart_meter_energy_wh=22_000,
+        smart_meter_id="MTR-9",
         ocpp_version="2.0.1",
     )
     active = insert_session(
-        db, status="active", stopped_at=None, meter_stop_wh=None, energy_wh=None,
-        energy_source=None, stop_reason=None, id_tag=None, sample_count=3,
+        db,
+        status="active",
+        stopped_at=None,
+        meter_stop_wh=None,
+        energy_wh=None,
+        energy_source=None,
+        stop_reason=None,
+        id_tag=None,
+        sample_count=3,
     )
     async with api_client(clean_db) as client:
         resp = await client.get(
@@ -239,12 +258,12 @@ async def test_filters_return_exactly_the_matching_rows(
         assert await query(to="2025-06-01T10:00:00Z") == ids(
             [r for r in rows if r["started_at"] < T0 + timedelta(hours=2)]
         )
-        assert await query(
-            station="CP-0", status="closed", **{"from": lo.isoformat()}
-        ) == ids(
+        assert await query(station="CP-0", status="closed", **{"from": lo.isoformat()}) == ids(
             [
-                r for r in rows
-                if r["charge_point_id"] == "CP-0" and r["status"] == "closed"
+                r
+                for r in rows
+                if r["charge_point_id"] == "CP-0"
+                and r["status"] == "closed"
                 and r["started_at"] >= lo
             ]
         )
@@ -267,9 +286,7 @@ async def test_cursor_pagination_walks_every_row_once(
     db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
 ) -> None:
     # 25 rows, many sharing started_at, so the session_id tiebreak matters.
-    rows = [
-        insert_session(db, started_at=T0 + timedelta(minutes=(i // 4) * 10)) for i in range(25)
-    ]
+    rows = [insert_session(db, started_at=T0 + timedelta(minutes=(i // 4) * 10)) for i in range(25)]
     expected = [
         str(r["session_id"])
         for r in sorted(rows, key=lambda r: (r["started_at"], r["session_id"]), reverse=True)
@@ -297,13 +314,17 @@ async def test_cursor_pagination_walks_every_row_once(
 
         # A cursor combined with a filter keeps the filter.
         first = await client.get(
-            "/v1/sessions", params={"limit": 7, "from": (T0 + timedelta(minutes=20)).isoformat()},
+            "/v1/sessions",
+            params={"limit": 7, "from": (T0 + timedelta(minutes=20)).isoformat()},
             headers=auth(keys["operator"]),
         )
         second = await client.get(
             "/v1/sessions",
-            params={"limit": 7, "from": (T0 + timedelta(minutes=20)).isoformat(),
-                    "cursor": first.json()["next_cursor"]},
+            params={
+                "limit": 7,
+                "from": (T0 + timedelta(minutes=20)).isoformat(),
+                "cursor": first.json()["next_cursor"],
+            },
             headers=auth(keys["operator"]),
         )
         walked = [i["session_id"] for i in first.json()["items"] + second.json()["items"]]
@@ -325,16 +346,25 @@ async def test_a_session_without_energy_figure_reads_missing_never_corrected(
     db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
 ) -> None:
     missing = insert_session(
-        db, energy_wh=None, energy_source=None, quality="missing", closed_by="reconciled",
+        db,
+        energy_wh=None,
+        energy_source=None,
+        quality="missing",
+        closed_by="reconciled",
         quality_reasons=["state_lost", "stop_missing", "register_missing"],
     )
     async with api_client(clean_db) as client:
-        resp = await client.get(f"/v1/sessions/{missing['session_id']}",
-                                headers=auth(keys["billing"]))
+        resp = await client.get(
+            f"/v1/sessions/{missing['session_id']}", headers=auth(keys["billing"])
+        )
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert (body["energy_wh"], body["energy_source"], body["quality"], body["closed_by"]) == (
-            None, None, "missing", "reconciled")
+            None,
+            None,
+            "missing",
+            "reconciled",
+        )
         schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
         assert "missing" in schema["Quality"]["enum"]
         assert "reconciled" in schema["ClosedBy"]["enum"]

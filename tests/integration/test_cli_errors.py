@@ -33,8 +33,14 @@ def chargeflow(*args: str, database_url: str | None) -> Result:
     env.pop("CHARGEFLOW_DATABASE_URL", None)
     if database_url is not None:
         env["CHARGEFLOW_DATABASE_URL"] = database_url
-    done = subprocess.run([sys.executable, "-m", "chargeflow.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "chargeflow.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return Result(done.returncode, done.stdout, done.stderr)
 
 
@@ -64,27 +70,33 @@ def test_revoke_prints_only_the_key_id_and_fails_on_an_unknown_key(clean_db: str
     assert_one_line_error(unknown, contains="no active API key")
 
 
-@pytest.mark.parametrize(("args", "contains"), [
-    (("station", "site", "DEPOT", "--capacity-w", "0"), "--capacity-w"),
-    (("station", "site", "DEPOT", "--capacity-w", "-5"), "--capacity-w"),
-    (("station", "site", "DEPOT", "--capacity-w", "lots"), "--capacity-w"),
-    (("apikey", "create", "--role", "root"), "unknown role"),
-    (("apikey", "create", "--role", "admin", "--name", " "), "non-empty name"),
-    (("apikey", "revoke"), "Missing argument"),
-    (("station", "add", "CP-1", "--password", "short"), "16"),
-    (("no-such-command",), "No such command"),
-])
+@pytest.mark.parametrize(
+    ("args", "contains"),
+    [
+        (("station", "site", "DEPOT", "--capacity-w", "0"), "--capacity-w"),
+        (("station", "site", "DEPOT", "--capacity-w", "-5"), "--capacity-w"),
+        (("station", "site", "DEPOT", "--capacity-w", "lots"), "--capacity-w"),
+        (("apikey", "create", "--role", "root"), "unknown role"),
+        (("apikey", "create", "--role", "admin", "--name", " "), "non-empty name"),
+        (("apikey", "revoke"), "Missing argument"),
+        (("station", "add", "CP-1", "--password", "short"), "16"),
+        (("no-such-command",), "No such command"),
+    ],
+)
 def test_bad_arguments_are_one_line_and_a_non_zero_exit(
-        clean_db: str, args: tuple[str, ...], contains: str) -> None:
+    clean_db: str, args: tuple[str, ...], contains: str
+) -> None:
     assert_one_line_error(chargeflow(*args, database_url=clean_db), contains=contains)
     with psycopg.connect(clean_db) as conn:
         assert conn.execute("SELECT count(*) FROM sites").fetchone() == (0,)
 
 
-@pytest.mark.parametrize("args", [("apikey", "list"), ("migrate",),
-                                  ("station", "site", "DEPOT", "--capacity-w", "1000")])
+@pytest.mark.parametrize(
+    "args", [("apikey", "list"), ("migrate",), ("station", "site", "DEPOT", "--capacity-w", "1000")]
+)
 def test_an_unreachable_or_missing_database_is_one_line_without_the_password(
-        database_url: str, args: tuple[str, ...]) -> None:
+    database_url: str, args: tuple[str, ...]
+) -> None:
     unreachable = f"postgresql://postgres:CliDbPw123@127.0.0.1:{free_port()}/chargeflow"
     result = chargeflow(*args, database_url=unreachable)
     assert_one_line_error(result, contains="cannot reach the database")

@@ -282,7 +282,9 @@ async def test_stop_transaction_during_broker_outage_is_retried_and_billed_exact
     try:
         await asyncio.wait_for(frozen.wait(), timeout=60)
         await poll(
-            fetch_stop_errors, lambda n: n > errors_before, 30,
+            fetch_stop_errors,
+            lambda n: n > errors_before,
+            30,
             "a StopTransaction answered with CALLERROR while the broker is down",
         )
         assert not fleet.done(), "the station must keep the unacknowledged StopTransaction"
@@ -297,7 +299,9 @@ async def test_stop_transaction_during_broker_outage_is_retried_and_billed_exact
     assert len(truth) == 1
     closed = await poll(
         lambda: list_sessions(api, station="OUTAGE-0001", status="closed"),
-        lambda items: len(items) == 1, 60, "the outage session to close",
+        lambda items: len(items) == 1,
+        60,
+        "the outage session to close",
     )
     (session,) = closed
     assert {(session["charge_point_id"], session["transaction_id"]): session["energy_wh"]} == truth

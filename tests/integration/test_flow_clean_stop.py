@@ -17,14 +17,23 @@ from tests.conftest import ROOT, poll_until
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_stopped_flow_logs_one_line_and_no_rust_backtrace(
-        sig: signal.Signals, tmp_path: Path) -> None:
+    sig: signal.Signals, tmp_path: Path
+) -> None:
     log = tmp_path / "flow.log"
-    env = {**os.environ, "RUST_BACKTRACE": "1", "CHARGEFLOW_LOG_FORMAT": "console",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "RUST_BACKTRACE": "1",
+        "CHARGEFLOW_LOG_FORMAT": "console",
+        "PYTHONUNBUFFERED": "1",
+    }
     with log.open("wb") as out:
         flow = subprocess.Popen(
             [sys.executable, "-m", "flows.run", "tests.integration.ticking_flow:flow"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         poll_until(log.read_text, lambda text: "tick" in text, 60, "the flow running")
         flow.send_signal(sig)

@@ -40,11 +40,17 @@ RETRY = re.compile(r"database unavailable \(.*\); (\d+) rows waiting, retry (\d+
 
 def set_allow_connections(admin_url: str, database: str, allow: bool) -> None:
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
-            sql.Identifier(database), sql.Literal(allow)))
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(database), sql.Literal(allow)
+            )
+        )
         if not allow:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                          " WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
 
 
 def retries(log: Path) -> list[tuple[int, int, float]]:
@@ -56,27 +62,37 @@ def test_sink_backs_off_during_a_database_outage_and_resumes_without_loss(
 ) -> None:
     msgs = messages(SPEC)
     third = len(msgs) // 3
-    before, during, after = msgs[:third], msgs[third:2 * third], msgs[2 * third:]
+    before, during, after = msgs[:third], msgs[third : 2 * third], msgs[2 * third :]
     log = tmp_path / "flow.log"
 
     with fresh_database(pg_server, "chargeflow_test_outage") as url:
         database = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
         assert isinstance(database, str)
-        env = flow_env(broker.bootstrap, topics, url, tail=True,
-                       CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S=str(MAX_BACKOFF_S))
+        env = flow_env(
+            broker.bootstrap,
+            topics,
+            url,
+            tail=True,
+            CHARGEFLOW_FLOW_DB_MAX_BACKOFF_S=str(MAX_BACKOFF_S),
+        )
         recovery = ensure_recovery_dir(tmp_path / "recovery", 1)
         flow = start_flow(env, "-r", str(recovery), "-s", "1", "-b", "0", log=log)
         try:
             produce_all(broker.bootstrap, topics.ocpp_events, before)
-            poll_until(lambda: row_counts(url)[1], lambda n: n == sample_count(before), 30,
-                       "the first third in the database")
+            poll_until(
+                lambda: row_counts(url)[1],
+                lambda n: n == sample_count(before),
+                30,
+                "the first third in the database",
+            )
 
             set_allow_connections(pg_server.admin_url, database, False)
             try:
                 produce_all(broker.bootstrap, topics.ocpp_events, during)
                 # The sink retries with growing, capped delays and says so.
-                seen: list[Any] = poll_until(lambda: retries(log), lambda r: len(r) >= 6, 30,
-                                             "six logged retries")
+                seen: list[Any] = poll_until(
+                    lambda: retries(log), lambda r: len(r) >= 6, 30, "six logged retries"
+                )
                 assert flow.poll() is None  # still running, waiting for the database
                 delays = [d for _, _, d in seen]
                 assert max(delays) <= MAX_BACKOFF_S
@@ -88,8 +104,12 @@ def test_sink_backs_off_during_a_database_outage_and_resumes_without_loss(
             produce_all(broker.bootstrap, topics.ocpp_events, after)
             expected = reference_tables(pg_server, broker.bootstrap, topics)
             assert len(expected[1]) == sample_count(msgs)
-            poll_until(lambda: table_rows(url), lambda got: got == expected, 30,
-                       "the flow to catch up after the outage")
+            poll_until(
+                lambda: table_rows(url),
+                lambda got: got == expected,
+                30,
+                "the flow to catch up after the outage",
+            )
             assert "database available again after" in log.read_text()
         finally:
             rc = stop_flow(flow)

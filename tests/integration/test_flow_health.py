@@ -21,8 +21,13 @@ from tests.conftest import poll_until
 
 pytestmark = pytest.mark.integration
 
-SPEC = StreamSpec(stations=4, meter_events=120, meter_values_per_session=10, values_per_event=1,
-                  status_notifications=True)
+SPEC = StreamSpec(
+    stations=4,
+    meter_events=120,
+    meter_values_per_session=10,
+    values_per_event=1,
+    status_notifications=True,
+)
 FLOWS = {
     "sessions": ("flows.sessions.dataflow:from_env()", "chargeflow-sessions"),
     "load": ("flows.load.dataflow:from_env()", "chargeflow-load"),
@@ -37,13 +42,16 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     except httpx.TransportError:
         return {}
     assert answer.headers["content-type"] == CONTENT_TYPE_LATEST
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(answer.text)
-            for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
 
 
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
-          **labels: str) -> float | None:
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
@@ -56,7 +64,11 @@ def readiness(port: int) -> httpx.Response | None:
 
 @pytest.mark.parametrize("name", list(FLOWS))
 def test_flow_metrics_count_what_was_fed(
-    name: str, broker: EmbeddedBroker, topics: Topics, clean_db: str, tmp_path: Path,
+    name: str,
+    broker: EmbeddedBroker,
+    topics: Topics,
+    clean_db: str,
+    tmp_path: Path,
 ) -> None:
     import_str, flow_id = FLOWS[name]
     msgs = messages(SPEC)
@@ -64,8 +76,14 @@ def test_flow_metrics_count_what_was_fed(
     produce_all(broker.bootstrap, topics.ocpp_events, [(b"CP-BAD", b"not an envelope")])
     fed = len(msgs) + 1
     port = free_port()
-    env = flow_env(broker.bootstrap, topics, clean_db, tail=True,
-                   CHARGEFLOW_FLOW_METRICS_PORT=str(port), CHARGEFLOW_FLOW_BATCH_SIZE="50")
+    env = flow_env(
+        broker.bootstrap,
+        topics,
+        clean_db,
+        tail=True,
+        CHARGEFLOW_FLOW_METRICS_PORT=str(port),
+        CHARGEFLOW_FLOW_BATCH_SIZE="50",
+    )
     recovery = ensure_recovery_dir(tmp_path / "recovery", 1)
     log = tmp_path / "flow.log"
     proc = start_flow(env, "-r", str(recovery), "-s", "1", "-b", "0", log=log, flow=import_str)
@@ -73,32 +91,73 @@ def test_flow_metrics_count_what_was_fed(
         flow = {"flow": flow_id}
         samples = poll_until(
             lambda: scrape(port),
-            lambda s: value(s, "chargeflow_flow_events_in_total", **flow,
-                            topic=topics.ocpp_events) == fed
-            and value(s, "chargeflow_flow_dead_letters_total", **flow, stage="decode",
-                      source_topic=topics.ocpp_events) == 1
-            and (value(s, "chargeflow_flow_epoch_seconds_count", **flow,
-                       topic=topics.ocpp_events, partition="0") or 0) >= 1,
-            60, f"the {name} flow to count {fed} messages, 1 dead letter and an epoch")
+            lambda s: (
+                value(s, "chargeflow_flow_events_in_total", **flow, topic=topics.ocpp_events) == fed
+                and value(
+                    s,
+                    "chargeflow_flow_dead_letters_total",
+                    **flow,
+                    stage="decode",
+                    source_topic=topics.ocpp_events,
+                )
+                == 1
+                and (
+                    value(
+                        s,
+                        "chargeflow_flow_epoch_seconds_count",
+                        **flow,
+                        topic=topics.ocpp_events,
+                        partition="0",
+                    )
+                    or 0
+                )
+                >= 1
+            ),
+            60,
+            f"the {name} flow to count {fed} messages, 1 dead letter and an epoch",
+        )
         # Exactly what was fed: nothing more arrives, nothing on the other topic.
-        assert value(samples, "chargeflow_flow_events_in_total", **flow,
-                     topic=topics.meter_readings) in (None, 0.0)
-        assert value(samples, "chargeflow_flow_dead_letters_total", **flow, stage="validate",
-                     source_topic=topics.ocpp_events) is None
+        assert value(
+            samples, "chargeflow_flow_events_in_total", **flow, topic=topics.meter_readings
+        ) in (None, 0.0)
+        assert (
+            value(
+                samples,
+                "chargeflow_flow_dead_letters_total",
+                **flow,
+                stage="validate",
+                source_topic=topics.ocpp_events,
+            )
+            is None
+        )
         sink = {"sink": flow_id}
         batches = poll_until(
             lambda: scrape(port),
             lambda s: (value(s, "chargeflow_flow_sink_batch_size_count", **sink) or 0) > 0,
-            30, "a sink write")
-        assert (value(batches, "chargeflow_flow_sink_write_seconds_count", **sink)
-                == value(batches, "chargeflow_flow_sink_batch_size_count", **sink))
+            30,
+            "a sink write",
+        )
+        assert value(batches, "chargeflow_flow_sink_write_seconds_count", **sink) == value(
+            batches, "chargeflow_flow_sink_batch_size_count", **sink
+        )
         assert (value(batches, "chargeflow_flow_sink_batch_size_sum", **sink) or 0) >= 1
         assert (value(batches, "chargeflow_flow_sink_write_seconds_sum", **sink) or 0) > 0
         # Caught up: every input partition reports a lag, and it is 0.
         lags = poll_until(
-            lambda: [value(scrape(port), "chargeflow_flow_input_lag", **flow,
-                           topic=topics.ocpp_events, partition=p) for p in ("0", "1")],
-            lambda got: got == [0.0, 0.0], 30, "the lag of both partitions to read 0")
+            lambda: [
+                value(
+                    scrape(port),
+                    "chargeflow_flow_input_lag",
+                    **flow,
+                    topic=topics.ocpp_events,
+                    partition=p,
+                )
+                for p in ("0", "1")
+            ],
+            lambda got: got == [0.0, 0.0],
+            30,
+            "the lag of both partitions to read 0",
+        )
         assert lags == [0.0, 0.0]
         assert value(batches, "process_cpu_seconds_total") is not None
         ready = readiness(port)
@@ -113,7 +172,10 @@ def test_flow_metrics_count_what_was_fed(
 
 @pytest.mark.parametrize("database", ["missing", "refused"])
 def test_flow_readiness_is_503_while_the_database_is_not_there(
-    database: str, broker: EmbeddedBroker, topics: Topics, pg_server: DatabaseServer,
+    database: str,
+    broker: EmbeddedBroker,
+    topics: Topics,
+    pg_server: DatabaseServer,
     tmp_path: Path,
 ) -> None:
     if database == "missing":
@@ -121,13 +183,13 @@ def test_flow_readiness_is_503_while_the_database_is_not_there(
     else:
         url = f"postgresql://postgres@127.0.0.1:{free_port()}/chargeflow"
     port = free_port()
-    env = flow_env(broker.bootstrap, topics, url, tail=True,
-                   CHARGEFLOW_FLOW_METRICS_PORT=str(port))
+    env = flow_env(broker.bootstrap, topics, url, tail=True, CHARGEFLOW_FLOW_METRICS_PORT=str(port))
     log = tmp_path / "flow.log"
     proc = start_flow(env, log=log)
     try:
-        answer = poll_until(lambda: readiness(port), lambda r: r is not None, 60,
-                            "the endpoint to answer")
+        answer = poll_until(
+            lambda: readiness(port), lambda r: r is not None, 60, "the endpoint to answer"
+        )
         assert answer is not None
         assert answer.status_code == 503, answer.text
         checks = answer.json()["checks"]
@@ -140,8 +202,9 @@ def test_flow_readiness_is_503_while_the_database_is_not_there(
         stop_flow(proc)
 
 
-def test_no_endpoint_unless_configured(broker: EmbeddedBroker, topics: Topics, clean_db: str,
-                                       tmp_path: Path) -> None:
+def test_no_endpoint_unless_configured(
+    broker: EmbeddedBroker, topics: Topics, clean_db: str, tmp_path: Path
+) -> None:
     env = flow_env(broker.bootstrap, topics, clean_db, tail=False)
     env.pop("CHARGEFLOW_FLOW_METRICS_PORT", None)
     log = tmp_path / "flow.log"

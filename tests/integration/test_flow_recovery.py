@@ -34,12 +34,16 @@ pytestmark = pytest.mark.integration
 SPEC = StreamSpec(stations=12, meter_events=1_500, meter_values_per_session=13, values_per_event=3)
 
 
-def reference_tables(server: DatabaseServer, bootstrap: str, topics: Topics) -> tuple[
-        list[tuple[object, ...]], list[tuple[object, ...]]]:
+def reference_tables(
+    server: DatabaseServer, bootstrap: str, topics: Topics
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """One uninterrupted run over the whole topic, in a database of its own."""
     with fresh_database(server, "chargeflow_test_ref") as url:
-        run_main(build_flow(SessionsFlowConfig(
-            brokers=[bootstrap], database_url=url, topics=topics, tail=False)))
+        run_main(
+            build_flow(
+                SessionsFlowConfig(brokers=[bootstrap], database_url=url, topics=topics, tail=False)
+            )
+        )
         return table_rows(url)
 
 
@@ -56,7 +60,7 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(
 ) -> None:
     msgs = messages(SPEC)
     third = len(msgs) // 3
-    first_part, second_part, rest = msgs[:third], msgs[third:2 * third], msgs[2 * third:]
+    first_part, second_part, rest = msgs[:third], msgs[third : 2 * third], msgs[2 * third :]
     total_samples = sample_count(msgs)
     recovery = ensure_recovery_dir(tmp_path / "recovery", 1)
     args = ("-r", str(recovery), "-s", "1", "-b", "0")
@@ -70,13 +74,22 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(
         try:
             # The first third is stored and covered by a committed recovery snapshot ...
             done = sample_count(first_part)
-            poll_until(lambda: (row_counts(url)[1], recovery_progress(recovery)[0]),
-                       lambda p: p[0] == done and p[1] >= 1, 30, "the first third snapshotted")
+            poll_until(
+                lambda: (row_counts(url)[1], recovery_progress(recovery)[0]),
+                lambda p: p[0] == done and p[1] >= 1,
+                30,
+                "the first third snapshotted",
+            )
             # ... then SIGKILL as soon as the second third starts to arrive in the database
             # (rows written after the last snapshot: the restart writes them again).
             produce_all(broker.bootstrap, topics.ocpp_events, second_part)
-            poll_until(lambda: row_counts(url)[1], lambda n: n > done, 30,
-                       "rows of the second third", interval=0.01)
+            poll_until(
+                lambda: row_counts(url)[1],
+                lambda n: n > done,
+                30,
+                "rows of the second third",
+                interval=0.01,
+            )
         finally:
             first.kill()
             first.wait(10)
@@ -92,8 +105,12 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(
             expected = reference_tables(pg_server, broker.bootstrap, topics)
             assert len(expected[1]) == total_samples
             assert len(expected[0]) == sum(1 for _, v in msgs if b'"StartTransaction"' in v)
-            poll_until(lambda: table_rows(url), lambda got: got == expected, 30,
-                       "the restarted flow to match the uninterrupted run")
+            poll_until(
+                lambda: table_rows(url),
+                lambda got: got == expected,
+                30,
+                "the restarted flow to match the uninterrupted run",
+            )
         finally:
             rc = stop_flow(second)
         assert rc == 0, log.read_text()[-3000:]

@@ -50,20 +50,41 @@ def test_two_processes_write_the_same_tables_as_one(
     msgs = messages(SPEC)
     produce_all(broker.bootstrap, topics.ocpp_events, msgs)
 
-    with fresh_database(pg_server, "chargeflow_test_one") as one_url, \
-            fresh_database(pg_server, "chargeflow_test_two") as two_url:
+    with (
+        fresh_database(pg_server, "chargeflow_test_one") as one_url,
+        fresh_database(pg_server, "chargeflow_test_two") as two_url,
+    ):
         one_log = tmp_path / "one.log"
-        one = start_flow(flow_env(broker.bootstrap, topics, one_url, tail=False),
-                         "-r", str(ensure_recovery_dir(tmp_path / "rec-one", 1)), "-s", "1",
-                         "-b", "0", log=one_log)
+        one = start_flow(
+            flow_env(broker.bootstrap, topics, one_url, tail=False),
+            "-r",
+            str(ensure_recovery_dir(tmp_path / "rec-one", 1)),
+            "-s",
+            "1",
+            "-b",
+            "0",
+            log=one_log,
+        )
 
         addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
         recovery = ensure_recovery_dir(tmp_path / "rec-two", 2)
         env = flow_env(broker.bootstrap, topics, two_url, tail=False)
         logs = [tmp_path / f"proc{i}.log" for i in range(2)]
         cluster = [
-            start_flow(env, "-i", str(i), "-a", addresses, "-r", str(recovery), "-s", "1",
-                       "-b", "0", log=logs[i])
+            start_flow(
+                env,
+                "-i",
+                str(i),
+                "-a",
+                addresses,
+                "-r",
+                str(recovery),
+                "-s",
+                "1",
+                "-b",
+                "0",
+                log=logs[i],
+            )
             for i in range(2)
         ]
         wait_ok([one, *cluster], [one_log, *logs], timeout=60)

@@ -34,14 +34,18 @@ def test_envelope_round_trip_through_the_broker(broker: EmbeddedBroker, topics) 
 
     now = datetime.now(UTC)
     env = Envelope(
-        message_id="abc", charge_point_id="CP-1", received_at=now, measured_at=now,
-        kind=Kind.OCPP_CALL, ocpp_version="1.6", action="Heartbeat", payload={},
+        message_id="abc",
+        charge_point_id="CP-1",
+        received_at=now,
+        measured_at=now,
+        kind=Kind.OCPP_CALL,
+        ocpp_version="1.6",
+        action="Heartbeat",
+        payload={},
     )
     producer = Producer(producer_config(broker.bootstrap))
     try:
-        partition, offset = producer.publish_sync(
-            topics.ocpp_events, b"CP-1", encode_envelope(env)
-        )
+        partition, offset = producer.publish_sync(topics.ocpp_events, b"CP-1", encode_envelope(env))
     finally:
         producer.close()
     assert offset >= 0
@@ -78,8 +82,9 @@ async def test_async_publish_without_a_delivery_report_fails_after_the_guard() -
 
     from chargeflow.stack import free_port
 
-    producer = Producer(producer_config(f"127.0.0.1:{free_port()}", delivery_timeout_ms=300_000),
-                        guard_s=0.5)
+    producer = Producer(
+        producer_config(f"127.0.0.1:{free_port()}", delivery_timeout_ms=300_000), guard_s=0.5
+    )
     try:
         started = time.monotonic()
         with pytest.raises(PublishError, match=r"no delivery report within 0\.5 s"):
@@ -89,15 +94,19 @@ async def test_async_publish_without_a_delivery_report_fails_after_the_guard() -
         await producer.aclose(0.1)
 
 
-async def test_async_publishes_are_confirmed_in_order(broker: EmbeddedBroker, topics: Topics
-                                                      ) -> None:
+async def test_async_publishes_are_confirmed_in_order(
+    broker: EmbeddedBroker, topics: Topics
+) -> None:
     import asyncio
 
     producer = Producer(producer_config(broker.bootstrap))
     try:
-        results = await asyncio.gather(*(
-            producer.publish(topics.ocpp_events, b"CP-ORDER", str(i).encode())
-            for i in range(500)))
+        results = await asyncio.gather(
+            *(
+                producer.publish(topics.ocpp_events, b"CP-ORDER", str(i).encode())
+                for i in range(500)
+            )
+        )
     finally:
         await producer.aclose()
     offsets = [offset for _, offset in results]

@@ -46,17 +46,31 @@ async def raw_exchange(ws: Any, text: str) -> list[Any]:
         ('[2, "m-5", "FlyToTheMoon", {}]', ["m-5", "NotImplemented"]),
         ('[2, "m-6", "Reset", {"type": "Hard"}]', ["m-6", "NotSupported"]),
         ('[2, "m-7", "Authorize", {}]', ["m-7", "ProtocolError"]),
-        ('[2, "m-8", "StartTransaction", {"connectorId": "one", "idTag": "A", "meterStart": 0,'
-         f' "timestamp": "{NOW}"}}]', ["m-8", "TypeConstraintViolation"]),
+        (
+            '[2, "m-8", "StartTransaction", {"connectorId": "one", "idTag": "A", "meterStart": 0,'
+            f' "timestamp": "{NOW}"}}]',
+            ["m-8", "TypeConstraintViolation"],
+        ),
         ('[2, "m-9", "Heartbeat", {"extra": 1}]', ["m-9", "FormationViolation"]),
-        ('[2, "m-10", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",'
-         ' "status": "Sleeping"}]', ["m-10", "FormationViolation"]),
-        ('[2, "m-11", "StopTransaction", {"transactionId": 1, "meterStop": 5,'
-         ' "timestamp": "yesterday"}]', ["m-11", "TypeConstraintViolation"]),
-        ('[2, "m-12", "StopTransaction", {"transactionId": 1, "meterStop": 5,'
-         ' "timestamp": "2026-01-05T10:00:00"}]', ["m-12", "TypeConstraintViolation"]),
-        ('[2, "m-13", "Authorize", {"idTag": "123456789012345678901"}]',
-         ["m-13", "TypeConstraintViolation"]),
+        (
+            '[2, "m-10", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",'
+            ' "status": "Sleeping"}]',
+            ["m-10", "FormationViolation"],
+        ),
+        (
+            '[2, "m-11", "StopTransaction", {"transactionId": 1, "meterStop": 5,'
+            ' "timestamp": "yesterday"}]',
+            ["m-11", "TypeConstraintViolation"],
+        ),
+        (
+            '[2, "m-12", "StopTransaction", {"transactionId": 1, "meterStop": 5,'
+            ' "timestamp": "2026-01-05T10:00:00"}]',
+            ["m-12", "TypeConstraintViolation"],
+        ),
+        (
+            '[2, "m-13", "Authorize", {"idTag": "123456789012345678901"}]',
+            ["m-13", "TypeConstraintViolation"],
+        ),
     ],
 )
 async def test_bad_frames_get_the_right_callerror_and_others_keep_being_served(
@@ -153,8 +167,9 @@ async def test_paused_broker_gives_internal_error_then_retry_succeeds(
     # The first attempt may still have reached the frozen broker's socket buffer and be
     # stored after the resume (at-least-once; consumers de-duplicate), but it never got
     # a CALLRESULT, so the station retried it.
-    stops = {e.unique_id for e in envelopes(broker, topics.ocpp_events)
-             if e.action == "StopTransaction"}
+    stops = {
+        e.unique_id for e in envelopes(broker, topics.ocpp_events) if e.action == "StopTransaction"
+    }
     assert "stop-try-2" in stops
     assert stops <= {"stop-try-1", "stop-try-2"}
 
@@ -171,4 +186,3 @@ async def test_second_connection_of_a_station_supersedes_the_first(gateway: Gate
     finally:
         await first.close()
         await second.close()
-

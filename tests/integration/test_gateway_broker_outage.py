@@ -60,20 +60,27 @@ async def test_readiness_follows_the_broker_and_metrics_have_their_content_type(
         base = f"http://127.0.0.1:{gw.port}"
         status, content_type, body = await asyncio.to_thread(http_get, f"{base}/readyz")
         assert (status, content_type) == (200, "application/json")
-        assert json.loads(body) == {"status": "ready",
-                                    "checks": {"kafka": "ok", "database": "ok"}}
+        assert json.loads(body) == {"status": "ready", "checks": {"kafka": "ok", "database": "ok"}}
 
         status, content_type, body = await asyncio.to_thread(http_get, f"{base}/metrics")
         assert status == 200
         assert content_type == CONTENT_TYPE_LATEST
-        for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
-                     "python_info", "python_gc_collections_total",
-                     "chargeflow_gateway_connected_stations"):
+        for name in (
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "python_info",
+            "python_gc_collections_total",
+            "chargeflow_gateway_connected_stations",
+        ):
             assert f"\n{name}" in body, name
 
         own_broker.stop()
-        down: Any = await apoll(lambda: http_get(f"{base}/readyz"), lambda r: r[0] == 503,
-                                30, "readiness 503 with the broker stopped")
+        down: Any = await apoll(
+            lambda: http_get(f"{base}/readyz"),
+            lambda r: r[0] == 503,
+            30,
+            "readiness 503 with the broker stopped",
+        )
         checks = json.loads(down[2])["checks"]
         assert checks["database"] == "ok"
         assert checks["kafka"] != "ok"
@@ -83,8 +90,12 @@ async def test_readiness_follows_the_broker_and_metrics_have_their_content_type(
         back = EmbeddedBroker(port=own_broker.port, log_path=own_broker.log_path).start()
         try:
             own_topics(back)  # the broker keeps nothing in memory across a restart
-            up: Any = await apoll(lambda: http_get(f"{base}/readyz"), lambda r: r[0] == 200,
-                                  30, "readiness 200 with the broker back")
+            up: Any = await apoll(
+                lambda: http_get(f"{base}/readyz"),
+                lambda r: r[0] == 200,
+                30,
+                "readiness 200 with the broker back",
+            )
             assert json.loads(up[2])["status"] == "ready"
         finally:
             back.stop()

@@ -31,19 +31,20 @@ pytestmark = pytest.mark.integration
 NOW = "2026-01-05T10:00:00.000Z"
 
 
-def gateway_config(broker: EmbeddedBroker, database_url: str, topics: Topics,
-                   **overrides: Any) -> GatewayConfig:
+def gateway_config(
+    broker: EmbeddedBroker, database_url: str, topics: Topics, **overrides: Any
+) -> GatewayConfig:
     """Tests also check every CALLRESULT the gateway builds against its schema, and
     leave the test process's garbage collector alone (no freeze per gateway)."""
     overrides.setdefault("validate_responses", True)
     overrides.setdefault("gc_young_threshold", 0)
-    return GatewayConfig(kafka_bootstrap=broker.bootstrap, database_url=database_url,
-                         topics=topics, **overrides)
+    return GatewayConfig(
+        kafka_bootstrap=broker.bootstrap, database_url=database_url, topics=topics, **overrides
+    )
 
 
 @pytest.fixture
-async def gateway(broker: EmbeddedBroker, clean_db: str, topics: Topics
-                  ) -> AsyncIterator[Gateway]:
+async def gateway(broker: EmbeddedBroker, clean_db: str, topics: Topics) -> AsyncIterator[Gateway]:
     async with Gateway(gateway_config(broker, clean_db, topics)) as gw:
         yield gw
 
@@ -58,19 +59,23 @@ def basic_auth(cp_id: str, password: str = STATION_PASSWORD) -> dict[str, str]:
 
 async def provision(gw: Gateway, cp_id: str, password: str = STATION_PASSWORD) -> None:
     """Stations must be provisioned (with a password) before they may connect."""
-    await asyncio.to_thread(provision_station, gw.config.database_url, cp_id,
-                            password=password)
+    await asyncio.to_thread(provision_station, gw.config.database_url, cp_id, password=password)
 
 
-async def open_station(gw: Gateway, cp_id: str, subprotocols: tuple[str, ...] = ("ocpp1.6",)
-                       ) -> ClientConnection:
+async def open_station(
+    gw: Gateway, cp_id: str, subprotocols: tuple[str, ...] = ("ocpp1.6",)
+) -> ClientConnection:
     await provision(gw, cp_id)
-    return await connect(f"{gw.url}/{cp_id}", subprotocols=list(subprotocols),  # type: ignore[arg-type]
-                         additional_headers=basic_auth(cp_id))
+    return await connect(
+        f"{gw.url}/{cp_id}",
+        subprotocols=list(subprotocols),  # type: ignore[arg-type]
+        additional_headers=basic_auth(cp_id),
+    )
 
 
-async def rpc(ws: ClientConnection, action: str, payload: dict[str, Any],
-              unique_id: str | None = None) -> list[Any]:
+async def rpc(
+    ws: ClientConnection, action: str, payload: dict[str, Any], unique_id: str | None = None
+) -> list[Any]:
     """Send a CALL and return the answer frame (CALLRESULT or CALLERROR)."""
     uid = unique_id or uuid.uuid4().hex[:20]
     await ws.send(json.dumps([2, uid, action, payload]))
@@ -85,16 +90,21 @@ async def receive(ws: ClientConnection, unique_id: str) -> list[Any]:
                 return list(frame)
 
 
-def envelopes(broker: EmbeddedBroker, topic: str, kind: Kind | None = Kind.OCPP_CALL
-              ) -> list[Envelope]:
+def envelopes(
+    broker: EmbeddedBroker, topic: str, kind: Kind | None = Kind.OCPP_CALL
+) -> list[Envelope]:
     """Envelopes of one kind (default: CALLs, not connection events); None = all."""
     got = [decode_envelope(m.value()) for m in read_topic(broker.bootstrap, topic)]
     return [e for e in got if kind is None or e.kind == kind]
 
 
 def wait_for_envelopes(broker: EmbeddedBroker, topic: str, count: int) -> list[Envelope]:
-    return poll_until(lambda: envelopes(broker, topic), lambda e: len(e) >= count, 20,
-                      f"{count} envelopes on {topic}")
+    return poll_until(
+        lambda: envelopes(broker, topic),
+        lambda e: len(e) >= count,
+        20,
+        f"{count} envelopes on {topic}",
+    )
 
 
 async def test_all_seven_actions_are_answered_and_published(
@@ -103,9 +113,17 @@ async def test_all_seven_actions_are_answered_and_published(
     add_id_tag(gateway.config.database_url, "TAG-OK", parent_id_tag="FLEET-1")
     ws = await open_station(gateway, "CP-ALL")
     try:
-        boot = await rpc(ws, "BootNotification", {
-            "chargePointVendor": "Acme", "chargePointModel": "AC22",
-            "chargePointSerialNumber": "SN-9", "firmwareVersion": "1.2.3"}, "u-boot")
+        boot = await rpc(
+            ws,
+            "BootNotification",
+            {
+                "chargePointVendor": "Acme",
+                "chargePointModel": "AC22",
+                "chargePointSerialNumber": "SN-9",
+                "firmwareVersion": "1.2.3",
+            },
+            "u-boot",
+        )
         assert boot[0] == 3
         assert boot[2]["status"] == "Accepted"
         assert boot[2]["interval"] == 300
@@ -115,44 +133,98 @@ async def test_all_seven_actions_are_answered_and_published(
         assert hb[0] == 3
         assert "currentTime" in hb[2]
 
-        status = await rpc(ws, "StatusNotification", {
-            "connectorId": 1, "errorCode": "NoError", "status": "Preparing", "timestamp": NOW})
+        status = await rpc(
+            ws,
+            "StatusNotification",
+            {"connectorId": 1, "errorCode": "NoError", "status": "Preparing", "timestamp": NOW},
+        )
         assert status == [3, status[1], {}]
 
         auth = await rpc(ws, "Authorize", {"idTag": "TAG-OK"})
         assert auth[2] == {"idTagInfo": {"status": "Accepted", "parentIdTag": "FLEET-1"}}
 
-        start = await rpc(ws, "StartTransaction", {
-            "connectorId": 1, "idTag": "TAG-OK", "meterStart": 1_000_000,
-            "timestamp": "2026-01-05T10:00:01Z"}, "u-start")
+        start = await rpc(
+            ws,
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": "TAG-OK",
+                "meterStart": 1_000_000,
+                "timestamp": "2026-01-05T10:00:01Z",
+            },
+            "u-start",
+        )
         assert start[0] == 3
         tx = start[2]["transactionId"]
         assert isinstance(tx, int)
         assert start[2]["idTagInfo"]["status"] == "Accepted"
 
-        mv = await rpc(ws, "MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
-            {"timestamp": "2026-01-05T10:00:30Z", "sampledValue": [
-                {"value": "1000100", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]},
-            {"timestamp": "2026-01-05T10:01:00Z", "sampledValue": [
-                {"value": "1000200", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]},
-        ]})
+        mv = await rpc(
+            ws,
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "transactionId": tx,
+                "meterValue": [
+                    {
+                        "timestamp": "2026-01-05T10:00:30Z",
+                        "sampledValue": [
+                            {
+                                "value": "1000100",
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit": "Wh",
+                            }
+                        ],
+                    },
+                    {
+                        "timestamp": "2026-01-05T10:01:00Z",
+                        "sampledValue": [
+                            {
+                                "value": "1000200",
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit": "Wh",
+                            }
+                        ],
+                    },
+                ],
+            },
+        )
         assert mv[0] == 3
         assert mv[2] == {}
 
-        stop = await rpc(ws, "StopTransaction", {
-            "transactionId": tx, "meterStop": 1_005_000, "timestamp": "2026-01-05T10:30:00Z",
-            "idTag": "TAG-OK", "reason": "Local"}, "u-stop")
+        stop = await rpc(
+            ws,
+            "StopTransaction",
+            {
+                "transactionId": tx,
+                "meterStop": 1_005_000,
+                "timestamp": "2026-01-05T10:30:00Z",
+                "idTag": "TAG-OK",
+                "reason": "Local",
+            },
+            "u-stop",
+        )
         assert stop[2] == {"idTagInfo": {"status": "Accepted", "parentIdTag": "FLEET-1"}}
-        stop_no_tag = await rpc(ws, "StopTransaction", {
-            "transactionId": tx, "meterStop": 1_005_000, "timestamp": "2026-01-05T10:30:00Z"})
+        stop_no_tag = await rpc(
+            ws,
+            "StopTransaction",
+            {"transactionId": tx, "meterStop": 1_005_000, "timestamp": "2026-01-05T10:30:00Z"},
+        )
         assert stop_no_tag[2] == {}
     finally:
         await ws.close()
 
     got = wait_for_envelopes(broker, topics.ocpp_events, 8)
     assert [e.action for e in got] == [
-        "BootNotification", "Heartbeat", "StatusNotification", "Authorize", "StartTransaction",
-        "MeterValues", "StopTransaction", "StopTransaction"]  # one station: one partition, ordered
+        "BootNotification",
+        "Heartbeat",
+        "StatusNotification",
+        "Authorize",
+        "StartTransaction",
+        "MeterValues",
+        "StopTransaction",
+        "StopTransaction",
+    ]  # one station: one partition, ordered
     assert len({e.message_id for e in got}) == 8
     by_uid = {e.unique_id: e for e in got}
     assert by_uid["u-start"].response == start[2]
@@ -174,7 +246,9 @@ async def test_all_seven_actions_are_answered_and_published(
     assert isinstance(start_facts[0], TransactionStart)
     assert (start_facts[0].transaction_id, start_facts[0].meter_start_wh) == (str(tx), 1_000_000)
     assert [f.value for f in mv_env.normalized or [] if isinstance(f, MeterSample)] == [
-        1_000_100, 1_000_200]
+        1_000_100,
+        1_000_200,
+    ]
     stop_facts = by_uid["u-stop"].normalized
     assert stop_facts is not None
     assert isinstance(stop_facts[0], TransactionEnd)
@@ -184,12 +258,15 @@ async def test_all_seven_actions_are_answered_and_published(
     # Registry side effects.
     station = db.execute(
         "SELECT vendor, model, serial_number, firmware_version, ocpp_version, last_seen_at "
-        "FROM stations WHERE charge_point_id = 'CP-ALL'").fetchone()
+        "FROM stations WHERE charge_point_id = 'CP-ALL'"
+    ).fetchone()
     assert station is not None
     assert station[:5] == ("Acme", "AC22", "SN-9", "1.2.3", "1.6")
     assert station[5] is not None
-    conn = db.execute("SELECT status, error_code, status_at FROM connectors "
-                      "WHERE charge_point_id = 'CP-ALL' AND connector_id = 1").fetchone()
+    conn = db.execute(
+        "SELECT status, error_code, status_at FROM connectors "
+        "WHERE charge_point_id = 'CP-ALL' AND connector_id = 1"
+    ).fetchone()
     assert conn == ("Preparing", "NoError", datetime(2026, 1, 5, 10, tzinfo=UTC))
 
 
@@ -202,6 +279,7 @@ async def test_authorize_statuses(gateway: Gateway, db: psycopg.Connection[Any])
     add_id_tag(url, "T-PAST", expiry_date=datetime.now(UTC) - timedelta(days=1))
     ws = await open_station(gateway, "CP-AUTH")
     try:
+
         async def status_of(tag: str) -> dict[str, Any]:
             frame = await rpc(ws, "Authorize", {"idTag": tag})
             assert frame[0] == 3, frame
@@ -210,13 +288,17 @@ async def test_authorize_statuses(gateway: Gateway, db: psycopg.Connection[Any])
         accepted = await status_of("T-ACCEPTED")
         assert accepted["status"] == "Accepted"
         assert datetime.fromisoformat(accepted["expiryDate"]) == future.replace(
-            microsecond=future.microsecond // 1000 * 1000)
+            microsecond=future.microsecond // 1000 * 1000
+        )
         assert (await status_of("T-BLOCKED")) == {"status": "Blocked"}
         assert (await status_of("T-EXPIRED")) == {"status": "Expired"}
         assert (await status_of("T-PAST")) == {"status": "Expired"}
         assert (await status_of("T-UNKNOWN")) == {"status": "Invalid"}
-        start = await rpc(ws, "StartTransaction", {
-            "connectorId": 1, "idTag": "T-BLOCKED", "meterStart": 5, "timestamp": NOW})
+        start = await rpc(
+            ws,
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "T-BLOCKED", "meterStart": 5, "timestamp": NOW},
+        )
         assert start[2]["idTagInfo"] == {"status": "Blocked"}
     finally:
         await ws.close()
@@ -227,8 +309,10 @@ async def test_transaction_ids_come_from_the_database_sequence_across_gateways(
 ) -> None:
     start = {"connectorId": 1, "idTag": "ANY", "meterStart": 0, "timestamp": NOW}
     ids: list[int] = []
-    async with Gateway(gateway_config(broker, clean_db, topics)) as gw1, \
-            Gateway(gateway_config(broker, clean_db, topics)) as gw2:
+    async with (
+        Gateway(gateway_config(broker, clean_db, topics)) as gw1,
+        Gateway(gateway_config(broker, clean_db, topics)) as gw2,
+    ):
         assert gw1.port != gw2.port
         ws1 = await open_station(gw1, "CP-R1")
         ws2 = await open_station(gw2, "CP-R2")
@@ -269,53 +353,109 @@ async def test_metrics_and_health_are_served_on_the_gateway_port(gateway: Gatewa
 
 
 CHARGE_POINT_ERROR_CODES = (
-    "ConnectorLockFailure", "EVCommunicationError", "GroundFailure", "HighTemperature",
-    "InternalError", "LocalListConflict", "NoError", "OtherError", "OverCurrentFailure",
-    "PowerMeterFailure", "PowerSwitchFailure", "ReaderFailure", "ResetFailure",
-    "UnderVoltage", "OverVoltage", "WeakSignal",
+    "ConnectorLockFailure",
+    "EVCommunicationError",
+    "GroundFailure",
+    "HighTemperature",
+    "InternalError",
+    "LocalListConflict",
+    "NoError",
+    "OtherError",
+    "OverCurrentFailure",
+    "PowerMeterFailure",
+    "PowerSwitchFailure",
+    "ReaderFailure",
+    "ResetFailure",
+    "UnderVoltage",
+    "OverVoltage",
+    "WeakSignal",
 )
 CHARGE_POINT_STATUSES = (
-    "Available", "Preparing", "Charging", "SuspendedEVSE", "SuspendedEV", "Finishing",
-    "Reserved", "Unavailable", "Faulted",
+    "Available",
+    "Preparing",
+    "Charging",
+    "SuspendedEVSE",
+    "SuspendedEV",
+    "Finishing",
+    "Reserved",
+    "Unavailable",
+    "Faulted",
 )
 
 
 async def test_remaining_16_actions_error_codes_and_transaction_data(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
-    cfg = gateway_config(broker, clean_db, topics,
-                         data_transfer_vendor_ids=frozenset({"org.chargeflow"}))
+    cfg = gateway_config(
+        broker, clean_db, topics, data_transfer_vendor_ids=frozenset({"org.chargeflow"})
+    )
     sent: list[tuple[str, dict[str, Any]]] = []
     async with Gateway(cfg) as gw:
         ws = await open_station(gw, "CP-MORE")
         try:
+
             async def call(uid: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
                 frame = await rpc(ws, action, payload, uid)
                 assert frame[0] == 3, frame
                 sent.append((uid, frame[2]))
                 return dict(frame[2])
 
-            assert await call("dt-known", "DataTransfer", {
-                "vendorId": "org.chargeflow", "messageId": "Ping", "data": "x"}) == {
-                "status": "Accepted"}
+            assert await call(
+                "dt-known",
+                "DataTransfer",
+                {"vendorId": "org.chargeflow", "messageId": "Ping", "data": "x"},
+            ) == {"status": "Accepted"}
             assert await call("dt-unknown", "DataTransfer", {"vendorId": "com.other"}) == {
-                "status": "UnknownVendorId"}
-            assert await call("diag", "DiagnosticsStatusNotification",
-                              {"status": "Uploaded"}) == {}
+                "status": "UnknownVendorId"
+            }
+            assert await call("diag", "DiagnosticsStatusNotification", {"status": "Uploaded"}) == {}
             assert await call("fw", "FirmwareStatusNotification", {"status": "Installed"}) == {}
             for i, code in enumerate(CHARGE_POINT_ERROR_CODES):
                 status = CHARGE_POINT_STATUSES[i % len(CHARGE_POINT_STATUSES)]
-                assert await call(f"st-{code}", "StatusNotification", {
-                    "connectorId": 2, "errorCode": code, "status": status, "timestamp": NOW,
-                    "info": "i", "vendorId": "v", "vendorErrorCode": "E1"}) == {}
-            assert await call("stop", "StopTransaction", {
-                "transactionId": 77, "meterStop": 2_000, "timestamp": "2026-01-05T11:00:00Z",
-                "reason": "EVDisconnected", "transactionData": [
-                    {"timestamp": "2026-01-05T10:59:00Z", "sampledValue": [
-                        {"value": "1990", "context": "Transaction.End"},
-                        {"value": "7.2", "measurand": "Power.Active.Import", "unit": "kW",
-                         "phase": "L1"},
-                        {"value": "0A1B", "format": "SignedData"}]}]}) == {}
+                assert (
+                    await call(
+                        f"st-{code}",
+                        "StatusNotification",
+                        {
+                            "connectorId": 2,
+                            "errorCode": code,
+                            "status": status,
+                            "timestamp": NOW,
+                            "info": "i",
+                            "vendorId": "v",
+                            "vendorErrorCode": "E1",
+                        },
+                    )
+                    == {}
+                )
+            assert (
+                await call(
+                    "stop",
+                    "StopTransaction",
+                    {
+                        "transactionId": 77,
+                        "meterStop": 2_000,
+                        "timestamp": "2026-01-05T11:00:00Z",
+                        "reason": "EVDisconnected",
+                        "transactionData": [
+                            {
+                                "timestamp": "2026-01-05T10:59:00Z",
+                                "sampledValue": [
+                                    {"value": "1990", "context": "Transaction.End"},
+                                    {
+                                        "value": "7.2",
+                                        "measurand": "Power.Active.Import",
+                                        "unit": "kW",
+                                        "phase": "L1",
+                                    },
+                                    {"value": "0A1B", "format": "SignedData"},
+                                ],
+                            }
+                        ],
+                    },
+                )
+                == {}
+            )
         finally:
             await ws.close()
 
@@ -338,9 +478,14 @@ async def test_remaining_16_actions_error_codes_and_transaction_data(
     assert facts is not None
     assert isinstance(facts[0], TransactionEnd)
     assert (facts[0].transaction_id, facts[0].meter_stop_wh, facts[0].stopped_reason) == (
-        "77", 2_000, "EVDisconnected")
+        "77",
+        2_000,
+        "EVDisconnected",
+    )
     samples = [f for f in facts if isinstance(f, MeterSample)]
-    assert [(s.measurand, s.context, s.unit, s.value, s.phase, s.transaction_id)
-            for s in samples] == [
+    assert [
+        (s.measurand, s.context, s.unit, s.value, s.phase, s.transaction_id) for s in samples
+    ] == [
         ("Energy.Active.Import.Register", "Transaction.End", "Wh", 1990, None, "77"),
-        ("Power.Active.Import", "Sample.Periodic", "kW", Decimal("7.2"), "L1", "77")]
+        ("Power.Active.Import", "Sample.Periodic", "kW", Decimal("7.2"), "L1", "77"),
+    ]

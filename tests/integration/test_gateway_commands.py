@@ -36,22 +36,38 @@ TAG = "CMD-TAG-1"
 
 
 @asynccontextmanager
-async def sim_station(gw: Gateway, cp_prefix: str, version: str, **overrides: Any
-                      ) -> AsyncIterator[SimulatedStation]:
+async def sim_station(
+    gw: Gateway, cp_prefix: str, version: str, **overrides: Any
+) -> AsyncIterator[SimulatedStation]:
     """One simulated station that stays connected, charges only when told to and
     reports every 60 simulated s (0.5 s real)."""
     base: dict[str, Any] = dict(
-        gateway_url=gw.url, stations=1, station_id_prefix=cp_prefix,
-        sessions_per_station=None, mean_arrival_gap_s=1e12, mean_dwell_s=1e12,
-        meter_interval_s=60, time_scale=120, call_timeout_s=5, id_tags=(TAG,),
-        database_url=gw.config.database_url, station_password=STATION_PASSWORD,
-        ocpp_versions=(version,), seed=3, max_power_w=22_000.0,
+        gateway_url=gw.url,
+        stations=1,
+        station_id_prefix=cp_prefix,
+        sessions_per_station=None,
+        mean_arrival_gap_s=1e12,
+        mean_dwell_s=1e12,
+        meter_interval_s=60,
+        time_scale=120,
+        call_timeout_s=5,
+        id_tags=(TAG,),
+        database_url=gw.config.database_url,
+        station_password=STATION_PASSWORD,
+        ocpp_versions=(version,),
+        seed=3,
+        max_power_w=22_000.0,
     )
     base.update(overrides)
     config = FleetConfig(**base)
     await asyncio.to_thread(provision, config)
-    station = SimulatedStation(config.station_ids()[0], config, FleetReport(),
-                               SimClock(config.time_scale), ocpp_version=version)
+    station = SimulatedStation(
+        config.station_ids()[0],
+        config,
+        FleetReport(),
+        SimClock(config.time_scale),
+        ocpp_version=version,
+    )
     task = asyncio.create_task(station.run())
     try:
         async with asyncio.timeout(20):
@@ -67,6 +83,7 @@ async def submitter(gw: Gateway) -> AsyncIterator[Callable[[Command], Any]]:
     producer = Producer(producer_config(gw.config.kafka_bootstrap))
     conn = await psycopg.AsyncConnection.connect(gw.config.database_url, autocommit=True)
     try:
+
         async def submit(command: Command) -> Command:
             assert await store.submit_command(conn, producer, gw.config.topics, command)
             return command
@@ -78,28 +95,40 @@ async def submitter(gw: Gateway) -> AsyncIterator[Callable[[Command], Any]]:
 
 
 def results(broker: EmbeddedBroker, topics: Topics) -> list[CommandResult]:
-    return [decode_result(m.value()) for m in read_topic(broker.bootstrap,
-                                                          topics.ocpp_command_results)]
+    return [
+        decode_result(m.value()) for m in read_topic(broker.bootstrap, topics.ocpp_command_results)
+    ]
 
 
-async def wait_results(broker: EmbeddedBroker, topics: Topics, commands: list[Command],
-                       wait_s: float = 30) -> dict[str, CommandResult]:
+async def wait_results(
+    broker: EmbeddedBroker, topics: Topics, commands: list[Command], wait_s: float = 30
+) -> dict[str, CommandResult]:
     """The result of each command (by action; actions unique in ``commands``)."""
     ids = {c.command_id for c in commands}
 
     def fetch() -> dict[uuid.UUID, CommandResult]:
         return {r.command_id: r for r in results(broker, topics) if r.command_id in ids}
 
-    got = await asyncio.to_thread(poll_until, fetch, lambda r: len(r) == len(ids), wait_s,
-                                  f"results of {sorted(c.action for c in commands)}")
+    got = await asyncio.to_thread(
+        poll_until,
+        fetch,
+        lambda r: len(r) == len(ids),
+        wait_s,
+        f"results of {sorted(c.action for c in commands)}",
+    )
     return {c.action: got[c.command_id] for c in commands}
 
 
-async def wait_envelopes(broker: EmbeddedBroker, topics: Topics,
-                         done: Callable[[list[Envelope]], bool], what: str,
-                         wait_s: float = 30) -> list[Envelope]:
+async def wait_envelopes(
+    broker: EmbeddedBroker,
+    topics: Topics,
+    done: Callable[[list[Envelope]], bool],
+    what: str,
+    wait_s: float = 30,
+) -> list[Envelope]:
     return await asyncio.to_thread(
-        poll_until, lambda: envelopes(broker, topics.ocpp_events), done, wait_s, what)
+        poll_until, lambda: envelopes(broker, topics.ocpp_events), done, wait_s, what
+    )
 
 
 async def until(condition: Callable[[], Any], what: str, wait_s: float = 20) -> None:
@@ -115,7 +144,9 @@ def row(database_url: str, command_id: uuid.UUID) -> dict[str, Any]:
     with psycopg.connect(database_url) as conn:
         cur = conn.execute(
             "SELECT status, gateway_id, sent_at, completed_at, response, error, ocpp_version, "
-            "requested_by FROM commands WHERE command_id = %s", (command_id,))
+            "requested_by FROM commands WHERE command_id = %s",
+            (command_id,),
+        )
         values = cur.fetchone()
         assert values is not None, f"no row for {command_id}"
         return dict(zip([d.name for d in cur.description or []], values, strict=True))
@@ -140,22 +171,43 @@ def power_w(envelope: Envelope) -> float | None:
 V16_COMMANDS: list[tuple[str, dict[str, Any]]] = [
     ("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "120"}),
     ("GetConfiguration", {"key": ["HeartbeatInterval"]}),
-    ("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {
-        "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
-        "chargingProfileKind": "Relative", "chargingSchedule": {
-            "chargingRateUnit": "W",
-            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": Decimal("7400.3")}]}}}),
+    (
+        "SetChargingProfile",
+        {
+            "connectorId": 1,
+            "csChargingProfiles": {
+                "chargingProfileId": 1,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": {
+                    "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": Decimal("7400.3")}],
+                },
+            },
+        },
+    ),
     ("GetCompositeSchedule", {"connectorId": 1, "duration": 3600, "chargingRateUnit": "W"}),
     ("ClearChargingProfile", {"id": 1}),
     ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 1}),
-    ("UpdateFirmware", {"location": "https://fw.example/1.1.bin",
-                        "retrieveDate": "2026-01-01T00:00:00Z"}),
+    (
+        "UpdateFirmware",
+        {"location": "https://fw.example/1.1.bin", "retrieveDate": "2026-01-01T00:00:00Z"},
+    ),
     ("GetDiagnostics", {"location": "ftp://diag.example/upload"}),
-    ("SendLocalList", {"listVersion": 3, "updateType": "Full", "localAuthorizationList": [
-        {"idTag": TAG, "idTagInfo": {"status": "Accepted"}}]}),
+    (
+        "SendLocalList",
+        {
+            "listVersion": 3,
+            "updateType": "Full",
+            "localAuthorizationList": [{"idTag": TAG, "idTagInfo": {"status": "Accepted"}}],
+        },
+    ),
     ("GetLocalListVersion", {}),
-    ("ReserveNow", {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z", "idTag": TAG,
-                    "reservationId": 7}),
+    (
+        "ReserveNow",
+        {"connectorId": 1, "expiryDate": "2030-01-01T00:00:00Z", "idTag": TAG, "reservationId": 7},
+    ),
     ("CancelReservation", {"reservationId": 7}),
     ("ClearCache", {}),
     ("DataTransfer", {"vendorId": "org.chargeflow", "messageId": "ping", "data": "x"}),
@@ -164,34 +216,85 @@ V16_COMMANDS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 V201_COMMANDS: list[tuple[str, dict[str, Any]]] = [
-    ("SetVariables", {"setVariableData": [{
-        "attributeValue": "120", "component": {"name": "OCPPCommCtrlr"},
-        "variable": {"name": "HeartbeatInterval"}}]}),
-    ("GetVariables", {"getVariableData": [{
-        "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}),
-    ("SetChargingProfile", {"evseId": 1, "chargingProfile": {
-        "id": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
-        "chargingProfileKind": "Relative", "chargingSchedule": [{
-            "id": 1, "chargingRateUnit": "W",
-            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": Decimal("7400.3")}]}]}}),
+    (
+        "SetVariables",
+        {
+            "setVariableData": [
+                {
+                    "attributeValue": "120",
+                    "component": {"name": "OCPPCommCtrlr"},
+                    "variable": {"name": "HeartbeatInterval"},
+                }
+            ]
+        },
+    ),
+    (
+        "GetVariables",
+        {
+            "getVariableData": [
+                {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}
+            ]
+        },
+    ),
+    (
+        "SetChargingProfile",
+        {
+            "evseId": 1,
+            "chargingProfile": {
+                "id": 1,
+                "stackLevel": 0,
+                "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": [
+                    {
+                        "id": 1,
+                        "chargingRateUnit": "W",
+                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": Decimal("7400.3")}],
+                    }
+                ],
+            },
+        },
+    ),
     ("GetCompositeSchedule", {"duration": 3600, "evseId": 1, "chargingRateUnit": "W"}),
     ("ClearChargingProfile", {"chargingProfileId": 1}),
     ("TriggerMessage", {"requestedMessage": "MeterValues", "evse": {"id": 1}}),
-    ("UpdateFirmware", {"requestId": 11, "firmware": {
-        "location": "https://fw.example/1.1.bin", "retrieveDateTime": "2026-01-01T00:00:00Z"}}),
-    ("GetLog", {"logType": "DiagnosticsLog", "requestId": 12,
-                "log": {"remoteLocation": "https://logs.example/upload"}}),
+    (
+        "UpdateFirmware",
+        {
+            "requestId": 11,
+            "firmware": {
+                "location": "https://fw.example/1.1.bin",
+                "retrieveDateTime": "2026-01-01T00:00:00Z",
+            },
+        },
+    ),
+    (
+        "GetLog",
+        {
+            "logType": "DiagnosticsLog",
+            "requestId": 12,
+            "log": {"remoteLocation": "https://logs.example/upload"},
+        },
+    ),
     ("GetBaseReport", {"requestId": 13, "reportBase": "ConfigurationInventory"}),
     ("SendLocalList", {"versionNumber": 3, "updateType": "Full"}),
     ("GetLocalListVersion", {}),
-    ("ReserveNow", {"id": 7, "expiryDateTime": "2030-01-01T00:00:00Z",
-                    "idToken": {"idToken": TAG, "type": "ISO14443"}, "evseId": 1}),
+    (
+        "ReserveNow",
+        {
+            "id": 7,
+            "expiryDateTime": "2030-01-01T00:00:00Z",
+            "idToken": {"idToken": TAG, "type": "ISO14443"},
+            "evseId": 1,
+        },
+    ),
     ("CancelReservation", {"reservationId": 7}),
     ("ClearCache", {}),
     ("DataTransfer", {"vendorId": "org.chargeflow", "messageId": "ping"}),
     ("UnlockConnector", {"evseId": 1, "connectorId": 1}),
     ("ChangeAvailability", {"operationalStatus": "Inoperative", "evse": {"id": 1}}),
 ]
+
 
 @dataclass(frozen=True)
 class Flow:
@@ -206,13 +309,22 @@ class Flow:
 
 
 FLOW = {
-    "1.6": Flow("RemoteStartTransaction", "RemoteStopTransaction", ("Reset", {"type": "Soft"}),
-                V16_COMMANDS, frozenset({"FirmwareStatusNotification",
-                                         "DiagnosticsStatusNotification", "MeterValues"})),
-    "2.0.1": Flow("RequestStartTransaction", "RequestStopTransaction",
-                  ("Reset", {"type": "Immediate"}), V201_COMMANDS,
-                  frozenset({"FirmwareStatusNotification", "LogStatusNotification",
-                             "NotifyReport", "MeterValues"})),
+    "1.6": Flow(
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        ("Reset", {"type": "Soft"}),
+        V16_COMMANDS,
+        frozenset({"FirmwareStatusNotification", "DiagnosticsStatusNotification", "MeterValues"}),
+    ),
+    "2.0.1": Flow(
+        "RequestStartTransaction",
+        "RequestStopTransaction",
+        ("Reset", {"type": "Immediate"}),
+        V201_COMMANDS,
+        frozenset(
+            {"FirmwareStatusNotification", "LogStatusNotification", "NotifyReport", "MeterValues"}
+        ),
+    ),
 }
 
 
@@ -228,8 +340,11 @@ def started_tx(version: str, cp_id: str, envs: list[Envelope]) -> Any:
             continue
         if version == "1.6" and e.action == "StartTransaction":
             return e.response["transactionId"] if e.response else None
-        if version == "2.0.1" and e.action == "TransactionEvent" \
-                and e.payload["eventType"] == "Started":
+        if (
+            version == "2.0.1"
+            and e.action == "TransactionEvent"
+            and e.payload["eventType"] == "Started"
+        ):
             return e.payload["transactionInfo"]["transactionId"]
     return None
 
@@ -240,8 +355,11 @@ def stopped_reason(version: str, cp_id: str, envs: list[Envelope]) -> str | None
             continue
         if version == "1.6" and e.action == "StopTransaction":
             return str(e.payload.get("reason"))
-        if version == "2.0.1" and e.action == "TransactionEvent" \
-                and e.payload["eventType"] == "Ended":
+        if (
+            version == "2.0.1"
+            and e.action == "TransactionEvent"
+            and e.payload["eventType"] == "Ended"
+        ):
             return str(e.payload["transactionInfo"].get("stoppedReason"))
     return None
 
@@ -254,13 +372,21 @@ async def test_every_command_is_sent_answered_and_recorded(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, version: str
 ) -> None:
     flow = FLOW[version]
-    async with Gateway(gateway_config(broker, clean_db, topics)) as gw, \
-            sim_station(gw, f"CMD{version}-", version) as station, submitter(gw) as submit:
+    async with (
+        Gateway(gateway_config(broker, clean_db, topics)) as gw,
+        sim_station(gw, f"CMD{version}-", version) as station,
+        submitter(gw) as submit,
+    ):
         cp = station.cp_id
         # Availability back to Operative at the end of the batch (order is kept per station).
         batch = [cmd(cp, a, p) for a, p in flow.commands]
-        operative = cmd(cp, "ChangeAvailability", {"connectorId": 1, "type": "Operative"}
-                        if version == "1.6" else {"operationalStatus": "Operative"})
+        operative = cmd(
+            cp,
+            "ChangeAvailability",
+            {"connectorId": 1, "type": "Operative"}
+            if version == "1.6"
+            else {"operationalStatus": "Operative"},
+        )
         for c in [*batch, operative]:
             await submit(c)
         got = await wait_results(broker, topics, batch)
@@ -269,21 +395,31 @@ async def test_every_command_is_sent_answered_and_recorded(
             assert result.gateway_id == gw.gateway_id
             assert result.ocpp_version == version
             assert result.sent_at is not None
-        assert (await wait_results(broker, topics, [operative]))["ChangeAvailability"].status \
-            == CommandStatus.ACCEPTED
+        assert (await wait_results(broker, topics, [operative]))[
+            "ChangeAvailability"
+        ].status == CommandStatus.ACCEPTED
         # The station's answers are kept, exactly (Decimal limits survive).
         if version == "1.6":
-            assert got["GetConfiguration"].response == {"configurationKey": [
-                {"key": "HeartbeatInterval", "readonly": False, "value": "120"}]}
+            assert got["GetConfiguration"].response == {
+                "configurationKey": [
+                    {"key": "HeartbeatInterval", "readonly": False, "value": "120"}
+                ]
+            }
             assert got["GetCompositeSchedule"].response["chargingSchedule"][  # type: ignore[index]
-                "chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": Decimal("7400.3")}]
+                "chargingSchedulePeriod"
+            ] == [{"startPeriod": 0, "limit": Decimal("7400.3")}]
             assert got["GetDiagnostics"].response == {"fileName": f"{cp}-diagnostics.log"}
             assert got["UnlockConnector"].response == {"status": "Unlocked"}
         else:
-            assert got["GetVariables"].response["getVariableResult"][0][  # type: ignore[index]
-                "attributeValue"] == "120"
+            assert (
+                got["GetVariables"].response["getVariableResult"][0][  # type: ignore[index]
+                    "attributeValue"
+                ]
+                == "120"
+            )
             assert got["GetCompositeSchedule"].response["schedule"][  # type: ignore[index]
-                "chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": Decimal("7400.3")}]
+                "chargingSchedulePeriod"
+            ] == [{"startPeriod": 0, "limit": Decimal("7400.3")}]
         received = [a for a, _ in station.commands.received]
         assert received == [c.action for c in [*batch, operative]]  # each sent once, in order
         sent_profile = dict(station.commands.received)["SetChargingProfile"]
@@ -296,60 +432,98 @@ async def test_every_command_is_sent_answered_and_recorded(
 
         # Follow-up messages the commands asked for reach ocpp.events.
         follow_ups = flow.follow_ups
-        await wait_envelopes(broker, topics, lambda envs: follow_ups <= {
-            e.action for e in envs if e.charge_point_id == cp}, f"{follow_ups} from {cp}")
+        await wait_envelopes(
+            broker,
+            topics,
+            lambda envs: follow_ups <= {e.action for e in envs if e.charge_point_id == cp},
+            f"{follow_ups} from {cp}",
+        )
 
         # Remote start -> a session starts (no Authorize: not configured), remote stop
         # -> it stops with reason Remote, reset -> the station boots again.
         start = await submit(cmd(cp, flow.start, start_payload(version)))
-        assert (await wait_results(broker, topics, [start]))[start.action].status \
-            == CommandStatus.ACCEPTED
+        assert (await wait_results(broker, topics, [start]))[
+            start.action
+        ].status == CommandStatus.ACCEPTED
         await until(lambda: station.commands.running.get(1) is not None, "the session")
-        envs = await wait_envelopes(broker, topics, lambda es: started_tx(version, cp, es)
-                                    is not None, "the remote-started session")
+        envs = await wait_envelopes(
+            broker,
+            topics,
+            lambda es: started_tx(version, cp, es) is not None,
+            "the remote-started session",
+        )
         assert not [e for e in envs if e.charge_point_id == cp and e.action == "Authorize"]
         tx = started_tx(version, cp, envs)
         assert str(tx) == str(station.commands.running[1])
         stop = await submit(cmd(cp, flow.stop, {"transactionId": tx}))
-        assert (await wait_results(broker, topics, [stop]))[stop.action].status \
-            == CommandStatus.ACCEPTED
-        await wait_envelopes(broker, topics, lambda es: stopped_reason(version, cp, es)
-                             == "Remote", "the session stopped remotely")
-        boots = len([e for e in envs if e.charge_point_id == cp
-                     and e.action == "BootNotification"])
+        assert (await wait_results(broker, topics, [stop]))[
+            stop.action
+        ].status == CommandStatus.ACCEPTED
+        await wait_envelopes(
+            broker,
+            topics,
+            lambda es: stopped_reason(version, cp, es) == "Remote",
+            "the session stopped remotely",
+        )
+        boots = len([e for e in envs if e.charge_point_id == cp and e.action == "BootNotification"])
         reset_action, reset_payload = flow.reset
         reset = await submit(cmd(cp, reset_action, reset_payload))
-        assert (await wait_results(broker, topics, [reset]))["Reset"].status \
-            == CommandStatus.ACCEPTED
-        await wait_envelopes(broker, topics, lambda es: len(
-            [e for e in es if e.charge_point_id == cp and e.action == "BootNotification"])
-            > boots, "a BootNotification after the reset")
+        assert (await wait_results(broker, topics, [reset]))[
+            "Reset"
+        ].status == CommandStatus.ACCEPTED
+        await wait_envelopes(
+            broker,
+            topics,
+            lambda es: (
+                len([e for e in es if e.charge_point_id == cp and e.action == "BootNotification"])
+                > boots
+            ),
+            "a BootNotification after the reset",
+        )
 
 
 async def test_refusals_errors_timeouts_invalid_expired_and_offline(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
-    behaviour = {"Reset": "reject", "ClearCache": "not_supported",
-                 "GetLocalListVersion": "ignore"}
-    async with Gateway(gateway_config(broker, clean_db, topics)) as gw, \
-            sim_station(gw, "CMDFAIL-", "1.6", command_behaviour=behaviour) as station, \
-            submitter(gw) as submit:
+    behaviour = {"Reset": "reject", "ClearCache": "not_supported", "GetLocalListVersion": "ignore"}
+    async with (
+        Gateway(gateway_config(broker, clean_db, topics)) as gw,
+        sim_station(gw, "CMDFAIL-", "1.6", command_behaviour=behaviour) as station,
+        submitter(gw) as submit,
+    ):
         cp = station.cp_id
-        await asyncio.to_thread(provision_station, clean_db, "CMD-NEVER-CONNECTED",
-                                password=STATION_PASSWORD)
+        await asyncio.to_thread(
+            provision_station, clean_db, "CMD-NEVER-CONNECTED", password=STATION_PASSWORD
+        )
         now = datetime.now(UTC)
         rejected = cmd(cp, "Reset", {"type": "Hard"})
         callerror = cmd(cp, "ClearCache", {})
         silent = cmd(cp, "GetLocalListVersion", {}, timeout_s=0.5)
         invalid = cmd(cp, "UnlockConnector", {"connectorId": "one"})
-        wrong_version = cmd(cp, "RequestStartTransaction", {
-            "idToken": {"idToken": TAG, "type": "ISO14443"}, "remoteStartId": 1})
-        expired = cmd(cp, "DataTransfer", {"vendorId": "org.chargeflow"},
-                      now=now - timedelta(seconds=20), ttl_s=10)
+        wrong_version = cmd(
+            cp,
+            "RequestStartTransaction",
+            {"idToken": {"idToken": TAG, "type": "ISO14443"}, "remoteStartId": 1},
+        )
+        expired = cmd(
+            cp,
+            "DataTransfer",
+            {"vendorId": "org.chargeflow"},
+            now=now - timedelta(seconds=20),
+            ttl_s=10,
+        )
         read_only = cmd(cp, "ChangeConfiguration", {"key": "NumberOfConnectors", "value": "2"})
         unknown_key = cmd(cp, "GetConfiguration", {"key": ["NoSuchKey"]})
-        for c in (rejected, callerror, silent, invalid, wrong_version, expired, read_only,
-                  unknown_key):
+        for c in (
+            rejected,
+            callerror,
+            silent,
+            invalid,
+            wrong_version,
+            expired,
+            read_only,
+            unknown_key,
+        ):
             await submit(c)
         started = time.monotonic()
         offline = await submit(cmd("CMD-NEVER-CONNECTED", "Reset", {"type": "Soft"}))
@@ -359,9 +533,25 @@ async def test_refusals_errors_timeouts_invalid_expired_and_offline(
         assert off.sent_at is None
         assert "not connected" in (off.error or "")
 
-        got = {r.command_id: r for r in (await wait_results(broker, topics, [
-            rejected, callerror, silent, invalid, wrong_version, expired, read_only,
-            unknown_key])).values()}
+        got = {
+            r.command_id: r
+            for r in (
+                await wait_results(
+                    broker,
+                    topics,
+                    [
+                        rejected,
+                        callerror,
+                        silent,
+                        invalid,
+                        wrong_version,
+                        expired,
+                        read_only,
+                        unknown_key,
+                    ],
+                )
+            ).values()
+        }
         assert got[rejected.command_id].status == CommandStatus.REJECTED
         assert got[rejected.command_id].response == {"status": "Rejected"}
         assert got[callerror.command_id].status == CommandStatus.FAILED
@@ -378,12 +568,18 @@ async def test_refusals_errors_timeouts_invalid_expired_and_offline(
         assert got[read_only.command_id].status == CommandStatus.REJECTED
         assert got[read_only.command_id].response == {"status": "Rejected"}
         assert got[unknown_key.command_id].status == CommandStatus.REJECTED
-        assert got[unknown_key.command_id].response == {"configurationKey": [],
-                                                        "unknownKey": ["NoSuchKey"]}
+        assert got[unknown_key.command_id].response == {
+            "configurationKey": [],
+            "unknownKey": ["NoSuchKey"],
+        }
         # Nothing invalid, expired or for the wrong version reached the station.
         assert [a for a, _ in station.commands.received] == [
-            "Reset", "ClearCache", "GetLocalListVersion", "ChangeConfiguration",
-            "GetConfiguration"]
+            "Reset",
+            "ClearCache",
+            "GetLocalListVersion",
+            "ChangeConfiguration",
+            "GetConfiguration",
+        ]
         assert row(clean_db, silent.command_id)["status"] == "timed_out"
         assert row(clean_db, callerror.command_id)["error"].startswith("CALLERROR NotSupported")
         assert row(clean_db, offline.command_id)["status"] == "offline"
@@ -393,8 +589,10 @@ async def test_undecodable_command_is_dead_lettered_once(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
     cfg = gateway_config(broker, clean_db, topics)
-    async with Gateway(replace(cfg, gateway_id="gw-a")) as a, \
-            Gateway(replace(cfg, gateway_id="gw-b")) as b:
+    async with (
+        Gateway(replace(cfg, gateway_id="gw-a")) as a,
+        Gateway(replace(cfg, gateway_id="gw-b")) as b,
+    ):
         assert a.gateway_id != b.gateway_id
         producer = Producer(producer_config(broker.bootstrap))
         try:
@@ -403,13 +601,18 @@ async def test_undecodable_command_is_dead_lettered_once(
             async with submitter(a) as submit:
                 await submit(good)
             # Both replicas read past the bad message to the good one.
-            assert (await wait_results(broker, topics, [good]))["Reset"].status \
-                == CommandStatus.OFFLINE
+            assert (await wait_results(broker, topics, [good]))[
+                "Reset"
+            ].status == CommandStatus.OFFLINE
         finally:
             await asyncio.to_thread(producer.close, 5.0)
-        dead = await asyncio.to_thread(poll_until, lambda: list(
-            read_topic(broker.bootstrap, topics.deadletter)), lambda d: len(d) >= 1, 20,
-            "the dead letter")
+        dead = await asyncio.to_thread(
+            poll_until,
+            lambda: list(read_topic(broker.bootstrap, topics.deadletter)),
+            lambda d: len(d) >= 1,
+            20,
+            "the dead letter",
+        )
         assert [m.value() for m in dead] == [b"{not json"]
         headers = dict(dead[0].headers() or [])
         assert headers["deadletter.stage"] == b"gateway.commands"
@@ -422,21 +625,24 @@ async def test_two_replicas_send_each_command_exactly_once(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
     cfg = gateway_config(broker, clean_db, topics)
-    async with Gateway(replace(cfg, gateway_id="gw-a")) as a, \
-            Gateway(replace(cfg, gateway_id="gw-b")) as b, \
-            sim_station(a, "CMDA-", "1.6") as on_a, sim_station(b, "CMDB-", "2.0.1") as on_b, \
-            submitter(a) as submit:
-        for_a = [cmd(on_a.cp_id, "ClearCache", {}),
-                 cmd(on_a.cp_id, "GetLocalListVersion", {}),
-                 cmd(on_a.cp_id, "TriggerMessage", {"requestedMessage": "Heartbeat"})]
-        for_b = [cmd(on_b.cp_id, "ClearCache", {}),
-                 cmd(on_b.cp_id, "GetLocalListVersion", {})]
+    async with (
+        Gateway(replace(cfg, gateway_id="gw-a")) as a,
+        Gateway(replace(cfg, gateway_id="gw-b")) as b,
+        sim_station(a, "CMDA-", "1.6") as on_a,
+        sim_station(b, "CMDB-", "2.0.1") as on_b,
+        submitter(a) as submit,
+    ):
+        for_a = [
+            cmd(on_a.cp_id, "ClearCache", {}),
+            cmd(on_a.cp_id, "GetLocalListVersion", {}),
+            cmd(on_a.cp_id, "TriggerMessage", {"requestedMessage": "Heartbeat"}),
+        ]
+        for_b = [cmd(on_b.cp_id, "ClearCache", {}), cmd(on_b.cp_id, "GetLocalListVersion", {})]
         for c in [*for_a, *for_b]:
             await submit(c)
         got_a = await wait_results(broker, topics, for_a)
         got_b = await wait_results(broker, topics, for_b)
-        assert {r.status for r in [*got_a.values(), *got_b.values()]} == {
-            CommandStatus.ACCEPTED}
+        assert {r.status for r in [*got_a.values(), *got_b.values()]} == {CommandStatus.ACCEPTED}
         assert {r.gateway_id for r in got_a.values()} == {a.gateway_id}
         assert {r.gateway_id for r in got_b.values()} == {b.gateway_id}
         assert [x for x, _ in on_a.commands.received] == [c.action for c in for_a]
@@ -454,52 +660,88 @@ async def test_two_replicas_send_each_command_exactly_once(
 async def test_charging_profile_lowers_the_power_in_the_next_meter_values(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, version: str
 ) -> None:
-    async with Gateway(gateway_config(broker, clean_db, topics)) as gw, \
-            sim_station(gw, f"CMDPWR{version}-", version) as station, \
-            submitter(gw) as submit:
+    async with (
+        Gateway(gateway_config(broker, clean_db, topics)) as gw,
+        sim_station(gw, f"CMDPWR{version}-", version) as station,
+        submitter(gw) as submit,
+    ):
         cp = station.cp_id
         flow = FLOW[version]
         start = await submit(cmd(cp, flow.start, start_payload(version)))
-        assert (await wait_results(broker, topics, [start]))[start.action].status \
-            == CommandStatus.ACCEPTED
+        assert (await wait_results(broker, topics, [start]))[
+            start.action
+        ].status == CommandStatus.ACCEPTED
 
         def powers(envs: list[Envelope]) -> list[float]:
-            return [p for e in envs if e.charge_point_id == cp
-                    for p in [power_w(e)] if p is not None]
+            return [
+                p for e in envs if e.charge_point_id == cp for p in [power_w(e)] if p is not None
+            ]
 
-        before = powers(await wait_envelopes(broker, topics, lambda es: len(powers(es)) >= 2,
-                                             "meter values while charging"))
+        before = powers(
+            await wait_envelopes(
+                broker, topics, lambda es: len(powers(es)) >= 2, "meter values while charging"
+            )
+        )
         assert min(before) > 3000
         if version == "1.6":
-            payload: dict[str, Any] = {"connectorId": 1, "csChargingProfiles": {
-                "chargingProfileId": 5, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
-                "chargingProfileKind": "Relative", "chargingSchedule": {
-                    "chargingRateUnit": "A",
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": Decimal("4.3"),
-                                                "numberPhases": 3}]}}}
+            payload: dict[str, Any] = {
+                "connectorId": 1,
+                "csChargingProfiles": {
+                    "chargingProfileId": 5,
+                    "stackLevel": 1,
+                    "chargingProfilePurpose": "TxProfile",
+                    "chargingProfileKind": "Relative",
+                    "chargingSchedule": {
+                        "chargingRateUnit": "A",
+                        "chargingSchedulePeriod": [
+                            {"startPeriod": 0, "limit": Decimal("4.3"), "numberPhases": 3}
+                        ],
+                    },
+                },
+            }
         else:
-            payload = {"evseId": 1, "chargingProfile": {
-                "id": 5, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
-                "chargingProfileKind": "Relative", "chargingSchedule": [{
-                    "id": 5, "chargingRateUnit": "A",
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": Decimal("4.3"),
-                                                "numberPhases": 3}]}]}}
+            payload = {
+                "evseId": 1,
+                "chargingProfile": {
+                    "id": 5,
+                    "stackLevel": 1,
+                    "chargingProfilePurpose": "TxProfile",
+                    "chargingProfileKind": "Relative",
+                    "chargingSchedule": [
+                        {
+                            "id": 5,
+                            "chargingRateUnit": "A",
+                            "chargingSchedulePeriod": [
+                                {"startPeriod": 0, "limit": Decimal("4.3"), "numberPhases": 3}
+                            ],
+                        }
+                    ],
+                },
+            }
         limit = await submit(cmd(cp, "SetChargingProfile", payload))
-        assert (await wait_results(broker, topics, [limit]))["SetChargingProfile"].status \
-            == CommandStatus.ACCEPTED
+        assert (await wait_results(broker, topics, [limit]))[
+            "SetChargingProfile"
+        ].status == CommandStatus.ACCEPTED
         seen = len(powers(envelopes(broker, topics.ocpp_events)))
         # 4.3 A x 230 V x 3 phases = 2967 W from the next meter interval on.
-        after = await wait_envelopes(broker, topics, lambda es: len(powers(es)) >= seen + 2,
-                                     "meter values after the profile")
+        after = await wait_envelopes(
+            broker, topics, lambda es: len(powers(es)) >= seen + 2, "meter values after the profile"
+        )
         assert powers(after)[seen + 1] <= 4.3 * 230 * 3 + 1
 
 
 async def test_sweeper_expires_pending_and_fails_orphaned_commands(clean_db: str) -> None:
     conn = await psycopg.AsyncConnection.connect(clean_db, autocommit=True)
     try:
-        past = new_command("CP-SWEEP", "Reset", {"type": "Soft"}, requested_by="t",
-                           now=datetime.now(UTC) - timedelta(minutes=5), ttl_s=60,
-                           timeout_s=1)
+        past = new_command(
+            "CP-SWEEP",
+            "Reset",
+            {"type": "Soft"},
+            requested_by="t",
+            now=datetime.now(UTC) - timedelta(minutes=5),
+            ttl_s=60,
+            timeout_s=1,
+        )
         orphan = new_command("CP-SWEEP", "ClearCache", {}, requested_by="t", timeout_s=1)
         for c in (past, orphan):
             assert await store.insert_if_missing(conn, c)
@@ -507,13 +749,17 @@ async def test_sweeper_expires_pending_and_fails_orphaned_commands(clean_db: str
         claimed = await store.claim(conn, orphan.command_id, "gw-dead", CommandStatus.SENT)
         assert claimed is not None
         assert claimed.status == CommandStatus.SENT
-        assert await store.claim(conn, orphan.command_id, "gw-other", CommandStatus.SENT) \
-            is None  # exactly one claim wins
-        await conn.execute("UPDATE commands SET sent_at = now() - interval '1 minute' "
-                           "WHERE command_id = %s", (orphan.command_id,))
+        assert (
+            await store.claim(conn, orphan.command_id, "gw-other", CommandStatus.SENT) is None
+        )  # exactly one claim wins
+        await conn.execute(
+            "UPDATE commands SET sent_at = now() - interval '1 minute' WHERE command_id = %s",
+            (orphan.command_id,),
+        )
         expired = await store.expire_overdue(conn, "gw-sweeper")
         assert [r.command_id for r in expired if r.charge_point_id == "CP-SWEEP"] == [
-            past.command_id]
+            past.command_id
+        ]
         assert expired[0].to_result().status == CommandStatus.EXPIRED
         abandoned = await store.abandon_orphaned(conn, grace_s=5)
         mine = [r for r in abandoned if r.command_id == orphan.command_id]
@@ -535,22 +781,28 @@ async def test_results_left_unpublished_are_published_by_a_heartbeat(
         lost = new_command("CP-LOST", "Reset", {"type": "Soft"}, requested_by="t", timeout_s=1)
         assert await store.insert_if_missing(conn, lost)
         assert await store.claim(conn, lost.command_id, "gw-dead", CommandStatus.SENT)
-        done = await store.complete(conn, lost.command_id, CommandStatus.ACCEPTED,
-                                    response={"status": "Accepted"})
+        done = await store.complete(
+            conn, lost.command_id, CommandStatus.ACCEPTED, response={"status": "Accepted"}
+        )
         assert done is not None
-        await conn.execute("UPDATE commands SET completed_at = now() - interval '1 minute' "
-                           "WHERE command_id = %s", (lost.command_id,))
+        await conn.execute(
+            "UPDATE commands SET completed_at = now() - interval '1 minute' WHERE command_id = %s",
+            (lost.command_id,),
+        )
 
-        cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=0.2,
-                             replica_grace_s=5.0)
+        cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=0.2, replica_grace_s=5.0)
         async with Gateway(cfg) as gw, submitter(gw) as submit:
             got = (await wait_results(broker, topics, [lost]))["Reset"]
             assert (got.status, got.response, got.gateway_id) == (
-                CommandStatus.ACCEPTED, {"status": "Accepted"}, "gw-dead")
+                CommandStatus.ACCEPTED,
+                {"status": "Accepted"},
+                "gw-dead",
+            )
 
             async def published_at(command_id: uuid.UUID) -> Any:
-                cur = await conn.execute("SELECT result_published_at FROM commands "
-                                         "WHERE command_id = %s", (command_id,))
+                cur = await conn.execute(
+                    "SELECT result_published_at FROM commands WHERE command_id = %s", (command_id,)
+                )
                 found = await cur.fetchone()
                 assert found is not None
                 return found[0]
@@ -558,8 +810,9 @@ async def test_results_left_unpublished_are_published_by_a_heartbeat(
             await until_async(lambda: published_at(lost.command_id), "the row marked")
             # A command finished the normal way is marked right after its publish.
             offline = await submit(cmd("CP-LOST", "ClearCache", {}))
-            assert (await wait_results(broker, topics, [offline]))["ClearCache"].status == \
-                CommandStatus.OFFLINE
+            assert (await wait_results(broker, topics, [offline]))[
+                "ClearCache"
+            ].status == CommandStatus.OFFLINE
             await until_async(lambda: published_at(offline.command_id), "the normal mark")
             assert gw.commands is not None
             assert await store.publish_unpublished(gw.commands.pool, _never, 0) == []

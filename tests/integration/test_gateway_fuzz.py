@@ -73,8 +73,12 @@ settings.register_profile(
     derandomize=os.environ.get("CHARGEFLOW_FUZZ_RANDOM", "") not in ("1", "true", "yes"),
     database=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.filter_too_much, HealthCheck.large_base_example],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.large_base_example,
+    ],
 )
 FUZZ = settings.get_profile("chargeflow-gateway-fuzz")
 
@@ -83,17 +87,36 @@ MAX_FRAME_BYTES = 65536
 NOW = "2026-01-05T10:00:00.000Z"
 
 ERROR_CODES = {
-    "ocpp1.6": frozenset({
-        "NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
-        "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
-        "TypeConstraintViolation", "GenericError",
-    }),
-    "ocpp2.0.1": frozenset({
-        "FormatViolation", "GenericError", "InternalError", "MessageTypeNotSupported",
-        "NotImplemented", "NotSupported", "OccurrenceConstraintViolation",
-        "PropertyConstraintViolation", "ProtocolError", "RpcFrameworkError", "SecurityError",
-        "TypeConstraintViolation",
-    }),
+    "ocpp1.6": frozenset(
+        {
+            "NotImplemented",
+            "NotSupported",
+            "InternalError",
+            "ProtocolError",
+            "SecurityError",
+            "FormationViolation",
+            "PropertyConstraintViolation",
+            "OccurenceConstraintViolation",
+            "TypeConstraintViolation",
+            "GenericError",
+        }
+    ),
+    "ocpp2.0.1": frozenset(
+        {
+            "FormatViolation",
+            "GenericError",
+            "InternalError",
+            "MessageTypeNotSupported",
+            "NotImplemented",
+            "NotSupported",
+            "OccurrenceConstraintViolation",
+            "PropertyConstraintViolation",
+            "ProtocolError",
+            "RpcFrameworkError",
+            "SecurityError",
+            "TypeConstraintViolation",
+        }
+    ),
 }
 SUBPROTOCOLS = tuple(ERROR_CODES)
 
@@ -172,11 +195,15 @@ def fuzz_gateway(broker: EmbeddedBroker, database_url: str) -> Iterator[GatewayT
     topics = Topics.with_prefix(f"fz{uuid.uuid4().hex[:8]}.")
     ensure_topics(broker.bootstrap, topics.all(), partitions=2)
     config = GatewayConfig(
-        kafka_bootstrap=broker.bootstrap, database_url=database_url, topics=topics,
+        kafka_bootstrap=broker.bootstrap,
+        database_url=database_url,
+        topics=topics,
         max_frame_bytes=MAX_FRAME_BYTES,
-        max_messages_per_s=100_000.0, message_burst=100_000,
+        max_messages_per_s=100_000.0,
+        message_burst=100_000,
         offline_grace_s=0.0,  # no per-station pending-offline task after a disconnect
-        validate_responses=True, gc_young_threshold=0,
+        validate_responses=True,
+        gc_young_threshold=0,
     )
     gw = GatewayThread(config).start()
     try:
@@ -191,9 +218,14 @@ def basic_auth(cp_id: str) -> dict[str, str]:
 
 
 def open_connection(gw: GatewayThread, cp_id: str, subprotocol: str) -> ClientConnection:
-    ws = connect(f"{gw.url}/{cp_id}", subprotocols=[Subprotocol(subprotocol)],
-                 additional_headers=basic_auth(cp_id), max_size=None, open_timeout=30.0,
-                 legacy=True)
+    ws = connect(
+        f"{gw.url}/{cp_id}",
+        subprotocols=[Subprotocol(subprotocol)],
+        additional_headers=basic_auth(cp_id),
+        max_size=None,
+        open_timeout=30.0,
+        legacy=True,
+    )
     assert ws.subprotocol == subprotocol
     return ws
 
@@ -230,8 +262,13 @@ def _call_id(msg: Any) -> str | None:
 
 
 def _well_formed_call(msg: Any) -> bool:
-    return (isinstance(msg, list) and len(msg) == 4 and isinstance(msg[2], str)
-            and bool(msg[2]) and isinstance(msg[3], dict))
+    return (
+        isinstance(msg, list)
+        and len(msg) == 4
+        and isinstance(msg[2], str)
+        and bool(msg[2])
+        and isinstance(msg[3], dict)
+    )
 
 
 @dataclass(frozen=True)
@@ -243,15 +280,21 @@ class Case:
     well_formed: bool = False  # a CALLRESULT is a possible answer
 
     def __repr__(self) -> str:
-        shown: Any = self.frame if len(self.frame) <= 400 else (
-            f"{self.frame[:300]!r}... ({len(self.frame)} chars/bytes)")
+        shown: Any = (
+            self.frame
+            if len(self.frame) <= 400
+            else (f"{self.frame[:300]!r}... ({len(self.frame)} chars/bytes)")
+        )
         return f"Case({shown!r}, call_id={self.call_id!r})"
 
 
 def built(structure: Any, *, ensure_ascii: bool = False) -> Case:
     """A frame we built as a Python structure."""
-    return Case(json.dumps(structure, ensure_ascii=ensure_ascii), _call_id(structure),
-                _well_formed_call(structure))
+    return Case(
+        json.dumps(structure, ensure_ascii=ensure_ascii),
+        _call_id(structure),
+        _well_formed_call(structure),
+    )
 
 
 def raw(frame: str | bytes) -> Case:
@@ -281,7 +324,8 @@ def check_answer_shape(answer: Any, subprotocol: str) -> None:
     else:
         assert len(answer) == 5, answer
         assert answer[2] in ERROR_CODES[subprotocol], (
-            f"{answer[2]!r} is not an OCPP {subprotocol} error code: {answer!r}")
+            f"{answer[2]!r} is not an OCPP {subprotocol} error code: {answer!r}"
+        )
         assert isinstance(answer[3], str), answer
         assert isinstance(answer[4], dict), answer
 
@@ -326,8 +370,10 @@ class Fuzzer:
             self.ws = None
             code = closed.rcvd.code if closed.rcvd is not None else None
             reason = closed.rcvd.reason if closed.rcvd is not None else None
-            assert oversized, (f"the gateway closed the connection (code {code}, reason "
-                               f"{reason!r}) on a {frame_size(case.frame)}-byte frame")
+            assert oversized, (
+                f"the gateway closed the connection (code {code}, reason "
+                f"{reason!r}) on a {frame_size(case.frame)}-byte frame"
+            )
             assert code == 1009, f"oversized frame closed with {code}, expected 1009"
             self.oversized += 1
             return
@@ -349,29 +395,90 @@ class Fuzzer:
 # --------------------------------------------------------------------------- strategies
 
 
-EXTREME_NUMBERS = st.sampled_from([
-    0, -1, 1, 2**31 - 1, -(2**31), 2**31, 2**53 + 1, 2**63 - 1, -(2**63), 2**63, 2**64,
-    -(2**64), 10**40, -(10**40), 10**300, 1e308, -1e308, 5e-324, 1e-320, -0.0, 0.5,
-    math.inf, -math.inf, math.nan,
-])
+EXTREME_NUMBERS = st.sampled_from(
+    [
+        0,
+        -1,
+        1,
+        2**31 - 1,
+        -(2**31),
+        2**31,
+        2**53 + 1,
+        2**63 - 1,
+        -(2**63),
+        2**63,
+        2**64,
+        -(2**64),
+        10**40,
+        -(10**40),
+        10**300,
+        1e308,
+        -1e308,
+        5e-324,
+        1e-320,
+        -0.0,
+        0.5,
+        math.inf,
+        -math.inf,
+        math.nan,
+    ]
+)
 NUMBERS = EXTREME_NUMBERS | st.integers() | st.floats()
-NASTY_STRINGS = st.sampled_from([
-    "", " ", "\u0000", "\ufeff", "\u202eevil", "\U0001f4a5" * 25, "é" * 21, "a\nb\r\tc",
-    '"quoted"', "\\", "null", "[]", "{}", "%s%n", "' OR 1=1 --", "\uffff",
-    "\u30fe\u2572(\uff61\u25d5\u203f\u25d5\uff61)\u2571",
-    "A" * 20, "A" * 21, "A" * 36, "A" * 37, "A" * 255, "A" * 256,
-    "A" * 1000, "A" * 2500,
-])
+NASTY_STRINGS = st.sampled_from(
+    [
+        "",
+        " ",
+        "\u0000",
+        "\ufeff",
+        "\u202eevil",
+        "\U0001f4a5" * 25,
+        "é" * 21,
+        "a\nb\r\tc",
+        '"quoted"',
+        "\\",
+        "null",
+        "[]",
+        "{}",
+        "%s%n",
+        "' OR 1=1 --",
+        "\uffff",
+        "\u30fe\u2572(\uff61\u25d5\u203f\u25d5\uff61)\u2571",
+        "A" * 20,
+        "A" * 21,
+        "A" * 36,
+        "A" * 37,
+        "A" * 255,
+        "A" * 256,
+        "A" * 1000,
+        "A" * 2500,
+    ]
+)
 HUGE_STRINGS = st.sampled_from([10_000, 60_000, 65_400, 66_000, 100_000]).map(lambda n: "x" * n)
-BAD_DATES = st.sampled_from([
-    "", "yesterday", "now", "2026-13-01T00:00:00Z", "2026-02-30T10:00:00Z",
-    "2026-01-05T25:00:00Z", "2026-01-05T10:00:60Z", "2026-01-05T10:00:00",
-    "2026-01-05 10:00:00Z", "2026-01-05T10:00:00+24:00", "2026-01-05T10:00:00.Z",
-    "0000-01-01T00:00:00Z", "0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59",
-    "9999-12-31T23:59:59.999999999999Z", "+002026-01-05T10:00:00Z", "1e10",
-    "2026-01-05T10:00:00.000000000000000000001Z", "2026-W02-1T10:00:00Z",
-    "2026-01-05T10:00:00Z\u0000", "\uff12\uff10\uff12\uff16-01-05T10:00:00Z",
-])
+BAD_DATES = st.sampled_from(
+    [
+        "",
+        "yesterday",
+        "now",
+        "2026-13-01T00:00:00Z",
+        "2026-02-30T10:00:00Z",
+        "2026-01-05T25:00:00Z",
+        "2026-01-05T10:00:60Z",
+        "2026-01-05T10:00:00",
+        "2026-01-05 10:00:00Z",
+        "2026-01-05T10:00:00+24:00",
+        "2026-01-05T10:00:00.Z",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59-23:59",
+        "9999-12-31T23:59:59.999999999999Z",
+        "+002026-01-05T10:00:00Z",
+        "1e10",
+        "2026-01-05T10:00:00.000000000000000000001Z",
+        "2026-W02-1T10:00:00Z",
+        "2026-01-05T10:00:00Z\u0000",
+        "\uff12\uff10\uff12\uff16-01-05T10:00:00Z",
+    ]
+)
 TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=60)
 
 
@@ -395,70 +502,179 @@ DEEP_SAFE = st.sampled_from([400, 500, 800])
 JSON_SCALARS = st.none() | st.booleans() | NUMBERS | TEXT | NASTY_STRINGS
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(TEXT, children, max_size=5),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(TEXT, children, max_size=5),
     max_leaves=20,
 )
 WEIRD_VALUES = JSON_VALUES | HUGE_STRINGS | BAD_DATES | DEEP | EXTREME_NUMBERS
 
-UIDS = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=36) \
-    | st.sampled_from(["1", "-1", "0", "ctl", "a" * 36])
-BAD_UIDS = st.sampled_from(["", "a" * 37, "x" * 1000]) | st.none() | NUMBERS | st.booleans() \
-    | st.lists(st.integers(), max_size=2) | st.dictionaries(TEXT, st.integers(), max_size=2)
+UIDS = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=36) | st.sampled_from(
+    ["1", "-1", "0", "ctl", "a" * 36]
+)
+BAD_UIDS = (
+    st.sampled_from(["", "a" * 37, "x" * 1000])
+    | st.none()
+    | NUMBERS
+    | st.booleans()
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(TEXT, st.integers(), max_size=2)
+)
 
 TX_201 = {"transactionId": "TX-FUZZ-1", "chargingState": "Charging"}
-REGISTER_201 = [{"timestamp": NOW, "sampledValue": [
-    {"value": 1000.5, "context": "Sample.Periodic", "measurand": "Energy.Active.Import.Register",
-     "unitOfMeasure": {"unit": "Wh"}}]}]
+REGISTER_201 = [
+    {
+        "timestamp": NOW,
+        "sampledValue": [
+            {
+                "value": 1000.5,
+                "context": "Sample.Periodic",
+                "measurand": "Energy.Active.Import.Register",
+                "unitOfMeasure": {"unit": "Wh"},
+            }
+        ],
+    }
+]
 
 VALID_CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "ocpp1.6": [
-        ("BootNotification", {"chargePointVendor": "Acme", "chargePointModel": "AC22",
-                              "chargePointSerialNumber": "SN-1", "firmwareVersion": "1.0"}),
+        (
+            "BootNotification",
+            {
+                "chargePointVendor": "Acme",
+                "chargePointModel": "AC22",
+                "chargePointSerialNumber": "SN-1",
+                "firmwareVersion": "1.0",
+            },
+        ),
         ("Heartbeat", {}),
-        ("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
-                                "status": "Available", "timestamp": NOW}),
+        (
+            "StatusNotification",
+            {"connectorId": 1, "errorCode": "NoError", "status": "Available", "timestamp": NOW},
+        ),
         ("Authorize", {"idTag": "FUZZ-TAG"}),
-        ("StartTransaction", {"connectorId": 1, "idTag": "FUZZ-TAG", "meterStart": 1000,
-                              "timestamp": NOW}),
-        ("MeterValues", {"connectorId": 1, "transactionId": 1, "meterValue": [
-            {"timestamp": NOW, "sampledValue": [
-                {"value": "1000", "measurand": "Energy.Active.Import.Register",
-                 "unit": "Wh", "context": "Sample.Periodic"},
-                {"value": "7400", "measurand": "Power.Active.Import", "unit": "W"}]}]}),
-        ("StopTransaction", {"transactionId": 1, "meterStop": 2000, "timestamp": NOW,
-                             "idTag": "FUZZ-TAG", "reason": "Local", "transactionData": [
-                                 {"timestamp": NOW, "sampledValue": [{"value": "2000"}]}]}),
+        (
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "FUZZ-TAG", "meterStart": 1000, "timestamp": NOW},
+        ),
+        (
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "transactionId": 1,
+                "meterValue": [
+                    {
+                        "timestamp": NOW,
+                        "sampledValue": [
+                            {
+                                "value": "1000",
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit": "Wh",
+                                "context": "Sample.Periodic",
+                            },
+                            {"value": "7400", "measurand": "Power.Active.Import", "unit": "W"},
+                        ],
+                    }
+                ],
+            },
+        ),
+        (
+            "StopTransaction",
+            {
+                "transactionId": 1,
+                "meterStop": 2000,
+                "timestamp": NOW,
+                "idTag": "FUZZ-TAG",
+                "reason": "Local",
+                "transactionData": [{"timestamp": NOW, "sampledValue": [{"value": "2000"}]}],
+            },
+        ),
         ("DataTransfer", {"vendorId": "acme", "messageId": "ping", "data": "hello"}),
         ("DiagnosticsStatusNotification", {"status": "Idle"}),
         ("FirmwareStatusNotification", {"status": "Installed"}),
     ],
     "ocpp2.0.1": [
-        ("BootNotification", {"chargingStation": {"vendorName": "Acme", "model": "DC50",
-                                                  "serialNumber": "SN-201"},
-                              "reason": "PowerUp"}),
+        (
+            "BootNotification",
+            {
+                "chargingStation": {
+                    "vendorName": "Acme",
+                    "model": "DC50",
+                    "serialNumber": "SN-201",
+                },
+                "reason": "PowerUp",
+            },
+        ),
         ("Heartbeat", {}),
-        ("StatusNotification", {"timestamp": NOW, "connectorStatus": "Available",
-                                "evseId": 1, "connectorId": 1}),
+        (
+            "StatusNotification",
+            {"timestamp": NOW, "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
+        ),
         ("Authorize", {"idToken": {"idToken": "FUZZ-TAG", "type": "ISO14443"}}),
-        ("TransactionEvent", {"eventType": "Started", "timestamp": NOW,
-                              "triggerReason": "Authorized", "seqNo": 0,
-                              "transactionInfo": TX_201, "evse": {"id": 1, "connectorId": 1},
-                              "idToken": {"idToken": "FUZZ-TAG", "type": "ISO14443"},
-                              "meterValue": REGISTER_201}),
-        ("TransactionEvent", {"eventType": "Updated", "timestamp": NOW,
-                              "triggerReason": "MeterValuePeriodic", "seqNo": 1,
-                              "transactionInfo": TX_201, "meterValue": REGISTER_201}),
-        ("MeterValues", {"evseId": 1, "meterValue": [{"timestamp": NOW, "sampledValue": [
-            {"value": 230.1, "measurand": "Voltage", "phase": "L1-N",
-             "unitOfMeasure": {"unit": "V"}},
-            {"value": 7, "measurand": "Power.Active.Import",
-             "unitOfMeasure": {"unit": "W", "multiplier": 3}}]}]}),
-        ("NotifyEvent", {"generatedAt": NOW, "seqNo": 0, "eventData": [{
-            "eventId": 1, "timestamp": NOW, "trigger": "Alerting", "actualValue": "95",
-            "eventNotificationType": "HardWiredMonitor",
-            "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
-            "variable": {"name": "Temperature"}}]}),
+        (
+            "TransactionEvent",
+            {
+                "eventType": "Started",
+                "timestamp": NOW,
+                "triggerReason": "Authorized",
+                "seqNo": 0,
+                "transactionInfo": TX_201,
+                "evse": {"id": 1, "connectorId": 1},
+                "idToken": {"idToken": "FUZZ-TAG", "type": "ISO14443"},
+                "meterValue": REGISTER_201,
+            },
+        ),
+        (
+            "TransactionEvent",
+            {
+                "eventType": "Updated",
+                "timestamp": NOW,
+                "triggerReason": "MeterValuePeriodic",
+                "seqNo": 1,
+                "transactionInfo": TX_201,
+                "meterValue": REGISTER_201,
+            },
+        ),
+        (
+            "MeterValues",
+            {
+                "evseId": 1,
+                "meterValue": [
+                    {
+                        "timestamp": NOW,
+                        "sampledValue": [
+                            {
+                                "value": 230.1,
+                                "measurand": "Voltage",
+                                "phase": "L1-N",
+                                "unitOfMeasure": {"unit": "V"},
+                            },
+                            {
+                                "value": 7,
+                                "measurand": "Power.Active.Import",
+                                "unitOfMeasure": {"unit": "W", "multiplier": 3},
+                            },
+                        ],
+                    }
+                ],
+            },
+        ),
+        (
+            "NotifyEvent",
+            {
+                "generatedAt": NOW,
+                "seqNo": 0,
+                "eventData": [
+                    {
+                        "eventId": 1,
+                        "timestamp": NOW,
+                        "trigger": "Alerting",
+                        "actualValue": "95",
+                        "eventNotificationType": "HardWiredMonitor",
+                        "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
+                        "variable": {"name": "Temperature"},
+                    }
+                ],
+            },
+        ),
         ("SecurityEventNotification", {"type": "FirmwareUpdated", "timestamp": NOW}),
         ("DataTransfer", {"vendorId": "acme", "messageId": "ping", "data": {"a": [1, 2]}}),
         ("FirmwareStatusNotification", {"status": "Installed", "requestId": 3}),
@@ -533,15 +749,15 @@ def random_frames(subprotocol: str) -> st.SearchStrategy[Case]:
         TEXT.map(raw),
         st.text(st.sampled_from('[]{}",:0123456789.-eE tfnrul\\'), max_size=80).map(raw),
         st.binary(max_size=200).map(lambda b: raw(b"[2," + b)),
-        st.tuples(UIDS, TEXT).map(lambda t: raw(json.dumps([2, t[0], "Heartbeat"])[:-1]
-                                                + t[1])),
+        st.tuples(UIDS, TEXT).map(lambda t: raw(json.dumps([2, t[0], "Heartbeat"])[:-1] + t[1])),
     )
 
 
 def random_json(subprotocol: str) -> st.SearchStrategy[Case]:
     """Random JSON documents, and arrays shaped a bit like OCPP-J frames."""
     frame_like = st.tuples(
-        st.sampled_from([2, 2, 3, 4]) | JSON_SCALARS, UIDS | BAD_UIDS,
+        st.sampled_from([2, 2, 3, 4]) | JSON_SCALARS,
+        UIDS | BAD_UIDS,
     ).flatmap(lambda head: st.lists(JSON_VALUES, max_size=4).map(lambda tail: [*head, *tail]))
     return st.one_of(
         JSON_VALUES.map(built),
@@ -555,7 +771,9 @@ def mutated_calls(subprotocol: str) -> st.SearchStrategy[Case]:
     calls = VALID_CALLS[subprotocol]
     return st.tuples(UIDS, st.sampled_from(calls)).flatmap(
         lambda pick: mutated_payload(pick[1][1]).map(
-            lambda payload: built([2, pick[0], pick[1][0], payload])))
+            lambda payload: built([2, pick[0], pick[1][0], payload])
+        )
+    )
 
 
 ACTIONS = {sp: sorted({a for a, _ in calls}) for sp, calls in VALID_CALLS.items()}
@@ -564,33 +782,56 @@ ACTIONS = {sp: sorted({a for a, _ in calls}) for sp, calls in VALID_CALLS.items(
 def deep_call(uid: str, action: str, depth: int, *, whole_payload: bool) -> Case:
     nested = deep_text(depth)
     payload = nested if whole_payload else '{"vendorId":"x","data":' + nested + "}"
-    return Case("[2," + json.dumps(uid) + "," + json.dumps(action) + "," + payload + "]",
-                call_id=uid if 1 <= len(uid) <= 36 else None, well_formed=True)
+    return Case(
+        "[2," + json.dumps(uid) + "," + json.dumps(action) + "," + payload + "]",
+        call_id=uid if 1 <= len(uid) <= 36 else None,
+        well_formed=True,
+    )
 
 
 def frame_shapes(subprotocol: str) -> st.SearchStrategy[Case]:
     """Wrong message type ids, ids and element counts; unknown and server-side actions;
     CALLRESULT/CALLERROR frames with ids the gateway never used; deep nesting."""
     payload = st.sampled_from([p for _, p in VALID_CALLS[subprotocol]])
-    action = st.sampled_from(ACTIONS[subprotocol]) | st.sampled_from(
-        ["Reset", "RemoteStartTransaction", "GetVariables", "FlyToTheMoon", "heartbeat",
-         "Heartbeat ", "", "A" * 1000, "__init__", "route_map", "_on_action"]) | TEXT
-    message_type = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, -2, 2**64, 2.0, "2", True,
-                                    None, [2]])
+    action = (
+        st.sampled_from(ACTIONS[subprotocol])
+        | st.sampled_from(
+            [
+                "Reset",
+                "RemoteStartTransaction",
+                "GetVariables",
+                "FlyToTheMoon",
+                "heartbeat",
+                "Heartbeat ",
+                "",
+                "A" * 1000,
+                "__init__",
+                "route_map",
+                "_on_action",
+            ]
+        )
+        | TEXT
+    )
+    message_type = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, -2, 2**64, 2.0, "2", True, None, [2]])
     return st.one_of(
         st.tuples(message_type, UIDS | BAD_UIDS, action, payload).map(list).map(built),
         # [2, id], [2, id, action], [2, id, action, payload, extra]
         st.tuples(UIDS, action, payload, JSON_VALUES, st.sampled_from([2, 3, 5])).map(
-            lambda t: built([2, *t[:4]][: t[4]])),
+            lambda t: built([2, *t[:4]][: t[4]])
+        ),
         st.tuples(UIDS, JSON_VALUES).map(lambda t: built([3, t[0], t[1]])),
-        st.tuples(UIDS, st.sampled_from(sorted(ERROR_CODES[subprotocol])) | TEXT, TEXT,
-                  JSON_VALUES).map(lambda t: built([4, *t])),
+        st.tuples(
+            UIDS, st.sampled_from(sorted(ERROR_CODES[subprotocol])) | TEXT, TEXT, JSON_VALUES
+        ).map(lambda t: built([4, *t])),
         st.tuples(st.sampled_from([3, 4]), UIDS, st.lists(JSON_VALUES, max_size=5)).map(
-            lambda t: built([t[0], t[1], *t[2]])),
+            lambda t: built([t[0], t[1], *t[2]])
+        ),
         st.tuples(UIDS, action, DEEP_SAFE).map(
-            lambda t: deep_call(t[0], t[1], t[2], whole_payload=False)),
+            lambda t: deep_call(t[0], t[1], t[2], whole_payload=False)
+        ),
         st.tuples(UIDS, action, DEEP_SAFE).map(
-            lambda t: deep_call(t[0], t[1], t[2], whole_payload=True)),
+            lambda t: deep_call(t[0], t[1], t[2], whole_payload=True)
+        ),
         DEEP_SAFE.map(lambda d: Case("[" + deep_text(d) + "]")),
     )
 
@@ -655,16 +896,21 @@ def test_fuzzed_frames_are_answered_and_never_hurt_the_gateway(
     assert fuzzer.examples >= 1
     # No leaked tasks: once both connections are gone the loop is back at its baseline.
     poll_until(gw.connected, lambda c: not c, 30, "fuzz stations disconnected")
-    counts = poll_until(gw.task_count, lambda n: n <= baseline, 30,
-                        f"gateway loop back to its {baseline} baseline tasks")
+    counts = poll_until(
+        gw.task_count,
+        lambda n: n <= baseline,
+        30,
+        f"gateway loop back to its {baseline} baseline tasks",
+    )
     assert counts <= baseline
 
 
 @pytest.mark.parametrize("subprotocol", SUBPROTOCOLS)
 @pytest.mark.parametrize("depth", [60, 65, 900, 1000, 3000, 10_000])
 @pytest.mark.parametrize("where", ["frame", "payload", "data"])
-def test_deeply_nested_frames(fuzz_gateway: GatewayThread, database_url: str,
-                              subprotocol: str, depth: int, where: str) -> None:
+def test_deeply_nested_frames(
+    fuzz_gateway: GatewayThread, database_url: str, subprotocol: str, depth: int, where: str
+) -> None:
     """Nesting far beyond any OCPP message (a 12 KB frame can nest 3,000 levels) is
     answered like any other bad frame and does not cost the station its connection
     (the gateway refuses frames nesting deeper than 64 levels before parsing them)."""
@@ -686,8 +932,9 @@ def test_deeply_nested_frames(fuzz_gateway: GatewayThread, database_url: str,
         fuzzer.close()
 
 
-def test_stray_answers_do_not_pile_up_per_connection(fuzz_gateway: GatewayThread,
-                                                     database_url: str) -> None:
+def test_stray_answers_do_not_pile_up_per_connection(
+    fuzz_gateway: GatewayThread, database_url: str
+) -> None:
     """CALLRESULT/CALLERROR frames answering nothing the gateway sent must not be kept:
     a station could otherwise grow the gateway's memory without bound."""
     gw = fuzz_gateway
@@ -702,9 +949,14 @@ def test_stray_answers_do_not_pile_up_per_connection(fuzz_gateway: GatewayThread
         assert gw.gateway is not None
         station = gw.run(lambda: gw.gateway._stations[cp_id])  # type: ignore[union-attr]
         queued = gw.run(lambda: station._response_queue.qsize())
-        dropped = {kind: gw.run(lambda k=kind: gw.gateway.registry.get_sample_value(  # type: ignore[union-attr,misc]
-            "chargeflow_gateway_stray_answers_total", {"kind": k}))
-            for kind in ("callresult", "callerror")}
+        dropped = {
+            kind: gw.run(
+                lambda k=kind: gw.gateway.registry.get_sample_value(  # type: ignore[union-attr,misc]
+                    "chargeflow_gateway_stray_answers_total", {"kind": k}
+                )
+            )
+            for kind in ("callresult", "callerror")
+        }
         with plain_failure():
             assert queued <= 10, f"{queued} unsolicited answers kept for this connection"
             assert gw.run(lambda: station._awaiting) is None

@@ -28,11 +28,16 @@ ELSEWHERE = "127.0.0.3"
 CACHE_KEY = "test-gateway-auth-cache-key-0123456789"
 
 
-async def login(gw: Gateway, cp_id: str, source: str, password: str | None = None
-                ) -> ClientConnection:
+async def login(
+    gw: Gateway, cp_id: str, source: str, password: str | None = None
+) -> ClientConnection:
     headers = basic_auth(cp_id) if password is None else basic_auth(cp_id, password)
-    return await connect(f"{gw.url}/{cp_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                         additional_headers=headers, local_addr=(source, 0))
+    return await connect(
+        f"{gw.url}/{cp_id}",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=headers,
+        local_addr=(source, 0),
+    )
 
 
 async def status_of(gw: Gateway, cp_id: str, source: str, password: str | None = None) -> int:
@@ -53,8 +58,7 @@ async def served(gw: Gateway, cp_id: str, source: str) -> None:
         await ws.close()
 
 
-def limits(broker: EmbeddedBroker, database_url: str, topics: Topics, **overrides: Any
-           ) -> Any:
+def limits(broker: EmbeddedBroker, database_url: str, topics: Topics, **overrides: Any) -> Any:
     overrides.setdefault("auth_failure_limit_station", 3)
     overrides.setdefault("auth_failure_limit_ip", 5)
     overrides.setdefault("auth_failure_delay_s", 0.05)
@@ -69,14 +73,16 @@ async def test_an_attack_on_a_station_id_after_a_restart_cools_the_attacker_not_
     async with Gateway(cfg) as gw:
         await provision(gw, "CP-VICTIM")
         await served(gw, "CP-VICTIM", GENUINE)
-    row = db.execute("SELECT last_auth_ip FROM stations WHERE charge_point_id = 'CP-VICTIM'"
-                     ).fetchone()
+    row = db.execute(
+        "SELECT last_auth_ip FROM stations WHERE charge_point_id = 'CP-VICTIM'"
+    ).fetchone()
     assert row == (GENUINE,)
 
     async with Gateway(cfg) as gw:  # restarted: nothing in memory
         assert gw.authenticator is not None
-        answers = [await status_of(gw, "CP-VICTIM", ATTACKER, f"guess-number-{n:04d}-x")
-                   for n in range(12)]
+        answers = [
+            await status_of(gw, "CP-VICTIM", ATTACKER, f"guess-number-{n:04d}-x") for n in range(12)
+        ]
         assert answers == [401] * 5 + [429] * 7, answers
         verifications = gw.authenticator.argon2_verifications
         # The attacker's source stays cooled down, also with the right password (it
@@ -87,8 +93,9 @@ async def test_an_attack_on_a_station_id_after_a_restart_cools_the_attacker_not_
         assert gw.authenticator.argon2_verifications == verifications  # HMAC, no argon2
         assert await status_of(gw, "CP-VICTIM", ATTACKER, "guess-number-9999-x") == 429
 
-        got = await apoll(lambda: alerts(broker, topics), lambda a: len(a) >= 2, 20,
-                          "station and source alerts")
+        got = await apoll(
+            lambda: alerts(broker, topics), lambda a: len(a) >= 2, 20, "station and source alerts"
+        )
         by_scope = {a.payload["scope"]: a for a in got}
         assert by_scope["station"].charge_point_id == "CP-VICTIM"
         assert by_scope["station"].payload["consequence"] == "slowed"
@@ -112,8 +119,10 @@ async def test_a_cooled_down_shared_address_still_admits_a_station_from_its_know
 
     async with Gateway(cfg) as gw:
         assert gw.authenticator is not None
-        answers = [await status_of(gw, "CP-BEHIND-NAT", GENUINE, f"guess-number-{n:04d}-y")
-                   for n in range(8)]
+        answers = [
+            await status_of(gw, "CP-BEHIND-NAT", GENUINE, f"guess-number-{n:04d}-y")
+            for n in range(8)
+        ]
         # Attempts from the known address are always verified (slowed, not blocked).
         assert answers == [401] * 8, answers
         assert await status_of(gw, "CP-NEW", GENUINE) == 429  # the source is cooling down

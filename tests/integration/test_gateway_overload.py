@@ -34,10 +34,23 @@ FAST_KEEPALIVE = {"ping_interval_s": 0.1, "ping_timeout_s": 0.2}
 
 
 def meter_values(n: int) -> str:
-    return json.dumps({"connectorId": 1, "meterValue": [{
-        "timestamp": "2026-01-05T10:00:00.000Z",
-        "sampledValue": [{"value": str(1000 + n), "measurand": "Energy.Active.Import.Register",
-                          "unit": "Wh"}]}]})
+    return json.dumps(
+        {
+            "connectorId": 1,
+            "meterValue": [
+                {
+                    "timestamp": "2026-01-05T10:00:00.000Z",
+                    "sampledValue": [
+                        {
+                            "value": str(1000 + n),
+                            "measurand": "Energy.Active.Import.Register",
+                            "unit": "Wh",
+                        }
+                    ],
+                }
+            ],
+        }
+    )
 
 
 async def pipeline(ws: ClientConnection, name: str, calls: int) -> dict[str, Any]:
@@ -60,8 +73,9 @@ async def pipeline(ws: ClientConnection, name: str, calls: int) -> dict[str, Any
 async def run_fleet(gw: Gateway, stations: int, calls: int, prefix: str) -> None:
     fleet = [await open_station(gw, f"{prefix}-{i}") for i in range(stations)]
     try:
-        results = await asyncio.gather(*(pipeline(ws, f"{prefix}{i}", calls)
-                                         for i, ws in enumerate(fleet)))
+        results = await asyncio.gather(
+            *(pipeline(ws, f"{prefix}{i}", calls) for i, ws in enumerate(fleet))
+        )
     finally:
         await asyncio.gather(*(ws.close() for ws in fleet))
     assert [r["answered"] for r in results] == [calls] * stations
@@ -74,8 +88,15 @@ async def test_rate_limited_stations_keep_their_connections(
     """Each station offers 40 CALLs at once against a limit of 40 frames/s read per
     connection: websockets stops reading each socket (4 frames queued) for about a
     second, ten keepalive periods."""
-    cfg = gateway_config(broker, clean_db, topics, max_messages_per_s=40.0, message_burst=1,
-                         max_queued_frames=4, **FAST_KEEPALIVE)
+    cfg = gateway_config(
+        broker,
+        clean_db,
+        topics,
+        max_messages_per_s=40.0,
+        message_burst=1,
+        max_queued_frames=4,
+        **FAST_KEEPALIVE,
+    )
     async with Gateway(cfg) as gw:
         await run_fleet(gw, stations=10, calls=40, prefix="CP-RL")
 
@@ -86,17 +107,31 @@ async def test_stations_beyond_publish_capacity_keep_their_connections(
     """No rate limit: 30 stations x 80 CALLs in flight at once, each answered only after
     Kafka confirmed it, one at a time per station: each station's backlog takes several
     keepalive periods to work through."""
-    cfg = gateway_config(broker, clean_db, topics, max_messages_per_s=100_000.0,
-                         message_burst=100_000, max_queued_frames=4, **FAST_KEEPALIVE)
+    cfg = gateway_config(
+        broker,
+        clean_db,
+        topics,
+        max_messages_per_s=100_000.0,
+        message_burst=100_000,
+        max_queued_frames=4,
+        **FAST_KEEPALIVE,
+    )
     async with Gateway(cfg) as gw:
         await run_fleet(gw, stations=30, calls=80, prefix="CP-BL")
 
 
 def handshake(host: str, port: int, path: str, headers: dict[str, str]) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-             "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-             "Sec-WebSocket-Protocol: ocpp1.6", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: ocpp1.6",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 

@@ -39,7 +39,9 @@ def provision_many(database_url: str, ids: list[str], password_hash: str) -> Non
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO stations (charge_point_id, password_hash, security_profile) "
-            "SELECT unnest(%s::text[]), %s, 1", (ids, password_hash))
+            "SELECT unnest(%s::text[]), %s, 1",
+            (ids, password_hash),
+        )
 
 
 async def test_reconnect_storm_with_real_passwords_gets_everyone_in(
@@ -50,19 +52,24 @@ async def test_reconnect_storm_with_real_passwords_gets_everyone_in(
     (never a handshake timeout or a 401/429) and gets in when it retries."""
     ids = [f"STORM-{i:03d}" for i in range(STORM)]
     await asyncio.to_thread(provision_many, clean_db, ids, hash_password(STATION_PASSWORD))
-    cfg = gateway_config(broker, clean_db, topics, max_pending_verifications=16,
-                         auth_failure_limit_ip=10)
+    cfg = gateway_config(
+        broker, clean_db, topics, max_pending_verifications=16, auth_failure_limit_ip=10
+    )
     busy: list[int] = []
     refused_in_s: list[float] = []
 
     async with Gateway(cfg) as gw:
+
         async def station(cp_id: str) -> ClientConnection:
             for _ in range(50):
                 started = time.monotonic()
                 try:
                     return await connect(
-                        f"{gw.url}/{cp_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                        additional_headers=basic_auth(cp_id), open_timeout=60)
+                        f"{gw.url}/{cp_id}",
+                        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                        additional_headers=basic_auth(cp_id),
+                        open_timeout=60,
+                    )
                 except InvalidStatus as exc:
                     response = exc.response
                 refused_in_s.append(time.monotonic() - started)
@@ -88,8 +95,9 @@ async def test_reconnect_storm_with_real_passwords_gets_everyone_in(
             # More logins at once than slots + queue: some were turned away, fast.
             assert busy, "expected some 503s with 16 queued verifications at most"
             assert max(refused_in_s) < 10.0
-            assert gw.registry.get_sample_value(
-                "chargeflow_gateway_busy_handshakes_total") == len(busy)
+            assert gw.registry.get_sample_value("chargeflow_gateway_busy_handshakes_total") == len(
+                busy
+            )
         finally:
             await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
 
@@ -102,8 +110,12 @@ async def connect_retrying(url: str, cp_id: str, statuses: list[int]) -> ClientC
     """Connect, retrying after 503 + Retry-After; every refusal's status is noted."""
     for _ in range(50):
         try:
-            return await connect(f"{url}/{cp_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                                 additional_headers=basic_auth(cp_id), open_timeout=60)
+            return await connect(
+                f"{url}/{cp_id}",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers=basic_auth(cp_id),
+                open_timeout=60,
+            )
         except InvalidStatus as exc:
             statuses.append(exc.response.status_code)
             if exc.response.status_code != 503:
@@ -125,7 +137,8 @@ async def test_reconnect_storm_after_a_restart_costs_no_argon2_and_locks_nobody_
     first_statuses: list[int] = []
     async with Gateway(cfg) as gw:
         connections = await asyncio.gather(
-            *(connect_retrying(gw.url, cp_id, first_statuses) for cp_id in ids))
+            *(connect_retrying(gw.url, cp_id, first_statuses) for cp_id in ids)
+        )
         assert gw.authenticator is not None
         assert gw.authenticator.argon2_verifications >= RESTART_STORM
     # (stopping the gateway closed every connection: the stations reconnect)
@@ -135,8 +148,8 @@ async def test_reconnect_storm_after_a_restart_costs_no_argon2_and_locks_nobody_
     statuses: list[int] = []
     async with Gateway(cfg) as gw:
         outcomes = await asyncio.gather(
-            *(connect_retrying(gw.url, cp_id, statuses) for cp_id in ids),
-            return_exceptions=True)
+            *(connect_retrying(gw.url, cp_id, statuses) for cp_id in ids), return_exceptions=True
+        )
         again = [c for c in outcomes if isinstance(c, ClientConnection)]
         try:
             assert [c for c in outcomes if isinstance(c, BaseException)][:3] == []
@@ -145,15 +158,21 @@ async def test_reconnect_storm_after_a_restart_costs_no_argon2_and_locks_nobody_
             assert gw.authenticator is not None
             assert gw.authenticator.argon2_verifications == 0
             assert gw.authenticator.cached_logins == RESTART_STORM
-            assert gw.registry.get_sample_value(
-                "chargeflow_gateway_security_alerts_total",
-                {"alert": "repeated_failed_authentication"}) is None
+            assert (
+                gw.registry.get_sample_value(
+                    "chargeflow_gateway_security_alerts_total",
+                    {"alert": "repeated_failed_authentication"},
+                )
+                is None
+            )
             answers = await asyncio.gather(*(rpc(ws, "Heartbeat", {}) for ws in again[:20]))
             assert all(a[0] == 3 for a in answers)
         finally:
             await asyncio.gather(*(ws.close() for ws in again), return_exceptions=True)
-    row = db.execute("SELECT count(*), max(auth_failures) FROM stations s JOIN "
-                     "station_verified_credentials USING (charge_point_id)").fetchone()
+    row = db.execute(
+        "SELECT count(*), max(auth_failures) FROM stations s JOIN "
+        "station_verified_credentials USING (charge_point_id)"
+    ).fetchone()
     assert row == (RESTART_STORM, 0)
 
 
@@ -165,11 +184,15 @@ async def test_old_argon2_parameters_are_rehashed_at_login(
     assert PASSWORD_HASHER.check_needs_rehash(old_hash)
     await asyncio.to_thread(provision_many, clean_db, [cp_id], old_hash)
     async with Gateway(gateway_config(broker, clean_db, topics)) as gw:
-        ws = await connect(f"{gw.url}/{cp_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                           additional_headers=basic_auth(cp_id))
+        ws = await connect(
+            f"{gw.url}/{cp_id}",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=basic_auth(cp_id),
+        )
         await ws.close()
-        row = db.execute("SELECT password_hash FROM stations WHERE charge_point_id = %s",
-                         (cp_id,)).fetchone()
+        row = db.execute(
+            "SELECT password_hash FROM stations WHERE charge_point_id = %s", (cp_id,)
+        ).fetchone()
         assert row is not None
         new_hash = row[0]
         assert new_hash != old_hash
@@ -178,8 +201,11 @@ async def test_old_argon2_parameters_are_rehashed_at_login(
         assert PASSWORD_HASHER.verify(new_hash, STATION_PASSWORD)
         assert gw.registry.get_sample_value("chargeflow_gateway_rehashed_passwords_total") == 1
         # The upgraded hash keeps working (cache entry follows the new hash).
-        ws = await connect(f"{gw.url}/{cp_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                           additional_headers=basic_auth(cp_id))
+        ws = await connect(
+            f"{gw.url}/{cp_id}",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=basic_auth(cp_id),
+        )
         assert (await rpc(ws, "Heartbeat", {}))[0] == 3
         await ws.close()
     new_station_hash = hash_password(STATION_PASSWORD)

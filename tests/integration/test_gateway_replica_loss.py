@@ -26,8 +26,9 @@ pytestmark = pytest.mark.integration
 
 
 def holder(db: psycopg.Connection[Any], cp_id: str) -> str | None:
-    row = db.execute("SELECT gateway_id FROM station_connections WHERE charge_point_id = %s",
-                     (cp_id,)).fetchone()
+    row = db.execute(
+        "SELECT gateway_id FROM station_connections WHERE charge_point_id = %s", (cp_id,)
+    ).fetchone()
     return None if row is None else str(row[0])
 
 
@@ -44,28 +45,47 @@ async def test_stations_of_a_killed_replica_go_offline_via_a_live_one(
         "CHARGEFLOW_GATEWAY_ID": "gw-doomed",
         "CHARGEFLOW_GATEWAY_REPLICA_HEARTBEAT_S": "0.3",
     }
-    cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=0.3,
-                         replica_grace_s=2.0, gateway_id="gw-survivor")
+    cfg = gateway_config(
+        broker,
+        clean_db,
+        topics,
+        replica_heartbeat_s=0.3,
+        replica_grace_s=2.0,
+        gateway_id="gw-survivor",
+    )
     async with Gateway(cfg) as survivor:
         await provision(survivor, "CP-STRANDED")
         doomed = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chargeflow.cli", "gateway", cwd=ROOT, env=doomed_env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "chargeflow.cli",
+            "gateway",
+            cwd=ROOT,
+            env=doomed_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 60
             while True:  # until the doomed replica listens
                 try:
-                    ws = await connect(f"ws://127.0.0.1:{port}/ocpp/CP-STRANDED",
-                                       subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                                       additional_headers=basic_auth("CP-STRANDED"))
+                    ws = await connect(
+                        f"ws://127.0.0.1:{port}/ocpp/CP-STRANDED",
+                        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                        additional_headers=basic_auth("CP-STRANDED"),
+                    )
                     break
                 except OSError:
                     assert doomed.returncode is None, "the doomed replica exited"
                     assert time.monotonic() < deadline, "the doomed replica never listened"
                     await asyncio.sleep(0.1)
             assert (await rpc(ws, "Heartbeat", {}))[0] == 3
-            await apoll(lambda: holder(db, "CP-STRANDED"), lambda h: h == "gw-doomed", 20,
-                        "the doomed replica's connection row")
+            await apoll(
+                lambda: holder(db, "CP-STRANDED"),
+                lambda h: h == "gw-doomed",
+                20,
+                "the doomed replica's connection row",
+            )
             doomed.send_signal(signal.SIGKILL)  # no clean shutdown: nothing settled
             await asyncio.wait_for(doomed.wait(), 20)
             await ws.close()
@@ -74,11 +94,18 @@ async def test_stations_of_a_killed_replica_go_offline_via_a_live_one(
                 doomed.kill()
                 await asyncio.wait_for(doomed.wait(), 20)
 
-        events = await apoll(lambda: connection_events(broker, topics, "CP-STRANDED"),
-                             lambda e: len(e) >= 2, 30, "offline from the survivor")
+        events = await apoll(
+            lambda: connection_events(broker, topics, "CP-STRANDED"),
+            lambda e: len(e) >= 2,
+            30,
+            "offline from the survivor",
+        )
         assert [e.payload["state"] for e in events] == ["online", "offline"]
-        assert events[1].payload == {"state": "offline", "reason": "gateway gw-doomed lost",
-                                     "gateway_id": "gw-doomed"}
+        assert events[1].payload == {
+            "state": "offline",
+            "reason": "gateway gw-doomed lost",
+            "gateway_id": "gw-doomed",
+        }
         assert holder(db, "CP-STRANDED") is None
         # Swept once: the next sweep finds nothing and publishes nothing.
         assert survivor.liveness is not None
@@ -89,23 +116,40 @@ async def test_stations_of_a_killed_replica_go_offline_via_a_live_one(
 async def test_a_live_replica_records_its_swept_connections_again(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
 ) -> None:
-    cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=0.3,
-                         replica_grace_s=2.0)
+    cfg = gateway_config(broker, clean_db, topics, replica_heartbeat_s=0.3, replica_grace_s=2.0)
     async with Gateway(cfg) as gw:
         await provision(gw, "CP-KEPT")
-        ws = await connect(f"{gw.url}/CP-KEPT", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                           additional_headers=basic_auth("CP-KEPT"))
+        ws = await connect(
+            f"{gw.url}/CP-KEPT",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=basic_auth("CP-KEPT"),
+        )
         try:
-            await apoll(lambda: holder(db, "CP-KEPT"), lambda h: h == gw.gateway_id, 20,
-                        "the connection row")
+            await apoll(
+                lambda: holder(db, "CP-KEPT"),
+                lambda h: h == gw.gateway_id,
+                20,
+                "the connection row",
+            )
             # What another replica's sweep does when this one missed its heartbeats.
             db.execute("DELETE FROM station_connections WHERE charge_point_id = 'CP-KEPT'")
-            await apoll(lambda: holder(db, "CP-KEPT"), lambda h: h == gw.gateway_id, 20,
-                        "the row recorded again")
-            events = await apoll(lambda: connection_events(broker, topics, "CP-KEPT"),
-                                 lambda e: len(e) >= 2, 20, "online again")
-            assert events[-1].payload == {"state": "online", "reason": "connection re-registered",
-                                          "gateway_id": gw.gateway_id}
+            await apoll(
+                lambda: holder(db, "CP-KEPT"),
+                lambda h: h == gw.gateway_id,
+                20,
+                "the row recorded again",
+            )
+            events = await apoll(
+                lambda: connection_events(broker, topics, "CP-KEPT"),
+                lambda e: len(e) >= 2,
+                20,
+                "online again",
+            )
+            assert events[-1].payload == {
+                "state": "online",
+                "reason": "connection re-registered",
+                "gateway_id": gw.gateway_id,
+            }
             assert (await rpc(ws, "Heartbeat", {}))[0] == 3  # the socket was never touched
         finally:
             await ws.close()

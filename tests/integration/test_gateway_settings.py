@@ -30,8 +30,9 @@ def live(port: int) -> bool:
 
 
 @pytest.fixture
-def gateway_port(broker: EmbeddedBroker, clean_db: str, topics: Topics, tmp_path: Path
-                 ) -> Iterator[int]:
+def gateway_port(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, tmp_path: Path
+) -> Iterator[int]:
     port = free_port()
     env = {
         **os.environ,
@@ -43,8 +44,14 @@ def gateway_port(broker: EmbeddedBroker, clean_db: str, topics: Topics, tmp_path
         "CHARGEFLOW_GATEWAY_AUTH_COOLDOWN_S": "300",
     }
     with open(tmp_path / "gateway.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "chargeflow.cli", "gateway"], cwd=ROOT,
-                                env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chargeflow.cli", "gateway"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         poll_until(lambda: proc.poll() is not None or live(port), bool, 60, "gateway /livez")
         assert proc.poll() is None, (tmp_path / "gateway.log").read_text()[-2000:]
@@ -56,13 +63,16 @@ def gateway_port(broker: EmbeddedBroker, clean_db: str, topics: Topics, tmp_path
 
 def status(port: int, cp_id: str) -> int:
     with pytest.raises(InvalidStatus) as info:
-        connect(f"ws://127.0.0.1:{port}/ocpp/{cp_id}", subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                additional_headers={"Authorization": "Basic Q1A6bm9wZQ=="})
+        connect(
+            f"ws://127.0.0.1:{port}/ocpp/{cp_id}",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers={"Authorization": "Basic Q1A6bm9wZQ=="},
+        )
     return int(info.value.response.status_code)
 
 
 def test_the_source_failure_limit_and_cool_down_come_from_the_environment(
-    gateway_port: int
+    gateway_port: int,
 ) -> None:
     answers = [status(gateway_port, f"CP-NOBODY-{n}") for n in range(3)]
     assert answers == [404, 404, 429]

@@ -45,28 +45,47 @@ async def open_v201(gw: Gateway, cp_id: str) -> ClientConnection:
     return ws
 
 
-def register(value: float | int, context: str, at: str = T0, unit: str = "Wh"
-             ) -> list[dict[str, Any]]:
-    return [{"timestamp": at, "sampledValue": [
-        {"value": value, "context": context, "measurand": "Energy.Active.Import.Register",
-         "unitOfMeasure": {"unit": unit}}]}]
+def register(
+    value: float | int, context: str, at: str = T0, unit: str = "Wh"
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "timestamp": at,
+            "sampledValue": [
+                {
+                    "value": value,
+                    "context": context,
+                    "measurand": "Energy.Active.Import.Register",
+                    "unitOfMeasure": {"unit": unit},
+                }
+            ],
+        }
+    ]
 
 
-def tx_event(event: str, seq: int, trigger: str, *, state: str | None = None,
-             **extra: Any) -> dict[str, Any]:
+def tx_event(
+    event: str, seq: int, trigger: str, *, state: str | None = None, **extra: Any
+) -> dict[str, Any]:
     info: dict[str, Any] = {"transactionId": "TX-201-A"}
     if state is not None:
         info["chargingState"] = state
     info.update(extra.pop("info", {}))
-    return {"eventType": event, "timestamp": T0, "triggerReason": trigger, "seqNo": seq,
-            "transactionInfo": info, **extra}
+    return {
+        "eventType": event,
+        "timestamp": T0,
+        "triggerReason": trigger,
+        "seqNo": seq,
+        "transactionInfo": info,
+        **extra,
+    }
 
 
 async def test_every_201_action_is_answered_published_and_normalised(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
 ) -> None:
-    cfg = gateway_config(broker, clean_db, topics,
-                         data_transfer_vendor_ids=frozenset({"org.chargeflow"}))
+    cfg = gateway_config(
+        broker, clean_db, topics, data_transfer_vendor_ids=frozenset({"org.chargeflow"})
+    )
     add_id_tag(clean_db, "TOKEN-OK", parent_id_tag="GROUP-1")
     async with Gateway(cfg) as gw:
         ws = await open_v201(gw, "CS-201")
@@ -79,69 +98,205 @@ async def test_every_201_action_is_answered_published_and_normalised(
                 answers[uid] = frame
                 return dict(frame[2])
 
-            boot = await call("boot", "BootNotification", {
-                "chargingStation": {"vendorName": "Acme", "model": "DC50",
-                                    "serialNumber": "SN-201", "firmwareVersion": "2.0"},
-                "reason": "PowerUp"})
+            boot = await call(
+                "boot",
+                "BootNotification",
+                {
+                    "chargingStation": {
+                        "vendorName": "Acme",
+                        "model": "DC50",
+                        "serialNumber": "SN-201",
+                        "firmwareVersion": "2.0",
+                    },
+                    "reason": "PowerUp",
+                },
+            )
             assert boot["status"] == "Accepted"
             assert boot["interval"] == 300
             datetime.fromisoformat(boot["currentTime"])
             assert "currentTime" in await call("hb", "Heartbeat", {})
-            assert await call("st-occ", "StatusNotification", {
-                "timestamp": T0, "connectorStatus": "Occupied", "evseId": 1,
-                "connectorId": 1}) == {}
-            assert await call("auth", "Authorize", {
-                "idToken": {"idToken": "TOKEN-OK", "type": "ISO14443"}}) == {
-                "idTokenInfo": {"status": "Accepted",
-                                "groupIdToken": {"idToken": "GROUP-1", "type": "Central"}}}
-            started = await call("tx-start", "TransactionEvent", tx_event(
-                "Started", 0, "Authorized", state="Charging", evse={"id": 1, "connectorId": 1},
-                idToken={"idToken": "TOKEN-OK", "type": "ISO14443"},
-                meterValue=register(1_000_000, "Transaction.Begin")))
+            assert (
+                await call(
+                    "st-occ",
+                    "StatusNotification",
+                    {"timestamp": T0, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
+                )
+                == {}
+            )
+            assert await call(
+                "auth", "Authorize", {"idToken": {"idToken": "TOKEN-OK", "type": "ISO14443"}}
+            ) == {
+                "idTokenInfo": {
+                    "status": "Accepted",
+                    "groupIdToken": {"idToken": "GROUP-1", "type": "Central"},
+                }
+            }
+            started = await call(
+                "tx-start",
+                "TransactionEvent",
+                tx_event(
+                    "Started",
+                    0,
+                    "Authorized",
+                    state="Charging",
+                    evse={"id": 1, "connectorId": 1},
+                    idToken={"idToken": "TOKEN-OK", "type": "ISO14443"},
+                    meterValue=register(1_000_000, "Transaction.Begin"),
+                ),
+            )
             assert started["idTokenInfo"]["status"] == "Accepted"
-            assert await call("st-charging", "StatusNotification", {
-                "timestamp": T0, "connectorStatus": "Occupied", "evseId": 1,
-                "connectorId": 1}) == {}
-            assert await call("tx-upd", "TransactionEvent", tx_event(
-                "Updated", 1, "MeterValuePeriodic", state="SuspendedEV", offline=True,
-                meterValue=register(1_000.5, "Sample.Periodic", unit="kWh"))) == {}
-            assert await call("tx-end", "TransactionEvent", tx_event(
-                "Ended", 2, "EVDeparted", state="Idle",
-                info={"stoppedReason": "EVDisconnected"},
-                meterValue=register(1_002_500, "Transaction.End"))) == {}
-            assert await call("st-finishing", "StatusNotification", {
-                "timestamp": T0, "connectorStatus": "Occupied", "evseId": 1,
-                "connectorId": 1}) == {}
-            assert await call("mv", "MeterValues", {"evseId": 1, "meterValue": [
-                {"timestamp": "2026-01-05T10:05:00Z", "sampledValue": [
-                    {"value": 230.1, "measurand": "Voltage", "phase": "L1-N",
-                     "unitOfMeasure": {"unit": "V"}},
-                    {"value": 7, "measurand": "Power.Active.Import",
-                     "unitOfMeasure": {"unit": "W", "multiplier": 3}}]}]}) == {}
-            assert await call("event", "NotifyEvent", {
-                "generatedAt": "2026-01-05T10:06:00Z", "seqNo": 0, "eventData": [{
-                    "eventId": 1, "timestamp": T0, "trigger": "Alerting",
-                    "actualValue": "95", "eventNotificationType": "HardWiredMonitor",
-                    "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
-                    "variable": {"name": "Temperature"}}]}) == {}
-            assert await call("report", "NotifyReport", {
-                "requestId": 1, "generatedAt": T0, "seqNo": 0, "reportData": [{
-                    "component": {"name": "ChargingStation"},
-                    "variable": {"name": "Model"},
-                    "variableAttribute": [{"value": "DC50"}]}]}) == {}
-            assert await call("sec", "SecurityEventNotification", {
-                "type": "FirmwareUpdated", "timestamp": T0}) == {}
-            assert await call("fw", "FirmwareStatusNotification", {
-                "status": "Installed", "requestId": 3}) == {}
+            assert (
+                await call(
+                    "st-charging",
+                    "StatusNotification",
+                    {"timestamp": T0, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
+                )
+                == {}
+            )
+            assert (
+                await call(
+                    "tx-upd",
+                    "TransactionEvent",
+                    tx_event(
+                        "Updated",
+                        1,
+                        "MeterValuePeriodic",
+                        state="SuspendedEV",
+                        offline=True,
+                        meterValue=register(1_000.5, "Sample.Periodic", unit="kWh"),
+                    ),
+                )
+                == {}
+            )
+            assert (
+                await call(
+                    "tx-end",
+                    "TransactionEvent",
+                    tx_event(
+                        "Ended",
+                        2,
+                        "EVDeparted",
+                        state="Idle",
+                        info={"stoppedReason": "EVDisconnected"},
+                        meterValue=register(1_002_500, "Transaction.End"),
+                    ),
+                )
+                == {}
+            )
+            assert (
+                await call(
+                    "st-finishing",
+                    "StatusNotification",
+                    {"timestamp": T0, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
+                )
+                == {}
+            )
+            assert (
+                await call(
+                    "mv",
+                    "MeterValues",
+                    {
+                        "evseId": 1,
+                        "meterValue": [
+                            {
+                                "timestamp": "2026-01-05T10:05:00Z",
+                                "sampledValue": [
+                                    {
+                                        "value": 230.1,
+                                        "measurand": "Voltage",
+                                        "phase": "L1-N",
+                                        "unitOfMeasure": {"unit": "V"},
+                                    },
+                                    {
+                                        "value": 7,
+                                        "measurand": "Power.Active.Import",
+                                        "unitOfMeasure": {"unit": "W", "multiplier": 3},
+                                    },
+                                ],
+                            }
+                        ],
+                    },
+                )
+                == {}
+            )
+            assert (
+                await call(
+                    "event",
+                    "NotifyEvent",
+                    {
+                        "generatedAt": "2026-01-05T10:06:00Z",
+                        "seqNo": 0,
+                        "eventData": [
+                            {
+                                "eventId": 1,
+                                "timestamp": T0,
+                                "trigger": "Alerting",
+                                "actualValue": "95",
+                                "eventNotificationType": "HardWiredMonitor",
+                                "component": {
+                                    "name": "Connector",
+                                    "evse": {"id": 1, "connectorId": 1},
+                                },
+                                "variable": {"name": "Temperature"},
+                            }
+                        ],
+                    },
+                )
+                == {}
+            )
+            assert (
+                await call(
+                    "report",
+                    "NotifyReport",
+                    {
+                        "requestId": 1,
+                        "generatedAt": T0,
+                        "seqNo": 0,
+                        "reportData": [
+                            {
+                                "component": {"name": "ChargingStation"},
+                                "variable": {"name": "Model"},
+                                "variableAttribute": [{"value": "DC50"}],
+                            }
+                        ],
+                    },
+                )
+                == {}
+            )
+            assert (
+                await call(
+                    "sec", "SecurityEventNotification", {"type": "FirmwareUpdated", "timestamp": T0}
+                )
+                == {}
+            )
+            assert (
+                await call(
+                    "fw", "FirmwareStatusNotification", {"status": "Installed", "requestId": 3}
+                )
+                == {}
+            )
             assert await call("log", "LogStatusNotification", {"status": "Uploaded"}) == {}
-            assert await call("dt-known", "DataTransfer", {
-                "vendorId": "org.chargeflow", "messageId": "Ping", "data": {"a": 1}}) == {
-                "status": "Accepted"}
+            assert await call(
+                "dt-known",
+                "DataTransfer",
+                {"vendorId": "org.chargeflow", "messageId": "Ping", "data": {"a": 1}},
+            ) == {"status": "Accepted"}
             assert await call("dt-unknown", "DataTransfer", {"vendorId": "com.other"}) == {
-                "status": "UnknownVendorId"}
-            assert await call("st-free", "StatusNotification", {
-                "timestamp": "2026-01-05T10:07:00Z", "connectorStatus": "Available",
-                "evseId": 1, "connectorId": 1}) == {}
+                "status": "UnknownVendorId"
+            }
+            assert (
+                await call(
+                    "st-free",
+                    "StatusNotification",
+                    {
+                        "timestamp": "2026-01-05T10:07:00Z",
+                        "connectorStatus": "Available",
+                        "evseId": 1,
+                        "connectorId": 1,
+                    },
+                )
+                == {}
+            )
         finally:
             await ws.close()
 
@@ -169,35 +324,57 @@ async def test_every_201_action_is_answered_published_and_normalised(
     start = by_uid["tx-start"].normalized
     assert start is not None
     assert isinstance(start[0], TransactionStart)
-    assert (start[0].transaction_id, start[0].evse_id, start[0].connector_id, start[0].id_tag,
-            start[0].meter_start_wh, start[0].seq_no, start[0].auth_status) == (
-        "TX-201-A", 1, 1, "TOKEN-OK", Decimal(1_000_000), 0, "Accepted")
+    assert (
+        start[0].transaction_id,
+        start[0].evse_id,
+        start[0].connector_id,
+        start[0].id_tag,
+        start[0].meter_start_wh,
+        start[0].seq_no,
+        start[0].auth_status,
+    ) == ("TX-201-A", 1, 1, "TOKEN-OK", Decimal(1_000_000), 0, "Accepted")
     upd = by_uid["tx-upd"].normalized
     assert upd is not None
     assert isinstance(upd[0], TransactionUpdate)
     assert (upd[0].seq_no, upd[0].offline, upd[0].charging_state, upd[0].trigger_reason) == (
-        1, True, "SuspendedEV", "MeterValuePeriodic")
+        1,
+        True,
+        "SuspendedEV",
+        "MeterValuePeriodic",
+    )
     assert isinstance(upd[1], MeterSample)
     assert (upd[1].value, upd[1].unit, upd[1].transaction_id) == (
-        Decimal("1000.5"), "kWh", "TX-201-A")
+        Decimal("1000.5"),
+        "kWh",
+        "TX-201-A",
+    )
     end = by_uid["tx-end"].normalized
     assert end is not None
     assert isinstance(end[0], TransactionEnd)
     assert (end[0].meter_stop_wh, end[0].stopped_reason, end[0].seq_no) == (
-        Decimal(1_002_500), "EVDisconnected", 2)
+        Decimal(1_002_500),
+        "EVDisconnected",
+        2,
+    )
     mv = by_uid["mv"].normalized
     assert mv is not None
-    assert [(s.measurand, s.phase, s.value, s.unit_multiplier, s.evse_id) for s in mv
-            if isinstance(s, MeterSample)] == [
-        ("Voltage", "L1-N", Decimal("230.1"), 0, 1), ("Power.Active.Import", None, 7, 3, 1)]
+    assert [
+        (s.measurand, s.phase, s.value, s.unit_multiplier, s.evse_id)
+        for s in mv
+        if isinstance(s, MeterSample)
+    ] == [("Voltage", "L1-N", Decimal("230.1"), 0, 1), ("Power.Active.Import", None, 7, 3, 1)]
     for uid in ("boot", "hb", "auth", "event", "report", "sec", "fw", "log", "dt-known"):
         assert by_uid[uid].normalized == []
 
-    station = db.execute("SELECT vendor, model, serial_number, firmware_version, ocpp_version "
-                         "FROM stations WHERE charge_point_id = 'CS-201'").fetchone()
+    station = db.execute(
+        "SELECT vendor, model, serial_number, firmware_version, ocpp_version "
+        "FROM stations WHERE charge_point_id = 'CS-201'"
+    ).fetchone()
     assert station == ("Acme", "DC50", "SN-201", "2.0", "2.0.1")
-    conn = db.execute("SELECT status, error_code, status_at FROM connectors "
-                      "WHERE charge_point_id = 'CS-201' AND connector_id = 1").fetchone()
+    conn = db.execute(
+        "SELECT status, error_code, status_at FROM connectors "
+        "WHERE charge_point_id = 'CS-201' AND connector_id = 1"
+    ).fetchone()
     assert conn == ("Available", "NoError", datetime(2026, 1, 5, 10, 7, tzinfo=UTC))
 
 
@@ -209,6 +386,7 @@ async def test_201_authorisation_statuses(gateway: Gateway, db: psycopg.Connecti
     add_id_tag(url, "T-EXPIRED", status="Expired")
     ws = await open_v201(gateway, "CS-AUTH")
     try:
+
         async def info(token: str, kind: str = "ISO14443") -> dict[str, Any]:
             frame = await rpc(ws, "Authorize", {"idToken": {"idToken": token, "type": kind}})
             assert frame[0] == 3, frame
@@ -217,14 +395,18 @@ async def test_201_authorisation_statuses(gateway: Gateway, db: psycopg.Connecti
         accepted = await info("T-ACCEPTED")
         assert accepted["status"] == "Accepted"
         assert datetime.fromisoformat(accepted["cacheExpiryDateTime"]) == future.replace(
-            microsecond=future.microsecond // 1000 * 1000)
+            microsecond=future.microsecond // 1000 * 1000
+        )
         assert await info("T-BLOCKED") == {"status": "Blocked"}
         assert await info("T-EXPIRED") == {"status": "Expired"}
         assert await info("T-UNKNOWN", "Central") == {"status": "Invalid"}
         assert await info("", "NoAuthorization") == {"status": "Accepted"}
         # TransactionEvent: idTokenInfo only when the event carries an idToken.
-        blocked = await rpc(ws, "TransactionEvent", tx_event(
-            "Started", 0, "Authorized", idToken={"idToken": "T-BLOCKED", "type": "Local"}))
+        blocked = await rpc(
+            ws,
+            "TransactionEvent",
+            tx_event("Started", 0, "Authorized", idToken={"idToken": "T-BLOCKED", "type": "Local"}),
+        )
         assert blocked[2] == {"idTokenInfo": {"status": "Blocked"}}
         without = await rpc(ws, "TransactionEvent", tx_event("Updated", 1, "Trigger"))
         assert without[2] == {}
@@ -252,20 +434,37 @@ async def test_201_bad_input_gets_201_error_codes_and_the_station_keeps_being_se
         ('[2, "m-5", "FlyToTheMoon", {}]', "m-5", "NotImplemented"),
         ('[2, "m-6", "Reset", {"type": "Immediate"}]', "m-6", "NotSupported"),
         ('[2, "m-7", "Authorize", {}]', "m-7", "OccurrenceConstraintViolation"),
-        ('[2, "m-8", "StatusNotification", {"timestamp": "2026-01-05T10:00:00Z",'
-         ' "connectorStatus": "Available", "evseId": "one", "connectorId": 1}]',
-         "m-8", "TypeConstraintViolation"),
+        (
+            '[2, "m-8", "StatusNotification", {"timestamp": "2026-01-05T10:00:00Z",'
+            ' "connectorStatus": "Available", "evseId": "one", "connectorId": 1}]',
+            "m-8",
+            "TypeConstraintViolation",
+        ),
         ('[2, "m-9", "Heartbeat", {"extra": 1}]', "m-9", "FormatViolation"),
-        ('[2, "m-10", "StatusNotification", {"timestamp": "2026-01-05T10:00:00Z",'
-         ' "connectorStatus": "Sleeping", "evseId": 1, "connectorId": 1}]',
-         "m-10", "PropertyConstraintViolation"),
-        ('[2, "m-11", "SecurityEventNotification", {"type": "X", "timestamp": "now"}]',
-         "m-11", "TypeConstraintViolation"),
-        ('[2, "m-12", "TransactionEvent", {"eventType": "Started", "timestamp":'
-         ' "2026-01-05T10:00:00Z", "triggerReason": "Authorized", "seqNo": 0,'
-         ' "transactionInfo": {}}]', "m-12", "OccurrenceConstraintViolation"),
-        ('[2, "m-13", "Authorize", {"idToken": {"idToken": "' + "x" * 37 + '",'
-         ' "type": "Local"}}]', "m-13", "TypeConstraintViolation"),
+        (
+            '[2, "m-10", "StatusNotification", {"timestamp": "2026-01-05T10:00:00Z",'
+            ' "connectorStatus": "Sleeping", "evseId": 1, "connectorId": 1}]',
+            "m-10",
+            "PropertyConstraintViolation",
+        ),
+        (
+            '[2, "m-11", "SecurityEventNotification", {"type": "X", "timestamp": "now"}]',
+            "m-11",
+            "TypeConstraintViolation",
+        ),
+        (
+            '[2, "m-12", "TransactionEvent", {"eventType": "Started", "timestamp":'
+            ' "2026-01-05T10:00:00Z", "triggerReason": "Authorized", "seqNo": 0,'
+            ' "transactionInfo": {}}]',
+            "m-12",
+            "OccurrenceConstraintViolation",
+        ),
+        (
+            '[2, "m-13", "Authorize", {"idToken": {"idToken": "' + "x" * 37 + '",'
+            ' "type": "Local"}}]',
+            "m-13",
+            "TypeConstraintViolation",
+        ),
     ]
     bad = await open_v201(gateway, "CS-BAD")
     try:
@@ -284,9 +483,13 @@ async def test_201_bad_input_gets_201_error_codes_and_the_station_keeps_being_se
 
 @pytest.mark.parametrize(
     ("offered", "chosen"),
-    [(["ocpp2.0.1"], "ocpp2.0.1"), (["ocpp1.6"], "ocpp1.6"),
-     (["ocpp1.6", "ocpp2.0.1"], "ocpp2.0.1"), (["ocpp2.0.1", "ocpp1.6"], "ocpp2.0.1"),
-     (["ocpp2.1", "ocpp1.6"], "ocpp1.6")],
+    [
+        (["ocpp2.0.1"], "ocpp2.0.1"),
+        (["ocpp1.6"], "ocpp1.6"),
+        (["ocpp1.6", "ocpp2.0.1"], "ocpp2.0.1"),
+        (["ocpp2.0.1", "ocpp1.6"], "ocpp2.0.1"),
+        (["ocpp2.1", "ocpp1.6"], "ocpp1.6"),
+    ],
 )
 async def test_subprotocol_negotiation_prefers_201(
     gateway: Gateway, offered: list[str], chosen: str

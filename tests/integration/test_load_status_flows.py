@@ -55,8 +55,10 @@ M = timedelta(minutes=1)
 @pytest.fixture
 def load_db(clean_db: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(clean_db, autocommit=True) as conn:
-        conn.execute("INSERT INTO sites (site_id, name, capacity_w) VALUES"
-                     " ('S-NORTH', 'North car park', 30000), ('S-SOUTH', 'South', 11000)")
+        conn.execute(
+            "INSERT INTO sites (site_id, name, capacity_w) VALUES"
+            " ('S-NORTH', 'North car park', 30000), ('S-SOUTH', 'South', 11000)"
+        )
         for cp, site in (("N1", "S-NORTH"), ("N2", "S-NORTH"), ("S1", "S-SOUTH")):
             provision_station(clean_db, cp, site)
         yield conn
@@ -112,7 +114,8 @@ def publish(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
 def minutes(db: psycopg.Connection[Any]) -> dict[tuple[str, int, Any], tuple[Any, ...]]:
     rows = db.execute(
         "SELECT charge_point_id, connector_id, bucket, sample_count, avg_power_w, max_power_w,"
-        " energy_wh, register_wh, source FROM load_connector_1m").fetchall()
+        " energy_wh, register_wh, source FROM load_connector_1m"
+    ).fetchall()
     return {(r[0], r[1], r[2]): r[3:] for r in rows}
 
 
@@ -121,9 +124,11 @@ def snapshot(db: psycopg.Connection[Any]) -> list[list[tuple[Any, ...]]]:
         db.execute("SELECT * FROM load_connector_1m ORDER BY 1, 2, 3").fetchall(),
         db.execute("SELECT * FROM connector_status_history ORDER BY 1, 2, 3, 4").fetchall(),
         db.execute("SELECT * FROM connector_availability ORDER BY 1, 2").fetchall(),
-        db.execute("SELECT site_id, as_of, total_w, capacity_w, utilisation_pct,"
-                   " over_capacity, station_count, offline_stations, stations"
-                   " FROM site_load_live ORDER BY 1").fetchall(),
+        db.execute(
+            "SELECT site_id, as_of, total_w, capacity_w, utilisation_pct,"
+            " over_capacity, station_count, offline_stations, stations"
+            " FROM site_load_live ORDER BY 1"
+        ).fetchall(),
     ]
 
 
@@ -139,8 +144,7 @@ def last_per_site(bootstrap: str, topics: Topics) -> dict[str, SiteLoad]:
 
 
 def site_message_count(bootstrap: str, topics: Topics, site_id: str) -> int:
-    return sum(1 for m in read_topic(bootstrap, topics.load_sites)
-               if m.key() == site_id.encode())
+    return sum(1 for m in read_topic(bootstrap, topics.load_sites) if m.key() == site_id.encode())
 
 
 def run_flows(config: FlowConfig) -> None:
@@ -153,49 +157,67 @@ def assert_expected(db: psycopg.Connection[Any], bootstrap: str, topics: Topics)
     assert got[("N1", 1, T0)] == (2, 7200.0, 7400.0, Decimal(60), Decimal(10_060), "ocpp")
     assert got[("N1", 1, T0 + M)] == (1, 7200.0, 7200.0, Decimal(60), Decimal(10_120), "ocpp")
     assert got[("N1", 2, T0)] == (1, 10800.0, 10800.0, None, None, "ocpp")
-    assert got[("N2", 1, T0)] == (2, 11000.0, 11000.0, Decimal("100.0"), Decimal("2100.0"),
-                                  "ocpp")
-    assert got[("N2", 1, T0 + M)] == (1, 11000.0, 11000.0, Decimal("150.00"),
-                                      Decimal("2250.00"), "ocpp")
-    assert got[("S1", 1, T0)] == (1, 12000.0, 12000.0, Decimal(0), Decimal(88_000),
-                                  "meter:billing")
+    assert got[("N2", 1, T0)] == (2, 11000.0, 11000.0, Decimal("100.0"), Decimal("2100.0"), "ocpp")
+    assert got[("N2", 1, T0 + M)] == (
+        1,
+        11000.0,
+        11000.0,
+        Decimal("150.00"),
+        Decimal("2250.00"),
+        "ocpp",
+    )
+    assert got[("S1", 1, T0)] == (1, 12000.0, 12000.0, Decimal(0), Decimal(88_000), "meter:billing")
     assert got[("S1", 1, T0 + M)][3:] == (Decimal(200), Decimal(88_200), "meter:billing")
     assert len(got) == 7
 
     sites = last_per_site(bootstrap, topics)
     north, south = sites["S-NORTH"], sites["S-SOUTH"]
     assert (north.total_w, north.capacity_w, north.utilisation_pct, north.over_capacity) == (
-        7200.0 + 10800.0 + 11000.0, 30000, 96.7, False)
+        7200.0 + 10800.0 + 11000.0,
+        30000,
+        96.7,
+        False,
+    )
     assert (north.station_count, north.offline_stations, north.as_of) == (2, 1, T0 + 4 * M)
     assert {s.charge_point_id: s.offline for s in north.stations} == {"N1": True, "N2": False}
-    assert (south.total_w, south.utilisation_pct, south.over_capacity) == (12500.0, 113.6,
-                                                                          True)
-    live = db.execute("SELECT site_id, total_w, over_capacity FROM site_load_live"
-                      " ORDER BY 1").fetchall()
+    assert (south.total_w, south.utilisation_pct, south.over_capacity) == (12500.0, 113.6, True)
+    live = db.execute(
+        "SELECT site_id, total_w, over_capacity FROM site_load_live ORDER BY 1"
+    ).fetchall()
     assert live == [("S-NORTH", 29000.0, False), ("S-SOUTH", 12500.0, True)]
 
     history = db.execute(
         "SELECT charge_point_id, connector_id, status, ocpp_status, reason FROM"
-        " connector_status_history ORDER BY charge_point_id, at, connector_id").fetchall()
+        " connector_status_history ORDER BY charge_point_id, at, connector_id"
+    ).fetchall()
     assert history == [
-        ("N1", 1, "Available", "Available", None), ("N1", 2, "Available", "Available", None),
-        ("N1", 1, "Charging", "Charging", None), ("N1", 2, "Charging", "Charging", None),
-        ("N1", 1, "Offline", "Offline", "test"), ("N1", 2, "Offline", "Offline", "test"),
-        ("N2", 1, "Available", "Available", None), ("N2", 2, "Available", "Available", None),
+        ("N1", 1, "Available", "Available", None),
+        ("N1", 2, "Available", "Available", None),
+        ("N1", 1, "Charging", "Charging", None),
+        ("N1", 2, "Charging", "Charging", None),
+        ("N1", 1, "Offline", "Offline", "test"),
+        ("N1", 2, "Offline", "Offline", "test"),
+        ("N2", 1, "Available", "Available", None),
+        ("N2", 2, "Available", "Available", None),
         ("N2", 1, "Charging", "Occupied", None),
         # offline at +2 min, back at +3 min: the status of each EVSE then, then the
         # status the station reports on the new connection
-        ("N2", 1, "Offline", "Offline", "test"), ("N2", 2, "Offline", "Offline", "test"),
-        ("N2", 1, "Charging", "Occupied", "test"), ("N2", 2, "Available", "Available", "test"),
+        ("N2", 1, "Offline", "Offline", "test"),
+        ("N2", 2, "Offline", "Offline", "test"),
+        ("N2", 1, "Charging", "Occupied", "test"),
+        ("N2", 2, "Available", "Available", "test"),
         ("N2", 1, "Charging", "Occupied", None),
         ("S1", 1, "Available", "Available", None),
     ]
     availability = db.execute(
         "SELECT charge_point_id, connector_id, status, connector_status, online"
-        " FROM connector_availability ORDER BY 1, 2").fetchall()
+        " FROM connector_availability ORDER BY 1, 2"
+    ).fetchall()
     assert availability == [
-        ("N1", 1, "Offline", "Charging", False), ("N1", 2, "Offline", "Charging", False),
-        ("N2", 1, "Charging", "Charging", True), ("N2", 2, "Available", "Available", True),
+        ("N1", 1, "Offline", "Charging", False),
+        ("N1", 2, "Offline", "Charging", False),
+        ("N2", 1, "Charging", "Charging", True),
+        ("N2", 2, "Available", "Available", True),
         ("S1", 1, "Available", "Available", True),
     ]
 
@@ -205,8 +227,9 @@ def test_flows_aggregate_load_publish_sites_track_status_and_replay_identically(
 ) -> None:
     publish(broker.bootstrap, topics.ocpp_events, ocpp_events())
     publish(broker.bootstrap, topics.meter_readings, meter_events())
-    config = FlowConfig(brokers=[broker.bootstrap], database_url=clean_db, topics=topics,
-                        tail=False)
+    config = FlowConfig(
+        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
+    )
 
     run_flows(config)
     assert_expected(load_db, broker.bootstrap, topics)
@@ -220,46 +243,70 @@ def test_flows_aggregate_load_publish_sites_track_status_and_replay_identically(
 def test_offline_then_online_in_the_status_flow_alone(
     broker: EmbeddedBroker, topics: Topics, load_db: psycopg.Connection[Any], clean_db: str
 ) -> None:
-    config = FlowConfig(brokers=[broker.bootstrap], database_url=clean_db, topics=topics,
-                        tail=False)
-    publish(broker.bootstrap, topics.ocpp_events, [
-        status16("N1", 1, "Charging", T0), connection("N1", "offline", T0 + M)])
+    config = FlowConfig(
+        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
+    )
+    publish(
+        broker.bootstrap,
+        topics.ocpp_events,
+        [status16("N1", 1, "Charging", T0), connection("N1", "offline", T0 + M)],
+    )
     run_main(build_status_flow(config))
-    row = load_db.execute("SELECT status, connector_status, online FROM"
-                          " connector_availability WHERE charge_point_id = 'N1'").fetchone()
+    row = load_db.execute(
+        "SELECT status, connector_status, online FROM"
+        " connector_availability WHERE charge_point_id = 'N1'"
+    ).fetchone()
     assert row == ("Offline", "Charging", False)
     # Back online (and the status it reports on reconnect): a later run resumes from
     # scratch (no recovery here) and still ends in the right state.
-    publish(broker.bootstrap, topics.ocpp_events, [
-        connection("N1", "online", T0 + 2 * M), status16("N1", 1, "Finishing", T0 + 2 * M)])
+    publish(
+        broker.bootstrap,
+        topics.ocpp_events,
+        [connection("N1", "online", T0 + 2 * M), status16("N1", 1, "Finishing", T0 + 2 * M)],
+    )
     run_main(build_status_flow(config))
-    row = load_db.execute("SELECT status, connector_status, online FROM"
-                          " connector_availability WHERE charge_point_id = 'N1'").fetchone()
+    row = load_db.execute(
+        "SELECT status, connector_status, online FROM"
+        " connector_availability WHERE charge_point_id = 'N1'"
+    ).fetchone()
     assert row == ("Finishing", "Finishing", True)
 
 
 async def test_status_history_api_shows_offline_periods_and_replays_identically(
     broker: EmbeddedBroker, topics: Topics, load_db: psycopg.Connection[Any], clean_db: str
 ) -> None:
-    config = FlowConfig(brokers=[broker.bootstrap], database_url=clean_db, topics=topics,
-                        tail=False)
-    publish(broker.bootstrap, topics.ocpp_events, [
-        status16("N1", 0, "Available", T0),
-        status16("N1", 1, "Charging", T0 + S),
-        status16("N1", 2, "Available", T0 + S),
-        connection("N1", "offline", T0 + M, reason="closed by station"),
-        connection("N1", "offline", T0 + M, reason="closed by station"),  # delivered twice
-        status16("N1", 2, "Preparing", T0 + 2 * M),  # reported while offline
-        connection("N1", "online", T0 + 3 * M, reason="connected"),
-        status16("N1", 1, "Finishing", T0 + 3 * M),  # the same instant as the reconnection
-    ])
+    config = FlowConfig(
+        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
+    )
+    publish(
+        broker.bootstrap,
+        topics.ocpp_events,
+        [
+            status16("N1", 0, "Available", T0),
+            status16("N1", 1, "Charging", T0 + S),
+            status16("N1", 2, "Available", T0 + S),
+            connection("N1", "offline", T0 + M, reason="closed by station"),
+            connection("N1", "offline", T0 + M, reason="closed by station"),  # delivered twice
+            status16("N1", 2, "Preparing", T0 + 2 * M),  # reported while offline
+            connection("N1", "online", T0 + 3 * M, reason="connected"),
+            status16("N1", 1, "Finishing", T0 + 3 * M),  # the same instant as the reconnection
+        ],
+    )
     run_main(build_status_flow(config))
     key = create_api_key(clean_db, "test-maintenance", "maintenance")
     url = "/v1/stations/N1/status-history"
 
     def changes(body: dict[str, Any]) -> list[tuple[int, datetime, str, str, str | None]]:
-        return [(i["connector_id"], datetime.fromisoformat(i["at"]), i["status"],
-                 i["ocpp_status"], i["reason"]) for i in body["items"]]
+        return [
+            (
+                i["connector_id"],
+                datetime.fromisoformat(i["at"]),
+                i["status"],
+                i["ocpp_status"],
+                i["reason"],
+            )
+            for i in body["items"]
+        ]
 
     async with api_client(clean_db) as client:
         r = await client.get(url, headers=auth(key))
@@ -277,32 +324,49 @@ async def test_status_history_api_shows_offline_periods_and_replays_identically(
             (2, T0 + S, "Available", "Available", None),
             (0, T0, "Available", "Available", None),
         ]
-        r = await client.get(url, params={"connector": 1, "from": (T0 + M).isoformat()},
-                             headers=auth(key))
+        r = await client.get(
+            url, params={"connector": 1, "from": (T0 + M).isoformat()}, headers=auth(key)
+        )
         assert [(c[2], c[4]) for c in changes(r.json())] == [
-            ("Finishing", None), ("Charging", "connected"), ("Offline", "closed by station")]
+            ("Finishing", None),
+            ("Charging", "connected"),
+            ("Offline", "closed by station"),
+        ]
         r = await client.get("/v1/availability", params={"station": "N1"}, headers=auth(key))
         assert [(i["connector_id"], i["status"], i["online"]) for i in r.json()["items"]] == [
-            (1, "Finishing", True), (2, "Preparing", True)]
+            (1, "Finishing", True),
+            (2, "Preparing", True),
+        ]
 
     before = snapshot(load_db)
     run_main(build_status_flow(config))  # fresh state, the whole topic again
     assert snapshot(load_db) == before
 
 
-def test_aggregates_match_date_bin_over_the_raw_table(
-    load_db: psycopg.Connection[Any]
-) -> None:
+def test_aggregates_match_date_bin_over_the_raw_table(load_db: psycopg.Connection[Any]) -> None:
     rows = []
     for k in range(0, 26 * 60, 7):  # every 7 minutes over 26 hours, two connectors
         for cp, conn_id, watts in (("N1", 1, 7000.0 + k), ("N1", 2, 3000.0), ("N2", 1, 11.0)):
-            rows.append((cp, conn_id, T0 + k * M, 3, 3 * watts, watts, watts + 5,
-                         Decimal(k % 5), Decimal(k)))
+            rows.append(
+                (
+                    cp,
+                    conn_id,
+                    T0 + k * M,
+                    3,
+                    3 * watts,
+                    watts,
+                    watts + 5,
+                    Decimal(k % 5),
+                    Decimal(k),
+                )
+            )
     with load_db.cursor() as cur:
         cur.executemany(
             "INSERT INTO load_connector_1m (charge_point_id, connector_id, bucket, sample_count,"
             " power_sum_w, avg_power_w, max_power_w, energy_wh, register_wh, source)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'ocpp')", rows)
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'ocpp')",
+            rows,
+        )
     # The rows bypassed the writer (nothing recorded what changed): refresh everything.
     assert refresh_aggregates(load_db, force=True) == list(AGGREGATE_VIEWS)
 
@@ -326,14 +390,14 @@ def test_aggregates_match_date_bin_over_the_raw_table(
     }
     views = {
         "load_connector_1h": "SELECT charge_point_id, connector_id, bucket, minutes,"
-                             " sample_count, avg_power_w, max_power_w, energy_wh"
-                             " FROM load_connector_1h ORDER BY 1, 2, 3",
+        " sample_count, avg_power_w, max_power_w, energy_wh"
+        " FROM load_connector_1h ORDER BY 1, 2, 3",
         "energy_connector_1d": "SELECT charge_point_id, connector_id, bucket, minutes,"
-                               " sample_count, avg_power_w, max_power_w, energy_wh"
-                               " FROM energy_connector_1d ORDER BY 1, 2, 3",
+        " sample_count, avg_power_w, max_power_w, energy_wh"
+        " FROM energy_connector_1d ORDER BY 1, 2, 3",
         "load_station_1m": "SELECT charge_point_id, bucket, connector_count, sample_count,"
-                           " avg_power_w, max_connector_power_w, energy_wh"
-                           " FROM load_station_1m ORDER BY 1, 2",
+        " avg_power_w, max_connector_power_w, energy_wh"
+        " FROM load_station_1m ORDER BY 1, 2",
     }
     for name in AGGREGATE_VIEWS:
         from_view = load_db.execute(views[name]).fetchall()
@@ -344,12 +408,17 @@ def test_aggregates_match_date_bin_over_the_raw_table(
     # Changed rows show up after the next refresh.
     load_db.execute("UPDATE load_connector_1m SET energy_wh = energy_wh + 1")
     refresh_aggregates(load_db, force=True)
-    assert load_db.execute(views["load_connector_1h"]).fetchall() == load_db.execute(
-        expected["load_connector_1h"]).fetchall()
+    assert (
+        load_db.execute(views["load_connector_1h"]).fetchall()
+        == load_db.execute(expected["load_connector_1h"]).fetchall()
+    )
 
 
 def test_flows_run_from_env_with_recovery(
-    broker: EmbeddedBroker, topics: Topics, load_db: psycopg.Connection[Any], clean_db: str,
+    broker: EmbeddedBroker,
+    topics: Topics,
+    load_db: psycopg.Connection[Any],
+    clean_db: str,
     tmp_path: Path,
 ) -> None:
     publish(broker.bootstrap, topics.ocpp_events, ocpp_events())
@@ -362,55 +431,104 @@ def test_flows_run_from_env_with_recovery(
         "CHARGEFLOW_TOPIC_PREFIX": prefix,
         "CHARGEFLOW_FLOW_TAIL": "false",
     }
-    flows = {"load": "flows.load.dataflow:from_env()",
-             "status": "flows.status.dataflow:from_env()"}
+    flows = {"load": "flows.load.dataflow:from_env()", "status": "flows.status.dataflow:from_env()"}
     dirs = {name: ensure_recovery_dir(tmp_path / name, 1) for name in flows}
 
     def run_all() -> None:
         for name, flow in flows.items():
-            argv = [sys.executable, "-m", "flows.run", flow, "-r", str(dirs[name]),
-                    "-s", "1", "-b", "0"]
-            proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True,
-                                  timeout=120, check=False)
+            argv = [
+                sys.executable,
+                "-m",
+                "flows.run",
+                flow,
+                "-r",
+                str(dirs[name]),
+                "-s",
+                "1",
+                "-b",
+                "0",
+            ]
+            proc = subprocess.run(
+                argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+            )
             assert proc.returncode == 0, proc.stderr[-4000:]
 
     run_all()
     assert_expected(load_db, broker.bootstrap, topics)
     # The restart resumes from the stored offsets and state: only the new events are
     # read, and the register chain continues from the minute before (10 120 Wh).
-    publish(broker.bootstrap, topics.ocpp_events, [
-        mv16("N1", 1, T0 + 4 * M + 10 * S, watts="6000", register_wh=10_200, tx=11),
-        connection("N1", "online", T0 + 5 * M),
-    ])
+    publish(
+        broker.bootstrap,
+        topics.ocpp_events,
+        [
+            mv16("N1", 1, T0 + 4 * M + 10 * S, watts="6000", register_wh=10_200, tx=11),
+            connection("N1", "online", T0 + 5 * M),
+        ],
+    )
     south_messages = site_message_count(broker.bootstrap, topics, "S-SOUTH")
     run_all()
     # Resumed, not replayed: nothing new was read for the other site.
     assert site_message_count(broker.bootstrap, topics, "S-SOUTH") == south_messages
     assert minutes(load_db)[("N1", 1, T0 + 4 * M)] == (
-        1, 6000.0, 6000.0, Decimal(80), Decimal(10_200), "ocpp")
+        1,
+        6000.0,
+        6000.0,
+        Decimal(80),
+        Decimal(10_200),
+        "ocpp",
+    )
     availability = load_db.execute(
         "SELECT connector_id, status FROM connector_availability"
-        " WHERE charge_point_id = 'N1' ORDER BY 1").fetchall()
+        " WHERE charge_point_id = 'N1' ORDER BY 1"
+    ).fetchall()
     assert availability == [(1, "Charging"), (2, "Charging")]  # back online
     # The offline period (from the recovered state) ends in the history too.
     restored = load_db.execute(
         "SELECT connector_id, at, status, reason FROM connector_status_history"
-        " WHERE charge_point_id = 'N1' AND at >= %s ORDER BY 1, 2", (T0 + 4 * M,)).fetchall()
-    assert restored == [(1, T0 + 4 * M, "Offline", "test"), (1, T0 + 5 * M, "Charging", "test"),
-                        (2, T0 + 4 * M, "Offline", "test"), (2, T0 + 5 * M, "Charging", "test")]
+        " WHERE charge_point_id = 'N1' AND at >= %s ORDER BY 1, 2",
+        (T0 + 4 * M,),
+    ).fetchall()
+    assert restored == [
+        (1, T0 + 4 * M, "Offline", "test"),
+        (1, T0 + 5 * M, "Charging", "test"),
+        (2, T0 + 4 * M, "Offline", "test"),
+        (2, T0 + 5 * M, "Charging", "test"),
+    ]
     north = last_per_site(broker.bootstrap, topics)["S-NORTH"]
     assert (north.total_w, north.offline_stations) == (6000.0 + 10800.0 + 11000.0, 0)
 
 
 def test_refresh_command_once(load_db: psycopg.Connection[Any], clean_db: str) -> None:
-    write_load_batch(load_db, [MinuteRow(
-        charge_point_id="N1", connector_id=1, bucket=T0, sample_count=1, power_sum_w=500.0,
-        avg_power_w=500.0, max_power_w=500.0, energy_wh=Decimal(8), register_wh=None,
-        source="ocpp")], [])
+    write_load_batch(
+        load_db,
+        [
+            MinuteRow(
+                charge_point_id="N1",
+                connector_id=1,
+                bucket=T0,
+                sample_count=1,
+                power_sum_w=500.0,
+                avg_power_w=500.0,
+                max_power_w=500.0,
+                energy_wh=Decimal(8),
+                register_wh=None,
+                source="ocpp",
+            )
+        ],
+        [],
+    )
     env = {**os.environ, "CHARGEFLOW_DATABASE_URL": clean_db}
-    proc = subprocess.run([sys.executable, "-m", "store.aggregates", "--once"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "store.aggregates", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "load_connector_1h" in proc.stdout
     assert load_db.execute("SELECT energy_wh FROM energy_connector_1d").fetchall() == [
-        (Decimal(8),)]
+        (Decimal(8),)
+    ]

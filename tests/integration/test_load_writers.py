@@ -30,10 +30,18 @@ M = timedelta(minutes=1)
 
 
 def row(cp: str, minute: int, **changes: Any) -> MinuteRow:
-    base = MinuteRow(charge_point_id=cp, connector_id=1, bucket=T0 + minute * M,
-                     sample_count=2, power_sum_w=14_400.0, avg_power_w=7_200.0,
-                     max_power_w=7_400.0, energy_wh=Decimal("120.50"),
-                     register_wh=Decimal("10120.50"), source="ocpp")
+    base = MinuteRow(
+        charge_point_id=cp,
+        connector_id=1,
+        bucket=T0 + minute * M,
+        sample_count=2,
+        power_sum_w=14_400.0,
+        avg_power_w=7_200.0,
+        max_power_w=7_400.0,
+        energy_wh=Decimal("120.50"),
+        register_wh=Decimal("10120.50"),
+        source="ocpp",
+    )
     return replace(base, **changes)
 
 
@@ -42,17 +50,34 @@ def table(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 
 
 def versions(db: psycopg.Connection[Any]) -> list[str]:
-    return [r[0] for r in db.execute(
-        "SELECT xmin::text FROM load_connector_1m ORDER BY charge_point_id, bucket")]
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT xmin::text FROM load_connector_1m ORDER BY charge_point_id, bucket"
+        )
+    ]
 
 
 def test_copy_upsert_last_row_per_key_wins_and_replays_change_nothing(
-    db: psycopg.Connection[Any]
+    db: psycopg.Connection[Any],
 ) -> None:
-    first = [row("A", 0), row("A", 1, sample_count=1), row("B", 0, connector_id=0),
-             row("A", 1, sample_count=3, max_power_w=9_000.0),  # same key: the last wins
-             row("B", 1, sample_count=0, power_sum_w=0, avg_power_w=None, max_power_w=None,
-                 energy_wh=None, register_wh=None, source="meter:billing")]
+    first = [
+        row("A", 0),
+        row("A", 1, sample_count=1),
+        row("B", 0, connector_id=0),
+        row("A", 1, sample_count=3, max_power_w=9_000.0),  # same key: the last wins
+        row(
+            "B",
+            1,
+            sample_count=0,
+            power_sum_w=0,
+            avg_power_w=None,
+            max_power_w=None,
+            energy_wh=None,
+            register_wh=None,
+            source="meter:billing",
+        ),
+    ]
     write_load_batch(db, first, [])
     got = table(db)
     assert len(got) == 4
@@ -91,8 +116,9 @@ def test_staging_survives_a_rolled_back_first_write(db: psycopg.Connection[Any])
 def test_overlapped_sink_commits_before_the_snapshot_returns_and_surfaces_errors(
     db: psycopg.Connection[Any], clean_db: str
 ) -> None:
-    sink = OverlappedPostgresSink(clean_db, write_rows, name="test-load", max_pending=2,
-                                  weight=row_weight)
+    sink = OverlappedPostgresSink(
+        clean_db, write_rows, name="test-load", max_pending=2, weight=row_weight
+    )
     part = sink.build_part("postgres", "writer-0", None)
     try:
         for minute in range(0, 12, 3):  # more than max_pending: write_batch waits
@@ -106,7 +132,8 @@ def test_overlapped_sink_commits_before_the_snapshot_returns_and_surfaces_errors
         raise ValueError("not an outage")
 
     failing = OverlappedPostgresSink(clean_db, broken, name="test-load").build_part(
-        "postgres", "writer-0", None)
+        "postgres", "writer-0", None
+    )
     failing.write_batch([[row("B", 0)]])
     with pytest.raises(RuntimeError, match="could not write"):
         failing.snapshot()  # the epoch must not commit
@@ -116,19 +143,29 @@ def test_overlapped_sink_commits_before_the_snapshot_returns_and_surfaces_errors
 def test_load_flow_tables_do_not_depend_on_batching_or_write_mode(
     broker: EmbeddedBroker, topics: Topics, db: psycopg.Connection[Any], clean_db: str
 ) -> None:
-    spec = StreamSpec(stations=6, meter_events=400, meter_values_per_session=7,
-                      status_notifications=True)
+    spec = StreamSpec(
+        stations=6, meter_events=400, meter_values_per_session=7, status_notifications=True
+    )
     produce_all(broker.bootstrap, topics.ocpp_events, messages(spec))
     register_sites(clean_db, spec.stations, 2, 20_000)
 
     def run(batch_size: int, overlap: bool) -> list[list[tuple[Any, ...]]]:
         db.execute("TRUNCATE load_connector_1m, site_load_live")
-        config = FlowConfig(brokers=[broker.bootstrap], database_url=clean_db, topics=topics,
-                            tail=False, batch_size=batch_size)
+        config = FlowConfig(
+            brokers=[broker.bootstrap],
+            database_url=clean_db,
+            topics=topics,
+            tail=False,
+            batch_size=batch_size,
+        )
         run_main(build_flow(config, overlap_writes=overlap))
-        return [table(db), db.execute(
-            "SELECT site_id, as_of, total_w, station_count, stations FROM site_load_live"
-            " ORDER BY 1").fetchall()]
+        return [
+            table(db),
+            db.execute(
+                "SELECT site_id, as_of, total_w, station_count, stations FROM site_load_live"
+                " ORDER BY 1"
+            ).fetchall(),
+        ]
 
     expected = run(1000, True)
     assert len(expected[0]) == spec.meter_events  # every sample in a minute of its own

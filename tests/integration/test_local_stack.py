@@ -61,8 +61,12 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
         "PYTHONUNBUFFERED": "1",
     }
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "chargeflow.cli", "run"], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-m", "chargeflow.cli", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     lines: list[str] = []
 
@@ -77,7 +81,9 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
     try:
         key_line = poll_until(
             lambda: next((ln for ln in lines if "dev API key" in ln), None),
-            lambda ln: ln is not None or launcher.poll() is not None, 90, "the launcher banner",
+            lambda ln: ln is not None or launcher.poll() is not None,
+            90,
+            "the launcher banner",
         )
         assert key_line is not None, "".join(lines[-80:])
         match = re.search(r"(cf_\S+)", key_line)
@@ -91,28 +97,40 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
         flow_ports = dict(re.findall(r"(\w+) http://127\.0\.0\.1:(\d+)", flow_line))
         assert set(flow_ports) == {"sessions", "load", "status"}, flow_line
         for name, port in [*flow_ports.items(), ("meters", str(meters_port))]:
-            poll_until(lambda port=port: _status(f"http://127.0.0.1:{port}/readyz"),
-                       lambda code: code == 200, 60, f"{name} ready")
+            poll_until(
+                lambda port=port: _status(f"http://127.0.0.1:{port}/readyz"),
+                lambda code: code == 200,
+                60,
+                f"{name} ready",
+            )
 
         api = f"http://127.0.0.1:{api_port}"
         assert httpx.get(f"{api}/healthz", timeout=5).json()["status"] == "ok"
         assert httpx.get(f"{api}/v1/sessions", timeout=5).status_code == 401
         closed = poll_until(
             lambda: httpx.get(
-                f"{api}/v1/sessions", params={"status": "closed"},
-                headers={"X-API-Key": key}, timeout=5,
+                f"{api}/v1/sessions",
+                params={"status": "closed"},
+                headers={"X-API-Key": key},
+                timeout=5,
             ).json()["items"],
-            lambda items: len(items) >= 1, 90, "a closed session from the simulated fleet",
+            lambda items: len(items) >= 1,
+            90,
+            "a closed session from the simulated fleet",
         )
         assert closed[0]["energy_wh"] == closed[0]["meter_stop_wh"] - closed[0]["meter_start_wh"]
         # SIM-0001's smart meter (run by the simulator, following the station's register)
         # bills its sessions; it agrees with the station, so the session stays exact.
         (billed, *_) = poll_until(
             lambda: httpx.get(
-                f"{api}/v1/sessions", params={"status": "closed", "station": "SIM-0001"},
-                headers={"X-API-Key": key}, timeout=5,
+                f"{api}/v1/sessions",
+                params={"status": "closed", "station": "SIM-0001"},
+                headers={"X-API-Key": key},
+                timeout=5,
             ).json()["items"],
-            lambda items: len(items) >= 1, 90, "a closed session of SIM-0001",
+            lambda items: len(items) >= 1,
+            90,
+            "a closed session of SIM-0001",
         )
         assert billed["energy_source"] == "smart_meter", billed
         assert billed["quality"] == "exact", billed
@@ -163,10 +181,22 @@ def _running(pid: int) -> bool:
 @pytest.mark.parametrize("role", ["billing", "nonsense"])
 def test_apikey_create_command(database_url: str, role: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "chargeflow.cli", "apikey", "create", "--role", role,
-         "--name", "erp"],
-        cwd=ROOT, env={**os.environ, "CHARGEFLOW_DATABASE_URL": database_url},
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "chargeflow.cli",
+            "apikey",
+            "create",
+            "--role",
+            role,
+            "--name",
+            "erp",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "CHARGEFLOW_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if role == "billing":
         assert result.returncode == 0, result.stderr

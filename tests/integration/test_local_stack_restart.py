@@ -28,8 +28,12 @@ class Launcher:
     def __init__(self, env: dict[str, str]) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chargeflow.cli", "run"], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "chargeflow.cli", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
@@ -43,8 +47,14 @@ class Launcher:
         return "".join(self.lines[-80:])
 
     def wait_ready(self) -> None:
-        poll_until(lambda: any("dev API key" in ln for ln in self.lines) or (
-            self.process.poll() is not None), bool, 120, "the launcher banner")
+        poll_until(
+            lambda: (
+                any("dev API key" in ln for ln in self.lines) or (self.process.poll() is not None)
+            ),
+            bool,
+            120,
+            "the launcher banner",
+        )
         assert self.process.poll() is None, self.output()
 
     def stop(self) -> None:
@@ -62,15 +72,20 @@ class Launcher:
 
 def active_sessions(url: str) -> set[Any]:
     with psycopg.connect(url) as conn:
-        return {r[0] for r in conn.execute(
-            "SELECT session_id FROM sessions WHERE status = 'active'").fetchall()}
+        return {
+            r[0]
+            for r in conn.execute(
+                "SELECT session_id FROM sessions WHERE status = 'active'"
+            ).fetchall()
+        }
 
 
 def doubly_active_connectors(url: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(
             "SELECT charge_point_id, connector_id, count(*) FROM sessions"
-            " WHERE status = 'active' GROUP BY 1, 2 HAVING count(*) > 1").fetchall()
+            " WHERE status = 'active' GROUP BY 1, 2 HAVING count(*) > 1"
+        ).fetchall()
 
 
 def test_second_run_reconciles_sessions_left_active_by_the_first(
@@ -98,8 +113,12 @@ def test_second_run_reconciles_sessions_left_active_by_the_first(
         first = Launcher(env)
         try:
             first.wait_ready()
-            poll_until(lambda: active_sessions(url), lambda ids: len(ids) >= 2, 120,
-                       "two active sessions in the first run")
+            poll_until(
+                lambda: active_sessions(url),
+                lambda ids: len(ids) >= 2,
+                120,
+                "two active sessions in the first run",
+            )
         finally:
             first.stop()
         left_active = active_sessions(url)
@@ -111,7 +130,9 @@ def test_second_run_reconciles_sessions_left_active_by_the_first(
             with psycopg.connect(url) as conn:
                 rows = conn.execute(
                     "SELECT status, closed_by, quality, quality_reasons FROM sessions"
-                    " WHERE session_id = ANY(%s)", (list(left_active),)).fetchall()
+                    " WHERE session_id = ANY(%s)",
+                    (list(left_active),),
+                ).fetchall()
             assert len(rows) == len(left_active)
             for status, closed_by, quality, reasons in rows:
                 assert (status, closed_by) == ("closed", "reconciled"), rows
@@ -121,18 +142,26 @@ def test_second_run_reconciles_sessions_left_active_by_the_first(
             # New sessions on the same connectors: never a second active one there.
             def new_sessions() -> set[Any]:
                 with psycopg.connect(url) as conn:
-                    return {r[0] for r in conn.execute("SELECT session_id FROM sessions"
-                                                       ).fetchall()} - left_active
-            poll_until(new_sessions, lambda ids: len(ids) >= 2, 120,
-                       "new sessions in the second run")
+                    return {
+                        r[0] for r in conn.execute("SELECT session_id FROM sessions").fetchall()
+                    } - left_active
+
+            poll_until(
+                new_sessions, lambda ids: len(ids) >= 2, 120, "new sessions in the second run"
+            )
             assert doubly_active_connectors(url) == []
             # sessions.closed is published for the reconciled ones too.
             with psycopg.connect(url) as conn:
-                poll_until(lambda: conn.execute(
-                    "SELECT count(*) FROM sessions_outbox WHERE session_id = ANY(%s)"
-                    " AND published_at IS NOT NULL", (list(left_active),)).fetchone(),
-                    lambda row: row == (len(left_active),), 60,
-                    "the reconciled sessions published on sessions.closed")
+                poll_until(
+                    lambda: conn.execute(
+                        "SELECT count(*) FROM sessions_outbox WHERE session_id = ANY(%s)"
+                        " AND published_at IS NOT NULL",
+                        (list(left_active),),
+                    ).fetchone(),
+                    lambda row: row == (len(left_active),),
+                    60,
+                    "the reconciled sessions published on sessions.closed",
+                )
         finally:
             second.stop()
         assert doubly_active_connectors(url) == []

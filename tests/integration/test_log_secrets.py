@@ -76,8 +76,7 @@ class Secrets:
     def values(self) -> dict[str, str]:
         api_secret = self.api_key.rsplit("_", 1)[-1]
         basic = base64.b64encode(f"{STATION}:{self.station_password}".encode()).decode()
-        wrong_basic = base64.b64encode(
-            f"{STATION}:{self.wrong_station_password}".encode()).decode()
+        wrong_basic = base64.b64encode(f"{STATION}:{self.wrong_station_password}".encode()).decode()
         return {
             "database password": self.db_password,
             "station password": self.station_password,
@@ -111,8 +110,9 @@ class Processes:
     def start(self, name: str, argv: list[str], **env: str) -> Proc:
         log = self.directory / f"{name}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen(argv, cwd=ROOT, env={**self.env, **env},
-                                       stdout=out, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT
+            )
         proc = Proc(name, process, log)
         self.started.append(proc)
         return proc
@@ -132,8 +132,12 @@ class Processes:
 
 
 def wait_for_text(proc: Proc, pattern: str, timeout: float) -> str:
-    return poll_until(proc.text, lambda text: re.search(pattern, text) is not None,
-                      timeout, f"{pattern!r} in the {proc.name} log")
+    return poll_until(
+        proc.text,
+        lambda text: re.search(pattern, text) is not None,
+        timeout,
+        f"{pattern!r} in the {proc.name} log",
+    )
 
 
 @pytest.fixture
@@ -146,13 +150,13 @@ def secret_db(pg_server: DatabaseServer) -> Iterator[tuple[str, str]]:
     pg_server.drop_database(name)
 
 
-def run_every_process(fmt: str, tmp_path: Path, broker: EmbeddedBroker,
-                      database: tuple[str, str]) -> tuple[Secrets, list[Proc]]:
+def run_every_process(
+    fmt: str, tmp_path: Path, broker: EmbeddedBroker, database: tuple[str, str]
+) -> tuple[Secrets, list[Proc]]:
     name, plain_url = database
     s = Secrets()
     database_url = with_password(plain_url, s.db_password)
-    missing_db_url = with_password(plain_url.rsplit("/", 1)[0] + f"/{name}_missing",
-                                   s.db_password)
+    missing_db_url = with_password(plain_url.rsplit("/", 1)[0] + f"/{name}_missing", s.db_password)
     prefix = f"t{uuid.uuid4().hex[:8]}."
     topics = Topics.with_prefix(prefix)
     ensure_topics(broker.bootstrap, topics.all(), partitions=1)
@@ -183,22 +187,32 @@ def run_every_process(fmt: str, tmp_path: Path, broker: EmbeddedBroker,
         mqtt_url = f"mqtt://meter:{s.mqtt_password}@{mqtt.host}:{mqtt.port}"
         gateway = procs.start("gateway", [py, "-m", "chargeflow.cli", "gateway"])
         api = procs.start("api", [py, "-m", "chargeflow.cli", "api"])
-        meters = procs.start("meters", [py, "-m", "chargeflow.cli", "meters"],
-                             CHARGEFLOW_MQTT_URL=mqtt_url,
-                             CHARGEFLOW_METERS_HTTP_PORT=str(free_port()))
+        meters = procs.start(
+            "meters",
+            [py, "-m", "chargeflow.cli", "meters"],
+            CHARGEFLOW_MQTT_URL=mqtt_url,
+            CHARGEFLOW_METERS_HTTP_PORT=str(free_port()),
+        )
         meters_down = procs.start(
-            "meters-mqtt-down", [py, "-m", "chargeflow.cli", "meters"],
+            "meters-mqtt-down",
+            [py, "-m", "chargeflow.cli", "meters"],
             CHARGEFLOW_MQTT_URL=f"mqtt://meter:{s.mqtt_password}@127.0.0.1:{free_port()}",
             CHARGEFLOW_MQTT_CLIENT_ID="chargeflow-meters-down",
-            CHARGEFLOW_METERS_HTTP_PORT=str(free_port()))
+            CHARGEFLOW_METERS_HTTP_PORT=str(free_port()),
+        )
         flow = procs.start("flow", [py, "-m", "flows.run", "flows.status.dataflow:from_env()"])
         flow_down = procs.start(
-            "flow-broker-down", [py, "-m", "flows.run", "flows.status.dataflow:from_env()"],
+            "flow-broker-down",
+            [py, "-m", "flows.run", "flows.status.dataflow:from_env()"],
             CHARGEFLOW_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
-            CHARGEFLOW_DATABASE_URL=missing_db_url)
+            CHARGEFLOW_DATABASE_URL=missing_db_url,
+        )
         api_missing_db = procs.start(
-            "api-missing-database", [py, "-m", "chargeflow.cli", "api"],
-            CHARGEFLOW_DATABASE_URL=missing_db_url, CHARGEFLOW_API_PORT=str(free_port()))
+            "api-missing-database",
+            [py, "-m", "chargeflow.cli", "api"],
+            CHARGEFLOW_DATABASE_URL=missing_db_url,
+            CHARGEFLOW_API_PORT=str(free_port()),
+        )
         poll_until(lambda: tcp_open("127.0.0.1", gateway_port), bool, 60, "gateway port")
         poll_until(lambda: tcp_open("127.0.0.1", api_port), bool, 60, "API port")
 
@@ -207,15 +221,22 @@ def run_every_process(fmt: str, tmp_path: Path, broker: EmbeddedBroker,
         ocpp = f"ws://127.0.0.1:{gateway_port}/ocpp/{STATION}"
         wrong = base64.b64encode(f"{STATION}:{s.wrong_station_password}".encode()).decode()
         with pytest.raises(InvalidStatus) as rejected:
-            ws_connect(ocpp, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                       additional_headers={"Authorization": f"Basic {wrong}"}, open_timeout=10)
+            ws_connect(
+                ocpp,
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers={"Authorization": f"Basic {wrong}"},
+                open_timeout=10,
+            )
         assert rejected.value.response.status_code == 401
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(REFUSE_LOGIN_RECORD)
         right = base64.b64encode(f"{STATION}:{s.station_password}".encode()).decode()
-        with ws_connect(ocpp, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                        additional_headers={"Authorization": f"Basic {right}"},
-                        open_timeout=10) as ws:
+        with ws_connect(
+            ocpp,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers={"Authorization": f"Basic {right}"},
+            open_timeout=10,
+        ) as ws:
             assert ws.subprotocol == "ocpp1.6"
         wait_for_text(gateway, "could not record the login", 30)
 
@@ -223,12 +244,18 @@ def run_every_process(fmt: str, tmp_path: Path, broker: EmbeddedBroker,
         base = f"http://127.0.0.1:{api_port}"
         with httpx.Client(base_url=base, timeout=15) as http:
             assert http.get("/v1/sessions", headers={"X-API-Key": s.api_key}).status_code == 200
-            assert http.get("/v1/sessions", headers={
-                "Authorization": f"Bearer {s.api_key}"}).status_code == 200
+            assert (
+                http.get(
+                    "/v1/sessions", headers={"Authorization": f"Bearer {s.api_key}"}
+                ).status_code
+                == 200
+            )
             bad = f"cf_{key_id}_{s.wrong_api_secret}"
             assert http.get("/v1/sessions", headers={"X-API-Key": bad}).status_code == 401
-            assert http.get("/v1/sessions", headers={
-                "Authorization": f"Bearer {bad}"}).status_code == 401
+            assert (
+                http.get("/v1/sessions", headers={"Authorization": f"Bearer {bad}"}).status_code
+                == 401
+            )
             with psycopg.connect(database_url, autocommit=True) as conn:
                 conn.execute("ALTER TABLE sessions RENAME TO sessions_hidden_by_test")
             try:
@@ -244,9 +271,14 @@ def run_every_process(fmt: str, tmp_path: Path, broker: EmbeddedBroker,
         # Meter bridge: readings that are malformed or from unknown meters.
         wait_for_text(meters, "subscribed", 60)
         for payload in (b"{not json", json.dumps({"meter_id": "NOPE"}).encode()):
-            mqtt_publish.single("meters/MTR-UNKNOWN/reading", payload, qos=1,
-                                hostname=mqtt.host, port=mqtt.port,
-                                auth={"username": "meter", "password": s.mqtt_password})
+            mqtt_publish.single(
+                "meters/MTR-UNKNOWN/reading",
+                payload,
+                qos=1,
+                hostname=mqtt.host,
+                port=mqtt.port,
+                auth={"username": "meter", "password": s.mqtt_password},
+            )
         wait_for_text(meters, "dead-lettered", 30)
         wait_for_text(meters_down, "reconnecting", 60)
         wait_for_text(flow_down, "librdkafka", 90)
@@ -259,8 +291,9 @@ def run_every_process(fmt: str, tmp_path: Path, broker: EmbeddedBroker,
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
-def test_no_secret_in_any_log_line(fmt: str, tmp_path: Path, broker: EmbeddedBroker,
-                                   secret_db: tuple[str, str]) -> None:
+def test_no_secret_in_any_log_line(
+    fmt: str, tmp_path: Path, broker: EmbeddedBroker, secret_db: tuple[str, str]
+) -> None:
     found, procs = run_every_process(fmt, tmp_path, broker, secret_db)
     leaks = [
         f"{proc.name}: {what} in line {n}: {line[:300]}"
@@ -280,8 +313,9 @@ def test_no_secret_in_any_log_line(fmt: str, tmp_path: Path, broker: EmbeddedBro
         for proc in procs:  # full ISO timestamps in UTC on every log line
             stamped = [ln for ln in proc.text().splitlines() if re.match(r"^\d{4}-", ln)]
             assert stamped, proc.name
-            assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ", ln)
-                       for ln in stamped), proc.name
+            assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ", ln) for ln in stamped), (
+                proc.name
+            )
     else:
         for proc in procs:  # every line structured, with a full UTC timestamp
             records = [json.loads(line) for line in proc.text().splitlines() if line.strip()]
@@ -292,8 +326,11 @@ def test_no_secret_in_any_log_line(fmt: str, tmp_path: Path, broker: EmbeddedBro
         frames = failure["exception"][0]["frames"]
         assert frames
         assert all(frame.get("locals") is None for frame in frames)
-        kafka = [json.loads(ln) for ln in next(
-            p for p in procs if p.name == "flow-broker-down").text().splitlines() if ln.strip()]
+        kafka = [
+            json.loads(ln)
+            for ln in next(p for p in procs if p.name == "flow-broker-down").text().splitlines()
+            if ln.strip()
+        ]
         assert any(r["logger"] == "librdkafka" for r in kafka)
 
 
@@ -303,8 +340,7 @@ def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path
     environment, its development key used on requests and wrong credentials tried."""
     s = Secrets()
     name = f"chargeflow_test_run_secrets_{uuid.uuid4().hex[:8]}"
-    database_url = with_password(pg_server.create_database(name, exist_ok=False),
-                                 s.db_password)
+    database_url = with_password(pg_server.create_database(name, exist_ok=False), s.db_password)
     # The stations' logins cannot be recorded (logged with a traceback through the
     # frame holding the password).
     migrate(database_url)
@@ -312,7 +348,9 @@ def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path
         conn.execute(REFUSE_LOGIN_RECORD)
     api_port, gateway_port = free_port(), free_port()
     env = {
-        **os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1",
+        **os.environ,
+        "COLUMNS": "200",
+        "PYTHONUNBUFFERED": "1",
         "CHARGEFLOW_LOG_FORMAT": "console",
         "CHARGEFLOW_DATABASE_URL": database_url,
         "CHARGEFLOW_API_PORT": str(api_port),
@@ -325,12 +363,21 @@ def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path
     }
     log = tmp_path / "run.log"
     with log.open("wb") as out:
-        launcher = subprocess.Popen([sys.executable, "-m", "chargeflow.cli", "run"], cwd=ROOT,
-                                    env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "chargeflow.cli", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        banner = poll_until(log.read_text, lambda t: "dev API key" in t or
-                            launcher.poll() is not None, 120, "the launcher banner")
+        banner = poll_until(
+            log.read_text,
+            lambda t: "dev API key" in t or launcher.poll() is not None,
+            120,
+            "the launcher banner",
+        )
         match = re.search(r"dev API key\s+(cf_\S+)", banner)
         assert match, banner[-3000:]
         s.api_key = match.group(1)
@@ -339,17 +386,25 @@ def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path
         with httpx.Client(base_url=base, timeout=15) as http:
             assert http.get("/v1/sessions", headers={"X-API-Key": s.api_key}).status_code == 200
             bad = f"cf_{key_id}_{s.wrong_api_secret}"
-            assert http.get("/v1/sessions", headers={
-                "Authorization": f"Bearer {bad}"}).status_code == 401
+            assert (
+                http.get("/v1/sessions", headers={"Authorization": f"Bearer {bad}"}).status_code
+                == 401
+            )
         wrong = base64.b64encode(f"SIM-0001:{s.wrong_station_password}".encode()).decode()
         with pytest.raises(InvalidStatus):
-            ws_connect(f"ws://127.0.0.1:{gateway_port}/ocpp/SIM-0001",
-                       subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                       additional_headers={"Authorization": f"Basic {wrong}"},
-                       open_timeout=10)
+            ws_connect(
+                f"ws://127.0.0.1:{gateway_port}/ocpp/SIM-0001",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers={"Authorization": f"Basic {wrong}"},
+                open_timeout=10,
+            )
         poll_until(log.read_text, lambda t: "wrong_password" in t, 30, "the failed login logged")
-        poll_until(log.read_text, lambda t: "station connected" in t, 60,
-                   "a simulated station logged in with its password")
+        poll_until(
+            log.read_text,
+            lambda t: "station connected" in t,
+            60,
+            "a simulated station logged in with its password",
+        )
         poll_until(log.read_text, lambda t: "Traceback" in t, 30, "the refused login record")
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(90) == 0
@@ -361,12 +416,17 @@ def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path
     secret_values = s.values()
     secret_values.pop("station Basic credentials")
     secret_values["station Basic credentials"] = base64.b64encode(
-        f"SIM-0001:{s.station_password}".encode()).decode()
+        f"SIM-0001:{s.station_password}".encode()
+    ).decode()
     lines = log.read_text().splitlines()
     # The banner shows the development key once, on purpose (as `apikey create` does).
     scanned = [ln for ln in lines if "dev API key" not in ln and "X-API-Key: cf_" not in ln]
     assert len(scanned) == len(lines) - 2
-    leaks = [f"{what}: {line[:300]}" for line in scanned
-             for what, value in secret_values.items() if value in line]
+    leaks = [
+        f"{what}: {line[:300]}"
+        for line in scanned
+        for what, value in secret_values.items()
+        if value in line
+    ]
     assert not leaks, "\n".join(leaks)
     assert "all stopped" in lines[-1]

@@ -66,13 +66,24 @@ def prefix() -> str:
 
 
 def bridge_config(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, database_url: str, topics: Topics, prefix: str,
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    database_url: str,
+    topics: Topics,
+    prefix: str,
     **changes: Any,
 ) -> BridgeConfig:
     config = BridgeConfig(
-        mqtt=mqtt, kafka_bootstrap=broker.bootstrap, database_url=database_url, topics=topics,
-        topic_pattern=f"{prefix}/meters/+/reading", client_id=prefix, clean_session=True,
-        unknown_meter_ttl_s=0.0, delivery_timeout_ms=1500, reconnect_max_s=1.0,
+        mqtt=mqtt,
+        kafka_bootstrap=broker.bootstrap,
+        database_url=database_url,
+        topics=topics,
+        topic_pattern=f"{prefix}/meters/+/reading",
+        client_id=prefix,
+        clean_session=True,
+        unknown_meter_ttl_s=0.0,
+        delivery_timeout_ms=1500,
+        reconnect_max_s=1.0,
     )
     return replace(config, **changes)
 
@@ -94,8 +105,7 @@ async def publish(mqtt: MqttEndpoint, topic: str, payload: bytes, qos: int = 1) 
         await client.publish(topic, payload, qos=qos)
 
 
-async def apoll(fetch: Callable[[], T], done: Callable[[T], bool], within: float, what: str
-                ) -> T:
+async def apoll(fetch: Callable[[], T], done: Callable[[T], bool], within: float, what: str) -> T:
     """Like tests.conftest.poll_until, without blocking the event loop the bridge runs on."""
     deadline = time.monotonic() + within
     while True:
@@ -111,10 +121,20 @@ def messages(broker: EmbeddedBroker, topic: str) -> Callable[[], list[Message]]:
     return lambda: list(read_topic(broker.bootstrap, topic))
 
 
-def reading(meter_id: str | None, at: datetime = NOW, energy: int | Decimal = 1_000_000,
-            **extra: Any) -> bytes:
-    data = json.loads(encode_reading(meter_id or "X", at, energy, power_w=7360.0,
-                                     voltage_v=230.1, current_a=10.7, temperature_c=30.5))
+def reading(
+    meter_id: str | None, at: datetime = NOW, energy: int | Decimal = 1_000_000, **extra: Any
+) -> bytes:
+    data = json.loads(
+        encode_reading(
+            meter_id or "X",
+            at,
+            energy,
+            power_w=7360.0,
+            voltage_v=230.1,
+            current_a=10.7,
+            temperature_c=30.5,
+        )
+    )
     if meter_id is None:
         del data["meter_id"]
     data.update(extra)
@@ -137,7 +157,11 @@ def sample(bridge: MeterBridge, name: str, **labels: str) -> float:
 
 
 async def test_valid_reading_becomes_an_envelope_keyed_by_the_station(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
 ) -> None:
     provision_station(clean_db, "CP-M1")
     add_meter(clean_db, "MTR-A", "CP-M1", 2, is_billing_meter=True)
@@ -145,8 +169,9 @@ async def test_valid_reading_becomes_an_envelope_keyed_by_the_station(
     raw = reading("MTR-A", measured, Decimal("1234567.125"))
     async with running(bridge_config(mqtt, broker, clean_db, topics, prefix)) as bridge:
         await publish(mqtt, f"{prefix}/meters/MTR-A/reading", raw)
-        out = await apoll(messages(broker, topics.meter_readings), lambda m: len(m) >= 1, 20,
-                          "the envelope")
+        out = await apoll(
+            messages(broker, topics.meter_readings), lambda m: len(m) >= 1, 20, "the envelope"
+        )
         assert sample(bridge, "chargeflow_meters_readings_accepted_total") == 1
     assert len(out) == 1
     assert out[0].key() == b"CP-M1"
@@ -157,14 +182,24 @@ async def test_valid_reading_becomes_an_envelope_keyed_by_the_station(
     assert envelope.received_at.tzinfo is not None
     assert envelope.message_id == parse_reading(raw).message_id
     assert envelope.payload == {
-        "meter_id": "MTR-A", "connector_id": 2, "energy_wh": "1234567.125", "power_w": 7360.0,
-        "voltage_v": 230.1, "current_a": 10.7, "temperature_c": 30.5, "is_billing_meter": True,
+        "meter_id": "MTR-A",
+        "connector_id": 2,
+        "energy_wh": "1234567.125",
+        "power_w": 7360.0,
+        "voltage_v": 230.1,
+        "current_a": 10.7,
+        "temperature_c": 30.5,
+        "is_billing_meter": True,
     }
     assert list(read_topic(broker.bootstrap, topics.deadletter)) == []
 
 
 async def test_invalid_readings_go_to_the_deadletter_topic_and_the_bridge_keeps_going(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
 ) -> None:
     provision_station(clean_db, "CP-M2")
     add_meter(clean_db, "MTR-OK", "CP-M2", 1)
@@ -174,8 +209,11 @@ async def test_invalid_readings_go_to_the_deadletter_topic_and_the_bridge_keeps_
         "MTR-JSON": (b'{"meter_id": "MTR-JSON", "time": ', "invalid_json", "validate"),
         "MTR-FLOAT": (reading("MTR-FLOAT", energy_wh=1234.5), "schema_violation", "validate"),
         "MTR-EXTRA": (reading("MTR-EXTRA", phase="L1"), "schema_violation", "validate"),
-        "MTR-NAIVE": (reading("MTR-NAIVE", time="2026-11-22T10:00:00"), "schema_violation",
-                      "validate"),
+        "MTR-NAIVE": (
+            reading("MTR-NAIVE", time="2026-11-22T10:00:00"),
+            "schema_violation",
+            "validate",
+        ),
         "MTR-B": (reading("MTR-C"), "meter_mismatch", "validate"),
         "MTR-NOPE": (reading("MTR-NOPE"), "unknown_meter", "registry"),
         "MTR-BIG": (big, "too_large", "validate"),
@@ -185,25 +223,41 @@ async def test_invalid_readings_go_to_the_deadletter_topic_and_the_bridge_keeps_
         for meter_id, (payload, _, _) in cases.items():
             await publish(mqtt, f"{prefix}/meters/{meter_id}/reading", payload)
         await publish(mqtt, f"{prefix}/meters/MTR-OK/reading", reading("MTR-OK"))
-        dead = await apoll(messages(broker, topics.deadletter),
-                           lambda m: len(m) >= len(cases), 20, "dead letters")
-        good = await apoll(messages(broker, topics.meter_readings), lambda m: len(m) >= 1, 20,
-                           "the good reading after the bad ones")
+        dead = await apoll(
+            messages(broker, topics.deadletter), lambda m: len(m) >= len(cases), 20, "dead letters"
+        )
+        good = await apoll(
+            messages(broker, topics.meter_readings),
+            lambda m: len(m) >= 1,
+            20,
+            "the good reading after the bad ones",
+        )
         # The registry is asked again for an unknown id (unknown_meter_ttl_s=0).
         add_meter(clean_db, "MTR-NOPE", "CP-M2", 3)
         await publish(mqtt, f"{prefix}/meters/MTR-NOPE/reading", reading("MTR-NOPE"))
-        good = await apoll(messages(broker, topics.meter_readings), lambda m: len(m) >= 2, 20,
-                           "the reading of the newly registered meter")
-        for reason, count in (("invalid_json", 1), ("schema_violation", 3),
-                              ("meter_mismatch", 1), ("unknown_meter", 1), ("too_large", 1)):
-            assert sample(bridge, "chargeflow_meters_readings_rejected_total",
-                          reason=reason) == count
+        good = await apoll(
+            messages(broker, topics.meter_readings),
+            lambda m: len(m) >= 2,
+            20,
+            "the reading of the newly registered meter",
+        )
+        for reason, count in (
+            ("invalid_json", 1),
+            ("schema_violation", 3),
+            ("meter_mismatch", 1),
+            ("unknown_meter", 1),
+            ("too_large", 1),
+        ):
+            assert (
+                sample(bridge, "chargeflow_meters_readings_rejected_total", reason=reason) == count
+            )
         assert sample(bridge, "chargeflow_meters_readings_accepted_total") == 2
     assert [decode_envelope(m.value()).payload["meter_id"] for m in good] == ["MTR-OK", "MTR-NOPE"]
     assert len(dead) == len(cases)
     by_key = {key_of(m): m for m in dead}
-    assert sorted(by_key) == sorted(["MTR-JSON", "MTR-FLOAT", "MTR-EXTRA", "MTR-NAIVE",
-                                     "MTR-B", "MTR-NOPE", "MTR-BIG"])
+    assert sorted(by_key) == sorted(
+        ["MTR-JSON", "MTR-FLOAT", "MTR-EXTRA", "MTR-NAIVE", "MTR-B", "MTR-NOPE", "MTR-BIG"]
+    )
     for meter_id, (payload, reason, stage) in cases.items():
         message = by_key[meter_id]
         headers = headers_of(message)
@@ -223,32 +277,49 @@ async def test_invalid_readings_go_to_the_deadletter_topic_and_the_bridge_keeps_
 
 
 async def test_unconfirmed_readings_are_not_acknowledged_and_come_again(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
 ) -> None:
     """Kafka stops answering: the reading is retried and never acknowledged; a bridge
     stopped meanwhile leaves it with the broker, and the next one (same client id,
     persistent session) publishes it."""
     provision_station(clean_db, "CP-M3")
     add_meter(clean_db, "MTR-D", "CP-M3", 1)
-    config = bridge_config(mqtt, broker, clean_db, topics, prefix, clean_session=False,
-                           drain_timeout_s=0.5)
+    config = bridge_config(
+        mqtt, broker, clean_db, topics, prefix, clean_session=False, drain_timeout_s=0.5
+    )
     raw = reading("MTR-D")
     try:
         async with running(config) as first:
             broker.pause()
             await publish(mqtt, f"{prefix}/meters/MTR-D/reading", raw)
             await apoll(
-                lambda: (sample(first, "chargeflow_meters_in_flight"),
-                         sample(first, "chargeflow_meters_publish_retries_total")),
-                lambda v: v[0] == 1 and v[1] >= 1, 20, "a retried, unacknowledged reading",
+                lambda: (
+                    sample(first, "chargeflow_meters_in_flight"),
+                    sample(first, "chargeflow_meters_publish_retries_total"),
+                ),
+                lambda v: v[0] == 1 and v[1] >= 1,
+                20,
+                "a retried, unacknowledged reading",
             )
             assert sample(first, "chargeflow_meters_readings_accepted_total") == 0
         broker.resume()
         async with running(config) as second:
-            out = await apoll(messages(broker, topics.meter_readings),
-                              lambda m: len(m) >= 1, 30, "the redelivered reading")
-            await apoll(lambda: sample(second, "chargeflow_meters_in_flight"),
-                        lambda v: v == 0, 10, "the redelivered reading acknowledged")
+            out = await apoll(
+                messages(broker, topics.meter_readings),
+                lambda m: len(m) >= 1,
+                30,
+                "the redelivered reading",
+            )
+            await apoll(
+                lambda: sample(second, "chargeflow_meters_in_flight"),
+                lambda v: v == 0,
+                10,
+                "the redelivered reading acknowledged",
+            )
         ids = {decode_envelope(m.value()).message_id for m in out}
         assert ids == {parse_reading(raw).message_id}  # duplicates share the id
     finally:
@@ -259,18 +330,29 @@ async def test_unconfirmed_readings_are_not_acknowledged_and_come_again(
 
 
 async def test_health_and_metrics_over_http(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
 ) -> None:
     config = bridge_config(mqtt, broker, clean_db, topics, prefix, http_port=0)
-    async with running(config) as bridge, httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{bridge.http_port}"
-    ) as http:
+    async with (
+        running(config) as bridge,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{bridge.http_port}") as http,
+    ):
         health = await http.get("/readyz")
         assert health.status_code == 200
         assert health.json()["checks"] == {"mqtt": {"ok": True}, "kafka": {"ok": True}}
         await publish(mqtt, f"{prefix}/meters/MTR-X/reading", b"nonsense")
-        await apoll(lambda: sample(bridge, "chargeflow_meters_readings_rejected_total",
-                                   reason="invalid_json"), lambda v: v == 1, 20, "a rejection")
+        await apoll(
+            lambda: sample(
+                bridge, "chargeflow_meters_readings_rejected_total", reason="invalid_json"
+            ),
+            lambda v: v == 1,
+            20,
+            "a rejection",
+        )
         metrics = (await http.get("/metrics")).text
         assert 'chargeflow_meters_readings_rejected_total{reason="invalid_json"} 1.0' in metrics
         assert "chargeflow_meters_mqtt_connected 1.0" in metrics
@@ -278,7 +360,11 @@ async def test_health_and_metrics_over_http(
 
 
 async def test_simulated_meters_publish_through_the_bridge(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
 ) -> None:
     provision_station(clean_db, "CP-S1")
     provision_station(clean_db, "CP-S2")
@@ -297,8 +383,9 @@ async def test_simulated_meters_publish_through_the_bridge(
         "MTR-S2": StandaloneSource(rng=random.Random(5), mean_gap_s=1.0),
     }
     meters = SimulatedMeters(
-        MeterSimConfig(mqtt=mqtt, interval_s=0.2,
-                       topic_template=f"{prefix}/meters/{{meter_id}}/reading"),
+        MeterSimConfig(
+            mqtt=mqtt, interval_s=0.2, topic_template=f"{prefix}/meters/{{meter_id}}/reading"
+        ),
         sources,
     )
     async with running(bridge_config(mqtt, broker, clean_db, topics, prefix)) as bridge:
@@ -309,8 +396,12 @@ async def test_simulated_meters_publish_through_the_bridge(
             meters.stop()
             await asyncio.wait_for(task, 10)
         # (bus.admin.read_topic only ends on a topic nobody is writing to.)
-        await apoll(lambda: sample(bridge, "chargeflow_meters_readings_accepted_total"),
-                    lambda n: n == meters.published, 20, "every reading published")
+        await apoll(
+            lambda: sample(bridge, "chargeflow_meters_readings_accepted_total"),
+            lambda n: n == meters.published,
+            20,
+            "every reading published",
+        )
     got: dict[str, list[Any]] = {"MTR-S1": [], "MTR-S2": []}
     for m in read_topic(broker.bootstrap, topics.meter_readings):
         env = decode_envelope(m.value())
@@ -331,8 +422,7 @@ async def test_simulated_meters_publish_through_the_bridge(
 def test_meter_registry(clean_db: str, db: psycopg.Connection[Any]) -> None:
     provision_station(clean_db, "CP-R1")
     first = add_meter(clean_db, "MTR-R1", "CP-R1", 1, is_billing_meter=True)
-    assert (first.charge_point_id, first.connector_id, first.is_billing_meter) == (
-        "CP-R1", 1, True)
+    assert (first.charge_point_id, first.connector_id, first.is_billing_meter) == ("CP-R1", 1, True)
     with pytest.raises(MeterRegistryError, match="already has a billing meter"):
         add_meter(clean_db, "MTR-R2", "CP-R1", 1, is_billing_meter=True)
     add_meter(clean_db, "MTR-R2", "CP-R1", 1)  # a second, non-billing meter is fine
@@ -350,21 +440,31 @@ def test_meter_registry(clean_db: str, db: psycopg.Connection[Any]) -> None:
 
 
 async def test_replicas_in_a_share_group_split_the_readings(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
 ) -> None:
     provision_station(clean_db, "CP-G1")
     add_meter(clean_db, "MTR-G1", "CP-G1", 1)
     base = bridge_config(mqtt, broker, clean_db, topics, prefix, share_group=prefix)
-    async with running(replace(base, client_id=f"{prefix}-a")) as a, running(
-        replace(base, client_id=f"{prefix}-b")
-    ) as b:
+    async with (
+        running(replace(base, client_id=f"{prefix}-a")) as a,
+        running(replace(base, client_id=f"{prefix}-b")) as b,
+    ):
         for n in range(20):
-            await publish(mqtt, f"{prefix}/meters/MTR-G1/reading",
-                          reading("MTR-G1", NOW + timedelta(seconds=n), 1_000_000 + n))
+            await publish(
+                mqtt,
+                f"{prefix}/meters/MTR-G1/reading",
+                reading("MTR-G1", NOW + timedelta(seconds=n), 1_000_000 + n),
+            )
 
         def accepted() -> tuple[float, float]:
-            return (sample(a, "chargeflow_meters_readings_accepted_total"),
-                    sample(b, "chargeflow_meters_readings_accepted_total"))
+            return (
+                sample(a, "chargeflow_meters_readings_accepted_total"),
+                sample(b, "chargeflow_meters_readings_accepted_total"),
+            )
 
         counts = await apoll(accepted, lambda c: sum(c) >= 20, 20, "20 readings accepted")
     assert sum(counts) == 20  # each reading went to one replica

@@ -44,30 +44,48 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto is not installed")
 async def test_bridge_through_embedded_mosquitto_survives_a_broker_restart(
-    broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str, tmp_path: Path,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
+    tmp_path: Path,
 ) -> None:
     provision_station(clean_db, "CP-E1")
     add_meter(clean_db, "MTR-E1", "CP-E1", 1)
     port = free_port()
-    embedded = EmbeddedMqttBroker(port, backend="mosquitto", data_dir=tmp_path,
-                                  log_path=tmp_path / "mqtt.log").start()
+    embedded = EmbeddedMqttBroker(
+        port, backend="mosquitto", data_dir=tmp_path, log_path=tmp_path / "mqtt.log"
+    ).start()
     try:
         endpoint = MqttEndpoint.from_url(embedded.url)
         assert endpoint.port == port
         async with running(bridge_config(endpoint, broker, clean_db, topics, prefix)) as bridge:
             await publish(endpoint, f"{prefix}/meters/MTR-E1/reading", reading("MTR-E1"))
-            await apoll(messages(broker, topics.meter_readings), lambda m: len(m) == 1, 20,
-                        "a reading through the embedded broker")
+            await apoll(
+                messages(broker, topics.meter_readings),
+                lambda m: len(m) == 1,
+                20,
+                "a reading through the embedded broker",
+            )
             embedded.stop()
-            await apoll(lambda: bridge.subscribed.is_set(), lambda s: not s, 20,
-                        "the bridge noticing the broker is gone")
-            embedded = EmbeddedMqttBroker(port, backend="mosquitto", data_dir=tmp_path,
-                                          log_path=tmp_path / "mqtt.log").start()
+            await apoll(
+                lambda: bridge.subscribed.is_set(),
+                lambda s: not s,
+                20,
+                "the bridge noticing the broker is gone",
+            )
+            embedded = EmbeddedMqttBroker(
+                port, backend="mosquitto", data_dir=tmp_path, log_path=tmp_path / "mqtt.log"
+            ).start()
             await asyncio.wait_for(bridge.subscribed.wait(), 30)  # reconnected with backoff
             later = reading("MTR-E1", energy=1_000_500, time="2026-11-22T09:05:00Z")
             await publish(endpoint, f"{prefix}/meters/MTR-E1/reading", later)
-            out = await apoll(messages(broker, topics.meter_readings), lambda m: len(m) == 2, 20,
-                              "a reading after the broker restart")
+            out = await apoll(
+                messages(broker, topics.meter_readings),
+                lambda m: len(m) == 2,
+                20,
+                "a reading after the broker restart",
+            )
             assert sample(bridge, "chargeflow_meters_mqtt_connection_failures_total") >= 1
         energies = sorted(decode_envelope(m.value()).payload["energy_wh"] for m in out)
         assert energies == ["1000000", "1000500"]
@@ -78,7 +96,11 @@ async def test_bridge_through_embedded_mosquitto_survives_a_broker_restart(
 
 @pytest.mark.skipif(not amqtt_available(), reason="amqtt missing (make: .venv-mqtt)")
 async def test_bridge_through_embedded_amqtt(
-    broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str, tmp_path: Path,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
+    tmp_path: Path,
 ) -> None:
     provision_station(clean_db, "CP-E2")
     add_meter(clean_db, "MTR-E2", "CP-E2", 1)
@@ -88,31 +110,50 @@ async def test_bridge_through_embedded_amqtt(
         async with running(bridge_config(endpoint, broker, clean_db, topics, prefix)):
             await publish(endpoint, f"{prefix}/meters/MTR-E2/reading", reading("MTR-E2"))
             await publish(endpoint, f"{prefix}/meters/MTR-E2/reading", b"garbage")
-            await apoll(messages(broker, topics.deadletter), lambda m: len(m) == 1, 20,
-                        "a dead letter through amqtt")
-            out = await apoll(messages(broker, topics.meter_readings), lambda m: len(m) == 1,
-                              20, "a reading through amqtt")
+            await apoll(
+                messages(broker, topics.deadletter),
+                lambda m: len(m) == 1,
+                20,
+                "a dead letter through amqtt",
+            )
+            out = await apoll(
+                messages(broker, topics.meter_readings),
+                lambda m: len(m) == 1,
+                20,
+                "a reading through amqtt",
+            )
     assert out[0].key() == b"CP-E2"
 
 
 async def test_meters_command_bridges_until_sigterm(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
 ) -> None:
     provision_station(clean_db, "CP-E3")
     http_port = free_port()
     runner = CliRunner()
     env = {"CHARGEFLOW_DATABASE_URL": clean_db}
-    added = runner.invoke(app, ["meter", "add", "MTR-E3", "--station", "CP-E3", "--connector",
-                                "2", "--billing"], env=env)
+    added = runner.invoke(
+        app,
+        ["meter", "add", "MTR-E3", "--station", "CP-E3", "--connector", "2", "--billing"],
+        env=env,
+    )
     assert added.exit_code == 0, added.output
     refused = runner.invoke(app, ["meter", "add", "MTR-E4", "--station", "CP-NOPE"], env=env)
     assert refused.exit_code == 2
     assert "unknown charge point" in refused.output
     assert [(m.meter_id, m.connector_id, m.is_billing_meter) for m in list_meters(clean_db)] == [
-        ("MTR-E3", 2, True)]
+        ("MTR-E3", 2, True)
+    ]
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chargeflow.cli", "meters",
+        sys.executable,
+        "-m",
+        "chargeflow.cli",
+        "meters",
         cwd=ROOT,
         env={
             **os.environ,
@@ -129,6 +170,7 @@ async def test_meters_command_bridges_until_sigterm(
     )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+
             async def health() -> int:
                 try:
                     return (await http.get("/healthz")).status_code
@@ -141,8 +183,12 @@ async def test_meters_command_bridges_until_sigterm(
                 assert asyncio.get_running_loop().time() < deadline, "bridge never healthy"
                 await asyncio.sleep(0.1)
         await publish(mqtt, f"{prefix}/meters/MTR-E3/reading", reading("MTR-E3"))
-        out = await apoll(messages(broker, topics.meter_readings), lambda m: len(m) == 1, 20,
-                          "a reading through the meters command")
+        out = await apoll(
+            messages(broker, topics.meter_readings),
+            lambda m: len(m) == 1,
+            20,
+            "a reading through the meters command",
+        )
         envelope = decode_envelope(out[0].value())
         assert (envelope.charge_point_id, envelope.payload["connector_id"]) == ("CP-E3", 2)
         assert envelope.payload["is_billing_meter"] is True

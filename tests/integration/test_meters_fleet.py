@@ -71,22 +71,31 @@ def stations(clean_db: str) -> list[str]:
 
 
 @pytest.fixture
-async def gateway(broker: EmbeddedBroker, clean_db: str, topics: Topics
-                  ) -> AsyncIterator[Gateway]:
-    config = GatewayConfig(port=0, kafka_bootstrap=broker.bootstrap, database_url=clean_db,
-                           topics=topics, delivery_timeout_ms=1500)
+async def gateway(broker: EmbeddedBroker, clean_db: str, topics: Topics) -> AsyncIterator[Gateway]:
+    config = GatewayConfig(
+        port=0,
+        kafka_bootstrap=broker.bootstrap,
+        database_url=clean_db,
+        topics=topics,
+        delivery_timeout_ms=1500,
+    )
     async with Gateway(config) as gw:
         yield gw
 
 
 @pytest.fixture
-def sessions_flow(broker: EmbeddedBroker, clean_db: str, topics: Topics, tmp_path: Path
-                  ) -> Iterator[subprocess.Popen[bytes]]:
+def sessions_flow(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     log = tmp_path / "flow.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            FLOW_ARGV, env=flow_env(broker.bootstrap, clean_db, topics, tail=True), cwd=ROOT,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            FLOW_ARGV,
+            env=flow_env(broker.bootstrap, clean_db, topics, tail=True),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     yield process
     if process.poll() is None:
@@ -105,27 +114,53 @@ def closed_sessions(database_url: str) -> list[dict[str, Any]]:
             "SELECT charge_point_id, connector_id, transaction_id, energy_wh, energy_source,"
             " quality, quality_reasons, station_energy_wh, smart_meter_energy_wh,"
             " smart_meter_id FROM sessions WHERE status = 'closed'"
-            " ORDER BY charge_point_id, started_at").fetchall()
+            " ORDER BY charge_point_id, started_at"
+        ).fetchall()
 
 
 async def test_simulated_meters_agree_with_the_stations_through_the_whole_pipeline(
-    mqtt: MqttEndpoint, broker: EmbeddedBroker, clean_db: str, topics: Topics, prefix: str,
-    stations: list[str], gateway: Gateway, sessions_flow: subprocess.Popen[bytes],
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
+    stations: list[str],
+    gateway: Gateway,
+    sessions_flow: subprocess.Popen[bytes],
     tmp_path: Path,
 ) -> None:
     report_path = tmp_path / "truth.json"
     async with running(bridge_config(mqtt, broker, clean_db, topics, prefix)):
         simulator = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chargeflow.cli", "simulate",
-            "--stations", str(STATIONS), "--sessions", str(SESSIONS),
+            sys.executable,
+            "-m",
+            "chargeflow.cli",
+            "simulate",
+            "--stations",
+            str(STATIONS),
+            "--sessions",
+            str(SESSIONS),
             # 600x: the flow's 15-minute window for the meter readings around a start or
             # stop is 1.5 s here; an idle meter's equal readings around a start or stop
             # pin the register whatever the lag between the two topics.
-            "--gateway", gateway.url, "--time-scale", "600", "--meter-interval", "30",
-            "--mean-dwell", "300", "--report", str(report_path),
-            "--mqtt-url", f"mqtt://{mqtt.host}:{mqtt.port}", "--smart-meter-interval", "0.1",
-            cwd=ROOT, env=simulate_env(mqtt, prefix),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            "--gateway",
+            gateway.url,
+            "--time-scale",
+            "600",
+            "--meter-interval",
+            "30",
+            "--mean-dwell",
+            "300",
+            "--report",
+            str(report_path),
+            "--mqtt-url",
+            f"mqtt://{mqtt.host}:{mqtt.port}",
+            "--smart-meter-interval",
+            "0.1",
+            cwd=ROOT,
+            env=simulate_env(mqtt, prefix),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         try:
             output = (await asyncio.wait_for(simulator.communicate(), 120))[0].decode()
@@ -137,14 +172,18 @@ async def test_simulated_meters_agree_with_the_stations_through_the_whole_pipeli
         assert "simulated smart meters stopped" in output
         truth = json.loads(report_path.read_text())["sessions"]
         assert len(truth) == STATIONS * SESSIONS
-        closed = await apoll(lambda: closed_sessions(clean_db),
-                             lambda rows: len(rows) >= len(truth), 60,
-                             "every simulated session closed")
+        closed = await apoll(
+            lambda: closed_sessions(clean_db),
+            lambda rows: len(rows) >= len(truth),
+            60,
+            "every simulated session closed",
+        )
 
     assert sessions_flow.poll() is None, "the tailing flow must still be running"
     expected = {(s["charge_point_id"], str(s["transaction_id"])): s["energy_wh"] for s in truth}
     assert {(r["charge_point_id"], r["transaction_id"]): r["energy_wh"] for r in closed} == (
-        expected)
+        expected
+    )
     billing_station = stations[0]
     for row in closed:
         assert row["connector_id"] == 1, row
@@ -164,7 +203,8 @@ async def test_simulated_meters_agree_with_the_stations_through_the_whole_pipeli
 
 
 async def test_simulate_with_meters_stops_cleanly_on_sigterm(
-    mqtt: MqttEndpoint, prefix: str,
+    mqtt: MqttEndpoint,
+    prefix: str,
 ) -> None:
     # No gateway: the stations keep retrying, their registers stand still, the meters
     # publish them anyway.
@@ -172,12 +212,23 @@ async def test_simulate_with_meters_stops_cleanly_on_sigterm(
     async with aiomqtt.Client(mqtt.host, mqtt.port) as client:
         await client.subscribe(f"{prefix}/meters/+/reading", qos=1)
         simulator = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chargeflow.cli", "simulate", "--stations", "2",
-            "--gateway", f"ws://127.0.0.1:{free_port()}/ocpp",
-            "--smart-meter-interval", "0.1",
-            cwd=ROOT, env={**simulate_env(mqtt, prefix),
-                           "CHARGEFLOW_MQTT_URL": f"mqtt://{mqtt.host}:{mqtt.port}"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "chargeflow.cli",
+            "simulate",
+            "--stations",
+            "2",
+            "--gateway",
+            f"ws://127.0.0.1:{free_port()}/ocpp",
+            "--smart-meter-interval",
+            "0.1",
+            cwd=ROOT,
+            env={
+                **simulate_env(mqtt, prefix),
+                "CHARGEFLOW_MQTT_URL": f"mqtt://{mqtt.host}:{mqtt.port}",
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         try:
             async with asyncio.timeout(60):

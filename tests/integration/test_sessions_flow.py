@@ -33,13 +33,24 @@ SCHEMA_VIOLATION = b'{"message_id": "m-bad", "charge_point_id": 5, "kind": "ocpp
 
 def scenario() -> list[tuple[bytes, bytes]]:
     """(key, value) pairs as the gateway would publish them, plus some junk."""
-    power = envelope("CP-A", "MeterValues", {
-        "connectorId": 2, "transactionId": 102,
-        "meterValue": [{"timestamp": iso(T0 + 15 * M), "sampledValue": [
-            {"value": "0.9", "unit": "kWh", "measurand": ENERGY_REGISTER},
-            {"value": "7400", "unit": "W", "measurand": "Power.Active.Import"},
-        ]}],
-    }, at=T0 + 15 * M)
+    power = envelope(
+        "CP-A",
+        "MeterValues",
+        {
+            "connectorId": 2,
+            "transactionId": 102,
+            "meterValue": [
+                {
+                    "timestamp": iso(T0 + 15 * M),
+                    "sampledValue": [
+                        {"value": "0.9", "unit": "kWh", "measurand": ENERGY_REGISTER},
+                        {"value": "7400", "unit": "W", "measurand": "Power.Active.Import"},
+                    ],
+                }
+            ],
+        },
+        at=T0 + 15 * M,
+    )
     b_meter = meter("CP-B", 201, register(T0 + 10 * M, 400))
     clock = meter("CP-C", None, register(T0 + 30 * M, 7_650), connector=0)
     bad_start = msgspec.structs.replace(start("CP-C", 302, 0), response={"idTagInfo": {}})
@@ -79,14 +90,53 @@ def scenario() -> list[tuple[bytes, bytes]]:
 EXPECTED_SESSIONS = {
     # tx: (cp, connector, status, started, stopped, start, stop, last_reg, energy, quality,
     #      reasons, stop_reason, samples)
-    "101": ("CP-A", 1, "closed", T0, T0 + 30 * M, 10_000, 13_250, 12_500, 3_250, "exact",
-            [], "Local", 2),
-    "102": ("CP-A", 2, "closed", T0 + 5 * M, T0 + 25 * M, 500, 1_700, 900, 1_200, "exact",
-            [], "EVDisconnected", 2),
+    "101": (
+        "CP-A",
+        1,
+        "closed",
+        T0,
+        T0 + 30 * M,
+        10_000,
+        13_250,
+        12_500,
+        3_250,
+        "exact",
+        [],
+        "Local",
+        2,
+    ),
+    "102": (
+        "CP-A",
+        2,
+        "closed",
+        T0 + 5 * M,
+        T0 + 25 * M,
+        500,
+        1_700,
+        900,
+        1_200,
+        "exact",
+        [],
+        "EVDisconnected",
+        2,
+    ),
     "201": ("CP-B", 1, "closed", T0, T0 + 40 * M, 0, 800, 400, 800, "exact", [], "Local", 1),
     "301": ("CP-C", 1, "active", T0, None, 7_000, None, 7_600, 600, "exact", [], None, 1),
-    "999": ("CP-D", 0, "closed", T0 + 50 * M, T0 + 50 * M, 4_000, 4_000, None, None,
-            "missing", ["start_unknown"], "PowerLoss", 0),
+    "999": (
+        "CP-D",
+        0,
+        "closed",
+        T0 + 50 * M,
+        T0 + 50 * M,
+        4_000,
+        4_000,
+        None,
+        None,
+        "missing",
+        ["start_unknown"],
+        "PowerLoss",
+        0,
+    ),
 }
 
 EXPECTED_SAMPLES = {
@@ -154,7 +204,10 @@ def test_kafka_flow_computes_sessions_and_replays_identically(
 ) -> None:
     publish(broker.bootstrap, topics.ocpp_events, scenario())
     config = SessionsFlowConfig(
-        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False,
+        brokers=[broker.bootstrap],
+        database_url=clean_db,
+        topics=topics,
+        tail=False,
     )
 
     run_main(build_flow(config))  # returns at the end of every partition
@@ -167,7 +220,8 @@ def test_kafka_flow_computes_sessions_and_replays_identically(
     assert by_value[GARBAGE]["deadletter.stage"] == b"decode"
     assert by_value[GARBAGE]["deadletter.source.topic"] == topics.ocpp_events.encode()
     assert by_value[SCHEMA_VIOLATION]["deadletter.reason"].startswith(
-        b"envelope does not match schema")
+        b"envelope does not match schema"
+    )
     [validate] = [h for v, h in letters if v not in (GARBAGE, SCHEMA_VIOLATION)]
     assert validate["deadletter.stage"] == b"validate"
     assert b"transactionId" in validate["deadletter.reason"]
@@ -195,7 +249,12 @@ def test_bytewax_run_from_env_exits_at_end_of_topic(
     }
     proc = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "flows.sessions.dataflow:from_env()"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert_expected_tables(db)
@@ -205,21 +264,32 @@ def test_bytewax_run_from_env_exits_at_end_of_topic(
 def run_bytewax(env: dict[str, str], *args: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "flows.sessions.dataflow:from_env()", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def test_recovery_resumes_state_and_offsets_with_two_workers(
-    broker: EmbeddedBroker, topics: Topics, db: psycopg.Connection[Any], clean_db: str,
+    broker: EmbeddedBroker,
+    topics: Topics,
+    db: psycopg.Connection[Any],
+    clean_db: str,
     tmp_path: Any,
 ) -> None:
     publish(broker.bootstrap, topics.ocpp_events, scenario())
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     subprocess.run(
-        [sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, cwd=ROOT,
-        capture_output=True, timeout=60,
+        [sys.executable, "-m", "bytewax.recovery", str(recovery), "2"],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
     )
     env = {
         **os.environ,
@@ -234,10 +304,14 @@ def test_recovery_resumes_state_and_offsets_with_two_workers(
 
     # The open session of CP-C ends after the restart: the resumed state still knows
     # its start, so the stop is exact (no start_unknown) and nothing is counted twice.
-    publish(broker.bootstrap, topics.ocpp_events, [
-        (b"CP-C", encode_envelope(meter("CP-C", 301, register(T0 + 40 * M, 7_900)))),
-        (b"CP-C", encode_envelope(stop("CP-C", 301, 8_000, at=T0 + 45 * M))),
-    ])
+    publish(
+        broker.bootstrap,
+        topics.ocpp_events,
+        [
+            (b"CP-C", encode_envelope(meter("CP-C", 301, register(T0 + 40 * M, 7_900)))),
+            (b"CP-C", encode_envelope(stop("CP-C", 301, 8_000, at=T0 + 45 * M))),
+        ],
+    )
     run_bytewax(env, *args)
     row = db.execute(
         "SELECT status, energy_wh, quality, quality_reasons, sample_count, last_register_wh"
@@ -245,5 +319,6 @@ def test_recovery_resumes_state_and_offsets_with_two_workers(
     ).fetchone()
     assert row == ("closed", 1_000, "exact", [], 2, 7_900)
     assert db.execute("SELECT count(*) FROM meter_samples").fetchone() == (
-        len(EXPECTED_SAMPLES) + 1,)
+        len(EXPECTED_SAMPLES) + 1,
+    )
     assert len(dead_letters(broker.bootstrap, topics)) == 3  # the junk was not re-read

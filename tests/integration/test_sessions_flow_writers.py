@@ -19,10 +19,22 @@ pytestmark = pytest.mark.integration
 
 def active(tx: str = "1", **changes: Any) -> SessionRow:
     row = SessionRow(
-        session_id=session_id_for("CP1", tx), charge_point_id="CP1", connector_id=2,
-        transaction_id=tx, id_tag="TAG", status="active", started_at=T0, stopped_at=None,
-        meter_start_wh=1_000, meter_stop_wh=None, last_register_wh=None, energy_wh=0,
-        energy_source="station_register", quality="exact", quality_reasons=(), stop_reason=None,
+        session_id=session_id_for("CP1", tx),
+        charge_point_id="CP1",
+        connector_id=2,
+        transaction_id=tx,
+        id_tag="TAG",
+        status="active",
+        started_at=T0,
+        stopped_at=None,
+        meter_start_wh=1_000,
+        meter_stop_wh=None,
+        last_register_wh=None,
+        energy_wh=0,
+        energy_source="station_register",
+        quality="exact",
+        quality_reasons=(),
+        stop_reason=None,
         sample_count=0,
     )
     return replace(row, **changes)
@@ -30,19 +42,38 @@ def active(tx: str = "1", **changes: Any) -> SessionRow:
 
 def orphan_stop(tx: str = "1", meter_stop: int = 4_000) -> SessionRow:
     return SessionRow(
-        session_id=session_id_for("CP1", tx), charge_point_id="CP1", connector_id=None,
-        transaction_id=tx, id_tag=None, status="closed", started_at=None,
-        stopped_at=T0 + timedelta(hours=1), meter_start_wh=None, meter_stop_wh=meter_stop,
-        last_register_wh=None, energy_wh=None, energy_source=None, quality="missing",
-        quality_reasons=("start_unknown",), stop_reason="Local", sample_count=0,
+        session_id=session_id_for("CP1", tx),
+        charge_point_id="CP1",
+        connector_id=None,
+        transaction_id=tx,
+        id_tag=None,
+        status="closed",
+        started_at=None,
+        stopped_at=T0 + timedelta(hours=1),
+        meter_start_wh=None,
+        meter_stop_wh=meter_stop,
+        last_register_wh=None,
+        energy_wh=None,
+        energy_source=None,
+        quality="missing",
+        quality_reasons=("start_unknown",),
+        stop_reason="Local",
+        sample_count=0,
     )
 
 
 def sample(minutes: int, value: str) -> MeterSampleRow:
     return MeterSampleRow(
-        measured_at=T0 + timedelta(minutes=minutes), charge_point_id="CP1", connector_id=2,
-        transaction_id="1", measurand="Energy.Active.Import.Register", phase="", location="",
-        context="", unit="Wh", value=Decimal(value),
+        measured_at=T0 + timedelta(minutes=minutes),
+        charge_point_id="CP1",
+        connector_id=2,
+        transaction_id="1",
+        measurand="Energy.Active.Import.Register",
+        phase="",
+        location="",
+        context="",
+        unit="Wh",
+        value=Decimal(value),
     )
 
 
@@ -55,36 +86,75 @@ def session_rows(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 
 
 def test_last_snapshot_wins_and_closed_is_never_reopened(db: psycopg.Connection[Any]) -> None:
-    closed = active(status="closed", stopped_at=T0 + timedelta(hours=1), meter_stop_wh=3_000,
-                    energy_wh=2_000, stop_reason="Local", sample_count=2)
-    write_sessions_batch(db, [active(), active(energy_wh=500, sample_count=1), closed],
-                         [sample(1, "1500"), sample(2, "2500.5"), sample(1, "1500")])
+    closed = active(
+        status="closed",
+        stopped_at=T0 + timedelta(hours=1),
+        meter_stop_wh=3_000,
+        energy_wh=2_000,
+        stop_reason="Local",
+        sample_count=2,
+    )
+    write_sessions_batch(
+        db,
+        [active(), active(energy_wh=500, sample_count=1), closed],
+        [sample(1, "1500"), sample(2, "2500.5"), sample(1, "1500")],
+    )
     first = session_rows(db)
-    assert first == [("1", 2, "TAG", "closed", T0, T0 + timedelta(hours=1), 1_000, 3_000,
-                      2_000, "exact", [], 2)]
+    assert first == [
+        ("1", 2, "TAG", "closed", T0, T0 + timedelta(hours=1), 1_000, 3_000, 2_000, "exact", [], 2)
+    ]
     # A replay of the whole history (active snapshots included) changes nothing.
     write_sessions_batch(db, [active()], [sample(1, "1500")])
-    write_sessions_batch(db, [active(energy_wh=500, sample_count=1), closed],
-                         [sample(2, "2500.5")])
+    write_sessions_batch(db, [active(energy_wh=500, sample_count=1), closed], [sample(2, "2500.5")])
     assert session_rows(db) == first
     assert db.execute("SELECT value FROM meter_samples ORDER BY measured_at").fetchall() == [
-        (Decimal(1500),), (Decimal("2500.5"),)]
+        (Decimal(1500),),
+        (Decimal("2500.5"),),
+    ]
 
 
 def test_orphan_stop_takes_the_stored_start(db: psycopg.Connection[Any]) -> None:
     write_sessions_batch(db, [active(energy_wh=700, sample_count=3)], [])
     for _ in range(2):  # the second time is a replay: same result
         write_sessions_batch(db, [orphan_stop(meter_stop=4_000)], [])
-    assert session_rows(db) == [("1", 2, "TAG", "closed", T0, T0 + timedelta(hours=1), 1_000,
-                                 4_000, 3_000, "corrected", ["start_unknown"], 3)]
+    assert session_rows(db) == [
+        (
+            "1",
+            2,
+            "TAG",
+            "closed",
+            T0,
+            T0 + timedelta(hours=1),
+            1_000,
+            4_000,
+            3_000,
+            "corrected",
+            ["start_unknown"],
+            3,
+        )
+    ]
     assert db.execute("SELECT energy_source FROM sessions").fetchall() == [("station_register",)]
 
 
 def test_orphan_stop_without_any_stored_start_keeps_evidence(db: psycopg.Connection[Any]) -> None:
     write_sessions_batch(db, [orphan_stop("9", meter_stop=4_000)], [])
     stopped = T0 + timedelta(hours=1)
-    assert session_rows(db) == [("9", 0, None, "closed", stopped, stopped, 4_000, 4_000, None,
-                                 "missing", ["start_unknown"], 0)]
+    assert session_rows(db) == [
+        (
+            "9",
+            0,
+            None,
+            "closed",
+            stopped,
+            stopped,
+            4_000,
+            4_000,
+            None,
+            "missing",
+            ["start_unknown"],
+            0,
+        )
+    ]
     assert db.execute("SELECT energy_source FROM sessions").fetchall() == [(None,)]
     # Replaying the orphan stop does not mistake the placeholders for a start.
     before = session_rows(db)
@@ -93,8 +163,9 @@ def test_orphan_stop_without_any_stored_start_keeps_evidence(db: psycopg.Connect
     # A later full replay that knows the start replaces the placeholders.
     full = active("9", status="closed", stopped_at=stopped, meter_stop_wh=4_000, energy_wh=3_000)
     write_sessions_batch(db, [full], [])
-    assert session_rows(db) == [("9", 2, "TAG", "closed", T0, stopped, 1_000, 4_000, 3_000,
-                                 "exact", [], 0)]
+    assert session_rows(db) == [
+        ("9", 2, "TAG", "closed", T0, stopped, 1_000, 4_000, 3_000, "exact", [], 0)
+    ]
 
 
 def test_empty_batch_is_a_no_op(db: psycopg.Connection[Any]) -> None:
@@ -124,10 +195,15 @@ def test_sink_reconnects_and_retries_after_losing_the_database_connection(
 
 
 def test_sample_batches_insert_exactly_the_samples_not_stored_yet(
-        db: psycopg.Connection[Any]) -> None:
+    db: psycopg.Connection[Any],
+) -> None:
     def values() -> list[int]:
-        return [int(v) for (v,) in db.execute(
-            "SELECT value FROM meter_samples ORDER BY measured_at").fetchall()]
+        return [
+            int(v)
+            for (v,) in db.execute(
+                "SELECT value FROM meter_samples ORDER BY measured_at"
+            ).fetchall()
+        ]
 
     write_sessions_batch(db, [], [sample(1, "1"), sample(2, "2")])  # new: direct COPY
     # Overlaps the stored samples and repeats one within the batch: the direct COPY
@@ -157,8 +233,10 @@ def test_overlapped_sink_has_everything_committed_at_each_snapshot(
         assert db.execute("SELECT energy_wh FROM sessions").fetchall() == [(900,)]
         assert db.execute("SELECT count(*) FROM meter_samples").fetchone() == (3,)
         # Survives losing its connection, like the synchronous sink.
-        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                   " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         part.write_batch([[sample(4, "2000")]])
         part.snapshot()
         assert db.execute("SELECT count(*) FROM meter_samples").fetchone() == (4,)

@@ -36,7 +36,8 @@ BAD_READING = b'{"not": "an envelope"}'
 def readings() -> list[Envelope]:
     return [
         # CP-M connector 1: the billing meter.
-        reading("CP-M", T0 - M, 70_010), reading("CP-M", T0 + 10 * M, 74_000),
+        reading("CP-M", T0 - M, 70_010),
+        reading("CP-M", T0 + 10 * M, 74_000),
         reading("CP-M", T0 + 21 * M, 77_050),
         # CP-201 EVSE 1: a cross-check meter that reads 100 Wh more than the station.
         reading("CP-201", T0 - M, 10_000, meter_id="MTR-X", billing=False),
@@ -48,19 +49,26 @@ def ocpp_events() -> list[Envelope]:
     dup = meter("CP-16", 101, register(T0 + 10 * M, 2_500))
     return [
         start("CP-16", 101, 1_000),
-        dup, dup,  # redelivered
+        dup,
+        dup,  # redelivered
         meter("CP-16", None, register(T0 + 12 * M, 9_000_000), connector=0),  # main meter
         stop("CP-16", 101, 4_000, at=T0 + 20 * M),
         start("CP-16", 102, 50_000, connector=2),
         meter("CP-16", 102, register(T0 + 5 * M, 52_000), connector=2),
         meter("CP-16", 102, register(T0 + 10 * M, 300), connector=2),  # reboot
         stop("CP-16", 102, 1_500, at=T0 + 15 * M),
-        tx_event("CP-201", "Started", "a", 0, T0, sv("10.5", context="Transaction.Begin",
-                                                    unit="kWh")),
-        tx_event("CP-201", "Updated", "a", 1, T0 + 10 * M, sv("1.2345", unit="kWh",
-                                                             multiplier=1)),
-        tx_event("CP-201", "Ended", "a", 2, T0 + 30 * M, sv("1.3", context="Transaction.End",
-                                                           unit="kWh", multiplier=1)),
+        tx_event(
+            "CP-201", "Started", "a", 0, T0, sv("10.5", context="Transaction.Begin", unit="kWh")
+        ),
+        tx_event("CP-201", "Updated", "a", 1, T0 + 10 * M, sv("1.2345", unit="kWh", multiplier=1)),
+        tx_event(
+            "CP-201",
+            "Ended",
+            "a",
+            2,
+            T0 + 30 * M,
+            sv("1.3", context="Transaction.End", unit="kWh", multiplier=1),
+        ),
         start("CP-M", 301, 1_000),
         stop("CP-M", 301, 8_000, at=T0 + 20 * M),
         start("CP-T", 401, 100),
@@ -74,8 +82,7 @@ def ocpp_events() -> list[Envelope]:
 EXPECTED = {
     "101": (3_000, "station_register", "exact", [], "stop", 3_000, None),
     "102": (3_500, "station_register", "corrected", ["register_reset"], "stop", 3_500, None),
-    "a": (2_500, "station_register", "corrected", ["smart_meter_mismatch"], "stop", 2_500,
-          2_600),
+    "a": (2_500, "station_register", "corrected", ["smart_meter_mismatch"], "stop", 2_500, 2_600),
     "301": (7_040, "smart_meter", "exact", [], "stop", 7_000, 7_040),
     "401": (500, "station_register", "corrected", ["stop_missing"], "next_start", 500, None),
     "402": (200, "station_register", "exact", [], "stop", 200, None),
@@ -95,12 +102,15 @@ def sessions(db: psycopg.Connection[Any]) -> dict[str, tuple[Any, ...]]:
 
 
 def tables(db: psycopg.Connection[Any]) -> tuple[list[tuple[Any, ...]], ...]:
-    return tuple(db.execute(q).fetchall() for q in (
-        "SELECT * FROM sessions ORDER BY session_id",
-        "SELECT * FROM meter_samples ORDER BY charge_point_id, connector_id, measurand, phase,"
-        " location, context, measured_at",
-        "SELECT session_id, payload FROM sessions_outbox ORDER BY session_id",
-    ))
+    return tuple(
+        db.execute(q).fetchall()
+        for q in (
+            "SELECT * FROM sessions ORDER BY session_id",
+            "SELECT * FROM meter_samples ORDER BY charge_point_id, connector_id, measurand, phase,"
+            " location, context, measured_at",
+            "SELECT session_id, payload FROM sessions_outbox ORDER BY session_id",
+        )
+    )
 
 
 def closed_messages(bootstrap: str, topics: Topics) -> list[tuple[bytes | None, bytes | None]]:
@@ -108,27 +118,36 @@ def closed_messages(bootstrap: str, topics: Topics) -> list[tuple[bytes | None, 
 
 
 def test_mixed_stream_with_smart_meters_publishes_each_closed_session_once(
-    broker: EmbeddedBroker, topics: Topics, db: psycopg.Connection[Any], clean_db: str,
+    broker: EmbeddedBroker,
+    topics: Topics,
+    db: psycopg.Connection[Any],
+    clean_db: str,
     tmp_path: Path,
 ) -> None:
     recovery = RecoveryConfig(str(ensure_recovery_dir(tmp_path / "recovery", 1)))
-    config = SessionsFlowConfig(brokers=[broker.bootstrap], database_url=clean_db,
-                                topics=topics, tail=False)
+    config = SessionsFlowConfig(
+        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
+    )
 
     # The readings are in before the stations' messages (the usual live order).
-    publish(broker.bootstrap, topics.meter_readings,
-            [*as_messages(readings()), (b"CP-M", BAD_READING)])
+    publish(
+        broker.bootstrap, topics.meter_readings, [*as_messages(readings()), (b"CP-M", BAD_READING)]
+    )
     run_main(build_flow(config), recovery_config=recovery)
     publish(broker.bootstrap, topics.ocpp_events, as_messages(ocpp_events()))
     run_main(build_flow(config), recovery_config=recovery)
 
-    assert sessions(db) == {tx: (e, s, q, r, c, st, mt)
-                            for tx, (e, s, q, r, c, st, mt) in EXPECTED.items()}
+    assert sessions(db) == {
+        tx: (e, s, q, r, c, st, mt) for tx, (e, s, q, r, c, st, mt) in EXPECTED.items()
+    }
     # The main meter's value is stored as a connector-0 sample, not billed.
-    assert db.execute("SELECT connector_id, transaction_id FROM meter_samples"
-                      " WHERE value = 9000000").fetchall() == [(0, None)]
-    assert db.execute("SELECT unit_multiplier FROM meter_samples WHERE charge_point_id ="
-                      " 'CP-201' AND context = 'Sample.Periodic'").fetchall() == [(1,)]
+    assert db.execute(
+        "SELECT connector_id, transaction_id FROM meter_samples WHERE value = 9000000"
+    ).fetchall() == [(0, None)]
+    assert db.execute(
+        "SELECT unit_multiplier FROM meter_samples WHERE charge_point_id ="
+        " 'CP-201' AND context = 'Sample.Periodic'"
+    ).fetchall() == [(1,)]
 
     published = closed_messages(broker.bootstrap, topics)
     decoded = [decode_session_closed(v or b"") for _, v in published]
@@ -137,8 +156,9 @@ def test_mixed_stream_with_smart_meters_publishes_each_closed_session_once(
         assert m.message_id == session_id_for(m.charge_point_id, m.transaction_id).hex
         assert key == m.charge_point_id.encode()
         assert (m.energy_wh, m.energy_source, m.quality) == EXPECTED[m.transaction_id][:3]
-    assert db.execute("SELECT count(*) FROM sessions_outbox WHERE published_at IS NULL"
-                      ).fetchone() == (0,)
+    assert db.execute(
+        "SELECT count(*) FROM sessions_outbox WHERE published_at IS NULL"
+    ).fetchone() == (0,)
 
     # Replay both topics from scratch: same tables, nothing published again.
     before = tables(db)
@@ -148,22 +168,32 @@ def test_mixed_stream_with_smart_meters_publishes_each_closed_session_once(
 
 
 def test_crash_between_commit_and_publish_resends_on_restart(
-    broker: EmbeddedBroker, topics: Topics, db: psycopg.Connection[Any], clean_db: str,
+    broker: EmbeddedBroker,
+    topics: Topics,
+    db: psycopg.Connection[Any],
+    clean_db: str,
     tmp_path: Path,
 ) -> None:
     recovery = RecoveryConfig(str(ensure_recovery_dir(tmp_path / "recovery", 1)))
-    config = SessionsFlowConfig(brokers=[broker.bootstrap], database_url=clean_db,
-                                topics=topics, tail=False)
-    publish(broker.bootstrap, topics.ocpp_events, as_messages([
-        start("CP-16", 1, 1_000), stop("CP-16", 1, 2_000, at=T0 + 30 * M)]))
+    config = SessionsFlowConfig(
+        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
+    )
+    publish(
+        broker.bootstrap,
+        topics.ocpp_events,
+        as_messages([start("CP-16", 1, 1_000), stop("CP-16", 1, 2_000, at=T0 + 30 * M)]),
+    )
 
     # The commit happened, the publish did not (the state a crash right after the
     # commit leaves behind): the outbox row waits.
-    run_main(build_flow(SessionsFlowConfig(**{**config.__dict__, "publish_closed": False})),
-             recovery_config=recovery)
+    run_main(
+        build_flow(SessionsFlowConfig(**{**config.__dict__, "publish_closed": False})),
+        recovery_config=recovery,
+    )
     assert db.execute("SELECT status, energy_wh FROM sessions").fetchall() == [("closed", 1_000)]
-    assert db.execute("SELECT count(*) FROM sessions_outbox WHERE published_at IS NULL"
-                      ).fetchone() == (1,)
+    assert db.execute(
+        "SELECT count(*) FROM sessions_outbox WHERE published_at IS NULL"
+    ).fetchone() == (1,)
     assert closed_messages(broker.bootstrap, topics) == []
 
     # The restart (no new input) publishes it ...
@@ -175,5 +205,6 @@ def test_crash_between_commit_and_publish_resends_on_restart(
     run_main(build_flow(config), recovery_config=recovery)
     run_main(build_flow(config))
     assert len(closed_messages(broker.bootstrap, topics)) == 1
-    assert db.execute("SELECT count(*) FROM sessions_outbox WHERE published_at IS NULL"
-                      ).fetchone() == (0,)
+    assert db.execute(
+        "SELECT count(*) FROM sessions_outbox WHERE published_at IS NULL"
+    ).fetchone() == (0,)

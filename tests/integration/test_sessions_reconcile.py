@@ -22,8 +22,10 @@ from tests.unit.test_sessions_logic import T0
 pytestmark = pytest.mark.integration
 
 H = timedelta(hours=1)
-COLUMNS = ("transaction_id, status, closed_by, stopped_at, energy_wh, energy_source, quality,"
-           " quality_reasons")
+COLUMNS = (
+    "transaction_id, status, closed_by, stopped_at, energy_wh, energy_source, quality,"
+    " quality_reasons"
+)
 
 
 def sessions(db: psycopg.Connection[Any]) -> dict[str, tuple[Any, ...]]:
@@ -32,12 +34,15 @@ def sessions(db: psycopg.Connection[Any]) -> dict[str, tuple[Any, ...]]:
 
 
 def outbox(db: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
-    return {p["transaction_id"]: p for (p,) in db.execute(
-        "SELECT payload FROM sessions_outbox").fetchall()}
+    return {
+        p["transaction_id"]: p
+        for (p,) in db.execute("SELECT payload FROM sessions_outbox").fetchall()
+    }
 
 
 def test_a_new_session_closes_the_stale_active_one_on_its_connector(
-        db: psycopg.Connection[Any]) -> None:
+    db: psycopg.Connection[Any],
+) -> None:
     # Left active by a flow whose state is gone: registers up to 10 min in.
     stale = active("1", energy_wh=500, last_register_wh=1_500, sample_count=1)
     write_sessions_batch(db, [stale], [sample(10, "1500")])
@@ -45,8 +50,15 @@ def test_a_new_session_closes_the_stale_active_one_on_its_connector(
     new = active("2", started_at=T0 + 2 * H)
     write_sessions_batch(db, [new], [])
     assert sessions(db) == {
-        "1": ("closed", "next_start", T0 + timedelta(minutes=10), 500, "station_register",
-              "corrected", ["state_lost", "stop_missing"]),
+        "1": (
+            "closed",
+            "next_start",
+            T0 + timedelta(minutes=10),
+            500,
+            "station_register",
+            "corrected",
+            ["state_lost", "stop_missing"],
+        ),
         "2": ("active", None, None, 0, "station_register", "exact", []),
     }
     assert outbox(db)["1"]["closed_by"] == "next_start"
@@ -59,37 +71,75 @@ def test_a_new_session_closes_the_stale_active_one_on_its_connector(
 
 
 def test_the_schema_refuses_two_active_sessions_on_one_connector(
-        db: psycopg.Connection[Any]) -> None:
+    db: psycopg.Connection[Any],
+) -> None:
     write_sessions_batch(db, [active("1")], [])
     with pytest.raises(psycopg.errors.UniqueViolation):
-        db.execute("INSERT INTO sessions (session_id, charge_point_id, connector_id,"
-                   " transaction_id, status, started_at, meter_start_wh)"
-                   " VALUES (gen_random_uuid(), 'CP1', 2, '2', 'active', now(), 0)")
+        db.execute(
+            "INSERT INTO sessions (session_id, charge_point_id, connector_id,"
+            " transaction_id, status, started_at, meter_start_wh)"
+            " VALUES (gen_random_uuid(), 'CP1', 2, '2', 'active', now(), 0)"
+        )
 
 
 def test_reconcile_closes_every_active_session_with_what_the_table_knows(
-        db: psycopg.Connection[Any], clean_db: str) -> None:
+    db: psycopg.Connection[Any], clean_db: str
+) -> None:
     rows = [
         active("1", energy_wh=500, last_register_wh=1_500),  # a register figure so far
         active("2", connector_id=3, energy_wh=0),  # nothing after its start: no figure
         # Stopped; it only waited for its smart-meter reading.
         active("3", connector_id=4, stopped_at=T0 + H, meter_stop_wh=1_800, energy_wh=800),
-        active("4", connector_id=5, energy_wh=3_600, energy_source="power_integration",
-               quality="estimated", quality_reasons=("register_missing",), meter_start_wh=None),
-        replace(active("5", connector_id=6), status="closed", closed_by="stop",
-                stopped_at=T0 + H, meter_stop_wh=2_000, energy_wh=1_000),
+        active(
+            "4",
+            connector_id=5,
+            energy_wh=3_600,
+            energy_source="power_integration",
+            quality="estimated",
+            quality_reasons=("register_missing",),
+            meter_start_wh=None,
+        ),
+        replace(
+            active("5", connector_id=6),
+            status="closed",
+            closed_by="stop",
+            stopped_at=T0 + H,
+            meter_stop_wh=2_000,
+            energy_wh=1_000,
+        ),
     ]
     write_sessions_batch(db, rows, [sample(20, "1500")])
     closed = reconcile_active_sessions(clean_db)
     assert len(closed) == 4
     assert sessions(db) == {
-        "1": ("closed", "reconciled", T0 + timedelta(minutes=20), 500, "station_register",
-              "corrected", ["state_lost", "stop_missing"]),
-        "2": ("closed", "reconciled", T0, None, None, "missing",
-              ["state_lost", "stop_missing", "register_missing"]),
+        "1": (
+            "closed",
+            "reconciled",
+            T0 + timedelta(minutes=20),
+            500,
+            "station_register",
+            "corrected",
+            ["state_lost", "stop_missing"],
+        ),
+        "2": (
+            "closed",
+            "reconciled",
+            T0,
+            None,
+            None,
+            "missing",
+            ["state_lost", "stop_missing", "register_missing"],
+        ),
         "3": ("closed", "stop", T0 + H, 800, "station_register", "corrected", ["state_lost"]),
-        "4": ("closed", "reconciled", T0, 3_600, "power_integration", "estimated",
-              ["register_missing", "state_lost", "stop_missing"]),
+        "4": (
+            "closed",
+            "reconciled",
+            T0,
+            3_600,
+            "power_integration",
+            "estimated",
+            ["register_missing", "state_lost", "stop_missing"],
+        ),
         "5": ("closed", "stop", T0 + H, 1_000, "station_register", "exact", []),
     }
     assert set(outbox(db)) == {"1", "2", "3", "4", "5"}
@@ -111,15 +161,24 @@ def test_migration_0010_relabels_and_closes_what_it_finds(pg_server: DatabaseSer
                 "        (gen_random_uuid(), 'CP', 1, 'new', 'active', %(t1)s, 0, 0, 'register',"
                 "         'exact'),"
                 "        (gen_random_uuid(), 'CP', 2, 'none', 'closed', %(t)s, 0, NULL,"
-                "         'register', 'corrected')", {"t": T0, "t1": T0 + H})
+                "         'register', 'corrected')",
+                {"t": T0, "t1": T0 + H},
+            )
         migrate(url)
         with psycopg.connect(url) as conn:
             got = sessions(conn)
         assert got == {
             "new": ("active", None, None, 0, "station_register", "exact", []),
             "none": ("closed", None, None, None, None, "missing", []),
-            "old": ("closed", "next_start", T0, 0, "station_register", "corrected",
-                    ["state_lost", "stop_missing"]),
+            "old": (
+                "closed",
+                "next_start",
+                T0,
+                0,
+                "station_register",
+                "corrected",
+                ["state_lost", "stop_missing"],
+            ),
         }
     finally:
         pg_server.drop_database(name)

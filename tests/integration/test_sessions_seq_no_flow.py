@@ -26,26 +26,57 @@ T0, T1, T2 = "2026-01-05T10:00:00.000Z", "2026-01-05T10:20:00.000Z", "2026-01-05
 
 
 def event(kind: str, trigger: str, at: str, **extra: Any) -> dict[str, Any]:
-    return {"eventType": kind, "timestamp": at, "triggerReason": trigger, "seqNo": 0,
-            "transactionInfo": {"transactionId": "SIM-TX-1", **extra.pop("info", {})},
-            **extra}
+    return {
+        "eventType": kind,
+        "timestamp": at,
+        "triggerReason": trigger,
+        "seqNo": 0,
+        "transactionInfo": {"transactionId": "SIM-TX-1", **extra.pop("info", {})},
+        **extra,
+    }
 
 
 async def test_started_updated_ended_all_with_seq_no_0_close_with_their_energy(
-    broker: EmbeddedBroker, gateway: Gateway, clean_db: str, topics: Topics,
+    broker: EmbeddedBroker,
+    gateway: Gateway,
+    clean_db: str,
+    topics: Topics,
     db: psycopg.Connection[Any],
 ) -> None:
     await asyncio.to_thread(add_id_tag, clean_db, "TOKEN-1")
     ws = await open_v201(gateway, "CS-SEQ0")
     try:
         for uid, payload in [
-            ("started", event("Started", "Authorized", T0, evse={"id": 1, "connectorId": 1},
-                              idToken={"idToken": "TOKEN-1", "type": "ISO14443"},
-                              meterValue=register(10_000, "Transaction.Begin", T0))),
-            ("updated", event("Updated", "MeterValuePeriodic", T1,
-                              meterValue=register(13_000, "Sample.Periodic", T1))),
-            ("ended", event("Ended", "EVDeparted", T2, info={"stoppedReason": "EVDisconnected"},
-                            meterValue=register(16_500, "Transaction.End", T2))),
+            (
+                "started",
+                event(
+                    "Started",
+                    "Authorized",
+                    T0,
+                    evse={"id": 1, "connectorId": 1},
+                    idToken={"idToken": "TOKEN-1", "type": "ISO14443"},
+                    meterValue=register(10_000, "Transaction.Begin", T0),
+                ),
+            ),
+            (
+                "updated",
+                event(
+                    "Updated",
+                    "MeterValuePeriodic",
+                    T1,
+                    meterValue=register(13_000, "Sample.Periodic", T1),
+                ),
+            ),
+            (
+                "ended",
+                event(
+                    "Ended",
+                    "EVDeparted",
+                    T2,
+                    info={"stoppedReason": "EVDisconnected"},
+                    meterValue=register(16_500, "Transaction.End", T2),
+                ),
+            ),
         ]:
             frame = await rpc(ws, "TransactionEvent", payload, uid)
             assert frame[0] == 3, frame  # answered: the station will never resend it
@@ -53,17 +84,30 @@ async def test_started_updated_ended_all_with_seq_no_0_close_with_their_energy(
         await ws.close()
     await asyncio.to_thread(wait_for_envelopes, broker, topics.ocpp_events, 3)
 
-    config = SessionsFlowConfig(brokers=[broker.bootstrap], database_url=clean_db,
-                                topics=topics, tail=False)
+    config = SessionsFlowConfig(
+        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
+    )
     await asyncio.to_thread(run_main, build_flow(config))
 
     row = db.execute(
         "SELECT status, closed_by, stopped_at, meter_start_wh, meter_stop_wh, energy_wh,"
         " energy_source, quality, quality_reasons, stop_reason, sample_count FROM sessions"
-        " WHERE charge_point_id = 'CS-SEQ0'").fetchall()
+        " WHERE charge_point_id = 'CS-SEQ0'"
+    ).fetchall()
     assert len(row) == 1, row
-    (status, closed_by, stopped_at, start_wh, stop_wh, energy, source, quality, reasons,
-     stop_reason, samples) = row[0]
+    (
+        status,
+        closed_by,
+        stopped_at,
+        start_wh,
+        stop_wh,
+        energy,
+        source,
+        quality,
+        reasons,
+        stop_reason,
+        samples,
+    ) = row[0]
     assert (status, closed_by, stop_reason) == ("closed", "stop", "EVDisconnected")
     assert stopped_at.isoformat() == "2026-01-05T10:40:00+00:00"
     assert (start_wh, stop_wh, energy, source) == (10_000, 16_500, 6_500, "station_register")

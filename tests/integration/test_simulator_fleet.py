@@ -21,9 +21,17 @@ pytestmark = pytest.mark.integration
 
 def fast_fleet(url: str, database_url: str, **overrides: object) -> FleetConfig:
     base: dict[str, object] = dict(
-        gateway_url=url, stations=3, sessions_per_station=2, meter_interval_s=60,
-        time_scale=3000, mean_arrival_gap_s=120, mean_dwell_s=1800, seed=7,
-        database_url=database_url, call_timeout_s=5, station_password=STATION_PASSWORD,
+        gateway_url=url,
+        stations=3,
+        sessions_per_station=2,
+        meter_interval_s=60,
+        time_scale=3000,
+        mean_arrival_gap_s=120,
+        mean_dwell_s=1800,
+        seed=7,
+        database_url=database_url,
+        call_timeout_s=5,
+        station_password=STATION_PASSWORD,
     )
     base.update(overrides)
     return FleetConfig(**base)  # type: ignore[arg-type]
@@ -41,10 +49,16 @@ async def test_small_fleet_ground_truth_matches_the_topic(
     assert report.rejected_authorizations == 0
 
     events = envelopes(broker, topics.ocpp_events)
-    starts = {(e.charge_point_id, e.response["transactionId"]): e for e in events
-              if e.action == "StartTransaction" and e.response}
-    stops = {(e.charge_point_id, e.payload["transactionId"]): e for e in events
-             if e.action == "StopTransaction"}
+    starts = {
+        (e.charge_point_id, e.response["transactionId"]): e
+        for e in events
+        if e.action == "StartTransaction" and e.response
+    }
+    stops = {
+        (e.charge_point_id, e.payload["transactionId"]): e
+        for e in events
+        if e.action == "StopTransaction"
+    }
     for s in report.sessions:
         key = (s.charge_point_id, s.transaction_id)
         assert starts[key].payload["meterStart"] == s.meter_start_wh
@@ -54,10 +68,12 @@ async def test_small_fleet_ground_truth_matches_the_topic(
         # Every MeterValues of the transaction carries a monotonic register.
         registers = [
             int(sv["value"])
-            for e in events if e.action == "MeterValues"
+            for e in events
+            if e.action == "MeterValues"
             and e.charge_point_id == s.charge_point_id
             and e.payload.get("transactionId") == s.transaction_id
-            for mv in e.payload["meterValue"] for sv in mv["sampledValue"]
+            for mv in e.payload["meterValue"]
+            for sv in mv["sampledValue"]
             if sv["measurand"] == "Energy.Active.Import.Register"
         ]
         assert len(registers) == s.meter_value_messages
@@ -67,9 +83,13 @@ async def test_small_fleet_ground_truth_matches_the_topic(
     for cp in report.stations:
         mine = [s for s in report.sessions if s.charge_point_id == cp]
         assert mine[1].meter_start_wh >= mine[0].meter_stop_wh
-    statuses = [e.payload["status"] for e in events
-                if e.action == "StatusNotification" and e.charge_point_id == "SIM-0001"
-                and e.payload["connectorId"] == 1]
+    statuses = [
+        e.payload["status"]
+        for e in events
+        if e.action == "StatusNotification"
+        and e.charge_point_id == "SIM-0001"
+        and e.payload["connectorId"] == 1
+    ]
     assert statuses[:5] == ["Available", "Preparing", "Charging", "Finishing", "Available"]
     assert report.to_json()
 
@@ -78,8 +98,7 @@ async def test_fleet_waits_for_a_gateway_that_is_not_up_yet(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
     port = free_port()
-    config = fast_fleet(f"ws://127.0.0.1:{port}/ocpp", clean_db, stations=1,
-                        sessions_per_station=1)
+    config = fast_fleet(f"ws://127.0.0.1:{port}/ocpp", clean_db, stations=1, sessions_per_station=1)
     report = FleetReport()
     async with asyncio.TaskGroup() as tg:
         fleet = tg.create_task(run_fleet(config, report))
@@ -88,8 +107,11 @@ async def test_fleet_waits_for_a_gateway_that_is_not_up_yet(
             assert asyncio.get_running_loop().time() < deadline, "no connection attempts"
             assert not fleet.done()
             await asyncio.sleep(0.02)
-        async with Gateway(GatewayConfig(port=port, kafka_bootstrap=broker.bootstrap,
-                                         database_url=clean_db, topics=topics)):
+        async with Gateway(
+            GatewayConfig(
+                port=port, kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics
+            )
+        ):
             async with asyncio.timeout(60):
                 await fleet
     assert len(report.sessions) == 1
@@ -99,10 +121,15 @@ async def test_fleet_waits_for_a_gateway_that_is_not_up_yet(
 async def test_mixed_fleet_of_16_and_201_stations_matches_the_registers_on_the_topic(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
-    config = fast_fleet("", clean_db, stations=4, sessions_per_station=1,
-                        ocpp_versions=("1.6", "2.0.1"))
+    config = fast_fleet(
+        "", clean_db, stations=4, sessions_per_station=1, ocpp_versions=("1.6", "2.0.1")
+    )
     assert config.station_versions() == {
-        "SIM-0001": "1.6", "SIM-0002": "2.0.1", "SIM-0003": "1.6", "SIM-0004": "2.0.1"}
+        "SIM-0001": "1.6",
+        "SIM-0002": "2.0.1",
+        "SIM-0003": "1.6",
+        "SIM-0004": "2.0.1",
+    }
     async with Gateway(gateway_config(broker, clean_db, topics)) as gw:
         async with asyncio.timeout(120):
             report = await run_fleet(replace(config, gateway_url=gw.url))
@@ -125,10 +152,15 @@ async def test_mixed_fleet_of_16_and_201_stations_matches_the_registers_on_the_t
         assert start.meter_start_wh == s.meter_start_wh
         assert end.meter_stop_wh == s.meter_stop_wh
         assert end.stopped_reason == s.stop_reason
-        registers = [f.value for e in mine if e.action in ("MeterValues", "TransactionEvent")
-                     for f in e.normalized or [] if isinstance(f, MeterSample)
-                     and f.measurand == "Energy.Active.Import.Register"
-                     and f.context == "Sample.Periodic"]
+        registers = [
+            f.value
+            for e in mine
+            if e.action in ("MeterValues", "TransactionEvent")
+            for f in e.normalized or []
+            if isinstance(f, MeterSample)
+            and f.measurand == "Energy.Active.Import.Register"
+            and f.context == "Sample.Periodic"
+        ]
         assert len(registers) == s.meter_value_messages
         assert registers == sorted(registers)
         if s.ocpp_version == "1.6":
@@ -136,10 +168,12 @@ async def test_mixed_fleet_of_16_and_201_stations_matches_the_registers_on_the_t
         # 2.0.1: the raw TransactionEvents carry the registers and a gapless seqNo.
         tx_events = [e for e in mine if e.action == "TransactionEvent"]
         assert [e.payload["eventType"] for e in tx_events] == (
-            ["Started"] + ["Updated"] * s.meter_value_messages + ["Ended"])
+            ["Started"] + ["Updated"] * s.meter_value_messages + ["Ended"]
+        )
         assert [e.payload["seqNo"] for e in tx_events] == list(range(len(tx_events)))
         assert {e.payload["transactionInfo"]["transactionId"] for e in tx_events} == {
-            s.transaction_id}
+            s.transaction_id
+        }
         begin = tx_events[0].payload["meterValue"][0]["sampledValue"][0]
         finish = tx_events[-1].payload["meterValue"][0]["sampledValue"][0]
         assert (begin["context"], begin["value"]) == ("Transaction.Begin", s.meter_start_wh)

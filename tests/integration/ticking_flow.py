@@ -17,6 +17,9 @@ def tick(item: tuple[str, float]) -> tuple[str, float]:
 
 
 flow = Dataflow("ticking")
-ticks = op.map("tick", op.input("in", flow, RandomMetricSource(
-    "metric", interval=timedelta(milliseconds=100))), tick)
+ticks = op.map(
+    "tick",
+    op.input("in", flow, RandomMetricSource("metric", interval=timedelta(milliseconds=100))),
+    tick,
+)
 op.output("out", ticks, TestingSink([]))

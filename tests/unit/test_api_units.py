@@ -66,10 +66,23 @@ def test_filter_validation() -> None:
 def test_session_public_from_record() -> None:
     t = datetime(2025, 1, 1, tzinfo=UTC)
     record = SessionRecord(
-        session_id=uuid.uuid4(), charge_point_id="CP-1", connector_id=1, transaction_id="7",
-        id_tag="TAG", status="active", started_at=t, stopped_at=None, duration_s=None,
-        meter_start_wh=10, meter_stop_wh=None, energy_wh=None, energy_source=None,
-        quality="exact", quality_reasons=[], stop_reason=None, sample_count=0,
+        session_id=uuid.uuid4(),
+        charge_point_id="CP-1",
+        connector_id=1,
+        transaction_id="7",
+        id_tag="TAG",
+        status="active",
+        started_at=t,
+        stopped_at=None,
+        duration_s=None,
+        meter_start_wh=10,
+        meter_stop_wh=None,
+        energy_wh=None,
+        energy_source=None,
+        quality="exact",
+        quality_reasons=[],
+        stop_reason=None,
+        sample_count=0,
     )
     public = SessionPublic.model_validate(record)
     assert public.session_id == record.session_id
@@ -84,9 +97,12 @@ def test_api_cursor_round_trip_and_every_pattern_match_is_a_position() -> None:
 
     from api.params import CURSOR_PATTERN, CursorPosition, decode_api_cursor, encode_api_cursor
 
-    for started in (datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
-                    datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-                    datetime(1700, 1, 1, tzinfo=UTC), datetime(4000, 1, 1, tzinfo=UTC)):
+    for started in (
+        datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1700, 1, 1, tzinfo=UTC),
+        datetime(4000, 1, 1, tzinfo=UTC),
+    ):
         position = CursorPosition(started, uuid.uuid4())
         cursor = encode_api_cursor(position)
         assert re.fullmatch(CURSOR_PATTERN, cursor), cursor
@@ -103,21 +119,33 @@ def test_api_cursor_round_trip_and_every_pattern_match_is_a_position() -> None:
         assert decode_api_cursor(f"{extreme}-{'f' * 32}").started_at.year in (1653, 5138)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2025-06-01T08:00:00Z", datetime(2025, 6, 1, 8, tzinfo=UTC)),
-    ("2025-06-01T10:00:00.5+02:00", datetime(2025, 6, 1, 8, 0, 0, 500000, tzinfo=UTC)),
-    ("1970-01-01T00:00:00+01:00", datetime(1969, 12, 31, 23, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-06-01T08:00:00Z", datetime(2025, 6, 1, 8, tzinfo=UTC)),
+        ("2025-06-01T10:00:00.5+02:00", datetime(2025, 6, 1, 8, 0, 0, 500000, tzinfo=UTC)),
+        ("1970-01-01T00:00:00+01:00", datetime(1969, 12, 31, 23, tzinfo=UTC)),
+    ],
+)
 def test_parse_timestamp_accepts_rfc3339_with_offset(text: str, expected: datetime) -> None:
     from api.params import parse_timestamp
 
     assert parse_timestamp(text) == expected
 
 
-@pytest.mark.parametrize("value", [
-    "0001-01-01T00:00:00Z", "2025-06-01T08:00:00", "1700000000", 1700000000, None,
-    "2025-02-29T00:00:00Z", "2025-06-01 08:00:00Z", "3000-01-01T00:00:00Z",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00Z",
+        "2025-06-01T08:00:00",
+        "1700000000",
+        1700000000,
+        None,
+        "2025-02-29T00:00:00Z",
+        "2025-06-01 08:00:00Z",
+        "3000-01-01T00:00:00Z",
+    ],
+)
 def test_parse_timestamp_rejects_everything_else(value: object) -> None:
     from api.params import parse_timestamp
 

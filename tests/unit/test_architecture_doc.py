@@ -24,9 +24,7 @@ def test_layout_names_only_folders_that_exist() -> None:
 
 def test_every_package_is_in_the_layout() -> None:
     named = {f.split("/")[0] for f in _layout_folders(DOC.read_text())}
-    packages = {
-        p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in {"tests"}
-    }
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in {"tests"}}
     assert packages <= named | {"models", "billing", "dashboards"}, packages - named
 
 

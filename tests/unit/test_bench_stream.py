@@ -20,8 +20,9 @@ from flows.sessions import logic as sessions_logic
 from flows.status import logic as status_logic
 
 SPEC = StreamSpec(stations=3, meter_events=25, meter_values_per_session=4, seed=11)
-WITH_STATUS = StreamSpec(stations=3, meter_events=25, meter_values_per_session=4, seed=11,
-                         status_notifications=True)
+WITH_STATUS = StreamSpec(
+    stations=3, meter_events=25, meter_values_per_session=4, seed=11, status_notifications=True
+)
 
 
 def test_status_notifications_are_deterministic_and_leave_other_messages_unchanged() -> None:
@@ -64,10 +65,18 @@ def test_status_notifications_frame_each_session_in_time() -> None:
     for events in per_station.values():
         names = [name for name, _ in events]
         closed = names.count("StopTransaction")
-        assert names[: 5 * closed] == [
-            "StartTransaction", "Charging", "StopTransaction", "Finishing", "Available",
-        ] * closed
-        assert names[5 * closed:] in ([], ["StartTransaction", "Charging"])
+        assert (
+            names[: 5 * closed]
+            == [
+                "StartTransaction",
+                "Charging",
+                "StopTransaction",
+                "Finishing",
+                "Available",
+            ]
+            * closed
+        )
+        assert names[5 * closed :] in ([], ["StartTransaction", "Charging"])
         times = [at for _, at in events]
         assert times == sorted(times)
 

@@ -34,9 +34,7 @@ def _examples(module: ModuleType) -> list[doctest.DocTest]:
     return [t for t in finder.find(module) if t.examples]
 
 
-MODULES_WITH_EXAMPLES = [
-    name for name in _modules() if _examples(importlib.import_module(name))
-]
+MODULES_WITH_EXAMPLES = [name for name in _modules() if _examples(importlib.import_module(name))]
 
 
 def test_examples_are_found_everywhere() -> None:

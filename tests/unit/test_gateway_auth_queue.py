@@ -19,9 +19,15 @@ async def test_the_verifier_serves_known_addresses_first_then_sources_in_turn() 
         order.append(name)
         verifier.release()
 
-    tasks = [asyncio.create_task(wait(n, src, prio)) for n, src, prio in (
-        ("attacker-2", "attacker", False), ("attacker-3", "attacker", False),
-        ("other-1", "other", False), ("known", "nat", True))]
+    tasks = [
+        asyncio.create_task(wait(n, src, prio))
+        for n, src, prio in (
+            ("attacker-2", "attacker", False),
+            ("attacker-3", "attacker", False),
+            ("other-1", "other", False),
+            ("known", "nat", True),
+        )
+    ]
     await asyncio.sleep(0)  # every waiter queued
     assert verifier.pending == 3
     assert verifier.full(priority=False) is False

@@ -109,23 +109,34 @@ def test_authorization_decisions() -> None:
     assert decide_authorization(rec(expiry=NOW - timedelta(seconds=1)), NOW).status == "Expired"
     ok = decide_authorization(rec(expiry=NOW + timedelta(days=1)), NOW)
     assert (ok.status, ok.parent_id_tag, ok.expiry_date) == (
-        "Accepted", "P", NOW + timedelta(days=1))
+        "Accepted",
+        "P",
+        NOW + timedelta(days=1),
+    )
 
 
 def test_measured_at_prefers_the_payload_time() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     assert measured_at("Heartbeat", {}, NOW) == NOW
     assert measured_at("StopTransaction", {"timestamp": "2026-01-01T00:00:00Z"}, NOW) == t
-    mv = {"meterValue": [{"timestamp": "2026-01-01T00:00:00Z"},
-                         {"timestamp": "2026-01-01T00:01:00Z"}]}
+    mv = {
+        "meterValue": [{"timestamp": "2026-01-01T00:00:00Z"}, {"timestamp": "2026-01-01T00:01:00Z"}]
+    }
     assert measured_at("MeterValues", mv, NOW) == t + timedelta(minutes=1)
     assert measured_at("MeterValues", {"meterValue": [{"timestamp": "bad"}]}, NOW) == NOW
 
 
 @pytest.mark.parametrize(
     ("path", "cp_id"),
-    [("/ocpp/CP-1", "CP-1"), ("/ocpp/CP%201", "CP 1"), ("/ocpp/", None), ("/ocpp/a/b", None),
-     ("/other/CP-1", None), ("/ocpp/" + "x" * 65, None), ("/ocpp/CP-1?x=1", "CP-1")],
+    [
+        ("/ocpp/CP-1", "CP-1"),
+        ("/ocpp/CP%201", "CP 1"),
+        ("/ocpp/", None),
+        ("/ocpp/a/b", None),
+        ("/other/CP-1", None),
+        ("/ocpp/" + "x" * 65, None),
+        ("/ocpp/CP-1?x=1", "CP-1"),
+    ],
 )
 def test_station_path(path: str, cp_id: str | None) -> None:
     assert charge_point_id_from_path(path) == cp_id
@@ -153,8 +164,7 @@ def test_register_is_whole_wh_and_only_increases(start: int, deltas: list[float]
 
 
 def test_charging_session_reaches_target_or_leaves() -> None:
-    ev = Ev(battery_wh=40_000, soc_start=0.7, soc_target=0.9, max_power_w=11_000,
-            dwell_s=10 * 3600)
+    ev = Ev(battery_wh=40_000, soc_start=0.7, soc_target=0.9, max_power_w=11_000, dwell_s=10 * 3600)
     state = ChargingState(ev=ev, soc=ev.soc_start, station_max_w=22_000)
     delivered = 0.0
     while state.done is None:

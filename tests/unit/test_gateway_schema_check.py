@@ -31,11 +31,36 @@ SCHEMAS = sorted(
     for path in (Path(ocpp.__file__).parent / folder / "schemas").glob("*.json")
 )
 
-WEIRD = st.sampled_from([
-    None, True, False, 0, 1, -1, 1.0, 1.5, -0.0, 2**64, -(2**70), 1e308, math.inf, -math.inf,
-    math.nan, "", "x", "A" * 600, "2026-01-05T10:00:00Z", "2026-01-05T10:00:00",
-    "2026-02-30T10:00:00Z", [], {}, [1], {"a": 1}, "Accepted",
-])
+WEIRD = st.sampled_from(
+    [
+        None,
+        True,
+        False,
+        0,
+        1,
+        -1,
+        1.0,
+        1.5,
+        -0.0,
+        2**64,
+        -(2**70),
+        1e308,
+        math.inf,
+        -math.inf,
+        math.nan,
+        "",
+        "x",
+        "A" * 600,
+        "2026-01-05T10:00:00Z",
+        "2026-01-05T10:00:00",
+        "2026-02-30T10:00:00Z",
+        [],
+        {},
+        [1],
+        {"a": 1},
+        "Accepted",
+    ]
+)
 
 
 def load(version: str, name: str) -> dict[str, Any]:
@@ -72,9 +97,18 @@ def instance(draw: st.DrawFn, schema: Any, root: dict[str, Any], depth: int = 0)
         return [draw(instance(item, root, depth + 1)) for _ in range(size)]
     if kind == "string":
         if schema.get("format") == "date-time":
-            return draw(st.sampled_from([
-                "2026-01-05T10:00:00Z", "2026-01-05T10:00:00.123+01:00", "2026-01-05T10:00:00",
-                "2026-13-05T10:00:00Z", "now", "2026-01-05t10:00:00z"]))
+            return draw(
+                st.sampled_from(
+                    [
+                        "2026-01-05T10:00:00Z",
+                        "2026-01-05T10:00:00.123+01:00",
+                        "2026-01-05T10:00:00",
+                        "2026-13-05T10:00:00Z",
+                        "now",
+                        "2026-01-05t10:00:00z",
+                    ]
+                )
+            )
         longest = schema.get("maxLength", 50)
         return draw(st.text(max_size=min(longest + 2, 60)))
     if kind == "integer":
@@ -87,15 +121,22 @@ def instance(draw: st.DrawFn, schema: Any, root: dict[str, Any], depth: int = 0)
 
 
 @pytest.mark.parametrize(("version", "name"), SCHEMAS)
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data())
-def test_compiled_check_agrees_with_jsonschema(version: str, name: str, data: st.DataObject
-                                               ) -> None:
+def test_compiled_check_agrees_with_jsonschema(
+    version: str, name: str, data: st.DataObject
+) -> None:
     schema = load(version, name)
     draft6 = version == "2.0.1"
     validator = (Draft6Validator if draft6 else Draft4Validator)(
-        schema, format_checker=format_checker)
+        schema, format_checker=format_checker
+    )
     try:
         check = compile_check(schema, draft6=draft6)
     except Unsupported:
@@ -107,7 +148,8 @@ def test_compiled_check_agrees_with_jsonschema(version: str, name: str, data: st
         assert expected, f"compiled check accepted what jsonschema rejects: {value!r}"
     elif expected:
         assert "multipleOf" in json.dumps(schema), (
-            f"compiled check rejected a valid payload: {value!r}")
+            f"compiled check rejected a valid payload: {value!r}"
+        )
 
 
 def test_every_ocpp_schema_compiles() -> None:
@@ -126,19 +168,49 @@ def test_validate_reports_the_same_codes_as_before() -> None:
     assert code(v16, "Heartbeat", {}) is None
     assert code(v16, "StartTransaction", {"connectorId": 1}) == "ProtocolError"
     assert code(v16, "Authorize", {"idTag": 5}) == "TypeConstraintViolation"
-    assert code(v16, "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0,
-                                          "timestamp": "now"}) == "TypeConstraintViolation"
+    assert (
+        code(
+            v16,
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "now"},
+        )
+        == "TypeConstraintViolation"
+    )
     assert code(v16, "Heartbeat", {"x": 1}) == "FormationViolation"
     assert code(v16, "Authorize", {"idTag": "A" * 21}) == "TypeConstraintViolation"
     v201 = SchemaSet("2.0.1")
-    assert code(v201, "BootNotification", {
-        "chargingStation": {"vendorName": "a", "model": "b"}, "reason": "Nope",
-    }) == "PropertyConstraintViolation"
+    assert (
+        code(
+            v201,
+            "BootNotification",
+            {
+                "chargingStation": {"vendorName": "a", "model": "b"},
+                "reason": "Nope",
+            },
+        )
+        == "PropertyConstraintViolation"
+    )
     assert code(v201, "Authorize", {}) == "OccurrenceConstraintViolation"
     assert code(v201, "Heartbeat", {}) is None
     # Draft 6: an integral float is an integer; Draft 4 (1.6) says no.
-    assert code(v201, "StatusNotification", {
-        "timestamp": "2026-01-05T10:00:00Z", "connectorStatus": "Available", "evseId": 1.0,
-        "connectorId": 1}) is None
-    assert code(v16, "StatusNotification", {"connectorId": 1.0, "errorCode": "NoError",
-                                            "status": "Available"}) == "TypeConstraintViolation"
+    assert (
+        code(
+            v201,
+            "StatusNotification",
+            {
+                "timestamp": "2026-01-05T10:00:00Z",
+                "connectorStatus": "Available",
+                "evseId": 1.0,
+                "connectorId": 1,
+            },
+        )
+        is None
+    )
+    assert (
+        code(
+            v16,
+            "StatusNotification",
+            {"connectorId": 1.0, "errorCode": "NoError", "status": "Available"},
+        )
+        == "TypeConstraintViolation"
+    )

@@ -15,8 +15,15 @@ def test_the_banner_names_the_gateway_health_readiness_and_metrics(
     monkeypatch.setenv("CHARGEFLOW_GATEWAY_PORT", "9123")
     monkeypatch.setenv("CHARGEFLOW_API_PORT", "8123")
     settings = Settings()
-    text = banner(LocalStack(settings, bootstrap="127.0.0.1:1", database_url="postgresql://x@h/d",
-                             mqtt_url="mqtt://127.0.0.1:1883"), "cf_key")
+    text = banner(
+        LocalStack(
+            settings,
+            bootstrap="127.0.0.1:1",
+            database_url="postgresql://x@h/d",
+            mqtt_url="mqtt://127.0.0.1:1883",
+        ),
+        "cf_key",
+    )
     lines = [line for line in text.splitlines() if "127.0.0.1:9123/healthz" in line]
     assert len(lines) == 1
     assert "/readyz" in lines[0]

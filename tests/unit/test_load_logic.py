@@ -56,8 +56,9 @@ S = timedelta(seconds=1)
 M = timedelta(minutes=1)
 
 
-def run(envelopes: Sequence[Envelope], state: StationState | None = None
-        ) -> tuple[StationState, list[logic.Output]]:
+def run(
+    envelopes: Sequence[Envelope], state: StationState | None = None
+) -> tuple[StationState, list[logic.Output]]:
     out: list[logic.Output] = []
     for env in envelopes:
         event = parse_envelope(env)
@@ -121,10 +122,12 @@ def test_one_minute_aggregates_chain_register_deltas() -> None:
 
 
 def test_late_samples_update_open_minutes_and_old_ones_are_ignored() -> None:
-    state, out = run([
-        mv16("CP", 1, T0 + 10 * S, watts="1000", register_wh=100),
-        mv16("CP", 1, T0 + 2 * M + 10 * S, watts="3000", register_wh=300),
-    ])
+    state, out = run(
+        [
+            mv16("CP", 1, T0 + 10 * S, watts="1000", register_wh=100),
+            mv16("CP", 1, T0 + 2 * M + 10 * S, watts="3000", register_wh=300),
+        ]
+    )
     # A sample for the minute in between arrives late: its minute appears and the
     # later minute's delta shrinks (the chain is recomputed).
     state, out = run([mv16("CP", 1, T0 + M + 30 * S, watts="2000", register_wh=180)], state)
@@ -141,22 +144,26 @@ def test_late_samples_update_open_minutes_and_old_ones_are_ignored() -> None:
 
 
 def test_register_reset_gives_zero_and_restarts_the_chain() -> None:
-    _, out = run([
-        mv16("CP", 1, T0, register_wh=5000),
-        mv16("CP", 1, T0 + M, register_wh=20),
-        mv16("CP", 1, T0 + 2 * M, register_wh=70),
-    ])
+    _, out = run(
+        [
+            mv16("CP", 1, T0, register_wh=5000),
+            mv16("CP", 1, T0 + M, register_wh=20),
+            mv16("CP", 1, T0 + 2 * M, register_wh=70),
+        ]
+    )
     rows = latest_minutes(out)
     assert [rows[("CP", 1, T0 + k * M)].energy_wh for k in range(3)] == [0, 0, 50]
 
 
 def test_station_total_idles_on_status_and_transaction_end() -> None:
-    state, out = run([
-        start16("CP", 1, 7, 0, T0),
-        mv16("CP", 1, T0 + S, watts="7000", tx=7),
-        mv16("CP", 2, T0 + 2 * S, kw="11"),
-        mv16("CP", 0, T0 + 3 * S, watts="18500"),  # main meter: not added to outlets
-    ])
+    state, out = run(
+        [
+            start16("CP", 1, 7, 0, T0),
+            mv16("CP", 1, T0 + S, watts="7000", tx=7),
+            mv16("CP", 2, T0 + 2 * S, kw="11"),
+            mv16("CP", 0, T0 + 3 * S, watts="18500"),  # main meter: not added to outlets
+        ]
+    )
     assert loads(out)[-1].power_w == 18000.0
     state, out = run([stop16("CP", 7, 100, T0 + M)], state)  # 1.6 stop: no connector id
     assert loads(out)[-1].power_w == 11000.0
@@ -176,14 +183,15 @@ def test_main_meter_counts_when_no_outlet_reports() -> None:
 
 
 def test_billing_meter_beats_station_which_beats_plain_meter() -> None:
-    state, out = run([
-        mv16("CP", 1, T0, watts="7000", register_wh=1000),
-        meter_reading("CP", 1, T0 + 5 * S, 6900.0, 88_000),  # non-billing: ignored
-    ])
+    state, out = run(
+        [
+            mv16("CP", 1, T0, watts="7000", register_wh=1000),
+            meter_reading("CP", 1, T0 + 5 * S, 6900.0, 88_000),  # non-billing: ignored
+        ]
+    )
     assert latest_minutes(out)[("CP", 1, T0)].source == "ocpp"
     assert loads(out)[-1].power_w == 7000.0
-    state, out = run([meter_reading("CP", 1, T0 + 10 * S, 7100.0, 90_000, billing=True)],
-                     state)
+    state, out = run([meter_reading("CP", 1, T0 + 10 * S, 7100.0, 90_000, billing=True)], state)
     row = latest_minutes(out)[("CP", 1, T0)]
     assert (row.source, row.sample_count, row.energy_wh) == ("meter:billing", 1, Decimal(0))
     state, out = run([mv16("CP", 1, T0 + 20 * S, watts="1")], state)  # ignored now
@@ -219,7 +227,11 @@ def test_site_total_against_capacity() -> None:
     state.update(SiteInput("S1", 22_000, station("B", 12_000.0, T0 + M, offline=True)))
     msg = logic.site_load(state, T0)
     assert (msg.total_w, msg.capacity_w, msg.utilisation_pct, msg.over_capacity) == (
-        23_000.0, 22_000, 104.5, True)
+        23_000.0,
+        22_000,
+        104.5,
+        True,
+    )
     assert (msg.as_of, msg.station_count, msg.offline_stations) == (T0 + M, 2, 1)
     assert msg.message_id == logic.site_load(state, T0 + M).message_id  # content-derived
     state.update(SiteInput("S1", 22_000, station("B", 99.0, T0)))  # older view: ignored
@@ -232,8 +244,9 @@ def test_site_total_against_capacity() -> None:
 
 def test_site_logic_publishes_at_most_every_interval_plus_heartbeat() -> None:
     clock = Clock()
-    logic_ = SiteLogic(None, interval=timedelta(seconds=5), heartbeat=timedelta(seconds=30),
-                       clock=clock)
+    logic_ = SiteLogic(
+        None, interval=timedelta(seconds=5), heartbeat=timedelta(seconds=30), clock=clock
+    )
     out, _ = logic_.on_item(SiteInput("S1", 10_000, station("A", 1000.0)))
     assert [m.total_w for m in out] == [1000.0]
     clock.now += timedelta(seconds=1)
@@ -253,8 +266,12 @@ def test_site_logic_publishes_at_most_every_interval_plus_heartbeat() -> None:
     logic_.on_item(SiteInput("S1", 10_000, station("A", 3000.0, T0 + 2 * S)))
     out, _ = logic_.on_eof()
     assert [m.total_w for m in out] == [3000.0]
-    resumed = SiteLogic(logic_.snapshot(), interval=timedelta(seconds=5),
-                        heartbeat=timedelta(seconds=30), clock=clock)
+    resumed = SiteLogic(
+        logic_.snapshot(),
+        interval=timedelta(seconds=5),
+        heartbeat=timedelta(seconds=30),
+        clock=clock,
+    )
     assert resumed.state == logic_.state
 
 
@@ -273,8 +290,7 @@ def kafka_like_input(items: Sequence[Any], batch_size: int = 4) -> FlowInput:
 def message(env: Envelope | bytes, offset: int) -> KafkaSourceMessage[Any, Any]:
     value = env if isinstance(env, bytes) else encode_envelope(env)
     key = b"CP" if isinstance(env, bytes) else env.charge_point_id.encode()
-    return KafkaSourceMessage(key=key, value=value, topic="ocpp.events", partition=0,
-                              offset=offset)
+    return KafkaSourceMessage(key=key, value=value, topic="ocpp.events", partition=0, offset=offset)
 
 
 def test_flow_wiring_minutes_sites_and_dead_letters() -> None:
@@ -292,8 +308,12 @@ def test_flow_wiring_minutes_sites_and_dead_letters() -> None:
     directory = {"A1": ("S1", 20_000), "B1": ("S1", 20_000)}
     flow = build_flow_with(
         kafka_like_input([message(e, i) for i, e in enumerate(envs)]),
-        TestingSink(rows), TestingSink(sites), TestingSink(dead), directory.get,
-        publish_interval=timedelta(hours=1), clock=Clock(),
+        TestingSink(rows),
+        TestingSink(sites),
+        TestingSink(dead),
+        directory.get,
+        publish_interval=timedelta(hours=1),
+        clock=Clock(),
     )
     run_main(flow)
 
@@ -344,15 +364,16 @@ def mixed_stream() -> list[Envelope]:
     ]
 
 
-def fold_in_batches(events: Sequence[logic.LoadEvent], size: int
-                    ) -> tuple[dict[str, StationState], list[MinuteRow], list[StationLoad]]:
+def fold_in_batches(
+    events: Sequence[logic.LoadEvent], size: int
+) -> tuple[dict[str, StationState], list[MinuteRow], list[StationLoad]]:
     """What the flow does: per batch of ``size`` events, each station's share at once."""
     states: dict[str, StationState] = {}
     rows: list[MinuteRow] = []
     station_loads: list[StationLoad] = []
     for i in range(0, len(events), size):
         by_cp: dict[str, list[logic.LoadEvent]] = {}
-        for e in events[i:i + size]:
+        for e in events[i : i + size]:
             by_cp.setdefault(e.charge_point_id, []).append(e)
         for cp, chunk in by_cp.items():
             states[cp], r, s = logic.apply_batch(states.get(cp), chunk)
@@ -390,13 +411,15 @@ def test_batches_give_the_same_table_loads_and_state_as_one_event_at_a_time() ->
 
 
 def test_a_batch_emits_each_changed_minute_once_with_its_latest_figure() -> None:
-    state, _ = run([mv16("CP", 1, T0 + k * M, watts="1000", register_wh=100 * k)
-                    for k in range(3)])
-    batch = [parse_envelope(mv16("CP", 1, T0 + 2 * M + k * S, watts=str(2000 + k),
-                                 register_wh=200 + k)) for k in range(1, 6)]
+    state, _ = run([mv16("CP", 1, T0 + k * M, watts="1000", register_wh=100 * k) for k in range(3)])
+    batch = [
+        parse_envelope(mv16("CP", 1, T0 + 2 * M + k * S, watts=str(2000 + k), register_wh=200 + k))
+        for k in range(1, 6)
+    ]
     state, rows, station_loads = logic.apply_batch(state, [e for e in batch if e])
     assert [(r.bucket, r.sample_count, r.max_power_w, r.energy_wh) for r in rows] == [
-        (T0 + 2 * M, 6, 2005.0, Decimal(105))]
+        (T0 + 2 * M, 6, 2005.0, Decimal(105))
+    ]
     assert [s.power_w for s in station_loads] == [2001.0, 2002.0, 2003.0, 2004.0, 2005.0]
     # Nothing new: no rows; a late register in minute 1 moves minute 2's delta too.
     _, rows, _ = logic.apply_batch(state, [e for e in batch if e])
@@ -405,38 +428,61 @@ def test_a_batch_emits_each_changed_minute_once_with_its_latest_figure() -> None
     assert late is not None
     _, rows, _ = logic.apply_batch(state, [late])
     assert [(r.bucket, r.energy_wh) for r in rows] == [
-        (T0 + M, Decimal(150)), (T0 + 2 * M, Decimal(55))]
+        (T0 + M, Decimal(150)),
+        (T0 + 2 * M, Decimal(55)),
+    ]
 
 
 def test_minutes_that_open_and_close_within_one_batch_or_message_are_written() -> None:
     # A station sends what it buffered offline: the minutes that fall behind the open
     # horizon by the end of the batch (or of the message) still get their rows, so the
     # deltas add up to last - first register.
-    events = [parse_envelope(mv16("CP", 1, T0 + k * M, watts="7000", register_wh=1000 + 100 * k))
-              for k in (0, 1, 20)]
+    events = [
+        parse_envelope(mv16("CP", 1, T0 + k * M, watts="7000", register_wh=1000 + 100 * k))
+        for k in (0, 1, 20)
+    ]
     _, rows, _ = logic.apply_batch(None, [e for e in events if e])
     assert [(r.bucket, r.energy_wh) for r in rows] == [
-        (T0, Decimal(0)), (T0 + M, Decimal(100)), (T0 + 20 * M, Decimal(1900))]
-    payload = {"connectorId": 1, "meterValue": [
-        {"timestamp": iso(T0 + k * M), "sampledValue": [
-            {"value": str(1000 + 100 * k), "unit": "Wh",
-             "measurand": "Energy.Active.Import.Register"}]}
-        for k in (0, 1, 20)]}
+        (T0, Decimal(0)),
+        (T0 + M, Decimal(100)),
+        (T0 + 20 * M, Decimal(1900)),
+    ]
+    payload = {
+        "connectorId": 1,
+        "meterValue": [
+            {
+                "timestamp": iso(T0 + k * M),
+                "sampledValue": [
+                    {
+                        "value": str(1000 + 100 * k),
+                        "unit": "Wh",
+                        "measurand": "Energy.Active.Import.Register",
+                    }
+                ],
+            }
+            for k in (0, 1, 20)
+        ],
+    }
     _, out = run([call16("CP", "MeterValues", payload, T0 + 20 * M)])
     assert sum(r.energy_wh or 0 for r in latest_minutes(out).values()) == Decimal(2000)
     assert len(latest_minutes(out)) == 3
 
 
 def test_a_source_taking_over_within_a_batch_keeps_the_rows_of_the_one_before() -> None:
-    batch = [parse_envelope(env) for env in (
-        mv16("CP", 1, T0 + 10 * S, watts="7000", register_wh=1000),
-        mv16("CP", 1, T0 + M + 10 * S, watts="7000", register_wh=1100),
-        meter_reading("CP", 1, T0 + M + 20 * S, 7100.0, 50_000, billing=True),
-    )]
+    batch = [
+        parse_envelope(env)
+        for env in (
+            mv16("CP", 1, T0 + 10 * S, watts="7000", register_wh=1000),
+            mv16("CP", 1, T0 + M + 10 * S, watts="7000", register_wh=1100),
+            meter_reading("CP", 1, T0 + M + 20 * S, 7100.0, 50_000, billing=True),
+        )
+    ]
     _, rows, _ = logic.apply_batch(None, [e for e in batch if e])
     assert [(r.bucket, r.source, r.register_wh) for r in rows] == [
-        (T0, "ocpp", Decimal(1000)), (T0 + M, "ocpp", Decimal(1100)),
-        (T0 + M, "meter:billing", Decimal(50_000))]  # the last row per minute wins
+        (T0, "ocpp", Decimal(1000)),
+        (T0 + M, "ocpp", Decimal(1100)),
+        (T0 + M, "meter:billing", Decimal(50_000)),
+    ]  # the last row per minute wins
 
 
 def test_decode_event_is_parse_envelope_of_decode_envelope() -> None:
@@ -444,16 +490,29 @@ def test_decode_event_is_parse_envelope_of_decode_envelope() -> None:
         mv16("CP", 1, T0, watts="7000", register_wh=5, tx=3),
         mv16("CP", 2, T0, kw="7.4", phases={"L1": "1", "L2-N": "2"}),
         mv201("CP", 1, T0, power=74, unit="W", multiplier=2, register_kwh=2.5),
-        start16("CP", 1, 9, 100, T0), stop16("CP", 9, 200, T0),
-        status16("CP", 1, "Finishing", T0), status16("CP", 1, "Charging", T0),
-        connection("CP", "offline", T0), meter_reading("CP", 1, T0, 1.5, 7),
-        Envelope(message_id="h", charge_point_id="CP", received_at=T0, measured_at=T0,
-                 kind=logic.Kind.OCPP_CALL, ocpp_version="1.6", action="Heartbeat",
-                 payload={}, response={"currentTime": "x"}, normalized=[]),
+        start16("CP", 1, 9, 100, T0),
+        stop16("CP", 9, 200, T0),
+        status16("CP", 1, "Finishing", T0),
+        status16("CP", 1, "Charging", T0),
+        connection("CP", "offline", T0),
+        meter_reading("CP", 1, T0, 1.5, 7),
+        Envelope(
+            message_id="h",
+            charge_point_id="CP",
+            received_at=T0,
+            measured_at=T0,
+            kind=logic.Kind.OCPP_CALL,
+            ocpp_version="1.6",
+            action="Heartbeat",
+            payload={},
+            response={"currentTime": "x"},
+            normalized=[],
+        ),
     ]
     raw = mv16("CP", 1, T0, watts="7000", register_wh=5)
-    envs.append(Envelope(**{**{f: getattr(raw, f) for f in raw.__struct_fields__},
-                            "normalized": None}))  # an older gateway: normalised here
+    envs.append(
+        Envelope(**{**{f: getattr(raw, f) for f in raw.__struct_fields__}, "normalized": None})
+    )  # an older gateway: normalised here
     for env in envs:
         assert logic.decode_event(encode_envelope(env)) == parse_envelope(env), env.action
     with pytest.raises(EnvelopeError):
@@ -461,26 +520,35 @@ def test_decode_event_is_parse_envelope_of_decode_envelope() -> None:
     with pytest.raises(EnvelopeError):
         logic.decode_event(None)
     with pytest.raises(EnvelopeError):  # schema from the future
-        logic.decode_event(encode_envelope(mv16("CP", 1, T0, watts="1")).replace(
-            b'"schema_version":1', b'"schema_version":99'))
+        logic.decode_event(
+            encode_envelope(mv16("CP", 1, T0, watts="1")).replace(
+                b'"schema_version":1', b'"schema_version":99'
+            )
+        )
     with pytest.raises(logic.InvalidEvent):
         logic.decode_event(encode_envelope(connection("CP", "nonsense", T0)))
 
 
 def test_decode_batch_groups_per_station_and_turns_errors_into_dead_letters() -> None:
     items: list[Any] = [
-        message(mv16("A", 1, T0, watts="1"), 0), message(b"garbage", 1),
-        message(mv16("B", 1, T0, watts="2"), 2), message(status16("A", 1, "Charging", T0), 3),
+        message(mv16("A", 1, T0, watts="1"), 0),
+        message(b"garbage", 1),
+        message(mv16("B", 1, T0, watts="2"), 2),
+        message(status16("A", 1, "Charging", T0), 3),
         message(mv16("A", 1, T0 + S, watts="3"), 4),
-        KafkaError(err=ConfluentKafkaError(ConfluentKafkaError._MSG_TIMED_OUT),
-                   msg=KafkaSourceMessage(key=None, value=b"x", topic="t", partition=0,
-                                          offset=5)),
+        KafkaError(
+            err=ConfluentKafkaError(ConfluentKafkaError._MSG_TIMED_OUT),
+            msg=KafkaSourceMessage(key=None, value=b"x", topic="t", partition=0, offset=5),
+        ),
     ]
     out = decode_batch(items)
     dead = [o for o in out if isinstance(o, KafkaSinkMessage)]
     assert [d.headers[1][1] for d in dead] == [b"decode", b"consume"]
-    grouped = {o[0]: [f.power_w for e in o[1] for f in e.facts if isinstance(f, logic.PowerReading)]
-               for o in out if isinstance(o, tuple)}
+    grouped = {
+        o[0]: [f.power_w for e in o[1] for f in e.facts if isinstance(f, logic.PowerReading)]
+        for o in out
+        if isinstance(o, tuple)
+    }
     assert grouped == {"A": [1.0, 3.0], "B": [2.0]}
 
 
@@ -502,14 +570,20 @@ def test_stations_logic_resumes_from_its_pickled_snapshot() -> None:
 
 def test_site_batch_logic_publishes_as_site_logic_does_item_by_item() -> None:
     def inputs(k: int) -> list[SiteInput]:
-        return [SiteInput("S1", 10_000, station(cp, 1000.0 * k + i, T0 + k * S))
-                for i, cp in enumerate(("A", "B"))]
+        return [
+            SiteInput("S1", 10_000, station(cp, 1000.0 * k + i, T0 + k * S))
+            for i, cp in enumerate(("A", "B"))
+        ]
 
     one, batched = Clock(), Clock()
-    single = SiteLogic(None, interval=timedelta(seconds=5), heartbeat=timedelta(seconds=30),
-                       clock=one)
-    batch = SiteBatchLogic(SiteLogic(None, interval=timedelta(seconds=5),
-                                     heartbeat=timedelta(seconds=30), clock=batched))
+    single = SiteLogic(
+        None, interval=timedelta(seconds=5), heartbeat=timedelta(seconds=30), clock=one
+    )
+    batch = SiteBatchLogic(
+        SiteLogic(
+            None, interval=timedelta(seconds=5), heartbeat=timedelta(seconds=30), clock=batched
+        )
+    )
     expected: list[Any] = []
     got: list[Any] = []
     for k in range(1, 8):
@@ -529,9 +603,17 @@ def test_site_batch_logic_publishes_as_site_logic_does_item_by_item() -> None:
 
 
 def test_tune_gc_freezes_the_loaded_heap_and_collects_young_objects_less_often() -> None:
-    code = ("import gc; from flows.common import tune_gc; tune_gc();"
-            " assert gc.get_freeze_count() > 1000, gc.get_freeze_count();"
-            " assert gc.get_threshold()[0] == 10_000, gc.get_threshold()")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False)
+    code = (
+        "import gc; from flows.common import tune_gc; tune_gc();"
+        " assert gc.get_freeze_count() > 1000, gc.get_freeze_count();"
+        " assert gc.get_threshold()[0] == 10_000, gc.get_threshold()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr

@@ -36,8 +36,13 @@ ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d+Z")
 def captured() -> Iterator[io.StringIO]:
     """The process-wide log configuration, restored afterwards."""
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook,
-             structlog.get_config())
+    saved = (
+        root.handlers[:],
+        root.level,
+        sys.excepthook,
+        threading.excepthook,
+        structlog.get_config(),
+    )
     stream = io.StringIO()
     yield stream
     root.handlers[:], level, sys.excepthook, threading.excepthook, config = saved
@@ -61,7 +66,8 @@ def log_failure() -> None:
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
 def test_tracebacks_are_kept_without_locals_and_without_secrets(
-        fmt: str, captured: io.StringIO) -> None:
+    fmt: str, captured: io.StringIO
+) -> None:
     configure_logging("INFO", fmt, stream=captured)
     log_failure()
     out = captured.getvalue()
@@ -95,7 +101,8 @@ def test_secrets_in_exception_messages_are_masked(fmt: str, captured: io.StringI
     if fmt == "json":
         (record,) = [json.loads(line) for line in out.splitlines()]
         assert record["exception"][0]["exc_value"].startswith(
-            "cannot connect to postgresql://app:***@")
+            "cannot connect to postgresql://app:***@"
+        )
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
@@ -113,20 +120,33 @@ def test_every_line_has_a_full_utc_timestamp(fmt: str, captured: io.StringIO) ->
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
 def test_secret_keys_and_patterns_are_masked_in_native_and_foreign_records(
-        fmt: str, captured: io.StringIO) -> None:
+    fmt: str, captured: io.StringIO
+) -> None:
     configure_logging("INFO", fmt, stream=captured)
     log = structlog.get_logger("chargeflow.test")
-    log.info("login", station_password=STATION_PASSWORD, api_key=API_KEY,
-             headers={"Authorization": "Basic Q1AtMTpzdGF0aW9uLXBhc3MtMTIzNDU2Nw=="},
-             database=DB_URL, stripe="sk_live_51HabcdefXYZ")
+    log.info(
+        "login",
+        station_password=STATION_PASSWORD,
+        api_key=API_KEY,
+        headers={"Authorization": "Basic Q1AtMTpzdGF0aW9uLXBhc3MtMTIzNDU2Nw=="},
+        database=DB_URL,
+        stripe="sk_live_51HabcdefXYZ",
+    )
     logging.getLogger("alembic").info("connecting to %s", DB_URL)
     logging.getLogger("aiomqtt").warning("broker mqtt://meter:MqttPw9@h:1883 refused")
     logging.getLogger("websockets.server").info("Authorization: Bearer %s", API_KEY)
     logging.getLogger("psycopg").error("conninfo host=db password=PgPw777 dbname=x")
     logging.getLogger("api").warning("rejected key %s", API_KEY)
     out = captured.getvalue()
-    for secret in (STATION_PASSWORD, "S3cretPart", "Q1AtMTpz", "DbPassw0rd", "MqttPw9",
-                   "51HabcdefXYZ", "PgPw777"):
+    for secret in (
+        STATION_PASSWORD,
+        "S3cretPart",
+        "Q1AtMTpz",
+        "DbPassw0rd",
+        "MqttPw9",
+        "51HabcdefXYZ",
+        "PgPw777",
+    ):
         assert secret not in out, secret
     assert "db.internal:5432/chargeflow" in out  # the rest of a URL stays readable
     assert "cf_0123456789abcdef_***" in out  # the key id stays, for tracing a caller
@@ -135,11 +155,17 @@ def test_secret_keys_and_patterns_are_masked_in_native_and_foreign_records(
 
 
 def test_redaction_keeps_ordinary_values() -> None:
-    event = {"charge_point_id": "CP-1", "energy_wh": 1200, "has_password": True,
-             "url": "ws://127.0.0.1:9000/ocpp", "reason": "wrong_password"}
+    event = {
+        "charge_point_id": "CP-1",
+        "energy_wh": 1200,
+        "has_password": True,
+        "url": "ws://127.0.0.1:9000/ocpp",
+        "reason": "wrong_password",
+    }
     assert redact_value(event) == event
     assert redact_text("station CP-1 rejected: wrong_password") == (
-        "station CP-1 rejected: wrong_password")
+        "station CP-1 rejected: wrong_password"
+    )
 
 
 def test_repeat_filter_lets_a_burst_through_then_reports_what_it_dropped() -> None:
@@ -149,8 +175,7 @@ def test_repeat_filter_lets_a_burst_through_then_reports_what_it_dropped() -> No
     def record(msg: str) -> logging.LogRecord:
         return logging.LogRecord(KAFKA_LOGGER_NAME, logging.ERROR, __file__, 1, msg, (), None)
 
-    passed = [limiter.filter(record(f"Connect to 127.0.0.1:{9000 + n} failed"))
-              for n in range(10)]
+    passed = [limiter.filter(record(f"Connect to 127.0.0.1:{9000 + n} failed")) for n in range(10)]
     assert passed == [True] * 3 + [False] * 7
     assert limiter.filter(record("a different line"))  # counted on its own
     now[0] = 10.5

@@ -31,10 +31,14 @@ def test_ids_are_unique_and_ordered_within_a_process() -> None:
 
 
 def test_ids_are_unique_across_processes_and_forks() -> None:
-    code = ("from bus.envelope import new_message_id\n"
-            "print('\\n'.join(new_message_id() for _ in range(20000)))")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    code = (
+        "from bus.envelope import new_message_id\n"
+        "print('\\n'.join(new_message_id() for _ in range(20000)))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     ids = [line for p in procs for line in p.communicate()[0].split()]
     read, write = os.pipe()
     pid = os.fork()

@@ -51,8 +51,13 @@ def test_valid_reading_is_normalised() -> None:
     assert reading.energy_wh == Decimal(18234512)
     payload = reading.payload(connector_id=2, is_billing_meter=True)
     assert payload == {
-        "meter_id": "MTR-1", "connector_id": 2, "energy_wh": "18234512", "power_w": 7350.2,
-        "voltage_v": 230.4, "current_a": 10.63, "temperature_c": 31.5,
+        "meter_id": "MTR-1",
+        "connector_id": 2,
+        "energy_wh": "18234512",
+        "power_w": 7350.2,
+        "voltage_v": 230.4,
+        "current_a": 10.63,
+        "temperature_c": 31.5,
         "is_billing_meter": True,
     }
 
@@ -99,8 +104,12 @@ def test_optional_temperature_and_integer_numbers() -> None:
         (raw(meter_id="bad/id"), SCHEMA_VIOLATION, "malformed"),
         (raw(meter_id=""), SCHEMA_VIOLATION, "malformed"),
         (raw(frequency_hz=50.0), SCHEMA_VIOLATION, "unknown field `frequency_hz`"),
-        (b'{"meter_id": "MTR-1", "time": "2026-11-22T10:15:00Z", "energy_wh": 1, '
-         b'"power_w": 1e999, "voltage_v": 230, "current_a": 0}', SCHEMA_VIOLATION, "power_w"),
+        (
+            b'{"meter_id": "MTR-1", "time": "2026-11-22T10:15:00Z", "energy_wh": 1, '
+            b'"power_w": 1e999, "voltage_v": 230, "current_a": 0}',
+            SCHEMA_VIOLATION,
+            "power_w",
+        ),
     ],
 )
 def test_invalid_readings_name_the_reason(data: bytes, reason: str, detail: str) -> None:
@@ -160,7 +169,10 @@ def test_mqtt_urls() -> None:
     assert (plain.host, plain.port, plain.tls, plain.username) == ("127.0.0.1", 1884, False, None)
     secure = MqttEndpoint.from_url("mqtts://bridge:p%40ss@broker.example")
     assert (secure.port, secure.tls, secure.username, secure.password) == (
-        8883, True, "bridge", "p@ss"
+        8883,
+        True,
+        "bridge",
+        "p@ss",
     )
     assert "p@ss" not in secure.url
     assert "p@ss" not in repr(secure)

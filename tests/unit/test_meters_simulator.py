@@ -50,7 +50,8 @@ def test_register_source_follows_the_register() -> None:
 def test_station_sources_one_meter_per_connector() -> None:
     clock = FakeClock()
     station = SimpleNamespace(
-        cp_id="SIM-0007", clock=clock,
+        cp_id="SIM-0007",
+        clock=clock,
         registers={1: EnergyRegister(10), 2: EnergyRegister(20)},
     )
     sources = station_sources(station)
@@ -62,8 +63,9 @@ def test_station_sources_one_meter_per_connector() -> None:
 
 def test_standalone_source_charges_evs_and_never_runs_backwards() -> None:
     clock = FakeClock()
-    source = StandaloneSource(rng=random.Random(3), now=clock.now, start_wh=5_000,
-                              mean_dwell_s=600, mean_gap_s=60)
+    source = StandaloneSource(
+        rng=random.Random(3), now=clock.now, start_wh=5_000, mean_dwell_s=600, mean_gap_s=60
+    )
     readings = []
     for _ in range(500):
         clock.t += timedelta(seconds=10)
@@ -81,9 +83,15 @@ def test_standalone_meters_speak_the_wire_format() -> None:
     meters = standalone_meters(["SIM-0001", "SIM-0002"])
     assert sorted(meters) == [meter_id_for("SIM-0001"), meter_id_for("SIM-0002")]
     snap = meters["MTR-SIM-0001-1"].read()
-    data = encode_reading("MTR-SIM-0001-1", snap.time, snap.energy_wh, power_w=snap.power_w,
-                          voltage_v=snap.voltage_v, current_a=snap.current_a,
-                          temperature_c=snap.temperature_c)
+    data = encode_reading(
+        "MTR-SIM-0001-1",
+        snap.time,
+        snap.energy_wh,
+        power_w=snap.power_w,
+        voltage_v=snap.voltage_v,
+        current_a=snap.current_a,
+        temperature_c=snap.temperature_c,
+    )
     assert parse_reading(data, "MTR-SIM-0001-1").energy_wh == snap.energy_wh
 
 

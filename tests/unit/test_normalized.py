@@ -47,49 +47,131 @@ def test_doctests() -> None:
 
 
 def test_v16_status_is_the_common_set_and_keeps_the_error_code() -> None:
-    [fact] = normalize_v16("CP", "StatusNotification", {
-        "connectorId": 0, "errorCode": "HighTemperature", "status": "Faulted"}, {}, T)
-    assert fact == ConnectorStatus(charge_point_id="CP", evse_id=0, connector_id=0,
-                                   status="Faulted", ocpp_status="Faulted",
-                                   error_code="HighTemperature", timestamp=T)
+    [fact] = normalize_v16(
+        "CP",
+        "StatusNotification",
+        {"connectorId": 0, "errorCode": "HighTemperature", "status": "Faulted"},
+        {},
+        T,
+    )
+    assert fact == ConnectorStatus(
+        charge_point_id="CP",
+        evse_id=0,
+        connector_id=0,
+        status="Faulted",
+        ocpp_status="Faulted",
+        error_code="HighTemperature",
+        timestamp=T,
+    )
 
 
 def test_v16_meter_values_fill_spec_defaults_and_skip_what_is_not_a_number() -> None:
-    facts = normalize_v16("CP", "MeterValues", {
-        "connectorId": 1, "transactionId": 5, "meterValue": [{"timestamp": T_ISO, "sampledValue": [
-            {"value": "100"},
-            {"value": "12.30", "measurand": "Current.Import", "phase": "L2", "unit": "A",
-             "context": "Sample.Clock", "location": "Inlet"},
-            {"value": "n/a", "measurand": "Voltage"},
-            {"value": "ABCD", "format": "SignedData"},
-            {"value": "3", "measurand": "Power.Active.Import"},
-        ]}]}, {}, T)
+    facts = normalize_v16(
+        "CP",
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "transactionId": 5,
+            "meterValue": [
+                {
+                    "timestamp": T_ISO,
+                    "sampledValue": [
+                        {"value": "100"},
+                        {
+                            "value": "12.30",
+                            "measurand": "Current.Import",
+                            "phase": "L2",
+                            "unit": "A",
+                            "context": "Sample.Clock",
+                            "location": "Inlet",
+                        },
+                        {"value": "n/a", "measurand": "Voltage"},
+                        {"value": "ABCD", "format": "SignedData"},
+                        {"value": "3", "measurand": "Power.Active.Import"},
+                    ],
+                }
+            ],
+        },
+        {},
+        T,
+    )
     assert facts == [
-        MeterSample(charge_point_id="CP", evse_id=1, connector_id=1, transaction_id="5",
-                    timestamp=T, measurand="Energy.Active.Import.Register", unit="Wh",
-                    context="Sample.Periodic", location="Outlet", value=Decimal("100")),
-        MeterSample(charge_point_id="CP", evse_id=1, connector_id=1, transaction_id="5",
-                    timestamp=T, measurand="Current.Import", phase="L2", unit="A",
-                    context="Sample.Clock", location="Inlet", value=Decimal("12.30")),
-        MeterSample(charge_point_id="CP", evse_id=1, connector_id=1, transaction_id="5",
-                    timestamp=T, measurand="Power.Active.Import", unit="",
-                    context="Sample.Periodic", location="Outlet", value=Decimal("3")),
+        MeterSample(
+            charge_point_id="CP",
+            evse_id=1,
+            connector_id=1,
+            transaction_id="5",
+            timestamp=T,
+            measurand="Energy.Active.Import.Register",
+            unit="Wh",
+            context="Sample.Periodic",
+            location="Outlet",
+            value=Decimal("100"),
+        ),
+        MeterSample(
+            charge_point_id="CP",
+            evse_id=1,
+            connector_id=1,
+            transaction_id="5",
+            timestamp=T,
+            measurand="Current.Import",
+            phase="L2",
+            unit="A",
+            context="Sample.Clock",
+            location="Inlet",
+            value=Decimal("12.30"),
+        ),
+        MeterSample(
+            charge_point_id="CP",
+            evse_id=1,
+            connector_id=1,
+            transaction_id="5",
+            timestamp=T,
+            measurand="Power.Active.Import",
+            unit="",
+            context="Sample.Periodic",
+            location="Outlet",
+            value=Decimal("3"),
+        ),
     ]
 
 
 def test_v16_transactions() -> None:
-    [start] = normalize_v16("CP", "StartTransaction", {
-        "connectorId": 1, "idTag": "TAG", "meterStart": 10, "timestamp": T_ISO,
-        "reservationId": 3}, {"transactionId": 9, "idTagInfo": {"status": "Blocked"}}, T)
+    [start] = normalize_v16(
+        "CP",
+        "StartTransaction",
+        {
+            "connectorId": 1,
+            "idTag": "TAG",
+            "meterStart": 10,
+            "timestamp": T_ISO,
+            "reservationId": 3,
+        },
+        {"transactionId": 9, "idTagInfo": {"status": "Blocked"}},
+        T,
+    )
     assert start == TransactionStart(
-        charge_point_id="CP", transaction_id="9", evse_id=1, connector_id=1, id_tag="TAG",
-        auth_status="Blocked", meter_start_wh=Decimal(10), timestamp=T, reservation_id=3)
+        charge_point_id="CP",
+        transaction_id="9",
+        evse_id=1,
+        connector_id=1,
+        id_tag="TAG",
+        auth_status="Blocked",
+        meter_start_wh=Decimal(10),
+        timestamp=T,
+        reservation_id=3,
+    )
     assert normalize_v16("CP", "StartTransaction", {"connectorId": 1}, {}, T) == []
-    [stop] = normalize_v16("CP", "StopTransaction", {
-        "transactionId": 9, "meterStop": 20, "timestamp": T_ISO}, {}, T)
+    [stop] = normalize_v16(
+        "CP", "StopTransaction", {"transactionId": 9, "meterStop": 20, "timestamp": T_ISO}, {}, T
+    )
     assert isinstance(stop, TransactionEnd)
     assert (stop.stopped_reason, stop.meter_stop_wh, stop.id_tag, stop.auth_status) == (
-        "Local", Decimal(20), None, None)
+        "Local",
+        Decimal(20),
+        None,
+        None,
+    )
 
 
 # --------------------------------------------------------------------------- 2.0.1
@@ -97,20 +179,33 @@ def test_v16_transactions() -> None:
 
 @pytest.mark.parametrize(
     ("status", "state", "common"),
-    [("Available", None, "Available"), ("Reserved", "Charging", "Reserved"),
-     ("Unavailable", None, "Unavailable"), ("Faulted", None, "Faulted"),
-     ("Occupied", None, "Preparing"), ("Occupied", "EVConnected", "Preparing"),
-     ("Occupied", "Idle", "Preparing"), ("Occupied", "Charging", "Charging"),
-     ("Occupied", "SuspendedEV", "SuspendedEV"), ("Occupied", "SuspendedEVSE", "SuspendedEVSE"),
-     ("Occupied", "Ended", "Finishing")],
+    [
+        ("Available", None, "Available"),
+        ("Reserved", "Charging", "Reserved"),
+        ("Unavailable", None, "Unavailable"),
+        ("Faulted", None, "Faulted"),
+        ("Occupied", None, "Preparing"),
+        ("Occupied", "EVConnected", "Preparing"),
+        ("Occupied", "Idle", "Preparing"),
+        ("Occupied", "Charging", "Charging"),
+        ("Occupied", "SuspendedEV", "SuspendedEV"),
+        ("Occupied", "SuspendedEVSE", "SuspendedEVSE"),
+        ("Occupied", "Ended", "Finishing"),
+    ],
 )
 def test_v201_status_mapping(status: str, state: str | None, common: str) -> None:
     assert status_from_v201(status, state) == common
 
 
 def _event(event: str, seq: int, **extra: Any) -> dict[str, Any]:
-    return {"eventType": event, "timestamp": T_ISO, "triggerReason": "Trigger", "seqNo": seq,
-            "transactionInfo": {"transactionId": "tx", **extra.pop("info", {})}, **extra}
+    return {
+        "eventType": event,
+        "timestamp": T_ISO,
+        "triggerReason": "Trigger",
+        "seqNo": seq,
+        "transactionInfo": {"transactionId": "tx", **extra.pop("info", {})},
+        **extra,
+    }
 
 
 def test_v201_transaction_lifecycle_drives_the_occupied_refinement() -> None:
@@ -123,12 +218,23 @@ def test_v201_transaction_lifecycle_drives_the_occupied_refinement() -> None:
 
     occupied = {"timestamp": T_ISO, "connectorStatus": "Occupied", "evseId": 2, "connectorId": 1}
     assert feed("StatusNotification", occupied)[0].status == "Preparing"
-    [start] = feed("TransactionEvent", _event(
-        "Started", 0, evse={"id": 2, "connectorId": 1}, info={"chargingState": "Charging"},
-        idToken={"idToken": "TOK", "type": "KeyCode"}))
+    [start] = feed(
+        "TransactionEvent",
+        _event(
+            "Started",
+            0,
+            evse={"id": 2, "connectorId": 1},
+            info={"chargingState": "Charging"},
+            idToken={"idToken": "TOK", "type": "KeyCode"},
+        ),
+    )
     assert isinstance(start, TransactionStart)
     assert (start.evse_id, start.id_tag, start.id_token_type, start.meter_start_wh) == (
-        2, "TOK", "KeyCode", None)
+        2,
+        "TOK",
+        "KeyCode",
+        None,
+    )
     assert feed("StatusNotification", occupied)[0].status == "Charging"
     # Updates name no EVSE; the state follows the transaction id.
     [upd] = feed("TransactionEvent", _event("Updated", 1, info={"chargingState": "SuspendedEVSE"}))
@@ -147,14 +253,24 @@ def test_v201_registers_in_wh_from_the_transaction_contexts() -> None:
     def sv(value: Any, context: str, **more: Any) -> dict[str, Any]:
         return {"value": value, "context": context, **more}
 
-    payload = _event("Ended", 5, meterValue=[
-        {"timestamp": "2026-01-05T10:00:00Z", "sampledValue": [
-            sv(1, "Transaction.End", unitOfMeasure={"unit": "kWh", "multiplier": 1}),
-            sv(5, "Transaction.End", phase="L1"),
-            sv(99, "Sample.Periodic")]},
-        {"timestamp": "2026-01-05T10:00:01Z", "sampledValue": [
-            sv(12.5, "Transaction.End", unitOfMeasure={"unit": "kWh"})]},
-    ])
+    payload = _event(
+        "Ended",
+        5,
+        meterValue=[
+            {
+                "timestamp": "2026-01-05T10:00:00Z",
+                "sampledValue": [
+                    sv(1, "Transaction.End", unitOfMeasure={"unit": "kWh", "multiplier": 1}),
+                    sv(5, "Transaction.End", phase="L1"),
+                    sv(99, "Sample.Periodic"),
+                ],
+            },
+            {
+                "timestamp": "2026-01-05T10:00:01Z",
+                "sampledValue": [sv(12.5, "Transaction.End", unitOfMeasure={"unit": "kWh"})],
+            },
+        ],
+    )
     facts = normalize_v201("CS", "TransactionEvent", payload, {}, T)
     end = facts[0]
     assert isinstance(end, TransactionEnd)
@@ -167,18 +283,45 @@ def test_v201_registers_in_wh_from_the_transaction_contexts() -> None:
 
 
 def test_facts_round_trip_through_the_envelope_and_old_envelopes_still_decode() -> None:
-    facts = normalize_v201("CS", "TransactionEvent", _event(
-        "Started", 0, meterValue=[{"timestamp": T_ISO, "sampledValue": [
-            {"value": 0.1, "context": "Transaction.Begin"}]}]), {}, T)
-    env = Envelope(message_id="m", charge_point_id="CS", received_at=T, measured_at=T,
-                   kind=Kind.OCPP_CALL, ocpp_version="2.0.1", action="TransactionEvent",
-                   payload={}, normalized=facts)
+    facts = normalize_v201(
+        "CS",
+        "TransactionEvent",
+        _event(
+            "Started",
+            0,
+            meterValue=[
+                {
+                    "timestamp": T_ISO,
+                    "sampledValue": [{"value": 0.1, "context": "Transaction.Begin"}],
+                }
+            ],
+        ),
+        {},
+        T,
+    )
+    env = Envelope(
+        message_id="m",
+        charge_point_id="CS",
+        received_at=T,
+        measured_at=T,
+        kind=Kind.OCPP_CALL,
+        ocpp_version="2.0.1",
+        action="TransactionEvent",
+        payload={},
+        normalized=facts,
+    )
     data = encode_envelope(env)
     assert b'"type":"transaction_start"' in data
     assert b'"value":"0.1"' in data  # Decimal as a JSON string
     assert decode_envelope(data) == env
-    old = Envelope(message_id="m", charge_point_id="CS", received_at=T, measured_at=T,
-                   kind=Kind.OCPP_CALL, payload={})
+    old = Envelope(
+        message_id="m",
+        charge_point_id="CS",
+        received_at=T,
+        measured_at=T,
+        kind=Kind.OCPP_CALL,
+        payload={},
+    )
     assert decode_envelope(encode_envelope(old)).normalized is None
 
 
@@ -187,15 +330,17 @@ def test_facts_round_trip_through_the_envelope_and_old_envelopes_still_decode() 
 
 @pytest.mark.parametrize(
     ("raw", "uid", "code"),
-    [('[2,"m-1","Heartbeat",{', "-1", "RpcFrameworkError"),
-     (b"\xff", "-1", "RpcFrameworkError"),
-     ("[]", "-1", "RpcFrameworkError"),
-     ('[2,"' + "i" * 37 + '","A",{}]', "-1", "RpcFrameworkError"),
-     ('["2","x","A",{}]', "x", "RpcFrameworkError"),
-     ('[2,"x","A"]', "x", "RpcFrameworkError"),
-     ('[2,"x",5,{}]', "x", "RpcFrameworkError"),
-     ('[9,"x","A",{}]', "x", "MessageTypeNotSupported"),
-     ('[2,"x","A",[]]', "x", "FormatViolation")],
+    [
+        ('[2,"m-1","Heartbeat",{', "-1", "RpcFrameworkError"),
+        (b"\xff", "-1", "RpcFrameworkError"),
+        ("[]", "-1", "RpcFrameworkError"),
+        ('[2,"' + "i" * 37 + '","A",{}]', "-1", "RpcFrameworkError"),
+        ('["2","x","A",{}]', "x", "RpcFrameworkError"),
+        ('[2,"x","A"]', "x", "RpcFrameworkError"),
+        ('[2,"x",5,{}]', "x", "RpcFrameworkError"),
+        ('[9,"x","A",{}]', "x", "MessageTypeNotSupported"),
+        ('[2,"x","A",[]]', "x", "FormatViolation"),
+    ],
 )
 def test_v201_frame_errors(raw: str | bytes, uid: str, code: str) -> None:
     frame = framing.parse_frame(raw)
@@ -236,16 +381,30 @@ def test_simulator_201_payloads_are_schema_valid_and_carry_the_registers() -> No
     tx = d.new_transaction_id(random.Random(1).getrandbits(128))
     assert tx is not None
     assert len(tx) == 36
-    sample = Sample(T, (Reading("Energy.Active.Import.Register", 1500, "Wh", "Outlet"),
-                        Reading("Power.Active.Import", 7400.04, "W", "Outlet"),
-                        Reading("SoC", 55.4, "Percent", "EV", decimals=0)))
+    sample = Sample(
+        T,
+        (
+            Reading("Energy.Active.Import.Register", 1500, "Wh", "Outlet"),
+            Reading("Power.Active.Import", 7400.04, "W", "Outlet"),
+            Reading("SoC", 55.4, "Percent", "EV", decimals=0),
+        ),
+    )
     payloads = [
-        d.boot(vendor="v", model="m", serial="s", firmware="f"), d.heartbeat(),
-        d.status(1, "Preparing", T), d.authorize("TAG"),
+        d.boot(vendor="v", model="m", serial="s", firmware="f"),
+        d.heartbeat(),
+        d.status(1, "Preparing", T),
+        d.authorize("TAG"),
         d.start(connector_id=1, id_tag="TAG", register_wh=1000, at=T, transaction_id=tx),
         d.meter(connector_id=1, transaction_id=tx, sample=sample, charging=True),
-        d.stop(connector_id=1, transaction_id=tx, id_tag="TAG", register_wh=2000, at=T,
-               reason="Local", last=sample),
+        d.stop(
+            connector_id=1,
+            transaction_id=tx,
+            id_tag="TAG",
+            register_wh=2000,
+            at=T,
+            reason="Local",
+            last=sample,
+        ),
     ]
     for p in payloads:
         assert schemas.validate(type(p).__name__, _wire(p)) is None, p
@@ -253,8 +412,9 @@ def test_simulator_201_payloads_are_schema_valid_and_carry_the_registers() -> No
     assert d.status(0, "Available", T) is None
     start, upd, end = (_wire(p) for p in payloads[4:])
     assert [e["seqNo"] for e in (start, upd, end)] == [0, 1, 2]
-    facts = [f for e in (start, upd, end)
-             for f in normalize_v201("CS", "TransactionEvent", e, {}, T)]
+    facts = [
+        f for e in (start, upd, end) for f in normalize_v201("CS", "TransactionEvent", e, {}, T)
+    ]
     assert isinstance(facts[0], TransactionStart)
     assert facts[0].meter_start_wh == 1000
     [end] = [f for f in facts if isinstance(f, TransactionEnd)]
@@ -266,13 +426,28 @@ def test_simulator_201_payloads_are_schema_valid_and_carry_the_registers() -> No
 def test_simulator_16_payloads_are_schema_valid() -> None:
     schemas = SchemaSet("1.6")
     d = V16Dialect()
-    sample = Sample(T, (Reading("Energy.Active.Import.Register", 1500, "Wh", "Outlet"),
-                        Reading("Current.Import", 10.123, "A", "Outlet", decimals=2)))
-    for p in (d.status(0, "Available", T), d.authorize("T"),
-              d.start(connector_id=1, id_tag="T", register_wh=1, at=T, transaction_id=None),
-              d.meter(connector_id=1, transaction_id=4, sample=sample, charging=True),
-              d.stop(connector_id=1, transaction_id=4, id_tag="T", register_wh=2, at=T,
-                     reason="Local", last=sample)):
+    sample = Sample(
+        T,
+        (
+            Reading("Energy.Active.Import.Register", 1500, "Wh", "Outlet"),
+            Reading("Current.Import", 10.123, "A", "Outlet", decimals=2),
+        ),
+    )
+    for p in (
+        d.status(0, "Available", T),
+        d.authorize("T"),
+        d.start(connector_id=1, id_tag="T", register_wh=1, at=T, transaction_id=None),
+        d.meter(connector_id=1, transaction_id=4, sample=sample, charging=True),
+        d.stop(
+            connector_id=1,
+            transaction_id=4,
+            id_tag="T",
+            register_wh=2,
+            at=T,
+            reason="Local",
+            last=sample,
+        ),
+    ):
         assert schemas.validate(type(p).__name__, _wire(p)) is None, p
     wire = _wire(d.meter(connector_id=1, transaction_id=4, sample=sample, charging=True))
     assert [sv["value"] for sv in wire["meterValue"][0]["sampledValue"]] == ["1500", "10.12"]

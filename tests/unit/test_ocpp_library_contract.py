@@ -33,8 +33,8 @@ def test_the_library_writes_frames_through_its_connection() -> None:
     assert list(inspect.signature(ChargePoint._send).parameters) == ["self", "message"]
     connection = _Connection()
     station = V16ChargePoint("CP-1", connection)
-    asyncio.run(station._send("[2,\"1\",\"Heartbeat\",{}]"))
-    assert connection.sent == ["[2,\"1\",\"Heartbeat\",{}]"]
+    asyncio.run(station._send('[2,"1","Heartbeat",{}]'))
+    assert connection.sent == ['[2,"1","Heartbeat",{}]']
 
 
 def test_the_library_has_one_call_lock_per_connection() -> None:
@@ -48,7 +48,10 @@ def test_the_library_call_awaits_the_answer_hook_under_the_call_lock() -> None:
     assert "self._call_lock" in source
     assert "self._get_specific_response(" in source
     assert list(inspect.signature(ChargePoint._get_specific_response).parameters) == [
-        "self", "unique_id", "timeout"]
+        "self",
+        "unique_id",
+        "timeout",
+    ]
 
 
 def test_call_uses_our_answer_hook() -> None:
@@ -59,8 +62,7 @@ def test_call_uses_our_answer_hook() -> None:
         answered: list[str] = []
 
         # The library's signature, timeout parameter included.
-        async def _get_specific_response(
-                self, unique_id: str, timeout: Any) -> Any:  # noqa: ASYNC109
+        async def _get_specific_response(self, unique_id: str, timeout: Any) -> Any:  # noqa: ASYNC109
             self.answered.append(unique_id)
             raise TimeoutError
 

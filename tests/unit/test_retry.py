@@ -35,8 +35,9 @@ def test_retrying_retries_only_what_it_is_told_and_gives_up_after_attempts() -> 
         return "written"
 
     fast = Backoff(initial_s=0.001, max_s=0.002)
-    for attempt in retrying(fast, ConnectionError,
-                            before_sleep=lambda s: waits.append(s.attempt_number)):
+    for attempt in retrying(
+        fast, ConnectionError, before_sleep=lambda s: waits.append(s.attempt_number)
+    ):
         with attempt:
             result = flaky()
     assert result == "written"
@@ -72,8 +73,9 @@ async def test_async_retrying_stops_when_asked() -> None:
 
     async def broker_away() -> None:
         nonlocal tries
-        async for attempt in async_retrying(MQTT, ConnectionError, sleep=sleep,
-                                            stop_when=stop.is_set):
+        async for attempt in async_retrying(
+            MQTT, ConnectionError, sleep=sleep, stop_when=stop.is_set
+        ):
             with attempt:
                 tries += 1
                 raise ConnectionError("broker away")

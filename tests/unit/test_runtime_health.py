@@ -92,12 +92,15 @@ def test_a_check_that_hangs_fails_within_its_time_limit(server: HealthServer) ->
         release.set()
     assert answer.status_code == 503
     assert answer.json()["checks"] == {
-        "stuck": {"ok": False, "error": "no answer within 0.5s"}, "quick": {"ok": True}}
+        "stuck": {"ok": False, "error": "no answer within 0.5s"},
+        "quick": {"ok": True},
+    }
     assert elapsed < 5
 
 
-def test_metrics_in_the_prometheus_format(server: HealthServer,
-                                          registry: CollectorRegistry) -> None:
+def test_metrics_in_the_prometheus_format(
+    server: HealthServer, registry: CollectorRegistry
+) -> None:
     counter = Counter("things_done", "Things done", registry=registry)
     counter.inc(3)
     answer = httpx.get(f"{server.url}/metrics")
@@ -172,6 +175,8 @@ async def test_serves_inside_the_running_loop(registry: CollectorRegistry) -> No
 
 
 def test_redaction_helpers() -> None:
-    assert redact("mqtt://u:p@h:1 and postgresql://x@y/z") == "mqtt://***@h:1 and postgresql://***@y/z"
+    assert (
+        redact("mqtt://u:p@h:1 and postgresql://x@y/z") == "mqtt://***@h:1 and postgresql://***@y/z"
+    )
     assert describe_failure(RuntimeError("")) == "RuntimeError"
     assert describe_failure(OSError("boom\ntrace")) == "OSError: boom"

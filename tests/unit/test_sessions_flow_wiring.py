@@ -32,10 +32,12 @@ def kafka_like_input(items: Sequence[Any], batch_size: int = 3) -> FlowInput:
     return build
 
 
-def message(value: bytes | None, key: bytes | None, offset: int, partition: int = 0
-            ) -> KafkaSourceMessage[bytes | None, bytes | None]:
-    return KafkaSourceMessage(key=key, value=value, topic="ocpp.events", partition=partition,
-                              offset=offset)
+def message(
+    value: bytes | None, key: bytes | None, offset: int, partition: int = 0
+) -> KafkaSourceMessage[bytes | None, bytes | None]:
+    return KafkaSourceMessage(
+        key=key, value=value, topic="ocpp.events", partition=partition, offset=offset
+    )
 
 
 def run_flow(items: Sequence[Any]) -> tuple[list[Any], list[KafkaSinkMessage[Any, Any]]]:
@@ -61,24 +63,25 @@ def test_flow_turns_envelopes_into_rows_and_routes_garbage_to_dead_letters() -> 
     items.append(message(None, b"CP3", 102))
     bad_start = msgspec.structs.replace(start("CP3", 3, 0), response={})
     items.append(message(encode_envelope(bad_start), b"CP3", 103))
-    items.append(KafkaError(
-        ConfluentKafkaError(ConfluentKafkaError._MSG_TIMED_OUT),
-        message(b"lost", b"CP4", 104),
-    ))
+    items.append(
+        KafkaError(
+            ConfluentKafkaError(ConfluentKafkaError._MSG_TIMED_OUT),
+            message(b"lost", b"CP4", 104),
+        )
+    )
 
     rows, dead = run_flow(items)
 
-    closed = {r.charge_point_id: r for r in rows if isinstance(r, SessionRow)
-              and r.status == "closed"}
+    closed = {
+        r.charge_point_id: r for r in rows if isinstance(r, SessionRow) and r.status == "closed"
+    }
     assert {cp: r.energy_wh for cp, r in closed.items()} == {"CP1": 500, "CP2": 30}
     assert [r.value for r in rows if isinstance(r, MeterSampleRow)] == [1400]
     # Per charge point, snapshots arrive in order (same key, same worker).
     cp1 = [r.status for r in rows if isinstance(r, SessionRow) and r.charge_point_id == "CP1"]
     assert cp1 == ["active", "active", "closed"]
 
-    by_offset = {
-        int(dict(d.headers)["deadletter.source.offset"]): d for d in dead
-    }
+    by_offset = {int(dict(d.headers)["deadletter.source.offset"]): d for d in dead}
     assert sorted(by_offset) == [100, 101, 102, 103, 104]
     headers = {o: dict(d.headers) for o, d in by_offset.items()}
     assert by_offset[100].value == b"\x00\xffgarbage"
@@ -96,8 +99,11 @@ def test_flow_turns_envelopes_into_rows_and_routes_garbage_to_dead_letters() -> 
 
 
 def test_duplicated_deliveries_do_not_change_the_result() -> None:
-    envs = [start("CP1", 1, 0), meter("CP1", 1, register(T0 + timedelta(minutes=1), 250)),
-            stop("CP1", 1, 300)]
+    envs = [
+        start("CP1", 1, 0),
+        meter("CP1", 1, register(T0 + timedelta(minutes=1), 250)),
+        stop("CP1", 1, 300),
+    ]
     once = [message(encode_envelope(e), b"CP1", i) for i, e in enumerate(envs)]
     twice = once + once  # at-least-once redelivery of everything
     rows_once, _ = run_flow(once)

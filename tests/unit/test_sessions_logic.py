@@ -32,28 +32,54 @@ def iso(t: datetime) -> str:
 
 
 def envelope(
-    cp: str, action: str, payload: dict[str, Any], *, at: datetime = T0,
-    response: dict[str, Any] | None = None, message_id: str | None = None,
+    cp: str,
+    action: str,
+    payload: dict[str, Any],
+    *,
+    at: datetime = T0,
+    response: dict[str, Any] | None = None,
+    message_id: str | None = None,
 ) -> Envelope:
     return Envelope(
-        message_id=message_id or new_message_id(), charge_point_id=cp, received_at=at,
-        measured_at=at, kind=Kind.OCPP_CALL, ocpp_version="1.6", action=action,
-        unique_id=new_message_id()[:8], payload=payload, response=response,
+        message_id=message_id or new_message_id(),
+        charge_point_id=cp,
+        received_at=at,
+        measured_at=at,
+        kind=Kind.OCPP_CALL,
+        ocpp_version="1.6",
+        action=action,
+        unique_id=new_message_id()[:8],
+        payload=payload,
+        response=response,
     )
 
 
-def start(cp: str, tx: int, meter_start: int, *, connector: int = 1, id_tag: str = "TAG1",
-          at: datetime = T0) -> Envelope:
+def start(
+    cp: str,
+    tx: int,
+    meter_start: int,
+    *,
+    connector: int = 1,
+    id_tag: str = "TAG1",
+    at: datetime = T0,
+) -> Envelope:
     return envelope(
-        cp, "StartTransaction",
-        {"connectorId": connector, "idTag": id_tag, "meterStart": meter_start,
-         "timestamp": iso(at)},
-        at=at, response={"transactionId": tx, "idTagInfo": {"status": "Accepted"}},
+        cp,
+        "StartTransaction",
+        {
+            "connectorId": connector,
+            "idTag": id_tag,
+            "meterStart": meter_start,
+            "timestamp": iso(at),
+        },
+        at=at,
+        response={"transactionId": tx, "idTagInfo": {"status": "Accepted"}},
     )
 
 
-def meter(cp: str, tx: int | None, *samples: tuple[datetime, str, dict[str, str]],
-          connector: int = 1) -> Envelope:
+def meter(
+    cp: str, tx: int | None, *samples: tuple[datetime, str, dict[str, str]], connector: int = 1
+) -> Envelope:
     payload: dict[str, Any] = {
         "connectorId": connector,
         "meterValue": [
@@ -70,8 +96,15 @@ def register(t: datetime, wh: int | str, unit: str = "Wh") -> tuple[datetime, st
     return (t, str(wh), {"measurand": ENERGY_REGISTER, "unit": unit, "context": "Sample.Periodic"})
 
 
-def stop(cp: str, tx: int, meter_stop: int, *, at: datetime = T0 + timedelta(hours=1),
-         reason: str | None = "Local", transaction_data: list[Any] | None = None) -> Envelope:
+def stop(
+    cp: str,
+    tx: int,
+    meter_stop: int,
+    *,
+    at: datetime = T0 + timedelta(hours=1),
+    reason: str | None = "Local",
+    transaction_data: list[Any] | None = None,
+) -> Envelope:
     payload: dict[str, Any] = {"transactionId": tx, "meterStop": meter_stop, "timestamp": iso(at)}
     if reason is not None:
         payload["reason"] = reason
@@ -80,8 +113,9 @@ def stop(cp: str, tx: int, meter_stop: int, *, at: datetime = T0 + timedelta(hou
     return envelope(cp, "StopTransaction", payload, at=at, response={})
 
 
-def run(events: list[Envelope], state: ChargePointState | None = None
-        ) -> tuple[ChargePointState | None, list[Output]]:
+def run(
+    events: list[Envelope], state: ChargePointState | None = None
+) -> tuple[ChargePointState | None, list[Output]]:
     outputs: list[Output] = []
     for env in events:
         state, out = update(state, env)
@@ -99,12 +133,14 @@ def samples(outputs: list[Output]) -> list[MeterSampleRow]:
 
 def test_start_meter_stop_gives_exact_register_energy() -> None:
     t1, t2 = T0 + timedelta(minutes=15), T0 + timedelta(minutes=30)
-    state, out = run([
-        start("CP1", 42, 1_000_000),
-        meter("CP1", 42, register(t1, 1_002_500)),
-        meter("CP1", 42, register(t2, 1_005_000)),
-        stop("CP1", 42, 1_007_340),
-    ])
+    state, out = run(
+        [
+            start("CP1", 42, 1_000_000),
+            meter("CP1", 42, register(t1, 1_002_500)),
+            meter("CP1", 42, register(t2, 1_005_000)),
+            stop("CP1", 42, 1_007_340),
+        ]
+    )
     rows = sessions(out)
     assert [r.status for r in rows] == ["active", "active", "active", "closed"]
     assert [r.energy_wh for r in rows] == [0, 2500, 5000, 7340]
@@ -128,18 +164,29 @@ def test_start_meter_stop_gives_exact_register_energy() -> None:
     assert [s.value for s in samples(out)] == [Decimal(1_002_500), Decimal(1_005_000)]
     s = samples(out)[0]
     assert (s.measured_at, s.charge_point_id, s.connector_id, s.transaction_id) == (
-        t1, "CP1", 1, "42")
+        t1,
+        "CP1",
+        1,
+        "42",
+    )
     assert (s.measurand, s.phase, s.location, s.context, s.unit) == (
-        ENERGY_REGISTER, "", "Outlet", "Sample.Periodic", "Wh")  # spec default location
+        ENERGY_REGISTER,
+        "",
+        "Outlet",
+        "Sample.Periodic",
+        "Wh",
+    )  # spec default location
 
 
 def test_kwh_samples_are_converted_to_wh_and_stored_as_sent() -> None:
     t1 = T0 + timedelta(minutes=10)
-    _, out = run([
-        start("CP1", 1, 12_000),
-        meter("CP1", 1, register(t1, "13.5005", unit="kWh")),
-        stop("CP1", 1, 14_000),
-    ])
+    _, out = run(
+        [
+            start("CP1", 1, 12_000),
+            meter("CP1", 1, register(t1, "13.5005", unit="kWh")),
+            stop("CP1", 1, 14_000),
+        ]
+    )
     rows = sessions(out)
     assert rows[1].energy_wh == 1500  # floor(13500.5) - 12000
     assert rows[1].last_register_wh == 13_500
@@ -151,15 +198,30 @@ def test_kwh_samples_are_converted_to_wh_and_stored_as_sent() -> None:
 
 def test_measurand_defaults_and_other_measurands() -> None:
     t1 = T0 + timedelta(minutes=5)
-    env = envelope("CP1", "MeterValues", {
-        "connectorId": 2, "transactionId": 9,
-        "meterValue": [{"timestamp": iso(t1), "sampledValue": [
-            {"value": "5000"},
-            {"value": "7200.5", "measurand": "Power.Active.Import", "unit": "W", "phase": "L1",
-             "location": "Outlet"},
-            {"value": "deadbeef", "format": "SignedData"},
-        ]}],
-    })
+    env = envelope(
+        "CP1",
+        "MeterValues",
+        {
+            "connectorId": 2,
+            "transactionId": 9,
+            "meterValue": [
+                {
+                    "timestamp": iso(t1),
+                    "sampledValue": [
+                        {"value": "5000"},
+                        {
+                            "value": "7200.5",
+                            "measurand": "Power.Active.Import",
+                            "unit": "W",
+                            "phase": "L1",
+                            "location": "Outlet",
+                        },
+                        {"value": "deadbeef", "format": "SignedData"},
+                    ],
+                }
+            ],
+        },
+    )
     _, out = run([start("CP1", 9, 4000, connector=2), env])
     rows = samples(out)
     assert [(r.measurand, r.unit, r.phase, r.location, r.value) for r in rows] == [
@@ -222,12 +284,14 @@ def test_meter_values_without_transaction_are_samples_only() -> None:
 
 def test_sample_outside_register_range_is_flagged() -> None:
     t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
-    _, out = run([
-        start("CP1", 1, 10_000),
-        meter("CP1", 1, register(t1, 9_000)),  # below start: ignored for energy
-        meter("CP1", 1, register(t2, 12_500)),  # above stop
-        stop("CP1", 1, 12_000),
-    ])
+    _, out = run(
+        [
+            start("CP1", 1, 10_000),
+            meter("CP1", 1, register(t1, 9_000)),  # below start: ignored for energy
+            meter("CP1", 1, register(t2, 12_500)),  # above stop
+            stop("CP1", 1, 12_000),
+        ]
+    )
     rows = sessions(out)
     # Alone, the drop looks real (counting restarts there, nothing subtracted) ...
     assert rows[1].quality == "corrected"
@@ -247,9 +311,13 @@ def test_meter_stop_near_zero_is_a_register_reset_counted_from_zero() -> None:
     # A stop register far below the start that could
     # have been counted up from 0 in the time is a reset (reboot), not a bad value.
     t1 = T0 + timedelta(minutes=30)
-    _, out = run([
-        start("CP1", 1, 50_000), meter("CP1", 1, register(t1, 53_000)), stop("CP1", 1, 10),
-    ])
+    _, out = run(
+        [
+            start("CP1", 1, 50_000),
+            meter("CP1", 1, register(t1, 53_000)),
+            stop("CP1", 1, 10),
+        ]
+    )
     final = sessions(out)[-1]
     assert final.energy_wh == 3_010
     assert final.quality == "corrected"
@@ -262,10 +330,14 @@ def test_meter_stop_near_zero_is_a_register_reset_counted_from_zero() -> None:
 
 def test_register_decrease_between_good_readings_is_an_outlier() -> None:
     t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)
-    _, out = run([
-        start("CP1", 1, 100), meter("CP1", 1, register(t1, 900)),
-        meter("CP1", 1, register(t2, 500)), stop("CP1", 1, 1000),
-    ])
+    _, out = run(
+        [
+            start("CP1", 1, 100),
+            meter("CP1", 1, register(t1, 900)),
+            meter("CP1", 1, register(t2, 500)),
+            stop("CP1", 1, 1000),
+        ]
+    )
     final = sessions(out)[-1]
     assert final.quality_reasons == ("register_outlier",)
     assert final.energy_wh == 900
@@ -274,9 +346,19 @@ def test_register_decrease_between_good_readings_is_an_outlier() -> None:
 
 def test_transaction_data_in_stop_is_sampled_and_checked() -> None:
     t1 = T0 + timedelta(minutes=59)
-    data = [{"timestamp": iso(t1), "sampledValue": [
-        {"value": "1.2", "unit": "kWh", "measurand": ENERGY_REGISTER, "context": "Transaction.End"}
-    ]}]
+    data = [
+        {
+            "timestamp": iso(t1),
+            "sampledValue": [
+                {
+                    "value": "1.2",
+                    "unit": "kWh",
+                    "measurand": ENERGY_REGISTER,
+                    "context": "Transaction.End",
+                }
+            ],
+        }
+    ]
     _, out = run([start("CP1", 3, 0), stop("CP1", 3, 1200, transaction_data=data)])
     assert len(samples(out)) == 1
     assert samples(out)[0].context == "Transaction.End"
@@ -287,10 +369,14 @@ def test_transaction_data_in_stop_is_sampled_and_checked() -> None:
 
 
 def test_two_connectors_run_independent_transactions() -> None:
-    _, out = run([
-        start("CP1", 1, 100, connector=1), start("CP1", 2, 5_000, connector=2),
-        stop("CP1", 2, 5_500), stop("CP1", 1, 400),
-    ])
+    _, out = run(
+        [
+            start("CP1", 1, 100, connector=1),
+            start("CP1", 2, 5_000, connector=2),
+            stop("CP1", 2, 5_500),
+            stop("CP1", 1, 400),
+        ]
+    )
     closed = {r.transaction_id: r for r in sessions(out) if r.status == "closed"}
     assert closed["1"].energy_wh == 300
     assert closed["1"].connector_id == 1
@@ -303,8 +389,7 @@ def test_non_session_actions_produce_nothing() -> None:
         ("Heartbeat", {}),
         ("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}),
         ("Authorize", {"idTag": "TAG1"}),
-        ("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
-                                "status": "Available"}),
+        ("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}),
     ]
     for action, payload in cases:
         state, out = update(None, envelope("CP1", action, payload))
@@ -315,16 +400,40 @@ def test_non_session_actions_produce_nothing() -> None:
 @pytest.mark.parametrize(
     ("action", "payload", "response", "match"),
     [
-        ("StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 1,
-                              "timestamp": "2026-01-01T00:00:00Z"}, {}, "transactionId"),
-        ("StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": "12",
-                              "timestamp": "2026-01-01T00:00:00Z"},
-         {"transactionId": 1}, "meterStart"),
-        ("StopTransaction", {"transactionId": 1, "meterStop": 5, "timestamp": "yesterday"},
-         {}, "ISO 8601"),
-        ("MeterValues", {"connectorId": 1, "meterValue": [
-            {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "abc"}]}]},
-         None, "not a number"),
+        (
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "T", "meterStart": 1, "timestamp": "2026-01-01T00:00:00Z"},
+            {},
+            "transactionId",
+        ),
+        (
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": "T",
+                "meterStart": "12",
+                "timestamp": "2026-01-01T00:00:00Z",
+            },
+            {"transactionId": 1},
+            "meterStart",
+        ),
+        (
+            "StopTransaction",
+            {"transactionId": 1, "meterStop": 5, "timestamp": "yesterday"},
+            {},
+            "ISO 8601",
+        ),
+        (
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "meterValue": [
+                    {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "abc"}]}
+                ],
+            },
+            None,
+            "not a number",
+        ),
         ("MeterValues", {"connectorId": 1, "meterValue": "x"}, None, "must be a list"),
     ],
 )
@@ -349,8 +458,12 @@ def test_state_is_bounded_and_picklable() -> None:
 
 def test_replay_is_deterministic() -> None:
     ids = count()
-    events = [start("CP1", 1, 10)] + [
-        meter("CP1", 1, register(T0 + timedelta(minutes=next(ids)), 10 + 100 * i))
-        for i in range(5)
-    ] + [stop("CP1", 1, 700)]
+    events = (
+        [start("CP1", 1, 10)]
+        + [
+            meter("CP1", 1, register(T0 + timedelta(minutes=next(ids)), 10 + 100 * i))
+            for i in range(5)
+        ]
+        + [stop("CP1", 1, 700)]
+    )
     assert run(events)[1] == run(events)[1]

@@ -50,27 +50,39 @@ def test_reading_just_after_the_start_arriving_first_keeps_the_start_figure() ->
 
 
 def test_a_run_spanning_the_start_pins_the_register_even_if_it_began_long_before() -> None:
-    events = [reading("CP1", T0 - 60 * M, 70_000), reading("CP1", T0 + M, 70_000),
-              start("CP1", 1, 1_000), stop("CP1", 1, 8_000, at=T0 + 60 * M),
-              reading("CP1", T0 + 61 * M, 77_000)]
+    events = [
+        reading("CP1", T0 - 60 * M, 70_000),
+        reading("CP1", T0 + M, 70_000),
+        start("CP1", 1, 1_000),
+        stop("CP1", 1, 8_000, at=T0 + 60 * M),
+        reading("CP1", T0 + 61 * M, 77_000),
+    ]
     row = final_rows(events)["1"]
     assert (row.energy_wh, row.energy_source, row.quality) == (7_000, "smart_meter", "exact")
 
 
 def test_a_run_spanning_the_stop_pins_the_register_even_if_it_ended_long_after() -> None:
     # The car was full 30 minutes before the stop: the meter idles across the stop.
-    events = [reading("CP1", T0 - M, 70_000), start("CP1", 1, 1_000),
-              *idle_run(T0 + 30 * M, T0 + 90 * M, 77_000),
-              stop("CP1", 1, 8_000, at=T0 + 60 * M)]
+    events = [
+        reading("CP1", T0 - M, 70_000),
+        start("CP1", 1, 1_000),
+        *idle_run(T0 + 30 * M, T0 + 90 * M, 77_000),
+        stop("CP1", 1, 8_000, at=T0 + 60 * M),
+    ]
     row = final_rows(events)["1"]
     assert (row.energy_wh, row.energy_source, row.quality) == (7_000, "smart_meter", "exact")
 
 
 def test_a_lone_far_reading_does_not_pin() -> None:
     # No reading within the window before the start and nothing equal after it.
-    events = [reading("CP1", T0 - 60 * M, 70_000), reading("CP1", T0 + M, 70_100),
-              start("CP1", 1, 1_000), stop("CP1", 1, 8_000, at=T0 + 60 * M),
-              reading("CP1", T0 + 61 * M, 77_000), reading("CP1", T0 + 70 * M, 77_000)]
+    events = [
+        reading("CP1", T0 - 60 * M, 70_000),
+        reading("CP1", T0 + M, 70_100),
+        start("CP1", 1, 1_000),
+        stop("CP1", 1, 8_000, at=T0 + 60 * M),
+        reading("CP1", T0 + 61 * M, 77_000),
+        reading("CP1", T0 + 70 * M, 77_000),
+    ]
     row = final_rows(events)["1"]
     assert row.energy_source == "station_register"
     assert row.quality_reasons == ("smart_meter_incomplete",)
@@ -88,7 +100,8 @@ def stream() -> tuple[list[Envelope], list[Envelope]]:
     ]
     readings = [
         *idle_run(T0 - 60 * M, T0, 70_000, every=6),
-        reading("CP1", T0 + 2 * M, 70_000), reading("CP1", T0 + 20 * M, 72_000),
+        reading("CP1", T0 + 2 * M, 70_000),
+        reading("CP1", T0 + 20 * M, 72_000),
         *idle_run(T0 + 35 * M, T0 + 101 * M, 74_000, every=6),
         reading("CP1", T0 + 110 * M, 75_000),
         *idle_run(T0 + 118 * M, T0 + 180 * M, 76_000, every=6),
@@ -109,8 +122,9 @@ def test_final_rows_do_not_depend_on_the_interleaving_of_the_two_topics() -> Non
     by_time = sorted([*station, *readings], key=lambda e: (e.measured_at, e.kind != Kind.OCPP_CALL))
     expected = final_rows(by_time)
     assert set(expected) == {"1", "2"}
-    assert {k: (r.status, r.energy_source, r.energy_wh, r.quality)
-            for k, r in expected.items()} == {
+    assert {
+        k: (r.status, r.energy_source, r.energy_wh, r.quality) for k, r in expected.items()
+    } == {
         "1": ("closed", "smart_meter", 4_000, "exact"),
         "2": ("closed", "smart_meter", 2_000, "exact"),
     }
@@ -118,7 +132,8 @@ def test_final_rows_do_not_depend_on_the_interleaving_of_the_two_topics() -> Non
     for _ in range(300):
         order = interleave(station, readings, rng)
         assert final_rows(order) == expected, [
-            (e.kind, e.measured_at, parse_event(e)) for e in order]
+            (e.kind, e.measured_at, parse_event(e)) for e in order
+        ]
 
 
 def test_apply_batch_over_random_batches_gives_the_same_final_rows() -> None:
@@ -132,7 +147,7 @@ def test_apply_batch_over_random_batches_gives_the_same_final_rows() -> None:
         i = 0
         while i < len(events):
             n = rng.randint(1, 8)
-            state, out = apply_batch(state, events[i:i + n])
+            state, out = apply_batch(state, events[i : i + n])
             i += n
             last.update((o.transaction_id, o) for o in out if isinstance(o, SessionRow))
         assert last == expected

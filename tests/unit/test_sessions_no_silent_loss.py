@@ -30,8 +30,15 @@ def same_seq_no_session(cp: str = "CP2", tx: str = "tx-1") -> list[Any]:
     return [
         tx_event(cp, "Started", tx, 0, T0, sv(1_000, context="Transaction.Begin")),
         tx_event(cp, "Updated", tx, 0, T0 + 10 * M, sv(3_000)),
-        tx_event(cp, "Ended", tx, 0, T0 + 30 * M, sv(8_000, context="Transaction.End"),
-                 reason="EVDisconnected"),
+        tx_event(
+            cp,
+            "Ended",
+            tx,
+            0,
+            T0 + 30 * M,
+            sv(8_000, context="Transaction.End"),
+            reason="EVDisconnected",
+        ),
     ]
 
 
@@ -86,8 +93,9 @@ def test_a_closed_session_without_any_energy_figure_is_missing_not_corrected() -
 
 
 def test_an_orphan_stop_has_no_figure_of_its_own() -> None:
-    [row] = rows(run([tx_event("CP2", "Ended", "t", 3, T0, sv(8_000,
-                                                               context="Transaction.End"))])[1])
+    [row] = rows(
+        run([tx_event("CP2", "Ended", "t", 3, T0, sv(8_000, context="Transaction.End"))])[1]
+    )
     assert (row.status, row.energy_wh, row.energy_source) == ("closed", None, None)
     assert row.quality == "missing"
     assert "start_unknown" in row.quality_reasons
@@ -95,9 +103,12 @@ def test_an_orphan_stop_has_no_figure_of_its_own() -> None:
 
 def test_sample_count_counts_each_stored_sample_once() -> None:
     sample = register(T0 + 5 * M, 1_500)
-    events = [start("CP1", 7, 1_000), meter("CP1", 7, sample),
-              meter("CP1", 7, sample),  # resent by the station: a new message id, not stored
-              meter("CP1", 7, register(T0 + 10 * M, 2_000))]
+    events = [
+        start("CP1", 7, 1_000),
+        meter("CP1", 7, sample),
+        meter("CP1", 7, sample),  # resent by the station: a new message id, not stored
+        meter("CP1", 7, register(T0 + 10 * M, 2_000)),
+    ]
     _, out = run(events)
     assert rows(out)[-1].sample_count == 2
 
@@ -138,16 +149,26 @@ def test_batch_and_single_folds_agree_on_a_reused_seq_no_session() -> None:
 
 def test_sessions_closed_carries_missing_energy_and_reconciled_close() -> None:
     payload = {
-        "message_id": "ab", "session_id": "ab", "charge_point_id": "CP1", "connector_id": 1,
-        "transaction_id": "7", "started_at": "2026-01-01T00:00:00+00:00",
-        "stopped_at": "2026-01-01T01:00:00+00:00", "closed_at": "2026-01-01T01:00:05+00:00",
-        "energy_wh": None, "energy_source": None, "quality": "missing",
+        "message_id": "ab",
+        "session_id": "ab",
+        "charge_point_id": "CP1",
+        "connector_id": 1,
+        "transaction_id": "7",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "stopped_at": "2026-01-01T01:00:00+00:00",
+        "closed_at": "2026-01-01T01:00:05+00:00",
+        "energy_wh": None,
+        "energy_source": None,
+        "quality": "missing",
         "quality_reasons": ["state_lost", "stop_missing", "register_missing"],
         "closed_by": "reconciled",
     }
     message = decode_session_closed(encode_session_closed(session_closed_from_row(payload)))
     assert (message.energy_wh, message.quality, message.closed_by) == (
-        None, Quality.MISSING, ClosedBy.RECONCILED)
+        None,
+        Quality.MISSING,
+        ClosedBy.RECONCILED,
+    )
     assert message.quality != Quality.CORRECTED
     assert b'"quality":"missing"' in encode_session_closed(message)  # plain strings on the wire
 

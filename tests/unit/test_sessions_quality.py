@@ -30,19 +30,42 @@ M = timedelta(minutes=1)
 # --------------------------------------------------------------------------- helpers
 
 
-def v201(cp: str, action: str, payload: dict[str, Any], *, at: datetime,
-         message_id: str | None = None, attach: bool = True) -> Envelope:
+def v201(
+    cp: str,
+    action: str,
+    payload: dict[str, Any],
+    *,
+    at: datetime,
+    message_id: str | None = None,
+    attach: bool = True,
+) -> Envelope:
     """A 2.0.1 envelope as the gateway publishes it (normalised facts attached)."""
     facts = normalize_v201(cp, action, payload, {"idTokenInfo": {"status": "Accepted"}}, at)
     return Envelope(
-        message_id=message_id or new_message_id(), charge_point_id=cp, received_at=at,
-        measured_at=at, kind=Kind.OCPP_CALL, ocpp_version="2.0.1", action=action,
-        unique_id="u", payload=payload, response={}, normalized=facts if attach else None)
+        message_id=message_id or new_message_id(),
+        charge_point_id=cp,
+        received_at=at,
+        measured_at=at,
+        kind=Kind.OCPP_CALL,
+        ocpp_version="2.0.1",
+        action=action,
+        unique_id="u",
+        payload=payload,
+        response={},
+        normalized=facts if attach else None,
+    )
 
 
-def sv(value: float | int | str, *, context: str = "Sample.Periodic", unit: str | None = "Wh",
-       multiplier: int | None = None, measurand: str | None = ENERGY_REGISTER,
-       phase: str | None = None, location: str | None = None) -> dict[str, Any]:
+def sv(
+    value: float | int | str,
+    *,
+    context: str = "Sample.Periodic",
+    unit: str | None = "Wh",
+    multiplier: int | None = None,
+    measurand: str | None = ENERGY_REGISTER,
+    phase: str | None = None,
+    location: str | None = None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"value": value, "context": context}
     if measurand is not None:
         out["measurand"] = measurand
@@ -60,13 +83,27 @@ def sv(value: float | int | str, *, context: str = "Sample.Periodic", unit: str 
     return out
 
 
-def tx_event(cp: str, event: str, tx: str, seq: int, at: datetime, *values: dict[str, Any],
-             evse: int | None = 1, offline: bool = False, reason: str | None = None,
-             message_id: str | None = None) -> Envelope:
+def tx_event(
+    cp: str,
+    event: str,
+    tx: str,
+    seq: int,
+    at: datetime,
+    *values: dict[str, Any],
+    evse: int | None = 1,
+    offline: bool = False,
+    reason: str | None = None,
+    message_id: str | None = None,
+) -> Envelope:
     payload: dict[str, Any] = {
-        "eventType": event, "timestamp": iso(at), "seqNo": seq,
-        "triggerReason": {"Started": "Authorized", "Updated": "MeterValuePeriodic",
-                          "Ended": "EVDeparted"}[event],
+        "eventType": event,
+        "timestamp": iso(at),
+        "seqNo": seq,
+        "triggerReason": {
+            "Started": "Authorized",
+            "Updated": "MeterValuePeriodic",
+            "Ended": "EVDeparted",
+        }[event],
         "transactionInfo": {"transactionId": tx},
     }
     if evse is not None:
@@ -86,18 +123,37 @@ def heartbeat(cp: str, at: datetime) -> Envelope:
     return envelope(cp, "Heartbeat", {}, at=at)
 
 
-def reading(cp: str, at: datetime, wh: int | str, *, connector: int = 1,
-            meter_id: str = "MTR-1", billing: bool = True) -> Envelope:
+def reading(
+    cp: str,
+    at: datetime,
+    wh: int | str,
+    *,
+    connector: int = 1,
+    meter_id: str = "MTR-1",
+    billing: bool = True,
+) -> Envelope:
     return Envelope(
-        message_id=new_message_id(), charge_point_id=cp, received_at=at, measured_at=at,
-        kind=Kind.METER_READING, payload={
-            "meter_id": meter_id, "connector_id": connector, "energy_wh": str(wh),
-            "power_w": 7000.0, "voltage_v": 230.0, "current_a": 10.0, "temperature_c": None,
-            "is_billing_meter": billing})
+        message_id=new_message_id(),
+        charge_point_id=cp,
+        received_at=at,
+        measured_at=at,
+        kind=Kind.METER_READING,
+        payload={
+            "meter_id": meter_id,
+            "connector_id": connector,
+            "energy_wh": str(wh),
+            "power_w": 7000.0,
+            "voltage_v": 230.0,
+            "current_a": 10.0,
+            "temperature_c": None,
+            "is_billing_meter": billing,
+        },
+    )
 
 
-def run(events: list[Envelope], rules: SessionRules | None = None,
-        state: ChargePointState | None = None) -> tuple[ChargePointState, list[Output]]:
+def run(
+    events: list[Envelope], rules: SessionRules | None = None, state: ChargePointState | None = None
+) -> tuple[ChargePointState, list[Output]]:
     outputs: list[Output] = []
     for env in events:
         state, out = update(state, env, rules or SessionRules())
@@ -107,8 +163,9 @@ def run(events: list[Envelope], rules: SessionRules | None = None,
 
 
 def rows(outputs: list[Output], tx: str | None = None) -> list[SessionRow]:
-    return [o for o in outputs if isinstance(o, SessionRow)
-            and (tx is None or o.transaction_id == tx)]
+    return [
+        o for o in outputs if isinstance(o, SessionRow) and (tx is None or o.transaction_id == tx)
+    ]
 
 
 def final(outputs: list[Output], tx: str | None = None) -> SessionRow:
@@ -117,14 +174,28 @@ def final(outputs: list[Output], tx: str | None = None) -> SessionRow:
     return closed[-1]
 
 
-def session_201(cp: str = "CP2", tx: str = "tx-1", begin: Any = 1000, end: Any = 8000,
-                updates: tuple[Any, ...] = (3000, 6000), unit: str = "Wh") -> list[Envelope]:
-    events = [tx_event(cp, "Started", tx, 0, T0, sv(begin, context="Transaction.Begin",
-                                                     unit=unit))]
+def session_201(
+    cp: str = "CP2",
+    tx: str = "tx-1",
+    begin: Any = 1000,
+    end: Any = 8000,
+    updates: tuple[Any, ...] = (3000, 6000),
+    unit: str = "Wh",
+) -> list[Envelope]:
+    events = [tx_event(cp, "Started", tx, 0, T0, sv(begin, context="Transaction.Begin", unit=unit))]
     for i, value in enumerate(updates, start=1):
         events.append(tx_event(cp, "Updated", tx, i, T0 + 10 * i * M, sv(value, unit=unit)))
-    events.append(tx_event(cp, "Ended", tx, len(updates) + 1, T0 + 60 * M,
-                           sv(end, context="Transaction.End", unit=unit), reason="EVDisconnected"))
+    events.append(
+        tx_event(
+            cp,
+            "Ended",
+            tx,
+            len(updates) + 1,
+            T0 + 60 * M,
+            sv(end, context="Transaction.End", unit=unit),
+            reason="EVDisconnected",
+        )
+    )
     return events
 
 
@@ -136,9 +207,16 @@ def test_v201_started_updated_ended_with_begin_and_end_registers() -> None:
     row = final(out)
     assert (row.energy_wh, row.meter_start_wh, row.meter_stop_wh) == (7000, 1000, 8000)
     assert (row.quality, row.quality_reasons, row.energy_source) == (
-        "exact", (), "station_register")
+        "exact",
+        (),
+        "station_register",
+    )
     assert (row.connector_id, row.id_tag, row.stop_reason, row.closed_by) == (
-        1, "TOKEN", "EVDisconnected", "stop")
+        1,
+        "TOKEN",
+        "EVDisconnected",
+        "stop",
+    )
     assert row.ocpp_version == "2.0.1"
     assert [r.energy_wh for r in rows(out)] == [0, 2000, 5000, 7000]
 
@@ -151,8 +229,15 @@ def test_v201_without_normalized_is_normalised_here() -> None:
 
 def test_v16_envelopes_with_and_without_normalized_agree() -> None:
     old = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + M, 600)), stop("CP1", 1, 900)]
-    new = [msgspec.structs.replace(e, normalized=normalize_v16(
-        e.charge_point_id, e.action or "", e.payload, e.response, e.received_at)) for e in old]
+    new = [
+        msgspec.structs.replace(
+            e,
+            normalized=normalize_v16(
+                e.charge_point_id, e.action or "", e.payload, e.response, e.received_at
+            ),
+        )
+        for e in old
+    ]
     assert run(old)[1] == run(new)[1]
     assert final(run(new)[1]).energy_wh == 800
 
@@ -160,8 +245,9 @@ def test_v16_envelopes_with_and_without_normalized_agree() -> None:
 def test_seq_no_gap_and_offline_are_flagged() -> None:
     events = session_201()
     del events[1]  # seqNo 1 never arrived
-    events[0] = tx_event("CP2", "Started", "tx-1", 0, T0, sv(1000, context="Transaction.Begin"),
-                         offline=True)
+    events[0] = tx_event(
+        "CP2", "Started", "tx-1", 0, T0, sv(1000, context="Transaction.Begin"), offline=True
+    )
     row = final(run(events)[1])
     assert row.energy_wh == 7000
     assert row.quality == "corrected"
@@ -191,24 +277,35 @@ def test_updated_before_started_opens_start_unknown_then_start_fills_in() -> Non
 def test_kwh_and_multiplier_and_bare_values() -> None:
     # kWh register, 2.0.1 unitOfMeasure multiplier (1.2345 x 10^1 kWh), bare values = Wh.
     events = [
-        tx_event("CP2", "Started", "t", 0, T0, sv("10.5", context="Transaction.Begin",
-                                                   unit="kWh")),
+        tx_event("CP2", "Started", "t", 0, T0, sv("10.5", context="Transaction.Begin", unit="kWh")),
         tx_event("CP2", "Updated", "t", 1, T0 + 10 * M, sv("1.2345", unit="kWh", multiplier=1)),
         tx_event("CP2", "Updated", "t", 2, T0 + 20 * M, {"value": 12600}),  # bare: Wh register
-        tx_event("CP2", "Ended", "t", 3, T0 + 30 * M, sv("1.3", context="Transaction.End",
-                                                        unit="kWh", multiplier=1)),
+        tx_event(
+            "CP2",
+            "Ended",
+            "t",
+            3,
+            T0 + 30 * M,
+            sv("1.3", context="Transaction.End", unit="kWh", multiplier=1),
+        ),
     ]
     _, out = run(events)
     assert [r.energy_wh for r in rows(out)] == [0, 1845, 2100, 2500]
     assert final(out).quality == "exact"
     assert {(s.unit, s.unit_multiplier) for s in out if not isinstance(s, SessionRow)} == {
-        ("kWh", 0), ("kWh", 1), ("Wh", 0)}
+        ("kWh", 0),
+        ("kWh", 1),
+        ("Wh", 0),
+    }
 
 
 def test_per_phase_only_registers_are_summed() -> None:
     def phases(a: int, b: int, c: int, context: str = "Sample.Periodic") -> list[dict[str, Any]]:
-        return [sv(a, phase="L1", context=context), sv(b, phase="L2", context=context),
-                sv(c, phase="L3", context=context)]
+        return [
+            sv(a, phase="L1", context=context),
+            sv(b, phase="L2", context=context),
+            sv(c, phase="L3", context=context),
+        ]
 
     events = [
         tx_event("CP2", "Started", "t", 0, T0, *phases(100, 200, 300, "Transaction.Begin")),
@@ -222,8 +319,17 @@ def test_per_phase_only_registers_are_summed() -> None:
 
 def test_phase_less_total_wins_over_phases() -> None:
     events = session_201(updates=(0,))
-    events[1] = tx_event("CP2", "Updated", "tx-1", 1, T0 + 10 * M, sv(4000),
-                         sv(1300, phase="L1"), sv(1300, phase="L2"), sv(1400, phase="L3"))
+    events[1] = tx_event(
+        "CP2",
+        "Updated",
+        "tx-1",
+        1,
+        T0 + 10 * M,
+        sv(4000),
+        sv(1300, phase="L1"),
+        sv(1300, phase="L2"),
+        sv(1400, phase="L3"),
+    )
     _, out = run(events)
     assert final(out).energy_wh == 7000
     assert rows(out)[1].last_register_wh == 4000
@@ -232,8 +338,16 @@ def test_phase_less_total_wins_over_phases() -> None:
 def test_duplicate_values_for_the_same_context_count_once() -> None:
     # A raw Wh value and a kWh value side by side: one reading, no conflict.
     events = session_201(updates=(0,))
-    events[1] = tx_event("CP2", "Updated", "tx-1", 1, T0 + 10 * M, sv(4321),
-                         sv("4.321", unit="kWh"), sv(4321, context="Sample.Clock"))
+    events[1] = tx_event(
+        "CP2",
+        "Updated",
+        "tx-1",
+        1,
+        T0 + 10 * M,
+        sv(4321),
+        sv("4.321", unit="kWh"),
+        sv(4321, context="Sample.Clock"),
+    )
     _, out = run(events)
     assert (final(out).energy_wh, final(out).quality) == (7000, "exact")
     assert rows(out)[1].last_register_wh == 4321
@@ -245,33 +359,56 @@ def test_duplicate_values_for_the_same_context_count_once() -> None:
 
 
 def test_connector_zero_readings_are_not_billed_to_a_connector_session() -> None:
-    main = v201("CP2", "MeterValues", {"evseId": 0, "meterValue": [
-        {"timestamp": iso(T0 + 5 * M), "sampledValue": [sv(9_999_999)]}]}, at=T0 + 5 * M)
+    main = v201(
+        "CP2",
+        "MeterValues",
+        {
+            "evseId": 0,
+            "meterValue": [{"timestamp": iso(T0 + 5 * M), "sampledValue": [sv(9_999_999)]}],
+        },
+        at=T0 + 5 * M,
+    )
     events = session_201()
     _, out = run([events[0], main, *events[1:]])
     row = final(out)
     assert (row.energy_wh, row.quality) == (7000, "exact")
-    assert [(s.connector_id, s.transaction_id) for s in out if not isinstance(s, SessionRow)
-            if s.value == 9_999_999] == [(0, None)]
+    assert [
+        (s.connector_id, s.transaction_id)
+        for s in out
+        if not isinstance(s, SessionRow)
+        if s.value == 9_999_999
+    ] == [(0, None)]
     # 1.6: connector 0 values with the transaction's id do not count either.
-    old = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + M, 5_000_000), connector=0),
-           stop("CP1", 1, 900)]
+    old = [
+        start("CP1", 1, 100),
+        meter("CP1", 1, register(T0 + M, 5_000_000), connector=0),
+        stop("CP1", 1, 900),
+    ]
     row = final(run(old)[1])
     assert (row.energy_wh, row.quality) == (800, "exact")
 
 
 def test_clock_aligned_values_without_transaction_id_belong_to_the_running_session() -> None:
-    clock = v201("CP2", "MeterValues", {"evseId": 1, "meterValue": [
-        {"timestamp": iso(T0 + 15 * M), "sampledValue": [sv(4500, context="Sample.Clock")]}]},
-        at=T0 + 15 * M)
+    clock = v201(
+        "CP2",
+        "MeterValues",
+        {
+            "evseId": 1,
+            "meterValue": [
+                {"timestamp": iso(T0 + 15 * M), "sampledValue": [sv(4500, context="Sample.Clock")]}
+            ],
+        },
+        at=T0 + 15 * M,
+    )
     events = session_201()
     _, out = run([*events[:2], clock, *events[2:]])
     assert [r.energy_wh for r in rows(out)] == [0, 2000, 3500, 5000, 7000]
 
 
 def test_batches_with_only_soc_or_power_do_not_wipe_the_running_total() -> None:
-    soc = tx_event("CP2", "Updated", "tx-1", 2, T0 + 15 * M, sv(55, measurand="SoC",
-                                                                unit="Percent"))
+    soc = tx_event(
+        "CP2", "Updated", "tx-1", 2, T0 + 15 * M, sv(55, measurand="SoC", unit="Percent")
+    )
     events = session_201(updates=(3000,))
     ended = tx_event("CP2", "Ended", "tx-1", 3, T0 + 60 * M, sv(8000, context="Transaction.End"))
     _, out = run([events[0], events[1], soc, ended])
@@ -313,8 +450,9 @@ def test_persistent_decrease_is_not_subtracted() -> None:
 
 def test_offline_begin_of_zero_does_not_bill_the_whole_register() -> None:
     events = session_201(begin=0, updates=(12_345_000, 12_348_000), end=12_350_000)
-    events[0] = tx_event("CP2", "Started", "tx-1", 0, T0, sv(0, context="Transaction.Begin"),
-                         offline=True)
+    events[0] = tx_event(
+        "CP2", "Started", "tx-1", 0, T0, sv(0, context="Transaction.Begin"), offline=True
+    )
     row = final(run(events)[1])
     assert row.energy_wh == 5_000
     assert row.quality == "corrected"
@@ -361,9 +499,11 @@ def test_fold_outlier_then_continue() -> None:
 
 
 def test_out_of_order_and_duplicated_messages_give_the_same_session() -> None:
-    events = [start("CP1", 7, 1_000)] + [
-        meter("CP1", 7, register(T0 + i * M, 1_000 + 100 * i)) for i in range(1, 30)
-    ] + [stop("CP1", 7, 4_000)]
+    events = (
+        [start("CP1", 7, 1_000)]
+        + [meter("CP1", 7, register(T0 + i * M, 1_000 + 100 * i)) for i in range(1, 30)]
+        + [stop("CP1", 7, 4_000)]
+    )
     reference = final(run(events)[1])
     middle = events[1:-1]
     random.Random(3).shuffle(middle)
@@ -374,29 +514,43 @@ def test_out_of_order_and_duplicated_messages_give_the_same_session() -> None:
 
 def test_missing_stop_is_closed_by_idle_timeout_in_event_time() -> None:
     rules = SessionRules(idle_timeout=timedelta(hours=1))
-    events = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + 5 * M, 600)),
-              heartbeat("CP1", T0 + 30 * M)]
+    events = [
+        start("CP1", 1, 100),
+        meter("CP1", 1, register(T0 + 5 * M, 600)),
+        heartbeat("CP1", T0 + 30 * M),
+    ]
     state, out = run(events, rules)
     assert all(r.status == "active" for r in rows(out))
     state, out = run([heartbeat("CP1", T0 + 66 * M)], rules, state)
     row = final(out)
     assert (row.closed_by, row.stopped_at, row.energy_wh, row.meter_stop_wh) == (
-        "timeout", T0 + 5 * M, 500, None)
+        "timeout",
+        T0 + 5 * M,
+        500,
+        None,
+    )
     assert row.quality_reasons == ("stop_missing",)
     # A late StopTransaction amends the closed row (published once, see store.writers).
     state, out = run([stop("CP1", 1, 700, at=T0 + 10 * M)], rules, state)
     row = final(out)
     assert (row.closed_by, row.energy_wh, row.meter_stop_wh, row.stopped_at) == (
-        "stop", 600, 700, T0 + 10 * M)
+        "stop",
+        600,
+        700,
+        T0 + 10 * M,
+    )
     assert row.quality_reasons == ("stop_late",)
     _, out = run([stop("CP1", 1, 700, at=T0 + 10 * M)], rules, state)  # again: nothing
     assert out == []
 
 
 def test_missing_stop_is_closed_by_the_next_start_on_the_same_connector() -> None:
-    events = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + 5 * M, 600)),
-              start("CP1", 2, 5_000, connector=2, at=T0 + 6 * M),  # other connector: no
-              start("CP1", 3, 900, at=T0 + 20 * M)]
+    events = [
+        start("CP1", 1, 100),
+        meter("CP1", 1, register(T0 + 5 * M, 600)),
+        start("CP1", 2, 5_000, connector=2, at=T0 + 6 * M),  # other connector: no
+        start("CP1", 3, 900, at=T0 + 20 * M),
+    ]
     state, out = run(events)
     row = final(out, "1")
     assert (row.closed_by, row.energy_wh, row.stopped_at) == ("next_start", 500, T0 + 5 * M)
@@ -409,7 +563,8 @@ def test_missing_stop_is_closed_by_the_next_start_on_the_same_connector() -> Non
 
 def test_billing_smart_meter_takes_precedence_and_holds_the_close_until_its_reading() -> None:
     events = [
-        reading("CP1", T0 - 2 * M, 70_000), reading("CP1", T0 - M, 70_010),
+        reading("CP1", T0 - 2 * M, 70_000),
+        reading("CP1", T0 - M, 70_010),
         reading("CP1", T0 + M, 70_100),
         start("CP1", 1, 1_000),
         reading("CP1", T0 + 30 * M, 73_000),
@@ -417,20 +572,27 @@ def test_billing_smart_meter_takes_precedence_and_holds_the_close_until_its_read
     ]
     state, out = run(events)
     assert rows(out)[-1].status == "active"  # waiting for the meter's reading after the stop
-    state, out = run([reading("CP1", T0 + 61 * M, 77_050), reading("CP1", T0 + 62 * M, 77_050)],
-                     state=state)
+    state, out = run(
+        [reading("CP1", T0 + 61 * M, 77_050), reading("CP1", T0 + 62 * M, 77_050)], state=state
+    )
     [row] = rows(out)  # one closed snapshot; the later reading changes nothing
     assert row.status == "closed"
     assert (row.energy_wh, row.energy_source, row.smart_meter_id) == (
-        7_040, "smart_meter", "MTR-1")  # 77,050 (first at/after stop) - 70,010 (last before)
+        7_040,
+        "smart_meter",
+        "MTR-1",
+    )  # 77,050 (first at/after stop) - 70,010 (last before)
     assert (row.station_energy_wh, row.smart_meter_energy_wh) == (7_000, 7_040)
     assert row.quality == "exact"  # 40 Wh apart is within 1 % + 10 Wh
 
 
 def test_smart_meter_cross_check_flags_a_disagreement() -> None:
-    events = [reading("CP1", T0 - M, 50_000, billing=False), start("CP1", 1, 1_000),
-              stop("CP1", 1, 8_000, at=T0 + 60 * M),
-              reading("CP1", T0 + 61 * M, 57_500, billing=False)]
+    events = [
+        reading("CP1", T0 - M, 50_000, billing=False),
+        start("CP1", 1, 1_000),
+        stop("CP1", 1, 8_000, at=T0 + 60 * M),
+        reading("CP1", T0 + 61 * M, 57_500, billing=False),
+    ]
     row = final(run(events)[1])
     assert (row.energy_wh, row.energy_source) == (7_000, "station_register")
     assert row.smart_meter_energy_wh == 7_500
@@ -438,17 +600,24 @@ def test_smart_meter_cross_check_flags_a_disagreement() -> None:
 
 
 def test_smart_meter_without_a_reading_after_the_stop_falls_back_after_the_grace() -> None:
-    events = [reading("CP1", T0 - M, 50_000), start("CP1", 1, 1_000),
-              stop("CP1", 1, 8_000, at=T0 + 60 * M), heartbeat("CP1", T0 + 66 * M)]
+    events = [
+        reading("CP1", T0 - M, 50_000),
+        start("CP1", 1, 1_000),
+        stop("CP1", 1, 8_000, at=T0 + 60 * M),
+        heartbeat("CP1", T0 + 66 * M),
+    ]
     row = final(run(events)[1])
     assert (row.energy_wh, row.energy_source) == (7_000, "station_register")
     assert row.quality_reasons == ("smart_meter_incomplete",)
 
 
 def test_smart_meter_readings_for_another_connector_are_ignored() -> None:
-    events = [reading("CP1", T0 - M, 50_000, connector=2), start("CP1", 1, 1_000),
-              stop("CP1", 1, 8_000, at=T0 + 60 * M),
-              reading("CP1", T0 + 61 * M, 90_000, connector=2)]
+    events = [
+        reading("CP1", T0 - M, 50_000, connector=2),
+        start("CP1", 1, 1_000),
+        stop("CP1", 1, 8_000, at=T0 + 60 * M),
+        reading("CP1", T0 + 61 * M, 90_000, connector=2),
+    ]
     row = final(run(events)[1])
     assert (row.energy_wh, row.quality, row.smart_meter_id) == (7_000, "exact", None)
 
@@ -470,12 +639,23 @@ def test_decode_event_equals_parse_event_of_decode_envelope() -> None:
     from flows.sessions.logic import InvalidEvent, StationMessage, decode_event
 
     old = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + M, 600)), stop("CP1", 1, 900)]
-    new = [msgspec.structs.replace(e, normalized=normalize_v16(
-        e.charge_point_id, e.action or "", e.payload, e.response, e.received_at)) for e in old]
+    new = [
+        msgspec.structs.replace(
+            e,
+            normalized=normalize_v16(
+                e.charge_point_id, e.action or "", e.payload, e.response, e.received_at
+            ),
+        )
+        for e in old
+    ]
     valid = [encode_envelope(e) for e in old + new + session_201()]
     base = encode_envelope(new[1]).decode()
     broken = [
-        None, b"", b"not json", b'{"message_id": 5}', b"[]",
+        None,
+        b"",
+        b"not json",
+        b'{"message_id": 5}',
+        b"[]",
         base.replace('"payload":{', '"payload":[{', 1).replace("]}]", "]}]]", 1).encode(),
         base.replace('"payload":{', '"payload":{"x":tru,', 1).encode(),
         base.replace('"response":null', '"response":[1]', 1).encode(),
@@ -511,13 +691,19 @@ def _fleet_events(rng: random.Random) -> list[Envelope]:
             meter_wh += rng.randrange(20)
             events.append(reading(cp, t - M, meter_wh))
             if tx % 3 == 0:  # 2.0.1 (tx ids are strings of their own)
-                session = session_201(cp, f"tx-{base}", begin=wh, end=wh + 900,
-                                      updates=(wh + 300, wh + 600))
-                events.extend(msgspec.structs.replace(
-                    e, received_at=e.received_at + (t - T0),
-                    normalized=normalize_v201(cp, "TransactionEvent", e.payload, {},
-                                              e.received_at + (t - T0)))
-                    for e in session)
+                session = session_201(
+                    cp, f"tx-{base}", begin=wh, end=wh + 900, updates=(wh + 300, wh + 600)
+                )
+                events.extend(
+                    msgspec.structs.replace(
+                        e,
+                        received_at=e.received_at + (t - T0),
+                        normalized=normalize_v201(
+                            cp, "TransactionEvent", e.payload, {}, e.received_at + (t - T0)
+                        ),
+                    )
+                    for e in session
+                )
             else:
                 events.append(start(cp, base, wh, at=t))
                 for k in range(1, rng.randrange(2, 7)):
@@ -543,8 +729,9 @@ def test_apply_batch_gives_the_samples_and_the_last_snapshots_of_apply() -> None
     exactly the last snapshot per-event folding emits in that batch."""
     from flows.sessions.logic import MeterSampleRow, apply_batch
 
-    rules = SessionRules(keep_closed=2, amend_window=timedelta(hours=3),
-                         idle_timeout=timedelta(hours=4))  # forgets inside batches too
+    rules = SessionRules(
+        keep_closed=2, amend_window=timedelta(hours=3), idle_timeout=timedelta(hours=4)
+    )  # forgets inside batches too
     for seed in range(6):
         rng = random.Random(seed)
         events = [parse_event(e) for e in _fleet_events(rng)]
@@ -554,7 +741,7 @@ def test_apply_batch_gives_the_samples_and_the_last_snapshots_of_apply() -> None
         while i < len(events):
             size = rng.choice((1, 2, 3, 7, 20, 60))
             by_cp: dict[str, list[Any]] = {}
-            for e in events[i:i + size]:
+            for e in events[i : i + size]:
                 assert e is not None
                 by_cp.setdefault(e.charge_point_id, []).append(e)
             i += size

@@ -28,16 +28,18 @@ def sessions(rows: list) -> list[SessionRow]:
 
 
 def test_next_deadline_counts_from_the_last_message_of_the_transaction() -> None:
-    state, _ = fold(None, start("CP", 1, 1_000, at=T0),
-                    meter("CP", 1, register(T0 + 10 * M, 1_500)))
+    state, _ = fold(
+        None, start("CP", 1, 1_000, at=T0), meter("CP", 1, register(T0 + 10 * M, 1_500))
+    )
     # The meter message moved both the watermark and the transaction's last news.
     assert logic.next_deadline(state, RULES) == timedelta(hours=1)
     assert logic.next_deadline(ChargePointState(), RULES) is None
 
 
 def test_silence_shorter_than_the_idle_timeout_closes_nothing() -> None:
-    state, _ = fold(None, start("CP", 1, 1_000, at=T0),
-                    meter("CP", 1, register(T0 + 10 * M, 1_500)))
+    state, _ = fold(
+        None, start("CP", 1, 1_000, at=T0), meter("CP", 1, register(T0 + 10 * M, 1_500))
+    )
     state, rows = logic.expire_silent(state, timedelta(minutes=59), RULES)
     assert rows == []
     assert state.txs["1"].open
@@ -62,8 +64,9 @@ def test_silence_past_the_idle_timeout_closes_like_the_next_message_would() -> N
 
 
 def test_a_stop_after_the_silent_close_amends_the_session() -> None:
-    state, _ = fold(None, start("CP", 1, 1_000, at=T0),
-                    meter("CP", 1, register(T0 + 10 * M, 1_500)))
+    state, _ = fold(
+        None, start("CP", 1, 1_000, at=T0), meter("CP", 1, register(T0 + 10 * M, 1_500))
+    )
     state, _ = logic.expire_silent(state, timedelta(hours=2), RULES)
     state, rows = fold(state, stop("CP", 1, 1_800, at=T0 + 20 * M))
     [row] = sessions(rows)
@@ -82,8 +85,10 @@ def test_sessions_logic_schedules_and_fires_the_wall_clock_close() -> None:
     step = SessionsLogic(RULES, None, clock=clock)  # type: ignore[arg-type]
     assert step.notify_at() is None  # nothing known yet
 
-    events = [parse_event(start("CP", 1, 1_000, at=T0)),
-              parse_event(meter("CP", 1, register(T0 + 10 * M, 1_500)))]
+    events = [
+        parse_event(start("CP", 1, 1_000, at=T0)),
+        parse_event(meter("CP", 1, register(T0 + 10 * M, 1_500))),
+    ]
     assert None not in events
     out, _ = step.on_batch([events])  # type: ignore[list-item]
     assert out
@@ -115,11 +120,16 @@ def test_sessions_logic_counts_silence_from_a_restart_not_from_the_snapshot() ->
     assert out == []
 
 
-def test_a_closed_session_stops_waiting_for_its_smart_meter_when_the_station_is_silent(
-) -> None:
+def test_a_closed_session_stops_waiting_for_its_smart_meter_when_the_station_is_silent() -> None:
     reading = logic.SmartMeterReading(
-        message_id="r1", charge_point_id="CP", meter_id="M1", connector_id=1,
-        measured_at=T0 - M, energy_wh=logic.Decimal(50_000), is_billing_meter=True)
+        message_id="r1",
+        charge_point_id="CP",
+        meter_id="M1",
+        connector_id=1,
+        measured_at=T0 - M,
+        energy_wh=logic.Decimal(50_000),
+        is_billing_meter=True,
+    )
     state, _ = logic.apply(None, reading, RULES)
     state, rows = fold(state, start("CP", 1, 1_000, at=T0), stop("CP", 1, 1_800, at=T0 + 20 * M))
     assert all(r.status == "active" for r in sessions(rows))  # waits for the meter

@@ -41,7 +41,8 @@ def test_flows_and_api_read_dotenv_and_the_environment_wins(
         "CHARGEFLOW_FLOW_BATCH_SIZE=77\n"
         "CHARGEFLOW_SESSION_IDLE_TIMEOUT_S=60\n"
         "CHARGEFLOW_API_PORT=8123\n"
-        "CHARGEFLOW_API_POOL_MAX_SIZE=3\n")
+        "CHARGEFLOW_API_POOL_MAX_SIZE=3\n"
+    )
     sessions = SessionsFlowSettings.load().flow_config()
     assert sessions.brokers == ["k1:9092", "k2:9092"]
     assert sessions.database_url == "postgresql://u@h/from_dotenv"
@@ -94,8 +95,14 @@ def test_secrets_stay_out_of_repr_dumps_and_errors(
     monkeypatch.setenv("CHARGEFLOW_MQTT_URL", "mqtt://m:mqtt-s3cret@h:1883")
     monkeypatch.setenv("CHARGEFLOW_SIMULATOR_STATION_PASSWORD", "station-s3cret-password")
     monkeypatch.setenv("CHARGEFLOW_KAFKA_BOOTSTRAP", "k:9092")
-    models = [Settings.load(), GatewaySettings.load(), ApiSettings.load(),
-              MeterBridgeSettings.load(), SessionsFlowSettings.load(), SimulatorSettings.load()]
+    models = [
+        Settings.load(),
+        GatewaySettings.load(),
+        ApiSettings.load(),
+        MeterBridgeSettings.load(),
+        SessionsFlowSettings.load(),
+        SimulatorSettings.load(),
+    ]
     for model in models:
         for text in (repr(model), str(model), model.model_dump_json()):
             assert "s3cret" not in text, type(model).__name__
@@ -125,20 +132,30 @@ def test_a_bad_value_is_one_line_naming_the_variable(
 
 
 def test_the_cli_reports_a_bad_setting_in_one_line(no_chargeflow_env: Path) -> None:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CHARGEFLOW_")},
-           "CHARGEFLOW_TOPIC_PARTITIONS": "many", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "chargeflow.cli", "topics"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CHARGEFLOW_")},
+        "CHARGEFLOW_TOPIC_PARTITIONS": "many",
+        "PYTHONPATH": str(ROOT),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "chargeflow.cli", "topics"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: CHARGEFLOW_TOPIC_PARTITIONS: Input should be a valid integer, unable to "
-        "parse string as an integer (got 'many')"]
+        "parse string as an integer (got 'many')"
+    ]
 
 
 def test_field_comments_document_settings() -> None:
     docs = field_comments(GatewayConfig)
     assert docs["max_frame_bytes"] == (
-        "Larger WebSocket frames close that station's connection with 1009.")
+        "Larger WebSocket frames close that station's connection with 1009."
+    )
     assert docs["max_concurrent_verifications"] == "argon2 worker threads at once"
     assert docs["auth_cache_key"].startswith("The secret HMAC key of verified credentials")
     # pydantic's metaclass, which composes the models, is where runtime.settings expects.

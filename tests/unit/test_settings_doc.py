@@ -8,8 +8,18 @@ from chargeflow import settings_doc
 from runtime.settings import env_name
 from tests.conftest import ROOT
 
-PACKAGES = ("chargeflow", "runtime", "bus", "ingest", "flows", "store", "api", "bench",
-            "models", "billing")
+PACKAGES = (
+    "chargeflow",
+    "runtime",
+    "bus",
+    "ingest",
+    "flows",
+    "store",
+    "api",
+    "bench",
+    "models",
+    "billing",
+)
 # A variable's name in the source; ``CHARGEFLOW_GATEWAY_*`` (a family) does not count.
 VARIABLE = re.compile(r"CHARGEFLOW_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_*])")
 
@@ -17,7 +27,8 @@ VARIABLE = re.compile(r"CHARGEFLOW_[A-Z0-9_]*[A-Z0-9](?![A-Z0-9_*])")
 def test_configuration_doc_is_up_to_date() -> None:
     committed = settings_doc.DOC_PATH.read_text()
     assert committed == settings_doc.render(), (
-        f"docs/configuration.md is out of date: run `{settings_doc.REGENERATE}`")
+        f"docs/configuration.md is out of date: run `{settings_doc.REGENERATE}`"
+    )
 
 
 def test_every_setting_of_every_process_is_in_the_doc() -> None:
@@ -37,12 +48,18 @@ def test_every_variable_the_code_names_is_documented() -> None:
                 named.setdefault(name, str(path.relative_to(ROOT)))
     assert "CHARGEFLOW_DATABASE_URL" in named
     missing = {name: where for name, where in named.items() if f"`{name}`" not in doc}
-    assert not missing, (f"variables not in docs/configuration.md: {missing}; add them to a "
-                         f"settings model and run `{settings_doc.REGENERATE}`")
+    assert not missing, (
+        f"variables not in docs/configuration.md: {missing}; add them to a "
+        f"settings model and run `{settings_doc.REGENERATE}`"
+    )
 
 
 def test_unknown_variables_are_the_ones_nothing_reads() -> None:
-    environ = {"CHARGEFLOW_GATEWAY_PORT": "1", "CHARGEFLOW_GATEWAY_PROT": "1",
-               "CHARGEFLOW_STATION_PASSWORD": "x", "CHARGEFLOW_TEST_DATABASE_URL": "x",
-               "PATH": "/bin"}
+    environ = {
+        "CHARGEFLOW_GATEWAY_PORT": "1",
+        "CHARGEFLOW_GATEWAY_PROT": "1",
+        "CHARGEFLOW_STATION_PASSWORD": "x",
+        "CHARGEFLOW_TEST_DATABASE_URL": "x",
+        "PATH": "/bin",
+    }
     assert settings_doc.unknown_variables(environ) == ["CHARGEFLOW_GATEWAY_PROT"]

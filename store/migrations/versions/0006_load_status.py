@@ -106,9 +106,11 @@ TIMESCALE_TABLES = (
 
 
 def _storage_mode() -> str:
-    row = op.get_bind().execute(
-        text("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'")
-    ).first()
+    row = (
+        op.get_bind()
+        .execute(text("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'"))
+        .first()
+    )
     return "postgresql" if row is None else str(row[0])
 
 
@@ -133,8 +135,8 @@ def _timescale_aggregate_statements(name: str) -> tuple[str, ...]:
     """The continuous aggregate ``name``: view, refresh policy, retention, index."""
     keys = AGGREGATES[name][1]
     start, end, every, keep = CAGG_POLICIES[name]
-    retention = () if keep is None else (
-        f"SELECT add_retention_policy('{name}', INTERVAL '{keep}')",
+    retention = (
+        () if keep is None else (f"SELECT add_retention_policy('{name}', INTERVAL '{keep}')",)
     )
     return (
         _aggregate_sql(name, True),

@@ -50,9 +50,11 @@ STATUSES = (
 
 
 def _storage_mode() -> str:
-    row = op.get_bind().execute(
-        text("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'")
-    ).first()
+    row = (
+        op.get_bind()
+        .execute(text("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'"))
+        .first()
+    )
     return "postgresql" if row is None else str(row[0])
 
 

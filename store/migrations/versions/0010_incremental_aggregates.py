@@ -66,17 +66,21 @@ AGGREGATES: dict[str, tuple[str, str, str]] = {
 
 
 def _storage_mode() -> str:
-    row = op.get_bind().execute(
-        text("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'")
-    ).first()
+    row = (
+        op.get_bind()
+        .execute(text("SELECT value FROM chargeflow_meta WHERE key = 'storage_mode'"))
+        .first()
+    )
     return "postgresql" if row is None else str(row[0])
 
 
 def _select(name: str) -> str:
     width, keys, columns = AGGREGATES[name]
     bucket = f"date_bin(INTERVAL '{width}', bucket, {ORIGIN})"
-    return (f"SELECT {keys}, {bucket} AS bucket, {columns} "
-            f"FROM load_connector_1m GROUP BY {keys}, {bucket}")
+    return (
+        f"SELECT {keys}, {bucket} AS bucket, {columns} "
+        f"FROM load_connector_1m GROUP BY {keys}, {bucket}"
+    )
 
 
 def upgrade() -> None:
