@@ -331,6 +331,12 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Libraries that install handlers of their own (uvicorn's default log config does)
+    # would print past the redaction and formats above: their records go to the root.
+    for owned in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        library_logger = logging.getLogger(owned)
+        library_logger.handlers.clear()
+        library_logger.propagate = True
     # Per-frame chatter from the protocol libraries is noise at INFO
     # (the ocpp library logs every frame at INFO through the per-station loggers).
     for noisy in (

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import logging.config
 import re
 import sys
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+import uvicorn.config
 
 from bus.producer import Producer, PublishError, producer_config
 from chargeflow.stack import free_port
@@ -62,6 +64,28 @@ def log_failure() -> None:
     except RuntimeError:
         structlog.get_logger("chargeflow.test").exception("request failed", path="/v1/x")
         logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+
+
+def test_a_library_with_handlers_of_its_own_logs_through_the_configuration(
+    captured: io.StringIO,
+) -> None:
+    # uvicorn's default log config gives its loggers their own handlers (which print
+    # past redaction and formats) and stops them propagating; an API served earlier in
+    # the same process leaves exactly that behind.
+    logging.config.dictConfig(uvicorn.config.LOGGING_CONFIG)
+    try:
+        configure_logging("INFO", "json", stream=captured)
+        try:
+            fail_holding_secrets(API_KEY, DB_URL)
+        except RuntimeError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
+        records = [json.loads(line) for line in captured.getvalue().splitlines()]
+        assert [r["logger"] for r in records] == ["uvicorn.error"]
+        assert "S3cretPart" not in captured.getvalue()
+    finally:
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logging.getLogger(name).handlers.clear()
+            logging.getLogger(name).propagate = True
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
