@@ -11,18 +11,23 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# The fallback MQTT broker, built only where chargeflow.mqtt finds no mosquitto (the
-	# same search), lives in its own venv: amqtt pins websockets==15, which must not
-	# downgrade the gateway's websockets.
+	# The fallback MQTT broker, built for `make run` only where chargeflow.mqtt finds no
+	# mosquitto (the same search), lives in its own venv: amqtt pins websockets==15, which
+	# must not downgrade the gateway's websockets.
 	$(BIN)/python -c 'import sys; from chargeflow.mqtt import mosquitto_binary; sys.exit(mosquitto_binary() is None)' \
-		|| test -x .venv-mqtt/bin/amqtt || { $(PYTHON) -m venv .venv-mqtt && \
-		.venv-mqtt/bin/python -m pip install --quiet 'amqtt>=0.11,<0.13'; }
+		|| $(MAKE) --no-print-directory $(AMQTT)
 	touch $(STAMP)
+
+AMQTT := .venv-mqtt/bin/amqtt
+$(AMQTT):
+	$(PYTHON) -m venv .venv-mqtt
+	.venv-mqtt/bin/python -m pip install --quiet 'amqtt>=0.11,<0.13'
 
 run: $(STAMP)
 	$(BIN)/chargeflow run
 
-test: $(STAMP)
+# The tests cover the amqtt fallback too, so they always have it.
+test: $(STAMP) $(AMQTT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
