@@ -195,14 +195,6 @@ class Producer:
     def flush(self, timeout: float = 10.0) -> int:
         return int(self._producer.flush(timeout))
 
-    def check_reachable(self, timeout: float = 2.0) -> None:
-        """Raise unless a broker answers a metadata request within ``timeout`` (blocks:
-        call it from a thread). For readiness checks."""
-        try:
-            self._producer.list_topics(timeout=timeout)
-        except KafkaException as exc:
-            raise PublishError(f"no Kafka broker answered within {timeout}s: {exc}") from exc
-
     def unwritable_reason(self, topic: str, timeout: float) -> str | None:
         """(blocking) None when a broker answered this producer's metadata request for
         ``topic`` within ``timeout`` and every partition has a leader; else why not."""

@@ -304,7 +304,9 @@ class MeterBridge:
             raise ConnectionError("Kafka did not confirm the last reading (retrying)")
         if self._producer is None:
             raise ConnectionError("no Kafka producer")
-        self._producer.check_reachable(timeout=2.0)
+        reason = self._producer.unwritable_reason(self.config.topics.meter_readings, 2.0)
+        if reason is not None:
+            raise ConnectionError(reason)
 
     @property
     def directory(self) -> MeterDirectory:
