@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint format typecheck check bench clean
+.PHONY: run test test-unit lint format typecheck check bench bench-faults clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -35,7 +35,7 @@ test: $(STAMP) $(AMQTT)
 
 # The tests that need no broker, database or process (pure logic, docs, settings).
 test-unit: $(STAMP)
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit -m "not integration"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -49,6 +49,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.flows
+
+# Fault detection quality, ours beside the static baseline (100 stations x 14 simulated
+# days through the whole pipeline; BENCH_FAULTS_ARGS="--stations 10 --days 3" for less).
+bench-faults: $(STAMP)
+	$(BIN)/python -m bench.faults $(BENCH_FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-mqtt .chargeflow .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.problems import TYPE_RATE_LIMITED, ProblemError
 from api.ratelimit import AuthFailureLimiter
-from store.apikeys import ApiPrincipal, Role, verify_api_key
+from store.api_keys import ApiPrincipal, Role, verify_api_key
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -119,4 +119,13 @@ def require_roles(*roles: Role | str) -> Callable[[ApiPrincipal], Awaitable[ApiP
 
 SessionReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.BILLING, Role.OPERATOR, Role.ADMIN))
+]
+# Live load and status history: operations and maintenance.
+OperationsReader = Annotated[
+    ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.MAINTENANCE, Role.ADMIN))
+]
+# Fault alerts and connector health: maintenance and operations read them and act on
+# them (acknowledge, resolve), as does admin.
+AlertHandler = Annotated[
+    ApiPrincipal, Depends(require_roles(Role.MAINTENANCE, Role.OPERATOR, Role.ADMIN))
 ]

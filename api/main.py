@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import uvicorn
@@ -18,12 +18,13 @@ from api.metrics import ApiMetrics
 from api.observe import ObserveRequests
 from api.problems import COMMON, NotReadyProblem, Problem, install_problem_handlers
 from api.ratelimit import AuthFailureLimiter
-from api.routers import availability, health, load, sessions
+from api.routers import alerts, availability, health, load, sessions, station_health
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
-Read API over chargeflow's store.
+API over chargeflow's store: sessions, availability, load, status history and fault
+alerts (which maintenance acknowledges and resolves: the only writes, each audited).
 
 Authenticate with an API key (`chargeflow` admin creates them; shown once) in the
 `X-API-Key` header or as `Authorization: Bearer <key>`. Roles: admin, operator,
@@ -39,6 +40,29 @@ Too many wrong keys from one address answer 429 with `Retry-After`.
 def create_app(config: ApiConfig) -> FastAPI:
     metrics = ApiMetrics()
     limiter = AuthFailureLimiter(config.auth_failure_limit, config.auth_failure_window_s)
+    app = FastAPI(
+        title="chargeflow API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan(config, limiter),
+        responses=COMMON,
+    )
+    app.state.config = config
+    app.state.pool = None
+    app.state.metrics = metrics
+    app.state.auth_limiter = limiter
+    metrics.watch_pool(lambda: app.state.pool)
+    _include_routers(app)
+    install_problem_handlers(app)
+    app.add_middleware(ObserveRequests, metrics=metrics, routes=lambda: app.routes)
+    app.openapi = _openapi_with_problems(app)  # type: ignore[method-assign]
+    return app
+
+
+def _lifespan(
+    config: ApiConfig, limiter: AuthFailureLimiter
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The database pool for the app's lifetime; the limiter closed at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,24 +84,21 @@ def create_app(config: ApiConfig) -> FastAPI:
             await pool.close()
             await limiter.aclose()
 
-    app = FastAPI(
-        title="chargeflow API",
-        version="0.1.0",
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        responses=COMMON,
-    )
-    app.state.config = config
-    app.state.pool = None
-    app.state.metrics = metrics
-    app.state.auth_limiter = limiter
-    metrics.watch_pool(lambda: app.state.pool)
+    return lifespan
+
+
+def _include_routers(app: FastAPI) -> None:
     app.include_router(health.router)
     app.include_router(sessions.router)
     app.include_router(availability.router)
     app.include_router(load.router)
-    install_problem_handlers(app)
-    app.add_middleware(ObserveRequests, metrics=metrics, routes=lambda: app.routes)
+    app.include_router(alerts.router)
+    app.include_router(station_health.router)
+
+
+def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, built once, with the problem schemas the error responses
+    name (they are no route's response model, so FastAPI would leave them out)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -95,8 +116,7 @@ def create_app(config: ApiConfig) -> FastAPI:
             app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    return openapi
 
 
 def build_server(

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NamedTuple
 
 from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import PlainValidator, WithJsonSchema
+
+from bus.alerts import AlertKind, alert_id
 
 MAX_ID_LENGTH = 64
 INT32_MAX = 2**31 - 1
@@ -34,6 +37,9 @@ TIMESTAMP_PATTERN = (
 )
 # Every match is a representable time (1653-5138): up to 16 digits before 1970, 17 after.
 CURSOR_PATTERN = r"^(-?[0-9]{1,16}|[0-9]{17})-[0-9a-f]{32}$"
+# An alert's id: 96 bits of SHA-256 in hex (bus.alerts.alert_id); its cursor likewise.
+ALERT_ID_PATTERN = r"^[0-9a-f]{24}$"
+ALERT_CURSOR_PATTERN = r"^(-?[0-9]{1,16}|[0-9]{17})-[0-9a-f]{24}$"
 TIMESTAMP_DESCRIPTION = (
     "RFC 3339 date-time with an explicit offset (`Z` or `+01:00`; percent-encode `+`), "
     "year 1970-2999, at most microseconds"
@@ -70,67 +76,78 @@ class CursorPosition(NamedTuple):
     session_id: uuid.UUID
 
 
+def _encode_position(at: datetime, key_hex: str) -> str:
+    return f"{(at - EARLIEST) // timedelta(microseconds=1)}-{key_hex}"
+
+
+def _decode_position(value: str, pattern: str) -> tuple[datetime, str]:
+    if re.fullmatch(pattern, value) is None:
+        raise ValueError("not a cursor: use next_cursor unchanged")
+    micros, _, key_hex = value.rpartition("-")
+    return EARLIEST + timedelta(microseconds=int(micros)), key_hex
+
+
 def encode_api_cursor(position: CursorPosition) -> str:
     """``<microseconds since 1970 UTC>-<session id as 32 hex digits>``."""
-    micros = (position.started_at - EARLIEST) // timedelta(microseconds=1)
-    return f"{micros}-{position.session_id.hex}"
+    return _encode_position(position.started_at, position.session_id.hex)
 
 
 def decode_api_cursor(value: str) -> CursorPosition:
     """Every string :data:`CURSOR_PATTERN` matches is a position (no hidden rules)."""
-    match = re.fullmatch(CURSOR_PATTERN, value)
-    if match is None:
-        raise ValueError("not a cursor: use next_cursor unchanged")
-    micros, _, session_hex = value.rpartition("-")
-    return CursorPosition(
-        EARLIEST + timedelta(microseconds=int(micros)), uuid.UUID(hex=session_hex)
-    )
+    at, session_hex = _decode_position(value, CURSOR_PATTERN)
+    return CursorPosition(at, uuid.UUID(hex=session_hex))
+
+
+class AlertCursorPosition(NamedTuple):
+    """Where the previous page of alerts ended."""
+
+    first_seen: datetime
+    alert_id: str
+
+
+def encode_alert_cursor(position: AlertCursorPosition) -> str:
+    """``<first_seen in microseconds since 1970 UTC>-<alert id>``.
+
+    >>> at = datetime(2026, 7, 1, 12, 0, 0, 5, tzinfo=UTC)
+    >>> cursor = encode_alert_cursor(AlertCursorPosition(at, "0eff6be7305a02767152c117"))
+    >>> cursor, decode_alert_cursor(cursor).first_seen == at
+    ('1782907200000005-0eff6be7305a02767152c117', True)
+    """
+    return _encode_position(position.first_seen, position.alert_id)
+
+
+def decode_alert_cursor(value: str) -> AlertCursorPosition:
+    """Every string :data:`ALERT_CURSOR_PATTERN` matches is a position."""
+    return AlertCursorPosition(*_decode_position(value, ALERT_CURSOR_PATTERN))
 
 
 EXAMPLE_STATION = "CP-1"
 EXAMPLE_SITE = "DEPOT-1"
 EXAMPLE_SESSION_ID = uuid.UUID("0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
+# An overheating alert on the example station's connector 1 (tests seed it).
+EXAMPLE_ALERT_FIRST_SEEN = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
+EXAMPLE_ALERT_ID = alert_id(
+    EXAMPLE_STATION, 1, AlertKind.CONNECTOR_OVERHEATING, EXAMPLE_ALERT_FIRST_SEEN
+)
 
-StationId = Annotated[
-    str | None,
-    Query(
+
+def _text_id(param: Callable[..., Any], what: str, example: str) -> Any:
+    """A text id as a ``Query`` or ``Path`` parameter: no control characters (in a
+    path segment no ``/`` either)."""
+    in_path = param is Path
+    return param(
         min_length=1,
         max_length=MAX_ID_LENGTH,
-        pattern=ID_PATTERN,
-        description="Charge point id (no control characters)",
-        examples=[EXAMPLE_STATION],
-    ),
-]
-SiteFilter = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        max_length=MAX_ID_LENGTH,
-        pattern=ID_PATTERN,
-        description="Site id (no control characters)",
-        examples=[EXAMPLE_SITE],
-    ),
-]
-ChargePointPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=MAX_ID_LENGTH,
-        pattern=PATH_ID_PATTERN,
-        description="Charge point id (no control characters, no `/`)",
-        examples=[EXAMPLE_STATION],
-    ),
-]
-SitePath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=MAX_ID_LENGTH,
-        pattern=PATH_ID_PATTERN,
-        description="Site id (no control characters, no `/`)",
-        examples=[EXAMPLE_SITE],
-    ),
-]
+        pattern=PATH_ID_PATTERN if in_path else ID_PATTERN,
+        description=f"{what} (no control characters{', no `/`' if in_path else ''})",
+        examples=[example],
+    )
+
+
+StationId = Annotated[str | None, _text_id(Query, "Charge point id", EXAMPLE_STATION)]
+SiteFilter = Annotated[str | None, _text_id(Query, "Site id", EXAMPLE_SITE)]
+ChargePointPath = Annotated[str, _text_id(Path, "Charge point id", EXAMPLE_STATION)]
+SitePath = Annotated[str, _text_id(Path, "Site id", EXAMPLE_SITE)]
 ConnectorPath = Annotated[
     int, Path(ge=0, le=INT32_MAX, description="OCPP 1.6 connector / 2.0.1 EVSE id", examples=[1])
 ]
@@ -149,11 +166,36 @@ Cursor = Annotated[
     ),
 ]
 
+AlertCursor = Annotated[
+    str | None,
+    Query(
+        min_length=26,
+        max_length=42,
+        pattern=ALERT_CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, passed unchanged: where that "
+        "page ended, as `<first_seen in microseconds since 1970 UTC>-<alert_id>`",
+    ),
+]
+AlertIdPath = Annotated[
+    str,
+    Path(
+        min_length=24,
+        max_length=24,
+        pattern=ALERT_ID_PATTERN,
+        description="The alert's id (24 hex digits, derived from station, connector, kind "
+        "and first_seen)",
+        examples=[EXAMPLE_ALERT_ID],
+    ),
+]
 
-def require_ordered(start: datetime | None, end: datetime | None) -> None:
-    """``from`` must be earlier than ``to`` (raises the 422 every range answers)."""
+
+def require_ordered(
+    start: datetime | None, end: datetime | None, names: tuple[str, str] = ("from", "to")
+) -> None:
+    """``from`` must be earlier than ``to`` (raises the 422 every range answers);
+    ``names`` are the two parameters' names."""
     if start is not None and end is not None and start >= end:
-        raise range_error("'from' must be earlier than 'to'", "from")
+        raise range_error(f"'{names[0]}' must be earlier than '{names[1]}'", names[0])
 
 
 def range_error(reason: str, name: str) -> RequestValidationError:

@@ -215,6 +215,10 @@ Responses = dict[int | str, dict[str, Any]]
 UNAUTHORIZED: Responses = {401: _problem("Missing, invalid or revoked API key", _WWW_AUTHENTICATE)}
 FORBIDDEN: Responses = {403: _problem("The key's role may not do this")}
 NOT_FOUND: Responses = {404: _problem("No such resource")}
+CONFLICT: Responses = {409: _problem("Not possible in the resource's current state")}
+# Operations with a JSON body: FastAPI answers 400 for a body it cannot decode (not
+# UTF-8); a body that decodes but is not valid JSON or not the schema is a 422.
+UNREADABLE_BODY: Responses = {400: _problem("The body cannot be decoded (not UTF-8)")}
 RATE_LIMITED: Responses = {
     429: _problem("Too many failed authentications from this client address", _RETRY_AFTER)
 }

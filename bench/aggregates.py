@@ -3,7 +3,7 @@
 On a fresh database (CHARGEFLOW_BENCH_DATABASE_URL names a server to use, else
 127.0.0.1:5432, else embedded PostgreSQL) measures
 
-* ``write``: ``store.load_writers.write_load_batch`` of ``--connectors`` x ``--minutes``
+* ``write``: ``store.load.write_load_batch`` of ``--connectors`` x ``--minutes``
   minute rows ending now, in batches of ``--batch`` rows (binary COPY, upsert and the
   invalidation rows of the same statement), rows/s and invalidation rows recorded;
 * ``refresh_recent``: the refresher's tick after those writes (the invalidated hours
@@ -33,7 +33,7 @@ from bench.common import fresh_database, machine_info
 from chargeflow.stack import database_server
 from flows.load.logic import MinuteRow
 from store.aggregates import floor_bucket, refresh_aggregates
-from store.load_writers import write_load_batch
+from store.load import write_load_batch
 
 
 def _rows(connectors: int, minutes: int, end: Any) -> list[MinuteRow]:

@@ -44,8 +44,8 @@ from bus.admin import ensure_topics
 from bus.envelope import Envelope, Kind, decode_envelope, encode_envelope
 from bus.normalized import normalize_v16
 from bus.topics import Topics
-from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server
-from store.schema import migrate
+from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server, stop_process
+from store.db import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSIONS_FLOW = "flows.sessions.dataflow:from_env()"
@@ -379,6 +379,26 @@ def fresh_database(server: DatabaseServer, prefix: str = "chargeflow_bench") -> 
         server.drop_database(name)
 
 
+def profile_dataflow(flow: Any, out: Path, top: int = 25) -> str:
+    """Run ``flow`` in this process under cProfile (bytewax.testing.run_main; the main
+    thread only, not a database writer's), dump the stats to ``out``; the ``top``
+    functions by own time."""
+    import cProfile
+    import io
+    import pstats
+
+    from bytewax.testing import run_main
+
+    prof = cProfile.Profile()
+    prof.enable()
+    run_main(flow)
+    prof.disable()
+    prof.dump_stats(out)
+    text = io.StringIO()
+    pstats.Stats(str(out), stream=text).sort_stats("tottime").print_stats(top)
+    return text.getvalue()
+
+
 def machine_info(**extra: Any) -> dict[str, Any]:
     """What every bench reports about the machine it ran on."""
     return {
@@ -478,12 +498,7 @@ def row_counts(database_url: str) -> tuple[int, int]:
 def stop_flow(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:
     """SIGTERM (``flows.run`` then exits 0), SIGKILL if it does not stop in time."""
     if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        stop_process(proc, timeout)
     assert proc.returncode is not None
     return proc.returncode
 

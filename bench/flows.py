@@ -11,9 +11,9 @@ without them), then measures
   tail=False, with recovery like the launcher runs it; wall time from process start
   to exit (includes interpreter start-up and every database write);
 * ``plain``: a plain confluent-kafka consumer loop (manual assignment) doing the same
-  per-event work (decode, ``logic.update``, ``store.writers`` in batches) on the
+  per-event work (decode, ``logic.update``, ``store.sessions`` in batches) on the
   same topic, in this process; plus the ratio flow/plain;
-* ``copy``: ``store.writers.write_sessions_batch`` with meter samples only
+* ``copy``: ``store.sessions.write_sessions_batch`` with meter samples only
   (binary COPY -> staging -> INSERT ... ON CONFLICT), rows/s;
 * ``session_upserts``: ``write_sessions_batch`` with session snapshots only;
 * ``load``: ``python -m flows.run flows.load.dataflow:from_env()`` over the same topic,
@@ -27,6 +27,12 @@ without them), then measures
 * ``status``: ``python -m flows.run flows.status.dataflow:from_env()`` likewise;
   rows: ``connector_status_history`` (one per StatusNotification) and
   ``connector_availability`` (one per connector).
+* ``faults``: ``python -m flows.run flows.faults.dataflow:from_env()`` over a stream of
+  its own (every measurand in each MeterValues, ``--faults-events`` over
+  ``--faults-stations``, about three telemetry days per station by default, so the
+  connector models warm up and then score), samples/s per worker against the issue's
+  10,000; and the model state bytes per connector after one and three days
+  (:mod:`bench.faults_flow`). ``--profile-faults`` profiles it in-process.
 
 Every flow figure is wall time from process start to exit (interpreter start-up and
 every database write included) and CPU time of the flow process.
@@ -42,11 +48,8 @@ cProfile (the top functions go to stderr).
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import json
 import os
-import pstats
 import resource
 import subprocess
 import sys
@@ -61,6 +64,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from bench import faults_flow
 from bench.common import (
     ROOT,
     SESSIONS_FLOW,
@@ -71,19 +75,22 @@ from bench.common import (
     machine_info,
     messages,
     produce_all,
+    profile_dataflow,
     register_progress_wh,
     session_count,
     status_notification_count,
 )
 from bus.admin import read_topic
 from bus.envelope import EnvelopeError
+from bus.sessions import EnergySource, Quality
 from bus.topics import Topics
+from flows.errors import InvalidEvent
 from flows.recovery import ensure_recovery_dir
 from flows.sessions import logic
-from flows.sessions.logic import ChargePointState, InvalidEvent, MeterSampleRow, SessionRow
-from store.registry import provision_station
+from flows.sessions.logic import ChargePointState, MeterSampleRow, SessionRow
+from store.sessions import write_sessions_batch
 from store.sites import upsert_site
-from store.writers import write_sessions_batch
+from store.stations import provision_station
 
 LOAD_FLOW = "flows.load.dataflow:from_env()"
 STATUS_FLOW = "flows.status.dataflow:from_env()"
@@ -158,9 +165,7 @@ def profile_flow(
 ) -> str:
     """The sessions (or load) flow in this process under cProfile
     (bytewax.testing.run_main; the main thread only, not the database writer's)."""
-    from bytewax.testing import run_main
-
-    from flows.common import FlowConfig
+    from flows.config import FlowConfig
     from flows.load.dataflow import build_flow as build_load_flow
     from flows.sessions.dataflow import SessionsFlowConfig, build_flow
 
@@ -185,14 +190,7 @@ def profile_flow(
             )
         )
     )
-    prof = cProfile.Profile()
-    prof.enable()
-    run_main(flow)
-    prof.disable()
-    prof.dump_stats(out)
-    text = io.StringIO()
-    pstats.Stats(str(out), stream=text).sort_stats("tottime").print_stats(25)
-    return text.getvalue()
+    return profile_dataflow(flow, out)
 
 
 def flow_figures(
@@ -341,8 +339,8 @@ def session_rows(n: int) -> list[SessionRow]:
         meter_stop_wh=None,
         last_register_wh=1_500,
         energy_wh=500,
-        energy_source="station_register",
-        quality="exact",
+        energy_source=EnergySource.STATION_REGISTER,
+        quality=Quality.EXACT,
         quality_reasons=(),
         stop_reason=None,
         sample_count=3,
@@ -373,6 +371,47 @@ def bench_writer(
 
 
 # --------------------------------------------------------------------------- main
+
+
+def run_faults(
+    args: argparse.Namespace, bootstrap: str, topics: Topics, url: str, work: Path
+) -> dict[str, Any]:
+    """The ``faults`` section (:mod:`bench.faults_flow`)."""
+    progress(f"faults stream: {args.faults_events} meter events, every measurand")
+    ftopics, stream = faults_flow.prepare_stream(
+        bootstrap, topics, args.partitions, args.faults_events, args.faults_stations
+    )
+    progress("faults flow (subprocess, 1 worker)")
+    load_before = os.getloadavg()
+    elapsed, cpu = run_flow(
+        bootstrap,
+        ftopics,
+        url,
+        work,
+        recovery=not args.no_recovery,
+        batch_size=args.batch_size,
+        flow=faults_flow.FAULTS_FLOW,
+    )
+    section: dict[str, Any] = {
+        **faults_flow.throughput_figures(elapsed, cpu, stream, load_before[0]),
+        "recovery": not args.no_recovery,
+        "stream": stream,
+        **faults_flow.alert_tables(url),
+        "deadletters": topic_count(bootstrap, ftopics.deadletter),
+    }
+    progress("faults model state after 1 and 3 telemetry days (in-process)")
+    section["state"] = faults_flow.state_figures()
+    if args.profile_faults is not None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE alerts, alert_events, alerts_outbox, connector_health")
+        progress(f"profiling the faults flow in-process -> {args.profile_faults}")
+        print(
+            faults_flow.profile_in_process(
+                bootstrap, ftopics, url, args.profile_faults, args.batch_size
+            ),
+            file=sys.stderr,
+        )
+    return section
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,6 +452,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-plain", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-status", action="store_true")
+    parser.add_argument("--skip-faults", action="store_true")
+    parser.add_argument(
+        "--faults-events", type=int, default=80_000, help="MeterValues of the faults stream"
+    )
+    parser.add_argument("--faults-stations", type=int, default=20)
+    parser.add_argument(
+        "--profile-faults",
+        type=Path,
+        default=None,
+        help="also run the faults flow in-process under cProfile, dump stats here",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -606,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(top, file=sys.stderr)
 
+        if not args.skip_faults:
+            result["faults"] = run_faults(args, broker.bootstrap, topics, url, work)
+
         progress(f"writer: {args.copy_rows} meter samples")
         samples = sample_rows(args.copy_rows)
         copy_s = bench_writer(url, [], samples, args.copy_chunk)
@@ -644,6 +697,11 @@ def main(argv: list[str] | None = None) -> int:
         result["targets"]["status_meter_events_per_s_per_worker"] = result["status"][
             "meter_events_per_s"
         ]
+    if "faults" in result:
+        result["targets"]["faults_samples_per_s_per_worker"] = faults_flow.TARGET_SAMPLES_PER_S
+        result["targets"]["faults_met"] = (
+            result["faults"]["samples_per_s"] >= faults_flow.TARGET_SAMPLES_PER_S
+        )
     result["bench_wall_s"] = round(time.perf_counter() - bench_started, 1)
     json.dump(result, sys.stdout, indent=2)
     print()

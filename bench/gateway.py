@@ -59,7 +59,7 @@ from bench.common import ROOT, bench_stack, machine_info
 from bench.loadgen import raise_fd_limit
 from bus.topics import Topics
 from chargeflow.stack import free_port, wait_until
-from store.registry import hash_password
+from store.stations import hash_password
 
 TARGET_STATIONS = 2000
 TARGET_MESSAGES_PER_S = 2000

@@ -5,7 +5,9 @@ Starts the embedded broker, a fresh migrated database and N provisioned stations
 (security profile 1, real argon2 hash), then the gateway as its own process
 (``python -m chargeflow.cli gateway``, configured through ``CHARGEFLOW_*`` with an auth
 cache key), freshly started; then all N stations connect at once from a separate
-client process (``python -m bench.storm client``), each retrying after 503/429 with
+client process (``python -m bench.storm client``, ``--client lean`` (default,
+``bench.storm_client``: raw streams, upgrade + BootNotification + StatusNotification)
+or ``websockets`` (upgrade only)), each retrying after 503/429 with
 the server's ``Retry-After`` as a station would. What the stations had before the
 restart (``--prime``):
 
@@ -31,8 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
-import resource
+import os
 import subprocess
 import sys
 import time
@@ -50,10 +53,11 @@ from websockets.typing import Subprotocol
 
 from bench.common import ROOT, bench_stack, machine_info
 from bench.loadgen import percentiles, raise_fd_limit
+from bench.storm_client import outcome_counts
 from bus.topics import Topics
 from chargeflow.stack import free_port, wait_until
 from ingest.gateway.security import cache_key_from_secret, credential_mac
-from store.registry import hash_password
+from store.stations import hash_password
 
 TARGET_STATIONS = 10_000
 TARGET_BACK_S = 60.0
@@ -106,7 +110,12 @@ def provision(database_url: str, ids: list[str], prime: str) -> str:
 
 @contextmanager
 def gateway(
-    bootstrap: str, database_url: str, topics: Topics, workdir: Path, name: str
+    bootstrap: str,
+    database_url: str,
+    topics: Topics,
+    workdir: Path,
+    name: str,
+    root: Path = ROOT,
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """A freshly started ``chargeflow gateway`` process, until it answers /livez."""
     from bench.gateway import gateway_env, healthy
@@ -124,7 +133,7 @@ def gateway(
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "chargeflow.cli", "gateway"],
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=out,
             stderr=out,
@@ -149,6 +158,15 @@ def gateway(
                 proc.wait(10)
 
 
+def reset_between_storms(database_url: str) -> None:
+    """Back to the state a restart finds: no connection rows, no connector rows, every
+    station seen just now (its verified credential stays fresh)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM station_connections")
+        conn.execute("DELETE FROM connectors")
+        conn.execute("UPDATE stations SET last_seen_at = now()")
+
+
 def cpu_seconds(pid: int) -> float:
     import psutil
 
@@ -170,7 +188,7 @@ def metric_samples(port: int, name: str) -> dict[str, float]:
     return out
 
 
-def run_client(url: str, stations: int, timeout_s: float) -> dict[str, Any]:
+def run_client(url: str, stations: int, timeout_s: float, kind: str) -> dict[str, Any]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -183,6 +201,8 @@ def run_client(url: str, stations: int, timeout_s: float) -> dict[str, Any]:
             str(stations),
             "--timeout",
             str(timeout_s),
+            "--client",
+            kind,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -202,11 +222,15 @@ def storm(
     stations: int,
     timeout_s: float,
     name: str,
+    kind: str = "lean",
+    root: Path = ROOT,
 ) -> dict[str, Any]:
-    with gateway(bootstrap, database_url, topics, workdir, name) as (proc, port):
+    with gateway(bootstrap, database_url, topics, workdir, name, root) as (proc, port):
         cpu_before = cpu_seconds(proc.pid)
-        progress(f"{name}: gateway up (pid {proc.pid}); {stations} stations connect at once")
-        result = run_client(f"ws://127.0.0.1:{port}/ocpp", stations, timeout_s)
+        progress(
+            f"{name} ({root}): gateway up (pid {proc.pid}); {stations} stations connect at once"
+        )
+        result = run_client(f"ws://127.0.0.1:{port}/ocpp", stations, timeout_s, kind)
         cpu = cpu_seconds(proc.pid) - cpu_before
         checks = metric_samples(port, "chargeflow_gateway_password_checks_total")
         rejected = metric_samples(port, "chargeflow_gateway_rejected_handshakes_total")
@@ -225,10 +249,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stations", type=int, default=TARGET_STATIONS)
     parser.add_argument("--prime", choices=("seed", "login", "none"), default="seed")
     parser.add_argument(
+        "--client",
+        choices=("lean", "websockets"),
+        default="lean",
+        help="lean: raw asyncio streams, upgrade + BootNotification + StatusNotification "
+        "(bench.storm_client); websockets: the websockets client, upgrade only",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=600.0,
         help="give up on stations not back after this many seconds",
+    )
+    parser.add_argument(
+        "--gateway-root",
+        type=Path,
+        action="append",
+        default=None,
+        help="run the measured gateway from this checkout (repeatable: one storm per "
+        "checkout, in order, on the same database; for before/after in one run)",
     )
     parser.add_argument(
         "--logs", type=Path, default=None, help="keep the gateway/broker logs in this directory"
@@ -241,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "stations": args.stations,
             "prime": args.prime,
+            "client": args.client,
             "auth_cache_key": "set",
             "limits": "gateway defaults",
         },
@@ -251,25 +291,28 @@ def main(argv: list[str] | None = None) -> int:
         provision(stack.database_url, ids, args.prime)
         result["provision_s"] = round(time.perf_counter() - started, 1)
         result["database"] = stack.database_origin
-        if args.prime == "login":
-            result["first_login"] = storm(
-                stack.broker.bootstrap,
-                stack.database_url,
-                stack.topics,
-                stack.work,
-                args.stations,
-                args.timeout,
-                "first-gateway",
-            )
-        result["storm"] = storm(
+        bench_storm = functools.partial(
+            storm,
             stack.broker.bootstrap,
             stack.database_url,
             stack.topics,
             stack.work,
             args.stations,
             args.timeout,
-            "restarted-gateway",
+            kind=args.client,
         )
+        if args.prime == "login":
+            result["first_login"] = bench_storm(name="first-gateway")
+        roots = args.gateway_root or [ROOT]
+        runs = []
+        for i, root in enumerate(roots):
+            if i:
+                reset_between_storms(stack.database_url)
+            run = bench_storm(name="restarted-gateway", root=root.resolve())
+            runs.append({"gateway_root": str(root), "load_after": os.getloadavg(), **run})
+        result["storm"] = runs[-1]
+        if len(runs) > 1:
+            result["storms"] = runs
     s = result["storm"]
     result["targets"] = {
         "stations": TARGET_STATIONS,
@@ -332,18 +375,14 @@ async def client(url: str, stations: int, timeout_s: float) -> dict[str, Any]:
     await asyncio.gather(*(station(cp) for cp in station_ids(stations)))
     all_back = time.monotonic() - started if len(back_after) == stations else None
     await asyncio.gather(*(ws.close() for ws in held), return_exceptions=True)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
+        "client": "websockets",
         "stations": stations,
         "connected": len(back_after),
+        "all_connected_s": None if all_back is None else round(all_back, 2),
         "all_back_s": None if all_back is None else round(all_back, 2),
         "back_after_ms": percentiles([1000 * t for t in back_after]),
-        "failures": sum(failures.values()),
-        "failure_kinds": dict(failures),
-        "http_statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "lockouts": statuses.get(429, 0),
-        "busy_503": statuses.get(503, 0),
-        "client_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        **outcome_counts(failures, statuses),
     }
 
 
@@ -352,9 +391,16 @@ def client_main(argv: list[str]) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--stations", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--client", choices=("lean", "websockets"), default="lean")
     args = parser.parse_args(argv)
     raise_fd_limit()
-    json.dump(asyncio.run(client(args.url, args.stations, args.timeout)), sys.stdout)
+    if args.client == "lean":
+        from bench.storm_client import lean_client
+
+        run = lean_client(args.url, station_ids(args.stations), PASSWORD, args.timeout)
+    else:
+        run = client(args.url, args.stations, args.timeout)
+    json.dump(asyncio.run(run), sys.stdout)
     print()
     return 0
 

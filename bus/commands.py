@@ -44,6 +44,8 @@ from typing import Any
 
 import msgspec
 
+from bus.codec import decode_versioned
+
 SCHEMA_VERSION = 1
 
 
@@ -151,18 +153,7 @@ def encode_command(command: Command) -> bytes:
 def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | None, what: str) -> Any:
     if data is None:
         raise CommandError(f"{what} message has no value")
-    try:
-        value = decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        text = str(exc)
-        if text.startswith(("JSON is malformed", "Input data was truncated")):
-            raise CommandError(f"{what} is not valid JSON: {text}") from None
-        raise CommandError(f"{what} does not match schema: {text}") from None
-    if value.schema_version > SCHEMA_VERSION:
-        raise CommandError(
-            f"{what} schema_version {value.schema_version} is newer than supported {SCHEMA_VERSION}"
-        )
-    return value
+    return decode_versioned(decoder, data, what, CommandError, SCHEMA_VERSION)
 
 
 def decode_command(data: bytes | None) -> Command:

@@ -27,7 +27,8 @@ from typing import Any
 
 import msgspec
 
-from bus.normalized import Normalized
+from bus.codec import decode_versioned
+from bus.normalized import Normalized, normalize_v16, normalize_v201
 
 SCHEMA_VERSION = 1
 
@@ -115,18 +116,7 @@ def encode_envelope(envelope: Envelope) -> bytes:
 def decode_envelope(data: bytes | None) -> Envelope:
     if data is None:
         raise EnvelopeError("message has no value")
-    try:
-        envelope = _decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        text = str(exc)
-        if text.startswith(("JSON is malformed", "Input data was truncated")):
-            raise EnvelopeError(f"envelope is not valid JSON: {text}") from None
-        raise EnvelopeError(f"envelope does not match schema: {text}") from None
-    if envelope.schema_version > SCHEMA_VERSION:
-        raise EnvelopeError(
-            f"envelope schema_version {envelope.schema_version} is newer than "
-            f"supported {SCHEMA_VERSION}"
-        )
+    envelope = decode_versioned(_decoder, data, "envelope", EnvelopeError, SCHEMA_VERSION)
     if envelope.received_at.tzinfo is None or envelope.measured_at.tzinfo is None:
         raise EnvelopeError("envelope times must carry a UTC offset")
     return envelope
@@ -135,7 +125,7 @@ def decode_envelope(data: bytes | None) -> Envelope:
 class FactsEnvelope(msgspec.Struct, kw_only=True, frozen=True):
     """:class:`Envelope` with the raw payload and response left undecoded: what a
     consumer of the normalised facts needs (building the camelCase dicts costs
-    about as much as the rest of an envelope's decoding). See :func:`decode_facts`."""
+    about as much as the rest of an envelope's decoding). See :func:`decode_facts_envelope`."""
 
     message_id: str
     charge_point_id: str
@@ -155,7 +145,7 @@ _facts_decoder = msgspec.json.Decoder(FactsEnvelope)
 _OBJECT, _NULL = ord("{"), ord("n")
 
 
-def decode_facts(data: bytes | None) -> FactsEnvelope | None:
+def decode_facts_envelope(data: bytes | None) -> FactsEnvelope | None:
     """The OCPP envelope in ``data`` when it carries normalised facts and passes
     every check :func:`decode_envelope` makes (its payload only checked to be a
     JSON object); None for anything else -- other kinds, envelopes without facts,
@@ -167,9 +157,9 @@ def decode_facts(data: bytes | None) -> FactsEnvelope | None:
     >>> env = Envelope(message_id="m1", charge_point_id="CP1", received_at=t,
     ...                measured_at=t, kind=Kind.OCPP_CALL, action="Heartbeat", payload={},
     ...                normalized=[])
-    >>> decode_facts(encode_envelope(env)).normalized
+    >>> decode_facts_envelope(encode_envelope(env)).normalized
     []
-    >>> decode_facts(b"not json") is None, decode_facts(None) is None
+    >>> decode_facts_envelope(b"not json") is None, decode_facts_envelope(None) is None
     (True, True)
     """
     if data is None:
@@ -189,3 +179,36 @@ def decode_facts(data: bytes | None) -> FactsEnvelope | None:
     ):
         return None
     return env
+
+
+def is_v201(ocpp_version: str | None) -> bool:
+    """Whether a station speaks OCPP 2.x (2.0.1 today); 1.6 otherwise."""
+    return (ocpp_version or "").startswith("2")
+
+
+def normalized_facts(envelope: Envelope) -> list[Normalized]:
+    """The version-independent facts of an OCPP CALL: those the gateway put in the
+    envelope, else (envelopes written before it did, or by another producer) the
+    normaliser of the envelope's OCPP version run on its payload and response.
+
+    >>> from datetime import UTC, datetime
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> env = Envelope(message_id="m1", charge_point_id="CP1", received_at=t,
+    ...                measured_at=t, kind=Kind.OCPP_CALL, ocpp_version="1.6",
+    ...                action="StatusNotification",
+    ...                payload={"connectorId": 1, "status": "Charging", "errorCode": "NoError"})
+    >>> [(f.connector_id, f.status) for f in normalized_facts(env)]
+    [(1, 'Charging')]
+    """
+    if envelope.normalized is not None:
+        return list(envelope.normalized)
+    if envelope.action is None:
+        return []
+    normalize = normalize_v201 if is_v201(envelope.ocpp_version) else normalize_v16
+    return normalize(
+        envelope.charge_point_id,
+        envelope.action,
+        envelope.payload,
+        envelope.response,
+        envelope.received_at,
+    )

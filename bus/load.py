@@ -22,6 +22,8 @@ from datetime import datetime
 
 import msgspec
 
+from bus.codec import JsonCodec
+
 SITE_LOAD_SCHEMA_VERSION = 1
 
 
@@ -53,13 +55,6 @@ class SiteLoad(msgspec.Struct, kw_only=True, frozen=True):
     schema_version: int = SITE_LOAD_SCHEMA_VERSION
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(SiteLoad)
-
-
-def encode_site_load(message: SiteLoad) -> bytes:
-    return _encoder.encode(message)
-
-
-def decode_site_load(data: bytes) -> SiteLoad:
-    return _decoder.decode(data)
+_codec = JsonCodec(SiteLoad)
+encode_site_load = _codec.encode
+decode_site_load = _codec.decode

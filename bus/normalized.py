@@ -12,6 +12,11 @@ Facts (tagged structs, the tag is the ``type`` field in JSON):
 * :class:`TransactionStart` (``transaction_start``) - 1.6 StartTransaction, 2.0.1 Started
 * :class:`TransactionUpdate` (``transaction_update``) - 2.0.1 Updated
 * :class:`TransactionEnd`   (``transaction_end``)   - 1.6 StopTransaction, 2.0.1 Ended
+* :class:`Authorization`    (``authorization``)     - Authorize and the gateway's answer
+* :class:`SecurityEvent`    (``security_event``)    - SecurityEventNotification
+* :class:`DeviceEvent`      (``device_event``)      - one per 2.0.1 NotifyEvent ``eventData``
+* :class:`StationHeartbeat` (``station_heartbeat``) - Heartbeat (both versions)
+* :class:`StationBoot`      (``station_boot``)      - BootNotification (both versions)
 
 Mapping rules
 -------------
@@ -38,6 +43,11 @@ kept in ``ocpp_status``)
   or no transaction seen -> Preparing; a transaction that ended -> Finishing.
   This is a best effort (state is per connection, lost on reconnect): the raw
   ``Occupied`` stays in ``ocpp_status``.
+  1.6 ``vendorId``/``vendorErrorCode``/``info`` are kept as ``vendor_id``/
+  ``vendor_error_code``/``info`` (ChargeX MREC codes arrive there: ``vendorId``
+  ``https://chargex.inl.gov``, ``vendorErrorCode`` ``CX019``; EVgo's MREC format puts the
+  sensor reading in ``info``); None when absent, and always None for 2.0.1. Envelopes
+  written before these fields existed decode with None.
 
 Meter samples
   1.6: ``value`` is a decimal string; values that are not finite numbers and
@@ -47,7 +57,7 @@ Meter samples
   context ``Sample.Periodic``, location ``Outlet``; unit ``Wh`` for ``Energy.*``
   measurands, otherwise ``""`` when not given; 2.0.1 ``unitOfMeasure.multiplier``
   (power of ten) goes to ``unit_multiplier`` (1.6: always 0). ``value`` is never
-  scaled; use :func:`to_wh` for an energy register in Wh.
+  scaled; use :func:`bus.measurands.to_wh` for an energy register in Wh.
   1.6 StopTransaction ``transactionData`` and the 2.0.1 TransactionEvent
   ``meterValue`` become samples with the transaction id; 1.6 MeterValues carries
   its optional ``transactionId``; 2.0.1 MeterValues is outside a transaction.
@@ -56,7 +66,7 @@ Transactions
   ``meter_start_wh``/``meter_stop_wh`` (Decimal Wh): 1.6 ``meterStart``/``meterStop``;
   2.0.1: the ``Energy.Active.Import.Register`` sample without phase in context
   ``Transaction.Begin`` (Started) / ``Transaction.End`` (Ended), converted with
-  :func:`to_wh` (Wh or kWh, times 10^multiplier); None when not there.
+  :func:`bus.measurands.to_wh` (Wh or kWh, times 10^multiplier); None when not there.
   ``seq_no``, ``offline``, ``trigger_reason``, ``charging_state``: 2.0.1 only
   (1.6: None/False/None/None). ``stopped_reason``: 1.6 ``reason``, 2.0.1
   ``transactionInfo.stoppedReason``; absent means ``Local`` in both versions.
@@ -64,8 +74,43 @@ Transactions
   StartTransaction/StopTransaction ``idTagInfo``, 2.0.1 ``idTokenInfo``), if any.
   A 2.0.1 Updated/Ended event that carries an idToken is still an update/end.
 
+Authorizations
+  One :class:`Authorization` per Authorize CALL: ``id_tag`` (1.6 ``idTag``, 2.0.1
+  ``idToken.idToken``, its type in ``id_token_type``) and ``auth_status``, what the
+  gateway answered (1.6 ``idTagInfo.status``, 2.0.1 ``idTokenInfo.status``; None when
+  the answer has none). The answers to id tags in transaction messages stay on the
+  transaction facts (``auth_status`` above), so each decision is a fact exactly once.
+  Authorize carries no station time in either version: ``timestamp`` is the gateway's
+  ``received_at`` (say so wherever it is compared with telemetry time).
+
+Security events
+  :class:`SecurityEvent` from SecurityEventNotification (2.0.1 core, 1.6 with the
+  security whitepaper extension, same fields): ``event_type`` (``type``, e.g.
+  ``TamperDetectionActivated``; the names are open-ended, proprietary ones pass as
+  sent), the station's ``timestamp`` and ``tech_info`` (``techInfo``, None if absent).
+Device events (2.0.1 NotifyEvent)
+  One :class:`DeviceEvent` per ``eventData`` entry, fields as sent: ``eventId``,
+  ``timestamp`` (the station's time of the event), ``trigger`` (Alerting, Delta,
+  Periodic), ``actualValue`` (always a string, e.g. ``"true"`` or ``"105"``),
+  ``component.name``/``instance``, ``variable.name``/``instance``, ``techCode``,
+  ``techInfo``, ``cleared`` (absent means False), ``cause``, ``eventNotificationType``
+  (``notification_type``), ``transactionId``, ``variableMonitoringId``. ``evse_id`` is
+  ``component.evse.id`` and ``connector_id`` its ``connectorId``; a component without
+  ``evse`` belongs to the whole station (``evse_id`` 0, ``connector_id`` None). Entries
+  without an eventId, component or variable name are left out. 1.6 has no NotifyEvent.
+
+Station heartbeats and boots
+  :class:`StationHeartbeat` for every Heartbeat (both versions: the payload is empty).
+  OCPP carries no station time in a Heartbeat, so its ``timestamp`` is ``received_at``,
+  the gateway's clock, not the station's. :class:`StationBoot` for every
+  BootNotification: ``vendor``/``model``/``firmware_version`` (1.6
+  ``chargePointVendor``/``chargePointModel``/``firmwareVersion``; 2.0.1
+  ``chargingStation.vendorName``/``model``/``firmwareVersion``), ``reason`` (2.0.1 only,
+  e.g. PowerUp, Watchdog; None for 1.6), and ``timestamp`` = ``received_at`` as well
+  (BootNotification has no time either).
+
 Times are tz-aware: the payload's timestamp, or ``received_at`` when the message
-has none (1.6 StatusNotification without timestamp).
+has none (1.6 StatusNotification without timestamp, Heartbeat, BootNotification).
 
 >>> from datetime import UTC, datetime
 >>> t = datetime(2026, 1, 5, 10, tzinfo=UTC)
@@ -75,36 +120,42 @@ has none (1.6 StatusNotification without timestamp).
 ('Charging', 1, True)
 >>> status_from_v201("Occupied", "SuspendedEV"), status_from_v201("Occupied", None)
 ('SuspendedEV', 'Preparing')
->>> to_wh(Decimal("12.5"), "kWh", 0), to_wh(Decimal("125"), "Wh", 2), to_wh(Decimal(1), "W", 0)
-(Decimal('12500.0'), Decimal('12500'), None)
 >>> decode_facts(encode_facts(facts)) == facts
 True
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal, get_args
 
 import msgspec
 
-ENERGY_REGISTER = "Energy.Active.Import.Register"
-COMMON_STATUSES = frozenset(
-    {
-        "Available",
-        "Preparing",
-        "Charging",
-        "SuspendedEV",
-        "SuspendedEVSE",
-        "Finishing",
-        "Reserved",
-        "Unavailable",
-        "Faulted",
-    }
+from bus.measurands import (
+    ENERGY_REGISTER,
+    OUTLET,
+    SAMPLE_PERIODIC,
+    TRANSACTION_BEGIN,
+    TRANSACTION_END,
+    to_wh,
 )
+from bus.times import parse_rfc3339
+
+# The connector statuses both versions map to (the API's status enum, too).
+ConnectorStatusName = Literal[
+    "Available",
+    "Preparing",
+    "Charging",
+    "SuspendedEV",
+    "SuspendedEVSE",
+    "Finishing",
+    "Reserved",
+    "Unavailable",
+    "Faulted",
+]
+COMMON_STATUSES: frozenset[str] = frozenset(get_args(ConnectorStatusName))
 ENDED = "Ended"  # EvseStates value after a transaction ended on an EVSE
 
 
@@ -119,6 +170,9 @@ class ConnectorStatus(_Fact, tag="connector_status", kw_only=True, frozen=True):
     ocpp_status: str  # as the station sent it (2.0.1: e.g. Occupied)
     error_code: str | None = None  # 1.6 errorCode; None for 2.0.1
     timestamp: datetime
+    vendor_id: str | None = None  # 1.6 vendorId (e.g. https://chargex.inl.gov)
+    vendor_error_code: str | None = None  # 1.6 vendorErrorCode (e.g. CX019)
+    info: str | None = None  # 1.6 info (free text, <= 50 characters)
 
 
 class MeterSample(_Fact, tag="meter_sample", kw_only=True, frozen=True):
@@ -135,53 +189,100 @@ class MeterSample(_Fact, tag="meter_sample", kw_only=True, frozen=True):
     value: Decimal  # as written by the station, JSON string on the wire
 
 
-class TransactionStart(_Fact, tag="transaction_start", kw_only=True, frozen=True):
+class _TransactionFact(_Fact, kw_only=True, frozen=True):
+    """The fields a transaction's start, update and end share."""
+
     transaction_id: str
     evse_id: int | None
     connector_id: int | None
     id_tag: str | None = None
     id_token_type: str | None = None
     auth_status: str | None = None
-    meter_start_wh: Decimal | None = None
     timestamp: datetime
     seq_no: int | None = None
     offline: bool = False
     trigger_reason: str | None = None
     charging_state: str | None = None
+
+
+class TransactionStart(_TransactionFact, tag="transaction_start", kw_only=True, frozen=True):
+    meter_start_wh: Decimal | None = None
     reservation_id: int | None = None
 
 
-class TransactionUpdate(_Fact, tag="transaction_update", kw_only=True, frozen=True):
-    transaction_id: str
-    evse_id: int | None
-    connector_id: int | None
-    id_tag: str | None = None
-    id_token_type: str | None = None
-    auth_status: str | None = None
-    timestamp: datetime
-    seq_no: int | None = None
-    offline: bool = False
-    trigger_reason: str | None = None
-    charging_state: str | None = None
+class TransactionUpdate(_TransactionFact, tag="transaction_update", kw_only=True, frozen=True):
+    pass
 
 
-class TransactionEnd(_Fact, tag="transaction_end", kw_only=True, frozen=True):
-    transaction_id: str
-    evse_id: int | None
-    connector_id: int | None
-    id_tag: str | None = None
-    id_token_type: str | None = None
-    auth_status: str | None = None
+class TransactionEnd(_TransactionFact, tag="transaction_end", kw_only=True, frozen=True):
     meter_stop_wh: Decimal | None = None
-    timestamp: datetime
-    seq_no: int | None = None
-    offline: bool = False
-    trigger_reason: str | None = None
-    charging_state: str | None = None
     stopped_reason: str = "Local"
 
 
-Normalized = ConnectorStatus | MeterSample | TransactionStart | TransactionUpdate | TransactionEnd
+class Authorization(_Fact, tag="authorization", kw_only=True, frozen=True):
+    id_tag: str | None = None
+    id_token_type: str | None = None
+    auth_status: str | None = None  # the gateway's answer (Accepted, Invalid, Blocked...)
+    timestamp: datetime  # the gateway's received_at: Authorize has no station time
+
+
+class SecurityEvent(_Fact, tag="security_event", kw_only=True, frozen=True):
+    event_type: str  # SecurityEventNotification ``type``
+    tech_info: str | None = None
+    timestamp: datetime  # the station's
+
+
+class DeviceEvent(_Fact, tag="device_event", kw_only=True, frozen=True):
+    """One 2.0.1 NotifyEvent ``eventData`` entry: a monitored or hard-wired variable of
+    a device-model component changed (a problem raised or cleared, a value reported)."""
+
+    event_id: int
+    timestamp: datetime  # the station's time of the event
+    trigger: str  # Alerting, Delta, Periodic
+    actual_value: str
+    component: str
+    component_instance: str | None = None
+    evse_id: int = 0  # 0: the whole station
+    connector_id: int | None = None
+    variable: str
+    variable_instance: str | None = None
+    tech_code: str | None = None
+    tech_info: str | None = None
+    cleared: bool = False
+    cause: int | None = None  # the eventId of the event that caused this one
+    notification_type: str  # HardWiredNotification, HardWiredMonitor, ...Monitor
+    transaction_id: str | None = None
+    variable_monitoring_id: int | None = None
+
+
+class StationHeartbeat(_Fact, tag="station_heartbeat", kw_only=True, frozen=True):
+    """A Heartbeat; ``timestamp`` is when the gateway received it (OCPP sends no time)."""
+
+    timestamp: datetime
+
+
+class StationBoot(_Fact, tag="station_boot", kw_only=True, frozen=True):
+    """A BootNotification; ``timestamp`` is when the gateway received it."""
+
+    vendor: str | None = None
+    model: str | None = None
+    firmware_version: str | None = None
+    reason: str | None = None  # 2.0.1 BootReasonEnumType; None for 1.6
+    timestamp: datetime
+
+
+Normalized = (
+    ConnectorStatus
+    | MeterSample
+    | TransactionStart
+    | TransactionUpdate
+    | TransactionEnd
+    | Authorization
+    | SecurityEvent
+    | DeviceEvent
+    | StationHeartbeat
+    | StationBoot
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(list[Normalized])
@@ -197,22 +298,15 @@ def decode_facts(data: bytes) -> list[Normalized]:
 
 # --------------------------------------------------------------------------- helpers
 
-_RFC3339 = re.compile(r"^(.*T\d{2}:\d{2}:\d{2})(\.\d+)?(.*)$")
-
 
 def parse_time(value: Any, default: datetime) -> datetime:
     """An RFC 3339 timestamp as an aware datetime; ``default`` when it is not one."""
     if not isinstance(value, str):
         return default
-    text = value.strip().upper().replace("Z", "+00:00")
-    match = _RFC3339.match(text)
-    if match and match.group(2) and len(match.group(2)) > 7:
-        text = match.group(1) + match.group(2)[:7] + match.group(3)
     try:
-        parsed = datetime.fromisoformat(text)
+        return parse_rfc3339(value)
     except ValueError:
         return default
-    return parsed if parsed.tzinfo is not None else default
 
 
 def to_decimal(value: Any) -> Decimal | None:
@@ -228,14 +322,6 @@ def to_decimal(value: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
-
-
-def to_wh(value: Decimal, unit: str, multiplier: int) -> Decimal | None:
-    """An energy reading in Wh (``unit`` Wh or kWh, times 10^multiplier); None otherwise."""
-    factor = {"wh": Decimal(1), "kwh": Decimal(1000)}.get(unit.strip().lower())
-    if factor is None:
-        return None
-    return value * factor * Decimal(10) ** multiplier
 
 
 def status_from_v16(status: str) -> str:
@@ -311,8 +397,8 @@ def _samples(
                     phase=_str_or_none(sv.get("phase")),
                     unit=unit,
                     unit_multiplier=multiplier,
-                    context=_str_or_none(sv.get("context")) or "Sample.Periodic",
-                    location=_str_or_none(sv.get("location")) or "Outlet",
+                    context=_str_or_none(sv.get("context")) or SAMPLE_PERIODIC,
+                    location=_str_or_none(sv.get("location")) or OUTLET,
                     value=value,
                 )
             )
@@ -344,6 +430,173 @@ def _auth_status(response: Mapping[str, Any] | None, key: str) -> str | None:
 
 # --------------------------------------------------------------------------- OCPP 1.6
 
+_Payload = Mapping[str, Any]  # a CALL's payload
+_Answer = Mapping[str, Any] | None  # the gateway's answer to it
+
+
+def _v16_status(cp: str, p: _Payload, response: _Answer, received_at: datetime) -> list[Normalized]:
+    cid = _int_or_none(p.get("connectorId"))
+    status = _str_or_none(p.get("status"))
+    if cid is None or status is None:
+        return []
+    return [
+        ConnectorStatus(
+            charge_point_id=cp,
+            evse_id=cid,
+            connector_id=cid,
+            status=status_from_v16(status),
+            ocpp_status=status,
+            error_code=_str_or_none(p.get("errorCode")),
+            timestamp=parse_time(p.get("timestamp"), received_at),
+            vendor_id=_str_or_none(p.get("vendorId")),
+            vendor_error_code=_str_or_none(p.get("vendorErrorCode")),
+            info=_str_or_none(p.get("info")),
+        )
+    ]
+
+
+def _v16_meter_values(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime
+) -> list[Normalized]:
+    cid = _int_or_none(p.get("connectorId"))
+    tx = _int_or_none(p.get("transactionId"))
+    return list(
+        _samples(
+            cp,
+            p.get("meterValue"),
+            evse_id=cid,
+            connector_id=cid,
+            transaction_id=None if tx is None else str(tx),
+            received_at=received_at,
+            v201=False,
+        )
+    )
+
+
+def _v16_transaction(
+    cp: str,
+    tx: int,
+    cid: int | None,
+    p: Mapping[str, Any],
+    response: Mapping[str, Any] | None,
+    received_at: datetime,
+) -> dict[str, Any]:
+    """The fields a 1.6 StartTransaction and StopTransaction fill alike."""
+    return dict(
+        charge_point_id=cp,
+        transaction_id=str(tx),
+        evse_id=cid,
+        connector_id=cid,
+        id_tag=_str_or_none(p.get("idTag")),
+        auth_status=_auth_status(response, "idTagInfo"),
+        timestamp=parse_time(p.get("timestamp"), received_at),
+    )
+
+
+def _v16_meter_wh(value: Any) -> Decimal | None:
+    """A 1.6 meterStart/meterStop: an integer in Wh."""
+    wh = _int_or_none(value)
+    return None if wh is None else Decimal(wh)
+
+
+def _v16_start(cp: str, p: _Payload, response: _Answer, received_at: datetime) -> list[Normalized]:
+    tx = _int_or_none((response or {}).get("transactionId"))
+    if tx is None:
+        return []
+    cid = _int_or_none(p.get("connectorId"))
+    return [
+        TransactionStart(
+            **_v16_transaction(cp, tx, cid, p, response, received_at),
+            meter_start_wh=_v16_meter_wh(p.get("meterStart")),
+            reservation_id=_int_or_none(p.get("reservationId")),
+        )
+    ]
+
+
+def _v16_stop(cp: str, p: _Payload, response: _Answer, received_at: datetime) -> list[Normalized]:
+    tx = _int_or_none(p.get("transactionId"))
+    if tx is None:
+        return []
+    end = TransactionEnd(
+        **_v16_transaction(cp, tx, None, p, response, received_at),
+        meter_stop_wh=_v16_meter_wh(p.get("meterStop")),
+        stopped_reason=_str_or_none(p.get("reason")) or "Local",
+    )
+    samples = _samples(
+        cp,
+        p.get("transactionData"),
+        evse_id=None,
+        connector_id=None,
+        transaction_id=str(tx),
+        received_at=received_at,
+        v201=False,
+    )
+    return [end, *samples]
+
+
+def _v16_authorize(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime
+) -> list[Normalized]:
+    return [
+        Authorization(
+            charge_point_id=cp,
+            id_tag=_str_or_none(p.get("idTag")),
+            auth_status=_auth_status(response, "idTagInfo"),
+            timestamp=received_at,
+        )
+    ]
+
+
+def _heartbeat(cp: str, p: _Payload, response: _Answer, received_at: datetime) -> list[Normalized]:
+    return [StationHeartbeat(charge_point_id=cp, timestamp=received_at)]
+
+
+def _v16_boot(cp: str, p: _Payload, response: _Answer, received_at: datetime) -> list[Normalized]:
+    return [
+        StationBoot(
+            charge_point_id=cp,
+            vendor=_str_or_none(p.get("chargePointVendor")),
+            model=_str_or_none(p.get("chargePointModel")),
+            firmware_version=_str_or_none(p.get("firmwareVersion")),
+            timestamp=received_at,
+        )
+    ]
+
+
+def security_event(cp: str, p: _Payload, received_at: datetime) -> list[Normalized]:
+    """A SecurityEventNotification (the same fields in 1.6 and 2.0.1)."""
+    event_type = _str_or_none(p.get("type"))
+    if event_type is None:
+        return []
+    return [
+        SecurityEvent(
+            charge_point_id=cp,
+            event_type=event_type,
+            tech_info=_str_or_none(p.get("techInfo")),
+            timestamp=parse_time(p.get("timestamp"), received_at),
+        )
+    ]
+
+
+def _v16_security_event(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime
+) -> list[Normalized]:
+    return security_event(cp, p, received_at)
+
+
+_V16Normalizer = Callable[[str, _Payload, _Answer, datetime], list[Normalized]]
+# The actions that carry facts; every other CALL (DataTransfer...) has none.
+_V16: dict[str, _V16Normalizer] = {
+    "StatusNotification": _v16_status,
+    "MeterValues": _v16_meter_values,
+    "StartTransaction": _v16_start,
+    "StopTransaction": _v16_stop,
+    "Authorize": _v16_authorize,
+    "SecurityEventNotification": _v16_security_event,
+    "Heartbeat": _heartbeat,
+    "BootNotification": _v16_boot,
+}
+
 
 def normalize_v16(
     charge_point_id: str,
@@ -361,91 +614,15 @@ def normalize_v16(
     ...     {"transactionId": 7, "idTagInfo": {"status": "Accepted"}}, t)[0]
     >>> start.transaction_id, start.evse_id, start.meter_start_wh, start.auth_status
     ('7', 2, Decimal('1000'), 'Accepted')
-    >>> normalize_v16("CP1", "Heartbeat", {}, {}, t)
+    >>> [(type(f).__name__, f.timestamp == t) for f in normalize_v16("CP1", "Heartbeat", {}, {}, t)]
+    [('StationHeartbeat', True)]
+    >>> normalize_v16("CP1", "DataTransfer", {"vendorId": "V"}, {}, t)
     []
     """
-    cp = charge_point_id
-    p = payload
-    facts: list[Normalized] = []
-    if action == "StatusNotification":
-        cid = _int_or_none(p.get("connectorId"))
-        status = _str_or_none(p.get("status"))
-        if cid is None or status is None:
-            return facts
-        facts.append(
-            ConnectorStatus(
-                charge_point_id=cp,
-                evse_id=cid,
-                connector_id=cid,
-                status=status_from_v16(status),
-                ocpp_status=status,
-                error_code=_str_or_none(p.get("errorCode")),
-                timestamp=parse_time(p.get("timestamp"), received_at),
-            )
-        )
-    elif action == "MeterValues":
-        cid = _int_or_none(p.get("connectorId"))
-        tx = _int_or_none(p.get("transactionId"))
-        facts.extend(
-            _samples(
-                cp,
-                p.get("meterValue"),
-                evse_id=cid,
-                connector_id=cid,
-                transaction_id=None if tx is None else str(tx),
-                received_at=received_at,
-                v201=False,
-            )
-        )
-    elif action == "StartTransaction":
-        tx = _int_or_none((response or {}).get("transactionId"))
-        cid = _int_or_none(p.get("connectorId"))
-        if tx is None:
-            return facts
-        meter_start = _int_or_none(p.get("meterStart"))
-        facts.append(
-            TransactionStart(
-                charge_point_id=cp,
-                transaction_id=str(tx),
-                evse_id=cid,
-                connector_id=cid,
-                id_tag=_str_or_none(p.get("idTag")),
-                auth_status=_auth_status(response, "idTagInfo"),
-                meter_start_wh=None if meter_start is None else Decimal(meter_start),
-                timestamp=parse_time(p.get("timestamp"), received_at),
-                reservation_id=_int_or_none(p.get("reservationId")),
-            )
-        )
-    elif action == "StopTransaction":
-        tx = _int_or_none(p.get("transactionId"))
-        if tx is None:
-            return facts
-        meter_stop = _int_or_none(p.get("meterStop"))
-        facts.append(
-            TransactionEnd(
-                charge_point_id=cp,
-                transaction_id=str(tx),
-                evse_id=None,
-                connector_id=None,
-                id_tag=_str_or_none(p.get("idTag")),
-                auth_status=_auth_status(response, "idTagInfo"),
-                meter_stop_wh=None if meter_stop is None else Decimal(meter_stop),
-                timestamp=parse_time(p.get("timestamp"), received_at),
-                stopped_reason=_str_or_none(p.get("reason")) or "Local",
-            )
-        )
-        facts.extend(
-            _samples(
-                cp,
-                p.get("transactionData"),
-                evse_id=None,
-                connector_id=None,
-                transaction_id=str(tx),
-                received_at=received_at,
-                v201=False,
-            )
-        )
-    return facts
+    normalize = _V16.get(action)
+    if normalize is None:
+        return []
+    return normalize(charge_point_id, payload, response, received_at)
 
 
 # --------------------------------------------------------------------------- OCPP 2.0.1
@@ -490,6 +667,199 @@ class EvseStates:
                 self._by_evse.pop(fact.evse_id, None)
 
 
+def _v201_status(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    evse = _int_or_none(p.get("evseId"))
+    cid = _int_or_none(p.get("connectorId"))
+    status = _str_or_none(p.get("connectorStatus"))
+    if evse is None or cid is None or status is None:
+        return []
+    state = evse_states.get(evse) if evse_states is not None else None
+    return [
+        ConnectorStatus(
+            charge_point_id=cp,
+            evse_id=evse,
+            connector_id=cid,
+            status=status_from_v201(status, state),
+            ocpp_status=status,
+            error_code=None,
+            timestamp=parse_time(p.get("timestamp"), received_at),
+        )
+    ]
+
+
+def _v201_meter_values(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    return list(
+        _samples(
+            cp,
+            p.get("meterValue"),
+            evse_id=_int_or_none(p.get("evseId")),
+            connector_id=None,
+            transaction_id=None,
+            received_at=received_at,
+            v201=True,
+        )
+    )
+
+
+def _v201_transaction(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    """A TransactionEvent: its Started/Updated/Ended fact, then its samples."""
+    info = _obj(p.get("transactionInfo"))
+    tx = _str_or_none(info.get("transactionId"))
+    if tx is None:
+        return []
+    evse_obj = _obj(p.get("evse"))
+    evse = _int_or_none(evse_obj.get("id"))
+    cid = _int_or_none(evse_obj.get("connectorId"))
+    token = _obj(p.get("idToken"))
+    samples = _samples(
+        cp,
+        p.get("meterValue"),
+        evse_id=evse,
+        connector_id=cid,
+        transaction_id=tx,
+        received_at=received_at,
+        v201=True,
+    )
+    common: dict[str, Any] = dict(
+        charge_point_id=cp,
+        transaction_id=tx,
+        evse_id=evse,
+        connector_id=cid,
+        id_tag=_str_or_none(token.get("idToken")),
+        id_token_type=_str_or_none(token.get("type")),
+        auth_status=_auth_status(response, "idTokenInfo"),
+        timestamp=parse_time(p.get("timestamp"), received_at),
+        seq_no=_int_or_none(p.get("seqNo")),
+        offline=p.get("offline") is True,
+        trigger_reason=_str_or_none(p.get("triggerReason")),
+        charging_state=_str_or_none(info.get("chargingState")),
+    )
+    event = p.get("eventType")
+    fact: Normalized
+    if event == "Started":
+        fact = TransactionStart(
+            **common,
+            meter_start_wh=register_wh(samples, TRANSACTION_BEGIN, last=False),
+            reservation_id=_int_or_none(p.get("reservationId")),
+        )
+    elif event == "Ended":
+        fact = TransactionEnd(
+            **common,
+            meter_stop_wh=register_wh(samples, TRANSACTION_END, last=True),
+            stopped_reason=_str_or_none(info.get("stoppedReason")) or "Local",
+        )
+    else:
+        fact = TransactionUpdate(**common)
+    return [fact, *samples]
+
+
+def _v201_authorize(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    token = _obj(p.get("idToken"))
+    return [
+        Authorization(
+            charge_point_id=cp,
+            id_tag=_str_or_none(token.get("idToken")),
+            id_token_type=_str_or_none(token.get("type")),
+            auth_status=_auth_status(response, "idTokenInfo"),
+            timestamp=received_at,
+        )
+    ]
+
+
+def _v201_event(cp: str, entry: dict[str, Any], received_at: datetime) -> DeviceEvent | None:
+    event_id = _int_or_none(entry.get("eventId"))
+    component, variable = _obj(entry.get("component")), _obj(entry.get("variable"))
+    component_name, variable_name = component.get("name"), variable.get("name")
+    if (
+        event_id is None
+        or not isinstance(component_name, str)
+        or not isinstance(variable_name, str)
+    ):
+        return None
+    evse = _obj(component.get("evse"))
+    actual = entry.get("actualValue")
+    return DeviceEvent(
+        charge_point_id=cp,
+        event_id=event_id,
+        timestamp=parse_time(entry.get("timestamp"), received_at),
+        trigger=_str_or_none(entry.get("trigger")) or "",
+        actual_value=actual if isinstance(actual, str) else "",
+        component=component_name,
+        component_instance=_str_or_none(component.get("instance")),
+        evse_id=_int_or_none(evse.get("id")) or 0,
+        connector_id=_int_or_none(evse.get("connectorId")),
+        variable=variable_name,
+        variable_instance=_str_or_none(variable.get("instance")),
+        tech_code=_str_or_none(entry.get("techCode")),
+        tech_info=_str_or_none(entry.get("techInfo")),
+        cleared=entry.get("cleared") is True,
+        cause=_int_or_none(entry.get("cause")),
+        notification_type=_str_or_none(entry.get("eventNotificationType")) or "",
+        transaction_id=_str_or_none(entry.get("transactionId")),
+        variable_monitoring_id=_int_or_none(entry.get("variableMonitoringId")),
+    )
+
+
+def _v201_notify_event(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    entries = p.get("eventData")
+    if not isinstance(entries, list):
+        return []
+    events = (_v201_event(cp, e, received_at) for e in entries if isinstance(e, dict))
+    return [e for e in events if e is not None]
+
+
+def _v201_heartbeat(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    return _heartbeat(cp, p, response, received_at)
+
+
+def _v201_boot(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    station = _obj(p.get("chargingStation"))
+    return [
+        StationBoot(
+            charge_point_id=cp,
+            vendor=_str_or_none(station.get("vendorName")),
+            model=_str_or_none(station.get("model")),
+            firmware_version=_str_or_none(station.get("firmwareVersion")),
+            reason=_str_or_none(p.get("reason")),
+            timestamp=received_at,
+        )
+    ]
+
+
+def _v201_security_event(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    return security_event(cp, p, received_at)
+
+
+_V201Normalizer = Callable[[str, _Payload, _Answer, datetime, EvseStates | None], list[Normalized]]
+# The actions that carry facts; every other CALL (NotifyReport...) has none.
+_V201: dict[str, _V201Normalizer] = {
+    "StatusNotification": _v201_status,
+    "MeterValues": _v201_meter_values,
+    "TransactionEvent": _v201_transaction,
+    "Authorize": _v201_authorize,
+    "SecurityEventNotification": _v201_security_event,
+    "NotifyEvent": _v201_notify_event,
+    "Heartbeat": _v201_heartbeat,
+    "BootNotification": _v201_boot,
+}
+
+
 def normalize_v201(
     charge_point_id: str,
     action: str,
@@ -514,89 +884,7 @@ def normalize_v201(
     >>> facts[1].value, facts[1].unit
     (Decimal('12.345'), 'kWh')
     """
-    cp = charge_point_id
-    p = payload
-    facts: list[Normalized] = []
-    if action == "StatusNotification":
-        evse = _int_or_none(p.get("evseId"))
-        cid = _int_or_none(p.get("connectorId"))
-        status = _str_or_none(p.get("connectorStatus"))
-        if evse is None or cid is None or status is None:
-            return facts
-        state = evse_states.get(evse) if evse_states is not None else None
-        facts.append(
-            ConnectorStatus(
-                charge_point_id=cp,
-                evse_id=evse,
-                connector_id=cid,
-                status=status_from_v201(status, state),
-                ocpp_status=status,
-                error_code=None,
-                timestamp=parse_time(p.get("timestamp"), received_at),
-            )
-        )
-    elif action == "MeterValues":
-        facts.extend(
-            _samples(
-                cp,
-                p.get("meterValue"),
-                evse_id=_int_or_none(p.get("evseId")),
-                connector_id=None,
-                transaction_id=None,
-                received_at=received_at,
-                v201=True,
-            )
-        )
-    elif action == "TransactionEvent":
-        info = _obj(p.get("transactionInfo"))
-        tx = _str_or_none(info.get("transactionId"))
-        if tx is None:
-            return facts
-        evse_obj = _obj(p.get("evse"))
-        evse = _int_or_none(evse_obj.get("id"))
-        cid = _int_or_none(evse_obj.get("connectorId"))
-        token = _obj(p.get("idToken"))
-        samples = _samples(
-            cp,
-            p.get("meterValue"),
-            evse_id=evse,
-            connector_id=cid,
-            transaction_id=tx,
-            received_at=received_at,
-            v201=True,
-        )
-        common: dict[str, Any] = dict(
-            charge_point_id=cp,
-            transaction_id=tx,
-            evse_id=evse,
-            connector_id=cid,
-            id_tag=_str_or_none(token.get("idToken")),
-            id_token_type=_str_or_none(token.get("type")),
-            auth_status=_auth_status(response, "idTokenInfo"),
-            timestamp=parse_time(p.get("timestamp"), received_at),
-            seq_no=_int_or_none(p.get("seqNo")),
-            offline=p.get("offline") is True,
-            trigger_reason=_str_or_none(p.get("triggerReason")),
-            charging_state=_str_or_none(info.get("chargingState")),
-        )
-        event = p.get("eventType")
-        if event == "Started":
-            facts.append(
-                TransactionStart(
-                    **common,
-                    meter_start_wh=register_wh(samples, "Transaction.Begin", last=False),
-                    reservation_id=_int_or_none(p.get("reservationId")),
-                )
-            )
-        elif event == "Ended":
-            facts.append(
-                TransactionEnd(
-                    **common,
-                    meter_stop_wh=register_wh(samples, "Transaction.End", last=True),
-                    stopped_reason=_str_or_none(info.get("stoppedReason")) or "Local",
-                )
-            )
-        else:
-            facts.append(TransactionUpdate(**common))
-        facts.extend(samples)
-    return facts
+    normalize = _V201.get(action)
+    if normalize is None:
+        return []
+    return normalize(charge_point_id, payload, response, received_at, evse_states)

@@ -12,8 +12,9 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import structlog
 import typer
@@ -21,6 +22,10 @@ import typer
 from chargeflow.settings import Settings
 from runtime.logs import configure_logging
 from runtime.settings import SettingsError, secret
+
+if TYPE_CHECKING:
+    from ingest.simulator.report import FleetReport
+    from ingest.simulator.run import Simulation
 
 # Errors never reach typer's traceback printer (main() turns them into one line);
 # were one to, it must not show local variables (database URLs, passwords).
@@ -76,7 +81,7 @@ def _found_database(name: str, data_dir: Path) -> str:
     """A local or embedded database, migrated as ``chargeflow run`` migrates it; an
     embedded server stops when the command ends."""
     from chargeflow.stack import open_database
-    from store.schema import migrate
+    from store.db import migrate
 
     server, url = open_database(None, name, data_dir)
     atexit.register(server.stop)
@@ -110,14 +115,22 @@ def run() -> None:
             "unknown setting, ignored (see docs/configuration.md)", variable=name
         )
     # Every process's settings, checked before anything starts.
-    _process_settings(lambda: (settings.gateway, settings.api, settings.meters, settings.simulator))
+    _process_settings(
+        lambda: (
+            settings.gateway,
+            settings.api,
+            settings.meters,
+            settings.simulator,
+            settings.webhooks,
+        )
+    )
     raise typer.Exit(run_stack(settings))
 
 
 @app.command()
 def migrate() -> None:
     """Apply database migrations (idempotent) and print the storage mode."""
-    from store.schema import migrate as apply
+    from store.db import migrate as apply
 
     mode = apply(_database_url(_settings()))
     typer.echo(f"schema at head; storage mode: {mode}")
@@ -139,7 +152,7 @@ def apikey_create(
     name: Annotated[str, typer.Option(help="who or what uses the key")] = "cli",
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
-    from store.apikeys import create_api_key
+    from store.api_keys import create_api_key
 
     if role not in ROLES:
         raise typer.BadParameter(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
@@ -149,7 +162,7 @@ def apikey_create(
 @apikey_app.command("list")
 def apikey_list() -> None:
     """List API keys (ids, names, roles; never the secrets)."""
-    from store.apikeys import list_api_keys
+    from store.api_keys import list_api_keys
 
     for key in list_api_keys(_database_url(_settings())):
         typer.echo(json.dumps(dataclasses.asdict(key), default=str))
@@ -160,7 +173,7 @@ def apikey_revoke(
     key: Annotated[str, typer.Argument(help="the key id (or the whole key)", show_default=False)],
 ) -> None:
     """Revoke an API key by its id; the whole key is accepted but never echoed."""
-    from store.apikeys import parse_api_key, revoke_api_key
+    from store.api_keys import parse_api_key, revoke_api_key
 
     parsed = parse_api_key(key)
     key_id = parsed[0] if parsed is not None else key
@@ -194,7 +207,7 @@ def station_add(
     """Provision a charge point so it may connect (again: update its password/profile)."""
     import secrets
 
-    from store.registry import provision_station
+    from store.stations import provision_station
 
     if generate_password:
         if password is not None:
@@ -237,7 +250,7 @@ def idtag_add(
     parent: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Add or update an idTag in the operator's list."""
-    from store.registry import add_id_tag
+    from store.id_tokens import add_id_tag
 
     add_id_tag(_database_url(_settings()), id_tag, status=status, parent_id_tag=parent)
     typer.echo(f"{id_tag}: {status}")
@@ -289,6 +302,59 @@ def _ocpp_versions(text: str) -> tuple[str, ...]:
     return versions
 
 
+# Options of ``simulate`` too long to sit in its signature.
+_OcppVersions = Annotated[
+    str | None,
+    typer.Option(
+        help="comma-separated OCPP versions assigned to stations in turn, e.g. 1.6,2.0.1 "
+        "(default CHARGEFLOW_SIMULATOR_OCPP_VERSIONS)"
+    ),
+]
+_MeterMqttUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="also run a smart meter per connector (MTR-<station>-<connector>) that "
+        "publishes the connector's register to this MQTT broker; default "
+        "CHARGEFLOW_MQTT_URL, unset = no meters"
+    ),
+]
+_SmartMeterInterval = Annotated[
+    float | None,
+    typer.Option(
+        help="seconds between a smart meter's readings "
+        "(default CHARGEFLOW_SIMULATED_METER_INTERVAL_S)"
+    ),
+]
+
+_Faults = Annotated[
+    str | None,
+    typer.Option(
+        help="inject faults: auto[:SHARE[@FROM..TO]] or "
+        "SCENARIO:STATION[/CONNECTOR]@ONSET[+LEAD],... (docs/simulator.md; default "
+        "CHARGEFLOW_SIMULATOR_FAULTS)"
+    ),
+]
+_GroundTruth = Annotated[
+    Path | None,
+    typer.Option(help="write the injected faults here (JSON Lines: manifest, then one a line)"),
+]
+_Start = Annotated[
+    str | None,
+    typer.Option(help="RFC 3339 instant the station clocks start at (default: now)"),
+]
+
+
+def _start(text: str | None) -> datetime | None:
+    from bus.times import parse_rfc3339
+
+    if text is None:
+        return None
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--start: {exc}") from exc
+
+
 @app.command()
 def simulate(
     stations: Annotated[int, typer.Option(help="number of charge points")] = 20,
@@ -304,123 +370,59 @@ def simulate(
         float | None, typer.Option(help="mean simulated seconds an EV stays plugged in")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="write ground truth JSON here")] = None,
-    ocpp_versions: Annotated[
-        str | None,
-        typer.Option(
-            help="comma-separated OCPP versions assigned to stations in turn, e.g. 1.6,2.0.1 "
-            "(default CHARGEFLOW_SIMULATOR_OCPP_VERSIONS)"
-        ),
-    ] = None,
-    mqtt_url: Annotated[
-        str | None,
-        typer.Option(
-            help="also run a smart meter per connector (MTR-<station>-<connector>) that "
-            "publishes the connector's register to this MQTT broker; default "
-            "CHARGEFLOW_MQTT_URL, unset = no meters"
-        ),
-    ] = None,
-    smart_meter_interval: Annotated[
-        float | None,
-        typer.Option(
-            help="seconds between a smart meter's readings "
-            "(default CHARGEFLOW_SIMULATED_METER_INTERVAL_S)"
-        ),
-    ] = None,
+    ocpp_versions: _OcppVersions = None,
+    mqtt_url: _MeterMqttUrl = None,
+    smart_meter_interval: _SmartMeterInterval = None,
+    faults: _Faults = None,
+    ground_truth: _GroundTruth = None,
+    start: _Start = None,
+    seed: Annotated[int | None, typer.Option(help="default CHARGEFLOW_SIMULATOR_SEED")] = None,
 ) -> None:
-    """Run simulated OCPP 1.6J / 2.0.1 charge points that charge cars (and their smart meters)."""
+    """Run simulated OCPP 1.6J / 2.0.1 charge points that charge cars (and their smart
+    meters), with injected faults if asked (compressed time: --time-scale)."""
     from chargeflow.launcher import SIMULATED_ID_TAGS
-    from ingest.meters import MqttEndpoint
-    from ingest.simulator.fleet import FleetConfig, FleetReport, SimulatedStation, run_fleet
-    from ingest.simulator.meters import (
-        MeterSimConfig,
-        SimulatedMeters,
-        station_sources,
-        topic_template_for,
-    )
+    from ingest.simulator.run import Options, plan
 
     settings = _settings()
     sim = _process_settings(lambda: settings.simulator)
-    mqtt_url = mqtt_url or secret(sim.mqtt_url)
-    interval_s = smart_meter_interval or sim.simulated_meter_interval_s
-    scale = time_scale or sim.simulator_time_scale
-    meter_config: MeterSimConfig | None = None
-    if mqtt_url:
-        try:
-            meter_config = MeterSimConfig(
-                mqtt=MqttEndpoint.from_url(mqtt_url),
-                interval_s=interval_s,
-                topic_template=topic_template_for(sim.mqtt_topic_pattern),
-            )
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-    config = FleetConfig(
-        gateway_url=gateway,
+    options = Options(
         stations=stations,
-        sessions_per_station=sessions,
-        meter_interval_s=meter_interval or sim.simulator_meter_interval_s,
-        time_scale=scale,
-        mean_dwell_s=mean_dwell or sim.simulator_mean_dwell_s,
-        mean_arrival_gap_s=sim.simulator_mean_arrival_gap_s,
-        # A smart meter reading falls between two sessions on a connector (the sessions
-        # flow brackets each session with the meter's readings before and after it).
-        min_arrival_gap_s=2 * interval_s * scale if meter_config else 0.0,
-        id_tags=tuple(SIMULATED_ID_TAGS),
-        station_password=secret(sim.simulator_station_password),
+        gateway_url=gateway,
+        sessions=sessions,
         ocpp_versions=_ocpp_versions(ocpp_versions or sim.simulator_ocpp_versions),
+        id_tags=tuple(SIMULATED_ID_TAGS),
+        meter_interval_s=meter_interval,
+        time_scale=time_scale,
+        mean_dwell_s=mean_dwell,
+        mqtt_url=mqtt_url,
+        smart_meter_interval_s=smart_meter_interval,
+        faults=faults,
+        start=_start(start),
+        seed=seed,
     )
-    log = structlog.get_logger("chargeflow.simulate")
-    if meter_config is not None and interval_s * scale > 600:
-        log.warning(
-            "smart meter readings are more than 10 simulated minutes apart; the "
-            "sessions flow may not find one within 15 minutes of a start or stop",
-            interval_s=interval_s,
-            time_scale=scale,
-        )
-
-    async def main() -> FleetReport | None:
-        meters = SimulatedMeters(meter_config) if meter_config is not None else None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-
-        def attach(station: SimulatedStation) -> None:
-            assert meters is not None
-            meters.add_sources(station_sources(station))
-
-        async def fleet() -> FleetReport:
-            result = await run_fleet(config, on_station=attach if meters else None)
-            if meters is not None:  # the readings after the last sessions, then stop
-                try:
-                    async with asyncio.timeout(max(30.0, 3 * interval_s)):
-                        await meters.flush()
-                except TimeoutError:
-                    log.warning("smart meters did not publish after the last sessions")
-            return result
-
-        async with asyncio.TaskGroup() as tg:
-            running = tg.create_task(fleet())
-            if meters is not None:
-                tg.create_task(meters.run())
-                log.info(
-                    "simulated smart meters publishing",
-                    meters=stations,
-                    mqtt=meter_config.mqtt.url if meter_config else None,
-                    interval_s=interval_s,
-                )
-            waiter = tg.create_task(stop.wait())
-            await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            running.cancel()
-            waiter.cancel()
-            if meters is not None:
-                meters.stop()
-        if meters is not None:
-            log.info("simulated smart meters stopped", published=meters.published)
-        return None if running.cancelled() else running.result()
-
-    result = asyncio.run(main())
+    try:
+        simulation = plan(sim, options)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    result = asyncio.run(_run_simulation(simulation, ground_truth))
     if result is not None and report is not None:
         report.write_text(result.to_json())
+
+
+async def _run_simulation(simulation: Simulation, ground_truth: Path | None) -> FleetReport | None:
+    """Until the fleet is done or a signal; the ground truth written when it starts (a
+    bench may read it while the run goes on) and again with the run's end."""
+    from ingest.simulator.run import simulate, simulated_end
+
+    if ground_truth is not None:
+        simulation.write_ground_truth(ground_truth)
+    began = asyncio.get_running_loop().time()
+    try:
+        return await simulate(simulation, until=_until_signalled)
+    finally:
+        if ground_truth is not None:
+            end = simulated_end(simulation, began, asyncio.get_running_loop().time())
+            simulation.write_ground_truth(ground_truth, end)
 
 
 # ------------------------------------------------------------------ smart meters (MQTT)
@@ -471,6 +473,27 @@ def meters() -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, bridge.stop)
             await bridge.run()
+
+    asyncio.run(main())
+
+
+@app.command()
+def webhooks() -> None:
+    """Deliver fault alerts to the configured webhooks (signed POSTs) until SIGINT/SIGTERM."""
+    from notify.worker import WebhooksWorker
+
+    settings = _settings()
+    _bootstrap(settings)
+    config = _process_settings(
+        lambda: settings.webhooks.config(database_url=_database_url(settings))
+    )
+
+    async def main() -> None:
+        worker = WebhooksWorker(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
 
     asyncio.run(main())
 

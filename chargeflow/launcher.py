@@ -1,8 +1,9 @@
 """``chargeflow run``: the whole system on one machine, on embedded defaults.
 
 Order: broker -> database (+ migrations) -> topics -> seed data -> gateway,
-sessions flow, API -> simulated charge points. Ctrl-C (or SIGTERM) stops the
-children in reverse order, then the embedded broker and database.
+flows (sessions, load, status, faults), API (and the webhooks worker when
+CHARGEFLOW_WEBHOOKS_ENDPOINTS lists receivers) -> simulated charge points. Ctrl-C (or
+SIGTERM) stops the children in reverse order, then the embedded broker and database.
 """
 
 from __future__ import annotations
@@ -34,17 +35,18 @@ from flows.recovery import ensure_recovery_dir
 from ingest.simulator.meters import meter_id_for
 from runtime.logs import redact_text
 from runtime.settings import secret
-from store.apikeys import create_api_key, list_api_keys, revoke_api_key
+from store.api_keys import create_api_key, list_api_keys, revoke_api_key
+from store.db import migrate
+from store.id_tokens import add_id_tag
 from store.meters import add_meter
-from store.registry import add_id_tag, provision_station
-from store.schema import migrate
 from store.session_reconcile import reconcile_active_sessions
 from store.sites import upsert_site
+from store.stations import provision_station
 
 log = structlog.get_logger("chargeflow.run")
 
 SIMULATED_ID_TAGS = [f"SIM-TAG-{n:03d}" for n in range(1, 21)]
-FLOWS = ("sessions", "load", "status")
+FLOWS = ("sessions", "load", "status", "faults")
 
 DEVELOPMENT_KEY_NAME = "development key (chargeflow run)"
 
@@ -206,6 +208,8 @@ class LocalStack:
         # every change), see docs/storage.md.
         sup.start("aggregates", [py, "-m", "store.aggregates", "--every", "30"], env)
         sup.start("api", [py, "-m", "chargeflow.cli", "api"], env)
+        if s.webhooks.webhooks_endpoints:  # nothing to deliver to otherwise
+            sup.start("webhooks", [py, "-m", "chargeflow.cli", "webhooks"], env)
         wait_until(lambda: tcp_open(s.gateway_host, s.gateway_port), 30, "gateway")
         wait_until(lambda: tcp_open(s.api_host, s.api_port), 30, "api")
         self.start_meter_bridge()
@@ -220,11 +224,21 @@ class LocalStack:
                 str(s.simulated_stations),
                 "--gateway",
                 f"ws://{s.gateway_host}:{s.gateway_port}/ocpp",
+                *self.fault_args(),
             ],
             # CHARGEFLOW_MQTT_URL (in the env, not argv: it may hold a password) makes
             # it run the stations' smart meters too, following their registers.
             {**env, "CHARGEFLOW_SIMULATOR_STATION_PASSWORD": self.station_password},
         )
+
+    def fault_args(self) -> list[str]:
+        """The simulator's fault options: the configured faults, else the demo's (only
+        for stations the fleet has), written to ``faults.jsonl`` in the data dir."""
+        spec = self.settings.simulator.simulator_faults or demo_fault_spec(self.settings)
+        if not spec:
+            return []
+        truth = (self.settings.data_dir / "faults.jsonl").resolve()
+        return ["--faults", spec, "--ground-truth", str(truth)]
 
     # --------------------------------------------------------- smart meters (MQTT)
 
@@ -301,17 +315,79 @@ def banner(stack: LocalStack, api_key: str) -> str:
                 if stack.flow_metrics_ports
                 else []
             ),
-            "  processes       gateway, sessions/load/status flows (Bytewax), api, meter "
-            f"bridge, simulator ({s.simulated_stations} charge points)",
+            "  processes       gateway, sessions/load/status/faults flows (Bytewax), api, meter "
+            f"bridge, simulator ({s.simulated_stations} charge points)"
+            + (", webhooks worker" if s.webhooks.webhooks_endpoints else ""),
+            *(
+                [
+                    "  webhooks        "
+                    + ", ".join(e.name for e in s.webhooks.webhooks_endpoints)
+                    + (
+                        f"  http://127.0.0.1:{s.webhooks.webhooks_http_port}/healthz  /metrics"
+                        if s.webhooks.webhooks_http_port
+                        else ""
+                    )
+                ]
+                if s.webhooks.webhooks_endpoints
+                else []
+            ),
             f"  smart meters    {meter_id_for('SIM-0001')} ... on connector 1 of each charge "
             f"point, run by the simulator ({meter_id_for('SIM-0001')} bills its sessions)",
             f"  dev API key     {api_key}   (role admin)",
             "",
             "  try:  curl -s -H 'X-API-Key: " + api_key + f"' '{api}/v1/sessions?status=closed'",
+            *_fault_lines(s, api),
             "  Ctrl-C stops everything.",
             "",
         ]
     )
+
+
+# What the demo's stations develop (simulated minutes after the start; the launcher's
+# stations run in real time): rules alert on each within seconds of its evidence.
+DEMO_FAULTS = (
+    (
+        "controller",
+        "SIM-0003",
+        "1m+5m",
+        "a failing controller (error bursts from minute 1, Faulted at 6)",
+    ),
+    ("ground_fault", "SIM-0002", "3m", "a ground fault at minute 3"),
+    ("meter_frozen", "SIM-0004", "4m", "a frozen energy register from minute 4"),
+)
+
+
+def demo_fault_spec(settings: Settings) -> str:
+    """The demo's faults on the stations the fleet has; empty when switched off."""
+    if not settings.demo_faults:
+        return ""
+    stations = set(simulated_station_ids(settings.simulated_stations))
+    return ",".join(
+        f"{scenario}:{station}@{when}"
+        for scenario, station, when, _ in DEMO_FAULTS
+        if station in stations
+    )
+
+
+def _fault_lines(settings: Settings, api: str) -> list[str]:
+    if settings.simulator.simulator_faults:
+        faults = [f"  faults          {settings.simulator.simulator_faults}"]
+    else:
+        spec = demo_fault_spec(settings)
+        if not spec:
+            return []
+        stations = set(simulated_station_ids(settings.simulated_stations))
+        faults = [
+            "  faults (demo)   "
+            + "; ".join(
+                f"{station} {what}" for _, station, when, what in DEMO_FAULTS if station in stations
+            )
+        ]
+    return [
+        *faults,
+        f"  alerts          {api}/v1/alerts?status=open   {api}/v1/stations/SIM-0002/health"
+        "   (the same X-API-Key header)",
+    ]
 
 
 class _Stop(Exception):

@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Literal
 
-from chargeflow.stack import free_port, tcp_open, wait_until
+from chargeflow.stack import free_port, stop_process, tcp_open, wait_until
 
 Backend = Literal["auto", "mosquitto", "amqtt"]
 _MOSQUITTO_DIRS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
@@ -180,12 +180,7 @@ class EmbeddedMqttBroker:
     def stop(self, timeout: float = 10.0) -> None:
         if self._process is None or self._process.poll() is not None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout)
+        stop_process(self._process, timeout)
 
     def __enter__(self) -> EmbeddedMqttBroker:
         return self.start()

@@ -18,6 +18,7 @@ from bus.topics import Topics
 from ingest.gateway.settings import GatewaySettings
 from ingest.meters.settings import MeterBridgeSettings
 from ingest.simulator.settings import SimulatorSettings
+from notify.settings import WebhooksSettings
 from runtime.settings import (
     DatabaseSettings,
     KafkaSettings,
@@ -44,8 +45,15 @@ class Settings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings, 
     # the banner; empty or "off" = none).
     flow_metrics_port: OptionalPort = Field(
         9110,
-        description="first of the three flows' health/metrics ports in `chargeflow "
+        description="first of the four flows' health/metrics ports in `chargeflow "
         "run` (0 = free ports, off = none)",
+    )
+
+    demo_faults: bool = Field(
+        True,
+        description="a few simulated stations of `chargeflow run` develop faults (a ground "
+        "fault, a failing controller, a frozen meter register: alerts within minutes); "
+        "CHARGEFLOW_SIMULATOR_FAULTS, when set, is used instead",
     )
 
     @property
@@ -68,6 +76,10 @@ class Settings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings, 
     @cached_property
     def simulator(self) -> SimulatorSettings:
         return SimulatorSettings.load()
+
+    @cached_property
+    def webhooks(self) -> WebhooksSettings:
+        return WebhooksSettings.load()
 
     # What the launcher reads of them.
     @property

@@ -21,12 +21,18 @@ from pydantic_settings import BaseSettings
 from api.settings import ApiSettings
 from chargeflow.cli import app
 from chargeflow.settings import Settings
-from flows.settings import FlowSettings, LoadFlowSettings, SessionsFlowSettings
+from flows.settings import (
+    FaultsFlowSettings,
+    FlowSettings,
+    LoadFlowSettings,
+    SessionsFlowSettings,
+)
 from ingest.gateway.settings import GatewaySettings
 from ingest.meters.settings import MeterBridgeSettings
 from ingest.simulator.settings import SimulatorSettings
+from notify.settings import WebhooksSettings
 from runtime.settings import ENV_PREFIX, SHARED_PARTS, env_name
-from store.settings import AggregatesSettings
+from store.aggregates import AggregatesSettings
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 REGENERATE = "python -m chargeflow.settings_doc"
@@ -37,7 +43,7 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
     ("API", "chargeflow api, python -m api", ApiSettings),
     ("Meter bridge", "chargeflow meters", MeterBridgeSettings),
     (
-        "Flows (sessions, load, status)",
+        "Flows (sessions, load, status, faults)",
         'python -m flows.run "flows.<name>.dataflow:from_env()"',
         FlowSettings,
     ),
@@ -47,8 +53,10 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
         SessionsFlowSettings,
     ),
     ("Load flow", 'python -m flows.run "flows.load.dataflow:from_env()"', LoadFlowSettings),
+    ("Faults flow", 'python -m flows.run "flows.faults.dataflow:from_env()"', FaultsFlowSettings),
     ("Simulator", "chargeflow simulate (its options win)", SimulatorSettings),
     ("Aggregates refresher", "python -m store.aggregates", AggregatesSettings),
+    ("Webhooks worker", "chargeflow webhooks", WebhooksSettings),
     ("Launcher and CLI", "chargeflow run, chargeflow <admin command>", Settings),
 ]
 

@@ -41,6 +41,16 @@ def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, then SIGKILL when ``process`` has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -117,13 +127,8 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         if self._process is None or self._process.poll() is not None:
             return
-        self._process.send_signal(signal.SIGCONT)
-        self._process.terminate()
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout)
+        self._process.send_signal(signal.SIGCONT)  # a paused broker cannot act on SIGTERM
+        stop_process(self._process, timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

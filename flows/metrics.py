@@ -42,12 +42,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import bytewax.operators as op
 import psycopg
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.connectors.kafka import _KafkaSourcePartition as _BytewaxKafkaPartition
-from bytewax.connectors.kafka.operators import KafkaOpOut, _kafka_error_split
-from bytewax.dataflow import Dataflow, operator
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from confluent_kafka.admin import AdminClient
@@ -56,7 +53,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from runtime.health import HealthServer
 
 if TYPE_CHECKING:
-    from flows.common import FlowConfig
+    from flows.config import FlowConfig
 
 log = logging.getLogger(__name__)
 
@@ -234,14 +231,6 @@ class MeasuredKafkaSource(KafkaSource):
             self._batch_size,
             self._raise_on_errors,
         )
-
-
-@operator
-def kafka_input(step_id: str, flow: Dataflow, source: MeasuredKafkaSource) -> KafkaOpOut[Any, Any]:
-    """Like ``bytewax.connectors.kafka.operators.input`` (same step ids, so recovery
-    stores carry over), reading ``source``: messages in ``oks``, consumer errors in
-    ``errs``. ``source`` must not raise on errors."""
-    return op.input("kafka_input", flow, source).then(_kafka_error_split, "split_err")
 
 
 # --------------------------------------------------------------------------- dead letters

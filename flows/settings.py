@@ -1,7 +1,8 @@
 """Settings of the flow processes (``python -m flows.run "flows.<name>.dataflow:from_env()"``).
 
-``CHARGEFLOW_FLOW_*`` for every field of :class:`~flows.common.FlowConfig` (and of
-:class:`~flows.sessions.config.SessionsFlowConfig` for the sessions flow), the rules of
+``CHARGEFLOW_FLOW_*`` for every field of :class:`~flows.config.FlowConfig` (and of
+:class:`~flows.sessions.config.SessionsFlowConfig` for the sessions flow,
+:class:`~flows.faults.config.FaultsFlowConfig` for the faults flow), the rules of
 each flow (``CHARGEFLOW_SESSION_*``, ``CHARGEFLOW_LOAD_*``) and the shared Kafka,
 database, topic and logging parts; read like every process's (environment, ``.env``:
 :mod:`runtime.settings`). A tunable of every flow goes on ``FlowConfig``; one flow's
@@ -16,10 +17,11 @@ from decimal import Decimal
 from pydantic import Field
 
 from bus.topics import Topics
-from flows.common import FlowConfig
+from flows.config import FlowConfig
+from flows.faults.config import FaultsFlowConfig
 from flows.sessions.config import SessionsFlowConfig
-from flows.sessions.logic import DEFAULT_RULES, SessionRules
 from flows.sessions.registers import RegisterRules
+from flows.sessions.rules import DEFAULT_RULES, SessionRules
 from runtime.settings import (
     ComponentFields,
     DatabaseSettings,
@@ -102,4 +104,16 @@ class SessionsFlowSettings(FlowSettings):
 
     def flow_config(self) -> SessionsFlowConfig:
         config: SessionsFlowConfig = self.build_component(**self._shared(), rules=self.rules())
+        return config
+
+
+class FaultsFlowSettings(FlowSettings):
+    """The faults flow's settings (``CHARGEFLOW_FLOW_PUBLISH_ALERTS`` too)."""
+
+    __component__ = ComponentFields(
+        FaultsFlowConfig, prefix="flow_", shared=_SHARED, exclude=_WIRING
+    )
+
+    def flow_config(self) -> FaultsFlowConfig:
+        config: FaultsFlowConfig = self.build_component(**self._shared())
         return config

@@ -346,6 +346,10 @@ def configure_logging(
         "chargeflow.simulator.ocpp",
         "uvicorn.access",
         "alembic.runtime.migration",
+        "alembic.runtime.plugins",  # "setup plugin ..." once per process, when first imported
+        # httpx logs every request's URL at INFO: a webhook URL can carry a token.
+        "httpx",
+        "httpcore",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     kafka_logger()

@@ -12,7 +12,7 @@ Layout:
   model inherits the parts it needs;
 * each process's model lives next to its process (``ingest/gateway/settings.py``,
   ``api/settings.py``, ``ingest/meters/settings.py``, ``flows/settings.py``,
-  ``ingest/simulator/settings.py``, ``store/settings.py``; the launcher/CLI's in
+  ``ingest/simulator/settings.py``, ``store/aggregates.py``; the launcher/CLI's in
   ``chargeflow/settings.py``);
 * a process whose component takes a config dataclass (``GatewayConfig``, ``ApiConfig``,
   ``BridgeConfig``, ``FlowConfig``...) declares ``__component__ =
@@ -40,6 +40,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import re
 import textwrap
 import typing
 from collections.abc import Iterable, Mapping
@@ -53,6 +54,9 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic._internal._model_construction import ModelMetaclass
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
+
+from runtime.logs import is_secret_key, redact_text
 
 ENV_PREFIX = "CHARGEFLOW_"
 
@@ -88,12 +92,15 @@ def one_line(error: ValidationError) -> str:
     for item in error.errors(include_url=False):
         loc = item.get("loc") or ()
         name = env_name(str(loc[0])) if loc else "settings"
+        # Inside a list or object setting: the path, e.g. ``...ENDPOINTS[0].secret``.
+        name += "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
         message = item.get("msg", "invalid")
         value = item.get("input")
+        hidden = isinstance(value, (dict, list, SecretStr)) or value is None
         shown = (
             ""
-            if isinstance(value, (dict, SecretStr)) or value is None
-            else (f" (got {str(value)[:60]!r})")
+            if hidden or any(is_secret_key(p) for p in loc if isinstance(p, str))
+            else (f" (got {redact_text(str(value)[:60])!r})")
         )
         parts.append(f"{name}: {message}{shown}")
     return "; ".join(parts)
@@ -235,6 +242,10 @@ class ChargeflowSettings(BaseSettings, metaclass=_ComposedSettingsMeta):
             return cls(**values)
         except ValidationError as exc:
             raise SettingsError(one_line(exc)) from None
+        except PydanticSettingsError as exc:  # a list/object variable that is not JSON
+            field = re.search(r'field "(\w+)"', str(exc))
+            name = env_name(field.group(1)) if field else "settings"
+            raise SettingsError(f"{name}: not valid JSON") from None
 
     def require(self, field_name: str) -> Any:
         """The value of a setting this process cannot run without."""

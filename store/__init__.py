@@ -1,1 +1,2 @@
-"""Schema, migrations, batch writers and read queries for TimescaleDB / PostgreSQL."""
+"""PostgreSQL / TimescaleDB: one module per aggregate with its reads and writes, ``db``
+for connections and the schema, the aggregate refresher and the migrations."""

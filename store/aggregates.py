@@ -3,7 +3,7 @@
 
 Both storage modes:
 
-* ``store.load_writers`` records the UTC hours each batch inserted or changed in
+* ``store.load`` records the UTC hours each batch inserted or changed in
   ``load_aggregate_invalidations`` (same transaction as the rows). A refresh takes
   those ranges, widens each to whole buckets of every aggregate and refreshes exactly
   those buckets, then deletes the ranges it took. Late rows (a station's buffered
@@ -54,10 +54,15 @@ from typing import Any
 import psycopg
 
 from runtime.logs import configure_logging
-from runtime.settings import SettingsError
-from store.settings import AggregatesSettings
+from runtime.settings import DatabaseSettings, LoggingSettings, SettingsError
 
 log = logging.getLogger("chargeflow.aggregates")
+
+
+class AggregatesSettings(DatabaseSettings, LoggingSettings):
+    """Settings of the refresher: the database to refresh and how to log; the schedule
+    is its command line."""
+
 
 REFRESH_LOCK_KEY = 0x6366_6167  # "cfag": one refresher at a time per database
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # date_bin origin of the plain tables

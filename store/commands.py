@@ -37,7 +37,7 @@ from bus.commands import (
 )
 from bus.producer import Producer, PublishError
 from bus.topics import Topics
-from store.registry import AsyncDb, _execute
+from store.db import AsyncDb, execute
 
 
 def _jsonb(value: Any) -> Jsonb | None:
@@ -107,7 +107,7 @@ def _record(row: tuple[Any, ...]) -> CommandRecord:
 
 async def insert_if_missing(db: AsyncDb, command: Command) -> bool:
     """Store a pending command unless its id is known; True if inserted."""
-    rows = await _execute(
+    rows = await execute(
         db,
         """
         INSERT INTO commands (command_id, charge_point_id, action, payload, ocpp_version,
@@ -132,7 +132,7 @@ async def insert_if_missing(db: AsyncDb, command: Command) -> bool:
 
 
 async def get_command(db: AsyncDb, command_id: uuid.UUID) -> CommandRecord | None:
-    rows = await _execute(
+    rows = await execute(
         db, f"SELECT {_COLUMNS} FROM commands WHERE command_id = %s", (command_id,)
     )
     return _record(rows[0]) if rows else None
@@ -161,7 +161,7 @@ async def claim(
         RETURNING {_COLUMNS}
         """
     sent = status is CommandStatus.SENT
-    rows = await _execute(
+    rows = await execute(
         db, sql, (str(status), gateway_id, ocpp_version, error, sent, sent, command_id)
     )
     return _record(rows[0]) if rows else None
@@ -177,7 +177,7 @@ async def complete(
 ) -> CommandRecord | None:
     """``sent`` -> a terminal ``status``; None if the command is not (any more) ``sent``."""
     assert status.terminal
-    rows = await _execute(
+    rows = await execute(
         db,
         f"""
         UPDATE commands SET status = %s, response = %s, error = %s, completed_at = now(),
@@ -192,7 +192,7 @@ async def complete(
 
 async def expire_overdue(db: AsyncDb, gateway_id: str, limit: int = 100) -> list[CommandRecord]:
     """Pending commands past ``expires_at`` (nobody sent them in time) -> ``expired``."""
-    rows = await _execute(
+    rows = await execute(
         db,
         f"""
         UPDATE commands SET status = 'expired', gateway_id = %s, completed_at = now(),
@@ -214,7 +214,7 @@ async def abandon_orphaned(db: AsyncDb, grace_s: float, limit: int = 100) -> lis
     A live replica records ``timed_out`` within ``timeout_s``; a row still ``sent``
     ``grace_s`` later belongs to a replica that died (or lost its database) mid-call.
     """
-    rows = await _execute(
+    rows = await execute(
         db,
         f"""
         UPDATE commands SET status = 'failed', completed_at = now(), updated_at = now(),
@@ -234,7 +234,7 @@ async def abandon_orphaned(db: AsyncDb, grace_s: float, limit: int = 100) -> lis
 
 async def mark_published(db: AsyncDb, command_id: uuid.UUID) -> None:
     """The command's result is on ``ocpp.command-results`` (migration 0009)."""
-    await _execute(
+    await execute(
         db,
         "UPDATE commands SET result_published_at = now() "
         "WHERE command_id = %s AND result_published_at IS NULL",
@@ -317,7 +317,7 @@ async def submit_command(
 
 
 async def heartbeat(db: AsyncDb, gateway_id: str) -> None:
-    await _execute(
+    await execute(
         db,
         """
         INSERT INTO gateways (gateway_id) VALUES (%s)
@@ -329,12 +329,12 @@ async def heartbeat(db: AsyncDb, gateway_id: str) -> None:
 
 async def forget_gateway(db: AsyncDb, gateway_id: str) -> None:
     """A replica that stops cleanly is not live any more (holds nothing)."""
-    await _execute(db, "DELETE FROM gateways WHERE gateway_id = %s", (gateway_id,))
+    await execute(db, "DELETE FROM gateways WHERE gateway_id = %s", (gateway_id,))
 
 
 async def live_holder(db: AsyncDb, charge_point_id: str, grace_s: float) -> str | None:
     """The live replica holding the station (by ``station_connections``), if any."""
-    rows = await _execute(
+    rows = await execute(
         db,
         """
         SELECT sc.gateway_id FROM station_connections sc
@@ -348,7 +348,7 @@ async def live_holder(db: AsyncDb, charge_point_id: str, grace_s: float) -> str 
 
 
 async def load_offsets(db: AsyncDb, gateway_id: str, topic: str) -> dict[int, int]:
-    rows = await _execute(
+    rows = await execute(
         db,
         "SELECT partition, next_offset FROM gateway_offsets WHERE gateway_id = %s AND topic = %s",
         (gateway_id, topic),
@@ -358,7 +358,7 @@ async def load_offsets(db: AsyncDb, gateway_id: str, topic: str) -> dict[int, in
 
 async def save_offsets(db: AsyncDb, gateway_id: str, topic: str, offsets: dict[int, int]) -> None:
     for partition, offset in sorted(offsets.items()):
-        await _execute(
+        await execute(
             db,
             """
             INSERT INTO gateway_offsets (gateway_id, topic, partition, next_offset)
@@ -374,7 +374,7 @@ async def claim_deadletter(
     db: AsyncDb, topic: str, partition: int, offset: int, gateway_id: str, reason: str
 ) -> bool:
     """True for the one replica that should dead-letter this message."""
-    rows = await _execute(
+    rows = await execute(
         db,
         """
         INSERT INTO command_deadletters (topic, partition, "offset", gateway_id, reason)

@@ -10,7 +10,7 @@ same connector would be a second active one. Two rules close them:
   without their recovery state and without the topics that held the events, so
   nothing will be replayed): every stored ``active`` session closes by
   ``reconciled``.
-* :data:`SUPERSEDE_STALE_ACTIVE` (``store.writers``, every batch): a session the flow
+* :data:`SUPERSEDE_STALE_ACTIVE` (``store.sessions``, every batch): a session the flow
   writes as active on a connector closes any *other* stored active session there
   by ``next_start`` -- unless the written session is already closed in the table
   (a replay re-sends old active snapshots; they change nothing). The partial
@@ -33,10 +33,8 @@ from typing import Any
 
 import psycopg
 
-from store.outbox import INSERT_SESSIONS_OUTBOX
-
-RECONCILED = "reconciled"
-STATE_LOST = "state_lost"
+from bus.sessions import ClosedBy
+from store.sessions_outbox import INSERT_SESSIONS_OUTBOX
 
 # Applied to the stale rows ``sessions AS s`` (the statements below add FROM/WHERE).
 _CLOSE_SET = """
@@ -107,7 +105,7 @@ def reconcile_active_sessions(database_url: str) -> list[uuid.UUID]:
 
 
 def close_all_active(cur: psycopg.Cursor[Any]) -> list[uuid.UUID]:
-    cur.execute(RECONCILE_ALL_ACTIVE, {"closed_by": RECONCILED})
+    cur.execute(RECONCILE_ALL_ACTIVE, {"closed_by": ClosedBy.RECONCILED})
     closed = [row[0] for row in cur.fetchall()]
     if closed:
         cur.execute(INSERT_SESSIONS_OUTBOX, (closed,))

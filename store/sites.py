@@ -1,6 +1,8 @@
-"""Sites: a group of stations behind one grid connection with a capacity (W)."""
+"""Sites (table ``sites``): a group of stations behind one grid connection with a capacity (W)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import psycopg
 
@@ -18,3 +20,12 @@ def upsert_site(database_url: str, site_id: str, name: str, capacity_w: int | No
             """,
             (site_id, name, capacity_w),
         )
+
+
+def station_sites(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, int | None]]:
+    """charge point id -> (site_id, sites.capacity_w) for every station on a site."""
+    rows = conn.execute(
+        "SELECT st.charge_point_id, st.site_id, si.capacity_w FROM stations st"
+        " JOIN sites si ON si.site_id = st.site_id"
+    ).fetchall()
+    return {cp: (site, None if cap is None else int(cap)) for cp, site, cap in rows}

@@ -8,11 +8,9 @@ truncating the data tables (``clean_db``); nothing is mocked.
 from __future__ import annotations
 
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,49 +18,8 @@ import pytest
 from bus.admin import ensure_topics
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, database_server
-from store.aggregates import AGGREGATE_VIEWS
-from store.schema import StorageMode, migrate, storage_mode
-
-ROOT = Path(__file__).resolve().parent.parent
-T = TypeVar("T")
-
-DATA_TABLES = (
-    "meter_samples",
-    "sessions",
-    "connectors",
-    "stations",
-    "sites",
-    "id_tags",
-    "api_keys",
-    "load_connector_1m",
-    "site_load_live",
-    "connector_status_history",
-    "connector_availability",
-    "sessions_outbox",
-    "commands",
-    "command_deadletters",
-    "gateway_offsets",
-    "gateways",
-    "load_aggregate_invalidations",
-)
-
-
-def poll_until(
-    fetch: Callable[[], T],
-    done: Callable[[T], bool],
-    timeout: float,
-    what: str,
-    interval: float = 0.1,
-) -> T:
-    """Call ``fetch`` until ``done(result)``; fail with the last result after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}")
-        time.sleep(interval)
+from store.db import StorageMode, migrate
+from tests.support.database import TIMESCALE_PAUSE_RETENTION, clear_data
 
 
 @pytest.fixture(scope="session")
@@ -90,31 +47,6 @@ def database_url(pg_server: DatabaseServer) -> Iterator[str]:
             conn.execute(TIMESCALE_PAUSE_RETENTION)
     yield url
     pg_server.drop_database(name)
-
-
-# TimescaleDB only. The test database's retention jobs never drop rows mid-test (tests
-# that need retention delete the rows themselves), and cleaning empties the continuous
-# aggregates, which keep materialised rows after their hypertable is truncated until a
-# refresh over the whole range. Checked by tests/unit/test_timescale_sql.py.
-TIMESCALE_PAUSE_RETENTION = (
-    "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
-    " WHERE proc_name = 'policy_retention'"
-)
-TIMESCALE_EMPTY_AGGREGATES = tuple(
-    f"CALL refresh_continuous_aggregate('{name}', NULL, NULL)" for name in AGGREGATE_VIEWS
-)
-
-
-def clear_data(database_url: str) -> None:
-    """Empty every data table and the load aggregates, in either storage mode."""
-    timescale = storage_mode(database_url) is StorageMode.TIMESCALEDB
-    # Plain PostgreSQL: the aggregates are tables.
-    tables = DATA_TABLES if timescale else (*DATA_TABLES, *AGGREGATE_VIEWS)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE " + ", ".join(tables) + " CASCADE")
-        if timescale:
-            for statement in TIMESCALE_EMPTY_AGGREGATES:
-                conn.execute(statement)
 
 
 @pytest.fixture

@@ -5,16 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Query, status
 
-from api.deps import CurrentPrincipal, DbConn, require_roles
-from api.load_models import (
-    AvailabilityList,
-    AvailabilityPublic,
-    AvailabilityStatus,
-    StatusChangePublic,
-    StatusHistoryPublic,
-)
+from api.deps import CurrentPrincipal, DbConn, OperationsReader
 from api.params import (
     TIMESTAMP_DESCRIPTION,
     ChargePointPath,
@@ -25,14 +18,18 @@ from api.params import (
     require_ordered,
 )
 from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
-from store import load_queries
-from store.apikeys import ApiPrincipal, Role
+from api.schemas.availability import (
+    AvailabilityList,
+    AvailabilityPublic,
+    AvailabilityStatus,
+    StatusChangePublic,
+    StatusHistoryPublic,
+)
+from store import stations
+from store import status as status_store
+from store.api_keys import Role
 
 router = APIRouter(prefix="/v1", tags=["availability"], responses=AUTHENTICATED)
-
-StatusReader = Annotated[
-    ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.MAINTENANCE, Role.ADMIN))
-]
 
 
 @router.get(
@@ -52,7 +49,7 @@ async def list_availability(
         AvailabilityStatus | None, Query(alias="status", description="Only this status")
     ] = None,
 ) -> AvailabilityList:
-    records = await load_queries.list_availability(
+    records = await status_store.list_availability(
         conn, station=station, site=site, status=connector_status
     )
     public = principal.role == Role.PUBLIC
@@ -88,7 +85,7 @@ async def list_availability(
 )
 async def status_history(
     charge_point_id: ChargePointPath,
-    _principal: StatusReader,
+    _principal: OperationsReader,
     conn: DbConn,
     start: Annotated[
         Timestamp | None,
@@ -102,12 +99,12 @@ async def status_history(
         Query(alias="to", description=f"Before this time. {TIMESTAMP_DESCRIPTION}"),
     ] = None,
     connector: ConnectorFilter = None,
-    limit: Annotated[int, Query(ge=1, le=load_queries.MAX_HISTORY)] = 100,
+    limit: Annotated[int, Query(ge=1, le=status_store.MAX_HISTORY)] = 100,
 ) -> StatusHistoryPublic:
     require_ordered(start, end)
-    if not await load_queries.station_exists(conn, charge_point_id):
+    if not await stations.station_exists(conn, charge_point_id):
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"station {charge_point_id!r} not found")
-    records = await load_queries.status_history(
+    records = await status_store.status_history(
         conn, charge_point_id, start=start, end=end, connector_id=connector, limit=limit
     )
     return StatusHistoryPublic(

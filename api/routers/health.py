@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import DbPool
-from api.models import HealthPublic, LivenessPublic
 from api.problems import (
     NOT_READY,
     PROBLEM_JSON,
@@ -26,6 +25,7 @@ from api.problems import (
     NotReadyProblem,
     request_path,
 )
+from api.schemas.health import HealthPublic, LivenessPublic
 from bus.admin import admin_client
 
 log = logging.getLogger(__name__)

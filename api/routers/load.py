@@ -6,10 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Query, status
 
-from api.deps import DbConn, require_roles
-from api.load_models import LoadPointPublic, LoadSeriesPublic, SiteLoadPublic
+from api.deps import DbConn, OperationsReader
 from api.params import (
     TIMESTAMP_DESCRIPTION,
     ChargePointPath,
@@ -20,14 +19,11 @@ from api.params import (
     require_ordered,
 )
 from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
-from store import load_queries
-from store.apikeys import ApiPrincipal, Role
+from api.schemas.load import LoadPointPublic, LoadSeriesPublic, SiteLoadPublic
+from store import load as load_store
 
 router = APIRouter(prefix="/v1/load", tags=["load"], responses=AUTHENTICATED)
 
-LoadReader = Annotated[
-    ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.MAINTENANCE, Role.ADMIN))
-]
 BUCKET = {"1m": timedelta(minutes=1), "1h": timedelta(hours=1), "1d": timedelta(days=1)}
 DEFAULT_SPAN = {"1m": timedelta(hours=1), "1h": timedelta(days=1), "1d": timedelta(days=31)}
 
@@ -38,8 +34,10 @@ DEFAULT_SPAN = {"1m": timedelta(hours=1), "1h": timedelta(days=1), "1d": timedel
     summary="A site's live load against its capacity",
     responses=NOT_FOUND,
 )
-async def site_load(site_id: SitePath, _principal: LoadReader, conn: DbConn) -> SiteLoadPublic:
-    record = await load_queries.site_load(conn, site_id)
+async def site_load(
+    site_id: SitePath, _principal: OperationsReader, conn: DbConn
+) -> SiteLoadPublic:
+    record = await load_store.site_load(conn, site_id)
     if record is None:
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"site {site_id!r} not found")
     return SiteLoadPublic.model_validate(record)
@@ -51,14 +49,14 @@ async def site_load(site_id: SitePath, _principal: LoadReader, conn: DbConn) -> 
     summary="Load of one connector per minute, hour or day",
     description="`1m` from the flow's 1-minute table, `1h`/`1d` from the aggregates; "
     "buckets overlapping [from, to), UTC. `from` must be earlier than `to` and "
-    f"the range at most {load_queries.MAX_POINTS} buckets long (else 422). "
+    f"the range at most {load_store.MAX_POINTS} buckets long (else 422). "
     "Default range: the last hour (1m), day (1h) or 31 days (1d) before `to` "
     "(default now), or that long after `from` when only `from` is given.",
 )
 async def connector_load(
     charge_point_id: ChargePointPath,
     connector_id: ConnectorPath,
-    _principal: LoadReader,
+    _principal: OperationsReader,
     conn: DbConn,
     resolution: Annotated[Literal["1m", "1h", "1d"], Query(description="Bucket size")] = "1m",
     start: Annotated[
@@ -80,9 +78,9 @@ async def connector_load(
         start = end - span
     elif end is None:
         end = start + span
-    if (end - start) / BUCKET[resolution] > load_queries.MAX_POINTS:
-        raise range_error(f"range too long: at most {load_queries.MAX_POINTS} buckets", "to")
-    points = await load_queries.connector_series(
+    if (end - start) / BUCKET[resolution] > load_store.MAX_POINTS:
+        raise range_error(f"range too long: at most {load_store.MAX_POINTS} buckets", "to")
+    points = await load_store.connector_series(
         conn, charge_point_id, connector_id, resolution, start, end
     )
     return LoadSeriesPublic(

@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, status
 
 from api.deps import DbConn, SessionReader
-from api.models import SessionPublic, SessionsPage
 from api.params import (
     EXAMPLE_SESSION_ID,
     TIMESTAMP_DESCRIPTION,
@@ -21,7 +20,8 @@ from api.params import (
     require_ordered,
 )
 from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
-from store import queries
+from api.schemas.sessions import SessionPublic, SessionsPage
+from store import sessions as session_store
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=AUTHENTICATED)
 
@@ -54,11 +54,11 @@ async def list_sessions(
     session_status: Annotated[Literal["active", "closed"] | None, Query(alias="status")] = None,
     cursor: Cursor = None,
     limit: Annotated[
-        int, Query(ge=1, le=queries.MAX_LIMIT, description="Page size")
-    ] = queries.DEFAULT_LIMIT,
+        int, Query(ge=1, le=session_store.MAX_LIMIT, description="Page size")
+    ] = session_store.DEFAULT_LIMIT,
 ) -> SessionsPage:
     require_ordered(started_from, started_to)
-    filters = queries.SessionFilter(
+    filters = session_store.SessionFilter(
         charge_point_id=station,
         started_from=started_from,
         started_to=started_to,
@@ -67,11 +67,13 @@ async def list_sessions(
     after = None
     if cursor is not None:
         position = decode_api_cursor(cursor)
-        after = queries.encode_cursor(position.started_at, position.session_id)
-    page = await queries.list_sessions(conn, filters, cursor=after, limit=limit)
+        after = session_store.encode_cursor(position.started_at, position.session_id)
+    page = await session_store.list_sessions(conn, filters, cursor=after, limit=limit)
     next_cursor = None
     if page.next_cursor is not None:
-        next_cursor = encode_api_cursor(CursorPosition(*queries.decode_cursor(page.next_cursor)))
+        next_cursor = encode_api_cursor(
+            CursorPosition(*session_store.decode_cursor(page.next_cursor))
+        )
     return SessionsPage(
         items=[SessionPublic.model_validate(item) for item in page.items],
         next_cursor=next_cursor,
@@ -91,7 +93,7 @@ async def get_session(
     _principal: SessionReader,
     conn: DbConn,
 ) -> SessionPublic:
-    record = await queries.get_session(conn, session_id)
+    record = await session_store.get_session(conn, session_id)
     if record is None:
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"session {session_id} not found")
     return SessionPublic.model_validate(record)

@@ -132,7 +132,9 @@ async function worker() {
   }
   const openAtEnd = live.filter((st) => st.client.state === 1).length;
   const closesDuringRun = { ...closes };
-  process.send({ done: { results, openAtEnd, closes: closesDuringRun } });
+  // Exit only once the report is through the IPC channel: process.exit drops a
+  // message still queued, and the coordinator then sees an exit before 'done'.
+  await new Promise((resolve) => process.send({ done: { results, openAtEnd, closes: closesDuringRun } }, resolve));
   await Promise.all(live.map((st) => st.client.close({ awaitPending: false }).catch(() => {})));
   process.exit(0);
 }

@@ -3,7 +3,7 @@
 
 Wiring only; decisions live in :mod:`flows.load.logic`::
 
-    kafka source --> decode_batch (one call per input batch) --dead letters--> dead letter
+    kafka_events (flows.source: one decode per input batch) --dead letters--> dead letter
                          |  (charge point, [its events of the batch])
                          v
               stateful_batch(StationsLogic: logic.apply_batch)
@@ -12,7 +12,7 @@ Wiring only; decisions live in :mod:`flows.load.logic`::
        [MinuteRow]              route to site (stations.site_id): (site, [SiteInput])
             |                   stateful_batch(SiteBatchLogic: logic.SiteLogic per input)
             v                          /                 \\
-  OverlappedPostgresSink <-----  SiteLoad          load.sites (key site)
+  PostgresSink(LoadRows) <---- [SiteLoad]          load.sites (key site)
   (writer thread)
 
 Run it with ``python -m flows.run "flows.load.dataflow:from_env()"`` (plus
@@ -23,14 +23,13 @@ Throughput: each station's share of a Kafka batch is folded at once
 (:func:`logic.apply_batch`: a changed minute row goes out once per batch with its
 latest figure, every change of the station's load still reaches its site in order),
 the station state is snapshotted as pickled bytes, and the minute rows of a batch
-are written by binary COPY and one set-based upsert (:mod:`store.load_writers`) on
-a writer thread while the flow computes on (:class:`flows.common.OverlappedPostgresSink`:
+are written by binary COPY and one set-based upsert (:mod:`store.load`) on
+a writer thread while the flow computes on (:class:`flows.sinks.database.PostgresSink`:
 Bytewax's epoch snapshot waits for the writes, so a committed epoch never has rows
 missing from the database). CHARGEFLOW_FLOW_OVERLAP_WRITES=false writes in the step
 instead; with several workers set CHARGEFLOW_FLOW_SINK_PARTITIONS to their number.
-Upgrading: the steps moved from ``stateful_map``/``stateful`` to ``stateful_batch``,
-so recovery stores of earlier versions do not carry over (start with a fresh recovery
-directory; the launcher does with its embedded broker).
+Recovery stores of versions before ADR 0007 do not carry over (the step ids changed;
+start with a fresh recovery directory; the launcher does with its embedded broker).
 """
 
 from __future__ import annotations
@@ -40,35 +39,23 @@ import pickle
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, cast
 
 import bytewax.operators as op
 import psycopg
-from bytewax.connectors.kafka import (
-    KafkaSink,
-    KafkaSinkMessage,
-)
-from bytewax.connectors.kafka.operators import KafkaOpOut
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.connectors.kafka import KafkaSinkMessage
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
 from bytewax.operators import KeyedStream, StatefulBatchLogic
-from bytewax.outputs import FixedPartitionedSink, Sink
+from bytewax.outputs import Sink
 
 from bus.load import SiteLoad, encode_site_load
+from bus.times import utc_now
 from flows import metrics
-from flows.common import (
-    DeadLetter,
-    FlowConfig,
-    OverlappedPostgresSink,
-    RawMessage,
-    RetryingPostgresSink,
-    decode_and_group,
-    event_or_dead_letter,
-    is_dead_letter,
-    kafka_events_input,
-    tune_gc,
-)
+from flows.config import FLOW_GC_YOUNG_THRESHOLD, FlowConfig
 from flows.load import logic
 from flows.load.logic import (
     LoadEvent,
@@ -80,35 +67,21 @@ from flows.load.logic import (
     StationState,
 )
 from flows.settings import LoadFlowSettings
-from runtime.logs import with_kafka_logger
-from store.load_writers import station_sites, write_load_batch
+from flows.sinks.database import PostgresSink, postgres_sink
+from flows.sinks.kafka import dead_letter_sink, kafka_sink
+from flows.sinks.output import rows_output
+from flows.source import DeadLetter, kafka_events, kafka_source
+from runtime.gc import tune_gc
+from store.load import write_load_batch
+from store.sites import station_sites
 
 log = logging.getLogger(__name__)
 
 FLOW_ID = "chargeflow-load"
-# The input: Kafka messages and consumer errors in one stream
-# (KafkaSource(raise_on_errors=False)), or a KafkaOpOut (oks, errs) as kop.input gives.
-FlowInput = Callable[[Dataflow], "Stream[Any] | KafkaOpOut[Any, Any]"]
 SiteLookup = Callable[[str], tuple[str, int | None] | None]
 SiteMessage = KafkaSinkMessage[Any, Any]
 StationOutputs = tuple[list[MinuteRow], list[StationLoad]]
-RowItem = list[MinuteRow] | SiteLoad  # what the overlapped rows sink gets (keyed)
-
-
-def decode(msg: RawMessage) -> LoadEvent | DeadLetter | None:
-    """Load facts, a dead letter (with reason), or None (nothing about load)."""
-    return event_or_dead_letter(msg, logic.decode_event, logic.InvalidEvent, log)
-
-
-def decode_batch(items: list[Any]) -> list[tuple[str, list[LoadEvent]] | DeadLetter]:
-    """Dead letters, and per charge point its events of the input batch in order
-    (:func:`flows.common.decode_and_group` with :func:`logic.decode_event`)."""
-    return decode_and_group(items, logic.decode_event, logic.InvalidEvent, log)
-
-
-def step(state: StationState | None, event: LoadEvent) -> tuple[StationState, list[logic.Output]]:
-    """One event through :func:`logic.apply` (:class:`StationsLogic` folds batches)."""
-    return logic.apply(state, event)
+LoadRow = MinuteRow | SiteLoad
 
 
 class StationsLogic(StatefulBatchLogic[list[LoadEvent], StationOutputs, bytes]):
@@ -173,41 +146,18 @@ def site_message(site: SiteLoad) -> SiteMessage:
     return KafkaSinkMessage(key=site.site_id.encode(), value=encode_site_load(site))
 
 
-def write_rows(conn: psycopg.Connection[Any], items: list[Any]) -> None:
-    """Write MinuteRow and SiteLoad items, and lists of MinuteRow (one transaction)."""
-    minutes: list[MinuteRow] = []
-    sites: list[SiteLoad] = []
-    for item in items:
-        if type(item) is list:
-            minutes.extend(item)
-        elif isinstance(item, MinuteRow):
-            minutes.append(item)
-        else:
-            sites.append(item)
-    write_load_batch(conn, minutes, sites)
+class LoadRows:
+    """Minute rows and live site totals of a batch, in one transaction."""
 
-
-def row_weight(item: RowItem) -> int:
-    """How many rows an item of the rows sink holds (its backpressure weight)."""
-    return len(item) if type(item) is list else 1
-
-
-def rows_sink(config: FlowConfig, *, overlap: bool = True, partitions: int = 1) -> Sink[Any]:
-    """The production rows sink: :func:`write_rows` on a writer thread per partition
-    (items keyed, minute rows as lists: one item per station and batch), or in the
-    step (``overlap=False``; MinuteRow and SiteLoad items)."""
-    if overlap:
-        return OverlappedPostgresSink(
-            config.database_url,
-            write_rows,
-            name=FLOW_ID,
-            partitions=partitions,
-            weight=row_weight,
-            max_backoff_s=config.db_max_backoff_s,
-        )
-    return RetryingPostgresSink(
-        config.database_url, write_rows, name=FLOW_ID, max_backoff_s=config.db_max_backoff_s
-    )
+    def write(self, conn: psycopg.Connection[Any], rows: list[LoadRow]) -> None:
+        minutes: list[MinuteRow] = []
+        sites: list[SiteLoad] = []
+        for row in rows:
+            if type(row) is MinuteRow:
+                minutes.append(row)
+            else:
+                sites.append(cast(SiteLoad, row))
+        write_load_batch(conn, minutes, sites)
 
 
 class SiteDirectory:
@@ -270,13 +220,17 @@ class _SiteRouter:
         return site[0], inputs
 
 
-def _minute_rows(item: tuple[str, StationOutputs]) -> tuple[str, list[MinuteRow]] | None:
+def _minute_rows(item: tuple[str, StationOutputs]) -> tuple[str, list[LoadRow]] | None:
     rows = item[1][0]
-    return (item[0], rows) if rows else None
+    return (item[0], cast("list[LoadRow]", rows)) if rows else None
+
+
+def _site_rows(item: tuple[str, SiteLoad]) -> tuple[str, list[LoadRow]]:
+    return item[0], [item[1]]
 
 
 def build_flow_with(
-    flow_input: FlowInput,
+    source: Source[Any],
     rows_sink: Sink[Any],
     sites_sink: Sink[SiteMessage],
     deadletter_sink: Sink[DeadLetter],
@@ -284,27 +238,17 @@ def build_flow_with(
     *,
     publish_interval: timedelta = timedelta(seconds=5),
     heartbeat: timedelta = timedelta(seconds=30),
-    clock: Callable[[], datetime] = logic.utc_now,
+    clock: Callable[[], datetime] = utc_now,
     flow_id: str = FLOW_ID,
 ) -> Dataflow:
     """The whole flow with its edges swapped in (production and tests share this).
 
-    ``rows_sink`` gets MinuteRow and SiteLoad items; a FixedPartitionedSink (see
-    :func:`rows_sink`) gets ``(charge point, [MinuteRow])`` and ``(site, SiteLoad)``
-    instead (one item per station and batch)."""
+    ``source`` gives Kafka messages and consumer errors; ``rows_sink`` gets
+    ``(key, [MinuteRow | SiteLoad])`` if it is a ``FixedPartitionedSink``
+    (:class:`flows.sinks.database.PostgresSink`), else single rows."""
     flow = Dataflow(flow_id)
-    raw = flow_input(flow)
-    stream: Stream[Any] = (
-        op.merge("kafka_items", raw.oks, raw.errs) if isinstance(raw, KafkaOpOut) else raw
-    )
-    # One Python call per input batch: decode, dead letters, group by charge point.
-    decoded = op.flat_map_batch("decode", stream, decode_batch)
-    split = op.branch("split_invalid", decoded, is_dead_letter)
-    invalid: Any = split.trues
-    op.output("deadletter", invalid, deadletter_sink)
-    grouped = cast("KeyedStream[list[LoadEvent]]", split.falses)
-
-    outputs = op.stateful_batch("stations", grouped, StationsLogic)
+    events = kafka_events("input", flow, source, logic.decode_event, deadletter_sink)
+    outputs = op.stateful_batch("stations", events, StationsLogic)
     minute_lists = op.filter_map("minute_rows", outputs, _minute_rows)
 
     by_site = cast(
@@ -316,17 +260,14 @@ def build_flow_with(
     )
     site_loads = op.map("site_loads", totals, lambda kv: kv[1])
     op.output("load_sites", op.map("site_messages", site_loads, site_message), sites_sink)
-    if isinstance(rows_sink, FixedPartitionedSink):
-        op.output("postgres", op.merge("rows", minute_lists, totals), rows_sink)
-    else:
-        minutes = op.flat_map("minute_row", minute_lists, lambda kv: kv[1])
-        op.output("postgres", op.merge("rows", minutes, site_loads), rows_sink)
+    site_rows = op.map("site_rows", totals, _site_rows)
+    rows_output("postgres", op.merge("rows", minute_lists, site_rows), rows_sink)
     return flow
 
 
-def kafka_input(config: FlowConfig) -> FlowInput:
-    """The production input (:func:`flows.common.kafka_events_input`)."""
-    return kafka_events_input(config, FLOW_ID)
+def rows_sink(config: FlowConfig) -> PostgresSink[LoadRow]:
+    """The production rows sink: :class:`LoadRows` through the flows' database sink."""
+    return postgres_sink(config, LoadRows(), FLOW_ID)
 
 
 def build_flow(
@@ -338,14 +279,12 @@ def build_flow(
     sink_partitions: int = 1,
 ) -> Dataflow:
     """The production flow: Kafka in; PostgreSQL, ``load.sites`` and dead letters out."""
-    producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
+    sink_config = replace(config, overlap_writes=overlap_writes, sink_partitions=sink_partitions)
     return build_flow_with(
-        kafka_input(config),
-        rows_sink(config, overlap=overlap_writes, partitions=sink_partitions),
-        KafkaSink(config.brokers, config.topics.load_sites, producer_config),
-        metrics.CountingDeadLetterSink(
-            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID
-        ),
+        kafka_source(config, FLOW_ID, [config.topics.ocpp_events, config.topics.meter_readings]),
+        rows_sink(sink_config),
+        kafka_sink(config, config.topics.load_sites),
+        dead_letter_sink(config, FLOW_ID),
         SiteDirectory(config.database_url),
         publish_interval=publish_interval,
         heartbeat=heartbeat,
@@ -354,7 +293,7 @@ def build_flow(
 
 def from_env() -> Dataflow:
     """Entry point for ``python -m flows.run "flows.load.dataflow:from_env()"`` (also
-    tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
+    tunes the process's garbage collector: :func:`runtime.gc.tune_gc`)."""
     settings = LoadFlowSettings.load()
     config = settings.flow_config()
     flow = build_flow(
@@ -365,5 +304,5 @@ def from_env() -> Dataflow:
         sink_partitions=config.sink_partitions,
     )
     metrics.serve(FLOW_ID, config, [config.topics.ocpp_events, config.topics.meter_readings])
-    tune_gc()
+    tune_gc(FLOW_GC_YOUNG_THRESHOLD)
     return flow

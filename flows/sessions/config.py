@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flows.common import FlowConfig
-from flows.sessions.logic import DEFAULT_RULES, SessionRules
+from flows.config import FlowConfig
+from flows.sessions.rules import DEFAULT_RULES, SessionRules
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Energy registers of one transaction: which readings count and how they add up.
 
-Pure, no I/O. :mod:`flows.sessions.logic` feeds the normalised meter samples of
+Pure, no I/O. :mod:`flows.sessions.samples` feeds the normalised meter samples of
 each message (:func:`register_points`, :func:`power_points`) into a
 :class:`RegisterFold` per transaction and asks it for the energy.
 
@@ -9,7 +9,7 @@ Which readings are register readings
 * Measurand ``Energy.Active.Import.Register`` (a bare sampledValue is one: the
   normaliser fills in the spec defaults), location ``Outlet`` (the connector side;
   ``Inlet``/``EV``/``Cable``/``Body`` readings are stored as samples, never billed),
-  unit ``Wh`` or ``kWh`` times ``10^multiplier`` (:func:`bus.normalized.to_wh`);
+  unit ``Wh`` or ``kWh`` times ``10^multiplier`` (:func:`bus.measurands.to_wh`);
   other units are not registers.
 * Readings of EVSE/connector ``0`` (the station's main meter) never count for a
   connector's transaction (the caller drops them).
@@ -19,7 +19,8 @@ Which readings are register readings
   the coarser one's resolution are one reading (the finest is kept); values that
   disagree give the lowest with reason ``conflicting_register_values``.
   Only when there is no phase-less reading, the per-phase readings (``L1``,
-  ``L2``, ``L3``, or ``L1-N`` ...; one per phase) are summed.
+  ``L2``, ``L3``, or ``L1-N`` ...; one per phase) are summed; line-to-line readings
+  (``L1-L2``) belong to no phase (:func:`bus.measurands.phase_of`).
 * A message without any register reading (only SoC, only power ...) adds no
   point and so never changes the running total.
 
@@ -63,15 +64,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from bus.normalized import ENERGY_REGISTER, MeterSample, to_wh
+from bus.measurands import ENERGY_REGISTER, POWER, energy_factor, phase_of, to_w, to_wh
+from bus.normalized import MeterSample
+from bus.sessions import QualityReason
 
-POWER = "Power.Active.Import"
 BILLED_LOCATIONS = frozenset({"Outlet"})
 _ROLLOVER_MODULI = (*(Decimal(10) ** k for k in range(5, 13)), Decimal(2**31), Decimal(2**32))
 _NEAR_WRAP = Decimal("0.9")
 _AFTER_WRAP = Decimal("0.1")
 _RESET_RATIO = Decimal("0.5")
-_WH_FACTORS = {"wh": Decimal(1), "kwh": Decimal(1000)}  # as in bus.normalized.to_wh
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,27 +104,10 @@ _CAPS: dict[tuple[RegisterRules, timedelta], Decimal] = {}
 Point = tuple[datetime, Decimal]
 
 
-def _phase_key(phase: str) -> str:
-    return phase.split("-")[0]  # L1-N -> L1
-
-
-@functools.lru_cache(maxsize=1024)
-def _scale(unit: str, multiplier: int) -> tuple[Decimal, Decimal] | None:
-    """The factors :func:`bus.normalized.to_wh` multiplies by (cached per unit)."""
-    factor = _WH_FACTORS.get(unit.strip().lower())
-    return None if factor is None else (factor, Decimal(10) ** multiplier)
-
-
-def _to_wh(value: Decimal, unit: str, multiplier: int) -> Decimal | None:
-    """:func:`bus.normalized.to_wh` with the factors cached (the same operations)."""
-    scale = _scale(unit, multiplier)
-    return None if scale is None else value * scale[0] * scale[1]
-
-
 @functools.lru_cache(maxsize=1024)
 def _resolution(places: int, unit: str, multiplier: int) -> Decimal:
-    wh = to_wh(Decimal(1).scaleb(places), unit, multiplier)
-    return wh if wh is not None else Decimal(1)
+    factor = energy_factor(unit, multiplier)
+    return Decimal(1).scaleb(places) * factor if factor is not None else Decimal(1)
 
 
 def _quantum(sample: MeterSample) -> Decimal:
@@ -160,7 +144,7 @@ def register_points(samples: Iterable[MeterSample]) -> tuple[list[Point], bool]:
     for s in samples:
         if s.measurand != ENERGY_REGISTER or s.location not in BILLED_LOCATIONS:
             continue
-        wh = _to_wh(s.value, s.unit, s.unit_multiplier)
+        wh = to_wh(s.value, s.unit, s.unit_multiplier)
         if wh is None:
             continue
         if s.phase is None:
@@ -169,10 +153,13 @@ def register_points(samples: Iterable[MeterSample]) -> tuple[list[Point], bool]:
                 totals[s.timestamp] = [(wh, s)]
             else:
                 same.append((wh, s))
-        elif s.phase.startswith("L"):
+        else:
+            line = phase_of(s.phase)
+            if line is None:
+                continue  # line-to-line or neutral: no share of the register
             if phases is None:
                 phases = {}
-            phases.setdefault(s.timestamp, {}).setdefault(_phase_key(s.phase), wh)
+            phases.setdefault(s.timestamp, {}).setdefault(line, wh)
     if phases is None:
         if len(totals) == 1:  # the usual message: one register reading
             [(t, values)] = totals.items()
@@ -198,14 +185,15 @@ def power_points(samples: Iterable[MeterSample]) -> list[Point]:
     for s in samples:
         if s.measurand != POWER or s.location not in BILLED_LOCATIONS:
             continue
-        factor = {"w": Decimal(1), "kw": Decimal(1000)}.get(s.unit.strip().lower())
-        if factor is None:
+        watts = to_w(s.value, s.unit, s.unit_multiplier)
+        if watts is None:
             continue
-        watts = s.value * factor * Decimal(10) ** s.unit_multiplier
         if s.phase is None:
             totals.setdefault(s.timestamp, watts)
-        elif s.phase.startswith("L"):
-            phases.setdefault(s.timestamp, {}).setdefault(_phase_key(s.phase), watts)
+        else:
+            line = phase_of(s.phase)
+            if line is not None:
+                phases.setdefault(s.timestamp, {}).setdefault(line, watts)
     return [
         (t, totals[t] if t in totals else sum(phases[t].values(), Decimal(0)))
         for t in sorted(set(totals) | set(phases))
@@ -237,10 +225,10 @@ class RegisterFold:
     completed: Decimal = Decimal(0)
     pending: Point | None = None
     at_start: bool = False  # base is the start register, no sample accepted since
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[QualityReason, ...] = ()
     points: int = 0
 
-    def _flag(self, reason: str) -> None:
+    def _flag(self, reason: QualityReason) -> None:
         if reason not in self.reasons:
             self.reasons = (*self.reasons, reason)
 
@@ -271,7 +259,7 @@ class RegisterFold:
             return
         if self.pending is not None:
             if self._plausible(t, v):
-                self._flag("register_outlier")
+                self._flag(QualityReason.REGISTER_OUTLIER)
                 self.pending = None
                 self._accept(t, v)
                 return
@@ -292,7 +280,11 @@ class RegisterFold:
         cap = self.rules.cap(t - self.base_t)
         base, seg = self.base, self.seg_start
         if v > base:
-            self._flag("start_register_implausible" if self.at_start else "register_jump")
+            self._flag(
+                QualityReason.START_REGISTER_IMPLAUSIBLE
+                if self.at_start
+                else QualityReason.REGISTER_JUMP
+            )
             self.completed += base - seg
             self.seg_start = v
         else:
@@ -305,22 +297,22 @@ class RegisterFold:
                 None,
             )
             if wrap is not None:
-                self._flag("register_rollover")
+                self._flag(QualityReason.REGISTER_ROLLOVER)
                 self.completed += (base - seg) + (wrap - base)
                 self.seg_start = Decimal(0)
             elif v <= cap and v < base * _RESET_RATIO:
-                self._flag("register_reset")
+                self._flag(QualityReason.REGISTER_RESET)
                 self.completed += base - seg
                 self.seg_start = Decimal(0)
             elif final and v >= seg:
-                self._flag("sample_above_stop")  # trust the signed stop register
+                self._flag(QualityReason.SAMPLE_ABOVE_STOP)  # trust the signed stop register
             else:
-                self._flag("register_decreased")
+                self._flag(QualityReason.REGISTER_DECREASED)
                 self.completed += base - seg
                 self.seg_start = v
         self._accept(t, v)
 
-    def result(self, stop: Point | None = None) -> tuple[Decimal | None, tuple[str, ...]]:
+    def result(self, stop: Point | None = None) -> tuple[Decimal | None, tuple[QualityReason, ...]]:
         """(energy in Wh or None with fewer than two points, reasons)."""
         if stop is None and self.pending is None:  # nothing to resolve: no copy needed
             if self.points < 2 or self.base is None or self.seg_start is None:

@@ -3,11 +3,13 @@
 
 Wiring only; decisions live in :mod:`flows.status.logic`::
 
-    kafka input --oks--> decode envelope --ok--> key by charge point
-        |                      |                        |
-        errs                invalid          stateful_map(logic.apply)
-        v                      v                        v
-    dead letter  <-------  dead letter        flatten -> PostgresSink
+    kafka_events (flows.source: one decode per input batch) --dead letters--> dead letter
+                         |  (charge point, [its events of the batch])
+                         v
+              stateful_batch(StatusLogic: logic.apply_batch)
+                         |  (charge point, [rows])
+                         v
+              rows_output -> PostgresSink(StatusRows)
 
 Run it with ``python -m flows.run "flows.status.dataflow:from_env()"`` (plus
 ``-r DB_DIR -s SECS -b SECS`` for recovery). Settings: :mod:`flows.settings`.
@@ -15,105 +17,87 @@ Run it with ``python -m flows.run "flows.status.dataflow:from_env()"`` (plus
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+import pickle
 from typing import Any
 
 import bytewax.operators as op
 import psycopg
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
-from bytewax.connectors.kafka.operators import KafkaOpOut
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from bus.admin import wait_for_broker
-from flows import common, metrics
-from flows.common import DeadLetter, FlowConfig, RawMessage, RetryingPostgresSink
+from flows import metrics
+from flows.config import FLOW_GC_YOUNG_THRESHOLD, FlowConfig
 from flows.settings import StatusFlowSettings
+from flows.sinks.database import postgres_sink
+from flows.sinks.kafka import dead_letter_sink
+from flows.sinks.output import rows_output
+from flows.source import DeadLetter, kafka_events, kafka_source
 from flows.status import logic
 from flows.status.logic import HistoryRow, Output, StationStatus, StatusEvent
-from runtime.logs import with_kafka_logger
-from store.load_writers import write_status_batch
-
-log = logging.getLogger(__name__)
+from runtime.gc import tune_gc
+from store.status import write_status_batch
 
 FLOW_ID = "chargeflow-status"
-FlowInput = Callable[[Dataflow], KafkaOpOut[Any, Any]]
 
 
-def decode(msg: RawMessage) -> StatusEvent | DeadLetter | None:
-    return common.decode_or_dead_letter(msg, logic.parse_envelope, logic.InvalidEvent, log)
+class StatusLogic(StatefulBatchLogic[list[StatusEvent], list[Output], bytes]):
+    """The per-charge-point state of the ``status`` step: ``on_batch`` folds the
+    station's events of one Bytewax batch (:func:`logic.apply_batch`) and emits their
+    rows as one list; ``snapshot`` pickles the state."""
+
+    def __init__(self, resume: bytes | None) -> None:
+        self.state: StationStatus | None = None if resume is None else pickle.loads(resume)
+
+    def on_batch(self, values: list[list[StatusEvent]]) -> tuple[list[list[Output]], bool]:
+        events = values[0] if len(values) == 1 else [e for chunk in values for e in chunk]
+        self.state, rows = logic.apply_batch(self.state, events)
+        return ([rows] if rows else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def step(state: StationStatus | None, event: StatusEvent) -> tuple[StationStatus, list[Output]]:
-    return logic.apply(state, event)
+class StatusRows:
+    """History and availability rows of a batch, in one transaction."""
 
-
-def write_rows(conn: psycopg.Connection[Any], items: list[Output]) -> None:
-    history = [i for i in items if isinstance(i, HistoryRow)]
-    current = [i for i in items if not isinstance(i, HistoryRow)]
-    write_status_batch(conn, history, current)
+    def write(self, conn: psycopg.Connection[Any], rows: list[Output]) -> None:
+        history = [r for r in rows if isinstance(r, HistoryRow)]
+        current = [r for r in rows if not isinstance(r, HistoryRow)]
+        write_status_batch(conn, history, current)
 
 
 def build_flow_with(
-    flow_input: FlowInput,
-    rows_sink: Sink[Output],
+    source: Source[Any],
+    rows_sink: Sink[Any],
     deadletter_sink: Sink[DeadLetter],
     flow_id: str = FLOW_ID,
 ) -> Dataflow:
+    """The whole flow with its edges swapped in (production and tests share this):
+    ``source`` gives Kafka messages and consumer errors; ``rows_sink`` gets
+    ``(charge point, [rows])`` if it is a ``FixedPartitionedSink``, else single rows."""
     flow = Dataflow(flow_id)
-    raw = flow_input(flow)
-    consumer_errors = op.map("consume_errors", raw.errs, common.consume_error_dead_letter)
-    decoded = op.filter_map("decode", raw.oks, decode)
-    split = op.branch("split_invalid", decoded, lambda x: isinstance(x, KafkaSinkMessage))
-    invalid: Any = split.trues
-    events: Any = split.falses
-    op.output("deadletter", op.merge("dead_letters", consumer_errors, invalid), deadletter_sink)
-    keyed = op.key_on("key_by_charge_point", events, lambda e: e.charge_point_id)
-    outputs = op.stateful_map("status", keyed, step)
-    op.output("postgres", op.flat_map("rows", outputs, lambda kv: kv[1]), rows_sink)
+    events = kafka_events("input", flow, source, logic.decode_event, deadletter_sink)
+    rows = op.stateful_batch("status", events, StatusLogic)
+    rows_output("postgres", rows, rows_sink)
     return flow
 
 
-def kafka_input(config: FlowConfig) -> FlowInput:
-    def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
-        wait_for_broker(",".join(config.brokers))
-        return metrics.kafka_input(
-            "kafka_in",
-            flow,
-            metrics.MeasuredKafkaSource(
-                FLOW_ID,
-                config.brokers,
-                [config.topics.ocpp_events],
-                tail=config.tail,
-                starting_offset=config.starting_offset,
-                add_config=with_kafka_logger(config.kafka_config),
-                batch_size=config.batch_size,
-                raise_on_errors=False,
-            ),
-        )
-
-    return build
-
-
 def build_flow(config: FlowConfig) -> Dataflow:
-    producer_config = with_kafka_logger({"acks": "all", **config.kafka_config})
+    """The production flow: Kafka in; PostgreSQL and dead letters out."""
     return build_flow_with(
-        kafka_input(config),
-        RetryingPostgresSink(
-            config.database_url, write_rows, name=FLOW_ID, max_backoff_s=config.db_max_backoff_s
-        ),
-        metrics.CountingDeadLetterSink(
-            KafkaSink(config.brokers, config.topics.deadletter, producer_config), FLOW_ID
-        ),
+        kafka_source(config, FLOW_ID, [config.topics.ocpp_events]),
+        postgres_sink(config, StatusRows(), FLOW_ID),
+        dead_letter_sink(config, FLOW_ID),
     )
 
 
 def from_env() -> Dataflow:
     """Entry point for ``python -m flows.run "flows.status.dataflow:from_env()"`` (also
-    tunes the process's garbage collector: :func:`flows.common.tune_gc`)."""
+    tunes the process's garbage collector: :func:`runtime.gc.tune_gc`)."""
     config = StatusFlowSettings.load().flow_config()
     flow = build_flow(config)
     metrics.serve(FLOW_ID, config, [config.topics.ocpp_events])
-    common.tune_gc()
+    tune_gc(FLOW_GC_YOUNG_THRESHOLD)
     return flow

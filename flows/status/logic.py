@@ -1,250 +1,53 @@
 """Connector status history and current availability: pure step logic, no I/O.
 
-Keyed by charge point, :func:`apply` folds :class:`StatusEvent` s (from
-:func:`parse_envelope`) into :class:`StationStatus` and emits
-
-* a :class:`HistoryRow` for every ``ConnectorStatus`` fact (both OCPP versions, via
-  ``Envelope.normalized``) and per connector for a change of the station's
-  connection (below); the sink inserts them idempotently on
-  ``(charge_point_id, connector_id, at, status)``, and
-* an :class:`AvailabilityRow` per connector whose current state changed.
-
-Connector identity: ``connector_id`` is the 1.6 connector / 2.0.1 EVSE id (what a
-driver plugs into; 0 = the station as a whole); the 2.0.1 connector number inside
-the EVSE is kept in ``ocpp_connector_id``.
-
-Current status: the newest ``ConnectorStatus`` by its own timestamp (a status older
-than the current one, e.g. queued while offline and sent late, goes to history
-only). Availability is that status, except ``Offline`` while the station's last
-``STATION_CONNECTION`` event said offline: offline overrides every connector of
-the station until an online event. Connection events are applied in arrival order
-(the gateway's clock and the station's clock are not comparable).
-
-Offline periods in the history: when the station goes offline (an ``offline``
-event while it was online), every known connector of the station (connector 0
-too, if the station reported it) gets an ``Offline`` row at the event's time
-(``ocpp_status`` ``Offline``, ``reason`` = the gateway's reason). When it comes
-back (``online`` while it was offline), every known connector gets a row with its
-last known status at the online event's time (``reason`` = the online reason,
-``connected``), which ends the offline period - unless the connector's current
-status is already stamped at or after that time (a StatusNotification from the
-reconnected station arrived first: its own row ends the period). Rows derived
-from connection events carry a ``reason``; rows the station reported have none.
-
-An ``offline`` about a replica other than the one the station was last ``online``
-at is stale and ignored: the station moved (a rolling restart: the old replica's
-offline can arrive after the new one's online), or a sweeper published the
-connections of a replica it took for dead after the station had reconnected
-elsewhere (``ingest.gateway.liveness``).
-
-A repeated event (``offline`` while offline, ``online`` while online: at-least-once
-delivery, a reconnect within the gateway's grace period) emits nothing, and a
-replay emits the same rows with the same keys, which the sink skips. A station
-with no known connector gets no history rows (nor availability rows). A
-StatusNotification while offline goes to the history as usual and becomes the
-connector's current status, but availability stays ``Offline``; it is what the
-online event restores. A status the station queued while offline and sends after
-the online event lands in the history at its own (earlier) time; the restore row
-shows what was known at the reconnection.
+What the status dataflow and the tests use: :func:`decode_event` (bytes) and
+:func:`parse_envelope` turn a message into a :class:`StatusEvent`
+(:mod:`flows.status.parse`); :func:`apply` folds it into the station's
+:class:`StationStatus` and emits :class:`HistoryRow` and :class:`AvailabilityRow` s
+(:mod:`flows.status.station`, which states the rules); :func:`apply_batch` folds a
+station's events of one input batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from bus.envelope import decode_envelope
+from flows.connection import ConnectionChange
+from flows.status.parse import StatusEvent, StatusFact, parse_envelope
+from flows.status.station import (
+    AvailabilityRow,
+    HistoryRow,
+    Output,
+    StationStatus,
+    apply,
+)
 
-from bus.envelope import Envelope, Kind
-from bus.normalized import ConnectorStatus, Normalized, normalize_v16, normalize_v201
-
-OFFLINE = "Offline"
-
-
-class InvalidEvent(ValueError):
-    """An envelope this flow should understand but cannot (goes to dead letters)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionChange:
-    online: bool
-    at: datetime
-    reason: str  # the gateway's reason ("connected", "closed by station", ...)
-    gateway_id: str | None = None  # the replica the event is about
-
-
-StatusFact = ConnectorStatus | ConnectionChange
-
-
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
-    charge_point_id: str
-    facts: tuple[StatusFact, ...]
+__all__ = [
+    "AvailabilityRow",
+    "ConnectionChange",
+    "HistoryRow",
+    "Output",
+    "StationStatus",
+    "StatusEvent",
+    "StatusFact",
+    "apply",
+    "apply_batch",
+    "decode_event",
+    "parse_envelope",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
-    charge_point_id: str
-    connector_id: int
-    at: datetime
-    status: str
-    ocpp_status: str
-    ocpp_connector_id: int | None
-    error_code: str | None
-    # Set on rows derived from a station.connection event (Offline, or the status
-    # restored when the station is back online); None on statuses the station sent.
-    reason: str | None = None
+def decode_event(data: bytes | None) -> StatusEvent | None:
+    """The status facts of a Kafka message's value (None: none); raises
+    ``EnvelopeError`` (not an envelope) or ``InvalidEvent``."""
+    return parse_envelope(decode_envelope(data))
 
 
-@dataclass(frozen=True, slots=True)
-class AvailabilityRow:
-    charge_point_id: str
-    connector_id: int
-    status: str  # connector status, or Offline
-    connector_status: str
-    ocpp_status: str
-    ocpp_connector_id: int | None
-    error_code: str | None
-    status_at: datetime
-    online: bool
-    connection_changed_at: datetime | None
-    updated_at: datetime  # time of the fact that produced this row
-
-
-Output = HistoryRow | AvailabilityRow
-
-
-def _facts_of(envelope: Envelope) -> list[Normalized]:
-    if envelope.normalized is not None:
-        return list(envelope.normalized)
-    if envelope.action != "StatusNotification":
-        return []
-    normalize = normalize_v201 if envelope.ocpp_version == "2.0.1" else normalize_v16
-    return normalize(
-        envelope.charge_point_id,
-        envelope.action,
-        envelope.payload,
-        envelope.response,
-        envelope.received_at,
-    )
-
-
-def parse_envelope(envelope: Envelope) -> StatusEvent | None:
-    """The status facts in one envelope; None when there are none."""
-    facts: list[StatusFact] = []
-    if envelope.kind == Kind.OCPP_CALL:
-        facts = [f for f in _facts_of(envelope) if isinstance(f, ConnectorStatus)]
-    elif envelope.kind == Kind.STATION_CONNECTION:
-        state = envelope.payload.get("state")
-        if state not in ("online", "offline"):
-            raise InvalidEvent(f"station connection state must be online/offline: {state!r}")
-        reason = envelope.payload.get("reason")
-        if not isinstance(reason, str) or not reason:
-            reason = state  # older/foreign producers: the state is the best reason we have
-        gateway = envelope.payload.get("gateway_id")
-        facts = [
-            ConnectionChange(
-                state == "online",
-                envelope.measured_at,
-                reason,
-                gateway if isinstance(gateway, str) and gateway else None,
-            )
-        ]
-    if not facts:
-        return None
-    return StatusEvent(envelope.charge_point_id, tuple(facts))
-
-
-@dataclass
-class StationStatus:
-    connectors: dict[int, ConnectorStatus] = field(default_factory=dict)
-    online: bool = True
-    connection_changed_at: datetime | None = None
-    gateway_id: str | None = None  # the replica the station was last online at
-
-
-def availability(
-    cp: str, state: StationStatus, connector_id: int, updated_at: datetime
-) -> AvailabilityRow:
-    s = state.connectors[connector_id]
-    return AvailabilityRow(
-        charge_point_id=cp,
-        connector_id=connector_id,
-        status=s.status if state.online else OFFLINE,
-        connector_status=s.status,
-        ocpp_status=s.ocpp_status,
-        ocpp_connector_id=s.connector_id,
-        error_code=s.error_code,
-        status_at=s.timestamp,
-        online=state.online,
-        connection_changed_at=state.connection_changed_at,
-        updated_at=updated_at,
-    )
-
-
-def connection_history(
-    cp: str, state: StationStatus, connector_id: int, change: ConnectionChange
-) -> HistoryRow | None:
-    """The history row that a change of the station's connection writes for one
-    connector: ``Offline``, or back online the last known status (None when the
-    connector already reported a status stamped at or after the reconnection)."""
-    if not change.online:
-        return HistoryRow(cp, connector_id, change.at, OFFLINE, OFFLINE, None, None, change.reason)
-    s = state.connectors[connector_id]
-    if s.timestamp >= change.at:
-        return None
-    return HistoryRow(
-        cp,
-        connector_id,
-        change.at,
-        s.status,
-        s.ocpp_status,
-        s.connector_id,
-        s.error_code,
-        change.reason,
-    )
-
-
-def apply(state: StationStatus | None, event: StatusEvent) -> tuple[StationStatus, list[Output]]:
-    state = state if state is not None else StationStatus()
-    out: list[Output] = []
-    cp = event.charge_point_id
-    for fact in event.facts:
-        if isinstance(fact, ConnectionChange):
-            if (
-                not fact.online
-                and state.online
-                and fact.gateway_id is not None
-                and state.gateway_id is not None
-                and fact.gateway_id != state.gateway_id
-            ):
-                continue  # a stale offline: the station is online at another replica
-            if fact.online:
-                state.gateway_id = fact.gateway_id
-            changed = fact.online != state.online
-            state.online = fact.online
-            state.connection_changed_at = fact.at
-            if changed:
-                for cid in sorted(state.connectors):
-                    row = connection_history(cp, state, cid, fact)
-                    if row is not None:
-                        out.append(row)
-                    out.append(availability(cp, state, cid, fact.at))
-            continue
-        cid = fact.evse_id
-        out.append(
-            HistoryRow(
-                cp,
-                cid,
-                fact.timestamp,
-                fact.status,
-                fact.ocpp_status,
-                fact.connector_id,
-                fact.error_code,
-            )
-        )
-        current = state.connectors.get(cid)
-        if current is not None and fact.timestamp < current.timestamp:
-            continue  # late: history only
-        state.connectors[cid] = fact
-        if current != fact:
-            out.append(availability(cp, state, cid, fact.timestamp))
-    return state, out
+def apply_batch(
+    state: StationStatus | None, events: list[StatusEvent]
+) -> tuple[StationStatus | None, list[Output]]:
+    """:func:`apply` every event in order; the rows of all of them."""
+    rows: list[Output] = []
+    for event in events:
+        state, out = apply(state, event)
+        rows.extend(out)
+    return state, rows

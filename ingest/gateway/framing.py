@@ -105,8 +105,20 @@ def nesting_depth(text: str, limit: int = MAX_NESTING_DEPTH) -> int:
     return deepest
 
 
-# Complexity over the limit on purpose: every frame passes here: one pass, no helpers.
-def parse_frame(raw: str | bytes) -> Frame | FrameError:  # noqa: C901
+def parse_frame(raw: str | bytes) -> Frame | FrameError:
+    """One received frame: a CALL, CALLRESULT or CALLERROR, or what is wrong with it."""
+    msg = _json_array(raw)
+    if isinstance(msg, FrameError):
+        return msg
+    unique_id = msg[1] if len(msg) > 1 and isinstance(msg[1], str) and msg[1] else UNKNOWN_UNIQUE_ID
+    header_error = _header_error(msg, unique_id)
+    if header_error is not None:
+        return header_error
+    return _typed_frame(msg, unique_id)
+
+
+def _json_array(raw: str | bytes) -> list[Any] | FrameError:
+    """The frame decoded (UTF-8, bounded nesting, JSON), when it is an array."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -141,7 +153,11 @@ def parse_frame(raw: str | bytes) -> Frame | FrameError:  # noqa: C901
             f"frame must be a JSON array, got {type(msg).__name__}",
             "not_array",
         )
-    unique_id = msg[1] if len(msg) > 1 and isinstance(msg[1], str) and msg[1] else UNKNOWN_UNIQUE_ID
+    return msg
+
+
+def _header_error(msg: list[Any], unique_id: str) -> FrameError | None:
+    """What is wrong with the MessageTypeId or UniqueId, or None."""
     if not msg or isinstance(msg[0], bool) or not isinstance(msg[0], int):
         return FrameError(
             unique_id, "FormationViolation", "MessageTypeId must be an integer", "message_type_id"
@@ -157,6 +173,11 @@ def parse_frame(raw: str | bytes) -> Frame | FrameError:  # noqa: C901
             f"UniqueId longer than {MAX_UNIQUE_ID_LEN} characters",
             "unique_id",
         )
+    return None
+
+
+def _typed_frame(msg: list[Any], unique_id: str) -> Frame | FrameError:
+    """The frame of the array's MessageTypeId, when its elements fit it."""
     kind = msg[0]
     if kind == CALL:
         if len(msg) != 4:

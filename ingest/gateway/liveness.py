@@ -16,7 +16,7 @@ therefore show a short offline -> online.
 
 A replica that dies (SIGKILL, host lost) settles nothing. Every replica therefore
 sweeps ``station_connections`` each ``replica_heartbeat_s``: the rows of replicas
-without a heartbeat for ``replica_grace_s`` (``store.registry.orphaned_connections``)
+without a heartbeat for ``replica_grace_s`` (``store.stations.orphaned_connections``)
 are published ``offline`` -- reason ``gateway <id> lost``, ``gateway_id`` = the dead
 replica, ``measured_at`` = its last heartbeat -- and then deleted (only if still that
 replica's). Publish first, delete after: a sweeper that dies in between leaves the
@@ -42,8 +42,10 @@ import structlog
 
 from bus.envelope import Envelope, Kind, new_message_id
 from bus.producer import PublishError
-from ingest.gateway.services import GatewayServices, utc_now
-from store import registry
+from bus.times import utc_now
+from ingest.gateway.services import GatewayServices
+from store import stations
+from store.station_batches import Connection
 
 log = structlog.get_logger("chargeflow.gateway.liveness")
 
@@ -96,7 +98,7 @@ class Liveness:
         gone -- another replica swept them while this one could not heartbeat (a
         database hiccup longer than the grace). Returns their ids."""
         pool = self.services.pool
-        rows = set(await registry.connections_of(pool, self.gateway_id))
+        rows = set(await stations.connections_of(pool, self.gateway_id))
         restored: list[str] = []
         # A station whose connect is still being recorded has no row yet either: it is
         # not in _recorded until connected() wrote it, and connected() holds the
@@ -106,10 +108,10 @@ class Liveness:
                 version = held().get(cp_id, "")
                 if version == "" or cp_id in self._pending or cp_id not in self._recorded:
                     continue  # gone meanwhile (its disconnect handles the row)
-                if await registry.get_connection(pool, cp_id) is not None:
+                if await stations.get_connection(pool, cp_id) is not None:
                     continue  # recorded meanwhile (here, or the station moved)
                 at = utc_now()
-                await registry.record_connection(pool, cp_id, self.gateway_id, at)
+                await stations.record_connection(pool, cp_id, self.gateway_id, at)
             await self._publish(cp_id, "online", "connection re-registered", at, version)
             restored.append(cp_id)
         if restored:
@@ -122,13 +124,13 @@ class Liveness:
         """Publish offline (then forget) the stations of dead replicas; the ids."""
         pool = self.services.pool
         swept: list[str] = []
-        for cp_id, dead, last_alive in await registry.orphaned_connections(pool, replica_grace_s):
+        for cp_id, dead, last_alive in await stations.orphaned_connections(pool, replica_grace_s):
             if not await self._publish(
                 cp_id, "offline", f"gateway {dead} lost", last_alive, None, gateway_id=dead
             ):
                 continue  # not published: the row stays for the next sweep
             async with self._lock(cp_id):
-                await registry.remove_connection(pool, cp_id, dead)
+                await stations.remove_connection(pool, cp_id, dead)
             swept.append(cp_id)
         if swept:
             log.warning("stations of dead gateway replicas published offline", stations=len(swept))
@@ -145,8 +147,8 @@ class Liveness:
             pending.task.cancel()
         async with self._lock(charge_point_id):
             try:
-                await registry.record_connection(
-                    self.services.pool, charge_point_id, self.gateway_id, at
+                await self.services.station_writes.connection.write(
+                    Connection(charge_point_id, self.gateway_id, at)
                 )
             except Exception:  # the sweep's restore_own records it later
                 log.exception("could not record the connection", charge_point_id=charge_point_id)
@@ -180,7 +182,7 @@ class Liveness:
             if self._pending.get(charge_point_id) is not pending:
                 return  # already reconnected: the row is the new connection's
             try:
-                await registry.remove_connection(
+                await stations.remove_connection(
                     self.services.pool, charge_point_id, self.gateway_id
                 )
             except Exception:
@@ -195,7 +197,7 @@ class Liveness:
         if pending is None:
             return
         try:
-            holder = await registry.get_connection(self.services.pool, charge_point_id)
+            holder = await stations.get_connection(self.services.pool, charge_point_id)
         except Exception:
             log.exception("could not check the connection", charge_point_id=charge_point_id)
             holder = None

@@ -30,9 +30,6 @@ and :meth:`normalize`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,10 +39,6 @@ from typing import Any, ClassVar
 import structlog
 from ocpp.charge_point import (
     ChargePoint,
-    camel_to_snake_case,
-    remove_nones,
-    serialize_as_dict,
-    snake_to_camel_case,
 )
 from ocpp.messages import CallError as LibCallError
 from ocpp.messages import CallResult as LibCallResult
@@ -53,90 +46,27 @@ from ocpp.messages import CallResult as LibCallResult
 from bus.envelope import Envelope, Kind, new_message_id
 from bus.normalized import Normalized
 from bus.producer import PublishError
+from bus.times import utc_now
 from ingest.gateway import framing
+from ingest.gateway.payloads import response_payload, to_snake_case
 from ingest.gateway.schemas import SchemaSet
-from ingest.gateway.services import GatewayServices, utc_now
-from store import registry
+from ingest.gateway.services import GatewayServices
+from store import id_tokens
+from store.station_batches import Boot, ConnectorStatus
 
 log = structlog.get_logger("chargeflow.gateway")
 lib_logger = logging.getLogger("chargeflow.gateway.ocpp")
 
 Effect = Callable[[], Awaitable[None]]
 
-# Payload keys seen so far -> their converted form (the ocpp library's rules, which
-# run two regexes per key). Bounded: keys come from stations (schema-checked, but
-# 2.0.1 DataTransfer ``data`` may hold anything); past the bound keys are converted
-# without caching.
-_KEY_CACHE_MAX = 4096
-_snake_keys: dict[str, str] = {}
-_camel_keys: dict[str, str] = {}
 
+class CallRefused(Exception):
+    """A CALL answered with CALLERROR ``code`` instead of its CALLRESULT."""
 
-def snake_key(key: str) -> str:
-    converted = _snake_keys.get(key)
-    if converted is None:
-        converted = next(iter(camel_to_snake_case({key: None})))
-        if len(_snake_keys) < _KEY_CACHE_MAX:
-            _snake_keys[key] = converted
-    return converted
-
-
-def camel_key(key: str) -> str:
-    converted = _camel_keys.get(key)
-    if converted is None:
-        converted = next(iter(snake_to_camel_case({key: None})))
-        if len(_camel_keys) < _KEY_CACHE_MAX:
-            _camel_keys[key] = converted
-    return converted
-
-
-def to_snake_case(data: Any) -> Any:
-    """``ocpp.charge_point.camel_to_snake_case`` with cached key conversion."""
-    if isinstance(data, dict):
-        return {snake_key(k): to_snake_case(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [to_snake_case(v) for v in data]
-    return data
-
-
-class _NotPlain(TypeError):
-    """A value ``response_payload`` leaves to the library's slower path."""
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, enum.Enum):
-        return _plain(value.value)
-    if isinstance(value, str):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if item is not None:
-                out[camel_key(f.name)] = _plain(item)
-        return out
-    if isinstance(value, dict):
-        return {camel_key(k): _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value if v is not None]
-    raise _NotPlain(type(value).__name__)
-
-
-def response_payload(result: Any) -> dict[str, Any]:
-    """The exact JSON object a handler's result is sent as: the ocpp library's
-    ``snake_to_camel_case(remove_nones(serialize_as_dict(result)))`` after a JSON
-    round trip, built directly (cached key conversion, no deep copies)."""
-    try:
-        payload = _plain(result)
-    except _NotPlain:
-        payload = None
-    if not isinstance(payload, dict):
-        payload = json.loads(
-            json.dumps(snake_to_camel_case(remove_nones(serialize_as_dict(result))))
-        )
-    return payload
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(code, description)
+        self.code = code
+        self.description = description
 
 
 @dataclass
@@ -286,30 +216,41 @@ class CentralSystemBase(ChargePoint):
 
     async def _handle_frame(self, frame: framing.CallFrame, received_at: datetime) -> str:
         """Answer one CALL; returns the outcome for metrics."""
+        try:
+            self._check_call(frame)
+            ctx = CallContext(frame, received_at)
+            response = await self._run_handler(ctx)
+            facts = await self._publish_call(frame, response, received_at)
+        except CallRefused as refused:
+            return await self._reply_error(frame, refused.code, refused.description)
+        await self._apply_effects(ctx, facts)
+        await self.send_frame(framing.call_result(frame.unique_id, response))
+        return "ok"
+
+    def _check_call(self, frame: framing.CallFrame) -> None:
+        """Refuse a CALL the gateway does not know, handle or find valid."""
         action = frame.action
         if action not in self.KNOWN_ACTIONS:
-            return await self._reply_error(
-                frame, "NotImplemented", f"action {action!r} is not known by the receiver"
-            )
+            raise CallRefused("NotImplemented", f"action {action!r} is not known by the receiver")
         handlers = self.route_map.get(action)
         if handlers is None or "_on_action" not in handlers:
-            return await self._reply_error(
-                frame, "NotSupported", f"{action} is recognized but not supported"
-            )
+            raise CallRefused("NotSupported", f"{action} is recognized but not supported")
         violation = self.SCHEMAS.validate(action, frame.payload)
         if violation is not None:
             self.log.info("invalid payload", action=action, code=violation.code)
-            return await self._reply_error(frame, violation.code, violation.description)
+            raise CallRefused(violation.code, violation.description)
 
-        ctx = CallContext(frame, received_at)
+    async def _run_handler(self, ctx: CallContext) -> dict[str, Any]:
+        """The ``@on`` handler's answer, as the exact JSON the station will receive."""
+        frame = ctx.frame
+        action = frame.action
         self._ctx = ctx
         try:
-            result = await handlers["_on_action"](**to_snake_case(frame.payload))
-            # The exact JSON the station will receive.
+            result = await self.route_map[action]["_on_action"](**to_snake_case(frame.payload))
             response = response_payload(result)
         except Exception:
             self.log.exception("handler failed", action=action)
-            return await self._reply_error(frame, "InternalError", "could not process the call")
+            raise CallRefused("InternalError", "could not process the call") from None
         finally:
             self._ctx = None
 
@@ -321,8 +262,14 @@ class CentralSystemBase(ChargePoint):
                     action=action,
                     reason=bad_response.description,
                 )
-                return await self._reply_error(frame, "InternalError", "could not build a response")
+                raise CallRefused("InternalError", "could not build a response")
+        return response
 
+    async def _publish_call(
+        self, frame: framing.CallFrame, response: dict[str, Any], received_at: datetime
+    ) -> list[Normalized] | None:
+        """Publish the CALL's envelope (before answering); returns its facts."""
+        action = frame.action
         facts: list[Normalized] | None
         try:
             facts = self.normalize(action, frame.payload, response, received_at)
@@ -350,21 +297,20 @@ class CentralSystemBase(ChargePoint):
             self.log.warning(
                 "event not stored, answering InternalError", action=action, error=str(exc)
             )
-            return await self._reply_error(
-                frame, "InternalError", "event could not be stored; retry later"
-            )
+            raise CallRefused("InternalError", "event could not be stored; retry later") from exc
+        return facts
 
+    async def _apply_effects(self, ctx: CallContext, facts: list[Normalized] | None) -> None:
+        """After publishing: per-connection state, last seen, the queued registry writes."""
         if facts:
             self.on_published(facts)
         if ctx.touched:
-            self.services.last_seen.touch(self.id, received_at)
+            self.services.last_seen.touch(self.id, ctx.received_at)
         for effect in ctx.effects:
             try:
                 await effect()
             except Exception:  # the event is in Kafka; the registry is a convenience view
-                self.log.exception("registry update failed", action=action)
-        await self.send_frame(framing.call_result(frame.unique_id, response))
-        return "ok"
+                self.log.exception("registry update failed", action=ctx.frame.action)
 
     def _after_publish(self, effect: Effect) -> None:
         self.ctx.effects.append(effect)
@@ -379,16 +325,10 @@ class CentralSystemBase(ChargePoint):
         booted = self.ctx.received_at
 
         async def record() -> None:
-            await registry.upsert_station_boot(
-                self.services.pool,
-                self.id,
-                vendor=vendor,
-                model=model,
-                serial_number=serial_number,
-                firmware_version=firmware_version,
-                ocpp_version=self.OCPP_VERSION,
-                booted_at=booted,
+            boot = Boot(
+                self.id, vendor, model, serial_number, firmware_version, self.OCPP_VERSION, booted
             )
+            await self.services.station_writes.boot.write(boot)
 
         self._after_publish(record)
 
@@ -398,7 +338,7 @@ class CentralSystemBase(ChargePoint):
         """After publishing: the id tag is in a transaction (concurrent-use check)."""
 
         async def record() -> None:
-            await registry.open_transaction(
+            await id_tokens.open_transaction(
                 self.services.pool, self.id, transaction_id, connector_id, id_tag, started_at
             )
 
@@ -406,7 +346,7 @@ class CentralSystemBase(ChargePoint):
 
     def _close_transaction(self, transaction_id: str) -> None:
         async def record() -> None:
-            await registry.close_transaction(self.services.pool, self.id, transaction_id)
+            await id_tokens.close_transaction(self.services.pool, self.id, transaction_id)
 
         self._after_publish(record)
 
@@ -414,13 +354,8 @@ class CentralSystemBase(ChargePoint):
         self, connector_id: int, status: str, error_code: str, at: datetime
     ) -> None:
         async def record() -> None:
-            await registry.upsert_connector_status(
-                self.services.pool,
-                self.id,
-                connector_id,
-                status=status,
-                error_code=error_code,
-                status_at=at,
+            await self.services.station_writes.connector_status.write(
+                ConnectorStatus(self.id, connector_id, status, error_code, at)
             )
 
         self._after_publish(record)

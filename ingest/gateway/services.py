@@ -20,18 +20,21 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
 from bus.envelope import Envelope, Kind, encode_envelope, new_message_id
 from bus.producer import Producer, PublishError
+from bus.times import format_rfc3339, utc_now
 from bus.topics import Topics
-from store import registry
-from store.registry import IdTagRecord
+from runtime.metrics import MetricFamily
+from store import id_tokens, stations
+from store.id_tokens import IdTagRecord
+from store.station_batches import StationWrites
 
 log = structlog.get_logger("chargeflow.gateway")
 
@@ -65,96 +68,58 @@ def decide_authorization(record: IdTagRecord | None, now: datetime) -> AuthDecis
     return AuthDecision("Accepted", record.expiry_date, record.parent_id_tag)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def format_datetime(value: datetime) -> str:
-    """RFC 3339 UTC with milliseconds and ``Z``."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class GatewayMetrics:
     def __init__(self, registry_: CollectorRegistry) -> None:
         self.registry = registry_
-        self.calls = Counter(
-            "chargeflow_gateway_calls",
-            "CALLs received, by action and outcome",
-            ["action", "outcome"],
-            registry=registry_,
+        family = MetricFamily(registry_, "chargeflow_gateway")
+        self.calls = family.counter(
+            "calls", "CALLs received, by action and outcome", "action", "outcome"
         )
-        self.frame_errors = Counter(
-            "chargeflow_gateway_frame_errors",
-            "Frames that were not OCPP-J, by error code",
-            ["code"],
-            registry=registry_,
+        self.frame_errors = family.counter(
+            "frame_errors", "Frames that were not OCPP-J, by error code", "code"
         )
-        self.publish_seconds = Histogram(
-            "chargeflow_gateway_publish_seconds",
-            "Time until Kafka confirmed an event",
-            registry=registry_,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        self.publish_seconds = family.histogram(
+            "publish_seconds", "Time until Kafka confirmed an event"
         )
-        self.connected = Gauge(
-            "chargeflow_gateway_connected_stations",
-            "Stations connected now",
-            registry=registry_,
+        self.connected = family.gauge("connected_stations", "Stations connected now")
+        self.rejected_handshakes = family.counter(
+            "rejected_handshakes", "WebSocket upgrades refused, by reason", "reason"
         )
-        self.rejected_handshakes = Counter(
-            "chargeflow_gateway_rejected_handshakes",
-            "WebSocket upgrades refused, by reason",
-            ["reason"],
-            registry=registry_,
+        self.concurrent_tx = family.counter(
+            "concurrent_tx", "Transaction starts answered ConcurrentTx"
         )
-        self.concurrent_tx = Counter(
-            "chargeflow_gateway_concurrent_tx",
-            "Transaction starts answered ConcurrentTx",
-            registry=registry_,
+        self.security_alerts = family.counter(
+            "security_alerts", "Security alerts published, by alert", "alert"
         )
-        self.security_alerts = Counter(
-            "chargeflow_gateway_security_alerts",
-            "Security alerts published, by alert",
-            ["alert"],
-            registry=registry_,
+        self.throttled = family.counter(
+            "throttled_frames", "Frames whose reading was delayed by the per-connection rate limit"
         )
-        self.throttled = Counter(
-            "chargeflow_gateway_throttled_frames",
-            "Frames whose reading was delayed by the per-connection rate limit",
-            registry=registry_,
+        self.silent_closes = family.counter(
+            "silent_closes", "Connections closed because the station stayed silent too long"
         )
-        self.silent_closes = Counter(
-            "chargeflow_gateway_silent_closes",
-            "Connections closed because the station stayed silent too long",
-            registry=registry_,
-        )
-        self.keepalive_closes = Counter(
-            "chargeflow_gateway_keepalive_closes",
+        self.keepalive_closes = family.counter(
+            "keepalive_closes",
             "Connections closed (1011) because a ping went unanswered while the gateway "
             "was waiting for the station",
-            registry=registry_,
         )
-        self.stray_answers = Counter(
-            "chargeflow_gateway_stray_answers",
+        self.stray_answers = family.counter(
+            "stray_answers",
             "CALLRESULT/CALLERROR frames answering no CALL the gateway awaits (dropped), by kind",
-            ["kind"],
-            registry=registry_,
+            "kind",
         )
-        self.busy_handshakes = Counter(
-            "chargeflow_gateway_busy_handshakes",
+        self.busy_handshakes = family.counter(
+            "busy_handshakes",
             "Upgrades refused with 503 because too many logins waited for verification",
-            registry=registry_,
         )
-        self.password_checks = Counter(
-            "chargeflow_gateway_password_checks",
+        self.password_checks = family.counter(
+            "password_checks",
             "Station passwords checked at login, by method (argon2, or verified_credential: "
             "an HMAC against the station's stored verified credential)",
-            ["method"],
-            registry=registry_,
+            "method",
         )
-        self.rehashed_passwords = Counter(
-            "chargeflow_gateway_rehashed_passwords",
+        self.rehashed_passwords = family.counter(
+            "rehashed_passwords",
             "Stored password hashes upgraded to the current argon2 parameters at login",
-            registry=registry_,
         )
 
 
@@ -188,7 +153,7 @@ class LastSeen:
         if not batch:
             return
         try:
-            await registry.touch_last_seen_many(self.pool, batch)
+            await stations.touch_last_seen_many(self.pool, batch)
         except Exception as exc:  # bookkeeping only: keep the times for the next round
             log.warning("could not record last_seen_at", stations=len(batch), error=str(exc))
             for cp_id, at in batch.items():
@@ -225,6 +190,8 @@ class GatewayServices:
         # Check our own CALLRESULTs against the response schemas (tests turn it on).
         self.validate_responses = validate_responses
         self.last_seen = LastSeen(pool, last_seen_interval_s)
+        # Connection rows, boots, statuses and login bookkeeping, batched (group commit).
+        self.station_writes = StationWrites(pool)
         self.gateway_id = gateway_id
         self.id_tag_cache_ttl_s = id_tag_cache_ttl_s
         self.allow_concurrent_transactions = allow_concurrent_transactions
@@ -248,7 +215,7 @@ class GatewayServices:
         cached = self._id_tags.get(id_tag)
         if cached is not None and cached[0] > now:
             return cached[1]
-        record = await registry.get_id_tag(self.pool, id_tag)
+        record = await id_tokens.get_id_tag(self.pool, id_tag)
         if self.id_tag_cache_ttl_s > 0:
             if len(self._id_tags) >= 10_000:
                 for key in [k for k, (exp, _) in self._id_tags.items() if exp <= now]:
@@ -278,7 +245,7 @@ class GatewayServices:
         newer_than = utc_now() - timedelta(seconds=self.open_transaction_max_age_s)
         others = [
             tx
-            for tx in await registry.open_transactions_for_tag(self.pool, id_tag, newer_than)
+            for tx in await id_tokens.open_transactions_for_tag(self.pool, id_tag, newer_than)
             if not (
                 tx.charge_point_id == charge_point_id
                 and (
@@ -301,7 +268,7 @@ class GatewayServices:
                     "other_charge_point_id": other.charge_point_id,
                     "other_transaction_id": other.transaction_id,
                     "other_connector_id": other.connector_id,
-                    "other_started_at": format_datetime(other.started_at),
+                    "other_started_at": format_rfc3339(other.started_at),
                     "gateway_id": self.gateway_id,
                 },
             )
@@ -310,7 +277,7 @@ class GatewayServices:
         return AuthDecision("ConcurrentTx", decision.expiry_date, decision.parent_id_tag)
 
     async def next_transaction_id(self) -> int:
-        return await registry.next_transaction_id(self.pool)
+        return await id_tokens.next_transaction_id(self.pool)
 
     async def publish(self, envelope: Envelope, topic: str | None = None) -> None:
         """Return once Kafka stored the event (on ``ocpp.events`` unless ``topic``);

@@ -3,8 +3,9 @@
 Every CALL a 1.6 charge point may send is handled: BootNotification, Heartbeat,
 StatusNotification (all error codes), Authorize, StartTransaction, MeterValues,
 StopTransaction (with transactionData), DataTransfer, DiagnosticsStatusNotification
-and FirmwareStatusNotification. The 1.6-only parts of an envelope: ``measured_at``
-and the normalised facts (``bus.normalized.normalize_v16``).
+and FirmwareStatusNotification, and of the security whitepaper extension (schemas
+shipped with the ocpp library) SecurityEventNotification. The 1.6-only parts of an
+envelope: ``measured_at`` and the normalised facts (``bus.normalized.normalize_v16``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from ocpp.v16.datatypes import IdTagInfo
 from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
 
 from bus.normalized import Normalized, normalize_v16
+from bus.times import format_rfc3339, parse_rfc3339, utc_now
 from ingest.gateway.protocol import CentralSystemBase
-from ingest.gateway.schemas import SchemaSet, parse_datetime
-from ingest.gateway.services import AuthDecision, format_datetime, utc_now
+from ingest.gateway.schemas import SchemaSet
+from ingest.gateway.services import AuthDecision
 
 OCPP_VERSION = "1.6"
 SUBPROTOCOL = "ocpp1.6"
@@ -34,18 +36,23 @@ def _id_tag_info(decision: AuthDecision) -> IdTagInfo:
     return IdTagInfo(
         status=AuthorizationStatus(decision.status),
         parent_id_tag=decision.parent_id_tag,
-        expiry_date=None if decision.expiry_date is None else format_datetime(decision.expiry_date),
+        expiry_date=None if decision.expiry_date is None else format_rfc3339(decision.expiry_date),
     )
 
 
 def measured_at(action: str, payload: dict[str, Any], received_at: datetime) -> datetime:
     """The payload's own time of measurement where it has one, else ``received_at``."""
     try:
-        if action in ("StartTransaction", "StopTransaction", "StatusNotification"):
+        if action in (
+            "StartTransaction",
+            "StopTransaction",
+            "StatusNotification",
+            "SecurityEventNotification",
+        ):
             stamp = payload.get("timestamp")
-            return parse_datetime(stamp) if isinstance(stamp, str) else received_at
+            return parse_rfc3339(stamp) if isinstance(stamp, str) else received_at
         if action == "MeterValues":
-            stamps = [parse_datetime(mv["timestamp"]) for mv in payload.get("meterValue", [])]
+            stamps = [parse_rfc3339(mv["timestamp"]) for mv in payload.get("meterValue", [])]
             return max(stamps) if stamps else received_at
     except (ValueError, KeyError, TypeError):
         return received_at
@@ -86,7 +93,7 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
             firmware_version=firmware_version,
         )
         return cr.BootNotification(
-            current_time=format_datetime(utc_now()),
+            current_time=format_rfc3339(utc_now()),
             interval=self.services.heartbeat_interval_s,
             status=RegistrationStatus.accepted,
         )
@@ -94,7 +101,7 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
     @on(Action.heartbeat)
     async def on_heartbeat(self) -> cr.Heartbeat:
         self._touch()
-        return cr.Heartbeat(current_time=format_datetime(utc_now()))
+        return cr.Heartbeat(current_time=format_rfc3339(utc_now()))
 
     @on(Action.status_notification)
     async def on_status_notification(
@@ -105,7 +112,7 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         timestamp: str | None = None,
         **_: Any,
     ) -> cr.StatusNotification:
-        at = parse_datetime(timestamp) if timestamp else self.ctx.received_at
+        at = parse_rfc3339(timestamp) if timestamp else self.ctx.received_at
         self._record_connector_status(connector_id, str(status), str(error_code), at)
         self._touch()
         return cr.StatusNotification()
@@ -156,6 +163,11 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         if id_tag is None:
             return cr.StopTransaction()
         return cr.StopTransaction(id_tag_info=_id_tag_info(await self.services.authorize(id_tag)))
+
+    @on(Action.security_event_notification)
+    async def on_security_event_notification(self, **_: Any) -> cr.SecurityEventNotification:
+        self._touch()
+        return cr.SecurityEventNotification()
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **_: Any) -> cr.DataTransfer:

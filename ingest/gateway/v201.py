@@ -49,10 +49,11 @@ from ocpp.v201.enums import (
 )
 
 from bus.normalized import EvseStates, Normalized, normalize_v201, status_from_v201
+from bus.times import format_rfc3339, parse_rfc3339, utc_now
 from ingest.gateway import framing
 from ingest.gateway.protocol import CentralSystemBase
-from ingest.gateway.schemas import SchemaSet, parse_datetime
-from ingest.gateway.services import AuthDecision, format_datetime, utc_now
+from ingest.gateway.schemas import SchemaSet
+from ingest.gateway.services import AuthDecision
 
 OCPP_VERSION = "2.0.1"
 SUBPROTOCOL = "ocpp2.0.1"
@@ -83,11 +84,11 @@ def measured_at(action: str, payload: dict[str, Any], received_at: datetime) -> 
     """The payload's own time where it has one, else ``received_at``."""
     try:
         if action in ("StatusNotification", "TransactionEvent", "SecurityEventNotification"):
-            return parse_datetime(payload["timestamp"])
+            return parse_rfc3339(payload["timestamp"])
         if action in ("NotifyEvent", "NotifyReport"):
-            return parse_datetime(payload["generatedAt"])
+            return parse_rfc3339(payload["generatedAt"])
         if action == "MeterValues":
-            stamps = [parse_datetime(mv["timestamp"]) for mv in payload.get("meterValue", [])]
+            stamps = [parse_rfc3339(mv["timestamp"]) for mv in payload.get("meterValue", [])]
             return max(stamps) if stamps else received_at
     except (ValueError, KeyError, TypeError):
         return received_at
@@ -98,7 +99,7 @@ def id_token_info(decision: AuthDecision) -> IdTokenInfoType:
     return IdTokenInfoType(
         status=AuthorizationStatusEnumType(decision.status),
         cache_expiry_date_time=(
-            None if decision.expiry_date is None else format_datetime(decision.expiry_date)
+            None if decision.expiry_date is None else format_rfc3339(decision.expiry_date)
         ),
         group_id_token=(
             None
@@ -167,7 +168,7 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
             firmware_version=charging_station.get("firmware_version"),
         )
         return cr.BootNotification(
-            current_time=format_datetime(utc_now()),
+            current_time=format_rfc3339(utc_now()),
             interval=self.services.heartbeat_interval_s,
             status=RegistrationStatusEnumType.accepted,
         )
@@ -175,7 +176,7 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
     @on(Action.heartbeat)
     async def on_heartbeat(self, **_: Any) -> cr.Heartbeat:
         self._touch()
-        return cr.Heartbeat(current_time=format_datetime(utc_now()))
+        return cr.Heartbeat(current_time=format_rfc3339(utc_now()))
 
     @on(Action.status_notification)
     async def on_status_notification(
@@ -183,7 +184,7 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
     ) -> cr.StatusNotification:
         status = status_from_v201(str(connector_status), self.evse_states.get(evse_id))
         error_code = "OtherError" if status == "Faulted" else "NoError"
-        self._record_connector_status(evse_id, status, error_code, parse_datetime(timestamp))
+        self._record_connector_status(evse_id, status, error_code, parse_rfc3339(timestamp))
         self._touch()
         return cr.StatusNotification()
 

@@ -3,7 +3,7 @@
 Per MQTT message, in arrival order:
 
 1. validate the payload (``ingest.meters.reading``) and look the meter up in the
-   registry (``store.meters``, cached);
+   registry (``directory``: ``store.meters``, cached); ``outgoing`` builds what is sent;
 2. publish the envelope (key = the meter's charge point) to ``topics.meter_readings``,
    or the original bytes with the reason to ``topics.deadletter``;
 3. acknowledge the MQTT message (PUBACK) only once Kafka confirmed delivery.
@@ -33,151 +33,26 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import aiomqtt
 import psycopg
 import structlog
 from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
 )
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tenacity import RetryCallState
 
-from bus.envelope import Envelope, Kind, encode_envelope
 from bus.producer import Producer, PublishError, producer_config
 from ingest.meters.config import BridgeConfig
-from ingest.meters.reading import (
-    REASONS,
-    TOO_LARGE,
-    UNKNOWN_METER,
-    ReadingError,
-    meter_id_from_topic,
-    parse_reading,
-)
+from ingest.meters.directory import MeterDirectory
+from ingest.meters.metrics import BridgeMetrics
+from ingest.meters.outgoing import Outgoing, prepare
 from runtime.health import HealthServer
 from runtime.retry import DATABASE, KAFKA, MQTT, async_retrying, failure, next_wait
-from store.meters import MeterRecord, get_meter
+from store.meters import MeterRecord
 
 log = structlog.get_logger("chargeflow.meters")
-
-DEADLETTER_STAGE_VALIDATE = "validate"
-DEADLETTER_STAGE_REGISTRY = "registry"
-
-
-class BridgeMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        # Process metrics (CPU, memory, open fds, GC) next to the bridge's own.
-        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-            with contextlib.suppress(ValueError):  # the caller's registry has them already
-                registry.register(collector)
-        self.accepted = Counter(
-            "chargeflow_meters_readings_accepted",
-            "Readings published to meter.readings",
-            registry=registry,
-        )
-        self.rejected = Counter(
-            "chargeflow_meters_readings_rejected",
-            "Readings dead-lettered, by reason",
-            ["reason"],
-            registry=registry,
-        )
-        for reason in REASONS:
-            self.rejected.labels(reason)
-        self.publish_seconds = Histogram(
-            "chargeflow_meters_publish_seconds",
-            "Time until Kafka confirmed a reading",
-            registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )
-        self.publish_retries = Counter(
-            "chargeflow_meters_publish_retries",
-            "Kafka publishes retried (not confirmed)",
-            registry=registry,
-        )
-        self.registry_errors = Counter(
-            "chargeflow_meters_registry_errors",
-            "Registry lookups that failed (retried)",
-            registry=registry,
-        )
-        self.connected = Gauge(
-            "chargeflow_meters_mqtt_connected",
-            "1 while subscribed to the MQTT broker",
-            registry=registry,
-        )
-        self.reconnects = Counter(
-            "chargeflow_meters_mqtt_connection_failures",
-            "MQTT connections that failed or were lost",
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "chargeflow_meters_in_flight",
-            "Readings received and not yet acknowledged",
-            registry=registry,
-        )
-
-
-class MeterDirectory:
-    """Cached ``meter_id -> MeterRecord`` lookups (known and unknown ids, LRU-bounded).
-
-    On a registry error an expired entry is served rather than nothing; with no
-    entry the error propagates (the bridge retries, it never guesses "unknown").
-    """
-
-    def __init__(
-        self, pool: AsyncConnectionPool, *, ttl_s: float, unknown_ttl_s: float, max_size: int
-    ) -> None:
-        self._pool = pool
-        self._ttl = ttl_s
-        self._unknown_ttl = unknown_ttl_s
-        self._max = max_size
-        self._cache: OrderedDict[str, tuple[float, MeterRecord | None]] = OrderedDict()
-
-    async def lookup(self, meter_id: str) -> MeterRecord | None:
-        now = time.monotonic()
-        hit = self._cache.get(meter_id)
-        if hit is not None and hit[0] > now:
-            self._cache.move_to_end(meter_id)
-            return hit[1]
-        try:
-            record = await get_meter(self._pool, meter_id)
-        except (psycopg.Error, PoolTimeout):
-            if hit is not None and hit[1] is not None:
-                return hit[1]
-            raise
-        ttl = self._ttl if record is not None else self._unknown_ttl
-        if ttl > 0:
-            self._cache[meter_id] = (now + ttl, record)
-            self._cache.move_to_end(meter_id)
-            while len(self._cache) > self._max:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.pop(meter_id, None)
-        return record
-
-    def forget(self, meter_id: str | None = None) -> None:
-        if meter_id is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(meter_id, None)
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    reason: str | None = None  # None: accepted; else the rejection reason
 
 
 def _enable_manual_ack(client: aiomqtt.Client) -> None:
@@ -435,7 +310,7 @@ class MeterBridge:
         pending: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Task[None]]],
     ) -> None:
         async for message in client.messages:
-            outgoing = await self._prepare(message)
+            outgoing = await prepare(message, self.config, self._lookup)
             task = asyncio.create_task(self._deliver(outgoing))
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
@@ -458,66 +333,6 @@ class MeterBridge:
 
     # ------------------------------------------------------------ the reading
 
-    async def _prepare(self, message: aiomqtt.Message) -> _Outgoing:
-        cfg = self.config
-        topic = message.topic.value
-        payload = message.payload
-        raw = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
-        topic_meter_id = meter_id_from_topic(cfg.topic_pattern, topic)
-        key = topic_meter_id.encode() if topic_meter_id else None
-        if len(raw) > cfg.max_payload_bytes:
-            error = ReadingError(TOO_LARGE, f"{len(raw)} bytes > {cfg.max_payload_bytes}")
-            return self._dead_letter(
-                topic, raw[: cfg.max_payload_bytes], key, error, truncated_from=len(raw)
-            )
-        try:
-            reading = parse_reading(raw, topic_meter_id)
-        except ReadingError as invalid:
-            return self._dead_letter(topic, raw, key, invalid)
-        record = await self._lookup(reading.meter_id)
-        if record is None:
-            unknown = ReadingError(UNKNOWN_METER, f"meter {reading.meter_id!r} is not registered")
-            return self._dead_letter(
-                topic, raw, reading.meter_id.encode(), unknown, stage=DEADLETTER_STAGE_REGISTRY
-            )
-        envelope = Envelope(
-            message_id=reading.message_id,
-            charge_point_id=record.charge_point_id,
-            received_at=datetime.now(UTC),
-            measured_at=reading.measured_at,
-            kind=Kind.METER_READING,
-            payload=reading.payload(
-                connector_id=record.connector_id, is_billing_meter=record.is_billing_meter
-            ),
-        )
-        return _Outgoing(
-            cfg.topics.meter_readings, record.charge_point_id.encode(), encode_envelope(envelope)
-        )
-
-    def _dead_letter(
-        self,
-        topic: str,
-        raw: bytes,
-        key: bytes | None,
-        error: ReadingError,
-        *,
-        stage: str = DEADLETTER_STAGE_VALIDATE,
-        truncated_from: int | None = None,
-    ) -> _Outgoing:
-        headers = [
-            ("deadletter.reason", str(error).encode()),
-            ("deadletter.stage", stage.encode()),
-            ("deadletter.source", b"mqtt"),
-            ("deadletter.source.topic", topic.encode()),
-            # Not a Kafka source: no partition or offset.
-            ("deadletter.source.partition", b"-1"),
-            ("deadletter.source.offset", b"-1"),
-        ]
-        if truncated_from is not None:
-            headers.append(("deadletter.truncated_from", str(truncated_from).encode()))
-        log.info("reading dead-lettered", mqtt_topic=topic[:200], reason=str(error)[:300])
-        return _Outgoing(self.config.topics.deadletter, key, raw, headers, error.reason)
-
     async def _lookup(self, meter_id: str) -> MeterRecord | None:
         def unavailable(state: RetryCallState) -> None:
             self.metrics.registry_errors.inc()
@@ -534,7 +349,7 @@ class MeterBridge:
                 return await self.directory.lookup(meter_id)
         raise AssertionError("unreachable: the registry is retried until it answers")
 
-    async def _deliver(self, out: _Outgoing) -> None:
+    async def _deliver(self, out: Outgoing) -> None:
         assert self._producer is not None
         producer = self._producer
 

@@ -8,7 +8,8 @@ import asyncio
 import os
 import sys
 
-from ingest.simulator.fleet import FleetConfig, run_fleet
+from ingest.simulator.config import FleetConfig
+from ingest.simulator.fleet import run_fleet
 
 
 def parse_args(argv: list[str] | None = None) -> FleetConfig:

@@ -1,6 +1,6 @@
-"""What differs between OCPP versions on the station side: the library client class
-and the CALL payloads. ``fleet.SimulatedStation`` runs the same sessions through
-either dialect (``v16.V16Dialect``, ``v201.V201Dialect``); everything here is pure.
+"""What differs between OCPP versions in the CALLs a station sends. The sessions
+(``sessions.Sessions``) run the same way through either dialect (``v16.V16Dialect``,
+``v201.V201Dialect``); how a version answers the CSMS is in ``handlers``. Pure.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
-
-from ocpp.charge_point import ChargePoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +20,7 @@ class Reading:
     unit: str
     location: str
     decimals: int = 1  # how the value is written
+    phase: str | None = None  # L1, L1-N, ...: None for a value of the whole connector
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +29,45 @@ class Sample:
     readings: tuple[Reading, ...]
 
 
-def iso(value: datetime) -> str:
-    from datetime import UTC
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A transaction's start, version-free."""
 
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    connector_id: int
+    id_tag: str
+    register_wh: int
+    at: datetime
+    transaction_id: str | None  # station-assigned (2.0.1); None where the CSMS assigns it
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """A transaction's end, version-free."""
+
+    connector_id: int
+    transaction_id: int | str
+    id_tag: str
+    register_wh: int
+    at: datetime
+    reason: str  # a 1.6 stop reason
+    last: Sample | None  # the last meter sample of the transaction
+
+
+@dataclass(frozen=True, slots=True)
+class FaultReport:
+    """A fault as the station reports it, version-free: a 1.6 error code (with the
+    status it goes with), and for 2.0.1 the device-model component and variable whose
+    NotifyEvent carries it (``techCode`` = the 1.6 code, ``techInfo`` = the vendor
+    code)."""
+
+    connector_id: int  # 0: the whole station
+    error_code: str  # 1.6 ChargePointErrorCode
+    at: datetime
+    faulted: bool  # the connector goes Faulted (else its status stays)
+    vendor_code: str | None = None
+    component: str = "ChargingStation"
+    variable: str = "Problem"
+    actual_value: str = "true"
 
 
 class Dialect(ABC):
@@ -41,7 +75,6 @@ class Dialect(ABC):
 
     version: ClassVar[str]
     subprotocol: ClassVar[str]
-    client_cls: ClassVar[type[ChargePoint]]
     # Whether this version reports a status for connector 0 (the whole station).
     station_connector: ClassVar[bool]
 
@@ -65,7 +98,6 @@ class Dialect(ABC):
     def new_transaction_id(self, rand128: int) -> str | None:
         """The station-assigned transaction id (2.0.1), or None (1.6: the CSMS assigns)."""
 
-    @abstractmethod
     def start(
         self,
         *,
@@ -74,7 +106,12 @@ class Dialect(ABC):
         register_wh: int,
         at: datetime,
         transaction_id: str | None,
-    ) -> Any: ...
+    ) -> Any:
+        """The CALL that starts a transaction."""
+        return self._start(Start(connector_id, id_tag, register_wh, at, transaction_id))
+
+    @abstractmethod
+    def _start(self, start: Start) -> Any: ...
 
     @abstractmethod
     def started(self, response: Any, proposed: str | None) -> tuple[int | str, str]:
@@ -85,7 +122,6 @@ class Dialect(ABC):
         self, *, connector_id: int, transaction_id: int | str, sample: Sample, charging: bool
     ) -> Any: ...
 
-    @abstractmethod
     def stop(
         self,
         *,
@@ -96,4 +132,32 @@ class Dialect(ABC):
         at: datetime,
         reason: str,
         last: Sample | None,
-    ) -> Any: ...
+    ) -> Any:
+        """The CALL that ends a transaction."""
+        return self._stop(Stop(connector_id, transaction_id, id_tag, register_wh, at, reason, last))
+
+    @abstractmethod
+    def _stop(self, stop: Stop) -> Any: ...
+
+    @abstractmethod
+    def meter_values(self, connector_id: int, sample: Sample, context: str) -> Any:
+        """A MeterValues outside a transaction (e.g. a triggered one)."""
+
+    @abstractmethod
+    def fault(self, report: FaultReport, status: str, connectors: tuple[int, ...]) -> list[Any]:
+        """The CALLs that report a fault (``status``: the 1.6 status to report it with;
+        ``connectors``: the station's, for a station-wide fault)."""
+
+    @abstractmethod
+    def cleared(self, connector_id: int, status: str, at: datetime) -> list[Any]:
+        """The CALLs that say the connector's error is gone (status ``status``)."""
+
+    def temperature(self, connector_id: int, celsius: float, at: datetime) -> Any | None:
+        """A CALL of its own for a connector temperature (2.0.1: NotifyEvent), or None
+        where MeterValues carry it (1.6)."""
+        return None
+
+    def current_status(self, connector_id: int, status: str, at: datetime) -> Any:
+        """A StatusNotification of a connector's current 1.6 status (what a
+        TriggerMessage asks for); a version with fewer statuses maps it."""
+        return self.status(connector_id, status, at)

@@ -5,7 +5,7 @@ A meter reads a *source* each interval and publishes the wire format of
 
 * :class:`RegisterSource` tracks an energy register someone else advances, e.g. a
   simulated station's connector register (``station.registers[cid].wh`` in
-  ``ingest.simulator.fleet``); power is the register's rise over the interval.
+  ``ingest.simulator.station``); power is the register's rise over the interval.
   :func:`station_sources` builds these for every connector of a station object;
   ``chargeflow simulate --mqtt-url`` (so ``chargeflow run``) attaches them to the fleet's
   stations via ``run_fleet(on_station=...)``, so meter and station agree.
@@ -28,12 +28,13 @@ import ssl
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import aiomqtt
 import structlog
 
+from bus.times import utc_now
 from ingest.meters.config import MqttEndpoint
 from ingest.meters.reading import encode_reading
 from ingest.simulator.physics import ChargingState, EnergyRegister, draw_ev, electrical
@@ -43,10 +44,6 @@ log = structlog.get_logger("chargeflow.simulator.meters")
 
 TOPIC_TEMPLATE = "meters/{meter_id}/reading"
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def meter_id_for(charge_point_id: str, connector_id: int = 1) -> str:
@@ -105,8 +102,10 @@ def station_sources(station: Any, *, now: Clock | None = None) -> dict[str, Regi
     """One :class:`RegisterSource` per connector of a simulated station.
 
     Duck-typed on ``station.cp_id`` and ``station.registers`` (connector id ->
-    object with ``.wh``), as ``ingest.simulator.fleet.SimulatedStation`` has them;
-    ``now`` defaults to ``station.clock.now`` (simulated time), else wall time.
+    object with ``.wh``), as ``ingest.simulator.station.SimulatedStation`` has them;
+    ``now`` defaults to ``station.clock.now`` (simulated time), else wall time. A
+    station with ``supply_registers`` (the energy that really flowed, which a faulty
+    station meter drifts from) is metered on those.
     """
     clock: Clock = now or getattr(getattr(station, "clock", None), "now", None) or utc_now
 
@@ -117,7 +116,7 @@ def station_sources(station: Any, *, now: Clock | None = None) -> dict[str, Regi
         meter_id_for(station.cp_id, cid): RegisterSource(
             reader(register), now=clock, rng=random.Random(f"meter/{station.cp_id}/{cid}")
         )
-        for cid, register in station.registers.items()
+        for cid, register in getattr(station, "supply_registers", station.registers).items()
     }
 
 

@@ -8,22 +8,40 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class Rating:
+    """A station's electrical rating: what its connectors can deliver."""
+
+    max_power_w: float
+    voltage_v: float
+    phases: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ev:
     battery_wh: float
     soc_start: float  # 0..1
     soc_target: float  # 0..1, the driver's wish (or 1.0)
     max_power_w: float  # what the car's charger accepts
     dwell_s: float  # how long it stays plugged in (simulated seconds)
+    # Simulated seconds after which the car stops drawing (SuspendedEV) until it
+    # leaves; None: it draws until full or gone.
+    suspend_after_s: float | None = None
 
 
-def draw_ev(rng: random.Random, *, mean_dwell_s: float) -> Ev:
+def draw_ev(rng: random.Random, *, mean_dwell_s: float, early_stop_share: float = 0.0) -> Ev:
+    """A car that arrives; ``early_stop_share`` of them stop drawing early."""
     soc_start = rng.uniform(0.05, 0.6)
+    dwell_s = max(60.0, rng.expovariate(1.0 / mean_dwell_s))
+    suspend = None
+    if early_stop_share > 0 and rng.random() < early_stop_share:
+        suspend = dwell_s * rng.uniform(0.2, 0.7)
     return Ev(
         battery_wh=rng.choice((40_000.0, 58_000.0, 64_000.0, 77_000.0, 100_000.0)),
         soc_start=soc_start,
         soc_target=min(1.0, max(soc_start + 0.1, rng.uniform(0.8, 1.0))),
         max_power_w=rng.choice((7_400.0, 11_000.0, 22_000.0)),
-        dwell_s=max(60.0, rng.expovariate(1.0 / mean_dwell_s)),
+        dwell_s=dwell_s,
+        suspend_after_s=suspend,
     )
 
 
@@ -68,12 +86,31 @@ class ChargingState:
     station_max_w: float
     elapsed_s: float = 0.0
     power_w: float = 0.0
+    derate: float = 1.0  # share of the demand that gets through (a damaged cable: less)
+
+    @property
+    def demand_w(self) -> float:
+        """What the car asks for now (0 while suspended)."""
+        if self.suspended:
+            return 0.0
+        return charging_power_w(self.soc, self.ev.max_power_w, self.station_max_w)
+
+    @property
+    def offered_w(self) -> float:
+        """What the station offers the car: its limit, capped at what the car's charger
+        takes (negotiated at plug-in)."""
+        return max(0.0, min(self.ev.max_power_w, self.station_max_w))
+
+    @property
+    def suspended(self) -> bool:
+        after = self.ev.suspend_after_s
+        return after is not None and self.elapsed_s >= after
 
     def step(self, dt_s: float) -> float:
         """Charge for ``dt_s`` seconds; returns the energy delivered in Wh."""
         if dt_s <= 0:
             return 0.0
-        power = charging_power_w(self.soc, self.ev.max_power_w, self.station_max_w)
+        power = self.demand_w * max(0.0, self.derate)
         energy = power * dt_s / 3600.0
         room = max(0.0, (self.ev.soc_target - self.soc) * self.ev.battery_wh)
         energy = min(energy, room)
@@ -95,7 +132,8 @@ class ChargingState:
 def electrical(
     power_w: float, *, voltage_v: float, phases: int, rng: random.Random
 ) -> tuple[float, float, float]:
-    """(voltage V, current A per phase, connector temperature Celsius) for a power."""
+    """(voltage V, current A per phase, temperature Celsius) for a power: the smart
+    meters' simple physics (the stations' are in ``profiles.measure``)."""
     voltage = voltage_v * (1.0 + rng.gauss(0.0, 0.005))
     current = power_w / (voltage * phases) if power_w > 0 else 0.0
     temperature = 22.0 + 0.012 * current * current + rng.gauss(0.0, 0.2)

@@ -35,3 +35,24 @@ class SimulatorSettings(MqttSettings, LoggingSettings):
     simulated_meter_interval_s: float = Field(
         10.0, gt=0, description="seconds between a simulated smart meter's readings"
     )
+    simulator_seed: int = Field(0, description="seed of the whole simulated fleet (runs repeat)")
+    simulator_station_models: str = Field(
+        "mixed",
+        pattern=r"^\s*[A-Za-z0-9-]+\s*(,\s*[A-Za-z0-9-]+\s*)*$",
+        description="station models taken in turn (SIM-AC22, SIM-AC11, SIM-AC7, SIM-AC22B), "
+        "or mixed: a seeded draw per station",
+    )
+    simulator_varied_use: bool = Field(
+        True, description="heavy and light stations, and EVs that stop drawing early"
+    )
+    simulator_idle_meter_interval_s: float | None = Field(
+        900.0,
+        gt=0,
+        description="simulated seconds between a free connector's clock-aligned MeterValues "
+        "(unset: none)",
+    )
+    simulator_faults: str = Field(
+        "",
+        description="faults to inject: auto[:SHARE[@FROM..TO]] or "
+        "SCENARIO:STATION[/CONNECTOR]@ONSET[+LEAD],... (docs/simulator.md); empty: none",
+    )

@@ -1,21 +1,17 @@
 """OCPP 1.6J station dialect: StartTransaction/MeterValues/StopTransaction, the
-central system assigns the integer transaction id."""
+central system assigns the integer transaction id (answers to the CSMS:
+``handlers.v16``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from ocpp.v16 import ChargePoint
 from ocpp.v16 import call as c
 
-from ingest.simulator.commands import CommandsMixin
-from ingest.simulator.dialect import Dialect, Sample, iso
-
-
-class V16Client(CommandsMixin, ChargePoint):
-    """The ocpp-library side of one 1.6 station connection (commands from the CSMS:
-    ``ingest.simulator.commands``)."""
+from bus.measurands import ENERGY_REGISTER
+from bus.times import format_rfc3339
+from ingest.simulator.dialect import Dialect, FaultReport, Sample, Start, Stop
 
 
 def sampled_values(sample: Sample, context: str = "Sample.Periodic") -> dict[str, Any]:
@@ -28,16 +24,17 @@ def sampled_values(sample: Sample, context: str = "Sample.Periodic") -> dict[str
             "location": r.location,
             "unit": r.unit,
         }
-        if r.measurand == "Energy.Active.Import.Register":
+        if r.phase is not None:
+            sv["phase"] = r.phase
+        if r.measurand == ENERGY_REGISTER:
             sv["format"] = "Raw"
         values.append(sv)
-    return {"timestamp": iso(sample.timestamp), "sampledValue": values}
+    return {"timestamp": format_rfc3339(sample.timestamp), "sampledValue": values}
 
 
 class V16Dialect(Dialect):
     version = "1.6"
     subprotocol = "ocpp1.6"
-    client_cls = V16Client
     station_connector = True
 
     def boot(self, *, vendor: str, model: str, serial: str, firmware: str) -> Any:
@@ -53,8 +50,25 @@ class V16Dialect(Dialect):
 
     def status(self, connector_id: int, status: str, at: datetime) -> Any | None:
         return c.StatusNotification(
-            connector_id=connector_id, error_code="NoError", status=status, timestamp=iso(at)
+            connector_id=connector_id,
+            error_code="NoError",
+            status=status,
+            timestamp=format_rfc3339(at),
         )
+
+    def fault(self, report: FaultReport, status: str, connectors: tuple[int, ...]) -> list[Any]:
+        return [
+            c.StatusNotification(
+                connector_id=report.connector_id,
+                error_code=report.error_code,
+                status="Faulted" if report.faulted else status,
+                timestamp=format_rfc3339(report.at),
+                vendor_error_code=report.vendor_code,
+            )
+        ]
+
+    def cleared(self, connector_id: int, status: str, at: datetime) -> list[Any]:
+        return [self.status(connector_id, status, at)]
 
     def authorize(self, id_tag: str) -> Any:
         return c.Authorize(id_tag=id_tag)
@@ -65,17 +79,12 @@ class V16Dialect(Dialect):
     def new_transaction_id(self, rand128: int) -> str | None:
         return None
 
-    def start(
-        self,
-        *,
-        connector_id: int,
-        id_tag: str,
-        register_wh: int,
-        at: datetime,
-        transaction_id: str | None,
-    ) -> Any:
+    def _start(self, start: Start) -> Any:
         return c.StartTransaction(
-            connector_id=connector_id, id_tag=id_tag, meter_start=register_wh, timestamp=iso(at)
+            connector_id=start.connector_id,
+            id_tag=start.id_tag,
+            meter_start=start.register_wh,
+            timestamp=format_rfc3339(start.at),
         )
 
     def started(self, response: Any, proposed: str | None) -> tuple[int | str, str]:
@@ -90,22 +99,17 @@ class V16Dialect(Dialect):
             meter_value=[sampled_values(sample)],
         )
 
-    def stop(
-        self,
-        *,
-        connector_id: int,
-        transaction_id: int | str,
-        id_tag: str,
-        register_wh: int,
-        at: datetime,
-        reason: str,
-        last: Sample | None,
-    ) -> Any:
+    def _stop(self, stop: Stop) -> Any:
         return c.StopTransaction(
-            meter_stop=register_wh,
-            timestamp=iso(at),
-            transaction_id=int(transaction_id),
-            reason=reason,
-            id_tag=id_tag if reason == "Local" else None,
-            transaction_data=[sampled_values(last)] if last else None,
+            meter_stop=stop.register_wh,
+            timestamp=format_rfc3339(stop.at),
+            transaction_id=int(stop.transaction_id),
+            reason=stop.reason,
+            id_tag=stop.id_tag if stop.reason == "Local" else None,
+            transaction_data=[sampled_values(stop.last)] if stop.last else None,
+        )
+
+    def meter_values(self, connector_id: int, sample: Sample, context: str) -> Any:
+        return c.MeterValues(
+            connector_id=connector_id, meter_value=[sampled_values(sample, context)]
         )

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, pool
 config = context.config
 _url = config.get_main_option("sqlalchemy.url")
 if not _url:
-    raise RuntimeError("sqlalchemy.url is not set (use store.schema.migrate)")
+    raise RuntimeError("sqlalchemy.url is not set (use store.db.migrate)")
 url: str = _url
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from flows.load.logic import MinuteRow
 from store.aggregates import RAW_RETENTION, floor_bucket, refresh_aggregates
-from store.load_writers import write_load_batch
-from tests.conftest import clear_data
+from store.load import write_load_batch
+from tests.support.database import clear_data
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,9 @@ from structlog.testing import capture_logs
 
 from api.config import ApiConfig
 from chargeflow.stack import DatabaseServer
-from store.apikeys import create_api_key
-from store.schema import migrate
-from tests.integration.api_server import served_api
-from tests.integration.test_api_sessions import api_client, assert_problem, auth
+from store.api_keys import create_api_key
+from store.db import migrate
+from tests.support.api import api_client, assert_problem, auth, served_api
 
 pytestmark = pytest.mark.integration
 

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.types.json import Jsonb
 
-from store.aggregates import refresh_aggregates
-from store.apikeys import create_api_key
-from store.registry import provision_station
-from tests.integration.test_api_sessions import api_client, assert_problem, auth
-from tests.unit.load_events import T0
+from tests.support.api import api_client, assert_problem, auth
+from tests.support.load_events import T0, seed_load_data
 
 pytestmark = pytest.mark.integration
 
@@ -22,103 +16,9 @@ M = timedelta(minutes=1)
 
 
 @pytest.fixture
-def keys(clean_db: str) -> dict[str, str]:
-    return {
-        role: create_api_key(clean_db, f"test-{role}", role)
-        for role in ("admin", "operator", "maintenance", "billing", "public")
-    }
-
-
-@pytest.fixture
 def seeded(clean_db: str) -> str:
     seed_load_data(clean_db)
     return clean_db
-
-
-def seed_load_data(database_url: str) -> None:
-    """Sites S-NORTH (stations N1, N2) and S-EMPTY, station X1, their availability,
-    status history, 90 minutes of N1 connector 1 load and S-NORTH's live load."""
-    clean_db = database_url
-    with psycopg.connect(clean_db, autocommit=True) as db:
-        db.execute(
-            "INSERT INTO sites (site_id, name, capacity_w) VALUES"
-            " ('S-NORTH', 'North', 30000), ('S-EMPTY', 'Empty', NULL)"
-        )
-        for cp in ("N1", "N2"):
-            provision_station(clean_db, cp, "S-NORTH")
-        provision_station(clean_db, "X1")
-        avail = [
-            ("N1", 0, "Available", "Available", "NoError", True),
-            ("N1", 1, "Charging", "Charging", "NoError", True),
-            ("N1", 2, "Available", "Available", "NoError", True),
-            ("N2", 1, "Offline", "Available", None, False),
-            ("X1", 1, "Faulted", "Faulted", "GroundFailure", True),
-        ]
-        with db.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO connector_availability (charge_point_id, connector_id, status,"
-                " connector_status, ocpp_status, error_code, status_at, online,"
-                " connection_changed_at, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (cp, c, s, cs, cs, e, T0, online, T0 + M, T0 + M)
-                    for cp, c, s, cs, e, online in avail
-                ],
-            )
-            cur.executemany(
-                "INSERT INTO connector_status_history (charge_point_id, connector_id, at,"
-                " status, ocpp_status, error_code) VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    ("N1", 1, T0 + k * M, s, s, "NoError")
-                    for k, s in enumerate(["Available", "Preparing", "Charging"])
-                ]
-                + [("N1", 2, T0, "Available", "Available", "NoError")],
-            )
-            cur.executemany(
-                "INSERT INTO load_connector_1m (charge_point_id, connector_id, bucket,"
-                " sample_count, power_sum_w, avg_power_w, max_power_w, energy_wh, register_wh,"
-                " source) VALUES (%s, 1, %s, 2, %s, %s, %s, %s, %s, 'ocpp')",
-                [
-                    (
-                        "N1",
-                        T0 + k * M,
-                        2 * (7000.0 + k),
-                        7000.0 + k,
-                        7100.0 + k,
-                        Decimal(115),
-                        Decimal(10_000 + 115 * k),
-                    )
-                    for k in range(90)
-                ],
-            )
-        db.execute(
-            "INSERT INTO site_load_live (site_id, as_of, published_at, total_w, capacity_w,"
-            " utilisation_pct, over_capacity, station_count, offline_stations, stations)"
-            " VALUES ('S-NORTH', %s, %s, 33000, 30000, 110, true, 2, 1, %s)",
-            (
-                T0 + M,
-                T0 + M,
-                Jsonb(
-                    [
-                        {
-                            "charge_point_id": "N1",
-                            "power_w": 22000.0,
-                            "as_of": (T0 + M).isoformat(),
-                            "offline": False,
-                            "connectors": [{"connector_id": 1, "power_w": 22000.0}],
-                        },
-                        {
-                            "charge_point_id": "N2",
-                            "power_w": 11000.0,
-                            "as_of": T0.isoformat(),
-                            "offline": True,
-                            "connectors": [{"connector_id": 1, "power_w": 11000.0}],
-                        },
-                    ]
-                ),
-            ),
-        )
-        refresh_aggregates(db, force=True)  # the rows bypassed the writer
 
 
 async def test_availability_for_every_role_with_filters(seeded: str, keys: dict[str, str]) -> None:

@@ -1,12 +1,12 @@
 """schemathesis over the whole API: every operation, every check, every role.
 
 The real app is served by uvicorn over HTTP with the real database behind it (a station,
-sites, sessions, availability, status history and load rows, so happy paths answer
-200). Each operation gets a bounded number of generated cases (positive and negative)
-per role (admin, operator, maintenance, billing, public) and without a key and with a
-wrong key; all of schemathesis' checks run on every response: no 5xx, status codes and
-content types documented, response bodies and headers conforming to the schema,
-positive data accepted, negative data rejected, auth enforced.
+sites, sessions, availability, status history, load rows, alerts and connector health,
+so happy paths answer 200). Each operation gets a bounded number of generated cases
+(positive and negative) per role (admin, operator, maintenance, billing, public) and
+without a key and with a wrong key; all of schemathesis' checks run on every response:
+no 5xx, status codes and content types documented, response bodies and headers
+conforming to the schema, positive data accepted, negative data rejected, auth enforced.
 """
 
 from __future__ import annotations
@@ -27,14 +27,22 @@ from schemathesis.config import SchemathesisConfig
 
 from api.config import ApiConfig
 from api.main import create_app
-from api.params import EXAMPLE_SESSION_ID, EXAMPLE_SITE, EXAMPLE_STATION, parse_timestamp
+from api.params import (
+    EXAMPLE_ALERT_FIRST_SEEN,
+    EXAMPLE_ALERT_ID,
+    EXAMPLE_SESSION_ID,
+    EXAMPLE_SITE,
+    EXAMPLE_STATION,
+    parse_timestamp,
+)
+from bus.alerts import AlertKind, AlertStatus
 from chargeflow.stack import DatabaseServer
-from store.apikeys import create_api_key
-from store.registry import provision_station
-from store.schema import migrate
-from tests.integration.api_server import served_api
-from tests.integration.test_api_load import seed_load_data
-from tests.integration.test_api_sessions import T0, insert_session
+from store.api_keys import create_api_key
+from store.db import migrate
+from store.stations import provision_station
+from tests.support.alerts import AlertFacts, connector_health, fault_alert, write_alerts
+from tests.support.api import T0, insert_session, served_api
+from tests.support.load_events import seed_load_data
 
 pytestmark = pytest.mark.integration
 
@@ -87,8 +95,37 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
             quality="estimated",
             energy_source=None,
         )
+    seed_alerts(url)
     yield url
     pg_server.drop_database(name)
+
+
+def seed_alerts(url: str) -> None:
+    """The example alert (open, with two versions), a resolved one, and the example
+    station's connector health."""
+    example = AlertFacts(
+        EXAMPLE_STATION, 1, AlertKind.CONNECTOR_OVERHEATING, EXAMPLE_ALERT_FIRST_SEEN
+    )
+    assert example.alert_id == EXAMPLE_ALERT_ID
+    resolved = AlertFacts(EXAMPLE_STATION, 2, AlertKind.GROUND_FAULT, T0)
+    write_alerts(
+        url,
+        [
+            fault_alert(example),
+            fault_alert(example, after=timedelta(minutes=15)),
+            fault_alert(resolved, after=timedelta(minutes=5), status=AlertStatus.RESOLVED),
+        ],
+        [
+            connector_health(
+                EXAMPLE_STATION,
+                1,
+                T0,
+                risk=0.7,
+                contributions={"temp_rise_per_kw": 3.2},
+                features={"temp_rise_per_kw": 1.4},
+            )
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +161,23 @@ CONFIG = SchemathesisConfig.from_dict(
 schema = schemathesis.openapi.from_dict(copy.deepcopy(DOCUMENT), config=CONFIG)
 
 
+RANGES = (("from", "to"), ("since", "until"))
+
+
 def ordered_range(query: dict[str, Any] | None) -> dict[str, Any] | None:
-    """`from < to` (and the load endpoint's span limit) relate two parameters, which
-    OpenAPI cannot express; keep generated ranges within the stated rules so positive
-    cases are valid. Invalid timestamps are left as generated."""
+    """`from < to`, `since < until` (and the load endpoint's span limit) relate two
+    parameters, which OpenAPI cannot express; keep generated ranges within the stated
+    rules so positive cases are valid. Invalid timestamps are left as generated."""
     if not isinstance(query, dict):
         return query
-    try:
-        start = parse_timestamp(query.get("from"))
-        end = parse_timestamp(query.get("to"))
-    except ValueError:
-        return query
-    if end <= start or end - start > LONGEST_SPAN:
-        query = {**query, "to": _rfc3339(start + timedelta(hours=1))}
+    for first, last in RANGES:
+        try:
+            start = parse_timestamp(query.get(first))
+            end = parse_timestamp(query.get(last))
+        except ValueError:
+            continue
+        if end <= start or end - start > LONGEST_SPAN:
+            query = {**query, last: _rfc3339(start + timedelta(hours=1))}
     return query
 
 
@@ -210,7 +251,7 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     """Runs after the schemathesis test (file order): each /v1 operation got cases
     as every role, without a key and with a wrong key."""
     authenticated = {op: seen for op, seen in CASES.items() if " /v1/" in op}
-    assert len(authenticated) == 6, CASES
+    assert len(authenticated) == 11, CASES
     for operation, seen in authenticated.items():
         assert set(seen) == set(IDENTITIES), (operation, seen)
         # Happy paths were exercised too, and authentication was refused.

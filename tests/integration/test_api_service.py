@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from chargeflow.stack import EmbeddedBroker, free_port
-from store.apikeys import create_api_key, list_api_keys, revoke_api_key, verify_api_key
-from tests.integration.test_api_sessions import api_client, assert_problem
+from store.api_keys import create_api_key, list_api_keys, revoke_api_key, verify_api_key
+from tests.support.api import api_client, assert_problem
 
 pytestmark = pytest.mark.integration
 

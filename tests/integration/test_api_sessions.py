@@ -3,88 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from api.config import ApiConfig
-from api.main import create_app
-from store.apikeys import create_api_key, revoke_api_key
+from store.api_keys import revoke_api_key
+from tests.support.api import T0, api_client, assert_problem, auth, insert_session
 
 pytestmark = pytest.mark.integration
-
-T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
-
-
-@asynccontextmanager
-async def api_client(
-    database_url: str, kafka_bootstrap: str | None = None, **config: Any
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        ApiConfig(database_url=database_url, kafka_bootstrap=kafka_bootstrap, **config)
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-            yield client
-
-
-def insert_session(db: psycopg.Connection[Any], **fields: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "session_id": uuid.uuid4(),
-        "charge_point_id": "CP-1",
-        "connector_id": 1,
-        "transaction_id": str(uuid.uuid4().int % 2_000_000_000),
-        "id_tag": "TAG-1",
-        "status": "closed",
-        "started_at": T0,
-        "stopped_at": T0 + timedelta(minutes=30),
-        "meter_start_wh": 1000,
-        "meter_stop_wh": 8500,
-        "energy_wh": 7500,
-        "energy_source": "station_register",
-        "quality": "exact",
-        "quality_reasons": [],
-        "stop_reason": "Local",
-        "sample_count": 0,
-    }
-    row.update(fields)
-    if row["status"] == "active":
-        row.setdefault("stopped_at", None)
-    cols = ", ".join(row)
-    marks = ", ".join(["%s"] * len(row))
-    db.execute(f"INSERT INTO sessions ({cols}) VALUES ({marks})", list(row.values()))
-    return row
-
-
-@pytest.fixture
-def keys(clean_db: str) -> dict[str, str]:
-    return {
-        role: create_api_key(clean_db, f"test-{role}", role)
-        for role in ("admin", "operator", "maintenance", "billing", "public")
-    }
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"X-API-Key": key}
-
-
-def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
-    """The one error shape: RFC 9457 problem details; returns the body."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = resp.json()
-    assert set(body) >= {"type", "title", "status", "detail", "instance"}, body
-    assert body["status"] == status
-    assert body["instance"] == resp.request.url.raw_path.decode().split("?")[0]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
 
 
 async def test_anonymous_invalid_and_revoked_keys_get_401(
@@ -131,9 +60,9 @@ async def test_roles(db: psycopg.Connection[Any], clean_db: str, keys: dict[str,
                 assert role in assert_problem(resp, 403)["detail"], path
 
 
-async def test_single_session_fields(
-    db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
-) -> None:
+def _insert_a_closed_and_an_active_session(
+    db: psycopg.Connection[Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
     closed = insert_session(
         db,
         charge_point_id="CP-9",
@@ -166,35 +95,46 @@ async def test_single_session_fields(
         id_tag=None,
         sample_count=3,
     )
+    return closed, active
+
+
+def _closed_session_body(session_id: Any) -> dict[str, Any]:
+    return {
+        "session_id": str(session_id),
+        "charge_point_id": "CP-9",
+        "connector_id": 2,
+        "transaction_id": "42",
+        "id_tag": "TAG-1",
+        "status": "closed",
+        "started_at": "2025-06-01T08:00:00Z",
+        "stopped_at": "2025-06-01T09:30:30Z",
+        "duration_s": 5430.0,
+        "meter_start_wh": 100,
+        "meter_stop_wh": 22_100,
+        "energy_wh": 22_000,
+        "energy_source": "smart_meter",
+        "quality": "corrected",
+        "quality_reasons": ["register_reset"],
+        "stop_reason": "EVDisconnected",
+        "sample_count": 37,
+        "closed_by": "stop",
+        "station_energy_wh": 21_990,
+        "smart_meter_energy_wh": 22_000,
+        "smart_meter_id": "MTR-9",
+        "ocpp_version": "2.0.1",
+    }
+
+
+async def test_single_session_fields(
+    db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
+) -> None:
+    closed, active = _insert_a_closed_and_an_active_session(db)
     async with api_client(clean_db) as client:
         resp = await client.get(
             f"/v1/sessions/{closed['session_id']}", headers=auth(keys["billing"])
         )
         assert resp.status_code == 200
-        assert resp.json() == {
-            "session_id": str(closed["session_id"]),
-            "charge_point_id": "CP-9",
-            "connector_id": 2,
-            "transaction_id": "42",
-            "id_tag": "TAG-1",
-            "status": "closed",
-            "started_at": "2025-06-01T08:00:00Z",
-            "stopped_at": "2025-06-01T09:30:30Z",
-            "duration_s": 5430.0,
-            "meter_start_wh": 100,
-            "meter_stop_wh": 22_100,
-            "energy_wh": 22_000,
-            "energy_source": "smart_meter",
-            "quality": "corrected",
-            "quality_reasons": ["register_reset"],
-            "stop_reason": "EVDisconnected",
-            "sample_count": 37,
-            "closed_by": "stop",
-            "station_energy_wh": 21_990,
-            "smart_meter_energy_wh": 22_000,
-            "smart_meter_id": "MTR-9",
-            "ocpp_version": "2.0.1",
-        }
+        assert resp.json() == _closed_session_body(closed["session_id"])
         resp = await client.get(f"/v1/sessions/{active['session_id']}", headers=auth(keys["admin"]))
         body = resp.json()
         assert body["status"] == "active"
@@ -209,20 +149,36 @@ async def test_single_session_fields(
         assert assert_problem(resp, 422)["errors"][0]["name"] == "session_id"
 
 
+async def _check_invalid_filters_are_422(
+    client: httpx.AsyncClient, key: str, lo: datetime, hi: datetime
+) -> None:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"from": hi.isoformat(), "to": lo.isoformat()}, "from"),
+        ({"from": lo.isoformat(), "to": lo.isoformat()}, "from"),
+        ({"status": "open"}, "status"),
+        ({"from": "yesterday"}, "from"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+    ]
+    for params, name in bad:
+        resp = await client.get("/v1/sessions", params=params, headers=auth(key))
+        body = assert_problem(resp, 422)
+        assert [e["name"] for e in body["errors"]] == [name], params
+
+
 async def test_filters_return_exactly_the_matching_rows(
     db: psycopg.Connection[Any], clean_db: str, keys: dict[str, str]
 ) -> None:
-    rows = []
-    for i in range(12):
-        rows.append(
-            insert_session(
-                db,
-                charge_point_id=f"CP-{i % 3}",
-                started_at=T0 + timedelta(hours=i),
-                status="active" if i % 4 == 0 else "closed",
-                stopped_at=None if i % 4 == 0 else T0 + timedelta(hours=i, minutes=20),
-            )
+    rows = [
+        insert_session(
+            db,
+            charge_point_id=f"CP-{i % 3}",
+            started_at=T0 + timedelta(hours=i),
+            status="active" if i % 4 == 0 else "closed",
+            stopped_at=None if i % 4 == 0 else T0 + timedelta(hours=i, minutes=20),
         )
+        for i in range(12)
+    ]
 
     def ids(selected: list[dict[str, Any]]) -> set[str]:
         return {str(r["session_id"]) for r in selected}
@@ -267,19 +223,7 @@ async def test_filters_return_exactly_the_matching_rows(
                 and r["started_at"] >= lo
             ]
         )
-
-        bad: list[tuple[dict[str, Any], str]] = [
-            ({"from": hi.isoformat(), "to": lo.isoformat()}, "from"),
-            ({"from": lo.isoformat(), "to": lo.isoformat()}, "from"),
-            ({"status": "open"}, "status"),
-            ({"from": "yesterday"}, "from"),
-            ({"limit": 0}, "limit"),
-            ({"limit": 501}, "limit"),
-        ]
-        for params, name in bad:
-            resp = await client.get("/v1/sessions", params=params, headers=auth(keys["billing"]))
-            body = assert_problem(resp, 422)
-            assert [e["name"] for e in body["errors"]] == [name], params
+        await _check_invalid_filters_are_422(client, keys["billing"], lo, hi)
 
 
 async def test_cursor_pagination_walks_every_row_once(

@@ -15,8 +15,8 @@ import pytest
 from chargeflow.launcher import LocalStack
 from chargeflow.settings import Settings
 from chargeflow.stack import free_port
-from store.apikeys import create_api_key, list_api_keys
-from tests.conftest import ROOT
+from store.api_keys import create_api_key, list_api_keys
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.integration
 

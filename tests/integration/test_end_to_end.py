@@ -7,10 +7,7 @@ simulated charge points -> OCPP gateway -> Kafka -> sessions flow (a real
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -26,11 +23,15 @@ from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
-from ingest.simulator.fleet import FleetConfig, FleetReport, run_fleet
-from store.apikeys import create_api_key
-from store.registry import add_id_tag, provision_station
-from store.schema import migrate
-from tests.conftest import ROOT
+from ingest.simulator.config import FleetConfig
+from ingest.simulator.fleet import run_fleet
+from ingest.simulator.report import FleetReport
+from store.api_keys import create_api_key
+from store.db import migrate
+from store.id_tokens import add_id_tag
+from store.stations import provision_station
+from tests.support.flows import FLOW_ARGV, flow_env, flow_process
+from tests.support.paths import ROOT
 
 # At least one per station: a tag in a running session elsewhere is refused (ConcurrentTx).
 ID_TAGS = [f"E2E-TAG-{n}" for n in range(20)]
@@ -57,21 +58,6 @@ def e2e_topics(broker: EmbeddedBroker) -> Topics:
     return named
 
 
-def flow_env(bootstrap: str, database_url: str, topics: Topics, tail: bool) -> dict[str, str]:
-    prefix = topics.ocpp_events.removesuffix("ocpp.events")
-    return {
-        **os.environ,
-        "CHARGEFLOW_KAFKA_BOOTSTRAP": bootstrap,
-        "CHARGEFLOW_DATABASE_URL": database_url,
-        "CHARGEFLOW_TOPIC_PREFIX": prefix,
-        "CHARGEFLOW_FLOW_TAIL": "true" if tail else "false",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-FLOW_ARGV = [sys.executable, "-m", "flows.run", "flows.sessions.dataflow:from_env()"]
-
-
 @pytest.fixture(scope="module")
 def sessions_flow(
     broker: EmbeddedBroker,
@@ -80,24 +66,10 @@ def sessions_flow(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = tmp_path_factory.mktemp("flow") / "flow.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            FLOW_ARGV,
-            env=flow_env(broker.bootstrap, e2e_db, e2e_topics, tail=True),
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode in (0, -signal.SIGINT, 130), log.read_text()[-3000:]
+    with flow_process(
+        FLOW_ARGV, flow_env(broker.bootstrap, e2e_db, e2e_topics, tail=True), log
+    ) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, poll_until
+from tests.support.paths import ROOT
+from tests.support.polling import poll_until
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -28,7 +29,7 @@ def test_a_stopped_flow_logs_one_line_and_no_rust_backtrace(
     }
     with log.open("wb") as out:
         flow = subprocess.Popen(
-            [sys.executable, "-m", "flows.run", "tests.integration.ticking_flow:flow"],
+            [sys.executable, "-m", "flows.run", "tests.support.ticking_flow:flow"],
             cwd=ROOT,
             env=env,
             stdout=out,

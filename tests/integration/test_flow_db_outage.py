@@ -11,7 +11,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from bench.common import (
     StreamSpec,
@@ -28,29 +27,15 @@ from bench.common import (
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker
 from flows.recovery import ensure_recovery_dir
-from tests.conftest import poll_until
-from tests.integration.test_flow_recovery import reference_tables
+from tests.support.database import set_allow_connections
+from tests.support.flows import reference_tables
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 SPEC = StreamSpec(stations=10, meter_events=900, meter_values_per_session=11, values_per_event=3)
 MAX_BACKOFF_S = 1.0
 RETRY = re.compile(r"database unavailable \(.*\); (\d+) rows waiting, retry (\d+) in ([\d.]+)s")
-
-
-def set_allow_connections(admin_url: str, database: str, allow: bool) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
-                sql.Identifier(database), sql.Literal(allow)
-            )
-        )
-        if not allow:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND pid <> pg_backend_pid()",
-                (database,),
-            )
 
 
 def retries(log: Path) -> list[tuple[int, int, float]]:

@@ -17,7 +17,7 @@ from bench.common import StreamSpec, flow_env, messages, produce_all, start_flow
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, free_port
 from flows.recovery import ensure_recovery_dir
-from tests.conftest import poll_until
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,96 @@ def readiness(port: int) -> httpx.Response | None:
         return None
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _check_the_counts_of_what_was_fed(port: int, name: str, topics: Topics, fed: int) -> None:
+    flow = {"flow": FLOWS[name][1]}
+    samples = poll_until(
+        lambda: scrape(port),
+        lambda s: (
+            value(s, "chargeflow_flow_events_in_total", **flow, topic=topics.ocpp_events) == fed
+            and value(
+                s,
+                "chargeflow_flow_dead_letters_total",
+                **flow,
+                stage="decode",
+                source_topic=topics.ocpp_events,
+            )
+            == 1
+            and (
+                value(
+                    s,
+                    "chargeflow_flow_epoch_seconds_count",
+                    **flow,
+                    topic=topics.ocpp_events,
+                    partition="0",
+                )
+                or 0
+            )
+            >= 1
+        ),
+        60,
+        f"the {name} flow to count {fed} messages, 1 dead letter and an epoch",
+    )
+    # Exactly what was fed: nothing more arrives, nothing on the other topic.
+    assert value(
+        samples, "chargeflow_flow_events_in_total", **flow, topic=topics.meter_readings
+    ) in (None, 0.0)
+    assert (
+        value(
+            samples,
+            "chargeflow_flow_dead_letters_total",
+            **flow,
+            stage="validate",
+            source_topic=topics.ocpp_events,
+        )
+        is None
+    )
+
+
+def _check_the_sink_histograms(port: int, flow_id: str) -> Samples:
+    """Returns the scrape that saw a sink write."""
+    sink = {"sink": flow_id}
+    batches = poll_until(
+        lambda: scrape(port),
+        lambda s: (value(s, "chargeflow_flow_sink_batch_size_count", **sink) or 0) > 0,
+        30,
+        "a sink write",
+    )
+    assert value(batches, "chargeflow_flow_sink_write_seconds_count", **sink) == value(
+        batches, "chargeflow_flow_sink_batch_size_count", **sink
+    )
+    assert (value(batches, "chargeflow_flow_sink_batch_size_sum", **sink) or 0) >= 1
+    assert (value(batches, "chargeflow_flow_sink_write_seconds_sum", **sink) or 0) > 0
+    return batches
+
+
+def _check_caught_up_and_ready(port: int, flow_id: str, topics: Topics, batches: Samples) -> None:
+    # Caught up: every input partition reports a lag, and it is 0.
+    lags = poll_until(
+        lambda: [
+            value(
+                scrape(port),
+                "chargeflow_flow_input_lag",
+                flow=flow_id,
+                topic=topics.ocpp_events,
+                partition=p,
+            )
+            for p in ("0", "1")
+        ],
+        lambda got: got == [0.0, 0.0],
+        30,
+        "the lag of both partitions to read 0",
+    )
+    assert lags == [0.0, 0.0]
+    assert value(batches, "process_cpu_seconds_total") is not None
+    ready = readiness(port)
+    assert ready is not None
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"input": {"ok": True}, "sink": {"ok": True}}
+
+
 @pytest.mark.parametrize("name", list(FLOWS))
 def test_flow_metrics_count_what_was_fed(
     name: str,
@@ -88,82 +178,9 @@ def test_flow_metrics_count_what_was_fed(
     log = tmp_path / "flow.log"
     proc = start_flow(env, "-r", str(recovery), "-s", "1", "-b", "0", log=log, flow=import_str)
     try:
-        flow = {"flow": flow_id}
-        samples = poll_until(
-            lambda: scrape(port),
-            lambda s: (
-                value(s, "chargeflow_flow_events_in_total", **flow, topic=topics.ocpp_events) == fed
-                and value(
-                    s,
-                    "chargeflow_flow_dead_letters_total",
-                    **flow,
-                    stage="decode",
-                    source_topic=topics.ocpp_events,
-                )
-                == 1
-                and (
-                    value(
-                        s,
-                        "chargeflow_flow_epoch_seconds_count",
-                        **flow,
-                        topic=topics.ocpp_events,
-                        partition="0",
-                    )
-                    or 0
-                )
-                >= 1
-            ),
-            60,
-            f"the {name} flow to count {fed} messages, 1 dead letter and an epoch",
-        )
-        # Exactly what was fed: nothing more arrives, nothing on the other topic.
-        assert value(
-            samples, "chargeflow_flow_events_in_total", **flow, topic=topics.meter_readings
-        ) in (None, 0.0)
-        assert (
-            value(
-                samples,
-                "chargeflow_flow_dead_letters_total",
-                **flow,
-                stage="validate",
-                source_topic=topics.ocpp_events,
-            )
-            is None
-        )
-        sink = {"sink": flow_id}
-        batches = poll_until(
-            lambda: scrape(port),
-            lambda s: (value(s, "chargeflow_flow_sink_batch_size_count", **sink) or 0) > 0,
-            30,
-            "a sink write",
-        )
-        assert value(batches, "chargeflow_flow_sink_write_seconds_count", **sink) == value(
-            batches, "chargeflow_flow_sink_batch_size_count", **sink
-        )
-        assert (value(batches, "chargeflow_flow_sink_batch_size_sum", **sink) or 0) >= 1
-        assert (value(batches, "chargeflow_flow_sink_write_seconds_sum", **sink) or 0) > 0
-        # Caught up: every input partition reports a lag, and it is 0.
-        lags = poll_until(
-            lambda: [
-                value(
-                    scrape(port),
-                    "chargeflow_flow_input_lag",
-                    **flow,
-                    topic=topics.ocpp_events,
-                    partition=p,
-                )
-                for p in ("0", "1")
-            ],
-            lambda got: got == [0.0, 0.0],
-            30,
-            "the lag of both partitions to read 0",
-        )
-        assert lags == [0.0, 0.0]
-        assert value(batches, "process_cpu_seconds_total") is not None
-        ready = readiness(port)
-        assert ready is not None
-        assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"] == {"input": {"ok": True}, "sink": {"ok": True}}
+        _check_the_counts_of_what_was_fed(port, name, topics, fed)
+        batches = _check_the_sink_histograms(port, flow_id)
+        _check_caught_up_and_ready(port, flow_id, topics, batches)
     finally:
         rc = stop_flow(proc)
     assert rc == 0, log.read_text()[-3000:]

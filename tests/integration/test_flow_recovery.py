@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from bytewax.testing import run_main
 
 from bench.common import (
+    KeyValue,
     StreamSpec,
     flow_env,
     fresh_database,
@@ -25,26 +26,13 @@ from bench.common import (
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker
 from flows.recovery import ensure_recovery_dir
-from flows.sessions.dataflow import SessionsFlowConfig, build_flow
-from tests.conftest import poll_until
+from tests.support.flows import reference_tables
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 # 12 stations, ~110 sessions, 1,500 MeterValues with 3 sampled values each.
 SPEC = StreamSpec(stations=12, meter_events=1_500, meter_values_per_session=13, values_per_event=3)
-
-
-def reference_tables(
-    server: DatabaseServer, bootstrap: str, topics: Topics
-) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """One uninterrupted run over the whole topic, in a database of its own."""
-    with fresh_database(server, "chargeflow_test_ref") as url:
-        run_main(
-            build_flow(
-                SessionsFlowConfig(brokers=[bootstrap], database_url=url, topics=topics, tail=False)
-            )
-        )
-        return table_rows(url)
 
 
 def recovery_progress(recovery: Path) -> tuple[int, list[int]]:
@@ -55,6 +43,49 @@ def recovery_progress(recovery: Path) -> tuple[int, list[int]]:
     return int(committed[0]), [int(r[0]) for r in resumes]
 
 
+def _flow_args(recovery: Path) -> tuple[str, ...]:
+    return ("-r", str(recovery), "-s", "1", "-b", "0")
+
+
+def _kill_after_a_snapshot_and_some_later_rows(
+    broker: EmbeddedBroker,
+    topics: Topics,
+    env: dict[str, str],
+    recovery: Path,
+    log: Path,
+    url: str,
+    parts: tuple[Sequence[KeyValue], Sequence[KeyValue]],
+) -> None:
+    """Runs the flow on ``parts[0]`` until a snapshot covers it, then on ``parts[1]`` until
+    some of its rows are written, and kills it with SIGKILL."""
+    first_part, second_part = parts
+    produce_all(broker.bootstrap, topics.ocpp_events, first_part)
+    first = start_flow(env, *_flow_args(recovery), log=log)
+    try:
+        # The first third is stored and covered by a committed recovery snapshot ...
+        done = sample_count(first_part)
+        poll_until(
+            lambda: (row_counts(url)[1], recovery_progress(recovery)[0]),
+            lambda p: p[0] == done and p[1] >= 1,
+            30,
+            "the first third snapshotted",
+        )
+        # ... then SIGKILL as soon as the second third starts to arrive in the database
+        # (rows written after the last snapshot: the restart writes them again).
+        produce_all(broker.bootstrap, topics.ocpp_events, second_part)
+        poll_until(
+            lambda: row_counts(url)[1],
+            lambda n: n > done,
+            30,
+            "rows of the second third",
+            interval=0.01,
+        )
+    finally:
+        first.kill()
+        first.wait(10)
+    assert first.returncode == -signal.SIGKILL
+
+
 def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(
     broker: EmbeddedBroker, topics: Topics, pg_server: DatabaseServer, tmp_path: Path
 ) -> None:
@@ -63,37 +94,15 @@ def test_sigkill_mid_stream_and_restart_equals_an_uninterrupted_run(
     first_part, second_part, rest = msgs[:third], msgs[third : 2 * third], msgs[2 * third :]
     total_samples = sample_count(msgs)
     recovery = ensure_recovery_dir(tmp_path / "recovery", 1)
-    args = ("-r", str(recovery), "-s", "1", "-b", "0")
+    args = _flow_args(recovery)
     log = tmp_path / "flow.log"
 
     with fresh_database(pg_server, "chargeflow_test_recovery") as url:
         # Small input batches: many epochs and transactions, so the kill lands mid-way.
         env = flow_env(broker.bootstrap, topics, url, tail=True, CHARGEFLOW_FLOW_BATCH_SIZE="10")
-        produce_all(broker.bootstrap, topics.ocpp_events, first_part)
-        first = start_flow(env, *args, log=log)
-        try:
-            # The first third is stored and covered by a committed recovery snapshot ...
-            done = sample_count(first_part)
-            poll_until(
-                lambda: (row_counts(url)[1], recovery_progress(recovery)[0]),
-                lambda p: p[0] == done and p[1] >= 1,
-                30,
-                "the first third snapshotted",
-            )
-            # ... then SIGKILL as soon as the second third starts to arrive in the database
-            # (rows written after the last snapshot: the restart writes them again).
-            produce_all(broker.bootstrap, topics.ocpp_events, second_part)
-            poll_until(
-                lambda: row_counts(url)[1],
-                lambda n: n > done,
-                30,
-                "rows of the second third",
-                interval=0.01,
-            )
-        finally:
-            first.kill()
-            first.wait(10)
-        assert first.returncode == -signal.SIGKILL
+        _kill_after_a_snapshot_and_some_later_rows(
+            broker, topics, env, recovery, log, url, (first_part, second_part)
+        )
         committed, resumes = recovery_progress(recovery)
         assert resumes == [1]
         at_kill = row_counts(url)

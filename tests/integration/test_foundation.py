@@ -9,7 +9,7 @@ from bus.envelope import Envelope, EnvelopeError, Kind, decode_envelope, encode_
 from bus.producer import Producer, PublishError, producer_config
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker
-from store.schema import available_storage_mode, current_revision, migrate, storage_mode
+from store.db import available_storage_mode, current_revision, migrate, storage_mode
 
 
 def test_migrations_apply_twice_and_report_the_storage_mode(database_url: str) -> None:
@@ -29,7 +29,7 @@ def test_fresh_database_migrates_from_nothing(pg_server: DatabaseServer) -> None
         pg_server.drop_database("chargeflow_test_fresh_migrate")
 
 
-def test_envelope_round_trip_through_the_broker(broker: EmbeddedBroker, topics) -> None:  # type: ignore[no-untyped-def]
+def test_envelope_round_trip_through_the_broker(broker: EmbeddedBroker, topics: Topics) -> None:
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)

@@ -14,10 +14,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
-from tests.integration.test_gateway_calls import (
+from tests.support.gateway import (
     NOW,
     envelopes,
-    gateway,
     gateway_config,
     open_station,
     rpc,
@@ -25,7 +24,6 @@ from tests.integration.test_gateway_calls import (
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["gateway"]  # fixture re-export
 
 
 async def raw_exchange(ws: Any, text: str) -> list[Any]:

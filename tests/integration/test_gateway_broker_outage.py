@@ -22,8 +22,8 @@ from bus.admin import ensure_topics
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
-from tests.integration.test_gateway_calls import gateway_config, open_station
-from tests.integration.test_gateway_security import apoll
+from tests.support.gateway import gateway_config, open_station
+from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
 

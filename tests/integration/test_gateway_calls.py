@@ -4,217 +4,130 @@ published as an envelope on ocpp.events before the answer, with its normalised f
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from bus.admin import read_topic
-from bus.envelope import Envelope, Kind, decode_envelope
-from bus.normalized import ConnectorStatus, MeterSample, TransactionEnd, TransactionStart
+from bus.normalized import (
+    Authorization,
+    ConnectorStatus,
+    MeterSample,
+    SecurityEvent,
+    StationBoot,
+    TransactionEnd,
+    TransactionStart,
+)
+from bus.times import parse_rfc3339
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
-from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
-from store.registry import add_id_tag, provision_station
-from tests.conftest import poll_until
+from store.id_tokens import add_id_tag
+from tests.support.gateway import NOW, gateway_config, open_station, rpc, wait_for_envelopes
 
 pytestmark = pytest.mark.integration
 
-NOW = "2026-01-05T10:00:00.000Z"
+
+def _register_reading(timestamp: str, value: str) -> dict[str, Any]:
+    return {
+        "timestamp": timestamp,
+        "sampledValue": [
+            {"value": value, "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+        ],
+    }
 
 
-def gateway_config(
-    broker: EmbeddedBroker, database_url: str, topics: Topics, **overrides: Any
-) -> GatewayConfig:
-    """Tests also check every CALLRESULT the gateway builds against its schema, and
-    leave the test process's garbage collector alone (no freeze per gateway)."""
-    overrides.setdefault("validate_responses", True)
-    overrides.setdefault("gc_young_threshold", 0)
-    return GatewayConfig(
-        kafka_bootstrap=broker.bootstrap, database_url=database_url, topics=topics, **overrides
+async def _boot_heartbeat_status_and_authorise(ws: ClientConnection) -> list[Any]:
+    """Returns the BootNotification answer frame."""
+    boot = await rpc(
+        ws,
+        "BootNotification",
+        {
+            "chargePointVendor": "Acme",
+            "chargePointModel": "AC22",
+            "chargePointSerialNumber": "SN-9",
+            "firmwareVersion": "1.2.3",
+        },
+        "u-boot",
     )
+    assert boot[0] == 3
+    assert boot[2]["status"] == "Accepted"
+    assert boot[2]["interval"] == 300
+    datetime.fromisoformat(boot[2]["currentTime"])
 
+    hb = await rpc(ws, "Heartbeat", {}, "u-hb")
+    assert hb[0] == 3
+    assert "currentTime" in hb[2]
 
-@pytest.fixture
-async def gateway(broker: EmbeddedBroker, clean_db: str, topics: Topics) -> AsyncIterator[Gateway]:
-    async with Gateway(gateway_config(broker, clean_db, topics)) as gw:
-        yield gw
-
-
-STATION_PASSWORD = "test-station-password-1"
-
-
-def basic_auth(cp_id: str, password: str = STATION_PASSWORD) -> dict[str, str]:
-    token = base64.b64encode(f"{cp_id}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-async def provision(gw: Gateway, cp_id: str, password: str = STATION_PASSWORD) -> None:
-    """Stations must be provisioned (with a password) before they may connect."""
-    await asyncio.to_thread(provision_station, gw.config.database_url, cp_id, password=password)
-
-
-async def open_station(
-    gw: Gateway, cp_id: str, subprotocols: tuple[str, ...] = ("ocpp1.6",)
-) -> ClientConnection:
-    await provision(gw, cp_id)
-    return await connect(
-        f"{gw.url}/{cp_id}",
-        subprotocols=list(subprotocols),  # type: ignore[arg-type]
-        additional_headers=basic_auth(cp_id),
+    status = await rpc(
+        ws,
+        "StatusNotification",
+        {"connectorId": 1, "errorCode": "NoError", "status": "Preparing", "timestamp": NOW},
     )
+    assert status == [3, status[1], {}]
+
+    auth = await rpc(ws, "Authorize", {"idTag": "TAG-OK"})
+    assert auth[2] == {"idTagInfo": {"status": "Accepted", "parentIdTag": "FLEET-1"}}
+    return boot
 
 
-async def rpc(
-    ws: ClientConnection, action: str, payload: dict[str, Any], unique_id: str | None = None
-) -> list[Any]:
-    """Send a CALL and return the answer frame (CALLRESULT or CALLERROR)."""
-    uid = unique_id or uuid.uuid4().hex[:20]
-    await ws.send(json.dumps([2, uid, action, payload]))
-    return await receive(ws, uid)
-
-
-async def receive(ws: ClientConnection, unique_id: str) -> list[Any]:
-    async with asyncio.timeout(20):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame[1] == unique_id:
-                return list(frame)
-
-
-def envelopes(
-    broker: EmbeddedBroker, topic: str, kind: Kind | None = Kind.OCPP_CALL
-) -> list[Envelope]:
-    """Envelopes of one kind (default: CALLs, not connection events); None = all."""
-    got = [decode_envelope(m.value()) for m in read_topic(broker.bootstrap, topic)]
-    return [e for e in got if kind is None or e.kind == kind]
-
-
-def wait_for_envelopes(broker: EmbeddedBroker, topic: str, count: int) -> list[Envelope]:
-    return poll_until(
-        lambda: envelopes(broker, topic),
-        lambda e: len(e) >= count,
-        20,
-        f"{count} envelopes on {topic}",
+async def _start_meter_and_stop(ws: ClientConnection) -> tuple[list[Any], list[Any], int]:
+    """Returns the StartTransaction and StopTransaction answer frames and the transaction id."""
+    start = await rpc(
+        ws,
+        "StartTransaction",
+        {
+            "connectorId": 1,
+            "idTag": "TAG-OK",
+            "meterStart": 1_000_000,
+            "timestamp": "2026-01-05T10:00:01Z",
+        },
+        "u-start",
     )
+    assert start[0] == 3
+    tx = start[2]["transactionId"]
+    assert isinstance(tx, int)
+    assert start[2]["idTagInfo"]["status"] == "Accepted"
+
+    readings = [
+        _register_reading("2026-01-05T10:00:30Z", "1000100"),
+        _register_reading("2026-01-05T10:01:00Z", "1000200"),
+    ]
+    mv = await rpc(
+        ws, "MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": readings}
+    )
+    assert mv[0] == 3
+    assert mv[2] == {}
+
+    stop = await rpc(
+        ws,
+        "StopTransaction",
+        {
+            "transactionId": tx,
+            "meterStop": 1_005_000,
+            "timestamp": "2026-01-05T10:30:00Z",
+            "idTag": "TAG-OK",
+            "reason": "Local",
+        },
+        "u-stop",
+    )
+    assert stop[2] == {"idTagInfo": {"status": "Accepted", "parentIdTag": "FLEET-1"}}
+    stop_no_tag = await rpc(
+        ws,
+        "StopTransaction",
+        {"transactionId": tx, "meterStop": 1_005_000, "timestamp": "2026-01-05T10:30:00Z"},
+    )
+    assert stop_no_tag[2] == {}
+    return start, stop, tx
 
 
-async def test_all_seven_actions_are_answered_and_published(
-    gateway: Gateway, broker: EmbeddedBroker, topics: Topics, db: psycopg.Connection[Any]
+def _check_the_eight_envelopes(
+    got: list[Any], boot: list[Any], start: list[Any], stop: list[Any]
 ) -> None:
-    add_id_tag(gateway.config.database_url, "TAG-OK", parent_id_tag="FLEET-1")
-    ws = await open_station(gateway, "CP-ALL")
-    try:
-        boot = await rpc(
-            ws,
-            "BootNotification",
-            {
-                "chargePointVendor": "Acme",
-                "chargePointModel": "AC22",
-                "chargePointSerialNumber": "SN-9",
-                "firmwareVersion": "1.2.3",
-            },
-            "u-boot",
-        )
-        assert boot[0] == 3
-        assert boot[2]["status"] == "Accepted"
-        assert boot[2]["interval"] == 300
-        datetime.fromisoformat(boot[2]["currentTime"])
-
-        hb = await rpc(ws, "Heartbeat", {}, "u-hb")
-        assert hb[0] == 3
-        assert "currentTime" in hb[2]
-
-        status = await rpc(
-            ws,
-            "StatusNotification",
-            {"connectorId": 1, "errorCode": "NoError", "status": "Preparing", "timestamp": NOW},
-        )
-        assert status == [3, status[1], {}]
-
-        auth = await rpc(ws, "Authorize", {"idTag": "TAG-OK"})
-        assert auth[2] == {"idTagInfo": {"status": "Accepted", "parentIdTag": "FLEET-1"}}
-
-        start = await rpc(
-            ws,
-            "StartTransaction",
-            {
-                "connectorId": 1,
-                "idTag": "TAG-OK",
-                "meterStart": 1_000_000,
-                "timestamp": "2026-01-05T10:00:01Z",
-            },
-            "u-start",
-        )
-        assert start[0] == 3
-        tx = start[2]["transactionId"]
-        assert isinstance(tx, int)
-        assert start[2]["idTagInfo"]["status"] == "Accepted"
-
-        mv = await rpc(
-            ws,
-            "MeterValues",
-            {
-                "connectorId": 1,
-                "transactionId": tx,
-                "meterValue": [
-                    {
-                        "timestamp": "2026-01-05T10:00:30Z",
-                        "sampledValue": [
-                            {
-                                "value": "1000100",
-                                "measurand": "Energy.Active.Import.Register",
-                                "unit": "Wh",
-                            }
-                        ],
-                    },
-                    {
-                        "timestamp": "2026-01-05T10:01:00Z",
-                        "sampledValue": [
-                            {
-                                "value": "1000200",
-                                "measurand": "Energy.Active.Import.Register",
-                                "unit": "Wh",
-                            }
-                        ],
-                    },
-                ],
-            },
-        )
-        assert mv[0] == 3
-        assert mv[2] == {}
-
-        stop = await rpc(
-            ws,
-            "StopTransaction",
-            {
-                "transactionId": tx,
-                "meterStop": 1_005_000,
-                "timestamp": "2026-01-05T10:30:00Z",
-                "idTag": "TAG-OK",
-                "reason": "Local",
-            },
-            "u-stop",
-        )
-        assert stop[2] == {"idTagInfo": {"status": "Accepted", "parentIdTag": "FLEET-1"}}
-        stop_no_tag = await rpc(
-            ws,
-            "StopTransaction",
-            {"transactionId": tx, "meterStop": 1_005_000, "timestamp": "2026-01-05T10:30:00Z"},
-        )
-        assert stop_no_tag[2] == {}
-    finally:
-        await ws.close()
-
-    got = wait_for_envelopes(broker, topics.ocpp_events, 8)
     assert [e.action for e in got] == [
         "BootNotification",
         "Heartbeat",
@@ -238,9 +151,11 @@ async def test_all_seven_actions_are_answered_and_published(
     for env in got:
         assert env.charge_point_id == "CP-ALL"
         assert env.ocpp_version == "1.6"
-    messages = list(read_topic(broker.bootstrap, topics.ocpp_events))
-    assert {m.key() for m in messages} == {b"CP-ALL"}
-    # Normalised facts next to the raw payload.
+
+
+def _check_the_normalised_facts(got: list[Any], tx: int) -> None:
+    by_uid = {e.unique_id: e for e in got}
+    mv_env = next(e for e in got if e.action == "MeterValues")
     start_facts = by_uid["u-start"].normalized
     assert start_facts is not None
     assert isinstance(start_facts[0], TransactionStart)
@@ -253,9 +168,26 @@ async def test_all_seven_actions_are_answered_and_published(
     assert stop_facts is not None
     assert isinstance(stop_facts[0], TransactionEnd)
     assert (stop_facts[0].meter_stop_wh, stop_facts[0].stopped_reason) == (1_005_000, "Local")
-    assert by_uid["u-boot"].normalized == []
+    [boot] = by_uid["u-boot"].normalized or []
+    assert isinstance(boot, StationBoot)
+    assert (boot.vendor, boot.model, boot.firmware_version, boot.reason) == (
+        "Acme",
+        "AC22",
+        "1.2.3",
+        None,
+    )
+    auth = next(e for e in got if e.action == "Authorize")
+    assert auth.normalized == [
+        Authorization(
+            charge_point_id="CP-ALL",
+            id_tag="TAG-OK",
+            auth_status="Accepted",
+            timestamp=auth.received_at,
+        )
+    ]
 
-    # Registry side effects.
+
+def _check_the_registry_rows(db: psycopg.Connection[Any]) -> None:
     station = db.execute(
         "SELECT vendor, model, serial_number, firmware_version, ocpp_version, last_seen_at "
         "FROM stations WHERE charge_point_id = 'CP-ALL'"
@@ -268,6 +200,26 @@ async def test_all_seven_actions_are_answered_and_published(
         "WHERE charge_point_id = 'CP-ALL' AND connector_id = 1"
     ).fetchone()
     assert conn == ("Preparing", "NoError", datetime(2026, 1, 5, 10, tzinfo=UTC))
+
+
+async def test_all_seven_actions_are_answered_and_published(
+    gateway: Gateway, broker: EmbeddedBroker, topics: Topics, db: psycopg.Connection[Any]
+) -> None:
+    add_id_tag(gateway.config.database_url, "TAG-OK", parent_id_tag="FLEET-1")
+    ws = await open_station(gateway, "CP-ALL")
+    try:
+        boot = await _boot_heartbeat_status_and_authorise(ws)
+        start, stop, tx = await _start_meter_and_stop(ws)
+    finally:
+        await ws.close()
+
+    got = wait_for_envelopes(broker, topics.ocpp_events, 8)
+    _check_the_eight_envelopes(got, boot, start, stop)
+    messages = list(read_topic(broker.bootstrap, topics.ocpp_events))
+    assert {m.key() for m in messages} == {b"CP-ALL"}
+    # Normalised facts next to the raw payload.
+    _check_the_normalised_facts(got, tx)
+    _check_the_registry_rows(db)
 
 
 async def test_authorize_statuses(gateway: Gateway, db: psycopg.Connection[Any]) -> None:
@@ -383,96 +335,72 @@ CHARGE_POINT_STATUSES = (
 )
 
 
-async def test_remaining_16_actions_error_codes_and_transaction_data(
-    broker: EmbeddedBroker, clean_db: str, topics: Topics
-) -> None:
-    cfg = gateway_config(
-        broker, clean_db, topics, data_transfer_vendor_ids=frozenset({"org.chargeflow"})
-    )
+STOP_WITH_TRANSACTION_DATA = {
+    "transactionId": 77,
+    "meterStop": 2_000,
+    "timestamp": "2026-01-05T11:00:00Z",
+    "reason": "EVDisconnected",
+    "transactionData": [
+        {
+            "timestamp": "2026-01-05T10:59:00Z",
+            "sampledValue": [
+                {"value": "1990", "context": "Transaction.End"},
+                {
+                    "value": "7.2",
+                    "measurand": "Power.Active.Import",
+                    "unit": "kW",
+                    "phase": "L1",
+                },
+                {"value": "0A1B", "format": "SignedData"},
+            ],
+        }
+    ],
+}
+
+
+async def _send_the_remaining_actions(gw: Gateway) -> list[tuple[str, dict[str, Any]]]:
+    """Returns (unique id, answer payload) of every call, in the order sent."""
     sent: list[tuple[str, dict[str, Any]]] = []
-    async with Gateway(cfg) as gw:
-        ws = await open_station(gw, "CP-MORE")
-        try:
+    ws = await open_station(gw, "CP-MORE")
+    try:
 
-            async def call(uid: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-                frame = await rpc(ws, action, payload, uid)
-                assert frame[0] == 3, frame
-                sent.append((uid, frame[2]))
-                return dict(frame[2])
+        async def call(uid: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+            frame = await rpc(ws, action, payload, uid)
+            assert frame[0] == 3, frame
+            sent.append((uid, frame[2]))
+            return dict(frame[2])
 
-            assert await call(
-                "dt-known",
-                "DataTransfer",
-                {"vendorId": "org.chargeflow", "messageId": "Ping", "data": "x"},
-            ) == {"status": "Accepted"}
-            assert await call("dt-unknown", "DataTransfer", {"vendorId": "com.other"}) == {
-                "status": "UnknownVendorId"
+        assert await call(
+            "dt-known",
+            "DataTransfer",
+            {"vendorId": "org.chargeflow", "messageId": "Ping", "data": "x"},
+        ) == {"status": "Accepted"}
+        assert await call("dt-unknown", "DataTransfer", {"vendorId": "com.other"}) == {
+            "status": "UnknownVendorId"
+        }
+        assert await call("diag", "DiagnosticsStatusNotification", {"status": "Uploaded"}) == {}
+        assert await call("fw", "FirmwareStatusNotification", {"status": "Installed"}) == {}
+        security = {"type": "TamperDetectionActivated", "timestamp": NOW, "techInfo": "lid"}
+        assert await call("sec", "SecurityEventNotification", security) == {}
+        for i, code in enumerate(CHARGE_POINT_ERROR_CODES):
+            status = CHARGE_POINT_STATUSES[i % len(CHARGE_POINT_STATUSES)]
+            notification = {
+                "connectorId": 2,
+                "errorCode": code,
+                "status": status,
+                "timestamp": NOW,
+                "info": "i",
+                "vendorId": "v",
+                "vendorErrorCode": "E1",
             }
-            assert await call("diag", "DiagnosticsStatusNotification", {"status": "Uploaded"}) == {}
-            assert await call("fw", "FirmwareStatusNotification", {"status": "Installed"}) == {}
-            for i, code in enumerate(CHARGE_POINT_ERROR_CODES):
-                status = CHARGE_POINT_STATUSES[i % len(CHARGE_POINT_STATUSES)]
-                assert (
-                    await call(
-                        f"st-{code}",
-                        "StatusNotification",
-                        {
-                            "connectorId": 2,
-                            "errorCode": code,
-                            "status": status,
-                            "timestamp": NOW,
-                            "info": "i",
-                            "vendorId": "v",
-                            "vendorErrorCode": "E1",
-                        },
-                    )
-                    == {}
-                )
-            assert (
-                await call(
-                    "stop",
-                    "StopTransaction",
-                    {
-                        "transactionId": 77,
-                        "meterStop": 2_000,
-                        "timestamp": "2026-01-05T11:00:00Z",
-                        "reason": "EVDisconnected",
-                        "transactionData": [
-                            {
-                                "timestamp": "2026-01-05T10:59:00Z",
-                                "sampledValue": [
-                                    {"value": "1990", "context": "Transaction.End"},
-                                    {
-                                        "value": "7.2",
-                                        "measurand": "Power.Active.Import",
-                                        "unit": "kW",
-                                        "phase": "L1",
-                                    },
-                                    {"value": "0A1B", "format": "SignedData"},
-                                ],
-                            }
-                        ],
-                    },
-                )
-                == {}
-            )
-        finally:
-            await ws.close()
+            assert await call(f"st-{code}", "StatusNotification", notification) == {}
+        assert await call("stop", "StopTransaction", STOP_WITH_TRANSACTION_DATA) == {}
+    finally:
+        await ws.close()
+    return sent
 
-    got = wait_for_envelopes(broker, topics.ocpp_events, len(sent))
-    by_uid = {e.unique_id: e for e in got}
-    assert [e.unique_id for e in got] == [uid for uid, _ in sent]
-    for uid, response in sent:
-        assert by_uid[uid].response == response
-        assert by_uid[uid].ocpp_version == "1.6"
-    for i, code in enumerate(CHARGE_POINT_ERROR_CODES):
-        facts = by_uid[f"st-{code}"].normalized
-        assert facts is not None
-        assert len(facts) == 1
-        assert isinstance(facts[0], ConnectorStatus)
-        status = CHARGE_POINT_STATUSES[i % len(CHARGE_POINT_STATUSES)]
-        assert (facts[0].error_code, facts[0].status, facts[0].evse_id) == (code, status, 2)
-    stop = by_uid["stop"]
+
+def _check_the_stop_with_transaction_data(stop: Any) -> None:
     assert stop.payload["transactionData"][0]["sampledValue"][2]["format"] == "SignedData"
     facts = stop.normalized
     assert facts is not None
@@ -488,4 +416,39 @@ async def test_remaining_16_actions_error_codes_and_transaction_data(
     ] == [
         ("Energy.Active.Import.Register", "Transaction.End", "Wh", 1990, None, "77"),
         ("Power.Active.Import", "Sample.Periodic", "kW", Decimal("7.2"), "L1", "77"),
+    ]
+
+
+async def test_remaining_16_actions_error_codes_and_transaction_data(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    cfg = gateway_config(
+        broker, clean_db, topics, data_transfer_vendor_ids=frozenset({"org.chargeflow"})
+    )
+    async with Gateway(cfg) as gw:
+        sent = await _send_the_remaining_actions(gw)
+
+    got = wait_for_envelopes(broker, topics.ocpp_events, len(sent))
+    by_uid = {e.unique_id: e for e in got}
+    assert [e.unique_id for e in got] == [uid for uid, _ in sent]
+    for uid, response in sent:
+        assert by_uid[uid].response == response
+        assert by_uid[uid].ocpp_version == "1.6"
+    for i, code in enumerate(CHARGE_POINT_ERROR_CODES):
+        facts = by_uid[f"st-{code}"].normalized
+        assert facts is not None
+        assert len(facts) == 1
+        assert isinstance(facts[0], ConnectorStatus)
+        status = CHARGE_POINT_STATUSES[i % len(CHARGE_POINT_STATUSES)]
+        assert (facts[0].error_code, facts[0].status, facts[0].evse_id) == (code, status, 2)
+    _check_the_stop_with_transaction_data(by_uid["stop"])
+    security = by_uid["sec"]
+    assert security.measured_at == parse_rfc3339(NOW)
+    assert security.normalized == [
+        SecurityEvent(
+            charge_point_id="CP-MORE",
+            event_type="TamperDetectionActivated",
+            tech_info="lid",
+            timestamp=parse_rfc3339(NOW),
+        )
     ]

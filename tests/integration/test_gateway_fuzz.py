@@ -59,8 +59,9 @@ from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
-from store.registry import add_id_tag, provision_station
-from tests.conftest import poll_until
+from store.id_tokens import add_id_tag
+from store.stations import provision_station
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -951,7 +952,7 @@ def test_stray_answers_do_not_pile_up_per_connection(
         queued = gw.run(lambda: station._response_queue.qsize())
         dropped = {
             kind: gw.run(
-                lambda k=kind: gw.gateway.registry.get_sample_value(  # type: ignore[union-attr,misc]
+                lambda k=kind: gw.gateway.registry.get_sample_value(  # type: ignore[misc]
                     "chargeflow_gateway_stray_answers_total", {"kind": k}
                 )
             )

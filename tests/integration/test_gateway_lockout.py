@@ -17,8 +17,8 @@ from websockets.exceptions import InvalidStatus
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
-from tests.integration.test_gateway_calls import basic_auth, gateway_config, provision, rpc
-from tests.integration.test_gateway_security import alerts, apoll
+from tests.support.gateway import alerts, basic_auth, gateway_config, provision, rpc
+from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,7 @@ from websockets.asyncio.client import ClientConnection
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
-from tests.integration.test_gateway_calls import (
-    basic_auth,
-    gateway_config,
-    open_station,
-    provision,
-    rpc,
-)
+from tests.support.gateway import basic_auth, gateway_config, open_station, provision, rpc
 
 pytestmark = pytest.mark.integration
 

@@ -19,13 +19,8 @@ from websockets.exceptions import InvalidStatus
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
-from store.registry import PASSWORD_HASHER, hash_password
-from tests.integration.test_gateway_calls import (
-    STATION_PASSWORD,
-    basic_auth,
-    gateway_config,
-    rpc,
-)
+from store.stations import PASSWORD_HASHER, hash_password
+from tests.support.gateway import STATION_PASSWORD, basic_auth, gateway_config, rpc
 
 pytestmark = pytest.mark.integration
 

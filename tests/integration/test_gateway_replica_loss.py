@@ -13,14 +13,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker, free_port
 from ingest.gateway.server import Gateway
-from tests.conftest import ROOT
-from tests.integration.test_gateway_calls import basic_auth, gateway_config, provision, rpc
-from tests.integration.test_gateway_security import apoll, connection_events
+from tests.support.gateway import basic_auth, connection_events, gateway_config, provision, rpc
+from tests.support.paths import ROOT
+from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +32,10 @@ def holder(db: psycopg.Connection[Any], cp_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-async def test_stations_of_a_killed_replica_go_offline_via_a_live_one(
-    broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
-) -> None:
-    port = free_port()
-    doomed_env = {
+def _doomed_replica_env(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, port: int
+) -> dict[str, str]:
+    return {
         **os.environ,
         "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
         "CHARGEFLOW_DATABASE_URL": clean_db,
@@ -45,6 +44,62 @@ async def test_stations_of_a_killed_replica_go_offline_via_a_live_one(
         "CHARGEFLOW_GATEWAY_ID": "gw-doomed",
         "CHARGEFLOW_GATEWAY_REPLICA_HEARTBEAT_S": "0.3",
     }
+
+
+async def _connect_once_listening(
+    doomed: asyncio.subprocess.Process, port: int
+) -> ClientConnection:
+    """CP-STRANDED's connection to the doomed replica, once it listens."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return await connect(
+                f"ws://127.0.0.1:{port}/ocpp/CP-STRANDED",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers=basic_auth("CP-STRANDED"),
+            )
+        except OSError:
+            assert doomed.returncode is None, "the doomed replica exited"
+            assert time.monotonic() < deadline, "the doomed replica never listened"
+            await asyncio.sleep(0.1)
+
+
+async def _connect_to_a_replica_and_kill_it(
+    env: dict[str, str], port: int, db: psycopg.Connection[Any]
+) -> None:
+    doomed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chargeflow.cli",
+        "gateway",
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ws = await _connect_once_listening(doomed, port)
+        assert (await rpc(ws, "Heartbeat", {}))[0] == 3
+        await apoll(
+            lambda: holder(db, "CP-STRANDED"),
+            lambda h: h == "gw-doomed",
+            20,
+            "the doomed replica's connection row",
+        )
+        doomed.send_signal(signal.SIGKILL)  # no clean shutdown: nothing settled
+        await asyncio.wait_for(doomed.wait(), 20)
+        await ws.close()
+    finally:
+        if doomed.returncode is None:
+            doomed.kill()
+            await asyncio.wait_for(doomed.wait(), 20)
+
+
+async def test_stations_of_a_killed_replica_go_offline_via_a_live_one(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
+) -> None:
+    port = free_port()
+    doomed_env = _doomed_replica_env(broker, clean_db, topics, port)
     cfg = gateway_config(
         broker,
         clean_db,
@@ -55,44 +110,7 @@ async def test_stations_of_a_killed_replica_go_offline_via_a_live_one(
     )
     async with Gateway(cfg) as survivor:
         await provision(survivor, "CP-STRANDED")
-        doomed = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "chargeflow.cli",
-            "gateway",
-            cwd=ROOT,
-            env=doomed_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:  # until the doomed replica listens
-                try:
-                    ws = await connect(
-                        f"ws://127.0.0.1:{port}/ocpp/CP-STRANDED",
-                        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                        additional_headers=basic_auth("CP-STRANDED"),
-                    )
-                    break
-                except OSError:
-                    assert doomed.returncode is None, "the doomed replica exited"
-                    assert time.monotonic() < deadline, "the doomed replica never listened"
-                    await asyncio.sleep(0.1)
-            assert (await rpc(ws, "Heartbeat", {}))[0] == 3
-            await apoll(
-                lambda: holder(db, "CP-STRANDED"),
-                lambda h: h == "gw-doomed",
-                20,
-                "the doomed replica's connection row",
-            )
-            doomed.send_signal(signal.SIGKILL)  # no clean shutdown: nothing settled
-            await asyncio.wait_for(doomed.wait(), 20)
-            await ws.close()
-        finally:
-            if doomed.returncode is None:
-                doomed.kill()
-                await asyncio.wait_for(doomed.wait(), 20)
+        await _connect_to_a_replica_and_kill_it(doomed_env, port, db)
 
         events = await apoll(
             lambda: connection_events(broker, topics, "CP-STRANDED"),

@@ -11,10 +11,10 @@ import ssl
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,51 +22,26 @@ import trustme
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from bus.admin import read_topic
-from bus.envelope import Envelope, Kind, decode_envelope
+from bus.envelope import Kind
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
-from store.registry import add_id_tag, provision_station
-from tests.conftest import poll_until
-from tests.integration.test_gateway_calls import (
+from store.id_tokens import add_id_tag
+from store.stations import provision_station
+from tests.support.gateway import (
     NOW,
     STATION_PASSWORD,
+    alerts,
     basic_auth,
+    connection_events,
     gateway_config,
     open_station,
     provision,
     rpc,
 )
+from tests.support.polling import apoll, poll_until
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
-
-
-def alerts(broker: EmbeddedBroker, topics: Topics) -> list[Envelope]:
-    return [decode_envelope(m.value()) for m in read_topic(broker.bootstrap, topics.alerts)]
-
-
-def connection_events(broker: EmbeddedBroker, topics: Topics, cp_id: str) -> list[Envelope]:
-    return [
-        e
-        for e in (
-            decode_envelope(m.value()) for m in read_topic(broker.bootstrap, topics.ocpp_events)
-        )
-        if e.kind == Kind.STATION_CONNECTION and e.charge_point_id == cp_id
-    ]
-
-
-async def apoll(fetch: Callable[[], T], done: Callable[[T], bool], within: float, what: str) -> T:
-    """``poll_until`` that keeps the event loop (and the gateway on it) running."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await asyncio.to_thread(fetch)
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}; last: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 async def refused(
@@ -301,9 +276,7 @@ def start16(tag: str, connector: int = 1) -> dict[str, Any]:
     return {"connectorId": connector, "idTag": tag, "meterStart": 0, "timestamp": NOW}
 
 
-async def test_16_tokens_blocked_expired_invalid_concurrent_and_groups(
-    gateway: Gateway, broker: EmbeddedBroker, topics: Topics, clean_db: str
-) -> None:
+def _add_the_16_tokens(clean_db: str) -> None:
     past = datetime.now(UTC) - timedelta(days=1)
     add_id_tag(clean_db, "T16-BLOCKED", status="Blocked")
     add_id_tag(clean_db, "T16-EXPIRED", expiry_date=past)
@@ -311,53 +284,66 @@ async def test_16_tokens_blocked_expired_invalid_concurrent_and_groups(
     add_id_tag(clean_db, "T16-MATE", parent_id_tag="FLEET-A")
     add_id_tag(clean_db, "T16-BADGROUP", parent_id_tag="FLEET-B")
     add_id_tag(clean_db, "FLEET-B", status="Blocked")
+
+
+async def _id_tag_info(
+    ws: ClientConnection, action: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    frame = await rpc(ws, action, payload)
+    assert frame[0] == 3, frame
+    return dict(frame[2]["idTagInfo"])
+
+
+async def _check_the_16_token_statuses(a: ClientConnection, b: ClientConnection) -> None:
+    info = _id_tag_info
+    assert await info(a, "Authorize", {"idTag": "T16-BLOCKED"}) == {"status": "Blocked"}
+    assert await info(a, "Authorize", {"idTag": "T16-EXPIRED"}) == {"status": "Expired"}
+    assert await info(a, "Authorize", {"idTag": "T16-NOBODY"}) == {"status": "Invalid"}
+    assert await info(a, "Authorize", {"idTag": "T16-BADGROUP"}) == {"status": "Blocked"}
+    # Tags sharing a parent are a group: both answered with the parent.
+    assert await info(a, "Authorize", {"idTag": "T16-OK"}) == {
+        "status": "Accepted",
+        "parentIdTag": "FLEET-A",
+    }
+    assert await info(b, "Authorize", {"idTag": "T16-MATE"}) == {
+        "status": "Accepted",
+        "parentIdTag": "FLEET-A",
+    }
+    assert (await info(a, "StartTransaction", start16("T16-BLOCKED")))["status"] == "Blocked"
+
+
+async def _check_the_16_concurrent_starts(a: ClientConnection, b: ClientConnection) -> None:
+    info = _id_tag_info
+    first = await rpc(a, "StartTransaction", start16("T16-OK"))
+    assert first[2]["idTagInfo"] == {"status": "Accepted", "parentIdTag": "FLEET-A"}
+    # The same card at another station while the first transaction runs.
+    assert await info(b, "StartTransaction", start16("T16-OK")) == {
+        "status": "ConcurrentTx",
+        "parentIdTag": "FLEET-A",
+    }
+    # Authorize is not refused (the driver may want to stop the running one) ...
+    assert (await info(b, "Authorize", {"idTag": "T16-OK"}))["status"] == "Accepted"
+    # ... a retried start on the same connector is not concurrent, another one is.
+    again = await rpc(a, "StartTransaction", start16("T16-OK"))
+    assert again[2]["idTagInfo"]["status"] == "Accepted"
+    tx = again[2]["transactionId"]
+    assert (await info(a, "StartTransaction", start16("T16-OK", 2)))["status"] == "ConcurrentTx"
+    # A group member is a different card: not concurrent.
+    assert (await info(b, "StartTransaction", start16("T16-MATE")))["status"] == "Accepted"
+    stop = await rpc(a, "StopTransaction", {"transactionId": tx, "meterStop": 10, "timestamp": NOW})
+    assert stop[0] == 3
+    assert (await info(b, "StartTransaction", start16("T16-OK")))["status"] == "Accepted"
+
+
+async def test_16_tokens_blocked_expired_invalid_concurrent_and_groups(
+    gateway: Gateway, broker: EmbeddedBroker, topics: Topics, clean_db: str
+) -> None:
+    _add_the_16_tokens(clean_db)
     a = await open_station(gateway, "CP-16-A")
     b = await open_station(gateway, "CP-16-B")
     try:
-
-        async def info(
-            ws: ClientConnection, action: str, payload: dict[str, Any]
-        ) -> dict[str, Any]:
-            frame = await rpc(ws, action, payload)
-            assert frame[0] == 3, frame
-            return dict(frame[2]["idTagInfo"])
-
-        assert await info(a, "Authorize", {"idTag": "T16-BLOCKED"}) == {"status": "Blocked"}
-        assert await info(a, "Authorize", {"idTag": "T16-EXPIRED"}) == {"status": "Expired"}
-        assert await info(a, "Authorize", {"idTag": "T16-NOBODY"}) == {"status": "Invalid"}
-        assert await info(a, "Authorize", {"idTag": "T16-BADGROUP"}) == {"status": "Blocked"}
-        # Tags sharing a parent are a group: both answered with the parent.
-        assert await info(a, "Authorize", {"idTag": "T16-OK"}) == {
-            "status": "Accepted",
-            "parentIdTag": "FLEET-A",
-        }
-        assert await info(b, "Authorize", {"idTag": "T16-MATE"}) == {
-            "status": "Accepted",
-            "parentIdTag": "FLEET-A",
-        }
-        assert (await info(a, "StartTransaction", start16("T16-BLOCKED")))["status"] == "Blocked"
-
-        first = await rpc(a, "StartTransaction", start16("T16-OK"))
-        assert first[2]["idTagInfo"] == {"status": "Accepted", "parentIdTag": "FLEET-A"}
-        # The same card at another station while the first transaction runs.
-        assert await info(b, "StartTransaction", start16("T16-OK")) == {
-            "status": "ConcurrentTx",
-            "parentIdTag": "FLEET-A",
-        }
-        # Authorize is not refused (the driver may want to stop the running one) ...
-        assert (await info(b, "Authorize", {"idTag": "T16-OK"}))["status"] == "Accepted"
-        # ... a retried start on the same connector is not concurrent, another one is.
-        again = await rpc(a, "StartTransaction", start16("T16-OK"))
-        assert again[2]["idTagInfo"]["status"] == "Accepted"
-        tx = again[2]["transactionId"]
-        assert (await info(a, "StartTransaction", start16("T16-OK", 2)))["status"] == "ConcurrentTx"
-        # A group member is a different card: not concurrent.
-        assert (await info(b, "StartTransaction", start16("T16-MATE")))["status"] == "Accepted"
-        stop = await rpc(
-            a, "StopTransaction", {"transactionId": tx, "meterStop": 10, "timestamp": NOW}
-        )
-        assert stop[0] == 3
-        assert (await info(b, "StartTransaction", start16("T16-OK")))["status"] == "Accepted"
+        await _check_the_16_token_statuses(a, b)
+        await _check_the_16_concurrent_starts(a, b)
     finally:
         await a.close()
         await b.close()

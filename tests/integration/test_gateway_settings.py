@@ -16,7 +16,8 @@ from websockets.sync.client import connect
 
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker, free_port
-from tests.conftest import ROOT, poll_until
+from tests.support.paths import ROOT
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,52 +16,34 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from bus.normalized import (
+    Authorization,
     ConnectorStatus,
+    DeviceEvent,
     MeterSample,
+    SecurityEvent,
+    StationBoot,
+    StationHeartbeat,
     TransactionEnd,
     TransactionStart,
     TransactionUpdate,
 )
+from bus.times import parse_rfc3339
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
-from store.registry import add_id_tag
-from tests.integration.test_gateway_calls import (
-    gateway,
+from store.id_tokens import add_id_tag
+from tests.support.gateway import (
     gateway_config,
     open_station,
+    open_v201,
+    register,
     rpc,
     wait_for_envelopes,
 )
 
 pytestmark = pytest.mark.integration
-__all__ = ["gateway"]  # fixture re-export
 
 T0 = "2026-01-05T10:00:00.000Z"
-
-
-async def open_v201(gw: Gateway, cp_id: str) -> ClientConnection:
-    ws = await open_station(gw, cp_id, ("ocpp2.0.1",))
-    assert ws.subprotocol == "ocpp2.0.1"
-    return ws
-
-
-def register(
-    value: float | int, context: str, at: str = T0, unit: str = "Wh"
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "timestamp": at,
-            "sampledValue": [
-                {
-                    "value": value,
-                    "context": context,
-                    "measurand": "Energy.Active.Import.Register",
-                    "unitOfMeasure": {"unit": unit},
-                }
-            ],
-        }
-    ]
 
 
 def tx_event(
@@ -80,229 +63,163 @@ def tx_event(
     }
 
 
-async def test_every_201_action_is_answered_published_and_normalised(
-    broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
-) -> None:
-    cfg = gateway_config(
-        broker, clean_db, topics, data_transfer_vendor_ids=frozenset({"org.chargeflow"})
+Call = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def _occupied(timestamp: str = T0) -> dict[str, Any]:
+    return {"timestamp": timestamp, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1}
+
+
+async def _boot_and_authorise(call: Call) -> None:
+    boot = await call(
+        "boot",
+        "BootNotification",
+        {
+            "chargingStation": {
+                "vendorName": "Acme",
+                "model": "DC50",
+                "serialNumber": "SN-201",
+                "firmwareVersion": "2.0",
+            },
+            "reason": "PowerUp",
+        },
     )
-    add_id_tag(clean_db, "TOKEN-OK", parent_id_tag="GROUP-1")
-    async with Gateway(cfg) as gw:
-        ws = await open_v201(gw, "CS-201")
-        try:
-            answers: dict[str, list[Any]] = {}
+    assert boot["status"] == "Accepted"
+    assert boot["interval"] == 300
+    datetime.fromisoformat(boot["currentTime"])
+    assert "currentTime" in await call("hb", "Heartbeat", {})
+    assert await call("st-occ", "StatusNotification", _occupied()) == {}
+    assert await call(
+        "auth", "Authorize", {"idToken": {"idToken": "TOKEN-OK", "type": "ISO14443"}}
+    ) == {
+        "idTokenInfo": {
+            "status": "Accepted",
+            "groupIdToken": {"idToken": "GROUP-1", "type": "Central"},
+        }
+    }
 
-            async def call(uid: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-                frame = await rpc(ws, action, payload, uid)
-                assert frame[0] == 3, frame
-                answers[uid] = frame
-                return dict(frame[2])
 
-            boot = await call(
-                "boot",
-                "BootNotification",
-                {
-                    "chargingStation": {
-                        "vendorName": "Acme",
-                        "model": "DC50",
-                        "serialNumber": "SN-201",
-                        "firmwareVersion": "2.0",
-                    },
-                    "reason": "PowerUp",
-                },
-            )
-            assert boot["status"] == "Accepted"
-            assert boot["interval"] == 300
-            datetime.fromisoformat(boot["currentTime"])
-            assert "currentTime" in await call("hb", "Heartbeat", {})
-            assert (
-                await call(
-                    "st-occ",
-                    "StatusNotification",
-                    {"timestamp": T0, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
-                )
-                == {}
-            )
-            assert await call(
-                "auth", "Authorize", {"idToken": {"idToken": "TOKEN-OK", "type": "ISO14443"}}
-            ) == {
-                "idTokenInfo": {
-                    "status": "Accepted",
-                    "groupIdToken": {"idToken": "GROUP-1", "type": "Central"},
-                }
-            }
-            started = await call(
-                "tx-start",
-                "TransactionEvent",
-                tx_event(
-                    "Started",
-                    0,
-                    "Authorized",
-                    state="Charging",
-                    evse={"id": 1, "connectorId": 1},
-                    idToken={"idToken": "TOKEN-OK", "type": "ISO14443"},
-                    meterValue=register(1_000_000, "Transaction.Begin"),
-                ),
-            )
-            assert started["idTokenInfo"]["status"] == "Accepted"
-            assert (
-                await call(
-                    "st-charging",
-                    "StatusNotification",
-                    {"timestamp": T0, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
-                )
-                == {}
-            )
-            assert (
-                await call(
-                    "tx-upd",
-                    "TransactionEvent",
-                    tx_event(
-                        "Updated",
-                        1,
-                        "MeterValuePeriodic",
-                        state="SuspendedEV",
-                        offline=True,
-                        meterValue=register(1_000.5, "Sample.Periodic", unit="kWh"),
-                    ),
-                )
-                == {}
-            )
-            assert (
-                await call(
-                    "tx-end",
-                    "TransactionEvent",
-                    tx_event(
-                        "Ended",
-                        2,
-                        "EVDeparted",
-                        state="Idle",
-                        info={"stoppedReason": "EVDisconnected"},
-                        meterValue=register(1_002_500, "Transaction.End"),
-                    ),
-                )
-                == {}
-            )
-            assert (
-                await call(
-                    "st-finishing",
-                    "StatusNotification",
-                    {"timestamp": T0, "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
-                )
-                == {}
-            )
-            assert (
-                await call(
-                    "mv",
-                    "MeterValues",
-                    {
-                        "evseId": 1,
-                        "meterValue": [
-                            {
-                                "timestamp": "2026-01-05T10:05:00Z",
-                                "sampledValue": [
-                                    {
-                                        "value": 230.1,
-                                        "measurand": "Voltage",
-                                        "phase": "L1-N",
-                                        "unitOfMeasure": {"unit": "V"},
-                                    },
-                                    {
-                                        "value": 7,
-                                        "measurand": "Power.Active.Import",
-                                        "unitOfMeasure": {"unit": "W", "multiplier": 3},
-                                    },
-                                ],
-                            }
-                        ],
-                    },
-                )
-                == {}
-            )
-            assert (
-                await call(
-                    "event",
-                    "NotifyEvent",
-                    {
-                        "generatedAt": "2026-01-05T10:06:00Z",
-                        "seqNo": 0,
-                        "eventData": [
-                            {
-                                "eventId": 1,
-                                "timestamp": T0,
-                                "trigger": "Alerting",
-                                "actualValue": "95",
-                                "eventNotificationType": "HardWiredMonitor",
-                                "component": {
-                                    "name": "Connector",
-                                    "evse": {"id": 1, "connectorId": 1},
-                                },
-                                "variable": {"name": "Temperature"},
-                            }
-                        ],
-                    },
-                )
-                == {}
-            )
-            assert (
-                await call(
-                    "report",
-                    "NotifyReport",
-                    {
-                        "requestId": 1,
-                        "generatedAt": T0,
-                        "seqNo": 0,
-                        "reportData": [
-                            {
-                                "component": {"name": "ChargingStation"},
-                                "variable": {"name": "Model"},
-                                "variableAttribute": [{"value": "DC50"}],
-                            }
-                        ],
-                    },
-                )
-                == {}
-            )
-            assert (
-                await call(
-                    "sec", "SecurityEventNotification", {"type": "FirmwareUpdated", "timestamp": T0}
-                )
-                == {}
-            )
-            assert (
-                await call(
-                    "fw", "FirmwareStatusNotification", {"status": "Installed", "requestId": 3}
-                )
-                == {}
-            )
-            assert await call("log", "LogStatusNotification", {"status": "Uploaded"}) == {}
-            assert await call(
-                "dt-known",
-                "DataTransfer",
-                {"vendorId": "org.chargeflow", "messageId": "Ping", "data": {"a": 1}},
-            ) == {"status": "Accepted"}
-            assert await call("dt-unknown", "DataTransfer", {"vendorId": "com.other"}) == {
-                "status": "UnknownVendorId"
-            }
-            assert (
-                await call(
-                    "st-free",
-                    "StatusNotification",
-                    {
-                        "timestamp": "2026-01-05T10:07:00Z",
-                        "connectorStatus": "Available",
-                        "evseId": 1,
-                        "connectorId": 1,
-                    },
-                )
-                == {}
-            )
-        finally:
-            await ws.close()
+async def _run_a_transaction(call: Call) -> None:
+    started = await call(
+        "tx-start",
+        "TransactionEvent",
+        tx_event(
+            "Started",
+            0,
+            "Authorized",
+            state="Charging",
+            evse={"id": 1, "connectorId": 1},
+            idToken={"idToken": "TOKEN-OK", "type": "ISO14443"},
+            meterValue=register(1_000_000, "Transaction.Begin"),
+        ),
+    )
+    assert started["idTokenInfo"]["status"] == "Accepted"
+    assert await call("st-charging", "StatusNotification", _occupied()) == {}
+    updated = tx_event(
+        "Updated",
+        1,
+        "MeterValuePeriodic",
+        state="SuspendedEV",
+        offline=True,
+        meterValue=register(1_000.5, "Sample.Periodic", unit="kWh"),
+    )
+    assert await call("tx-upd", "TransactionEvent", updated) == {}
+    ended = tx_event(
+        "Ended",
+        2,
+        "EVDeparted",
+        state="Idle",
+        info={"stoppedReason": "EVDisconnected"},
+        meterValue=register(1_002_500, "Transaction.End"),
+    )
+    assert await call("tx-end", "TransactionEvent", ended) == {}
+    assert await call("st-finishing", "StatusNotification", _occupied()) == {}
 
-    got = wait_for_envelopes(broker, topics.ocpp_events, len(answers))
-    assert [e.unique_id for e in got] == list(answers)  # one station: ordered
-    by_uid = {e.unique_id: e for e in got}
+
+async def _send_meter_values_and_notifications(call: Call) -> None:
+    sampled = [
+        {
+            "value": 230.1,
+            "measurand": "Voltage",
+            "phase": "L1-N",
+            "unitOfMeasure": {"unit": "V"},
+        },
+        {
+            "value": 7,
+            "measurand": "Power.Active.Import",
+            "unitOfMeasure": {"unit": "W", "multiplier": 3},
+        },
+    ]
+    meter_values = {
+        "evseId": 1,
+        "meterValue": [{"timestamp": "2026-01-05T10:05:00Z", "sampledValue": sampled}],
+    }
+    assert await call("mv", "MeterValues", meter_values) == {}
+    event_data = {
+        "eventId": 1,
+        "timestamp": T0,
+        "trigger": "Alerting",
+        "actualValue": "95",
+        "eventNotificationType": "HardWiredMonitor",
+        "component": {"name": "Connector", "evse": {"id": 1, "connectorId": 1}},
+        "variable": {"name": "Temperature"},
+    }
+    notify_event = {"generatedAt": "2026-01-05T10:06:00Z", "seqNo": 0, "eventData": [event_data]}
+    assert await call("event", "NotifyEvent", notify_event) == {}
+    report_data = {
+        "component": {"name": "ChargingStation"},
+        "variable": {"name": "Model"},
+        "variableAttribute": [{"value": "DC50"}],
+    }
+    report = {"requestId": 1, "generatedAt": T0, "seqNo": 0, "reportData": [report_data]}
+    assert await call("report", "NotifyReport", report) == {}
+
+
+async def _send_status_reports_and_data_transfers(call: Call) -> None:
+    security = {"type": "FirmwareUpdated", "timestamp": T0}
+    assert await call("sec", "SecurityEventNotification", security) == {}
+    firmware = {"status": "Installed", "requestId": 3}
+    assert await call("fw", "FirmwareStatusNotification", firmware) == {}
+    assert await call("log", "LogStatusNotification", {"status": "Uploaded"}) == {}
+    assert await call(
+        "dt-known",
+        "DataTransfer",
+        {"vendorId": "org.chargeflow", "messageId": "Ping", "data": {"a": 1}},
+    ) == {"status": "Accepted"}
+    assert await call("dt-unknown", "DataTransfer", {"vendorId": "com.other"}) == {
+        "status": "UnknownVendorId"
+    }
+    available = {
+        "timestamp": "2026-01-05T10:07:00Z",
+        "connectorStatus": "Available",
+        "evseId": 1,
+        "connectorId": 1,
+    }
+    assert await call("st-free", "StatusNotification", available) == {}
+
+
+async def _drive_every_201_action(gw: Gateway) -> dict[str | None, list[Any]]:
+    """Sends every handled action from one station; returns the answer frames by unique id."""
+    ws = await open_v201(gw, "CS-201")
+    answers: dict[str | None, list[Any]] = {}
+
+    async def call(uid: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        frame = await rpc(ws, action, payload, uid)
+        assert frame[0] == 3, frame
+        answers[uid] = frame
+        return dict(frame[2])
+
+    try:
+        await _boot_and_authorise(call)
+        await _run_a_transaction(call)
+        await _send_meter_values_and_notifications(call)
+        await _send_status_reports_and_data_transfers(call)
+    finally:
+        await ws.close()
+    return answers
+
+
+def _check_envelopes(by_uid: dict[str | None, Any], answers: dict[str | None, list[Any]]) -> None:
     for uid, env in by_uid.items():
         assert env.ocpp_version == "2.0.1"
         assert env.charge_point_id == "CS-201"
@@ -313,7 +230,8 @@ async def test_every_201_action_is_answered_published_and_normalised(
     assert by_uid["event"].measured_at == datetime(2026, 1, 5, 10, 6, tzinfo=UTC)
     assert by_uid["mv"].measured_at == datetime(2026, 1, 5, 10, 5, tzinfo=UTC)
 
-    # Normalised facts.
+
+def _check_normalised_statuses(by_uid: dict[str | None, Any]) -> None:
     def statuses(uid: str) -> list[str]:
         return [f.status for f in by_uid[uid].normalized or [] if isinstance(f, ConnectorStatus)]
 
@@ -321,6 +239,9 @@ async def test_every_201_action_is_answered_published_and_normalised(
     assert statuses("st-charging") == ["Charging"]
     assert statuses("st-finishing") == ["Finishing"]  # the transaction ended
     assert statuses("st-free") == ["Available"]
+
+
+def _check_normalised_transaction(by_uid: dict[str | None, Any]) -> None:
     start = by_uid["tx-start"].normalized
     assert start is not None
     assert isinstance(start[0], TransactionStart)
@@ -356,6 +277,9 @@ async def test_every_201_action_is_answered_published_and_normalised(
         "EVDisconnected",
         2,
     )
+
+
+def _check_normalised_samples_and_the_rest(by_uid: dict[str | None, Any]) -> None:
     mv = by_uid["mv"].normalized
     assert mv is not None
     assert [
@@ -363,9 +287,42 @@ async def test_every_201_action_is_answered_published_and_normalised(
         for s in mv
         if isinstance(s, MeterSample)
     ] == [("Voltage", "L1-N", Decimal("230.1"), 0, 1), ("Power.Active.Import", None, 7, 3, 1)]
-    for uid in ("boot", "hb", "auth", "event", "report", "sec", "fw", "log", "dt-known"):
+    [boot] = by_uid["boot"].normalized
+    assert isinstance(boot, StationBoot)
+    assert (boot.vendor, boot.model, boot.firmware_version, boot.reason) == (
+        "Acme",
+        "DC50",
+        "2.0",
+        "PowerUp",
+    )
+    assert boot.timestamp == by_uid["boot"].received_at
+    [beat] = by_uid["hb"].normalized
+    assert isinstance(beat, StationHeartbeat)
+    assert beat.timestamp == by_uid["hb"].received_at
+    [event] = by_uid["event"].normalized
+    assert isinstance(event, DeviceEvent)
+    assert (event.component, event.variable, event.actual_value, event.evse_id) == (
+        "Connector",
+        "Temperature",
+        "95",
+        1,
+    )
+    [auth] = by_uid["auth"].normalized
+    assert isinstance(auth, Authorization)
+    assert (auth.id_tag, auth.id_token_type, auth.auth_status) == (
+        "TOKEN-OK",
+        "ISO14443",
+        "Accepted",
+    )
+    assert auth.timestamp == by_uid["auth"].received_at  # Authorize carries no station time
+    [security] = by_uid["sec"].normalized
+    assert isinstance(security, SecurityEvent)
+    assert (security.event_type, security.timestamp) == ("FirmwareUpdated", parse_rfc3339(T0))
+    for uid in ("report", "fw", "log", "dt-known"):
         assert by_uid[uid].normalized == []
 
+
+def _check_station_and_connector_rows(db: psycopg.Connection[Any]) -> None:
     station = db.execute(
         "SELECT vendor, model, serial_number, firmware_version, ocpp_version "
         "FROM stations WHERE charge_point_id = 'CS-201'"
@@ -376,6 +333,26 @@ async def test_every_201_action_is_answered_published_and_normalised(
         "WHERE charge_point_id = 'CS-201' AND connector_id = 1"
     ).fetchone()
     assert conn == ("Available", "NoError", datetime(2026, 1, 5, 10, 7, tzinfo=UTC))
+
+
+async def test_every_201_action_is_answered_published_and_normalised(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
+) -> None:
+    cfg = gateway_config(
+        broker, clean_db, topics, data_transfer_vendor_ids=frozenset({"org.chargeflow"})
+    )
+    add_id_tag(clean_db, "TOKEN-OK", parent_id_tag="GROUP-1")
+    async with Gateway(cfg) as gw:
+        answers = await _drive_every_201_action(gw)
+
+    got = wait_for_envelopes(broker, topics.ocpp_events, len(answers))
+    assert [e.unique_id for e in got] == list(answers)  # one station: ordered
+    by_uid = {e.unique_id: e for e in got}
+    _check_envelopes(by_uid, answers)
+    _check_normalised_statuses(by_uid)
+    _check_normalised_transaction(by_uid)
+    _check_normalised_samples_and_the_rest(by_uid)
+    _check_station_and_connector_rows(db)
 
 
 async def test_201_authorisation_statuses(gateway: Gateway, db: psycopg.Connection[Any]) -> None:

@@ -23,18 +23,17 @@ from bus.normalized import EvseStates
 from bus.producer import Producer, producer_config
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
-from flows.common import FlowConfig
+from flows.config import FlowConfig
 from flows.load.dataflow import build_flow as build_load_flow
 from flows.load.logic import MinuteRow
 from flows.recovery import ensure_recovery_dir
 from flows.status.dataflow import build_flow as build_status_flow
 from store.aggregates import AGGREGATE_VIEWS, refresh_aggregates
-from store.apikeys import create_api_key
-from store.load_writers import write_load_batch
-from store.registry import provision_station
-from tests.conftest import ROOT
-from tests.integration.test_api_sessions import api_client, auth
-from tests.unit.load_events import (
+from store.api_keys import create_api_key
+from store.load import write_load_batch
+from store.stations import provision_station
+from tests.support.api import api_client, auth
+from tests.support.load_events import (
     T0,
     connection,
     meter_reading,
@@ -45,6 +44,7 @@ from tests.unit.load_events import (
     status201,
     tx201,
 )
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -152,7 +152,7 @@ def run_flows(config: FlowConfig) -> None:
     run_main(build_status_flow(config))
 
 
-def assert_expected(db: psycopg.Connection[Any], bootstrap: str, topics: Topics) -> None:
+def _assert_expected_minutes(db: psycopg.Connection[Any]) -> None:
     got = minutes(db)
     assert got[("N1", 1, T0)] == (2, 7200.0, 7400.0, Decimal(60), Decimal(10_060), "ocpp")
     assert got[("N1", 1, T0 + M)] == (1, 7200.0, 7200.0, Decimal(60), Decimal(10_120), "ocpp")
@@ -170,6 +170,8 @@ def assert_expected(db: psycopg.Connection[Any], bootstrap: str, topics: Topics)
     assert got[("S1", 1, T0 + M)][3:] == (Decimal(200), Decimal(88_200), "meter:billing")
     assert len(got) == 7
 
+
+def _assert_expected_sites(db: psycopg.Connection[Any], bootstrap: str, topics: Topics) -> None:
     sites = last_per_site(bootstrap, topics)
     north, south = sites["S-NORTH"], sites["S-SOUTH"]
     assert (north.total_w, north.capacity_w, north.utilisation_pct, north.over_capacity) == (
@@ -186,6 +188,8 @@ def assert_expected(db: psycopg.Connection[Any], bootstrap: str, topics: Topics)
     ).fetchall()
     assert live == [("S-NORTH", 29000.0, False), ("S-SOUTH", 12500.0, True)]
 
+
+def _assert_expected_status(db: psycopg.Connection[Any]) -> None:
     history = db.execute(
         "SELECT charge_point_id, connector_id, status, ocpp_status, reason FROM"
         " connector_status_history ORDER BY charge_point_id, at, connector_id"
@@ -220,6 +224,12 @@ def assert_expected(db: psycopg.Connection[Any], bootstrap: str, topics: Topics)
         ("N2", 2, "Available", "Available", True),
         ("S1", 1, "Available", "Available", True),
     ]
+
+
+def assert_expected(db: psycopg.Connection[Any], bootstrap: str, topics: Topics) -> None:
+    _assert_expected_minutes(db)
+    _assert_expected_sites(db, bootstrap, topics)
+    _assert_expected_status(db)
 
 
 def test_flows_aggregate_load_publish_sites_track_status_and_replay_identically(
@@ -272,46 +282,38 @@ def test_offline_then_online_in_the_status_flow_alone(
     assert row == ("Finishing", "Finishing", True)
 
 
-async def test_status_history_api_shows_offline_periods_and_replays_identically(
-    broker: EmbeddedBroker, topics: Topics, load_db: psycopg.Connection[Any], clean_db: str
-) -> None:
-    config = FlowConfig(
-        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
-    )
-    publish(
-        broker.bootstrap,
-        topics.ocpp_events,
-        [
-            status16("N1", 0, "Available", T0),
-            status16("N1", 1, "Charging", T0 + S),
-            status16("N1", 2, "Available", T0 + S),
-            connection("N1", "offline", T0 + M, reason="closed by station"),
-            connection("N1", "offline", T0 + M, reason="closed by station"),  # delivered twice
-            status16("N1", 2, "Preparing", T0 + 2 * M),  # reported while offline
-            connection("N1", "online", T0 + 3 * M, reason="connected"),
-            status16("N1", 1, "Finishing", T0 + 3 * M),  # the same instant as the reconnection
-        ],
-    )
-    run_main(build_status_flow(config))
-    key = create_api_key(clean_db, "test-maintenance", "maintenance")
+def _offline_period_events() -> list[Envelope]:
+    return [
+        status16("N1", 0, "Available", T0),
+        status16("N1", 1, "Charging", T0 + S),
+        status16("N1", 2, "Available", T0 + S),
+        connection("N1", "offline", T0 + M, reason="closed by station"),
+        connection("N1", "offline", T0 + M, reason="closed by station"),  # delivered twice
+        status16("N1", 2, "Preparing", T0 + 2 * M),  # reported while offline
+        connection("N1", "online", T0 + 3 * M, reason="connected"),
+        status16("N1", 1, "Finishing", T0 + 3 * M),  # the same instant as the reconnection
+    ]
+
+
+def _changes(body: dict[str, Any]) -> list[tuple[int, datetime, str, str, str | None]]:
+    return [
+        (
+            i["connector_id"],
+            datetime.fromisoformat(i["at"]),
+            i["status"],
+            i["ocpp_status"],
+            i["reason"],
+        )
+        for i in body["items"]
+    ]
+
+
+async def _check_the_status_history_api(clean_db: str, key: str) -> None:
     url = "/v1/stations/N1/status-history"
-
-    def changes(body: dict[str, Any]) -> list[tuple[int, datetime, str, str, str | None]]:
-        return [
-            (
-                i["connector_id"],
-                datetime.fromisoformat(i["at"]),
-                i["status"],
-                i["ocpp_status"],
-                i["reason"],
-            )
-            for i in body["items"]
-        ]
-
     async with api_client(clean_db) as client:
         r = await client.get(url, headers=auth(key))
         assert r.status_code == 200, r.text
-        assert changes(r.json()) == [  # newest first
+        assert _changes(r.json()) == [  # newest first
             (0, T0 + 3 * M, "Available", "Available", "connected"),
             (1, T0 + 3 * M, "Finishing", "Finishing", None),  # newer than the restored one
             (1, T0 + 3 * M, "Charging", "Charging", "connected"),
@@ -327,7 +329,7 @@ async def test_status_history_api_shows_offline_periods_and_replays_identically(
         r = await client.get(
             url, params={"connector": 1, "from": (T0 + M).isoformat()}, headers=auth(key)
         )
-        assert [(c[2], c[4]) for c in changes(r.json())] == [
+        assert [(c[2], c[4]) for c in _changes(r.json())] == [
             ("Finishing", None),
             ("Charging", "connected"),
             ("Offline", "closed by station"),
@@ -338,12 +340,56 @@ async def test_status_history_api_shows_offline_periods_and_replays_identically(
             (2, "Preparing", True),
         ]
 
+
+async def test_status_history_api_shows_offline_periods_and_replays_identically(
+    broker: EmbeddedBroker, topics: Topics, load_db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    config = FlowConfig(
+        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
+    )
+    publish(broker.bootstrap, topics.ocpp_events, _offline_period_events())
+    run_main(build_status_flow(config))
+    key = create_api_key(clean_db, "test-maintenance", "maintenance")
+    await _check_the_status_history_api(clean_db, key)
+
     before = snapshot(load_db)
     run_main(build_status_flow(config))  # fresh state, the whole topic again
     assert snapshot(load_db) == before
 
 
-def test_aggregates_match_date_bin_over_the_raw_table(load_db: psycopg.Connection[Any]) -> None:
+ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
+# Each continuous aggregate recomputed with date_bin over the raw minutes.
+DATE_BIN_QUERIES = {
+    "load_connector_1h": f"""
+        SELECT charge_point_id, connector_id, date_bin('1 hour', bucket, {ORIGIN}) AS b,
+               count(*), sum(sample_count), sum(power_sum_w) / sum(sample_count),
+               max(max_power_w), sum(energy_wh)
+        FROM load_connector_1m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+    "energy_connector_1d": f"""
+        SELECT charge_point_id, connector_id, date_bin('1 day', bucket, {ORIGIN}) AS b,
+               count(*), sum(sample_count), sum(power_sum_w) / sum(sample_count),
+               max(max_power_w), sum(energy_wh)
+        FROM load_connector_1m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+    "load_station_1m": f"""
+        SELECT charge_point_id, date_bin('1 minute', bucket, {ORIGIN}) AS b,
+               count(*), sum(sample_count), sum(avg_power_w), max(max_power_w),
+               sum(energy_wh)
+        FROM load_connector_1m GROUP BY 1, 2 ORDER BY 1, 2""",
+}
+VIEW_QUERIES = {
+    "load_connector_1h": "SELECT charge_point_id, connector_id, bucket, minutes,"
+    " sample_count, avg_power_w, max_power_w, energy_wh"
+    " FROM load_connector_1h ORDER BY 1, 2, 3",
+    "energy_connector_1d": "SELECT charge_point_id, connector_id, bucket, minutes,"
+    " sample_count, avg_power_w, max_power_w, energy_wh"
+    " FROM energy_connector_1d ORDER BY 1, 2, 3",
+    "load_station_1m": "SELECT charge_point_id, bucket, connector_count, sample_count,"
+    " avg_power_w, max_connector_power_w, energy_wh"
+    " FROM load_station_1m ORDER BY 1, 2",
+}
+
+
+def _insert_26_hours_of_minutes(load_db: psycopg.Connection[Any]) -> None:
     rows = []
     for k in range(0, 26 * 60, 7):  # every 7 minutes over 26 hours, two connectors
         for cp, conn_id, watts in (("N1", 1, 7000.0 + k), ("N1", 2, 3000.0), ("N2", 1, 11.0)):
@@ -367,38 +413,14 @@ def test_aggregates_match_date_bin_over_the_raw_table(load_db: psycopg.Connectio
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'ocpp')",
             rows,
         )
+
+
+def test_aggregates_match_date_bin_over_the_raw_table(load_db: psycopg.Connection[Any]) -> None:
+    _insert_26_hours_of_minutes(load_db)
     # The rows bypassed the writer (nothing recorded what changed): refresh everything.
     assert refresh_aggregates(load_db, force=True) == list(AGGREGATE_VIEWS)
 
-    origin = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
-    expected = {
-        "load_connector_1h": f"""
-            SELECT charge_point_id, connector_id, date_bin('1 hour', bucket, {origin}) AS b,
-                   count(*), sum(sample_count), sum(power_sum_w) / sum(sample_count),
-                   max(max_power_w), sum(energy_wh)
-            FROM load_connector_1m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-        "energy_connector_1d": f"""
-            SELECT charge_point_id, connector_id, date_bin('1 day', bucket, {origin}) AS b,
-                   count(*), sum(sample_count), sum(power_sum_w) / sum(sample_count),
-                   max(max_power_w), sum(energy_wh)
-            FROM load_connector_1m GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-        "load_station_1m": f"""
-            SELECT charge_point_id, date_bin('1 minute', bucket, {origin}) AS b,
-                   count(*), sum(sample_count), sum(avg_power_w), max(max_power_w),
-                   sum(energy_wh)
-            FROM load_connector_1m GROUP BY 1, 2 ORDER BY 1, 2""",
-    }
-    views = {
-        "load_connector_1h": "SELECT charge_point_id, connector_id, bucket, minutes,"
-        " sample_count, avg_power_w, max_power_w, energy_wh"
-        " FROM load_connector_1h ORDER BY 1, 2, 3",
-        "energy_connector_1d": "SELECT charge_point_id, connector_id, bucket, minutes,"
-        " sample_count, avg_power_w, max_power_w, energy_wh"
-        " FROM energy_connector_1d ORDER BY 1, 2, 3",
-        "load_station_1m": "SELECT charge_point_id, bucket, connector_count, sample_count,"
-        " avg_power_w, max_connector_power_w, energy_wh"
-        " FROM load_station_1m ORDER BY 1, 2",
-    }
+    expected, views = DATE_BIN_QUERIES, VIEW_QUERIES
     for name in AGGREGATE_VIEWS:
         from_view = load_db.execute(views[name]).fetchall()
         assert from_view == load_db.execute(expected[name]).fetchall(), name
@@ -414,61 +436,33 @@ def test_aggregates_match_date_bin_over_the_raw_table(load_db: psycopg.Connectio
     )
 
 
-def test_flows_run_from_env_with_recovery(
-    broker: EmbeddedBroker,
-    topics: Topics,
-    load_db: psycopg.Connection[Any],
-    clean_db: str,
-    tmp_path: Path,
-) -> None:
-    publish(broker.bootstrap, topics.ocpp_events, ocpp_events())
-    publish(broker.bootstrap, topics.meter_readings, meter_events())
-    prefix = topics.ocpp_events[: -len(Topics().ocpp_events)]
-    env = {
-        **os.environ,
-        "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CHARGEFLOW_DATABASE_URL": clean_db,
-        "CHARGEFLOW_TOPIC_PREFIX": prefix,
-        "CHARGEFLOW_FLOW_TAIL": "false",
-    }
-    flows = {"load": "flows.load.dataflow:from_env()", "status": "flows.status.dataflow:from_env()"}
-    dirs = {name: ensure_recovery_dir(tmp_path / name, 1) for name in flows}
+FLOWS_FROM_ENV = {
+    "load": "flows.load.dataflow:from_env()",
+    "status": "flows.status.dataflow:from_env()",
+}
 
-    def run_all() -> None:
-        for name, flow in flows.items():
-            argv = [
-                sys.executable,
-                "-m",
-                "flows.run",
-                flow,
-                "-r",
-                str(dirs[name]),
-                "-s",
-                "1",
-                "-b",
-                "0",
-            ]
-            proc = subprocess.run(
-                argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
-            )
-            assert proc.returncode == 0, proc.stderr[-4000:]
 
-    run_all()
-    assert_expected(load_db, broker.bootstrap, topics)
-    # The restart resumes from the stored offsets and state: only the new events are
-    # read, and the register chain continues from the minute before (10 120 Wh).
-    publish(
-        broker.bootstrap,
-        topics.ocpp_events,
-        [
-            mv16("N1", 1, T0 + 4 * M + 10 * S, watts="6000", register_wh=10_200, tx=11),
-            connection("N1", "online", T0 + 5 * M),
-        ],
-    )
-    south_messages = site_message_count(broker.bootstrap, topics, "S-SOUTH")
-    run_all()
-    # Resumed, not replayed: nothing new was read for the other site.
-    assert site_message_count(broker.bootstrap, topics, "S-SOUTH") == south_messages
+def _run_the_flow_processes(env: dict[str, str], dirs: dict[str, Path]) -> None:
+    for name, flow in FLOWS_FROM_ENV.items():
+        argv = [
+            sys.executable,
+            "-m",
+            "flows.run",
+            flow,
+            "-r",
+            str(dirs[name]),
+            "-s",
+            "1",
+            "-b",
+            "0",
+        ]
+        proc = subprocess.run(
+            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def _check_n1_resumed(load_db: psycopg.Connection[Any], bootstrap: str, topics: Topics) -> None:
     assert minutes(load_db)[("N1", 1, T0 + 4 * M)] == (
         1,
         6000.0,
@@ -494,8 +488,46 @@ def test_flows_run_from_env_with_recovery(
         (2, T0 + 4 * M, "Offline", "test"),
         (2, T0 + 5 * M, "Charging", "test"),
     ]
-    north = last_per_site(broker.bootstrap, topics)["S-NORTH"]
+    north = last_per_site(bootstrap, topics)["S-NORTH"]
     assert (north.total_w, north.offline_stations) == (6000.0 + 10800.0 + 11000.0, 0)
+
+
+def test_flows_run_from_env_with_recovery(
+    broker: EmbeddedBroker,
+    topics: Topics,
+    load_db: psycopg.Connection[Any],
+    clean_db: str,
+    tmp_path: Path,
+) -> None:
+    publish(broker.bootstrap, topics.ocpp_events, ocpp_events())
+    publish(broker.bootstrap, topics.meter_readings, meter_events())
+    prefix = topics.ocpp_events[: -len(Topics().ocpp_events)]
+    env = {
+        **os.environ,
+        "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "CHARGEFLOW_DATABASE_URL": clean_db,
+        "CHARGEFLOW_TOPIC_PREFIX": prefix,
+        "CHARGEFLOW_FLOW_TAIL": "false",
+    }
+    dirs = {name: ensure_recovery_dir(tmp_path / name, 1) for name in FLOWS_FROM_ENV}
+
+    _run_the_flow_processes(env, dirs)
+    assert_expected(load_db, broker.bootstrap, topics)
+    # The restart resumes from the stored offsets and state: only the new events are
+    # read, and the register chain continues from the minute before (10 120 Wh).
+    publish(
+        broker.bootstrap,
+        topics.ocpp_events,
+        [
+            mv16("N1", 1, T0 + 4 * M + 10 * S, watts="6000", register_wh=10_200, tx=11),
+            connection("N1", "online", T0 + 5 * M),
+        ],
+    )
+    south_messages = site_message_count(broker.bootstrap, topics, "S-SOUTH")
+    _run_the_flow_processes(env, dirs)
+    # Resumed, not replayed: nothing new was read for the other site.
+    assert site_message_count(broker.bootstrap, topics, "S-SOUTH") == south_messages
+    _check_n1_resumed(load_db, broker.bootstrap, topics)
 
 
 def test_refresh_command_once(load_db: psycopg.Connection[Any], clean_db: str) -> None:

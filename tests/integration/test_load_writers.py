@@ -1,4 +1,4 @@
-"""store.load_writers.write_load_batch against the real database (minute rows by binary
+"""store.load.write_load_batch against the real database (minute rows by binary
 COPY into staging + one upsert: last row per key wins, replays change nothing), the
 overlapped sink the load flow writes through, and the flow's tables under different
 batchings and write modes."""
@@ -18,11 +18,12 @@ from bench.common import StreamSpec, messages, produce_all
 from bench.flows import register_sites
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
-from flows.common import FlowConfig, OverlappedPostgresSink
-from flows.load.dataflow import build_flow, row_weight, write_rows
+from flows.config import FlowConfig
+from flows.load.dataflow import LoadRows, build_flow
 from flows.load.logic import MinuteRow
-from store.load_writers import write_load_batch
-from tests.unit.load_events import T0
+from flows.sinks.database import PostgresSink
+from store.load import write_load_batch
+from tests.support.load_events import T0
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,7 @@ def test_copy_upsert_last_row_per_key_wins_and_replays_change_nothing(
     # rewritten with the same values.
     before, tuples = got, versions(db)
     write_load_batch(db, first, [])
-    write_rows(db, [first[:2], first[2:]])  # the flow's lists of rows
+    LoadRows().write(db, [*first])  # the flow's rows writer
     assert table(db) == before
     assert versions(db) == tuples
 
@@ -116,9 +117,7 @@ def test_staging_survives_a_rolled_back_first_write(db: psycopg.Connection[Any])
 def test_overlapped_sink_commits_before_the_snapshot_returns_and_surfaces_errors(
     db: psycopg.Connection[Any], clean_db: str
 ) -> None:
-    sink = OverlappedPostgresSink(
-        clean_db, write_rows, name="test-load", max_pending=2, weight=row_weight
-    )
+    sink = PostgresSink(LoadRows(), clean_db, name="test-load", max_pending=2)
     part = sink.build_part("postgres", "writer-0", None)
     try:
         for minute in range(0, 12, 3):  # more than max_pending: write_batch waits
@@ -128,10 +127,11 @@ def test_overlapped_sink_commits_before_the_snapshot_returns_and_surfaces_errors
     finally:
         part.close()
 
-    def broken(conn: psycopg.Connection[Any], items: list[Any]) -> None:
-        raise ValueError("not an outage")
+    class Broken:
+        def write(self, conn: psycopg.Connection[Any], rows: list[Any]) -> None:
+            raise ValueError("not an outage")
 
-    failing = OverlappedPostgresSink(clean_db, broken, name="test-load").build_part(
+    failing = PostgresSink(Broken(), clean_db, name="test-load").build_part(
         "postgres", "writer-0", None
     )
     failing.write_batch([[row("B", 0)]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -17,8 +18,9 @@ import psutil
 import pytest
 
 from chargeflow.stack import DatabaseServer, database_server, free_port
-from store.schema import StorageMode, migrate
-from tests.conftest import ROOT, poll_until
+from store.db import StorageMode, migrate
+from tests.support.paths import ROOT
+from tests.support.polling import poll_until
 
 
 def test_embedded_postgresql_is_used_when_no_server_is_given(tmp_path: Path) -> None:
@@ -35,13 +37,10 @@ def test_embedded_postgresql_is_used_when_no_server_is_given(tmp_path: Path) -> 
     assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == "zombie"
 
 
-def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
-    pg_server: DatabaseServer, tmp_path: Path
-) -> None:
-    db_name = f"chargeflow_test_run_{uuid.uuid4().hex[:8]}"
-    database_url = pg_server.create_database(db_name, exist_ok=False)
-    api_port, gateway_port, meters_port = free_port(), free_port(), free_port()
-    env = {
+def _run_env(
+    database_url: str, api_port: int, gateway_port: int, meters_port: int, data_dir: Path
+) -> dict[str, str]:
+    return {
         **os.environ,
         "CHARGEFLOW_DATABASE_URL": database_url,
         "CHARGEFLOW_API_PORT": str(api_port),
@@ -57,9 +56,121 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
         # Smart meter readings 5 simulated minutes apart (the flow brackets sessions
         # with readings within 15 simulated minutes of their start and stop).
         "CHARGEFLOW_SIMULATED_METER_INTERVAL_S": "0.5",
-        "CHARGEFLOW_DATA_DIR": str(tmp_path / "data"),
+        "CHARGEFLOW_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def _read_the_banner_and_wait_until_ready(
+    lines: list[str], launcher: subprocess.Popen[bytes], api_port: int, meters_port: int
+) -> str:
+    """Returns the development API key the banner shows."""
+    key_line = poll_until(
+        lambda: next((ln for ln in lines if "dev API key" in ln), None),
+        lambda ln: ln is not None or launcher.poll() is not None,
+        90,
+        "the launcher banner",
+    )
+    assert key_line is not None, "".join(lines[-80:])
+    match = re.search(r"(cf_\S+)", key_line)
+    assert match, key_line
+    text = "".join(lines)
+    assert f"http://127.0.0.1:{api_port}/docs" in text
+    assert "simulator (3 charge points)" in text
+    # Each flow serves health and metrics on its own port, named in the banner.
+    flow_line = next(ln for ln in lines if "flow health" in ln)
+    flow_ports = dict(re.findall(r"(\w+) http://127\.0\.0\.1:(\d+)", flow_line))
+    assert set(flow_ports) == {"sessions", "load", "status", "faults"}, flow_line
+    for name, port in [*flow_ports.items(), ("meters", str(meters_port))]:
+        poll_until(
+            functools.partial(_status, f"http://127.0.0.1:{port}/readyz"),
+            lambda code: code == 200,
+            60,
+            f"{name} ready",
+        )
+    return match.group(1)
+
+
+def _check_the_api_serves_closed_sessions(api_port: int, key: str) -> None:
+    api = f"http://127.0.0.1:{api_port}"
+    assert httpx.get(f"{api}/healthz", timeout=5).json()["status"] == "ok"
+    assert httpx.get(f"{api}/v1/sessions", timeout=5).status_code == 401
+    closed = poll_until(
+        lambda: httpx.get(
+            f"{api}/v1/sessions",
+            params={"status": "closed"},
+            headers={"X-API-Key": key},
+            timeout=5,
+        ).json()["items"],
+        lambda items: len(items) >= 1,
+        90,
+        "a closed session from the simulated fleet",
+    )
+    assert closed[0]["energy_wh"] == closed[0]["meter_stop_wh"] - closed[0]["meter_start_wh"]
+    # SIM-0001's smart meter (run by the simulator, following the station's register)
+    # bills its sessions; it agrees with the station, so the session stays exact.
+    (billed, *_) = poll_until(
+        lambda: httpx.get(
+            f"{api}/v1/sessions",
+            params={"status": "closed", "station": "SIM-0001"},
+            headers={"X-API-Key": key},
+            timeout=5,
+        ).json()["items"],
+        lambda items: len(items) >= 1,
+        90,
+        "a closed session of SIM-0001",
+    )
+    assert billed["energy_source"] == "smart_meter", billed
+    assert billed["quality"] == "exact", billed
+    assert billed["smart_meter_id"] == "MTR-SIM-0001-1", billed
+    assert httpx.get(f"{api}/docs", timeout=5).status_code == 200
+
+
+def _check_the_demo_faults_are_alerted(api_port: int, key: str) -> None:
+    """The launcher's demo stations develop their faults (SIM-0002 a ground fault,
+    SIM-0003 a failing controller; ``chargeflow.launcher.DEMO_FAULTS``) and the faults
+    flow alerts on them through the API; the healthy SIM-0001 has none."""
+
+    def alerts() -> list[dict[str, object]]:
+        page = httpx.get(
+            f"http://127.0.0.1:{api_port}/v1/alerts",
+            params={"limit": 500},
+            headers={"X-API-Key": key},
+            timeout=5,
+        )
+        items: list[dict[str, object]] = page.json()["items"]
+        return items
+
+    got = poll_until(
+        lambda: {(a["station_id"], a["kind"]) for a in alerts()},
+        lambda kinds: {("SIM-0002", "ground_fault"), ("SIM-0003", "controller_fault")} <= kinds,
+        90,
+        "the demo stations' alerts in /v1/alerts",
+    )
+    assert not [k for k in got if k[0] == "SIM-0001"], got
+
+
+def _check_the_process_family(launcher: subprocess.Popen[bytes]) -> set[int]:
+    """Returns the pids of every process under the launcher."""
+    children = psutil.Process(launcher.pid).children(recursive=True)
+    family = {p.pid for p in children}
+    commands = [" ".join(p.cmdline()) for p in children]
+    # brokers (Kafka, MQTT), gateway, 3 flows, aggregates, api, meter bridge, simulator
+    assert len(family) >= 10, commands
+    assert sum("chargeflow.cli simulate" in c for c in commands) == 1, commands
+    assert sum("chargeflow.cli meters" in c for c in commands) == 1, commands
+    # The smart meters run inside the simulator, not in a process of their own.
+    assert not any("ingest.simulator.meters" in c for c in commands), commands
+    return family
+
+
+def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
+    pg_server: DatabaseServer, tmp_path: Path
+) -> None:
+    db_name = f"chargeflow_test_run_{uuid.uuid4().hex[:8]}"
+    database_url = pg_server.create_database(db_name, exist_ok=False)
+    api_port, gateway_port, meters_port = free_port(), free_port(), free_port()
+    env = _run_env(database_url, api_port, gateway_port, meters_port, tmp_path / "data")
     launcher = subprocess.Popen(
         [sys.executable, "-m", "chargeflow.cli", "run"],
         cwd=ROOT,
@@ -79,73 +190,11 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
     reader.start()
     family: set[int] = set()
     try:
-        key_line = poll_until(
-            lambda: next((ln for ln in lines if "dev API key" in ln), None),
-            lambda ln: ln is not None or launcher.poll() is not None,
-            90,
-            "the launcher banner",
-        )
-        assert key_line is not None, "".join(lines[-80:])
-        match = re.search(r"(cf_\S+)", key_line)
-        assert match, key_line
-        key = match.group(1)
-        text = "".join(lines)
-        assert f"http://127.0.0.1:{api_port}/docs" in text
-        assert "simulator (3 charge points)" in text
-        # Each flow serves health and metrics on its own port, named in the banner.
-        flow_line = next(ln for ln in lines if "flow health" in ln)
-        flow_ports = dict(re.findall(r"(\w+) http://127\.0\.0\.1:(\d+)", flow_line))
-        assert set(flow_ports) == {"sessions", "load", "status"}, flow_line
-        for name, port in [*flow_ports.items(), ("meters", str(meters_port))]:
-            poll_until(
-                lambda port=port: _status(f"http://127.0.0.1:{port}/readyz"),
-                lambda code: code == 200,
-                60,
-                f"{name} ready",
-            )
-
-        api = f"http://127.0.0.1:{api_port}"
-        assert httpx.get(f"{api}/healthz", timeout=5).json()["status"] == "ok"
-        assert httpx.get(f"{api}/v1/sessions", timeout=5).status_code == 401
-        closed = poll_until(
-            lambda: httpx.get(
-                f"{api}/v1/sessions",
-                params={"status": "closed"},
-                headers={"X-API-Key": key},
-                timeout=5,
-            ).json()["items"],
-            lambda items: len(items) >= 1,
-            90,
-            "a closed session from the simulated fleet",
-        )
-        assert closed[0]["energy_wh"] == closed[0]["meter_stop_wh"] - closed[0]["meter_start_wh"]
-        # SIM-0001's smart meter (run by the simulator, following the station's register)
-        # bills its sessions; it agrees with the station, so the session stays exact.
-        (billed, *_) = poll_until(
-            lambda: httpx.get(
-                f"{api}/v1/sessions",
-                params={"status": "closed", "station": "SIM-0001"},
-                headers={"X-API-Key": key},
-                timeout=5,
-            ).json()["items"],
-            lambda items: len(items) >= 1,
-            90,
-            "a closed session of SIM-0001",
-        )
-        assert billed["energy_source"] == "smart_meter", billed
-        assert billed["quality"] == "exact", billed
-        assert billed["smart_meter_id"] == "MTR-SIM-0001-1", billed
-        assert httpx.get(f"{api}/docs", timeout=5).status_code == 200
-
-        children = psutil.Process(launcher.pid).children(recursive=True)
-        family = {p.pid for p in children}
-        commands = [" ".join(p.cmdline()) for p in children]
-        # brokers (Kafka, MQTT), gateway, 3 flows, aggregates, api, meter bridge, simulator
-        assert len(family) >= 10, commands
-        assert sum("chargeflow.cli simulate" in c for c in commands) == 1, commands
-        assert sum("chargeflow.cli meters" in c for c in commands) == 1, commands
-        # The smart meters run inside the simulator, not in a process of their own.
-        assert not any("ingest.simulator.meters" in c for c in commands), commands
+        key = _read_the_banner_and_wait_until_ready(lines, launcher, api_port, meters_port)
+        _check_the_api_serves_closed_sessions(api_port, key)
+        _check_the_demo_faults_are_alerted(api_port, key)
+        assert "faults (demo)   SIM-0003" in "".join(lines)
+        family = _check_the_process_family(launcher)
         launcher.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         assert launcher.wait(60) == 0, "".join(lines[-60:])
     finally:

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from chargeflow.stack import DatabaseServer, free_port
-from tests.conftest import ROOT, poll_until
+from tests.support.paths import ROOT
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -88,27 +89,70 @@ def doubly_active_connectors(url: str) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def test_second_run_reconciles_sessions_left_active_by_the_first(
-    pg_server: DatabaseServer, tmp_path: Path
-) -> None:
-    db_name = f"chargeflow_test_restart_{uuid.uuid4().hex[:8]}"
-    url = pg_server.create_database(db_name, exist_ok=False)
-    env = {
+def _run_env(url: str, data_dir: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "CHARGEFLOW_DATABASE_URL": url,
         "CHARGEFLOW_API_PORT": str(free_port()),
         "CHARGEFLOW_GATEWAY_PORT": str(free_port()),
         "CHARGEFLOW_METERS_HTTP_PORT": str(free_port()),
         "CHARGEFLOW_SIMULATED_STATIONS": "3",
+        "CHARGEFLOW_DEMO_FAULTS": "false",  # sessions on every station, none Faulted
         # Sessions of ~10 simulated hours at 600x: about a minute each, so several
         # are running when the first run stops.
         "CHARGEFLOW_SIMULATOR_TIME_SCALE": "600",
         "CHARGEFLOW_SIMULATOR_METER_INTERVAL_S": "60",
         "CHARGEFLOW_SIMULATOR_MEAN_DWELL_S": "36000",
         "CHARGEFLOW_SIMULATOR_MEAN_ARRIVAL_GAP_S": "60",
-        "CHARGEFLOW_DATA_DIR": str(tmp_path / "data"),
+        "CHARGEFLOW_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def _check_left_active_are_reconciled(url: str, left_active: set[Any]) -> None:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT status, closed_by, quality, quality_reasons FROM sessions"
+            " WHERE session_id = ANY(%s)",
+            (list(left_active),),
+        ).fetchall()
+    assert len(rows) == len(left_active)
+    for status, closed_by, quality, reasons in rows:
+        assert (status, closed_by) == ("closed", "reconciled"), rows
+        assert quality != "exact", rows
+        assert "state_lost" in reasons, rows
+
+
+def _check_new_sessions_and_the_publication(url: str, left_active: set[Any]) -> None:
+    # New sessions on the same connectors: never a second active one there.
+    def new_sessions() -> set[Any]:
+        with psycopg.connect(url) as conn:
+            return {
+                r[0] for r in conn.execute("SELECT session_id FROM sessions").fetchall()
+            } - left_active
+
+    poll_until(new_sessions, lambda ids: len(ids) >= 2, 120, "new sessions in the second run")
+    assert doubly_active_connectors(url) == []
+    # sessions.closed is published for the reconciled ones too.
+    with psycopg.connect(url) as conn:
+        poll_until(
+            lambda: conn.execute(
+                "SELECT count(*) FROM sessions_outbox WHERE session_id = ANY(%s)"
+                " AND published_at IS NOT NULL",
+                (list(left_active),),
+            ).fetchone(),
+            lambda row: row == (len(left_active),),
+            60,
+            "the reconciled sessions published on sessions.closed",
+        )
+
+
+def test_second_run_reconciles_sessions_left_active_by_the_first(
+    pg_server: DatabaseServer, tmp_path: Path
+) -> None:
+    db_name = f"chargeflow_test_restart_{uuid.uuid4().hex[:8]}"
+    url = pg_server.create_database(db_name, exist_ok=False)
+    env = _run_env(url, tmp_path / "data")
     try:
         first = Launcher(env)
         try:
@@ -127,41 +171,8 @@ def test_second_run_reconciles_sessions_left_active_by_the_first(
         second = Launcher(env)
         try:
             second.wait_ready()
-            with psycopg.connect(url) as conn:
-                rows = conn.execute(
-                    "SELECT status, closed_by, quality, quality_reasons FROM sessions"
-                    " WHERE session_id = ANY(%s)",
-                    (list(left_active),),
-                ).fetchall()
-            assert len(rows) == len(left_active)
-            for status, closed_by, quality, reasons in rows:
-                assert (status, closed_by) == ("closed", "reconciled"), rows
-                assert quality != "exact", rows
-                assert "state_lost" in reasons, rows
-
-            # New sessions on the same connectors: never a second active one there.
-            def new_sessions() -> set[Any]:
-                with psycopg.connect(url) as conn:
-                    return {
-                        r[0] for r in conn.execute("SELECT session_id FROM sessions").fetchall()
-                    } - left_active
-
-            poll_until(
-                new_sessions, lambda ids: len(ids) >= 2, 120, "new sessions in the second run"
-            )
-            assert doubly_active_connectors(url) == []
-            # sessions.closed is published for the reconciled ones too.
-            with psycopg.connect(url) as conn:
-                poll_until(
-                    lambda: conn.execute(
-                        "SELECT count(*) FROM sessions_outbox WHERE session_id = ANY(%s)"
-                        " AND published_at IS NOT NULL",
-                        (list(left_active),),
-                    ).fetchone(),
-                    lambda row: row == (len(left_active),),
-                    60,
-                    "the reconciled sessions published on sessions.closed",
-                )
+            _check_left_active_are_reconciled(url, left_active)
+            _check_new_sessions_and_the_publication(url, left_active)
         finally:
             second.stop()
         assert doubly_active_connectors(url) == []

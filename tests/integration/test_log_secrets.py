@@ -37,10 +37,11 @@ from bus.admin import ensure_topics
 from bus.topics import Topics
 from chargeflow.mqtt import EmbeddedMqttBroker
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, free_port, tcp_open
-from store.apikeys import create_api_key
-from store.registry import provision_station
-from store.schema import migrate
-from tests.conftest import ROOT, poll_until
+from store.api_keys import create_api_key, parse_api_key
+from store.db import migrate
+from store.stations import provision_station
+from tests.support.paths import ROOT
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,10 +72,14 @@ class Secrets:
     mqtt_password: str = field(default_factory=lambda: f"MqttPw{secrets.token_hex(8)}")
     stripe_key: str = field(default_factory=lambda: f"sk_test_{secrets.token_hex(12)}")
     wrong_api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    webhook_secret: str = field(default_factory=lambda: f"whsec-{secrets.token_hex(12)}")
+    webhook_url_token: str = field(default_factory=lambda: f"hooktok{secrets.token_hex(8)}")
     api_key: str = ""
 
     def values(self) -> dict[str, str]:
-        api_secret = self.api_key.rsplit("_", 1)[-1]
+        parsed = parse_api_key(self.api_key)
+        assert parsed, self.api_key
+        api_secret = parsed[1]  # the secret itself may contain "_"
         basic = base64.b64encode(f"{STATION}:{self.station_password}".encode()).decode()
         wrong_basic = base64.b64encode(f"{STATION}:{self.wrong_station_password}".encode()).decode()
         return {
@@ -88,7 +93,15 @@ class Secrets:
             "Stripe key body": self.stripe_key.removeprefix("sk_test_"),
             "API key secret": api_secret,
             "wrong API key secret": self.wrong_api_secret,
+            "webhook secret": self.webhook_secret,
+            "webhook URL token": self.webhook_url_token,
         }
+
+    def webhook_endpoints(self) -> str:
+        """A receiver nobody listens on (deliveries fail and are logged), its URL
+        carrying a token as some services' webhook URLs do."""
+        url = f"http://127.0.0.1:{free_port()}/hooks?token={self.webhook_url_token}"
+        return json.dumps([{"name": "maintenance", "url": url, "secret": self.webhook_secret}])
 
 
 @dataclass
@@ -150,6 +163,139 @@ def secret_db(pg_server: DatabaseServer) -> Iterator[tuple[str, str]]:
     pg_server.drop_database(name)
 
 
+def _process_env(
+    fmt: str, broker: EmbeddedBroker, database_url: str, prefix: str, s: Secrets
+) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "COLUMNS": "200",
+        "PYTHONUNBUFFERED": "1",
+        "CHARGEFLOW_LOG_FORMAT": fmt,
+        "CHARGEFLOW_LOG_LEVEL": "INFO",
+        "CHARGEFLOW_DATABASE_URL": database_url,
+        "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "CHARGEFLOW_TOPIC_PREFIX": prefix,
+        "CHARGEFLOW_GATEWAY_PORT": str(free_port()),
+        "CHARGEFLOW_API_PORT": str(free_port()),
+        "STRIPE_API_KEY": s.stripe_key,
+        "CHARGEFLOW_STRIPE_API_KEY": s.stripe_key,
+    }
+    env.pop("RUST_BACKTRACE", None)
+    return env
+
+
+def _start_every_process(
+    procs: Processes, s: Secrets, mqtt: EmbeddedMqttBroker, missing_db_url: str
+) -> dict[str, Proc]:
+    """Starts each process, some against a broker or database that is not there."""
+    py = sys.executable
+    mqtt_url = f"mqtt://meter:{s.mqtt_password}@{mqtt.host}:{mqtt.port}"
+    started = [
+        procs.start("gateway", [py, "-m", "chargeflow.cli", "gateway"]),
+        procs.start("api", [py, "-m", "chargeflow.cli", "api"]),
+        procs.start(
+            "meters",
+            [py, "-m", "chargeflow.cli", "meters"],
+            CHARGEFLOW_MQTT_URL=mqtt_url,
+            CHARGEFLOW_METERS_HTTP_PORT=str(free_port()),
+        ),
+        procs.start(
+            "meters-mqtt-down",
+            [py, "-m", "chargeflow.cli", "meters"],
+            CHARGEFLOW_MQTT_URL=f"mqtt://meter:{s.mqtt_password}@127.0.0.1:{free_port()}",
+            CHARGEFLOW_MQTT_CLIENT_ID="chargeflow-meters-down",
+            CHARGEFLOW_METERS_HTTP_PORT=str(free_port()),
+        ),
+        procs.start("flow", [py, "-m", "flows.run", "flows.status.dataflow:from_env()"]),
+        procs.start(
+            "flow-broker-down",
+            [py, "-m", "flows.run", "flows.status.dataflow:from_env()"],
+            CHARGEFLOW_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+            CHARGEFLOW_DATABASE_URL=missing_db_url,
+        ),
+        procs.start(
+            "api-missing-database",
+            [py, "-m", "chargeflow.cli", "api"],
+            CHARGEFLOW_DATABASE_URL=missing_db_url,
+            CHARGEFLOW_API_PORT=str(free_port()),
+        ),
+    ]
+    return {proc.name: proc for proc in started}
+
+
+def _log_in_wrong_then_right(
+    gateway: Proc, gateway_port: int, s: Secrets, database_url: str
+) -> None:
+    """A wrong password, then a right one while the database refuses to record the login
+    (logged with its traceback; the password is a local there)."""
+    ocpp = f"ws://127.0.0.1:{gateway_port}/ocpp/{STATION}"
+    wrong = base64.b64encode(f"{STATION}:{s.wrong_station_password}".encode()).decode()
+    with pytest.raises(InvalidStatus) as rejected:
+        ws_connect(
+            ocpp,
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers={"Authorization": f"Basic {wrong}"},
+            open_timeout=10,
+        )
+    assert rejected.value.response.status_code == 401
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(REFUSE_LOGIN_RECORD)
+    right = base64.b64encode(f"{STATION}:{s.station_password}".encode()).decode()
+    with ws_connect(
+        ocpp,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Basic {right}"},
+        open_timeout=10,
+    ) as ws:
+        assert ws.subprotocol == "ocpp1.6"
+    wait_for_text(gateway, "could not record the login", 30)
+
+
+def _use_good_and_wrong_keys_then_lose_a_table(
+    api: Proc, api_port: int, s: Secrets, database_url: str, fmt: str
+) -> None:
+    """The key on good requests, wrong keys, then a table that is gone (500)."""
+    key_id = s.api_key.split("_")[1]
+    base = f"http://127.0.0.1:{api_port}"
+    with httpx.Client(base_url=base, timeout=15) as http:
+        assert http.get("/v1/sessions", headers={"X-API-Key": s.api_key}).status_code == 200
+        assert (
+            http.get("/v1/sessions", headers={"Authorization": f"Bearer {s.api_key}"}).status_code
+            == 200
+        )
+        bad = f"cf_{key_id}_{s.wrong_api_secret}"
+        assert http.get("/v1/sessions", headers={"X-API-Key": bad}).status_code == 401
+        assert (
+            http.get("/v1/sessions", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
+        )
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE sessions RENAME TO sessions_hidden_by_test")
+        try:
+            failed = http.get("/v1/sessions", headers={"X-API-Key": s.api_key})
+        finally:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("ALTER TABLE sessions_hidden_by_test RENAME TO sessions")
+        assert failed.status_code >= 500
+        assert s.api_key not in failed.text
+    traceback_marker = "Traceback" if fmt == "console" else '"exception"'
+    wait_for_text(api, traceback_marker, 30)
+
+
+def _publish_bad_readings(meters: Proc, mqtt: EmbeddedMqttBroker, s: Secrets) -> None:
+    """Readings that are malformed or from unknown meters."""
+    wait_for_text(meters, "subscribed", 60)
+    for payload in (b"{not json", json.dumps({"meter_id": "NOPE"}).encode()):
+        mqtt_publish.single(
+            "meters/MTR-UNKNOWN/reading",
+            payload,
+            qos=1,
+            hostname=mqtt.host,
+            port=mqtt.port,
+            auth={"username": "meter", "password": s.mqtt_password},
+        )
+    wait_for_text(meters, "dead-lettered", 30)
+
+
 def run_every_process(
     fmt: str, tmp_path: Path, broker: EmbeddedBroker, database: tuple[str, str]
 ) -> tuple[Secrets, list[Proc]]:
@@ -162,132 +308,35 @@ def run_every_process(
     ensure_topics(broker.bootstrap, topics.all(), partitions=1)
     s.api_key = create_api_key(database_url, "log secret scan", "admin")
     provision_station(database_url, STATION, password=s.station_password)
-    key_id = s.api_key.split("_")[1]
 
-    gateway_port, api_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "COLUMNS": "200",
-        "PYTHONUNBUFFERED": "1",
-        "CHARGEFLOW_LOG_FORMAT": fmt,
-        "CHARGEFLOW_LOG_LEVEL": "INFO",
-        "CHARGEFLOW_DATABASE_URL": database_url,
-        "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "CHARGEFLOW_TOPIC_PREFIX": prefix,
-        "CHARGEFLOW_GATEWAY_PORT": str(gateway_port),
-        "CHARGEFLOW_API_PORT": str(api_port),
-        "STRIPE_API_KEY": s.stripe_key,
-        "CHARGEFLOW_STRIPE_API_KEY": s.stripe_key,
-    }
-    env.pop("RUST_BACKTRACE", None)
+    env = _process_env(fmt, broker, database_url, prefix, s)
+    gateway_port = int(env["CHARGEFLOW_GATEWAY_PORT"])
+    api_port = int(env["CHARGEFLOW_API_PORT"])
     procs = Processes(tmp_path, env)
-    py = sys.executable
     mqtt = EmbeddedMqttBroker(log_path=tmp_path / "mqtt-broker.log").start()
     try:
-        mqtt_url = f"mqtt://meter:{s.mqtt_password}@{mqtt.host}:{mqtt.port}"
-        gateway = procs.start("gateway", [py, "-m", "chargeflow.cli", "gateway"])
-        api = procs.start("api", [py, "-m", "chargeflow.cli", "api"])
-        meters = procs.start(
-            "meters",
-            [py, "-m", "chargeflow.cli", "meters"],
-            CHARGEFLOW_MQTT_URL=mqtt_url,
-            CHARGEFLOW_METERS_HTTP_PORT=str(free_port()),
-        )
-        meters_down = procs.start(
-            "meters-mqtt-down",
-            [py, "-m", "chargeflow.cli", "meters"],
-            CHARGEFLOW_MQTT_URL=f"mqtt://meter:{s.mqtt_password}@127.0.0.1:{free_port()}",
-            CHARGEFLOW_MQTT_CLIENT_ID="chargeflow-meters-down",
-            CHARGEFLOW_METERS_HTTP_PORT=str(free_port()),
-        )
-        flow = procs.start("flow", [py, "-m", "flows.run", "flows.status.dataflow:from_env()"])
-        flow_down = procs.start(
-            "flow-broker-down",
-            [py, "-m", "flows.run", "flows.status.dataflow:from_env()"],
-            CHARGEFLOW_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
-            CHARGEFLOW_DATABASE_URL=missing_db_url,
-        )
-        api_missing_db = procs.start(
-            "api-missing-database",
-            [py, "-m", "chargeflow.cli", "api"],
-            CHARGEFLOW_DATABASE_URL=missing_db_url,
-            CHARGEFLOW_API_PORT=str(free_port()),
-        )
+        by_name = _start_every_process(procs, s, mqtt, missing_db_url)
         poll_until(lambda: tcp_open("127.0.0.1", gateway_port), bool, 60, "gateway port")
         poll_until(lambda: tcp_open("127.0.0.1", api_port), bool, 60, "API port")
-
-        # Gateway: a wrong password, then a right one while the database refuses to
-        # record the login (logged with its traceback; the password is a local there).
-        ocpp = f"ws://127.0.0.1:{gateway_port}/ocpp/{STATION}"
-        wrong = base64.b64encode(f"{STATION}:{s.wrong_station_password}".encode()).decode()
-        with pytest.raises(InvalidStatus) as rejected:
-            ws_connect(
-                ocpp,
-                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                additional_headers={"Authorization": f"Basic {wrong}"},
-                open_timeout=10,
-            )
-        assert rejected.value.response.status_code == 401
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(REFUSE_LOGIN_RECORD)
-        right = base64.b64encode(f"{STATION}:{s.station_password}".encode()).decode()
-        with ws_connect(
-            ocpp,
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-            additional_headers={"Authorization": f"Basic {right}"},
-            open_timeout=10,
-        ) as ws:
-            assert ws.subprotocol == "ocpp1.6"
-        wait_for_text(gateway, "could not record the login", 30)
-
-        # API: the key on good requests, wrong keys, then a table that is gone (500).
-        base = f"http://127.0.0.1:{api_port}"
-        with httpx.Client(base_url=base, timeout=15) as http:
-            assert http.get("/v1/sessions", headers={"X-API-Key": s.api_key}).status_code == 200
-            assert (
-                http.get(
-                    "/v1/sessions", headers={"Authorization": f"Bearer {s.api_key}"}
-                ).status_code
-                == 200
-            )
-            bad = f"cf_{key_id}_{s.wrong_api_secret}"
-            assert http.get("/v1/sessions", headers={"X-API-Key": bad}).status_code == 401
-            assert (
-                http.get("/v1/sessions", headers={"Authorization": f"Bearer {bad}"}).status_code
-                == 401
-            )
-            with psycopg.connect(database_url, autocommit=True) as conn:
-                conn.execute("ALTER TABLE sessions RENAME TO sessions_hidden_by_test")
-            try:
-                failed = http.get("/v1/sessions", headers={"X-API-Key": s.api_key})
-            finally:
-                with psycopg.connect(database_url, autocommit=True) as conn:
-                    conn.execute("ALTER TABLE sessions_hidden_by_test RENAME TO sessions")
-            assert failed.status_code >= 500
-            assert s.api_key not in failed.text
-        traceback_marker = "Traceback" if fmt == "console" else '"exception"'
-        wait_for_text(api, traceback_marker, 30)
-
-        # Meter bridge: readings that are malformed or from unknown meters.
-        wait_for_text(meters, "subscribed", 60)
-        for payload in (b"{not json", json.dumps({"meter_id": "NOPE"}).encode()):
-            mqtt_publish.single(
-                "meters/MTR-UNKNOWN/reading",
-                payload,
-                qos=1,
-                hostname=mqtt.host,
-                port=mqtt.port,
-                auth={"username": "meter", "password": s.mqtt_password},
-            )
-        wait_for_text(meters, "dead-lettered", 30)
-        wait_for_text(meters_down, "reconnecting", 60)
-        wait_for_text(flow_down, "librdkafka", 90)
-        wait_for_text(api_missing_db, "does not exist", 60)
+        _log_in_wrong_then_right(by_name["gateway"], gateway_port, s, database_url)
+        _use_good_and_wrong_keys_then_lose_a_table(by_name["api"], api_port, s, database_url, fmt)
+        _publish_bad_readings(by_name["meters"], mqtt, s)
+        wait_for_text(by_name["meters-mqtt-down"], "reconnecting", 60)
+        wait_for_text(by_name["flow-broker-down"], "librdkafka", 90)
+        wait_for_text(by_name["api-missing-database"], "does not exist", 60)
+        flow = by_name["flow"]
         assert flow.process.poll() is None, flow.text()
     finally:
         procs.stop_all()
         mqtt.stop()
     return s, procs.started
+
+
+def test_the_scanned_api_secret_is_the_whole_secret() -> None:
+    # token_urlsafe secrets may contain "_": scanning for a fragment after the last
+    # one made the scan match unrelated log text.
+    s = Secrets(api_key="cf_0123abcd_se_cr_et")
+    assert s.values()["API key secret"] == "se_cr_et"
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
@@ -334,20 +383,10 @@ def test_no_secret_in_any_log_line(
         assert any(r["logger"] == "librdkafka" for r in kafka)
 
 
-def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path: Path) -> None:
-    """``chargeflow run`` (every process under the launcher, console at COLUMNS=200) with
-    a password in its database URL, a station password, a Stripe key in the
-    environment, its development key used on requests and wrong credentials tried."""
-    s = Secrets()
-    name = f"chargeflow_test_run_secrets_{uuid.uuid4().hex[:8]}"
-    database_url = with_password(pg_server.create_database(name, exist_ok=False), s.db_password)
-    # The stations' logins cannot be recorded (logged with a traceback through the
-    # frame holding the password).
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(REFUSE_LOGIN_RECORD)
-    api_port, gateway_port = free_port(), free_port()
-    env = {
+def _local_stack_env(
+    database_url: str, s: Secrets, api_port: int, gateway_port: int, data_dir: Path
+) -> dict[str, str]:
+    return {
         **os.environ,
         "COLUMNS": "200",
         "PYTHONUNBUFFERED": "1",
@@ -358,61 +397,54 @@ def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path
         "CHARGEFLOW_METERS_HTTP_PORT": str(free_port()),
         "CHARGEFLOW_SIMULATED_STATIONS": "2",
         "CHARGEFLOW_SIMULATOR_STATION_PASSWORD": s.station_password,
-        "CHARGEFLOW_DATA_DIR": str(tmp_path / "data"),
+        "CHARGEFLOW_DATA_DIR": str(data_dir),
         "STRIPE_API_KEY": s.stripe_key,
+        "CHARGEFLOW_WEBHOOKS_ENDPOINTS": s.webhook_endpoints(),
+        "CHARGEFLOW_WEBHOOKS_HTTP_PORT": str(free_port()),
     }
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        launcher = subprocess.Popen(
-            [sys.executable, "-m", "chargeflow.cli", "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+
+
+def _use_the_local_stack_with_right_and_wrong_credentials(
+    log: Path, launcher: subprocess.Popen[bytes], s: Secrets, api_port: int, gateway_port: int
+) -> None:
+    """Reads the development key from the banner (into ``s.api_key``), uses it and wrong
+    credentials, and waits for the logins (a refused record among them) to be logged."""
+    banner = poll_until(
+        log.read_text,
+        lambda t: "dev API key" in t or launcher.poll() is not None,
+        120,
+        "the launcher banner",
+    )
+    match = re.search(r"dev API key\s+(cf_\S+)", banner)
+    assert match, banner[-3000:]
+    s.api_key = match.group(1)
+    key_id = s.api_key.split("_")[1]
+    base = f"http://127.0.0.1:{api_port}"
+    with httpx.Client(base_url=base, timeout=15) as http:
+        assert http.get("/v1/sessions", headers={"X-API-Key": s.api_key}).status_code == 200
+        bad = f"cf_{key_id}_{s.wrong_api_secret}"
+        assert (
+            http.get("/v1/sessions", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
         )
-    try:
-        banner = poll_until(
-            log.read_text,
-            lambda t: "dev API key" in t or launcher.poll() is not None,
-            120,
-            "the launcher banner",
+    wrong = base64.b64encode(f"SIM-0001:{s.wrong_station_password}".encode()).decode()
+    with pytest.raises(InvalidStatus):
+        ws_connect(
+            f"ws://127.0.0.1:{gateway_port}/ocpp/SIM-0001",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers={"Authorization": f"Basic {wrong}"},
+            open_timeout=10,
         )
-        match = re.search(r"dev API key\s+(cf_\S+)", banner)
-        assert match, banner[-3000:]
-        s.api_key = match.group(1)
-        key_id = s.api_key.split("_")[1]
-        base = f"http://127.0.0.1:{api_port}"
-        with httpx.Client(base_url=base, timeout=15) as http:
-            assert http.get("/v1/sessions", headers={"X-API-Key": s.api_key}).status_code == 200
-            bad = f"cf_{key_id}_{s.wrong_api_secret}"
-            assert (
-                http.get("/v1/sessions", headers={"Authorization": f"Bearer {bad}"}).status_code
-                == 401
-            )
-        wrong = base64.b64encode(f"SIM-0001:{s.wrong_station_password}".encode()).decode()
-        with pytest.raises(InvalidStatus):
-            ws_connect(
-                f"ws://127.0.0.1:{gateway_port}/ocpp/SIM-0001",
-                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-                additional_headers={"Authorization": f"Basic {wrong}"},
-                open_timeout=10,
-            )
-        poll_until(log.read_text, lambda t: "wrong_password" in t, 30, "the failed login logged")
-        poll_until(
-            log.read_text,
-            lambda t: "station connected" in t,
-            60,
-            "a simulated station logged in with its password",
-        )
-        poll_until(log.read_text, lambda t: "Traceback" in t, 30, "the refused login record")
-        launcher.send_signal(signal.SIGINT)
-        assert launcher.wait(90) == 0
-    finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
-        pg_server.drop_database(name)
+    poll_until(log.read_text, lambda t: "wrong_password" in t, 30, "the failed login logged")
+    poll_until(
+        log.read_text,
+        lambda t: "station connected" in t,
+        60,
+        "a simulated station logged in with its password",
+    )
+    poll_until(log.read_text, lambda t: "Traceback" in t, 30, "the refused login record")
+
+
+def _check_no_secret_in_the_run_log(log: Path, s: Secrets) -> None:
     secret_values = s.values()
     secret_values.pop("station Basic credentials")
     secret_values["station Basic credentials"] = base64.b64encode(
@@ -430,3 +462,42 @@ def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path
     ]
     assert not leaks, "\n".join(leaks)
     assert "all stopped" in lines[-1]
+
+
+def test_no_secret_in_the_local_stack_output(pg_server: DatabaseServer, tmp_path: Path) -> None:
+    """``chargeflow run`` (every process under the launcher, console at COLUMNS=200) with
+    a password in its database URL, a station password, a Stripe key in the
+    environment, its development key used on requests and wrong credentials tried."""
+    s = Secrets()
+    name = f"chargeflow_test_run_secrets_{uuid.uuid4().hex[:8]}"
+    database_url = with_password(pg_server.create_database(name, exist_ok=False), s.db_password)
+    # The stations' logins cannot be recorded (logged with a traceback through the
+    # frame holding the password).
+    migrate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(REFUSE_LOGIN_RECORD)
+    api_port, gateway_port = free_port(), free_port()
+    env = _local_stack_env(database_url, s, api_port, gateway_port, tmp_path / "data")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "chargeflow.cli", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _use_the_local_stack_with_right_and_wrong_credentials(
+            log, launcher, s, api_port, gateway_port
+        )
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(90) == 0
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+        pg_server.drop_database(name)
+    assert "webhooks worker" in log.read_text()  # it ran, with its secret in the settings
+    _check_no_secret_in_the_run_log(log, s)

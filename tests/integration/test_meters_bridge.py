@@ -5,17 +5,11 @@ PostgreSQL. Every test has its own MQTT topic prefix, Kafka topics and client id
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import random
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, cast
 
 import aiomqtt
 import httpx
@@ -26,9 +20,8 @@ from confluent_kafka import Message
 from bus.admin import read_topic
 from bus.envelope import Kind, decode_envelope
 from bus.topics import Topics
-from chargeflow.mqtt import EmbeddedMqttBroker
-from chargeflow.stack import EmbeddedBroker, tcp_open
-from ingest.meters import BridgeConfig, MeterBridge, MqttEndpoint, encode_reading, parse_reading
+from chargeflow.stack import EmbeddedBroker
+from ingest.meters import MeterBridge, MqttEndpoint, parse_reading
 from ingest.simulator.meters import (
     MeterSimConfig,
     ReadingSource,
@@ -38,119 +31,23 @@ from ingest.simulator.meters import (
 )
 from ingest.simulator.physics import EnergyRegister
 from store.meters import MeterRegistryError, add_meter, list_meters, remove_meter
-from store.registry import provision_station
+from store.stations import provision_station
+from tests.support.meters import NOW, bridge_config, messages, publish, reading, running, sample
+from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
-NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="session")
-def mqtt() -> Iterator[MqttEndpoint]:
-    configured = os.environ.get("CHARGEFLOW_TEST_MQTT_URL")
-    if configured:
-        yield MqttEndpoint.from_url(configured)
-    elif tcp_open("127.0.0.1", 1883):
-        yield MqttEndpoint("127.0.0.1", 1883)
-    else:
-        with EmbeddedMqttBroker() as embedded:
-            yield MqttEndpoint.from_url(embedded.url)
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"cf-test-{uuid.uuid4().hex[:10]}"
-
-
-def bridge_config(
-    mqtt: MqttEndpoint,
-    broker: EmbeddedBroker,
-    database_url: str,
-    topics: Topics,
-    prefix: str,
-    **changes: Any,
-) -> BridgeConfig:
-    config = BridgeConfig(
-        mqtt=mqtt,
-        kafka_bootstrap=broker.bootstrap,
-        database_url=database_url,
-        topics=topics,
-        topic_pattern=f"{prefix}/meters/+/reading",
-        client_id=prefix,
-        clean_session=True,
-        unknown_meter_ttl_s=0.0,
-        delivery_timeout_ms=1500,
-        reconnect_max_s=1.0,
-    )
-    return replace(config, **changes)
-
-
-@contextlib.asynccontextmanager
-async def running(config: BridgeConfig) -> AsyncIterator[MeterBridge]:
-    async with MeterBridge(config) as bridge:
-        task = asyncio.create_task(bridge.run())
-        try:
-            await asyncio.wait_for(bridge.subscribed.wait(), 20)
-            yield bridge
-        finally:
-            bridge.stop()
-            await asyncio.wait_for(task, 30)
-
-
-async def publish(mqtt: MqttEndpoint, topic: str, payload: bytes, qos: int = 1) -> None:
-    async with aiomqtt.Client(mqtt.host, mqtt.port) as client:
-        await client.publish(topic, payload, qos=qos)
-
-
-async def apoll(fetch: Callable[[], T], done: Callable[[T], bool], within: float, what: str) -> T:
-    """Like tests.conftest.poll_until, without blocking the event loop the bridge runs on."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await asyncio.to_thread(fetch)
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}; last: {value!r}")
-        await asyncio.sleep(0.1)
-
-
-def messages(broker: EmbeddedBroker, topic: str) -> Callable[[], list[Message]]:
-    return lambda: list(read_topic(broker.bootstrap, topic))
-
-
-def reading(
-    meter_id: str | None, at: datetime = NOW, energy: int | Decimal = 1_000_000, **extra: Any
-) -> bytes:
-    data = json.loads(
-        encode_reading(
-            meter_id or "X",
-            at,
-            energy,
-            power_w=7360.0,
-            voltage_v=230.1,
-            current_a=10.7,
-            temperature_c=30.5,
-        )
-    )
-    if meter_id is None:
-        del data["meter_id"]
-    data.update(extra)
-    return json.dumps(data).encode()
-
-
 def headers_of(message: Message) -> dict[str, bytes]:
-    return {k: bytes(v or b"") for k, v in message.headers() or []}
+    raw = cast(list[tuple[str, bytes | None]], message.headers() or [])
+    return {k: bytes(v or b"") for k, v in raw}
 
 
 def key_of(message: Message) -> str:
     return bytes(message.key() or b"").decode()
-
-
-def sample(bridge: MeterBridge, name: str, **labels: str) -> float:
-    return bridge.registry.get_sample_value(name, labels) or 0.0
 
 
 # --------------------------------------------------------------------------- tests
@@ -194,18 +91,10 @@ async def test_valid_reading_becomes_an_envelope_keyed_by_the_station(
     assert list(read_topic(broker.bootstrap, topics.deadletter)) == []
 
 
-async def test_invalid_readings_go_to_the_deadletter_topic_and_the_bridge_keeps_going(
-    mqtt: MqttEndpoint,
-    broker: EmbeddedBroker,
-    clean_db: str,
-    topics: Topics,
-    prefix: str,
-) -> None:
-    provision_station(clean_db, "CP-M2")
-    add_meter(clean_db, "MTR-OK", "CP-M2", 1)
-    add_meter(clean_db, "MTR-B", "CP-M2", 2)
+def _invalid_readings() -> dict[str, tuple[bytes, str, str]]:
+    """Topic meter id -> (payload, reason, stage)."""
     big = reading("MTR-BIG", pad="x" * 5000)
-    cases = {  # topic meter id -> (payload, reason, stage)
+    return {
         "MTR-JSON": (b'{"meter_id": "MTR-JSON", "time": ', "invalid_json", "validate"),
         "MTR-FLOAT": (reading("MTR-FLOAT", energy_wh=1234.5), "schema_violation", "validate"),
         "MTR-EXTRA": (reading("MTR-EXTRA", phase="L1"), "schema_violation", "validate"),
@@ -218,6 +107,57 @@ async def test_invalid_readings_go_to_the_deadletter_topic_and_the_bridge_keeps_
         "MTR-NOPE": (reading("MTR-NOPE"), "unknown_meter", "registry"),
         "MTR-BIG": (big, "too_large", "validate"),
     }
+
+
+def _check_the_rejection_counts(bridge: MeterBridge) -> None:
+    for reason, count in (
+        ("invalid_json", 1),
+        ("schema_violation", 3),
+        ("meter_mismatch", 1),
+        ("unknown_meter", 1),
+        ("too_large", 1),
+    ):
+        assert sample(bridge, "chargeflow_meters_readings_rejected_total", reason=reason) == count
+    assert sample(bridge, "chargeflow_meters_readings_accepted_total") == 2
+
+
+def _check_the_dead_letters(
+    dead: list[Message], cases: dict[str, tuple[bytes, str, str]], prefix: str
+) -> None:
+    assert len(dead) == len(cases)
+    by_key = {key_of(m): m for m in dead}
+    assert sorted(by_key) == sorted(
+        ["MTR-JSON", "MTR-FLOAT", "MTR-EXTRA", "MTR-NAIVE", "MTR-B", "MTR-NOPE", "MTR-BIG"]
+    )
+    for meter_id, (payload, reason, stage) in cases.items():
+        message = by_key[meter_id]
+        headers = headers_of(message)
+        assert headers["deadletter.reason"].decode().startswith(f"{reason}: "), headers
+        assert headers["deadletter.stage"] == stage.encode()
+        assert headers["deadletter.source"] == b"mqtt"
+        assert headers["deadletter.source.topic"] == f"{prefix}/meters/{meter_id}/reading".encode()
+        if reason == "too_large":
+            assert message.value() == payload[:2048]
+            assert headers["deadletter.truncated_from"] == str(len(payload)).encode()
+        else:
+            assert message.value() == payload  # the original bytes, unchanged
+    reasons = {k: headers_of(m)["deadletter.reason"].decode() for k, m in by_key.items()}
+    assert "energy_wh" in reasons["MTR-FLOAT"]
+    assert "unknown field `phase`" in reasons["MTR-EXTRA"]
+    assert "UTC offset" in reasons["MTR-NAIVE"]
+
+
+async def test_invalid_readings_go_to_the_deadletter_topic_and_the_bridge_keeps_going(
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
+) -> None:
+    provision_station(clean_db, "CP-M2")
+    add_meter(clean_db, "MTR-OK", "CP-M2", 1)
+    add_meter(clean_db, "MTR-B", "CP-M2", 2)
+    cases = _invalid_readings()
     config = bridge_config(mqtt, broker, clean_db, topics, prefix, max_payload_bytes=2048)
     async with running(config) as bridge:
         for meter_id, (payload, _, _) in cases.items():
@@ -241,39 +181,9 @@ async def test_invalid_readings_go_to_the_deadletter_topic_and_the_bridge_keeps_
             20,
             "the reading of the newly registered meter",
         )
-        for reason, count in (
-            ("invalid_json", 1),
-            ("schema_violation", 3),
-            ("meter_mismatch", 1),
-            ("unknown_meter", 1),
-            ("too_large", 1),
-        ):
-            assert (
-                sample(bridge, "chargeflow_meters_readings_rejected_total", reason=reason) == count
-            )
-        assert sample(bridge, "chargeflow_meters_readings_accepted_total") == 2
+        _check_the_rejection_counts(bridge)
     assert [decode_envelope(m.value()).payload["meter_id"] for m in good] == ["MTR-OK", "MTR-NOPE"]
-    assert len(dead) == len(cases)
-    by_key = {key_of(m): m for m in dead}
-    assert sorted(by_key) == sorted(
-        ["MTR-JSON", "MTR-FLOAT", "MTR-EXTRA", "MTR-NAIVE", "MTR-B", "MTR-NOPE", "MTR-BIG"]
-    )
-    for meter_id, (payload, reason, stage) in cases.items():
-        message = by_key[meter_id]
-        headers = headers_of(message)
-        assert headers["deadletter.reason"].decode().startswith(f"{reason}: "), headers
-        assert headers["deadletter.stage"] == stage.encode()
-        assert headers["deadletter.source"] == b"mqtt"
-        assert headers["deadletter.source.topic"] == f"{prefix}/meters/{meter_id}/reading".encode()
-        if reason == "too_large":
-            assert message.value() == payload[:2048]
-            assert headers["deadletter.truncated_from"] == str(len(payload)).encode()
-        else:
-            assert message.value() == payload  # the original bytes, unchanged
-    reasons = {k: headers_of(m)["deadletter.reason"].decode() for k, m in by_key.items()}
-    assert "energy_wh" in reasons["MTR-FLOAT"]
-    assert "unknown field `phase`" in reasons["MTR-EXTRA"]
-    assert "UTC offset" in reasons["MTR-NAIVE"]
+    _check_the_dead_letters(dead, cases, prefix)
 
 
 async def test_unconfirmed_readings_are_not_acknowledged_and_come_again(

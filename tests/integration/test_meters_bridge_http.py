@@ -18,14 +18,10 @@ from bus.topics import Topics
 from chargeflow.mqtt import EmbeddedMqttBroker, mosquitto_binary
 from chargeflow.stack import EmbeddedBroker
 from ingest.meters import MeterBridge, MqttEndpoint
-from tests.integration import test_meters_bridge as bridge_tests
-from tests.integration.test_meters_bridge import apoll, bridge_config, publish, running
+from tests.support.meters import bridge_config, publish, running
+from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
-
-# The bridge tests' fixtures: the shared MQTT broker, a topic prefix per test.
-mqtt = bridge_tests.mqtt
-prefix = bridge_tests.prefix
 
 
 @pytest.fixture

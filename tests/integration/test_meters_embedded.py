@@ -23,20 +23,9 @@ from chargeflow.mqtt import EmbeddedMqttBroker, amqtt_available, mosquitto_binar
 from chargeflow.stack import EmbeddedBroker, free_port, tcp_open
 from ingest.meters import MqttEndpoint
 from store.meters import add_meter, list_meters
-from store.registry import provision_station
-from tests.integration.test_meters_bridge import (
-    apoll,
-    bridge_config,
-    messages,
-    mqtt,
-    prefix,
-    publish,
-    reading,
-    running,
-    sample,
-)
-
-__all__ = ["mqtt", "prefix"]  # fixtures shared with test_meters_bridge
+from store.stations import provision_station
+from tests.support.meters import bridge_config, messages, publish, reading, running, sample
+from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,15 +114,7 @@ async def test_bridge_through_embedded_amqtt(
     assert out[0].key() == b"CP-E2"
 
 
-async def test_meters_command_bridges_until_sigterm(
-    mqtt: MqttEndpoint,
-    broker: EmbeddedBroker,
-    clean_db: str,
-    topics: Topics,
-    prefix: str,
-) -> None:
-    provision_station(clean_db, "CP-E3")
-    http_port = free_port()
+def _add_meters_with_the_cli(clean_db: str) -> None:
     runner = CliRunner()
     env = {"CHARGEFLOW_DATABASE_URL": clean_db}
     added = runner.invoke(
@@ -149,39 +130,66 @@ async def test_meters_command_bridges_until_sigterm(
         ("MTR-E3", 2, True)
     ]
 
+
+def _meters_env(
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
+    http_port: int,
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CHARGEFLOW_MQTT_URL": f"mqtt://{mqtt.host}:{mqtt.port}",
+        "CHARGEFLOW_MQTT_TOPIC_PATTERN": f"{prefix}/meters/+/reading",
+        "CHARGEFLOW_MQTT_CLIENT_ID": prefix,
+        "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "CHARGEFLOW_DATABASE_URL": clean_db,
+        "CHARGEFLOW_TOPIC_PREFIX": topics.ocpp_events.removesuffix("ocpp.events"),
+        "CHARGEFLOW_METERS_HTTP_PORT": str(http_port),
+    }
+
+
+async def _wait_until_healthy(process: asyncio.subprocess.Process, http_port: int) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+
+        async def health() -> int:
+            try:
+                return (await http.get("/healthz")).status_code
+            except httpx.TransportError:
+                return 0
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while await health() != 200:
+            assert process.returncode is None, "the meters command exited"
+            assert asyncio.get_running_loop().time() < deadline, "bridge never healthy"
+            await asyncio.sleep(0.1)
+
+
+async def test_meters_command_bridges_until_sigterm(
+    mqtt: MqttEndpoint,
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Topics,
+    prefix: str,
+) -> None:
+    provision_station(clean_db, "CP-E3")
+    http_port = free_port()
+    _add_meters_with_the_cli(clean_db)
+
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "chargeflow.cli",
         "meters",
         cwd=ROOT,
-        env={
-            **os.environ,
-            "CHARGEFLOW_MQTT_URL": f"mqtt://{mqtt.host}:{mqtt.port}",
-            "CHARGEFLOW_MQTT_TOPIC_PATTERN": f"{prefix}/meters/+/reading",
-            "CHARGEFLOW_MQTT_CLIENT_ID": prefix,
-            "CHARGEFLOW_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "CHARGEFLOW_DATABASE_URL": clean_db,
-            "CHARGEFLOW_TOPIC_PREFIX": topics.ocpp_events.removesuffix("ocpp.events"),
-            "CHARGEFLOW_METERS_HTTP_PORT": str(http_port),
-        },
+        env=_meters_env(mqtt, broker, clean_db, topics, prefix, http_port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
-
-            async def health() -> int:
-                try:
-                    return (await http.get("/healthz")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            deadline = asyncio.get_running_loop().time() + 30
-            while await health() != 200:
-                assert process.returncode is None, "the meters command exited"
-                assert asyncio.get_running_loop().time() < deadline, "bridge never healthy"
-                await asyncio.sleep(0.1)
+        await _wait_until_healthy(process, http_port)
         await publish(mqtt, f"{prefix}/meters/MTR-E3/reading", reading("MTR-E3"))
         out = await apoll(
             messages(broker, topics.meter_readings),

@@ -33,12 +33,12 @@ from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
 from ingest.meters import MqttEndpoint, parse_reading
 from ingest.simulator.meters import meter_id_for
-from store.registry import add_id_tag, provision_station
-from tests.conftest import ROOT
-from tests.integration.test_end_to_end import FLOW_ARGV, flow_env
-from tests.integration.test_meters_bridge import apoll, bridge_config, mqtt, prefix, running
-
-__all__ = ["mqtt", "prefix"]  # fixtures shared with test_meters_bridge
+from store.id_tokens import add_id_tag
+from store.stations import provision_station
+from tests.support.flows import FLOW_ARGV, flow_env, flow_process
+from tests.support.meters import bridge_config, running
+from tests.support.paths import ROOT
+from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
 PASSWORD = "meters-fleet-station-password"
@@ -88,24 +88,10 @@ def sessions_flow(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, tmp_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = tmp_path / "flow.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            FLOW_ARGV,
-            env=flow_env(broker.bootstrap, clean_db, topics, tail=True),
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode in (0, -signal.SIGINT, 130), log.read_text()[-3000:]
+    with flow_process(
+        FLOW_ARGV, flow_env(broker.bootstrap, clean_db, topics, tail=True), log
+    ) as process:
+        yield process
 
 
 def closed_sessions(database_url: str) -> list[dict[str, Any]]:
@@ -116,6 +102,68 @@ def closed_sessions(database_url: str) -> list[dict[str, Any]]:
             " smart_meter_id FROM sessions WHERE status = 'closed'"
             " ORDER BY charge_point_id, started_at"
         ).fetchall()
+
+
+async def _simulate_the_fleet(
+    gateway: Gateway, mqtt: MqttEndpoint, prefix: str, report: Path
+) -> str:
+    """Runs ``chargeflow simulate`` to the end; returns its output."""
+    simulator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chargeflow.cli",
+        "simulate",
+        "--stations",
+        str(STATIONS),
+        "--sessions",
+        str(SESSIONS),
+        # 600x: the flow's 15-minute window for the meter readings around a start or
+        # stop is 1.5 s here; an idle meter's equal readings around a start or stop
+        # pin the register whatever the lag between the two topics.
+        "--gateway",
+        gateway.url,
+        "--time-scale",
+        "600",
+        "--meter-interval",
+        "30",
+        "--mean-dwell",
+        "300",
+        "--report",
+        str(report),
+        "--mqtt-url",
+        f"mqtt://{mqtt.host}:{mqtt.port}",
+        "--smart-meter-interval",
+        "0.1",
+        cwd=ROOT,
+        env=simulate_env(mqtt, prefix),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        output = (await asyncio.wait_for(simulator.communicate(), 120))[0].decode()
+    finally:
+        if simulator.returncode is None:
+            simulator.kill()
+            await simulator.wait()
+    assert simulator.returncode == 0, output[-4000:]
+    return output
+
+
+def _check_meters_agree_with_stations(closed: list[dict[str, Any]], billing_station: str) -> None:
+    for row in closed:
+        assert row["connector_id"] == 1, row
+        assert row["quality"] == "exact", row
+        assert row["smart_meter_id"] == meter_id_for(row["charge_point_id"]), row
+        meter, energy = row["smart_meter_energy_wh"], row["energy_wh"]
+        assert meter is not None, row
+        assert abs(meter - energy) <= TOLERANCE_RATIO * max(meter, energy) + TOLERANCE_WH, row
+        assert meter == energy, row  # the same register, read at the same simulated times
+        if row["charge_point_id"] == billing_station:
+            assert row["energy_source"] == "smart_meter", row
+        else:
+            assert row["energy_source"] == "station_register", row
+            assert row["station_energy_wh"] == energy, row
+    assert any(r["charge_point_id"] == billing_station for r in closed)
 
 
 async def test_simulated_meters_agree_with_the_stations_through_the_whole_pipeline(
@@ -131,44 +179,7 @@ async def test_simulated_meters_agree_with_the_stations_through_the_whole_pipeli
 ) -> None:
     report_path = tmp_path / "truth.json"
     async with running(bridge_config(mqtt, broker, clean_db, topics, prefix)):
-        simulator = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "chargeflow.cli",
-            "simulate",
-            "--stations",
-            str(STATIONS),
-            "--sessions",
-            str(SESSIONS),
-            # 600x: the flow's 15-minute window for the meter readings around a start or
-            # stop is 1.5 s here; an idle meter's equal readings around a start or stop
-            # pin the register whatever the lag between the two topics.
-            "--gateway",
-            gateway.url,
-            "--time-scale",
-            "600",
-            "--meter-interval",
-            "30",
-            "--mean-dwell",
-            "300",
-            "--report",
-            str(report_path),
-            "--mqtt-url",
-            f"mqtt://{mqtt.host}:{mqtt.port}",
-            "--smart-meter-interval",
-            "0.1",
-            cwd=ROOT,
-            env=simulate_env(mqtt, prefix),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            output = (await asyncio.wait_for(simulator.communicate(), 120))[0].decode()
-        finally:
-            if simulator.returncode is None:
-                simulator.kill()
-                await simulator.wait()
-        assert simulator.returncode == 0, output[-4000:]
+        output = await _simulate_the_fleet(gateway, mqtt, prefix, report_path)
         assert "simulated smart meters stopped" in output
         truth = json.loads(report_path.read_text())["sessions"]
         assert len(truth) == STATIONS * SESSIONS
@@ -184,21 +195,7 @@ async def test_simulated_meters_agree_with_the_stations_through_the_whole_pipeli
     assert {(r["charge_point_id"], r["transaction_id"]): r["energy_wh"] for r in closed} == (
         expected
     )
-    billing_station = stations[0]
-    for row in closed:
-        assert row["connector_id"] == 1, row
-        assert row["quality"] == "exact", row
-        assert row["smart_meter_id"] == meter_id_for(row["charge_point_id"]), row
-        meter, energy = row["smart_meter_energy_wh"], row["energy_wh"]
-        assert meter is not None, row
-        assert abs(meter - energy) <= TOLERANCE_RATIO * max(meter, energy) + TOLERANCE_WH, row
-        assert meter == energy, row  # the same register, read at the same simulated times
-        if row["charge_point_id"] == billing_station:
-            assert row["energy_source"] == "smart_meter", row
-        else:
-            assert row["energy_source"] == "station_register", row
-            assert row["station_energy_wh"] == energy, row
-    assert any(r["charge_point_id"] == billing_station for r in closed)
+    _check_meters_agree_with_stations(closed, stations[0])
     assert list(read_topic(broker.bootstrap, topics.deadletter)) == []
 
 

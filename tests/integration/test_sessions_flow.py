@@ -16,13 +16,14 @@ from bytewax.testing import run_main
 
 from bus.admin import read_topic
 from bus.envelope import Envelope, encode_envelope
-from bus.producer import Producer, producer_config
+from bus.measurands import ENERGY_REGISTER
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from flows.sessions.dataflow import SessionsFlowConfig, build_flow
-from flows.sessions.logic import ENERGY_REGISTER, session_id_for
-from tests.conftest import ROOT
-from tests.unit.test_sessions_logic import T0, envelope, iso, meter, register, start, stop
+from flows.sessions.logic import session_id_for
+from tests.support.flows import publish
+from tests.support.paths import ROOT
+from tests.support.sessions import T0, envelope, iso, meter, register, start, stop
 
 pytestmark = pytest.mark.integration
 
@@ -148,15 +149,6 @@ EXPECTED_SAMPLES = {
     ("CP-C", 1, "301", ENERGY_REGISTER, "Wh", T0 + 20 * M, Decimal(7_600)),
     ("CP-C", 0, None, ENERGY_REGISTER, "Wh", T0 + 30 * M, Decimal(7_650)),
 }
-
-
-def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer(producer_config(bootstrap))
-    try:
-        for key, value in messages:
-            producer.publish_sync(topic, key, value)
-    finally:
-        producer.close()
 
 
 def all_sessions(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:

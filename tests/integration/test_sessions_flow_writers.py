@@ -1,8 +1,7 @@
-"""store.writers against the real database: idempotent upserts, no reopening, orphan stops."""
+"""store.sessions against the real database: idempotent upserts, no reopening, orphan stops."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,34 +9,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from flows.sessions.logic import MeterSampleRow, SessionRow, session_id_for
-from store.writers import SAFE_BATCHES_AFTER_CONFLICT, write_sessions_batch
-from tests.unit.test_sessions_logic import T0
+from bus.sessions import Quality, QualityReason
+from flows.sessions.logic import SessionRow, session_id_for
+from store.samples import SAFE_BATCHES_AFTER_CONFLICT
+from store.sessions import write_sessions_batch
+from tests.support.sessions import T0, active, sample
 
 pytestmark = pytest.mark.integration
-
-
-def active(tx: str = "1", **changes: Any) -> SessionRow:
-    row = SessionRow(
-        session_id=session_id_for("CP1", tx),
-        charge_point_id="CP1",
-        connector_id=2,
-        transaction_id=tx,
-        id_tag="TAG",
-        status="active",
-        started_at=T0,
-        stopped_at=None,
-        meter_start_wh=1_000,
-        meter_stop_wh=None,
-        last_register_wh=None,
-        energy_wh=0,
-        energy_source="station_register",
-        quality="exact",
-        quality_reasons=(),
-        stop_reason=None,
-        sample_count=0,
-    )
-    return replace(row, **changes)
 
 
 def orphan_stop(tx: str = "1", meter_stop: int = 4_000) -> SessionRow:
@@ -55,25 +33,10 @@ def orphan_stop(tx: str = "1", meter_stop: int = 4_000) -> SessionRow:
         last_register_wh=None,
         energy_wh=None,
         energy_source=None,
-        quality="missing",
-        quality_reasons=("start_unknown",),
+        quality=Quality.MISSING,
+        quality_reasons=(QualityReason.START_UNKNOWN,),
         stop_reason="Local",
         sample_count=0,
-    )
-
-
-def sample(minutes: int, value: str) -> MeterSampleRow:
-    return MeterSampleRow(
-        measured_at=T0 + timedelta(minutes=minutes),
-        charge_point_id="CP1",
-        connector_id=2,
-        transaction_id="1",
-        measurand="Energy.Active.Import.Register",
-        phase="",
-        location="",
-        context="",
-        unit="Wh",
-        value=Decimal(value),
     )
 
 
@@ -176,18 +139,20 @@ def test_empty_batch_is_a_no_op(db: psycopg.Connection[Any]) -> None:
 def test_sink_reconnects_and_retries_after_losing_the_database_connection(
     db: psycopg.Connection[Any], clean_db: str
 ) -> None:
-    from flows.sessions.dataflow import PostgresSessionsSink
+    from flows.sessions.sink import SessionsRows
+    from flows.sinks.database import PostgresSink
 
-    part = PostgresSessionsSink(clean_db, max_backoff_s=0.2).build("postgres", 0, 1)
+    sink = PostgresSink(SessionsRows(), clean_db, name="test", overlap=False, max_backoff_s=0.2)
+    part = sink.build_part("postgres", "writer-0", None)
     try:
-        part.write_batch([active(), sample(1, "1500")])
+        part.write_batch([[active(), sample(1, "1500")]])
         # Kill the sink's connection behind its back (a DB restart / failover).
         killed = db.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
         assert killed
-        part.write_batch([active(energy_wh=900, sample_count=1), sample(2, "1900")])
+        part.write_batch([[active(energy_wh=900, sample_count=1), sample(2, "1900")]])
     finally:
         part.close()
     assert db.execute("SELECT energy_wh FROM sessions").fetchall() == [(900,)]
@@ -221,9 +186,10 @@ def test_sample_batches_insert_exactly_the_samples_not_stored_yet(
 def test_overlapped_sink_has_everything_committed_at_each_snapshot(
     db: psycopg.Connection[Any], clean_db: str
 ) -> None:
-    from flows.sessions.dataflow import OverlappedPostgresSessionsSink
+    from flows.sessions.sink import SessionsRows
+    from flows.sinks.database import PostgresSink
 
-    sink = OverlappedPostgresSessionsSink(clean_db, max_backoff_s=0.2, max_pending_rows=2)
+    sink = PostgresSink(SessionsRows(), clean_db, name="test", max_backoff_s=0.2, max_pending=2)
     [name] = sink.list_parts()
     part = sink.build_part("postgres", name, None)
     try:
@@ -247,9 +213,12 @@ def test_overlapped_sink_has_everything_committed_at_each_snapshot(
 def test_overlapped_sink_raises_a_failed_write_at_the_next_call(
     db: psycopg.Connection[Any], clean_db: str
 ) -> None:
-    from flows.sessions.dataflow import OverlappedPostgresSessionsSink
+    from flows.sessions.sink import SessionsRows
+    from flows.sinks.database import PostgresSink
 
-    part = OverlappedPostgresSessionsSink(clean_db).build_part("postgres", "writer-0", None)
+    part = PostgresSink(SessionsRows(), clean_db, name="test").build_part(
+        "postgres", "writer-0", None
+    )
     try:
         part.write_batch([[active(status="bogus")]])  # violates the status CHECK
         with pytest.raises(RuntimeError, match="could not write") as failure:

@@ -23,9 +23,8 @@ from chargeflow.stack import EmbeddedBroker
 from flows.recovery import ensure_recovery_dir
 from flows.sessions.dataflow import SessionsFlowConfig, build_flow
 from flows.sessions.logic import session_id_for
-from tests.integration.test_sessions_flow import publish
-from tests.unit.test_sessions_logic import T0, meter, register, start, stop
-from tests.unit.test_sessions_quality import reading, sv, tx_event
+from tests.support.flows import publish
+from tests.support.sessions import T0, meter, reading, register, start, stop, sv, tx_event
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from bus.sessions import ClosedBy
 from chargeflow.stack import DatabaseServer
-from store.schema import migrate
+from flows.sessions.logic import SessionRow
+from store.db import migrate
 from store.session_reconcile import reconcile_active_sessions
-from store.writers import write_sessions_batch
-from tests.integration.test_sessions_flow_writers import active, sample
-from tests.unit.test_sessions_logic import T0
+from store.sessions import write_sessions_batch
+from tests.support.sessions import T0, active, sample
 
 pytestmark = pytest.mark.integration
 
@@ -82,10 +83,8 @@ def test_the_schema_refuses_two_active_sessions_on_one_connector(
         )
 
 
-def test_reconcile_closes_every_active_session_with_what_the_table_knows(
-    db: psycopg.Connection[Any], clean_db: str
-) -> None:
-    rows = [
+def _sessions_in_every_state() -> list[SessionRow]:
+    return [
         active("1", energy_wh=500, last_register_wh=1_500),  # a register figure so far
         active("2", connector_id=3, energy_wh=0),  # nothing after its start: no figure
         # Stopped; it only waited for its smart-meter reading.
@@ -102,16 +101,16 @@ def test_reconcile_closes_every_active_session_with_what_the_table_knows(
         replace(
             active("5", connector_id=6),
             status="closed",
-            closed_by="stop",
+            closed_by=ClosedBy.STOP,
             stopped_at=T0 + H,
             meter_stop_wh=2_000,
             energy_wh=1_000,
         ),
     ]
-    write_sessions_batch(db, rows, [sample(20, "1500")])
-    closed = reconcile_active_sessions(clean_db)
-    assert len(closed) == 4
-    assert sessions(db) == {
+
+
+def _reconciled_sessions() -> dict[str, tuple[Any, ...]]:
+    return {
         "1": (
             "closed",
             "reconciled",
@@ -142,6 +141,15 @@ def test_reconcile_closes_every_active_session_with_what_the_table_knows(
         ),
         "5": ("closed", "stop", T0 + H, 1_000, "station_register", "exact", []),
     }
+
+
+def test_reconcile_closes_every_active_session_with_what_the_table_knows(
+    db: psycopg.Connection[Any], clean_db: str
+) -> None:
+    write_sessions_batch(db, _sessions_in_every_state(), [sample(20, "1500")])
+    closed = reconcile_active_sessions(clean_db)
+    assert len(closed) == 4
+    assert sessions(db) == _reconciled_sessions()
     assert set(outbox(db)) == {"1", "2", "3", "4", "5"}
     assert (outbox(db)["2"]["quality"], outbox(db)["2"]["energy_wh"]) == ("missing", None)
     assert reconcile_active_sessions(clean_db) == []  # nothing left active

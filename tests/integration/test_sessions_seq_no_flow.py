@@ -15,12 +15,10 @@ from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from flows.sessions.dataflow import SessionsFlowConfig, build_flow
 from ingest.gateway.server import Gateway
-from store.registry import add_id_tag
-from tests.integration.test_gateway_calls import gateway, rpc, wait_for_envelopes
-from tests.integration.test_gateway_v201 import open_v201, register
+from store.id_tokens import add_id_tag
+from tests.support.gateway import open_v201, register, rpc, wait_for_envelopes
 
 pytestmark = pytest.mark.integration
-__all__ = ["gateway"]  # fixture re-export
 
 T0, T1, T2 = "2026-01-05T10:00:00.000Z", "2026-01-05T10:20:00.000Z", "2026-01-05T10:40:00.000Z"
 
@@ -36,59 +34,43 @@ def event(kind: str, trigger: str, at: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def test_started_updated_ended_all_with_seq_no_0_close_with_their_energy(
-    broker: EmbeddedBroker,
-    gateway: Gateway,
-    clean_db: str,
-    topics: Topics,
-    db: psycopg.Connection[Any],
-) -> None:
-    await asyncio.to_thread(add_id_tag, clean_db, "TOKEN-1")
-    ws = await open_v201(gateway, "CS-SEQ0")
-    try:
-        for uid, payload in [
-            (
-                "started",
-                event(
-                    "Started",
-                    "Authorized",
-                    T0,
-                    evse={"id": 1, "connectorId": 1},
-                    idToken={"idToken": "TOKEN-1", "type": "ISO14443"},
-                    meterValue=register(10_000, "Transaction.Begin", T0),
-                ),
+def _transaction_all_with_seq_no_0() -> list[tuple[str, dict[str, Any]]]:
+    """(unique id, TransactionEvent payload) of a started, updated and ended transaction."""
+    return [
+        (
+            "started",
+            event(
+                "Started",
+                "Authorized",
+                T0,
+                evse={"id": 1, "connectorId": 1},
+                idToken={"idToken": "TOKEN-1", "type": "ISO14443"},
+                meterValue=register(10_000, "Transaction.Begin", T0),
             ),
-            (
-                "updated",
-                event(
-                    "Updated",
-                    "MeterValuePeriodic",
-                    T1,
-                    meterValue=register(13_000, "Sample.Periodic", T1),
-                ),
+        ),
+        (
+            "updated",
+            event(
+                "Updated",
+                "MeterValuePeriodic",
+                T1,
+                meterValue=register(13_000, "Sample.Periodic", T1),
             ),
-            (
-                "ended",
-                event(
-                    "Ended",
-                    "EVDeparted",
-                    T2,
-                    info={"stoppedReason": "EVDisconnected"},
-                    meterValue=register(16_500, "Transaction.End", T2),
-                ),
+        ),
+        (
+            "ended",
+            event(
+                "Ended",
+                "EVDeparted",
+                T2,
+                info={"stoppedReason": "EVDisconnected"},
+                meterValue=register(16_500, "Transaction.End", T2),
             ),
-        ]:
-            frame = await rpc(ws, "TransactionEvent", payload, uid)
-            assert frame[0] == 3, frame  # answered: the station will never resend it
-    finally:
-        await ws.close()
-    await asyncio.to_thread(wait_for_envelopes, broker, topics.ocpp_events, 3)
+        ),
+    ]
 
-    config = SessionsFlowConfig(
-        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
-    )
-    await asyncio.to_thread(run_main, build_flow(config))
 
+def _check_the_session_closed_with_its_energy(db: psycopg.Connection[Any]) -> None:
     row = db.execute(
         "SELECT status, closed_by, stopped_at, meter_start_wh, meter_stop_wh, energy_wh,"
         " energy_source, quality, quality_reasons, stop_reason, sample_count FROM sessions"
@@ -114,5 +96,30 @@ async def test_started_updated_ended_all_with_seq_no_0_close_with_their_energy(
     assert quality == "corrected"
     assert "seq_no_reused" in reasons
     assert samples == 3
+
+
+async def test_started_updated_ended_all_with_seq_no_0_close_with_their_energy(
+    broker: EmbeddedBroker,
+    gateway: Gateway,
+    clean_db: str,
+    topics: Topics,
+    db: psycopg.Connection[Any],
+) -> None:
+    await asyncio.to_thread(add_id_tag, clean_db, "TOKEN-1")
+    ws = await open_v201(gateway, "CS-SEQ0")
+    try:
+        for uid, payload in _transaction_all_with_seq_no_0():
+            frame = await rpc(ws, "TransactionEvent", payload, uid)
+            assert frame[0] == 3, frame  # answered: the station will never resend it
+    finally:
+        await ws.close()
+    await asyncio.to_thread(wait_for_envelopes, broker, topics.ocpp_events, 3)
+
+    config = SessionsFlowConfig(
+        brokers=[broker.bootstrap], database_url=clean_db, topics=topics, tail=False
+    )
+    await asyncio.to_thread(run_main, build_flow(config))
+
+    _check_the_session_closed_with_its_energy(db)
     # The closed session is in the outbox for sessions.closed.
     assert db.execute("SELECT count(*) FROM sessions_outbox").fetchone() == (1,)

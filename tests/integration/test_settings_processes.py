@@ -21,7 +21,8 @@ from chargeflow.stack import (
     free_port,
     tcp_open,
 )
-from tests.conftest import ROOT, poll_until
+from tests.support.paths import ROOT
+from tests.support.polling import poll_until
 
 
 def _bare_env() -> dict[str, str]:
@@ -117,7 +118,9 @@ def test_station_add_finds_the_local_database_without_a_url(
         local.drop_database(name)
 
 
-@pytest.mark.parametrize("variable", ["CHARGEFLOW_GATEWAY_PORT", "CHARGEFLOW_API_PORT"])
+@pytest.mark.parametrize(
+    "variable", ["CHARGEFLOW_GATEWAY_PORT", "CHARGEFLOW_API_PORT", "CHARGEFLOW_WEBHOOKS_HTTP_PORT"]
+)
 def test_chargeflow_run_stops_at_a_bad_process_setting(variable: str, tmp_path: Path) -> None:
     env = {**_bare_env(), variable: "not-a-port", "CHARGEFLOW_DATA_DIR": str(tmp_path)}
     result = subprocess.run(

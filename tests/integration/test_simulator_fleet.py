@@ -8,13 +8,16 @@ from dataclasses import replace
 
 import pytest
 
+from bus.envelope import Envelope
 from bus.normalized import ConnectorStatus, MeterSample, TransactionEnd, TransactionStart
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker, free_port
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
-from ingest.simulator.fleet import FleetConfig, FleetReport, run_fleet
-from tests.integration.test_gateway_calls import STATION_PASSWORD, envelopes, gateway_config
+from ingest.simulator.config import FleetConfig
+from ingest.simulator.fleet import run_fleet
+from ingest.simulator.report import FleetReport, SessionTruth
+from tests.support.gateway import STATION_PASSWORD, envelopes, gateway_config
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +121,47 @@ async def test_fleet_waits_for_a_gateway_that_is_not_up_yet(
     assert report.connects == 1
 
 
+def _check_the_normalised_truth(s: SessionTruth, mine: list[Envelope]) -> None:
+    """The normalised facts give the same ground truth for both versions."""
+    facts = [f for e in mine for f in e.normalized or []]
+    start = next(f for f in facts if isinstance(f, TransactionStart))
+    end = next(f for f in facts if isinstance(f, TransactionEnd))
+    assert start.transaction_id == end.transaction_id == str(s.transaction_id)
+    assert start.meter_start_wh == s.meter_start_wh
+    assert end.meter_stop_wh == s.meter_stop_wh
+    assert end.stopped_reason == s.stop_reason
+    registers = [
+        f.value
+        for e in mine
+        if e.action in ("MeterValues", "TransactionEvent")
+        for f in e.normalized or []
+        if isinstance(f, MeterSample)
+        and f.measurand == "Energy.Active.Import.Register"
+        and f.context == "Sample.Periodic"
+    ]
+    assert len(registers) == s.meter_value_messages
+    assert registers == sorted(registers)
+
+
+def _check_the_201_transaction_events(s: SessionTruth, mine: list[Envelope]) -> None:
+    """The raw TransactionEvents carry the registers and a gapless seqNo."""
+    tx_events = [e for e in mine if e.action == "TransactionEvent"]
+    assert [e.payload["eventType"] for e in tx_events] == (
+        ["Started"] + ["Updated"] * s.meter_value_messages + ["Ended"]
+    )
+    assert [e.payload["seqNo"] for e in tx_events] == list(range(len(tx_events)))
+    assert {e.payload["transactionInfo"]["transactionId"] for e in tx_events} == {s.transaction_id}
+    begin = tx_events[0].payload["meterValue"][0]["sampledValue"][0]
+    finish = tx_events[-1].payload["meterValue"][0]["sampledValue"][0]
+    assert (begin["context"], begin["value"]) == ("Transaction.Begin", s.meter_start_wh)
+    assert (finish["context"], finish["value"]) == ("Transaction.End", s.meter_stop_wh)
+    assert s.energy_wh == finish["value"] - begin["value"]
+    assert tx_events[0].response == {"idTokenInfo": {"status": "Accepted"}}
+    facts = [f for e in mine for f in e.normalized or []]
+    statuses = [f.status for f in facts if isinstance(f, ConnectorStatus)]
+    assert statuses == ["Available", "Preparing", "Available"]
+
+
 async def test_mixed_fleet_of_16_and_201_stations_matches_the_registers_on_the_topic(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
@@ -144,41 +188,7 @@ async def test_mixed_fleet_of_16_and_201_stations_matches_the_registers_on_the_t
         assert s.ocpp_version == versions[s.charge_point_id]
         assert s.energy_wh == s.meter_stop_wh - s.meter_start_wh > 0
         mine = [e for e in events if e.charge_point_id == s.charge_point_id]
-        # The normalised facts give the same ground truth for both versions.
-        facts = [f for e in mine for f in e.normalized or []]
-        start = next(f for f in facts if isinstance(f, TransactionStart))
-        end = next(f for f in facts if isinstance(f, TransactionEnd))
-        assert start.transaction_id == end.transaction_id == str(s.transaction_id)
-        assert start.meter_start_wh == s.meter_start_wh
-        assert end.meter_stop_wh == s.meter_stop_wh
-        assert end.stopped_reason == s.stop_reason
-        registers = [
-            f.value
-            for e in mine
-            if e.action in ("MeterValues", "TransactionEvent")
-            for f in e.normalized or []
-            if isinstance(f, MeterSample)
-            and f.measurand == "Energy.Active.Import.Register"
-            and f.context == "Sample.Periodic"
-        ]
-        assert len(registers) == s.meter_value_messages
-        assert registers == sorted(registers)
+        _check_the_normalised_truth(s, mine)
         if s.ocpp_version == "1.6":
             continue
-        # 2.0.1: the raw TransactionEvents carry the registers and a gapless seqNo.
-        tx_events = [e for e in mine if e.action == "TransactionEvent"]
-        assert [e.payload["eventType"] for e in tx_events] == (
-            ["Started"] + ["Updated"] * s.meter_value_messages + ["Ended"]
-        )
-        assert [e.payload["seqNo"] for e in tx_events] == list(range(len(tx_events)))
-        assert {e.payload["transactionInfo"]["transactionId"] for e in tx_events} == {
-            s.transaction_id
-        }
-        begin = tx_events[0].payload["meterValue"][0]["sampledValue"][0]
-        finish = tx_events[-1].payload["meterValue"][0]["sampledValue"][0]
-        assert (begin["context"], begin["value"]) == ("Transaction.Begin", s.meter_start_wh)
-        assert (finish["context"], finish["value"]) == ("Transaction.End", s.meter_stop_wh)
-        assert s.energy_wh == finish["value"] - begin["value"]
-        assert tx_events[0].response == {"idTokenInfo": {"status": "Accepted"}}
-        statuses = [f.status for f in facts if isinstance(f, ConnectorStatus)]
-        assert statuses == ["Available", "Preparing", "Available"]
+        _check_the_201_transaction_events(s, mine)

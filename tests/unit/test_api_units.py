@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.models import SessionPublic
-from store.apikeys import ROLES, create_api_key, parse_api_key
-from store.queries import (
+from api.schemas.sessions import SessionPublic
+from store.api_keys import ROLES, create_api_key, parse_api_key
+from store.sessions import (
     InvalidCursorError,
     SessionFilter,
     SessionRecord,
@@ -151,3 +151,68 @@ def test_parse_timestamp_rejects_everything_else(value: object) -> None:
 
     with pytest.raises(ValueError, match=r"RFC 3339|day is out of range"):
         parse_timestamp(value)
+
+
+def test_alert_cursor_round_trip_and_every_pattern_match_is_a_position() -> None:
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from api.params import (
+        ALERT_CURSOR_PATTERN,
+        ALERT_ID_PATTERN,
+        AlertCursorPosition,
+        decode_alert_cursor,
+        encode_alert_cursor,
+    )
+    from bus.alerts import AlertKind, alert_id
+
+    for first_seen in (
+        datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(4000, 1, 1, tzinfo=UTC),
+    ):
+        # Every id the faults flow makes fits the path and cursor patterns.
+        an_id = alert_id("CP/1 ü", 3, AlertKind.METER_FAULT, first_seen)
+        assert re.fullmatch(ALERT_ID_PATTERN, an_id), an_id
+        position = AlertCursorPosition(first_seen, an_id)
+        cursor = encode_alert_cursor(position)
+        assert re.fullmatch(ALERT_CURSOR_PATTERN, cursor), cursor
+        assert decode_alert_cursor(cursor) == position
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.from_regex(ALERT_CURSOR_PATTERN, fullmatch=True))
+    def every_match_decodes(text: str) -> None:
+        decoded = decode_alert_cursor(text)
+        assert decoded.first_seen.tzinfo is not None
+        assert re.fullmatch(ALERT_ID_PATTERN, decoded.alert_id)
+
+    every_match_decodes()
+    with pytest.raises(ValueError, match="not a cursor"):
+        decode_alert_cursor(f"12-{'0' * 32}")  # a sessions cursor
+
+
+@pytest.mark.parametrize(
+    ("note", "accepted"),
+    [
+        (None, True),
+        ("line one\n\tline two", True),
+        ("x" * 2000, True),
+        ("x" * 2001, False),
+        ("nul\x00", False),
+        ("escape\x1b[31m", False),
+        ("c1\x85", False),
+        ("lone \ud800 surrogate", False),
+    ],
+)
+def test_alert_action_note_is_bounded_storable_text(note: str | None, accepted: bool) -> None:
+    from pydantic import ValidationError
+
+    from api.schemas.alerts import AlertActionCreate
+
+    if accepted:
+        assert AlertActionCreate.model_validate({"note": note}).note == note
+    else:
+        with pytest.raises(ValidationError):
+            AlertActionCreate.model_validate({"note": note})

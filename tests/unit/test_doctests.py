@@ -1,7 +1,8 @@
 """Every example in the packages' docstrings runs (River-style docstrings with doctests).
 
 Modules are found by walking the packages, so a new module's examples run without being
-listed anywhere."""
+listed anywhere, and a new top-level package fails a test until it is listed here. The
+tests themselves are not walked: their helpers import test-only dependencies."""
 
 from __future__ import annotations
 
@@ -12,7 +13,20 @@ from types import ModuleType
 
 import pytest
 
-PACKAGES = ("runtime", "bus", "ingest", "flows", "store", "api", "chargeflow")
+from tests.support.paths import ROOT
+
+PACKAGES = (
+    "runtime",
+    "bus",
+    "ingest",
+    "flows",
+    "models",
+    "store",
+    "api",
+    "notify",
+    "chargeflow",
+    "bench",
+)
 # Alembic's environment runs migrations when imported; it has no examples.
 SKIP_PREFIXES = ("store.migrations",)
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
@@ -35,6 +49,11 @@ def _examples(module: ModuleType) -> list[doctest.DocTest]:
 
 
 MODULES_WITH_EXAMPLES = [name for name in _modules() if _examples(importlib.import_module(name))]
+
+
+def test_every_top_level_package_is_walked() -> None:
+    packages = {init.parent.name for init in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert packages <= set(PACKAGES)
 
 
 def test_examples_are_found_everywhere() -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ingest.gateway.security import FailureLimiter, FairVerifier, LoginAdmission, source_key
+from ingest.gateway.admission import FairVerifier, LoginAdmission
+from ingest.gateway.limits import FailureLimiter, source_key
 
 
 async def test_the_verifier_serves_known_addresses_first_then_sources_in_turn() -> None:

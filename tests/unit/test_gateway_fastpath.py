@@ -30,7 +30,7 @@ from ocpp.v201.enums import (
 from bus.envelope import Envelope, Kind, decode_envelope, encode_envelope, new_message_id
 from bus.normalized import normalize_v201
 from ingest.gateway import framing
-from ingest.gateway.protocol import response_payload, to_snake_case
+from ingest.gateway.payloads import response_payload, to_snake_case
 from ingest.gateway.schemas import SchemaSet
 
 NOW = "2026-01-05T10:00:00.000Z"

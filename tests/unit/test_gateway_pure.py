@@ -10,11 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest.gateway import framing
-from ingest.gateway.schemas import SchemaSet, is_rfc3339
+from ingest.gateway.schema_compiler import is_rfc3339
+from ingest.gateway.schemas import SchemaSet
 from ingest.gateway.server import charge_point_id_from_path
 from ingest.gateway.services import decide_authorization
 from ingest.gateway.v16 import measured_at
-from ingest.simulator.fleet import FleetConfig, FleetReport, SessionTruth
+from ingest.simulator.config import FleetConfig
 from ingest.simulator.physics import (
     ChargingState,
     EnergyRegister,
@@ -22,7 +23,8 @@ from ingest.simulator.physics import (
     charging_power_w,
     draw_ev,
 )
-from store.registry import IdTagRecord
+from ingest.simulator.report import FleetReport, SessionTruth
+from store.id_tokens import IdTagRecord
 
 NOW = datetime(2026, 1, 5, tzinfo=UTC)
 

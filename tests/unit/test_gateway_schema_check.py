@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
-import ocpp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator, Draft6Validator
 
-from ingest.gateway.schemas import SchemaSet, Unsupported, compile_check, format_checker
+from ingest.gateway.schema_compiler import Unsupported, compile_check, format_checker
+from ingest.gateway.schemas import SchemaFiles, SchemaSet
 
-SCHEMA_DIRS = {"1.6": "v16", "2.0.1": "v201"}
 SCHEMAS = sorted(
-    (version, path.stem)
-    for version, folder in SCHEMA_DIRS.items()
-    for path in (Path(ocpp.__file__).parent / folder / "schemas").glob("*.json")
+    (version, name) for version in SchemaFiles.FOLDERS for name in SchemaFiles(version).names()
 )
 
 WEIRD = st.sampled_from(
@@ -64,8 +60,9 @@ WEIRD = st.sampled_from(
 
 
 def load(version: str, name: str) -> dict[str, Any]:
-    path = Path(ocpp.__file__).parent / SCHEMA_DIRS[version] / "schemas" / f"{name}.json"
-    return dict(json.loads(path.read_text(encoding="utf-8-sig")))
+    schema = SchemaFiles(version).load(name)
+    assert schema is not None
+    return schema
 
 
 @st.composite

@@ -10,24 +10,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import bytewax.operators as op
 import pytest
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMessage
-from bytewax.connectors.kafka.operators import KafkaOpOut
-from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, run_main
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
-from bus.envelope import Envelope, EnvelopeError, encode_envelope
+from bus.envelope import Envelope, EnvelopeError, Kind, encode_envelope
 from bus.load import decode_site_load
+from bus.measurands import ENERGY_REGISTER
+from flows.errors import InvalidEvent
 from flows.load import logic
-from flows.load.dataflow import (
-    FlowInput,
-    SiteBatchLogic,
-    StationsLogic,
-    build_flow_with,
-    decode_batch,
-)
+from flows.load.dataflow import SiteBatchLogic, StationsLogic, build_flow_with
 from flows.load.logic import (
     MinuteRow,
     SiteInput,
@@ -38,8 +31,9 @@ from flows.load.logic import (
     apply,
     parse_envelope,
 )
-from tests.conftest import ROOT
-from tests.unit.load_events import (
+from flows.source import decode_and_group
+from tests.support.flows import kafka_like_input, message
+from tests.support.load_events import (
     T0,
     call16,
     connection,
@@ -51,6 +45,7 @@ from tests.unit.load_events import (
     status16,
     stop16,
 )
+from tests.support.paths import ROOT
 
 S = timedelta(seconds=1)
 M = timedelta(minutes=1)
@@ -278,21 +273,6 @@ def test_site_logic_publishes_at_most_every_interval_plus_heartbeat() -> None:
 # --------------------------------------------------------------------------- wiring
 
 
-def kafka_like_input(items: Sequence[Any], batch_size: int = 4) -> FlowInput:
-    def build(flow: Dataflow) -> KafkaOpOut[Any, Any]:
-        raw = op.input("testing_in", flow, TestingSource(list(items), batch_size))
-        split = op.branch("split_err", raw, lambda m: isinstance(m, KafkaSourceMessage))
-        return KafkaOpOut(split.trues, split.falses)
-
-    return build
-
-
-def message(env: Envelope | bytes, offset: int) -> KafkaSourceMessage[Any, Any]:
-    value = env if isinstance(env, bytes) else encode_envelope(env)
-    key = b"CP" if isinstance(env, bytes) else env.charge_point_id.encode()
-    return KafkaSourceMessage(key=key, value=value, topic="ocpp.events", partition=0, offset=offset)
-
-
 def test_flow_wiring_minutes_sites_and_dead_letters() -> None:
     envs: list[Envelope | bytes] = [
         mv16("A1", 1, T0 + 10 * S, watts="7000", register_wh=1000),
@@ -456,7 +436,7 @@ def test_minutes_that_open_and_close_within_one_batch_or_message_are_written() -
                     {
                         "value": str(1000 + 100 * k),
                         "unit": "Wh",
-                        "measurand": "Energy.Active.Import.Register",
+                        "measurand": ENERGY_REGISTER,
                     }
                 ],
             }
@@ -501,7 +481,7 @@ def test_decode_event_is_parse_envelope_of_decode_envelope() -> None:
             charge_point_id="CP",
             received_at=T0,
             measured_at=T0,
-            kind=logic.Kind.OCPP_CALL,
+            kind=Kind.OCPP_CALL,
             ocpp_version="1.6",
             action="Heartbeat",
             payload={},
@@ -525,7 +505,7 @@ def test_decode_event_is_parse_envelope_of_decode_envelope() -> None:
                 b'"schema_version":1', b'"schema_version":99'
             )
         )
-    with pytest.raises(logic.InvalidEvent):
+    with pytest.raises(InvalidEvent):
         logic.decode_event(encode_envelope(connection("CP", "nonsense", T0)))
 
 
@@ -541,7 +521,7 @@ def test_decode_batch_groups_per_station_and_turns_errors_into_dead_letters() ->
             msg=KafkaSourceMessage(key=None, value=b"x", topic="t", partition=0, offset=5),
         ),
     ]
-    out = decode_batch(items)
+    out = decode_and_group(items, logic.decode_event)
     dead = [o for o in out if isinstance(o, KafkaSinkMessage)]
     assert [d.headers[1][1] for d in dead] == [b"decode", b"consume"]
     grouped = {
@@ -604,7 +584,8 @@ def test_site_batch_logic_publishes_as_site_logic_does_item_by_item() -> None:
 
 def test_tune_gc_freezes_the_loaded_heap_and_collects_young_objects_less_often() -> None:
     code = (
-        "import gc; from flows.common import tune_gc; tune_gc();"
+        "import gc; from runtime.gc import tune_gc;"
+        " from flows.config import FLOW_GC_YOUNG_THRESHOLD; tune_gc(FLOW_GC_YOUNG_THRESHOLD);"
         " assert gc.get_freeze_count() > 1000, gc.get_freeze_count();"
         " assert gc.get_threshold()[0] == 10_000, gc.get_threshold()"
     )

@@ -15,21 +15,25 @@ from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_ca
 import bus.normalized
 from bus.envelope import Envelope, Kind, decode_envelope, encode_envelope
 from bus.normalized import (
+    Authorization,
     ConnectorStatus,
     EvseStates,
     MeterSample,
+    SecurityEvent,
     TransactionEnd,
     TransactionStart,
     TransactionUpdate,
+    decode_facts,
+    encode_facts,
     normalize_v16,
     normalize_v201,
     register_wh,
     status_from_v201,
 )
-from ingest.gateway import framing, v201
+from ingest.gateway import framing, v16, v201
 from ingest.gateway.schemas import SchemaSet
+from ingest.simulator.config import FleetConfig
 from ingest.simulator.dialect import Reading, Sample
-from ingest.simulator.fleet import FleetConfig
 from ingest.simulator.v16 import V16Dialect
 from ingest.simulator.v201 import V201Dialect
 
@@ -65,6 +69,34 @@ def test_v16_status_is_the_common_set_and_keeps_the_error_code() -> None:
     )
 
 
+V16_SAMPLED_VALUES: list[dict[str, Any]] = [
+    {"value": "100"},
+    {
+        "value": "12.30",
+        "measurand": "Current.Import",
+        "phase": "L2",
+        "unit": "A",
+        "context": "Sample.Clock",
+        "location": "Inlet",
+    },
+    {"value": "n/a", "measurand": "Voltage"},
+    {"value": "ABCD", "format": "SignedData"},
+    {"value": "3", "measurand": "Power.Active.Import"},
+]
+
+
+def _sample_of_transaction_5(**fields: Any) -> MeterSample:
+    """A sample of CP's connector 1 in transaction 5 at T."""
+    return MeterSample(
+        charge_point_id="CP",
+        evse_id=1,
+        connector_id=1,
+        transaction_id="5",
+        timestamp=T,
+        **fields,
+    )
+
+
 def test_v16_meter_values_fill_spec_defaults_and_skip_what_is_not_a_number() -> None:
     facts = normalize_v16(
         "CP",
@@ -72,48 +104,20 @@ def test_v16_meter_values_fill_spec_defaults_and_skip_what_is_not_a_number() -> 
         {
             "connectorId": 1,
             "transactionId": 5,
-            "meterValue": [
-                {
-                    "timestamp": T_ISO,
-                    "sampledValue": [
-                        {"value": "100"},
-                        {
-                            "value": "12.30",
-                            "measurand": "Current.Import",
-                            "phase": "L2",
-                            "unit": "A",
-                            "context": "Sample.Clock",
-                            "location": "Inlet",
-                        },
-                        {"value": "n/a", "measurand": "Voltage"},
-                        {"value": "ABCD", "format": "SignedData"},
-                        {"value": "3", "measurand": "Power.Active.Import"},
-                    ],
-                }
-            ],
+            "meterValue": [{"timestamp": T_ISO, "sampledValue": V16_SAMPLED_VALUES}],
         },
         {},
         T,
     )
     assert facts == [
-        MeterSample(
-            charge_point_id="CP",
-            evse_id=1,
-            connector_id=1,
-            transaction_id="5",
-            timestamp=T,
+        _sample_of_transaction_5(
             measurand="Energy.Active.Import.Register",
             unit="Wh",
             context="Sample.Periodic",
             location="Outlet",
             value=Decimal("100"),
         ),
-        MeterSample(
-            charge_point_id="CP",
-            evse_id=1,
-            connector_id=1,
-            transaction_id="5",
-            timestamp=T,
+        _sample_of_transaction_5(
             measurand="Current.Import",
             phase="L2",
             unit="A",
@@ -121,12 +125,7 @@ def test_v16_meter_values_fill_spec_defaults_and_skip_what_is_not_a_number() -> 
             location="Inlet",
             value=Decimal("12.30"),
         ),
-        MeterSample(
-            charge_point_id="CP",
-            evse_id=1,
-            connector_id=1,
-            transaction_id="5",
-            timestamp=T,
+        _sample_of_transaction_5(
             measurand="Power.Active.Import",
             unit="",
             context="Sample.Periodic",
@@ -417,8 +416,8 @@ def test_simulator_201_payloads_are_schema_valid_and_carry_the_registers() -> No
     ]
     assert isinstance(facts[0], TransactionStart)
     assert facts[0].meter_start_wh == 1000
-    [end] = [f for f in facts if isinstance(f, TransactionEnd)]
-    assert (end.meter_stop_wh, end.id_tag, end.stopped_reason) == (2000, "TAG", "Local")
+    [ended] = [f for f in facts if isinstance(f, TransactionEnd)]
+    assert (ended.meter_stop_wh, ended.id_tag, ended.stopped_reason) == (2000, "TAG", "Local")
     soc = [f for f in facts if isinstance(f, MeterSample) and f.measurand == "SoC"]
     assert soc[0].value == 55
 
@@ -461,3 +460,80 @@ def test_fleet_versions_cycle_and_are_checked() -> None:
         FleetConfig(ocpp_versions=("1.5",))
     with pytest.raises(ValueError, match="ocpp_versions"):
         FleetConfig(ocpp_versions=())
+
+
+# ------------------------------------------------------------- authorisations, security
+
+
+@pytest.mark.parametrize(
+    ("normalize", "payload", "response", "tag", "token_type"),
+    [
+        (normalize_v16, {"idTag": "CARD-1"}, {"idTagInfo": {"status": "Blocked"}}, "CARD-1", None),
+        (
+            normalize_v201,
+            {"idToken": {"idToken": "CARD-2", "type": "ISO14443"}},
+            {"idTokenInfo": {"status": "Blocked"}},
+            "CARD-2",
+            "ISO14443",
+        ),
+    ],
+)
+def test_authorize_is_one_authorization_with_the_gateways_answer_at_the_received_time(
+    normalize: Any, payload: dict[str, Any], response: dict[str, Any], tag: str, token_type: Any
+) -> None:
+    facts = normalize("CP", "Authorize", payload, response, T)
+    assert facts == [
+        Authorization(
+            charge_point_id="CP",
+            id_tag=tag,
+            id_token_type=token_type,
+            auth_status="Blocked",
+            timestamp=T,
+        )
+    ]
+    assert decode_facts(encode_facts(facts)) == facts
+
+
+def test_an_authorize_without_an_answer_has_no_status() -> None:
+    [fact] = normalize_v16("CP", "Authorize", {"idTag": "CARD-1"}, None, T)
+    assert isinstance(fact, Authorization)
+    assert fact.auth_status is None
+
+
+def test_a_start_transaction_answer_stays_on_the_transaction_fact_only() -> None:
+    facts = normalize_v16(
+        "CP",
+        "StartTransaction",
+        {"connectorId": 1, "idTag": "CARD-1", "meterStart": 0, "timestamp": T_ISO},
+        {"transactionId": 3, "idTagInfo": {"status": "Invalid"}},
+        T,
+    )
+    assert [type(f) for f in facts] == [TransactionStart]
+    assert isinstance(facts[0], TransactionStart)
+    assert facts[0].auth_status == "Invalid"
+
+
+@pytest.mark.parametrize("normalize", [normalize_v16, normalize_v201])
+def test_security_event_notification_in_both_versions(normalize: Any) -> None:
+    payload = {"type": "InvalidTLSVersion", "timestamp": "2026-01-05T09:59:00Z", "techInfo": "1.1"}
+    facts = normalize("CP", "SecurityEventNotification", payload, {}, T)
+    assert facts == [
+        SecurityEvent(
+            charge_point_id="CP",
+            event_type="InvalidTLSVersion",
+            tech_info="1.1",
+            timestamp=datetime(2026, 1, 5, 9, 59, tzinfo=UTC),
+        )
+    ]
+    assert decode_facts(encode_facts(facts)) == facts
+    bare = normalize("CP", "SecurityEventNotification", {"type": "X", "timestamp": "bad"}, {}, T)
+    assert bare == [SecurityEvent(charge_point_id="CP", event_type="X", timestamp=T)]
+    assert normalize("CP", "SecurityEventNotification", {"timestamp": T_ISO}, {}, T) == []
+
+
+def test_the_1_6_gateway_takes_security_events_at_the_stations_time() -> None:
+    payload = {"type": "TamperDetectionActivated", "timestamp": "2026-01-05T09:00:00Z"}
+    assert v16.measured_at("SecurityEventNotification", payload, T) == datetime(
+        2026, 1, 5, 9, tzinfo=UTC
+    )
+    assert v16.SCHEMAS.validate("SecurityEventNotification", payload) is None

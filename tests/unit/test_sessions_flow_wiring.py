@@ -6,30 +6,24 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-import bytewax.operators as op
 import msgspec
 import pytest
 from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSourceMessage
-from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import TestingSink, TestingSource, run_main
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from bus.envelope import encode_envelope
 from bus.topics import Topics
-from flows.sessions.dataflow import FlowInput, build_flow_with
+from flows.sessions.dataflow import build_flow_with
 from flows.sessions.logic import MeterSampleRow, SessionRow
 from flows.settings import SessionsFlowSettings
 from runtime.settings import SettingsError
-from tests.unit.test_sessions_logic import T0, meter, register, start, stop
+from tests.support.sessions import T0, meter, register, start, stop
 
 
-def kafka_like_input(items: Sequence[Any], batch_size: int = 3) -> FlowInput:
+def kafka_like_input(items: Sequence[Any], batch_size: int = 3) -> TestingSource[Any]:
     """The same shape as the Kafka source: messages and consumer errors, in batches."""
-
-    def build(flow: Dataflow) -> Stream[Any]:
-        return op.input("testing_in", flow, TestingSource(list(items), batch_size))
-
-    return build
+    return TestingSource(list(items), batch_size)
 
 
 def message(

@@ -13,8 +13,7 @@ from datetime import datetime
 
 from bus.envelope import Envelope, Kind
 from flows.sessions.logic import SessionRow, apply_batch, parse_event, update
-from tests.unit.test_sessions_logic import T0, meter, register, start, stop
-from tests.unit.test_sessions_quality import M, reading
+from tests.support.sessions import T0, M, meter, reading, register, start, stop
 
 
 def final_rows(events: list[Envelope]) -> dict[str, SessionRow]:

@@ -19,8 +19,7 @@ from bus.sessions import (
     session_closed_from_row,
 )
 from flows.sessions.logic import SessionRow, apply_batch, parse_event
-from tests.unit.test_sessions_logic import T0, meter, register, start
-from tests.unit.test_sessions_quality import final, rows, run, sv, tx_event
+from tests.support.sessions import T0, final, meter, register, rows, run, start, sv, tx_event
 
 M = timedelta(minutes=1)
 

@@ -9,169 +9,40 @@ from typing import Any
 
 import msgspec
 
-from bus.envelope import Envelope, Kind, new_message_id
+from bus.envelope import Envelope, Kind
 from bus.normalized import normalize_v16, normalize_v201
 from flows.sessions.logic import (
-    ENERGY_REGISTER,
     ChargePointState,
     Output,
     SessionRow,
     SessionRules,
     apply,
     parse_event,
-    update,
 )
 from flows.sessions.registers import RegisterFold, RegisterRules
-from tests.unit.test_sessions_logic import T0, envelope, iso, meter, register, start, stop
-
-M = timedelta(minutes=1)
-
+from tests.support.sessions import (
+    T0,
+    M,
+    envelope,
+    final,
+    iso,
+    meter,
+    reading,
+    register,
+    rows,
+    run,
+    start,
+    stop,
+    sv,
+    tx_event,
+    v201,
+)
 
 # --------------------------------------------------------------------------- helpers
 
 
-def v201(
-    cp: str,
-    action: str,
-    payload: dict[str, Any],
-    *,
-    at: datetime,
-    message_id: str | None = None,
-    attach: bool = True,
-) -> Envelope:
-    """A 2.0.1 envelope as the gateway publishes it (normalised facts attached)."""
-    facts = normalize_v201(cp, action, payload, {"idTokenInfo": {"status": "Accepted"}}, at)
-    return Envelope(
-        message_id=message_id or new_message_id(),
-        charge_point_id=cp,
-        received_at=at,
-        measured_at=at,
-        kind=Kind.OCPP_CALL,
-        ocpp_version="2.0.1",
-        action=action,
-        unique_id="u",
-        payload=payload,
-        response={},
-        normalized=facts if attach else None,
-    )
-
-
-def sv(
-    value: float | int | str,
-    *,
-    context: str = "Sample.Periodic",
-    unit: str | None = "Wh",
-    multiplier: int | None = None,
-    measurand: str | None = ENERGY_REGISTER,
-    phase: str | None = None,
-    location: str | None = None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"value": value, "context": context}
-    if measurand is not None:
-        out["measurand"] = measurand
-    if unit is not None or multiplier is not None:
-        uom: dict[str, Any] = {}
-        if unit is not None:
-            uom["unit"] = unit
-        if multiplier is not None:
-            uom["multiplier"] = multiplier
-        out["unitOfMeasure"] = uom
-    if phase is not None:
-        out["phase"] = phase
-    if location is not None:
-        out["location"] = location
-    return out
-
-
-def tx_event(
-    cp: str,
-    event: str,
-    tx: str,
-    seq: int,
-    at: datetime,
-    *values: dict[str, Any],
-    evse: int | None = 1,
-    offline: bool = False,
-    reason: str | None = None,
-    message_id: str | None = None,
-) -> Envelope:
-    payload: dict[str, Any] = {
-        "eventType": event,
-        "timestamp": iso(at),
-        "seqNo": seq,
-        "triggerReason": {
-            "Started": "Authorized",
-            "Updated": "MeterValuePeriodic",
-            "Ended": "EVDeparted",
-        }[event],
-        "transactionInfo": {"transactionId": tx},
-    }
-    if evse is not None:
-        payload["evse"] = {"id": evse, "connectorId": 1}
-    if event == "Started":
-        payload["idToken"] = {"idToken": "TOKEN", "type": "ISO14443"}
-    if reason is not None:
-        payload["transactionInfo"]["stoppedReason"] = reason
-    if offline:
-        payload["offline"] = True
-    if values:
-        payload["meterValue"] = [{"timestamp": iso(at), "sampledValue": list(values)}]
-    return v201(cp, "TransactionEvent", payload, at=at, message_id=message_id)
-
-
 def heartbeat(cp: str, at: datetime) -> Envelope:
     return envelope(cp, "Heartbeat", {}, at=at)
-
-
-def reading(
-    cp: str,
-    at: datetime,
-    wh: int | str,
-    *,
-    connector: int = 1,
-    meter_id: str = "MTR-1",
-    billing: bool = True,
-) -> Envelope:
-    return Envelope(
-        message_id=new_message_id(),
-        charge_point_id=cp,
-        received_at=at,
-        measured_at=at,
-        kind=Kind.METER_READING,
-        payload={
-            "meter_id": meter_id,
-            "connector_id": connector,
-            "energy_wh": str(wh),
-            "power_w": 7000.0,
-            "voltage_v": 230.0,
-            "current_a": 10.0,
-            "temperature_c": None,
-            "is_billing_meter": billing,
-        },
-    )
-
-
-def run(
-    events: list[Envelope], rules: SessionRules | None = None, state: ChargePointState | None = None
-) -> tuple[ChargePointState, list[Output]]:
-    outputs: list[Output] = []
-    for env in events:
-        state, out = update(state, env, rules or SessionRules())
-        outputs.extend(out)
-    assert state is not None
-    return state, outputs
-
-
-def rows(outputs: list[Output], tx: str | None = None) -> list[SessionRow]:
-    return [
-        o for o in outputs if isinstance(o, SessionRow) and (tx is None or o.transaction_id == tx)
-    ]
-
-
-def final(outputs: list[Output], tx: str | None = None) -> SessionRow:
-    closed = [r for r in rows(outputs, tx) if r.status == "closed"]
-    assert closed, rows(outputs, tx)
-    return closed[-1]
 
 
 def session_201(
@@ -530,7 +401,7 @@ def test_missing_stop_is_closed_by_idle_timeout_in_event_time() -> None:
         None,
     )
     assert row.quality_reasons == ("stop_missing",)
-    # A late StopTransaction amends the closed row (published once, see store.writers).
+    # A late StopTransaction amends the closed row (published once, see store.sessions).
     state, out = run([stop("CP1", 1, 700, at=T0 + 10 * M)], rules, state)
     row = final(out)
     assert (row.closed_by, row.energy_wh, row.meter_stop_wh, row.stopped_at) == (
@@ -636,7 +507,8 @@ def test_decode_event_equals_parse_event_of_decode_envelope() -> None:
     """The flow's fast decoder (raw payload left undecoded) gives the same events and
     the same errors as the general path, for every kind of input."""
     from bus.envelope import EnvelopeError, decode_envelope, encode_envelope
-    from flows.sessions.logic import InvalidEvent, StationMessage, decode_event
+    from flows.errors import InvalidEvent
+    from flows.sessions.logic import StationMessage, decode_event
 
     old = [start("CP1", 1, 100), meter("CP1", 1, register(T0 + M, 600)), stop("CP1", 1, 900)]
     new = [

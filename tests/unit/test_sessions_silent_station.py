@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from flows.sessions import logic
 from flows.sessions.dataflow import SessionsLogic
 from flows.sessions.logic import ChargePointState, SessionRow, SessionRules, parse_event
-from tests.unit.test_sessions_logic import T0, meter, register, start, stop
+from tests.support.sessions import T0, meter, register, start, stop
 
 M = timedelta(minutes=1)
 RULES = SessionRules(idle_timeout=timedelta(hours=1))
@@ -127,7 +128,7 @@ def test_a_closed_session_stops_waiting_for_its_smart_meter_when_the_station_is_
         meter_id="M1",
         connector_id=1,
         measured_at=T0 - M,
-        energy_wh=logic.Decimal(50_000),
+        energy_wh=Decimal(50_000),
         is_billing_meter=True,
     )
     state, _ = logic.apply(None, reading, RULES)

@@ -19,7 +19,7 @@ from ingest.gateway.settings import GatewaySettings
 from ingest.meters.settings import MeterBridgeSettings
 from ingest.simulator.settings import SimulatorSettings
 from runtime.settings import ModelMetaclass, SettingsError, field_comments
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 @pytest.fixture

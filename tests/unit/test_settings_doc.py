@@ -6,7 +6,7 @@ import re
 
 from chargeflow import settings_doc
 from runtime.settings import env_name
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 PACKAGES = (
     "chargeflow",
@@ -16,6 +16,7 @@ PACKAGES = (
     "flows",
     "store",
     "api",
+    "notify",
     "bench",
     "models",
     "billing",

@@ -21,8 +21,8 @@ from flows.status.logic import (
     apply,
     parse_envelope,
 )
-from tests.unit.load_events import T0, connection, status16, status201, tx201
-from tests.unit.test_load_logic import kafka_like_input, message
+from tests.support.flows import kafka_like_input, message
+from tests.support.load_events import T0, connection, status16, status201, tx201
 
 M = timedelta(minutes=1)
 

@@ -41,7 +41,7 @@ This module checks what can be checked without the server:
    no earlier than the retention policy of the hypertable keeps rows and end no later
    than the start of the current bucket (left to the real-time part); a late hour is
    covered in every aggregate although it lies outside every policy's window. The
-   TimescaleDB statements of ``tests/conftest.py`` match the API too.
+   TimescaleDB statements of ``tests/support/database.py`` match the API too.
 
 A set of deliberately broken variants (:data:`MUTANTS`, :data:`REFRESH_MUTANTS`) shows
 each rule catches what it is meant to catch.
@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -73,7 +73,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import TextClause
 
 from store import aggregates
-from store.schema import MIGRATIONS_DIR
+from store.db import MIGRATIONS_DIR
 
 TIMESCALEDB = "timescaledb"
 POSTGRESQL = "postgresql"
@@ -275,6 +275,19 @@ ALTER_ON_COMPRESSED = frozenset(
         AlterTableType.AT_DropColumn,
     }
 )
+ORDERBY_DIRECTIONS = frozenset(
+    {
+        "",
+        "ASC",
+        "DESC",
+        "ASC NULLS FIRST",
+        "ASC NULLS LAST",
+        "DESC NULLS FIRST",
+        "DESC NULLS LAST",
+        "NULLS FIRST",
+        "NULLS LAST",
+    }
+)
 TIME_TYPES = frozenset({"timestamptz", "timestamp", "date", "int2", "int4", "int8"})
 
 _UNIT_SECONDS = {
@@ -370,7 +383,7 @@ def migrations() -> tuple[tuple[str, ModuleType], ...]:
 
 @cache
 def run(revision: str, mode: str, step: str) -> tuple[Executed, ...]:
-    module = dict(migrations())[revision]
+    module: Any = dict(migrations())[revision]  # a migration script, its ``op`` swapped
     recorder = RecordingOp(mode)
     saved = module.op
     module.op = recorder
@@ -404,9 +417,10 @@ def split(where: str, sql: str) -> list[Statement]:
     data = sql.encode()
     out = []
     for i, raw in enumerate(parse_sql(sql)):
-        end = raw.stmt_location + raw.stmt_len if raw.stmt_len else len(data)
-        text = data[raw.stmt_location : end].decode().strip()
-        out.append(Statement(f"{where}.{i}" if i else where, text, raw.stmt))
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(data)
+        text = data[start:end].decode().strip()
+        out.append(Statement(f"{where}.{i}" if i else where, text, present(raw.stmt)))
     return out
 
 
@@ -495,12 +509,26 @@ def walk(node: Any) -> Iterator[ast.Node]:
             yield from walk(item)
 
 
+T = TypeVar("T")
+
+
+def present(field: T | None) -> T:
+    """A parse-tree field the grammar always fills: pglast types every field optional."""
+    if field is None:
+        raise ValueError("a required field of the parse tree is empty")
+    return field
+
+
+def relation_name(relation: ast.RangeVar | None) -> str:
+    return present(present(relation).relname)
+
+
 def func_name(call: ast.FuncCall) -> str:
-    return str(call.funcname[-1].sval)
+    return str(present(call.funcname)[-1].sval)
 
 
-def type_name(type_node: ast.TypeName) -> str:
-    return str(type_node.names[-1].sval)
+def type_name(type_node: ast.TypeName | None) -> str:
+    return str(present(present(type_node).names)[-1].sval)
 
 
 def string_const(node: Any) -> str | None:
@@ -522,8 +550,8 @@ def bool_const(node: Any) -> bool | None:
 
 
 def column_ref(node: Any) -> str | None:
-    if isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String):
-        return str(node.fields[-1].sval)
+    if isinstance(node, ast.ColumnRef) and isinstance(last := present(node.fields)[-1], ast.String):
+        return str(last.sval)
     return None
 
 
@@ -536,8 +564,9 @@ def bind_arguments(call: ast.FuncCall, signature: Signature) -> tuple[dict[str, 
         errors.append(f"{name}() called with aggregate/window syntax")
     if call.func_variadic:
         errors.append(f"{name}() called with VARIADIC")
-    if len(call.funcname) > 1 and call.funcname[0].sval not in ("public", TIMESCALEDB):
-        errors.append(f"{name}() qualified with schema {call.funcname[0].sval!r}")
+    funcname = present(call.funcname)
+    if len(funcname) > 1 and funcname[0].sval not in ("public", TIMESCALEDB):
+        errors.append(f"{name}() qualified with schema {funcname[0].sval!r}")
     args = call.args or ()
     positional = [a for a in args if not isinstance(a, ast.NamedArgExpr)]
     named = [a for a in args if isinstance(a, ast.NamedArgExpr)]
@@ -637,23 +666,19 @@ class Checker:
             self.model.extension = True
 
     def on_CreateStmt(self, node: ast.CreateStmt, sql: str) -> None:
-        table = Table(node.relation.relname)
+        table = Table(relation_name(node.relation))
         self.model.tables[table.name] = table
         keys: list[tuple[str, tuple[str, ...]]] = []
         for element in node.tableElts or ():
             if isinstance(element, ast.ColumnDef):
-                table.columns[element.colname] = type_name(element.typeName)
+                colname = present(element.colname)
+                table.columns[colname] = type_name(element.typeName)
                 for constraint in element.constraints or ():
                     if constraint.contype == ConstrType.CONSTR_PRIMARY:
-                        keys.append(
-                            (constraint.conname or f"{table.name}_pkey", (element.colname,))
-                        )
+                        keys.append((constraint.conname or f"{table.name}_pkey", (colname,)))
                     elif constraint.contype == ConstrType.CONSTR_UNIQUE:
                         keys.append(
-                            (
-                                constraint.conname or f"{table.name}_{element.colname}_key",
-                                (element.colname,),
-                            )
+                            (constraint.conname or f"{table.name}_{colname}_key", (colname,))
                         )
             elif isinstance(element, ast.Constraint):
                 keys.extend(self._key(table.name, element))
@@ -670,8 +695,11 @@ class Checker:
         return []
 
     def on_IndexStmt(self, node: ast.IndexStmt, sql: str) -> None:
-        relation = node.relation.relname
-        columns = tuple(e.name for e in node.indexParams)
+        relation = relation_name(node.relation)
+        # An expression has no column name; PostgreSQL names an unnamed index itself.
+        columns = tuple(e.name for e in present(node.indexParams))
+        key = tuple(str(c) for c in columns)
+        index = str(node.idxname)
         if relation in self.model.caggs:
             cagg = self.model.caggs[relation]
             if node.unique:
@@ -685,7 +713,7 @@ class Checker:
                     self.problem(
                         "cagg", f"index {node.idxname}: {relation} has no column {column!r}"
                     )
-            cagg.indexes.append((node.idxname, columns))
+            cagg.indexes.append((index, key))
             return
         table = self.table(relation, f"index {node.idxname}")
         if table is None:
@@ -701,18 +729,18 @@ class Checker:
             if column not in table.columns:
                 self.problem("relation", f"index {node.idxname}: no column {column!r}")
         if node.unique:
-            self.add_unique(table, node.idxname, columns)
+            self.add_unique(table, index, key)
 
     # Complexity over the limit on purpose: one branch per statement option.
     def on_AlterTableStmt(self, node: ast.AlterTableStmt, sql: str) -> None:  # noqa: C901
-        relation = node.relation.relname
+        relation = relation_name(node.relation)
         if node.objtype == ObjectType.OBJECT_MATVIEW:
             if relation not in self.model.caggs:
                 self.problem(
                     "relation", f"ALTER MATERIALIZED VIEW: no continuous aggregate {relation!r}"
                 )
                 return
-            for cmd in node.cmds:
+            for cmd in present(node.cmds):
                 if cmd.subtype == AlterTableType.AT_SetRelOptions:
                     self._set_options(
                         relation, cmd.def_, self.model.caggs[relation].columns, (), None
@@ -721,7 +749,7 @@ class Checker:
         table = self.table(relation, "ALTER TABLE")
         if table is None:
             return
-        for cmd in node.cmds:
+        for cmd in present(node.cmds):
             if table.compressed and cmd.subtype not in ALTER_ON_COMPRESSED:
                 self.problem(
                     "compression",
@@ -770,15 +798,7 @@ class Checker:
                 f"default on {table.name} (compression enabled)",
             )
 
-    # Complexity over the limit on purpose: one branch per storage option.
-    def _set_options(  # noqa: C901
-        self,
-        relation: str,
-        options: Sequence[ast.DefElem],
-        columns: Sequence[str],
-        keys: Sequence[tuple[str, ...]],
-        table: Table | None,
-    ) -> None:
+    def _timescale_settings(self, options: Sequence[ast.DefElem]) -> dict[str, str | None]:
         settings: dict[str, str | None] = {}
         for option in options:
             if option.defnamespace != TIMESCALEDB:
@@ -789,64 +809,50 @@ class Checker:
             settings[option.defname] = (
                 None if option.arg is None else str(getattr(option.arg, "sval", option.arg))
             )
-        if not settings:
+        return settings
+
+    def _disable_compression(
+        self, relation: str, settings: dict[str, str | None], table: Table | None
+    ) -> None:
+        if len(settings) > 1:
+            self.problem("compression", "timescaledb.compress = false with other settings")
+        if table is None:
             return
-        if table is not None and table.time_column is None:
-            self.problem("hypertable", f"compression settings on {relation}, not a hypertable")
-            return
-        enable = "compress" in settings and (settings["compress"] or "true").lower() in (
-            "true",
-            "on",
-            "1",
-        )
-        disable = "compress" in settings and not enable
-        if disable:
-            if len(settings) > 1:
-                self.problem("compression", "timescaledb.compress = false with other settings")
-            if table is not None:
-                if table.compress_after is not None:
-                    self.problem(
-                        "compression",
-                        f"compression disabled on {relation} while its "
-                        "compression policy still exists",
-                    )
-                if not table.decompressed:
-                    self.problem(
-                        "compression",
-                        f"compression disabled on {relation} without "
-                        "decompressing its chunks first (TimescaleDB: "
-                        "cannot disable compression on hypertable with "
-                        "compressed chunks)",
-                    )
-                table.segmentby = None
-                table.orderby = ()
-            return
-        if not enable and (table is None or not table.compressed):
+        if table.compress_after is not None:
             self.problem(
-                "compression", f"segmentby/orderby on {relation} without timescaledb.compress"
+                "compression",
+                f"compression disabled on {relation} while its compression policy still exists",
             )
-        segmentby = tuple(
-            c.strip() for c in (settings.get("compress_segmentby") or "").split(",") if c.strip()
-        )
+        if not table.decompressed:
+            self.problem(
+                "compression",
+                f"compression disabled on {relation} without "
+                "decompressing its chunks first (TimescaleDB: "
+                "cannot disable compression on hypertable with "
+                "compressed chunks)",
+            )
+        table.segmentby = None
+        table.orderby = ()
+
+    def _orderby_columns(self, setting: str | None) -> list[str]:
         orderby: list[str] = []
-        for item in (settings.get("compress_orderby") or "").split(","):
+        for item in (setting or "").split(","):
             words = item.split()
             if not words:
                 continue
-            rest = " ".join(words[1:]).upper()
-            if rest not in (
-                "",
-                "ASC",
-                "DESC",
-                "ASC NULLS FIRST",
-                "ASC NULLS LAST",
-                "DESC NULLS FIRST",
-                "DESC NULLS LAST",
-                "NULLS FIRST",
-                "NULLS LAST",
-            ):
+            if " ".join(words[1:]).upper() not in ORDERBY_DIRECTIONS:
                 self.problem("compression", f"compress_orderby item {item.strip()!r}")
             orderby.append(words[0])
+        return orderby
+
+    def _check_compression_columns(
+        self,
+        relation: str,
+        segmentby: tuple[str, ...],
+        orderby: list[str],
+        columns: Sequence[str],
+        keys: Sequence[tuple[str, ...]],
+    ) -> None:
         for column in (*segmentby, *orderby):
             if column not in columns:
                 self.problem(
@@ -863,6 +869,39 @@ class Checker:
                         "for segmenting or ordering (TimescaleDB warns: the key cannot be "
                         "checked cheaply against compressed rows)",
                     )
+
+    def _set_options(
+        self,
+        relation: str,
+        options: Sequence[ast.DefElem],
+        columns: Sequence[str],
+        keys: Sequence[tuple[str, ...]],
+        table: Table | None,
+    ) -> None:
+        settings = self._timescale_settings(options)
+        if not settings:
+            return
+        if table is not None and table.time_column is None:
+            self.problem("hypertable", f"compression settings on {relation}, not a hypertable")
+            return
+        enable = "compress" in settings and (settings["compress"] or "true").lower() in (
+            "true",
+            "on",
+            "1",
+        )
+        disable = "compress" in settings and not enable
+        if disable:
+            self._disable_compression(relation, settings, table)
+            return
+        if not enable and (table is None or not table.compressed):
+            self.problem(
+                "compression", f"segmentby/orderby on {relation} without timescaledb.compress"
+            )
+        segmentby = tuple(
+            c.strip() for c in (settings.get("compress_segmentby") or "").split(",") if c.strip()
+        )
+        orderby = self._orderby_columns(settings.get("compress_orderby"))
+        self._check_compression_columns(relation, segmentby, orderby, columns, keys)
         if table is not None:
             table.segmentby = segmentby
             table.orderby = tuple(orderby)
@@ -871,15 +910,16 @@ class Checker:
     def on_CreateTableAsStmt(self, node: ast.CreateTableAsStmt, sql: str) -> None:
         if node.objtype != ObjectType.OBJECT_MATVIEW:
             return
-        name = node.into.rel.relname
-        options = {o.defname: o for o in node.into.options or () if o.defnamespace == TIMESCALEDB}
+        into = present(node.into)
+        name = relation_name(into.rel)
+        options = {o.defname: o for o in into.options or () if o.defnamespace == TIMESCALEDB}
         for option in options:
             if option not in CAGG_OPTIONS:
                 self.problem("signature", f"unknown option timescaledb.{option}")
         if "continuous" not in options:
             return
-        self._check_calls(node.query, None)
-        if not node.into.skipData:
+        self._check_calls(present(node.query), None)
+        if not into.skipData:
             self.problem(
                 "cagg",
                 f"{name}: CREATE MATERIALIZED VIEW ... WITH DATA cannot run "
@@ -889,11 +929,7 @@ class Checker:
         if cagg is not None:
             self.model.caggs[name] = cagg
 
-    # Complexity over the limit on purpose: one branch per aggregate option.
-    def _cagg(self, name: str, query: Any, sql: str) -> Cagg | None:  # noqa: C901
-        if not isinstance(query, ast.SelectStmt):
-            self.problem("cagg", f"{name}: not a plain SELECT")
-            return None
+    def _check_supported_clauses(self, name: str, query: ast.SelectStmt) -> None:
         for clause in (
             "withClause",
             "distinctClause",
@@ -910,15 +946,10 @@ class Checker:
                     "cagg",
                     f"{name}: {clause} is not supported in a continuous aggregate (conservative)",
                 )
-        sources = query.fromClause or ()
-        if len(sources) != 1 or not isinstance(sources[0], ast.RangeVar):
-            self.problem("cagg", f"{name}: must read exactly one hypertable")
-            return None
-        table = self.hypertable(sources[0].relname, f"continuous aggregate {name}")
-        if table is None:
-            return None
+
+    def _cagg_outputs(self, name: str, query: ast.SelectStmt) -> dict[str, Any]:
         outputs: dict[str, Any] = {}
-        for target in query.targetList:
+        for target in present(query.targetList):
             label = target.name or column_ref(target.val)
             if label is None:
                 self.problem("cagg", f"{name}: unnamed output column")
@@ -926,6 +957,12 @@ class Checker:
             if label in outputs:
                 self.problem("cagg", f"{name}: output column {label!r} twice")
             outputs[label] = target.val
+        return outputs
+
+    def _cagg_grouping(
+        self, name: str, query: ast.SelectStmt, table: Table, outputs: dict[str, Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """(the time_bucket calls, every GROUP BY item that is allowed)."""
         buckets = []
         grouped: list[Any] = []
         for item in query.groupClause or ():
@@ -948,14 +985,11 @@ class Checker:
                     f"{name}: GROUP BY item {RawStream()(item)} is neither a "
                     f"column of {table.name} nor time_bucket(...)",
                 )
-        if len(buckets) != 1:
-            self.problem(
-                "cagg",
-                f"{name}: GROUP BY needs exactly one time_bucket(...) on the "
-                f"time column (found {len(buckets)})",
-            )
-            return None
-        bucket = buckets[0]
+        return buckets, grouped
+
+    def _bucket_width(
+        self, name: str, bucket: ast.FuncCall, table: Table, outputs: dict[str, Any]
+    ) -> float | None:
         args = [a for a in bucket.args or () if not isinstance(a, ast.NamedArgExpr)]
         width = self.interval(args[0], f"{name}: time_bucket width") if args else None
         if len(args) < 2 or column_ref(args[1]) != table.time_column:
@@ -967,6 +1001,30 @@ class Checker:
             self.problem(
                 "cagg", f"{name}: the time_bucket(...) of GROUP BY is not an output column"
             )
+        return width
+
+    def _cagg(self, name: str, query: Any, sql: str) -> Cagg | None:
+        if not isinstance(query, ast.SelectStmt):
+            self.problem("cagg", f"{name}: not a plain SELECT")
+            return None
+        self._check_supported_clauses(name, query)
+        sources = query.fromClause or ()
+        if len(sources) != 1 or not isinstance(sources[0], ast.RangeVar):
+            self.problem("cagg", f"{name}: must read exactly one hypertable")
+            return None
+        table = self.hypertable(sources[0].relname, f"continuous aggregate {name}")
+        if table is None:
+            return None
+        outputs = self._cagg_outputs(name, query)
+        buckets, grouped = self._cagg_grouping(name, query, table, outputs)
+        if len(buckets) != 1:
+            self.problem(
+                "cagg",
+                f"{name}: GROUP BY needs exactly one time_bucket(...) on the "
+                f"time column (found {len(buckets)})",
+            )
+            return None
+        width = self._bucket_width(name, buckets[0], table, outputs)
         for label, value in outputs.items():
             if any(value == g for g in grouped):
                 continue
@@ -1161,7 +1219,7 @@ class Checker:
                 and source.alias is not None
                 and source.alias.aliasname == chunk
             ):
-                call = source.functions[0][0]
+                call = present(source.functions)[0][0]
                 if isinstance(call, ast.FuncCall) and func_name(call) == "show_chunks":
                     bound, _ = bind_arguments(call, SIGNATURES["show_chunks"])
                     table = self.hypertable(string_const(bound.get("relation")), "show_chunks")
@@ -1621,13 +1679,16 @@ ORIGIN = "2000-01-01 00:00:00+00"
 
 def plain_equivalent(cagg: Cagg) -> str:
     """The continuous aggregate's query with time_bucket(w, t) -> date_bin(w, t, ORIGIN)."""
-    query = parse_sql(cagg.sql)[0].stmt.query
+    statement = parse_sql(cagg.sql)[0].stmt
+    if not isinstance(statement, ast.CreateTableAsStmt):
+        raise TypeError(f"{cagg.name}: not a CREATE MATERIALIZED VIEW")
+    query = present(statement.query)
     replaced = 0
     for node in walk(query):
         if isinstance(node, ast.FuncCall) and func_name(node) == "time_bucket":
             node.funcname = (ast.String(sval="date_bin"),)
             node.args = (
-                *node.args,
+                *present(node.args),
                 ast.TypeCast(
                     arg=ast.A_Const(val=ast.String(sval=ORIGIN)),
                     typeName=ast.TypeName(names=(ast.String(sval="timestamptz"),)),
@@ -1982,11 +2043,11 @@ def test_the_refresh_checks_catch(name: str) -> None:
 
 
 def test_the_test_database_statements_match_the_api() -> None:
-    """tests/conftest.py's TimescaleDB statements: pausing retention, emptying the
+    """tests/support/database.py's TimescaleDB statements: pausing retention, emptying the
     continuous aggregates."""
-    from tests import conftest
+    from tests.support import database
 
-    statements = (conftest.TIMESCALE_PAUSE_RETENTION, *conftest.TIMESCALE_EMPTY_AGGREGATES)
+    statements = (database.TIMESCALE_PAUSE_RETENTION, *database.TIMESCALE_EMPTY_AGGREGATES)
     called = []
     for sql in statements:
         [raw] = parse_sql(sql)

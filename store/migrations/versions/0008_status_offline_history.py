@@ -16,7 +16,7 @@ Changes:
   (``closed by station``, ``connected``, ...); NULL on statuses the station reported.
   Readers ordering rows of one connector at the same instant put a restored status
   (reason set, not Offline) before a station-reported one, and Offline after it
-  (``store.load_queries.status_history``).
+  (``store.status.status_history``).
 
 TimescaleDB: the hypertable has compression enabled, and most TimescaleDB versions
 refuse to add a CHECK constraint to such a hypertable. The migration therefore

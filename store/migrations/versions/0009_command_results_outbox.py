@@ -7,7 +7,7 @@ published. Now:
 
 * ``result_published_at timestamptz``: set once the result is confirmed by Kafka;
 * every replica's heartbeat publishes terminal rows still unpublished a while after
-  ``completed_at`` (``store.commands.unpublished_results``: ``FOR UPDATE SKIP LOCKED``
+  ``completed_at`` (``store.commands.publish_unpublished``: ``FOR UPDATE SKIP LOCKED``
   so one replica takes each row), then sets the column. At-least-once: a result can
   be published twice (a crash after the publish, before the mark); consumers
   de-duplicate on ``command_id``.

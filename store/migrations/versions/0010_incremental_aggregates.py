@@ -1,7 +1,7 @@
 """Load aggregates maintained per bucket range; late rows recorded for the refresher.
 
 * ``load_aggregate_invalidations (id, bucket_start, bucket_end, recorded_at)``: the
-  time ranges of ``load_connector_1m`` whose aggregates are stale. ``store.load_writers``
+  time ranges of ``load_connector_1m`` whose aggregates are stale. ``store.load``
   adds one row per UTC hour its batch inserted or changed, in the batch's transaction;
   ``store.aggregates`` refreshes exactly those buckets and deletes the rows (both
   storage modes: TimescaleDB's refresh policies only look back 2 and 7 days, and

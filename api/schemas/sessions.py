@@ -1,0 +1,70 @@
+"""Charging sessions: ``SessionBase`` (what a session says), ``SessionPublic`` (with its
+id and duration), ``SessionsPage`` (one page of a listing)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.params import CURSOR_PATTERN
+from bus.sessions import ClosedBy, EnergySource, Quality
+
+
+class SessionBase(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    charge_point_id: str
+    connector_id: int
+    transaction_id: str
+    id_tag: str | None
+    status: Literal["active", "closed"]
+    started_at: datetime
+    stopped_at: datetime | None
+    meter_start_wh: int | None = Field(
+        description="The station's register at the start (Wh); null without any register"
+    )
+    meter_stop_wh: int | None
+    energy_wh: int | None = Field(
+        description="Billed energy in Wh (see energy_source); null when quality is missing"
+    )
+    energy_source: EnergySource | None = Field(
+        description="station_register | smart_meter (billing meter) | power_integration; "
+        "null without a figure"
+    )
+    quality: Quality = Field(
+        description="exact: registers agree; corrected: adjusted or doubtful (see "
+        "quality_reasons); estimated: integrated from power; missing: no energy figure at "
+        "all (energy_wh null). Bill only exact."
+    )
+    quality_reasons: list[str]
+    stop_reason: str | None
+    sample_count: int
+    closed_by: ClosedBy | None = Field(
+        default=None,
+        description="How the session closed (reconciled: the sessions flow "
+        "restarted without its state; see quality_reasons); null while active",
+    )
+    station_energy_wh: int | None = Field(
+        default=None, description="The station register's figure (Wh)"
+    )
+    smart_meter_energy_wh: int | None = Field(
+        default=None, description="The smart meter's figure (Wh), billing or cross-check"
+    )
+    smart_meter_id: str | None = None
+    ocpp_version: str | None = None
+
+
+class SessionPublic(SessionBase):
+    session_id: uuid.UUID
+    duration_s: float | None = Field(description="stopped_at - started_at; null while active")
+
+
+class SessionsPage(BaseModel):
+    items: list[SessionPublic]
+    next_cursor: str | None = Field(
+        pattern=CURSOR_PATTERN,
+        description="Pass as `cursor` to get the next page; null on the last page",
+    )

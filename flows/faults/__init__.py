@@ -1,0 +1,1 @@
+"""The faults flow: envelopes of every charge point -> its diagnostics -> alerts."""

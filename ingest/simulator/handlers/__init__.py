@@ -1,0 +1,44 @@
+"""How a simulated station answers the CSMS's commands, per OCPP version.
+
+``v16.V16ChargePoint`` and ``v201.V201ChargePoint`` are ocpp library charge points
+with one ``@on(Action...)`` handler per command; ``client.StationClient`` (their
+common base) records every CALL, lets the station's behaviours answer first
+(``ingest.simulator.behaviours``) and runs what a handler asked to do after its answer
+as tasks the station owns. Handlers change ``state.StationState`` and act through
+``port.StationPort``.
+
+Every command the platform sends (``ingest.gateway.command_checks.COMMANDS``) is answered
+the way a real station would, with effects on the simulation:
+
+- RemoteStartTransaction / RequestStartTransaction: a session starts on the given
+  (or first free) connector with the given id tag; Authorize first only if the
+  station is configured so (1.6 ``AuthorizeRemoteTxRequests``, 2.0.1
+  ``AuthCtrlr.AuthorizeRemoteStart``; default false). Rejected when no connector is
+  free or the connector is unavailable.
+- RemoteStopTransaction / RequestStopTransaction: the session stops with reason
+  ``Remote``; Rejected for an unknown transaction.
+- Reset: Accepted, running sessions stop (1.6 Hard/SoftReset, 2.0.1 ImmediateReset),
+  the station closes its connection, reconnects and boots again.
+- UnlockConnector: Unlocked (1.6 NotSupported / 2.0.1 UnknownConnector for a
+  connector the station does not have).
+- ChangeAvailability: Inoperative -> StatusNotification Unavailable (Scheduled while
+  charging: applied when the session ends); Operative -> Available. A station in
+  Inoperative answers remote starts Rejected.
+- Get/ChangeConfiguration, Get/SetVariables: a config store; read-only keys answer
+  Rejected, unknown keys NotSupported (1.6) / UnknownComponent/UnknownVariable (2.0.1).
+- SetChargingProfile: the first schedule period's limit (W, or A x voltage x phases)
+  caps the simulated power of that connector (0 = all) from the next meter interval;
+  ClearChargingProfile removes it (Unknown when nothing matched); GetCompositeSchedule
+  answers the limit in force.
+- TriggerMessage: sends the requested message after answering (NotImplemented for
+  messages the simulator does not send).
+- UpdateFirmware / GetDiagnostics / GetLog: status notifications follow
+  (Downloading..Installed, Uploading/Uploaded); GetBaseReport: a NotifyReport follows.
+- Local list, reservations, ClearCache, DataTransfer: plausible answers
+  (DataTransfer: Accepted for vendor ``org.chargeflow``, else UnknownVendorId).
+
+The library validates each CALL against its schemas (a CALLERROR for an invalid one),
+hands the payload to the handler in snake_case and validates the answer. Answers
+carry floats, never Decimals: the library's JSON encoder would round a Decimal to
+one decimal.
+"""

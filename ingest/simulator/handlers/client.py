@@ -1,0 +1,223 @@
+"""The part both versions' charge points share: what happens around a handler."""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, Protocol
+
+from ocpp.charge_point import ChargePoint
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, unpack
+
+from ingest.simulator.behaviours.base import Behaviours, Fail, Ignore, Reply
+from ingest.simulator.port import StationPort
+from ingest.simulator.state import Profile, schedule_limit_w
+
+Effect = Callable[[], Coroutine[Any, Any, None]]
+# The charging profile of a CALL, for (connector id, purpose).
+ProfileOf = Callable[[int, str], Profile]
+# The statuses of the notifications that follow an UpdateFirmware and an upload
+# (diagnostics, log).
+_FIRMWARE_STEPS = ("Downloading", "Downloaded", "Installing", "Installed")
+_UPLOAD_STEPS = ("Uploading", "Uploaded")
+
+
+class Connection(Protocol):
+    """The websocket, as the library uses it."""
+
+    async def send(self, message: str) -> None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+
+def _is_call(raw: str | bytes) -> bool:
+    """Whether a frame is a CALL ``[2, ...]`` (answers to the station's own CALLs go
+    straight to the library)."""
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    return text.lstrip().removeprefix("[").lstrip().startswith("2")
+
+
+class StationClient(ChargePoint):
+    """An ocpp library charge point on one connection of a simulated station.
+
+    Subclasses add the version's ``@on`` handlers, read a CALL's charging profile
+    (``profile_of``) and name the status notifications a TriggerMessage may ask for
+    (``idle_notifications``). A handler that has more to do after its answer is sent
+    (a status, a session, a reboot) calls ``after_answer``, which hands it to the
+    station as a task the station owns once the library has sent the answer (not the
+    library's ``@after`` hooks: it starts those as tasks nobody owns or awaits).
+    """
+
+    # "<...>StatusNotification" -> its CALL's class (sent with status Idle when triggered)
+    idle_notifications: ClassVar[dict[str, Callable[..., Any]]]
+
+    def __init__(
+        self,
+        station: StationPort,
+        connection: Connection,
+        behaviours: Behaviours,
+        *,
+        response_timeout: float,
+        logger: logging.Logger,
+    ) -> None:
+        super().__init__(station.cp_id, connection, response_timeout, logger)
+        self.station = station
+        self.state = station.state
+        self.connection = connection
+        self.behaviours = behaviours
+        self._after: list[Effect] = []
+
+    def after_answer(self, effect: Effect) -> None:
+        """Run ``effect`` once the answer to the CALL being handled is sent."""
+        self._after.append(effect)
+
+    def send_after_answer(self, payloads: list[Any]) -> None:
+        """Send these CALLs, in order, once the answer is sent."""
+
+        async def send() -> None:
+            for payload in payloads:
+                await self.station.send(payload)
+
+        self.after_answer(send)
+
+    def reboot_after_answer(self, stop_reason: str) -> None:
+        """Stop the running sessions and reboot once the answer is sent."""
+
+        async def reboot() -> None:
+            for cid in list(self.state.running):
+                self.station.stop_session(cid, stop_reason)
+            await self.station.reboot()
+
+        self.after_answer(reboot)
+
+    # ------------------------------------------- steps both versions' handlers take
+
+    @abstractmethod
+    def profile_of(self, profile: dict[str, Any]) -> ProfileOf:
+        """A CALL's (snake_case) charging profile, for the connector it is set on."""
+
+    def remote_start(
+        self,
+        wanted: int | None,
+        id_tag: str,
+        authorize: bool,
+        charging_profile: dict[str, Any] | None,
+    ) -> str:
+        """Claim a free connector now, start the session after the answer; the status."""
+        cid = self.state.free_connector(wanted)
+        if cid is None:
+            return "Rejected"
+        if charging_profile:
+            self.add_profile(self.profile_of(charging_profile)(cid, "TxProfile"))
+        self.state.starting.add(cid)  # taken from now on, for later commands
+        self.after_answer(lambda: self.station.run_session(cid, id_tag, authorize=authorize))
+        return "Accepted"
+
+    def remote_stop(self, transaction_id: int | str) -> str:
+        cid = self.state.connector_of(transaction_id)
+        if cid is None:
+            return "Rejected"
+        self.station.stop_session(cid, "Remote")
+        return "Accepted"
+
+    def change_availability(self, cids: list[int], operative: bool) -> str:
+        """Apply it and send the statuses after the answer; the answer's status."""
+        change = self.state.change_availability(cids, operative)
+
+        async def notify() -> None:
+            for cid in change.notify:
+                await self.station.send_status(cid, change.notify_status)
+
+        self.after_answer(notify)
+        return change.status
+
+    def set_profile(self, cid: int, charging_profile: dict[str, Any]) -> str:
+        purpose = str(charging_profile["charging_profile_purpose"])
+        if cid != 0 and cid not in self.state.connectors:
+            return "Rejected"
+        if purpose == "TxProfile" and cid not in self.state.running:
+            return "Rejected"  # a TxProfile needs a transaction
+        self.add_profile(self.profile_of(charging_profile)(cid, purpose))
+        return "Accepted"
+
+    def add_profile(self, profile: Profile) -> None:
+        self.state.profiles[profile.profile_id] = profile
+
+    def trigger(self, what: str, cids: list[int]) -> str:
+        """Send the CALLs a TriggerMessage asks for after the answer; the status."""
+        payloads = self._triggered(what, cids)
+        if payloads is None:
+            return "NotImplemented"
+        self.send_after_answer(payloads)
+        return "Accepted"
+
+    def _triggered(self, what: str, cids: list[int]) -> list[Any] | None:
+        """The CALLs a TriggerMessage asks for; None for one the simulator does not send."""
+        dialect, now = self.station.dialect, self.station.now()
+        if what == "BootNotification":
+            return [self.station.boot_request()]
+        if what == "Heartbeat":
+            return [dialect.heartbeat()]
+        if what == "StatusNotification":
+            return [
+                dialect.current_status(cid, self.state.connector_status(cid), now) for cid in cids
+            ]
+        if what == "MeterValues":
+            return [
+                dialect.meter_values(cid, self.station.meter_sample(cid), "Trigger") for cid in cids
+            ]
+        notification = self.idle_notifications.get(what)
+        return None if notification is None else [notification(status="Idle")]
+
+    def send_firmware_steps(self, notification: Callable[..., Any], **fields: Any) -> None:
+        """Send the firmware update's status notifications after the answer."""
+        self.send_after_answer([notification(status=s, **fields) for s in _FIRMWARE_STEPS])
+
+    def send_upload_steps(self, notification: Callable[..., Any], **fields: Any) -> None:
+        """Send an upload's (diagnostics, log) status notifications after the answer."""
+        self.send_after_answer([notification(status=s, **fields) for s in _UPLOAD_STEPS])
+
+    def cancel_reservation(self, reservation_id: int) -> str:
+        return "Accepted" if self.state.cancel_reservation(reservation_id) else "Rejected"
+
+    @staticmethod
+    def data_transfer(vendor_id: str) -> str:
+        return "Accepted" if vendor_id == "org.chargeflow" else "UnknownVendorId"
+
+    def limit_w(self, schedule: dict[str, Any]) -> float:
+        """The first period's limit of a (snake_case) charging schedule, in W."""
+        period = schedule["charging_schedule_period"][0]
+        return schedule_limit_w(
+            schedule["charging_rate_unit"],
+            float(period["limit"]),
+            period.get("number_phases"),
+            self.station.rating,
+        )
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        """A CALL is recorded and shown to the behaviours before the library sees it
+        (so a behaviour can leave it unanswered); everything else is the library's."""
+        try:
+            call = unpack(raw_msg) if _is_call(raw_msg) else None
+        except OCPPError:
+            call = None  # the library logs it
+        if not isinstance(call, Call):
+            await super().route_message(raw_msg)
+            return
+        self.state.received.append((call.action, call.payload))
+        verdict = self.behaviours.on_call(call.action, call.payload)
+        if isinstance(verdict, Ignore):
+            return
+        if isinstance(verdict, Reply):
+            await self.connection.send(call.create_call_result(verdict.payload).to_json())
+            return
+        if isinstance(verdict, Fail):
+            await self.connection.send(call.create_call_error(verdict.error).to_json())
+            return
+        self._after.clear()
+        await super().route_message(raw_msg)  # the library validates, dispatches, answers
+        effects, self._after = self._after, []
+        for effect in effects:
+            self.station.spawn(effect())

@@ -1,0 +1,193 @@
+"""Per-connector physics features from successive readings, in telemetry time.
+
+A healthy connector's temperature rises with the power it carries and falls back to the
+ambient when idle; its voltage sags a little under load, evenly on every phase; it
+delivers about what it offers; and its energy register grows by the integral of its
+power. Each fault of the fault library bends one of these relations, so each becomes a
+feature that is near a fixed value on a healthy connector whatever the weather, the
+load or the station model:
+
+* ``temperature_rise_c``: temperature - ambient (the idle temperature, moved along the
+  connector's day profile); overheating;
+* ``temperature_rise_c_per_kw``: that rise per kW, under load; overheating;
+* ``voltage_drop_ratio``: (idle voltage - loaded voltage) / idle voltage; contactor wear;
+* ``phase_voltage_spread_ratio``: (max - min phase voltage) / mean, under load; contactor
+  wear, phase loss;
+* ``voltage_deviation_ratio``: (mean phase voltage - 230 V) / 230 V; grid sags and swells;
+* ``delivered_ratio``: power / offered power, under load; cable damage, derating;
+* ``register_ratio``: register increase / integral of power since the last reading, both
+  under load; meter faults.
+
+Features that a reading cannot support (no temperature, idle, first reading) are left
+out of its vector; detectors impute them. Only the readings' own timestamps are used,
+so a replay at any speed gives the same features. The state is a few floats, so it
+snapshots cheaply with the flow.
+
+>>> from datetime import UTC, datetime, timedelta
+>>> t = datetime(2026, 7, 1, 12, tzinfo=UTC)
+>>> f = ConnectorFeatures()
+>>> f.update(Reading(time=t, energy_wh=1000.0, power_w=0.0, voltages_v=(232.0,),
+...     temperature_c=25.0))
+{'voltage_deviation_ratio': 0.00869...}
+>>> x = f.update(Reading(time=t + timedelta(minutes=1), energy_wh=1000.0, power_w=11000.0,
+...     offered_w=11000.0, voltages_v=(230.0,), temperature_c=36.0))
+>>> x["temperature_rise_c_per_kw"], round(x["voltage_drop_ratio"], 4), x["delivered_ratio"]
+(1.0, 0.0086, 1.0)
+>>> x = f.update(Reading(time=t + timedelta(minutes=2), energy_wh=1183.0, power_w=11000.0))
+>>> round(x["register_ratio"], 3)
+0.998
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from models.readings import Reading
+
+NOMINAL_VOLTAGE_V = 230.0  # EN 50160 low-voltage nominal; +-10 % is the normal band
+LOAD_W = 1000.0  # at least this much flows: "under load"
+IDLE_W = 100.0  # at most this much flows: "idle" (standby consumption, meter noise)
+MIN_INTEGRAL_WH = 1.0  # below this the register's 1 Wh resolution makes the ratio noise
+
+FEATURES = (
+    "temperature_rise_c",
+    "temperature_rise_c_per_kw",
+    "voltage_drop_ratio",
+    "phase_voltage_spread_ratio",
+    "voltage_deviation_ratio",
+    "delivered_ratio",
+    "register_ratio",
+)
+
+
+@dataclass(slots=True)
+class ConnectorFeatures:
+    """The feature state of one connector: the idle baselines and the last reading."""
+
+    baseline_weight: float = 0.1  # EW mean weight of one idle reading
+    profile_weight: float = 0.05  # EW mean weight of one idle reading in its hour of day
+    ambient_c: float | None = None  # the idle temperature lately...
+    ambient_time: datetime | None = None  # ...as of then
+    ambient_profile: list[float | None] = field(default_factory=lambda: [None] * 24)
+    idle_voltage_v: float | None = None
+    last: Reading | None = None
+
+    def update(self, reading: Reading) -> dict[str, float]:
+        """The features of ``reading``; folds it into the baselines. A reading that is not
+        later than the last one (a late or repeated message) gives only the features
+        that need no history and leaves the state alone."""
+        in_order = self.last is None or reading.time > self.last.time
+        features = self._instant(reading)
+        if in_order:
+            features.update(self._since_last(reading))
+            self._learn_baselines(reading)
+            self.last = reading
+        return features
+
+    def ambient_at(self, time: datetime) -> float | None:
+        """The ambient temperature at ``time``: the last idle temperature, moved along
+        the connector's day profile (idle temperature by hour of day, interpolated)
+        from when it was measured to ``time``. A connector charging through a hot
+        afternoon is compared with the afternoon, not with the morning before it."""
+        if self.ambient_c is None or self.ambient_time is None:
+            return None
+        now, then = self._profile_at(time), self._profile_at(self.ambient_time)
+        if now is None or then is None:
+            return self.ambient_c
+        return self.ambient_c + (now - then)
+
+    def _profile_at(self, time: datetime) -> float | None:
+        hours = time.hour + time.minute / 60.0
+        low = int(hours) % 24
+        high = (low + 1) % 24
+        a, b = self.ambient_profile[low], self.ambient_profile[high]
+        if a is None or b is None:
+            return None
+        # Bins hold the mean over their hour, i.e. the value at half past.
+        share = hours - int(hours)
+        return a + (b - a) * share
+
+    def _instant(self, reading: Reading) -> dict[str, float]:
+        features: dict[str, float] = {}
+        power = reading.power_w
+        loaded = power is not None and power >= LOAD_W
+        voltages = reading.voltages_v
+        if voltages:
+            mean_v = sum(voltages) / len(voltages)
+            features["voltage_deviation_ratio"] = (mean_v - NOMINAL_VOLTAGE_V) / NOMINAL_VOLTAGE_V
+            if loaded and len(voltages) > 1 and mean_v > 0:
+                features["phase_voltage_spread_ratio"] = (max(voltages) - min(voltages)) / mean_v
+            if loaded and self.idle_voltage_v:
+                features["voltage_drop_ratio"] = (
+                    self.idle_voltage_v - mean_v
+                ) / self.idle_voltage_v
+        ambient = self.ambient_at(reading.time)
+        if reading.temperature_c is not None and ambient is not None:
+            rise = reading.temperature_c - ambient
+            features["temperature_rise_c"] = rise
+            if loaded and power is not None:
+                features["temperature_rise_c_per_kw"] = rise / (power / 1000.0)
+        if loaded and power is not None and reading.offered_w and reading.offered_w >= LOAD_W:
+            features["delivered_ratio"] = power / reading.offered_w
+        return features
+
+    def _since_last(self, reading: Reading) -> dict[str, float]:
+        last = self.last
+        if last is None or last.energy_wh is None or reading.energy_wh is None:
+            return {}
+        # Under load at both ends only: power is sampled at instants, and across a start
+        # or stop the trapezoid misses the ramp the register saw.
+        if last.power_w is None or reading.power_w is None:
+            return {}
+        if last.power_w < LOAD_W or reading.power_w < LOAD_W:
+            return {}
+        hours = (reading.time - last.time).total_seconds() / 3600.0
+        integral_wh = (last.power_w + reading.power_w) / 2.0 * hours
+        if integral_wh < MIN_INTEGRAL_WH:
+            return {}
+        return {"register_ratio": (reading.energy_wh - last.energy_wh) / integral_wh}
+
+    def _learn_baselines(self, reading: Reading) -> None:
+        if reading.power_w is None or reading.power_w > IDLE_W:
+            return
+        if reading.temperature_c is not None:
+            self.ambient_c = _ew_mean(self.ambient_c, reading.temperature_c, self.baseline_weight)
+            self.ambient_time = reading.time
+            hour = reading.time.hour
+            learned = self.ambient_profile[hour]
+            weight = self.profile_weight
+            self.ambient_profile[hour] = _ew_mean(learned, reading.temperature_c, weight)
+        if reading.voltages_v:
+            mean_v = sum(reading.voltages_v) / len(reading.voltages_v)
+            self.idle_voltage_v = _ew_mean(self.idle_voltage_v, mean_v, self.baseline_weight)
+
+
+def _ew_mean(mean: float | None, value: float, weight: float) -> float:
+    return value if mean is None else mean + weight * (value - mean)
+
+
+# Where each feature can physically be on a connector that still works at all: the
+# scaling band for HalfSpaceTrees (values beyond are clipped to the edge).
+PHYSICAL_RANGE: dict[str, tuple[float, float]] = {
+    "temperature_rise_c": (-10.0, 60.0),
+    "temperature_rise_c_per_kw": (-2.0, 10.0),
+    "voltage_drop_ratio": (-0.05, 0.15),
+    "phase_voltage_spread_ratio": (0.0, 0.15),
+    "voltage_deviation_ratio": (-0.3, 0.3),
+    "delivered_ratio": (0.0, 1.2),
+    "register_ratio": (0.0, 2.0),
+}
+
+# Fixed limits a rule-based CSMS would use (datasheet and EN 50160 values): the
+# static-threshold baseline of the evaluation, not a detector of ours.
+STATIC_LIMITS: dict[str, tuple[float, float]] = {
+    "temperature_rise_c": (-math.inf, 40.0),
+    "temperature_rise_c_per_kw": (-math.inf, 4.0),
+    "voltage_drop_ratio": (-math.inf, 0.05),
+    "phase_voltage_spread_ratio": (0.0, 0.05),
+    "voltage_deviation_ratio": (-0.10, 0.10),
+    "delivered_ratio": (0.5, math.inf),
+    "register_ratio": (0.8, 1.2),
+}

@@ -1,0 +1,96 @@
+"""The fault model of one connector on synthetic streams: healthy variation (ambient day
+cycle, load levels, sensor noise) gives nothing; each bent relation gives its kind."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timedelta
+
+import pytest
+
+from bus.alerts import AlertKind
+from models.connector import FEATURE_KINDS, MODEL_FEATURES, ConnectorModel
+from models.features import FEATURES
+from models.readings import Reading
+from models.rules import Finding
+from tests.support.connectors import (
+    Fault,
+    cable_damage,
+    contactor_wear,
+    fault_start,
+    frozen_register,
+    overheating,
+    stream,
+)
+
+
+def run(readings: list[Reading], model: ConnectorModel) -> list[Finding]:
+    findings: list[Finding] = []
+    for reading in readings:
+        findings += [f for f in model.update("CP1", 1, reading) if isinstance(f, Finding)]
+    return findings
+
+
+FAULT_DAYS = 1.0
+
+
+def fault_began(readings: list[Reading]) -> datetime:
+    return fault_start(readings, FAULT_DAYS)
+
+
+def test_a_healthy_connector_raises_nothing_over_two_weeks() -> None:
+    for seed in range(10):
+        assert run(stream(14, seed), ConnectorModel.default()) == [], seed
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        (overheating, AlertKind.CONNECTOR_OVERHEATING),
+        (contactor_wear, AlertKind.CONTACTOR_DEGRADATION),
+        (cable_damage, AlertKind.CABLE_DAMAGE),
+    ],
+)
+def test_a_progressive_fault_is_found_before_it_is_severe(fault: Fault, kind: AlertKind) -> None:
+    readings = stream(6, seed=11, fault=fault)
+    findings = run(readings, ConnectorModel.default())
+    assert findings, "the fault was not found"
+    assert {f.kind for f in findings} == {kind}
+    assert findings[0].at >= fault_began(readings), "a finding before the fault began"
+    # The fault is at full size (the hard failure) at the end of the stream.
+    assert readings[-1].time - findings[0].at >= timedelta(hours=3)
+
+
+def test_a_frozen_register_is_a_meter_fault_from_the_rule() -> None:
+    findings = run(stream(3, seed=5, fault=frozen_register), ConnectorModel.default())
+    assert findings
+    assert findings[0].kind is AlertKind.METER_FAULT
+    assert findings[0].detector == "rule:frozen_register"
+
+
+def test_a_cold_connector_is_silent_while_it_learns() -> None:
+    # A connector that is faulty from its first reading: nothing during the warm-up.
+    readings = stream(2, seed=2, fault=overheating, fault_days=2.0)
+    assert run(readings, ConnectorModel.default(warmup_period=timedelta(days=2))) == []
+
+
+def test_evidence_names_the_top_feature_and_its_values() -> None:
+    findings = run(stream(6, seed=11, fault=overheating), ConnectorModel.default())
+    evidence = findings[0].evidence
+    assert "temperature" in evidence.summary
+    assert "temperature_rise_c_per_kw" in evidence.features
+    assert evidence.scores["score"] >= 5 / 9
+
+
+def test_every_feature_points_to_a_kind() -> None:
+    assert set(FEATURE_KINDS) == set(FEATURES)
+    assert set(MODEL_FEATURES) <= set(FEATURES)
+
+
+def test_model_state_is_small_and_pickles_exactly() -> None:
+    model = ConnectorModel.default()
+    readings = stream(2, seed=3)
+    run(readings[:-100], model)
+    clone = pickle.loads(pickle.dumps(model))
+    assert run(readings[-100:], model) == run(readings[-100:], clone)
+    assert len(pickle.dumps(model)) < 4096

@@ -1,0 +1,241 @@
+"""The simulated station's answers to the CSMS through the ocpp library's ``@on``
+handlers, its behaviours, and its frames on the wire (pure, an in-memory connection)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ocpp.messages import Call
+
+from bus.measurands import ENERGY_REGISTER
+from ingest.simulator.behaviours import BEHAVIOURS, command_behaviours
+from ingest.simulator.behaviours.base import Effect
+from ingest.simulator.config import FleetConfig
+from ingest.simulator.dialect import Dialect, FaultReport, Reading, Sample
+from ingest.simulator.physics import Rating
+from ingest.simulator.profiles import StationProfile, station_profile
+from ingest.simulator.state import Profile, StationState
+from ingest.simulator.versions import VERSIONS
+
+T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
+REGISTER_WH = 89_999_999_999  # a large register: every digit must survive
+
+
+class Connection:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send(self, message: str) -> None:
+        self.sent.append(json.loads(message))
+
+    async def recv(self) -> str:  # pragma: no cover - never read here
+        raise AssertionError("not read")
+
+
+class Station:
+    """A ``StationPort`` that records what the handlers ask of it."""
+
+    def __init__(self, version: str) -> None:
+        self.cp_id = "SIM-0001"
+        self.dialect: Dialect = VERSIONS[version].dialect()
+        self.rating = Rating(22_000.0, 230.0, 3)
+        self.state = StationState([1, 2])
+        self.sent: list[Any] = []
+        self.sessions: list[tuple[int, str | None, bool]] = []
+        self.stops: list[tuple[int, str]] = []
+        self.reboots = 0
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def now(self) -> datetime:
+        return T0
+
+    async def sleep(self, simulated_s: float) -> None:
+        pass
+
+    def meter_sample(self, connector_id: int) -> Sample:
+        return Sample(T0, (Reading(ENERGY_REGISTER, REGISTER_WH, "Wh", "Outlet"),))
+
+    def boot_request(self) -> Any:
+        return self.dialect.boot(vendor="v", model="m", serial="s", firmware="f")
+
+    async def send(self, payload: Any, attempts: int = 3) -> Any | None:
+        self.sent.append(payload)
+        return None
+
+    def send_transaction(self, payload: Any) -> asyncio.Future[Any]:
+        raise AssertionError("no transaction messages here")
+
+    async def send_status(self, connector_id: int, status: str) -> None:
+        self.sent.append((connector_id, status))
+
+    async def run_session(
+        self, connector_id: int, id_tag: str | None = None, *, authorize: bool = True
+    ) -> None:
+        self.sessions.append((connector_id, id_tag, authorize))
+
+    def stop_session(self, connector_id: int, reason: str) -> None:
+        self.stops.append((connector_id, reason))
+
+    async def reboot(self) -> None:
+        self.reboots += 1
+
+    @property
+    def profile(self) -> StationProfile:
+        return station_profile("CP1", 0, models=("SIM-AC22",), seed=0, varied_use=False)
+
+    def effect(self, connector_id: int) -> Effect:
+        return Effect()
+
+    def refuses_start(self, connector_id: int) -> bool:
+        return False
+
+    async def report_fault(self, report: FaultReport, status: str | None = None) -> None:
+        self.sent.append(report)
+
+    async def clear_fault(self, connector_id: int) -> None:
+        return None
+
+    async def go_offline(self, until: datetime | None) -> None:
+        return None
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self.tasks.append(asyncio.get_running_loop().create_task(work))
+
+
+async def answer(
+    version: str,
+    action: str,
+    payload: dict[str, Any],
+    behaviour: dict[str, str] | None = None,
+    station: Station | None = None,
+) -> tuple[Station, list[Any]]:
+    """The frames the station's charge point sends for one CALL, and the station."""
+    station, connection = station or Station(version), Connection()
+    client = VERSIONS[version].charge_point(
+        station,
+        connection,
+        command_behaviours(behaviour or {}),
+        response_timeout=1,
+        logger=logging.getLogger("test"),
+    )
+    await client.route_message(json.dumps([2, "id-1", action, payload]))
+    await asyncio.gather(*station.tasks)
+    return station, connection.sent
+
+
+async def test_a_remote_start_starts_the_session_after_the_answer() -> None:
+    station, sent = await answer("1.6", "RemoteStartTransaction", {"idTag": "T1"})
+    assert sent == [[3, "id-1", {"status": "Accepted"}]]
+    assert station.sessions == [(1, "T1", False)]
+    assert station.state.received == [("RemoteStartTransaction", {"idTag": "T1"})]
+
+
+async def test_the_library_validates_the_call_before_the_handler_sees_it() -> None:
+    station, sent = await answer("1.6", "UnlockConnector", {"connectorId": "one"})
+    assert sent[0][:3] == [4, "id-1", "TypeConstraintViolation"]
+    assert station.state.received == [("UnlockConnector", {"connectorId": "one"})]
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_composite_schedule_answers_the_limit_exactly(version: str) -> None:
+    key = "connectorId" if version == "1.6" else "evseId"
+    station = Station(version)
+    station.state.profiles[1] = Profile(1, 1, 0, "TxDefaultProfile", 7400.3)
+    _, sent = await answer(
+        version,
+        "GetCompositeSchedule",
+        {key: 1, "duration": 3600, "chargingRateUnit": "W"},
+        station=station,
+    )
+    result = sent[0][2]
+    schedule = result["chargingSchedule"] if version == "1.6" else result["schedule"]
+    assert schedule["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 7400.3}]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "frames"),
+    [
+        ("reject", [[3, "id-1", {"status": "Rejected"}]]),
+        ("not_supported", [[4, "id-1", "NotSupported", "Reset is not supported here", {}]]),
+        ("ignore", []),
+    ],
+)
+async def test_behaviours_answer_before_the_library(behaviour: str, frames: list[Any]) -> None:
+    station, sent = await answer("1.6", "Reset", {"type": "Soft"}, {"Reset": behaviour})
+    assert sent == frames
+    assert station.reboots == 0
+    assert station.state.received == [("Reset", {"type": "Soft"})]
+
+
+def test_an_unknown_behaviour_is_refused() -> None:
+    assert sorted(BEHAVIOURS) == ["ignore", "not_supported", "reject"]
+    with pytest.raises(ValueError, match="unknown command behaviours"):
+        FleetConfig(command_behaviour={"Reset": "explode"})
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_triggered_meter_value_carries_the_register_exactly(version: str) -> None:
+    trigger = (
+        {"requestedMessage": "MeterValues", "connectorId": 1}
+        if version == "1.6"
+        else {"requestedMessage": "MeterValues", "evse": {"id": 1}}
+    )
+    station, sent = await answer(version, "TriggerMessage", trigger)
+    assert sent == [[3, "id-1", {"status": "Accepted"}]]
+    (meter_values,) = station.sent
+    # As the library writes the CALL on the wire.
+    frame = Call("u", "MeterValues", meter_values.__dict__).to_json()
+    assert str(REGISTER_WH) in frame
+    assert f"{REGISTER_WH}.0" not in frame
+
+
+def test_imports_run_one_way() -> None:
+    """Nothing below the station imports it, the fleet or the sessions."""
+    root = Path(__file__).resolve().parents[2] / "ingest" / "simulator"
+    upper = {"ingest.simulator.station", "ingest.simulator.fleet", "ingest.simulator.sessions"}
+    lower = [
+        *root.glob("handlers/*.py"),
+        *root.glob("behaviours/*.py"),
+        root / "port.py",
+        root / "state.py",
+        root / "dialect.py",
+        root / "v16.py",
+        root / "v201.py",
+        root / "versions.py",
+    ]
+    for path in lower:
+        tree = ast.parse(path.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+            a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names
+        }
+        assert not imported & upper, path
+        assert "TYPE_CHECKING" not in path.read_text(), path
+
+
+async def test_variables_read_only_unknown_and_set() -> None:
+    def item(component: str, variable: str, value: str) -> dict[str, Any]:
+        return {
+            "component": {"name": component},
+            "variable": {"name": variable},
+            "attributeValue": value,
+        }
+
+    data = [
+        item("OCPPCommCtrlr", "HeartbeatInterval", "120"),
+        item("ChargingStation", "Model", "X"),
+        item("NoSuchCtrlr", "Enabled", "true"),
+        item("AuthCtrlr", "NoSuchVariable", "true"),
+    ]
+    station, sent = await answer("2.0.1", "SetVariables", {"setVariableData": data})
+    statuses = [r["attributeStatus"] for r in sent[0][2]["setVariableResult"]]
+    assert statuses == ["Accepted", "Rejected", "UnknownComponent", "UnknownVariable"]
+    assert station.state.variables[("OCPPCommCtrlr", "HeartbeatInterval")].value == "120"
+    assert station.state.variables[("ChargingStation", "Model")].value == "SIM-AC22"
