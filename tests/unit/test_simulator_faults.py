@@ -48,6 +48,13 @@ def test_explicit_faults_have_their_times_and_bad_specs_say_why() -> None:
         plan_faults("meter_jump:SIM-0001@1h+2h", STATIONS, START, 0)
 
 
+def test_an_auto_window_takes_decimal_durations() -> None:
+    faults = plan_faults("auto:1.0@2.5h..3.5h", STATIONS[:4], START, 3)
+    assert len(faults) == 4
+    for fault in faults:
+        assert timedelta(hours=2.5) <= fault.onset - START <= timedelta(hours=3.5)
+
+
 def test_the_ground_truth_file_round_trips(tmp_path: Path) -> None:
     faults = plan_faults("auto:1.0@1h..5h", STATIONS[:5], START, 3)
     path = tmp_path / "truth.jsonl"

@@ -45,7 +45,7 @@ _EXPLICIT = re.compile(
     r"^(?P<name>[a-z_0-9]+):(?P<station>[^/@]+)(?:/(?P<connector>\d+))?"
     r"@(?P<onset>[^+]+)(?:\+(?P<lead>.+))?$"
 )
-_AUTO = re.compile(r"^auto(?::(?P<share>[0-9.]+))?(?:@(?P<lo>[^.]+)\.\.(?P<hi>.+))?$")
+_AUTO = re.compile(r"^auto(?::(?P<share>[0-9.]+))?(?:@(?P<lo>.+?)\.\.(?P<hi>.+))?$")
 
 
 def parse_duration(text: str) -> timedelta:
