@@ -28,10 +28,10 @@ from bench.common import machine_info
 from bench.faults.pipeline import FleetSpec, PipelineRun, run_pipeline
 from bench.faults.replay import MODELS, ModelFactory, compare_alerts, replay
 from bench.faults.score import Matching, score
-from bench.faults.truth import GroundTruth
 from bench.gateway import progress
 from bus.alerts import FaultAlert
 from bus.envelope import Envelope
+from ingest.simulator.ground_truth import GroundTruth
 
 TARGETS = {
     "recall_progressive": 0.9,  # at least

@@ -34,15 +34,16 @@ from psycopg.rows import dict_row
 
 from bench.common import ROOT, BenchStack, bench_stack, flow_env, start_flow, stop_flow
 from bench.faults.replay import merge_by_received
-from bench.faults.truth import GroundTruth, parse_ground_truth
 from bench.gateway import gateway_env, gateway_process, metric_value, progress
 from bus.admin import read_topic
 from bus.alerts import FaultAlert, decode_fault_alert, encode_fault_alert
-from bus.envelope import Envelope, Kind, decode_envelope, encode_envelope
+from bus.envelope import Envelope, decode_envelope, encode_envelope
 from bus.topics import Topics
 from chargeflow.launcher import SIMULATED_ID_TAGS, simulated_station_ids
 from chargeflow.stack import free_port
+from flows.faults.decode import decode_event
 from flows.recovery import ensure_recovery_dir
+from ingest.simulator.ground_truth import GroundTruth, parse_ground_truth
 from store.id_tokens import add_id_tag
 from store.stations import provision_station
 
@@ -169,27 +170,16 @@ def pipeline_alerts(database_url: str) -> list[FaultAlert]:
     return [msgspec.convert(row, FaultAlert) for row in rows]
 
 
-class _Kind(msgspec.Struct):
-    kind: str
-
-
-_kind_decoder = msgspec.json.Decoder(_Kind)
-
-
 def consumed_envelopes(bootstrap: str, topics: Topics, timeout: float = 600.0) -> list[Envelope]:
-    """The envelopes the faults flow reads: ``ocpp.events`` and the ``alerts`` topic's
-    security alerts (its fault.alert messages are the flow's own output)."""
-    events = [
-        decode_envelope(m.value())
-        for m in read_topic(bootstrap, topics.ocpp_events, timeout=timeout)
-    ]
-    security = [
-        decode_envelope(value)
-        for m in read_topic(bootstrap, topics.alerts, timeout=timeout)
-        if (value := m.value()) is not None
-        and _kind_decoder.decode(value).kind == Kind.SECURITY_ALERT.value
-    ]
-    return merge_by_received(events, security)
+    """The envelopes the faults flow uses, decoded and filtered as it does
+    (:func:`flows.faults.decode.decode_event`): from ``ocpp.events`` and the ``alerts``
+    topic (whose fault alerts are the flow's own output)."""
+
+    def used(topic: str) -> list[Envelope]:
+        decoded = (decode_event(m.value()) for m in read_topic(bootstrap, topic, timeout=timeout))
+        return [envelope for envelope in decoded if envelope is not None]
+
+    return merge_by_received(used(topics.ocpp_events), used(topics.alerts))
 
 
 def _lag(metrics_port: int) -> float | None:

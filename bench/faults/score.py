@@ -27,7 +27,7 @@ recall and median lead.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from bus.alerts import AlertStatus, Evidence, Severity, alert_id
->>> from bench.faults.truth import GroundTruth, InjectedFault, Manifest
+>>> from ingest.simulator.ground_truth import GroundTruth, InjectedFault, Manifest
 >>> t = datetime(2026, 7, 1, tzinfo=UTC)
 >>> hot = AlertKind.CONNECTOR_OVERHEATING
 >>> truth = GroundTruth(Manifest(("A", "B"), t, t + timedelta(days=10), 1, 1),
@@ -57,9 +57,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from bench.faults.truth import GroundTruth, InjectedFault
 from bench.loadgen import percentiles
 from bus.alerts import AlertKind, AlertStatus, FaultAlert
+from ingest.simulator.ground_truth import GroundTruth, InjectedFault
 
 MINUTE = timedelta(minutes=1)
 LEAD_TARGET = timedelta(minutes=30)  # the share of faults warned at least this early

@@ -75,8 +75,9 @@ async def test_a_fleet_with_faults_reports_the_hard_failures_at_the_ground_truth
     faults = plan_faults(SPEC, STATIONS, START, seed=5)
     truth = tmp_path / "truth.jsonl"
     write_truth(truth, Manifest(tuple(STATIONS), START, None, 5, len(faults), SPEC), faults)
-    manifest, faults = read_ground_truth(truth)  # what a bench would read
-    assert manifest.faults == 4
+    ground = read_ground_truth(truth)  # what a bench would read
+    assert ground.manifest.faults == 4
+    faults = list(ground.faults)
     report = FleetReport()
 
     def all_failed(events: list[Envelope]) -> bool:

@@ -19,9 +19,9 @@ from bench.faults.__main__ import evaluate, main
 from bench.faults.pipeline import PipelineRun
 from bench.faults.replay import MODELS, compare_alerts, merge_by_received, replay
 from bench.faults.score import score
-from bench.faults.truth import GroundTruth, InjectedFault, Manifest
 from bus.alerts import AlertKind, AlertStatus
 from bus.envelope import Envelope
+from ingest.simulator.ground_truth import GroundTruth, InjectedFault, Manifest
 from models.connector import ConnectorModel
 from models.features import STATIC_LIMITS
 from models.rules import Finding

@@ -12,7 +12,8 @@ import pytest
 
 from bench.faults.score import Matching, Verdict, assess, bootstrap, latest_versions, score
 from bench.faults.score import recall_progressive as recall_of
-from bench.faults.truth import (
+from bus.alerts import AlertKind, AlertStatus, Evidence, FaultAlert, Severity, alert_id
+from ingest.simulator.ground_truth import (
     GroundTruth,
     GroundTruthError,
     InjectedFault,
@@ -20,7 +21,6 @@ from bench.faults.truth import (
     parse_ground_truth,
     read_ground_truth,
 )
-from bus.alerts import AlertKind, AlertStatus, Evidence, FaultAlert, Severity, alert_id
 
 T = datetime(2026, 7, 1, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -59,11 +59,11 @@ def test_the_ground_truth_file_round_trips(tmp_path: Path) -> None:
     faults = plan_faults("auto:1.0@1h..5h", STATIONS[:5], START, 3)
     path = tmp_path / "truth.jsonl"
     write_ground_truth(path, Manifest(tuple(STATIONS[:5]), START, None, 3, len(faults)), faults)
-    manifest, back = read_ground_truth(path)
-    assert back == faults
-    assert manifest.faults == 5
+    back = read_ground_truth(path)
+    assert back.faults == tuple(faults)
+    assert back.manifest.faults == 5
     path.write_text(path.read_text() + "{not json\n")
-    with pytest.raises(ValueError, match=":7: not a ground-truth line"):
+    with pytest.raises(ValueError, match="ground truth line 7"):
         read_ground_truth(path)
 
 
