@@ -107,6 +107,10 @@ def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> Iterator
                 "group.id": "chargeflow-reader",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                # A partition's EOF comes only from a fetch that returns nothing; Tansu
+                # holds a fetch at the end until a message arrives or this wait ends, so
+                # with the default 500 ms a topic written more often never reaches its end.
+                "fetch.wait.max.ms": 10,
             }
         )
     )

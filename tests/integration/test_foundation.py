@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from bus.admin import read_topic
@@ -52,6 +54,34 @@ def test_envelope_round_trip_through_the_broker(broker: EmbeddedBroker, topics: 
     messages = list(read_topic(broker.bootstrap, topics.ocpp_events))
     assert [decode_envelope(m.value()) for m in messages] == [env]
     assert messages[0].partition() == partition
+
+
+def test_reading_a_topic_ends_while_it_is_still_written(
+    broker: EmbeddedBroker, topics: Topics
+) -> None:
+    """A station reporting every 250 ms keeps its partition busy; the reader still
+    reaches the end it found and returns what was there."""
+    producer = Producer(producer_config(broker.bootstrap))
+    written = threading.Event()
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            producer.publish_sync(topics.ocpp_events, b"CP-1", b"reading")
+            written.set()
+            stop.wait(0.25)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        assert written.wait(20)
+        first = len(list(read_topic(broker.bootstrap, topics.ocpp_events, timeout=15)))
+        second = len(list(read_topic(broker.bootstrap, topics.ocpp_events, timeout=15)))
+    finally:
+        stop.set()
+        writer.join()
+        producer.close()
+    assert 1 <= first <= second
 
 
 def test_publish_to_unreachable_broker_fails_within_the_delivery_timeout() -> None:
