@@ -5,7 +5,9 @@ per key (snapshotted every epoch, so it must stay small and picklable). For each
 envelope of the station it runs the parts that read it:
 
 * meter samples -> :class:`models.readings.Reading` per EVSE -> that connector's
-  :class:`models.connector.ConnectorModel` (features, register rule, detector);
+  :class:`models.connector.ConnectorModel` (features, register rule, detector); the
+  samples of a 2.0.1 TransactionEvent without ``evse`` go to the EVSE of its
+  transaction (named by its first event);
 * connector statuses -> :func:`models.device_events.status_results` (error codes,
   Faulted, 1.6 vendor/MREC codes, and the clears of a healthy report);
 * 2.0.1 device events -> :func:`models.device_events.event_findings`; their EVSE
@@ -58,6 +60,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 import msgspec
 
@@ -68,6 +71,7 @@ from bus.normalized import (
     ConnectorStatus,
     DeviceEvent,
     MeterSample,
+    Normalized,
     SecurityEvent,
     StationBoot,
     StationHeartbeat,
@@ -107,6 +111,13 @@ _STATION_TIMED = (
     SecurityEvent,
     DeviceEvent,
 )
+
+
+def _unplaced(fact: Normalized) -> TypeGuard[MeterSample]:
+    """A sample of a transaction that does not say its EVSE."""
+    return (
+        isinstance(fact, MeterSample) and fact.evse_id is None and fact.transaction_id is not None
+    )
 
 
 @dataclass(slots=True)
@@ -161,7 +172,7 @@ class StationDiagnostics:
         samples: list[MeterSample] = []
         boots: list[StationBoot] = []
         heartbeat = False
-        for fact in normalized_facts(envelope):
+        for fact in self._on_their_evse(normalized_facts(envelope)):
             if isinstance(fact, MeterSample):
                 samples.append(fact)
                 if fact.transaction_id is not None:
@@ -183,6 +194,23 @@ class StationDiagnostics:
         for boot in boots:
             results.extend(self.comm.boot(self.station_id, boot.timestamp, stamp))
         return results
+
+    def _on_their_evse(self, facts: list[Normalized]) -> list[Normalized]:
+        """2.0.1 names a transaction's EVSE in its first TransactionEvent only: the samples
+        of the later ones (no ``evse``) are that EVSE's readings, not the station's (0)."""
+        if not any(_unplaced(f) for f in facts):
+            return facts
+        evse_of = dict(self.energy.evse_of)  # before this envelope's end forgets it
+        for f in facts:
+            tx, evse = getattr(f, "transaction_id", None), getattr(f, "evse_id", None)
+            if tx is not None and evse is not None:
+                evse_of[tx] = evse
+        return [
+            msgspec.structs.replace(f, evse_id=evse_of[f.transaction_id])
+            if _unplaced(f) and f.transaction_id in evse_of
+            else f
+            for f in facts
+        ]
 
     def _readings(self, samples: list[MeterSample], outcome: StationOutcome) -> list[Result]:
         results: list[Result] = []

@@ -16,8 +16,6 @@ from typing import Any, cast
 import httpx
 import psycopg
 import pytest
-from bytewax.testing import run_main
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import KeyValue, flow_env, fresh_database, produce_all, start_flow, stop_flow
 from bus.admin import read_topic
@@ -25,9 +23,9 @@ from bus.alerts import decode_fault_alert
 from bus.envelope import Envelope, Kind, encode_envelope, new_message_id
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, free_port
-from flows.faults.dataflow import FaultsFlowConfig, build_flow
 from flows.recovery import ensure_recovery_dir
 from tests.support.faults import faulty_station
+from tests.support.flows import events_in, faults_reference, stored_versions
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -71,15 +69,6 @@ def security_alert(cp: str) -> KeyValue:
     return cp.encode(), encode_envelope(envelope)
 
 
-def stored_versions(url: str) -> list[tuple[Any, ...]]:
-    """Every stored version: (alert_id, version_key, status, severity, at)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT alert_id, version_key, status, severity, at FROM alert_events"
-            " ORDER BY alert_id, version_key"
-        ).fetchall()
-
-
 def alerts_rows(url: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(
@@ -112,28 +101,6 @@ def published(bootstrap: str, topics: Topics) -> list[Version]:
 
 def deadletters(bootstrap: str, topics: Topics) -> int:
     return sum(1 for _ in read_topic(bootstrap, topics.deadletter))
-
-
-def events_in(port: int) -> dict[str, float]:
-    """``chargeflow_flow_events_in_total`` of the flow's metrics endpoint, by topic."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {
-        s.labels["topic"]: s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == "chargeflow_flow_events_in_total"
-    }
-
-
-def reference_versions(server: DatabaseServer, bootstrap: str, topics: Topics) -> list[Any]:
-    """An uninterrupted in-process run from offset 0 over both topics, into a database of
-    its own (publishing nothing)."""
-    with fresh_database(server, "chargeflow_test_faults_ref") as url:
-        config = FaultsFlowConfig(
-            brokers=[bootstrap], database_url=url, topics=topics, tail=False, publish_alerts=False
-        )
-        run_main(build_flow(config))
-        return stored_versions(url)
 
 
 def _run_until_every_fault_resolved(
@@ -219,7 +186,7 @@ def test_faults_become_one_alert_each_stored_published_and_resolved_and_replay_e
 
         # The topic (now holding the flow's own output too) replayed from offset 0 into a
         # fresh database: the same alert ids and versions.
-        assert reference_versions(pg_server, broker.bootstrap, topics) == versions
+        assert faults_reference(pg_server, broker.bootstrap, topics, stored_versions) == versions
 
 
 def recovery_commits(recovery: Path) -> int:
@@ -297,7 +264,7 @@ def test_sigkill_mid_stream_and_restart_loses_and_duplicates_no_alert_version(
         produce_all(broker.bootstrap, topics.ocpp_events, msgs[2 * third :])
         second = start_flow(env, *args, log=log, flow=FAULTS_FLOW)
         try:
-            expected = reference_versions(pg_server, broker.bootstrap, topics)
+            expected = faults_reference(pg_server, broker.bootstrap, topics, stored_versions)
             assert len(expected) == 5 * 24
             poll_until(
                 lambda: (stored_versions(url), set(published(broker.bootstrap, topics))),

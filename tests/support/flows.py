@@ -1,6 +1,6 @@
 """Running the Bytewax flows under test: the environment and command line of a flow
-process, a flow process's lifetime, Kafka-like input for in-process runs, publishing
-raw messages, and a reference run's tables."""
+process, a flow process's lifetime, its input counters, Kafka-like input for in-process
+runs, publishing raw messages, and a reference run's tables (sessions, faults)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
+import psycopg
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.testing import TestingSource, run_main
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import fresh_database, table_rows
 from bus.envelope import Envelope, encode_envelope
 from bus.producer import Producer, producer_config
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer
+from flows.faults.dataflow import FaultsFlowConfig
+from flows.faults.dataflow import build_flow as build_faults_flow
 from flows.sessions.dataflow import SessionsFlowConfig, build_flow
 from tests.support.paths import ROOT
 
@@ -66,6 +71,17 @@ def flow_process(
     assert process.returncode in (0, -signal.SIGINT, 130), log.read_text()[-3000:]
 
 
+def events_in(port: int) -> dict[str, float]:
+    """``chargeflow_flow_events_in_total`` of the flow's metrics endpoint, by topic."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        s.labels["topic"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "chargeflow_flow_events_in_total"
+    }
+
+
 def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     producer = Producer(producer_config(bootstrap))
     try:
@@ -98,3 +114,29 @@ def reference_tables(
             )
         )
         return table_rows(url)
+
+
+T = TypeVar("T")
+
+
+def stored_versions(url: str) -> list[tuple[Any, ...]]:
+    """Every alert version the faults flow stored: (alert_id, version_key, status,
+    severity, at)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT alert_id, version_key, status, severity, at FROM alert_events"
+            " ORDER BY alert_id, version_key"
+        ).fetchall()
+
+
+def faults_reference(
+    server: DatabaseServer, bootstrap: str, topics: Topics, read: Callable[[str], T]
+) -> T:
+    """An uninterrupted in-process faults flow run from offset 0 over both its topics,
+    into a database of its own (publishing nothing); what ``read`` reads from it."""
+    with fresh_database(server, "chargeflow_test_faults_ref") as url:
+        config = FaultsFlowConfig(
+            brokers=[bootstrap], database_url=url, topics=topics, tail=False, publish_alerts=False
+        )
+        run_main(build_faults_flow(config))
+        return read(url)
