@@ -154,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.meter_interval_s,
         help="simulated seconds between a station's MeterValues",
     )
+    parser.add_argument(
+        "--mean-dwell", type=float, default=defaults.mean_dwell_s, help="simulated s plugged in"
+    )
+    parser.add_argument(
+        "--mean-arrival-gap",
+        type=float,
+        default=defaults.mean_arrival_gap_s,
+        help="simulated s between sessions on a connector",
+    )
     parser.add_argument("--start", default=defaults.start, help="the station clocks' start")
     parser.add_argument("--partitions", type=int, default=defaults.partitions)
     parser.add_argument("--deadline", type=float, default=defaults.deadline_s, help="seconds")
@@ -188,6 +197,8 @@ def _run(args: argparse.Namespace) -> PipelineRun:
         faults=args.faults,
         time_scale=args.time_scale,
         meter_interval_s=args.meter_interval,
+        mean_dwell_s=args.mean_dwell,
+        mean_arrival_gap_s=args.mean_arrival_gap,
         start=args.start,
         partitions=args.partitions,
         deadline_s=args.deadline,

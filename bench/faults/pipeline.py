@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +59,10 @@ class FleetSpec:
     faults: str = "auto"  # the simulator's --faults SPEC (auto: a fifth of the stations)
     time_scale: float = 720.0  # simulated seconds per second: 14 days in ~28 min
     meter_interval_s: float = 300.0  # simulated seconds between a station's MeterValues
+    # Public AC charging as the fault scenarios assume it (sessions of hours, not the
+    # demo's minutes): mean plug-in time and mean gap between sessions, simulated.
+    mean_dwell_s: float = 3 * 3600.0
+    mean_arrival_gap_s: float = 1800.0
     start: str = "2026-07-01T00:00:00Z"  # the station clocks' start (runs repeat)
     partitions: int = 2
     deadline_s: float = 4 * 3600.0  # for the simulator, and again for the flow to catch up
@@ -137,6 +141,8 @@ def simulator_argv(spec: FleetSpec, gateway_url: str, ground_truth: Path) -> lis
         spec.start,
         "--meter-interval",
         str(spec.meter_interval_s),
+        "--mean-dwell",
+        str(spec.mean_dwell_s),
     ]
 
 
@@ -217,9 +223,14 @@ def wait_drained(
     return time.monotonic() - started
 
 
-def _simulate(argv: list[str], env: dict[str, str], log: Path, run_s: float) -> float:
+def _simulate(
+    argv: list[str], env: dict[str, str], log: Path, run_s: float, end_window: Callable[[], None]
+) -> float:
     """Run the simulator for ``run_s`` wall seconds (``days`` of telemetry at its time
-    scale), then stop it as Ctrl-C does (it writes the ground truth's end)."""
+    scale), then ``end_window`` (stops the gateway: the stations' offline events then say
+    the gateway went away, which is no fault of theirs, rather than that every station
+    closed its connection at once), then stop the simulator as Ctrl-C does (it writes
+    the ground truth's end)."""
     started = time.monotonic()
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -228,6 +239,7 @@ def _simulate(argv: list[str], env: dict[str, str], log: Path, run_s: float) -> 
     try:
         proc.wait(run_s)
     except subprocess.TimeoutExpired:
+        end_window()
         proc.send_signal(signal.SIGINT)
     try:
         rc = proc.wait(60)
@@ -277,22 +289,25 @@ def run_pipeline(spec: FleetSpec) -> PipelineRun:
         progress(f"provisioning {spec.stations} stations")
         provision(url, spec.stations)
         flow = running.enter_context(faults_flow(stack)) if spec.flow else None
-        gw = running.enter_context(gateway_process(bootstrap, url, topics, stack.work))
+        gateway = running.enter_context(ExitStack())
+        gw = gateway.enter_context(gateway_process(bootstrap, url, topics, stack.work))
         truth_path = stack.work / "ground-truth.jsonl"
         env = {
             **gateway_env(bootstrap, url, topics, gw.port),
             "CHARGEFLOW_SIMULATOR_STATION_PASSWORD": STATION_PASSWORD,
+            "CHARGEFLOW_SIMULATOR_MEAN_ARRIVAL_GAP_S": str(spec.mean_arrival_gap_s),
         }
         days, scale = f"{spec.days:g}", f"{spec.time_scale:g}"
         progress(f"simulating {spec.stations} stations x {days} days at x{scale}")
         argv = simulator_argv(spec, gw.url, truth_path)
         run_s = spec.days * 86400.0 / spec.time_scale
-        simulate_s = _simulate(argv, env, stack.work / "simulator.log", run_s)
+        simulate_s = _simulate(argv, env, stack.work / "simulator.log", run_s, gateway.close)
+        gateway.close()
         drain_s = 0.0
         if flow is not None:
             progress("waiting for the faults flow to catch up")
             drain_s = wait_drained(flow.proc, flow.metrics_port, url, spec.deadline_s)
-        running.close()  # the flow and the gateway, before reading back
+        running.close()  # the flow, before reading back
         progress("reading alerts, envelopes and ground truth back")
         return PipelineRun(
             truth_text=truth_path.read_text(encoding="utf-8"),
