@@ -41,6 +41,7 @@ from ingest.simulator.ground_truth import (
 from ingest.simulator.station import SimulatedStation
 from notify.signing import SignatureError, verify_signature
 from store.alerts import version_key
+from tests.support.alerts import outbox_size
 from tests.support.api import auth, served_api
 from tests.support.flows import events_in, faults_reference, stored_versions
 from tests.support.gateway import STATION_PASSWORD, envelopes, gateway_config
@@ -112,12 +113,6 @@ def _alert_rows(url: str) -> list[tuple[Any, ...]]:
             "SELECT alert_id, station_id, connector_id, kind, first_seen FROM alerts"
             " ORDER BY alert_id"
         ).fetchall()
-
-
-def _outbox_size(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM alerts_outbox").fetchone()
-    return int(row[0]) if row else -1
 
 
 def _delivered(hooks: Receiver) -> list[FaultAlert]:
@@ -292,7 +287,7 @@ async def test_a_fleet_with_faults_alerts_through_the_api_and_webhooks_and_repla
             final = _api_alerts(*api)
         versions = stored_versions(clean_db)
         poll_until(
-            lambda: (_outbox_size(clean_db), _versions_of(_delivered(hooks))),
+            lambda: (outbox_size(clean_db), _versions_of(_delivered(hooks))),
             lambda got: got == (0, {v[:2] for v in versions}),
             30,
             "every stored alert version published and delivered",

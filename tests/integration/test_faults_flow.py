@@ -24,6 +24,7 @@ from bus.envelope import Envelope, Kind, encode_envelope, new_message_id
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, free_port
 from flows.recovery import ensure_recovery_dir
+from tests.support.alerts import outbox_size
 from tests.support.faults import faulty_station
 from tests.support.flows import events_in, faults_reference, stored_versions
 from tests.support.polling import poll_until
@@ -75,12 +76,6 @@ def alerts_rows(url: str) -> list[tuple[Any, ...]]:
             "SELECT station_id, connector_id, kind, status, first_seen, detector FROM alerts"
             " ORDER BY station_id, connector_id, kind, first_seen"
         ).fetchall()
-
-
-def outbox_size(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM alerts_outbox").fetchone()
-    return int(row[0]) if row else -1
 
 
 def published(bootstrap: str, topics: Topics) -> list[Version]:

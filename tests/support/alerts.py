@@ -96,3 +96,10 @@ def write_alerts(
     """Store versions and snapshots as the faults flow's sink does (one batch)."""
     with psycopg.connect(database_url) as conn:
         write_alerts_batch(conn, alerts, health)
+
+
+def outbox_size(url: str) -> int:
+    """Alert versions written but not yet published to the ``alerts`` topic."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM alerts_outbox").fetchone()
+    return int(row[0]) if row else -1
