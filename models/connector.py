@@ -82,6 +82,20 @@ MIN_STD = {
 }
 
 
+# Phases closer than this (max - min over mean) are even: a healthy supply's p99 is
+# ~1.2 %; a pitted contactor pole opens a wider spread before the mean drops by 5 %.
+EVEN_PHASES_SPREAD = 0.015
+
+
+def _even_phases(reading: Reading) -> bool:
+    """Several phases, all about equal: a drop then is the supply's, not one pole's."""
+    volts = reading.voltages_v
+    if len(volts) < 2:
+        return False
+    mean = sum(volts) / len(volts)
+    return mean > 0 and (max(volts) - min(volts)) / mean < EVEN_PHASES_SPREAD
+
+
 def _summary(feature: str, value: float, z: float) -> str:
     direction = "above" if z > 0 else "below"
     return (
@@ -224,6 +238,8 @@ class ConnectorModel:
             return None
         top = max(pointing, key=lambda name: abs(pointing[name]))
         kind = FEATURE_KINDS[top][0]
+        if top == "voltage_drop_ratio" and _even_phases(reading):
+            kind = AlertKind.GRID_IRREGULARITY  # a worn contactor pole drops one phase
         severity = Severity.HIGH if score >= 0.8 else Severity.MEDIUM
         evidence = Evidence(
             at=reading.time,

@@ -15,6 +15,8 @@ envelope of the station it runs the parts that read it:
   connector's next reading that has none (2.0.1 has no Temperature measurand);
 * every OCPP call, heartbeats, boots and ``station.connection`` envelopes ->
   :class:`models.comm.CommRule` (gaps, flapping, boot loops, offline; connector 0);
+* every reading's phase voltages -> :class:`models.grid.GridRule` (EN 50160 band, lost
+  phases; connector 0);
 * security (:mod:`models.security`): the gateway's ``security.alert`` envelopes,
   bursts of rejected Authorize answers, energy without a session per EVSE (readings and
   the transactions open on each EVSE), SecurityEventNotification of concern;
@@ -83,6 +85,7 @@ from models.alerting import AlertBook
 from models.comm import CommRule
 from models.connector import ConnectorModel
 from models.device_events import device_temperature, event_findings, status_results
+from models.grid import GridRule
 from models.readings import Reading, readings_from_samples
 from models.rules import Clear, Finding
 from models.security import (
@@ -148,6 +151,7 @@ class StationDiagnostics:
     energy: UnexplainedEnergy = field(default_factory=UnexplainedEnergy)
     success: SessionSuccess = field(default_factory=SessionSuccess)
     comm: CommRule = field(default_factory=CommRule)
+    grid: GridRule = field(default_factory=GridRule)
     device_temps: dict[int, float] = field(default_factory=dict)  # last per EVSE, Celsius
 
     def update(self, envelope: Envelope) -> StationOutcome:
@@ -222,6 +226,7 @@ class StationDiagnostics:
                 model = self.connectors[evse] = self.new_model()
             results.extend(model.update(self.station_id, evse, reading))
             results.extend(_some(self.energy.update(self.station_id, evse, reading)))
+            results.extend(_some(self.grid.update(self.station_id, reading)))
             self.success.reading(evse, reading)
             self._health(evse, outcome)
         return results
@@ -329,5 +334,5 @@ class StationDiagnostics:
             outcome.health.append(snapshot)
 
 
-def _some(finding: Finding | None) -> list[Result]:
+def _some(finding: Result | None) -> list[Result]:
     return [] if finding is None else [finding]

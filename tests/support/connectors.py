@@ -103,8 +103,17 @@ def contactor_wear(p: Physics, progress: float) -> Physics:
     return replace(p, pole_drops_v=(first + extra, rest[0], rest[1]))
 
 
+def weak_supply(p: Physics, progress: float) -> Physics:
+    """The site's feeder sags while the site charges, evenly on every phase (not one
+    pole), down to 40 V at the end."""
+    extra = 40.0 * progress if p.power_w > 0 else 0.0
+    return replace(p, pole_drops_v=tuple(d + extra for d in p.pole_drops_v))  # type: ignore[arg-type]
+
+
 def cable_damage(p: Physics, progress: float) -> Physics:
-    return replace(p, power_w=p.power_w * (1.0 - 0.6 * progress))
+    """Less power gets through, and the connector warms with what does flow."""
+    factor = 1.0 - 0.6 * progress
+    return replace(p, power_w=p.power_w * factor, rise_c=p.rise_c * factor)
 
 
 def frozen_register(p: Physics, progress: float) -> Physics:
