@@ -14,7 +14,11 @@ load or the station model:
 * ``phase_voltage_spread_ratio``: (max - min phase voltage) / mean, under load; contactor
   wear, phase loss;
 * ``voltage_deviation_ratio``: (mean phase voltage - 230 V) / 230 V; grid sags and swells;
-* ``delivered_ratio``: power / offered power, under load; cable damage, derating;
+* ``delivered_ratio``: power / offered power, under load, in the first
+  ``EARLY_SESSION`` of a run under load; cable damage, derating. Later in a session a
+  healthy EV tapers (above ~80 % state of charge it draws less and less of the offer),
+  and a connector cannot tell that from a damaged cable; early on every EV that
+  charges draws what it was offered;
 * ``register_ratio``: register increase / integral of power since the last reading, both
   under load; meter faults.
 
@@ -42,7 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from models.readings import Reading
 
@@ -50,6 +54,9 @@ NOMINAL_VOLTAGE_V = 230.0  # EN 50160 low-voltage nominal; +-10 % is the normal 
 LOAD_W = 1000.0  # at least this much flows: "under load"
 IDLE_W = 100.0  # at most this much flows: "idle" (standby consumption, meter noise)
 MIN_INTEGRAL_WH = 1.0  # below this the register's 1 Wh resolution makes the ratio noise
+# How long after power starts flowing delivered/offered is judged: an EV arriving at up
+# to 60 % state of charge reaches its taper (80 %) after ~20 minutes at the fastest.
+EARLY_SESSION = timedelta(minutes=20)
 
 FEATURES = (
     "temperature_rise_c",
@@ -72,6 +79,7 @@ class ConnectorFeatures:
     ambient_time: datetime | None = None  # ...as of then
     ambient_profile: list[float | None] = field(default_factory=lambda: [None] * 24)
     idle_voltage_v: float | None = None
+    loaded_since: datetime | None = None  # the start of the current run under load
     last: Reading | None = None
 
     def update(self, reading: Reading) -> dict[str, float]:
@@ -79,6 +87,12 @@ class ConnectorFeatures:
         later than the last one (a late or repeated message) gives only the features
         that need no history and leaves the state alone."""
         in_order = self.last is None or reading.time > self.last.time
+        if in_order:
+            loaded = reading.power_w is not None and reading.power_w >= LOAD_W
+            if not loaded:
+                self.loaded_since = None
+            elif self.loaded_since is None:
+                self.loaded_since = reading.time
         features = self._instant(reading)
         if in_order:
             features.update(self._since_last(reading))
@@ -129,8 +143,10 @@ class ConnectorFeatures:
             features["temperature_rise_c"] = rise
             if loaded and power is not None:
                 features["temperature_rise_c_per_kw"] = rise / (power / 1000.0)
-        if loaded and power is not None and reading.offered_w and reading.offered_w >= LOAD_W:
-            features["delivered_ratio"] = power / reading.offered_w
+        early = self.loaded_since is not None and reading.time - self.loaded_since <= EARLY_SESSION
+        offered = reading.offered_w
+        if loaded and early and power is not None and offered and offered >= LOAD_W:
+            features["delivered_ratio"] = power / offered
         return features
 
     def _since_last(self, reading: Reading) -> dict[str, float]:

@@ -236,3 +236,27 @@ def test_state_is_small() -> None:
         f.update(idle(2 * i))
         f.update(loaded(2 * i + 1))
     assert len(pickle.dumps(f)) < 1024
+
+
+def test_delivered_over_offered_is_judged_early_in_a_run_under_load_not_in_the_taper() -> None:
+    """An EV above ~80 % state of charge draws less and less of the offer: that is no
+    damaged cable, so the ratio is only taken in the first 20 minutes under load, and a
+    new run (after an interruption or a new session) starts the window again."""
+    t = datetime(2026, 7, 1, tzinfo=UTC)
+    features = ConnectorFeatures()
+
+    def at(minute: int, power_w: float) -> dict[str, float]:
+        reading = Reading(
+            time=t + timedelta(minutes=minute),
+            energy_wh=None,
+            power_w=power_w,
+            offered_w=11_000.0,
+        )
+        return features.update(reading)
+
+    early = [at(m, 11_000.0).get("delivered_ratio") for m in range(0, 25, 5)]
+    assert early == [1.0, 1.0, 1.0, 1.0, 1.0]
+    tapering = [at(m, 11_000.0 * (1 - m / 200)) for m in range(30, 120, 5)]
+    assert all("delivered_ratio" not in x for x in tapering)
+    assert at(120, 0.0).get("delivered_ratio") is None  # the EV is done
+    assert at(125, 5_000.0)["delivered_ratio"] == pytest.approx(5_000 / 11_000)
