@@ -377,10 +377,18 @@ def simulate(
     ground_truth: _GroundTruth = None,
     start: _Start = None,
     seed: Annotated[int | None, typer.Option(help="default CHARGEFLOW_SIMULATOR_SEED")] = None,
+    id_tags: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="driver cards SIM-TAG-001..N the stations use (provisioned as chargeflow run "
+            "does for the first 20); more than the sessions at once, or cards are shared",
+        ),
+    ] = 20,
 ) -> None:
     """Run simulated OCPP 1.6J / 2.0.1 charge points that charge cars (and their smart
     meters), with injected faults if asked (compressed time: --time-scale)."""
-    from chargeflow.launcher import SIMULATED_ID_TAGS
+    from chargeflow.launcher import simulated_id_tags
     from ingest.simulator.run import Options, plan
 
     settings = _settings()
@@ -390,7 +398,7 @@ def simulate(
         gateway_url=gateway,
         sessions=sessions,
         ocpp_versions=_ocpp_versions(ocpp_versions or sim.simulator_ocpp_versions),
-        id_tags=tuple(SIMULATED_ID_TAGS),
+        id_tags=tuple(simulated_id_tags(id_tags)),
         meter_interval_s=meter_interval,
         time_scale=time_scale,
         mean_dwell_s=mean_dwell,

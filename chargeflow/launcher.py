@@ -45,7 +45,14 @@ from store.stations import provision_station
 
 log = structlog.get_logger("chargeflow.run")
 
-SIMULATED_ID_TAGS = [f"SIM-TAG-{n:03d}" for n in range(1, 21)]
+
+def simulated_id_tags(count: int = 20) -> list[str]:
+    """The driver cards of the simulated fleet, SIM-TAG-001...; a fleet needs more than
+    it has sessions at once (a card in use at another station is ConcurrentTx)."""
+    return [f"SIM-TAG-{n:03d}" for n in range(1, count + 1)]
+
+
+SIMULATED_ID_TAGS = simulated_id_tags()
 FLOWS = ("sessions", "load", "status", "faults")
 
 DEVELOPMENT_KEY_NAME = "development key (chargeflow run)"

@@ -39,7 +39,7 @@ from bus.admin import read_topic
 from bus.alerts import FaultAlert, decode_fault_alert, encode_fault_alert
 from bus.envelope import Envelope, decode_envelope, encode_envelope
 from bus.topics import Topics
-from chargeflow.launcher import SIMULATED_ID_TAGS, simulated_station_ids
+from chargeflow.launcher import simulated_id_tags, simulated_station_ids
 from chargeflow.stack import free_port
 from flows.faults.decode import decode_event
 from flows.recovery import ensure_recovery_dir
@@ -143,6 +143,8 @@ def simulator_argv(spec: FleetSpec, gateway_url: str, ground_truth: Path) -> lis
         str(spec.meter_interval_s),
         "--mean-dwell",
         str(spec.mean_dwell_s),
+        "--id-tags",
+        str(id_tag_count(spec.stations)),
     ]
 
 
@@ -155,12 +157,19 @@ def require_faults_flow() -> None:
         )
 
 
+def id_tag_count(stations: int) -> int:
+    """Driver cards for the fleet: well over its sessions at once (one per connector at
+    most), so no card is ever in use at two stations (ConcurrentTx, and a security
+    alert) by the simulation's own doing."""
+    return max(20, 3 * stations)
+
+
 def provision(database_url: str, stations: int) -> list[str]:
     """The simulated stations (Basic auth) and id tags, as ``chargeflow run`` seeds them."""
     ids = simulated_station_ids(stations)
     for station in ids:
         provision_station(database_url, station, password=STATION_PASSWORD)
-    for tag in SIMULATED_ID_TAGS:
+    for tag in simulated_id_tags(id_tag_count(stations)):
         add_id_tag(database_url, tag)
     return ids
 
