@@ -19,6 +19,7 @@ import importlib.util
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -30,12 +31,19 @@ from typing import Any
 
 import msgspec
 import psycopg
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from psycopg.rows import dict_row
 
 from bench.common import ROOT, BenchStack, bench_stack, flow_env, start_flow, stop_flow
 from bench.faults.replay import merge_by_received
 from bench.gateway import gateway_env, gateway_process, metric_value, progress
-from bus.admin import read_topic
+from bus.admin import partition_count, read_topic
 from bus.alerts import FaultAlert, decode_fault_alert, encode_fault_alert
 from bus.envelope import Envelope, decode_envelope, encode_envelope
 from bus.topics import Topics
@@ -44,6 +52,7 @@ from chargeflow.stack import free_port
 from flows.faults.decode import decode_event
 from flows.recovery import ensure_recovery_dir
 from ingest.simulator.ground_truth import GroundTruth, parse_ground_truth
+from runtime.logs import with_kafka_logger
 from store.id_tokens import add_id_tag
 from store.stations import provision_station
 
@@ -188,13 +197,89 @@ def pipeline_alerts(database_url: str) -> list[FaultAlert]:
 def consumed_envelopes(bootstrap: str, topics: Topics, timeout: float = 600.0) -> list[Envelope]:
     """The envelopes the faults flow uses, decoded and filtered as it does
     (:func:`flows.faults.decode.decode_event`): from ``ocpp.events`` and the ``alerts``
-    topic (whose fault alerts are the flow's own output)."""
+    topic (whose fault alerts are the flow's own output). Read from the beginning after
+    the run: fine for small runs; a long run uses :class:`EnvelopeRecorder`, as a
+    large topic read from offset 0 on the embedded broker takes minutes per 100k."""
 
     def used(topic: str) -> list[Envelope]:
         decoded = (decode_event(m.value()) for m in read_topic(bootstrap, topic, timeout=timeout))
         return [envelope for envelope in decoded if envelope is not None]
 
     return merge_by_received(used(topics.ocpp_events), used(topics.alerts))
+
+
+class EnvelopeRecorder:
+    """What :func:`consumed_envelopes` returns, read while the run goes on: a thread
+    tails both topics from their start as the faults flow does; :meth:`finish` waits
+    until it has read each partition to its end as of then and returns the envelopes
+    (each topic in its own order, merged by ``received_at``)."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self._bootstrap = bootstrap
+        self._topics = (topics.ocpp_events, topics.alerts)
+        self._read: dict[str, list[Envelope]] = {topic: [] for topic in self._topics}
+        self._finish = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="envelope-recorder")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._tail()
+        except BaseException as error:  # handed to finish()
+            self._error = error
+
+    def _tail(self) -> None:
+        consumer = Consumer(
+            with_kafka_logger(
+                {
+                    "bootstrap.servers": self._bootstrap,
+                    "group.id": f"bench-recorder-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 10,
+                }
+            )
+        )
+        try:
+            parts = [
+                TopicPartition(topic, p, OFFSET_BEGINNING)
+                for topic in self._topics
+                for p in range(partition_count(self._bootstrap, topic))
+            ]
+            consumer.assign(parts)
+            pending: set[tuple[str, int]] = set()
+            finishing = False
+            while True:
+                if not finishing and self._finish.is_set():
+                    finishing = True  # from now on: each partition to its end, then stop
+                    pending = {(p.topic, p.partition) for p in parts}
+                if finishing and not pending:
+                    return
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard((msg.topic(), msg.partition()))
+                        continue
+                    raise KafkaException(err)
+                envelope = decode_event(msg.value())
+                read = self._read.get(msg.topic() or "")
+                if envelope is not None and read is not None:
+                    read.append(envelope)
+        finally:
+            consumer.close()
+
+    def finish(self, timeout: float = 600.0) -> list[Envelope]:
+        self._finish.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the envelope recorder did not reach the end within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return merge_by_received(*(self._read[topic] for topic in self._topics))
 
 
 def _lag(metrics_port: int) -> float | None:
@@ -298,6 +383,8 @@ def run_pipeline(spec: FleetSpec) -> PipelineRun:
         progress(f"provisioning {spec.stations} stations")
         provision(url, spec.stations)
         flow = running.enter_context(faults_flow(stack)) if spec.flow else None
+        recorder = EnvelopeRecorder(bootstrap, topics)
+        running.callback(recorder.finish)  # stops it on an error too
         gateway = running.enter_context(ExitStack())
         gw = gateway.enter_context(gateway_process(bootstrap, url, topics, stack.work))
         truth_path = stack.work / "ground-truth.jsonl"
@@ -316,11 +403,12 @@ def run_pipeline(spec: FleetSpec) -> PipelineRun:
         if flow is not None:
             progress("waiting for the faults flow to catch up")
             drain_s = wait_drained(flow.proc, flow.metrics_port, url, spec.deadline_s)
-        running.close()  # the flow, before reading back
         progress("reading alerts, envelopes and ground truth back")
+        envelopes = recorder.finish()
+        running.close()  # the flow
         return PipelineRun(
             truth_text=truth_path.read_text(encoding="utf-8"),
-            envelopes=consumed_envelopes(bootstrap, topics),
+            envelopes=envelopes,
             alerts=pipeline_alerts(url) if flow is not None else None,
             simulate_s=simulate_s,
             drain_s=drain_s,

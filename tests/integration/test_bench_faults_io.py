@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from bench.common import produce_all
-from bench.faults.pipeline import consumed_envelopes, pipeline_alerts
+from bench.faults.pipeline import EnvelopeRecorder, consumed_envelopes, pipeline_alerts
 from bench.faults.replay import compare_alerts
 from bench.faults.score import latest_versions
 from bus.alerts import (
@@ -89,6 +89,7 @@ def test_the_consumed_envelopes_are_events_and_security_alerts_not_fault_alerts(
         kind=Kind.SECURITY_ALERT,
         payload={"alert": "failed_logins", "gateway_id": "gw-1"},
     )
+    recorder = EnvelopeRecorder(broker.bootstrap, topics)
     produce_all(
         broker.bootstrap,
         topics.ocpp_events,
@@ -100,6 +101,9 @@ def test_the_consumed_envelopes_are_events_and_security_alerts_not_fault_alerts(
         [(b"CP1", encode_envelope(security)), (b"CP2", encode_fault_alert(_model_alert()))],
     )
     consumed = consumed_envelopes(broker.bootstrap, topics, timeout=60)
+    # The recorder a long run uses, tailing while the messages were written, ends with
+    # the same envelopes in the same order.
+    assert recorder.finish(60) == consumed
     assert sorted(e.message_id for e in consumed) == sorted(
         [e.message_id for e in events] + ["sec-1"]
     )
