@@ -237,7 +237,6 @@ class EnvelopeRecorder:
                     "group.id": f"bench-recorder-{uuid.uuid4().hex[:8]}",
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
-                    "fetch.wait.max.ms": 10,
                 }
             )
         )
@@ -248,25 +247,28 @@ class EnvelopeRecorder:
                 for p in range(partition_count(self._bootstrap, topic))
             ]
             consumer.assign(parts)
-            pending: set[tuple[str, int]] = set()
-            finishing = False
+            # Partitions whose last event was their end. librdkafka reports an end once
+            # per catching up, so the state is kept all along, not asked for at finish.
+            at_end: set[tuple[str, int]] = set()
+            everything = {(p.topic, p.partition) for p in parts}
+            quiet_since_finish = False
             while True:
-                if not finishing and self._finish.is_set():
-                    finishing = True  # from now on: each partition to its end, then stop
-                    pending = {(p.topic, p.partition) for p in parts}
-                if finishing and not pending:
+                if self._finish.is_set() and quiet_since_finish and at_end == everything:
                     return
                 msg = consumer.poll(0.5)
                 if msg is None:
+                    quiet_since_finish = self._finish.is_set()
                     continue
+                where = (msg.topic() or "", msg.partition() or 0)
                 err = msg.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard((msg.topic(), msg.partition()))
+                        at_end.add(where)
                         continue
                     raise KafkaException(err)
+                at_end.discard(where)
                 envelope = decode_event(msg.value())
-                read = self._read.get(msg.topic() or "")
+                read = self._read.get(where[0])
                 if envelope is not None and read is not None:
                     read.append(envelope)
         finally:
