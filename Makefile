@@ -51,7 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.flows
 
 # Fault detection quality, ours beside the static baseline (100 stations x 14 simulated
-# days through the whole pipeline; BENCH_FAULTS_ARGS="--stations 10 --days 3" for less).
+# days through the whole pipeline; BENCH_FAULTS_ARGS="--stations 30 --days 6 --time-scale 1440 --faults auto:0.3@2.5d..5d" for less).
 bench-faults: $(STAMP)
 	$(BIN)/python -m bench.faults $(BENCH_FAULTS_ARGS)
 
