@@ -29,8 +29,13 @@ from ingest.simulator.report import FleetReport
 from ingest.simulator.settings import SimulatorSettings
 from ingest.simulator.station import SimulatedStation
 from runtime.settings import secret
+from runtime.tasks import shutdown_watch
 
 log = structlog.get_logger("chargeflow.simulate")
+
+# Stations, meters and their connections close within a few seconds of being told to;
+# longer than this and the tasks still running are logged.
+SHUTDOWN_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -155,18 +160,24 @@ async def simulate(
     """The ground truth once the fleet is done; None when ``until()`` returned first."""
     config = simulation.meters
     meters = SimulatedMeters(config) if config is not None else None
-    async with asyncio.TaskGroup() as tg:
-        running = tg.create_task(_fleet_then_flush(simulation, meters))
+    async with (
+        shutdown_watch("simulator", SHUTDOWN_GRACE_S) as watch,
+        asyncio.TaskGroup() as tg,
+    ):
+        running = tg.create_task(_fleet_then_flush(simulation, meters), name="fleet")
         if meters is not None and config is not None:
-            tg.create_task(meters.run())
+            tg.create_task(meters.run(), name="smart-meters")
             log.info(
                 "simulated smart meters publishing",
                 meters=simulation.fleet.stations,
                 mqtt=config.mqtt.url,
                 interval_s=config.interval_s,
             )
-        waiter = tg.create_task(until())
+        waiter = tg.create_task(until(), name="until")
         await asyncio.wait({running, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter.done():
+            log.info("simulation stopping")
+        watch.arm()
         running.cancel()
         waiter.cancel()
         if meters is not None:

@@ -26,6 +26,7 @@ from store.meters import add_meter, list_meters
 from store.stations import provision_station
 from tests.support.meters import bridge_config, messages, publish, reading, running, sample
 from tests.support.polling import apoll
+from tests.support.processes import output_once_stopped
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +202,7 @@ async def test_meters_command_bridges_until_sigterm(
         assert (envelope.charge_point_id, envelope.payload["connector_id"]) == ("CP-E3", 2)
         assert envelope.payload["is_billing_meter"] is True
         process.send_signal(signal.SIGTERM)
-        output = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+        output = await output_once_stopped(process, deadline_s=30)
         assert process.returncode == 0, output
         assert "meter bridge stopped" in output
     finally:

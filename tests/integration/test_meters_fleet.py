@@ -39,6 +39,7 @@ from tests.support.flows import FLOW_ARGV, flow_env, flow_process
 from tests.support.meters import bridge_config, running
 from tests.support.paths import ROOT
 from tests.support.polling import apoll
+from tests.support.processes import output_once_stopped
 
 pytestmark = pytest.mark.integration
 PASSWORD = "meters-fleet-station-password"
@@ -140,7 +141,7 @@ async def _simulate_the_fleet(
         stderr=subprocess.STDOUT,
     )
     try:
-        output = (await asyncio.wait_for(simulator.communicate(), 120))[0].decode()
+        output = await output_once_stopped(simulator, deadline_s=120)
     finally:
         if simulator.returncode is None:
             simulator.kill()
@@ -235,7 +236,7 @@ async def test_simulate_with_meters_stops_cleanly_on_sigterm(
                     if len(seen) == 2 and all(len(v) >= 3 for v in seen.values()):
                         break
             simulator.send_signal(signal.SIGTERM)
-            output = (await asyncio.wait_for(simulator.communicate(), 30))[0].decode()
+            output = await output_once_stopped(simulator, deadline_s=30)
         finally:
             if simulator.returncode is None:
                 simulator.kill()
