@@ -140,8 +140,11 @@ class Producer:
                 await asyncio.sleep(self.poll_interval_s)
                 continue
             publishing.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a
+            # cancellation that arrives as the event is set, and this loop would go on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(publishing.wait(), self.idle_poll_s)
+                async with asyncio.timeout(self.idle_poll_s):
+                    await publishing.wait()
 
     async def publish(
         self,

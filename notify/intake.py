@@ -107,7 +107,8 @@ class AlertIntake:
 
         async def sleep(seconds: float) -> None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), seconds)
+                async with asyncio.timeout(seconds):  # wait_for may swallow a cancel (3.11)
+                    await stop.wait()
 
         try:
             async for attempt in async_retrying(

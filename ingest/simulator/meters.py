@@ -293,7 +293,10 @@ class SimulatedMeters:
         topic = cfg.topic_template.format(meter_id=meter_id)
         # Spread the meters over the interval rather than publishing in bursts.
         await asyncio.sleep(self._rng.uniform(0.0, cfg.interval_s))
-        while True:
+        # Until this connection is given up, not only until cancelled: on Python 3.11
+        # asyncio.wait_for (inside aiomqtt's publish) swallows a cancellation that
+        # arrives with the broker's acknowledgement, and the loop would publish on.
+        while self._client is client:
             epoch, snap = self._epoch, source.read()
             await client.publish(
                 topic,

@@ -5,6 +5,7 @@ PostgreSQL. Every test has its own MQTT topic prefix, Kafka topics and client id
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -381,3 +382,43 @@ async def test_replicas_in_a_share_group_split_the_readings(
     assert min(counts) >= 1, counts  # and both took part
     out = list(read_topic(broker.bootstrap, topics.meter_readings))
     assert len({decode_envelope(m.value()).message_id for m in out}) == 20
+
+
+class _SwallowsOneCancellation(aiomqtt.Client):
+    """A real client whose next publish, once armed, ignores being cancelled, as
+    Python 3.11's ``asyncio.wait_for`` (inside aiomqtt's publish) does when the broker's
+    acknowledgement arrives together with the cancellation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.armed = False
+        self.holding = asyncio.Event()
+
+    async def publish(self, *args: Any, **kwargs: Any) -> None:
+        await super().publish(*args, **kwargs)
+        if self.armed:
+            self.armed = False
+            self.holding.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+
+async def test_simulated_meters_stop_even_when_a_publish_swallows_the_cancellation(
+    mqtt: MqttEndpoint, prefix: str
+) -> None:
+    meters = SimulatedMeters(
+        MeterSimConfig(mqtt=mqtt, interval_s=0.05, topic_template=f"{prefix}/{{meter_id}}"),
+        {"MTR-C1": StandaloneSource(rng=random.Random(1), mean_gap_s=1.0)},
+    )
+    async with _SwallowsOneCancellation(mqtt.host, mqtt.port) as client:
+        publishing = asyncio.create_task(meters._publish_all(client))
+        try:
+            await apoll(lambda: meters.published, lambda n: n >= 2, 20, "two readings")
+            client.armed = True
+            await asyncio.wait_for(client.holding.wait(), 20)
+            meters.stop()
+            done, _ = await asyncio.wait([publishing], timeout=10)
+            assert done, "the meters kept publishing after being stopped"
+        finally:
+            publishing.cancel()
+            await asyncio.wait([publishing])
