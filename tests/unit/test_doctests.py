@@ -21,6 +21,7 @@ PACKAGES = (
     "ingest",
     "flows",
     "models",
+    "billing",
     "store",
     "api",
     "notify",
