@@ -120,6 +120,10 @@ def require_roles(*roles: Role | str) -> Callable[[ApiPrincipal], Awaitable[ApiP
 SessionReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.BILLING, Role.OPERATOR, Role.ADMIN))
 ]
+# Trying tariffs on sessions before they go live: the billing desk and operations.
+TariffTester = Annotated[
+    ApiPrincipal, Depends(require_roles(Role.BILLING, Role.OPERATOR, Role.ADMIN))
+]
 # Live load and status history: operations and maintenance.
 OperationsReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.MAINTENANCE, Role.ADMIN))

@@ -40,6 +40,8 @@ app.add_typer(station_app, name="station")
 app.add_typer(idtag_app, name="idtag")
 meter_app = typer.Typer(no_args_is_help=True, help="Smart meters (MQTT) and their connectors.")
 app.add_typer(meter_app, name="meter")
+tariff_app = typer.Typer(no_args_is_help=True, help="OCPI 2.2.1 tariffs: check and price them.")
+app.add_typer(tariff_app, name="tariff")
 
 ROLES = ("admin", "operator", "maintenance", "billing", "public")
 T = TypeVar("T")
@@ -431,6 +433,59 @@ async def _run_simulation(simulation: Simulation, ground_truth: Path | None) -> 
         if ground_truth is not None:
             end = simulated_end(simulation, began, asyncio.get_running_loop().time())
             simulation.write_ground_truth(ground_truth, end)
+
+
+# ------------------------------------------------------------------ tariffs
+
+
+def _read_json(path: Path, what: str) -> object:
+    from billing.preview import decode_json
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read the {what} file {path}: {exc.strerror}")
+    return decode_json(raw, f"the {what} file {path}")
+
+
+@tariff_app.command("price")
+def tariff_price(
+    tariff: Annotated[Path, typer.Option(help="an OCPI 2.2.1 Tariff object (JSON)")],
+    session: Annotated[
+        Path,
+        typer.Option(
+            help='{"time_zone", "start", "stop", "readings": [{"time", "energy_wh", '
+            '"power_w", "current_a"?}]}: the register and the power from each reading on'
+        ),
+    ],
+) -> None:
+    """Print the OCPI CDR (JSON) of a session priced under a tariff."""
+    from billing.preview import PreviewError, encode_cdr, preview
+
+    try:
+        cdr = preview(_read_json(tariff, "tariff"), _read_json(session, "session"))
+    except PreviewError as exc:
+        _fail(str(exc))
+    typer.echo(_indented(encode_cdr(cdr)))
+
+
+@tariff_app.command("check")
+def tariff_check(tariff: Path) -> None:
+    """Validate an OCPI 2.2.1 Tariff object; exit 2 with the reasons when invalid."""
+    from billing.preview import PreviewError
+    from billing.tariffs import TariffError, parse_tariff
+
+    try:
+        parsed = parse_tariff(_read_json(tariff, "tariff"))
+    except (PreviewError, TariffError) as exc:
+        _fail(str(exc))
+    typer.echo(f"valid: tariff {parsed.id} ({parsed.currency}, {len(parsed.elements)} elements)")
+
+
+def _indented(raw: bytes) -> str:
+    import msgspec
+
+    return msgspec.json.format(raw, indent=2).decode()
 
 
 # ------------------------------------------------------------------ smart meters (MQTT)

@@ -1,0 +1,728 @@
+"""The cost of a session under an OCPI 2.2.1 tariff: charging periods, their prices, and
+totals that a billing clerk can explain line by line.
+
+How a session is priced (the conventions of docs/billing.md, from the 2.2.1 errata):
+
+1. The readings cut the session into intervals; an interval in which the register rises
+   (or power flows) is charging (TIME), one with a flat register and zero power is
+   parking (PARKING_TIME).
+2. Intervals are cut again wherever an element may switch on or off: a start/end time or
+   local midnight (in the location's zone, DST included: a skipped local time begins at
+   the jump, a repeated hour happens twice), a min/max duration since the start, and the
+   session's energy crossing a min/max kWh (the instant interpolated from the register).
+   Power and current hold between readings, so their restrictions can only change there.
+3. For each piece and each dimension the first element, in list order, that prices that
+   dimension and whose restrictions all hold at the piece's start is used; FLAT is the
+   one in force at the session start. Adjacent pieces using the same elements form one
+   charging period.
+4. Volumes are priced exactly (Decimal). step_size is applied once per session to the
+   billable volume (priced above zero): ENERGY on its total, booked on the last billable
+   period; TIME and PARKING_TIME together, on the parking total when parking is priced,
+   else on the charging time. An exact multiple of the step is not rounded up.
+5. The total is rounded once, half up, to the currency's minor unit; its parts
+   (dimensions, then periods) are apportioned by largest remainder so that they add up
+   to it exactly. min_price / max_price then clamp the totals excl. and incl. VAT
+   independently; the difference is its own line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from billing.money import exponent, round_money
+from billing.session_usage import SessionUsage
+from billing.tariffs import (
+    WEEKDAYS,
+    PriceComponent,
+    Tariff,
+    TariffDimensionType,
+    TariffElement,
+    TariffRestrictions,
+)
+
+Dimension = TariffDimensionType
+_ZERO = Decimal(0)
+_US = timedelta(microseconds=1)
+_WH_PER_KWH = Decimal(1000)
+_S_PER_H = Decimal(3600)
+_VOLUME_PLACES = Decimal("0.0001")  # OCPI numbers carry 4 decimals
+_HUNDRED = Decimal(100)
+_TIMED = (Dimension.ENERGY, Dimension.TIME, Dimension.PARKING_TIME)
+
+
+# ----------------------------------------------------------------------- restrictions
+
+
+@dataclass(frozen=True, slots=True)
+class _Moment:
+    """What restrictions are evaluated against, at the start of a piece."""
+
+    local: datetime  # wall-clock time at the location (naive)
+    energy_wh: Decimal  # the session's energy so far
+    power_kw: Decimal
+    current_a: Decimal | None
+    duration_s: Decimal  # since the session started
+
+
+Predicate = Callable[[_Moment], bool]
+
+
+def _clock(value: str) -> time:
+    return time.fromisoformat(value)
+
+
+def _compile(restrictions: TariffRestrictions | None) -> Predicate | None:
+    """A predicate for ``restrictions`` (None: always holds; a reservation element never
+    holds for a charging session)."""
+    if restrictions is None:
+        return None
+    if restrictions.reservation is not None:
+        return lambda moment: False
+    checks = [*_calendar_checks(restrictions), *_quantity_checks(restrictions)]
+    if not checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+    return lambda moment: all(check(moment) for check in checks)
+
+
+def _calendar_checks(r: TariffRestrictions) -> list[Predicate]:
+    checks: list[Predicate] = []
+    start_t = _clock(r.start_time) if r.start_time else None
+    end_t = _clock(r.end_time) if r.end_time else None
+    if start_t is not None or end_t is not None:
+        checks.append(_time_window(start_t, end_t))
+    if r.start_date is not None:
+        first = date.fromisoformat(r.start_date)
+        checks.append(lambda m: m.local.date() >= first)
+    if r.end_date is not None:
+        last = date.fromisoformat(r.end_date)
+        checks.append(lambda m: m.local.date() < last)
+    if r.day_of_week:
+        days = frozenset(WEEKDAYS.index(d) for d in r.day_of_week)
+        checks.append(lambda m: m.local.weekday() in days)
+    return checks
+
+
+def _quantity_checks(r: TariffRestrictions) -> list[Predicate]:
+    """min inclusive, max exclusive, as OCPI defines them."""
+    checks: list[Predicate] = []
+    if r.min_kwh is not None:
+        min_wh = r.min_kwh * _WH_PER_KWH
+        checks.append(lambda m: m.energy_wh >= min_wh)
+    if r.max_kwh is not None:
+        max_wh = r.max_kwh * _WH_PER_KWH
+        checks.append(lambda m: m.energy_wh < max_wh)
+    if r.min_power is not None:
+        min_kw = r.min_power
+        checks.append(lambda m: m.power_kw >= min_kw)
+    if r.max_power is not None:
+        max_kw = r.max_power
+        checks.append(lambda m: m.power_kw < max_kw)
+    if r.min_current is not None:
+        min_a = r.min_current
+        checks.append(lambda m: m.current_a is not None and m.current_a >= min_a)
+    if r.max_current is not None:
+        max_a = r.max_current
+        checks.append(lambda m: m.current_a is not None and m.current_a < max_a)
+    if r.min_duration is not None:
+        min_s = Decimal(r.min_duration)
+        checks.append(lambda m: m.duration_s >= min_s)
+    if r.max_duration is not None:
+        max_s = Decimal(r.max_duration)
+        checks.append(lambda m: m.duration_s < max_s)
+    return checks
+
+
+def _time_window(start: time | None, end: time | None) -> Predicate:
+    """Start inclusive, end exclusive; an end before the start wraps past midnight; the
+    same start and end: all day."""
+    if start is None:
+        assert end is not None
+        return lambda m: m.local.time() < end
+    if end is None:
+        return lambda m: m.local.time() >= start
+    if start == end:
+        return lambda m: True
+    if start < end:
+        return lambda m: start <= m.local.time() < end
+    return lambda m: m.local.time() >= start or m.local.time() < end
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    element_index: int
+    component: PriceComponent
+    holds: Predicate | None
+
+
+class _CompiledTariff:
+    """A tariff prepared for pricing many sessions: per dimension, the elements that price
+    it in order, with their restrictions as predicates."""
+
+    def __init__(self, tariff: Tariff) -> None:
+        self.tariff = tariff
+        self.by_dimension: dict[Dimension, list[_Candidate]] = {d: [] for d in Dimension}
+        clocks: set[time] = set()
+        self.midnight = False
+        self.duration_cuts: set[int] = set()
+        self.kwh_cuts: set[Decimal] = set()
+        self.needs_local = False
+        for index, element in enumerate(tariff.elements):
+            holds = _compile(element.restrictions)
+            seen: set[Dimension] = set()
+            for component in element.price_components:
+                if component.type in seen:
+                    continue  # one component per dimension per element: the first
+                seen.add(component.type)
+                self.by_dimension[component.type].append(_Candidate(index, component, holds))
+            self._collect_cuts(element, clocks)
+        self.clocks = sorted(clocks)
+
+    def _collect_cuts(self, element: TariffElement, clocks: set[time]) -> None:
+        r = element.restrictions
+        if r is None:
+            return
+        for value in (r.start_time, r.end_time):
+            if value is not None:
+                clocks.add(_clock(value))
+                self.needs_local = True
+        if r.start_date or r.end_date or r.day_of_week:
+            self.midnight = True
+            self.needs_local = True
+        for seconds in (r.min_duration, r.max_duration):
+            if seconds is not None:
+                self.duration_cuts.add(seconds)
+        for kwh in (r.min_kwh, r.max_kwh):
+            if kwh is not None:
+                self.kwh_cuts.add(kwh * _WH_PER_KWH)
+
+    def select(self, dimension: Dimension, moment: _Moment) -> _Candidate | None:
+        for candidate in self.by_dimension[dimension]:
+            if candidate.holds is None or candidate.holds(moment):
+                return candidate
+        return None
+
+
+_COMPILED: dict[int, tuple[Tariff, _CompiledTariff]] = {}
+
+
+def _compiled(tariff: Tariff) -> _CompiledTariff:
+    # Tariffs are frozen models; pricing many sessions with one compiles it once.
+    cached = _COMPILED.get(id(tariff))
+    if cached is not None and cached[0] is tariff:
+        return cached[1]
+    compiled = _CompiledTariff(tariff)
+    if len(_COMPILED) > 256:
+        _COMPILED.clear()
+    _COMPILED[id(tariff)] = (tariff, compiled)
+    return compiled
+
+
+# ----------------------------------------------------------------------- local time cuts
+
+
+def _wall(instant: datetime, zone: ZoneInfo) -> datetime:
+    return instant.astimezone(zone).replace(tzinfo=None)
+
+
+def _first_at_or_after_wall(lo: datetime, hi: datetime, wall: datetime, zone: ZoneInfo) -> datetime:
+    """The first instant in (lo, hi] whose wall-clock time is at or after ``wall`` (lo is
+    before it, hi at or after): where a skipped local time begins, at the jump."""
+    lo_us, span = 0, (hi - lo) // _US
+    hi_us = span
+    while hi_us - lo_us > 1:
+        mid = (lo_us + hi_us) // 2
+        if _wall(lo + mid * _US, zone) >= wall:
+            hi_us = mid
+        else:
+            lo_us = mid
+    return lo + hi_us * _US
+
+
+def _wall_clock_instants(day: date, clock: time, zone: ZoneInfo) -> list[datetime]:
+    """The instants at which the location's clock shows ``clock`` on ``day``: one, two in
+    a repeated hour, or the jump when the clock skips it."""
+    naive = datetime.combine(day, clock)
+    found: list[datetime] = []
+    for fold in (0, 1):
+        utc = naive.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+        if _wall(utc, zone) == naive and utc not in found:
+            found.append(utc)
+    if not found:
+        before = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        after = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        lo, hi = min(before, after), max(before, after)
+        found.append(_first_at_or_after_wall(lo, hi, naive, zone))
+    return found
+
+
+def _offset_changes(start: datetime, stop: datetime, zone: ZoneInfo) -> list[datetime]:
+    """The instants in (start, stop) at which the zone's UTC offset changes."""
+    changes: list[datetime] = []
+    probe_step = timedelta(hours=6)  # offsets change at most once in far more than that
+    lo = start
+    lo_offset = lo.astimezone(zone).utcoffset()
+    while lo < stop:
+        hi = min(lo + probe_step, stop)
+        hi_offset = hi.astimezone(zone).utcoffset()
+        if hi_offset != lo_offset:
+            a, b = 0, (hi - lo) // _US
+            while b - a > 1:
+                mid = (a + b) // 2
+                if (lo + mid * _US).astimezone(zone).utcoffset() == lo_offset:
+                    a = mid
+                else:
+                    b = mid
+            changes.append(lo + b * _US)
+        lo, lo_offset = hi, hi_offset
+    return changes
+
+
+def _global_cuts(compiled: _CompiledTariff, usage: SessionUsage) -> list[datetime]:
+    cuts: set[datetime] = set()
+    start, stop, zone = usage.start, usage.stop, usage.time_zone
+    length_s = (stop - start).total_seconds()
+    for seconds in compiled.duration_cuts:
+        if 0 < seconds < length_s:
+            cuts.add(start + timedelta(seconds=seconds))
+    if compiled.needs_local:
+        clocks = list(compiled.clocks)
+        if compiled.midnight:
+            clocks.append(time(0, 0))
+        first_day = _wall(start, zone).date() - timedelta(days=1)
+        last_day = _wall(stop, zone).date() + timedelta(days=1)
+        day = first_day
+        while day <= last_day:
+            for clock in clocks:
+                cuts.update(_wall_clock_instants(day, clock, zone))
+            day += timedelta(days=1)
+        cuts.update(_offset_changes(start, stop, zone))
+    return sorted(c for c in cuts if start < c < stop)
+
+
+# ----------------------------------------------------------------------- pieces
+
+
+@dataclass(slots=True)
+class _Piece:
+    start: datetime
+    end: datetime
+    energy_before_wh: Decimal
+    energy_wh: Decimal
+    seconds: Decimal
+    parking: bool
+    moment: _Moment
+    choice: tuple[_Candidate | None, ...] = ()
+
+
+def _pieces(compiled: _CompiledTariff, usage: SessionUsage) -> list[_Piece]:
+    cuts = _global_cuts(compiled, usage)
+    readings = usage.readings
+    start = usage.start
+    base_wh = readings[0].energy_wh
+    needs_local = compiled.needs_local
+    zone = usage.time_zone
+    kwh_cuts = sorted(compiled.kwh_cuts)
+    pieces: list[_Piece] = []
+    for here, there in itertools.pairwise(readings):
+        span_us = (there.time - here.time) // _US
+        rise = Decimal(there.energy_wh - here.energy_wh)
+        before_wh = Decimal(here.energy_wh - base_wh)
+        parking = rise == 0 and here.power_w == 0
+        inner = cuts[bisect.bisect_right(cuts, here.time) : bisect.bisect_left(cuts, there.time)]
+        if rise > 0 and kwh_cuts:
+            after_wh = before_wh + rise
+            for threshold in kwh_cuts:
+                if before_wh < threshold < after_wh:
+                    offset_us = int((threshold - before_wh) * span_us / rise)
+                    instant = here.time + offset_us * _US
+                    if here.time < instant < there.time:
+                        inner.append(instant)
+            inner.sort()
+        bounds = [here.time, *inner, there.time]
+        power_kw = here.power_w / _WH_PER_KWH
+        for a, b in itertools.pairwise(bounds):
+            if b <= a:
+                continue
+            a_us = (a - here.time) // _US
+            b_us = (b - here.time) // _US
+            e_a = before_wh + rise * a_us / span_us if a_us else before_wh
+            e_b = before_wh + rise * b_us / span_us if b_us != span_us else before_wh + rise
+            moment = _Moment(
+                local=_wall(a, zone) if needs_local else a,
+                energy_wh=e_a,
+                power_kw=power_kw,
+                current_a=here.current_a,
+                duration_s=Decimal((a - start) // _US) / 1_000_000,
+            )
+            pieces.append(
+                _Piece(
+                    start=a,
+                    end=b,
+                    energy_before_wh=e_a,
+                    energy_wh=e_b - e_a,
+                    seconds=Decimal((b - a) // _US) / 1_000_000,
+                    parking=parking,
+                    moment=moment,
+                )
+            )
+    return pieces
+
+
+# ----------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class Amount:
+    excl_vat: Decimal
+    incl_vat: Decimal
+
+    def to_json(self) -> dict[str, Decimal]:
+        return {"excl_vat": self.excl_vat, "incl_vat": self.incl_vat}
+
+
+@dataclass(frozen=True, slots=True)
+class CostLine:
+    """One priced dimension of one charging period (or the session's FLAT fee)."""
+
+    period: int  # index into PricedSession.periods (FLAT: 0)
+    dimension: Dimension
+    volume: Decimal  # measured: kWh, h, or 1 for FLAT
+    billed_volume: Decimal  # after step_size (the rounding is booked on the last period)
+    unit_price: Decimal  # excl. VAT
+    vat: Decimal | None  # percent; None: no VAT applicable
+    element_index: int
+    cost: Amount  # rounded share of the total (lines add up to the totals exactly)
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingPeriod:
+    start: datetime
+    end: datetime
+    parking: bool
+    energy_kwh: Decimal
+    hours: Decimal
+    tariff_id: str
+    elements: dict[Dimension, int]
+
+
+@dataclass(frozen=True)
+class PricedSession:
+    tariff: Tariff
+    start: datetime
+    stop: datetime
+    currency: str
+    periods: tuple[ChargingPeriod, ...]
+    lines: tuple[CostLine, ...]
+    total_energy_kwh: Decimal
+    total_time_h: Decimal
+    total_parking_time_h: Decimal
+    by_dimension: dict[Dimension, Amount]  # rounded, adding up to the unclamped total
+    price_limit_adjustment: Amount  # min_price / max_price
+    total_cost: Amount
+    exact_total: Amount = field(repr=False)  # before rounding, for the bench and tests
+
+    def to_cdr(self) -> dict[str, Any]:
+        """The OCPI 2.2.1 CDR fields this calculation determines (numbers as Decimal),
+        with chargeflow's per-line breakdown under ``cost_breakdown``."""
+        zero = Amount(_ZERO, _ZERO)
+        flat = self.by_dimension.get(Dimension.FLAT)
+        cdr: dict[str, Any] = {
+            "start_date_time": _rfc3339(self.start),
+            "end_date_time": _rfc3339(self.stop),
+            "currency": self.currency,
+            "tariffs": [self.tariff.model_dump(exclude_none=True)],
+            "charging_periods": [_period_json(p) for p in self.periods],
+            "total_cost": self.total_cost.to_json(),
+            "total_fixed_cost": (flat or zero).to_json(),
+            "total_energy": _volume(self.total_energy_kwh),
+            "total_energy_cost": self.by_dimension.get(Dimension.ENERGY, zero).to_json(),
+            "total_time": _volume(self.total_time_h),
+            "total_time_cost": self.by_dimension.get(Dimension.TIME, zero).to_json(),
+            "total_parking_time": _volume(self.total_parking_time_h),
+            "total_parking_cost": self.by_dimension.get(Dimension.PARKING_TIME, zero).to_json(),
+            "cost_breakdown": [_line_json(line, self.periods) for line in self.lines],
+        }
+        if self.price_limit_adjustment != zero:
+            cdr["price_limit_adjustment"] = self.price_limit_adjustment.to_json()
+        return cdr
+
+
+def _rfc3339(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _volume(value: Decimal) -> Decimal:
+    """A volume as OCPI writes numbers: 4 decimals at most, no trailing zeros."""
+    rounded = value.quantize(_VOLUME_PLACES, rounding=ROUND_HALF_UP)
+    if rounded == rounded.to_integral_value():
+        return rounded.quantize(Decimal(1))
+    return rounded.normalize()
+
+
+def _period_json(period: ChargingPeriod) -> dict[str, Any]:
+    dimensions: list[dict[str, Any]] = []
+    if not period.parking:
+        dimensions.append({"type": "ENERGY", "volume": _volume(period.energy_kwh)})
+    dimensions.append(
+        {"type": "PARKING_TIME" if period.parking else "TIME", "volume": _volume(period.hours)}
+    )
+    return {
+        "start_date_time": _rfc3339(period.start),
+        "dimensions": dimensions,
+        "tariff_id": period.tariff_id,
+    }
+
+
+def _line_json(line: CostLine, periods: Sequence[ChargingPeriod]) -> dict[str, Any]:
+    return {
+        "start_date_time": _rfc3339(periods[line.period].start) if periods else None,
+        "type": line.dimension.value,
+        "volume": _volume(line.volume),
+        "billed_volume": _volume(line.billed_volume),
+        "price": line.unit_price,
+        "vat": line.vat,
+        "element": line.element_index,
+        "cost": line.cost.to_json(),
+    }
+
+
+# ----------------------------------------------------------------------- pricing
+
+
+def _periods(pieces: list[_Piece], compiled: _CompiledTariff) -> list[list[_Piece]]:
+    groups: list[list[_Piece]] = []
+    last_key: tuple[Any, ...] | None = None
+    for piece in pieces:
+        choice: tuple[_Candidate | None, _Candidate | None, _Candidate | None]
+        if piece.parking:
+            choice = (None, None, compiled.select(Dimension.PARKING_TIME, piece.moment))
+        else:
+            choice = (
+                compiled.select(Dimension.ENERGY, piece.moment),
+                compiled.select(Dimension.TIME, piece.moment),
+                None,
+            )
+        piece.choice = choice
+        key = (piece.parking, *(None if c is None else c.element_index for c in choice))
+        if key == last_key:
+            groups[-1].append(piece)
+        else:
+            groups.append([piece])
+            last_key = key
+    return groups
+
+
+@dataclass(slots=True)
+class _Draft:
+    period: int
+    dimension: Dimension
+    volume_units: Decimal  # Wh or s
+    billed_units: Decimal
+    candidate: _Candidate
+
+
+def _step_up(total: Decimal, step: int) -> Decimal:
+    step = max(step, 1)
+    blocks = math.ceil(total / step) if total > 0 else 0
+    return Decimal(blocks * step)
+
+
+def _apply_steps(drafts: list[_Draft]) -> None:
+    """step_size once per session on the billable volume; the extra on the last billable
+    line of that dimension (the errata's reading)."""
+
+    def billable(dimension: Dimension) -> list[_Draft]:
+        return [
+            d
+            for d in drafts
+            if d.dimension is dimension and d.candidate.component.price > 0 and d.volume_units > 0
+        ]
+
+    def round_up(lines: list[_Draft]) -> None:
+        if not lines:
+            return
+        total = sum((d.volume_units for d in lines), _ZERO)
+        extra = _step_up(total, lines[-1].candidate.component.step_size) - total
+        lines[-1].billed_units += extra
+
+    round_up(billable(Dimension.ENERGY))
+    parking = billable(Dimension.PARKING_TIME)
+    round_up(parking if parking else billable(Dimension.TIME))
+
+
+def _with_vat(excl: Decimal, vat: Decimal | None) -> Decimal:
+    return excl if vat is None else excl * (1 + vat / _HUNDRED)
+
+
+def _apportion(total: Decimal, exact: Sequence[Decimal], currency: str) -> list[Decimal]:
+    """Rounded shares of ``total`` (already rounded) in proportion to the exact parts,
+    adding up to it exactly: each part rounded down to the minor unit, the remaining
+    units to the parts with the largest remainders (ties: the earlier part)."""
+    if not exact:
+        return []
+    unit = Decimal(1).scaleb(-exponent(currency))
+    floors = [(x / unit).to_integral_value(rounding="ROUND_FLOOR") for x in exact]
+    remaining = int((total / unit) - sum(floors, _ZERO))
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] / unit - floors[i]), i))
+    shares = list(floors)
+    if remaining >= 0:
+        for i in order[:remaining]:
+            shares[i] += 1
+    else:  # the exact parts were rounded up past the total: take from the smallest remainders
+        for i in list(reversed(order))[:-remaining]:
+            shares[i] -= 1
+    return [(s * unit).quantize(unit) for s in shares]
+
+
+def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
+    """The cost of ``usage`` under ``tariff`` (checked input: :func:`parse_usage`,
+    :func:`billing.tariffs.parse_tariff`)."""
+    compiled = _compiled(tariff)
+    currency = tariff.currency
+    pieces = _pieces(compiled, usage)
+    groups = _periods(pieces, compiled)
+
+    periods: list[ChargingPeriod] = []
+    drafts: list[_Draft] = []
+    for index, group in enumerate(groups):
+        first = group[0]
+        energy_wh = sum((p.energy_wh for p in group), _ZERO)
+        seconds = sum((p.seconds for p in group), _ZERO)
+        energy_c, time_c, parking_c = first.choice
+        elements: dict[Dimension, int] = {}
+        for dimension, candidate, units in (
+            (Dimension.ENERGY, energy_c, energy_wh),
+            (Dimension.TIME, time_c, seconds),
+            (Dimension.PARKING_TIME, parking_c, seconds),
+        ):
+            if candidate is not None:
+                elements[dimension] = candidate.element_index
+                drafts.append(_Draft(index, dimension, units, units, candidate))
+        periods.append(
+            ChargingPeriod(
+                start=first.start,
+                end=group[-1].end,
+                parking=first.parking,
+                energy_kwh=energy_wh / _WH_PER_KWH,
+                hours=seconds / _S_PER_H,
+                tariff_id=tariff.id,
+                elements=elements,
+            )
+        )
+    _apply_steps(drafts)
+
+    flat: _Candidate | None = None
+    if compiled.by_dimension[Dimension.FLAT]:
+        at_start = (
+            pieces[0].moment
+            if pieces
+            else _Moment(_wall(usage.start, usage.time_zone), _ZERO, _ZERO, None, _ZERO)
+        )
+        flat = compiled.select(Dimension.FLAT, at_start)
+
+    # Exact costs per line, then the totals rounded once and apportioned.
+    exact_lines: list[tuple[Dimension, int, Decimal, Decimal, Decimal, _Candidate]] = []
+    for d in drafts:
+        per_unit = _WH_PER_KWH if d.dimension is Dimension.ENERGY else _S_PER_H
+        billed = d.billed_units / per_unit
+        excl = billed * d.candidate.component.price
+        exact_lines.append(
+            (d.dimension, d.period, d.volume_units / per_unit, billed, excl, d.candidate)
+        )
+    if flat is not None:
+        exact_lines.append((Dimension.FLAT, 0, Decimal(1), Decimal(1), flat.component.price, flat))
+    exact_excl = [line[4] for line in exact_lines]
+    exact_incl = [_with_vat(line[4], line[5].component.vat) for line in exact_lines]
+    total_excl_exact = sum(exact_excl, _ZERO)
+    total_incl_exact = sum(exact_incl, _ZERO)
+    total_excl = round_money(total_excl_exact, currency)
+    total_incl = round_money(total_incl_exact, currency)
+
+    dimensions = [dim for dim in Dimension if any(line[0] is dim for line in exact_lines)]
+
+    def parts(values: list[Decimal], dimension: Dimension) -> list[Decimal]:
+        return [v for line, v in zip(exact_lines, values, strict=True) if line[0] is dimension]
+
+    dim_excl = _apportion(
+        total_excl, [sum(parts(exact_excl, dim), _ZERO) for dim in dimensions], currency
+    )
+    dim_incl = _apportion(
+        total_incl, [sum(parts(exact_incl, dim), _ZERO) for dim in dimensions], currency
+    )
+    by_dimension = {
+        dim: Amount(e, i) for dim, e, i in zip(dimensions, dim_excl, dim_incl, strict=True)
+    }
+    line_costs: dict[int, Amount] = {}
+    for dim in dimensions:
+        members = [n for n, line in enumerate(exact_lines) if line[0] is dim]
+        shares_excl = _apportion(
+            by_dimension[dim].excl_vat, [exact_excl[n] for n in members], currency
+        )
+        shares_incl = _apportion(
+            by_dimension[dim].incl_vat, [exact_incl[n] for n in members], currency
+        )
+        for n, e, i in zip(members, shares_excl, shares_incl, strict=True):
+            line_costs[n] = Amount(e, i)
+    lines = tuple(
+        CostLine(
+            period=line[1],
+            dimension=line[0],
+            volume=line[2],
+            billed_volume=line[3],
+            unit_price=line[5].component.price,
+            vat=line[5].component.vat,
+            element_index=line[5].element_index,
+            cost=line_costs[n],
+        )
+        for n, line in enumerate(exact_lines)
+    )
+
+    clamped = _clamp(tariff, Amount(total_excl, total_incl))
+    adjustment = Amount(clamped.excl_vat - total_excl, clamped.incl_vat - total_incl)
+    parking_s = sum((p.seconds for p in pieces if p.parking), _ZERO)
+    return PricedSession(
+        tariff=tariff,
+        start=usage.start,
+        stop=usage.stop,
+        currency=currency,
+        periods=tuple(periods),
+        lines=lines,
+        total_energy_kwh=Decimal(usage.energy_wh) / _WH_PER_KWH,
+        total_time_h=Decimal((usage.stop - usage.start) // _US) / 1_000_000 / _S_PER_H,
+        total_parking_time_h=parking_s / _S_PER_H,
+        by_dimension=by_dimension,
+        price_limit_adjustment=adjustment,
+        total_cost=clamped,
+        exact_total=Amount(total_excl_exact, total_incl_exact),
+    )
+
+
+def _clamp(tariff: Tariff, total: Amount) -> Amount:
+    """min_price / max_price on the totals excl. and incl. VAT, each on its own (a limit
+    given only excl. VAT moves the incl. total by the same amount plus its VAT share)."""
+    currency = tariff.currency
+    excl, incl = total.excl_vat, total.incl_vat
+    ratio = incl / excl if excl > 0 else Decimal(1)
+    new_excl = excl
+    if tariff.min_price is not None and excl < tariff.min_price.excl_vat:
+        new_excl = round_money(tariff.min_price.excl_vat, currency)
+    if tariff.max_price is not None and excl > tariff.max_price.excl_vat:
+        new_excl = round_money(tariff.max_price.excl_vat, currency)
+    new_incl = incl if new_excl == excl else round_money(new_excl * ratio, currency)
+    for limit, below in ((tariff.min_price, True), (tariff.max_price, False)):
+        if limit is None or limit.incl_vat is None:
+            continue
+        bound = round_money(limit.incl_vat, currency)
+        if (below and new_incl < bound) or (not below and new_incl > bound):
+            new_incl = bound
+    return Amount(new_excl, new_incl)
