@@ -51,6 +51,7 @@ from billing.tariffs import (
 Dimension = TariffDimensionType
 _ZERO = Decimal(0)
 _US = timedelta(microseconds=1)
+_UWH = Decimal("0.000001")
 _WH_PER_KWH = Decimal(1000)
 _S_PER_H = Decimal(3600)
 _VOLUME_PLACES = Decimal("0.0001")  # OCPI numbers carry 4 decimals
@@ -339,6 +340,9 @@ def _pieces(compiled: _CompiledTariff, usage: SessionUsage) -> list[_Piece]:
         before_wh = Decimal(here.energy_wh - base_wh)
         parking = rise == 0 and here.power_w == 0
         inner = cuts[bisect.bisect_right(cuts, here.time) : bisect.bisect_left(cuts, there.time)]
+        # Where the energy crosses a kWh restriction: the instant interpolated (to the
+        # microsecond), the energy there exactly the threshold.
+        crossings: dict[datetime, Decimal] = {}
         if rise > 0 and kwh_cuts:
             after_wh = before_wh + rise
             for threshold in kwh_cuts:
@@ -346,8 +350,9 @@ def _pieces(compiled: _CompiledTariff, usage: SessionUsage) -> list[_Piece]:
                     offset_us = int((threshold - before_wh) * span_us / rise)
                     instant = here.time + offset_us * _US
                     if here.time < instant < there.time:
-                        inner.append(instant)
-            inner.sort()
+                        crossings[instant] = threshold
+            if crossings:
+                inner = sorted({*inner, *crossings})
         bounds = [here.time, *inner, there.time]
         power_kw = here.power_w / _WH_PER_KWH
         for a, b in itertools.pairwise(bounds):
@@ -355,8 +360,16 @@ def _pieces(compiled: _CompiledTariff, usage: SessionUsage) -> list[_Piece]:
                 continue
             a_us = (a - here.time) // _US
             b_us = (b - here.time) // _US
-            e_a = before_wh + rise * a_us / span_us if a_us else before_wh
-            e_b = before_wh + rise * b_us / span_us if b_us != span_us else before_wh + rise
+            # Energies at piece bounds in fixed point (µWh): the pieces' energies then add
+            # up to the interval's rise exactly.
+            e_a = crossings.get(a) or (
+                (before_wh + rise * a_us / span_us).quantize(_UWH) if a_us else before_wh
+            )
+            e_b = crossings.get(b) or (
+                (before_wh + rise * b_us / span_us).quantize(_UWH)
+                if b_us != span_us
+                else before_wh + rise
+            )
             moment = _Moment(
                 local=_wall(a, zone) if needs_local else a,
                 energy_wh=e_a,
@@ -410,9 +423,13 @@ class ChargingPeriod:
     end: datetime
     parking: bool
     energy_kwh: Decimal
-    hours: Decimal
+    seconds: Decimal
     tariff_id: str
     elements: dict[Dimension, int]
+
+    @property
+    def hours(self) -> Decimal:
+        return self.seconds / _S_PER_H
 
 
 @dataclass(frozen=True)
@@ -614,7 +631,7 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
                 end=group[-1].end,
                 parking=first.parking,
                 energy_kwh=energy_wh / _WH_PER_KWH,
-                hours=seconds / _S_PER_H,
+                seconds=seconds,
                 tariff_id=tariff.id,
                 elements=elements,
             )
