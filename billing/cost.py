@@ -28,6 +28,7 @@ How a session is priced (the conventions of docs/billing.md, from the 2.2.1 erra
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from billing.money import exponent, round_money
-from billing.session_usage import SessionUsage
+from billing.session_usage import Reading, SessionUsage
 from billing.tariffs import (
     WEEKDAYS,
     PriceComponent,
@@ -176,6 +177,8 @@ class _CompiledTariff:
         self.midnight = False
         self.duration_cuts: set[int] = set()
         self.kwh_cuts: set[Decimal] = set()
+        self.power_limits_w: list[Decimal] = []
+        self.current_limits_a: list[Decimal] = []
         self.needs_local = False
         for index, element in enumerate(tariff.elements):
             holds = _compile(element.restrictions)
@@ -205,6 +208,22 @@ class _CompiledTariff:
         for kwh in (r.min_kwh, r.max_kwh):
             if kwh is not None:
                 self.kwh_cuts.add(kwh * _WH_PER_KWH)
+        for kw in (r.min_power, r.max_power):
+            if kw is not None and kw * _WH_PER_KWH not in self.power_limits_w:
+                self.power_limits_w.append(kw * _WH_PER_KWH)
+        for amps in (r.min_current, r.max_current):
+            if amps is not None and amps not in self.current_limits_a:
+                self.current_limits_a.append(amps)
+
+    def reading_key(self, reading: Reading, flat_register: bool) -> tuple[Any, ...]:
+        """What restrictions can tell apart about the interval from ``reading`` on:
+        parking or not, and which power and current limits it is at or above."""
+        power, current = reading.power_w, reading.current_a
+        return (
+            flat_register and power == 0,
+            tuple(power >= limit for limit in self.power_limits_w),
+            None if current is None else tuple(current >= limit for limit in self.current_limits_a),
+        )
 
     def select(self, dimension: Dimension, moment: _Moment) -> _Candidate | None:
         for candidate in self.by_dimension[dimension]:
@@ -249,7 +268,8 @@ def _first_at_or_after_wall(lo: datetime, hi: datetime, wall: datetime, zone: Zo
     return lo + hi_us * _US
 
 
-def _wall_clock_instants(day: date, clock: time, zone: ZoneInfo) -> list[datetime]:
+@functools.lru_cache(maxsize=8192)
+def _wall_clock_instants(day: date, clock: time, zone: ZoneInfo) -> tuple[datetime, ...]:
     """The instants at which the location's clock shows ``clock`` on ``day``: one, two in
     a repeated hour, or the jump when the clock skips it."""
     naive = datetime.combine(day, clock)
@@ -263,7 +283,7 @@ def _wall_clock_instants(day: date, clock: time, zone: ZoneInfo) -> list[datetim
         after = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
         lo, hi = min(before, after), max(before, after)
         found.append(_first_at_or_after_wall(lo, hi, naive, zone))
-    return found
+    return tuple(found)
 
 
 def _offset_changes(start: datetime, stop: datetime, zone: ZoneInfo) -> list[datetime]:
@@ -325,69 +345,116 @@ class _Piece:
     choice: tuple[_Candidate | None, ...] = ()
 
 
+def _reading_bounds(
+    compiled: _CompiledTariff,
+    readings: Sequence[Reading],
+    offsets: list[int],
+    energies: list[int],
+) -> set[int]:
+    """The start, the stop, and each reading at which what restrictions can tell apart
+    (parking or not; the power and current limits reached) changes."""
+    bounds: set[int] = {0, offsets[-1]}
+    if compiled.power_limits_w or compiled.current_limits_a:
+        last_key: tuple[Any, ...] | None = None
+        for i in range(len(readings) - 1):
+            key = compiled.reading_key(readings[i], energies[i + 1] == energies[i])
+            if key != last_key:
+                bounds.add(offsets[i])
+                last_key = key
+    else:  # only charging <-> parking can matter
+        was_parking: bool | None = None
+        for i in range(len(readings) - 1):
+            parking = energies[i + 1] == energies[i] and not readings[i].power_w
+            if parking is not was_parking:
+                bounds.add(offsets[i])
+                was_parking = parking
+    return bounds
+
+
+def _kwh_crossings(
+    compiled: _CompiledTariff, offsets: list[int], energies: list[int]
+) -> dict[int, Decimal]:
+    """Where the energy reaches each kWh limit: the instant interpolated (to the µs,
+    rounded down) -> the energy there, exactly the limit."""
+    total_us = offsets[-1]
+    exact_wh: dict[int, Decimal] = {}
+    for threshold in compiled.kwh_cuts:
+        i = bisect.bisect_left(energies, threshold)
+        if i == 0 or i == len(energies):
+            continue  # reached before the start, or never
+        if energies[i] == threshold:
+            at_us = offsets[i]
+        else:
+            before, rise = energies[i - 1], energies[i] - energies[i - 1]
+            span = offsets[i] - offsets[i - 1]
+            at_us = offsets[i - 1] + int((threshold - before) * span / rise)
+        if 0 < at_us < total_us:
+            exact_wh[at_us] = threshold
+    return exact_wh
+
+
 def _pieces(compiled: _CompiledTariff, usage: SessionUsage) -> list[_Piece]:
-    cuts = _global_cuts(compiled, usage)
+    """The session cut wherever an element may switch: where charging turns to parking
+    (or back) or power or current crosses a restriction's limit (at a reading), at the
+    tariff's time cuts, and where the energy crosses a kWh limit (interpolated). Between
+    cuts nothing a restriction reads changes, so each piece is priced by one element per
+    dimension; readings that change nothing do not cut (a session of 60 readings is
+    usually a handful of pieces)."""
     readings = usage.readings
     start = usage.start
     base_wh = readings[0].energy_wh
+    offsets = [(r.time - start) // _US for r in readings]  # µs since the start
+    energies = [r.energy_wh - base_wh for r in readings]  # Wh since the start
+
+    bounds = _reading_bounds(compiled, readings, offsets, energies)
+    for cut in _global_cuts(compiled, usage):
+        bounds.add((cut - start) // _US)
+    exact_wh = _kwh_crossings(compiled, offsets, energies)
+    bounds.update(exact_wh)
+
+    def energy_at(at_us: int, j: int) -> Decimal:
+        """The energy at ``at_us`` within reading interval ``j`` (µWh fixed point, so the
+        pieces add up to the register's rise exactly)."""
+        if at_us in exact_wh:
+            return exact_wh[at_us]
+        if at_us == offsets[j]:
+            return Decimal(energies[j])
+        if at_us == offsets[j + 1]:
+            return Decimal(energies[j + 1])
+        rise = energies[j + 1] - energies[j]
+        fraction = Decimal(rise * (at_us - offsets[j])) / (offsets[j + 1] - offsets[j])
+        return (energies[j] + fraction).quantize(_UWH)
+
     needs_local = compiled.needs_local
     zone = usage.time_zone
-    kwh_cuts = sorted(compiled.kwh_cuts)
+    ordered = sorted(bounds)
     pieces: list[_Piece] = []
-    for here, there in itertools.pairwise(readings):
-        span_us = (there.time - here.time) // _US
-        rise = Decimal(there.energy_wh - here.energy_wh)
-        before_wh = Decimal(here.energy_wh - base_wh)
-        parking = rise == 0 and here.power_w == 0
-        inner = cuts[bisect.bisect_right(cuts, here.time) : bisect.bisect_left(cuts, there.time)]
-        # Where the energy crosses a kWh restriction: the instant interpolated (to the
-        # microsecond), the energy there exactly the threshold.
-        crossings: dict[datetime, Decimal] = {}
-        if rise > 0 and kwh_cuts:
-            after_wh = before_wh + rise
-            for threshold in kwh_cuts:
-                if before_wh < threshold < after_wh:
-                    offset_us = int((threshold - before_wh) * span_us / rise)
-                    instant = here.time + offset_us * _US
-                    if here.time < instant < there.time:
-                        crossings[instant] = threshold
-            if crossings:
-                inner = sorted({*inner, *crossings})
-        bounds = [here.time, *inner, there.time]
-        power_kw = here.power_w / _WH_PER_KWH
-        for a, b in itertools.pairwise(bounds):
-            if b <= a:
-                continue
-            a_us = (a - here.time) // _US
-            b_us = (b - here.time) // _US
-            # Energies at piece bounds in fixed point (µWh): the pieces' energies then add
-            # up to the interval's rise exactly.
-            e_a = crossings.get(a) or (
-                (before_wh + rise * a_us / span_us).quantize(_UWH) if a_us else before_wh
+    last = len(readings) - 2
+    e_a = Decimal(0)
+    for a_us, b_us in itertools.pairwise(ordered):
+        j = min(bisect.bisect_right(offsets, a_us) - 1, last)  # the interval holding a
+        k = min(max(bisect.bisect_left(offsets, b_us) - 1, 0), last)  # the one holding b
+        e_b = energy_at(b_us, k)
+        here = readings[j]
+        a = start + a_us * _US
+        pieces.append(
+            _Piece(
+                start=a,
+                end=start + b_us * _US,
+                energy_before_wh=e_a,
+                energy_wh=e_b - e_a,
+                seconds=Decimal(b_us - a_us) / 1_000_000,
+                parking=energies[j + 1] == energies[j] and here.power_w == 0,
+                moment=_Moment(
+                    local=_wall(a, zone) if needs_local else a,
+                    energy_wh=e_a,
+                    power_kw=here.power_w / _WH_PER_KWH,
+                    current_a=here.current_a,
+                    duration_s=Decimal(a_us) / 1_000_000,
+                ),
             )
-            e_b = crossings.get(b) or (
-                (before_wh + rise * b_us / span_us).quantize(_UWH)
-                if b_us != span_us
-                else before_wh + rise
-            )
-            moment = _Moment(
-                local=_wall(a, zone) if needs_local else a,
-                energy_wh=e_a,
-                power_kw=power_kw,
-                current_a=here.current_a,
-                duration_s=Decimal((a - start) // _US) / 1_000_000,
-            )
-            pieces.append(
-                _Piece(
-                    start=a,
-                    end=b,
-                    energy_before_wh=e_a,
-                    energy_wh=e_b - e_a,
-                    seconds=Decimal((b - a) // _US) / 1_000_000,
-                    parking=parking,
-                    moment=moment,
-                )
-            )
+        )
+        e_a = e_b
     return pieces
 
 
@@ -585,8 +652,8 @@ def _apportion(total: Decimal, exact: Sequence[Decimal], currency: str) -> list[
     """Rounded shares of ``total`` (already rounded) in proportion to the exact parts,
     adding up to it exactly: each part rounded down to the minor unit, the remaining
     units to the parts with the largest remainders (ties: the earlier part)."""
-    if not exact:
-        return []
+    if len(exact) <= 1:
+        return [total] if exact else []
     unit = Decimal(1).scaleb(-exponent(currency))
     floors = [(x / unit).to_integral_value(rounding="ROUND_FLOOR") for x in exact]
     remaining = int((total / unit) - sum(floors, _ZERO))
@@ -599,6 +666,31 @@ def _apportion(total: Decimal, exact: Sequence[Decimal], currency: str) -> list[
         for i in list(reversed(order))[:-remaining]:
             shares[i] -= 1
     return [(s * unit).quantize(unit) for s in shares]
+
+
+def _rounded(
+    dimensions: list[Dimension], excl: list[Decimal], incl: list[Decimal], currency: str
+) -> tuple[dict[Dimension, Amount], list[Amount]]:
+    """The totals rounded once, apportioned to the dimensions and then to their lines,
+    so that every level adds up exactly: (rounded per dimension, rounded per line)."""
+    members: dict[Dimension, list[int]] = {}
+    for n, dimension in enumerate(dimensions):
+        members.setdefault(dimension, []).append(n)
+    present = [d for d in Dimension if d in members]
+    sums_excl = [sum((excl[n] for n in members[d]), _ZERO) for d in present]
+    sums_incl = [sum((incl[n] for n in members[d]), _ZERO) for d in present]
+    dim_excl = _apportion(round_money(sum(sums_excl, _ZERO), currency), sums_excl, currency)
+    dim_incl = _apportion(round_money(sum(sums_incl, _ZERO), currency), sums_incl, currency)
+    by_dimension: dict[Dimension, Amount] = {}
+    lines: list[Amount] = [Amount(_ZERO, _ZERO)] * len(dimensions)
+    for d, e, i in zip(present, dim_excl, dim_incl, strict=True):
+        by_dimension[d] = Amount(e, i)
+        rows = members[d]
+        shares_excl = _apportion(e, [excl[n] for n in rows], currency)
+        shares_incl = _apportion(i, [incl[n] for n in rows], currency)
+        for n, line_excl, line_incl in zip(rows, shares_excl, shares_incl, strict=True):
+            lines[n] = Amount(line_excl, line_incl)
+    return by_dimension, lines
 
 
 def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
@@ -660,36 +752,11 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
         exact_lines.append((Dimension.FLAT, 0, Decimal(1), Decimal(1), flat.component.price, flat))
     exact_excl = [line[4] for line in exact_lines]
     exact_incl = [_with_vat(line[4], line[5].component.vat) for line in exact_lines]
-    total_excl_exact = sum(exact_excl, _ZERO)
-    total_incl_exact = sum(exact_incl, _ZERO)
-    total_excl = round_money(total_excl_exact, currency)
-    total_incl = round_money(total_incl_exact, currency)
-
-    dimensions = [dim for dim in Dimension if any(line[0] is dim for line in exact_lines)]
-
-    def parts(values: list[Decimal], dimension: Dimension) -> list[Decimal]:
-        return [v for line, v in zip(exact_lines, values, strict=True) if line[0] is dimension]
-
-    dim_excl = _apportion(
-        total_excl, [sum(parts(exact_excl, dim), _ZERO) for dim in dimensions], currency
+    by_dimension, line_costs = _rounded(
+        [line[0] for line in exact_lines], exact_excl, exact_incl, currency
     )
-    dim_incl = _apportion(
-        total_incl, [sum(parts(exact_incl, dim), _ZERO) for dim in dimensions], currency
-    )
-    by_dimension = {
-        dim: Amount(e, i) for dim, e, i in zip(dimensions, dim_excl, dim_incl, strict=True)
-    }
-    line_costs: dict[int, Amount] = {}
-    for dim in dimensions:
-        members = [n for n, line in enumerate(exact_lines) if line[0] is dim]
-        shares_excl = _apportion(
-            by_dimension[dim].excl_vat, [exact_excl[n] for n in members], currency
-        )
-        shares_incl = _apportion(
-            by_dimension[dim].incl_vat, [exact_incl[n] for n in members], currency
-        )
-        for n, e, i in zip(members, shares_excl, shares_incl, strict=True):
-            line_costs[n] = Amount(e, i)
+    total_excl = sum((a.excl_vat for a in by_dimension.values()), _ZERO)
+    total_incl = sum((a.incl_vat for a in by_dimension.values()), _ZERO)
     lines = tuple(
         CostLine(
             period=line[1],
@@ -720,7 +787,7 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
         by_dimension=by_dimension,
         price_limit_adjustment=adjustment,
         total_cost=clamped,
-        exact_total=Amount(total_excl_exact, total_incl_exact),
+        exact_total=Amount(sum(exact_excl, _ZERO), sum(exact_incl, _ZERO)),
     )
 
 

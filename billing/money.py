@@ -13,6 +13,7 @@ Decimal('0.00')
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_UP, Decimal
 
 # ISO 4217 currencies whose minor unit is not 1/100 (the rest: two decimals).
@@ -34,6 +35,7 @@ def check_currency(currency: str) -> str:
     return currency.upper()
 
 
+@functools.lru_cache(maxsize=512)
 def exponent(currency: str) -> int:
     """Digits after the decimal point of the currency's minor unit (EUR 2, JPY 0)."""
     return _EXPONENTS.get(check_currency(currency), 2)
