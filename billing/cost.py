@@ -771,7 +771,8 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
         for n, line in enumerate(exact_lines)
     )
 
-    clamped = _clamp(tariff, Amount(total_excl, total_incl))
+    exact_total = Amount(sum(exact_excl, _ZERO), sum(exact_incl, _ZERO))
+    clamped = _clamp(tariff, Amount(total_excl, total_incl), exact_total)
     adjustment = Amount(clamped.excl_vat - total_excl, clamped.incl_vat - total_incl)
     parking_s = sum((p.seconds for p in pieces if p.parking), _ZERO)
     return PricedSession(
@@ -787,26 +788,31 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
         by_dimension=by_dimension,
         price_limit_adjustment=adjustment,
         total_cost=clamped,
-        exact_total=Amount(sum(exact_excl, _ZERO), sum(exact_incl, _ZERO)),
+        exact_total=exact_total,
     )
 
 
-def _clamp(tariff: Tariff, total: Amount) -> Amount:
-    """min_price / max_price on the totals excl. and incl. VAT, each on its own (a limit
-    given only excl. VAT moves the incl. total by the same amount plus its VAT share)."""
+def _clamp(tariff: Tariff, total: Amount, exact: Amount) -> Amount:
+    """min_price / max_price on the totals excl. and incl. VAT, each on its own, as
+    OCPI says both apply; a limit given only excl. VAT moves the incl. total with it, at
+    the session's own VAT ratio."""
     currency = tariff.currency
     excl, incl = total.excl_vat, total.incl_vat
-    ratio = incl / excl if excl > 0 else Decimal(1)
-    new_excl = excl
-    if tariff.min_price is not None and excl < tariff.min_price.excl_vat:
-        new_excl = round_money(tariff.min_price.excl_vat, currency)
-    if tariff.max_price is not None and excl > tariff.max_price.excl_vat:
-        new_excl = round_money(tariff.max_price.excl_vat, currency)
-    new_incl = incl if new_excl == excl else round_money(new_excl * ratio, currency)
-    for limit, below in ((tariff.min_price, True), (tariff.max_price, False)):
-        if limit is None or limit.incl_vat is None:
-            continue
-        bound = round_money(limit.incl_vat, currency)
-        if (below and new_incl < bound) or (not below and new_incl > bound):
-            new_incl = bound
+    ratio = exact.incl_vat / exact.excl_vat if exact.excl_vat > 0 else Decimal(1)
+    new_excl, new_incl = excl, incl
+    low, high = tariff.min_price, tariff.max_price
+    if low is not None:
+        if excl < low.excl_vat:
+            new_excl = round_money(low.excl_vat, currency)
+        if low.incl_vat is not None:
+            new_incl = max(new_incl, round_money(low.incl_vat, currency))
+        elif excl < low.excl_vat:
+            new_incl = max(new_incl, round_money(low.excl_vat * ratio, currency))
+    if high is not None:
+        if excl > high.excl_vat:
+            new_excl = round_money(high.excl_vat, currency)
+        if high.incl_vat is not None:
+            new_incl = min(new_incl, round_money(high.incl_vat, currency))
+        elif excl > high.excl_vat:
+            new_incl = min(new_incl, round_money(high.excl_vat * ratio, currency))
     return Amount(new_excl, new_incl)
