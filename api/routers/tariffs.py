@@ -62,5 +62,5 @@ async def preview_tariff(_principal: TariffTester, request: Request) -> Response
             raise PreviewError('the body must be {"tariff": {...}, "session": {...}}')
         cdr = preview(body["tariff"], body["session"])
     except PreviewError as exc:
-        raise ProblemError(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise ProblemError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return Response(encode_cdr(cdr), media_type="application/json")
