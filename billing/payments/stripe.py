@@ -203,6 +203,9 @@ class StripeProvider:
         return result
 
     def cancel(self, reference: str, *, idempotency_key: str) -> Payment:
+        current = self._retrieve("cancel", reference)
+        if current.status == "canceled":  # cancelled before (a retry): it stands
+            return self._payment(current)
         intent = self._call(
             "cancel",
             reference,

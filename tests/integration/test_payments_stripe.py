@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -206,6 +207,24 @@ def test_the_sdk_retries_a_dropped_capture_with_the_same_key(fake: FakeStripe) -
     assert keys == ["capture:s1", "capture:s1"]
 
 
+def test_concurrent_captures_of_one_session_capture_once(
+    provider: StripeProvider, fake: FakeStripe
+) -> None:
+    hold = authorize(provider)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(
+                lambda _: provider.capture(hold.reference, 2000, idempotency_key="c"), range(4)
+            )
+        )
+    assert {r.payment.captured_minor for r in results} == {2000}
+    charge = fake.charges[fake.intents[hold.reference]["latest_charge"]]
+    assert (charge["amount_captured"], fake.intents[hold.reference]["status"]) == (
+        2000,
+        "succeeded",
+    )
+
+
 def test_a_capture_of_zero_releases_the_hold(provider: StripeProvider, fake: FakeStripe) -> None:
     hold = authorize(provider)
     result = provider.capture(hold.reference, 0, idempotency_key="capture:s1")
@@ -226,6 +245,9 @@ def test_cancel_releases_a_hold_and_a_cancelled_payment_is_not_captured(
     assert cancelled.status is PaymentStatus.CANCELED
     assert fake.calls("POST", "/cancel")[0].idempotency_key == f"cancel:{SESSION}"
     assert provider.get(hold.reference).status is PaymentStatus.CANCELED
+    again = provider.cancel(hold.reference, idempotency_key="cancel:other")  # a late retry
+    assert again == cancelled
+    assert len(fake.calls("POST", "/cancel")) == 1
     with pytest.raises(InvalidPaymentRequest, match="canceled, not capturable"):
         provider.capture(hold.reference, 100, idempotency_key="c")
     assert fake.calls("POST", "/capture") == []
