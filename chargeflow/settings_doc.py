@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from api.settings import ApiSettings
+from billing.payments.settings import StripeSettings
 from chargeflow.cli import app
 from chargeflow.settings import Settings
 from flows.settings import (
@@ -57,6 +58,7 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
     ("Simulator", "chargeflow simulate (its options win)", SimulatorSettings),
     ("Aggregates refresher", "python -m store.aggregates", AggregatesSettings),
     ("Webhooks worker", "chargeflow webhooks", WebhooksSettings),
+    ("Stripe payments", "StripeSettings.load().provider()", StripeSettings),
     ("Launcher and CLI", "chargeflow run, chargeflow <admin command>", Settings),
 ]
 
