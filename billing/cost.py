@@ -521,8 +521,8 @@ class PricedSession:
         zero = Amount(_ZERO, _ZERO)
         flat = self.by_dimension.get(Dimension.FLAT)
         cdr: dict[str, Any] = {
-            "start_date_time": _rfc3339(self.start),
-            "end_date_time": _rfc3339(self.stop),
+            "start_date_time": ocpi_datetime(self.start),
+            "end_date_time": ocpi_datetime(self.stop),
             "currency": self.currency,
             "tariffs": [self.tariff.model_dump(exclude_none=True)],
             "charging_periods": [_period_json(p) for p in self.periods],
@@ -541,7 +541,8 @@ class PricedSession:
         return cdr
 
 
-def _rfc3339(instant: datetime) -> str:
+def ocpi_datetime(instant: datetime) -> str:
+    """UTC with ``Z``, as OCPI writes DateTime (microseconds only where a cut has them)."""
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -561,7 +562,7 @@ def _period_json(period: ChargingPeriod) -> dict[str, Any]:
         {"type": "PARKING_TIME" if period.parking else "TIME", "volume": _volume(period.hours)}
     )
     return {
-        "start_date_time": _rfc3339(period.start),
+        "start_date_time": ocpi_datetime(period.start),
         "dimensions": dimensions,
         "tariff_id": period.tariff_id,
     }
@@ -569,7 +570,7 @@ def _period_json(period: ChargingPeriod) -> dict[str, Any]:
 
 def _line_json(line: CostLine, periods: Sequence[ChargingPeriod]) -> dict[str, Any]:
     return {
-        "start_date_time": _rfc3339(periods[line.period].start) if periods else None,
+        "start_date_time": ocpi_datetime(periods[line.period].start) if periods else None,
         "type": line.dimension.value,
         "volume": _volume(line.volume),
         "billed_volume": _volume(line.billed_volume),
