@@ -34,8 +34,9 @@ F = external_funding, P = postpaid_receivable):
 A declined or rejected call writes nothing, not even its key: a retry after a top-up may
 succeed.
 
-Size: about 480 lines: the operations share the locking, idempotency and posting steps,
-and the reads (balances, entries, reconcile) must agree with the sign convention above.
+Size: about 720 lines, a third of it records and docstrings: the operations share the
+locking, idempotency and posting steps, and the reads (balances, entries, reconcile) must
+agree with the sign convention above.
 """
 
 from __future__ import annotations

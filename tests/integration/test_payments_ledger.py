@@ -26,6 +26,7 @@ from billing.payments.provider import (
     PaymentError,
     PaymentProvider,
     PaymentStatus,
+    PaymentUnavailable,
 )
 from billing.payments.wallet import WalletProvider
 from store import ledger
@@ -391,3 +392,17 @@ def test_postpaid_charges_and_the_monthly_statement(pool: ConnectionPool[Any]) -
     assert postpaid.statement("bob", "2026-10", "EUR").total_minor == 0
     assert postpaid.statement("carol", "2026-11", "EUR").lines == []
     assert_reconciles(pool)
+
+
+def test_an_unreachable_ledger_is_a_retryable_error_without_the_address() -> None:
+    url = "postgresql://ledger_user:s3cret-pw@127.0.0.1:9/ledger"  # discard port: refused
+    with (
+        ConnectionPool(url, min_size=1, timeout=1, open=True) as unreachable,
+        pytest.raises(PaymentUnavailable) as raised,
+    ):
+        authorize(WalletProvider(unreachable), "S1", 100)
+    assert raised.value.retryable
+    # Neither the message nor the chained cause a traceback would print names the login.
+    for told in (str(raised.value), str(raised.value.__cause__)):
+        assert "s3cret" not in told
+        assert "ledger_user" not in told
