@@ -57,7 +57,6 @@ Provider = Literal["wallet", "postpaid"]
 AccountKind = Literal[
     "wallet_available", "wallet_held", "postpaid_receivable", "revenue", "external_funding"
 ]
-HOUSE_ACCOUNTS = ("revenue", "external_funding")
 
 T = TypeVar("T")
 Cursor = psycopg.Cursor[Any]
@@ -265,6 +264,7 @@ class _Request:
     session_id: str | None = None
     hold_id: str | None = None
     reference: str | None = None
+    provider: Provider | None = None  # a new hold's: the key must not answer another's
 
 
 def _prior(cur: Cursor, key: str, request: _Request) -> dict[str, Any] | None:
@@ -280,9 +280,11 @@ def _prior(cur: Cursor, key: str, request: _Request) -> dict[str, Any] | None:
     asked = (request.kind, request.customer, request.requested_minor, request.session_id)
     same = tuple(row[:4]) == asked and request.hold_id in (None, row[4])
     # A refund's reference is the refund id it made; a top-up's is the money's origin.
+    outcome: dict[str, Any] = row[6]
+    if request.provider is not None and outcome["hold"]["provider"] != request.provider:
+        same = False
     if not same or request.reference not in (None, row[5]):
         raise InvalidLedgerRequest("idempotency key already used for a different request")
-    outcome: dict[str, Any] = row[6]
     return outcome
 
 
@@ -409,7 +411,7 @@ def hold(
     """Move ``amount_minor`` of the wallet's available balance to held for the session;
     :class:`InsufficientFunds` when the available balance does not cover it."""
     _positive(amount_minor, "a hold")
-    request = _Request("hold", customer, amount_minor, session_id=session_id)
+    request = _Request("hold", customer, amount_minor, session_id=session_id, provider="wallet")
 
     def operation(cur: Cursor) -> Hold:
         available = _account_id(cur, customer, "wallet_available", currency)
@@ -442,7 +444,7 @@ def authorize_postpaid(
     """Authorise a postpaid session: always, unless the customer's credit limit (owed +
     open authorisations + this one) would be exceeded (:class:`InsufficientFunds`)."""
     _positive(amount_minor, "an authorisation")
-    request = _Request("hold", customer, amount_minor, session_id=session_id)
+    request = _Request("hold", customer, amount_minor, session_id=session_id, provider="postpaid")
 
     def operation(cur: Cursor) -> Hold:
         receivable = _account_id(cur, customer, "postpaid_receivable", currency)

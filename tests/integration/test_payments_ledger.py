@@ -306,6 +306,11 @@ def test_each_provider_answers_for_its_own_payments_only(pool: ConnectionPool[An
         wallet.capture(ref, 500, idempotency_key="capture:S1")
     with pytest.raises(InvalidPaymentRequest):
         postpaid.get("wallet_0")
+    with pytest.raises(InvalidPaymentRequest):  # the key of a postpaid authorisation
+        wallet.authorize(
+            session_id="S1", customer="alice", amount_minor=500, currency="EUR",
+            payment_method=None, idempotency_key="authorize:S1",
+        )  # fmt: skip
     assert postpaid.get(ref).status is PaymentStatus.AUTHORIZED
 
 
