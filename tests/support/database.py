@@ -32,6 +32,10 @@ DATA_TABLES = (
     "alerts_outbox",
     "connector_health",
     "webhook_deliveries",
+    "ledger_postings",
+    "ledger_transactions",
+    "ledger_holds",
+    "ledger_accounts",
 )
 
 
