@@ -144,6 +144,21 @@ def _quantity_checks(r: TariffRestrictions) -> list[Predicate]:
     return checks
 
 
+def elements_in_force(tariff: Tariff, local: datetime) -> list[tuple[int, TariffElement]]:
+    """The elements whose calendar restrictions (time, date, weekday) hold at the
+    location's wall-clock time ``local`` (naive), whatever their quantity restrictions:
+    what a driver must be shown before charging. Reservation elements are left out."""
+    moment = _Moment(local, _ZERO, _ZERO, None, _ZERO)
+    found = []
+    for index, element in enumerate(tariff.elements):
+        r = element.restrictions
+        if r is not None and r.reservation is not None:
+            continue
+        if r is None or all(check(moment) for check in _calendar_checks(r)):
+            found.append((index, element))
+    return found
+
+
 def _time_window(start: time | None, end: time | None) -> Predicate:
     """Start inclusive, end exclusive; an end before the start wraps past midnight; the
     same start and end: all day."""
