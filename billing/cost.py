@@ -43,6 +43,7 @@ from billing.session_usage import Reading, SessionUsage
 from billing.tariffs import (
     WEEKDAYS,
     PriceComponent,
+    ReservationRestrictionType,
     Tariff,
     TariffDimensionType,
     TariffElement,
@@ -51,6 +52,7 @@ from billing.tariffs import (
 
 Dimension = TariffDimensionType
 _ZERO = Decimal(0)
+_ONE = Decimal(1)
 _US = timedelta(microseconds=1)
 _UWH = Decimal("0.000001")
 _WH_PER_KWH = Decimal(1000)
@@ -195,8 +197,14 @@ class _CompiledTariff:
         self.power_limits_w: list[Decimal] = []
         self.current_limits_a: list[Decimal] = []
         self.needs_local = False
+        self.reservation: dict[tuple[ReservationRestrictionType, Dimension], _Candidate] = {}
         for index, element in enumerate(tariff.elements):
             holds = _compile(element.restrictions)
+            kind = element.restrictions.reservation if element.restrictions else None
+            if kind is not None:
+                for component in element.price_components:
+                    candidate = _Candidate(index, component, None)
+                    self.reservation.setdefault((kind, component.type), candidate)
             seen: set[Dimension] = set()
             for component in element.price_components:
                 if component.type in seen:
@@ -497,6 +505,7 @@ class CostLine:
     vat: Decimal | None  # percent; None: no VAT applicable
     element_index: int
     cost: Amount  # rounded share of the total (lines add up to the totals exactly)
+    reservation: bool = False  # a line of the reservation before the session
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,6 +517,7 @@ class ChargingPeriod:
     seconds: Decimal
     tariff_id: str
     elements: dict[Dimension, int]
+    reservation: bool = False  # the reservation before the session (RESERVATION_TIME)
 
     @property
     def hours(self) -> Decimal:
@@ -525,7 +535,8 @@ class PricedSession:
     total_energy_kwh: Decimal
     total_time_h: Decimal
     total_parking_time_h: Decimal
-    by_dimension: dict[Dimension, Amount]  # rounded, adding up to the unclamped total
+    by_dimension: dict[Dimension, Amount]  # rounded; with the reservation, adding up to
+    reservation_cost: Amount | None  # the unclamped total
     price_limit_adjustment: Amount  # min_price / max_price
     total_cost: Amount
     exact_total: Amount = field(repr=False)  # before rounding, for the bench and tests
@@ -549,6 +560,7 @@ class PricedSession:
             "total_time_cost": self.by_dimension.get(Dimension.TIME, zero).to_json(),
             "total_parking_time": _volume(self.total_parking_time_h),
             "total_parking_cost": self.by_dimension.get(Dimension.PARKING_TIME, zero).to_json(),
+            "total_reservation_cost": (self.reservation_cost or zero).to_json(),
             "cost_breakdown": [_line_json(line, self.periods) for line in self.lines],
         }
         if self.price_limit_adjustment != zero:
@@ -571,6 +583,12 @@ def _volume(value: Decimal) -> Decimal:
 
 def _period_json(period: ChargingPeriod) -> dict[str, Any]:
     dimensions: list[dict[str, Any]] = []
+    if period.reservation:
+        return {
+            "start_date_time": ocpi_datetime(period.start),
+            "dimensions": [{"type": "RESERVATION_TIME", "volume": _volume(period.hours)}],
+            "tariff_id": period.tariff_id,
+        }
     if not period.parking:
         dimensions.append({"type": "ENERGY", "volume": _volume(period.energy_kwh)})
     dimensions.append(
@@ -684,42 +702,59 @@ def _apportion(total: Decimal, exact: Sequence[Decimal], currency: str) -> list[
     return [(s * unit).quantize(unit) for s in shares]
 
 
+RESERVATION = "RESERVATION"  # the cost group of a reservation's lines (FLAT and TIME)
+_GROUP_ORDER: tuple[str, ...] = (*(d.value for d in Dimension), RESERVATION)
+
+
 def _rounded(
-    dimensions: list[Dimension], excl: list[Decimal], incl: list[Decimal], currency: str
-) -> tuple[dict[Dimension, Amount], list[Amount]]:
-    """The totals rounded once, apportioned to the dimensions and then to their lines,
-    so that every level adds up exactly: (rounded per dimension, rounded per line)."""
-    members: dict[Dimension, list[int]] = {}
-    for n, dimension in enumerate(dimensions):
-        members.setdefault(dimension, []).append(n)
-    present = [d for d in Dimension if d in members]
-    sums_excl = [sum((excl[n] for n in members[d]), _ZERO) for d in present]
-    sums_incl = [sum((incl[n] for n in members[d]), _ZERO) for d in present]
-    dim_excl = _apportion(round_money(sum(sums_excl, _ZERO), currency), sums_excl, currency)
-    dim_incl = _apportion(round_money(sum(sums_incl, _ZERO), currency), sums_incl, currency)
-    by_dimension: dict[Dimension, Amount] = {}
-    lines: list[Amount] = [Amount(_ZERO, _ZERO)] * len(dimensions)
-    for d, e, i in zip(present, dim_excl, dim_incl, strict=True):
-        by_dimension[d] = Amount(e, i)
-        rows = members[d]
+    groups: list[str], excl: list[Decimal], incl: list[Decimal], currency: str
+) -> tuple[dict[str, Amount], list[Amount]]:
+    """The totals rounded once, apportioned to the groups (the tariff dimensions and the
+    reservation) and then to their lines, so that every level adds up exactly:
+    (rounded per group, rounded per line)."""
+    members: dict[str, list[int]] = {}
+    for n, group in enumerate(groups):
+        members.setdefault(group, []).append(n)
+    present = [g for g in _GROUP_ORDER if g in members]
+    sums_excl = [sum((excl[n] for n in members[g]), _ZERO) for g in present]
+    sums_incl = [sum((incl[n] for n in members[g]), _ZERO) for g in present]
+    group_excl = _apportion(round_money(sum(sums_excl, _ZERO), currency), sums_excl, currency)
+    group_incl = _apportion(round_money(sum(sums_incl, _ZERO), currency), sums_incl, currency)
+    by_group: dict[str, Amount] = {}
+    lines: list[Amount] = [Amount(_ZERO, _ZERO)] * len(groups)
+    for g, e, i in zip(present, group_excl, group_incl, strict=True):
+        by_group[g] = Amount(e, i)
+        rows = members[g]
         shares_excl = _apportion(e, [excl[n] for n in rows], currency)
         shares_incl = _apportion(i, [incl[n] for n in rows], currency)
         for n, line_excl, line_incl in zip(rows, shares_excl, shares_incl, strict=True):
             lines[n] = Amount(line_excl, line_incl)
-    return by_dimension, lines
+    return by_group, lines
 
 
-def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
-    """The cost of ``usage`` under ``tariff`` (checked input: :func:`parse_usage`,
-    :func:`billing.tariffs.parse_tariff`)."""
-    compiled = _compiled(tariff)
-    currency = tariff.currency
+@dataclass(slots=True)
+class _Line:
+    """A line before rounding: its cost group, the volumes and the exact cost."""
+
+    group: str
+    dimension: Dimension
+    period: int
+    volume: Decimal
+    billed: Decimal
+    excl: Decimal
+    candidate: _Candidate
+
+
+def _charging(
+    compiled: _CompiledTariff, usage: SessionUsage, first_period: int
+) -> tuple[list[ChargingPeriod], list[_Line], Decimal]:
+    """The charging session's periods and lines, and its parking seconds."""
+    if not usage.charged:
+        return [], [], _ZERO
     pieces = _pieces(compiled, usage)
-    groups = _periods(pieces, compiled)
-
     periods: list[ChargingPeriod] = []
     drafts: list[_Draft] = []
-    for index, group in enumerate(groups):
+    for index, group in enumerate(_periods(pieces, compiled), start=first_period):
         first = group[0]
         energy_wh = sum((p.energy_wh for p in group), _ZERO)
         seconds = sum((p.seconds for p in group), _ZERO)
@@ -740,13 +775,26 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
                 parking=first.parking,
                 energy_kwh=energy_wh / _WH_PER_KWH,
                 seconds=seconds,
-                tariff_id=tariff.id,
+                tariff_id=compiled.tariff.id,
                 elements=elements,
             )
         )
     _apply_steps(drafts)
-
-    flat: _Candidate | None = None
+    lines = []
+    for d in drafts:
+        per_unit = _WH_PER_KWH if d.dimension is Dimension.ENERGY else _S_PER_H
+        billed = d.billed_units / per_unit
+        lines.append(
+            _Line(
+                d.dimension.value,
+                d.dimension,
+                d.period,
+                d.volume_units / per_unit,
+                billed,
+                billed * d.candidate.component.price,
+                d.candidate,
+            )
+        )
     if compiled.by_dimension[Dimension.FLAT]:
         at_start = (
             pieces[0].moment
@@ -754,54 +802,112 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
             else _Moment(_wall(usage.start, usage.time_zone), _ZERO, _ZERO, None, _ZERO)
         )
         flat = compiled.select(Dimension.FLAT, at_start)
+        if flat is not None:
+            price = flat.component.price
+            lines.append(
+                _Line(Dimension.FLAT.value, Dimension.FLAT, first_period, _ONE, _ONE, price, flat)
+            )
+    return periods, lines, sum((p.seconds for p in pieces if p.parking), _ZERO)
 
-    # Exact costs per line, then the totals rounded once and apportioned.
-    exact_lines: list[tuple[Dimension, int, Decimal, Decimal, Decimal, _Candidate]] = []
-    for d in drafts:
-        per_unit = _WH_PER_KWH if d.dimension is Dimension.ENERGY else _S_PER_H
-        billed = d.billed_units / per_unit
-        excl = billed * d.candidate.component.price
-        exact_lines.append(
-            (d.dimension, d.period, d.volume_units / per_unit, billed, excl, d.candidate)
+
+def _reservation(
+    compiled: _CompiledTariff, usage: SessionUsage
+) -> tuple[list[ChargingPeriod], list[_Line]]:
+    """The reservation's period and lines: its FLAT fee and its TIME, from the first
+    RESERVATION element pricing each (an expired reservation: the RESERVATION_EXPIRES
+    element's first, else the RESERVATION one), TIME rounded to its own step_size."""
+    reservation = usage.reservation
+    if reservation is None:
+        return [], []
+    kinds = [ReservationRestrictionType.RESERVATION]
+    if reservation.expired:
+        kinds.insert(0, ReservationRestrictionType.RESERVATION_EXPIRES)
+    seconds = Decimal((reservation.end - reservation.start) // _US) / 1_000_000
+    lines: list[_Line] = []
+    elements: dict[Dimension, int] = {}
+    for dimension in (Dimension.TIME, Dimension.FLAT):
+        candidate = next(
+            (c for kind in kinds if (c := compiled.reservation.get((kind, dimension)))), None
         )
-    if flat is not None:
-        exact_lines.append((Dimension.FLAT, 0, Decimal(1), Decimal(1), flat.component.price, flat))
-    exact_excl = [line[4] for line in exact_lines]
-    exact_incl = [_with_vat(line[4], line[5].component.vat) for line in exact_lines]
-    by_dimension, line_costs = _rounded(
-        [line[0] for line in exact_lines], exact_excl, exact_incl, currency
+        if candidate is None:
+            continue
+        elements[dimension] = candidate.element_index
+        component = candidate.component
+        if dimension is Dimension.FLAT:
+            lines.append(_Line(RESERVATION, dimension, 0, _ONE, _ONE, component.price, candidate))
+            continue
+        billed_s = _step_up(seconds, component.step_size) if component.price > 0 else seconds
+        billed = billed_s / _S_PER_H
+        lines.append(
+            _Line(
+                RESERVATION,
+                dimension,
+                0,
+                seconds / _S_PER_H,
+                billed,
+                billed * component.price,
+                candidate,
+            )
+        )
+    period = ChargingPeriod(
+        start=reservation.start,
+        end=reservation.end,
+        parking=False,
+        energy_kwh=_ZERO,
+        seconds=seconds,
+        tariff_id=compiled.tariff.id,
+        elements=elements,
+        reservation=True,
     )
-    total_excl = sum((a.excl_vat for a in by_dimension.values()), _ZERO)
-    total_incl = sum((a.incl_vat for a in by_dimension.values()), _ZERO)
+    return [period], lines
+
+
+def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
+    """The cost of ``usage`` under ``tariff`` (checked input: :func:`parse_usage`,
+    :func:`billing.tariffs.parse_tariff`)."""
+    compiled = _compiled(tariff)
+    currency = tariff.currency
+    reserved, reservation_lines = _reservation(compiled, usage)
+    periods, charging_lines, parking_s = _charging(compiled, usage, len(reserved))
+    exact = [*reservation_lines, *charging_lines]
+    exact_excl = [line.excl for line in exact]
+    exact_incl = [_with_vat(line.excl, line.candidate.component.vat) for line in exact]
+    by_group, line_costs = _rounded(
+        [line.group for line in exact], exact_excl, exact_incl, currency
+    )
+    total_excl = sum((a.excl_vat for a in by_group.values()), _ZERO)
+    total_incl = sum((a.incl_vat for a in by_group.values()), _ZERO)
     lines = tuple(
         CostLine(
-            period=line[1],
-            dimension=line[0],
-            volume=line[2],
-            billed_volume=line[3],
-            unit_price=line[5].component.price,
-            vat=line[5].component.vat,
-            element_index=line[5].element_index,
+            period=line.period,
+            dimension=line.dimension,
+            volume=line.volume,
+            billed_volume=line.billed,
+            unit_price=line.candidate.component.price,
+            vat=line.candidate.component.vat,
+            element_index=line.candidate.element_index,
             cost=line_costs[n],
+            reservation=line.group == RESERVATION,
         )
-        for n, line in enumerate(exact_lines)
+        for n, line in enumerate(exact)
     )
-
     exact_total = Amount(sum(exact_excl, _ZERO), sum(exact_incl, _ZERO))
     clamped = _clamp(tariff, Amount(total_excl, total_incl), exact_total)
     adjustment = Amount(clamped.excl_vat - total_excl, clamped.incl_vat - total_incl)
-    parking_s = sum((p.seconds for p in pieces if p.parking), _ZERO)
     return PricedSession(
         tariff=tariff,
         start=usage.start,
         stop=usage.stop,
         currency=currency,
-        periods=tuple(periods),
+        periods=(*reserved, *periods),
         lines=lines,
         total_energy_kwh=Decimal(usage.energy_wh) / _WH_PER_KWH,
-        total_time_h=Decimal((usage.stop - usage.start) // _US) / 1_000_000 / _S_PER_H,
+        total_time_h=Decimal((usage.stop - usage.start) // _US) / 1_000_000 / _S_PER_H
+        if usage.charged
+        else _ZERO,
         total_parking_time_h=parking_s / _S_PER_H,
-        by_dimension=by_dimension,
+        by_dimension={Dimension(g): a for g, a in by_group.items() if g != RESERVATION},
+        reservation_cost=by_group.get(RESERVATION),
         price_limit_adjustment=adjustment,
         total_cost=clamped,
         exact_total=exact_total,

@@ -45,33 +45,46 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """The EVSE held for the driver from ``start`` to ``end``: the session began at
+    ``end``, or the reservation ``expired`` without one."""
+
+    start: datetime
+    end: datetime
+    expired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SessionUsage:
     time_zone: ZoneInfo
     start: datetime
     stop: datetime
-    readings: tuple[Reading, ...]
+    readings: tuple[Reading, ...]  # empty only for a reservation that expired
+    reservation: Reservation | None = None
+
+    @property
+    def charged(self) -> bool:
+        """Whether a charging session took place (not only an expired reservation)."""
+        return bool(self.readings)
 
     @property
     def energy_wh(self) -> int:
+        if not self.readings:
+            return 0
         return self.readings[-1].energy_wh - self.readings[0].energy_wh
 
 
-def check_usage(usage: SessionUsage) -> SessionUsage:
-    """``usage`` if the calculation can price it; :class:`UsageError` otherwise."""
-    if usage.start.utcoffset() is None or usage.stop.utcoffset() is None:
-        raise UsageError("start and stop need a time zone offset (UTC: Z)")
-    if usage.stop < usage.start:
-        raise UsageError("stop is before start")
-    if not (usage.start.year >= 1970 and usage.stop.year < 9000):
-        raise UsageError("start and stop must lie between 1970 and 9000")
-    if usage.stop - usage.start > MAX_SESSION:
-        raise UsageError(f"a session longer than {MAX_SESSION.days} days cannot be priced")
-    readings = usage.readings
-    if not readings:
-        raise UsageError("a session needs its meter readings (at least one, at start)")
-    if readings[0].time != usage.start:
+def _check_reservation(reservation: Reservation, session_start: datetime) -> None:
+    if reservation.end < reservation.start or reservation.end - reservation.start > MAX_SESSION:
+        raise UsageError("the reservation must end after it starts, within 92 days")
+    if reservation.end > session_start and not reservation.expired:
+        raise UsageError("a reservation ends when its session starts, not after")
+
+
+def _check_readings(readings: tuple[Reading, ...], start: datetime, stop: datetime) -> None:
+    if readings[0].time != start:
         raise UsageError("the first reading must be at start (the register when it began)")
-    if readings[-1].time != usage.stop:
+    if readings[-1].time != stop:
         raise UsageError("the last reading must be at stop")
     for before, after in itertools.pairwise(readings):
         if after.time <= before.time:
@@ -88,6 +101,27 @@ def check_usage(usage: SessionUsage) -> SessionUsage:
                     f"energy_wh, power_w and current_a must be between 0 and 10^12 "
                     f"({reading.time.isoformat()})"
                 )
+
+
+def check_usage(usage: SessionUsage) -> SessionUsage:
+    """``usage`` if the calculation can price it; :class:`UsageError` otherwise."""
+    if usage.start.utcoffset() is None or usage.stop.utcoffset() is None:
+        raise UsageError("start and stop need a time zone offset (UTC: Z)")
+    if usage.stop < usage.start:
+        raise UsageError("stop is before start")
+    if not (usage.start.year >= 1970 and usage.stop.year < 9000):
+        raise UsageError("start and stop must lie between 1970 and 9000")
+    if usage.stop - usage.start > MAX_SESSION:
+        raise UsageError(f"a session longer than {MAX_SESSION.days} days cannot be priced")
+    reservation = usage.reservation
+    if reservation is not None:
+        _check_reservation(reservation, usage.start)
+    readings = usage.readings
+    if not readings:
+        if reservation is not None and reservation.expired:
+            return usage  # nothing was charged: only the reservation is priced
+        raise UsageError("a session needs its meter readings (at least one, at start)")
+    _check_readings(readings, usage.start, usage.stop)
     return usage
 
 
@@ -154,5 +188,22 @@ def parse_usage(data: object) -> SessionUsage:
             start=_instant(data.get("start"), "start"),
             stop=_instant(data.get("stop"), "stop"),
             readings=tuple(readings),
+            reservation=_reservation(data.get("reservation")),
         )
+    )
+
+
+def _reservation(data: object) -> Reservation | None:
+    """``{"start", "end", "expired"?}``: the reservation before the session, if any."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise UsageError("reservation must be an object {start, end, expired}")
+    expired = data.get("expired", False)
+    if not isinstance(expired, bool):
+        raise UsageError("reservation.expired must be true or false")
+    return Reservation(
+        start=_instant(data.get("start"), "reservation.start"),
+        end=_instant(data.get("end"), "reservation.end"),
+        expired=expired,
     )

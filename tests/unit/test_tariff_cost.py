@@ -9,7 +9,8 @@ import pytest
 
 from billing.cost import price_session
 from billing.tariffs import TariffDimensionType as Dim
-from tests.support.billing import Run, component, element, session, tariff, utc
+from billing.session_usage import UsageError, parse_usage
+from tests.support.billing import Run, component, element, session, session_json, tariff, utc
 
 D = Decimal
 # 2026-03-02 is a Monday; Amsterdam is UTC+1 in winter, UTC+2 in summer.
@@ -258,3 +259,34 @@ def test_cdr_lists_periods_totals_and_a_breakdown_that_adds_up() -> None:
     total_incl = sum((line["cost"]["incl_vat"] for line in cdr["cost_breakdown"]), D(0))
     assert total_incl == cdr["total_cost"]["incl_vat"]
     assert [d["type"] for d in cdr["charging_periods"][-1]["dimensions"]] == ["PARKING_TIME"]
+
+
+def test_a_reservation_is_priced_before_the_session_with_its_own_step() -> None:
+    t = tariff(
+        element(
+            component("FLAT", "1.00"),
+            component("TIME", "6.00", step=600),
+            reservation="RESERVATION",
+        ),
+        element(component("ENERGY", "0.30")),
+    )
+    body = session_json(MONDAY_16_LOCAL, Run(60, 10_000))
+    body["reservation"] = {"start": "2026-03-02T14:48:00Z", "end": "2026-03-02T15:00:00Z"}
+    priced = price_session(t, parse_usage(body))
+    # 12 min reserved -> 20 min at 6.00/h + the 1.00 fee, then 10 kWh x 0.30.
+    assert priced.reservation_cost is not None
+    assert priced.reservation_cost.excl_vat == D("3.00")
+    assert priced.total_cost.excl_vat == D("6.00")
+    assert priced.periods[0].reservation
+    assert priced.to_cdr()["charging_periods"][0]["dimensions"][0]["type"] == "RESERVATION_TIME"
+    assert priced.total_time_h == 1  # the charging session only
+
+
+def test_a_reservation_ending_after_the_session_started_is_refused() -> None:
+    body = session_json(MONDAY_16_LOCAL, Run(60, 10_000))
+    body["reservation"] = {"start": "2026-03-02T14:48:00Z", "end": "2026-03-02T15:30:00Z"}
+    with pytest.raises(UsageError, match="ends when its session starts"):
+        parse_usage(body)
+    body["reservation"] = {"start": "2026-03-02T14:48:00Z", "end": "2026-03-02T14:00:00Z"}
+    with pytest.raises(UsageError, match="must end after it starts"):
+        parse_usage(body)
