@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from billing.cost import price_session
-from billing.tariffs import TariffDimensionType as Dim
 from billing.session_usage import UsageError, parse_usage
+from billing.tariffs import TariffDimensionType as Dim
 from tests.support.billing import Run, component, element, session, session_json, tariff, utc
 
 D = Decimal
