@@ -213,6 +213,8 @@ class _CompiledTariff:
                 self.by_dimension[component.type].append(_Candidate(index, component, holds))
             self._collect_cuts(element, clocks)
         self.clocks = sorted(clocks)
+        self.power_limits_w.sort()
+        self.current_limits_a.sort()
 
     def _collect_cuts(self, element: TariffElement, clocks: set[time]) -> None:
         r = element.restrictions
@@ -237,16 +239,6 @@ class _CompiledTariff:
         for amps in (r.min_current, r.max_current):
             if amps is not None and amps not in self.current_limits_a:
                 self.current_limits_a.append(amps)
-
-    def reading_key(self, reading: Reading, flat_register: bool) -> tuple[Any, ...]:
-        """What restrictions can tell apart about the interval from ``reading`` on:
-        parking or not, and which power and current limits it is at or above."""
-        power, current = reading.power_w, reading.current_a
-        return (
-            flat_register and power == 0,
-            tuple(power >= limit for limit in self.power_limits_w),
-            None if current is None else tuple(current >= limit for limit in self.current_limits_a),
-        )
 
     def select(self, dimension: Dimension, moment: _Moment) -> _Candidate | None:
         for candidate in self.by_dimension[dimension]:
@@ -378,9 +370,18 @@ def _reading_bounds(
     (parking or not; the power and current limits reached) changes."""
     bounds: set[int] = {0, offsets[-1]}
     if compiled.power_limits_w or compiled.current_limits_a:
+        # What tells intervals apart: parking or not, and how many of the (sorted) power
+        # and current limits the interval is at or above.
+        power_limits, current_limits = compiled.power_limits_w, compiled.current_limits_a
         last_key: tuple[Any, ...] | None = None
         for i in range(len(readings) - 1):
-            key = compiled.reading_key(readings[i], energies[i + 1] == energies[i])
+            reading = readings[i]
+            power, current = reading.power_w, reading.current_a
+            key = (
+                energies[i + 1] == energies[i] and not power,
+                bisect.bisect_right(power_limits, power),
+                None if current is None else bisect.bisect_right(current_limits, current),
+            )
             if key != last_key:
                 bounds.add(offsets[i])
                 last_key = key
@@ -683,23 +684,24 @@ def _with_vat(excl: Decimal, vat: Decimal | None) -> Decimal:
 
 
 def _apportion(total: Decimal, exact: Sequence[Decimal], currency: str) -> list[Decimal]:
-    """Rounded shares of ``total`` (already rounded) in proportion to the exact parts,
-    adding up to it exactly: each part rounded down to the minor unit, the remaining
-    units to the parts with the largest remainders (ties: the earlier part)."""
+    """Rounded shares of ``total`` (already rounded) in proportion to the exact parts
+    (none negative), adding up to it exactly: each part rounded down to the minor unit,
+    the units left over to the parts with the largest remainders (ties: the earlier)."""
     if len(exact) <= 1:
         return [total] if exact else []
-    unit = Decimal(1).scaleb(-exponent(currency))
-    floors = [(x / unit).to_integral_value(rounding="ROUND_FLOOR") for x in exact]
-    remaining = int((total / unit) - sum(floors, _ZERO))
-    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] / unit - floors[i]), i))
-    shares = list(floors)
-    if remaining >= 0:
-        for i in order[:remaining]:
-            shares[i] += 1
-    else:  # the exact parts were rounded up past the total: take from the smallest remainders
-        for i in list(reversed(order))[:-remaining]:
-            shares[i] -= 1
-    return [(s * unit).quantize(unit) for s in shares]
+    places = exponent(currency)
+    scaled = [x.scaleb(places) for x in exact]
+    shares = [int(x) for x in scaled]  # not negative: int() rounds down
+    remaining = int(total.scaleb(places)) - sum(shares)
+    if remaining:
+        by_remainder = sorted(range(len(exact)), key=lambda i: (shares[i] - scaled[i], i))
+        if remaining > 0:
+            for i in by_remainder[:remaining]:
+                shares[i] += 1
+        else:  # the parts were rounded up past the total: take from the smallest remainders
+            for i in by_remainder[::-1][:-remaining]:
+                shares[i] -= 1
+    return [Decimal(share).scaleb(-places) for share in shares]
 
 
 RESERVATION = "RESERVATION"  # the cost group of a reservation's lines (FLAT and TIME)
