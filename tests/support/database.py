@@ -32,6 +32,8 @@ DATA_TABLES = (
     "alerts_outbox",
     "connector_health",
     "webhook_deliveries",
+    "payment_events",
+    "session_payments",
     "ledger_postings",
     "ledger_transactions",
     "ledger_holds",
