@@ -120,6 +120,8 @@ def require_roles(*roles: Role | str) -> Callable[[ApiPrincipal], Awaitable[ApiP
 SessionReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.BILLING, Role.OPERATOR, Role.ADMIN))
 ]
+# Money: payments, refunds, CDRs, reviews.
+BillingDesk = Annotated[ApiPrincipal, Depends(require_roles(Role.BILLING, Role.ADMIN))]
 # Trying tariffs on sessions before they go live: the billing desk and operations.
 TariffTester = Annotated[
     ApiPrincipal, Depends(require_roles(Role.BILLING, Role.OPERATOR, Role.ADMIN))

@@ -11,14 +11,24 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from api.config import ApiConfig
 from api.metrics import ApiMetrics
 from api.observe import ObserveRequests
+from api.payments import PaymentsSetup
 from api.problems import COMMON, NotReadyProblem, Problem, install_problem_handlers
 from api.ratelimit import AuthFailureLimiter
-from api.routers import alerts, availability, health, load, sessions, station_health, tariffs
+from api.routers import (
+    alerts,
+    availability,
+    health,
+    load,
+    payments,
+    sessions,
+    station_health,
+    tariffs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +47,20 @@ Too many wrong keys from one address answer 429 with `Retry-After`.
 """
 
 
-def create_app(config: ApiConfig) -> FastAPI:
+def create_app(config: ApiConfig, payments_setup: PaymentsSetup | None = None) -> FastAPI:
     metrics = ApiMetrics()
     limiter = AuthFailureLimiter(config.auth_failure_limit, config.auth_failure_window_s)
     app = FastAPI(
         title="chargeflow API",
         version="0.1.0",
         description=DESCRIPTION,
-        lifespan=_lifespan(config, limiter),
+        lifespan=_lifespan(config, limiter, payments_setup or PaymentsSetup()),
         responses=COMMON,
     )
     app.state.config = config
     app.state.pool = None
+    app.state.payments = None
+    app.state.stripe_webhook = (payments_setup or PaymentsSetup()).verify_stripe_webhook
     app.state.metrics = metrics
     app.state.auth_limiter = limiter
     metrics.watch_pool(lambda: app.state.pool)
@@ -60,9 +72,10 @@ def create_app(config: ApiConfig) -> FastAPI:
 
 
 def _lifespan(
-    config: ApiConfig, limiter: AuthFailureLimiter
+    config: ApiConfig, limiter: AuthFailureLimiter, payments_setup: PaymentsSetup
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The database pool for the app's lifetime; the limiter closed at shutdown."""
+    """The database pools for the app's lifetime (the async one for requests, a small
+    synchronous one for the payment providers); the limiter closed at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,10 +90,22 @@ def _lifespan(
         # Not waiting: the API starts even while the database is down (readyz says so).
         await pool.open(wait=False)
         app.state.pool = pool
+        payments_pool: ConnectionPool[Any] = ConnectionPool(
+            config.database_url,
+            min_size=0,
+            max_size=config.pool_max_size,
+            timeout=config.pool_timeout_s,
+            open=False,
+            name="chargeflow-api-payments",
+        )
+        payments_pool.open(wait=False)
+        app.state.payments = payments_setup.service(payments_pool)
         try:
             yield
         finally:
             app.state.pool = None
+            app.state.payments = None
+            await asyncio.to_thread(payments_pool.close)
             await pool.close()
             await limiter.aclose()
 
@@ -95,6 +120,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(alerts.router)
     app.include_router(station_health.router)
     app.include_router(tariffs.router)
+    app.include_router(payments.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -121,11 +147,15 @@ def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 
 def build_server(
-    config: ApiConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
+    config: ApiConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    payments: PaymentsSetup | None = None,
 ) -> uvicorn.Server:
     return uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            create_app(config, payments),
             host=host,
             port=port,
             log_level=log_level,
@@ -137,11 +167,21 @@ def build_server(
     )
 
 
-async def serve_async(config: ApiConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+async def serve_async(
+    config: ApiConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    payments: PaymentsSetup | None = None,
+) -> None:
     """Serve until cancelled or SIGINT/SIGTERM (uvicorn handles both)."""
-    await build_server(config, host, port).serve()
+    await build_server(config, host, port, payments=payments).serve()
 
 
-def serve(config: ApiConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(
+    config: ApiConfig,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    payments: PaymentsSetup | None = None,
+) -> None:
     log.info("chargeflow API on http://%s:%d (docs at /docs)", host, port)
-    asyncio.run(serve_async(config, host, port))
+    asyncio.run(serve_async(config, host, port, payments))

@@ -282,12 +282,14 @@ def api() -> None:
     import uvicorn
 
     from api.main import create_app
+    from api.payments import from_settings as payments_from_settings
 
     settings = _settings()
     api_settings = _process_settings(lambda: settings.api)
     config = _process_settings(lambda: api_settings.config(database_url=_database_url(settings)))
+    payments = _process_settings(payments_from_settings)
     uvicorn.run(
-        create_app(config),
+        create_app(config, payments),
         host=api_settings.api_host,
         port=api_settings.api_port,
         # The app logs each request itself, without the query string.

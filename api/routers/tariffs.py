@@ -17,10 +17,42 @@ router = APIRouter(prefix="/v1/tariffs", tags=["tariffs"], responses=AUTHENTICAT
 # A preview is one session: a day of 10 s readings is ~1 MB of JSON.
 MAX_PREVIEW_BYTES = 4 * 1024 * 1024
 
+_EXAMPLE = {
+    "tariff": {
+        "country_code": "NL",
+        "party_id": "CFL",
+        "id": "TOU-1",
+        "currency": "EUR",
+        "elements": [
+            {
+                "price_components": [{"type": "ENERGY", "price": 0.45, "vat": 21, "step_size": 1}],
+                "restrictions": {"start_time": "17:00", "end_time": "21:00"},
+            },
+            {
+                "price_components": [
+                    {"type": "ENERGY", "price": 0.30, "vat": 21, "step_size": 1},
+                    {"type": "PARKING_TIME", "price": 6.00, "vat": 21, "step_size": 300},
+                ]
+            },
+        ],
+        "last_updated": "2026-01-01T00:00:00Z",
+    },
+    "session": {
+        "time_zone": "Europe/Amsterdam",
+        "start": "2026-03-02T15:20:00Z",
+        "stop": "2026-03-02T16:57:00Z",
+        "readings": [
+            {"time": "2026-03-02T15:20:00Z", "energy_wh": 1000, "power_w": 11000},
+            {"time": "2026-03-02T16:40:00Z", "energy_wh": 15667, "power_w": 0},
+            {"time": "2026-03-02T16:57:00Z", "energy_wh": 15667, "power_w": 0},
+        ],
+    },
+}
 _PREVIEW_BODY: dict[str, Any] = {
     "required": True,
     "content": {
         "application/json": {
+            "example": _EXAMPLE,
             "schema": {
                 "type": "object",
                 "required": ["tariff", "session"],
@@ -34,7 +66,7 @@ _PREVIEW_BODY: dict[str, Any] = {
                         "first reading is at start, the last at stop",
                     },
                 },
-            }
+            },
         }
     },
 }

@@ -40,7 +40,7 @@ from billing.payments.provider import (
 from bus.times import utc_now
 from runtime.retry import Backoff
 from store import payments as store
-from store.payments import SessionPayment
+from store.payments import PaymentEvent, SessionPayment
 
 log = structlog.get_logger("chargeflow.payments")
 
@@ -85,6 +85,16 @@ class PaymentService:
     def get(self, session_id: str) -> SessionPayment | None:
         with self._pool.connection() as conn:
             return store.get(conn, session_id)
+
+    def history(self, session_id: str) -> tuple[SessionPayment, list[PaymentEvent]] | None:
+        """The session's payment and its log, oldest first."""
+        with self._pool.connection() as conn:
+            row = store.get(conn, session_id)
+            return None if row is None else (row, store.events(conn, session_id))
+
+    def flagged(self, limit: int = 100) -> list[SessionPayment]:
+        with self._pool.connection() as conn:
+            return store.flagged(conn, limit)
 
     # ------------------------------------------------------------------ authorise
 

@@ -21,7 +21,6 @@ from billing.payments.stripe import StripeProvider
 from billing.payments.wallet import WalletProvider
 from runtime.retry import Backoff
 from store import ledger
-from store import payments as payment_store
 from tests.support.fake_stripe import FakeStripe, fake_stripe
 
 pytestmark = pytest.mark.integration
@@ -146,8 +145,7 @@ def test_a_capture_failing_every_time_is_flagged_for_billing(
     assert row.flagged is not None
     assert row.flagged.startswith("capture failed")
     assert row.next_attempt_at is None
-    with service._pool.connection() as conn:
-        assert [p.session_id for p in payment_store.flagged(conn)] == [SESSION]
+    assert [p.session_id for p in service.flagged()] == [SESSION]
     assert service.capture(SESSION, 2000).status == "authorized"  # left for billing
 
 
@@ -180,8 +178,9 @@ def test_refunds_never_exceed_the_capture_and_a_retried_refund_refunds_once(
         f"refund:{SESSION}:r-1",
         f"refund:{SESSION}:r-2",
     ]
-    with service._pool.connection() as conn:
-        kinds = [e.kind for e in payment_store.events(conn, SESSION)]
+    found = service.history(SESSION)
+    assert found is not None
+    kinds = [e.kind for e in found[1]]
     assert kinds == ["authorized", "captured", "refunded", "refunded"]
 
 

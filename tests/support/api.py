@@ -17,6 +17,7 @@ import psycopg
 
 from api.config import ApiConfig
 from api.main import build_server, create_app
+from api.payments import PaymentsSetup
 from chargeflow.stack import free_port
 from tests.support.polling import poll_until
 
@@ -25,10 +26,14 @@ T0 = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 
 @asynccontextmanager
 async def api_client(
-    database_url: str, kafka_bootstrap: str | None = None, **config: Any
+    database_url: str,
+    kafka_bootstrap: str | None = None,
+    payments: PaymentsSetup | None = None,
+    **config: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
-        ApiConfig(database_url=database_url, kafka_bootstrap=kafka_bootstrap, **config)
+        ApiConfig(database_url=database_url, kafka_bootstrap=kafka_bootstrap, **config),
+        payments,
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
