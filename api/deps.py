@@ -133,3 +133,5 @@ OperationsReader = Annotated[
 AlertHandler = Annotated[
     ApiPrincipal, Depends(require_roles(Role.MAINTENANCE, Role.OPERATOR, Role.ADMIN))
 ]
+# Issued CDRs, held sessions and customer statements: the billing desk and admin.
+BillingDesk = Annotated[ApiPrincipal, Depends(require_roles(Role.BILLING, Role.ADMIN))]
