@@ -184,6 +184,13 @@ def decode_review_cursor(value: str) -> ReviewCursorPosition:
 EXAMPLE_STATION = "CP-1"
 EXAMPLE_SITE = "DEPOT-1"
 EXAMPLE_SESSION_ID = uuid.UUID("0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
+EXAMPLE_CUSTOMER = "ACME"
+# Sessions held for review, one per decision (each can be decided once; tests seed them).
+EXAMPLE_HELD_SESSIONS = {
+    "release": "5f0c8a8e-1c2b-4d4e-8f6a-3b2c1d0e9f01",
+    "correct": "5f0c8a8e-1c2b-4d4e-8f6a-3b2c1d0e9f02",
+    "write_off": "5f0c8a8e-1c2b-4d4e-8f6a-3b2c1d0e9f03",
+}
 # An overheating alert on the example station's connector 1 (tests seed it).
 EXAMPLE_ALERT_FIRST_SEEN = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 EXAMPLE_ALERT_ID = alert_id(

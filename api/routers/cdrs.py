@@ -17,6 +17,8 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from api.deps import BillingDesk, DbConn, DbPool
 from api.params import (
+    EXAMPLE_CUSTOMER,
+    EXAMPLE_HELD_SESSIONS,
     MONTH_PATTERN,
     TIMESTAMP_DESCRIPTION,
     CdrCursor,
@@ -54,11 +56,17 @@ from store import cdrs as cdr_store
 router = APIRouter(tags=["billing"], responses=AUTHENTICATED)
 
 IdTagFilter = Annotated[str | None, text_id(Query, "The driver's id tag", "TAG-1")]
-CustomerFilter = Annotated[str | None, text_id(Query, "Customer", "ACME")]
-CustomerPath = Annotated[str, text_id(Path, "Customer", "ACME")]
-SessionIdPath = Annotated[
-    str, text_id(Path, "The held session's id", "0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
-]
+CustomerFilter = Annotated[str | None, text_id(Query, "Customer", EXAMPLE_CUSTOMER)]
+CustomerPath = Annotated[str, text_id(Path, "Customer", EXAMPLE_CUSTOMER)]
+
+
+def _held_session(action: cdr_store.ReviewAction) -> Any:
+    return text_id(Path, "The held session's id", EXAMPLE_HELD_SESSIONS[action])
+
+
+ReleasePath = Annotated[str, _held_session("release")]
+CorrectPath = Annotated[str, _held_session("correct")]
+WriteOffPath = Annotated[str, _held_session("write_off")]
 CdrIdPath = Annotated[
     str,
     Path(
@@ -79,21 +87,25 @@ MonthPath = Annotated[
         examples=["2025-06"],
     ),
 ]
-TimeZone = Annotated[
-    str,
-    Query(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_+\-/]+$",
-        description="IANA time zone the month is local to (an unknown name is a 422)",
-        examples=["Europe/Amsterdam"],
-    ),
-]
 
 
 @functools.cache
 def _time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
+
+
+# The names this server knows, as an enum: a pattern could not tell "Mars/Olympus" from
+# a zone, and the document says exactly which values are accepted.
+TimeZone = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="IANA time zone the month is local to",
+        examples=["Europe/Amsterdam"],
+        json_schema_extra={"enum": sorted(_time_zones())},
+    ),
+]
 
 
 def _check_time_zone(name: str) -> None:
@@ -328,7 +340,7 @@ DECISION_RESPONSES = {**NOT_FOUND, **CONFLICT, **UNREADABLE_BODY}
     responses=DECISION_RESPONSES,
 )
 async def release_review(
-    session_id: SessionIdPath,
+    session_id: ReleasePath,
     principal: BillingDesk,
     conn: DbConn,
     body: Annotated[ReleaseCreate | None, Body(description="Optional: a note")] = None,
@@ -346,7 +358,7 @@ async def release_review(
     responses=DECISION_RESPONSES,
 )
 async def correct_review(
-    session_id: SessionIdPath, principal: BillingDesk, conn: DbConn, body: CorrectionCreate
+    session_id: CorrectPath, principal: BillingDesk, conn: DbConn, body: CorrectionCreate
 ) -> ReviewPublic:
     return await _decide(
         conn, session_id, "correct", principal.name, body.note, body.corrected_energy_wh
@@ -362,7 +374,7 @@ async def correct_review(
     responses=DECISION_RESPONSES,
 )
 async def write_off_review(
-    session_id: SessionIdPath, principal: BillingDesk, conn: DbConn, body: WriteOffCreate
+    session_id: WriteOffPath, principal: BillingDesk, conn: DbConn, body: WriteOffCreate
 ) -> ReviewPublic:
     return await _decide(conn, session_id, "write_off", principal.name, body.note)
 

@@ -11,6 +11,7 @@ conforming to the schema, positive data accepted, negative data rejected, auth e
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from collections.abc import Iterator
@@ -30,18 +31,23 @@ from api.main import create_app
 from api.params import (
     EXAMPLE_ALERT_FIRST_SEEN,
     EXAMPLE_ALERT_ID,
+    EXAMPLE_CUSTOMER,
+    EXAMPLE_HELD_SESSIONS,
     EXAMPLE_SESSION_ID,
     EXAMPLE_SITE,
     EXAMPLE_STATION,
     parse_timestamp,
 )
 from bus.alerts import AlertKind, AlertStatus
+from bus.sessions import Quality
 from chargeflow.stack import DatabaseServer
+from store import cdrs as cdr_store
 from store.api_keys import create_api_key
 from store.db import migrate
 from store.stations import provision_station
 from tests.support.alerts import AlertFacts, connector_health, fault_alert, write_alerts
 from tests.support.api import T0, insert_session, served_api
+from tests.support.cdrs import closed_session, credit_of, issued_cdr
 from tests.support.load_events import seed_load_data
 
 pytestmark = pytest.mark.integration
@@ -96,8 +102,32 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
             energy_source=None,
         )
     seed_alerts(url)
+    asyncio.run(seed_billing(url))
     yield url
     pg_server.drop_database(name)
+
+
+async def seed_billing(url: str) -> None:
+    """The example session's CDR and its credit (customer, month and ids the document
+    gives as examples) and one held session per review decision."""
+    session = closed_session(T0, session_id=str(EXAMPLE_SESSION_ID), charge_point_id="CP-1")
+    cdr = issued_cdr(session)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for issued in (cdr, credit_of(cdr)):
+            await cdr_store.insert_cdr(
+                conn,
+                issued,
+                charge_point_id=EXAMPLE_STATION,
+                connector_id=1,
+                site_id=EXAMPLE_SITE,
+                id_tag="TAG-1",
+                customer=EXAMPLE_CUSTOMER,
+            )
+        for k, session_id in enumerate(EXAMPLE_HELD_SESSIONS.values()):
+            held = closed_session(
+                T0 + timedelta(hours=k), session_id=session_id, quality=Quality.CORRECTED
+            )
+            await cdr_store.hold_session(conn, held, ["quality corrected: register_jump"])
 
 
 def seed_alerts(url: str) -> None:
@@ -251,7 +281,7 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     """Runs after the schemathesis test (file order): each /v1 operation got cases
     as every role, without a key and with a wrong key."""
     authenticated = {op: seen for op, seen in CASES.items() if " /v1/" in op}
-    assert len(authenticated) == 11, CASES
+    assert len(authenticated) == 21, CASES
     for operation, seen in authenticated.items():
         assert set(seen) == set(IDENTITIES), (operation, seen)
         # Happy paths were exercised too, and authentication was refused.
