@@ -120,7 +120,7 @@ def require_roles(*roles: Role | str) -> Callable[[ApiPrincipal], Awaitable[ApiP
 SessionReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.BILLING, Role.OPERATOR, Role.ADMIN))
 ]
-# Money: payments, refunds, CDRs, reviews.
+# Money: payments, refunds, issued CDRs, held sessions, statements.
 BillingDesk = Annotated[ApiPrincipal, Depends(require_roles(Role.BILLING, Role.ADMIN))]
 # Trying tariffs on sessions before they go live: the billing desk and operations.
 TariffTester = Annotated[

@@ -22,6 +22,7 @@ from api.ratelimit import AuthFailureLimiter
 from api.routers import (
     alerts,
     availability,
+    cdrs,
     health,
     load,
     payments,
@@ -121,6 +122,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(station_health.router)
     app.include_router(tariffs.router)
     app.include_router(payments.router)
+    app.include_router(cdrs.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -40,6 +40,12 @@ CURSOR_PATTERN = r"^(-?[0-9]{1,16}|[0-9]{17})-[0-9a-f]{32}$"
 # An alert's id: 96 bits of SHA-256 in hex (bus.alerts.alert_id); its cursor likewise.
 ALERT_ID_PATTERN = r"^[0-9a-f]{24}$"
 ALERT_CURSOR_PATTERN = r"^(-?[0-9]{1,16}|[0-9]{17})-[0-9a-f]{24}$"
+# A CDR's position: start_date_time and its id (billing.cdrs.CDR_ID_PATTERN).
+CDR_CURSOR_PATTERN = r"^(-?[0-9]{1,16}|[0-9]{17})-[0-9A-F]{32}(-[1-9][0-9]{0,2})?(-C)?$"
+# A review's position: the session's start and its id (a text id: any but control
+# characters, "-" included, so the micros come first and end at the first "-" after them).
+REVIEW_CURSOR_PATTERN = r"^(-?[0-9]{1,16}|[0-9]{17})-[^\u0000-\u001f\u007f-\u009f]{1,64}$"
+MONTH_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"
 TIMESTAMP_DESCRIPTION = (
     "RFC 3339 date-time with an explicit offset (`Z` or `+01:00`; percent-encode `+`), "
     "year 1970-2999, at most microseconds"
@@ -121,9 +127,70 @@ def decode_alert_cursor(value: str) -> AlertCursorPosition:
     return AlertCursorPosition(*_decode_position(value, ALERT_CURSOR_PATTERN))
 
 
+class CdrCursorPosition(NamedTuple):
+    """Where the previous page of CDRs ended."""
+
+    start_date_time: datetime
+    cdr_id: str
+
+
+def encode_cdr_cursor(position: CdrCursorPosition) -> str:
+    """``<start_date_time in microseconds since 1970 UTC>-<cdr id>``.
+
+    >>> at = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    >>> cursor = encode_cdr_cursor(CdrCursorPosition(at, "0D4F6A3E5D7B4B7E9F0E2A9C6C1B8E11-2-C"))
+    >>> cursor, decode_cdr_cursor(cursor) == (at, "0D4F6A3E5D7B4B7E9F0E2A9C6C1B8E11-2-C")
+    ('1772463600000000-0D4F6A3E5D7B4B7E9F0E2A9C6C1B8E11-2-C', True)
+    """
+    return _encode_position(position.start_date_time, position.cdr_id)
+
+
+def _split_position(value: str, pattern: str) -> tuple[datetime, str]:
+    """A position whose key may hold "-": the micros end at the first "-" after them."""
+    if re.fullmatch(pattern, value) is None:
+        raise ValueError("not a cursor: use next_cursor unchanged")
+    micros, _, key = value[1:].partition("-")
+    return EARLIEST + timedelta(microseconds=int(value[0] + micros)), key
+
+
+def decode_cdr_cursor(value: str) -> CdrCursorPosition:
+    """Every string :data:`CDR_CURSOR_PATTERN` matches is a position."""
+    return CdrCursorPosition(*_split_position(value, CDR_CURSOR_PATTERN))
+
+
+class ReviewCursorPosition(NamedTuple):
+    """Where the previous page of reviews ended."""
+
+    started_at: datetime
+    session_id: str
+
+
+def encode_review_cursor(position: ReviewCursorPosition) -> str:
+    """``<started_at in microseconds since 1970 UTC>-<session id>``.
+
+    >>> at = datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)
+    >>> cursor = encode_review_cursor(ReviewCursorPosition(at, "a-b"))
+    >>> cursor, decode_review_cursor(cursor) == (at, "a-b")
+    ('-1000000-a-b', True)
+    """
+    return _encode_position(position.started_at, position.session_id)
+
+
+def decode_review_cursor(value: str) -> ReviewCursorPosition:
+    """Every string :data:`REVIEW_CURSOR_PATTERN` matches is a position."""
+    return ReviewCursorPosition(*_split_position(value, REVIEW_CURSOR_PATTERN))
+
+
 EXAMPLE_STATION = "CP-1"
 EXAMPLE_SITE = "DEPOT-1"
 EXAMPLE_SESSION_ID = uuid.UUID("0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
+EXAMPLE_CUSTOMER = "ACME"
+# Sessions held for review, one per decision (each can be decided once; tests seed them).
+EXAMPLE_HELD_SESSIONS = {
+    "release": "5f0c8a8e-1c2b-4d4e-8f6a-3b2c1d0e9f01",
+    "correct": "5f0c8a8e-1c2b-4d4e-8f6a-3b2c1d0e9f02",
+    "write_off": "5f0c8a8e-1c2b-4d4e-8f6a-3b2c1d0e9f03",
+}
 # An overheating alert on the example station's connector 1 (tests seed it).
 EXAMPLE_ALERT_FIRST_SEEN = datetime(2025, 6, 1, 8, 0, tzinfo=UTC)
 EXAMPLE_ALERT_ID = alert_id(
@@ -131,7 +198,7 @@ EXAMPLE_ALERT_ID = alert_id(
 )
 
 
-def _text_id(param: Callable[..., Any], what: str, example: str) -> Any:
+def text_id(param: Callable[..., Any], what: str, example: str) -> Any:
     """A text id as a ``Query`` or ``Path`` parameter: no control characters (in a
     path segment no ``/`` either)."""
     in_path = param is Path
@@ -144,10 +211,10 @@ def _text_id(param: Callable[..., Any], what: str, example: str) -> Any:
     )
 
 
-StationId = Annotated[str | None, _text_id(Query, "Charge point id", EXAMPLE_STATION)]
-SiteFilter = Annotated[str | None, _text_id(Query, "Site id", EXAMPLE_SITE)]
-ChargePointPath = Annotated[str, _text_id(Path, "Charge point id", EXAMPLE_STATION)]
-SitePath = Annotated[str, _text_id(Path, "Site id", EXAMPLE_SITE)]
+StationId = Annotated[str | None, text_id(Query, "Charge point id", EXAMPLE_STATION)]
+SiteFilter = Annotated[str | None, text_id(Query, "Site id", EXAMPLE_SITE)]
+ChargePointPath = Annotated[str, text_id(Path, "Charge point id", EXAMPLE_STATION)]
+SitePath = Annotated[str, text_id(Path, "Site id", EXAMPLE_SITE)]
 ConnectorPath = Annotated[
     int, Path(ge=0, le=INT32_MAX, description="OCPP 1.6 connector / 2.0.1 EVSE id", examples=[1])
 ]
@@ -185,6 +252,28 @@ AlertIdPath = Annotated[
         description="The alert's id (24 hex digits, derived from station, connector, kind "
         "and first_seen)",
         examples=[EXAMPLE_ALERT_ID],
+    ),
+]
+
+
+CdrCursor = Annotated[
+    str | None,
+    Query(
+        min_length=34,
+        max_length=57,
+        pattern=CDR_CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, passed unchanged: where that "
+        "page ended, as `<start_date_time in microseconds since 1970 UTC>-<cdr id>`",
+    ),
+]
+ReviewCursor = Annotated[
+    str | None,
+    Query(
+        min_length=3,
+        max_length=82,
+        pattern=REVIEW_CURSOR_PATTERN,
+        description="`next_cursor` of the previous page, passed unchanged: where that "
+        "page ended, as `<started_at in microseconds since 1970 UTC>-<session id>`",
     ),
 ]
 

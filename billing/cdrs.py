@@ -15,6 +15,7 @@ next revision's id.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,8 @@ from bus.sessions import Quality, SessionClosed
 # OCPI CDR ids are CiString(39): 32 hex digits + "-999" (revision) + "-C" (credit) fit.
 MAX_CDR_ID = 39
 MAX_REVISION = 999
+# Every id :func:`cdr_id` and :func:`credit_cdr` make, and only those.
+CDR_ID_PATTERN = r"^[0-9A-F]{32}(-[1-9][0-9]{0,2})?(-C)?$"
 
 
 class Review(StrEnum):
@@ -77,6 +80,22 @@ def cdr_id(session_id: str, revision: int = 1) -> str:
         key = hashlib.sha256(session_id.encode()).hexdigest()[:32]
     base = key.upper()
     return base if revision == 1 else f"{base}-{revision}"
+
+
+def cdr_revision(cdr_id_: str) -> tuple[int, bool]:
+    """The revision of a CDR id and whether it is a credit's.
+
+    >>> cdr_revision("0D4F6A3E5D7B4B7E9F0E2A9C6C1B8E11-2-C")
+    (2, True)
+    >>> cdr_revision("0D4F6A3E5D7B4B7E9F0E2A9C6C1B8E11")
+    (1, False)
+    """
+    if re.fullmatch(CDR_ID_PATTERN, cdr_id_) is None:
+        raise ValueError(f"not a chargeflow CDR id: {cdr_id_!r}")
+    parts = cdr_id_.split("-")
+    credit = parts[-1] == "C"
+    revision = int(parts[1]) if len(parts) > 1 and parts[1] != "C" else 1
+    return revision, credit
 
 
 @dataclass(frozen=True)

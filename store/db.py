@@ -5,7 +5,8 @@ mode the schema uses."""
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +38,17 @@ async def execute(
             return list(rows)
     cur = await db.execute(query, params)
     return list(await cur.fetchall()) if cur.description else []
+
+
+@asynccontextmanager
+async def connection(db: AsyncDb) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """One connection of ``db`` (taken from the pool, if a pool) for a transaction or a
+    server-side cursor."""
+    if isinstance(db, AsyncConnectionPool):
+        async with db.connection() as conn:
+            yield conn
+    else:
+        yield db
 
 
 def last_per_key(rows: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:

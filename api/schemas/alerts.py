@@ -159,7 +159,7 @@ class AlertsPage(BaseModel):
     )
 
 
-def _printable(note: str | None) -> str | None:
+def encodable_text(note: str | None) -> str | None:
     if note is not None:
         # A lone surrogate (JSON "\ud800") is no text PostgreSQL can store.
         note.encode("utf-8")  # UnicodeEncodeError is a ValueError: a 422
@@ -181,7 +181,7 @@ class AlertActionCreate(BaseModel):
             description=f"Why, or what was done (at most {MAX_NOTE_LENGTH} characters; tabs "
             "and newlines allowed, other control characters not)",
         ),
-        AfterValidator(_printable),
+        AfterValidator(encodable_text),
     ] = None
 
 

@@ -11,6 +11,7 @@ conforming to the schema, positive data accepted, negative data rejected, auth e
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ from api.main import create_app
 from api.params import (
     EXAMPLE_ALERT_FIRST_SEEN,
     EXAMPLE_ALERT_ID,
+    EXAMPLE_CUSTOMER,
+    EXAMPLE_HELD_SESSIONS,
     EXAMPLE_SESSION_ID,
     EXAMPLE_SITE,
     EXAMPLE_STATION,
@@ -39,12 +42,15 @@ from api.params import (
 from billing.payments.postpaid import PostpaidProvider
 from billing.payments.service import PaymentService
 from bus.alerts import AlertKind, AlertStatus
+from bus.sessions import Quality
 from chargeflow.stack import DatabaseServer
+from store import cdrs as cdr_store
 from store.api_keys import create_api_key
 from store.db import migrate
 from store.stations import provision_station
 from tests.support.alerts import AlertFacts, connector_health, fault_alert, write_alerts
 from tests.support.api import T0, insert_session, served_api
+from tests.support.cdrs import closed_session, credit_of, issued_cdr
 from tests.support.load_events import seed_load_data
 
 pytestmark = pytest.mark.integration
@@ -100,6 +106,7 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
         )
     seed_alerts(url)
     seed_payment(url)
+    asyncio.run(seed_billing(url))
     yield url
     pg_server.drop_database(name)
 
@@ -116,6 +123,29 @@ def seed_payment(url: str) -> None:
             currency="EUR",
             amount_minor=5000,
         )
+
+
+async def seed_billing(url: str) -> None:
+    """The example session's CDR and its credit (customer, month and ids the document
+    gives as examples) and one held session per review decision."""
+    session = closed_session(T0, session_id=str(EXAMPLE_SESSION_ID), charge_point_id="CP-1")
+    cdr = issued_cdr(session)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for issued in (cdr, credit_of(cdr)):
+            await cdr_store.insert_cdr(
+                conn,
+                issued,
+                charge_point_id=EXAMPLE_STATION,
+                connector_id=1,
+                site_id=EXAMPLE_SITE,
+                id_tag="TAG-1",
+                customer=EXAMPLE_CUSTOMER,
+            )
+        for k, session_id in enumerate(EXAMPLE_HELD_SESSIONS.values()):
+            held = closed_session(
+                T0 + timedelta(hours=k), session_id=session_id, quality=Quality.CORRECTED
+            )
+            await cdr_store.hold_session(conn, held, ["quality corrected: register_jump"])
 
 
 def seed_alerts(url: str) -> None:
@@ -280,7 +310,7 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 17, CASES
+    assert len(authenticated) == 26, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
     # refuses the others (409).
     one_shot = ("/capture", "/refund", "/cancel")

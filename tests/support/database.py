@@ -38,6 +38,9 @@ DATA_TABLES = (
     "ledger_transactions",
     "ledger_holds",
     "ledger_accounts",
+    "cdrs",
+    "billing_review_events",
+    "billing_reviews",
 )
 
 

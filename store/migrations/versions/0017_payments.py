@@ -12,14 +12,14 @@ retried, flagged for billing) and an append-only log of what happened to it.
 Plain tables in both storage modes.
 
 Revision ID: 0017
-Revises: 0014 (the lead sets this to 0016 when 0015 and 0016 land)
+Revises: 0016
 Create Date: 2026-12-03
 """
 
 from alembic import op
 
 revision = "0017"
-down_revision = "0014"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
