@@ -18,7 +18,16 @@ from api.metrics import ApiMetrics
 from api.observe import ObserveRequests
 from api.problems import COMMON, NotReadyProblem, Problem, install_problem_handlers
 from api.ratelimit import AuthFailureLimiter
-from api.routers import alerts, availability, health, load, sessions, station_health, tariffs
+from api.routers import (
+    alerts,
+    availability,
+    health,
+    load,
+    sessions,
+    station_health,
+    tariff_admin,
+    tariffs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +104,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(alerts.router)
     app.include_router(station_health.router)
     app.include_router(tariffs.router)
+    app.include_router(tariff_admin.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -32,6 +32,9 @@ DATA_TABLES = (
     "alerts_outbox",
     "connector_health",
     "webhook_deliveries",
+    "tariffs",
+    "tariff_assignments",
+    "price_quotes",
 )
 
 
