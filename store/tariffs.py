@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgspec
 import psycopg
@@ -631,7 +631,8 @@ _QUOTE_COLUMNS = (
 
 
 def _quote(row: tuple[Any, ...]) -> QuoteRecord:
-    return QuoteRecord(*row[:-1], body=_body(row[-1]))  # type: ignore[misc]
+    raw = QuoteRecord(*row)  # body still the jsonb's text
+    return replace(raw, body=_body(cast(str, raw.body)))
 
 
 async def create_quote(

@@ -34,7 +34,36 @@ _PREVIEW_BODY: dict[str, Any] = {
                         "first reading is at start, the last at stop",
                     },
                 },
-            }
+            },
+            "examples": {
+                "one hour at 7.4 kW": {
+                    "value": {
+                        "tariff": {
+                            "country_code": "NL",
+                            "party_id": "CFL",
+                            "id": "T1",
+                            "currency": "EUR",
+                            "last_updated": "2026-01-01T00:00:00Z",
+                            "elements": [
+                                {
+                                    "price_components": [
+                                        {"type": "ENERGY", "price": 0.30, "vat": 21, "step_size": 1}
+                                    ]
+                                }
+                            ],
+                        },
+                        "session": {
+                            "time_zone": "Europe/Amsterdam",
+                            "start": "2026-03-01T10:00:00Z",
+                            "stop": "2026-03-01T11:00:00Z",
+                            "readings": [
+                                {"time": "2026-03-01T10:00:00Z", "energy_wh": 0, "power_w": 7400},
+                                {"time": "2026-03-01T11:00:00Z", "energy_wh": 7400, "power_w": 0},
+                            ],
+                        },
+                    }
+                }
+            },
         }
     },
 }

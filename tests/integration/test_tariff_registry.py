@@ -6,6 +6,7 @@ overlapping assignments are refused; roles; a driver's quote is used at most onc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -141,6 +142,18 @@ async def test_versions_are_new_rows_that_never_change(
         await client.get("/v1/tariffs/STD", params={"version": 3}, headers=auth(billing)), 404
     )
     assert_problem(await client.get("/v1/tariffs/NOPE/versions", headers=auth(billing)), 404)
+
+
+async def test_concurrent_writers_of_one_id_get_versions_one_after_the_other(
+    clean_db: str,
+) -> None:
+    async def store_one(price: str) -> int:
+        async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as db:
+            record = await tariff_store.create_tariff(db, priced("SAME", price), created_by="t")
+            return record.version
+
+    versions = await asyncio.gather(*(store_one(f"0.{n}0") for n in range(1, 7)))
+    assert sorted(versions) == [1, 2, 3, 4, 5, 6]
 
 
 async def test_listing_pages_through_the_latest_versions(
