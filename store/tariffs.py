@@ -40,6 +40,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 # Far beyond any real price or register; a larger exponent is no numeric jsonb can hold.
 MAX_EXPONENT = 1000
+MAX_DEPTH = 32
 
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 
@@ -75,10 +76,12 @@ class QuoteError(TariffStoreError):
 # --------------------------------------------------------------------------- bodies
 
 
-def check_storable(data: Any, where: str = "tariff") -> None:
+def check_storable(data: Any, where: str = "tariff", depth: int = 0) -> None:
     """Raise :class:`UnstorableError` unless jsonb holds ``data`` exactly: no NUL or lone
     surrogate in any string or key, no float (decode with ``parse_float=Decimal``), no
-    NaN/Infinity, no exponent beyond ±:data:`MAX_EXPONENT`.
+    NaN/Infinity, no exponent beyond ±:data:`MAX_EXPONENT`, nesting at most
+    :data:`MAX_DEPTH` deep (a Tariff is 5 deep; deeper JSON would only cost every later
+    read of it a deep recursion).
 
     >>> check_storable({"price": Decimal("0.25"), "text": ["ok"]})
     >>> check_storable({"tariff_alt_text": [{"text": "a\\x00b"}]})
@@ -86,16 +89,18 @@ def check_storable(data: Any, where: str = "tariff") -> None:
     ...
     store.tariffs.UnstorableError: tariff.tariff_alt_text.0.text: NUL or lone surrogate
     """
+    if depth > MAX_DEPTH:
+        raise UnstorableError(f"{where}: nested deeper than {MAX_DEPTH}")
     if isinstance(data, str):
         if "\x00" in data or (not data.isascii() and not _encodable(data)):
             raise UnstorableError(f"{where}: NUL or lone surrogate")
     elif isinstance(data, dict):
         for key, value in data.items():
-            check_storable(key, where)
-            check_storable(value, f"{where}.{key}")
+            check_storable(key, where, depth)
+            check_storable(value, f"{where}.{key}", depth + 1)
     elif isinstance(data, list):
         for index, value in enumerate(data):
-            check_storable(value, f"{where}.{index}")
+            check_storable(value, f"{where}.{index}", depth + 1)
     elif isinstance(data, float):
         raise UnstorableError(f"{where}: not an exact number (NaN, Infinity or a float)")
     elif isinstance(data, Decimal):

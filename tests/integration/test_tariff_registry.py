@@ -194,6 +194,8 @@ async def test_an_invalid_tariff_is_a_422_naming_the_field(
         "tariff_alt_text.0.text"
         in assert_problem(await post_tariff(client, key, nul), 422)["detail"]
     )
+    deep = priced("X", energy_mix={"x": json.loads("[" * 40 + "]" * 40)})
+    assert "nested deeper" in assert_problem(await post_tariff(client, key, deep), 422)["detail"]
     assert "not valid JSON" in assert_problem(await post_tariff(client, key, "{"), 422)["detail"]
     assert "id" in assert_problem(await post_tariff(client, key, priced("a/b")), 422)["detail"]
     assert_problem(await post_tariff(client, key, priced("resolve")), 422)
