@@ -135,3 +135,9 @@ OperationsReader = Annotated[
 AlertHandler = Annotated[
     ApiPrincipal, Depends(require_roles(Role.MAINTENANCE, Role.OPERATOR, Role.ADMIN))
 ]
+# Tariffs and where they apply: the billing desk and admin change them (audited by the
+# key's name); operations reads them too.
+TariffWriter = Annotated[ApiPrincipal, Depends(require_roles(Role.BILLING, Role.ADMIN))]
+TariffReader = Annotated[
+    ApiPrincipal, Depends(require_roles(Role.BILLING, Role.OPERATOR, Role.ADMIN))
+]

@@ -28,6 +28,7 @@ from api.routers import (
     payments,
     sessions,
     station_health,
+    tariff_admin,
     tariffs,
 )
 
@@ -123,6 +124,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(tariffs.router)
     app.include_router(payments.router)
     app.include_router(cdrs.router)
+    app.include_router(tariff_admin.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("chargeflow.api.errors")
 
@@ -122,9 +123,22 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     problem_type = exc.problem_type if isinstance(exc, ProblemError) else TYPE_BLANK
-    return problem_response(
-        request, exc.status_code, detail, type_=problem_type, headers=exc.headers
-    )
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": allowed_methods(request)}
+    return problem_response(request, exc.status_code, detail, type_=problem_type, headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path answers: Starlette's 405 lists only those of the
+    first route whose path matched, and one path may have a route per method (GET and
+    POST /v1/tariffs)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -41,6 +41,9 @@ DATA_TABLES = (
     "cdrs",
     "billing_review_events",
     "billing_reviews",
+    "tariffs",
+    "tariff_assignments",
+    "price_quotes",
 )
 
 

@@ -17,16 +17,14 @@ Plain tables in both storage modes (no hypertable: ``cdrs`` is keyed by its id, 
 are updated under row locks).
 
 Revision ID: 0016
-Revises: 0014 (TEMPORARY: the lead sets down_revision to "0015" when merging, after the
-0015 migration written in parallel)
+Revises: 0015
 Create Date: 2026-12-03
 """
 
 from alembic import op
 
 revision = "0016"
-# TEMPORARY: "0014" so this branch's tests run; the lead changes it to "0015" at merge.
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
