@@ -14,6 +14,7 @@ class Topics:
     sessions_closed: str = "sessions.closed"
     load_sites: str = "load.sites"
     alerts: str = "alerts"
+    billing_cdrs: str = "billing.cdrs"
     deadletter: str = "deadletter"
 
     def all(self) -> list[str]:

@@ -563,6 +563,30 @@ def webhooks() -> None:
     asyncio.run(main())
 
 
+@app.command()
+def billing() -> None:
+    """Turn closed sessions into CDRs (or hold them for review) and capture their payments,
+    until SIGINT/SIGTERM."""
+    from api.payments import from_settings as payments_from_settings
+    from invoicing.worker import InvoicingWorker
+
+    settings = _settings()
+    _bootstrap(settings)
+    config = _process_settings(
+        lambda: settings.billing.config(database_url=_database_url(settings))
+    )
+    payments = _process_settings(payments_from_settings)
+
+    async def main() -> None:
+        worker = InvoicingWorker(config, stripe=payments.stripe)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(main())
+
+
 class CliError(Exception):
     """A command failed for a reason the user can act on; ``main`` prints the message."""
 

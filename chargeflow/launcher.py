@@ -8,6 +8,7 @@ SIGTERM) stops the children in reverse order, then the embedded broker and datab
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -15,8 +16,10 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
 
+import psycopg
 import structlog
 
 from bus.admin import ensure_topics
@@ -82,6 +85,57 @@ def seed_simulated_meters(database_url: str, station_ids: list[str]) -> None:
         add_meter(database_url, meter_id_for(station), station, 1, is_billing_meter=n == 0)
 
 
+DEMO_TARIFF_ID = "CFL-DEMO"
+# The demo's time-of-use tariff: a start fee, peak energy 17:00-21:00 local, parking
+# after charging (the first 15 minutes free), OCPI 2.2.1.
+DEMO_TARIFF = {
+    "country_code": "NL",
+    "party_id": "CFL",
+    "id": DEMO_TARIFF_ID,
+    "currency": "EUR",
+    "type": "REGULAR",
+    "tariff_alt_text": [
+        {"language": "en", "text": "0.50 start, 0.49/kWh 17-21h, else 0.35/kWh; parking 3.00/h"}
+    ],
+    "elements": [
+        {"price_components": [{"type": "FLAT", "price": "0.50", "vat": "21", "step_size": 1}]},
+        {
+            "price_components": [{"type": "ENERGY", "price": "0.49", "vat": "21", "step_size": 1}],
+            "restrictions": {"start_time": "17:00", "end_time": "21:00"},
+        },
+        {
+            "price_components": [
+                {"type": "ENERGY", "price": "0.35", "vat": "21", "step_size": 1},
+                {"type": "PARKING_TIME", "price": "3.00", "vat": "21", "step_size": 60},
+            ]
+        },
+    ],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+
+
+def seed_demo_tariff(database_url: str) -> None:
+    """The demo tariff, assigned everywhere (once: a database reused across runs keeps
+    the first run's tariff and assignment)."""
+    from store import tariffs
+
+    async def seed() -> None:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+            if await tariffs.get_tariff(db, DEMO_TARIFF_ID) is not None:
+                return
+            await tariffs.create_tariff(db, DEMO_TARIFF, created_by="chargeflow run")
+            await tariffs.assign(
+                db,
+                tariff_id=DEMO_TARIFF_ID,
+                scope=tariffs.Scope.DEFAULT,
+                target=None,
+                valid_from=datetime(2020, 1, 1, tzinfo=UTC),
+                created_by="chargeflow run",
+            )
+
+    asyncio.run(seed())
+
+
 @dataclass
 class LocalStack:
     settings: Settings
@@ -144,8 +198,10 @@ class LocalStack:
         # whose 22 kW stations can exceed its grid connection, and a car park.
         stations = simulated_station_ids(self.settings.simulated_stations)
         half = (len(stations) + 1) // 2
-        upsert_site(self.database_url, "DEMO-DEPOT", "Demo depot", 60_000)
-        upsert_site(self.database_url, "DEMO-PARK", "Demo car park", 150_000)
+        zone = "Europe/Amsterdam"
+        upsert_site(self.database_url, "DEMO-DEPOT", "Demo depot", 60_000, time_zone=zone)
+        upsert_site(self.database_url, "DEMO-PARK", "Demo car park", 150_000, time_zone=zone)
+        seed_demo_tariff(self.database_url)
         for n, station in enumerate(stations):
             provision_station(
                 self.database_url,
@@ -215,6 +271,7 @@ class LocalStack:
         # every change), see docs/storage.md.
         sup.start("aggregates", [py, "-m", "store.aggregates", "--every", "30"], env)
         sup.start("api", [py, "-m", "chargeflow.cli", "api"], env)
+        sup.start("billing", [py, "-m", "chargeflow.cli", "billing"], env)
         if s.webhooks.webhooks_endpoints:  # nothing to deliver to otherwise
             sup.start("webhooks", [py, "-m", "chargeflow.cli", "webhooks"], env)
         wait_until(lambda: tcp_open(s.gateway_host, s.gateway_port), 30, "gateway")
@@ -322,8 +379,8 @@ def banner(stack: LocalStack, api_key: str) -> str:
                 if stack.flow_metrics_ports
                 else []
             ),
-            "  processes       gateway, sessions/load/status/faults flows (Bytewax), api, meter "
-            f"bridge, simulator ({s.simulated_stations} charge points)"
+            "  processes       gateway, sessions/load/status/faults flows (Bytewax), api, billing "
+            f"worker, meter bridge, simulator ({s.simulated_stations} charge points)"
             + (", webhooks worker" if s.webhooks.webhooks_endpoints else ""),
             *(
                 [

@@ -18,6 +18,7 @@ from bus.topics import Topics
 from ingest.gateway.settings import GatewaySettings
 from ingest.meters.settings import MeterBridgeSettings
 from ingest.simulator.settings import SimulatorSettings
+from invoicing.settings import InvoicingSettings
 from notify.settings import WebhooksSettings
 from runtime.settings import (
     DatabaseSettings,
@@ -80,6 +81,10 @@ class Settings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings, 
     @cached_property
     def webhooks(self) -> WebhooksSettings:
         return WebhooksSettings.load()
+
+    @cached_property
+    def billing(self) -> InvoicingSettings:
+        return InvoicingSettings.load()
 
     # What the launcher reads of them.
     @property

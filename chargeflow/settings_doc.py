@@ -31,6 +31,7 @@ from flows.settings import (
 from ingest.gateway.settings import GatewaySettings
 from ingest.meters.settings import MeterBridgeSettings
 from ingest.simulator.settings import SimulatorSettings
+from invoicing.settings import InvoicingSettings
 from notify.settings import WebhooksSettings
 from runtime.settings import ENV_PREFIX, SHARED_PARTS, env_name
 from store.aggregates import AggregatesSettings
@@ -58,6 +59,7 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
     ("Simulator", "chargeflow simulate (its options win)", SimulatorSettings),
     ("Aggregates refresher", "python -m store.aggregates", AggregatesSettings),
     ("Webhooks worker", "chargeflow webhooks", WebhooksSettings),
+    ("Billing worker", "chargeflow billing", InvoicingSettings),
     ("Stripe payments", "StripeSettings.load().provider()", StripeSettings),
     ("Launcher and CLI", "chargeflow run, chargeflow <admin command>", Settings),
 ]

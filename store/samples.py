@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from store.db import StagingTable
+from store.db import AsyncDb, StagingTable, execute
 
 # Batches written the safe way (staging + ON CONFLICT) after a batch that conflicted.
 SAFE_BATCHES_AFTER_CONFLICT = 16
@@ -120,3 +120,18 @@ def write_samples(
     _safe_batches[conn] = safe - 1 if safe > 0 else 0
     _copy(cur, STAGING.copy, rows)
     cur.execute(_INSERT_FROM_STAGING)
+
+
+async def session_samples(
+    db: AsyncDb, charge_point_id: str, connector_id: int, transaction_id: str
+) -> list[tuple[datetime, str, str, str, Decimal]]:
+    """A transaction's stored samples as (measured_at, measurand, phase, unit, value),
+    oldest first (what billing prices a session from)."""
+    rows = await execute(
+        db,
+        "SELECT measured_at, measurand, phase, unit, value FROM meter_samples"
+        " WHERE charge_point_id = %s AND connector_id = %s AND transaction_id = %s"
+        " ORDER BY measured_at",
+        (charge_point_id, connector_id, transaction_id),
+    )
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]

@@ -71,3 +71,16 @@ def station_sites(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, int | N
         " JOIN sites si ON si.site_id = st.site_id"
     ).fetchall()
     return {cp: (site, None if cap is None else int(cap)) for cp, site, cap in rows}
+
+
+async def station_location(db: AsyncDb, charge_point_id: str) -> tuple[str | None, str]:
+    """The station's site and that site's time zone (UTC for a station on no site)."""
+    rows = await execute(
+        db,
+        "SELECT st.site_id, si.time_zone FROM stations st"
+        " LEFT JOIN sites si ON si.site_id = st.site_id WHERE st.charge_point_id = %s",
+        (charge_point_id,),
+    )
+    if not rows:
+        return None, "UTC"
+    return rows[0][0], rows[0][1] or "UTC"

@@ -715,3 +715,16 @@ async def attach_quote_to_session(
     if quote.session_id is not None:
         raise QuoteError(f"quote {quote_id} is used by session {quote.session_id} already")
     raise QuoteError(f"quote {quote_id} expired at {quote.valid_until.isoformat()}")
+
+
+async def quoted_tariff(db: AsyncDb, session_id: uuid.UUID) -> AppliedTariff | None:
+    """The tariff a session was quoted (and is priced with), if it used a quote."""
+    rows = await execute(
+        db,
+        "SELECT tariff_id, tariff_version, body::text FROM price_quotes WHERE session_id = %s",
+        (session_id,),
+    )
+    if not rows:
+        return None
+    tariff_id, version, text = rows[0]
+    return AppliedTariff(parse_tariff(_body(text)), tariff_id, int(version))

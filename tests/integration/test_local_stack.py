@@ -123,6 +123,17 @@ def _check_the_api_serves_closed_sessions(api_port: int, key: str) -> None:
     assert billed["energy_source"] == "smart_meter", billed
     assert billed["quality"] == "exact", billed
     assert billed["smart_meter_id"] == "MTR-SIM-0001-1", billed
+    # The billing worker priced it under the demo tariff: its CDR is in the API.
+    cdrs = poll_until(
+        lambda: httpx.get(
+            f"{api}/v1/cdrs", headers={"X-API-Key": key}, params={"station": "SIM-0001"}, timeout=5
+        ).json()["items"],
+        lambda items: any(c["session_id"] == billed["session_id"] for c in items),
+        90,
+        "the CDR of SIM-0001's session",
+    )
+    cdr = next(c for c in cdrs if c["session_id"] == billed["session_id"])
+    assert cdr["currency"] == "EUR", cdr
     assert httpx.get(f"{api}/docs", timeout=5).status_code == 200
 
 
@@ -155,8 +166,10 @@ def _check_the_process_family(launcher: subprocess.Popen[bytes]) -> set[int]:
     children = psutil.Process(launcher.pid).children(recursive=True)
     family = {p.pid for p in children}
     commands = [" ".join(p.cmdline()) for p in children]
-    # brokers (Kafka, MQTT), gateway, 3 flows, aggregates, api, meter bridge, simulator
+    # brokers (Kafka, MQTT), gateway, 4 flows, aggregates, api, billing, meter bridge,
+    # simulator
     assert len(family) >= 10, commands
+    assert sum("chargeflow.cli billing" in c for c in commands) == 1, commands
     assert sum("chargeflow.cli simulate" in c for c in commands) == 1, commands
     assert sum("chargeflow.cli meters" in c for c in commands) == 1, commands
     # The smart meters run inside the simulator, not in a process of their own.

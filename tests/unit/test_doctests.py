@@ -25,6 +25,7 @@ PACKAGES = (
     "store",
     "api",
     "notify",
+    "invoicing",
     "chargeflow",
     "bench",
 )

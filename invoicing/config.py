@@ -1,0 +1,28 @@
+"""The billing worker's configuration (``chargeflow billing`` builds it from the
+``CHARGEFLOW_BILLING_*`` settings, :mod:`invoicing.settings`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bus.topics import Topics
+
+
+@dataclass(frozen=True)
+class InvoicingConfig:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = field(  # may hold a password: not in repr
+        default="postgresql://postgres@127.0.0.1:5432/chargeflow", repr=False
+    )
+    topics: Topics = field(default_factory=Topics)
+    # Kafka consumer group whose committed offsets say how far sessions.closed was read.
+    consumer_group: str = "chargeflow-billing"
+    # The CPO issuing the CDRs (OCPI country code and party id).
+    country_code: str = "NL"
+    party_id: str = "CFL"
+
+    def __post_init__(self) -> None:
+        if len(self.country_code) != 2 or not self.country_code.isalpha():
+            raise ValueError("the CDRs' country_code is 2 letters (ISO 3166-1 alpha-2)")
+        if len(self.party_id) != 3 or not self.party_id.isalnum():
+            raise ValueError("the CDRs' party_id is 3 letters or digits")

@@ -1,0 +1,113 @@
+"""One closed session to its CDR or its review, on the database (the pure parts are
+:mod:`billing.cdrs`, :mod:`billing.metered` and :mod:`billing.cost`).
+
+1. :func:`billing.cdrs.review`: only an ``exact`` session with a stop is billed; the rest
+   are held (``billing_reviews``) for a clerk to release, correct or write off.
+2. The tariff: the one quoted to the driver if the session used a quote, else the one
+   assigned to the connector, station, site or the driver's group at the session's
+   start (``store.tariffs``). None applies: held, saying so.
+3. The session's stored samples in the site's time zone (:mod:`billing.metered`),
+   priced (:func:`billing.cost.price_session`), made a CDR and stored (its id comes from
+   the session: a replay stores nothing new and returns the same CDR).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from billing.cdrs import CdrLocation, CdrParty, Review, build_cdr, review
+from billing.cost import price_session
+from billing.metered import Sample, usage_from_samples
+from billing.session_usage import UsageError
+from bus.sessions import SessionClosed
+from store import cdrs as cdr_store
+from store import tariffs as tariff_store
+from store.db import AsyncDb
+from store.samples import session_samples
+from store.sites import station_location
+
+log = structlog.get_logger("chargeflow.billing")
+
+
+@dataclass(frozen=True)
+class Invoiced:
+    """A session's outcome: its CDR (billed) or why it is held."""
+
+    session: SessionClosed
+    cdr: dict[str, Any] | None
+    held: tuple[str, ...] = ()
+
+
+async def _hold(db: AsyncDb, session: SessionClosed, reasons: tuple[str, ...]) -> Invoiced:
+    await cdr_store.hold_session(db, session, list(reasons))
+    log.info("session held for review", session_id=session.session_id, reasons=list(reasons))
+    return Invoiced(session, None, reasons)
+
+
+async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) -> Invoiced:
+    decision = review(session)
+    if decision.decision is Review.HOLD:
+        return await _hold(db, session, decision.reasons)
+    assert session.stopped_at is not None
+    assert session.energy_wh is not None
+    applied = await tariff_store.quoted_tariff(db, uuid.UUID(session.session_id))
+    if applied is None:
+        group = (
+            None
+            if session.id_tag is None
+            else await tariff_store.customer_group_of(db, session.id_tag)
+        )
+        applied = await tariff_store.tariff_for(
+            db, session.charge_point_id, session.connector_id, group, session.started_at
+        )
+    if applied is None:
+        return await _hold(db, session, ("no tariff applies to the session's connector",))
+    site_id, time_zone = await station_location(db, session.charge_point_id)
+    rows = await session_samples(
+        db, session.charge_point_id, session.connector_id, session.transaction_id
+    )
+    try:
+        usage = usage_from_samples(
+            started_at=session.started_at,
+            stopped_at=session.stopped_at,
+            meter_start_wh=session.meter_start_wh,
+            meter_stop_wh=session.meter_stop_wh,
+            energy_wh=session.energy_wh,
+            samples=[
+                Sample(at, measurand, phase, unit, Decimal(value))
+                for at, measurand, phase, unit, value in rows
+            ],
+            time_zone=time_zone,
+        )
+    except UsageError as exc:
+        return await _hold(db, session, (f"cannot be priced: {exc}",))
+    priced = price_session(applied.tariff, usage)
+    location = CdrLocation(
+        id=site_id or session.charge_point_id,
+        evse_uid=f"{session.charge_point_id}*{session.connector_id}",
+        evse_id=f"{party.country_code}*{party.party_id}*E{session.charge_point_id}*{session.connector_id}",
+        connector_id=str(session.connector_id),
+    )
+    cdr = build_cdr(
+        session,
+        priced,
+        party=party,
+        location=location,
+        last_updated=session.closed_at,
+        meter_id=session.smart_meter_id,
+    )
+    await cdr_store.insert_cdr(
+        db,
+        cdr,
+        charge_point_id=session.charge_point_id,
+        connector_id=session.connector_id,
+        site_id=site_id,
+        id_tag=session.id_tag,
+        customer=session.id_tag,
+    )
+    return Invoiced(session, cdr)

@@ -1,0 +1,35 @@
+"""Settings of the billing worker (``chargeflow billing``): ``CHARGEFLOW_BILLING_*`` for
+every field of :class:`~invoicing.config.InvoicingConfig`, plus the shared Kafka,
+database, topic and logging parts (see :mod:`runtime.settings`)."""
+
+from __future__ import annotations
+
+from bus.topics import Topics
+from invoicing.config import InvoicingConfig
+from runtime.settings import (
+    ComponentFields,
+    DatabaseSettings,
+    KafkaSettings,
+    LoggingSettings,
+    SettingsError,
+    TopicSettings,
+)
+
+
+class InvoicingSettings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings):
+    __component__ = ComponentFields(
+        InvoicingConfig, prefix="billing_", shared=("kafka_bootstrap", "database_url", "topics")
+    )
+
+    def config(self, *, database_url: str | None = None) -> InvoicingConfig:
+        try:
+            config: InvoicingConfig = self.build_component(
+                kafka_bootstrap=self.require("kafka_bootstrap"),
+                database_url=database_url or self.require("database_url"),
+                topics=Topics.with_prefix(self.topic_prefix),
+            )
+        except SettingsError:
+            raise
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        return config

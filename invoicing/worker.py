@@ -1,0 +1,189 @@
+"""The billing process (``chargeflow billing``): reads ``sessions.closed`` at least once
+(:class:`bus.reader.TopicReader`), and per batch:
+
+1. invoices each session (:func:`invoicing.invoice.invoice_session`): its CDR stored,
+   or the session held for review; a message that cannot be read goes to the dead-letter
+   topic with the reason;
+2. publishes the batch's CDRs on ``billing.cdrs`` (keyed by charge point; confirmed by
+   the broker);
+3. captures each billed session's payment, if it has one, for the CDR's total incl. VAT
+   (:class:`billing.payments.service.PaymentService`: at most once; a failure is
+   retried by the service's schedule, then flagged);
+4. only then commits the batch's offsets.
+
+A crash re-reads at most the last batch: the CDR ids come from the sessions, so nothing
+is stored twice; the CDRs are published again (consumers keep one per id); a capture
+already made is answered from its row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import psycopg
+import structlog
+from confluent_kafka import KafkaException, Message
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from billing.cdrs import CdrParty
+from billing.money import to_minor
+from billing.payments.postpaid import PostpaidProvider
+from billing.payments.provider import PaymentError, PaymentProvider
+from billing.payments.service import PaymentService
+from billing.payments.wallet import WalletProvider
+from billing.preview import encode_cdr
+from bus.deadletter import dead_letter_headers
+from bus.producer import Producer, PublishError, producer_config
+from bus.reader import TopicReader, until_stopped
+from bus.sessions import decode_session_closed
+from invoicing.config import InvoicingConfig
+from invoicing.invoice import Invoiced, invoice_session
+from runtime.logs import with_kafka_logger
+
+log = structlog.get_logger("chargeflow.billing")
+
+STAGE = "billing.invoice"
+OUTAGES = (psycopg.OperationalError, PublishError, KafkaException)
+
+
+class InvoicingWorker:
+    def __init__(
+        self,
+        config: InvoicingConfig,
+        *,
+        stripe: PaymentProvider | None = None,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.config = config
+        self.party = CdrParty(config.country_code, config.party_id)
+        self.stripe = stripe
+        self.poll_s = poll_s
+        self._stop = asyncio.Event()
+        self.invoiced = 0  # sessions handled (billed or held), for tests and logs
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        cfg = self.config
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            cfg.database_url,
+            min_size=1,
+            max_size=4,
+            open=False,
+            timeout=10.0,
+            kwargs={"autocommit": True},
+            name="billing",
+        )
+        payments_pool: ConnectionPool[Any] = ConnectionPool(
+            cfg.database_url, min_size=0, max_size=4, open=False, name="billing-payments"
+        )
+        producer = Producer(with_kafka_logger(producer_config(cfg.kafka_bootstrap)))
+        reader = TopicReader(
+            cfg.kafka_bootstrap, cfg.topics.sessions_closed, cfg.consumer_group, poll_s=self.poll_s
+        )
+        payments_pool.open(wait=False)
+        providers: dict[str, PaymentProvider] = {
+            "wallet": WalletProvider(payments_pool),
+            "postpaid": PostpaidProvider(payments_pool),
+        }
+        if self.stripe is not None:
+            providers["stripe"] = self.stripe
+        payments = PaymentService(payments_pool, providers)
+        try:
+            async with pool:
+                producer.start()
+                log.info("billing worker started", topic=cfg.topics.sessions_closed)
+
+                async def assign() -> None:
+                    log.info("reading closed sessions", positions=await reader.assign())
+
+                try:
+                    if await until_stopped(assign, "reading sessions.closed", self._stop, OUTAGES):
+                        await self._loop(pool, producer, payments, reader)
+                finally:
+                    await producer.aclose()
+        finally:
+            await reader.close()
+            await asyncio.to_thread(payments_pool.close)
+            log.info("billing worker stopped", invoiced=self.invoiced)
+
+    async def _loop(
+        self,
+        pool: AsyncConnectionPool[Any],
+        producer: Producer,
+        payments: PaymentService,
+        reader: TopicReader,
+    ) -> None:
+        while not self._stop.is_set():
+            messages = await reader.read()
+            if not messages:
+                continue
+            batch = self._batch(pool, producer, payments, reader, messages)
+            if not await until_stopped(batch, "billing sessions", self._stop, OUTAGES):
+                return
+
+    def _batch(
+        self,
+        pool: AsyncConnectionPool[Any],
+        producer: Producer,
+        payments: PaymentService,
+        reader: TopicReader,
+        messages: list[Message],
+    ) -> Any:
+        async def handle() -> None:
+            done: list[Invoiced] = []
+            for msg in messages:
+                try:
+                    session = decode_session_closed(msg.value() or b"")
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                    await self._deadletter(producer, msg, f"not a closed session: {exc}")
+                    continue
+                done.append(await invoice_session(pool, session, self.party))
+            for outcome in done:
+                if outcome.cdr is not None:
+                    await producer.publish(
+                        self.config.topics.billing_cdrs,
+                        outcome.session.charge_point_id.encode(),
+                        encode_cdr(outcome.cdr),
+                    )
+            for outcome in done:
+                if outcome.cdr is not None:
+                    await asyncio.to_thread(self._capture, payments, outcome)
+            await reader.commit(messages)
+            self.invoiced += len(done)
+
+        return handle
+
+    def _capture(self, payments: PaymentService, outcome: Invoiced) -> None:
+        assert outcome.cdr is not None
+        session_id = outcome.session.session_id
+        payment = payments.get(session_id)
+        if payment is None:
+            return  # paid otherwise (postpaid statement without a hold, or not at all)
+        currency = outcome.cdr["currency"]
+        if payment.currency != currency:
+            log.warning(
+                "payment in another currency than the CDR; not captured",
+                session_id=session_id,
+                payment_currency=payment.currency,
+                cdr_currency=currency,
+            )
+            return
+        total = to_minor(outcome.cdr["total_cost"]["incl_vat"], currency)
+        try:
+            payments.capture(session_id, total)
+        except PaymentError as exc:  # the service recorded it; billing sees it flagged
+            log.warning("capture not possible", session_id=session_id, error=str(exc))
+
+    async def _deadletter(self, producer: Producer, msg: Message, reason: str) -> None:
+        topic = self.config.topics.sessions_closed
+        log.warning("unreadable closed session dead-lettered", reason=reason[:300])
+        headers = dead_letter_headers(
+            reason, STAGE, topic=topic, partition=msg.partition(), offset=msg.offset()
+        )
+        await producer.publish(
+            self.config.topics.deadletter, msg.key(), msg.value() or b"", headers
+        )

@@ -1,0 +1,202 @@
+"""The billing worker on the real broker and database: closed sessions on
+``sessions.closed`` become stored CDRs (priced under the assigned time-of-use tariff in
+the site's time zone, from the stored samples), published on ``billing.cdrs``, with the
+session's payment captured for the CDR's total; a doubtful session is held for review;
+an unreadable message is dead-lettered; reading everything again changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from billing.money import to_minor
+from billing.payments.postpaid import PostpaidProvider
+from billing.payments.service import PaymentService
+from billing.preview import decode_json
+from bus.admin import read_topic
+from bus.producer import Producer, producer_config
+from bus.sessions import EnergySource, Quality, SessionClosed, encode_session_closed
+from bus.topics import Topics
+from chargeflow.stack import EmbeddedBroker
+from invoicing.config import InvoicingConfig
+from invoicing.worker import InvoicingWorker
+from store import tariffs as tariff_store
+from store.sites import upsert_site
+from store.stations import provision_station
+from tests.support.billing import component, element, tariff_json
+from tests.support.polling import apoll
+
+pytestmark = pytest.mark.integration
+
+STATION = "CP-BILL-1"
+# Sessions start after the tariff is created (the version in force is the latest
+# created before the start); 17:00 local Amsterdam is where the peak begins.
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+START = TODAY + timedelta(days=2, hours=15, minutes=30)  # 16:30 or 17:30 local
+TOU = tariff_json(
+    element(component("ENERGY", "0.50"), start_time="17:00", end_time="21:00"),
+    element(component("ENERGY", "0.30"), component("FLAT", "0.25")),
+    id="TOU-BILL",
+)
+
+
+def closed(
+    session_id: uuid.UUID,
+    *,
+    quality: Quality = Quality.EXACT,
+    transaction: str = "1",
+    connector: int = 1,
+) -> SessionClosed:
+    return SessionClosed(
+        message_id=str(uuid.uuid4()),
+        session_id=str(session_id),
+        charge_point_id=STATION,
+        connector_id=connector,
+        transaction_id=transaction,
+        started_at=START,
+        stopped_at=START + timedelta(hours=2),
+        closed_at=START + timedelta(hours=2, seconds=2),
+        energy_wh=22_000,
+        energy_source=EnergySource.STATION_REGISTER,
+        quality=quality,
+        quality_reasons=[] if quality is Quality.EXACT else ["register_jump"],
+        id_tag="TAG-BILL",
+        meter_start_wh=500_000,
+        meter_stop_wh=522_000,
+    )
+
+
+def store_samples(url: str, transaction: str, connector: int) -> None:
+    """The station register each half hour: 11 kW all along."""
+    with psycopg.connect(url, autocommit=True) as db:
+        for k in range(1, 4):
+            db.execute(
+                "INSERT INTO meter_samples (measured_at, charge_point_id, connector_id,"
+                " transaction_id, measurand, unit, value) VALUES (%s, %s, %s, %s,"
+                " 'Energy.Active.Import.Register', 'Wh', %s)",
+                (
+                    START + timedelta(minutes=30 * k),
+                    STATION,
+                    connector,
+                    transaction,
+                    500_000 + 5_500 * k,
+                ),
+            )
+
+
+@asynccontextmanager
+async def running(worker: InvoicingWorker) -> AsyncIterator[InvoicingWorker]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def produce(broker: EmbeddedBroker, topic: str, values: list[bytes]) -> None:
+    producer = Producer(producer_config(broker.bootstrap))
+    producer.start()
+    try:
+        for value in values:
+            await producer.publish(topic, STATION.encode(), value)
+    finally:
+        await producer.aclose()
+
+
+async def test_closed_sessions_become_cdrs_holds_and_captures_once(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    upsert_site(clean_db, "SITE-BILL", "Depot", 100_000, time_zone="Europe/Amsterdam")
+    provision_station(clean_db, STATION, "SITE-BILL")
+    async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
+        await tariff_store.create_tariff(conn, TOU, created_by="test")
+        await tariff_store.assign(
+            conn,
+            tariff_id="TOU-BILL",
+            scope=tariff_store.Scope.SITE,
+            target="SITE-BILL",
+            valid_from=TODAY,
+            created_by="test",
+        )
+    billed, paid, held = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    store_samples(clean_db, "1", 1)
+    store_samples(clean_db, "2", 2)
+    with ConnectionPool(clean_db, min_size=1, max_size=2) as pool:
+        PaymentService(pool, {"postpaid": PostpaidProvider(pool)}).preauthorize(
+            session_id=str(paid),
+            provider="postpaid",
+            customer="TAG-BILL",
+            currency="EUR",
+            amount_minor=5000,
+        )
+    await produce(
+        broker,
+        topics.sessions_closed,
+        [
+            encode_session_closed(closed(billed)),
+            encode_session_closed(closed(paid, transaction="2", connector=2)),
+            encode_session_closed(closed(held, quality=Quality.CORRECTED)),
+            b'{"not": "a session"}',
+        ],
+    )
+    config = InvoicingConfig(kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics)
+    async with running(InvoicingWorker(config, poll_s=0.1)) as worker:
+        await apoll(lambda: worker.invoiced, lambda n: n >= 3, 60, "three sessions invoiced")
+
+    with psycopg.connect(clean_db) as db:
+        cdrs = db.execute(
+            "SELECT session_id, total_excl_minor, total_incl_minor, site_id, body::text"
+            " FROM cdrs ORDER BY session_id"
+        ).fetchall()
+        reviews = db.execute("SELECT session_id, status FROM billing_reviews").fetchall()
+        payment = db.execute(
+            "SELECT status, captured_minor FROM session_payments WHERE session_id = %s",
+            (str(paid),),
+        ).fetchone()
+    assert sorted(row[0] for row in cdrs) == sorted([str(billed), str(paid)])
+    body: dict[str, Any] = decode_json(cdrs[0][4], "the CDR")
+    assert body["total_energy"] == Decimal(22)
+    assert body["cdr_location"]["id"] == "SITE-BILL"
+    peak = sum(
+        (line["volume"] for line in body["cost_breakdown"] if line["price"] == Decimal("0.50")),
+        Decimal(0),
+    )
+    assert peak in (Decimal("16.5"), Decimal("22"))  # from 17:00 local, summer or winter
+    assert body["start_date_time"] == START.isoformat().replace("+00:00", "Z")
+    assert reviews == [(str(held), "held")]
+    assert payment is not None
+    total_incl = next(row[2] for row in cdrs if row[0] == str(paid))
+    assert payment == ("captured", total_incl)
+    assert total_incl == to_minor(Decimal(str(body["total_cost"]["incl_vat"])), "EUR")
+    published = [m.value() for m in read_topic(broker.bootstrap, topics.billing_cdrs)]
+    assert len(published) == 2
+    dead = list(read_topic(broker.bootstrap, topics.deadletter))
+    assert len(dead) == 1
+
+    # Everything read again (a new consumer group): nothing new is stored or captured.
+    again = InvoicingConfig(
+        kafka_bootstrap=broker.bootstrap,
+        database_url=clean_db,
+        topics=topics,
+        consumer_group="chargeflow-billing-replay",
+    )
+    async with running(InvoicingWorker(again, poll_s=0.1)) as worker:
+        await apoll(lambda: worker.invoiced, lambda n: n >= 3, 60, "three sessions again")
+    with psycopg.connect(clean_db) as db:
+        assert db.execute("SELECT count(*) FROM cdrs").fetchone() == (2,)
+        assert db.execute("SELECT count(*) FROM billing_reviews").fetchone() == (1,)
+        captures = db.execute(
+            "SELECT count(*) FROM payment_events WHERE session_id = %s AND kind = 'captured'",
+            (str(paid),),
+        ).fetchone()
+    assert captures == (1,)
