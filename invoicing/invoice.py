@@ -13,23 +13,18 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import structlog
 
 from billing.cdrs import CdrLocation, CdrParty, Review, build_cdr, review
 from billing.cost import price_session
-from billing.metered import Sample, usage_from_samples
 from billing.session_usage import UsageError
 from bus.sessions import SessionClosed
+from invoicing.pricing import StoredSession, tariff_of, usage_of
 from store import cdrs as cdr_store
-from store import tariffs as tariff_store
 from store.db import AsyncDb
-from store.samples import session_samples
-from store.sites import station_location
 
 log = structlog.get_logger("chargeflow.billing")
 
@@ -55,35 +50,23 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
         return await _hold(db, session, decision.reasons)
     assert session.stopped_at is not None
     assert session.energy_wh is not None
-    applied = await tariff_store.quoted_tariff(db, uuid.UUID(session.session_id))
-    if applied is None:
-        group = (
-            None
-            if session.id_tag is None
-            else await tariff_store.customer_group_of(db, session.id_tag)
-        )
-        applied = await tariff_store.tariff_for(
-            db, session.charge_point_id, session.connector_id, group, session.started_at
-        )
+    stored = StoredSession(
+        session_id=session.session_id,
+        charge_point_id=session.charge_point_id,
+        connector_id=session.connector_id,
+        transaction_id=session.transaction_id,
+        id_tag=session.id_tag,
+        started_at=session.started_at,
+        stopped_at=session.stopped_at,
+        meter_start_wh=session.meter_start_wh,
+        meter_stop_wh=session.meter_stop_wh,
+        energy_wh=session.energy_wh,
+    )
+    applied = await tariff_of(db, stored)
     if applied is None:
         return await _hold(db, session, ("no tariff applies to the session's connector",))
-    site_id, time_zone = await station_location(db, session.charge_point_id)
-    rows = await session_samples(
-        db, session.charge_point_id, session.connector_id, session.transaction_id
-    )
     try:
-        usage = usage_from_samples(
-            started_at=session.started_at,
-            stopped_at=session.stopped_at,
-            meter_start_wh=session.meter_start_wh,
-            meter_stop_wh=session.meter_stop_wh,
-            energy_wh=session.energy_wh,
-            samples=[
-                Sample(at, measurand, phase, unit, Decimal(value))
-                for at, measurand, phase, unit, value in rows
-            ],
-            time_zone=time_zone,
-        )
+        usage, site_id = await usage_of(db, stored)
     except UsageError as exc:
         return await _hold(db, session, (f"cannot be priced: {exc}",))
     priced = price_session(applied.tariff, usage)

@@ -183,6 +183,19 @@ async def insert_cdr(
     return bool(rows)
 
 
+async def session_cdr(db: AsyncDb, session_id: str) -> str | None:
+    """The JSON text of the session's CDR in force: its latest revision that no credit
+    CDR cancels (None: not billed, or credited without a new revision)."""
+    rows = await execute(
+        db,
+        "SELECT c.body::text FROM cdrs c WHERE c.session_id = %s AND NOT c.credit"
+        " AND NOT EXISTS (SELECT 1 FROM cdrs k WHERE k.credit_reference_id = c.cdr_id)"
+        " ORDER BY c.revision DESC LIMIT 1",
+        (session_id,),
+    )
+    return str(rows[0][0]) if rows else None
+
+
 async def get_cdr(db: AsyncDb, cdr_id: str) -> str | None:
     """The CDR's stored JSON text (numbers exactly as issued), None if there is none."""
     rows = await execute(db, "SELECT body::text FROM cdrs WHERE cdr_id = %s", (cdr_id,))

@@ -1,8 +1,9 @@
-"""Charging sessions (read-only): roles billing, operator, admin."""
+"""Charging sessions (read-only) and their cost: roles billing, operator, admin."""
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
@@ -19,8 +20,14 @@ from api.params import (
     encode_api_cursor,
     require_ordered,
 )
-from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
-from api.schemas.sessions import SessionPublic, SessionsPage
+from api.problems import AUTHENTICATED, CONFLICT, NOT_FOUND, ProblemError
+from api.schemas.sessions import MoneyPublic, SessionCostPublic, SessionPublic, SessionsPage
+from billing.cost import price_session
+from billing.preview import decode_json
+from billing.session_usage import UsageError
+from bus.times import parse_rfc3339
+from invoicing.pricing import StoredSession, tariff_of, usage_of
+from store import cdrs as cdr_store
 from store import sessions as session_store
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=AUTHENTICATED)
@@ -97,3 +104,76 @@ async def get_session(
     if record is None:
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"session {session_id} not found")
     return SessionPublic.model_validate(record)
+
+
+@router.get(
+    "/{session_id}/cost",
+    response_model=SessionCostPublic,
+    summary="A session's cost: running while it charges, the CDR's once billed",
+    description="While the session charges: priced under its tariff (the one quoted to the "
+    "driver, else the one assigned at its start) up to its last register reading (`as_of`, "
+    "telemetry time). Once billed: the CDR's totals (`final`). 404: no such session; 409: "
+    "no tariff applies, or the session cannot be priced (the reason in `detail`).",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+async def get_session_cost(
+    session_id: Annotated[
+        uuid.UUID, Path(description="The session's id (a UUID)", examples=[str(EXAMPLE_SESSION_ID)])
+    ],
+    _principal: SessionReader,
+    conn: DbConn,
+) -> SessionCostPublic:
+    record = await session_store.get_session(conn, session_id)
+    if record is None:
+        raise ProblemError(status.HTTP_404_NOT_FOUND, f"session {session_id} not found")
+    issued = await cdr_store.session_cdr(conn, str(session_id))
+    if issued is not None:
+        cdr = decode_json(issued, "the stored CDR")
+        return SessionCostPublic(
+            session_id=session_id,
+            status=record.status,
+            final=True,
+            cdr_id=cdr["id"],
+            as_of=parse_rfc3339(cdr["end_date_time"]),
+            tariff_id=cdr["tariffs"][0]["id"],
+            currency=cdr["currency"],
+            total_cost=MoneyPublic(**cdr["total_cost"]),
+            total_energy_kwh=cdr["total_energy"],
+            total_time_h=cdr["total_time"],
+            total_parking_time_h=cdr["total_parking_time"],
+        )
+    stored = StoredSession(
+        session_id=str(record.session_id),
+        charge_point_id=record.charge_point_id,
+        connector_id=record.connector_id,
+        transaction_id=record.transaction_id,
+        id_tag=record.id_tag,
+        started_at=record.started_at,
+        stopped_at=record.stopped_at,
+        meter_start_wh=record.meter_start_wh,
+        meter_stop_wh=record.meter_stop_wh,
+        energy_wh=record.energy_wh,
+    )
+    applied = await tariff_of(conn, stored)
+    if applied is None:
+        raise ProblemError(status.HTTP_409_CONFLICT, "no tariff applies to the session")
+    try:
+        usage, _site = await usage_of(conn, stored)
+    except UsageError as exc:
+        raise ProblemError(status.HTTP_409_CONFLICT, f"cannot be priced: {exc}") from None
+    priced = price_session(applied.tariff, usage)
+    return SessionCostPublic(
+        session_id=session_id,
+        status=record.status,
+        final=False,
+        cdr_id=None,
+        as_of=usage.stop,
+        tariff_id=applied.tariff_id,
+        currency=priced.currency,
+        total_cost=MoneyPublic(
+            excl_vat=priced.total_cost.excl_vat, incl_vat=priced.total_cost.incl_vat
+        ),
+        total_energy_kwh=priced.total_energy_kwh,
+        total_time_h=priced.total_time_h.quantize(Decimal("0.0001")),
+        total_parking_time_h=priced.total_parking_time_h.quantize(Decimal("0.0001")),
+    )

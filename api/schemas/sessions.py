@@ -1,10 +1,12 @@
 """Charging sessions: ``SessionBase`` (what a session says), ``SessionPublic`` (with its
-id and duration), ``SessionsPage`` (one page of a listing)."""
+id and duration), ``SessionsPage`` (one page of a listing), ``SessionCostPublic`` (its
+running or final cost)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,3 +70,25 @@ class SessionsPage(BaseModel):
         pattern=CURSOR_PATTERN,
         description="Pass as `cursor` to get the next page; null on the last page",
     )
+
+
+class MoneyPublic(BaseModel):
+    excl_vat: Decimal = Field(description="Exact decimal, in the currency's minor unit")
+    incl_vat: Decimal
+
+
+class SessionCostPublic(BaseModel):
+    """A session's cost: the running cost while it charges (up to its last register
+    reading), the CDR's once it is billed."""
+
+    session_id: uuid.UUID
+    status: Literal["active", "closed"]
+    final: bool = Field(description="true: the issued CDR's totals; false: priced so far")
+    cdr_id: str | None = Field(description="The CDR the totals come from (final only)")
+    as_of: datetime = Field(description="Telemetry time the cost is up to (the last reading)")
+    tariff_id: str
+    currency: str
+    total_cost: MoneyPublic
+    total_energy_kwh: Decimal
+    total_time_h: Decimal = Field(description="Hours since the start, parking included")
+    total_parking_time_h: Decimal

@@ -135,7 +135,8 @@ async def seed_billing(url: str) -> None:
     session = closed_session(T0, session_id=str(EXAMPLE_SESSION_ID), charge_point_id="CP-1")
     cdr = issued_cdr(session)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        for issued in (cdr, credit_of(cdr)):
+        # Corrected: the first CDR, its credit, and the second revision in force.
+        for issued in (cdr, credit_of(cdr), issued_cdr(session, revision=2)):
             await cdr_store.insert_cdr(
                 conn,
                 issued,
@@ -338,7 +339,7 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 34, CASES
+    assert len(authenticated) == 35, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
     # refuses the others (409).
     one_shot = ("/capture", "/refund", "/cancel")

@@ -1,0 +1,125 @@
+"""A driver's running cost through the API on the real database: an active session is
+priced under its tariff up to its last register reading (telemetry time) and grows as
+samples arrive; a billed session answers its CDR's totals; no tariff is a 409."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from billing.cdrs import CdrParty
+from bus.sessions import EnergySource, Quality, SessionClosed
+from invoicing.invoice import invoice_session
+from store import tariffs as tariff_store
+from store.sites import upsert_site
+from store.stations import provision_station
+from tests.support.api import api_client, assert_problem, auth, insert_session
+from tests.support.billing import component, element, tariff_json
+
+pytestmark = pytest.mark.integration
+
+STATION = "CP-COST-1"
+START = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+
+
+def add_register(url: str, session: dict[str, object], minutes: int, wh: int) -> None:
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            "INSERT INTO meter_samples (measured_at, charge_point_id, connector_id,"
+            " transaction_id, measurand, unit, value) VALUES (%s, %s, 1, %s,"
+            " 'Energy.Active.Import.Register', 'Wh', %s)",
+            (START + timedelta(minutes=minutes), STATION, session["transaction_id"], wh),
+        )
+
+
+async def seed_tariff(url: str) -> None:
+    upsert_site(url, "SITE-COST", "Depot", None, time_zone="Europe/Berlin")
+    provision_station(url, STATION, "SITE-COST")
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await tariff_store.create_tariff(
+            conn,
+            tariff_json(
+                element(component("ENERGY", "0.40", vat=19), component("FLAT", "1.00", vat=19)),
+                id="FLAT-40",
+            ),
+            created_by="test",
+        )
+        await tariff_store.assign(
+            conn,
+            tariff_id="FLAT-40",
+            scope=tariff_store.Scope.STATION,
+            target=STATION,
+            valid_from=START - timedelta(days=3),
+            created_by="test",
+        )
+
+
+async def test_running_cost_grows_with_the_register_and_ends_at_the_cdr(
+    clean_db: str, keys: dict[str, str]
+) -> None:
+    with psycopg.connect(clean_db, autocommit=True) as db:
+        session = insert_session(
+            db,
+            charge_point_id=STATION,
+            status="active",
+            started_at=START,
+            stopped_at=None,
+            meter_start_wh=10_000,
+            meter_stop_wh=None,
+            energy_wh=None,
+        )
+    path = f"/v1/sessions/{session['session_id']}/cost"
+    async with api_client(clean_db) as client:
+        assert_problem(await client.get(path, headers=auth(keys["billing"])), 409)  # no tariff
+        await seed_tariff(clean_db)
+        add_register(clean_db, session, 15, 12_500)
+        answer = await client.get(path, headers=auth(keys["operator"]))
+        assert answer.status_code == 200, answer.text
+        first = answer.json()
+        assert first["final"] is False
+        assert first["as_of"].startswith((START + timedelta(minutes=15)).isoformat()[:19])
+        # 2.5 kWh x 0.40 + 1.00 = 2.00 excl., 2.38 incl. 19 % VAT
+        assert (
+            Decimal(first["total_cost"]["excl_vat"]),
+            Decimal(first["total_cost"]["incl_vat"]),
+        ) == (
+            Decimal("2.00"),
+            Decimal("2.38"),
+        )
+        add_register(clean_db, session, 30, 15_000)
+        later = (await client.get(path, headers=auth(keys["billing"]))).json()
+        assert Decimal(later["total_cost"]["excl_vat"]) == Decimal("3.00")
+        assert Decimal(later["total_energy_kwh"]) == Decimal(5)
+
+        closed = SessionClosed(
+            message_id="m",
+            session_id=str(session["session_id"]),
+            charge_point_id=STATION,
+            connector_id=1,
+            transaction_id=str(session["transaction_id"]),
+            started_at=START,
+            stopped_at=START + timedelta(minutes=40),
+            closed_at=START + timedelta(minutes=40, seconds=1),
+            energy_wh=6_000,
+            energy_source=EnergySource.STATION_REGISTER,
+            quality=Quality.EXACT,
+            id_tag="TAG-1",
+            meter_start_wh=10_000,
+            meter_stop_wh=16_000,
+        )
+        async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
+            billed = await invoice_session(conn, closed, CdrParty("DE", "CFL"))
+        assert billed.cdr is not None
+        final = (await client.get(path, headers=auth(keys["billing"]))).json()
+        assert final["final"] is True
+        assert final["cdr_id"] == billed.cdr["id"]
+        assert Decimal(str(final["total_cost"]["excl_vat"])) == Decimal("3.40")
+        assert_problem(
+            await client.get(f"/v1/sessions/{uuid.uuid4()}/cost", headers=auth(keys["billing"])),
+            404,
+        )
+        assert (await client.get(path, headers=auth(keys["maintenance"]))).status_code == 403
