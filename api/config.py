@@ -19,7 +19,18 @@ class ApiConfig:
     # Wrong API keys one client address may present per window before it gets 429.
     auth_failure_limit: int = 20
     auth_failure_window_s: int = 60
+    # Seconds a price quote shown to a driver holds (the session must start within it).
+    quote_valid_s: int = 300
+    # Demand pricing: above this share of the site's grid capacity or connectors in use,
+    # the energy price rises linearly up to (1 + demand_max_uplift) x the tariff's at
+    # full demand (0: no demand pricing).
+    demand_threshold: float = 0.8
+    demand_max_uplift: float = 0.2
 
     def __post_init__(self) -> None:
         if self.auth_failure_limit < 1 or self.auth_failure_window_s < 1:
             raise ValueError("auth_failure_limit and auth_failure_window_s must be >= 1")
+        if not 30 <= self.quote_valid_s <= 3600:
+            raise ValueError("quote_valid_s must be between 30 and 3600 seconds")
+        if not 0 <= self.demand_threshold < 1 or not 0 <= self.demand_max_uplift <= 5:
+            raise ValueError("demand_threshold is a share in [0, 1), demand_max_uplift in [0, 5]")

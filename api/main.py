@@ -26,6 +26,7 @@ from api.routers import (
     health,
     load,
     payments,
+    prices,
     sessions,
     station_health,
     tariff_admin,
@@ -123,6 +124,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(station_health.router)
     app.include_router(tariffs.router)
     app.include_router(payments.router)
+    app.include_router(prices.router)
     app.include_router(cdrs.router)
     app.include_router(tariff_admin.router)
 

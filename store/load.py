@@ -33,7 +33,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from store.db import StagingTable, last_per_key
+from store.db import AsyncDb, StagingTable, execute, last_per_key
 
 Resolution = Literal["1m", "1h", "1d"]
 # resolution -> relation with (charge_point_id, connector_id, bucket, sample_count,
@@ -262,3 +262,20 @@ def _station_json(station: Any) -> dict[str, Any]:
             {"connector_id": c.connector_id, "power_w": c.power_w} for c in station.connectors
         ],
     }
+
+
+async def site_demand(db: AsyncDb, site_id: str) -> tuple[float | None, float | None]:
+    """The site's live utilisation (load / grid capacity) and occupancy (connectors in
+    use / connectors known, connector 0 left out), each 0..1, None when unknown."""
+    rows = await execute(
+        db,
+        "SELECT (SELECT CASE WHEN capacity_w > 0 THEN total_w / capacity_w END"
+        "        FROM site_load_live WHERE site_id = %(site)s),"
+        " (SELECT count(*) FILTER (WHERE ca.status IN ('Preparing', 'Charging', 'SuspendedEV',"
+        "        'SuspendedEVSE', 'Finishing', 'Reserved'))::float / NULLIF(count(*), 0)"
+        "  FROM connector_availability ca JOIN stations st USING (charge_point_id)"
+        "  WHERE st.site_id = %(site)s AND ca.connector_id > 0)",
+        {"site": site_id},
+    )
+    utilisation, occupancy = rows[0]
+    return utilisation, occupancy

@@ -648,14 +648,19 @@ async def create_quote(
     id_tag: str | None,
     valid_for: timedelta,
     at: datetime | None = None,
+    applied: AppliedTariff | None = None,
+    quoted: Mapping[str, Any] | None = None,
 ) -> QuoteRecord | None:
     """Freeze the tariff that applies now (``at``) on the connector for the token's
-    customer group, valid for ``valid_for``; None if no tariff applies."""
+    customer group, valid for ``valid_for``; None if no tariff applies. ``applied``: the
+    tariff already resolved; ``quoted``: the Tariff JSON the driver is shown when it is
+    not the stored version's own (a demand-adjusted price), kept as the quote's body."""
     if valid_for <= timedelta(0):
         raise ValueError("a quote must be valid for a positive time")
     at = at or datetime.now(UTC)
-    group = None if id_tag is None else await customer_group_of(db, id_tag)
-    applied = await tariff_for(db, charge_point_id, connector_id, group, at)
+    if applied is None:
+        group = None if id_tag is None else await customer_group_of(db, id_tag)
+        applied = await tariff_for(db, charge_point_id, connector_id, group, at)
     if applied is None:
         return None
     rows = await execute(
@@ -663,7 +668,7 @@ async def create_quote(
         f"""
         INSERT INTO price_quotes (quote_id, charge_point_id, connector_id, id_tag, tariff_id,
             tariff_version, body, created_at, valid_until)
-        SELECT %s, %s, %s, %s, t.tariff_id, t.version, t.body, %s, %s
+        SELECT %s, %s, %s, %s, t.tariff_id, t.version, COALESCE(%s::jsonb, t.body), %s, %s
         FROM tariffs t WHERE t.tariff_id = %s AND t.version = %s
         RETURNING {_QUOTE_COLUMNS}
         """,
@@ -672,6 +677,7 @@ async def create_quote(
             charge_point_id,
             connector_id,
             id_tag,
+            None if quoted is None else _jsonb(quoted),
             at,
             at + valid_for,
             applied.tariff_id,

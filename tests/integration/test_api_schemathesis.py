@@ -36,6 +36,7 @@ from api.params import (
     EXAMPLE_ALERT_ID,
     EXAMPLE_CUSTOMER,
     EXAMPLE_HELD_SESSIONS,
+    EXAMPLE_QUOTE_ID,
     EXAMPLE_SESSION_ID,
     EXAMPLE_SITE,
     EXAMPLE_STATION,
@@ -196,6 +197,14 @@ def seed_tariffs(url: str) -> None:
                 " created_by) VALUES ('STANDARD', %s, %s, '2020-01-01T00:00:00Z', 'seed')",
                 (scope, target),
             )
+        # The example quote, valid for a day: the first attach uses it, later ones are 409.
+        db.execute(
+            "INSERT INTO price_quotes (quote_id, charge_point_id, connector_id, tariff_id,"
+            " tariff_version, body, created_at, valid_until) SELECT %s, %s, 1, tariff_id,"
+            " version, body, now(), now() + interval '1 day' FROM tariffs"
+            " WHERE tariff_id = 'STANDARD'",
+            (EXAMPLE_QUOTE_ID, EXAMPLE_STATION),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -339,10 +348,10 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 35, CASES
+    assert len(authenticated) == 37, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
     # refuses the others (409).
-    one_shot = ("/capture", "/refund", "/cancel")
+    one_shot = ("/capture", "/refund", "/cancel", "/attach")
     for operation, seen in authenticated.items():
         assert set(seen) == set(IDENTITIES), (operation, seen)
         answered = set(STATUSES[operation])
