@@ -117,6 +117,7 @@ DEMO_TARIFF = {
 def seed_demo_tariff(database_url: str) -> None:
     """The demo tariff, assigned everywhere (once: a database reused across runs keeps
     the first run's tariff and assignment)."""
+    from store import tariff_assignments as assignment_store
     from store import tariffs
 
     async def seed() -> None:
@@ -124,7 +125,7 @@ def seed_demo_tariff(database_url: str) -> None:
             if await tariffs.get_tariff(db, DEMO_TARIFF_ID) is not None:
                 return
             await tariffs.create_tariff(db, DEMO_TARIFF, created_by="chargeflow run")
-            await tariffs.assign(
+            await assignment_store.assign(
                 db,
                 tariff_id=DEMO_TARIFF_ID,
                 scope=tariffs.Scope.DEFAULT,

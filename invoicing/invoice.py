@@ -23,6 +23,7 @@ from billing.cost import price_session
 from billing.session_usage import UsageError
 from bus.sessions import SessionClosed
 from invoicing.pricing import StoredSession, tariff_of, usage_of
+from store import billing_reviews as review_store
 from store import cdrs as cdr_store
 from store.db import AsyncDb
 
@@ -39,7 +40,7 @@ class Invoiced:
 
 
 async def _hold(db: AsyncDb, session: SessionClosed, reasons: tuple[str, ...]) -> Invoiced:
-    await cdr_store.hold_session(db, session, list(reasons))
+    await review_store.hold_session(db, session, list(reasons))
     log.info("session held for review", session_id=session.session_id, reasons=list(reasons))
     return Invoiced(session, None, reasons)
 

@@ -18,7 +18,9 @@ from decimal import Decimal
 from billing.metered import Sample, usage_from_samples
 from billing.session_usage import SessionUsage
 from bus.measurands import ENERGY_REGISTER, to_wh
-from store import tariffs as tariff_store
+from store import id_tokens as token_store
+from store import quotes as quote_store
+from store import tariff_assignments as assignment_store
 from store.db import AsyncDb
 from store.samples import session_samples
 from store.sites import station_location
@@ -42,13 +44,13 @@ class StoredSession:
 
 
 async def tariff_of(db: AsyncDb, session: StoredSession) -> AppliedTariff | None:
-    applied = await tariff_store.quoted_tariff(db, uuid.UUID(session.session_id))
+    applied = await quote_store.quoted_tariff(db, uuid.UUID(session.session_id))
     if applied is not None:
         return applied
     group = (
-        None if session.id_tag is None else await tariff_store.customer_group_of(db, session.id_tag)
+        None if session.id_tag is None else await token_store.customer_group_of(db, session.id_tag)
     )
-    return await tariff_store.tariff_for(
+    return await assignment_store.tariff_for(
         db, session.charge_point_id, session.connector_id, group, session.started_at
     )
 

@@ -137,3 +137,19 @@ async def close_transaction(db: AsyncDb, charge_point_id: str, transaction_id: s
         "DELETE FROM open_transactions WHERE charge_point_id = %s AND transaction_id = %s",
         (charge_point_id, transaction_id),
     )
+
+
+async def customer_group_of(db: AsyncDb, id_tag: str) -> str | None:
+    """The customer group of a token (None: unknown token or in no group)."""
+    rows = await execute(db, "SELECT customer_group FROM id_tags WHERE id_tag = %s", (id_tag,))
+    return rows[0][0] if rows else None
+
+
+async def set_customer_group(db: AsyncDb, id_tag: str, customer_group: str | None) -> bool:
+    """Put a token in a group (None: in none); False if there is no such token."""
+    rows = await execute(
+        db,
+        "UPDATE id_tags SET customer_group = %s WHERE id_tag = %s RETURNING id_tag",
+        (customer_group, id_tag),
+    )
+    return bool(rows)

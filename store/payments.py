@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from store.db import AsyncDb, execute
+
 COLUMNS = (
     "session_id, provider, customer, currency, reference, status, authorized_minor, "
     "captured_minor, refunded_minor, final_cost_minor, shortfall_minor, attempts, "
@@ -170,3 +172,18 @@ def flagged(conn: psycopg.Connection[Any], limit: int = 100) -> list[SessionPaym
             (limit,),
         )
         return [SessionPayment(**row) for row in cur.fetchall()]
+
+
+async def payment_summary(db: AsyncDb, session_id: str) -> tuple[str, str, str, int, int] | None:
+    """(provider, status, currency, captured, refunded minor units) of the session's
+    payment, for readers on the async side (receipts)."""
+    rows = await execute(
+        db,
+        "SELECT provider, status, currency, captured_minor, refunded_minor"
+        " FROM session_payments WHERE session_id = %s",
+        (session_id,),
+    )
+    if not rows:
+        return None
+    provider, state, currency, captured, refunded = rows[0]
+    return str(provider), str(state), str(currency), int(captured), int(refunded)

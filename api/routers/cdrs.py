@@ -51,6 +51,7 @@ from api.schemas.cdrs import (
 from api.statement_html import render_statement
 from billing.cdrs import CDR_ID_PATTERN, MAX_CDR_ID
 from billing.cost import ocpi_datetime
+from store import billing_reviews as review_store
 from store import cdrs as cdr_store
 
 router = APIRouter(tags=["billing"], responses=AUTHENTICATED)
@@ -60,7 +61,7 @@ CustomerFilter = Annotated[str | None, text_id(Query, "Customer", EXAMPLE_CUSTOM
 CustomerPath = Annotated[str, text_id(Path, "Customer", EXAMPLE_CUSTOMER)]
 
 
-def _held_session(action: cdr_store.ReviewAction) -> Any:
+def _held_session(action: review_store.ReviewAction) -> Any:
     return text_id(Path, "The held session's id", EXAMPLE_HELD_SESSIONS[action])
 
 
@@ -306,7 +307,7 @@ async def list_reviews(
     _principal: BillingDesk,
     conn: DbConn,
     review_status: Annotated[
-        cdr_store.ReviewStatus | None, Query(alias="status", description="Only this status")
+        review_store.ReviewStatus | None, Query(alias="status", description="Only this status")
     ] = None,
     cursor: ReviewCursor = None,
     limit: Annotated[
@@ -316,8 +317,8 @@ async def list_reviews(
     after = None
     if cursor is not None:
         position = decode_review_cursor(cursor)
-        after = cdr_store.ReviewPosition(position.started_at, position.session_id)
-    page = await cdr_store.list_reviews(conn, review_status, after=after, limit=limit)
+        after = review_store.ReviewPosition(position.started_at, position.session_id)
+    page = await review_store.list_reviews(conn, review_status, after=after, limit=limit)
     next_cursor = None
     if page.next_after is not None:
         next_cursor = encode_review_cursor(
@@ -382,13 +383,13 @@ async def write_off_review(
 async def _decide(
     conn: DbConn,
     session_id: str,
-    action: cdr_store.ReviewAction,
+    action: review_store.ReviewAction,
     actor: str,
     note: str | None,
     corrected_energy_wh: int | None = None,
 ) -> ReviewPublic:
     try:
-        record = await cdr_store.decide_review(
+        record = await review_store.decide_review(
             conn,
             session_id,
             action,
@@ -396,7 +397,7 @@ async def _decide(
             note=note,
             corrected_energy_wh=corrected_energy_wh,
         )
-    except cdr_store.ReviewConflictError as exc:
+    except review_store.ReviewConflictError as exc:
         raise ProblemError(status.HTTP_409_CONFLICT, str(exc)) from None
     if record is None:
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"session {session_id} is not under review")

@@ -200,7 +200,7 @@ _PAYMENT_INTENT_EVENTS = ("payment_intent.", "charge.")
 
 
 @router.post(
-    "/v1/payments/stripe/webhook",
+    "/webhooks/stripe",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Stripe's webhook (authenticated by its Stripe-Signature, not an API key)",
     responses={

@@ -23,6 +23,9 @@ from api.schemas.prices import (
     QuotePublic,
 )
 from billing.dynamic import DemandPolicy, DemandSnapshot, make_quote, price_lines
+from store import id_tokens as token_store
+from store import quotes as quote_store
+from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.load import site_demand
 from store.sites import station_location
@@ -48,7 +51,7 @@ def _share(value: float | None) -> Decimal | None:
 
 
 def _quote_public(
-    quote: tariff_store.QuoteRecord, time_zone: str, demand: DemandPublic | None
+    quote: quote_store.QuoteRecord, time_zone: str, demand: DemandPublic | None
 ) -> QuotePublic:
     """The quote as the driver sees it: the prices in force when it was made, in the
     location's local time."""
@@ -102,8 +105,8 @@ async def get_quote(
     if not await station_exists(conn, station):
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"station {station} not found")
     now = datetime.now(UTC)  # a quote is for a driver standing there now
-    group = None if id_tag is None else await tariff_store.customer_group_of(conn, id_tag)
-    applied = await tariff_store.tariff_for(conn, station, connector, group, now)
+    group = None if id_tag is None else await token_store.customer_group_of(conn, id_tag)
+    applied = await assignment_store.tariff_for(conn, station, connector, group, now)
     if applied is None:
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"no tariff applies at {station}")
     site_id, time_zone = await station_location(conn, station)
@@ -129,7 +132,7 @@ async def get_quote(
     quoted: dict[str, Any] | None = (
         None if made.tariff is applied.tariff else made.tariff.model_dump(exclude_none=True)
     )
-    stored = await tariff_store.create_quote(
+    stored = await quote_store.create_quote(
         conn,
         charge_point_id=station,
         connector_id=connector,
@@ -164,10 +167,10 @@ async def attach_quote(
     _principal: SessionReader,
     conn: DbConn,
 ) -> QuotePublic:
-    if await tariff_store.get_quote(conn, quote_id) is None:
+    if await quote_store.get_quote(conn, quote_id) is None:
         raise ProblemError(status.HTTP_404_NOT_FOUND, f"quote {quote_id} not found")
     try:
-        quote = await tariff_store.attach_quote_to_session(conn, quote_id, body.session_id)
+        quote = await quote_store.attach_quote_to_session(conn, quote_id, body.session_id)
     except tariff_store.QuoteError as exc:
         raise ProblemError(status.HTTP_409_CONFLICT, str(exc)) from None
     _site, time_zone = await station_location(conn, quote.charge_point_id)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import HTMLResponse
 
 from api.deps import DbConn, SessionReader
 from api.params import (
@@ -21,13 +22,22 @@ from api.params import (
     require_ordered,
 )
 from api.problems import AUTHENTICATED, CONFLICT, NOT_FOUND, ProblemError
-from api.schemas.sessions import MoneyPublic, SessionCostPublic, SessionPublic, SessionsPage
+from api.schemas.sessions import (
+    MoneyPublic,
+    ReceiptPublic,
+    SessionCostPublic,
+    SessionPublic,
+    SessionsPage,
+)
 from billing.cost import price_session
+from billing.money import from_minor
 from billing.preview import decode_json
+from billing.receipts import receipt, receipt_html
 from billing.session_usage import UsageError
 from bus.times import parse_rfc3339
 from invoicing.pricing import StoredSession, tariff_of, usage_of
 from store import cdrs as cdr_store
+from store import payments as payment_store
 from store import sessions as session_store
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=AUTHENTICATED)
@@ -106,6 +116,21 @@ async def get_session(
     return SessionPublic.model_validate(record)
 
 
+def _stored(record: session_store.SessionRecord) -> StoredSession:
+    return StoredSession(
+        session_id=str(record.session_id),
+        charge_point_id=record.charge_point_id,
+        connector_id=record.connector_id,
+        transaction_id=record.transaction_id,
+        id_tag=record.id_tag,
+        started_at=record.started_at,
+        stopped_at=record.stopped_at,
+        meter_start_wh=record.meter_start_wh,
+        meter_stop_wh=record.meter_stop_wh,
+        energy_wh=record.energy_wh,
+    )
+
+
 @router.get(
     "/{session_id}/cost",
     response_model=SessionCostPublic,
@@ -142,18 +167,7 @@ async def get_session_cost(
             total_time_h=cdr["total_time"],
             total_parking_time_h=cdr["total_parking_time"],
         )
-    stored = StoredSession(
-        session_id=str(record.session_id),
-        charge_point_id=record.charge_point_id,
-        connector_id=record.connector_id,
-        transaction_id=record.transaction_id,
-        id_tag=record.id_tag,
-        started_at=record.started_at,
-        stopped_at=record.stopped_at,
-        meter_start_wh=record.meter_start_wh,
-        meter_stop_wh=record.meter_stop_wh,
-        energy_wh=record.energy_wh,
-    )
+    stored = _stored(record)
     applied = await tariff_of(conn, stored)
     if applied is None:
         raise ProblemError(status.HTTP_409_CONFLICT, "no tariff applies to the session")
@@ -177,3 +191,55 @@ async def get_session_cost(
         total_time_h=priced.total_time_h.quantize(Decimal("0.0001")),
         total_parking_time_h=priced.total_parking_time_h.quantize(Decimal("0.0001")),
     )
+
+
+async def _receipt(conn: Any, session_id: uuid.UUID) -> dict[str, Any]:
+    issued = await cdr_store.session_cdr(conn, str(session_id))
+    if issued is None:
+        if await session_store.get_session(conn, session_id) is None:
+            raise ProblemError(status.HTTP_404_NOT_FOUND, f"session {session_id} not found")
+        raise ProblemError(status.HTTP_409_CONFLICT, f"session {session_id} is not billed yet")
+    found = await payment_store.payment_summary(conn, str(session_id))
+    payment = None
+    if found is not None:
+        provider, state, currency, captured, refunded = found
+        payment = {
+            "provider": provider,
+            "status": state,
+            "captured": from_minor(captured, currency),
+            "refunded": from_minor(refunded, currency),
+        }
+    return receipt(decode_json(issued, "the stored CDR"), payment)
+
+
+@router.get(
+    "/{session_id}/receipt",
+    response_model=ReceiptPublic,
+    summary="The driver's receipt: lines, VAT per rate, totals, payment (from the CDR)",
+    description="409: the session is not billed yet (active, held for review, credited).",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+async def get_receipt(
+    session_id: Annotated[
+        uuid.UUID, Path(description="The session's id (a UUID)", examples=[str(EXAMPLE_SESSION_ID)])
+    ],
+    _principal: SessionReader,
+    conn: DbConn,
+) -> ReceiptPublic:
+    return ReceiptPublic.model_validate(await _receipt(conn, session_id))
+
+
+@router.get(
+    "/{session_id}/receipt.html",
+    response_class=HTMLResponse,
+    summary="The driver's receipt as a printable page",
+    responses={**NOT_FOUND, **CONFLICT, 200: {"content": {"text/html": {}}}},
+)
+async def get_receipt_html(
+    session_id: Annotated[
+        uuid.UUID, Path(description="The session's id (a UUID)", examples=[str(EXAMPLE_SESSION_ID)])
+    ],
+    _principal: SessionReader,
+    conn: DbConn,
+) -> HTMLResponse:
+    return HTMLResponse(receipt_html(await _receipt(conn, session_id)))

@@ -42,6 +42,7 @@ from api.schemas.tariffs import (
 )
 from billing.preview import PreviewError, decode_json
 from billing.tariffs import TariffError
+from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 
 router = APIRouter(tags=["tariffs"], responses=AUTHENTICATED)
@@ -111,7 +112,7 @@ def _tariff(record: tariff_store.TariffRecord) -> TariffPublic:
     )
 
 
-def _assignment(record: tariff_store.AssignmentRecord) -> TariffAssignmentPublic:
+def _assignment(record: assignment_store.AssignmentRecord) -> TariffAssignmentPublic:
     return TariffAssignmentPublic.model_validate(
         {name: getattr(record, name) for name in TariffAssignmentPublic.model_fields}
     )
@@ -228,7 +229,7 @@ async def resolve_tariff(
     at: TimestampQuery = None,
 ) -> Response:
     instant = at or datetime.now(UTC)
-    found = await tariff_store.resolve_tariff(conn, station, connector, customer_group, instant)
+    found = await assignment_store.resolve_tariff(conn, station, connector, customer_group, instant)
     if found is None:
         raise ProblemError(
             status.HTTP_404_NOT_FOUND,
@@ -237,7 +238,7 @@ async def resolve_tariff(
     record = await tariff_store.get_tariff(conn, found.applied.tariff_id, found.applied.version)
     assert record is not None  # versions are never deleted
     chosen = found.assignment
-    rank = tariff_store.precedence(chosen.scope, chosen.customer_group is not None)
+    rank = assignment_store.precedence(chosen.scope, chosen.customer_group is not None)
     reason = (
         f"{chosen.scope} assignment {chosen.assignment_id}"
         + (f" for {chosen.target}" if chosen.target else "")
@@ -311,7 +312,7 @@ async def create_assignment(
     body: TariffAssignmentCreate, principal: TariffWriter, conn: DbConn
 ) -> TariffAssignmentPublic:
     try:
-        record = await tariff_store.assign(
+        record = await assignment_store.assign(
             conn,
             tariff_id=body.tariff_id,
             scope=body.scope,
@@ -367,10 +368,10 @@ async def list_assignments(
         int, Query(ge=1, le=tariff_store.MAX_LIMIT, description="Page size")
     ] = tariff_store.DEFAULT_LIMIT,
 ) -> TariffAssignmentsPage:
-    filters = tariff_store.AssignmentFilter(
+    filters = assignment_store.AssignmentFilter(
         scope=scope, target=target, tariff_id=tariff, active_at=active_at
     )
-    page = await tariff_store.list_assignments(
+    page = await assignment_store.list_assignments(
         conn, filters, after=int(cursor) if cursor else None, limit=limit
     )
     return TariffAssignmentsPage(
@@ -391,7 +392,7 @@ async def list_assignments(
 async def end_assignment(
     assignment_id: AssignmentIdPath, principal: TariffWriter, conn: DbConn
 ) -> TariffAssignmentPublic:
-    record = await tariff_store.end_assignment(conn, assignment_id, ended_by=principal.name)
+    record = await assignment_store.end_assignment(conn, assignment_id, ended_by=principal.name)
     if record is None:
         raise ProblemError(
             status.HTTP_404_NOT_FOUND, f"tariff assignment {assignment_id} not found"

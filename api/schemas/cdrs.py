@@ -15,7 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from api.params import CDR_CURSOR_PATTERN, REVIEW_CURSOR_PATTERN
 from api.schemas.alerts import MAX_NOTE_LENGTH, NOTE_PATTERN, encodable_text
 from bus.sessions import Quality
-from store.cdrs import CdrRecord, CdrStatement, ReviewStatus
+from store.billing_reviews import ReviewStatus
+from store.cdrs import CdrRecord, CdrStatement
 
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 # A reason: text a person types with at least one character that is not white space.

@@ -92,3 +92,51 @@ class SessionCostPublic(BaseModel):
     total_energy_kwh: Decimal
     total_time_h: Decimal = Field(description="Hours since the start, parking included")
     total_parking_time_h: Decimal
+
+
+class ReceiptLinePublic(BaseModel):
+    description: str
+    start: str | None = Field(description="When the line's period began (RFC 3339)")
+    quantity: Decimal = Field(description="Billed volume, after step_size")
+    unit: str
+    unit_price_excl_vat: Decimal
+    vat_rate: Decimal | None = Field(description="Percent; null: no VAT applicable")
+    excl_vat: Decimal
+    incl_vat: Decimal
+
+
+class ReceiptVatPublic(BaseModel):
+    rate: Decimal | None
+    net: Decimal
+    vat: Decimal
+    gross: Decimal
+
+
+class ReceiptPaymentPublic(BaseModel):
+    provider: str
+    status: str
+    captured: Decimal
+    refunded: Decimal
+
+
+class ReceiptPublic(BaseModel):
+    """The driver's receipt, from the session's CDR in force: the lines add up to the
+    totals, the VAT rows to the total incl. VAT."""
+
+    cdr_id: str
+    session_id: str | None
+    start: str
+    end: str
+    location: str | None
+    evse: str | None
+    tariff_id: str | None
+    currency: str
+    energy_kwh: Decimal
+    time_h: Decimal
+    parking_h: Decimal
+    lines: list[ReceiptLinePublic]
+    vat: list[ReceiptVatPublic]
+    total_excl_vat: Decimal
+    total_incl_vat: Decimal
+    payment: ReceiptPaymentPublic | None
+    signed_data: bool = Field(description="The meter signed the values (OCMF etc.)")

@@ -150,7 +150,7 @@ async def test_stripe_webhook_is_verified_and_applied_once(
         ).encode()
         for _ in range(2):  # Stripe redelivers
             resp = await client.post(
-                "/v1/payments/stripe/webhook",
+                "/webhooks/stripe",
                 content=body,
                 headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"},
             )
@@ -159,11 +159,11 @@ async def test_stripe_webhook_is_verified_and_applied_once(
         assert payment["status"] == "canceled"
         assert [e["kind"] for e in payment["events"]].count("webhook:payment_intent.canceled") == 1
         forged = await client.post(
-            "/v1/payments/stripe/webhook",
+            "/webhooks/stripe",
             content=body,
             headers={"Stripe-Signature": signed(body, "whsec_wrong_secret_000000000")},
         )
         problem = assert_problem(forged, 400)
         assert WEBHOOK_SECRET not in json.dumps(problem)
-        unsigned = await client.post("/v1/payments/stripe/webhook", content=body)
+        unsigned = await client.post("/webhooks/stripe", content=body)
         assert_problem(unsigned, 400)

@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,7 @@ from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from invoicing.config import InvoicingConfig
 from invoicing.worker import InvoicingWorker
+from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
@@ -113,14 +115,12 @@ async def produce(broker: EmbeddedBroker, topic: str, values: list[bytes]) -> No
         await producer.aclose()
 
 
-async def test_closed_sessions_become_cdrs_holds_and_captures_once(
-    broker: EmbeddedBroker, clean_db: str, topics: Topics
-) -> None:
-    upsert_site(clean_db, "SITE-BILL", "Depot", 100_000, time_zone="Europe/Amsterdam")
-    provision_station(clean_db, STATION, "SITE-BILL")
-    async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
+async def seed_site_tariff_and_payment(url: str, paid: uuid.UUID) -> None:
+    upsert_site(url, "SITE-BILL", "Depot", 100_000, time_zone="Europe/Amsterdam")
+    provision_station(url, STATION, "SITE-BILL")
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await tariff_store.create_tariff(conn, TOU, created_by="test")
-        await tariff_store.assign(
+        await assignment_store.assign(
             conn,
             tariff_id="TOU-BILL",
             scope=tariff_store.Scope.SITE,
@@ -128,10 +128,9 @@ async def test_closed_sessions_become_cdrs_holds_and_captures_once(
             valid_from=TODAY,
             created_by="test",
         )
-    billed, paid, held = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    store_samples(clean_db, "1", 1)
-    store_samples(clean_db, "2", 2)
-    with ConnectionPool(clean_db, min_size=1, max_size=2) as pool:
+    store_samples(url, "1", 1)
+    store_samples(url, "2", 2)
+    with ConnectionPool(url, min_size=1, max_size=2) as pool:
         PaymentService(pool, {"postpaid": PostpaidProvider(pool)}).preauthorize(
             session_id=str(paid),
             provider="postpaid",
@@ -139,21 +138,15 @@ async def test_closed_sessions_become_cdrs_holds_and_captures_once(
             currency="EUR",
             amount_minor=5000,
         )
-    await produce(
-        broker,
-        topics.sessions_closed,
-        [
-            encode_session_closed(closed(billed)),
-            encode_session_closed(closed(paid, transaction="2", connector=2)),
-            encode_session_closed(closed(held, quality=Quality.CORRECTED)),
-            b'{"not": "a session"}',
-        ],
-    )
-    config = InvoicingConfig(kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics)
-    async with running(InvoicingWorker(config, poll_s=0.1)) as worker:
-        await apoll(lambda: worker.invoiced, lambda n: n >= 3, 60, "three sessions invoiced")
 
-    with psycopg.connect(clean_db) as db:
+
+async def invoice_all(config: InvoicingConfig, count: int) -> None:
+    async with running(InvoicingWorker(config, poll_s=0.1)) as worker:
+        await apoll(lambda: worker.invoiced, lambda n: n >= count, 60, f"{count} invoiced")
+
+
+def check_cdrs_and_payment(url: str, billed: uuid.UUID, paid: uuid.UUID, held: uuid.UUID) -> None:
+    with psycopg.connect(url) as db:
         cdrs = db.execute(
             "SELECT session_id, total_excl_minor, total_incl_minor, site_id, body::text"
             " FROM cdrs ORDER BY session_id"
@@ -167,31 +160,41 @@ async def test_closed_sessions_become_cdrs_holds_and_captures_once(
     body: dict[str, Any] = decode_json(cdrs[0][4], "the CDR")
     assert body["total_energy"] == Decimal(22)
     assert body["cdr_location"]["id"] == "SITE-BILL"
+    assert body["start_date_time"] == START.isoformat().replace("+00:00", "Z")
     peak = sum(
         (line["volume"] for line in body["cost_breakdown"] if line["price"] == Decimal("0.50")),
         Decimal(0),
     )
-    assert peak in (Decimal("16.5"), Decimal("22"))  # from 17:00 local, summer or winter
-    assert body["start_date_time"] == START.isoformat().replace("+00:00", "Z")
+    assert peak in (Decimal("16.5"), Decimal("22"))  # from 17:00 local, winter or summer
     assert reviews == [(str(held), "held")]
-    assert payment is not None
     total_incl = next(row[2] for row in cdrs if row[0] == str(paid))
     assert payment == ("captured", total_incl)
     assert total_incl == to_minor(Decimal(str(body["total_cost"]["incl_vat"])), "EUR")
-    published = [m.value() for m in read_topic(broker.bootstrap, topics.billing_cdrs)]
-    assert len(published) == 2
-    dead = list(read_topic(broker.bootstrap, topics.deadletter))
-    assert len(dead) == 1
+
+
+async def test_closed_sessions_become_cdrs_holds_and_captures_once(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    billed, paid, held = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await seed_site_tariff_and_payment(clean_db, paid)
+    await produce(
+        broker,
+        topics.sessions_closed,
+        [
+            encode_session_closed(closed(billed)),
+            encode_session_closed(closed(paid, transaction="2", connector=2)),
+            encode_session_closed(closed(held, quality=Quality.CORRECTED)),
+            b'{"not": "a session"}',
+        ],
+    )
+    config = InvoicingConfig(kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics)
+    await invoice_all(config, 3)
+    check_cdrs_and_payment(clean_db, billed, paid, held)
+    assert len(list(read_topic(broker.bootstrap, topics.billing_cdrs))) == 2
+    assert len(list(read_topic(broker.bootstrap, topics.deadletter))) == 1
 
     # Everything read again (a new consumer group): nothing new is stored or captured.
-    again = InvoicingConfig(
-        kafka_bootstrap=broker.bootstrap,
-        database_url=clean_db,
-        topics=topics,
-        consumer_group="chargeflow-billing-replay",
-    )
-    async with running(InvoicingWorker(again, poll_s=0.1)) as worker:
-        await apoll(lambda: worker.invoiced, lambda n: n >= 3, 60, "three sessions again")
+    await invoice_all(replace(config, consumer_group="chargeflow-billing-replay"), 3)
     with psycopg.connect(clean_db) as db:
         assert db.execute("SELECT count(*) FROM cdrs").fetchone() == (2,)
         assert db.execute("SELECT count(*) FROM billing_reviews").fetchone() == (1,)

@@ -11,11 +11,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from billing.preview import decode_json, encode_cdr
-from bus.sessions import Quality
+from bus.sessions import Quality, SessionClosed
+from store import billing_reviews as review_store
 from store import cdrs as cdr_store
 from tests.support.api import api_client, assert_problem, auth
 from tests.support.cdrs import closed_session, credit_of, issued_cdr
@@ -91,7 +93,7 @@ async def test_cdrs_are_immutable_and_issued_once(clean_db: str) -> None:
 async def test_the_review_audit_is_append_only(clean_db: str) -> None:
     async with await _connect(clean_db) as conn:
         session = closed_session(T0, quality=Quality.CORRECTED)
-        assert await cdr_store.hold_session(conn, session, ["quality corrected"]) is True
+        assert await review_store.hold_session(conn, session, ["quality corrected"]) is True
         for statement in ("UPDATE billing_review_events SET actor = 'x'",
                           "DELETE FROM billing_review_events"):  # fmt: skip
             with pytest.raises(psycopg.errors.RestrictViolation, match="append-only"):
@@ -203,6 +205,52 @@ async def test_the_csv_export_is_the_stored_cdrs_to_the_cent(
             assert row[column] == str(cdr["total_cost"][part]), (column, row, cdr["total_cost"])
 
 
+async def _refuse_incomplete_decisions(
+    client: httpx.AsyncClient, base: str, held: dict[str, SessionClosed], billing: dict[str, str]
+) -> None:
+    """Missing reasons and energy are 422s that change nothing."""
+    assert_problem(
+        await client.post(
+            base.format(held["correct"].session_id, "correct"), json={"note": "x"}, headers=billing
+        ),
+        422,
+    )
+    assert_problem(
+        await client.post(
+            base.format(held["write-off"].session_id, "write-off"),
+            json={"note": "   "},
+            headers=billing,
+        ),
+        422,
+    )
+
+
+async def _decide_each_once(
+    client: httpx.AsyncClient,
+    base: str,
+    held: dict[str, SessionClosed],
+    billing: dict[str, str],
+    admin: dict[str, str],
+) -> None:
+    decisions = {
+        "release": None,
+        "correct": {"corrected_energy_wh": 7_400, "note": "meter photo"},
+        "write-off": {"note": "goodwill"},
+    }
+    outcome = {"release": "released", "correct": "corrected", "write-off": "written_off"}
+    for name, body in decisions.items():
+        session_id = held[name].session_id
+        resp = await client.post(base.format(session_id, name), json=body, headers=billing)
+        assert resp.status_code == 200, resp.text
+        decided = resp.json()
+        assert decided["decided_by"] == "test-billing"
+        assert decided["status"] == outcome[name]
+        # Deciding again, in any way, is a 409 that changes nothing.
+        for again, again_body in decisions.items():
+            resp = await client.post(base.format(session_id, again), json=again_body, headers=admin)
+            assert "decided already" in assert_problem(resp, 409)["detail"]
+
+
 async def test_review_lifecycle_with_audit_and_conflicts(
     clean_db: str, keys: dict[str, str]
 ) -> None:
@@ -212,9 +260,9 @@ async def test_review_lifecycle_with_audit_and_conflicts(
     }
     async with await _connect(clean_db) as conn:
         for session in held.values():
-            assert await cdr_store.hold_session(conn, session, ["quality corrected"]) is True
+            assert await review_store.hold_session(conn, session, ["quality corrected"]) is True
             # A replayed sessions.closed holds nothing twice.
-            assert await cdr_store.hold_session(conn, session, ["again"]) is False
+            assert await review_store.hold_session(conn, session, ["again"]) is False
     billing = auth(keys["billing"])
     async with api_client(clean_db) as client:
         resp = await client.get("/v1/billing/reviews", params={"status": "held"}, headers=billing)
@@ -228,62 +276,22 @@ async def test_review_lifecycle_with_audit_and_conflicts(
         assert [r["session_id"] for r in rest.json()["items"]] == [held["write-off"].session_id]
 
         base = "/v1/billing/reviews/{}/{}"
-        # Missing reasons and energy are 422s that change nothing.
-        assert_problem(
-            await client.post(
-                base.format(held["correct"].session_id, "correct"),
-                json={"note": "x"},
-                headers=billing,
-            ),
-            422,
-        )
-        assert_problem(
-            await client.post(
-                base.format(held["write-off"].session_id, "write-off"),
-                json={"note": "   "},
-                headers=billing,
-            ),
-            422,
-        )
-        decisions = {
-            "release": None,
-            "correct": {"corrected_energy_wh": 7_400, "note": "meter photo"},
-            "write-off": {"note": "goodwill"},
-        }
-        for name, body in decisions.items():
-            session_id = held[name].session_id
-            resp = await client.post(base.format(session_id, name), json=body, headers=billing)
-            assert resp.status_code == 200, resp.text
-            decided = resp.json()
-            assert decided["decided_by"] == "test-billing"
-            assert (
-                decided["status"]
-                == {
-                    "release": "released",
-                    "correct": "corrected",
-                    "write-off": "written_off",
-                }[name]
-            )
-            # Deciding again, in any way, is a 409 that changes nothing.
-            for again, again_body in decisions.items():
-                resp = await client.post(
-                    base.format(session_id, again), json=again_body, headers=auth(keys["admin"])
-                )
-                assert "decided already" in assert_problem(resp, 409)["detail"]
+        await _refuse_incomplete_decisions(client, base, held, billing)
+        await _decide_each_once(client, base, held, billing, auth(keys["admin"]))
         assert_problem(
             await client.post(base.format("no-such-session", "release"), headers=billing), 404
         )
         resp = await client.get("/v1/billing/reviews", params={"status": "held"}, headers=billing)
         assert resp.json()["items"] == []
     async with await _connect(clean_db) as conn:
-        review = await cdr_store.get_review(conn, held["correct"].session_id)
+        review = await review_store.get_review(conn, held["correct"].session_id)
         assert review is not None
         assert (review.status, review.corrected_energy_wh, review.energy_wh) == (
             "corrected",
             7_400,
             7_500,
         )
-        history = await cdr_store.review_history(conn, held["correct"].session_id)
+        history = await review_store.review_history(conn, held["correct"].session_id)
     assert [(e.actor, e.action) for e in history] == [
         ("chargeflow", "held"),
         ("test-billing", "corrected"),
@@ -360,7 +368,7 @@ async def test_roles(clean_db: str, keys: dict[str, str]) -> None:
     session = closed_session(T0, quality=Quality.ESTIMATED)
     async with await _connect(clean_db) as conn:
         await _issue(conn, cdr)
-        await cdr_store.hold_session(conn, session, ["quality estimated"])
+        await review_store.hold_session(conn, session, ["quality estimated"])
     reads = (
         "/v1/cdrs",
         f"/v1/cdrs/{cdr['id']}",

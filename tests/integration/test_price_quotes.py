@@ -9,12 +9,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import psycopg
 import pytest
 
 from billing.cdrs import CdrParty
 from bus.sessions import EnergySource, Quality, SessionClosed
 from invoicing.invoice import invoice_session
+from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
@@ -40,7 +42,7 @@ async def seed(url: str, *, load_w: int) -> None:
     provision_station(url, STATION, "SITE-Q")
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await tariff_store.create_tariff(conn, tou("0.40"), created_by="test")
-        await tariff_store.assign(
+        await assignment_store.assign(
             conn,
             tariff_id="QUOTED",
             scope=tariff_store.Scope.DEFAULT,
@@ -54,6 +56,21 @@ async def seed(url: str, *, load_w: int) -> None:
             " VALUES ('SITE-Q', now(), now(), %s, 100000, %s, false, 1, 0, '[]')",
             (load_w, load_w / 1000),
         )
+
+
+async def attach_once(
+    client: httpx.AsyncClient, keys: dict[str, str], quote_id: str, session_id: uuid.UUID
+) -> None:
+    attach = f"/v1/prices/quotes/{quote_id}/attach"
+    body = {"session_id": str(session_id)}
+    denied = await client.post(attach, json=body, headers=auth(keys["public"]))
+    assert denied.status_code == 403
+    used = await client.post(attach, json=body, headers=auth(keys["operator"]))
+    assert used.status_code == 200, used.text
+    again = await client.post(
+        attach, json={"session_id": str(uuid.uuid4())}, headers=auth(keys["operator"])
+    )
+    assert "used by session" in assert_problem(again, 409)["detail"]
 
 
 async def test_a_quote_follows_demand_is_used_once_and_bills_as_quoted(
@@ -77,19 +94,7 @@ async def test_a_quote_follows_demand_is_used_once_and_bills_as_quoted(
         assert datetime.fromisoformat(quote["valid_until"]) - created == timedelta(seconds=300)
 
         session_id = uuid.uuid4()
-        attach = f"/v1/prices/quotes/{quote['quote_id']}/attach"
-        denied = await client.post(
-            attach, json={"session_id": str(session_id)}, headers=auth(keys["public"])
-        )
-        assert denied.status_code == 403
-        used = await client.post(
-            attach, json={"session_id": str(session_id)}, headers=auth(keys["operator"])
-        )
-        assert used.status_code == 200, used.text
-        again = await client.post(
-            attach, json={"session_id": str(uuid.uuid4())}, headers=auth(keys["operator"])
-        )
-        assert "used by session" in assert_problem(again, 409)["detail"]
+        await attach_once(client, keys, quote["quote_id"], session_id)
         assert_problem(
             await client.get(
                 "/v1/prices/quote",
@@ -103,30 +108,30 @@ async def test_a_quote_follows_demand_is_used_once_and_bills_as_quoted(
     async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
         await conn.execute("UPDATE site_load_live SET total_w = 1000")
         await tariff_store.create_tariff(conn, tou("0.99"), created_by="test")
-        start = NOW + timedelta(minutes=1)
-        billed = await invoice_session(
-            conn,
-            SessionClosed(
-                message_id="m",
-                session_id=str(session_id),
-                charge_point_id=STATION,
-                connector_id=1,
-                transaction_id="7",
-                started_at=start,
-                stopped_at=start + timedelta(hours=1),
-                closed_at=start + timedelta(hours=1, seconds=1),
-                energy_wh=10_000,
-                energy_source=EnergySource.STATION_REGISTER,
-                quality=Quality.EXACT,
-                id_tag="TAG-Q",
-                meter_start_wh=0,
-                meter_stop_wh=10_000,
-            ),
-            CdrParty("NL", "CFL"),
-        )
+        billed = await invoice_session(conn, an_hour_of_10_kwh(session_id), CdrParty("NL", "CFL"))
     assert billed.cdr is not None
     assert billed.cdr["total_cost"]["excl_vat"] == Decimal("5.10")  # 10 kWh x 0.46 + 0.50
     assert billed.cdr["tariffs"][0]["id"] == quote["tariff_id"]
+
+
+def an_hour_of_10_kwh(session_id: uuid.UUID) -> SessionClosed:
+    start = NOW + timedelta(minutes=1)
+    return SessionClosed(
+        message_id="m",
+        session_id=str(session_id),
+        charge_point_id=STATION,
+        connector_id=1,
+        transaction_id="7",
+        started_at=start,
+        stopped_at=start + timedelta(hours=1),
+        closed_at=start + timedelta(hours=1, seconds=1),
+        energy_wh=10_000,
+        energy_source=EnergySource.STATION_REGISTER,
+        quality=Quality.EXACT,
+        id_tag="TAG-Q",
+        meter_start_wh=0,
+        meter_stop_wh=10_000,
+    )
 
 
 async def test_no_demand_pricing_below_the_threshold(clean_db: str, keys: dict[str, str]) -> None:

@@ -10,10 +10,15 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
 from billing.cdrs import CdrParty
+from billing.money import to_minor
+from billing.payments.postpaid import PostpaidProvider
+from billing.payments.service import PaymentService
 from bus.sessions import EnergySource, Quality, SessionClosed
 from invoicing.invoice import invoice_session
+from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
@@ -48,7 +53,7 @@ async def seed_tariff(url: str) -> None:
             ),
             created_by="test",
         )
-        await tariff_store.assign(
+        await assignment_store.assign(
             conn,
             tariff_id="FLAT-40",
             scope=tariff_store.Scope.STATION,
@@ -56,6 +61,26 @@ async def seed_tariff(url: str) -> None:
             valid_from=START - timedelta(days=3),
             created_by="test",
         )
+
+
+def closed_session(session_id: object, transaction_id: object) -> SessionClosed:
+    """The session stopped 40 minutes in at 16,000 Wh."""
+    return SessionClosed(
+        message_id="m",
+        session_id=str(session_id),
+        charge_point_id=STATION,
+        connector_id=1,
+        transaction_id=str(transaction_id),
+        started_at=START,
+        stopped_at=START + timedelta(minutes=40),
+        closed_at=START + timedelta(minutes=40, seconds=1),
+        energy_wh=6_000,
+        energy_source=EnergySource.STATION_REGISTER,
+        quality=Quality.EXACT,
+        id_tag="TAG-1",
+        meter_start_wh=10_000,
+        meter_stop_wh=16_000,
+    )
 
 
 async def test_running_cost_grows_with_the_register_and_ends_at_the_cdr(
@@ -95,22 +120,7 @@ async def test_running_cost_grows_with_the_register_and_ends_at_the_cdr(
         assert Decimal(later["total_cost"]["excl_vat"]) == Decimal("3.00")
         assert Decimal(later["total_energy_kwh"]) == Decimal(5)
 
-        closed = SessionClosed(
-            message_id="m",
-            session_id=str(session["session_id"]),
-            charge_point_id=STATION,
-            connector_id=1,
-            transaction_id=str(session["transaction_id"]),
-            started_at=START,
-            stopped_at=START + timedelta(minutes=40),
-            closed_at=START + timedelta(minutes=40, seconds=1),
-            energy_wh=6_000,
-            energy_source=EnergySource.STATION_REGISTER,
-            quality=Quality.EXACT,
-            id_tag="TAG-1",
-            meter_start_wh=10_000,
-            meter_stop_wh=16_000,
-        )
+        closed = closed_session(session["session_id"], session["transaction_id"])
         async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
             billed = await invoice_session(conn, closed, CdrParty("DE", "CFL"))
         assert billed.cdr is not None
@@ -123,3 +133,58 @@ async def test_running_cost_grows_with_the_register_and_ends_at_the_cdr(
             404,
         )
         assert (await client.get(path, headers=auth(keys["maintenance"]))).status_code == 403
+
+
+async def test_the_receipt_adds_up_and_shows_the_payment(
+    clean_db: str, keys: dict[str, str]
+) -> None:
+    await seed_tariff(clean_db)
+    session_id = uuid.uuid4()
+    with psycopg.connect(clean_db, autocommit=True) as db:
+        insert_session(db, session_id=session_id, charge_point_id=STATION, started_at=START)
+    closed = SessionClosed(
+        message_id="m",
+        session_id=str(session_id),
+        charge_point_id=STATION,
+        connector_id=1,
+        transaction_id="9",
+        started_at=START,
+        stopped_at=START + timedelta(minutes=45),
+        closed_at=START + timedelta(minutes=45, seconds=1),
+        energy_wh=7_777,
+        energy_source=EnergySource.STATION_REGISTER,
+        quality=Quality.EXACT,
+        id_tag="TAG-1",
+        meter_start_wh=0,
+        meter_stop_wh=7_777,
+    )
+    path = f"/v1/sessions/{session_id}/receipt"
+    async with api_client(clean_db) as client:
+        assert_problem(await client.get(path, headers=auth(keys["billing"])), 409)  # not billed
+        with ConnectionPool(clean_db, min_size=1, max_size=2) as pool:
+            service = PaymentService(pool, {"postpaid": PostpaidProvider(pool)})
+            service.preauthorize(
+                session_id=str(session_id),
+                provider="postpaid",
+                customer="TAG-1",
+                currency="EUR",
+                amount_minor=5000,
+            )
+            async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
+                billed = await invoice_session(conn, closed, CdrParty("DE", "CFL"))
+            assert billed.cdr is not None
+            service.capture(str(session_id), to_minor(billed.cdr["total_cost"]["incl_vat"], "EUR"))
+        body = (await client.get(path, headers=auth(keys["operator"]))).json()
+        lines = body["lines"]
+        assert sum(Decimal(line["excl_vat"]) for line in lines) == Decimal(body["total_excl_vat"])
+        assert sum(Decimal(v["gross"]) for v in body["vat"]) == Decimal(body["total_incl_vat"])
+        # 7.777 kWh x 0.40 = 3.1108 + 1.00 = 4.1108 -> 4.11; incl. 19 %: 4.891852 -> 4.89
+        assert (body["total_excl_vat"], body["total_incl_vat"]) == ("4.11", "4.89")
+        assert body["payment"]["status"] == "captured"
+        assert Decimal(body["payment"]["captured"]) == Decimal("4.89")
+        page = await client.get(f"{path}.html", headers=auth(keys["billing"]))
+        assert page.headers["content-type"].startswith("text/html")
+        assert "4.89 EUR" in page.text
+        assert "19 %" in page.text
+        missing = f"/v1/sessions/{uuid.uuid4()}/receipt"
+        assert_problem(await client.get(missing, headers=auth(keys["billing"])), 404)

@@ -19,6 +19,9 @@ import psycopg
 import pytest
 
 from billing.preview import decode_json
+from store import id_tokens as token_store
+from store import quotes as quote_store
+from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.id_tokens import add_id_tag
 from store.sites import site_time_zone, upsert_site
@@ -280,7 +283,7 @@ async def test_the_most_specific_assignment_wins_and_the_group_first_at_its_leve
     assert why["site_id"] == "S"
     assert "station" in why["reason"]
 
-    applied = await tariff_store.tariff_for(conn, "CP-1", 1, None, T2)
+    applied = await assignment_store.tariff_for(conn, "CP-1", 1, None, T2)
     assert applied is not None
     tariff, tariff_id, version = applied
     assert (tariff_id, version, tariff.id) == ("CONN", 1, "CONN")
@@ -416,7 +419,7 @@ async def test_ending_a_running_assignment_keeps_its_past(
     key = keys["billing"]
     await stored(client, key, priced("A"))
     started = datetime.now(UTC) - timedelta(hours=1)
-    made = await tariff_store.assign(
+    made = await assignment_store.assign(
         conn,
         tariff_id="A",
         scope=tariff_store.Scope.DEFAULT,
@@ -425,7 +428,7 @@ async def test_ending_a_running_assignment_keeps_its_past(
         created_by="test",
     )
     ended_at = datetime.now(UTC)
-    ended = await tariff_store.end_assignment(
+    ended = await assignment_store.end_assignment(
         conn, made.assignment_id, ended_by="test", at=ended_at
     )
     assert ended is not None
@@ -464,8 +467,8 @@ async def test_a_quote_freezes_the_tariff_and_is_used_once(
 ) -> None:
     key = keys["billing"]
     add_id_tag(clean_db, "TAG-FLEET")
-    assert await tariff_store.set_customer_group(conn, "TAG-FLEET", "fleet")
-    assert not await tariff_store.set_customer_group(conn, "NO-SUCH-TAG", "fleet")
+    assert await token_store.set_customer_group(conn, "TAG-FLEET", "fleet")
+    assert not await token_store.set_customer_group(conn, "NO-SUCH-TAG", "fleet")
     await stored(client, key, priced("PUBLIC", "0.50"))
     await stored(client, key, priced("FLEET", "0.20"))
     await assigned(client, key, "PUBLIC", "default", None, valid_from="2020-01-01T00:00:00Z")
@@ -473,7 +476,7 @@ async def test_a_quote_freezes_the_tariff_and_is_used_once(
         client, key, "FLEET", "customer_group", "fleet", valid_from="2020-01-01T00:00:00Z"
     )
 
-    quote = await tariff_store.create_quote(
+    quote = await quote_store.create_quote(
         conn,
         charge_point_id="CP-1",
         connector_id=1,
@@ -482,7 +485,7 @@ async def test_a_quote_freezes_the_tariff_and_is_used_once(
     )
     assert quote is not None
     assert (quote.tariff_id, quote.tariff_version) == ("FLEET", 1)
-    anonymous = await tariff_store.create_quote(
+    anonymous = await quote_store.create_quote(
         conn, charge_point_id="CP-1", connector_id=1, id_tag=None, valid_for=timedelta(minutes=10)
     )
     assert anonymous is not None
@@ -490,28 +493,28 @@ async def test_a_quote_freezes_the_tariff_and_is_used_once(
 
     # A new version after the quote does not change what the driver was shown.
     await stored(client, key, priced("FLEET", "0.90"))
-    frozen = await tariff_store.get_quote(conn, quote.quote_id)
+    frozen = await quote_store.get_quote(conn, quote.quote_id)
     assert frozen is not None
     assert frozen.tariff.elements[0].price_components[0].price == Decimal("0.20")
 
     session = uuid.uuid4()
-    used = await tariff_store.attach_quote_to_session(
+    used = await quote_store.attach_quote_to_session(
         conn, quote.quote_id, session, quote.created_at
     )
     assert used.session_id == session
     with pytest.raises(tariff_store.QuoteError, match="used by session"):
-        await tariff_store.attach_quote_to_session(conn, quote.quote_id, uuid.uuid4())
+        await quote_store.attach_quote_to_session(conn, quote.quote_id, uuid.uuid4())
     with pytest.raises(tariff_store.QuoteError, match="another quote"):
-        await tariff_store.attach_quote_to_session(conn, anonymous.quote_id, session)
+        await quote_store.attach_quote_to_session(conn, anonymous.quote_id, session)
     with pytest.raises(tariff_store.QuoteError, match="does not exist"):
-        await tariff_store.attach_quote_to_session(conn, uuid.uuid4(), uuid.uuid4())
+        await quote_store.attach_quote_to_session(conn, uuid.uuid4(), uuid.uuid4())
     # Expiry: usable up to valid_until, exclusive.
     with pytest.raises(tariff_store.QuoteError, match="expired"):
-        await tariff_store.attach_quote_to_session(
+        await quote_store.attach_quote_to_session(
             conn, anonymous.quote_id, uuid.uuid4(), anonymous.valid_until
         )
     assert anonymous.usable_at(anonymous.valid_until - US)
-    late = await tariff_store.attach_quote_to_session(
+    late = await quote_store.attach_quote_to_session(
         conn, anonymous.quote_id, uuid.uuid4(), anonymous.valid_until - US
     )
     assert late.session_id is not None
@@ -519,7 +522,7 @@ async def test_a_quote_freezes_the_tariff_and_is_used_once(
 
 
 async def test_no_quote_where_no_tariff_applies(conn: psycopg.AsyncConnection[Any]) -> None:
-    quote = await tariff_store.create_quote(
+    quote = await quote_store.create_quote(
         conn, charge_point_id="CP-1", connector_id=1, id_tag=None, valid_for=timedelta(minutes=5)
     )
     assert quote is None
