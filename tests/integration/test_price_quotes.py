@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from billing.cdrs import CdrParty
-from bus.sessions import EnergySource, Quality, SessionClosed
+from bus.sessions import SessionClosed
 from invoicing.invoice import invoice_session
 from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
@@ -22,6 +22,7 @@ from store.sites import upsert_site
 from store.stations import provision_station
 from tests.support.api import api_client, assert_problem, auth
 from tests.support.billing import component, element, tariff_json
+from tests.support.cdrs import closed_session
 
 pytestmark = pytest.mark.integration
 
@@ -115,22 +116,15 @@ async def test_a_quote_follows_demand_is_used_once_and_bills_as_quoted(
 
 
 def an_hour_of_10_kwh(session_id: uuid.UUID) -> SessionClosed:
-    start = NOW + timedelta(minutes=1)
-    return SessionClosed(
-        message_id="m",
-        session_id=str(session_id),
-        charge_point_id=STATION,
-        connector_id=1,
-        transaction_id="7",
-        started_at=start,
-        stopped_at=start + timedelta(hours=1),
-        closed_at=start + timedelta(hours=1, seconds=1),
+    return closed_session(
+        NOW + timedelta(minutes=1),
         energy_wh=10_000,
-        energy_source=EnergySource.STATION_REGISTER,
-        quality=Quality.EXACT,
+        minutes=60,
+        charge_point_id=STATION,
         id_tag="TAG-Q",
+        session_id=str(session_id),
+        transaction_id="7",
         meter_start_wh=0,
-        meter_stop_wh=10_000,
     )
 
 

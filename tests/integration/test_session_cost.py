@@ -16,7 +16,7 @@ from billing.cdrs import CdrParty
 from billing.money import to_minor
 from billing.payments.postpaid import PostpaidProvider
 from billing.payments.service import PaymentService
-from bus.sessions import EnergySource, Quality, SessionClosed
+from bus.sessions import SessionClosed
 from invoicing.invoice import invoice_session
 from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
@@ -24,6 +24,7 @@ from store.sites import upsert_site
 from store.stations import provision_station
 from tests.support.api import api_client, assert_problem, auth, insert_session
 from tests.support.billing import component, element, tariff_json
+from tests.support.cdrs import closed_session
 
 pytestmark = pytest.mark.integration
 
@@ -63,23 +64,16 @@ async def seed_tariff(url: str) -> None:
         )
 
 
-def closed_session(session_id: object, transaction_id: object) -> SessionClosed:
+def stopped_at_40_minutes(session_id: object, transaction_id: object) -> SessionClosed:
     """The session stopped 40 minutes in at 16,000 Wh."""
-    return SessionClosed(
-        message_id="m",
-        session_id=str(session_id),
-        charge_point_id=STATION,
-        connector_id=1,
-        transaction_id=str(transaction_id),
-        started_at=START,
-        stopped_at=START + timedelta(minutes=40),
-        closed_at=START + timedelta(minutes=40, seconds=1),
+    return closed_session(
+        START,
         energy_wh=6_000,
-        energy_source=EnergySource.STATION_REGISTER,
-        quality=Quality.EXACT,
-        id_tag="TAG-1",
+        minutes=40,
+        charge_point_id=STATION,
+        session_id=str(session_id),
+        transaction_id=str(transaction_id),
         meter_start_wh=10_000,
-        meter_stop_wh=16_000,
     )
 
 
@@ -120,7 +114,7 @@ async def test_running_cost_grows_with_the_register_and_ends_at_the_cdr(
         assert Decimal(later["total_cost"]["excl_vat"]) == Decimal("3.00")
         assert Decimal(later["total_energy_kwh"]) == Decimal(5)
 
-        closed = closed_session(session["session_id"], session["transaction_id"])
+        closed = stopped_at_40_minutes(session["session_id"], session["transaction_id"])
         async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
             billed = await invoice_session(conn, closed, CdrParty("DE", "CFL"))
         assert billed.cdr is not None
@@ -142,21 +136,14 @@ async def test_the_receipt_adds_up_and_shows_the_payment(
     session_id = uuid.uuid4()
     with psycopg.connect(clean_db, autocommit=True) as db:
         insert_session(db, session_id=session_id, charge_point_id=STATION, started_at=START)
-    closed = SessionClosed(
-        message_id="m",
-        session_id=str(session_id),
-        charge_point_id=STATION,
-        connector_id=1,
-        transaction_id="9",
-        started_at=START,
-        stopped_at=START + timedelta(minutes=45),
-        closed_at=START + timedelta(minutes=45, seconds=1),
+    closed = closed_session(
+        START,
         energy_wh=7_777,
-        energy_source=EnergySource.STATION_REGISTER,
-        quality=Quality.EXACT,
-        id_tag="TAG-1",
+        minutes=45,
+        charge_point_id=STATION,
+        session_id=str(session_id),
+        transaction_id="9",
         meter_start_wh=0,
-        meter_stop_wh=7_777,
     )
     path = f"/v1/sessions/{session_id}/receipt"
     async with api_client(clean_db) as client:

@@ -28,14 +28,18 @@ def closed_session(
     id_tag: str | None = "TAG-1",
     quality: Quality = Quality.EXACT,
     session_id: str | None = None,
+    transaction_id: str = "1",
+    meter_start_wh: int = 1_000,
 ) -> SessionClosed:
+    """A closed session as the sessions flow publishes it: ``energy_wh`` over
+    ``minutes`` from ``started_at``, the register from ``meter_start_wh``."""
     stopped = started_at + timedelta(minutes=minutes)
     return SessionClosed(
         message_id="m",
         session_id=session_id or str(uuid.uuid4()),
         charge_point_id=charge_point_id,
         connector_id=connector_id,
-        transaction_id="1",
+        transaction_id=transaction_id,
         started_at=started_at,
         stopped_at=stopped,
         closed_at=stopped + timedelta(seconds=1),
@@ -44,8 +48,8 @@ def closed_session(
         quality=quality,
         quality_reasons=[] if quality is Quality.EXACT else ["register_jump"],
         id_tag=id_tag,
-        meter_start_wh=1_000,
-        meter_stop_wh=1_000 + energy_wh,
+        meter_start_wh=meter_start_wh,
+        meter_stop_wh=meter_start_wh + energy_wh,
     )
 
 
