@@ -20,9 +20,20 @@ class InvoicingConfig:
     # The CPO issuing the CDRs (OCPI country code and party id).
     country_code: str = "NL"
     party_id: str = "CFL"
+    # Failed captures: tried again after this (doubling up to capture_retry_max_s), at
+    # most capture_max_attempts times, then flagged for billing; looked for every
+    # capture_retry_every_s.
+    capture_retry_initial_s: float = 30.0
+    capture_retry_max_s: float = 3600.0
+    capture_max_attempts: int = 8
+    capture_retry_every_s: float = 10.0
 
     def __post_init__(self) -> None:
         if len(self.country_code) != 2 or not self.country_code.isalpha():
             raise ValueError("the CDRs' country_code is 2 letters (ISO 3166-1 alpha-2)")
         if len(self.party_id) != 3 or not self.party_id.isalnum():
             raise ValueError("the CDRs' party_id is 3 letters or digits")
+        if not 0 < self.capture_retry_initial_s <= self.capture_retry_max_s:
+            raise ValueError("capture retries need 0 < initial <= max seconds")
+        if self.capture_max_attempts < 1 or self.capture_retry_every_s <= 0:
+            raise ValueError("capture_max_attempts >= 1 and capture_retry_every_s > 0")

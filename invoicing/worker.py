@@ -8,7 +8,8 @@
    the broker);
 3. captures each billed session's payment, if it has one, for the CDR's total incl. VAT
    (:class:`billing.payments.service.PaymentService`: at most once; a failure is
-   retried by the service's schedule, then flagged);
+   retried on the service's schedule, looked for every ``capture_retry_every_s``, then
+   flagged for billing);
 4. only then commits the batch's offsets.
 
 A crash re-reads at most the last batch: the CDR ids come from the sessions, so nothing
@@ -19,6 +20,7 @@ already made is answered from its row.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -41,6 +43,7 @@ from bus.sessions import decode_session_closed
 from invoicing.config import InvoicingConfig
 from invoicing.invoice import Invoiced, invoice_session
 from runtime.logs import with_kafka_logger
+from runtime.retry import Backoff
 
 log = structlog.get_logger("chargeflow.billing")
 
@@ -91,7 +94,12 @@ class InvoicingWorker:
         }
         if self.stripe is not None:
             providers["stripe"] = self.stripe
-        payments = PaymentService(payments_pool, providers)
+        payments = PaymentService(
+            payments_pool,
+            providers,
+            max_attempts=cfg.capture_max_attempts,
+            backoff=Backoff(cfg.capture_retry_initial_s, cfg.capture_retry_max_s),
+        )
         try:
             async with pool:
                 producer.start()
@@ -117,7 +125,13 @@ class InvoicingWorker:
         payments: PaymentService,
         reader: TopicReader,
     ) -> None:
+        retry_at = time.monotonic()
         while not self._stop.is_set():
+            if time.monotonic() >= retry_at:  # failed captures whose next try is due
+                retried = await asyncio.to_thread(payments.retry_due)
+                if retried:
+                    log.info("captures retried", count=len(retried))
+                retry_at = time.monotonic() + self.config.capture_retry_every_s
             messages = await reader.read()
             if not messages:
                 continue

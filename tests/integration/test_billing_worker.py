@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from billing.money import to_minor
 from billing.payments.postpaid import PostpaidProvider
 from billing.payments.service import PaymentService
+from billing.payments.stripe import StripeProvider
 from billing.preview import decode_json
 from bus.admin import read_topic
 from bus.producer import Producer, producer_config
@@ -35,6 +36,7 @@ from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
 from tests.support.billing import component, element, tariff_json
+from tests.support.fake_stripe import FakeStripe, fake_stripe
 from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
@@ -203,3 +205,58 @@ async def test_closed_sessions_become_cdrs_holds_and_captures_once(
             (str(paid),),
         ).fetchone()
     assert captures == (1,)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeStripe]:
+    yield from fake_stripe()
+
+
+async def test_a_failed_capture_is_retried_by_the_worker_and_captured_once(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, fake: FakeStripe
+) -> None:
+    stripe = StripeProvider(fake.api_key, api_base=fake.api_base, timeout_s=5)
+    session_id = uuid.uuid4()
+    await seed_site_tariff_and_payment(clean_db, uuid.uuid4())
+    with ConnectionPool(clean_db, min_size=1, max_size=2) as pool:
+        PaymentService(pool, {"stripe": stripe}).preauthorize(
+            session_id=str(session_id),
+            provider="stripe",
+            customer="cus_BILL",
+            currency="EUR",
+            amount_minor=5000,
+            payment_method="pm_card_visa",
+        )
+    fake.fail_next("500", method="POST", path="/capture")
+    await produce(broker, topics.sessions_closed, [encode_session_closed(closed(session_id))])
+    config = InvoicingConfig(
+        kafka_bootstrap=broker.bootstrap,
+        database_url=clean_db,
+        topics=topics,
+        capture_retry_initial_s=0.2,
+        capture_retry_max_s=1.0,
+        capture_retry_every_s=0.1,
+    )
+
+    def payment() -> tuple[str, int, int] | None:
+        with psycopg.connect(clean_db) as db:
+            row = db.execute(
+                "SELECT status, captured_minor, attempts FROM session_payments"
+                " WHERE session_id = %s",
+                (str(session_id),),
+            ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
+
+    async with running(InvoicingWorker(config, stripe=stripe, poll_s=0.1)):
+        done = await apoll(
+            payment, lambda p: p is not None and p[0] == "captured", 60, "the capture retried"
+        )
+    assert done is not None
+    assert done[2] == 1  # one failed attempt before
+    assert len(fake.calls("POST", "/capture")) == 2  # the failure, then the capture
+    with psycopg.connect(clean_db) as db:
+        row = db.execute(
+            "SELECT total_incl_minor FROM cdrs WHERE session_id = %s", (str(session_id),)
+        ).fetchone()
+    assert row is not None
+    assert done[1] == row[0]
