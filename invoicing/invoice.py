@@ -9,6 +9,9 @@
 3. The session's stored samples in the site's time zone (:mod:`billing.metered`),
    priced (:func:`billing.cost.price_session`), made a CDR and stored (its id comes from
    the session: a replay stores nothing new and returns the same CDR).
+4. A session closed again later (a late stop after a timeout close) that bills
+   differently: the CDR in force is cancelled by a credit CDR and the next revision
+   issued; never an edit. A close no later than the CDR in force's is a replay.
 """
 
 from __future__ import annotations
@@ -18,10 +21,20 @@ from typing import Any
 
 import structlog
 
-from billing.cdrs import CdrLocation, CdrParty, Review, build_cdr, review
+from billing.cdrs import (
+    CdrLocation,
+    CdrParty,
+    Review,
+    build_cdr,
+    cdr_revision,
+    credit_cdr,
+    review,
+)
 from billing.cost import price_session
+from billing.preview import decode_json
 from billing.session_usage import UsageError
 from bus.sessions import SessionClosed
+from bus.times import parse_rfc3339
 from invoicing.pricing import StoredSession, tariff_of, usage_of
 from store import billing_reviews as review_store
 from store import cdrs as cdr_store
@@ -37,6 +50,7 @@ class Invoiced:
     session: SessionClosed
     cdr: dict[str, Any] | None
     held: tuple[str, ...] = ()
+    credit: dict[str, Any] | None = None  # the credit CDR an amendment issued first
 
 
 async def _hold(db: AsyncDb, session: SessionClosed, reasons: tuple[str, ...]) -> Invoiced:
@@ -77,6 +91,14 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
         evse_id=f"{party.country_code}*{party.party_id}*E{session.charge_point_id}*{session.connector_id}",
         connector_id=str(session.connector_id),
     )
+    in_force = await cdr_store.session_cdr(db, session.session_id)
+    revision, credit = 1, None
+    if in_force is not None:
+        current: dict[str, Any] = decode_json(in_force, "the CDR in force")
+        if parse_rfc3339(current["last_updated"]) >= session.closed_at:
+            return Invoiced(session, current)  # a replay, or older than the CDR in force
+        revision = cdr_revision(current["id"])[0] + 1
+        credit = credit_cdr(current, last_updated=session.closed_at)
     cdr = build_cdr(
         session,
         priced,
@@ -84,14 +106,34 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
         location=location,
         last_updated=session.closed_at,
         meter_id=session.smart_meter_id,
+        revision=revision,
     )
-    await cdr_store.insert_cdr(
-        db,
-        cdr,
-        charge_point_id=session.charge_point_id,
-        connector_id=session.connector_id,
-        site_id=site_id,
-        id_tag=session.id_tag,
-        customer=session.id_tag,
+    if credit is not None and _same_bill(credit, cdr):
+        return Invoiced(session, decode_json(in_force or "{}", "the CDR in force"))
+
+    async def store(issued: dict[str, Any]) -> None:
+        await cdr_store.insert_cdr(
+            db,
+            issued,
+            charge_point_id=session.charge_point_id,
+            connector_id=session.connector_id,
+            site_id=site_id,
+            id_tag=session.id_tag,
+            customer=session.id_tag,
+        )
+
+    if credit is not None:  # amended after its CDR: cancel it, then the new revision
+        await store(credit)
+        log.info("CDR credited for an amended session", cdr_id=credit["credit_reference_id"])
+    await store(cdr)
+    return Invoiced(session, cdr, credit=credit)
+
+
+def _same_bill(credit: dict[str, Any], cdr: dict[str, Any]) -> bool:
+    """Whether the new revision bills what the credited one did (a later close that
+    changed nothing billable: no credit, no new CDR)."""
+    return (
+        credit["end_date_time"] == cdr["end_date_time"]
+        and credit["total_energy"] == cdr["total_energy"]
+        and all(-credit["total_cost"][k] == cdr["total_cost"][k] for k in cdr["total_cost"])
     )
-    return Invoiced(session, cdr)

@@ -157,12 +157,13 @@ class InvoicingWorker:
                     continue
                 done.append(await invoice_session(pool, session, self.party))
             for outcome in done:
-                if outcome.cdr is not None:
-                    await producer.publish(
-                        self.config.topics.billing_cdrs,
-                        outcome.session.charge_point_id.encode(),
-                        encode_cdr(outcome.cdr),
-                    )
+                for issued in (outcome.credit, outcome.cdr):
+                    if issued is not None:
+                        await producer.publish(
+                            self.config.topics.billing_cdrs,
+                            outcome.session.charge_point_id.encode(),
+                            encode_cdr(issued),
+                        )
             for outcome in done:
                 if outcome.cdr is not None:
                     await asyncio.to_thread(self._capture, payments, outcome)

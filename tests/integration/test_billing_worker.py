@@ -17,8 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from msgspec.structs import replace as replace_struct
 from psycopg_pool import ConnectionPool
 
+from billing.cdrs import CdrParty
 from billing.money import to_minor
 from billing.payments.postpaid import PostpaidProvider
 from billing.payments.service import PaymentService
@@ -30,6 +32,7 @@ from bus.sessions import EnergySource, Quality, SessionClosed, encode_session_cl
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from invoicing.config import InvoicingConfig
+from invoicing.invoice import invoice_session
 from invoicing.worker import InvoicingWorker
 from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
@@ -260,3 +263,43 @@ async def test_a_failed_capture_is_retried_by_the_worker_and_captured_once(
         ).fetchone()
     assert row is not None
     assert done[1] == row[0]
+
+
+async def test_a_session_amended_after_its_cdr_is_credited_and_billed_anew(
+    clean_db: str,
+) -> None:
+    await seed_site_tariff_and_payment(clean_db, uuid.uuid4())
+    party = CdrParty("NL", "CFL")
+    original = closed(uuid.uuid4())
+    # A late stop: the session ran 30 minutes longer and delivered 2 kWh more.
+    amended = replace_struct(
+        original,
+        stopped_at=original.started_at + timedelta(hours=2, minutes=30),
+        closed_at=original.started_at + timedelta(hours=3),
+        energy_wh=24_000,
+        meter_stop_wh=524_000,
+    )
+    same_again = replace_struct(amended, closed_at=amended.closed_at + timedelta(minutes=5))
+    async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
+        first = await invoice_session(conn, original, party)
+        second = await invoice_session(conn, amended, party)
+        for replayed in (original, amended, same_again):  # replays and a close that changes nothing
+            await invoice_session(conn, replayed, party)
+    assert first.cdr is not None
+    assert second.cdr is not None
+    assert second.credit is not None
+    assert second.credit["credit_reference_id"] == first.cdr["id"]
+    assert second.cdr["id"] == first.cdr["id"] + "-2"
+    with psycopg.connect(clean_db) as db:
+        rows = db.execute(
+            "SELECT cdr_id, credit, total_excl_minor FROM cdrs WHERE session_id = %s"
+            " ORDER BY cdr_id",
+            (original.session_id,),
+        ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [
+        (first.cdr["id"], False),
+        (first.cdr["id"] + "-2", False),
+        (first.cdr["id"] + "-C", True),
+    ]
+    assert sum(r[2] for r in rows) == rows[1][2]  # the first and its credit cancel out
+    assert second.cdr["total_energy"] == Decimal(24)
