@@ -213,6 +213,8 @@ class _CompiledTariff:
                 self.by_dimension[component.type].append(_Candidate(index, component, holds))
             self._collect_cuts(element, clocks)
         self.clocks = sorted(clocks)
+        # The local times at which some element may switch (midnight: a date or weekday).
+        self.local_clocks = tuple(sorted({*self.clocks, *([time(0, 0)] if self.midnight else [])}))
         self.power_limits_w.sort()
         self.current_limits_a.sort()
 
@@ -323,26 +325,40 @@ def _offset_changes(start: datetime, stop: datetime, zone: ZoneInfo) -> list[dat
     return changes
 
 
-def _global_cuts(compiled: _CompiledTariff, usage: SessionUsage) -> list[datetime]:
+@functools.lru_cache(maxsize=8192)
+def _local_cuts(
+    zone: ZoneInfo, first_day: date, last_day: date, clocks: tuple[time, ...]
+) -> tuple[datetime, ...]:
+    """Every instant from ``first_day`` to ``last_day`` (local dates) at which the
+    location's clock shows one of ``clocks`` or its UTC offset changes, in order (the
+    same for every session on those days: computed once)."""
     cuts: set[datetime] = set()
+    day = first_day
+    while day <= last_day:
+        for clock in clocks:
+            cuts.update(_wall_clock_instants(day, clock, zone))
+        day += timedelta(days=1)
+    begin = datetime.combine(first_day, time(0, 0), zone).astimezone(UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time(0, 0), zone).astimezone(UTC)
+    cuts.update(_offset_changes(begin, end, zone))
+    return tuple(sorted(cuts))
+
+
+def _global_cuts(compiled: _CompiledTariff, usage: SessionUsage) -> list[datetime]:
     start, stop, zone = usage.start, usage.stop, usage.time_zone
     length_s = (stop - start).total_seconds()
-    for seconds in compiled.duration_cuts:
-        if 0 < seconds < length_s:
-            cuts.add(start + timedelta(seconds=seconds))
+    cuts = [
+        start + timedelta(seconds=seconds)
+        for seconds in compiled.duration_cuts
+        if 0 < seconds < length_s
+    ]
     if compiled.needs_local:
-        clocks = list(compiled.clocks)
-        if compiled.midnight:
-            clocks.append(time(0, 0))
+        clocks = compiled.local_clocks
         first_day = _wall(start, zone).date() - timedelta(days=1)
         last_day = _wall(stop, zone).date() + timedelta(days=1)
-        day = first_day
-        while day <= last_day:
-            for clock in clocks:
-                cuts.update(_wall_clock_instants(day, clock, zone))
-            day += timedelta(days=1)
-        cuts.update(_offset_changes(start, stop, zone))
-    return sorted(c for c in cuts if start < c < stop)
+        local = _local_cuts(zone, first_day, last_day, clocks)
+        cuts.extend(local[bisect.bisect_right(local, start) : bisect.bisect_left(local, stop)])
+    return sorted(set(cuts)) if len(cuts) > 1 else cuts
 
 
 # ----------------------------------------------------------------------- pieces
