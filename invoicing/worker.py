@@ -156,14 +156,19 @@ class InvoicingWorker:
                     await self._deadletter(producer, msg, f"not a closed session: {exc}")
                     continue
                 done.append(await invoice_session(pool, session, self.party))
-            for outcome in done:
-                for issued in (outcome.credit, outcome.cdr):
-                    if issued is not None:
-                        await producer.publish(
-                            self.config.topics.billing_cdrs,
-                            outcome.session.charge_point_id.encode(),
-                            encode_cdr(issued),
-                        )
+            # The batch's CDRs in flight together (each confirmed by the broker).
+            await asyncio.gather(
+                *(
+                    producer.publish(
+                        self.config.topics.billing_cdrs,
+                        outcome.session.charge_point_id.encode(),
+                        encode_cdr(issued),
+                    )
+                    for outcome in done
+                    for issued in (outcome.credit, outcome.cdr)
+                    if issued is not None
+                )
+            )
             for outcome in done:
                 if outcome.cdr is not None:
                     await asyncio.to_thread(self._capture, payments, outcome)
