@@ -44,6 +44,7 @@ from invoicing.config import InvoicingConfig
 from invoicing.invoice import Invoiced, invoice_session
 from runtime.logs import with_kafka_logger
 from runtime.retry import Backoff
+from store.db import worker_pool
 
 log = structlog.get_logger("chargeflow.billing")
 
@@ -71,15 +72,7 @@ class InvoicingWorker:
 
     async def run(self) -> None:
         cfg = self.config
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            cfg.database_url,
-            min_size=1,
-            max_size=4,
-            open=False,
-            timeout=10.0,
-            kwargs={"autocommit": True},
-            name="billing",
-        )
+        pool: AsyncConnectionPool[Any] = worker_pool(cfg.database_url, "billing")
         payments_pool: ConnectionPool[Any] = ConnectionPool(
             cfg.database_url, min_size=0, max_size=4, open=False, name="billing-payments"
         )

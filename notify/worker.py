@@ -23,6 +23,7 @@ from notify.intake import AlertIntake
 from notify.metrics import WebhookMetrics
 from runtime.health import HealthServer
 from runtime.logs import with_kafka_logger
+from store.db import worker_pool
 
 log = structlog.get_logger("chargeflow.webhooks")
 
@@ -47,15 +48,7 @@ class WebhooksWorker:
 
     async def run(self) -> None:
         cfg = self.config
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            cfg.database_url,
-            min_size=1,
-            max_size=4,
-            open=False,
-            timeout=10.0,
-            kwargs={"autocommit": True},
-            name="webhooks",
-        )
+        pool: AsyncConnectionPool[Any] = worker_pool(cfg.database_url, "webhooks")
         producer = Producer(with_kafka_logger(producer_config(cfg.kafka_bootstrap)))
         limits = httpx.Limits(max_connections=cfg.concurrency)
         async with (

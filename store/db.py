@@ -26,6 +26,20 @@ AsyncDb = AsyncConnectionPool | psycopg.AsyncConnection[Any]
 T = TypeVar("T")
 
 
+def worker_pool(database_url: str, name: str, max_size: int = 4) -> AsyncConnectionPool:
+    """The small autocommit pool of a worker process (the webhooks and billing workers),
+    opened with ``async with``; a connection is waited for at most 10 s."""
+    return AsyncConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        timeout=10.0,
+        kwargs={"autocommit": True},
+        name=name,
+    )
+
+
 async def execute(
     db: AsyncDb, query: str, params: tuple[Any, ...] | dict[str, Any]
 ) -> list[tuple[Any, ...]]:
