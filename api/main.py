@@ -25,6 +25,7 @@ from api.routers import (
     cdrs,
     health,
     load,
+    payment_methods,
     payments,
     prices,
     sessions,
@@ -124,6 +125,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(station_health.router)
     app.include_router(tariffs.router)
     app.include_router(payments.router)
+    app.include_router(payment_methods.router)
     app.include_router(prices.router)
     app.include_router(cdrs.router)
     app.include_router(tariff_admin.router)

@@ -27,6 +27,12 @@ class InvoicingConfig:
     capture_retry_max_s: float = 3600.0
     capture_max_attempts: int = 8
     capture_retry_every_s: float = 10.0
+    # Seconds between looks for active sessions to pre-authorise (an id tag with a
+    # payment method, no payment yet).
+    preauth_poll_s: float = 2.0
+    # What a session's pre-authorisation holds, in minor units of its tariff's currency
+    # (less when the tariff's max_price incl. VAT is lower).
+    preauth_estimate_minor: int = 5000
 
     def __post_init__(self) -> None:
         if len(self.country_code) != 2 or not self.country_code.isalpha():
@@ -37,3 +43,5 @@ class InvoicingConfig:
             raise ValueError("capture retries need 0 < initial <= max seconds")
         if self.capture_max_attempts < 1 or self.capture_retry_every_s <= 0:
             raise ValueError("capture_max_attempts >= 1 and capture_retry_every_s > 0")
+        if self.preauth_poll_s <= 0 or self.preauth_estimate_minor < 1:
+            raise ValueError("preauth_poll_s > 0 and preauth_estimate_minor >= 1")

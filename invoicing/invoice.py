@@ -12,6 +12,8 @@
 4. A session closed again later (a late stop after a timeout close) that bills
    differently: the CDR in force is cancelled by a credit CDR and the next revision
    issued; never an edit. A close no later than the CDR in force's is a replay.
+5. The CDR's customer: the one the session's payment was made for, else its id tag's
+   payment method's customer, else the id tag.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from bus.times import parse_rfc3339
 from invoicing.pricing import StoredSession, tariff_of, usage_of
 from store import billing_reviews as review_store
 from store import cdrs as cdr_store
+from store import payment_methods as method_store
 from store.db import AsyncDb
 
 log = structlog.get_logger("chargeflow.billing")
@@ -111,6 +114,8 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
     if credit is not None and _same_bill(credit, cdr):
         return Invoiced(session, decode_json(in_force or "{}", "the CDR in force"))
 
+    customer = await method_store.billed_customer(db, session.session_id, session.id_tag)
+
     async def store(issued: dict[str, Any]) -> None:
         await cdr_store.insert_cdr(
             db,
@@ -119,7 +124,7 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
             connector_id=session.connector_id,
             site_id=site_id,
             id_tag=session.id_tag,
-            customer=session.id_tag,
+            customer=customer,
         )
 
     if credit is not None:  # amended after its CDR: cancel it, then the new revision

@@ -12,6 +12,10 @@
    flagged for billing);
 4. only then commits the batch's offsets.
 
+Between batches, every ``preauth_poll_s``, active sessions whose id tag has a payment
+method are pre-authorised (:mod:`invoicing.preauth`), so the capture at close finds the
+hold.
+
 A crash re-reads at most the last batch: the CDR ids come from the sessions, so nothing
 is stored twice; the CDRs are published again (consumers keep one per id); a capture
 already made is answered from its row.
@@ -42,6 +46,7 @@ from bus.reader import TopicReader, until_stopped
 from bus.sessions import decode_session_closed
 from invoicing.config import InvoicingConfig
 from invoicing.invoice import Invoiced, invoice_session
+from invoicing.preauth import Preauthorizer
 from runtime.logs import with_kafka_logger
 from runtime.retry import Backoff
 from store.db import worker_pool
@@ -66,6 +71,7 @@ class InvoicingWorker:
         self.poll_s = poll_s
         self._stop = asyncio.Event()
         self.invoiced = 0  # sessions handled (billed or held), for tests and logs
+        self.preauthorizer: Preauthorizer | None = None  # made by run()
 
     def stop(self) -> None:
         self._stop.set()
@@ -93,6 +99,7 @@ class InvoicingWorker:
             max_attempts=cfg.capture_max_attempts,
             backoff=Backoff(cfg.capture_retry_initial_s, cfg.capture_retry_max_s),
         )
+        self.preauthorizer = Preauthorizer(payments, cfg.preauth_estimate_minor)
         try:
             async with pool:
                 producer.start()
@@ -118,8 +125,12 @@ class InvoicingWorker:
         payments: PaymentService,
         reader: TopicReader,
     ) -> None:
-        retry_at = time.monotonic()
+        retry_at = preauth_at = time.monotonic()
+        assert self.preauthorizer is not None
         while not self._stop.is_set():
+            if time.monotonic() >= preauth_at:  # sessions started since the last look
+                await self.preauthorizer.run(pool)
+                preauth_at = time.monotonic() + self.config.preauth_poll_s
             if time.monotonic() >= retry_at:  # failed captures whose next try is due
                 retried = await asyncio.to_thread(payments.retry_due)
                 if retried:

@@ -34,6 +34,7 @@ DATA_TABLES = (
     "webhook_deliveries",
     "payment_events",
     "session_payments",
+    "payment_methods",
     "ledger_postings",
     "ledger_transactions",
     "ledger_holds",
