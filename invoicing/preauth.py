@@ -37,6 +37,7 @@ class Preauthorizer:
         self._estimate_minor = estimate_minor
         self._reported: set[str] = set()
         self.authorized = 0  # holds made (or found made), for tests and logs
+        self.passes = 0
 
     async def run(self, db: AsyncDb) -> None:
         """One pass; a database outage ends it (the next pass tries again)."""
@@ -49,6 +50,7 @@ class Preauthorizer:
             return
         # Forget sessions no longer waiting (authorised, closed): the set stays small.
         self._reported &= {s.session_id for s in waiting}
+        self.passes += 1
 
     def _once(self, session_id: str, message: str, **details: object) -> None:
         if session_id not in self._reported:
