@@ -18,11 +18,19 @@ before anything runs (not saved, as Stripe does for requests that never started)
 ``"500_saved"`` an error the endpoint itself gave (saved and replayed under its key),
 ``"card_declined"``, ``"drop_before"`` (the connection closes before the request runs),
 ``"drop_after"`` (it runs and its answer is saved, then the connection closes unanswered).
-``requests`` records every request: method, path, parameters, headers.
+``requests`` records every request: method, path, parameters, headers. ``events``
+records the events Stripe would send the webhook for what happened (an authorisation:
+``payment_intent.amount_capturable_updated`` and ``charge.succeeded``; a decline:
+``payment_intent.payment_failed``; a capture: ``charge.captured`` and
+``payment_intent.succeeded``; ``payment_intent.canceled``; ``charge.refunded``), each
+with the object as it was then; :meth:`FakeStripe.signed` gives an event's body and
+``Stripe-Signature`` header under a webhook secret, as Stripe signs a delivery.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 import threading
@@ -86,6 +94,7 @@ class FakeStripe:
     requests: list[StripeRequest] = field(default_factory=list)
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
     _saved: dict[str, tuple[str, dict[str, str], _Answer]] = field(default_factory=dict)
     _faults: list[_Fault] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -129,6 +138,28 @@ class FakeStripe:
         assert kind in FAULTS, kind
         with self._lock:
             self._faults.append(_Fault(kind, method, path))
+
+    def signed(
+        self, event: dict[str, Any], secret: str, timestamp: int | None = None
+    ) -> tuple[bytes, str]:
+        """The event's body and its ``Stripe-Signature`` header (Stripe's v1 scheme: an
+        HMAC-SHA256 of ``"{t}.{body}"`` with the endpoint's secret)."""
+        body = json.dumps(event).encode()
+        t = int(time.time()) if timestamp is None else timestamp
+        mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256)
+        return body, f"t={t},v1={mac.hexdigest()}"
+
+    def _event(self, kind: str, data_object: dict[str, Any]) -> None:
+        self.events.append(
+            {
+                "id": "evt_" + secrets.token_hex(8),
+                "object": "event",
+                "type": kind,
+                "created": int(time.time()),
+                "livemode": False,
+                "data": {"object": json.loads(json.dumps(data_object))},  # as it was then
+            }
+        )
 
     def calls(self, method: str, path_part: str) -> list[StripeRequest]:
         with self._lock:
@@ -280,6 +311,7 @@ class FakeStripe:
                 "refunds": [],
             }
         if status == "requires_payment_method":
+            self._event("payment_intent.payment_failed", self._view(intent, {}))
             return stripe_error(
                 402,
                 "card_error",
@@ -288,7 +320,15 @@ class FakeStripe:
                 decline_code="generic_decline",
                 payment_intent=self._view(intent, {}),
             )
+        if status == "requires_capture":
+            self._event("payment_intent.amount_capturable_updated", self._view(intent, {}))
+            self._event("charge.succeeded", self._charge_view(charge_id))
         return _Answer(200, self._view(intent, params))
+
+    def _charge_view(self, charge_id: str) -> dict[str, Any]:
+        charge = dict(self.charges[charge_id])
+        charge["refunds"] = {"object": "list", "data": charge["refunds"][:10], "has_more": False}
+        return charge
 
     def _view(self, intent: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
         expand = {v for k, v in params.items() if k.startswith("expand[")}
@@ -320,6 +360,8 @@ class FakeStripe:
             )
         intent.update(status="succeeded", amount_received=amount, amount_capturable=0)
         self.charges[intent["latest_charge"]].update(amount_captured=amount, captured=True)
+        self._event("charge.captured", self._charge_view(intent["latest_charge"]))
+        self._event("payment_intent.succeeded", self._view(intent, {}))
         return _Answer(200, self._view(intent, params))
 
     def _cancel(self, intent: dict[str, Any], params: dict[str, str]) -> _Answer:
@@ -332,6 +374,7 @@ class FakeStripe:
                 code="payment_intent_unexpected_state",
             )
         intent.update(status="canceled", amount_capturable=0)
+        self._event("payment_intent.canceled", self._view(intent, {}))
         return _Answer(200, self._view(intent, params))
 
     def _create_refund(self, params: dict[str, str]) -> _Answer:
@@ -364,6 +407,7 @@ class FakeStripe:
         }
         charge["amount_refunded"] += amount
         charge["refunds"].insert(0, refund)  # newest first, like Stripe's lists
+        self._event("charge.refunded", self._charge_view(charge["id"]))
         return _Answer(200, refund)
 
 
