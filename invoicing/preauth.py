@@ -25,6 +25,7 @@ from billing.payments.service import PaymentService
 from invoicing.pricing import StoredSession, tariff_of
 from store import payment_methods as method_store
 from store.db import AsyncDb
+from store.payments import SessionPayment
 
 log = structlog.get_logger("chargeflow.billing")
 
@@ -116,3 +117,39 @@ class Preauthorizer:
             amount_minor=row.authorized_minor,
             currency=row.currency,
         )
+
+
+def authorize_at_close(
+    payments: PaymentService,
+    session_id: str,
+    method: method_store.PaymentMethod,
+    currency: str,
+    total_minor: int,
+) -> SessionPayment | None:
+    """A session that closed before any pre-authorisation pass saw it active (shorter
+    than ``preauth_poll_s``, or the worker was down) but whose id tag had a payment
+    method at its start: authorise its final cost now, so that it is captured like any
+    other. None when there is nothing to collect or the authorisation did not go
+    through (a decline: recorded by the service)."""
+    if total_minor <= 0:
+        return None
+    try:
+        row = payments.preauthorize(
+            session_id=session_id,
+            provider=method.provider,
+            customer=method.customer,
+            currency=currency,
+            amount_minor=total_minor,
+            payment_method=method.payment_method,
+        )
+    except PaymentError as exc:
+        log.warning("authorisation at close failed", session_id=session_id, error=str(exc))
+        return None
+    log.info(
+        "closed before its pre-authorisation: final cost authorised",
+        session_id=session_id,
+        provider=method.provider,
+        status=row.status,
+        amount_minor=total_minor,
+    )
+    return row if row.status == "authorized" else None

@@ -9,7 +9,9 @@
 3. captures each billed session's payment, if it has one, for the CDR's total incl. VAT
    (:class:`billing.payments.service.PaymentService`: at most once; a failure is
    retried on the service's schedule, looked for every ``capture_retry_every_s``, then
-   flagged for billing);
+   flagged for billing). A session that closed before it was pre-authorised but whose
+   id tag had a payment method at its start gets its final cost authorised first
+   (:func:`invoicing.preauth.authorize_at_close`);
 4. only then commits the batch's offsets.
 
 Between batches, every ``preauth_poll_s``, active sessions whose id tag has a payment
@@ -46,10 +48,12 @@ from bus.reader import TopicReader, until_stopped
 from bus.sessions import decode_session_closed
 from invoicing.config import InvoicingConfig
 from invoicing.invoice import Invoiced, invoice_session
-from invoicing.preauth import Preauthorizer
+from invoicing.preauth import Preauthorizer, authorize_at_close
 from runtime.logs import with_kafka_logger
 from runtime.retry import Backoff
+from store import payment_methods as method_store
 from store.db import worker_pool
+from store.payments import SessionPayment
 
 log = structlog.get_logger("chargeflow.billing")
 
@@ -175,18 +179,36 @@ class InvoicingWorker:
             )
             for outcome in done:
                 if outcome.cdr is not None:
-                    await asyncio.to_thread(self._capture, payments, outcome)
+                    await self._settle(pool, payments, outcome)
             await reader.commit(messages)
             self.invoiced += len(done)
 
         return handle
 
-    def _capture(self, payments: PaymentService, outcome: Invoiced) -> None:
+    async def _settle(
+        self, pool: AsyncConnectionPool[Any], payments: PaymentService, outcome: Invoiced
+    ) -> None:
+        assert outcome.cdr is not None
+        session = outcome.session
+        payment = await asyncio.to_thread(payments.get, session.session_id)
+        if payment is None:  # closed before a pre-authorisation pass saw it active?
+            method = await method_store.method_at_start(pool, session.id_tag, session.started_at)
+            if method is None:
+                return  # not paid through us (no payment method when it started)
+            currency = outcome.cdr["currency"]
+            total = to_minor(outcome.cdr["total_cost"]["incl_vat"], currency)
+            payment = await asyncio.to_thread(
+                authorize_at_close, payments, session.session_id, method, currency, total
+            )
+            if payment is None:
+                return
+        await asyncio.to_thread(self._capture, payments, outcome, payment)
+
+    def _capture(
+        self, payments: PaymentService, outcome: Invoiced, payment: SessionPayment
+    ) -> None:
         assert outcome.cdr is not None
         session_id = outcome.session.session_id
-        payment = payments.get(session_id)
-        if payment is None:
-            return  # paid otherwise (postpaid statement without a hold, or not at all)
         currency = outcome.cdr["currency"]
         if payment.currency != currency:
             log.warning(

@@ -133,3 +133,15 @@ async def billed_customer(db: AsyncDb, session_id: str, id_tag: str | None) -> s
         (session_id, id_tag, id_tag),
     )
     return None if rows[0][0] is None else str(rows[0][0])
+
+
+async def method_at_start(
+    db: AsyncDb, id_tag: str | None, started_at: datetime
+) -> PaymentMethod | None:
+    """The id tag's payment method if it had one when the session started (created no
+    later than ``started_at``, a station's clock: a method added afterwards does not
+    make an old session payable, whatever replays it)."""
+    if id_tag is None:
+        return None
+    method = await get_method(db, id_tag)
+    return method if method is not None and method.created_at <= started_at else None

@@ -11,6 +11,7 @@ database and broker, with the real Stripe SDK against the local Stripe server:
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from msgspec.structs import replace as replace_struct
 
 from billing.payments.stripe import StripeProvider
+from bus.sessions import encode_session_closed
 from chargeflow.stack import EmbeddedBroker
 from invoicing.config import InvoicingConfig
 from invoicing.worker import InvoicingWorker
@@ -29,6 +32,12 @@ from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
+from tests.integration.test_billing_worker import (
+    START,
+    closed,
+    produce,
+    seed_site_tariff_and_payment,
+)
 from tests.support.api import api_client, assert_problem, auth, insert_session
 from tests.support.billing import component, element, tariff_json
 from tests.support.fake_stripe import FakeStripe, fake_stripe
@@ -227,3 +236,46 @@ async def test_the_worker_preauthorises_active_sessions_once(
     with psycopg.connect(clean_db) as db:
         assert ledger.balance(db, "alice", "EUR").held_minor == 7000
         assert ledger.reconcile(db).ok
+
+
+async def test_a_session_closed_before_its_preauthorisation_is_authorised_and_captured_at_close(
+    broker: EmbeddedBroker, clean_db: str, topics: Any
+) -> None:
+    """Shorter than a pre-authorisation pass (or the worker was down): its final cost is
+    authorised and captured when it is billed, if its id tag had a payment method when it
+    started; a method added after the start does not make it payable."""
+    await seed_site_tariff_and_payment(clean_db, uuid.uuid4())
+    async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
+        await method_store.set_method(conn, "TAG-SHORT", "wallet", "alice", None)
+        await method_store.set_method(conn, "TAG-LATER", "wallet", "alice", None)
+        await conn.execute(
+            "UPDATE payment_methods SET created_at = %s WHERE id_tag = 'TAG-LATER'",
+            (START + timedelta(minutes=1),),
+        )
+    with psycopg.connect(clean_db, autocommit=True) as db:
+        ledger.top_up(db, "alice", 10_000, "EUR", reference="bank-1", idempotency_key="t-1")
+    short, later = uuid.uuid4(), uuid.uuid4()
+    await produce(
+        broker,
+        topics.sessions_closed,
+        [
+            encode_session_closed(replace_struct(closed(short), id_tag="TAG-SHORT")),
+            encode_session_closed(
+                replace_struct(closed(later, transaction="2", connector=2), id_tag="TAG-LATER")
+            ),
+        ],
+    )
+    config = InvoicingConfig(kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics)
+    async with running(InvoicingWorker(config, poll_s=0.1)) as worker:
+        await apoll(lambda: worker.invoiced, lambda n: n >= 2, 60, "both billed")
+    paid = payments(clean_db)
+    assert str(later) not in paid
+    with psycopg.connect(clean_db) as db:
+        totals: dict[str, int] = dict(
+            db.execute("SELECT session_id, total_incl_minor FROM cdrs").fetchall()
+        )
+        alice = ledger.balance(db, "alice", "EUR")
+        assert ledger.reconcile(db).ok
+    total = totals[str(short)]
+    assert paid[str(short)][:5] == ("wallet", "alice", "EUR", "captured", total)
+    assert (alice.available_minor, alice.held_minor) == (10_000 - total, 0)
