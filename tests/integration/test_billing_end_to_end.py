@@ -16,9 +16,9 @@ wallet, by Stripe card, or not at all. Checked:
   reconciles; Stripe's intents received exactly the CDR totals;
 - sessions whose energy is not exact are held, not billed (the simulator's healthy fleet
   makes none: the holding itself is tested in test_billing_worker.py);
-- replaying ``sessions.closed`` from offset 0 with a fresh consumer group, then
-  delivering every webhook event Stripe sent and redelivering each twice, changes
-  nothing;
+- replaying every topic (the sessions flow over all OCPP events, then billing over all
+  of ``sessions.closed`` with a fresh consumer group), then delivering every webhook
+  event Stripe sent and redelivering each twice, changes nothing;
 - 50 concurrent capture requests (POSTs to the API) for a session whose first capture
   failed capture once. (50 concurrent captures of one payment through the service, on
   Stripe and on the wallet: test_payments_service.py.)
@@ -63,6 +63,7 @@ from tests.support.api import api_client
 from tests.support.fake_stripe import FakeStripe, fake_stripe
 from tests.support.flows import FLOW_ARGV, flow_env, flow_process
 from tests.support.gateway import STATION_PASSWORD
+from tests.support.paths import ROOT
 from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
@@ -102,9 +103,9 @@ def fleet(gateway_url: str) -> FleetConfig:
         seed=11,
         station_password=STATION_PASSWORD,
         meter_interval_s=120.0,
-        time_scale=120.0,
-        mean_dwell_s=1800.0,
-        mean_arrival_gap_s=300.0,
+        time_scale=150.0,
+        mean_dwell_s=3000.0,
+        mean_arrival_gap_s=200.0,
         start=clock_start(),
     )
 
@@ -306,15 +307,33 @@ async def test_billing_end_to_end(
     assert len(fake.calls("POST", f"/{failed}/capture")) == 2  # the failure, then one capture
 
     before = snapshot(clean_db, fake)
+    # Every topic again: the sessions flow over all OCPP events (a run to the end), then
+    # billing over all of sessions.closed with a fresh consumer group.
+    flow_replay = await asyncio.to_thread(
+        subprocess.run,
+        FLOW_ARGV,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        env=flow_env(broker.bootstrap, clean_db, topics, tail=False),
+    )
+    assert flow_replay.returncode == 0, flow_replay.stderr[-3000:]
     closes = len(list(read_topic(broker.bootstrap, topics.sessions_closed)))
+    assert closes >= len(report.sessions)
     replay = InvoicingWorker(replace(config, consumer_group="e2e-replay"), stripe=stripe)
     async with running(replay):
         await apoll(lambda: replay.invoiced, lambda n: n >= closes, 60, "the replay")
     assert snapshot(clean_db, fake) == before
     await redeliver_webhooks(clean_db, fake, before)
+    shortest = min(
+        datetime.fromisoformat(t.stopped_at) - datetime.fromisoformat(t.started_at)
+        for t in report.sessions
+    )
     print(
-        f"billing e2e: {len(report.sessions)} sessions, {len(before['cdrs'])} CDRs, "
+        f"billing e2e: {len(report.sessions)} sessions (shortest "
+        f"{shortest.total_seconds() / fleet('').time_scale:.1f} s real), {len(before['cdrs'])} CDRs, "
         f"payments {[(p[1], p[7]) for p in before['payments']]}, "
+        f"{closes} sessions.closed messages replayed, "
         f"{len(fake.events)} Stripe events delivered and redelivered twice"
     )
 
