@@ -307,22 +307,10 @@ async def test_billing_end_to_end(
     assert len(fake.calls("POST", f"/{failed}/capture")) == 2  # the failure, then one capture
 
     before = snapshot(clean_db, fake)
-    # Every topic again: the sessions flow over all OCPP events (a run to the end), then
-    # billing over all of sessions.closed with a fresh consumer group.
-    flow_replay = await asyncio.to_thread(
-        subprocess.run,
-        FLOW_ARGV,
-        cwd=ROOT,
-        capture_output=True,
-        timeout=120,
-        env=flow_env(broker.bootstrap, clean_db, topics, tail=False),
+    closes = await replay_every_topic(
+        broker, clean_db, topics, replace(config, consumer_group="e2e-replay"), stripe
     )
-    assert flow_replay.returncode == 0, flow_replay.stderr[-3000:]
-    closes = len(list(read_topic(broker.bootstrap, topics.sessions_closed)))
     assert closes >= len(report.sessions)
-    replay = InvoicingWorker(replace(config, consumer_group="e2e-replay"), stripe=stripe)
-    async with running(replay):
-        await apoll(lambda: replay.invoiced, lambda n: n >= closes, 60, "the replay")
     assert snapshot(clean_db, fake) == before
     await redeliver_webhooks(clean_db, fake, before)
     shortest = min(
@@ -331,11 +319,36 @@ async def test_billing_end_to_end(
     )
     print(
         f"billing e2e: {len(report.sessions)} sessions (shortest "
-        f"{shortest.total_seconds() / fleet('').time_scale:.1f} s real), {len(before['cdrs'])} CDRs, "
-        f"payments {[(p[1], p[7]) for p in before['payments']]}, "
+        f"{shortest.total_seconds() / fleet('').time_scale:.1f} s real), "
+        f"{len(before['cdrs'])} CDRs, payments {[(p[1], p[7]) for p in before['payments']]}, "
         f"{closes} sessions.closed messages replayed, "
         f"{len(fake.events)} Stripe events delivered and redelivered twice"
     )
+
+
+async def replay_every_topic(
+    broker: EmbeddedBroker,
+    url: str,
+    topics: Topics,
+    config: InvoicingConfig,
+    stripe: StripeProvider,
+) -> int:
+    """The sessions flow over all OCPP events (a run to the end), then a billing worker
+    with a fresh consumer group over all of sessions.closed; how many closes it read."""
+    flow_replay = await asyncio.to_thread(
+        subprocess.run,
+        FLOW_ARGV,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        env=flow_env(broker.bootstrap, url, topics, tail=False),
+    )
+    assert flow_replay.returncode == 0, flow_replay.stderr[-3000:]
+    closes = len(list(read_topic(broker.bootstrap, topics.sessions_closed)))
+    replay = InvoicingWorker(config, stripe=stripe)
+    async with running(replay):
+        await apoll(lambda: replay.invoiced, lambda n: n >= closes, 60, "the replay")
+    return closes
 
 
 def payments_setup(fake: FakeStripe) -> PaymentsSetup:
