@@ -15,6 +15,7 @@ tried again at the next pass, logged once per session.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import psycopg
 import structlog
@@ -29,6 +30,8 @@ from store.payments import SessionPayment
 
 log = structlog.get_logger("chargeflow.billing")
 
+PAGE = 100  # sessions per query of a pass (a pass goes through all of them)
+
 
 class Preauthorizer:
     """One pass per :meth:`run`; remembers which sessions it already logged about."""
@@ -42,15 +45,22 @@ class Preauthorizer:
 
     async def run(self, db: AsyncDb) -> None:
         """One pass; a database outage ends it (the next pass tries again)."""
+        waiting: set[str] = set()
+        after: tuple[datetime, str] | None = None
         try:
-            waiting = await method_store.awaiting_preauth(db)
-            for session in waiting:
-                await self._preauthorize(db, session)
+            while True:
+                page = await method_store.awaiting_preauth(db, after=after, limit=PAGE)
+                for session in page:
+                    waiting.add(session.session_id)
+                    await self._preauthorize(db, session)
+                if len(page) < PAGE:
+                    break
+                after = (page[-1].started_at, page[-1].session_id)
         except psycopg.OperationalError as exc:
             log.warning("pre-authorisation pass failed; next pass retries", error=str(exc))
             return
         # Forget sessions no longer waiting (authorised, closed): the set stays small.
-        self._reported &= {s.session_id for s in waiting}
+        self._reported &= waiting
         self.passes += 1
 
     def _once(self, session_id: str, message: str, **details: object) -> None:

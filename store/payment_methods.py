@@ -88,9 +88,13 @@ async def list_methods(
     return [PaymentMethod(*row) for row in rows]
 
 
-async def awaiting_preauth(db: AsyncDb, limit: int = 100) -> list[AwaitingPreauth]:
+async def awaiting_preauth(
+    db: AsyncDb, *, after: tuple[datetime, str] | None = None, limit: int = DEFAULT_LIMIT
+) -> list[AwaitingPreauth]:
     """Active sessions whose id tag has a payment method and which have no payment row
-    (none tried yet: a declined one has its row, status failed), oldest first."""
+    (none tried yet: a declined one has its row, status failed), oldest first, from
+    after ``after`` (the last one's ``(started_at, session_id)``: a keyset cursor, so a
+    caller pages through all of them even when the first ones stay waiting)."""
     rows = await execute(
         db,
         f"""
@@ -100,12 +104,13 @@ async def awaiting_preauth(db: AsyncDb, limit: int = 100) -> list[AwaitingPreaut
         FROM sessions s
         JOIN payment_methods m ON m.id_tag = s.id_tag
         WHERE s.status = 'active'
+            AND (%s::timestamptz IS NULL OR (s.started_at, s.session_id) > (%s, %s::uuid))
             AND NOT EXISTS (
                 SELECT 1 FROM session_payments p WHERE p.session_id = s.session_id::text)
         ORDER BY s.started_at, s.session_id
         LIMIT %s
         """,
-        (limit,),
+        (*((after[0], after[0], after[1]) if after else (None, None, None)), limit),
     )
     return [
         AwaitingPreauth(

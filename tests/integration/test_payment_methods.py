@@ -144,11 +144,10 @@ async def seed(url: str) -> dict[str, str]:
             await method_store.set_method(conn, tag, provider, customer, method)
     sessions: dict[str, str] = {}
     with psycopg.connect(url, autocommit=True) as db:
-        plan = [
-            *(("CP-PA-1", tag) for tag in METHODS if tag != "TAG-CAPPED"),
-            ("CP-PA-1", "TAG-NONE"),
-        ]
-        plan += [("CP-PA-CAP", "TAG-CAPPED"), ("CP-PA-NOTARIFF", "TAG-CARD")]
+        # Oldest first: the one that stays waiting (no tariff) must not hold up the rest.
+        plan = [("CP-PA-NOTARIFF", "TAG-CARD")]
+        plan += [*(("CP-PA-1", tag) for tag in METHODS if tag != "TAG-CAPPED")]
+        plan += [("CP-PA-1", "TAG-NONE"), ("CP-PA-CAP", "TAG-CAPPED")]
         for connector, (station, tag) in enumerate(plan, start=1):
             row = insert_session(
                 db,
@@ -156,7 +155,7 @@ async def seed(url: str) -> dict[str, str]:
                 connector_id=connector,
                 id_tag=tag,
                 status="active",
-                started_at=datetime.now(UTC),
+                started_at=datetime.now(UTC) + timedelta(seconds=connector),
                 meter_stop_wh=None,
                 energy_wh=None,
             )
@@ -186,8 +185,13 @@ def payments(url: str) -> dict[str, tuple[Any, ...]]:
 
 
 async def test_the_worker_preauthorises_active_sessions_once(
-    broker: EmbeddedBroker, clean_db: str, topics: Any, fake: FakeStripe
+    broker: EmbeddedBroker,
+    clean_db: str,
+    topics: Any,
+    fake: FakeStripe,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("invoicing.preauth.PAGE", 2)  # a pass goes through several pages
     sessions = await seed(clean_db)
     stripe = StripeProvider(fake.api_key, api_base=fake.api_base, timeout_s=5)
     config = InvoicingConfig(

@@ -5,6 +5,7 @@
   the Stripe customer) and, for Stripe, the payment method (``pm_...``) the
   pre-authorisation is confirmed with. The billing worker pre-authorises an active
   session whose id tag has a row here; the session's CDR names the row's customer.
+- ``sessions_active_started_idx``: the active sessions in start order, for that look.
 
 Plain table in both storage modes.
 
@@ -33,9 +34,13 @@ def upgrade() -> None:
             updated_at timestamptz NOT NULL DEFAULT now(),
             CHECK (provider <> 'stripe' OR payment_method IS NOT NULL)
         );
+        -- The billing worker's look for active sessions to pre-authorise, every few
+        -- seconds: the active sessions only, not a scan of every session ever.
+        CREATE INDEX sessions_active_started_idx ON sessions (started_at, session_id)
+            WHERE status = 'active';
         """
     )
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE payment_methods")
+    op.execute("DROP INDEX sessions_active_started_idx; DROP TABLE payment_methods")
