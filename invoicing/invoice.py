@@ -36,6 +36,7 @@ from billing.session_usage import UsageError
 from bus.sessions import SessionClosed
 from bus.times import parse_rfc3339
 from invoicing.pricing import StoredSession, tariff_of, usage_of
+from invoicing.signed import signed_data_of
 from store import billing_reviews as review_store
 from store import cdrs as cdr_store
 from store.db import AsyncDb
@@ -107,6 +108,7 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
         last_updated=session.closed_at,
         meter_id=session.smart_meter_id,
         revision=revision,
+        signed_data=await signed_data_of(db, session),
     )
     if credit is not None and _same_bill(credit, cdr):
         return Invoiced(session, decode_json(in_force or "{}", "the CDR in force"))

@@ -39,6 +39,7 @@ DATA_TABLES = (
     "ledger_holds",
     "ledger_accounts",
     "cdrs",
+    "signed_meter_values",
     "billing_review_events",
     "billing_reviews",
     "tariffs",
