@@ -63,12 +63,11 @@ def cdr_bodies(url: str) -> dict[str, dict[str, Any]]:
     return {cp: decode_json(body, "the CDR") for cp, body in rows}
 
 
-async def test_signed_start_and_end_reach_the_cdr_as_sent(
-    broker: EmbeddedBroker, clean_db: str, topics: Topics, gateway: Gateway
-) -> None:
-    await seed_tariff(clean_db)
-    fleet = FleetConfig(
-        gateway_url=gateway.url,
+def signing_fleet(gateway_url: str, database_url: str) -> FleetConfig:
+    """One 1.6 (SIGN-0001) and one 2.0.1 (SIGN-0002) station with signing meters, one
+    session each."""
+    return FleetConfig(
+        gateway_url=gateway_url,
         stations=2,
         station_id_prefix="SIGN-",
         sessions_per_station=1,
@@ -76,14 +75,51 @@ async def test_signed_start_and_end_reach_the_cdr_as_sent(
         signed_meter_values=True,
         id_tags=("SIGN-TAG-1", "SIGN-TAG-2"),
         seed=3,
-        database_url=clean_db,
+        database_url=database_url,
         station_password=STATION_PASSWORD,
         meter_interval_s=300.0,
         time_scale=600.0,
         mean_dwell_s=1800.0,
         mean_arrival_gap_s=60.0,
     )
-    report = await asyncio.wait_for(run_fleet(fleet), timeout=120)
+
+
+async def invoice_all(config: InvoicingConfig, count: int) -> None:
+    worker = InvoicingWorker(config, poll_s=0.1)
+    task = asyncio.create_task(worker.run())
+    try:
+        await apoll(lambda: worker.invoiced, lambda n: n >= count, 60, f"{count} invoiced")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+def check_cdrs(cdrs: dict[str, dict[str, Any]], stored: list[tuple[Any, ...]]) -> None:
+    """Each CDR's signed_data: OCMF, Start then End, the data as stored, the plain
+    registers; the receipt says the values were signed."""
+    assert sorted(cdrs) == ["SIGN-0001", "SIGN-0002"]
+    for cp, cdr in cdrs.items():
+        signed = cdr["signed_data"]
+        assert signed["encoding_method"] == "OCMF"
+        values = signed["signed_values"]
+        assert [v["nature"] for v in values] == ["Start", "End"]
+        sent = [r[5] for r in stored if r[0] == cp]
+        assert [v["signed_data"] for v in values] == sent  # untouched
+        registers = [r[4] for r in stored if r[0] == cp]
+        assert [v["plain_data"] for v in values] == [f"{wh:f} Wh" for wh in registers]
+        assert receipt(cdr, None)["signed_data"] is True
+    v16, v201 = cdrs["SIGN-0001"]["signed_data"], cdrs["SIGN-0002"]["signed_data"]
+    assert v16["signed_values"][0]["signed_data"].startswith("OCMF|{")  # 1.6: the string
+    assert "public_key" not in v16
+    assert base64.b64decode(v201["signed_values"][1]["signed_data"]).startswith(b"OCMF|{")
+    assert v201["public_key"]
+
+
+async def test_signed_start_and_end_reach_the_cdr_as_sent(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, gateway: Gateway
+) -> None:
+    await seed_tariff(clean_db)
+    report = await asyncio.wait_for(run_fleet(signing_fleet(gateway.url, clean_db)), 120)
     assert len(report.sessions) == 2
 
     flow = SessionsFlowConfig(
@@ -102,32 +138,10 @@ async def test_signed_start_and_end_reach_the_cdr_as_sent(
         begin, end = (r for r in stored if r[0] == cp)
         assert end[4] - begin[4] == truth[cp]  # the signed registers bound the energy
 
-    config = InvoicingConfig(kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics)
-    worker = InvoicingWorker(config, poll_s=0.1)
-    task = asyncio.create_task(worker.run())
-    try:
-        await apoll(lambda: worker.invoiced, lambda n: n >= 2, 60, "2 sessions invoiced")
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
-
-    cdrs = cdr_bodies(clean_db)
-    assert sorted(cdrs) == ["SIGN-0001", "SIGN-0002"]
-    for cp, cdr in cdrs.items():
-        signed = cdr["signed_data"]
-        assert signed["encoding_method"] == "OCMF"
-        values = signed["signed_values"]
-        assert [v["nature"] for v in values] == ["Start", "End"]
-        sent = [r[5] for r in stored if r[0] == cp]
-        assert [v["signed_data"] for v in values] == sent  # untouched
-        registers = [r[4] for r in stored if r[0] == cp]
-        assert [v["plain_data"] for v in values] == [f"{wh:f} Wh" for wh in registers]
-        assert receipt(cdr, None)["signed_data"] is True
-    v16, v201 = cdrs["SIGN-0001"]["signed_data"], cdrs["SIGN-0002"]["signed_data"]
-    assert v16["signed_values"][0]["signed_data"].startswith("OCMF|{")  # 1.6: the string
-    assert "public_key" not in v16
-    assert base64.b64decode(v201["signed_values"][1]["signed_data"]).startswith(b"OCMF|{")
-    assert v201["public_key"]
+    await invoice_all(
+        InvoicingConfig(kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics), 2
+    )
+    check_cdrs(cdr_bodies(clean_db), stored)
 
     # The whole topic again, fresh flow state: no signed value is stored twice.
     await asyncio.to_thread(run_main, build_flow(flow))
