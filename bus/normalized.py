@@ -52,7 +52,7 @@ kept in ``ocpp_status``)
 
 Meter samples
   1.6: ``value`` is a decimal string; values that are not finite numbers and
-  ``format: SignedData`` samples are left out (they stay in the raw payload).
+  ``format: SignedData`` values are no samples (they are signed values, below).
   2.0.1: ``value`` is a JSON number, kept exactly as written (``Decimal(str(v))``).
   Spec defaults are filled in: measurand ``Energy.Active.Import.Register``,
   context ``Sample.Periodic``, location ``Outlet``; unit ``Wh`` for ``Energy.*``
@@ -68,10 +68,12 @@ Signed meter values (Eichrecht, e.g. OCMF)
   the same ids, time, measurand and context. 1.6: a ``format: SignedData`` value,
   ``signed_data`` its ``value`` exactly as sent; ``encoding_method`` ``OCMF`` when it
   starts ``OCMF|``, else None; the plain register (``value``/``unit``) is the numeric
-  sample of the same meter value, measurand and context without phase, if the station
-  sent one. 2.0.1: ``signedMeterValue`` of a sampled value, ``signedMeterData``,
+  sample of the same message with the same time, measurand and context and no phase,
+  if the station sent one. 2.0.1: ``signedMeterValue`` of a sampled value, ``signedMeterData``,
   ``encodingMethod``, ``signingMethod`` and ``publicKey`` (empty: None) as sent; the
   plain register is the sampled value itself (which is a :class:`MeterSample` too).
+  A reader built before this fact existed cannot decode an envelope that carries one
+  (msgspec rejects the unknown tag): upgrade the consumers before the gateways.
 
 Transactions
   ``meter_start_wh``/``meter_stop_wh`` (Decimal Wh): 1.6 ``meterStart``/``meterStop``;
@@ -384,20 +386,6 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _unit(sv: dict[str, Any], measurand: str, v201: bool) -> tuple[str, int]:
-    """A sampled value's unit and power-of-ten multiplier, spec defaults filled in."""
-    if v201:
-        uom = _obj(sv.get("unitOfMeasure"))
-        unit = _str_or_none(uom.get("unit"))
-        multiplier = _int_or_none(uom.get("multiplier")) or 0
-    else:
-        unit = _str_or_none(sv.get("unit"))
-        multiplier = 0
-    if unit is None:
-        unit = "Wh" if measurand.startswith("Energy.") else ""
-    return unit, multiplier
-
-
 def _samples(
     cp: str,
     meter_values: Any,
@@ -428,7 +416,15 @@ def _samples(
             if value is None:
                 continue
             measurand = _str_or_none(sv.get("measurand")) or ENERGY_REGISTER
-            unit, multiplier = _unit(sv, measurand, v201)
+            if v201:
+                uom = _obj(sv.get("unitOfMeasure"))
+                unit = _str_or_none(uom.get("unit"))
+                multiplier = _int_or_none(uom.get("multiplier")) or 0
+            else:
+                unit = _str_or_none(sv.get("unit"))
+                multiplier = 0
+            if unit is None:
+                unit = "Wh" if measurand.startswith("Energy.") else ""
             sample = MeterSample(
                 charge_point_id=cp,
                 evse_id=evse_id,
@@ -522,8 +518,8 @@ def _add_v201_signed(signed: list[SignedMeterValue], sample: MeterSample, raw: A
 def _meter_facts(cp: str, meter_values: Any, **where: Any) -> list[Normalized]:
     """The samples of ``meter_values``, then its signed values."""
     signed: list[SignedMeterValue] = []
-    samples: list[Normalized] = list(_samples(cp, meter_values, signed=signed, **where))
-    return [*samples, *signed] if signed else samples
+    samples = _samples(cp, meter_values, signed=signed, **where)
+    return [*samples, *signed] if signed else list(samples)
 
 
 def register_wh(samples: Iterable[MeterSample], context: str, *, last: bool) -> Decimal | None:
