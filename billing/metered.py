@@ -139,6 +139,41 @@ def usage_from_samples(
     return check_usage(SessionUsage(zone, started_at, stopped_at, tuple(readings)))
 
 
+def corrected_span(
+    samples: Iterable[Sample],
+    *,
+    started_at: datetime,
+    stopped_at: datetime,
+    meter_start_wh: int | None,
+    meter_stop_wh: int | None,
+) -> tuple[int, int] | None:
+    """The register span a clerk's corrected energy is spread over, so that the billed
+    energy flows when the samples say it did (:func:`usage_from_samples` scales them):
+    the session's start and stop registers, an end that is missing taken from the
+    samples' registers. None when there is no rising span: bill it linearly.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    >>> mid = [Sample(t0 + timedelta(minutes=30), ENERGY_REGISTER, "", "Wh", Decimal(5500))]
+    >>> corrected_span(mid, started_at=t0, stopped_at=t0 + timedelta(hours=1),
+    ...                meter_start_wh=0, meter_stop_wh=None)
+    (0, 5500)
+    >>> corrected_span([], started_at=t0, stopped_at=t0 + timedelta(hours=1),
+    ...                meter_start_wh=None, meter_stop_wh=9000) is None
+    True
+    """
+    registers = [
+        values["energy"]
+        for values in _by_instant(samples, started_at, stopped_at).values()
+        if "energy" in values
+    ]
+    start = meter_start_wh if meter_start_wh is not None else min(registers, default=None)
+    stop = meter_stop_wh if meter_stop_wh is not None else max(registers, default=None)
+    if start is None or stop is None or stop <= start:
+        return None
+    return int(start), int(stop)
+
+
 def _latest(
     at: dict[datetime, dict[str, Decimal]], power_times: list[datetime], instant: datetime
 ) -> dict[str, Decimal] | None:

@@ -357,7 +357,9 @@ DECISION_RESPONSES = {**NOT_FOUND, **CONFLICT, **UNREADABLE_BODY}
     response_model=ReviewPublic,
     summary="Release a held session: bill it as measured",
     description="held -> released, audited with the API key's name and the note. "
-    "Final: a session that is not held answers 409.",
+    "The billing worker then bills the session as measured (its CDR: `cdr_id` once "
+    "`settled_at`). Final: a session that is not held, or one without an energy figure "
+    "(correct or write it off), answers 409.",
     responses=DECISION_RESPONSES,
 )
 async def release_review(
@@ -375,7 +377,9 @@ async def release_review(
     response_model=ReviewPublic,
     summary="Correct a held session's energy: bill the corrected figure",
     description="held -> corrected with `corrected_energy_wh` and the reason, audited "
-    "with the API key's name. Final: a session that is not held answers 409.",
+    "with the API key's name. The billing worker then bills the corrected energy, spread "
+    "as the meter samples rose (`energy_quality: corrected`, the decision in the CDR's "
+    "`review`; `cdr_id` once `settled_at`). Final: a session that is not held answers 409.",
     responses=DECISION_RESPONSES,
 )
 async def correct_review(
@@ -391,6 +395,7 @@ async def correct_review(
     response_model=ReviewPublic,
     summary="Write a held session off: never bill it",
     description="held -> written_off with the reason, audited with the API key's name. "
+    "Never billed: the billing worker releases the payment hold, if any (`settled_at`). "
     "Final: a session that is not held answers 409.",
     responses=DECISION_RESPONSES,
 )
