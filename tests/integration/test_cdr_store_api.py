@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 
@@ -328,6 +329,27 @@ async def test_review_lifecycle_with_audit_and_conflicts(
     assert decision.before["status"] == "held"
     assert decision.after["status"] == "corrected"
     assert decision.after["corrected_energy_wh"] == 7_400
+
+
+async def test_a_session_without_an_energy_figure_is_corrected_not_released(
+    clean_db: str, keys: dict[str, str]
+) -> None:
+    session = msgspec.structs.replace(
+        closed_session(T0, quality=Quality.MISSING), energy_wh=None, energy_source=None
+    )
+    async with await _connect(clean_db) as conn:
+        await review_store.hold_session(conn, session, ["quality missing"])
+    base = f"/v1/billing/reviews/{session.session_id}"
+    async with api_client(clean_db) as client:
+        resp = await client.post(f"{base}/release", headers=auth(keys["billing"]))
+        assert "no energy figure" in assert_problem(resp, 409)["detail"]
+        resp = await client.post(
+            f"{base}/correct",
+            json={"corrected_energy_wh": 5_000, "note": "read on site"},
+            headers=auth(keys["billing"]),
+        )
+        assert resp.status_code == 200, resp.text
+        assert (resp.json()["status"], resp.json()["cdr_id"]) == ("corrected", None)
 
 
 async def test_statement_totals_include_credits(clean_db: str, keys: dict[str, str]) -> None:
