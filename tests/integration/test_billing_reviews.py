@@ -285,7 +285,8 @@ async def test_decisions_are_billed_captured_or_released_once(
     assert answered[sessions["write-off"].session_id]["cdr_id"] is None
     assert all(r["settled_at"] is not None for r in answered.values())
     published = [
-        decode_json(m.value(), "cdr") for m in read_topic(broker.bootstrap, topics.billing_cdrs)
+        decode_json(m.value() or b"", "cdr")
+        for m in read_topic(broker.bootstrap, topics.billing_cdrs)
     ]
     assert sorted(c["id"] for c in published) == sorted([released["id"], corrected["id"]])
     assert counts(clean_db) == (2, 2, 1)
@@ -316,7 +317,7 @@ async def _restart_after_a_crash_before_settling(
     assert sorted(reviews) == [("corrected", True), ("released", True), ("written_off", True)]
     # Published again (consumers keep one per id): the same CDRs.
     ids = [
-        decode_json(m.value(), "cdr")["id"]
+        decode_json(m.value() or b"", "cdr")["id"]
         for m in read_topic(broker.bootstrap, config.topics.billing_cdrs)
     ]
     assert len(ids) == 4
