@@ -74,15 +74,14 @@ async def usage_of(
     stopped_at, meter_stop, energy = session.stopped_at, session.meter_stop_wh, session.energy_wh
     meter_start = session.meter_start_wh
     if corrected_energy_wh is not None and stopped_at is not None:
-        energy, span = (
-            corrected_energy_wh,
-            corrected_span(
-                samples,
-                started_at=session.started_at,
-                stopped_at=stopped_at,
-                meter_start_wh=meter_start,
-                meter_stop_wh=meter_stop,
-            ),
+        energy = corrected_energy_wh
+        span = corrected_span(
+            samples,
+            started_at=session.started_at,
+            stopped_at=stopped_at,
+            meter_start_wh=meter_start,
+            meter_stop_wh=meter_stop,
+            energy_wh=energy,
         )
         if span is None:
             samples, meter_start, meter_stop = [], None, None  # linear
