@@ -165,9 +165,14 @@ def test_a_clerks_correction_is_on_the_cdr_and_spread_as_the_register_rose() -> 
         "measured_energy_wh": 22_000,
     }
     assert cdr["total_energy"] == Decimal(11)
+    assert credit_cdr(cdr, last_updated=at(180))["review"] == cdr["review"]
+
+
+def test_a_release_keeps_the_flows_quality_and_decisions_are_checked() -> None:
+    held = replace(SESSION, quality=Quality.ESTIMATED)
     released = build_cdr(
         held,
-        price_session(PEAK, usage(samples)),
+        price_session(PEAK, usage([register(60, 1_016_000)])),
         party=PARTY,
         location=LOCATION,
         last_updated=held.closed_at,
@@ -175,7 +180,6 @@ def test_a_clerks_correction_is_on_the_cdr_and_spread_as_the_register_rose() -> 
     )
     assert released["energy_quality"] == "estimated"
     assert released["review"] == {"action": "release", "by": "clerk", "at": "2026-03-02T17:00:01Z"}
-    assert credit_cdr(cdr, last_updated=at(180))["review"] == cdr["review"]
     with pytest.raises(ValueError, match="only a correction"):
         ClerkDecision("release", by="clerk", at=T0, corrected_energy_wh=1)
     with pytest.raises(ValueError, match="release or a correction"):
