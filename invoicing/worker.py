@@ -12,6 +12,10 @@
    flagged for billing);
 4. only then commits the batch's offsets.
 
+Every ``review_poll_s`` it also carries out billing clerks' decisions on held sessions
+(:class:`invoicing.reviews.ReviewSettler`: a released or corrected session's CDR stored,
+published and captured the same way; a written-off one's payment hold released).
+
 A crash re-reads at most the last batch: the CDR ids come from the sessions, so nothing
 is stored twice; the CDRs are published again (consumers keep one per id); a capture
 already made is answered from its row.
@@ -42,6 +46,7 @@ from bus.reader import TopicReader, until_stopped
 from bus.sessions import decode_session_closed
 from invoicing.config import InvoicingConfig
 from invoicing.invoice import Invoiced, invoice_session
+from invoicing.reviews import ReviewSettler
 from runtime.logs import with_kafka_logger
 from runtime.retry import Backoff
 from store.db import worker_pool
@@ -66,6 +71,8 @@ class InvoicingWorker:
         self.poll_s = poll_s
         self._stop = asyncio.Event()
         self.invoiced = 0  # sessions handled (billed or held), for tests and logs
+        self.reviews = ReviewSettler(self.party)
+        self._reviews_at = 0.0  # time.monotonic() when decisions are looked for next
 
     def stop(self) -> None:
         self._stop.set()
@@ -125,6 +132,8 @@ class InvoicingWorker:
                 if retried:
                     log.info("captures retried", count=len(retried))
                 retry_at = time.monotonic() + self.config.capture_retry_every_s
+            if not await self._settle_reviews_when_due(pool, producer, payments):
+                return
             messages = await reader.read()
             if not messages:
                 continue
@@ -169,6 +178,31 @@ class InvoicingWorker:
             self.invoiced += len(done)
 
         return handle
+
+    async def _settle_reviews_when_due(
+        self, pool: AsyncConnectionPool[Any], producer: Producer, payments: PaymentService
+    ) -> bool:
+        """Billing clerks' decisions carried out, every ``review_poll_s``; False if a stop
+        came during an outage."""
+        if time.monotonic() < self._reviews_at:
+            return True
+
+        async def publish(outcome: Invoiced) -> None:
+            key = outcome.session.charge_point_id.encode()
+            for issued in (outcome.credit, outcome.cdr):
+                if issued is not None:
+                    await producer.publish(self.config.topics.billing_cdrs, key, encode_cdr(issued))
+
+        async def settle() -> None:
+            settled = await self.reviews.settle_due(
+                pool, payments, publish, lambda outcome: self._capture(payments, outcome)
+            )
+            if settled:
+                log.info("review decisions carried out", count=settled)
+
+        done = await until_stopped(settle, "carrying out review decisions", self._stop, OUTAGES)
+        self._reviews_at = time.monotonic() + self.config.review_poll_s
+        return done
 
     def _capture(self, payments: PaymentService, outcome: Invoiced) -> None:
         assert outcome.cdr is not None
