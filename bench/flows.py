@@ -296,7 +296,7 @@ def run_plain(bootstrap: str, topic: str, partitions: int, url: str, batch_size:
                     for row in rows:
                         if isinstance(row, SessionRow):
                             sessions.append(row)
-                        else:
+                        elif isinstance(row, MeterSampleRow):
                             samples.append(row)
                 write_sessions_batch(conn, sessions, samples)
         finally:

@@ -130,6 +130,39 @@ class CdrLocation:
         return {**out, **self.extra}
 
 
+# The CDR's energy_quality when a billing clerk set the energy (the flow's own word for
+# its adjusted figures is "corrected" too; the CDR's ``review`` says who and why).
+CORRECTED_BY_BILLING = "corrected"
+
+
+@dataclass(frozen=True)
+class ClerkDecision:
+    """A billing clerk's release or correction of a held session: the CDR carries it
+    (chargeflow's own ``review`` field) so the bill explains itself."""
+
+    action: str  # "release" | "correct"
+    by: str
+    at: datetime
+    note: str | None = None
+    corrected_energy_wh: int | None = None  # a correction: the energy to bill
+    measured_energy_wh: int | None = None  # a correction: the figure it replaced
+
+    def __post_init__(self) -> None:
+        if self.action not in ("release", "correct"):
+            raise ValueError(f"a CDR follows a release or a correction, not {self.action!r}")
+        if (self.action == "correct") != (self.corrected_energy_wh is not None):
+            raise ValueError("a correction, and only a correction, has corrected_energy_wh")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.action, "by": self.by, "at": ocpi_datetime(self.at)}
+        if self.note is not None:
+            out["note"] = self.note
+        if self.action == "correct":
+            out["corrected_energy_wh"] = self.corrected_energy_wh
+            out["measured_energy_wh"] = self.measured_energy_wh
+        return out
+
+
 def build_cdr(
     session: SessionClosed,
     priced: PricedSession,
@@ -142,10 +175,12 @@ def build_cdr(
     signed_data: dict[str, Any] | None = None,
     auth_method: str = "AUTH_REQUEST",
     token_type: str = "RFID",
+    decision: ClerkDecision | None = None,
 ) -> dict[str, Any]:
     """The OCPI 2.2.1 CDR of a priced session (numbers as Decimal; encode with
     :func:`billing.preview.encode_cdr`). ``signed_data`` (OCMF etc.) is kept exactly as
-    the station sent it; ``last_updated`` is the telemetry time the CDR was made from."""
+    the station sent it; ``last_updated`` is the telemetry time the CDR was made from;
+    ``decision``: the clerk's release or correction a held session is billed under."""
     fields = priced.to_cdr()
     cdr: dict[str, Any] = {
         "country_code": party.country_code,
@@ -180,6 +215,10 @@ def build_cdr(
         "cost_breakdown": fields["cost_breakdown"],
         "energy_quality": session.quality.value,
     }
+    if decision is not None:
+        cdr["review"] = decision.to_json()
+        if decision.action == "correct":
+            cdr["energy_quality"] = CORRECTED_BY_BILLING
     if "price_limit_adjustment" in fields:
         cdr["price_limit_adjustment"] = fields["price_limit_adjustment"]
     if meter_id is not None:

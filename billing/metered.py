@@ -139,6 +139,51 @@ def usage_from_samples(
     return check_usage(SessionUsage(zone, started_at, stopped_at, tuple(readings)))
 
 
+def corrected_span(
+    samples: Iterable[Sample],
+    *,
+    started_at: datetime,
+    stopped_at: datetime,
+    meter_start_wh: int | None,
+    meter_stop_wh: int | None,
+    energy_wh: int,
+) -> tuple[int, int] | None:
+    """The register span a clerk's corrected ``energy_wh`` is spread over, so that it
+    flows when the samples say energy flowed (:func:`usage_from_samples` scales the
+    samples from this span onto the billed energy): the session's start and stop
+    registers. A missing end is estimated from the corrected energy, but never inside
+    the samples' registers (the samples are the shape we know). None when there is no
+    rising span: bill it linearly.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    >>> mid = [Sample(t0 + timedelta(minutes=30), ENERGY_REGISTER, "", "Wh", Decimal(5500))]
+    >>> def span(meter_start, meter_stop, energy, samples=mid):
+    ...     return corrected_span(samples, started_at=t0, stopped_at=t0 + timedelta(hours=1),
+    ...         meter_start_wh=meter_start, meter_stop_wh=meter_stop, energy_wh=energy)
+    >>> span(0, 11000, 8000)  # both registers: the samples scaled from them
+    (0, 11000)
+    >>> span(0, None, 8000), span(0, None, 4000)  # no stop: the energy, or the samples
+    ((0, 8000), (0, 5500))
+    >>> span(None, 9000, 8000, samples=[]) is None  # nothing to place: linear
+    True
+    """
+    registers = sorted(
+        values["energy"]
+        for values in _by_instant(samples, started_at, stopped_at).values()
+        if "energy" in values
+    )
+    start = None if meter_start_wh is None else Decimal(meter_start_wh)
+    stop = None if meter_stop_wh is None else Decimal(meter_stop_wh)
+    if start is None and registers:
+        start = registers[0] if stop is None else min(registers[0], stop - energy_wh)
+    if start is None:
+        return None
+    if stop is None:
+        stop = max(start + energy_wh, registers[-1]) if registers else start + energy_wh
+    return (int(start), int(stop)) if stop > start else None
+
+
 def _latest(
     at: dict[datetime, dict[str, Decimal]], power_times: list[datetime], instant: datetime
 ) -> dict[str, Decimal] | None:

@@ -9,6 +9,7 @@ Facts (tagged structs, the tag is the ``type`` field in JSON):
 
 * :class:`ConnectorStatus`  (``connector_status``)  - from StatusNotification
 * :class:`MeterSample`      (``meter_sample``)      - one per sampled value
+* :class:`SignedMeterValue` (``signed_meter_value``) - one per signed sampled value
 * :class:`TransactionStart` (``transaction_start``) - 1.6 StartTransaction, 2.0.1 Started
 * :class:`TransactionUpdate` (``transaction_update``) - 2.0.1 Updated
 * :class:`TransactionEnd`   (``transaction_end``)   - 1.6 StopTransaction, 2.0.1 Ended
@@ -51,7 +52,7 @@ kept in ``ocpp_status``)
 
 Meter samples
   1.6: ``value`` is a decimal string; values that are not finite numbers and
-  ``format: SignedData`` samples are left out (they stay in the raw payload).
+  ``format: SignedData`` values are no samples (they are signed values, below).
   2.0.1: ``value`` is a JSON number, kept exactly as written (``Decimal(str(v))``).
   Spec defaults are filled in: measurand ``Energy.Active.Import.Register``,
   context ``Sample.Periodic``, location ``Outlet``; unit ``Wh`` for ``Energy.*``
@@ -61,6 +62,18 @@ Meter samples
   1.6 StopTransaction ``transactionData`` and the 2.0.1 TransactionEvent
   ``meterValue`` become samples with the transaction id; 1.6 MeterValues carries
   its optional ``transactionId``; 2.0.1 MeterValues is outside a transaction.
+
+Signed meter values (Eichrecht, e.g. OCMF)
+  One :class:`SignedMeterValue` per signed sampled value, next to the samples, with
+  the same ids, time, measurand and context. 1.6: a ``format: SignedData`` value,
+  ``signed_data`` its ``value`` exactly as sent; ``encoding_method`` ``OCMF`` when it
+  starts ``OCMF|``, else None; the plain register (``value``/``unit``) is the numeric
+  sample of the same message with the same time, measurand and context and no phase,
+  if the station sent one. 2.0.1: ``signedMeterValue`` of a sampled value, ``signedMeterData``,
+  ``encodingMethod``, ``signingMethod`` and ``publicKey`` (empty: None) as sent; the
+  plain register is the sampled value itself (which is a :class:`MeterSample` too).
+  A reader built before this fact existed cannot decode an envelope that carries one
+  (msgspec rejects the unknown tag): upgrade the consumers before the gateways.
 
 Transactions
   ``meter_start_wh``/``meter_stop_wh`` (Decimal Wh): 1.6 ``meterStart``/``meterStop``;
@@ -189,6 +202,25 @@ class MeterSample(_Fact, tag="meter_sample", kw_only=True, frozen=True):
     value: Decimal  # as written by the station, JSON string on the wire
 
 
+class SignedMeterValue(_Fact, tag="signed_meter_value", kw_only=True, frozen=True):
+    """A meter value the meter signed (Eichrecht): the signed data untouched, for the
+    driver's verification (OCPI CDR ``signed_data``)."""
+
+    evse_id: int | None
+    connector_id: int | None
+    transaction_id: str | None = None
+    timestamp: datetime
+    measurand: str
+    context: str
+    signed_data: str  # exactly as the station sent it (OCMF string, base64...)
+    encoding_method: str | None = None  # e.g. OCMF
+    signing_method: str | None = None  # 2.0.1 signingMethod (e.g. ECDSA-secp256r1-SHA256)
+    public_key: str | None = None  # 2.0.1 publicKey (base64)
+    value: Decimal | None = None  # the plain register, when sent with it
+    unit: str = ""
+    unit_multiplier: int = 0
+
+
 class _TransactionFact(_Fact, kw_only=True, frozen=True):
     """The fields a transaction's start, update and end share."""
 
@@ -274,6 +306,7 @@ class StationBoot(_Fact, tag="station_boot", kw_only=True, frozen=True):
 Normalized = (
     ConnectorStatus
     | MeterSample
+    | SignedMeterValue
     | TransactionStart
     | TransactionUpdate
     | TransactionEnd
@@ -362,7 +395,9 @@ def _samples(
     transaction_id: str | None,
     received_at: datetime,
     v201: bool,
+    signed: list[SignedMeterValue] | None = None,
 ) -> list[MeterSample]:
+    """The numeric samples; the signed values go to ``signed`` when it is given."""
     out: list[MeterSample] = []
     if not isinstance(meter_values, list):
         return out
@@ -371,7 +406,11 @@ def _samples(
             continue
         stamp = parse_time(entry.get("timestamp"), received_at)
         for sv in entry.get("sampledValue") or ():
-            if not isinstance(sv, dict) or (not v201 and sv.get("format") == "SignedData"):
+            if not isinstance(sv, dict):
+                continue
+            if not v201 and sv.get("format") == "SignedData":
+                if signed is not None:
+                    signed.append(_signed(cp, sv, evse_id, connector_id, transaction_id, stamp))
                 continue
             value = to_decimal(sv.get("value"))
             if value is None:
@@ -386,23 +425,101 @@ def _samples(
                 multiplier = 0
             if unit is None:
                 unit = "Wh" if measurand.startswith("Energy.") else ""
-            out.append(
-                MeterSample(
-                    charge_point_id=cp,
-                    evse_id=evse_id,
-                    connector_id=connector_id,
-                    transaction_id=transaction_id,
-                    timestamp=stamp,
-                    measurand=measurand,
-                    phase=_str_or_none(sv.get("phase")),
-                    unit=unit,
-                    unit_multiplier=multiplier,
-                    context=_str_or_none(sv.get("context")) or SAMPLE_PERIODIC,
-                    location=_str_or_none(sv.get("location")) or OUTLET,
-                    value=value,
-                )
+            sample = MeterSample(
+                charge_point_id=cp,
+                evse_id=evse_id,
+                connector_id=connector_id,
+                transaction_id=transaction_id,
+                timestamp=stamp,
+                measurand=measurand,
+                phase=_str_or_none(sv.get("phase")),
+                unit=unit,
+                unit_multiplier=multiplier,
+                context=_str_or_none(sv.get("context")) or SAMPLE_PERIODIC,
+                location=_str_or_none(sv.get("location")) or OUTLET,
+                value=value,
             )
+            out.append(sample)
+            if v201 and signed is not None and "signedMeterValue" in sv:
+                _add_v201_signed(signed, sample, sv["signedMeterValue"])
+    if signed and not v201:
+        signed[:] = [_with_plain_register(s, out) for s in signed]
     return out
+
+
+def _signed(
+    cp: str,
+    sv: dict[str, Any],
+    evse_id: int | None,
+    connector_id: int | None,
+    transaction_id: str | None,
+    stamp: datetime,
+) -> SignedMeterValue:
+    """A 1.6 ``SignedData`` sampled value (its plain register: :func:`_with_plain_register`)."""
+    data = sv.get("value")
+    data = data if isinstance(data, str) else ""
+    return SignedMeterValue(
+        charge_point_id=cp,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        transaction_id=transaction_id,
+        timestamp=stamp,
+        measurand=_str_or_none(sv.get("measurand")) or ENERGY_REGISTER,
+        context=_str_or_none(sv.get("context")) or SAMPLE_PERIODIC,
+        signed_data=data,
+        encoding_method="OCMF" if data.startswith("OCMF|") else None,
+    )
+
+
+def _with_plain_register(signed: SignedMeterValue, samples: list[MeterSample]) -> SignedMeterValue:
+    """A 1.6 signed value with the plain register the station sent next to it (same
+    time, measurand and context, no phase), if any."""
+    if signed.value is not None:
+        return signed
+    for s in samples:
+        if (
+            s.timestamp == signed.timestamp
+            and s.measurand == signed.measurand
+            and s.context == signed.context
+            and s.phase is None
+        ):
+            return msgspec.structs.replace(
+                signed, value=s.value, unit=s.unit, unit_multiplier=s.unit_multiplier
+            )
+    return signed
+
+
+def _add_v201_signed(signed: list[SignedMeterValue], sample: MeterSample, raw: Any) -> None:
+    """The 2.0.1 ``signedMeterValue`` of a sampled value (left out without its data)."""
+    smv = _obj(raw)
+    data = smv.get("signedMeterData")
+    if not isinstance(data, str) or not data:
+        return
+    signed.append(
+        SignedMeterValue(
+            charge_point_id=sample.charge_point_id,
+            evse_id=sample.evse_id,
+            connector_id=sample.connector_id,
+            transaction_id=sample.transaction_id,
+            timestamp=sample.timestamp,
+            measurand=sample.measurand,
+            context=sample.context,
+            signed_data=data,
+            encoding_method=_str_or_none(smv.get("encodingMethod")) or None,
+            signing_method=_str_or_none(smv.get("signingMethod")) or None,
+            public_key=_str_or_none(smv.get("publicKey")) or None,
+            value=sample.value,
+            unit=sample.unit,
+            unit_multiplier=sample.unit_multiplier,
+        )
+    )
+
+
+def _meter_facts(cp: str, meter_values: Any, **where: Any) -> list[Normalized]:
+    """The samples of ``meter_values``, then its signed values."""
+    signed: list[SignedMeterValue] = []
+    samples = _samples(cp, meter_values, signed=signed, **where)
+    return [*samples, *signed] if signed else list(samples)
 
 
 def register_wh(samples: Iterable[MeterSample], context: str, *, last: bool) -> Decimal | None:
@@ -460,16 +577,14 @@ def _v16_meter_values(
 ) -> list[Normalized]:
     cid = _int_or_none(p.get("connectorId"))
     tx = _int_or_none(p.get("transactionId"))
-    return list(
-        _samples(
-            cp,
-            p.get("meterValue"),
-            evse_id=cid,
-            connector_id=cid,
-            transaction_id=None if tx is None else str(tx),
-            received_at=received_at,
-            v201=False,
-        )
+    return _meter_facts(
+        cp,
+        p.get("meterValue"),
+        evse_id=cid,
+        connector_id=cid,
+        transaction_id=None if tx is None else str(tx),
+        received_at=received_at,
+        v201=False,
     )
 
 
@@ -522,7 +637,7 @@ def _v16_stop(cp: str, p: _Payload, response: _Answer, received_at: datetime) ->
         meter_stop_wh=_v16_meter_wh(p.get("meterStop")),
         stopped_reason=_str_or_none(p.get("reason")) or "Local",
     )
-    samples = _samples(
+    facts = _meter_facts(
         cp,
         p.get("transactionData"),
         evse_id=None,
@@ -531,7 +646,7 @@ def _v16_stop(cp: str, p: _Payload, response: _Answer, received_at: datetime) ->
         received_at=received_at,
         v201=False,
     )
-    return [end, *samples]
+    return [end, *facts]
 
 
 def _v16_authorize(
@@ -692,16 +807,14 @@ def _v201_status(
 def _v201_meter_values(
     cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
 ) -> list[Normalized]:
-    return list(
-        _samples(
-            cp,
-            p.get("meterValue"),
-            evse_id=_int_or_none(p.get("evseId")),
-            connector_id=None,
-            transaction_id=None,
-            received_at=received_at,
-            v201=True,
-        )
+    return _meter_facts(
+        cp,
+        p.get("meterValue"),
+        evse_id=_int_or_none(p.get("evseId")),
+        connector_id=None,
+        transaction_id=None,
+        received_at=received_at,
+        v201=True,
     )
 
 
@@ -717,6 +830,7 @@ def _v201_transaction(
     evse = _int_or_none(evse_obj.get("id"))
     cid = _int_or_none(evse_obj.get("connectorId"))
     token = _obj(p.get("idToken"))
+    signed: list[SignedMeterValue] = []
     samples = _samples(
         cp,
         p.get("meterValue"),
@@ -725,6 +839,7 @@ def _v201_transaction(
         transaction_id=tx,
         received_at=received_at,
         v201=True,
+        signed=signed,
     )
     common: dict[str, Any] = dict(
         charge_point_id=cp,
@@ -756,7 +871,7 @@ def _v201_transaction(
         )
     else:
         fact = TransactionUpdate(**common)
-    return [fact, *samples]
+    return [fact, *samples, *signed]
 
 
 def _v201_authorize(

@@ -27,6 +27,9 @@ class InvoicingConfig:
     capture_retry_max_s: float = 3600.0
     capture_max_attempts: int = 8
     capture_retry_every_s: float = 10.0
+    # Billing clerks' decisions on held sessions (release, correct, write off) are looked
+    # for and carried out this often (invoicing.reviews).
+    review_poll_s: float = 2.0
     # Seconds between looks for active sessions to pre-authorise (an id tag with a
     # payment method, no payment yet).
     preauth_poll_s: float = 2.0
@@ -43,5 +46,7 @@ class InvoicingConfig:
             raise ValueError("capture retries need 0 < initial <= max seconds")
         if self.capture_max_attempts < 1 or self.capture_retry_every_s <= 0:
             raise ValueError("capture_max_attempts >= 1 and capture_retry_every_s > 0")
+        if self.review_poll_s <= 0:
+            raise ValueError("review_poll_s must be > 0")
         if self.preauth_poll_s <= 0 or self.preauth_estimate_minor < 1:
             raise ValueError("preauth_poll_s > 0 and preauth_estimate_minor >= 1")

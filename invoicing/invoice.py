@@ -14,6 +14,10 @@
    issued; never an edit. A close no later than the CDR in force's is a replay.
 5. The CDR's customer: the one the session's payment was made for, else its id tag's
    payment method's customer, else the id tag.
+
+Steps 2-5 are :func:`bill_session`, also what a clerk's release or correction of a held
+session is billed with (:mod:`invoicing.reviews`: no quality hold, the corrected energy
+if any, the decision on the CDR).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import structlog
 from billing.cdrs import (
     CdrLocation,
     CdrParty,
+    ClerkDecision,
     Review,
     build_cdr,
     cdr_revision,
@@ -38,6 +43,7 @@ from billing.session_usage import UsageError
 from bus.sessions import SessionClosed
 from bus.times import parse_rfc3339
 from invoicing.pricing import StoredSession, tariff_of, usage_of
+from invoicing.signed import signed_data_of
 from store import billing_reviews as review_store
 from store import cdrs as cdr_store
 from store import payment_methods as method_store
@@ -64,11 +70,18 @@ async def _hold(db: AsyncDb, session: SessionClosed, reasons: tuple[str, ...]) -
 
 async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) -> Invoiced:
     decision = review(session)
-    if decision.decision is Review.HOLD:
-        return await _hold(db, session, decision.reasons)
+    reasons = decision.reasons
+    if decision.decision is Review.BILL:
+        outcome = await bill_session(db, session, party)
+        if outcome.cdr is not None:
+            return outcome
+        reasons = outcome.held
+    return await _hold(db, session, reasons)
+
+
+def _stored(session: SessionClosed, energy_wh: int) -> StoredSession:
     assert session.stopped_at is not None
-    assert session.energy_wh is not None
-    stored = StoredSession(
+    return StoredSession(
         session_id=session.session_id,
         charge_point_id=session.charge_point_id,
         connector_id=session.connector_id,
@@ -78,15 +91,33 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
         stopped_at=session.stopped_at,
         meter_start_wh=session.meter_start_wh,
         meter_stop_wh=session.meter_stop_wh,
-        energy_wh=session.energy_wh,
+        energy_wh=energy_wh,
     )
+
+
+async def bill_session(
+    db: AsyncDb,
+    session: SessionClosed,
+    party: CdrParty,
+    *,
+    decision: ClerkDecision | None = None,
+) -> Invoiced:
+    """Price the session and store its CDR (or, amended, the credit and next revision),
+    whatever its quality: the caller decided it is billed (``decision``: a clerk's
+    release or correction, carried on the CDR). Not priceable: no CDR, ``held`` says
+    why (nothing stored)."""
+    corrected = decision.corrected_energy_wh if decision is not None else None
+    energy = corrected if corrected is not None else session.energy_wh
+    if session.stopped_at is None or energy is None:
+        return Invoiced(session, None, ("no stop time or no energy figure",))
+    stored = _stored(session, energy)
     applied = await tariff_of(db, stored)
     if applied is None:
-        return await _hold(db, session, ("no tariff applies to the session's connector",))
+        return Invoiced(session, None, ("no tariff applies to the session's connector",))
     try:
-        usage, site_id = await usage_of(db, stored)
+        usage, site_id = await usage_of(db, stored, corrected_energy_wh=corrected)
     except UsageError as exc:
-        return await _hold(db, session, (f"cannot be priced: {exc}",))
+        return Invoiced(session, None, (f"cannot be priced: {exc}",))
     priced = price_session(applied.tariff, usage)
     location = CdrLocation(
         id=site_id or session.charge_point_id,
@@ -110,10 +141,22 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
         last_updated=session.closed_at,
         meter_id=session.smart_meter_id,
         revision=revision,
+        signed_data=await signed_data_of(db, session),
+        decision=decision,
     )
     if credit is not None and _same_bill(credit, cdr):
         return Invoiced(session, decode_json(in_force or "{}", "the CDR in force"))
+    await _store(db, session, site_id, credit, cdr)
+    return Invoiced(session, cdr, credit=credit)
 
+
+async def _store(
+    db: AsyncDb,
+    session: SessionClosed,
+    site_id: str | None,
+    credit: dict[str, Any] | None,
+    cdr: dict[str, Any],
+) -> None:
     customer = await method_store.billed_customer(db, session.session_id, session.id_tag)
 
     async def store(issued: dict[str, Any]) -> None:
@@ -131,7 +174,6 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
         await store(credit)
         log.info("CDR credited for an amended session", cdr_id=credit["credit_reference_id"])
     await store(cdr)
-    return Invoiced(session, cdr, credit=credit)
 
 
 def _same_bill(credit: dict[str, Any], cdr: dict[str, Any]) -> bool:

@@ -5,7 +5,9 @@
   the one assigned (connector, station, site, the driver's group, everywhere) at the
   session's start;
 - :func:`usage_of`: the session's stored samples in its site's time zone, up to its stop
-  or, while it runs, up to its last register reading (telemetry time, never the clock).
+  or, while it runs, up to its last register reading (telemetry time, never the clock);
+  or a billing clerk's corrected energy, spread as the samples' register rose
+  (:func:`billing.metered.corrected_span`; linearly without usable samples).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from billing.metered import Sample, usage_from_samples
+from billing.metered import Sample, corrected_span, usage_from_samples
 from billing.session_usage import SessionUsage
 from bus.measurands import ENERGY_REGISTER, to_wh
 from store import id_tokens as token_store
@@ -55,9 +57,12 @@ async def tariff_of(db: AsyncDb, session: StoredSession) -> AppliedTariff | None
     )
 
 
-async def usage_of(db: AsyncDb, session: StoredSession) -> tuple[SessionUsage, str | None]:
+async def usage_of(
+    db: AsyncDb, session: StoredSession, *, corrected_energy_wh: int | None = None
+) -> tuple[SessionUsage, str | None]:
     """The priced usage and the station's site; :class:`billing.session_usage.UsageError`
-    when the stored facts cannot be priced."""
+    when the stored facts cannot be priced. ``corrected_energy_wh``: bill that instead
+    of the session's figure (a stopped session)."""
     site_id, time_zone = await station_location(db, session.charge_point_id)
     rows = await session_samples(
         db, session.charge_point_id, session.connector_id, session.transaction_id
@@ -67,7 +72,22 @@ async def usage_of(db: AsyncDb, session: StoredSession) -> tuple[SessionUsage, s
         for at, measurand, phase, unit, value in rows
     ]
     stopped_at, meter_stop, energy = session.stopped_at, session.meter_stop_wh, session.energy_wh
-    if stopped_at is None:  # running: up to the last register reading
+    meter_start = session.meter_start_wh
+    if corrected_energy_wh is not None and stopped_at is not None:
+        energy = corrected_energy_wh
+        span = corrected_span(
+            samples,
+            started_at=session.started_at,
+            stopped_at=stopped_at,
+            meter_start_wh=meter_start,
+            meter_stop_wh=meter_stop,
+            energy_wh=energy,
+        )
+        if span is None:
+            samples, meter_start, meter_stop = [], None, None  # linear
+        else:
+            meter_start, meter_stop = span
+    elif stopped_at is None:  # running: up to the last register reading
         stopped_at, meter_stop = session.started_at, session.meter_start_wh
         for sample in samples:
             wh = (
@@ -82,7 +102,7 @@ async def usage_of(db: AsyncDb, session: StoredSession) -> tuple[SessionUsage, s
     usage = usage_from_samples(
         started_at=session.started_at,
         stopped_at=stopped_at,
-        meter_start_wh=session.meter_start_wh,
+        meter_start_wh=meter_start,
         meter_stop_wh=meter_stop,
         energy_wh=energy or 0,
         samples=samples,

@@ -14,9 +14,11 @@
    (:func:`invoicing.preauth.authorize_at_close`);
 4. only then commits the batch's offsets.
 
-Between batches, every ``preauth_poll_s``, active sessions whose id tag has a payment
-method are pre-authorised (:mod:`invoicing.preauth`), so the capture at close finds the
-hold.
+Every ``review_poll_s`` it also carries out billing clerks' decisions on held sessions
+(:class:`invoicing.reviews.ReviewSettler`: a released or corrected session's CDR stored,
+published and captured the same way; a written-off one's payment hold released). Every
+``preauth_poll_s``, active sessions whose id tag has a payment method are
+pre-authorised (:mod:`invoicing.preauth`), so the capture at close finds the hold.
 
 A crash re-reads at most the last batch: the CDR ids come from the sessions, so nothing
 is stored twice; the CDRs are published again (consumers keep one per id); a capture
@@ -49,6 +51,7 @@ from bus.sessions import decode_session_closed
 from invoicing.config import InvoicingConfig
 from invoicing.invoice import Invoiced, invoice_session
 from invoicing.preauth import Preauthorizer, authorize_at_close
+from invoicing.reviews import ReviewSettler
 from runtime.logs import with_kafka_logger
 from runtime.retry import Backoff
 from store import payment_methods as method_store
@@ -75,6 +78,8 @@ class InvoicingWorker:
         self.poll_s = poll_s
         self._stop = asyncio.Event()
         self.invoiced = 0  # sessions handled (billed or held), for tests and logs
+        self.reviews = ReviewSettler(self.party)
+        self._reviews_at = 0.0  # time.monotonic() when decisions are looked for next
         self.preauthorizer: Preauthorizer | None = None  # made by run()
 
     def stop(self) -> None:
@@ -140,6 +145,8 @@ class InvoicingWorker:
                 if retried:
                     log.info("captures retried", count=len(retried))
                 retry_at = time.monotonic() + self.config.capture_retry_every_s
+            if not await self._settle_reviews_when_due(pool, producer, payments):
+                return
             messages = await reader.read()
             if not messages:
                 continue
@@ -202,9 +209,40 @@ class InvoicingWorker:
             )
             if payment is None:
                 return
-        await asyncio.to_thread(self._capture, payments, outcome, payment)
+        await asyncio.to_thread(self._capture_payment, payments, outcome, payment)
 
-    def _capture(
+    async def _settle_reviews_when_due(
+        self, pool: AsyncConnectionPool[Any], producer: Producer, payments: PaymentService
+    ) -> bool:
+        """Billing clerks' decisions carried out, every ``review_poll_s``; False if a stop
+        came during an outage."""
+        if time.monotonic() < self._reviews_at:
+            return True
+
+        async def publish(outcome: Invoiced) -> None:
+            key = outcome.session.charge_point_id.encode()
+            for issued in (outcome.credit, outcome.cdr):
+                if issued is not None:
+                    await producer.publish(self.config.topics.billing_cdrs, key, encode_cdr(issued))
+
+        async def settle() -> None:
+            settled = await self.reviews.settle_due(
+                pool, payments, publish, lambda outcome: self._capture(payments, outcome)
+            )
+            if settled:
+                log.info("review decisions carried out", count=settled)
+
+        done = await until_stopped(settle, "carrying out review decisions", self._stop, OUTAGES)
+        self._reviews_at = time.monotonic() + self.config.review_poll_s
+        return done
+
+    def _capture(self, payments: PaymentService, outcome: Invoiced) -> None:
+        """A clerk's released or corrected session: its payment captured, if it has one."""
+        payment = payments.get(outcome.session.session_id)
+        if payment is not None:
+            self._capture_payment(payments, outcome, payment)
+
+    def _capture_payment(
         self, payments: PaymentService, outcome: Invoiced, payment: SessionPayment
     ) -> None:
         assert outcome.cdr is not None

@@ -6,6 +6,11 @@ A session :func:`billing.cdrs.review` holds is stored ``held`` once
 release, correct with the corrected energy and a reason, write off with a reason) and
 every step appends an audit row with the row before and after. A decision on a review
 that is no longer held raises :class:`ReviewConflictError`.
+
+The billing worker carries decisions out (:mod:`invoicing.reviews`): it reads the
+decided, unsettled ones with their sessions as stored (:func:`unsettled_decisions`) and
+marks each settled once done (:func:`settle_review`, migration 0020; audited as
+``settled``).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from typing import Any, Literal
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from bus.sessions import SessionClosed
+from bus.sessions import SessionClosed, session_closed_from_row
 from store.db import AsyncDb, Where, connection
+from store.sessions_outbox import session_closed_json
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -58,6 +64,8 @@ class ReviewRecord:
     note: str | None
     corrected_energy_wh: int | None
     created_at: datetime
+    settled_at: datetime | None = None  # when billing carried the decision out
+    cdr_id: str | None = None  # the CDR the decision issued (released, corrected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +81,20 @@ class ReviewEventRecord:
 
 _REVIEW_COLUMNS = (
     "session_id, charge_point_id, connector_id, id_tag, started_at, stopped_at, energy_wh,"
-    " quality, reasons, status, decided_by, decided_at, note, corrected_energy_wh, created_at"
+    " quality, reasons, status, decided_by, decided_at, note, corrected_energy_wh, created_at,"
+    " settled_at, cdr_id"
 )
 # What the audit rows record of a review before and after each step.
-_AUDITED = ("status", "energy_wh", "decided_by", "decided_at", "note", "corrected_energy_wh")
+_AUDITED = (
+    "status",
+    "energy_wh",
+    "decided_by",
+    "decided_at",
+    "note",
+    "corrected_energy_wh",
+    "settled_at",
+    "cdr_id",
+)
 _SNAPSHOT = "jsonb_build_object(" + ", ".join(f"'{c}', {c}" for c in _AUDITED) + ")"
 
 
@@ -213,6 +231,11 @@ async def decide_review(
                     f"session {session_id} is {status.replace('_', ' ')}, not held: "
                     "it was decided already"
                 )
+            if action == "release" and before["energy_wh"] is None:
+                raise ReviewConflictError(
+                    f"session {session_id} has no energy figure to bill as it stands: "
+                    "correct it or write it off"
+                )
             await cur.execute(
                 "UPDATE billing_reviews SET status = %s, decided_by = %s, decided_at = now(),"
                 " note = %s, corrected_energy_wh = %s WHERE session_id = %s"
@@ -227,3 +250,86 @@ async def decide_review(
                 (session_id, actor, new_status, note, Jsonb(before), Jsonb(after[0])),
             )
         return await get_review(conn, session_id)
+
+
+# --------------------------------------------------------------------------- settlement
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A decided review billing has not carried out yet, with the session as stored
+    (``sessions``, closed at the decision; None when the session is not stored)."""
+
+    session_id: str
+    status: ReviewStatus
+    decided_by: str
+    decided_at: datetime
+    note: str | None
+    corrected_energy_wh: int | None
+    session: SessionClosed | None
+
+
+_UUID = "'^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$'"
+# The review's session as its sessions.closed message, closed at the decision (whole
+# seconds: OCPI's DateTime); the subquery's own columns are the session's; a review id
+# that is no uuid matches no session instead of failing.
+_CLOSED_AT_DECISION = "date_trunc('second', r.decided_at)"
+_STORED_SESSION = (
+    f"(SELECT {session_closed_json(_CLOSED_AT_DECISION)} FROM sessions"
+    f" WHERE session_id = CASE WHEN r.session_id ~ {_UUID} THEN r.session_id::uuid END)"
+)
+
+
+async def unsettled_decisions(
+    db: AsyncDb, *, skip: Sequence[str] = (), limit: int = DEFAULT_LIMIT
+) -> list[Decision]:
+    """Decided reviews not settled yet, oldest decision first, but those in ``skip``
+    (on ``billing_reviews_unsettled_idx``)."""
+    async with connection(db) as conn, conn.cursor() as cur:
+        await cur.execute(
+            "SELECT r.session_id, r.status, r.decided_by, r.decided_at, r.note,"
+            f" r.corrected_energy_wh, {_STORED_SESSION} FROM billing_reviews r"
+            " WHERE r.status <> 'held' AND r.settled_at IS NULL"
+            " AND NOT (r.session_id = ANY(%s)) ORDER BY r.decided_at, r.session_id LIMIT %s",
+            (list(skip), limit),
+        )
+        rows = await cur.fetchall()
+    return [
+        Decision(
+            session_id=session_id,
+            status=status,
+            decided_by=decided_by,
+            decided_at=decided_at,
+            note=note,
+            corrected_energy_wh=corrected,
+            session=None if stored is None else session_closed_from_row(stored),
+        )
+        for session_id, status, decided_by, decided_at, note, corrected, stored in rows
+    ]
+
+
+async def settle_review(db: AsyncDb, session_id: str, *, cdr_id: str | None, note: str) -> bool:
+    """Mark a decided review carried out (with the CDR it issued) and audit it as the
+    system; False (nothing changed) when it was settled already."""
+    async with connection(db) as conn, conn.transaction(), conn.cursor() as cur:
+        await cur.execute(
+            f"SELECT {_SNAPSHOT} FROM billing_reviews WHERE session_id = %s"
+            " AND status <> 'held' AND settled_at IS NULL FOR UPDATE",
+            (session_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        await cur.execute(
+            "UPDATE billing_reviews SET settled_at = now(), cdr_id = %s WHERE session_id = %s"
+            f" RETURNING {_SNAPSHOT}",
+            (cdr_id, session_id),
+        )
+        after = await cur.fetchone()
+        assert after is not None  # the row is locked
+        await cur.execute(
+            "INSERT INTO billing_review_events (session_id, actor, action, note, before,"
+            " after) VALUES (%s, %s, 'settled', %s, %s, %s)",
+            (session_id, SYSTEM_ACTOR, note, Jsonb(row[0]), Jsonb(after[0])),
+        )
+        return True

@@ -63,6 +63,7 @@ from store.samples import STAGING as SAMPLES_STAGING
 from store.samples import MeterSample, write_samples
 from store.session_reconcile import SUPERSEDE_STALE_ACTIVE
 from store.sessions_outbox import INSERT_SESSIONS_OUTBOX
+from store.signed_values import SignedValue, write_signed_values
 
 # --------------------------------------------------------------------------- reads
 
@@ -437,13 +438,14 @@ def write_sessions_batch(
     conn: psycopg.Connection[Any],
     sessions: Iterable[SessionSnapshot],
     samples: Iterable[MeterSample],
+    signed: Sequence[SignedValue] = (),
 ) -> None:
-    """Upsert session snapshots and insert meter samples in one transaction; a
-    session stored as closed for the first time gets its ``sessions_outbox`` row in
-    the same transaction."""
+    """Upsert session snapshots and insert meter samples (and signed meter values) in
+    one transaction; a session stored as closed for the first time gets its
+    ``sessions_outbox`` row in the same transaction."""
     session_rows = latest_per_session(sessions)
     sample_rows = samples if isinstance(samples, list) else list(samples)
-    if not session_rows and not sample_rows:
+    if not session_rows and not sample_rows and not signed:
         return
     known = [r for r in session_rows if not _start_unknown(r)]
     orphans = [r for r in session_rows if _start_unknown(r)]
@@ -456,6 +458,8 @@ def write_sessions_batch(
             closing = _newly_closed(cur, closing)
         if sample_rows:
             write_samples(conn, cur, sample_rows)
+        if signed:
+            write_signed_values(cur, signed)
         superseded = _supersede_stale_active(cur, session_rows)
         if known:
             _copy_sessions(cur, known)

@@ -54,11 +54,21 @@ _OUTBOX_PAYLOAD = ", ".join(
         "ocpp_version",
     )
 )
+
+
+def session_closed_json(closed_at: str) -> str:
+    """SQL: a ``sessions`` row as its ``sessions.closed`` message (JSON), closed at the
+    SQL expression ``closed_at`` (the columns unqualified: use it where ``sessions`` is
+    the innermost table)."""
+    return (
+        f"jsonb_build_object({_OUTBOX_PAYLOAD},"
+        f" 'message_id', replace(session_id::text, '-', ''), 'closed_at', {closed_at})"
+    )
+
+
 INSERT_SESSIONS_OUTBOX = f"""
 INSERT INTO sessions_outbox (session_id, charge_point_id, payload)
-SELECT session_id, charge_point_id,
-       jsonb_build_object({_OUTBOX_PAYLOAD}, 'message_id', replace(session_id::text, '-', ''),
-                          'closed_at', now())
+SELECT session_id, charge_point_id, {session_closed_json("now()")}
 FROM sessions WHERE session_id = ANY(%s) AND status = 'closed'
 ON CONFLICT (session_id) DO NOTHING
 """

@@ -210,22 +210,42 @@ CSV_COLUMNS = (
 CSV_CHUNK_ROWS = 1000
 
 
+# A text cell a spreadsheet would run as a formula starts with one of these (OWASP, CSV
+# injection): such a cell gets a leading apostrophe, shown as text, never evaluated.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: str | None) -> str:
+    """A text cell safe to open in a spreadsheet (None: empty).
+
+    >>> print(spreadsheet_text('=HYPERLINK("http://x","y")'))
+    '=HYPERLINK("http://x","y")
+    >>> spreadsheet_text("TAG-1"), spreadsheet_text(None)
+    ('TAG-1', '')
+    """
+    if not value:
+        return ""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def csv_row(record: cdr_store.CdrRecord) -> list[Any]:
-    """A CDR as the export's columns (amounts and kWh exact, times as OCPI writes them)."""
+    """A CDR as the export's columns (amounts and kWh exact, times as OCPI writes them).
+    Text that came from stations and drivers (ids, tags) is made spreadsheet-safe;
+    numbers are written as they are (a credit's negative amounts stay numbers)."""
     return [
         record.cdr_id,
-        record.session_id,
+        spreadsheet_text(record.session_id),
         "true" if record.credit else "false",
         record.credit_reference_id or "",
-        record.charge_point_id,
+        spreadsheet_text(record.charge_point_id),
         record.connector_id,
-        record.site_id or "",
-        record.id_tag or "",
-        record.customer or "",
+        spreadsheet_text(record.site_id),
+        spreadsheet_text(record.id_tag),
+        spreadsheet_text(record.customer),
         ocpi_datetime(record.start_date_time),
         ocpi_datetime(record.end_date_time),
         record.energy_kwh,
-        record.currency,
+        spreadsheet_text(record.currency),
         record.total_excl_vat,
         record.total_incl_vat,
     ]
@@ -337,7 +357,9 @@ DECISION_RESPONSES = {**NOT_FOUND, **CONFLICT, **UNREADABLE_BODY}
     response_model=ReviewPublic,
     summary="Release a held session: bill it as measured",
     description="held -> released, audited with the API key's name and the note. "
-    "Final: a session that is not held answers 409.",
+    "The billing worker then bills the session as measured (its CDR: `cdr_id` once "
+    "`settled_at`). Final: a session that is not held, or one without an energy figure "
+    "(correct or write it off), answers 409.",
     responses=DECISION_RESPONSES,
 )
 async def release_review(
@@ -355,7 +377,9 @@ async def release_review(
     response_model=ReviewPublic,
     summary="Correct a held session's energy: bill the corrected figure",
     description="held -> corrected with `corrected_energy_wh` and the reason, audited "
-    "with the API key's name. Final: a session that is not held answers 409.",
+    "with the API key's name. The billing worker then bills the corrected energy, spread "
+    "as the meter samples rose (`energy_quality: corrected`, the decision in the CDR's "
+    "`review`; `cdr_id` once `settled_at`). Final: a session that is not held answers 409.",
     responses=DECISION_RESPONSES,
 )
 async def correct_review(
@@ -371,6 +395,7 @@ async def correct_review(
     response_model=ReviewPublic,
     summary="Write a held session off: never bill it",
     description="held -> written_off with the reason, audited with the API key's name. "
+    "Never billed: the billing worker releases the payment hold, if any (`settled_at`). "
     "Final: a session that is not held answers 409.",
     responses=DECISION_RESPONSES,
 )

@@ -134,6 +134,15 @@ class ReviewPublic(ReviewBase):
     note: str | None = Field(description="The reason given with the decision")
     corrected_energy_wh: int | None = Field(description="The energy to bill (corrected only)")
     created_at: datetime = Field(description="When it was held (server clock)")
+    settled_at: datetime | None = Field(
+        None,
+        description="When billing carried the decision out (released, corrected: the CDR "
+        "issued and its payment captured; written off: the payment hold released); null "
+        "until then",
+    )
+    cdr_id: str | None = Field(
+        None, description="The CDR the release or correction issued (GET /v1/cdrs/{cdr_id})"
+    )
 
 
 class ReviewsPage(BaseModel):

@@ -6,8 +6,8 @@ Both OCPP versions arrive in the normalised form (:mod:`bus.normalized`):
 normalised here (:func:`bus.envelope.normalized_facts`; 1.6 session CALLs of such
 envelopes are validated first, :mod:`flows.sessions.validation`). What does not fit
 raises :class:`flows.errors.InvalidEvent` -> dead letter. Only the transaction facts
-are kept; a message without any (a heartbeat, say) still advances the station's
-event time.
+(with the samples and signed meter values) are kept; a message without any (a
+heartbeat, say) still advances the station's event time.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bus.envelope import (
 from bus.normalized import (
     MeterSample,
     Normalized,
+    SignedMeterValue,
     TransactionEnd,
     TransactionStart,
     TransactionUpdate,
@@ -63,7 +64,9 @@ Event = StationMessage | SmartMeterReading
 
 TxFact = TransactionStart | TransactionUpdate | TransactionEnd
 # The fact structs are final (msgspec), so exact type look-ups equal isinstance.
-_SESSION_FACT_TYPES = frozenset((TransactionStart, TransactionUpdate, TransactionEnd, MeterSample))
+_SESSION_FACT_TYPES = frozenset(
+    (TransactionStart, TransactionUpdate, TransactionEnd, MeterSample, SignedMeterValue)
+)
 
 
 def _reading(envelope: Envelope) -> SmartMeterReading:

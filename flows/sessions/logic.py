@@ -5,7 +5,8 @@ smart-meter readings (``meter.readings``) -- and folds them through :func:`apply
 (``(state | None, event) -> (state, outputs)``) or, a batch of one charge point at
 a time, :func:`apply_batch`; :func:`parse_event` (:func:`decode_event` from bytes)
 turns an envelope into an event. Outputs are :class:`SessionRow` snapshots (upserted
-by session id, last wins) and :class:`MeterSampleRow` rows (one per sampled value).
+by session id, last wins), :class:`MeterSampleRow` rows (one per sampled value) and
+:class:`SignedValueRow` rows (one per signed meter value of a transaction).
 A silent station's waits end by :func:`next_deadline` and :func:`expire_silent`.
 
 This module is the package's face: the flow, the bench and the tests import from
@@ -51,7 +52,13 @@ from flows.sessions.events import (
 )
 from flows.sessions.lifecycle import expire_silent, next_deadline
 from flows.sessions.readings import apply_reading
-from flows.sessions.rows import MeterSampleRow, Output, SessionRow, session_id_for
+from flows.sessions.rows import (
+    MeterSampleRow,
+    Output,
+    SessionRow,
+    SignedValueRow,
+    session_id_for,
+)
 from flows.sessions.rules import DEFAULT_RULES, SessionRules
 from flows.sessions.snapshot import session_row
 
@@ -69,6 +76,7 @@ __all__ = [
     "Output",
     "SessionRow",
     "SessionRules",
+    "SignedValueRow",
     "SmartMeterReading",
     "StationMessage",
     "Tx",

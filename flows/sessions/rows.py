@@ -1,9 +1,11 @@
-"""What the sessions flow writes: session snapshots and meter sample rows.
+"""What the sessions flow writes: session snapshots, meter sample rows and signed
+meter values.
 
 :class:`SessionRow` snapshots are upserted by session id (last wins);
-:class:`MeterSampleRow` rows are one per sampled value. Their billing vocabulary
-(``closed_by``, ``energy_source``, ``quality`` and its reasons) is the enums of the
-``sessions.closed`` contract (:mod:`bus.sessions`).
+:class:`MeterSampleRow` rows are one per sampled value; :class:`SignedValueRow` rows
+one per signed value of a known transaction (stored once: a replay adds nothing).
+Their billing vocabulary (``closed_by``, ``energy_source``, ``quality`` and its
+reasons) is the enums of the ``sessions.closed`` contract (:mod:`bus.sessions`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 
 import msgspec
 
-from bus.normalized import MeterSample
+from bus.normalized import MeterSample, SignedMeterValue
 from bus.sessions import ClosedBy, EnergySource, Quality, QualityReason
 
 SESSION_NAMESPACE = uuid.UUID("5b0c54a4-3f0e-4c53-9a0c-6a1d2f6f8e31")
@@ -79,7 +81,46 @@ class MeterSampleRow(msgspec.Struct, frozen=True, gc=False):
     unit_multiplier: int = 0
 
 
-Output = SessionRow | MeterSampleRow
+class SignedValueRow(msgspec.Struct, frozen=True, gc=False):
+    """One signed meter value of a transaction (Eichrecht), the data as sent; natural
+    key (cp, transaction, measured_at, context, measurand)."""
+
+    measured_at: datetime
+    charge_point_id: str
+    connector_id: int | None
+    transaction_id: str
+    measurand: str
+    context: str
+    signed_data: str
+    encoding_method: str | None
+    signing_method: str | None
+    public_key: str | None
+    value: Decimal | None  # the plain register, when the station sent it
+    unit: str
+    unit_multiplier: int
+
+
+def signed_row(cp: str, tx_id: str, evse_id: int | None, s: SignedMeterValue) -> SignedValueRow:
+    """The row of a signed value of transaction ``tx_id`` (``evse_id``: its EVSE, when
+    the value does not say)."""
+    return SignedValueRow(
+        measured_at=s.timestamp,
+        charge_point_id=cp,
+        connector_id=s.evse_id if s.evse_id is not None else evse_id,
+        transaction_id=tx_id,
+        measurand=s.measurand,
+        context=s.context,
+        signed_data=s.signed_data,
+        encoding_method=s.encoding_method,
+        signing_method=s.signing_method,
+        public_key=s.public_key,
+        value=s.value,
+        unit=s.unit,
+        unit_multiplier=s.unit_multiplier,
+    )
+
+
+Output = SessionRow | MeterSampleRow | SignedValueRow
 
 
 def sample_rows(cp: str, fallback: int | None, samples: list[MeterSample]) -> list[Output]:

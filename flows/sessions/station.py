@@ -1,5 +1,6 @@
 """One OCPP message of a station folded into its state: transaction facts first,
-then the meter samples, then what closes or is forgotten as the event time moves.
+then the meter samples and signed meter values, then what closes or is forgotten as
+the event time moves.
 
 Transactions are keyed by ``transaction_id`` and live on ``evse_id`` (1.6: the
 connector). 1.6 StartTransaction/StopTransaction and 2.0.1 Started/Updated/Ended
@@ -15,6 +16,10 @@ is never dropped for its seqNo alone: some stations send the same seqNo on every
 event, so a seqNo carried by two different events is ``seq_no_reused``. A gap in a
 transaction's ``seqNo`` range is ``seq_no_gap``; any event sent ``offline`` is
 ``offline``.
+
+Signed meter values are written for their transaction (the one they name, else the
+single running transaction on their EVSE, like samples); one without a transaction
+to belong to is left out, and so are those of a repeated event.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ import hashlib
 
 import msgspec
 
-from bus.normalized import MeterSample, TransactionEnd, TransactionStart, TransactionUpdate
+from bus.normalized import (
+    MeterSample,
+    SignedMeterValue,
+    TransactionEnd,
+    TransactionStart,
+    TransactionUpdate,
+)
 from bus.sessions import ClosedBy
 from flows.sessions.brackets import offer_all
 from flows.sessions.events import StationMessage, TxFact
@@ -35,7 +46,7 @@ from flows.sessions.lifecycle import (
     forget_old,
     new_tx,
 )
-from flows.sessions.rows import Output, sample_rows
+from flows.sessions.rows import Output, sample_rows, signed_row
 from flows.sessions.rules import SessionRules
 from flows.sessions.samples import absorb, context_register, rebuild_fold, running_tx
 from flows.sessions.snapshot import session_row
@@ -58,10 +69,12 @@ def fingerprint(fact: TxFact, samples: list[MeterSample]) -> bytes:
 
 def _split(
     msg: StationMessage,
-) -> tuple[dict[str | None, list[MeterSample]], list[TxFact]]:
-    """The message's samples by transaction id, and its transaction facts."""
+) -> tuple[dict[str | None, list[MeterSample]], list[TxFact], list[SignedMeterValue]]:
+    """The message's samples by transaction id, its transaction facts and its signed
+    meter values."""
     by_tx: dict[str | None, list[MeterSample]] = {}
     tx_facts: list[TxFact] = []
+    signed: list[SignedMeterValue] = []
     for fact in msg.facts:
         if type(fact) is MeterSample:  # (exact: the fact structs are never subclassed)
             group = by_tx.get(fact.transaction_id)
@@ -71,7 +84,30 @@ def _split(
                 group.append(fact)
         elif isinstance(fact, TransactionStart | TransactionUpdate | TransactionEnd):
             tx_facts.append(fact)
-    return by_tx, tx_facts
+        elif type(fact) is SignedMeterValue:
+            signed.append(fact)
+    return by_tx, tx_facts, signed
+
+
+def _signed_rows(
+    state: ChargePointState, cp: str, signed: list[SignedMeterValue], skip: set[str]
+) -> list[Output]:
+    """The rows of the signed values of known transactions (module docstring)."""
+    rows: list[Output] = []
+    for s in signed:
+        tx_id: str | None = s.transaction_id
+        if tx_id is not None:
+            tx = state.txs.get(tx_id)
+        elif s.evse_id in (None, 0):
+            continue  # the station's main meter, or nowhere: no transaction's value
+        else:
+            running = [t for t in state.txs.values() if t.open and t.evse_id == s.evse_id]
+            tx = running[0] if len(running) == 1 else None
+            tx_id = None if tx is None else tx.transaction_id
+        if tx_id is None or tx_id in skip:
+            continue
+        rows.append(signed_row(cp, tx_id, None if tx is None else tx.evse_id, s))
+    return rows
 
 
 def _open(
@@ -222,7 +258,7 @@ def apply_station(
     if state.watermark is None or msg.at > state.watermark:
         state.watermark = msg.at
     touched: set[str] = set()
-    by_tx, tx_facts = _split(msg)
+    by_tx, tx_facts, signed = _split(msg)
     skip: set[str] = set()
     for fact in tx_facts:
         if not _apply_fact(
@@ -230,6 +266,8 @@ def apply_station(
         ):
             skip.add(fact.transaction_id)
     outputs = _apply_samples(state, msg, by_tx, skip, rules, touched)
+    if signed:
+        outputs.extend(_signed_rows(state, msg.charge_point_id, signed, skip))
     close_idle(state, rules, touched)
     finalize_ready(state, rules, touched)
     cp = msg.charge_point_id

@@ -71,6 +71,9 @@ class FleetConfig:
     start: datetime | None = None
     # Injected faults (ingest.simulator.behaviours.faults.plan_faults), the ground truth.
     faults: tuple[InjectedFault, ...] = ()
+    # Eichrecht meters: every station's start and end registers are also sent signed
+    # (OCMF-like records: 1.6 SignedData, 2.0.1 signedMeterValue; ingest.simulator.ocmf).
+    signed_meter_values: bool = False
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.ocpp_versions if v not in VERSIONS]

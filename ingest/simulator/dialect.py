@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from ingest.simulator.ocmf import ocmf_record
+
 
 @dataclass(frozen=True, slots=True)
 class Reading:
@@ -71,12 +73,27 @@ class FaultReport:
 
 
 class Dialect(ABC):
-    """One station's OCPP version. Stateful only where the protocol is (seqNo)."""
+    """One station's OCPP version. Stateful only where the protocol is (seqNo, a
+    signing meter's record numbers).
+
+    ``signing_meter``: the id of the station's Eichrecht meter, whose start and end
+    registers are then sent signed too (OCMF-like, :mod:`ingest.simulator.ocmf`);
+    None: no signed values."""
 
     version: ClassVar[str]
     subprotocol: ClassVar[str]
     # Whether this version reports a status for connector 0 (the whole station).
     station_connector: ClassVar[bool]
+
+    def __init__(self, signing_meter: str | None = None) -> None:
+        self.signing_meter = signing_meter
+        self._signed_records = 0
+
+    def signed_record(self, register_wh: int, at: datetime, context: str) -> str:
+        """The signing meter's next record of the register (needs ``signing_meter``)."""
+        assert self.signing_meter is not None
+        self._signed_records += 1
+        return ocmf_record(self.signing_meter, at, register_wh, context, page=self._signed_records)
 
     @abstractmethod
     def boot(self, *, vendor: str, model: str, serial: str, firmware: str) -> Any: ...

@@ -118,6 +118,7 @@ def plan(sim: SimulatorSettings, options: Options) -> Simulation:
         station_models=models,
         varied_use=sim.simulator_varied_use,
         idle_meter_interval_s=sim.simulator_idle_meter_interval_s,
+        signed_meter_values=sim.simulator_signed_meter_values,
     )
     if fleet.station_ids() != stations:
         raise ValueError("the fleet's station ids are not SIM-0001...")

@@ -51,6 +51,11 @@ class SimulatorSettings(MqttSettings, LoggingSettings):
         description="simulated seconds between a free connector's clock-aligned MeterValues "
         "(unset: none)",
     )
+    simulator_signed_meter_values: bool = Field(
+        False,
+        description="the stations' meters also sign the start and end registers (Eichrecht, "
+        "OCMF-like: 1.6 SignedData, 2.0.1 signedMeterValue); the CDRs carry them",
+    )
     simulator_faults: str = Field(
         "",
         description="faults to inject: auto[:SHARE[@FROM..TO]] or "

@@ -73,7 +73,7 @@ class SimulatedStation:
     ) -> None:
         self.cp_id = cp_id
         self.version = VERSIONS[ocpp_version]
-        self.dialect = self.version.dialect()
+        self.dialect = self.version.dialect(cp_id if config.signed_meter_values else None)
         self._before_send = before_send
         self.config = config
         self.report = report

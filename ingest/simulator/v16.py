@@ -1,6 +1,8 @@
 """OCPP 1.6J station dialect: StartTransaction/MeterValues/StopTransaction, the
 central system assigns the integer transaction id (answers to the CSMS:
-``handlers.v16``)."""
+``handlers.v16``). A signing meter's start and end registers travel in the
+StopTransaction's ``transactionData`` (StartTransaction has no meter values), each as
+the plain register and its ``SignedData`` value, contexts Transaction.Begin/End."""
 
 from __future__ import annotations
 
@@ -32,10 +34,27 @@ def sampled_values(sample: Sample, context: str = "Sample.Periodic") -> dict[str
     return {"timestamp": format_rfc3339(sample.timestamp), "sampledValue": values}
 
 
+def signed_register(register_wh: int, at: datetime, context: str, record: str) -> dict[str, Any]:
+    """A meter value of the plain register and its signed record (format SignedData)."""
+    where = {"context": context, "measurand": ENERGY_REGISTER, "location": "Outlet"}
+    return {
+        "timestamp": format_rfc3339(at),
+        "sampledValue": [
+            {"value": str(register_wh), **where, "unit": "Wh", "format": "Raw"},
+            {"value": record, **where, "format": "SignedData"},
+        ],
+    }
+
+
 class V16Dialect(Dialect):
     version = "1.6"
     subprotocol = "ocpp1.6"
     station_connector = True
+
+    def __init__(self, signing_meter: str | None = None) -> None:
+        super().__init__(signing_meter)
+        # A signing meter's start register per connector, until the transaction stops.
+        self._begins: dict[int, tuple[int, datetime]] = {}
 
     def boot(self, *, vendor: str, model: str, serial: str, firmware: str) -> Any:
         return c.BootNotification(
@@ -80,6 +99,8 @@ class V16Dialect(Dialect):
         return None
 
     def _start(self, start: Start) -> Any:
+        if self.signing_meter is not None:
+            self._begins[start.connector_id] = (start.register_wh, start.at)
         return c.StartTransaction(
             connector_id=start.connector_id,
             id_tag=start.id_tag,
@@ -106,8 +127,22 @@ class V16Dialect(Dialect):
             transaction_id=int(stop.transaction_id),
             reason=stop.reason,
             id_tag=stop.id_tag if stop.reason == "Local" else None,
-            transaction_data=[sampled_values(stop.last)] if stop.last else None,
+            transaction_data=self._transaction_data(stop),
         )
+
+    def _transaction_data(self, stop: Stop) -> list[dict[str, Any]] | None:
+        """The last sample and, from a signing meter, the signed start and end registers."""
+        data = [sampled_values(stop.last)] if stop.last else []
+        begin = self._begins.pop(stop.connector_id, None)
+        if self.signing_meter is not None and begin is not None:
+            begin_wh, begin_at = begin
+            data.insert(0, self._signed(begin_wh, begin_at, "Transaction.Begin"))
+            data.append(self._signed(stop.register_wh, stop.at, "Transaction.End"))
+        return data or None
+
+    def _signed(self, register_wh: int, at: datetime, context: str) -> dict[str, Any]:
+        record = self.signed_record(register_wh, at, context)
+        return signed_register(register_wh, at, context, record)
 
     def meter_values(self, connector_id: int, sample: Sample, context: str) -> Any:
         return c.MeterValues(

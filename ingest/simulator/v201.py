@@ -4,7 +4,8 @@ A session is one transaction of TransactionEvents with a per-transaction ``seqNo
 from 0: Started (triggerReason Authorized, the idToken, the register in context
 ``Transaction.Begin``), Updated per meter interval (triggerReason
 MeterValuePeriodic, sampled data in context ``Sample.Periodic``), Ended (the
-register in context ``Transaction.End``, stoppedReason). The station assigns the
+register in context ``Transaction.End``, stoppedReason); a signing meter adds the
+``signedMeterValue`` of both registers. The station assigns the
 transaction id (a UUID). Connector statuses: Available/Occupied only (charging
 states travel in ``transactionInfo.chargingState``); 1.6 Preparing becomes
 Occupied, Charging/Finishing send nothing. The ground truth is
@@ -22,6 +23,7 @@ from ocpp.v201 import call as c
 from bus.measurands import ENERGY_REGISTER
 from bus.times import format_rfc3339
 from ingest.simulator.dialect import Dialect, FaultReport, Reading, Sample, Start, Stop
+from ingest.simulator.ocmf import signed_meter_value
 
 # 1.6 stop reasons the simulator uses -> (triggerReason, chargingState after it)
 _ENDED = {
@@ -77,7 +79,8 @@ class V201Dialect(Dialect):
     subprotocol = "ocpp2.0.1"
     station_connector = False
 
-    def __init__(self) -> None:
+    def __init__(self, signing_meter: str | None = None) -> None:
+        super().__init__(signing_meter)
         self._seq: dict[str, int] = {}
         self._event_id = 0
 
@@ -148,6 +151,16 @@ class V201Dialect(Dialect):
             )
         ]
 
+    def _register(self, register_wh: int, at: datetime, context: str) -> dict[str, Any]:
+        """The register's meter value, with its ``signedMeterValue`` when the meter signs."""
+        value = register_value(register_wh, at, context)
+        if self.signing_meter is not None:
+            record = self.signed_record(register_wh, at, context)
+            value["sampledValue"][0]["signedMeterValue"] = signed_meter_value(
+                self.signing_meter, record
+            )
+        return value
+
     def _next_seq(self, transaction_id: str) -> int:
         seq = self._seq.get(transaction_id, 0)
         self._seq[transaction_id] = seq + 1
@@ -199,7 +212,7 @@ class V201Dialect(Dialect):
             transaction_info={"transaction_id": start.transaction_id, "charging_state": "Charging"},
             evse={"id": start.connector_id, "connector_id": 1},
             id_token={"id_token": start.id_tag, "type": "ISO14443"},
-            meter_value=[register_value(start.register_wh, start.at, "Transaction.Begin")],
+            meter_value=[self._register(start.register_wh, start.at, "Transaction.Begin")],
         )
 
     def started(self, response: Any, proposed: str | None) -> tuple[int | str, str]:
@@ -240,7 +253,7 @@ class V201Dialect(Dialect):
                 "stopped_reason": stop.reason,
             },
             id_token={"id_token": stop.id_tag, "type": "ISO14443"} if local else None,
-            meter_value=[register_value(stop.register_wh, stop.at, "Transaction.End")],
+            meter_value=[self._register(stop.register_wh, stop.at, "Transaction.End")],
         )
 
     def meter_values(self, connector_id: int, sample: Sample, context: str) -> Any:

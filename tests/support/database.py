@@ -40,6 +40,7 @@ DATA_TABLES = (
     "ledger_holds",
     "ledger_accounts",
     "cdrs",
+    "signed_meter_values",
     "billing_review_events",
     "billing_reviews",
     "tariffs",

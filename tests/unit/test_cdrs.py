@@ -13,6 +13,7 @@ from billing.cdrs import (
     MAX_CDR_ID,
     CdrLocation,
     CdrParty,
+    ClerkDecision,
     Review,
     build_cdr,
     cdr_id,
@@ -20,7 +21,7 @@ from billing.cdrs import (
     review,
 )
 from billing.cost import price_session
-from billing.metered import Sample, usage_from_samples
+from billing.metered import Sample, corrected_span, usage_from_samples
 from billing.session_usage import SessionUsage, UsageError
 from bus.measurands import CURRENT, ENERGY_REGISTER, POWER
 from bus.sessions import EnergySource, Quality, SessionClosed
@@ -118,6 +119,74 @@ def test_the_cdr_carries_the_session_the_totals_and_the_signed_data_verbatim() -
     assert cdr["total_cost"]["excl_vat"] == Decimal("8.20")
     assert cdr["credit"] is False
     assert cdr["last_updated"] == "2026-03-02T17:00:01Z"
+
+
+def test_a_clerks_correction_is_on_the_cdr_and_spread_as_the_register_rose() -> None:
+    held = replace(SESSION, quality=Quality.ESTIMATED)
+    # 16 of the measured 22 kWh before 17:00 local; the clerk bills 11 kWh.
+    samples = [register(60, 1_016_000)]
+    span = corrected_span(
+        samples,
+        started_at=T0,
+        stopped_at=at(120),
+        meter_start_wh=held.meter_start_wh,
+        meter_stop_wh=held.meter_stop_wh,
+        energy_wh=11_000,
+    )
+    assert span == (1_000_000, 1_022_000)
+    spread = usage(samples, meter_start_wh=span[0], meter_stop_wh=span[1], energy_wh=11_000)
+    assert [r.energy_wh for r in spread.readings] == [0, 8_000, 11_000]
+    # The stop register missing: the corrected energy ends the span, unless the samples
+    # rose further (then they are scaled down onto it).
+    for energy, expected in ((20_000, (1_000_000, 1_020_000)), (11_000, (1_000_000, 1_016_000))):
+        assert expected == corrected_span(
+            samples, started_at=T0, stopped_at=at(120), meter_start_wh=1_000_000,
+            meter_stop_wh=None, energy_wh=energy,
+        )  # fmt: skip
+    decision = ClerkDecision(
+        "correct", by="clerk", at=held.closed_at, note="meter photo", corrected_energy_wh=11_000,
+        measured_energy_wh=22_000,
+    )  # fmt: skip
+    cdr = build_cdr(
+        held,
+        price_session(PEAK, spread),
+        party=PARTY,
+        location=LOCATION,
+        last_updated=held.closed_at,
+        decision=decision,
+    )
+    assert cdr["energy_quality"] == "corrected"
+    assert cdr["review"] == {
+        "action": "correct",
+        "by": "clerk",
+        "at": "2026-03-02T17:00:01Z",
+        "note": "meter photo",
+        "corrected_energy_wh": 11_000,
+        "measured_energy_wh": 22_000,
+    }
+    assert cdr["total_energy"] == Decimal(11)
+    assert credit_cdr(cdr, last_updated=at(180))["review"] == cdr["review"]
+
+
+def test_a_release_keeps_the_flows_quality_and_decisions_are_checked() -> None:
+    held = replace(SESSION, quality=Quality.ESTIMATED)
+    released = build_cdr(
+        held,
+        price_session(PEAK, usage([register(60, 1_016_000)])),
+        party=PARTY,
+        location=LOCATION,
+        last_updated=held.closed_at,
+        decision=ClerkDecision("release", by="clerk", at=held.closed_at),
+    )
+    assert released["energy_quality"] == "estimated"
+    assert released["review"] == {"action": "release", "by": "clerk", "at": "2026-03-02T17:00:01Z"}
+    with pytest.raises(ValueError, match="only a correction"):
+        ClerkDecision("release", by="clerk", at=T0, corrected_energy_wh=1)
+    with pytest.raises(ValueError, match="release or a correction"):
+        ClerkDecision("write_off", by="clerk", at=T0)
+    # No rising register span (no samples, no start register): billed linearly.
+    assert corrected_span([], started_at=T0, stopped_at=at(120), meter_start_wh=None,
+                          meter_stop_wh=1_022_000, energy_wh=11_000) is None  # fmt: skip
 
 
 def test_a_credit_cdr_cancels_the_original_to_the_cent() -> None:

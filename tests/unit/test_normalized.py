@@ -20,6 +20,7 @@ from bus.normalized import (
     EvseStates,
     MeterSample,
     SecurityEvent,
+    SignedMeterValue,
     TransactionEnd,
     TransactionStart,
     TransactionUpdate,
@@ -98,7 +99,7 @@ def _sample_of_transaction_5(**fields: Any) -> MeterSample:
 
 
 def test_v16_meter_values_fill_spec_defaults_and_skip_what_is_not_a_number() -> None:
-    facts = normalize_v16(
+    *facts, signed = normalize_v16(
         "CP",
         "MeterValues",
         {
@@ -133,6 +134,9 @@ def test_v16_meter_values_fill_spec_defaults_and_skip_what_is_not_a_number() -> 
             value=Decimal("3"),
         ),
     ]
+    # The SignedData value is no sample but its own fact (test_signed_meter_values.py).
+    assert isinstance(signed, SignedMeterValue)
+    assert signed.signed_data == "ABCD"
 
 
 def test_v16_transactions() -> None:

@@ -10,14 +10,14 @@
 Plain table in both storage modes.
 
 Revision ID: 0018
-Revises: 0017
+Revises: 0020
 Create Date: 2026-12-04
 """
 
 from alembic import op
 
 revision = "0018"
-down_revision = "0017"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
