@@ -14,8 +14,8 @@ wallet, by Stripe card, or not at all. Checked:
   database during the run) and captured once for its CDR's total incl. VAT;
 - wallet balances are the top-up minus the captures, to the cent, and the ledger
   reconciles; Stripe's intents received exactly the CDR totals;
-- sessions whose energy is not exact are held, not billed (the simulator's healthy fleet
-  makes none: the holding itself is tested in test_billing_worker.py);
+- a session whose energy is not exact is held, not billed (the healthy simulated fleet
+  makes none: one with a register reset is published on the OCPP topic beside it);
 - replaying every topic (the sessions flow over all OCPP events, then billing over all
   of ``sessions.closed`` with a fresh consumer group), then delivering every webhook
   event Stripe sent and redelivering each twice, changes nothing;
@@ -45,6 +45,7 @@ from billing.money import to_minor
 from billing.payments.stripe import StripeProvider, verify_webhook
 from billing.preview import decode_json
 from bus.admin import read_topic
+from bus.envelope import encode_envelope
 from bus.topics import Topics
 from chargeflow.launcher import seed_demo_tariff
 from chargeflow.stack import EmbeddedBroker
@@ -61,10 +62,13 @@ from store.sites import upsert_site
 from store.stations import provision_station
 from tests.support.api import api_client
 from tests.support.fake_stripe import FakeStripe, fake_stripe
-from tests.support.flows import FLOW_ARGV, flow_env, flow_process
+from tests.support.flows import FLOW_ARGV, flow_env, flow_process, publish
 from tests.support.gateway import STATION_PASSWORD
 from tests.support.paths import ROOT
 from tests.support.polling import apoll
+from tests.support.sessions import meter, register
+from tests.support.sessions import start as ocpp_start
+from tests.support.sessions import stop as ocpp_stop
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +84,7 @@ METHODS: dict[str, tuple[method_store.Provider, str, str | None]] = {
     **{f"E2B-S-{n}": ("stripe", f"cus_E2B{n}", "pm_card_visa") for n in range(3)},
 }
 ID_TAGS = (*METHODS, "E2B-N-0")
+HELD_STATION = "E2B-HELD"
 
 
 def clock_start() -> datetime:
@@ -91,6 +96,19 @@ def clock_start() -> datetime:
     if start < local:
         start = datetime.combine(local.date() + timedelta(days=1), time(16, 50), ZONE)
     return start.astimezone(UTC)
+
+
+def held_session(start: datetime) -> list[tuple[bytes, bytes]]:
+    """A station's session whose register resets half-way (a reboot): its energy is
+    ``corrected``, so billing holds it for a clerk."""
+    minute = timedelta(minutes=1)
+    events = [
+        ocpp_start(HELD_STATION, 7001, 50_000, id_tag="E2B-N-0", at=start),
+        meter(HELD_STATION, 7001, register(start + 5 * minute, 52_000)),
+        meter(HELD_STATION, 7001, register(start + 10 * minute, 300)),
+        ocpp_stop(HELD_STATION, 7001, 1_500, at=start + 15 * minute),
+    ]
+    return [(e.charge_point_id.encode(), encode_envelope(e)) for e in events]
 
 
 def fleet(gateway_url: str) -> FleetConfig:
@@ -230,7 +248,9 @@ def check_billing(url: str, fake: FakeStripe, preauthorised_while_active: set[st
     assert not [row for row in state["cdrs"] if row[2]]  # no credit: nothing was amended
     exact = {sid for sid, _, quality in sessions if quality == "exact"}
     assert set(cdrs) == exact  # one CDR per exact session (cdr ids are per session)
-    assert {row[0] for row in state["reviews"]} == {s for s, _, q in sessions if q != "exact"}
+    held = {s for s, _, q in sessions if q != "exact"}
+    assert len(held) == 1  # the session with a register reset
+    assert {row[0] for row in state["reviews"]} == held
     payments = {row[0]: row for row in state["payments"]}
     captured_events = dict(state["captured_events"])
     tags = {sid: tag or "" for sid, tag, _ in sessions}
@@ -292,25 +312,23 @@ async def test_billing_end_to_end(
     )
     fake.fail_next("500", method="POST", path="/capture")  # the first Stripe capture fails
     worker = InvoicingWorker(config, stripe=stripe, poll_s=0.1)
+    held = held_session(clock_start())
+    await asyncio.to_thread(publish, broker.bootstrap, topics.ocpp_events, held)
     async with running(worker), watching_preauths(clean_db) as preauthorised:
         report = await asyncio.wait_for(run_fleet(fleet(gateway.url)), timeout=120)
         assert len(report.sessions) == STATIONS * SESSIONS_PER_STATION
-        await apoll(
-            lambda: len(closed_sessions(clean_db)),
-            lambda n: n == len(report.sessions),
-            60,
-            "every session closed",
-        )
-        await apoll(lambda: worker.invoiced, lambda n: n >= len(report.sessions), 60, "billed")
+        closes = len(report.sessions) + 1  # and the held one
+        await apoll(lambda: len(closed_sessions(clean_db)), lambda n: n == closes, 60, "all closed")
+        await apoll(lambda: worker.invoiced, lambda n: n >= closes, 60, "billed or held")
     failed = await capture_concurrently(clean_db, fake)
     check_billing(clean_db, fake, preauthorised)
     assert len(fake.calls("POST", f"/{failed}/capture")) == 2  # the failure, then one capture
 
     before = snapshot(clean_db, fake)
-    closes = await replay_every_topic(
+    replayed = await replay_every_topic(
         broker, clean_db, topics, replace(config, consumer_group="e2e-replay"), stripe
     )
-    assert closes >= len(report.sessions)
+    assert replayed >= closes
     assert snapshot(clean_db, fake) == before
     await redeliver_webhooks(clean_db, fake, before)
     shortest = min(
@@ -321,7 +339,7 @@ async def test_billing_end_to_end(
         f"billing e2e: {len(report.sessions)} sessions (shortest "
         f"{shortest.total_seconds() / fleet('').time_scale:.1f} s real), "
         f"{len(before['cdrs'])} CDRs, payments {[(p[1], p[7]) for p in before['payments']]}, "
-        f"{closes} sessions.closed messages replayed, "
+        f"{replayed} sessions.closed messages replayed, "
         f"{len(fake.events)} Stripe events delivered and redelivered twice"
     )
 
