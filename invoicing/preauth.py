@@ -9,7 +9,8 @@ service's idempotency key (``authorize:{session_id}``) makes a pass that crashed
 the provider's answer get the same hold when it runs again. A decline is recorded by the
 service (status ``failed``) and logged here; a session without a tariff, or a provider
 error that is not a decline (Stripe unreachable, not configured), leaves no row: it is
-tried again at the next pass, logged once per session.
+tried again at the next pass, logged once per session; a provider that is unavailable
+is not called again in the same pass.
 """
 
 from __future__ import annotations
@@ -46,13 +47,17 @@ class Preauthorizer:
     async def run(self, db: AsyncDb) -> None:
         """One pass; a database outage ends it (the next pass tries again)."""
         waiting: set[str] = set()
+        # Providers that answered "unavailable" in this pass: their other sessions wait
+        # for the next pass instead of each waiting for a timeout (billing goes on).
+        down: set[str] = set()
         after: tuple[datetime, str] | None = None
         try:
             while True:
                 page = await method_store.awaiting_preauth(db, after=after, limit=PAGE)
                 for session in page:
                     waiting.add(session.session_id)
-                    await self._preauthorize(db, session)
+                    if session.method.provider not in down:
+                        await self._preauthorize(db, session, down)
                 if len(page) < PAGE:
                     break
                 after = (page[-1].started_at, page[-1].session_id)
@@ -68,7 +73,9 @@ class Preauthorizer:
             self._reported.add(session_id)
             log.warning(message, session_id=session_id, **details)
 
-    async def _preauthorize(self, db: AsyncDb, session: method_store.AwaitingPreauth) -> None:
+    async def _preauthorize(
+        self, db: AsyncDb, session: method_store.AwaitingPreauth, down: set[str]
+    ) -> None:
         applied = await tariff_of(
             db,
             StoredSession(
@@ -103,6 +110,8 @@ class Preauthorizer:
                 payment_method=method.payment_method,
             )
         except PaymentError as exc:
+            if exc.retryable:
+                down.add(method.provider)
             self._once(
                 session.session_id,
                 "pre-authorisation failed; retried at the next pass",

@@ -5,8 +5,9 @@ database and broker, with the real Stripe SDK against the local Stripe server:
   a Stripe method needs its ``pm_...``, a wallet or postpaid one takes none;
 - the billing worker holds the estimate (the tariff's max_price when lower) for every
   active session whose id tag has a method, once: a second worker run makes no provider
-  call; a declined card or an empty wallet is recorded as failed; a session without a
-  tariff or a payment method is left alone."""
+  call; a declined card or an empty wallet is recorded as failed; Stripe unavailable is
+  not called again in the same pass; a session without a tariff or a payment method is
+  left alone."""
 
 from __future__ import annotations
 
@@ -197,6 +198,9 @@ async def test_the_worker_preauthorises_active_sessions_once(
     config = InvoicingConfig(
         kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics, preauth_poll_s=0.1
     )
+    # Stripe answers the first pass's first call with a 500: that pass calls it no more
+    # (the declined card's session waits), the next pass makes both holds.
+    fake.fail_next("500", method="POST", path="/v1/payment_intents")
     async with running(InvoicingWorker(config, stripe=stripe, poll_s=0.1)):
         first = await apoll(
             lambda: payments(clean_db), lambda p: len(p) >= len(METHODS), 30, "pre-authorisations"
@@ -211,9 +215,8 @@ async def test_the_worker_preauthorises_active_sessions_once(
     assert sessions["TAG-NONE"] not in first  # no payment method
     assert sessions["NOTARIFF"] not in first  # no tariff applies: nothing to price a hold in
     created = fake.calls("POST", "/v1/payment_intents")
-    assert sorted(c.idempotency_key or "" for c in created) == sorted(
-        f"authorize:{sessions[tag]}" for tag in ("TAG-CARD", "TAG-DECLINED")
-    )
+    card, declined = (f"authorize:{sessions[tag]}" for tag in ("TAG-CARD", "TAG-DECLINED"))
+    assert [c.idempotency_key for c in created] == [card, card, declined]
     intent = fake.intents[by_tag["TAG-CARD"][5]]
     assert (intent["amount"], intent["capture_method"], intent["status"]) == (
         5000,
@@ -236,7 +239,7 @@ async def test_the_worker_preauthorises_active_sessions_once(
     assert worker.preauthorizer is not None
     assert worker.preauthorizer.authorized == 0
     assert payments(clean_db) == first
-    assert len(fake.calls("POST", "/v1/payment_intents")) == 2
+    assert len(fake.calls("POST", "/v1/payment_intents")) == 3
     with psycopg.connect(clean_db) as db:
         assert ledger.balance(db, "alice", "EUR").held_minor == 7000
         assert ledger.reconcile(db).ok
