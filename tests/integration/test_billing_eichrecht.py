@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
+from billing.cdrs import CdrParty, ClerkDecision
 from billing.preview import decode_json
 from bus.producer import Producer, producer_config
 from bus.sessions import EnergySource, Quality, SessionClosed, encode_session_closed
@@ -24,6 +25,7 @@ from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from flows.sessions.rows import SignedValueRow
 from invoicing.config import InvoicingConfig
+from invoicing.invoice import bill_session
 from invoicing.worker import InvoicingWorker
 from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
@@ -198,4 +200,17 @@ async def test_signed_sessions_bill_the_signed_span_or_are_held(
     assert overridden[0]["signed_span_wh"] == 21_000
     assert [e["cdr_id"] for e in logged if e["event"] == "CDR with compliance warnings"] == [
         cdrs[2]["id"]
+    ]
+
+
+async def test_a_clerks_release_of_a_mismatch_bills_it_and_the_cdr_says_so(clean_db: str) -> None:
+    session = closed(1, energy_wh=21_400, source=EnergySource.SMART_METER, station_wh=20_900)
+    await seed(clean_db, signed_span(1))
+    release = ClerkDecision(action="release", by="clerk@cpo", at=session.closed_at)
+    async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
+        outcome = await bill_session(conn, session, CdrParty("DE", "CFL"), decision=release)
+    assert outcome.cdr is not None
+    assert outcome.cdr["total_energy"] == Decimal("21.4")  # what the clerk released
+    assert outcome.cdr["compliance_warnings"] == [
+        "billed energy 21400 Wh is not the signed span 21000 Wh (signed End - Start)"
     ]
