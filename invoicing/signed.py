@@ -47,5 +47,6 @@ async def checked_against_signed(
             session,
             energy_wh=decision.signed_span_wh,
             energy_source=EnergySource.STATION_REGISTER,
+            smart_meter_id=None,  # the CDR's meter is the station's signing one
         ), ()
     return session, ()

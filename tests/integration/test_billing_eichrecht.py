@@ -185,6 +185,7 @@ async def test_signed_sessions_bill_the_signed_span_or_are_held(
     assert "station register 20900 Wh" in reason
 
     assert cdrs[2]["total_energy"] == Decimal(21)  # the signed span, not the smart meter's
+    assert "meter_id" not in cdrs[2]  # not the overridden smart meter
     (warning,) = cdrs[2]["compliance_warnings"]
     assert "(TIME) of tariff EICH-MIN" in warning
     assert "not certified for tariffing" in warning
