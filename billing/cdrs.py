@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -176,11 +177,13 @@ def build_cdr(
     auth_method: str = "AUTH_REQUEST",
     token_type: str = "RFID",
     decision: ClerkDecision | None = None,
+    compliance_warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The OCPI 2.2.1 CDR of a priced session (numbers as Decimal; encode with
     :func:`billing.preview.encode_cdr`). ``signed_data`` (OCMF etc.) is kept exactly as
     the station sent it; ``last_updated`` is the telemetry time the CDR was made from;
-    ``decision``: the clerk's release or correction a held session is billed under."""
+    ``decision``: the clerk's release or correction a held session is billed under;
+    ``compliance_warnings`` (:mod:`billing.eichrecht`): chargeflow's own field, if any."""
     fields = priced.to_cdr()
     cdr: dict[str, Any] = {
         "country_code": party.country_code,
@@ -189,13 +192,7 @@ def build_cdr(
         "start_date_time": fields["start_date_time"],
         "end_date_time": fields["end_date_time"],
         "session_id": session.session_id,
-        "cdr_token": {
-            "country_code": party.country_code,
-            "party_id": party.party_id,
-            "uid": session.id_tag or "UNKNOWN",
-            "type": token_type if session.id_tag else "OTHER",
-            "contract_id": session.id_tag or "UNKNOWN",
-        },
+        "cdr_token": _cdr_token(session, party, token_type),
         "auth_method": auth_method,
         "cdr_location": location.to_json(),
         "currency": fields["currency"],
@@ -225,7 +222,19 @@ def build_cdr(
         cdr["meter_id"] = meter_id
     if signed_data is not None:
         cdr["signed_data"] = signed_data
+    if compliance_warnings:
+        cdr["compliance_warnings"] = list(compliance_warnings)
     return cdr
+
+
+def _cdr_token(session: SessionClosed, party: CdrParty, token_type: str) -> dict[str, str]:
+    return {
+        "country_code": party.country_code,
+        "party_id": party.party_id,
+        "uid": session.id_tag or "UNKNOWN",
+        "type": token_type if session.id_tag else "OTHER",
+        "contract_id": session.id_tag or "UNKNOWN",
+    }
 
 
 _MONEY_FIELDS = (

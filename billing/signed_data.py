@@ -40,6 +40,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from bus.measurands import ENERGY_REGISTER
+
 OCMF = "OCMF"
 UNKNOWN_ENCODING = "UNKNOWN"
 _NATURES = {"Transaction.Begin": "Start", "Transaction.End": "End"}
@@ -58,6 +60,7 @@ class SignedValue:
     plain_value: Decimal | None = None  # the plain register, when sent with it
     unit: str = ""
     unit_multiplier: int = 0
+    measurand: str = ENERGY_REGISTER
 
 
 def nature(context: str) -> str:

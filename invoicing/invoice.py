@@ -2,10 +2,14 @@
 :mod:`billing.cdrs`, :mod:`billing.metered` and :mod:`billing.cost`).
 
 1. :func:`billing.cdrs.review`: only an ``exact`` session with a stop is billed; the rest
-   are held (``billing_reviews``) for a clerk to release, correct or write off.
+   are held (``billing_reviews``) for a clerk to release, correct or write off. A
+   session whose meter signed its start and end (Eichrecht) bills the signed span or is
+   held too (:func:`invoicing.signed.checked_against_signed`).
 2. The tariff: the one quoted to the driver if the session used a quote, else the one
    assigned to the connector, station, site or the driver's group at the session's
-   start (``store.tariffs``). None applies: held, saying so.
+   start (``store.tariffs``). None applies: held, saying so. Time-based components on a
+   station whose meter signs: the CDR's ``compliance_warnings`` say so
+   (:func:`billing.eichrecht.compliance_warnings`).
 3. The session's stored samples in the site's time zone (:mod:`billing.metered`),
    priced (:func:`billing.cost.price_session`), made a CDR and stored (its id comes from
    the session: a replay stores nothing new and returns the same CDR).
@@ -38,12 +42,14 @@ from billing.cdrs import (
     review,
 )
 from billing.cost import price_session
+from billing.eichrecht import compliance_warnings
 from billing.preview import decode_json
 from billing.session_usage import UsageError
+from billing.signed_data import ocpi_signed_data
 from bus.sessions import SessionClosed
 from bus.times import parse_rfc3339
 from invoicing.pricing import StoredSession, tariff_of, usage_of
-from invoicing.signed import signed_data_of
+from invoicing.signed import checked_against_signed, signed_values_of
 from store import billing_reviews as review_store
 from store import cdrs as cdr_store
 from store import payment_methods as method_store
@@ -72,11 +78,13 @@ async def invoice_session(db: AsyncDb, session: SessionClosed, party: CdrParty) 
     decision = review(session)
     reasons = decision.reasons
     if decision.decision is Review.BILL:
-        outcome = await bill_session(db, session, party)
-        if outcome.cdr is not None:
-            return outcome
-        reasons = outcome.held
-    return await _hold(db, session, reasons)
+        billed, reasons = await checked_against_signed(db, session)
+        if not reasons:
+            outcome = await bill_session(db, billed, party)
+            if outcome.cdr is not None:
+                return outcome
+            reasons = outcome.held
+    return await _hold(db, session, reasons)  # as the flow closed it
 
 
 def _stored(session: SessionClosed, energy_wh: int) -> StoredSession:
@@ -119,12 +127,6 @@ async def bill_session(
     except UsageError as exc:
         return Invoiced(session, None, (f"cannot be priced: {exc}",))
     priced = price_session(applied.tariff, usage)
-    location = CdrLocation(
-        id=site_id or session.charge_point_id,
-        evse_uid=f"{session.charge_point_id}*{session.connector_id}",
-        evse_id=f"{party.country_code}*{party.party_id}*E{session.charge_point_id}*{session.connector_id}",
-        connector_id=str(session.connector_id),
-    )
     in_force = await cdr_store.session_cdr(db, session.session_id)
     revision, credit = 1, None
     if in_force is not None:
@@ -133,21 +135,35 @@ async def bill_session(
             return Invoiced(session, current)  # a replay, or older than the CDR in force
         revision = cdr_revision(current["id"])[0] + 1
         credit = credit_cdr(current, last_updated=session.closed_at)
+    signed = await signed_values_of(db, session)
+    warnings = compliance_warnings(applied.tariff, signed, energy)
     cdr = build_cdr(
         session,
         priced,
         party=party,
-        location=location,
+        location=_location(session, party, site_id),
         last_updated=session.closed_at,
         meter_id=session.smart_meter_id,
         revision=revision,
-        signed_data=await signed_data_of(db, session),
+        signed_data=ocpi_signed_data(signed),
         decision=decision,
+        compliance_warnings=warnings,
     )
     if credit is not None and _same_bill(credit, cdr):
         return Invoiced(session, decode_json(in_force or "{}", "the CDR in force"))
+    if warnings:
+        log.warning("CDR with compliance warnings", cdr_id=cdr["id"], warnings=warnings)
     await _store(db, session, site_id, credit, cdr)
     return Invoiced(session, cdr, credit=credit)
+
+
+def _location(session: SessionClosed, party: CdrParty, site_id: str | None) -> CdrLocation:
+    return CdrLocation(
+        id=site_id or session.charge_point_id,
+        evse_uid=f"{session.charge_point_id}*{session.connector_id}",
+        evse_id=f"{party.country_code}*{party.party_id}*E{session.charge_point_id}*{session.connector_id}",
+        connector_id=str(session.connector_id),
+    )
 
 
 async def _store(

@@ -88,7 +88,7 @@ async def session_signed_values(
     rows = await execute(
         db,
         "SELECT measured_at, context, signed_data, encoding_method, public_key, value, unit,"
-        " unit_multiplier FROM signed_meter_values"
+        " unit_multiplier, measurand FROM signed_meter_values"
         " WHERE charge_point_id = %s AND transaction_id = %s ORDER BY measured_at, context",
         (charge_point_id, transaction_id),
     )
