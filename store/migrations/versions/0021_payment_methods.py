@@ -9,14 +9,14 @@
 
 Plain table in both storage modes.
 
-Revision ID: 0018
+Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-04
 """
 
 from alembic import op
 
-revision = "0018"
+revision = "0021"
 down_revision = "0020"
 branch_labels = None
 depends_on = None
