@@ -36,8 +36,8 @@ from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
-from tests.integration.test_billing_worker import TOU, produce, running
 from tests.support.api import api_client, auth, insert_session
+from tests.support.billing_worker import TOU, produce, running
 from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration

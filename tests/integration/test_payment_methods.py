@@ -33,14 +33,14 @@ from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
-from tests.integration.test_billing_worker import (
+from tests.support.api import api_client, assert_problem, auth, insert_session
+from tests.support.billing import component, element, tariff_json
+from tests.support.billing_worker import (
     START,
     closed,
     produce,
     seed_site_tariff_and_payment,
 )
-from tests.support.api import api_client, assert_problem, auth, insert_session
-from tests.support.billing import component, element, tariff_json
 from tests.support.fake_stripe import FakeStripe, fake_stripe
 from tests.support.polling import apoll
 
