@@ -108,6 +108,7 @@ class Preauthorizer:
                 currency=applied.tariff.currency,
                 amount_minor=amount,
                 payment_method=method.payment_method,
+                off_session=True,  # a card on file: the driver is at the station, not in a checkout
             )
         except PaymentError as exc:
             if exc.retryable:
@@ -160,6 +161,7 @@ def authorize_at_close(
             currency=currency,
             amount_minor=total_minor,
             payment_method=method.payment_method,
+            off_session=True,
         )
     except PaymentError as exc:
         log.warning("authorisation at close failed", session_id=session_id, error=str(exc))

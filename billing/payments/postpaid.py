@@ -90,6 +90,7 @@ class PostpaidProvider(LedgerProvider):
         currency: str,
         payment_method: str | None,
         idempotency_key: str,
+        off_session: bool = False,
     ) -> Payment:
         """Authorise the session (``payment_method``, the RFID token, is not used: the
         customer's account is); :class:`PaymentDeclined` only past the credit limit."""

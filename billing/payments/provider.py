@@ -98,10 +98,13 @@ class PaymentProvider(Protocol):
         currency: str,
         payment_method: str | None,
         idempotency_key: str,
+        off_session: bool = False,
     ) -> Payment:
         """Hold ``amount_minor`` for the session (Stripe: a PaymentIntent with
         ``capture_method=manual`` confirmed with ``payment_method``; wallet: a hold on the
-        customer's balance, declined when the balance does not cover it)."""
+        customer's balance, declined when the balance does not cover it).
+        ``off_session``: the customer is not present (a card on file charged at an RFID
+        start), so the card issuer does not expect them to authenticate."""
         ...
 
     def capture(self, reference: str, amount_minor: int, *, idempotency_key: str) -> CaptureResult:

@@ -107,6 +107,7 @@ class PaymentService:
         currency: str,
         amount_minor: int,
         payment_method: str | None = None,
+        off_session: bool = False,
     ) -> SessionPayment:
         """Hold ``amount_minor`` (the configured estimate) for the session."""
         chosen = self._provider(provider)
@@ -127,6 +128,7 @@ class PaymentService:
                     amount_minor=amount_minor,
                     currency=currency,
                     payment_method=payment_method,
+                    off_session=off_session,
                     idempotency_key=f"authorize:{session_id}",
                 )
             except PaymentDeclined as exc:

@@ -137,6 +137,7 @@ class StripeProvider:
         currency: str,
         payment_method: str | None,
         idempotency_key: str,
+        off_session: bool = False,
     ) -> Payment:
         if amount_minor <= 0:
             raise InvalidPaymentRequest(f"stripe authorize: amount must be > 0, got {amount_minor}")
@@ -152,6 +153,8 @@ class StripeProvider:
         }
         if is_customer_id(customer):
             params["customer"] = customer
+        if off_session:  # no checkout page to authenticate on: the issuer may exempt it or
+            params["off_session"] = True  # decline with authentication_required
         intent = self._call(
             "authorize",
             session_id,

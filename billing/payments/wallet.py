@@ -24,6 +24,7 @@ class WalletProvider(LedgerProvider):
         currency: str,
         payment_method: str | None,
         idempotency_key: str,
+        off_session: bool = False,
     ) -> Payment:
         """Hold ``amount_minor`` of the wallet (``payment_method`` is not used: the
         wallet is the method); :class:`PaymentDeclined` when it does not cover it."""

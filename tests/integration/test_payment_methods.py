@@ -223,6 +223,7 @@ async def test_the_worker_preauthorises_active_sessions_once(
         "manual",
         "requires_capture",
     )
+    assert created[0].params["off_session"] == "true"  # the card on file, driver not present
     with psycopg.connect(clean_db) as db:
         assert ledger.balance(db, "alice", "EUR").held_minor == 7000
         assert ledger.balance(db, "alice", "EUR").available_minor == 1000
