@@ -123,14 +123,25 @@ def cases() -> Iterator[tuple[str, Tariff, SessionUsage]]:
             yield name, tariff, usage
 
 
+def _canonical(value: Any) -> Any:
+    """Decimals by value (``Decimal("1.50")`` is ``Decimal("1.5")``), through tuples."""
+    if isinstance(value, Decimal):
+        return str(value.normalize())
+    if isinstance(value, tuple | list):
+        return tuple(_canonical(v) for v in value)
+    return value
+
+
 def _details(priced: PricedSession) -> str:
-    """What the CDR rounds away: the exact volumes and totals, as the calculation holds
-    them (Decimal's str: digits and exponent)."""
-    parts: list[Any] = [priced.exact_total, priced.total_energy_kwh, priced.total_time_h]
-    parts.append(priced.total_parking_time_h)
+    """What the CDR rounds away: the exact volumes and totals the calculation holds (by
+    value: how many trailing zeros a Decimal carries is not a result)."""
+    parts: list[Any] = [dataclasses.astuple(priced.exact_total), priced.total_energy_kwh]
+    parts += [priced.total_time_h, priced.total_parking_time_h]
     parts += [(p.energy_kwh, p.seconds, p.end, sorted(p.elements.items())) for p in priced.periods]
-    parts += [(line.volume, line.billed_volume, line.cost) for line in priced.lines]
-    return repr(parts)
+    parts += [
+        (line.volume, line.billed_volume, dataclasses.astuple(line.cost)) for line in priced.lines
+    ]
+    return repr(_canonical(parts))
 
 
 def digest(tariff: Tariff, usage: SessionUsage) -> list[str]:
