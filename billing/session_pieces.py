@@ -264,7 +264,7 @@ def pieces(compiled: CompiledTariff, usage: SessionUsage) -> list[Piece]:
 def moment(piece: Piece, usage: SessionUsage, needs_local: bool) -> Moment:
     """What the restrictions read at the start of ``piece`` (the local time only when a
     restriction of the tariff reads it)."""
-    at = usage.start + piece.start_us * _US
+    at = usage.start + timedelta(microseconds=piece.start_us)
     here = usage.readings[piece.reading]
     return Moment(
         local=wall(at, usage.time_zone) if needs_local else at,
@@ -275,17 +275,37 @@ def moment(piece: Piece, usage: SessionUsage, needs_local: bool) -> Moment:
     )
 
 
+_MAX_CACHED_CLASSES = 4096
+
+
+def _choice(compiled: CompiledTariff, usage: SessionUsage, piece: Piece) -> Choice:
+    """The elements pricing ``piece``: found once per class of moments the restrictions
+    cannot tell apart (a tariff has a few: its windows, days, limits), then looked up."""
+    here = usage.readings[piece.reading]
+    local = None
+    if compiled.needs_local:
+        local = wall(usage.start + timedelta(microseconds=piece.start_us), usage.time_zone)
+    key = compiled.classes.key(
+        piece.parking, local, piece.energy_before_wh, here.power_w, here.current_a, piece.start_us
+    )
+    choice = compiled.choices.get(key)
+    if choice is None:
+        if len(compiled.choices) >= _MAX_CACHED_CLASSES:
+            compiled.choices.clear()
+        choice = compiled.choice(piece.parking, moment(piece, usage, compiled.needs_local))
+        compiled.choices[key] = choice
+    return choice
+
+
 def periods(compiled: CompiledTariff, usage: SessionUsage, cut: list[Piece]) -> list[Period]:
     """Each piece priced (per dimension, the first element whose restrictions hold at its
     start) and adjacent pieces priced alike joined into charging periods."""
     found: list[Period] = []
-    fixed, needs_local = compiled.fixed_choice, compiled.needs_local
+    fixed = compiled.fixed_choice
     last_key: tuple[bool, Choice] | None = None
     for piece in cut:
-        if fixed is not None:  # no restriction can change the choice
-            choice = fixed[piece.parking]
-        else:
-            choice = compiled.choice(piece.parking, moment(piece, usage, needs_local))
+        # A fixed choice: no restriction can change it.
+        choice = fixed[piece.parking] if fixed is not None else _choice(compiled, usage, piece)
         # One candidate per dimension and element: the same elements, the same objects.
         key = (piece.parking, choice)
         if key == last_key:

@@ -7,10 +7,12 @@ Compiled once per tariff and reused for every session priced with it.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
+from typing import Any
 
 from billing.tariffs import (
     WEEKDAYS,
@@ -23,6 +25,8 @@ from billing.tariffs import (
 )
 
 Dimension = TariffDimensionType
+# As constants: a member looked up on its Enum class is several times slower.
+_ENERGY, _TIME, _PARKING = Dimension.ENERGY, Dimension.TIME, Dimension.PARKING_TIME
 _ZERO = Decimal(0)
 _WH_PER_KWH = Decimal(1000)
 _HUNDRED = Decimal(100)
@@ -191,6 +195,8 @@ class CompiledTariff:
         self.power_limits_w.sort()
         self.current_limits_a.sort()
         self.fixed_choice = self._fixed_choice()
+        self.classes = _MomentClasses(tariff)
+        self.choices: dict[tuple[Any, ...], Choice] = {}  # per moment class (see periods)
 
     def _fixed_choice(self) -> tuple[Choice, Choice] | None:
         """(charging, parking) choices when no restriction can change them (the first
@@ -230,14 +236,75 @@ class CompiledTariff:
 
     def choice(self, parking: bool, moment: Moment) -> Choice:
         if parking:
-            return None, None, self.select(Dimension.PARKING_TIME, moment)
-        return self.select(Dimension.ENERGY, moment), self.select(Dimension.TIME, moment), None
+            return None, None, self.select(_PARKING, moment)
+        return self.select(_ENERGY, moment), self.select(_TIME, moment), None
 
     def select(self, dimension: Dimension, moment: Moment) -> Candidate | None:
         for candidate in self.by_dimension[dimension]:
             if candidate.holds is None or candidate.holds(moment):
                 return candidate
         return None
+
+
+class _MomentClasses:
+    """What a tariff's restrictions can tell apart at a moment: the clocks, dates,
+    weekdays and the energy, power, current and duration limits they compare with. Two
+    moments on the same side of each of them satisfy the same restrictions, so a choice
+    found for one holds for the other."""
+
+    def __init__(self, tariff: Tariff) -> None:
+        clocks: set[time] = set()
+        dates: set[date] = set()
+        kwh: set[Decimal] = set()
+        power_kw: set[Decimal] = set()
+        current_a: set[Decimal] = set()
+        duration_us: set[int] = set()
+        self.weekday = False
+        for element in tariff.elements:
+            r = element.restrictions
+            if r is None:
+                continue
+            clocks.update(_clock(v) for v in (r.start_time, r.end_time) if v is not None)
+            dates.update(date.fromisoformat(v) for v in (r.start_date, r.end_date) if v)
+            kwh.update(v * _WH_PER_KWH for v in (r.min_kwh, r.max_kwh) if v is not None)
+            power_kw.update(v for v in (r.min_power, r.max_power) if v is not None)
+            current_a.update(v for v in (r.min_current, r.max_current) if v is not None)
+            seconds = (r.min_duration, r.max_duration)
+            duration_us.update(v * 1_000_000 for v in seconds if v is not None)
+            self.weekday = self.weekday or bool(r.day_of_week)
+        self.clocks, self.dates, self.kwh = sorted(clocks), sorted(dates), sorted(kwh)
+        self.power_kw, self.current_a = sorted(power_kw), sorted(current_a)
+        self.duration_us = sorted(duration_us)
+
+    def key(
+        self,
+        parking: bool,
+        local: datetime | None,
+        energy_wh: Decimal,
+        power_w: Decimal,
+        current_a: Decimal | None,
+        since_start_us: int,
+    ) -> tuple[Any, ...]:
+        """The class of a moment (``local``: None when no restriction reads the clock);
+        the power as :class:`Moment` holds it (kW), compared as the restrictions do."""
+        key: list[Any] = [parking]
+        if local is not None:
+            key.append(bisect.bisect_right(self.clocks, local.time()))
+            if self.weekday:
+                key.append(local.weekday())
+            if self.dates:
+                key.append(bisect.bisect_right(self.dates, local.date()))
+        if self.kwh:
+            key.append(bisect.bisect_right(self.kwh, energy_wh))
+        if self.power_kw:
+            key.append(bisect.bisect_right(self.power_kw, power_w / _WH_PER_KWH))
+        if self.current_a:
+            key.append(
+                None if current_a is None else bisect.bisect_right(self.current_a, current_a)
+            )
+        if self.duration_us:
+            key.append(bisect.bisect_right(self.duration_us, since_start_us))
+        return tuple(key)
 
 
 _COMPILED: dict[int, tuple[Tariff, CompiledTariff]] = {}
