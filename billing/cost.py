@@ -352,6 +352,7 @@ def _drafts(
     charging: list[ChargingPeriod] = []
     drafts: list[_Draft] = []
     parking_s = _ZERO
+    period_start = start  # each period starts where the one before ended
     for index, period in enumerate(periods(compiled, usage, cut), start=first_period):
         first, last = period.first, period.last
         # Pieces are contiguous: a period's volumes are its ends' differences (exact).
@@ -370,10 +371,11 @@ def _drafts(
         if parking_c is not None:
             elements[_PARKING] = parking_c.element_index
             drafts.append(_Draft(index, _PARKING, seconds, seconds, parking_c))
+        period_end = start + timedelta(microseconds=last.end_us)
         charging.append(
             ChargingPeriod(
-                start=start + timedelta(microseconds=first.start_us),
-                end=start + timedelta(microseconds=last.end_us),
+                start=period_start,
+                end=period_end,
                 parking=first.parking,
                 energy_kwh=energy_wh / _WH_PER_KWH,
                 seconds=seconds,
@@ -381,6 +383,7 @@ def _drafts(
                 elements=elements,
             )
         )
+        period_start = period_end
     return charging, drafts, parking_s
 
 

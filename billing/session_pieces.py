@@ -283,8 +283,8 @@ def _choice(compiled: CompiledTariff, usage: SessionUsage, piece: Piece) -> Choi
     cannot tell apart (a tariff has a few: its windows, days, limits), then looked up."""
     here = usage.readings[piece.reading]
     local = None
-    if compiled.needs_local:
-        local = wall(usage.start + timedelta(microseconds=piece.start_us), usage.time_zone)
+    if compiled.needs_local:  # aware, in the zone: its time, weekday and date are the wall's
+        local = (usage.start + timedelta(microseconds=piece.start_us)).astimezone(usage.time_zone)
     key = compiled.classes.key(
         piece.parking, local, piece.energy_before_wh, here.power_w, here.current_a, piece.start_us
     )
