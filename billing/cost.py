@@ -459,14 +459,15 @@ def price_session(tariff: Tariff, usage: SessionUsage) -> PricedSession:
     reserved, reservation_lines = _reservation(rules, usage)
     periods, charging_lines, parking_s = _charging(rules, usage, len(reserved))
     exact = [*reservation_lines, *charging_lines]
-    exact_excl = [line.excl for line in exact]
-    exact_incl = [
-        line.excl if (factor := line.candidate.vat_factor) is None else line.excl * factor
-        for line in exact
-    ]
-    by_group, line_costs = _rounded(
-        [line.group for line in exact], exact_excl, exact_incl, currency
-    )
+    groups: list[str] = []
+    exact_excl: list[Decimal] = []
+    exact_incl: list[Decimal] = []
+    for line in exact:
+        groups.append(line.group)
+        exact_excl.append(line.excl)
+        factor = line.candidate.vat_factor
+        exact_incl.append(line.excl if factor is None else line.excl * factor)
+    by_group, line_costs = _rounded(groups, exact_excl, exact_incl, currency)
     total_excl = sum([a.excl_vat for a in by_group.values()], _ZERO)
     total_incl = sum([a.incl_vat for a in by_group.values()], _ZERO)
     lines = tuple(

@@ -143,7 +143,7 @@ def _time_window(start: time | None, end: time | None) -> Predicate:
     return lambda m: m.local.time() >= start or m.local.time() < end
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # equal only to itself: one per dimension+element
 class Candidate:
     element_index: int
     component: PriceComponent
