@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.billing import TARIFFS, ZONE, _component, _tariff, sessions
-from billing.cost import PricedSession, price_session
+from billing.cost import price_session
 from billing.preview import encode_cdr
+from billing.priced import PricedSession
 from billing.session_usage import Reservation, SessionUsage, check_usage
 from billing.tariffs import Tariff
 
