@@ -37,13 +37,7 @@ from billing.money import exponent, round_money
 from billing.priced import Amount, ChargingPeriod, CostLine, PricedSession
 from billing.session_pieces import Piece, moment, periods, pieces, wall
 from billing.session_usage import SessionUsage
-from billing.tariff_rules import (
-    Candidate,
-    CompiledTariff,
-    Dimension,
-    Moment,
-    compiled,
-)
+from billing.tariff_rules import Candidate, CompiledTariff, Dimension, Moment, compiled
 from billing.tariffs import ReservationRestrictionType, Tariff
 
 _ZERO = Decimal(0)
@@ -377,11 +371,13 @@ def _clamp(tariff: Tariff, total: Amount, exact: Amount) -> Amount:
     """min_price / max_price on the totals excl. and incl. VAT, each on its own, as
     OCPI says both apply; a limit given only excl. VAT moves the incl. total with it, at
     the session's own VAT ratio."""
+    low, high = tariff.min_price, tariff.max_price
+    if low is None and high is None:
+        return total
     currency = tariff.currency
     excl, incl = total.excl_vat, total.incl_vat
     ratio = exact.incl_vat / exact.excl_vat if exact.excl_vat > 0 else Decimal(1)
     new_excl, new_incl = excl, incl
-    low, high = tariff.min_price, tariff.max_price
     if low is not None:
         if excl < low.excl_vat:
             new_excl = round_money(low.excl_vat, currency)
