@@ -7,7 +7,9 @@ sessions/s on one core. The sessions are seeded and realistic: 20 min to 8 h plu
 in, power ramping up, wandering and tapering, pauses, parking at the end for two in
 five, starts spread over a year (DST change days included) in Europe/Amsterdam.
 Generating them is not timed; pricing (periods, restrictions, step_size, VAT, rounding
-and the breakdown) is. Target: >= 5,000 sessions/s per core.
+and the breakdown) is, in wall-clock time and in this process's CPU time
+(``sessions_per_cpu_s``: the per-core figure that holds on a shared machine). Target:
+>= 5,000 sessions/s per core.
 """
 
 from __future__ import annotations
@@ -131,32 +133,42 @@ def bench_cost(count: int, seed: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, tariff in TARIFFS.items():
         priced = periods = 0
-        elapsed = 0.0
+        elapsed = cpu = 0.0
         total = Decimal(0)
         remaining = count
         chunk_seed = seed
         while remaining > 0:
             batch = list(sessions(min(CHUNK, remaining), chunk_seed))
             chunk_seed += 1
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             for usage in batch:
                 result = price_session(tariff, usage)
                 periods += len(result.periods)
                 total += result.total_cost.incl_vat
             elapsed += time.perf_counter() - began
+            cpu += time.process_time() - began_cpu
             priced += len(batch)
             remaining -= len(batch)
         results[name] = {
             "sessions": priced,
             "seconds": round(elapsed, 3),
             "sessions_per_s": round(priced / elapsed),
+            "cpu_seconds": round(cpu, 3),
+            "cpu_us_per_session": round(cpu / priced * 1e6, 1),
+            "sessions_per_cpu_s": round(priced / cpu),
             "periods_per_session": round(periods / priced, 2),
             "revenue_incl_vat": str(total),
         }
-    overall = sum(r["sessions"] for r in results.values()) / sum(
-        r["seconds"] for r in results.values()
-    )
-    return {"by_tariff": results, "sessions_per_s_per_core": round(overall), "target": 5000}
+    priced_all = sum(r["sessions"] for r in results.values())
+    wall = sum(r["seconds"] for r in results.values())
+    cpu_all = sum(r["cpu_seconds"] for r in results.values())
+    return {
+        "by_tariff": results,
+        "sessions_per_s_per_core": round(priced_all / wall),
+        # CPU time: what one core does, whatever else runs on a shared machine.
+        "sessions_per_cpu_s": round(priced_all / cpu_all),
+        "target": 5000,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,8 +37,9 @@ import psycopg
 
 from bench.common import fresh_database, machine_info
 from billing.cdrs import CdrLocation, CdrParty, build_cdr, cdr_id
-from billing.cost import ocpi_datetime, price_session
+from billing.cost import price_session
 from billing.metered import usage_from_samples
+from billing.priced import ocpi_datetime
 from billing.tariffs import parse_tariff
 from bus.sessions import EnergySource, Quality, SessionClosed
 from chargeflow.stack import database_server, free_port, tcp_open

@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from billing.cost import PricedSession, ocpi_datetime
+from billing.priced import PricedSession, ocpi_datetime
 from bus.sessions import Quality, SessionClosed
 
 # OCPI CDR ids are CiString(39): 32 hex digits + "-999" (revision) + "-C" (credit) fit.

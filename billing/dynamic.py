@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from billing.cost import elements_in_force
+from billing.tariff_rules import elements_in_force
 from billing.tariffs import DayOfWeek, Tariff, TariffDimensionType, parse_tariff
 
 _PRICE_PLACES = Decimal("0.0001")  # OCPI numbers carry 4 decimals

@@ -41,9 +41,14 @@ def exponent(currency: str) -> int:
     return _EXPONENTS.get(check_currency(currency), 2)
 
 
+@functools.lru_cache(maxsize=512)
+def _minor_unit(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-exponent(currency))
+
+
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """``amount`` rounded half up to the currency's minor unit."""
-    return amount.quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+    return amount.quantize(_minor_unit(currency), rounding=ROUND_HALF_UP)
 
 
 def to_minor(amount: Decimal, currency: str) -> int:

@@ -44,7 +44,7 @@ def decode_json(raw: bytes | str, what: str) -> Any:
 
 
 def preview(tariff_data: object, session_data: object) -> dict[str, Any]:
-    """The CDR (:meth:`billing.cost.PricedSession.to_cdr`) of the session under the
+    """The CDR (:meth:`billing.priced.PricedSession.to_cdr`) of the session under the
     tariff; :class:`PreviewError` when either is invalid or the tariff is not in force
     when the session starts."""
     try:

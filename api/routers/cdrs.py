@@ -50,7 +50,7 @@ from api.schemas.cdrs import (
 )
 from api.statement_html import render_statement
 from billing.cdrs import CDR_ID_PATTERN, MAX_CDR_ID
-from billing.cost import ocpi_datetime
+from billing.priced import ocpi_datetime
 from store import billing_reviews as review_store
 from store import cdrs as cdr_store
 
