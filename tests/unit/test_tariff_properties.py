@@ -142,12 +142,17 @@ def test_price_limits_clamp_the_total(
 
 @st.composite
 def energy_only_tariff(draw: st.DrawFn) -> dict[str, Any]:
+    """Energy-only tariffs the errata's step_size rule keeps monotonic in energy: several
+    elements without rounding (step 1), or one element with any step. Several prices
+    *and* a step are not: see the example after the property."""
+    count = draw(st.integers(1, 3))
+    steps = st.sampled_from([1, 500]) if count == 1 else st.just(1)
     elements = [
         element(
-            component("ENERGY", draw(prices), vat=draw(vats), step=draw(st.sampled_from([1, 500]))),
+            component("ENERGY", draw(prices), vat=draw(vats), step=draw(steps)),
             **draw(restrictions(quantities=False)),
         )
-        for _ in range(draw(st.integers(1, 3)))
+        for _ in range(count)
     ]
     return {"elements": elements, "fields": {}}
 
@@ -168,6 +173,26 @@ def test_energy_only_cost_never_falls_when_a_run_delivers_more(
     more_cost = price_session(t, session(start, *more)).total_cost
     assert more_cost.excl_vat >= less_cost.excl_vat
     assert more_cost.incl_vat >= less_cost.incl_vat
+
+
+def test_more_energy_at_a_cheaper_element_can_cost_less_under_a_step() -> None:
+    """Why the property above excludes several prices with a step: the errata round the
+    session's total energy once, on its last period's price (step 4 of the
+    calculation in docs/billing.md). Energy added in a cheaper period fills the step that the dearer
+    last period was billed for, so the bill falls. 23:00-00:00 at 0.10/kWh, then
+    00:00-00:30 at 0.50/kWh with step 500 Wh."""
+    t = tariff(
+        element(component("ENERGY", "0.10", vat=None), start_time="01:00", end_time="00:00"),
+        element(component("ENERGY", "0.50", vat=None, step=500)),
+    )
+    start = utc(2026, 1, 14, 22)  # 23:00 in Amsterdam
+
+    def cost(cheap_wh: int) -> Decimal:
+        usage = session(start, Run(60, cheap_wh, cheap_wh), Run(30, 200, 100))
+        return price_session(t, usage).total_cost.excl_vat
+
+    assert cost(100) == D("0.21")  # 0.1 kWh x 0.10 + (0.1 + 0.3 step-up) kWh x 0.50
+    assert cost(400) == D("0.09")  # 0.4 kWh x 0.10 + 0.1 kWh x 0.50: the step is filled
 
 
 @PROFILE
