@@ -27,12 +27,12 @@ from flows.sessions.rows import SignedValueRow
 from invoicing.config import InvoicingConfig
 from invoicing.invoice import bill_session
 from invoicing.worker import InvoicingWorker
-from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.signed_values import write_signed_values
 from store.sites import upsert_site
 from store.stations import provision_station
 from tests.support.billing import component, element, tariff_json
+from tests.support.billing_worker import assign_tariff
 from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
@@ -108,15 +108,9 @@ async def seed(url: str, rows: list[SignedValueRow]) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         for connector in (1, 2, 3, 4):
             body = TARIFFS.get(connector, TARIFFS[1])
-            if connector in TARIFFS:
-                await tariff_store.create_tariff(conn, body, created_by="test")
-            await assignment_store.assign(
-                conn,
-                tariff_id=body["id"],
-                scope=tariff_store.Scope.CONNECTOR,
-                target=f"{STATION}:{connector}",
-                valid_from=TODAY,
-                created_by="test",
+            target = f"{STATION}:{connector}"
+            await assign_tariff(
+                conn, body, tariff_store.Scope.CONNECTOR, target, TODAY, create=connector in TARIFFS
             )
     with psycopg.connect(url) as db, db.cursor() as cur:
         write_signed_values(cur, rows)

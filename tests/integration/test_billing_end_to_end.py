@@ -61,6 +61,7 @@ from store.id_tokens import add_id_tag
 from store.sites import upsert_site
 from store.stations import provision_station
 from tests.support.api import api_client
+from tests.support.billing_worker import running
 from tests.support.fake_stripe import FakeStripe, fake_stripe
 from tests.support.flows import FLOW_ARGV, flow_env, flow_process, publish
 from tests.support.gateway import STATION_PASSWORD
@@ -159,16 +160,6 @@ def sessions_flow(
         FLOW_ARGV, flow_env(broker.bootstrap, clean_db, topics, tail=True), tmp_path / "flow.log"
     ) as process:
         yield process
-
-
-@asynccontextmanager
-async def running(worker: InvoicingWorker) -> AsyncIterator[InvoicingWorker]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
 
 
 @asynccontextmanager

@@ -32,12 +32,11 @@ from chargeflow.stack import EmbeddedBroker
 from invoicing.config import InvoicingConfig
 from invoicing.worker import InvoicingWorker
 from store import ledger
-from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
 from tests.support.api import api_client, auth, insert_session
-from tests.support.billing_worker import TOU, produce, running
+from tests.support.billing_worker import TOU, assign_tariff, produce, running
 from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
@@ -119,14 +118,8 @@ async def seed(url: str) -> dict[str, SessionClosed]:
     upsert_site(url, "SITE-REV", "Depot", 100_000, time_zone="Europe/Amsterdam")
     provision_station(url, STATION, "SITE-REV")
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await tariff_store.create_tariff(conn, TOU, created_by="test")
-        await assignment_store.assign(
-            conn,
-            tariff_id="TOU-BILL",
-            scope=tariff_store.Scope.SITE,
-            target="SITE-REV",
-            valid_from=START - timedelta(days=1),
-            created_by="test",
+        await assign_tariff(
+            conn, TOU, tariff_store.Scope.SITE, "SITE-REV", START - timedelta(days=1)
         )
     sessions = {}
     with ConnectionPool(url, min_size=1, max_size=2) as pool:

@@ -11,10 +11,8 @@ database and broker, with the real Stripe SDK against the local Stripe server:
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +27,6 @@ from invoicing.config import InvoicingConfig
 from invoicing.worker import InvoicingWorker
 from store import ledger
 from store import payment_methods as method_store
-from store import tariff_assignments as assignment_store
 from store import tariffs as tariff_store
 from store.sites import upsert_site
 from store.stations import provision_station
@@ -37,8 +34,10 @@ from tests.support.api import api_client, assert_problem, auth, insert_session
 from tests.support.billing import component, element, tariff_json
 from tests.support.billing_worker import (
     START,
+    assign_tariff,
     closed,
     produce,
+    running,
     seed_site_tariff_and_payment,
 )
 from tests.support.fake_stripe import FakeStripe, fake_stripe
@@ -132,15 +131,7 @@ async def seed(url: str) -> dict[str, str]:
             (STANDARD, tariff_store.Scope.SITE, "SITE-PA"),
             (CAPPED, tariff_store.Scope.STATION, "CP-PA-CAP"),
         ):
-            await tariff_store.create_tariff(conn, body, created_by="test")
-            await assignment_store.assign(
-                conn,
-                tariff_id=body["id"],
-                scope=scope,
-                target=target,
-                valid_from=NOW - timedelta(days=1),
-                created_by="test",
-            )
+            await assign_tariff(conn, body, scope, target, NOW - timedelta(days=1))
         for tag, (provider, customer, method) in METHODS.items():
             await method_store.set_method(conn, tag, provider, customer, method)
     sessions: dict[str, str] = {}
@@ -164,16 +155,6 @@ async def seed(url: str) -> dict[str, str]:
             sessions[key] = str(row["session_id"])
         ledger.top_up(db, "alice", 8000, "EUR", reference="bank-1", idempotency_key="top-up-1")
     return sessions
-
-
-@asynccontextmanager
-async def running(worker: InvoicingWorker) -> AsyncIterator[InvoicingWorker]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
 
 
 def payments(url: str) -> dict[str, tuple[Any, ...]]:

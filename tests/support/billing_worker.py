@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -101,19 +102,34 @@ async def produce(broker: EmbeddedBroker, topic: str, values: list[bytes]) -> No
         await producer.aclose()
 
 
+async def assign_tariff(
+    conn: psycopg.AsyncConnection[Any],
+    tariff: dict[str, Any],
+    scope: tariff_store.Scope,
+    target: str,
+    valid_from: datetime,
+    *,
+    create: bool = True,
+) -> None:
+    """Store ``tariff`` (unless ``create`` is False: stored before) and assign it to
+    ``target`` from ``valid_from``."""
+    if create:
+        await tariff_store.create_tariff(conn, tariff, created_by="test")
+    await assignment_store.assign(
+        conn,
+        tariff_id=tariff["id"],
+        scope=scope,
+        target=target,
+        valid_from=valid_from,
+        created_by="test",
+    )
+
+
 async def seed_site_tariff_and_payment(url: str, paid: uuid.UUID) -> None:
     upsert_site(url, "SITE-BILL", "Depot", 100_000, time_zone="Europe/Amsterdam")
     provision_station(url, STATION, "SITE-BILL")
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await tariff_store.create_tariff(conn, TOU, created_by="test")
-        await assignment_store.assign(
-            conn,
-            tariff_id="TOU-BILL",
-            scope=tariff_store.Scope.SITE,
-            target="SITE-BILL",
-            valid_from=TODAY,
-            created_by="test",
-        )
+        await assign_tariff(conn, TOU, tariff_store.Scope.SITE, "SITE-BILL", TODAY)
     store_samples(url, "1", 1)
     store_samples(url, "2", 2)
     with ConnectionPool(url, min_size=1, max_size=2) as pool:
