@@ -30,6 +30,9 @@ class InvoicingConfig:
     # Billing clerks' decisions on held sessions (release, correct, write off) are looked
     # for and carried out this often (invoicing.reviews).
     review_poll_s: float = 2.0
+    # A decision that could not be carried out (no tariff applies yet, the session cannot
+    # be priced, the provider refuses) is tried again after this many seconds.
+    review_retry_s: float = 300.0
     # Seconds between looks for active sessions to pre-authorise (an id tag with a
     # payment method, no payment yet).
     preauth_poll_s: float = 2.0
@@ -46,7 +49,7 @@ class InvoicingConfig:
             raise ValueError("capture retries need 0 < initial <= max seconds")
         if self.capture_max_attempts < 1 or self.capture_retry_every_s <= 0:
             raise ValueError("capture_max_attempts >= 1 and capture_retry_every_s > 0")
-        if self.review_poll_s <= 0:
-            raise ValueError("review_poll_s must be > 0")
+        if self.review_poll_s <= 0 or self.review_retry_s <= 0:
+            raise ValueError("review_poll_s and review_retry_s must be > 0")
         if self.preauth_poll_s <= 0 or self.preauth_estimate_minor < 1:
             raise ValueError("preauth_poll_s > 0 and preauth_estimate_minor >= 1")

@@ -16,13 +16,14 @@ before repeats the steps, and each is idempotent (the CDR's id comes from the se
 its ``last_updated`` is the decision's time, so a second bill returns the stored CDR;
 consumers of ``billing.cdrs`` keep one per id; a capture or release is answered from the
 payment's row). A decision that cannot be carried out (the session is not stored, no
-tariff applies, it cannot be priced, the payment refuses) is logged and left unsettled,
-not tried again until the worker restarts.
+tariff applies, it cannot be priced, the payment refuses) is logged once and left
+unsettled, and tried again ``retry_after_s`` later (a tariff assigned since is found).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -45,16 +46,28 @@ _AUTHORIZING = "authorizing"
 
 
 class ReviewSettler:
-    def __init__(self, party: CdrParty) -> None:
+    def __init__(
+        self,
+        party: CdrParty,
+        *,
+        retry_after_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.party = party
         self.settled = 0  # decisions carried out, for tests and logs
-        self._unsettleable: set[str] = set()
+        self.deferred = 0  # tries that could not carry a decision out
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._retry_at: dict[str, float] = {}  # session -> when its decision is tried again
+        self._reported: set[str] = set()  # sessions whose failure was logged
 
     async def settle_due(
         self, db: AsyncDb, payments: PaymentService, publish: Publish, capture: Capture
     ) -> int:
         """Carry out every decided, unsettled review (oldest decision first); how many."""
-        decisions = await review_store.unsettled_decisions(db, skip=sorted(self._unsettleable))
+        now = self._clock()
+        self._retry_at = {s: at for s, at in self._retry_at.items() if at > now}
+        decisions = await review_store.unsettled_decisions(db, skip=sorted(self._retry_at))
         done = 0
         for decision in decisions:
             if decision.status == "written_off":
@@ -65,8 +78,12 @@ class ReviewSettler:
         self.settled += done
         return done
 
-    def _give_up(self, decision: Decision, why: str) -> bool:
-        self._unsettleable.add(decision.session_id)
+    def _try_later(self, decision: Decision, why: str) -> bool:
+        self._retry_at[decision.session_id] = self._clock() + self.retry_after_s
+        self.deferred += 1
+        if decision.session_id in self._reported:
+            return False
+        self._reported.add(decision.session_id)
         log.warning(
             "review decision not carried out",
             session_id=decision.session_id,
@@ -80,7 +97,7 @@ class ReviewSettler:
     ) -> bool:
         session = decision.session
         if session is None:
-            return self._give_up(decision, "the session is not stored")
+            return self._try_later(decision, "the session is not stored")
         clerk = ClerkDecision(
             action="correct" if decision.status == "corrected" else "release",
             by=decision.decided_by,
@@ -91,13 +108,14 @@ class ReviewSettler:
         )
         outcome = await bill_session(db, session, self.party, decision=clerk)
         if outcome.cdr is None:
-            return self._give_up(decision, "; ".join(outcome.held))
+            return self._try_later(decision, "; ".join(outcome.held))
         await publish(outcome)
         await asyncio.to_thread(capture, outcome)
         cdr_id = str(outcome.cdr["id"])
         await review_store.settle_review(
             db, decision.session_id, cdr_id=cdr_id, note=f"CDR {cdr_id} issued"
         )
+        self._reported.discard(decision.session_id)
         log.info("held session billed", session_id=decision.session_id, cdr_id=cdr_id)
         return True
 
@@ -120,7 +138,7 @@ class ReviewSettler:
                         "hold release failed", session_id=decision.session_id, error=str(exc)
                     )
                     return False
-                return self._give_up(decision, f"the payment hold was not released: {exc}")
+                return self._try_later(decision, f"the payment hold was not released: {exc}")
             outcome = "payment hold released"
         elif payment is not None:
             outcome = f"payment {payment.status}: no hold to release"

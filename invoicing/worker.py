@@ -78,7 +78,7 @@ class InvoicingWorker:
         self.poll_s = poll_s
         self._stop = asyncio.Event()
         self.invoiced = 0  # sessions handled (billed or held), for tests and logs
-        self.reviews = ReviewSettler(self.party)
+        self.reviews = ReviewSettler(self.party, retry_after_s=config.review_retry_s)
         self._reviews_at = 0.0  # time.monotonic() when decisions are looked for next
         self.preauthorizer: Preauthorizer | None = None  # made by run()
 

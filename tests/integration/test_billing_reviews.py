@@ -315,3 +315,39 @@ async def _restart_after_a_crash_before_settling(
     ]
     assert len(ids) == 4
     assert len(set(ids)) == 2
+
+
+async def test_a_release_without_a_tariff_is_billed_once_one_is_assigned(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, keys: dict[str, str]
+) -> None:
+    upsert_site(clean_db, "SITE-REV", "Depot", 100_000, time_zone="Europe/Amsterdam")
+    provision_station(clean_db, STATION, "SITE-REV")
+    session = held_session(1, Quality.ESTIMATED, "TAG-LATE")
+    store_session(clean_db, session)
+    await produce(broker, topics.sessions_closed, [encode_session_closed(session)])
+    config = InvoicingConfig(
+        kafka_bootstrap=broker.bootstrap,
+        database_url=clean_db,
+        topics=topics,
+        review_poll_s=0.1,
+        review_retry_s=0.5,
+    )
+    async with (
+        running(InvoicingWorker(config, poll_s=0.1)) as worker,
+        api_client(clean_db) as client,
+    ):
+        await apoll(lambda: worker.invoiced, lambda n: n >= 1, 60, "the session held")
+        resp = await client.post(
+            f"/v1/billing/reviews/{session.session_id}/release",
+            json={"note": "register jump checked"},
+            headers=auth(keys["billing"]),
+        )
+        assert resp.status_code == 200, resp.text
+        await apoll(lambda: worker.reviews.deferred, lambda n: n >= 1, 60, "no tariff: put off")
+        assert stored(clean_db, "SELECT 1 FROM cdrs") == []
+        async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as conn:
+            await assign_tariff(
+                conn, TOU, tariff_store.Scope.SITE, "SITE-REV", START - timedelta(days=1)
+            )
+        await apoll(lambda: worker.reviews.settled, lambda n: n >= 1, 60, "billed at a retry")
+    assert cdr_of(clean_db, session)["total_energy"] == Decimal(22)
