@@ -135,7 +135,7 @@ class Submission:
             )
         except (PublishError, TimeoutError) as exc:
             log.warning(
-                "command %s stays pending: the broker did not take it (%s); a gateway "
+                "command %s stays pending: the broker did not take it (%r); a gateway "
                 "publishes it later",
                 command.command_id,
                 exc,

@@ -80,6 +80,11 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
         )
     provision_station(url, EXAMPLE_STATION, EXAMPLE_SITE)
     with psycopg.connect(url, autocommit=True) as db:
+        # Commands need the station's OCPP version (no broker here: they stay pending).
+        db.execute(
+            "UPDATE stations SET ocpp_version = '1.6' WHERE charge_point_id = %s",
+            (EXAMPLE_STATION,),
+        )
         db.execute(
             "INSERT INTO connector_availability (charge_point_id, connector_id, status,"
             " connector_status, ocpp_status, error_code, status_at, online,"
@@ -230,7 +235,9 @@ def http_session() -> Iterator[requests.Session]:
 @pytest.fixture(scope="module")
 def api_url(seeded_database: str) -> Iterator[str]:
     # The failed-auth limit is a setting: generous here, where wrong keys are the point.
-    config = ApiConfig(database_url=seeded_database, auth_failure_limit=1_000_000)
+    # Commands expire after 1 s (no broker, no gateway: they stay pending), so `?wait`
+    # and the event stream of a queued command end at once.
+    config = ApiConfig(database_url=seeded_database, auth_failure_limit=1_000_000, command_ttl_s=1)
     with served_api(config) as url:
         yield url
 
@@ -243,7 +250,23 @@ DOCUMENT = create_app(ApiConfig(database_url="postgresql://unused")).openapi()
 # valid_until after valid_from, its tariff existing): a schema-valid body may still be
 # a 422 naming the rule. Those rules are tested in test_tariff_registry.py and
 # test_tariff_preview.py; every other check runs on these operations as on the rest.
-CROSS_FIELD_BODIES = ("/v1/tariffs", "/v1/tariffs/preview", "/v1/tariff-assignments")
+# Commands: a payload the station's OCPP version does not accept (raw), a session or
+# transaction id the station does not have, an Idempotency-Key reused for another body.
+COMMAND_ACTIONS = (
+    "remote-start",
+    "remote-stop",
+    "reset",
+    "unlock-connector",
+    "change-availability",
+    "trigger-message",
+    "raw",
+)
+CROSS_FIELD_BODIES = (
+    "/v1/tariffs",
+    "/v1/tariffs/preview",
+    "/v1/tariff-assignments",
+    *(f"/v1/stations/{{station_id}}/commands/{action}" for action in COMMAND_ACTIONS),
+)
 POSITIVE_OR_RULE_REJECTED = [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]
 CONFIG = SchemathesisConfig.from_dict(
     {
@@ -356,7 +379,7 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 42, CASES
+    assert len(authenticated) == 52, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
     # refuses the others (409).
     one_shot = ("/capture", "/refund", "/cancel", "/attach")
@@ -367,8 +390,8 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
         assert 401 in answered, (operation, answered)
         if operation.endswith(one_shot):
             assert answered & {200, 409}, (operation, answered)
-        else:  # 201 for a POST that creates, 204 for an idempotent DELETE
-            assert answered & {200, 201, 204}, (operation, answered)
+        else:  # 201 for a POST that creates, 202 a queued command, 204 a DELETE
+            assert answered & {200, 201, 202, 204}, (operation, answered)
     print(
         f"schemathesis cases per operation and identity: {CASES}; "
         f"total {sum(sum(seen.values()) for seen in CASES.values())}; "
