@@ -28,9 +28,9 @@ class ApiConfig:
     # full demand (0: no demand pricing).
     demand_threshold: float = 0.8
     demand_max_uplift: float = 0.2
-    # Remote commands: seconds a command may wait to be sent (then expired, never sent)
-    # and seconds the gateway waits for the station's answer (then timed_out).
+    # Remote commands: seconds a command may wait to be sent (then expired, never sent).
     command_ttl_s: float = 120.0
+    # Remote commands: seconds the gateway waits for the station's answer (then timed_out).
     command_timeout_s: float = 30.0
     # Topic names (the prefix is the shared CHARGEFLOW_TOPIC_PREFIX).
     topics: Topics = field(default_factory=Topics)

@@ -96,13 +96,13 @@ async def _submit(
     return command_public(record)
 
 
-def _typed(db: AsyncDb, body: TypedBody) -> Build:
+def _typed(db: AsyncDb, station_id: str, body: TypedBody) -> Build:
     async def build(version: str) -> tuple[str, dict[str, Any]]:
         remote_start_id = transaction_id = None
         if isinstance(body, RemoteStartCreate) and version != "1.6":
             remote_start_id = await command_queue.next_remote_start_id(db)
         if isinstance(body, RemoteStopCreate) and body.session_id is not None:
-            transaction_id = await _session_transaction(db, body)
+            transaction_id = await _session_transaction(db, station_id, body)
         try:
             return ocpp_request(
                 body, version, remote_start_id=remote_start_id, transaction_id=transaction_id
@@ -113,11 +113,17 @@ def _typed(db: AsyncDb, body: TypedBody) -> Build:
     return build
 
 
-async def _session_transaction(db: AsyncDb, body: RemoteStopCreate) -> str:
+async def _session_transaction(db: AsyncDb, station_id: str, body: RemoteStopCreate) -> str:
+    """The transaction of the session to stop: on this station, still active."""
     assert body.session_id is not None
     found = await command_queue.session_transaction(db, body.session_id)
-    if found is None:
-        raise ProblemError(status.HTTP_422_UNPROCESSABLE_CONTENT, "no such session_id")
+    if found is None or found[0] != station_id:
+        raise ProblemError(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"no session {body.session_id} on station {station_id!r}",
+        )
+    if found[2] != "active":
+        raise ProblemError(status.HTTP_409_CONFLICT, f"session {body.session_id} has ended")
     return found[1]
 
 
@@ -142,7 +148,7 @@ def _route(path: str, summary: str, body_type: type[Any]) -> None:
             station_id,
             path,
             body,
-            _typed(conn, body),
+            _typed(conn, station_id, body),
         )
 
     endpoint.__annotations__["body"] = body_type

@@ -37,10 +37,15 @@ class RemoteStartCreate(_Body):
 
 
 class RemoteStopCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"transaction_id": "42"}]}
+    )
+
     transaction_id: str | None = Field(
         default=None,
         pattern=r"^[\x21-\x7e]{1,36}$",
         description="The station's transaction id (1.6: an integer)",
+        examples=["42"],
     )
     session_id: uuid.UUID | None = Field(
         default=None, description="Or the chargeflow session whose transaction to stop"
