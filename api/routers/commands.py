@@ -16,6 +16,7 @@ from api.command_watch import follow, history, latest
 from api.deps import CommandOperator, DbConn, DbPool
 from api.params import (
     CURSOR_PATTERN,
+    EXAMPLE_COMMAND_ID,
     TIMESTAMP_DESCRIPTION,
     CursorPosition,
     StationId,
@@ -32,9 +33,25 @@ from store.commands import CommandRecord, get_command
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"], responses=AUTHENTICATED)
 
-CommandIdPath = Annotated[uuid.UUID, Path(description="The command's id")]
+CommandIdPath = Annotated[
+    uuid.UUID, Path(description="The command's id", examples=[EXAMPLE_COMMAND_ID])
+]
 MAX_WAIT_S = 30
 MAX_STREAM_S = 300
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": [str(s) for s in CommandStatus]},
+        "id": {"type": "string", "pattern": "^[1-3]$", "description": "The step's number"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "JSON: command_id, status, at (when the step happened) and "
+            "command (the command as it is now)",
+        },
+    },
+}
 
 
 def command_public(record: CommandRecord) -> CommandPublic:
@@ -149,7 +166,8 @@ async def get_command_by_id(
     responses={
         200: {
             "description": "The event stream",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # OpenAPI before 3.2: the schema describes each event.
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
         },
         **NOT_FOUND,
     },

@@ -34,6 +34,7 @@ from api.main import create_app
 from api.params import (
     EXAMPLE_ALERT_FIRST_SEEN,
     EXAMPLE_ALERT_ID,
+    EXAMPLE_COMMAND_ID,
     EXAMPLE_CUSTOMER,
     EXAMPLE_HELD_SESSIONS,
     EXAMPLE_QUOTE_ID,
@@ -80,10 +81,18 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
         )
     provision_station(url, EXAMPLE_STATION, EXAMPLE_SITE)
     with psycopg.connect(url, autocommit=True) as db:
-        # Commands need the station's OCPP version (no broker here: they stay pending).
+        # Commands need the station's OCPP version (no broker here: they stay pending);
+        # the example command, answered.
         db.execute(
             "UPDATE stations SET ocpp_version = '1.6' WHERE charge_point_id = %s",
             (EXAMPLE_STATION,),
+        )
+        db.execute(
+            "INSERT INTO commands (command_id, charge_point_id, action, payload, ocpp_version,"
+            " requested_by, requested_at, expires_at, timeout_s, status, sent_at, completed_at,"
+            " response, published_at) VALUES (%s, %s, 'Reset', '{\"type\": \"Soft\"}', '1.6',"
+            " 'seed', %s, %s, 30, 'accepted', %s, %s, '{\"status\": \"Accepted\"}', %s)",
+            (EXAMPLE_COMMAND_ID, EXAMPLE_STATION, T0, T0 + timedelta(minutes=2), T0, T0, T0),
         )
         db.execute(
             "INSERT INTO connector_availability (charge_point_id, connector_id, status,"
