@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 API over chargeflow's store: sessions, availability, load, status history and fault
-alerts (which maintenance acknowledges and resolves: the only writes, each audited).
+alerts (which maintenance acknowledges and resolves, each audited), tariffs, payments,
+CDRs, and remote commands to stations (202 with the command; its outcome at
+`/v1/commands/{id}`, with `?wait=N` or as server-sent events; `Idempotency-Key` makes a
+retry return the first command).
 
 Authenticate with an API key (`chargeflow` admin creates them; shown once) in the
 `X-API-Key` header or as `Authorization: Bearer <key>`. Roles: admin, operator,

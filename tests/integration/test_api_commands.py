@@ -81,6 +81,14 @@ async def _remote_start_and_stop(
     cp = station.cp_id
     resp = await post(client, key, cp, "remote-start", {"id_tag": SIM_TAG, "connector_id": 1})
     assert resp.json()["status"] == "pending"
+    # The stream, opened while the command is on its way: every step once, in order,
+    # then it closes by itself.
+    events = await client.get(f"/v1/commands/{resp.json()['command_id']}/events", headers=auth(key))
+    assert events.status_code == 200
+    assert events.headers["content-type"].startswith("text/event-stream")
+    steps = sse_events(events.text)
+    assert [name for name, _ in steps] == ["pending", "sent", "accepted"]
+    assert steps[-1][1]["command"]["status"] == "accepted"
     started = await outcome(client, key, resp)
     assert started["status"] == "accepted", started
     assert started["ocpp_version"] == version
@@ -96,13 +104,11 @@ async def _remote_start_and_stop(
                 (started["command_id"],),
             ).fetchone()
         assert stored == (remote_start_id,)
-    # The stream of a finished command: every step once, in order, then the end.
-    events = await client.get(f"/v1/commands/{started['command_id']}/events", headers=auth(key))
-    assert events.status_code == 200
-    assert events.headers["content-type"].startswith("text/event-stream")
-    steps = sse_events(events.text)
-    assert [name for name, _ in steps] == ["pending", "sent", "accepted"]
-    assert all(data["command"]["status"] == "accepted" for _, data in steps)
+    # Waiting on a final command answers at once.
+    again = await client.get(
+        f"/v1/commands/{started['command_id']}", params={"wait": 30}, headers=auth(key)
+    )
+    assert again.json() == started
 
     running = await apoll(
         lambda: station.state.running.get(1), lambda tx: tx is not None, 20, "a transaction"
