@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -224,6 +225,26 @@ async def test_rejected_offline_unknown_and_forbidden(
         assert offline["sent_at"] is None
         events = await client.get(f"/v1/commands/{offline['command_id']}/events", headers=auth(key))
         assert [name for name, _ in sse_events(events.text)] == ["pending", "offline"]
+
+        # Held by another live replica (that never sends it): pending; `wait` gives up
+        # after its N seconds and says so.
+        await asyncio.to_thread(provision_station, clean_db, "API-HELD", password=STATION_PASSWORD)
+        with psycopg.connect(clean_db, autocommit=True) as conn:
+            conn.execute("INSERT INTO gateways (gateway_id) VALUES ('gw-elsewhere')")
+            conn.execute(
+                "INSERT INTO station_connections (charge_point_id, gateway_id)"
+                " VALUES ('API-HELD', 'gw-elsewhere')"
+            )
+            conn.execute(
+                "UPDATE stations SET ocpp_version = %s WHERE charge_point_id = 'API-HELD'",
+                (version,),
+            )
+        held = await post(client, key, "API-HELD", "reset", {"type": "soft"})
+        assert held.status_code == 202
+        started = time.monotonic()
+        waited = await client.get(held.headers["location"], params={"wait": 1}, headers=auth(key))
+        assert 1 <= time.monotonic() - started < 5
+        assert waited.json()["status"] == "pending"
 
         await asyncio.to_thread(provision_station, clean_db, "API-NEW", password=STATION_PASSWORD)
         never = await post(client, key, "API-NEW", "reset", {"type": "soft"})
