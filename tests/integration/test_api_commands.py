@@ -146,6 +146,17 @@ async def _idempotent_retry(
     )
     problem = assert_problem(other, 422)
     assert problem["type"] == "urn:chargeflow:problem:idempotency-key-reused"
+    # Two retries at the same time: one command, one message.
+    racing = await asyncio.gather(
+        *(
+            post(client, key, cp, "trigger-message", body, **{"Idempotency-Key": "k-2"})
+            for _ in range(4)
+        )
+    )
+    assert {r.status_code for r in racing} == {202}
+    assert len({r.json()["command_id"] for r in racing}) == 1
+    assert (await outcome(client, key, racing[0]))["status"] == "accepted"
+    assert messages_for(broker, topics, racing[0].json()["command_id"]) == 1
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
@@ -187,7 +198,7 @@ async def test_commands_from_the_api_reach_the_station_and_report_the_outcome(
             headers=auth(key),
         )
         seen = [c["command_id"] for c in page["items"] + rest.json()["items"]]
-        assert len(seen) == len(set(seen)) == 4  # start, stop, trigger, raw
+        assert len(seen) == len(set(seen)) == 5  # start, stop, 2 triggers, raw
         reset = await outcome(client, key, await post(client, key, cp, "reset", {"type": "soft"}))
         assert reset["status"] == "accepted"
         assert reset["payload"] == {"type": "Soft" if version == "1.6" else "OnIdle"}
