@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
@@ -54,12 +55,28 @@ SSE_EVENT_SCHEMA = {
 }
 
 
+def _json_numbers(value: Any) -> Any:
+    """Stored payloads keep exact decimals (``Decimal``); JSON shows them as numbers
+    (pydantic would write a ``Decimal`` as a string).
+
+    >>> _json_numbers({"a": [Decimal("7400.3"), 1]})
+    {'a': [7400.3, 1]}
+    """
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_numbers(v) for v in value]
+    return value
+
+
 def command_public(record: CommandRecord) -> CommandPublic:
     return CommandPublic(
         command_id=record.command_id,
         station_id=record.charge_point_id,
         action=record.action,
-        payload=record.payload,
+        payload=_json_numbers(record.payload),
         ocpp_version=record.ocpp_version,
         status=record.status,
         requested_by=record.requested_by,
@@ -67,7 +84,7 @@ def command_public(record: CommandRecord) -> CommandPublic:
         expires_at=record.expires_at,
         sent_at=record.sent_at,
         completed_at=record.completed_at,
-        response=record.response,
+        response=_json_numbers(record.response),
         error=record.error,
         gateway_id=record.gateway_id,
     )

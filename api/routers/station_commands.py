@@ -30,6 +30,7 @@ from api.schemas.commands import (
     TriggerMessageCreate,
     UnlockConnectorCreate,
 )
+from bus.commands import decode_json
 from store import command_queue
 from store.db import AsyncDb
 
@@ -204,8 +205,12 @@ async def command_raw(
     conn: DbConn,
     idempotency_key: IdempotencyKey = None,
 ) -> CommandPublic:
+    # The payload's numbers as typed, not as floats: the schemas' multipleOf checks and
+    # the station need the exact decimal (1.6 limits are multiples of 0.1).
+    payload: dict[str, Any] = decode_json(await request.body())["payload"]
+
     async def build(version: str) -> tuple[str, dict[str, Any]]:
-        return body.action, dict(body.payload)
+        return body.action, payload
 
     return await _submit(
         request, response, principal, conn, idempotency_key, station_id, "raw", body, build

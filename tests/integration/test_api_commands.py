@@ -31,6 +31,19 @@ from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
 
+V16_PROFILE = {
+    "connectorId": 1,
+    "csChargingProfiles": {
+        "chargingProfileId": 1,
+        "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {
+            "chargingRateUnit": "W",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7400.3}],
+        },
+    },
+}
 FINAL = {"accepted", "rejected", "failed", "timed_out", "expired", "offline"}
 
 
@@ -172,15 +185,24 @@ async def test_commands_from_the_api_reach_the_station_and_report_the_outcome(
         cp = station.cp_id
         await _remote_start_and_stop(client, key, station, version, clean_db)
         await _idempotent_retry(client, key, cp, broker, topics)
-        raw = {"action": "GetConfiguration", "payload": {"key": ["HeartbeatInterval"]}}
+        # Numbers keep their decimal text (float 7400.3 would fail multipleOf 0.1).
+        raw: dict[str, Any] = {"action": "SetChargingProfile", "payload": V16_PROFILE}
         if version == "2.0.1":
             raw = {
                 "action": "GetBaseReport",
                 "payload": {"requestId": 5, "reportBase": "FullInventory"},
             }
-        assert (await outcome(client, key, await post(client, key, cp, "raw", raw)))[
-            "status"
-        ] == "accepted"
+        sent_raw = await outcome(client, key, await post(client, key, cp, "raw", raw))
+        assert sent_raw["status"] == "accepted", sent_raw
+        assert sent_raw["payload"] == raw["payload"]
+        if version == "1.6":
+            with psycopg.connect(clean_db) as conn:
+                text = conn.execute(
+                    "SELECT payload::text FROM commands WHERE command_id = %s",
+                    (sent_raw["command_id"],),
+                ).fetchone()
+            assert text is not None
+            assert '"limit": 7400.3' in text[0]
         bad = await post(client, key, cp, "raw", {"action": "Reset", "payload": {"type": "Warm"}})
         assert "invalid Reset payload" in assert_problem(bad, 422)["detail"]
         listed = await client.get(
