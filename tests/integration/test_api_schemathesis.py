@@ -81,19 +81,6 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
         )
     provision_station(url, EXAMPLE_STATION, EXAMPLE_SITE)
     with psycopg.connect(url, autocommit=True) as db:
-        # Commands need the station's OCPP version (no broker here: they stay pending);
-        # the example command, answered.
-        db.execute(
-            "UPDATE stations SET ocpp_version = '1.6' WHERE charge_point_id = %s",
-            (EXAMPLE_STATION,),
-        )
-        db.execute(
-            "INSERT INTO commands (command_id, charge_point_id, action, payload, ocpp_version,"
-            " requested_by, requested_at, expires_at, timeout_s, status, sent_at, completed_at,"
-            " response, published_at) VALUES (%s, %s, 'Reset', '{\"type\": \"Soft\"}', '1.6',"
-            " 'seed', %s, %s, 30, 'accepted', %s, %s, '{\"status\": \"Accepted\"}', %s)",
-            (EXAMPLE_COMMAND_ID, EXAMPLE_STATION, T0, T0 + timedelta(minutes=2), T0, T0, T0),
-        )
         db.execute(
             "INSERT INTO connector_availability (charge_point_id, connector_id, status,"
             " connector_status, ocpp_status, error_code, status_at, online,"
@@ -125,11 +112,29 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
             energy_source=None,
         )
     seed_alerts(url)
+    seed_commands(url)
     seed_payment(url)
     asyncio.run(seed_billing(url))
     seed_tariffs(url)
     yield url
     pg_server.drop_database(name)
+
+
+def seed_commands(url: str) -> None:
+    """Commands need the station's OCPP version (no broker here: they stay pending);
+    the example command, answered."""
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            "UPDATE stations SET ocpp_version = '1.6' WHERE charge_point_id = %s",
+            (EXAMPLE_STATION,),
+        )
+        db.execute(
+            "INSERT INTO commands (command_id, charge_point_id, action, payload, ocpp_version,"
+            " requested_by, requested_at, expires_at, timeout_s, status, sent_at, completed_at,"
+            " response, published_at) VALUES (%s, %s, 'Reset', '{\"type\": \"Soft\"}', '1.6',"
+            " 'seed', %s, %s, 30, 'accepted', %s, %s, '{\"status\": \"Accepted\"}', %s)",
+            (EXAMPLE_COMMAND_ID, EXAMPLE_STATION, T0, T0 + timedelta(minutes=2), T0, T0, T0),
+        )
 
 
 def seed_payment(url: str) -> None:
