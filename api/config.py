@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bus.topics import Topics
+
 
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
@@ -26,6 +28,12 @@ class ApiConfig:
     # full demand (0: no demand pricing).
     demand_threshold: float = 0.8
     demand_max_uplift: float = 0.2
+    # Remote commands: seconds a command may wait to be sent (then expired, never sent).
+    command_ttl_s: float = 120.0
+    # Remote commands: seconds the gateway waits for the station's answer (then timed_out).
+    command_timeout_s: float = 30.0
+    # Topic names (the prefix is the shared CHARGEFLOW_TOPIC_PREFIX).
+    topics: Topics = field(default_factory=Topics)
 
     def __post_init__(self) -> None:
         if self.auth_failure_limit < 1 or self.auth_failure_window_s < 1:
@@ -34,3 +42,5 @@ class ApiConfig:
             raise ValueError("quote_valid_s must be between 30 and 3600 seconds")
         if not 0 <= self.demand_threshold < 1 or not 0 <= self.demand_max_uplift <= 5:
             raise ValueError("demand_threshold is a share in [0, 1), demand_max_uplift in [0, 5]")
+        if not 1 <= self.command_ttl_s <= 86400 or not 1 <= self.command_timeout_s <= 300:
+            raise ValueError("command_ttl_s must be in [1, 86400], command_timeout_s in [1, 300]")

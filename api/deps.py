@@ -141,3 +141,5 @@ TariffWriter = Annotated[ApiPrincipal, Depends(require_roles(Role.BILLING, Role.
 TariffReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.BILLING, Role.OPERATOR, Role.ADMIN))
 ]
+# Remote commands to stations (remote start/stop, reset, ...): operations and admin.
+CommandOperator = Annotated[ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]

@@ -23,22 +23,28 @@ from api.routers import (
     alerts,
     availability,
     cdrs,
+    commands,
     health,
     load,
     payment_methods,
     payments,
     prices,
     sessions,
+    station_commands,
     station_health,
     tariff_admin,
     tariffs,
 )
+from bus.producer import Producer, producer_config
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 API over chargeflow's store: sessions, availability, load, status history and fault
-alerts (which maintenance acknowledges and resolves: the only writes, each audited).
+alerts (which maintenance acknowledges and resolves, each audited), tariffs, payments,
+CDRs, and remote commands to stations (202 with the command; its outcome at
+`/v1/commands/{id}`, with `?wait=N` or as server-sent events; `Idempotency-Key` makes a
+retry return the first command).
 
 Authenticate with an API key (`chargeflow` admin creates them; shown once) in the
 `X-API-Key` header or as `Authorization: Bearer <key>`. Roles: admin, operator,
@@ -64,6 +70,7 @@ def create_app(config: ApiConfig, payments_setup: PaymentsSetup | None = None) -
     app.state.config = config
     app.state.pool = None
     app.state.payments = None
+    app.state.producer = None
     app.state.stripe_webhook = (payments_setup or PaymentsSetup()).verify_stripe_webhook
     app.state.metrics = metrics
     app.state.auth_limiter = limiter
@@ -104,16 +111,31 @@ def _lifespan(
         )
         payments_pool.open(wait=False)
         app.state.payments = payments_setup.service(payments_pool)
+        # Commands from the API go on ocpp.commands (none without a broker: they stay
+        # pending and a gateway heartbeat publishes them).
+        producer = _command_producer(config)
+        app.state.producer = producer
         try:
             yield
         finally:
             app.state.pool = None
             app.state.payments = None
+            app.state.producer = None
+            if producer is not None:
+                await producer.aclose(5.0)
             await asyncio.to_thread(payments_pool.close)
             await pool.close()
             await limiter.aclose()
 
     return lifespan
+
+
+def _command_producer(config: ApiConfig) -> Producer | None:
+    if not config.kafka_bootstrap:
+        return None
+    producer = Producer(producer_config(config.kafka_bootstrap))
+    producer.start()
+    return producer
 
 
 def _include_routers(app: FastAPI) -> None:
@@ -129,6 +151,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(prices.router)
     app.include_router(cdrs.router)
     app.include_router(tariff_admin.router)
+    app.include_router(station_commands.router)
+    app.include_router(commands.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

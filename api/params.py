@@ -186,6 +186,7 @@ EXAMPLE_SITE = "DEPOT-1"
 EXAMPLE_SESSION_ID = uuid.UUID("0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
 EXAMPLE_CUSTOMER = "ACME"
 EXAMPLE_QUOTE_ID = uuid.UUID("4c9e2b71-8f3a-4d65-9b0e-5a7d1c2e3f40")
+EXAMPLE_COMMAND_ID = uuid.UUID("6d2f8a14-3b7c-4e91-a05d-9c8b7a6f5e41")
 # Sessions held for review, one per decision (each can be decided once; tests seed them).
 EXAMPLE_HELD_SESSIONS = {
     "release": "5f0c8a8e-1c2b-4d4e-8f6a-3b2c1d0e9f01",

@@ -33,6 +33,10 @@ TYPE_RATE_LIMITED = "urn:chargeflow:problem:auth-rate-limited"
 TYPE_DATABASE_UNAVAILABLE = "urn:chargeflow:problem:database-unavailable"
 TYPE_INTERNAL = "urn:chargeflow:problem:internal"
 TYPE_NOT_READY = "urn:chargeflow:problem:not-ready"
+# Commands: the Idempotency-Key names another request; the station's OCPP version is not
+# known (it never connected), so no command can be built for it.
+TYPE_IDEMPOTENCY_KEY_REUSED = "urn:chargeflow:problem:idempotency-key-reused"
+TYPE_OCPP_VERSION_UNKNOWN = "urn:chargeflow:problem:ocpp-version-unknown"
 
 
 class InvalidParam(BaseModel):

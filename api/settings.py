@@ -8,12 +8,19 @@ from __future__ import annotations
 from pydantic import Field
 
 from api.config import ApiConfig
-from runtime.settings import ComponentFields, DatabaseSettings, KafkaSettings, LoggingSettings
+from bus.topics import Topics
+from runtime.settings import (
+    ComponentFields,
+    DatabaseSettings,
+    KafkaSettings,
+    LoggingSettings,
+    TopicSettings,
+)
 
 
-class ApiSettings(KafkaSettings, DatabaseSettings, LoggingSettings):
+class ApiSettings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings):
     __component__ = ComponentFields(
-        ApiConfig, prefix="api_", shared=("kafka_bootstrap", "database_url")
+        ApiConfig, prefix="api_", shared=("kafka_bootstrap", "database_url", "topics")
     )
 
     api_host: str = Field("127.0.0.1", description="address the API listens on")
@@ -23,5 +30,6 @@ class ApiSettings(KafkaSettings, DatabaseSettings, LoggingSettings):
         config: ApiConfig = self.build_component(
             kafka_bootstrap=self.kafka_bootstrap,
             database_url=database_url or self.require("database_url"),
+            topics=Topics.with_prefix(self.topic_prefix),
         )
         return config

@@ -106,13 +106,17 @@ def _record(row: tuple[Any, ...]) -> CommandRecord:
 
 
 async def insert_if_missing(db: AsyncDb, command: Command) -> bool:
-    """Store a pending command unless its id is known; True if inserted."""
+    """Store a pending command unless its id is known; True if inserted.
+
+    The row counts as published (it was read from ``ocpp.commands``, or
+    :func:`submit_command` publishes it right after); the API's rows that still wait
+    for the broker are written by ``store.command_queue``."""
     rows = await execute(
         db,
         """
         INSERT INTO commands (command_id, charge_point_id, action, payload, ocpp_version,
-                              requested_by, requested_at, expires_at, timeout_s)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                              requested_by, requested_at, expires_at, timeout_s, published_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())
         ON CONFLICT (command_id) DO NOTHING
         RETURNING 1
         """,

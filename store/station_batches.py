@@ -34,6 +34,7 @@ class Connection:
     charge_point_id: str
     gateway_id: str
     connected_at: datetime
+    ocpp_version: str | None = None  # the subprotocol the station speaks on this connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,17 @@ async def record_connections(db: AsyncDb, rows: list[Connection]) -> None:
             [r.gateway_id for r in rows],
             [r.connected_at for r in rows],
         ),
+    )
+    # The version it speaks now: what the API needs to build a command for it.
+    await execute(
+        db,
+        """
+        UPDATE stations s SET ocpp_version = v.version
+        FROM unnest(%s::text[], %s::text[]) AS v(cp, version)
+        WHERE s.charge_point_id = v.cp AND v.version IS NOT NULL
+          AND s.ocpp_version IS DISTINCT FROM v.version
+        """,
+        ([r.charge_point_id for r in rows], [r.ocpp_version for r in rows]),
     )
 
 

@@ -14,12 +14,13 @@ import structlog
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry
 
-from bus.commands import Command, CommandStatus, encode_result
+from bus.commands import Command, CommandStatus, encode_command, encode_result
 from bus.deadletter import dead_letter_headers
 from bus.producer import Producer, PublishError
 from bus.topics import Topics
 from runtime.metrics import MetricFamily
 from runtime.retry import KAFKA, async_retrying
+from store import command_queue
 from store import commands as store
 
 log = structlog.get_logger("chargeflow.gateway.commands")
@@ -136,9 +137,18 @@ class CommandOutbox:
             self.publish_timeout_s,
         )
 
-    async def settle_overdue(self, grace_s: float) -> None:
+    async def publish_command(self, command: Command) -> None:
+        await asyncio.wait_for(
+            self.producer.publish(
+                self.topics.ocpp_commands, command.charge_point_id.encode(), encode_command(command)
+            ),
+            self.publish_timeout_s,
+        )
+
+    async def settle_overdue(self, grace_s: float, queued_after_s: float) -> None:
         """Expire ``pending`` commands nobody sent in time, fail ``sent`` ones whose
-        replica died, publish terminal rows never marked published."""
+        replica died, publish terminal rows never marked published and commands the API
+        queued while the broker did not take them (older than ``queued_after_s``)."""
         for record in await store.expire_overdue(self.pool, self.gateway_id):
             await self.publish(record)
         for record in await store.abandon_orphaned(self.pool, grace_s):
@@ -146,6 +156,9 @@ class CommandOutbox:
         republished = await store.publish_unpublished(self.pool, self.publish_result, grace_s)
         if republished:
             self.log.warning("published results left unpublished", commands=len(republished))
+        queued = await command_queue.publish_queued(self.pool, self.publish_command, queued_after_s)
+        if queued:
+            self.log.warning("published commands the API left unpublished", commands=len(queued))
 
     async def deadletter(self, msg: Message, reason: str) -> None:
         topic, partition, offset = (

@@ -309,7 +309,7 @@ class CommandRouter:
             await asyncio.sleep(self.heartbeat_s)
             try:
                 await store.heartbeat(self.pool, self.gateway_id)
-                await self.outbox.settle_overdue(self.grace_s)
+                await self.outbox.settle_overdue(self.grace_s, self.heartbeat_s)
             except (psycopg.Error, PublishError, OSError) as exc:
                 self.log.warning("heartbeat failed", error=str(exc))
 

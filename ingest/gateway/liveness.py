@@ -148,7 +148,7 @@ class Liveness:
         async with self._lock(charge_point_id):
             try:
                 await self.services.station_writes.connection.write(
-                    Connection(charge_point_id, self.gateway_id, at)
+                    Connection(charge_point_id, self.gateway_id, at, ocpp_version)
                 )
             except Exception:  # the sweep's restore_own records it later
                 log.exception("could not record the connection", charge_point_id=charge_point_id)

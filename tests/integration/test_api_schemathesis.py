@@ -34,6 +34,7 @@ from api.main import create_app
 from api.params import (
     EXAMPLE_ALERT_FIRST_SEEN,
     EXAMPLE_ALERT_ID,
+    EXAMPLE_COMMAND_ID,
     EXAMPLE_CUSTOMER,
     EXAMPLE_HELD_SESSIONS,
     EXAMPLE_QUOTE_ID,
@@ -111,11 +112,29 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
             energy_source=None,
         )
     seed_alerts(url)
+    seed_commands(url)
     seed_payment(url)
     asyncio.run(seed_billing(url))
     seed_tariffs(url)
     yield url
     pg_server.drop_database(name)
+
+
+def seed_commands(url: str) -> None:
+    """Commands need the station's OCPP version (no broker here: they stay pending);
+    the example command, answered."""
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            "UPDATE stations SET ocpp_version = '1.6' WHERE charge_point_id = %s",
+            (EXAMPLE_STATION,),
+        )
+        db.execute(
+            "INSERT INTO commands (command_id, charge_point_id, action, payload, ocpp_version,"
+            " requested_by, requested_at, expires_at, timeout_s, status, sent_at, completed_at,"
+            " response, published_at) VALUES (%s, %s, 'Reset', '{\"type\": \"Soft\"}', '1.6',"
+            " 'seed', %s, %s, 30, 'accepted', %s, %s, '{\"status\": \"Accepted\"}', %s)",
+            (EXAMPLE_COMMAND_ID, EXAMPLE_STATION, T0, T0 + timedelta(minutes=2), T0, T0, T0),
+        )
 
 
 def seed_payment(url: str) -> None:
@@ -230,7 +249,9 @@ def http_session() -> Iterator[requests.Session]:
 @pytest.fixture(scope="module")
 def api_url(seeded_database: str) -> Iterator[str]:
     # The failed-auth limit is a setting: generous here, where wrong keys are the point.
-    config = ApiConfig(database_url=seeded_database, auth_failure_limit=1_000_000)
+    # Commands expire after 1 s (no broker, no gateway: they stay pending), so `?wait`
+    # and the event stream of a queued command end at once.
+    config = ApiConfig(database_url=seeded_database, auth_failure_limit=1_000_000, command_ttl_s=1)
     with served_api(config) as url:
         yield url
 
@@ -243,7 +264,23 @@ DOCUMENT = create_app(ApiConfig(database_url="postgresql://unused")).openapi()
 # valid_until after valid_from, its tariff existing): a schema-valid body may still be
 # a 422 naming the rule. Those rules are tested in test_tariff_registry.py and
 # test_tariff_preview.py; every other check runs on these operations as on the rest.
-CROSS_FIELD_BODIES = ("/v1/tariffs", "/v1/tariffs/preview", "/v1/tariff-assignments")
+# Commands: a payload the station's OCPP version does not accept (raw), a session or
+# transaction id the station does not have, an Idempotency-Key reused for another body.
+COMMAND_ACTIONS = (
+    "remote-start",
+    "remote-stop",
+    "reset",
+    "unlock-connector",
+    "change-availability",
+    "trigger-message",
+    "raw",
+)
+CROSS_FIELD_BODIES = (
+    "/v1/tariffs",
+    "/v1/tariffs/preview",
+    "/v1/tariff-assignments",
+    *(f"/v1/stations/{{station_id}}/commands/{action}" for action in COMMAND_ACTIONS),
+)
 POSITIVE_OR_RULE_REJECTED = [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]
 CONFIG = SchemathesisConfig.from_dict(
     {
@@ -356,7 +393,7 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 42, CASES
+    assert len(authenticated) == 52, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
     # refuses the others (409).
     one_shot = ("/capture", "/refund", "/cancel", "/attach")
@@ -367,8 +404,8 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
         assert 401 in answered, (operation, answered)
         if operation.endswith(one_shot):
             assert answered & {200, 409}, (operation, answered)
-        else:  # 201 for a POST that creates, 204 for an idempotent DELETE
-            assert answered & {200, 201, 204}, (operation, answered)
+        else:  # 201 for a POST that creates, 202 a queued command, 204 a DELETE
+            assert answered & {200, 201, 202, 204}, (operation, answered)
     print(
         f"schemathesis cases per operation and identity: {CASES}; "
         f"total {sum(sum(seen.values()) for seen in CASES.values())}; "

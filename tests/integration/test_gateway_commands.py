@@ -24,62 +24,14 @@ from bus.producer import Producer, producer_config
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
-from ingest.simulator.clock import SimClock
-from ingest.simulator.config import FleetConfig
-from ingest.simulator.fleet import provision
-from ingest.simulator.report import FleetReport
 from ingest.simulator.station import SimulatedStation
 from store import commands as store
 from store.stations import provision_station
-from tests.support.gateway import STATION_PASSWORD, envelopes, gateway_config
+from tests.support.gateway import SIM_TAG as TAG
+from tests.support.gateway import STATION_PASSWORD, envelopes, gateway_config, sim_station
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
-
-TAG = "CMD-TAG-1"
-
-
-@asynccontextmanager
-async def sim_station(
-    gw: Gateway, cp_prefix: str, version: str, **overrides: Any
-) -> AsyncIterator[SimulatedStation]:
-    """One simulated station that stays connected, charges only when told to and
-    reports every 60 simulated s (0.5 s real)."""
-    base: dict[str, Any] = dict(
-        gateway_url=gw.url,
-        stations=1,
-        station_id_prefix=cp_prefix,
-        sessions_per_station=None,
-        mean_arrival_gap_s=1e12,
-        mean_dwell_s=1e12,
-        meter_interval_s=60,
-        time_scale=120,
-        call_timeout_s=5,
-        id_tags=(TAG,),
-        database_url=gw.config.database_url,
-        station_password=STATION_PASSWORD,
-        ocpp_versions=(version,),
-        seed=3,
-        max_power_w=22_000.0,
-    )
-    base.update(overrides)
-    config = FleetConfig(**base)
-    await asyncio.to_thread(provision, config)
-    station = SimulatedStation(
-        config.station_ids()[0],
-        config,
-        FleetReport(),
-        SimClock(config.time_scale),
-        ocpp_version=version,
-    )
-    task = asyncio.create_task(station.run())
-    try:
-        async with asyncio.timeout(20):
-            await station._booted_once.wait()
-        yield station
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @asynccontextmanager

@@ -1,5 +1,6 @@
 """A gateway under test and stations talking to it: configuration, provisioning,
-connecting (1.6 and 2.0.1), OCPP-J calls, and what the gateway published."""
+connecting (1.6 and 2.0.1), OCPP-J calls, what the gateway published, and one
+simulated station that answers commands (``sim_station``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import base64
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -17,6 +20,11 @@ from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.config import GatewayConfig
 from ingest.gateway.server import Gateway
+from ingest.simulator.clock import SimClock
+from ingest.simulator.config import FleetConfig
+from ingest.simulator.fleet import provision as provision_fleet
+from ingest.simulator.report import FleetReport
+from ingest.simulator.station import SimulatedStation
 from store.stations import provision_station
 from tests.support.polling import poll_until
 
@@ -129,3 +137,49 @@ def register(
             ],
         }
     ]
+
+
+SIM_TAG = "CMD-TAG-1"
+
+
+@asynccontextmanager
+async def sim_station(
+    gw: Gateway, cp_prefix: str, version: str, **overrides: Any
+) -> AsyncIterator[SimulatedStation]:
+    """One simulated station that stays connected, charges only when told to and
+    reports every 60 simulated s (0.5 s real)."""
+    base: dict[str, Any] = dict(
+        gateway_url=gw.url,
+        stations=1,
+        station_id_prefix=cp_prefix,
+        sessions_per_station=None,
+        mean_arrival_gap_s=1e12,
+        mean_dwell_s=1e12,
+        meter_interval_s=60,
+        time_scale=120,
+        call_timeout_s=5,
+        id_tags=(SIM_TAG,),
+        database_url=gw.config.database_url,
+        station_password=STATION_PASSWORD,
+        ocpp_versions=(version,),
+        seed=3,
+        max_power_w=22_000.0,
+    )
+    base.update(overrides)
+    config = FleetConfig(**base)
+    await asyncio.to_thread(provision_fleet, config)
+    station = SimulatedStation(
+        config.station_ids()[0],
+        config,
+        FleetReport(),
+        SimClock(config.time_scale),
+        ocpp_version=version,
+    )
+    task = asyncio.create_task(station.run())
+    try:
+        async with asyncio.timeout(20):
+            await station._booted_once.wait()
+        yield station
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

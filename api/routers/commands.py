@@ -1,0 +1,228 @@
+"""Remote commands: one with its outcome (optionally waiting for it), a filtered list,
+and the status changes as server-sent events. Roles operator, admin. Commands are
+queued by ``/v1/stations/{id}/commands/...`` (``api.routers.station_commands``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, status
+from fastapi.responses import StreamingResponse
+
+from api.command_watch import follow, history, latest
+from api.deps import CommandOperator, DbConn, DbPool
+from api.params import (
+    CURSOR_PATTERN,
+    EXAMPLE_COMMAND_ID,
+    TIMESTAMP_DESCRIPTION,
+    CursorPosition,
+    StationId,
+    Timestamp,
+    decode_api_cursor,
+    encode_api_cursor,
+    require_ordered,
+)
+from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
+from api.schemas.commands import ACTION_PATTERN, CommandPublic, CommandsPage
+from bus.commands import CommandStatus
+from store import command_queue
+from store.commands import CommandRecord, get_command
+
+router = APIRouter(prefix="/v1/commands", tags=["commands"], responses=AUTHENTICATED)
+
+CommandIdPath = Annotated[
+    uuid.UUID, Path(description="The command's id", examples=[EXAMPLE_COMMAND_ID])
+]
+MAX_WAIT_S = 30
+MAX_STREAM_S = 300
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": [str(s) for s in CommandStatus]},
+        "id": {"type": "string", "pattern": "^[1-3]$", "description": "The step's number"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "JSON: command_id, status, at (when the step happened) and "
+            "command (the command as it is now)",
+        },
+    },
+}
+
+
+def _json_numbers(value: Any) -> Any:
+    """Stored payloads keep exact decimals (``Decimal``); JSON shows them as numbers
+    (pydantic would write a ``Decimal`` as a string).
+
+    >>> _json_numbers({"a": [Decimal("7400.3"), 1]})
+    {'a': [7400.3, 1]}
+    """
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_numbers(v) for v in value]
+    return value
+
+
+def command_public(record: CommandRecord) -> CommandPublic:
+    return CommandPublic(
+        command_id=record.command_id,
+        station_id=record.charge_point_id,
+        action=record.action,
+        payload=_json_numbers(record.payload),
+        ocpp_version=record.ocpp_version,
+        status=record.status,
+        requested_by=record.requested_by,
+        created_at=record.requested_at,
+        expires_at=record.expires_at,
+        sent_at=record.sent_at,
+        completed_at=record.completed_at,
+        response=_json_numbers(record.response),
+        error=record.error,
+        gateway_id=record.gateway_id,
+    )
+
+
+def _not_found(command_id: uuid.UUID) -> ProblemError:
+    return ProblemError(status.HTTP_404_NOT_FOUND, f"no command {command_id}")
+
+
+@router.get(
+    "",
+    response_model=CommandsPage,
+    summary="List commands, newest first",
+    description="Filters combine (AND). `since` must be earlier than `until` (else 422). "
+    "Pages are walked with `cursor` = the previous page's `next_cursor`.",
+)
+async def list_commands(
+    _principal: CommandOperator,
+    conn: DbConn,
+    station: StationId = None,
+    command_status: Annotated[
+        CommandStatus | None, Query(alias="status", description="Only this status")
+    ] = None,
+    action: Annotated[
+        str | None, Query(pattern=ACTION_PATTERN, description="Only this OCPP action")
+    ] = None,
+    since: Annotated[
+        Timestamp | None,
+        Query(description=f"created at or after this time. {TIMESTAMP_DESCRIPTION}"),
+    ] = None,
+    until: Annotated[
+        Timestamp | None, Query(description=f"created before this time. {TIMESTAMP_DESCRIPTION}")
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=34,
+            max_length=50,
+            pattern=CURSOR_PATTERN,
+            description="`next_cursor` of the previous page, passed unchanged: where that "
+            "page ended, as `<created_at in microseconds since 1970 UTC>-<command_id as 32 "
+            "hex digits>`",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=command_queue.MAX_LIMIT, description="Page size")
+    ] = command_queue.DEFAULT_LIMIT,
+) -> CommandsPage:
+    require_ordered(since, until, ("since", "until"))
+    filters = command_queue.CommandFilter(station, command_status, action, since, until)
+    after = None
+    if cursor is not None:
+        position = decode_api_cursor(cursor)
+        after = (position.started_at, position.session_id)
+    page = await command_queue.list_commands(conn, filters, after=after, limit=limit)
+    next_cursor = None
+    if page.next_after is not None:
+        next_cursor = encode_api_cursor(CursorPosition(*page.next_after))
+    return CommandsPage(items=[command_public(r) for r in page.items], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{command_id}",
+    response_model=CommandPublic,
+    summary="One command and its outcome",
+    description="`wait=N` (0-30 s): answer once the command is final (accepted, rejected, "
+    "failed, timed_out, expired, offline) or after N seconds, whichever is first; the "
+    "status says which.",
+    responses=NOT_FOUND,
+)
+async def get_command_by_id(
+    command_id: CommandIdPath,
+    _principal: CommandOperator,
+    request: Request,
+    pool: DbPool,
+    wait: Annotated[
+        float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for a final status")
+    ] = 0,
+) -> CommandPublic:
+    timeout = request.app.state.config.pool_timeout_s
+    record = await latest(pool, command_id, wait, timeout)
+    if record is None:
+        raise _not_found(command_id)
+    return command_public(record)
+
+
+@router.get(
+    "/{command_id}/events",
+    response_class=StreamingResponse,
+    summary="The command's status changes as server-sent events",
+    description="`text/event-stream`: one event per status (`event:` pending, sent, then "
+    "the final status; `data:` JSON with `command_id`, `status`, `at` and the command as "
+    "it is now), oldest first, each once; the stream closes after the final status (or "
+    f"after `timeout` seconds, at most {MAX_STREAM_S}), or at once for a pending command "
+    "past its expires_at (no gateway sends it any more).",
+    responses={
+        200: {
+            "description": "The event stream",
+            # OpenAPI before 3.2: the schema describes each event.
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        },
+        **NOT_FOUND,
+    },
+)
+async def command_events(
+    command_id: CommandIdPath,
+    _principal: CommandOperator,
+    request: Request,
+    pool: DbPool,
+    stream_s: Annotated[
+        float,
+        Query(
+            alias="timeout", gt=0, le=MAX_STREAM_S, description="Close the stream after this many s"
+        ),
+    ] = 60,
+) -> StreamingResponse:
+    pool_timeout = request.app.state.config.pool_timeout_s
+    # The pool, not a request-scoped connection: the stream outlives the handler.
+    async with pool.connection(timeout=pool_timeout) as conn:
+        if await get_command(conn, command_id) is None:
+            raise _not_found(command_id)
+    return StreamingResponse(
+        _events(pool, command_id, stream_s, pool_timeout),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(
+    pool: DbPool, command_id: uuid.UUID, stream_s: float, pool_timeout: float
+) -> AsyncIterator[str]:
+    sent: set[CommandStatus] = set()
+    async for record in follow(pool, command_id, stream_s, pool_timeout):
+        now = command_public(record).model_dump(mode="json")
+        for step, at in history(record):
+            if step in sent:
+                continue
+            sent.add(step)
+            data = {"command_id": str(command_id), "status": step, "at": at.isoformat()}
+            text = json.dumps({**data, "command": now})
+            yield f"event: {step}\nid: {len(sent)}\ndata: {text}\n\n"
