@@ -8,7 +8,8 @@ Rules, in order:
 2. Admit sessions at their minimum (IEC 61851: 6 A) in priority order (class, then
    turn), skipping a session whose minimum does not fit on its phases: it is paused (0).
    A running session keeps its place while its minimum fits; a paused one resumes only if
-   it fits with ``Policy.margin_a`` to spare, so load noise does not pause and resume it.
+   it fits with ``Policy.margin_a`` to spare, so load noise does not pause and resume it
+   (a running session of a lower class than one waiting for the margin needs it too).
 3. Share the rest class by class, best first; within a class max-min fair (water-filling)
    up to each maximum. A single-phase session loads its phase, a three-phase one all three.
 
@@ -34,6 +35,7 @@ Five cars on the same 30 A that L1 has free: four minimums fit, the fifth waits 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +46,7 @@ from smart_charging.inputs import PhaseCurrents, SessionDemand, Site, Turn
 from smart_charging.priority import ClassKey, Policy, class_of, turn_key
 
 DECI = 10  # the allocator counts in 0.1 A, the resolution of an OCPP limit
+_NOBODY: ClassKey = (sys.maxsize, math.inf, math.inf)  # below every class
 
 
 class Reason(StrEnum):
@@ -112,7 +115,7 @@ def allocate(
     )
     classes = [class_of(d, now, site.voltage_v, policy) for d in ranked]
     margin = _up(policy.margin_a)
-    admitted = _admit(ranked, free, margin)
+    admitted = _admit(ranked, classes, free, margin)
     currents = _share(ranked, classes, admitted, free, margin)
     limits = [*fixed_limits, *_controlled_limits(ranked, classes, admitted, currents, free)]
     allocated = [0, 0, 0]
@@ -154,25 +157,37 @@ def next_turns(
         if limits[session.key] > 0:
             running = turn.powered_since is not None and turn.paused_since is None
             turns[session.key] = turn if running else Turn(powered_since=allocation.at)
-        elif turn.paused_since is None:
-            turns[session.key] = Turn(turn.powered_since, turn.paused_since or session.started_at)
+        elif turn.paused_since is None:  # paused now, or waiting since it plugged in
+            since = session.started_at if turn.powered_since is None else allocation.at
+            turns[session.key] = Turn(turn.powered_since, since)
         else:
             turns[session.key] = turn
     return turns
 
 
-def _admit(ranked: Sequence[SessionDemand], free: list[int], margin: int) -> list[bool]:
-    """Greedy in priority order: a session runs if its minimum fits on all its phases."""
+def _admit(
+    ranked: Sequence[SessionDemand], classes: Sequence[ClassKey], free: list[int], margin: int
+) -> list[bool]:
+    """Greedy in priority order: a session runs if its minimum fits on all its phases.
+
+    A running session needs no margin, unless a better class waits on one of its phases
+    for the margin alone: then it needs the margin too, so that it yields to that one.
+    """
     reserved = [0, 0, 0]
+    waiting = [_NOBODY, _NOBODY, _NOBODY]  # per phase, the best class held by the margin
     admitted = []
-    for demand in ranked:
-        low = _low(demand)
+    for demand, rank in zip(ranked, classes, strict=True):
+        low, phases = _low(demand), _phases(demand)
         running = demand.turn.powered_since is not None and demand.turn.paused_since is None
-        spare = 0 if running else margin
-        fits = all(reserved[p] + low <= free[p] - spare for p in _phases(demand))
+        yields = any(waiting[p] < rank for p in phases)
+        spare = margin if not running or yields else 0
+        fits = all(reserved[p] + low <= free[p] - spare for p in phases)
         if fits:
-            for p in _phases(demand):
+            for p in phases:
                 reserved[p] += low
+        elif all(reserved[p] + low <= free[p] for p in phases):
+            for p in phases:
+                waiting[p] = min(rank, waiting[p])
         admitted.append(fits)
     return admitted
 
