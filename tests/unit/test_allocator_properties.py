@@ -47,16 +47,18 @@ def _need(d: SessionDemand) -> tuple[float, float, tuple[int, ...]]:
 @given(sites(), base_loads(), sessions())
 def test_no_phase_is_over_the_site_limit(site: Site, base, demanded) -> None:
     allocation = allocate(site, base, demanded, NOW)
-    for p, (free, used) in enumerate(zip(_free(allocation), controlled_totals(allocation))):
+    used_per_phase = controlled_totals(allocation)
+    for p, (free, used) in enumerate(zip(_free(allocation), used_per_phase, strict=True)):
         assert used <= max(free, 0.0) + EPS, (p, free, used)
         if free >= 0:
             total = allocation.base_load_a[p] + allocation.fixed_load_a[p] + used
             assert total <= site.limit.per_phase_a[p] + EPS
     for d in demanded:
         if d.fixed:  # budgeted, never less than it may draw
-            assert allocation.sessions[_index(allocation, d)].current_a >= max(
-                d.max_a, d.measured_a or 0
-            ) - EPS
+            assert (
+                allocation.sessions[_index(allocation, d)].current_a
+                >= max(d.max_a, d.measured_a or 0) - EPS
+            )
 
 
 def _index(allocation: Allocation, d: SessionDemand) -> int:
@@ -93,9 +95,7 @@ def test_a_better_class_never_gets_less_with_the_same_need(
 
 @settings(deadline=None)
 @given(sites(), base_loads(), sessions(fixed=False))
-def test_within_a_class_nobody_is_below_another_that_could_give(
-    site: Site, base, demanded
-) -> None:
+def test_within_a_class_nobody_is_below_another_that_could_give(site: Site, base, demanded) -> None:
     allocation = allocate(site, base, demanded, NOW)
     limits = allocation.limits()
     slack = [h - POLICY.margin_a for h in allocation.headroom_a]
@@ -128,7 +128,9 @@ def test_a_small_rise_of_the_other_load_sends_nothing(site: Site, base, demanded
 @given(st.data(), st.integers(2, 30))
 def test_with_too_many_cars_everybody_gets_power_in_turn(data: st.DataObject, count: int) -> None:
     cars = data.draw(sessions(max_size=count, fixed=False))
-    cars = [replace(c, tier=0, departure=None, energy_needed_wh=None, soc_percent=None) for c in cars]
+    cars = [
+        replace(c, tier=0, departure=None, energy_needed_wh=None, soc_percent=None) for c in cars
+    ]
     biggest_min = max([c.min_a for c in cars], default=6.0)
     # room for the largest minimum on every phase, but not for every car at once
     per_phase = data.draw(tenths(int((biggest_min + POLICY.margin_a) * 10), 600))
