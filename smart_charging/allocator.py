@@ -40,9 +40,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
+from typing import NamedTuple
+
+import msgspec
 
 from smart_charging.fill import PHASES, Member, water_fill
-from smart_charging.inputs import PhaseCurrents, SessionDemand, Site, Turn
+from smart_charging.inputs import Phase, PhaseCurrents, SessionDemand, Site, Turn, site_phase
 from smart_charging.priority import ClassKey, Policy, class_of, turn_key
 
 DECI = 10  # the allocator counts in 0.1 A, the resolution of an OCPP limit
@@ -61,8 +65,7 @@ class Reason(StrEnum):
     FIXED_NON_COMPLIANT = "budgeted at full draw: non-compliant"
 
 
-@dataclass(frozen=True, slots=True)
-class SessionLimit:
+class SessionLimit(msgspec.Struct, frozen=True):
     """A session's limit per phase (A; 0 = paused), or the draw budgeted for it when not
     ``controlled`` (then no profile is worth sending)."""
 
@@ -96,6 +99,15 @@ class Allocation:
         return {s.key: s.current_a for s in self.sessions if s.controlled}
 
 
+class _Entry(NamedTuple):
+    """A controlled session, prepared once: its rank, its bounds and phases, its turn."""
+
+    demand: SessionDemand
+    rank: ClassKey
+    member: Member
+    running: bool
+
+
 def allocate(
     site: Site,
     base_load_a: PhaseCurrents,
@@ -106,21 +118,17 @@ def allocate(
     """Every session's limit at telemetry instant ``now``; see the module's rules."""
     limit = [_down(a) for a in site.limit.per_phase_a]
     base = [_up(max(a, 0.0)) for a in base_load_a]  # an exporting meter frees nothing
-    demands = sorted(sessions, key=lambda s: s.key)
+    demands = list(sessions)
     fixed, fixed_limits = _budget_fixed(d for d in demands if d.fixed)
     free = [limit[p] - base[p] - fixed[p] for p in PHASES]
-    ranked = sorted(
-        (d for d in demands if not d.fixed),
-        key=lambda d: (class_of(d, now, site.voltage_v, policy), turn_key(d, now, policy), d.key),
-    )
-    classes = [class_of(d, now, site.voltage_v, policy) for d in ranked]
+    ranked = _rank([d for d in demands if not d.fixed], now, site.voltage_v, policy)
     margin = _up(policy.margin_a)
-    admitted = _admit(ranked, classes, free, margin)
-    currents = _share(ranked, classes, admitted, free, margin)
-    limits = [*fixed_limits, *_controlled_limits(ranked, classes, admitted, currents, free)]
+    admitted = _admit(ranked, free, margin)
+    currents = _share(ranked, admitted, free, margin)
+    limits = [*fixed_limits, *_controlled_limits(ranked, admitted, currents, free)]
     allocated = [0, 0, 0]
-    for d, current in zip(ranked, currents, strict=True):
-        for p in _phases(d):
+    for entry, current in zip(ranked, currents, strict=True):
+        for p in entry.member.phases:
             allocated[p] += current
     return Allocation(
         site_id=site.site_id,
@@ -132,6 +140,25 @@ def allocate(
         headroom_a=_amps([free[p] - allocated[p] for p in PHASES]),
         sessions=tuple(sorted(limits, key=lambda s: s.key)),
     )
+
+
+def _rank(
+    demands: Sequence[SessionDemand], now: datetime, voltage_v: float, policy: Policy
+) -> list[_Entry]:
+    """The controlled sessions in priority order: class, turn, then (station, connector)."""
+    keys = [
+        (*class_of(d, now, voltage_v, policy), *turn_key(d, now, policy), *d.key, i)
+        for i, d in enumerate(demands)
+    ]
+    keys.sort()  # flat tuples: four times faster to sort than nested ones
+    ranked = []
+    for key in keys:
+        d = demands[key[-1]]
+        high = max(_down(d.max_a), 0)
+        member = Member(min(_up(d.min_a), high), high, _phases(d))
+        running = d.turn.powered_since is not None and d.turn.paused_since is None
+        ranked.append(_Entry(d, key[:3], member, running))
+    return ranked
 
 
 def next_turns(
@@ -165,9 +192,7 @@ def next_turns(
     return turns
 
 
-def _admit(
-    ranked: Sequence[SessionDemand], classes: Sequence[ClassKey], free: list[int], margin: int
-) -> list[bool]:
+def _admit(ranked: Sequence[_Entry], free: list[int], margin: int) -> list[bool]:
     """Greedy in priority order: a session runs if its minimum fits on all its phases.
 
     A running session needs no margin, unless a better class waits on one of its phases
@@ -176,16 +201,17 @@ def _admit(
     reserved = [0, 0, 0]
     waiting = [_NOBODY, _NOBODY, _NOBODY]  # per phase, the best class held by the margin
     admitted = []
-    for demand, rank in zip(ranked, classes, strict=True):
-        low, phases = _low(demand), _phases(demand)
-        running = demand.turn.powered_since is not None and demand.turn.paused_since is None
-        yields = any(waiting[p] < rank for p in phases)
-        spare = margin if not running or yields else 0
-        fits = all(reserved[p] + low <= free[p] - spare for p in phases)
+    for entry in ranked:
+        low, phases, rank = entry.member.low, entry.member.phases, entry.rank
+        spare = margin
+        if entry.running and min([waiting[p] for p in phases]) >= rank:
+            spare = 0
+        room = min([free[p] - reserved[p] for p in phases])
+        fits = low <= room - spare
         if fits:
             for p in phases:
                 reserved[p] += low
-        elif all(reserved[p] + low <= free[p] for p in phases):
+        elif low <= room:
             for p in phases:
                 waiting[p] = min(rank, waiting[p])
         admitted.append(fits)
@@ -193,30 +219,31 @@ def _admit(
 
 
 def _share(
-    ranked: Sequence[SessionDemand],
-    classes: Sequence[ClassKey],
-    admitted: Sequence[bool],
-    free: list[int],
-    margin: int,
+    ranked: Sequence[_Entry], admitted: Sequence[bool], free: list[int], margin: int
 ) -> list[int]:
     """Minimums to every admitted session, then the rest class by class (water-filling)."""
     currents = [0] * len(ranked)
     room = list(free)
-    for i, demand in enumerate(ranked):
+    for i, entry in enumerate(ranked):
         if admitted[i]:
-            currents[i] = _low(demand)
-            for p in _phases(demand):
+            currents[i] = entry.member.low
+            for p in entry.member.phases:
                 room[p] -= currents[i]
     room = [max(0, r - margin) for r in room]
+    wanted = [0, 0, 0]
+    for i, entry in enumerate(ranked):
+        if admitted[i]:
+            for p in entry.member.phases:
+                wanted[p] += entry.member.high - entry.member.low
+    if all(wanted[p] <= room[p] for p in PHASES):  # enough for everyone's maximum
+        return [entry.member.high if admitted[i] else 0 for i, entry in enumerate(ranked)]
     start = 0
     while start < len(ranked):
         end = start
-        while end < len(ranked) and classes[end] == classes[start]:
+        while end < len(ranked) and ranked[end].rank == ranked[start].rank:
             end += 1
         members = [i for i in range(start, end) if admitted[i]]
-        shares = water_fill(
-            [Member(_low(ranked[i]), _high(ranked[i]), _phases(ranked[i])) for i in members], room
-        )
+        shares = water_fill([ranked[i].member for i in members], room)
         for i, share in zip(members, shares, strict=True):
             currents[i] = share
         start = end
@@ -224,50 +251,47 @@ def _share(
 
 
 def _controlled_limits(
-    ranked: Sequence[SessionDemand],
-    classes: Sequence[ClassKey],
+    ranked: Sequence[_Entry],
     admitted: Sequence[bool],
     currents: Sequence[int],
     free: Sequence[int],
 ) -> list[SessionLimit]:
-    running_classes = {classes[i] for i in range(len(ranked)) if admitted[i]}
-    boosted = _boosted_phases(ranked, classes, admitted, currents)
+    running_classes = {ranked[i].rank for i in range(len(ranked)) if admitted[i]}
+    boosted = _boosted_phases(ranked, admitted, currents)
     out = []
-    for i, demand in enumerate(ranked):
+    for i, entry in enumerate(ranked):
+        member = entry.member
         if not admitted[i]:
-            if any(_low(demand) > free[p] for p in _phases(demand)):
+            if any(member.low > free[p] for p in member.phases):
                 reason = Reason.PAUSED_NO_CAPACITY
-            elif classes[i] in running_classes:
+            elif entry.rank in running_classes:
                 reason = Reason.PAUSED_ROTATING
             else:
                 reason = Reason.PAUSED_PRIORITY
-        elif currents[i] >= _high(demand):
+        elif currents[i] >= member.high:
             reason = Reason.MAX
-        elif currents[i] == _low(demand) and boosted[i] & set(_phases(demand)):
+        elif currents[i] == member.low and boosted[i].intersection(member.phases):
             reason = Reason.PRIORITY
         else:
             reason = Reason.FAIR_SHARE
-        out.append(_limit(demand, currents[i], reason, controlled=True))
+        out.append(_limit(entry.demand, currents[i], reason, controlled=True))
     return out
 
 
 def _boosted_phases(
-    ranked: Sequence[SessionDemand],
-    classes: Sequence[ClassKey],
-    admitted: Sequence[bool],
-    currents: Sequence[int],
-) -> list[set[int]]:
+    ranked: Sequence[_Entry], admitted: Sequence[bool], currents: Sequence[int]
+) -> list[frozenset[int]]:
     """Per session, the phases where a better class got more than its minimum."""
-    better: set[int] = set()
+    better: frozenset[int] = frozenset()
     this_class: set[int] = set()
     out = []
-    for i, demand in enumerate(ranked):
-        if i > 0 and classes[i] != classes[i - 1]:
-            better |= this_class
+    for i, entry in enumerate(ranked):
+        if i > 0 and entry.rank != ranked[i - 1].rank:
+            better = better | this_class
             this_class = set()
-        out.append(set(better))
-        if admitted[i] and currents[i] > _low(demand):
-            this_class.update(_phases(demand))
+        out.append(better)
+        if admitted[i] and currents[i] > entry.member.low:
+            this_class.update(entry.member.phases)
     return out
 
 
@@ -294,16 +318,18 @@ def _limit(demand: SessionDemand, deciamps: int, reason: Reason, controlled: boo
     )
 
 
+_ALL_PHASES = (0, 1, 2)
+
+
 def _phases(demand: SessionDemand) -> tuple[int, ...]:
-    return tuple(p.index for p in demand.site_phases)
+    if demand.phases == 1:
+        return _single_phase(demand.phase, demand.rotation)
+    return _ALL_PHASES
 
 
-def _low(demand: SessionDemand) -> int:
-    return min(_up(demand.min_a), _high(demand))
-
-
-def _high(demand: SessionDemand) -> int:
-    return max(_down(demand.max_a), 0)
+@cache
+def _single_phase(phase: Phase, rotation: str) -> tuple[int, ...]:
+    return (site_phase(phase, rotation).index,)
 
 
 def _down(amps: float) -> int:

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 PHASES = (0, 1, 2)
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):
     """A session in the fill: its current is between ``low`` and ``high`` (deciamperes)."""
 
     low: int
@@ -60,7 +59,15 @@ def saturation_level(members: Sequence[Member], room: int) -> Fraction | None:
 def water_fill(members: Sequence[Member], room: list[int]) -> list[int]:
     """Currents (deciamperes) for ``members``; ``room`` (free per phase above the lows) is
     reduced by what they take. The lows are assumed to be reserved already."""
+    if len(members) == 1:  # most classes, when laxity and SoC tell sessions apart
+        member = members[0]
+        current = min(member.high, member.low + min(room[p] for p in member.phases))
+        for p in member.phases:
+            room[p] -= current - member.low
+        return [current]
     value = [m.low for m in members]
+    if not any(room[p] for m in members for p in m.phases):
+        return value  # a better class took it all: everyone at the minimum
     unfrozen = list(range(len(members)))
     while unfrozen:
         levels = _levels(members, unfrozen, room)

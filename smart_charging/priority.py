@@ -55,25 +55,30 @@ ClassKey = tuple[int, float, float]
 
 def laxity(session: SessionDemand, now: datetime, voltage_v: float) -> timedelta | None:
     """Time to departure minus the time needed at max power, or None when not declared."""
+    seconds = _laxity_s(session, now, voltage_v)
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def _laxity_s(session: SessionDemand, now: datetime, voltage_v: float) -> float | None:
     if session.departure is None or session.energy_needed_wh is None:
         return None
     max_power_w = session.max_a * session.phases * voltage_v
     if max_power_w <= 0:
         return None
-    needed = timedelta(hours=max(session.energy_needed_wh, 0.0) / max_power_w)
-    return (session.departure - now) - needed
+    needed_s = max(session.energy_needed_wh, 0.0) / max_power_w * 3600
+    return (session.departure - now).total_seconds() - needed_s
 
 
 def class_of(session: SessionDemand, now: datetime, voltage_v: float, policy: Policy) -> ClassKey:
     """The class key, lowest first: (-tier, laxity step, SoC step)."""
-    slack = laxity(session, now, voltage_v)
-    step = policy.laxity_step.total_seconds()
-    lax = NO_LAXITY if slack is None else math.floor(slack.total_seconds() / step)
+    slack_s = _laxity_s(session, now, voltage_v)
+    step_s = policy.laxity_step.total_seconds()
+    lax = NO_LAXITY if slack_s is None else math.floor(slack_s / step_s)
     soc = session.soc_percent if session.soc_percent is not None else policy.unknown_soc_percent
     return (-session.tier, lax, math.floor(soc / policy.soc_step_percent))
 
 
-def turn_key(session: SessionDemand, now: datetime, policy: Policy) -> tuple[int, float]:
+def turn_key(session: SessionDemand, now: datetime, policy: Policy) -> tuple[int, datetime]:
     """Order among equals: sessions within their turn first, then who waited longest.
 
     A session powered for less than the rotation period keeps its place (0, since). The
@@ -84,7 +89,6 @@ def turn_key(session: SessionDemand, now: datetime, policy: Policy) -> tuple[int
     if turn.powered_since is not None and turn.paused_since is None:
         turn_end = turn.powered_since + policy.rotation_period
         if now < turn_end:
-            return (0, turn.powered_since.timestamp())
-        return (1, turn_end.timestamp())
-    waiting_since = turn.paused_since or session.started_at
-    return (1, waiting_since.timestamp())
+            return (0, turn.powered_since)
+        return (1, turn_end)
+    return (1, turn.paused_since or session.started_at)
