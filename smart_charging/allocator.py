@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from smart_charging.fill import PHASES, Member, water_fill
+from smart_charging.fill import PHASES, water_fill
 from smart_charging.inputs import Phase, PhaseCurrents, SessionDemand, Site, Turn, site_phase
 from smart_charging.priority import ClassKey, Policy, class_of, turn_key
 
@@ -100,11 +100,14 @@ class Allocation:
 
 
 class _Entry(NamedTuple):
-    """A controlled session, prepared once: its rank, its bounds and phases, its turn."""
+    """A controlled session, prepared once: its bounds (deciamperes) and site phases (a
+    member of the fill), its rank, and whether it runs now."""
 
+    low: int
+    high: int
+    phases: tuple[int, ...]
     demand: SessionDemand
     rank: ClassKey
-    member: Member
     running: bool
 
 
@@ -128,7 +131,7 @@ def allocate(
     limits = [*fixed_limits, *_controlled_limits(ranked, admitted, currents, free)]
     allocated = [0, 0, 0]
     for entry, current in zip(ranked, currents, strict=True):
-        for p in entry.member.phases:
+        for p in entry.phases:
             allocated[p] += current
     return Allocation(
         site_id=site.site_id,
@@ -155,9 +158,8 @@ def _rank(
     for key in keys:
         d = demands[key[-1]]
         high = max(_down(d.max_a), 0)
-        member = Member(min(_up(d.min_a), high), high, _phases(d))
         running = d.turn.powered_since is not None and d.turn.paused_since is None
-        ranked.append(_Entry(d, key[:3], member, running))
+        ranked.append(_Entry(min(_up(d.min_a), high), high, _phases(d), d, key[:3], running))
     return ranked
 
 
@@ -202,7 +204,7 @@ def _admit(ranked: Sequence[_Entry], free: list[int], margin: int) -> list[bool]
     waiting = [_NOBODY, _NOBODY, _NOBODY]  # per phase, the best class held by the margin
     admitted = []
     for entry in ranked:
-        low, phases, rank = entry.member.low, entry.member.phases, entry.rank
+        low, phases, rank = entry.low, entry.phases, entry.rank
         spare = margin
         if entry.running and min([waiting[p] for p in phases]) >= rank:
             spare = 0
@@ -226,24 +228,24 @@ def _share(
     room = list(free)
     for i, entry in enumerate(ranked):
         if admitted[i]:
-            currents[i] = entry.member.low
-            for p in entry.member.phases:
+            currents[i] = entry.low
+            for p in entry.phases:
                 room[p] -= currents[i]
     room = [max(0, r - margin) for r in room]
     wanted = [0, 0, 0]
     for i, entry in enumerate(ranked):
         if admitted[i]:
-            for p in entry.member.phases:
-                wanted[p] += entry.member.high - entry.member.low
+            for p in entry.phases:
+                wanted[p] += entry.high - entry.low
     if all(wanted[p] <= room[p] for p in PHASES):  # enough for everyone's maximum
-        return [entry.member.high if admitted[i] else 0 for i, entry in enumerate(ranked)]
+        return [entry.high if admitted[i] else 0 for i, entry in enumerate(ranked)]
     start = 0
     while start < len(ranked):
         end = start
         while end < len(ranked) and ranked[end].rank == ranked[start].rank:
             end += 1
         members = [i for i in range(start, end) if admitted[i]]
-        shares = water_fill([ranked[i].member for i in members], room)
+        shares = water_fill([ranked[i] for i in members], room)
         for i, share in zip(members, shares, strict=True):
             currents[i] = share
         start = end
@@ -260,17 +262,16 @@ def _controlled_limits(
     boosted = _boosted_phases(ranked, admitted, currents)
     out = []
     for i, entry in enumerate(ranked):
-        member = entry.member
         if not admitted[i]:
-            if any(member.low > free[p] for p in member.phases):
+            if any(entry.low > free[p] for p in entry.phases):
                 reason = Reason.PAUSED_NO_CAPACITY
             elif entry.rank in running_classes:
                 reason = Reason.PAUSED_ROTATING
             else:
                 reason = Reason.PAUSED_PRIORITY
-        elif currents[i] >= member.high:
+        elif currents[i] >= entry.high:
             reason = Reason.MAX
-        elif currents[i] == member.low and boosted[i].intersection(member.phases):
+        elif currents[i] == entry.low and boosted[i].intersection(entry.phases):
             reason = Reason.PRIORITY
         else:
             reason = Reason.FAIR_SHARE
@@ -290,8 +291,8 @@ def _boosted_phases(
             better = better | this_class
             this_class = set()
         out.append(better)
-        if admitted[i] and currents[i] > entry.member.low:
-            this_class.update(entry.member.phases)
+        if admitted[i] and currents[i] > entry.low:
+            this_class.update(entry.phases)
     return out
 
 

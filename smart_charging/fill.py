@@ -24,9 +24,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 PHASES = (0, 1, 2)
+
+
+class Bounded(Protocol):
+    """What the fill reads of a member (the allocator passes its own prepared entries)."""
+
+    @property
+    def low(self) -> int: ...
+    @property
+    def high(self) -> int: ...
+    @property
+    def phases(self) -> tuple[int, ...]: ...
 
 
 class Member(NamedTuple):
@@ -37,7 +48,7 @@ class Member(NamedTuple):
     phases: tuple[int, ...]
 
 
-def saturation_level(members: Sequence[Member], room: int) -> Fraction | None:
+def saturation_level(members: Sequence[Bounded], room: int) -> Fraction | None:
     """The highest level at which the members' extras above their lows fit in ``room``.
 
     None when all of them reach their highs within it.
@@ -56,7 +67,7 @@ def saturation_level(members: Sequence[Member], room: int) -> Fraction | None:
     raise AssertionError("unreachable: the members' total extra exceeds the room")
 
 
-def water_fill(members: Sequence[Member], room: list[int]) -> list[int]:
+def water_fill(members: Sequence[Bounded], room: list[int]) -> list[int]:
     """Currents (deciamperes) for ``members``; ``room`` (free per phase above the lows) is
     reduced by what they take. The lows are assumed to be reserved already."""
     if len(members) == 1:  # most classes, when laxity and SoC tell sessions apart
@@ -88,27 +99,27 @@ def water_fill(members: Sequence[Member], room: list[int]) -> list[int]:
 
 
 def _levels(
-    members: Sequence[Member], unfrozen: list[int], room: list[int]
+    members: Sequence[Bounded], unfrozen: list[int], room: list[int]
 ) -> dict[int, Fraction | None]:
-    on_phase: dict[int, list[Member]] = {p: [] for p in PHASES}
+    on_phase: dict[int, list[Bounded]] = {p: [] for p in PHASES}
     for i in unfrozen:
         for p in members[i].phases:
             on_phase[p].append(members[i])
     return {p: saturation_level(on, room[p]) for p, on in on_phase.items() if on}
 
 
-def _clamp(level: int, member: Member) -> int:
+def _clamp(level: int, member: Bounded) -> int:
     return max(member.low, min(level, member.high))
 
 
-def _take(member: Member, current: int, value: list[int], i: int, room: list[int]) -> None:
+def _take(member: Bounded, current: int, value: list[int], i: int, room: list[int]) -> None:
     for p in member.phases:
         room[p] -= current - value[i]
     value[i] = current
 
 
 def _share_remainder(
-    members: Sequence[Member],
+    members: Sequence[Bounded],
     freezing: list[int],
     unfrozen: list[int],
     level: int,
