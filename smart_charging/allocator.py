@@ -67,7 +67,8 @@ class Reason(StrEnum):
 
 class SessionLimit(msgspec.Struct, frozen=True):
     """A session's limit per phase (A; 0 = paused), or the draw budgeted for it when not
-    ``controlled`` (then no profile is worth sending)."""
+    ``controlled`` (then no profile is worth sending). ``min_a`` is the session's minimum
+    (a profile's ``minChargingRate``; below it the EV does not charge)."""
 
     station_id: str
     connector_id: int
@@ -75,6 +76,7 @@ class SessionLimit(msgspec.Struct, frozen=True):
     site_phases: tuple[int, ...]  # 0 = L1 .. 2 = L3
     reason: Reason
     controlled: bool
+    min_a: float
 
     @property
     def key(self) -> tuple[str, int]:
@@ -315,7 +317,13 @@ def _budget_fixed(demands: Iterable[SessionDemand]) -> tuple[list[int], list[Ses
 
 def _limit(demand: SessionDemand, deciamps: int, reason: Reason, controlled: bool) -> SessionLimit:
     return SessionLimit(
-        demand.station_id, demand.connector_id, deciamps / DECI, _phases(demand), reason, controlled
+        demand.station_id,
+        demand.connector_id,
+        deciamps / DECI,
+        _phases(demand),
+        reason,
+        controlled,
+        demand.min_a,
     )
 
 

@@ -4,9 +4,10 @@ Stations keep profiles in flash, and a profile every few seconds wears it out
 (EVerest/libocpp#543), so a limit is sent only when it matters:
 
 - a session's first limit, and a pause (to 0), always;
-- a change of at least ``threshold_a``, or a resume from 0, when the station's last
-  update is at least ``min_interval`` ago (telemetry time); a station that gets an
-  update anyway gets all its changes worth sending in the same round;
+- a change of at least ``threshold_a``, or a resume (from 0, or from below the session's
+  minimum, where the EV does not charge), when the station's last update is at least
+  ``min_interval`` ago (telemetry time); a station that gets an update anyway gets all
+  its changes worth sending in the same round;
 - a smaller decrease, or one held by the rate limit, whenever the limits the stations
   keep would otherwise exceed the site's limit on a phase (largest decreases first):
   safety before flash wear. Increases never need that: holding one back is safe.
@@ -96,7 +97,7 @@ def _must_send(session: SessionLimit, previous: float | None) -> str | None:
 
 
 def _worth_sending(session: SessionLimit, previous: float, policy: UpdatePolicy) -> str | None:
-    if previous == 0 and session.current_a > 0:
+    if previous < session.min_a <= session.current_a:
         return "resume"
     if abs(session.current_a - previous) >= policy.threshold_a - 1e-9:
         return "change"

@@ -159,3 +159,15 @@ def test_a_pause_and_a_decrease_the_site_needs_are_sent_at_once() -> None:
     assert whys["CP03"] == "new"
     assert set(whys.values()) == {"new", "pause", "site limit"}
     assert updates[-1].station_id == "CP03"  # decreases land before the increase
+
+
+def test_a_limit_back_up_to_the_minimum_is_a_resume_however_small() -> None:
+    site = Site("S1", SiteLimit((6.5, 6.5, 6.5)))
+    car = _car(1)
+    allocation = allocate(site, (0.0, 0.0, 0.0), [car], NOW)
+    assert allocation.limits() == {car.key: 6.0}
+    below_min = {car.key: 5.5}  # the EV does not charge below 6 A
+    long_ago = {"CP01": NOW - timedelta(hours=1)}
+    [update] = updates_to_send(allocation, below_min, long_ago, NOW)
+    assert (update.current_a, update.why) == (6.0, "resume")
+    assert updates_to_send(allocation, below_min, {"CP01": NOW}, NOW) == ()  # rate limited
