@@ -165,3 +165,18 @@ def test_what_the_stations_keep_after_the_updates_fits_the_site(site, base, dema
         if free[p] >= 0:
             load = sum(kept[d.key] for d in demanded if p in {q.index for q in d.site_phases})
             assert load <= free[p] + EPS
+
+
+@settings(deadline=None)
+@given(sites(), base_loads(), sessions(), st.tuples(*[tenths(-5, 5)] * 3))
+def test_load_noise_either_way_sends_nothing_unless_someone_resumes(
+    site: Site, base, demanded, noise
+) -> None:
+    demanded, _ = settle(site, base, demanded, NOW)
+    demanded, settled = settle(site, base, demanded, NOW)
+    noisy_base = tuple(max(b + n, 0.0) for b, n in zip(base, noise, strict=True))
+    noisy = allocate(site, noisy_base, demanded, NOW)
+    paused = {k for k, a in settled.limits().items() if a == 0}
+    if {k for k, a in noisy.limits().items() if a == 0} == paused:
+        last = {d.station_id: NOW for d in demanded}
+        assert updates_to_send(noisy, settled.limits(), last, NOW) == ()
