@@ -134,7 +134,7 @@ def _share_remainder(
             pending[p] += _clamp(level, members[i]) - members[i].low
     for i in freezing:
         member = members[i]
-        if value[i] >= member.high or value[i] < level:
+        if value[i] != level or value[i] >= member.high:  # held above by its low, or full
             continue
         if all(room[p] - pending[p] >= 1 for p in member.phases):
             _take(member, value[i] + 1, value, i, room)

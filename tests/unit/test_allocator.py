@@ -171,3 +171,12 @@ def test_a_limit_back_up_to_the_minimum_is_a_resume_however_small() -> None:
     [update] = updates_to_send(allocation, below_min, long_ago, NOW)
     assert (update.current_a, update.why) == (6.0, "resume")
     assert updates_to_send(allocation, below_min, {"CP01": NOW}, NOW) == ()  # rate limited
+
+
+def test_the_last_tenths_go_to_the_sessions_at_the_level_not_to_one_held_above_it() -> None:
+    site = Site("S1", SiteLimit((22.6, 22.6, 22.6)))  # the minimums, 0.1 A, the margin
+    high_min = _car(9, min_a=10, max_a=10.1)  # waited longest: first in its class
+    small = [_car(2, max_a=6.1), _car(3, max_a=6.1)]
+    limits = allocate(site, (0.0, 0.0, 0.0), [high_min, *small], NOW).limits()
+    assert limits[high_min.key] == 10.0  # its minimum is above the others' level: no extra
+    assert sorted(limits[c.key] for c in small) == [6.0, 6.1]
