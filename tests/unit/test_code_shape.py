@@ -21,6 +21,7 @@ PACKAGES = (
     "store",
     "api",
     "notify",
+    "smart_charging",
     "tests",
 )
 SIZED_PACKAGES = ("flows", "ingest", "store")

@@ -26,6 +26,7 @@ PACKAGES = (
     "api",
     "notify",
     "invoicing",
+    "smart_charging",
     "chargeflow",
     "bench",
 )

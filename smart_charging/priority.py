@@ -1,0 +1,94 @@
+"""Who is served first: priority classes, and the order in which equals take turns.
+
+A class is (membership tier, laxity step, state-of-charge step). Laxity is the slack a
+session has: time to its declared departure minus the time it needs at its maximum power
+(ACN's least-laxity-first). Laxity and SoC are grouped in steps (1 h and 20 % by default)
+so that two sessions a minute apart in laxity share a class and the power fairly, and a
+session does not jump ahead of another and back every round as it charges.
+
+>>> from datetime import UTC, datetime, timedelta
+>>> from smart_charging.inputs import SessionDemand
+>>> now = datetime(2026, 7, 1, 12, tzinfo=UTC)
+>>> urgent = SessionDemand("CP1", 1, now, max_a=16, departure=now + timedelta(hours=2),
+...     energy_needed_wh=11_040)  # 16 A x 3 x 230 V = 11.04 kW: one hour at full power
+>>> laxity(urgent, now, 230.0)
+datetime.timedelta(seconds=3600)
+>>> policy = Policy()
+>>> member = SessionDemand("CP2", 1, now, tier=1)
+>>> walk_in = SessionDemand("CP3", 1, now)
+>>> sorted([walk_in, urgent, member], key=lambda s: class_of(s, now, 230.0, policy))[0].station_id
+'CP2'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from smart_charging.inputs import SessionDemand
+
+# A session without a departure or an energy need ranks after every session with both.
+NO_LAXITY = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How sessions are ranked and how long a turn lasts when not everyone can charge.
+
+    ``rotation_period``: a session that got power keeps it this long before an equal that
+    waits longer may take its place (a pause costs a car more than a few amperes).
+    ``unknown_soc_percent``: where a session that reports no SoC ranks (most AC cars).
+    ``margin_a``: per phase, left unallocated and required free before a paused session
+    resumes, so that a small rise of the site's other load changes nothing (no flapping).
+    """
+
+    laxity_step: timedelta = timedelta(hours=1)
+    soc_step_percent: float = 20.0
+    unknown_soc_percent: float = 50.0
+    rotation_period: timedelta = timedelta(minutes=15)
+    margin_a: float = 0.5
+
+
+ClassKey = tuple[int, float, float]
+
+
+def laxity(session: SessionDemand, now: datetime, voltage_v: float) -> timedelta | None:
+    """Time to departure minus the time needed at max power, or None when not declared."""
+    seconds = _laxity_s(session, now, voltage_v)
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def _laxity_s(session: SessionDemand, now: datetime, voltage_v: float) -> float | None:
+    if session.departure is None or session.energy_needed_wh is None:
+        return None
+    max_power_w = session.max_a * session.phases * voltage_v
+    if max_power_w <= 0:
+        return None
+    needed_s = max(session.energy_needed_wh, 0.0) / max_power_w * 3600
+    return (session.departure - now).total_seconds() - needed_s
+
+
+def class_of(session: SessionDemand, now: datetime, voltage_v: float, policy: Policy) -> ClassKey:
+    """The class key, lowest first: (-tier, laxity step, SoC step)."""
+    slack_s = _laxity_s(session, now, voltage_v)
+    step_s = policy.laxity_step.total_seconds()
+    lax = NO_LAXITY if slack_s is None else math.floor(slack_s / step_s)
+    soc = session.soc_percent if session.soc_percent is not None else policy.unknown_soc_percent
+    return (-session.tier, lax, math.floor(soc / policy.soc_step_percent))
+
+
+def turn_key(session: SessionDemand, now: datetime, policy: Policy) -> tuple[int, datetime]:
+    """Order among equals: sessions within their turn first, then who waited longest.
+
+    A session powered for less than the rotation period keeps its place (0, since). The
+    others (1, since when they wait): a paused session since its pause (or its start if
+    never powered), a session whose turn is over since its turn ended.
+    """
+    turn = session.turn
+    if turn.powered_since is not None and turn.paused_since is None:
+        turn_end = turn.powered_since + policy.rotation_period
+        if now < turn_end:
+            return (0, turn.powered_since)
+        return (1, turn_end)
+    return (1, turn.paused_since or session.started_at)
