@@ -82,6 +82,12 @@ MIN_STD = {
 }
 
 
+# Load change between two readings (share of the larger power) up to which the register
+# ratio is judged by the model: a taper steps ~10 % per 5 minutes and its trapezoid is a
+# few percent off the register; a steady session moves under 2 %.
+STEADY_LOAD = 0.05
+
+
 # Phases closer than this (max - min over mean) are even: a healthy supply's p99 is
 # ~1.2 %; a pitted contactor pole opens a wider spread before the mean drops by 5 %.
 EVEN_PHASES_SPREAD = 0.015
@@ -164,6 +170,9 @@ class ConnectorModel:
         register = self.register.update(station_id, connector_id, reading.time, x)
         if register is not None:
             results.append(register)
+        change = x.pop("load_change_ratio", None)
+        if change is not None and change > STEADY_LOAD:
+            x.pop("register_ratio", None)  # the rule read it; the model does not
         if not x:
             return results
         # Persistence counts readings under load only: idle readings in between (the

@@ -9,7 +9,11 @@ load or the station model:
 
 * ``temperature_rise_c``: temperature - ambient (the idle temperature, moved along the
   connector's day profile); overheating;
-* ``temperature_rise_c_per_kw``: that rise per kW, under load; overheating;
+* ``temperature_rise_c_per_kw``: that rise per kW, under load near the run's peak power
+  (at least ``NEAR_PEAK`` of it); overheating. In a taper the power falls to a tenth
+  while the ambient estimate (the last idle temperature, often hours old on a busy
+  connector) is a few degrees off: divided by one kW instead of eleven, that error
+  looked like a connector three times too hot;
 * ``voltage_drop_ratio``: (idle voltage - loaded voltage) / idle voltage; contactor wear;
 * ``phase_voltage_spread_ratio``: (max - min phase voltage) / mean, under load; contactor
   wear, phase loss;
@@ -20,7 +24,11 @@ load or the station model:
   and a connector cannot tell that from a damaged cable; early on every EV that
   charges draws what it was offered;
 * ``register_ratio``: register increase / integral of power since the last reading, both
-  under load; meter faults.
+  under load; meter faults (the register rule reads it on every such pair);
+* ``load_change_ratio``: |power - last power| / the larger, both under load: how steady
+  the load was over the register ratio's interval. The trapezoid between two power
+  samples misses the curve of a taper by several percent (the register sees the true
+  curve), so the connector model judges the register ratio at a steady load only.
 
 Features that a reading cannot support (no temperature, idle, first reading) are left
 out of its vector; detectors impute them. Only the readings' own timestamps are used,
@@ -57,6 +65,7 @@ MIN_INTEGRAL_WH = 1.0  # below this the register's 1 Wh resolution makes the rat
 # How long after power starts flowing delivered/offered is judged: an EV arriving at up
 # to 60 % state of charge reaches its taper (80 %) after ~20 minutes at the fastest.
 EARLY_SESSION = timedelta(minutes=20)
+NEAR_PEAK = 0.8  # share of the run's peak power from which the rise per kW is judged
 
 FEATURES = (
     "temperature_rise_c",
@@ -80,6 +89,7 @@ class ConnectorFeatures:
     ambient_profile: list[float | None] = field(default_factory=lambda: [None] * 24)
     idle_voltage_v: float | None = None
     loaded_since: datetime | None = None  # the start of the current run under load
+    run_peak_w: float = 0.0  # the highest power of the current run under load
     last: Reading | None = None
 
     def update(self, reading: Reading) -> dict[str, float]:
@@ -91,8 +101,11 @@ class ConnectorFeatures:
             loaded = reading.power_w is not None and reading.power_w >= LOAD_W
             if not loaded:
                 self.loaded_since = None
-            elif self.loaded_since is None:
-                self.loaded_since = reading.time
+                self.run_peak_w = 0.0
+            else:
+                if self.loaded_since is None:
+                    self.loaded_since = reading.time
+                self.run_peak_w = max(self.run_peak_w, reading.power_w or 0.0)
         features = self._instant(reading)
         if in_order:
             features.update(self._since_last(reading))
@@ -141,7 +154,7 @@ class ConnectorFeatures:
         if reading.temperature_c is not None and ambient is not None:
             rise = reading.temperature_c - ambient
             features["temperature_rise_c"] = rise
-            if loaded and power is not None:
+            if loaded and power is not None and power >= NEAR_PEAK * self.run_peak_w:
                 features["temperature_rise_c_per_kw"] = rise / (power / 1000.0)
         early = self.loaded_since is not None and reading.time - self.loaded_since <= EARLY_SESSION
         offered = reading.offered_w
@@ -163,7 +176,11 @@ class ConnectorFeatures:
         integral_wh = (last.power_w + reading.power_w) / 2.0 * hours
         if integral_wh < MIN_INTEGRAL_WH:
             return {}
-        return {"register_ratio": (reading.energy_wh - last.energy_wh) / integral_wh}
+        change = abs(reading.power_w - last.power_w) / max(reading.power_w, last.power_w)
+        return {
+            "register_ratio": (reading.energy_wh - last.energy_wh) / integral_wh,
+            "load_change_ratio": change,
+        }
 
     def _learn_baselines(self, reading: Reading) -> None:
         if reading.power_w is None or reading.power_w > IDLE_W:

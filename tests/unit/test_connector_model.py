@@ -4,7 +4,7 @@ cycle, load levels, sensor noise) gives nothing; each bent relation gives its ki
 from __future__ import annotations
 
 import pickle
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -94,3 +94,37 @@ def test_model_state_is_small_and_pickles_exactly() -> None:
     clone = pickle.loads(pickle.dumps(model))
     assert run(readings[-100:], model) == run(readings[-100:], clone)
     assert len(pickle.dumps(model)) < 4096
+
+
+def _sessions(model: ConnectorModel, start: datetime, hours: int, ratio: float, taper: bool):
+    """Hour-long sessions at 11 kW (one reading every 5 minutes, idle in between) whose
+    register grows ``ratio`` times the power integral; with ``taper`` each falls 10 %
+    per reading."""
+    findings: list[Finding] = []
+    energy = 0.0
+    for hour in range(hours):
+        t = start + timedelta(hours=hour)
+        findings += run([Reading(time=t, energy_wh=energy, power_w=0.0, temperature_c=20.0)], model)
+        power = 11000.0
+        for step in range(1, 12):
+            last, power = power, power * 0.9 if taper and step > 1 else 11000.0 + step % 2 * 50
+            energy += ratio * (last + power) / 2 * 5 / 60
+            reading = Reading(
+                time=t + timedelta(minutes=5 * step), energy_wh=energy, power_w=power,
+                temperature_c=30.0,
+            )  # fmt: skip
+            findings += run([reading], model)
+    return findings
+
+
+def test_the_register_ratio_is_judged_at_a_steady_load_only() -> None:
+    """A taper's trapezoid misses the register by several percent: no meter fault; the
+    same shortfall at a steady load is one."""
+    t = datetime(2026, 7, 1, tzinfo=UTC)
+    model = ConnectorModel.default(warmup=20, warmup_period=timedelta(hours=12))
+    assert _sessions(model, t, 24, 1.0, taper=False) == []
+    assert _sessions(model, t + timedelta(days=1), 6, 0.92, taper=True) == []
+    steady = _sessions(model, t + timedelta(days=2), 2, 0.92, taper=False)
+    assert steady
+    assert {f.kind for f in steady} == {AlertKind.METER_FAULT}
+    assert steady[0].detector == "model:deviation"

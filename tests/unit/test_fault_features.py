@@ -260,3 +260,27 @@ def test_delivered_over_offered_is_judged_early_in_a_run_under_load_not_in_the_t
     assert all("delivered_ratio" not in x for x in tapering)
     assert at(120, 0.0).get("delivered_ratio") is None  # the EV is done
     assert at(125, 5_000.0)["delivered_ratio"] == pytest.approx(5_000 / 11_000)
+
+
+def test_rise_per_kw_is_judged_near_the_runs_peak_power_not_in_the_taper() -> None:
+    """In a taper the power falls to a tenth while the ambient estimate may be degrees
+    off: per kW that error would look like an overheating contact."""
+    f = ConnectorFeatures()
+    f.update(idle(0, temp=20.0))
+    assert f.update(loaded(1, power=10000.0, temp=32.0))["temperature_rise_c_per_kw"] == 1.2
+    assert "temperature_rise_c_per_kw" in f.update(loaded(2, power=8500.0, temp=31.0))
+    taper = f.update(loaded(3, power=2000.0, temp=28.0))
+    assert "temperature_rise_c_per_kw" not in taper
+    assert taper["temperature_rise_c"] == 8.0  # the absolute rise is still there
+    f.update(idle(4, temp=20.0))  # a new run under load has its own peak
+    assert f.update(loaded(5, power=3000.0, temp=24.0))["temperature_rise_c_per_kw"] == 4 / 3
+
+
+def test_load_change_says_how_steady_the_register_ratios_interval_was() -> None:
+    f = ConnectorFeatures()
+    f.update(loaded(0, power=10000.0, energy=1000.0))
+    steady = f.update(loaded(1, power=10100.0, energy=1168.0))
+    taper = f.update(loaded(2, power=9000.0, energy=1326.0))
+    assert steady["load_change_ratio"] == pytest.approx(100 / 10100)
+    assert taper["load_change_ratio"] == pytest.approx(1100 / 10100)
+    assert "register_ratio" in taper  # the register rule reads it on every pair
