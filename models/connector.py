@@ -6,9 +6,10 @@ behaves unlike itself; the deviations of the single features from their own base
 say *how* (the top contributing feature names the kind of fault and is the evidence).
 
 Crying wolf is the failure that makes maintenance stop reading alerts, so a model
-finding needs ``persistence`` consecutive anomalous readings under load, and the
-detector only learns from readings it does not find anomalous (a fault must not become
-the new normal while it grows: only readings well inside the normal band are learned).
+finding needs ``persistence`` consecutive anomalous readings under load that point to
+the same kind (their top feature's), and the detector only learns from readings it does
+not find anomalous (a fault must not become the new normal while it grows: only
+readings well inside the normal band are learned).
 A cold connector learns from every reading for ``warmup_period`` of telemetry time (two
 days: the day cycle of ambient temperature and grid voltage, and the connector's range
 of loads) without alerting; its detector learns in the second half of it. Every
@@ -123,7 +124,8 @@ class ConnectorModel:
     warmup_period: timedelta = timedelta(days=2)  # telemetry time: a day cycle and more
     features: ConnectorFeatures = field(default_factory=ConnectorFeatures)
     register: RegisterRule = field(default_factory=RegisterRule)
-    anomalous_run: int = 0
+    anomalous_run: int = 0  # consecutive anomalous readings under load of ``run_kind``
+    run_kind: AlertKind | None = None
     first_seen: datetime | None = None
     # The last reading under load that was scored, for the health view.
     scored_at: datetime | None = None
@@ -199,11 +201,17 @@ class ConnectorModel:
             return results
         if not loaded:
             return results
+        # The run counts readings that point to one kind: three readings each a little
+        # off in another feature are noise, not a fault.
+        finding = self._finding(station_id, connector_id, reading, x, score)
+        if finding is None or finding.kind is not self.run_kind:
+            self.anomalous_run = 0
+            self.run_kind = None if finding is None else finding.kind
+        if finding is None:
+            return results
         self.anomalous_run += 1
         if self.anomalous_run >= self.persistence:
-            finding = self._finding(station_id, connector_id, reading, x, score)
-            if finding is not None:
-                results.append(finding)
+            results.append(finding)
         return results
 
     def health(self, station_id: str, connector_id: int, top: int = 3) -> ConnectorHealth | None:

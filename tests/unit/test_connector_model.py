@@ -128,3 +128,24 @@ def test_the_register_ratio_is_judged_at_a_steady_load_only() -> None:
     assert steady
     assert {f.kind for f in steady} == {AlertKind.METER_FAULT}
     assert steady[0].detector == "model:deviation"
+
+
+def test_persistence_counts_readings_that_point_to_one_kind() -> None:
+    """Anomalous readings alternating between two kinds are noise, not a fault."""
+    t = datetime(2026, 7, 1, tzinfo=UTC)
+    model = ConnectorModel.default(warmup=20, warmup_period=timedelta(hours=12))
+    assert _sessions(model, t, 24, 1.0, taper=False) == []
+    findings: list[Finding] = []
+    start, energy = t + timedelta(days=1), 0.0
+    findings += run([Reading(time=start, energy_wh=energy, power_w=11000.0)], model)
+    for i in range(1, 13):  # in turn: much too hot, then a register counting half
+        hot = i % 2 == 1
+        energy += 11000.0 * 5 / 60 * (1.0 if hot else 0.5)
+        reading = Reading(
+            time=start + timedelta(minutes=5 * i),
+            energy_wh=energy,
+            power_w=11000.0,
+            temperature_c=60.0 if hot else 30.0,
+        )
+        findings += run([reading], model)
+    assert findings == []

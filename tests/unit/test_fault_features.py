@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -284,3 +285,23 @@ def test_load_change_says_how_steady_the_register_ratios_interval_was() -> None:
     assert steady["load_change_ratio"] == pytest.approx(100 / 10100)
     assert taper["load_change_ratio"] == pytest.approx(1100 / 10100)
     assert "register_ratio" in taper  # the register rule reads it on every pair
+
+
+def test_an_idle_reading_hours_after_the_last_replaces_the_stale_ambient() -> None:
+    f = ConnectorFeatures()
+    f.update(idle(0, temp=15.0))
+    f.update(idle(5, temp=15.4))  # minutes apart: smoothed (the sensor's noise)
+    assert f.ambient_c == pytest.approx(15.0 + 0.4 * (1 - math.exp(-5 / 30)))
+    f.update(idle(5 + 4 * 60, temp=24.0))  # after four hours busy: the ambient now
+    assert f.ambient_c == pytest.approx(24.0, abs=0.01)
+
+
+def test_the_day_profile_bridges_hours_without_an_idle_reading() -> None:
+    """A connector busy every mid-morning has no 10 o'clock bin: the ambient follows the
+    profile across the gap instead of falling back to the morning's idle value."""
+    f = ConnectorFeatures()
+    f.ambient_profile[8], f.ambient_profile[11] = 16.0, 22.0  # 08:30 and 11:30
+    f.ambient_c, f.ambient_time = 16.0, T0.replace(hour=8, minute=30)
+    assert f.ambient_at(T0.replace(hour=10, minute=0)) == pytest.approx(19.0)
+    assert f.ambient_at(T0.replace(hour=11, minute=30)) == pytest.approx(22.0)
+    assert f.ambient_at(T0.replace(hour=8, minute=30)) == pytest.approx(16.0)
