@@ -136,12 +136,15 @@ class ConnectorModel:
     def default(
         cls,
         persistence: int = 3,
-        warmup: int = 100,
+        warmup: int = 30,
         warmup_period: timedelta = timedelta(days=2),
         **kwargs: Any,
     ) -> ConnectorModel:
         """The deviation detector over the load-independent features as both score and
-        attribution (tiny state)."""
+        attribution (tiny state). ``warmup`` samples per feature: delivered/offered is
+        taken in a run's first 20 minutes only (~4 readings a session at 5-minute
+        intervals), so 100 took it a week; the other features pass 30 in hours, and
+        ``MIN_STD`` bounds a young baseline's spread from below."""
         detector = DeviationDetector(
             MODEL_FEATURES,
             warmup=warmup,

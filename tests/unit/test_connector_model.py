@@ -149,3 +149,13 @@ def test_persistence_counts_readings_that_point_to_one_kind() -> None:
         )
         findings += run([reading], model)
     assert findings == []
+
+
+def test_a_feature_seen_only_early_in_sessions_warms_up_within_the_first_days() -> None:
+    """Delivered/offered is judged in a run's first 20 minutes only: with readings every
+    5 minutes that is ~4 samples a session, so its baseline must be usable after a few
+    dozen, or a damaged cable goes unseen for a week."""
+    readings = stream(5, seed=11, fault=cable_damage)[::5]
+    findings = run(readings, ConnectorModel.default())
+    assert {f.kind for f in findings} == {AlertKind.CABLE_DAMAGE}
+    assert readings[-1].time - findings[0].at >= timedelta(hours=3)
