@@ -125,12 +125,12 @@ class ConnectorModel:
     features: ConnectorFeatures = field(default_factory=ConnectorFeatures)
     register: RegisterRule = field(default_factory=RegisterRule)
     anomalous_run: int = 0  # consecutive anomalous readings under load of ``run_kind``
-    run_kind: AlertKind | None = None
     first_seen: datetime | None = None
     # The last reading under load that was scored, for the health view.
     scored_at: datetime | None = None
     scored: float = 0.0
     scored_features: dict[str, float] = field(default_factory=dict)
+    run_kind: AlertKind | None = None  # last: older snapshots' fields keep their places
 
     @classmethod
     def default(

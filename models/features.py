@@ -95,8 +95,8 @@ class ConnectorFeatures:
     ambient_profile: list[float | None] = field(default_factory=lambda: [None] * 24)
     idle_voltage_v: float | None = None
     loaded_since: datetime | None = None  # the start of the current run under load
-    run_peak_w: float = 0.0  # the highest power of the current run under load
     last: Reading | None = None
+    run_peak_w: float = 0.0  # the highest power of the current run under load
 
     def update(self, reading: Reading) -> dict[str, float]:
         """The features of ``reading``; folds it into the baselines. A reading that is not
