@@ -118,6 +118,7 @@ class AlertBook:
             current
             for (connector, kind), current in self.open.items()
             if current.by_rule
+            and current.alert.detector.startswith("rule:")  # a model's is a suspicion
             and not current.gateway_time
             and folds(kind, connector, finding.kind, finding.connector_id)
         ]

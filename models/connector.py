@@ -130,7 +130,11 @@ class ConnectorModel:
     scored_at: datetime | None = None
     scored: float = 0.0
     scored_features: dict[str, float] = field(default_factory=dict)
-    run_kind: AlertKind | None = None  # last: older snapshots' fields keep their places
+    # Last, so that older snapshots' fields keep their places.
+    run_kind: AlertKind | None = None
+    heal_after: int = 6  # normal readings under load in a row that resolve a suspicion
+    healthy_run: int = 0
+    suspected: list[AlertKind] = field(default_factory=list)  # kinds found, not healed
 
     @classmethod
     def default(
@@ -198,24 +202,45 @@ class ConnectorModel:
             self.scored_at, self.scored, self.scored_features = reading.time, score, dict(x)
         if score < self.learn_below:
             self._learn(x)
-        if score < self.threshold:
-            if loaded:
-                self.anomalous_run = 0
-            return results
-        if not loaded:
-            return results
-        # The run counts readings that point to one kind: three readings each a little
-        # off in another feature are noise, not a fault.
-        finding = self._finding(station_id, connector_id, reading, x, score)
-        if finding is None or finding.kind is not self.run_kind:
-            self.anomalous_run = 0
-            self.run_kind = None if finding is None else finding.kind
-        if finding is None:
-            return results
-        self.anomalous_run += 1
-        if self.anomalous_run >= self.persistence:
-            results.append(finding)
+        if loaded:
+            results.extend(self._judge(station_id, connector_id, reading, x, score))
         return results
+
+    def _judge(
+        self,
+        station_id: str,
+        connector_id: int,
+        reading: Reading,
+        x: dict[str, float],
+        score: float,
+    ) -> list[Finding | Clear]:
+        """A scored reading under load: a finding once ``persistence`` anomalous readings
+        in a row point to one kind (three readings each a little off in another feature
+        are noise, not a fault); a clear of the suspected kinds once ``heal_after``
+        normal ones in a row show the connector healthy under load again. Idle time says
+        nothing either way: a model alert stays open between sessions."""
+        finding = (
+            None
+            if score < self.threshold
+            else self._finding(station_id, connector_id, reading, x, score)
+        )
+        if finding is None:
+            self.anomalous_run, self.run_kind = 0, None
+            self.healthy_run += 1
+            if self.suspected and self.healthy_run >= self.heal_after:
+                kinds, self.suspected = frozenset(self.suspected), []
+                detectors = frozenset({f"model:{self.name}"})
+                return [Clear(station_id, connector_id, reading.time, kinds, detectors)]
+            return []
+        self.healthy_run = 0
+        if finding.kind is not self.run_kind:
+            self.anomalous_run, self.run_kind = 0, finding.kind
+        self.anomalous_run += 1
+        if self.anomalous_run < self.persistence:
+            return []
+        if finding.kind not in self.suspected:
+            self.suspected.append(finding.kind)
+        return [finding]
 
     def health(self, station_id: str, connector_id: int, top: int = 3) -> ConnectorHealth | None:
         """The connector's current risk: the last score under load and the ``top``
@@ -268,5 +293,12 @@ class ConnectorModel:
             scores={"score": score, **{f"z_{name}": z for name, z in pointing.items()}},
         )
         return Finding(
-            station_id, connector_id, kind, severity, reading.time, f"model:{self.name}", evidence
+            station_id,
+            connector_id,
+            kind,
+            severity,
+            reading.time,
+            f"model:{self.name}",
+            evidence,
+            resolves="clear",  # the model's own, once healthy under load again
         )

@@ -12,7 +12,7 @@ from bus.alerts import AlertKind
 from models.connector import FEATURE_KINDS, MODEL_FEATURES, ConnectorModel
 from models.features import FEATURES
 from models.readings import Reading
-from models.rules import Finding
+from models.rules import Clear, Finding
 from tests.support.connectors import (
     Fault,
     cable_damage,
@@ -159,3 +159,25 @@ def test_a_feature_seen_only_early_in_sessions_warms_up_within_the_first_days() 
     findings = run(readings, ConnectorModel.default())
     assert {f.kind for f in findings} == {AlertKind.CABLE_DAMAGE}
     assert readings[-1].time - findings[0].at >= timedelta(hours=3)
+
+
+def test_a_model_suspicion_resolves_under_load_not_while_idle() -> None:
+    """A fault that shows under load says nothing while the connector is idle: the
+    model's finding waits for its own clear, given after ``heal_after`` normal readings
+    under load, for the kinds it suspected."""
+    t = datetime(2026, 7, 1, tzinfo=UTC)
+    model = ConnectorModel.default(warmup=20, warmup_period=timedelta(hours=12))
+    assert _sessions(model, t, 24, 1.0, taper=False) == []
+    found = _sessions(model, t + timedelta(days=1), 1, 0.9, taper=False)
+    assert found
+    assert all(f.resolves == "clear" for f in found)
+    idle = t + timedelta(days=1, hours=6)  # hours later, idle: nothing
+    assert run([Reading(time=idle, energy_wh=0.0, power_w=0.0, temperature_c=20.0)], model) == []
+    results = []
+    for step in range(1, 8):  # a healthy session again
+        at = idle + timedelta(minutes=5 * step)
+        reading = Reading(time=at, energy_wh=916.7 * step, power_w=11000.0, temperature_c=30.0)
+        results += model.update("CP1", 1, reading)
+    clears = [r for r in results if isinstance(r, Clear)]
+    assert [c.kinds for c in clears] == [frozenset({AlertKind.METER_FAULT})]
+    assert clears[0].detectors == frozenset({"model:deviation"})
