@@ -12,7 +12,8 @@ key and snapshots it) and turns findings into alert versions to publish:
 * a rule's :class:`~models.rules.Clear` resolves at once (the station said it is healthy);
   a model's alert resolves after ``resolve_after`` without a finding (auto-resolve when
   healthy again); a finding can ask for either (``Finding.resolves``: the security
-  rules and first-try success go quiet like a model, having no "healthy" report);
+  rules and first-try success go quiet, having no "healthy" report; the connector
+  model waits for its own clear, given once it saw the connector healthy under load);
 * quiet is measured on the clock the findings were timed on: the station's telemetry
   time, or the gateway's receive time for ``gateway_time`` findings (the gateway's
   security alerts, Authorize), so a compressed replay resolves the station's alerts on
