@@ -71,6 +71,7 @@ class _Open:
     # Consequences folded into this alert (root-cause grouping), in the order seen.
     also_seen: list[str] = field(default_factory=list)
     folded: list[tuple[int, AlertKind]] = field(default_factory=list)
+    stated: bool = False  # a rule that waits for the station's clear found it: a root
 
 
 @dataclass(slots=True)
@@ -93,8 +94,9 @@ class AlertBook:
             return self._open(key, finding)
         if finding.gateway_time != current.gateway_time:
             return None  # on the other clock: the alert stays on its own
-        if finding.waits_for_clear:
+        if finding.waits_for_clear:  # even when late: the station said it is broken
             current.by_rule = True
+            current.stated |= finding.detector.startswith("rule:")
         escalates = finding.severity.rank > current.alert.severity.rank
         if finding.at < current.last_seen or (finding.at == current.last_seen and not escalates):
             return None
@@ -118,8 +120,7 @@ class AlertBook:
         roots = [
             current
             for (connector, kind), current in self.open.items()
-            if current.by_rule
-            and current.alert.detector.startswith("rule:")  # a model's is a suspicion
+            if current.stated  # a rule's word; a model's finding is a suspicion
             and not current.gateway_time
             and folds(kind, connector, finding.kind, finding.connector_id)
         ]
@@ -189,7 +190,10 @@ class AlertBook:
             evidence=finding.evidence,
             recommended_action=ACTIONS[finding.kind],
         )
-        self.open[key] = _Open(alert, finding.at, finding.waits_for_clear, finding.gateway_time)
+        stated = finding.waits_for_clear and finding.detector.startswith("rule:")
+        self.open[key] = _Open(
+            alert, finding.at, finding.waits_for_clear, finding.gateway_time, stated=stated
+        )
         return alert
 
     def _resolve(self, key: AlertKey, at: datetime) -> FaultAlert:

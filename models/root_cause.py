@@ -14,15 +14,18 @@ What is folded, and what never is:
 
 * only the kinds in :data:`CONSEQUENCES` of the root's kind (physically plausible
   effects of that fault); any other kind opens its own alert;
-* on the root's connector, or on every connector when the root is the station's
-  (connector 0);
+* on the root's connector, on every connector when the root is the station's
+  (connector 0), and the station's own (connector 0) findings when the root is a
+  connector's: the supply rule reads every connector's phase voltages, so a pitted
+  pole's drop under load is "the supply out of band" on connector 0;
 * a ground fault and a security concern are never folded: safety and intrusion are
   each their own alert whatever else is broken;
 * the grouping lasts as long as the root alert is open: once the station reports the
   connector healthy (the root resolved), findings open their own alerts again.
 
 The price: a second, independent fault of a folded kind on an already broken connector
-is told as "also seen" on the first alert, not as an alert of its own. Maintenance
+(or, for a station-level kind, anywhere on a station with a broken connector) is told
+as "also seen" on the first alert, not as an alert of its own. Maintenance
 repairing the connector reads both.
 
 >>> from bus.alerts import AlertKind as K
@@ -30,6 +33,8 @@ repairing the connector reads both.
 True
 >>> folds(K.CONNECTOR_OVERHEATING, 1, K.CONTROLLER_FAULT, 2)  # another connector
 False
+>>> folds(K.CONTACTOR_DEGRADATION, 1, K.GRID_IRREGULARITY, 0)  # the station's
+True
 >>> folds(K.CONTACTOR_DEGRADATION, 1, K.GROUND_FAULT, 1)
 False
 """
@@ -84,7 +89,7 @@ def folds(root_kind: AlertKind, root_connector: int, kind: AlertKind, connector:
     definite alert of ``root_kind`` on ``root_connector``."""
     if kind in NEVER_FOLDED or kind is root_kind:
         return False
-    if root_connector not in (0, connector):
+    if root_connector not in (0, connector) and connector != 0:
         return False
     return kind in CONSEQUENCES.get(root_kind, frozenset())
 

@@ -158,3 +158,26 @@ def test_the_consequence_map_never_folds_safety_or_a_kind_into_itself() -> None:
         assert not kinds & NEVER_FOLDED
     assert not folds(K.GRID_IRREGULARITY, 0, K.SECURITY, 1)
     assert not folds(K.GRID_IRREGULARITY, 0, K.GRID_IRREGULARITY, 1)
+
+
+def test_a_late_rule_finding_still_makes_the_open_alert_a_root() -> None:
+    """The station's fault report stamped a little before the model's last finding (its
+    readings arrive first) still says the connector is broken."""
+    book = AlertBook()
+    book.observe(finding(0, K.CABLE_DAMAGE, resolves="clear"))
+    book.observe(finding(10, K.CABLE_DAMAGE, resolves="clear"))
+    assert book.observe(finding(8, K.CABLE_DAMAGE, "rule:device_event")) is None  # late
+    folded = book.observe(finding(12, K.CONTROLLER_FAULT, "rule:error_code"))
+    assert folded is not None
+    assert folded.alert_kind is K.CABLE_DAMAGE
+
+
+def test_a_broken_connector_takes_the_stations_supply_finding() -> None:
+    """A pitted pole's drop under load puts that phase below the band: the supply rule,
+    reading every connector's voltages, reports it on connector 0."""
+    book = AlertBook()
+    book.observe(finding(0, K.CONTACTOR_DEGRADATION, "rule:error_code", severity=Severity.HIGH))
+    supply = book.observe(finding(5, K.GRID_IRREGULARITY, "rule:grid_voltage", connector=0))
+    assert supply is not None
+    assert supply.alert_kind is K.CONTACTOR_DEGRADATION
+    assert "grid irregularity on connector 0" in supply.evidence.summary
