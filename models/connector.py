@@ -134,9 +134,9 @@ class ConnectorModel:
     scored_features: dict[str, float] = field(default_factory=dict)
     # Last, so that older snapshots' fields keep their places.
     run_kind: AlertKind | None = None
-    heal_after: int = 6  # normal readings under load in a row that resolve a suspicion
-    healthy_run: int = 0
-    suspected: list[AlertKind] = field(default_factory=list)  # kinds found, not healed
+    heal_after: int = 6  # normal readings of a kind's features in a row that clear it
+    # Suspected kinds (found, not yet cleared): normal readings in a row of each.
+    healthy: dict[AlertKind, int] = field(default_factory=dict)
 
     @classmethod
     def default(
@@ -218,9 +218,9 @@ class ConnectorModel:
     ) -> list[Finding | Clear]:
         """A scored reading under load: a finding once ``persistence`` anomalous readings
         in a row point to one kind (three readings each a little off in another feature
-        are noise, not a fault); a clear of the suspected kinds once ``heal_after``
-        normal ones in a row show the connector healthy under load again. Idle time says
-        nothing either way: a model alert stays open between sessions."""
+        are noise, not a fault); a clear of a suspected kind once ``heal_after`` normal
+        readings of its features in a row show the connector healthy under load again.
+        Idle time says nothing either way: a model alert stays open between sessions."""
         finding = (
             None
             if score < self.threshold
@@ -228,21 +228,34 @@ class ConnectorModel:
         )
         if finding is None:
             self.anomalous_run, self.run_kind = 0, None
-            self.healthy_run += 1
-            if self.suspected and self.healthy_run >= self.heal_after:
-                kinds, self.suspected = frozenset(self.suspected), []
-                detectors = frozenset({f"model:{self.name}"})
-                return [Clear(station_id, connector_id, reading.time, kinds, detectors)]
-            return []
-        self.healthy_run = 0
+            return self._heal(station_id, connector_id, reading.time, x)
+        self.healthy.pop(finding.kind, None)
         if finding.kind is not self.run_kind:
             self.anomalous_run, self.run_kind = 0, finding.kind
         self.anomalous_run += 1
         if self.anomalous_run < self.persistence:
             return []
-        if finding.kind not in self.suspected:
-            self.suspected.append(finding.kind)
+        self.healthy.setdefault(finding.kind, 0)  # suspected from now on
         return [finding]
+
+    def _heal(
+        self, station_id: str, connector_id: int, at: datetime, x: dict[str, float]
+    ) -> list[Finding | Clear]:
+        """A normal reading under load counts towards the health of each suspected kind
+        whose features it carries (delivered/offered is taken early in a run only, the
+        register ratio at a steady load only: a reading without them says nothing about
+        a damaged cable or a drifting meter); ``heal_after`` in a row clear that kind."""
+        healed = []
+        for kind in list(self.healthy):
+            if any(FEATURE_KINDS[name][0] is kind for name in x if name in MODEL_FEATURES):
+                self.healthy[kind] += 1
+                if self.healthy[kind] >= self.heal_after:
+                    healed.append(kind)
+                    del self.healthy[kind]
+        if not healed:
+            return []
+        detectors = frozenset({f"model:{self.name}"})
+        return [Clear(station_id, connector_id, at, frozenset(healed), detectors)]
 
     def health(self, station_id: str, connector_id: int, top: int = 3) -> ConnectorHealth | None:
         """The connector's current risk: the last score under load and the ``top``

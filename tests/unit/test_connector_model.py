@@ -181,3 +181,19 @@ def test_a_model_suspicion_resolves_under_load_not_while_idle() -> None:
     clears = [r for r in results if isinstance(r, Clear)]
     assert [c.kinds for c in clears] == [frozenset({AlertKind.METER_FAULT})]
     assert clears[0].detectors == frozenset({"model:deviation"})
+
+
+def test_readings_without_a_kinds_features_do_not_heal_it() -> None:
+    """Later in a session delivered/offered is not taken, at an unsteady load the register
+    ratio is not judged: those readings say nothing about a damaged cable or a meter."""
+    t = datetime(2026, 7, 1, tzinfo=UTC)
+    model = ConnectorModel.default(warmup=20, warmup_period=timedelta(hours=12))
+    assert _sessions(model, t, 24, 1.0, taper=False) == []
+    assert _sessions(model, t + timedelta(days=1), 1, 0.9, taper=False)
+    later = t + timedelta(days=1, hours=2)
+    results = []
+    for step in range(12):  # under load, no register: nothing about the meter
+        reading = Reading(time=later + timedelta(minutes=5 * step), power_w=11000.0)
+        results += model.update("CP1", 1, reading)
+    assert results == []
+    assert AlertKind.METER_FAULT in model.healthy
