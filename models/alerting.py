@@ -27,8 +27,9 @@ key and snapshots it) and turns findings into alert versions to publish:
 * a rule's finding that waits for a clear makes an open model alert wait for one too (the
   station said the connector is broken: quiet telemetry does not mend it);
 * root-cause grouping (:mod:`models.root_cause`): while an alert of a definite fault is
-  open (one that waits for the station's clear), a finding of another kind on its
-  connector (any connector, for the station's) that is a plausible consequence of it
+  open (one a rule raised that waits for the station's clear), a finding of another kind
+  on its connector (every connector when the root is the station's; the station's own
+  when it is a connector's) that is a plausible consequence of it
   opens no alert of its own: it is folded into the open one ("also seen" in its
   evidence, a new version the first time a kind is seen).
 
