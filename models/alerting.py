@@ -12,7 +12,8 @@ key and snapshots it) and turns findings into alert versions to publish:
 * a rule's :class:`~models.rules.Clear` resolves at once (the station said it is healthy);
   a model's alert resolves after ``resolve_after`` without a finding (auto-resolve when
   healthy again); a finding can ask for either (``Finding.resolves``: the security
-  rules and first-try success go quiet like a model, having no "healthy" report);
+  rules and first-try success go quiet, having no "healthy" report; the connector
+  model waits for its own clear, given once it saw the connector healthy under load);
 * quiet is measured on the clock the findings were timed on: the station's telemetry
   time, or the gateway's receive time for ``gateway_time`` findings (the gateway's
   security alerts, Authorize), so a compressed replay resolves the station's alerts on
@@ -22,7 +23,15 @@ key and snapshots it) and turns findings into alert versions to publish:
 * a finding older than the alert's ``last_seen`` (a late message) changes nothing; one
   at the same instant only when it raises the severity (the communication rules stamp
   with the station's clock, which stands still while the station is silent);
-* a clear with ``detectors`` resolves only alerts whose last version one of them raised.
+* a clear with ``detectors`` resolves only alerts whose last version one of them raised;
+* a rule's finding that waits for a clear makes an open model alert wait for one too (the
+  station said the connector is broken: quiet telemetry does not mend it);
+* root-cause grouping (:mod:`models.root_cause`): while an alert of a definite fault is
+  open (one a rule raised that waits for the station's clear), a finding of another kind
+  on its connector (every connector when the root is the station's; the station's own
+  when it is a connector's) that is a plausible consequence of it
+  opens no alert of its own: it is folded into the open one ("also seen" in its
+  evidence, a new version the first time a kind is seen).
 
 Everything is in telemetry time, so replaying the same facts gives the same versions.
 
@@ -47,7 +56,8 @@ from datetime import datetime, timedelta
 
 import msgspec
 
-from bus.alerts import AlertKind, AlertStatus, FaultAlert, alert_id
+from bus.alerts import AlertKind, AlertStatus, Evidence, FaultAlert, alert_id
+from models.root_cause import also_seen_label, folds, with_also_seen
 from models.rules import ACTIONS, Clear, Finding
 
 AlertKey = tuple[int, AlertKind]  # (connector_id, kind) within one station
@@ -59,6 +69,10 @@ class _Open:
     last_seen: datetime  # may be later than alert.last_seen (unpublished findings)
     by_rule: bool  # waits for a Clear; else resolves when quiet
     gateway_time: bool = False  # last_seen is gateway time
+    # Consequences folded into this alert (root-cause grouping), in the order seen.
+    also_seen: list[str] = field(default_factory=list)
+    folded: list[tuple[int, AlertKind]] = field(default_factory=list)
+    stated: bool = False  # a rule that waits for the station's clear found it: a root
 
 
 @dataclass(slots=True)
@@ -75,9 +89,15 @@ class AlertBook:
         key = (finding.connector_id, finding.kind)
         current = self.open.get(key)
         if current is None:
+            root = self._root_of(finding)
+            if root is not None:
+                return self._fold(root, finding)
             return self._open(key, finding)
         if finding.gateway_time != current.gateway_time:
             return None  # on the other clock: the alert stays on its own
+        if finding.waits_for_clear:  # even when late: the station said it is broken
+            current.by_rule = True
+            current.stated |= finding.detector.startswith("rule:")
         escalates = finding.severity.rank > current.alert.severity.rank
         if finding.at < current.last_seen or (finding.at == current.last_seen and not escalates):
             return None
@@ -89,10 +109,45 @@ class AlertBook:
             current.alert,
             severity=severity,
             last_seen=finding.at,
-            evidence=finding.evidence,
+            evidence=with_also_seen(finding.evidence, current.also_seen),
             detector=finding.detector,
         )
         return current.alert
+
+    def _root_of(self, finding: Finding) -> _Open | None:
+        """The open definite alert (the earliest) of which ``finding`` is a consequence."""
+        if finding.gateway_time:
+            return None
+        roots = [
+            current
+            for (connector, kind), current in self.open.items()
+            if current.stated  # a rule's word; a model's finding is a suspicion
+            and not current.gateway_time
+            and folds(kind, connector, finding.kind, finding.connector_id)
+        ]
+        return min(roots, key=lambda r: (r.alert.first_seen, r.alert.alert_id), default=None)
+
+    def _fold(self, root: _Open, finding: Finding) -> FaultAlert | None:
+        """``finding`` as evidence of ``root``: a new version when its kind (on its
+        connector) is new to the alert or raises the severity, and is later than the
+        last version (a version is told apart by its last_seen)."""
+        folded = (finding.connector_id, finding.kind)
+        escalates = finding.severity.rank > root.alert.severity.rank
+        new = folded not in root.folded
+        if new:
+            root.folded.append(folded)
+            label = also_seen_label(finding.kind, finding.connector_id, finding.detector)
+            root.also_seen.append(label)
+        if not (new or escalates) or finding.at <= root.alert.last_seen:
+            return None
+        root.last_seen = max(root.last_seen, finding.at)
+        root.alert = msgspec.structs.replace(
+            root.alert,
+            severity=finding.severity if escalates else root.alert.severity,
+            last_seen=finding.at,
+            evidence=_refolded(root.alert.evidence, root.also_seen),
+        )
+        return root.alert
 
     def clear(self, clear: Clear) -> list[FaultAlert]:
         """Resolve the open alerts of ``clear``'s kinds on its connector that a rule raised
@@ -136,7 +191,10 @@ class AlertBook:
             evidence=finding.evidence,
             recommended_action=ACTIONS[finding.kind],
         )
-        self.open[key] = _Open(alert, finding.at, finding.waits_for_clear, finding.gateway_time)
+        stated = finding.waits_for_clear and finding.detector.startswith("rule:")
+        self.open[key] = _Open(
+            alert, finding.at, finding.waits_for_clear, finding.gateway_time, stated=stated
+        )
         return alert
 
     def _resolve(self, key: AlertKey, at: datetime) -> FaultAlert:
@@ -147,3 +205,9 @@ class AlertBook:
             last_seen=current.last_seen,
             resolved_at=at,
         )
+
+
+def _refolded(evidence: Evidence, also_seen: list[str]) -> Evidence:
+    """The alert's evidence with its "also seen" list brought up to date."""
+    summary = evidence.summary.split(" Also seen: ", 1)[0]
+    return with_also_seen(msgspec.structs.replace(evidence, summary=summary), also_seen)

@@ -6,9 +6,10 @@ behaves unlike itself; the deviations of the single features from their own base
 say *how* (the top contributing feature names the kind of fault and is the evidence).
 
 Crying wolf is the failure that makes maintenance stop reading alerts, so a model
-finding needs ``persistence`` consecutive anomalous readings under load, and the
-detector only learns from readings it does not find anomalous (a fault must not become
-the new normal while it grows: only readings well inside the normal band are learned).
+finding needs ``persistence`` consecutive anomalous readings under load that point to
+the same kind (their top feature's), and the detector only learns from readings it does
+not find anomalous (a fault must not become the new normal while it grows: only
+readings well inside the normal band are learned).
 A cold connector learns from every reading for ``warmup_period`` of telemetry time (two
 days: the day cycle of ambient temperature and grid voltage, and the connector's range
 of loads) without alerting; its detector learns in the second half of it. Every
@@ -73,13 +74,21 @@ MODEL_FEATURES = (
 # resolution: 0.5 degrees, 0.2 % of voltage, 2 % of power, 1 % of register increase).
 MIN_STD = {
     "temperature_rise_c": 0.5,
-    "temperature_rise_c_per_kw": 0.1,
+    # The ambient of a connector busy for hours is an estimate (the day's weather differs
+    # from its day profile by a few degrees): 2.5 degrees at 11 kW is 0.2 per kW.
+    "temperature_rise_c_per_kw": 0.2,
     "voltage_drop_ratio": 0.01,  # the idle baseline lags the grid's day cycle (+-1 %)
     "phase_voltage_spread_ratio": 0.002,
     "voltage_deviation_ratio": 0.002,
     "delivered_ratio": 0.02,
     "register_ratio": 0.01,
 }
+
+
+# Load change between two readings (share of the larger power) up to which the register
+# ratio is judged by the model: a taper steps ~10 % per 5 minutes and its trapezoid is a
+# few percent off the register; a steady session moves under 2 %.
+STEADY_LOAD = 0.05
 
 
 # Phases closer than this (max - min over mean) are even: a healthy supply's p99 is
@@ -117,23 +126,31 @@ class ConnectorModel:
     warmup_period: timedelta = timedelta(days=2)  # telemetry time: a day cycle and more
     features: ConnectorFeatures = field(default_factory=ConnectorFeatures)
     register: RegisterRule = field(default_factory=RegisterRule)
-    anomalous_run: int = 0
+    anomalous_run: int = 0  # consecutive anomalous readings under load of ``run_kind``
     first_seen: datetime | None = None
     # The last reading under load that was scored, for the health view.
     scored_at: datetime | None = None
     scored: float = 0.0
     scored_features: dict[str, float] = field(default_factory=dict)
+    # Last, so that older snapshots' fields keep their places.
+    run_kind: AlertKind | None = None
+    heal_after: int = 6  # normal readings of a kind's features in a row that clear it
+    # Suspected kinds (found, not yet cleared): normal readings in a row of each.
+    healthy: dict[AlertKind, int] = field(default_factory=dict)
 
     @classmethod
     def default(
         cls,
         persistence: int = 3,
-        warmup: int = 100,
+        warmup: int = 30,
         warmup_period: timedelta = timedelta(days=2),
         **kwargs: Any,
     ) -> ConnectorModel:
         """The deviation detector over the load-independent features as both score and
-        attribution (tiny state)."""
+        attribution (tiny state). ``warmup`` samples per feature: delivered/offered is
+        taken in a run's first 20 minutes only (~4 readings a session at 5-minute
+        intervals), so 100 took it a week; the other features pass 30 in hours, and
+        ``MIN_STD`` bounds a young baseline's spread from below."""
         detector = DeviationDetector(
             MODEL_FEATURES,
             warmup=warmup,
@@ -164,6 +181,9 @@ class ConnectorModel:
         register = self.register.update(station_id, connector_id, reading.time, x)
         if register is not None:
             results.append(register)
+        change = x.pop("load_change_ratio", None)
+        if change is not None and change > STEADY_LOAD:
+            x.pop("register_ratio", None)  # the rule read it; the model does not
         if not x:
             return results
         # Persistence counts readings under load only: idle readings in between (the
@@ -184,18 +204,58 @@ class ConnectorModel:
             self.scored_at, self.scored, self.scored_features = reading.time, score, dict(x)
         if score < self.learn_below:
             self._learn(x)
-        if score < self.threshold:
-            if loaded:
-                self.anomalous_run = 0
-            return results
-        if not loaded:
-            return results
-        self.anomalous_run += 1
-        if self.anomalous_run >= self.persistence:
-            finding = self._finding(station_id, connector_id, reading, x, score)
-            if finding is not None:
-                results.append(finding)
+        if loaded:
+            results.extend(self._judge(station_id, connector_id, reading, x, score))
         return results
+
+    def _judge(
+        self,
+        station_id: str,
+        connector_id: int,
+        reading: Reading,
+        x: dict[str, float],
+        score: float,
+    ) -> list[Finding | Clear]:
+        """A scored reading under load: a finding once ``persistence`` anomalous readings
+        in a row point to one kind (three readings each a little off in another feature
+        are noise, not a fault); a clear of a suspected kind once ``heal_after`` normal
+        readings of its features in a row show the connector healthy under load again.
+        Idle time says nothing either way: a model alert stays open between sessions."""
+        finding = (
+            None
+            if score < self.threshold
+            else self._finding(station_id, connector_id, reading, x, score)
+        )
+        if finding is None:
+            self.anomalous_run, self.run_kind = 0, None
+            return self._heal(station_id, connector_id, reading.time, x)
+        self.healthy.pop(finding.kind, None)
+        if finding.kind is not self.run_kind:
+            self.anomalous_run, self.run_kind = 0, finding.kind
+        self.anomalous_run += 1
+        if self.anomalous_run < self.persistence:
+            return []
+        self.healthy.setdefault(finding.kind, 0)  # suspected from now on
+        return [finding]
+
+    def _heal(
+        self, station_id: str, connector_id: int, at: datetime, x: dict[str, float]
+    ) -> list[Finding | Clear]:
+        """A normal reading under load counts towards the health of each suspected kind
+        whose features it carries (delivered/offered is taken early in a run only, the
+        register ratio at a steady load only: a reading without them says nothing about
+        a damaged cable or a drifting meter); ``heal_after`` in a row clear that kind."""
+        healed = []
+        for kind in list(self.healthy):
+            if any(FEATURE_KINDS[name][0] is kind for name in x if name in MODEL_FEATURES):
+                self.healthy[kind] += 1
+                if self.healthy[kind] >= self.heal_after:
+                    healed.append(kind)
+                    del self.healthy[kind]
+        if not healed:
+            return []
+        detectors = frozenset({f"model:{self.name}"})
+        return [Clear(station_id, connector_id, at, frozenset(healed), detectors)]
 
     def health(self, station_id: str, connector_id: int, top: int = 3) -> ConnectorHealth | None:
         """The connector's current risk: the last score under load and the ``top``
@@ -248,5 +308,12 @@ class ConnectorModel:
             scores={"score": score, **{f"z_{name}": z for name, z in pointing.items()}},
         )
         return Finding(
-            station_id, connector_id, kind, severity, reading.time, f"model:{self.name}", evidence
+            station_id,
+            connector_id,
+            kind,
+            severity,
+            reading.time,
+            f"model:{self.name}",
+            evidence,
+            resolves="clear",  # the model's own, once healthy under load again
         )

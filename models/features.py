@@ -8,8 +8,13 @@ feature that is near a fixed value on a healthy connector whatever the weather, 
 load or the station model:
 
 * ``temperature_rise_c``: temperature - ambient (the idle temperature, moved along the
-  connector's day profile); overheating;
-* ``temperature_rise_c_per_kw``: that rise per kW, under load; overheating;
+  connector's day profile, bridged across hours without idle readings; an idle reading
+  hours after the last one replaces it rather than nudging it); overheating;
+* ``temperature_rise_c_per_kw``: that rise per kW, under load near the run's peak power
+  (at least ``NEAR_PEAK`` of it); overheating. In a taper the power falls to a tenth
+  while the ambient estimate (the last idle temperature, often hours old on a busy
+  connector) is a few degrees off: divided by one kW instead of eleven, that error
+  looked like a connector three times too hot;
 * ``voltage_drop_ratio``: (idle voltage - loaded voltage) / idle voltage; contactor wear;
 * ``phase_voltage_spread_ratio``: (max - min phase voltage) / mean, under load; contactor
   wear, phase loss;
@@ -20,7 +25,11 @@ load or the station model:
   and a connector cannot tell that from a damaged cable; early on every EV that
   charges draws what it was offered;
 * ``register_ratio``: register increase / integral of power since the last reading, both
-  under load; meter faults.
+  under load; meter faults (the register rule reads it on every such pair);
+* ``load_change_ratio``: |power - last power| / the larger, both under load: how steady
+  the load was over the register ratio's interval. The trapezoid between two power
+  samples misses the curve of a taper by several percent (the register sees the true
+  curve), so the connector model judges the register ratio at a steady load only.
 
 Features that a reading cannot support (no temperature, idle, first reading) are left
 out of its vector; detectors impute them. Only the readings' own timestamps are used,
@@ -57,6 +66,12 @@ MIN_INTEGRAL_WH = 1.0  # below this the register's 1 Wh resolution makes the rat
 # How long after power starts flowing delivered/offered is judged: an EV arriving at up
 # to 60 % state of charge reaches its taper (80 %) after ~20 minutes at the fastest.
 EARLY_SESSION = timedelta(minutes=20)
+# How fast an idle temperature replaces the ambient: a connector busy for hours has its
+# last idle reading from the morning, and the next one (hours later) is the ambient now,
+# not a tenth of the way towards it. Within a stretch of idle readings minutes apart the
+# weight stays near ``baseline_weight`` and smooths the sensor's noise.
+AMBIENT_TAU = timedelta(minutes=30)
+NEAR_PEAK = 0.8  # share of the run's peak power from which the rise per kW is judged
 
 FEATURES = (
     "temperature_rise_c",
@@ -81,6 +96,7 @@ class ConnectorFeatures:
     idle_voltage_v: float | None = None
     loaded_since: datetime | None = None  # the start of the current run under load
     last: Reading | None = None
+    run_peak_w: float = 0.0  # the highest power of the current run under load
 
     def update(self, reading: Reading) -> dict[str, float]:
         """The features of ``reading``; folds it into the baselines. A reading that is not
@@ -91,8 +107,11 @@ class ConnectorFeatures:
             loaded = reading.power_w is not None and reading.power_w >= LOAD_W
             if not loaded:
                 self.loaded_since = None
-            elif self.loaded_since is None:
-                self.loaded_since = reading.time
+                self.run_peak_w = 0.0
+            else:
+                if self.loaded_since is None:
+                    self.loaded_since = reading.time
+                self.run_peak_w = max(self.run_peak_w, reading.power_w or 0.0)
         features = self._instant(reading)
         if in_order:
             features.update(self._since_last(reading))
@@ -113,15 +132,31 @@ class ConnectorFeatures:
         return self.ambient_c + (now - then)
 
     def _profile_at(self, time: datetime) -> float | None:
-        hours = time.hour + time.minute / 60.0
-        low = int(hours) % 24
-        high = (low + 1) % 24
-        a, b = self.ambient_profile[low], self.ambient_profile[high]
-        if a is None or b is None:
+        """The day profile at ``time``: bins hold the mean over their hour, i.e. the
+        value at half past; between them linear, across hours without an idle reading
+        (a connector busy every afternoon) from the nearest known bin on each side, so
+        the ambient does not jump back to a stale value when one bin is missing."""
+        hours = time.hour + time.minute / 60.0 - 0.5
+        before = after = None
+        for back in range(24):
+            bin_hours = math.floor(hours) - back
+            if self.ambient_profile[bin_hours % 24] is not None:
+                before = bin_hours
+                break
+        if before is None:
             return None
-        # Bins hold the mean over their hour, i.e. the value at half past.
-        share = hours - int(hours)
-        return a + (b - a) * share
+        for ahead in range(24):
+            bin_hours = math.floor(hours) + 1 + ahead
+            if self.ambient_profile[bin_hours % 24] is not None:
+                after = bin_hours
+                break
+        a = self.ambient_profile[before % 24]
+        b = self.ambient_profile[after % 24] if after is not None else a
+        assert a is not None
+        assert b is not None
+        if after is None or after == before:
+            return a
+        return a + (b - a) * (hours - before) / (after - before)
 
     def _instant(self, reading: Reading) -> dict[str, float]:
         features: dict[str, float] = {}
@@ -141,7 +176,7 @@ class ConnectorFeatures:
         if reading.temperature_c is not None and ambient is not None:
             rise = reading.temperature_c - ambient
             features["temperature_rise_c"] = rise
-            if loaded and power is not None:
+            if loaded and power is not None and power >= NEAR_PEAK * self.run_peak_w:
                 features["temperature_rise_c_per_kw"] = rise / (power / 1000.0)
         early = self.loaded_since is not None and reading.time - self.loaded_since <= EARLY_SESSION
         offered = reading.offered_w
@@ -163,13 +198,21 @@ class ConnectorFeatures:
         integral_wh = (last.power_w + reading.power_w) / 2.0 * hours
         if integral_wh < MIN_INTEGRAL_WH:
             return {}
-        return {"register_ratio": (reading.energy_wh - last.energy_wh) / integral_wh}
+        change = abs(reading.power_w - last.power_w) / max(reading.power_w, last.power_w)
+        return {
+            "register_ratio": (reading.energy_wh - last.energy_wh) / integral_wh,
+            "load_change_ratio": change,
+        }
 
     def _learn_baselines(self, reading: Reading) -> None:
         if reading.power_w is None or reading.power_w > IDLE_W:
             return
         if reading.temperature_c is not None:
-            self.ambient_c = _ew_mean(self.ambient_c, reading.temperature_c, self.baseline_weight)
+            weight = self.baseline_weight
+            if self.ambient_time is not None:
+                stale = (reading.time - self.ambient_time) / AMBIENT_TAU
+                weight = max(weight, 1.0 - math.exp(-stale))
+            self.ambient_c = _ew_mean(self.ambient_c, reading.temperature_c, weight)
             self.ambient_time = reading.time
             hour = reading.time.hour
             learned = self.ambient_profile[hour]

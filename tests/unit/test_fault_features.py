@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -260,3 +261,47 @@ def test_delivered_over_offered_is_judged_early_in_a_run_under_load_not_in_the_t
     assert all("delivered_ratio" not in x for x in tapering)
     assert at(120, 0.0).get("delivered_ratio") is None  # the EV is done
     assert at(125, 5_000.0)["delivered_ratio"] == pytest.approx(5_000 / 11_000)
+
+
+def test_rise_per_kw_is_judged_near_the_runs_peak_power_not_in_the_taper() -> None:
+    """In a taper the power falls to a tenth while the ambient estimate may be degrees
+    off: per kW that error would look like an overheating contact."""
+    f = ConnectorFeatures()
+    f.update(idle(0, temp=20.0))
+    assert f.update(loaded(1, power=10000.0, temp=32.0))["temperature_rise_c_per_kw"] == 1.2
+    assert "temperature_rise_c_per_kw" in f.update(loaded(2, power=8500.0, temp=31.0))
+    taper = f.update(loaded(3, power=2000.0, temp=28.0))
+    assert "temperature_rise_c_per_kw" not in taper
+    assert taper["temperature_rise_c"] == 8.0  # the absolute rise is still there
+    f.update(idle(4, temp=20.0))  # a new run under load has its own peak
+    assert f.update(loaded(5, power=3000.0, temp=24.0))["temperature_rise_c_per_kw"] == 4 / 3
+
+
+def test_load_change_says_how_steady_the_register_ratios_interval_was() -> None:
+    f = ConnectorFeatures()
+    f.update(loaded(0, power=10000.0, energy=1000.0))
+    steady = f.update(loaded(1, power=10100.0, energy=1168.0))
+    taper = f.update(loaded(2, power=9000.0, energy=1326.0))
+    assert steady["load_change_ratio"] == pytest.approx(100 / 10100)
+    assert taper["load_change_ratio"] == pytest.approx(1100 / 10100)
+    assert "register_ratio" in taper  # the register rule reads it on every pair
+
+
+def test_an_idle_reading_hours_after_the_last_replaces_the_stale_ambient() -> None:
+    f = ConnectorFeatures()
+    f.update(idle(0, temp=15.0))
+    f.update(idle(5, temp=15.4))  # minutes apart: smoothed (the sensor's noise)
+    assert f.ambient_c == pytest.approx(15.0 + 0.4 * (1 - math.exp(-5 / 30)))
+    f.update(idle(5 + 4 * 60, temp=24.0))  # after four hours busy: the ambient now
+    assert f.ambient_c == pytest.approx(24.0, abs=0.01)
+
+
+def test_the_day_profile_bridges_hours_without_an_idle_reading() -> None:
+    """A connector busy every mid-morning has no 10 o'clock bin: the ambient follows the
+    profile across the gap instead of falling back to the morning's idle value."""
+    f = ConnectorFeatures()
+    f.ambient_profile[8], f.ambient_profile[11] = 16.0, 22.0  # 08:30 and 11:30
+    f.ambient_c, f.ambient_time = 16.0, T0.replace(hour=8, minute=30)
+    assert f.ambient_at(T0.replace(hour=10, minute=0)) == pytest.approx(19.0)
+    assert f.ambient_at(T0.replace(hour=11, minute=30)) == pytest.approx(22.0)
+    assert f.ambient_at(T0.replace(hour=8, minute=30)) == pytest.approx(16.0)
