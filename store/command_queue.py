@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bus.commands import Command, CommandStatus
 from bus.producer import PublishError
-from store.commands import _COLUMNS, CommandRecord, _jsonb, _record
+from store.commands import _COLUMNS, CommandRecord, _record, command_values
 from store.db import AsyncDb, execute
 
 DEFAULT_LIMIT = 50
@@ -57,21 +57,7 @@ async def queue_command(
         DO NOTHING
         RETURNING {_COLUMNS}
         """,
-        (
-            command.command_id,
-            command.charge_point_id,
-            command.action,
-            _jsonb(command.payload),
-            command.ocpp_version,
-            command.requested_by,
-            command.requested_at,
-            command.expires_at,
-            command.timeout_s,
-            who.api_key_id,
-            who.key,
-            who.request_hash,
-            remote_start_id,
-        ),
+        (*command_values(command), who.api_key_id, who.key, who.request_hash, remote_start_id),
     )
     if rows:
         return Queued(_record(rows[0]), True, who.request_hash)

@@ -105,6 +105,22 @@ def _record(row: tuple[Any, ...]) -> CommandRecord:
     return CommandRecord(*values)
 
 
+def command_values(command: Command) -> tuple[Any, ...]:
+    """The command's own columns, in the order ``command_id, charge_point_id, action,
+    payload, ocpp_version, requested_by, requested_at, expires_at, timeout_s``."""
+    return (
+        command.command_id,
+        command.charge_point_id,
+        command.action,
+        _jsonb(command.payload),
+        command.ocpp_version,
+        command.requested_by,
+        command.requested_at,
+        command.expires_at,
+        command.timeout_s,
+    )
+
+
 async def insert_if_missing(db: AsyncDb, command: Command) -> bool:
     """Store a pending command unless its id is known; True if inserted.
 
@@ -120,17 +136,7 @@ async def insert_if_missing(db: AsyncDb, command: Command) -> bool:
         ON CONFLICT (command_id) DO NOTHING
         RETURNING 1
         """,
-        (
-            command.command_id,
-            command.charge_point_id,
-            command.action,
-            _jsonb(command.payload),
-            command.ocpp_version,
-            command.requested_by,
-            command.requested_at,
-            command.expires_at,
-            command.timeout_s,
-        ),
+        command_values(command),
     )
     return bool(rows)
 
