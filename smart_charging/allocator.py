@@ -41,13 +41,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
+from operator import attrgetter
 from typing import NamedTuple
 
 import msgspec
 
 from smart_charging.fill import PHASES, water_fill
 from smart_charging.inputs import Phase, PhaseCurrents, SessionDemand, Site, Turn, site_phase
-from smart_charging.priority import ClassKey, Policy, class_of, turn_key
+from smart_charging.priority import ClassKey, Policy, rank_keys
 
 DECI = 10  # the allocator counts in 0.1 A, the resolution of an OCPP limit
 _NOBODY: ClassKey = (sys.maxsize, math.inf, math.inf)  # below every class
@@ -123,10 +124,13 @@ def allocate(
     """Every session's limit at telemetry instant ``now``; see the module's rules."""
     limit = [_down(a) for a in site.limit.per_phase_a]
     base = [_up(max(a, 0.0)) for a in base_load_a]  # an exporting meter frees nothing
-    demands = list(sessions)
-    fixed, fixed_limits = _budget_fixed(d for d in demands if d.fixed)
+    controlled: list[SessionDemand] = []
+    uncontrolled: list[SessionDemand] = []
+    for d in sessions:
+        (uncontrolled if d.fixed else controlled).append(d)
+    fixed, fixed_limits = _budget_fixed(uncontrolled)
     free = [limit[p] - base[p] - fixed[p] for p in PHASES]
-    ranked = _rank([d for d in demands if not d.fixed], now, site.voltage_v, policy)
+    ranked = _rank(controlled, now, site.voltage_v, policy)
     margin = _up(policy.margin_a)
     admitted = _admit(ranked, free, margin)
     currents = _share(ranked, admitted, free, margin)
@@ -143,7 +147,7 @@ def allocate(
         fixed_load_a=_amps(fixed),
         allocated_a=_amps(allocated),
         headroom_a=_amps([free[p] - allocated[p] for p in PHASES]),
-        sessions=tuple(sorted(limits, key=lambda s: s.key)),
+        sessions=tuple(sorted(limits, key=_BY_CONNECTOR)),
     )
 
 
@@ -151,17 +155,22 @@ def _rank(
     demands: Sequence[SessionDemand], now: datetime, voltage_v: float, policy: Policy
 ) -> list[_Entry]:
     """The controlled sessions in priority order: class, turn, then (station, connector)."""
+    ranks = rank_keys(demands, now, voltage_v, policy)
     keys = [
-        (*class_of(d, now, voltage_v, policy), *turn_key(d, now, policy), *d.key, i)
-        for i, d in enumerate(demands)
+        (*rank, d.station_id, d.connector_id, i)
+        for i, (rank, d) in enumerate(zip(ranks, demands, strict=True))
     ]
     keys.sort()  # flat tuples: four times faster to sort than nested ones
     ranked = []
+    new = tuple.__new__  # _Entry's own constructor costs twice as much in this hot loop
     for key in keys:
         d = demands[key[-1]]
         high = max(_down(d.max_a), 0)
-        running = d.turn.powered_since is not None and d.turn.paused_since is None
-        ranked.append(_Entry(min(_up(d.min_a), high), high, _phases(d), d, key[:3], running))
+        low = min(_up(d.min_a), high)
+        turn = d.turn
+        running = turn.powered_since is not None and turn.paused_since is None
+        phases = _ALL_PHASES if d.phases == 3 else _phases(d)
+        ranked.append(new(_Entry, (low, high, phases, d, key[:3], running)))
     return ranked
 
 
@@ -228,30 +237,36 @@ def _share(
     """Minimums to every admitted session, then the rest class by class (water-filling)."""
     currents = [0] * len(ranked)
     room = list(free)
-    for i, entry in enumerate(ranked):
-        if admitted[i]:
-            currents[i] = entry.low
-            for p in entry.phases:
-                room[p] -= currents[i]
-    room = [max(0, r - margin) for r in room]
     wanted = [0, 0, 0]
     for i, entry in enumerate(ranked):
         if admitted[i]:
+            low, extra = entry.low, entry.high - entry.low
+            currents[i] = low
             for p in entry.phases:
-                wanted[p] += entry.high - entry.low
+                room[p] -= low
+                wanted[p] += extra
+    room = [max(0, r - margin) for r in room]
     if all(wanted[p] <= room[p] for p in PHASES):  # enough for everyone's maximum
         return [entry.high if admitted[i] else 0 for i, entry in enumerate(ranked)]
-    start = 0
-    while start < len(ranked):
-        end = start
-        while end < len(ranked) and ranked[end].rank == ranked[start].rank:
-            end += 1
-        members = [i for i in range(start, end) if admitted[i]]
+    members: list[int] = []  # the admitted sessions of the class being gathered
+    rank = ranked[0].rank
+    for i, entry in enumerate(ranked):
+        if entry.rank != rank:
+            _fill_class(ranked, members, room, currents)
+            members, rank = [], entry.rank
+        if admitted[i]:
+            members.append(i)
+    _fill_class(ranked, members, room, currents)
+    return currents
+
+
+def _fill_class(
+    ranked: Sequence[_Entry], members: list[int], room: list[int], currents: list[int]
+) -> None:
+    if members:
         shares = water_fill([ranked[i] for i in members], room)
         for i, share in zip(members, shares, strict=True):
             currents[i] = share
-        start = end
-    return currents
 
 
 def _controlled_limits(
@@ -277,7 +292,18 @@ def _controlled_limits(
             reason = Reason.PRIORITY
         else:
             reason = Reason.FAIR_SHARE
-        out.append(_limit(entry.demand, currents[i], reason, controlled=True))
+        d = entry.demand
+        out.append(
+            SessionLimit(
+                d.station_id,
+                d.connector_id,
+                currents[i] / DECI,
+                entry.phases,
+                reason,
+                controlled=True,
+                min_a=d.min_a,
+            )
+        )
     return out
 
 
@@ -328,6 +354,7 @@ def _limit(demand: SessionDemand, deciamps: int, reason: Reason, controlled: boo
 
 
 _ALL_PHASES = (0, 1, 2)
+_BY_CONNECTOR = attrgetter("station_id", "connector_id")  # SessionLimit.key, unwrapped
 
 
 def _phases(demand: SessionDemand) -> tuple[int, ...]:

@@ -7,7 +7,7 @@ so that two sessions a minute apart in laxity share a class and the power fairly
 session does not jump ahead of another and back every round as it charges.
 
 >>> from datetime import UTC, datetime, timedelta
->>> from smart_charging.inputs import SessionDemand
+>>> from smart_charging.inputs import NOMINAL_VOLTAGE_V, SessionDemand
 >>> now = datetime(2026, 7, 1, 12, tzinfo=UTC)
 >>> urgent = SessionDemand("CP1", 1, now, max_a=16, departure=now + timedelta(hours=2),
 ...     energy_needed_wh=11_040)  # 16 A x 3 x 230 V = 11.04 kW: one hour at full power
@@ -23,10 +23,11 @@ datetime.timedelta(seconds=3600)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from smart_charging.inputs import SessionDemand
+from smart_charging.inputs import NOMINAL_VOLTAGE_V, SessionDemand
 
 # A session without a departure or an energy need ranks after every session with both.
 NO_LAXITY = math.inf
@@ -69,13 +70,13 @@ def _laxity_s(session: SessionDemand, now: datetime, voltage_v: float) -> float 
     return (session.departure - now).total_seconds() - needed_s
 
 
+RankKey = tuple[int, float, float, int, datetime]
+
+
 def class_of(session: SessionDemand, now: datetime, voltage_v: float, policy: Policy) -> ClassKey:
     """The class key, lowest first: (-tier, laxity step, SoC step)."""
-    slack_s = _laxity_s(session, now, voltage_v)
-    step_s = policy.laxity_step.total_seconds()
-    lax = NO_LAXITY if slack_s is None else math.floor(slack_s / step_s)
-    soc = session.soc_percent if session.soc_percent is not None else policy.unknown_soc_percent
-    return (-session.tier, lax, math.floor(soc / policy.soc_step_percent))
+    tier, lax, soc = rank_keys((session,), now, voltage_v, policy)[0][:3]
+    return (tier, lax, soc)
 
 
 def turn_key(session: SessionDemand, now: datetime, policy: Policy) -> tuple[int, datetime]:
@@ -85,10 +86,35 @@ def turn_key(session: SessionDemand, now: datetime, policy: Policy) -> tuple[int
     others (1, since when they wait): a paused session since its pause (or its start if
     never powered), a session whose turn is over since its turn ended.
     """
-    turn = session.turn
-    if turn.powered_since is not None and turn.paused_since is None:
-        turn_end = turn.powered_since + policy.rotation_period
-        if now < turn_end:
-            return (0, turn.powered_since)
-        return (1, turn_end)
-    return (1, turn.paused_since or session.started_at)
+    _, _, _, within, since = rank_keys((session,), now, NOMINAL_VOLTAGE_V, policy)[0]
+    return (within, since)
+
+
+def rank_keys(
+    sessions: Sequence[SessionDemand], now: datetime, voltage_v: float, policy: Policy
+) -> list[RankKey]:
+    """Per session its class (:func:`class_of`) then its turn (:func:`turn_key`), flat.
+
+    One loop for a whole site, the allocator's hot path: the policy's values are read once.
+    """
+    step_s = policy.laxity_step.total_seconds()
+    soc_step = policy.soc_step_percent
+    unknown_soc = policy.unknown_soc_percent
+    rotation = policy.rotation_period
+    floor = math.floor
+    keys: list[RankKey] = []
+    for s in sessions:
+        lax = NO_LAXITY
+        if s.departure is not None:
+            slack_s = _laxity_s(s, now, voltage_v)
+            if slack_s is not None:
+                lax = floor(slack_s / step_s)
+        soc = unknown_soc if s.soc_percent is None else s.soc_percent
+        turn = s.turn
+        if turn.powered_since is not None and turn.paused_since is None:
+            turn_end = turn.powered_since + rotation
+            within, since = (0, turn.powered_since) if now < turn_end else (1, turn_end)
+        else:
+            within, since = 1, turn.paused_since or s.started_at
+        keys.append((-s.tier, lax, floor(soc / soc_step), within, since))
+    return keys
