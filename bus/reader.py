@@ -29,6 +29,23 @@ from runtime.retry import KAFKA, async_retrying, failure, next_wait
 
 log = structlog.get_logger("chargeflow.bus.reader")
 
+# How long the broker may hold a fetch with nothing to return. Apache Kafka answers a
+# fetch as soon as a record arrives; Tansu (local runs) holds it this long regardless,
+# so every record waited out librdkafka's default 500 ms there. An idle reader pays one
+# small fetch per partition every FETCH_WAIT_MS.
+FETCH_WAIT_MS = 20
+
+
+def next_batch(consumer: Consumer, size: int, timeout_s: float) -> list[Message]:
+    """(blocking) The next message as soon as there is one (up to ``timeout_s``), with
+    whatever else is already fetched, up to ``size``. ``consume(size, timeout)`` alone
+    waits out the timeout while fewer than ``size`` messages are there."""
+    first = consumer.poll(timeout_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(size - 1, 0)]
+
+
 T = TypeVar("T")
 ExceptionTypes = tuple[type[BaseException], ...]
 
@@ -77,6 +94,7 @@ class TopicReader:
                     "group.id": self.group,  # offsets only, never joined
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
+                    "fetch.wait.max.ms": FETCH_WAIT_MS,
                     "log_level": 3,
                     "logger": kafka_logger(),
                 }
@@ -100,7 +118,7 @@ class TopicReader:
     def _consume(self) -> list[Message]:
         assert self._consumer is not None
         out = []
-        for msg in self._consumer.consume(self.batch, self.poll_s):
+        for msg in next_batch(self._consumer, self.batch, self.poll_s):
             err = msg.error()
             if err is None:
                 out.append(msg)

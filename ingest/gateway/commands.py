@@ -57,6 +57,7 @@ from tenacity import RetryCallState
 
 from bus.commands import Command, CommandError, CommandStatus, decode_command
 from bus.producer import Producer, PublishError
+from bus.reader import FETCH_WAIT_MS, next_batch
 from bus.times import utc_now
 from bus.topics import Topics
 from ingest.gateway.command_checks import SCHEMAS
@@ -162,6 +163,7 @@ class CommandRouter:
                 "group.id": f"chargeflow-gateway-{self.gateway_id}",  # never joined
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
+                "fetch.wait.max.ms": FETCH_WAIT_MS,
                 "log_level": 3,
                 "logger": kafka_logger(),
             }
@@ -263,7 +265,7 @@ class CommandRouter:
             consumer = self._consumer
             assert consumer is not None
             messages = await loop.run_in_executor(
-                self._executor, functools.partial(consumer.consume, 200, self.poll_s)
+                self._executor, functools.partial(next_batch, consumer, 200, self.poll_s)
             )
             for msg in messages:
                 err = msg.error()
