@@ -1,8 +1,10 @@
 """Following a command's row until it is final: for ``?wait=N`` and the server-sent
 events of ``/v1/commands/{id}/events``.
 
-The row is read every ``POLL_S`` with a deadline (each read takes a pooled connection
-only for the read, so a thousand waiting clients do not hold a thousand connections).
+The row is read at once and again whenever :class:`api.command_changes.CommandChanges`
+says it changed (at least every ``RECHECK_S``), with a deadline; each read takes a
+pooled connection only for the read, so a thousand waiting clients do not hold a
+thousand connections.
 A ``pending`` command past ``expires_at`` counts as settled too: no gateway will send
 it any more (a heartbeat marks it expired).
 
@@ -17,15 +19,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from api.command_changes import RECHECK_S, CommandChanges
 from bus.commands import CommandStatus
 from store.commands import CommandRecord, get_command
-
-POLL_S = 0.1
 
 
 def settled(record: CommandRecord, now: datetime | None = None) -> bool:
@@ -62,31 +64,42 @@ def _fields(record: CommandRecord) -> dict[str, Any]:
 
 
 async def follow(
-    pool: AsyncConnectionPool[Any], command_id: uuid.UUID, wait_s: float, pool_timeout_s: float
+    pool: AsyncConnectionPool[Any],
+    changes: CommandChanges,
+    command_id: uuid.UUID,
+    wait_s: float,
+    pool_timeout_s: float,
 ) -> AsyncIterator[CommandRecord]:
     """The row at once, then each time its status changes, until it is settled or
     ``wait_s`` passed (nothing if there is no such command)."""
     deadline = time.monotonic() + wait_s
     last: CommandStatus | None = None
-    while True:
-        async with pool.connection(timeout=pool_timeout_s) as conn:
-            record = await get_command(conn, command_id)
-        if record is None:
-            return
-        if record.status is not last:
-            last = record.status
-            yield record
-        left = deadline - time.monotonic()
-        if settled(record) or left <= 0:
-            return
-        await asyncio.sleep(min(POLL_S, left))
+    with changes.watch(command_id) as changed:
+        while True:
+            changed.clear()  # before the read: a change after it wakes the wait below
+            async with pool.connection(timeout=pool_timeout_s) as conn:
+                record = await get_command(conn, command_id)
+            if record is None:
+                return
+            if record.status is not last:
+                last = record.status
+                yield record
+            left = deadline - time.monotonic()
+            if settled(record) or left <= 0:
+                return
+            with suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(RECHECK_S, left))
 
 
 async def latest(
-    pool: AsyncConnectionPool[Any], command_id: uuid.UUID, wait_s: float, pool_timeout_s: float
+    pool: AsyncConnectionPool[Any],
+    changes: CommandChanges,
+    command_id: uuid.UUID,
+    wait_s: float,
+    pool_timeout_s: float,
 ) -> CommandRecord | None:
     """The row once settled, or as it is after ``wait_s``."""
     last = None
-    async for record in follow(pool, command_id, wait_s, pool_timeout_s):
+    async for record in follow(pool, changes, command_id, wait_s, pool_timeout_s):
         last = record
     return last

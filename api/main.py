@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from api.command_changes import CommandChanges
 from api.config import ApiConfig
 from api.metrics import ApiMetrics
 from api.observe import ObserveRequests
@@ -71,6 +72,7 @@ def create_app(config: ApiConfig, payments_setup: PaymentsSetup | None = None) -
     app.state.pool = None
     app.state.payments = None
     app.state.producer = None
+    app.state.command_changes = None
     app.state.stripe_webhook = (payments_setup or PaymentsSetup()).verify_stripe_webhook
     app.state.metrics = metrics
     app.state.auth_limiter = limiter
@@ -115,9 +117,13 @@ def _lifespan(
         # pending and a gateway heartbeat publishes them).
         producer = _command_producer(config)
         app.state.producer = producer
+        changes = CommandChanges(config.database_url)
+        changes.start()
+        app.state.command_changes = changes
         try:
             yield
         finally:
+            await changes.aclose()
             app.state.pool = None
             app.state.payments = None
             app.state.producer = None

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
+from api.command_changes import CommandChanges
 from api.command_watch import follow, history, latest
 from api.deps import CommandOperator, DbConn, DbPool
 from api.params import (
@@ -165,7 +166,7 @@ async def get_command_by_id(
     ] = 0,
 ) -> CommandPublic:
     timeout = request.app.state.config.pool_timeout_s
-    record = await latest(pool, command_id, wait, timeout)
+    record = await latest(pool, request.app.state.command_changes, command_id, wait, timeout)
     if record is None:
         raise _not_found(command_id)
     return command_public(record)
@@ -207,17 +208,21 @@ async def command_events(
         if await get_command(conn, command_id) is None:
             raise _not_found(command_id)
     return StreamingResponse(
-        _events(pool, command_id, stream_s, pool_timeout),
+        _events(pool, request.app.state.command_changes, command_id, stream_s, pool_timeout),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
 async def _events(
-    pool: DbPool, command_id: uuid.UUID, stream_s: float, pool_timeout: float
+    pool: DbPool,
+    changes: CommandChanges,
+    command_id: uuid.UUID,
+    stream_s: float,
+    pool_timeout: float,
 ) -> AsyncIterator[str]:
     sent: set[CommandStatus] = set()
-    async for record in follow(pool, command_id, stream_s, pool_timeout):
+    async for record in follow(pool, changes, command_id, stream_s, pool_timeout):
         now = command_public(record).model_dump(mode="json")
         for step, at in history(record):
             if step in sent:
