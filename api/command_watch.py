@@ -61,9 +61,9 @@ def settled(
     )
 
 
-def history(record: CommandRecord) -> list[tuple[str, datetime]]:
-    """The steps the command went through, oldest first: its statuses, then for a
-    linked remote start ``transaction`` and (once stored) ``session``.
+def history(record: CommandRecord, *, links: bool = True) -> list[tuple[str, datetime]]:
+    """The steps the command went through, oldest first: its statuses, then (``links``)
+    for a linked remote start ``transaction`` and (once stored) ``session``.
 
     >>> from datetime import timedelta
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
@@ -83,7 +83,7 @@ def history(record: CommandRecord) -> list[tuple[str, datetime]]:
         steps.append((CommandStatus.SENT, record.sent_at))
     if record.status.terminal:
         steps.append((record.status, record.completed_at or record.sent_at or record.requested_at))
-    if record.transaction_id is not None:
+    if links and record.transaction_id is not None:
         linked = record.linked_at or steps[-1][1]
         steps.append(("transaction", linked))
         if record.session_id is not None:

@@ -235,7 +235,7 @@ async def _events(
     sent: set[str] = set()
     async for record in follow(pool, command_id, stream_s, pool_timeout, until):
         now = command_public(record).model_dump(mode="json")
-        for step, at in history(record):
+        for step, at in history(record, links=until is Until.SESSION):
             if step in sent:
                 continue
             sent.add(step)
