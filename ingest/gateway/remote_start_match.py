@@ -115,3 +115,20 @@ def pending_start_of(
         sent_at,
         answered_at,
     )
+
+
+def answered_transaction_id(action: str, answer: dict[str, object] | None) -> str | None:
+    """The transaction a 2.0.1 station named in its Accepted answer to
+    RequestStartTransaction (it was running already, e.g. cable first), else None.
+
+    >>> answered_transaction_id("RequestStartTransaction",
+    ...     {"status": "Accepted", "transactionId": "T-1"})
+    'T-1'
+    >>> answered_transaction_id("RequestStartTransaction", {"status": "Rejected",
+    ...     "transactionId": "T-1"}) is None
+    True
+    """
+    if action != "RequestStartTransaction" or not answer or answer.get("status") != "Accepted":
+        return None
+    tx = answer.get("transactionId")
+    return tx if isinstance(tx, str) and tx else None

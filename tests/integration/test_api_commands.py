@@ -7,7 +7,6 @@ reach (the gateway publishes the command later)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from dataclasses import replace
@@ -25,7 +24,7 @@ from ingest.gateway.server import Gateway
 from ingest.simulator.station import SimulatedStation
 from store.api_keys import create_api_key
 from store.stations import provision_station
-from tests.support.api import api_client, assert_problem, auth, insert_session
+from tests.support.api import api_client, assert_problem, auth, insert_session, sse_events
 from tests.support.gateway import SIM_TAG, STATION_PASSWORD, gateway_config, sim_station
 from tests.support.polling import apoll
 
@@ -79,14 +78,6 @@ async def outcome(client: httpx.AsyncClient, key: str, resp: httpx.Response) -> 
     body: dict[str, Any] = final.json()
     assert body["status"] in FINAL, body
     return body
-
-
-def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events
 
 
 async def _remote_start_and_stop(

@@ -27,21 +27,20 @@ from flows.sessions.rows import session_id_for
 from ingest.gateway.server import Gateway
 from store.api_keys import create_api_key
 from store.id_tokens import add_id_tag
-from tests.support.api import api_client, assert_problem, auth
-from tests.support.gateway import SIM_TAG, gateway_config, open_station, rpc, sim_station
+from tests.support.api import api_client, assert_problem, auth, sse_events
+from tests.support.gateway import (
+    SIM_TAG,
+    gateway_config,
+    open_station,
+    open_v201,
+    rpc,
+    sim_station,
+)
 from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
 
 WINDOW_S = 60.0
-
-
-def sse_steps(text: str) -> list[tuple[str, dict[str, Any]]]:
-    steps = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        steps.append((fields["event"], json.loads(fields["data"])))
-    return steps
 
 
 async def remote_start(
@@ -105,7 +104,7 @@ async def test_a_remote_start_shows_accepted_then_its_transaction_then_its_sessi
         events = await client.get(
             f"/v1/commands/{cid}/events", params={"wait_for": "session"}, headers=auth(key)
         )
-        steps = sse_steps(events.text)
+        steps = sse_events(events.text)
         assert [name for name, _ in steps] == [
             "pending",
             "sent",
@@ -203,3 +202,45 @@ async def test_a_1_6_start_with_another_tag_or_after_the_window_is_not_linked(
             "SELECT count(*) FROM commands WHERE transaction_id IS NOT NULL"
         ).fetchone()
     assert linked == (2,)
+
+
+async def test_a_2_0_1_start_answered_with_the_running_transaction_is_linked(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    key = create_api_key(clean_db, "link-operator", "operator")
+    async with (
+        Gateway(gateway_config(broker, clean_db, topics)) as gw,
+        api_client(clean_db, broker.bootstrap, topics=topics) as client,
+    ):
+        ws = await open_v201(gw, "LINK-WS201")
+        try:
+            station = {"chargingStation": {"model": "M", "vendorName": "V"}, "reason": "PowerUp"}
+            assert (await rpc(ws, "BootNotification", station))[0] == 3
+            created = await remote_start(client, key, "LINK-WS201", {"id_tag": "CABLE-FIRST"})
+            async with asyncio.timeout(20):
+                frame = json.loads(await ws.recv())
+                while frame[0] != 2:  # only the gateway's CALL
+                    frame = json.loads(await ws.recv())
+            assert frame[2] == "RequestStartTransaction", frame
+            assert frame[3]["remoteStartId"] == created["payload"]["remoteStartId"]
+            answer = {"status": "Accepted", "transactionId": "TX-RUNNING"}
+            await ws.send(json.dumps([3, frame[1], answer]))
+            linked = await apoll(
+                lambda: stored_link(clean_db, created["command_id"]),
+                lambda tx: tx is not None,
+                20,
+                "the link of the answer",
+            )
+            assert linked == "TX-RUNNING"
+            shown = await command(client, key, created["command_id"])
+            assert (shown["status"], shown["transaction_id"]) == ("accepted", "TX-RUNNING")
+        finally:
+            await ws.close()
+
+
+def stored_link(database_url: str, command_id: str) -> str | None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT transaction_id FROM commands WHERE command_id = %s", (command_id,)
+        ).fetchone()
+    return None if row is None else row[0]
