@@ -63,6 +63,10 @@ class CommandRecord:
     completed_at: datetime | None
     response: dict[str, Any] | None
     error: str | None
+    # A remote start's transaction once matched (ADR 0010); its session once stored.
+    transaction_id: str | None = None
+    linked_at: datetime | None = None
+    session_id: uuid.UUID | None = None
 
     def to_result(self) -> CommandResult:
         assert self.completed_at is not None, "only a terminal command has a result"
@@ -93,7 +97,7 @@ class CommandRecord:
 _COLUMNS = (
     "command_id, charge_point_id, action, payload::text, ocpp_version, requested_by, "
     "requested_at, expires_at, timeout_s, status, gateway_id, sent_at, completed_at, "
-    "response::text, error"
+    "response::text, error, transaction_id, linked_at"
 )
 
 

@@ -101,6 +101,8 @@ class SessionRecord:
     smart_meter_energy_wh: int | None = None
     smart_meter_id: str | None = None
     ocpp_version: str | None = None
+    # The remote start that produced it (commands.transaction_id, ADR 0010).
+    remote_start_command_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,9 @@ _COLUMNS = """
     EXTRACT(EPOCH FROM (stopped_at - started_at))::float8 AS duration_s,
     meter_start_wh, meter_stop_wh, energy_wh, energy_source, quality, quality_reasons,
     stop_reason, sample_count, closed_by, station_energy_wh, smart_meter_energy_wh,
-    smart_meter_id, ocpp_version
+    smart_meter_id, ocpp_version,
+    (SELECT c.command_id FROM commands c WHERE c.charge_point_id = sessions.charge_point_id
+       AND c.transaction_id = sessions.transaction_id) AS remote_start_command_id
 """
 
 

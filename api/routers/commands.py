@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from api.command_changes import CommandChanges
-from api.command_watch import follow, history, latest
+from api.command_watch import LINK_STEPS, Until, follow, history, latest
 from api.deps import CommandOperator, DbConn, DbPool
 from api.params import (
     CURSOR_PATTERN,
@@ -32,6 +32,7 @@ from api.schemas.commands import ACTION_PATTERN, CommandPublic, CommandsPage
 from bus.commands import CommandStatus
 from store import command_queue
 from store.commands import CommandRecord, get_command
+from store.remote_start_links import with_sessions
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"], responses=AUTHENTICATED)
 
@@ -40,17 +41,26 @@ CommandIdPath = Annotated[
 ]
 MAX_WAIT_S = 30
 MAX_STREAM_S = 300
+WaitFor = Annotated[
+    Until,
+    Query(
+        alias="wait_for",
+        description="outcome: until the final status; session: for an accepted remote "
+        "start, until its session is known too (transaction_id and session_id set)",
+    ),
+]
 SSE_EVENT_SCHEMA = {
     "type": "object",
     "required": ["event", "id", "data"],
     "properties": {
-        "event": {"type": "string", "enum": [str(s) for s in CommandStatus]},
-        "id": {"type": "string", "pattern": "^[1-3]$", "description": "The step's number"},
+        "event": {"type": "string", "enum": [*(str(s) for s in CommandStatus), *LINK_STEPS]},
+        "id": {"type": "string", "pattern": "^[1-5]$", "description": "The step's number"},
         "data": {
             "type": "string",
             "contentMediaType": "application/json",
-            "description": "JSON: command_id, status, at (when the step happened) and "
-            "command (the command as it is now)",
+            "description": "JSON: command_id, status (the step: a status, or transaction / "
+            "session for a remote start's link), at (when the step happened; for the link "
+            "steps when the gateway linked the transaction) and command (as it is now)",
         },
     },
 }
@@ -88,6 +98,8 @@ def command_public(record: CommandRecord) -> CommandPublic:
         response=_json_numbers(record.response),
         error=record.error,
         gateway_id=record.gateway_id,
+        transaction_id=record.transaction_id,
+        session_id=record.session_id,
     )
 
 
@@ -141,10 +153,11 @@ async def list_commands(
         position = decode_api_cursor(cursor)
         after = (position.started_at, position.session_id)
     page = await command_queue.list_commands(conn, filters, after=after, limit=limit)
+    items = await with_sessions(conn, page.items)
     next_cursor = None
     if page.next_after is not None:
         next_cursor = encode_api_cursor(CursorPosition(*page.next_after))
-    return CommandsPage(items=[command_public(r) for r in page.items], next_cursor=next_cursor)
+    return CommandsPage(items=[command_public(r) for r in items], next_cursor=next_cursor)
 
 
 @router.get(
@@ -153,7 +166,8 @@ async def list_commands(
     summary="One command and its outcome",
     description="`wait=N` (0-30 s): answer once the command is final (accepted, rejected, "
     "failed, timed_out, expired, offline) or after N seconds, whichever is first; the "
-    "status says which.",
+    "status says which. `wait_for=session`: an accepted remote start is answered once "
+    "its session is known (`session_id` set), else after N seconds as it is then.",
     responses=NOT_FOUND,
 )
 async def get_command_by_id(
@@ -164,9 +178,12 @@ async def get_command_by_id(
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT_S, description="Seconds to wait for a final status")
     ] = 0,
+    wait_for: WaitFor = Until.OUTCOME,
 ) -> CommandPublic:
     timeout = request.app.state.config.pool_timeout_s
-    record = await latest(pool, request.app.state.command_changes, command_id, wait, timeout)
+    record = await latest(
+        pool, request.app.state.command_changes, command_id, wait, timeout, wait_for
+    )
     if record is None:
         raise _not_found(command_id)
     return command_public(record)
@@ -201,6 +218,7 @@ async def command_events(
             alias="timeout", gt=0, le=MAX_STREAM_S, description="Close the stream after this many s"
         ),
     ] = 60,
+    wait_for: WaitFor = Until.OUTCOME,
 ) -> StreamingResponse:
     pool_timeout = request.app.state.config.pool_timeout_s
     # The pool, not a request-scoped connection: the stream outlives the handler.
@@ -208,7 +226,9 @@ async def command_events(
         if await get_command(conn, command_id) is None:
             raise _not_found(command_id)
     return StreamingResponse(
-        _events(pool, request.app.state.command_changes, command_id, stream_s, pool_timeout),
+        _events(
+            pool, request.app.state.command_changes, command_id, stream_s, pool_timeout, wait_for
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -220,11 +240,12 @@ async def _events(
     command_id: uuid.UUID,
     stream_s: float,
     pool_timeout: float,
+    until: Until,
 ) -> AsyncIterator[str]:
-    sent: set[CommandStatus] = set()
-    async for record in follow(pool, changes, command_id, stream_s, pool_timeout):
+    sent: set[str] = set()
+    async for record in follow(pool, changes, command_id, stream_s, pool_timeout, until):
         now = command_public(record).model_dump(mode="json")
-        for step, at in history(record):
+        for step, at in history(record, links=until is Until.SESSION):
             if step in sent:
                 continue
             sent.add(step)

@@ -139,6 +139,17 @@ class CommandPublic(BaseModel):
     )
     error: str | None = Field(description="Why it did not succeed, in words")
     gateway_id: str | None = Field(description="The gateway replica that decided it")
+    transaction_id: str | None = Field(
+        default=None,
+        description="A remote start: the station's transaction it produced, once the "
+        "gateway matched the start (2.0.1 remoteStartId; 1.6 the next StartTransaction on "
+        "the connector with the id tag); null until then and for other commands",
+    )
+    session_id: uuid.UUID | None = Field(
+        default=None,
+        description="A remote start: the session of that transaction, once stored; null "
+        "until then (`?wait_for=session` waits for it)",
+    )
 
 
 class CommandsPage(BaseModel):

@@ -62,6 +62,11 @@ class SessionBase(BaseModel):
 class SessionPublic(SessionBase):
     session_id: uuid.UUID
     duration_s: float | None = Field(description="stopped_at - started_at; null while active")
+    remote_start_command_id: uuid.UUID | None = Field(
+        default=None,
+        description="The remote start command that produced this session's transaction "
+        "(`GET /v1/commands/{id}`); null for a start at the station",
+    )
 
 
 class SessionsPage(BaseModel):

@@ -69,6 +69,7 @@ def gateway_services(
         id_tag_cache_ttl_s=cfg.id_tag_cache_ttl_s,
         allow_concurrent_transactions=cfg.allow_concurrent_transactions,
         open_transaction_max_age_s=cfg.open_transaction_max_age_s,
+        remote_start_window_s=cfg.remote_start_window_s,
         validate_responses=cfg.validate_responses,
         last_seen_interval_s=cfg.last_seen_interval_s,
     )

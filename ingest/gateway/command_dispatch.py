@@ -14,7 +14,9 @@ from bus.times import utc_now
 from ingest.gateway.command_checks import SCHEMAS, check_command, outcome
 from ingest.gateway.command_outbox import CommandOutbox
 from ingest.gateway.protocol import CentralSystemBase
+from ingest.gateway.remote_start_match import answered_transaction_id
 from ingest.gateway.station_calls import ConnectionLost, StationAnswer, call_station
+from store import remote_start_links
 
 
 class CommandDispatch:
@@ -73,6 +75,7 @@ class CommandDispatch:
             answer = await self._send_locked(command, station, version, closed)
             if answer is not None:
                 await self._record_answer(command, version, answer)
+                await self._link_answered(command, station, answer)
         except asyncio.CancelledError:  # the replica stops; both updates are conditional
             reason = "gateway stopped before the station answered"
             await self.outbox.complete(command, CommandStatus.FAILED, error=reason)
@@ -128,6 +131,22 @@ class CommandDispatch:
             return None
         finally:
             lock.release()
+
+    async def _link_answered(
+        self, command: Command, station: CentralSystemBase, answer: StationAnswer
+    ) -> None:
+        """A remote start answered with the transaction already running (2.0.1): link it
+        (ADR 0010; a later TransactionEvent with the remoteStartId finds it linked)."""
+        tx = answered_transaction_id(command.action, answer.payload)
+        if tx is None:
+            return
+        try:
+            pool = station.services.pool
+            await remote_start_links.link(pool, command.charge_point_id, command.command_id, tx)
+        except Exception:  # the outcome is recorded; the link is a convenience
+            self.log.exception(
+                "could not link the remote start", command_id=str(command.command_id)
+            )
 
     async def _record_answer(self, command: Command, version: str, answer: StationAnswer) -> None:
         if answer.payload is None:

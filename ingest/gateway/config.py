@@ -121,6 +121,10 @@ class GatewayConfig:
     allow_concurrent_transactions: bool = False
     # An open transaction older than this no longer blocks a new one for its idTag.
     open_transaction_max_age_s: float = 48 * 3600.0
+    # A 1.6 StartTransaction (its own timestamp) up to this long after a remote start
+    # was answered is linked to it (same connector, same idTag; ADR 0010). About the
+    # stations' ConnectionTimeOut: how long they wait for the driver to plug in.
+    remote_start_window_s: float = 180.0
 
     # --- abuse limits per connection: frames read per second (token bucket; excess
     # frames are read later = TCP backpressure, never dropped or errored) and frames

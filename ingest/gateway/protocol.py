@@ -344,6 +344,16 @@ class CentralSystemBase(ChargePoint):
 
         self._after_publish(record)
 
+    def _link_remote_start(self, link: Callable[[], Awaitable[Any]]) -> None:
+        """After publishing: match the start to the remote start it belongs to (ADR 0010)."""
+
+        async def record() -> None:
+            command_id = await link()
+            if command_id is not None:
+                self.log.info("remote start linked", command_id=str(command_id))
+
+        self._after_publish(record)
+
     def _close_transaction(self, transaction_id: str) -> None:
         async def record() -> None:
             await id_tokens.close_transaction(self.services.pool, self.id, transaction_id)

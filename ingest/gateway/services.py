@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,8 +32,9 @@ from bus.envelope import Envelope, Kind, encode_envelope, new_message_id
 from bus.producer import Producer, PublishError
 from bus.times import format_rfc3339, utc_now
 from bus.topics import Topics
+from ingest.gateway.remote_start_match import StartSeen, match_v16, pending_start_of
 from runtime.metrics import MetricFamily
-from store import id_tokens, stations
+from store import id_tokens, remote_start_links, stations
 from store.id_tokens import IdTagRecord
 from store.station_batches import StationWrites
 
@@ -185,8 +187,10 @@ class GatewayServices:
         open_transaction_max_age_s: float = 48 * 3600.0,
         validate_responses: bool = False,
         last_seen_interval_s: float = 1.0,
+        remote_start_window_s: float = 180.0,
     ) -> None:
         self.pool = pool
+        self.remote_start_window_s = remote_start_window_s
         # Check our own CALLRESULTs against the response schemas (tests turn it on).
         self.validate_responses = validate_responses
         self.last_seen = LastSeen(pool, last_seen_interval_s)
@@ -278,6 +282,31 @@ class GatewayServices:
 
     async def next_transaction_id(self) -> int:
         return await id_tokens.next_transaction_id(self.pool)
+
+    async def link_start_v16(
+        self, charge_point_id: str, start: StartSeen, transaction_id: str
+    ) -> uuid.UUID | None:
+        """Link a 1.6 StartTransaction to the remote start it belongs to (ADR 0010)."""
+        window_s = self.remote_start_window_s
+        rows = await remote_start_links.pending_v16(
+            self.pool, charge_point_id, start.timestamp, window_s
+        )
+        pending = (pending_start_of(*row) for row in rows)
+        command_id = match_v16(start, (p for p in pending if p is not None), window_s)
+        if command_id is None:
+            return None
+        linked = await remote_start_links.link(
+            self.pool, charge_point_id, command_id, transaction_id
+        )
+        return command_id if linked else None
+
+    async def link_start_v201(
+        self, charge_point_id: str, remote_start_id: int, transaction_id: str
+    ) -> uuid.UUID | None:
+        """Link a 2.0.1 transaction to the RequestStartTransaction of its remoteStartId."""
+        return await remote_start_links.link_v201(
+            self.pool, charge_point_id, remote_start_id, transaction_id
+        )
 
     async def publish(self, envelope: Envelope, topic: str | None = None) -> None:
         """Return once Kafka stored the event (on ``ocpp.events`` unless ``topic``);

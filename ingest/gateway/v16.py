@@ -22,6 +22,7 @@ from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, Regi
 from bus.normalized import Normalized, normalize_v16
 from bus.times import format_rfc3339, parse_rfc3339, utc_now
 from ingest.gateway.protocol import CentralSystemBase
+from ingest.gateway.remote_start_match import StartSeen
 from ingest.gateway.schemas import SchemaSet
 from ingest.gateway.services import AuthDecision
 
@@ -138,6 +139,14 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         self._touch()
         if decision.status == "Accepted":
             self._open_transaction(str(transaction_id), connector_id, id_tag, self.ctx.received_at)
+        started = StartSeen(
+            connector_id,
+            id_tag,
+            self.measured_at("StartTransaction", {"timestamp": timestamp}, self.ctx.received_at),
+        )
+        self._link_remote_start(
+            lambda: self.services.link_start_v16(self.id, started, str(transaction_id))
+        )
         return cr.StartTransaction(
             transaction_id=transaction_id, id_tag_info=_id_tag_info(decision)
         )

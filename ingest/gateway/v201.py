@@ -52,6 +52,7 @@ from bus.normalized import EvseStates, Normalized, normalize_v201, status_from_v
 from bus.times import format_rfc3339, parse_rfc3339, utc_now
 from ingest.gateway import framing
 from ingest.gateway.protocol import CentralSystemBase
+from ingest.gateway.remote_start_match import remote_start_id_of
 from ingest.gateway.schemas import SchemaSet
 from ingest.gateway.services import AuthDecision
 
@@ -207,6 +208,11 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
         transaction, a stop token is checked against the list only."""
         self._touch()
         transaction_id = str(transaction_info["transaction_id"])
+        remote_start_id = remote_start_id_of(transaction_info)
+        if remote_start_id is not None:
+            self._link_remote_start(
+                lambda: self.services.link_start_v201(self.id, remote_start_id, transaction_id)
+            )
         if event_type == "Ended":
             self._close_transaction(transaction_id)
             if id_token is None:

@@ -88,6 +88,8 @@ class Dialect(ABC):
     def __init__(self, signing_meter: str | None = None) -> None:
         self.signing_meter = signing_meter
         self._signed_records = 0
+        # connector -> the 2.0.1 remoteStartId of the remote start it is starting for
+        self.remote_starts: dict[int, int] = {}
 
     def signed_record(self, register_wh: int, at: datetime, context: str) -> str:
         """The signing meter's next record of the register (needs ``signing_meter``)."""

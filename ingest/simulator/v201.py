@@ -204,12 +204,19 @@ class V201Dialect(Dialect):
 
     def _start(self, start: Start) -> Any:
         assert start.transaction_id is not None
+        info: dict[str, Any] = {
+            "transaction_id": start.transaction_id,
+            "charging_state": "Charging",
+        }
+        remote_start_id = self.remote_starts.pop(start.connector_id, None)
+        if remote_start_id is not None:  # the RequestStartTransaction it answers
+            info["remote_start_id"] = remote_start_id
         return c.TransactionEvent(
             event_type="Started",
             timestamp=format_rfc3339(start.at),
-            trigger_reason="Authorized",
+            trigger_reason="Authorized" if remote_start_id is None else "RemoteStart",
             seq_no=self._next_seq(start.transaction_id),
-            transaction_info={"transaction_id": start.transaction_id, "charging_state": "Charging"},
+            transaction_info=info,
             evse={"id": start.connector_id, "connector_id": 1},
             id_token={"id_token": start.id_tag, "type": "ISO14443"},
             meter_value=[self._register(start.register_wh, start.at, "Transaction.Begin")],

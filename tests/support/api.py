@@ -5,6 +5,7 @@ it from the test's thread); API keys, session rows and the problem-details shape
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -107,3 +108,12 @@ def served_api(config: ApiConfig, host: str = "127.0.0.1") -> Iterator[str]:
         server.should_exit = True
         thread.join(15)
         assert not thread.is_alive(), "uvicorn did not stop within 15 s"
+
+
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, JSON data) of each event of a ``text/event-stream`` body."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events

@@ -104,11 +104,15 @@ class StationClient(ChargePoint):
         id_tag: str,
         authorize: bool,
         charging_profile: dict[str, Any] | None,
+        remote_start_id: int | None = None,
     ) -> str:
-        """Claim a free connector now, start the session after the answer; the status."""
+        """Claim a free connector now, start the session after the answer; the status.
+        A 2.0.1 ``remote_start_id`` goes on the transaction's Started event."""
         cid = self.state.free_connector(wanted)
         if cid is None:
             return "Rejected"
+        if remote_start_id is not None:
+            self.station.dialect.remote_starts[cid] = remote_start_id
         if charging_profile:
             self.add_profile(self.profile_of(charging_profile)(cid, "TxProfile"))
         self.state.starting.add(cid)  # taken from now on, for later commands

@@ -37,12 +37,13 @@ class V201ChargePoint(StationClient, ChargePoint):
         id_token: dict[str, Any],
         evse_id: int | None = None,
         charging_profile: dict[str, Any] | None = None,
+        remote_start_id: int | None = None,
         **_: Any,
     ) -> r.RequestStartTransaction:
         setting = self.state.variables[("AuthCtrlr", "AuthorizeRemoteStart")]
         id_tag = str(id_token["id_token"])
         status = self.remote_start(
-            evse_id, id_tag, setting.value.lower() == "true", charging_profile
+            evse_id, id_tag, setting.value.lower() == "true", charging_profile, remote_start_id
         )
         return r.RequestStartTransaction(status=status)
 
