@@ -10,7 +10,10 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# grafana-client needs niquests, whose urllib3-future wheel ships a .pth that copies
+	# itself over the real urllib3 at every interpreter start (breaking requests and
+	# schemathesis); built from source with URLLIB3_NO_OVERRIDE it stays beside it.
+	URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet --no-binary urllib3-future -e '.[dev]'
 	# The fallback MQTT broker, built for `make run` only where chargeflow.mqtt finds no
 	# mosquitto (the same search), lives in its own venv: amqtt pins websockets==15, which
 	# must not downgrade the gateway's websockets.
