@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.command_forms import FORM_BODIES, FormBody, NotExpressible, form, v16_transaction_id
 from api.schemas.commands import (
     ChangeAvailabilityCreate,
     RemoteStartCreate,
@@ -27,8 +28,11 @@ from api.schemas.commands import (
     UnlockConnectorCreate,
 )
 
+__all__ = ["NotExpressible", "TypedBody", "ocpp_request"]
+
 TypedBody = (
-    RemoteStartCreate
+    FormBody
+    | RemoteStartCreate
     | RemoteStopCreate
     | ResetCreate
     | UnlockConnectorCreate
@@ -42,20 +46,27 @@ RESET_TYPES = {
 }
 
 
-class NotExpressible(ValueError):
-    """The request has no form in the station's OCPP version (a 422 for the caller)."""
-
-
 def ocpp_request(
     body: TypedBody,
     ocpp_version: str,
     *,
     remote_start_id: int | None = None,
     transaction_id: str | None = None,
+    request_id: int | None = None,
+    reservation_id: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(action, payload) for a station speaking ``ocpp_version``. ``transaction_id``:
-    the remote stop's transaction when the body named a session."""
+    the transaction of the session a remote stop or tx profile named; ``request_id``
+    and ``reservation_id``: drawn by chargeflow (``api.command_forms``)."""
     v16 = ocpp_version == V16
+    if isinstance(body, FORM_BODIES):
+        return form(
+            body,
+            ocpp_version,
+            request_id=request_id,
+            reservation_id=reservation_id,
+            transaction_id=transaction_id,
+        )
     match body:
         case RemoteStartCreate():
             return _remote_start(body, v16, remote_start_id)
@@ -108,6 +119,4 @@ def _remote_start(
 def _remote_stop(transaction_id: str, v16: bool) -> tuple[str, dict[str, Any]]:
     if not v16:
         return "RequestStopTransaction", {"transactionId": transaction_id}
-    if not transaction_id.isdigit() or int(transaction_id) > 2**31 - 1:
-        raise NotExpressible(f"OCPP 1.6 transaction ids are integers, not {transaction_id!r}")
-    return "RemoteStopTransaction", {"transactionId": int(transaction_id)}
+    return "RemoteStopTransaction", {"transactionId": v16_transaction_id(transaction_id)}
