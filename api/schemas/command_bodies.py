@@ -52,6 +52,22 @@ class SchedulePeriod(_Body):
 
 
 class SetChargingProfileCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "connector_id": 1,
+                    "profile_id": 1,
+                    "purpose": "tx_default",
+                    "kind": "relative",
+                    "unit": "W",
+                    "periods": [{"start_period_s": 0, "limit": 7400.3}],
+                }
+            ]
+        },
+    )
+
     connector_id: int = ConnectorId
     profile_id: int = Field(ge=1, le=INT32_MAX, description="The profile's id (also to clear it)")
     stack_level: int = Field(default=0, ge=0, le=INT32_MAX)
@@ -98,6 +114,8 @@ class SetChargingProfileCreate(_Body):
 
 
 class ClearChargingProfileCreate(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"profile_id": 1}]})
+
     profile_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
     connector_id: int | None = Field(default=None, ge=0, le=INT32_MAX)
     purpose: ProfilePurpose | None = None
@@ -114,6 +132,11 @@ class ClearChargingProfileCreate(_Body):
 
 
 class GetCompositeScheduleCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"connector_id": 1, "duration_s": 3600, "unit": "W"}]},
+    )
+
     connector_id: int = ConnectorId
     duration_s: int = Field(ge=1, le=INT32_MAX)
     unit: Literal["W", "A"] | None = Field(default=None, description="Omitted: the station's")
@@ -123,6 +146,13 @@ class GetCompositeScheduleCreate(_Body):
 
 
 class ConfigurationCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"key": "HeartbeatInterval", "value": "300", "component": "OCPPCommCtrlr"}]
+        },
+    )
+
     key: str = Field(pattern=NAME_PATTERN, description="1.6 key / 2.0.1 variable name")
     value: str = Field(max_length=500, pattern=r"^[^\u0000-\u001f]*$")
     component: str | None = Field(
@@ -133,6 +163,13 @@ class ConfigurationCreate(_Body):
 
 
 class GetConfigurationCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"keys": ["HeartbeatInterval"], "component": "OCPPCommCtrlr"}]
+        },
+    )
+
     keys: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
         default=[],
         max_length=50,
@@ -166,6 +203,13 @@ class GetVariablesCreate(_Body):
 
 
 class UploadDiagnosticsCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"location": "ftp://logs.example.com/upload", "retries": 1}]
+        },
+    )
+
     location: str = Field(
         pattern=r"^(ftp|ftps|http|https|sftp)://[\x21-\x7e]{1,480}$",
         description="Where the station uploads the file (URL)",
@@ -183,6 +227,15 @@ class UploadDiagnosticsCreate(_Body):
 
 
 class ReserveCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"id_tag": "TAG-1", "expires_at": "2999-01-01T00:00:00Z", "connector_id": 1}
+            ]
+        },
+    )
+
     id_tag: str = Field(pattern=ID_TAG_PATTERN, description="Who the reservation is for")
     expires_at: Timestamp
     connector_id: int | None = Field(
@@ -195,6 +248,10 @@ class ReserveCreate(_Body):
 
 
 class CancelReservationCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reservation_id": 1}]}
+    )
+
     reservation_id: int = Field(
         ge=1, le=INT32_MAX, description="The id chargeflow drew for the reserve command"
     )
@@ -227,6 +284,19 @@ class LocalListEntry(_Body):
 
 
 class SendLocalListCreate(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": 1,
+                    "update_type": "full",
+                    "entries": [{"id_tag": "TAG-1", "status": "Accepted"}],
+                }
+            ]
+        },
+    )
+
     version: int = Field(ge=1, le=INT32_MAX, description="1.6 listVersion / 2.0.1 versionNumber")
     update_type: Literal["full", "differential"]
     entries: list[LocalListEntry] = Field(default=[], max_length=500)
