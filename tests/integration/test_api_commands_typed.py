@@ -79,6 +79,24 @@ async def _tx_profile_by_session(
     assert stopped["status"] == "accepted", stopped
 
 
+async def _clear_profiles(client: httpx.AsyncClient, key: str, cp: str, version: str) -> None:
+    """Profile 10 by id (then Unknown), then by criteria what is left on connector 1."""
+    cleared = await sent(client, key, cp, "clear-charging-profile", {"profile_id": 10})
+    assert cleared["status"] == "accepted", cleared
+    again = await sent(client, key, cp, "clear-charging-profile", {"profile_id": 10})
+    assert again["status"] == "rejected"
+    assert again["response"] == {"status": "Unknown"}
+    by_criteria = await sent(
+        client,
+        key,
+        cp,
+        "clear-charging-profile",
+        {"connector_id": 1, "purpose": "tx_default"},
+    )
+    # 2.0.1 still had profile 11 to clear; the 1.6 station had none left.
+    assert by_criteria["status"] == ("rejected" if version == "1.6" else "accepted")
+
+
 @VERSIONS
 async def test_smart_charging_commands(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, version: str
@@ -126,20 +144,7 @@ async def test_smart_charging_commands(
         else:
             assert fine.status_code == 202, fine.text
 
-        cleared = await sent(client, key, cp, "clear-charging-profile", {"profile_id": 10})
-        assert cleared["status"] == "accepted", cleared
-        again = await sent(client, key, cp, "clear-charging-profile", {"profile_id": 10})
-        assert again["status"] == "rejected"
-        assert again["response"] == {"status": "Unknown"}
-        by_criteria = await sent(
-            client,
-            key,
-            cp,
-            "clear-charging-profile",
-            {"connector_id": 1, "purpose": "tx_default"},
-        )
-        # 2.0.1 still had profile 11 to clear; the 1.6 station had none left.
-        assert by_criteria["status"] == ("rejected" if version == "1.6" else "accepted")
+        await _clear_profiles(client, key, cp, version)
         await _tx_profile_by_session(client, key, station, clean_db)
 
 
@@ -147,6 +152,85 @@ def cache_setting(version: str, enabled: str) -> dict[str, Any]:
     if version == "1.6":
         return {"key": "AuthorizationCacheEnabled", "value": enabled}
     return {"component": "AuthCacheCtrlr", "key": "Enabled", "value": enabled}
+
+
+async def _configuration(client: httpx.AsyncClient, key: str, cp: str, version: str) -> None:
+    """Change and read a setting, a read-only one refused, what one version cannot say."""
+    heartbeat = {"component": "OCPPCommCtrlr", "key": "HeartbeatInterval"}
+    changed = await sent(client, key, cp, "configuration", {**heartbeat, "value": "120"})
+    assert changed["status"] == "accepted", changed
+    read = await sent(
+        client,
+        key,
+        cp,
+        "get-configuration",
+        {"keys": ["HeartbeatInterval"], "component": "OCPPCommCtrlr"},
+    )
+    assert read["status"] == "accepted", read
+    if version == "1.6":
+        assert changed["action"] == "ChangeConfiguration"
+        assert changed["payload"] == {"key": "HeartbeatInterval", "value": "120"}
+        assert read["response"]["configurationKey"][0]["value"] == "120"
+    else:
+        assert changed["action"] == "SetVariables"
+        assert read["action"] == "GetVariables"
+        assert read["response"]["getVariableResult"][0]["attributeValue"] == "120"
+    read_only = await sent(
+        client,
+        key,
+        cp,
+        "configuration",
+        {"component": "ChargingStation", "key": "Model", "value": "X"},
+    )
+    assert read_only["status"] == "rejected", read_only
+
+    variables = {"variables": [{"component": "ChargingStation", "variable": "VendorName"}]}
+    got = await post(client, key, cp, "get-variables", variables)
+    if version == "1.6":
+        assert "for OCPP 2.0.1 stations" in assert_problem(got, 422)["detail"]
+        no_keys = await sent(client, key, cp, "get-configuration", {})
+        assert no_keys["status"] == "accepted"
+        assert len(no_keys["response"]["configurationKey"]) > 5
+    else:
+        vendor = await sent(client, key, cp, "get-variables", variables)
+        assert vendor["response"]["getVariableResult"][0]["attributeValue"] == "chargeflow"
+        no_component = await post(client, key, cp, "configuration", {"key": "X", "value": "1"})
+        assert "give component" in assert_problem(no_component, 422)["detail"]
+
+
+async def _local_list_and_cache(
+    client: httpx.AsyncClient, key: str, station: SimulatedStation, version: str
+) -> None:
+    """A full list, a stale differential update refused, a newer one; the cache cleared,
+    then refused once disabled."""
+    cp = station.cp_id
+    entries = [
+        {"id_tag": "LOCAL-1", "status": "Accepted"},
+        {"id_tag": "LOCAL-2", "status": "Blocked"},
+    ]
+    full = await sent(
+        client,
+        key,
+        cp,
+        "send-local-list",
+        {"version": 3, "update_type": "full", "entries": entries},
+    )
+    assert full["status"] == "accepted", full
+    assert station.state.local_list == {"LOCAL-1": "Accepted", "LOCAL-2": "Blocked"}
+    stale = {"version": 3, "update_type": "differential", "entries": [{"id_tag": "LOCAL-2"}]}
+    mismatch = await sent(client, key, cp, "send-local-list", stale)
+    assert mismatch["status"] == "rejected"
+    assert mismatch["response"] == {"status": "VersionMismatch"}
+    newer = await sent(client, key, cp, "send-local-list", {**stale, "version": 4})
+    assert newer["status"] == "accepted", newer
+    assert station.state.local_list == {"LOCAL-1": "Accepted"}
+
+    assert (await sent(client, key, cp, "clear-cache", {}))["status"] == "accepted"
+    disabled = await sent(client, key, cp, "configuration", cache_setting(version, "false"))
+    assert disabled["status"] == "accepted", disabled
+    refused = await sent(client, key, cp, "clear-cache", {})
+    assert refused["status"] == "rejected"
+    assert refused["response"] == {"status": "Rejected"}
 
 
 @VERSIONS
@@ -160,74 +244,8 @@ async def test_configuration_local_list_and_cache_commands(
         api_client(clean_db, broker.bootstrap, topics=topics) as client,
     ):
         cp = station.cp_id
-        heartbeat = {"component": "OCPPCommCtrlr", "key": "HeartbeatInterval"}
-        changed = await sent(client, key, cp, "configuration", {**heartbeat, "value": "120"})
-        assert changed["status"] == "accepted", changed
-        read = await sent(
-            client,
-            key,
-            cp,
-            "get-configuration",
-            {"keys": ["HeartbeatInterval"], "component": "OCPPCommCtrlr"},
-        )
-        assert read["status"] == "accepted", read
-        if version == "1.6":
-            assert changed["action"] == "ChangeConfiguration"
-            assert changed["payload"] == {"key": "HeartbeatInterval", "value": "120"}
-            assert read["response"]["configurationKey"][0]["value"] == "120"
-        else:
-            assert changed["action"] == "SetVariables"
-            assert read["action"] == "GetVariables"
-            assert read["response"]["getVariableResult"][0]["attributeValue"] == "120"
-        read_only = await sent(
-            client,
-            key,
-            cp,
-            "configuration",
-            {"component": "ChargingStation", "key": "Model", "value": "X"},
-        )
-        assert read_only["status"] == "rejected", read_only
-
-        variables = {"variables": [{"component": "ChargingStation", "variable": "VendorName"}]}
-        got = await post(client, key, cp, "get-variables", variables)
-        if version == "1.6":
-            assert "for OCPP 2.0.1 stations" in assert_problem(got, 422)["detail"]
-            no_keys = await sent(client, key, cp, "get-configuration", {})
-            assert no_keys["status"] == "accepted"
-            assert len(no_keys["response"]["configurationKey"]) > 5
-        else:
-            vendor = await sent(client, key, cp, "get-variables", variables)
-            assert vendor["response"]["getVariableResult"][0]["attributeValue"] == "chargeflow"
-            no_component = await post(client, key, cp, "configuration", {"key": "X", "value": "1"})
-            assert "give component" in assert_problem(no_component, 422)["detail"]
-
-        entries = [
-            {"id_tag": "LOCAL-1", "status": "Accepted"},
-            {"id_tag": "LOCAL-2", "status": "Blocked"},
-        ]
-        full = await sent(
-            client,
-            key,
-            cp,
-            "send-local-list",
-            {"version": 3, "update_type": "full", "entries": entries},
-        )
-        assert full["status"] == "accepted", full
-        assert station.state.local_list == {"LOCAL-1": "Accepted", "LOCAL-2": "Blocked"}
-        stale = {"version": 3, "update_type": "differential", "entries": [{"id_tag": "LOCAL-2"}]}
-        mismatch = await sent(client, key, cp, "send-local-list", stale)
-        assert mismatch["status"] == "rejected"
-        assert mismatch["response"] == {"status": "VersionMismatch"}
-        newer = await sent(client, key, cp, "send-local-list", {**stale, "version": 4})
-        assert newer["status"] == "accepted", newer
-        assert station.state.local_list == {"LOCAL-1": "Accepted"}
-
-        assert (await sent(client, key, cp, "clear-cache", {}))["status"] == "accepted"
-        disabled = await sent(client, key, cp, "configuration", cache_setting(version, "false"))
-        assert disabled["status"] == "accepted", disabled
-        refused = await sent(client, key, cp, "clear-cache", {})
-        assert refused["status"] == "rejected"
-        assert refused["response"] == {"status": "Rejected"}
+        await _configuration(client, key, cp, version)
+        await _local_list_and_cache(client, key, station, version)
 
 
 @VERSIONS
