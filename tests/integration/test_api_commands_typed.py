@@ -17,11 +17,10 @@ import pytest
 from bus.times import format_rfc3339, utc_now
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
-from ingest.gateway.server import Gateway
 from ingest.simulator.station import SimulatedStation
-from tests.support.api import api_client, assert_problem, insert_session
-from tests.support.api_commands import keys, post, sent
-from tests.support.gateway import SIM_TAG, gateway_config, sim_station
+from tests.support.api import assert_problem, insert_session
+from tests.support.api_commands import keys, post, sent, station_and_api
+from tests.support.gateway import SIM_TAG
 from tests.support.polling import apoll
 
 pytestmark = pytest.mark.integration
@@ -102,10 +101,9 @@ async def test_smart_charging_commands(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, version: str
 ) -> None:
     key = keys(clean_db)["operator"]
-    async with (
-        Gateway(gateway_config(broker, clean_db, topics)) as gw,
-        sim_station(gw, f"APISC{version}-", version) as station,
-        api_client(clean_db, broker.bootstrap, topics=topics) as client,
+    async with station_and_api(broker, clean_db, topics, f"APISC{version}-", version) as (
+        station,
+        client,
     ):
         cp = station.cp_id
         set_ = await sent(client, key, cp, "set-charging-profile", profile(10, "7400.3"))
@@ -238,10 +236,9 @@ async def test_configuration_local_list_and_cache_commands(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, version: str
 ) -> None:
     key = keys(clean_db)["operator"]
-    async with (
-        Gateway(gateway_config(broker, clean_db, topics)) as gw,
-        sim_station(gw, f"APICF{version}-", version) as station,
-        api_client(clean_db, broker.bootstrap, topics=topics) as client,
+    async with station_and_api(broker, clean_db, topics, f"APICF{version}-", version) as (
+        station,
+        client,
     ):
         cp = station.cp_id
         await _configuration(client, key, cp, version)
@@ -253,10 +250,9 @@ async def test_reservation_and_diagnostics_commands(
     broker: EmbeddedBroker, clean_db: str, topics: Topics, version: str
 ) -> None:
     key = keys(clean_db)["operator"]
-    async with (
-        Gateway(gateway_config(broker, clean_db, topics)) as gw,
-        sim_station(gw, f"APIRD{version}-", version) as station,
-        api_client(clean_db, broker.bootstrap, topics=topics) as client,
+    async with station_and_api(broker, clean_db, topics, f"APIRD{version}-", version) as (
+        station,
+        client,
     ):
         cp = station.cp_id
         until = format_rfc3339(utc_now() + timedelta(hours=1))

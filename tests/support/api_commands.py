@@ -1,14 +1,22 @@
-"""Remote commands through the API in tests: API keys for the command roles, the POST
-of a typed or raw command, and the command once final (``GET /v1/commands/{id}?wait``)."""
+"""Remote commands through the API in tests: API keys for the command roles, a gateway
+with one simulated station and an API client, the POST of a typed or raw command, and
+the command once final (``GET /v1/commands/{id}?wait``)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 
+from bus.topics import Topics
+from chargeflow.stack import EmbeddedBroker
+from ingest.gateway.server import Gateway
+from ingest.simulator.station import SimulatedStation
 from store.api_keys import create_api_key
-from tests.support.api import auth
+from tests.support.api import api_client, auth
+from tests.support.gateway import gateway_config, sim_station
 
 FINAL = {"accepted", "rejected", "failed", "timed_out", "expired", "offline"}
 
@@ -45,3 +53,16 @@ async def sent(
 ) -> dict[str, Any]:
     """POST a command and wait for its outcome."""
     return await outcome(client, key, await post(client, key, cp, action, body))
+
+
+@asynccontextmanager
+async def station_and_api(
+    broker: EmbeddedBroker, db_url: str, topics: Topics, cp_prefix: str, version: str
+) -> AsyncIterator[tuple[SimulatedStation, httpx.AsyncClient]]:
+    """A gateway, one simulated station of ``version`` connected to it, an API client."""
+    async with (
+        Gateway(gateway_config(broker, db_url, topics)) as gw,
+        sim_station(gw, cp_prefix, version) as station,
+        api_client(db_url, broker.bootstrap, topics=topics) as client,
+    ):
+        yield station, client
