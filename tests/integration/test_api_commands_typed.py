@@ -7,6 +7,7 @@ say."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -74,6 +75,9 @@ async def _tx_profile_by_session(
         profile(31, "3700", purpose="tx", transaction_id="999"),
     )
     assert other["status"] == "rejected", other
+    unknown = profile(32, "3700", purpose="tx", session_id=str(uuid.uuid4()))
+    missing = await post(client, key, cp, "set-charging-profile", unknown)
+    assert "no session" in assert_problem(missing, 422)["detail"]
     stopped = await sent(client, key, cp, "remote-stop", {"session_id": str(session["session_id"])})
     assert stopped["status"] == "accepted", stopped
 
