@@ -1,6 +1,7 @@
 """The typed command bodies as the OCPP request of the station's version: one meaning,
 two wire forms (pure). ``remote_start_id`` is the 2.0.1 ``remoteStartId`` the caller
-drew for the command (ignored for 1.6).
+drew for the command (ignored for 1.6). The smart charging, configuration, diagnostics,
+reservation and local list bodies have their forms in ``api.command_forms``.
 
 >>> from api.schemas.commands import ResetCreate, RemoteStartCreate
 >>> ocpp_request(ResetCreate(type="hard"), "2.0.1")
@@ -17,7 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.command_forms import FORM_BODIES, FormBody, NotExpressible, form, v16_transaction_id
+from api.command_forms import (
+    FORM_BODIES,
+    V16,
+    FormBody,
+    NotExpressible,
+    form,
+    v16_transaction_id,
+)
 from api.schemas.commands import (
     ChangeAvailabilityCreate,
     RemoteStartCreate,
@@ -39,7 +47,6 @@ TypedBody = (
     | ChangeAvailabilityCreate
     | TriggerMessageCreate
 )
-V16 = "1.6"
 RESET_TYPES = {
     V16: {ResetType.SOFT: "Soft", ResetType.HARD: "Hard"},
     "2.0.1": {ResetType.SOFT: "OnIdle", ResetType.HARD: "Immediate"},
