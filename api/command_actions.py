@@ -1,6 +1,7 @@
 """The typed command bodies as the OCPP request of the station's version: one meaning,
 two wire forms (pure). ``remote_start_id`` is the 2.0.1 ``remoteStartId`` the caller
-drew for the command (ignored for 1.6).
+drew for the command (ignored for 1.6). The smart charging, configuration, diagnostics,
+reservation and local list bodies have their forms in ``api.command_forms``.
 
 >>> from api.schemas.commands import ResetCreate, RemoteStartCreate
 >>> ocpp_request(ResetCreate(type="hard"), "2.0.1")
@@ -17,6 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.command_forms import (
+    FORM_BODIES,
+    V16,
+    FormBody,
+    NotExpressible,
+    form,
+    v16_transaction_id,
+)
 from api.schemas.commands import (
     ChangeAvailabilityCreate,
     RemoteStartCreate,
@@ -27,23 +36,21 @@ from api.schemas.commands import (
     UnlockConnectorCreate,
 )
 
+__all__ = ["NotExpressible", "TypedBody", "ocpp_request"]
+
 TypedBody = (
-    RemoteStartCreate
+    FormBody
+    | RemoteStartCreate
     | RemoteStopCreate
     | ResetCreate
     | UnlockConnectorCreate
     | ChangeAvailabilityCreate
     | TriggerMessageCreate
 )
-V16 = "1.6"
 RESET_TYPES = {
     V16: {ResetType.SOFT: "Soft", ResetType.HARD: "Hard"},
     "2.0.1": {ResetType.SOFT: "OnIdle", ResetType.HARD: "Immediate"},
 }
-
-
-class NotExpressible(ValueError):
-    """The request has no form in the station's OCPP version (a 422 for the caller)."""
 
 
 def ocpp_request(
@@ -52,10 +59,21 @@ def ocpp_request(
     *,
     remote_start_id: int | None = None,
     transaction_id: str | None = None,
+    request_id: int | None = None,
+    reservation_id: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(action, payload) for a station speaking ``ocpp_version``. ``transaction_id``:
-    the remote stop's transaction when the body named a session."""
+    the transaction of the session a remote stop or tx profile named; ``request_id``
+    and ``reservation_id``: drawn by chargeflow (``api.command_forms``)."""
     v16 = ocpp_version == V16
+    if isinstance(body, FORM_BODIES):
+        return form(
+            body,
+            ocpp_version,
+            request_id=request_id,
+            reservation_id=reservation_id,
+            transaction_id=transaction_id,
+        )
     match body:
         case RemoteStartCreate():
             return _remote_start(body, v16, remote_start_id)
@@ -108,6 +126,4 @@ def _remote_start(
 def _remote_stop(transaction_id: str, v16: bool) -> tuple[str, dict[str, Any]]:
     if not v16:
         return "RequestStopTransaction", {"transactionId": transaction_id}
-    if not transaction_id.isdigit() or int(transaction_id) > 2**31 - 1:
-        raise NotExpressible(f"OCPP 1.6 transaction ids are integers, not {transaction_id!r}")
-    return "RemoteStopTransaction", {"transactionId": int(transaction_id)}
+    return "RemoteStopTransaction", {"transactionId": v16_transaction_id(transaction_id)}

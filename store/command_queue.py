@@ -149,9 +149,22 @@ async def station_ocpp_version(db: AsyncDb, charge_point_id: str) -> tuple[bool,
     return (True, rows[0][0]) if rows else (False, None)
 
 
-async def next_remote_start_id(db: AsyncDb) -> int:
-    rows = await execute(db, "SELECT nextval('command_remote_start_ids')", ())
+# The ids chargeflow draws for a command's payload (migrations 0022, 0029).
+SEQUENCES = {
+    "remote_start": "command_remote_start_ids",  # 2.0.1 remoteStartId
+    "request": "command_request_ids",  # 2.0.1 requestId (GetLog)
+    "reservation": "command_reservation_ids",  # ReserveNow reservation id
+}
+
+
+async def next_id(db: AsyncDb, kind: str) -> int:
+    """The next id of ``kind`` (a key of ``SEQUENCES``)."""
+    rows = await execute(db, f"SELECT nextval('{SEQUENCES[kind]}')", ())
     return int(rows[0][0])
+
+
+async def next_remote_start_id(db: AsyncDb) -> int:
+    return await next_id(db, "remote_start")
 
 
 async def session_transaction(db: AsyncDb, session_id: uuid.UUID) -> tuple[str, str, str] | None:

@@ -10,6 +10,7 @@ nothing; the same key with another request is a 422.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response, status
@@ -20,6 +21,20 @@ from api.deps import CommandOperator, DbConn
 from api.params import ChargePointPath
 from api.problems import AUTHENTICATED, CONFLICT, NOT_FOUND, UNREADABLE_BODY, ProblemError
 from api.routers.commands import command_public
+from api.schemas.command_bodies import (
+    CancelReservationCreate,
+    ClearCacheCreate,
+    ClearChargingProfileCreate,
+    ConfigurationCreate,
+    GetCompositeScheduleCreate,
+    GetConfigurationCreate,
+    GetVariablesCreate,
+    ReserveCreate,
+    SendLocalListCreate,
+    SetChargingProfileCreate,
+    SetVariablesCreate,
+    UploadDiagnosticsCreate,
+)
 from api.schemas.commands import (
     ChangeAvailabilityCreate,
     CommandPublic,
@@ -99,14 +114,24 @@ async def _submit(
 
 def _typed(db: AsyncDb, station_id: str, body: TypedBody) -> Build:
     async def build(version: str) -> tuple[str, dict[str, Any]]:
-        remote_start_id = transaction_id = None
+        remote_start_id = transaction_id = request_id = reservation_id = None
         if isinstance(body, RemoteStartCreate) and version != "1.6":
             remote_start_id = await command_queue.next_remote_start_id(db)
-        if isinstance(body, RemoteStopCreate) and body.session_id is not None:
-            transaction_id = await _session_transaction(db, station_id, body)
+        session_id = getattr(body, "session_id", None)
+        if session_id is not None:
+            transaction_id = await _session_transaction(db, station_id, session_id)
+        if isinstance(body, UploadDiagnosticsCreate) and version != "1.6":
+            request_id = await command_queue.next_id(db, "request")
+        if isinstance(body, ReserveCreate):
+            reservation_id = await command_queue.next_id(db, "reservation")
         try:
             return ocpp_request(
-                body, version, remote_start_id=remote_start_id, transaction_id=transaction_id
+                body,
+                version,
+                remote_start_id=remote_start_id,
+                transaction_id=transaction_id,
+                request_id=request_id,
+                reservation_id=reservation_id,
             )
         except NotExpressible as exc:
             raise ProblemError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
@@ -114,17 +139,17 @@ def _typed(db: AsyncDb, station_id: str, body: TypedBody) -> Build:
     return build
 
 
-async def _session_transaction(db: AsyncDb, station_id: str, body: RemoteStopCreate) -> str:
-    """The transaction of the session to stop: on this station, still active."""
-    assert body.session_id is not None
-    found = await command_queue.session_transaction(db, body.session_id)
+async def _session_transaction(db: AsyncDb, station_id: str, session_id: uuid.UUID) -> str:
+    """The transaction of the session a body names (a remote stop, a tx profile): on
+    this station, still active."""
+    found = await command_queue.session_transaction(db, session_id)
     if found is None or found[0] != station_id:
         raise ProblemError(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"no session {body.session_id} on station {station_id!r}",
+            f"no session {session_id} on station {station_id!r}",
         )
     if found[2] != "active":
-        raise ProblemError(status.HTTP_409_CONFLICT, f"session {body.session_id} has ended")
+        raise ProblemError(status.HTTP_409_CONFLICT, f"session {session_id} has ended")
     return found[1]
 
 
@@ -184,6 +209,56 @@ _route(
     ChangeAvailabilityCreate,
 )
 _route("trigger-message", "Ask the station to send a message now", TriggerMessageCreate)
+_route(
+    "set-charging-profile",
+    "Set a charging profile (1.6 csChargingProfiles on a connector, 2.0.1 chargingProfile "
+    "on an EVSE); a tx profile names its transaction or session",
+    SetChargingProfileCreate,
+)
+_route(
+    "clear-charging-profile",
+    "Clear charging profiles by id, or by connector, purpose and stack level",
+    ClearChargingProfileCreate,
+)
+_route(
+    "get-composite-schedule",
+    "Ask for the schedule in force on a connector; the station's answer (the schedule) "
+    "is the command's `response`",
+    GetCompositeScheduleCreate,
+)
+_route(
+    "configuration",
+    "Change one setting (1.6 ChangeConfiguration key/value, 2.0.1 SetVariables of "
+    "`component`.`key`)",
+    ConfigurationCreate,
+)
+_route(
+    "get-configuration",
+    "Read settings (1.6 GetConfiguration, 2.0.1 GetVariables of `component`); the values "
+    "are the command's `response`",
+    GetConfigurationCreate,
+)
+_route("set-variables", "Set 2.0.1 variables (OCPP 2.0.1 stations only)", SetVariablesCreate)
+_route("get-variables", "Read 2.0.1 variables (OCPP 2.0.1 stations only)", GetVariablesCreate)
+_route(
+    "upload-diagnostics",
+    "Have the station upload its diagnostics (1.6 GetDiagnostics, 2.0.1 GetLog with a "
+    "requestId chargeflow draws)",
+    UploadDiagnosticsCreate,
+)
+_route(
+    "reserve",
+    "Reserve a connector for an id tag until a time (ReserveNow; chargeflow draws the "
+    "reservation id, in the command's payload)",
+    ReserveCreate,
+)
+_route("cancel-reservation", "Cancel a reservation", CancelReservationCreate)
+_route(
+    "send-local-list",
+    "Send the local authorisation list (full or differential)",
+    SendLocalListCreate,
+)
+_route("clear-cache", "Clear the station's authorisation cache", ClearCacheCreate)
 
 
 @router.post(

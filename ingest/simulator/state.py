@@ -28,6 +28,7 @@ CONFIG_16: dict[str, tuple[str, bool]] = {
     "MeterValueSampleInterval": ("60", False),
     "AuthorizeRemoteTxRequests": ("false", False),
     "LocalAuthListEnabled": ("true", False),
+    "AuthorizationCacheEnabled": ("true", False),
     "ConnectionTimeOut": ("60", False),
     "NumberOfConnectors": ("1", True),
     "ChargeProfileMaxStackLevel": ("8", True),
@@ -44,6 +45,7 @@ VARIABLES_201: dict[tuple[str, str], tuple[str, bool]] = {
     ("AuthCtrlr", "AuthorizeRemoteStart"): ("false", False),
     ("AuthCtrlr", "Enabled"): ("true", False),
     ("LocalAuthListCtrlr", "Enabled"): ("true", False),
+    ("AuthCacheCtrlr", "Enabled"): ("true", False),
     ("SmartChargingCtrlr", "Enabled"): ("true", True),
     ("ChargingStation", "Model"): ("SIM-AC22", True),
     ("ChargingStation", "VendorName"): ("chargeflow", True),
@@ -88,6 +90,7 @@ class StationState:
         self.running: dict[int, int | str] = {}  # connector -> transaction id
         self.reservations: dict[int, int] = {}  # reservation id -> connector
         self.local_list_version = 0
+        self.local_list: dict[str, str] = {}  # id tag -> status
         self.stops: dict[int, str] = {}  # connector -> stop reason asked for
         # Held by a session on the connector (the fleet's own ones and remote starts).
         self.locks = {cid: asyncio.Lock() for cid in self.connectors}
@@ -182,6 +185,28 @@ class StationState:
 
     def cancel_reservation(self, reservation_id: int) -> bool:
         return self.reservations.pop(reservation_id, None) is not None
+
+    # ----------------------------------------------------------- local list
+
+    def update_local_list(
+        self, version: int, full: bool, entries: dict[str, str | None], enabled: bool
+    ) -> str:
+        """Apply a SendLocalList (entries: id tag -> status, None = remove); its status:
+        NotSupported when the list is disabled, VersionMismatch for a differential
+        update not newer than the list."""
+        if not enabled:
+            return "NotSupported"
+        if not full and version <= self.local_list_version:
+            return "VersionMismatch"
+        if full:
+            self.local_list.clear()
+        for tag, status in entries.items():
+            if status is None:
+                self.local_list.pop(tag, None)
+            else:
+                self.local_list[tag] = status
+        self.local_list_version = version
+        return "Accepted"
 
     # ------------------------------------------------------------- profiles
 

@@ -22,9 +22,9 @@ from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker, free_port
 from ingest.gateway.server import Gateway
 from ingest.simulator.station import SimulatedStation
-from store.api_keys import create_api_key
 from store.stations import provision_station
 from tests.support.api import api_client, assert_problem, auth, insert_session, sse_events
+from tests.support.api_commands import keys, outcome, post
 from tests.support.gateway import SIM_TAG, STATION_PASSWORD, gateway_config, sim_station
 from tests.support.polling import apoll
 
@@ -43,13 +43,6 @@ V16_PROFILE = {
         },
     },
 }
-FINAL = {"accepted", "rejected", "failed", "timed_out", "expired", "offline"}
-
-
-def keys(database_url: str) -> dict[str, str]:
-    return {
-        role: create_api_key(database_url, f"cmd-{role}", role) for role in ("operator", "billing")
-    }
 
 
 def messages_for(broker: EmbeddedBroker, topics: Topics, command_id: str) -> int:
@@ -58,26 +51,6 @@ def messages_for(broker: EmbeddedBroker, topics: Topics, command_id: str) -> int
         for m in read_topic(broker.bootstrap, topics.ocpp_commands)
         if str(decode_command(m.value()).command_id) == command_id
     )
-
-
-async def post(
-    client: httpx.AsyncClient, key: str, cp: str, action: str, body: dict[str, Any], **headers: str
-) -> httpx.Response:
-    return await client.post(
-        f"/v1/stations/{cp}/commands/{action}", json=body, headers={**auth(key), **headers}
-    )
-
-
-async def outcome(client: httpx.AsyncClient, key: str, resp: httpx.Response) -> dict[str, Any]:
-    """The command behind a 202, once final (``?wait``)."""
-    assert resp.status_code == 202, resp.text
-    location = resp.headers["location"]
-    assert location == f"/v1/commands/{resp.json()['command_id']}"
-    final = await client.get(location, params={"wait": 20}, headers=auth(key))
-    assert final.status_code == 200, final.text
-    body: dict[str, Any] = final.json()
-    assert body["status"] in FINAL, body
-    return body
 
 
 async def _remote_start_and_stop(

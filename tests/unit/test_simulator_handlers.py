@@ -239,3 +239,74 @@ async def test_variables_read_only_unknown_and_set() -> None:
     assert statuses == ["Accepted", "Rejected", "UnknownComponent", "UnknownVariable"]
     assert station.state.variables[("OCPPCommCtrlr", "HeartbeatInterval")].value == "120"
     assert station.state.variables[("ChargingStation", "Model")].value == "SIM-AC22"
+
+
+def _local_list(version: str, number: int, update: str, tag: str, status: str | None) -> Any:
+    entry: dict[str, Any]
+    if version == "1.6":
+        entry = {"idTag": tag} | ({"idTagInfo": {"status": status}} if status else {})
+        return {"listVersion": number, "updateType": update, "localAuthorizationList": [entry]}
+    entry = {"idToken": {"idToken": tag, "type": "Central"}}
+    entry |= {"idTokenInfo": {"status": status}} if status else {}
+    return {"versionNumber": number, "updateType": update, "localAuthorizationList": [entry]}
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_the_local_list_is_kept_and_a_stale_update_refused(version: str) -> None:
+    station = Station(version)
+    steps = [
+        (_local_list(version, 2, "Full", "A", "Accepted"), "Accepted", {"A": "Accepted"}),
+        (_local_list(version, 2, "Differential", "B", "Blocked"), "VersionMismatch", None),
+        (_local_list(version, 3, "Differential", "A", None), "Accepted", {}),
+    ]
+    for payload, status, kept in steps:
+        _, sent = await answer(version, "SendLocalList", payload, station=station)
+        assert sent[0][2] == {"status": status}
+        if kept is not None:
+            assert station.state.local_list == kept
+    assert station.state.local_list_version == 3
+
+
+@pytest.mark.parametrize(
+    ("version", "action", "payload", "expected"),
+    [
+        ("1.6", "GetCompositeSchedule", {"connectorId": 9, "duration": 60}, {"status": "Rejected"}),
+        ("2.0.1", "GetCompositeSchedule", {"evseId": 9, "duration": 60}, {"status": "Rejected"}),
+        ("1.6", "GetDiagnostics", {"location": "sftp://h/x"}, {}),
+        (
+            "2.0.1",
+            "GetLog",
+            {"logType": "DiagnosticsLog", "requestId": 1, "log": {"remoteLocation": "sftp://h"}},
+            {"status": "Rejected"},
+        ),
+        (
+            "1.6",
+            "ReserveNow",
+            {
+                "connectorId": 7,
+                "expiryDate": "2999-01-01T00:00:00Z",
+                "idTag": "T",
+                "reservationId": 1,
+            },
+            {"status": "Rejected"},
+        ),
+    ],
+)
+async def test_refusals_of_an_unknown_connector_or_location(
+    version: str, action: str, payload: Any, expected: Any
+) -> None:
+    _, sent = await answer(version, action, payload)
+    assert sent[0][2] == expected
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_disabled_cache_is_not_cleared(version: str) -> None:
+    station = Station(version)
+    _, sent = await answer(version, "ClearCache", {}, station=station)
+    assert sent[0][2] == {"status": "Accepted"}
+    if version == "1.6":
+        station.state.configuration["AuthorizationCacheEnabled"].value = "false"
+    else:
+        station.state.variables[("AuthCacheCtrlr", "Enabled")].value = "false"
+    _, sent = await answer(version, "ClearCache", {}, station=station)
+    assert sent[0][2] == {"status": "Rejected"}

@@ -27,15 +27,23 @@ the way a real station would, with effects on the simulation:
 - Get/ChangeConfiguration, Get/SetVariables: a config store; read-only keys answer
   Rejected, unknown keys NotSupported (1.6) / UnknownComponent/UnknownVariable (2.0.1).
 - SetChargingProfile: the first schedule period's limit (W, or A x voltage x phases)
-  caps the simulated power of that connector (0 = all) from the next meter interval;
-  ClearChargingProfile removes it (Unknown when nothing matched); GetCompositeSchedule
-  answers the limit in force.
+  caps the simulated power of that connector (0 = all) from the next meter interval
+  (Rejected for an unknown connector, a TxProfile without a transaction or naming
+  another one); ClearChargingProfile removes it (Unknown when nothing matched);
+  GetCompositeSchedule answers the limit in force (Rejected for an unknown connector).
 - TriggerMessage: sends the requested message after answering (NotImplemented for
   messages the simulator does not send).
 - UpdateFirmware / GetDiagnostics / GetLog: status notifications follow
-  (Downloading..Installed, Uploading/Uploaded); GetBaseReport: a NotifyReport follows.
-- Local list, reservations, ClearCache, DataTransfer: plausible answers
-  (DataTransfer: Accepted for vendor ``org.chargeflow``, else UnknownVendorId).
+  (Downloading..Installed, Uploading/Uploaded); an upload location other than ftp(s) /
+  http(s): GetLog Rejected, GetDiagnostics without a file name. GetBaseReport: a
+  NotifyReport follows.
+- SendLocalList: the list kept (full replaces, differential adds / removes entries
+  without a status); NotSupported when the local list is disabled, VersionMismatch for a
+  differential update not newer than the list. ClearCache: Rejected when the cache is
+  disabled (1.6 ``AuthorizationCacheEnabled``, 2.0.1 ``AuthCacheCtrlr.Enabled``).
+- ReserveNow: Accepted on a free connector (Occupied, Unavailable, Rejected for an
+  unknown one); CancelReservation: Rejected for an unknown reservation. DataTransfer:
+  Accepted for vendor ``org.chargeflow``, else UnknownVendorId.
 
 The library validates each CALL against its schemas (a CALLERROR for an invalid one),
 hands the payload to the handler in snake_case and validates the answer. Answers

@@ -143,6 +143,9 @@ class StationClient(ChargePoint):
             return "Rejected"
         if purpose == "TxProfile" and cid not in self.state.running:
             return "Rejected"  # a TxProfile needs a transaction
+        tx = charging_profile.get("transaction_id")
+        if tx is not None and str(tx) != str(self.state.running.get(cid)):
+            return "Rejected"  # not the connector's transaction
         self.add_profile(self.profile_of(charging_profile)(cid, purpose))
         return "Accepted"
 
@@ -182,6 +185,30 @@ class StationClient(ChargePoint):
     def send_upload_steps(self, notification: Callable[..., Any], **fields: Any) -> None:
         """Send an upload's (diagnostics, log) status notifications after the answer."""
         self.send_after_answer([notification(status=s, **fields) for s in _UPLOAD_STEPS])
+
+    def composite_schedule(self, cid: int, unit: str | None) -> tuple[str, float] | None:
+        """(unit, limit) in force on connector ``cid`` (0: the station); None for a
+        connector the station does not have."""
+        if cid != 0 and cid not in self.state.connectors:
+            return None
+        return self.state.composite_limit(cid, unit, self.station.rating)
+
+    def send_local_list(
+        self, version: int, update_type: str, entries: dict[str, str | None], enabled: str
+    ) -> str:
+        full = update_type == "Full"
+        return self.state.update_local_list(version, full, entries, enabled.lower() == "true")
+
+    @staticmethod
+    def clear_cache(enabled: str) -> str:
+        """Accepted, or Rejected when the station keeps no authorisation cache."""
+        return "Accepted" if enabled.lower() == "true" else "Rejected"
+
+    @staticmethod
+    def upload_location_status(location: str) -> str:
+        """Accepted for a scheme the station uploads to (ftp, http and their TLS forms)."""
+        scheme = location.partition("://")[0].lower()
+        return "Accepted" if scheme in ("ftp", "ftps", "http", "https") else "Rejected"
 
     def cancel_reservation(self, reservation_id: int) -> str:
         return "Accepted" if self.state.cancel_reservation(reservation_id) else "Rejected"

@@ -124,9 +124,10 @@ class V16ChargePoint(StationClient, ChargePoint):
     def on_get_composite_schedule(
         self, connector_id: int, duration: int, charging_rate_unit: str | None = None, **_: Any
     ) -> r.GetCompositeSchedule:
-        unit, limit = self.state.composite_limit(
-            connector_id, charging_rate_unit, self.station.rating
-        )
+        found = self.composite_schedule(connector_id, charging_rate_unit)
+        if found is None:
+            return r.GetCompositeSchedule(status="Rejected")
+        unit, limit = found
         return r.GetCompositeSchedule(
             status="Accepted",
             connector_id=connector_id,
@@ -153,16 +154,30 @@ class V16ChargePoint(StationClient, ChargePoint):
         return r.UpdateFirmware()
 
     @on(Action.get_diagnostics)
-    def on_get_diagnostics(self, **_: Any) -> r.GetDiagnostics:
+    def on_get_diagnostics(self, location: str, **_: Any) -> r.GetDiagnostics:
+        if self.upload_location_status(location) != "Accepted":
+            return r.GetDiagnostics()  # no file to upload there
         self.send_upload_steps(c.DiagnosticsStatusNotification)
         return r.GetDiagnostics(file_name=f"{self.station.cp_id}-diagnostics.log")
 
     # --------------------------------------------- local list, reservations...
 
     @on(Action.send_local_list)
-    def on_send_local_list(self, list_version: int, **_: Any) -> r.SendLocalList:
-        self.state.local_list_version = list_version
-        return r.SendLocalList(status="Accepted")
+    def on_send_local_list(
+        self,
+        list_version: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> r.SendLocalList:
+        entries = {
+            str(e["id_tag"]): (e.get("id_tag_info") or {}).get("status")
+            for e in local_authorization_list or []
+        }
+        enabled = self.state.configuration["LocalAuthListEnabled"].value
+        return r.SendLocalList(
+            status=self.send_local_list(list_version, update_type, entries, enabled)
+        )
 
     @on(Action.get_local_list_version)
     def on_get_local_list_version(self, **_: Any) -> r.GetLocalListVersion:
@@ -178,7 +193,8 @@ class V16ChargePoint(StationClient, ChargePoint):
 
     @on(Action.clear_cache)
     def on_clear_cache(self, **_: Any) -> r.ClearCache:
-        return r.ClearCache(status="Accepted")
+        enabled = self.state.configuration["AuthorizationCacheEnabled"].value
+        return r.ClearCache(status=self.clear_cache(enabled))
 
     @on(Action.data_transfer)
     def on_data_transfer(self, vendor_id: str, **_: Any) -> r.DataTransfer:

@@ -166,7 +166,10 @@ class V201ChargePoint(StationClient, ChargePoint):
     def on_get_composite_schedule(
         self, duration: int, evse_id: int, charging_rate_unit: str | None = None, **_: Any
     ) -> r.GetCompositeSchedule:
-        unit, limit = self.state.composite_limit(evse_id, charging_rate_unit, self.station.rating)
+        found = self.composite_schedule(evse_id, charging_rate_unit)
+        if found is None:
+            return r.GetCompositeSchedule(status="Rejected")
+        unit, limit = found
         return r.GetCompositeSchedule(
             status="Accepted",
             schedule={
@@ -193,16 +196,30 @@ class V201ChargePoint(StationClient, ChargePoint):
         return r.UpdateFirmware(status="Accepted")
 
     @on(Action.get_log)
-    def on_get_log(self, request_id: int, **_: Any) -> r.GetLog:
+    def on_get_log(self, request_id: int, log: dict[str, Any], **_: Any) -> r.GetLog:
+        if self.upload_location_status(str(log["remote_location"])) != "Accepted":
+            return r.GetLog(status="Rejected")
         self.send_upload_steps(c.LogStatusNotification, request_id=request_id)
         return r.GetLog(status="Accepted", filename=f"{self.station.cp_id}-log.txt")
 
     # --------------------------------------------- local list, reservations...
 
     @on(Action.send_local_list)
-    def on_send_local_list(self, version_number: int, **_: Any) -> r.SendLocalList:
-        self.state.local_list_version = version_number
-        return r.SendLocalList(status="Accepted")
+    def on_send_local_list(
+        self,
+        version_number: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> r.SendLocalList:
+        entries = {
+            str(e["id_token"]["id_token"]): (e.get("id_token_info") or {}).get("status")
+            for e in local_authorization_list or []
+        }
+        enabled = self.state.variables[("LocalAuthListCtrlr", "Enabled")].value
+        return r.SendLocalList(
+            status=self.send_local_list(version_number, update_type, entries, enabled)
+        )
 
     @on(Action.get_local_list_version)
     def on_get_local_list_version(self, **_: Any) -> r.GetLocalListVersion:
@@ -218,7 +235,8 @@ class V201ChargePoint(StationClient, ChargePoint):
 
     @on(Action.clear_cache)
     def on_clear_cache(self, **_: Any) -> r.ClearCache:
-        return r.ClearCache(status="Accepted")
+        enabled = self.state.variables[("AuthCacheCtrlr", "Enabled")].value
+        return r.ClearCache(status=self.clear_cache(enabled))
 
     @on(Action.data_transfer)
     def on_data_transfer(self, vendor_id: str, **_: Any) -> r.DataTransfer:
