@@ -300,3 +300,18 @@ def range_error(reason: str, name: str) -> RequestValidationError:
             }
         ]
     )
+
+
+def patch_changes(body: Any, not_null: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields a PATCH body sent (JSON Merge Patch style: absent = unchanged, null =
+    cleared); a null for a field that cannot be empty is a 422."""
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    nulls = [name for name in not_null if name in changes and changes[name] is None]
+    if nulls:
+        raise RequestValidationError(
+            [
+                {"loc": ("body", name), "msg": "may not be null", "type": "value_error"}
+                for name in nulls
+            ]
+        )
+    return changes

@@ -256,3 +256,9 @@ COMMON: Responses = {
 }
 # Operations that need an API key and the database.
 AUTHENTICATED: Responses = {**UNAUTHORIZED, **FORBIDDEN, **RATE_LIMITED, **SERVICE_UNAVAILABLE}
+
+
+def registry_problem(exc: ValueError) -> ProblemError:
+    """A registry error (``store.registry.RegistryError``: its ``status`` is 404, 409 or
+    422) as a problem; its message names the input, never a secret."""
+    return ProblemError(getattr(exc, "status", 422), str(exc))

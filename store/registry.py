@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from psycopg import AsyncConnection, errors, sql
 
@@ -92,7 +92,7 @@ _STATION = (
     " serial_number, firmware_version, ocpp_version, created_at, last_boot_at, last_seen_at,"
     " decommissioned_at"
 )
-STATION_STATUSES = ("active", "decommissioned")
+StationStatus = Literal["active", "decommissioned"]
 
 
 def check_profile(security_profile: int, has_password: bool) -> None:
@@ -142,7 +142,7 @@ async def list_stations(
     conn: AsyncConnection[Any],
     *,
     site_id: str | None = None,
-    status: str | None = None,
+    status: StationStatus | None = None,
     after: str | None = None,
     limit: int = DEFAULT_LIMIT,
 ) -> Page[StationRecord]:
