@@ -23,11 +23,11 @@ SiteId = Annotated[
     Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=[EXAMPLE_SITE]),
 ]
 Label = Annotated[str, Field(min_length=1, max_length=50, pattern=ID_PATTERN)]
-Profile = Literal[0, 1, 2]
+Profile = Literal[0, 1, 2, 3]
 PROFILE_DESCRIPTION = (
     "OCPP security profile: 1 = HTTP Basic (a password is generated), 2 = HTTP Basic over "
     "TLS only, 0 = no authentication (legacy stations). 3 (TLS client certificates) is "
-    "not supported by the gateway"
+    "not supported by the gateway (422, docs/registry.md)"
 )
 
 
