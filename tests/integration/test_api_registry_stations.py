@@ -6,7 +6,9 @@ the roles (operator/admin write; admin alone decommissions and gives new passwor
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import psycopg
 import pytest
 from argon2 import PasswordHasher
 
@@ -18,7 +20,10 @@ pytestmark = pytest.mark.integration
 
 
 async def test_provision_answers_the_password_once_and_stores_only_its_hash(
-    clean_db: str, keys: dict[str, str], db, caplog: pytest.LogCaptureFixture
+    clean_db: str,
+    keys: dict[str, str],
+    db: psycopg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     upsert_site(clean_db, "S-1", "Site 1", 50_000)
     caplog.set_level(logging.DEBUG)
@@ -27,27 +32,32 @@ async def test_provision_answers_the_password_once_and_stores_only_its_hash(
         answer = await created(client, keys["operator"], "/v1/stations", body)
         password = answer["password"]
         assert len(password) == 24
-        assert answer["security_profile"] == 1 and answer["has_password"] is True
-        assert answer["status"] == "active" and answer["site_id"] == "S-1"
+        assert answer["security_profile"] == 1
+        assert answer["has_password"] is True
+        assert answer["status"] == "active"
+        assert answer["site_id"] == "S-1"
         assert answer["vendor"] == "ACME"
         stored = db.execute(
             "SELECT password_hash FROM stations WHERE charge_point_id = 'CP-R1'"
-        ).fetchone()[0]
-        assert stored != password and PasswordHasher().verify(stored, password)
+        ).fetchall()[0][0]
+        assert stored != password
+        assert PasswordHasher().verify(stored, password)
         again = await client.get("/v1/stations/CP-R1", headers=auth(keys["maintenance"]))
         assert again.status_code == 200
-        assert "password" not in again.json() and password not in again.text
+        assert "password" not in again.json()
+        assert password not in again.text
         listed = await client.get("/v1/stations", headers=auth(keys["admin"]))
         assert password not in listed.text
         legacy = await created(
             client, keys["admin"], "/v1/stations", station_body("CP-R0", security_profile=0)
         )
-        assert legacy["password"] is None and legacy["has_password"] is False
+        assert legacy["password"] is None
+        assert legacy["has_password"] is False
     assert password not in caplog.text
 
 
 async def test_bad_provisioning_is_a_problem_and_changes_nothing(
-    clean_db: str, keys: dict[str, str], db
+    clean_db: str, keys: dict[str, str], db: psycopg.Connection[Any]
 ) -> None:
     async with api_client(clean_db) as client:
         await created(client, keys["operator"], "/v1/stations", station_body("CP-D"))
@@ -63,8 +73,8 @@ async def test_bad_provisioning_is_a_problem_and_changes_nothing(
         ):
             resp = await client.post("/v1/stations", json=body, headers=auth(keys["operator"]))
             assert where in str(assert_problem(resp, 422)), resp.text
-        assert db.execute("SELECT count(*) FROM stations").fetchone()[0] == 1
-        assert db.execute("SELECT count(*) FROM sites").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM stations").fetchall()[0][0] == 1
+        assert db.execute("SELECT count(*) FROM sites").fetchall()[0][0] == 0
 
 
 async def test_roles_read_write_and_admin_only(clean_db: str, keys: dict[str, str]) -> None:
@@ -80,12 +90,11 @@ async def test_roles_read_write_and_admin_only(clean_db: str, keys: dict[str, st
         assert_problem(
             await client.delete("/v1/stations/CP-ROLE", headers=auth(keys["operator"])), 403
         )
-        assert_problem(
-            await client.get("/v1/stations/CP-ROLE", headers=auth(keys["billing"])), 403
-        )
+        assert_problem(await client.get("/v1/stations/CP-ROLE", headers=auth(keys["billing"])), 403)
         assert_problem(await client.get("/v1/stations/CP-ROLE"), 401)
         rotated = await client.post("/v1/stations/CP-ROLE/password", headers=auth(keys["admin"]))
-        assert rotated.status_code == 200 and len(rotated.json()["password"]) == 24
+        assert rotated.status_code == 200
+        assert len(rotated.json()["password"]) == 24
 
 
 async def test_list_filters_by_site_and_status_and_pages_by_id(
@@ -112,7 +121,9 @@ async def test_list_filters_by_site_and_status_and_pages_by_id(
             "/v1/stations", params={"site": "S-A", "status": "active"}, headers=auth(key)
         )
         assert [s["charge_point_id"] for s in on_site.json()["items"]] == ["CP-L0", "CP-L2"]
-        gone = await client.get("/v1/stations", params={"status": "decommissioned"}, headers=auth(key))
+        gone = await client.get(
+            "/v1/stations", params={"status": "decommissioned"}, headers=auth(key)
+        )
         assert [s["charge_point_id"] for s in gone.json()["items"]] == ["CP-L4"]
         bad = await client.get("/v1/stations", params={"status": "lost"}, headers=auth(key))
         assert_problem(bad, 422)
@@ -123,17 +134,18 @@ async def test_patch_site_and_profile_rules(clean_db: str, keys: dict[str, str])
     key = keys["operator"]
     async with api_client(clean_db) as client:
         await created(client, key, "/v1/stations", station_body("CP-P", security_profile=0))
-        moved = await client.patch(
-            "/v1/stations/CP-P", json={"site_id": "S-P"}, headers=auth(key)
-        )
-        assert moved.status_code == 200 and moved.json()["site_id"] == "S-P"
+        moved = await client.patch("/v1/stations/CP-P", json={"site_id": "S-P"}, headers=auth(key))
+        assert moved.status_code == 200
+        assert moved.json()["site_id"] == "S-P"
         # Profile 1 needs a password first; 3 (certificates) is not supported.
         needs = await client.patch(
             "/v1/stations/CP-P", json={"security_profile": 1}, headers=auth(key)
         )
         assert "needs a password" in assert_problem(needs, 422)["detail"]
         assert_problem(
-            await client.patch("/v1/stations/CP-P", json={"security_profile": 3}, headers=auth(key)),
+            await client.patch(
+                "/v1/stations/CP-P", json={"security_profile": 3}, headers=auth(key)
+            ),
             422,
         )
         assert_problem(
@@ -159,7 +171,9 @@ async def test_patch_site_and_profile_rules(clean_db: str, keys: dict[str, str])
         assert "decommissioned" in assert_problem(late, 409)["detail"]
 
 
-async def test_connector_ratings(clean_db: str, keys: dict[str, str], db) -> None:
+async def test_connector_ratings(
+    clean_db: str, keys: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
     key = keys["operator"]
     path = "/v1/stations/CP-C/connectors/1"
     ratings = {
@@ -181,10 +195,13 @@ async def test_connector_ratings(clean_db: str, keys: dict[str, str], db) -> Non
         put = await client.put(path, json=ratings, headers=auth(key))
         assert put.status_code == 200, put.text
         got = (await client.get(path, headers=auth(keys["maintenance"]))).json()
-        assert got["max_current_a"] == 32 and got["phases"] == 3 and got["status"] == "Charging"
+        assert got["max_current_a"] == 32
+        assert got["phases"] == 3
+        assert got["status"] == "Charging"
         for bad in ({**ratings, "min_current_a": 40}, {**ratings, "phases": 2}, {"volts": 1}):
             resp = await client.put(path, json=bad, headers=auth(key))
             assert_problem(resp, 422)
         assert (await client.get(path, headers=auth(key))).json() == got
         cleared = await client.put(path, json={"phases": 1}, headers=auth(key))
-        assert cleared.json()["max_current_a"] is None and cleared.json()["phases"] == 1
+        assert cleared.json()["max_current_a"] is None
+        assert cleared.json()["phases"] == 1
