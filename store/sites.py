@@ -11,10 +11,19 @@ from typing import Any
 from zoneinfo import available_timezones
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 
 from store.db import AsyncDb, execute
-from store.registry import DEFAULT_LIMIT, NotFound, Page, RegistryError, fetch, integrity, page_of
+from store.registry import (
+    DEFAULT_LIMIT,
+    Conflict,
+    NotFound,
+    Page,
+    RegistryError,
+    fetch,
+    integrity,
+    page_of,
+)
 
 
 @cache
@@ -164,8 +173,10 @@ async def update_site(
 async def delete_site(conn: AsyncConnection[Any], site_id: str) -> bool:
     """Remove a site no station names (:class:`store.registry.Conflict` otherwise, also
     when only decommissioned stations do: their history keeps the site). False: none."""
-    with integrity("conflict", f"site {site_id!r} still has stations; move them first"):
+    try:
         rows = await fetch(
             conn, "DELETE FROM sites WHERE site_id = %s RETURNING site_id", (site_id,)
         )
+    except errors.ForeignKeyViolation:
+        raise Conflict(f"site {site_id!r} still has stations; move them first") from None
     return bool(rows)

@@ -99,6 +99,7 @@ class IdTokenPublic(IdTokenBase):
     )
 
     id_tag: str
+    expiry_date: datetime | None = None
     created_at: datetime
     updated_at: datetime
 
