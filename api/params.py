@@ -182,6 +182,8 @@ def decode_review_cursor(value: str) -> ReviewCursorPosition:
 
 
 EXAMPLE_STATION = "CP-1"
+# The station the decommission operation names as its example (tests seed it).
+EXAMPLE_RETIRED_STATION = "CP-RETIRED"
 EXAMPLE_SITE = "DEPOT-1"
 EXAMPLE_SESSION_ID = uuid.UUID("0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
 EXAMPLE_CUSTOMER = "ACME"

@@ -47,13 +47,17 @@ class Page(Generic[T]):
 
 @contextmanager
 def integrity(duplicate: str, missing_reference: str) -> Iterator[None]:
-    """A unique violation -> :class:`Conflict`, a foreign key one -> :class:`RegistryError`."""
+    """A unique violation -> :class:`Conflict`, a foreign key one -> :class:`RegistryError`;
+    a CHECK the body's schema could not state (a current that rounds to 0.0 A) too."""
     try:
         yield
     except errors.UniqueViolation:
         raise Conflict(duplicate) from None
     except errors.ForeignKeyViolation:
         raise RegistryError(missing_reference) from None
+    except errors.CheckViolation as exc:
+        constraint = exc.diag.constraint_name or "a check"
+        raise RegistryError(f"a value is out of range ({constraint})") from None
 
 
 def page_of(items: Sequence[T], limit: int, key: Any) -> Page[T]:
@@ -285,11 +289,12 @@ async def put_connector(
         await _active(conn, charge_point_id)
         values = [ratings.get(name) for name in CONNECTOR_FIELDS]
         updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in CONNECTOR_FIELDS)
-        rows = await fetch(
-            conn,
-            f"INSERT INTO connectors (charge_point_id, connector_id, {', '.join(CONNECTOR_FIELDS)})"
-            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (charge_point_id, connector_id)"
-            f" DO UPDATE SET {updates} RETURNING {_CONNECTOR}",
-            (charge_point_id, connector_id, *values),
-        )
+        with integrity("conflict", "unknown station"):
+            rows = await fetch(
+                conn,
+                f"INSERT INTO connectors (charge_point_id, connector_id, {', '.join(CONNECTOR_FIELDS)})"
+                f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (charge_point_id, connector_id)"
+                f" DO UPDATE SET {updates} RETURNING {_CONNECTOR}",
+                (charge_point_id, connector_id, *values),
+            )
     return ConnectorRecord(*rows[0])

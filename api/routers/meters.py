@@ -28,8 +28,9 @@ from store import registry
 
 router = APIRouter(prefix="/v1/meters", tags=["registry"], responses=AUTHENTICATED)
 
+EXAMPLE_METER = "MTR-CP-1-1"
 MeterPath = Annotated[
-    str, Path(pattern=METER_ID_PATTERN, description="The meter's id", examples=["MTR-CP-1-1"])
+    str, Path(pattern=METER_ID_PATTERN, description="The meter's id", examples=[EXAMPLE_METER])
 ]
 
 

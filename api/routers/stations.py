@@ -13,10 +13,17 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from api.deps import DbConn, RegistryAdmin, RegistryReader, RegistryWriter
-from api.params import ChargePointPath, ConnectorPath, SiteFilter, patch_changes
+from api.params import (
+    EXAMPLE_RETIRED_STATION,
+    ChargePointPath,
+    ConnectorPath,
+    SiteFilter,
+    patch_changes,
+    text_id,
+)
 from api.problems import (
     AUTHENTICATED,
     CONFLICT,
@@ -39,6 +46,7 @@ from store import registry
 from store.stations import generate_password, hash_password
 
 router = APIRouter(prefix="/v1/stations", tags=["registry"], responses=AUTHENTICATED)
+RetiredPath = Annotated[str, text_id(Path, "Charge point id", EXAMPLE_RETIRED_STATION)]
 
 
 def station_public(record: registry.StationRecord) -> StationPublic:
@@ -179,7 +187,7 @@ async def rotate_password(
     responses=NOT_FOUND,
 )
 async def decommission(
-    station_id: ChargePointPath, _principal: RegistryAdmin, conn: DbConn
+    station_id: RetiredPath, _principal: RegistryAdmin, conn: DbConn
 ) -> StationPublic:
     try:
         record = await registry.decommission_station(conn, station_id)

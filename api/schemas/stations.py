@@ -111,6 +111,7 @@ class StationsPage(BaseModel):
 
 
 Amperes = Annotated[float, Field(ge=0, le=99999, description="Amperes (stored to 0.1 A)")]
+MaxAmperes = Annotated[float, Field(ge=0.1, le=99999, description="Amperes (stored to 0.1 A)")]
 
 
 class ConnectorBase(BaseModel):
@@ -121,7 +122,7 @@ class ConnectorBase(BaseModel):
     min_current_a: Amperes | None = Field(
         default=None, description="Lowest current per phase it may be limited to (A)"
     )
-    max_current_a: Amperes | None = Field(
+    max_current_a: MaxAmperes | None = Field(
         default=None, description="Highest current per phase (A): the allocator's `max_a`"
     )
     max_power_w: int | None = Field(default=None, ge=1, le=2_000_000, description="Watts")
