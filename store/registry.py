@@ -263,7 +263,8 @@ CONNECTOR_FIELDS = (
     "max_power_w",
     "phase_rotation",
 )
-_CONNECTOR = f"charge_point_id, connector_id, {', '.join(CONNECTOR_FIELDS)}, status, status_at"
+_RATINGS = ", ".join(CONNECTOR_FIELDS)
+_CONNECTOR = f"charge_point_id, connector_id, {_RATINGS}, status, status_at"
 
 
 async def get_connector(
@@ -292,8 +293,9 @@ async def put_connector(
         with integrity("conflict", "unknown station"):
             rows = await fetch(
                 conn,
-                f"INSERT INTO connectors (charge_point_id, connector_id, {', '.join(CONNECTOR_FIELDS)})"
-                f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (charge_point_id, connector_id)"
+                f"INSERT INTO connectors (charge_point_id, connector_id, {_RATINGS})"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (charge_point_id, connector_id)"
                 f" DO UPDATE SET {updates} RETURNING {_CONNECTOR}",
                 (charge_point_id, connector_id, *values),
             )
