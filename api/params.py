@@ -17,7 +17,7 @@ from typing import Annotated, Any, NamedTuple
 
 from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import PlainValidator, WithJsonSchema
+from pydantic import AfterValidator, PlainValidator, WithJsonSchema
 
 from bus.alerts import AlertKind, alert_id
 
@@ -317,3 +317,15 @@ def patch_changes(body: Any, not_null: tuple[str, ...] = ()) -> dict[str, Any]:
             ]
         )
     return changes
+
+
+def one_of(*allowed: int) -> AfterValidator:
+    """With ``Strict()`` and an ``enum`` JSON Schema: an integer among ``allowed``, JSON
+    booleans refused (a ``Literal`` of integers would take ``false`` for 0)."""
+
+    def check(value: int) -> int:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+
+    return AfterValidator(check)

@@ -20,9 +20,10 @@ from api.problems import (
     CONFLICT,
     NOT_FOUND,
     UNREADABLE_BODY,
-    ProblemError,
-    registry_problem,
+    found,
+    registry_problems,
 )
+from api.schemas import public_of
 from api.schemas.id_tokens import (
     ID_TOKEN_PATTERN,
     IdTokenCreate,
@@ -45,9 +46,7 @@ TextQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, 
 
 
 def _public(record: token_store.IdTokenRecord) -> IdTokenPublic:
-    return IdTokenPublic.model_validate(
-        {name: getattr(record, name) for name in IdTokenPublic.model_fields}
-    )
+    return public_of(IdTokenPublic, record)
 
 
 @router.post(
@@ -61,10 +60,8 @@ def _public(record: token_store.IdTokenRecord) -> IdTokenPublic:
 async def create_id_tag(
     body: IdTokenCreate, _principal: RegistryWriter, conn: DbConn
 ) -> IdTokenPublic:
-    try:
+    with registry_problems():
         record = await token_store.create_id_token(conn, body.id_tag, body.model_dump())
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return _public(record)
 
 
@@ -100,9 +97,7 @@ async def list_id_tags(
 
 @router.get("/{id_tag}", response_model=IdTokenPublic, summary="One id token", responses=NOT_FOUND)
 async def get_id_tag(id_tag: IdTagPath, _principal: IdTokenReader, conn: DbConn) -> IdTokenPublic:
-    record = await token_store.get_id_token(conn, id_tag)
-    if record is None:
-        raise ProblemError(status.HTTP_404_NOT_FOUND, f"id tag {id_tag!r} not found")
+    record = found(await token_store.get_id_token(conn, id_tag), f"id tag {id_tag!r}")
     return _public(record)
 
 
@@ -118,10 +113,8 @@ async def update_id_tag(
     id_tag: IdTagPath, body: IdTokenUpdate, _principal: RegistryWriter, conn: DbConn
 ) -> IdTokenPublic:
     changes = patch_changes(body, not_null=("token_type", "status", "membership_tier"))
-    try:
+    with registry_problems():
         record = await token_store.update_id_token(conn, id_tag, changes)
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return _public(record)
 
 

@@ -17,8 +17,8 @@ from api.problems import (
     CONFLICT,
     NOT_FOUND,
     UNREADABLE_BODY,
-    ProblemError,
-    registry_problem,
+    found,
+    registry_problems,
 )
 from api.schemas.meters import METER_ID_PATTERN, MeterCreate, MeterPublic, MetersPage, MeterUpdate
 from api.schemas.stations import STATION_ID_PATTERN
@@ -56,10 +56,8 @@ def _public(record: meter_store.MeterRecord) -> MeterPublic:
     responses={**CONFLICT, **UNREADABLE_BODY},
 )
 async def create_meter(body: MeterCreate, _principal: RegistryWriter, conn: DbConn) -> MeterPublic:
-    try:
+    with registry_problems():
         record = await meter_store.create_meter(conn, body.meter_id, body.model_dump())
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return _public(record)
 
 
@@ -87,9 +85,7 @@ async def list_meters(
 
 @router.get("/{meter_id}", response_model=MeterPublic, summary="One meter", responses=NOT_FOUND)
 async def get_meter(meter_id: MeterPath, _principal: RegistryReader, conn: DbConn) -> MeterPublic:
-    record = await meter_store.get_meter(conn, meter_id)
-    if record is None:
-        raise ProblemError(status.HTTP_404_NOT_FOUND, f"meter {meter_id!r} not found")
+    record = found(await meter_store.get_meter(conn, meter_id), f"meter {meter_id!r}")
     return _public(record)
 
 
@@ -106,10 +102,8 @@ async def update_meter(
     changes = patch_changes(
         body, not_null=("charge_point_id", "connector_id", "role", "is_billing_meter")
     )
-    try:
+    with registry_problems():
         record = await meter_store.update_meter(conn, meter_id, changes)
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return _public(record)
 
 

@@ -16,9 +16,10 @@ from api.problems import (
     CONFLICT,
     NOT_FOUND,
     UNREADABLE_BODY,
-    ProblemError,
-    registry_problem,
+    found,
+    registry_problems,
 )
+from api.schemas import public_of
 from api.schemas.sites import SiteCreate, SitePublic, SitesPage, SiteUpdate
 from store import registry
 from store import sites as site_store
@@ -27,9 +28,7 @@ router = APIRouter(prefix="/v1/sites", tags=["registry"], responses=AUTHENTICATE
 
 
 def _public(record: site_store.SiteRecord) -> SitePublic:
-    return SitePublic.model_validate(
-        {name: getattr(record, name) for name in SitePublic.model_fields}
-    )
+    return public_of(SitePublic, record)
 
 
 @router.post(
@@ -41,10 +40,8 @@ def _public(record: site_store.SiteRecord) -> SitePublic:
     responses={**CONFLICT, **UNREADABLE_BODY},
 )
 async def create_site(body: SiteCreate, _principal: RegistryWriter, conn: DbConn) -> SitePublic:
-    try:
+    with registry_problems():
         record = await site_store.create_site(conn, body.site_id, body.model_dump())
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return _public(record)
 
 
@@ -71,9 +68,7 @@ async def list_sites(
 
 @router.get("/{site_id}", response_model=SitePublic, summary="One site", responses=NOT_FOUND)
 async def get_site(site_id: SitePath, _principal: RegistryReader, conn: DbConn) -> SitePublic:
-    record = await site_store.get_site(conn, site_id)
-    if record is None:
-        raise ProblemError(status.HTTP_404_NOT_FOUND, f"site {site_id!r} not found")
+    record = found(await site_store.get_site(conn, site_id), f"site {site_id!r}")
     return _public(record)
 
 
@@ -89,10 +84,8 @@ async def update_site(
     site_id: SitePath, body: SiteUpdate, _principal: RegistryWriter, conn: DbConn
 ) -> SitePublic:
     changes = patch_changes(body, not_null=("name", "time_zone"))
-    try:
+    with registry_problems():
         record = await site_store.update_site(conn, site_id, changes)
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return _public(record)
 
 
@@ -105,8 +98,6 @@ async def update_site(
     responses=CONFLICT,
 )
 async def delete_site(site_id: SitePath, _principal: RegistryWriter, conn: DbConn) -> Response:
-    try:
+    with registry_problems():
         await site_store.delete_site(conn, site_id)
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return Response(status_code=status.HTTP_204_NO_CONTENT)

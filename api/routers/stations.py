@@ -29,9 +29,10 @@ from api.problems import (
     CONFLICT,
     NOT_FOUND,
     UNREADABLE_BODY,
-    ProblemError,
-    registry_problem,
+    found,
+    registry_problems,
 )
+from api.schemas import public_of
 from api.schemas.stations import (
     STATION_ID_PATTERN,
     ConnectorPublic,
@@ -84,7 +85,7 @@ async def provision(
     password, password_hash = (None, None)
     if body.security_profile in (1, 2):
         password, password_hash = await _new_password()
-    try:
+    with registry_problems():
         record = await registry.create_station(
             conn,
             body.charge_point_id,
@@ -94,8 +95,6 @@ async def provision(
             vendor=body.vendor,
             model=body.model,
         )
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return _provisioned(record, password)
 
 
@@ -128,9 +127,7 @@ async def list_stations(
 async def get_station(
     station_id: ChargePointPath, _principal: RegistryReader, conn: DbConn
 ) -> StationPublic:
-    record = await registry.get_station(conn, station_id)
-    if record is None:
-        raise ProblemError(status.HTTP_404_NOT_FOUND, f"station {station_id!r} not found")
+    record = found(await registry.get_station(conn, station_id), f"station {station_id!r}")
     return station_public(record)
 
 
@@ -148,10 +145,8 @@ async def update_station(
     station_id: ChargePointPath, body: StationUpdate, _principal: RegistryWriter, conn: DbConn
 ) -> StationPublic:
     changes = patch_changes(body, not_null=("security_profile",))
-    try:
+    with registry_problems():
         record = await registry.update_station(conn, station_id, changes)
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return station_public(record)
 
 
@@ -169,10 +164,8 @@ async def rotate_password(
     station_id: ChargePointPath, _principal: RegistryAdmin, conn: DbConn
 ) -> StationProvisioned:
     password, password_hash = await _new_password()
-    try:
+    with registry_problems():
         record = await registry.set_password(conn, station_id, password_hash)
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return _provisioned(record, password)
 
 
@@ -189,10 +182,8 @@ async def rotate_password(
 async def decommission(
     station_id: RetiredPath, _principal: RegistryAdmin, conn: DbConn
 ) -> StationPublic:
-    try:
+    with registry_problems():
         record = await registry.decommission_station(conn, station_id)
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
     return station_public(record)
 
 
@@ -212,13 +203,7 @@ async def get_connector(
     conn: DbConn,
 ) -> ConnectorPublic:
     record = await registry.get_connector(conn, station_id, connector_id)
-    if record is None:
-        raise ProblemError(
-            status.HTTP_404_NOT_FOUND, f"station {station_id!r} has no connector {connector_id}"
-        )
-    return ConnectorPublic.model_validate(
-        {name: getattr(record, name) for name in ConnectorPublic.model_fields}
-    )
+    return public_of(ConnectorPublic, found(record, f"connector {connector_id} of {station_id!r}"))
 
 
 @router.put(
@@ -237,10 +222,6 @@ async def put_connector(
     _principal: RegistryWriter,
     conn: DbConn,
 ) -> ConnectorPublic:
-    try:
+    with registry_problems():
         record = await registry.put_connector(conn, station_id, connector_id, body.model_dump())
-    except registry.RegistryError as exc:
-        raise registry_problem(exc) from None
-    return ConnectorPublic.model_validate(
-        {name: getattr(record, name) for name in ConnectorPublic.model_fields}
-    )
+    return public_of(ConnectorPublic, record)

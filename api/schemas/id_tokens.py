@@ -40,7 +40,7 @@ TIER_DESCRIPTION = (
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class IdTokenBase(BaseModel):
@@ -62,6 +62,7 @@ class IdTokenBase(BaseModel):
 class IdTokenCreate(IdTokenBase, _Body):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"id_tag": "RFID-0001", "customer_ref": "ACME"}]},
     )
 
@@ -70,7 +71,7 @@ class IdTokenCreate(IdTokenBase, _Body):
 
 class IdTokenUpdate(_Body):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"status": "Blocked"}]}
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"status": "Blocked"}]}
     )
 
     token_type: TokenType | SkipJsonSchema[None] = Field(default=None, description=TYPE_DESCRIPTION)

@@ -24,7 +24,7 @@ ROLE_DESCRIPTION = (
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class MeterBase(BaseModel):
@@ -39,6 +39,7 @@ class MeterBase(BaseModel):
 class MeterCreate(MeterBase, _Body):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"meter_id": "MTR-NEW-1", "charge_point_id": "CP-1"}]},
     )
 
@@ -47,7 +48,7 @@ class MeterCreate(MeterBase, _Body):
 
 class MeterUpdate(_Body):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"is_billing_meter": False}]}
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"is_billing_meter": False}]}
     )
 
     charge_point_id: str | SkipJsonSchema[None] = Field(default=None, pattern=STATION_ID_PATTERN)

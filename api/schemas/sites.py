@@ -39,7 +39,7 @@ CurrentA = Annotated[
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SiteBase(BaseModel):
@@ -52,6 +52,7 @@ class SiteBase(BaseModel):
 class SiteCreate(SiteBase, _Body):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -71,7 +72,7 @@ class SiteCreate(SiteBase, _Body):
 
 class SiteUpdate(_Body):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"capacity_w": 60000}]}
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"capacity_w": 60000}]}
     )
 
     name: Name | SkipJsonSchema[None] = None

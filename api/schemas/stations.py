@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
-from api.params import EXAMPLE_SITE, EXAMPLE_STATION, ID_PATTERN, MAX_ID_LENGTH
+from api.params import EXAMPLE_SITE, EXAMPLE_STATION, ID_PATTERN, MAX_ID_LENGTH, one_of
 
 # The identity is the last segment of the station's websocket URL (OCPP-J): printable
 # ASCII without "/", "%" or "?", at most 48 characters (OCPP 2.0.1 identity).
@@ -23,7 +23,10 @@ SiteId = Annotated[
     Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, examples=[EXAMPLE_SITE]),
 ]
 Label = Annotated[str, Field(min_length=1, max_length=50, pattern=ID_PATTERN)]
-Profile = Literal[0, 1, 2, 3]
+Profile = Annotated[
+    int, Strict(), one_of(0, 1, 2, 3), WithJsonSchema({"type": "integer", "enum": [0, 1, 2, 3]})
+]
+Phases = Annotated[int, Strict(), one_of(1, 3), WithJsonSchema({"type": "integer", "enum": [1, 3]})]
 PROFILE_DESCRIPTION = (
     "OCPP security profile: 1 = HTTP Basic (a password is generated), 2 = HTTP Basic over "
     "TLS only, 0 = no authentication (legacy stations). 3 (TLS client certificates) is "
@@ -32,7 +35,7 @@ PROFILE_DESCRIPTION = (
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class StationBase(BaseModel):
@@ -44,6 +47,7 @@ class StationBase(BaseModel):
 class StationCreate(StationBase, _Body):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={"examples": [{"charge_point_id": "CP-NEW-1", "site_id": EXAMPLE_SITE}]},
     )
 
@@ -55,7 +59,7 @@ class StationCreate(StationBase, _Body):
 
 class StationUpdate(_Body):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"site_id": EXAMPLE_SITE}]}
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"site_id": EXAMPLE_SITE}]}
     )
 
     site_id: SiteId | None = Field(default=None, description="Move it (null: to no site)")
@@ -118,7 +122,7 @@ class ConnectorBase(BaseModel):
     connector_type: Label | None = Field(
         default=None, description="The plug (e.g. Type2, CCS2, CHAdeMO)", examples=["Type2"]
     )
-    phases: Literal[1, 3] | None = Field(default=None, description="Phases it can supply")
+    phases: Phases | None = Field(default=None, description="Phases it can supply (1 or 3)")
     min_current_a: Amperes | None = Field(
         default=None, description="Lowest current per phase it may be limited to (A)"
     )
@@ -134,6 +138,7 @@ class ConnectorBase(BaseModel):
 class ConnectorUpdate(ConnectorBase, _Body):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"connector_type": "Type2", "phases": 3, "min_current_a": 6, "max_current_a": 32}
