@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import DbConn, RegistryAdmin, RegistryReader, RegistryWriter
 from api.params import (
@@ -58,7 +58,11 @@ def station_public(record: registry.StationRecord) -> StationPublic:
     return StationPublic.model_validate(fields)
 
 
-def _provisioned(record: registry.StationRecord, password: str | None) -> StationProvisioned:
+def _provisioned(
+    record: registry.StationRecord, password: str | None, response: Response
+) -> StationProvisioned:
+    """The answer that carries a password: kept by no cache (RFC 9111 no-store)."""
+    response.headers["Cache-Control"] = "no-store"
     return StationProvisioned(**station_public(record).model_dump(), password=password)
 
 
@@ -80,7 +84,7 @@ async def _new_password() -> tuple[str, str]:
     responses={**CONFLICT, **UNREADABLE_BODY},
 )
 async def provision(
-    body: StationCreate, _principal: RegistryWriter, conn: DbConn
+    body: StationCreate, _principal: RegistryWriter, conn: DbConn, response: Response
 ) -> StationProvisioned:
     password, password_hash = (None, None)
     if body.security_profile in (1, 2):
@@ -95,7 +99,7 @@ async def provision(
             vendor=body.vendor,
             model=body.model,
         )
-    return _provisioned(record, password)
+    return _provisioned(record, password, response)
 
 
 @router.get("", response_model=StationsPage, summary="List stations, by id")
@@ -161,12 +165,12 @@ async def update_station(
     responses={**NOT_FOUND, **CONFLICT},
 )
 async def rotate_password(
-    station_id: ChargePointPath, _principal: RegistryAdmin, conn: DbConn
+    station_id: ChargePointPath, _principal: RegistryAdmin, conn: DbConn, response: Response
 ) -> StationProvisioned:
     password, password_hash = await _new_password()
     with registry_problems():
         record = await registry.set_password(conn, station_id, password_hash)
-    return _provisioned(record, password)
+    return _provisioned(record, password, response)
 
 
 @router.delete(

@@ -47,6 +47,7 @@ async def test_new_password_replaces_the_old_one_at_the_gateway(
         assert await login_status(gateway, "CP-G1", "not-the-password-1") == 401
         rotated = await client.post("/v1/stations/CP-G1/password", headers=auth(keys["admin"]))
         assert rotated.status_code == 200, rotated.text
+        assert rotated.headers["cache-control"] == "no-store"
         new = rotated.json()["password"]
         assert new != old
         # The old one was verified (and remembered) a moment ago: still refused now.
