@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, PlainValidator, WithJsonSchema
 
 from bus.alerts import AlertKind, alert_id
+from store import registry
 
 MAX_ID_LENGTH = 64
 INT32_MAX = 2**31 - 1
@@ -329,3 +330,18 @@ def one_of(*allowed: int) -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
+# The registry's pages (stations, sites, id tags, meters): ordered by id, the cursor is
+# the last id of the previous page.
+RegistryLimit = Annotated[int, Query(ge=1, le=registry.MAX_LIMIT, description="Page size")]
+
+
+def id_cursor(pattern: str) -> Any:
+    """The ``cursor`` of a page ordered by an id matching ``pattern``."""
+    return Query(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=pattern,
+        description="`next_cursor` of the previous page (the last id it held)",
+    )

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import DbConn, IdTokenReader, RegistryWriter
-from api.params import ID_PATTERN, MAX_ID_LENGTH, patch_changes
+from api.params import ID_PATTERN, MAX_ID_LENGTH, RegistryLimit, id_cursor, patch_changes
 from api.problems import (
     AUTHENTICATED,
     CONFLICT,
@@ -76,13 +76,8 @@ async def list_id_tags(
         str | None, Query(pattern=ID_TOKEN_PATTERN, description="Only this group's members")
     ] = None,
     customer_ref: TextQuery = None,
-    cursor: Annotated[
-        str | None,
-        Query(pattern=ID_TOKEN_PATTERN, description="`next_cursor` of the previous page"),
-    ] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=registry.MAX_LIMIT, description="Page size")
-    ] = registry.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, id_cursor(ID_TOKEN_PATTERN)] = None,
+    limit: RegistryLimit = registry.DEFAULT_LIMIT,
 ) -> IdTokensPage:
     page = await token_store.list_id_tokens(
         conn,

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import DbConn, RegistryReader, RegistryWriter
-from api.params import SiteFilter, patch_changes
+from api.params import RegistryLimit, SiteFilter, id_cursor, patch_changes
 from api.problems import (
     AUTHENTICATED,
     CONFLICT,
@@ -69,13 +69,8 @@ async def list_meters(
         str | None, Query(pattern=STATION_ID_PATTERN, description="Only this station's")
     ] = None,
     site: SiteFilter = None,
-    cursor: Annotated[
-        str | None,
-        Query(pattern=METER_ID_PATTERN, description="`next_cursor` of the previous page"),
-    ] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=registry.MAX_LIMIT, description="Page size")
-    ] = registry.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, id_cursor(METER_ID_PATTERN)] = None,
+    limit: RegistryLimit = registry.DEFAULT_LIMIT,
 ) -> MetersPage:
     page = await meter_store.list_meter_page(
         conn, charge_point_id=station, site_id=site, after=cursor, limit=limit

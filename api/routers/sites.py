@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 
 from api.deps import DbConn, RegistryReader, RegistryWriter
-from api.params import PATH_ID_PATTERN, SitePath, patch_changes
+from api.params import PATH_ID_PATTERN, RegistryLimit, SitePath, id_cursor, patch_changes
 from api.problems import (
     AUTHENTICATED,
     CONFLICT,
@@ -49,18 +49,8 @@ async def create_site(body: SiteCreate, _principal: RegistryWriter, conn: DbConn
 async def list_sites(
     _principal: RegistryReader,
     conn: DbConn,
-    cursor: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=64,
-            pattern=PATH_ID_PATTERN,
-            description="`next_cursor` of the previous page",
-        ),
-    ] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=registry.MAX_LIMIT, description="Page size")
-    ] = registry.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, id_cursor(PATH_ID_PATTERN)] = None,
+    limit: RegistryLimit = registry.DEFAULT_LIMIT,
 ) -> SitesPage:
     page = await site_store.list_sites(conn, after=cursor, limit=limit)
     return SitesPage(items=[_public(s) for s in page.items], next_cursor=page.next_after)

@@ -20,7 +20,9 @@ from api.params import (
     EXAMPLE_RETIRED_STATION,
     ChargePointPath,
     ConnectorPath,
+    RegistryLimit,
     SiteFilter,
+    id_cursor,
     patch_changes,
     text_id,
 )
@@ -111,13 +113,8 @@ async def list_stations(
         registry.StationStatus | None,
         Query(alias="status", description="active or decommissioned (omit: both)"),
     ] = None,
-    cursor: Annotated[
-        str | None,
-        Query(pattern=STATION_ID_PATTERN, description="`next_cursor` of the previous page"),
-    ] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=registry.MAX_LIMIT, description="Page size")
-    ] = registry.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, id_cursor(STATION_ID_PATTERN)] = None,
+    limit: RegistryLimit = registry.DEFAULT_LIMIT,
 ) -> StationsPage:
     page = await registry.list_stations(
         conn, site_id=site, status=station_status, after=cursor, limit=limit
