@@ -143,3 +143,15 @@ TariffReader = Annotated[
 ]
 # Remote commands to stations (remote start/stop, reset, ...): operations and admin.
 CommandOperator = Annotated[ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]
+# The registry (stations, connectors, sites, meters): operations and admin write,
+# maintenance reads too; decommissioning a station and giving it a new password (which
+# cut a station off until it is reconfigured) are admin only. Id tokens: operations and
+# admin write; the billing desk reads them too (customer references).
+RegistryReader = Annotated[
+    ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.MAINTENANCE, Role.ADMIN))
+]
+RegistryWriter = Annotated[ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.ADMIN))]
+RegistryAdmin = Annotated[ApiPrincipal, Depends(require_roles(Role.ADMIN))]
+IdTokenReader = Annotated[
+    ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.BILLING, Role.ADMIN))
+]

@@ -26,13 +26,17 @@ from api.routers import (
     cdrs,
     commands,
     health,
+    id_tags,
     load,
+    meters,
     payment_methods,
     payments,
     prices,
     sessions,
+    sites,
     station_commands,
     station_health,
+    stations,
     tariff_admin,
     tariffs,
 )
@@ -159,6 +163,10 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(tariff_admin.router)
     app.include_router(station_commands.router)
     app.include_router(commands.router)
+    app.include_router(stations.router)
+    app.include_router(sites.router)
+    app.include_router(id_tags.router)
+    app.include_router(meters.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -17,9 +17,10 @@ from typing import Annotated, Any, NamedTuple
 
 from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import PlainValidator, WithJsonSchema
+from pydantic import AfterValidator, PlainValidator, WithJsonSchema
 
 from bus.alerts import AlertKind, alert_id
+from store import registry
 
 MAX_ID_LENGTH = 64
 INT32_MAX = 2**31 - 1
@@ -182,6 +183,8 @@ def decode_review_cursor(value: str) -> ReviewCursorPosition:
 
 
 EXAMPLE_STATION = "CP-1"
+# The station the decommission operation names as its example (tests seed it).
+EXAMPLE_RETIRED_STATION = "CP-RETIRED"
 EXAMPLE_SITE = "DEPOT-1"
 EXAMPLE_SESSION_ID = uuid.UUID("0b9d6f3e-5c1a-4e8f-9a2b-7d4c3e2f1a0b")
 EXAMPLE_CUSTOMER = "ACME"
@@ -299,4 +302,46 @@ def range_error(reason: str, name: str) -> RequestValidationError:
                 "input": None,
             }
         ]
+    )
+
+
+def patch_changes(body: Any, not_null: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields a PATCH body sent (JSON Merge Patch style: absent = unchanged, null =
+    cleared); a null for a field that cannot be empty is a 422."""
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    nulls = [name for name in not_null if name in changes and changes[name] is None]
+    if nulls:
+        raise RequestValidationError(
+            [
+                {"loc": ("body", name), "msg": "may not be null", "type": "value_error"}
+                for name in nulls
+            ]
+        )
+    return changes
+
+
+def one_of(*allowed: int) -> AfterValidator:
+    """With ``Strict()`` and an ``enum`` JSON Schema: an integer among ``allowed``, JSON
+    booleans refused (a ``Literal`` of integers would take ``false`` for 0)."""
+
+    def check(value: int) -> int:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+
+    return AfterValidator(check)
+
+
+# The registry's pages (stations, sites, id tags, meters): ordered by id, the cursor is
+# the last id of the previous page.
+RegistryLimit = Annotated[int, Query(ge=1, le=registry.MAX_LIMIT, description="Page size")]
+
+
+def id_cursor(pattern: str) -> Any:
+    """The ``cursor`` of a page ordered by an id matching ``pattern``."""
+    return Query(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=pattern,
+        description="`next_cursor` of the previous page (the last id it held)",
     )

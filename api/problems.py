@@ -10,9 +10,10 @@ in OpenAPI once for every operation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -23,7 +24,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from store.registry import RegistryError
+
 log = logging.getLogger("chargeflow.api.errors")
+T = TypeVar("T")
 
 PROBLEM_JSON = "application/problem+json"
 # The problem types this API defines; `about:blank` means "see the status code".
@@ -256,3 +260,20 @@ COMMON: Responses = {
 }
 # Operations that need an API key and the database.
 AUTHENTICATED: Responses = {**UNAUTHORIZED, **FORBIDDEN, **RATE_LIMITED, **SERVICE_UNAVAILABLE}
+
+
+@contextmanager
+def registry_problems() -> Iterator[None]:
+    """A registry error (:class:`store.registry.RegistryError`: its ``status`` is 404, 409
+    or 422) as a problem; its message names the input, never a secret."""
+    try:
+        yield
+    except RegistryError as exc:
+        raise ProblemError(exc.status, str(exc)) from None
+
+
+def found(record: T | None, what: str) -> T:
+    """``record``, or a 404 problem naming ``what`` when there is none."""
+    if record is None:
+        raise ProblemError(404, f"{what} not found")
+    return record

@@ -207,14 +207,13 @@ def station_add(
     ] = None,
 ) -> None:
     """Provision a charge point so it may connect (again: update its password/profile)."""
-    import secrets
-
+    from store.stations import generate_password as new_password
     from store.stations import provision_station
 
     if generate_password:
         if password is not None:
             raise typer.BadParameter("--password and --generate-password exclude each other")
-        password = secrets.token_urlsafe(18)  # 24 characters
+        password = new_password()
     try:
         provision_station(
             _database_url(_settings()),

@@ -29,6 +29,10 @@ from datetime import datetime, timedelta
 
 from smart_charging.inputs import NOMINAL_VOLTAGE_V, SessionDemand
 
+# Membership tiers by name (``id_tags.membership_tier``, the registry API) and the
+# ``SessionDemand.tier`` each ranks as: a higher tier is served first.
+MEMBERSHIP_TIERS = {"standard": 0, "member": 1, "fleet": 2, "priority": 3}
+
 # A session without a departure or an energy need ranks after every session with both.
 NO_LAXITY = math.inf
 

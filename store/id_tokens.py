@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 
 from store.db import AsyncDb, execute
+from store.registry import DEFAULT_LIMIT, NotFound, Page, fetch, integrity, page_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,4 +155,105 @@ async def set_customer_group(db: AsyncDb, id_tag: str, customer_group: str | Non
         "UPDATE id_tags SET customer_group = %s WHERE id_tag = %s RETURNING id_tag",
         (customer_group, id_tag),
     )
+    return bool(rows)
+
+
+# --------------------------------------------------------------------------- the API's registry
+
+TOKEN_TYPES = ("RFID", "app", "PIN", "central")
+STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
+
+
+@dataclass(frozen=True, slots=True)
+class IdTokenRecord:
+    id_tag: str
+    token_type: str
+    status: str
+    expiry_date: datetime | None
+    parent_id_tag: str | None
+    customer_ref: str | None
+    customer_group: str | None
+    membership_tier: str
+    created_at: datetime
+    updated_at: datetime
+
+
+ID_TOKEN_FIELDS = (
+    "token_type",
+    "status",
+    "expiry_date",
+    "parent_id_tag",
+    "customer_ref",
+    "customer_group",
+    "membership_tier",
+)
+_TOKEN = f"id_tag, {', '.join(ID_TOKEN_FIELDS)}, created_at, updated_at"
+
+
+async def create_id_token(
+    conn: AsyncConnection[Any], id_tag: str, fields: dict[str, Any]
+) -> IdTokenRecord:
+    """A new token (:class:`store.registry.Conflict` when it exists). The gateway's
+    Authorize and transaction starts decide with it (cached ``id_tag_cache_ttl_s``)."""
+    with integrity(f"id tag {id_tag!r} exists already", "unknown reference"):
+        rows = await fetch(
+            conn,
+            f"INSERT INTO id_tags (id_tag, {', '.join(ID_TOKEN_FIELDS)})"
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_TOKEN}",
+            (id_tag, *(fields[name] for name in ID_TOKEN_FIELDS)),
+        )
+    return IdTokenRecord(*rows[0])
+
+
+async def get_id_token(conn: AsyncConnection[Any], id_tag: str) -> IdTokenRecord | None:
+    rows = await fetch(conn, f"SELECT {_TOKEN} FROM id_tags WHERE id_tag = %s", (id_tag,))
+    return IdTokenRecord(*rows[0]) if rows else None
+
+
+async def list_id_tokens(
+    conn: AsyncConnection[Any],
+    *,
+    status: str | None = None,
+    parent_id_tag: str | None = None,
+    customer_ref: str | None = None,
+    after: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Page[IdTokenRecord]:
+    rows = await fetch(
+        conn,
+        f"SELECT {_TOKEN} FROM id_tags WHERE (%(st)s::text IS NULL OR status = %(st)s)"
+        " AND (%(parent)s::text IS NULL OR parent_id_tag = %(parent)s)"
+        " AND (%(customer)s::text IS NULL OR customer_ref = %(customer)s)"
+        " AND (%(after)s::text IS NULL OR id_tag > %(after)s) ORDER BY id_tag LIMIT %(n)s",
+        {
+            "st": status,
+            "parent": parent_id_tag,
+            "customer": customer_ref,
+            "after": after,
+            "n": limit + 1,
+        },
+    )
+    return page_of([IdTokenRecord(*r) for r in rows], limit, lambda t: t.id_tag)
+
+
+async def update_id_token(
+    conn: AsyncConnection[Any], id_tag: str, changes: dict[str, Any]
+) -> IdTokenRecord:
+    """``changes``: any of :data:`ID_TOKEN_FIELDS` (nullable ones may be set to None)."""
+    names = [name for name in changes if name in ID_TOKEN_FIELDS]
+    sets = "".join(f"{name} = %s, " for name in names)
+    rows = await fetch(
+        conn,
+        f"UPDATE id_tags SET {sets}updated_at = now() WHERE id_tag = %s RETURNING {_TOKEN}",
+        (*(changes[name] for name in names), id_tag),
+    )
+    if not rows:
+        raise NotFound(f"id tag {id_tag!r} not found")
+    return IdTokenRecord(*rows[0])
+
+
+async def delete_id_token(conn: AsyncConnection[Any], id_tag: str) -> bool:
+    """Remove a token from the list (the gateway answers Invalid for it from then on;
+    sessions keep naming it). False when there was none."""
+    rows = await fetch(conn, "DELETE FROM id_tags WHERE id_tag = %s RETURNING id_tag", (id_tag,))
     return bool(rows)

@@ -3,13 +3,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 from zoneinfo import available_timezones
 
 import psycopg
+from psycopg import AsyncConnection, errors
 
 from store.db import AsyncDb, execute
+from store.registry import (
+    DEFAULT_LIMIT,
+    Conflict,
+    NotFound,
+    Page,
+    RegistryError,
+    fetch,
+    integrity,
+    page_of,
+)
 
 
 @cache
@@ -25,10 +39,10 @@ def check_time_zone(name: str) -> str:
     >>> check_time_zone("CET+1")
     Traceback (most recent call last):
     ...
-    ValueError: unknown IANA time zone 'CET+1'
+    store.registry.RegistryError: unknown IANA time zone 'CET+1'
     """
     if name not in _iana_zones():
-        raise ValueError(f"unknown IANA time zone {name!r}")
+        raise RegistryError(f"unknown IANA time zone {name!r}")
     return name
 
 
@@ -84,3 +98,85 @@ async def station_location(db: AsyncDb, charge_point_id: str) -> tuple[str | Non
     if not rows:
         return None, "UTC"
     return rows[0][0], rows[0][1] or "UTC"
+
+
+# --------------------------------------------------------------------------- the API's registry
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRecord:
+    site_id: str
+    name: str
+    time_zone: str
+    capacity_w: int | None
+    max_current_a: Decimal | None
+    created_at: datetime
+
+
+_SITE = "site_id, name, time_zone, capacity_w, max_current_a, created_at"
+SITE_FIELDS = ("name", "time_zone", "capacity_w", "max_current_a")
+
+
+async def create_site(
+    conn: AsyncConnection[Any], site_id: str, fields: dict[str, Any]
+) -> SiteRecord:
+    """A new site (:class:`store.registry.Conflict` when the id exists)."""
+    check_time_zone(fields["time_zone"])
+    with integrity(f"site {site_id!r} exists already", "unknown reference"):
+        rows = await fetch(
+            conn,
+            f"INSERT INTO sites (site_id, {', '.join(SITE_FIELDS)}) VALUES (%s, %s, %s, %s, %s)"
+            f" RETURNING {_SITE}",
+            (site_id, *(fields[name] for name in SITE_FIELDS)),
+        )
+    return SiteRecord(*rows[0])
+
+
+async def get_site(conn: AsyncConnection[Any], site_id: str) -> SiteRecord | None:
+    rows = await fetch(conn, f"SELECT {_SITE} FROM sites WHERE site_id = %s", (site_id,))
+    return SiteRecord(*rows[0]) if rows else None
+
+
+async def list_sites(
+    conn: AsyncConnection[Any], *, after: str | None = None, limit: int = DEFAULT_LIMIT
+) -> Page[SiteRecord]:
+    rows = await fetch(
+        conn,
+        f"SELECT {_SITE} FROM sites WHERE %s::text IS NULL OR site_id > %s"
+        " ORDER BY site_id LIMIT %s",
+        (after, after, limit + 1),
+    )
+    return page_of([SiteRecord(*r) for r in rows], limit, lambda s: s.site_id)
+
+
+async def update_site(
+    conn: AsyncConnection[Any], site_id: str, changes: dict[str, Any]
+) -> SiteRecord:
+    """``changes``: any of :data:`SITE_FIELDS` (capacities may be set to None: unknown)."""
+    if changes.get("time_zone") is not None:
+        check_time_zone(changes["time_zone"])
+    if not changes:
+        found = await get_site(conn, site_id)
+    else:
+        sets = ", ".join(f"{name} = %s" for name in changes if name in SITE_FIELDS)
+        rows = await fetch(
+            conn,
+            f"UPDATE sites SET {sets} WHERE site_id = %s RETURNING {_SITE}",
+            (*changes.values(), site_id),
+        )
+        found = SiteRecord(*rows[0]) if rows else None
+    if found is None:
+        raise NotFound(f"site {site_id!r} not found")
+    return found
+
+
+async def delete_site(conn: AsyncConnection[Any], site_id: str) -> bool:
+    """Remove a site no station names (:class:`store.registry.Conflict` otherwise, also
+    when only decommissioned stations do: their history keeps the site). False: none."""
+    try:
+        rows = await fetch(
+            conn, "DELETE FROM sites WHERE site_id = %s RETURNING site_id", (site_id,)
+        )
+    except errors.ForeignKeyViolation:
+        raise Conflict(f"site {site_id!r} still has stations; move them first") from None
+    return bool(rows)

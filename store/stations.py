@@ -8,6 +8,7 @@ gateway runs per CALL and per connection. SQL lives here and stays thin.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,6 +53,11 @@ ARGON2_PARALLELISM = 1
 PASSWORD_HASHER = PasswordHasher(
     time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_COST_KIB, parallelism=ARGON2_PARALLELISM
 )
+
+
+def generate_password() -> str:
+    """A new station password: 24 URL-safe characters (144 random bits), shown once."""
+    return secrets.token_urlsafe(18)
 
 
 def hash_password(password: str) -> str:
@@ -153,12 +159,12 @@ async def get_station_credentials(db: AsyncDb, charge_point_id: str) -> StationC
                s.last_seen_at, v.credential_mac, v.verified_at
         FROM stations s
         LEFT JOIN station_verified_credentials v USING (charge_point_id)
-        WHERE s.charge_point_id = %s
+        WHERE s.charge_point_id = %s AND s.decommissioned_at IS NULL
         """,
         (charge_point_id,),
     )
     if not rows:
-        return None
+        return None  # unknown or decommissioned: the gateway answers 404
     row = rows[0]
     mac = None if row[5] is None else bytes(row[5])
     return StationCredentials(row[0], row[1], row[2], row[3], row[4], mac, row[6])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -40,6 +40,25 @@ async def apoll(
     deadline = time.monotonic() + within
     while True:
         value = await asyncio.to_thread(fetch)
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}; last: {value!r}")
+        await asyncio.sleep(interval)
+
+
+async def apoll_async(
+    fetch: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    within: float,
+    what: str,
+    interval: float = 0.05,
+) -> T:
+    """``apoll`` for a coroutine ``fetch`` that runs on the loop itself (an OCPP CALL
+    over a socket the test holds open)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await fetch()
         if done(value):
             return value
         if time.monotonic() > deadline:
