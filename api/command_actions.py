@@ -26,6 +26,7 @@ from api.schemas.commands import (
     TriggerMessageCreate,
     UnlockConnectorCreate,
 )
+from api.schemas.firmware import UpdateFirmwareCreate
 
 TypedBody = (
     RemoteStartCreate
@@ -34,6 +35,7 @@ TypedBody = (
     | UnlockConnectorCreate
     | ChangeAvailabilityCreate
     | TriggerMessageCreate
+    | UpdateFirmwareCreate
 )
 V16 = "1.6"
 RESET_TYPES = {
@@ -52,9 +54,11 @@ def ocpp_request(
     *,
     remote_start_id: int | None = None,
     transaction_id: str | None = None,
+    request_id: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """(action, payload) for a station speaking ``ocpp_version``. ``transaction_id``:
-    the remote stop's transaction when the body named a session."""
+    the remote stop's transaction when the body named a session; ``request_id``: the
+    2.0.1 UpdateFirmware ``requestId`` the caller drew."""
     v16 = ocpp_version == V16
     match body:
         case RemoteStartCreate():
@@ -84,6 +88,10 @@ def ocpp_request(
                 else:
                     payload["evse"] = {"id": body.connector_id}
             return "TriggerMessage", payload
+        case UpdateFirmwareCreate():
+            from api.firmware_actions import update_firmware_request  # it raises ours
+
+            return update_firmware_request(body, ocpp_version, request_id=request_id)
     raise AssertionError(f"no OCPP form for {type(body).__name__}")
 
 

@@ -30,8 +30,10 @@ from api.schemas.commands import (
     TriggerMessageCreate,
     UnlockConnectorCreate,
 )
+from api.schemas.firmware import UpdateFirmwareCreate
 from bus.commands import decode_json
-from store import command_queue
+from bus.times import utc_now
+from store import command_queue, firmware
 from store.db import AsyncDb
 
 router = APIRouter(prefix="/v1/stations", tags=["commands"], responses=AUTHENTICATED)
@@ -99,14 +101,22 @@ async def _submit(
 
 def _typed(db: AsyncDb, station_id: str, body: TypedBody) -> Build:
     async def build(version: str) -> tuple[str, dict[str, Any]]:
-        remote_start_id = transaction_id = None
+        remote_start_id = transaction_id = request_id = None
+        typed = body
         if isinstance(body, RemoteStartCreate) and version != "1.6":
             remote_start_id = await command_queue.next_remote_start_id(db)
         if isinstance(body, RemoteStopCreate) and body.session_id is not None:
             transaction_id = await _session_transaction(db, station_id, body)
+        if isinstance(body, UpdateFirmwareCreate):
+            typed = body.model_copy(update={"retrieve_date": body.retrieve_date or utc_now()})
+            request_id = None if version == "1.6" else await firmware.next_request_id(db)
         try:
             return ocpp_request(
-                body, version, remote_start_id=remote_start_id, transaction_id=transaction_id
+                typed,
+                version,
+                remote_start_id=remote_start_id,
+                transaction_id=transaction_id,
+                request_id=request_id,
             )
         except NotExpressible as exc:
             raise ProblemError(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
@@ -184,6 +194,12 @@ _route(
     ChangeAvailabilityCreate,
 )
 _route("trigger-message", "Ask the station to send a message now", TriggerMessageCreate)
+_route(
+    "update-firmware",
+    "Update the firmware (1.6 UpdateFirmware; 2.0.1 UpdateFirmware with a requestId "
+    "chargeflow draws and the signature fields)",
+    UpdateFirmwareCreate,
+)
 
 
 @router.post(

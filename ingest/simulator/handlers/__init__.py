@@ -32,8 +32,11 @@ the way a real station would, with effects on the simulation:
   answers the limit in force.
 - TriggerMessage: sends the requested message after answering (NotImplemented for
   messages the simulator does not send).
-- UpdateFirmware / GetDiagnostics / GetLog: status notifications follow
-  (Downloading..Installed, Uploading/Uploaded); GetBaseReport: a NotifyReport follows.
+- UpdateFirmware: Downloading, Downloaded, (2.0.1) SignatureVerified, Installing,
+  Installed in simulated time, then a reboot with the new firmware version; failures
+  seeded by the location (``ingest.simulator.firmware``).
+- GetDiagnostics / GetLog: status notifications follow (Uploading/Uploaded);
+  GetBaseReport: a NotifyReport follows.
 - Local list, reservations, ClearCache, DataTransfer: plausible answers
   (DataTransfer: Accepted for vendor ``org.chargeflow``, else UnknownVendorId).
 
