@@ -138,6 +138,10 @@ async def _session_transaction(db: AsyncDb, station_id: str, body: RemoteStopCre
     return found[1]
 
 
+# The firmware rollout worker queues its update-firmware commands the same way.
+typed_build = _typed
+
+
 def _route(path: str, summary: str, body_type: type[Any]) -> None:
     """One typed command operation (the same shape for every typed action)."""
 

@@ -6,7 +6,8 @@
   the boot's), read by the rollout worker.
 * ``firmware_request_ids``: the 2.0.1 UpdateFirmware ``requestId`` chargeflow draws.
 * ``firmware_rollouts``: one rollout (target, firmware, waves, window, threshold, its
-  state and current wave); ``firmware_rollout_stations``: one row per target station
+  state and current wave; ``waived_wave``: the wave a resume let continue past its
+  failures); ``firmware_rollout_stations``: one row per target station
   (its wave, state, the command sent and the requestId it carried).
 
 Revision ID: 0027
@@ -49,6 +50,7 @@ def upgrade() -> None:
             station_timeout_s integer NOT NULL,
             current_wave integer NOT NULL DEFAULT 0,
             pause_reason text,
+            waived_wave integer,
             created_by text NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now(),
             updated_at timestamptz NOT NULL DEFAULT now()
