@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -164,5 +164,16 @@ def rollout_principal(rollout: Rollout) -> ApiPrincipal:
     )
 
 
-def new_rollout_id() -> uuid.UUID:
-    return uuid.uuid4()
+@asynccontextmanager
+async def rollout_worker(app: FastAPI, tick_s: float) -> AsyncIterator[None]:
+    """The worker as a task of the block (none when ``tick_s`` is 0), cancelled and
+    awaited at its end."""
+    if tick_s <= 0:
+        yield
+        return
+    task = asyncio.create_task(RolloutWorker(app).run(tick_s), name="firmware-rollouts")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

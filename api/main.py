@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from api.config import ApiConfig
+from api.firmware_rollouts import rollout_worker
 from api.metrics import ApiMetrics
 from api.observe import ObserveRequests
 from api.payments import PaymentsSetup
@@ -24,6 +25,7 @@ from api.routers import (
     availability,
     cdrs,
     commands,
+    firmware_rollouts,
     health,
     load,
     payment_methods,
@@ -116,7 +118,8 @@ def _lifespan(
         producer = _command_producer(config)
         app.state.producer = producer
         try:
-            yield
+            async with rollout_worker(app, config.firmware_rollout_tick_s):
+                yield
         finally:
             app.state.pool = None
             app.state.payments = None
@@ -153,6 +156,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(tariff_admin.router)
     app.include_router(station_commands.router)
     app.include_router(commands.router)
+    app.include_router(firmware_rollouts.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:
