@@ -63,6 +63,8 @@ class RolloutWorker:
                 await self.round()
             except (psycopg.Error, OSError) as exc:
                 log.warning("firmware rollout round failed, retrying: %r", exc)
+            except Exception:  # a bug in one round must not end the worker for good
+                log.exception("firmware rollout round failed, retrying")
             await asyncio.sleep(tick_s)
 
     async def round(self) -> None:

@@ -16,6 +16,7 @@ from api.deps import CommandOperator, DbConn
 from api.params import CURSOR_PATTERN, CursorPosition, decode_api_cursor, encode_api_cursor
 from api.problems import AUTHENTICATED, CONFLICT, NOT_FOUND, UNREADABLE_BODY, ProblemError
 from api.schemas.firmware import (
+    EXAMPLE_ROLLOUT_ID,
     FirmwareRolloutCreate,
     FirmwareRolloutDetail,
     FirmwareRolloutPublic,
@@ -32,7 +33,9 @@ from store.db import AsyncDb
 
 router = APIRouter(prefix="/v1/firmware-rollouts", tags=["firmware"], responses=AUTHENTICATED)
 
-RolloutIdPath = Annotated[uuid.UUID, Path(description="The rollout's id")]
+RolloutIdPath = Annotated[
+    uuid.UUID, Path(description="The rollout's id", examples=[EXAMPLE_ROLLOUT_ID])
+]
 MAX_LIMIT = 200
 
 

@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from api.params import CURSOR_PATTERN, ID_PATTERN, INT32_MAX, MAX_ID_LENGTH
+from api.params import CURSOR_PATTERN, EXAMPLE_STATION, ID_PATTERN, INT32_MAX, MAX_ID_LENGTH
 
+EXAMPLE_ROLLOUT_ID = uuid.UUID("8a3c5e71-2f4b-4d96-b1e0-7c9d8e6f5a42")  # tests seed it
 LOCATION_PATTERN = r"^[a-zA-Z][a-zA-Z0-9+.-]*://[\x21-\x7e]+$"
 
 
@@ -85,7 +86,7 @@ class FirmwareRolloutCreate(BaseModel):
             "examples": [
                 {
                     "name": "sim 2.0.0",
-                    "stations": ["CP-1"],
+                    "stations": [EXAMPLE_STATION],
                     "firmware": {"location": "https://fw.example.com/sim-2.0.0.bin"},
                     "wave_size": 1,
                 }

@@ -43,6 +43,7 @@ from api.params import (
     EXAMPLE_STATION,
     parse_timestamp,
 )
+from api.schemas.firmware import EXAMPLE_ROLLOUT_ID
 from api.schemas.payment_methods import EXAMPLE_ID_TAG
 from api.schemas.tariffs import EXAMPLE_TARIFF_BODY
 from billing.payments.postpaid import PostpaidProvider
@@ -113,6 +114,7 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
         )
     seed_alerts(url)
     seed_commands(url)
+    seed_rollout(url)
     seed_payment(url)
     asyncio.run(seed_billing(url))
     seed_tariffs(url)
@@ -134,6 +136,23 @@ def seed_commands(url: str) -> None:
             " response, published_at) VALUES (%s, %s, 'Reset', '{\"type\": \"Soft\"}', '1.6',"
             " 'seed', %s, %s, 30, 'accepted', %s, %s, '{\"status\": \"Accepted\"}', %s)",
             (EXAMPLE_COMMAND_ID, EXAMPLE_STATION, T0, T0 + timedelta(minutes=2), T0, T0, T0),
+        )
+
+
+def seed_rollout(url: str) -> None:
+    """The example firmware rollout, paused (the worker leaves it; resume may run it)."""
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            "INSERT INTO firmware_rollouts (rollout_id, name, status, firmware, wave_size,"
+            " wave_unit, failure_threshold, threshold_unit, station_timeout_s, created_by)"
+            " VALUES (%s, 'seed', 'paused', '{\"location\": \"https://fw.example/a.bin\"}',"
+            " 1, 'count', 0, 'count', 3600, 'seed')",
+            (EXAMPLE_ROLLOUT_ID,),
+        )
+        db.execute(
+            "INSERT INTO firmware_rollout_stations (rollout_id, charge_point_id, wave, state)"
+            " VALUES (%s, %s, 0, 'installed')",
+            (EXAMPLE_ROLLOUT_ID, EXAMPLE_STATION),
         )
 
 
@@ -265,7 +284,9 @@ DOCUMENT = create_app(ApiConfig(database_url="postgresql://unused")).openapi()
 # a 422 naming the rule. Those rules are tested in test_tariff_registry.py and
 # test_tariff_preview.py; every other check runs on these operations as on the rest.
 # Commands: a payload the station's OCPP version does not accept (raw), a session or
-# transaction id the station does not have, an Idempotency-Key reused for another body.
+# transaction id the station does not have, an Idempotency-Key reused for another body,
+# 2.0.1-only firmware fields for the 1.6 station. Firmware rollouts: unknown stations, a
+# site without stations, stations and site_id together.
 COMMAND_ACTIONS = (
     "remote-start",
     "remote-stop",
@@ -273,12 +294,14 @@ COMMAND_ACTIONS = (
     "unlock-connector",
     "change-availability",
     "trigger-message",
+    "update-firmware",
     "raw",
 )
 CROSS_FIELD_BODIES = (
     "/v1/tariffs",
     "/v1/tariffs/preview",
     "/v1/tariff-assignments",
+    "/v1/firmware-rollouts",
     *(f"/v1/stations/{{station_id}}/commands/{action}" for action in COMMAND_ACTIONS),
 )
 POSITIVE_OR_RULE_REJECTED = [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]
@@ -393,10 +416,11 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 52, CASES
+    assert len(authenticated) == 59, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
-    # refuses the others (409).
-    one_shot = ("/capture", "/refund", "/cancel", "/attach")
+    # refuses the others (409). A firmware rollout is paused, resumed or cancelled once
+    # from a state, too.
+    one_shot = ("/capture", "/refund", "/cancel", "/attach", "/pause", "/resume")
     for operation, seen in authenticated.items():
         assert set(seen) == set(IDENTITIES), (operation, seen)
         answered = set(STATUSES[operation])
