@@ -5,6 +5,7 @@ firmware version, a seeded failure, and bodies that have no form in the version 
 
 from __future__ import annotations
 
+import httpx
 import psycopg
 import pytest
 
@@ -83,29 +84,38 @@ async def test_update_firmware_runs_the_status_sequence_and_reboots_with_the_new
             lambda: _firmware_version(clean_db, cp), lambda v: v == "sim-2.0.0", 20, "boot"
         )
 
-        failing = {"location": f"https://fw.example/sim-3.bin?install_fail={cp}"}
-        resp = await client.post(
-            f"/v1/stations/{cp}/commands/update-firmware", json=failing, headers=auth(key)
-        )
-        assert resp.status_code == 202, resp.text
-        after = await apoll(
-            lambda: _statuses(clean_db, cp),
-            lambda s: s[-1][0] == "InstallationFailed",
-            30,
-            "a failure",
-        )
-        assert len(after) == 2 * len(steps)
-        assert _firmware_version(clean_db, cp) == "sim-2.0.0"  # kept the old one
+        await _a_failed_update_keeps_the_version(client, key, clean_db, cp, len(steps))
+        await _bodies_without_a_form_are_refused(client, key, cp, version)
 
-        if version == "1.6":
-            signed = {**body, "signature": "c2lnbmF0dXJl"}
-            bad = await client.post(
-                f"/v1/stations/{cp}/commands/update-firmware", json=signed, headers=auth(key)
-            )
-            assert "no signature" in assert_problem(bad, 422)["detail"]
-        not_a_uri = await client.post(
-            f"/v1/stations/{cp}/commands/update-firmware",
-            json={"location": "no scheme"},
-            headers=auth(key),
+
+async def _a_failed_update_keeps_the_version(
+    client: httpx.AsyncClient, key: str, db_url: str, cp: str, steps: int
+) -> None:
+    failing = {"location": f"https://fw.example/sim-3.bin?install_fail={cp}"}
+    resp = await client.post(
+        f"/v1/stations/{cp}/commands/update-firmware", json=failing, headers=auth(key)
+    )
+    assert resp.status_code == 202, resp.text
+    after = await apoll(
+        lambda: _statuses(db_url, cp), lambda s: s[-1][0] == "InstallationFailed", 30, "a failure"
+    )
+    assert len(after) == 2 * steps
+    assert _firmware_version(db_url, cp) == "sim-2.0.0"  # kept the old one
+
+
+async def _bodies_without_a_form_are_refused(
+    client: httpx.AsyncClient, key: str, cp: str, version: str
+) -> None:
+    body = {"location": "https://fw.example/sim-4.bin"}
+    if version == "1.6":
+        signed = {**body, "signature": "c2lnbmF0dXJl"}
+        bad = await client.post(
+            f"/v1/stations/{cp}/commands/update-firmware", json=signed, headers=auth(key)
         )
-        assert_problem(not_a_uri, 422)
+        assert "no signature" in assert_problem(bad, 422)["detail"]
+    not_a_uri = await client.post(
+        f"/v1/stations/{cp}/commands/update-firmware",
+        json={"location": "no scheme"},
+        headers=auth(key),
+    )
+    assert_problem(not_a_uri, 422)

@@ -29,7 +29,7 @@ from tests.support.firmware import (
 from tests.support.gateway import gateway_config
 
 pytestmark = pytest.mark.integration
-FAST = {"firmware_rollout_tick_s": 0.2}
+TICK_S = 0.2  # the rollout worker's round
 MIXED = ("1.6", "2.0.1", "1.6", "2.0.1", "1.6", "2.0.1")
 
 
@@ -52,7 +52,9 @@ async def test_a_rollout_of_six_stations_in_waves_of_two_completes(
     async with (
         Gateway(gateway_config(broker, clean_db, topics)) as gw,
         sim_fleet(gw, "RO", MIXED) as stations,
-        api_client(clean_db, broker.bootstrap, topics=topics, **FAST) as client,
+        api_client(
+            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
+        ) as client,
     ):
         cps = [s.cp_id for s in stations]
         created = await create_rollout(
@@ -92,7 +94,9 @@ async def test_a_wave_over_its_failure_threshold_pauses_the_rollout(
     async with (
         Gateway(gateway_config(broker, clean_db, topics)) as gw,
         sim_fleet(gw, "RF", ("1.6", "2.0.1", "1.6", "2.0.1")) as stations,
-        api_client(clean_db, broker.bootstrap, topics=topics, **FAST) as client,
+        api_client(
+            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
+        ) as client,
     ):
         cps = [s.cp_id for s in stations]
         failing = f"{FW}?install_fail={cps[0]}"
@@ -136,7 +140,9 @@ async def test_a_rollout_resumes_after_an_api_restart_without_sending_twice(
         sim_fleet(gw, "RR", ("2.0.1", "1.6", "2.0.1", "1.6")) as stations,
     ):
         cps = [s.cp_id for s in stations]
-        async with api_client(clean_db, broker.bootstrap, topics=topics, **FAST) as client:
+        async with api_client(
+            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
+        ) as client:
             created = await create_rollout(
                 client, key, name="r", stations=cps, firmware={"location": FW}, wave_size=2
             )
@@ -145,7 +151,9 @@ async def test_a_rollout_resumes_after_an_api_restart_without_sending_twice(
                 client, key, rollout_id, lambda r: r["counts"].get("queued", 4) <= 2
             )
         # The API (and its worker) stopped mid-rollout; another one takes over.
-        async with api_client(clean_db, broker.bootstrap, topics=topics, **FAST) as client:
+        async with api_client(
+            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
+        ) as client:
             done = await rollout_until(client, key, rollout_id, status_is("completed"))
         assert done["counts"] == {"installed": 4}
         assert commands_per_station(clean_db, cps) == dict.fromkeys(cps, 1)
@@ -162,7 +170,9 @@ async def test_nothing_is_sent_while_the_window_is_closed_and_bad_input_is_refus
     async with (
         Gateway(gateway_config(broker, clean_db, topics)) as gw,
         sim_fleet(gw, "RW", ("1.6", "2.0.1")) as stations,
-        api_client(clean_db, broker.bootstrap, topics=topics, **FAST) as client,
+        api_client(
+            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
+        ) as client,
     ):
         cps = [s.cp_id for s in stations]
         waiting = await create_rollout(
