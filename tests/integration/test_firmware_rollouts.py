@@ -14,22 +14,20 @@ import pytest
 
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
-from ingest.gateway.server import Gateway
 from store.api_keys import create_api_key
-from tests.support.api import api_client, assert_problem, auth
+from tests.support.api import assert_problem, auth
 from tests.support.firmware import (
     FW,
     commands_per_station,
     create_rollout,
+    fleet,
+    rollout_api,
     rollout_until,
-    sim_fleet,
     status_is,
     updates_received,
 )
-from tests.support.gateway import gateway_config
 
 pytestmark = pytest.mark.integration
-TICK_S = 0.2  # the rollout worker's round
 MIXED = ("1.6", "2.0.1", "1.6", "2.0.1", "1.6", "2.0.1")
 
 
@@ -50,11 +48,8 @@ async def test_a_rollout_of_six_stations_in_waves_of_two_completes(
 ) -> None:
     key = create_api_key(clean_db, "fw-ops", "operator")
     async with (
-        Gateway(gateway_config(broker, clean_db, topics)) as gw,
-        sim_fleet(gw, "RO", MIXED) as stations,
-        api_client(
-            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
-        ) as client,
+        fleet(broker, clean_db, topics, "RO", MIXED) as stations,
+        rollout_api(broker, clean_db, topics) as client,
     ):
         cps = [s.cp_id for s in stations]
         created = await create_rollout(
@@ -92,11 +87,8 @@ async def test_a_wave_over_its_failure_threshold_pauses_the_rollout(
 ) -> None:
     key = create_api_key(clean_db, "fw-ops", "operator")
     async with (
-        Gateway(gateway_config(broker, clean_db, topics)) as gw,
-        sim_fleet(gw, "RF", ("1.6", "2.0.1", "1.6", "2.0.1")) as stations,
-        api_client(
-            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
-        ) as client,
+        fleet(broker, clean_db, topics, "RF", ("1.6", "2.0.1", "1.6", "2.0.1")) as stations,
+        rollout_api(broker, clean_db, topics) as client,
     ):
         cps = [s.cp_id for s in stations]
         failing = f"{FW}?install_fail={cps[0]}"
@@ -135,14 +127,9 @@ async def test_a_rollout_resumes_after_an_api_restart_without_sending_twice(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
     key = create_api_key(clean_db, "fw-ops", "operator")
-    async with (
-        Gateway(gateway_config(broker, clean_db, topics)) as gw,
-        sim_fleet(gw, "RR", ("2.0.1", "1.6", "2.0.1", "1.6")) as stations,
-    ):
+    async with fleet(broker, clean_db, topics, "RR", ("2.0.1", "1.6", "2.0.1", "1.6")) as stations:
         cps = [s.cp_id for s in stations]
-        async with api_client(
-            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
-        ) as client:
+        async with rollout_api(broker, clean_db, topics) as client:
             created = await create_rollout(
                 client, key, name="r", stations=cps, firmware={"location": FW}, wave_size=2
             )
@@ -151,9 +138,7 @@ async def test_a_rollout_resumes_after_an_api_restart_without_sending_twice(
                 client, key, rollout_id, lambda r: r["counts"].get("queued", 4) <= 2
             )
         # The API (and its worker) stopped mid-rollout; another one takes over.
-        async with api_client(
-            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
-        ) as client:
+        async with rollout_api(broker, clean_db, topics) as client:
             done = await rollout_until(client, key, rollout_id, status_is("completed"))
         assert done["counts"] == {"installed": 4}
         assert commands_per_station(clean_db, cps) == dict.fromkeys(cps, 1)
@@ -168,11 +153,8 @@ async def test_nothing_is_sent_while_the_window_is_closed_and_bad_input_is_refus
     hour = datetime.now(UTC).hour
     closed = {"start_hour": (hour + 2) % 24, "end_hour": (hour + 3) % 24, "zone": "UTC"}
     async with (
-        Gateway(gateway_config(broker, clean_db, topics)) as gw,
-        sim_fleet(gw, "RW", ("1.6", "2.0.1")) as stations,
-        api_client(
-            clean_db, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
-        ) as client,
+        fleet(broker, clean_db, topics, "RW", ("1.6", "2.0.1")) as stations,
+        rollout_api(broker, clean_db, topics) as client,
     ):
         cps = [s.cp_id for s in stations]
         waiting = await create_rollout(

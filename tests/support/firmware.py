@@ -12,12 +12,15 @@ from typing import Any
 import httpx
 import psycopg
 
+from bus.topics import Topics
+from chargeflow.stack import EmbeddedBroker
 from ingest.gateway.server import Gateway
 from ingest.simulator.station import SimulatedStation
-from tests.support.api import auth
-from tests.support.gateway import sim_station
+from tests.support.api import api_client, auth
+from tests.support.gateway import gateway_config, sim_station
 
 FW = "https://fw.example/sim-2.0.0.bin"
+TICK_S = 0.2  # the rollout worker's round in tests
 
 
 @asynccontextmanager
@@ -30,6 +33,29 @@ async def sim_fleet(
             await stack.enter_async_context(sim_station(gw, f"{prefix}{n}-", version))
             for n, version in enumerate(versions)
         ]
+
+
+@asynccontextmanager
+async def fleet(
+    broker: EmbeddedBroker, db_url: str, topics: Topics, prefix: str, versions: Sequence[str]
+) -> AsyncIterator[list[SimulatedStation]]:
+    """A gateway and one simulated station per version on it."""
+    async with (
+        Gateway(gateway_config(broker, db_url, topics)) as gw,
+        sim_fleet(gw, prefix, versions) as stations,
+    ):
+        yield stations
+
+
+@asynccontextmanager
+async def rollout_api(
+    broker: EmbeddedBroker, db_url: str, topics: Topics
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with its rollout worker on a short round."""
+    async with api_client(
+        db_url, broker.bootstrap, topics=topics, firmware_rollout_tick_s=TICK_S
+    ) as client:
+        yield client
 
 
 async def create_rollout(client: httpx.AsyncClient, key: str, **body: Any) -> dict[str, Any]:
