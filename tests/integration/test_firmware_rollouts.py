@@ -15,7 +15,9 @@ import pytest
 from bus.topics import Topics
 from chargeflow.stack import EmbeddedBroker
 from store.api_keys import create_api_key
-from tests.support.api import assert_problem, auth
+from store.sites import upsert_site
+from store.stations import provision_station
+from tests.support.api import api_client, assert_problem, auth
 from tests.support.firmware import (
     FW,
     commands_per_station,
@@ -191,3 +193,35 @@ async def test_nothing_is_sent_while_the_window_is_closed_and_bad_input_is_refus
             "/v1/firmware-rollouts/6d2f8a14-3b7c-4e91-a05d-9c8b7a6f5e41", headers=auth(key)
         )
         assert_problem(missing, 404)
+
+
+async def test_a_site_rollout_targets_the_site_stations_in_id_order(
+    clean_db: str, topics: Topics
+) -> None:
+    """Created and read only (no worker): the site's stations become the waves."""
+    key = create_api_key(clean_db, "fw-ops", "operator")
+    upsert_site(clean_db, "SITE-FW", "depot", None, "Europe/Berlin")
+    for cp in ("S-3", "S-1", "S-2"):
+        provision_station(clean_db, cp, site_id="SITE-FW")
+    provision_station(clean_db, "ELSEWHERE")
+    async with api_client(clean_db, topics=topics, firmware_rollout_tick_s=0) as client:
+        window = {"start_hour": 1, "end_hour": 5, "days": [0, 6], "zone": "site"}
+        created = await create_rollout(
+            client, key, name="depot", site_id="SITE-FW", firmware={"location": FW},
+            wave_size=2, window=window, failure_threshold=1,
+        )  # fmt: skip
+        assert [[s["station_id"] for s in w["stations"]] for w in created["waves"]] == [
+            ["S-1", "S-2"],
+            ["S-3"],
+        ]
+        assert created["window"] == window
+        assert (created["wave_count"], created["current_wave"]) == (2, 1)
+        empty = await client.post(
+            "/v1/firmware-rollouts",
+            json={"name": "x", "site_id": "NO-SITE", "firmware": {"location": FW}, "wave_size": 1},
+            headers=auth(key),
+        )
+        assert "has no stations" in assert_problem(empty, 422)["detail"]
+        page = await client.get("/v1/firmware-rollouts", params={"limit": 1}, headers=auth(key))
+        assert [r["rollout_id"] for r in page.json()["items"]] == [created["rollout_id"]]
+        assert page.json()["next_cursor"] is None
