@@ -88,7 +88,8 @@ def _lifespan(
     config: ApiConfig, limiter: AuthFailureLimiter, payments_setup: PaymentsSetup
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The database pools for the app's lifetime (the async one for requests, a small
-    synchronous one for the payment providers); the limiter closed at shutdown."""
+    synchronous one for the payment providers), the firmware rollout worker's task;
+    the limiter closed at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
