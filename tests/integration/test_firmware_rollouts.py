@@ -48,10 +48,12 @@ def _firmware_versions(db_url: str, cps: list[str]) -> set[str | None]:
 async def test_a_rollout_of_six_stations_in_waves_of_two_completes(
     broker: EmbeddedBroker, clean_db: str, topics: Topics
 ) -> None:
+    """Two API replicas, each with its worker: one drives the rollout per round."""
     key = create_api_key(clean_db, "fw-ops", "operator")
     async with (
         fleet(broker, clean_db, topics, "RO", MIXED) as stations,
         rollout_api(broker, clean_db, topics) as client,
+        rollout_api(broker, clean_db, topics),
     ):
         cps = [s.cp_id for s in stations]
         created = await create_rollout(
