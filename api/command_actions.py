@@ -35,6 +35,7 @@ from api.schemas.commands import (
     TriggerMessageCreate,
     UnlockConnectorCreate,
 )
+from api.schemas.firmware import UpdateFirmwareCreate
 
 __all__ = ["NotExpressible", "TypedBody", "ocpp_request"]
 
@@ -46,6 +47,7 @@ TypedBody = (
     | UnlockConnectorCreate
     | ChangeAvailabilityCreate
     | TriggerMessageCreate
+    | UpdateFirmwareCreate
 )
 RESET_TYPES = {
     V16: {ResetType.SOFT: "Soft", ResetType.HARD: "Hard"},
@@ -64,7 +66,8 @@ def ocpp_request(
 ) -> tuple[str, dict[str, Any]]:
     """(action, payload) for a station speaking ``ocpp_version``. ``transaction_id``:
     the transaction of the session a remote stop or tx profile named; ``request_id``
-    and ``reservation_id``: drawn by chargeflow (``api.command_forms``)."""
+    and ``reservation_id``: drawn by chargeflow (``api.command_forms``; for 2.0.1
+    UpdateFirmware its ``requestId``)."""
     v16 = ocpp_version == V16
     if isinstance(body, FORM_BODIES):
         return form(
@@ -102,6 +105,10 @@ def ocpp_request(
                 else:
                     payload["evse"] = {"id": body.connector_id}
             return "TriggerMessage", payload
+        case UpdateFirmwareCreate():
+            from api.firmware_actions import update_firmware_request  # it raises ours
+
+            return update_firmware_request(body, ocpp_version, request_id=request_id)
     raise AssertionError(f"no OCPP form for {type(body).__name__}")
 
 

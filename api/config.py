@@ -32,6 +32,9 @@ class ApiConfig:
     command_ttl_s: float = 120.0
     # Remote commands: seconds the gateway waits for the station's answer (then timed_out).
     command_timeout_s: float = 30.0
+    # Firmware rollouts: seconds between two rounds of this replica's rollout worker
+    # (0: this replica drives no rollout).
+    firmware_rollout_tick_s: float = 5.0
     # Topic names (the prefix is the shared CHARGEFLOW_TOPIC_PREFIX).
     topics: Topics = field(default_factory=Topics)
 
@@ -44,3 +47,5 @@ class ApiConfig:
             raise ValueError("demand_threshold is a share in [0, 1), demand_max_uplift in [0, 5]")
         if not 1 <= self.command_ttl_s <= 86400 or not 1 <= self.command_timeout_s <= 300:
             raise ValueError("command_ttl_s must be in [1, 86400], command_timeout_s in [1, 300]")
+        if not 0 <= self.firmware_rollout_tick_s <= 3600:
+            raise ValueError("firmware_rollout_tick_s must be in [0, 3600]")

@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from api.command_changes import CommandChanges
 from api.config import ApiConfig
+from api.firmware_rollouts import rollout_worker
 from api.metrics import ApiMetrics
 from api.observe import ObserveRequests
 from api.payments import PaymentsSetup
@@ -25,6 +26,7 @@ from api.routers import (
     availability,
     cdrs,
     commands,
+    firmware_rollouts,
     health,
     id_tags,
     load,
@@ -92,7 +94,8 @@ def _lifespan(
     config: ApiConfig, limiter: AuthFailureLimiter, payments_setup: PaymentsSetup
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The database pools for the app's lifetime (the async one for requests, a small
-    synchronous one for the payment providers); the limiter closed at shutdown."""
+    synchronous one for the payment providers), the firmware rollout worker's task;
+    the limiter closed at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,7 +128,8 @@ def _lifespan(
         changes.start()
         app.state.command_changes = changes
         try:
-            yield
+            async with rollout_worker(app, config.firmware_rollout_tick_s):
+                yield
         finally:
             await changes.aclose()
             app.state.pool = None
@@ -167,6 +171,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(sites.router)
     app.include_router(id_tags.router)
     app.include_router(meters.router)
+    app.include_router(firmware_rollouts.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

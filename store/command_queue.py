@@ -149,11 +149,12 @@ async def station_ocpp_version(db: AsyncDb, charge_point_id: str) -> tuple[bool,
     return (True, rows[0][0]) if rows else (False, None)
 
 
-# The ids chargeflow draws for a command's payload (migrations 0022, 0029).
+# The ids chargeflow draws for a command's payload (migrations 0022, 0029, 0027).
 SEQUENCES = {
     "remote_start": "command_remote_start_ids",  # 2.0.1 remoteStartId
     "request": "command_request_ids",  # 2.0.1 requestId (GetLog)
     "reservation": "command_reservation_ids",  # ReserveNow reservation id
+    "firmware": "firmware_request_ids",  # 2.0.1 UpdateFirmware requestId
 }
 
 

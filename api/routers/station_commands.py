@@ -45,7 +45,9 @@ from api.schemas.commands import (
     TriggerMessageCreate,
     UnlockConnectorCreate,
 )
+from api.schemas.firmware import UpdateFirmwareCreate
 from bus.commands import decode_json
+from bus.times import utc_now
 from store import command_queue
 from store.db import AsyncDb
 
@@ -115,6 +117,7 @@ async def _submit(
 def _typed(db: AsyncDb, station_id: str, body: TypedBody) -> Build:
     async def build(version: str) -> tuple[str, dict[str, Any]]:
         remote_start_id = transaction_id = request_id = reservation_id = None
+        typed = body
         if isinstance(body, RemoteStartCreate) and version != "1.6":
             remote_start_id = await command_queue.next_remote_start_id(db)
         session_id = getattr(body, "session_id", None)
@@ -124,9 +127,12 @@ def _typed(db: AsyncDb, station_id: str, body: TypedBody) -> Build:
             request_id = await command_queue.next_id(db, "request")
         if isinstance(body, ReserveCreate):
             reservation_id = await command_queue.next_id(db, "reservation")
+        if isinstance(body, UpdateFirmwareCreate):
+            typed = body.model_copy(update={"retrieve_date": body.retrieve_date or utc_now()})
+            request_id = None if version == "1.6" else await command_queue.next_id(db, "firmware")
         try:
             return ocpp_request(
-                body,
+                typed,
                 version,
                 remote_start_id=remote_start_id,
                 transaction_id=transaction_id,
@@ -151,6 +157,10 @@ async def _session_transaction(db: AsyncDb, station_id: str, session_id: uuid.UU
     if found[2] != "active":
         raise ProblemError(status.HTTP_409_CONFLICT, f"session {session_id} has ended")
     return found[1]
+
+
+# The firmware rollout worker queues its update-firmware commands the same way.
+typed_build = _typed
 
 
 def _route(path: str, summary: str, body_type: type[Any]) -> None:
@@ -259,6 +269,12 @@ _route(
     SendLocalListCreate,
 )
 _route("clear-cache", "Clear the station's authorisation cache", ClearCacheCreate)
+_route(
+    "update-firmware",
+    "Update the firmware (1.6 UpdateFirmware; 2.0.1 UpdateFirmware with a requestId "
+    "chargeflow draws and the signature fields)",
+    UpdateFirmwareCreate,
+)
 
 
 @router.post(

@@ -51,7 +51,7 @@ from ingest.gateway import framing
 from ingest.gateway.payloads import response_payload, to_snake_case
 from ingest.gateway.schemas import SchemaSet
 from ingest.gateway.services import GatewayServices
-from store import id_tokens
+from store import firmware, id_tokens
 from store.station_batches import Boot, ConnectorStatus
 
 log = structlog.get_logger("chargeflow.gateway")
@@ -329,6 +329,15 @@ class CentralSystemBase(ChargePoint):
                 self.id, vendor, model, serial_number, firmware_version, self.OCPP_VERSION, booted
             )
             await self.services.station_writes.boot.write(boot)
+
+        self._after_publish(record)
+
+    def _record_firmware_status(self, status: str, request_id: int | None = None) -> None:
+        """After publishing: the FirmwareStatusNotification, for firmware rollouts."""
+        fact = firmware.FirmwareStatus(self.id, status, request_id, self.ctx.received_at)
+
+        async def record() -> None:
+            await firmware.record_status(self.services.pool, fact)
 
         self._after_publish(record)
 

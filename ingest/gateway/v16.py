@@ -195,4 +195,5 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
     @on(Action.firmware_status_notification)
     async def on_firmware_status_notification(self, status: str) -> cr.FirmwareStatusNotification:
         self._touch()
+        self._record_firmware_status(status)
         return cr.FirmwareStatusNotification()

@@ -250,8 +250,11 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
         return cr.SecurityEventNotification()
 
     @on(Action.firmware_status_notification)
-    async def on_firmware_status_notification(self, **_: Any) -> cr.FirmwareStatusNotification:
+    async def on_firmware_status_notification(
+        self, status: str, request_id: int | None = None, **_: Any
+    ) -> cr.FirmwareStatusNotification:
         self._touch()
+        self._record_firmware_status(status, request_id)
         return cr.FirmwareStatusNotification()
 
     @on(Action.log_status_notification)

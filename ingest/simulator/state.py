@@ -97,6 +97,7 @@ class StationState:
         self.starting: set[int] = set()  # claimed by a remote start, session not yet begun
         self.faulted: dict[int, str] = {}  # connector -> error code: out of service for good
         self.faults_reported: list[Any] = []  # FaultReports the CSMS acknowledged
+        self.firmware_version = "1.0.0"  # in BootNotification; an installed update sets it
 
     # ------------------------------------------------------------- sessions
 

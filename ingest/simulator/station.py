@@ -309,7 +309,7 @@ class SimulatedStation:
             vendor=self.config.vendor,
             model=self.config.model,
             serial=f"{self.cp_id}-SN",
-            firmware="1.0.0",
+            firmware=self.state.firmware_version,
         )
 
     async def send(self, payload: Any, attempts: int = 3) -> Any | None:

@@ -45,6 +45,7 @@ from api.params import (
     parse_timestamp,
 )
 from api.routers.meters import EXAMPLE_METER
+from api.schemas.firmware import EXAMPLE_ROLLOUT_ID
 from api.schemas.payment_methods import EXAMPLE_ID_TAG
 from api.schemas.tariffs import EXAMPLE_TARIFF_BODY
 from billing.payments.postpaid import PostpaidProvider
@@ -116,6 +117,7 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
         )
     seed_alerts(url)
     seed_commands(url)
+    seed_rollout(url)
     seed_payment(url)
     asyncio.run(seed_billing(url))
     seed_tariffs(url)
@@ -138,6 +140,23 @@ def seed_commands(url: str) -> None:
             " response, published_at) VALUES (%s, %s, 'Reset', '{\"type\": \"Soft\"}', '1.6',"
             " 'seed', %s, %s, 30, 'accepted', %s, %s, '{\"status\": \"Accepted\"}', %s)",
             (EXAMPLE_COMMAND_ID, EXAMPLE_STATION, T0, T0 + timedelta(minutes=2), T0, T0, T0),
+        )
+
+
+def seed_rollout(url: str) -> None:
+    """The example firmware rollout, paused (the worker leaves it; resume may run it)."""
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(
+            "INSERT INTO firmware_rollouts (rollout_id, name, status, firmware, wave_size,"
+            " wave_unit, failure_threshold, threshold_unit, station_timeout_s, created_by)"
+            " VALUES (%s, 'seed', 'paused', '{\"location\": \"https://fw.example/a.bin\"}',"
+            " 1, 'count', 0, 'count', 3600, 'seed')",
+            (EXAMPLE_ROLLOUT_ID,),
+        )
+        db.execute(
+            "INSERT INTO firmware_rollout_stations (rollout_id, charge_point_id, wave, state)"
+            " VALUES (%s, %s, 0, 'installed')",
+            (EXAMPLE_ROLLOUT_ID, EXAMPLE_STATION),
         )
 
 
@@ -288,6 +307,8 @@ DOCUMENT = create_app(ApiConfig(database_url="postgresql://unused")).openapi()
 # The registry: a site, station or meter named that does not exist, a time zone that is
 # not IANA, a security profile without a password (or 3), min above max current, a meter
 # on a connector its role does not fit (tested in test_api_registry_*.py).
+# Firmware: 2.0.1-only fields for the 1.6 station; rollouts: unknown stations, a site
+# without stations, stations and site_id together.
 COMMAND_ACTIONS = (
     "remote-start",
     "remote-stop",
@@ -307,12 +328,14 @@ COMMAND_ACTIONS = (
     "cancel-reservation",
     "send-local-list",
     "clear-cache",
+    "update-firmware",
     "raw",
 )
 CROSS_FIELD_BODIES = (
     "/v1/tariffs",
     "/v1/tariffs/preview",
     "/v1/tariff-assignments",
+    "/v1/firmware-rollouts",
     *(f"/v1/stations/{{station_id}}/commands/{action}" for action in COMMAND_ACTIONS),
     "/v1/stations",
     "/v1/sites",
@@ -437,10 +460,11 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 87, CASES
+    assert len(authenticated) == 94, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
-    # refuses the others (409).
-    one_shot = ("/capture", "/refund", "/cancel", "/attach")
+    # refuses the others (409). A firmware rollout is paused, resumed or cancelled once
+    # from a state, too.
+    one_shot = ("/capture", "/refund", "/cancel", "/attach", "/pause", "/resume")
     # 2.0.1-only commands: the example station speaks 1.6, so here they are refused with
     # the 422 that says so (their happy path: test_api_commands_typed.py).
     only_201 = ("/commands/set-variables", "/commands/get-variables")

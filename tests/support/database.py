@@ -46,6 +46,9 @@ DATA_TABLES = (
     "tariffs",
     "tariff_assignments",
     "price_quotes",
+    "firmware_statuses",
+    "firmware_rollout_stations",
+    "firmware_rollouts",
 )
 
 

@@ -33,10 +33,12 @@ the way a real station would, with effects on the simulation:
   GetCompositeSchedule answers the limit in force (Rejected for an unknown connector).
 - TriggerMessage: sends the requested message after answering (NotImplemented for
   messages the simulator does not send).
-- UpdateFirmware / GetDiagnostics / GetLog: status notifications follow
-  (Downloading..Installed, Uploading/Uploaded); an upload location other than ftp(s) /
-  http(s): GetLog Rejected, GetDiagnostics without a file name. GetBaseReport: a
-  NotifyReport follows.
+- UpdateFirmware: Downloading, Downloaded, (2.0.1) SignatureVerified, Installing,
+  Installed in simulated time, then a reboot with the new firmware version; failures
+  seeded by the location (``ingest.simulator.firmware``).
+- GetDiagnostics / GetLog: status notifications follow (Uploading/Uploaded); an upload
+  location other than ftp(s) / http(s): GetLog Rejected, GetDiagnostics without a file
+  name. GetBaseReport: a NotifyReport follows.
 - SendLocalList: the list kept (full replaces, differential adds / removes entries
   without a status); NotSupported when the local list is disabled, VersionMismatch for a
   differential update not newer than the list. ClearCache: Rejected when the cache is

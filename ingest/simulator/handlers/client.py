@@ -12,15 +12,14 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, unpack
 
 from ingest.simulator.behaviours.base import Behaviours, Fail, Ignore, Reply
+from ingest.simulator.firmware import STEP_S, firmware_plan
 from ingest.simulator.port import StationPort
 from ingest.simulator.state import Profile, schedule_limit_w
 
 Effect = Callable[[], Coroutine[Any, Any, None]]
 # The charging profile of a CALL, for (connector id, purpose).
 ProfileOf = Callable[[int, str], Profile]
-# The statuses of the notifications that follow an UpdateFirmware and an upload
-# (diagnostics, log).
-_FIRMWARE_STEPS = ("Downloading", "Downloaded", "Installing", "Installed")
+# The statuses of the notifications that follow an upload (diagnostics, log).
 _UPLOAD_STEPS = ("Uploading", "Uploaded")
 
 
@@ -178,9 +177,23 @@ class StationClient(ChargePoint):
         notification = self.idle_notifications.get(what)
         return None if notification is None else [notification(status="Idle")]
 
-    def send_firmware_steps(self, notification: Callable[..., Any], **fields: Any) -> None:
-        """Send the firmware update's status notifications after the answer."""
-        self.send_after_answer([notification(status=s, **fields) for s in _FIRMWARE_STEPS])
+    def update_firmware(
+        self, location: str, notification: Callable[..., Any], **fields: Any
+    ) -> None:
+        """After the answer: the update's status notifications, ``STEP_S`` simulated
+        seconds apart (:func:`firmware_plan`: seeded failures by the location), then,
+        once installed, a reboot that boots with the new firmware version."""
+        plan = firmware_plan(location, self.station.cp_id, v201="request_id" in fields)
+
+        async def update() -> None:
+            for status in plan.steps:
+                await self.station.sleep(STEP_S)
+                await self.station.send(notification(status=status, **fields))
+            if plan.version is not None:
+                self.state.firmware_version = plan.version
+                await self.station.reboot()
+
+        self.after_answer(update)
 
     def send_upload_steps(self, notification: Callable[..., Any], **fields: Any) -> None:
         """Send an upload's (diagnostics, log) status notifications after the answer."""

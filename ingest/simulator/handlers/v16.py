@@ -149,8 +149,8 @@ class V16ChargePoint(StationClient, ChargePoint):
         return r.TriggerMessage(status=self.trigger(requested_message, cids))
 
     @on(Action.update_firmware)
-    def on_update_firmware(self, **_: Any) -> r.UpdateFirmware:
-        self.send_firmware_steps(c.FirmwareStatusNotification)
+    def on_update_firmware(self, location: str, **_: Any) -> r.UpdateFirmware:
+        self.update_firmware(location, c.FirmwareStatusNotification)
         return r.UpdateFirmware()
 
     @on(Action.get_diagnostics)

@@ -191,8 +191,12 @@ class V201ChargePoint(StationClient, ChargePoint):
         return r.TriggerMessage(status=self.trigger(requested_message, cids))
 
     @on(Action.update_firmware)
-    def on_update_firmware(self, request_id: int, **_: Any) -> r.UpdateFirmware:
-        self.send_firmware_steps(c.FirmwareStatusNotification, request_id=request_id)
+    def on_update_firmware(
+        self, request_id: int, firmware: dict[str, Any], **_: Any
+    ) -> r.UpdateFirmware:
+        self.update_firmware(
+            str(firmware["location"]), c.FirmwareStatusNotification, request_id=request_id
+        )
         return r.UpdateFirmware(status="Accepted")
 
     @on(Action.get_log)
