@@ -95,6 +95,8 @@ async def get_current_principal(
         raise _unauthorized("invalid or revoked API key")
     # For the access log: which key made the request (its id, never the secret).
     request.state.api_key_id = principal.key_id
+    # For the audit log of writes (api.audit): the key's role.
+    request.state.api_key_role = principal.role.value
     return principal
 
 
@@ -155,3 +157,5 @@ RegistryAdmin = Annotated[ApiPrincipal, Depends(require_roles(Role.ADMIN))]
 IdTokenReader = Annotated[
     ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.BILLING, Role.ADMIN))
 ]
+# The audit log of every write through the API: admin only.
+AuditReader = Annotated[ApiPrincipal, Depends(require_roles(Role.ADMIN))]

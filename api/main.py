@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from api.audit import AuditWrites
 from api.command_changes import CommandChanges
 from api.config import ApiConfig
 from api.firmware_rollouts import rollout_worker
@@ -23,6 +24,7 @@ from api.problems import COMMON, NotReadyProblem, Problem, install_problem_handl
 from api.ratelimit import AuthFailureLimiter
 from api.routers import (
     alerts,
+    audit,
     availability,
     cdrs,
     commands,
@@ -38,6 +40,7 @@ from api.routers import (
     sites,
     station_commands,
     station_health,
+    station_messages,
     stations,
     tariff_admin,
     tariffs,
@@ -51,7 +54,8 @@ API over chargeflow's store: sessions, availability, load, status history and fa
 alerts (which maintenance acknowledges and resolves, each audited), tariffs, payments,
 CDRs, and remote commands to stations (202 with the command; its outcome at
 `/v1/commands/{id}`, with `?wait=N` or as server-sent events; `Idempotency-Key` makes a
-retry return the first command).
+retry return the first command), a station's OCPP message history (its CALLs and the
+commands sent to it) and, for admins, the audit log of every write.
 
 Authenticate with an API key (`chargeflow` admin creates them; shown once) in the
 `X-API-Key` header or as `Authorization: Bearer <key>`. Roles: admin, operator,
@@ -85,6 +89,8 @@ def create_app(config: ApiConfig, payments_setup: PaymentsSetup | None = None) -
     metrics.watch_pool(lambda: app.state.pool)
     _include_routers(app)
     install_problem_handlers(app)
+    # Inside ObserveRequests: an unhandled exception is audited as the 500 it becomes.
+    app.add_middleware(AuditWrites, metrics=metrics, routes=lambda: app.routes)
     app.add_middleware(ObserveRequests, metrics=metrics, routes=lambda: app.routes)
     app.openapi = _openapi_with_problems(app)  # type: ignore[method-assign]
     return app
@@ -172,6 +178,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(id_tags.router)
     app.include_router(meters.router)
     app.include_router(firmware_rollouts.router)
+    app.include_router(station_messages.router)
+    app.include_router(audit.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -90,6 +90,11 @@ class ApiMetrics:
             "Requests that raised an unexpected exception (answered 500)",
             registry=self.registry,
         )
+        self.audit_failures = Counter(
+            "chargeflow_api_audit_failures",
+            "Writes whose audit row could not be stored (answered all the same)",
+            registry=self.registry,
+        )
 
     def watch_pool(self, pool: Callable[[], AsyncConnectionPool[Any] | None]) -> None:
         self.registry.register(PoolCollector(pool))

@@ -226,17 +226,47 @@ ConnectorPath = Annotated[
 ConnectorFilter = Annotated[
     int | None, Query(ge=0, le=INT32_MAX, description="Only this connector")
 ]
-Cursor = Annotated[
-    str | None,
-    Query(
+
+
+def position_cursor(position: str) -> Any:
+    """The ``cursor`` query parameter of a page of (time, 32-hex id) positions
+    (:data:`CURSOR_PATTERN`); ``position`` says what the two parts are."""
+    return Query(
         min_length=34,
         max_length=50,
         pattern=CURSOR_PATTERN,
         description="`next_cursor` of the previous page, passed unchanged: where that "
-        "page ended, as `<started_at in microseconds since 1970 UTC>-"
-        "<session_id as 32 hex digits>`",
-    ),
+        f"page ended, as `{position}`",
+    )
+
+
+Cursor = Annotated[
+    str | None,
+    position_cursor("<started_at in microseconds since 1970 UTC>-<session_id as 32 hex digits>"),
 ]
+
+# A page position of (time, 32-hex id): commands, message history, audit log.
+PositionCursor = Annotated[
+    str | None, position_cursor("<time in microseconds since 1970 UTC>-<id as 32 hex digits>")
+]
+Since = Annotated[
+    Timestamp | None, Query(description=f"at or after this time. {TIMESTAMP_DESCRIPTION}")
+]
+Until = Annotated[Timestamp | None, Query(description=f"before this time. {TIMESTAMP_DESCRIPTION}")]
+
+
+def cursor_after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The position a :data:`CURSOR_PATTERN` cursor names (None: the first page)."""
+    if cursor is None:
+        return None
+    position = decode_api_cursor(cursor)
+    return position.started_at, position.session_id
+
+
+def next_cursor(after: tuple[datetime, uuid.UUID] | None) -> str | None:
+    """The cursor of the next page, after its last row (None: this is the last page)."""
+    return None if after is None else encode_api_cursor(CursorPosition(*after))
+
 
 AlertCursor = Annotated[
     str | None,

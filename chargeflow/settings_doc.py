@@ -26,6 +26,7 @@ from flows.settings import (
     FaultsFlowSettings,
     FlowSettings,
     LoadFlowSettings,
+    MessagesFlowSettings,
     SessionsFlowSettings,
 )
 from ingest.gateway.settings import GatewaySettings
@@ -45,7 +46,7 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
     ("API", "chargeflow api, python -m api", ApiSettings),
     ("Meter bridge", "chargeflow meters", MeterBridgeSettings),
     (
-        "Flows (sessions, load, status, faults)",
+        "Flows (sessions, load, status, faults, messages)",
         'python -m flows.run "flows.<name>.dataflow:from_env()"',
         FlowSettings,
     ),
@@ -56,6 +57,11 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
     ),
     ("Load flow", 'python -m flows.run "flows.load.dataflow:from_env()"', LoadFlowSettings),
     ("Faults flow", 'python -m flows.run "flows.faults.dataflow:from_env()"', FaultsFlowSettings),
+    (
+        "Messages flow",
+        'python -m flows.run "flows.messages.dataflow:from_env()"',
+        MessagesFlowSettings,
+    ),
     ("Simulator", "chargeflow simulate (its options win)", SimulatorSettings),
     ("Aggregates refresher", "python -m store.aggregates", AggregatesSettings),
     ("Webhooks worker", "chargeflow webhooks", WebhooksSettings),

@@ -2,7 +2,8 @@
 
 ``CHARGEFLOW_FLOW_*`` for every field of :class:`~flows.config.FlowConfig` (and of
 :class:`~flows.sessions.config.SessionsFlowConfig` for the sessions flow,
-:class:`~flows.faults.config.FaultsFlowConfig` for the faults flow), the rules of
+:class:`~flows.faults.config.FaultsFlowConfig` for the faults flow,
+:class:`~flows.messages.config.MessagesFlowConfig` for the messages flow), the rules of
 each flow (``CHARGEFLOW_SESSION_*``, ``CHARGEFLOW_LOAD_*``) and the shared Kafka,
 database, topic and logging parts; read like every process's (environment, ``.env``:
 :mod:`runtime.settings`). A tunable of every flow goes on ``FlowConfig``; one flow's
@@ -19,6 +20,7 @@ from pydantic import Field
 from bus.topics import Topics
 from flows.config import FlowConfig
 from flows.faults.config import FaultsFlowConfig
+from flows.messages.config import MessagesFlowConfig
 from flows.sessions.config import SessionsFlowConfig
 from flows.sessions.registers import RegisterRules
 from flows.sessions.rules import DEFAULT_RULES, SessionRules
@@ -116,4 +118,23 @@ class FaultsFlowSettings(FlowSettings):
 
     def flow_config(self) -> FaultsFlowConfig:
         config: FaultsFlowConfig = self.build_component(**self._shared())
+        return config
+
+
+class MessagesFlowSettings(FlowSettings):
+    """The messages flow's settings (``CHARGEFLOW_MESSAGES_RETENTION_DAYS`` too)."""
+
+    __component__ = ComponentFields(
+        MessagesFlowConfig,
+        prefix="flow_",
+        names={
+            "retention_days": "messages_retention_days",
+            "retention_check_s": "messages_retention_check_s",
+        },
+        shared=_SHARED,
+        exclude=_WIRING,
+    )
+
+    def flow_config(self) -> MessagesFlowConfig:
+        config: MessagesFlowConfig = self.build_component(**self._shared())
         return config

@@ -17,14 +17,13 @@ from api.command_changes import CommandChanges
 from api.command_watch import LINK_STEPS, Until, follow, history, latest
 from api.deps import CommandOperator, DbConn, DbPool
 from api.params import (
-    CURSOR_PATTERN,
     EXAMPLE_COMMAND_ID,
     TIMESTAMP_DESCRIPTION,
-    CursorPosition,
     StationId,
     Timestamp,
-    decode_api_cursor,
-    encode_api_cursor,
+    cursor_after,
+    next_cursor,
+    position_cursor,
     require_ordered,
 )
 from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
@@ -66,19 +65,19 @@ SSE_EVENT_SCHEMA = {
 }
 
 
-def _json_numbers(value: Any) -> Any:
+def json_numbers(value: Any) -> Any:
     """Stored payloads keep exact decimals (``Decimal``); JSON shows them as numbers
     (pydantic would write a ``Decimal`` as a string).
 
-    >>> _json_numbers({"a": [Decimal("7400.3"), 1]})
+    >>> json_numbers({"a": [Decimal("7400.3"), 1]})
     {'a': [7400.3, 1]}
     """
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, dict):
-        return {k: _json_numbers(v) for k, v in value.items()}
+        return {k: json_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_numbers(v) for v in value]
+        return [json_numbers(v) for v in value]
     return value
 
 
@@ -87,7 +86,7 @@ def command_public(record: CommandRecord) -> CommandPublic:
         command_id=record.command_id,
         station_id=record.charge_point_id,
         action=record.action,
-        payload=_json_numbers(record.payload),
+        payload=json_numbers(record.payload),
         ocpp_version=record.ocpp_version,
         status=record.status,
         requested_by=record.requested_by,
@@ -95,7 +94,7 @@ def command_public(record: CommandRecord) -> CommandPublic:
         expires_at=record.expires_at,
         sent_at=record.sent_at,
         completed_at=record.completed_at,
-        response=_json_numbers(record.response),
+        response=json_numbers(record.response),
         error=record.error,
         gateway_id=record.gateway_id,
         transaction_id=record.transaction_id,
@@ -133,13 +132,8 @@ async def list_commands(
     ] = None,
     cursor: Annotated[
         str | None,
-        Query(
-            min_length=34,
-            max_length=50,
-            pattern=CURSOR_PATTERN,
-            description="`next_cursor` of the previous page, passed unchanged: where that "
-            "page ended, as `<created_at in microseconds since 1970 UTC>-<command_id as 32 "
-            "hex digits>`",
+        position_cursor(
+            "<created_at in microseconds since 1970 UTC>-<command_id as 32 hex digits>"
         ),
     ] = None,
     limit: Annotated[
@@ -148,16 +142,12 @@ async def list_commands(
 ) -> CommandsPage:
     require_ordered(since, until, ("since", "until"))
     filters = command_queue.CommandFilter(station, command_status, action, since, until)
-    after = None
-    if cursor is not None:
-        position = decode_api_cursor(cursor)
-        after = (position.started_at, position.session_id)
+    after = cursor_after(cursor)
     page = await command_queue.list_commands(conn, filters, after=after, limit=limit)
     items = await with_sessions(conn, page.items)
-    next_cursor = None
-    if page.next_after is not None:
-        next_cursor = encode_api_cursor(CursorPosition(*page.next_after))
-    return CommandsPage(items=[command_public(r) for r in items], next_cursor=next_cursor)
+    return CommandsPage(
+        items=[command_public(r) for r in items], next_cursor=next_cursor(page.next_after)
+    )
 
 
 @router.get(

@@ -122,6 +122,8 @@ def _closed_session_body(session_id: Any) -> dict[str, Any]:
         "smart_meter_energy_wh": 22_000,
         "smart_meter_id": "MTR-9",
         "ocpp_version": "2.0.1",
+        # Not started from the API (POST .../commands/remote-start), so no command.
+        "remote_start_command_id": None,
     }
 
 

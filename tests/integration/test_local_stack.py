@@ -80,7 +80,7 @@ def _read_the_banner_and_wait_until_ready(
     # Each flow serves health and metrics on its own port, named in the banner.
     flow_line = next(ln for ln in lines if "flow health" in ln)
     flow_ports = dict(re.findall(r"(\w+) http://127\.0\.0\.1:(\d+)", flow_line))
-    assert set(flow_ports) == {"sessions", "load", "status", "faults"}, flow_line
+    assert set(flow_ports) == {"sessions", "load", "status", "faults", "messages"}, flow_line
     for name, port in [*flow_ports.items(), ("meters", str(meters_port))]:
         poll_until(
             functools.partial(_status, f"http://127.0.0.1:{port}/readyz"),
@@ -135,6 +135,19 @@ def _check_the_api_serves_closed_sessions(api_port: int, key: str) -> None:
     cdr = next(c for c in cdrs if c["session_id"] == billed["session_id"])
     assert cdr["currency"] == "EUR", cdr
     assert httpx.get(f"{api}/docs", timeout=5).status_code == 200
+    # The messages flow keeps the stations' OCPP messages for the API.
+    messages = poll_until(
+        lambda: httpx.get(
+            f"{api}/v1/stations/SIM-0001/messages",
+            params={"action": "BootNotification"},
+            headers={"X-API-Key": key},
+            timeout=5,
+        ).json()["items"],
+        lambda items: len(items) >= 1,
+        60,
+        "SIM-0001's BootNotification in its message history",
+    )
+    assert messages[0]["direction"] == "station_to_csms", messages
 
 
 def _check_the_demo_faults_are_alerted(api_port: int, key: str) -> None:
@@ -166,7 +179,7 @@ def _check_the_process_family(launcher: subprocess.Popen[bytes]) -> set[int]:
     children = psutil.Process(launcher.pid).children(recursive=True)
     family = {p.pid for p in children}
     commands = [" ".join(p.cmdline()) for p in children]
-    # brokers (Kafka, MQTT), gateway, 4 flows, aggregates, api, billing, meter bridge,
+    # brokers (Kafka, MQTT), gateway, 5 flows, aggregates, api, billing, meter bridge,
     # simulator
     assert len(family) >= 10, commands
     assert sum("chargeflow.cli billing" in c for c in commands) == 1, commands

@@ -49,6 +49,8 @@ DATA_TABLES = (
     "firmware_statuses",
     "firmware_rollout_stations",
     "firmware_rollouts",
+    "ocpp_messages",
+    "api_audit",
 )
 
 

@@ -1,0 +1,1 @@
+"""The station's OCPP message history: ``ocpp.events`` -> ``ocpp_messages``."""
