@@ -8,6 +8,7 @@ import io
 
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from reports.usage import WEEKDAYS, UsageReport
 
@@ -79,5 +80,5 @@ def peak_hours_chart(report: UsageReport) -> str:
     axes.set_yticks(range(7), list(WEEKDAYS))
     axes.set_xticks(range(0, 24, 2), [f"{h:02d}" for h in range(0, 24, 2)])
     axes.set_xlabel(f"Hour of day ({report.time_zone})")
-    figure.colorbar(image, ax=axes, label="sessions started")
+    figure.colorbar(image, ax=axes, label="sessions started", ticks=MaxNLocator(integer=True))
     return _svg(figure)

@@ -5,7 +5,6 @@ worked out by hand (docs/reports.md). Period: Monday 2026-06-01 UTC, a day; site
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import psycopg
 
 from bus.alerts import AlertKind
-from store.cdrs import insert_cdr
+from store.cdrs import INSERT_COLUMNS, cdr_row
 from store.stations import provision_station
 from tests.support.alerts import AlertFacts, fault_alert, write_alerts
 from tests.support.api import insert_session
@@ -102,20 +101,19 @@ def _cdr_for(url: str, row: dict[str, Any], site: str) -> dict[str, Any]:
         meter_start_wh=row["meter_start_wh"],
     )
     cdr = issued_cdr(closed)
-
-    async def store() -> None:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await insert_cdr(
-                conn,
-                cdr,
-                charge_point_id=row["charge_point_id"],
-                connector_id=row["connector_id"],
-                site_id=site,
-                id_tag="TAG-1",
-                customer=None,
-            )
-
-    asyncio.run(store())
+    stored = cdr_row(
+        cdr,
+        charge_point_id=row["charge_point_id"],
+        connector_id=row["connector_id"],
+        site_id=site,
+        id_tag="TAG-1",
+        customer=None,
+    )
+    marks = ", ".join(["%s"] * (len(stored) - 1))
+    # store.cdrs.insert_cdr's statement, from a synchronous connection (callable from
+    # sync and async tests alike).
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f"INSERT INTO cdrs ({INSERT_COLUMNS}) VALUES ({marks}, %s::jsonb)", stored)
     return cdr
 
 
