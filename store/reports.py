@@ -41,13 +41,20 @@ ORDER BY c.charge_point_id, c.connector_id
 # one it reported, then Offline (store.status.status_history, reversed).
 _SAME_INSTANT = "CASE WHEN status = 'Offline' THEN 2 WHEN reason IS NULL THEN 1 ELSE 0 END"
 
+# Per connector (the gateway keeps a ``connectors`` row for every connector that reported),
+# its last row before the period (one index probe each), then the period's rows.
 _STATUS = f"""
-(SELECT DISTINCT ON (charge_point_id, connector_id)
-        charge_point_id, connector_id, at, status, error_code, reason, 0 AS part,
-        {_SAME_INSTANT} AS tie
- FROM connector_status_history
- WHERE at < %(start)s AND connector_id > 0 AND {_IN_SCOPE.format(column="charge_point_id")}
- ORDER BY charge_point_id, connector_id, at DESC, {_SAME_INSTANT} DESC, status DESC)
+(SELECT h.charge_point_id, h.connector_id, h.at, h.status, h.error_code, h.reason,
+        0 AS part, h.tie
+ FROM connectors c
+ CROSS JOIN LATERAL (
+     SELECT charge_point_id, connector_id, at, status, error_code, reason,
+            {_SAME_INSTANT} AS tie
+     FROM connector_status_history
+     WHERE charge_point_id = c.charge_point_id AND connector_id = c.connector_id
+       AND at < %(start)s
+     ORDER BY at DESC, tie DESC, status DESC LIMIT 1) h
+ WHERE c.connector_id > 0 AND {_IN_SCOPE.format(column="c.charge_point_id")})
 UNION ALL
 (SELECT charge_point_id, connector_id, at, status, error_code, reason, 1 AS part,
         {_SAME_INSTANT} AS tie
