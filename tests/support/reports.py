@@ -44,7 +44,7 @@ STATUS = (
 )
 
 # What the report for the site must say (hand-computed from the rows above).
-EXPECTED_SITE: dict[str, Any] = {
+EXPECTED_SITE: dict[tuple[str, int], dict[str, Any]] = {
     ("CP-R1", 1): {
         "charging_s": 7_200,  # 08:05-10:05 UTC
         "idle_s": 3_000,  # Preparing 5 min, SuspendedEV 30, Finishing 15

@@ -17,6 +17,7 @@ from reports.usage import (
     RevenueItem,
     SessionFacts,
     StatusChange,
+    UsageFigures,
     UsageInputs,
     UsageReport,
     local_hour_slices,
@@ -105,7 +106,7 @@ def inputs(**changes: object) -> UsageInputs:
     return UsageInputs(**fields)  # type: ignore[arg-type]
 
 
-def by_key(report: UsageReport) -> dict[tuple[str, int], object]:
+def by_key(report: UsageReport) -> dict[tuple[str, int], UsageFigures]:
     return {(c.charge_point_id, c.connector_id): c.figures for c in report.connectors}
 
 
@@ -140,13 +141,13 @@ def test_clipping_at_both_boundaries_and_network_totals() -> None:
     assert list(figures) == [("CP-A", 1), ("CP-A", 2), ("CP-B", 1)]  # CP-A/0 is no connector
     a2, b1 = figures[("CP-A", 2)], figures[("CP-B", 1)]
     # R(T+10h) = 6000 + 2000 x 30/60 = 7000, from 5000 at the start.
-    assert a2.energy_wh == 2_000  # type: ignore[attr-defined]
-    assert a2.sessions == 1  # type: ignore[attr-defined]
-    assert a2.average_duration_s is None  # type: ignore[attr-defined]
-    assert a2.unknown_s == 36_000  # type: ignore[attr-defined]
+    assert a2.energy_wh == 2_000
+    assert a2.sessions == 1
+    assert a2.average_duration_s is None
+    assert a2.unknown_s == 36_000
     # Half of the crossing session's rise is after T; it started before: not counted.
-    assert b1.energy_wh == 10_000  # type: ignore[attr-defined]
-    assert b1.sessions == 0  # type: ignore[attr-defined]
+    assert b1.energy_wh == 10_000
+    assert b1.sessions == 0
     totals = report.totals
     assert totals.connectors == 3
     assert totals.charging_s == 7_200
