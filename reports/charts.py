@@ -31,8 +31,14 @@ def _svg(figure: Figure) -> str:
     return text[text.index("<svg") :]
 
 
+def plain(text: str) -> str:
+    """``text`` shown as is: matplotlib reads text between two ``$`` as math (a station
+    id like ``A$1$`` would be typeset, and bad math raises)."""
+    return text.replace("$", r"\$")
+
+
 def _labels(report: UsageReport) -> list[str]:
-    return [f"{c.charge_point_id} / {c.connector_id}" for c in report.connectors[:MAX_BARS]]
+    return [plain(f"{c.charge_point_id} / {c.connector_id}") for c in report.connectors[:MAX_BARS]]
 
 
 def utilisation_chart(report: UsageReport) -> str:
