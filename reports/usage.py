@@ -17,7 +17,7 @@ import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
 
@@ -35,6 +35,7 @@ OFFLINE = "Offline"
 NO_ERROR = "NoError"
 
 RATIO_PLACES = Decimal("0.0001")
+HOUR = timedelta(hours=1)
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 ConnectorKey = tuple[str, int]
@@ -300,9 +301,9 @@ def local_hour_slices(
     at = start
     while at < end:
         local = at.astimezone(zone)
-        top = local.replace(minute=0, second=0, microsecond=0)
-        # The next local hour boundary in absolute time (UTC arithmetic: DST-safe).
-        boundary = min(end, top.astimezone(UTC) + timedelta(hours=1))
+        into = timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+        # The local hour's end in absolute time: offsets change on local hour boundaries.
+        boundary = min(end, at - into + HOUR)
         yield local.weekday(), local.hour, boundary - at
         at = boundary
 
@@ -322,18 +323,16 @@ class _Tally:
     alerts: int = 0
 
 
+STATUS_CLASS = {
+    **dict.fromkeys(CHARGING, "charging"),
+    **dict.fromkeys(IDLE, "idle"),
+    **dict.fromkeys(DOWN, "down"),
+    **dict.fromkeys(AVAILABLE, "available"),
+}
+
+
 def _status_class(status: str | None) -> str:
-    if status is None:
-        return "unknown"
-    for name, members in (
-        ("charging", CHARGING),
-        ("idle", IDLE),
-        ("down", DOWN),
-        ("available", AVAILABLE),
-    ):
-        if status in members:
-            return name
-    return "unknown"
+    return "unknown" if status is None else STATUS_CLASS.get(status, "unknown")
 
 
 def _figures(tallies: Sequence[_Tally], period: timedelta, connectors: int) -> UsageFigures:
