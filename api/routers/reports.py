@@ -17,7 +17,6 @@ from api.params import TIMESTAMP_DESCRIPTION, SiteFilter, Timestamp, range_error
 from api.problems import AUTHENTICATED, NOT_FOUND, ProblemError
 from api.routers.cdrs import spreadsheet_text
 from api.schemas.reports import UsageReportPublic
-from reports.html import render_usage
 from reports.usage import UsageFigures, UsageReport, usage_report
 from store import reports as report_store
 from store.sites import site_time_zone
@@ -119,6 +118,14 @@ def usage_csv(report: UsageReport) -> str:
     return buffer.getvalue()
 
 
+def _render_html(report: UsageReport) -> str:
+    # Imported on the first HTML report: matplotlib and numpy stay out of the API
+    # process until a page is asked for (tests/unit/test_import_weight.py).
+    from reports.html import render_usage
+
+    return render_usage(report)
+
+
 # --------------------------------------------------------------------------- the route
 
 From = Annotated[
@@ -195,6 +202,6 @@ async def usage(
         )
     if chosen is ReportFormat.HTML:
         # matplotlib takes a few hundred ms per page: off the event loop.
-        page = await asyncio.to_thread(render_usage, report)
+        page = await asyncio.to_thread(_render_html, report)
         return Response(page, media_type="text/html; charset=utf-8")
     return UsageReportPublic.of(report)

@@ -123,12 +123,54 @@ def json_value(body: dict[str, Any], row: str, field: str) -> Any:
     return figures[field]
 
 
+async def check_charts(page: Page, shots: Path) -> None:
+    """Each chart is on the page, of a useful size, and not blank; an empty region of the
+    same page measures flat (so the measure can fail)."""
+    for chart in CHARTS:
+        figure = page.locator(f"#chart-{chart} svg")
+        assert await figure.count() == 1, chart
+        box = await figure.bounding_box()
+        assert box is not None
+        assert box["width"] > 300, (chart, box)
+        assert box["height"] > 150, (chart, box)
+        shot = await figure.screenshot()
+        (shots / f"{chart}.png").write_bytes(shot)
+        assert variance(shot) > MIN_VARIANCE, (chart, variance(shot))
+    await page.evaluate(
+        """() => { const d = document.createElement('div'); d.id = 'blank';
+        d.style.cssText = 'width:400px;height:200px;margin:40px 0;background:#fff';
+        document.body.appendChild(d); }"""
+    )
+    assert variance(await page.locator("#blank").screenshot()) < 1.0
+
+
+async def check_numbers(page: Page, body: dict[str, Any]) -> None:
+    """The page's numbers equal the JSON's, as data and as the text shown."""
+    numbers = await shown_numbers(page)
+    rows = {row for row, *_ in numbers}
+    assert rows == {"card", "total", "CP-R1/1", "CP-R1/2"}, rows
+    assert len(numbers) >= 4 * 10
+    for row, field, value, text in numbers:
+        expected = json_value(body, row, field)
+        shown = parse_shown(field, text)
+        if expected is None:
+            assert (value, shown) == ("", None), (row, field)
+            continue
+        assert value == str(expected), (row, field, value, expected)
+        assert shown == Decimal(str(expected)), (row, field, text, expected)
+    assert await page.title() == f"Usage report: Site {SITE}"
+    heading = await page.locator("p.meta").inner_text()
+    assert re.search(r"2026-06-01 02:00 CEST to 2026-06-02 02:00 CEST", heading), heading
+
+
 async def test_html_report_in_headless_chromium(
     clean_db: str, keys: dict[str, str], browser: Browser, tmp_path: Path
 ) -> None:
     seed_usage_day(clean_db)
     headers = {"X-API-Key": keys["billing"]}
     query = {**PERIOD, "site": SITE}
+    # CHARGEFLOW_REPORT_SHOTS=<dir> keeps the chart screenshots to look at.
+    shots = Path(os.environ.get("CHARGEFLOW_REPORT_SHOTS") or tmp_path)
     with served_api(ApiConfig(database_url=clean_db)) as base:
         async with httpx.AsyncClient(base_url=base, headers=headers) as client:
             body = (await client.get("/v1/reports/usage", params=query)).json()
@@ -141,49 +183,8 @@ async def test_html_report_in_headless_chromium(
         assert response is not None
         assert response.status == 200
         assert response.headers["content-type"] == "text/html; charset=utf-8"
-
-        # Charts: present, sized, not blank.
-        for chart in CHARTS:
-            figure = page.locator(f"#chart-{chart} svg")
-            assert await figure.count() == 1, chart
-            box = await figure.bounding_box()
-            assert box is not None
-            assert box["width"] > 300, (chart, box)
-            assert box["height"] > 150, (chart, box)
-            shot = await figure.screenshot()
-            (tmp_path / f"{chart}.png").write_bytes(shot)
-            assert variance(shot) > MIN_VARIANCE, (chart, variance(shot))
-        # The measure itself: an empty region of the page is flat.
-        await page.evaluate(
-            """() => { const d = document.createElement('div'); d.id = 'blank';
-            d.style.cssText = 'width:400px;height:200px;margin:40px 0;background:#fff';
-            document.body.appendChild(d); }"""
-        )
-        blank = await page.locator("#blank").screenshot()
-        if os.environ.get("CHARGEFLOW_REPORT_SHOTS"):  # to look at them
-            for chart in CHARTS:
-                target = Path(os.environ["CHARGEFLOW_REPORT_SHOTS"]) / f"{chart}.png"
-                target.write_bytes((tmp_path / f"{chart}.png").read_bytes())
-        assert variance(blank) < 1.0
-
-        # Numbers: the page's equal the JSON's, as data and as the text shown.
-        numbers = await shown_numbers(page)
-        rows = {row for row, *_ in numbers}
-        assert rows == {"card", "total", "CP-R1/1", "CP-R1/2"}, rows
-        assert len(numbers) >= 4 * 10
-        for row, field, value, text in numbers:
-            expected = json_value(body, row, field)
-            shown = parse_shown(field, text)
-            if expected is None:
-                assert (value, shown) == ("", None), (row, field)
-                continue
-            assert value == str(expected), (row, field, value, expected)
-            assert shown == Decimal(str(expected)), (row, field, text, expected)
-        title = await page.title()
-        assert title == f"Usage report: Site {SITE}"
-        heading = await page.locator("p.meta").inner_text()
-        assert re.search(r"2026-06-01 02:00 CEST to 2026-06-02 02:00 CEST", heading), heading
-
+        await check_numbers(page, body)
+        await check_charts(page, shots)
         # Printable: Chromium's own print to PDF.
         pdf = await page.pdf(prefer_css_page_size=True)
         assert pdf.startswith(b"%PDF")

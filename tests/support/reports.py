@@ -117,9 +117,16 @@ def _cdr_for(url: str, row: dict[str, Any], site: str) -> dict[str, Any]:
     return cdr
 
 
-def seed_usage_day(url: str) -> dict[str, Decimal]:
-    """Store the day; returns the site's revenue incl. VAT in EUR and excl. VAT, as the
-    issued CDRs (priced by the real billing code) say."""
+# (station, connector, start, stop, register at start, at stop): the day's sessions.
+SESSIONS = (
+    ("CP-R1", 1, T + 8 * H + 5 * M, T + 10 * H + 50 * M, 0, 22_000),  # billed
+    ("CP-R1", 2, T - 2 * H, T + H, 50_000, 53_000),  # crossing the start
+    ("CP-R1", 2, T + 20 * H, T + 25 * H, 100_000, 150_000),  # crossing the end, billed
+    ("CP-X", 1, T + 9 * H, T + 10 * H, 0, 10_000),  # another site
+)
+
+
+def _seed_registry_and_status(url: str) -> None:
     provision_station(url, "CP-R1", SITE)
     provision_station(url, "CP-X", OTHER_SITE)
     with psycopg.connect(url, autocommit=True) as db:
@@ -135,54 +142,40 @@ def seed_usage_day(url: str) -> dict[str, Decimal]:
                 " status, ocpp_status, error_code) VALUES (%s, %s, %s, %s, %s, %s)",
                 (cp, connector, at, status, status, error_code or "NoError"),
             )
-        billed = insert_session(
-            db,
-            charge_point_id="CP-R1",
-            connector_id=1,
-            started_at=T + 8 * H + 5 * M,
-            stopped_at=T + 10 * H + 50 * M,
-            meter_start_wh=0,
-            meter_stop_wh=22_000,
-            energy_wh=22_000,
-        )
-        insert_session(
-            db,
-            charge_point_id="CP-R1",
-            connector_id=2,
-            started_at=T - 2 * H,
-            stopped_at=T + H,
-            meter_start_wh=50_000,
-            meter_stop_wh=53_000,
-            energy_wh=3_000,
-        )
-        late = insert_session(
-            db,
-            charge_point_id="CP-R1",
-            connector_id=2,
-            started_at=T + 20 * H,
-            stopped_at=T + 25 * H,
-            meter_start_wh=100_000,
-            meter_stop_wh=150_000,
-            energy_wh=50_000,
-        )
+
+
+def _seed_sessions(url: str) -> list[dict[str, Any]]:
+    """The sessions, with the late one's register sampled at 23:00 and midnight."""
+    with psycopg.connect(url, autocommit=True) as db:
+        rows = [
+            insert_session(
+                db,
+                charge_point_id=cp,
+                connector_id=connector,
+                started_at=started,
+                stopped_at=stopped,
+                meter_start_wh=first,
+                meter_stop_wh=last,
+                energy_wh=last - first,
+            )
+            for cp, connector, started, stopped, first, last in SESSIONS
+        ]
         for at, wh in ((T + 23 * H, 130_000), (T + 24 * H, 140_000)):
             db.execute(
                 "INSERT INTO meter_samples (measured_at, charge_point_id, connector_id,"
                 " transaction_id, measurand, unit, value) VALUES (%s, 'CP-R1', 2, %s,"
                 " 'Energy.Active.Import.Register', 'Wh', %s)",
-                (at, late["transaction_id"], wh),
+                (at, rows[2]["transaction_id"], wh),
             )
-        insert_session(
-            db,
-            charge_point_id="CP-X",
-            connector_id=1,
-            started_at=T + 9 * H,
-            stopped_at=T + 10 * H,
-            meter_start_wh=0,
-            meter_stop_wh=10_000,
-            energy_wh=10_000,
-        )
-    cdrs = [_cdr_for(url, billed, SITE), _cdr_for(url, late, SITE)]
+    return rows
+
+
+def seed_usage_day(url: str) -> dict[str, Decimal]:
+    """Store the day; returns the site's revenue incl. VAT in EUR and excl. VAT, as the
+    issued CDRs (priced by the real billing code) say."""
+    _seed_registry_and_status(url)
+    sessions = _seed_sessions(url)
+    cdrs = [_cdr_for(url, sessions[0], SITE), _cdr_for(url, sessions[2], SITE)]
     write_alerts(
         url,
         [fault_alert(AlertFacts("CP-R1", 1, AlertKind.GROUND_FAULT, T + 14 * H))],
