@@ -27,6 +27,7 @@ figure.chart svg { max-width: 100%; height: auto; }
 table { border-collapse: collapse; width: 100%; font-size: 0.85em; }
 th, td { border-bottom: 1px solid #dee2e6; padding: 0.25em 0.5em; text-align: left; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n { white-space: nowrap; }
 tfoot td { font-weight: bold; border-top: 2px solid #495057; }
 @page { size: A4 landscape; margin: 12mm; }
 @media print {
