@@ -27,6 +27,7 @@ PACKAGES = (
     "notify",
     "invoicing",
     "smart_charging",
+    "reports",
     "chargeflow",
     "bench",
 )
