@@ -150,7 +150,8 @@ def test_every_variable_referenced_is_defined_and_multi_valued_with_all(
     defined = {v["name"]: v for v in board["templating"]["list"]}
     assert set(defined) == {"site", "station"}
     for variable in defined.values():
-        assert variable["multi"] and variable["includeAll"]
+        assert variable["multi"]
+        assert variable["includeAll"]
         assert variable["allValue"] == ALL_VALUE
         assert variable["current"]["value"] == "$__all"
     referenced = set()
@@ -180,13 +181,18 @@ def test_units_refresh_and_time_ranges() -> None:
     assert [b["time"]["from"] for b in BOARDS] == ["now-6h", "now-7d", "now-30d", "now-30d"]
     assert all(b["tags"] == ["chargeflow"] and b["time"]["to"] == "now" for b in BOARDS)
     # the minor units of each currency: EUR cents, JPY none
-    assert "/ 100::numeric" in json.dumps(eur) and "/ 1::numeric" in json.dumps(jpy)
+    assert "/ 100::numeric" in json.dumps(eur)
+    assert "/ 1::numeric" in json.dumps(jpy)
 
 
 def test_the_flavours_use_timescaledb_functions_or_plain_ones() -> None:
     ts, plain = json.dumps(BOARDS), json.dumps(PLAIN)
-    assert "time_bucket(" in ts and "last(" in ts and "date_bin(" not in ts
-    assert "date_bin(" in plain and "time_bucket(" not in plain and "last(" not in plain
+    assert "time_bucket(" in ts
+    assert "last(" in ts
+    assert "date_bin(" not in ts
+    assert "date_bin(" in plain
+    assert "time_bucket(" not in plain
+    assert "last(" not in plain
     assert "array_agg(" in plain
 
 
@@ -242,7 +248,8 @@ def test_the_datasource_body_takes_its_connection_from_the_environment() -> None
     with pytest.raises(ProvisioningError) as caught:
         datasource_body(env)
     message = str(caught.value)
-    assert "CHARGEFLOW_GRAFANA_DB_NAME" in message and "CHARGEFLOW_GRAFANA_DB_USER" in message
+    assert "CHARGEFLOW_GRAFANA_DB_NAME" in message
+    assert "CHARGEFLOW_GRAFANA_DB_USER" in message
     assert env["CHARGEFLOW_GRAFANA_DB_PASSWORD"] not in message
 
 
