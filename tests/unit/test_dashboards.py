@@ -117,7 +117,8 @@ def test_panel_ids_are_unique_and_panels_fit_the_grid_without_overlap(
     cells: set[tuple[int, int]] = set()
     for panel in board["panels"]:
         pos = panel["gridPos"]
-        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        assert pos["x"] >= 0, panel["title"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
         mine = {
             (x, y)
             for x in range(pos["x"], pos["x"] + pos["w"])
@@ -137,10 +138,11 @@ def test_every_datasource_reference_is_the_provisioned_datasource(board: dict[st
     assert all(ref == {"type": ds["type"], "uid": ds["uid"]} for ref in refs)
     for panel in _panels(board):
         ref_ids = [t["refId"] for t in panel["targets"]]
-        assert ref_ids and len(ref_ids) == len(set(ref_ids)), panel["title"]
-        assert all(
-            t["rawQuery"] and t["format"] in ("table", "time_series") for t in panel["targets"]
-        )
+        assert ref_ids, panel["title"]
+        assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+        for target in panel["targets"]:
+            assert target["rawQuery"]
+            assert target["format"] in ("table", "time_series")
 
 
 @pytest.mark.parametrize("board", BOARDS, ids=_ids(BOARDS))
