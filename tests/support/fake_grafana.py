@@ -75,7 +75,7 @@ class FakeGrafana:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = _serve  # noqa: N815
+            do_GET = do_POST = do_PUT = _serve
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -100,7 +100,7 @@ class FakeGrafana:
                 return 401, {"message": "Unauthorized"}
             return self._route(r)
 
-    def _route(self, r: GrafanaRequest) -> tuple[int, Any]:  # noqa: PLR0911
+    def _route(self, r: GrafanaRequest) -> tuple[int, Any]:
         path, method = r.path, r.method
         if method == "GET" and path == "/api/search":
             return 200, self._search(r.query)
