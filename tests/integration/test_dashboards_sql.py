@@ -96,7 +96,7 @@ def _fleet(gateway_url: str, start: datetime) -> FleetConfig:
         varied_use=True,
         idle_meter_interval_s=300,
         start=start,
-        faults=plan_faults(SPEC, STATIONS, start, seed=SEED),
+        faults=tuple(plan_faults(SPEC, STATIONS, start, seed=SEED)),
     )
 
 
@@ -258,7 +258,7 @@ def _run_all(url: str, time_range: TimeRange, selected: dict[str, Any]) -> dict[
     """Every target of every dashboard, expanded and run: rows per "title/refId"."""
     rows: dict[str, int] = {}
     with psycopg.connect(url) as db:
-        types = dict(db.execute("SELECT oid, typname FROM pg_type").fetchall())
+        types: dict[int, str] = dict(db.execute("SELECT oid, typname FROM pg_type").fetchall())
         for board in dashboards(Flavour(timescale=False)):
             variables = _variables(board)
             queries = [(t, p) for p in board["panels"] if p["type"] != "row" for t in p["targets"]]

@@ -27,6 +27,7 @@ PACKAGES = (
     "notify",
     "invoicing",
     "smart_charging",
+    "dashboards",
     "chargeflow",
     "bench",
 )
