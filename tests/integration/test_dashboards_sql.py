@@ -7,9 +7,9 @@ process, tailing) and the billing worker (wallet payments: holds, captures; a se
 with a register reset held for review), a firmware rollout through the API (its
 UpdateFirmware commands answered by the stations); then the load, status and faults
 flows over the whole topic and the aggregate refresher. Queries run with the
-variables on All and on a selection, in the plain-PostgreSQL flavour (the test server
-has no TimescaleDB); the TimescaleDB flavour's extra functions are checked in
-tests/unit/test_dashboards.py (parsed) and listed in docs/dashboards.md."""
+variables on All and on selections, in the plain-PostgreSQL flavour, and in the
+TimescaleDB flavour (on a server without TimescaleDB, with its two functions defined in
+SQL: ``TIMESCALE_SHIMS``), which must return the same rows."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ from store import ledger
 from store import payment_methods as method_store
 from store.aggregates import refresh_aggregates
 from store.api_keys import create_api_key
+from store.db import StorageMode, storage_mode
 from store.id_tokens import add_id_tag
 from store.sites import upsert_site
 from store.stations import provision_station
@@ -254,12 +255,46 @@ def _check_shape(title: str, fmt: str, names: list[str], types: list[str]) -> No
         assert types[2] in NUMERIC, (title, types)
 
 
-def _run_all(url: str, time_range: TimeRange, selected: dict[str, Any]) -> dict[str, int]:
-    """Every target of every dashboard, expanded and run: rows per "title/refId"."""
+# On plain PostgreSQL, the two TimescaleDB functions the TimescaleDB flavour calls, with
+# TimescaleDB's documented meaning, in a schema of their own that only the connection
+# running that flavour puts on its search path: time_bucket(width, t) (origin Monday
+# 2000-01-03, TimescaleDB's default) and last(value, time) for the text values the
+# dashboards take it of.
+TIMESCALE_SHIMS = """
+CREATE SCHEMA IF NOT EXISTS dashboards_timescale_shim;
+CREATE OR REPLACE FUNCTION dashboards_timescale_shim.time_bucket(interval, timestamptz)
+    RETURNS timestamptz LANGUAGE sql IMMUTABLE
+    AS $$ SELECT date_bin($1, $2, TIMESTAMPTZ '2000-01-03 00:00:00+00') $$;
+CREATE OR REPLACE FUNCTION dashboards_timescale_shim.last_step(text[], text, timestamptz)
+    RETURNS text[] LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN $3 IS NULL THEN $1
+        WHEN $1 IS NULL OR extract(epoch FROM $3) >= $1[2]::numeric
+        THEN ARRAY[$2, extract(epoch FROM $3)::text] ELSE $1 END $$;
+CREATE OR REPLACE FUNCTION dashboards_timescale_shim.last_final(text[])
+    RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT $1[1] $$;
+CREATE OR REPLACE AGGREGATE dashboards_timescale_shim.last(text, timestamptz) (
+    SFUNC = dashboards_timescale_shim.last_step, STYPE = text[],
+    FINALFUNC = dashboards_timescale_shim.last_final);
+"""
+
+
+def _connect(url: str, timescale: bool) -> psycopg.Connection[Any]:
+    db = psycopg.connect(url, autocommit=True)
+    if timescale and storage_mode(url) is not StorageMode.TIMESCALEDB:
+        db.execute(TIMESCALE_SHIMS)
+        db.execute("SET search_path = dashboards_timescale_shim, public")
+    return db
+
+
+def _run_all(
+    url: str, time_range: TimeRange, selected: dict[str, Any], timescale: bool = False
+) -> dict[str, int]:
+    """Every target of every dashboard of a flavour, expanded (with the datasource's
+    TimescaleDB option as the flavour has it) and run: rows per "title/refId"."""
     rows: dict[str, int] = {}
-    with psycopg.connect(url) as db:
+    with _connect(url, timescale) as db:
         types: dict[int, str] = dict(db.execute("SELECT oid, typname FROM pg_type").fetchall())
-        for board in dashboards(Flavour(timescale=False)):
+        for board in dashboards(Flavour(timescale=timescale)):
             variables = _variables(board)
             queries = [(t, p) for p in board["panels"] if p["type"] != "row" for t in p["targets"]]
             for target, panel in queries:
@@ -269,6 +304,7 @@ def _run_all(url: str, time_range: TimeRange, selected: dict[str, Any]) -> dict[
                     interval=timedelta(minutes=5),
                     variables=variables,
                     selected=selected,
+                    timescaledb=timescale,
                 )
                 with db.cursor() as cur:
                     cur.execute(sql)
@@ -323,3 +359,8 @@ async def test_every_panel_query_runs_on_the_pipelines_data_and_has_its_shape(
     nowhere = _run_all(clean_db, time_range, {"site": ["no such site"], "station": ALL})
     assert nowhere["Stations/A"] == 0
     assert nowhere["Power per station/A"] == 0
+
+    # The TimescaleDB flavour (time_bucket, last; $__timeGroup as time_bucket) returns
+    # the same rows, its time series' times as timestamps.
+    timescale = _run_all(clean_db, time_range, {"site": ALL, "station": ALL}, timescale=True)
+    assert timescale == everything
