@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from dashboards.common import Flavour
 
 app = typer.Typer(no_args_is_help=True, help="Grafana dashboards: export or publish them.")
 
@@ -26,7 +29,7 @@ Currencies = Annotated[
 ]
 
 
-def _options(plain: bool, currencies: list[str] | None) -> tuple[object, tuple[str, ...]]:
+def _options(plain: bool, currencies: list[str] | None) -> tuple[Flavour, tuple[str, ...]]:
     from billing.money import CurrencyError, check_currency
     from dashboards.common import Flavour
 
@@ -45,10 +48,8 @@ def export(
 ) -> None:
     """Write each dashboard as <uid>.json into DIRECTORY (Grafana file provisioning)."""
     from dashboards.catalog import export as write
-    from dashboards.common import Flavour
 
     flavour, currencies = _options(plain, currency)
-    assert isinstance(flavour, Flavour)
     for path in write(directory, flavour, currencies):
         typer.echo(str(path))
 
@@ -73,13 +74,11 @@ def publish(
 ) -> None:
     """Create or update the folder, the datasource (from CHARGEFLOW_GRAFANA_DB_*) and the
     dashboards in Grafana; a repeat changes nothing."""
-    from dashboards.common import Flavour
     from dashboards.provisioning import ProvisioningError
     from dashboards.publish import PublishError
     from dashboards.publish import publish as run
 
     flavour, currencies = _options(plain, currency)
-    assert isinstance(flavour, Flavour)
     try:
         report = run(
             url,

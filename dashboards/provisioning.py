@@ -75,7 +75,6 @@ def datasource_body(env: Mapping[str, str]) -> dict[str, Any]:
         raise ProvisioningError(
             "the datasource needs " + ", ".join(missing) + " (see docs/dashboards.md)"
         )
-    body = _resolve(template, env)
-    for key in ("editable",):
-        body.pop(key, None)
-    return dict(body)
+    body = dict(_resolve(template, env))
+    body.pop("editable", None)  # a provisioning option, not a field of the API
+    return body

@@ -56,12 +56,23 @@ def _step(what: str, exc: GrafanaException) -> PublishError:
     return PublishError(f"{what}: Grafana answered {exc.status_code or 'no response'}")
 
 
+def _folder_exists(api: GrafanaApi, uid: str) -> bool:
+    """The folder by uid (renamed in Grafana, the title search misses it)."""
+    try:
+        api.folder.get_folder(uid)
+    except GrafanaClientError as exc:
+        if exc.status_code == 404:
+            return False
+        raise
+    return True
+
+
 def _folder(api: GrafanaApi, report: PublishReport) -> str:
     entry = provider()
     uid, title = str(entry["folderUid"]), str(entry["folder"])
     try:
         hits = api.search.search_dashboards(type_="dash-folder", query=title)
-        if not any(hit.get("uid") == uid for hit in hits):
+        if not any(hit.get("uid") == uid for hit in hits) and not _folder_exists(api, uid):
             api.folder.create_folder(title, uid=uid)
             report.folder = "created"
     except GrafanaException as exc:

@@ -112,6 +112,15 @@ def test_a_dashboard_edited_in_grafana_is_put_back(grafana: FakeGrafana) -> None
     assert stored["version"] == 2
 
 
+def test_a_folder_renamed_in_grafana_is_found_by_its_uid(grafana: FakeGrafana) -> None:
+    publish(grafana.url, TOKEN, env=None)
+    grafana.folders["chargeflow"]["title"] = "EV charging"
+    report = publish(grafana.url, TOKEN, env=None)
+    assert report.folder == "unchanged"
+    assert list(grafana.folders) == ["chargeflow"]
+    assert [r for r in grafana.writes() if r.path == "/api/folders"][1:] == []
+
+
 def test_a_datasource_of_the_same_name_under_another_uid_is_refused(
     grafana: FakeGrafana,
 ) -> None:

@@ -4,9 +4,10 @@ tested over real HTTP.
 
 Endpoints, as Grafana 11 answers them: ``GET /api/search`` (``type=dash-folder`` with
 ``query``: folders whose title contains it; ``type=dash-db`` with ``dashboardUIDs``),
-``POST /api/folders`` (409 when the uid exists), ``GET /api/datasources/uid/<uid>`` and
-``/name/<name>`` (404 ``Data source not found``; never the secrets:
-``secureJsonFields`` instead), ``POST /api/datasources`` (409 on a taken name or uid),
+``POST /api/folders`` (409 when the uid exists), ``GET /api/folders/<uid>``,
+``GET /api/datasources/uid/<uid>`` and ``/name/<name>`` (404 ``Data source not
+found``; never the secrets: ``secureJsonFields`` instead), ``POST /api/datasources``
+(409 on a taken name or uid),
 ``PUT /api/datasources/uid/<uid>``, ``GET /api/dashboards/uid/<uid>`` (``dashboard``
 with ``id``/``version``, ``meta.folderUid``), ``POST /api/dashboards/db`` (412 when the
 uid exists and ``overwrite`` is false; the version goes up). Every request needs
@@ -106,6 +107,9 @@ class FakeGrafana:
             return 200, self._search(r.query)
         if method == "POST" and path == "/api/folders":
             return self._create_folder(r.body)
+        if method == "GET" and path.startswith("/api/folders/"):
+            folder = self.folders.get(path.removeprefix("/api/folders/"))
+            return (404, {"message": "folder not found"}) if folder is None else (200, folder)
         if path.startswith("/api/datasources"):
             return self._datasource(method, path.removeprefix("/api/datasources"), r.body)
         if method == "GET" and path.startswith("/api/dashboards/uid/"):
