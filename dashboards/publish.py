@@ -1,8 +1,8 @@
 """``chargeflow dashboards publish``: the folder, the datasource and the dashboards into
 a running Grafana through its HTTP API (``grafana-client``), create-or-update:
 
-* the folder is looked up with ``GET /api/search?type=dash-folder`` and created
-  (``POST /api/folders``) only when no folder has its uid;
+* the folder is looked up with ``GET /api/search?type=dash-folder`` (then by uid, for a
+  renamed one) and created (``POST /api/folders``) only when no folder has its uid;
 * the datasource by uid (``GET /api/datasources/uid/<uid>``): created when missing,
   updated (``PUT``) when it differs; a datasource of the same name under another uid is
   refused, since the dashboards refer to the uid;
