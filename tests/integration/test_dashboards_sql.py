@@ -364,3 +364,34 @@ async def test_every_panel_query_runs_on_the_pipelines_data_and_has_its_shape(
     # the same rows, its time series' times as timestamps.
     timescale = _run_all(clean_db, time_range, {"site": ALL, "station": ALL}, timescale=True)
     assert timescale == everything
+
+
+def test_every_panel_query_runs_on_an_empty_database(clean_db: str) -> None:
+    """No site, no station: the variables have no options and All still expands to SQL
+    that runs (the custom all value; Grafana's default All would give ``IN ()``)."""
+    now = datetime.now(UTC)
+    time_range = TimeRange(now - timedelta(days=1), now)
+    for timescale in (False, True):
+        rows = _run_all(clean_db, time_range, {"site": ALL, "station": ALL}, timescale)
+        assert rows["variable site"] == 0
+        assert rows["variable station"] == 0
+        # aggregates without GROUP BY answer one row (of zeros or NULLs); nothing else
+        assert {k for k, n in rows.items() if n} == {
+            "Offline stations/A",
+            "Sessions held for review/A",
+            "Revenue, energy and average price/A",
+            "Payments of sessions in the range/A",
+        }
+    # what the custom all value avoids: Grafana's default All over no options
+    board = dashboards(Flavour(timescale=False))[0]
+    defaults = {name: Variable(name, True, True, None) for name in ("site", "station")}
+    sql = expand(
+        board["panels"][1]["targets"][0]["rawSql"],
+        time_range=time_range,
+        interval=timedelta(minutes=5),
+        variables=defaults,
+        selected={"site": ALL, "station": ALL},
+    )
+    assert "IN ()" in sql
+    with psycopg.connect(clean_db) as db, pytest.raises(psycopg.errors.SyntaxError):
+        db.execute(sql)
