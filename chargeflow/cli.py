@@ -20,6 +20,7 @@ import structlog
 import typer
 
 from chargeflow.settings import Settings
+from dashboards.cli import app as dashboards_app
 from runtime.logs import configure_logging
 from runtime.settings import SettingsError, secret
 
@@ -42,6 +43,7 @@ meter_app = typer.Typer(no_args_is_help=True, help="Smart meters (MQTT) and thei
 app.add_typer(meter_app, name="meter")
 tariff_app = typer.Typer(no_args_is_help=True, help="OCPI 2.2.1 tariffs: check and price them.")
 app.add_typer(tariff_app, name="tariff")
+app.add_typer(dashboards_app, name="dashboards")
 
 ROLES = ("admin", "operator", "maintenance", "billing", "public")
 T = TypeVar("T")

@@ -28,6 +28,7 @@ PACKAGES = (
     "invoicing",
     "smart_charging",
     "reports",
+    "dashboards",
     "chargeflow",
     "bench",
 )
