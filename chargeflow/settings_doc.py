@@ -137,7 +137,8 @@ are never printed, in logs, `repr` or errors.
 
 Any setting can instead be read from a file: `CHARGEFLOW_<NAME>_FILE=/run/secrets/name`
 (Docker and Kubernetes secrets, e.g. `CHARGEFLOW_DATABASE_URL_FILE`; one trailing newline
-is dropped, list and object settings are JSON). Setting both `CHARGEFLOW_<NAME>` and `CHARGEFLOW_<NAME>_FILE` is an error.
+is dropped, list and object settings are JSON). Setting both `CHARGEFLOW_<NAME>` and
+`CHARGEFLOW_<NAME>_FILE` is an error.
 
 Values: booleans `true`/`false`, lists and sets as JSON (`["a", "b"]`). How to add a
 setting: the docstring of `runtime/settings.py`.
