@@ -151,9 +151,7 @@ def _apply_images(resources: list[Resource], images: list[Resource]) -> None:
 def _apply_replicas(resources: list[Resource], rules: list[Resource]) -> None:
     for rule in rules:
         matched = [
-            r
-            for r in resources
-            if r["metadata"]["name"] == rule["name"] and r["kind"] in SCALABLE
+            r for r in resources if r["metadata"]["name"] == rule["name"] and r["kind"] in SCALABLE
         ]
         if not matched:
             raise KustomizeError(f"replicas: no resource named {rule['name']!r}")
