@@ -218,7 +218,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def load_yaml(path: Path) -> dict[str, object]:
+def load_yaml(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict), path
     return data

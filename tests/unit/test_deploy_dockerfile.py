@@ -120,7 +120,7 @@ def test_the_volumes_mount_where_the_image_made_directories_for_its_user() -> No
     made = set(re.findall(r"(/var/lib/chargeflow/\w+)", " ".join(a for _, a in stages()[-1])))
     targets = {
         v.split(":")[1]
-        for s in load_yaml(COMPOSE)["services"].values()  # type: ignore[attr-defined]
+        for s in load_yaml(COMPOSE)["services"].values()
         if s.get("image", "").startswith("chargeflow:")
         for v in s.get("volumes", [])
     }
