@@ -186,6 +186,29 @@ def apikey_revoke(
     typer.echo(f"revoked {key_id}")
 
 
+@app.command("demo-seed")
+def demo_seed(
+    stations: Annotated[
+        int | None,
+        typer.Option(min=1, help="simulated charge points (default CHARGEFLOW_SIMULATED_STATIONS)"),
+    ] = None,
+) -> None:
+    """Seed the demo that `chargeflow run` seeds (sites, tariff, simulated stations, id tags,
+    smart meters) into a migrated database; idempotent. The stations' password is
+    CHARGEFLOW_SIMULATOR_STATION_PASSWORD (or its _FILE), the one `chargeflow simulate` uses."""
+    from chargeflow.launcher import seed_demo_site
+
+    settings = _settings()
+    simulator = _process_settings(lambda: settings.simulator)
+    password = _process_settings(lambda: simulator.require("simulator_station_password"))
+    ids = seed_demo_site(
+        _database_url(settings), stations or simulator.simulated_stations, password
+    )
+    typer.echo(
+        f"demo seeded: {len(ids)} stations {ids[0]}..{ids[-1]} on sites DEMO-DEPOT, DEMO-PARK"
+    )
+
+
 @station_app.command("add")
 def station_add(
     charge_point_id: str,
