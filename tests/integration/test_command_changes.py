@@ -69,7 +69,8 @@ async def test_the_listener_reconnects_and_wakes_every_waiter(
             killed = await (
                 await db.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE query LIKE 'LISTEN chargeflow_commands%%' AND pid <> pg_backend_pid()"
+                    "WHERE query LIKE 'LISTEN chargeflow_commands%%' AND pid <> pg_backend_pid() "
+                    "AND datname = current_database()"
                 )
             ).fetchall()
             assert killed == [(True,)]
