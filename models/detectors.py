@@ -156,8 +156,21 @@ class DeviationDetector(base.AnomalyDetector):
     has ``warmup`` samples. ``min_std`` keeps a feature that has been constant so far
     from making any change infinitely anomalous. ``directions`` makes a feature
     one-sided: +1 only above its baseline is anomalous, -1 only below (a connector
-    that runs cooler than usual is not overheating).
+    that runs cooler than usual is not overheating). ``uncertainty`` names, per feature,
+    the key of ``x`` that carries that sample's own standard deviation (a feature
+    computed from an estimate, say a temperature rise above an ambient measured hours
+    ago): it is added to the baseline's spread for that sample, so an uncertain sample
+    needs a larger deviation to count.
+
+    >>> d = DeviationDetector(("r",), warmup=5, min_std={"r": 0.1}, uncertainty={"r": "r_sd"})
+    >>> for _ in range(5):
+    ...     d.learn_one({"r": 1.0})
+    >>> d.deviations({"r": 1.5}), d.deviations({"r": 1.5, "r_sd": 0.2})
+    ({'r': 5.0}, {'r': 2.23...})
     """
+
+    # Detectors pickled before it existed have none (a class default, never mutated).
+    uncertainty: dict[str, str] = {}
 
     def __init__(
         self,
@@ -167,6 +180,7 @@ class DeviationDetector(base.AnomalyDetector):
         z_half: float = 4.0,
         min_std: Mapping[str, float] | None = None,
         directions: Mapping[str, int] | None = None,
+        uncertainty: Mapping[str, str] | None = None,
     ) -> None:
         self.features = tuple(features)
         self.fading = fading
@@ -174,6 +188,7 @@ class DeviationDetector(base.AnomalyDetector):
         self.z_half = z_half
         self.min_std = dict(min_std or {})
         self.directions = dict(directions or {})
+        self.uncertainty = dict(uncertainty or {})
         self._baselines = {name: Baseline() for name in self.features}
 
     def learn_one(self, x: dict[Any, Any]) -> None:
@@ -191,6 +206,10 @@ class DeviationDetector(base.AnomalyDetector):
             if value is None or baseline.n < self.warmup:
                 continue
             std = max(math.sqrt(baseline.var), self.min_std.get(name, 1e-9))
+            own = self.uncertainty.get(name)
+            sd = None if own is None else _finite(x, own)
+            if sd is not None and sd > 0:
+                std = math.hypot(std, sd)
             result[name] = (value - baseline.mean) / std
         return result
 
