@@ -159,8 +159,10 @@ class DeviationDetector(base.AnomalyDetector):
     that runs cooler than usual is not overheating). ``uncertainty`` names, per feature,
     the key of ``x`` that carries that sample's own standard deviation (a feature
     computed from an estimate, say a temperature rise above an ambient measured hours
-    ago): it is added to the baseline's spread for that sample, so an uncertain sample
-    needs a larger deviation to count.
+    ago): the sample's variance replaces the part of the baseline's variance that its
+    learned samples' own uncertainty explains (the mean of their variances, kept beside
+    the baseline), so an uncertain sample needs a larger deviation to count, and one as
+    certain as the learned ones no larger than before.
 
     >>> d = DeviationDetector(("r",), warmup=5, min_std={"r": 0.1}, uncertainty={"r": "r_sd"})
     >>> for _ in range(5):
@@ -169,8 +171,10 @@ class DeviationDetector(base.AnomalyDetector):
     ({'r': 5.0}, {'r': 2.23...})
     """
 
-    # Detectors pickled before it existed have none (a class default, never mutated).
+    # Detectors pickled before these existed have none (class defaults, never mutated:
+    # ``learn_one`` gives the instance its own).
     uncertainty: dict[str, str] = {}
+    _learned_var: dict[str, Baseline] = {}
 
     def __init__(
         self,
@@ -190,12 +194,19 @@ class DeviationDetector(base.AnomalyDetector):
         self.directions = dict(directions or {})
         self.uncertainty = dict(uncertainty or {})
         self._baselines = {name: Baseline() for name in self.features}
+        self._learned_var = {name: Baseline() for name in self.uncertainty}
 
     def learn_one(self, x: dict[Any, Any]) -> None:
+        if "_learned_var" not in self.__dict__:
+            self._learned_var = {name: Baseline() for name in self.uncertainty}
         for name in self.features:
             value = _finite(x, name)
             if value is not None:
                 self._baselines[name].update(value, self.fading)
+                learned = self._learned_var.get(name)
+                if learned is not None:
+                    sd = _finite(x, self.uncertainty[name]) or 0.0
+                    learned.update(sd * sd, self.fading)
 
     def deviations(self, x: Features) -> dict[str, float]:
         """Signed deviations in standard deviations, for the warmed-up features of ``x``."""
@@ -205,11 +216,15 @@ class DeviationDetector(base.AnomalyDetector):
             baseline = self._baselines[name]
             if value is None or baseline.n < self.warmup:
                 continue
-            std = max(math.sqrt(baseline.var), self.min_std.get(name, 1e-9))
+            floor = self.min_std.get(name, 1e-9)
+            std = max(math.sqrt(baseline.var), floor)
             own = self.uncertainty.get(name)
             sd = None if own is None else _finite(x, own)
             if sd is not None and sd > 0:
-                std = math.hypot(std, sd)
+                learned = self._learned_var.get(name)
+                explained = learned.mean if learned is not None and learned.n else 0.0
+                intrinsic = math.sqrt(max(0.0, baseline.var - explained))
+                std = math.hypot(max(intrinsic, floor), sd)
             result[name] = (value - baseline.mean) / std
         return result
 
