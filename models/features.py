@@ -90,6 +90,10 @@ AMBIENT_DRIFT_PRIOR_C2_PER_H = 1.0
 AMBIENT_DRIFT_FLOOR_C2_PER_H = 0.5
 AMBIENT_DRIFT_WEIGHT = 0.05  # EW mean weight of one such miss
 DRIFT_MIN_GAP = timedelta(hours=1)
+# The day profile's move is itself uncertain: its hourly bins were learned on different
+# days, whose weather differs by degrees, so a move of several degrees between two bins
+# is partly the difference between those days, not the hour's.
+PROFILE_MOVE_SHARE = 0.5
 
 Neighbour = tuple[datetime, float]  # another connector's idle temperature, as of then
 
@@ -176,7 +180,11 @@ class ConnectorFeatures:
         if source is None:
             return None
         age_h = max(0.0, (time - source[0]).total_seconds() / 3600.0)
-        return math.sqrt(AMBIENT_SENSOR_SD_C**2 + self.ambient_drift_c2_per_h * age_h)
+        variance = AMBIENT_SENSOR_SD_C**2 + self.ambient_drift_c2_per_h * age_h
+        now_profile, then_profile = self._profile_at(time), self._profile_at(source[0])
+        if now_profile is not None and then_profile is not None:
+            variance += (PROFILE_MOVE_SHARE * (now_profile - then_profile)) ** 2
+        return math.sqrt(variance)
 
     def _ambient_source(self) -> Neighbour | None:
         """The idle reading the ambient starts from: the own ambient, or the neighbour's

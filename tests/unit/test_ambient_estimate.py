@@ -131,3 +131,21 @@ def test_the_learned_drift_follows_the_idle_readings_misses() -> None:
     for hour in range(4, 200, 2):
         f.update(Reading(time=T0 + timedelta(hours=hour), power_w=0.0, temperature_c=26.0))
     assert 0.0 < f.ambient_drift_c2_per_h < prior
+
+
+def test_a_long_move_along_the_day_profile_is_trusted_less() -> None:
+    """Bins learned on different days differ by those days' weather: the same age with a
+    profile that moves 6 degrees is less certain than with a flat one."""
+    flat, steep = ConnectorFeatures(), ConnectorFeatures()
+    start = T0.replace(hour=23)
+    for f, night in ((flat, 14.0), (steep, 8.0)):
+        f.ambient_profile = [14.0] * 24
+        f.ambient_profile[0] = night  # the 00:30 bin
+        f.update(Reading(time=start, power_w=0.0, temperature_c=14.0))
+    later = start + timedelta(hours=1, minutes=30)
+    assert steep.ambient_at(later) == 8.0
+    assert flat.ambient_at(later) == 14.0
+    flat_sd, steep_sd = flat.ambient_sd_at(later), steep.ambient_sd_at(later)
+    assert flat_sd is not None
+    assert steep_sd is not None
+    assert steep_sd > flat_sd + 1.0
