@@ -166,8 +166,9 @@ class ConnectorFeatures:
         return value + (now_profile - then_profile)
 
     def ambient_sd_at(self, time: datetime) -> float | None:
-        """The standard deviation of :meth:`ambient_at`: the sensor's, and the weather's
-        drift off the day profile since the idle reading it starts from.
+        """The standard deviation of :meth:`ambient_at`: the sensor's, the weather's drift
+        off the day profile since the idle reading it starts from, and a share of the
+        move along the profile (``PROFILE_MOVE_SHARE``).
 
         >>> from datetime import UTC, datetime, timedelta
         >>> f = ConnectorFeatures()
