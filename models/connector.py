@@ -44,7 +44,7 @@ from river import base
 
 from bus.alerts import AlertKind, ConnectorHealth, Evidence, Severity
 from models.detectors import DeviationDetector, StaticThresholds
-from models.features import LOAD_W, STATIC_LIMITS, ConnectorFeatures
+from models.features import LOAD_W, STATIC_LIMITS, ConnectorFeatures, Neighbour
 from models.readings import Reading
 from models.rules import Clear, Finding, RegisterRule
 
@@ -74,15 +74,21 @@ MODEL_FEATURES = (
 # resolution: 0.5 degrees, 0.2 % of voltage, 2 % of power, 1 % of register increase).
 MIN_STD = {
     "temperature_rise_c": 0.5,
-    # The ambient of a connector busy for hours is an estimate (the day's weather differs
-    # from its day profile by a few degrees): 2.5 degrees at 11 kW is 0.2 per kW.
-    "temperature_rise_c_per_kw": 0.2,
+    # The ambient estimate's own error comes with each sample (``UNCERTAINTY``); this is
+    # the rest: a connector's rise per kW differs a little with how long it has carried
+    # the load and with the sun on its housing.
+    "temperature_rise_c_per_kw": 0.1,
     "voltage_drop_ratio": 0.01,  # the idle baseline lags the grid's day cycle (+-1 %)
     "phase_voltage_spread_ratio": 0.002,
     "voltage_deviation_ratio": 0.002,
     "delivered_ratio": 0.02,
     "register_ratio": 0.01,
 }
+
+# Features that carry their own standard deviation (``models.features``): the rise per
+# kW above an ambient estimated from an idle reading of some age.
+UNCERTAINTY = {"temperature_rise_c_per_kw": "temperature_rise_c_per_kw_sd"}
+_UNCERTAIN_KEYS = frozenset(UNCERTAINTY.values())
 
 
 # Load change between two readings (share of the larger power) up to which the register
@@ -156,6 +162,7 @@ class ConnectorModel:
             warmup=warmup,
             min_std=MIN_STD,
             directions={name: FEATURE_KINDS[name][1] for name in MODEL_FEATURES},
+            uncertainty=UNCERTAINTY,
             **kwargs,
         )
         # z >= 5 is anomalous, z < 3 is learned (score = z / (z + 4)).
@@ -175,8 +182,17 @@ class ConnectorModel:
         # Scores are 0 or 1: 1 is anomalous; nothing is learned (learn_below 0).
         return cls(detector, detector, 0.5, 0.0, persistence, "static", timedelta(0))
 
-    def update(self, station_id: str, connector_id: int, reading: Reading) -> list[Finding | Clear]:
-        x: dict[Any, Any] = self.features.update(reading)  # River types features loosely
+    def update(
+        self,
+        station_id: str,
+        connector_id: int,
+        reading: Reading,
+        neighbour: Neighbour | None = None,
+    ) -> list[Finding | Clear]:
+        """Findings and clears of ``reading``; ``neighbour``: the latest idle temperature
+        of another connector of the station (an ambient reading while this one charges)."""
+        # River types features loosely.
+        x: dict[Any, Any] = self.features.update(reading, neighbour)
         results: list[Finding | Clear] = []
         register = self.register.update(station_id, connector_id, reading.time, x)
         if register is not None:
@@ -202,7 +218,7 @@ class ConnectorModel:
         score = self.detector.score_one(x)
         if loaded:
             self.scored_at, self.scored, self.scored_features = reading.time, score, dict(x)
-        if score < self.learn_below:
+        if self._certain_score(x, score) < self.learn_below:
             self._learn(x)
         if loaded:
             results.extend(self._judge(station_id, connector_id, reading, x, score))
@@ -274,6 +290,15 @@ class ConnectorModel:
             contributions=dict(ranked),
             features=dict(self.scored_features),
         )
+
+    def _certain_score(self, x: dict[Any, Any], score: float) -> float:
+        """The score as if every feature were exact: what is learned must look normal
+        even then. A sample's own uncertainty (an old ambient estimate) keeps it from
+        alerting, not from being too far off to learn: learned, the growing fault it may
+        hide would become the baseline."""
+        if not any(key in x for key in UNCERTAINTY.values()):
+            return score
+        return self.detector.score_one({k: v for k, v in x.items() if k not in _UNCERTAIN_KEYS})
 
     def _learn(self, x: dict[Any, Any]) -> None:
         self.detector.learn_one(x)

@@ -156,8 +156,25 @@ class DeviationDetector(base.AnomalyDetector):
     has ``warmup`` samples. ``min_std`` keeps a feature that has been constant so far
     from making any change infinitely anomalous. ``directions`` makes a feature
     one-sided: +1 only above its baseline is anomalous, -1 only below (a connector
-    that runs cooler than usual is not overheating).
+    that runs cooler than usual is not overheating). ``uncertainty`` names, per feature,
+    the key of ``x`` that carries that sample's own standard deviation (a feature
+    computed from an estimate, say a temperature rise above an ambient measured hours
+    ago): the sample's variance replaces the part of the baseline's variance that its
+    learned samples' own uncertainty explains (the mean of their variances, kept beside
+    the baseline), so an uncertain sample needs a larger deviation to count, and one as
+    certain as the learned ones no larger than before.
+
+    >>> d = DeviationDetector(("r",), warmup=5, min_std={"r": 0.1}, uncertainty={"r": "r_sd"})
+    >>> for _ in range(5):
+    ...     d.learn_one({"r": 1.0})
+    >>> d.deviations({"r": 1.5}), d.deviations({"r": 1.5, "r_sd": 0.2})
+    ({'r': 5.0}, {'r': 2.23...})
     """
+
+    # Detectors pickled before these existed have none (class defaults, never mutated:
+    # ``learn_one`` gives the instance its own).
+    uncertainty: dict[str, str] = {}
+    _learned_var: dict[str, Baseline] = {}
 
     def __init__(
         self,
@@ -167,6 +184,7 @@ class DeviationDetector(base.AnomalyDetector):
         z_half: float = 4.0,
         min_std: Mapping[str, float] | None = None,
         directions: Mapping[str, int] | None = None,
+        uncertainty: Mapping[str, str] | None = None,
     ) -> None:
         self.features = tuple(features)
         self.fading = fading
@@ -174,13 +192,21 @@ class DeviationDetector(base.AnomalyDetector):
         self.z_half = z_half
         self.min_std = dict(min_std or {})
         self.directions = dict(directions or {})
+        self.uncertainty = dict(uncertainty or {})
         self._baselines = {name: Baseline() for name in self.features}
+        self._learned_var = {name: Baseline() for name in self.uncertainty}
 
     def learn_one(self, x: dict[Any, Any]) -> None:
+        if "_learned_var" not in self.__dict__:
+            self._learned_var = {name: Baseline() for name in self.uncertainty}
         for name in self.features:
             value = _finite(x, name)
             if value is not None:
                 self._baselines[name].update(value, self.fading)
+                learned = self._learned_var.get(name)
+                if learned is not None:
+                    sd = _finite(x, self.uncertainty[name]) or 0.0
+                    learned.update(sd * sd, self.fading)
 
     def deviations(self, x: Features) -> dict[str, float]:
         """Signed deviations in standard deviations, for the warmed-up features of ``x``."""
@@ -190,7 +216,15 @@ class DeviationDetector(base.AnomalyDetector):
             baseline = self._baselines[name]
             if value is None or baseline.n < self.warmup:
                 continue
-            std = max(math.sqrt(baseline.var), self.min_std.get(name, 1e-9))
+            floor = self.min_std.get(name, 1e-9)
+            std = max(math.sqrt(baseline.var), floor)
+            own = self.uncertainty.get(name)
+            sd = None if own is None else _finite(x, own)
+            if sd is not None and sd > 0:
+                learned = self._learned_var.get(name)
+                explained = learned.mean if learned is not None and learned.n else 0.0
+                intrinsic = math.sqrt(max(0.0, baseline.var - explained))
+                std = math.hypot(max(intrinsic, floor), sd)
             result[name] = (value - baseline.mean) / std
         return result
 

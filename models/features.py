@@ -14,7 +14,14 @@ load or the station model:
   (at least ``NEAR_PEAK`` of it); overheating. In a taper the power falls to a tenth
   while the ambient estimate (the last idle temperature, often hours old on a busy
   connector) is a few degrees off: divided by one kW instead of eleven, that error
-  looked like a connector three times too hot;
+  looked like a connector three times too hot. It comes with
+  ``temperature_rise_c_per_kw_sd``, the standard deviation the ambient estimate's age
+  gives it (:meth:`ConnectorFeatures.ambient_sd_at` over the power), which the detector
+  adds to the baseline's spread: the weather moves off the day profile while a
+  connector charges for hours, and nothing in its own telemetry tells that from a hot
+  contact. A fresher idle temperature of another connector of the same station (the
+  ``neighbour`` of :meth:`ConnectorFeatures.update`: it measures the ambient while this
+  one charges) replaces an older own one;
 * ``voltage_drop_ratio``: (idle voltage - loaded voltage) / idle voltage; contactor wear;
 * ``phase_voltage_spread_ratio``: (max - min phase voltage) / mean, under load; contactor
   wear, phase loss;
@@ -72,6 +79,23 @@ EARLY_SESSION = timedelta(minutes=20)
 # weight stays near ``baseline_weight`` and smooths the sensor's noise.
 AMBIENT_TAU = timedelta(minutes=30)
 NEAR_PEAK = 0.8  # share of the run's peak power from which the rise per kW is judged
+# The ambient estimate's error: an idle reading's own (sensor noise, the day profile's
+# interpolation) and a variance that grows with its age as the weather leaves the day
+# profile. The growth is learned from the connector's own idle readings after gaps of
+# at least ``DRIFT_MIN_GAP`` (shorter gaps show the sensor's noise, not the weather):
+# each one's miss of the estimate, squared, per hour of age. The prior and the floor
+# are a few degrees over a day (a front, a sunny afternoon, a cold night).
+AMBIENT_SENSOR_SD_C = 0.5
+AMBIENT_DRIFT_PRIOR_C2_PER_H = 1.0
+AMBIENT_DRIFT_FLOOR_C2_PER_H = 0.5
+AMBIENT_DRIFT_WEIGHT = 0.05  # EW mean weight of one such miss
+DRIFT_MIN_GAP = timedelta(hours=1)
+# The day profile's move is itself uncertain: its hourly bins were learned on different
+# days, whose weather differs by degrees, so a move of several degrees between two bins
+# is partly the difference between those days, not the hour's.
+PROFILE_MOVE_SHARE = 0.5
+
+Neighbour = tuple[datetime, float]  # another connector's idle temperature, as of then
 
 FEATURES = (
     "temperature_rise_c",
@@ -97,11 +121,18 @@ class ConnectorFeatures:
     loaded_since: datetime | None = None  # the start of the current run under load
     last: Reading | None = None
     run_peak_w: float = 0.0  # the highest power of the current run under load
+    # Last, so that older snapshots' fields keep their places.
+    ambient_drift_c2_per_h: float = AMBIENT_DRIFT_PRIOR_C2_PER_H
+    neighbour: Neighbour | None = None  # the freshest idle reading of another connector
 
-    def update(self, reading: Reading) -> dict[str, float]:
-        """The features of ``reading``; folds it into the baselines. A reading that is not
+    def update(self, reading: Reading, neighbour: Neighbour | None = None) -> dict[str, float]:
+        """The features of ``reading``; folds it into the baselines. ``neighbour``: the
+        latest idle temperature of another connector of the same station, an ambient
+        reading of its own when fresher than this connector's. A reading that is not
         later than the last one (a late or repeated message) gives only the features
         that need no history and leaves the state alone."""
+        if neighbour is not None and (self.neighbour is None or neighbour[0] > self.neighbour[0]):
+            self.neighbour = neighbour
         in_order = self.last is None or reading.time > self.last.time
         if in_order:
             loaded = reading.power_w is not None and reading.power_w >= LOAD_W
@@ -120,16 +151,54 @@ class ConnectorFeatures:
         return features
 
     def ambient_at(self, time: datetime) -> float | None:
-        """The ambient temperature at ``time``: the last idle temperature, moved along
-        the connector's day profile (idle temperature by hour of day, interpolated)
-        from when it was measured to ``time``. A connector charging through a hot
-        afternoon is compared with the afternoon, not with the morning before it."""
-        if self.ambient_c is None or self.ambient_time is None:
+        """The ambient temperature at ``time``: the last idle temperature (this
+        connector's, or a neighbour's when fresher), moved along the connector's day
+        profile (idle temperature by hour of day, interpolated) from when it was
+        measured to ``time``. A connector charging through a hot afternoon is compared
+        with the afternoon, not with the morning before it."""
+        source = self._ambient_source()
+        if source is None:
             return None
-        now, then = self._profile_at(time), self._profile_at(self.ambient_time)
-        if now is None or then is None:
-            return self.ambient_c
-        return self.ambient_c + (now - then)
+        then, value = source
+        now_profile, then_profile = self._profile_at(time), self._profile_at(then)
+        if now_profile is None or then_profile is None:
+            return value
+        return value + (now_profile - then_profile)
+
+    def ambient_sd_at(self, time: datetime) -> float | None:
+        """The standard deviation of :meth:`ambient_at`: the sensor's, the weather's drift
+        off the day profile since the idle reading it starts from, and a share of the
+        move along the profile (``PROFILE_MOVE_SHARE``).
+
+        >>> from datetime import UTC, datetime, timedelta
+        >>> f = ConnectorFeatures()
+        >>> t = datetime(2026, 7, 1, 12, tzinfo=UTC)
+        >>> _ = f.update(Reading(time=t, power_w=0.0, temperature_c=20.0))
+        >>> [round(f.ambient_sd_at(t + timedelta(hours=h)), 2) for h in (0, 1, 4)]
+        [0.5, 1.12, 2.06]
+        """
+        source = self._ambient_source()
+        if source is None:
+            return None
+        age_h = max(0.0, (time - source[0]).total_seconds() / 3600.0)
+        variance = AMBIENT_SENSOR_SD_C**2 + self.ambient_drift_c2_per_h * age_h
+        now_profile, then_profile = self._profile_at(time), self._profile_at(source[0])
+        if now_profile is not None and then_profile is not None:
+            variance += (PROFILE_MOVE_SHARE * (now_profile - then_profile)) ** 2
+        return math.sqrt(variance)
+
+    def _ambient_source(self) -> Neighbour | None:
+        """The idle reading the ambient starts from: the own ambient, or the neighbour's
+        idle temperature when it is fresher (the own profile moves either)."""
+        own = (
+            None
+            if self.ambient_c is None or self.ambient_time is None
+            else (self.ambient_time, self.ambient_c)
+        )
+        neighbour = self.neighbour
+        if neighbour is not None and (own is None or neighbour[0] > own[0]):
+            return neighbour
+        return own
 
     def _profile_at(self, time: datetime) -> float | None:
         """The day profile at ``time``: bins hold the mean over their hour, i.e. the
@@ -177,7 +246,11 @@ class ConnectorFeatures:
             rise = reading.temperature_c - ambient
             features["temperature_rise_c"] = rise
             if loaded and power is not None and power >= NEAR_PEAK * self.run_peak_w:
-                features["temperature_rise_c_per_kw"] = rise / (power / 1000.0)
+                kw = power / 1000.0
+                features["temperature_rise_c_per_kw"] = rise / kw
+                sd = self.ambient_sd_at(reading.time)
+                if sd is not None:
+                    features["temperature_rise_c_per_kw_sd"] = sd / kw
         early = self.loaded_since is not None and reading.time - self.loaded_since <= EARLY_SESSION
         offered = reading.offered_w
         if loaded and early and power is not None and offered and offered >= LOAD_W:
@@ -208,6 +281,7 @@ class ConnectorFeatures:
         if reading.power_w is None or reading.power_w > IDLE_W:
             return
         if reading.temperature_c is not None:
+            self._learn_drift(reading.time, reading.temperature_c)
             weight = self.baseline_weight
             if self.ambient_time is not None:
                 stale = (reading.time - self.ambient_time) / AMBIENT_TAU
@@ -221,6 +295,19 @@ class ConnectorFeatures:
         if reading.voltages_v:
             mean_v = sum(reading.voltages_v) / len(reading.voltages_v)
             self.idle_voltage_v = _ew_mean(self.idle_voltage_v, mean_v, self.baseline_weight)
+
+    def _learn_drift(self, time: datetime, temperature: float) -> None:
+        """How far the weather left the day profile: an idle reading an hour or more after
+        the one the estimate starts from, against the estimate, per hour of its age."""
+        source = self._ambient_source()
+        if source is None or time - source[0] < DRIFT_MIN_GAP:
+            return
+        predicted = self.ambient_at(time)
+        assert predicted is not None
+        age_h = (time - source[0]).total_seconds() / 3600.0
+        miss = max(0.0, (temperature - predicted) ** 2 - AMBIENT_SENSOR_SD_C**2) / age_h
+        learned = _ew_mean(self.ambient_drift_c2_per_h, miss, AMBIENT_DRIFT_WEIGHT)
+        self.ambient_drift_c2_per_h = max(AMBIENT_DRIFT_FLOOR_C2_PER_H, learned)
 
 
 def _ew_mean(mean: float | None, value: float, weight: float) -> float:

@@ -85,6 +85,7 @@ from models.alerting import AlertBook
 from models.comm import CommRule
 from models.connector import ConnectorModel
 from models.device_events import device_temperature, event_findings, status_results
+from models.features import IDLE_W, Neighbour
 from models.grid import GridRule
 from models.readings import Reading, readings_from_samples
 from models.rules import Clear, Finding
@@ -153,6 +154,9 @@ class StationDiagnostics:
     comm: CommRule = field(default_factory=CommRule)
     grid: GridRule = field(default_factory=GridRule)
     device_temps: dict[int, float] = field(default_factory=dict)  # last per EVSE, Celsius
+    # The latest idle temperature per EVSE (time, Celsius): the ambient as that EVSE
+    # measures it, which its neighbours use while they charge.
+    idle_temps: dict[int, Neighbour] = field(default_factory=dict)
 
     def update(self, envelope: Envelope) -> StationOutcome:
         outcome = StationOutcome()
@@ -224,7 +228,8 @@ class StationDiagnostics:
             model = self.connectors.get(evse)
             if model is None:
                 model = self.connectors[evse] = self.new_model()
-            results.extend(model.update(self.station_id, evse, reading))
+            results.extend(model.update(self.station_id, evse, reading, self._neighbour(evse)))
+            self._idle_temperature(evse, reading)
             results.extend(_some(self.energy.update(self.station_id, evse, reading)))
             results.extend(_some(self.grid.update(self.station_id, reading)))
             self.success.reading(evse, reading)
@@ -250,6 +255,18 @@ class StationDiagnostics:
             reason if isinstance(reason, str) and reason else str(state),
             gateway if isinstance(gateway, str) and gateway else None,
         )
+
+    def _neighbour(self, evse: int) -> Neighbour | None:
+        """The freshest idle temperature of another EVSE of the station."""
+        others = [t for other, t in self.idle_temps.items() if other != evse]
+        return max(others, default=None)
+
+    def _idle_temperature(self, evse: int, reading: Reading) -> None:
+        idle = reading.power_w is not None and reading.power_w <= IDLE_W
+        if idle and reading.temperature_c is not None:
+            last = self.idle_temps.get(evse)
+            if last is None or reading.time > last[0]:
+                self.idle_temps[evse] = (reading.time, reading.temperature_c)
 
     def _with_temperature(self, evse: int, reading: Reading) -> Reading:
         """The reading with the EVSE's last device-event temperature when it has none."""

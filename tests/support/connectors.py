@@ -173,3 +173,48 @@ def station_envelopes(
         last = readings[-1]
         envelopes.append(stop16(cp, tx, round(last.energy_wh or 0), last.time + MINUTE))
     return envelopes
+
+
+def ambient_step_station(
+    days: int,
+    step_day: int,
+    step_c: float,
+    power_w: float = 3700.0,
+    seed: int = 0,
+    thermal: Callable[[datetime], float] | None = None,
+) -> list[tuple[int, Reading]]:
+    """Two connectors of one station, in time order: connector 1 charges every night from
+    21:00 to 04:00 at ``power_w`` and every morning from 08:00 to 11:00 at 11 kW (a
+    reading every 5 minutes under load, every 15 idle), connector 2 is always free (a
+    reading every 15 minutes: the ambient). The ambient follows a day cycle with a small
+    offset per day, and from the midnight that starts day ``step_day`` it is ``step_c``
+    warmer (one offset per day, as the simulator's weather has it): connector 1 is busy
+    across that midnight. It rises 1.1 degrees per kW, times ``thermal(time)`` (an
+    overheating contact)."""
+    rng = random.Random(seed)
+    offsets = [rng.gauss(0.0, 0.5) + (step_c if day >= step_day else 0.0) for day in range(days)]
+    readings: list[tuple[int, Reading]] = []
+    for minute in range(0, days * 24 * 60, 5):
+        at = T0 + minute * MINUTE
+        hours = (minute % 1440) / 60.0
+        ambient = 16.0 + 5.0 * -math.cos(2 * math.pi * (hours - 3.0) / 24.0)
+        ambient += offsets[minute // 1440]
+        if hours >= 21.0 or hours < 4.0:
+            power = power_w
+        elif 8.0 <= hours < 11.0:
+            power = 11000.0
+        else:
+            power = 0.0
+        idle_reading = minute % 15 == 0
+        if idle_reading:
+            temp = ambient + rng.gauss(0.0, 0.3)
+            readings.append((2, Reading(time=at, power_w=0.0, temperature_c=temp)))
+        if power > 0 or idle_reading:
+            factor = 1.0 if thermal is None else thermal(at)
+            rise = 1.1 * factor * power / 1000.0
+            measured = power * rng.uniform(0.98, 1.0)
+            temp = ambient + rise + rng.gauss(0.0, 0.3)
+            offered = power if power > 0 else None
+            reading = Reading(time=at, power_w=measured, offered_w=offered, temperature_c=temp)
+            readings.append((1, reading))
+    return readings

@@ -162,3 +162,31 @@ def test_half_space_trees_imputes_a_missing_feature_with_its_learned_mean() -> N
 
 def test_half_space_trees_state_stays_small() -> None:
     assert len(pickle.dumps(trained("ScaledHalfSpaceTrees"))) < 16 * 1024
+
+
+def test_a_samples_own_uncertainty_widens_its_band_without_counting_twice() -> None:
+    """Learned samples whose spread is all their own uncertainty (an estimate of known
+    error) leave no intrinsic spread: a sample as uncertain as they were is judged on
+    that, a more uncertain one on more, a certain one on the floor."""
+    rng = random.Random(4)
+    d = DeviationDetector(("r",), warmup=50, min_std={"r": 0.05}, uncertainty={"r": "r_sd"})
+    for _ in range(2000):
+        d.learn_one({"r": 1.0 + rng.gauss(0.0, 0.3), "r_sd": 0.3})
+    as_learned = d.deviations({"r": 2.5, "r_sd": 0.3})["r"]
+    assert as_learned == pytest.approx(1.5 / 0.3, rel=0.1)  # not 1.5 / hypot(0.3, 0.3)
+    assert d.deviations({"r": 2.5, "r_sd": 0.6})["r"] < as_learned / 1.5
+    assert d.deviations({"r": 2.5, "r_sd": 0.01})["r"] > 3 * as_learned
+    assert d.deviations({"r": 2.5})["r"] == pytest.approx(as_learned, rel=0.1)  # no sd: as ever
+    clone = pickle.loads(pickle.dumps(d))
+    assert clone.deviations({"r": 2.5, "r_sd": 0.6}) == d.deviations({"r": 2.5, "r_sd": 0.6})
+
+
+def test_a_deviation_detector_pickled_before_uncertainty_existed_still_works() -> None:
+    d = DeviationDetector(("r",), warmup=5)
+    for i in range(10):
+        d.learn_one({"r": 1.0 + i % 2 * 0.1})
+    del d.__dict__["uncertainty"], d.__dict__["_learned_var"]  # as an older snapshot
+    old = pickle.loads(pickle.dumps(d))
+    assert old.deviations({"r": 2.0, "r_sd": 1.0}) == d.deviations({"r": 2.0})
+    old.learn_one({"r": 1.0})
+    assert DeviationDetector._learned_var == {}  # the class default stays untouched
