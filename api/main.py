@@ -38,6 +38,7 @@ from api.routers import (
     prices,
     sessions,
     sites,
+    smart_charging,
     station_commands,
     station_health,
     station_messages,
@@ -180,6 +181,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(firmware_rollouts.router)
     app.include_router(station_messages.router)
     app.include_router(audit.router)
+    app.include_router(smart_charging.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -50,7 +52,7 @@ def rules(limit_a: float = 40.0, stations: int = 3, **extra: object) -> SiteRule
     )
 
 
-def run(state: SiteControl, events: list[Event]) -> list[Output]:
+def run(state: SiteControl, events: Sequence[Event]) -> list[Output]:
     out: list[Output] = []
     for event in events:
         out.extend(apply(state, event, POLICY))
@@ -193,16 +195,12 @@ def test_a_lower_limit_window_is_honoured_at_once() -> None:
     accept_all(state, out)
     assert sum(state.sent.values()) > 40.0
     window = LimitWindow(at(0), at(3600), SiteLimit((30.0, 30.0, 30.0)))
-    lowered = SiteRules(**{**_fields(base), "windows": (window,)})
+    lowered = dataclasses.replace(base, windows=(window,))
     out = run(state, [Drawn("CP1", 1, "1", at(10), 1.0), RulesChanged(lowered)])
     assert tx_requests(out)  # decreases sent although the rate limit holds changes
     assert sum(state.sent.values()) <= 30.0
     caps = [o for o in out if isinstance(o, ProfileRequest) and o.purpose == "charge_point_max"]
     assert {c.periods[1][1] for c in caps} == {10.0}  # the fail-safe follows the window
-
-
-def _fields(r: SiteRules) -> dict[str, object]:
-    return {name: getattr(r, name) for name in SiteRules.__dataclass_fields__}
 
 
 def test_other_load_from_the_site_meter_is_subtracted() -> None:
