@@ -14,7 +14,7 @@ from api.params import Timestamp
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class LimitWindowBase(BaseModel):
@@ -42,6 +42,7 @@ class LimitWindowPut(LimitWindowBase, _Body):
 class SiteLimitsPut(_Body):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {

@@ -1,5 +1,6 @@
 """The smart-charging flow's config: the common flow config plus its control rules
-(``flows.smart_charging.logic.ControlPolicy``; durations in telemetry seconds)."""
+(``flows.smart_charging.logic.ControlPolicy``; durations in telemetry seconds unless
+said otherwise)."""
 
 from __future__ import annotations
 
@@ -18,20 +19,22 @@ class SmartChargingFlowConfig(FlowConfig):
     # Seconds (processing time) between reloads of the sites' rules from the registry.
     rules_refresh_s: Annotated[float, Field(gt=0)] = 2.0
     # Seconds a station has to follow an accepted limit before a higher draw marks it
-    # non-compliant, and the draw above the limit (A) that still counts as following.
+    # non-compliant.
     reaction_window_s: Annotated[float, Field(gt=0)] = 30.0
+    # Amperes above its limit a station may draw and still count as following it.
     tolerance_a: Annotated[float, Field(ge=0)] = 1.0
-    # Seconds the fail-safe ChargePointMaxProfile stays at the stations' maximum before
-    # it falls to the station's share of the site limit (renewed every half lease), and
-    # how soon a fail-safe that did not reach its station is sent again.
+    # Seconds the fail-safe ChargePointMaxProfile stays at the station's maximum before
+    # it falls to the station's share of the site limit (renewed every half lease).
     lease_s: Annotated[float, Field(ge=60)] = 600.0
+    # Seconds before a fail-safe that did not reach its station is sent again.
     retry_s: Annotated[float, Field(gt=0)] = 60.0
-    # The per-station rate limit: seconds between two updates of a station's limits,
-    # and the smallest change (A) worth an update.
+    # The per-station rate limit: least seconds between two updates of a station's limits.
     min_update_interval_s: Annotated[float, Field(ge=0)] = 300.0
+    # The smallest change of a limit (A) worth an update.
     threshold_a: Annotated[float, Field(gt=0)] = 1.0
-    # Seconds a powered session keeps its turn before an equal that waits takes it.
+    # Seconds a powered session keeps its turn before an equal that waits longer takes it.
     rotation_period_s: Annotated[float, Field(gt=0)] = 900.0
-    # The commands' expiry and answer timeout (wall-clock seconds).
+    # Wall-clock seconds a smart-charging command may wait for a gateway before it expires.
     command_ttl_s: Annotated[float, Field(gt=0)] = 60.0
+    # Wall-clock seconds a station has to answer a smart-charging command.
     command_timeout_s: Annotated[float, Field(gt=0)] = 30.0

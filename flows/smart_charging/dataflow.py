@@ -40,7 +40,7 @@ from bus.commands import CommandError, decode_result, new_command
 from bus.envelope import Kind, decode_envelope, normalized_facts
 from bus.measurands import CURRENT, POWER, to_w
 from bus.normalized import MeterSample, TransactionEnd, TransactionStart
-from bus.times import utc_now
+from bus.times import format_rfc3339, utc_now
 from flows import metrics
 from flows.config import FLOW_GC_YOUNG_THRESHOLD
 from flows.errors import InvalidEvent
@@ -210,7 +210,10 @@ def profile_command(request: ProfileRequest, now: datetime, ttl_s: float, timeou
             "stack_level": request.stack_level,
             "purpose": request.purpose,
             "kind": "absolute" if request.start_schedule is not None else "relative",
-            "start_schedule": request.start_schedule,
+            "start_schedule": None
+            if request.start_schedule is None
+            else format_rfc3339(request.start_schedule),
+            "transaction_id": request.transaction_id,
             "unit": "A",
             "periods": [
                 {"start_period_s": s, "limit": Decimal(f"{limit:.1f}")}
@@ -218,7 +221,7 @@ def profile_command(request: ProfileRequest, now: datetime, ttl_s: float, timeou
             ],
         }
     )
-    action, payload = set_charging_profile(body, request.ocpp_version, request.transaction_id)
+    action, payload = set_charging_profile(body, request.ocpp_version, None)
     return new_command(
         request.station_id,
         action,

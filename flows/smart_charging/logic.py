@@ -16,8 +16,10 @@ site and snapshots); :func:`apply` folds one in and returns what to do:
   on connector 0: its connectors' maximum now, falling to the station's share of the
   site's limit ``lease`` after the profile's start (absolute, telemetry time). The flow
   renews it every half lease; when it stops, each station ends up within its share and
-  the site within its limit whatever the sessions do. A TxDefaultProfile (stack level 0,
-  connector 0) at the share bounds a new session before its first TxProfile.
+  the site within its limit whatever the sessions do. A station budgeted at full draw
+  (it rejects or ignores profiles) counts at its ceiling in the shares. A
+  TxDefaultProfile (stack level 0, connector 0) at the share bounds a new session before
+  its first TxProfile.
 - **Non-compliance.** A station whose connector draws more than its accepted limit plus
   ``tolerance_a``, ``reaction_window`` after the station accepted it, is marked
   non-compliant and budgeted at full draw from then on (the allocator's fixed budget).
@@ -245,7 +247,11 @@ def apply(state: SiteControl, event: Event, policy: ControlPolicy) -> list[Outpu
         return []
     out: list[Output] = []
     rotation = policy.allocation.rotation_period
-    if state.last_round is None or state.now >= state.last_round + rotation:
+    if (
+        state.last_round is None
+        or state.now >= state.last_round + rotation
+        or _window_edge_passed(state.rules, state.last_round, state.now)
+    ):
         due = True
     if isinstance(due, NonCompliant):
         out.append(due)
@@ -253,6 +259,11 @@ def apply(state: SiteControl, event: Event, policy: ControlPolicy) -> list[Outpu
         out.extend(_round(state, policy))
     out.extend(_fail_safes(state, policy))
     return out
+
+
+def _window_edge_passed(rules: SiteRules, since: datetime, now: datetime) -> bool:
+    """A limit window began or ended after the last round: the limit changed."""
+    return any(since < edge <= now for w in rules.windows for edge in (w.start, w.end))
 
 
 def _advance(state: SiteControl, at: datetime) -> None:
@@ -435,15 +446,22 @@ def station_ceiling_a(rules: SiteRules, station: str) -> float:
     return sum(r.max_a for k, r in rules.connectors.items() if k[0] == station) or 32.0
 
 
-def fail_safe_shares(rules: SiteRules, at: datetime) -> dict[str, float]:
+def fail_safe_shares(
+    rules: SiteRules, at: datetime, fixed: frozenset[str] = frozenset()
+) -> dict[str, float]:
     """Each station's share of the site's limit (A per phase, in 0.1 A, rounded down):
-    by its connectors' maxima, so that the shares of all stations sum to the limit."""
+    a station budgeted at full draw (``fixed``: it rejects or ignores profiles) keeps its
+    ceiling, the others split what is left by their connectors' maxima, so that all the
+    shares together stay within the limit."""
     limit = min(site_limit_now(rules, at).per_phase_a)
     ceilings = {station: station_ceiling_a(rules, station) for station in rules.stations}
-    total = sum(ceilings.values())
-    if total <= 0:
-        return {}
-    return {s: math.floor(limit * c / total * 10) / 10 for s, c in ceilings.items()}
+    left = max(0.0, limit - sum(c for s, c in ceilings.items() if s in fixed))
+    total = sum(c for s, c in ceilings.items() if s not in fixed)
+    return {
+        s: c if s in fixed else math.floor(left * c / total * 10) / 10
+        for s, c in ceilings.items()
+        if s in fixed or total > 0
+    }
 
 
 def _fail_safes(state: SiteControl, policy: ControlPolicy) -> list[Output]:
@@ -451,11 +469,12 @@ def _fail_safes(state: SiteControl, policy: ControlPolicy) -> list[Output]:
     assert rules is not None
     assert now is not None
     out: list[Output] = []
-    shares = fail_safe_shares(rules, now)
+    fixed = frozenset(state.rejecting | set(state.non_compliant))
+    shares = fail_safe_shares(rules, now, fixed)
     for station in sorted(rules.stations):
         share = shares.get(station)
-        if share is None:
-            continue
+        if share is None or station in state.rejecting:
+            continue  # a station that rejects profiles is budgeted, not asked again
         last = state.fail_safe_at.get(station)
         changed = state.fail_safe_share.get(station) != share
         if last is not None and not changed and now < last + policy.lease / 2:

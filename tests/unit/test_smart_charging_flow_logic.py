@@ -129,9 +129,13 @@ def test_fail_safe_shares_never_exceed_the_site_limit(limit: float, maxima: list
         stations={f"CP{i}": "1.6" for i in range(len(maxima))},
         connectors={(f"CP{i}", 1): ConnectorRating(max_a=m) for i, m in enumerate(maxima)},
     )
-    shares = fail_safe_shares(site, T0)
-    assert sum(shares.values()) <= limit + 1e-9
-    assert all(v >= 0 for v in shares.values())
+    fixed = frozenset(f"CP{i}" for i in range(0, len(maxima), 4))
+    for budgeted in (frozenset(), fixed):
+        shares = fail_safe_shares(site, T0, budgeted)
+        obeying = sum(v for s, v in shares.items() if s not in budgeted)
+        full = sum(m for i, m in enumerate(maxima) if f"CP{i}" in budgeted)
+        assert obeying <= max(0.0, limit - full) + 1e-9
+        assert all(v >= 0 for v in shares.values())
 
 
 def test_a_failed_fail_safe_is_retried_after_the_retry_interval() -> None:
@@ -255,3 +259,30 @@ def test_the_same_events_give_the_same_commands_and_the_state_snapshots() -> Non
     copy = pickle.loads(pickle.dumps(first))
     later = [Drawn("CP1", 1, "1", at(1200), 3.0)]
     assert run(copy, later) == run(first, later)
+
+
+def test_a_window_that_begins_later_is_applied_when_it_begins() -> None:
+    state = SiteControl()
+    window = LimitWindow(at(100), at(3600), SiteLimit((20.0, 20.0, 20.0)))
+    site = dataclasses.replace(rules(limit_a=60.0, stations=2), windows=(window,))
+    out = run(state, [RulesChanged(site), started(1), started(2)])
+    accept_all(state, out)
+    assert sum(state.sent.values()) > 20.0
+    run(state, [Drawn("CP1", 1, "1", at(99), 30.0)])
+    assert sum(state.sent.values()) > 20.0  # not yet
+    run(state, [Drawn("CP1", 1, "1", at(100), 30.0)])
+    assert sum(state.sent.values()) <= 20.0
+
+
+def test_fail_safes_count_a_non_compliant_station_at_its_ceiling() -> None:
+    state = SiteControl()
+    out = run(state, [RulesChanged(rules(limit_a=40.0, stations=2)), started(1), started(2)])
+    accept_all(state, out)
+    out = run(state, [Drawn("CP1", 1, "1", at(60), 32.0)])
+    assert any(isinstance(o, NonCompliant) for o in out)
+    caps = {
+        o.station_id: o.periods[-1][1]
+        for o in out
+        if isinstance(o, ProfileRequest) and o.purpose == "charge_point_max"
+    }
+    assert caps == {"CP1": 32.0, "CP2": 8.0}
