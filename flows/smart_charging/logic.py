@@ -275,6 +275,8 @@ def _fold(state: SiteControl, event: Event, policy: ControlPolicy) -> bool | Non
     """Update the state; True (or the marking) when a round is due."""
     if isinstance(event, RulesChanged):
         changed = state.rules != event.rules
+        if changed and state.rules is not None:
+            _needs_declared(state, state.rules, event.rules)
         state.rules, state.site_id = event.rules, event.rules.site_id
         return changed
     if isinstance(event, Outcome):
@@ -299,6 +301,15 @@ def _fold(state: SiteControl, event: Event, policy: ControlPolicy) -> bool | Non
         state.other_load[event.meter_id] = max(0.0, event.current_a)
         return True
     return _drawn(state, event, policy)
+
+
+def _needs_declared(state: SiteControl, old: SiteRules, new: SiteRules) -> None:
+    """A driver who declares (or changes) a departure or an energy need is worth a
+    profile write now: the station's rate limit does not hold that session's change."""
+    for (station, _), session in state.sessions.items():
+        tx = session.transaction_id
+        if old.needs.get(tx) != new.needs.get(tx):
+            state.last_update.pop(station, None)
 
 
 def _drawn(state: SiteControl, event: Drawn, policy: ControlPolicy) -> bool | NonCompliant:

@@ -286,3 +286,16 @@ def test_fail_safes_count_a_non_compliant_station_at_its_ceiling() -> None:
         if isinstance(o, ProfileRequest) and o.purpose == "charge_point_max"
     }
     assert caps == {"CP1": 32.0, "CP2": 8.0}
+
+
+def test_declared_needs_are_sent_without_waiting_for_the_rate_limit() -> None:
+    state = SiteControl()
+    site = rules(limit_a=12.0, stations=2)  # a new minimum needs the margin: CP2 waits
+    out = run(state, [RulesChanged(site), started(1), started(2, 1)])
+    accept_all(state, out)
+    assert state.sent[("CP2", 1)] == 0.0
+    urgent = dataclasses.replace(site, needs={"2": Needs(departure=at(1800), energy_wh=5_000)})
+    out = run(state, [Drawn("CP1", 1, "1", at(10), 12.0), RulesChanged(urgent)])
+    sent = {r.station_id: r.periods[0][1] for r in tx_requests(out)}
+    assert sent["CP2"] >= 6.0  # resumed at once (the station was updated 9 s ago)
+    assert sum(state.sent.values()) <= 12.0
