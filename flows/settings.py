@@ -154,6 +154,7 @@ class SmartChargingFlowSettings(FlowSettings):
                 "reaction_window_s",
                 "tolerance_a",
                 "lease_s",
+                "lead_s",
                 "retry_s",
                 "min_update_interval_s",
                 "threshold_a",

@@ -26,6 +26,9 @@ class SmartChargingFlowConfig(FlowConfig):
     # Seconds the fail-safe ChargePointMaxProfile stays at the station's maximum before
     # it falls to the station's share of the site limit (renewed every half lease).
     lease_s: Annotated[float, Field(ge=60)] = 600.0
+    # Seconds early a lower limit announced ahead (a limit window) is applied, so that the
+    # stations follow it by the time it begins.
+    lead_s: Annotated[float, Field(ge=0)] = 10.0
     # Seconds before a fail-safe that did not reach its station is sent again.
     retry_s: Annotated[float, Field(gt=0)] = 60.0
     # The per-station rate limit: least seconds between two updates of a station's limits.

@@ -316,6 +316,7 @@ def control_policy(config: SmartChargingFlowConfig) -> ControlPolicy:
         reaction_window=timedelta(seconds=config.reaction_window_s),
         tolerance_a=config.tolerance_a,
         lease=timedelta(seconds=config.lease_s),
+        lead=timedelta(seconds=config.lead_s),
         retry=timedelta(seconds=config.retry_s),
         update=UpdatePolicy(
             threshold_a=config.threshold_a,

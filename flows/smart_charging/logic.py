@@ -63,12 +63,14 @@ class ControlPolicy:
     """``reaction_window``: how long a station has to follow an accepted limit.
     ``tolerance_a``: the draw above the limit that still counts as following it.
     ``lease``: how long the fail-safe cap stays at the connectors' maximum; renewed every
-    half lease. ``retry``: how soon a fail-safe that did not reach the station is sent
-    again."""
+    half lease. ``lead``: how early a lower limit announced ahead (a window that begins
+    later) is applied, so that the stations have followed it when it begins. ``retry``:
+    how soon a fail-safe that did not reach the station is sent again."""
 
     reaction_window: timedelta = timedelta(seconds=30)
     tolerance_a: float = 1.0
     lease: timedelta = timedelta(minutes=10)
+    lead: timedelta = timedelta(seconds=10)
     retry: timedelta = timedelta(seconds=60)
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     allocation: Policy = field(default_factory=Policy)
@@ -251,6 +253,7 @@ def apply(state: SiteControl, event: Event, policy: ControlPolicy) -> list[Outpu
         state.last_round is None
         or state.now >= state.last_round + rotation
         or _window_edge_passed(state.rules, state.last_round, state.now)
+        or _window_edge_passed(state.rules, state.last_round + policy.lead, state.now + policy.lead)
     ):
         due = True
     if isinstance(due, NonCompliant):
@@ -408,8 +411,10 @@ def _demands(state: SiteControl, rules: SiteRules) -> list[SessionDemand]:
     return demands
 
 
-def site_limit_now(rules: SiteRules, at: datetime) -> SiteLimit:
-    return limit_at(rules.base_limit, rules.windows, at)
+def site_limit_now(rules: SiteRules, at: datetime, lead: timedelta = timedelta(0)) -> SiteLimit:
+    """The limit at ``at``, lowered already by what will be in force ``lead`` later."""
+    now = limit_at(rules.base_limit, rules.windows, at)
+    return now.lowest(limit_at(rules.base_limit, rules.windows, at + lead))
 
 
 def _round(state: SiteControl, policy: ControlPolicy) -> list[Output]:
@@ -419,7 +424,7 @@ def _round(state: SiteControl, policy: ControlPolicy) -> list[Output]:
     state.last_round = now
     other = sum(state.other_load.values())
     demands = _demands(state, rules)
-    site = Site(rules.site_id, site_limit_now(rules, now), rules.voltage_v)
+    site = Site(rules.site_id, site_limit_now(rules, now, policy.lead), rules.voltage_v)
     allocation = allocate(site, (other, other, other), demands, now, policy.allocation)
     state.turns = next_turns(demands, allocation)
     out: list[Output] = []
@@ -458,13 +463,16 @@ def station_ceiling_a(rules: SiteRules, station: str) -> float:
 
 
 def fail_safe_shares(
-    rules: SiteRules, at: datetime, fixed: frozenset[str] = frozenset()
+    rules: SiteRules,
+    at: datetime,
+    fixed: frozenset[str] = frozenset(),
+    lead: timedelta = timedelta(0),
 ) -> dict[str, float]:
     """Each station's share of the site's limit (A per phase, in 0.1 A, rounded down):
     a station budgeted at full draw (``fixed``: it rejects or ignores profiles) keeps its
     ceiling, the others split what is left by their connectors' maxima, so that all the
     shares together stay within the limit."""
-    limit = min(site_limit_now(rules, at).per_phase_a)
+    limit = min(site_limit_now(rules, at, lead).per_phase_a)
     ceilings = {station: station_ceiling_a(rules, station) for station in rules.stations}
     left = max(0.0, limit - sum(c for s, c in ceilings.items() if s in fixed))
     total = sum(c for s, c in ceilings.items() if s not in fixed)
@@ -481,7 +489,7 @@ def _fail_safes(state: SiteControl, policy: ControlPolicy) -> list[Output]:
     assert now is not None
     out: list[Output] = []
     fixed = frozenset(state.rejecting | set(state.non_compliant))
-    shares = fail_safe_shares(rules, now, fixed)
+    shares = fail_safe_shares(rules, now, fixed, policy.lead)
     for station in sorted(rules.stations):
         share = shares.get(station)
         if share is None or station in state.rejecting:

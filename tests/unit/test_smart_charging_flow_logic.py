@@ -268,9 +268,9 @@ def test_a_window_that_begins_later_is_applied_when_it_begins() -> None:
     out = run(state, [RulesChanged(site), started(1), started(2)])
     accept_all(state, out)
     assert sum(state.sent.values()) > 20.0
-    run(state, [Drawn("CP1", 1, "1", at(99), 30.0)])
+    run(state, [Drawn("CP1", 1, "1", at(89), 30.0)])
     assert sum(state.sent.values()) > 20.0  # not yet
-    run(state, [Drawn("CP1", 1, "1", at(100), 30.0)])
+    run(state, [Drawn("CP1", 1, "1", at(90), 30.0)])  # applied ``lead`` (10 s) early
     assert sum(state.sent.values()) <= 20.0
 
 
