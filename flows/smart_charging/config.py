@@ -23,9 +23,10 @@ class SmartChargingFlowConfig(FlowConfig):
     reaction_window_s: Annotated[float, Field(gt=0)] = 30.0
     # Amperes above its limit a station may draw and still count as following it.
     tolerance_a: Annotated[float, Field(ge=0)] = 1.0
-    # Seconds the fail-safe ChargePointMaxProfile stays at the station's maximum before
-    # it falls to the station's share of the site limit (renewed every half lease).
-    lease_s: Annotated[float, Field(ge=60)] = 600.0
+    # Seconds the fail-safe profiles stay as they are while the flow runs (the station at
+    # its maximum, new sessions at 0 A until their TxProfile) before they fall to the
+    # station's share of the site limit; renewed every half lease.
+    lease_s: Annotated[float, Field(ge=60)] = 1800.0
     # Seconds early a lower limit announced ahead (a limit window) is applied, so that the
     # stations follow it by the time it begins.
     lead_s: Annotated[float, Field(ge=0)] = 10.0

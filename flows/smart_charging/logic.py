@@ -18,8 +18,10 @@ site and snapshots); :func:`apply` folds one in and returns what to do:
   renews it every half lease; when it stops, each station ends up within its share and
   the site within its limit whatever the sessions do. A station budgeted at full draw
   (it rejects or ignores profiles) counts at its ceiling in the shares. A
-  TxDefaultProfile (stack level 0, connector 0) at the share bounds a new session before
-  its first TxProfile.
+  TxDefaultProfile (stack level 0, connector 0) leased the same way holds a new session
+  at 0 A until its first TxProfile (seconds), and at the share once the lease ran out:
+  the sessions running keep their TxProfiles, so the site stays within its limit at
+  every moment the flow is away, not only after the lease.
 - **Non-compliance.** A station whose connector draws more than its accepted limit plus
   ``tolerance_a``, ``reaction_window`` after the station accepted it, is marked
   non-compliant and budgeted at full draw from then on (the allocator's fixed budget).
@@ -69,7 +71,7 @@ class ControlPolicy:
 
     reaction_window: timedelta = timedelta(seconds=30)
     tolerance_a: float = 1.0
-    lease: timedelta = timedelta(minutes=10)
+    lease: timedelta = timedelta(minutes=30)
     lead: timedelta = timedelta(seconds=10)
     retry: timedelta = timedelta(seconds=60)
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
@@ -515,22 +517,21 @@ def _fail_safes(state: SiteControl, policy: ControlPolicy) -> list[Output]:
                 why="fail-safe",
             )
         )
-        if changed:
-            out.append(
-                _request(
-                    state,
-                    station,
-                    None,
-                    connector_id=0,
-                    profile_id=DEFAULT_PROFILE_ID,
-                    stack_level=0,
-                    purpose="tx_default",
-                    periods=((0, share),),
-                    transaction_id=None,
-                    start_schedule=None,
-                    why="fail-safe default",
-                )
+        out.append(
+            _request(
+                state,
+                station,
+                None,
+                connector_id=0,
+                profile_id=DEFAULT_PROFILE_ID,
+                stack_level=0,
+                purpose="tx_default",
+                periods=((0, 0.0), (lease_s, share)),
+                transaction_id=None,
+                start_schedule=now,
+                why="fail-safe default",
             )
+        )
         state.fail_safe_at[station] = now
         state.fail_safe_share[station] = share
     return out

@@ -99,23 +99,24 @@ def test_every_station_gets_a_fail_safe_that_falls_to_its_share() -> None:
     assert sorted(c.station_id for c in caps) == ["CP1", "CP2", "CP3"]
     cap = caps[0]
     assert (cap.connector_id, cap.stack_level, cap.profile_id) == (0, 0, FAIL_SAFE_PROFILE_ID)
-    assert cap.periods == ((0, 32.0), (600, 13.3))  # 40 A / 3 stations, rounded down
+    assert cap.periods == ((0, 32.0), (1800, 13.3))  # 40 A / 3 stations, rounded down
     assert cap.start_schedule == at(0)
     defaults = [o for o in out if isinstance(o, ProfileRequest) and o.purpose == "tx_default"]
-    assert sorted(d.periods for d in defaults) == [((0, 13.3),)] * 3
+    # A new session waits at 0 A for its TxProfile while the flow runs; the share after.
+    assert sorted(d.periods for d in defaults) == [((0, 0.0), (1800, 13.3))] * 3
     # Renewed every half lease (telemetry time), not before.
     assert not [
         o
-        for o in run(state, [Drawn("CP1", 1, "1", at(299), 10.0)])
+        for o in run(state, [Drawn("CP1", 1, "1", at(899), 10.0)])
         if isinstance(o, ProfileRequest) and o.purpose == "charge_point_max"
     ]
     renewed = [
         o
-        for o in run(state, [Drawn("CP1", 1, "1", at(300), 10.0)])
+        for o in run(state, [Drawn("CP1", 1, "1", at(900), 10.0)])
         if isinstance(o, ProfileRequest) and o.purpose == "charge_point_max"
     ]
     assert len(renewed) == 3
-    assert renewed[0].start_schedule == at(300)
+    assert renewed[0].start_schedule == at(900)
 
 
 @given(
