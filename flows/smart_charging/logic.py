@@ -9,7 +9,8 @@ site and snapshots); :func:`apply` folds one in and returns what to do:
   is worth it, as TxProfiles (stack level 1, one per connector, limit in A). A round runs
   on a session's start or end, another load's reading (a site meter with role
   ``non_controllable_load``), a change of the site's rules (limits, windows, needs,
-  ratings), a rejected or lost profile, a station marked non-compliant, a reading of a
+  ratings), a limit window's start or end (a lower limit ``lead`` early), a rejected or
+  lost profile, a station marked non-compliant, a reading of a
   station budgeted at full draw, and whenever ``rotation_period`` has passed since the
   last round (telemetry time: a replay at any speed decides the same).
 - **Fail-safe.** Every station of the site gets a ChargePointMaxProfile at stack level 0
@@ -241,6 +242,7 @@ class SiteControl:
     other_load: dict[str, float] = field(default_factory=dict)
     pending: dict[str, tuple[str, Key | None]] = field(default_factory=dict)
     last_round: datetime | None = None
+    increases_after: datetime | None = None  # increases held back behind decreases
     seq: int = 0
 
 
@@ -256,6 +258,7 @@ def apply(state: SiteControl, event: Event, policy: ControlPolicy) -> list[Outpu
         or state.now >= state.last_round + rotation
         or _window_edge_passed(state.rules, state.last_round, state.now)
         or _window_edge_passed(state.rules, state.last_round + policy.lead, state.now + policy.lead)
+        or (state.increases_after is not None and state.now >= state.increases_after)
     ):
         due = True
     if isinstance(due, NonCompliant):
@@ -430,7 +433,16 @@ def _round(state: SiteControl, policy: ControlPolicy) -> list[Output]:
     allocation = allocate(site, (other, other, other), demands, now, policy.allocation)
     state.turns = next_turns(demands, allocation)
     out: list[Output] = []
-    for update in updates_to_send(allocation, state.sent, state.last_update, now, policy.update):
+    updates = updates_to_send(allocation, state.sent, state.last_update, now, policy.update)
+    decreases = [u for u in updates if u.previous_a is not None and u.current_a < u.previous_a]
+    state.increases_after = None
+    if decreases and len(decreases) < len(updates):
+        # Capacity moves from some sessions to others: the decreases go now, the
+        # increases once the stations had ``lead`` to follow them (commands to different
+        # stations arrive in no particular order; an increase first would overshoot).
+        updates = tuple(decreases)
+        state.increases_after = now + policy.lead
+    for update in updates:
         key = (update.station_id, update.connector_id)
         session = state.sessions[key]
         out.append(

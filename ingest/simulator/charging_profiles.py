@@ -2,7 +2,8 @@
 simulated instant, as OCPP 1.6 (3.13) and 2.0.1 (K) describe it. Pure (no I/O, no clock).
 
 - A profile is in force at ``t`` when it has taken effect (``effective_from``: received
-  plus the EV's reaction delay), ``t`` is inside its validity (``valid_from`` included,
+  plus the EV's reaction delay) and no newer profile in its place has (``superseded_at``),
+  ``t`` is inside its validity (``valid_from`` included,
   ``valid_to`` excluded) and inside its schedule (from the schedule's start, for
   ``duration_s`` when given). Its limit is the last period started by then.
 - The schedule starts at ``start`` (``startSchedule``); a Relative profile at the
@@ -73,10 +74,14 @@ class InstalledProfile:
     valid_from: datetime | None = None
     valid_to: datetime | None = None
     transaction_id: str | None = None  # a TxProfile's transaction
+    # Replaced by a newer profile: in force until that one takes effect.
+    superseded_at: datetime | None = None
 
     def limit_at(self, at: datetime, tx_started_at: datetime | None) -> float | None:
         """This profile's limit at ``at`` (W), or None when it is not in force."""
         if at < self.effective_from:
+            return None
+        if self.superseded_at is not None and at >= self.superseded_at:
             return None
         if self.valid_from is not None and at < self.valid_from:
             return None

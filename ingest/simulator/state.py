@@ -85,6 +85,9 @@ class StationState:
         self.configuration["NumberOfConnectors"].value = str(len(self.connectors))
         self.variables = {k: Setting(*v) for k, v in VARIABLES_201.items()}
         self.profiles: dict[int, InstalledProfile] = {}
+        # Profiles replaced by a newer one, in force until it takes effect (the EV follows
+        # the new limit after its reaction delay, the old one holds until then).
+        self.superseded: list[InstalledProfile] = []
         # How the station treats SetChargingProfile: "obey", "reject" (answers Rejected)
         # or "ignore" (answers Accepted, keeps drawing: a non-compliant station).
         self.profile_behaviour = profile_behaviour
@@ -111,14 +114,18 @@ class StationState:
         the connector's profile in force and the station's cap (ChargePointMaxProfile),
         which the connectors charging share evenly (:mod:`charging_profiles`)."""
         tx = self.running.get(cid)
+        self.superseded = [
+            p for p in self.superseded if p.superseded_at is None or p.superseded_at > at
+        ]
+        profiles = [*self.profiles.values(), *self.superseded]
         own = connector_limit_w(
-            self.profiles.values(),
+            profiles,
             cid,
             at,
             None if tx is None else str(tx),
             self.started_at.get(cid),
         )
-        cap = station_cap_w(self.profiles.values(), at)
+        cap = station_cap_w(profiles, at)
         if cap is not None:
             cap /= max(1, len(self.running))
         return min(x for x in (station_max_w, own, cap) if x is not None)
@@ -139,6 +146,9 @@ class StationState:
         Unavailable now (a ChangeAvailability was scheduled for the session's end)."""
         self.running.pop(cid, None)
         self.started_at.pop(cid, None)
+        self.superseded = [
+            p for p in self.superseded if p.connector_id != cid or p.purpose != "TxProfile"
+        ]
         for profile_id in [
             k
             for k, p in self.profiles.items()
@@ -246,6 +256,7 @@ class StationState:
             and (stack_level is None or pr.stack_level == stack_level)
         ]
         for k in matches:
+            self.superseded = [p for p in self.superseded if p.profile_id != k]
             del self.profiles[k]
         return bool(matches)
 

@@ -392,3 +392,19 @@ async def test_a_charge_point_max_profile_only_on_connector_0() -> None:
     station, sent = await answer("1.6", "SetChargingProfile", payload)
     assert sent == [[3, "id-1", {"status": "Rejected"}]]
     assert station.state.profiles == {}
+
+
+async def test_a_replaced_profile_holds_until_the_new_one_takes_effect() -> None:
+    station = Station("1.6")
+    station.state.reaction_s = 5.0
+    first = v16_profile("TxDefaultProfile", 10.0, connector=0)
+    await answer("1.6", "SetChargingProfile", first, station=station)
+    later = T0 + timedelta(seconds=10)
+    station.now = lambda: later  # type: ignore[method-assign]
+    second = v16_profile("TxDefaultProfile", 0.0, connector=0)
+    _, sent = await answer("1.6", "SetChargingProfile", second, station=station)
+    assert sent == [[3, "id-1", {"status": "Accepted"}]]
+    limits = [
+        station.state.power_limit_w(1, 22_000.0, later + timedelta(seconds=s)) for s in (0, 4, 5)
+    ]
+    assert limits == [10.0 * 690, 10.0 * 690, 0.0]  # never unlimited in between

@@ -75,13 +75,19 @@ def accept_all(state: SiteControl, out: list[Output]) -> list[Output]:
     )
 
 
+def tick(seconds: float) -> OtherLoad:
+    """Telemetry time passes (a reading of no meter of the site)."""
+    return OtherLoad("NOT-A-SITE-METER", at(seconds), 0.0)
+
+
 def started(n: int, seconds: float = 0, tag: str | None = None) -> Started:
     return Started(f"CP{n}", 1, str(n), tag, at(seconds))
 
 
 def test_sessions_get_tx_profiles_within_the_site_limit() -> None:
     state = SiteControl()
-    out = run(state, [RulesChanged(rules()), started(1), started(2, 1), started(3, 2)])
+    events = [RulesChanged(rules()), started(1), started(2, 1), started(3, 2), tick(15), tick(30)]
+    out = run(state, events)
     latest = {(r.station_id, r.connector_id): r for r in tx_requests(out)}
     assert sorted(latest) == [("CP1", 1), ("CP2", 1), ("CP3", 1)]
     total = sum(r.periods[0][1] for r in latest.values())
@@ -196,12 +202,12 @@ def test_a_station_that_rejects_profiles_is_budgeted_at_full_draw() -> None:
 def test_a_lower_limit_window_is_honoured_at_once() -> None:
     state = SiteControl()
     base = rules(limit_a=60.0, stations=3)
-    out = run(state, [RulesChanged(base), started(1), started(2), started(3)])
+    out = run(state, [RulesChanged(base), started(1), started(2), started(3), tick(10), tick(20)])
     accept_all(state, out)
     assert sum(state.sent.values()) > 40.0
     window = LimitWindow(at(0), at(3600), SiteLimit((30.0, 30.0, 30.0)))
     lowered = dataclasses.replace(base, windows=(window,))
-    out = run(state, [Drawn("CP1", 1, "1", at(10), 1.0), RulesChanged(lowered)])
+    out = run(state, [Drawn("CP1", 1, "1", at(30), 1.0), RulesChanged(lowered)])
     assert tx_requests(out)  # decreases sent although the rate limit holds changes
     assert sum(state.sent.values()) <= 30.0
     caps = [o for o in out if isinstance(o, ProfileRequest) and o.purpose == "charge_point_max"]
@@ -246,7 +252,7 @@ def test_waiting_sessions_take_turns_every_rotation_period() -> None:
 
 def test_an_ended_session_frees_its_share() -> None:
     state = SiteControl()
-    run(state, [RulesChanged(rules(limit_a=40.0, stations=2)), started(1), started(2)])
+    run(state, [RulesChanged(rules(limit_a=40.0, stations=2)), started(1), started(2), tick(15)])
     assert state.sent[("CP2", 1)] < 32.0
     run(state, [Ended("CP1", 1, "1", at(400))])
     assert ("CP1", 1) not in state.sent
@@ -277,7 +283,8 @@ def test_a_window_that_begins_later_is_applied_when_it_begins() -> None:
 
 def test_fail_safes_count_a_non_compliant_station_at_its_ceiling() -> None:
     state = SiteControl()
-    out = run(state, [RulesChanged(rules(limit_a=40.0, stations=2)), started(1), started(2)])
+    site = rules(limit_a=40.0, stations=2)
+    out = run(state, [RulesChanged(site), started(1), started(2), tick(15)])
     accept_all(state, out)
     out = run(state, [Drawn("CP1", 1, "1", at(60), 32.0)])
     assert any(isinstance(o, NonCompliant) for o in out)
@@ -297,6 +304,23 @@ def test_declared_needs_are_sent_without_waiting_for_the_rate_limit() -> None:
     assert state.sent[("CP2", 1)] == 0.0
     urgent = dataclasses.replace(site, needs={"2": Needs(departure=at(1800), energy_wh=5_000)})
     out = run(state, [Drawn("CP1", 1, "1", at(10), 12.0), RulesChanged(urgent)])
+    out += run(state, [Drawn("CP1", 1, "1", at(20), 6.0)])  # after the decreases
     sent = {r.station_id: r.periods[0][1] for r in tx_requests(out)}
-    assert sent["CP2"] >= 6.0  # resumed at once (the station was updated 9 s ago)
+    assert sent["CP2"] >= 6.0  # resumed without waiting for the rate limit (60 s)
+    assert sum(state.sent.values()) <= 12.0
+
+
+def test_capacity_moves_decreases_first_then_the_increases() -> None:
+    state = SiteControl()
+    site = rules(limit_a=12.0, stations=2)
+    out = run(state, [RulesChanged(site), started(1), started(2, 1)])
+    accept_all(state, out)
+    assert (state.sent[("CP1", 1)], state.sent[("CP2", 1)]) == (11.5, 0.0)
+    # CP2 becomes urgent: CP1 gives way. Its decrease goes first, CP2's resume later.
+    urgent = dataclasses.replace(site, needs={"2": Needs(departure=at(1800), energy_wh=5_000)})
+    out = run(state, [Drawn("CP1", 1, "1", at(10), 11.0), RulesChanged(urgent)])
+    assert [(r.station_id, r.periods[0][1]) for r in tx_requests(out)] == [("CP1", 6.0)]
+    assert not tx_requests(run(state, [Drawn("CP1", 1, "1", at(19), 6.0)]))
+    resumed = tx_requests(run(state, [Drawn("CP1", 1, "1", at(20), 6.0)]))
+    assert [(r.station_id, r.periods[0][1]) for r in resumed] == [("CP2", 6.0)]
     assert sum(state.sent.values()) <= 12.0

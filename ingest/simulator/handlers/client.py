@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine
@@ -165,15 +166,19 @@ class StationClient(ChargePoint):
 
     def add_profile(self, profile: InstalledProfile) -> None:
         """Keep ``profile``; it replaces the one with its id and any with its connector,
-        purpose and stack level (OCPP 1.6 3.13.2, 2.0.1 K01.FR.05)."""
+        purpose and stack level (OCPP 1.6 3.13.2, 2.0.1 K01.FR.05), which stay in force
+        until it takes effect."""
         for pid, old in list(self.state.profiles.items()):
             same_slot = (old.connector_id, old.purpose, old.stack_level) == (
                 profile.connector_id,
                 profile.purpose,
                 profile.stack_level,
             )
-            if same_slot:
+            if same_slot or pid == profile.profile_id:
                 del self.state.profiles[pid]
+                self.state.superseded.append(
+                    dataclasses.replace(old, superseded_at=profile.effective_from)
+                )
         self.state.profiles[profile.profile_id] = profile
 
     def installed(
