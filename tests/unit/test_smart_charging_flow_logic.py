@@ -86,7 +86,14 @@ def started(n: int, seconds: float = 0, tag: str | None = None) -> Started:
 
 def test_sessions_get_tx_profiles_within_the_site_limit() -> None:
     state = SiteControl()
-    events = [RulesChanged(rules()), started(1), started(2, 1), started(3, 2), tick(15), tick(30)]
+    events: list[Event] = [
+        RulesChanged(rules()),
+        started(1),
+        started(2, 1),
+        started(3, 2),
+        tick(15),
+        tick(30),
+    ]
     out = run(state, events)
     latest = {(r.station_id, r.connector_id): r for r in tx_requests(out)}
     assert sorted(latest) == [("CP1", 1), ("CP2", 1), ("CP3", 1)]
