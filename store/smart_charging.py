@@ -4,6 +4,7 @@ flow's allocations and non-compliant stations, and the flow's reads of the regis
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -111,11 +112,41 @@ def load_site_rules(
     """Every site's rows; the id tags' membership tiers (tag -> tier name, only those
     above standard); each station's charging needs (station -> transaction ->
     (departure, energy Wh)) set since ``since``."""
-    sites: dict[str, SiteRows] = {}
-    for site_id, capacity, max_a in conn.execute(
-        "SELECT site_id, capacity_w, max_current_a FROM sites"
+    sites = _sites(conn)
+    _add_stations_and_connectors(conn, sites)
+    for site_id, start, end, amps in conn.execute(
+        "SELECT site_id, starts_at, ends_at, max_current_a FROM site_limit_windows"
+        " WHERE ends_at > %s ORDER BY starts_at",
+        (since,),
     ).fetchall():
-        sites[site_id] = SiteRows(
+        sites[site_id].windows.append((start, end, float(amps)))
+    meters: dict[str, set[str]] = {}
+    for meter_id, site_id in conn.execute(
+        "SELECT m.meter_id, s.site_id FROM meters m"
+        " JOIN stations s ON s.charge_point_id = m.charge_point_id"
+        " WHERE m.role = 'non_controllable_load' AND s.site_id IS NOT NULL"
+    ).fetchall():
+        meters.setdefault(site_id, set()).add(meter_id)
+    for site_id, found in meters.items():
+        sites[site_id] = dataclasses.replace(sites[site_id], load_meters=frozenset(found))
+    tiers = dict(
+        conn.execute(
+            "SELECT id_tag, membership_tier FROM id_tags WHERE membership_tier <> 'standard'"
+        ).fetchall()
+    )
+    needs: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for cp, tx, departure, energy in conn.execute(
+        "SELECT charge_point_id, transaction_id, departure_at, energy_wh"
+        " FROM session_charging_needs WHERE set_at > %s",
+        (since,),
+    ).fetchall():
+        needs.setdefault(cp, {})[tx] = (departure, None if energy is None else float(energy))
+    return sites, tiers, needs
+
+
+def _sites(conn: psycopg.Connection[Any]) -> dict[str, SiteRows]:
+    return {
+        site_id: SiteRows(
             site_id,
             None if capacity is None else int(capacity),
             None if max_a is None else float(max_a),
@@ -124,6 +155,13 @@ def load_site_rules(
             [],
             frozenset(),
         )
+        for site_id, capacity, max_a in conn.execute(
+            "SELECT site_id, capacity_w, max_current_a FROM sites"
+        ).fetchall()
+    }
+
+
+def _add_stations_and_connectors(conn: psycopg.Connection[Any], sites: dict[str, SiteRows]) -> None:
     for cp, site_id, version in conn.execute(
         "SELECT charge_point_id, site_id, ocpp_version FROM stations"
         " WHERE site_id IS NOT NULL AND decommissioned_at IS NULL"
@@ -141,43 +179,6 @@ def load_site_rules(
             None if high is None else float(high),
             rotation,
         )
-    for site_id, start, end, amps in conn.execute(
-        "SELECT site_id, starts_at, ends_at, max_current_a FROM site_limit_windows"
-        " WHERE ends_at > %s ORDER BY starts_at",
-        (since,),
-    ).fetchall():
-        sites[site_id].windows.append((start, end, float(amps)))
-    meters: dict[str, set[str]] = {}
-    for meter_id, site_id in conn.execute(
-        "SELECT m.meter_id, s.site_id FROM meters m"
-        " JOIN stations s ON s.charge_point_id = m.charge_point_id"
-        " WHERE m.role = 'non_controllable_load' AND s.site_id IS NOT NULL"
-    ).fetchall():
-        meters.setdefault(site_id, set()).add(meter_id)
-    for site_id, found in meters.items():
-        row = sites[site_id]
-        sites[site_id] = SiteRows(
-            row.site_id,
-            row.capacity_w,
-            row.max_current_a,
-            row.stations,
-            row.connectors,
-            row.windows,
-            frozenset(found),
-        )
-    tiers = dict(
-        conn.execute(
-            "SELECT id_tag, membership_tier FROM id_tags WHERE membership_tier <> 'standard'"
-        ).fetchall()
-    )
-    needs: dict[str, dict[str, tuple[Any, Any]]] = {}
-    for cp, tx, departure, energy in conn.execute(
-        "SELECT charge_point_id, transaction_id, departure_at, energy_wh"
-        " FROM session_charging_needs WHERE set_at > %s",
-        (since,),
-    ).fetchall():
-        needs.setdefault(cp, {})[tx] = (departure, None if energy is None else float(energy))
-    return sites, tiers, needs
 
 
 # ------------------------------------------------------------------ the flow's writes

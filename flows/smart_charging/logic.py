@@ -28,22 +28,38 @@ site and snapshots); :func:`apply` folds one in and returns what to do:
   non-compliant and budgeted at full draw from then on (the allocator's fixed budget).
   A station that rejects a TxProfile is budgeted so too; one that did not get it
   (offline, timed out) counts as offline until it sends a reading again.
+
+Size: one site's control is one state machine (rounds, fail-safes, compliance and
+outcomes change the same state and trigger one another); its data lives in ``events``.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from smart_charging.allocator import Allocation, allocate, next_turns
+from flows.smart_charging.events import (
+    AllocationView,
+    ConnectorRating,
+    Drawn,
+    Ended,
+    Event,
+    Key,
+    Needs,
+    NonCompliant,
+    OtherLoad,
+    Outcome,
+    Output,
+    ProfileRequest,
+    RulesChanged,
+    SiteRules,
+    Started,
+)
+from smart_charging.allocator import allocate, next_turns
 from smart_charging.hysteresis import UpdatePolicy, updates_to_send
 from smart_charging.inputs import (
-    DEFAULT_MIN_A,
-    NOMINAL_VOLTAGE_V,
-    LimitWindow,
     SessionDemand,
     Site,
     SiteLimit,
@@ -52,7 +68,6 @@ from smart_charging.inputs import (
 )
 from smart_charging.priority import Policy
 
-Key = tuple[str, int]
 COMMAND_NAMESPACE = uuid.UUID("5a1c2f0e-9d3b-4c6a-8e7f-0b1d2c3e4f5a")
 TX_STACK_LEVEL = 1
 FAIL_SAFE_PROFILE_ID = 900_001  # ChargePointMaxProfile, connector 0, stack level 0
@@ -77,138 +92,6 @@ class ControlPolicy:
     retry: timedelta = timedelta(seconds=60)
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     allocation: Policy = field(default_factory=Policy)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectorRating:
-    phases: int = 3
-    min_a: float = DEFAULT_MIN_A
-    max_a: float = 32.0
-    rotation: str = "RST"
-
-
-@dataclass(frozen=True, slots=True)
-class Needs:
-    """A driver's charging needs for one transaction (API or NotifyEVChargingNeeds)."""
-
-    departure: datetime | None = None
-    energy_wh: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SiteRules:
-    """What the registry says about a site now (``flows.smart_charging.directory``)."""
-
-    site_id: str
-    base_limit: SiteLimit
-    windows: tuple[LimitWindow, ...] = ()
-    voltage_v: float = NOMINAL_VOLTAGE_V
-    stations: Mapping[str, str] = field(default_factory=dict)  # station -> OCPP version
-    connectors: Mapping[Key, ConnectorRating] = field(default_factory=dict)
-    tiers: Mapping[str, int] = field(default_factory=dict)  # id tag -> tier
-    needs: Mapping[str, Needs] = field(default_factory=dict)  # transaction id -> needs
-    load_meters: frozenset[str] = frozenset()  # the site's non-controllable-load meters
-
-
-# ------------------------------------------------------------------------------ events
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    station_id: str
-    connector_id: int
-    transaction_id: str
-    id_tag: str | None
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Ended:
-    station_id: str
-    connector_id: int
-    transaction_id: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Drawn:
-    """A connector's highest phase current at ``at``."""
-
-    station_id: str
-    connector_id: int
-    transaction_id: str | None
-    at: datetime
-    current_a: float
-
-
-@dataclass(frozen=True, slots=True)
-class OtherLoad:
-    """A non-controllable load meter's current (A per phase)."""
-
-    meter_id: str
-    at: datetime
-    current_a: float
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one of the flow's own commands ended (``bus.commands.CommandStatus``)."""
-
-    station_id: str
-    command_id: str
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class RulesChanged:
-    rules: SiteRules
-
-
-Event = Started | Ended | Drawn | OtherLoad | Outcome | RulesChanged
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileRequest:
-    """A SetChargingProfile to send (limits in A per phase)."""
-
-    command_id: str
-    station_id: str
-    ocpp_version: str
-    connector_id: int
-    profile_id: int
-    stack_level: int
-    purpose: str  # tx, tx_default, charge_point_max (api.schemas.command_bodies)
-    periods: tuple[tuple[int, float], ...]  # (start s, limit A)
-    transaction_id: str | None
-    start_schedule: datetime | None
-    at: datetime  # telemetry time of the decision
-    why: str
-
-
-@dataclass(frozen=True, slots=True)
-class AllocationView:
-    """The site's latest allocation, per session with its reason (for the API)."""
-
-    site_id: str
-    allocation: Allocation
-    transactions: Mapping[Key, str]
-    non_compliant: Mapping[str, datetime]
-    budgeted: tuple[str, ...]  # stations budgeted at full draw for another reason
-
-
-@dataclass(frozen=True, slots=True)
-class NonCompliant:
-    station_id: str
-    connector_id: int
-    at: datetime
-    limit_a: float
-    measured_a: float
-
-
-Output = ProfileRequest | AllocationView | NonCompliant
 
 
 # ------------------------------------------------------------------------------- state
@@ -584,3 +467,36 @@ def _request(
         at=state.now,
         why=why,
     )
+
+
+# The events and outputs are re-exported: callers need one import for the flow's logic.
+__all__ = [
+    "COMMAND_NAMESPACE",
+    "DEFAULT_PROFILE_ID",
+    "FAIL_SAFE_PROFILE_ID",
+    "MAX_PENDING",
+    "TX_PROFILE_BASE",
+    "TX_STACK_LEVEL",
+    "ActiveSession",
+    "AllocationView",
+    "ConnectorRating",
+    "ControlPolicy",
+    "Drawn",
+    "Ended",
+    "Event",
+    "Key",
+    "Needs",
+    "NonCompliant",
+    "OtherLoad",
+    "Outcome",
+    "Output",
+    "ProfileRequest",
+    "RulesChanged",
+    "SiteControl",
+    "SiteRules",
+    "Started",
+    "apply",
+    "fail_safe_shares",
+    "site_limit_now",
+    "station_ceiling_a",
+]

@@ -99,18 +99,7 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
             (EXAMPLE_STATION, T0),
         )
         insert_session(db, session_id=EXAMPLE_SESSION_ID, charge_point_id=EXAMPLE_STATION)
-        insert_session(
-            db,
-            session_id=EXAMPLE_ACTIVE_SESSION_ID,
-            charge_point_id=EXAMPLE_STATION,
-            connector_id=2,
-            status="active",
-            stopped_at=None,
-            meter_stop_wh=None,
-            energy_wh=None,
-            energy_source=None,
-        )
-        seed_allocation(db)
+        seed_smart_charging(db)
         for k in range(1, 4):
             insert_session(
                 db,
@@ -139,8 +128,20 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
-def seed_allocation(db: psycopg.Connection[Any]) -> None:
-    """The smart-charging flow's allocation of the example site."""
+def seed_smart_charging(db: psycopg.Connection[Any]) -> None:
+    """A session still charging (the charging-needs example) and the smart-charging
+    flow's allocation of the example site."""
+    insert_session(
+        db,
+        session_id=EXAMPLE_ACTIVE_SESSION_ID,
+        charge_point_id=EXAMPLE_STATION,
+        connector_id=2,
+        status="active",
+        stopped_at=None,
+        meter_stop_wh=None,
+        energy_wh=None,
+        energy_source=None,
+    )
     body = {
         "site_id": EXAMPLE_SITE,
         "at": "2026-01-05T10:00:00+00:00",

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from bus.times import format_rfc3339, utc_now
 from store.stations import provision_station
@@ -17,6 +18,29 @@ from tests.support.api import api_client, assert_problem, auth, insert_session
 from tests.support.registry import created, site_body
 
 pytestmark = pytest.mark.integration
+
+ALLOCATION = {
+    "site_id": "S-A",
+    "at": "2026-12-07T12:00:00+00:00",
+    "limit_a": [144.9, 144.9, 144.9],
+    "base_load_a": [0, 0, 0],
+    "fixed_load_a": [0, 0, 0],
+    "allocated_a": [16, 16, 16],
+    "headroom_a": [128.9, 128.9, 128.9],
+    "sessions": [
+        {
+            "station_id": "CP-N",
+            "connector_id": 1,
+            "transaction_id": "77",
+            "current_a": 16.0,
+            "site_phases": [1, 2, 3],
+            "reason": "max current",
+            "controlled": True,
+        }
+    ],
+    "non_compliant": {},
+    "budgeted": [],
+}
 
 
 async def test_site_limit_windows(
@@ -125,32 +149,7 @@ async def test_charging_needs_and_the_allocation(
         # The flow's latest allocation, as it stored it.
         db.execute(
             "INSERT INTO smart_charging_allocations (site_id, at, body) VALUES ('S-A', now(), %s)",
-            (
-                psycopg.types.json.Jsonb(
-                    {
-                        "site_id": "S-A",
-                        "at": "2026-12-07T12:00:00+00:00",
-                        "limit_a": [144.9, 144.9, 144.9],
-                        "base_load_a": [0, 0, 0],
-                        "fixed_load_a": [0, 0, 0],
-                        "allocated_a": [16, 16, 16],
-                        "headroom_a": [128.9, 128.9, 128.9],
-                        "sessions": [
-                            {
-                                "station_id": "CP-N",
-                                "connector_id": 1,
-                                "transaction_id": "77",
-                                "current_a": 16.0,
-                                "site_phases": [1, 2, 3],
-                                "reason": "max current",
-                                "controlled": True,
-                            }
-                        ],
-                        "non_compliant": {},
-                        "budgeted": [],
-                    }
-                ),
-            ),
+            (Jsonb(ALLOCATION),),
         )
         allocation = await client.get("/v1/sites/S-A/allocation", headers=auth(key))
         assert allocation.status_code == 200, allocation.text
