@@ -3,6 +3,7 @@ builds (valid for the gateway in both OCPP versions) and the allocation it store
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from bus.commands import CommandResult, CommandStatus, encode_result
 from bus.envelope import Envelope, Kind, encode_envelope
 from bus.measurands import CURRENT
 from flows.smart_charging.dataflow import allocation_body, decode_event, profile_command
+from flows.smart_charging.directory import site_rules
 from flows.smart_charging.logic import (
     AllocationView,
     ControlPolicy,
@@ -26,6 +28,7 @@ from flows.smart_charging.logic import (
 )
 from ingest.gateway.command_checks import check_command
 from smart_charging.inputs import SiteLimit
+from store.smart_charging import SiteRows
 from tests.support.sessions import envelope, start
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -102,3 +105,32 @@ def test_every_profile_the_flow_sends_is_valid_for_the_station(version: str) -> 
     body = allocation_body(views[-1])
     assert body["sessions"][0]["transaction_id"] == "42"
     assert body["sessions"][0]["current_a"] == 32.0
+
+
+def test_a_sites_rules_from_its_registry_rows() -> None:
+    departure = datetime(2026, 3, 1, 18, tzinfo=UTC)
+    rows = SiteRows(
+        "S",
+        capacity_w=100_000,
+        max_current_a=None,
+        stations={"CP1": "2.0.1", "CP2": "1.6"},
+        connectors={("CP1", 1): (1, None, 16.0, "TRS")},
+        windows=[(T0, departure, 80.0)],
+        load_meters=frozenset({"MTR-9"}),
+    )
+    tiers = {"GOLD": "priority", "M": "member"}
+    needs = {"CP1": {"42": (departure, 9000.0)}, "CP9": {"7": (departure, 1.0)}}
+    found = site_rules(rows, tiers, needs)
+    assert found is not None
+    assert found.base_limit == SiteLimit((144.9, 144.9, 144.9))  # 100 kW over 3 x 230 V
+    assert [w.limit.per_phase_a for w in found.windows] == [(80.0, 80.0, 80.0)]
+    rating = found.connectors[("CP1", 1)]
+    assert (rating.phases, rating.min_a, rating.max_a, rating.rotation) == (1, 6.0, 16.0, "TRS")
+    assert found.tiers == {"GOLD": 3, "M": 1}
+    assert set(found.needs) == {"42"}  # CP9 is not on this site
+    assert found.load_meters == frozenset({"MTR-9"})
+    per_phase = site_rules(dataclasses.replace(rows, max_current_a=63.0), tiers, needs)
+    assert per_phase is not None
+    assert per_phase.base_limit == SiteLimit((63.0, 63.0, 63.0))  # A per phase wins
+    unlimited = dataclasses.replace(rows, capacity_w=None)
+    assert site_rules(unlimited, tiers, needs) is None  # not controlled
