@@ -27,8 +27,9 @@ the way a real station would, with effects on the simulation:
 - Get/ChangeConfiguration, Get/SetVariables: a config store; read-only keys answer
   Rejected, unknown keys NotSupported (1.6) / UnknownComponent/UnknownVariable (2.0.1).
 - SetChargingProfile: kept as the station keeps it (every schedule period, limits in W
-  or A x voltage x phases, validity, Absolute / Relative / Recurring, a new profile
-  replaces one with its connector, purpose and stack level); the EV follows the limit in
+  or A x voltage x phases, validity, Absolute / Relative / Recurring; a new profile
+  replaces the one with its id, in 1.6 also one with its connector, purpose and stack
+  level); the EV follows the limit in
   force (``ingest.simulator.charging_profiles``: TxProfile over TxDefaultProfile, the
   highest stack level, capped by the ChargePointMaxProfile shared by the connectors
   charging) after the fleet's ``profile_reaction_s``. Rejected for an unknown connector,

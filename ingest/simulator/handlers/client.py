@@ -59,6 +59,8 @@ class StationClient(ChargePoint):
 
     # "<...>StatusNotification" -> its CALL's class (sent with status Idle when triggered)
     idle_notifications: ClassVar[dict[str, Callable[..., Any]]]
+    # A new profile replaces one with the same connector, purpose and stack level (1.6).
+    replaces_same_slot: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -165,15 +167,16 @@ class StationClient(ChargePoint):
         return "Accepted"
 
     def add_profile(self, profile: InstalledProfile) -> None:
-        """Keep ``profile``; it replaces the one with its id and any with its connector,
-        purpose and stack level (OCPP 1.6 3.13.2, 2.0.1 K01.FR.05), which stay in force
-        until it takes effect."""
+        """Keep ``profile``; it replaces the one with its id (2.0.1 K01.FR.05) and, in 1.6,
+        any with its connector, purpose and stack level (3.13.2); the replaced ones stay
+        in force until it takes effect. (Two 2.0.1 profiles in one slot: the lower limit
+        wins.)"""
         for pid, old in list(self.state.profiles.items()):
-            same_slot = (old.connector_id, old.purpose, old.stack_level) == (
-                profile.connector_id,
-                profile.purpose,
-                profile.stack_level,
-            )
+            same_slot = self.replaces_same_slot and (
+                old.connector_id,
+                old.purpose,
+                old.stack_level,
+            ) == (profile.connector_id, profile.purpose, profile.stack_level)
             if same_slot or pid == profile.profile_id:
                 del self.state.profiles[pid]
                 self.state.superseded.append(

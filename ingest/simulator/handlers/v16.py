@@ -20,6 +20,7 @@ class V16ChargePoint(StationClient, ChargePoint):
         "DiagnosticsStatusNotification": c.DiagnosticsStatusNotification,
         "FirmwareStatusNotification": c.FirmwareStatusNotification,
     }
+    replaces_same_slot = True
 
     def profile_of(self, profile: dict[str, Any]) -> ProfileOf:
         def of(cid: int, purpose: str) -> InstalledProfile:
