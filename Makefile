@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit lint format typecheck check bench bench-faults clean
+.PHONY: run test test-unit lint format typecheck check bench bench-faults clean chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or: make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -29,8 +29,16 @@ $(AMQTT):
 run: $(STAMP)
 	$(BIN)/chargeflow run
 
+# The HTML report's browser test drives Debian's chromium (no browser download); as
+# root it is installed where missing, otherwise the test says what is missing.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+		|| echo "could not install chromium (needs root and Debian packages): tests/integration/test_report_browser.py will fail"
+
 # The tests cover the amqtt fallback too, so they always have it.
-test: $(STAMP) $(AMQTT)
+test: $(STAMP) $(AMQTT) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -159,3 +159,7 @@ IdTokenReader = Annotated[
 ]
 # The audit log of every write through the API: admin only.
 AuditReader = Annotated[ApiPrincipal, Depends(require_roles(Role.ADMIN))]
+# Usage reports (utilisation, energy, revenue): operations and the billing desk.
+ReportReader = Annotated[
+    ApiPrincipal, Depends(require_roles(Role.OPERATOR, Role.BILLING, Role.ADMIN))
+]

@@ -36,6 +36,7 @@ from api.routers import (
     payment_methods,
     payments,
     prices,
+    reports,
     sessions,
     sites,
     smart_charging,
@@ -182,6 +183,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(station_messages.router)
     app.include_router(audit.router)
     app.include_router(smart_charging.router)
+    app.include_router(reports.router)
 
 
 def _openapi_with_problems(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -20,6 +20,7 @@ import structlog
 import typer
 
 from chargeflow.settings import Settings
+from dashboards.cli import app as dashboards_app
 from runtime.logs import configure_logging
 from runtime.settings import SettingsError, secret
 
@@ -42,6 +43,7 @@ meter_app = typer.Typer(no_args_is_help=True, help="Smart meters (MQTT) and thei
 app.add_typer(meter_app, name="meter")
 tariff_app = typer.Typer(no_args_is_help=True, help="OCPI 2.2.1 tariffs: check and price them.")
 app.add_typer(tariff_app, name="tariff")
+app.add_typer(dashboards_app, name="dashboards")
 
 ROLES = ("admin", "operator", "maintenance", "billing", "public")
 T = TypeVar("T")
@@ -182,6 +184,29 @@ def apikey_revoke(
     if not revoke_api_key(_database_url(_settings()), key_id):
         raise CliError(f"no active API key with id {key_id!r} (see: chargeflow apikey list)")
     typer.echo(f"revoked {key_id}")
+
+
+@app.command("demo-seed")
+def demo_seed(
+    stations: Annotated[
+        int | None,
+        typer.Option(min=1, help="simulated charge points (default CHARGEFLOW_SIMULATED_STATIONS)"),
+    ] = None,
+) -> None:
+    """Seed the demo that `chargeflow run` seeds (sites, tariff, simulated stations, id tags,
+    smart meters) into a migrated database; idempotent. The stations' password is
+    CHARGEFLOW_SIMULATOR_STATION_PASSWORD (or its _FILE), the one `chargeflow simulate` uses."""
+    from chargeflow.launcher import seed_demo_site
+
+    settings = _settings()
+    simulator = _process_settings(lambda: settings.simulator)
+    password = _process_settings(lambda: simulator.require("simulator_station_password"))
+    ids = seed_demo_site(
+        _database_url(settings), stations or simulator.simulated_stations, password
+    )
+    typer.echo(
+        f"demo seeded: {len(ids)} stations {ids[0]}..{ids[-1]} on sites DEMO-DEPOT, DEMO-PARK"
+    )
 
 
 @station_app.command("add")

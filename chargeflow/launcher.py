@@ -85,6 +85,32 @@ def seed_simulated_meters(database_url: str, station_ids: list[str]) -> None:
         add_meter(database_url, meter_id_for(station), station, 1, is_billing_meter=n == 0)
 
 
+def seed_demo_site(database_url: str, stations: int, station_password: str) -> list[str]:
+    """The demo of ``chargeflow run`` and ``chargeflow demo-seed``: two sites, the demo
+    tariff, ``stations`` simulated charge points (Basic auth with ``station_password``),
+    the simulated id tags and smart meters. Idempotent; returns the station ids.
+
+    Two sites so live load against capacity shows up on load.sites: a depot whose 22 kW
+    stations can exceed its grid connection, and a car park."""
+    ids = simulated_station_ids(stations)
+    half = (len(ids) + 1) // 2
+    zone = "Europe/Amsterdam"
+    upsert_site(database_url, "DEMO-DEPOT", "Demo depot", 60_000, time_zone=zone)
+    upsert_site(database_url, "DEMO-PARK", "Demo car park", 150_000, time_zone=zone)
+    seed_demo_tariff(database_url)
+    for n, station in enumerate(ids):
+        provision_station(
+            database_url,
+            station,
+            password=station_password,
+            site_id="DEMO-DEPOT" if n < half else "DEMO-PARK",
+        )
+    for tag in SIMULATED_ID_TAGS:
+        add_id_tag(database_url, tag)
+    seed_simulated_meters(database_url, ids)
+    return ids
+
+
 DEMO_TARIFF_ID = "CFL-DEMO"
 # The demo's time-of-use tariff: a start fee, peak energy 17:00-21:00 local, parking
 # after charging (the first 15 minutes free), OCPI 2.2.1.
@@ -195,24 +221,7 @@ class LocalStack:
         self.station_password = secret(
             self.settings.simulator.simulator_station_password
         ) or secrets.token_urlsafe(18)
-        # Two demo sites so live load against capacity shows up on load.sites: a depot
-        # whose 22 kW stations can exceed its grid connection, and a car park.
-        stations = simulated_station_ids(self.settings.simulated_stations)
-        half = (len(stations) + 1) // 2
-        zone = "Europe/Amsterdam"
-        upsert_site(self.database_url, "DEMO-DEPOT", "Demo depot", 60_000, time_zone=zone)
-        upsert_site(self.database_url, "DEMO-PARK", "Demo car park", 150_000, time_zone=zone)
-        seed_demo_tariff(self.database_url)
-        for n, station in enumerate(stations):
-            provision_station(
-                self.database_url,
-                station,
-                password=self.station_password,
-                site_id="DEMO-DEPOT" if n < half else "DEMO-PARK",
-            )
-        for tag in SIMULATED_ID_TAGS:
-            add_id_tag(self.database_url, tag)
-        self.seed_meters()
+        seed_demo_site(self.database_url, self.settings.simulated_stations, self.station_password)
         return replace_development_key(self.database_url)
 
     def flow_argv(self, name: str, import_str: str) -> list[str]:
@@ -319,11 +328,6 @@ class LocalStack:
         self.mqtt_url = self.mqtt_broker.url
         log.info(
             "embedded MQTT broker started", backend=self.mqtt_broker.backend, mqtt=self.mqtt_url
-        )
-
-    def seed_meters(self) -> None:
-        seed_simulated_meters(
-            self.database_url, simulated_station_ids(self.settings.simulated_stations)
         )
 
     def start_meter_bridge(self) -> None:

@@ -35,7 +35,7 @@ from ingest.meters.settings import MeterBridgeSettings
 from ingest.simulator.settings import SimulatorSettings
 from invoicing.settings import InvoicingSettings
 from notify.settings import WebhooksSettings
-from runtime.settings import ENV_PREFIX, SHARED_PARTS, env_name
+from runtime.settings import ENV_PREFIX, SHARED_PARTS, env_name, file_variable
 from store.aggregates import AggregatesSettings
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -119,7 +119,8 @@ def cli_option_variables() -> list[tuple[str, str, str]]:
 
 def known_variables() -> set[str]:
     """Every ``CHARGEFLOW_*`` variable some part of chargeflow reads."""
-    names = {env_name(name) for _, _, model in PROCESSES for name in model.model_fields}
+    fields = {name for _, _, model in PROCESSES for name in model.model_fields}
+    names = {env_name(name) for name in fields} | {file_variable(name) for name in fields}
     names.update(name for name, _, _ in [*cli_option_variables(), *OTHER_VARIABLES])
     return names
 
@@ -139,6 +140,11 @@ then a `.env` file in its working directory (the environment wins), then the def
 below. `chargeflow run` passes its environment on to the processes it starts. A bad
 value stops the process with one line naming the variable. Secrets (marked **secret**)
 are never printed, in logs, `repr` or errors.
+
+Any setting can instead be read from a file: `CHARGEFLOW_<NAME>_FILE=/run/secrets/name`
+(Docker and Kubernetes secrets, e.g. `CHARGEFLOW_DATABASE_URL_FILE`; one trailing newline
+is dropped, list and object settings are JSON). Setting both `CHARGEFLOW_<NAME>` and
+`CHARGEFLOW_<NAME>_FILE` is an error.
 
 Values: booleans `true`/`false`, lists and sets as JSON (`["a", "b"]`). How to add a
 setting: the docstring of `runtime/settings.py`.

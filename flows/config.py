@@ -42,5 +42,8 @@ class FlowConfig:
     # Health/metrics endpoint (flows.metrics.serve): unset or "off" = none, 0 = a free
     # port, N = port N + the Bytewax process id.
     metrics_port: OptionalPort = None
+    # Add the Bytewax process id to metrics_port (processes sharing one host); false:
+    # every process on metrics_port (one process per container or pod).
+    metrics_port_per_process: bool = True
     # Address the health/metrics endpoint listens on.
     metrics_host: str = "127.0.0.1"

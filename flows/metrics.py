@@ -290,9 +290,14 @@ def process_id(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     return int(environ.get("BYTEWAX_PROCESS_ID") or 0)
 
 
-def endpoint_port(base: int, proc_id: int) -> int:
-    """The port of process ``proc_id`` for the configured ``base`` (0 stays 0: free)."""
-    return 0 if base == 0 else base + proc_id
+def endpoint_port(base: int, proc_id: int, per_process: bool = True) -> int:
+    """The port of process ``proc_id`` for the configured ``base`` (0 stays 0: free);
+    ``per_process`` false: ``base`` for every process (each in its own container).
+
+    >>> endpoint_port(9110, 2), endpoint_port(9110, 2, per_process=False), endpoint_port(0, 2)
+    (9112, 9110, 0)
+    """
+    return 0 if base == 0 else base + (proc_id if per_process else 0)
 
 
 class InputCheck:
@@ -351,7 +356,8 @@ def serve(
     environ: Mapping[str, str] | None = None,
 ) -> HealthServer | None:
     """Start the flow process's health and metrics endpoint on a thread, on
-    ``config.metrics_port`` plus the process id (:func:`endpoint_port`); returns it
+    ``config.metrics_port`` plus the process id unless ``metrics_port_per_process`` is
+    false (:func:`endpoint_port`); returns it
     (None: ``metrics_port`` is None, no endpoint)."""
     if config.metrics_port is None:
         return None
@@ -359,7 +365,9 @@ def serve(
         sys.argv if argv is None else argv, os.environ if environ is None else environ
     )
     server = HealthServer(
-        host=config.metrics_host, port=endpoint_port(config.metrics_port, proc_id), name=flow
+        host=config.metrics_host,
+        port=endpoint_port(config.metrics_port, proc_id, config.metrics_port_per_process),
+        name=flow,
     )
     server.add_check("input", InputCheck(config.brokers, input_topics, config.kafka_config))
     server.add_check("sink", SinkCheck(config.database_url, flow))

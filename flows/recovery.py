@@ -13,13 +13,24 @@ Then run a flow with recovery::
 
 (``-b 0`` keeps no old snapshots; a backup interval only matters when the
 recovery files are copied off the machine while the flow runs.)
+
+A cluster whose processes each have a volume of their own (a Kubernetes StatefulSet's
+PVCs, one compose volume per process) must not give two processes copies of the same
+partition: Bytewax uses one copy and a later run may pick the other, stale one.
+``ensure_process_partitions(path, partitions, process_id, processes)`` creates only the
+partitions process ``process_id`` owns (index ``% processes == process_id``); together
+the processes hold the whole set once (``python -m flows.recovery DIR PARTITIONS
+--process I --processes N``).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import shutil
 import sqlite3
 import sys
+import tempfile
 from pathlib import Path
 
 from bytewax.recovery import init_db_dir
@@ -86,14 +97,74 @@ def ensure_recovery_dir(path: Path | str, partitions: int = 1) -> Path:
     return path
 
 
+def owned_partitions(partitions: int, process_id: int, processes: int) -> list[int]:
+    """The recovery partitions process ``process_id`` of ``processes`` keeps.
+
+    >>> owned_partitions(4, 1, 2), owned_partitions(2, 0, 2), owned_partitions(3, 1, 2)
+    ([1, 3], [0], [1])
+    """
+    if processes < 1 or not 0 <= process_id < processes:
+        raise ValueError(f"process id {process_id} is not one of {processes} processes")
+    if partitions < processes:
+        raise ValueError(
+            f"{partitions} recovery partitions for {processes} processes: some process "
+            "would hold none; use at least as many partitions as processes"
+        )
+    return [p for p in range(partitions) if p % processes == process_id]
+
+
+def _local_partitions(path: Path) -> dict[int, int]:
+    """index -> part_count of the partition files in ``path``."""
+    if not path.exists():
+        return {}
+    metas = [_part_meta(f) for f in path.iterdir() if _PART_FILE.fullmatch(f.name)]
+    return dict(metas)
+
+
+def ensure_process_partitions(
+    path: Path | str, partitions: int, process_id: int, processes: int
+) -> Path:
+    """Create the partitions of one process of a cluster in ``path`` (its own volume),
+    or check that ``path`` holds exactly those, of a set of ``partitions``."""
+    path = Path(path)
+    owned = owned_partitions(partitions, process_id, processes)
+    existing = _local_partitions(path)
+    if existing:
+        counts = set(existing.values())
+        if counts != {partitions} or sorted(existing) != owned:
+            raise RecoveryDirError(
+                f"{path} holds partitions {sorted(existing)} of {sorted(counts)}, not "
+                f"{owned} of {partitions} (process {process_id} of {processes}); keep the "
+                "old partition and process counts or move the partitions as they belong"
+            )
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    # init_db_dir makes the whole set; the process keeps its share, created beside the
+    # target so the move stays on one filesystem.
+    with tempfile.TemporaryDirectory(dir=path, prefix=".init-") as scratch:
+        init_db_dir(Path(scratch), partitions)
+        for index in owned:
+            name = f"part-{index}.sqlite3"
+            shutil.move(str(Path(scratch) / name), path / name)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m flows.recovery DIR [PARTITIONS]``: idempotent ``bytewax.recovery``."""
-    args = sys.argv[1:] if argv is None else argv
-    if not 1 <= len(args) <= 2:
-        print("usage: python -m flows.recovery DIR [PARTITIONS]", file=sys.stderr)
-        return 2
+    """``python -m flows.recovery DIR [PARTITIONS] [--process I --processes N]``:
+    idempotent ``bytewax.recovery``; with ``--process``, one cluster process's share."""
+    parser = argparse.ArgumentParser(prog="python -m flows.recovery")
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("partitions", type=int, nargs="?", default=1)
+    parser.add_argument("--process", type=int, default=None, help="this process's id")
+    parser.add_argument("--processes", type=int, default=None, help="processes in the cluster")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if (args.process is None) != (args.processes is None):
+        parser.error("--process and --processes go together")
     try:
-        ensure_recovery_dir(Path(args[0]), int(args[1]) if len(args) > 1 else 1)
+        if args.process is None:
+            ensure_recovery_dir(args.directory, args.partitions)
+        else:
+            ensure_process_partitions(args.directory, args.partitions, args.process, args.processes)
     except (RecoveryDirError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

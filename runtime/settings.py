@@ -31,6 +31,11 @@ How to add a setting:
 * something several processes share: a field on a part here;
 * a secret: type it ``SecretStr`` (never printed by ``repr``, logs or the docs' defaults).
 
+Every setting can also come from a file: ``CHARGEFLOW_<NAME>_FILE=/run/secrets/x`` reads
+the value of ``CHARGEFLOW_<NAME>`` from that file (one trailing newline dropped; JSON
+for list and object settings), the convention of Docker and Kubernetes secrets.
+Setting both is an error, as is a file that cannot be read.
+
 Then run ``python -m chargeflow.settings_doc`` to regenerate docs/configuration.md (a
 test fails while it is out of date).
 """
@@ -40,11 +45,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import json
+import os
 import re
 import textwrap
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
@@ -53,7 +61,11 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 # a class's fields (tests/unit/test_settings.py fails if it moves).
 from pydantic._internal._model_construction import ModelMetaclass
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from runtime.logs import is_secret_key, redact_text
@@ -82,6 +94,60 @@ class SettingsError(ValueError):
 
 def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
+
+
+FILE_SUFFIX = "_FILE"
+
+
+def file_variable(field_name: str) -> str:
+    """The variable naming a file that holds the setting (Docker/Kubernetes secrets).
+
+    >>> file_variable("database_url")
+    'CHARGEFLOW_DATABASE_URL_FILE'
+    """
+    return env_name(field_name) + FILE_SUFFIX
+
+
+def read_setting_file(variable: str, path: str) -> str:
+    """The text of a setting's file without its final line break (``echo x > file``)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise SettingsError(f"{variable}: cannot read {path}: {reason}") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+class FileVariablesSource(PydanticBaseSettingsSource):
+    """``CHARGEFLOW_<NAME>_FILE``: the setting read from the file it names."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(settings_cls)
+        self._environ = os.environ if environ is None else environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything happens in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            variable = file_variable(name)
+            path = self._environ.get(variable)
+            if not path:
+                continue
+            if self._environ.get(env_name(name)):
+                raise SettingsError(f"{env_name(name)} and {variable} are both set; set one")
+            text = read_setting_file(variable, path)
+            if self.field_is_complex(info):
+                try:
+                    values[name] = json.loads(text)
+                except ValueError:
+                    raise SettingsError(f"{variable}: the file is not valid JSON") from None
+            else:
+                values[name] = text
+        return values
 
 
 def one_line(error: ValidationError) -> str:
@@ -235,6 +301,24 @@ class ChargeflowSettings(BaseSettings, metaclass=_ComposedSettingsMeta):
     __component__: ClassVar[ComponentFields | None] = None
 
     @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A *_FILE variable is as strong as the variable itself (both set: an error).
+        return (
+            init_settings,
+            env_settings,
+            FileVariablesSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    @classmethod
     def load(cls, **values: Any) -> Self:
         """The settings from the environment and ``.env`` (``values`` win), or
         :class:`SettingsError` in one line."""
@@ -353,6 +437,7 @@ __all__ = [
     "TopicSettings",
     "env_name",
     "field_comments",
+    "file_variable",
     "part_of",
     "secret",
 ]

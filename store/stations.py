@@ -272,6 +272,25 @@ async def connections_of(db: AsyncDb, gateway_id: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+async def previous_life_connections(db: AsyncDb, gateway_id: str) -> list[tuple[str, datetime]]:
+    """(station, last sign of life) of the rows naming ``gateway_id``, read when a replica
+    of that id starts: an earlier process under the same id (a restarted container)
+    left them, and no sweep takes them while this one heartbeats under the id."""
+    rows = await execute(
+        db,
+        """
+        SELECT sc.charge_point_id,
+               GREATEST(sc.connected_at, COALESCE(g.last_heartbeat, sc.connected_at))
+        FROM station_connections sc
+        LEFT JOIN gateways g ON g.gateway_id = sc.gateway_id
+        WHERE sc.gateway_id = %s
+        ORDER BY sc.charge_point_id
+        """,
+        (gateway_id,),
+    )
+    return [(str(cp), at) for cp, at in rows]
+
+
 async def orphaned_connections(db: AsyncDb, grace_s: float) -> list[tuple[str, str, datetime]]:
     """(station, gateway id, last sign of life) of connections held by replicas that
     died: no heartbeat within ``grace_s`` (or never one, for a connection older

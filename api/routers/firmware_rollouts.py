@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import CommandOperator, DbConn
-from api.params import CURSOR_PATTERN, CursorPosition, decode_api_cursor, encode_api_cursor
+from api.params import cursor_after, next_cursor, position_cursor
 from api.problems import AUTHENTICATED, CONFLICT, NOT_FOUND, UNREADABLE_BODY, ProblemError
 from api.schemas.firmware import (
     EXAMPLE_ROLLOUT_ID,
@@ -146,25 +146,17 @@ async def list_rollouts(
     conn: DbConn,
     cursor: Annotated[
         str | None,
-        Query(
-            min_length=34,
-            max_length=50,
-            pattern=CURSOR_PATTERN,
-            description="`next_cursor` of the previous page, passed unchanged",
+        position_cursor(
+            "<created_at in microseconds since 1970 UTC>-<rollout_id as 32 hex digits>"
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")] = 50,
 ) -> FirmwareRolloutsPage:
-    after = None
-    if cursor is not None:
-        position = decode_api_cursor(cursor)
-        after = (position.started_at, position.session_id)
-    items, next_after = await store.page(conn, after, limit)
+    items, next_after = await store.page(conn, cursor_after(cursor), limit)
     public = [
         FirmwareRolloutPublic(**_public(r, await store.stations(conn, r.rollout_id))) for r in items
     ]
-    next_cursor = None if next_after is None else encode_api_cursor(CursorPosition(*next_after))
-    return FirmwareRolloutsPage(items=public, next_cursor=next_cursor)
+    return FirmwareRolloutsPage(items=public, next_cursor=next_cursor(next_after))
 
 
 @router.get(

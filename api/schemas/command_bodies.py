@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from api.params import INT32_MAX, Timestamp
 from api.schemas.commands import ID_TAG_PATTERN
@@ -41,14 +41,16 @@ class ProfileKind(StrEnum):
 
 
 class SchedulePeriod(_Body):
-    start_period_s: int = Field(ge=0, le=INT32_MAX, description="Seconds from the schedule start")
+    start_period_s: StrictInt = Field(
+        ge=0, le=INT32_MAX, description="Seconds from the schedule start"
+    )
     limit: Decimal = Field(
         ge=0,
         le=10**7,
         decimal_places=3,
         description="In the schedule's unit (W or A); OCPP 1.6 takes multiples of 0.1",
     )
-    number_phases: int | None = Field(default=None, ge=1, le=3)
+    number_phases: StrictInt | None = Field(default=None, ge=1, le=3)
 
 
 class SetChargingProfileCreate(_Body):
@@ -68,9 +70,11 @@ class SetChargingProfileCreate(_Body):
         },
     )
 
-    connector_id: int = ConnectorId
-    profile_id: int = Field(ge=1, le=INT32_MAX, description="The profile's id (also to clear it)")
-    stack_level: int = Field(default=0, ge=0, le=INT32_MAX)
+    connector_id: StrictInt = ConnectorId
+    profile_id: StrictInt = Field(
+        ge=1, le=INT32_MAX, description="The profile's id (also to clear it)"
+    )
+    stack_level: StrictInt = Field(default=0, ge=0, le=INT32_MAX)
     purpose: ProfilePurpose
     kind: ProfileKind
     recurrency: Literal["daily", "weekly"] | None = Field(
@@ -81,7 +85,7 @@ class SetChargingProfileCreate(_Body):
     start_schedule: Timestamp | None = Field(
         default=None, description="Absolute and recurring profiles: when the schedule starts"
     )
-    duration_s: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    duration_s: StrictInt | None = Field(default=None, ge=1, le=INT32_MAX)
     unit: Literal["W", "A"]
     periods: list[SchedulePeriod] = Field(min_length=1, max_length=24)
     transaction_id: str | None = Field(
@@ -116,10 +120,10 @@ class SetChargingProfileCreate(_Body):
 class ClearChargingProfileCreate(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"profile_id": 1}]})
 
-    profile_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
-    connector_id: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    profile_id: StrictInt | None = Field(default=None, ge=1, le=INT32_MAX)
+    connector_id: StrictInt | None = Field(default=None, ge=0, le=INT32_MAX)
     purpose: ProfilePurpose | None = None
-    stack_level: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    stack_level: StrictInt | None = Field(default=None, ge=0, le=INT32_MAX)
 
     @model_validator(mode="after")
     def _one_way(self) -> ClearChargingProfileCreate:
@@ -137,8 +141,8 @@ class GetCompositeScheduleCreate(_Body):
         json_schema_extra={"examples": [{"connector_id": 1, "duration_s": 3600, "unit": "W"}]},
     )
 
-    connector_id: int = ConnectorId
-    duration_s: int = Field(ge=1, le=INT32_MAX)
+    connector_id: StrictInt = ConnectorId
+    duration_s: StrictInt = Field(ge=1, le=INT32_MAX)
     unit: Literal["W", "A"] | None = Field(default=None, description="Omitted: the station's")
 
 
@@ -184,7 +188,7 @@ class VariableRef(_Body):
     component: str = Field(pattern=NAME_PATTERN)
     variable: str = Field(pattern=NAME_PATTERN)
     instance: str | None = Field(default=None, pattern=NAME_PATTERN)
-    evse_id: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    evse_id: StrictInt | None = Field(default=None, ge=0, le=INT32_MAX)
 
 
 class VariableValue(VariableRef):
@@ -219,8 +223,8 @@ class UploadDiagnosticsCreate(_Body):
     )
     since: Timestamp | None = Field(default=None, description="Oldest entries to include")
     until: Timestamp | None = Field(default=None, description="Latest entries to include")
-    retries: int | None = Field(default=None, ge=0, le=100)
-    retry_interval_s: int | None = Field(default=None, ge=1, le=86_400)
+    retries: StrictInt | None = Field(default=None, ge=0, le=100)
+    retry_interval_s: StrictInt | None = Field(default=None, ge=1, le=86_400)
 
 
 # -------------------------------------------------------------------- reservations
@@ -238,7 +242,7 @@ class ReserveCreate(_Body):
 
     id_tag: str = Field(pattern=ID_TAG_PATTERN, description="Who the reservation is for")
     expires_at: Timestamp
-    connector_id: int | None = Field(
+    connector_id: StrictInt | None = Field(
         default=None,
         ge=1,
         le=INT32_MAX,
@@ -252,7 +256,7 @@ class CancelReservationCreate(_Body):
         extra="forbid", json_schema_extra={"examples": [{"reservation_id": 1}]}
     )
 
-    reservation_id: int = Field(
+    reservation_id: StrictInt = Field(
         ge=1, le=INT32_MAX, description="The id chargeflow drew for the reserve command"
     )
 
@@ -297,7 +301,9 @@ class SendLocalListCreate(_Body):
         },
     )
 
-    version: int = Field(ge=1, le=INT32_MAX, description="1.6 listVersion / 2.0.1 versionNumber")
+    version: StrictInt = Field(
+        ge=1, le=INT32_MAX, description="1.6 listVersion / 2.0.1 versionNumber"
+    )
     update_type: Literal["full", "differential"]
     entries: list[LocalListEntry] = Field(default=[], max_length=500)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, model_validator
 
 from api.params import CURSOR_PATTERN, INT32_MAX
 from bus.commands import CommandStatus
@@ -25,7 +25,7 @@ class _Body(BaseModel):
 
 class RemoteStartCreate(_Body):
     id_tag: str = Field(pattern=ID_TAG_PATTERN, description="The id tag / idToken to charge for")
-    connector_id: int | None = Field(
+    connector_id: StrictInt | None = Field(
         default=None,
         ge=1,
         le=INT32_MAX,
@@ -70,7 +70,7 @@ class ResetCreate(_Body):
 
 
 class UnlockConnectorCreate(_Body):
-    connector_id: int = Field(ge=1, le=INT32_MAX, description="1.6 connector / 2.0.1 EVSE id")
+    connector_id: StrictInt = Field(ge=1, le=INT32_MAX, description="1.6 connector / 2.0.1 EVSE id")
 
 
 class Availability(StrEnum):
@@ -80,7 +80,7 @@ class Availability(StrEnum):
 
 class ChangeAvailabilityCreate(_Body):
     availability: Availability
-    connector_id: int | None = Field(
+    connector_id: StrictInt | None = Field(
         default=None,
         ge=0,
         le=INT32_MAX,
@@ -100,7 +100,7 @@ class TriggerMessageCreate(_Body):
     message: TriggerableMessage = Field(
         description="A message both versions know (others: the raw endpoint)"
     )
-    connector_id: int | None = Field(
+    connector_id: StrictInt | None = Field(
         default=None, ge=1, le=INT32_MAX, description="1.6 connector / 2.0.1 EVSE id"
     )
 

@@ -9,7 +9,15 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 from api.params import CURSOR_PATTERN, EXAMPLE_STATION, ID_PATTERN, INT32_MAX, MAX_ID_LENGTH
 
@@ -35,8 +43,10 @@ class UpdateFirmwareCreate(BaseModel):
     install_date: AwareDatetime | None = Field(
         default=None, description="2.0.1 installDateTime (1.6: not expressible)"
     )
-    retries: int | None = Field(default=None, ge=0, le=INT32_MAX)
-    retry_interval: int | None = Field(default=None, ge=0, le=INT32_MAX, description="Seconds")
+    retries: StrictInt | None = Field(default=None, ge=0, le=INT32_MAX)
+    retry_interval: StrictInt | None = Field(
+        default=None, ge=0, le=INT32_MAX, description="Seconds"
+    )
     signing_certificate: str | None = Field(
         default=None, min_length=1, max_length=5500, description="2.0.1 only: PEM X.509"
     )
@@ -50,8 +60,8 @@ class WindowSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start_hour: int = Field(ge=0, le=23, description="Opens at this hour (local to `zone`)")
-    end_hour: int = Field(
+    start_hour: StrictInt = Field(ge=0, le=23, description="Opens at this hour (local to `zone`)")
+    end_hour: StrictInt = Field(
         ge=0, le=23, description="Closes at this hour (before start: past midnight; equal: all day)"
     )
     days: list[int] = Field(
@@ -111,9 +121,9 @@ class FirmwareRolloutCreate(BaseModel):
     firmware: UpdateFirmwareCreate = Field(
         description="The update-firmware command each station gets (retrieve_date: when sent)"
     )
-    wave_size: int = Field(ge=1, le=10_000, description="Stations per wave (or a percentage)")
+    wave_size: StrictInt = Field(ge=1, le=10_000, description="Stations per wave (or a percentage)")
     wave_unit: Literal["count", "percent"] = "count"
-    failure_threshold: float = Field(
+    failure_threshold: StrictFloat = Field(
         default=0,
         ge=0,
         le=10_000,
@@ -123,7 +133,7 @@ class FirmwareRolloutCreate(BaseModel):
         default="count", description="count: failed stations; fraction: of the wave (0-1)"
     )
     window: WindowSpec | None = Field(default=None, description="None: any time")
-    station_timeout_s: int = Field(
+    station_timeout_s: StrictInt = Field(
         default=3600, ge=10, le=7 * 86400, description="A station not done by then: timed_out"
     )
 

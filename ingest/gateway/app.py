@@ -142,6 +142,9 @@ class GatewayApp:
                 "restart every station's password is verified with argon2 again"
             )
         self.liveness = Liveness(self.services, cfg.gateway_id, cfg.offline_grace_s)
+        # Before any station connects here: whatever rows name this id are a dead
+        # process's (a restart under the same replica id).
+        await self.liveness.release_previous_life()
 
     async def start_commands(
         self,

@@ -28,6 +28,13 @@ that was alive but could not heartbeat (database trouble) finds its rows gone at
 its next sweep and records them again, publishing ``online`` (reason
 ``connection re-registered``), so such a false offline heals within a sweep.
 
+A replica id can outlive a process (a container restarted under a fixed id, a pod
+under its name): the rows a killed process left would then name a replica that
+heartbeats again, and nobody would sweep them. So a replica starting under an id first
+publishes those rows ``offline`` (reason ``gateway <id> restarted``) and deletes them
+(:meth:`Liveness.release_previous_life`, before it accepts stations, and again each
+sweep until it got through).
+
 ``measured_at`` of an envelope is when the connection opened/dropped.
 """
 
@@ -70,6 +77,7 @@ class Liveness:
         # not disconnected since: only these can have lost their row to a sweep.
         self._recorded: set[str] = set()
         self._publishing: set[asyncio.Task[bool]] = set()
+        self._previous_life_released = False
 
     def start_sweeping(
         self, interval_s: float, replica_grace_s: float, held: Callable[[], dict[str, str | None]]
@@ -88,6 +96,8 @@ class Liveness:
         while True:
             await asyncio.sleep(interval_s)
             try:
+                if not self._previous_life_released:
+                    await self.release_previous_life()
                 await self.sweep_orphans(replica_grace_s)
                 await self.restore_own(held)
             except Exception:
@@ -119,6 +129,32 @@ class Liveness:
                 "re-registered stations whose connection rows were swept", stations=len(restored)
             )
         return restored
+
+    async def release_previous_life(self) -> list[str]:
+        """Publish offline (then forget) the stations an earlier process under this
+        replica id left recorded; those this process recorded itself stay. The ids."""
+        pool = self.services.pool
+        released: list[str] = []
+        complete = True
+        for cp_id, last_alive in await stations.previous_life_connections(pool, self.gateway_id):
+            async with self._lock(cp_id):
+                if cp_id in self._recorded or cp_id in self._pending:
+                    continue  # connected to this process meanwhile: its own row
+                reason = f"gateway {self.gateway_id} restarted"
+                if not await self._publish(cp_id, "offline", reason, last_alive, None):
+                    # The broker is away: the rest waits for the next sweep rather than
+                    # a delivery timeout each.
+                    complete = False
+                    break
+                await stations.remove_connection(pool, cp_id, self.gateway_id)
+            released.append(cp_id)
+        self._previous_life_released = complete
+        if released:
+            log.warning(
+                "stations an earlier process of this replica id left published offline",
+                stations=len(released),
+            )
+        return released
 
     async def sweep_orphans(self, replica_grace_s: float) -> list[str]:
         """Publish offline (then forget) the stations of dead replicas; the ids."""

@@ -119,3 +119,10 @@ async def _bodies_without_a_form_are_refused(
         headers=auth(key),
     )
     assert_problem(not_a_uri, 422)
+    # JSON true is not a count: it must not become 1 retry.
+    a_flag = await client.post(
+        f"/v1/stations/{cp}/commands/update-firmware",
+        json={**body, "retries": True},
+        headers=auth(key),
+    )
+    assert assert_problem(a_flag, 422)["errors"][0]["name"] == "retries"

@@ -227,3 +227,22 @@ async def test_a_site_rollout_targets_the_site_stations_in_id_order(
         page = await client.get("/v1/firmware-rollouts", params={"limit": 1}, headers=auth(key))
         assert [r["rollout_id"] for r in page.json()["items"]] == [created["rollout_id"]]
         assert page.json()["next_cursor"] is None
+
+        second = await create_rollout(
+            client, key, name="depot again", site_id="SITE-FW", firmware={"location": FW},
+            wave_size=3,
+        )  # fmt: skip
+        first_page = await client.get(
+            "/v1/firmware-rollouts", params={"limit": 1}, headers=auth(key)
+        )
+        assert [r["rollout_id"] for r in first_page.json()["items"]] == [second["rollout_id"]]
+        cursor = first_page.json()["next_cursor"]
+        next_page = await client.get(
+            "/v1/firmware-rollouts", params={"limit": 1, "cursor": cursor}, headers=auth(key)
+        )
+        assert [r["rollout_id"] for r in next_page.json()["items"]] == [created["rollout_id"]]
+        assert next_page.json()["next_cursor"] is None
+        bad = await client.get(
+            "/v1/firmware-rollouts", params={"cursor": "0" * 20 + "-" + "z" * 32}, headers=auth(key)
+        )
+        assert_problem(bad, 422)

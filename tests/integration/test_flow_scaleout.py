@@ -22,7 +22,7 @@ from bench.common import (
 from bus.admin import ensure_topics
 from bus.topics import Topics
 from chargeflow.stack import DatabaseServer, EmbeddedBroker, free_port
-from flows.recovery import ensure_recovery_dir
+from flows.recovery import ensure_process_partitions, ensure_recovery_dir
 
 pytestmark = pytest.mark.integration
 
@@ -94,3 +94,51 @@ def test_two_processes_write_the_same_tables_as_one(
         assert len(single[0]) == sum(1 for _, v in msgs if b'"StartTransaction"' in v)
         assert sum(1 for row in single[0] if row[5] == "closed") > 0
         assert table_rows(two_url) == single
+
+
+def test_two_processes_with_a_volume_each_resume_without_double_counting(
+    broker: EmbeddedBroker, pg_server: DatabaseServer, tmp_path: Path
+) -> None:
+    """The deployment's layout (deploy/): each process has its own recovery volume with
+    its share of the partitions; a second run resumes from them and changes nothing."""
+    topics = Topics.with_prefix(f"t{uuid.uuid4().hex[:8]}.")
+    ensure_topics(broker.bootstrap, topics.all(), partitions=4)
+    msgs = messages(SPEC)
+    produce_all(broker.bootstrap, topics.ocpp_events, msgs)
+
+    with fresh_database(pg_server, "chargeflow_test_volumes") as url:
+        env = flow_env(broker.bootstrap, topics, url, tail=False)
+        volumes = [tmp_path / f"volume{i}" for i in range(2)]
+
+        def run_cluster(name: str) -> None:
+            addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+            logs = [tmp_path / f"{name}{i}.log" for i in range(2)]
+            cluster = [
+                start_flow(
+                    env,
+                    "-i",
+                    str(i),
+                    "-a",
+                    addresses,
+                    "-r",
+                    str(ensure_process_partitions(volumes[i], 2, i, 2)),
+                    "-s",
+                    "1",
+                    "-b",
+                    "0",
+                    log=logs[i],
+                )
+                for i in range(2)
+            ]
+            wait_ok(cluster, logs, timeout=60)
+
+        run_cluster("first")
+        first = table_rows(url)
+        assert len(first[1]) == sample_count(msgs)
+        assert len(first[0]) == sum(1 for _, v in msgs if b'"StartTransaction"' in v)
+        assert [sorted(p.name for p in v.glob("part-*.sqlite3")) for v in volumes] == [
+            ["part-0.sqlite3"],
+            ["part-1.sqlite3"],
+        ]
+        run_cluster("second")
+        assert table_rows(url) == first

@@ -171,3 +171,50 @@ async def test_a_live_replica_records_its_swept_connections_again(
             assert (await rpc(ws, "Heartbeat", {}))[0] == 3  # the socket was never touched
         finally:
             await ws.close()
+
+
+async def test_a_replica_restarted_under_its_id_releases_what_the_dead_process_left(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics, db: psycopg.Connection[Any]
+) -> None:
+    """A fixed replica id (compose's gateway-1, a pod's name) restarted after a crash: the
+    rows the dead process left would name a replica that heartbeats again, so no sweep
+    would take them. The new process publishes them offline before it serves."""
+    cfg = gateway_config(broker, clean_db, topics, gateway_id="gw-fixed", replica_heartbeat_s=0.3)
+    async with Gateway(cfg) as first:
+        await provision(first, "CP-LEFT")
+    # What a SIGKILLed process under the id leaves: its heartbeat and a station's row.
+    db.execute(
+        "INSERT INTO gateways (gateway_id, last_heartbeat) VALUES ('gw-fixed', now())"
+        " ON CONFLICT (gateway_id) DO UPDATE SET last_heartbeat = now()"
+    )
+    db.execute(
+        "INSERT INTO station_connections (charge_point_id, gateway_id, connected_at) "
+        "VALUES ('CP-LEFT', 'gw-fixed', now() - interval '1 minute')"
+    )
+    db.commit()
+    before = len(connection_events(broker, topics, "CP-LEFT"))
+
+    async with Gateway(cfg) as restarted:
+        assert holder(db, "CP-LEFT") is None
+        events = await apoll(
+            lambda: connection_events(broker, topics, "CP-LEFT")[before:],
+            lambda e: len(e) >= 1,
+            30,
+            "the restarted replica's offline",
+        )
+        assert [
+            (e.payload["state"], e.payload["reason"], e.payload["gateway_id"]) for e in events
+        ] == [("offline", "gateway gw-fixed restarted", "gw-fixed")]
+        # A station connecting to the restarted process keeps its row.
+        ws = await connect(
+            f"ws://127.0.0.1:{restarted.port}/ocpp/CP-LEFT",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=basic_auth("CP-LEFT"),
+        )
+        try:
+            assert (await rpc(ws, "Heartbeat", {}))[0] == 3
+            await apoll(lambda: holder(db, "CP-LEFT"), lambda h: h == "gw-fixed", 20, "its row")
+            assert await restarted.app.liveness.release_previous_life() == []  # type: ignore[union-attr]
+            assert holder(db, "CP-LEFT") == "gw-fixed"
+        finally:
+            await ws.close()

@@ -31,6 +31,7 @@ DATA_TABLES = (
     "alert_events",
     "alerts_outbox",
     "connector_health",
+    "connector_risk_1m",
     "webhook_deliveries",
     "payment_events",
     "session_payments",

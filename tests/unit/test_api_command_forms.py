@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from api.command_actions import NotExpressible, TypedBody, ocpp_request
 from api.schemas.command_bodies import (
@@ -244,3 +244,17 @@ def test_other_inconsistent_bodies_do_not_validate() -> None:
         )
     with pytest.raises(ValidationError, match="location"):
         UploadDiagnosticsCreate(location="file:///etc/passwd")
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        (ReserveCreate, {"connector_id": True, "id_tag": "T1", "expires_at": AT}),
+        (CancelReservationCreate, {"reservation_id": True}),
+        (GetCompositeScheduleCreate, {"connector_id": 1, "duration_s": True}),
+        (SendLocalListCreate, {"version": True, "update_type": "full"}),
+    ],
+)
+def test_a_json_boolean_is_not_an_integer(model: type[BaseModel], body: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="valid integer"):
+        model.model_validate(body)

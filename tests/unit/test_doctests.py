@@ -27,6 +27,8 @@ PACKAGES = (
     "notify",
     "invoicing",
     "smart_charging",
+    "reports",
+    "dashboards",
     "chargeflow",
     "bench",
 )

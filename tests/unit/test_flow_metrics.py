@@ -1,12 +1,16 @@
-"""flows.metrics' pure parts: which port a flow process serves on, and the input lag
+"""flows.metrics: which port a flow process serves on (the rule, and the endpoint itself
+with one process per container), and the input lag
 from librdkafka's partition statistics (never negative)."""
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
-from flows.metrics import endpoint_port, input_lag, process_id
+from chargeflow.stack import free_port
+from flows.metrics import endpoint_port, input_lag, process_id, serve
 from flows.settings import FlowSettings
 from runtime.settings import SettingsError
 
@@ -41,6 +45,26 @@ def test_each_process_of_a_flow_gets_its_own_port() -> None:
     assert endpoint_port(9110, 0) == 9110
     assert endpoint_port(9110, 3) == 9113
     assert endpoint_port(0, 3) == 0  # a free port, whatever the process
+
+
+def test_one_process_per_container_serves_on_the_setting_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CHARGEFLOW_FLOW_METRICS_PORT_PER_PROCESS=false (deploy/): process 2 of a cluster
+    listens on the port as set, so one probe port fits every pod of a StatefulSet."""
+    base = free_port()
+    monkeypatch.setenv("CHARGEFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("CHARGEFLOW_DATABASE_URL", "postgresql://127.0.0.1:9/x")
+    monkeypatch.setenv("CHARGEFLOW_FLOW_METRICS_PORT", str(base))
+    monkeypatch.setenv("CHARGEFLOW_FLOW_METRICS_PORT_PER_PROCESS", "false")
+    config = FlowSettings.load(_env_file=None).flow_config()
+    server = serve("chargeflow-test", config, ["t"], argv=["bytewax.run", "-i", "2"], environ={})
+    assert server is not None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{base}/livez", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        server.stop()
 
 
 def test_input_lag_from_partition_statistics() -> None:

@@ -1300,7 +1300,7 @@ def test_timescale_statements_are_what_the_branch_runs(revision: str) -> None:
 
 
 def test_the_migrations_with_a_timescaledb_branch() -> None:
-    assert [r for r in REVISIONS if declared(r)] == ["0001", "0006", "0008", "0024"]
+    assert [r for r in REVISIONS if declared(r)] == ["0001", "0006", "0008", "0024", "0032"]
 
 
 @pytest.mark.parametrize("mode", [TIMESCALEDB, POSTGRESQL])
@@ -1369,6 +1369,7 @@ def test_hypertables_and_their_unique_keys() -> None:
         "load_connector_1m": "bucket",
         "connector_status_history": "at",
         "ocpp_messages": "received_at",
+        "connector_risk_1m": "bucket",
     }
     # After 0007 the natural primary key of meter_samples is a (series_key, time) index.
     assert model.tables["meter_samples"].unique == {

@@ -14,14 +14,14 @@
 Plain tables in both storage modes.
 
 Revision ID: 0031
-Revises: 0025
+Revises: 0032
 Create Date: 2026-12-07
 """
 
 from alembic import op
 
 revision = "0031"
-down_revision = "0025"
+down_revision = "0032"
 branch_labels = None
 depends_on = None
 

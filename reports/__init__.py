@@ -1,0 +1,1 @@
+"""Usage reports: the maths (usage), the CSV and the HTML page with charts."""
