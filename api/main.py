@@ -39,6 +39,7 @@ from api.routers import (
     reports,
     sessions,
     sites,
+    smart_charging,
     station_commands,
     station_health,
     station_messages,
@@ -181,6 +182,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(firmware_rollouts.router)
     app.include_router(station_messages.router)
     app.include_router(audit.router)
+    app.include_router(smart_charging.router)
     app.include_router(reports.router)
 
 

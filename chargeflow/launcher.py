@@ -1,7 +1,7 @@
 """``chargeflow run``: the whole system on one machine, on embedded defaults.
 
 Order: broker -> database (+ migrations) -> topics -> seed data -> gateway,
-flows (sessions, load, status, faults, messages), API (and the webhooks worker when
+flows (sessions, load, status, faults, messages, smart_charging), API (and the webhooks worker when
 CHARGEFLOW_WEBHOOKS_ENDPOINTS lists receivers) -> simulated charge points. Ctrl-C (or
 SIGTERM) stops the children in reverse order, then the embedded broker and database.
 """
@@ -56,7 +56,7 @@ def simulated_id_tags(count: int = 20) -> list[str]:
 
 
 SIMULATED_ID_TAGS = simulated_id_tags()
-FLOWS = ("sessions", "load", "status", "faults", "messages")
+FLOWS = ("sessions", "load", "status", "faults", "messages", "smart_charging")
 
 DEVELOPMENT_KEY_NAME = "development key (chargeflow run)"
 

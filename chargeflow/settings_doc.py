@@ -28,6 +28,7 @@ from flows.settings import (
     LoadFlowSettings,
     MessagesFlowSettings,
     SessionsFlowSettings,
+    SmartChargingFlowSettings,
 )
 from ingest.gateway.settings import GatewaySettings
 from ingest.meters.settings import MeterBridgeSettings
@@ -61,6 +62,11 @@ PROCESSES: list[tuple[str, str, type[BaseSettings]]] = [
         "Messages flow",
         'python -m flows.run "flows.messages.dataflow:from_env()"',
         MessagesFlowSettings,
+    ),
+    (
+        "Smart-charging flow",
+        'python -m flows.run "flows.smart_charging.dataflow:from_env()"',
+        SmartChargingFlowSettings,
     ),
     ("Simulator", "chargeflow simulate (its options win)", SimulatorSettings),
     ("Aggregates refresher", "python -m store.aggregates", AggregatesSettings),

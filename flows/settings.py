@@ -24,6 +24,7 @@ from flows.messages.config import MessagesFlowConfig
 from flows.sessions.config import SessionsFlowConfig
 from flows.sessions.registers import RegisterRules
 from flows.sessions.rules import DEFAULT_RULES, SessionRules
+from flows.smart_charging.config import SmartChargingFlowConfig
 from runtime.settings import (
     ComponentFields,
     DatabaseSettings,
@@ -137,4 +138,35 @@ class MessagesFlowSettings(FlowSettings):
 
     def flow_config(self) -> MessagesFlowConfig:
         config: MessagesFlowConfig = self.build_component(**self._shared())
+        return config
+
+
+class SmartChargingFlowSettings(FlowSettings):
+    """The smart-charging flow's settings (``CHARGEFLOW_SMART_*`` for its control rules)."""
+
+    __component__ = ComponentFields(
+        SmartChargingFlowConfig,
+        prefix="flow_",
+        names={
+            name: f"smart_{name}"
+            for name in (
+                "rules_refresh_s",
+                "reaction_window_s",
+                "tolerance_a",
+                "lease_s",
+                "lead_s",
+                "retry_s",
+                "min_update_interval_s",
+                "threshold_a",
+                "rotation_period_s",
+                "command_ttl_s",
+                "command_timeout_s",
+            )
+        },
+        shared=_SHARED,
+        exclude=_WIRING,
+    )
+
+    def flow_config(self) -> SmartChargingFlowConfig:
+        config: SmartChargingFlowConfig = self.build_component(**self._shared())
         return config

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ingest.simulator.behaviours import command_behaviours
 from ingest.simulator.ground_truth import InjectedFault
 from ingest.simulator.physics import Rating
 from ingest.simulator.profiles import DEFAULT_MODEL, STATION_MODELS
 from ingest.simulator.versions import VERSIONS
+
+PROFILE_BEHAVIOURS = ("obey", "reject", "ignore")
 
 
 def default_id_tags(count: int = 20) -> tuple[str, ...]:
@@ -74,6 +77,12 @@ class FleetConfig:
     # Eichrecht meters: every station's start and end registers are also sent signed
     # (OCMF-like records: 1.6 SignedData, 2.0.1 signedMeterValue; ingest.simulator.ocmf).
     signed_meter_values: bool = False
+    # Smart charging: simulated seconds from a received charging profile to the EV's
+    # draw following it (IEC 61851-1 gives an EV 5 s to follow a lower PWM duty), and
+    # stations that do not obey: station id -> "reject" (SetChargingProfile Rejected) or
+    # "ignore" (Accepted, and the EV keeps drawing: non-compliant).
+    profile_reaction_s: float = 5.0
+    profile_behaviour: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.ocpp_versions if v not in VERSIONS]
@@ -82,6 +91,11 @@ class FleetConfig:
                 f"ocpp_versions must be from {sorted(VERSIONS)}, got {self.ocpp_versions!r}"
             )
         command_behaviours(self.command_behaviour)  # raises for an unknown behaviour
+        wrong = {k: v for k, v in self.profile_behaviour.items() if v not in PROFILE_BEHAVIOURS}
+        if wrong:
+            raise ValueError(f"profile_behaviour must be one of {PROFILE_BEHAVIOURS}, got {wrong}")
+        if self.profile_reaction_s < 0:
+            raise ValueError("profile_reaction_s must be >= 0")
         unknown_models = set(self.station_models) - {*STATION_MODELS, "mixed"}
         if not self.station_models or unknown_models:
             raise ValueError(
@@ -92,6 +106,13 @@ class FleetConfig:
     @property
     def rating(self) -> Rating:
         return Rating(self.max_power_w, self.voltage_v, self.phases)
+
+    def profile_handling(self, cp_id: str) -> dict[str, Any]:
+        """How station ``cp_id`` treats charging profiles (``StationState``'s options)."""
+        return {
+            "profile_behaviour": self.profile_behaviour.get(cp_id, "obey"),
+            "reaction_s": self.profile_reaction_s,
+        }
 
     def station_ids(self) -> list[str]:
         return [f"{self.station_id_prefix}{i:04d}" for i in range(1, self.stations + 1)]

@@ -169,7 +169,7 @@ class Sessions:
                 await self.port.send_status(cid, "Available")
             return
         tx = await self._begin(cid, id_tag)
-        self.port.state.session_started(cid, tx.transaction_id)
+        self.port.state.session_started(cid, tx.transaction_id, tx.started_at)
         reason = "DeAuthorized"
         if tx.accepted:
             await self.port.send_status(cid, "Charging")
@@ -215,7 +215,9 @@ class Sessions:
         while True:
             await self.port.sleep(cfg.meter_interval_s)
             effect = self.port.effect(cid)
-            state.station_max_w = state_of.power_limit_w(cid, self.port.rating.max_power_w)
+            state.station_max_w = state_of.power_limit_w(
+                cid, self.port.rating.max_power_w, self.port.now()
+            )
             state.derate = effect.delivered_factor
             energy = state.step(cfg.meter_interval_s)
             self.supply[cid].add(energy)

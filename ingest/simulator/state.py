@@ -11,8 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from ingest.simulator.charging_profiles import (
+    PURPOSES,
+    InstalledProfile,
+    connector_limit_w,
+    station_cap_w,
+)
 from ingest.simulator.physics import Rating
 
 
@@ -52,15 +59,6 @@ VARIABLES_201: dict[tuple[str, str], tuple[str, bool]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
-    profile_id: int
-    connector_id: int  # 0 = every connector
-    stack_level: int
-    purpose: str
-    limit_w: float
-
-
 def schedule_limit_w(unit: str, limit: float, phases: int | None, rating: Rating) -> float:
     """A schedule period's limit in W (``unit`` W, or A x voltage x phases)."""
     if unit == "A":
@@ -78,13 +76,23 @@ class Availability:
 
 
 class StationState:
-    def __init__(self, connectors: Iterable[int]) -> None:
+    def __init__(
+        self, connectors: Iterable[int], *, profile_behaviour: str = "obey", reaction_s: float = 0.0
+    ) -> None:
         self.connectors = tuple(connectors)
         self.received: list[tuple[str, dict[str, Any]]] = []  # (action, payload) of each CALL
         self.configuration = {k: Setting(*v) for k, v in CONFIG_16.items()}
         self.configuration["NumberOfConnectors"].value = str(len(self.connectors))
         self.variables = {k: Setting(*v) for k, v in VARIABLES_201.items()}
-        self.profiles: dict[int, Profile] = {}
+        self.profiles: dict[int, InstalledProfile] = {}
+        # Profiles replaced by a newer one, in force until it takes effect (the EV follows
+        # the new limit after its reaction delay, the old one holds until then).
+        self.superseded: list[InstalledProfile] = []
+        # How the station treats SetChargingProfile: "obey", "reject" (answers Rejected)
+        # or "ignore" (answers Accepted, keeps drawing: a non-compliant station).
+        self.profile_behaviour = profile_behaviour
+        self.reaction_s = reaction_s  # simulated seconds before a received limit takes effect
+        self.started_at: dict[int, datetime] = {}  # connector -> its transaction's start
         self.unavailable: set[int] = set()
         self.scheduled_unavailable: set[int] = set()
         self.running: dict[int, int | str] = {}  # connector -> transaction id
@@ -101,22 +109,46 @@ class StationState:
 
     # ------------------------------------------------------------- sessions
 
-    def power_limit_w(self, cid: int, station_max_w: float) -> float:
-        """The power cap on connector ``cid``: the lowest profile limit in force."""
-        limits = [p.limit_w for p in self.profiles.values() if p.connector_id in (0, cid)]
-        return min([station_max_w, *limits])
+    def power_limit_w(self, cid: int, station_max_w: float, at: datetime) -> float:
+        """The power cap on connector ``cid`` at ``at``: the lowest of ``station_max_w``,
+        the connector's profile in force and the station's cap (ChargePointMaxProfile),
+        which the connectors charging share evenly (:mod:`charging_profiles`)."""
+        tx = self.running.get(cid)
+        self.superseded = [
+            p for p in self.superseded if p.superseded_at is None or p.superseded_at > at
+        ]
+        profiles = [*self.profiles.values(), *self.superseded]
+        own = connector_limit_w(
+            profiles,
+            cid,
+            at,
+            None if tx is None else str(tx),
+            self.started_at.get(cid),
+        )
+        cap = station_cap_w(profiles, at)
+        if cap is not None:
+            cap /= max(1, len(self.running))
+        return min(x for x in (station_max_w, own, cap) if x is not None)
 
     def take_stop(self, cid: int) -> str | None:
         """A stop requested for the session on ``cid`` (by command), once."""
         return self.stops.pop(cid, None)
 
-    def session_started(self, cid: int, transaction_id: int | str) -> None:
+    def session_started(
+        self, cid: int, transaction_id: int | str, at: datetime | None = None
+    ) -> None:
         self.running[cid] = transaction_id
+        if at is not None:
+            self.started_at[cid] = at
 
     def session_ended(self, cid: int) -> bool:
         """Forget the session's transaction profiles; True when the connector becomes
         Unavailable now (a ChangeAvailability was scheduled for the session's end)."""
         self.running.pop(cid, None)
+        self.started_at.pop(cid, None)
+        self.superseded = [
+            p for p in self.superseded if p.connector_id != cid or p.purpose != "TxProfile"
+        ]
         for profile_id in [
             k
             for k, p in self.profiles.items()
@@ -220,16 +252,20 @@ class StationState:
             for k, pr in self.profiles.items()
             if (profile_id is None or k == profile_id)
             and (cid is None or pr.connector_id == cid)
-            and (purpose is None or pr.purpose == purpose)
+            and (purpose is None or pr.purpose == PURPOSES.get(purpose, purpose))
             and (stack_level is None or pr.stack_level == stack_level)
         ]
         for k in matches:
+            self.superseded = [p for p in self.superseded if p.profile_id != k]
             del self.profiles[k]
         return bool(matches)
 
-    def composite_limit(self, cid: int, unit: str | None, rating: Rating) -> tuple[str, float]:
-        """(unit, limit) in force on ``cid``, in A when asked so, else W (0.1 precision)."""
-        limit_w = self.power_limit_w(cid, rating.max_power_w)
+    def composite_limit(
+        self, cid: int, unit: str | None, rating: Rating, at: datetime
+    ) -> tuple[str, float]:
+        """(unit, limit) in force on ``cid`` at ``at``, in A when asked so, else W (0.1
+        precision)."""
+        limit_w = self.power_limit_w(cid, rating.max_power_w, at)
         if unit == "A":
             return "A", round(limit_w / (rating.voltage_v * rating.phases), 1)
         return "W", round(limit_w, 1)

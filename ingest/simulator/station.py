@@ -87,7 +87,7 @@ class SimulatedStation:
         # the station's registers follow it unless a meter fault bends them.
         self.supply_registers = {cid: EnergyRegister(r.wh) for cid, r in self.registers.items()}
         # What the CSMS's commands changed (profiles, availability...), across connections.
-        self.state = StationState(self.registers)
+        self.state = StationState(self.registers, **config.profile_handling(cp_id))
         self.profile: StationProfile = station_profile(
             cp_id,
             index,

@@ -32,6 +32,7 @@ from schemathesis.config._checks import POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUS
 from api.config import ApiConfig
 from api.main import create_app
 from api.params import (
+    EXAMPLE_ACTIVE_SESSION_ID,
     EXAMPLE_ALERT_FIRST_SEEN,
     EXAMPLE_ALERT_ID,
     EXAMPLE_COMMAND_ID,
@@ -98,6 +99,7 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
             (EXAMPLE_STATION, T0),
         )
         insert_session(db, session_id=EXAMPLE_SESSION_ID, charge_point_id=EXAMPLE_STATION)
+        seed_smart_charging(db)
         for k in range(1, 4):
             insert_session(
                 db,
@@ -124,6 +126,48 @@ def seeded_database(pg_server: DatabaseServer) -> Iterator[str]:
     seed_registry(url)
     yield url
     pg_server.drop_database(name)
+
+
+def seed_smart_charging(db: psycopg.Connection[Any]) -> None:
+    """A session still charging (the charging-needs example) and the smart-charging
+    flow's allocation of the example site."""
+    insert_session(
+        db,
+        session_id=EXAMPLE_ACTIVE_SESSION_ID,
+        charge_point_id=EXAMPLE_STATION,
+        connector_id=2,
+        status="active",
+        stopped_at=None,
+        meter_stop_wh=None,
+        energy_wh=None,
+        energy_source=None,
+    )
+    body = {
+        "site_id": EXAMPLE_SITE,
+        "at": "2026-01-05T10:00:00+00:00",
+        "limit_a": [72.4, 72.4, 72.4],
+        "base_load_a": [0.0, 0.0, 0.0],
+        "fixed_load_a": [0.0, 0.0, 0.0],
+        "allocated_a": [16.0, 16.0, 16.0],
+        "headroom_a": [56.4, 56.4, 56.4],
+        "sessions": [
+            {
+                "station_id": EXAMPLE_STATION,
+                "connector_id": 2,
+                "transaction_id": "1",
+                "current_a": 16.0,
+                "site_phases": [1, 2, 3],
+                "reason": "max current",
+                "controlled": True,
+            }
+        ],
+        "non_compliant": {},
+        "budgeted": [],
+    }
+    db.execute(
+        "INSERT INTO smart_charging_allocations (site_id, at, body) VALUES (%s, %s, %s)",
+        (EXAMPLE_SITE, T0, Jsonb(body)),
+    )
 
 
 def seed_commands(url: str) -> None:
@@ -307,6 +351,7 @@ DOCUMENT = create_app(ApiConfig(database_url="postgresql://unused")).openapi()
 # The registry: a site, station or meter named that does not exist, a time zone that is
 # not IANA, a security profile without a password (or 3), min above max current, a meter
 # on a connector its role does not fit (tested in test_api_registry_*.py).
+# Smart charging: a limit window that ends before it starts.
 # Firmware: 2.0.1-only fields for the 1.6 station; rollouts: unknown stations, a site
 # without stations, stations and site_id together.
 COMMAND_ACTIONS = (
@@ -347,6 +392,7 @@ CROSS_FIELD_OPERATIONS = (
     "PUT /v1/stations/{station_id}/connectors/{connector_id}",
     "PATCH /v1/sites/{site_id}",
     "PATCH /v1/meters/{meter_id}",
+    "PUT /v1/sites/{site_id}/limits",
 )
 POSITIVE_OR_RULE_REJECTED = [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]
 CONFIG = SchemathesisConfig.from_dict(
@@ -460,7 +506,7 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 97, CASES
+    assert len(authenticated) == 101, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
     # refuses the others (409). A firmware rollout is paused, resumed or cancelled once
     # from a state, too.

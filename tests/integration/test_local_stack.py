@@ -80,7 +80,8 @@ def _read_the_banner_and_wait_until_ready(
     # Each flow serves health and metrics on its own port, named in the banner.
     flow_line = next(ln for ln in lines if "flow health" in ln)
     flow_ports = dict(re.findall(r"(\w+) http://127\.0\.0\.1:(\d+)", flow_line))
-    assert set(flow_ports) == {"sessions", "load", "status", "faults", "messages"}, flow_line
+    expected = {"sessions", "load", "status", "faults", "messages", "smart_charging"}
+    assert set(flow_ports) == expected, flow_line
     for name, port in [*flow_ports.items(), ("meters", str(meters_port))]:
         poll_until(
             functools.partial(_status, f"http://127.0.0.1:{port}/readyz"),

@@ -160,7 +160,7 @@ def test_probes_and_scrapes_use_the_processes_own_ports_and_paths(
         assert annotations["prometheus.io/path"] in process.health_paths
         assert annotations.get("prometheus.io/scheme", "http") == ("https" if tls else "http")
         probed += 1
-    assert probed == 8  # gateway, API, meter bridge, five flows
+    assert probed == 3 + len(flow_names())  # gateway, API, meter bridge, every flow
 
 
 def test_services_select_pods_and_name_their_ports(rendered: list[Resource]) -> None:
@@ -203,7 +203,8 @@ def test_every_flow_is_a_statefulset_cluster_with_recovery_storage(
     sets = {r["metadata"]["name"]: r for r in rendered if r["kind"] == "StatefulSet"}
     services = {r["metadata"]["name"]: r for r in rendered if r["kind"] == "Service"}
     for flow in flow_names():
-        sts = sets[f"chargeflow-flow-{flow}"]
+        # Kubernetes names are DNS labels: no underscore.
+        sts = sets[f"chargeflow-flow-{flow.replace('_', '-')}"]
         spec = sts["spec"]
         [container] = containers(sts)
         env = {e["name"]: e for e in container["env"]}

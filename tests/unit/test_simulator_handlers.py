@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,12 @@ from ocpp.messages import Call
 from bus.measurands import ENERGY_REGISTER
 from ingest.simulator.behaviours import BEHAVIOURS, command_behaviours
 from ingest.simulator.behaviours.base import Effect
+from ingest.simulator.charging_profiles import TX_DEFAULT, InstalledProfile, Period
 from ingest.simulator.config import FleetConfig
 from ingest.simulator.dialect import Dialect, FaultReport, Reading, Sample
 from ingest.simulator.physics import Rating
 from ingest.simulator.profiles import StationProfile, station_profile
-from ingest.simulator.state import Profile, StationState
+from ingest.simulator.state import StationState
 from ingest.simulator.versions import VERSIONS
 
 T0 = datetime(2026, 1, 5, 10, tzinfo=UTC)
@@ -148,7 +149,7 @@ async def test_the_library_validates_the_call_before_the_handler_sees_it() -> No
 async def test_a_composite_schedule_answers_the_limit_exactly(version: str) -> None:
     key = "connectorId" if version == "1.6" else "evseId"
     station = Station(version)
-    station.state.profiles[1] = Profile(1, 1, 0, "TxDefaultProfile", 7400.3)
+    station.state.profiles[1] = InstalledProfile(1, 1, 0, TX_DEFAULT, (Period(0, 7400.3),), T0)
     _, sent = await answer(
         version,
         "GetCompositeSchedule",
@@ -310,3 +311,100 @@ async def test_a_disabled_cache_is_not_cleared(version: str) -> None:
         station.state.variables[("AuthCacheCtrlr", "Enabled")].value = "false"
     _, sent = await answer(version, "ClearCache", {}, station=station)
     assert sent[0][2] == {"status": "Rejected"}
+
+
+def v16_profile(purpose: str, limit: float, *, connector: int = 1, **extra: Any) -> dict[str, Any]:
+    return {
+        "connectorId": connector,
+        "csChargingProfiles": {
+            "chargingProfileId": 7,
+            "stackLevel": 1,
+            "chargingProfilePurpose": purpose,
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+            },
+            **extra,
+        },
+    }
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_profile_takes_effect_after_the_reaction_delay(version: str) -> None:
+    station = Station(version)
+    station.state.reaction_s = 5.0
+    station.state.session_started(1, 42, T0)
+    if version == "1.6":
+        payload = v16_profile("TxProfile", 10.0, transactionId=42)
+    else:
+        payload = {
+            "evseId": 1,
+            "chargingProfile": {
+                "id": 7,
+                "stackLevel": 1,
+                "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Absolute",
+                "transactionId": "42",
+                "chargingSchedule": [
+                    {
+                        "id": 7,
+                        "chargingRateUnit": "A",
+                        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}],
+                    }
+                ],
+            },
+        }
+    _, sent = await answer(version, "SetChargingProfile", payload, station=station)
+    assert sent == [[3, "id-1", {"status": "Accepted"}]]
+    before = station.state.power_limit_w(1, 22_000.0, T0 + timedelta(seconds=4.9))
+    after = station.state.power_limit_w(1, 22_000.0, T0 + timedelta(seconds=5))
+    assert (before, after) == (22_000.0, 10.0 * 230.0 * 3)
+
+
+async def test_a_station_cap_is_shared_by_the_connectors_charging() -> None:
+    station = Station("1.6")
+    station.state.session_started(1, 1, T0)
+    station.state.session_started(2, 2, T0)
+    payload = v16_profile("ChargePointMaxProfile", 16.0, connector=0)
+    _, sent = await answer("1.6", "SetChargingProfile", payload, station=station)
+    assert sent == [[3, "id-1", {"status": "Accepted"}]]
+    assert station.state.power_limit_w(1, 22_000.0, T0) == pytest.approx(16 * 230 * 3 / 2)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "status", "kept"), [("reject", "Rejected", 0), ("ignore", "Accepted", 0)]
+)
+async def test_a_station_may_reject_or_ignore_profiles(
+    behaviour: str, status: str, kept: int
+) -> None:
+    station = Station("1.6")
+    station.state.profile_behaviour = behaviour
+    payload = v16_profile("TxDefaultProfile", 6.0)
+    _, sent = await answer("1.6", "SetChargingProfile", payload, station=station)
+    assert sent == [[3, "id-1", {"status": status}]]
+    assert len(station.state.profiles) == kept
+    assert station.state.power_limit_w(1, 22_000.0, T0) == 22_000.0
+
+
+async def test_a_charge_point_max_profile_only_on_connector_0() -> None:
+    payload = v16_profile("ChargePointMaxProfile", 16.0, connector=1)
+    station, sent = await answer("1.6", "SetChargingProfile", payload)
+    assert sent == [[3, "id-1", {"status": "Rejected"}]]
+    assert station.state.profiles == {}
+
+
+async def test_a_replaced_profile_holds_until_the_new_one_takes_effect() -> None:
+    station = Station("1.6")
+    station.state.reaction_s = 5.0
+    first = v16_profile("TxDefaultProfile", 10.0, connector=0)
+    await answer("1.6", "SetChargingProfile", first, station=station)
+    later = T0 + timedelta(seconds=10)
+    station.now = lambda: later  # type: ignore[method-assign]
+    second = v16_profile("TxDefaultProfile", 0.0, connector=0)
+    _, sent = await answer("1.6", "SetChargingProfile", second, station=station)
+    assert sent == [[3, "id-1", {"status": "Accepted"}]]
+    limits = [
+        station.state.power_limit_w(1, 22_000.0, later + timedelta(seconds=s)) for s in (0, 4, 5)
+    ]
+    assert limits == [10.0 * 690, 10.0 * 690, 0.0]  # never unlimited in between

@@ -26,11 +26,18 @@ the way a real station would, with effects on the simulation:
   Inoperative answers remote starts Rejected.
 - Get/ChangeConfiguration, Get/SetVariables: a config store; read-only keys answer
   Rejected, unknown keys NotSupported (1.6) / UnknownComponent/UnknownVariable (2.0.1).
-- SetChargingProfile: the first schedule period's limit (W, or A x voltage x phases)
-  caps the simulated power of that connector (0 = all) from the next meter interval
-  (Rejected for an unknown connector, a TxProfile without a transaction or naming
-  another one); ClearChargingProfile removes it (Unknown when nothing matched);
-  GetCompositeSchedule answers the limit in force (Rejected for an unknown connector).
+- SetChargingProfile: kept as the station keeps it (every schedule period, limits in W
+  or A x voltage x phases, validity, Absolute / Relative / Recurring; a new profile
+  replaces the one with its id, in 1.6 also one with its connector, purpose and stack
+  level); the EV follows the limit in
+  force (``ingest.simulator.charging_profiles``: TxProfile over TxDefaultProfile, the
+  highest stack level, capped by the ChargePointMaxProfile shared by the connectors
+  charging) after the fleet's ``profile_reaction_s``. Rejected for an unknown connector,
+  a TxProfile without a transaction or naming another one, a ChargePointMaxProfile not on
+  connector 0, and on a station whose ``profile_behaviour`` is ``reject``; a station set
+  to ``ignore`` answers Accepted and keeps drawing (non-compliant). ClearChargingProfile
+  removes profiles (Unknown when nothing matched); GetCompositeSchedule answers the
+  limit installed (Rejected for an unknown connector).
 - TriggerMessage: sends the requested message after answering (NotImplemented for
   messages the simulator does not send).
 - UpdateFirmware: Downloading, Downloaded, (2.0.1) SignatureVerified, Installing,

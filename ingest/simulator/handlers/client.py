@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from ocpp.charge_point import ChargePoint
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, unpack
 
+from bus.times import parse_rfc3339
 from ingest.simulator.behaviours.base import Behaviours, Fail, Ignore, Reply
+from ingest.simulator.charging_profiles import PURPOSES, InstalledProfile, Period
 from ingest.simulator.firmware import STEP_S, firmware_plan
 from ingest.simulator.port import StationPort
-from ingest.simulator.state import Profile, schedule_limit_w
+from ingest.simulator.state import schedule_limit_w
 
 Effect = Callable[[], Coroutine[Any, Any, None]]
 # The charging profile of a CALL, for (connector id, purpose).
-ProfileOf = Callable[[int, str], Profile]
+ProfileOf = Callable[[int, str], InstalledProfile]
 # The statuses of the notifications that follow an upload (diagnostics, log).
 _UPLOAD_STEPS = ("Uploading", "Uploaded")
 
@@ -29,6 +33,10 @@ class Connection(Protocol):
     async def send(self, message: str) -> None: ...
 
     async def recv(self) -> str | bytes: ...
+
+
+def _instant(value: str | None) -> datetime | None:
+    return None if value is None else parse_rfc3339(value)
 
 
 def _is_call(raw: str | bytes) -> bool:
@@ -51,6 +59,8 @@ class StationClient(ChargePoint):
 
     # "<...>StatusNotification" -> its CALL's class (sent with status Idle when triggered)
     idle_notifications: ClassVar[dict[str, Callable[..., Any]]]
+    # A new profile replaces one with the same connector, purpose and stack level (1.6).
+    replaces_same_slot: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -137,19 +147,78 @@ class StationClient(ChargePoint):
         return change.status
 
     def set_profile(self, cid: int, charging_profile: dict[str, Any]) -> str:
-        purpose = str(charging_profile["charging_profile_purpose"])
+        """Install a profile (it takes effect after the station's reaction delay); a
+        station configured to reject profiles answers Rejected, one that ignores them
+        answers Accepted and keeps none."""
+        purpose = PURPOSES.get(str(charging_profile["charging_profile_purpose"]))
+        if purpose is None or self.state.profile_behaviour == "reject":
+            return "Rejected"
         if cid != 0 and cid not in self.state.connectors:
             return "Rejected"
+        if purpose == "ChargePointMaxProfile" and cid != 0:
+            return "Rejected"  # the station's cap lives on connector 0
         if purpose == "TxProfile" and cid not in self.state.running:
             return "Rejected"  # a TxProfile needs a transaction
         tx = charging_profile.get("transaction_id")
         if tx is not None and str(tx) != str(self.state.running.get(cid)):
             return "Rejected"  # not the connector's transaction
-        self.add_profile(self.profile_of(charging_profile)(cid, purpose))
+        if self.state.profile_behaviour != "ignore":
+            self.add_profile(self.profile_of(charging_profile)(cid, purpose))
         return "Accepted"
 
-    def add_profile(self, profile: Profile) -> None:
+    def add_profile(self, profile: InstalledProfile) -> None:
+        """Keep ``profile``; it replaces the one with its id (2.0.1 K01.FR.05) and, in 1.6,
+        any with its connector, purpose and stack level (3.13.2); the replaced ones stay
+        in force until it takes effect. (Two 2.0.1 profiles in one slot: the lower limit
+        wins.)"""
+        for pid, old in list(self.state.profiles.items()):
+            same_slot = self.replaces_same_slot and (
+                old.connector_id,
+                old.purpose,
+                old.stack_level,
+            ) == (profile.connector_id, profile.purpose, profile.stack_level)
+            if same_slot or pid == profile.profile_id:
+                del self.state.profiles[pid]
+                self.state.superseded.append(
+                    dataclasses.replace(old, superseded_at=profile.effective_from)
+                )
         self.state.profiles[profile.profile_id] = profile
+
+    def installed(
+        self,
+        profile: dict[str, Any],
+        schedule: dict[str, Any],
+        profile_id: int,
+        cid: int,
+        purpose: str,
+    ) -> InstalledProfile:
+        """A (snake_case) profile and its schedule as the station keeps it: every period
+        in W, in force from now plus the reaction delay."""
+        unit, rating = schedule["charging_rate_unit"], self.station.rating
+        periods = tuple(
+            Period(
+                float(p["start_period"]),
+                schedule_limit_w(unit, float(p["limit"]), p.get("number_phases"), rating),
+            )
+            for p in schedule["charging_schedule_period"]
+        )
+        tx = profile.get("transaction_id")
+        duration = schedule.get("duration")
+        return InstalledProfile(
+            profile_id,
+            cid,
+            int(profile["stack_level"]),
+            PURPOSES.get(purpose, purpose),
+            periods,
+            self.station.now() + timedelta(seconds=self.state.reaction_s),
+            kind=str(profile.get("charging_profile_kind", "Absolute")),
+            start=_instant(schedule.get("start_schedule")),
+            duration_s=None if duration is None else float(duration),
+            recurrency=profile.get("recurrency_kind"),
+            valid_from=_instant(profile.get("valid_from")),
+            valid_to=_instant(profile.get("valid_to")),
+            transaction_id=None if tx is None else str(tx),
+        )
 
     def trigger(self, what: str, cids: list[int]) -> str:
         """Send the CALLs a TriggerMessage asks for after the answer; the status."""
@@ -204,7 +273,9 @@ class StationClient(ChargePoint):
         connector the station does not have."""
         if cid != 0 and cid not in self.state.connectors:
             return None
-        return self.state.composite_limit(cid, unit, self.station.rating)
+        # The composite schedule is what is installed: the EV's reaction delay is physics.
+        at = self.station.now() + timedelta(seconds=self.state.reaction_s)
+        return self.state.composite_limit(cid, unit, self.station.rating, at)
 
     def send_local_list(
         self, version: int, update_type: str, entries: dict[str, str | None], enabled: str
@@ -229,16 +300,6 @@ class StationClient(ChargePoint):
     @staticmethod
     def data_transfer(vendor_id: str) -> str:
         return "Accepted" if vendor_id == "org.chargeflow" else "UnknownVendorId"
-
-    def limit_w(self, schedule: dict[str, Any]) -> float:
-        """The first period's limit of a (snake_case) charging schedule, in W."""
-        period = schedule["charging_schedule_period"][0]
-        return schedule_limit_w(
-            schedule["charging_rate_unit"],
-            float(period["limit"]),
-            period.get("number_phases"),
-            self.station.rating,
-        )
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         """A CALL is recorded and shown to the behaviours before the library sees it

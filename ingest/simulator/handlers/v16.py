@@ -11,8 +11,8 @@ from ocpp.v16 import call_result as r
 from ocpp.v16.enums import Action
 
 from bus.times import format_rfc3339
+from ingest.simulator.charging_profiles import InstalledProfile
 from ingest.simulator.handlers.client import ProfileOf, StationClient
-from ingest.simulator.state import Profile
 
 
 class V16ChargePoint(StationClient, ChargePoint):
@@ -20,16 +20,13 @@ class V16ChargePoint(StationClient, ChargePoint):
         "DiagnosticsStatusNotification": c.DiagnosticsStatusNotification,
         "FirmwareStatusNotification": c.FirmwareStatusNotification,
     }
+    replaces_same_slot = True
 
     def profile_of(self, profile: dict[str, Any]) -> ProfileOf:
-        def of(cid: int, purpose: str) -> Profile:
-            limit = self.limit_w(profile["charging_schedule"])
-            return Profile(
-                int(profile["charging_profile_id"]),
-                cid,
-                int(profile["stack_level"]),
-                purpose,
-                limit,
+        def of(cid: int, purpose: str) -> InstalledProfile:
+            schedule = profile["charging_schedule"]
+            return self.installed(
+                profile, schedule, int(profile["charging_profile_id"]), cid, purpose
             )
 
         return of

@@ -12,8 +12,9 @@ from ocpp.v201 import call_result as r
 from ocpp.v201.enums import Action
 
 from bus.times import format_rfc3339
+from ingest.simulator.charging_profiles import InstalledProfile
 from ingest.simulator.handlers.client import ProfileOf, StationClient
-from ingest.simulator.state import Profile, Setting
+from ingest.simulator.state import Setting
 
 
 class V201ChargePoint(StationClient, ChargePoint):
@@ -23,9 +24,9 @@ class V201ChargePoint(StationClient, ChargePoint):
     }
 
     def profile_of(self, profile: dict[str, Any]) -> ProfileOf:
-        def of(cid: int, purpose: str) -> Profile:
-            limit = self.limit_w(profile["charging_schedule"][0])
-            return Profile(int(profile["id"]), cid, int(profile["stack_level"]), purpose, limit)
+        def of(cid: int, purpose: str) -> InstalledProfile:
+            schedule = profile["charging_schedule"][0]
+            return self.installed(profile, schedule, int(profile["id"]), cid, purpose)
 
         return of
 
