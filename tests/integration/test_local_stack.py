@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -226,8 +227,14 @@ def test_chargeflow_run_serves_sessions_and_ctrl_c_stops_everything(
         assert launcher.wait(60) == 0, "".join(lines[-60:])
     finally:
         if launcher.poll() is None:
+            # A failed check: the children run in sessions of their own, so killing the
+            # launcher's group alone would leave them running past the test.
+            children = psutil.Process(launcher.pid).children(recursive=True)
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait()
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
         reader.join(timeout=5)
         pg_server.drop_database(db_name)
 
