@@ -128,6 +128,14 @@ async def connected_fleet(
 
 
 async def one_command(client: httpx.AsyncClient, cp_id: str) -> dict[str, Any]:
+    # A transport failure is an outcome to count, not a reason to stop the run.
+    try:
+        return await _one_command(client, cp_id)
+    except httpx.HTTPError as exc:
+        return {"status": f"client_{type(exc).__name__}", "round_trip_s": None}
+
+
+async def _one_command(client: httpx.AsyncClient, cp_id: str) -> dict[str, Any]:
     started = time.perf_counter()
     resp = await client.post(
         f"/v1/stations/{cp_id}/commands/trigger-message", json={"message": "Heartbeat"}
