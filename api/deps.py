@@ -47,7 +47,10 @@ async def get_db(
 
 
 DbPool = Annotated[AsyncConnectionPool[Any], Depends(get_pool)]
-DbConn = Annotated[AsyncConnection[Any], Depends(get_db)]
+# Released when the handler returns, before the response starts: the audit middleware
+# takes a connection of its own there, and holding both would starve the pool (each of
+# pool-size concurrent writes waiting for a second connection).
+DbConn = Annotated[AsyncConnection[Any], Depends(get_db, scope="function")]
 
 
 def _unauthorized(detail: str) -> ProblemError:

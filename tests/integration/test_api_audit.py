@@ -7,6 +7,7 @@ be stored still answered with its own outcome."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -163,3 +164,30 @@ async def test_a_write_whose_audit_cannot_be_stored_keeps_its_outcome(
     finally:
         with psycopg.connect(clean_db, autocommit=True) as conn:
             conn.execute("ALTER TABLE api_audit_away RENAME TO api_audit")
+
+
+async def test_more_concurrent_writes_than_pool_connections_are_all_answered_and_audited(
+    clean_db: str, keys: dict[str, str]
+) -> None:
+    """The handler's connection goes back before the audit takes one: a request never
+    holds two, so a full pool cannot wait on itself (it answered 503 at 100 writes/s)."""
+    writes = 8
+    wallet = {"provider": "wallet", "customer": "AUD"}
+    async with api_client(clean_db, pool_max_size=2, pool_timeout_s=2.0) as client:
+        answers = await asyncio.gather(
+            *(
+                client.put(
+                    f"/v1/id-tags/TAG-POOL-{n}/payment-method",
+                    json=wallet,
+                    headers=auth(keys["billing"]),
+                )
+                for n in range(writes)
+            )
+        )
+    assert [a.status_code for a in answers] == [200] * writes
+    with psycopg.connect(clean_db) as conn:
+        [(audited,)] = conn.execute(
+            "SELECT count(*) FROM api_audit WHERE route = %s AND status = 200",
+            ("/v1/id-tags/{id_tag}/payment-method",),
+        ).fetchall()
+    assert audited == writes
