@@ -2,8 +2,10 @@
 
 The real pieces, each as deployed: the embedded broker, a fresh migrated database, the
 gateway (``python -m chargeflow.cli gateway``) and the API (``python -m api``) as their
-own processes, and ``--stations`` simulated stations (half OCPP 1.6, half 2.0.1) in this
-process. Commands are offered open-loop at ``--rate`` per second for ``--duration``
+own processes, and ``--stations`` simulated stations (half OCPP 1.6, half 2.0.1) in a
+process of their own too (sharing one event loop with the client, the stations' answers
+waited behind thousands of the client's requests and its round trips measured the
+bench's own queue). Commands are offered open-loop at ``--rate`` per second for ``--duration``
 seconds, round robin over the stations: ``POST /v1/stations/{id}/commands/trigger-message``
 (a Heartbeat, which every station of both versions answers) then
 ``GET /v1/commands/{id}?wait=10``. Measured per command:
@@ -12,9 +14,8 @@ seconds, round robin over the stations: ``POST /v1/stations/{id}/commands/trigge
 * ``stages``, from the command row's timestamps (the database's clock): the API's insert
   to the broker's ack (``published_at``), on to the gateway sending it (``sent_at``), on
   to the station's answer recorded (``completed_at``), and ``in_store`` end to end;
-* achieved rate, outcomes by status, and the CPU% of the API and gateway processes over
-  the window (100 % = one core; this process's simulated stations and client compete with
-  them on a small machine).
+* achieved rate, outcomes by status, and the CPU% of the API, gateway, stations and client
+  processes over the window (100 % = one core; on a small machine they all share it).
 
 Prints one JSON document (progress on stderr). Asserts nothing about time.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -32,6 +34,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +44,7 @@ import psutil
 import psycopg
 
 from bench.common import ROOT, bench_stack, machine_info
-from bench.gateway import GatewayProcess, gateway_process
+from bench.gateway import gateway_process
 from bench.loadgen import raise_fd_limit
 from chargeflow.stack import free_port, tcp_open, wait_until
 from ingest.simulator.clock import SimClock
@@ -125,6 +129,41 @@ async def connected_fleet(
         for station in stations:
             await station._booted_once.wait()
     return stations, tasks
+
+
+async def _serve_stations(config: FleetConfig, ready: Connection, stop: EventType) -> None:
+    async with asyncio.TaskGroup() as tg:
+        stations, tasks = await connected_fleet(config, tg)
+        ready.send([s.cp_id for s in stations])
+        await asyncio.to_thread(stop.wait)
+        for task in tasks:  # the stations run until told to stop
+            task.cancel()
+
+
+def _stations_main(config: FleetConfig, ready: Connection, stop: EventType) -> None:
+    asyncio.run(_serve_stations(config, ready, stop))
+
+
+@contextmanager
+def stations_process(config: FleetConfig) -> Iterator[tuple[list[str], int]]:
+    """The fleet connected and booted in a process of its own: (station ids, its pid)."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    stop = context.Event()
+    proc = context.Process(target=_stations_main, args=(config, sender, stop), daemon=True)
+    proc.start()
+    try:
+        if not receiver.poll(180):
+            raise RuntimeError(f"the stations were not all booted within 180 s ({proc.exitcode=})")
+        station_ids: list[str] = receiver.recv()
+        assert proc.pid is not None
+        yield station_ids, proc.pid
+    finally:
+        stop.set()
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
 
 
 async def one_command(client: httpx.AsyncClient, cp_id: str) -> dict[str, Any]:
@@ -213,31 +252,23 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def measure(
-    args: argparse.Namespace, gw: GatewayProcess, api_port: int, api: psutil.Process, url: str
+    args: argparse.Namespace, api_port: int, station_ids: list[str], url: str, pids: dict[str, int]
 ) -> dict[str, Any]:
     key = create_api_key(url, "bench-commands", "operator")
-    async with asyncio.TaskGroup() as fleet_tasks:
-        stations, tasks = await connected_fleet(
-            fleet_config(gw.url, url, args.stations), fleet_tasks
-        )
-        progress(f"{len(stations)} stations connected; offering {args.rate}/s")
-        # Enough connections that the client never queues its own requests (each waits
-        # for its outcome on its connection).
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{api_port}",
-            headers={"X-API-Key": key},
-            timeout=30,
-            limits=limits,
-        ) as client:
-            await offer(client, [s.cp_id for s in stations], 10, 1)  # warm-up
-            cpu0 = cpu_seconds(api.pid), cpu_seconds(gw.proc.pid)
-            results, wall = await offer(
-                client, [s.cp_id for s in stations], args.rate, args.duration
-            )
-            cpu1 = cpu_seconds(api.pid), cpu_seconds(gw.proc.pid)
-        for task in tasks:  # the stations run until told to stop
-            task.cancel()
+    progress(f"{len(station_ids)} stations connected; offering {args.rate}/s")
+    # Enough connections that the client never queues its own requests (each waits
+    # for its outcome on its connection).
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{api_port}",
+        headers={"X-API-Key": key},
+        timeout=30,
+        limits=limits,
+    ) as client:
+        await offer(client, station_ids, 10, 1)  # warm-up
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        results, wall = await offer(client, station_ids, args.rate, args.duration)
+        cpu1 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     done = [r for r in results if r["round_trip_s"] is not None]
     ids = [r["command_id"] for r in results if "command_id" in r]
     return {
@@ -250,10 +281,7 @@ async def measure(
             name: percentiles(values)
             for name, values in (await asyncio.to_thread(stage_seconds, url, ids)).items()
         },
-        "cpu_percent": {
-            "api": round((cpu1[0] - cpu0[0]) / wall * 100, 1),
-            "gateway": round((cpu1[1] - cpu0[1]) / wall * 100, 1),
-        },
+        "cpu_percent": {name: round((cpu1[name] - cpu0[name]) / wall * 100, 1) for name in pids},
     }
 
 
@@ -275,8 +303,20 @@ def main(argv: list[str] | None = None) -> int:
                 api_port,
                 api,
             ),
+            stations_process(fleet_config(gw.url, stack.database_url, args.stations)) as (
+                station_ids,
+                stations_pid,
+            ),
         ):
-            report["load"] = asyncio.run(measure(args, gw, api_port, api, stack.database_url))
+            pids = {
+                "api": api.pid,
+                "gateway": gw.proc.pid,
+                "stations": stations_pid,
+                "client": os.getpid(),
+            }
+            report["load"] = asyncio.run(
+                measure(args, api_port, station_ids, stack.database_url, pids)
+            )
     report["target"] = {"rate_per_s": 100}
     json.dump(report, sys.stdout, indent=2)
     print()
