@@ -18,6 +18,7 @@ Facts (tagged structs, the tag is the ``type`` field in JSON):
 * :class:`DeviceEvent`      (``device_event``)      - one per 2.0.1 NotifyEvent ``eventData``
 * :class:`StationHeartbeat` (``station_heartbeat``) - Heartbeat (both versions)
 * :class:`StationBoot`      (``station_boot``)      - BootNotification (both versions)
+* :class:`ChargingNeeds`    (``charging_needs``)    - 2.0.1 NotifyEVChargingNeeds
 
 Mapping rules
 -------------
@@ -111,6 +112,17 @@ Device events (2.0.1 NotifyEvent)
   ``component.evse.id`` and ``connector_id`` its ``connectorId``; a component without
   ``evse`` belongs to the whole station (``evse_id`` 0, ``connector_id`` None). Entries
   without an eventId, component or variable name are left out. 1.6 has no NotifyEvent.
+
+Charging needs (2.0.1 NotifyEVChargingNeeds)
+  One :class:`ChargingNeeds` per message: ``evse_id``, ``requested_energy_transfer``
+  (``DC``, ``AC_single_phase``, ``AC_two_phase``, ``AC_three_phase``), ``departure``
+  (``departureTime``, None if absent or not a time), and from ``acChargingParameters``
+  (else ``dcChargingParameters``) the EV's ``energyAmount`` as ``energy_wh``,
+  ``evMinCurrent``/``evMaxCurrent`` as ``ev_min_current_a``/``ev_max_current_a`` (AC
+  only: a DC current is on the battery's side of the converter, no phase current) and
+  the DC ``stateOfCharge`` (%). The message has no time of its own, so ``timestamp`` is
+  ``received_at``. It names no transaction: the one open on the EVSE is meant. 1.6 has
+  no charging needs (ISO 15118 arrived with 2.0.1).
 
 Station heartbeats and boots
   :class:`StationHeartbeat` for every Heartbeat (both versions: the payload is empty).
@@ -303,6 +315,19 @@ class StationBoot(_Fact, tag="station_boot", kw_only=True, frozen=True):
     timestamp: datetime
 
 
+class ChargingNeeds(_Fact, tag="charging_needs", kw_only=True, frozen=True):
+    """What the EV declared over ISO 15118 for the session on ``evse_id``."""
+
+    evse_id: int
+    requested_energy_transfer: str
+    departure: datetime | None = None
+    energy_wh: Decimal | None = None
+    ev_min_current_a: Decimal | None = None
+    ev_max_current_a: Decimal | None = None
+    state_of_charge: int | None = None
+    timestamp: datetime  # when the gateway received it (the message carries no time)
+
+
 Normalized = (
     ConnectorStatus
     | MeterSample
@@ -315,6 +340,7 @@ Normalized = (
     | DeviceEvent
     | StationHeartbeat
     | StationBoot
+    | ChargingNeeds
 )
 
 _encoder = msgspec.json.Encoder()
@@ -961,6 +987,42 @@ def _v201_security_event(
     return security_event(cp, p, received_at)
 
 
+def _v201_charging_needs(
+    cp: str, p: _Payload, response: _Answer, received_at: datetime, evse_states: EvseStates | None
+) -> list[Normalized]:
+    """
+    >>> from datetime import UTC, datetime
+    >>> [needs] = _v201_charging_needs("CP2", {"evseId": 1, "chargingNeeds": {
+    ...     "requestedEnergyTransfer": "AC_three_phase", "departureTime": "2026-01-05T17:00:00Z",
+    ...     "acChargingParameters": {"energyAmount": 30000, "evMinCurrent": 6,
+    ...         "evMaxCurrent": 16, "evMaxVoltage": 400}}}, None, datetime(2026, 1, 5, tzinfo=UTC),
+    ...     None)
+    >>> needs.departure.hour, needs.energy_wh, needs.ev_min_current_a, needs.ev_max_current_a
+    (17, Decimal('30000'), Decimal('6'), Decimal('16'))
+    """
+    evse_id, needs = _int_or_none(p.get("evseId")), _obj(p.get("chargingNeeds"))
+    if evse_id is None:
+        return []
+    ac, dc = _obj(needs.get("acChargingParameters")), _obj(needs.get("dcChargingParameters"))
+    try:
+        departure = parse_rfc3339(needs["departureTime"]) if "departureTime" in needs else None
+    except (TypeError, ValueError):
+        departure = None  # not a time: no departure declared rather than one "now"
+    return [
+        ChargingNeeds(
+            charge_point_id=cp,
+            evse_id=evse_id,
+            requested_energy_transfer=_str_or_none(needs.get("requestedEnergyTransfer")) or "",
+            departure=departure,
+            energy_wh=to_decimal(ac.get("energyAmount", dc.get("energyAmount"))),
+            ev_min_current_a=to_decimal(ac.get("evMinCurrent")),
+            ev_max_current_a=to_decimal(ac.get("evMaxCurrent")),
+            state_of_charge=_int_or_none(dc.get("stateOfCharge")),
+            timestamp=received_at,
+        )
+    ]
+
+
 _V201Normalizer = Callable[[str, _Payload, _Answer, datetime, EvseStates | None], list[Normalized]]
 # The actions that carry facts; every other CALL (NotifyReport...) has none.
 _V201: dict[str, _V201Normalizer] = {
@@ -972,6 +1034,7 @@ _V201: dict[str, _V201Normalizer] = {
     "NotifyEvent": _v201_notify_event,
     "Heartbeat": _v201_heartbeat,
     "BootNotification": _v201_boot,
+    "NotifyEVChargingNeeds": _v201_charging_needs,
 }
 
 

@@ -88,6 +88,25 @@ def updates_to_send(
     return tuple(sorted(chosen.values(), key=_sending_order))
 
 
+def held_until(
+    allocation: Allocation,
+    sent: Mapping[Key, float],
+    last_update_at: Mapping[str, datetime],
+    policy: UpdatePolicy = UpdatePolicy(),
+) -> datetime | None:
+    """When the first change worth sending that a station's rate limit holds back may go
+    (None: nothing held): the caller recomputes then, so that capacity freed elsewhere
+    reaches the others as soon as their stations may take a profile."""
+    times = []
+    for session in allocation.sessions:
+        previous, last = sent.get(session.key), last_update_at.get(session.station_id)
+        if not session.controlled or previous is None or last is None:
+            continue
+        if _worth_sending(session, previous, policy):
+            times.append(last + policy.min_interval)
+    return min(times, default=None)
+
+
 def _must_send(session: SessionLimit, previous: float | None) -> str | None:
     if previous is None:
         return "new"

@@ -21,6 +21,7 @@ Run it with ``python -m flows.run "flows.smart_charging.dataflow:from_env()"``
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,12 +35,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from api.command_forms import set_charging_profile
+from api.command_forms import NotExpressible, set_charging_profile
 from api.schemas.command_bodies import SetChargingProfileCreate
 from bus.commands import CommandError, decode_result, new_command
 from bus.envelope import Kind, decode_envelope, normalized_facts
 from bus.measurands import CURRENT, POWER, to_w
-from bus.normalized import MeterSample, TransactionEnd, TransactionStart
+from bus.normalized import ChargingNeeds, MeterSample, TransactionEnd, TransactionStart
 from bus.times import format_rfc3339, utc_now
 from flows import metrics
 from flows.config import FLOW_GC_YOUNG_THRESHOLD
@@ -57,6 +58,8 @@ from flows.smart_charging.logic import (
     Drawn,
     Ended,
     Event,
+    Needs,
+    NeedsDeclared,
     NonCompliant,
     OtherLoad,
     Outcome,
@@ -82,6 +85,7 @@ from store.smart_charging import (
 )
 
 FLOW_ID = "chargeflow-smart-charging"
+log = logging.getLogger(__name__)
 _RESULT_PREFIX = b'{"command_id"'  # a CommandResult (msgspec keeps field order)
 
 
@@ -123,6 +127,24 @@ def _draws(samples: list[MeterSample]) -> list[Drawn]:
     ]
 
 
+_PHASES = {"AC_single_phase": 1, "AC_two_phase": 2, "AC_three_phase": 3}
+
+
+def _needs_declared(cp: str, fact: ChargingNeeds) -> NeedsDeclared:
+    def number(value: Decimal | None) -> float | None:
+        return float(value) if value is not None else None
+
+    return NeedsDeclared(
+        cp,
+        fact.evse_id,
+        fact.timestamp,
+        Needs(fact.departure, number(fact.energy_wh)),
+        number(fact.ev_min_current_a),
+        number(fact.ev_max_current_a),
+        _PHASES.get(fact.requested_energy_transfer),
+    )
+
+
 def decode_event(data: bytes | None) -> StationEvents | None:
     """A message of one of the three topics as the flow's events; None: nothing for it."""
     if data is not None and data.startswith(_RESULT_PREFIX):
@@ -158,6 +180,8 @@ def decode_event(data: bytes | None) -> StationEvents | None:
             )
         elif isinstance(fact, MeterSample):
             samples.append(fact)
+        elif isinstance(fact, ChargingNeeds):
+            events.append(_needs_declared(cp, fact))
     events.extend(_draws(samples))
     return StationEvents(cp, tuple(events)) if events else None
 
@@ -272,11 +296,17 @@ class SmartRows:
 
     def write(self, conn: psycopg.Connection[Any], rows: list[Output]) -> None:
         now = self.clock()
-        commands = [
-            profile_command(r, now, self.ttl_s, self.timeout_s)
-            for r in rows
-            if isinstance(r, ProfileRequest)
-        ]
+        commands = []
+        for r in rows:
+            if not isinstance(r, ProfileRequest):
+                continue
+            try:
+                commands.append(profile_command(r, now, self.ttl_s, self.timeout_s))
+            except NotExpressible as exc:
+                # The registry's version of the station disagrees with its messages (a
+                # 2.0.1 transaction id on a station registered 1.6 before it booted):
+                # that one profile is skipped, the batch and the flow go on.
+                log.warning("profile for %s not sent: %s", r.station_id, exc)
         latest: dict[str, AllocationView] = {}
         for r in rows:
             if isinstance(r, AllocationView):

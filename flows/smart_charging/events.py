@@ -95,11 +95,26 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class NeedsDeclared:
+    """What the EV declared for the session on a connector (2.0.1 NotifyEVChargingNeeds,
+    ISO 15118): its departure and energy need, its AC current range (A per phase) and
+    how many phases it charges on (None: unknown, the connector's)."""
+
+    station_id: str
+    connector_id: int
+    at: datetime
+    needs: Needs
+    ev_min_a: float | None = None
+    ev_max_a: float | None = None
+    phases: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RulesChanged:
     rules: SiteRules
 
 
-Event = Started | Ended | Drawn | OtherLoad | Outcome | RulesChanged
+Event = Started | Ended | Drawn | OtherLoad | Outcome | NeedsDeclared | RulesChanged
 
 
 # ----------------------------------------------------------------------------- outputs

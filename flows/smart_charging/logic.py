@@ -9,10 +9,12 @@ site and snapshots); :func:`apply` folds one in and returns what to do:
   is worth it, as TxProfiles (stack level 1, one per connector, limit in A). A round runs
   on a session's start or end, another load's reading (a site meter with role
   ``non_controllable_load``), a change of the site's rules (limits, windows, needs,
-  ratings), a limit window's start or end (a lower limit ``lead`` early), a rejected or
-  lost profile, a station marked non-compliant, a reading of a
-  station budgeted at full draw, and whenever ``rotation_period`` has passed since the
-  last round (telemetry time: a replay at any speed decides the same).
+  ratings), the EV's own needs (2.0.1 NotifyEVChargingNeeds), a limit window's start or
+  end (a lower limit ``lead`` early), a rejected or lost profile, a station marked
+  non-compliant, a reading of a station budgeted at full draw, a change a station's rate
+  limit held back once it may go (``hysteresis.held_until``), and whenever
+  ``rotation_period`` has passed since the last round (telemetry time: a replay at any
+  speed decides the same).
 - **Fail-safe.** Every station of the site gets a ChargePointMaxProfile at stack level 0
   on connector 0: its connectors' maximum now, falling to the station's share of the
   site's limit ``lease`` after the profile's start (absolute, telemetry time). The flow
@@ -28,6 +30,14 @@ site and snapshots); :func:`apply` folds one in and returns what to do:
   non-compliant and budgeted at full draw from then on (the allocator's fixed budget).
   A station that rejects a TxProfile is budgeted so too; one that did not get it
   (offline, timed out) counts as offline until it sends a reading again.
+
+- **The EV's needs.** What a 2.0.1 EV declares over ISO 15118 (departure, energy, its
+  AC current range, single- or two-phase charging) holds for the session open on that
+  connector, or for the next one to start there within ``EARLY_NEEDS`` (the EV may
+  speak before the station reports the transaction). Needs the driver declared through
+  the API for the session take precedence: the driver is explicit, the car's departure
+  is often a default. The EV's range narrows the connector's (never below its minimum),
+  so capacity the car cannot take goes to the others.
 
 Size: one site's control is one state machine (rounds, fail-safes, compliance and
 outcomes change the same state and trigger one another); its data lives in ``events``.
@@ -48,6 +58,7 @@ from flows.smart_charging.events import (
     Event,
     Key,
     Needs,
+    NeedsDeclared,
     NonCompliant,
     OtherLoad,
     Outcome,
@@ -58,7 +69,7 @@ from flows.smart_charging.events import (
     Started,
 )
 from smart_charging.allocator import allocate, next_turns
-from smart_charging.hysteresis import UpdatePolicy, updates_to_send
+from smart_charging.hysteresis import UpdatePolicy, held_until, updates_to_send
 from smart_charging.inputs import (
     SessionDemand,
     Site,
@@ -74,6 +85,7 @@ FAIL_SAFE_PROFILE_ID = 900_001  # ChargePointMaxProfile, connector 0, stack leve
 DEFAULT_PROFILE_ID = 900_002  # TxDefaultProfile, connector 0, stack level 0
 TX_PROFILE_BASE = 900_100  # + connector id: one TxProfile per connector
 MAX_PENDING = 10_000
+EARLY_NEEDS = timedelta(minutes=10)  # needs before the start they belong to
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +115,7 @@ class ActiveSession:
     id_tag: str | None
     started_at: datetime
     measured_a: float | None = None
+    declared: NeedsDeclared | None = None  # what the EV said for this session
 
 
 @dataclass(slots=True)
@@ -124,8 +137,10 @@ class SiteControl:
     fail_safe_share: dict[str, float] = field(default_factory=dict)
     other_load: dict[str, float] = field(default_factory=dict)
     pending: dict[str, tuple[str, Key | None]] = field(default_factory=dict)
+    early_needs: dict[Key, NeedsDeclared] = field(default_factory=dict)
     last_round: datetime | None = None
     increases_after: datetime | None = None  # increases held back behind decreases
+    held_until: datetime | None = None  # a change the stations' rate limit holds back
     seq: int = 0
 
 
@@ -142,6 +157,7 @@ def apply(state: SiteControl, event: Event, policy: ControlPolicy) -> list[Outpu
         or _window_edge_passed(state.rules, state.last_round, state.now)
         or _window_edge_passed(state.rules, state.last_round + policy.lead, state.now + policy.lead)
         or (state.increases_after is not None and state.now >= state.increases_after)
+        or (state.held_until is not None and state.now >= state.held_until)
     ):
         due = True
     if isinstance(due, NonCompliant):
@@ -175,8 +191,14 @@ def _fold(state: SiteControl, event: Event, policy: ControlPolicy) -> bool | Non
     _advance(state, event.at)
     if isinstance(event, Started):
         key = (event.station_id, event.connector_id)
-        state.sessions[key] = ActiveSession(event.transaction_id, event.id_tag, event.at)
+        early = state.early_needs.pop(key, None)
+        declared = early if early is not None and event.at - early.at <= EARLY_NEEDS else None
+        state.sessions[key] = ActiveSession(
+            event.transaction_id, event.id_tag, event.at, declared=declared
+        )
         return True
+    if isinstance(event, NeedsDeclared):
+        return _ev_needs(state, event)
     if isinstance(event, Ended):
         key = (event.station_id, event.connector_id)
         found = state.sessions.get(key)
@@ -201,6 +223,28 @@ def _needs_declared(state: SiteControl, old: SiteRules, new: SiteRules) -> None:
         tx = session.transaction_id
         if old.needs.get(tx) != new.needs.get(tx):
             state.last_update.pop(station, None)
+
+
+def _ev_needs(state: SiteControl, event: NeedsDeclared) -> bool:
+    key = (event.station_id, event.connector_id)
+    session = state.sessions.get(key)
+    if session is None:
+        state.early_needs[key] = event
+        return False
+    if session.declared is not None and _same_needs(session.declared, event):
+        return False  # repeated (renegotiation with nothing new): no write worth it
+    session.declared = event
+    state.last_update.pop(event.station_id, None)  # as for needs from the API
+    return True
+
+
+def _same_needs(a: NeedsDeclared, b: NeedsDeclared) -> bool:
+    return (a.needs, a.ev_min_a, a.ev_max_a, a.phases) == (
+        b.needs,
+        b.ev_min_a,
+        b.ev_max_a,
+        b.phases,
+    )
 
 
 def _drawn(state: SiteControl, event: Drawn, policy: ControlPolicy) -> bool | NonCompliant:
@@ -274,8 +318,10 @@ def _budgeted(state: SiteControl, station: str) -> bool:
 def _demands(state: SiteControl, rules: SiteRules) -> list[SessionDemand]:
     demands = []
     for key, session in sorted(state.sessions.items()):
-        rating = rules.connectors.get(key, ConnectorRating())
-        needs = rules.needs.get(session.transaction_id, Needs())
+        rating = _with_ev(rules.connectors.get(key, ConnectorRating()), session.declared)
+        needs = rules.needs.get(session.transaction_id) or (
+            session.declared.needs if session.declared is not None else Needs()
+        )
         station = key[0]
         demands.append(
             SessionDemand(
@@ -297,6 +343,26 @@ def _demands(state: SiteControl, rules: SiteRules) -> list[SessionDemand]:
             )
         )
     return demands
+
+
+def _with_ev(rating: ConnectorRating, ev: NeedsDeclared | None) -> ConnectorRating:
+    """The connector's rating narrowed to what the EV said it takes.
+
+    >>> ev = NeedsDeclared("CS", 1, datetime(2026, 1, 1), Needs(), 8.0, 16.0, 1)
+    >>> _with_ev(ConnectorRating(phases=3, min_a=6.0, max_a=32.0), ev)
+    ConnectorRating(phases=1, min_a=8.0, max_a=16.0, rotation='RST')
+    >>> _with_ev(ConnectorRating(min_a=6.0, max_a=32.0), NeedsDeclared(
+    ...     "CS", 1, datetime(2026, 1, 1), Needs(), None, 4.0)).max_a  # never below the min
+    6.0
+    """
+    if ev is None:
+        return rating
+    max_a = (
+        rating.max_a if ev.ev_max_a is None else max(rating.min_a, min(rating.max_a, ev.ev_max_a))
+    )
+    min_a = rating.min_a if ev.ev_min_a is None else min(max_a, max(rating.min_a, ev.ev_min_a))
+    phases = rating.phases if ev.phases is None else max(1, min(rating.phases, ev.phases))
+    return ConnectorRating(phases=phases, min_a=min_a, max_a=max_a, rotation=rating.rotation)
 
 
 def site_limit_now(rules: SiteRules, at: datetime, lead: timedelta = timedelta(0)) -> SiteLimit:
@@ -346,6 +412,7 @@ def _round(state: SiteControl, policy: ControlPolicy) -> list[Output]:
         state.sent[key] = update.current_a
         state.confirmed_at.pop(key, None)
         state.last_update[update.station_id] = now
+    state.held_until = held_until(allocation, state.sent, state.last_update, policy.update)
     budgeted = tuple(sorted(s for s in rules.stations if s in state.rejecting | state.offline))
     transactions = {k: s.transaction_id for k, s in state.sessions.items()}
     out.append(
@@ -486,6 +553,7 @@ __all__ = [
     "Event",
     "Key",
     "Needs",
+    "NeedsDeclared",
     "NonCompliant",
     "OtherLoad",
     "Outcome",

@@ -1,7 +1,8 @@
 """OCPP 2.0.1 central system (CSMS) handlers on the shared CALL pipeline (``protocol``).
 
 Handled: BootNotification, Heartbeat, StatusNotification, Authorize,
-TransactionEvent, MeterValues, NotifyEvent, NotifyReport,
+TransactionEvent, MeterValues, NotifyEvent, NotifyReport, NotifyEVChargingNeeds
+(answered Processing; the needs go to the smart-charging flow as a normalised fact),
 SecurityEventNotification, FirmwareStatusNotification, LogStatusNotification,
 DataTransfer. Other 2.0.1 actions a station may send get NotSupported; unknown
 actions NotImplemented.
@@ -45,6 +46,7 @@ from ocpp.v201.enums import (
     AuthorizationStatusEnumType,
     DataTransferStatusEnumType,
     IdTokenEnumType,
+    NotifyEVChargingNeedsStatusEnumType,
     RegistrationStatusEnumType,
 )
 
@@ -238,6 +240,14 @@ class CentralSystemV201(CentralSystemBase, ChargePoint):
     async def on_notify_event(self, **_: Any) -> cr.NotifyEvent:
         self._touch()
         return cr.NotifyEvent()
+
+    @on(Action.notify_ev_charging_needs)
+    async def on_notify_ev_charging_needs(self, **_: Any) -> cr.NotifyEVChargingNeeds:
+        """Processing: whether and when a schedule follows is the smart-charging flow's
+        decision (a TxProfile on its next round for a session on a site it manages),
+        taken after the needs reach it on ``ocpp.events``."""
+        self._touch()
+        return cr.NotifyEVChargingNeeds(status=NotifyEVChargingNeedsStatusEnumType.processing)
 
     @on(Action.notify_report)
     async def on_notify_report(self, **_: Any) -> cr.NotifyReport:

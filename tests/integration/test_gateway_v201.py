@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection
 
 from bus.normalized import (
     Authorization,
+    ChargingNeeds,
     ConnectorStatus,
     DeviceEvent,
     MeterSample,
@@ -173,6 +174,20 @@ async def _send_meter_values_and_notifications(call: Call) -> None:
     }
     report = {"requestId": 1, "generatedAt": T0, "seqNo": 0, "reportData": [report_data]}
     assert await call("report", "NotifyReport", report) == {}
+    needs = {
+        "evseId": 1,
+        "chargingNeeds": {
+            "requestedEnergyTransfer": "AC_three_phase",
+            "departureTime": "2026-01-05T17:30:00Z",
+            "acChargingParameters": {
+                "energyAmount": 24000,
+                "evMinCurrent": 6,
+                "evMaxCurrent": 16,
+                "evMaxVoltage": 400,
+            },
+        },
+    }
+    assert await call("needs", "NotifyEVChargingNeeds", needs) == {"status": "Processing"}
 
 
 async def _send_status_reports_and_data_transfers(call: Call) -> None:
@@ -318,6 +333,18 @@ def _check_normalised_samples_and_the_rest(by_uid: dict[str | None, Any]) -> Non
     [security] = by_uid["sec"].normalized
     assert isinstance(security, SecurityEvent)
     assert (security.event_type, security.timestamp) == ("FirmwareUpdated", parse_rfc3339(T0))
+    [needs] = by_uid["needs"].normalized
+    assert isinstance(needs, ChargingNeeds)
+    assert (
+        needs.evse_id,
+        needs.requested_energy_transfer,
+        needs.departure,
+        needs.energy_wh,
+        needs.ev_min_current_a,
+        needs.ev_max_current_a,
+        needs.state_of_charge,
+    ) == (1, "AC_three_phase", datetime(2026, 1, 5, 17, 30, tzinfo=UTC), 24000, 6, 16, None)
+    assert needs.timestamp == by_uid["needs"].received_at  # the message carries no time
     for uid in ("report", "fw", "log", "dt-known"):
         assert by_uid[uid].normalized == []
 

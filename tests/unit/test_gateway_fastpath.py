@@ -24,6 +24,7 @@ from ocpp.v201.datatypes import IdTokenInfoType, IdTokenType
 from ocpp.v201.enums import (
     AuthorizationStatusEnumType,
     IdTokenEnumType,
+    NotifyEVChargingNeedsStatusEnumType,
     RegistrationStatusEnumType,
 )
 
@@ -175,6 +176,7 @@ RESULTS: list[Any] = [
     cr201.MeterValues(),
     cr201.NotifyEvent(),
     cr201.NotifyReport(),
+    cr201.NotifyEVChargingNeeds(status=NotifyEVChargingNeedsStatusEnumType.processing),
     cr201.SecurityEventNotification(),
     cr201.FirmwareStatusNotification(),
     cr201.LogStatusNotification(),

@@ -12,12 +12,15 @@ import pytest
 from bus.commands import CommandResult, CommandStatus, encode_result
 from bus.envelope import Envelope, Kind, encode_envelope
 from bus.measurands import CURRENT
+from bus.normalized import normalize_v201
 from flows.smart_charging.dataflow import allocation_body, decode_event, profile_command
 from flows.smart_charging.directory import site_rules
 from flows.smart_charging.logic import (
     AllocationView,
     ControlPolicy,
     Drawn,
+    Needs,
+    NeedsDeclared,
     Outcome,
     ProfileRequest,
     RulesChanged,
@@ -29,6 +32,7 @@ from flows.smart_charging.logic import (
 from ingest.gateway.command_checks import check_command
 from smart_charging.inputs import SiteLimit
 from store.smart_charging import SiteRows
+from tests.support.builders import ocpp_call
 from tests.support.sessions import envelope, start
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -54,6 +58,36 @@ def test_a_start_and_its_currents_become_events() -> None:
     drawn = decode_event(encode_envelope(envelope("CP1", "MeterValues", values)))
     assert drawn is not None
     assert drawn.events == (Drawn("CP1", 1, "42", datetime(2026, 3, 1, 8, 1, tzinfo=UTC), 16.1),)
+
+
+def test_the_evs_charging_needs_become_an_event() -> None:
+    payload = {
+        "evseId": 2,
+        "chargingNeeds": {
+            "requestedEnergyTransfer": "AC_single_phase",
+            "departureTime": "2026-03-01T17:00:00Z",
+            "acChargingParameters": {
+                "energyAmount": 18000,
+                "evMinCurrent": 6,
+                "evMaxCurrent": 16,
+                "evMaxVoltage": 230,
+            },
+        },
+    }
+    facts = normalize_v201("CS2", "NotifyEVChargingNeeds", payload, {"status": "Processing"}, T0)
+    call = ocpp_call(
+        "CS2",
+        "NotifyEVChargingNeeds",
+        payload,
+        at=T0,
+        version="2.0.1",
+        response=None,
+        normalized=facts,
+    )
+    found = decode_event(encode_envelope(call))
+    assert found is not None
+    departure = datetime(2026, 3, 1, 17, tzinfo=UTC)
+    assert found.events == (NeedsDeclared("CS2", 2, T0, Needs(departure, 18000.0), 6.0, 16.0, 1),)
 
 
 def test_only_its_own_command_results_and_site_meter_readings() -> None:

@@ -19,6 +19,7 @@ from flows.smart_charging.logic import (
     Ended,
     Event,
     Needs,
+    NeedsDeclared,
     NonCompliant,
     OtherLoad,
     Outcome,
@@ -331,3 +332,64 @@ def test_capacity_moves_decreases_first_then_the_increases() -> None:
     resumed = tx_requests(run(state, [Drawn("CP1", 1, "1", at(20), 6.0)]))
     assert [(r.station_id, r.periods[0][1]) for r in resumed] == [("CP2", 6.0)]
     assert sum(state.sent.values()) <= 12.0
+
+
+def ev_needs(n: int, seconds: float, **fields: object) -> NeedsDeclared:
+    """What CP{n}'s EV declares over ISO 15118 (2.0.1 NotifyEVChargingNeeds)."""
+    fields.setdefault("needs", Needs())
+    return NeedsDeclared(f"CP{n}", 1, at(seconds), **fields)  # type: ignore[arg-type]
+
+
+def test_the_evs_own_departure_makes_its_session_urgent() -> None:
+    state = SiteControl()
+    site = rules(limit_a=12.0, stations=2)  # one session at a time above the minimum
+    out = run(state, [RulesChanged(site), started(1), started(2, 1)])
+    accept_all(state, out)
+    assert state.sent[("CP2", 1)] == 0.0
+    urgent = ev_needs(2, 10, needs=Needs(departure=at(1800), energy_wh=5_000))
+    out = run(state, [urgent])
+    out += run(state, [Drawn("CP1", 1, "1", at(20), 6.0)])  # after the decreases
+    sent = {r.station_id: r.periods[0][1] for r in tx_requests(out)}
+    assert sent["CP2"] >= 6.0  # without waiting for the station's rate limit
+    assert sum(state.sent.values()) <= 12.0
+    assert run(state, [urgent]) == []  # the same needs again: nothing new to send
+
+
+def test_needs_the_driver_gave_through_the_api_win_over_the_evs() -> None:
+    state = SiteControl()
+    site = rules(limit_a=12.0, stations=2)
+    out = run(state, [RulesChanged(site), started(1), started(2, 1)])
+    accept_all(state, out)
+    assert state.sent[("CP2", 1)] == 0.0
+    # The car says it stays all day; the driver's app says it leaves in half an hour.
+    run(state, [ev_needs(2, 5, needs=Needs(departure=at(36_000), energy_wh=1_000))])
+    urgent = dataclasses.replace(site, needs={"2": Needs(departure=at(1800), energy_wh=5_000)})
+    out = run(state, [Drawn("CP1", 1, "1", at(10), 12.0), RulesChanged(urgent)])
+    out += run(state, [Drawn("CP1", 1, "1", at(20), 6.0)])
+    assert state.sent[("CP2", 1)] >= 6.0
+
+
+def test_the_evs_current_range_and_phases_narrow_the_connectors() -> None:
+    state = SiteControl()
+    site = rules(limit_a=40.0, stations=2)
+    out = run(state, [RulesChanged(site), started(1), started(2, 1), tick(15)])
+    accept_all(state, out)
+    assert 19.0 < state.sent[("CP1", 1)] <= 20.0
+    assert 19.0 < state.sent[("CP2", 1)] <= 20.0
+    accept_all(state, run(state, [ev_needs(1, 20, ev_min_a=6.0, ev_max_a=10.0, phases=1)]))
+    assert state.sent[("CP1", 1)] <= 10.0  # what the car takes, at once
+    run(state, [tick(400)])  # the other station's rate limit (5 min) has passed
+    assert state.sent[("CP2", 1)] >= 29.0  # the rest goes to the other session
+
+
+def test_needs_sent_just_before_the_transaction_started_belong_to_it() -> None:
+    state = SiteControl()
+    site = rules(limit_a=12.0, stations=2)
+    run(state, [RulesChanged(site), started(1)])
+    early = ev_needs(2, 5, needs=Needs(departure=at(1200), energy_wh=4_000))
+    run(state, [early, started(2, 30)])
+    assert state.sessions[("CP2", 1)].declared == early
+    # Needs long before a start are another car's.
+    run(state, [Ended("CP2", 1, "2", at(60)), ev_needs(2, 100, needs=Needs())])
+    run(state, [Started("CP2", 1, "22", None, at(100 + 11 * 60))])
+    assert state.sessions[("CP2", 1)].declared is None
