@@ -1,4 +1,4 @@
-"""Smart charging's tables (migration 0031): site limit windows, charging needs, the
+"""Smart charging's tables (migrations 0031, 0033): site limit windows, charging needs, the
 flow's allocations and non-compliant stations, and the flow's reads of the registry
 (:func:`load_site_rules`) and its commands outbox (:func:`publish_pending`)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -90,6 +90,31 @@ async def site_allocation(conn: AsyncConnection[Any], site_id: str) -> dict[str,
     return dict(rows[0][0]) if rows else None
 
 
+async def reset_station(
+    conn: AsyncConnection[Any], charge_point_id: str, by: str
+) -> tuple[int, datetime | None] | None:
+    """Count up the station's smart-charging resets and clear its open non-compliance
+    marking: (resets so far, since when it was non-compliant or None); None for a station
+    that is not registered (or decommissioned)."""
+    async with conn.transaction():
+        counted = await fetch(
+            conn,
+            "UPDATE stations SET smart_charging_resets = smart_charging_resets + 1"
+            " WHERE charge_point_id = %s AND decommissioned_at IS NULL"
+            " RETURNING smart_charging_resets",
+            (charge_point_id,),
+        )
+        if not counted:
+            return None
+        cleared = await fetch(
+            conn,
+            "UPDATE station_compliance SET cleared_at = now(), cleared_by = %s"
+            " WHERE charge_point_id = %s AND cleared_at IS NULL RETURNING non_compliant_since",
+            (by, charge_point_id),
+        )
+    return int(counted[0][0]), cleared[0][0] if cleared else None
+
+
 # ------------------------------------------------------------------ the flow's reads
 
 
@@ -104,6 +129,7 @@ class SiteRows:
     connectors: dict[tuple[str, int], tuple[int | None, float | None, float | None, str | None]]
     windows: list[tuple[datetime, datetime, float]]
     load_meters: frozenset[str]
+    resets: dict[str, int] = field(default_factory=dict)  # station -> resets so far
 
 
 def load_site_rules(
@@ -162,11 +188,13 @@ def _sites(conn: psycopg.Connection[Any]) -> dict[str, SiteRows]:
 
 
 def _add_stations_and_connectors(conn: psycopg.Connection[Any], sites: dict[str, SiteRows]) -> None:
-    for cp, site_id, version in conn.execute(
-        "SELECT charge_point_id, site_id, ocpp_version FROM stations"
+    for cp, site_id, version, resets in conn.execute(
+        "SELECT charge_point_id, site_id, ocpp_version, smart_charging_resets FROM stations"
         " WHERE site_id IS NOT NULL AND decommissioned_at IS NULL"
     ).fetchall():
         sites[site_id].stations[cp] = version or "1.6"
+        if resets:
+            sites[site_id].resets[cp] = int(resets)
     for cp, cid, phases, low, high, rotation, site_id in conn.execute(
         "SELECT c.charge_point_id, c.connector_id, c.phases, c.min_current_a, c.max_current_a,"
         " c.phase_rotation, s.site_id FROM connectors c"
@@ -223,7 +251,7 @@ def mark_non_compliant(
             INSERT INTO station_compliance
                 (charge_point_id, connector_id, non_compliant_since, limit_a, measured_a)
             VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (charge_point_id) DO NOTHING
+            ON CONFLICT (charge_point_id) WHERE cleared_at IS NULL DO NOTHING
             """,
             [
                 (cp, cid, at, round(limit, 1), round(measured, 1))

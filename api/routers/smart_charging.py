@@ -1,7 +1,8 @@
 """Smart charging (docs/smart-charging.md): a site's time-varying limits (write:
 operator, admin; read: operator, maintenance, admin), the smart-charging flow's
-allocation of a site, and a session's charging needs (the driver's app, through an
-operator key). Writes are audited (``api.audit``)."""
+allocation of a site, a session's charging needs (the driver's app, through an
+operator key) and a station's reset once it follows its limits again. Writes are
+audited (``api.audit``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from api.deps import CommandOperator, DbConn, RegistryReader, RegistryWriter
-from api.params import EXAMPLE_ACTIVE_SESSION_ID, SitePath
+from api.params import EXAMPLE_ACTIVE_SESSION_ID, ChargePointPath, SitePath
 from api.problems import AUTHENTICATED, CONFLICT, NOT_FOUND, UNREADABLE_BODY, ProblemError, found
 from api.schemas.smart_charging import (
     AllocationPublic,
@@ -21,6 +22,7 @@ from api.schemas.smart_charging import (
     LimitWindowBase,
     SiteLimitsPublic,
     SiteLimitsPut,
+    SmartChargingResetPublic,
 )
 from bus.times import utc_now
 from smart_charging.inputs import LimitWindow, SiteLimit, limit_at
@@ -148,4 +150,26 @@ async def put_charging_needs(
         transaction_id=tx,
         departure_at=body.departure_at,
         energy_wh=body.energy_wh,
+    )
+
+
+@router.post(
+    "/v1/stations/{station_id}/smart-charging/reset",
+    response_model=SmartChargingResetPublic,
+    summary="Control a station again that was budgeted at full draw (non-compliant, rejecting)",
+    description="Once a station that ignored or rejected its limits is fixed (firmware, "
+    "configuration): the smart-charging flow clears its marks within "
+    "CHARGEFLOW_SMART_RULES_REFRESH_S (2 s), sends it its limits afresh and marks it again "
+    "if it still does not follow them. 404 for a station not registered.",
+    responses=NOT_FOUND,
+)
+async def reset_station(
+    station_id: ChargePointPath, principal: RegistryWriter, conn: DbConn
+) -> SmartChargingResetPublic:
+    done = found(
+        await smart_store.reset_station(conn, station_id, principal.name), f"station {station_id!r}"
+    )
+    resets, since = done
+    return SmartChargingResetPublic(
+        station_id=station_id, resets=resets, cleared_non_compliant_since=since
     )

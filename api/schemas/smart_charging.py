@@ -123,3 +123,11 @@ class ChargingNeedsPublic(ChargingNeedsBase):
     session_id: uuid.UUID
     station_id: str
     transaction_id: str
+
+
+class SmartChargingResetPublic(BaseModel):
+    station_id: str
+    resets: int = Field(description="How many times the station was reset so far")
+    cleared_non_compliant_since: datetime | None = Field(
+        description="Since when the station had been non-compliant (None: it was not)"
+    )

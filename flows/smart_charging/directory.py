@@ -64,6 +64,7 @@ def site_rules(
         tiers={tag: MEMBERSHIP_TIERS.get(tier, 0) for tag, tier in tiers.items()},
         needs=site_needs,
         load_meters=rows.load_meters,
+        resets=dict(rows.resets),
     )
 
 

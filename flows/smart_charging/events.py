@@ -43,6 +43,7 @@ class SiteRules:
     tiers: Mapping[str, int] = field(default_factory=dict)  # id tag -> tier
     needs: Mapping[str, Needs] = field(default_factory=dict)  # transaction id -> needs
     load_meters: frozenset[str] = frozenset()  # the site's non-controllable-load meters
+    resets: Mapping[str, int] = field(default_factory=dict)  # station -> operator resets
 
 
 # ------------------------------------------------------------------------------ events

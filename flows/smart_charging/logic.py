@@ -29,7 +29,9 @@ site and snapshots); :func:`apply` folds one in and returns what to do:
   ``tolerance_a``, ``reaction_window`` after the station accepted it, is marked
   non-compliant and budgeted at full draw from then on (the allocator's fixed budget).
   A station that rejects a TxProfile is budgeted so too; one that did not get it
-  (offline, timed out) counts as offline until it sends a reading again.
+  (offline, timed out) counts as offline until it sends a reading again. An operator's
+  reset of the station (its count of resets in the registry rises) clears these marks:
+  it gets its limits afresh and is marked again if it still ignores or rejects them.
 
 - **The EV's needs.** What a 2.0.1 EV declares over ISO 15118 (departure, energy, its
   AC current range, single- or two-phase charging) holds for the session open on that
@@ -184,6 +186,7 @@ def _fold(state: SiteControl, event: Event, policy: ControlPolicy) -> bool | Non
         changed = state.rules != event.rules
         if changed and state.rules is not None:
             _needs_declared(state, state.rules, event.rules)
+            _reset_by_operator(state, state.rules, event.rules)
         state.rules, state.site_id = event.rules, event.rules.site_id
         return changed
     if isinstance(event, Outcome):
@@ -223,6 +226,21 @@ def _needs_declared(state: SiteControl, old: SiteRules, new: SiteRules) -> None:
         tx = session.transaction_id
         if old.needs.get(tx) != new.needs.get(tx):
             state.last_update.pop(station, None)
+
+
+def _reset_by_operator(state: SiteControl, old: SiteRules, new: SiteRules) -> None:
+    """A station the operator reset (its count of resets rose) is controlled again: its
+    marks (non-compliant, rejecting, offline) go and it gets its limits afresh."""
+    for station, count in new.resets.items():
+        if count <= old.resets.get(station, 0):
+            continue
+        state.non_compliant.pop(station, None)
+        state.rejecting.discard(station)
+        state.offline.discard(station)
+        state.last_update.pop(station, None)
+        for key in [k for k in state.sent if k[0] == station]:
+            del state.sent[key]
+            state.confirmed_at.pop(key, None)
 
 
 def _ev_needs(state: SiteControl, event: NeedsDeclared) -> bool:

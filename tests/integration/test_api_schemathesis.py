@@ -506,7 +506,7 @@ def test_every_authenticated_operation_ran_as_every_identity() -> None:
     authenticated = {
         op: seen for op, seen in CASES.items() if " /v1/" in op and "/webhook" not in op
     }
-    assert len(authenticated) == 101, CASES
+    assert len(authenticated) == 102, CASES
     # A payment can be captured, refunded or cancelled once: after the first, the state
     # refuses the others (409). A firmware rollout is paused, resumed or cancelled once
     # from a state, too.

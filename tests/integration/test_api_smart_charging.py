@@ -5,7 +5,7 @@ audited."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -13,6 +13,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from bus.times import format_rfc3339, utc_now
+from store.smart_charging import load_site_rules, mark_non_compliant
 from store.stations import provision_station
 from tests.support.api import api_client, assert_problem, auth, insert_session
 from tests.support.registry import created, site_body
@@ -159,3 +160,42 @@ async def test_charging_needs_and_the_allocation(
         " WHERE charge_point_id = 'CP-N' AND transaction_id = '77'"
     ).fetchall()
     assert stored == [(None, 5_000)]
+
+
+async def test_a_station_reset_clears_its_non_compliance_for_the_flow(
+    clean_db: str, keys: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    key = keys["operator"]
+    db.execute("INSERT INTO sites (site_id, name, capacity_w) VALUES ('S-R', 'Reset', 22000)")
+    provision_station(clean_db, "CP-R", site_id="S-R")
+    since = utc_now().replace(microsecond=0) - timedelta(hours=1)
+    mark_non_compliant(db, [("CP-R", 1, since, 16.0, 30.5)])
+    url = "/v1/stations/CP-R/smart-charging/reset"
+    async with api_client(clean_db) as client:
+        assert_problem(await client.post(url, headers=auth(keys["maintenance"])), 403)
+        assert_problem(
+            await client.post("/v1/stations/CP-NOPE/smart-charging/reset", headers=auth(key)), 404
+        )
+        first = await client.post(url, headers=auth(key))
+        assert first.status_code == 200, first.text
+        assert (first.json()["station_id"], first.json()["resets"]) == ("CP-R", 1)
+        again = await client.post(url, headers=auth(key))
+        assert again.json()["resets"] == 2
+        assert again.json()["cleared_non_compliant_since"] is None
+    assert datetime.fromisoformat(first.json()["cleared_non_compliant_since"]) == since
+    # The marking is kept for the record, closed; a new one may be recorded.
+    rows = db.execute(
+        "SELECT cleared_by IS NOT NULL FROM station_compliance WHERE charge_point_id = 'CP-R'"
+    ).fetchall()
+    assert rows == [(True,)]
+    mark_non_compliant(db, [("CP-R", 1, utc_now(), 16.0, 29.0)])
+    assert db.execute("SELECT count(*) FROM station_compliance").fetchone() == (2,)
+    # What the flow's directory reads: the count of resets.
+    sites, _, _ = load_site_rules(db, utc_now() - timedelta(days=2))
+    assert sites["S-R"].resets == {"CP-R": 2}
+    audited = db.execute(
+        "SELECT count(*) FROM api_audit WHERE route = %s",
+        ("/v1/stations/{station_id}/smart-charging/reset",),
+    ).fetchone()
+    assert audited is not None
+    assert audited[0] >= 3

@@ -393,3 +393,23 @@ def test_needs_sent_just_before_the_transaction_started_belong_to_it() -> None:
     run(state, [Ended("CP2", 1, "2", at(60)), ev_needs(2, 100, needs=Needs())])
     run(state, [Started("CP2", 1, "22", None, at(100 + 11 * 60))])
     assert state.sessions[("CP2", 1)].declared is None
+
+
+def test_an_operator_reset_controls_a_non_compliant_station_again() -> None:
+    state = SiteControl()
+    site = rules(limit_a=40.0, stations=2)
+    accept_all(state, run(state, [RulesChanged(site), started(1), started(2), tick(15)]))
+    assert any(
+        isinstance(o, NonCompliant) for o in run(state, [Drawn("CP1", 1, "1", at(60), 32.0)])
+    )
+    assert "CP1" in state.non_compliant
+    run(state, [RulesChanged(dataclasses.replace(site, tiers={"MEMBER": 1}))])
+    assert "CP1" in state.non_compliant  # another change of the rules clears nothing
+    out = run(state, [RulesChanged(dataclasses.replace(site, resets={"CP1": 1}))])
+    assert "CP1" not in state.non_compliant
+    resent = {r.station_id: r.periods[0][1] for r in tx_requests(out)}
+    assert resent["CP1"] < 32.0  # its limit again, not its full draw
+    accept_all(state, out)
+    # Still ignoring it: marked again.
+    marked = run(state, [Drawn("CP1", 1, "1", at(200), 32.0)])
+    assert any(isinstance(o, NonCompliant) for o in marked)
