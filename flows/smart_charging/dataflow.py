@@ -4,7 +4,8 @@ as the API's), the allocation and non-compliant stations (PostgreSQL).
 
 Wiring only; decisions live in :mod:`flows.smart_charging.logic`::
 
-    kafka_events (ocpp.events, meter.readings, ocpp.command-results) --dead letters-->
+    kafka_events (ocpp.events incl. the gateway's online/offline, meter.readings,
+                  ocpp.command-results) --dead letters-->
                          |  (charge point, [StationEvents])
                          v
               route (SiteDirectory: station/meter -> site; the site's rules first)
@@ -54,6 +55,7 @@ from flows.smart_charging.config import SmartChargingFlowConfig
 from flows.smart_charging.directory import SiteDirectory
 from flows.smart_charging.logic import (
     AllocationView,
+    Connection,
     ControlPolicy,
     Drawn,
     Ended,
@@ -163,6 +165,9 @@ def decode_event(data: bytes | None) -> StationEvents | None:
         if not isinstance(meter, str) or not isinstance(amps, int | float):
             return None
         return StationEvents(cp, (OtherLoad(meter, envelope.measured_at, float(amps)),), meter)
+    if envelope.kind == Kind.STATION_CONNECTION:
+        online = envelope.payload.get("state") == "online"
+        return StationEvents(cp, (Connection(cp, envelope.measured_at, online),))
     if envelope.kind != Kind.OCPP_CALL:
         return None
     events: list[Event] = []

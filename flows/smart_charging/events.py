@@ -96,6 +96,16 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Connection:
+    """The gateway saw the station come online or go offline (``at``: the gateway's clock;
+    OCPP carries no station time for it)."""
+
+    station_id: str
+    at: datetime
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NeedsDeclared:
     """What the EV declared for the session on a connector (2.0.1 NotifyEVChargingNeeds,
     ISO 15118): its departure and energy need, its AC current range (A per phase) and
@@ -115,7 +125,7 @@ class RulesChanged:
     rules: SiteRules
 
 
-Event = Started | Ended | Drawn | OtherLoad | Outcome | NeedsDeclared | RulesChanged
+Event = Started | Ended | Drawn | OtherLoad | Outcome | NeedsDeclared | Connection | RulesChanged
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -29,7 +29,8 @@ site and snapshots); :func:`apply` folds one in and returns what to do:
   ``tolerance_a``, ``reaction_window`` after the station accepted it, is marked
   non-compliant and budgeted at full draw from then on (the allocator's fixed budget).
   A station that rejects a TxProfile is budgeted so too; one that did not get it
-  (offline, timed out) counts as offline until it sends a reading again. An operator's
+  (offline, timed out), or that the gateway saw go offline, counts as offline until it
+  connects or sends a reading again, and then gets its limits and fail-safe afresh. An operator's
   reset of the station (its count of resets in the registry rises) clears these marks:
   it gets its limits afresh and is marked again if it still ignores or rejects them.
 
@@ -54,6 +55,7 @@ from datetime import datetime, timedelta
 
 from flows.smart_charging.events import (
     AllocationView,
+    Connection,
     ConnectorRating,
     Drawn,
     Ended,
@@ -202,6 +204,8 @@ def _fold(state: SiteControl, event: Event, policy: ControlPolicy) -> bool | Non
         return True
     if isinstance(event, NeedsDeclared):
         return _ev_needs(state, event)
+    if isinstance(event, Connection):
+        return _connection(state, event)
     if isinstance(event, Ended):
         key = (event.station_id, event.connector_id)
         found = state.sessions.get(key)
@@ -226,6 +230,27 @@ def _needs_declared(state: SiteControl, old: SiteRules, new: SiteRules) -> None:
         tx = session.transaction_id
         if old.needs.get(tx) != new.needs.get(tx):
             state.last_update.pop(station, None)
+
+
+def _connection(state: SiteControl, event: Connection) -> bool:
+    """Offline: budgeted at full draw (it keeps charging on what it has, and gets
+    nothing new); back online: its limits afresh."""
+    station = event.station_id
+    if state.rules is None or station not in state.rules.stations:
+        return False
+    if not event.online:
+        if station in state.offline:
+            return False
+        state.offline.add(station)
+        return True
+    if station not in state.offline:
+        return False
+    state.offline.discard(station)
+    for key in [k for k in state.sent if k[0] == station]:
+        del state.sent[key]
+        state.confirmed_at.pop(key, None)
+    state.fail_safe_at.pop(station, None)  # it may have rebooted without its profiles
+    return True
 
 
 def _reset_by_operator(state: SiteControl, old: SiteRules, new: SiteRules) -> None:
@@ -564,6 +589,7 @@ __all__ = [
     "TX_STACK_LEVEL",
     "ActiveSession",
     "AllocationView",
+    "Connection",
     "ConnectorRating",
     "ControlPolicy",
     "Drawn",

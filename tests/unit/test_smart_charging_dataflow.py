@@ -17,6 +17,7 @@ from flows.smart_charging.dataflow import allocation_body, decode_event, profile
 from flows.smart_charging.directory import site_rules
 from flows.smart_charging.logic import (
     AllocationView,
+    Connection,
     ControlPolicy,
     Drawn,
     Needs,
@@ -168,3 +169,18 @@ def test_a_sites_rules_from_its_registry_rows() -> None:
     assert per_phase.base_limit == SiteLimit((63.0, 63.0, 63.0))  # A per phase wins
     unlimited = dataclasses.replace(rows, capacity_w=None)
     assert site_rules(unlimited, tiers, needs) is None  # not controlled
+
+
+def test_the_gateways_offline_and_online_become_events() -> None:
+    for state, online in (("offline", False), ("online", True)):
+        envelope = Envelope(
+            message_id=str(uuid.uuid4()),
+            charge_point_id="CP1",
+            received_at=T0,
+            measured_at=T0,
+            kind=Kind.STATION_CONNECTION,
+            payload={"state": state, "reason": "connection closed", "gateway_id": "gw-0"},
+        )
+        found = decode_event(encode_envelope(envelope))
+        assert found is not None
+        assert found.events == (Connection("CP1", T0, online),)

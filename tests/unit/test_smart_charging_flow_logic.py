@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from flows.smart_charging.logic import (
     FAIL_SAFE_PROFILE_ID,
     AllocationView,
+    Connection,
     ConnectorRating,
     ControlPolicy,
     Drawn,
@@ -413,3 +414,20 @@ def test_an_operator_reset_controls_a_non_compliant_station_again() -> None:
     # Still ignoring it: marked again.
     marked = run(state, [Drawn("CP1", 1, "1", at(200), 32.0)])
     assert any(isinstance(o, NonCompliant) for o in marked)
+
+
+def test_a_station_the_gateway_saw_go_offline_is_budgeted_until_it_is_back() -> None:
+    state = SiteControl()
+    site = rules(limit_a=40.0, stations=2)
+    accept_all(state, run(state, [RulesChanged(site), started(1), started(2), tick(15)]))
+    before = dict(state.sent)
+    out = run(state, [Connection("CP1", at(30), online=False)])
+    view = [o for o in out if isinstance(o, AllocationView)][-1]
+    assert "CP1" in view.budgeted
+    assert run(state, [Connection("CP1", at(31), online=False)]) == []  # nothing new
+    assert state.sent[("CP2", 1)] < before[("CP2", 1)]  # CP1 counted at its full draw
+    out = run(state, [Connection("CP1", at(300), online=True)])
+    again = [o for o in out if isinstance(o, ProfileRequest) and o.station_id == "CP1"]
+    assert {o.purpose for o in again} == {"tx", "charge_point_max", "tx_default"}
+    assert "CP1" not in state.offline
+    assert run(state, [Connection("CP-ELSEWHERE", at(301), online=False)]) == []
