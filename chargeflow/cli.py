@@ -413,6 +413,17 @@ def simulate(
             "does for the first 20); more than the sessions at once, or cards are shared",
         ),
     ] = 20,
+    profile_behaviour: Annotated[
+        str,
+        typer.Option(
+            help="stations that do not obey charging profiles: SIM-0003=ignore (accepts them "
+            "and keeps drawing), SIM-0007=reject; comma-separated, the rest obey"
+        ),
+    ] = "",
+    profile_reaction: Annotated[
+        float | None,
+        typer.Option(min=0, help="simulated seconds an EV takes to follow a new limit (5)"),
+    ] = None,
 ) -> None:
     """Run simulated OCPP 1.6J / 2.0.1 charge points that charge cars (and their smart
     meters), with injected faults if asked (compressed time: --time-scale)."""
@@ -435,6 +446,8 @@ def simulate(
         faults=faults,
         start=_start(start),
         seed=seed,
+        profile_behaviour=profile_behaviour,
+        profile_reaction_s=profile_reaction,
     )
     try:
         simulation = plan(sim, options)

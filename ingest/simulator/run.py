@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import structlog
 from bus.times import utc_now
 from ingest.meters.config import MqttEndpoint
 from ingest.simulator.behaviours.faults import plan_faults
-from ingest.simulator.config import FleetConfig
+from ingest.simulator.config import PROFILE_BEHAVIOURS, FleetConfig
 from ingest.simulator.fleet import run_fleet
 from ingest.simulator.ground_truth import Manifest, write_ground_truth
 from ingest.simulator.meters import (
@@ -55,6 +55,8 @@ class Options:
     faults: str | None = None  # a fault spec (ingest.simulator.behaviours.faults)
     start: datetime | None = None  # the station clocks' start (None: now)
     seed: int | None = None
+    profile_behaviour: str = ""  # "SIM-0003=ignore,SIM-0007=reject" (the rest obey)
+    profile_reaction_s: float | None = None  # simulated s an EV takes to follow a limit
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,37 @@ class Simulation:
         write_ground_truth(path, self.manifest(end), self.fleet.faults)
 
 
+def profile_behaviours(text: str, stations: list[str]) -> dict[str, str]:
+    """``STATION=BEHAVIOUR`` pairs, comma-separated (``--profile-behaviour``).
+
+    >>> profile_behaviours("SIM-0002=ignore, SIM-0003=reject", ["SIM-0002", "SIM-0003"])
+    {'SIM-0002': 'ignore', 'SIM-0003': 'reject'}
+    >>> profile_behaviours("SIM-0009=obey", ["SIM-0001"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --profile-behaviour: no station SIM-0009 in this fleet (SIM-0001...SIM-0001)
+    """
+    found: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        station, sep, behaviour = (x.strip() for x in part.partition("="))
+        if not sep or behaviour not in PROFILE_BEHAVIOURS:
+            raise ValueError(
+                f"--profile-behaviour: {part!r} is not STATION=one of {list(PROFILE_BEHAVIOURS)}"
+            )
+        if station not in stations:
+            raise ValueError(
+                f"--profile-behaviour: no station {station} in this fleet"
+                f" ({stations[0]}...{stations[-1]})"
+            )
+        found[station] = behaviour
+    return found
+
+
 def plan(sim: SimulatorSettings, options: Options) -> Simulation:
-    """The fleet and meters to run; ValueError for a bad MQTT URL."""
+    """The fleet and meters to run; ValueError for a bad MQTT URL, fault spec or profile
+    behaviour."""
     mqtt_url = options.mqtt_url or secret(sim.mqtt_url)
     interval_s = options.smart_meter_interval_s or sim.simulated_meter_interval_s
     scale = options.time_scale or sim.simulator_time_scale
@@ -119,7 +150,10 @@ def plan(sim: SimulatorSettings, options: Options) -> Simulation:
         varied_use=sim.simulator_varied_use,
         idle_meter_interval_s=sim.simulator_idle_meter_interval_s,
         signed_meter_values=sim.simulator_signed_meter_values,
+        profile_behaviour=profile_behaviours(options.profile_behaviour, stations),
     )
+    if options.profile_reaction_s is not None:
+        fleet = replace(fleet, profile_reaction_s=options.profile_reaction_s)
     if fleet.station_ids() != stations:
         raise ValueError("the fleet's station ids are not SIM-0001...")
     if meters is not None and interval_s * scale > 600:
