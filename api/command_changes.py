@@ -23,6 +23,7 @@ import structlog
 from tenacity import RetryCallState
 
 from runtime.retry import DATABASE, async_retrying, failure, next_wait
+from runtime.tasks import cancel_and_wait
 
 CHANNEL = "chargeflow_commands"
 RECHECK_S = 1.0
@@ -38,14 +39,14 @@ class CommandChanges:
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self.backend_pid: int | None = None  # the listening connection's, while it listens
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen_forever(), name="command-changes")
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
 
     @contextmanager
@@ -93,6 +94,7 @@ class CommandChanges:
         conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
         async with conn:
             await conn.execute(f"LISTEN {CHANNEL}")
+            self.backend_pid = conn.info.backend_pid
             self.listening.set()
             self._wake_all()  # anything that changed while nobody listened
             try:
@@ -100,3 +102,4 @@ class CommandChanges:
                     self._wake(notify.payload)
             finally:
                 self.listening.clear()
+                self.backend_pid = None

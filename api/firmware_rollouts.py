@@ -36,6 +36,7 @@ from api.routers.station_commands import typed_build
 from api.schemas.firmware import UpdateFirmwareCreate
 from bus.times import utc_now
 from models import firmware_rollout as logic
+from runtime.tasks import cancel_and_wait
 from store import firmware, firmware_rollouts
 from store.api_keys import ApiPrincipal, Role
 from store.firmware_rollouts import Rollout, RolloutStation
@@ -177,5 +178,4 @@ async def rollout_worker(app: FastAPI, tick_s: float) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)

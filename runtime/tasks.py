@@ -15,6 +15,40 @@ import structlog
 log = structlog.get_logger("chargeflow.shutdown")
 
 
+async def cancel_and_wait(*tasks: asyncio.Task[Any], retry_s: float = 0.5) -> None:
+    """Cancel the tasks and wait until every one has ended, cancelling again every
+    ``retry_s`` those still running; what they raise is theirs (not re-raised).
+
+    The retry matters on Python 3.11: a cancellation that lands as an awaited
+    ``asyncio.wait_for`` completes is lost (cpython gh-86296, fixed in 3.12), and
+    psycopg_pool waits for a connection that way (psycopg#1345): a worker loop whose
+    cancellation was lost while it got its first connection would otherwise run on and
+    hold its owner's shutdown for ever.
+
+    >>> async def stubborn():
+    ...     try:
+    ...         await asyncio.sleep(10)
+    ...     except asyncio.CancelledError:
+    ...         pass  # a lost cancellation looks like this
+    ...     await asyncio.sleep(10)
+    >>> async def main():
+    ...     task = asyncio.create_task(stubborn())
+    ...     await asyncio.sleep(0)
+    ...     await cancel_and_wait(task, retry_s=0.01)
+    ...     return task.cancelled()
+    >>> asyncio.run(main())
+    True
+    """
+    running = set(tasks)
+    while running := {t for t in running if not t.done()}:
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running, timeout=retry_s)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
 def awaiting(task: asyncio.Task[Any]) -> list[str]:
     """The suspended frames of ``task``, outermost first, as ``file:line in name``; the
     last entry names what the innermost coroutine awaits when that is not a coroutine

@@ -16,6 +16,7 @@ from ingest.gateway.command_outbox import CommandOutbox
 from ingest.gateway.protocol import CentralSystemBase
 from ingest.gateway.remote_start_match import answered_transaction_id
 from ingest.gateway.station_calls import ConnectionLost, StationAnswer, call_station
+from runtime.tasks import cancel_and_wait
 from store import remote_start_links
 
 
@@ -40,9 +41,7 @@ class CommandDispatch:
         """(On shutdown) in-flight sends are failed: their answer can no longer be
         recorded."""
         in_flight = [t for tasks in self._in_flight.values() for t in tasks]
-        for task in in_flight:
-            task.cancel()
-        await asyncio.gather(*in_flight, return_exceptions=True)
+        await cancel_and_wait(*in_flight)
 
     def spawn(self, command: Command, station: CentralSystemBase) -> None:
         task = asyncio.create_task(

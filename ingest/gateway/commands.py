@@ -66,6 +66,7 @@ from ingest.gateway.command_outbox import OUTAGES, CommandMetrics, CommandOutbox
 from ingest.gateway.protocol import CentralSystemBase
 from runtime.logs import kafka_logger
 from runtime.retry import KAFKA, async_retrying, failure, next_wait
+from runtime.tasks import cancel_and_wait
 from store import commands as store
 
 log = structlog.get_logger("chargeflow.gateway.commands")
@@ -197,9 +198,7 @@ class CommandRouter:
     async def stop(self) -> None:
         """Stop reading and heartbeating; in-flight sends are failed (their answer can
         no longer be recorded) and the replica is forgotten (it holds nothing)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         await self.dispatch.cancel_all()
         if await self._consumer_thread_idle():

@@ -51,6 +51,7 @@ from bus.envelope import Envelope, Kind, new_message_id
 from bus.producer import PublishError
 from bus.times import utc_now
 from ingest.gateway.services import GatewayServices
+from runtime.tasks import cancel_and_wait
 from store import stations
 from store.station_batches import Connection
 
@@ -290,8 +291,7 @@ class Liveness:
     async def close(self) -> None:
         """Settle every pending offline now (the replica is stopping)."""
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+            await cancel_and_wait(self._sweeper)
             self._sweeper = None
         pending = list(self._pending.items())
         for _, p in pending:

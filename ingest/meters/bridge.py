@@ -50,6 +50,7 @@ from ingest.meters.metrics import BridgeMetrics
 from ingest.meters.outgoing import Outgoing, prepare
 from runtime.health import HealthServer
 from runtime.retry import DATABASE, KAFKA, MQTT, async_retrying, failure, next_wait
+from runtime.tasks import cancel_and_wait
 from store.meters import MeterRecord
 
 log = structlog.get_logger("chargeflow.meters")
@@ -129,9 +130,7 @@ class MeterBridge:
 
     async def close(self) -> None:
         self.stop()
-        for task in list(self._deliveries):
-            task.cancel()
-        await asyncio.gather(*self._deliveries, return_exceptions=True)
+        await cancel_and_wait(*self._deliveries)
         if self._health is not None and self._health_task is not None:
             self._health.stop()
             await self._health_task

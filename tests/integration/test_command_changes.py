@@ -66,12 +66,15 @@ async def test_the_listener_reconnects_and_wakes_every_waiter(
     async with await psycopg.AsyncConnection.connect(clean_db, autocommit=True) as db:
         command_id = await queued(db)
         with changes.watch(command_id) as woken:
-            killed = await (
+            # This listener's connection (the database is shared with other tests' APIs).
+            listener = await (
                 await db.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE query LIKE 'LISTEN chargeflow_commands%%' AND pid <> pg_backend_pid() "
-                    "AND datname = current_database()"
+                    "SELECT query FROM pg_stat_activity WHERE pid = %s", (changes.backend_pid,)
                 )
+            ).fetchall()
+            assert listener == [("LISTEN chargeflow_commands",)]
+            killed = await (
+                await db.execute("SELECT pg_terminate_backend(%s)", (changes.backend_pid,))
             ).fetchall()
             assert killed == [(True,)]
             # What changed while nobody listened is unknown: everyone re-reads.
