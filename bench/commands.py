@@ -8,7 +8,8 @@ waited behind thousands of the client's requests and its round trips measured th
 bench's own queue). Commands are offered open-loop at ``--rate`` per second for ``--duration``
 seconds, round robin over the stations: ``POST /v1/stations/{id}/commands/trigger-message``
 (a Heartbeat, which every station of both versions answers) then
-``GET /v1/commands/{id}?wait=10``. Measured per command:
+``GET /v1/commands/{id}?wait=10``, from an aiohttp client (httpx's asyncio client cost
+more CPU than the API it drove here). Measured per command:
 
 * ``round_trip``: POST sent -> the final outcome read by the caller (the client's view);
 * ``stages``, from the command row's timestamps (the database's clock): the API's insert
@@ -39,7 +40,7 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import psutil
 import psycopg
 
@@ -166,32 +167,38 @@ def stations_process(config: FleetConfig) -> Iterator[tuple[list[str], int]]:
             proc.join(5)
 
 
-async def one_command(client: httpx.AsyncClient, cp_id: str) -> dict[str, Any]:
+async def one_command(client: aiohttp.ClientSession, cp_id: str) -> dict[str, Any]:
     # A transport failure is an outcome to count, not a reason to stop the run.
     try:
         return await _one_command(client, cp_id)
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return {"status": f"client_{type(exc).__name__}", "round_trip_s": None}
 
 
-async def _one_command(client: httpx.AsyncClient, cp_id: str) -> dict[str, Any]:
+async def _one_command(client: aiohttp.ClientSession, cp_id: str) -> dict[str, Any]:
     started = time.perf_counter()
-    resp = await client.post(
+    async with client.post(
         f"/v1/stations/{cp_id}/commands/trigger-message", json={"message": "Heartbeat"}
-    )
-    if resp.status_code != 202:
-        return {"status": f"http_{resp.status_code}", "round_trip_s": None}
-    final = await client.get(resp.headers["location"], params={"wait": 10})
-    status = final.json().get("status") if final.status_code == 200 else f"http_{final.status_code}"
+    ) as resp:
+        if resp.status != 202:
+            return {"status": f"http_{resp.status}", "round_trip_s": None}
+        location, command_id = resp.headers["location"], (await resp.json())["command_id"]
+    accepted = time.perf_counter()
+    async with client.get(location, params={"wait": "10"}) as final:
+        body = await final.json() if final.status == 200 else {}
+        status = body.get("status") if final.status == 200 else f"http_{final.status}"
+    done = time.perf_counter()
     return {
-        "command_id": resp.json()["command_id"],
+        "command_id": command_id,
         "status": status,
-        "round_trip_s": time.perf_counter() - started if status in FINAL else None,
+        "round_trip_s": done - started if status in FINAL else None,
+        "post_s": accepted - started,
+        "wait_s": done - accepted,
     }
 
 
 async def offer(
-    client: httpx.AsyncClient, stations: list[str], rate: float, duration: float
+    client: aiohttp.ClientSession, stations: list[str], rate: float, duration: float
 ) -> tuple[list[dict[str, Any]], float]:
     """Open loop: command n leaves at ``start + n / rate`` whatever the earlier ones do."""
     results: list[dict[str, Any]] = []
@@ -258,12 +265,11 @@ async def measure(
     progress(f"{len(station_ids)} stations connected; offering {args.rate}/s")
     # Enough connections that the client never queues its own requests (each waits
     # for its outcome on its connection).
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=2000)
-    async with httpx.AsyncClient(
+    async with aiohttp.ClientSession(
         base_url=f"http://127.0.0.1:{api_port}",
         headers={"X-API-Key": key},
-        timeout=30,
-        limits=limits,
+        timeout=aiohttp.ClientTimeout(total=30),
+        connector=aiohttp.TCPConnector(limit=2000),
     ) as client:
         await offer(client, station_ids, 10, 1)  # warm-up
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -277,6 +283,9 @@ async def measure(
         "achieved_per_s": round(len(done) / wall, 1),
         "outcomes": dict(Counter(r["status"] for r in results)),
         "round_trip": percentiles([r["round_trip_s"] for r in done]),
+        # the client's two requests: the POST's answer (202), then the GET ?wait=10's
+        "post": percentiles([r["post_s"] for r in done]),
+        "wait": percentiles([r["wait_s"] for r in done]),
         "stages": {
             name: percentiles(values)
             for name, values in (await asyncio.to_thread(stage_seconds, url, ids)).items()
