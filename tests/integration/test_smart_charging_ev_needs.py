@@ -53,37 +53,28 @@ def _call(cp: str, action: str, payload: dict[str, Any], at: datetime) -> tuple[
     return cp.encode(), encode_envelope(envelope)
 
 
-def _started(cp: str, tx: str, at: datetime) -> tuple[bytes, bytes]:
+def _tx_event(cp: str, tx: str, at: datetime, **fields: Any) -> tuple[bytes, bytes]:
+    """A 2.0.1 TransactionEvent on EVSE 1 while the car charges."""
     payload = {
-        "eventType": "Started",
         "timestamp": at.isoformat(),
-        "triggerReason": "CablePluggedIn",
-        "seqNo": 0,
         "transactionInfo": {"transactionId": tx, "chargingState": "Charging"},
         "evse": {"id": 1, "connectorId": 1},
+        **fields,
     }
     return _call(cp, "TransactionEvent", payload, at)
+
+
+def _started(cp: str, tx: str, at: datetime) -> tuple[bytes, bytes]:
+    return _tx_event(cp, tx, at, eventType="Started", triggerReason="CablePluggedIn", seqNo=0)
 
 
 def _meter(cp: str, tx: str, at: datetime, amps: float) -> tuple[bytes, bytes]:
-    sampled = [
-        {
-            "value": amps,
-            "measurand": "Current.Import",
-            "phase": "L1",
-            "unitOfMeasure": {"unit": "A"},
-        }
-    ]
-    payload = {
-        "eventType": "Updated",
-        "timestamp": at.isoformat(),
-        "triggerReason": "MeterValuePeriodic",
-        "seqNo": 1,
-        "transactionInfo": {"transactionId": tx, "chargingState": "Charging"},
-        "evse": {"id": 1, "connectorId": 1},
-        "meterValue": [{"timestamp": at.isoformat(), "sampledValue": sampled}],
-    }
-    return _call(cp, "TransactionEvent", payload, at)
+    current = {"value": amps, "measurand": "Current.Import", "phase": "L1"}
+    sample = {"timestamp": at.isoformat(), "sampledValue": [current]}
+    return _tx_event(
+        cp, tx, at, eventType="Updated", triggerReason="MeterValuePeriodic", seqNo=1,
+        meterValue=[sample],
+    )  # fmt: skip
 
 
 def _tx_limits(url: str) -> list[tuple[str, float]]:
