@@ -212,14 +212,21 @@ class Sessions:
         """Meter intervals until the EV is done or a stop is asked for; the reason."""
         cfg, cid, state_of = self.config, tx.connector_id, self.port.state
         suspended = False
+        last = self.port.now()
         while True:
             await self.port.sleep(cfg.meter_interval_s)
+            # The energy of the station time that passed, not of the nominal interval: a
+            # late event loop (a loaded machine, compressed time) stretches the interval,
+            # and a register that counted the nominal one would disagree with the
+            # timestamps and the power it reports.
+            now = self.port.now()
+            elapsed_s, last = (now - last).total_seconds(), now
             effect = self.port.effect(cid)
             state.station_max_w = state_of.power_limit_w(
                 cid, self.port.rating.max_power_w, self.port.now()
             )
             state.derate = effect.delivered_factor
-            energy = state.step(cfg.meter_interval_s)
+            energy = state.step(elapsed_s)
             self.supply[cid].add(energy)
             if self.supply is not self.registers:
                 self.registers[cid].add(energy * effect.register_factor + effect.register_jump_wh)
