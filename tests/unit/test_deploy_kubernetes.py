@@ -105,8 +105,11 @@ def test_variables_exist_and_secret_files_are_mounted(rendered: list[Resource]) 
 
 def test_every_secret_key_is_documented_and_in_the_demo_secret(rendered: list[Resource]) -> None:
     operations = (ROOT / "docs" / "operations.md").read_text()
-    demo = render(KUBERNETES / "overlays" / "demo")
-    [secret] = [r for r in demo if r["kind"] == "Secret"]
+    demo = {
+        r["metadata"]["name"]: r["stringData"]
+        for r in render(KUBERNETES / "overlays" / "demo")
+        if r["kind"] == "Secret"
+    }
     for resource in rendered:
         if resource["kind"] == "Secret":
             assert resource["metadata"]["namespace"] == "chargeflow-demo"  # only the demo's
@@ -118,7 +121,7 @@ def test_every_secret_key_is_documented_and_in_the_demo_secret(rendered: list[Re
                 continue
             assert f"`{ref['secretName']}`" in operations
             for item in ref.get("items", []):
-                assert item["key"] in secret["stringData"], item
+                assert item["key"] in demo.get(ref["secretName"], {}), item
                 assert f"`{item['key']}`" in operations
 
 
@@ -160,7 +163,9 @@ def test_probes_and_scrapes_use_the_processes_own_ports_and_paths(
         assert annotations["prometheus.io/path"] in process.health_paths
         assert annotations.get("prometheus.io/scheme", "http") == ("https" if tls else "http")
         probed += 1
-    assert probed == 3 + len(flow_names())  # gateway, API, meter bridge, every flow
+    webhooks = any(r["metadata"]["name"] == "chargeflow-webhooks" for r in rendered)
+    # gateway, API, meter bridge, every flow (and the webhooks worker where it runs)
+    assert probed == 3 + len(flow_names()) + webhooks
 
 
 def test_services_select_pods_and_name_their_ports(rendered: list[Resource]) -> None:
@@ -255,7 +260,12 @@ def test_production_differs_from_base_as_documented() -> None:
         (r["kind"], r["metadata"]["name"]): r
         for r in render(KUBERNETES / "overlays" / "production")
     }
-    assert base.keys() == production.keys()
+    webhooks = {
+        ("Deployment", "chargeflow-webhooks"),
+        ("PodDisruptionBudget", "chargeflow-webhooks"),
+    }
+    assert production.keys() == base.keys() | webhooks
+    assert production["Deployment", "chargeflow-webhooks"]["spec"]["replicas"] == 2
     assert production["Deployment", "chargeflow-gateway"]["spec"]["replicas"] == 4
     assert production["Deployment", "chargeflow-api"]["spec"]["replicas"] == 3
     assert production["StatefulSet", "chargeflow-flow-sessions"]["spec"]["replicas"] == 4
