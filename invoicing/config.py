@@ -39,6 +39,9 @@ class InvoicingConfig:
     # What a session's pre-authorisation holds, in minor units of its tariff's currency
     # (less when the tariff's max_price incl. VAT is lower).
     preauth_estimate_minor: int = 5000
+    http_host: str = "127.0.0.1"  # address of the /livez, /readyz and /metrics endpoint
+    # Port of /livez, /readyz and /metrics over HTTP; None = off, 0 = a free port.
+    http_port: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.country_code) != 2 or not self.country_code.isalpha():

@@ -4,6 +4,8 @@ database, topic and logging parts (see :mod:`runtime.settings`)."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from bus.topics import Topics
 from invoicing.config import InvoicingConfig
 from runtime.settings import (
@@ -11,6 +13,7 @@ from runtime.settings import (
     DatabaseSettings,
     KafkaSettings,
     LoggingSettings,
+    OptionalPort,
     SettingsError,
     TopicSettings,
 )
@@ -18,7 +21,15 @@ from runtime.settings import (
 
 class InvoicingSettings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingSettings):
     __component__ = ComponentFields(
-        InvoicingConfig, prefix="billing_", shared=("kafka_bootstrap", "database_url", "topics")
+        InvoicingConfig,
+        prefix="billing_",
+        shared=("kafka_bootstrap", "database_url", "topics", "http_port"),
+    )
+
+    billing_http_port: OptionalPort = Field(
+        9104,
+        description="port of the worker's /livez, /readyz and /metrics (0 = a free one, "
+        "off = none)",
     )
 
     def config(self, *, database_url: str | None = None) -> InvoicingConfig:
@@ -27,6 +38,7 @@ class InvoicingSettings(KafkaSettings, DatabaseSettings, TopicSettings, LoggingS
                 kafka_bootstrap=self.require("kafka_bootstrap"),
                 database_url=database_url or self.require("database_url"),
                 topics=Topics.with_prefix(self.topic_prefix),
+                http_port=self.billing_http_port,
             )
         except SettingsError:
             raise

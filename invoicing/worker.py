@@ -52,6 +52,7 @@ from invoicing.config import InvoicingConfig
 from invoicing.invoice import Invoiced, invoice_session
 from invoicing.preauth import Preauthorizer, authorize_at_close
 from invoicing.reviews import ReviewSettler
+from runtime.health import HealthServer
 from runtime.logs import with_kafka_logger
 from runtime.retry import Backoff
 from store import payment_methods as method_store
@@ -81,6 +82,9 @@ class InvoicingWorker:
         self.reviews = ReviewSettler(self.party, retry_after_s=config.review_retry_s)
         self._reviews_at = 0.0  # time.monotonic() when decisions are looked for next
         self.preauthorizer: Preauthorizer | None = None  # made by run()
+        self.health: HealthServer | None = None
+        if config.http_port is not None:
+            self.health = HealthServer(host=config.http_host, port=config.http_port, name="billing")
 
     def stop(self) -> None:
         self._stop.set()
@@ -118,14 +122,39 @@ class InvoicingWorker:
                     log.info("reading closed sessions", positions=await reader.assign())
 
                 try:
-                    if await until_stopped(assign, "reading sessions.closed", self._stop, OUTAGES):
-                        await self._loop(pool, producer, payments, reader)
+                    async with asyncio.TaskGroup() as group:
+                        health = self._serve_health(group, pool)
+                        try:
+                            if await until_stopped(
+                                assign, "reading sessions.closed", self._stop, OUTAGES
+                            ):
+                                await self._loop(pool, producer, payments, reader)
+                        finally:
+                            await self._stop_health(health)
                 finally:
                     await producer.aclose()
         finally:
             await reader.close()
             await asyncio.to_thread(payments_pool.close)
             log.info("billing worker stopped", invoiced=self.invoiced)
+
+    def _serve_health(
+        self, group: asyncio.TaskGroup, pool: AsyncConnectionPool[Any]
+    ) -> asyncio.Task[None] | None:
+        """/livez, /readyz (the database answers) and /metrics, while the worker runs."""
+        if self.health is None:
+            return None
+        self.health.add_check("database", lambda: _ping(pool))
+        port = self.health.bind()
+        log.info("health and metrics", url=f"http://{self.config.http_host}:{port}")
+        return group.create_task(self.health.serve(), name="billing-health")
+
+    async def _stop_health(self, task: asyncio.Task[None] | None) -> None:
+        if task is None or self.health is None:
+            return
+        self.health.stop()
+        await asyncio.wait([task], timeout=5)
+        task.cancel()  # a server that had not started yet: stop() found nothing to stop
 
     async def _loop(
         self,
@@ -271,3 +300,9 @@ class InvoicingWorker:
         await producer.publish(
             self.config.topics.deadletter, msg.key(), msg.value() or b"", headers
         )
+
+
+async def _ping(pool: AsyncConnectionPool[Any]) -> bool:
+    async with pool.connection() as conn:
+        await conn.execute("SELECT 1")
+    return True

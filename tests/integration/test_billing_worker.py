@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from msgspec.structs import replace as replace_struct
@@ -38,7 +39,7 @@ from tests.support.billing_worker import (
     seed_site_tariff_and_payment,
 )
 from tests.support.fake_stripe import FakeStripe, fake_stripe
-from tests.support.polling import apoll
+from tests.support.polling import apoll, apoll_async
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +202,31 @@ async def test_a_session_amended_after_its_cdr_is_credited_and_billed_anew(
     ]
     assert sum(r[2] for r in rows) == rows[1][2]  # the first and its credit cancel out
     assert second.cdr["total_energy"] == Decimal(24)
+
+
+async def test_the_worker_serves_its_health_and_metrics_while_it_runs(
+    broker: EmbeddedBroker, clean_db: str, topics: Topics
+) -> None:
+    config = InvoicingConfig(
+        kafka_bootstrap=broker.bootstrap, database_url=clean_db, topics=topics, http_port=0
+    )
+    worker = InvoicingWorker(config, poll_s=0.1)
+    assert worker.health is not None
+    async with running(worker), httpx.AsyncClient() as client:
+        base = f"http://127.0.0.1:{worker.health.bind()}"
+
+        async def ready() -> int:
+            try:
+                return (await client.get(f"{base}/readyz")).status_code
+            except httpx.TransportError:
+                return 0
+
+        await apoll_async(ready, lambda status: status == 200, 30, "the worker ready")
+        body = (await client.get(f"{base}/readyz")).json()
+        assert body["checks"]["database"]["ok"] is True
+        assert (await client.get(f"{base}/livez")).status_code == 200
+        assert "process_cpu_seconds_total" in (await client.get(f"{base}/metrics")).text
+    # stopped with the worker
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.TransportError):
+            await client.get(f"{base}/livez", timeout=2)

@@ -170,6 +170,12 @@ def process_of(argv: Sequence[str]) -> Process | None:
             "CHARGEFLOW_WEBHOOKS_HTTP_PORT",
             _default("notify.settings.WebhooksSettings", "webhooks_http_port"),
         ),
+        "billing": Process(
+            "billing",
+            _health_server_paths(),
+            "CHARGEFLOW_BILLING_HTTP_PORT",
+            _default("invoicing.settings.InvoicingSettings", "billing_http_port"),
+        ),
     }
     return kinds.get(argv[1])
 
