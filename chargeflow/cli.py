@@ -357,8 +357,9 @@ _SmartMeterInterval = Annotated[
 _Faults = Annotated[
     str | None,
     typer.Option(
-        help="inject faults: auto[:SHARE[@FROM..TO]] or "
-        "SCENARIO:STATION[/CONNECTOR]@ONSET[+LEAD],... (docs/simulator.md; default "
+        # No square brackets: the help is rich markup, where [/X] closes a tag.
+        help="inject faults: auto, auto:SHARE, auto:SHARE@FROM..TO, or "
+        "SCENARIO:STATION(/CONNECTOR)@ONSET(+LEAD),... (docs/simulator.md; default "
         "CHARGEFLOW_SIMULATOR_FAULTS)"
     ),
 ]
@@ -369,6 +370,25 @@ _GroundTruth = Annotated[
 _Start = Annotated[
     str | None,
     typer.Option(help="RFC 3339 instant the station clocks start at (default: now)"),
+]
+_IdTags = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="driver cards SIM-TAG-001..N the stations use (provisioned as chargeflow run "
+        "does for the first 20); more than the sessions at once, or cards are shared",
+    ),
+]
+_ProfileBehaviour = Annotated[
+    str,
+    typer.Option(
+        help="stations that do not obey charging profiles: SIM-0003=ignore (accepts them "
+        "and keeps drawing), SIM-0007=reject; comma-separated, the rest obey"
+    ),
+]
+_ProfileReaction = Annotated[
+    float | None,
+    typer.Option(min=0, help="simulated seconds an EV takes to follow a new limit (5)"),
 ]
 
 
@@ -405,25 +425,9 @@ def simulate(
     ground_truth: _GroundTruth = None,
     start: _Start = None,
     seed: Annotated[int | None, typer.Option(help="default CHARGEFLOW_SIMULATOR_SEED")] = None,
-    id_tags: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="driver cards SIM-TAG-001..N the stations use (provisioned as chargeflow run "
-            "does for the first 20); more than the sessions at once, or cards are shared",
-        ),
-    ] = 20,
-    profile_behaviour: Annotated[
-        str,
-        typer.Option(
-            help="stations that do not obey charging profiles: SIM-0003=ignore (accepts them "
-            "and keeps drawing), SIM-0007=reject; comma-separated, the rest obey"
-        ),
-    ] = "",
-    profile_reaction: Annotated[
-        float | None,
-        typer.Option(min=0, help="simulated seconds an EV takes to follow a new limit (5)"),
-    ] = None,
+    id_tags: _IdTags = 20,
+    profile_behaviour: _ProfileBehaviour = "",
+    profile_reaction: _ProfileReaction = None,
 ) -> None:
     """Run simulated OCPP 1.6J / 2.0.1 charge points that charge cars (and their smart
     meters), with injected faults if asked (compressed time: --time-scale)."""
