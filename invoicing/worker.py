@@ -56,7 +56,7 @@ from runtime.health import HealthServer
 from runtime.logs import with_kafka_logger
 from runtime.retry import Backoff
 from store import payment_methods as method_store
-from store.db import worker_pool
+from store.db import answers, worker_pool
 from store.payments import SessionPayment
 
 log = structlog.get_logger("chargeflow.billing")
@@ -144,7 +144,7 @@ class InvoicingWorker:
         """/livez, /readyz (the database answers) and /metrics, while the worker runs."""
         if self.health is None:
             return None
-        self.health.add_check("database", lambda: _ping(pool))
+        self.health.add_check("database", lambda: answers(pool))
         port = self.health.bind()
         log.info("health and metrics", url=f"http://{self.config.http_host}:{port}")
         return group.create_task(self.health.serve(), name="billing-health")
@@ -300,9 +300,3 @@ class InvoicingWorker:
         await producer.publish(
             self.config.topics.deadletter, msg.key(), msg.value() or b"", headers
         )
-
-
-async def _ping(pool: AsyncConnectionPool[Any]) -> bool:
-    async with pool.connection() as conn:
-        await conn.execute("SELECT 1")
-    return True

@@ -23,7 +23,7 @@ from notify.intake import AlertIntake
 from notify.metrics import WebhookMetrics
 from runtime.health import HealthServer
 from runtime.logs import with_kafka_logger
-from store.db import worker_pool
+from store.db import answers, worker_pool
 
 log = structlog.get_logger("chargeflow.webhooks")
 
@@ -60,7 +60,7 @@ class WebhooksWorker:
             deliverer = Deliverer(cfg, pool, producer, client, self.metrics)
             intake = AlertIntake(cfg, pool, producer, self.metrics, on_queued=deliverer.nudge)
             if self.health is not None:
-                self.health.add_check("database", lambda: _ping(pool))
+                self.health.add_check("database", lambda: answers(pool))
                 port = self.health.bind()
                 log.info("health and metrics", url=f"http://{cfg.http_host}:{port}")
             log.info(
@@ -84,9 +84,3 @@ class WebhooksWorker:
         await self._stop.wait()
         assert self.health is not None
         self.health.stop()
-
-
-async def _ping(pool: AsyncConnectionPool[Any]) -> bool:
-    async with pool.connection() as conn:
-        await conn.execute("SELECT 1")
-    return True

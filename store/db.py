@@ -40,6 +40,14 @@ def worker_pool(database_url: str, name: str, max_size: int = 4) -> AsyncConnect
     )
 
 
+async def answers(pool: AsyncConnectionPool[Any]) -> bool:
+    """True when a connection of ``pool`` runs a statement (a worker's readiness check;
+    failing raises, which the health server reports)."""
+    async with pool.connection() as conn:
+        await conn.execute("SELECT 1")
+    return True
+
+
 async def execute(
     db: AsyncDb, query: str, params: tuple[Any, ...] | dict[str, Any]
 ) -> list[tuple[Any, ...]]:
