@@ -36,7 +36,7 @@ from ingest.simulator.settings import SimulatorSettings
 from invoicing.settings import InvoicingSettings
 from notify.settings import WebhooksSettings
 from runtime.settings import ENV_PREFIX, SHARED_PARTS, env_name, file_variable
-from store.aggregates import AggregatesSettings
+from store.refresher import AggregatesSettings
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 REGENERATE = "python -m chargeflow.settings_doc"

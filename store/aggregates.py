@@ -32,36 +32,22 @@ the ranges taken run in one transaction.
 A session-level advisory lock makes concurrent refreshers (several copies of the loop)
 skip rather than queue up.
 
-``python -m store.aggregates [--every SECONDS | --once] [--force]`` (database from
-CHARGEFLOW_DATABASE_URL) is the small scheduler ``chargeflow run`` starts; it stops
-cleanly on SIGINT/SIGTERM.
+``python -m store.aggregates [--every SECONDS | --once] [--force]`` runs the scheduler
+(:mod:`store.refresher`) that ``chargeflow run`` starts.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import sys
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import Any
 
 import psycopg
 
-from runtime.logs import configure_logging
-from runtime.settings import DatabaseSettings, LoggingSettings, SettingsError
-
 log = logging.getLogger("chargeflow.aggregates")
-
-
-class AggregatesSettings(DatabaseSettings, LoggingSettings):
-    """Settings of the refresher: the database to refresh and how to log; the schedule
-    is its command line."""
 
 
 REFRESH_LOCK_KEY = 0x6366_6167  # "cfag": one refresher at a time per database
@@ -301,82 +287,7 @@ def _forget(conn: psycopg.Connection[Any], ids: list[int]) -> None:
         conn.execute("DELETE FROM load_aggregate_invalidations WHERE id = ANY(%s)", (ids,))
 
 
-def refresh_loop(
-    database_url: str, every_s: float, stop: threading.Event, *, force: bool = False
-) -> None:
-    """Refresh every ``every_s`` seconds until ``stop`` is set; database outages are
-    logged and retried at the next tick."""
-    conn: psycopg.Connection[Any] | None = None
-    try:
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(
-                        database_url,
-                        autocommit=True,
-                        connect_timeout=5,
-                        application_name="chargeflow-aggregates",
-                    )
-                done = refresh_aggregates(conn, force=force)
-                if done:
-                    log.debug("refreshed %s in %.2fs", ", ".join(done), time.monotonic() - started)
-            except psycopg.OperationalError as exc:
-                log.warning(
-                    "aggregate refresh failed (%s); retrying in %.0fs",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-                    every_s,
-                )
-                if conn is not None:
-                    conn.close()
-                conn = None
-            stop.wait(every_s)  # the schedule, not synchronisation
-    finally:
-        if conn is not None:
-            conn.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m store.aggregates", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--every", type=float, default=60.0, help="seconds between refreshes")
-    parser.add_argument("--once", action="store_true", help="refresh once and exit")
-    parser.add_argument(
-        "--force", action="store_true", help="refresh every bucket within raw-data retention"
-    )
-    args = parser.parse_args(argv)
-    try:
-        settings = AggregatesSettings.load()
-        configure_logging(settings.log_level, settings.log_format)
-        url = settings.require("database_url")
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if args.once:
-        with psycopg.connect(url, autocommit=True) as conn:
-            done = refresh_aggregates(conn, force=args.force)
-        print("refreshed: " + (", ".join(done) or "nothing to refresh"))
-        return 0
-    if args.every <= 0:
-        print("error: --every must be > 0", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    log.info(
-        "refreshing invalidated buckets of %s every %.0fs", ", ".join(AGGREGATE_VIEWS), args.every
-    )
-    refresh_loop(url, args.every, stop, force=args.force)
-    return 0
-
-
 if __name__ == "__main__":
+    from store.refresher import main
+
     sys.exit(main())

@@ -142,6 +142,13 @@ def process_of(argv: Sequence[str]) -> Process | None:
         return None
     if argv[0] == FLOW_SCRIPT:
         return Process("flow", _health_server_paths(), "CHARGEFLOW_FLOW_METRICS_PORT", None)
+    if argv[:3] == ["python", "-m", "store.aggregates"]:
+        return Process(
+            "aggregates",
+            _health_server_paths(),
+            "CHARGEFLOW_AGGREGATES_HTTP_PORT",
+            _default("store.refresher.AggregatesSettings", "aggregates_http_port"),
+        )
     if argv[0] != "chargeflow" or len(argv) < 2:
         return None
     api_paths = frozenset(str(getattr(r, "path", "")) for r in router.routes)

@@ -164,9 +164,9 @@ def test_probes_and_scrapes_use_the_processes_own_ports_and_paths(
         assert annotations.get("prometheus.io/scheme", "http") == ("https" if tls else "http")
         probed += 1
     webhooks = any(r["metadata"]["name"] == "chargeflow-webhooks" for r in rendered)
-    # gateway, API, meter bridge, billing worker, every flow (and the webhooks worker
-    # where it runs)
-    assert probed == 4 + len(flow_names()) + webhooks
+    # gateway, API, meter bridge, billing worker, aggregates refresher, every flow (and
+    # the webhooks worker where it runs)
+    assert probed == 5 + len(flow_names()) + webhooks
 
 
 def test_services_select_pods_and_name_their_ports(rendered: list[Resource]) -> None:
