@@ -246,11 +246,16 @@ def _connection(state: SiteControl, event: Connection) -> bool:
     if station not in state.offline:
         return False
     state.offline.discard(station)
+    _send_afresh(state, station)
+    state.fail_safe_at.pop(station, None)  # it may have rebooted without its profiles
+    return True
+
+
+def _send_afresh(state: SiteControl, station: str) -> None:
+    """Forget the limits the station has: the next round sends its sessions theirs."""
     for key in [k for k in state.sent if k[0] == station]:
         del state.sent[key]
         state.confirmed_at.pop(key, None)
-    state.fail_safe_at.pop(station, None)  # it may have rebooted without its profiles
-    return True
 
 
 def _reset_by_operator(state: SiteControl, old: SiteRules, new: SiteRules) -> None:
@@ -263,9 +268,7 @@ def _reset_by_operator(state: SiteControl, old: SiteRules, new: SiteRules) -> No
         state.rejecting.discard(station)
         state.offline.discard(station)
         state.last_update.pop(station, None)
-        for key in [k for k in state.sent if k[0] == station]:
-            del state.sent[key]
-            state.confirmed_at.pop(key, None)
+        _send_afresh(state, station)
 
 
 def _ev_needs(state: SiteControl, event: NeedsDeclared) -> bool:
@@ -305,8 +308,7 @@ def _drawn(state: SiteControl, event: Drawn, policy: ControlPolicy) -> bool | No
     session.measured_a = event.current_a
     if event.station_id in state.offline:
         state.offline.discard(event.station_id)  # it talks again: resend its limits
-        for other in [k for k in state.sent if k[0] == event.station_id]:
-            state.sent.pop(other)
+        _send_afresh(state, event.station_id)
         due = True
     marked = _compliance(state, key, event, policy)
     if marked is not None:
